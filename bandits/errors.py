@@ -1,0 +1,12 @@
+"""The one error type of prefsim.
+
+Every check of user input (a preference matrix, a reference policy, a spec field, a rule
+parameter) raises :class:`PrefsimError` with a one-paragraph message that names the field or the
+rule, seed and iteration.  The CLI turns it into ``error: <message>`` and a non-zero exit status,
+without a Python traceback.  It lives in ``bandits`` because that is the lowest layer; ``sim`` and
+``llm_bridge`` re-use it.
+"""
+
+
+class PrefsimError(ValueError):
+    """Bad input or a failed run, explained in one paragraph (field, or rule / seed / iteration)."""

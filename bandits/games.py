@@ -1,0 +1,184 @@
+"""Game specifications: the ``[game]`` table of an experiment spec, turned into instances per seed.
+
+A :class:`GameSpec` is data; :func:`build_game` turns it and a seed into a :class:`GameInstance`
+(NumPy arrays).  Instances vary with the seed exactly when the spec asks for randomness (a
+``random`` game, ``rewards = "random"``, ``reference = "random"`` or ``initial = "random"``), so one
+run can average over many games; :func:`depends_on_seed` says whether it does, which lets the
+simulator share one matrix across all seeds (a matrix–matrix product instead of S matrix–vector
+products).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from bandits import preference as preference_models
+from bandits import reference as reference_policies
+from bandits.errors import PrefsimError
+
+GAME_KINDS = ("matrix", "bradley_terry", "cyclic", "random")
+RANDOM_CONSTRUCTIONS = ("lower_triangle", "skew_logits")
+
+
+@dataclasses.dataclass(frozen=True)
+class GameSpec:
+    """The ``[game]`` table of a spec.  Every field has a default so small specs stay small."""
+
+    kind: str = "cyclic"
+    """``matrix`` (give ``preference``), ``bradley_terry`` (give ``rewards``), ``cyclic``
+    (``arms``, ``strength``) or ``random`` (``arms``, ``construction``; a new game per seed)."""
+    arms: int | None = None
+    """Number of arms K.  Required for ``cyclic`` and ``random``, and for ``bradley_terry`` with
+    ``rewards = "random"``; otherwise read off the matrix or reward vector."""
+    preference: Any = None
+    """K×K preference matrix for ``kind = "matrix"``: entries in [0, 1] and P + Pᵀ = 1."""
+    rewards: Any = None
+    """Bradley–Terry rewards: a list of K numbers, or ``"random"`` for r ~ U[0, reward_scale]^K
+    drawn per seed."""
+    reward_scale: float = 1.0
+    """Width of the uniform draw for ``rewards = "random"``."""
+    strength: float = 1.0
+    """Cyclic strength c ∈ [0, 1]: arm i beats arm i+1 with probability (1 + c)/2."""
+    construction: str = "lower_triangle"
+    """Random-game construction: ``lower_triangle`` (U[0,1] lower triangle) or ``skew_logits``
+    (P = σ(S), S skew-symmetric Gaussian times ``scale``)."""
+    scale: float = 1.0
+    """Logit scale of the ``skew_logits`` construction."""
+    reference: Any = "uniform"
+    """π_ref: ``"uniform"``, a list of K positive probabilities summing to 1, or ``"random"``
+    (softmax of ``reference_scale``·N(0, 1) logits mixed to keep ``reference_min_mass``)."""
+    reference_scale: float = 1.0
+    """Logit scale of a random reference."""
+    reference_min_mass: float = 0.0
+    """Smallest mass a random reference may give an arm (0 ≤ m ≤ 1/K)."""
+    tau: float = 0.0
+    """Regularisation τ ≥ 0 of the game used by the metrics (the KL(π‖π_ref) weight of J)."""
+    initial: str = "reference"
+    """Initial policy π_0: ``reference`` (π_ref, as in the papers) or ``random`` (softmax of
+    N(0, 1) logits, drawn per seed)."""
+
+    def validate(self) -> "GameSpec":
+        """Check the fields that can be checked without building the game."""
+        if self.kind not in GAME_KINDS:
+            raise PrefsimError(f"game.kind: unknown kind {self.kind!r}; choose one of {', '.join(GAME_KINDS)}.")
+        if self.construction not in RANDOM_CONSTRUCTIONS:
+            raise PrefsimError(
+                f"game.construction: unknown construction {self.construction!r}; "
+                f"choose one of {', '.join(RANDOM_CONSTRUCTIONS)}."
+            )
+        if self.initial not in ("reference", "random"):
+            raise PrefsimError(f"game.initial: must be \"reference\" or \"random\", got {self.initial!r}.")
+        if not _is_number(self.tau) or self.tau < 0:
+            raise PrefsimError(f"game.tau: the regularisation must be a number ≥ 0, got {self.tau!r}.")
+        if self.kind == "matrix" and self.preference is None:
+            raise PrefsimError("game.preference: kind = \"matrix\" needs a K×K preference matrix.")
+        if self.kind == "bradley_terry" and self.rewards is None:
+            raise PrefsimError("game.rewards: kind = \"bradley_terry\" needs a list of rewards or \"random\".")
+        if self.kind in ("cyclic", "random") and self.arms is None:
+            raise PrefsimError(f"game.arms: kind = \"{self.kind}\" needs the number of arms.")
+        if isinstance(self.rewards, str) and self.rewards != "random":
+            raise PrefsimError(f"game.rewards: expected a list of numbers or \"random\", got {self.rewards!r}.")
+        if self.rewards == "random" and self.arms is None:
+            raise PrefsimError("game.arms: rewards = \"random\" needs the number of arms.")
+        if isinstance(self.reference, str) and self.reference not in ("uniform", "random"):
+            raise PrefsimError(
+                f"game.reference: expected \"uniform\", \"random\" or a list of probabilities, got {self.reference!r}."
+            )
+        return self
+
+
+@dataclasses.dataclass(frozen=True)
+class GameInstance:
+    """One concrete game: NumPy float64 arrays."""
+
+    preference: np.ndarray
+    """P, shape (K, K)."""
+    reference: np.ndarray
+    """π_ref, shape (K,), all entries > 0."""
+    initial: np.ndarray
+    """π_0, shape (K,)."""
+    rewards: np.ndarray | None
+    """Bradley–Terry rewards, shape (K,), or ``None`` for a general preference game."""
+    tau: float
+    """The game's regularisation τ."""
+
+    @property
+    def arms(self) -> int:
+        return int(self.preference.shape[0])
+
+
+def depends_on_seed(spec: GameSpec) -> bool:
+    """Whether :func:`build_game` gives different games for different seeds."""
+    return (
+        spec.kind == "random"
+        or (isinstance(spec.rewards, str) and spec.rewards == "random")
+        or spec.reference == "random"
+        or spec.initial == "random"
+    )
+
+
+def build_game(spec: GameSpec, seed: int = 0) -> GameInstance:
+    """Build the game of ``spec`` for ``seed`` (deterministic; independent streams per component)."""
+    spec.validate()
+    rewards = None
+    if spec.kind == "matrix":
+        matrix = preference_models.validate_preference_matrix(spec.preference, name="game.preference")
+    elif spec.kind == "bradley_terry":
+        if isinstance(spec.rewards, str):
+            rng = np.random.default_rng([int(seed), 1])
+            rewards = float(spec.reward_scale) * rng.uniform(size=_arms(spec))
+        else:
+            rewards = _vector(spec.rewards, "game.rewards")
+        matrix = preference_models.bradley_terry(rewards)
+    elif spec.kind == "cyclic":
+        matrix = preference_models.cyclic(_arms(spec), spec.strength)
+    else:
+        rng = np.random.default_rng([int(seed), 2])
+        if spec.construction == "lower_triangle":
+            matrix = preference_models.random_lower_triangle(_arms(spec), rng)
+        else:
+            matrix = preference_models.random_skew_logits(_arms(spec), rng, spec.scale)
+    arms = matrix.shape[0]
+    if spec.arms is not None and _arms(spec) != arms:
+        raise PrefsimError(f"game.arms: says {spec.arms} arms but the {spec.kind} game has {arms}.")
+
+    if isinstance(spec.reference, str) and spec.reference == "uniform":
+        reference = reference_policies.uniform(arms)
+    elif isinstance(spec.reference, str):
+        rng = np.random.default_rng([int(seed), 3])
+        reference = reference_policies.random_logits(arms, rng, spec.reference_scale, spec.reference_min_mass)
+    else:
+        reference = reference_policies.validate_reference(spec.reference, arms, name="game.reference")
+
+    if spec.initial == "random":
+        rng = np.random.default_rng([int(seed), 4])
+        logits = rng.standard_normal(arms)
+        initial = np.exp(logits - logits.max())
+        initial /= initial.sum()
+    else:
+        initial = reference.copy()
+    return GameInstance(preference=matrix, reference=reference, initial=initial, rewards=rewards, tau=float(spec.tau))
+
+
+def _arms(spec: GameSpec) -> int:
+    arms = spec.arms
+    if isinstance(arms, bool) or not isinstance(arms, (int, np.integer)) or arms < 2:
+        raise PrefsimError(f"game.arms: expected an integer ≥ 2, got {arms!r}.")
+    return int(arms)
+
+
+def _vector(values, field: str) -> np.ndarray:
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise PrefsimError(f"{field}: expected a list of numbers.") from None
+    if array.ndim != 1:
+        raise PrefsimError(f"{field}: expected a flat list of numbers, got shape {array.shape}.")
+    return array
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and np.isfinite(value)

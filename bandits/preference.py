@@ -1,0 +1,124 @@
+"""Preference models over K arms (THEORY §1).
+
+A preference matrix ``P`` has ``P[i, j] = Pr(i ≻ j)``, entries in [0, 1], ``P + Pᵀ = 1`` and hence
+``diag(P) = ½``.  Every constructor here returns a validated float64 NumPy array; random
+instances are drawn from an explicit ``numpy.random.Generator`` so one seed gives one game.
+
+Constructors
+------------
+* :func:`general_matrix` – any user matrix, validated.
+* :func:`bradley_terry` – ``P[i, j] = σ(r_i − r_j)``.
+* :func:`cyclic` – the non-transitive family ``P = ½ + (c/2)·A`` with ``A[i, i+1 mod K] = 1``,
+  ``A[i+1 mod K, i] = −1`` (rock–paper–scissors for K = 3, THEORY §A.3), strength ``c ∈ [0, 1]``.
+* :func:`random_lower_triangle` – lower triangle i.i.d. U[0, 1], upper triangle ``1 − Pᵀ``
+  (EGPO's ``gen_preference_matrix(..., "random")``, THEORY §C.10).
+* :func:`random_skew_logits` – ``P = σ(S)`` with ``S = (G − Gᵀ)·scale/√2`` skew-symmetric, ``G``
+  standard normal, so ``σ(S) + σ(Sᵀ) = 1`` exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bandits.errors import PrefsimError
+
+#: Tolerance for ``P + Pᵀ = 1`` and for entries slightly outside [0, 1] due to rounding.
+DEFAULT_TOLERANCE = 1e-9
+
+
+def validate_preference_matrix(matrix, *, tolerance: float = DEFAULT_TOLERANCE, name: str = "preference"):
+    """Return ``matrix`` as a float64 array after checking it is a valid preference matrix.
+
+    Checks: square 2-D with K ≥ 2, finite, entries in [0, 1], ``P + Pᵀ = 1`` within ``tolerance``
+    (which implies a diagonal of ½).  Raises :class:`PrefsimError` naming ``name`` otherwise.
+    """
+    try:
+        array = np.asarray(matrix, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise PrefsimError(f"{name}: expected a square matrix of numbers, could not convert it ({exc}).") from None
+    if array.ndim != 2 or array.shape[0] != array.shape[1]:
+        raise PrefsimError(f"{name}: expected a square K×K matrix, got shape {array.shape}.")
+    if array.shape[0] < 2:
+        raise PrefsimError(f"{name}: a preference game needs at least 2 arms, got {array.shape[0]}.")
+    if not np.all(np.isfinite(array)):
+        raise PrefsimError(f"{name}: the matrix has non-finite entries (NaN or inf).")
+    if array.min() < -tolerance or array.max() > 1 + tolerance:
+        i, j = np.unravel_index(np.argmax(np.maximum(array - 1, -array)), array.shape)
+        raise PrefsimError(
+            f"{name}: entries must be probabilities in [0, 1]; P[{i},{j}] = {array[i, j]:g}."
+        )
+    residual = np.abs(array + array.T - 1.0)
+    if residual.max() > tolerance:
+        i, j = np.unravel_index(np.argmax(residual), array.shape)
+        raise PrefsimError(
+            f"{name}: a preference matrix needs P + Pᵀ = 1 (so a diagonal of ½); "
+            f"P[{i},{j}] + P[{j},{i}] = {array[i, j] + array[j, i]:.12g}."
+        )
+    return np.clip(array, 0.0, 1.0)
+
+
+def general_matrix(matrix, *, tolerance: float = DEFAULT_TOLERANCE):
+    """A user-supplied preference matrix, validated (see :func:`validate_preference_matrix`)."""
+    return validate_preference_matrix(matrix, tolerance=tolerance)
+
+
+def _sigmoid(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def bradley_terry(rewards):
+    """Bradley–Terry preferences ``P[i, j] = σ(r_i − r_j)`` from a reward vector ``r`` (length K ≥ 2).
+
+    ``σ(x) = ½(1 + tanh(x/2))`` keeps ``P + Pᵀ = 1`` exact in floating point.
+    """
+    try:
+        r = np.asarray(rewards, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise PrefsimError("rewards: expected a list of numbers.") from None
+    if r.ndim != 1 or r.shape[0] < 2:
+        raise PrefsimError(f"rewards: expected a vector of at least 2 rewards, got shape {r.shape}.")
+    if not np.all(np.isfinite(r)):
+        raise PrefsimError("rewards: every reward must be finite.")
+    return validate_preference_matrix(_sigmoid(r[:, None] - r[None, :]), name="bradley_terry")
+
+
+def cyclic(arms: int, strength: float = 1.0):
+    """Non-transitive cyclic preferences ``P = ½ + (c/2)·A`` on ``arms`` arms (THEORY §A.3).
+
+    ``A[i, i+1 mod K] = 1`` and ``A[i+1 mod K, i] = −1``: arm i beats arm i+1 with probability
+    ``(1 + c)/2``.  K = 3 with c = 1 is rock–paper–scissors.  For K = 2 the "cycle" is a single
+    pair and is rejected.  ``strength`` c must lie in [0, 1].
+    """
+    arms = _check_arms(arms)
+    if arms < 3:
+        raise PrefsimError(f"arms: a cyclic game needs at least 3 arms, got {arms}.")
+    strength = float(strength)
+    if not (0.0 <= strength <= 1.0):
+        raise PrefsimError(f"strength: the cyclic strength c must be in [0, 1], got {strength:g}.")
+    skew = np.zeros((arms, arms))
+    for i in range(arms):
+        skew[i, (i + 1) % arms] = 1.0
+        skew[(i + 1) % arms, i] = -1.0
+    return validate_preference_matrix(0.5 + 0.5 * strength * skew, name="cyclic")
+
+
+def random_lower_triangle(arms: int, rng: np.random.Generator):
+    """Random instance: ``P[i, j] ~ U[0, 1]`` i.i.d. for i > j, ``P[j, i] = 1 − P[i, j]``, diag ½."""
+    arms = _check_arms(arms)
+    lower = np.tril(rng.uniform(size=(arms, arms)), k=-1)
+    matrix = lower + np.triu(1.0 - lower.T, k=1) + 0.5 * np.eye(arms)
+    return validate_preference_matrix(matrix, name="random_lower_triangle")
+
+
+def random_skew_logits(arms: int, rng: np.random.Generator, scale: float = 1.0):
+    """Random instance ``P = σ(S)``, ``S = scale·(G − Gᵀ)/√2`` with ``G`` i.i.d. standard normal."""
+    arms = _check_arms(arms)
+    gaussian = rng.standard_normal((arms, arms))
+    skew = float(scale) * (gaussian - gaussian.T) / np.sqrt(2.0)
+    return validate_preference_matrix(_sigmoid(skew), name="random_skew_logits")
+
+
+def _check_arms(arms) -> int:
+    if isinstance(arms, bool) or not isinstance(arms, (int, np.integer)) or arms < 2:
+        raise PrefsimError(f"arms: expected an integer number of arms ≥ 2, got {arms!r}.")
+    return int(arms)

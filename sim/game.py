@@ -1,0 +1,62 @@
+"""The game as JAX sees it, and the log-space helpers every rule uses.
+
+Data flow: ``bandits.games.GameSpec`` → ``bandits.games.GameInstance`` (NumPy, per seed) →
+:class:`Game` (a JAX pytree, stacked over seeds when the game depends on the seed) → rules →
+trajectory → metrics.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+jax.config.update("jax_enable_x64", True)
+
+
+class Game(NamedTuple):
+    """A finite preference game in the arrays the rules read.
+
+    Attributes:
+      preference: P, shape (K, K), ``P[i, j] = Pr(i ≻ j)``.
+      log_reference: log π_ref, shape (K,).
+      log_initial: log π_0, shape (K,).
+      rewards: Bradley–Terry rewards, shape (K,); all-NaN for a general preference game.
+      tau: the game's regularisation τ (scalar), used by the metrics.
+    """
+
+    preference: jax.Array
+    log_reference: jax.Array
+    log_initial: jax.Array
+    rewards: jax.Array
+    tau: jax.Array
+
+
+def game_from_instance(instance, dtype=jnp.float64) -> Game:
+    """Convert a :class:`bandits.games.GameInstance` to a :class:`Game` of ``dtype``."""
+    arms = instance.arms
+    rewards = instance.rewards if instance.rewards is not None else np.full(arms, np.nan)
+    return Game(
+        preference=jnp.asarray(instance.preference, dtype),
+        log_reference=jnp.asarray(np.log(instance.reference), dtype),
+        log_initial=jnp.asarray(np.log(instance.initial), dtype),
+        rewards=jnp.asarray(rewards, dtype),
+        tau=jnp.asarray(instance.tau, dtype),
+    )
+
+
+def stack_games(games: list[Game]) -> Game:
+    """Stack per-seed games along a new leading axis."""
+    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *games)
+
+
+def normalize(log_weights: jax.Array) -> jax.Array:
+    """Log-softmax: ``v − logsumexp(v)``, the "norm" of THEORY §C."""
+    return log_weights - jax.scipy.special.logsumexp(log_weights, axis=-1, keepdims=True)
+
+
+def win_rates(game: Game, policy: jax.Array) -> jax.Array:
+    """``P(y ≻ π) = (Pπ)_y`` for every arm y."""
+    return game.preference @ policy

@@ -1,0 +1,82 @@
+"""Measurements of a policy in a preference game, all closed form (THEORY §A.2, §B.3).
+
+Public column names (the results contract): ``duality_gap``, ``exploitability``, ``kl_to_nash``,
+``suboptimality``, ``regret``, ``tv_to_optimum``, ``max_log_ratio``, and for the running uniform
+mixture of distributions π̄_t = (1/(t+1))·Σ_{s=0}^{t} π_s (Theorem 3 of INPO is about π̄) the same
+names with ``_mixture`` (all but ``regret``).  A metric that does not apply is NaN (an empty CSV
+cell): ``duality_gap`` needs τ > 0, ``suboptimality``/``regret`` need Bradley–Terry rewards.
+
+Definitions (π a policy, τ the game's regularisation, π_ref the reference):
+
+* ``duality_gap`` = max_{π₁} J(π₁, π) − min_{π₂} J(π, π₂) = 2τ·KL(π ‖ BR_τ(π)), with
+  BR_τ(π) ∝ π_ref·exp(Pπ/τ) (equivalently 2[τ log Σ π_ref e^{Pπ/τ} + τ KL(π‖π_ref)] − 1).
+* ``exploitability`` = the unregularised (τ = 0) duality gap = 2·max_y (Pπ)_y − 1.  It equals
+  OpenSpiel's ``nash_conv`` on the game (P, Pᵀ); OpenSpiel's ``exploitability`` is half of it.
+* ``kl_to_nash`` = KL(π* ‖ π) with π* the target of :func:`sim.nash.target_policy`
+  (π*_τ for τ > 0).
+* ``tv_to_optimum`` = ½‖π − π*‖₁ with the same π*.
+* ``suboptimality`` = max_y r_y − Σ_y π(y) r_y;  ``regret`` at iteration t = Σ_{s=0}^{t−1} suboptimality(π_s)
+  (the policies that collected the data of iterations 0 … t−1).
+* ``max_log_ratio`` = max_y |log π(y)/π_ref(y)|, the realised B of Assumption A.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from sim.game import Game, normalize, win_rates
+
+POLICY_METRICS = ("duality_gap", "exploitability", "kl_to_nash", "suboptimality", "tv_to_optimum", "max_log_ratio")
+METRIC_COLUMNS = POLICY_METRICS[:4] + ("regret",) + POLICY_METRICS[4:] + tuple(f"{m}_mixture" for m in POLICY_METRICS)
+
+
+def _kl(log_p, log_q):
+    """KL(p‖q) from log-probabilities, with 0·log 0 = 0."""
+    p = jnp.exp(log_p)
+    return jnp.sum(jnp.where(p > 0, p * (log_p - log_q), 0.0))
+
+
+def best_response(game: Game, log_policy, tau):
+    """log BR_τ(π) = log softmax(log π_ref + Pπ/τ)."""
+    return normalize(game.log_reference + win_rates(game, jnp.exp(log_policy)) / tau)
+
+
+def duality_gap(game: Game, log_policy, tau):
+    """Regularised duality gap 2τ·KL(π ‖ BR_τ(π)) (NaN for τ ≤ 0)."""
+    safe_tau = jnp.where(tau > 0, tau, 1.0)
+    gap = 2.0 * safe_tau * _kl(log_policy, best_response(game, log_policy, safe_tau))
+    # KL ≥ 0; clip rounding (|error| ~ 1e-17) so log-scale plots never see a negative gap.
+    return jnp.where(tau > 0, jnp.maximum(gap, 0.0), jnp.nan)
+
+
+def exploitability(game: Game, log_policy):
+    """Unregularised duality gap 2·max_y (Pπ)_y − 1."""
+    return 2.0 * jnp.max(win_rates(game, jnp.exp(log_policy))) - 1.0
+
+
+def suboptimality(game: Game, log_policy):
+    """max r − E_π r (NaN without rewards)."""
+    return jnp.max(game.rewards) - jnp.dot(jnp.exp(log_policy), game.rewards)
+
+
+def policy_metrics(game: Game, log_policy, target):
+    """All per-policy metrics of :data:`POLICY_METRICS` for one policy; ``target`` = π* as probabilities."""
+    policy = jnp.exp(log_policy)
+    log_target = jnp.log(jnp.where(target > 0, target, 1.0))
+    return {
+        "duality_gap": duality_gap(game, log_policy, game.tau),
+        "exploitability": exploitability(game, log_policy),
+        "kl_to_nash": jnp.sum(jnp.where(target > 0, target * (log_target - log_policy), 0.0)),
+        "suboptimality": suboptimality(game, log_policy),
+        "tv_to_optimum": 0.5 * jnp.sum(jnp.abs(policy - target)),
+        "max_log_ratio": jnp.max(jnp.abs(log_policy - game.log_reference)),
+    }
+
+
+def all_metrics(game: Game, log_policy, log_mixture, regret, target):
+    """The full row of :data:`METRIC_COLUMNS` for the last iterate and the running mixture."""
+    row = policy_metrics(game, log_policy, target)
+    mixture = policy_metrics(game, log_mixture, target)
+    row["regret"] = regret
+    row.update({f"{name}_mixture": value for name, value in mixture.items()})
+    return {name: row[name] for name in METRIC_COLUMNS}

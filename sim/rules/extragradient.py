@@ -1,0 +1,56 @@
+"""Extragradient and optimistic mirror descent on the τ-regularised game (THEORY §C.10).
+
+Both use the regularised mirror step U(ℓ; π′) = (1 − ητ)ℓ + ητ·ℓ_ref + η·Pπ′ − norm, with **η the
+learning rate** (step size, ητ ≤ 1) and τ the regularisation.
+
+* Extragradient / mirror-prox (Cen et al. 2021; EGPO, arXiv 2503.08942): π_{t+½} = U(ℓ_t; π_t),
+  π_{t+1} = U(ℓ_t; π_{t+½}).  Two products with P per iteration.
+* Optimistic MD / OMWU (single call, as in ONPO arXiv 2502.16852): π̄_{t+1} = U(ℓ̄_t; π̄_t) is
+  replaced by the standard two-sequence form π̄_{t+1} = U(ℓ_t; π̄_t), π_{t+1} = U(ℓ_t; π̄_{t+1}), with
+  Pπ̄_t carried over from the previous iteration, so one product with P per iteration.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from bandits.errors import PrefsimError
+from sim.game import win_rates
+from sim.rules.base import ExactRule, initial_state, is_concrete, mirror_step, require_nonnegative, require_positive
+
+
+def _check(rule, eta, tau):
+    require_positive(rule, "eta", eta)
+    require_nonnegative(rule, "tau", tau)
+    if is_concrete(eta) and is_concrete(tau) and float(eta) * float(tau) > 1.0:
+        raise PrefsimError(f"rule {rule}: the step eta·tau must be ≤ 1, got {float(eta) * float(tau):g}.")
+
+
+def extragradient(eta=0.5, tau=0.1) -> ExactRule:
+    """Exact extragradient (mirror-prox) with learning rate eta and regularisation tau."""
+    _check("extragradient", eta, tau)
+
+    def update(state, game):
+        log_policy = state.log_policy
+        half = mirror_step(log_policy, game.log_reference, win_rates(game, jnp.exp(log_policy)), eta, tau)
+        new = mirror_step(log_policy, game.log_reference, win_rates(game, jnp.exp(half)), eta, tau)
+        return state._replace(log_policy=new, step=state.step + 1)
+
+    return ExactRule("extragradient", initial_state, update)
+
+
+def optimistic(eta=0.5, tau=0.1) -> ExactRule:
+    """Exact optimistic mirror descent; ``extra`` carries (log π̄_t, Pπ̄_t)."""
+    _check("optimistic", eta, tau)
+
+    def init(game):
+        return initial_state(game, extra=(game.log_initial, win_rates(game, jnp.exp(game.log_initial))))
+
+    def update(state, game):
+        _, leading_payoff = state.extra
+        leading = mirror_step(state.log_policy, game.log_reference, leading_payoff, eta, tau)
+        leading_payoff = win_rates(game, jnp.exp(leading))
+        new = mirror_step(state.log_policy, game.log_reference, leading_payoff, eta, tau)
+        return state._replace(log_policy=new, step=state.step + 1, extra=(leading, leading_payoff))
+
+    return ExactRule("optimistic", init, update)

@@ -1,0 +1,74 @@
+"""INPO — Iterative Nash Policy Optimization (Zhang et al., ICLR 2025, arXiv 2407.00617).
+
+Convention (THEORY §1, §A.3, §E.1): **η is the inverse learning rate** (1/η is the OMD step) and
+τ is the KL(π‖π_ref) weight of the game.  Exact update, Eq. (5):
+
+    log π_{t+1} = (1 − τ/η)·log π_t + (τ/η)·log π_ref + (Pπ_t)/η − log Z_t.
+
+It is a convex combination only for η ≥ τ; η = τ is iterated best response (``online_ipo``), so the
+constant schedule requires **η > τ**.  The last iterate converges iff η > η_crit = (τ² + ω_max²)/(2τ)
+(THEORY §A.3).  Schedule ``theorem4`` uses η_t = τ(t+2)/2 for the update t → t+1, t = 0, 1, … (reading
+(a) of THEORY §A.5: the first update is BR_τ(π_ref)), under which Theorem 4 gives
+KL(π*‖π_T) ≤ 32C²/(τ²(T+1)).
+
+Sampled loss (Eq. 7/8, THEORY §A.4): on pairs y, y′ ~ π_t i.i.d. ordered by the oracle (winner y_w),
+
+    h_t(π, y_w, y_l) = log π(y_w)/π(y_l) − (τ/η)·log π_ref(y_w)/π_ref(y_l) − ((η−τ)/η)·log π_t(y_w)/π_t(y_l)
+    loss = (h_t − 1/(2η))².
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from bandits.errors import PrefsimError
+from sim.game import win_rates
+from sim.rules.base import ExactRule, initial_state, is_concrete, mirror_step, require_nonnegative, require_positive
+
+SCHEDULES = ("constant", "theorem4")
+
+
+def inpo_eta(eta, tau, schedule: str, step):
+    """The inverse learning rate used by the update t → t+1 (``step`` = t)."""
+    if schedule == "theorem4":
+        return tau * (step.astype(jnp.result_type(float)) + 2.0) / 2.0
+    return eta
+
+
+def inpo(eta=None, tau=0.1, schedule: str = "constant") -> ExactRule:
+    """Exact INPO / online mirror descent on the τ-regularised preference game.
+
+    Args:
+      eta: inverse learning rate η (> τ) for ``schedule = "constant"``; ignored by ``theorem4``.
+      tau: KL(π‖π_ref) regularisation τ > 0 of the rule.
+      schedule: ``constant`` or ``theorem4`` (η_t = τ(t+2)/2).
+    """
+    if schedule not in SCHEDULES:
+        raise PrefsimError(f"rule inpo: unknown schedule {schedule!r}; choose constant or theorem4.")
+    require_positive("inpo", "tau", tau)
+    if schedule == "constant":
+        if eta is None:
+            raise PrefsimError("rule inpo: parameter eta (the inverse learning rate) is required for schedule = \"constant\".")
+        require_positive("inpo", "eta", eta)
+        if is_concrete(eta) and is_concrete(tau) and not float(eta) > float(tau):
+            raise PrefsimError(
+                f"rule inpo: needs eta > tau (η is the inverse learning rate; η = τ is iterated best "
+                f"response, use rule online_ipo for that); got eta = {float(eta):g}, tau = {float(tau):g}."
+            )
+
+    def update(state, game):
+        step_eta = inpo_eta(eta, tau, schedule, state.step)
+        new = mirror_step(state.log_policy, game.log_reference, win_rates(game, jnp.exp(state.log_policy)), 1.0 / step_eta, tau)
+        return state._replace(log_policy=new, step=state.step + 1)
+
+    return ExactRule("inpo", initial_state, update)
+
+
+def inpo_loss(policy_w, policy_l, reference_w, reference_l, previous_w, previous_l, eta, tau):
+    """Per-pair INPO loss (Eq. 8) from log-probabilities of the winner (w) and loser (l).
+
+    ``policy_*`` = log π, ``reference_*`` = log π_ref, ``previous_*`` = log π_t.  Returns
+    ``(h_t − 1/(2η))²`` elementwise.
+    """
+    h = (policy_w - policy_l) - (tau / eta) * (reference_w - reference_l) - ((eta - tau) / eta) * (previous_w - previous_l)
+    return (h - 1.0 / (2.0 * eta)) ** 2

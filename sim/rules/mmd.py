@@ -1,0 +1,29 @@
+"""Magnetic Mirror Descent (Sokota et al., ICLR 2023, arXiv 2206.05825), magnet ρ = π_ref.
+
+Convention (THEORY §C.9): η is the **step size** (learning rate) and τ the magnet strength (the MMD
+paper's α).  Update:
+
+    log π_{t+1} = [log π_t + ητ·log π_ref + η·Pπ_t] / (1 + ητ) − log Z.
+
+Equivalence: MMD with step η_MMD equals exact INPO with η_INPO = τ + 1/η_MMD.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from sim.game import normalize, win_rates
+from sim.rules.base import ExactRule, initial_state, require_nonnegative, require_positive
+
+
+def mmd(eta=1.0, tau=0.1) -> ExactRule:
+    """Exact MMD with magnet π_ref.  Args: eta (step size > 0), tau (magnet strength ≥ 0)."""
+    require_positive("mmd", "eta", eta)
+    require_nonnegative("mmd", "tau", tau)
+
+    def update(state, game):
+        payoff = win_rates(game, jnp.exp(state.log_policy))
+        new = normalize((state.log_policy + eta * tau * game.log_reference + eta * payoff) / (1.0 + eta * tau))
+        return state._replace(log_policy=new, step=state.step + 1)
+
+    return ExactRule("mmd", initial_state, update)

@@ -1,0 +1,33 @@
+"""Online IPO solved exactly each iteration = regularised best response (THEORY §C.5).
+
+Calandriello et al. 2024.  Minimising the IPO loss (h_π − 1/(2τ))² exactly on pairs drawn from π_t
+(labels from the oracle, h_π = log π(y_w)π_ref(y_l)/(π(y_l)π_ref(y_w))) gives
+
+    π_{t+1} = BR_τ(π_t),   log π_{t+1} = log π_ref + (Pπ_t)/τ − log Z,
+
+which is INPO with η = τ.  It converges iff ω_max < τ and cycles otherwise (THEORY §A.3).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from sim.game import normalize, win_rates
+from sim.rules.base import ExactRule, initial_state, require_positive
+
+
+def online_ipo(tau=0.1) -> ExactRule:
+    """Iterated regularised best response: π_{t+1} ∝ π_ref·exp(Pπ_t/τ)."""
+    require_positive("online_ipo", "tau", tau)
+
+    def update(state, game):
+        new = normalize(game.log_reference + win_rates(game, jnp.exp(state.log_policy)) / tau)
+        return state._replace(log_policy=new, step=state.step + 1)
+
+    return ExactRule("online_ipo", initial_state, update)
+
+
+def ipo_loss(policy_w, policy_l, reference_w, reference_l, tau):
+    """Per-pair IPO loss (Azar et al.): ``(Δ − 1/(2τ))²``, Δ = (log π − log π_ref)(y_w) − (…)(y_l)."""
+    delta = (policy_w - reference_w) - (policy_l - reference_l)
+    return (delta - 1.0 / (2.0 * tau)) ** 2

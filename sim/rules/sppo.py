@@ -1,0 +1,107 @@
+"""SPPO — Self-Play Preference Optimization (Wu et al., ICLR 2025), THEORY §C.7.
+
+Convention: η is the **learning rate** (the official code's β = 1/η).  No π_ref, no regularisation:
+the unregularised game, multiplicative weights in self-play,
+
+    exact normaliser:  log π_{t+1} = log π_t + η·Pπ_t − log Z_t.
+
+The paper's loss replaces log Z_t by η/2: π_{t+1} = argmin over the simplex of
+E_{y~π_t}[(log π(y)/π_t(y) − η(P(y≻π_t) − ½))²].  With ``normaliser = "paper"`` this module solves that
+constrained argmin exactly: writing d = log π/π_t and c = η(p − ½), the KKT conditions give
+d_y + μ·e^{d_y} = c_y with the multiplier μ ≥ 0 fixed by Σ π_t e^{d} = 1 (μ ≥ 0 because log Z ≥ η/2 by
+Jensen).  When p is constant on the support, μ = 0 and both variants agree.
+
+Theorem 4.1 (SPPO): with η = Θ(1/√T) the uniform mixture has an O(1/√T) duality gap; the last
+iterate need not converge.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from bandits.errors import PrefsimError
+from sim.game import normalize, win_rates
+from sim.rules.base import ExactRule, initial_state, require_positive
+
+NORMALISERS = ("exact", "paper")
+_INNER_NEWTON_STEPS = 40
+_OUTER_STEPS = 60
+
+
+def solve_paper_target(log_policy, target):
+    """argmin_{d: Σ π e^d = 1} Σ π (d − c)², π = exp(log_policy), c = ``target`` (THEORY §C.7).
+
+    Returns the new log-policy ``log_policy + d``.  Solves d_y + μe^{d_y} = c_y per arm by Newton
+    (convex increasing in d, started left of the root), and the scalar μ ≥ 0 by safeguarded Newton
+    on log μ within a bisection bracket so that log Σ π e^d = 0.
+    """
+    policy = jnp.exp(log_policy)
+    overshoot = jax.scipy.special.logsumexp(target, b=policy)  # log Σ π e^c ≥ 0 by Jensen
+    dtype = target.dtype
+
+    def solve_d(log_mu):
+        # d0 = c − log(1 + μe^c) ≤ root, since W(x) ≤ log(1 + x)
+        d = target - jax.nn.softplus(log_mu + target)
+
+        def newton(_, d):
+            growth = jnp.exp(log_mu + d)
+            return d - (d + growth - target) / (1.0 + growth)
+
+        return jax.lax.fori_loop(0, _INNER_NEWTON_STEPS, newton, d)
+
+    def residual(log_mu):
+        d = solve_d(log_mu)
+        return jax.scipy.special.logsumexp(d, b=policy), d
+
+    low = jnp.asarray(-60.0, dtype) - jnp.max(jnp.abs(target))
+    high = jnp.asarray(5.0, dtype) + jnp.log1p(jnp.max(jnp.abs(target)))  # residual(high) < 0 there
+
+    def outer(_, bracket):
+        low, high, log_mu = bracket
+        value, d = residual(log_mu)
+        growth = jnp.exp(log_mu + d)
+        # derivative of log Σ π e^d w.r.t. log μ: −Σ π e^d·μe^d/(1+μe^d) / Σ π e^d
+        weights = policy * jnp.exp(d)
+        slope = -jnp.sum(weights * growth / (1.0 + growth)) / jnp.sum(weights)
+        low = jnp.where(value > 0, log_mu, low)
+        high = jnp.where(value > 0, high, log_mu)
+        candidate = log_mu - value / jnp.minimum(slope, -1e-300)
+        inside = (candidate > low) & (candidate < high)
+        return low, high, jnp.where(inside, candidate, 0.5 * (low + high))
+
+    low, high, log_mu = jax.lax.fori_loop(0, _OUTER_STEPS, outer, (low, high, 0.5 * (low + high)))
+    value, d = residual(log_mu)
+    # If even the smallest μ leaves the constraint satisfied (overshoot ≈ 0), μ = 0: renormalise.
+    exact = target - overshoot
+    use_zero = residual(jnp.asarray(-60.0, dtype) - jnp.max(jnp.abs(target)))[0] <= 0
+    return log_policy + jnp.where(use_zero, exact, d)
+
+
+def sppo(eta=1.0, normaliser: str = "exact") -> ExactRule:
+    """Exact SPPO.  Args: eta (learning rate > 0), normaliser ``exact`` (log Z_t) or ``paper`` (η/2)."""
+    require_positive("sppo", "eta", eta)
+    if normaliser not in NORMALISERS:
+        raise PrefsimError(f"rule sppo: unknown normaliser {normaliser!r}; choose exact or paper.")
+
+    def update(state, game):
+        payoff = win_rates(game, jnp.exp(state.log_policy))
+        if normaliser == "exact":
+            new = normalize(state.log_policy + eta * payoff)
+        else:
+            new = normalize(solve_paper_target(state.log_policy, eta * (payoff - 0.5)))
+        return state._replace(log_policy=new, step=state.step + 1)
+
+    return ExactRule("sppo", initial_state, update)
+
+
+def sppo_loss(policy_y, previous_y, win_rate_y, eta):
+    """Per-sample SPPO loss (paper): ``(log π(y) − log π_t(y) − η(P̂(y≻π_t) − ½))²``."""
+    return (policy_y - previous_y - eta * (win_rate_y - 0.5)) ** 2
+
+
+def sppo_code_loss(policy_w, previous_w, win_rate_w, policy_l, previous_l, win_rate_l, eta):
+    """Official-code SPPO loss (``uclaml/SPPO`` trainer, β = 1/η): ½[(Δ_w − η(P_w − ½))² + (Δ_l − η(P_l − ½))²]."""
+    return 0.5 * (
+        (policy_w - previous_w - eta * (win_rate_w - 0.5)) ** 2 + (policy_l - previous_l - eta * (win_rate_l - 0.5)) ** 2
+    )
