@@ -3,7 +3,7 @@
 * :func:`regularised_nash` — π*_τ = BR_τ(π*_τ), π* ∝ π_ref·exp(Pπ*/τ) (THEORY §A.2, §C.1), unique for
   τ > 0.  Solved in JAX by extragradient (mirror-prox) with step s = 1/(τ + 2·max|P − ½|), which
   contracts linearly, iterated until the closed-form duality gap is below ``tolerance`` (default
-  1e-13, so the policy is at gap < 1e-12 as the metrics require).
+  1e-14, well inside the gap < 1e-12 the metrics require).
 * :func:`unregularised_nash` — a maximin strategy of the symmetric zero-sum game P − ½ by linear
   programming (SciPy ``linprog``): maximise v subject to (Pᵀπ)_y ≥ v, π in the simplex.  Its value is
   ½.  Not unique in general (it is for odd cyclic games and for Bradley–Terry games with a unique
@@ -21,7 +21,7 @@ from sim.game import Game, normalize, win_rates
 from sim.metrics import duality_gap
 from sim.rules.base import mirror_step
 
-DEFAULT_TOLERANCE = 1e-13
+DEFAULT_TOLERANCE = 1e-14
 MAX_ITERATIONS = 500_000
 
 

@@ -1,0 +1,171 @@
+"""The ``prefsim`` command line.
+
+    prefsim run SPEC.toml --out DIR [--resume]   run an experiment: DIR/metrics.csv, manifest.json, *.png
+    prefsim plot DIR                             redraw the figures of a finished (or partial) run
+    prefsim rules                                list the rules, their parameters and papers
+
+More subcommands come from installed plugins in the entry-point group ``prefsim.commands`` (the LLM
+bridge adds ``prefsim llm`` when ``prefsim[llm]`` is installed); ``sim`` itself never imports them.
+Bad input ends with ``error: <one paragraph>`` on stderr and exit status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from bandits.errors import PrefsimError
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+PLUGIN_GROUP = "prefsim.commands"
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``prefsim`` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return int(args.handler(args) or 0)
+    except PrefsimError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted: finished parts are saved; rerun the same command with --resume to continue.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prefsim", description="Check preference-optimisation rules against their theory.")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    run_parser = commands.add_parser("run", help="run an experiment spec (TOML) and write metrics, manifest and plots")
+    run_parser.add_argument("spec", help="path to the spec TOML file")
+    run_parser.add_argument("--out", help="result directory (default: results/<spec name>)")
+    run_parser.add_argument("--resume", action="store_true", help="reuse finished rule results in --out instead of recomputing")
+    run_parser.add_argument("--no-plots", action="store_true", help="write metrics.csv and manifest.json only")
+    run_parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    run_parser.set_defaults(handler=_run)
+
+    plot_parser = commands.add_parser("plot", help="redraw the figures of a result directory")
+    plot_parser.add_argument("directory", help="a directory written by `prefsim run`")
+    plot_parser.set_defaults(handler=_plot)
+
+    rules_parser = commands.add_parser("rules", help="list the update rules with their parameters and papers")
+    rules_parser.set_defaults(handler=_rules)
+
+    for command in _plugins():
+        plugin_parser = commands.add_parser(command.name, help=command.help)
+        command.add_arguments(plugin_parser)
+        plugin_parser.set_defaults(handler=command.run)
+    return parser
+
+
+def _plugins():
+    """Commands registered by installed packages (e.g. ``prefsim llm``); broken plugins are reported, not fatal."""
+    found = []
+    for entry in metadata.entry_points(group=PLUGIN_GROUP):
+        try:
+            found.append(entry.load())
+        except Exception as exc:  # a plugin whose optional dependencies are missing
+            found.append(_UnavailableCommand(entry.name, exc))
+    return found
+
+
+class _UnavailableCommand:
+    """Stands in for a plugin that failed to import, and says why when used."""
+
+    def __init__(self, name, error):
+        self.name = name
+        self.help = f"(unavailable: {type(error).__name__})"
+        self._error = error
+
+    def add_arguments(self, parser):
+        parser.add_argument("rest", nargs=argparse.REMAINDER)
+
+    def run(self, args):
+        raise PrefsimError(
+            f"the '{self.name}' command could not be loaded ({self._error}); install its extra, "
+            f"e.g. `pip install -e \".[llm]\"` with the constraints file of the README."
+        )
+
+
+def _run(args) -> int:
+    from sim.run import run
+    from sim.spec import load_spec
+
+    spec = load_spec(args.spec)
+    out = Path(args.out) if args.out else Path("results") / Path(args.spec).stem
+    say = (lambda message: None) if args.quiet else (lambda message: print(message, flush=True))
+    say(f"prefsim: {len(spec.rules)} rule table(s), {len(spec.seeds)} seed(s), {spec.iterations} iterations → {out}")
+    table = run(spec, out=out, resume=args.resume, progress=say)
+    if not args.no_plots:
+        paths = _draw(table, out)
+        say(f"wrote {out / 'metrics.csv'}, {out / 'manifest.json'} and {len(paths)} figure(s)")
+    if not args.quiet:
+        _print_summary(table)
+    return 0
+
+
+def _plot(args) -> int:
+    import pandas as pd
+
+    directory = Path(args.directory)
+    metrics_file = directory / "metrics.csv"
+    if metrics_file.is_file():
+        table = pd.read_csv(metrics_file)
+    else:
+        parts = sorted((directory / "parts").glob("*.csv"))
+        if not parts:
+            raise PrefsimError(f"{str(directory)!r} holds no metrics.csv and no parts/*.csv: nothing to plot.")
+        table = pd.concat([pd.read_csv(p, comment="#") for p in parts], ignore_index=True)
+    paths = _draw(table, directory)
+    print(f"wrote {len(paths)} figure(s) to {directory}")
+    return 0
+
+
+def _draw(table, directory: Path):
+    from sim.plotting import plot_run
+
+    manifest_file = directory / "manifest.json"
+    manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else None
+    return plot_run(table, directory, manifest)
+
+
+def _print_summary(table) -> None:
+    import pandas as pd
+
+    from sim.stats import summary_table
+
+    summary = summary_table(table)
+    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.3g}".format):
+        print(summary.to_string())
+
+
+def _rules(args) -> int:
+    from sim.rules import GAME_TAU, RULES
+
+    for info in RULES.values():
+        print(f"{info.name}: {info.summary}")
+        print(f"    paper: {info.paper}")
+        for parameter in info.parameters:
+            if parameter.choices:
+                default = f"one of {', '.join(parameter.choices)}; default {parameter.default}"
+            elif parameter.default == GAME_TAU:
+                default = "default: the game's tau"
+            elif parameter.default is None:
+                default = "required"
+            else:
+                default = f"default {parameter.default}"
+            print(f"    {parameter.name}: {parameter.doc} ({default})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
