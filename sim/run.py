@@ -122,7 +122,8 @@ def run_rule(rule: RuleSpec, spec: ExperimentSpec, games, game_axes, targets, re
     labels = rule.grid_labels()
     fixed = rule.fixed()
     swept_names = list(rule.swept())
-    grid = {name: np.array([point[name] for _, point in labels], dtype=np.float64) for name in swept_names}
+    dtype = np.float64 if spec.precision == "float64" else np.float32
+    grid = {name: np.array([point[name] for _, point in labels], dtype=dtype) for name in swept_names}
 
     def make_rule(point):
         return build_rule(rule.name, {**fixed, **point})

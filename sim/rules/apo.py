@@ -30,8 +30,7 @@ SCHEDULES = ("constant", "nesterov")
 def extrapolation_weight(alpha, schedule: str, step):
     """α_t for the update t → t+1 (``step`` = t)."""
     if schedule == "nesterov":
-        count = step.astype(jnp.result_type(float))
-        return count / (count + 3.0)
+        return step / (step + 3.0)
     return alpha
 
 

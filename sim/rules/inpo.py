@@ -31,7 +31,7 @@ SCHEDULES = ("constant", "theorem4")
 def inpo_eta(eta, tau, schedule: str, step):
     """The inverse learning rate used by the update t → t+1 (``step`` = t)."""
     if schedule == "theorem4":
-        return tau * (step.astype(jnp.result_type(float)) + 2.0) / 2.0
+        return tau * (step + 2.0) / 2.0
     return eta
 
 
