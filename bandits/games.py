@@ -87,6 +87,17 @@ class GameSpec:
             raise PrefsimError(
                 f"game.reference: expected \"uniform\", \"random\" or a list of probabilities, got {self.reference!r}."
             )
+        for field in ("strength", "reward_scale", "scale", "reference_scale", "reference_min_mass"):
+            if not _is_number(getattr(self, field)):
+                raise PrefsimError(f"game.{field}: expected a finite number, got {getattr(self, field)!r}.")
+        if not 0.0 <= self.strength <= 1.0:
+            raise PrefsimError(f"game.strength: the cyclic strength c must lie in [0, 1], got {self.strength!r}.")
+        if self.reward_scale < 0:
+            raise PrefsimError(f"game.reward_scale: must be ≥ 0, got {self.reward_scale!r}.")
+        if self.reference_min_mass < 0:
+            raise PrefsimError(f"game.reference_min_mass: must be ≥ 0, got {self.reference_min_mass!r}.")
+        if self.kind == "cyclic" and _is_number(self.arms) and self.arms < 3:
+            raise PrefsimError(f"game.arms: a cyclic game needs at least 3 arms, got {self.arms!r}.")
         return self
 
 
@@ -148,6 +159,10 @@ def build_game(spec: GameSpec, seed: int = 0) -> GameInstance:
     if isinstance(spec.reference, str) and spec.reference == "uniform":
         reference = reference_policies.uniform(arms)
     elif isinstance(spec.reference, str):
+        if spec.reference_min_mass > 1.0 / arms:
+            raise PrefsimError(
+                f"game.reference_min_mass: at most 1/K = {1.0 / arms:g} for {arms} arms, got {spec.reference_min_mass!r}."
+            )
         rng = np.random.default_rng([int(seed), 3])
         reference = reference_policies.random_logits(arms, rng, spec.reference_scale, spec.reference_min_mass)
     else:

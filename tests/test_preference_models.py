@@ -1,0 +1,228 @@
+"""Preference models, reference policies and game specs (bandits/): validation and constructions."""
+
+import numpy as np
+import pytest
+
+from bandits import preference as preference_models
+from bandits import reference as reference_policies
+from bandits.errors import PrefsimError
+from bandits.games import GameSpec, build_game, depends_on_seed
+
+
+# --------------------------------------------------------------------------- preference matrices
+@pytest.mark.parametrize(
+    "matrix, phrase",
+    [
+        ([[0.5, 1.2], [-0.2, 0.5]], "entries must be probabilities"),
+        ([[0.5, 0.7], [0.4, 0.5]], "P + Pᵀ = 1"),
+        ([[0.4, 0.5], [0.5, 0.6]], "P + Pᵀ = 1"),  # rows fine, diagonal not ½
+        ([[0.5, 0.5, 0.5], [0.5, 0.5, 0.5]], "square"),
+        ([0.5, 0.5], "square"),
+        ([[0.5, np.nan], [np.nan, 0.5]], "non-finite"),
+        ([[0.5]], "at least 2 arms"),
+        ([["a", "b"], ["c", "d"]], "square matrix of numbers"),
+    ],
+)
+def test_invalid_preference_matrix_names_the_field(matrix, phrase):
+    with pytest.raises(PrefsimError) as info:
+        preference_models.validate_preference_matrix(matrix, name="game.preference")
+    assert "game.preference" in str(info.value)
+    assert phrase in str(info.value)
+
+
+def test_valid_matrix_is_accepted_unchanged():
+    matrix = np.array([[0.5, 0.9, 0.2], [0.1, 0.5, 0.6], [0.8, 0.4, 0.5]])
+    np.testing.assert_array_equal(preference_models.general_matrix(matrix), matrix)
+
+
+def test_cyclic_three_arms_full_strength_is_rock_paper_scissors():
+    # rock beats paper? No: arm i beats arm i+1 surely; P − ½ is the RPS payoff (±½, 0 on the diagonal).
+    expected = np.array([[0.5, 1.0, 0.0], [0.0, 0.5, 1.0], [1.0, 0.0, 0.5]])
+    np.testing.assert_array_equal(preference_models.cyclic(3, 1.0), expected)
+    weaker = preference_models.cyclic(4, 0.5)
+    assert weaker[0, 1] == 0.75 and weaker[1, 0] == 0.25 and weaker[3, 0] == 0.75 and weaker[0, 2] == 0.5
+
+
+@pytest.mark.parametrize("arms, strength, field", [(2, 1.0, "arms"), (3, 1.5, "strength"), (3, -0.1, "strength")])
+def test_cyclic_rejects_bad_arguments(arms, strength, field):
+    with pytest.raises(PrefsimError, match=field):
+        preference_models.cyclic(arms, strength)
+
+
+def test_bradley_terry_matches_logistic_formula():
+    rewards = np.array([0.0, 1.0, -2.0, 0.3])
+    matrix = preference_models.bradley_terry(rewards)
+    for i in range(4):
+        for j in range(4):
+            assert matrix[i, j] == pytest.approx(1.0 / (1.0 + np.exp(rewards[j] - rewards[i])), abs=1e-15)
+    np.testing.assert_array_equal(matrix + matrix.T, np.ones((4, 4)))
+    assert matrix[1, 0] == pytest.approx(0.7310585786300049, abs=1e-15)  # σ(1)
+    with pytest.raises(PrefsimError, match="rewards"):
+        preference_models.bradley_terry([1.0, np.inf])
+    with pytest.raises(PrefsimError, match="rewards"):
+        preference_models.bradley_terry([1.0])
+
+
+@pytest.mark.parametrize(
+    "construct",
+    [
+        lambda rng: preference_models.random_lower_triangle(6, rng),
+        lambda rng: preference_models.random_skew_logits(6, rng, 2.0),
+    ],
+    ids=["lower_triangle", "skew_logits"],
+)
+def test_random_constructions_are_valid_and_seed_deterministic(construct):
+    first = construct(np.random.default_rng(7))
+    again = construct(np.random.default_rng(7))
+    other = construct(np.random.default_rng(8))
+    assert first.shape == (6, 6)
+    np.testing.assert_allclose(first + first.T, 1.0, atol=1e-15, rtol=0)
+    np.testing.assert_array_equal(np.diag(first), 0.5)
+    assert first.min() >= 0 and first.max() <= 1
+    np.testing.assert_array_equal(first, again)
+    assert np.abs(first - other).max() > 0.05
+    # not degenerate: off-diagonal entries vary
+    assert np.std(first[np.triu_indices(6, 1)]) > 0.05
+
+
+# --------------------------------------------------------------------------- reference policies
+@pytest.mark.parametrize(
+    "policy, arms, phrase",
+    [
+        ([0.5, 0.5, 0.0], 3, "positive reference mass"),
+        ([0.6, 0.5, -0.1], 3, "positive reference mass"),
+        ([0.5, 0.3, 0.3], 3, "sum to 1"),
+        ([0.5, 0.5], 3, "has 2 entries but the game has 3 arms"),
+        ([[0.5, 0.5]], 2, "vector"),
+        ([0.5, np.nan], 2, "non-finite"),
+        ("peaked", 2, "expected a list of probabilities"),
+    ],
+)
+def test_invalid_reference_names_the_field(policy, arms, phrase):
+    with pytest.raises(PrefsimError) as info:
+        reference_policies.validate_reference(policy, arms, name="game.reference")
+    assert "game.reference" in str(info.value)
+    assert phrase in str(info.value)
+
+
+def test_random_reference_respects_min_mass_and_seed():
+    for seed in range(20):
+        policy = reference_policies.random_logits(5, np.random.default_rng(seed), scale=6.0, min_mass=0.03)
+        assert policy.min() >= 0.03 - 1e-15
+        assert policy.sum() == pytest.approx(1.0, abs=1e-14)
+    # with a large scale and no floor, some arm gets far less than the floor above
+    assert min(reference_policies.random_logits(5, np.random.default_rng(s), 6.0).min() for s in range(20)) < 0.03
+    a = reference_policies.random_logits(5, np.random.default_rng(1))
+    np.testing.assert_array_equal(a, reference_policies.random_logits(5, np.random.default_rng(1)))
+    assert np.abs(a - reference_policies.random_logits(5, np.random.default_rng(2))).max() > 1e-3
+    with pytest.raises(PrefsimError, match="min_mass"):
+        reference_policies.random_logits(4, np.random.default_rng(0), min_mass=0.3)
+
+
+# --------------------------------------------------------------------------- game specs
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"kind": "tournament"}, "game.kind"),
+        ({"kind": "random", "arms": 3, "construction": "upper"}, "game.construction"),
+        ({"arms": 3, "initial": "uniform"}, "game.initial"),
+        ({"arms": 3, "tau": -0.1}, "game.tau"),
+        ({"arms": 3, "tau": "0.1"}, "game.tau"),
+        ({"arms": 3, "tau": float("nan")}, "game.tau"),
+        ({"kind": "matrix"}, "game.preference"),
+        ({"kind": "bradley_terry"}, "game.rewards"),
+        ({"kind": "bradley_terry", "rewards": "learned"}, "game.rewards"),
+        ({"kind": "bradley_terry", "rewards": "random"}, "game.arms"),
+        ({"kind": "cyclic"}, "game.arms"),
+        ({"kind": "random"}, "game.arms"),
+        ({"arms": 3, "reference": "peaked"}, "game.reference"),
+        ({"kind": "cyclic", "arms": 2}, "game.arms"),
+        ({"kind": "cyclic", "arms": 3, "strength": 1.5}, "game.strength"),
+        ({"kind": "cyclic", "arms": 3, "strength": "strong"}, "game.strength"),
+        ({"arms": 3, "reward_scale": -1.0}, "game.reward_scale"),
+        ({"arms": 3, "reference_min_mass": -0.1}, "game.reference_min_mass"),
+    ],
+)
+def test_game_spec_validate_names_the_field(fields, field):
+    with pytest.raises(PrefsimError) as info:
+        GameSpec(**fields).validate()
+    assert field in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"kind": "cyclic", "arms": 2.5}, "game.arms"),
+        ({"kind": "cyclic", "arms": True}, "game.arms"),
+        ({"kind": "bradley_terry", "rewards": [0.0, 1.0], "arms": 3}, "game.arms"),
+        ({"kind": "bradley_terry", "rewards": [[0.0, 1.0]]}, "game.rewards"),
+        ({"kind": "matrix", "preference": [[0.5, 0.9], [0.2, 0.5]]}, "game.preference"),
+        ({"kind": "cyclic", "arms": 3, "reference": [0.5, 0.5]}, "game.reference"),
+        ({"kind": "cyclic", "arms": 3, "strength": "strong"}, "game.strength"),
+        ({"kind": "bradley_terry", "rewards": "random", "arms": 3, "reward_scale": "wide"}, "game.reward_scale"),
+        ({"kind": "random", "arms": 3, "construction": "skew_logits", "scale": "big"}, "game.scale"),
+        ({"kind": "cyclic", "arms": 3, "reference": "random", "reference_scale": [1.0]}, "game.reference_scale"),
+        ({"kind": "cyclic", "arms": 3, "reference": "random", "reference_min_mass": 0.5}, "game.reference_min_mass"),
+    ],
+)
+def test_build_game_errors_name_the_field(fields, field):
+    with pytest.raises(PrefsimError) as info:
+        build_game(GameSpec(**fields), 0)
+    assert field in str(info.value)
+
+
+def test_build_game_kinds():
+    cyclic = build_game(GameSpec(kind="cyclic", arms=3, strength=0.5, tau=0.1), 0)
+    np.testing.assert_array_equal(cyclic.preference, preference_models.cyclic(3, 0.5))
+    np.testing.assert_array_equal(cyclic.reference, np.full(3, 1 / 3))
+    np.testing.assert_array_equal(cyclic.initial, cyclic.reference)
+    assert cyclic.rewards is None and cyclic.tau == 0.1 and cyclic.arms == 3
+
+    bt = build_game(GameSpec(kind="bradley_terry", rewards=[1.0, 0.0], reference=[0.25, 0.75]), 0)
+    assert bt.preference[0, 1] == pytest.approx(1 / (1 + np.exp(-1.0)), abs=1e-15)
+    np.testing.assert_array_equal(bt.rewards, [1.0, 0.0])
+    np.testing.assert_array_equal(bt.reference, [0.25, 0.75])
+
+    matrix = [[0.5, 0.9], [0.1, 0.5]]
+    np.testing.assert_array_equal(build_game(GameSpec(kind="matrix", preference=matrix), 3).preference, matrix)
+
+    random_bt = GameSpec(kind="bradley_terry", rewards="random", arms=4, reward_scale=2.0)
+    rewards = build_game(random_bt, 5).rewards
+    assert rewards.shape == (4,) and rewards.min() >= 0 and rewards.max() <= 2.0
+    np.testing.assert_array_equal(rewards, build_game(random_bt, 5).rewards)
+    assert not np.array_equal(rewards, build_game(random_bt, 6).rewards)
+
+
+@pytest.mark.parametrize(
+    "fields, varies",
+    [
+        ({"kind": "cyclic", "arms": 3}, False),
+        ({"kind": "bradley_terry", "rewards": [0.0, 1.0]}, False),
+        ({"kind": "matrix", "preference": [[0.5, 0.9], [0.1, 0.5]]}, False),
+        ({"kind": "random", "arms": 4}, True),
+        ({"kind": "random", "arms": 4, "construction": "skew_logits"}, True),
+        ({"kind": "bradley_terry", "rewards": "random", "arms": 4}, True),
+        ({"kind": "cyclic", "arms": 3, "reference": "random"}, True),
+        ({"kind": "cyclic", "arms": 3, "initial": "random"}, True),
+    ],
+)
+def test_depends_on_seed_matches_what_build_game_does(fields, varies):
+    spec = GameSpec(**fields)
+    assert depends_on_seed(spec) is varies
+    first, second = build_game(spec, 0), build_game(spec, 1)
+    differs = any(
+        not np.array_equal(getattr(first, name), getattr(second, name))
+        for name in ("preference", "reference", "initial")
+    ) or (first.rewards is not None and not np.array_equal(first.rewards, second.rewards))
+    assert differs is varies
+    # and the same seed always rebuilds the same game
+    again = build_game(spec, 1)
+    np.testing.assert_array_equal(again.preference, second.preference)
+    np.testing.assert_array_equal(again.initial, second.initial)
+
+
+def test_random_initial_policy_is_a_distribution():
+    game = build_game(GameSpec(kind="cyclic", arms=5, initial="random"), 3)
+    assert game.initial.sum() == pytest.approx(1.0, abs=1e-14)
+    assert np.all(game.initial > 0)
+    np.testing.assert_array_equal(game.reference, np.full(5, 0.2))
