@@ -1,0 +1,117 @@
+"""Tests of sim.stats: bootstrap coverage, reproducibility, paired differences, rate fits."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bandits.errors import PrefsimError
+from sim import stats
+
+
+def synthetic_table(curves: dict, seeds: int, iterations) -> pd.DataFrame:
+    """A run-shaped table from ``rule -> f(seed_index, iterations) -> values``."""
+    iterations = np.asarray(iterations)
+    rows = []
+    for rule, function in curves.items():
+        for seed in range(seeds):
+            values = function(seed, iterations)
+            rows.append(pd.DataFrame({"rule": rule, "seed": seed, "iteration": iterations, "kl_to_nash": values,
+                                      "suboptimality": np.nan}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_bootstrap_ci_coverage_of_the_mean_is_close_to_nominal():
+    rng = np.random.default_rng(1)
+    experiments, seeds, true_mean = 300, 30, 2.0
+    data = rng.exponential(true_mean, size=(seeds, experiments))  # skewed, like metrics over seeds
+    centre, lower, upper = stats.bootstrap_ci(data, resamples=1000)
+    coverage = np.mean((lower <= true_mean) & (true_mean <= upper))
+    assert centre.shape == (experiments,)
+    assert 0.88 <= coverage <= 0.99, coverage
+    assert np.all(lower <= centre) and np.all(centre <= upper)
+
+
+def test_bootstrap_ci_is_reproducible_and_seed_dependent():
+    data = np.random.default_rng(2).normal(size=(20, 5))
+    first = stats.bootstrap_ci(data, seed=7)
+    second = stats.bootstrap_ci(data, seed=7)
+    other = stats.bootstrap_ci(data, seed=8)
+    np.testing.assert_array_equal(first[1], second[1])
+    assert not np.array_equal(first[1], other[1])
+
+
+def test_bootstrap_ci_median_nan_and_single_seed():
+    data = np.array([[1.0, np.nan], [2.0, np.nan], [100.0, np.nan]])
+    centre, lower, upper = stats.bootstrap_ci(data, statistic="median")
+    assert centre[0] == 2.0 and np.isnan(centre[1]) and np.isnan(lower[1]) and np.isnan(upper[1])
+    one = stats.bootstrap_ci(np.array([[3.0, 4.0]]))
+    np.testing.assert_array_equal(one[1], [3.0, 4.0])
+    with pytest.raises(PrefsimError, match="statistic"):
+        stats.bootstrap_ci(data, statistic="mode")
+    with pytest.raises(PrefsimError, match="confidence"):
+        stats.bootstrap_ci(data, confidence=95)
+
+
+def test_fit_rate_recovers_a_known_power_law_exponent():
+    rng = np.random.default_rng(3)
+    scales = rng.lognormal(0.0, 0.5, size=20)
+    noise = rng.normal(0.0, 0.05, size=(20, 200))
+    table = synthetic_table({"power": lambda s, t: scales[s] * np.maximum(t, 1) ** -1.5 * np.exp(noise[s, t])},
+                            20, np.arange(200))
+    fit = stats.fit_rate(table, "kl_to_nash", "power", window=(10, 199))
+    assert fit.contains(-1.5)
+    assert abs(fit.slope + 1.5) < 0.02
+    assert fit.faster_than(-1.0) and not fit.slower_than(-1.5)
+    comparison = stats.compare_rate(fit, -1.0)
+    assert comparison["faster"] and not comparison["consistent"]
+    # a wrong exponent is rejected
+    assert not fit.contains(-1.0) and not fit.contains(-2.0)
+
+
+def test_fit_rate_semilog_recovers_a_linear_rate_and_respects_the_floor():
+    table = synthetic_table({"linear": lambda s, t: (1 + s) * np.exp(-0.2 * t)}, 5, np.arange(0, 300, 5))
+    fit = stats.fit_rate(table, "kl_to_nash", "linear", window=(0, 100), scale="semilog")
+    assert abs(fit.slope + 0.2) < 1e-9
+    # beyond t ≈ 140 the values are below 1e-12 and must be ignored, not fitted
+    late = stats.fit_rate(table, "kl_to_nash", "linear", window=(0, 295), scale="semilog")
+    assert abs(late.slope + 0.2) < 1e-9
+    with pytest.raises(PrefsimError, match="floor"):
+        stats.fit_rate(table, "kl_to_nash", "linear", window=(200, 295), scale="semilog")
+    with pytest.raises(PrefsimError, match="iteration ≥ 1"):
+        stats.fit_rate(table, "kl_to_nash", "linear", window=(0, 100))
+
+
+def test_paired_difference_detects_a_consistent_improvement_and_not_a_null_one():
+    rng = np.random.default_rng(4)
+    base = rng.lognormal(size=(25, 10))
+    jitter = rng.normal(0, 0.01, size=(25, 10))
+    table = synthetic_table(
+        {"b": lambda s, t: base[s, t], "a": lambda s, t: base[s, t] - 0.1 + jitter[s, t], "same": lambda s, t: base[s, t]},
+        25, np.arange(10))
+    better = stats.paired_difference(table, "kl_to_nash", "a", "b")
+    assert np.all(better["difference_upper"] < 0)
+    assert np.all(better["probability_of_improvement"] == 1.0)
+    null = stats.paired_difference(table, "kl_to_nash", "same", "b", iteration=9)
+    assert len(null) == 1 and null["difference"].iloc[0] == 0.0
+    assert null["probability_of_improvement"].iloc[0] == 0.5
+    with pytest.raises(PrefsimError, match="not recorded"):
+        stats.paired_difference(table, "kl_to_nash", "a", "b", iteration=99)
+
+
+def test_curve_and_summary_table():
+    table = synthetic_table({"x": lambda s, t: s + 0.0 * t, "y": lambda s, t: 2.0 * s + t}, 4, [0, 1, 5])
+    curve = stats.curve_summary(table, "kl_to_nash")
+    assert list(curve.columns) == ["rule", "iteration", "center", "lower", "upper", "seeds"]
+    assert curve.loc[(curve.rule == "y") & (curve.iteration == 5), "center"].item() == pytest.approx(8.0)
+    summary = stats.summary_table(table)
+    assert set(summary["metric"]) == {"kl_to_nash"}  # the all-NaN suboptimality is skipped
+    assert summary.set_index("rule").loc["x", "mean"] == pytest.approx(1.5)
+    assert (summary["iteration"] == 5).all()
+    at_one = stats.summary_table(table, iteration=1, metrics=["kl_to_nash"])
+    assert at_one.set_index("rule").loc["y", "mean"] == pytest.approx(4.0)
+    with pytest.raises(PrefsimError, match="no recorded iteration"):
+        stats.summary_table(table, iteration=2)
+    with pytest.raises(PrefsimError, match="not a column"):
+        stats.curve_summary(table, "nope")
+    with pytest.raises(PrefsimError, match="not in the table"):
+        stats.fit_rate(table, "kl_to_nash", "z")
