@@ -1,4 +1,4 @@
-"""Every update rule, one module each, and the registry that maps spec names to them.
+r"""Every update rule, one module each, and the registry that maps spec names to them.
 
 =================  ==============================================  ===============================
 name               module (exact update + sampled loss)             parameters (paper names)
