@@ -83,7 +83,7 @@ def simulate(rule: ExactRule, game: Game, target, record_iterations: np.ndarray)
         state, mixture_sum, regret, _ = carry
         return carry, measure(state, mixture_sum, regret)
 
-    regret = jnp.zeros((), dtype)
+    regret = 0.0 * suboptimality(game, state.log_policy)  # 0, or NaN without rewards (regret does not apply)
     carry = (state, policy, regret, jnp.asarray(-1, jnp.int32))
     first = measure(state, policy, regret)
     carry, rows = jax.lax.scan(segment, carry, segment_lengths)

@@ -1,0 +1,139 @@
+"""End-to-end checks of the ``prefsim`` command line, as a user runs it (subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sim.metrics import METRIC_COLUMNS
+
+SMALL_SPEC = textwrap.dedent(
+    """
+    iterations = 30
+    seeds = 3
+    [game]
+    kind = "random"
+    arms = 4
+    tau = 0.2
+    [[rule]]
+    name = "inpo"
+    eta = [0.5, 5.0]
+    [[rule]]
+    name = "online_ipo"
+    """
+)
+
+
+def prefsim(*arguments, cwd=None):
+    """Run the CLI in a fresh interpreter, as the console script does."""
+    return subprocess.run(
+        [sys.executable, "-m", "sim.cli", *map(str, arguments)], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("cli")
+    spec = directory / "small.toml"
+    spec.write_text(SMALL_SPEC)
+    out = directory / "out"
+    result = prefsim("run", spec, "--out", out)
+    return spec, out, result
+
+
+def test_run_writes_table_manifest_and_figures(finished_run):
+    spec, out, result = finished_run
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(out / "metrics.csv")
+    assert list(table.columns[:3]) == ["rule", "seed", "iteration"]
+    assert set(METRIC_COLUMNS) <= set(table.columns)
+    assert set(table["rule"]) == {"inpo[eta=0.5]", "inpo[eta=5]", "online_ipo"}
+    # one row per label x seed x recorded iteration, iteration 0 included
+    assert len(table) == 3 * 3 * table["iteration"].nunique()
+    assert table["iteration"].min() == 0 and table["iteration"].max() == 30
+    # suboptimality and regret do not apply to a general preference game: empty cells
+    assert table["suboptimality"].isna().all() and table["regret"].isna().all()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] is True
+    assert manifest["seeds"] == [0, 1, 2]
+    assert manifest["spec"]["game"]["arms"] == 4
+    assert manifest["versions"]["jax"]
+    assert list(out.glob("*.png")), "no figure written"
+    # the short summary table is printed
+    assert "online_ipo" in result.stdout
+
+
+def test_plot_redraws(finished_run):
+    _, out, _ = finished_run
+    for figure in out.glob("*.png"):
+        figure.unlink()
+    result = prefsim("plot", out)
+    assert result.returncode == 0, result.stderr
+    assert list(out.glob("*.png"))
+
+
+def test_resume_reuses_finished_parts(finished_run):
+    spec, out, _ = finished_run
+    result = prefsim("run", spec, "--out", out, "--resume", "--no-plots")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("already computed") == 2
+
+
+def test_rules_lists_every_rule_with_parameters():
+    result = prefsim("rules")
+    assert result.returncode == 0
+    for name in ("inpo", "mmd", "nash_md", "sppo", "dno", "online_ipo", "extragradient", "optimistic", "dpo", "apo"):
+        assert f"\n{name}:" in "\n" + result.stdout
+    assert "INVERSE learning rate" in result.stdout
+    assert "Anchored PO" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "spec_text, expected",
+    [
+        ("iterations = 10\n[game]\nkind='cyclic'\narms=3\ntau=0.1\n[[rule]]\nname='inpo'\neta=0.05\n", "eta > tau"),
+        ("iterations = 10\n[game]\nkind='cyclic'\narms=3\n[[rule]]\nname='nope'\n", "unknown rule 'nope'"),
+        ("iterations = 10\n[game]\nkind='matrix'\npreference=[[0.5,0.9],[0.3,0.5]]\n[[rule]]\nname='mmd'\n", "P + Pᵀ = 1"),
+        ("iterations = 10\n[game]\nkind='matrix'\npreference=[[0.5,1.5],[-0.5,0.5]]\n[[rule]]\nname='mmd'\n", "[0, 1]"),
+        ("iterations = 10\n[game]\nkind='cyclic'\narms=3\nreference=[0.5,0.5,0.0]\n[[rule]]\nname='mmd'\n", "game.reference"),
+        ("iterations = 10\n[game]\nkind='cyclic'\narms=3\nreference=[0.5,0.3,0.1]\n[[rule]]\nname='mmd'\n", "sum to 1"),
+        ("iterations = 10\n[game]\nkind='cyclic'\narms=3\n[[rule]]\nname='mmd'\nstep=3\n", "unknown parameter 'step'"),
+        ("iterations = 'ten'\n[game]\nkind='cyclic'\narms=3\n[[rule]]\nname='mmd'\n", "iterations"),
+        ("iterations = 10\n[game]\nkind='cyclic'\narms=3\n[[rule]]\nname='dpo'\n", "Bradley–Terry"),
+        ("iterations = 10\n[game]\nkind='cyclic'\narms=3\n[[rule]]\nname='mmd'\n[run]\nmode='psychic'\n", "run.mode"),
+        ("iterations = 10\n[game\nkind='cyclic'\n", "not valid TOML"),
+    ],
+)
+def test_bad_input_is_one_clear_error_without_traceback(tmp_path, spec_text, expected):
+    spec = tmp_path / "bad.toml"
+    spec.write_text(spec_text)
+    result = prefsim("run", spec, "--out", tmp_path / "out")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ")
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_spec_file_is_a_clear_error(tmp_path):
+    result = prefsim("run", tmp_path / "absent.toml")
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_plot_of_an_empty_directory_is_a_clear_error(tmp_path):
+    result = prefsim("plot", tmp_path)
+    assert result.returncode == 2
+    assert "nothing to plot" in result.stderr
+
+
+def test_default_example_spec_parses():
+    from sim.spec import load_spec
+
+    spec = load_spec(Path(__file__).resolve().parents[1] / "examples" / "default.toml")
+    assert spec.iterations == 1000 and len(spec.seeds) == 20
