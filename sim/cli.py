@@ -138,14 +138,28 @@ def _draw(table, directory: Path):
     return plot_run(table, directory, manifest)
 
 
+#: Metrics printed after a run (those with data), the rest are in metrics.csv and the figures.
+HEADLINE_METRICS = ("duality_gap", "duality_gap_mixture", "exploitability_mixture", "kl_to_nash", "suboptimality", "regret")
+
+
 def _print_summary(table) -> None:
+    """Final-iteration mean and 95% bootstrap CI over seeds, one row per rule, headline metrics."""
     import pandas as pd
 
     from sim.stats import summary_table
 
-    summary = summary_table(table)
-    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.3g}".format):
-        print(summary.to_string())
+    metrics = [m for m in HEADLINE_METRICS if m in table.columns and table[m].notna().any()]
+    summary = summary_table(table, metrics=metrics)
+    summary["cell"] = [
+        f"{row.mean:.3g} [{row.ci_lower:.3g}, {row.ci_upper:.3g}]" for row in summary.itertuples()
+    ]
+    wide = summary.pivot(index="rule", columns="metric", values="cell").reindex(columns=metrics)
+    wide = wide.reindex(index=list(dict.fromkeys(summary["rule"])))
+    last = int(summary["iteration"].max())
+    seeds = int(summary["seeds"].max())
+    print(f"\nfinal iteration {last}: mean [95% bootstrap CI] over {seeds} seed(s)")
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 40):
+        print(wide.to_string())
 
 
 def _rules(args) -> int:
