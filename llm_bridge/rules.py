@@ -163,6 +163,13 @@ def _validate_numbers(name, p, where):
                            f"use rule ipo); got eta = {p['eta']}, tau = {p['tau']}.")
     if name == "apo" and not 0.0 <= float(p["alpha"]) < 1.0:
         raise PrefsimError(f"{where}: apo's alpha must lie in [0, 1), got {p['alpha']!r}.")
+    if name == "apo" and p["extrapolation"] == "implicit" and p["base"] == "sppo":
+        raise PrefsimError(f"{where}: apo with extrapolation = \"implicit\" needs a pairwise base loss (dpo or inpo): "
+                           "the per-response SPPO loss would see the unknown normaliser of the implicit reference; "
+                           "use extrapolation = \"parameter\".")
+    if name == "apo" and p["base"] == "dpo" and p.get("reference", "previous") != "previous":
+        raise PrefsimError(f"{where}: apo's base dpo must use reference = \"previous\" (the proximal step is "
+                           "anchored at the extrapolated π_t).")
 
 
 def _pair_loss(base: str, p: dict) -> Callable[[dict], torch.Tensor]:

@@ -1,0 +1,64 @@
+"""``prefsim llm SPEC.toml --out DIR [--resume]``: the bridge as a plugin command of the prefsim CLI.
+
+The lead's CLI (``sim/cli.py``) discovers ``command`` through the entry point
+``[project.entry-points."prefsim.commands"] llm = "llm_bridge.cli:command"``; bad input raises
+:class:`~bandits.errors.PrefsimError`, which the CLI prints without a traceback.  Multi-GPU (or a
+CPU smoke run) goes through Accelerate: ``accelerate launch --cpu --num_processes 1 -m llm_bridge.cli
+SPEC.toml --out DIR`` runs the same code under the launcher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bandits.errors import PrefsimError
+
+DEMO_SPEC = Path(__file__).resolve().parent.parent / "examples" / "llm_demo.toml"
+
+
+class LlmCommand:
+    """The ``llm`` subcommand."""
+
+    name = "llm"
+    help = "train a Hugging Face causal LM with a verified rule (outer loop: sample, label, train, extrapolate)"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("spec", help="bridge spec (TOML); examples/llm_demo.toml is the SmolLM2 sentiment demo")
+        parser.add_argument("--out", required=True, help="run directory (checkpoints, metrics.csv, win_rate.png)")
+        parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+        parser.add_argument("--quiet", action="store_true", help="no progress bars or per-iteration lines")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from llm_bridge.loop import run_bridge
+        from llm_bridge.spec import load_spec
+
+        spec = load_spec(args.spec)
+        table = run_bridge(spec, Path(args.out), resume=args.resume, progress=not args.quiet)
+        if not args.quiet:
+            last = table.sort_values("iteration").groupby("rule").tail(1)
+            for _, row in last.iterrows():
+                print(f"{row['rule']}: win rate of π_{int(row['iteration'])} vs π_ref = {row['win_rate']:.3f} "
+                      f"[{row['win_rate_low']:.3f}, {row['win_rate_high']:.3f}]")
+            print(f"wrote {Path(args.out) / 'metrics.csv'} and {Path(args.out) / 'win_rate.png'}")
+        return 0
+
+
+command = LlmCommand()
+
+
+def main(argv=None) -> int:
+    """Stand-alone entry (``python -m llm_bridge.cli`` / ``accelerate launch -m llm_bridge.cli``)."""
+    parser = argparse.ArgumentParser(prog="prefsim llm", description=command.help)
+    command.add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return command.run(args)
+    except PrefsimError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Sampling responses from π_t with Hugging Face ``generate``: batched, left padding, seeded.
+
+Prompts are tokenised once (optionally through the tokenizer's chat template) and every batch is
+left-padded by hand, so the prompt ids used for scoring are exactly the ones generation saw.  A
+response is the generated ids up to and including the first end-of-sequence token (the padding after
+it is dropped; EOS stays, since π assigns it probability).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import torch
+from tqdm.auto import tqdm
+
+from bandits.errors import PrefsimError
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingSpec:
+    """Sampling settings of ``[generation]`` (the same for training samples and held-out evaluation)."""
+
+    max_new_tokens: int = 32
+    """Maximum response length in tokens."""
+    temperature: float = 1.0
+    """Softmax temperature (1.0 samples from π itself, which the theory assumes)."""
+    top_p: float = 1.0
+    """Nucleus sampling mass (1.0 = off; anything else samples from a truncated π)."""
+    top_k: int = 0
+    """Top-k truncation (0 = off)."""
+    batch_size: int = 16
+    """Sequences per ``generate`` call."""
+
+
+@dataclasses.dataclass
+class Generated:
+    """Responses to a list of prompts, ``samples`` per prompt (prompt-major order)."""
+
+    prompt_ids: list
+    """Token ids of each prompt (unpadded), one entry per prompt."""
+    response_ids: list
+    """``response_ids[i][k]``: ids of the k-th response to prompt i."""
+    response_texts: list
+    """Decoded responses (special tokens skipped), same shape as ``response_ids``."""
+    tokens: int
+    """Generated tokens in total."""
+    seconds: float
+    """Wall time of the generation."""
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else float("nan")
+
+
+def encode_prompts(tokenizer, prompts: list[str], chat_template: bool) -> list[list[int]]:
+    """Token ids of each prompt, through the chat template if asked (with the generation prompt)."""
+    encoded = []
+    for prompt in prompts:
+        if chat_template:
+            if getattr(tokenizer, "chat_template", None) is None:
+                raise PrefsimError("prompts.chat_template = true but the tokenizer has no chat template; set it to false.")
+            text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                                 add_generation_prompt=True)
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        else:
+            ids = tokenizer(prompt)["input_ids"]
+        if not ids:
+            raise PrefsimError(f"prompt {prompt!r} tokenises to nothing; prompts must be non-empty.")
+        encoded.append(list(ids))
+    return encoded
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompt_ids: list, samples: int, sampling: SamplingSpec, seed: int,
+             progress: bool = True, description: str = "generate") -> Generated:
+    """Draw ``samples`` responses per prompt from ``model`` (π_t); reproducible given ``seed``."""
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id
+    eos_id = tokenizer.eos_token_id
+    jobs = [(i, k) for i in range(len(prompt_ids)) for k in range(samples)]
+    responses = [[None] * samples for _ in prompt_ids]
+    tokens = 0
+    start = time.perf_counter()
+    bar = tqdm(total=len(jobs), desc=description, unit="seq", disable=not progress, leave=False)
+    for batch_index, first in enumerate(range(0, len(jobs), sampling.batch_size)):
+        batch = jobs[first : first + sampling.batch_size]
+        prompts = [prompt_ids[i] for i, _ in batch]
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            input_ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+            attention[row, width - len(prompt) :] = 1
+        torch.manual_seed(seed * 1_000_003 + batch_index)
+        output = model.generate(
+            input_ids=input_ids.to(device),
+            attention_mask=attention.to(device),
+            do_sample=True,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            top_k=sampling.top_k,
+            max_new_tokens=sampling.max_new_tokens,
+            pad_token_id=pad_id,
+            eos_token_id=eos_id,
+        )
+        for row, (i, k) in enumerate(batch):
+            ids = output[row, width:].tolist()
+            if eos_id is not None and eos_id in ids:
+                ids = ids[: ids.index(eos_id) + 1]
+            if not ids:  # an empty response cannot be scored; keep one EOS token
+                ids = [eos_id if eos_id is not None else pad_id]
+            responses[i][k] = ids
+            tokens += len(ids)
+        bar.update(len(batch))
+    bar.close()
+    seconds = time.perf_counter() - start
+    texts = [[tokenizer.decode(ids, skip_special_tokens=True) for ids in row] for row in responses]
+    return Generated(prompt_ids=list(prompt_ids), response_ids=responses, response_texts=texts, tokens=tokens,
+                     seconds=seconds)

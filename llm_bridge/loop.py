@@ -1,0 +1,414 @@
+"""The outer loop: sample from π_t → label pairs → precompute log π_t, log π_ref → train → extrapolate → save.
+
+For every ``[[rule]]`` of the spec, starting from π_0 = π_ref, iteration t = 0 … T−1 does
+
+1. take the iteration's prompts (``per_iteration`` of them, cycling through ``prompts.train``) and sample
+   K responses per prompt from π_t with HF ``generate`` (batched, left padding; :mod:`generation`);
+2. build pairs with the rule's scheme and the oracle (:mod:`pairs`, :mod:`oracles`);
+3. precompute log π_t(y|x) and log π_ref(y|x) of every pair member **once**, with the single model in
+   memory (π_ref's weights are swapped in from ``reference/policy.safetensors`` for that pass); APO's
+   implicit form also scores with π̂_{t−1} and shifts log π_t (:mod:`apo`);
+4. minimise the rule's loss (:mod:`trainer`), which gives π̂_{t+1};
+5. APO (parameter form): θ_{t+1} = θ̂_{t+1} + α(θ̂_{t+1} − θ̂_t);
+6. save ``<label>/iter_{t+1}/policy.safetensors`` (and ``proximal.safetensors`` for APO), evaluate π_{t+1}
+   on the held-out prompts (:mod:`metrics`), append the row to ``<label>/metrics.csv`` and record
+   ``<label>/state.json``.  A run interrupted at any point resumes (``resume=True``) from the last
+   iteration whose state was recorded; seeds depend only on (spec seed, iteration), so a resumed run
+   equals an uninterrupted one.
+
+Every rule sees the same seeds (common random numbers): iteration 0 draws the same samples for all.
+Distributed runs go through Accelerate: generation, labelling and precomputation are split over the
+processes by prompt and gathered; training wraps the model with ``accelerator.prepare`` (DDP) and
+shards the pairs; only the main process writes files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bandits.errors import PrefsimError
+from llm_bridge import apo as apo_forms
+from llm_bridge.generation import encode_prompts, generate
+from llm_bridge.logprobs import batched_sequence_logprobs
+from llm_bridge.metrics import COLUMNS, mean_with_interval
+from llm_bridge.models import (add_lora, assign_weights, export_pretrained, load_causal_lm, load_tokenizer, read_weights,
+                               save_weights, swapped_weights, trainable_state)
+from llm_bridge.oracles import build_oracle
+from llm_bridge.pairs import build_pairs
+from llm_bridge.spec import BridgeSpec
+from llm_bridge.trainer import PairTensors, make_optimizer, train_on_pairs
+
+REFERENCE = "reference"
+
+
+@dataclasses.dataclass
+class Session:
+    """What one bridge run holds in memory: the one model, its tokenizer, the oracle, Accelerate."""
+
+    spec: BridgeSpec
+    out: Path
+    model: torch.nn.Module
+    """The (possibly DDP-wrapped) model trained by the optimiser."""
+    tokenizer: object
+    oracle: object
+    accelerator: object
+    optimizer: torch.optim.Optimizer
+    progress: bool
+
+    @property
+    def policy(self):
+        """The unwrapped model (generation, scoring, checkpoints)."""
+        return self.accelerator.unwrap_model(self.model)
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def autocast(self):
+        if self.accelerator.device.type == "cuda" and self.spec.training.bf16:
+            return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+        return None
+
+
+def make_accelerator(device: str):
+    """Accelerate's handle: CPU when asked (or when no CUDA), else the launcher's / the first GPU."""
+    from accelerate import Accelerator
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise PrefsimError("model.device = \"cuda\" but torch sees no CUDA device; use \"auto\" or \"cpu\".")
+    return Accelerator(cpu=(device == "cpu"))
+
+
+def open_session(spec: BridgeSpec, out: Path, progress: bool = True, accelerator=None) -> Session:
+    """Load the model (once) and the oracle; wrap for training with Accelerate."""
+    accelerator = accelerator or make_accelerator(spec.model.device)
+    tokenizer = load_tokenizer(spec.model.path)
+    model = load_causal_lm(spec.model.path, spec.model.dtype)
+    if spec.model.lora is not None:
+        model = add_lora(model, spec.model.lora)
+    model.to(accelerator.device)
+    model.eval()
+    oracle = build_oracle(spec.oracle.kind, scale=spec.oracle.scale, path=spec.oracle.path, function=spec.oracle.function)
+    optimizer = make_optimizer(model.parameters(), spec.training)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    return Session(spec, Path(out), model, tokenizer, oracle, accelerator, optimizer, progress and accelerator.is_main_process)
+
+
+def run_bridge(spec: BridgeSpec, out, resume: bool = False, progress: bool = True, session: Session | None = None):
+    """Run every rule of ``spec`` into ``out``; returns the metrics of all rules as a DataFrame."""
+    import pandas as pd
+
+    out = Path(out)
+    _check_out(spec, out, resume)
+    session = session or open_session(spec, out, progress)
+    if session.main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "manifest.json").write_text(json.dumps(_manifest(spec), indent=2, default=str))
+    _prepare_reference(session)
+    frames = []
+    for entry in spec.rules:
+        frames.append(run_rule(session, entry))
+    table = pd.concat(frames, ignore_index=True)
+    if session.main:
+        table.to_csv(out / "metrics.csv", index=False)
+        from llm_bridge.plot import plot_win_rate
+
+        plot_win_rate(table, out / "win_rate.png")
+    return table
+
+
+# --------------------------------------------------------------------------------------------- reference
+
+
+def _prepare_reference(session: Session) -> None:
+    """θ_0 checkpoint, π_ref's held-out responses, and the row of π_0 (shared by every rule)."""
+    spec, out = session.spec, session.out
+    directory = out / REFERENCE
+    done = directory / "row0.json"
+    if done.is_file():
+        return
+    if session.main:
+        save_weights(session.policy, directory / "policy.safetensors")
+    session.accelerator.wait_for_everyone()
+    heldout_ids = encode_prompts(session.tokenizer, list(spec.prompts.heldout), spec.prompts.chat_template)
+    reference = _generate_sharded(session, heldout_ids, 1, _seed(spec.seed, -1, 7), "π_ref held-out")
+    texts = [r[0] for r in reference["texts"]]
+    rewards = session.oracle.rewards(list(spec.prompts.heldout), texts)
+    record = {"prompt_ids": heldout_ids, "response_ids": [r[0] for r in reference["ids"]], "texts": texts,
+              "rewards": None if rewards is None else rewards.tolist()}
+    if session.main:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "heldout.json").write_text(json.dumps(record))
+    row, heldout = _evaluate(session, record, iteration=0, previous=None)
+    if session.main:
+        (directory / "heldout_policy_000.json").write_text(json.dumps(heldout))
+        done.write_text(json.dumps(row))
+    session.accelerator.wait_for_everyone()
+
+
+def _reference_record(out: Path) -> dict:
+    return json.loads((out / REFERENCE / "heldout.json").read_text())
+
+
+# --------------------------------------------------------------------------------------------- one rule
+
+
+def run_rule(session: Session, entry):
+    """All iterations of one rule (resuming after the last recorded one)."""
+    import pandas as pd
+
+    spec, out = session.spec, session.out
+    rule_dir = out / entry.label
+    state_file = rule_dir / "state.json"
+    finished = json.loads(state_file.read_text())["finished"] if state_file.is_file() else 0
+    if finished == 0:
+        assign_weights(session.policy, read_weights(out / REFERENCE / "policy.safetensors"))
+        if session.main:
+            rule_dir.mkdir(parents=True, exist_ok=True)
+            row = json.loads((out / REFERENCE / "row0.json").read_text())
+            row["rule"] = entry.label
+            pd.DataFrame([row], columns=list(COLUMNS)).to_csv(rule_dir / "metrics.csv", index=False)
+    else:
+        assign_weights(session.policy, read_weights(_checkpoint(out, entry.label, finished)))
+    for iteration in range(finished, spec.iterations):
+        row = _update(session, entry, iteration)
+        if session.main:
+            pd.DataFrame([row], columns=list(COLUMNS)).to_csv(rule_dir / "metrics.csv", mode="a", header=False, index=False)
+            state_file.write_text(json.dumps({"finished": iteration + 1}))
+            _prune(spec, rule_dir, iteration + 1)
+        session.accelerator.wait_for_everyone()
+    if spec.export_final and session.main:
+        export_pretrained(session.policy, session.tokenizer, rule_dir / "final")
+    return pd.read_csv(rule_dir / "metrics.csv")
+
+
+def _checkpoint(out: Path, label: str, iteration: int, kind: str = "policy") -> Path:
+    if iteration == 0:
+        return out / REFERENCE / "policy.safetensors"
+    return out / label / f"iter_{iteration:03d}" / f"{kind}.safetensors"
+
+
+def _update(session: Session, entry, t: int) -> dict:
+    """Update t → t+1 of one rule; returns the metrics row of π_{t+1}."""
+    spec, out, rule = session.spec, session.out, entry.rule
+    begin = time.perf_counter()
+    prompts_text = [spec.prompts.train[(t * spec.prompts.per_iteration + i) % len(spec.prompts.train)]
+                    for i in range(spec.prompts.per_iteration)]
+    prompt_ids = encode_prompts(session.tokenizer, prompts_text, spec.prompts.chat_template)
+
+    # 1. sample K responses per prompt from π_t (this process's share of the prompts)
+    local = list(range(session.accelerator.process_index, len(prompt_ids), session.accelerator.num_processes))
+    generated = generate(session.policy, session.tokenizer, [prompt_ids[i] for i in local], rule.samples, spec.sampling,
+                         seed=_seed(spec.seed, t, session.accelerator.process_index), progress=session.progress,
+                         description=f"{entry.label} it{t + 1} generate")
+    # 2. pairs from the oracle
+    queries_before = session.oracle.queries
+    rng = np.random.default_rng([spec.seed, t, 2, session.accelerator.process_index])
+    pairs = build_pairs(rule.pairs, [prompts_text[i] for i in local], generated.response_texts, session.oracle, rng)
+    queries = session.oracle.queries - queries_before
+    # 3. precompute log π_t and log π_ref once
+    records = _precompute(session, entry, t, pairs, generated, local)
+    gathered = _gather(session, {"records": records, "queries": queries, "tokens": generated.tokens,
+                                 "seconds": generated.seconds})
+    records = [r for part in gathered for r in part["records"]]
+    queries = sum(part["queries"] for part in gathered)
+    generation_rate = sum(p["tokens"] for p in gathered) / max(sum(p["seconds"] for p in gathered), 1e-12)
+    if session.main:
+        _write_pairs(out / entry.label / f"iter_{t + 1:03d}" / "pairs.jsonl", records, prompts_text, session.tokenizer)
+    shard = _training_shard(session, records)
+    # 4. train (θ_t → θ̂_{t+1})
+    stats = train_on_pairs(session.model, session.optimizer, shard, rule, spec.training, session.tokenizer.pad_token_id,
+                           seed=_seed(spec.seed, t, 3), accelerator=session.accelerator, progress=session.progress,
+                           description=f"{entry.label} it{t + 1} train")
+    # 5. APO parameter-space extrapolation
+    if rule.name == "apo" and rule.extrapolation == "parameter":
+        previous = read_weights(_checkpoint(out, entry.label, t, kind="proximal" if t else "policy"))
+        proximal_now = apo_forms.extrapolate_parameters(session.policy, previous, rule.alpha)
+        if session.main:
+            from safetensors.torch import save_file
+
+            path = _checkpoint(out, entry.label, t + 1, kind="proximal")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.contiguous() for k, v in proximal_now.items()}, str(path))
+    # 6. checkpoint and evaluation
+    if session.main:
+        save_weights(session.policy, _checkpoint(out, entry.label, t + 1))
+    session.accelerator.wait_for_everyone()
+    row, heldout = _evaluate(session, _reference_record(out), t + 1, previous=_checkpoint(out, entry.label, t))
+    if session.main:
+        (out / entry.label / f"iter_{t + 1:03d}" / "heldout.json").write_text(json.dumps(heldout))
+    row.update(rule=entry.label, loss_first=stats.loss_first, loss_last=stats.loss_last, pairs=len(records),
+               oracle_queries=queries, generation_tokens_per_s=generation_rate, train_tokens_per_s=stats.tokens_per_second,
+               seconds=time.perf_counter() - begin)
+    if session.progress:
+        print(f"[{entry.label}] iteration {t + 1}/{spec.iterations}: win rate vs π_ref {row['win_rate']:.3f} "
+              f"[{row['win_rate_low']:.3f}, {row['win_rate_high']:.3f}], KL(π‖π_ref) {row['kl_reference']:.3f}, "
+              f"loss {stats.loss_first:.4g} → {stats.loss_last:.4g}, {row['seconds']:.0f} s", flush=True)
+    return row
+
+
+def _precompute(session: Session, entry, t: int, pairs, generated, local) -> list[dict]:
+    """Per pair: ids and the no-grad log-probs under π_t (current weights) and π_ref (swapped in)."""
+    spec, out, rule = session.spec, session.out, entry.rule
+    prompts = [generated.prompt_ids[p.prompt] for p in pairs]
+    responses = [generated.response_ids[p.prompt][p.winner] for p in pairs] + \
+                [generated.response_ids[p.prompt][p.loser] for p in pairs]
+    both_prompts = prompts + prompts
+
+    def score():
+        return batched_sequence_logprobs(session.policy, both_prompts, responses, session.tokenizer.pad_token_id,
+                                         spec.score_batch_size, autocast=session.autocast)
+
+    current = score() if pairs else torch.zeros(0, dtype=torch.float64)
+    with swapped_weights(session.policy, out / REFERENCE / "policy.safetensors"):
+        reference = score() if pairs else torch.zeros(0, dtype=torch.float64)
+    previous = current
+    if rule.name == "apo" and rule.extrapolation == "implicit" and t > 0:
+        with swapped_weights(session.policy, _checkpoint(out, entry.label, t - 1)):
+            proximal_before = score()
+        previous = apo_forms.implicit_reference(current, proximal_before, rule.alpha)
+    n = len(pairs)
+    return [
+        {"prompt": local[p.prompt], "prompt_ids": prompts[i], "winner_ids": responses[i], "loser_ids": responses[n + i],
+         "reference_w": float(reference[i]), "reference_l": float(reference[n + i]),
+         "previous_w": float(previous[i]), "previous_l": float(previous[n + i]),
+         "win_rate_w": p.win_rate_w, "win_rate_l": p.win_rate_l, "preference": p.preference, "weight": p.weight}
+        for i, p in enumerate(pairs)
+    ]
+
+
+def records_to_tensors(records: list[dict]) -> PairTensors:
+    """The trainer's input from precomputed pair records."""
+    keys = ("reference_w", "reference_l", "previous_w", "previous_l", "win_rate_w", "win_rate_l", "preference", "weight")
+    return PairTensors([r["prompt_ids"] for r in records], [r["winner_ids"] for r in records],
+                       [r["loser_ids"] for r in records],
+                       {k: torch.tensor([r[k] for r in records], dtype=torch.float64) for k in keys})
+
+
+def _training_shard(session: Session, records: list[dict]) -> PairTensors:
+    """This process's equal share of the pairs (all of them for one process)."""
+    world, rank = session.accelerator.num_processes, session.accelerator.process_index
+    usable = len(records) - len(records) % world if world > 1 else len(records)
+    return records_to_tensors(records[rank:usable:world])
+
+
+# --------------------------------------------------------------------------------------------- evaluation
+
+
+def _evaluate(session: Session, reference: dict, iteration: int, previous: Path | None):
+    """Win rate of π_t against π_ref's held-out responses, rewards and KL estimates on π_t's samples."""
+    spec = session.spec
+    prompts = list(spec.prompts.heldout)
+    prompt_ids = reference["prompt_ids"]
+    sample = _generate_sharded(session, prompt_ids, 1, _seed(spec.seed, iteration, 5), f"eval π_{iteration}")
+    ids = [r[0] for r in sample["ids"]]
+    texts = [r[0] for r in sample["texts"]]
+    before = session.oracle.queries
+    wins = session.oracle.probabilities(prompts, texts, reference["texts"])
+    eval_queries = session.oracle.queries - before
+    rewards = session.oracle.rewards(prompts, texts)
+
+    def score():
+        return batched_sequence_logprobs(session.policy, prompt_ids, ids, session.tokenizer.pad_token_id,
+                                         spec.score_batch_size, autocast=session.autocast)
+
+    current = score()
+    with swapped_weights(session.policy, session.out / REFERENCE / "policy.safetensors"):
+        reference_logps = score()
+    kl_previous = float("nan")
+    if previous is not None:
+        with swapped_weights(session.policy, previous):
+            kl_previous = float((current - score()).mean())
+    win, low, high = mean_with_interval(wins)
+    row = {c: float("nan") for c in COLUMNS}
+    row.update(iteration=iteration, win_rate=win, win_rate_low=low, win_rate_high=high,
+               mean_reward=float(np.mean(rewards)) if rewards is not None else float("nan"),
+               reference_reward=float(np.mean(reference["rewards"])) if reference.get("rewards") else float("nan"),
+               kl_reference=float((current - reference_logps).mean()), kl_previous=kl_previous,
+               eval_queries=eval_queries, pairs=0, oracle_queries=0)
+    heldout = {"texts": texts, "win_probability": wins.tolist(),
+               "rewards": None if rewards is None else rewards.tolist()}
+    return row, heldout
+
+
+def _generate_sharded(session: Session, prompt_ids, samples: int, seed: int, description: str) -> dict:
+    """Generate on every process for its share of the prompts and gather (in prompt order)."""
+    rank, world = session.accelerator.process_index, session.accelerator.num_processes
+    local = list(range(rank, len(prompt_ids), world))
+    generated = generate(session.policy, session.tokenizer, [prompt_ids[i] for i in local], samples, session.spec.sampling,
+                         seed=seed * 101 + rank, progress=session.progress, description=description)
+    parts = _gather(session, {"index": local, "ids": generated.response_ids, "texts": generated.response_texts})
+    ids, texts = [None] * len(prompt_ids), [None] * len(prompt_ids)
+    for part in parts:
+        for i, r, x in zip(part["index"], part["ids"], part["texts"]):
+            ids[i], texts[i] = r, x
+    return {"ids": ids, "texts": texts}
+
+
+def _gather(session: Session, obj) -> list:
+    """One object per process, on every process (Accelerate's gather_object)."""
+    if session.accelerator.num_processes == 1:
+        return [obj]
+    from accelerate.utils import gather_object
+
+    return gather_object([obj])
+
+
+# --------------------------------------------------------------------------------------------- files
+
+
+def _seed(seed: int, iteration: int, stream: int) -> int:
+    return (seed * 1_000 + (iteration + 1)) * 16 + stream
+
+
+def _write_pairs(path: Path, records, prompts_text, tokenizer) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        for r in records:
+            handle.write(json.dumps({
+                "prompt": prompts_text[r["prompt"]],
+                "chosen": tokenizer.decode(r["winner_ids"], skip_special_tokens=True),
+                "rejected": tokenizer.decode(r["loser_ids"], skip_special_tokens=True),
+                "preference": r["preference"], "win_rate_chosen": r["win_rate_w"], "win_rate_rejected": r["win_rate_l"],
+            }) + "\n")
+
+
+def _prune(spec: BridgeSpec, rule_dir: Path, finished: int) -> None:
+    if spec.keep_checkpoints <= 0:
+        return
+    for iteration in range(1, finished - spec.keep_checkpoints + 1):
+        for kind in ("policy", "proximal"):
+            path = rule_dir / f"iter_{iteration:03d}" / f"{kind}.safetensors"
+            if path.exists():
+                path.unlink()
+
+
+def _manifest(spec: BridgeSpec) -> dict:
+    import accelerate
+    import transformers
+
+    return {"spec": spec.raw, "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                                           "accelerate": accelerate.__version__},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def _check_out(spec: BridgeSpec, out: Path, resume: bool) -> None:
+    manifest = out / "manifest.json"
+    if not manifest.is_file():
+        if out.exists() and any(out.iterdir()):
+            raise PrefsimError(f"--out {str(out)!r} exists and is not an empty bridge run directory; choose another.")
+        return
+    if not resume:
+        raise PrefsimError(f"--out {str(out)!r} already holds a bridge run; pass --resume to continue it, "
+                           "or choose another directory.")
+    saved = json.loads(manifest.read_text())["spec"]
+    if json.loads(json.dumps(saved, default=str)) != json.loads(json.dumps(spec.raw, default=str)):
+        raise PrefsimError(f"--resume: the spec differs from the one the run in {str(out)!r} was started with "
+                           f"({manifest}); resume with the same spec or start a new directory.")

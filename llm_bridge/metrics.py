@@ -1,0 +1,52 @@
+"""Per-iteration metrics of the bridge (one row per policy π_t, t = 0 … T).
+
+=======================  =====================================================================================
+column                   meaning
+=======================  =====================================================================================
+``iteration``            t (row t describes π_t; the training columns describe the update t−1 → t)
+``win_rate``             mean over held-out prompts x of P(y ≻ y_ref | x), y ~ π_t(·|x), y_ref ~ π_ref(·|x)
+                         (the oracle's probability, i.e. the expected Bernoulli win, one pair per prompt)
+``win_rate_low/high``    95% Student-t confidence interval of that mean over prompts, clipped to [0, 1]
+``mean_reward``          mean oracle reward of π_t's held-out responses (reward-based oracles; NaN otherwise)
+``reference_reward``     the same for π_ref's held-out responses
+``kl_reference``         KL(π_t‖π_ref) ≈ mean over held-out samples y ~ π_t of log π_t(y|x) − log π_ref(y|x)
+``kl_previous``          KL(π_t‖π_{t−1}) ≈ mean of log π_t(y|x) − log π_{t−1}(y|x) on the same samples
+``loss_first/last``      the rule's weighted loss at the first / last optimiser step of the update
+``pairs``                training pairs used by the update
+``oracle_queries``       pairwise oracle queries of the update's pair construction
+``eval_queries``         oracle queries of the held-out evaluation
+``generation_tokens_per_s``  sampling throughput of the update (tokens generated / s)
+``train_tokens_per_s``   training throughput (prompt + response tokens through forward/backward / s)
+``seconds``              wall time of the update and its evaluation
+=======================  =====================================================================================
+
+KL estimates are single-sample Monte Carlo averages of the log-ratio (unbiased for the KL, can be
+negative at small sample sizes).  For APO's implicit-reference form the model holds the proximal
+policy π̂_t, and the metrics describe π̂_t.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats
+
+COLUMNS = (
+    "rule", "iteration", "win_rate", "win_rate_low", "win_rate_high", "mean_reward", "reference_reward",
+    "kl_reference", "kl_previous", "loss_first", "loss_last", "pairs", "oracle_queries", "eval_queries",
+    "generation_tokens_per_s", "train_tokens_per_s", "seconds",
+)
+
+
+def mean_with_interval(values, level: float = 0.95, bounds=(0.0, 1.0)) -> tuple[float, float, float]:
+    """Mean and Student-t confidence interval (mean, low, high), clipped to ``bounds`` (probabilities).
+
+    NaN interval for fewer than 2 values.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    mean = float(values.mean())
+    if values.size < 2:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2.0, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size))
+    return mean, max(bounds[0], mean - half), min(bounds[1], mean + half)

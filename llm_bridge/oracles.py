@@ -1,0 +1,180 @@
+"""Preference oracles behind one interface (INPO Definition 1): P(y ≻ y′ | x) ∈ [0, 1].
+
+* :class:`CallableOracle` — any Python callable ``f(prompt, response, response′) -> probability``.
+* :class:`BradleyTerryOracle` — Bradley–Terry over a scalar reward: P = σ((r(x,y) − r(x,y′))/scale).
+* :func:`vader_oracle` — the offline text oracle of the demo: Bradley–Terry over VADER's compound
+  sentiment score ∈ [−1, 1] of the response (``vaderSentiment``; a lexicon, no model download).
+* :class:`RewardModelOracle` — Bradley–Terry over a sequence-classification reward model loaded from a
+  local directory (logit 0 of ``prompt + response``).
+
+Every oracle counts its pairwise queries in ``queries`` (a Bradley–Terry oracle also caches rewards,
+but a comparison is still one query).  Labels are drawn by the pair schemes (:mod:`pairs`) as
+z ~ Ber(P(y ≻ y′)).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+
+from bandits.errors import PrefsimError
+
+
+class Oracle:
+    """Base class: ``probabilities(prompts, a, b)`` → P(a_i ≻ b_i | prompt_i), counted in ``queries``."""
+
+    name = "oracle"
+
+    def __init__(self):
+        self.queries = 0
+
+    def probabilities(self, prompts: Sequence[str], first: Sequence[str], second: Sequence[str]) -> np.ndarray:
+        values = np.asarray(self._probabilities(list(prompts), list(first), list(second)), dtype=np.float64)
+        if values.shape != (len(prompts),) or not np.all((values >= 0.0) & (values <= 1.0)):
+            bad = values[~((values >= 0.0) & (values <= 1.0))][:3] if values.shape == (len(prompts),) else values.shape
+            raise PrefsimError(f"oracle {self.name} must return one probability in [0, 1] per pair; got {bad}.")
+        self.queries += len(prompts)
+        return values
+
+    def rewards(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray | None:
+        """Scalar rewards if the oracle is reward-based (for the mean-reward metric), else None."""
+        return None
+
+    def _probabilities(self, prompts, first, second):
+        raise NotImplementedError
+
+
+class CallableOracle(Oracle):
+    """A general preference oracle from a Python callable ``fn(prompt, response, response′) -> P(response ≻ response′)``."""
+
+    def __init__(self, fn: Callable[[str, str, str], float], name: str = "callable"):
+        super().__init__()
+        self.fn, self.name = fn, name
+
+    def _probabilities(self, prompts, first, second):
+        return [float(self.fn(x, a, b)) for x, a, b in zip(prompts, first, second)]
+
+
+class BradleyTerryOracle(Oracle):
+    """Bradley–Terry over a reward function: P(y ≻ y′ | x) = σ((r(x, y) − r(x, y′)) / scale).
+
+    Args:
+      reward_fn: ``(prompts, responses) -> rewards`` (batched; list in, sequence of floats out).
+      scale: temperature of the comparison (smaller = more decisive).
+    """
+
+    def __init__(self, reward_fn: Callable[[list, list], Sequence[float]], scale: float = 1.0, name: str = "bradley_terry"):
+        super().__init__()
+        if not scale > 0:
+            raise PrefsimError(f"oracle.scale must be > 0, got {scale!r}.")
+        self.reward_fn, self.scale, self.name = reward_fn, float(scale), name
+        self._cache: dict = {}
+
+    def rewards(self, prompts, responses):
+        keys = list(zip(prompts, responses))
+        todo = [k for k in dict.fromkeys(keys) if k not in self._cache]
+        if todo:
+            values = self.reward_fn([k[0] for k in todo], [k[1] for k in todo])
+            values = [float(v) for v in values]
+            if len(values) != len(todo) or not all(math.isfinite(v) for v in values):
+                raise PrefsimError(f"oracle {self.name}: the reward function must return one finite number per response.")
+            self._cache.update(zip(todo, values))
+        return np.array([self._cache[k] for k in keys], dtype=np.float64)
+
+    def _probabilities(self, prompts, first, second):
+        margin = (self.rewards(prompts, first) - self.rewards(prompts, second)) / self.scale
+        return 1.0 / (1.0 + np.exp(-margin))
+
+
+def vader_reward(prompts, responses):
+    """VADER compound sentiment score of each response, in [−1, 1] (positive = more positive text)."""
+    analyzer = _vader_analyzer()
+    return [analyzer.polarity_scores(text)["compound"] for text in responses]
+
+
+_ANALYZER = None
+
+
+def _vader_analyzer():
+    global _ANALYZER
+    if _ANALYZER is None:
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+        _ANALYZER = SentimentIntensityAnalyzer()
+    return _ANALYZER
+
+
+def vader_oracle(scale: float = 0.25) -> BradleyTerryOracle:
+    """The offline sentiment oracle: Bradley–Terry over VADER compound scores with temperature ``scale``."""
+    return BradleyTerryOracle(vader_reward, scale, name="vader")
+
+
+class RewardModelOracle(BradleyTerryOracle):
+    """Bradley–Terry over a local sequence-classification reward model (reward = logit 0 of prompt + response)."""
+
+    def __init__(self, path: str, scale: float = 1.0, batch_size: int = 16, max_length: int = 512):
+        from pathlib import Path
+
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        if not Path(path).is_dir():
+            raise PrefsimError(f"oracle.path {path!r} is not a directory; the reward model must be a local "
+                               "sequence-classification model (nothing is downloaded).")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            self.model = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True).eval()
+        except (OSError, ValueError) as exc:
+            raise PrefsimError(f"could not load a sequence-classification reward model from oracle.path {path!r}: {exc}") from None
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.batch_size, self.max_length = batch_size, max_length
+        self._torch = torch
+        super().__init__(self._score, scale, name=f"reward_model:{path}")
+
+    def _score(self, prompts, responses):
+        torch = self._torch
+        values = []
+        with torch.no_grad():
+            for start in range(0, len(prompts), self.batch_size):
+                texts = [p + r for p, r in zip(prompts[start : start + self.batch_size], responses[start : start + self.batch_size])]
+                batch = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_length)
+                batch = {k: v.to(self.model.device) for k, v in batch.items()}
+                values.extend(self.model(**batch).logits[:, 0].float().tolist())
+        return values
+
+
+def python_object(reference: str, field: str):
+    """Import ``module:attribute`` (for user callables in specs)."""
+    module_name, _, attribute = reference.partition(":")
+    if not module_name or not attribute:
+        raise PrefsimError(f"{field} must look like \"package.module:function\", got {reference!r}.")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise PrefsimError(f"{field}: cannot import {reference!r}: {exc}") from None
+
+
+def build_oracle(kind: str, *, scale: float = 1.0, path: str | None = None, function: str | None = None) -> Oracle:
+    """Oracle from the ``[oracle]`` table: kind ∈ vader, reward_model, reward_function, preference_function."""
+    if kind == "vader":
+        return vader_oracle(scale)
+    if kind == "reward_model":
+        if not path:
+            raise PrefsimError("oracle.kind = \"reward_model\" needs oracle.path (a local sequence-classification model).")
+        return RewardModelOracle(path, scale)
+    if kind == "reward_function":
+        if not function:
+            raise PrefsimError("oracle.kind = \"reward_function\" needs oracle.function = \"module:function\" "
+                               "taking (prompts, responses) and returning rewards.")
+        return BradleyTerryOracle(python_object(function, "oracle.function"), scale, name=function)
+    if kind == "preference_function":
+        if not function:
+            raise PrefsimError("oracle.kind = \"preference_function\" needs oracle.function = \"module:function\" "
+                               "taking (prompt, response, response′) and returning P(response ≻ response′).")
+        return CallableOracle(python_object(function, "oracle.function"), name=function)
+    raise PrefsimError(f"oracle.kind must be vader, reward_model, reward_function or preference_function, got {kind!r}.")

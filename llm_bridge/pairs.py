@@ -1,0 +1,136 @@
+"""Pair construction from K responses per prompt, and the population pairs of a finite response set.
+
+Each scheme returns :class:`Pair` records (indices into the prompt's responses) and asks the oracle
+for the comparisons it needs; labels are z ~ Ber(P(y ≻ y′)) drawn with the given NumPy generator.
+
+* ``iid`` (K = 2) — y, y′ ~ π_t i.i.d., one query, order from the Bernoulli label (λ_p of INPO Eq. 1).
+  All pairs are kept.  This is the scheme under which INPO's Eq. (8) equals Eq. (7) (Prop. 6; THEORY
+  §A.4 conditions 1–3).  Win-rate estimates: P̂(y_w ≻ π_t) = P(y_w ≻ y_l), P̂(y_l ≻ π_t) = 1 − that
+  (a single-opponent, unbiased estimate, since the opponent is a draw from π_t).
+* ``best_worst`` — all K(K−1)/2 comparisons (probabilities, not labels); P̂(y_i ≻ π_t) = mean over
+  j ≠ i of P(y_i ≻ y_j) (no self-comparison, unlike uclaml/SPPO's estimator which is shrunk by
+  (K−1)/K); chosen = argmax P̂, rejected = argmin P̂ (APO / SPPO / RLHFlow practice).  Selection-biased.
+* ``tournament`` — INPO's practical scheme: a random knock-out bracket of Bernoulli matches; the
+  first-round winners play a winners' bracket (champion), the first-round losers a losers' bracket
+  where the loser advances (worst), then one final champion vs worst.  The pair is kept only if the
+  champion wins the final.  3K/2 − 1 queries for K a power of 2 (11 for K = 8).  Biased (THEORY §A.4).
+
+:func:`population_pairs` enumerates every ordered pair of a finite response set with the weight
+π_t(y)π_t(y′)P(y ≻ y′) — the expectation of the ``iid`` scheme, used to check the bridge against
+``sim``'s exact updates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from bandits.errors import PrefsimError
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+    """One training pair of a prompt: response indices and the numbers the losses use."""
+
+    prompt: int
+    """Index of the prompt in the iteration's prompt list."""
+    winner: int
+    """Index (among the prompt's K responses) of y_w (first response for order-free rules)."""
+    loser: int
+    """Index of y_l."""
+    preference: float
+    """Oracle probability P(y_w ≻ y_l | x)."""
+    win_rate_w: float
+    """Estimate of P(y_w ≻ π_t | x)."""
+    win_rate_l: float
+    """Estimate of P(y_l ≻ π_t | x)."""
+    weight: float = 1.0
+    """Weight of the pair in the loss (1 for sampled pairs)."""
+
+
+def build_pairs(scheme: str, prompts: list[str], responses: list[list[str]], oracle, rng: np.random.Generator) -> list[Pair]:
+    """Pairs for every prompt under ``scheme``; ``responses[i]`` are the K texts for ``prompts[i]``."""
+    builders = {"iid": _iid, "best_worst": _best_worst, "tournament": _tournament}
+    if scheme not in builders:
+        raise PrefsimError(f"pairs must be one of {', '.join(builders)}, got {scheme!r}.")
+    pairs = []
+    for index, (prompt, texts) in enumerate(zip(prompts, responses)):
+        pairs.extend(builders[scheme](index, prompt, texts, oracle, rng))
+    return pairs
+
+
+def _iid(index, prompt, texts, oracle, rng):
+    if len(texts) != 2:
+        raise PrefsimError(f"pairs = \"iid\" needs exactly 2 responses per prompt, got {len(texts)}.")
+    p = float(oracle.probabilities([prompt], [texts[0]], [texts[1]])[0])
+    if rng.random() < p:
+        return [Pair(index, 0, 1, p, p, 1.0 - p)]
+    return [Pair(index, 1, 0, 1.0 - p, 1.0 - p, p)]
+
+
+def _best_worst(index, prompt, texts, oracle, rng):
+    k = len(texts)
+    firsts, seconds = zip(*[(i, j) for i in range(k) for j in range(i + 1, k)])
+    probs = oracle.probabilities([prompt] * len(firsts), [texts[i] for i in firsts], [texts[j] for j in seconds])
+    matrix = np.full((k, k), 0.5)
+    for i, j, p in zip(firsts, seconds, probs):
+        matrix[i, j], matrix[j, i] = p, 1.0 - p
+    win = (matrix.sum(axis=1) - 0.5) / (k - 1)
+    best, worst = int(np.argmax(win)), int(np.argmin(win))
+    if best == worst:  # all equal: any two distinct responses
+        best, worst = 0, 1
+    return [Pair(index, best, worst, float(matrix[best, worst]), float(win[best]), float(win[worst]))]
+
+
+def _tournament(index, prompt, texts, oracle, rng):
+    k = len(texts)
+    cache = {}
+
+    def match(a, b):
+        """Bernoulli match; returns (winner, loser)."""
+        p = float(oracle.probabilities([prompt], [texts[a]], [texts[b]])[0])
+        cache[(a, b)], cache[(b, a)] = p, 1.0 - p
+        return (a, b) if rng.random() < p else (b, a)
+
+    def knockout(players, keep_winner):
+        players = list(players)
+        while len(players) > 1:
+            nxt = [players[-1]] if len(players) % 2 else []  # odd count: the last one has a bye
+            for a, b in zip(players[0::2], players[1::2]):
+                w, l = match(a, b)
+                nxt.append(w if keep_winner else l)
+            players = nxt
+        return players[0]
+
+    order = [int(i) for i in rng.permutation(k)]
+    winners, losers = [], []
+    for a, b in zip(order[0::2], order[1::2]):
+        w, l = match(a, b)
+        winners.append(w)
+        losers.append(l)
+    if k % 2:
+        winners.append(order[-1])
+    champion = knockout(winners, keep_winner=True)
+    worst = knockout(losers, keep_winner=False)
+    w, _ = match(champion, worst)
+    if w != champion:
+        return []
+    p = cache[(champion, worst)]
+    return [Pair(index, champion, worst, p, p, 1.0 - p)]
+
+
+def population_pairs(policy: np.ndarray, preference: np.ndarray) -> list[Pair]:
+    """Every ordered pair (y, y′) of a finite response set, weight π(y)π(y′)P(y ≻ y′) (prompt 0).
+
+    With these weights the weighted mean of a per-pair loss is the population loss of the ``iid``
+    scheme (INPO Eq. 8).  Win rates are exact: P(y ≻ π) = (Pπ)_y.
+    """
+    policy = np.asarray(policy, dtype=np.float64)
+    preference = np.asarray(preference, dtype=np.float64)
+    rates = preference @ policy
+    k = len(policy)
+    return [
+        Pair(0, i, j, float(preference[i, j]), float(rates[i]), float(rates[j]), float(policy[i] * policy[j] * preference[i, j]))
+        for i in range(k) for j in range(k) if i != j
+    ]

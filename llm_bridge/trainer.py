@@ -1,0 +1,177 @@
+"""Minimising a rule's loss on precomputed pairs: AdamW / RMSprop, gradient accumulation, bf16 on CUDA.
+
+Only the policy is in memory: log π_ref and log π_t of every pair were computed before training
+(:mod:`llm_bridge.loop`), so each step is one forward/backward pass over the pairs' winners and losers
+(concatenated in one batch, like TRL's DPO trainer) — the same cost for every rule.
+
+Optimiser steps see ``batch_size`` pairs, split into micro-batches of ``micro_batch_size``; the
+micro-batch losses are Σ w_i ℓ_i / W_step with W_step the total weight of the step, so the accumulated
+gradient is exactly that of the weighted mean over the step (equal to the plain mean for unit weights).
+Dropout is kept off (``model.eval()``) so that at the first step log π_θ equals the precomputed
+log π_t.  The optimiser state is reset at the start of every iteration (each iteration is a new
+training run from θ_t, as in the papers' pipelines).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import torch
+from tqdm.auto import tqdm
+
+from bandits.errors import PrefsimError
+from llm_bridge.logprobs import sequence_logprobs
+from llm_bridge.rules import BridgeRule
+
+OPTIMIZERS = ("adamw", "rmsprop", "sgd")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingSpec:
+    """The ``[training]`` table."""
+
+    optimizer: str = "adamw"
+    """adamw, rmsprop (APO/SPPO's choice) or sgd."""
+    learning_rate: float = 1e-5
+    """Step size of the optimiser."""
+    weight_decay: float = 0.0
+    """Decoupled weight decay (AdamW) / L2 (RMSprop, SGD)."""
+    epochs: int = 1
+    """Passes over the iteration's pairs."""
+    batch_size: int = 8
+    """Pairs per optimiser step."""
+    micro_batch_size: int = 8
+    """Pairs per forward/backward pass (gradient accumulation = batch_size / micro_batch_size)."""
+    max_grad_norm: float = 0.0
+    """Clip the global gradient norm to this value (0 = no clipping)."""
+    adam_betas: tuple = (0.9, 0.999)
+    """AdamW (β₁, β₂)."""
+    eps: float = 1e-8
+    """AdamW / RMSprop ε (added to the root, outside the square root, in both)."""
+    rmsprop_alpha: float = 0.99
+    """RMSprop smoothing constant (decay of the squared-gradient average)."""
+    bf16: bool = True
+    """bf16 autocast on CUDA (ignored on CPU, which trains in the model's dtype)."""
+
+    def validate(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise PrefsimError(f"training.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}.")
+        for name in ("learning_rate",):
+            if not getattr(self, name) > 0:
+                raise PrefsimError(f"training.{name} must be > 0, got {getattr(self, name)!r}.")
+        for name in ("epochs", "batch_size", "micro_batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise PrefsimError(f"training.{name} must be an integer ≥ 1, got {value!r}.")
+        if self.batch_size % self.micro_batch_size:
+            raise PrefsimError(f"training.batch_size ({self.batch_size}) must be a multiple of training.micro_batch_size "
+                               f"({self.micro_batch_size}).")
+        if self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise PrefsimError("training.weight_decay and training.max_grad_norm must be ≥ 0.")
+
+
+def make_optimizer(parameters, spec: TrainingSpec) -> torch.optim.Optimizer:
+    """The torch optimiser of ``spec`` over ``parameters``."""
+    parameters = [p for p in parameters if p.requires_grad]
+    if spec.optimizer == "adamw":
+        return torch.optim.AdamW(parameters, lr=spec.learning_rate, betas=tuple(spec.adam_betas), eps=spec.eps,
+                                 weight_decay=spec.weight_decay)
+    if spec.optimizer == "rmsprop":
+        return torch.optim.RMSprop(parameters, lr=spec.learning_rate, alpha=spec.rmsprop_alpha, eps=spec.eps,
+                                   weight_decay=spec.weight_decay)
+    return torch.optim.SGD(parameters, lr=spec.learning_rate, weight_decay=spec.weight_decay)
+
+
+@dataclasses.dataclass
+class PairTensors:
+    """The pairs of one iteration in the form the trainer reads (all lists/tensors indexed by pair)."""
+
+    prompt_ids: list
+    winner_ids: list
+    loser_ids: list
+    values: dict
+    """``reference_w/l``, ``previous_w/l``, ``win_rate_w/l``, ``preference``, ``weight``: 1-D float64 tensors."""
+
+    def __len__(self):
+        return len(self.prompt_ids)
+
+
+@dataclasses.dataclass
+class TrainingStats:
+    loss_first: float
+    """Weighted mean loss of the first optimiser step (before it)."""
+    loss_last: float
+    """Weighted mean loss of the last optimiser step (before it)."""
+    loss_mean: float
+    """Mean of the step losses over the whole iteration."""
+    steps: int
+    tokens: int
+    seconds: float
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else float("nan")
+
+
+def train_on_pairs(model, optimizer, data: PairTensors, rule: BridgeRule, spec: TrainingSpec, pad_id: int, seed: int,
+                   accelerator=None, progress: bool = True, description: str = "train") -> TrainingStats:
+    """Run ``spec.epochs`` passes of ``rule``'s weighted loss over ``data`` (shuffled with ``seed``)."""
+    if len(data) == 0:
+        raise PrefsimError(f"{description}: no training pairs (every tournament final was lost?); nothing to train on.")
+    model.eval()  # dropout off: the policy at step 0 equals the precomputed π_t
+    optimizer.state.clear()
+    device = next(model.parameters()).device
+    float_dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
+    if float_dtype in (torch.bfloat16, torch.float16):
+        float_dtype = torch.float32
+    autocast = None
+    if device.type == "cuda" and spec.bf16:
+        def autocast():
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+    generator = torch.Generator().manual_seed(seed)
+    step_losses, tokens = [], 0
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    steps_per_epoch = -(-len(data) // spec.batch_size)
+    bar = tqdm(total=spec.epochs * steps_per_epoch, desc=description, unit="step", disable=not progress, leave=False)
+    start = time.perf_counter()
+    for _ in range(spec.epochs):
+        order = torch.randperm(len(data), generator=generator).tolist()
+        for first in range(0, len(order), spec.batch_size):
+            step_index = order[first : first + spec.batch_size]
+            step_weight = float(data.values["weight"][step_index].sum())
+            optimizer.zero_grad(set_to_none=True)
+            step_loss = 0.0
+            for micro in range(0, len(step_index), spec.micro_batch_size):
+                index = step_index[micro : micro + spec.micro_batch_size]
+                prompts = [data.prompt_ids[i] for i in index]
+                logps = sequence_logprobs(model, prompts + prompts, [data.winner_ids[i] for i in index]
+                                          + [data.loser_ids[i] for i in index], pad_id, device=device, autocast=autocast)
+                count = len(index)
+                batch = {"policy_w": logps[:count].to(float_dtype), "policy_l": logps[count:].to(float_dtype)}
+                for key, value in data.values.items():
+                    batch[key] = value[index].to(device=device, dtype=float_dtype)
+                per_pair = rule.pair_loss(batch)
+                loss = (batch["weight"] * per_pair).sum() / step_weight
+                if not torch.isfinite(loss):
+                    raise PrefsimError(f"{description}: the {rule.name} loss became {loss.item()} (learning rate "
+                                       f"{spec.learning_rate:g} too large, or log-probabilities overflowed).")
+                if accelerator is not None:
+                    accelerator.backward(loss)
+                else:
+                    loss.backward()
+                step_loss += float(loss.detach())
+                tokens += sum(len(p) for p in prompts) * 2 + sum(len(data.winner_ids[i]) + len(data.loser_ids[i]) for i in index)
+            if spec.max_grad_norm > 0:
+                if accelerator is not None:
+                    accelerator.clip_grad_norm_(trainable, spec.max_grad_norm)
+                else:
+                    torch.nn.utils.clip_grad_norm_(trainable, spec.max_grad_norm)
+            optimizer.step()
+            step_losses.append(step_loss)
+            bar.update(1)
+            bar.set_postfix(loss=f"{step_loss:.4g}")
+    bar.close()
+    optimizer.zero_grad(set_to_none=True)
+    seconds = time.perf_counter() - start
+    return TrainingStats(step_losses[0], step_losses[-1], sum(step_losses) / len(step_losses), len(step_losses), tokens, seconds)
