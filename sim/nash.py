@@ -3,7 +3,10 @@
 * :func:`regularised_nash` — π*_τ = BR_τ(π*_τ), π* ∝ π_ref·exp(Pπ*/τ) (THEORY §A.2, §C.1), unique for
   τ > 0.  Solved in JAX by extragradient (mirror-prox) with step s = 1/(τ + 2·max|P − ½|), which
   contracts linearly, iterated until the closed-form duality gap is below ``tolerance`` (default
-  1e-14, well inside the gap < 1e-12 the metrics require).
+  1e-14, well inside the gap < 1e-12 the metrics require) **and** one step moves log π by at most
+  ``STEP_TOLERANCE``·max(1, max|log π|).  The second condition matters: the gap is quadratic in the
+  error, so a gap of 1e-14 alone leaves π* wrong by ~1e-7, which floors ``kl_to_nash`` near 1e-13 and
+  biases convergence-rate fits; the step condition makes π* accurate to ~1e-12.
 * :func:`unregularised_nash` — a maximin strategy of the symmetric zero-sum game P − ½ by linear
   programming (SciPy ``linprog``): maximise v subject to (Pᵀπ)_y ≥ v, π in the simplex.  Its value is
   ½.  Not unique in general (it is for odd cyclic games and for Bradley–Terry games with a unique
@@ -22,6 +25,9 @@ from sim.metrics import duality_gap
 from sim.rules.base import mirror_step
 
 DEFAULT_TOLERANCE = 1e-14
+#: Largest change of log π in one extragradient step (relative to max(1, max|log π|)) at which
+#: :func:`regularised_nash` stops.
+STEP_TOLERANCE = 1e-13
 MAX_ITERATIONS = 500_000
 
 
@@ -35,17 +41,19 @@ def regularised_nash(game: Game, tolerance: float = DEFAULT_TOLERANCE, max_itera
         return duality_gap(game, log_policy, tau)
 
     def cond(carry):
-        log_policy, iteration, current_gap = carry
-        return (current_gap > tolerance) & (iteration < max_iterations)
+        log_policy, iteration, current_gap, change = carry
+        moving = change > STEP_TOLERANCE * jnp.maximum(1.0, jnp.max(jnp.abs(log_policy)))
+        return ((current_gap > tolerance) | moving) & (iteration < max_iterations)
 
     def body(carry):
-        log_policy, iteration, _ = carry
+        log_policy, iteration, _, _ = carry
         half = mirror_step(log_policy, game.log_reference, win_rates(game, jnp.exp(log_policy)), step, tau)
         new = mirror_step(log_policy, game.log_reference, win_rates(game, jnp.exp(half)), step, tau)
-        return new, iteration + 1, gap(new)
+        return new, iteration + 1, gap(new), jnp.max(jnp.abs(new - log_policy))
 
     start = game.log_reference
-    log_policy, iterations, final_gap = jax.lax.while_loop(cond, body, (start, jnp.zeros((), jnp.int32), gap(start)))
+    initial = (start, jnp.zeros((), jnp.int32), gap(start), jnp.asarray(jnp.inf, start.dtype))
+    log_policy, iterations, final_gap, _ = jax.lax.while_loop(cond, body, initial)
     return log_policy, final_gap, iterations
 
 
