@@ -55,3 +55,14 @@ def test_plot_metric_single_seed_and_bad_input(tmp_path):
         plotting.plot_metric(table, "not_a_metric")
     with pytest.raises(PrefsimError, match="theory"):
         plotting.plot_metric(table, "kl_to_nash", theory=[1, 2, 3])
+
+
+def test_plot_run_draws_theory_bounds_from_the_manifest(tmp_path):
+    spec = {"iterations": 30, "seeds": 2, "game": {"kind": "random", "arms": 4, "tau": 0.2},
+            "rule": [{"name": "inpo", "label": "inpo_t4", "schedule": "theorem4"}]}
+    table = sim.run(spec)
+    bound = plotting._theory_for(table, "kl_to_nash", {"spec": spec})
+    assert bound is not None and set(bound["rule"]) == {"inpo_t4"} and (bound["bound"] > 0).all()
+    assert plotting._theory_for(table, "exploitability", {"spec": spec}) is None
+    paths = plotting.plot_run(table, tmp_path, {"spec": spec, "seeds": [0, 1]})
+    assert tmp_path / "kl_to_nash.png" in paths
