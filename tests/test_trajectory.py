@@ -1,0 +1,190 @@
+"""Trajectories and runs (sim/trajectory.py, sim/run.py): against plain NumPy loops and separate runs."""
+
+import importlib
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+import sim
+from bandits.errors import PrefsimError
+from exact_reference import best_response, kl, make_game, mirror_step, random_matrix, random_policy, regularised_nash
+from sim.metrics import METRIC_COLUMNS
+from sim.rules import optimistic
+from sim.trajectory import default_record_iterations, simulate
+
+run_module = importlib.import_module("sim.run")
+
+TAU = 0.2
+
+
+def test_simulate_equals_a_plain_numpy_loop():
+    matrix = random_matrix(4, seed=100)
+    reference = random_policy(4, seed=101)
+    initial = random_policy(4, seed=102, scale=2.0)
+    target = regularised_nash(matrix, reference, TAU)
+    record = np.array([0, 1, 2, 5, 9, 17, 40])
+    eta = 0.9
+    metrics, first_bad = jax.jit(lambda g, t: simulate(optimistic(eta=eta, tau=TAU), g, t, record))(
+        make_game(matrix, reference, TAU, initial=initial), jnp.asarray(target)
+    )
+    assert int(first_bad) == -1
+    # plain NumPy loop over iterations
+    log_policy, leading = np.log(initial), np.log(initial)
+    policies = [initial]
+    for _ in range(40):
+        leading = mirror_step(log_policy, np.log(reference), matrix @ np.exp(leading), eta, TAU)
+        log_policy = mirror_step(log_policy, np.log(reference), matrix @ np.exp(leading), eta, TAU)
+        policies.append(np.exp(log_policy))
+    policies = np.array(policies)
+    for index, t in enumerate(record):
+        policy, mixture = policies[t], policies[: t + 1].mean(axis=0)
+        for suffix, p in (("", policy), ("_mixture", mixture)):
+            expected = {
+                "duality_gap": 2 * TAU * kl(p, best_response(matrix, reference, TAU, p)),
+                "exploitability": 2 * np.max(matrix @ p) - 1,
+                "kl_to_nash": kl(target, p),
+                "tv_to_optimum": 0.5 * np.abs(p - target).sum(),
+                "max_log_ratio": np.abs(np.log(p / reference)).max(),
+            }
+            for name, value in expected.items():
+                assert float(metrics[name + suffix][index]) == pytest.approx(value, rel=1e-9, abs=1e-13), (name + suffix, t)
+            assert np.isnan(float(metrics["suboptimality" + suffix][index]))
+    assert metrics["duality_gap"].shape == (len(record),)
+
+
+SWEEP_SPEC = {
+    "iterations": 30,
+    "seeds": [3, 8],
+    "game": {"kind": "random", "arms": 4, "tau": TAU, "reference": "random", "reference_min_mass": 0.02},
+    "rule": [{"name": "inpo", "eta": [0.5, 2.0]}],
+}
+
+
+@pytest.fixture(scope="module")
+def swept_table():
+    return sim.run(SWEEP_SPEC)
+
+
+def test_vmapped_grid_equals_separate_runs(swept_table):
+    assert sorted(set(swept_table["rule"])) == ["inpo[eta=0.5]", "inpo[eta=2]"]
+    for eta, label in ((0.5, "inpo[eta=0.5]"), (2.0, "inpo[eta=2]")):
+        alone = sim.run({**SWEEP_SPEC, "rule": [{"name": "inpo", "eta": eta}]})
+        swept = swept_table[swept_table["rule"] == label].reset_index(drop=True)
+        assert list(alone["seed"]) == list(swept["seed"]) and list(alone["iteration"]) == list(swept["iteration"])
+        for column in METRIC_COLUMNS:
+            np.testing.assert_allclose(swept[column], alone[column], rtol=1e-12, atol=1e-15, err_msg=column)
+    # the two seeds are two different games, and the two η differ
+    last = swept_table[swept_table["iteration"] == 30]
+    assert last["duality_gap"].nunique() == 4
+
+
+def test_recorded_iterations():
+    record = default_record_iterations(1000)
+    assert record[0] == 0 and record[-1] == 1000 and 3 in record
+    assert np.all(np.diff(record) > 0)
+    assert {1, 2, 3, 10, 12, 14, 17, 20, 25, 30, 100, 120, 500, 900}.issubset(set(record.tolist()))
+    assert 11 not in record and len(record) < 50
+    np.testing.assert_array_equal(default_record_iterations(5), [0, 1, 2, 3, 4, 5])
+    np.testing.assert_array_equal(default_record_iterations(20, 7), [0, 7, 14, 20])
+    np.testing.assert_array_equal(default_record_iterations(3, 1), [0, 1, 2, 3])
+
+
+def test_run_records_the_requested_iterations(swept_table):
+    assert sorted(set(swept_table["iteration"])) == default_record_iterations(30).tolist()
+    table = sim.run({**SWEEP_SPEC, "seeds": 1, "record_every": 7, "rule": [{"name": "mmd", "eta": 1.0}]})
+    assert table["iteration"].tolist() == [0, 7, 14, 21, 28, 30]
+
+
+def test_float32_precision(swept_table):
+    table = sim.run({**SWEEP_SPEC, "precision": "float32"})
+    for column in METRIC_COLUMNS:
+        assert table[column].dtype == np.float32, column
+    for column in ("duality_gap", "kl_to_nash", "max_log_ratio", "exploitability"):
+        np.testing.assert_allclose(table[column], swept_table[column], rtol=2e-3, atol=2e-5, err_msg=column)
+
+
+def test_non_finite_policy_raises_naming_rule_seed_and_iteration():
+    # float32, β = 1e-37: each DPO step moves the worst arm's log-probability by (r_max − r_min)/β = 1e37;
+    # float32 overflows past 3.4028e38, i.e. at iteration ⌈3.4028e38/1e37⌉ = 35.
+    spec = {
+        "iterations": 50,
+        "seeds": [4, 7],
+        "precision": "float32",
+        "game": {"kind": "bradley_terry", "rewards": [0.0, 1.0, 0.5]},
+        "rule": [{"name": "dpo", "beta": [1.0, 1e-37]}],
+    }
+    with pytest.raises(PrefsimError) as info:
+        sim.run(spec)
+    message = str(info.value)
+    assert "dpo[beta=1e-37]" in message and "seed 4" in message and "iteration 35" in message
+    # the same step is representable in float64, so the run succeeds there
+    table = sim.run({**spec, "precision": "float64"})
+    assert np.isfinite(table["max_log_ratio"]).all()
+
+
+# --------------------------------------------------------------------------- files, resume, manifest
+RESUME_SPEC = {
+    "iterations": 10,
+    "seeds": 2,
+    "game": {"kind": "cyclic", "arms": 3, "tau": TAU, "reference": [0.5, 0.3, 0.2]},
+    "rule": [{"name": "inpo", "eta": 1.0}, {"name": "online_ipo"}],
+}
+
+
+def _counting_run_rule(monkeypatch):
+    calls = []
+    original = run_module.run_rule
+
+    def counting(rule, *args, **kwargs):
+        calls.append(rule.label)
+        return original(rule, *args, **kwargs)
+
+    monkeypatch.setattr(run_module, "run_rule", counting)
+    return calls
+
+
+def test_out_directory_resume_and_manifest(tmp_path, monkeypatch):
+    calls = _counting_run_rule(monkeypatch)
+    out = tmp_path / "result"
+    first = sim.run(RESUME_SPEC, out=out)
+    assert calls == ["inpo", "online_ipo"]
+    assert sorted(p.name for p in (out / "parts").iterdir()) == ["inpo.csv", "online_ipo.csv"]
+    pd.testing.assert_frame_equal(pd.read_csv(out / "metrics.csv"), first, check_dtype=False)
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["spec"] == RESUME_SPEC
+    assert manifest["seeds"] == [0, 1]
+    assert manifest["recorded_iterations"] == default_record_iterations(10).tolist()
+    assert manifest["complete"] is True and manifest["seconds"] >= 0
+    assert 0 <= manifest["target_duality_gap_max"] < 1e-12
+    assert manifest["versions"]["jax"] == jax.__version__ and manifest["versions"]["numpy"] == np.__version__
+    assert manifest["fingerprint"] == run_module.spec_fingerprint(sim.parse_spec(RESUME_SPEC))
+    assert manifest["devices"] and "git_commit" in manifest
+
+    # resume: nothing recomputed, identical table
+    calls.clear()
+    again = sim.run(RESUME_SPEC, out=out, resume=True)
+    assert calls == []
+    pd.testing.assert_frame_equal(again, first, check_dtype=False)
+
+    # a lost part is recomputed, the other reused
+    (out / "parts" / "online_ipo.csv").unlink()
+    calls.clear()
+    sim.run(RESUME_SPEC, out=out, resume=True)
+    assert calls == ["online_ipo"]
+
+    # without resume everything is recomputed
+    calls.clear()
+    sim.run(RESUME_SPEC, out=out)
+    assert calls == ["inpo", "online_ipo"]
+
+    # a changed spec invalidates the stored parts
+    calls.clear()
+    changed = {**RESUME_SPEC, "iterations": 12}
+    table = sim.run(changed, out=out, resume=True)
+    assert calls == ["inpo", "online_ipo"]
+    assert table["iteration"].max() == 12
