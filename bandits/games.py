@@ -77,11 +77,13 @@ class GameSpec:
             raise PrefsimError("game.preference: kind = \"matrix\" needs a K×K preference matrix.")
         if self.kind == "bradley_terry" and self.rewards is None:
             raise PrefsimError("game.rewards: kind = \"bradley_terry\" needs a list of rewards or \"random\".")
+        if self.arms is not None and (isinstance(self.arms, bool) or not isinstance(self.arms, (int, np.integer)) or self.arms < 2):
+            raise PrefsimError(f"game.arms: expected an integer ≥ 2, got {self.arms!r}.")
         if self.kind in ("cyclic", "random") and self.arms is None:
             raise PrefsimError(f"game.arms: kind = \"{self.kind}\" needs the number of arms.")
         if isinstance(self.rewards, str) and self.rewards != "random":
             raise PrefsimError(f"game.rewards: expected a list of numbers or \"random\", got {self.rewards!r}.")
-        if self.rewards == "random" and self.arms is None:
+        if isinstance(self.rewards, str) and self.rewards == "random" and self.arms is None:
             raise PrefsimError("game.arms: rewards = \"random\" needs the number of arms.")
         if isinstance(self.reference, str) and self.reference not in ("uniform", "random"):
             raise PrefsimError(
@@ -126,7 +128,7 @@ def depends_on_seed(spec: GameSpec) -> bool:
     return (
         spec.kind == "random"
         or (isinstance(spec.rewards, str) and spec.rewards == "random")
-        or spec.reference == "random"
+        or (isinstance(spec.reference, str) and spec.reference == "random")
         or spec.initial == "random"
     )
 

@@ -194,7 +194,7 @@ def resolve_parameters(name: str, given: dict, game_tau: float, where: str = "ru
     allowed = {p.name: p for p in info.parameters}
     if name == "apo":
         base_name = given.get("base", "dpo")
-        if base_name not in RULES or not RULES[base_name].proximal:
+        if not isinstance(base_name, str) or base_name not in RULES or not RULES[base_name].proximal:
             proximal = ", ".join(n for n, r in RULES.items() if r.proximal)
             raise PrefsimError(f"{where}: apo's base must be a proximal rule ({proximal}), got {base_name!r}.")
         for parameter in RULES[base_name].parameters:
