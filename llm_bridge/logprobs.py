@@ -3,7 +3,8 @@
 Sequences are ``prompt ids + response ids`` with **right** padding for scoring (positions 0, 1, …
 without gaps, which equal the positions generation used under left padding, since HF derives them from
 the attention mask).  Only response tokens count; the prompt and the padding are masked out.  The
-log-softmax runs in float32 even under bf16 autocast.
+log-softmax runs in float32 under bf16/fp16 (autocast or half weights), else in the model's dtype
+(float64 for the bandit LM of the equivalence tests).
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def sequence_logprobs(model, prompt_ids, response_ids, pad_id: int, device=None,
     input_ids, attention, response_mask = _batch(prompt_ids, response_ids, pad_id, device)
     with (autocast() if autocast else contextlib.nullcontext()):
         logits = model(input_ids=input_ids, attention_mask=attention).logits
-    logits = logits[:, :-1].float()
+    logits = logits[:, :-1]
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
     targets = input_ids[:, 1:]
     mask = response_mask[:, 1:]
     token_logps = torch.gather(logits, 2, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)

@@ -124,7 +124,9 @@ def population_pairs(policy: np.ndarray, preference: np.ndarray) -> list[Pair]:
     """Every ordered pair (y, y′) of a finite response set, weight π(y)π(y′)P(y ≻ y′) (prompt 0).
 
     With these weights the weighted mean of a per-pair loss is the population loss of the ``iid``
-    scheme (INPO Eq. 8).  Win rates are exact: P(y ≻ π) = (Pπ)_y.
+    scheme (INPO Eq. 8).  Win rates are exact: P(y ≻ π) = (Pπ)_y.  Identical pairs (y, y) are
+    included, as i.i.d. draws produce them: they do not move pairwise losses but carry the π_t(y)
+    weighting of per-response losses (SPPO).
     """
     policy = np.asarray(policy, dtype=np.float64)
     preference = np.asarray(preference, dtype=np.float64)
@@ -132,5 +134,5 @@ def population_pairs(policy: np.ndarray, preference: np.ndarray) -> list[Pair]:
     k = len(policy)
     return [
         Pair(0, i, j, float(preference[i, j]), float(rates[i]), float(rates[j]), float(policy[i] * policy[j] * preference[i, j]))
-        for i in range(k) for j in range(k) if i != j
+        for i in range(k) for j in range(k)
     ]

@@ -114,6 +114,23 @@ class TrainingStats:
         return self.tokens / self.seconds if self.seconds > 0 else float("nan")
 
 
+def weighted_loss_sum(model, data: PairTensors, index, rule: BridgeRule, pad_id: int, dtype=torch.float32,
+                      autocast=None) -> torch.Tensor:
+    """Σ_i w_i·ℓ_i over the pairs ``index`` of ``data``: one forward pass over their winners and losers.
+
+    Divided by Σ_i w_i over all pairs it is the population loss for :func:`llm_bridge.pairs.population_pairs`.
+    """
+    device = next(model.parameters()).device
+    prompts = [data.prompt_ids[i] for i in index]
+    logps = sequence_logprobs(model, prompts + prompts, [data.winner_ids[i] for i in index]
+                              + [data.loser_ids[i] for i in index], pad_id, device=device, autocast=autocast)
+    count = len(index)
+    batch = {"policy_w": logps[:count].to(dtype), "policy_l": logps[count:].to(dtype)}
+    for key, value in data.values.items():
+        batch[key] = value[index].to(device=device, dtype=dtype)
+    return (batch["weight"] * rule.pair_loss(batch)).sum()
+
+
 def train_on_pairs(model, optimizer, data: PairTensors, rule: BridgeRule, spec: TrainingSpec, pad_id: int, seed: int,
                    accelerator=None, progress: bool = True, description: str = "train") -> TrainingStats:
     """Run ``spec.epochs`` passes of ``rule``'s weighted loss over ``data`` (shuffled with ``seed``)."""
@@ -144,15 +161,7 @@ def train_on_pairs(model, optimizer, data: PairTensors, rule: BridgeRule, spec: 
             step_loss = 0.0
             for micro in range(0, len(step_index), spec.micro_batch_size):
                 index = step_index[micro : micro + spec.micro_batch_size]
-                prompts = [data.prompt_ids[i] for i in index]
-                logps = sequence_logprobs(model, prompts + prompts, [data.winner_ids[i] for i in index]
-                                          + [data.loser_ids[i] for i in index], pad_id, device=device, autocast=autocast)
-                count = len(index)
-                batch = {"policy_w": logps[:count].to(float_dtype), "policy_l": logps[count:].to(float_dtype)}
-                for key, value in data.values.items():
-                    batch[key] = value[index].to(device=device, dtype=float_dtype)
-                per_pair = rule.pair_loss(batch)
-                loss = (batch["weight"] * per_pair).sum() / step_weight
+                loss = weighted_loss_sum(model, data, index, rule, pad_id, float_dtype, autocast) / step_weight
                 if not torch.isfinite(loss):
                     raise PrefsimError(f"{description}: the {rule.name} loss became {loss.item()} (learning rate "
                                        f"{spec.learning_rate:g} too large, or log-probabilities overflowed).")
@@ -161,7 +170,7 @@ def train_on_pairs(model, optimizer, data: PairTensors, rule: BridgeRule, spec: 
                 else:
                     loss.backward()
                 step_loss += float(loss.detach())
-                tokens += sum(len(p) for p in prompts) * 2 + sum(len(data.winner_ids[i]) + len(data.loser_ids[i]) for i in index)
+                tokens += sum(2 * len(data.prompt_ids[i]) + len(data.winner_ids[i]) + len(data.loser_ids[i]) for i in index)
             if spec.max_grad_norm > 0:
                 if accelerator is not None:
                     accelerator.clip_grad_norm_(trainable, spec.max_grad_norm)
