@@ -174,7 +174,7 @@ def plot_metric(
                 fontsize=8,
                 color="0.35",
             )
-        axes.set_xlabel("iteration t (0 = π_ref; symlog axis)")
+        axes.set_xlabel("iteration t (0 = initial policy π_0; symlog axis)")
         axes.set_ylabel(metric_label(metric))
         axes.grid(True, which="major", alpha=0.3)
         axes.legend(loc="best", frameon=False)
