@@ -65,6 +65,11 @@ def run(spec, out=None, resume: bool = False, progress=None) -> pd.DataFrame:
     if out is not None:
         write_json_atomic(out / "manifest.json", manifest)
 
+    sampled = None
+    if spec.run.mode == "sampled":
+        from sim.sampled.run import build_sampled_inputs, run_sampled_rule
+
+        sampled = build_sampled_inputs(spec, dtype)
     frames = []
     for rule in spec.rules:
         part = out / "parts" / f"{rule.label}.csv" if out is not None else None
@@ -73,7 +78,10 @@ def run(spec, out=None, resume: bool = False, progress=None) -> pd.DataFrame:
             frames.append(pd.read_csv(part, comment="#"))
             continue
         tic = time.time()
-        frame = run_rule(rule, spec, games, game_axes, targets, record)
+        if sampled is None:
+            frame = run_rule(rule, spec, games, game_axes, targets, record)
+        else:
+            frame = run_sampled_rule(rule, spec, sampled, record)
         say(f"{rule.label}: {len(frame)} rows in {time.time() - tic:.1f} s")
         if part is not None:
             write_csv_atomic(part, frame, header_comment=f"fingerprint={fingerprint}")

@@ -37,7 +37,7 @@ from bandits.games import GameSpec
 from sim.rules import build_rule, resolve_parameters, rule_info
 
 PRECISIONS = ("float64", "float32")
-MODES = ("exact",)
+MODES = ("exact", "sampled")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +77,55 @@ class RunSpec:
     """The ``[run]`` table."""
 
     mode: str = "exact"
-    """``exact``: population updates in closed form."""
+    """``exact``: population updates in closed form; ``sampled``: N labelled pairs per iteration, a
+    parametric policy and an optax inner loop (:mod:`sim.sampled`; the keys below apply to it only)."""
+    pairs_per_iteration: int = 1000
+    """Sampled: number of training pairs N drawn from π_t each iteration (≥ 1)."""
+    pair_scheme: str = "lambda_p"
+    """Sampled: ``lambda_p`` (i.i.d. pairs from π_t, Bernoulli label; population-correct),
+    ``best_worst_of_k``, ``tournament``, ``sppo_win_rate`` or ``exact_win_rates``
+    (:mod:`bandits.oracles`)."""
+    candidates: int = 8
+    """Sampled: K candidates per pair for ``best_worst_of_k`` / ``tournament`` (a power of 2) /
+    ``sppo_win_rate``."""
+    self_comparison: bool = True
+    """Sampled, ``sppo_win_rate``: include P̂[i][i] = ½ in the win-rate average (the SPPO code)."""
+    policy: str = "tabular"
+    """Sampled: ``tabular`` logits, ``log_linear`` (π ∝ π_ref·exp(θᵀφ)) or ``mlp``."""
+    problem: str = "game"
+    """Sampled: ``game`` (the [game] table), ``linear_bradley_terry`` / ``linear_preference_game``
+    (a random contextual linear bandit per seed, :mod:`bandits.linear`; K = game.arms, τ = game.tau)
+    or ``ring`` (the APO rebuttal's ring task, :mod:`bandits.continuous`; τ = game.tau)."""
+    features: str = "one_hot"
+    """Sampled, ``problem = "game"``: features φ(y) for log-linear/MLP policies: ``one_hot`` (d = K)
+    or ``random`` (unit-norm Gaussian, d = feature_dim, drawn per seed)."""
+    feature_dim: int = 4
+    """Sampled: feature dimension d of ``random`` features and of the linear problems."""
+    contexts: int = 1
+    """Sampled, linear problems: number of contexts M (uniform context distribution)."""
+    ring_grid: int = 25
+    """Sampled, ``problem = "ring"``: grid points per axis (K = ring_grid²)."""
+    optimizer: str = "adam"
+    """Sampled: inner optimiser ``sgd``, ``adam`` or ``rmsprop`` (optax defaults; fresh state each
+    iteration)."""
+    learning_rate: float = 0.01
+    """Sampled: inner optimiser learning rate (> 0)."""
+    inner_steps: int = 50
+    """Sampled: inner optimiser steps per iteration; the maximum when ``tolerance`` is set."""
+    tolerance: float | None = None
+    """Sampled: stop the inner loop when max |∂loss/∂θ| ≤ tolerance (full batch); unset: exactly
+    ``inner_steps`` steps."""
+    minibatch_size: int | None = None
+    """Sampled: pairs per inner step (one shuffle per iteration, blocks in turn); unset: full batch."""
+    apo_form: str = "parameters"
+    """Sampled APO: ``parameters`` (θ extrapolation, what APO ran), ``log_space`` (exact on the
+    K-vector) or ``implicit_reference`` ((1+α)log π̂_{t+1} − α log π̂_t as the loss reference)."""
+    dpo_reference: str = "previous"
+    """Sampled DPO: reference π_t (``previous``, iterative DPO / APO) or π_ref (``reference``)."""
+    mlp_width: int = 256
+    """Sampled, ``policy = "mlp"``: hidden width."""
+    mlp_hidden_layers: int = 1
+    """Sampled, ``policy = "mlp"``: number of tanh hidden layers (1 = a two-layer network)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,7 +198,11 @@ def parse_spec(data: Any) -> ExperimentSpec:
 
     game = _parse_game(data.get("game"))
     run = _parse_run(data.get("run", {}))
-    rules = _parse_rules(data.get("rule"), game)
+    rules = _parse_rules(data.get("rule"), game, run.mode)
+    if run.mode == "sampled":
+        from sim.sampled.run import validate_sampled_spec
+
+        validate_sampled_spec(run, game, rules)
     return ExperimentSpec(
         iterations=int(iterations),
         seeds=seeds,
@@ -192,7 +244,7 @@ def _parse_run(table) -> RunSpec:
     return RunSpec(**table)
 
 
-def _parse_rules(tables, game: GameSpec) -> tuple:
+def _parse_rules(tables, game: GameSpec, mode: str = "exact") -> tuple:
     if not tables:
         raise PrefsimError("rule: the spec needs at least one [[rule]] table with a name.")
     if not isinstance(tables, list):
@@ -217,7 +269,7 @@ def _parse_rules(tables, game: GameSpec) -> tuple:
         parameters = resolve_parameters(name, table, game.tau, where)
         rule = RuleSpec(name=name, label=label, parameters=parameters)
         needs_rewards = rule_info(name).needs_rewards or (name == "apo" and parameters.get("base") == "dpo")
-        if needs_rewards and game.kind != "bradley_terry":
+        if needs_rewards and game.kind != "bradley_terry" and mode != "sampled":
             raise PrefsimError(
                 f"{where}: the proximal DPO step needs a Bradley–Terry game (game.kind = \"bradley_terry\" "
                 f"with rewards), got game.kind = {game.kind!r}."

@@ -1,0 +1,234 @@
+"""Preference data for sampled mode: pair sampling and labelling schemes (pure JAX, explicit keys).
+
+Every scheme draws ``pairs`` training pairs from the current policy π_t and returns a
+:class:`PairBatch` plus the **exact number of oracle queries it made** (a Python int, counted while
+the scheme's comparisons are built, so it is known before the jitted run starts).  Arrays may carry
+M contexts: ``log_policy`` and ``rewards`` are (M, K), ``preference`` is (M, K, K) and
+``context_probs`` is (M,); a non-contextual bandit is M = 1.  Each pair first draws its context
+x ~ ``context_probs``, then responses from π_t(·|x).
+
+Oracle (INPO Definition 1, THEORY §A.1): a query on (x, y, y′) returns z ~ Ber(P(y ≻ y′ | x)).
+
+Schemes (names used by ``[run] pair_scheme``):
+
+* ``lambda_p`` — **population-correct** (INPO Eq. 1 / Prop. 6): y, y′ ~ π_t i.i.d., one query,
+  ordered (winner, loser) by the label; every pair kept.  Win-rate estimates: 1 for the winner, 0
+  for the loser (the one-opponent unbiased estimate of P(y ≻ π_t), THEORY §D.4).  1 query per pair.
+* ``best_worst_of_k`` — draw K candidates, chosen = argmax reward, rejected = argmin reward (the
+  APO rebuttal's "top/bottom of five" with a reward model).  K reward-model calls per pair are
+  counted as queries.  Needs a Bradley–Terry (reward) problem; no win-rate estimates.
+* ``tournament`` — INPO's practical knockout (THEORY §D.2): K = 2^m candidates; K/2 first-round
+  matches; the K/2 winners play a single-elimination winners bracket (K/2 − 1 matches) for the best,
+  the K/2 losers a losers bracket in which the *loser* advances (K/2 − 1 matches) for the worst; a
+  final best-vs-worst match (1) decides whether the pair is kept (weight 1 only if best beats worst).
+  3K/2 − 1 queries per pair: 11 for K = 8.
+* ``sppo_win_rate`` — SPPO's official pipeline (``uclaml/SPPO`` ``scripts/compute_prob.py``,
+  THEORY §C.7): K candidates, every unordered pair compared once (K(K−1)/2 queries), W[i, j] = z_ij,
+  W[j, i] = 1 − z_ij, W[i, i] = ½.  With self-comparison (the code): P̂_i = Σ_j W[i, j]/K, so
+  E[P̂_i | y_i] = (½ + (K−1)·P(y_i ≻ π_t))/K, a (K−1)/K shrink towards ½; without:
+  P̂_i = Σ_{j≠i} W[i, j]/(K−1), unbiased.  Chosen/rejected = argmax/argmin P̂ (selection bias).
+  The code scores with PairRM probabilities; here the oracle is Bernoulli (same mean).
+* ``exact_win_rates`` — idealised: y, y′ ~ π_t i.i.d. (unordered) with the exact P(y ≻ π_t | x) as
+  their win rates (for SPPO/DNO targets without estimation noise).  It reads P directly and counts
+  **0** oracle queries.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from bandits.errors import PrefsimError
+
+SCHEMES = ("lambda_p", "best_worst_of_k", "tournament", "sppo_win_rate", "exact_win_rates")
+#: Schemes whose ``first_win_rate``/``second_win_rate`` are estimates of P(y ≻ π_t) (SPPO, DNO).
+WIN_RATE_SCHEMES = ("lambda_p", "sppo_win_rate", "exact_win_rates")
+
+
+class PairBatch(NamedTuple):
+    """One iteration's training pairs (all arrays of shape (N,)).
+
+    Attributes:
+      context: index of the context x of each pair.
+      first: the winner / chosen response (for ``exact_win_rates``: the first draw).
+      second: the loser / rejected response (for ``exact_win_rates``: the second draw).
+      first_win_rate: estimate of P(first ≻ π_t | x) (NaN when the scheme gives none).
+      second_win_rate: estimate of P(second ≻ π_t | x) (NaN when the scheme gives none).
+      weight: 1 to train on the pair, 0 to drop it (the tournament's filter).
+    """
+
+    context: jax.Array
+    first: jax.Array
+    second: jax.Array
+    first_win_rate: jax.Array
+    second_win_rate: jax.Array
+    weight: jax.Array
+
+
+def _uniforms(key, pairs: int, columns: int, dtype):
+    """All the uniforms a scheme needs in one draw (one PRNG call keeps compilation cheap)."""
+    return jax.random.uniform(key, (pairs, columns), dtype=dtype)
+
+
+def draw_contexts(uniform, context_probs):
+    """Context index per pair by inverse CDF, x ~ ``context_probs`` (M,), from uniforms (N,)."""
+    if context_probs.shape[0] == 1:
+        return jnp.zeros(uniform.shape, jnp.int32)
+    cdf = jnp.cumsum(context_probs)
+    return jnp.minimum(jnp.sum(uniform[:, None] > cdf[None, :], axis=1), context_probs.shape[0] - 1).astype(jnp.int32)
+
+
+def draw_responses(uniform, log_policy, contexts):
+    """Responses y ~ π_t(·|x) by inverse CDF from uniforms (N, count): shape (N, count)."""
+    cdf = jnp.cumsum(jnp.exp(log_policy), axis=-1)[contexts]  # (N, K)
+    count = jnp.sum(uniform[:, :, None] > cdf[:, None, :], axis=2)
+    return jnp.minimum(count, log_policy.shape[-1] - 1).astype(jnp.int32)
+
+
+def query(uniform, preference, contexts, first, second):
+    """One oracle query per element: z = [u < P(first ≻ second | x)] ~ Ber(P), as a bool array."""
+    return uniform < preference[contexts, first, second]
+
+
+def lambda_p_pairs(key, log_policy, preference, context_probs, pairs: int):
+    """INPO's λ_p: y, y′ ~ π_t i.i.d., ordered by one Bernoulli query.  Returns ``(batch, queries)``."""
+    u = _uniforms(key, pairs, 4, preference.dtype)
+    contexts = draw_contexts(u[:, 0], context_probs)
+    draws = draw_responses(u[:, 1:3], log_policy, contexts)
+    first_wins = query(u[:, 3], preference, contexts, draws[:, 0], draws[:, 1])
+    winner = jnp.where(first_wins, draws[:, 0], draws[:, 1])
+    loser = jnp.where(first_wins, draws[:, 1], draws[:, 0])
+    ones = jnp.ones((pairs,), preference.dtype)
+    return PairBatch(contexts, winner, loser, ones, jnp.zeros_like(ones), ones), pairs
+
+
+def best_worst_of_k(key, log_policy, rewards, context_probs, pairs: int, candidates: int):
+    """Best-of-K vs worst-of-K by reward (K reward calls per pair).  Returns ``(batch, queries)``."""
+    _check_candidates(candidates, 2, "best_worst_of_k")
+    u = _uniforms(key, pairs, 1 + candidates, rewards.dtype)
+    contexts = draw_contexts(u[:, 0], context_probs)
+    draws = draw_responses(u[:, 1:], log_policy, contexts)
+    scores = rewards[contexts[:, None], draws]  # (N, K)
+    rows = jnp.arange(pairs)
+    chosen = draws[rows, jnp.argmax(scores, axis=1)]
+    rejected = draws[rows, jnp.argmin(scores, axis=1)]
+    nan = jnp.full((pairs,), jnp.nan, rewards.dtype)
+    return PairBatch(contexts, chosen, rejected, nan, nan, jnp.ones((pairs,), rewards.dtype)), pairs * candidates
+
+
+def tournament_queries(candidates: int) -> int:
+    """Comparisons of the knockout tournament for K = 2^m candidates: 3K/2 − 1 (11 for K = 8)."""
+    return 3 * candidates // 2 - 1
+
+
+def knockout_tournament(key, log_policy, preference, context_probs, pairs: int, candidates: int = 8):
+    """INPO's knockout tournament (module docstring); keep the pair only if best beats worst.
+
+    Returns ``(batch, queries)`` where ``queries`` is tallied match by match as the brackets are
+    built (it equals :func:`tournament_queries` × ``pairs``).
+    """
+    _check_candidates(candidates, 2, "tournament")
+    if candidates & (candidates - 1):
+        raise PrefsimError(f"run.candidates: the knockout tournament needs a power of 2 candidates, got {candidates}.")
+    u = _uniforms(key, pairs, 1 + candidates + tournament_queries(candidates), preference.dtype)
+    contexts = draw_contexts(u[:, 0], context_probs)
+    draws = draw_responses(u[:, 1 : 1 + candidates], log_policy, contexts)
+    label_uniforms = u[:, 1 + candidates :]
+    matches = 0
+
+    def play(a, b):
+        """One round of matches between columns a[:, i] and b[:, i]: (winners, losers)."""
+        nonlocal matches
+        width = a.shape[1]
+        z = query(label_uniforms[:, matches : matches + width], preference, contexts[:, None], a, b)
+        matches += width
+        return jnp.where(z, a, b), jnp.where(z, b, a)
+
+    winners, losers = play(draws[:, 0::2], draws[:, 1::2])
+    while winners.shape[1] > 1:  # winners bracket: the winner advances
+        winners, _ = play(winners[:, 0::2], winners[:, 1::2])
+    while losers.shape[1] > 1:  # losers bracket: the loser advances
+        _, losers = play(losers[:, 0::2], losers[:, 1::2])
+    best, worst = winners[:, 0], losers[:, 0]
+    final_winner, _ = play(best[:, None], worst[:, None])
+    keep = (final_winner[:, 0] == best).astype(preference.dtype)
+    nan = jnp.full((pairs,), jnp.nan, preference.dtype)
+    return PairBatch(contexts, best, worst, nan, nan, keep), pairs * matches
+
+
+def win_rate_estimates(uniform, preference, contexts, samples, self_comparison: bool):
+    """SPPO's K-sample win-rate estimates P̂_i for samples (N, K) (module docstring).
+
+    ``uniform`` (N, K, K): only the entries i < j are used, one query per unordered pair.
+    Returns (N, K) estimates.
+    """
+    count = samples.shape[1]
+    upper = jnp.triu(jnp.ones((count, count), bool), k=1)
+    z = query(uniform, preference, contexts[:, None, None], samples[:, :, None], samples[:, None, :]).astype(preference.dtype)
+    wins = jnp.where(upper, z, 0.0) + jnp.where(upper.T, 1.0 - jnp.swapaxes(z, 1, 2), 0.0)
+    total = wins.sum(axis=2)
+    if self_comparison:
+        return (total + 0.5) / count
+    return total / (count - 1)
+
+
+def sppo_win_rate_pairs(key, log_policy, preference, context_probs, pairs: int, candidates: int = 5, self_comparison: bool = True):
+    """SPPO's pipeline: K samples, K(K−1)/2 queries, chosen/rejected = argmax/argmin P̂.  ``(batch, queries)``."""
+    _check_candidates(candidates, 2, "sppo_win_rate")
+    u = _uniforms(key, pairs, 1 + candidates + candidates * candidates, preference.dtype)
+    contexts = draw_contexts(u[:, 0], context_probs)
+    draws = draw_responses(u[:, 1 : 1 + candidates], log_policy, contexts)
+    label_uniforms = u[:, 1 + candidates :].reshape(pairs, candidates, candidates)
+    estimates = win_rate_estimates(label_uniforms, preference, contexts, draws, self_comparison)
+    rows = jnp.arange(pairs)
+    best, worst = jnp.argmax(estimates, axis=1), jnp.argmin(estimates, axis=1)
+    batch = PairBatch(
+        contexts,
+        draws[rows, best],
+        draws[rows, worst],
+        estimates[rows, best],
+        estimates[rows, worst],
+        jnp.ones((pairs,), preference.dtype),
+    )
+    return batch, pairs * candidates * (candidates - 1) // 2
+
+
+def exact_win_rate_pairs(key, log_policy, preference, context_probs, pairs: int):
+    """Idealised: y, y′ ~ π_t with exact win rates P(y ≻ π_t | x) (0 queries).  ``(batch, queries)``."""
+    u = _uniforms(key, pairs, 3, preference.dtype)
+    contexts = draw_contexts(u[:, 0], context_probs)
+    draws = draw_responses(u[:, 1:3], log_policy, contexts)
+    rates = jnp.einsum("mij,mj->mi", preference, jnp.exp(log_policy))  # (M, K)
+    batch = PairBatch(
+        contexts,
+        draws[:, 0],
+        draws[:, 1],
+        rates[contexts, draws[:, 0]],
+        rates[contexts, draws[:, 1]],
+        jnp.ones((pairs,), preference.dtype),
+    )
+    return batch, 0
+
+
+def make_pairs(scheme: str, key, log_policy, preference, rewards, context_probs, pairs: int, candidates: int = 8, self_comparison: bool = True):
+    """Dispatch on the scheme name; returns ``(PairBatch, queries)`` (queries a Python int)."""
+    if pairs < 1:
+        raise PrefsimError(f"run.pairs_per_iteration: needs at least 1 pair per iteration, got {pairs}.")
+    if scheme == "lambda_p":
+        return lambda_p_pairs(key, log_policy, preference, context_probs, pairs)
+    if scheme == "best_worst_of_k":
+        return best_worst_of_k(key, log_policy, rewards, context_probs, pairs, candidates)
+    if scheme == "tournament":
+        return knockout_tournament(key, log_policy, preference, context_probs, pairs, candidates)
+    if scheme == "sppo_win_rate":
+        return sppo_win_rate_pairs(key, log_policy, preference, context_probs, pairs, candidates, self_comparison)
+    if scheme == "exact_win_rates":
+        return exact_win_rate_pairs(key, log_policy, preference, context_probs, pairs)
+    raise PrefsimError(f"run.pair_scheme: unknown scheme {scheme!r}; choose one of {', '.join(SCHEMES)}.")
+
+
+def _check_candidates(candidates, minimum: int, scheme: str) -> None:
+    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < minimum:
+        raise PrefsimError(f"run.candidates: scheme {scheme} needs an integer number of candidates ≥ {minimum}, got {candidates!r}.")

@@ -1,0 +1,41 @@
+"""Sampled mode: what a rule does with N labelled pairs per iteration, a parametric policy and optax.
+
+Modules: :mod:`sim.sampled.policies` (tabular / log-linear / MLP), :mod:`sim.sampled.losses` (each
+rule's batch loss from its per-pair loss in :mod:`sim.rules`), :mod:`sim.sampled.apo` (APO's three
+extrapolation forms), :mod:`sim.sampled.engine` (one jitted scan, vmapped over seeds),
+:mod:`sim.sampled.problem` (contextual problems) and :mod:`sim.sampled.run` (spec glue).  Pair
+schemes and oracles live in :mod:`bandits.oracles`.
+
+``[run]`` keys of ``mode = "sampled"`` (all optional; see :class:`sim.spec.RunSpec`)::
+
+    [run]
+    mode = "sampled"
+    pairs_per_iteration = 1000     # N pairs drawn from π_t each iteration
+    pair_scheme = "lambda_p"       # lambda_p | best_worst_of_k | tournament | sppo_win_rate | exact_win_rates
+    candidates = 8                 # K candidates of best_worst_of_k / tournament (power of 2) / sppo_win_rate
+    self_comparison = true         # sppo_win_rate: include P̂[i][i] = ½ (the SPPO code)
+    policy = "tabular"             # tabular | log_linear | mlp
+    problem = "game"               # game | linear_bradley_terry | linear_preference_game | ring
+    features = "one_hot"           # problem = "game", non-tabular policy: one_hot | random
+    feature_dim = 4                # d of random features and linear problems
+    contexts = 1                   # M contexts of the linear problems
+    ring_grid = 25                 # ring task: points per axis
+    optimizer = "adam"             # sgd | adam | rmsprop (optax defaults, fresh each iteration)
+    learning_rate = 0.01
+    inner_steps = 50               # steps per iteration (the cap when tolerance is set)
+    # tolerance = 1e-8             # stop when max|grad| ≤ tolerance (full batch)
+    # minibatch_size = 100         # pairs per step; default full batch
+    apo_form = "parameters"        # parameters | log_space | implicit_reference
+    dpo_reference = "previous"     # DPO reference: previous (π_t) | reference (π_ref)
+    mlp_width = 256
+    mlp_hidden_layers = 1
+
+Results: the exact-mode columns plus ``queries`` (cumulative), ``distance_to_exact`` and ``loss``
+(:mod:`sim.sampled.run`).
+"""
+
+from sim.sampled.apo import APO_FORMS, extrapolate_log_space, extrapolate_parameters, implicit_reference  # noqa: F401
+from sim.sampled.engine import build_iteration, exact_proximal, make_optimizer, simulate_sampled, simulate_sampled_grid  # noqa: F401
+from sim.sampled.losses import SAMPLED_RULES, batch_loss  # noqa: F401
+from sim.sampled.policies import POLICIES, PolicyModel, make_policy  # noqa: F401
+from sim.sampled.problem import Problem, problem_from_arrays, problem_from_game  # noqa: F401

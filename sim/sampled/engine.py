@@ -1,0 +1,318 @@
+"""The sampled engine: N labelled pairs per iteration, a parametric policy, an optax inner loop.
+
+One iteration t (:func:`build_iteration`):
+
+1. draw the iteration's pairs from π_t with the configured scheme (:mod:`bandits.oracles`);
+2. starting from the current parameters, minimise the rule's loss (:mod:`sim.sampled.losses`) with a
+   **fresh** optax optimiser (``sgd`` / ``adam`` / ``rmsprop``, optax defaults besides the learning
+   rate): ``inner_steps`` steps (``lax.fori_loop``), or — when ``tolerance`` is set — until the
+   largest absolute gradient entry is ≤ ``tolerance`` or ``inner_steps`` steps have been taken
+   (``lax.while_loop``, full batch).  With ``minibatch_size = B`` each iteration shuffles its pairs
+   once and step s uses the (s mod ⌊N/B⌋)-th block of B pairs;
+3. for APO, extrapolate (:mod:`sim.sampled.apo`); otherwise the proximal output is the next iterate;
+4. measure ``distance_to_exact`` = max over contexts x and responses y of
+   |log π̂_{t+1}(y|x) − log π̂^{exact}_{t+1}(y|x)|, where π̂_{t+1} is the sampled proximal output
+   (the trained policy, before any APO extrapolation) and π̂^{exact}_{t+1} is the rule's exact
+   population update (:mod:`sim.rules`; APO: its base rule's) applied to the **same** π_t the loss
+   used as reference (normalised).  For ``dpo_reference = "reference"`` the exact counterpart is
+   π_ref·exp(r/β).
+
+A whole run is one jitted ``lax.scan`` over recorded segments (a ``fori_loop`` of iterations inside,
+like :mod:`sim.trajectory`), vmapped over seeds (inner) and over a swept rule-parameter grid (outer).
+Non-finite losses, parameters or log-probabilities are caught inside the scan: each seed carries the
+first bad iteration, and :func:`sim.sampled.run.run_sampled_rule` raises a
+:class:`~bandits.errors.PrefsimError` naming rule, seed and iteration.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from bandits.errors import PrefsimError
+from bandits.oracles import make_pairs
+from sim.metrics import METRIC_COLUMNS, all_metrics, suboptimality
+from sim.rules import build_rule
+from sim.rules.apo import extrapolation_weight
+from sim.rules.base import ExactState
+from sim.game import normalize
+from sim.sampled.apo import apo_next, check_form
+from sim.sampled.losses import base_rule, batch_loss
+from sim.sampled.policies import make_policy
+from sim.sampled.problem import GAME_AXES, Problem, context_games
+
+OPTIMIZERS = ("sgd", "adam", "rmsprop")
+
+
+class SampledState(NamedTuple):
+    """Carry of the outer scan (one seed).
+
+    Attributes:
+      params: the parameters the next proximal step starts from.
+      log_policy: log π_t (M, K), the distribution the next pairs are drawn from.
+      reference: the log π_t the next loss uses as its reference (unnormalised only for APO's
+        ``implicit_reference``).
+      proximal_params: θ̂_t, the last proximal output's parameters (APO).
+      proximal_log_policy: log π̂_t (M, K) (APO).
+      step: t, the number of iterations done (int32).
+    """
+
+    params: Any
+    log_policy: jax.Array
+    reference: jax.Array
+    proximal_params: Any
+    proximal_log_policy: jax.Array
+    step: jax.Array
+
+
+class IterationInfo(NamedTuple):
+    """Diagnostics of one iteration: final inner loss, distance to the exact update, non-finite flag."""
+
+    loss: jax.Array
+    distance_to_exact: jax.Array
+    nonfinite: jax.Array
+
+
+def make_optimizer(name: str, learning_rate) -> optax.GradientTransformation:
+    """optax ``sgd`` / ``adam`` / ``rmsprop`` with their default constants and ``learning_rate``."""
+    if name == "sgd":
+        return optax.sgd(learning_rate)
+    if name == "adam":
+        return optax.adam(learning_rate)
+    if name == "rmsprop":
+        return optax.rmsprop(learning_rate)
+    raise PrefsimError(f"run.optimizer: unknown optimiser {name!r}; choose one of {', '.join(OPTIMIZERS)}.")
+
+
+def check_settings(settings) -> None:
+    """Validate the sampled-mode fields of a :class:`sim.spec.RunSpec` (or any object with them)."""
+    pairs = settings.pairs_per_iteration
+    if isinstance(pairs, bool) or not isinstance(pairs, int) or pairs < 1:
+        raise PrefsimError(f"run.pairs_per_iteration: expected an integer ≥ 1 (pairs per iteration), got {pairs!r}.")
+    steps = settings.inner_steps
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise PrefsimError(f"run.inner_steps: expected an integer ≥ 1, got {steps!r}.")
+    make_optimizer(settings.optimizer, 1.0)
+    rate = settings.learning_rate
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not np.isfinite(rate) or rate <= 0:
+        raise PrefsimError(f"run.learning_rate: expected a finite number > 0, got {rate!r}.")
+    if settings.tolerance is not None:
+        tol = settings.tolerance
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0:
+            raise PrefsimError(f"run.tolerance: expected a number > 0 (or leave it out), got {tol!r}.")
+        if settings.minibatch_size is not None:
+            raise PrefsimError("run.tolerance: a gradient tolerance needs full-batch steps; leave minibatch_size out.")
+    if settings.minibatch_size is not None:
+        size = settings.minibatch_size
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= pairs:
+            raise PrefsimError(f"run.minibatch_size: expected an integer in [1, pairs_per_iteration = {pairs}], got {size!r}.")
+    make_policy(settings.policy, settings.mlp_width, settings.mlp_hidden_layers)
+
+
+def exact_proximal(rule_name: str, parameters: dict, problem: Problem, log_reference_policy, step, dpo_reference: str = "previous"):
+    """The exact population update of the rule (APO: its base) applied to π_t = ``log_reference_policy`` (M, K)."""
+    name, base_parameters = base_rule(rule_name, parameters)
+    games = context_games(problem)
+    if name == "dpo" and dpo_reference == "reference":
+        return normalize(problem.log_reference + problem.rewards / base_parameters["beta"])
+    rule = build_rule(name, base_parameters)
+
+    def one(game, log_policy):
+        return rule.update(ExactState(log_policy, step, ()), game).log_policy
+
+    return jax.vmap(one, in_axes=(GAME_AXES, 0))(games, log_reference_policy)
+
+
+def build_iteration(rule_name: str, parameters: dict, settings):
+    """``(init, iteration)`` pure functions of one seed's sampled run.
+
+    ``init(key, problem) -> SampledState`` and
+    ``iteration(state, problem, key) -> (SampledState, IterationInfo)``.
+    """
+    check_settings(settings)
+    name, _ = base_rule(rule_name, parameters)
+    if rule_name == "apo":
+        check_form(settings.apo_form, name)
+    policy = make_policy(settings.policy, settings.mlp_width, settings.mlp_hidden_layers)
+    loss_fn = batch_loss(rule_name, parameters, settings.pair_scheme, settings.dpo_reference)
+    optimizer = make_optimizer(settings.optimizer, settings.learning_rate)
+    pairs = settings.pairs_per_iteration
+
+    def init(key, problem):
+        params = policy.init(key, problem)
+        log_policy = policy.log_probs(params, problem)
+        return SampledState(params, log_policy, log_policy, params, log_policy, jnp.zeros((), jnp.int32))
+
+    def iteration(state, problem, key):
+        key_data, key_inner = jax.random.split(jax.random.fold_in(key, state.step))
+        batch, _ = make_pairs(
+            settings.pair_scheme,
+            key_data,
+            state.log_policy,
+            problem.preference,
+            problem.rewards,
+            problem.context_probs,
+            pairs,
+            settings.candidates,
+            settings.self_comparison,
+        )
+        reference = jax.lax.stop_gradient(state.reference)
+
+        def objective(params, sub_batch):
+            return loss_fn(policy.log_probs(params, problem), reference, problem.log_reference, sub_batch, state.step)
+
+        params, final_loss = optimise(objective, state.params, batch, key_inner, optimizer, settings)
+        log_hat = policy.log_probs(params, problem)
+        exact = exact_proximal(rule_name, parameters, problem, normalize(state.reference), state.step, settings.dpo_reference)
+        distance = jnp.max(jnp.abs(log_hat - exact))
+        if rule_name == "apo":
+            alpha = extrapolation_weight(parameters.get("alpha", 0.3), parameters.get("schedule", "constant"), state.step)
+            next_params, next_log_policy, next_reference = apo_next(
+                settings.apo_form, policy, problem, params, log_hat, state.proximal_params, state.proximal_log_policy, alpha
+            )
+        else:
+            next_params, next_log_policy, next_reference = params, log_hat, log_hat
+        leaves_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(next_params)]))
+        nonfinite = ~(jnp.isfinite(final_loss) & leaves_finite & jnp.all(jnp.isfinite(next_log_policy)))
+        new_state = SampledState(next_params, next_log_policy, next_reference, params, log_hat, state.step + 1)
+        return new_state, IterationInfo(final_loss, distance, nonfinite)
+
+    return init, iteration
+
+
+def optimise(objective, params, batch, key, optimizer, settings):
+    """Minimise ``objective(params, batch)`` from ``params``; returns ``(params, final full-batch loss)``."""
+    opt_state = optimizer.init(params)
+    grad_fn = jax.grad(objective)
+    if settings.tolerance is not None:
+        tolerance = settings.tolerance
+
+        def cond(carry):
+            _, _, count, largest = carry
+            return (count < settings.inner_steps) & (largest > tolerance)
+
+        def body(carry):
+            params, opt_state, count, _ = carry
+            grads = grad_fn(params, batch)
+            largest = jnp.max(jnp.stack([jnp.max(jnp.abs(g)) for g in jax.tree_util.tree_leaves(grads)]))
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+            return params, opt_state, count + 1, largest
+
+        start = (params, opt_state, jnp.zeros((), jnp.int32), jnp.asarray(jnp.inf, jnp.result_type(float)))
+        params, _, _, _ = jax.lax.while_loop(cond, body, start)
+        return params, objective(params, batch)
+
+    pairs = batch.first.shape[0]
+    size = settings.minibatch_size
+    if size is None or size >= pairs:
+
+        def step(_, carry):
+            params, opt_state = carry
+            updates, opt_state = optimizer.update(grad_fn(params, batch), opt_state, params)
+            return optax.apply_updates(params, updates), opt_state
+
+    else:
+        blocks = pairs // size
+        order = jax.random.permutation(key, pairs)[: blocks * size].reshape(blocks, size)
+
+        def step(index, carry):
+            params, opt_state = carry
+            rows = order[index % blocks]
+            sub_batch = jax.tree_util.tree_map(lambda leaf: leaf[rows], batch)
+            updates, opt_state = optimizer.update(grad_fn(params, sub_batch), opt_state, params)
+            return optax.apply_updates(params, updates), opt_state
+
+    params, _ = jax.lax.fori_loop(0, settings.inner_steps, step, (params, opt_state))
+    return params, objective(params, batch)
+
+
+def simulate_sampled(rule_name: str, parameters: dict, settings, problem: Problem, key, record_iterations):
+    """One seed's run: ``(metrics, first_nonfinite)``.
+
+    ``metrics``: column → (R,) for :data:`sim.metrics.METRIC_COLUMNS` (context-weighted) plus
+    ``distance_to_exact`` (NaN at iteration 0) and ``loss`` (the last inner loss of the iteration).
+    ``first_nonfinite``: the first iteration with a non-finite loss/parameter/log-policy, or −1.
+    """
+    record_iterations = np.asarray(record_iterations)
+    init, iteration = build_iteration(rule_name, parameters, settings)
+    key_init, key_run = jax.random.split(key)
+    state = init(key_init, problem)
+    games = context_games(problem)
+    weights = problem.context_probs
+    dtype = state.log_policy.dtype
+
+    def measure(state, mixture_sum, regret):
+        count = state.step.astype(dtype) + 1.0
+        rows = jax.vmap(all_metrics, in_axes=(GAME_AXES, 0, 0, 0, 0))(
+            games, state.log_policy, jnp.log(mixture_sum / count), regret, problem.target
+        )
+        return {name: jnp.sum(weights * value) for name, value in rows.items()}
+
+    def one_iteration(_, carry):
+        state, mixture_sum, regret, first_bad, last = carry
+        regret = regret + jax.vmap(suboptimality, in_axes=(GAME_AXES, 0))(games, state.log_policy)
+        state, info = iteration(state, problem, key_run)
+        mixture_sum = mixture_sum + jnp.exp(state.log_policy)
+        first_bad = jnp.where((first_bad < 0) & info.nonfinite, state.step, first_bad)
+        return state, mixture_sum, regret, first_bad, info
+
+    def segment(carry, length):
+        carry = jax.lax.fori_loop(0, length, one_iteration, carry)
+        state, mixture_sum, regret, _, info = carry
+        row = measure(state, mixture_sum, regret)
+        row["distance_to_exact"] = info.distance_to_exact
+        row["loss"] = info.loss
+        return carry, row
+
+    zero = jnp.zeros((), dtype)
+    info0 = IterationInfo(jnp.asarray(jnp.nan, dtype), jnp.asarray(jnp.nan, dtype), jnp.zeros((), bool))
+    regret0 = jnp.zeros(problem.context_probs.shape, dtype)
+    carry = (state, jnp.exp(state.log_policy), regret0, jnp.asarray(-1, jnp.int32), info0)
+    first = measure(state, jnp.exp(state.log_policy), regret0)
+    first["distance_to_exact"] = jnp.asarray(jnp.nan, dtype) + zero
+    first["loss"] = jnp.asarray(jnp.nan, dtype)
+    segments = jnp.asarray(np.diff(record_iterations), dtype=jnp.int32)
+    carry, rows = jax.lax.scan(segment, carry, segments)
+    metrics = {name: jnp.concatenate([first[name][None], rows[name]]) for name in first}
+    return metrics, carry[3]
+
+
+def simulate_sampled_grid(rule_name: str, fixed: dict, grid: dict, settings, problems: Problem, problem_axes, keys, record_iterations):
+    """vmap :func:`simulate_sampled` over seeds (``keys`` (S, 2), batched problem leaves) and a grid.
+
+    Args:
+      rule_name: registry name.
+      fixed: fixed (scalar) rule parameters.
+      grid: swept parameter → array (G,); may be empty.
+      settings: the ``[run]`` table (a :class:`sim.spec.RunSpec`).
+      problems: a :class:`Problem` whose leaves are stacked over seeds where ``problem_axes`` is 0.
+      problem_axes: a :class:`Problem` of 0 / None per leaf.
+      keys: PRNG keys per seed, shape (S, 2).
+      record_iterations: static recorded iterations (start with 0).
+
+    Returns:
+      metrics: column → (G, S, R) NumPy;  first_nonfinite: (G, S).
+    """
+    run = _compiled(rule_name, tuple(sorted(fixed.items())), tuple(sorted(grid)), settings, problem_axes, tuple(int(i) for i in record_iterations))
+    grid_values = {name: jnp.asarray(values) for name, values in grid.items()} or {"__none__": jnp.zeros(1)}
+    metrics, first_bad = run(grid_values, problems, keys)
+    return {k: np.asarray(v) for k, v in metrics.items()}, np.asarray(first_bad)
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(rule_name, fixed_items, grid_names, settings, problem_axes, record_iterations):
+    fixed = dict(fixed_items)
+    record = np.asarray(record_iterations)
+
+    def one(point, problem, key):
+        point = {k: v for k, v in point.items() if k != "__none__"}
+        return simulate_sampled(rule_name, {**fixed, **point}, settings, problem, key, record)
+
+    over_seeds = jax.vmap(one, in_axes=(None, problem_axes, 0))
+    return jax.jit(jax.vmap(over_seeds, in_axes=(0, None, None)))
