@@ -98,6 +98,7 @@ def plot_metric(
     mark_iteration: int | None = LLM_ITERATIONS,
     title: str | None = None,
     confidence: float = stats.DEFAULT_CONFIDENCE,
+    styles: dict | None = None,
 ):
     """Draw ``metric`` vs iteration for each rule with a bootstrap band; return the axes.
 
@@ -116,6 +117,7 @@ def plot_metric(
       mark_iteration: draw a dotted vertical line at this iteration (default 3); ``None`` for none.
       title: axes title.
       confidence: level of the bands.
+      styles: optional rule label → dict of Matplotlib line properties (e.g. ``{"ls": "--"}``).
     """
     stats._check_table(table, metric)
     if axes is None:
@@ -148,7 +150,9 @@ def plot_metric(
                 except Exception:  # noqa: BLE001 — a fit that is undefined (all at the floor) is just omitted
                     pass
             colour = colours[rule]
-            axes.plot(x, centre, color=colour, lw=1.6, label=label)
+            line = {"color": colour, "lw": 1.6, **((styles or {}).get(rule, {}))}
+            colour = line["color"]
+            axes.plot(x, centre, label=label, **line)
             axes.fill_between(x, np.where(np.isfinite(lower), lower, centre), np.where(np.isfinite(upper), upper, centre),
                               color=colour, alpha=0.2, lw=0)
             if x[0] == 0 and np.isfinite(centre[0]):
