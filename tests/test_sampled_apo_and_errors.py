@@ -1,0 +1,157 @@
+"""APO's three sampled forms, the spec/run integration of sampled mode, and its bad-input errors."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import sim
+from bandits.errors import PrefsimError
+from bandits.linear import random_linear_bandit
+from sim.metrics import METRIC_COLUMNS
+from sim.sampled.apo import extrapolate_log_space, extrapolate_parameters
+from sim.sampled.policies import make_policy
+from sim.sampled.problem import problem_from_arrays
+
+
+def _linear_problem(kind="bradley_terry", contexts=2):
+    bandit = random_linear_bandit(6, 3, contexts, kind, seed=1)
+    return problem_from_arrays(bandit["preference"], bandit["features"], bandit["context_probs"], bandit["rewards"])
+
+
+def test_log_linear_parameter_extrapolation_equals_log_space_extrapolation():
+    problem = _linear_problem()
+    policy = make_policy("log_linear")
+    rng = np.random.default_rng(0)
+    for alpha in (0.3, 0.9):
+        new, old = jnp.asarray(rng.standard_normal(3)), jnp.asarray(rng.standard_normal(3))
+        through_parameters = policy.log_probs(extrapolate_parameters(new, old, alpha), problem)
+        in_log_space = extrapolate_log_space(policy.log_probs(new, problem), policy.log_probs(old, problem), alpha)
+        np.testing.assert_allclose(through_parameters, in_log_space, atol=1e-12)
+
+
+def test_mlp_parameter_extrapolation_is_only_an_approximation():
+    problem = _linear_problem()
+    policy = make_policy("mlp", width=16)
+    new = policy.init(jax.random.PRNGKey(0), problem)
+    new = jax.tree_util.tree_map(lambda leaf: leaf + 0.5, new)  # a non-zero output layer
+    old = jax.tree_util.tree_map(lambda leaf: 0.7 * leaf, new)
+    through_parameters = policy.log_probs(extrapolate_parameters(new, old, 0.3), problem)
+    in_log_space = extrapolate_log_space(policy.log_probs(new, problem), policy.log_probs(old, problem), 0.3)
+    assert np.max(np.abs(np.asarray(through_parameters - in_log_space))) > 1e-3
+
+
+def _apo_spec(policy: str, form: str, **run):
+    return {
+        "iterations": 4,
+        "seeds": 3,
+        "record_every": 1,
+        "game": {"kind": "random", "arms": 6, "tau": 0.0},
+        "rule": [{"name": "apo", "base": "dpo", "beta": 1.0, "alpha": 0.3}],
+        "run": {
+            "mode": "sampled",
+            "problem": "linear_bradley_terry",
+            "feature_dim": 3,
+            "contexts": 2,
+            "policy": policy,
+            "apo_form": form,
+            "pairs_per_iteration": 200,
+            "optimizer": "adam",
+            "learning_rate": 0.05,
+            "inner_steps": 30,
+            **run,
+        },
+    }
+
+
+def test_sampled_apo_log_linear_runs_identically_with_parameter_and_log_space_extrapolation():
+    by_parameters = sim.run(_apo_spec("log_linear", "parameters"))
+    in_log_space = sim.run(_apo_spec("log_linear", "log_space"))
+    columns = ["suboptimality", "kl_to_nash", "distance_to_exact", "loss"]
+    np.testing.assert_allclose(by_parameters[columns].to_numpy(), in_log_space[columns].to_numpy(), rtol=1e-8, atol=1e-10)
+    implicit = sim.run(_apo_spec("log_linear", "implicit_reference"))
+    assert np.all(np.isfinite(implicit["suboptimality"]))
+    assert not np.allclose(implicit["suboptimality"].to_numpy(), by_parameters["suboptimality"].to_numpy())
+
+
+def test_sampled_run_table_columns_queries_and_reproducibility():
+    spec = {
+        "iterations": 3,
+        "seeds": [4, 9],
+        "record_every": 1,
+        "game": {"kind": "random", "arms": 6, "tau": 0.2},
+        "rule": [{"name": "inpo", "eta": [1.0, 2.0], "tau": 0.2}],
+        "run": {"mode": "sampled", "pairs_per_iteration": 50, "pair_scheme": "tournament", "candidates": 8,
+                "optimizer": "rmsprop", "learning_rate": 0.01, "inner_steps": 10, "minibatch_size": 16},
+    }
+    table = sim.run(spec)
+    assert list(table.columns) == ["rule", "seed", "iteration", *METRIC_COLUMNS, "queries", "distance_to_exact", "loss"]
+    assert set(table.rule) == {"inpo[eta=1]", "inpo[eta=2]"}
+    np.testing.assert_array_equal(table.queries, table.iteration * 50 * 11)
+    assert table[table.iteration == 0].distance_to_exact.isna().all()
+    assert np.all(np.isfinite(table[table.iteration > 0][["duality_gap", "distance_to_exact", "loss"]].to_numpy()))
+    again = sim.run(spec)
+    np.testing.assert_array_equal(table.duality_gap.to_numpy(), again.duality_gap.to_numpy())
+    first, second = (table[(table.seed == s) & (table.iteration == 3)].duality_gap.to_numpy() for s in (4, 9))
+    assert not np.allclose(first, second)
+
+
+def _spec(**run):
+    return {
+        "iterations": 3,
+        "seeds": 2,
+        "game": {"kind": "cyclic", "arms": 3, "tau": 0.1},
+        "rule": [{"name": "inpo", "eta": 1.0, "tau": 0.1}],
+        "run": {"mode": "sampled", "pairs_per_iteration": 20, "inner_steps": 5, **run},
+    }
+
+
+def test_zero_pairs_is_a_clear_error():
+    with pytest.raises(PrefsimError, match="pairs_per_iteration"):
+        sim.parse_spec(_spec(pairs_per_iteration=0))
+
+
+def test_unknown_optimiser_is_a_clear_error():
+    with pytest.raises(PrefsimError, match=r"run.optimizer.*'lbfgs'"):
+        sim.parse_spec(_spec(optimizer="lbfgs"))
+
+
+def test_diverging_learning_rate_names_rule_seed_and_iteration():
+    spec = _spec(optimizer="sgd", learning_rate=1e6, inner_steps=50)
+    spec["seeds"] = [7]
+    with pytest.raises(PrefsimError, match=r"rule 'inpo' diverged .* seed 7, iteration 1\b"):
+        sim.run(spec)
+
+
+@pytest.mark.parametrize(
+    "run, rule, match",
+    [
+        ({"policy": "transformer"}, None, "run.policy"),
+        ({"pair_scheme": "round_robin"}, None, "run.pair_scheme"),
+        ({"pair_scheme": "tournament"}, {"name": "sppo", "eta": 1.0}, "needs win-rate estimates"),
+        ({"apo_form": "implicit_reference"}, {"name": "apo", "base": "sppo", "eta": 1.0}, "implicit_reference"),
+        ({"apo_form": "momentum"}, {"name": "apo", "base": "inpo", "eta": 1.0, "tau": 0.1}, "run.apo_form"),
+        ({}, {"name": "mmd", "eta": 1.0}, "has no sampled loss"),
+        ({}, {"name": "dpo", "beta": 1.0}, "Bradley–Terry"),
+        ({"learning_rate": -1.0}, None, "run.learning_rate"),
+        ({"tolerance": 1e-6, "minibatch_size": 5}, None, "full-batch"),
+        ({"minibatch_size": 50}, None, "run.minibatch_size"),
+        ({"inner_steps": 0}, None, "run.inner_steps"),
+        ({"problem": "mnist"}, None, "run.problem"),
+    ],
+)
+def test_bad_sampled_input_names_the_field(run, rule, match):
+    spec = _spec(**run)
+    if rule is not None:
+        spec["rule"] = [rule]
+    with pytest.raises(PrefsimError, match=match):
+        sim.parse_spec(spec)
+
+
+def test_exact_mode_is_unchanged_by_the_sampled_keys():
+    spec = _spec()
+    spec["run"] = {"mode": "exact"}
+    table = sim.run(spec)
+    assert "queries" not in table.columns and list(table.columns[:3]) == ["rule", "seed", "iteration"]
