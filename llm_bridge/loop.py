@@ -88,6 +88,8 @@ def make_accelerator(device: str):
 
 def open_session(spec: BridgeSpec, out: Path, progress: bool = True, accelerator=None) -> Session:
     """Load the model (once) and the oracle; wrap for training with Accelerate."""
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
     accelerator = accelerator or make_accelerator(spec.model.device)
     tokenizer = load_tokenizer(spec.model.path)
     model = load_causal_lm(spec.model.path, spec.model.dtype)

@@ -122,6 +122,8 @@ class BridgeSpec:
     """Keep only this many most recent iteration checkpoints per rule (0 = all; otherwise ≥ 2)."""
     export_final: bool = False
     """Also write the final policy as a Hugging Face model directory (``<label>/final``)."""
+    threads: int = 0
+    """torch intra-op CPU threads (0 = torch's default).  On small shared VMs 1 can be far faster."""
     raw: dict = dataclasses.field(default_factory=dict, compare=False)
     """The parsed TOML, for the manifest."""
 
@@ -203,7 +205,7 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
         entries.append(RuleEntry(label, build_bridge_rule(name, table, where=f"rule {label!r}")))
 
     run = dict(_table(raw, "run"))
-    allowed_run = {"score_batch_size", "keep_checkpoints", "export_final"}
+    allowed_run = {"score_batch_size", "keep_checkpoints", "export_final", "threads"}
     if set(run) - allowed_run:
         raise PrefsimError(f"run: unknown key(s) {', '.join(sorted(set(run) - allowed_run))}; known: {', '.join(sorted(allowed_run))}.")
     score_batch_size = _integer(run.get("score_batch_size", 16), "run.score_batch_size", 1)
@@ -213,8 +215,9 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
     export_final = run.get("export_final", False)
     if not isinstance(export_final, bool):
         raise PrefsimError("run.export_final must be true or false.")
+    threads = _integer(run.get("threads", 0), "run.threads", 0)
     return BridgeSpec(iterations, seed, model, prompts, sampling, oracle, training, tuple(entries), score_batch_size, keep,
-                      export_final, raw)
+                      export_final, threads, raw)
 
 
 def _table(raw, name):

@@ -19,6 +19,9 @@ import optax
 import pytest
 import torch
 
+# Tiny models: one intra-op thread is far faster than torch's thread pool on small CI machines.
+torch.set_num_threads(1)
+
 from llm_bridge.bandit_lm import PROMPT, BanditLM
 from llm_bridge.apo import extrapolate_parameters, implicit_reference
 from llm_bridge.logprobs import batched_sequence_logprobs
@@ -131,12 +134,16 @@ def test_one_bridge_iteration_equals_the_jax_optax_iteration(rule, optimizer):
     args = (game.log_initial, game.log_reference, jnp.asarray(winner), jnp.asarray(loser), jnp.asarray(win_w), jnp.asarray(win_l),
             jnp.asarray(weight))
     transform = _optax(optimizer, lr)
+
+    @jax.jit
+    def step(theta, state):
+        updates, state = transform.update(jax.grad(loss)(theta, *args), state, theta)
+        return optax.apply_updates(theta, updates), state
+
     theta = jnp.asarray(game.log_initial)
     state = transform.init(theta)
     for _ in range(steps):
-        grads = jax.grad(loss)(theta, *args)
-        updates, state = transform.update(grads, state, theta)
-        theta = optax.apply_updates(theta, updates)
+        theta, state = step(theta, state)
     expected = np.asarray(theta - jax.scipy.special.logsumexp(theta))
 
     # bridge: one iteration, 4 micro-batches of 12 pairs accumulated into each full-batch step

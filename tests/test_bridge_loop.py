@@ -1,0 +1,198 @@
+"""The outer loop on tiny, randomly initialised Llama / GPT-2 models built offline (fast, CPU).
+
+Parameters change, checkpoints reload, an interrupted run resumes to the same result as an
+uninterrupted one, LoRA + APO extrapolate only the adapter, bad paths and specs fail clearly.
+"""
+
+import argparse
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+# Tiny models: one intra-op thread is far faster than torch's thread pool on small CI machines.
+torch.set_num_threads(1)
+
+from bandits.errors import PrefsimError
+from llm_bridge import loop as bridge_loop
+from llm_bridge.cli import command
+from llm_bridge.logprobs import batched_sequence_logprobs
+from llm_bridge.models import load_causal_lm, load_tokenizer, load_weights, read_weights, resolve_model_path
+from llm_bridge.spec import parse_spec
+from llm_bridge.tiny import build_tiny_model
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "llama", "llama", seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2(tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "gpt2", "gpt2", seed=1)
+
+
+def _raw(model_dir, rules, iterations=2, **extra):
+    raw = {
+        "iterations": iterations,
+        "seed": 3,
+        "model": {"path": str(model_dir)},
+        "prompts": {"train": ["tell me a story", "write a review of the film", "the movie was", "i love this"],
+                    "heldout": ["the weather is", "what a", "she said it was", "this is the"], "per_iteration": 4},
+        "generation": {"max_new_tokens": 5, "batch_size": 4},
+        "oracle": {"kind": "vader", "scale": 0.25},
+        "training": {"learning_rate": 5e-3, "batch_size": 2, "micro_batch_size": 1, "epochs": 2},
+        "rule": rules,
+    }
+    for key, value in extra.items():
+        raw[key] = {**raw.get(key, {}), **value}
+    return raw
+
+
+def test_loop_trains_writes_rows_and_checkpoints_reload(tiny_llama, tmp_path):
+    spec = parse_spec(_raw(tiny_llama, [{"name": "inpo", "eta": 1.0, "tau": 0.3}, {"name": "dpo", "beta": 0.5}]))
+    out = tmp_path / "run"
+    table = bridge_loop.run_bridge(spec, out, progress=False)
+    assert list(table.groupby("rule").size()) == [3, 3]
+    assert set(table.columns) >= {"win_rate", "win_rate_low", "win_rate_high", "mean_reward", "kl_reference", "kl_previous",
+                                  "loss_first", "oracle_queries", "generation_tokens_per_s", "train_tokens_per_s"}
+    trained = table[table["iteration"] > 0]
+    assert (trained["pairs"] == 4).all() and (trained["oracle_queries"] == np.where(trained["rule"] == "inpo", 4, 4 * 6)).all()
+    assert np.isfinite(trained[["win_rate", "kl_reference", "kl_previous", "loss_last"]].to_numpy()).all()
+    # INPO's first loss is exactly (1/(2η))² since π_θ = π_t at step 0; iterative DPO's is log 2
+    inpo = trained[trained["rule"] == "inpo"]
+    np.testing.assert_allclose(inpo["loss_first"].iloc[0], 0.25, rtol=1e-5)
+    np.testing.assert_allclose(trained[trained["rule"] == "dpo"]["loss_first"], np.log(2.0), rtol=1e-5)
+    assert (out / "win_rate.png").is_file() and (out / "metrics.csv").is_file()
+    assert len((out / "inpo" / "iter_001" / "pairs.jsonl").read_text().splitlines()) == 4
+
+    reference = read_weights(out / "reference" / "policy.safetensors")
+    final = read_weights(out / "inpo" / "iter_002" / "policy.safetensors")
+    changed = [name for name in reference if not torch.equal(reference[name], final[name])]
+    assert len(changed) == len(reference)  # every trainable tensor moved
+
+    # a fresh model loaded with the checkpoint scores responses exactly as the trained one did
+    tokenizer = load_tokenizer(str(tiny_llama))
+    fresh = load_causal_lm(str(tiny_llama))
+    load_weights(fresh, out / "inpo" / "iter_002" / "policy.safetensors")
+    prompts = [tokenizer("the movie was")["input_ids"]] * 2
+    responses = [tokenizer("good", add_special_tokens=False)["input_ids"], tokenizer("bad day", add_special_tokens=False)["input_ids"]]
+    other = load_causal_lm(str(tiny_llama))
+    before = batched_sequence_logprobs(other, prompts, responses, tokenizer.pad_token_id)
+    after = batched_sequence_logprobs(fresh, prompts, responses, tokenizer.pad_token_id)
+    assert not torch.allclose(before, after)
+    for name, tensor in fresh.named_parameters():
+        assert torch.equal(tensor.detach(), final[name])
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_result(tiny_llama, tmp_path, monkeypatch):
+    raw = _raw(tiny_llama, [{"name": "apo", "base": "dpo", "beta": 0.5, "alpha": 0.3, "samples": 3}], iterations=3)
+    spec = parse_spec(raw)
+    full = bridge_loop.run_bridge(spec, tmp_path / "full", progress=False)
+
+    real_update = bridge_loop._update
+    calls = {"n": 0}
+
+    def interrupted(session, entry, t):
+        calls["n"] += 1
+        if t == 2 and calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_update(session, entry, t)
+
+    monkeypatch.setattr(bridge_loop, "_update", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        bridge_loop.run_bridge(spec, tmp_path / "resumed", progress=False)
+    assert json.loads((tmp_path / "resumed" / "apo" / "state.json").read_text()) == {"finished": 2}
+    with pytest.raises(PrefsimError, match="--resume"):
+        bridge_loop.run_bridge(spec, tmp_path / "resumed", progress=False)
+    resumed = bridge_loop.run_bridge(spec, tmp_path / "resumed", resume=True, progress=False)
+
+    columns = ["iteration", "win_rate", "kl_reference", "kl_previous", "loss_first", "loss_last", "pairs", "oracle_queries"]
+    pd.testing.assert_frame_equal(full[columns], resumed[columns])
+    for kind in ("policy", "proximal"):
+        a = read_weights(tmp_path / "full" / "apo" / "iter_003" / f"{kind}.safetensors")
+        b = read_weights(tmp_path / "resumed" / "apo" / "iter_003" / f"{kind}.safetensors")
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    # APO's extrapolated policy differs from its proximal output
+    a = read_weights(tmp_path / "full" / "apo" / "iter_003" / "policy.safetensors")
+    b = read_weights(tmp_path / "full" / "apo" / "iter_003" / "proximal.safetensors")
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+    changed = dict(raw, seed=4)
+    with pytest.raises(PrefsimError, match="spec differs"):
+        bridge_loop.run_bridge(parse_spec(changed), tmp_path / "resumed", resume=True, progress=False)
+
+
+def test_gpt2_lora_apo_extrapolates_only_the_adapter(tiny_gpt2, tmp_path):
+    raw = _raw(tiny_gpt2, [{"name": "apo", "base": "inpo", "eta": 1.0, "tau": 0.3, "alpha": 0.5, "pairs": "iid"},
+                           {"name": "apo", "label": "apo_implicit", "base": "inpo", "eta": 1.0, "tau": 0.3, "alpha": 0.5,
+                            "pairs": "tournament", "samples": 4, "extrapolation": "implicit"}],
+               model={"lora": {"r": 2, "alpha": 4.0, "target_modules": ["c_attn"]}})
+    raw["training"]["learning_rate"] = 5e-2
+    spec = parse_spec(raw)
+    table = bridge_loop.run_bridge(spec, tmp_path / "run", progress=False)
+    saved = read_weights(tmp_path / "run" / "apo" / "iter_002" / "policy.safetensors")
+    proximal = read_weights(tmp_path / "run" / "apo" / "iter_002" / "proximal.safetensors")
+    previous = read_weights(tmp_path / "run" / "apo" / "iter_001" / "proximal.safetensors")
+    assert saved and all("lora_" in name for name in saved)  # only the adapter is trainable and saved
+    for name in saved:  # θ_2 = θ̂_2 + α(θ̂_2 − θ̂_1)
+        torch.testing.assert_close(saved[name], proximal[name] + 0.5 * (proximal[name] - previous[name]), rtol=1e-6, atol=1e-7)
+    assert not (tmp_path / "run" / "apo_implicit" / "iter_001" / "proximal.safetensors").exists()
+    implicit = table[(table["rule"] == "apo_implicit") & (table["iteration"] > 0)]
+    assert (implicit["oracle_queries"] <= 4 * 5).all()  # tournament: 3K/2 − 1 = 5 queries per prompt
+    assert np.isfinite(implicit["loss_last"]).all()
+
+
+def test_bad_paths_and_specs_fail_clearly(tiny_llama, tmp_path):
+    with pytest.raises(PrefsimError, match="does not exist.*never downloads"):
+        resolve_model_path(str(tmp_path / "nowhere"))
+    with pytest.raises(PrefsimError, match="does not exist"):
+        bridge_loop.run_bridge(parse_spec(_raw(tmp_path / "missing", [{"name": "dpo"}])), tmp_path / "a", progress=False)
+    with pytest.raises(PrefsimError, match="without config.json"):
+        resolve_model_path(str(tmp_path))
+    with pytest.raises(PrefsimError, match="eta > tau"):
+        parse_spec(_raw(tiny_llama, [{"name": "inpo", "eta": 0.2, "tau": 0.3}]))
+    with pytest.raises(PrefsimError, match="unknown parameter 'beta'"):
+        parse_spec(_raw(tiny_llama, [{"name": "ipo", "beta": 0.1}]))
+    with pytest.raises(PrefsimError, match="implicit"):
+        parse_spec(_raw(tiny_llama, [{"name": "apo", "base": "sppo", "extrapolation": "implicit"}]))
+    with pytest.raises(PrefsimError, match="training.learning_rate"):
+        parse_spec(_raw(tiny_llama, [{"name": "dpo"}], training={"learning_rate": 0.0}))
+    with pytest.raises(PrefsimError, match="generation: unknown key"):
+        parse_spec(_raw(tiny_llama, [{"name": "dpo"}], generation={"max_tokens": 3}))
+    with pytest.raises(PrefsimError, match="oracle.path"):
+        bridge_loop.run_bridge(parse_spec(_raw(tiny_llama, [{"name": "dpo"}], oracle={"kind": "reward_model",
+                                                                                        "path": str(tmp_path / "rm")})),
+                               tmp_path / "b", progress=False)
+
+
+def test_cli_command_runs_a_spec_file_and_rejects_bad_input(tiny_llama, tmp_path, capsys):
+    spec_file = tmp_path / "spec.toml"
+    spec_file.write_text(f"""
+iterations = 1
+[model]
+path = "{tiny_llama}"
+[prompts]
+train = ["tell me a story", "the movie was"]
+heldout = ["what a", "i love this"]
+per_iteration = 2
+[generation]
+max_new_tokens = 4
+[training]
+learning_rate = 1e-2
+batch_size = 2
+micro_batch_size = 2
+[[rule]]
+name = "sppo"
+eta = 2.0
+""")
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    assert command.name == "llm" and isinstance(command.help, str)
+    assert command.run(parser.parse_args([str(spec_file), "--out", str(tmp_path / "out"), "--quiet"])) == 0
+    assert (tmp_path / "out" / "win_rate.png").is_file()
+    assert len(pd.read_csv(tmp_path / "out" / "sppo" / "metrics.csv")) == 2
+    with pytest.raises(PrefsimError, match="does not exist"):
+        command.run(parser.parse_args([str(tmp_path / "nope.toml"), "--out", str(tmp_path / "x")]))
