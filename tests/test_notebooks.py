@@ -26,7 +26,7 @@ def run_notebook(path: Path, out_dir: Path, scale: str = "ci") -> subprocess.Com
 
 
 def test_there_are_notebooks():
-    assert len(NOTEBOOKS) >= 1
+    assert len(NOTEBOOKS) >= 3
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
