@@ -284,6 +284,15 @@ def _parse_rules(tables, game: GameSpec, mode: str = "exact") -> tuple:
     duplicates = {l for l in labels if labels.count(l) > 1}
     if duplicates:
         raise PrefsimError(f"rule: labels must be distinct; repeated: {', '.join(sorted(duplicates))}.")
+    # the result table's rule column: a sweep that repeats a value (eta = [1, 1.0]) or a label that
+    # equals another rule's grid label would give two runs the same rows
+    results = [label for r in rules for label, _ in r.grid_labels()]
+    repeated = {l for l in results if results.count(l) > 1}
+    if repeated:
+        raise PrefsimError(
+            f"rule: each run needs its own label in the results, but {', '.join(sorted(repeated))} appears twice "
+            f"(a sweep list repeats a value, or a label equals another rule's sweep label)."
+        )
     return tuple(rules)
 
 

@@ -109,6 +109,8 @@ def test_the_base_spec_is_valid():
         (_with(rule=[{"name": "apo", "base": "inpo"}]), ["rule #1 (apo)", "eta"]),
         (_with(rule=[{"name": "apo", "base": "sppo", "beta": 1.0}]), ["rule #1 (apo)", "unknown parameter", "beta"]),
         (_with(game=BT_GAME, rule=[{"name": "dpo", "beta": [1.0, 0.0]}]), ["dpo[beta=0]", "beta"]),
+        (_with(rule=[{"name": "inpo", "eta": [1.0, 2.0, 1]}]), ["rule", "inpo[eta=1]", "twice"]),
+        (_with(rule=[{"name": "inpo", "eta": [1.0, 2.0]}, {"name": "mmd", "label": "inpo[eta=2]"}]), ["inpo[eta=2]", "twice"]),
     ],
 )
 def test_malformed_spec_raises_naming_the_field(spec, phrases):
