@@ -66,7 +66,8 @@ def policy_metrics(game: Game, log_policy, target):
     return {
         "duality_gap": duality_gap(game, log_policy, game.tau),
         "exploitability": exploitability(game, log_policy),
-        "kl_to_nash": jnp.sum(jnp.where(target > 0, target * (log_target - log_policy), 0.0)),
+        # KL ≥ 0; clip rounding (~1e-17 at convergence) as for the gap, so log-scale plots see no negatives
+        "kl_to_nash": jnp.maximum(jnp.sum(jnp.where(target > 0, target * (log_target - log_policy), 0.0)), 0.0),
         "suboptimality": suboptimality(game, log_policy),
         "tv_to_optimum": 0.5 * jnp.sum(jnp.abs(policy - target)),
         "max_log_ratio": jnp.max(jnp.abs(log_policy - game.log_reference)),

@@ -188,3 +188,21 @@ def test_out_directory_resume_and_manifest(tmp_path, monkeypatch):
     table = sim.run(changed, out=out, resume=True)
     assert calls == ["inpo", "online_ipo"]
     assert table["iteration"].max() == 12
+
+
+def test_done_criterion_inpo_reaches_the_regularised_nash_through_run():
+    # The done-criterion through the whole pipeline: INPO with η = τ + 1/τ on random games
+    # (a new P and π_ref per seed) ends with duality gap < 1e-10 and KL to π* at rounding level.
+    table = sim.run(
+        {
+            "iterations": 1500,
+            "seeds": 3,
+            "game": {"kind": "random", "arms": 6, "tau": 0.2, "reference": "random", "reference_min_mass": 0.02},
+            "rule": [{"name": "inpo", "eta": 0.2 + 1 / 0.2}],
+        }
+    )
+    first, last = table[table["iteration"] == 0], table[table["iteration"] == 1500]
+    assert len(last) == 3 and (first["duality_gap"] > 1e-3).all()
+    assert (last["duality_gap"] < 1e-10).all()
+    assert (last["kl_to_nash"] < 1e-14).all() and (last["kl_to_nash"] >= 0).all()
+    assert (last["tv_to_optimum"] < 1e-10).all()
