@@ -53,3 +53,15 @@ def test_a_failing_notebook_assertion_fails_the_harness(tmp_path):
     broken.write_text("# %%\nimport os\nscale = os.environ['PREFSIM_NOTEBOOK_SCALE']\n# %%\nassert 1 + 1 == 3, 'claim fails'\n")
     result = run_notebook(broken, tmp_path / "out")
     assert result.returncode != 0 and "claim fails" in result.stderr
+
+
+THEORY_EXAMPLES = ["inpo_theorem4", "inpo_eta_crit", "apo_exact", "apo_tv_gap", "reviewer_d3_online_ipo",
+                   "reviewer_d8_rankings", "reviewer_d11_last_vs_average"]
+
+
+@pytest.mark.parametrize("name", THEORY_EXAMPLES)
+def test_notebook_figure_specs_parse(name):
+    import sim
+
+    spec = sim.load_spec(ROOT / "examples" / f"{name}.toml")
+    assert spec.raw["name"] == name and spec.iterations >= 150
