@@ -89,7 +89,8 @@ def simulate(rule: ExactRule, game: Game, target, record_iterations: np.ndarray)
         )
         row = {name: values[0] for name, values in both.items()}
         row.update({f"{name}_mixture": values[1] for name, values in both.items()})
-        row["regret"] = jnp.dot(earlier_sum, regret_weights)
+        # An empty sum at t = 0 is 0 even without rewards (0·NaN would be NaN), as before.
+        row["regret"] = jnp.where(state.step > 0, jnp.dot(earlier_sum, regret_weights), jnp.zeros((), dtype))
         return {name: row[name] for name in METRIC_COLUMNS}
 
     def one_update(_, carry):

@@ -1,0 +1,71 @@
+"""Smoke test of ``benchmarks/exact_updates.py``: correctness only, never speed.
+
+The benchmark's NumPy implementation of INPO (vectorised over seeds) and its NumPy recomputation of
+every metric column must agree with prefsim (``simulate_grid``, the call ``sim.run`` makes) and with a
+bare jitted scan of the rule; and the compiled trajectory must multiply the P shared by all seeds as
+one matrix product.  Timings are printed by the benchmark but never asserted here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "exact_updates.py"
+
+
+@pytest.fixture(scope="module")
+def exact_updates():
+    spec = importlib.util.spec_from_file_location("exact_updates_benchmark", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_mode_agrees_with_numpy_and_batches_shared_P(exact_updates):
+    report = exact_updates.main(["--quick", "--no-write", "--repeats", "1"])
+    assert [(c["arms"], c["seeds"], c["iterations"]) for c in report["cases"]] == list(exact_updates.QUICK_CASES)
+    for case in report["cases"]:
+        agreement = case["agreement"]
+        assert agreement["ok"], (case["arms"], agreement)
+        assert agreement["final_log_policy_max_abs_diff"] < 1e-9
+        check = case["shared_P_matrix_product"]
+        assert check["ok"], (case["arms"], check)
+        assert case["prefsim"]["updates_per_s"] > 0 and case["numpy"]["updates_per_s"] > 0
+    assert "bandwidth" in report["cases"][-1]
+
+
+def test_numpy_checker_agrees_on_a_bradley_terry_game_with_regret(exact_updates):
+    spec = {
+        "iterations": 60,
+        "seeds": 3,
+        "game": {"kind": "bradley_terry", "rewards": [0.0, 0.3, 1.0, 0.5], "tau": 0.2, "initial": "random"},
+        "rule": [{"name": "inpo", "eta": 0.7, "tau": 0.2}],
+    }
+    agreement = exact_updates.check_agreement(spec)
+    assert agreement["ok"], agreement
+    assert agreement["nan_pattern_mismatch"] == []
+
+
+def test_numpy_checker_detects_a_wrong_update(exact_updates):
+    """The agreement check can fail: a NumPy update with a different η disagrees."""
+    spec = {
+        "iterations": 30,
+        "seeds": 2,
+        "game": {"kind": "cyclic", "arms": 5, "tau": 0.1, "initial": "random"},
+        "rule": [{"name": "inpo", "eta": 1.0, "tau": 0.1}],
+    }
+    parsed, games, game_axes, targets, record, make_rule, _ = exact_updates.build_case(None, None, None, spec)
+    metrics, first_nonfinite = exact_updates.simulate_grid(make_rule, {}, games, game_axes, targets, record)
+    preference = np.asarray(games.preference)
+    log_reference = np.asarray(games.log_reference)
+    log_initial = np.asarray(games.log_initial)
+    wrong_final = exact_updates.numpy_inpo(preference, log_reference, log_initial, 1.1, 0.1, 30)
+    wrong_metrics = exact_updates.numpy_inpo_with_metrics(
+        preference, log_reference, np.asarray(games.rewards), 0.1, log_initial, np.asarray(targets), 1.1, 0.1, record
+    )
+    bare_final = np.asarray(exact_updates.bare_update_function(make_rule({}), game_axes, 30)(games))
+    assert not exact_updates.compare(metrics, first_nonfinite, bare_final, wrong_final, wrong_metrics)["ok"]
