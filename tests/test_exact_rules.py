@@ -272,6 +272,39 @@ def test_sppo_paper_normaliser_solves_the_constrained_argmin(instance):
     assert np.abs(paper - exact).max() > 1e-4
 
 
+def test_wright_omega_matches_scipy():
+    from scipy.special import wrightomega
+
+    from sim.rules.sppo import wright_omega
+
+    x = np.array([-700.0, -50.0, -3.0, -0.5, 0.0, 0.7, 1.0, 1.0 + 1e-9, 1.5, 4.0, 30.0, 1e3, 1e7, 1e200])
+    np.testing.assert_allclose(np.asarray(wright_omega(jnp.asarray(x))), wrightomega(x).real, rtol=4e-16, atol=0)
+
+
+@pytest.mark.parametrize("eta", [50.0, 1000.0, 1e5])
+def test_sppo_paper_normaliser_at_large_eta(eta):
+    # The official code's β = 0.001 is η = 1000.  Independent solve: d_y = c_y − ω(log μ + c_y) with
+    # SciPy's Wright omega, and brentq on log μ for Σπe^d = 1.
+    from scipy.optimize import brentq
+    from scipy.special import logsumexp, wrightomega
+
+    for seed in range(3):
+        policy = random_policy(5, seed=30 + seed, scale=3.0)
+        target = eta * (random_matrix(5, seed=40 + seed) @ policy - 0.5)
+        scale = np.abs(target).max()
+        log_mu = brentq(
+            lambda m: logsumexp(target - wrightomega(m + target).real, b=policy),
+            -60 - scale, 5 + np.log1p(scale), xtol=1e-14, rtol=1e-15, maxiter=500,
+        )
+        expected = target - wrightomega(log_mu + target).real
+        solved = np.asarray(solve_paper_target(jnp.log(policy), jnp.asarray(target))) - np.log(policy)
+        np.testing.assert_allclose(solved, expected, rtol=1e-13, atol=1e-13 * scale)
+        assert logsumexp(solved, b=policy) == pytest.approx(0.0, abs=1e-13 + 1e-15 * scale)  # rounding of |d| ~ scale
+    logs = iterate(sppo(eta=eta, normaliser="paper"), _game("random"), 20)
+    assert np.isfinite(logs).all()
+    np.testing.assert_allclose(np.exp(logs).sum(axis=1), 1.0, atol=1e-12)
+
+
 def test_sppo_paper_equals_exact_when_win_rate_is_constant():
     # uniform π on rock–paper–scissors: Pπ = ½ everywhere, so log Z = η/2 exactly.
     game = make_game(CYCLIC, None, 0.0)

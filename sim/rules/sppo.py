@@ -25,30 +25,51 @@ from sim.game import normalize, win_rates
 from sim.rules.base import ExactRule, initial_state, require_positive
 
 NORMALISERS = ("exact", "paper")
-_INNER_NEWTON_STEPS = 40
+_INNER_NEWTON_STEPS = 12
 _OUTER_STEPS = 60
+
+
+def wright_omega(x):
+    """ω(x): the solution w > 0 of w + log w = x (elementwise), to machine precision.
+
+    Two monotone Newton iterations that cannot overshoot or overflow: for x > 1 on the concave
+    q(w) = w + log w − x from w₀ = x − log x ≤ ω(x) (increasing to the root); for x ≤ 1 on the convex
+    p(s) = s + e^s − x in s = log w from s₀ = x ≥ log ω(x) (decreasing to the root, e^s ≤ e).  Both
+    converge quadratically from these starts, so a fixed number of steps suffices for any x.
+    """
+    large = x > 1.0
+    x_large = jnp.where(large, x, 2.0)
+    x_small = jnp.where(large, 0.0, x)
+
+    def newton_w(_, w):
+        return w - (w + jnp.log(w) - x_large) * w / (w + 1.0)
+
+    def newton_s(_, s):
+        growth = jnp.exp(s)
+        return s - (s + growth - x_small) / (1.0 + growth)
+
+    w = jax.lax.fori_loop(0, _INNER_NEWTON_STEPS, newton_w, x_large - jnp.log(x_large))
+    s = jax.lax.fori_loop(0, _INNER_NEWTON_STEPS, newton_s, x_small)
+    return jnp.where(large, w, jnp.exp(s))
 
 
 def solve_paper_target(log_policy, target):
     """argmin_{d: Σ π e^d = 1} Σ π (d − c)², π = exp(log_policy), c = ``target`` (THEORY §C.7).
 
-    Returns the new log-policy ``log_policy + d``.  Solves d_y + μe^{d_y} = c_y per arm by Newton
-    (convex increasing in d, started left of the root), and the scalar μ ≥ 0 by safeguarded Newton
-    on log μ within a bisection bracket so that log Σ π e^d = 0.
+    Returns the new log-policy ``log_policy + d``.  Solves d_y + μe^{d_y} = c_y per arm in closed form
+    through the Wright omega function, d_y = c_y − ω(log μ + c_y) (:func:`wright_omega`), and the
+    scalar μ ≥ 0 by safeguarded Newton on log μ within a bisection bracket so that log Σ π e^d = 0.
+    (A plain Newton iteration on d_y + μe^{d_y} = c_y overshoots far to the right when μe^{c_y} is
+    large and then creeps back by ≈ 1 per step: with the official code's η = 1000 it returned policies
+    violating the constraint by factors up to 1e52.)
     """
     policy = jnp.exp(log_policy)
     overshoot = jax.scipy.special.logsumexp(target, b=policy)  # log Σ π e^c ≥ 0 by Jensen
     dtype = target.dtype
 
     def solve_d(log_mu):
-        # d0 = c − log(1 + μe^c) ≤ root, since W(x) ≤ log(1 + x)
-        d = target - jax.nn.softplus(log_mu + target)
-
-        def newton(_, d):
-            growth = jnp.exp(log_mu + d)
-            return d - (d + growth - target) / (1.0 + growth)
-
-        return jax.lax.fori_loop(0, _INNER_NEWTON_STEPS, newton, d)
+        # d + μe^d = c  ⇔  d = c − w with w = μe^d = ω(log μ + c), the Wright omega function
+        return target - wright_omega(log_mu + target)
 
     def residual(log_mu):
         d = solve_d(log_mu)
@@ -60,7 +81,7 @@ def solve_paper_target(log_policy, target):
     def outer(_, bracket):
         low, high, log_mu = bracket
         value, d = residual(log_mu)
-        growth = jnp.exp(log_mu + d)
+        growth = target - d  # = μe^d
         # derivative of log Σ π e^d w.r.t. log μ: −Σ π e^d·μe^d/(1+μe^d) / Σ π e^d
         weights = policy * jnp.exp(d)
         slope = -jnp.sum(weights * growth / (1.0 + growth)) / jnp.sum(weights)
