@@ -13,6 +13,7 @@ stopped and nothing computed is lost.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -159,9 +160,32 @@ def run_rule(rule: RuleSpec, spec: ExperimentSpec, games, game_axes, targets, re
 
 
 def spec_fingerprint(spec: ExperimentSpec) -> str:
-    """A hash of the spec's content, used to decide whether a stored part is still valid."""
-    text = json.dumps(spec.raw, sort_keys=True, default=str)
+    """A hash of the spec's content, used to decide whether a stored part is still valid.
+
+    Hashes the parsed spec (every field that affects results, defaults filled), not ``spec.raw``: an
+    :class:`ExperimentSpec` built in Python has an empty ``raw``, which made every such spec share one
+    fingerprint, so ``resume=True`` reused parts computed for a different spec.
+    """
+    content = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name != "raw"}
+    text = json.dumps(_plain(content), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _plain(value):
+    """JSON-ready copy of a spec value (dataclasses, tuples and NumPy arrays in full, no repr)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
 
 
 def _part_is_current(path: Path, fingerprint: str) -> bool:

@@ -206,3 +206,25 @@ def test_done_criterion_inpo_reaches_the_regularised_nash_through_run():
     assert (last["duality_gap"] < 1e-10).all()
     assert (last["kl_to_nash"] < 1e-14).all() and (last["kl_to_nash"] >= 0).all()
     assert (last["tv_to_optimum"] < 1e-10).all()
+
+
+def test_fingerprint_follows_the_parsed_spec():
+    fingerprint = run_module.spec_fingerprint
+    parsed = sim.parse_spec(RESUME_SPEC)
+    # an ExperimentSpec built in Python has no raw dict: it must still fingerprint its content
+    built = sim.ExperimentSpec(
+        iterations=parsed.iterations, seeds=parsed.seeds, game=parsed.game, rules=parsed.rules
+    )
+    assert fingerprint(built) == fingerprint(parsed)
+    longer = sim.ExperimentSpec(iterations=11, seeds=parsed.seeds, game=parsed.game, rules=parsed.rules)
+    assert fingerprint(longer) != fingerprint(built)
+    # spelled-out defaults and cosmetic keys do not change results, so not the fingerprint either
+    explicit = {**RESUME_SPEC, "precision": "float64", "description": "same experiment"}
+    assert fingerprint(sim.parse_spec(explicit)) == fingerprint(parsed)
+    other_game = {**RESUME_SPEC, "game": {**RESUME_SPEC["game"], "strength": 0.5}}
+    assert fingerprint(sim.parse_spec(other_game)) != fingerprint(parsed)
+    array_reference = sim.ExperimentSpec(
+        iterations=10, seeds=(0, 1), rules=parsed.rules,
+        game=sim.parse_spec(RESUME_SPEC).game.__class__(kind="cyclic", arms=3, tau=TAU, reference=np.array([0.5, 0.3, 0.2])),
+    )
+    assert fingerprint(array_reference) == fingerprint(parsed)
