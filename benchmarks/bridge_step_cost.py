@@ -1,0 +1,130 @@
+"""Cost of one bridge training step per rule, relative to a plain DPO step, and generation tokens/s.
+
+Every rule's step is one forward/backward pass of the policy over the same batch of (winner, loser)
+sequences — log π_t and log π_ref are precomputed — plus an optimiser step; only the scalar loss on
+top differs.  The target of the issue is INPO ≤ 1.1× DPO.
+
+    .venv/bin/python benchmarks/bridge_step_cost.py                      # tiny random Llama (seconds)
+    .venv/bin/python benchmarks/bridge_step_cost.py --model smollm2      # SmolLM2-135M (minutes on a CPU)
+
+Writes ``benchmarks/results/bridge_step_cost_<model>.{json,md}``.  Timing is wall-clock on whatever
+machine runs it (reported in the files); it is never a pass/fail test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from llm_bridge.generation import SamplingSpec, encode_prompts, generate
+from llm_bridge.models import load_causal_lm, load_tokenizer
+from llm_bridge.rules import build_bridge_rule
+from llm_bridge.trainer import PairTensors, TrainingSpec, make_optimizer, train_on_pairs
+
+RULES = {
+    "dpo": ("dpo", {"beta": 0.1}),
+    "ipo": ("ipo", {"tau": 0.1}),
+    "inpo": ("inpo", {"eta": 0.5, "tau": 0.1}),
+    "sppo": ("sppo", {"eta": 1.0}),
+    "dno": ("dno", {"eta": 1.0}),
+    "nash_md_pg": ("nash_md_pg", {"tau": 0.1}),
+    "apo(dpo)": ("apo", {"base": "dpo", "beta": 0.1, "alpha": 0.3}),
+}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tiny", help="tiny (random Llama built offline), smollm2, or a local model path")
+    parser.add_argument("--pairs", type=int, default=4, help="pairs per step")
+    parser.add_argument("--prompt-tokens", type=int, default=32)
+    parser.add_argument("--response-tokens", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=5, help="timed steps per rule (median reported; rules interleaved)")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest on small VMs)")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    with tempfile.TemporaryDirectory() as scratch:
+        path = args.model
+        if args.model == "tiny":
+            from llm_bridge.tiny import build_tiny_model
+
+            path = str(build_tiny_model(Path(scratch) / "tiny", "llama", hidden_size=64, layers=4))
+        start = time.perf_counter()
+        model = load_causal_lm(path)
+        tokenizer = load_tokenizer(path)
+        load_seconds = time.perf_counter() - start
+
+    generator = torch.Generator().manual_seed(0)
+    vocab = model.config.vocab_size
+    special = {tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id}
+    allowed = torch.tensor([i for i in range(vocab) if i not in special])
+
+    def tokens(n):
+        return allowed[torch.randint(len(allowed), (n,), generator=generator)].tolist()
+
+    n = args.pairs
+    prompts = [tokens(args.prompt_tokens) for _ in range(n)]
+    values = {k: torch.randn(n, generator=generator, dtype=torch.float64) - 30.0
+              for k in ("reference_w", "reference_l", "previous_w", "previous_l")}
+    values.update(win_rate_w=torch.rand(n, generator=generator, dtype=torch.float64),
+                  win_rate_l=torch.rand(n, generator=generator, dtype=torch.float64),
+                  preference=torch.rand(n, generator=generator, dtype=torch.float64),
+                  weight=torch.ones(n, dtype=torch.float64))
+    data = PairTensors(prompts, [tokens(args.response_tokens) for _ in range(n)], [tokens(args.response_tokens) for _ in range(n)],
+                       values)
+    spec = TrainingSpec(optimizer="adamw", learning_rate=1e-7, epochs=1, batch_size=n, micro_batch_size=n)
+    optimizer = make_optimizer(model.parameters(), spec)
+    rules = {label: build_bridge_rule(name, dict(params)) for label, (name, params) in RULES.items()}
+
+    for rule in rules.values():  # warm-up (allocator, first-call overheads)
+        train_on_pairs(model, optimizer, data, rule, spec, tokenizer.pad_token_id, seed=0, progress=False)
+    times = {label: [] for label in rules}
+    for _ in range(args.repeats):
+        for label, rule in rules.items():  # interleaved, so drift affects every rule alike
+            begin = time.perf_counter()
+            train_on_pairs(model, optimizer, data, rule, spec, tokenizer.pad_token_id, seed=0, progress=False)
+            times[label].append(time.perf_counter() - begin)
+    medians = {label: statistics.median(values) for label, values in times.items()}
+    ratios = {label: medians[label] / medians["dpo"] for label in medians}
+
+    prompt_ids = encode_prompts(tokenizer, ["Write one sentence about your weekend."] * 8,
+                                chat_template=getattr(tokenizer, "chat_template", None) is not None)
+    sampling = SamplingSpec(max_new_tokens=args.response_tokens, batch_size=16)
+    generate(model, tokenizer, prompt_ids[:2], 1, sampling, seed=0, progress=False)  # warm-up
+    generated = generate(model, tokenizer, prompt_ids, 2, sampling, seed=1, progress=False)
+
+    name = "tiny" if args.model == "tiny" else Path(args.model).name if args.model != "smollm2" else "smollm2"
+    result = {
+        "model": args.model, "parameters": sum(p.numel() for p in model.parameters()), "load_seconds": load_seconds,
+        "pairs_per_step": n, "prompt_tokens": args.prompt_tokens, "response_tokens": args.response_tokens,
+        "repeats": args.repeats, "threads": args.threads, "median_step_seconds": medians, "ratio_to_dpo": ratios,
+        "all_step_seconds": times, "generation": {"sequences": 16, "tokens": generated.tokens, "seconds": generated.seconds,
+                                                  "tokens_per_second": generated.tokens_per_second},
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__,
+                    "device": "cpu"},
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"bridge_step_cost_{name}.json").write_text(json.dumps(result, indent=2))
+    lines = [f"# Bridge step cost ({args.model}, {result['parameters']:,} parameters, CPU, {args.threads} thread(s))", "",
+             f"{n} pairs per step (= {2 * n} sequences of {args.prompt_tokens} prompt + {args.response_tokens} response tokens), "
+             f"AdamW, median of {args.repeats} interleaved steps.", "",
+             "| rule | step (s) | × DPO |", "|---|---|---|"]
+    lines += [f"| {label} | {medians[label]:.4f} | {ratios[label]:.3f} |" for label in rules]
+    lines += ["", f"Generation: {generated.tokens} tokens in {generated.seconds:.2f} s = "
+              f"**{generated.tokens_per_second:.1f} tokens/s** (16 sequences, batch 16, sampling at temperature 1).", ""]
+    (out / f"bridge_step_cost_{name}.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

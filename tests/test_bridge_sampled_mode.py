@@ -1,0 +1,104 @@
+"""The bandit LM through the bridge equals ``sim``'s sampled mode (``sim.sampled.engine``), to 1e-6.
+
+``sim`` runs its own iteration (pairs drawn from π_t with its PRNG, a fresh optax optimiser, full-batch
+inner steps, APO parameter extrapolation).  The test re-draws the same pairs with ``sim``'s key
+derivation (``split(fold_in(key, t))``, first half) and :func:`bandits.oracles.make_pairs`, gives them
+to the bridge (torch: sequence log-probs of the bandit LM, precomputed log π_t / log π_ref, the rule's
+torch loss, ``train_on_pairs`` with two accumulated micro-batches per step, ``extrapolate_parameters``)
+and compares the parameters after each iteration.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from bandits.oracles import make_pairs
+from llm_bridge.apo import extrapolate_parameters
+from llm_bridge.bandit_lm import PROMPT, BanditLM
+from llm_bridge.logprobs import batched_sequence_logprobs
+from llm_bridge.rules import build_bridge_rule
+from llm_bridge.trainer import PairTensors, TrainingSpec, make_optimizer, train_on_pairs
+from sim.game import Game
+
+# sim's sampled mode is built in parallel with the bridge; until it is in the tree this file skips.
+build_iteration = pytest.importorskip("sim.sampled.engine").build_iteration
+problem_from_game = pytest.importorskip("sim.sampled.problem").problem_from_game
+from sim.spec import RunSpec  # noqa: E402
+
+torch.set_num_threads(1)  # tiny tensors: one thread is far faster than torch's pool on small CI machines
+
+K = 6
+PAD = K
+
+# case: (sim rule, sim parameters, bridge rule, bridge parameters, Bradley–Terry game)
+CASES = {
+    "inpo": ("inpo", {"eta": 1.5, "tau": 0.4}, "inpo", {"eta": 1.5, "tau": 0.4}, False),
+    "dpo": ("dpo", {"beta": 0.7}, "dpo", {"beta": 0.7}, True),
+    "online_ipo": ("online_ipo", {"tau": 0.8}, "ipo", {"tau": 0.8}, False),
+    "sppo": ("sppo", {"eta": 1.2}, "sppo", {"eta": 1.2}, False),
+    "dno": ("dno", {"eta": 1.3}, "dno", {"eta": 1.3}, False),
+    "apo": ("apo", {"base": "dpo", "beta": 0.7, "alpha": 0.4}, "apo", {"base": "dpo", "beta": 0.7, "alpha": 0.4}, True),
+}
+
+
+def _game(seed, bradley_terry):
+    rng = np.random.default_rng(seed)
+    reference = rng.dirichlet(np.ones(K) * 2.0)
+    if bradley_terry:
+        rewards = rng.uniform(0.0, 2.0, K)
+        preference = 1.0 / (1.0 + np.exp(-(rewards[:, None] - rewards[None, :])))
+    else:
+        skew = rng.normal(0.0, 1.0, (K, K))
+        preference = 0.5 + 0.5 * np.tanh(skew - skew.T)
+        rewards = np.full(K, np.nan)
+    return Game(jnp.asarray(preference), jnp.asarray(np.log(reference)), jnp.asarray(np.log(reference)), jnp.asarray(rewards),
+                jnp.asarray(0.3))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bridge_iterations_equal_sims_sampled_mode(case, optimizer):
+    sim_rule, sim_params, bridge_name, bridge_params, bradley_terry = CASES[case]
+    game = _game(7, bradley_terry)
+    problem = problem_from_game(game, np.exp(np.asarray(game.log_reference)))
+    pairs, steps, lr = 40, 20, 0.05
+    settings = RunSpec(mode="sampled", pairs_per_iteration=pairs, pair_scheme="lambda_p", policy="tabular", optimizer=optimizer,
+                       learning_rate=lr, inner_steps=steps, apo_form="parameters", dpo_reference="previous")
+    init, iteration = build_iteration(sim_rule, sim_params, settings)
+    key = jax.random.PRNGKey(11)
+    state = init(jax.random.PRNGKey(0), problem)
+
+    model, reference_model = BanditLM(np.asarray(state.params[0])), BanditLM(np.asarray(game.log_reference))
+    rule = build_bridge_rule(bridge_name, dict(bridge_params))
+    spec = TrainingSpec(optimizer="adamw" if optimizer == "adam" else "sgd", learning_rate=lr, epochs=steps, batch_size=pairs,
+                        micro_batch_size=pairs // 2, weight_decay=0.0, eps=1e-8)
+    proximal_previous = {"logits": model.logits.detach().clone()}
+    for t in range(2):
+        # the pairs sim draws at this iteration
+        key_data, _ = jax.random.split(jax.random.fold_in(key, state.step))
+        batch, _ = make_pairs("lambda_p", key_data, state.log_policy, problem.preference, problem.rewards, problem.context_probs,
+                              pairs)
+        winner, loser = np.asarray(batch.first).tolist(), np.asarray(batch.second).tolist()
+        state, info = iteration(state, problem, key)
+
+        prompts = [PROMPT] * pairs
+        responses = [[y] for y in winner] + [[y] for y in loser]
+        previous = batched_sequence_logprobs(model, prompts + prompts, responses, PAD, batch_size=16)
+        reference = batched_sequence_logprobs(reference_model, prompts + prompts, responses, PAD, batch_size=16)
+        values = {"previous_w": previous[:pairs], "previous_l": previous[pairs:], "reference_w": reference[:pairs],
+                  "reference_l": reference[pairs:], "win_rate_w": torch.tensor(np.array(batch.first_win_rate)),
+                  "win_rate_l": torch.tensor(np.array(batch.second_win_rate)),
+                  "preference": torch.full((pairs,), 0.5, dtype=torch.float64),
+                  "weight": torch.tensor(np.array(batch.weight))}
+        data = PairTensors(prompts, [[y] for y in winner], [[y] for y in loser], values)
+        train_on_pairs(model, make_optimizer(model.parameters(), spec), data, rule, spec, PAD, seed=t, progress=False)
+        if rule.name == "apo":
+            proximal_previous = extrapolate_parameters(model, proximal_previous, rule.alpha)
+            np.testing.assert_allclose(proximal_previous["logits"].numpy(), np.asarray(state.proximal_params[0]), atol=1e-6, rtol=0)
+
+        np.testing.assert_allclose(model.logits.detach().numpy(), np.asarray(state.params[0]), atol=1e-6, rtol=0,
+                                   err_msg=f"{case}/{optimizer}: iteration {t + 1}")
+        np.testing.assert_allclose(model.log_policy().numpy(), np.asarray(state.log_policy[0]), atol=1e-6, rtol=0)
+    assert np.max(np.abs(np.asarray(state.log_policy[0]) - np.asarray(game.log_reference))) > 1e-2
