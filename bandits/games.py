@@ -166,7 +166,14 @@ def build_game(spec: GameSpec, seed: int = 0) -> GameInstance:
                 f"game.reference_min_mass: at most 1/K = {1.0 / arms:g} for {arms} arms, got {spec.reference_min_mass!r}."
             )
         rng = np.random.default_rng([int(seed), 3])
-        reference = reference_policies.random_logits(arms, rng, spec.reference_scale, spec.reference_min_mass)
+        try:
+            reference = reference_policies.random_logits(arms, rng, spec.reference_scale, spec.reference_min_mass)
+        except PrefsimError as exc:
+            raise PrefsimError(
+                f"game.reference_scale: the random reference for seed {seed} (scale {spec.reference_scale!r}, "
+                f"reference_min_mass {spec.reference_min_mass!r}) is not a valid policy ({exc}); lower "
+                f"reference_scale or set reference_min_mass > 0."
+            ) from None
     else:
         reference = reference_policies.validate_reference(spec.reference, arms, name="game.reference")
 

@@ -36,7 +36,7 @@ def test_valid_matrix_is_accepted_unchanged():
 
 
 def test_cyclic_three_arms_full_strength_is_rock_paper_scissors():
-    # rock beats paper? No: arm i beats arm i+1 surely; P − ½ is the RPS payoff (±½, 0 on the diagonal).
+    # arm i beats arm i+1 surely (and loses to arm i−1): P − ½ is the rock–paper–scissors payoff ±½.
     expected = np.array([[0.5, 1.0, 0.0], [0.0, 0.5, 1.0], [1.0, 0.0, 0.5]])
     np.testing.assert_array_equal(preference_models.cyclic(3, 1.0), expected)
     weaker = preference_models.cyclic(4, 0.5)
@@ -163,6 +163,8 @@ def test_game_spec_validate_names_the_field(fields, field):
         ({"kind": "random", "arms": 3, "construction": "skew_logits", "scale": "big"}, "game.scale"),
         ({"kind": "cyclic", "arms": 3, "reference": "random", "reference_scale": [1.0]}, "game.reference_scale"),
         ({"kind": "cyclic", "arms": 3, "reference": "random", "reference_min_mass": 0.5}, "game.reference_min_mass"),
+        # logits of scale 1e4: exp underflows to an exact zero mass for some arm
+        ({"kind": "cyclic", "arms": 5, "reference": "random", "reference_scale": 1e4}, "game.reference_scale"),
     ],
 )
 def test_build_game_errors_name_the_field(fields, field):

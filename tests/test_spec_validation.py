@@ -81,6 +81,8 @@ def test_the_base_spec_is_valid():
         (_with(rule=[{"name": "inpo", "eta": 1.0, "schedule": "cosine"}]), ["rule #1 (inpo)", "schedule"]),
         (_with(rule=[{"name": "inpo", "eta": 1.0, "schedule": ["constant"]}]), ["rule #1 (inpo)", "schedule"]),
         (_with(rule=[{"name": "inpo", "eta": 0.1}]), ["rule #1 (inpo)", "eta > tau"]),
+        (_with(rule=[{"name": "inpo", "eta": [1.0, 2.0], "schedule": "theorem4"}]), ["rule #1 (inpo)", "eta", "theorem4"]),
+        (_with(rule=[{"name": "apo", "base": "inpo", "eta": 1.0, "base_schedule": "theorem4"}]), ["rule #1 (apo)", "eta", "theorem4"]),
         (_with(rule=[{"name": "inpo", "eta": [0.5, 0.05, 2.0]}]), ["rule #1 (inpo)", "inpo[eta=0.05]", "eta > tau"]),
         (_with(rule=[{"name": "inpo", "eta": 1.0, "tau": [0.5, 1.0]}]), ["inpo[tau=1]", "eta > tau"]),
         (_with(rule=[{"name": "inpo", "eta": 1.0}, {"name": "inpo", "eta": 2.0}]), ["rule #1 (inpo)", "label"]),

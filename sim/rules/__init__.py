@@ -224,6 +224,11 @@ def resolve_parameters(name: str, given: dict, game_tau: float, where: str = "ru
             resolved[key] = parameter.default
         elif not (key == "eta" and resolved.get("base_schedule" if name == "apo" else "schedule") == "theorem4"):
             raise PrefsimError(f"{where}: rule {name} needs parameter {key!r} ({parameter.doc}).")
+    inpo_schedule = resolved.get("base_schedule") if name == "apo" and resolved.get("base") == "inpo" else resolved.get("schedule")
+    if (name == "inpo" or (name == "apo" and resolved.get("base") == "inpo")) and inpo_schedule == "theorem4" and "eta" in given:
+        # the schedule sets η_t = τ(t+2)/2; a given eta would be silently ignored (a sweep over it
+        # would give identical runs under different labels)
+        raise PrefsimError(f"{where}: eta is not used with schedule theorem4 (η_t = τ(t+2)/2); remove it.")
     return resolved
 
 
