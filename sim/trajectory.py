@@ -89,8 +89,8 @@ def simulate(rule: ExactRule, game: Game, target, record_iterations: np.ndarray)
         )
         row = {name: values[0] for name, values in both.items()}
         row.update({f"{name}_mixture": values[1] for name, values in both.items()})
-        # An empty sum at t = 0 is 0 even without rewards (0·NaN would be NaN), as before.
-        row["regret"] = jnp.where(state.step > 0, jnp.dot(earlier_sum, regret_weights), jnp.zeros((), dtype))
+        # Regret at t = 0 is the empty sum: 0 on a Bradley–Terry game, NaN (does not apply) without rewards.
+        row["regret"] = jnp.where(state.step > 0, jnp.dot(earlier_sum, regret_weights), 0.0 * jnp.sum(regret_weights))
         return {name: row[name] for name in METRIC_COLUMNS}
 
     def one_update(_, carry):
