@@ -68,8 +68,12 @@ class PairBatch(NamedTuple):
 
 
 def _uniforms(key, pairs: int, columns: int, dtype):
-    """All the uniforms a scheme needs in one draw (one PRNG call keeps compilation cheap)."""
-    return jax.random.uniform(key, (pairs, columns), dtype=dtype)
+    """All the uniforms a scheme needs in one draw (one PRNG call keeps compilation cheap).
+
+    The optimisation barrier materialises them once; otherwise XLA fuses the generator into each
+    consumer (binary search steps, oracle queries) and recomputes it there, several times slower.
+    """
+    return jax.lax.optimization_barrier(jax.random.uniform(key, (pairs, columns), dtype=dtype))
 
 
 def draw_contexts(uniform, context_probs):
@@ -81,10 +85,23 @@ def draw_contexts(uniform, context_probs):
 
 
 def draw_responses(uniform, log_policy, contexts):
-    """Responses y ~ π_t(·|x) by inverse CDF from uniforms (N, count): shape (N, count)."""
-    cdf = jnp.cumsum(jnp.exp(log_policy), axis=-1)[contexts]  # (N, K)
-    count = jnp.sum(uniform[:, :, None] > cdf[:, None, :], axis=2)
-    return jnp.minimum(count, log_policy.shape[-1] - 1).astype(jnp.int32)
+    """Responses y ~ π_t(·|x) by inverse CDF from uniforms (N, count): shape (N, count).
+
+    Binary search of every uniform in every context's CDF (M·N·count·log K work), then the pair's own
+    context is selected; y = #{k : CDF_k < u}, clipped to K − 1 against rounding of the last CDF entry.
+    """
+    cdf = jnp.cumsum(jnp.exp(log_policy), axis=-1)  # (M, K)
+
+    def search(row):
+        return jnp.searchsorted(row, uniform, side="left", method="scan_unrolled")
+
+    if cdf.shape[0] == 1:
+        chosen = search(cdf[0])
+    else:
+        positions = jax.vmap(search)(cdf)  # (M, N, count)
+        chosen = jnp.take_along_axis(positions, contexts[None, :, None], axis=0)[0]
+    # materialised once (see _uniforms): the search is otherwise re-run inside every consumer
+    return jax.lax.optimization_barrier(jnp.minimum(chosen, log_policy.shape[-1] - 1).astype(jnp.int32))
 
 
 def query(uniform, preference, contexts, first, second):

@@ -42,7 +42,7 @@ from sim.rules.apo import extrapolation_weight
 from sim.rules.base import ExactState
 from sim.game import normalize
 from sim.sampled.apo import apo_next, check_form
-from sim.sampled.losses import base_rule, batch_loss
+from sim.sampled.losses import base_rule, pair_loss
 from sim.sampled.policies import make_policy
 from sim.sampled.problem import GAME_AXES, Problem, context_games
 
@@ -139,7 +139,7 @@ def build_iteration(rule_name: str, parameters: dict, settings):
     if rule_name == "apo":
         check_form(settings.apo_form, name)
     policy = make_policy(settings.policy, settings.mlp_width, settings.mlp_hidden_layers)
-    loss_fn = batch_loss(rule_name, parameters, settings.pair_scheme, settings.dpo_reference)
+    prepare, evaluate = pair_loss(rule_name, parameters, settings.pair_scheme, settings.dpo_reference)
     optimizer = make_optimizer(settings.optimizer, settings.learning_rate)
     pairs = settings.pairs_per_iteration
 
@@ -161,12 +161,12 @@ def build_iteration(rule_name: str, parameters: dict, settings):
             settings.candidates,
             settings.self_comparison,
         )
-        reference = jax.lax.stop_gradient(state.reference)
+        terms = jax.lax.stop_gradient(prepare(state.reference, problem.log_reference, batch, state.step))
 
-        def objective(params, sub_batch):
-            return loss_fn(policy.log_probs(params, problem), reference, problem.log_reference, sub_batch, state.step)
+        def objective(params, sub_terms):
+            return evaluate(policy.log_probs(params, problem), sub_terms)
 
-        params, final_loss = optimise(objective, state.params, batch, key_inner, optimizer, settings)
+        params, final_loss = optimise(objective, state.params, terms, key_inner, optimizer, settings)
         log_hat = policy.log_probs(params, problem)
         exact = exact_proximal(rule_name, parameters, problem, normalize(state.reference), state.step, settings.dpo_reference)
         distance = jnp.max(jnp.abs(log_hat - exact))
@@ -186,7 +186,11 @@ def build_iteration(rule_name: str, parameters: dict, settings):
 
 
 def optimise(objective, params, batch, key, optimizer, settings):
-    """Minimise ``objective(params, batch)`` from ``params``; returns ``(params, final full-batch loss)``."""
+    """Minimise ``objective(params, batch)`` from ``params``; returns ``(params, final full-batch loss)``.
+
+    ``batch`` is a pytree whose leaves of rank ≥ 1 have the pairs on axis 0 (minibatches slice them);
+    rank-0 leaves are shared.
+    """
     opt_state = optimizer.init(params)
     grad_fn = jax.grad(objective)
     if settings.tolerance is not None:
@@ -208,7 +212,7 @@ def optimise(objective, params, batch, key, optimizer, settings):
         params, _, _, _ = jax.lax.while_loop(cond, body, start)
         return params, objective(params, batch)
 
-    pairs = batch.first.shape[0]
+    pairs = max(leaf.shape[0] for leaf in jax.tree_util.tree_leaves(batch) if leaf.ndim)
     size = settings.minibatch_size
     if size is None or size >= pairs:
 
@@ -224,7 +228,7 @@ def optimise(objective, params, batch, key, optimizer, settings):
         def step(index, carry):
             params, opt_state = carry
             rows = order[index % blocks]
-            sub_batch = jax.tree_util.tree_map(lambda leaf: leaf[rows], batch)
+            sub_batch = jax.tree_util.tree_map(lambda leaf: leaf[rows] if leaf.ndim else leaf, batch)
             updates, opt_state = optimizer.update(grad_fn(params, sub_batch), opt_state, params)
             return optax.apply_updates(params, updates), opt_state
 

@@ -81,6 +81,66 @@ def _gather(log_probs, contexts, responses):
     return log_probs[contexts, responses]
 
 
+def pair_loss(rule_name: str, parameters: dict, pair_scheme: str = "lambda_p", dpo_reference: str = "previous"):
+    """The rule's loss split into ``(prepare, evaluate)`` so constants are gathered once per iteration.
+
+    ``prepare(reference, log_reference, batch, step) -> terms`` gathers everything that does not
+    depend on the trained policy (log π_t and log π_ref at the pairs, win rates, weights, η_t) into a
+    dict of arrays (per-pair arrays of shape (N,), scalars of shape ()); ``evaluate(log_policy,
+    terms)`` gathers the trained log π (M, K) at the pairs and returns the weighted mean of the rule
+    module's per-pair loss.  Slicing every (N,) entry of ``terms`` by the same rows gives the loss of
+    a minibatch.
+    """
+    check_sampled_rule(rule_name, parameters, pair_scheme)
+    if dpo_reference not in DPO_REFERENCES:
+        raise PrefsimError(f"run.dpo_reference: expected one of {', '.join(DPO_REFERENCES)}, got {dpo_reference!r}.")
+    name, p = base_rule(rule_name, parameters)
+
+    def prepare(reference, log_reference, batch, step):
+        c, w, l = batch.context, batch.first, batch.second
+        terms = {
+            "context": c,
+            "first": w,
+            "second": l,
+            "previous_w": _gather(reference, c, w),
+            "previous_l": _gather(reference, c, l),
+            "reference_w": _gather(log_reference, c, w),
+            "reference_l": _gather(log_reference, c, l),
+            "win_rate_w": batch.first_win_rate,
+            "win_rate_l": batch.second_win_rate,
+            "weight": batch.weight,
+        }
+        if name == "inpo":
+            terms["eta"] = jnp.asarray(inpo_eta(p.get("eta"), p["tau"], p.get("schedule", "constant"), step), reference.dtype)
+        return terms
+
+    def evaluate(log_policy, t):
+        pol_w = _gather(log_policy, t["context"], t["first"])
+        pol_l = _gather(log_policy, t["context"], t["second"])
+        if name == "inpo":
+            per_pair = inpo_loss(pol_w, pol_l, t["reference_w"], t["reference_l"], t["previous_w"], t["previous_l"], t["eta"], p["tau"])
+        elif name == "dpo":
+            if dpo_reference == "previous":
+                per_pair = dpo_loss(pol_w, pol_l, t["previous_w"], t["previous_l"], p["beta"])
+            else:
+                per_pair = dpo_loss(pol_w, pol_l, t["reference_w"], t["reference_l"], p["beta"])
+        elif name == "online_ipo":
+            per_pair = ipo_loss(pol_w, pol_l, t["reference_w"], t["reference_l"], p["tau"])
+        elif name == "sppo":
+            if pair_scheme == "sppo_win_rate":
+                per_pair = sppo_code_loss(pol_w, t["previous_w"], t["win_rate_w"], pol_l, t["previous_l"], t["win_rate_l"], p["eta"])
+            else:
+                per_pair = 0.5 * (
+                    sppo_loss(pol_w, t["previous_w"], t["win_rate_w"], p["eta"]) + sppo_loss(pol_l, t["previous_l"], t["win_rate_l"], p["eta"])
+                )
+        else:  # dno
+            per_pair = dno_loss(pol_w, pol_l, t["previous_w"], t["previous_l"], t["win_rate_w"] - t["win_rate_l"], p["eta"])
+        weight = t["weight"]
+        return jnp.sum(weight * per_pair) / jnp.maximum(jnp.sum(weight), 1.0)
+
+    return prepare, evaluate
+
+
 def batch_loss(rule_name: str, parameters: dict, pair_scheme: str = "lambda_p", dpo_reference: str = "previous") -> Callable:
     """The rule's mean loss on a batch.
 
@@ -89,36 +149,9 @@ def batch_loss(rule_name: str, parameters: dict, pair_scheme: str = "lambda_p", 
     (constant), ``log_reference`` log π_ref (M, K), ``batch`` a :class:`bandits.oracles.PairBatch`,
     and ``step`` the iteration index t (for step-dependent parameters).
     """
-    check_sampled_rule(rule_name, parameters, pair_scheme)
-    if dpo_reference not in DPO_REFERENCES:
-        raise PrefsimError(f"run.dpo_reference: expected one of {', '.join(DPO_REFERENCES)}, got {dpo_reference!r}.")
-    name, p = base_rule(rule_name, parameters)
+    prepare, evaluate = pair_loss(rule_name, parameters, pair_scheme, dpo_reference)
 
     def loss(log_policy, reference, log_reference, batch, step):
-        c, w, l = batch.context, batch.first, batch.second
-        pol_w, pol_l = _gather(log_policy, c, w), _gather(log_policy, c, l)
-        prev_w, prev_l = _gather(reference, c, w), _gather(reference, c, l)
-        ref_w, ref_l = _gather(log_reference, c, w), _gather(log_reference, c, l)
-        if name == "inpo":
-            eta = inpo_eta(p.get("eta"), p["tau"], p.get("schedule", "constant"), step)
-            per_pair = inpo_loss(pol_w, pol_l, ref_w, ref_l, prev_w, prev_l, eta, p["tau"])
-        elif name == "dpo":
-            if dpo_reference == "previous":
-                per_pair = dpo_loss(pol_w, pol_l, prev_w, prev_l, p["beta"])
-            else:
-                per_pair = dpo_loss(pol_w, pol_l, ref_w, ref_l, p["beta"])
-        elif name == "online_ipo":
-            per_pair = ipo_loss(pol_w, pol_l, ref_w, ref_l, p["tau"])
-        elif name == "sppo":
-            if pair_scheme == "sppo_win_rate":
-                per_pair = sppo_code_loss(pol_w, prev_w, batch.first_win_rate, pol_l, prev_l, batch.second_win_rate, p["eta"])
-            else:
-                per_pair = 0.5 * (
-                    sppo_loss(pol_w, prev_w, batch.first_win_rate, p["eta"]) + sppo_loss(pol_l, prev_l, batch.second_win_rate, p["eta"])
-                )
-        else:  # dno
-            per_pair = dno_loss(pol_w, pol_l, prev_w, prev_l, batch.first_win_rate - batch.second_win_rate, p["eta"])
-        weight = batch.weight
-        return jnp.sum(weight * per_pair) / jnp.maximum(jnp.sum(weight), 1.0)
+        return evaluate(log_policy, prepare(reference, log_reference, batch, step))
 
     return loss
