@@ -595,7 +595,7 @@ def main(argv=None):
     started = time.perf_counter()
     results = []
     for arms, seeds, iterations in cases:
-        case_repeats = repeats if arms < 10000 else min(repeats, 2)
+        case_repeats = repeats if arms < 10000 else 1
         results.append(run_case(arms, seeds, iterations, case_repeats))
     report = {
         "mode": "quick" if args.quick else "full",
