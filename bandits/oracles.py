@@ -28,6 +28,8 @@ Schemes (names used by ``[run] pair_scheme``):
   E[P̂_i | y_i] = (½ + (K−1)·P(y_i ≻ π_t))/K, a (K−1)/K shrink towards ½; without:
   P̂_i = Σ_{j≠i} W[i, j]/(K−1), unbiased.  Chosen/rejected = argmax/argmin P̂ (selection bias).
   The code scores with PairRM probabilities; here the oracle is Bernoulli (same mean).
+* Nash-MD-PG (not a ``pair_scheme``; used by rule ``nash_md`` with ``lambda_p``): y ~ π_t and
+  y′ ~ π_t^μ ∝ π_t^{1−ητ}·π_ref^{ητ}, one query, z the label of y (:func:`mixture_opponent_pairs`).
 * ``exact_win_rates`` — idealised: y, y′ ~ π_t i.i.d. (unordered) with the exact P(y ≻ π_t | x) as
   their win rates (for SPPO/DNO targets without estimation noise).  It reads P directly and counts
   **0** oracle queries.
@@ -119,6 +121,21 @@ def lambda_p_pairs(key, log_policy, preference, context_probs, pairs: int):
     loser = jnp.where(first_wins, draws[:, 1], draws[:, 0])
     ones = jnp.ones((pairs,), preference.dtype)
     return PairBatch(contexts, winner, loser, ones, jnp.zeros_like(ones), ones), pairs
+
+
+def mixture_opponent_pairs(key, log_policy, opponent_log_policy, preference, context_probs, pairs: int):
+    """Nash-MD-PG's samples: y ~ π_t, y′ ~ the opponent (the geometric mixture), one query each.
+
+    Returns ``(batch, queries)`` with ``first`` = y, ``second`` = y′ (not reordered) and
+    ``first_win_rate`` = z ~ Ber(P(y ≻ y′ | x)), the one-comparison estimate of P(y ≻ π^μ_t).
+    """
+    u = _uniforms(key, pairs, 4, preference.dtype)
+    contexts = draw_contexts(u[:, 0], context_probs)
+    mine = draw_responses(u[:, 1:2], log_policy, contexts)[:, 0]
+    theirs = draw_responses(u[:, 2:3], opponent_log_policy, contexts)[:, 0]
+    wins = query(u[:, 3], preference, contexts, mine, theirs).astype(preference.dtype)
+    ones = jnp.ones((pairs,), preference.dtype)
+    return PairBatch(contexts, mine, theirs, wins, 1.0 - wins, ones), pairs
 
 
 def best_worst_of_k(key, log_policy, rewards, context_probs, pairs: int, candidates: int):

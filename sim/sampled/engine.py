@@ -35,7 +35,7 @@ import numpy as np
 import optax
 
 from bandits.errors import PrefsimError
-from bandits.oracles import make_pairs
+from bandits.oracles import make_pairs, mixture_opponent_pairs
 from sim.metrics import METRIC_COLUMNS, all_metrics, suboptimality
 from sim.rules import build_rule
 from sim.rules.apo import extrapolation_weight
@@ -150,17 +150,22 @@ def build_iteration(rule_name: str, parameters: dict, settings):
 
     def iteration(state, problem, key):
         key_data, key_inner = jax.random.split(jax.random.fold_in(key, state.step))
-        batch, _ = make_pairs(
-            settings.pair_scheme,
-            key_data,
-            state.log_policy,
-            problem.preference,
-            problem.rewards,
-            problem.context_probs,
-            pairs,
-            settings.candidates,
-            settings.self_comparison,
-        )
+        if name == "nash_md":
+            mixing = parameters["eta"] * parameters["tau"]
+            opponent = normalize((1.0 - mixing) * state.log_policy + mixing * problem.log_reference)
+            batch, _ = mixture_opponent_pairs(key_data, state.log_policy, opponent, problem.preference, problem.context_probs, pairs)
+        else:
+            batch, _ = make_pairs(
+                settings.pair_scheme,
+                key_data,
+                state.log_policy,
+                problem.preference,
+                problem.rewards,
+                problem.context_probs,
+                pairs,
+                settings.candidates,
+                settings.self_comparison,
+            )
         terms = jax.lax.stop_gradient(prepare(state.reference, problem.log_reference, batch, state.step))
 
         def objective(params, sub_terms):

@@ -19,6 +19,11 @@ rule           loss on a pair (first = winner/chosen y_w, second = loser/rejecte
                numerically the same expression, the variants differ by their data
 ``dno``        soft-label BT, −[σ(Δr̂)·log σ(ηΔ) + σ(−Δr̂)·log σ(−ηΔ)], reference π_t,
                Δr̂ = P̂(y₁ ≻ π_t) − P̂(y₂ ≻ π_t)
+``nash_md``    Nash-MD-PG surrogate on y ~ π_t, y′ ~ π_t^μ (geometric mixture, ητ): per sample
+               −sg[z − ½ − τ(log π − log π_ref)(y)]·log π(y), z ~ Ber(P(y ≻ y′)) (``nash_md_pg_loss``).
+               A policy-gradient step, not an argmin: its exact counterpart (Nash-MD's mirror step
+               with learning rate η) is matched only in the small-step limit, so its
+               ``distance_to_exact`` does not vanish as N grows
 ``apo``        the base rule's loss (dpo / sppo / inpo) with the APO reference π_t
 =============  ================================================================================
 
@@ -38,11 +43,12 @@ from bandits.oracles import WIN_RATE_SCHEMES
 from sim.rules.dno import dno_loss
 from sim.rules.dpo import dpo_loss
 from sim.rules.inpo import inpo_eta, inpo_loss
+from sim.rules.nash_md import nash_md_pg_loss
 from sim.rules.online_ipo import ipo_loss
 from sim.rules.sppo import sppo_code_loss, sppo_loss
 
 #: Rules that have a sampled loss.
-SAMPLED_RULES = ("inpo", "dpo", "online_ipo", "sppo", "dno", "apo")
+SAMPLED_RULES = ("inpo", "dpo", "online_ipo", "sppo", "dno", "nash_md", "apo")
 #: Bases APO can wrap in sampled mode.
 APO_BASES = ("dpo", "sppo", "inpo")
 DPO_REFERENCES = ("previous", "reference")
@@ -70,6 +76,11 @@ def check_sampled_rule(rule_name: str, parameters: dict, pair_scheme: str, where
     name, _ = base_rule(rule_name, parameters)
     if rule_name == "apo" and name not in APO_BASES:
         raise PrefsimError(f"{where}: apo's base in sampled mode must be one of {', '.join(APO_BASES)}, got {name!r}.")
+    if name == "nash_md" and pair_scheme != "lambda_p":
+        raise PrefsimError(
+            f"{where}: rule nash_md samples its own pairs (y ~ π_t against the geometric mixture); "
+            f"leave pair_scheme at \"lambda_p\", got {pair_scheme!r}."
+        )
     if name in ("sppo", "dno") and pair_scheme not in WIN_RATE_SCHEMES:
         raise PrefsimError(
             f"{where}: rule {name} needs win-rate estimates, which pair_scheme {pair_scheme!r} does not give; "
@@ -133,6 +144,8 @@ def pair_loss(rule_name: str, parameters: dict, pair_scheme: str = "lambda_p", d
                 per_pair = 0.5 * (
                     sppo_loss(pol_w, t["previous_w"], t["win_rate_w"], p["eta"]) + sppo_loss(pol_l, t["previous_l"], t["win_rate_l"], p["eta"])
                 )
+        elif name == "nash_md":
+            per_pair = nash_md_pg_loss(pol_w, t["reference_w"], t["win_rate_w"], p["tau"])
         else:  # dno
             per_pair = dno_loss(pol_w, pol_l, t["previous_w"], t["previous_l"], t["win_rate_w"] - t["win_rate_l"], p["eta"])
         weight = t["weight"]
