@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -87,13 +88,18 @@ def main(argv=None) -> int:
     for rule in rules.values():  # warm-up (allocator, first-call overheads)
         train_on_pairs(model, optimizer, data, rule, spec, tokenizer.pad_token_id, seed=0, progress=False)
     times = {label: [] for label in rules}
+    cpu_times = {label: [] for label in rules}
     for _ in range(args.repeats):
         for label, rule in rules.items():  # interleaved, so drift affects every rule alike
-            begin = time.perf_counter()
+            begin, begin_cpu = time.perf_counter(), time.process_time()
             train_on_pairs(model, optimizer, data, rule, spec, tokenizer.pad_token_id, seed=0, progress=False)
             times[label].append(time.perf_counter() - begin)
+            cpu_times[label].append(time.process_time() - begin_cpu)
     medians = {label: statistics.median(values) for label, values in times.items()}
     ratios = {label: medians[label] / medians["dpo"] for label in medians}
+    cpu_medians = {label: statistics.median(values) for label, values in cpu_times.items()}
+    cpu_ratios = {label: cpu_medians[label] / cpu_medians["dpo"] for label in cpu_medians}
+    load = os.getloadavg()
 
     prompt_ids = encode_prompts(tokenizer, ["Write one sentence about your weekend."] * 8,
                                 chat_template=getattr(tokenizer, "chat_template", None) is not None)
@@ -106,7 +112,8 @@ def main(argv=None) -> int:
         "model": args.model, "parameters": sum(p.numel() for p in model.parameters()), "load_seconds": load_seconds,
         "pairs_per_step": n, "prompt_tokens": args.prompt_tokens, "response_tokens": args.response_tokens,
         "repeats": args.repeats, "threads": args.threads, "median_step_seconds": medians, "ratio_to_dpo": ratios,
-        "all_step_seconds": times, "generation": {"sequences": 16, "tokens": generated.tokens, "seconds": generated.seconds,
+        "median_step_cpu_seconds": cpu_medians, "cpu_ratio_to_dpo": cpu_ratios, "all_step_seconds": times,
+        "all_step_cpu_seconds": cpu_times, "load_average_after": load, "generation": {"sequences": 16, "tokens": generated.tokens, "seconds": generated.seconds,
                                                   "tokens_per_second": generated.tokens_per_second},
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__,
                     "device": "cpu"},
@@ -116,9 +123,12 @@ def main(argv=None) -> int:
     (out / f"bridge_step_cost_{name}.json").write_text(json.dumps(result, indent=2))
     lines = [f"# Bridge step cost ({args.model}, {result['parameters']:,} parameters, CPU, {args.threads} thread(s))", "",
              f"{n} pairs per step (= {2 * n} sequences of {args.prompt_tokens} prompt + {args.response_tokens} response tokens), "
-             f"AdamW, median of {args.repeats} interleaved steps.", "",
-             "| rule | step (s) | × DPO |", "|---|---|---|"]
-    lines += [f"| {label} | {medians[label]:.4f} | {ratios[label]:.3f} |" for label in rules]
+             f"AdamW, median of {args.repeats} interleaved steps.  Wall-clock and process CPU time; the CPU-time "
+             f"ratio is the robust one on a shared machine (load average after the run: "
+             f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} CPUs).", "",
+             "| rule | wall step (s) | wall × DPO | CPU step (s) | CPU × DPO |", "|---|---|---|---|---|"]
+    lines += [f"| {label} | {medians[label]:.4f} | {ratios[label]:.3f} | {cpu_medians[label]:.4f} | {cpu_ratios[label]:.3f} |"
+              for label in rules]
     lines += ["", f"Generation: {generated.tokens} tokens in {generated.seconds:.2f} s = "
               f"**{generated.tokens_per_second:.1f} tokens/s** (16 sequences, batch 16, sampling at temperature 1).", ""]
     (out / f"bridge_step_cost_{name}.md").write_text("\n".join(lines))

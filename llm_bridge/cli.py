@@ -15,9 +15,6 @@ from pathlib import Path
 
 from bandits.errors import PrefsimError
 
-DEMO_SPEC = Path(__file__).resolve().parent.parent / "examples" / "llm_demo.toml"
-
-
 class LlmCommand:
     """The ``llm`` subcommand."""
 
