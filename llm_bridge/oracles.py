@@ -19,6 +19,7 @@ import math
 from typing import Callable, Sequence
 
 import numpy as np
+from scipy.special import expit
 
 from bandits.errors import PrefsimError
 
@@ -86,7 +87,7 @@ class BradleyTerryOracle(Oracle):
 
     def _probabilities(self, prompts, first, second):
         margin = (self.rewards(prompts, first) - self.rewards(prompts, second)) / self.scale
-        return 1.0 / (1.0 + np.exp(-margin))
+        return expit(margin)
 
 
 def vader_reward(prompts, responses):
