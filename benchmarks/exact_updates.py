@@ -160,7 +160,8 @@ def numpy_inpo_with_metrics(preference, log_reference, rewards, tau_game, log_in
     targets = np.asarray(targets)
     logs = np.array(log_initial, dtype=np.float64, copy=True)
     mixture_sum = np.exp(logs)
-    regret = np.zeros(logs.shape[0])
+    # Empty sum at t = 0: 0 on a Bradley–Terry game, NaN (does not apply) without rewards, as in sim.trajectory.
+    regret = np.zeros(logs.shape[0]) * np.sum(np.max(rewards) - rewards)
     columns = {name: [] for name in METRIC_COLUMNS}
 
     def record_row(t):
