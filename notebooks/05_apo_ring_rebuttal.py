@@ -1,0 +1,181 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent,ipynb
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 — The APO rebuttal's ring-reward simulation
+#
+# **Question.** In their rebuttal (THEORY §B.5) the APO authors report a toy simulation: 2-D
+# actions, a ring-shaped reward decaying exponentially away from the ring, a two-layer MLP policy of
+# width 256, β = 1, α = 0.3, 300 iterations, and the mean regret per 60-iteration segment:
+#
+# | segment | 1–60 | 61–120 | 121–180 | 181–240 | 241–300 |
+# |---|---|---|---|---|---|
+# | DPO | 0.3612 | 0.1132 | 0.0343 | 0.0125 | 0.0060 |
+# | DPO with extrapolation (APO) | 0.3368 | 0.0840 | 0.0119 | 0.0037 | 0.0025 |
+# | ratio DPO/APO | 1.07 | 1.35 | 2.88 | 3.38 | 2.40 |
+#
+# What do exact log-space updates predict for this task, and does a sampled reconstruction with an
+# MLP and parameter-space extrapolation (what APO ran) reproduce the table?  The reward formula,
+# output distribution, preference model and sample sizes are **not given**; the choices here are
+# those of `bandits.continuous` (25 × 25 action grid on [−2, 2]², r(a) = exp(−|‖a‖ − 1|/0.25),
+# Bradley–Terry preferences, uniform reference) plus N = 500 `lambda_p` pairs per iteration and 30
+# Adam steps (lr 3e-3) per iteration, chosen by us.
+
+# %%
+import os
+import pathlib
+import time
+
+import numpy as np
+import pandas as pd
+
+import sim
+from bandits.continuous import ring_task, segment_regret
+from sim import plotting, stats, theory
+
+SCALE = os.environ.get("PREFSIM_NOTEBOOK_SCALE", "ci")
+assert SCALE in ("ci", "full"), SCALE
+OUT = pathlib.Path(os.environ.get("PREFSIM_NOTEBOOK_OUT", "results/notebooks")) / "05_apo_ring_rebuttal"
+OUT.mkdir(parents=True, exist_ok=True)
+SEEDS = 4 if SCALE == "ci" else 20
+ITERATIONS, SEGMENT, ALPHA, BETA = 300, 60, 0.3, 1.0
+AUTHORS = pd.DataFrame({"DPO": [0.3612, 0.1132, 0.0343, 0.0125, 0.0060],
+                        "APO": [0.3368, 0.0840, 0.0119, 0.0037, 0.0025]}, index=[f"{60 * i + 1}–{60 * (i + 1)}" for i in range(5)])
+STARTED = time.time()
+
+
+def show(path):
+    """Display a saved figure inside Jupyter; a no-op when run as a script."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        display(Image(str(path)))
+
+
+print(f"scale={SCALE} seeds={SEEDS}")
+
+# %% [markdown]
+# ## 1. Exact log-space prediction on the same grid
+#
+# With exact rewards π_T = softmax(log π_ref + c_T·r/β) (THEORY §B.3).  In the no-gap
+# (continuous-action) regime regret ∝ 1/c_T, so DPO/APO → c_T(α)/T → 1/(1−α) = 1.43; a finite grid
+# has a reward gap (here between the best grid points and the next), and then the ratio grows
+# exponentially once c_T·Δ/β ≫ 1.  Finer grids push that regime later.
+
+# %%
+exact_rows = {}
+for grid in (25, 101):
+    task = ring_task(grid=grid)
+    rewards = task["rewards"][0]
+    reference = np.full(rewards.size, 1.0 / rewards.size)
+    curves = {}
+    for name, alpha in (("DPO", 0.0), ("APO", ALPHA)):
+        regrets = [rewards.max() - theory.apo_exact_policy(t, alpha, BETA, reference, rewards) @ rewards
+                   for t in range(1, ITERATIONS + 1)]
+        curves[name] = segment_regret(np.array(regrets), SEGMENT)
+    frame = pd.DataFrame(curves, index=AUTHORS.index)
+    frame["ratio"] = frame.DPO / frame.APO
+    exact_rows[grid] = frame
+    print(f"exact log-space, {grid}×{grid} grid (gap between the two best reward levels Δ = {theory.reward_gap(np.unique(rewards)):.2e}):")
+    print(frame.to_string(float_format=lambda v: f"{v:.4g}"))
+
+# %% [markdown]
+# ## 2. Sampled reconstruction: MLP policy, parameter-space extrapolation
+
+# %%
+spec = {
+    "iterations": ITERATIONS, "seeds": SEEDS, "record_every": 1,
+    "game": {"kind": "bradley_terry", "rewards": [0.0, 1.0], "tau": 0.0},  # unused by problem = "ring" except τ
+    "rule": [{"name": "dpo", "beta": BETA}, {"name": "apo", "alpha": ALPHA, "beta": BETA}],
+    "run": {"mode": "sampled", "problem": "ring", "ring_grid": 25, "policy": "mlp", "mlp_width": 256,
+            "mlp_hidden_layers": 1, "pairs_per_iteration": 500, "pair_scheme": "lambda_p", "optimizer": "adam",
+            "learning_rate": 0.003, "inner_steps": 30, "apo_form": "parameters"},
+}
+table = sim.run(spec)
+segments = {}
+for rule in ("dpo", "apo"):
+    wide = table[(table.rule == rule) & (table.iteration >= 1)].pivot(index="seed", columns="iteration", values="suboptimality")
+    segments[rule] = segment_regret(wide.to_numpy(), SEGMENT)  # (seeds, 5)
+rows = []
+for index, label in enumerate(AUTHORS.index):
+    dpo_ci = stats.bootstrap_ci(segments["dpo"][:, index])
+    apo_ci = stats.bootstrap_ci(segments["apo"][:, index])
+    diff_ci = stats.bootstrap_ci(segments["apo"][:, index] - segments["dpo"][:, index])
+    rows.append({"segment": label, "DPO": dpo_ci[0], "DPO_ci": (round(float(dpo_ci[1]), 4), round(float(dpo_ci[2]), 4)),
+                 "APO": apo_ci[0], "APO_ci": (round(float(apo_ci[1]), 4), round(float(apo_ci[2]), 4)),
+                 "ratio": dpo_ci[0] / apo_ci[0], "APO−DPO_lower": diff_ci[1], "APO−DPO_upper": diff_ci[2],
+                 "authors_ratio": AUTHORS.DPO.iloc[index] / AUTHORS.APO.iloc[index]})
+reconstruction = pd.DataFrame(rows).set_index("segment")
+print(reconstruction.to_string(float_format=lambda v: f"{v:.4g}"))
+drop = {rule: stats.bootstrap_ci(values[:, -1] - values[:, 0]) for rule, values in segments.items()}
+
+figure, axes = plotting.new_figure()
+x = np.arange(5)
+for column, colour in (("DPO", "C0"), ("APO", "C1")):
+    axes.plot(x, AUTHORS[column], "s--", color=colour, label=f"authors' {column}")
+    axes.plot(x, reconstruction[column], "o-", color=colour, label=f"sampled MLP {column} ({SEEDS} seeds)")
+    lower = [ci[0] for ci in reconstruction[f"{column}_ci"]]
+    upper = [ci[1] for ci in reconstruction[f"{column}_ci"]]
+    axes.fill_between(x, lower, upper, color=colour, alpha=0.2, lw=0)
+    axes.plot(x, exact_rows[101][column], ":", color=colour, label=f"exact log-space {column} (101² grid)")
+axes.set_yscale("log")
+axes.set_xticks(x, AUTHORS.index)
+axes.set_xlabel("iteration segment")
+axes.set_ylabel("mean regret r_max − E_π r")
+axes.legend(frameon=False, fontsize=7)
+axes.set_title("APO rebuttal ring task: β = 1, α = 0.3, 300 iterations")
+show(plotting.save_figure(figure, OUT / "ring_segments.png"))
+
+# %% [markdown]
+# ## Results (CI settings: 4 seeds 0–3; recorded from the last run)
+#
+# Mean regret per 60-iteration segment:
+#
+# | segment | authors DPO | authors APO | ratio | exact 25² DPO / APO (ratio) | exact 101² ratio | sampled MLP DPO [95% CI] | sampled MLP APO [95% CI] | ratio |
+# |---|---|---|---|---|---|---|---|---|
+# | 1–60 | 0.3612 | 0.3368 | 1.07 | 0.0762 / 0.0535 (1.42) | 1.38 | 0.425 [0.371, 0.478] | 0.338 [0.278, 0.384] | 1.26 |
+# | 61–120 | 0.1132 | 0.0840 | 1.35 | 1.2e-3 / 2.3e-4 (5.5) | 1.73 | 0.055 [0.027, 0.100] | 0.040 [0.037, 0.044] | 1.35 |
+# | 121–180 | 0.0343 | 0.0119 | 2.88 | 5.0e-5 / 2.3e-6 (22) | 1.78 | 0.022 [0.018, 0.028] | 0.043 [0.028, 0.067] | 0.53 |
+# | 181–240 | 0.0125 | 0.0037 | 3.38 | 2.0e-6 / 2.3e-8 (87) | 1.89 | 0.017 [0.015, 0.020] | 0.034 [0.018, 0.053] | 0.50 |
+# | 241–300 | 0.0060 | 0.0025 | 2.40 | 7.9e-8 / 2.3e-10 (347) | 1.99 | 0.017 [0.015, 0.020] | 0.021 [0.016, 0.028] | 0.81 |
+#
+# * Exact log-space updates: the first-segment ratio is 1.42 ≈ 1/(1−α) = 1.43 on both grids; later the
+#   ratio depends on the discretisation (a reward gap makes it grow exponentially: 347 on the 25² grid;
+#   1.99 on the 101² grid).  Exact regrets fall far below the authors' numbers after segment 1.
+# * Sampled MLP with parameter extrapolation (our choices of N, optimiser and reward width): APO leads
+#   in segment 1 (APO − DPO 95% CI [−0.126, −0.012]), as in the authors' table, but not later: from
+#   segment 3 on our APO is *behind* DPO (segment 3: CI [0.004, 0.049]); both plateau near 0.02 (the
+#   inner loop's and sampling noise floor), so the authors' 2.4–3.4× late advantage is not reproduced.
+#
+# **Answer.** The rebuttal's table cannot be checked without its reward formula, sample sizes and
+# optimiser settings; under THEORY's exact analysis the late-segment ratios are set by the action
+# discretisation (any value from ≈ 1.4 up is possible), and in our sampled reconstruction
+# extrapolation helps only early.
+
+# %% [markdown]
+# ## Assertions
+
+# %%
+grid25 = exact_rows[25]
+assert abs(grid25.ratio.iloc[0] - 1 / (1 - ALPHA)) < 0.1, "first segment: the exact ratio is ≈ 1/(1−α)"
+assert grid25.ratio.is_monotonic_increasing and grid25.ratio.iloc[-1] > 10, "a finite grid has a gap: the ratio grows"
+assert exact_rows[101].ratio.iloc[0] < grid25.ratio.iloc[1], "a finer grid stays closer to the no-gap regime"
+for rule, ci in drop.items():
+    assert ci[2] < 0, f"{rule}: regret must fall from the first to the last segment"
+assert reconstruction["APO−DPO_upper"].iloc[0] < 0, "APO leads in the first segment, as in the authors' table"
+assert reconstruction.ratio.iloc[-1] < AUTHORS.DPO.iloc[-1] / AUTHORS.APO.iloc[-1], \
+    "this reconstruction does not reproduce the authors' late-segment advantage"
+print(f"all assertions passed in {time.time() - STARTED:.1f} s")
