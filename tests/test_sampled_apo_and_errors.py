@@ -118,6 +118,12 @@ def test_unknown_optimiser_is_a_clear_error():
         sim.parse_spec(_spec(optimizer="lbfgs"))
 
 
+def test_adam_with_a_huge_learning_rate_is_caught_although_everything_stays_finite():
+    spec = _spec(optimizer="adam", learning_rate=1e5, inner_steps=20)
+    with pytest.raises(PrefsimError, match=r"rule 'inpo' diverged .* seed 0, iteration 1\b.*'adam'"):
+        sim.run(spec)
+
+
 def test_diverging_learning_rate_names_rule_seed_and_iteration():
     spec = _spec(optimizer="sgd", learning_rate=1e6, inner_steps=50)
     spec["seeds"] = [7]

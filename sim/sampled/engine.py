@@ -19,8 +19,9 @@ One iteration t (:func:`build_iteration`):
 
 A whole run is one jitted ``lax.scan`` over recorded segments (a ``fori_loop`` of iterations inside,
 like :mod:`sim.trajectory`), vmapped over seeds (inner) and over a swept rule-parameter grid (outer).
-Non-finite losses, parameters or log-probabilities are caught inside the scan: each seed carries the
-first bad iteration, and :func:`sim.sampled.run.run_sampled_rule` raises a
+Diverging inner loops — a non-finite loss, parameter or log-probability, or a final loss more than
+:data:`DIVERGENCE_FACTOR` times (1 + the starting loss) — are caught inside the scan: each seed
+carries the first bad iteration, and :func:`sim.sampled.run.run_sampled_rule` raises a
 :class:`~bandits.errors.PrefsimError` naming rule, seed and iteration.
 """
 
@@ -47,6 +48,10 @@ from sim.sampled.policies import make_policy
 from sim.sampled.problem import GAME_AXES, Problem, context_games
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
+#: The inner loop counts as diverged when |final loss| > DIVERGENCE_FACTOR·(1 + |loss at its start|)
+#: (e.g. Adam with a huge learning rate keeps the logits finite but the loss explodes), or when the
+#: loss, parameters or log-policy become non-finite.
+DIVERGENCE_FACTOR = 1e4
 
 
 class SampledState(NamedTuple):
@@ -71,7 +76,7 @@ class SampledState(NamedTuple):
 
 
 class IterationInfo(NamedTuple):
-    """Diagnostics of one iteration: final inner loss, distance to the exact update, non-finite flag."""
+    """Diagnostics of one iteration: final inner loss, distance to the exact update, divergence flag."""
 
     loss: jax.Array
     distance_to_exact: jax.Array
@@ -171,6 +176,7 @@ def build_iteration(rule_name: str, parameters: dict, settings):
         def objective(params, sub_terms):
             return evaluate(policy.log_probs(params, problem), sub_terms)
 
+        initial_loss = objective(state.params, terms)
         params, final_loss = optimise(objective, state.params, terms, key_inner, optimizer, settings)
         log_hat = policy.log_probs(params, problem)
         exact = exact_proximal(rule_name, parameters, problem, normalize(state.reference), state.step, settings.dpo_reference)
@@ -183,7 +189,8 @@ def build_iteration(rule_name: str, parameters: dict, settings):
         else:
             next_params, next_log_policy, next_reference = params, log_hat, log_hat
         leaves_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(next_params)]))
-        nonfinite = ~(jnp.isfinite(final_loss) & leaves_finite & jnp.all(jnp.isfinite(next_log_policy)))
+        exploded = jnp.abs(final_loss) > DIVERGENCE_FACTOR * (1.0 + jnp.abs(initial_loss))
+        nonfinite = ~(jnp.isfinite(final_loss) & leaves_finite & jnp.all(jnp.isfinite(next_log_policy))) | exploded
         new_state = SampledState(next_params, next_log_policy, next_reference, params, log_hat, state.step + 1)
         return new_state, IterationInfo(final_loss, distance, nonfinite)
 

@@ -158,7 +158,7 @@ def run_sampled_rule(rule, spec, inputs: SampledInputs, record) -> pd.DataFrame:
         raise PrefsimError(
             f"rule {labels[grid_index][0]!r} diverged in sampled mode at seed {spec.seeds[seed_index]}, iteration "
             f"{int(first_nonfinite[grid_index, seed_index])}: the inner loss or the policy parameters became "
-            f"non-finite (NaN or inf) with optimizer {spec.run.optimizer!r} and learning_rate {spec.run.learning_rate:g}; "
+            f"non-finite (NaN or inf), or the loss grew more than 10^4-fold during the inner loop, with optimizer {spec.run.optimizer!r} and learning_rate {spec.run.learning_rate:g}; "
             f"lower run.learning_rate (or use fewer inner_steps)."
         )
     grid_size, seeds, recorded = metrics[METRIC_COLUMNS[0]].shape
