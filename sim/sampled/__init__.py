@@ -30,6 +30,9 @@ schemes and oracles live in :mod:`bandits.oracles`.
     mlp_width = 256
     mlp_hidden_layers = 1
 
+Rules with a sampled loss: ``inpo``, ``dpo``, ``online_ipo``, ``sppo``, ``dno``, ``nash_md``
+(Nash-MD-PG) and ``apo`` (bases dpo / sppo / inpo); see :mod:`sim.sampled.losses`.
+
 Results: the exact-mode columns plus ``queries`` (cumulative), ``distance_to_exact`` and ``loss``
 (:mod:`sim.sampled.run`).
 """
