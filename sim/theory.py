@@ -475,6 +475,14 @@ def tightness_report(table: pd.DataFrame, spec) -> pd.DataFrame:
 
     if isinstance(spec, str):
         spec = load_spec(spec)
+    from sim.spec import parse_spec
+
+    spec = parse_spec(spec)
+    if spec.run.mode != "exact" and getattr(spec.run, "problem", "game") != "game":
+        raise PrefsimError(
+            f"tightness_report: run.problem = {spec.run.problem!r} is not the [game] table; the bounds are "
+            "computed from the game's P, π_ref and rewards, so only problem = \"game\" can be checked."
+        )
     spec, context = _run_context(spec)
     labels = _labels(spec)
     frames = []
@@ -502,11 +510,18 @@ def bounds_for_run(table: pd.DataFrame, spec) -> pd.DataFrame:
     """Bound curves for figures: per rule × metric × iteration the largest bound over seeds.
 
     The max over seeds is a bound on every seed, hence on the mean curve drawn by
-    :func:`sim.plotting.plot_metric`.  Columns: ``rule, metric, iteration, bound, label``.
+    :func:`sim.plotting.plot_metric`.  Columns: ``rule, metric, iteration, bound, label``.  Empty for
+    sampled-mode runs: the theorems are about exact (population) updates, and a dashed "bound" next to
+    a sampled curve would misstate what they promise (use :func:`tightness_report` to compare anyway).
     """
+    from sim.spec import parse_spec
+
+    columns = ["rule", "metric", "iteration", "bound", "label"]
+    if parse_spec(spec).run.mode != "exact":
+        return pd.DataFrame(columns=columns)
     report = tightness_report(table, spec)
     if report.empty:
-        return pd.DataFrame(columns=["rule", "metric", "iteration", "bound", "label"])
+        return pd.DataFrame(columns=columns)
     grouped = report.groupby(["rule", "metric", "bound_name", "iteration"], sort=False)["bound"].max().reset_index()
     grouped["label"] = grouped["bound_name"].str.split(":").str[0] + " bound (" + grouped["rule"] + ")"
     return grouped[["rule", "metric", "iteration", "bound", "label"]]

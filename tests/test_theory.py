@@ -254,3 +254,16 @@ def test_tightness_report_shape_and_errors(random_run):
         theory.tightness_report(renamed, spec)
     empty = theory.tightness_report(table[table.rule == "inpo[eta=6]"].assign(rule="inpo[eta=6]").head(0), spec)
     assert empty.empty and isinstance(empty, pd.DataFrame)
+
+
+def test_bounds_are_not_drawn_for_sampled_runs_and_other_problems_are_refused():
+    spec = {"iterations": 3, "seeds": 1, "game": {"kind": "random", "arms": 4, "tau": 0.2},
+            "rule": [{"name": "inpo", "label": "inpo_t4", "schedule": "theorem4"}],
+            "run": {"mode": "sampled", "pairs_per_iteration": 20, "inner_steps": 2}}
+    table = sim.run(spec)
+    assert theory.bounds_for_run(table, spec).empty
+    assert not theory.tightness_report(table, spec).empty  # still comparable on request
+    ring = {**spec, "game": {"kind": "bradley_terry", "rewards": [0.0, 1.0], "tau": 0.0},
+            "rule": [{"name": "dpo"}], "run": {**spec["run"], "problem": "ring", "ring_grid": 3}}
+    with pytest.raises(PrefsimError, match="problem"):
+        theory.tightness_report(sim.run(ring), ring)
