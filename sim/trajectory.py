@@ -61,13 +61,12 @@ def simulate(rule: ExactRule, game: Game, target, record_iterations: np.ndarray)
     work to the rule's own step, laid out so that XLA keeps the rule's exp → P·π → normalise chain in
     one fused kernel:
 
-    * the running mixture sum Σ_{s≤t} π_s is accumulated from ``exp`` of the *new* log-policy, which
-      is carried to the next step; the current policy's ``exp`` that the rule computes for P·π_t is
-      therefore never shared with the bookkeeping (a shared ``exp`` would be split out of the fused
-      kernel into a slower one of its own);
+    * the running mixture sum Σ_{s≤t} π_s is accumulated from ``exp`` of the *new* log-policy in one
+      elementwise kernel; the current policy's ``exp`` that the rule computes for P·π_t is never
+      shared with the bookkeeping (a shared ``exp`` would be split out of the fused kernel into a
+      slower one of its own), and no policy is carried between steps (which made XLA copy it);
     * ``regret`` is not summed per step: Σ_{s<t} (max r − π_s·r) = Σ_y (Σ_{s<t} π_s(y))·(max r − r_y)
-      because each π_s sums to one, so it is read off the mixture sum at recorded iterations
-      (a sum of non-negative terms, so no cancellation);
+      because each π_s sums to one, so it is read off the mixture sum at recorded iterations;
     * at a recorded iteration the last iterate and the mixture are measured together (one product
       of P with both), so P is read once per recording.
     """
@@ -80,10 +79,11 @@ def simulate(rule: ExactRule, game: Game, target, record_iterations: np.ndarray)
     # max r − r_y ≥ 0 per arm (NaN without rewards, so regret is NaN as suboptimality is).
     regret_weights = jnp.max(game.rewards) - game.rewards
 
-    def measure(state, earlier_sum, policy):
-        # earlier_sum = Σ_{s<t} π_s and policy = π_t, so the mixture sum is Σ_{s≤t} π_s.
+    def measure(state, mixture_sum):
+        # mixture_sum = Σ_{s≤t} π_s; Σ_{s<t} π_s = mixture_sum − π_t.
         count = state.step.astype(dtype) + 1.0
-        log_mixture = jnp.log((earlier_sum + policy) / count)
+        log_mixture = jnp.log(mixture_sum / count)
+        earlier_sum = mixture_sum - jnp.exp(state.log_policy)
         both = jax.vmap(lambda log_policy: policy_metrics(game, log_policy, target))(
             jnp.stack([state.log_policy, log_mixture])
         )
@@ -94,25 +94,23 @@ def simulate(rule: ExactRule, game: Game, target, record_iterations: np.ndarray)
         return {name: row[name] for name in METRIC_COLUMNS}
 
     def one_update(_, carry):
-        state, earlier_sum, policy, first_bad = carry
-        earlier_sum = earlier_sum + policy
+        state, mixture_sum, first_bad = carry
         state = rule.update(state, game)
-        policy = jnp.exp(state.log_policy)
+        mixture_sum = mixture_sum + jnp.exp(state.log_policy)
         bad = ~jnp.all(jnp.isfinite(state.log_policy))
         first_bad = jnp.where((first_bad < 0) & bad, state.step, first_bad)
-        return state, earlier_sum, policy, first_bad
+        return state, mixture_sum, first_bad
 
     def segment(carry, length):
         carry = jax.lax.fori_loop(0, length, one_update, carry)
-        state, earlier_sum, policy, _ = carry
-        return carry, measure(state, earlier_sum, policy)
+        state, mixture_sum, _ = carry
+        return carry, measure(state, mixture_sum)
 
-    earlier_sum = jnp.zeros_like(policy)
-    carry = (state, earlier_sum, policy, jnp.asarray(-1, jnp.int32))
-    first = measure(state, earlier_sum, policy)
+    carry = (state, policy, jnp.asarray(-1, jnp.int32))
+    first = measure(state, policy)
     carry, rows = jax.lax.scan(segment, carry, segment_lengths)
     metrics = {name: jnp.concatenate([first[name][None], rows[name]]) for name in METRIC_COLUMNS}
-    return metrics, carry[3]
+    return metrics, carry[2]
 
 
 def simulate_grid(
