@@ -106,7 +106,7 @@ spec, table = runs["random"]
 bounds = theory.bounds_for_run(table, spec)
 figure, axes = plotting.new_figure()
 plotting.plot_metric(table, "kl_to_nash", axes=axes, theory=bounds[bounds.metric == "kl_to_nash"],
-                     fit_window=(ITERATIONS // 10, ITERATIONS),
+                     fit_window={"inpo_theorem4": (ITERATIONS // 10, ITERATIONS)},
                      title=f"INPO on random games (K = 5, τ = {TAU}), {SEEDS} seeds, mean ± 95% CI")
 path = plotting.save_figure(figure, OUT / "inpo_theorem4_kl.png")
 show(path)

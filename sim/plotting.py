@@ -111,8 +111,9 @@ def plot_metric(
       theory: optional bounds to draw dashed: a DataFrame with columns ``iteration, bound`` and
         optionally ``rule`` (the bound is drawn in that rule's colour) and ``label``; or a dict
         label → (iterations, values).
-      fit_window: ``"auto"`` (last decade), ``None`` (no fit), or an (first, last) window; the fitted
-        slope and CI go into the legend.
+      fit_window: ``"auto"`` (last decade), ``None`` (no fit), an (first, last) window, or a dict
+        rule label → one of those (rules not in the dict are not fitted); the fitted slope and CI go
+        into the legend.
       fit_scale: ``loglog`` (slope = exponent) or ``semilog`` (slope = log contraction per iteration).
       mark_iteration: draw a dotted vertical line at this iteration (default 3); ``None`` for none.
       title: axes title.
@@ -142,8 +143,9 @@ def plot_metric(
                 lower = np.where(lower > 0, lower, np.nan)
                 upper = np.where(upper > 0, upper, np.nan)
             label = rule
-            if fit_window is not None:
-                window = _default_window(curve["iteration"].to_numpy()) if fit_window == "auto" else fit_window
+            rule_window = fit_window.get(rule) if isinstance(fit_window, dict) else fit_window
+            if rule_window is not None:
+                window = _default_window(curve["iteration"].to_numpy()) if rule_window == "auto" else rule_window
                 try:
                     fit = stats.fit_rate(table, metric, rule, window=window, scale=fit_scale)
                     label = f"{rule}: {fit.label()}"

@@ -66,3 +66,9 @@ def test_plot_run_draws_theory_bounds_from_the_manifest(tmp_path):
     assert plotting._theory_for(table, "exploitability", {"spec": spec}) is None
     paths = plotting.plot_run(table, tmp_path, {"spec": spec, "seeds": [0, 1]})
     assert tmp_path / "kl_to_nash.png" in paths
+
+
+def test_fit_window_per_rule(cyclic_table):
+    axes = plotting.plot_metric(cyclic_table, "kl_to_nash", fit_window={"inpo": (4, 40)})
+    labels = [line.get_label() for line in axes.get_lines()]
+    assert any(label.startswith("inpo: slope") for label in labels) and "sppo" in labels
