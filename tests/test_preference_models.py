@@ -228,3 +228,19 @@ def test_random_initial_policy_is_a_distribution():
     assert game.initial.sum() == pytest.approx(1.0, abs=1e-14)
     assert np.all(game.initial > 0)
     np.testing.assert_array_equal(game.reference, np.full(5, 0.2))
+
+
+def test_import_layers():
+    # bandits/ imports neither sim nor llm_bridge; sim never imports torch or llm_bridge (HELPERS.md layers)
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import bandits, bandits.games, bandits.preference, bandits.reference\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] in ('sim', 'llm_bridge')], 'bandits imports sim'\n"
+        "import sim, sim.run, sim.rules, sim.metrics, sim.nash, sim.trajectory, sim.spec\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] in ('torch', 'llm_bridge')], 'sim imports torch'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
