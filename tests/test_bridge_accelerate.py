@@ -1,4 +1,4 @@
-"""The bridge runs under ``accelerate launch --cpu --num_processes 1`` (Accelerate's launcher, one CPU process)."""
+"""The bridge runs under ``accelerate launch --cpu`` with one and with two CPU processes (gloo DDP)."""
 
 import os
 import shutil
@@ -7,13 +7,15 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from llm_bridge.tiny import build_tiny_model
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_accelerate_launch_one_cpu_process(tmp_path):
+@pytest.mark.parametrize("processes", [1, 2])
+def test_accelerate_launch_cpu_processes(tmp_path, processes):
     model = build_tiny_model(tmp_path / "model", "llama")
     spec = tmp_path / "spec.toml"
     spec.write_text(f"""
@@ -21,9 +23,9 @@ iterations = 1
 [model]
 path = "{model}"
 [prompts]
-train = ["tell me a story", "the movie was"]
-heldout = ["what a", "i love this"]
-per_iteration = 2
+train = ["tell me a story", "the movie was", "i love this", "write a review"]
+heldout = ["what a", "i love this", "the weather is"]
+per_iteration = 4
 [generation]
 max_new_tokens = 4
 [training]
@@ -41,7 +43,7 @@ threads = 1
     assert launcher, "the accelerate launcher is not installed"
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     result = subprocess.run(
-        [launcher, "launch", "--cpu", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
+        [launcher, "launch", "--cpu", "--num_processes", str(processes), "--num_machines", "1", "--mixed_precision", "no",
          "--dynamo_backend", "no", "-m", "llm_bridge.cli", str(spec), "--out", str(tmp_path / "out"), "--quiet"],
         env=env, capture_output=True, text=True, timeout=300,
     )
@@ -49,3 +51,6 @@ threads = 1
     table = pd.read_csv(tmp_path / "out" / "metrics.csv")
     assert list(table["iteration"]) == [0, 1]
     assert (tmp_path / "out" / "inpo" / "iter_001" / "policy.safetensors").is_file()
+    # every prompt's pair was gathered from the processes and trained on (4 pairs, 1 query each)
+    assert table.loc[1, "pairs"] == 4 and table.loc[1, "oracle_queries"] == 4
+    assert abs(table.loc[1, "loss_first"] - 0.25) < 1e-5  # INPO's (1/(2η))² at π_θ = π_t, on every process
