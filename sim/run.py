@@ -164,11 +164,17 @@ def spec_fingerprint(spec: ExperimentSpec) -> str:
 
     Hashes the parsed spec (every field that affects results, defaults filled), not ``spec.raw``: an
     :class:`ExperimentSpec` built in Python has an empty ``raw``, which made every such spec share one
-    fingerprint, so ``resume=True`` reused parts computed for a different spec.
+    fingerprint, so ``resume=True`` reused parts computed for a different spec.  The prefsim version
+    and git commit are part of it too: results computed by other code are recomputed, not reused.
     """
-    content = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name != "raw"}
-    text = json.dumps(_plain(content), sort_keys=True)
+    content = {"spec": parsed_spec(spec), "code": {"prefsim": package_versions()["prefsim"], "git_commit": git_commit()}}
+    text = json.dumps(content, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def parsed_spec(spec: ExperimentSpec) -> dict:
+    """The parsed spec (defaults filled) as plain JSON-able data."""
+    return _plain({f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name != "raw"})
 
 
 def _plain(value):
@@ -217,7 +223,8 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 def _manifest(spec: ExperimentSpec, fingerprint: str, record, target_gaps) -> dict:
     return {
-        "spec": spec.raw,
+        "spec": spec.raw or parsed_spec(spec),
+        "parsed_spec": parsed_spec(spec),
         "fingerprint": fingerprint,
         "seeds": list(spec.seeds),
         "recorded_iterations": [int(i) for i in record],

@@ -224,11 +224,28 @@ def _parse_game(table) -> GameSpec:
     unknown = set(table) - fields
     if unknown:
         raise PrefsimError(f"game: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(fields))}.")
+    kind = table.get("kind", GameSpec.kind)
+    unused = set(table) - COMMON_GAME_KEYS - KIND_GAME_KEYS.get(kind, set())
+    if kind in KIND_GAME_KEYS and unused:
+        raise PrefsimError(
+            f"game: key(s) {', '.join(sorted(unused))} do not apply to kind = {kind!r} (it reads "
+            f"{', '.join(sorted(KIND_GAME_KEYS[kind]))} besides the common keys); remove them or change the kind."
+        )
     try:
         spec = GameSpec(**table)
     except TypeError as exc:
         raise PrefsimError(f"game: {exc}.") from None
     return spec.validate()
+
+
+#: [game] keys every kind reads, and the keys each kind reads besides them (others are errors, not ignored).
+COMMON_GAME_KEYS = {"kind", "arms", "reference", "reference_scale", "reference_min_mass", "tau", "initial"}
+KIND_GAME_KEYS = {
+    "matrix": {"preference"},
+    "bradley_terry": {"rewards", "reward_scale"},
+    "cyclic": {"strength"},
+    "random": {"construction", "scale"},
+}
 
 
 def _parse_run(table) -> RunSpec:

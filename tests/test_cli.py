@@ -137,3 +137,25 @@ def test_default_example_spec_parses():
 
     spec = load_spec(Path(__file__).resolve().parents[1] / "examples" / "default.toml")
     assert spec.iterations == 1000 and len(spec.seeds) == 20
+
+
+def test_game_keys_of_another_kind_are_an_error_not_ignored():
+    from bandits.errors import PrefsimError
+    from sim.spec import parse_spec
+
+    spec = {"iterations": 5, "game": {"kind": "cyclic", "arms": 3, "rewards": [1, 2, 3]}, "rule": [{"name": "mmd"}]}
+    with pytest.raises(PrefsimError, match="rewards do not apply to kind = 'cyclic'"):
+        parse_spec(spec)
+
+
+def test_manifest_of_a_python_built_spec_holds_the_spec(tmp_path):
+    import dataclasses
+
+    import sim
+
+    spec = sim.parse_spec({"iterations": 4, "game": {"kind": "cyclic", "arms": 3, "tau": 0.1}, "rule": [{"name": "mmd"}]})
+    sim.run(dataclasses.replace(spec, raw={}), out=tmp_path)  # as built in Python: no raw TOML
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["parsed_spec"]["game"]["kind"] == "cyclic"
+    assert manifest["spec"]["iterations"] == 4
+    assert manifest["git_commit"] is None or len(manifest["git_commit"]) == 40
