@@ -38,7 +38,7 @@ from llm_bridge.generation import encode_prompts, generate
 from llm_bridge.logprobs import batched_sequence_logprobs
 from llm_bridge.metrics import COLUMNS, mean_with_interval
 from llm_bridge.models import (add_lora, assign_weights, export_pretrained, load_causal_lm, load_tokenizer, read_weights,
-                               save_weights, swapped_weights, trainable_state)
+                               save_weights, swapped_weights)
 from llm_bridge.oracles import build_oracle
 from llm_bridge.pairs import build_pairs
 from llm_bridge.spec import BridgeSpec

@@ -25,7 +25,7 @@ torch.set_num_threads(1)
 from llm_bridge.bandit_lm import PROMPT, BanditLM
 from llm_bridge.apo import extrapolate_parameters, implicit_reference
 from llm_bridge.logprobs import batched_sequence_logprobs
-from llm_bridge.pairs import Pair, population_pairs
+from llm_bridge.pairs import population_pairs
 from llm_bridge.rules import build_bridge_rule
 from llm_bridge.trainer import PairTensors, TrainingSpec, make_optimizer, train_on_pairs, weighted_loss_sum
 from sim.game import Game
