@@ -573,9 +573,17 @@ def markdown(report):
         "",
         "Load average (1 min) before/after each case, as a noise indicator on this shared machine: "
         + ", ".join(f"K={k}: {a:.1f}/{b:.1f}" for k, a, b in loads)
-        + ".",
-        "",
+        + f". Whole run: {report['total_seconds']:.0f} s (game setup, first calls, repeats, NumPy checker).",
     ]
+    busiest = max(max(a, b) for _, a, b in loads)
+    if busiest > (machine["cores"] or 1):
+        lines += [
+            "",
+            f"**Caution:** the load average reached {busiest:.1f} on {machine['cores']} cores, i.e. other processes "
+            "were competing for the CPU during these timings. Absolute rates are then lower than on an idle "
+            "machine, and the ratios (each variant timed in turn, best of the repeats) carry noise of tens of percent.",
+        ]
+    lines.append("")
     return "\n".join(lines)
 
 
