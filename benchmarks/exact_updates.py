@@ -223,7 +223,7 @@ def shared_matrix_product_check(make_rule, games, game_axes, targets, record, se
 
     Passes when every dot has no batch dimensions and no (S, K, K) array (P copied per seed) exists.
     """
-    run = _compiled(make_rule, (), game_axes, tuple(int(i) for i in record))
+    run = _compiled(make_rule, (), game_axes, tuple(int(i) for i in record), None)
     text = run.lower({"__none__": jnp.zeros(1)}, games, targets).compile().as_text()
     dots = [line.strip() for line in text.splitlines() if re.search(r"\bdot\(", line)]
     per_seed_copy = re.search(rf"\[(1,)?{seeds},{arms},{arms}\]", text) is not None

@@ -137,7 +137,8 @@ def run_rule(rule: RuleSpec, spec: ExperimentSpec, games, game_axes, targets, re
     def make_rule(point):
         return build_rule(rule.name, {**fixed, **point})
 
-    metrics, first_nonfinite = simulate_grid(make_rule, grid, games, game_axes, targets, record)
+    cache_key = (rule.name, spec.precision, tuple(sorted((k, repr(v)) for k, v in fixed.items())))
+    metrics, first_nonfinite = simulate_grid(make_rule, grid, games, game_axes, targets, record, cache_key=cache_key)
     bad = np.argwhere(first_nonfinite >= 0)
     if bad.size:
         grid_index, seed_index = bad[0]

@@ -12,7 +12,6 @@ host) and the same code runs unchanged.
 
 from __future__ import annotations
 
-import functools
 from typing import Callable
 
 import jax
@@ -120,6 +119,7 @@ def simulate_grid(
     game_axes: Game,
     targets,
     record_iterations: np.ndarray,
+    cache_key=None,
 ):
     """vmap :func:`simulate` over seeds (axis 0 of batched game leaves and of ``targets``) and a grid.
 
@@ -130,12 +130,15 @@ def simulate_grid(
       game_axes: a :class:`Game` of ``0``/``None`` per leaf.
       targets: π* per seed, shape (S, K).
       record_iterations: static recorded iterations.
+      cache_key: optional hashable that identifies what ``make_rule`` builds (e.g. the rule name and its
+        fixed parameters); calls with the same key, grid names, batching and recorded iterations reuse
+        one jitted function instead of compiling again.  ``None``: compile for this call only.
 
     Returns:
       metrics: column → array (G, S, R);  first_nonfinite: array (G, S).
     """
     record_iterations = tuple(int(i) for i in record_iterations)
-    run = _compiled(make_rule, tuple(sorted(grid)), game_axes, record_iterations)
+    run = _compiled(make_rule, tuple(sorted(grid)), game_axes, record_iterations, cache_key)
     grid_values = {name: jnp.asarray(values) for name, values in grid.items()}
     if not grid_values:
         grid_values = {"__none__": jnp.zeros(1)}
@@ -145,8 +148,14 @@ def simulate_grid(
     return {k: np.asarray(v)[:, :seeds] for k, v in metrics.items()}, np.asarray(first_bad)[:, :seeds]
 
 
-@functools.lru_cache(maxsize=64)
-def _compiled(make_rule, grid_names, game_axes, record_iterations):
+_COMPILED: dict = {}
+_COMPILED_MAX = 64
+
+
+def _compiled(make_rule, grid_names, game_axes, record_iterations, cache_key):
+    key = (cache_key, grid_names, game_axes, record_iterations)
+    if cache_key is not None and key in _COMPILED:
+        return _COMPILED[key]
     record = np.asarray(record_iterations)
 
     def one(parameters, game, target):
@@ -155,7 +164,12 @@ def _compiled(make_rule, grid_names, game_axes, record_iterations):
 
     over_seeds = jax.vmap(one, in_axes=(None, game_axes, 0))
     over_grid = jax.vmap(over_seeds, in_axes=(0, None, None))
-    return jax.jit(over_grid)
+    compiled = jax.jit(over_grid)
+    if cache_key is not None:
+        if len(_COMPILED) >= _COMPILED_MAX:
+            _COMPILED.pop(next(iter(_COMPILED)))
+        _COMPILED[key] = compiled
+    return compiled
 
 
 def _shard_over_devices(games: Game, game_axes: Game, targets):
