@@ -132,7 +132,8 @@ def simulate_grid(
       record_iterations: static recorded iterations.
       cache_key: optional hashable that identifies what ``make_rule`` builds (e.g. the rule name and its
         fixed parameters); calls with the same key, grid names, batching and recorded iterations reuse
-        one jitted function instead of compiling again.  ``None``: compile for this call only.
+        one jitted function instead of compiling again.  ``None``: the ``make_rule`` object itself is
+        the key (reuse it across calls to avoid recompiling).
 
     Returns:
       metrics: column → array (G, S, R);  first_nonfinite: array (G, S).
@@ -153,8 +154,8 @@ _COMPILED_MAX = 64
 
 
 def _compiled(make_rule, grid_names, game_axes, record_iterations, cache_key):
-    key = (cache_key, grid_names, game_axes, record_iterations)
-    if cache_key is not None and key in _COMPILED:
+    key = (make_rule if cache_key is None else cache_key, grid_names, game_axes, record_iterations)
+    if key in _COMPILED:
         return _COMPILED[key]
     record = np.asarray(record_iterations)
 
@@ -165,10 +166,9 @@ def _compiled(make_rule, grid_names, game_axes, record_iterations, cache_key):
     over_seeds = jax.vmap(one, in_axes=(None, game_axes, 0))
     over_grid = jax.vmap(over_seeds, in_axes=(0, None, None))
     compiled = jax.jit(over_grid)
-    if cache_key is not None:
-        if len(_COMPILED) >= _COMPILED_MAX:
-            _COMPILED.pop(next(iter(_COMPILED)))
-        _COMPILED[key] = compiled
+    if len(_COMPILED) >= _COMPILED_MAX:
+        _COMPILED.pop(next(iter(_COMPILED)))
+    _COMPILED[key] = compiled
     return compiled
 
 
