@@ -225,7 +225,7 @@ axes.set_title(f"INPO Theorem 3 on random games (K = 5, τ = {TAU}), {SEEDS} see
 show(plotting.save_figure(figure, OUT / "inpo_theorem3.png"))
 
 # %% [markdown]
-# ## Results (CI settings: 10 seeds, T = 300, τ = 0.2, seeds 0–9; recorded from the last run, 28 s)
+# ## Results (CI settings: 10 seeds, T = 300, τ = 0.2, seeds 0–9; recorded from the last run)
 #
 # | check | measured |
 # |---|---|
