@@ -54,15 +54,7 @@ ALPHAS = [0.0, 0.3, 0.5, 0.7, 0.9]
 STARTED = time.time()
 
 
-def show(path):
-    """Display a saved figure inside Jupyter; a no-op when run as a script."""
-    try:
-        from IPython import get_ipython
-        from IPython.display import Image, display
-    except ImportError:
-        return
-    if get_ipython() is not None:
-        display(Image(str(path)))
+show = plotting.show_in_notebook
 
 
 print(f"scale={SCALE} seeds={SEEDS} iterations={ITERATIONS} beta={BETA} alphas={ALPHAS}")

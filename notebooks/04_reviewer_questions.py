@@ -57,15 +57,7 @@ LONG = 3000 if SCALE == "ci" else 10000
 STARTED = time.time()
 
 
-def show(path):
-    """Display a saved figure inside Jupyter; a no-op when run as a script."""
-    try:
-        from IPython import get_ipython
-        from IPython.display import Image, display
-    except ImportError:
-        return
-    if get_ipython() is not None:
-        display(Image(str(path)))
+show = plotting.show_in_notebook
 
 
 def targets_of(spec):

@@ -54,15 +54,7 @@ AUTHORS = pd.DataFrame({"DPO": [0.3612, 0.1132, 0.0343, 0.0125, 0.0060],
 STARTED = time.time()
 
 
-def show(path):
-    """Display a saved figure inside Jupyter; a no-op when run as a script."""
-    try:
-        from IPython import get_ipython
-        from IPython.display import Image, display
-    except ImportError:
-        return
-    if get_ipython() is not None:
-        display(Image(str(path)))
+show = plotting.show_in_notebook
 
 
 print(f"scale={SCALE} seeds={SEEDS}")

@@ -224,6 +224,17 @@ def save_figure(figure: Figure, path) -> Path:
     return path
 
 
+def show_in_notebook(path) -> None:
+    """Display a saved figure inside Jupyter; a no-op when a notebook runs as a script (as in CI)."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        display(Image(str(path)))
+
+
 def _title(metric: str, manifest: dict | None) -> str:
     if not manifest:
         return metric

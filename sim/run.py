@@ -147,12 +147,20 @@ def run_rule(rule: RuleSpec, spec: ExperimentSpec, games, game_axes, targets, re
             f"{spec.seeds[seed_index]}, iteration {int(first_nonfinite[grid_index, seed_index])}; "
             f"its step is too large for {spec.precision} or a parameter is degenerate."
         )
-    grid_size, seeds, recorded = metrics[METRIC_COLUMNS[0]].shape
+    return results_table(labels, spec.seeds, record, metrics)
+
+
+def results_table(labels, seeds, record, metrics) -> pd.DataFrame:
+    """Rows ``rule, seed, iteration`` + :data:`METRIC_COLUMNS` from arrays shaped (grid, seeds, recorded).
+
+    ``labels`` is :meth:`RuleSpec.grid_labels` (one ``(label, point)`` per grid point).
+    """
+    grid_size, seed_count, recorded = metrics[METRIC_COLUMNS[0]].shape
     frame = pd.DataFrame(
         {
-            "rule": np.repeat([label for label, _ in labels], seeds * recorded),
-            "seed": np.tile(np.repeat(np.asarray(spec.seeds), recorded), grid_size),
-            "iteration": np.tile(record, grid_size * seeds),
+            "rule": np.repeat([label for label, _ in labels], seed_count * recorded),
+            "seed": np.tile(np.repeat(np.asarray(seeds), recorded), grid_size),
+            "iteration": np.tile(record, grid_size * seed_count),
         }
     )
     for name in METRIC_COLUMNS:

@@ -25,7 +25,6 @@ from bandits.games import build_game
 from bandits.linear import random_linear_bandit
 from bandits.oracles import SCHEMES, make_pairs
 from sim.game import game_from_instance
-from sim.metrics import METRIC_COLUMNS
 from sim.nash import target_policy
 from sim.sampled.apo import check_form
 from sim.sampled.engine import check_settings, simulate_sampled_grid
@@ -161,16 +160,9 @@ def run_sampled_rule(rule, spec, inputs: SampledInputs, record) -> pd.DataFrame:
             f"non-finite (NaN or inf), or the loss grew more than 10^4-fold during the inner loop, with optimizer {spec.run.optimizer!r} and learning_rate {spec.run.learning_rate:g}; "
             f"lower run.learning_rate (or use fewer inner_steps)."
         )
-    grid_size, seeds, recorded = metrics[METRIC_COLUMNS[0]].shape
-    frame = pd.DataFrame(
-        {
-            "rule": np.repeat([label for label, _ in labels], seeds * recorded),
-            "seed": np.tile(np.repeat(np.asarray(spec.seeds), recorded), grid_size),
-            "iteration": np.tile(record, grid_size * seeds),
-        }
-    )
-    for name in METRIC_COLUMNS:
-        frame[name] = metrics[name].reshape(-1)
+    from sim.run import results_table  # sim.run imports this module lazily
+
+    frame = results_table(labels, spec.seeds, record, metrics)
     per_iteration = queries_per_iteration(spec.run, inputs.problems)
     frame["queries"] = frame["iteration"].to_numpy(np.int64) * per_iteration
     frame["distance_to_exact"] = metrics["distance_to_exact"].reshape(-1)
