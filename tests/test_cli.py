@@ -159,3 +159,12 @@ def test_manifest_of_a_python_built_spec_holds_the_spec(tmp_path):
     assert manifest["parsed_spec"]["game"]["kind"] == "cyclic"
     assert manifest["spec"]["iterations"] == 4
     assert manifest["git_commit"] is None or len(manifest["git_commit"]) == 40
+
+
+def test_llm_bridge_registers_the_llm_command():
+    pytest.importorskip("torch")
+    result = prefsim("--help")
+    line = next((l for l in result.stdout.splitlines() if l.strip().startswith("llm")), "")
+    assert line and "unavailable" not in line, result.stdout
+    missing = prefsim("llm", "/nonexistent/spec.toml", "--out", "/tmp/prefsim-llm-out")
+    assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
