@@ -28,9 +28,10 @@ from llm_bridge.logprobs import batched_sequence_logprobs
 from llm_bridge.pairs import population_pairs
 from llm_bridge.rules import build_bridge_rule
 from llm_bridge.trainer import PairTensors, TrainingSpec, make_optimizer, train_on_pairs, weighted_loss_sum
-from sim.game import Game
 from sim.rules import build_rule
 from sim.rules.base import ExactState
+
+from bridge_games import random_game
 
 jdno = importlib.import_module("sim.rules.dno")
 jdpo = importlib.import_module("sim.rules.dpo")
@@ -43,19 +44,7 @@ PAD = K  # never scored
 
 
 def _game(seed, bradley_terry):
-    rng = np.random.default_rng(seed)
-    reference = rng.dirichlet(np.ones(K) * 2.0)
-    if bradley_terry:
-        rewards = rng.uniform(0.0, 2.0, K)
-        preference = 1.0 / (1.0 + np.exp(-(rewards[:, None] - rewards[None, :])))
-    else:
-        skew = rng.normal(0.0, 1.0, (K, K))
-        skew = skew - skew.T
-        preference = 0.5 + 0.5 * np.tanh(skew)
-        rewards = np.full(K, np.nan)
-    initial = rng.dirichlet(np.ones(K) * 3.0)  # π_t ≠ π_ref, so both anchors matter
-    return Game(jnp.asarray(preference), jnp.asarray(np.log(reference)), jnp.asarray(np.log(initial)), jnp.asarray(rewards),
-                jnp.asarray(0.3))
+    return random_game(seed, bradley_terry, K, random_initial=True)
 
 
 # bridge rule table, the matching sim name and parameters

@@ -9,7 +9,6 @@ and compares the parameters after each iteration.
 """
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -20,12 +19,11 @@ from llm_bridge.bandit_lm import PROMPT, BanditLM
 from llm_bridge.logprobs import batched_sequence_logprobs
 from llm_bridge.rules import build_bridge_rule
 from llm_bridge.trainer import PairTensors, TrainingSpec, make_optimizer, train_on_pairs
-from sim.game import Game
+from sim.sampled.engine import build_iteration
+from sim.sampled.problem import problem_from_game
+from sim.spec import RunSpec
 
-# sim's sampled mode is built in parallel with the bridge; until it is in the tree this file skips.
-build_iteration = pytest.importorskip("sim.sampled.engine").build_iteration
-problem_from_game = pytest.importorskip("sim.sampled.problem").problem_from_game
-from sim.spec import RunSpec  # noqa: E402
+from bridge_games import random_game
 
 torch.set_num_threads(1)  # tiny tensors: one thread is far faster than torch's pool on small CI machines
 
@@ -44,17 +42,7 @@ CASES = {
 
 
 def _game(seed, bradley_terry):
-    rng = np.random.default_rng(seed)
-    reference = rng.dirichlet(np.ones(K) * 2.0)
-    if bradley_terry:
-        rewards = rng.uniform(0.0, 2.0, K)
-        preference = 1.0 / (1.0 + np.exp(-(rewards[:, None] - rewards[None, :])))
-    else:
-        skew = rng.normal(0.0, 1.0, (K, K))
-        preference = 0.5 + 0.5 * np.tanh(skew - skew.T)
-        rewards = np.full(K, np.nan)
-    return Game(jnp.asarray(preference), jnp.asarray(np.log(reference)), jnp.asarray(np.log(reference)), jnp.asarray(rewards),
-                jnp.asarray(0.3))
+    return random_game(seed, bradley_terry, K, random_initial=False)
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
