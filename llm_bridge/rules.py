@@ -40,17 +40,10 @@ import torch
 
 from bandits.errors import PrefsimError
 from llm_bridge import losses
+from sim.rules import Parameter as ParameterDoc  # same fields: name, doc, default, choices
 
 PAIR_SCHEMES = ("iid", "best_worst", "tournament")
 EXTRAPOLATIONS = ("parameter", "implicit")
-
-
-@dataclasses.dataclass(frozen=True)
-class ParameterDoc:
-    name: str
-    doc: str
-    default: object = None
-    choices: tuple = ()
 
 
 _COMMON = (
