@@ -80,7 +80,21 @@ class RunSpec:
     """``exact``: population updates in closed form; ``sampled``: N labelled pairs per iteration, a
     parametric policy and an optax inner loop (:mod:`sim.sampled`; the keys below apply to it only)."""
     pairs_per_iteration: int = 1000
-    """Sampled: number of training pairs N drawn from π_t each iteration (≥ 1)."""
+    """Sampled: number of training pairs N drawn from π_t each iteration (≥ 1), ``data = "online"``.
+    With ``data = "offline"`` it only sets the default dataset size (below)."""
+    data: str = "online"
+    """Sampled: where the pairs come from (THEORY §D.10, :mod:`sim.sampled.offline`).  ``online``:
+    N fresh pairs from the current policy π_t at every iteration.  ``offline``: one dataset of
+    ``offline_pairs`` labelled pairs drawn once per seed from π_ref (y, y′ ~ π_ref i.i.d., one
+    Bernoulli label, i.e. ``lambda_p``), reused by every iteration; rules ``online_ipo`` and ``inpo``
+    only, ``pair_scheme = "lambda_p"`` only.  Its exact counterpart (``distance_to_exact``) is the
+    loss's population minimiser on pairs from π_ref: BR_τ(π_ref) ∝ π_ref·exp(Pπ_ref/τ) for
+    ``online_ipo``, (1 − τ/η)ℓ_t + (τ/η)ℓ_ref + Pπ_ref/η − norm for ``inpo``."""
+    offline_pairs: int | None = None
+    """Sampled, ``data = "offline"``: labelled pairs in the offline dataset (≥ 1); unset:
+    ``pairs_per_iteration × iterations``, the number of labels the online run of the same spec uses
+    (``queries`` of an offline run: 0 at iteration 0, ``offline_pairs`` from iteration 1 on).  Must
+    be left out with ``data = "online"``."""
     pair_scheme: str = "lambda_p"
     """Sampled: ``lambda_p`` (i.i.d. pairs from π_t, Bernoulli label; population-correct),
     ``best_worst_of_k``, ``tournament``, ``sppo_win_rate`` or ``exact_win_rates``
@@ -116,7 +130,8 @@ class RunSpec:
     """Sampled: stop the inner loop when max |∂loss/∂θ| ≤ tolerance (full batch); unset: exactly
     ``inner_steps`` steps."""
     minibatch_size: int | None = None
-    """Sampled: pairs per inner step (one shuffle per iteration, blocks in turn); unset: full batch."""
+    """Sampled: pairs per inner step (one shuffle per iteration, blocks in turn; at most the
+    iteration's pairs: ``pairs_per_iteration`` online, ``offline_pairs`` offline); unset: full batch."""
     apo_form: str = "parameters"
     """Sampled APO: ``parameters`` (θ extrapolation, what APO ran), ``log_space`` (exact on the
     K-vector) or ``implicit_reference`` ((1+α)log π̂_{t+1} − α log π̂_t as the loss reference)."""
@@ -199,6 +214,14 @@ def parse_spec(data: Any) -> ExperimentSpec:
     game = _parse_game(data.get("game"))
     run = _parse_run(data.get("run", {}))
     rules = _parse_rules(data.get("rule"), game, run.mode)
+    if run.data != "online" and run.mode != "sampled":
+        raise PrefsimError(
+            f"run.data: {run.data!r} data needs mode = \"sampled\" (exact mode has no data: it applies the "
+            f"population update); set run.mode = \"sampled\" or leave run.data out."
+        )
+    if run.mode == "sampled" and run.data == "offline" and run.offline_pairs is None and _is_int(run.pairs_per_iteration):
+        # the offline dataset holds as many labels as the online run of the same spec draws
+        run = dataclasses.replace(run, offline_pairs=run.pairs_per_iteration * int(iterations))
     if run.mode == "sampled":
         from sim.sampled.run import validate_sampled_spec
 

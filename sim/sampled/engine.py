@@ -2,7 +2,9 @@
 
 One iteration t (:func:`build_iteration`):
 
-1. draw the iteration's pairs from π_t with the configured scheme (:mod:`bandits.oracles`);
+1. draw the iteration's pairs from π_t with the configured scheme (:mod:`bandits.oracles`) — or,
+   with ``data = "offline"``, take the seed's fixed dataset of ``offline_pairs`` pairs drawn once
+   from π_ref at ``init`` (:mod:`sim.sampled.offline`);
 2. starting from the current parameters, minimise the rule's loss (:mod:`sim.sampled.losses`) with a
    **fresh** optax optimiser (``sgd`` / ``adam`` / ``rmsprop``, optax defaults besides the learning
    rate): ``inner_steps`` steps (``lax.fori_loop``), or — when ``tolerance`` is set — until the
@@ -15,7 +17,9 @@ One iteration t (:func:`build_iteration`):
    (the trained policy, before any APO extrapolation) and π̂^{exact}_{t+1} is the rule's exact
    population update (:mod:`sim.rules`; APO: its base rule's) applied to the **same** π_t the loss
    used as reference (normalised).  For ``dpo_reference = "reference"`` the exact counterpart is
-   π_ref·exp(r/β).
+   π_ref·exp(r/β).  For offline data it is the population minimiser of the loss on pairs from π_ref
+   (:func:`sim.sampled.offline.offline_exact_proximal`: BR_τ(π_ref) for ``online_ipo``, the INPO
+   step with Pπ_ref in place of Pπ_t for ``inpo``).
 
 A whole run is one jitted ``lax.scan`` over recorded segments (a ``fori_loop`` of iterations inside,
 like :mod:`sim.trajectory`), vmapped over seeds (inner) and over a swept rule-parameter grid (outer).
@@ -44,6 +48,14 @@ from sim.rules.base import ExactState
 from sim.game import normalize
 from sim.sampled.apo import apo_next, check_form
 from sim.sampled.losses import base_rule, pair_loss
+from sim.sampled.offline import (
+    OFFLINE_KEY,
+    check_data_settings,
+    check_offline_rule,
+    offline_dataset,
+    offline_exact_proximal,
+    training_pairs,
+)
 from sim.sampled.policies import make_policy
 from sim.sampled.problem import GAME_AXES, Problem, context_games
 
@@ -65,6 +77,8 @@ class SampledState(NamedTuple):
       proximal_params: θ̂_t, the last proximal output's parameters (APO).
       proximal_log_policy: log π̂_t (M, K) (APO).
       step: t, the number of iterations done (int32).
+      data: the seed's offline dataset (a :class:`bandits.oracles.PairBatch` of ``offline_pairs``
+        pairs from π_ref, constant along the run) with ``data = "offline"``; ``None`` online.
     """
 
     params: Any
@@ -73,6 +87,7 @@ class SampledState(NamedTuple):
     proximal_params: Any
     proximal_log_policy: jax.Array
     step: jax.Array
+    data: Any = None
 
 
 class IterationInfo(NamedTuple):
@@ -103,6 +118,7 @@ def check_settings(settings) -> None:
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise PrefsimError(f"run.inner_steps: expected an integer ≥ 1, got {steps!r}.")
     make_optimizer(settings.optimizer, 1.0)
+    check_data_settings(settings)
     rate = settings.learning_rate
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not np.isfinite(rate) or rate <= 0:
         raise PrefsimError(f"run.learning_rate: expected a finite number > 0, got {rate!r}.")
@@ -114,8 +130,10 @@ def check_settings(settings) -> None:
             raise PrefsimError("run.tolerance: a gradient tolerance needs full-batch steps; leave minibatch_size out.")
     if settings.minibatch_size is not None:
         size = settings.minibatch_size
-        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= pairs:
-            raise PrefsimError(f"run.minibatch_size: expected an integer in [1, pairs_per_iteration = {pairs}], got {size!r}.")
+        batch_pairs = training_pairs(settings)
+        bound = f"offline_pairs = {batch_pairs}" if settings.data == "offline" else f"pairs_per_iteration = {batch_pairs}"
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= batch_pairs:
+            raise PrefsimError(f"run.minibatch_size: expected an integer in [1, {bound}], got {size!r}.")
     make_policy(settings.policy, settings.mlp_width, settings.mlp_hidden_layers)
 
 
@@ -143,6 +161,9 @@ def build_iteration(rule_name: str, parameters: dict, settings):
     name, _ = base_rule(rule_name, parameters)
     if rule_name == "apo":
         check_form(settings.apo_form, name)
+    offline = settings.data == "offline"
+    if offline:
+        check_offline_rule(rule_name)
     policy = make_policy(settings.policy, settings.mlp_width, settings.mlp_hidden_layers)
     prepare, evaluate = pair_loss(rule_name, parameters, settings.pair_scheme, settings.dpo_reference)
     optimizer = make_optimizer(settings.optimizer, settings.learning_rate)
@@ -151,11 +172,14 @@ def build_iteration(rule_name: str, parameters: dict, settings):
     def init(key, problem):
         params = policy.init(key, problem)
         log_policy = policy.log_probs(params, problem)
-        return SampledState(params, log_policy, log_policy, params, log_policy, jnp.zeros((), jnp.int32))
+        data = offline_dataset(jax.random.fold_in(key, OFFLINE_KEY), problem, settings) if offline else None
+        return SampledState(params, log_policy, log_policy, params, log_policy, jnp.zeros((), jnp.int32), data)
 
     def iteration(state, problem, key):
         key_data, key_inner = jax.random.split(jax.random.fold_in(key, state.step))
-        if name == "nash_md":
+        if offline:
+            batch = state.data
+        elif name == "nash_md":
             mixing = parameters["eta"] * parameters["tau"]
             opponent = normalize((1.0 - mixing) * state.log_policy + mixing * problem.log_reference)
             batch, _ = mixture_opponent_pairs(key_data, state.log_policy, opponent, problem.preference, problem.context_probs, pairs)
@@ -179,7 +203,10 @@ def build_iteration(rule_name: str, parameters: dict, settings):
         initial_loss = objective(state.params, terms)
         params, final_loss = optimise(objective, state.params, terms, key_inner, optimizer, settings)
         log_hat = policy.log_probs(params, problem)
-        exact = exact_proximal(rule_name, parameters, problem, normalize(state.reference), state.step, settings.dpo_reference)
+        if offline:
+            exact = offline_exact_proximal(rule_name, parameters, problem, normalize(state.reference), state.step)
+        else:
+            exact = exact_proximal(rule_name, parameters, problem, normalize(state.reference), state.step, settings.dpo_reference)
         distance = jnp.max(jnp.abs(log_hat - exact))
         if rule_name == "apo":
             alpha = extrapolation_weight(parameters.get("alpha", 0.3), parameters.get("schedule", "constant"), state.step)
@@ -191,7 +218,7 @@ def build_iteration(rule_name: str, parameters: dict, settings):
         leaves_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(next_params)]))
         exploded = jnp.abs(final_loss) > DIVERGENCE_FACTOR * (1.0 + jnp.abs(initial_loss))
         nonfinite = ~(jnp.isfinite(final_loss) & leaves_finite & jnp.all(jnp.isfinite(next_log_policy))) | exploded
-        new_state = SampledState(next_params, next_log_policy, next_reference, params, log_hat, state.step + 1)
+        new_state = SampledState(next_params, next_log_policy, next_reference, params, log_hat, state.step + 1, state.data)
         return new_state, IterationInfo(final_loss, distance, nonfinite)
 
     return init, iteration

@@ -4,7 +4,9 @@
 :data:`sim.metrics.METRIC_COLUMNS`, context-weighted for contextual problems) plus
 
 * ``queries`` — cumulative oracle queries used by the iterations done so far (t × N × queries per
-  pair, counted by the scheme in :mod:`bandits.oracles`; 0 for ``exact_win_rates``);
+  pair, counted by the scheme in :mod:`bandits.oracles`; 0 for ``exact_win_rates``).  With
+  ``data = "offline"`` the labels are bought once, before the first update: 0 at t = 0 and
+  ``offline_pairs`` (one query per pair) for every t ≥ 1 (:mod:`sim.sampled.offline`);
 * ``distance_to_exact`` — max_{x,y} |log π̂_t(y|x) − log π̂^{exact}_t(y|x)| for the update that
   produced iteration t (:mod:`sim.sampled.engine`; NaN at t = 0);
 * ``loss`` — the rule's loss on that iteration's pairs after the inner loop (NaN at t = 0).
@@ -29,6 +31,7 @@ from sim.nash import target_policy
 from sim.sampled.apo import check_form
 from sim.sampled.engine import check_settings, simulate_sampled_grid
 from sim.sampled.losses import base_rule, check_sampled_rule
+from sim.sampled.offline import check_offline_rule, dataset_queries
 from sim.sampled.problem import Problem, problem_from_arrays, problem_from_game
 
 PROBLEMS = ("game", "linear_bradley_terry", "linear_preference_game", "ring")
@@ -63,6 +66,8 @@ def validate_sampled_spec(run, game, rules) -> None:
     for index, rule in enumerate(rules):
         where = f"rule #{index + 1} ({rule.label})"
         check_sampled_rule(rule.name, rule.parameters, run.pair_scheme, where)
+        if run.data == "offline":
+            check_offline_rule(rule.name, where)
         base, _ = base_rule(rule.name, rule.parameters)
         if rule.name == "apo":
             try:
@@ -163,8 +168,11 @@ def run_sampled_rule(rule, spec, inputs: SampledInputs, record) -> pd.DataFrame:
     from sim.run import results_table  # sim.run imports this module lazily
 
     frame = results_table(labels, spec.seeds, record, metrics)
-    per_iteration = queries_per_iteration(spec.run, inputs.problems)
-    frame["queries"] = frame["iteration"].to_numpy(np.int64) * per_iteration
+    iterations = frame["iteration"].to_numpy(np.int64)
+    if spec.run.data == "offline":
+        frame["queries"] = np.where(iterations >= 1, dataset_queries(spec.run), 0).astype(np.int64)
+    else:
+        frame["queries"] = iterations * queries_per_iteration(spec.run, inputs.problems)
     frame["distance_to_exact"] = metrics["distance_to_exact"].reshape(-1)
     frame["loss"] = metrics["loss"].reshape(-1)
     return frame
