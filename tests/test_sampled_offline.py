@@ -284,3 +284,11 @@ def test_cli_offline_bad_input_is_one_clear_error(tmp_path, text, expected):
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_offline_example_spec_parses_as_documented():
+    from pathlib import Path
+
+    spec = sim.load_spec(Path(__file__).resolve().parents[1] / "examples" / "reviewer_d10_offline.toml")
+    assert spec.run.data == "offline" and spec.run.offline_pairs == spec.run.pairs_per_iteration * spec.iterations == 6000
+    assert {rule.name for rule in spec.rules} == {"online_ipo", "inpo"}

@@ -52,13 +52,11 @@ against the geometric mixture of π_t; APO's momentum is defined across fresh pr
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from bandits.errors import PrefsimError
 from bandits.oracles import make_pairs
 from sim.game import normalize
-from sim.rules.base import mirror_step
 from sim.rules.inpo import inpo_eta
 
 #: Values of ``[run] data``.
@@ -141,7 +139,5 @@ def offline_exact_proximal(rule_name: str, parameters: dict, problem, log_policy
         return normalize(problem.log_reference + reference_rates / parameters["tau"])
     tau = parameters["tau"]
     eta = inpo_eta(parameters.get("eta"), tau, parameters.get("schedule", "constant"), step)
-    step_size = 1.0 / jnp.asarray(eta, log_policy.dtype)
-    return jax.vmap(lambda ell, ref, rates: mirror_step(ell, ref, rates, step_size, tau))(
-        log_policy, problem.log_reference, reference_rates
-    )
+    eta = jnp.asarray(eta, log_policy.dtype)
+    return normalize((1.0 - tau / eta) * log_policy + (tau / eta) * problem.log_reference + reference_rates / eta)
