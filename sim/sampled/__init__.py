@@ -3,7 +3,8 @@
 Modules: :mod:`sim.sampled.policies` (tabular / log-linear / MLP), :mod:`sim.sampled.losses` (each
 rule's batch loss from its per-pair loss in :mod:`sim.rules`), :mod:`sim.sampled.apo` (APO's three
 extrapolation forms), :mod:`sim.sampled.engine` (one jitted scan, vmapped over seeds),
-:mod:`sim.sampled.problem` (contextual problems) and :mod:`sim.sampled.run` (spec glue).  Pair
+:mod:`sim.sampled.problem` (contextual problems), :mod:`sim.sampled.offline` (offline data from π_ref
+and its exact counterparts) and :mod:`sim.sampled.run` (spec glue).  Pair
 schemes and oracles live in :mod:`bandits.oracles`.
 
 ``[run]`` keys of ``mode = "sampled"`` (all optional; see :class:`sim.spec.RunSpec`)::
@@ -11,6 +12,8 @@ schemes and oracles live in :mod:`bandits.oracles`.
     [run]
     mode = "sampled"
     pairs_per_iteration = 1000     # N pairs drawn from π_t each iteration
+    data = "online"                # online | offline: one dataset of λ_p pairs from π_ref, reused (online_ipo, inpo)
+    # offline_pairs = 30000        # offline dataset size; default pairs_per_iteration × iterations
     pair_scheme = "lambda_p"       # lambda_p | best_worst_of_k | tournament | sppo_win_rate | exact_win_rates
     candidates = 8                 # K candidates of best_worst_of_k / tournament (power of 2) / sppo_win_rate
     self_comparison = true         # sppo_win_rate: include P̂[i][i] = ½ (the SPPO code)
