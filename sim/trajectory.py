@@ -20,7 +20,7 @@ import numpy as np
 
 from sim.game import Game
 from sim.metrics import METRIC_COLUMNS, policy_metrics
-from sim.rules.base import ExactRule
+from sim.rules.base import ExactRule, current_policy
 
 
 def default_record_iterations(iterations: int, record_every: int | None = None) -> np.ndarray:
@@ -43,7 +43,7 @@ def default_record_iterations(iterations: int, record_every: int | None = None) 
     return np.array(sorted(points), dtype=np.int64)
 
 
-def simulate(rule: ExactRule, game: Game, target, record_iterations: np.ndarray):
+def simulate(rule: ExactRule, game: Game, target, record_iterations: np.ndarray, locate_nonfinite: bool = False):
     """Run ``rule`` on ``game`` and return ``(metrics, first_nonfinite)``.
 
     Args:
@@ -51,19 +51,27 @@ def simulate(rule: ExactRule, game: Game, target, record_iterations: np.ndarray)
       game: one game (unbatched leaves).
       target: π* as probabilities, shape (K,) (see :func:`sim.nash.target_policy`).
       record_iterations: sorted iterations to record, starting at 0 (static).
+      locate_nonfinite: how ``first_nonfinite`` is found (static).  ``False`` (the fast path): each
+        step adds π_{t+1} + 0·log π_{t+1} to the running mixture sum; the extra term is exactly 0
+        while log π_{t+1} is finite and NaN (for good) at its first NaN/±inf entry (0·inf = NaN),
+        so testing the mixture sum at recorded iterations loses nothing, and ``first_nonfinite``
+        is the **recorded iteration** that first saw it (the metrics are then NaN too).  ``True``:
+        every step's log-policy is checked and ``first_nonfinite`` is the exact first bad
+        iteration (:func:`simulate_grid` re-runs in this mode only when the fast path found
+        something).
 
     Returns:
       metrics: dict column → array of shape (len(record_iterations),).
-      first_nonfinite: the first iteration whose log-policy had a NaN/inf entry, or −1.
+      first_nonfinite: see ``locate_nonfinite``; −1 when every log-policy stayed finite.
 
     Cost (what the benchmarks in ``benchmarks/`` measure): each update adds only O(K) elementwise
-    work to the rule's own step, laid out so that XLA keeps the rule's exp → P·π → normalise chain in
-    one fused kernel:
+    additions to the rule's own step, and no exp:
 
-    * the running mixture sum Σ_{s≤t} π_s is accumulated from ``exp`` of the *new* log-policy in one
-      elementwise kernel; the current policy's ``exp`` that the rule computes for P·π_t is never
-      shared with the bookkeeping (a shared ``exp`` would be split out of the fused kernel into a
-      slower one of its own), and no policy is carried between steps (which made XLA copy it);
+    * the running mixture sum Σ_{s≤t} π_s adds the probabilities ``state.policy`` that the rule's
+      normalisation produced (:func:`sim.rules.base.advance`), and the next update reads the same
+      probabilities for P·π_t, so one exp per step serves the rule and the bookkeeping;
+    * the finiteness check rides on that same add (+ 0·log π_{t+1}, see ``locate_nonfinite``) and
+      is tested only at recorded iterations;
     * ``regret`` is not summed per step: Σ_{s<t} (max r − π_s·r) = Σ_y (Σ_{s<t} π_s(y))·(max r − r_y)
       because each π_s sums to one, so it is read off the mixture sum at recorded iterations;
     * at a recorded iteration the last iterate and the mixture are measured together (one product
@@ -73,7 +81,6 @@ def simulate(rule: ExactRule, game: Game, target, record_iterations: np.ndarray)
     segment_lengths = jnp.asarray(np.diff(record_iterations), dtype=jnp.int32)
 
     state = rule.init(game)
-    policy = jnp.exp(state.log_policy)
     dtype = state.log_policy.dtype
     # max r − r_y ≥ 0 per arm (NaN without rewards, so regret is NaN as suboptimality is).
     regret_weights = jnp.max(game.rewards) - game.rewards
@@ -82,7 +89,7 @@ def simulate(rule: ExactRule, game: Game, target, record_iterations: np.ndarray)
         # mixture_sum = Σ_{s≤t} π_s; Σ_{s<t} π_s = mixture_sum − π_t.
         count = state.step.astype(dtype) + 1.0
         log_mixture = jnp.log(mixture_sum / count)
-        earlier_sum = mixture_sum - jnp.exp(state.log_policy)
+        earlier_sum = mixture_sum - current_policy(state)
         both = jax.vmap(lambda log_policy: policy_metrics(game, log_policy, target))(
             jnp.stack([state.log_policy, log_mixture])
         )
@@ -95,21 +102,29 @@ def simulate(rule: ExactRule, game: Game, target, record_iterations: np.ndarray)
     def one_update(_, carry):
         state, mixture_sum, first_bad = carry
         state = rule.update(state, game)
-        mixture_sum = mixture_sum + jnp.exp(state.log_policy)
-        bad = ~jnp.all(jnp.isfinite(state.log_policy))
-        first_bad = jnp.where((first_bad < 0) & bad, state.step, first_bad)
+        if locate_nonfinite:
+            mixture_sum = mixture_sum + current_policy(state)
+            bad = ~jnp.all(jnp.isfinite(state.log_policy))
+            first_bad = jnp.where((first_bad < 0) & bad, state.step, first_bad)
+        else:
+            # + 0·log π_{t+1}: exactly 0 while log π_{t+1} is finite, NaN for good once it is not.
+            mixture_sum = mixture_sum + (current_policy(state) + 0.0 * state.log_policy)
         return state, mixture_sum, first_bad
 
     def segment(carry, length):
         carry = jax.lax.fori_loop(0, length, one_update, carry)
-        state, mixture_sum, _ = carry
-        return carry, measure(state, mixture_sum)
+        state, mixture_sum, first_bad = carry
+        seen = first_bad if locate_nonfinite else jnp.where(jnp.all(jnp.isfinite(mixture_sum)), -1, state.step)
+        return carry, (measure(state, mixture_sum), seen)
 
-    carry = (state, policy, jnp.asarray(-1, jnp.int32))
+    policy = current_policy(state)
     first = measure(state, policy)
-    carry, rows = jax.lax.scan(segment, carry, segment_lengths)
+    (_, _, first_bad), (rows, seen) = jax.lax.scan(segment, (state, policy, jnp.asarray(-1, jnp.int32)), segment_lengths)
     metrics = {name: jnp.concatenate([first[name][None], rows[name]]) for name in METRIC_COLUMNS}
-    return metrics, carry[2]
+    if locate_nonfinite:
+        return metrics, first_bad
+    # The first recorded iteration whose mixture sum was non-finite (seen is −1 before it).
+    return metrics, jnp.where(jnp.any(seen >= 0), seen[jnp.argmax(seen >= 0)], -1).astype(jnp.int32)
 
 
 def simulate_grid(
@@ -136,15 +151,22 @@ def simulate_grid(
         the key (reuse it across calls to avoid recompiling).
 
     Returns:
-      metrics: column → array (G, S, R);  first_nonfinite: array (G, S).
+      metrics: column → array (G, S, R);  first_nonfinite: array (G, S), the first iteration whose
+      log-policy had a NaN/±inf entry, or −1.  The run checks finiteness only at recorded
+      iterations; when that finds a problem the grid is run once more with a check at every step
+      (:func:`simulate`'s ``locate_nonfinite``), so the iteration reported is exact.
     """
     record_iterations = tuple(int(i) for i in record_iterations)
-    run = _compiled(make_rule, tuple(sorted(grid)), game_axes, record_iterations, cache_key)
+    run = _compiled(make_rule, tuple(sorted(grid)), game_axes, record_iterations, cache_key, False)
     grid_values = {name: jnp.asarray(values) for name, values in grid.items()}
     if not grid_values:
         grid_values = {"__none__": jnp.zeros(1)}
     games, targets, padded = _shard_over_devices(games, game_axes, targets)
     metrics, first_bad = run(grid_values, games, targets)
+    if np.any(np.asarray(first_bad) >= 0):
+        # Something went non-finite: run again checking every step, to name the exact iteration.
+        locate = _compiled(make_rule, tuple(sorted(grid)), game_axes, record_iterations, cache_key, True)
+        metrics, first_bad = locate(grid_values, games, targets)
     seeds = targets.shape[0] - padded
     return {k: np.asarray(v)[:, :seeds] for k, v in metrics.items()}, np.asarray(first_bad)[:, :seeds]
 
@@ -153,15 +175,15 @@ _COMPILED: dict = {}
 _COMPILED_MAX = 64
 
 
-def _compiled(make_rule, grid_names, game_axes, record_iterations, cache_key):
-    key = (make_rule if cache_key is None else cache_key, grid_names, game_axes, record_iterations)
+def _compiled(make_rule, grid_names, game_axes, record_iterations, cache_key, locate_nonfinite=False):
+    key = (make_rule if cache_key is None else cache_key, grid_names, game_axes, record_iterations, locate_nonfinite)
     if key in _COMPILED:
         return _COMPILED[key]
     record = np.asarray(record_iterations)
 
     def one(parameters, game, target):
         parameters = {k: v for k, v in parameters.items() if k != "__none__"}
-        return simulate(make_rule(parameters), game, target, record)
+        return simulate(make_rule(parameters), game, target, record, locate_nonfinite)
 
     over_seeds = jax.vmap(one, in_axes=(None, game_axes, 0))
     over_grid = jax.vmap(over_seeds, in_axes=(0, None, None))

@@ -567,3 +567,38 @@ def test_every_registered_rule_builds_with_defaults():
         given = {"eta": 1.0} if name == "inpo" else {}
         rule = build_rule(name, resolve_parameters(name, given, TAU))
         assert rule.name == name
+
+
+CARRIED_POLICY_CASES = [(name, {"eta": 1.0} if name == "inpo" else {}) for name in RULES] + [
+    ("sppo", {"normaliser": "paper"}),
+    ("inpo", {"schedule": "theorem4"}),
+    ("apo", {"base": "inpo", "eta": 1.0}),
+    ("apo", {"base": "sppo", "schedule": "nesterov"}),
+]
+
+
+@pytest.mark.parametrize("name, given", CARRIED_POLICY_CASES, ids=[f"{n}-{'-'.join(g)}" for n, g in CARRIED_POLICY_CASES])
+def test_carried_policy_is_exp_of_the_log_policy_and_changes_nothing(name, given):
+    # Rules carry π_t = exp(log π_t) in state.policy so the next update and the trajectory take no exp
+    # of their own.  (a) It must stay equal to exp(log π_t); (b) a state built from the log-policy alone
+    # (policy = None, as the sampled engine and the bridge build them) must give the same update.
+    matrix, reference = (BT, BT_REFERENCE) if name in ("dpo", "apo") else (RANDOM, RANDOM_REFERENCE)
+    rewards = REWARDS if name in ("dpo", "apo") else None
+    game = make_game(matrix, reference, TAU, initial=random_policy(len(reference), seed=9), rewards=rewards)
+    rule = build_rule(name, resolve_parameters(name, given, TAU))
+
+    @jax.jit
+    def run(game):
+        def body(state, _):
+            with_policy = rule.update(state, game)
+            without = rule.update(state._replace(policy=None), game)
+            return with_policy, (with_policy.log_policy, with_policy.policy, without.log_policy)
+
+        return jax.lax.scan(body, rule.init(game), None, length=25)[1]
+
+    logs, policies, logs_without = (np.asarray(x) for x in run(game))
+    assert policies.shape == logs.shape == (25, len(reference))
+    np.testing.assert_allclose(policies, np.exp(logs), rtol=1e-13, atol=0)
+    np.testing.assert_allclose(policies.sum(axis=1), 1.0, rtol=1e-14)
+    np.testing.assert_allclose(logs_without, logs, rtol=0, atol=1e-12)
+    assert np.abs(logs[-1] - logs[0]).max() > 1e-3  # the rule moved, so the comparison means something

@@ -228,3 +228,24 @@ def test_fingerprint_follows_the_parsed_spec():
         game=sim.parse_spec(RESUME_SPEC).game.__class__(kind="cyclic", arms=3, tau=TAU, reference=np.array([0.5, 0.3, 0.2])),
     )
     assert fingerprint(array_reference) == fingerprint(parsed)
+
+
+def test_fast_finiteness_check_flags_the_recording_after_the_bad_step_and_locate_names_it():
+    # Same overflow as above (DPO, float32, β = 1e-37: first non-finite log-policy at iteration 35).
+    # The fast path only sums log-policies and tests the sum at recorded iterations (…, 30, 40, …), so
+    # it reports 40; the per-step check that simulate_grid falls back to reports 35.
+    from bandits.games import GameSpec, build_game
+    from sim.game import game_from_instance
+    from sim.rules import build_rule
+
+    game = game_from_instance(build_game(GameSpec(kind="bradley_terry", rewards=[0.0, 1.0, 0.5]).validate()), jnp.float32)
+    rule = build_rule("dpo", {"beta": 1e-37})
+    record = default_record_iterations(50)
+    assert 30 in record and 40 in record and 35 not in record
+    target = jnp.asarray([0.0, 1.0, 0.0], jnp.float32)
+    _, fast = simulate(rule, game, target, record)
+    _, exact = simulate(rule, game, target, record, locate_nonfinite=True)
+    assert int(fast) == 40 and int(exact) == 35
+    healthy = build_rule("dpo", {"beta": 1.0})
+    assert int(simulate(healthy, game, target, record)[1]) == -1
+    assert int(simulate(healthy, game, target, record, locate_nonfinite=True)[1]) == -1

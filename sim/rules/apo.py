@@ -21,8 +21,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from bandits.errors import PrefsimError
-from sim.game import normalize
-from sim.rules.base import ExactRule, ExactState, is_concrete
+from sim.rules.base import ExactRule, ExactState, is_concrete, normalize_with_policy
 
 SCHEDULES = ("constant", "nesterov")
 
@@ -43,14 +42,14 @@ def apo(base: ExactRule, alpha=0.3, schedule: str = "constant") -> ExactRule:
 
     def init(game):
         base_state = base.init(game)
-        return ExactState(base_state.log_policy, base_state.step, extra=(base_state.extra, base_state.log_policy))
+        return base_state._replace(extra=(base_state.extra, base_state.log_policy))
 
     def update(state, game):
         base_extra, previous_proximal = state.extra
-        proximal = base.update(ExactState(state.log_policy, state.step, base_extra), game)
+        proximal = base.update(state._replace(extra=base_extra), game)
         weight = extrapolation_weight(alpha, schedule, state.step)
-        new = normalize((1.0 + weight) * proximal.log_policy - weight * previous_proximal)
-        return ExactState(new, proximal.step, extra=(proximal.extra, proximal.log_policy))
+        new, policy = normalize_with_policy((1.0 + weight) * proximal.log_policy - weight * previous_proximal)
+        return ExactState(new, proximal.step, extra=(proximal.extra, proximal.log_policy), policy=policy)
 
     return ExactRule("apo", init, update)
 

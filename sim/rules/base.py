@@ -1,8 +1,11 @@
 """The shape every exact (population) update rule has: a pair of pure functions, like optax.
 
 ``rule.init(game) -> ExactState`` and ``rule.update(state, game) -> ExactState``.  The state holds
-the current log-policy ``log_policy`` (normalised), the number of updates done ``step``, and
-whatever else the rule needs in ``extra`` (a pytree; ``()`` when nothing).  Numeric
+the current log-policy ``log_policy`` (normalised), the number of updates done ``step``, whatever
+else the rule needs in ``extra`` (a pytree; ``()`` when nothing), and ``policy`` = exp(log_policy)
+as probabilities.  Rules finish an update with :func:`advance`, which normalises the new log-weights
+and returns both forms from one ``exp``; the next update (for P·π_t) and the trajectory's running
+mixture read ``policy`` instead of exponentiating again (one exp per step instead of three).  Numeric
 hyper-parameters are closed over by the factory that builds the rule; they may be JAX tracers, so a
 whole grid of values is one ``vmap``.  Validation of concrete values (η > τ, …) happens in the
 factory when the values are plain numbers.
@@ -26,11 +29,14 @@ class ExactState(NamedTuple):
       log_policy: log π_t, shape (K,), normalised.
       step: t, the number of updates applied so far (int32 scalar).
       extra: rule-specific pytree (e.g. APO's previous proximal output), ``()`` if none.
+      policy: π_t = exp(log_policy), shape (K,), kept in step by :func:`advance`; ``None`` when a
+        caller builds a state from a log-policy alone (then :func:`current_policy` takes the exp).
     """
 
     log_policy: jax.Array
     step: jax.Array
     extra: Any = ()
+    policy: Any = None
 
 
 class ExactRule(NamedTuple):
@@ -49,7 +55,22 @@ class ExactRule(NamedTuple):
 
 def initial_state(game: Game, extra: Any = ()) -> ExactState:
     """π_0 = the game's initial policy, t = 0."""
-    return ExactState(log_policy=game.log_initial, step=jnp.zeros((), jnp.int32), extra=extra)
+    return ExactState(log_policy=game.log_initial, step=jnp.zeros((), jnp.int32), extra=extra, policy=jnp.exp(game.log_initial))
+
+
+def current_policy(state: ExactState) -> jax.Array:
+    """π_t as probabilities: the carried ``state.policy``, or exp(log π_t) when the state has none."""
+    return jnp.exp(state.log_policy) if state.policy is None else state.policy
+
+
+def advance(state: ExactState, log_weights: jax.Array, **changes) -> ExactState:
+    """The state after one update: π_{t+1} ∝ exp(``log_weights``), t + 1, and any other field changed.
+
+    Normalises with :func:`normalize_with_policy`, so the new log-policy and its probabilities come
+    from one ``exp``.
+    """
+    log_policy, policy = normalize_with_policy(log_weights)
+    return state._replace(log_policy=log_policy, policy=policy, step=state.step + 1, **changes)
 
 
 def is_concrete(value) -> bool:
@@ -80,8 +101,13 @@ def mirror_step(log_policy, log_reference, opponent_win_rates, step_size, tau):
     INPO (s = 1/η), Nash-MD (opponent = geometric mixture), extragradient and optimistic MD are all
     this step with a different opponent.
     """
+    return normalize_shifted(mirror_weights(log_policy, log_reference, opponent_win_rates, step_size, tau))
+
+
+def mirror_weights(log_policy, log_reference, opponent_win_rates, step_size, tau):
+    """The unnormalised log-weights of :func:`mirror_step`: (1 − sτ)·ℓ + sτ·ℓ_ref + s·Pπ′."""
     weight = step_size * tau
-    return normalize_shifted((1.0 - weight) * log_policy + weight * log_reference + step_size * opponent_win_rates)
+    return (1.0 - weight) * log_policy + weight * log_reference + step_size * opponent_win_rates
 
 
 def normalize_shifted(log_weights: jax.Array) -> jax.Array:
@@ -95,3 +121,15 @@ def normalize_shifted(log_weights: jax.Array) -> jax.Array:
     shifted = log_weights - jnp.max(log_weights, axis=-1, keepdims=True)
     return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=-1, keepdims=True))
 
+
+
+def normalize_with_policy(log_weights: jax.Array):
+    """``(log π, π)`` for π ∝ exp(``log_weights``): :func:`normalize_shifted` and its probabilities.
+
+    With ``d = v − max v`` and ``e = exp d``: log π = d − log Σe and π = e / Σe, so both come from
+    the one ``exp`` the normaliser needs anyway (π equals exp(log π) to rounding, ~1e-16 relative).
+    """
+    shifted = log_weights - jnp.max(log_weights, axis=-1, keepdims=True)
+    weights = jnp.exp(shifted)
+    total = jnp.sum(weights, axis=-1, keepdims=True)
+    return shifted - jnp.log(total), weights / total

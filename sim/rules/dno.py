@@ -12,10 +12,9 @@ i.e. SPPO with η_SPPO = 1/η_DNO; no π_ref term; the output is the uniform mix
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
-from sim.game import normalize, win_rates
-from sim.rules.base import ExactRule, initial_state, require_positive
+from sim.game import win_rates
+from sim.rules.base import ExactRule, advance, current_policy, initial_state, require_positive
 
 
 def dno(eta=1.0) -> ExactRule:
@@ -23,8 +22,7 @@ def dno(eta=1.0) -> ExactRule:
     require_positive("dno", "eta", eta)
 
     def update(state, game):
-        new = normalize(state.log_policy + win_rates(game, jnp.exp(state.log_policy)) / eta)
-        return state._replace(log_policy=new, step=state.step + 1)
+        return advance(state, state.log_policy + win_rates(game, current_policy(state)) / eta)
 
     return ExactRule("dno", initial_state, update)
 

@@ -11,10 +11,8 @@ Needs a Bradley–Terry game (``rewards``).  Sampled loss: −log σ(β[(log π 
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
-from sim.game import normalize
-from sim.rules.base import ExactRule, initial_state, require_positive
+from sim.rules.base import ExactRule, advance, initial_state, require_positive
 
 
 def dpo(beta=1.0) -> ExactRule:
@@ -22,8 +20,7 @@ def dpo(beta=1.0) -> ExactRule:
     require_positive("dpo", "beta", beta)
 
     def update(state, game):
-        new = normalize(state.log_policy + game.rewards / beta)
-        return state._replace(log_policy=new, step=state.step + 1)
+        return advance(state, state.log_policy + game.rewards / beta)
 
     return ExactRule("dpo", initial_state, update)
 

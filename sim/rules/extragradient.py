@@ -16,7 +16,17 @@ import jax.numpy as jnp
 
 from bandits.errors import PrefsimError
 from sim.game import win_rates
-from sim.rules.base import ExactRule, initial_state, is_concrete, mirror_step, require_nonnegative, require_positive
+from sim.rules.base import (
+    ExactRule,
+    advance,
+    current_policy,
+    initial_state,
+    is_concrete,
+    mirror_weights,
+    normalize_with_policy,
+    require_nonnegative,
+    require_positive,
+)
 
 
 def _check(rule, eta, tau):
@@ -32,9 +42,8 @@ def extragradient(eta=0.5, tau=0.1) -> ExactRule:
 
     def update(state, game):
         log_policy = state.log_policy
-        half = mirror_step(log_policy, game.log_reference, win_rates(game, jnp.exp(log_policy)), eta, tau)
-        new = mirror_step(log_policy, game.log_reference, win_rates(game, jnp.exp(half)), eta, tau)
-        return state._replace(log_policy=new, step=state.step + 1)
+        _, half = normalize_with_policy(mirror_weights(log_policy, game.log_reference, win_rates(game, current_policy(state)), eta, tau))
+        return advance(state, mirror_weights(log_policy, game.log_reference, win_rates(game, half), eta, tau))
 
     return ExactRule("extragradient", initial_state, update)
 
@@ -48,9 +57,8 @@ def optimistic(eta=0.5, tau=0.1) -> ExactRule:
 
     def update(state, game):
         _, leading_payoff = state.extra
-        leading = mirror_step(state.log_policy, game.log_reference, leading_payoff, eta, tau)
-        leading_payoff = win_rates(game, jnp.exp(leading))
-        new = mirror_step(state.log_policy, game.log_reference, leading_payoff, eta, tau)
-        return state._replace(log_policy=new, step=state.step + 1, extra=(leading, leading_payoff))
+        leading, leading_policy = normalize_with_policy(mirror_weights(state.log_policy, game.log_reference, leading_payoff, eta, tau))
+        leading_payoff = win_rates(game, leading_policy)
+        return advance(state, mirror_weights(state.log_policy, game.log_reference, leading_payoff, eta, tau), extra=(leading, leading_payoff))
 
     return ExactRule("optimistic", init, update)

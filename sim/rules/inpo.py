@@ -19,11 +19,10 @@ Sampled loss (Eq. 7/8, THEORY §A.4): on pairs y, y′ ~ π_t i.i.d. ordered by 
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 
 from bandits.errors import PrefsimError
 from sim.game import win_rates
-from sim.rules.base import ExactRule, initial_state, is_concrete, mirror_step, require_nonnegative, require_positive
+from sim.rules.base import ExactRule, advance, current_policy, initial_state, is_concrete, mirror_weights, require_positive
 
 SCHEDULES = ("constant", "theorem4")
 
@@ -58,8 +57,8 @@ def inpo(eta=None, tau=0.1, schedule: str = "constant") -> ExactRule:
 
     def update(state, game):
         step_eta = inpo_eta(eta, tau, schedule, state.step)
-        new = mirror_step(state.log_policy, game.log_reference, win_rates(game, jnp.exp(state.log_policy)), 1.0 / step_eta, tau)
-        return state._replace(log_policy=new, step=state.step + 1)
+        payoff = win_rates(game, current_policy(state))
+        return advance(state, mirror_weights(state.log_policy, game.log_reference, payoff, 1.0 / step_eta, tau))
 
     return ExactRule("inpo", initial_state, update)
 

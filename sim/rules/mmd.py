@@ -10,10 +10,9 @@ Equivalence: MMD with step η_MMD equals exact INPO with η_INPO = τ + 1/η_MMD
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 
-from sim.game import normalize, win_rates
-from sim.rules.base import ExactRule, initial_state, require_nonnegative, require_positive
+from sim.game import win_rates
+from sim.rules.base import ExactRule, advance, current_policy, initial_state, require_nonnegative, require_positive
 
 
 def mmd(eta=1.0, tau=0.1) -> ExactRule:
@@ -22,8 +21,7 @@ def mmd(eta=1.0, tau=0.1) -> ExactRule:
     require_nonnegative("mmd", "tau", tau)
 
     def update(state, game):
-        payoff = win_rates(game, jnp.exp(state.log_policy))
-        new = normalize((state.log_policy + eta * tau * game.log_reference + eta * payoff) / (1.0 + eta * tau))
-        return state._replace(log_policy=new, step=state.step + 1)
+        payoff = win_rates(game, current_policy(state))
+        return advance(state, (state.log_policy + eta * tau * game.log_reference + eta * payoff) / (1.0 + eta * tau))
 
     return ExactRule("mmd", initial_state, update)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from bandits.errors import PrefsimError
 from sim.game import normalize, win_rates
-from sim.rules.base import ExactRule, initial_state, is_concrete, mirror_step, require_positive
+from sim.rules.base import ExactRule, advance, initial_state, is_concrete, mirror_weights, require_positive
 
 
 def nash_md(eta=0.1, tau=0.1) -> ExactRule:
@@ -31,8 +31,7 @@ def nash_md(eta=0.1, tau=0.1) -> ExactRule:
 
     def update(state, game):
         mixture = normalize((1.0 - eta * tau) * state.log_policy + eta * tau * game.log_reference)
-        new = mirror_step(state.log_policy, game.log_reference, win_rates(game, jnp.exp(mixture)), eta, tau)
-        return state._replace(log_policy=new, step=state.step + 1)
+        return advance(state, mirror_weights(state.log_policy, game.log_reference, win_rates(game, jnp.exp(mixture)), eta, tau))
 
     return ExactRule("nash_md", initial_state, update)
 

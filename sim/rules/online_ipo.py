@@ -10,10 +10,9 @@ which is INPO with η = τ.  It converges iff ω_max < τ and cycles otherwise (
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 
-from sim.game import normalize, win_rates
-from sim.rules.base import ExactRule, initial_state, require_positive
+from sim.game import win_rates
+from sim.rules.base import ExactRule, advance, current_policy, initial_state, require_positive
 
 
 def online_ipo(tau=0.1) -> ExactRule:
@@ -21,8 +20,7 @@ def online_ipo(tau=0.1) -> ExactRule:
     require_positive("online_ipo", "tau", tau)
 
     def update(state, game):
-        new = normalize(game.log_reference + win_rates(game, jnp.exp(state.log_policy)) / tau)
-        return state._replace(log_policy=new, step=state.step + 1)
+        return advance(state, game.log_reference + win_rates(game, current_policy(state)) / tau)
 
     return ExactRule("online_ipo", initial_state, update)
 

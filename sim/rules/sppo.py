@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 
 from bandits.errors import PrefsimError
-from sim.game import normalize, win_rates
-from sim.rules.base import ExactRule, initial_state, require_positive
+from sim.game import win_rates
+from sim.rules.base import ExactRule, advance, current_policy, initial_state, require_positive
 
 NORMALISERS = ("exact", "paper")
 _INNER_NEWTON_STEPS = 12
@@ -106,12 +106,10 @@ def sppo(eta=1.0, normaliser: str = "exact") -> ExactRule:
         raise PrefsimError(f"rule sppo: unknown normaliser {normaliser!r}; choose exact or paper.")
 
     def update(state, game):
-        payoff = win_rates(game, jnp.exp(state.log_policy))
+        payoff = win_rates(game, current_policy(state))
         if normaliser == "exact":
-            new = normalize(state.log_policy + eta * payoff)
-        else:
-            new = normalize(solve_paper_target(state.log_policy, eta * (payoff - 0.5)))
-        return state._replace(log_policy=new, step=state.step + 1)
+            return advance(state, state.log_policy + eta * payoff)
+        return advance(state, solve_paper_target(state.log_policy, eta * (payoff - 0.5)))
 
     return ExactRule("sppo", initial_state, update)
 
