@@ -54,7 +54,7 @@ import sim  # noqa: E402,F401  (turns on float64)
 from sim.metrics import METRIC_COLUMNS  # noqa: E402
 from sim.rules import build_rule  # noqa: E402
 from sim.spec import parse_spec  # noqa: E402
-from sim.trajectory import _compiled, default_record_iterations, simulate_grid  # noqa: E402
+from sim.trajectory import _compiled, compiler_options, default_record_iterations, simulate_grid  # noqa: E402
 
 run_module = importlib.import_module("sim.run")
 
@@ -208,14 +208,18 @@ def build_case(arms, seeds, iterations, spec=None):
     return spec, games, game_axes, targets, record, make_rule, setup
 
 
-def bare_update_function(rule, game_axes, iterations):
-    """jit(vmap over seeds of a plain ``lax.scan`` of ``rule.update``): the update with no metrics."""
+def bare_update_function(rule, game_axes, iterations, arms):
+    """jit(vmap over seeds of a plain ``lax.scan`` of ``rule.update``): the update with no metrics.
+
+    Compiled with the same XLA options as the trajectory (:func:`sim.trajectory.compiler_options`),
+    so that the metric overhead measures the metrics and nothing else.
+    """
 
     def one(game):
         state, _ = jax.lax.scan(lambda state, _: (rule.update(state, game), None), rule.init(game), None, length=iterations)
         return state.log_policy
 
-    return jax.jit(jax.vmap(one, in_axes=(game_axes,)))
+    return jax.jit(jax.vmap(one, in_axes=(game_axes,)), compiler_options=compiler_options(arms))
 
 
 def shared_matrix_product_check(make_rule, games, game_axes, targets, record, seeds, arms):
@@ -223,7 +227,7 @@ def shared_matrix_product_check(make_rule, games, game_axes, targets, record, se
 
     Passes when every dot has no batch dimensions and no (S, K, K) array (P copied per seed) exists.
     """
-    run = _compiled(make_rule, (), game_axes, tuple(int(i) for i in record), None)
+    run = _compiled(make_rule, (), game_axes, tuple(int(i) for i in record), None, False, arms)
     text = run.lower({"__none__": jnp.zeros(1)}, games, targets).compile().as_text()
     dots = [line.strip() for line in text.splitlines() if re.search(r"\bdot\(", line)]
     per_seed_copy = re.search(rf"\[(1,)?{seeds},{arms},{arms}\]", text) is not None
@@ -293,7 +297,7 @@ def run_case(arms, seeds, iterations, repeats, say=print):
     def prefsim_call():
         return simulate_grid(make_rule, {}, games, game_axes, targets, record)
 
-    bare = bare_update_function(rule, game_axes, iterations)
+    bare = bare_update_function(rule, game_axes, iterations, arms)
 
     def bare_call():
         return bare(games)
@@ -375,8 +379,8 @@ def check_agreement(spec: dict):
     eta, tau = float(parameters["eta"]), float(parameters["tau"])
     metrics, first_nonfinite = simulate_grid(make_rule, {}, games, game_axes, targets, record)
     rule = make_rule({})
-    bare_final = np.asarray(bare_update_function(rule, game_axes, parsed.iterations)(games))
     preference = np.asarray(games.preference)
+    bare_final = np.asarray(bare_update_function(rule, game_axes, parsed.iterations, preference.shape[0])(games))
     log_reference = np.asarray(games.log_reference)
     log_initial = np.broadcast_to(np.asarray(games.log_initial), (len(parsed.seeds), preference.shape[0]))
     numpy_final = numpy_inpo(preference, log_reference, log_initial, eta, tau, parsed.iterations)

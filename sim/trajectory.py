@@ -12,6 +12,7 @@ host) and the same code runs unchanged.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import jax
@@ -157,7 +158,8 @@ def simulate_grid(
       (:func:`simulate`'s ``locate_nonfinite``), so the iteration reported is exact.
     """
     record_iterations = tuple(int(i) for i in record_iterations)
-    run = _compiled(make_rule, tuple(sorted(grid)), game_axes, record_iterations, cache_key, False)
+    arms = int(np.shape(targets)[-1])
+    run = _compiled(make_rule, tuple(sorted(grid)), game_axes, record_iterations, cache_key, False, arms)
     grid_values = {name: jnp.asarray(values) for name, values in grid.items()}
     if not grid_values:
         grid_values = {"__none__": jnp.zeros(1)}
@@ -165,7 +167,7 @@ def simulate_grid(
     metrics, first_bad = run(grid_values, games, targets)
     if np.any(np.asarray(first_bad) >= 0):
         # Something went non-finite: run again checking every step, to name the exact iteration.
-        locate = _compiled(make_rule, tuple(sorted(grid)), game_axes, record_iterations, cache_key, True)
+        locate = _compiled(make_rule, tuple(sorted(grid)), game_axes, record_iterations, cache_key, True, arms)
         metrics, first_bad = locate(grid_values, games, targets)
     seeds = targets.shape[0] - padded
     return {k: np.asarray(v)[:, :seeds] for k, v in metrics.items()}, np.asarray(first_bad)[:, :seeds]
@@ -175,8 +177,35 @@ _COMPILED: dict = {}
 _COMPILED_MAX = 64
 
 
-def _compiled(make_rule, grid_names, game_axes, record_iterations, cache_key, locate_nonfinite=False):
-    key = (make_rule if cache_key is None else cache_key, grid_names, game_axes, record_iterations, locate_nonfinite)
+#: At most this many arms, XLA:CPU compiles the trajectory with :data:`SMALL_ARMS_CPU_OPTIONS`.
+SMALL_ARMS = 12
+#: XLA:CPU hands reductions and elementwise chains to YNNPACK fusions by default; for rows of a few
+#: arms that are not a multiple of the SIMD width those kernels are slow (K = 10: ~7e6 vs ~1.2e7
+#: updates/s with only dots fused, 1024 seeds, measured with benchmarks/exact_updates.py's case),
+#: while from K ≈ 16 on the default is as fast or faster.  So small games keep YNNPACK for dots only.
+SMALL_ARMS_CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
+
+
+def compiler_options(arms: int) -> dict | None:
+    """XLA options for a trajectory over ``arms`` arms: :data:`SMALL_ARMS_CPU_OPTIONS` on a CPU for
+    K ≤ :data:`SMALL_ARMS` when this jaxlib knows the option, else ``None`` (XLA's defaults)."""
+    if arms > SMALL_ARMS or jax.default_backend() != "cpu" or not _cpu_options_supported():
+        return None
+    return dict(SMALL_ARMS_CPU_OPTIONS)
+
+
+@functools.cache
+def _cpu_options_supported() -> bool:
+    try:
+        jax.jit(lambda x: x + 1.0, compiler_options=SMALL_ARMS_CPU_OPTIONS).lower(1.0).compile()
+    except Exception:  # an unknown or renamed option in another jaxlib: keep XLA's defaults
+        return False
+    return True
+
+
+def _compiled(make_rule, grid_names, game_axes, record_iterations, cache_key, locate_nonfinite=False, arms=None):
+    options = None if arms is None else compiler_options(arms)
+    key = (make_rule if cache_key is None else cache_key, grid_names, game_axes, record_iterations, locate_nonfinite, options is not None)
     if key in _COMPILED:
         return _COMPILED[key]
     record = np.asarray(record_iterations)
@@ -187,7 +216,7 @@ def _compiled(make_rule, grid_names, game_axes, record_iterations, cache_key, lo
 
     over_seeds = jax.vmap(one, in_axes=(None, game_axes, 0))
     over_grid = jax.vmap(over_seeds, in_axes=(0, None, None))
-    compiled = jax.jit(over_grid)
+    compiled = jax.jit(over_grid, compiler_options=options)
     if len(_COMPILED) >= _COMPILED_MAX:
         _COMPILED.pop(next(iter(_COMPILED)))
     _COMPILED[key] = compiled

@@ -67,5 +67,5 @@ def test_numpy_checker_detects_a_wrong_update(exact_updates):
     wrong_metrics = exact_updates.numpy_inpo_with_metrics(
         preference, log_reference, np.asarray(games.rewards), 0.1, log_initial, np.asarray(targets), 1.1, 0.1, record
     )
-    bare_final = np.asarray(exact_updates.bare_update_function(make_rule({}), game_axes, 30)(games))
+    bare_final = np.asarray(exact_updates.bare_update_function(make_rule({}), game_axes, 30, 5)(games))
     assert not exact_updates.compare(metrics, first_nonfinite, bare_final, wrong_final, wrong_metrics)["ok"]

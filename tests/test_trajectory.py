@@ -249,3 +249,37 @@ def test_fast_finiteness_check_flags_the_recording_after_the_bad_step_and_locate
     healthy = build_rule("dpo", {"beta": 1.0})
     assert int(simulate(healthy, game, target, record)[1]) == -1
     assert int(simulate(healthy, game, target, record, locate_nonfinite=True)[1]) == -1
+
+
+def test_small_games_compile_with_dot_only_ynn_fusion_and_give_the_same_numbers(monkeypatch):
+    # K ≤ SMALL_ARMS gets XLA:CPU options (a speed choice); the numbers must not depend on it.
+    import sim.trajectory as trajectory
+
+    assert trajectory.compiler_options(trajectory.SMALL_ARMS + 1) is None
+    options = trajectory.compiler_options(trajectory.SMALL_ARMS)
+    if jax.default_backend() == "cpu" and trajectory._cpu_options_supported():
+        assert options == trajectory.SMALL_ARMS_CPU_OPTIONS
+    spec = {
+        "iterations": 40,
+        "seeds": 3,
+        "game": {"kind": "random", "arms": 6, "tau": TAU},
+        "rule": [{"name": "inpo", "eta": [0.5, 2.0]}, {"name": "nash_md", "eta": 0.5}],
+    }
+    tuned = sim.run(spec)
+    trajectory._COMPILED.clear()
+    monkeypatch.setattr(trajectory, "compiler_options", lambda arms: None)
+    plain = sim.run(spec)
+    trajectory._COMPILED.clear()
+    pd.testing.assert_frame_equal(tuned, plain, check_exact=False, rtol=1e-12, atol=1e-15)
+
+
+def test_an_unknown_compiler_option_falls_back_to_xla_defaults(monkeypatch):
+    import sim.trajectory as trajectory
+
+    monkeypatch.setattr(trajectory, "SMALL_ARMS_CPU_OPTIONS", {"xla_cpu_no_such_option_in_any_jaxlib": "1"})
+    trajectory._cpu_options_supported.cache_clear()
+    try:
+        assert trajectory.compiler_options(3) is None
+    finally:
+        monkeypatch.undo()
+        trajectory._cpu_options_supported.cache_clear()
