@@ -52,27 +52,27 @@ def simulate(rule: ExactRule, game: Game, target, record_iterations: np.ndarray,
       game: one game (unbatched leaves).
       target: π* as probabilities, shape (K,) (see :func:`sim.nash.target_policy`).
       record_iterations: sorted iterations to record, starting at 0 (static).
-      locate_nonfinite: how ``first_nonfinite`` is found (static).  ``False`` (the fast path): each
-        step adds π_{t+1} + 0·log π_{t+1} to the running mixture sum; the extra term is exactly 0
-        while log π_{t+1} is finite and NaN (for good) at its first NaN/±inf entry (0·inf = NaN),
-        so testing the mixture sum at recorded iterations loses nothing, and ``first_nonfinite``
-        is the **recorded iteration** that first saw it (the metrics are then NaN too).  ``True``:
-        every step's log-policy is checked and ``first_nonfinite`` is the exact first bad
-        iteration (:func:`simulate_grid` re-runs in this mode only when the fast path found
-        something).
+      locate_nonfinite: how ``first_nonfinite`` is found (static).  ``False`` (the fast path): only
+        at recorded iterations, from the log-policy and the running mixture sum, and
+        ``first_nonfinite`` is the **recorded iteration** that first saw a non-finite value.  That
+        loses nothing: a NaN or +inf entry of log π_s makes the normalisation's max-shift NaN, so
+        all of π_s and the mixture sum turn NaN for good; a −inf entry (π_s(y) underflowed to 0)
+        persists in log π_{s+1}, because every rule's next log-weights contain log π_s with a
+        positive coefficient (or multiply it by 0, which gives NaN).  ``True``: every step's
+        log-policy is checked and ``first_nonfinite`` is the exact first bad iteration
+        (:func:`simulate_grid` re-runs in this mode only when the fast path found something).
 
     Returns:
       metrics: dict column → array of shape (len(record_iterations),).
       first_nonfinite: see ``locate_nonfinite``; −1 when every log-policy stayed finite.
 
-    Cost (what the benchmarks in ``benchmarks/`` measure): each update adds only O(K) elementwise
-    additions to the rule's own step, and no exp:
+    Cost (what the benchmarks in ``benchmarks/`` measure): each update adds one O(K) addition to
+    the rule's own step, and no exp:
 
     * the running mixture sum Σ_{s≤t} π_s adds the probabilities ``state.policy`` that the rule's
       normalisation produced (:func:`sim.rules.base.advance`), and the next update reads the same
       probabilities for P·π_t, so one exp per step serves the rule and the bookkeeping;
-    * the finiteness check rides on that same add (+ 0·log π_{t+1}, see ``locate_nonfinite``) and
-      is tested only at recorded iterations;
+    * the finiteness check runs only at recorded iterations (see ``locate_nonfinite``);
     * ``regret`` is not summed per step: Σ_{s<t} (max r − π_s·r) = Σ_y (Σ_{s<t} π_s(y))·(max r − r_y)
       because each π_s sums to one, so it is read off the mixture sum at recorded iterations;
     * at a recorded iteration the last iterate and the mixture are measured together (one product
@@ -103,19 +103,17 @@ def simulate(rule: ExactRule, game: Game, target, record_iterations: np.ndarray,
     def one_update(_, carry):
         state, mixture_sum, first_bad = carry
         state = rule.update(state, game)
+        mixture_sum = mixture_sum + current_policy(state)
         if locate_nonfinite:
-            mixture_sum = mixture_sum + current_policy(state)
             bad = ~jnp.all(jnp.isfinite(state.log_policy))
             first_bad = jnp.where((first_bad < 0) & bad, state.step, first_bad)
-        else:
-            # + 0·log π_{t+1}: exactly 0 while log π_{t+1} is finite, NaN for good once it is not.
-            mixture_sum = mixture_sum + (current_policy(state) + 0.0 * state.log_policy)
         return state, mixture_sum, first_bad
 
     def segment(carry, length):
         carry = jax.lax.fori_loop(0, length, one_update, carry)
         state, mixture_sum, first_bad = carry
-        seen = first_bad if locate_nonfinite else jnp.where(jnp.all(jnp.isfinite(mixture_sum)), -1, state.step)
+        finite = jnp.all(jnp.isfinite(mixture_sum)) & jnp.all(jnp.isfinite(state.log_policy))
+        seen = first_bad if locate_nonfinite else jnp.where(finite, -1, state.step)
         return carry, (measure(state, mixture_sum), seen)
 
     policy = current_policy(state)
