@@ -57,8 +57,9 @@ def simulate(rule: ExactRule, game: Game, target, record_iterations: np.ndarray,
         ``first_nonfinite`` is the **recorded iteration** that first saw a non-finite value.  That
         loses nothing: a NaN or +inf entry of log π_s makes the normalisation's max-shift NaN, so
         all of π_s and the mixture sum turn NaN for good; a −inf entry (π_s(y) underflowed to 0)
-        persists in log π_{s+1}, because every rule's next log-weights contain log π_s with a
-        positive coefficient (or multiply it by 0, which gives NaN).  ``True``: every step's
+        persists in log π_{s+1}, because the rules' next log-weights contain log π_s with a
+        positive coefficient (or multiply it by 0, which gives NaN), except online IPO's
+        log π_ref + Pπ_s/τ, which is bounded below by log π_ref and so never −inf.  ``True``: every step's
         log-policy is checked and ``first_nonfinite`` is the exact first bad iteration
         (:func:`simulate_grid` re-runs in this mode only when the fast path found something).
 
