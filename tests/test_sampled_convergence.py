@@ -18,6 +18,7 @@ import numpy as np
 
 from sim.sampled.engine import build_iteration
 from sim.sampled.run import build_sampled_inputs
+from rate_fit import slope_and_interval
 from sim.spec import parse_spec
 
 PAIRS = (400, 6400)
@@ -44,15 +45,8 @@ def _distances(game: dict, rule: dict, run: dict, pairs=PAIRS) -> np.ndarray:
     return np.stack(out)
 
 
-def _slope_and_interval(errors: np.ndarray, pairs=PAIRS, draws: int = 2000):
-    log_n = np.log(np.asarray(pairs, float))
-
-    def slope(e):
-        return np.polyfit(log_n, np.log(e.mean(axis=1)), 1)[0]
-
-    rng = np.random.default_rng(0)
-    boot = [slope(errors[:, rng.integers(0, errors.shape[1], errors.shape[1])]) for _ in range(draws)]
-    return slope(errors), np.percentile(boot, [2.5, 97.5])
+def _slope_and_interval(errors: np.ndarray, pairs=PAIRS):
+    return slope_and_interval(errors, pairs)
 
 
 def _assert_root_n(label: str, errors: np.ndarray):

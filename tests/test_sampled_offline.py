@@ -29,6 +29,7 @@ from sim.sampled.engine import build_iteration
 from sim.sampled.offline import offline_exact_proximal
 from sim.sampled.problem import problem_from_arrays
 from sim.sampled.run import build_sampled_inputs
+from rate_fit import slope_and_interval
 from sim.spec import parse_spec
 
 PAIRS = (400, 6400)
@@ -59,15 +60,8 @@ def _one_offline_iteration(game: dict, rule: dict, pairs=PAIRS):
     return np.stack(to_exact), np.stack(to_nash), inputs
 
 
-def _slope_and_interval(errors: np.ndarray, pairs=PAIRS, draws: int = 2000):
-    log_n = np.log(np.asarray(pairs, float))
-
-    def slope(e):
-        return np.polyfit(log_n, np.log(e.mean(axis=1)), 1)[0]
-
-    rng = np.random.default_rng(0)
-    boot = [slope(errors[:, rng.integers(0, errors.shape[1], errors.shape[1])]) for _ in range(draws)]
-    return slope(errors), np.percentile(boot, [2.5, 97.5])
+def _slope_and_interval(errors: np.ndarray, pairs=PAIRS):
+    return slope_and_interval(errors, pairs)
 
 
 def _exact_best_response_to_reference(problems, tau):
