@@ -57,6 +57,7 @@ import jax.numpy as jnp
 from bandits.errors import PrefsimError
 from bandits.oracles import make_pairs
 from sim.game import normalize
+from sim.rules.base import mirror_weights
 from sim.rules.inpo import inpo_eta
 
 #: Values of ``[run] data``.
@@ -140,4 +141,4 @@ def offline_exact_proximal(rule_name: str, parameters: dict, problem, log_policy
     tau = parameters["tau"]
     eta = inpo_eta(parameters.get("eta"), tau, parameters.get("schedule", "constant"), step)
     eta = jnp.asarray(eta, log_policy.dtype)
-    return normalize((1.0 - tau / eta) * log_policy + (tau / eta) * problem.log_reference + reference_rates / eta)
+    return normalize(mirror_weights(log_policy, problem.log_reference, reference_rates, 1.0 / eta, tau))
