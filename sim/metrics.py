@@ -30,23 +30,30 @@ POLICY_METRICS = ("duality_gap", "exploitability", "kl_to_nash", "suboptimality"
 METRIC_COLUMNS = POLICY_METRICS[:4] + ("regret",) + POLICY_METRICS[4:] + tuple(f"{m}_mixture" for m in POLICY_METRICS)
 
 
-def _kl(log_p, log_q):
-    """KL(p‖q) from log-probabilities, with 0·log 0 = 0."""
-    p = jnp.exp(log_p)
-    return jnp.sum(jnp.where(p > 0, p * (log_p - log_q), 0.0))
-
-
 def best_response(game: Game, log_policy, tau):
     """log BR_τ(π) = log softmax(log π_ref + Pπ/τ)."""
     return normalize(game.log_reference + win_rates(game, jnp.exp(log_policy)) / tau)
 
 
+def _gap_from_win_rates(game: Game, policy, log_policy, policy_win_rates, tau):
+    """2τ·KL(π ‖ BR_τ(π)) from π, log π and Pπ (NaN for τ ≤ 0).
+
+    With a = log π_ref + Pπ/τ, log BR_τ(π) = a − logsumexp(a), so
+    KL(π‖BR_τ(π)) = Σ_y π(y)(log π(y) − a_y) + logsumexp(a)  (Σπ = 1; 0·log 0 = 0).
+    """
+    safe_tau = jnp.where(tau > 0, tau, 1.0)
+    exponents = game.log_reference + policy_win_rates / safe_tau
+    largest = jnp.max(exponents, axis=-1)
+    log_normaliser = largest + jnp.log(jnp.sum(jnp.exp(exponents - largest[..., None]), axis=-1))
+    kl = jnp.sum(jnp.where(policy > 0, policy * (log_policy - exponents), 0.0), axis=-1) + log_normaliser
+    # KL ≥ 0; clip rounding (|error| ~ 1e-17) so log-scale plots never see a negative gap.
+    return jnp.where(tau > 0, jnp.maximum(2.0 * safe_tau * kl, 0.0), jnp.nan)
+
+
 def duality_gap(game: Game, log_policy, tau):
     """Regularised duality gap 2τ·KL(π ‖ BR_τ(π)) (NaN for τ ≤ 0)."""
-    safe_tau = jnp.where(tau > 0, tau, 1.0)
-    gap = 2.0 * safe_tau * _kl(log_policy, best_response(game, log_policy, safe_tau))
-    # KL ≥ 0; clip rounding (|error| ~ 1e-17) so log-scale plots never see a negative gap.
-    return jnp.where(tau > 0, jnp.maximum(gap, 0.0), jnp.nan)
+    policy = jnp.exp(log_policy)
+    return _gap_from_win_rates(game, policy, log_policy, win_rates(game, policy), tau)
 
 
 def exploitability(game: Game, log_policy):
@@ -59,19 +66,39 @@ def suboptimality(game: Game, log_policy):
     return jnp.max(game.rewards) - jnp.dot(jnp.exp(log_policy), game.rewards)
 
 
-def policy_metrics(game: Game, log_policy, target):
-    """All per-policy metrics of :data:`POLICY_METRICS` for one policy; ``target`` = π* as probabilities."""
-    policy = jnp.exp(log_policy)
-    log_target = jnp.log(jnp.where(target > 0, target, 1.0))
+def log_target_policy(target):
+    """log π* with 0 where π*(y) = 0 (those arms are masked out of KL(π*‖π))."""
+    return jnp.log(jnp.where(target > 0, target, 1.0))
+
+
+def metrics_from_win_rates(game: Game, policy, log_policy, policy_win_rates, target, log_target):
+    """All of :data:`POLICY_METRICS` for one policy from what a trajectory already holds.
+
+    Args:
+      game: the game (τ = ``game.tau``).
+      policy: π, shape (K,); log_policy: log π (the same policy; the trajectory has both, so no exp).
+      policy_win_rates: Pπ, shape (K,).
+      target: π* as probabilities; log_target: :func:`log_target_policy` of it (computed once per run).
+
+    The formulas of the module docstring; :func:`policy_metrics` is this with π, Pπ and log π*
+    computed from ``log_policy`` and ``target``.  Besides Pπ the cost is one exp and one log of K
+    numbers (the best response's normaliser).
+    """
     return {
-        "duality_gap": duality_gap(game, log_policy, game.tau),
-        "exploitability": exploitability(game, log_policy),
+        "duality_gap": _gap_from_win_rates(game, policy, log_policy, policy_win_rates, game.tau),
+        "exploitability": 2.0 * jnp.max(policy_win_rates) - 1.0,
         # KL ≥ 0; clip rounding (~1e-17 at convergence) as for the gap, so log-scale plots see no negatives
         "kl_to_nash": jnp.maximum(jnp.sum(jnp.where(target > 0, target * (log_target - log_policy), 0.0)), 0.0),
-        "suboptimality": suboptimality(game, log_policy),
+        "suboptimality": jnp.max(game.rewards) - jnp.dot(policy, game.rewards),
         "tv_to_optimum": 0.5 * jnp.sum(jnp.abs(policy - target)),
         "max_log_ratio": jnp.max(jnp.abs(log_policy - game.log_reference)),
     }
+
+
+def policy_metrics(game: Game, log_policy, target):
+    """All per-policy metrics of :data:`POLICY_METRICS` for one policy; ``target`` = π* as probabilities."""
+    policy = jnp.exp(log_policy)
+    return metrics_from_win_rates(game, policy, log_policy, win_rates(game, policy), target, log_target_policy(target))
 
 
 def all_metrics(game: Game, log_policy, log_mixture, regret, target):

@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sim.game import Game
-from sim.metrics import METRIC_COLUMNS, policy_metrics
+from sim.game import Game, win_rates
+from sim.metrics import METRIC_COLUMNS, log_target_policy, metrics_from_win_rates
 from sim.rules.base import ExactRule, current_policy
 
 
@@ -77,7 +77,12 @@ def simulate(rule: ExactRule, game: Game, target, record_iterations: np.ndarray,
     * ``regret`` is not summed per step: Σ_{s<t} (max r − π_s·r) = Σ_y (Σ_{s<t} π_s(y))·(max r − r_y)
       because each π_s sums to one, so it is read off the mixture sum at recorded iterations;
     * at a recorded iteration the last iterate and the mixture are measured together (one product
-      of P with both), so P is read once per recording.
+      of P with both), and the next update reuses Pπ_t from it (``ExactState.win_rates``, read by
+      the rules through :func:`sim.rules.base.current_win_rates`), so a recording costs no extra
+      read of P for every rule whose update starts from Pπ_t (all but Nash-MD, whose opponent is
+      a geometric mixture, optimistic MD, which carries its own leading product, and DPO, which
+      reads rewards); the metrics themselves add one exp and one log of K numbers per policy
+      (:func:`sim.metrics.metrics_from_win_rates`).
     """
     record_iterations = np.asarray(record_iterations)
     segment_lengths = jnp.asarray(np.diff(record_iterations), dtype=jnp.int32)
@@ -86,20 +91,23 @@ def simulate(rule: ExactRule, game: Game, target, record_iterations: np.ndarray,
     dtype = state.log_policy.dtype
     # max r − r_y ≥ 0 per arm (NaN without rewards, so regret is NaN as suboptimality is).
     regret_weights = jnp.max(game.rewards) - game.rewards
+    log_target = log_target_policy(target)
 
     def measure(state, mixture_sum):
-        # mixture_sum = Σ_{s≤t} π_s; Σ_{s<t} π_s = mixture_sum − π_t.
-        count = state.step.astype(dtype) + 1.0
-        log_mixture = jnp.log(mixture_sum / count)
-        earlier_sum = mixture_sum - current_policy(state)
-        both = jax.vmap(lambda log_policy: policy_metrics(game, log_policy, target))(
-            jnp.stack([state.log_policy, log_mixture])
-        )
-        row = {name: values[0] for name, values in both.items()}
-        row.update({f"{name}_mixture": values[1] for name, values in both.items()})
+        """The row of iterate t, and Pπ_t (which the next update reuses)."""
+        # mixture_sum = Σ_{s≤t} π_s, so π̄_t = mixture_sum / (t + 1) and Σ_{s<t} π_s = mixture_sum − π_t.
+        policy = current_policy(state)
+        mixture = mixture_sum / (state.step.astype(dtype) + 1.0)
+        # One product of P with both policies, so P is read once per recording.
+        products = win_rates(game, jnp.stack([policy, mixture], axis=-1))
+        last = metrics_from_win_rates(game, policy, state.log_policy, products[:, 0], target, log_target)
+        mean = metrics_from_win_rates(game, mixture, jnp.log(mixture), products[:, 1], target, log_target)
+        row = dict(last)
+        row.update({f"{name}_mixture": value for name, value in mean.items()})
         # Regret at t = 0 is the empty sum: 0 on a Bradley–Terry game, NaN (does not apply) without rewards.
+        earlier_sum = mixture_sum - policy
         row["regret"] = jnp.where(state.step > 0, jnp.dot(earlier_sum, regret_weights), 0.0 * jnp.sum(regret_weights))
-        return {name: row[name] for name in METRIC_COLUMNS}
+        return {name: row[name] for name in METRIC_COLUMNS}, products[:, 0]
 
     def one_update(_, carry):
         state, mixture_sum, first_bad = carry
@@ -111,15 +119,22 @@ def simulate(rule: ExactRule, game: Game, target, record_iterations: np.ndarray,
         return state, mixture_sum, first_bad
 
     def segment(carry, length):
-        carry = jax.lax.fori_loop(0, length, one_update, carry)
+        state, mixture_sum, first_bad, measured_win_rates = carry
+        # The first update of a segment multiplies P by the iterate just measured: hand it Pπ_t
+        # (ExactState.win_rates), so that a recording costs no extra read of P.  Segments have
+        # length ≥ 1 (recorded iterations are strictly increasing).
+        carry = one_update(0, (state._replace(win_rates=measured_win_rates), mixture_sum, first_bad))
+        carry = jax.lax.fori_loop(1, length, one_update, carry)
         state, mixture_sum, first_bad = carry
         finite = jnp.all(jnp.isfinite(mixture_sum)) & jnp.all(jnp.isfinite(state.log_policy))
         seen = first_bad if locate_nonfinite else jnp.where(finite, -1, state.step)
-        return carry, (measure(state, mixture_sum), seen)
+        row, measured_win_rates = measure(state, mixture_sum)
+        return (state, mixture_sum, first_bad, measured_win_rates), (row, seen)
 
     policy = current_policy(state)
-    first = measure(state, policy)
-    (_, _, first_bad), (rows, seen) = jax.lax.scan(segment, (state, policy, jnp.asarray(-1, jnp.int32)), segment_lengths)
+    first, first_win_rates = measure(state, policy)
+    start = (state, policy, jnp.asarray(-1, jnp.int32), first_win_rates)
+    (_, _, first_bad, _), (rows, seen) = jax.lax.scan(segment, start, segment_lengths)
     metrics = {name: jnp.concatenate([first[name][None], rows[name]]) for name in METRIC_COLUMNS}
     if locate_nonfinite:
         return metrics, first_bad

@@ -602,3 +602,22 @@ def test_carried_policy_is_exp_of_the_log_policy_and_changes_nothing(name, given
     np.testing.assert_allclose(policies.sum(axis=1), 1.0, rtol=1e-14)
     np.testing.assert_allclose(logs_without, logs, rtol=0, atol=1e-12)
     assert np.abs(logs[-1] - logs[0]).max() > 1e-3  # the rule moved, so the comparison means something
+
+
+def test_a_carried_product_is_what_the_update_uses_and_advance_drops_it():
+    # ExactState.win_rates (Pπ_t handed over by the trajectory) replaces the rule's own product: a
+    # deliberately different vector w must give INPO's step with w, and the new state carries none.
+    from sim.rules.base import current_win_rates
+
+    game = _game("random")
+    rule = inpo(eta=0.7, tau=TAU)
+    state = rule.init(game)
+    own = np.asarray(current_win_rates(state, game))
+    np.testing.assert_allclose(own, RANDOM @ RANDOM_REFERENCE, rtol=0, atol=1e-15)
+    other = np.linspace(0.1, 0.9, 5)
+    stepped = rule.update(state._replace(win_rates=jnp.asarray(other)), game)
+    expected = mirror_step(np.log(RANDOM_REFERENCE), np.log(RANDOM_REFERENCE), other, 1 / 0.7, TAU)
+    np.testing.assert_allclose(np.asarray(stepped.log_policy), expected, rtol=0, atol=1e-13)
+    assert stepped.win_rates is None
+    plain = rule.update(state, game)
+    assert np.abs(np.asarray(plain.log_policy) - expected).max() > 1e-3

@@ -283,3 +283,61 @@ def test_an_unknown_compiler_option_falls_back_to_xla_defaults(monkeypatch):
     finally:
         monkeypatch.undo()
         trajectory._cpu_options_supported.cache_clear()
+
+
+RULE_CASES = [
+    ("inpo", {"eta": 1.0}),
+    ("inpo", {"schedule": "theorem4"}),
+    ("mmd", {}),
+    ("nash_md", {}),
+    ("sppo", {}),
+    ("sppo", {"normaliser": "paper"}),
+    ("dno", {}),
+    ("online_ipo", {}),
+    ("extragradient", {}),
+    ("optimistic", {}),
+    ("dpo", {}),
+    ("apo", {"base": "inpo", "eta": 1.0}),
+    ("apo", {"base": "sppo", "schedule": "nesterov"}),
+    ("apo", {"base": "dpo"}),
+]
+
+
+@pytest.mark.parametrize("name, given", RULE_CASES, ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in g.items())}" for n, g in RULE_CASES])
+def test_every_rule_records_what_its_plain_updates_give(name, given):
+    # The trajectory hands the product Pπ_t it computed for a recording to the next update
+    # (ExactState.win_rates) and computes the metrics from π_t, log π_t and Pπ_t.  Against the rule's own
+    # updates with nothing carried (iterate) and every metric written out again in NumPy.
+    from exact_reference import bradley_terry_matrix, iterate
+
+    from sim.rules import build_rule, resolve_parameters
+
+    bradley_terry = name in ("dpo", "apo")
+    rewards = np.array([0.0, 1.0, -0.5, 0.4, 0.2])
+    matrix = bradley_terry_matrix(rewards) if bradley_terry else random_matrix(5, seed=110)
+    reference = random_policy(5, seed=111)
+    game = make_game(matrix, reference, TAU, initial=random_policy(5, seed=112, scale=2.0), rewards=rewards if bradley_terry else None)
+    target = regularised_nash(matrix, reference, TAU)
+    rule = build_rule(name, resolve_parameters(name, given, TAU))
+    record = np.array([0, 1, 2, 3, 7, 12, 30])
+    metrics, first_bad = jax.jit(lambda g, t: simulate(rule, g, t, record))(game, jnp.asarray(target))
+    assert int(first_bad) == -1
+    policies = np.exp(np.asarray(iterate(rule, game, int(record[-1]))))
+    assert np.abs(policies[-1] - policies[0]).max() > 1e-3  # the rule moved
+    for index, t in enumerate(record):
+        policy, mixture = policies[t], policies[: t + 1].mean(axis=0)
+        for suffix, p in (("", policy), ("_mixture", mixture)):
+            expected = {
+                "duality_gap": 2 * TAU * kl(p, best_response(matrix, reference, TAU, p)),
+                "exploitability": 2 * np.max(matrix @ p) - 1,
+                "kl_to_nash": kl(target, p),
+                "tv_to_optimum": 0.5 * np.abs(p - target).sum(),
+                "max_log_ratio": np.abs(np.log(p / reference)).max(),
+            }
+            if bradley_terry:
+                expected["suboptimality"] = rewards.max() - p @ rewards
+            for metric, value in expected.items():
+                assert float(metrics[metric + suffix][index]) == pytest.approx(value, rel=1e-9, abs=1e-13), (metric + suffix, t)
+        if bradley_terry:
+            regret = sum(rewards.max() - policies[s] @ rewards for s in range(t))
+            assert float(metrics["regret"][index]) == pytest.approx(regret, rel=1e-9, abs=1e-13)

@@ -13,13 +13,14 @@ factory when the values are plain numbers.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from bandits.errors import PrefsimError
-from sim.game import Game
+from sim.game import Game, win_rates
 
 
 class ExactState(NamedTuple):
@@ -31,12 +32,17 @@ class ExactState(NamedTuple):
       extra: rule-specific pytree (e.g. APO's previous proximal output), ``()`` if none.
       policy: π_t = exp(log_policy), shape (K,), kept in step by :func:`advance`; ``None`` when a
         caller builds a state from a log-policy alone (then :func:`current_policy` takes the exp).
+      win_rates: Pπ_t, shape (K,), when the caller has already computed it for this very policy
+        (the trajectory does, when it measures a recorded iterate), else ``None``.  Rules read it
+        through :func:`current_win_rates`, so the product is not computed twice; :func:`advance`
+        clears it, since it belongs to π_t and not to π_{t+1}.
     """
 
     log_policy: jax.Array
     step: jax.Array
     extra: Any = ()
     policy: Any = None
+    win_rates: Any = None
 
 
 class ExactRule(NamedTuple):
@@ -63,14 +69,22 @@ def current_policy(state: ExactState) -> jax.Array:
     return jnp.exp(state.log_policy) if state.policy is None else state.policy
 
 
+def current_win_rates(state: ExactState, game: Game) -> jax.Array:
+    """Pπ_t: the carried ``state.win_rates`` when a caller supplied it, else ``game.preference @ π_t``.
+
+    Every rule whose update multiplies P by its current policy does it through this function.
+    """
+    return win_rates(game, current_policy(state)) if state.win_rates is None else state.win_rates
+
+
 def advance(state: ExactState, log_weights: jax.Array, **changes) -> ExactState:
     """The state after one update: π_{t+1} ∝ exp(``log_weights``), t + 1, and any other field changed.
 
     Normalises with :func:`normalize_with_policy`, so the new log-policy and its probabilities come
-    from one ``exp``.
+    from one ``exp``; the carried Pπ_t (``win_rates``) is dropped, as it is not Pπ_{t+1}.
     """
     log_policy, policy = normalize_with_policy(log_weights)
-    return state._replace(log_policy=log_policy, policy=policy, step=state.step + 1, **changes)
+    return state._replace(log_policy=log_policy, policy=policy, step=state.step + 1, win_rates=None, **changes)
 
 
 def is_concrete(value) -> bool:

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import jax
 
-from sim.game import win_rates
-from sim.rules.base import ExactRule, advance, current_policy, initial_state, require_positive
+from sim.rules.base import ExactRule, advance, current_win_rates, initial_state, require_positive
 
 
 def dno(eta=1.0) -> ExactRule:
@@ -22,7 +21,7 @@ def dno(eta=1.0) -> ExactRule:
     require_positive("dno", "eta", eta)
 
     def update(state, game):
-        return advance(state, state.log_policy + win_rates(game, current_policy(state)) / eta)
+        return advance(state, state.log_policy + current_win_rates(state, game) / eta)
 
     return ExactRule("dno", initial_state, update)
 

@@ -19,7 +19,7 @@ from sim.game import win_rates
 from sim.rules.base import (
     ExactRule,
     advance,
-    current_policy,
+    current_win_rates,
     initial_state,
     is_concrete,
     mirror_weights,
@@ -42,7 +42,7 @@ def extragradient(eta=0.5, tau=0.1) -> ExactRule:
 
     def update(state, game):
         log_policy = state.log_policy
-        _, half = normalize_with_policy(mirror_weights(log_policy, game.log_reference, win_rates(game, current_policy(state)), eta, tau))
+        _, half = normalize_with_policy(mirror_weights(log_policy, game.log_reference, current_win_rates(state, game), eta, tau))
         return advance(state, mirror_weights(log_policy, game.log_reference, win_rates(game, half), eta, tau))
 
     return ExactRule("extragradient", initial_state, update)

@@ -19,10 +19,8 @@ Sampled loss (Eq. 7/8, THEORY §A.4): on pairs y, y′ ~ π_t i.i.d. ordered by 
 
 from __future__ import annotations
 
-
 from bandits.errors import PrefsimError
-from sim.game import win_rates
-from sim.rules.base import ExactRule, advance, current_policy, initial_state, is_concrete, mirror_weights, require_positive
+from sim.rules.base import ExactRule, advance, current_win_rates, initial_state, is_concrete, mirror_weights, require_positive
 
 SCHEDULES = ("constant", "theorem4")
 
@@ -57,7 +55,7 @@ def inpo(eta=None, tau=0.1, schedule: str = "constant") -> ExactRule:
 
     def update(state, game):
         step_eta = inpo_eta(eta, tau, schedule, state.step)
-        payoff = win_rates(game, current_policy(state))
+        payoff = current_win_rates(state, game)
         return advance(state, mirror_weights(state.log_policy, game.log_reference, payoff, 1.0 / step_eta, tau))
 
     return ExactRule("inpo", initial_state, update)

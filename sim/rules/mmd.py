@@ -10,9 +10,7 @@ Equivalence: MMD with step η_MMD equals exact INPO with η_INPO = τ + 1/η_MMD
 
 from __future__ import annotations
 
-
-from sim.game import win_rates
-from sim.rules.base import ExactRule, advance, current_policy, initial_state, require_nonnegative, require_positive
+from sim.rules.base import ExactRule, advance, current_win_rates, initial_state, require_nonnegative, require_positive
 
 
 def mmd(eta=1.0, tau=0.1) -> ExactRule:
@@ -21,7 +19,7 @@ def mmd(eta=1.0, tau=0.1) -> ExactRule:
     require_nonnegative("mmd", "tau", tau)
 
     def update(state, game):
-        payoff = win_rates(game, current_policy(state))
+        payoff = current_win_rates(state, game)
         return advance(state, (state.log_policy + eta * tau * game.log_reference + eta * payoff) / (1.0 + eta * tau))
 
     return ExactRule("mmd", initial_state, update)

@@ -10,9 +10,7 @@ which is INPO with η = τ.  It converges iff ω_max < τ and cycles otherwise (
 
 from __future__ import annotations
 
-
-from sim.game import win_rates
-from sim.rules.base import ExactRule, advance, current_policy, initial_state, require_positive
+from sim.rules.base import ExactRule, advance, current_win_rates, initial_state, require_positive
 
 
 def online_ipo(tau=0.1) -> ExactRule:
@@ -20,7 +18,7 @@ def online_ipo(tau=0.1) -> ExactRule:
     require_positive("online_ipo", "tau", tau)
 
     def update(state, game):
-        return advance(state, game.log_reference + win_rates(game, current_policy(state)) / tau)
+        return advance(state, game.log_reference + current_win_rates(state, game) / tau)
 
     return ExactRule("online_ipo", initial_state, update)
 

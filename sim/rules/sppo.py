@@ -21,8 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from bandits.errors import PrefsimError
-from sim.game import win_rates
-from sim.rules.base import ExactRule, advance, current_policy, initial_state, require_positive
+from sim.rules.base import ExactRule, advance, current_win_rates, initial_state, require_positive
 
 NORMALISERS = ("exact", "paper")
 _INNER_NEWTON_STEPS = 12
@@ -106,7 +105,7 @@ def sppo(eta=1.0, normaliser: str = "exact") -> ExactRule:
         raise PrefsimError(f"rule sppo: unknown normaliser {normaliser!r}; choose exact or paper.")
 
     def update(state, game):
-        payoff = win_rates(game, current_policy(state))
+        payoff = current_win_rates(state, game)
         if normaliser == "exact":
             return advance(state, state.log_policy + eta * payoff)
         return advance(state, solve_paper_target(state.log_policy, eta * (payoff - 0.5)))

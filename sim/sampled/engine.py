@@ -41,7 +41,7 @@ import optax
 
 from bandits.errors import PrefsimError
 from bandits.oracles import make_pairs, mixture_opponent_pairs
-from sim.metrics import METRIC_COLUMNS, all_metrics, suboptimality
+from sim.metrics import all_metrics, suboptimality
 from sim.rules import build_rule
 from sim.rules.apo import extrapolation_weight
 from sim.rules.base import ExactState
