@@ -66,6 +66,8 @@ ETA = 1.0
 TAU = 0.1
 #: Cases with at least this many arms also measure the matrix–vector bandwidth limit.
 BANDWIDTH_ARMS = 2000
+#: Each repeat times prefsim and bare for at least this long each (several calls for short cases).
+MIN_BLOCK_S = 1.0
 
 TARGETS = {
     "speedup_vs_numpy_at_K_le_100": 3.0,
@@ -310,15 +312,29 @@ def run_case(arms, seeds, iterations, repeats, say=print):
     times = {"prefsim": [], "bare": [], "numpy": []}
     limits = []  # per repeat, for K ≥ BANDWIDTH_ARMS: the machine's P·v bandwidth right then
     numpy_final = None
-    for _ in range(repeats):
+    # One call of a short case (K = 10: ~0.15 s) varies by ±30% from call to call on this shared VM,
+    # so each repeat times prefsim and bare over a block of ≥ MIN_BLOCK_S each: `calls` pairs,
+    # back to back, the order flipping from pair to pair so that neither always runs second.
+    steady = _time(prefsim_call)[0]
+    calls = max(1, int(np.ceil(MIN_BLOCK_S / steady)))
+    per_repeat = {"prefsim": [], "bare": []}
+    functions = {"prefsim": prefsim_call, "bare": bare_call}
+    for repeat in range(repeats):
         seconds, numpy_final = _time(numpy_call)
         times["numpy"].append(seconds)
-        times["prefsim"].append(_time(prefsim_call)[0])
-        times["bare"].append(_time(bare_call)[0])
+        block = {"prefsim": [], "bare": []}
+        for call in range(calls):
+            order = ("prefsim", "bare") if (repeat * calls + call) % 2 == 0 else ("bare", "prefsim")
+            for name in order:
+                block[name].append(_time(functions[name])[0])
+        for name, values in block.items():
+            times[name].extend(values)
+            per_repeat[name].append(float(np.mean(values)))
         if arms >= BANDWIDTH_ARMS:
             limits.append(matrix_vector_bandwidth(preference, repeats=3))
     best = {name: min(values) for name, values in times.items()}
-    paired = {name: np.asarray(values) for name, values in times.items()}
+    # Per repeat: NumPy's one call, and prefsim's and bare's mean over the repeat's block.
+    paired = {"numpy": np.asarray(times["numpy"]), **{name: np.asarray(values) for name, values in per_repeat.items()}}
 
     # Independent NumPy trajectory with every metric column (checks prefsim; timed once).
     numpy_metrics_seconds, numpy_metrics = _time(
@@ -336,15 +352,18 @@ def run_case(arms, seeds, iterations, repeats, say=print):
         "recorded_iterations": len(record),
         "setup_s": setup,
         "repeats": repeats,
+        "calls_per_repeat": calls,
         "prefsim": {
             **_rate_block(best["prefsim"], arms, seeds, iterations),
             "seconds_all": times["prefsim"],
+            "seconds_per_repeat": per_repeat["prefsim"],
             "first_call_s": first_prefsim,
             "compile_s": max(first_prefsim - best["prefsim"], 0.0),
         },
         "bare": {
             **_rate_block(best["bare"], arms, seeds, iterations),
             "seconds_all": times["bare"],
+            "seconds_per_repeat": per_repeat["bare"],
             "first_call_s": first_bare,
             "compile_s": max(first_bare - best["bare"], 0.0),
         },
@@ -369,8 +388,9 @@ def run_case(arms, seeds, iterations, repeats, say=print):
         limit = max(limits, key=lambda entry: entry["limit_bytes_per_s"])
         repeat_limits = np.asarray([entry["limit_bytes_per_s"] for entry in limits])
         needed = preference.nbytes * iterations  # each update reads P once
-        # Reads of P prefsim actually makes: one per update plus one per recorded iteration.
-        with_metrics = preference.nbytes * (iterations + len(record))
+        # Reads of P prefsim actually makes: one per update, plus the last recording's (each recording
+        # reads P once for π_t and π̄_t, and the update after it reuses Pπ_t instead of reading P).
+        with_metrics = preference.nbytes * (iterations + 1)
         limit["limit_bytes_per_s_per_repeat"] = repeat_limits.tolist()
         limit["prefsim_fraction"] = float(np.median(needed / paired["prefsim"] / repeat_limits))
         limit["bare_fraction"] = float(np.median(needed / paired["bare"] / repeat_limits))
@@ -578,7 +598,7 @@ def markdown(report):
             "the table shows the best) and the fraction the updates reach (median over repeats against that "
             "repeat's bandwidth), counting one read of P per update:",
             "",
-            "| K | P (MB) | NumPy P·v (GB/s) | JAX P·v (GB/s) | prefsim | bare | prefsim, counting its metric reads |",
+            "| K | P (MB) | NumPy P·v (GB/s) | JAX P·v (GB/s) | prefsim | bare | prefsim, counting all its reads of P (T + 1) |",
             "|---|---|---|---|---|---|---|",
         ]
         for c in bandwidth_cases:
@@ -613,12 +633,12 @@ def markdown(report):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small cases, well under a minute (a smoke run)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per variant (default 5, at most 3 for K = 10000; quick 2)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per variant (default 7, at most 3 for K = 10000; quick 2)")
     parser.add_argument("--out", type=Path, default=None, help="output stem (default benchmarks/results/exact_updates_cpu[_quick])")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     cases = QUICK_CASES if args.quick else FULL_CASES
-    repeats = args.repeats or (2 if args.quick else 5)
+    repeats = args.repeats or (2 if args.quick else 7)
     out = args.out or ROOT / "benchmarks" / "results" / ("exact_updates_cpu_quick" if args.quick else "exact_updates_cpu")
 
     machine = machine_info()

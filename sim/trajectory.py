@@ -98,16 +98,19 @@ def simulate(rule: ExactRule, game: Game, target, record_iterations: np.ndarray,
         # mixture_sum = Σ_{s≤t} π_s, so π̄_t = mixture_sum / (t + 1) and Σ_{s<t} π_s = mixture_sum − π_t.
         policy = current_policy(state)
         mixture = mixture_sum / (state.step.astype(dtype) + 1.0)
-        # One product of P with both policies, so P is read once per recording.
-        products = win_rates(game, jnp.stack([policy, mixture], axis=-1))
-        last = metrics_from_win_rates(game, policy, state.log_policy, products[:, 0], target, log_target)
-        mean = metrics_from_win_rates(game, mixture, jnp.log(mixture), products[:, 1], target, log_target)
+        # One product of P with both policies, so P is read once per recording: (Pπ)_j = Σ_k π_k P_jk for
+        # the two rows [π_t; π̄_t], written as a contraction of the rows' last axis with P's second,
+        # so that with seeds vmapped it is one (2S, K)·Pᵀ dot in the layout the arrays already have
+        # (P @ [π_t, π̄_t] makes XLA transpose both operands and the result at every recording).
+        products = jax.lax.dot_general(jnp.stack([policy, mixture]), game.preference, (((1,), (1,)), ((), ())))
+        last = metrics_from_win_rates(game, policy, state.log_policy, products[0], target, log_target)
+        mean = metrics_from_win_rates(game, mixture, jnp.log(mixture), products[1], target, log_target)
         row = dict(last)
         row.update({f"{name}_mixture": value for name, value in mean.items()})
         # Regret at t = 0 is the empty sum: 0 on a Bradley–Terry game, NaN (does not apply) without rewards.
         earlier_sum = mixture_sum - policy
         row["regret"] = jnp.where(state.step > 0, jnp.dot(earlier_sum, regret_weights), 0.0 * jnp.sum(regret_weights))
-        return {name: row[name] for name in METRIC_COLUMNS}, products[:, 0]
+        return {name: row[name] for name in METRIC_COLUMNS}, products[0]
 
     def one_update(_, carry):
         state, mixture_sum, first_bad = carry

@@ -5,7 +5,9 @@ the current log-policy ``log_policy`` (normalised), the number of updates done `
 else the rule needs in ``extra`` (a pytree; ``()`` when nothing), and ``policy`` = exp(log_policy)
 as probabilities.  Rules finish an update with :func:`advance`, which normalises the new log-weights
 and returns both forms from one ``exp``; the next update (for P·π_t) and the trajectory's running
-mixture read ``policy`` instead of exponentiating again (one exp per step instead of three).  Numeric
+mixture read ``policy`` instead of exponentiating again (one exp per step instead of three).  A
+caller that has already multiplied P by π_t (the trajectory, at a recorded iteration) hands the
+product over in ``win_rates``; rules read Pπ_t through :func:`current_win_rates`.  Numeric
 hyper-parameters are closed over by the factory that builds the rule; they may be JAX tracers, so a
 whole grid of values is one ``vmap``.  Validation of concrete values (η > τ, …) happens in the
 factory when the values are plain numbers.
