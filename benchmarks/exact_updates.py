@@ -369,7 +369,7 @@ def run_case(arms, seeds, iterations, repeats, say=print):
         },
         "numpy": {**_rate_block(best["numpy"], arms, seeds, iterations), "seconds_all": times["numpy"]},
         "numpy_checker_seconds": numpy_metrics_seconds,
-        # Ratios: median over repeats of the ratio of the adjacent timings of one repeat (paired), so
+        # Ratios: median over repeats of the ratio of the adjacent timings (blocks) of one repeat (paired), so
         # that the slow drifts of a shared machine cancel; the best-of ratios are kept for reference.
         "speedup_prefsim_vs_numpy": float(np.median(paired["numpy"] / paired["prefsim"])),
         "speedup_bare_vs_numpy": float(np.median(paired["numpy"] / paired["bare"])),
@@ -568,14 +568,15 @@ def markdown(report):
         f"OPENBLAS_CORETYPE={blas.get('OPENBLAS_CORETYPE')}). float64 throughout. "
         f"Command: `{report['command']}`.",
         "",
-        "updates/s = seeds × T / seconds (best of the repeats); GFLOP/s counts the products with P only "
+        "updates/s = seeds × T / seconds (best single call); GFLOP/s counts the products with P only "
         "(2·K²·S·T). prefsim = `simulate_grid` with every metric recorded at the default log-spaced "
         "iterations; bare = jitted scan of `rule.update` only; NumPy = the same update vectorised over "
         "seeds (one `Π @ Pᵀ` per step). Compile = first call − steady state. Ratios (÷ NumPy, metric "
         "overhead, bandwidth fractions) are the **median over repeats of the ratio within one repeat**: "
-        "each repeat times NumPy, prefsim and bare back to back (and, for K ≥ 2000, P·v), so the slow "
-        "drifts of this shared machine cancel in the ratio; best-of ratios are in the JSON "
-        "(`best_of_ratios`).",
+        "each repeat times NumPy once, then prefsim and bare back to back in flipping order over a block "
+        "of ≥ 1 s each (several calls for the short cases; `calls_per_repeat` in the JSON), and for "
+        "K ≥ 2000 P·v, so the slow drifts of this shared machine cancel in the ratio; best-of ratios are in "
+        "the JSON (`best_of_ratios`).",
         "",
         "| K | seeds | T | prefsim updates/s | GFLOP/s | bare updates/s | NumPy updates/s | prefsim ÷ NumPy "
         "| bare ÷ NumPy | metric overhead | compile (s) | agrees with NumPy | P as one matmul |",

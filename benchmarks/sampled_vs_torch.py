@@ -30,7 +30,6 @@ Speed-ups are torch time / prefsim run time.  Results: ``benchmarks/results/samp
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sim.game import Game, win_rates
+from sim.game import Game
 from sim.metrics import METRIC_COLUMNS, log_target_policy, metrics_from_win_rates
 from sim.rules.base import ExactRule, current_policy
 
