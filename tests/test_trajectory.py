@@ -341,3 +341,32 @@ def test_every_rule_records_what_its_plain_updates_give(name, given):
         if bradley_terry:
             regret = sum(rewards.max() - policies[s] @ rewards for s in range(t))
             assert float(metrics["regret"][index]) == pytest.approx(regret, rel=1e-9, abs=1e-13)
+
+
+def test_few_policies_on_a_large_shared_p_take_the_column_product_and_agree(monkeypatch):
+    # shared_win_rates multiplies P by few policies of many arms as columns, (P·Πᵀ)ᵀ behind an
+    # optimisation barrier; everything else as XLA's (N, K)·Pᵀ.  Both must give the same run.
+    import sim.trajectory as trajectory
+    from sim.spec import parse_spec
+
+    spec = {
+        "iterations": 30,
+        "seeds": 3,
+        "game": {"kind": "cyclic", "arms": 600, "tau": 0.1, "initial": "random"},
+        "rule": [{"name": "inpo", "eta": [0.5, 1.0]}, {"name": "extragradient"}, {"name": "apo", "base": "sppo"}],
+    }
+    games, game_axes, _, _ = run_module.build_games(parse_spec(spec), jnp.float64)
+    assert game_axes.preference is None  # one P shared by the seeds
+    policies = jax.nn.softmax(jax.random.normal(jax.random.PRNGKey(0), (3, 600)))
+    product = jax.jit(jax.vmap(lambda p: trajectory.shared_win_rates(games.preference, p[None])[0]))
+    assert "optimization_barrier" in product.lower(policies).as_text()
+    np.testing.assert_allclose(product(policies), policies @ games.preference.T, rtol=1e-13, atol=1e-15)
+    columns = sim.run(spec)
+    monkeypatch.setattr(trajectory, "MEMORY_BOUND_ARMS", 10**9)
+    trajectory._COMPILED.clear()
+    fresh = jax.jit(jax.vmap(lambda p: trajectory.shared_win_rates(games.preference, p[None])[0]))
+    assert "optimization_barrier" not in fresh.lower(policies).as_text()
+    rows = sim.run(spec)
+    trajectory._COMPILED.clear()
+    for column in METRIC_COLUMNS:
+        np.testing.assert_allclose(columns[column], rows[column], rtol=1e-12, atol=1e-15, err_msg=column)
