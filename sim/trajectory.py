@@ -1,12 +1,12 @@
 """A whole exact trajectory as one jitted ``lax.scan``, vmapped over seeds and a parameter grid.
 
 :func:`simulate` runs one rule on one game: an outer ``scan`` over the recorded iterations with an
-inner ``fori_loop`` over the updates between two recordings, so metrics (two products with P) are
-paid only at recorded iterations while the per-step bookkeeping (running mixture, regret, finiteness)
+inner ``fori_loop`` over the updates between two recordings, so metrics (one product of P with the
+last iterate and the mixture, which the next update reuses) are paid only at recorded iterations while the per-step bookkeeping (running mixture, regret, finiteness)
 costs O(K).  :func:`simulate_grid` vmaps it over seeds (inner) and over the values of swept
 parameters (outer).  A game leaf shared by all seeds (e.g. P) is not batched, so S policies multiply
-one P as a matrix product.  When several devices are visible the seed axis is sharded over them with
-``jax.sharding`` (e.g. ``XLA_FLAGS=--xla_force_host_platform_device_count=2`` on a CPU, or a multi-GPU
+one P as a matrix product (:func:`shared_win_rates` picks its form).  When several devices are
+visible the seed axis is sharded over them with ``jax.sharding`` (e.g. ``XLA_FLAGS=--xla_force_host_platform_device_count=2`` on a CPU, or a multi-GPU
 host) and the same code runs unchanged.
 """
 
