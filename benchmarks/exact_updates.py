@@ -54,8 +54,7 @@ import sim  # noqa: E402,F401  (turns on float64)
 from sim.metrics import METRIC_COLUMNS  # noqa: E402
 from sim.rules import build_rule  # noqa: E402
 from sim.spec import parse_spec  # noqa: E402
-from sim.rules.base import current_policy  # noqa: E402
-from sim.trajectory import _compiled, compiler_options, default_record_iterations, shared_win_rates, simulate_grid  # noqa: E402
+from sim.trajectory import _compiled, compiler_options, default_record_iterations, simulate_grid, update_with_shared_product  # noqa: E402
 
 run_module = importlib.import_module("sim.run")
 
@@ -215,16 +214,15 @@ def bare_update_function(rule, game_axes, iterations, arms):
     """jit(vmap over seeds of a plain ``lax.scan`` of ``rule.update``): the update with no metrics.
 
     Compiled with the same XLA options as the trajectory (:func:`sim.trajectory.compiler_options`),
-    and with P·π_t computed as the trajectory computes it (:func:`sim.trajectory.shared_win_rates`),
+    and stepping as the trajectory does (:func:`sim.trajectory.update_with_shared_product`),
     so that the metric overhead measures the metrics and nothing else.
     """
 
-    def step(state, game):
-        products = shared_win_rates(game.preference, current_policy(state)[None])[0]
-        return rule.update(state._replace(win_rates=products), game)
-
     def one(game):
-        state, _ = jax.lax.scan(lambda state, _: (step(state, game), None), rule.init(game), None, length=iterations)
+        def step(state, _):
+            return update_with_shared_product(rule, state, game), None
+
+        state, _ = jax.lax.scan(step, rule.init(game), None, length=iterations)
         return state.log_policy
 
     return jax.jit(jax.vmap(one, in_axes=(game_axes,)), compiler_options=compiler_options(arms))

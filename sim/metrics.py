@@ -23,6 +23,7 @@ Definitions (π a policy, τ the game's regularisation, π_ref the reference):
 from __future__ import annotations
 
 import jax.numpy as jnp
+from jax.scipy.special import logsumexp
 
 from sim.game import Game, normalize, win_rates
 
@@ -43,9 +44,7 @@ def _gap_from_win_rates(game: Game, policy, log_policy, policy_win_rates, tau):
     """
     safe_tau = jnp.where(tau > 0, tau, 1.0)
     exponents = game.log_reference + policy_win_rates / safe_tau
-    largest = jnp.max(exponents, axis=-1)
-    log_normaliser = largest + jnp.log(jnp.sum(jnp.exp(exponents - largest[..., None]), axis=-1))
-    kl = jnp.sum(jnp.where(policy > 0, policy * (log_policy - exponents), 0.0), axis=-1) + log_normaliser
+    kl = jnp.sum(jnp.where(policy > 0, policy * (log_policy - exponents), 0.0), axis=-1) + logsumexp(exponents, axis=-1)
     # KL ≥ 0; clip rounding (|error| ~ 1e-17) so log-scale plots never see a negative gap.
     return jnp.where(tau > 0, jnp.maximum(2.0 * safe_tau * kl, 0.0), jnp.nan)
 

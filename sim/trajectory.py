@@ -2,12 +2,13 @@
 
 :func:`simulate` runs one rule on one game: an outer ``scan`` over the recorded iterations with an
 inner ``fori_loop`` over the updates between two recordings, so metrics (one product of P with the
-last iterate and the mixture, which the next update reuses) are paid only at recorded iterations while the per-step bookkeeping (running mixture, regret, finiteness)
-costs O(K).  :func:`simulate_grid` vmaps it over seeds (inner) and over the values of swept
-parameters (outer).  A game leaf shared by all seeds (e.g. P) is not batched, so S policies multiply
-one P as a matrix product (:func:`shared_win_rates` picks its form).  When several devices are
-visible the seed axis is sharded over them with ``jax.sharding`` (e.g. ``XLA_FLAGS=--xla_force_host_platform_device_count=2`` on a CPU, or a multi-GPU
-host) and the same code runs unchanged.
+last iterate and the mixture, which the next update reuses) are paid only at recorded iterations
+while the per-step bookkeeping (running mixture, regret, finiteness) costs O(K).
+:func:`simulate_grid` vmaps it over seeds (inner) and over the values of swept parameters (outer).
+A game leaf shared by all seeds (e.g. P) is not batched, so S policies multiply one P as a matrix
+product (:func:`shared_win_rates` picks its form).  When several devices are visible the seed axis
+is sharded over them with ``jax.sharding`` (e.g. ``XLA_FLAGS=--xla_force_host_platform_device_count=2``
+on a CPU, or a multi-GPU host) and the same code runs unchanged.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 
 from sim.game import Game
 from sim.metrics import METRIC_COLUMNS, log_target_policy, metrics_from_win_rates
-from sim.rules.base import ExactRule, current_policy
+from sim.rules.base import ExactRule, ExactState, current_policy
 
 
 #: When at most this many policies share one P ...
@@ -64,6 +65,18 @@ def _shared_win_rates_vmap(axis_size, in_batched, preference, policies):
     else:
         products = _rows_times_transposed_preference(rows, preference)
     return products.reshape(policies.shape), True
+
+
+def update_with_shared_product(rule: ExactRule, state: ExactState, game: Game, win_rates=None) -> ExactState:
+    """One ``rule.update`` with Pπ_t handed over in ``state.win_rates``.
+
+    ``win_rates`` is Pπ_t when the caller already has it (a recording's product), else it is computed
+    here by :func:`shared_win_rates`.  XLA drops that product for rules that do not read it (Nash-MD,
+    optimistic MD, DPO).  The trajectory's updates and the benchmark's bare scan both step this way.
+    """
+    if win_rates is None:
+        win_rates = shared_win_rates(game.preference, current_policy(state)[None])[0]
+    return rule.update(state._replace(win_rates=win_rates), game)
 
 
 def default_record_iterations(iterations: int, record_every: int | None = None) -> np.ndarray:
@@ -154,11 +167,7 @@ def simulate(rule: ExactRule, game: Game, target, record_iterations: np.ndarray,
 
     def one_update(_, carry, measured_win_rates=None):
         state, mixture_sum, first_bad = carry
-        if measured_win_rates is None:
-            # Pπ_t in the form that suits the shapes (shared_win_rates); XLA drops it for rules that do
-            # not read it (Nash-MD, optimistic MD, DPO).
-            measured_win_rates = shared_win_rates(game.preference, current_policy(state)[None])[0]
-        state = rule.update(state._replace(win_rates=measured_win_rates), game)
+        state = update_with_shared_product(rule, state, game, measured_win_rates)
         mixture_sum = mixture_sum + current_policy(state)
         if locate_nonfinite:
             bad = ~jnp.all(jnp.isfinite(state.log_policy))

@@ -45,13 +45,9 @@ def _distances(game: dict, rule: dict, run: dict, pairs=PAIRS) -> np.ndarray:
     return np.stack(out)
 
 
-def _slope_and_interval(errors: np.ndarray, pairs=PAIRS):
-    return slope_and_interval(errors, pairs)
-
-
 def _assert_root_n(label: str, errors: np.ndarray):
     assert np.all(np.isfinite(errors)), label
-    fitted, (low, high) = _slope_and_interval(errors)
+    fitted, (low, high) = slope_and_interval(errors, PAIRS)
     assert low <= -0.5 <= high, f"{label}: slope {fitted:.3f}, 95% CI [{low:.3f}, {high:.3f}] excludes −1/2"
     assert high - low < 0.4, f"{label}: slope CI [{low:.3f}, {high:.3f}] too wide to test anything"
     assert errors[-1].mean() < 0.1, f"{label}: error at N = {PAIRS[-1]} is {errors[-1].mean():.3g}"
@@ -101,6 +97,6 @@ def test_dno_exact_win_rates_is_exact_at_any_n_and_one_comparison_labels_are_bia
     exact = _distances(RANDOM_GAME, rule, {"policy": "tabular", "learning_rate": 4.0, "pair_scheme": "exact_win_rates"}, pairs=(400,))
     assert exact.max() < 1e-6
     biased = _distances(RANDOM_GAME, rule, {"policy": "tabular", "learning_rate": 4.0})
-    fitted, _ = _slope_and_interval(biased)
+    fitted, _ = slope_and_interval(biased, PAIRS)
     assert fitted > -0.2, f"biased DNO should plateau, slope {fitted:.3f}"
     assert biased[-1].mean() > 0.05

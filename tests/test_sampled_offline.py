@@ -60,10 +60,6 @@ def _one_offline_iteration(game: dict, rule: dict, pairs=PAIRS):
     return np.stack(to_exact), np.stack(to_nash), inputs
 
 
-def _slope_and_interval(errors: np.ndarray, pairs=PAIRS):
-    return slope_and_interval(errors, pairs)
-
-
 def _exact_best_response_to_reference(problems, tau):
     """max_y |log BR_τ(π_ref)(y) − log π*_τ(y)| per seed, from the (possibly shared) problems (NumPy)."""
     preference = np.asarray(problems.preference).reshape(-1, *problems.preference.shape[-2:])
@@ -81,7 +77,7 @@ CYCLE = {"kind": "cyclic", "arms": 3, "strength": 1.0, "tau": 0.2, "reference": 
 def test_offline_ipo_minimiser_approaches_best_response_to_reference_at_root_n():
     to_br, to_nash, _ = _one_offline_iteration(RANDOM_GAME, {"name": "online_ipo", "tau": TAU})
     assert np.all(np.isfinite(to_br)) and np.all(np.isfinite(to_nash))
-    fitted, (low, high) = _slope_and_interval(to_br)
+    fitted, (low, high) = slope_and_interval(to_br, PAIRS)
     assert low <= -0.5 <= high, f"slope {fitted:.3f}, 95% CI [{low:.3f}, {high:.3f}] excludes −1/2"
     assert high - low < 0.4, f"slope CI [{low:.3f}, {high:.3f}] too wide to test anything"
     assert to_br[-1].mean() < 0.1
@@ -101,7 +97,7 @@ def test_offline_inpo_from_a_random_policy_approaches_its_offline_counterpart_at
     # π_0 random ≠ π_ref, so the offline counterpart (Pπ_ref inside) differs from the online INPO step (Pπ_0)
     game = {**RANDOM_GAME, "initial": "random"}
     to_exact, _, _ = _one_offline_iteration(game, {"name": "inpo", "eta": 2.0, "tau": TAU})
-    fitted, (low, high) = _slope_and_interval(to_exact)
+    fitted, (low, high) = slope_and_interval(to_exact, PAIRS)
     assert low <= -0.5 <= high, f"slope {fitted:.3f}, 95% CI [{low:.3f}, {high:.3f}] excludes −1/2"
     assert high - low < 0.4
     assert to_exact[-1].mean() < 0.05

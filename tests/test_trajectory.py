@@ -21,6 +21,17 @@ run_module = importlib.import_module("sim.run")
 TAU = 0.2
 
 
+def _numpy_policy_metrics(matrix, reference, target, p):
+    """The metrics of policy ``p`` that apply to every game, written out in NumPy (τ = TAU)."""
+    return {
+        "duality_gap": 2 * TAU * kl(p, best_response(matrix, reference, TAU, p)),
+        "exploitability": 2 * np.max(matrix @ p) - 1,
+        "kl_to_nash": kl(target, p),
+        "tv_to_optimum": 0.5 * np.abs(p - target).sum(),
+        "max_log_ratio": np.abs(np.log(p / reference)).max(),
+    }
+
+
 def test_simulate_equals_a_plain_numpy_loop():
     matrix = random_matrix(4, seed=100)
     reference = random_policy(4, seed=101)
@@ -43,13 +54,7 @@ def test_simulate_equals_a_plain_numpy_loop():
     for index, t in enumerate(record):
         policy, mixture = policies[t], policies[: t + 1].mean(axis=0)
         for suffix, p in (("", policy), ("_mixture", mixture)):
-            expected = {
-                "duality_gap": 2 * TAU * kl(p, best_response(matrix, reference, TAU, p)),
-                "exploitability": 2 * np.max(matrix @ p) - 1,
-                "kl_to_nash": kl(target, p),
-                "tv_to_optimum": 0.5 * np.abs(p - target).sum(),
-                "max_log_ratio": np.abs(np.log(p / reference)).max(),
-            }
+            expected = _numpy_policy_metrics(matrix, reference, target, p)
             for name, value in expected.items():
                 assert float(metrics[name + suffix][index]) == pytest.approx(value, rel=1e-9, abs=1e-13), (name + suffix, t)
             assert np.isnan(float(metrics["suboptimality" + suffix][index]))
@@ -327,13 +332,7 @@ def test_every_rule_records_what_its_plain_updates_give(name, given):
     for index, t in enumerate(record):
         policy, mixture = policies[t], policies[: t + 1].mean(axis=0)
         for suffix, p in (("", policy), ("_mixture", mixture)):
-            expected = {
-                "duality_gap": 2 * TAU * kl(p, best_response(matrix, reference, TAU, p)),
-                "exploitability": 2 * np.max(matrix @ p) - 1,
-                "kl_to_nash": kl(target, p),
-                "tv_to_optimum": 0.5 * np.abs(p - target).sum(),
-                "max_log_ratio": np.abs(np.log(p / reference)).max(),
-            }
+            expected = _numpy_policy_metrics(matrix, reference, target, p)
             if bradley_terry:
                 expected["suboptimality"] = rewards.max() - p @ rewards
             for metric, value in expected.items():

@@ -6,8 +6,8 @@ else the rule needs in ``extra`` (a pytree; ``()`` when nothing), and ``policy``
 as probabilities.  Rules finish an update with :func:`advance`, which normalises the new log-weights
 and returns both forms from one ``exp``; the next update (for P·π_t) and the trajectory's running
 mixture read ``policy`` instead of exponentiating again (one exp per step instead of three).  A
-caller that has already multiplied P by π_t (the trajectory, at a recorded iteration) hands the
-product over in ``win_rates``; rules read Pπ_t through :func:`current_win_rates`.  Numeric
+caller that has already multiplied P by π_t (the trajectory, for every update) hands the product
+over in ``win_rates``; rules read Pπ_t through :func:`current_win_rates`.  Numeric
 hyper-parameters are closed over by the factory that builds the rule; they may be JAX tracers, so a
 whole grid of values is one ``vmap``.  Validation of concrete values (η > τ, …) happens in the
 factory when the values are plain numbers.
@@ -35,7 +35,7 @@ class ExactState(NamedTuple):
       policy: π_t = exp(log_policy), shape (K,), kept in step by :func:`advance`; ``None`` when a
         caller builds a state from a log-policy alone (then :func:`current_policy` takes the exp).
       win_rates: Pπ_t, shape (K,), when the caller has already computed it for this very policy
-        (the trajectory does, when it measures a recorded iterate), else ``None``.  Rules read it
+        (the trajectory does, in the form that suits the shapes), else ``None``.  Rules read it
         through :func:`current_win_rates`, so the product is not computed twice; :func:`advance`
         clears it, since it belongs to π_t and not to π_{t+1}.
     """
