@@ -60,7 +60,7 @@ class GameSpec:
     """Initial policy π_0: ``reference`` (π_ref, as in the papers) or ``random`` (softmax of
     N(0, 1) logits, drawn per seed)."""
 
-    def validate(self) -> "GameSpec":
+    def validate(self) -> GameSpec:
         """Check the fields that can be checked without building the game."""
         if self.kind not in GAME_KINDS:
             raise PrefsimError(f"game.kind: unknown kind {self.kind!r}; choose one of {', '.join(GAME_KINDS)}.")
@@ -70,24 +70,26 @@ class GameSpec:
                 f"choose one of {', '.join(RANDOM_CONSTRUCTIONS)}."
             )
         if self.initial not in ("reference", "random"):
-            raise PrefsimError(f"game.initial: must be \"reference\" or \"random\", got {self.initial!r}.")
+            raise PrefsimError(f'game.initial: must be "reference" or "random", got {self.initial!r}.')
         if not _is_number(self.tau) or self.tau < 0:
             raise PrefsimError(f"game.tau: the regularisation must be a number ≥ 0, got {self.tau!r}.")
         if self.kind == "matrix" and self.preference is None:
-            raise PrefsimError("game.preference: kind = \"matrix\" needs a K×K preference matrix.")
+            raise PrefsimError('game.preference: kind = "matrix" needs a K×K preference matrix.')
         if self.kind == "bradley_terry" and self.rewards is None:
-            raise PrefsimError("game.rewards: kind = \"bradley_terry\" needs a list of rewards or \"random\".")
-        if self.arms is not None and (isinstance(self.arms, bool) or not isinstance(self.arms, (int, np.integer)) or self.arms < 2):
+            raise PrefsimError('game.rewards: kind = "bradley_terry" needs a list of rewards or "random".')
+        if self.arms is not None and (
+            isinstance(self.arms, bool) or not isinstance(self.arms, (int, np.integer)) or self.arms < 2
+        ):
             raise PrefsimError(f"game.arms: expected an integer ≥ 2, got {self.arms!r}.")
         if self.kind in ("cyclic", "random") and self.arms is None:
-            raise PrefsimError(f"game.arms: kind = \"{self.kind}\" needs the number of arms.")
+            raise PrefsimError(f'game.arms: kind = "{self.kind}" needs the number of arms.')
         if isinstance(self.rewards, str) and self.rewards != "random":
-            raise PrefsimError(f"game.rewards: expected a list of numbers or \"random\", got {self.rewards!r}.")
+            raise PrefsimError(f'game.rewards: expected a list of numbers or "random", got {self.rewards!r}.')
         if isinstance(self.rewards, str) and self.rewards == "random" and self.arms is None:
-            raise PrefsimError("game.arms: rewards = \"random\" needs the number of arms.")
+            raise PrefsimError('game.arms: rewards = "random" needs the number of arms.')
         if isinstance(self.reference, str) and self.reference not in ("uniform", "random"):
             raise PrefsimError(
-                f"game.reference: expected \"uniform\", \"random\" or a list of probabilities, got {self.reference!r}."
+                f'game.reference: expected "uniform", "random" or a list of probabilities, got {self.reference!r}.'
             )
         for field in ("strength", "reward_scale", "scale", "reference_scale", "reference_min_mass"):
             if not _is_number(getattr(self, field)):
@@ -205,4 +207,6 @@ def _vector(values, field: str) -> np.ndarray:
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and np.isfinite(value)
+    return (
+        isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and np.isfinite(value)
+    )

@@ -69,7 +69,9 @@ def linear_preference_game(features, skew):
     return preference, scaled
 
 
-def random_linear_bandit(arms: int, dim: int, contexts: int = 1, kind: str = "preference_game", seed: int = 0, scale: float = 1.0):
+def random_linear_bandit(
+    arms: int, dim: int, contexts: int = 1, kind: str = "preference_game", seed: int = 0, scale: float = 1.0
+):
     """A random contextual linear bandit.
 
     Features φ(x, y) ~ N(0, I_d) normalised to unit length; θ* ~ N(0, I_d)·``scale`` (Bradley–Terry)

@@ -200,7 +200,9 @@ def win_rate_estimates(uniform, preference, contexts, samples, self_comparison: 
     """
     count = samples.shape[1]
     upper = jnp.triu(jnp.ones((count, count), bool), k=1)
-    z = query(uniform, preference, contexts[:, None, None], samples[:, :, None], samples[:, None, :]).astype(preference.dtype)
+    z = query(uniform, preference, contexts[:, None, None], samples[:, :, None], samples[:, None, :]).astype(
+        preference.dtype
+    )
     wins = jnp.where(upper, z, 0.0) + jnp.where(upper.T, 1.0 - jnp.swapaxes(z, 1, 2), 0.0)
     total = wins.sum(axis=2)
     if self_comparison:
@@ -208,7 +210,9 @@ def win_rate_estimates(uniform, preference, contexts, samples, self_comparison: 
     return total / (count - 1)
 
 
-def sppo_win_rate_pairs(key, log_policy, preference, context_probs, pairs: int, candidates: int = 5, self_comparison: bool = True):
+def sppo_win_rate_pairs(
+    key, log_policy, preference, context_probs, pairs: int, candidates: int = 5, self_comparison: bool = True
+):
     """SPPO's pipeline: K samples, K(K−1)/2 queries, chosen/rejected = argmax/argmin P̂.  ``(batch, queries)``."""
     _check_candidates(candidates, 2, "sppo_win_rate")
     u = _uniforms(key, pairs, 1 + candidates + candidates * candidates, preference.dtype)
@@ -246,7 +250,17 @@ def exact_win_rate_pairs(key, log_policy, preference, context_probs, pairs: int)
     return batch, 0
 
 
-def make_pairs(scheme: str, key, log_policy, preference, rewards, context_probs, pairs: int, candidates: int = 8, self_comparison: bool = True):
+def make_pairs(
+    scheme: str,
+    key,
+    log_policy,
+    preference,
+    rewards,
+    context_probs,
+    pairs: int,
+    candidates: int = 8,
+    self_comparison: bool = True,
+):
     """Dispatch on the scheme name; returns ``(PairBatch, queries)`` (queries a Python int)."""
     if pairs < 1:
         raise PrefsimError(f"run.pairs_per_iteration: needs at least 1 pair per iteration, got {pairs}.")
@@ -265,4 +279,6 @@ def make_pairs(scheme: str, key, log_policy, preference, rewards, context_probs,
 
 def _check_candidates(candidates, minimum: int, scheme: str) -> None:
     if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < minimum:
-        raise PrefsimError(f"run.candidates: scheme {scheme} needs an integer number of candidates ≥ {minimum}, got {candidates!r}.")
+        raise PrefsimError(
+            f"run.candidates: scheme {scheme} needs an integer number of candidates ≥ {minimum}, got {candidates!r}."
+        )

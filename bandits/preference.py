@@ -44,9 +44,7 @@ def validate_preference_matrix(matrix, *, tolerance: float = DEFAULT_TOLERANCE, 
         raise PrefsimError(f"{name}: the matrix has non-finite entries (NaN or inf).")
     if array.min() < -tolerance or array.max() > 1 + tolerance:
         i, j = np.unravel_index(np.argmax(np.maximum(array - 1, -array)), array.shape)
-        raise PrefsimError(
-            f"{name}: entries must be probabilities in [0, 1]; P[{i},{j}] = {array[i, j]:g}."
-        )
+        raise PrefsimError(f"{name}: entries must be probabilities in [0, 1]; P[{i},{j}] = {array[i, j]:g}.")
     residual = np.abs(array + array.T - 1.0)
     if residual.max() > tolerance:
         i, j = np.unravel_index(np.argmax(residual), array.shape)

@@ -20,7 +20,7 @@ def validate_reference(reference, arms: int | None = None, *, name: str = "refer
     try:
         policy = np.asarray(reference, dtype=np.float64)
     except (TypeError, ValueError):
-        raise PrefsimError(f"{name}: expected a list of probabilities or \"uniform\".") from None
+        raise PrefsimError(f'{name}: expected a list of probabilities or "uniform".') from None
     if policy.ndim != 1:
         raise PrefsimError(f"{name}: expected a vector of probabilities, got shape {policy.shape}.")
     if arms is not None and policy.shape[0] != arms:

@@ -42,11 +42,15 @@ RULES = {
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="tiny", help="tiny (random Llama built offline), smollm2, or a local model path")
+    parser.add_argument(
+        "--model", default="tiny", help="tiny (random Llama built offline), smollm2, or a local model path"
+    )
     parser.add_argument("--pairs", type=int, default=4, help="pairs per step")
     parser.add_argument("--prompt-tokens", type=int, default=32)
     parser.add_argument("--response-tokens", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=5, help="timed steps per rule (median reported; rules interleaved)")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timed steps per rule (median reported; rules interleaved)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest on small VMs)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args(argv)
@@ -73,14 +77,22 @@ def main(argv=None) -> int:
 
     n = args.pairs
     prompts = [tokens(args.prompt_tokens) for _ in range(n)]
-    values = {k: torch.randn(n, generator=generator, dtype=torch.float64) - 30.0
-              for k in ("reference_w", "reference_l", "previous_w", "previous_l")}
-    values.update(win_rate_w=torch.rand(n, generator=generator, dtype=torch.float64),
-                  win_rate_l=torch.rand(n, generator=generator, dtype=torch.float64),
-                  preference=torch.rand(n, generator=generator, dtype=torch.float64),
-                  weight=torch.ones(n, dtype=torch.float64))
-    data = PairTensors(prompts, [tokens(args.response_tokens) for _ in range(n)], [tokens(args.response_tokens) for _ in range(n)],
-                       values)
+    values = {
+        k: torch.randn(n, generator=generator, dtype=torch.float64) - 30.0
+        for k in ("reference_w", "reference_l", "previous_w", "previous_l")
+    }
+    values.update(
+        win_rate_w=torch.rand(n, generator=generator, dtype=torch.float64),
+        win_rate_l=torch.rand(n, generator=generator, dtype=torch.float64),
+        preference=torch.rand(n, generator=generator, dtype=torch.float64),
+        weight=torch.ones(n, dtype=torch.float64),
+    )
+    data = PairTensors(
+        prompts,
+        [tokens(args.response_tokens) for _ in range(n)],
+        [tokens(args.response_tokens) for _ in range(n)],
+        values,
+    )
     spec = TrainingSpec(optimizer="adamw", learning_rate=1e-7, epochs=1, batch_size=n, micro_batch_size=n)
     optimizer = make_optimizer(model.parameters(), spec)
     rules = {label: build_bridge_rule(name, dict(params)) for label, (name, params) in RULES.items()}
@@ -101,36 +113,69 @@ def main(argv=None) -> int:
     cpu_ratios = {label: cpu_medians[label] / cpu_medians["dpo"] for label in cpu_medians}
     load = os.getloadavg()
 
-    prompt_ids = encode_prompts(tokenizer, ["Write one sentence about your weekend."] * 8,
-                                chat_template=getattr(tokenizer, "chat_template", None) is not None)
+    prompt_ids = encode_prompts(
+        tokenizer,
+        ["Write one sentence about your weekend."] * 8,
+        chat_template=getattr(tokenizer, "chat_template", None) is not None,
+    )
     sampling = SamplingSpec(max_new_tokens=args.response_tokens, batch_size=16)
     generate(model, tokenizer, prompt_ids[:2], 1, sampling, seed=0, progress=False)  # warm-up
     generated = generate(model, tokenizer, prompt_ids, 2, sampling, seed=1, progress=False)
 
     name = "tiny" if args.model == "tiny" else Path(args.model).name if args.model != "smollm2" else "smollm2"
     result = {
-        "model": args.model, "parameters": sum(p.numel() for p in model.parameters()), "load_seconds": load_seconds,
-        "pairs_per_step": n, "prompt_tokens": args.prompt_tokens, "response_tokens": args.response_tokens,
-        "repeats": args.repeats, "threads": args.threads, "median_step_seconds": medians, "ratio_to_dpo": ratios,
-        "median_step_cpu_seconds": cpu_medians, "cpu_ratio_to_dpo": cpu_ratios, "all_step_seconds": times,
-        "all_step_cpu_seconds": cpu_times, "load_average_after": load, "generation": {"sequences": 16, "tokens": generated.tokens, "seconds": generated.seconds,
-                                                  "tokens_per_second": generated.tokens_per_second},
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__,
-                    "device": "cpu"},
+        "model": args.model,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "load_seconds": load_seconds,
+        "pairs_per_step": n,
+        "prompt_tokens": args.prompt_tokens,
+        "response_tokens": args.response_tokens,
+        "repeats": args.repeats,
+        "threads": args.threads,
+        "median_step_seconds": medians,
+        "ratio_to_dpo": ratios,
+        "median_step_cpu_seconds": cpu_medians,
+        "cpu_ratio_to_dpo": cpu_ratios,
+        "all_step_seconds": times,
+        "all_step_cpu_seconds": cpu_times,
+        "load_average_after": load,
+        "generation": {
+            "sequences": 16,
+            "tokens": generated.tokens,
+            "seconds": generated.seconds,
+            "tokens_per_second": generated.tokens_per_second,
+        },
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "torch": torch.__version__,
+            "device": "cpu",
+        },
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"bridge_step_cost_{name}.json").write_text(json.dumps(result, indent=2))
-    lines = [f"# Bridge step cost ({args.model}, {result['parameters']:,} parameters, CPU, {args.threads} thread(s))", "",
-             f"{n} pairs per step (= {2 * n} sequences of {args.prompt_tokens} prompt + {args.response_tokens} response tokens), "
-             f"AdamW, median of {args.repeats} interleaved steps.  Wall-clock and process CPU time; the CPU-time "
-             f"ratio is the robust one on a shared machine (load average after the run: "
-             f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} CPUs).", "",
-             "| rule | wall step (s) | wall × DPO | CPU step (s) | CPU × DPO |", "|---|---|---|---|---|"]
-    lines += [f"| {label} | {medians[label]:.4f} | {ratios[label]:.3f} | {cpu_medians[label]:.4f} | {cpu_ratios[label]:.3f} |"
-              for label in rules]
-    lines += ["", f"Generation: {generated.tokens} tokens in {generated.seconds:.2f} s = "
-              f"**{generated.tokens_per_second:.1f} tokens/s** (16 sequences, batch 16, sampling at temperature 1).", ""]
+    lines = [
+        f"# Bridge step cost ({args.model}, {result['parameters']:,} parameters, CPU, {args.threads} thread(s))",
+        "",
+        f"{n} pairs per step (= {2 * n} sequences of {args.prompt_tokens} prompt + {args.response_tokens} response tokens), "
+        f"AdamW, median of {args.repeats} interleaved steps.  Wall-clock and process CPU time; the CPU-time "
+        f"ratio is the robust one on a shared machine (load average after the run: "
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} CPUs).",
+        "",
+        "| rule | wall step (s) | wall × DPO | CPU step (s) | CPU × DPO |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {label} | {medians[label]:.4f} | {ratios[label]:.3f} | {cpu_medians[label]:.4f} | {cpu_ratios[label]:.3f} |"
+        for label in rules
+    ]
+    lines += [
+        "",
+        f"Generation: {generated.tokens} tokens in {generated.seconds:.2f} s = "
+        f"**{generated.tokens_per_second:.1f} tokens/s** (16 sequences, batch 16, sampling at temperature 1).",
+        "",
+    ]
     (out / f"bridge_step_cost_{name}.md").write_text("\n".join(lines))
     print("\n".join(lines))
     return 0

@@ -54,7 +54,13 @@ import sim  # noqa: E402,F401  (turns on float64)
 from sim.metrics import METRIC_COLUMNS  # noqa: E402
 from sim.rules import build_rule  # noqa: E402
 from sim.spec import parse_spec  # noqa: E402
-from sim.trajectory import _compiled, compiler_options, default_record_iterations, simulate_grid, update_with_shared_product  # noqa: E402
+from sim.trajectory import (
+    _compiled,
+    compiler_options,
+    default_record_iterations,
+    simulate_grid,
+    update_with_shared_product,
+)  # noqa: E402
 
 run_module = importlib.import_module("sim.run")
 
@@ -168,7 +174,9 @@ def numpy_inpo_with_metrics(preference, log_reference, rewards, tau_game, log_in
 
     def record_row(t):
         last = numpy_policy_metrics(preference, log_reference, rewards, tau_game, logs, targets)
-        mixture = numpy_policy_metrics(preference, log_reference, rewards, tau_game, np.log(mixture_sum / (t + 1)), targets)
+        mixture = numpy_policy_metrics(
+            preference, log_reference, rewards, tau_game, np.log(mixture_sum / (t + 1)), targets
+        )
         row = dict(last)
         row["regret"] = regret.copy()
         row.update({f"{name}_mixture": value for name, value in mixture.items()})
@@ -343,8 +351,15 @@ def run_case(arms, seeds, iterations, repeats, say=print):
     # Independent NumPy trajectory with every metric column (checks prefsim; timed once).
     numpy_metrics_seconds, numpy_metrics = _time(
         lambda: numpy_inpo_with_metrics(
-            preference, log_reference, np.asarray(games.rewards), float(games.tau), log_initial,
-            np.asarray(targets), ETA, TAU, record,
+            preference,
+            log_reference,
+            np.asarray(games.rewards),
+            float(games.tau),
+            log_initial,
+            np.asarray(targets),
+            ETA,
+            TAU,
+            record,
         )
     )
     agreement = compare(metrics, first_nonfinite, np.asarray(bare_final), numpy_final, numpy_metrics)
@@ -383,7 +398,9 @@ def run_case(arms, seeds, iterations, repeats, say=print):
             "speedup_bare_vs_numpy": best["numpy"] / best["bare"],
             "metric_overhead": best["prefsim"] / best["bare"] - 1.0,
         },
-        "shared_P_matrix_product": shared_matrix_product_check(make_rule, games, game_axes, targets, record, seeds, arms),
+        "shared_P_matrix_product": shared_matrix_product_check(
+            make_rule, games, game_axes, targets, record, seeds, arms
+        ),
         "agreement": agreement,
     }
     if arms >= BANDWIDTH_ARMS:
@@ -398,7 +415,9 @@ def run_case(arms, seeds, iterations, repeats, say=print):
         limit["limit_bytes_per_s_per_repeat"] = repeat_limits.tolist()
         limit["prefsim_fraction"] = float(np.median(needed / paired["prefsim"] / repeat_limits))
         limit["bare_fraction"] = float(np.median(needed / paired["bare"] / repeat_limits))
-        limit["prefsim_fraction_counting_metric_reads"] = float(np.median(with_metrics / paired["prefsim"] / repeat_limits))
+        limit["prefsim_fraction_counting_metric_reads"] = float(
+            np.median(with_metrics / paired["prefsim"] / repeat_limits)
+        )
         result["bandwidth"] = limit
     result["loadavg_before"] = load_before
     result["loadavg_after"] = os.getloadavg()
@@ -423,7 +442,15 @@ def check_agreement(spec: dict):
     log_initial = np.broadcast_to(np.asarray(games.log_initial), (len(parsed.seeds), preference.shape[0]))
     numpy_final = numpy_inpo(preference, log_reference, log_initial, eta, tau, parsed.iterations)
     numpy_metrics = numpy_inpo_with_metrics(
-        preference, log_reference, np.asarray(games.rewards), float(games.tau), log_initial, np.asarray(targets), eta, tau, record
+        preference,
+        log_reference,
+        np.asarray(games.rewards),
+        float(games.tau),
+        log_initial,
+        np.asarray(targets),
+        eta,
+        tau,
+        record,
     )
     return compare(metrics, first_nonfinite, bare_final, numpy_final, numpy_metrics)
 
@@ -488,7 +515,8 @@ def blas_info():
         from threadpoolctl import threadpool_info
 
         info["threadpoolctl"] = [
-            {k: entry.get(k) for k in ("internal_api", "version", "architecture", "num_threads")} for entry in threadpool_info()
+            {k: entry.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
+            for entry in threadpool_info()
         ]
         return info
     except ImportError:
@@ -522,7 +550,7 @@ def machine_info():
     from importlib import metadata
 
     return {
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "platform": platform.platform(),
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -615,7 +643,9 @@ def markdown(report):
             )
     lines += ["", "Targets (issue 2):", ""]
     for name, target in report["targets"].items():
-        lines.append(f"- {name}: target {target['target']}; measured {target['measured']} → {'met' if target['met'] else 'NOT met'}")
+        lines.append(
+            f"- {name}: target {target['target']}; measured {target['measured']} → {'met' if target['met'] else 'NOT met'}"
+        )
     loads = [(c["arms"], c["loadavg_before"][0], c["loadavg_after"][0]) for c in report["cases"]]
     lines += [
         "",
@@ -638,17 +668,28 @@ def markdown(report):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small cases, well under a minute (a smoke run)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per variant (default 7, at most 3 for K = 10000; quick 2)")
-    parser.add_argument("--out", type=Path, default=None, help="output stem (default benchmarks/results/exact_updates_cpu[_quick])")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed repeats per variant (default 7, at most 3 for K = 10000; quick 2)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output stem (default benchmarks/results/exact_updates_cpu[_quick])"
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     cases = QUICK_CASES if args.quick else FULL_CASES
     repeats = args.repeats or (2 if args.quick else 7)
-    out = args.out or ROOT / "benchmarks" / "results" / ("exact_updates_cpu_quick" if args.quick else "exact_updates_cpu")
+    out = args.out or ROOT / "benchmarks" / "results" / (
+        "exact_updates_cpu_quick" if args.quick else "exact_updates_cpu"
+    )
 
     machine = machine_info()
-    print(f"{machine['cpu']} ({machine['cores']} cores); OpenBLAS kernel {machine['blas'].get('openblas_corename')}; "
-          f"OPENBLAS_CORETYPE={machine['blas'].get('OPENBLAS_CORETYPE')}")
+    print(
+        f"{machine['cpu']} ({machine['cores']} cores); OpenBLAS kernel {machine['blas'].get('openblas_corename')}; "
+        f"OPENBLAS_CORETYPE={machine['blas'].get('OPENBLAS_CORETYPE')}"
+    )
     started = time.perf_counter()
     results = []
     for arms, seeds, iterations in cases:
@@ -665,7 +706,9 @@ def main(argv=None):
         "total_seconds": time.perf_counter() - started,
     }
     for name, target in report["targets"].items():
-        print(f"target {name}: {target['target']}; measured {target['measured']} -> {'met' if target['met'] else 'NOT met'}")
+        print(
+            f"target {name}: {target['target']}; measured {target['measured']} -> {'met' if target['met'] else 'NOT met'}"
+        )
     print(f"total {report['total_seconds']:.1f} s")
     if not args.no_write:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -78,13 +78,17 @@ def prefsim_runner(spec):
     rule = spec.rules[0]
 
     def run():
-        metrics, first_bad = simulate_sampled_grid(rule.name, rule.fixed(), {}, spec.run, inputs.problems, inputs.axes, inputs.keys, record)
+        metrics, first_bad = simulate_sampled_grid(
+            rule.name, rule.fixed(), {}, spec.run, inputs.problems, inputs.axes, inputs.keys, record
+        )
         return metrics
 
     return run, inputs
 
 
-def torch_inpo(preference: torch.Tensor, iterations: int, pairs: int, steps: int, generator: torch.Generator) -> torch.Tensor:
+def torch_inpo(
+    preference: torch.Tensor, iterations: int, pairs: int, steps: int, generator: torch.Generator
+) -> torch.Tensor:
     """Sampled INPO for a batch of seeds: preference (S, K, K); returns the final log-policies (S, K)."""
     seeds, arms, _ = preference.shape
     log_reference = torch.full((seeds, arms), -float(np.log(arms)))
@@ -95,14 +99,18 @@ def torch_inpo(preference: torch.Tensor, iterations: int, pairs: int, steps: int
             previous = torch.log_softmax(logits, dim=-1)
             uniforms = torch.rand((seeds, pairs, 3), generator=generator)
             cdf = torch.cumsum(previous.exp(), dim=-1).contiguous()
-            draws = torch.searchsorted(cdf, uniforms[:, :, :2].reshape(seeds, -1).contiguous()).clamp_(max=arms - 1).reshape(seeds, pairs, 2)
+            draws = (
+                torch.searchsorted(cdf, uniforms[:, :, :2].reshape(seeds, -1).contiguous())
+                .clamp_(max=arms - 1)
+                .reshape(seeds, pairs, 2)
+            )
             first, second = draws[..., 0], draws[..., 1]
             first_wins = uniforms[..., 2] < preference[rows, first, second]
             winner = torch.where(first_wins, first, second)
             loser = torch.where(first_wins, second, first)
-            anchor = (TAU / ETA) * (log_reference.gather(1, winner) - log_reference.gather(1, loser)) + ((ETA - TAU) / ETA) * (
-                previous.gather(1, winner) - previous.gather(1, loser)
-            )
+            anchor = (TAU / ETA) * (log_reference.gather(1, winner) - log_reference.gather(1, loser)) + (
+                (ETA - TAU) / ETA
+            ) * (previous.gather(1, winner) - previous.gather(1, loser))
         parameters = logits.clone().requires_grad_(True)
         optimizer = torch.optim.Adam([parameters], lr=LEARNING_RATE)
         for _ in range(steps):
@@ -151,7 +159,13 @@ def main(argv=None):
         timings["prefsim"].append(time_call(lambda: jax.block_until_ready(run())))
         timings["torch_batched"].append(time_call(lambda: torch_inpo(preference, iterations, pairs, steps, generator)))
         timings["torch_seed_loop"].append(
-            time_call(lambda: [torch_inpo(preference[s : s + 1], iterations, pairs, steps, generator) for s in range(loop_seeds)]) * seeds / loop_seeds
+            time_call(
+                lambda: [
+                    torch_inpo(preference[s : s + 1], iterations, pairs, steps, generator) for s in range(loop_seeds)
+                ]
+            )
+            * seeds
+            / loop_seeds
         )
 
     # sanity: both implementations reach a similar policy (same math, different random streams)
@@ -173,8 +187,21 @@ def main(argv=None):
     result = {
         "benchmark": "sampled_vs_torch",
         "quick": args.quick,
-        "shape": {"seeds": seeds, "iterations": iterations, "pairs_per_iteration": pairs, "adam_steps": steps, "arms": arms},
-        "rule": {"name": "inpo", "eta": ETA, "tau": TAU, "pair_scheme": "lambda_p", "policy": "tabular", "learning_rate": LEARNING_RATE},
+        "shape": {
+            "seeds": seeds,
+            "iterations": iterations,
+            "pairs_per_iteration": pairs,
+            "adam_steps": steps,
+            "arms": arms,
+        },
+        "rule": {
+            "name": "inpo",
+            "eta": ETA,
+            "tau": TAU,
+            "pair_scheme": "lambda_p",
+            "policy": "tabular",
+            "learning_rate": LEARNING_RATE,
+        },
         "dtype": "float32",
         "repeats": repeats,
         "seconds": timings,
@@ -216,7 +243,13 @@ def main(argv=None):
     text = "\n".join(table)
     print(text)
     if not args.no_write:
-        stem = Path(args.out) if args.out else Path(__file__).resolve().parent / "results" / ("sampled_vs_torch_quick" if args.quick else "sampled_vs_torch_cpu")
+        stem = (
+            Path(args.out)
+            if args.out
+            else Path(__file__).resolve().parent
+            / "results"
+            / ("sampled_vs_torch_quick" if args.quick else "sampled_vs_torch_cpu")
+        )
         stem.parent.mkdir(parents=True, exist_ok=True)
         stem.with_suffix(".json").write_text(json.dumps(result, indent=2))
         stem.with_suffix(".md").write_text(text)

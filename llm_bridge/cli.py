@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bandits.errors import PrefsimError
 
+
 class LlmCommand:
     """The ``llm`` subcommand."""
 
@@ -36,8 +37,10 @@ class LlmCommand:
         if not args.quiet:
             last = table.sort_values("iteration").groupby("rule").tail(1)
             for _, row in last.iterrows():
-                print(f"{row['rule']}: win rate of π_{int(row['iteration'])} vs π_ref = {row['win_rate']:.3f} "
-                      f"[{row['win_rate_low']:.3f}, {row['win_rate_high']:.3f}]")
+                print(
+                    f"{row['rule']}: win rate of π_{int(row['iteration'])} vs π_ref = {row['win_rate']:.3f} "
+                    f"[{row['win_rate_low']:.3f}, {row['win_rate_high']:.3f}]"
+                )
             print(f"wrote {Path(args.out) / 'metrics.csv'} and {Path(args.out) / 'win_rate.png'}")
         return 0
 

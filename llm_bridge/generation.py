@@ -59,9 +59,12 @@ def encode_prompts(tokenizer, prompts: list[str], chat_template: bool) -> list[l
     for prompt in prompts:
         if chat_template:
             if getattr(tokenizer, "chat_template", None) is None:
-                raise PrefsimError("prompts.chat_template = true but the tokenizer has no chat template; set it to false.")
-            text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                                 add_generation_prompt=True)
+                raise PrefsimError(
+                    "prompts.chat_template = true but the tokenizer has no chat template; set it to false."
+                )
+            text = tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
             ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         else:
             ids = tokenizer(prompt)["input_ids"]
@@ -72,8 +75,16 @@ def encode_prompts(tokenizer, prompts: list[str], chat_template: bool) -> list[l
 
 
 @torch.no_grad()
-def generate(model, tokenizer, prompt_ids: list, samples: int, sampling: SamplingSpec, seed: int,
-             progress: bool = True, description: str = "generate") -> Generated:
+def generate(
+    model,
+    tokenizer,
+    prompt_ids: list,
+    samples: int,
+    sampling: SamplingSpec,
+    seed: int,
+    progress: bool = True,
+    description: str = "generate",
+) -> Generated:
     """Draw ``samples`` responses per prompt from ``model`` (π_t); reproducible given ``seed``."""
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id
@@ -116,5 +127,6 @@ def generate(model, tokenizer, prompt_ids: list, samples: int, sampling: Samplin
     bar.close()
     seconds = time.perf_counter() - start
     texts = [[tokenizer.decode(ids, skip_special_tokens=True) for ids in row] for row in responses]
-    return Generated(prompt_ids=list(prompt_ids), response_ids=responses, response_texts=texts, tokens=tokens,
-                     seconds=seconds)
+    return Generated(
+        prompt_ids=list(prompt_ids), response_ids=responses, response_texts=texts, tokens=tokens, seconds=seconds
+    )

@@ -41,7 +41,7 @@ def sequence_logprobs(model, prompt_ids, response_ids, pad_id: int, device=None,
     if device is None:
         device = next(model.parameters()).device
     input_ids, attention, response_mask = _batch(prompt_ids, response_ids, pad_id, device)
-    with (autocast() if autocast else contextlib.nullcontext()):
+    with autocast() if autocast else contextlib.nullcontext():
         logits = model(input_ids=input_ids, attention_mask=attention).logits
     logits = logits[:, :-1]
     if logits.dtype in (torch.float16, torch.bfloat16):
@@ -53,8 +53,9 @@ def sequence_logprobs(model, prompt_ids, response_ids, pad_id: int, device=None,
 
 
 @torch.no_grad()
-def batched_sequence_logprobs(model, prompt_ids, response_ids, pad_id: int, batch_size: int = 16, autocast=None,
-                              dtype=torch.float64) -> torch.Tensor:
+def batched_sequence_logprobs(
+    model, prompt_ids, response_ids, pad_id: int, batch_size: int = 16, autocast=None, dtype=torch.float64
+) -> torch.Tensor:
     """:func:`sequence_logprobs` without gradient, in batches; returns a CPU tensor of ``dtype``.
 
     Sequences are sorted by length so each batch pads little; the result is in the input order.
@@ -64,7 +65,8 @@ def batched_sequence_logprobs(model, prompt_ids, response_ids, pad_id: int, batc
     out = torch.empty(count, dtype=dtype)
     for start in range(0, count, batch_size):
         index = order[start : start + batch_size]
-        values = sequence_logprobs(model, [prompt_ids[i] for i in index], [response_ids[i] for i in index], pad_id,
-                                   autocast=autocast)
+        values = sequence_logprobs(
+            model, [prompt_ids[i] for i in index], [response_ids[i] for i in index], pad_id, autocast=autocast
+        )
         out[torch.tensor(index)] = values.detach().to("cpu", dtype)
     return out

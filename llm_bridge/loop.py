@@ -37,8 +37,16 @@ from llm_bridge import apo as apo_forms
 from llm_bridge.generation import encode_prompts, generate
 from llm_bridge.logprobs import batched_sequence_logprobs
 from llm_bridge.metrics import COLUMNS, mean_with_interval
-from llm_bridge.models import (add_lora, assign_weights, export_pretrained, load_causal_lm, load_tokenizer, read_weights,
-                               save_weights, swapped_weights)
+from llm_bridge.models import (
+    add_lora,
+    assign_weights,
+    export_pretrained,
+    load_causal_lm,
+    load_tokenizer,
+    read_weights,
+    save_weights,
+    swapped_weights,
+)
 from llm_bridge.oracles import build_oracle
 from llm_bridge.pairs import build_pairs
 from llm_bridge.spec import BridgeSpec
@@ -82,7 +90,7 @@ def make_accelerator(device: str):
     from accelerate import Accelerator
 
     if device == "cuda" and not torch.cuda.is_available():
-        raise PrefsimError("model.device = \"cuda\" but torch sees no CUDA device; use \"auto\" or \"cpu\".")
+        raise PrefsimError('model.device = "cuda" but torch sees no CUDA device; use "auto" or "cpu".')
     return Accelerator(cpu=(device == "cpu"))
 
 
@@ -97,10 +105,14 @@ def open_session(spec: BridgeSpec, out: Path, progress: bool = True, accelerator
         model = add_lora(model, spec.model.lora)
     model.to(accelerator.device)
     model.eval()
-    oracle = build_oracle(spec.oracle.kind, scale=spec.oracle.scale, path=spec.oracle.path, function=spec.oracle.function)
+    oracle = build_oracle(
+        spec.oracle.kind, scale=spec.oracle.scale, path=spec.oracle.path, function=spec.oracle.function
+    )
     optimizer = make_optimizer(model.parameters(), spec.training)
     model, optimizer = accelerator.prepare(model, optimizer)
-    return Session(spec, Path(out), model, tokenizer, oracle, accelerator, optimizer, progress and accelerator.is_main_process)
+    return Session(
+        spec, Path(out), model, tokenizer, oracle, accelerator, optimizer, progress and accelerator.is_main_process
+    )
 
 
 def run_bridge(spec: BridgeSpec, out, resume: bool = False, progress: bool = True, session: Session | None = None):
@@ -143,8 +155,12 @@ def _prepare_reference(session: Session) -> None:
     reference = _generate_sharded(session, heldout_ids, 1, _seed(spec.seed, -1, 7), "π_ref held-out")
     texts = [r[0] for r in reference["texts"]]
     rewards = session.oracle.rewards(list(spec.prompts.heldout), texts)
-    record = {"prompt_ids": heldout_ids, "response_ids": [r[0] for r in reference["ids"]], "texts": texts,
-              "rewards": None if rewards is None else rewards.tolist()}
+    record = {
+        "prompt_ids": heldout_ids,
+        "response_ids": [r[0] for r in reference["ids"]],
+        "texts": texts,
+        "rewards": None if rewards is None else rewards.tolist(),
+    }
     if session.main:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "heldout.json").write_text(json.dumps(record))
@@ -182,7 +198,9 @@ def run_rule(session: Session, entry):
     for iteration in range(finished, spec.iterations):
         row = _update(session, entry, iteration)
         if session.main:
-            pd.DataFrame([row], columns=list(COLUMNS)).to_csv(rule_dir / "metrics.csv", mode="a", header=False, index=False)
+            pd.DataFrame([row], columns=list(COLUMNS)).to_csv(
+                rule_dir / "metrics.csv", mode="a", header=False, index=False
+            )
             state_file.write_text(json.dumps({"finished": iteration + 1}))
             _prune(spec, rule_dir, iteration + 1)
         session.accelerator.wait_for_everyone()
@@ -201,15 +219,24 @@ def _update(session: Session, entry, t: int) -> dict:
     """Update t → t+1 of one rule; returns the metrics row of π_{t+1}."""
     spec, out, rule = session.spec, session.out, entry.rule
     begin = time.perf_counter()
-    prompts_text = [spec.prompts.train[(t * spec.prompts.per_iteration + i) % len(spec.prompts.train)]
-                    for i in range(spec.prompts.per_iteration)]
+    prompts_text = [
+        spec.prompts.train[(t * spec.prompts.per_iteration + i) % len(spec.prompts.train)]
+        for i in range(spec.prompts.per_iteration)
+    ]
     prompt_ids = encode_prompts(session.tokenizer, prompts_text, spec.prompts.chat_template)
 
     # 1. sample K responses per prompt from π_t (this process's share of the prompts)
     local = list(range(session.accelerator.process_index, len(prompt_ids), session.accelerator.num_processes))
-    generated = generate(session.policy, session.tokenizer, [prompt_ids[i] for i in local], rule.samples, spec.sampling,
-                         seed=_seed(spec.seed, t, session.accelerator.process_index), progress=session.progress,
-                         description=f"{entry.label} it{t + 1} generate")
+    generated = generate(
+        session.policy,
+        session.tokenizer,
+        [prompt_ids[i] for i in local],
+        rule.samples,
+        spec.sampling,
+        seed=_seed(spec.seed, t, session.accelerator.process_index),
+        progress=session.progress,
+        description=f"{entry.label} it{t + 1} generate",
+    )
     # 2. pairs from the oracle
     queries_before = session.oracle.queries
     rng = np.random.default_rng([spec.seed, t, 2, session.accelerator.process_index])
@@ -217,8 +244,9 @@ def _update(session: Session, entry, t: int) -> dict:
     queries = session.oracle.queries - queries_before
     # 3. precompute log π_t and log π_ref once
     records = _precompute(session, entry, t, pairs, generated, local)
-    gathered = _gather(session, {"records": records, "queries": queries, "tokens": generated.tokens,
-                                 "seconds": generated.seconds})
+    gathered = _gather(
+        session, {"records": records, "queries": queries, "tokens": generated.tokens, "seconds": generated.seconds}
+    )
     records = [r for part in gathered for r in part["records"]]
     queries = sum(part["queries"] for part in gathered)
     generation_rate = sum(p["tokens"] for p in gathered) / max(sum(p["seconds"] for p in gathered), 1e-12)
@@ -226,9 +254,18 @@ def _update(session: Session, entry, t: int) -> dict:
         _write_pairs(out / entry.label / f"iter_{t + 1:03d}" / "pairs.jsonl", records, prompts_text, session.tokenizer)
     shard = _training_shard(session, records)
     # 4. train (θ_t → θ̂_{t+1})
-    stats = train_on_pairs(session.model, session.optimizer, shard, rule, spec.training, session.tokenizer.pad_token_id,
-                           seed=_seed(spec.seed, t, 3), accelerator=session.accelerator, progress=session.progress,
-                           description=f"{entry.label} it{t + 1} train")
+    stats = train_on_pairs(
+        session.model,
+        session.optimizer,
+        shard,
+        rule,
+        spec.training,
+        session.tokenizer.pad_token_id,
+        seed=_seed(spec.seed, t, 3),
+        accelerator=session.accelerator,
+        progress=session.progress,
+        description=f"{entry.label} it{t + 1} train",
+    )
     # 5. APO parameter-space extrapolation
     if rule.name == "apo" and rule.extrapolation == "parameter":
         previous = read_weights(_checkpoint(out, entry.label, t, kind="proximal" if t else "policy"))
@@ -246,13 +283,23 @@ def _update(session: Session, entry, t: int) -> dict:
     row, heldout = _evaluate(session, _reference_record(out), t + 1, previous=_checkpoint(out, entry.label, t))
     if session.main:
         (out / entry.label / f"iter_{t + 1:03d}" / "heldout.json").write_text(json.dumps(heldout))
-    row.update(rule=entry.label, loss_first=stats.loss_first, loss_last=stats.loss_last, pairs=len(records),
-               oracle_queries=queries, generation_tokens_per_s=generation_rate, train_tokens_per_s=stats.tokens_per_second,
-               seconds=time.perf_counter() - begin)
+    row.update(
+        rule=entry.label,
+        loss_first=stats.loss_first,
+        loss_last=stats.loss_last,
+        pairs=len(records),
+        oracle_queries=queries,
+        generation_tokens_per_s=generation_rate,
+        train_tokens_per_s=stats.tokens_per_second,
+        seconds=time.perf_counter() - begin,
+    )
     if session.progress:
-        print(f"[{entry.label}] iteration {t + 1}/{spec.iterations}: win rate vs π_ref {row['win_rate']:.3f} "
-              f"[{row['win_rate_low']:.3f}, {row['win_rate_high']:.3f}], KL(π‖π_ref) {row['kl_reference']:.3f}, "
-              f"loss {stats.loss_first:.4g} → {stats.loss_last:.4g}, {row['seconds']:.0f} s", flush=True)
+        print(
+            f"[{entry.label}] iteration {t + 1}/{spec.iterations}: win rate vs π_ref {row['win_rate']:.3f} "
+            f"[{row['win_rate_low']:.3f}, {row['win_rate_high']:.3f}], KL(π‖π_ref) {row['kl_reference']:.3f}, "
+            f"loss {stats.loss_first:.4g} → {stats.loss_last:.4g}, {row['seconds']:.0f} s",
+            flush=True,
+        )
     return row
 
 
@@ -260,13 +307,20 @@ def _precompute(session: Session, entry, t: int, pairs, generated, local) -> lis
     """Per pair: ids and the no-grad log-probs under π_t (current weights) and π_ref (swapped in)."""
     spec, out, rule = session.spec, session.out, entry.rule
     prompts = [generated.prompt_ids[p.prompt] for p in pairs]
-    responses = [generated.response_ids[p.prompt][p.winner] for p in pairs] + \
-                [generated.response_ids[p.prompt][p.loser] for p in pairs]
+    responses = [generated.response_ids[p.prompt][p.winner] for p in pairs] + [
+        generated.response_ids[p.prompt][p.loser] for p in pairs
+    ]
     both_prompts = prompts + prompts
 
     def score():
-        return batched_sequence_logprobs(session.policy, both_prompts, responses, session.tokenizer.pad_token_id,
-                                         spec.score_batch_size, autocast=session.autocast)
+        return batched_sequence_logprobs(
+            session.policy,
+            both_prompts,
+            responses,
+            session.tokenizer.pad_token_id,
+            spec.score_batch_size,
+            autocast=session.autocast,
+        )
 
     current = score() if pairs else torch.zeros(0, dtype=torch.float64)
     with swapped_weights(session.policy, out / REFERENCE / "policy.safetensors"):
@@ -278,20 +332,42 @@ def _precompute(session: Session, entry, t: int, pairs, generated, local) -> lis
         previous = apo_forms.implicit_reference(current, proximal_before, rule.alpha)
     n = len(pairs)
     return [
-        {"prompt": local[p.prompt], "prompt_ids": prompts[i], "winner_ids": responses[i], "loser_ids": responses[n + i],
-         "reference_w": float(reference[i]), "reference_l": float(reference[n + i]),
-         "previous_w": float(previous[i]), "previous_l": float(previous[n + i]),
-         "win_rate_w": p.win_rate_w, "win_rate_l": p.win_rate_l, "preference": p.preference, "weight": p.weight}
+        {
+            "prompt": local[p.prompt],
+            "prompt_ids": prompts[i],
+            "winner_ids": responses[i],
+            "loser_ids": responses[n + i],
+            "reference_w": float(reference[i]),
+            "reference_l": float(reference[n + i]),
+            "previous_w": float(previous[i]),
+            "previous_l": float(previous[n + i]),
+            "win_rate_w": p.win_rate_w,
+            "win_rate_l": p.win_rate_l,
+            "preference": p.preference,
+            "weight": p.weight,
+        }
         for i, p in enumerate(pairs)
     ]
 
 
 def records_to_tensors(records: list[dict]) -> PairTensors:
     """The trainer's input from precomputed pair records."""
-    keys = ("reference_w", "reference_l", "previous_w", "previous_l", "win_rate_w", "win_rate_l", "preference", "weight")
-    return PairTensors([r["prompt_ids"] for r in records], [r["winner_ids"] for r in records],
-                       [r["loser_ids"] for r in records],
-                       {k: torch.tensor([r[k] for r in records], dtype=torch.float64) for k in keys})
+    keys = (
+        "reference_w",
+        "reference_l",
+        "previous_w",
+        "previous_l",
+        "win_rate_w",
+        "win_rate_l",
+        "preference",
+        "weight",
+    )
+    return PairTensors(
+        [r["prompt_ids"] for r in records],
+        [r["winner_ids"] for r in records],
+        [r["loser_ids"] for r in records],
+        {k: torch.tensor([r[k] for r in records], dtype=torch.float64) for k in keys},
+    )
 
 
 def _training_shard(session: Session, records: list[dict]) -> PairTensors:
@@ -318,8 +394,14 @@ def _evaluate(session: Session, reference: dict, iteration: int, previous: Path 
     rewards = session.oracle.rewards(prompts, texts)
 
     def score():
-        return batched_sequence_logprobs(session.policy, prompt_ids, ids, session.tokenizer.pad_token_id,
-                                         spec.score_batch_size, autocast=session.autocast)
+        return batched_sequence_logprobs(
+            session.policy,
+            prompt_ids,
+            ids,
+            session.tokenizer.pad_token_id,
+            spec.score_batch_size,
+            autocast=session.autocast,
+        )
 
     current = score()
     with swapped_weights(session.policy, session.out / REFERENCE / "policy.safetensors"):
@@ -330,13 +412,24 @@ def _evaluate(session: Session, reference: dict, iteration: int, previous: Path 
             kl_previous = float((current - score()).mean())
     win, low, high = mean_with_interval(wins)
     row = {c: float("nan") for c in COLUMNS}
-    row.update(iteration=iteration, win_rate=win, win_rate_low=low, win_rate_high=high,
-               mean_reward=float(np.mean(rewards)) if rewards is not None else float("nan"),
-               reference_reward=float(np.mean(reference["rewards"])) if reference.get("rewards") else float("nan"),
-               kl_reference=float((current - reference_logps).mean()), kl_previous=kl_previous,
-               eval_queries=eval_queries, pairs=0, oracle_queries=0)
-    heldout = {"texts": texts, "win_probability": wins.tolist(),
-               "rewards": None if rewards is None else rewards.tolist()}
+    row.update(
+        iteration=iteration,
+        win_rate=win,
+        win_rate_low=low,
+        win_rate_high=high,
+        mean_reward=float(np.mean(rewards)) if rewards is not None else float("nan"),
+        reference_reward=float(np.mean(reference["rewards"])) if reference.get("rewards") else float("nan"),
+        kl_reference=float((current - reference_logps).mean()),
+        kl_previous=kl_previous,
+        eval_queries=eval_queries,
+        pairs=0,
+        oracle_queries=0,
+    )
+    heldout = {
+        "texts": texts,
+        "win_probability": wins.tolist(),
+        "rewards": None if rewards is None else rewards.tolist(),
+    }
     return row, heldout
 
 
@@ -344,8 +437,16 @@ def _generate_sharded(session: Session, prompt_ids, samples: int, seed: int, des
     """Generate on every process for its share of the prompts and gather (in prompt order)."""
     rank, world = session.accelerator.process_index, session.accelerator.num_processes
     local = list(range(rank, len(prompt_ids), world))
-    generated = generate(session.policy, session.tokenizer, [prompt_ids[i] for i in local], samples, session.spec.sampling,
-                         seed=seed * 101 + rank, progress=session.progress, description=description)
+    generated = generate(
+        session.policy,
+        session.tokenizer,
+        [prompt_ids[i] for i in local],
+        samples,
+        session.spec.sampling,
+        seed=seed * 101 + rank,
+        progress=session.progress,
+        description=description,
+    )
     parts = _gather(session, {"index": local, "ids": generated.response_ids, "texts": generated.response_texts})
     ids, texts = [None] * len(prompt_ids), [None] * len(prompt_ids)
     for part in parts:
@@ -374,12 +475,19 @@ def _write_pairs(path: Path, records, prompts_text, tokenizer) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as handle:
         for r in records:
-            handle.write(json.dumps({
-                "prompt": prompts_text[r["prompt"]],
-                "chosen": tokenizer.decode(r["winner_ids"], skip_special_tokens=True),
-                "rejected": tokenizer.decode(r["loser_ids"], skip_special_tokens=True),
-                "preference": r["preference"], "win_rate_chosen": r["win_rate_w"], "win_rate_rejected": r["win_rate_l"],
-            }) + "\n")
+            handle.write(
+                json.dumps(
+                    {
+                        "prompt": prompts_text[r["prompt"]],
+                        "chosen": tokenizer.decode(r["winner_ids"], skip_special_tokens=True),
+                        "rejected": tokenizer.decode(r["loser_ids"], skip_special_tokens=True),
+                        "preference": r["preference"],
+                        "win_rate_chosen": r["win_rate_w"],
+                        "win_rate_rejected": r["win_rate_l"],
+                    }
+                )
+                + "\n"
+            )
 
 
 def _prune(spec: BridgeSpec, rule_dir: Path, finished: int) -> None:
@@ -396,9 +504,15 @@ def _manifest(spec: BridgeSpec) -> dict:
     import accelerate
     import transformers
 
-    return {"spec": spec.raw, "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                                           "accelerate": accelerate.__version__},
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    return {
+        "spec": spec.raw,
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "accelerate": accelerate.__version__,
+        },
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def _check_out(spec: BridgeSpec, out: Path, resume: bool) -> None:
@@ -408,9 +522,12 @@ def _check_out(spec: BridgeSpec, out: Path, resume: bool) -> None:
             raise PrefsimError(f"--out {str(out)!r} exists and is not an empty bridge run directory; choose another.")
         return
     if not resume:
-        raise PrefsimError(f"--out {str(out)!r} already holds a bridge run; pass --resume to continue it, "
-                           "or choose another directory.")
+        raise PrefsimError(
+            f"--out {str(out)!r} already holds a bridge run; pass --resume to continue it, or choose another directory."
+        )
     saved = json.loads(manifest.read_text())["spec"]
     if json.loads(json.dumps(saved, default=str)) != json.loads(json.dumps(spec.raw, default=str)):
-        raise PrefsimError(f"--resume: the spec differs from the one the run in {str(out)!r} was started with "
-                           f"({manifest}); resume with the same spec or start a new directory.")
+        raise PrefsimError(
+            f"--resume: the spec differs from the one the run in {str(out)!r} was started with "
+            f"({manifest}); resume with the same spec or start a new directory."
+        )

@@ -48,7 +48,11 @@ def inpo_loss(policy_w, policy_l, reference_w, reference_l, previous_w, previous
     h_t = log π(y_w)/π(y_l) − (τ/η)·log π_ref(y_w)/π_ref(y_l) − ((η−τ)/η)·log π_t(y_w)/π_t(y_l).
     ``policy_*`` = log π, ``reference_*`` = log π_ref, ``previous_*`` = log π_t.
     """
-    h = (policy_w - policy_l) - (tau / eta) * (reference_w - reference_l) - ((eta - tau) / eta) * (previous_w - previous_l)
+    h = (
+        (policy_w - policy_l)
+        - (tau / eta) * (reference_w - reference_l)
+        - ((eta - tau) / eta) * (previous_w - previous_l)
+    )
     return (h - 1.0 / (2.0 * eta)) ** 2
 
 
@@ -63,7 +67,8 @@ def sppo_code_loss(policy_w, previous_w, win_rate_w, policy_l, previous_l, win_r
     It is the mean of :func:`sppo_loss` over the two responses of the pair.
     """
     return 0.5 * (
-        (policy_w - previous_w - eta * (win_rate_w - 0.5)) ** 2 + (policy_l - previous_l - eta * (win_rate_l - 0.5)) ** 2
+        (policy_w - previous_w - eta * (win_rate_w - 0.5)) ** 2
+        + (policy_l - previous_l - eta * (win_rate_l - 0.5)) ** 2
     )
 
 

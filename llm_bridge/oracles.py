@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy.special import expit
@@ -67,7 +67,9 @@ class BradleyTerryOracle(Oracle):
       scale: temperature of the comparison (smaller = more decisive).
     """
 
-    def __init__(self, reward_fn: Callable[[list, list], Sequence[float]], scale: float = 1.0, name: str = "bradley_terry"):
+    def __init__(
+        self, reward_fn: Callable[[list, list], Sequence[float]], scale: float = 1.0, name: str = "bradley_terry"
+    ):
         super().__init__()
         if not scale > 0:
             raise PrefsimError(f"oracle.scale must be > 0, got {scale!r}.")
@@ -81,7 +83,9 @@ class BradleyTerryOracle(Oracle):
             values = self.reward_fn([k[0] for k in todo], [k[1] for k in todo])
             values = [float(v) for v in values]
             if len(values) != len(todo) or not all(math.isfinite(v) for v in values):
-                raise PrefsimError(f"oracle {self.name}: the reward function must return one finite number per response.")
+                raise PrefsimError(
+                    f"oracle {self.name}: the reward function must return one finite number per response."
+                )
             self._cache.update(zip(todo, values))
         return np.array([self._cache[k] for k in keys], dtype=np.float64)
 
@@ -123,13 +127,17 @@ class RewardModelOracle(BradleyTerryOracle):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         if not Path(path).is_dir():
-            raise PrefsimError(f"oracle.path {path!r} is not a directory; the reward model must be a local "
-                               "sequence-classification model (nothing is downloaded).")
+            raise PrefsimError(
+                f"oracle.path {path!r} is not a directory; the reward model must be a local "
+                "sequence-classification model (nothing is downloaded)."
+            )
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
             self.model = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True).eval()
         except (OSError, ValueError) as exc:
-            raise PrefsimError(f"could not load a sequence-classification reward model from oracle.path {path!r}: {exc}") from None
+            raise PrefsimError(
+                f"could not load a sequence-classification reward model from oracle.path {path!r}: {exc}"
+            ) from None
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model.config.pad_token_id = self.tokenizer.pad_token_id
@@ -142,8 +150,15 @@ class RewardModelOracle(BradleyTerryOracle):
         values = []
         with torch.no_grad():
             for start in range(0, len(prompts), self.batch_size):
-                texts = [p + r for p, r in zip(prompts[start : start + self.batch_size], responses[start : start + self.batch_size])]
-                batch = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_length)
+                texts = [
+                    p + r
+                    for p, r in zip(
+                        prompts[start : start + self.batch_size], responses[start : start + self.batch_size]
+                    )
+                ]
+                batch = self.tokenizer(
+                    texts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_length
+                )
                 batch = {k: v.to(self.model.device) for k, v in batch.items()}
                 values.extend(self.model(**batch).logits[:, 0].float().tolist())
         return values
@@ -153,7 +168,7 @@ def python_object(reference: str, field: str):
     """Import ``module:attribute`` (for user callables in specs)."""
     module_name, _, attribute = reference.partition(":")
     if not module_name or not attribute:
-        raise PrefsimError(f"{field} must look like \"package.module:function\", got {reference!r}.")
+        raise PrefsimError(f'{field} must look like "package.module:function", got {reference!r}.')
     try:
         return getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as exc:
@@ -166,16 +181,24 @@ def build_oracle(kind: str, *, scale: float = 1.0, path: str | None = None, func
         return vader_oracle(scale)
     if kind == "reward_model":
         if not path:
-            raise PrefsimError("oracle.kind = \"reward_model\" needs oracle.path (a local sequence-classification model).")
+            raise PrefsimError(
+                'oracle.kind = "reward_model" needs oracle.path (a local sequence-classification model).'
+            )
         return RewardModelOracle(path, scale)
     if kind == "reward_function":
         if not function:
-            raise PrefsimError("oracle.kind = \"reward_function\" needs oracle.function = \"module:function\" "
-                               "taking (prompts, responses) and returning rewards.")
+            raise PrefsimError(
+                'oracle.kind = "reward_function" needs oracle.function = "module:function" '
+                "taking (prompts, responses) and returning rewards."
+            )
         return BradleyTerryOracle(python_object(function, "oracle.function"), scale, name=function)
     if kind == "preference_function":
         if not function:
-            raise PrefsimError("oracle.kind = \"preference_function\" needs oracle.function = \"module:function\" "
-                               "taking (prompt, response, response′) and returning P(response ≻ response′).")
+            raise PrefsimError(
+                'oracle.kind = "preference_function" needs oracle.function = "module:function" '
+                "taking (prompt, response, response′) and returning P(response ≻ response′)."
+            )
         return CallableOracle(python_object(function, "oracle.function"), name=function)
-    raise PrefsimError(f"oracle.kind must be vader, reward_model, reward_function or preference_function, got {kind!r}.")
+    raise PrefsimError(
+        f"oracle.kind must be vader, reward_model, reward_function or preference_function, got {kind!r}."
+    )

@@ -49,7 +49,9 @@ class Pair:
     """Weight of the pair in the loss (1 for sampled pairs)."""
 
 
-def build_pairs(scheme: str, prompts: list[str], responses: list[list[str]], oracle, rng: np.random.Generator) -> list[Pair]:
+def build_pairs(
+    scheme: str, prompts: list[str], responses: list[list[str]], oracle, rng: np.random.Generator
+) -> list[Pair]:
     """Pairs for every prompt under ``scheme``; ``responses[i]`` are the K texts for ``prompts[i]``."""
     builders = {"iid": _iid, "best_worst": _best_worst, "tournament": _tournament}
     if scheme not in builders:
@@ -62,7 +64,7 @@ def build_pairs(scheme: str, prompts: list[str], responses: list[list[str]], ora
 
 def _iid(index, prompt, texts, oracle, rng):
     if len(texts) != 2:
-        raise PrefsimError(f"pairs = \"iid\" needs exactly 2 responses per prompt, got {len(texts)}.")
+        raise PrefsimError(f'pairs = "iid" needs exactly 2 responses per prompt, got {len(texts)}.')
     p = float(oracle.probabilities([prompt], [texts[0]], [texts[1]])[0])
     if rng.random() < p:
         return [Pair(index, 0, 1, p, p, 1.0 - p)]
@@ -133,6 +135,15 @@ def population_pairs(policy: np.ndarray, preference: np.ndarray) -> list[Pair]:
     rates = preference @ policy
     k = len(policy)
     return [
-        Pair(0, i, j, float(preference[i, j]), float(rates[i]), float(rates[j]), float(policy[i] * policy[j] * preference[i, j]))
-        for i in range(k) for j in range(k)
+        Pair(
+            0,
+            i,
+            j,
+            float(preference[i, j]),
+            float(rates[i]),
+            float(rates[j]),
+            float(policy[i] * policy[j] * preference[i, j]),
+        )
+        for i in range(k)
+        for j in range(k)
     ]

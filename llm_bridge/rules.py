@@ -34,7 +34,7 @@ Rules (THEORY §C; every loss is the torch twin of a ``sim.rules`` loss):
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -47,28 +47,52 @@ EXTRAPOLATIONS = ("parameter", "implicit")
 
 
 _COMMON = (
-    ParameterDoc("pairs", "pair construction: iid (y, y′ ~ π_t, Bernoulli order; the population-correct scheme), "
-                 "best_worst (best vs worst of K by estimated win rate), tournament (INPO's knock-out)", None, PAIR_SCHEMES),
+    ParameterDoc(
+        "pairs",
+        "pair construction: iid (y, y′ ~ π_t, Bernoulli order; the population-correct scheme), "
+        "best_worst (best vs worst of K by estimated win rate), tournament (INPO's knock-out)",
+        None,
+        PAIR_SCHEMES,
+    ),
     ParameterDoc("samples", "responses per prompt K (2 for iid)", None),
 )
 
 RULE_PARAMETERS: dict[str, tuple] = {
-    "dpo": (ParameterDoc("beta", "KL coefficient β", 0.1),
-            ParameterDoc("reference", "previous (π_t, proximal point) or initial (π_ref)", "previous", ("previous", "initial"))),
+    "dpo": (
+        ParameterDoc("beta", "KL coefficient β", 0.1),
+        ParameterDoc(
+            "reference", "previous (π_t, proximal point) or initial (π_ref)", "previous", ("previous", "initial")
+        ),
+    ),
     "ipo": (ParameterDoc("tau", "KL(π‖π_ref) coefficient τ; target 1/(2τ)", 0.1),),
-    "inpo": (ParameterDoc("eta", "INVERSE learning rate η > τ; target 1/(2η)", None),
-             ParameterDoc("tau", "KL(π‖π_ref) weight τ", None)),
+    "inpo": (
+        ParameterDoc("eta", "INVERSE learning rate η > τ; target 1/(2η)", None),
+        ParameterDoc("tau", "KL(π‖π_ref) weight τ", None),
+    ),
     "sppo": (ParameterDoc("eta", "learning rate η (uclaml/SPPO's beta = 1/η)", 1.0),),
     "dno": (ParameterDoc("eta", "INVERSE learning rate η: π_{t+1} ∝ π_t exp(r_t/η)", 1.0),),
     "nash_md_pg": (ParameterDoc("tau", "KL(π‖π_ref) weight τ", 0.1),),
-    "apo": (ParameterDoc("base", "proximal base rule", "dpo", ("dpo", "sppo", "inpo")),
-            ParameterDoc("alpha", "extrapolation weight α ∈ [0, 1)", 0.3),
-            ParameterDoc("extrapolation", "parameter (θ_{t+1} = θ̂_{t+1} + α(θ̂_{t+1} − θ̂_t)) or implicit "
-                         "(shift π_t's log-probs instead)", "parameter", EXTRAPOLATIONS)),
+    "apo": (
+        ParameterDoc("base", "proximal base rule", "dpo", ("dpo", "sppo", "inpo")),
+        ParameterDoc("alpha", "extrapolation weight α ∈ [0, 1)", 0.3),
+        ParameterDoc(
+            "extrapolation",
+            "parameter (θ_{t+1} = θ̂_{t+1} + α(θ̂_{t+1} − θ̂_t)) or implicit (shift π_t's log-probs instead)",
+            "parameter",
+            EXTRAPOLATIONS,
+        ),
+    ),
 }
 
-DEFAULT_PAIRS = {"dpo": "best_worst", "ipo": "iid", "inpo": "iid", "sppo": "best_worst", "dno": "iid",
-                 "nash_md_pg": "iid", "apo": "best_worst"}
+DEFAULT_PAIRS = {
+    "dpo": "best_worst",
+    "ipo": "iid",
+    "inpo": "iid",
+    "sppo": "best_worst",
+    "dno": "iid",
+    "nash_md_pg": "iid",
+    "apo": "best_worst",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,8 +141,9 @@ def build_bridge_rule(name: str, given: dict, where: str = "rule") -> BridgeRule
     resolved = {}
     for key, value in given.items():
         if key not in allowed:
-            raise PrefsimError(f"{where}: unknown parameter {key!r} for bridge rule {name}; "
-                               f"its parameters are {', '.join(allowed)}.")
+            raise PrefsimError(
+                f"{where}: unknown parameter {key!r} for bridge rule {name}; its parameters are {', '.join(allowed)}."
+            )
         p = allowed[key]
         if p.choices:
             if value not in p.choices:
@@ -138,7 +163,7 @@ def build_bridge_rule(name: str, given: dict, where: str = "rule") -> BridgeRule
     pairs = resolved.pop("pairs", DEFAULT_PAIRS[name])
     samples = resolved.pop("samples", 2 if pairs == "iid" else 4)
     if pairs == "iid" and samples != 2:
-        raise PrefsimError(f"{where}: pairs = \"iid\" draws exactly 2 responses per prompt; got samples = {samples}.")
+        raise PrefsimError(f'{where}: pairs = "iid" draws exactly 2 responses per prompt; got samples = {samples}.')
     _validate_numbers(name, resolved, where)
     base = resolved["base"] if name == "apo" else name
     return BridgeRule(name, resolved, _pair_loss(base, resolved), pairs, samples)
@@ -152,17 +177,23 @@ def _validate_numbers(name, p, where):
     for key in ("beta", "tau", "eta"):
         positive(key)
     if "eta" in p and "tau" in p and (name == "inpo" or p.get("base") == "inpo") and not p["eta"] > p["tau"]:
-        raise PrefsimError(f"{where}: rule inpo needs eta > tau (η is the INVERSE learning rate; η = τ is online IPO, "
-                           f"use rule ipo); got eta = {p['eta']}, tau = {p['tau']}.")
+        raise PrefsimError(
+            f"{where}: rule inpo needs eta > tau (η is the INVERSE learning rate; η = τ is online IPO, "
+            f"use rule ipo); got eta = {p['eta']}, tau = {p['tau']}."
+        )
     if name == "apo" and not 0.0 <= float(p["alpha"]) < 1.0:
         raise PrefsimError(f"{where}: apo's alpha must lie in [0, 1), got {p['alpha']!r}.")
     if name == "apo" and p["extrapolation"] == "implicit" and p["base"] == "sppo":
-        raise PrefsimError(f"{where}: apo with extrapolation = \"implicit\" needs a pairwise base loss (dpo or inpo): "
-                           "the per-response SPPO loss would see the unknown normaliser of the implicit reference; "
-                           "use extrapolation = \"parameter\".")
+        raise PrefsimError(
+            f'{where}: apo with extrapolation = "implicit" needs a pairwise base loss (dpo or inpo): '
+            "the per-response SPPO loss would see the unknown normaliser of the implicit reference; "
+            'use extrapolation = "parameter".'
+        )
     if name == "apo" and p["base"] == "dpo" and p.get("reference", "previous") != "previous":
-        raise PrefsimError(f"{where}: apo's base dpo must use reference = \"previous\" (the proximal step is "
-                           "anchored at the extrapolated π_t).")
+        raise PrefsimError(
+            f'{where}: apo\'s base dpo must use reference = "previous" (the proximal step is '
+            "anchored at the extrapolated π_t)."
+        )
 
 
 def _pair_loss(base: str, p: dict) -> Callable[[dict], torch.Tensor]:
@@ -176,20 +207,28 @@ def _pair_loss(base: str, p: dict) -> Callable[[dict], torch.Tensor]:
         return lambda b: losses.ipo_loss(b["policy_w"], b["policy_l"], b["reference_w"], b["reference_l"], tau)
     if base == "inpo":
         eta, tau = float(p["eta"]), float(p["tau"])
-        return lambda b: losses.inpo_loss(b["policy_w"], b["policy_l"], b["reference_w"], b["reference_l"],
-                                          b["previous_w"], b["previous_l"], eta, tau)
+        return lambda b: losses.inpo_loss(
+            b["policy_w"], b["policy_l"], b["reference_w"], b["reference_l"], b["previous_w"], b["previous_l"], eta, tau
+        )
     if base == "sppo":
         eta = float(p["eta"])
-        return lambda b: losses.sppo_code_loss(b["policy_w"], b["previous_w"], b["win_rate_w"],
-                                               b["policy_l"], b["previous_l"], b["win_rate_l"], eta)
+        return lambda b: losses.sppo_code_loss(
+            b["policy_w"], b["previous_w"], b["win_rate_w"], b["policy_l"], b["previous_l"], b["win_rate_l"], eta
+        )
     if base == "dno":
         eta = float(p["eta"])
-        return lambda b: losses.dno_loss(b["policy_w"], b["policy_l"], b["previous_w"], b["previous_l"],
-                                         b["win_rate_w"] - b["win_rate_l"], eta)
+        return lambda b: losses.dno_loss(
+            b["policy_w"], b["policy_l"], b["previous_w"], b["previous_l"], b["win_rate_w"] - b["win_rate_l"], eta
+        )
     if base == "nash_md_pg":
         tau = float(p["tau"])
-        return lambda b: 0.5 * (losses.nash_md_pg_loss(b["policy_w"], b["reference_w"], b["preference"], tau)
-                                + losses.nash_md_pg_loss(b["policy_l"], b["reference_l"], 1.0 - b["preference"], tau))
+        return lambda b: (
+            0.5
+            * (
+                losses.nash_md_pg_loss(b["policy_w"], b["reference_w"], b["preference"], tau)
+                + losses.nash_md_pg_loss(b["policy_l"], b["reference_l"], 1.0 - b["preference"], tau)
+            )
+        )
     raise PrefsimError(f"unknown bridge rule {base!r}.")
 
 

@@ -174,7 +174,9 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
     for key in ("train", "heldout"):
         values = getattr(prompts, key)
         if not values or not all(isinstance(v, str) and v.strip() for v in values):
-            raise PrefsimError(f"prompts.{key} must be a non-empty list of non-empty strings (or give prompts.{key}_file).")
+            raise PrefsimError(
+                f"prompts.{key} must be a non-empty list of non-empty strings (or give prompts.{key}_file)."
+            )
     _integer(prompts.per_iteration, "prompts.per_iteration", 1)
 
     sampling = _dataclass(SamplingSpec, _table(raw, "generation"), "generation")
@@ -190,7 +192,9 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
 
     rule_tables = raw.get("rule")
     if not isinstance(rule_tables, list) or not rule_tables:
-        raise PrefsimError("spec: needs at least one [[rule]] table with a name (dpo, ipo, inpo, sppo, dno, nash_md_pg, apo).")
+        raise PrefsimError(
+            "spec: needs at least one [[rule]] table with a name (dpo, ipo, inpo, sppo, dno, nash_md_pg, apo)."
+        )
     entries, labels = [], set()
     for number, table in enumerate(rule_tables, start=1):
         if not isinstance(table, dict) or "name" not in table:
@@ -199,15 +203,19 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
         name = table.pop("name")
         label = table.pop("label", name)
         if not isinstance(label, str) or not label or "/" in label or label in labels or label == "reference":
-            raise PrefsimError(f"rule #{number}: label {label!r} must be a unique non-empty name without '/' "
-                               "(not 'reference'); give each rule of the same name its own label.")
+            raise PrefsimError(
+                f"rule #{number}: label {label!r} must be a unique non-empty name without '/' "
+                "(not 'reference'); give each rule of the same name its own label."
+            )
         labels.add(label)
         entries.append(RuleEntry(label, build_bridge_rule(name, table, where=f"rule {label!r}")))
 
     run = dict(_table(raw, "run"))
     allowed_run = {"score_batch_size", "keep_checkpoints", "export_final", "threads"}
     if set(run) - allowed_run:
-        raise PrefsimError(f"run: unknown key(s) {', '.join(sorted(set(run) - allowed_run))}; known: {', '.join(sorted(allowed_run))}.")
+        raise PrefsimError(
+            f"run: unknown key(s) {', '.join(sorted(set(run) - allowed_run))}; known: {', '.join(sorted(allowed_run))}."
+        )
     score_batch_size = _integer(run.get("score_batch_size", 16), "run.score_batch_size", 1)
     keep = _integer(run.get("keep_checkpoints", 0), "run.keep_checkpoints", 0)
     if keep == 1:
@@ -216,8 +224,21 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
     if not isinstance(export_final, bool):
         raise PrefsimError("run.export_final must be true or false.")
     threads = _integer(run.get("threads", 0), "run.threads", 0)
-    return BridgeSpec(iterations, seed, model, prompts, sampling, oracle, training, tuple(entries), score_batch_size, keep,
-                      export_final, threads, raw)
+    return BridgeSpec(
+        iterations,
+        seed,
+        model,
+        prompts,
+        sampling,
+        oracle,
+        training,
+        tuple(entries),
+        score_batch_size,
+        keep,
+        export_final,
+        threads,
+        raw,
+    )
 
 
 def _table(raw, name):

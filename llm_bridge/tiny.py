@@ -38,28 +38,49 @@ def build_tokenizer(directory: Path):
     tokenizer.train_from_iterator(SENTENCES, trainer)
     bos = tokenizer.token_to_id("<s>")
     tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", bos)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", pad_token="<pad>", bos_token="<s>",
-                                   eos_token="</s>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>"
+    )
     fast.save_pretrained(str(directory))
     return fast
 
 
-def build_tiny_model(directory: Path, architecture: str = "llama", seed: int = 0, hidden_size: int = 32,
-                     layers: int = 2) -> Path:
+def build_tiny_model(
+    directory: Path, architecture: str = "llama", seed: int = 0, hidden_size: int = 32, layers: int = 2
+) -> Path:
     """Write a tiny random causal LM (``llama`` or ``gpt2``) and its tokenizer to ``directory``."""
     from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(directory)
-    common = dict(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                  pad_token_id=tokenizer.pad_token_id)
+    common = dict(
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     if architecture == "llama":
-        config = LlamaConfig(hidden_size=hidden_size, intermediate_size=2 * hidden_size, num_hidden_layers=layers,
-                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128, **common)
+        config = LlamaConfig(
+            hidden_size=hidden_size,
+            intermediate_size=2 * hidden_size,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=128,
+            **common,
+        )
     elif architecture == "gpt2":
-        config = GPT2Config(n_embd=hidden_size, n_layer=layers, n_head=4, n_positions=128, resid_pdrop=0.0,
-                            embd_pdrop=0.0, attn_pdrop=0.0, **common)
+        config = GPT2Config(
+            n_embd=hidden_size,
+            n_layer=layers,
+            n_head=4,
+            n_positions=128,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            **common,
+        )
     else:
         raise ValueError(f"architecture must be llama or gpt2, got {architecture!r}")
     torch.manual_seed(seed)
@@ -75,10 +96,18 @@ def build_tiny_reward_model(directory: Path, seed: int = 0) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(directory)
-    config = LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         num_key_value_heads=1, vocab_size=len(tokenizer), num_labels=1,
-                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id)
+    config = LlamaConfig(
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        vocab_size=len(tokenizer),
+        num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     torch.manual_seed(seed)
     AutoModelForSequenceClassification.from_config(config).save_pretrained(str(directory))
     return directory

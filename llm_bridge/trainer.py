@@ -65,8 +65,10 @@ class TrainingSpec:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise PrefsimError(f"training.{name} must be an integer ≥ 1, got {value!r}.")
         if self.batch_size % self.micro_batch_size:
-            raise PrefsimError(f"training.batch_size ({self.batch_size}) must be a multiple of training.micro_batch_size "
-                               f"({self.micro_batch_size}).")
+            raise PrefsimError(
+                f"training.batch_size ({self.batch_size}) must be a multiple of training.micro_batch_size "
+                f"({self.micro_batch_size})."
+            )
         if self.weight_decay < 0 or self.max_grad_norm < 0:
             raise PrefsimError("training.weight_decay and training.max_grad_norm must be ≥ 0.")
 
@@ -75,11 +77,17 @@ def make_optimizer(parameters, spec: TrainingSpec) -> torch.optim.Optimizer:
     """The torch optimiser of ``spec`` over ``parameters``."""
     parameters = [p for p in parameters if p.requires_grad]
     if spec.optimizer == "adamw":
-        return torch.optim.AdamW(parameters, lr=spec.learning_rate, betas=tuple(spec.adam_betas), eps=spec.eps,
-                                 weight_decay=spec.weight_decay)
+        return torch.optim.AdamW(
+            parameters,
+            lr=spec.learning_rate,
+            betas=tuple(spec.adam_betas),
+            eps=spec.eps,
+            weight_decay=spec.weight_decay,
+        )
     if spec.optimizer == "rmsprop":
-        return torch.optim.RMSprop(parameters, lr=spec.learning_rate, alpha=spec.rmsprop_alpha, eps=spec.eps,
-                                   weight_decay=spec.weight_decay)
+        return torch.optim.RMSprop(
+            parameters, lr=spec.learning_rate, alpha=spec.rmsprop_alpha, eps=spec.eps, weight_decay=spec.weight_decay
+        )
     return torch.optim.SGD(parameters, lr=spec.learning_rate, weight_decay=spec.weight_decay)
 
 
@@ -114,16 +122,23 @@ class TrainingStats:
         return self.tokens / self.seconds if self.seconds > 0 else float("nan")
 
 
-def weighted_loss_sum(model, data: PairTensors, index, rule: BridgeRule, pad_id: int, dtype=torch.float32,
-                      autocast=None) -> torch.Tensor:
+def weighted_loss_sum(
+    model, data: PairTensors, index, rule: BridgeRule, pad_id: int, dtype=torch.float32, autocast=None
+) -> torch.Tensor:
     """Σ_i w_i·ℓ_i over the pairs ``index`` of ``data``: one forward pass over their winners and losers.
 
     Divided by Σ_i w_i over all pairs it is the population loss for :func:`llm_bridge.pairs.population_pairs`.
     """
     device = next(model.parameters()).device
     prompts = [data.prompt_ids[i] for i in index]
-    logps = sequence_logprobs(model, prompts + prompts, [data.winner_ids[i] for i in index]
-                              + [data.loser_ids[i] for i in index], pad_id, device=device, autocast=autocast)
+    logps = sequence_logprobs(
+        model,
+        prompts + prompts,
+        [data.winner_ids[i] for i in index] + [data.loser_ids[i] for i in index],
+        pad_id,
+        device=device,
+        autocast=autocast,
+    )
     count = len(index)
     batch = {"policy_w": logps[:count].to(dtype), "policy_l": logps[count:].to(dtype)}
     for key, value in data.values.items():
@@ -131,8 +146,18 @@ def weighted_loss_sum(model, data: PairTensors, index, rule: BridgeRule, pad_id:
     return (batch["weight"] * rule.pair_loss(batch)).sum()
 
 
-def train_on_pairs(model, optimizer, data: PairTensors, rule: BridgeRule, spec: TrainingSpec, pad_id: int, seed: int,
-                   accelerator=None, progress: bool = True, description: str = "train") -> TrainingStats:
+def train_on_pairs(
+    model,
+    optimizer,
+    data: PairTensors,
+    rule: BridgeRule,
+    spec: TrainingSpec,
+    pad_id: int,
+    seed: int,
+    accelerator=None,
+    progress: bool = True,
+    description: str = "train",
+) -> TrainingStats:
     """Run ``spec.epochs`` passes of ``rule``'s weighted loss over ``data`` (shuffled with ``seed``)."""
     if len(data) == 0:
         raise PrefsimError(f"{description}: no training pairs (every tournament final was lost?); nothing to train on.")
@@ -144,8 +169,10 @@ def train_on_pairs(model, optimizer, data: PairTensors, rule: BridgeRule, spec: 
         float_dtype = torch.float32
     autocast = None
     if device.type == "cuda" and spec.bf16:
+
         def autocast():
             return torch.autocast("cuda", dtype=torch.bfloat16)
+
     generator = torch.Generator().manual_seed(seed)
     step_losses, tokens = [], 0
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -163,14 +190,18 @@ def train_on_pairs(model, optimizer, data: PairTensors, rule: BridgeRule, spec: 
                 index = step_index[micro : micro + spec.micro_batch_size]
                 loss = weighted_loss_sum(model, data, index, rule, pad_id, float_dtype, autocast) / step_weight
                 if not torch.isfinite(loss):
-                    raise PrefsimError(f"{description}: the {rule.name} loss became {loss.item()} (learning rate "
-                                       f"{spec.learning_rate:g} too large, or log-probabilities overflowed).")
+                    raise PrefsimError(
+                        f"{description}: the {rule.name} loss became {loss.item()} (learning rate "
+                        f"{spec.learning_rate:g} too large, or log-probabilities overflowed)."
+                    )
                 if accelerator is not None:
                     accelerator.backward(loss)
                 else:
                     loss.backward()
                 step_loss += float(loss.detach())
-                tokens += sum(2 * len(data.prompt_ids[i]) + len(data.winner_ids[i]) + len(data.loser_ids[i]) for i in index)
+                tokens += sum(
+                    2 * len(data.prompt_ids[i]) + len(data.winner_ids[i]) + len(data.loser_ids[i]) for i in index
+                )
             if spec.max_grad_norm > 0:
                 if accelerator is not None:
                     accelerator.clip_grad_norm_(trainable, spec.max_grad_norm)
@@ -183,4 +214,6 @@ def train_on_pairs(model, optimizer, data: PairTensors, rule: BridgeRule, spec: 
     bar.close()
     optimizer.zero_grad(set_to_none=True)
     seconds = time.perf_counter() - start
-    return TrainingStats(step_losses[0], step_losses[-1], sum(step_losses) / len(step_losses), len(step_losses), tokens, seconds)
+    return TrainingStats(
+        step_losses[0], step_losses[-1], sum(step_losses) / len(step_losses), len(step_losses), tokens, seconds
+    )

@@ -54,10 +54,24 @@ show = plotting.show_in_notebook
 
 
 GAMES = {
-    "cyclic": {"kind": "cyclic", "arms": 3, "strength": 1.0, "tau": TAU, "reference": "random", "reference_min_mass": 0.05},
+    "cyclic": {
+        "kind": "cyclic",
+        "arms": 3,
+        "strength": 1.0,
+        "tau": TAU,
+        "reference": "random",
+        "reference_min_mass": 0.05,
+    },
     "random": {"kind": "random", "arms": 5, "tau": TAU, "reference": "random", "reference_min_mass": 0.02},
-    "bradley_terry": {"kind": "bradley_terry", "rewards": "random", "arms": 5, "reward_scale": 3.0, "tau": TAU,
-                      "reference": "random", "reference_min_mass": 0.02},
+    "bradley_terry": {
+        "kind": "bradley_terry",
+        "rewards": "random",
+        "arms": 5,
+        "reward_scale": 3.0,
+        "tau": TAU,
+        "reference": "random",
+        "reference_min_mass": 0.02,
+    },
 }
 SAFE_ETA = TAU + 1.0 / TAU  # η_MMD ≤ τ: contracted in every instance THEORY §A.3 checked
 print(f"scale={SCALE} seeds={SEEDS} iterations={ITERATIONS} tau={TAU} safe eta={SAFE_ETA:g}")
@@ -86,8 +100,10 @@ for name, game in GAMES.items():
 reports = {name: theory.tightness_report(table, spec) for name, (spec, table) in runs.items()}
 for name, report in reports.items():
     t4 = report[report.rule == "inpo_theorem4"]
-    print(f"{name:14s} Theorem 4 holds on {t4.holds.mean():.0%} of {len(t4)} (seed, T) points; "
-          f"max observed/bound = {t4.ratio.max():.2e}")
+    print(
+        f"{name:14s} Theorem 4 holds on {t4.holds.mean():.0%} of {len(t4)} (seed, T) points; "
+        f"max observed/bound = {t4.ratio.max():.2e}"
+    )
 
 # %% [markdown]
 # Figure: KL(π*‖π_t) with the Theorem 4 bound (dashed, max over seeds of the bound with each
@@ -97,9 +113,14 @@ for name, report in reports.items():
 spec, table = runs["random"]
 bounds = theory.bounds_for_run(table, spec)
 figure, axes = plotting.new_figure()
-plotting.plot_metric(table, "kl_to_nash", axes=axes, theory=bounds[bounds.metric == "kl_to_nash"],
-                     fit_window={"inpo_theorem4": (ITERATIONS // 10, ITERATIONS)},
-                     title=f"INPO on random games (K = 5, τ = {TAU}), {SEEDS} seeds, mean ± 95% CI")
+plotting.plot_metric(
+    table,
+    "kl_to_nash",
+    axes=axes,
+    theory=bounds[bounds.metric == "kl_to_nash"],
+    fit_window={"inpo_theorem4": (ITERATIONS // 10, ITERATIONS)},
+    title=f"INPO on random games (K = 5, τ = {TAU}), {SEEDS} seeds, mean ± 95% CI",
+)
 path = plotting.save_figure(figure, OUT / "inpo_theorem4_kl.png")
 show(path)
 
@@ -121,13 +142,28 @@ for name, (spec, table) in runs.items():
         kl = single[single.rule == "inpo_constant"].set_index("iteration")["kl_to_nash"]
         last = int(kl[kl > 1e-9].index.max())  # stay well above the 1e-12 floor
         fit = stats.fit_rate(single, "kl_to_nash", "inpo_constant", window=(max(5, last // 3), last), scale="semilog")
-        linear_checks.append({"game": name, "seed": seed, "eta_crit": critical, "predicted": 2 * math.log(rho),
-                              "fitted": fit.slope, "window": fit.window})
+        linear_checks.append(
+            {
+                "game": name,
+                "seed": seed,
+                "eta_crit": critical,
+                "predicted": 2 * math.log(rho),
+                "fitted": fit.slope,
+                "window": fit.window,
+            }
+        )
 linear = pd.DataFrame(linear_checks)
 linear["relative_error"] = (linear.fitted - linear.predicted).abs() / linear.predicted.abs()
 for name, fit in schedule_fits.items():
-    print(f"{name:14s} Theorem-4 schedule: KL slope {fit.slope:.3f} [{fit.lower:.3f}, {fit.upper:.3f}] over {fit.window}")
-print(linear.groupby("game")[["eta_crit", "predicted", "fitted", "relative_error"]].agg(["mean", "max"]).round(4).to_string())
+    print(
+        f"{name:14s} Theorem-4 schedule: KL slope {fit.slope:.3f} [{fit.lower:.3f}, {fit.upper:.3f}] over {fit.window}"
+    )
+print(
+    linear.groupby("game")[["eta_crit", "predicted", "fitted", "relative_error"]]
+    .agg(["mean", "max"])
+    .round(4)
+    .to_string()
+)
 
 # %% [markdown]
 # ## 2. Below η_crit the last iterate circles π*
@@ -145,17 +181,26 @@ circle_spec = {
     "iterations": 2000,
     "seeds": SEEDS,
     "game": cycle_game,
-    "rule": [{"name": "inpo", "label": "below", "eta": 0.8 * critical_cycle},
-             {"name": "inpo", "label": "above", "eta": 1.25 * critical_cycle}],
+    "rule": [
+        {"name": "inpo", "label": "below", "eta": 0.8 * critical_cycle},
+        {"name": "inpo", "label": "above", "eta": 1.25 * critical_cycle},
+    ],
 }
 circle = sim.run(circle_spec)
 final_circle = circle[circle.iteration == 2000].groupby("rule")["kl_to_nash"].agg(["min", "max"])
 circle_fit = stats.fit_rate(circle, "kl_to_nash", "below", window=(200, 2000))
 print(f"eta_crit = {critical_cycle:.4f}; final KL(π*‖π_T) per rule:\n{final_circle}")
-print(f"below eta_crit: log-log slope of KL over [200, 2000] = {circle_fit.slope:.4f} [{circle_fit.lower:.4f}, {circle_fit.upper:.4f}]")
+print(
+    f"below eta_crit: log-log slope of KL over [200, 2000] = {circle_fit.slope:.4f} [{circle_fit.lower:.4f}, {circle_fit.upper:.4f}]"
+)
 figure, axes = plotting.new_figure()
-plotting.plot_metric(circle, "kl_to_nash", axes=axes, fit_window=None,
-                     title=f"3-cycle, τ = {TAU}: η = 0.8 vs 1.25 × η_crit ({SEEDS} random initial policies)")
+plotting.plot_metric(
+    circle,
+    "kl_to_nash",
+    axes=axes,
+    fit_window=None,
+    title=f"3-cycle, τ = {TAU}: η = 0.8 vs 1.25 × η_crit ({SEEDS} random initial policies)",
+)
 show(plotting.save_figure(figure, OUT / "inpo_eta_crit.png"))
 
 # %% [markdown]
@@ -192,20 +237,34 @@ for horizon, eta, label in zip(horizons, etas, labels):
         rows.append({"T": horizon, "eta": eta, "seed": seed, "B": b, "gap": gap, "bound": bound})
 theorem3 = pd.DataFrame(rows)
 theorem3["ratio"] = theorem3.gap / theorem3.bound
-summary3 = theorem3.groupby("T").agg(eta=("eta", "first"), B_max=("B", "max"), gap_mean=("gap", "mean"),
-                                     bound_max=("bound", "max"), ratio_max=("ratio", "max"))
+summary3 = theorem3.groupby("T").agg(
+    eta=("eta", "first"),
+    B_max=("B", "max"),
+    gap_mean=("gap", "mean"),
+    bound_max=("bound", "max"),
+    ratio_max=("ratio", "max"),
+)
 print(f"D = {divergence:.4f}")
 print(summary3.to_string())
 # slope of the observed mixture gap at Lemma 2's η vs T (a table shaped like sim.run's for stats.fit_rate)
 gap_curve = theorem3.rename(columns={"T": "iteration", "gap": "duality_gap_mixture"}).assign(rule="lemma2_eta")
 theorem3_fit = stats.fit_rate(gap_curve, "duality_gap_mixture", "lemma2_eta", window=(min(horizons), max(horizons)))
-bound_fit = stats.fit_rate(theorem3.rename(columns={"T": "iteration", "bound": "b"}).assign(rule="bound"), "b", "bound",
-                           window=(min(horizons), max(horizons)))
-print(f"mixture gap at Lemma-2 η: slope {theorem3_fit.slope:.3f} [{theorem3_fit.lower:.3f}, {theorem3_fit.upper:.3f}]; "
-      f"bound slope {bound_fit.slope:.3f}")
+bound_fit = stats.fit_rate(
+    theorem3.rename(columns={"T": "iteration", "bound": "b"}).assign(rule="bound"),
+    "b",
+    "bound",
+    window=(min(horizons), max(horizons)),
+)
+print(
+    f"mixture gap at Lemma-2 η: slope {theorem3_fit.slope:.3f} [{theorem3_fit.lower:.3f}, {theorem3_fit.upper:.3f}]; "
+    f"bound slope {bound_fit.slope:.3f}"
+)
 
 figure, axes = plotting.new_figure()
-for column, style, label in (("gap", "-o", "observed DualGap(π̄_T), mean over seeds"), ("bound", "--", "Theorem 3: 2Reg_T/T (max over seeds)")):
+for column, style, label in (
+    ("gap", "-o", "observed DualGap(π̄_T), mean over seeds"),
+    ("bound", "--", "Theorem 3: 2Reg_T/T (max over seeds)"),
+):
     values = theorem3.groupby("T")[column].mean() if column == "gap" else theorem3.groupby("T")[column].max()
     axes.plot(values.index, values.values, style, label=label)
 axes.set_xscale("log")

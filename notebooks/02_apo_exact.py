@@ -84,18 +84,29 @@ apo_label = {a: f"apo[alpha={a:g}]" for a in ALPHAS}
 dpo_label = {a: f"dpo[beta={BETA * (1 - a):g}]" for a in ALPHAS}
 report = theory.tightness_report(table, spec)
 sub_report = report[report.metric == "suboptimality"]
-print("SubOpt bound β·log(1/π_ref(y*))/c_T holds on", f"{sub_report.holds.mean():.0%}", "of", len(sub_report), "points;",
-      "max observed/bound by rule:")
+print(
+    "SubOpt bound β·log(1/π_ref(y*))/c_T holds on",
+    f"{sub_report.holds.mean():.0%}",
+    "of",
+    len(sub_report),
+    "points;",
+    "max observed/bound by rule:",
+)
 print(sub_report.groupby("rule").ratio.max().round(4).to_string())
 
 shown = table[table.rule.isin([apo_label[a] for a in (0.0, 0.5, 0.9)] + [dpo_label[0.5], "apo_nesterov"])]
 bounds = theory.bounds_for_run(shown, spec)
 figure, axes = plotting.new_figure((7.2, 4.6))
-plotting.plot_metric(shown, "suboptimality", axes=axes, fit_window=None,
-                     styles={dpo_label[0.5]: {"ls": (0, (4, 2)), "lw": 2.4, "color": "black"}},
-                     theory=bounds[(bounds.metric == "suboptimality") & bounds.rule.isin([apo_label[0.0], apo_label[0.9]])],
-                     title=f"APO vs iterative DPO, exact rewards (K = 6, β = {BETA}), {SEEDS} seeds\n"
-                           "APO(α = 0.5) lies under DPO(β(1−α) = 0.5) up to a 0.5-iteration lag")
+plotting.plot_metric(
+    shown,
+    "suboptimality",
+    axes=axes,
+    fit_window=None,
+    styles={dpo_label[0.5]: {"ls": (0, (4, 2)), "lw": 2.4, "color": "black"}},
+    theory=bounds[(bounds.metric == "suboptimality") & bounds.rule.isin([apo_label[0.0], apo_label[0.9]])],
+    title=f"APO vs iterative DPO, exact rewards (K = 6, β = {BETA}), {SEEDS} seeds\n"
+    "APO(α = 0.5) lies under DPO(β(1−α) = 0.5) up to a 0.5-iteration lag",
+)
 show(plotting.save_figure(figure, OUT / "apo_suboptimality.png"))
 
 # %% [markdown]
@@ -128,16 +139,22 @@ for alpha in ALPHAS:
         policy = np.exp(logits - logits.max())
         policy /= policy.sum()
         expected = game["rewards"].max() - policy @ game["rewards"]
-        observed = table[(table.rule == apo_label[alpha]) & (table.seed == seed) & (table.iteration == horizon)]["suboptimality"].item()
+        observed = table[(table.rule == apo_label[alpha]) & (table.seed == seed) & (table.iteration == horizon)][
+            "suboptimality"
+        ].item()
         closed_errors.append(abs(observed - expected) / max(expected, 1e-300))
-same_t = {alpha: stats.paired_difference(table, "suboptimality", apo_label[alpha], dpo_label[alpha], iteration=3)
-          for alpha in ALPHAS[1:]}
+same_t = {
+    alpha: stats.paired_difference(table, "suboptimality", apo_label[alpha], dpo_label[alpha], iteration=3)
+    for alpha in ALPHAS[1:]
+}
 print(lags.groupby("alpha").agg(lag_at_T=("lag", "last"), bracketed=("bracketed", "all")).to_string())
 print(f"max relative error of APO vs DPO(β(1−α)) at T − L_T (T = {horizon}): {max(closed_errors):.2e}")
 for alpha, frame in same_t.items():
     row = frame.iloc[0]
-    print(f"alpha={alpha}: SubOpt(APO) − SubOpt(DPO β(1−α)) at T = 3: {row.difference:.4f} "
-          f"[{row.difference_lower:.4f}, {row.difference_upper:.4f}]  (APO better on {row.probability_of_improvement:.0%} of seeds)")
+    print(
+        f"alpha={alpha}: SubOpt(APO) − SubOpt(DPO β(1−α)) at T = 3: {row.difference:.4f} "
+        f"[{row.difference_lower:.4f}, {row.difference_upper:.4f}]  (APO better on {row.probability_of_improvement:.0%} of seeds)"
+    )
 
 # %% [markdown]
 # ## 3. Exponential TV under a reward gap (Theorem 4.8's shape)
@@ -154,7 +171,13 @@ gap_spec = {
     "iterations": 150,
     "seeds": SEEDS,
     "record_every": 1,
-    "game": {"kind": "bradley_terry", "rewards": rewards, "tau": 0.0, "reference": "random", "reference_min_mass": 0.05},
+    "game": {
+        "kind": "bradley_terry",
+        "rewards": rewards,
+        "tau": 0.0,
+        "reference": "random",
+        "reference_min_mass": 0.05,
+    },
     "rule": [{"name": "apo", "label": "apo", "alpha": ALPHAS, "beta": BETA}],
 }
 gap_table = sim.run(gap_spec)
@@ -170,18 +193,35 @@ for alpha in ALPHAS:
     multipliers = theory.apo_multiplier_sequence(window[1], alpha)[1][steps]
     exact = np.polyfit(steps, -theory.reward_gap(rewards) * multipliers / BETA, 1)[0]
     asymptote = theory.apo_tv_log_slope(alpha, BETA, rewards)
-    tv_rows.append({"alpha": alpha, "window": window, "slope": fit.slope, "lower": fit.lower, "upper": fit.upper,
-                    "window_prediction": exact, "asymptote": asymptote})
+    tv_rows.append(
+        {
+            "alpha": alpha,
+            "window": window,
+            "slope": fit.slope,
+            "lower": fit.lower,
+            "upper": fit.upper,
+            "window_prediction": exact,
+            "asymptote": asymptote,
+        }
+    )
 tv = pd.DataFrame(tv_rows)
 tv["error_vs_window"] = (tv.slope - tv.window_prediction).abs() / tv.window_prediction.abs()
 tv["error_vs_asymptote"] = (tv.slope - tv.asymptote).abs() / tv.asymptote.abs()
 print(tv.round(4).to_string())
-print("TV bound (1−π_ref(y*))/π_ref(y*)·exp(−c_TΔ/β) holds:", bool(gap_report[gap_report.metric == "tv_to_optimum"].holds.all()))
+print(
+    "TV bound (1−π_ref(y*))/π_ref(y*)·exp(−c_TΔ/β) holds:",
+    bool(gap_report[gap_report.metric == "tv_to_optimum"].holds.all()),
+)
 figure, axes = plotting.new_figure()
 gap_bounds = theory.bounds_for_run(gap_table, gap_spec)
-plotting.plot_metric(gap_table, "tv_to_optimum", axes=axes, fit_window=None,
-                     theory=gap_bounds[(gap_bounds.metric == "tv_to_optimum") & (gap_bounds.rule == apo_label[0.0])],
-                     title=f"TV to the optimum, reward gap Δ = 0.2, β = {BETA} ({SEEDS} references)")
+plotting.plot_metric(
+    gap_table,
+    "tv_to_optimum",
+    axes=axes,
+    fit_window=None,
+    theory=gap_bounds[(gap_bounds.metric == "tv_to_optimum") & (gap_bounds.rule == apo_label[0.0])],
+    title=f"TV to the optimum, reward gap Δ = 0.2, β = {BETA} ({SEEDS} references)",
+)
 axes.set_xscale("linear")
 axes.set_xlim(0, 150)
 axes.set_ylim(1e-14, 2)
@@ -199,8 +239,10 @@ c_curve = pd.DataFrame({"rule": "nesterov", "seed": 0, "iteration": np.arange(IT
 nesterov_fit = stats.fit_rate(c_curve, "c", "nesterov", window=(ITERATIONS // 4, ITERATIONS))
 final = table[table.iteration == ITERATIONS].pivot(index="seed", columns="rule", values="suboptimality")
 early = table[table.iteration == 3].pivot(index="seed", columns="rule", values="suboptimality")
-print(f"Nesterov multiplier c_T: log-log slope {nesterov_fit.slope:.3f} over {nesterov_fit.window} "
-      f"(c_T = {nesterov_c[ITERATIONS]:.0f} vs α = 0.9: {float(theory.apo_multipliers(ITERATIONS, 0.9)[1]):.0f})")
+print(
+    f"Nesterov multiplier c_T: log-log slope {nesterov_fit.slope:.3f} over {nesterov_fit.window} "
+    f"(c_T = {nesterov_c[ITERATIONS]:.0f} vs α = 0.9: {float(theory.apo_multipliers(ITERATIONS, 0.9)[1]):.0f})"
+)
 print("mean SubOpt at T = 3:\n", early.mean().sort_values().round(5).to_string())
 print(f"mean SubOpt at T = {ITERATIONS}:\n", final.mean().sort_values().to_string())
 
@@ -213,7 +255,9 @@ print(f"mean SubOpt at T = {ITERATIONS}:\n", final.mean().sort_values().to_strin
 # %%
 weights = {alpha: theory.apo_noise_weights(50, alpha)[1] for alpha in ALPHAS}
 for alpha, w in weights.items():
-    print(f"alpha={alpha}: weights of ε_s in log π_50 range over [{w.min():.3f}, {w.max():.3f}], 1/(1−α) = {1 / (1 - alpha):.3f}")
+    print(
+        f"alpha={alpha}: weights of ε_s in log π_50 range over [{w.min():.3f}, {w.max():.3f}], 1/(1−α) = {1 / (1 - alpha):.3f}"
+    )
 figure, axes = plotting.new_figure()
 for alpha, w in weights.items():
     axes.plot(np.arange(50), w, label=f"α = {alpha}")
@@ -226,11 +270,23 @@ show(plotting.save_figure(figure, OUT / "apo_noise_weights.png"))
 growth_rows = []
 for alpha in ALPHAS:
     for seed, game in context.items():
-        b_final = table[(table.rule == apo_label[alpha]) & (table.seed == seed) & (table.iteration == ITERATIONS)]["max_log_ratio"].item()
+        b_final = table[(table.rule == apo_label[alpha]) & (table.seed == seed) & (table.iteration == ITERATIONS)][
+            "max_log_ratio"
+        ].item()
         predicted = float(theory.apo_log_ratio_growth(ITERATIONS, alpha, BETA, game["rewards"]))
         offset = -math.log(game["reference"][int(np.argmax(game["rewards"]))])
-        growth_rows.append({"alpha": alpha, "seed": seed, "B_T": b_final, "predicted": predicted, "offset_bound": offset,
-                            "slope_ratio": b_final / ITERATIONS / ((game["rewards"].max() - game["rewards"].min()) / (BETA * (1 - alpha)))})
+        growth_rows.append(
+            {
+                "alpha": alpha,
+                "seed": seed,
+                "B_T": b_final,
+                "predicted": predicted,
+                "offset_bound": offset,
+                "slope_ratio": b_final
+                / ITERATIONS
+                / ((game["rewards"].max() - game["rewards"].min()) / (BETA * (1 - alpha))),
+            }
+        )
 growth = pd.DataFrame(growth_rows)
 print(growth.groupby("alpha")[["B_T", "predicted", "slope_ratio"]].mean().round(3).to_string())
 
@@ -257,8 +313,12 @@ print(growth.groupby("alpha")[["B_T", "predicted", "slope_ratio"]].mean().round(
 
 # %%
 assert sub_report.holds.all(), "SubOpt ≤ β log(1/π_ref(y*))/c_T violated"
-assert np.allclose(stats.seed_matrix(table, "suboptimality", apo_label[0.0])[0],
-                   stats.seed_matrix(table, "suboptimality", dpo_label[0.0])[0], rtol=1e-9, atol=1e-13), "APO(α=0) ≠ DPO"
+assert np.allclose(
+    stats.seed_matrix(table, "suboptimality", apo_label[0.0])[0],
+    stats.seed_matrix(table, "suboptimality", dpo_label[0.0])[0],
+    rtol=1e-9,
+    atol=1e-13,
+), "APO(α=0) ≠ DPO"
 assert lags.bracketed.all(), lags[~lags.bracketed]
 assert max(closed_errors) < 1e-6, "APO must equal DPO(β(1−α)) after T − L_T iterations"
 assert gap_report.holds.all(), "TV / SubOpt bound violated on the gap game"
@@ -267,7 +327,9 @@ assert (tv[tv.alpha <= 0.5].error_vs_asymptote < 0.1).all(), tv
 for _, row in tv.iterrows():
     assert row.upper < 0, "TV must decay exponentially"
 assert 1.85 < nesterov_fit.slope < 2.05, nesterov_fit
-assert nesterov_c[ITERATIONS] > float(theory.apo_multipliers(ITERATIONS, 0.9)[1]), "Nesterov's c_T ∝ T² must win at large T"
+assert nesterov_c[ITERATIONS] > float(theory.apo_multipliers(ITERATIONS, 0.9)[1]), (
+    "Nesterov's c_T ∝ T² must win at large T"
+)
 assert (final["apo_nesterov"] <= final[apo_label[0.9]] + 1e-15).all()
 assert (early[apo_label[0.9]] < early["apo_nesterov"]).all(), "α = 0.9 must lead at T = 3 (ranking flips)"
 for alpha, w in weights.items():

@@ -65,12 +65,23 @@ print(f"scale={SCALE} seeds={SEEDS} N={PAIRS} alphas={ALPHAS} T={ITERATIONS}")
 frames = []
 for pairs in PAIRS:
     spec = {
-        "iterations": ITERATIONS, "seeds": SEEDS,
+        "iterations": ITERATIONS,
+        "seeds": SEEDS,
         "game": {"kind": "bradley_terry", "rewards": "random", "arms": 6, "tau": 0.0},
-        "rule": [{"name": "apo", "label": "apo", "alpha": ALPHAS, "beta": BETA},
-                 {"name": "dpo", "label": "dpo", "beta": [BETA * (1 - a) for a in ALPHAS[1:]]}],
-        "run": {"mode": "sampled", "pairs_per_iteration": pairs, "pair_scheme": "lambda_p", "policy": "tabular",
-                "optimizer": "adam", "learning_rate": 0.1, "inner_steps": 50, "apo_form": "log_space"},
+        "rule": [
+            {"name": "apo", "label": "apo", "alpha": ALPHAS, "beta": BETA},
+            {"name": "dpo", "label": "dpo", "beta": [BETA * (1 - a) for a in ALPHAS[1:]]},
+        ],
+        "run": {
+            "mode": "sampled",
+            "pairs_per_iteration": pairs,
+            "pair_scheme": "lambda_p",
+            "policy": "tabular",
+            "optimizer": "adam",
+            "learning_rate": 0.1,
+            "inner_steps": 50,
+            "apo_form": "log_space",
+        },
     }
     frames.append(sim.run(spec).assign(pairs=pairs))
     print(f"N = {pairs}: done at {time.time() - STARTED:.0f} s")
@@ -80,8 +91,16 @@ control_label = {a: f"dpo[beta={BETA * (1 - a):g}]" for a in ALPHAS[1:]}
 
 # exact-reward reference: the same games, closed form (notebook 02)
 _, context = theory._run_context({"iterations": 1, "seeds": SEEDS, "game": spec["game"], "rule": [{"name": "dpo"}]})
-exact = {a: np.mean([g["rewards"].max() - theory.apo_exact_policy(ITERATIONS, a, BETA, g["reference"], g["rewards"]) @ g["rewards"]
-                     for g in context.values()]) for a in ALPHAS}
+exact = {
+    a: np.mean(
+        [
+            g["rewards"].max()
+            - theory.apo_exact_policy(ITERATIONS, a, BETA, g["reference"], g["rewards"]) @ g["rewards"]
+            for g in context.values()
+        ]
+    )
+    for a in ALPHAS
+}
 final = sampled[sampled.iteration == ITERATIONS]
 summary = final.groupby(["rule", "pairs"]).suboptimality.mean().unstack("pairs")
 summary["exact"] = [exact.get(next((a for a, l in apo_label.items() if l == r), None), np.nan) for r in summary.index]
@@ -98,39 +117,58 @@ rows = []
 for pairs in PAIRS:
     table = final[final.pairs == pairs]
     for alpha in ALPHAS[1:]:
-        versus_control = stats.paired_difference(table, "suboptimality", apo_label[alpha], control_label[alpha],
-                                                 iteration=ITERATIONS, confidence=corrected).iloc[0]
-        versus_dpo = stats.paired_difference(table, "suboptimality", apo_label[alpha], apo_label[0.0],
-                                             iteration=ITERATIONS, confidence=corrected).iloc[0]
-        rows.append({"N": pairs, "alpha": alpha,
-                     "APO − DPO(β(1−α))": versus_control.difference,
-                     "ci_control": (round(versus_control.difference_lower, 4), round(versus_control.difference_upper, 4)),
-                     "APO − DPO(β)": versus_dpo.difference,
-                     "ci_dpo": (round(versus_dpo.difference_lower, 4), round(versus_dpo.difference_upper, 4)),
-                     "control_upper": versus_control.difference_upper})
+        versus_control = stats.paired_difference(
+            table, "suboptimality", apo_label[alpha], control_label[alpha], iteration=ITERATIONS, confidence=corrected
+        ).iloc[0]
+        versus_dpo = stats.paired_difference(
+            table, "suboptimality", apo_label[alpha], apo_label[0.0], iteration=ITERATIONS, confidence=corrected
+        ).iloc[0]
+        rows.append(
+            {
+                "N": pairs,
+                "alpha": alpha,
+                "APO − DPO(β(1−α))": versus_control.difference,
+                "ci_control": (round(versus_control.difference_lower, 4), round(versus_control.difference_upper, 4)),
+                "APO − DPO(β)": versus_dpo.difference,
+                "ci_dpo": (round(versus_dpo.difference_lower, 4), round(versus_dpo.difference_upper, 4)),
+                "control_upper": versus_control.difference_upper,
+            }
+        )
 comparison = pd.DataFrame(rows)
 print(f"paired differences of SubOpt(π_{ITERATIONS}), {corrected:.2%} (Bonferroni) bootstrap CIs:")
 print(comparison.drop(columns="control_upper").to_string(float_format=lambda v: f"{v:.4f}"))
 
 largest = max(PAIRS)
-price = stats.paired_difference(final[final.pairs == largest], "suboptimality", apo_label[0.9], apo_label[0.0],
-                                iteration=ITERATIONS).iloc[0]
-print(f"pre-specified: N = {largest}, SubOpt(APO α=0.9) − SubOpt(DPO β) = {price.difference:.4f} "
-      f"[{price.difference_lower:.4f}, {price.difference_upper:.4f}] (95%); exact rewards: "
-      f"{exact[0.9] - exact[0.0]:.2e}")
+price = stats.paired_difference(
+    final[final.pairs == largest], "suboptimality", apo_label[0.9], apo_label[0.0], iteration=ITERATIONS
+).iloc[0]
+print(
+    f"pre-specified: N = {largest}, SubOpt(APO α=0.9) − SubOpt(DPO β) = {price.difference:.4f} "
+    f"[{price.difference_lower:.4f}, {price.difference_upper:.4f}] (95%); exact rewards: "
+    f"{exact[0.9] - exact[0.0]:.2e}"
+)
 
 # statistical error vs N for DPO(β) (= APO α = 0): paired over the same games, smallest vs largest N
 by_pairs = final[final.rule == apo_label[0.0]].assign(rule=lambda f: "N=" + f.pairs.astype(str))
-shrink = stats.paired_difference(by_pairs, "suboptimality", f"N={largest}", f"N={min(PAIRS)}", iteration=ITERATIONS).iloc[0]
-print(f"DPO(β): SubOpt at N = {largest} minus N = {min(PAIRS)}: {shrink.difference:.4f} "
-      f"[{shrink.difference_lower:.4f}, {shrink.difference_upper:.4f}]")
+shrink = stats.paired_difference(
+    by_pairs, "suboptimality", f"N={largest}", f"N={min(PAIRS)}", iteration=ITERATIONS
+).iloc[0]
+print(
+    f"DPO(β): SubOpt at N = {largest} minus N = {min(PAIRS)}: {shrink.difference:.4f} "
+    f"[{shrink.difference_lower:.4f}, {shrink.difference_upper:.4f}]"
+)
 
 figure, axes = plotting.new_figure()
 curve = final.assign(iteration=final.pairs)  # N on the x axis: reuse the bootstrap-band plot
-plotting.plot_metric(curve[curve.rule.isin(list(apo_label.values()) + [control_label[0.9]])], "suboptimality",
-                     axes=axes, fit_window=None, mark_iteration=None,
-                     styles={control_label[0.9]: {"ls": "--", "color": "black"}},
-                     title=f"SubOpt after T = {ITERATIONS} sampled iterations ({SEEDS} seeds)")
+plotting.plot_metric(
+    curve[curve.rule.isin(list(apo_label.values()) + [control_label[0.9]])],
+    "suboptimality",
+    axes=axes,
+    fit_window=None,
+    mark_iteration=None,
+    styles={control_label[0.9]: {"ls": "--", "color": "black"}},
+    title=f"SubOpt after T = {ITERATIONS} sampled iterations ({SEEDS} seeds)",
+)
 axes.set_xscale("log")
 axes.set_xlim(min(PAIRS) * 0.8, max(PAIRS) * 1.25)
 axes.set_xlabel("pairs per iteration N")

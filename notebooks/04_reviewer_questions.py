@@ -87,8 +87,12 @@ for tau in (0.01, 0.05, 0.2):
     critical = theory.eta_critical(cyclic_matrix(3, 1.0), target, tau)
     below = 0.5 * critical if 0.5 * critical > tau else 0.5 * (tau + critical)
     etas = {"inpo_below": below, "inpo_2crit": 2 * critical, "inpo_safe": tau + 1 / tau}
-    spec = {"iterations": LONG, "seeds": SEEDS, "game": game,
-            "rule": [{"name": "online_ipo"}, {"name": "inpo", "label": "inpo", "eta": list(etas.values())}]}
+    spec = {
+        "iterations": LONG,
+        "seeds": SEEDS,
+        "game": game,
+        "rule": [{"name": "online_ipo"}, {"name": "inpo", "label": "inpo", "eta": list(etas.values())}],
+    }
     table = sim.run(spec)
     swept = [label for label in pd.unique(table.rule) if label.startswith("inpo[")]
     table["rule"] = table["rule"].replace(dict(zip(swept, etas)))  # inpo[eta=…] → inpo_below / _2crit / _safe
@@ -97,8 +101,17 @@ for tau in (0.01, 0.05, 0.2):
     for rule, eta in [("online_ipo", tau)] + list(etas.items()):
         rho = theory.inpo_contraction_factor(cyclic_matrix(3, 1.0), target, tau, eta)
         kl = final[final.rule == rule]["kl_to_nash"]
-        row = {"tau": tau, "rule": rule, "eta": eta, "eta_over_crit": eta / critical, "rho": rho,
-               "kl_final_min": kl.min(), "kl_final_max": kl.max(), "fitted": np.nan, "predicted": 2 * math.log(rho)}
+        row = {
+            "tau": tau,
+            "rule": rule,
+            "eta": eta,
+            "eta_over_crit": eta / critical,
+            "rho": rho,
+            "kl_final_min": kl.min(),
+            "kl_final_max": kl.max(),
+            "fitted": np.nan,
+            "predicted": 2 * math.log(rho),
+        }
         if rho < 1:
             mean_kl = table[table.rule == rule].groupby("iteration").kl_to_nash.mean()
             usable = mean_kl[(mean_kl > 1e-10) & (mean_kl.index >= 1)]
@@ -111,8 +124,11 @@ print(d3.round(5).to_string())
 
 contrast_rows = []
 for kind, tau in (("random", 0.05), ("random", 0.2), ("bradley_terry", 0.05)):
-    game = ({"kind": "random", "arms": 5, "tau": tau} if kind == "random" else
-            {"kind": "bradley_terry", "rewards": "random", "arms": 5, "reward_scale": 2.0, "tau": tau})
+    game = (
+        {"kind": "random", "arms": 5, "tau": tau}
+        if kind == "random"
+        else {"kind": "bradley_terry", "rewards": "random", "arms": 5, "reward_scale": 2.0, "tau": tau}
+    )
     spec = {"iterations": LONG, "seeds": SEEDS, "game": game, "rule": [{"name": "online_ipo"}]}
     table = sim.run(spec)
     for seed, instance in targets_of(spec).items():
@@ -122,11 +138,19 @@ for kind, tau in (("random", 0.05), ("random", 0.2), ("bradley_terry", 0.05)):
 contrast = pd.DataFrame(contrast_rows)
 contrast["predicted_converges"] = contrast.omega_max < contrast.tau
 contrast["converged"] = contrast.kl_final < 1e-10
-print(contrast.groupby(["game", "tau", "predicted_converges"]).agg(
-    seeds=("seed", "size"), converged=("converged", "mean"), omega=("omega_max", "mean")).to_string())
+print(
+    contrast.groupby(["game", "tau", "predicted_converges"])
+    .agg(seeds=("seed", "size"), converged=("converged", "mean"), omega=("omega_max", "mean"))
+    .to_string()
+)
 figure, axes = plotting.new_figure()
-plotting.plot_metric(d3_tables[0.2], "duality_gap", axes=axes, fit_window=None,
-                     title=f"3-cycle, τ = 0.2, π_ref = (.5,.3,.2): online IPO (η = τ) vs INPO ({SEEDS} initial policies)")
+plotting.plot_metric(
+    d3_tables[0.2],
+    "duality_gap",
+    axes=axes,
+    fit_window=None,
+    title=f"3-cycle, τ = 0.2, π_ref = (.5,.3,.2): online IPO (η = τ) vs INPO ({SEEDS} initial policies)",
+)
 show(plotting.save_figure(figure, OUT / "d3_inpo_vs_online_ipo.png"))
 
 # %% [markdown]
@@ -156,27 +180,44 @@ def theorem4_summary(spec, label):
         kl0 = float(frame.kl_to_nash.iloc[0])
         bound_curve = theory.theorem4_kl_bound(frame.iteration.to_numpy(), tau, b)
         unreg = float(frame.exploitability.iloc[-1])
-        rows.append({"setting": label, "seed": seed, "B": b, "C": float(theory.inpo_c(b, tau)), "KL_0": kl0,
-                     "KL_T": float(frame.kl_to_nash.iloc[-1]), "bound_T": float(bound_curve[-1]),
-                     "informative_from_T": 32 * float(theory.inpo_c(b, tau)) ** 2 / (tau**2 * kl0) - 1,
-                     "exploitability_T": unreg})
+        rows.append(
+            {
+                "setting": label,
+                "seed": seed,
+                "B": b,
+                "C": float(theory.inpo_c(b, tau)),
+                "KL_0": kl0,
+                "KL_T": float(frame.kl_to_nash.iloc[-1]),
+                "bound_T": float(bound_curve[-1]),
+                "informative_from_T": 32 * float(theory.inpo_c(b, tau)) ** 2 / (tau**2 * kl0) - 1,
+                "exploitability_T": unreg,
+            }
+        )
     return pd.DataFrame(rows), report
 
 
 coverage_frames, tau_frames, d5_reports = [], [], []
 for mass in (1e-1, 1e-4, 1e-8):
     reference = [mass] + [(1 - mass) / 4] * 4
-    spec = {"iterations": D5_T, "seeds": SEEDS, "record_every": 1,
-            "game": {"kind": "random", "arms": 5, "tau": 0.1, "reference": reference},
-            "rule": [{"name": "inpo", "label": "inpo_theorem4", "schedule": "theorem4"}]}
+    spec = {
+        "iterations": D5_T,
+        "seeds": SEEDS,
+        "record_every": 1,
+        "game": {"kind": "random", "arms": 5, "tau": 0.1, "reference": reference},
+        "rule": [{"name": "inpo", "label": "inpo_theorem4", "schedule": "theorem4"}],
+    }
     frame, report = theorem4_summary(spec, f"m={mass:g}")
     frame["mass"] = mass
     coverage_frames.append(frame)
     d5_reports.append(report)
 for tau in (0.5, 0.1, 0.02):
-    spec = {"iterations": D5_T, "seeds": SEEDS, "record_every": 1,
-            "game": {"kind": "random", "arms": 5, "tau": tau},
-            "rule": [{"name": "inpo", "label": "inpo_theorem4", "schedule": "theorem4"}]}
+    spec = {
+        "iterations": D5_T,
+        "seeds": SEEDS,
+        "record_every": 1,
+        "game": {"kind": "random", "arms": 5, "tau": tau},
+        "rule": [{"name": "inpo", "label": "inpo_theorem4", "schedule": "theorem4"}],
+    }
     frame, report = theorem4_summary(spec, f"tau={tau:g}")
     frame["tau"] = tau
     tau_frames.append(frame)
@@ -187,13 +228,17 @@ d5_report = pd.concat(d5_reports, ignore_index=True)
 columns = ["B", "C", "KL_0", "KL_T", "bound_T", "informative_from_T", "exploitability_T"]
 print(coverage.groupby("mass", sort=False)[columns].mean().to_string(float_format=lambda v: f"{v:.3g}"))
 print(taus.groupby("tau", sort=False)[columns].mean().to_string(float_format=lambda v: f"{v:.3g}"))
-print(f"Theorem 4 holds on all {len(d5_report)} (setting, seed, T) points: {bool(d5_report.holds.all())}; "
-      f"max observed/bound {d5_report.ratio.max():.2e}")
+print(
+    f"Theorem 4 holds on all {len(d5_report)} (setting, seed, T) points: {bool(d5_report.holds.all())}; "
+    f"max observed/bound {d5_report.ratio.max():.2e}"
+)
 # paired over seeds (the same games): exploitability of π_T ≈ π*_τ with m = 1e-8 vs m = 1e-1
 paired_coverage = pd.concat([frame.assign(rule=frame.setting.iloc[0], iteration=D5_T) for frame in coverage_frames])
 coverage_effect = stats.paired_difference(paired_coverage, "exploitability_T", "m=1e-08", "m=0.1")
-print("exploitability(π_T), m = 1e-8 minus m = 0.1 (paired over seeds):",
-      coverage_effect[["difference", "difference_lower", "difference_upper"]].round(4).to_dict("records"))
+print(
+    "exploitability(π_T), m = 1e-8 minus m = 0.1 (paired over seeds):",
+    coverage_effect[["difference", "difference_lower", "difference_upper"]].round(4).to_dict("records"),
+)
 
 # %% [markdown]
 # ## §D.8 — What does T = 3 predict about T = 1000?
@@ -206,14 +251,17 @@ print("exploitability(π_T), m = 1e-8 minus m = 0.1 (paired over seeds):",
 
 # %%
 d8_spec = {
-    "iterations": 1000, "seeds": SEEDS,
+    "iterations": 1000,
+    "seeds": SEEDS,
     "game": {"kind": "random", "arms": 5, "tau": 0.1, "reference": "random", "reference_min_mass": 0.02},
-    "rule": [{"name": "inpo", "label": "inpo_theorem4", "schedule": "theorem4"},
-             {"name": "inpo", "label": "inpo_eta1", "eta": 1.0},
-             {"name": "mmd", "eta": 1.0},
-             {"name": "nash_md", "eta": 0.5},
-             {"name": "sppo", "eta": 0.5},
-             {"name": "online_ipo"}],
+    "rule": [
+        {"name": "inpo", "label": "inpo_theorem4", "schedule": "theorem4"},
+        {"name": "inpo", "label": "inpo_eta1", "eta": 1.0},
+        {"name": "mmd", "eta": 1.0},
+        {"name": "nash_md", "eta": 0.5},
+        {"name": "sppo", "eta": 0.5},
+        {"name": "online_ipo"},
+    ],
 }
 d8 = sim.run(d8_spec)
 d8["gap_clipped"] = d8.duality_gap.where(d8.duality_gap > 1e-12, 0.0)
@@ -221,33 +269,57 @@ ranks = {}
 for horizon in (3, 1000):
     wide = d8[d8.iteration == horizon].pivot(index="seed", columns="rule", values="gap_clipped")
     ranks[horizon] = wide.rank(axis=1, method="average").mean()
-rank_table = pd.DataFrame({"mean rank at T=3": ranks[3], "mean rank at T=1000": ranks[1000]}).sort_values("mean rank at T=3")
+rank_table = pd.DataFrame({"mean rank at T=3": ranks[3], "mean rank at T=1000": ranks[1000]}).sort_values(
+    "mean rank at T=3"
+)
 spearman = rank_table.rank().corr().iloc[0, 1]
 print(rank_table.to_string())
 print(f"Spearman correlation of the mean rankings: {spearman:.3f}")
 flips = []
 labels = list(pd.unique(d8.rule))
 for i, a in enumerate(labels):
-    for b in labels[i + 1:]:
+    for b in labels[i + 1 :]:
         early = stats.paired_difference(d8, "gap_clipped", a, b, iteration=3).iloc[0]
         late = stats.paired_difference(d8, "gap_clipped", a, b, iteration=1000).iloc[0]
         if early.difference_upper < 0 < late.difference_lower or late.difference_upper < 0 < early.difference_lower:
-            flips.append({"a": a, "b": b, "diff_T3": early.difference, "ci_T3": f"[{early.difference_lower:.2g}, {early.difference_upper:.2g}]",
-                          "diff_T1000": late.difference, "ci_T1000": f"[{late.difference_lower:.2g}, {late.difference_upper:.2g}]"})
+            flips.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "diff_T3": early.difference,
+                    "ci_T3": f"[{early.difference_lower:.2g}, {early.difference_upper:.2g}]",
+                    "diff_T1000": late.difference,
+                    "ci_T1000": f"[{late.difference_lower:.2g}, {late.difference_upper:.2g}]",
+                }
+            )
 flips = pd.DataFrame(flips)
 print(f"{len(flips)} significant ranking flips between T = 3 and T = 1000:")
 print(flips.to_string())
 
-apo_spec = {"iterations": 30, "seeds": SEEDS, "game": {"kind": "bradley_terry", "rewards": "random", "arms": 6, "tau": 0.0},
-            "rule": [{"name": "dpo", "beta": 1.0}, {"name": "apo", "alpha": 0.3, "beta": 1.0}]}
+apo_spec = {
+    "iterations": 30,
+    "seeds": SEEDS,
+    "game": {"kind": "bradley_terry", "rewards": "random", "arms": 6, "tau": 0.0},
+    "rule": [{"name": "dpo", "beta": 1.0}, {"name": "apo", "alpha": 0.3, "beta": 1.0}],
+}
 apo_table = sim.run(apo_spec)
-ratio = (apo_table[apo_table.rule == "dpo"].set_index(["seed", "iteration"]).suboptimality
-         / apo_table[apo_table.rule == "apo"].set_index(["seed", "iteration"]).suboptimality).unstack()
+ratio = (
+    apo_table[apo_table.rule == "dpo"].set_index(["seed", "iteration"]).suboptimality
+    / apo_table[apo_table.rule == "apo"].set_index(["seed", "iteration"]).suboptimality
+).unstack()
 apo_ratio = {t: stats.bootstrap_ci(ratio[t].to_numpy()) for t in (3, 30)}
-print({t: tuple(round(float(v), 3) for v in ci) for t, ci in apo_ratio.items()}, "= SubOpt(DPO)/SubOpt(APO α=0.3), mean [CI]")
+print(
+    {t: tuple(round(float(v), 3) for v in ci) for t, ci in apo_ratio.items()},
+    "= SubOpt(DPO)/SubOpt(APO α=0.3), mean [CI]",
+)
 figure, axes = plotting.new_figure()
-plotting.plot_metric(d8, "duality_gap", axes=axes, fit_window=None,
-                     title=f"Random games (K = 5, τ = 0.1), {SEEDS} seeds: early and late rankings differ")
+plotting.plot_metric(
+    d8,
+    "duality_gap",
+    axes=axes,
+    fit_window=None,
+    title=f"Random games (K = 5, τ = 0.1), {SEEDS} seeds: early and late rankings differ",
+)
 show(plotting.save_figure(figure, OUT / "d8_rankings.png"))
 
 # %% [markdown]
@@ -289,18 +361,24 @@ reg_final = final_policies(regularised, build_rule("inpo", {"eta": 0.1 + 10.0, "
 reg_spread = np.abs(reg_final - reg_final.mean(axis=0)).max()
 reg_error = np.abs(reg_final - regularised_target).max()
 four_cycle_tau = game_from_instance(build_game(GameSpec(kind="cyclic", arms=4, tau=0.1), seed=0))
-tau_cycle_final = final_policies(four_cycle_tau, build_rule("inpo", {"eta": 10.1, "tau": 0.1}), 3000, keys, average=False)
+tau_cycle_final = final_policies(
+    four_cycle_tau, build_rule("inpo", {"eta": 10.1, "tau": 0.1}), 3000, keys, average=False
+)
 four_cycle = game_from_instance(build_game(GameSpec(kind="cyclic", arms=4, tau=0.0), seed=0))
 averages = final_policies(four_cycle, build_rule("sppo", {"eta": 0.02}), 20000, keys, average=True)
 average_exploitability = np.asarray(jax.vmap(lambda p: exploitability(four_cycle, jnp.log(p)))(jnp.asarray(averages)))
 a_values = averages[:, 0]
 print(f"τ = 0.1, random game: max spread over {INITS} inits {reg_spread:.2e}; max |π_T − π*| {reg_error:.2e}")
 print(f"τ = 0.1, 4-cycle: max spread {np.abs(tau_cycle_final - tau_cycle_final.mean(0)).max():.2e}")
-print(f"τ = 0, 4-cycle, SPPO averages: exploitability ≤ {average_exploitability.max():.4f}; "
-      f"a = π̄(0) ranges over [{a_values.min():.3f}, {a_values.max():.3f}]; |π̄(0) − π̄(2)| ≤ {np.abs(averages[:, 0] - averages[:, 2]).max():.4f}")
+print(
+    f"τ = 0, 4-cycle, SPPO averages: exploitability ≤ {average_exploitability.max():.4f}; "
+    f"a = π̄(0) ranges over [{a_values.min():.3f}, {a_values.max():.3f}]; |π̄(0) − π̄(2)| ≤ {np.abs(averages[:, 0] - averages[:, 2]).max():.4f}"
+)
 figure, axes = plotting.new_figure((5.2, 4.0))
 axes.scatter(averages[:, 0], averages[:, 1], s=14, label="τ = 0: SPPO averages (4-cycle)")
-axes.scatter(tau_cycle_final[:, 0], tau_cycle_final[:, 1], s=40, marker="x", color="C3", label="τ = 0.1: INPO last iterates")
+axes.scatter(
+    tau_cycle_final[:, 0], tau_cycle_final[:, 1], s=40, marker="x", color="C3", label="τ = 0.1: INPO last iterates"
+)
 axes.plot([0, 0.5], [0.5, 0], color="0.5", ls=":", label="Nash set {(a, ½−a, a, ½−a)}")
 axes.set_xlabel("π(arm 0)")
 axes.set_ylabel("π(arm 1)")
@@ -323,30 +401,47 @@ d11_context = targets_of({"iterations": 1, "seeds": SEEDS, "game": d11_game, "ru
 criticals = [theory.eta_critical(g["preference"], g["target"], 0.2) for g in d11_context.values()]
 eta_above, eta_below = 2 * max(criticals), 0.5 * (0.2 + min(criticals))
 d11_spec = {
-    "iterations": LONG, "seeds": SEEDS, "game": d11_game,
-    "rule": [{"name": "inpo", "label": "inpo_theorem4", "schedule": "theorem4"},
-             {"name": "inpo", "label": "inpo", "eta": [eta_above, eta_below]},
-             {"name": "sppo", "eta": 0.1},
-             {"name": "dno", "eta": 10.0},
-             {"name": "nash_md", "label": "nash_md", "eta": [0.5, 0.25]}],
+    "iterations": LONG,
+    "seeds": SEEDS,
+    "game": d11_game,
+    "rule": [
+        {"name": "inpo", "label": "inpo_theorem4", "schedule": "theorem4"},
+        {"name": "inpo", "label": "inpo", "eta": [eta_above, eta_below]},
+        {"name": "sppo", "eta": 0.1},
+        {"name": "dno", "eta": 10.0},
+        {"name": "nash_md", "label": "nash_md", "eta": [0.5, 0.25]},
+    ],
 }
 d11 = sim.run(d11_spec)
 swept = [label for label in pd.unique(d11.rule) if label.startswith("inpo[")]
 d11["rule"] = d11["rule"].replace(dict(zip(swept, ["inpo_above", "inpo_below"])))
 last = d11[d11.iteration == LONG]
-d11_summary = stats.summary_table(d11, metrics=["duality_gap", "duality_gap_mixture", "exploitability", "exploitability_mixture"])
-print(f"η_crit over seeds in [{min(criticals):.4f}, {max(criticals):.4f}]; η_above = {eta_above:.4f}, η_below = {eta_below:.4f}")
+d11_summary = stats.summary_table(
+    d11, metrics=["duality_gap", "duality_gap_mixture", "exploitability", "exploitability_mixture"]
+)
+print(
+    f"η_crit over seeds in [{min(criticals):.4f}, {max(criticals):.4f}]; η_above = {eta_above:.4f}, η_below = {eta_below:.4f}"
+)
 print(d11_summary.pivot(index="rule", columns="metric", values="mean").to_string(float_format=lambda v: f"{v:.3g}"))
-mixture_fits = {rule: stats.fit_rate(d11, metric, rule, window=(LONG // 10, LONG))
-                for rule, metric in (("sppo", "exploitability_mixture"), ("dno", "exploitability_mixture"),
-                                     ("inpo_below", "duality_gap_mixture"))}
+mixture_fits = {
+    rule: stats.fit_rate(d11, metric, rule, window=(LONG // 10, LONG))
+    for rule, metric in (
+        ("sppo", "exploitability_mixture"),
+        ("dno", "exploitability_mixture"),
+        ("inpo_below", "duality_gap_mixture"),
+    )
+}
 for rule, fit in mixture_fits.items():
     print(f"{rule}: mixture slope {fit.slope:.3f} [{fit.lower:.3f}, {fit.upper:.3f}]")
 nash_bias = last[last.rule.str.startswith("nash_md")].groupby("rule").duality_gap.mean()
 bias_slope = math.log(nash_bias["nash_md[eta=0.5]"] / nash_bias["nash_md[eta=0.25]"]) / math.log(2.0)
 print(f"Nash-MD constant-η bias: gap {nash_bias.to_dict()}, log-log slope in η = {bias_slope:.3f} (THEORY: 2)")
-figure = plotting.plot_grid(d11, ["duality_gap", "duality_gap_mixture", "exploitability", "exploitability_mixture"],
-                            OUT / "d11_last_vs_average.png", fit_window=None)
+figure = plotting.plot_grid(
+    d11,
+    ["duality_gap", "duality_gap_mixture", "exploitability", "exploitability_mixture"],
+    OUT / "d11_last_vs_average.png",
+    fit_window=None,
+)
 show(figure)
 
 # %% [markdown]
@@ -365,30 +460,58 @@ show(figure)
 
 # %%
 sampled_frames = []
-for rule, eta, scheme, candidates in (("inpo", 2.0, "lambda_p", 8), ("inpo", 2.0, "tournament", 8),
-                                      ("sppo", 1.0, "lambda_p", 5), ("sppo", 1.0, "exact_win_rates", 5),
-                                      ("sppo", 1.0, "sppo_win_rate", 5)):
-    spec = {"iterations": 30, "seeds": SEEDS, "game": {"kind": "random", "arms": 8, "tau": 0.2},
-            "rule": [{"name": rule, "eta": eta}],
-            "run": {"mode": "sampled", "pairs_per_iteration": 1000, "pair_scheme": scheme, "candidates": candidates,
-                    "optimizer": "adam", "learning_rate": 0.1, "inner_steps": 50}}
+for rule, eta, scheme, candidates in (
+    ("inpo", 2.0, "lambda_p", 8),
+    ("inpo", 2.0, "tournament", 8),
+    ("sppo", 1.0, "lambda_p", 5),
+    ("sppo", 1.0, "exact_win_rates", 5),
+    ("sppo", 1.0, "sppo_win_rate", 5),
+):
+    spec = {
+        "iterations": 30,
+        "seeds": SEEDS,
+        "game": {"kind": "random", "arms": 8, "tau": 0.2},
+        "rule": [{"name": rule, "eta": eta}],
+        "run": {
+            "mode": "sampled",
+            "pairs_per_iteration": 1000,
+            "pair_scheme": scheme,
+            "candidates": candidates,
+            "optimizer": "adam",
+            "learning_rate": 0.1,
+            "inner_steps": 50,
+        },
+    }
     sampled_frames.append(sim.run(spec).assign(rule=f"{rule}_{scheme}"))
 sampled_table = pd.concat(sampled_frames, ignore_index=True)
 sampled_final = sampled_table[sampled_table.iteration == 30]
-print(sampled_final.groupby("rule")[["duality_gap", "exploitability_mixture", "queries", "distance_to_exact"]].mean()
-      .to_string(float_format=lambda v: f"{v:.4g}"))
-tournament_bias = stats.paired_difference(sampled_table, "duality_gap", "inpo_tournament", "inpo_lambda_p", iteration=30).iloc[0]
-one_opponent = stats.paired_difference(sampled_table, "exploitability_mixture", "sppo_lambda_p", "sppo_exact_win_rates",
-                                       iteration=30).iloc[0]
-code_estimator = stats.paired_difference(sampled_table, "exploitability_mixture", "sppo_sppo_win_rate",
-                                         "sppo_exact_win_rates", iteration=30).iloc[0]
+print(
+    sampled_final.groupby("rule")[["duality_gap", "exploitability_mixture", "queries", "distance_to_exact"]]
+    .mean()
+    .to_string(float_format=lambda v: f"{v:.4g}")
+)
+tournament_bias = stats.paired_difference(
+    sampled_table, "duality_gap", "inpo_tournament", "inpo_lambda_p", iteration=30
+).iloc[0]
+one_opponent = stats.paired_difference(
+    sampled_table, "exploitability_mixture", "sppo_lambda_p", "sppo_exact_win_rates", iteration=30
+).iloc[0]
+code_estimator = stats.paired_difference(
+    sampled_table, "exploitability_mixture", "sppo_sppo_win_rate", "sppo_exact_win_rates", iteration=30
+).iloc[0]
 queries_per_sample = (sampled_final.groupby("rule").queries.first() / (30 * 1000)).to_dict()
-print(f"INPO tournament − λ_p duality gap: {tournament_bias.difference:.4f} [{tournament_bias.difference_lower:.4f}, "
-      f"{tournament_bias.difference_upper:.4f}]")
-print(f"SPPO one opponent − exact win rates (mixture exploitability): {one_opponent.difference:.4f} "
-      f"[{one_opponent.difference_lower:.4f}, {one_opponent.difference_upper:.4f}]")
-print(f"SPPO code estimator − exact win rates: {code_estimator.difference:.4f} [{code_estimator.difference_lower:.4f}, "
-      f"{code_estimator.difference_upper:.4f}]")
+print(
+    f"INPO tournament − λ_p duality gap: {tournament_bias.difference:.4f} [{tournament_bias.difference_lower:.4f}, "
+    f"{tournament_bias.difference_upper:.4f}]"
+)
+print(
+    f"SPPO one opponent − exact win rates (mixture exploitability): {one_opponent.difference:.4f} "
+    f"[{one_opponent.difference_lower:.4f}, {one_opponent.difference_upper:.4f}]"
+)
+print(
+    f"SPPO code estimator − exact win rates: {code_estimator.difference:.4f} [{code_estimator.difference_lower:.4f}, "
+    f"{code_estimator.difference_upper:.4f}]"
+)
 print("oracle queries per training sample:", queries_per_sample)
 
 # %% [markdown]
@@ -445,8 +568,9 @@ by_tau = taus.groupby("tau").mean(numeric_only=True).sort_index(ascending=False)
 assert by_tau.bound_T.is_monotonic_increasing, "the bound grows as τ → 0"
 assert by_tau.informative_from_T.is_monotonic_increasing, "the bound becomes informative later as τ → 0"
 assert (taus[taus.tau <= 0.1].bound_T > taus[taus.tau <= 0.1].KL_0).all(), "vacuous at T = 1000 for τ ≤ 0.1"
-assert (coverage.groupby("mass").bound_T.mean().max() / coverage.groupby("mass").bound_T.mean().min()) < 1.01, \
+assert (coverage.groupby("mass").bound_T.mean().max() / coverage.groupby("mass").bound_T.mean().min()) < 1.01, (
     "coverage does not move INPO's realised B much (B = O(1/τ)), so neither the bound"
+)
 assert coverage_effect.difference_lower.iloc[0] > 0, "poor coverage of a Nash arm raises the exploitability of π*_τ"
 # §D.8
 assert len(flips) >= 1, "expected at least one significant ranking flip between T = 3 and T = 1000"
@@ -455,19 +579,30 @@ assert apo_ratio[30][1] > apo_ratio[3][2], "APO's advantage over DPO(β) grows w
 # §D.9
 assert reg_spread < 1e-9 and reg_error < 1e-8, "τ > 0: one fixed point from every initialisation"
 assert np.abs(tau_cycle_final - tau_cycle_final.mean(0)).max() < 1e-9
-assert average_exploitability.max() < 0.03 and a_values.max() - a_values.min() > 0.05, "τ = 0: a continuum of Nash policies"
+assert average_exploitability.max() < 0.03 and a_values.max() - a_values.min() > 0.05, (
+    "τ = 0: a continuum of Nash policies"
+)
 # §D.11
 for rule in ("sppo", "dno"):
     assert last[last.rule == rule].exploitability.min() > 0.1, f"{rule}: the last iterate does not converge"
     assert last[last.rule == rule].exploitability_mixture.max() < 0.05 and mixture_fits[rule].upper < 0
 assert last[last.rule.isin(["inpo_theorem4", "inpo_above"])].duality_gap.max() < 1e-10
 assert last[last.rule == "inpo_below"].duality_gap.min() > 1e-4, "below η_crit the last iterate circles"
-assert last[last.rule == "inpo_below"].duality_gap_mixture.min() > 1e-4 and abs(mixture_fits["inpo_below"].slope) < 0.05, \
-    "constant η below η_crit: the mixture's gap plateaus too (Theorem 3 needs η ∝ √T)"
+assert (
+    last[last.rule == "inpo_below"].duality_gap_mixture.min() > 1e-4 and abs(mixture_fits["inpo_below"].slope) < 0.05
+), "constant η below η_crit: the mixture's gap plateaus too (Theorem 3 needs η ∝ √T)"
 assert (nash_bias > 1e-8).all() and 1.6 < bias_slope < 2.4, "Nash-MD's constant-η bias is O(η²)"
 # §D.4 / §D.12 (sampled)
-assert tournament_bias.difference_lower > 0 and sampled_final[sampled_final.rule == "inpo_lambda_p"].duality_gap.max() < 5e-3
+assert (
+    tournament_bias.difference_lower > 0
+    and sampled_final[sampled_final.rule == "inpo_lambda_p"].duality_gap.max() < 5e-3
+)
 assert -0.01 < one_opponent.difference_lower and one_opponent.difference_upper < 0.01, "one opponent ≈ exact win rates"
-assert queries_per_sample == {"inpo_lambda_p": 1.0, "inpo_tournament": 11.0, "sppo_lambda_p": 1.0,
-                              "sppo_exact_win_rates": 0.0, "sppo_sppo_win_rate": 10.0}, queries_per_sample
+assert queries_per_sample == {
+    "inpo_lambda_p": 1.0,
+    "inpo_tournament": 11.0,
+    "sppo_lambda_p": 1.0,
+    "sppo_exact_win_rates": 0.0,
+    "sppo_sppo_win_rate": 10.0,
+}, queries_per_sample
 print(f"all assertions passed in {time.time() - STARTED:.1f} s")

@@ -29,7 +29,9 @@ def build(path: Path, execute: bool, timeout: int) -> Path:
     if execute:
         from nbclient import NotebookClient
 
-        NotebookClient(notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+        NotebookClient(
+            notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+        ).execute()
     target = path.with_suffix(".ipynb")
     nbformat.write(notebook, target)
     return target

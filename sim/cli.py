@@ -37,18 +37,24 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("interrupted: finished parts are saved; rerun the same command with --resume to continue.", file=sys.stderr)
+        print(
+            "interrupted: finished parts are saved; rerun the same command with --resume to continue.", file=sys.stderr
+        )
         return EXIT_INTERRUPTED
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="prefsim", description="Check preference-optimisation rules against their theory.")
+    parser = argparse.ArgumentParser(
+        prog="prefsim", description="Check preference-optimisation rules against their theory."
+    )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     run_parser = commands.add_parser("run", help="run an experiment spec (TOML) and write metrics, manifest and plots")
     run_parser.add_argument("spec", help="path to the spec TOML file")
     run_parser.add_argument("--out", help="result directory (default: results/<spec name>)")
-    run_parser.add_argument("--resume", action="store_true", help="reuse finished rule results in --out instead of recomputing")
+    run_parser.add_argument(
+        "--resume", action="store_true", help="reuse finished rule results in --out instead of recomputing"
+    )
     run_parser.add_argument("--no-plots", action="store_true", help="write metrics.csv and manifest.json only")
     run_parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     run_parser.set_defaults(handler=_run)
@@ -92,7 +98,7 @@ class _UnavailableCommand:
     def run(self, args):
         raise PrefsimError(
             f"the '{self.name}' command could not be loaded ({self._error}); install its extra, "
-            f"e.g. `pip install -e \".[llm]\"` with the constraints file of the README."
+            f'e.g. `pip install -e ".[llm]"` with the constraints file of the README.'
         )
 
 
@@ -139,7 +145,14 @@ def _draw(table, directory: Path):
 
 
 #: Metrics printed after a run (those with data), the rest are in metrics.csv and the figures.
-HEADLINE_METRICS = ("duality_gap", "duality_gap_mixture", "exploitability_mixture", "kl_to_nash", "suboptimality", "regret")
+HEADLINE_METRICS = (
+    "duality_gap",
+    "duality_gap_mixture",
+    "exploitability_mixture",
+    "kl_to_nash",
+    "suboptimality",
+    "regret",
+)
 
 
 def _print_summary(table) -> None:
@@ -150,9 +163,7 @@ def _print_summary(table) -> None:
 
     metrics = [m for m in HEADLINE_METRICS if m in table.columns and table[m].notna().any()]
     summary = summary_table(table, metrics=metrics)
-    summary["cell"] = [
-        f"{row.mean:.3g} [{row.ci_lower:.3g}, {row.ci_upper:.3g}]" for row in summary.itertuples()
-    ]
+    summary["cell"] = [f"{row.mean:.3g} [{row.ci_lower:.3g}, {row.ci_upper:.3g}]" for row in summary.itertuples()]
     wide = summary.pivot(index="rule", columns="metric", values="cell").reindex(columns=metrics)
     wide = wide.reindex(index=list(dict.fromkeys(summary["rule"])))
     last = int(summary["iteration"].max())

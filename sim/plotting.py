@@ -155,8 +155,14 @@ def plot_metric(
             line = {"color": colour, "lw": 1.6, **((styles or {}).get(rule, {}))}
             colour = line["color"]
             axes.plot(x, centre, label=label, **line)
-            axes.fill_between(x, np.where(np.isfinite(lower), lower, centre), np.where(np.isfinite(upper), upper, centre),
-                              color=colour, alpha=0.2, lw=0)
+            axes.fill_between(
+                x,
+                np.where(np.isfinite(lower), lower, centre),
+                np.where(np.isfinite(upper), upper, centre),
+                color=colour,
+                alpha=0.2,
+                lw=0,
+            )
             if x[0] == 0 and np.isfinite(centre[0]):
                 axes.plot([0.0], [centre[0]], marker="o", mfc="white", mec=colour, ms=5, zorder=5, clip_on=False)
         for label, xs, ys, colour in _theory_lines(theory, colours):
@@ -196,16 +202,27 @@ def _theory_lines(theory, colours):
     lines = []
     if isinstance(theory, pd.DataFrame):
         if not {"iteration", "bound"} <= set(theory.columns):
-            raise PrefsimError("theory: a DataFrame of bounds needs columns iteration and bound (optional rule, label).")
-        groups = theory.groupby([c for c in ("rule", "label") if c in theory.columns], sort=False) if (
-            "rule" in theory.columns or "label" in theory.columns) else [(("bound",), theory)]
+            raise PrefsimError(
+                "theory: a DataFrame of bounds needs columns iteration and bound (optional rule, label)."
+            )
+        groups = (
+            theory.groupby([c for c in ("rule", "label") if c in theory.columns], sort=False)
+            if ("rule" in theory.columns or "label" in theory.columns)
+            else [(("bound",), theory)]
+        )
         for key, frame in groups:
             key = key if isinstance(key, tuple) else (key,)
             rule = frame["rule"].iloc[0] if "rule" in frame.columns else None
             label = frame["label"].iloc[0] if "label" in frame.columns else f"bound ({rule})"
             frame = frame.sort_values("iteration")
-            lines.append((str(label), frame["iteration"].to_numpy(dtype=np.float64), frame["bound"].to_numpy(),
-                          colours.get(rule, "0.2")))
+            lines.append(
+                (
+                    str(label),
+                    frame["iteration"].to_numpy(dtype=np.float64),
+                    frame["bound"].to_numpy(),
+                    colours.get(rule, "0.2"),
+                )
+            )
         return lines
     if isinstance(theory, dict):
         for label, (xs, ys) in theory.items():
@@ -297,7 +314,9 @@ def plot_run(table: pd.DataFrame, out_dir, manifest: dict | None = None, metrics
         if not has_data(table, metric):
             continue
         figure, axes = new_figure()
-        plot_metric(table, metric, axes=axes, theory=_theory_for(table, metric, manifest), title=_title(metric, manifest))
+        plot_metric(
+            table, metric, axes=axes, theory=_theory_for(table, metric, manifest), title=_title(metric, manifest)
+        )
         paths.append(save_figure(figure, out_dir / f"{metric}.png"))
     return paths
 
@@ -307,11 +326,13 @@ def plot_grid(table: pd.DataFrame, metrics, path, columns: int = 2, manifest: di
     metrics = list(metrics)
     rows = math.ceil(len(metrics) / columns)
     with matplotlib.rc_context(STYLE):
-        figure = Figure(figsize=(FIGURE_SIZE[0] * min(columns, len(metrics)), FIGURE_SIZE[1] * rows), layout="constrained")
+        figure = Figure(
+            figsize=(FIGURE_SIZE[0] * min(columns, len(metrics)), FIGURE_SIZE[1] * rows), layout="constrained"
+        )
         FigureCanvasAgg(figure)
         grid = figure.subplots(rows, min(columns, len(metrics)), squeeze=False)
     for index, metric in enumerate(metrics):
         plot_metric(table, metric, axes=grid.flat[index], theory=_theory_for(table, metric, manifest), **kwargs)
-    for extra in list(grid.flat)[len(metrics):]:
+    for extra in list(grid.flat)[len(metrics) :]:
         extra.set_visible(False)
     return save_figure(figure, path)

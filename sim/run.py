@@ -120,7 +120,11 @@ def build_games(spec: ExperimentSpec, dtype=jnp.float64):
     for g in instances:
         key = tuple(np.asarray(g[i]).tobytes() for i in (0, 1, 3, 4))
         if key not in cache:
-            cache[key] = target_policy(g._replace(preference=g.preference.astype(jnp.float64), log_reference=g.log_reference.astype(jnp.float64)))
+            cache[key] = target_policy(
+                g._replace(
+                    preference=g.preference.astype(jnp.float64), log_reference=g.log_reference.astype(jnp.float64)
+                )
+            )
         targets.append(cache[key][0])
         gaps.append(cache[key][1])
     return games, game_axes, jnp.asarray(np.stack(targets), dtype), gaps
@@ -176,7 +180,10 @@ def spec_fingerprint(spec: ExperimentSpec) -> str:
     fingerprint, so ``resume=True`` reused parts computed for a different spec.  The prefsim version
     and git commit are part of it too: results computed by other code are recomputed, not reused.
     """
-    content = {"spec": parsed_spec(spec), "code": {"prefsim": package_versions()["prefsim"], "git_commit": git_commit()}}
+    content = {
+        "spec": parsed_spec(spec),
+        "code": {"prefsim": package_versions()["prefsim"], "git_commit": git_commit()},
+    }
     text = json.dumps(content, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

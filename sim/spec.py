@@ -188,7 +188,9 @@ def parse_spec(data: Any) -> ExperimentSpec:
         raise PrefsimError("spec: expected a table of keys (a TOML document or a dict).")
     unknown = set(data) - TOP_LEVEL_KEYS
     if unknown:
-        raise PrefsimError(f"spec: unknown top-level key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(TOP_LEVEL_KEYS))}.")
+        raise PrefsimError(
+            f"spec: unknown top-level key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(TOP_LEVEL_KEYS))}."
+        )
 
     iterations = data.get("iterations")
     if not _is_int(iterations) or iterations < 1:
@@ -216,10 +218,15 @@ def parse_spec(data: Any) -> ExperimentSpec:
     rules = _parse_rules(data.get("rule"), game, run.mode)
     if run.data != "online" and run.mode != "sampled":
         raise PrefsimError(
-            f"run.data: {run.data!r} data needs mode = \"sampled\" (exact mode has no data: it applies the "
-            f"population update); set run.mode = \"sampled\" or leave run.data out."
+            f'run.data: {run.data!r} data needs mode = "sampled" (exact mode has no data: it applies the '
+            f'population update); set run.mode = "sampled" or leave run.data out.'
         )
-    if run.mode == "sampled" and run.data == "offline" and run.offline_pairs is None and _is_int(run.pairs_per_iteration):
+    if (
+        run.mode == "sampled"
+        and run.data == "offline"
+        and run.offline_pairs is None
+        and _is_int(run.pairs_per_iteration)
+    ):
         # the offline dataset holds as many labels as the online run of the same spec draws
         run = dataclasses.replace(run, offline_pairs=run.pairs_per_iteration * int(iterations))
     if run.mode == "sampled":
@@ -311,7 +318,7 @@ def _parse_rules(tables, game: GameSpec, mode: str = "exact") -> tuple:
         needs_rewards = rule_info(name).needs_rewards or (name == "apo" and parameters.get("base") == "dpo")
         if needs_rewards and game.kind != "bradley_terry" and mode != "sampled":
             raise PrefsimError(
-                f"{where}: the proximal DPO step needs a Bradley–Terry game (game.kind = \"bradley_terry\" "
+                f'{where}: the proximal DPO step needs a Bradley–Terry game (game.kind = "bradley_terry" '
                 f"with rewards), got game.kind = {game.kind!r}."
             )
         for grid_label, point in rule.grid_labels():

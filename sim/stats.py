@@ -124,12 +124,16 @@ def _check_table(table: pd.DataFrame, metric: str | None = None) -> None:
     if missing:
         raise PrefsimError(f"table: missing column(s) {', '.join(missing)}; expected the output of sim.run.")
     if metric is not None and metric not in table.columns:
-        raise PrefsimError(f"metric: {metric!r} is not a column of the table; columns: {', '.join(metric_columns(table))}.")
+        raise PrefsimError(
+            f"metric: {metric!r} is not a column of the table; columns: {', '.join(metric_columns(table))}."
+        )
 
 
 def _check_rule(table: pd.DataFrame, rule: str) -> None:
     if rule not in set(table["rule"]):
-        raise PrefsimError(f"rule: {rule!r} is not in the table; rules: {', '.join(map(str, pd.unique(table['rule'])))}.")
+        raise PrefsimError(
+            f"rule: {rule!r} is not in the table; rules: {', '.join(map(str, pd.unique(table['rule'])))}."
+        )
 
 
 def seed_matrix(table: pd.DataFrame, metric: str, rule: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -279,7 +283,9 @@ def paired_difference(
     iterations = np.intersect1d(iterations_a, iterations_b)
     if iteration is not None:
         if int(iteration) not in set(iterations.tolist()):
-            raise PrefsimError(f"paired_difference: iteration {iteration} was not recorded for both {rule_a!r} and {rule_b!r}.")
+            raise PrefsimError(
+                f"paired_difference: iteration {iteration} was not recorded for both {rule_a!r} and {rule_b!r}."
+            )
         iterations = np.array([int(iteration)])
     if seeds.size == 0 or iterations.size == 0:
         raise PrefsimError(f"paired_difference: rules {rule_a!r} and {rule_b!r} share no seeds/iterations to pair.")

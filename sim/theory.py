@@ -407,10 +407,17 @@ def _rows_for(name: str, parameters: dict, frame: pd.DataFrame, game: dict) -> l
         mask = np.ones_like(t, dtype=bool) if mask is None else mask
         observed = frame[metric].to_numpy(dtype=np.float64)
         bound = np.broadcast_to(np.asarray(bound, dtype=np.float64), t.shape)
-        out.append(pd.DataFrame({
-            "iteration": t[mask], "metric": metric, "bound_name": bound_name,
-            "observed": observed[mask], "bound": bound[mask],
-        }))
+        out.append(
+            pd.DataFrame(
+                {
+                    "iteration": t[mask],
+                    "metric": metric,
+                    "bound_name": bound_name,
+                    "observed": observed[mask],
+                    "bound": bound[mask],
+                }
+            )
+        )
 
     tau = game["tau"]
     if name == "inpo" and tau > 0 and np.allclose(game["initial"], game["reference"]):
@@ -423,32 +430,57 @@ def _rows_for(name: str, parameters: dict, frame: pd.DataFrame, game: dict) -> l
         else:
             eta = float(parameters["eta"])
             divergence = log_reference_mass_bound(game["reference"])
-            add("duality_gap_mixture", theorem3_gap_bound(t + 1, eta, tau, b, divergence),
-                "INPO Theorem 3: 2Reg_T/T, Reg_T = ηD + (4τ²B²+1)T/η")
-    elif name in ("sppo", "dno") and parameters.get("normaliser", "exact") == "exact" and np.all(np.isfinite(frame["exploitability_mixture"])):
+            add(
+                "duality_gap_mixture",
+                theorem3_gap_bound(t + 1, eta, tau, b, divergence),
+                "INPO Theorem 3: 2Reg_T/T, Reg_T = ηD + (4τ²B²+1)T/η",
+            )
+    elif (
+        name in ("sppo", "dno")
+        and parameters.get("normaliser", "exact") == "exact"
+        and np.all(np.isfinite(frame["exploitability_mixture"]))
+    ):
         eta = float(parameters["eta"]) if name == "sppo" else 1.0 / float(parameters["eta"])
-        add("exploitability_mixture", hedge_exploitability_bound(t + 1, eta, float(game["initial"].min())),
-            "Hedge regret: 2(log(1/min π_0)/η + ηT/8)/T")
+        add(
+            "exploitability_mixture",
+            hedge_exploitability_bound(t + 1, eta, float(game["initial"].min())),
+            "Hedge regret: 2(log(1/min π_0)/η + ηT/8)/T",
+        )
     elif name == "nash_md" and tau > 0 and abs(float(parameters.get("tau", tau)) - tau) < 1e-12:
         kl = frame["kl_to_nash"].to_numpy(dtype=np.float64)
-        add("kl_to_nash", nash_md_kl_bound(t, float(parameters["eta"]), tau, kl[0]), "Nash-MD Theorem 1 (unrolled)",
-            mask=t >= 1)
+        add(
+            "kl_to_nash",
+            nash_md_kl_bound(t, float(parameters["eta"]), tau, kl[0]),
+            "Nash-MD Theorem 1 (unrolled)",
+            mask=t >= 1,
+        )
     elif name == "mmd" and tau > 0 and abs(float(parameters.get("tau", tau)) - tau) < 1e-12:
         kl = frame["kl_to_nash"].to_numpy(dtype=np.float64)
         bound = mmd_kl_bound(t, float(parameters["eta"]), tau, kl[0], mmd_lipschitz(game["preference"]))
         if np.isfinite(bound).any():
             add("kl_to_nash", bound, "MMD linear rate: KL_0/(1+ητ)^t (η ≤ τ/L²)", mask=t >= 1)
-    elif name in ("dpo", "apo") and np.all(np.isfinite(game["rewards"])) and np.allclose(game["initial"], game["reference"]):
+    elif (
+        name in ("dpo", "apo")
+        and np.all(np.isfinite(game["rewards"]))
+        and np.allclose(game["initial"], game["reference"])
+    ):
         if name == "apo" and parameters.get("base", "dpo") != "dpo":
             return out
         alpha = 0.0 if name == "dpo" else float(parameters.get("alpha", 0.3))
         schedule = "constant" if name == "dpo" else parameters.get("schedule", "constant")
         beta = float(parameters.get("beta", 1.0))
-        add("suboptimality", apo_suboptimality_bound(t, alpha, beta, game["reference"], game["rewards"], schedule),
-            "APO/DPO exact: β·log(1/π_ref(y*))/c_T", mask=t >= 1)
+        add(
+            "suboptimality",
+            apo_suboptimality_bound(t, alpha, beta, game["reference"], game["rewards"], schedule),
+            "APO/DPO exact: β·log(1/π_ref(y*))/c_T",
+            mask=t >= 1,
+        )
         if reward_gap(game["rewards"]) > 0 and tau == 0:
-            add("tv_to_optimum", apo_tv_bound(t, alpha, beta, game["reference"], game["rewards"], schedule),
-                "APO/DPO exact: (1−π_ref(y*))/π_ref(y*)·exp(−c_TΔ/β)")
+            add(
+                "tv_to_optimum",
+                apo_tv_bound(t, alpha, beta, game["reference"], game["rewards"], schedule),
+                "APO/DPO exact: (1−π_ref(y*))/π_ref(y*)·exp(−c_TΔ/β)",
+            )
     return out
 
 
@@ -481,7 +513,7 @@ def tightness_report(table: pd.DataFrame, spec) -> pd.DataFrame:
     if spec.run.mode != "exact" and getattr(spec.run, "problem", "game") != "game":
         raise PrefsimError(
             f"tightness_report: run.problem = {spec.run.problem!r} is not the [game] table; the bounds are "
-            "computed from the game's P, π_ref and rewards, so only problem = \"game\" can be checked."
+            'computed from the game\'s P, π_ref and rewards, so only problem = "game" can be checked.'
         )
     spec, context = _run_context(spec)
     labels = _labels(spec)

@@ -14,7 +14,7 @@ on a CPU, or a multi-GPU host) and the same code runs unchanged.
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +23,6 @@ import numpy as np
 from sim.game import Game
 from sim.metrics import METRIC_COLUMNS, log_target_policy, metrics_from_win_rates
 from sim.rules.base import ExactRule, ExactState, current_policy
-
 
 #: When at most this many policies share one P ...
 MEMORY_BOUND_POLICIES = 16
@@ -275,7 +274,14 @@ def _cpu_options_supported() -> bool:
 
 def _compiled(make_rule, grid_names, game_axes, record_iterations, cache_key, locate_nonfinite=False, arms=None):
     options = None if arms is None else compiler_options(arms)
-    key = (make_rule if cache_key is None else cache_key, grid_names, game_axes, record_iterations, locate_nonfinite, options is not None)
+    key = (
+        make_rule if cache_key is None else cache_key,
+        grid_names,
+        game_axes,
+        record_iterations,
+        locate_nonfinite,
+        options is not None,
+    )
     if key in _COMPILED:
         return _COMPILED[key]
     record = np.asarray(record_iterations)

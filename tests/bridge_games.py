@@ -21,5 +21,10 @@ def random_game(seed: int, bradley_terry: bool, arms: int, random_initial: bool 
         preference = 0.5 + 0.5 * np.tanh(skew - skew.T)
         rewards = np.full(arms, np.nan)
     initial = rng.dirichlet(np.ones(arms) * 3.0) if random_initial else reference
-    return Game(jnp.asarray(preference), jnp.asarray(np.log(reference)), jnp.asarray(np.log(initial)), jnp.asarray(rewards),
-                jnp.asarray(tau))
+    return Game(
+        jnp.asarray(preference),
+        jnp.asarray(np.log(reference)),
+        jnp.asarray(np.log(initial)),
+        jnp.asarray(rewards),
+        jnp.asarray(tau),
+    )

@@ -88,7 +88,9 @@ def regularised_nash(matrix, reference, tau, tolerance=1e-15):
     eta = tau + 1.0 / tau
     log_policy = log_reference.copy()
     for _ in range(300):
-        log_policy = normalize((1 - tau / eta) * log_policy + (tau / eta) * log_reference + matrix @ np.exp(log_policy) / eta)
+        log_policy = normalize(
+            (1 - tau / eta) * log_policy + (tau / eta) * log_reference + matrix @ np.exp(log_policy) / eta
+        )
 
     def residual(log_weights):
         return log_weights - normalize(log_reference + matrix @ np.exp(normalize(log_weights)) / tau)

@@ -43,9 +43,29 @@ threads = 1
     assert launcher, "the accelerate launcher is not installed"
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     result = subprocess.run(
-        [launcher, "launch", "--cpu", "--num_processes", str(processes), "--num_machines", "1", "--mixed_precision", "no",
-         "--dynamo_backend", "no", "-m", "llm_bridge.cli", str(spec), "--out", str(tmp_path / "out"), "--quiet"],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            launcher,
+            "launch",
+            "--cpu",
+            "--num_processes",
+            str(processes),
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "-m",
+            "llm_bridge.cli",
+            str(spec),
+            "--out",
+            str(tmp_path / "out"),
+            "--quiet",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     table = pd.read_csv(tmp_path / "out" / "metrics.csv")

@@ -22,16 +22,16 @@ import torch
 # Tiny models: one intra-op thread is far faster than torch's thread pool on small CI machines.
 torch.set_num_threads(1)
 
-from llm_bridge.bandit_lm import PROMPT, BanditLM
+from bridge_games import random_game
+
 from llm_bridge.apo import extrapolate_parameters, implicit_reference
+from llm_bridge.bandit_lm import PROMPT, BanditLM
 from llm_bridge.logprobs import batched_sequence_logprobs
 from llm_bridge.pairs import population_pairs
 from llm_bridge.rules import build_bridge_rule
 from llm_bridge.trainer import PairTensors, TrainingSpec, make_optimizer, train_on_pairs, weighted_loss_sum
 from sim.rules import build_rule
 from sim.rules.base import ExactState
-
-from bridge_games import random_game
 
 jdno = importlib.import_module("sim.rules.dno")
 jdpo = importlib.import_module("sim.rules.dpo")
@@ -75,9 +75,16 @@ def _bridge_data(model, reference_model, winner, loser, win_w, win_l, weight, pr
     responses = [[int(y)] for y in winner] + [[int(y)] for y in loser]
     previous = batched_sequence_logprobs(model, prompts + prompts, responses, PAD, batch_size=7)
     reference = batched_sequence_logprobs(reference_model, prompts + prompts, responses, PAD, batch_size=7)
-    values = {"previous_w": previous[:n], "previous_l": previous[n:], "reference_w": reference[:n], "reference_l": reference[n:],
-              "win_rate_w": torch.as_tensor(win_w, dtype=torch.float64), "win_rate_l": torch.as_tensor(win_l, dtype=torch.float64),
-              "preference": torch.as_tensor(preference, dtype=torch.float64), "weight": torch.as_tensor(weight, dtype=torch.float64)}
+    values = {
+        "previous_w": previous[:n],
+        "previous_l": previous[n:],
+        "reference_w": reference[:n],
+        "reference_l": reference[n:],
+        "win_rate_w": torch.as_tensor(win_w, dtype=torch.float64),
+        "win_rate_l": torch.as_tensor(win_l, dtype=torch.float64),
+        "preference": torch.as_tensor(preference, dtype=torch.float64),
+        "weight": torch.as_tensor(weight, dtype=torch.float64),
+    }
     return PairTensors(prompts, [[int(y)] for y in winner], [[int(y)] for y in loser], values)
 
 
@@ -120,8 +127,15 @@ def test_one_bridge_iteration_equals_the_jax_optax_iteration(rule, optimizer):
 
     # JAX / optax, full batch, fresh optimiser
     loss = _jax_loss(rule, bridge_params)
-    args = (game.log_initial, game.log_reference, jnp.asarray(winner), jnp.asarray(loser), jnp.asarray(win_w), jnp.asarray(win_l),
-            jnp.asarray(weight))
+    args = (
+        game.log_initial,
+        game.log_reference,
+        jnp.asarray(winner),
+        jnp.asarray(loser),
+        jnp.asarray(win_w),
+        jnp.asarray(win_l),
+        jnp.asarray(weight),
+    )
     transform = _optax(optimizer, lr)
 
     @jax.jit
@@ -138,10 +152,19 @@ def test_one_bridge_iteration_equals_the_jax_optax_iteration(rule, optimizer):
     # bridge: one iteration, 4 micro-batches of 12 pairs accumulated into each full-batch step
     model, reference_model = BanditLM(np.asarray(game.log_initial)), BanditLM(np.asarray(game.log_reference))
     data = _bridge_data(model, reference_model, winner, loser, win_w, win_l, weight, np.full(len(winner), 0.5))
-    spec = TrainingSpec(optimizer=optimizer, learning_rate=lr, epochs=steps, batch_size=48, micro_batch_size=12,
-                        rmsprop_alpha=0.99, eps=1e-8)
+    spec = TrainingSpec(
+        optimizer=optimizer,
+        learning_rate=lr,
+        epochs=steps,
+        batch_size=48,
+        micro_batch_size=12,
+        rmsprop_alpha=0.99,
+        eps=1e-8,
+    )
     bridge_rule = build_bridge_rule(rule, dict(bridge_params))
-    stats = train_on_pairs(model, make_optimizer(model.parameters(), spec), data, bridge_rule, spec, PAD, seed=0, progress=False)
+    stats = train_on_pairs(
+        model, make_optimizer(model.parameters(), spec), data, bridge_rule, spec, PAD, seed=0, progress=False
+    )
     got = model.log_policy().numpy()
     assert stats.steps == steps
     assert np.max(np.abs(got - np.asarray(game.log_initial))) > 1e-2  # the iteration moved the policy
@@ -149,8 +172,15 @@ def test_one_bridge_iteration_equals_the_jax_optax_iteration(rule, optimizer):
 
 
 def _minimise(model, data, rule, tolerance=1e-13):
-    optimizer = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=2000, tolerance_grad=tolerance,
-                                  tolerance_change=1e-300, history_size=50, line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS(
+        model.parameters(),
+        lr=1.0,
+        max_iter=2000,
+        tolerance_grad=tolerance,
+        tolerance_change=1e-300,
+        history_size=50,
+        line_search_fn="strong_wolfe",
+    )
     total = float(data.values["weight"].sum())
     index = list(range(len(data)))
 
@@ -166,9 +196,16 @@ def _minimise(model, data, rule, tolerance=1e-13):
 
 def _population_data(model, reference_model, game, log_policy):
     pairs = population_pairs(np.exp(np.asarray(log_policy)), np.asarray(game.preference))
-    return _bridge_data(model, reference_model, [p.winner for p in pairs], [p.loser for p in pairs],
-                        [p.win_rate_w for p in pairs], [p.win_rate_l for p in pairs], [p.weight for p in pairs],
-                        [p.preference for p in pairs])
+    return _bridge_data(
+        model,
+        reference_model,
+        [p.winner for p in pairs],
+        [p.loser for p in pairs],
+        [p.win_rate_w for p in pairs],
+        [p.win_rate_l for p in pairs],
+        [p.weight for p in pairs],
+        [p.preference for p in pairs],
+    )
 
 
 @pytest.mark.parametrize("rule", sorted(RULES))
@@ -178,7 +215,11 @@ def test_population_weighted_bridge_loss_reproduces_the_exact_update(rule):
     model, reference_model = BanditLM(np.asarray(game.log_initial)), BanditLM(np.asarray(game.log_reference))
     data = _population_data(model, reference_model, game, game.log_initial)
     _minimise(model, data, build_bridge_rule(rule, dict(bridge_params)))
-    exact = build_rule(sim_name, sim_params).update(ExactState(game.log_initial, jnp.zeros((), jnp.int32), ()), game).log_policy
+    exact = (
+        build_rule(sim_name, sim_params)
+        .update(ExactState(game.log_initial, jnp.zeros((), jnp.int32), ()), game)
+        .log_policy
+    )
     moved = np.max(np.abs(np.asarray(exact) - np.asarray(game.log_initial)))
     assert moved > 0.05
     np.testing.assert_allclose(model.log_policy().numpy(), np.asarray(exact), atol=1e-6, rtol=0)
@@ -191,7 +232,9 @@ def test_population_nash_md_pg_gradient_is_the_exact_policy_gradient():
     model, reference_model = BanditLM(np.asarray(game.log_initial)), BanditLM(np.asarray(game.log_reference))
     data = _population_data(model, reference_model, game, game.log_initial)
     rule = build_bridge_rule("nash_md_pg", {"tau": tau})
-    value = weighted_loss_sum(model, data, list(range(len(data))), rule, PAD, torch.float64) / float(data.values["weight"].sum())
+    value = weighted_loss_sum(model, data, list(range(len(data))), rule, PAD, torch.float64) / float(
+        data.values["weight"].sum()
+    )
     value.backward()
 
     def exact(theta):

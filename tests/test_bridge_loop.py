@@ -39,8 +39,11 @@ def _raw(model_dir, rules, iterations=2, **extra):
         "iterations": iterations,
         "seed": 3,
         "model": {"path": str(model_dir)},
-        "prompts": {"train": ["tell me a story", "write a review of the film", "the movie was", "i love this"],
-                    "heldout": ["the weather is", "what a", "she said it was", "this is the"], "per_iteration": 4},
+        "prompts": {
+            "train": ["tell me a story", "write a review of the film", "the movie was", "i love this"],
+            "heldout": ["the weather is", "what a", "she said it was", "this is the"],
+            "per_iteration": 4,
+        },
         "generation": {"max_new_tokens": 5, "batch_size": 4},
         "oracle": {"kind": "vader", "scale": 0.25},
         "training": {"learning_rate": 5e-3, "batch_size": 2, "micro_batch_size": 1, "epochs": 2},
@@ -56,10 +59,22 @@ def test_loop_trains_writes_rows_and_checkpoints_reload(tiny_llama, tmp_path):
     out = tmp_path / "run"
     table = bridge_loop.run_bridge(spec, out, progress=False)
     assert list(table.groupby("rule").size()) == [3, 3]
-    assert set(table.columns) >= {"win_rate", "win_rate_low", "win_rate_high", "mean_reward", "kl_reference", "kl_previous",
-                                  "loss_first", "oracle_queries", "generation_tokens_per_s", "train_tokens_per_s"}
+    assert set(table.columns) >= {
+        "win_rate",
+        "win_rate_low",
+        "win_rate_high",
+        "mean_reward",
+        "kl_reference",
+        "kl_previous",
+        "loss_first",
+        "oracle_queries",
+        "generation_tokens_per_s",
+        "train_tokens_per_s",
+    }
     trained = table[table["iteration"] > 0]
-    assert (trained["pairs"] == 4).all() and (trained["oracle_queries"] == np.where(trained["rule"] == "inpo", 4, 4 * 6)).all()
+    assert (trained["pairs"] == 4).all() and (
+        trained["oracle_queries"] == np.where(trained["rule"] == "inpo", 4, 4 * 6)
+    ).all()
     assert np.isfinite(trained[["win_rate", "kl_reference", "kl_previous", "loss_last"]].to_numpy()).all()
     # INPO's first loss is exactly (1/(2η))² since π_θ = π_t at step 0; iterative DPO's is log 2
     inpo = trained[trained["rule"] == "inpo"]
@@ -78,7 +93,10 @@ def test_loop_trains_writes_rows_and_checkpoints_reload(tiny_llama, tmp_path):
     fresh = load_causal_lm(str(tiny_llama))
     load_weights(fresh, out / "inpo" / "iter_002" / "policy.safetensors")
     prompts = [tokenizer("the movie was")["input_ids"]] * 2
-    responses = [tokenizer("good", add_special_tokens=False)["input_ids"], tokenizer("bad day", add_special_tokens=False)["input_ids"]]
+    responses = [
+        tokenizer("good", add_special_tokens=False)["input_ids"],
+        tokenizer("bad day", add_special_tokens=False)["input_ids"],
+    ]
     other = load_causal_lm(str(tiny_llama))
     before = batched_sequence_logprobs(other, prompts, responses, tokenizer.pad_token_id)
     after = batched_sequence_logprobs(fresh, prompts, responses, tokenizer.pad_token_id)
@@ -109,7 +127,16 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tiny_llama, tmp_pat
         bridge_loop.run_bridge(spec, tmp_path / "resumed", progress=False)
     resumed = bridge_loop.run_bridge(spec, tmp_path / "resumed", resume=True, progress=False)
 
-    columns = ["iteration", "win_rate", "kl_reference", "kl_previous", "loss_first", "loss_last", "pairs", "oracle_queries"]
+    columns = [
+        "iteration",
+        "win_rate",
+        "kl_reference",
+        "kl_previous",
+        "loss_first",
+        "loss_last",
+        "pairs",
+        "oracle_queries",
+    ]
     pd.testing.assert_frame_equal(full[columns], resumed[columns])
     for kind in ("policy", "proximal"):
         a = read_weights(tmp_path / "full" / "apo" / "iter_003" / f"{kind}.safetensors")
@@ -126,10 +153,24 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tiny_llama, tmp_pat
 
 
 def test_gpt2_lora_apo_extrapolates_only_the_adapter(tiny_gpt2, tmp_path):
-    raw = _raw(tiny_gpt2, [{"name": "apo", "base": "inpo", "eta": 1.0, "tau": 0.3, "alpha": 0.5, "pairs": "iid"},
-                           {"name": "apo", "label": "apo_implicit", "base": "inpo", "eta": 1.0, "tau": 0.3, "alpha": 0.5,
-                            "pairs": "tournament", "samples": 4, "extrapolation": "implicit"}],
-               model={"lora": {"r": 2, "alpha": 4.0, "target_modules": ["c_attn"]}})
+    raw = _raw(
+        tiny_gpt2,
+        [
+            {"name": "apo", "base": "inpo", "eta": 1.0, "tau": 0.3, "alpha": 0.5, "pairs": "iid"},
+            {
+                "name": "apo",
+                "label": "apo_implicit",
+                "base": "inpo",
+                "eta": 1.0,
+                "tau": 0.3,
+                "alpha": 0.5,
+                "pairs": "tournament",
+                "samples": 4,
+                "extrapolation": "implicit",
+            },
+        ],
+        model={"lora": {"r": 2, "alpha": 4.0, "target_modules": ["c_attn"]}},
+    )
     raw["training"]["learning_rate"] = 5e-2
     spec = parse_spec(raw)
     table = bridge_loop.run_bridge(spec, tmp_path / "run", progress=False)
@@ -138,7 +179,9 @@ def test_gpt2_lora_apo_extrapolates_only_the_adapter(tiny_gpt2, tmp_path):
     previous = read_weights(tmp_path / "run" / "apo" / "iter_001" / "proximal.safetensors")
     assert saved and all("lora_" in name for name in saved)  # only the adapter is trainable and saved
     for name in saved:  # θ_2 = θ̂_2 + α(θ̂_2 − θ̂_1)
-        torch.testing.assert_close(saved[name], proximal[name] + 0.5 * (proximal[name] - previous[name]), rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(
+            saved[name], proximal[name] + 0.5 * (proximal[name] - previous[name]), rtol=1e-6, atol=1e-7
+        )
     assert not (tmp_path / "run" / "apo_implicit" / "iter_001" / "proximal.safetensors").exists()
     implicit = table[(table["rule"] == "apo_implicit") & (table["iteration"] > 0)]
     assert (implicit["oracle_queries"] <= 4 * 5).all()  # tournament: 3K/2 − 1 = 5 queries per prompt
@@ -149,7 +192,9 @@ def test_bad_paths_and_specs_fail_clearly(tiny_llama, tmp_path):
     with pytest.raises(PrefsimError, match="does not exist.*never downloads"):
         resolve_model_path(str(tmp_path / "nowhere"))
     with pytest.raises(PrefsimError, match="does not exist"):
-        bridge_loop.run_bridge(parse_spec(_raw(tmp_path / "missing", [{"name": "dpo"}])), tmp_path / "a", progress=False)
+        bridge_loop.run_bridge(
+            parse_spec(_raw(tmp_path / "missing", [{"name": "dpo"}])), tmp_path / "a", progress=False
+        )
     with pytest.raises(PrefsimError, match="without config.json"):
         resolve_model_path(str(tmp_path))
     with pytest.raises(PrefsimError, match="eta > tau"):
@@ -163,9 +208,13 @@ def test_bad_paths_and_specs_fail_clearly(tiny_llama, tmp_path):
     with pytest.raises(PrefsimError, match="generation: unknown key"):
         parse_spec(_raw(tiny_llama, [{"name": "dpo"}], generation={"max_tokens": 3}))
     with pytest.raises(PrefsimError, match="oracle.path"):
-        bridge_loop.run_bridge(parse_spec(_raw(tiny_llama, [{"name": "dpo"}], oracle={"kind": "reward_model",
-                                                                                        "path": str(tmp_path / "rm")})),
-                               tmp_path / "b", progress=False)
+        bridge_loop.run_bridge(
+            parse_spec(
+                _raw(tiny_llama, [{"name": "dpo"}], oracle={"kind": "reward_model", "path": str(tmp_path / "rm")})
+            ),
+            tmp_path / "b",
+            progress=False,
+        )
 
 
 def test_cli_command_runs_a_spec_file_and_rejects_bad_input(tiny_llama, tmp_path, capsys):

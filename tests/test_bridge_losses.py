@@ -4,6 +4,8 @@ Values and gradients with respect to every input, on the same random vectors, fl
 float64 (1e-12).  The inputs are scaled like summed response log-probabilities (tens of nats).
 """
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,7 +13,6 @@ import pytest
 import torch
 
 from llm_bridge import losses as torch_losses
-import importlib
 
 # the modules, not the factories of the same name that sim.rules re-exports
 jdno = importlib.import_module("sim.rules.dno")
@@ -29,7 +30,12 @@ CASES = {
     "ipo": (jipo.ipo_loss, torch_losses.ipo_loss, ["logp"] * 4, (0.7,)),
     "inpo": (jinpo.inpo_loss, torch_losses.inpo_loss, ["logp"] * 6, (0.9, 0.3)),
     "sppo": (jsppo.sppo_loss, torch_losses.sppo_loss, ["logp", "logp", "prob"], (2.0,)),
-    "sppo_code": (jsppo.sppo_code_loss, torch_losses.sppo_code_loss, ["logp", "logp", "prob", "logp", "logp", "prob"], (1.5,)),
+    "sppo_code": (
+        jsppo.sppo_code_loss,
+        torch_losses.sppo_code_loss,
+        ["logp", "logp", "prob", "logp", "logp", "prob"],
+        (1.5,),
+    ),
     "dno": (jdno.dno_loss, torch_losses.dno_loss, ["logp"] * 4 + ["margin"], (0.8,)),
     "nash_md_pg": (jnash.nash_md_pg_loss, torch_losses.nash_md_pg_loss, ["logp", "logp", "prob"], (0.2,)),
 }
@@ -77,8 +83,9 @@ def test_torch_loss_equals_jax_loss_values_and_gradients(name, dtype):
         jax_grad = np.asarray(jax_grad)
         torch_grad = tensor.grad.numpy() if tensor.grad is not None else np.zeros_like(jax_grad)
         gscale = max(1.0, float(np.max(np.abs(jax_grad))))
-        np.testing.assert_allclose(torch_grad, jax_grad, rtol=tol, atol=tol * gscale,
-                                   err_msg=f"{name}: gradient w.r.t. input {index}")
+        np.testing.assert_allclose(
+            torch_grad, jax_grad, rtol=tol, atol=tol * gscale, err_msg=f"{name}: gradient w.r.t. input {index}"
+        )
 
 
 def test_conformance_would_catch_a_wrong_target():

@@ -23,9 +23,12 @@ def test_one_short_inpo_iteration_on_smollm2(tmp_path):
     raw = {
         "iterations": 1,
         "model": {"path": "smollm2"},
-        "prompts": {"train": ["Write one sentence about your weekend.", "Describe the weather today."],
-                    "heldout": ["How was your day?", "Describe a film you saw."], "per_iteration": 2,
-                    "chat_template": True},
+        "prompts": {
+            "train": ["Write one sentence about your weekend.", "Describe the weather today."],
+            "heldout": ["How was your day?", "Describe a film you saw."],
+            "per_iteration": 2,
+            "chat_template": True,
+        },
         "generation": {"max_new_tokens": 8, "batch_size": 4},
         "oracle": {"kind": "vader"},
         "training": {"learning_rate": 1e-5, "batch_size": 2, "micro_batch_size": 1},
@@ -47,5 +50,9 @@ def test_one_short_inpo_iteration_on_smollm2(tmp_path):
     prompt = session.tokenizer("Hello there")["input_ids"]
     response = session.tokenizer(" good day", add_special_tokens=False)["input_ids"]
     pad = session.tokenizer.pad_token_id
-    torch.testing.assert_close(batched_sequence_logprobs(reloaded, [prompt], [response], pad),
-                               batched_sequence_logprobs(session.policy, [prompt], [response], pad), rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(
+        batched_sequence_logprobs(reloaded, [prompt], [response], pad),
+        batched_sequence_logprobs(session.policy, [prompt], [response], pad),
+        rtol=1e-6,
+        atol=1e-5,
+    )

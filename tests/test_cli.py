@@ -99,9 +99,15 @@ def test_rules_lists_every_rule_with_parameters():
     [
         ("iterations = 10\n[game]\nkind='cyclic'\narms=3\ntau=0.1\n[[rule]]\nname='inpo'\neta=0.05\n", "eta > tau"),
         ("iterations = 10\n[game]\nkind='cyclic'\narms=3\n[[rule]]\nname='nope'\n", "unknown rule 'nope'"),
-        ("iterations = 10\n[game]\nkind='matrix'\npreference=[[0.5,0.9],[0.3,0.5]]\n[[rule]]\nname='mmd'\n", "P + Pᵀ = 1"),
+        (
+            "iterations = 10\n[game]\nkind='matrix'\npreference=[[0.5,0.9],[0.3,0.5]]\n[[rule]]\nname='mmd'\n",
+            "P + Pᵀ = 1",
+        ),
         ("iterations = 10\n[game]\nkind='matrix'\npreference=[[0.5,1.5],[-0.5,0.5]]\n[[rule]]\nname='mmd'\n", "[0, 1]"),
-        ("iterations = 10\n[game]\nkind='cyclic'\narms=3\nreference=[0.5,0.5,0.0]\n[[rule]]\nname='mmd'\n", "game.reference"),
+        (
+            "iterations = 10\n[game]\nkind='cyclic'\narms=3\nreference=[0.5,0.5,0.0]\n[[rule]]\nname='mmd'\n",
+            "game.reference",
+        ),
         ("iterations = 10\n[game]\nkind='cyclic'\narms=3\nreference=[0.5,0.3,0.1]\n[[rule]]\nname='mmd'\n", "sum to 1"),
         ("iterations = 10\n[game]\nkind='cyclic'\narms=3\n[[rule]]\nname='mmd'\nstep=3\n", "unknown parameter 'step'"),
         ("iterations = 'ten'\n[game]\nkind='cyclic'\narms=3\n[[rule]]\nname='mmd'\n", "iterations"),
@@ -153,7 +159,9 @@ def test_manifest_of_a_python_built_spec_holds_the_spec(tmp_path):
 
     import sim
 
-    spec = sim.parse_spec({"iterations": 4, "game": {"kind": "cyclic", "arms": 3, "tau": 0.1}, "rule": [{"name": "mmd"}]})
+    spec = sim.parse_spec(
+        {"iterations": 4, "game": {"kind": "cyclic", "arms": 3, "tau": 0.1}, "rule": [{"name": "mmd"}]}
+    )
     sim.run(dataclasses.replace(spec, raw={}), out=tmp_path)  # as built in Python: no raw TOML
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["parsed_spec"]["game"]["kind"] == "cyclic"

@@ -8,10 +8,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy.optimize import minimize
-
-import sim  # noqa: F401  (float64)
-from bandits.errors import PrefsimError
 from exact_reference import (
     best_response,
     bradley_terry_matrix,
@@ -27,6 +23,10 @@ from exact_reference import (
     random_policy,
     regularised_nash,
 )
+from scipy.optimize import minimize
+
+import sim  # noqa: F401  (float64)
+from bandits.errors import PrefsimError
 from sim.rules import (
     RULES,
     apo,
@@ -195,7 +195,9 @@ def test_nash_md_step_by_hand():
     mixture = initial**0.8 * reference**0.2
     mixture /= mixture.sum()
     win = CYCLIC @ mixture  # rows: ½m0 + m1, ½m1 + m2, m0 + ½m2
-    assert win == pytest.approx([0.5 * mixture[0] + mixture[1], 0.5 * mixture[1] + mixture[2], mixture[0] + 0.5 * mixture[2]])
+    assert win == pytest.approx(
+        [0.5 * mixture[0] + mixture[1], 0.5 * mixture[1] + mixture[2], mixture[0] + 0.5 * mixture[2]]
+    )
     expected = normalize(0.8 * np.log(initial) + 0.2 * np.log(reference) + 0.5 * win)
     np.testing.assert_allclose(new, expected, atol=1e-15, rtol=0)
     # the opponent is the mixture, not π_t
@@ -246,8 +248,12 @@ def _scipy_paper_target(policy, target):
     gradient = lambda d: 2 * policy * (d - target)  # noqa: E731
     constraint = {"type": "eq", "fun": lambda d: np.sum(policy * np.exp(d)) - 1.0, "jac": lambda d: policy * np.exp(d)}
     result = minimize(
-        objective, target - np.log(np.sum(policy * np.exp(target))), jac=gradient, constraints=[constraint],
-        method="SLSQP", options={"ftol": 1e-15, "maxiter": 500},
+        objective,
+        target - np.log(np.sum(policy * np.exp(target))),
+        jac=gradient,
+        constraints=[constraint],
+        method="SLSQP",
+        options={"ftol": 1e-15, "maxiter": 500},
     )
     assert result.success
     return result.x
@@ -294,7 +300,11 @@ def test_sppo_paper_normaliser_at_large_eta(eta):
         scale = np.abs(target).max()
         log_mu = brentq(
             lambda m: logsumexp(target - wrightomega(m + target).real, b=policy),
-            -60 - scale, 5 + np.log1p(scale), xtol=1e-14, rtol=1e-15, maxiter=500,
+            -60 - scale,
+            5 + np.log1p(scale),
+            xtol=1e-14,
+            rtol=1e-15,
+            maxiter=500,
         )
         expected = target - wrightomega(log_mu + target).real
         solved = np.asarray(solve_paper_target(jnp.log(policy), jnp.asarray(target))) - np.log(policy)
@@ -368,7 +378,9 @@ def test_apo_dpo_closed_form_and_equivalence_to_dpo_with_smaller_beta():
 
 @pytest.mark.parametrize("base_name", ["dpo", "sppo", "inpo"])
 def test_apo_with_alpha_zero_is_the_base_rule(base_name):
-    base = {"dpo": lambda: dpo(beta=0.8), "sppo": lambda: sppo(eta=1.5), "inpo": lambda: inpo(eta=0.9, tau=TAU)}[base_name]
+    base = {"dpo": lambda: dpo(beta=0.8), "sppo": lambda: sppo(eta=1.5), "inpo": lambda: inpo(eta=0.9, tau=TAU)}[
+        base_name
+    ]
     game = _bt_game() if base_name == "dpo" else _game("random")
     np.testing.assert_allclose(iterate(apo(base(), alpha=0.0), game, 20), iterate(base(), game, 20), atol=1e-13, rtol=0)
 
@@ -407,7 +419,9 @@ def test_apo_wrapping_nash_rules_matches_numpy_log_space_extrapolation(base_name
 
 def test_apo_through_the_registry_passes_base_parameters():
     parameters = resolve_parameters("apo", {"base": "inpo", "alpha": 0.4, "eta": 0.9}, TAU)
-    assert parameters["tau"] == TAU and parameters["base_schedule"] == "constant" and parameters["schedule"] == "constant"
+    assert (
+        parameters["tau"] == TAU and parameters["base_schedule"] == "constant" and parameters["schedule"] == "constant"
+    )
     from_registry = iterate(build_rule("apo", parameters), _game("random"), 10)
     direct = iterate(apo(inpo(eta=0.9, tau=TAU), alpha=0.4), _game("random"), 10)
     np.testing.assert_allclose(from_registry, direct, atol=1e-14, rtol=0)
@@ -554,8 +568,12 @@ def test_dpo_and_dno_losses_are_minimised_by_their_exact_steps():
     def dno_population(logits):
         log_policy = jax.nn.log_softmax(logits)
         losses = dno_loss(
-            log_policy[pairs_1], log_policy[pairs_2], np.log(RANDOM_REFERENCE)[pairs_1], np.log(RANDOM_REFERENCE)[pairs_2],
-            win[pairs_1] - win[pairs_2], eta,
+            log_policy[pairs_1],
+            log_policy[pairs_2],
+            np.log(RANDOM_REFERENCE)[pairs_1],
+            np.log(RANDOM_REFERENCE)[pairs_2],
+            win[pairs_1] - win[pairs_2],
+            eta,
         )
         return jnp.sum(RANDOM_REFERENCE[pairs_1] * RANDOM_REFERENCE[pairs_2] * losses)
 
@@ -577,7 +595,9 @@ CARRIED_POLICY_CASES = [(name, {"eta": 1.0} if name == "inpo" else {}) for name 
 ]
 
 
-@pytest.mark.parametrize("name, given", CARRIED_POLICY_CASES, ids=[f"{n}-{'-'.join(g)}" for n, g in CARRIED_POLICY_CASES])
+@pytest.mark.parametrize(
+    "name, given", CARRIED_POLICY_CASES, ids=[f"{n}-{'-'.join(g)}" for n, g in CARRIED_POLICY_CASES]
+)
 def test_carried_policy_is_exp_of_the_log_policy_and_changes_nothing(name, given):
     # Rules carry π_t = exp(log π_t) in state.policy so the next update and the trajectory take no exp
     # of their own.  (a) It must stay equal to exp(log π_t); (b) a state built from the log-policy alone

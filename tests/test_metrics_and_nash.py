@@ -6,10 +6,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy.optimize import minimize
-from scipy.special import softmax
-
-import sim
 from exact_reference import (
     best_response,
     bradley_terry_matrix,
@@ -24,6 +20,10 @@ from exact_reference import (
     random_policy,
     regularised_nash,
 )
+from scipy.optimize import minimize
+from scipy.special import softmax
+
+import sim
 from sim import metrics, nash
 
 TAU = 0.2
@@ -39,7 +39,10 @@ def _direct_extremes(matrix, reference, tau, policy):
             pair = (other, policy) if slot == 0 else (policy, other)
             return -sign * payoff(matrix, reference, tau, *pair)
 
-        values = [minimize(objective, np.log(start), method="BFGS", options={"gtol": 1e-12}).fun for start in (reference, policy, np.full(arms, 1 / arms))]
+        values = [
+            minimize(objective, np.log(start), method="BFGS", options={"gtol": 1e-12}).fun
+            for start in (reference, policy, np.full(arms, 1 / arms))
+        ]
         return -sign * min(values)
 
     return best(+1, 0), best(-1, 1)

@@ -21,8 +21,9 @@ TIMEOUT_SECONDS = 420
 def run_notebook(path: Path, out_dir: Path, scale: str = "ci") -> subprocess.CompletedProcess:
     """Run a percent-format notebook as a script; return the finished process."""
     env = dict(os.environ, PREFSIM_NOTEBOOK_SCALE=scale, PREFSIM_NOTEBOOK_OUT=str(out_dir), MPLBACKEND="Agg")
-    return subprocess.run([sys.executable, str(path)], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=TIMEOUT_SECONDS)
+    return subprocess.run(
+        [sys.executable, str(path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_SECONDS
+    )
 
 
 def test_there_are_notebooks():
@@ -50,13 +51,22 @@ def test_notebook_runs_and_its_assertions_hold(path, tmp_path):
 
 def test_a_failing_notebook_assertion_fails_the_harness(tmp_path):
     broken = tmp_path / "99_broken.py"
-    broken.write_text("# %%\nimport os\nscale = os.environ['PREFSIM_NOTEBOOK_SCALE']\n# %%\nassert 1 + 1 == 3, 'claim fails'\n")
+    broken.write_text(
+        "# %%\nimport os\nscale = os.environ['PREFSIM_NOTEBOOK_SCALE']\n# %%\nassert 1 + 1 == 3, 'claim fails'\n"
+    )
     result = run_notebook(broken, tmp_path / "out")
     assert result.returncode != 0 and "claim fails" in result.stderr
 
 
-THEORY_EXAMPLES = ["inpo_theorem4", "inpo_eta_crit", "apo_exact", "apo_tv_gap", "reviewer_d3_online_ipo",
-                   "reviewer_d8_rankings", "reviewer_d11_last_vs_average"]
+THEORY_EXAMPLES = [
+    "inpo_theorem4",
+    "inpo_eta_crit",
+    "apo_exact",
+    "apo_tv_gap",
+    "reviewer_d3_online_ipo",
+    "reviewer_d8_rankings",
+    "reviewer_d11_last_vs_average",
+]
 
 
 @pytest.mark.parametrize("name", THEORY_EXAMPLES)

@@ -34,8 +34,9 @@ def test_plot_run_writes_one_png_per_metric_with_data_and_skips_nan(tmp_path, cy
 
 
 def test_plot_metric_draws_bands_theory_fit_and_the_t3_marker(cyclic_table):
-    bound = pd.DataFrame({"iteration": np.arange(1, 41), "bound": 1.0 / np.arange(1, 41), "rule": "inpo",
-                          "label": "a bound"})
+    bound = pd.DataFrame(
+        {"iteration": np.arange(1, 41), "bound": 1.0 / np.arange(1, 41), "rule": "inpo", "label": "a bound"}
+    )
     axes = plotting.plot_metric(cyclic_table, "kl_to_nash", theory=bound, fit_window=(4, 40))
     labels = [line.get_label() for line in axes.get_lines()]
     assert "a bound" in labels
@@ -46,9 +47,14 @@ def test_plot_metric_draws_bands_theory_fit_and_the_t3_marker(cyclic_table):
 
 
 def test_plot_metric_single_seed_and_bad_input(tmp_path):
-    table = sim.run({"iterations": 5, "seeds": 1, "game": {"kind": "cyclic", "arms": 3, "tau": 0.1,
-                                                            "reference": [0.5, 0.3, 0.2]},
-                     "rule": [{"name": "inpo", "eta": 20.0}]})
+    table = sim.run(
+        {
+            "iterations": 5,
+            "seeds": 1,
+            "game": {"kind": "cyclic", "arms": 3, "tau": 0.1, "reference": [0.5, 0.3, 0.2]},
+            "rule": [{"name": "inpo", "eta": 20.0}],
+        }
+    )
     paths = plotting.plot_run(table, tmp_path)
     assert paths and all(p.exists() for p in paths)
     with pytest.raises(PrefsimError):
@@ -58,8 +64,12 @@ def test_plot_metric_single_seed_and_bad_input(tmp_path):
 
 
 def test_plot_run_draws_theory_bounds_from_the_manifest(tmp_path):
-    spec = {"iterations": 30, "seeds": 2, "game": {"kind": "random", "arms": 4, "tau": 0.2},
-            "rule": [{"name": "inpo", "label": "inpo_t4", "schedule": "theorem4"}]}
+    spec = {
+        "iterations": 30,
+        "seeds": 2,
+        "game": {"kind": "random", "arms": 4, "tau": 0.2},
+        "rule": [{"name": "inpo", "label": "inpo_t4", "schedule": "theorem4"}],
+    }
     table = sim.run(spec)
     bound = plotting._theory_for(table, "kl_to_nash", {"spec": spec})
     assert bound is not None and set(bound["rule"]) == {"inpo_t4"} and (bound["bound"] > 0).all()

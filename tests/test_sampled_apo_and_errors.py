@@ -70,7 +70,9 @@ def test_sampled_apo_log_linear_runs_identically_with_parameter_and_log_space_ex
     by_parameters = sim.run(_apo_spec("log_linear", "parameters"))
     in_log_space = sim.run(_apo_spec("log_linear", "log_space"))
     columns = ["suboptimality", "kl_to_nash", "distance_to_exact", "loss"]
-    np.testing.assert_allclose(by_parameters[columns].to_numpy(), in_log_space[columns].to_numpy(), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(
+        by_parameters[columns].to_numpy(), in_log_space[columns].to_numpy(), rtol=1e-8, atol=1e-10
+    )
     implicit = sim.run(_apo_spec("log_linear", "implicit_reference"))
     assert np.all(np.isfinite(implicit["suboptimality"]))
     assert not np.allclose(implicit["suboptimality"].to_numpy(), by_parameters["suboptimality"].to_numpy())
@@ -83,8 +85,16 @@ def test_sampled_run_table_columns_queries_and_reproducibility():
         "record_every": 1,
         "game": {"kind": "random", "arms": 6, "tau": 0.2},
         "rule": [{"name": "inpo", "eta": [1.0, 2.0], "tau": 0.2}],
-        "run": {"mode": "sampled", "pairs_per_iteration": 50, "pair_scheme": "tournament", "candidates": 8,
-                "optimizer": "rmsprop", "learning_rate": 0.01, "inner_steps": 10, "minibatch_size": 16},
+        "run": {
+            "mode": "sampled",
+            "pairs_per_iteration": 50,
+            "pair_scheme": "tournament",
+            "candidates": 8,
+            "optimizer": "rmsprop",
+            "learning_rate": 0.01,
+            "inner_steps": 10,
+            "minibatch_size": 16,
+        },
     }
     table = sim.run(spec)
     assert list(table.columns) == ["rule", "seed", "iteration", *METRIC_COLUMNS, "queries", "distance_to_exact", "loss"]
@@ -177,11 +187,19 @@ def test_nash_md_pg_one_sgd_step_matches_the_expected_policy_gradient():
             "seeds": 1,
             "game": {"kind": "cyclic", "arms": 3, "tau": tau, "reference": [0.5, 0.3, 0.2], "initial": "random"},
             "rule": [{"name": "nash_md", "eta": eta, "tau": tau}],
-            "run": {"mode": "sampled", "pairs_per_iteration": pairs, "optimizer": "sgd", "learning_rate": rate, "inner_steps": 1},
+            "run": {
+                "mode": "sampled",
+                "pairs_per_iteration": pairs,
+                "optimizer": "sgd",
+                "learning_rate": rate,
+                "inner_steps": 1,
+            },
         }
     )
     inputs = build_sampled_inputs(spec)
-    problem = jax.tree_util.tree_map(lambda leaf, axis: leaf if axis is None else leaf[0], inputs.problems, inputs.axes, is_leaf=lambda x: x is None)
+    problem = jax.tree_util.tree_map(
+        lambda leaf, axis: leaf if axis is None else leaf[0], inputs.problems, inputs.axes, is_leaf=lambda x: x is None
+    )
     init, iteration = build_iteration("nash_md", spec.rules[0].parameters, spec.run)
     state = init(inputs.keys[0], problem)
     new_state, _ = iteration(state, problem, inputs.keys[0])

@@ -15,10 +15,10 @@ import dataclasses
 
 import jax
 import numpy as np
+from rate_fit import slope_and_interval
 
 from sim.sampled.engine import build_iteration
 from sim.sampled.run import build_sampled_inputs
-from rate_fit import slope_and_interval
 from sim.spec import parse_spec
 
 PAIRS = (400, 6400)
@@ -72,7 +72,9 @@ def test_tabular_sppo_paper_converges_at_root_n():
 
 
 def test_tabular_dpo_converges_at_root_n():
-    _assert_root_n("dpo", _distances(BT_GAME, {"name": "dpo", "beta": 1.0}, {"policy": "tabular", "learning_rate": 2.0}))
+    _assert_root_n(
+        "dpo", _distances(BT_GAME, {"name": "dpo", "beta": 1.0}, {"policy": "tabular", "learning_rate": 2.0})
+    )
 
 
 def test_tabular_apo_inpo_proximal_step_converges_at_root_n():
@@ -82,11 +84,19 @@ def test_tabular_apo_inpo_proximal_step_converges_at_root_n():
 
 def test_log_linear_preference_game_inpo_converges_at_root_n():
     run = {"policy": "log_linear", "problem": "linear_preference_game", "feature_dim": 3, "learning_rate": 0.2}
-    _assert_root_n("inpo", _distances({"kind": "random", "arms": 8, "tau": 0.5}, {"name": "inpo", "eta": 2.0, "tau": 0.5}, run))
+    _assert_root_n(
+        "inpo", _distances({"kind": "random", "arms": 8, "tau": 0.5}, {"name": "inpo", "eta": 2.0, "tau": 0.5}, run)
+    )
 
 
 def test_log_linear_contextual_bradley_terry_dpo_converges_at_root_n():
-    run = {"policy": "log_linear", "problem": "linear_bradley_terry", "feature_dim": 3, "contexts": 2, "learning_rate": 1.0}
+    run = {
+        "policy": "log_linear",
+        "problem": "linear_bradley_terry",
+        "feature_dim": 3,
+        "contexts": 2,
+        "learning_rate": 1.0,
+    }
     _assert_root_n("dpo", _distances({"kind": "random", "arms": 8, "tau": 0.0}, {"name": "dpo", "beta": 1.0}, run))
 
 
@@ -94,7 +104,9 @@ def test_dno_exact_win_rates_is_exact_at_any_n_and_one_comparison_labels_are_bia
     """DNO's soft-label regression with exact win rates is realisable pair by pair, so any N gives the
     exact update; with one-comparison λ_p labels σ(Δr̂) is biased and the error does not fall."""
     rule = {"name": "dno", "eta": 1.0}
-    exact = _distances(RANDOM_GAME, rule, {"policy": "tabular", "learning_rate": 4.0, "pair_scheme": "exact_win_rates"}, pairs=(400,))
+    exact = _distances(
+        RANDOM_GAME, rule, {"policy": "tabular", "learning_rate": 4.0, "pair_scheme": "exact_win_rates"}, pairs=(400,)
+    )
     assert exact.max() < 1e-6
     biased = _distances(RANDOM_GAME, rule, {"policy": "tabular", "learning_rate": 4.0})
     fitted, _ = slope_and_interval(biased, PAIRS)

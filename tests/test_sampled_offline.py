@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from rate_fit import slope_and_interval
 from scipy.optimize import minimize
 
 import sim
@@ -29,15 +30,21 @@ from sim.sampled.engine import build_iteration
 from sim.sampled.offline import offline_exact_proximal
 from sim.sampled.problem import problem_from_arrays
 from sim.sampled.run import build_sampled_inputs
-from rate_fit import slope_and_interval
 from sim.spec import parse_spec
 
 PAIRS = (400, 6400)
 SEEDS = 32
 TAU = 0.5
 RANDOM_GAME = {"kind": "random", "arms": 5, "tau": TAU, "reference": "random", "reference_min_mass": 0.05}
-SOLVE = {"mode": "sampled", "data": "offline", "policy": "tabular", "optimizer": "sgd", "learning_rate": 1.0,
-         "inner_steps": 3000, "tolerance": 1e-9}
+SOLVE = {
+    "mode": "sampled",
+    "data": "offline",
+    "policy": "tabular",
+    "optimizer": "sgd",
+    "learning_rate": 1.0,
+    "inner_steps": 3000,
+    "tolerance": 1e-9,
+}
 
 
 def _one_offline_iteration(game: dict, rule: dict, pairs=PAIRS):
@@ -141,18 +148,27 @@ def test_offline_population_argmin_is_the_step_against_the_reference(seed, rule,
     def objective(theta):
         return _population_loss(theta, preference, log_reference, log_previous, mu, eta_used, tau)
 
-    found = minimize(objective, np.zeros(preference.shape[0]), method="BFGS", options={"gtol": 1e-12, "maxiter": 10_000})
+    found = minimize(
+        objective, np.zeros(preference.shape[0]), method="BFGS", options={"gtol": 1e-12, "maxiter": 10_000}
+    )
     numeric = _normalise(found.x)
-    problem = problem_from_arrays(preference, np.zeros((preference.shape[0], 0)), reference=np.exp(log_reference), tau=tau)
+    problem = problem_from_arrays(
+        preference, np.zeros((preference.shape[0], 0)), reference=np.exp(log_reference), tau=tau
+    )
     parameters = {"tau": tau} if rule == "online_ipo" else {"eta": eta, "tau": tau, "schedule": "constant"}
     claimed = np.asarray(offline_exact_proximal(rule, parameters, problem, jnp.asarray(log_previous)[None], 0))[0]
     assert np.max(np.abs(numeric - claimed)) < 1e-6, (numeric, claimed)
     # the closed form: log π = (1 − τ/η)ℓ_t + (τ/η)ℓ_ref + Pπ_ref/η − norm (η = τ: BR_τ(π_ref))
-    formula = _normalise((1 - tau / eta_used) * log_previous + (tau / eta_used) * log_reference + preference @ mu / eta_used)
+    formula = _normalise(
+        (1 - tau / eta_used) * log_previous + (tau / eta_used) * log_reference + preference @ mu / eta_used
+    )
     assert np.max(np.abs(formula - claimed)) < 1e-12
     # ... which is not the online step of Eq. (5) (P against π_t), nor, for INPO, BR_τ(π_ref)
-    online = _normalise((1 - tau / eta_used) * log_previous + (tau / eta_used) * log_reference
-                        + preference @ np.exp(log_previous) / eta_used)
+    online = _normalise(
+        (1 - tau / eta_used) * log_previous
+        + (tau / eta_used) * log_reference
+        + preference @ np.exp(log_previous) / eta_used
+    )
     assert np.max(np.abs(online - numeric)) > 0.02
     if rule == "inpo":
         best_response = _normalise(log_reference + preference @ mu / tau)
@@ -160,9 +176,20 @@ def test_offline_population_argmin_is_the_step_against_the_reference(seed, rule,
 
 
 def _offline_spec(rule, **run):
-    return {"iterations": 6, "seeds": 2, "game": {"kind": "random", "arms": 4, "tau": 0.3},
-            "rule": [rule], "run": {"mode": "sampled", "pairs_per_iteration": 50, "inner_steps": 20,
-                                    "learning_rate": 0.1, "data": "offline", **run}}
+    return {
+        "iterations": 6,
+        "seeds": 2,
+        "game": {"kind": "random", "arms": 4, "tau": 0.3},
+        "rule": [rule],
+        "run": {
+            "mode": "sampled",
+            "pairs_per_iteration": 50,
+            "inner_steps": 20,
+            "learning_rate": 0.1,
+            "data": "offline",
+            **run,
+        },
+    }
 
 
 def test_offline_queries_count_the_dataset_once():
@@ -183,14 +210,19 @@ def test_offline_dataset_is_drawn_once_and_shared_by_the_rules_of_a_seed():
     solve = {"optimizer": "sgd", "learning_rate": 1.0, "inner_steps": 3000, "tolerance": 1e-10}
     spec = _offline_spec({"name": "online_ipo"}, **solve)
     spec["iterations"] = 40
-    spec["rule"] = [{"name": "online_ipo"}, {"name": "inpo", "eta": 0.6}]  # τ/η = 1/2: offline INPO contracts by 2 per step
+    spec["rule"] = [
+        {"name": "online_ipo"},
+        {"name": "inpo", "eta": 0.6},
+    ]  # τ/η = 1/2: offline INPO contracts by 2 per step
     table = sim.run(spec)
     ipo = table[(table.rule == "online_ipo") & (table.iteration >= 1)]
     # every iteration minimises the same loss on the same data: the same minimum
     for _, rows in ipo.groupby("seed"):
         assert np.ptp(rows.loss.to_numpy()) < 1e-9, rows.loss.to_numpy()
     # a fresh dataset per iteration (online) gives a different minimum each time
-    online = sim.run({**spec, "iterations": 5, "rule": [{"name": "online_ipo"}], "run": {**spec["run"], "data": "online"}})
+    online = sim.run(
+        {**spec, "iterations": 5, "rule": [{"name": "online_ipo"}], "run": {**spec["run"], "data": "online"}}
+    )
     assert online[online.iteration >= 1].groupby("seed").loss.agg(np.ptp).min() > 1e-3
     # offline INPO converges to the empirical offline IPO minimiser of the same dataset
     final = table[table.iteration == 40].pivot(index="seed", columns="rule", values="kl_to_nash")
@@ -199,15 +231,23 @@ def test_offline_dataset_is_drawn_once_and_shared_by_the_rules_of_a_seed():
 
 
 def _sampled(**run):
-    return {"iterations": 3, "seeds": 2, "game": {"kind": "cyclic", "arms": 3, "tau": 0.1},
-            "rule": [{"name": "inpo", "eta": 1.0, "tau": 0.1}],
-            "run": {"mode": "sampled", "pairs_per_iteration": 20, "inner_steps": 5, **run}}
+    return {
+        "iterations": 3,
+        "seeds": 2,
+        "game": {"kind": "cyclic", "arms": 3, "tau": 0.1},
+        "rule": [{"name": "inpo", "eta": 1.0, "tau": 0.1}],
+        "run": {"mode": "sampled", "pairs_per_iteration": 20, "inner_steps": 5, **run},
+    }
 
 
 @pytest.mark.parametrize(
     "run, rule, match",
     [
-        ({"data": "offline"}, {"name": "sppo", "eta": 1.0}, r"rule #1 \(sppo\): run\.data = \"offline\" supports rules online_ipo, inpo only"),
+        (
+            {"data": "offline"},
+            {"name": "sppo", "eta": 1.0},
+            r"rule #1 \(sppo\): run\.data = \"offline\" supports rules online_ipo, inpo only",
+        ),
         ({"data": "offline"}, {"name": "apo", "base": "inpo", "eta": 1.0, "tau": 0.1}, r"run\.data = \"offline\".*apo"),
         ({"data": "offline"}, {"name": "nash_md", "eta": 1.0}, r"run\.data = \"offline\""),
         ({"data": "offline", "pair_scheme": "tournament"}, None, r"run\.pair_scheme.*offline"),
@@ -216,7 +256,11 @@ def _sampled(**run):
         ({"offline_pairs": 100}, None, r"run\.offline_pairs.*only to data = \"offline\""),
         ({"data": "offline", "offline_pairs": 0}, None, r"run\.offline_pairs: expected an integer ≥ 1"),
         ({"data": "offline", "offline_pairs": 2.5}, None, r"run\.offline_pairs"),
-        ({"data": "offline", "offline_pairs": 30, "minibatch_size": 40}, None, r"run\.minibatch_size.*offline_pairs = 30"),
+        (
+            {"data": "offline", "offline_pairs": 30, "minibatch_size": 40},
+            None,
+            r"run\.minibatch_size.*offline_pairs = 30",
+        ),
         ({"data": "offline", "mode": "exact"}, None, r"run\.data: 'offline' data needs mode = \"sampled\""),
     ],
 )
@@ -260,15 +304,19 @@ data = "offline"
 @pytest.mark.parametrize(
     "text, expected",
     [
-        (OFFLINE_SPPO_TOML, "run.data = \"offline\" supports rules online_ipo, inpo only"),
-        (OFFLINE_SPPO_TOML.replace("sppo", "inpo") + "pair_scheme = \"tournament\"\n", "run.pair_scheme"),
+        (OFFLINE_SPPO_TOML, 'run.data = "offline" supports rules online_ipo, inpo only'),
+        (OFFLINE_SPPO_TOML.replace("sppo", "inpo") + 'pair_scheme = "tournament"\n', "run.pair_scheme"),
     ],
 )
 def test_cli_offline_bad_input_is_one_clear_error(tmp_path, text, expected):
     path = tmp_path / "offline.toml"
     path.write_text(text)
-    result = subprocess.run([sys.executable, "-m", "sim.cli", "run", str(path), "--out", str(tmp_path / "out")],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "sim.cli", "run", str(path), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("error: ")
     assert expected in result.stderr
@@ -280,5 +328,7 @@ def test_the_offline_example_spec_parses_as_documented():
     from pathlib import Path
 
     spec = sim.load_spec(Path(__file__).resolve().parents[1] / "examples" / "reviewer_d10_offline.toml")
-    assert spec.run.data == "offline" and spec.run.offline_pairs == spec.run.pairs_per_iteration * spec.iterations == 6000
+    assert (
+        spec.run.data == "offline" and spec.run.offline_pairs == spec.run.pairs_per_iteration * spec.iterations == 6000
+    )
     assert {rule.name for rule in spec.rules} == {"online_ipo", "inpo"}

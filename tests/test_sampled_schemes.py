@@ -110,7 +110,9 @@ def test_sppo_self_comparison_shrinks_win_rates_by_k_minus_one_over_k():
         assert abs(without[rows, 0].mean() - win_rate[arm]) < 5 * without[rows, 0].std() / np.sqrt(rows.sum())
         # the shrink is visible: (K−1)/K of the distance to ½
         np.testing.assert_allclose(shrunk - 0.5, (samples_per_prompt - 1) / samples_per_prompt * (win_rate[arm] - 0.5))
-    assert abs(without[first == np.argmax(win_rate), 0].mean() - 0.5) > abs(with_self[first == np.argmax(win_rate), 0].mean() - 0.5)
+    assert abs(without[first == np.argmax(win_rate), 0].mean() - 0.5) > abs(
+        with_self[first == np.argmax(win_rate), 0].mean() - 0.5
+    )
 
 
 def test_best_worst_of_k_selects_by_reward_and_counts_reward_calls():

@@ -52,7 +52,11 @@ def _run_child(devices, out):
     out.mkdir()
     result = subprocess.run(
         [sys.executable, "-c", CHILD, str(devices), str(out), json.dumps(SPECS)],
-        cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=300,
+        cwd=REPOSITORY,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"devices {devices}" in result.stdout

@@ -27,7 +27,11 @@ def _with(**changes):
 def test_the_base_spec_is_valid():
     spec = parse_spec(BASE)
     assert spec.iterations == 10 and spec.seeds == (0, 1) and spec.precision == "float64"
-    assert spec.rules[0].label == "inpo" and spec.rules[0].parameters == {"eta": 1.0, "tau": 0.1, "schedule": "constant"}
+    assert spec.rules[0].label == "inpo" and spec.rules[0].parameters == {
+        "eta": 1.0,
+        "tau": 0.1,
+        "schedule": "constant",
+    }
 
 
 @pytest.mark.parametrize(
@@ -71,7 +75,10 @@ def test_the_base_spec_is_valid():
         (_with(rule=["inpo"]), ["rule #1", "needs a name"]),
         (_with(rule=[{"name": "ipo"}]), ["unknown rule", "ipo"]),
         (_with(rule=[{"name": ["inpo"]}]), ["unknown rule"]),
-        (_with(rule=[{"name": "inpo", "eta": 1.0, "learning_rate": 0.1}]), ["rule #1 (inpo)", "unknown parameter", "learning_rate"]),
+        (
+            _with(rule=[{"name": "inpo", "eta": 1.0, "learning_rate": 0.1}]),
+            ["rule #1 (inpo)", "unknown parameter", "learning_rate"],
+        ),
         (_with(rule=[{"name": "inpo"}]), ["rule #1 (inpo)", "eta"]),
         (_with(rule=[{"name": "inpo", "eta": "big"}]), ["rule #1 (inpo)", "eta", "number"]),
         (_with(rule=[{"name": "inpo", "eta": True}]), ["rule #1 (inpo)", "eta", "number"]),
@@ -81,12 +88,21 @@ def test_the_base_spec_is_valid():
         (_with(rule=[{"name": "inpo", "eta": 1.0, "schedule": "cosine"}]), ["rule #1 (inpo)", "schedule"]),
         (_with(rule=[{"name": "inpo", "eta": 1.0, "schedule": ["constant"]}]), ["rule #1 (inpo)", "schedule"]),
         (_with(rule=[{"name": "inpo", "eta": 0.1}]), ["rule #1 (inpo)", "eta > tau"]),
-        (_with(rule=[{"name": "inpo", "eta": [1.0, 2.0], "schedule": "theorem4"}]), ["rule #1 (inpo)", "eta", "theorem4"]),
-        (_with(rule=[{"name": "apo", "base": "inpo", "eta": 1.0, "base_schedule": "theorem4"}]), ["rule #1 (apo)", "eta", "theorem4"]),
+        (
+            _with(rule=[{"name": "inpo", "eta": [1.0, 2.0], "schedule": "theorem4"}]),
+            ["rule #1 (inpo)", "eta", "theorem4"],
+        ),
+        (
+            _with(rule=[{"name": "apo", "base": "inpo", "eta": 1.0, "base_schedule": "theorem4"}]),
+            ["rule #1 (apo)", "eta", "theorem4"],
+        ),
         (_with(rule=[{"name": "inpo", "eta": [0.5, 0.05, 2.0]}]), ["rule #1 (inpo)", "inpo[eta=0.05]", "eta > tau"]),
         (_with(rule=[{"name": "inpo", "eta": 1.0, "tau": [0.5, 1.0]}]), ["inpo[tau=1]", "eta > tau"]),
         (_with(rule=[{"name": "inpo", "eta": 1.0}, {"name": "inpo", "eta": 2.0}]), ["rule #1 (inpo)", "label"]),
-        (_with(rule=[{"name": "inpo", "eta": 1.0, "label": "a"}, {"name": "mmd", "label": "a"}]), ["labels must be distinct", "a"]),
+        (
+            _with(rule=[{"name": "inpo", "eta": 1.0, "label": "a"}, {"name": "mmd", "label": "a"}]),
+            ["labels must be distinct", "a"],
+        ),
         (_with(rule=[{"name": "inpo", "eta": 1.0, "label": "a/b"}]), ["rule #1 (inpo)", "label"]),
         (_with(rule=[{"name": "inpo", "eta": 1.0, "label": ""}]), ["rule #1 (inpo)", "label"]),
         (_with(rule=[{"name": "mmd", "eta": -1.0}]), ["rule #1 (mmd)", "eta"]),
@@ -112,7 +128,10 @@ def test_the_base_spec_is_valid():
         (_with(rule=[{"name": "apo", "base": "sppo", "beta": 1.0}]), ["rule #1 (apo)", "unknown parameter", "beta"]),
         (_with(game=BT_GAME, rule=[{"name": "dpo", "beta": [1.0, 0.0]}]), ["dpo[beta=0]", "beta"]),
         (_with(rule=[{"name": "inpo", "eta": [1.0, 2.0, 1]}]), ["rule", "inpo[eta=1]", "twice"]),
-        (_with(rule=[{"name": "inpo", "eta": [1.0, 2.0]}, {"name": "mmd", "label": "inpo[eta=2]"}]), ["inpo[eta=2]", "twice"]),
+        (
+            _with(rule=[{"name": "inpo", "eta": [1.0, 2.0]}, {"name": "mmd", "label": "inpo[eta=2]"}]),
+            ["inpo[eta=2]", "twice"],
+        ),
     ],
 )
 def test_malformed_spec_raises_naming_the_field(spec, phrases):
@@ -134,7 +153,14 @@ def test_valid_variants_parse():
             description="d",
             game=BT_GAME,
             rule=[
-                {"name": "apo", "base": "inpo", "eta": [1.0, 2.0], "alpha": [0.0, 0.5], "tau": 0.2, "label": "apo_inpo"},
+                {
+                    "name": "apo",
+                    "base": "inpo",
+                    "eta": [1.0, 2.0],
+                    "alpha": [0.0, 0.5],
+                    "tau": 0.2,
+                    "label": "apo_inpo",
+                },
                 {"name": "apo", "base": "sppo", "eta": 0.5, "schedule": "nesterov", "label": "apo_sppo"},
                 {"name": "inpo", "schedule": "theorem4", "tau": 0.2},
                 {"name": "dpo", "beta": 0.5},
@@ -170,7 +196,9 @@ def test_toml_files(tmp_path):
     assert spec.game == GameSpec(kind="random", arms=4, tau=0.1)
     assert spec.rules[1].parameters == {"tau": 0.1}
     bad_rule = tmp_path / "bad.toml"
-    bad_rule.write_text('iterations = 5\n[game]\nkind = "random"\narms = 4\ntau = 0.1\n[[rule]]\nname = "inpo"\neta = 0.1\n')
+    bad_rule.write_text(
+        'iterations = 5\n[game]\nkind = "random"\narms = 4\ntau = 0.1\n[[rule]]\nname = "inpo"\neta = 0.1\n'
+    )
     with pytest.raises(PrefsimError, match=r"rule #1 \(inpo\).*eta > tau"):
         load_spec(bad_rule)
 

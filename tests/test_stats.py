@@ -15,8 +15,11 @@ def synthetic_table(curves: dict, seeds: int, iterations) -> pd.DataFrame:
     for rule, function in curves.items():
         for seed in range(seeds):
             values = function(seed, iterations)
-            rows.append(pd.DataFrame({"rule": rule, "seed": seed, "iteration": iterations, "kl_to_nash": values,
-                                      "suboptimality": np.nan}))
+            rows.append(
+                pd.DataFrame(
+                    {"rule": rule, "seed": seed, "iteration": iterations, "kl_to_nash": values, "suboptimality": np.nan}
+                )
+            )
     return pd.concat(rows, ignore_index=True)
 
 
@@ -56,8 +59,9 @@ def test_fit_rate_recovers_a_known_power_law_exponent():
     rng = np.random.default_rng(3)
     scales = rng.lognormal(0.0, 0.5, size=20)
     noise = rng.normal(0.0, 0.05, size=(20, 200))
-    table = synthetic_table({"power": lambda s, t: scales[s] * np.maximum(t, 1) ** -1.5 * np.exp(noise[s, t])},
-                            20, np.arange(200))
+    table = synthetic_table(
+        {"power": lambda s, t: scales[s] * np.maximum(t, 1) ** -1.5 * np.exp(noise[s, t])}, 20, np.arange(200)
+    )
     fit = stats.fit_rate(table, "kl_to_nash", "power", window=(10, 199))
     assert fit.contains(-1.5)
     assert abs(fit.slope + 1.5) < 0.02
@@ -86,8 +90,14 @@ def test_paired_difference_detects_a_consistent_improvement_and_not_a_null_one()
     base = rng.lognormal(size=(25, 10))
     jitter = rng.normal(0, 0.01, size=(25, 10))
     table = synthetic_table(
-        {"b": lambda s, t: base[s, t], "a": lambda s, t: base[s, t] - 0.1 + jitter[s, t], "same": lambda s, t: base[s, t]},
-        25, np.arange(10))
+        {
+            "b": lambda s, t: base[s, t],
+            "a": lambda s, t: base[s, t] - 0.1 + jitter[s, t],
+            "same": lambda s, t: base[s, t],
+        },
+        25,
+        np.arange(10),
+    )
     better = stats.paired_difference(table, "kl_to_nash", "a", "b")
     assert np.all(better["difference_upper"] < 0)
     assert np.all(better["probability_of_improvement"] == 1.0)

@@ -72,8 +72,7 @@ def test_eta_critical_separates_converging_from_cycling_inpo_and_predicts_the_ra
     critical = theory.eta_critical(cyclic(3, 1.0), target, TAU)
     assert 1.4 * TAU < critical < 1.55 * TAU  # THEORY §A.3: 1.47τ
     below, above = 0.8 * critical, 1.25 * critical
-    table = sim.run({"iterations": 3000, "seeds": 1, "game": game,
-                     "rule": [{"name": "inpo", "eta": [below, above]}]})
+    table = sim.run({"iterations": 3000, "seeds": 1, "game": game, "rule": [{"name": "inpo", "eta": [below, above]}]})
     final = table[table.iteration == 3000].set_index("rule")["duality_gap"]
     assert final.iloc[0] > 1e-3  # circles π*
     assert final.iloc[1] < 1e-11  # converges
@@ -127,7 +126,9 @@ def test_theorem3_gap_bound_holds_for_constant_eta_and_fails_when_scaled_down(ra
 
 def test_lemma2_regret_bound_holds_for_the_realised_regret_at_lemma2_eta():
     game_spec = {"kind": "random", "arms": 6, "tau": 0.1, "reference": "random", "reference_min_mass": 0.01}
-    spec, context = theory._run_context({"iterations": 1, "seeds": [3], "game": game_spec, "rule": [{"name": "online_ipo"}]})
+    spec, context = theory._run_context(
+        {"iterations": 1, "seeds": [3], "game": game_spec, "rule": [{"name": "online_ipo"}]}
+    )
     from sim.run import build_games
 
     games, _, targets, _ = build_games(spec)
@@ -154,8 +155,10 @@ def test_hedge_nash_md_and_mmd_bounds_hold(random_run):
     sppo = report[report.rule == "sppo"]
     # with a bound 10x smaller the Hedge check fails
     assert (sppo["observed"] > sppo["bound"] / 10).any()
-    assert theory.mmd_kl_bound(np.arange(3), eta=10.0, tau=0.1, kl_initial=1.0, lipschitz=0.5)[0] != \
-        theory.mmd_kl_bound(np.arange(3), eta=10.0, tau=0.1, kl_initial=1.0, lipschitz=0.5)[0]  # NaN: η > τ/L²
+    assert (
+        theory.mmd_kl_bound(np.arange(3), eta=10.0, tau=0.1, kl_initial=1.0, lipschitz=0.5)[0]
+        != theory.mmd_kl_bound(np.arange(3), eta=10.0, tau=0.1, kl_initial=1.0, lipschitz=0.5)[0]
+    )  # NaN: η > τ/L²
 
 
 def test_nash_md_theorem1_eta_form():
@@ -198,8 +201,12 @@ def test_apo_exact_run_matches_closed_form_and_bounds(bt_run):
     spec, table = bt_run
     _, context = theory._run_context(spec)
     for seed, game in context.items():
-        for label, alpha, schedule in (("apo[alpha=0.3]", 0.3, "constant"), ("apo[alpha=0.9]", 0.9, "constant"),
-                                       ("apo_nesterov", 0.0, "nesterov"), ("dpo[beta=1]", 0.0, "constant")):
+        for label, alpha, schedule in (
+            ("apo[alpha=0.3]", 0.3, "constant"),
+            ("apo[alpha=0.9]", 0.9, "constant"),
+            ("apo_nesterov", 0.0, "nesterov"),
+            ("dpo[beta=1]", 0.0, "constant"),
+        ):
             row = table[(table.rule == label) & (table.seed == seed) & (table.iteration == 40)]
             policy = theory.apo_exact_policy(40, alpha, 1.0, game["reference"], game["rewards"], schedule)
             expected = game["rewards"].max() - policy @ game["rewards"]
@@ -217,8 +224,12 @@ def test_apo_equals_dpo_with_beta_one_minus_alpha_up_to_the_iteration_lag(bt_run
     lag = theory.apo_dpo_lag(40, alpha)
     assert lag == pytest.approx(0.3**2 * (1 - 0.3**40) / 0.7)
     apo = table[(table.rule == "apo[alpha=0.3]") & (table.iteration == 40)].set_index("seed")["suboptimality"]
-    later = table[(table.rule == "dpo[beta=0.7]") & (table.iteration == 40 - math.floor(lag))].set_index("seed")["suboptimality"]
-    earlier = table[(table.rule == "dpo[beta=0.7]") & (table.iteration == 40 - math.ceil(lag))].set_index("seed")["suboptimality"]
+    later = table[(table.rule == "dpo[beta=0.7]") & (table.iteration == 40 - math.floor(lag))].set_index("seed")[
+        "suboptimality"
+    ]
+    earlier = table[(table.rule == "dpo[beta=0.7]") & (table.iteration == 40 - math.ceil(lag))].set_index("seed")[
+        "suboptimality"
+    ]
     assert np.all(later <= apo) and np.all(apo <= earlier)
     # DPO with β(1−α) = 0.7 at the *same* T is not equal to APO (the lag is real), but α = 0.9's lag is 8 iterations
     lag9 = theory.apo_dpo_lag(40, 0.9)
@@ -245,7 +256,17 @@ def test_apo_tv_decays_exponentially_at_the_predicted_slope(bt_run):
 def test_tightness_report_shape_and_errors(random_run):
     spec, table = random_run
     report = theory.tightness_report(table, spec)
-    assert list(report.columns) == ["rule", "seed", "iteration", "metric", "bound_name", "observed", "bound", "ratio", "holds"]
+    assert list(report.columns) == [
+        "rule",
+        "seed",
+        "iteration",
+        "metric",
+        "bound_name",
+        "observed",
+        "bound",
+        "ratio",
+        "holds",
+    ]
     bounds = theory.bounds_for_run(table, spec)
     assert set(bounds["rule"]) == set(report["rule"])
     assert (bounds.groupby(["rule", "metric", "iteration"]).size() == 1).all()
@@ -257,13 +278,21 @@ def test_tightness_report_shape_and_errors(random_run):
 
 
 def test_bounds_are_not_drawn_for_sampled_runs_and_other_problems_are_refused():
-    spec = {"iterations": 3, "seeds": 1, "game": {"kind": "random", "arms": 4, "tau": 0.2},
-            "rule": [{"name": "inpo", "label": "inpo_t4", "schedule": "theorem4"}],
-            "run": {"mode": "sampled", "pairs_per_iteration": 20, "inner_steps": 2}}
+    spec = {
+        "iterations": 3,
+        "seeds": 1,
+        "game": {"kind": "random", "arms": 4, "tau": 0.2},
+        "rule": [{"name": "inpo", "label": "inpo_t4", "schedule": "theorem4"}],
+        "run": {"mode": "sampled", "pairs_per_iteration": 20, "inner_steps": 2},
+    }
     table = sim.run(spec)
     assert theory.bounds_for_run(table, spec).empty
     assert not theory.tightness_report(table, spec).empty  # still comparable on request
-    ring = {**spec, "game": {"kind": "bradley_terry", "rewards": [0.0, 1.0], "tau": 0.0},
-            "rule": [{"name": "dpo"}], "run": {**spec["run"], "problem": "ring", "ring_grid": 3}}
+    ring = {
+        **spec,
+        "game": {"kind": "bradley_terry", "rewards": [0.0, 1.0], "tau": 0.0},
+        "rule": [{"name": "dpo"}],
+        "run": {**spec["run"], "problem": "ring", "ring_grid": 3},
+    }
     with pytest.raises(PrefsimError, match="problem"):
         theory.tightness_report(sim.run(ring), ring)

@@ -8,10 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+from exact_reference import best_response, kl, make_game, mirror_step, random_matrix, random_policy, regularised_nash
 
 import sim
 from bandits.errors import PrefsimError
-from exact_reference import best_response, kl, make_game, mirror_step, random_matrix, random_policy, regularised_nash
 from sim.metrics import METRIC_COLUMNS
 from sim.rules import optimistic
 from sim.trajectory import default_record_iterations, simulate
@@ -56,7 +56,10 @@ def test_simulate_equals_a_plain_numpy_loop():
         for suffix, p in (("", policy), ("_mixture", mixture)):
             expected = _numpy_policy_metrics(matrix, reference, target, p)
             for name, value in expected.items():
-                assert float(metrics[name + suffix][index]) == pytest.approx(value, rel=1e-9, abs=1e-13), (name + suffix, t)
+                assert float(metrics[name + suffix][index]) == pytest.approx(value, rel=1e-9, abs=1e-13), (
+                    name + suffix,
+                    t,
+                )
             assert np.isnan(float(metrics["suboptimality" + suffix][index]))
     assert metrics["duality_gap"].shape == (len(record),)
 
@@ -217,9 +220,7 @@ def test_fingerprint_follows_the_parsed_spec():
     fingerprint = run_module.spec_fingerprint
     parsed = sim.parse_spec(RESUME_SPEC)
     # an ExperimentSpec built in Python has no raw dict: it must still fingerprint its content
-    built = sim.ExperimentSpec(
-        iterations=parsed.iterations, seeds=parsed.seeds, game=parsed.game, rules=parsed.rules
-    )
+    built = sim.ExperimentSpec(iterations=parsed.iterations, seeds=parsed.seeds, game=parsed.game, rules=parsed.rules)
     assert fingerprint(built) == fingerprint(parsed)
     longer = sim.ExperimentSpec(iterations=11, seeds=parsed.seeds, game=parsed.game, rules=parsed.rules)
     assert fingerprint(longer) != fingerprint(built)
@@ -229,8 +230,12 @@ def test_fingerprint_follows_the_parsed_spec():
     other_game = {**RESUME_SPEC, "game": {**RESUME_SPEC["game"], "strength": 0.5}}
     assert fingerprint(sim.parse_spec(other_game)) != fingerprint(parsed)
     array_reference = sim.ExperimentSpec(
-        iterations=10, seeds=(0, 1), rules=parsed.rules,
-        game=sim.parse_spec(RESUME_SPEC).game.__class__(kind="cyclic", arms=3, tau=TAU, reference=np.array([0.5, 0.3, 0.2])),
+        iterations=10,
+        seeds=(0, 1),
+        rules=parsed.rules,
+        game=sim.parse_spec(RESUME_SPEC).game.__class__(
+            kind="cyclic", arms=3, tau=TAU, reference=np.array([0.5, 0.3, 0.2])
+        ),
     )
     assert fingerprint(array_reference) == fingerprint(parsed)
 
@@ -243,7 +248,9 @@ def test_fast_finiteness_check_flags_the_recording_after_the_bad_step_and_locate
     from sim.game import game_from_instance
     from sim.rules import build_rule
 
-    game = game_from_instance(build_game(GameSpec(kind="bradley_terry", rewards=[0.0, 1.0, 0.5]).validate()), jnp.float32)
+    game = game_from_instance(
+        build_game(GameSpec(kind="bradley_terry", rewards=[0.0, 1.0, 0.5]).validate()), jnp.float32
+    )
     rule = build_rule("dpo", {"beta": 1e-37})
     record = default_record_iterations(50)
     assert 30 in record and 40 in record and 35 not in record
@@ -308,7 +315,9 @@ RULE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("name, given", RULE_CASES, ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in g.items())}" for n, g in RULE_CASES])
+@pytest.mark.parametrize(
+    "name, given", RULE_CASES, ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in g.items())}" for n, g in RULE_CASES]
+)
 def test_every_rule_records_what_its_plain_updates_give(name, given):
     # The trajectory hands the product Pπ_t it computed for a recording to the next update
     # (ExactState.win_rates) and computes the metrics from π_t, log π_t and Pπ_t.  Against the rule's own
@@ -321,7 +330,13 @@ def test_every_rule_records_what_its_plain_updates_give(name, given):
     rewards = np.array([0.0, 1.0, -0.5, 0.4, 0.2])
     matrix = bradley_terry_matrix(rewards) if bradley_terry else random_matrix(5, seed=110)
     reference = random_policy(5, seed=111)
-    game = make_game(matrix, reference, TAU, initial=random_policy(5, seed=112, scale=2.0), rewards=rewards if bradley_terry else None)
+    game = make_game(
+        matrix,
+        reference,
+        TAU,
+        initial=random_policy(5, seed=112, scale=2.0),
+        rewards=rewards if bradley_terry else None,
+    )
     target = regularised_nash(matrix, reference, TAU)
     rule = build_rule(name, resolve_parameters(name, given, TAU))
     record = np.array([0, 1, 2, 3, 7, 12, 30])
@@ -336,7 +351,10 @@ def test_every_rule_records_what_its_plain_updates_give(name, given):
             if bradley_terry:
                 expected["suboptimality"] = rewards.max() - p @ rewards
             for metric, value in expected.items():
-                assert float(metrics[metric + suffix][index]) == pytest.approx(value, rel=1e-9, abs=1e-13), (metric + suffix, t)
+                assert float(metrics[metric + suffix][index]) == pytest.approx(value, rel=1e-9, abs=1e-13), (
+                    metric + suffix,
+                    t,
+                )
         if bradley_terry:
             regret = sum(rewards.max() - policies[s] @ rewards for s in range(t))
             assert float(metrics["regret"][index]) == pytest.approx(regret, rel=1e-9, abs=1e-13)

@@ -25,7 +25,8 @@ numeric parameters may be JAX tracers (a swept grid is one ``vmap``).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from bandits.errors import PrefsimError
 from sim.rules.apo import apo
@@ -101,7 +102,9 @@ RULES: dict[str, RuleInfo] = {
             mmd,
             (
                 Parameter("eta", "step size (learning rate) η of MMD", 1.0),
-                Parameter("tau", "magnet strength (the MMD paper's α), magnet = π_ref (default: the game's tau)", GAME_TAU),
+                Parameter(
+                    "tau", "magnet strength (the MMD paper's α), magnet = π_ref (default: the game's tau)", GAME_TAU
+                ),
             ),
             "Sokota et al., Magnetic Mirror Descent, ICLR 2023 (arXiv 2206.05825)",
             "mirror descent with a magnet at π_ref; equals INPO with η_INPO = τ + 1/η",
@@ -118,7 +121,12 @@ RULES: dict[str, RuleInfo] = {
             sppo,
             (
                 Parameter("eta", "learning rate η (the official code's beta = 1/η)", 1.0),
-                Parameter("normaliser", "exact log Z_t, or paper: the η/2 target solved as a constrained argmin", "exact", ("exact", "paper")),
+                Parameter(
+                    "normaliser",
+                    "exact log Z_t, or paper: the η/2 target solved as a constrained argmin",
+                    "exact",
+                    ("exact", "paper"),
+                ),
             ),
             "Wu et al., Self-Play Preference Optimization, ICLR 2025 (arXiv 2405.00675)",
             "multiplicative weights in self-play on the unregularised game",
@@ -167,7 +175,9 @@ RULES: dict[str, RuleInfo] = {
             (
                 Parameter("base", "proximal base rule", "dpo", ("dpo", "sppo", "inpo")),
                 Parameter("alpha", "extrapolation weight α ∈ [0, 1) (constant schedule)", 0.3),
-                Parameter("schedule", "constant α, or nesterov α_k = (k−1)/(k+2)", "constant", ("constant", "nesterov")),
+                Parameter(
+                    "schedule", "constant α, or nesterov α_k = (k−1)/(k+2)", "constant", ("constant", "nesterov")
+                ),
             ),
             "He, Yuan & Gu, Accelerated Preference Optimization (arXiv 2410.06293), Eq. (3.6); "
             "not TRL's apo_zero (Anchored PO)",
@@ -224,8 +234,14 @@ def resolve_parameters(name: str, given: dict, game_tau: float, where: str = "ru
             resolved[key] = parameter.default
         elif not (key == "eta" and resolved.get("base_schedule" if name == "apo" else "schedule") == "theorem4"):
             raise PrefsimError(f"{where}: rule {name} needs parameter {key!r} ({parameter.doc}).")
-    inpo_schedule = resolved.get("base_schedule") if name == "apo" and resolved.get("base") == "inpo" else resolved.get("schedule")
-    if (name == "inpo" or (name == "apo" and resolved.get("base") == "inpo")) and inpo_schedule == "theorem4" and "eta" in given:
+    inpo_schedule = (
+        resolved.get("base_schedule") if name == "apo" and resolved.get("base") == "inpo" else resolved.get("schedule")
+    )
+    if (
+        (name == "inpo" or (name == "apo" and resolved.get("base") == "inpo"))
+        and inpo_schedule == "theorem4"
+        and "eta" in given
+    ):
         # the schedule sets η_t = τ(t+2)/2; a given eta would be silently ignored (a sweep over it
         # would give identical runs under different labels)
         raise PrefsimError(f"{where}: eta is not used with schedule theorem4 (η_t = τ(t+2)/2); remove it.")

@@ -63,7 +63,9 @@ class ExactRule(NamedTuple):
 
 def initial_state(game: Game, extra: Any = ()) -> ExactState:
     """π_0 = the game's initial policy, t = 0."""
-    return ExactState(log_policy=game.log_initial, step=jnp.zeros((), jnp.int32), extra=extra, policy=jnp.exp(game.log_initial))
+    return ExactState(
+        log_policy=game.log_initial, step=jnp.zeros((), jnp.int32), extra=extra, policy=jnp.exp(game.log_initial)
+    )
 
 
 def current_policy(state: ExactState) -> jax.Array:
@@ -135,7 +137,6 @@ def normalize_shifted(log_weights: jax.Array) -> jax.Array:
     made the exact INPO step about twice as fast at K = 10 (``benchmarks/exact_updates.py``).
     """
     return normalize_with_policy(log_weights)[0]
-
 
 
 def normalize_with_policy(log_weights: jax.Array):

@@ -42,7 +42,9 @@ def extragradient(eta=0.5, tau=0.1) -> ExactRule:
 
     def update(state, game):
         log_policy = state.log_policy
-        _, half = normalize_with_policy(mirror_weights(log_policy, game.log_reference, current_win_rates(state, game), eta, tau))
+        _, half = normalize_with_policy(
+            mirror_weights(log_policy, game.log_reference, current_win_rates(state, game), eta, tau)
+        )
         return advance(state, mirror_weights(log_policy, game.log_reference, win_rates(game, half), eta, tau))
 
     return ExactRule("extragradient", initial_state, update)
@@ -57,8 +59,14 @@ def optimistic(eta=0.5, tau=0.1) -> ExactRule:
 
     def update(state, game):
         _, leading_payoff = state.extra
-        leading, leading_policy = normalize_with_policy(mirror_weights(state.log_policy, game.log_reference, leading_payoff, eta, tau))
+        leading, leading_policy = normalize_with_policy(
+            mirror_weights(state.log_policy, game.log_reference, leading_payoff, eta, tau)
+        )
         leading_payoff = win_rates(game, leading_policy)
-        return advance(state, mirror_weights(state.log_policy, game.log_reference, leading_payoff, eta, tau), extra=(leading, leading_payoff))
+        return advance(
+            state,
+            mirror_weights(state.log_policy, game.log_reference, leading_payoff, eta, tau),
+            extra=(leading, leading_payoff),
+        )
 
     return ExactRule("optimistic", init, update)

@@ -20,7 +20,15 @@ Sampled loss (Eq. 7/8, THEORY §A.4): on pairs y, y′ ~ π_t i.i.d. ordered by 
 from __future__ import annotations
 
 from bandits.errors import PrefsimError
-from sim.rules.base import ExactRule, advance, current_win_rates, initial_state, is_concrete, mirror_weights, require_positive
+from sim.rules.base import (
+    ExactRule,
+    advance,
+    current_win_rates,
+    initial_state,
+    is_concrete,
+    mirror_weights,
+    require_positive,
+)
 
 SCHEDULES = ("constant", "theorem4")
 
@@ -45,7 +53,9 @@ def inpo(eta=None, tau=0.1, schedule: str = "constant") -> ExactRule:
     require_positive("inpo", "tau", tau)
     if schedule == "constant":
         if eta is None:
-            raise PrefsimError("rule inpo: parameter eta (the inverse learning rate) is required for schedule = \"constant\".")
+            raise PrefsimError(
+                'rule inpo: parameter eta (the inverse learning rate) is required for schedule = "constant".'
+            )
         require_positive("inpo", "eta", eta)
         if is_concrete(eta) and is_concrete(tau) and not float(eta) > float(tau):
             raise PrefsimError(
@@ -67,5 +77,9 @@ def inpo_loss(policy_w, policy_l, reference_w, reference_l, previous_w, previous
     ``policy_*`` = log π, ``reference_*`` = log π_ref, ``previous_*`` = log π_t.  Returns
     ``(h_t − 1/(2η))²`` elementwise.
     """
-    h = (policy_w - policy_l) - (tau / eta) * (reference_w - reference_l) - ((eta - tau) / eta) * (previous_w - previous_l)
+    h = (
+        (policy_w - policy_l)
+        - (tau / eta) * (reference_w - reference_l)
+        - ((eta - tau) / eta) * (previous_w - previous_l)
+    )
     return (h - 1.0 / (2.0 * eta)) ** 2

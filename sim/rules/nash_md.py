@@ -25,13 +25,13 @@ def nash_md(eta=0.1, tau=0.1) -> ExactRule:
     require_positive("nash_md", "eta", eta)
     require_positive("nash_md", "tau", tau)
     if is_concrete(eta) and is_concrete(tau) and float(eta) * float(tau) > 1.0:
-        raise PrefsimError(
-            f"rule nash_md: the mixture exponent eta·tau must be ≤ 1, got {float(eta) * float(tau):g}."
-        )
+        raise PrefsimError(f"rule nash_md: the mixture exponent eta·tau must be ≤ 1, got {float(eta) * float(tau):g}.")
 
     def update(state, game):
         mixture = normalize((1.0 - eta * tau) * state.log_policy + eta * tau * game.log_reference)
-        return advance(state, mirror_weights(state.log_policy, game.log_reference, win_rates(game, jnp.exp(mixture)), eta, tau))
+        return advance(
+            state, mirror_weights(state.log_policy, game.log_reference, win_rates(game, jnp.exp(mixture)), eta, tau)
+        )
 
     return ExactRule("nash_md", initial_state, update)
 

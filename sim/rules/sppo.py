@@ -121,5 +121,6 @@ def sppo_loss(policy_y, previous_y, win_rate_y, eta):
 def sppo_code_loss(policy_w, previous_w, win_rate_w, policy_l, previous_l, win_rate_l, eta):
     """Official-code SPPO loss (``uclaml/SPPO`` trainer, β = 1/η): ½[(Δ_w − η(P_w − ½))² + (Δ_l − η(P_l − ½))²]."""
     return 0.5 * (
-        (policy_w - previous_w - eta * (win_rate_w - 0.5)) ** 2 + (policy_l - previous_l - eta * (win_rate_l - 0.5)) ** 2
+        (policy_w - previous_w - eta * (win_rate_w - 0.5)) ** 2
+        + (policy_l - previous_l - eta * (win_rate_l - 0.5)) ** 2
     )

@@ -59,7 +59,9 @@ def check_form(form: str, base: str) -> None:
         )
 
 
-def apo_next(form: str, policy, problem, proximal_params, proximal_log_policy, previous_params, previous_log_policy, alpha):
+def apo_next(
+    form: str, policy, problem, proximal_params, proximal_log_policy, previous_params, previous_log_policy, alpha
+):
     """``(params, log_policy, reference)`` for the next iteration after a proximal step.
 
     ``params`` warm-starts the next proximal step, ``log_policy`` is the distribution the next pairs

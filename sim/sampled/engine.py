@@ -41,11 +41,11 @@ import optax
 
 from bandits.errors import PrefsimError
 from bandits.oracles import make_pairs, mixture_opponent_pairs
+from sim.game import normalize
 from sim.metrics import all_metrics, suboptimality
 from sim.rules import build_rule
 from sim.rules.apo import extrapolation_weight
 from sim.rules.base import ExactState
-from sim.game import normalize
 from sim.sampled.apo import apo_next, check_form
 from sim.sampled.losses import base_rule, pair_loss
 from sim.sampled.offline import (
@@ -131,13 +131,17 @@ def check_settings(settings) -> None:
     if settings.minibatch_size is not None:
         size = settings.minibatch_size
         batch_pairs = training_pairs(settings)
-        bound = f"offline_pairs = {batch_pairs}" if settings.data == "offline" else f"pairs_per_iteration = {batch_pairs}"
+        bound = (
+            f"offline_pairs = {batch_pairs}" if settings.data == "offline" else f"pairs_per_iteration = {batch_pairs}"
+        )
         if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= batch_pairs:
             raise PrefsimError(f"run.minibatch_size: expected an integer in [1, {bound}], got {size!r}.")
     make_policy(settings.policy, settings.mlp_width, settings.mlp_hidden_layers)
 
 
-def exact_proximal(rule_name: str, parameters: dict, problem: Problem, log_reference_policy, step, dpo_reference: str = "previous"):
+def exact_proximal(
+    rule_name: str, parameters: dict, problem: Problem, log_reference_policy, step, dpo_reference: str = "previous"
+):
     """The exact population update of the rule (APO: its base) applied to π_t = ``log_reference_policy`` (M, K)."""
     name, base_parameters = base_rule(rule_name, parameters)
     games = context_games(problem)
@@ -182,7 +186,9 @@ def build_iteration(rule_name: str, parameters: dict, settings):
         elif name == "nash_md":
             mixing = parameters["eta"] * parameters["tau"]
             opponent = normalize((1.0 - mixing) * state.log_policy + mixing * problem.log_reference)
-            batch, _ = mixture_opponent_pairs(key_data, state.log_policy, opponent, problem.preference, problem.context_probs, pairs)
+            batch, _ = mixture_opponent_pairs(
+                key_data, state.log_policy, opponent, problem.preference, problem.context_probs, pairs
+            )
         else:
             batch, _ = make_pairs(
                 settings.pair_scheme,
@@ -206,19 +212,34 @@ def build_iteration(rule_name: str, parameters: dict, settings):
         if offline:
             exact = offline_exact_proximal(rule_name, parameters, problem, normalize(state.reference), state.step)
         else:
-            exact = exact_proximal(rule_name, parameters, problem, normalize(state.reference), state.step, settings.dpo_reference)
+            exact = exact_proximal(
+                rule_name, parameters, problem, normalize(state.reference), state.step, settings.dpo_reference
+            )
         distance = jnp.max(jnp.abs(log_hat - exact))
         if rule_name == "apo":
-            alpha = extrapolation_weight(parameters.get("alpha", 0.3), parameters.get("schedule", "constant"), state.step)
+            alpha = extrapolation_weight(
+                parameters.get("alpha", 0.3), parameters.get("schedule", "constant"), state.step
+            )
             next_params, next_log_policy, next_reference = apo_next(
-                settings.apo_form, policy, problem, params, log_hat, state.proximal_params, state.proximal_log_policy, alpha
+                settings.apo_form,
+                policy,
+                problem,
+                params,
+                log_hat,
+                state.proximal_params,
+                state.proximal_log_policy,
+                alpha,
             )
         else:
             next_params, next_log_policy, next_reference = params, log_hat, log_hat
-        leaves_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(next_params)]))
+        leaves_finite = jnp.all(
+            jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(next_params)])
+        )
         exploded = jnp.abs(final_loss) > DIVERGENCE_FACTOR * (1.0 + jnp.abs(initial_loss))
         nonfinite = ~(jnp.isfinite(final_loss) & leaves_finite & jnp.all(jnp.isfinite(next_log_policy))) | exploded
-        new_state = SampledState(next_params, next_log_policy, next_reference, params, log_hat, state.step + 1, state.data)
+        new_state = SampledState(
+            next_params, next_log_policy, next_reference, params, log_hat, state.step + 1, state.data
+        )
         return new_state, IterationInfo(final_loss, distance, nonfinite)
 
     return init, iteration
@@ -326,7 +347,9 @@ def simulate_sampled(rule_name: str, parameters: dict, settings, problem: Proble
     return metrics, carry[3]
 
 
-def simulate_sampled_grid(rule_name: str, fixed: dict, grid: dict, settings, problems: Problem, problem_axes, keys, record_iterations):
+def simulate_sampled_grid(
+    rule_name: str, fixed: dict, grid: dict, settings, problems: Problem, problem_axes, keys, record_iterations
+):
     """vmap :func:`simulate_sampled` over seeds (``keys`` (S, 2), batched problem leaves) and a grid.
 
     Args:
@@ -342,7 +365,14 @@ def simulate_sampled_grid(rule_name: str, fixed: dict, grid: dict, settings, pro
     Returns:
       metrics: column → (G, S, R) NumPy;  first_nonfinite: (G, S).
     """
-    run = _compiled(rule_name, tuple(sorted(fixed.items())), tuple(sorted(grid)), settings, problem_axes, tuple(int(i) for i in record_iterations))
+    run = _compiled(
+        rule_name,
+        tuple(sorted(fixed.items())),
+        tuple(sorted(grid)),
+        settings,
+        problem_axes,
+        tuple(int(i) for i in record_iterations),
+    )
     grid_values = {name: jnp.asarray(values) for name, values in grid.items()} or {"__none__": jnp.zeros(1)}
     metrics, first_bad = run(grid_values, problems, keys)
     return {k: np.asarray(v) for k, v in metrics.items()}, np.asarray(first_bad)

@@ -34,7 +34,7 @@ INPO → Eq. (5); DPO (BT) → π_R·exp(r/β); online IPO → BR_τ(π_t); SPPO
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax.numpy as jnp
 
@@ -79,7 +79,7 @@ def check_sampled_rule(rule_name: str, parameters: dict, pair_scheme: str, where
     if name == "nash_md" and pair_scheme != "lambda_p":
         raise PrefsimError(
             f"{where}: rule nash_md samples its own pairs (y ~ π_t against the geometric mixture); "
-            f"leave pair_scheme at \"lambda_p\", got {pair_scheme!r}."
+            f'leave pair_scheme at "lambda_p", got {pair_scheme!r}.'
         )
     if name in ("sppo", "dno") and pair_scheme not in WIN_RATE_SCHEMES:
         raise PrefsimError(
@@ -122,14 +122,18 @@ def pair_loss(rule_name: str, parameters: dict, pair_scheme: str = "lambda_p", d
             "weight": batch.weight,
         }
         if name == "inpo":
-            terms["eta"] = jnp.asarray(inpo_eta(p.get("eta"), p["tau"], p.get("schedule", "constant"), step), reference.dtype)
+            terms["eta"] = jnp.asarray(
+                inpo_eta(p.get("eta"), p["tau"], p.get("schedule", "constant"), step), reference.dtype
+            )
         return terms
 
     def evaluate(log_policy, t):
         pol_w = _gather(log_policy, t["context"], t["first"])
         pol_l = _gather(log_policy, t["context"], t["second"])
         if name == "inpo":
-            per_pair = inpo_loss(pol_w, pol_l, t["reference_w"], t["reference_l"], t["previous_w"], t["previous_l"], t["eta"], p["tau"])
+            per_pair = inpo_loss(
+                pol_w, pol_l, t["reference_w"], t["reference_l"], t["previous_w"], t["previous_l"], t["eta"], p["tau"]
+            )
         elif name == "dpo":
             if dpo_reference == "previous":
                 per_pair = dpo_loss(pol_w, pol_l, t["previous_w"], t["previous_l"], p["beta"])
@@ -139,22 +143,29 @@ def pair_loss(rule_name: str, parameters: dict, pair_scheme: str = "lambda_p", d
             per_pair = ipo_loss(pol_w, pol_l, t["reference_w"], t["reference_l"], p["tau"])
         elif name == "sppo":
             if pair_scheme == "sppo_win_rate":
-                per_pair = sppo_code_loss(pol_w, t["previous_w"], t["win_rate_w"], pol_l, t["previous_l"], t["win_rate_l"], p["eta"])
+                per_pair = sppo_code_loss(
+                    pol_w, t["previous_w"], t["win_rate_w"], pol_l, t["previous_l"], t["win_rate_l"], p["eta"]
+                )
             else:
                 per_pair = 0.5 * (
-                    sppo_loss(pol_w, t["previous_w"], t["win_rate_w"], p["eta"]) + sppo_loss(pol_l, t["previous_l"], t["win_rate_l"], p["eta"])
+                    sppo_loss(pol_w, t["previous_w"], t["win_rate_w"], p["eta"])
+                    + sppo_loss(pol_l, t["previous_l"], t["win_rate_l"], p["eta"])
                 )
         elif name == "nash_md":
             per_pair = nash_md_pg_loss(pol_w, t["reference_w"], t["win_rate_w"], p["tau"])
         else:  # dno
-            per_pair = dno_loss(pol_w, pol_l, t["previous_w"], t["previous_l"], t["win_rate_w"] - t["win_rate_l"], p["eta"])
+            per_pair = dno_loss(
+                pol_w, pol_l, t["previous_w"], t["previous_l"], t["win_rate_w"] - t["win_rate_l"], p["eta"]
+            )
         weight = t["weight"]
         return jnp.sum(weight * per_pair) / jnp.maximum(jnp.sum(weight), 1.0)
 
     return prepare, evaluate
 
 
-def batch_loss(rule_name: str, parameters: dict, pair_scheme: str = "lambda_p", dpo_reference: str = "previous") -> Callable:
+def batch_loss(
+    rule_name: str, parameters: dict, pair_scheme: str = "lambda_p", dpo_reference: str = "previous"
+) -> Callable:
     """The rule's mean loss on a batch.
 
     Returns ``loss(log_policy, reference, log_reference, batch, step)`` where ``log_policy`` is the

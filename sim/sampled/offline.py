@@ -79,20 +79,22 @@ def check_data_settings(settings) -> None:
     if data == "online":
         if size is not None:
             raise PrefsimError(
-                "run.offline_pairs: the size of an offline dataset applies only to data = \"offline\"; "
-                "remove it, or set data = \"offline\"."
+                'run.offline_pairs: the size of an offline dataset applies only to data = "offline"; '
+                'remove it, or set data = "offline".'
             )
         return
     if size is None:
         raise PrefsimError(
-            "run.offline_pairs: data = \"offline\" needs the dataset size (a spec parsed by sim.spec.parse_spec "
+            'run.offline_pairs: data = "offline" needs the dataset size (a spec parsed by sim.spec.parse_spec '
             "sets it to pairs_per_iteration × iterations); set it explicitly when building a RunSpec by hand."
         )
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise PrefsimError(f"run.offline_pairs: expected an integer ≥ 1 (labelled pairs in the offline dataset), got {size!r}.")
+        raise PrefsimError(
+            f"run.offline_pairs: expected an integer ≥ 1 (labelled pairs in the offline dataset), got {size!r}."
+        )
     if settings.pair_scheme not in OFFLINE_SCHEMES:
         raise PrefsimError(
-            f"run.pair_scheme: data = \"offline\" draws its dataset as i.i.d. pairs from π_ref with one oracle "
+            f'run.pair_scheme: data = "offline" draws its dataset as i.i.d. pairs from π_ref with one oracle '
             f"label each (lambda_p); pair_scheme {settings.pair_scheme!r} is not supported offline."
         )
 
@@ -106,17 +108,22 @@ def check_offline_rule(rule_name: str, where: str = "rule") -> None:
     """Raise a :class:`PrefsimError` when ``rule_name`` cannot train on offline data."""
     if rule_name not in OFFLINE_RULES:
         raise PrefsimError(
-            f"{where}: run.data = \"offline\" supports rules {', '.join(OFFLINE_RULES)} only (their loss has a "
+            f'{where}: run.data = "offline" supports rules {", ".join(OFFLINE_RULES)} only (their loss has a '
             f"known population minimiser on pairs from π_ref: BR_τ(π_ref), resp. the INPO step against π_ref); "
             f"rule {rule_name} needs pairs or win rates drawn from the current policy π_t (sppo, dno, nash_md) "
-            f"or fresh proximal steps (apo), or has no sampled loss; use data = \"online\" for it."
+            f'or fresh proximal steps (apo), or has no sampled loss; use data = "online" for it.'
         )
 
 
 def offline_dataset(key, problem, settings):
     """The seed's offline :class:`~bandits.oracles.PairBatch`: ``offline_pairs`` λ_p pairs from π_ref."""
     batch, _ = make_pairs(
-        "lambda_p", key, problem.log_reference, problem.preference, problem.rewards, problem.context_probs,
+        "lambda_p",
+        key,
+        problem.log_reference,
+        problem.preference,
+        problem.rewards,
+        problem.context_probs,
         settings.offline_pairs,
     )
     return batch

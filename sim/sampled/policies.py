@@ -18,7 +18,8 @@ Parameters are plain pytrees (arrays, dicts of arrays), so optax and ``jax.tree_
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -82,7 +83,9 @@ def mlp(width: int = 256, hidden_layers: int = 1) -> PolicyModel:
         sizes = [problem.features.shape[-1]] + [width] * hidden_layers
         layers = []
         for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            weight = jax.random.normal(jax.random.fold_in(key, index), (fan_in, fan_out), dtype) / jnp.sqrt(max(fan_in, 1))
+            weight = jax.random.normal(jax.random.fold_in(key, index), (fan_in, fan_out), dtype) / jnp.sqrt(
+                max(fan_in, 1)
+            )
             layers.append({"weight": weight, "bias": jnp.zeros((fan_out,), dtype)})
         layers.append({"weight": jnp.zeros((width, 1), dtype), "bias": jnp.zeros((1,), dtype)})
         return layers

@@ -92,7 +92,9 @@ def problem_from_game(game: Game, target, features=None, dtype=None) -> Problem:
     )
 
 
-def problem_from_arrays(preference, features, context_probs=None, rewards=None, reference=None, tau: float = 0.0, dtype=jnp.float64) -> Problem:
+def problem_from_arrays(
+    preference, features, context_probs=None, rewards=None, reference=None, tau: float = 0.0, dtype=jnp.float64
+) -> Problem:
     """Build a :class:`Problem` from NumPy arrays (e.g. :mod:`bandits.linear`, :mod:`bandits.continuous`).
 
     ``reference`` defaults to uniform; π_0 = π_ref; the targets are solved per context with
@@ -108,12 +110,22 @@ def problem_from_arrays(preference, features, context_probs=None, rewards=None, 
         features = features[None]
     if features.shape[:2] != (contexts, arms):
         raise PrefsimError(f"features: expected shape ({contexts}, {arms}, d), got {features.shape}.")
-    context_probs = np.full(contexts, 1.0 / contexts) if context_probs is None else np.asarray(context_probs, np.float64)
-    rewards = np.full((contexts, arms), np.nan) if rewards is None else np.asarray(rewards, np.float64).reshape(contexts, arms)
+    context_probs = (
+        np.full(contexts, 1.0 / contexts) if context_probs is None else np.asarray(context_probs, np.float64)
+    )
+    rewards = (
+        np.full((contexts, arms), np.nan)
+        if rewards is None
+        else np.asarray(rewards, np.float64).reshape(contexts, arms)
+    )
     if reference is None:
         log_reference = np.full((contexts, arms), -np.log(arms))
     else:
-        log_reference = np.log(np.asarray(reference, np.float64)).reshape(contexts, arms) if np.ndim(reference) == 2 else np.tile(np.log(np.asarray(reference, np.float64)), (contexts, 1))
+        log_reference = (
+            np.log(np.asarray(reference, np.float64)).reshape(contexts, arms)
+            if np.ndim(reference) == 2
+            else np.tile(np.log(np.asarray(reference, np.float64)), (contexts, 1))
+        )
     if tau < 0:
         raise PrefsimError(f"tau: must be ≥ 0, got {tau:g}.")
     targets = []

@@ -55,12 +55,17 @@ def validate_sampled_spec(run, game, rules) -> None:
     if not isinstance(run.self_comparison, bool):
         raise PrefsimError(f"run.self_comparison: expected true or false, got {run.self_comparison!r}.")
     if run.contexts > 1 and run.problem not in ("linear_bradley_terry", "linear_preference_game"):
-        raise PrefsimError("run.contexts: several contexts need a linear problem (linear_bradley_terry or linear_preference_game).")
+        raise PrefsimError(
+            "run.contexts: several contexts need a linear problem (linear_bradley_terry or linear_preference_game)."
+        )
     if run.problem.startswith("linear") and game.arms is None:
         raise PrefsimError(f"game.arms: run.problem = {run.problem!r} needs the number of arms K.")
     if run.problem == "game" and run.policy != "tabular" and game.initial != "reference":
-        raise PrefsimError(f"run.policy: a {run.policy} policy starts at π_ref; set game.initial = \"reference\".")
-    has_rewards = (run.problem == "game" and game.kind == "bradley_terry") or run.problem in ("linear_bradley_terry", "ring")
+        raise PrefsimError(f'run.policy: a {run.policy} policy starts at π_ref; set game.initial = "reference".')
+    has_rewards = (run.problem == "game" and game.kind == "bradley_terry") or run.problem in (
+        "linear_bradley_terry",
+        "ring",
+    )
     if run.pair_scheme == "best_worst_of_k" and not has_rewards:
         raise PrefsimError("run.pair_scheme: best_worst_of_k ranks by reward and needs a Bradley–Terry problem.")
     for index, rule in enumerate(rules):
@@ -77,7 +82,7 @@ def validate_sampled_spec(run, game, rules) -> None:
         if base == "dpo" and not has_rewards:
             raise PrefsimError(
                 f"{where}: the DPO step's exact counterpart needs a Bradley–Terry problem (game.kind = "
-                f"\"bradley_terry\", or run.problem = linear_bradley_terry / ring)."
+                f'"bradley_terry", or run.problem = linear_bradley_terry / ring).'
             )
 
 
@@ -87,11 +92,15 @@ def problem_for_seed(spec, seed: int, dtype) -> Problem:
     tau = float(spec.game.tau)
     if run.problem == "ring":
         task = ring_task(run.ring_grid)
-        return problem_from_arrays(task["preference"], task["features"], task["context_probs"], task["rewards"], tau=tau, dtype=dtype)
+        return problem_from_arrays(
+            task["preference"], task["features"], task["context_probs"], task["rewards"], tau=tau, dtype=dtype
+        )
     if run.problem in ("linear_bradley_terry", "linear_preference_game"):
         kind = "bradley_terry" if run.problem == "linear_bradley_terry" else "preference_game"
         bandit = random_linear_bandit(spec.game.arms, run.feature_dim, run.contexts, kind, seed)
-        return problem_from_arrays(bandit["preference"], bandit["features"], bandit["context_probs"], bandit["rewards"], tau=tau, dtype=dtype)
+        return problem_from_arrays(
+            bandit["preference"], bandit["features"], bandit["context_probs"], bandit["rewards"], tau=tau, dtype=dtype
+        )
     game = game_from_instance(build_game(spec.game, seed), jnp.float64)
     target, _ = target_policy(game)
     arms = game.preference.shape[0]
@@ -133,8 +142,15 @@ def queries_per_iteration(settings, problem: Problem) -> int:
 
     def trace(key, log_policy, preference, rewards, context_probs):
         batch, count = make_pairs(
-            settings.pair_scheme, key, log_policy, preference, rewards, context_probs,
-            settings.pairs_per_iteration, settings.candidates, settings.self_comparison,
+            settings.pair_scheme,
+            key,
+            log_policy,
+            preference,
+            rewards,
+            context_probs,
+            settings.pairs_per_iteration,
+            settings.candidates,
+            settings.self_comparison,
         )
         box["queries"] = count
         return batch
@@ -155,7 +171,9 @@ def run_sampled_rule(rule, spec, inputs: SampledInputs, record) -> pd.DataFrame:
     labels = rule.grid_labels()
     fixed = rule.fixed()
     grid = {name: np.array([point[name] for _, point in labels], dtype=np.float64) for name in rule.swept()}
-    metrics, first_nonfinite = simulate_sampled_grid(rule.name, fixed, grid, spec.run, inputs.problems, inputs.axes, inputs.keys, record)
+    metrics, first_nonfinite = simulate_sampled_grid(
+        rule.name, fixed, grid, spec.run, inputs.problems, inputs.axes, inputs.keys, record
+    )
     bad = np.argwhere(first_nonfinite >= 0)
     if bad.size:
         grid_index, seed_index = bad[0]
