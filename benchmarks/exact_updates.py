@@ -7,7 +7,7 @@ Run from the repository root::
 
 For each case (K arms, S seeds, T updates) it builds the spec a user would write (a cyclic game with
 τ = 0.1 and ``initial = "random"``, so the S seeds differ only in π_0 and share one P; rule ``inpo``
-with η = 1, τ = 0.1), builds the games with ``sim.run.build_games`` and times, in the same process
+with η = 1, τ = 0.1), builds the games with ``sim.experiment.build_games`` and times, in the same process
 and interleaved (so background load hits all of them alike):
 
 * ``prefsim`` — :func:`sim.trajectory.simulate_grid`, the call ``sim.run`` makes: the whole
@@ -62,7 +62,7 @@ from sim.trajectory import (
     update_with_shared_product,
 )  # noqa: E402
 
-run_module = importlib.import_module("sim.run")
+run_module = importlib.import_module("sim.experiment")
 
 #: (arms K, seeds S, iterations T) of issue 2.
 FULL_CASES = ((10, 1024, 2000), (100, 1024, 2000), (1000, 64, 1000), (10000, 4, 200))
@@ -212,7 +212,7 @@ def build_case(arms, seeds, iterations, spec=None):
     rule_spec = spec.rules[0]
     fixed = rule_spec.fixed()
 
-    def make_rule(point):  # as sim.run.run_rule builds it
+    def make_rule(point):  # as sim.experiment.run_rule builds it
         return build_rule(rule_spec.name, {**fixed, **point})
 
     return spec, games, game_axes, targets, record, make_rule, setup

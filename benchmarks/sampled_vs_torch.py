@@ -47,7 +47,7 @@ import torch  # noqa: E402
 
 import sim  # noqa: E402
 from sim.sampled.engine import simulate_sampled_grid  # noqa: E402
-from sim.sampled.run import build_sampled_inputs  # noqa: E402
+from sim.sampled.experiment import build_sampled_inputs  # noqa: E402
 
 ETA, TAU, LEARNING_RATE = 1.0, 0.1, 0.05
 

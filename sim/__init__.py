@@ -6,8 +6,8 @@ ties them together.  Importing ``sim`` turns on float64 in JAX (exact mode compu
 default; a spec's ``precision = "float32"`` switches).
 """
 
+from sim.experiment import run  # noqa: F401
 from sim.game import Game  # noqa: F401  (enables float64 first)
-from sim.run import run  # noqa: F401
 from sim.spec import ExperimentSpec, load_spec, parse_spec  # noqa: F401
 
 __all__ = ["Game", "ExperimentSpec", "load_spec", "parse_spec", "run"]

@@ -103,7 +103,7 @@ class _UnavailableCommand:
 
 
 def _run(args) -> int:
-    from sim.run import run
+    from sim.experiment import run
     from sim.spec import load_spec
 
     spec = load_spec(args.spec)

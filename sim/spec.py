@@ -230,7 +230,7 @@ def parse_spec(data: Any) -> ExperimentSpec:
         # the offline dataset holds as many labels as the online run of the same spec draws
         run = dataclasses.replace(run, offline_pairs=run.pairs_per_iteration * int(iterations))
     if run.mode == "sampled":
-        from sim.sampled.run import validate_sampled_spec
+        from sim.sampled.experiment import validate_sampled_spec
 
         validate_sampled_spec(run, game, rules)
     return ExperimentSpec(

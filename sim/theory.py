@@ -356,7 +356,7 @@ def apo_log_ratio_growth(iterations, alpha: float, beta: float, rewards):
 
 def _run_context(spec):
     """Parsed spec, per-seed numpy reference / preference / rewards / initial, and targets."""
-    from sim.run import build_games
+    from sim.experiment import build_games
     from sim.spec import parse_spec
 
     spec = parse_spec(spec)

@@ -178,7 +178,7 @@ def test_nash_md_pg_one_sgd_step_matches_the_expected_policy_gradient():
     the tabular logits by lr·(π⊙A − π·(π·A)) in expectation, A_y = (Pπ^μ)_y − ½ − τ(log π − log π_ref)_y."""
     from sim.game import normalize
     from sim.sampled.engine import build_iteration
-    from sim.sampled.run import build_sampled_inputs
+    from sim.sampled.experiment import build_sampled_inputs
 
     eta, tau, rate, pairs = 0.5, 0.1, 0.5, 200_000
     spec = sim.parse_spec(

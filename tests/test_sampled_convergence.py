@@ -18,7 +18,7 @@ import numpy as np
 from rate_fit import slope_and_interval
 
 from sim.sampled.engine import build_iteration
-from sim.sampled.run import build_sampled_inputs
+from sim.sampled.experiment import build_sampled_inputs
 from sim.spec import parse_spec
 
 PAIRS = (400, 6400)

@@ -27,9 +27,9 @@ from scipy.optimize import minimize
 import sim
 from bandits.errors import PrefsimError
 from sim.sampled.engine import build_iteration
+from sim.sampled.experiment import build_sampled_inputs
 from sim.sampled.offline import offline_exact_proximal
 from sim.sampled.problem import problem_from_arrays
-from sim.sampled.run import build_sampled_inputs
 from sim.spec import parse_spec
 
 PAIRS = (400, 6400)

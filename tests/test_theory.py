@@ -129,7 +129,7 @@ def test_lemma2_regret_bound_holds_for_the_realised_regret_at_lemma2_eta():
     spec, context = theory._run_context(
         {"iterations": 1, "seeds": [3], "game": game_spec, "rule": [{"name": "online_ipo"}]}
     )
-    from sim.run import build_games
+    from sim.experiment import build_games
 
     games, _, targets, _ = build_games(spec)
     divergence = theory.log_reference_mass_bound(context[3]["reference"])

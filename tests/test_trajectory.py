@@ -16,7 +16,7 @@ from sim.metrics import METRIC_COLUMNS
 from sim.rules import optimistic
 from sim.trajectory import default_record_iterations, simulate
 
-run_module = importlib.import_module("sim.run")
+run_module = importlib.import_module("sim.experiment")
 
 TAU = 0.2
 

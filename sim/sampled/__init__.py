@@ -4,7 +4,7 @@ Modules: :mod:`sim.sampled.policies` (tabular / log-linear / MLP), :mod:`sim.sam
 rule's batch loss from its per-pair loss in :mod:`sim.rules`), :mod:`sim.sampled.apo` (APO's three
 extrapolation forms), :mod:`sim.sampled.engine` (one jitted scan, vmapped over seeds),
 :mod:`sim.sampled.problem` (contextual problems), :mod:`sim.sampled.offline` (offline data from π_ref
-and its exact counterparts) and :mod:`sim.sampled.run` (spec glue).  Pair
+and its exact counterparts) and :mod:`sim.sampled.experiment` (spec glue).  Pair
 schemes and oracles live in :mod:`bandits.oracles`.
 
 ``[run]`` keys of ``mode = "sampled"`` (all optional; see :class:`sim.spec.RunSpec`)::
@@ -37,7 +37,7 @@ Rules with a sampled loss: ``inpo``, ``dpo``, ``online_ipo``, ``sppo``, ``dno``,
 (Nash-MD-PG) and ``apo`` (bases dpo / sppo / inpo); see :mod:`sim.sampled.losses`.
 
 Results: the exact-mode columns plus ``queries`` (cumulative), ``distance_to_exact`` and ``loss``
-(:mod:`sim.sampled.run`).
+(:mod:`sim.sampled.experiment`).
 """
 
 from sim.sampled.apo import APO_FORMS, extrapolate_log_space, extrapolate_parameters, implicit_reference  # noqa: F401

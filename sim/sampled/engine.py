@@ -25,7 +25,7 @@ A whole run is one jitted ``lax.scan`` over recorded segments (a ``fori_loop`` o
 like :mod:`sim.trajectory`), vmapped over seeds (inner) and over a swept rule-parameter grid (outer).
 Diverging inner loops — a non-finite loss, parameter or log-probability, or a final loss more than
 :data:`DIVERGENCE_FACTOR` times (1 + the starting loss) — are caught inside the scan: each seed
-carries the first bad iteration, and :func:`sim.sampled.run.run_sampled_rule` raises a
+carries the first bad iteration, and :func:`sim.sampled.experiment.run_sampled_rule` raises a
 :class:`~bandits.errors.PrefsimError` naming rule, seed and iteration.
 """
 

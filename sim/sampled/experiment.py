@@ -1,6 +1,6 @@
 """``[run] mode = "sampled"``: spec checks, problems per seed, and the results table of one rule.
 
-``sim.run.run`` dispatches here.  The table has the exact-mode columns (``rule, seed, iteration`` +
+``sim.experiment.run`` dispatches here.  The table has the exact-mode columns (``rule, seed, iteration`` +
 :data:`sim.metrics.METRIC_COLUMNS`, context-weighted for contextual problems) plus
 
 * ``queries`` — cumulative oracle queries used by the iterations done so far (t × N × queries per
@@ -183,7 +183,7 @@ def run_sampled_rule(rule, spec, inputs: SampledInputs, record) -> pd.DataFrame:
             f"non-finite (NaN or inf), or the loss grew more than 10^4-fold during the inner loop, with optimizer {spec.run.optimizer!r} and learning_rate {spec.run.learning_rate:g}; "
             f"lower run.learning_rate (or use fewer inner_steps)."
         )
-    from sim.run import results_table  # sim.run imports this module lazily
+    from sim.experiment import results_table  # sim.experiment imports this module lazily
 
     frame = results_table(labels, spec.seeds, record, metrics)
     iterations = frame["iteration"].to_numpy(np.int64)

@@ -68,7 +68,7 @@ def run(spec, out=None, resume: bool = False, progress=None) -> pd.DataFrame:
 
     sampled = None
     if spec.run.mode == "sampled":
-        from sim.sampled.run import build_sampled_inputs, run_sampled_rule
+        from sim.sampled.experiment import build_sampled_inputs, run_sampled_rule
 
         sampled = build_sampled_inputs(spec, dtype)
     frames = []
