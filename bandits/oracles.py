@@ -14,7 +14,7 @@ Schemes (names used by ``[run] pair_scheme``):
 * ``lambda_p`` — **population-correct** (INPO Eq. 1 / Prop. 6): y, y′ ~ π_t i.i.d., one query,
   ordered (winner, loser) by the label; every pair kept.  Win-rate estimates: 1 for the winner, 0
   for the loser (the one-opponent unbiased estimate of P(y ≻ π_t), THEORY §D.4).  1 query per pair.
-* ``best_worst_of_k`` — draw K candidates, chosen = argmax reward, rejected = argmin reward (the
+* ``best_worst_by_reward`` (formerly ``best_worst_of_k``) — draw K candidates, chosen = argmax reward, rejected = argmin reward (the
   APO rebuttal's "top/bottom of five" with a reward model).  K reward-model calls per pair are
   counted as queries.  Needs a Bradley–Terry (reward) problem; no win-rate estimates.
 * ``tournament`` — INPO's practical knockout (THEORY §D.2): K = 2^m candidates; K/2 first-round
@@ -43,8 +43,9 @@ import jax
 import jax.numpy as jnp
 
 from bandits.errors import PrefsimError
+from bandits.pair_schemes import SCHEME_ALIASES
 
-SCHEMES = ("lambda_p", "best_worst_of_k", "tournament", "sppo_win_rate", "exact_win_rates")
+SCHEMES = ("lambda_p", "best_worst_by_reward", "tournament", "sppo_win_rate", "exact_win_rates")
 #: Schemes whose ``first_win_rate``/``second_win_rate`` are estimates of P(y ≻ π_t) (SPPO, DNO).
 WIN_RATE_SCHEMES = ("lambda_p", "sppo_win_rate", "exact_win_rates")
 
@@ -266,7 +267,8 @@ def make_pairs(
         raise PrefsimError(f"run.pairs_per_iteration: needs at least 1 pair per iteration, got {pairs}.")
     if scheme == "lambda_p":
         return lambda_p_pairs(key, log_policy, preference, context_probs, pairs)
-    if scheme == "best_worst_of_k":
+    scheme = SCHEME_ALIASES.get(scheme, scheme)
+    if scheme == "best_worst_by_reward":
         return best_worst_of_k(key, log_policy, rewards, context_probs, pairs, candidates)
     if scheme == "tournament":
         return knockout_tournament(key, log_policy, preference, context_probs, pairs, candidates)

@@ -4,7 +4,12 @@ Not TRL's ``apo_zero``/``apo_down`` (Anchored PO).  Each iteration first runs th
 (DPO / SPPO / INPO with reference π_t) to get π̂_{t+1}, then extrapolates between consecutive
 *proximal outputs* (THEORY §B.2, Eq. 3.6).  Two LM forms:
 
-**Parameter space** (what APO's rebuttal says the authors did; ExPO-style):
+The hook and its formulas are :class:`sim.rules.apo.Extrapolation` (the same object exact and
+sampled mode run); this module is the bridge's side of it: weight arithmetic on a torch model in
+place.  Forms (rule parameter ``form``; the old ``extrapolation = "parameter" | "implicit"`` still
+works for one release):
+
+**Parameter space** (``form = "parameters"``, what APO's rebuttal says the authors did; ExPO-style):
     θ_{t+1} = θ̂_{t+1} + α(θ̂_{t+1} − θ̂_t),     θ̂_0 = θ_0 = θ_ref.
 Exact for log-linear policies (and tabular logits), a first-order approximation of Eq. (3.6) for a
 network.  With a LoRA adapter only the adapter parameters (A, B) are extrapolated; because the
@@ -12,7 +17,7 @@ adapter's weight update BA is bilinear, (B̂+αΔB)(Â+αΔA) is *not* BA + α·
 first-order approximation once more.  *Extra memory:* one copy of the trainable parameters (θ̂_t, kept
 on the host, or only the adapter for LoRA), plus the θ̂ checkpoint on disk for resuming.
 
-**Implicit reference** (an alternative the theory allows; not what APO ran): keep the proximal
+**Implicit reference** (``form = "implicit_reference"``, an alternative the theory allows; not what APO ran): keep the proximal
 weights θ̂ in the model and shift the *reference* instead.  The next iteration's reference
 log-probabilities are
     log π_{t+1}(y) ≈ (1 + α)·log π̂_{t+1}(y) − α·log π̂_t(y)      (+ a normaliser log Z′ per prompt),
@@ -30,11 +35,15 @@ from __future__ import annotations
 import torch
 
 from bandits.errors import PrefsimError
+from sim.rules.apo import extrapolate, implicit_reference
+
+__all__ = ["extrapolate_parameters", "implicit_reference"]
 
 
 @torch.no_grad()
 def extrapolate_parameters(model, proximal_previous: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
-    """In place: θ ← θ̂_{t+1} + α(θ̂_{t+1} − θ̂_t) for every trainable parameter of ``model``.
+    """In place: θ ← θ̂_{t+1} + α(θ̂_{t+1} − θ̂_t) for every trainable parameter of ``model``
+    (:func:`sim.rules.apo.extrapolate`, the ``combine`` of the bridge's extrapolation space).
 
     ``model`` holds θ̂_{t+1} on entry; ``proximal_previous`` maps the trainable parameter names to θ̂_t
     (as :func:`llm_bridge.models.trainable_state` returns them).  Returns θ̂_{t+1} (CPU copies), which
@@ -51,10 +60,5 @@ def extrapolate_parameters(model, proximal_previous: dict[str, torch.Tensor], al
         current = parameter.detach().clone()
         proximal_now[name] = current.to("cpu")
         previous = proximal_previous[name].to(parameter.device, parameter.dtype)
-        parameter.copy_(current + alpha * (current - previous))
+        parameter.copy_(extrapolate(current, previous, alpha))
     return proximal_now
-
-
-def implicit_reference(proximal_now: torch.Tensor, proximal_previous: torch.Tensor, alpha: float) -> torch.Tensor:
-    """(1 + α)·log π̂_t(y) − α·log π̂_{t−1}(y): the log-probabilities of the extrapolated π_t up to log Z′."""
-    return (1.0 + alpha) * proximal_now - alpha * proximal_previous

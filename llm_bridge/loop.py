@@ -258,7 +258,7 @@ def _update(session: Session, entry, t: int) -> dict:
         session.model,
         session.optimizer,
         shard,
-        rule,
+        rule.at_step(t),
         spec.training,
         session.tokenizer.pad_token_id,
         seed=_seed(spec.seed, t, 3),
@@ -266,10 +266,10 @@ def _update(session: Session, entry, t: int) -> dict:
         progress=session.progress,
         description=f"{entry.label} it{t + 1} train",
     )
-    # 5. APO parameter-space extrapolation
-    if rule.name == "apo" and rule.extrapolation == "parameter":
+    # 5. a wrapper's hook after the proximal step (APO's parameter form: weight arithmetic)
+    if rule.form == "parameters":
         previous = read_weights(_checkpoint(out, entry.label, t, kind="proximal" if t else "policy"))
-        proximal_now = apo_forms.extrapolate_parameters(session.policy, previous, rule.alpha)
+        proximal_now = apo_forms.extrapolate_parameters(session.policy, previous, rule.hook.weight(t))
         if session.main:
             from safetensors.torch import save_file
 
@@ -326,10 +326,10 @@ def _precompute(session: Session, entry, t: int, pairs, generated, local) -> lis
     with swapped_weights(session.policy, out / REFERENCE / "policy.safetensors"):
         reference = score() if pairs else torch.zeros(0, dtype=torch.float64)
     previous = current
-    if rule.name == "apo" and rule.extrapolation == "implicit" and t > 0:
+    if rule.form == "implicit_reference" and t > 0:
         with swapped_weights(session.policy, _checkpoint(out, entry.label, t - 1)):
             proximal_before = score()
-        previous = apo_forms.implicit_reference(current, proximal_before, rule.alpha)
+        previous = apo_forms.implicit_reference(current, proximal_before, rule.hook.weight(t - 1))
     n = len(pairs)
     return [
         {

@@ -1,98 +1,51 @@
-"""The rules the bridge trains with: parameters, validation, and the batch loss built from :mod:`losses`.
+"""The rules the bridge trains with, built from :data:`sim.rules.RULES` (no rule is defined here).
 
-A :class:`BridgeRule` turns a batch of scored pairs into one loss per pair.  The batch is a dict of
-1-D tensors, one entry per pair (winner ``w``, loser ``l``; for rules that do not use an order, ``w``
-and ``l`` are just the first and second response):
+A rule table of an LLM spec has the same name, parameters and defaults as in an exact or sampled spec
+(``prefsim rules`` lists them), plus two data keys of the bridge: ``pairs`` (the pair scheme,
+:mod:`bandits.pair_schemes`; default: the rule's ``PairData.llm_scheme``) and ``samples`` (responses per
+prompt K; 2 for ``lambda_p``, else 4).  The loss is the rule definition's per-pair loss evaluated with
+torch's operations (:data:`llm_bridge.ops.TORCH_OPS`) on a batch of 1-D tensors, one entry per pair:
 
 ==================  ===========================================================================
 key                 meaning
 ==================  ===========================================================================
 ``policy_w/l``      log π_θ(y|x) summed over response tokens, **with gradient**
 ``reference_w/l``   log π_ref(y|x), precomputed once per iteration (no gradient)
-``previous_w/l``    log π_t(y|x) of the iteration's sampling policy, precomputed (for APO's
-                    implicit-reference form: (1+α)log π̂_t − α log π̂_{t−1}, see :mod:`apo`)
+``previous_w/l``    log π_t(y|x) of the iteration's anchor (APO's implicit reference: the hook's
+                    (1+α)log π̂_t − α log π̂_{t−1})
 ``win_rate_w/l``    estimate of P(y ≻ π_t | x) from the pair scheme (:mod:`pairs`)
 ``preference``      oracle probability P(y_w ≻ y_l | x)
 ``weight``          pair weight (1 for sampled pairs; π_t(y)π_t(y′)P(y≻y′) for population pairs)
 ==================  ===========================================================================
 
-Rules (THEORY §C; every loss is the torch twin of a ``sim.rules`` loss):
-
-* ``dpo``  — iterative DPO, β; ``reference = "previous"`` (π_t, the proximal-point reading of
-  THEORY §C.2 and what ``sim.rules.dpo`` does exactly) or ``"initial"`` (π_ref fixed, RLHFlow style).
-* ``ipo``  — online IPO with anchor π_ref, τ (Calandriello et al.; exact argmin = BR_τ(π_t)).
-* ``inpo`` — INPO Eq. (8), anchors π_ref and π_t, inverse learning rate η > τ, target 1/(2η).
-* ``sppo`` — SPPO with reference π_t and win-rate targets, learning rate η (code's β = 1/η).
-* ``dno``  — soft-label DNO with reference π_t, inverse learning rate η, r_t(y) = P̂(y ≻ π_t).
-* ``nash_md_pg`` — Nash-MD policy gradient, τ; each response of a pair is a sample and the other is its
-  opponent (mixture coefficient 0: the opponent is drawn from π_t, not from the geometric mixture).
-* ``apo`` — Accelerated PO (He, Yuan & Gu): a proximal base (``dpo``/``sppo``/``inpo``) plus Nesterov
-  extrapolation across iterations with weight α, either in parameter space (``extrapolation =
-  "parameter"``) or as an implicit reference (``"implicit"``); see :mod:`llm_bridge.apo`.
+τ defaults to the spec's top-level ``tau`` (default :data:`LLM_TAU`), the LLM counterpart of
+``game.tau``.  Mode difference, stated where it lives: the bridge draws both responses of a Nash-MD
+pair from π_t (each is the other's opponent), not from the geometric mixture π_t^μ.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 
 from bandits.errors import PrefsimError
-from llm_bridge import losses
-from sim.rules import Parameter as ParameterDoc  # same fields: name, doc, default, choices
-
-PAIR_SCHEMES = ("iid", "best_worst", "tournament")
-EXTRAPOLATIONS = ("parameter", "implicit")
-
-
-_COMMON = (
-    ParameterDoc(
-        "pairs",
-        "pair construction: iid (y, y′ ~ π_t, Bernoulli order; the population-correct scheme), "
-        "best_worst (best vs worst of K by estimated win rate), tournament (INPO's knock-out)",
-        None,
-        PAIR_SCHEMES,
-    ),
-    ParameterDoc("samples", "responses per prompt K (2 for iid)", None),
+from bandits.pair_schemes import gives_win_rates, resolve_scheme, schemes_for
+from llm_bridge.ops import TORCH_OPS
+from sim.rules import (
+    RULES,
+    base_of,
+    base_parameters,
+    build_rule,
+    canonical_name,
+    iteration_hook,
+    resolve_parameters,
+    rule_info,
 )
 
-RULE_PARAMETERS: dict[str, tuple] = {
-    "dpo": (
-        ParameterDoc("beta", "KL coefficient β", 0.1),
-        ParameterDoc(
-            "reference", "previous (π_t, proximal point) or initial (π_ref)", "previous", ("previous", "initial")
-        ),
-    ),
-    "ipo": (ParameterDoc("tau", "KL(π‖π_ref) coefficient τ; target 1/(2τ)", 0.1),),
-    "inpo": (
-        ParameterDoc("eta", "INVERSE learning rate η > τ; target 1/(2η)", None),
-        ParameterDoc("tau", "KL(π‖π_ref) weight τ", None),
-    ),
-    "sppo": (ParameterDoc("eta", "learning rate η (uclaml/SPPO's beta = 1/η)", 1.0),),
-    "dno": (ParameterDoc("eta", "INVERSE learning rate η: π_{t+1} ∝ π_t exp(r_t/η)", 1.0),),
-    "nash_md_pg": (ParameterDoc("tau", "KL(π‖π_ref) weight τ", 0.1),),
-    "apo": (
-        ParameterDoc("base", "proximal base rule", "dpo", ("dpo", "sppo", "inpo")),
-        ParameterDoc("alpha", "extrapolation weight α ∈ [0, 1)", 0.3),
-        ParameterDoc(
-            "extrapolation",
-            "parameter (θ_{t+1} = θ̂_{t+1} + α(θ̂_{t+1} − θ̂_t)) or implicit (shift π_t's log-probs instead)",
-            "parameter",
-            EXTRAPOLATIONS,
-        ),
-    ),
-}
-
-DEFAULT_PAIRS = {
-    "dpo": "best_worst",
-    "ipo": "iid",
-    "inpo": "iid",
-    "sppo": "best_worst",
-    "dno": "iid",
-    "nash_md_pg": "iid",
-    "apo": "best_worst",
-}
+#: Default τ of an LLM spec (its top-level ``tau``), standing in for ``game.tau``.
+LLM_TAU = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,138 +53,97 @@ class BridgeRule:
     """A validated rule for the bridge.
 
     Attributes:
-      name: ``dpo``, ``ipo``, ``inpo``, ``sppo``, ``dno``, ``nash_md_pg`` or ``apo``.
-      parameters: resolved parameters (defaults filled), including the APO base's.
-      pair_loss: ``batch -> per-pair loss`` (1-D tensor); the trainer takes the weighted mean.
-      pairs: pair construction scheme (:data:`PAIR_SCHEMES`).
+      name: the registry name (``dpo``, ``online_ipo``, ``inpo``, ``sppo``, ``dno``, ``nash_md``, ``apo``, …).
+      parameters: resolved parameters (defaults filled), including a wrapper's base parameters.
+      loss: the base rule definition's per-pair loss ``(ops, batch, parameters) -> losses``.
+      pairs: pair construction scheme (:mod:`bandits.pair_schemes`).
       samples: responses per prompt K.
+      hook: a wrapper's iteration hook (APO's :class:`sim.rules.apo.Extrapolation`), else ``None``.
+      step: the iteration t the loss is evaluated at (step-dependent parameters, e.g. INPO's theorem4).
     """
 
     name: str
     parameters: dict
-    pair_loss: Callable[[dict], torch.Tensor]
+    loss: Callable
     pairs: str
     samples: int
+    hook: object = None
+    step: int = 0
 
     @property
     def base(self) -> str:
-        """The rule whose loss is minimised (APO's base, or the rule itself)."""
-        return self.parameters["base"] if self.name == "apo" else self.name
+        """The rule whose loss is minimised (a wrapper's base, or the rule itself)."""
+        return base_of(self.name, self.parameters)
 
     @property
     def alpha(self) -> float:
-        return float(self.parameters.get("alpha", 0.0)) if self.name == "apo" else 0.0
+        """APO's constant α (0 without a hook)."""
+        return float(self.hook.alpha) if self.hook is not None else 0.0
 
     @property
-    def extrapolation(self) -> str | None:
-        return self.parameters["extrapolation"] if self.name == "apo" else None
+    def form(self) -> str | None:
+        """The wrapper's form (``parameters`` / ``implicit_reference``), else ``None``."""
+        return self.hook.form if self.hook is not None else None
+
+    def at_step(self, step: int) -> BridgeRule:
+        """The same rule with its loss evaluated at iteration ``step``."""
+        return dataclasses.replace(self, step=int(step))
+
+    def pair_loss(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Per-pair loss (1-D tensor); the trainer takes the weighted mean."""
+        full = {**batch, "step": self.step, "both_from_policy": 1.0}
+        return self.loss(TORCH_OPS, full, base_parameters(self.name, self.parameters))
 
 
-def build_bridge_rule(name: str, given: dict, where: str = "rule") -> BridgeRule:
+def build_bridge_rule(name: str, given: dict, where: str = "rule", tau: float = LLM_TAU) -> BridgeRule:
     """Validate ``given`` (a ``[[rule]]`` table without ``name``/``label``) and build the rule."""
-    if name not in RULE_PARAMETERS:
-        raise PrefsimError(f"{where}: unknown bridge rule {name!r}; known: {', '.join(RULE_PARAMETERS)}.")
-    allowed = {p.name: p for p in RULE_PARAMETERS[name] + _COMMON}
-    if name == "apo":
-        base = given.get("base", "dpo")
-        if base not in ("dpo", "sppo", "inpo"):
-            raise PrefsimError(f"{where}: apo's base must be dpo, sppo or inpo, got {base!r}.")
-        for p in RULE_PARAMETERS[base]:
-            allowed.setdefault(p.name, p)
-    resolved = {}
+    name = canonical_name(name, where, "llm")
+    if name not in RULES:
+        llm = [n for n, d in RULES.items() if "llm" in d.modes]
+        raise PrefsimError(f"{where}: unknown rule {name!r}; rules of the LLM bridge: {', '.join(llm)}.")
+    info = rule_info(name)
+    if "llm" not in info.modes:
+        llm = [n for n, d in RULES.items() if "llm" in d.modes]
+        raise PrefsimError(
+            f"{where}: rule {name} has no per-pair loss, so it runs in exact mode only; the LLM bridge runs "
+            f"{', '.join(llm)}."
+        )
+    given = dict(given)
+    pairs = given.pop("pairs", None)
+    samples = given.pop("samples", None)
     for key, value in given.items():
-        if key not in allowed:
-            raise PrefsimError(
-                f"{where}: unknown parameter {key!r} for bridge rule {name}; its parameters are {', '.join(allowed)}."
-            )
-        p = allowed[key]
-        if p.choices:
-            if value not in p.choices:
-                raise PrefsimError(f"{where}: {key} must be one of {', '.join(p.choices)}, got {value!r}.")
-        elif key == "samples":
-            if not isinstance(value, int) or isinstance(value, bool) or value < 2:
-                raise PrefsimError(f"{where}: samples must be an integer ≥ 2, got {value!r}.")
-        elif not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:
+        if isinstance(value, list):
+            raise PrefsimError(f"{where}: {key} = {value!r}: an LLM spec trains one value; give a number.")
+        if isinstance(value, float) and value != value:
             raise PrefsimError(f"{where}: {key} must be a number, got {value!r}.")
-        resolved[key] = value
-    for key, p in allowed.items():
-        if key in resolved or key in ("pairs", "samples"):
-            continue
-        if p.default is None:
-            raise PrefsimError(f"{where}: bridge rule {name} needs parameter {key!r} ({p.doc}).")
-        resolved[key] = p.default
-    pairs = resolved.pop("pairs", DEFAULT_PAIRS[name])
-    samples = resolved.pop("samples", 2 if pairs == "iid" else 4)
-    if pairs == "iid" and samples != 2:
-        raise PrefsimError(f'{where}: pairs = "iid" draws exactly 2 responses per prompt; got samples = {samples}.')
-    _validate_numbers(name, resolved, where)
-    base = resolved["base"] if name == "apo" else name
-    return BridgeRule(name, resolved, _pair_loss(base, resolved), pairs, samples)
-
-
-def _validate_numbers(name, p, where):
-    def positive(key):
-        if key in p and not float(p[key]) > 0:
-            raise PrefsimError(f"{where}: rule {name}: {key} must be > 0, got {p[key]!r}.")
-
-    for key in ("beta", "tau", "eta"):
-        positive(key)
-    if "eta" in p and "tau" in p and (name == "inpo" or p.get("base") == "inpo") and not p["eta"] > p["tau"]:
+    resolved = resolve_parameters(name, given, tau, where)
+    try:
+        build_rule(name, resolved)  # the exact factory checks the values, as in every mode
+    except PrefsimError as exc:
+        raise PrefsimError(f"{where}: {exc}") from None
+    base = base_of(name, resolved)
+    data = rule_info(base).data
+    pairs = resolve_scheme(data.llm_scheme if pairs is None else pairs, "llm", f"{where}: pairs")
+    if data.schemes and pairs not in data.schemes:
+        raise PrefsimError(f"{where}: rule {base} needs pairs = {' or '.join(map(repr, data.schemes))}, got {pairs!r}.")
+    if data.needs_win_rates and not gives_win_rates(pairs, "llm"):
+        usable = [s for s in schemes_for("llm") if gives_win_rates(s, "llm")]
+        raise PrefsimError(f"{where}: rule {base} needs win-rate estimates; use pairs = one of {', '.join(usable)}.")
+    if samples is None:
+        samples = 2 if pairs == "lambda_p" else 4
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 2:
+        raise PrefsimError(f"{where}: samples must be an integer ≥ 2, got {samples!r}.")
+    if pairs == "lambda_p" and samples != 2:
         raise PrefsimError(
-            f"{where}: rule inpo needs eta > tau (η is the INVERSE learning rate; η = τ is online IPO, "
-            f"use rule ipo); got eta = {p['eta']}, tau = {p['tau']}."
+            f'{where}: pairs = "lambda_p" draws exactly 2 responses per prompt; got samples = {samples}.'
         )
-    if name == "apo" and not 0.0 <= float(p["alpha"]) < 1.0:
-        raise PrefsimError(f"{where}: apo's alpha must lie in [0, 1), got {p['alpha']!r}.")
-    if name == "apo" and p["extrapolation"] == "implicit" and p["base"] == "sppo":
+    try:
+        hook = iteration_hook(name, resolved, "llm")
+    except PrefsimError as exc:
+        raise PrefsimError(f"{where}: {exc}") from None
+    if hook is not None and base == "dpo" and resolved.get("anchor", "previous") != "previous":
         raise PrefsimError(
-            f'{where}: apo with extrapolation = "implicit" needs a pairwise base loss (dpo or inpo): '
-            "the per-response SPPO loss would see the unknown normaliser of the implicit reference; "
-            'use extrapolation = "parameter".'
+            f'{where}: apo\'s base dpo must use anchor = "previous" (the proximal step is anchored at the '
+            "extrapolated π_t)."
         )
-    if name == "apo" and p["base"] == "dpo" and p.get("reference", "previous") != "previous":
-        raise PrefsimError(
-            f'{where}: apo\'s base dpo must use reference = "previous" (the proximal step is '
-            "anchored at the extrapolated π_t)."
-        )
-
-
-def _pair_loss(base: str, p: dict) -> Callable[[dict], torch.Tensor]:
-    """The per-pair loss of ``base`` with the parameters bound."""
-    if base == "dpo":
-        anchor = "previous" if p.get("reference", "previous") == "previous" else "reference"
-        beta = float(p["beta"])
-        return lambda b: losses.dpo_loss(b["policy_w"], b["policy_l"], b[f"{anchor}_w"], b[f"{anchor}_l"], beta)
-    if base == "ipo":
-        tau = float(p["tau"])
-        return lambda b: losses.ipo_loss(b["policy_w"], b["policy_l"], b["reference_w"], b["reference_l"], tau)
-    if base == "inpo":
-        eta, tau = float(p["eta"]), float(p["tau"])
-        return lambda b: losses.inpo_loss(
-            b["policy_w"], b["policy_l"], b["reference_w"], b["reference_l"], b["previous_w"], b["previous_l"], eta, tau
-        )
-    if base == "sppo":
-        eta = float(p["eta"])
-        return lambda b: losses.sppo_code_loss(
-            b["policy_w"], b["previous_w"], b["win_rate_w"], b["policy_l"], b["previous_l"], b["win_rate_l"], eta
-        )
-    if base == "dno":
-        eta = float(p["eta"])
-        return lambda b: losses.dno_loss(
-            b["policy_w"], b["policy_l"], b["previous_w"], b["previous_l"], b["win_rate_w"] - b["win_rate_l"], eta
-        )
-    if base == "nash_md_pg":
-        tau = float(p["tau"])
-        return lambda b: (
-            0.5
-            * (
-                losses.nash_md_pg_loss(b["policy_w"], b["reference_w"], b["preference"], tau)
-                + losses.nash_md_pg_loss(b["policy_l"], b["reference_l"], 1.0 - b["preference"], tau)
-            )
-        )
-    raise PrefsimError(f"unknown bridge rule {base!r}.")
-
-
-def weighted_mean(per_pair: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Σ w_i loss_i / Σ w_i: the sample mean for unit weights, the population loss for population weights."""
-    return (weight * per_pair).sum() / weight.sum()
+    return BridgeRule(name, resolved, rule_info(base).loss, pairs, samples, hook)

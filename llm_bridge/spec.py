@@ -46,8 +46,9 @@ from pathlib import Path
 from bandits.errors import PrefsimError
 from llm_bridge.generation import SamplingSpec
 from llm_bridge.models import LoraSpec
-from llm_bridge.rules import BridgeRule, build_bridge_rule
+from llm_bridge.rules import LLM_TAU, BridgeRule, build_bridge_rule
 from llm_bridge.trainer import TrainingSpec
+from sim.rules import RULES
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -142,12 +143,17 @@ def load_spec(path: str | Path) -> BridgeSpec:
 
 def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
     """Validate a spec given as a dict (the TOML's content)."""
-    known = {"iterations", "seed", "model", "prompts", "generation", "oracle", "training", "rule", "run"}
+    known = {"iterations", "seed", "tau", "model", "prompts", "generation", "oracle", "training", "rule", "run"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise PrefsimError(f"spec: unknown top-level key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
     iterations = _integer(raw.get("iterations", 3), "iterations", 1)
     seed = _integer(raw.get("seed", 0), "seed", 0)
+    tau = raw.get("tau", LLM_TAU)
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 <= tau < float("inf"):
+        raise PrefsimError(
+            f"tau: the KL weight that rules inherit (as from game.tau) must be a number ≥ 0, got {tau!r}."
+        )
 
     model_raw = dict(_table(raw, "model"))
     lora_raw = model_raw.pop("lora", None)
@@ -193,7 +199,9 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
     rule_tables = raw.get("rule")
     if not isinstance(rule_tables, list) or not rule_tables:
         raise PrefsimError(
-            "spec: needs at least one [[rule]] table with a name (dpo, ipo, inpo, sppo, dno, nash_md_pg, apo)."
+            "spec: needs at least one [[rule]] table with a name (`prefsim rules` lists them; the LLM bridge runs "
+            + ", ".join(n for n, d in RULES.items() if "llm" in d.modes)
+            + ")."
         )
     entries, labels = [], set()
     for number, table in enumerate(rule_tables, start=1):
@@ -208,7 +216,7 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
                 "(not 'reference'); give each rule of the same name its own label."
             )
         labels.add(label)
-        entries.append(RuleEntry(label, build_bridge_rule(name, table, where=f"rule {label!r}")))
+        entries.append(RuleEntry(label, build_bridge_rule(name, table, where=f"rule {label!r}", tau=float(tau))))
 
     run = dict(_table(raw, "run"))
     allowed_run = {"score_batch_size", "keep_checkpoints", "export_final", "threads"}

@@ -31,10 +31,11 @@ import pandas as pd
 from bandits.errors import PrefsimError
 from bandits.games import build_game
 from sim.game import Game, game_from_instance
-from sim.metrics import METRIC_COLUMNS
 from sim.nash import target_policy
 from sim.rules import build_rule
+from sim.sampled.experiment import build_sampled_inputs, run_sampled_rule
 from sim.spec import ExperimentSpec, RuleSpec, load_spec, parse_spec
+from sim.table import results_table
 from sim.trajectory import default_record_iterations, simulate_grid
 
 ID_COLUMNS = ("rule", "seed", "iteration")
@@ -68,8 +69,6 @@ def run(spec, out=None, resume: bool = False, progress=None) -> pd.DataFrame:
 
     sampled = None
     if spec.run.mode == "sampled":
-        from sim.sampled.experiment import build_sampled_inputs, run_sampled_rule
-
         sampled = build_sampled_inputs(spec, dtype)
     frames = []
     for rule in spec.rules:
@@ -152,24 +151,6 @@ def run_rule(rule: RuleSpec, spec: ExperimentSpec, games, game_axes, targets, re
             f"its step is too large for {spec.precision} or a parameter is degenerate."
         )
     return results_table(labels, spec.seeds, record, metrics)
-
-
-def results_table(labels, seeds, record, metrics) -> pd.DataFrame:
-    """Rows ``rule, seed, iteration`` + :data:`METRIC_COLUMNS` from arrays shaped (grid, seeds, recorded).
-
-    ``labels`` is :meth:`RuleSpec.grid_labels` (one ``(label, point)`` per grid point).
-    """
-    grid_size, seed_count, recorded = metrics[METRIC_COLUMNS[0]].shape
-    frame = pd.DataFrame(
-        {
-            "rule": np.repeat([label for label, _ in labels], seed_count * recorded),
-            "seed": np.tile(np.repeat(np.asarray(seeds), recorded), grid_size),
-            "iteration": np.tile(record, grid_size * seed_count),
-        }
-    )
-    for name in METRIC_COLUMNS:
-        frame[name] = metrics[name].reshape(-1)
-    return frame
 
 
 def spec_fingerprint(spec: ExperimentSpec) -> str:

@@ -28,13 +28,18 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from bandits.errors import PrefsimError
 from bandits.games import GameSpec
-from sim.rules import build_rule, resolve_parameters, rule_info
+from bandits.pair_schemes import resolve_scheme
+from sim.rules import RULES, base_of, build_rule, canonical_name, resolve_parameters, rule_info
+from sim.rules.apo import FORMS
+from sim.rules.dpo import ANCHORS
+from sim.sampled.validation import validate_sampled_spec
 
 PRECISIONS = ("float64", "float32")
 MODES = ("exact", "sampled")
@@ -97,10 +102,10 @@ class RunSpec:
     be left out with ``data = "online"``."""
     pair_scheme: str = "lambda_p"
     """Sampled: ``lambda_p`` (i.i.d. pairs from π_t, Bernoulli label; population-correct),
-    ``best_worst_of_k``, ``tournament``, ``sppo_win_rate`` or ``exact_win_rates``
+    ``best_worst_by_reward`` (formerly ``best_worst_of_k``), ``tournament``, ``sppo_win_rate`` or ``exact_win_rates``
     (:mod:`bandits.oracles`)."""
     candidates: int = 8
-    """Sampled: K candidates per pair for ``best_worst_of_k`` / ``tournament`` (a power of 2) /
+    """Sampled: K candidates per pair for ``best_worst_by_reward`` / ``tournament`` (a power of 2) /
     ``sppo_win_rate``."""
     self_comparison: bool = True
     """Sampled, ``sppo_win_rate``: include P̂[i][i] = ½ in the win-rate average (the SPPO code)."""
@@ -132,11 +137,12 @@ class RunSpec:
     minibatch_size: int | None = None
     """Sampled: pairs per inner step (one shuffle per iteration, blocks in turn; at most the
     iteration's pairs: ``pairs_per_iteration`` online, ``offline_pairs`` offline); unset: full batch."""
-    apo_form: str = "parameters"
-    """Sampled APO: ``parameters`` (θ extrapolation, what APO ran), ``log_space`` (exact on the
-    K-vector) or ``implicit_reference`` ((1+α)log π̂_{t+1} − α log π̂_t as the loss reference)."""
-    dpo_reference: str = "previous"
-    """Sampled DPO: reference π_t (``previous``, iterative DPO / APO) or π_ref (``reference``)."""
+    apo_form: str | None = None
+    """Deprecated: APO's ``form`` is a rule parameter now (the same in every mode); when set, it is the
+    ``form`` of every ``apo`` rule that does not give its own (with a deprecation note)."""
+    dpo_reference: str | None = None
+    """Deprecated: DPO's ``anchor`` is a rule parameter now; when set, it is the ``anchor`` of every
+    ``dpo`` rule (and APO-DPO base) that does not give its own (with a deprecation note)."""
     mlp_width: int = 256
     """Sampled, ``policy = "mlp"``: hidden width."""
     mlp_hidden_layers: int = 1
@@ -215,7 +221,9 @@ def parse_spec(data: Any) -> ExperimentSpec:
 
     game = _parse_game(data.get("game"))
     run = _parse_run(data.get("run", {}))
-    rules = _parse_rules(data.get("rule"), game, run.mode)
+    if run.mode == "sampled":
+        run = dataclasses.replace(run, pair_scheme=resolve_scheme(run.pair_scheme, "sampled", "run.pair_scheme"))
+    rules = _parse_rules(data.get("rule"), game, run.mode, _run_level_rule_defaults(run))
     if run.data != "online" and run.mode != "sampled":
         raise PrefsimError(
             f'run.data: {run.data!r} data needs mode = "sampled" (exact mode has no data: it applies the '
@@ -230,8 +238,6 @@ def parse_spec(data: Any) -> ExperimentSpec:
         # the offline dataset holds as many labels as the online run of the same spec draws
         run = dataclasses.replace(run, offline_pairs=run.pairs_per_iteration * int(iterations))
     if run.mode == "sampled":
-        from sim.sampled.experiment import validate_sampled_spec
-
         validate_sampled_spec(run, game, rules)
     return ExperimentSpec(
         iterations=int(iterations),
@@ -291,7 +297,25 @@ def _parse_run(table) -> RunSpec:
     return RunSpec(**table)
 
 
-def _parse_rules(tables, game: GameSpec, mode: str = "exact") -> tuple:
+def _run_level_rule_defaults(run) -> dict:
+    """Rule parameters given by the deprecated ``[run]`` keys: ``{rule-table key: value}``."""
+    defaults = {}
+    for key, parameter in (("apo_form", "form"), ("dpo_reference", "anchor")):
+        value = getattr(run, key)
+        choices = FORMS if key == "apo_form" else ANCHORS
+        if value is not None and value not in choices:
+            raise PrefsimError(f"run.{key}: expected one of {', '.join(choices)}, got {value!r}.")
+        if value is not None:
+            print(
+                f"note: run.{key} is deprecated: give each rule's {parameter!r} parameter instead (the same in "
+                f"exact, sampled and LLM specs); run.{key} = {value!r} applies to the rules that have that parameter.",
+                file=sys.stderr,
+            )
+            defaults[parameter] = value
+    return defaults
+
+
+def _parse_rules(tables, game: GameSpec, mode: str = "exact", run_defaults: dict | None = None) -> tuple:
     if not tables:
         raise PrefsimError("rule: the spec needs at least one [[rule]] table with a name.")
     if not isinstance(tables, list):
@@ -303,9 +327,12 @@ def _parse_rules(tables, game: GameSpec, mode: str = "exact") -> tuple:
         if not isinstance(table, dict) or "name" not in table:
             raise PrefsimError(f"{where}: each [[rule]] needs a name.")
         table = dict(table)
-        name = table.pop("name")
-        rule_info(name)
+        name = canonical_name(table.pop("name"), f"rule #{index + 1}", mode)
+        info = rule_info(name)
         where = f"rule #{index + 1} ({name})"
+        for key, value in (run_defaults or {}).items():
+            if _takes_parameter(info, table, key) and key not in table:
+                table[key] = {"reference": "reference"}.get(value, value) if key == "anchor" else value
         label = table.pop("label", None)
         if label is None:
             if names.count(name) > 1:
@@ -315,7 +342,7 @@ def _parse_rules(tables, game: GameSpec, mode: str = "exact") -> tuple:
             raise PrefsimError(f"{where}: label must be a non-empty string without slashes, got {label!r}.")
         parameters = resolve_parameters(name, table, game.tau, where)
         rule = RuleSpec(name=name, label=label, parameters=parameters)
-        needs_rewards = rule_info(name).needs_rewards or (name == "apo" and parameters.get("base") == "dpo")
+        needs_rewards = rule_info(base_of(name, parameters)).needs_rewards
         if needs_rewards and game.kind != "bradley_terry" and mode != "sampled":
             raise PrefsimError(
                 f'{where}: the proximal DPO step needs a Bradley–Terry game (game.kind = "bradley_terry" '
@@ -341,6 +368,14 @@ def _parse_rules(tables, game: GameSpec, mode: str = "exact") -> tuple:
             f"(a sweep list repeats a value, or a label equals another rule's sweep label)."
         )
     return tuple(rules)
+
+
+def _takes_parameter(info, table: dict, key: str) -> bool:
+    """Whether the rule (or a wrapper's base named in ``table``) has parameter ``key``."""
+    if info.parameter(key) is not None:
+        return True
+    base = table.get("base", "dpo")
+    return info.wrapper and isinstance(base, str) and base in RULES and RULES[base].parameter(key) is not None
 
 
 def _is_int(value) -> bool:

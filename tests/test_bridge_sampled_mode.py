@@ -106,7 +106,7 @@ def test_bridge_iterations_equal_sims_sampled_mode(case, optimizer):
         if rule.name == "apo":
             proximal_previous = extrapolate_parameters(model, proximal_previous, rule.alpha)
             np.testing.assert_allclose(
-                proximal_previous["logits"].numpy(), np.asarray(state.proximal_params[0]), atol=1e-6, rtol=0
+                proximal_previous["logits"].numpy(), np.asarray(state.wrapper.previous_params[0]), atol=1e-6, rtol=0
             )
 
         np.testing.assert_allclose(

@@ -27,21 +27,16 @@ from scipy.optimize import minimize
 
 import sim  # noqa: F401  (float64)
 from bandits.errors import PrefsimError
-from sim.rules import (
-    RULES,
-    apo,
-    build_rule,
-    dno,
-    dpo,
-    extragradient,
-    inpo,
-    mmd,
-    nash_md,
-    online_ipo,
-    optimistic,
-    resolve_parameters,
-    sppo,
-)
+from sim.rules import RULES, build_rule, resolve_parameters
+from sim.rules.apo import apo
+from sim.rules.dno import dno
+from sim.rules.dpo import dpo
+from sim.rules.extragradient import extragradient, optimistic
+from sim.rules.inpo import inpo
+from sim.rules.mmd import mmd
+from sim.rules.nash_md import nash_md
+from sim.rules.online_ipo import online_ipo
+from sim.rules.sppo import sppo
 from sim.rules.apo import apo_multipliers, extrapolation_weight
 from sim.rules.sppo import solve_paper_target
 

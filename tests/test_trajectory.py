@@ -13,7 +13,7 @@ from exact_reference import best_response, kl, make_game, mirror_step, random_ma
 import sim
 from bandits.errors import PrefsimError
 from sim.metrics import METRIC_COLUMNS
-from sim.rules import optimistic
+from sim.rules.extragradient import optimistic
 from sim.trajectory import default_record_iterations, simulate
 
 run_module = importlib.import_module("sim.experiment")

@@ -1,7 +1,7 @@
-r"""Every update rule, one module each, and the registry that maps spec names to them.
+r"""Every update rule, one module each, and the registry that maps names to their definitions.
 
 =================  ==============================================  ===============================
-name               module (exact update + sampled loss)             parameters (paper names)
+name               module                                          parameters (paper names)
 =================  ==============================================  ===============================
 ``inpo``           :mod:`sim.rules.inpo`                            eta (inverse LR), tau, schedule
 ``mmd``            :mod:`sim.rules.mmd`                             eta (step), tau (magnet)
@@ -11,12 +11,17 @@ name               module (exact update + sampled loss)             parameters (
 ``online_ipo``     :mod:`sim.rules.online_ipo`                      tau
 ``extragradient``  :mod:`sim.rules.extragradient`                   eta (LR), tau
 ``optimistic``     :mod:`sim.rules.extragradient`                   eta (LR), tau
-``dpo``            :mod:`sim.rules.dpo`                             beta
-``apo``            :mod:`sim.rules.apo` (wraps dpo / sppo / inpo)   base, alpha, schedule + base's*
+``dpo``            :mod:`sim.rules.dpo`                             beta, anchor
+``apo``            :mod:`sim.rules.apo` (wraps dpo / sppo / inpo)   base, alpha, schedule, form + base's*
 =================  ==============================================  ===============================
 
 \* APO takes its base rule's parameters under their own names, except the base INPO's ``schedule``,
 which is ``base_schedule`` (APO's own ``schedule`` is the extrapolation schedule).
+
+Each module's ``DEFINITION`` (:class:`~sim.rules.definition.RuleDefinition`) holds the rule's
+parameters, exact update, per-pair loss, data needs, offline counterpart and bounds; :data:`RULES`
+gathers them and every mode reads it.  A new rule is one module with a ``DEFINITION`` plus one entry in
+:data:`_BUILT_IN` (or one :func:`register_rule` call from outside the package).
 
 :func:`build_rule` turns a name and a parameter dict into an :class:`~sim.rules.base.ExactRule`;
 numeric parameters may be JAX tracers (a swept grid is one ``vmap``).
@@ -25,169 +30,80 @@ numeric parameters may be JAX tracers (a swept grid is one ``vmap``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import Any
+import sys
 
 from bandits.errors import PrefsimError
-from sim.rules.apo import apo
+from sim.rules import apo, dno, dpo, extragradient, inpo, mmd, nash_md, online_ipo, sppo
 from sim.rules.base import ExactRule, ExactState
-from sim.rules.dno import dno
-from sim.rules.dpo import dpo
-from sim.rules.extragradient import extragradient, optimistic
-from sim.rules.inpo import inpo
-from sim.rules.mmd import mmd
-from sim.rules.nash_md import nash_md
-from sim.rules.online_ipo import online_ipo
-from sim.rules.sppo import sppo
+from sim.rules.definition import GAME_TAU, JAX_OPS, LossOps, PairData, Parameter, RuleDefinition
 
-#: Marker default: the rule's ``tau`` defaults to the game's τ.
-GAME_TAU = "game.tau"
+_BUILT_IN = (
+    online_ipo.DEFINITION,
+    inpo.DEFINITION,
+    mmd.DEFINITION,
+    nash_md.DEFINITION,
+    sppo.DEFINITION,
+    dno.DEFINITION,
+    extragradient.EXTRAGRADIENT,
+    extragradient.OPTIMISTIC,
+    dpo.DEFINITION,
+    apo.DEFINITION,
+)
 
+#: name → definition: the one source of rule names for exact mode, sampled mode, the bridge and the docs.
+RULES: dict[str, RuleDefinition] = {definition.name: definition for definition in _BUILT_IN}
+#: Old name → current name (each use prints a deprecation note).
+ALIASES: dict[str, str] = {alias: d.name for d in _BUILT_IN for alias in d.aliases}
 
-@dataclasses.dataclass(frozen=True)
-class Parameter:
-    """One rule parameter as it appears in a spec."""
-
-    name: str
-    """Key in the ``[[rule]]`` table."""
-    doc: str
-    """Meaning, with the paper's convention."""
-    default: Any = None
-    """Default value; ``None`` means required; :data:`GAME_TAU` means the game's τ."""
-    choices: tuple = ()
-    """Allowed strings for a categorical parameter (empty for numbers)."""
-
-    @property
-    def numeric(self) -> bool:
-        return not self.choices
+#: Kept for readers of the previous API: a registry entry is a :class:`RuleDefinition`.
+RuleInfo = RuleDefinition
 
 
-@dataclasses.dataclass(frozen=True)
-class RuleInfo:
-    """Registry entry of a rule."""
+def register_rule(definition: RuleDefinition, replace: bool = False) -> RuleDefinition:
+    """Add a rule to :data:`RULES` (every mode sees it at once); returns the definition.
 
-    name: str
-    factory: Callable[..., ExactRule]
-    parameters: tuple
-    paper: str
-    summary: str
-    proximal: bool = False
-    """Can be APO's base (maps π_t to a proximal output π̂_{t+1})."""
-    needs_rewards: bool = False
-    """Needs a Bradley–Terry game (reward vector)."""
-
-    def parameter(self, name: str) -> Parameter | None:
-        return next((p for p in self.parameters if p.name == name), None)
+    Raises :class:`PrefsimError` when the name (or an alias) is taken, unless ``replace``.
+    """
+    if not isinstance(definition, RuleDefinition):
+        raise PrefsimError(f"register_rule: expected a RuleDefinition, got {type(definition).__name__}.")
+    taken = (definition.name in RULES or definition.name in ALIASES) and not replace
+    if taken:
+        raise PrefsimError(f"register_rule: a rule named {definition.name!r} exists; pass replace=True to replace it.")
+    RULES[definition.name] = definition
+    for alias in definition.aliases:
+        ALIASES[alias] = definition.name
+    return definition
 
 
-_TAU_RULE = Parameter("tau", "KL(π‖π_ref) regularisation τ of the rule (default: the game's tau)", GAME_TAU)
-
-RULES: dict[str, RuleInfo] = {
-    info.name: info
-    for info in (
-        RuleInfo(
-            "inpo",
-            inpo,
-            (
-                Parameter("eta", "INVERSE learning rate η (1/η is the OMD step); needs eta > tau", None),
-                _TAU_RULE,
-                Parameter("schedule", "constant η, or theorem4: η_t = τ(t+2)/2", "constant", ("constant", "theorem4")),
-            ),
-            "Zhang et al., Iterative Nash Policy Optimization, ICLR 2025 (arXiv 2407.00617), Eq. (5)",
-            "online mirror descent on the τ-regularised preference game",
-            proximal=True,
-        ),
-        RuleInfo(
-            "mmd",
-            mmd,
-            (
-                Parameter("eta", "step size (learning rate) η of MMD", 1.0),
-                Parameter(
-                    "tau", "magnet strength (the MMD paper's α), magnet = π_ref (default: the game's tau)", GAME_TAU
-                ),
-            ),
-            "Sokota et al., Magnetic Mirror Descent, ICLR 2023 (arXiv 2206.05825)",
-            "mirror descent with a magnet at π_ref; equals INPO with η_INPO = τ + 1/η",
-        ),
-        RuleInfo(
-            "nash_md",
-            nash_md,
-            (Parameter("eta", "learning rate η (ητ ≤ 1)", 0.1), _TAU_RULE),
-            "Munos et al., Nash Learning from Human Feedback, ICML 2024 (arXiv 2312.00886)",
-            "mirror descent against the geometric mixture π_t^{1−ητ}π_ref^{ητ}",
-        ),
-        RuleInfo(
-            "sppo",
-            sppo,
-            (
-                Parameter("eta", "learning rate η (the official code's beta = 1/η)", 1.0),
-                Parameter(
-                    "normaliser",
-                    "exact log Z_t, or paper: the η/2 target solved as a constrained argmin",
-                    "exact",
-                    ("exact", "paper"),
-                ),
-            ),
-            "Wu et al., Self-Play Preference Optimization, ICLR 2025 (arXiv 2405.00675)",
-            "multiplicative weights in self-play on the unregularised game",
-            proximal=True,
-        ),
-        RuleInfo(
-            "dno",
-            dno,
-            (Parameter("eta", "INVERSE learning rate η: π_{t+1} ∝ π_t exp(Pπ_t/η)", 1.0),),
-            "Rosset et al., Direct Nash Optimization (arXiv 2404.03715), theoretical algorithm",
-            "exponential weights on the win rate against π_t (= SPPO with η_SPPO = 1/η)",
-        ),
-        RuleInfo(
-            "online_ipo",
-            online_ipo,
-            (_TAU_RULE,),
-            "Calandriello et al., Human Alignment of LLMs through Online Preference Optimisation, ICML 2024",
-            "exact per-iteration argmin of online IPO = regularised best response BR_τ(π_t)",
-        ),
-        RuleInfo(
-            "extragradient",
-            extragradient,
-            (Parameter("eta", "learning rate η (ητ ≤ 1)", 0.5), _TAU_RULE),
-            "Cen et al. 2021; Zhou et al., EGPO (arXiv 2503.08942)",
-            "mirror-prox: a half step, then the full step against the half-step policy",
-        ),
-        RuleInfo(
-            "optimistic",
-            optimistic,
-            (Parameter("eta", "learning rate η (ητ ≤ 1)", 0.5), _TAU_RULE),
-            "Rakhlin & Sridharan 2013; ONPO, Zhang et al. 2025 (arXiv 2502.16852)",
-            "optimistic mirror descent (one product with P per iteration)",
-        ),
-        RuleInfo(
-            "dpo",
-            dpo,
-            (Parameter("beta", "KL coefficient β of the proximal step", 1.0),),
-            "Rafailov et al., DPO, NeurIPS 2023; iterative DPO with reference π_t (Xiong et al. 2024)",
-            "proximal-point step π_{t+1} ∝ π_t exp(r/β) on a Bradley–Terry game",
-            proximal=True,
-            needs_rewards=True,
-        ),
-        RuleInfo(
-            "apo",
-            apo,
-            (
-                Parameter("base", "proximal base rule", "dpo", ("dpo", "sppo", "inpo")),
-                Parameter("alpha", "extrapolation weight α ∈ [0, 1) (constant schedule)", 0.3),
-                Parameter(
-                    "schedule", "constant α, or nesterov α_k = (k−1)/(k+2)", "constant", ("constant", "nesterov")
-                ),
-            ),
-            "He, Yuan & Gu, Accelerated Preference Optimization (arXiv 2410.06293), Eq. (3.6); "
-            "not TRL's apo_zero (Anchored PO)",
-            "Nesterov extrapolation between consecutive proximal outputs, wrapping a base rule",
-        ),
-    )
-}
+def unregister_rule(name: str) -> None:
+    """Remove a rule added with :func:`register_rule` (tests)."""
+    definition = RULES.pop(name, None)
+    for alias in () if definition is None else definition.aliases:
+        ALIASES.pop(alias, None)
 
 
-def rule_info(name: str) -> RuleInfo:
+def canonical_name(name, where: str = "rule", mode: str = "llm") -> str:
+    """The current name of rule ``name``.
+
+    The aliases are the LLM bridge's old names (``ipo``, ``nash_md_pg``): in an LLM spec they still
+    work for one release and print a deprecation note; an exact or sampled spec never accepted them,
+    so there they are an error that names the current rule.
+    """
+    if isinstance(name, str) and name in ALIASES:
+        current = ALIASES[name]
+        if mode != "llm":
+            raise PrefsimError(
+                f"{where}: unknown rule {name!r} (the LLM bridge's old name of {current!r}); use {current!r}."
+            )
+        print(
+            f"note: {where}: rule {name!r} is now called {current!r}; the old name works for one more release.",
+            file=sys.stderr,
+        )
+        return current
+    return name
+
+
+def rule_info(name: str) -> RuleDefinition:
     """Registry entry, or a clear error listing the known names."""
     try:
         return RULES[name]
@@ -195,18 +111,52 @@ def rule_info(name: str) -> RuleInfo:
         raise PrefsimError(f"unknown rule {name!r}; known rules: {', '.join(RULES)}.") from None
 
 
+def base_of(name: str, parameters: dict) -> str:
+    """The rule whose loss and data a run uses: a wrapper's ``base``, else the rule itself."""
+    return parameters.get("base", "dpo") if rule_info(name).wrapper else name
+
+
+def base_parameters(name: str, parameters: dict) -> dict:
+    """The parameters of :func:`base_of` (a wrapper's base parameters under their own names)."""
+    if not rule_info(name).wrapper:
+        return parameters
+    own = {p.name for p in rule_info(name).parameters}
+    return {_base_key(k): v for k, v in parameters.items() if k not in own}
+
+
+def wrapper_parameters(name: str, parameters: dict) -> dict:
+    """A wrapper's own parameters (``{}`` for a plain rule)."""
+    if not rule_info(name).wrapper:
+        return {}
+    return {p.name: parameters[p.name] for p in rule_info(name).parameters if p.name in parameters}
+
+
+def iteration_hook(name: str, parameters: dict, engine: str):
+    """The hook a wrapper rule runs after each proximal step in ``engine`` (``sampled``/``llm``), else ``None``.
+
+    Raises :class:`PrefsimError` when the wrapper's settings cannot run in that engine.
+    """
+    info = rule_info(name)
+    if not info.wrapper:
+        return None
+    return info.hook(wrapper_parameters(name, parameters), base_of(name, parameters), engine)
+
+
 def resolve_parameters(name: str, given: dict, game_tau: float, where: str = "rule") -> dict:
     """Fill defaults, check names and types; return ``{param: value}`` for the rule and its APO base.
 
-    Numbers may be lists (sweeps); the caller expands them.  Unknown keys are errors.
+    Numbers may be lists (sweeps); the caller expands them.  Unknown keys are errors; renamed keys
+    (:attr:`RuleDefinition.renamed`) are translated with a deprecation note.
     """
     info = rule_info(name)
     allowed = {p.name: p for p in info.parameters}
-    if name == "apo":
+    given = _renamed(info, given, where)
+    if info.wrapper:
         base_name = given.get("base", "dpo")
         if not isinstance(base_name, str) or base_name not in RULES or not RULES[base_name].proximal:
             proximal = ", ".join(n for n, r in RULES.items() if r.proximal)
-            raise PrefsimError(f"{where}: apo's base must be a proximal rule ({proximal}), got {base_name!r}.")
+            raise PrefsimError(f"{where}: {name}'s base must be a proximal rule ({proximal}), got {base_name!r}.")
+        given = _renamed(RULES[base_name], given, where)
         for parameter in RULES[base_name].parameters:
             key = _apo_key(parameter.name)
             allowed[key] = dataclasses.replace(parameter, name=key)
@@ -218,13 +168,14 @@ def resolve_parameters(name: str, given: dict, game_tau: float, where: str = "ru
             )
         parameter = allowed[key]
         if parameter.choices:
-            if value not in parameter.choices:
+            if not isinstance(value, str) or value not in parameter.choices:
                 raise PrefsimError(f"{where}: {key} must be one of {', '.join(parameter.choices)}, got {value!r}.")
         else:
             values = value if isinstance(value, list) else [value]
             if not values or not all(_is_number(v) for v in values):
                 raise PrefsimError(f"{where}: {key} must be a number or a list of numbers, got {value!r}.")
         resolved[key] = value
+    schedule_key = "base_schedule" if info.wrapper else "schedule"
     for key, parameter in allowed.items():
         if key in resolved:
             continue
@@ -232,38 +183,54 @@ def resolve_parameters(name: str, given: dict, game_tau: float, where: str = "ru
             resolved[key] = float(game_tau)
         elif parameter.default is not None:
             resolved[key] = parameter.default
-        elif not (key == "eta" and resolved.get("base_schedule" if name == "apo" else "schedule") == "theorem4"):
+        elif not (key == "eta" and resolved.get(schedule_key) == "theorem4"):
             raise PrefsimError(f"{where}: rule {name} needs parameter {key!r} ({parameter.doc}).")
-    inpo_schedule = (
-        resolved.get("base_schedule") if name == "apo" and resolved.get("base") == "inpo" else resolved.get("schedule")
-    )
-    if (
-        (name == "inpo" or (name == "apo" and resolved.get("base") == "inpo"))
-        and inpo_schedule == "theorem4"
-        and "eta" in given
-    ):
+    if resolved.get(schedule_key) == "theorem4" and "eta" in given:
         # the schedule sets η_t = τ(t+2)/2; a given eta would be silently ignored (a sweep over it
         # would give identical runs under different labels)
         raise PrefsimError(f"{where}: eta is not used with schedule theorem4 (η_t = τ(t+2)/2); remove it.")
+    if info.check is not None:
+        info.check(resolved, where)
     return resolved
 
 
 def build_rule(name: str, parameters: dict) -> ExactRule:
     """Construct the exact rule ``name`` from resolved scalar ``parameters``."""
     info = rule_info(name)
-    if name == "apo":
+    if info.wrapper:
         base_name = parameters.get("base", "dpo")
-        base_parameters = {
-            p.name: parameters[_apo_key(p.name)] for p in RULES[base_name].parameters if _apo_key(p.name) in parameters
-        }
-        base = build_rule(base_name, base_parameters)
-        return apo(base, alpha=parameters.get("alpha", 0.3), schedule=parameters.get("schedule", "constant"))
+        base = build_rule(base_name, base_parameters(name, parameters))
+        own = {k: v for k, v in wrapper_parameters(name, parameters).items() if k != "base"}
+        return info.exact(base, **own)
     keys = {p.name for p in info.parameters}
-    return info.factory(**{k: v for k, v in parameters.items() if k in keys})
+    return info.exact(**{k: v for k, v in parameters.items() if k in keys})
+
+
+def _renamed(info: RuleDefinition, given: dict, where: str) -> dict:
+    if not info.renamed or not any(key in given for key in info.renamed):
+        return given
+    given = dict(given)
+    for old, (new, values) in info.renamed.items():
+        if old not in given:
+            continue
+        if new in given:
+            raise PrefsimError(f"{where}: give {new!r} only ({old!r} is its old name).")
+        value = given.pop(old)
+        given[new] = values.get(value, value) if isinstance(value, str) else value
+        print(
+            f"note: {where}: parameter {old} = {value!r} of rule {info.name} is now {new} = {given[new]!r}; "
+            "the old form works for one more release.",
+            file=sys.stderr,
+        )
+    return given
+
+
+def _base_key(key: str) -> str:
+    return "schedule" if key == "base_schedule" else key
 
 
 def _apo_key(base_parameter: str) -> str:
-    """Spec key of an APO base-rule parameter: the base's ``schedule`` is ``base_schedule``."""
+    """Spec key of a wrapper's base-rule parameter: the base's ``schedule`` is ``base_schedule``."""
     return "base_schedule" if base_parameter == "schedule" else base_parameter
 
 
@@ -272,22 +239,25 @@ def _is_number(value) -> bool:
 
 
 __all__ = [
+    "ALIASES",
+    "GAME_TAU",
+    "JAX_OPS",
     "RULES",
     "ExactRule",
     "ExactState",
+    "LossOps",
+    "PairData",
     "Parameter",
+    "RuleDefinition",
     "RuleInfo",
+    "base_of",
+    "base_parameters",
     "build_rule",
+    "iteration_hook",
+    "canonical_name",
+    "register_rule",
     "resolve_parameters",
     "rule_info",
-    "apo",
-    "dno",
-    "dpo",
-    "extragradient",
-    "inpo",
-    "mmd",
-    "nash_md",
-    "online_ipo",
-    "optimistic",
-    "sppo",
+    "unregister_rule",
+    "wrapper_parameters",
 ]

@@ -11,9 +11,8 @@ i.e. SPPO with η_SPPO = 1/η_DNO; no π_ref term; the output is the uniform mix
 
 from __future__ import annotations
 
-import jax
-
 from sim.rules.base import ExactRule, advance, current_win_rates, initial_state, require_positive
+from sim.rules.definition import JAX_OPS, PairData, Parameter, RuleDefinition
 
 
 def dno(eta=1.0) -> ExactRule:
@@ -26,8 +25,36 @@ def dno(eta=1.0) -> ExactRule:
     return ExactRule("dno", initial_state, update)
 
 
-def dno_loss(policy_1, policy_2, previous_1, previous_2, reward_margin, eta):
-    """Per-pair soft-label DNO loss; ``reward_margin`` = r_t(y₁) − r_t(y₂), reference π_t."""
+def dno_loss(policy_1, policy_2, previous_1, previous_2, reward_margin, eta, ops=JAX_OPS):
+    """Per-pair soft-label DNO loss; ``reward_margin`` = r_t(y₁) − r_t(y₂), reference π_t:
+    −[σ(Δr)·log σ(ηΔ) + σ(−Δr)·log σ(−ηΔ)], Δ = (log π − log π_t)(y₁) − (…)(y₂)."""
     delta = (policy_1 - previous_1) - (policy_2 - previous_2)
-    label = jax.nn.sigmoid(reward_margin)
-    return -(label * jax.nn.log_sigmoid(eta * delta) + (1.0 - label) * jax.nn.log_sigmoid(-eta * delta))
+    label = ops.sigmoid(reward_margin)
+    return -(label * ops.log_sigmoid(eta * delta) + (1.0 - label) * ops.log_sigmoid(-eta * delta))
+
+
+def pair_loss(ops, batch, parameters):
+    """DNO's loss on a pair batch, r_t(y) = the scheme's estimate of P(y ≻ π_t)."""
+    return dno_loss(
+        batch["policy_w"],
+        batch["policy_l"],
+        batch["previous_w"],
+        batch["previous_l"],
+        batch["win_rate_w"] - batch["win_rate_l"],
+        parameters["eta"],
+        ops,
+    )
+
+
+DEFINITION = RuleDefinition(
+    name="dno",
+    paper="Rosset et al., Direct Nash Optimization (arXiv 2404.03715), theoretical algorithm",
+    summary="exponential weights on the win rate against π_t (= SPPO with η_SPPO = 1/η)",
+    parameters=(
+        Parameter("eta", "INVERSE learning rate η: π_{t+1} ∝ π_t exp(Pπ_t/η)", 1.0, constraint="> 0", symbol="η"),
+    ),
+    exact=dno,
+    loss=pair_loss,
+    data=PairData(llm_scheme="lambda_p", needs_win_rates=True),
+    bounds=("hedge_exploitability_bound",),
+)

@@ -10,22 +10,61 @@ Needs a Bradley–Terry game (``rewards``).  Sampled loss: −log σ(β[(log π 
 
 from __future__ import annotations
 
-import jax
-
+from bandits.errors import PrefsimError
 from sim.rules.base import ExactRule, advance, initial_state, require_positive
+from sim.rules.definition import JAX_OPS, PairData, Parameter, RuleDefinition
+
+ANCHORS = ("previous", "reference")
 
 
-def dpo(beta=1.0) -> ExactRule:
-    """Exact iterative DPO (proximal step with reference π_t).  Args: beta (KL coefficient > 0)."""
+def dpo(beta=1.0, anchor: str = "previous") -> ExactRule:
+    """Exact iterative DPO.  Args: beta (KL coefficient > 0); anchor ``previous`` (π_R = π_t, the
+    proximal-point step) or ``reference`` (π_R = π_ref fixed: log π_{t+1} = log π_ref + r/β)."""
     require_positive("dpo", "beta", beta)
+    if anchor not in ANCHORS:
+        raise PrefsimError(f"rule dpo: anchor must be one of {', '.join(ANCHORS)}, got {anchor!r}.")
 
     def update(state, game):
-        return advance(state, state.log_policy + game.rewards / beta)
+        base = state.log_policy if anchor == "previous" else game.log_reference
+        return advance(state, base + game.rewards / beta)
 
     return ExactRule("dpo", initial_state, update)
 
 
-def dpo_loss(policy_w, policy_l, reference_w, reference_l, beta):
+def dpo_loss(policy_w, policy_l, reference_w, reference_l, beta, ops=JAX_OPS):
     """Per-pair DPO loss −log σ(βΔ), Δ = (log π − log π_R)(y_w) − (log π − log π_R)(y_l)."""
     delta = (policy_w - reference_w) - (policy_l - reference_l)
-    return -jax.nn.log_sigmoid(beta * delta)
+    return -ops.log_sigmoid(beta * delta)
+
+
+def pair_loss(ops, batch, parameters):
+    """DPO's loss on a pair batch, anchored at π_t (``previous``) or π_ref (``reference``)."""
+    anchor = "previous" if parameters.get("anchor", "previous") == "previous" else "reference"
+    return dpo_loss(
+        batch["policy_w"], batch["policy_l"], batch[f"{anchor}_w"], batch[f"{anchor}_l"], parameters["beta"], ops
+    )
+
+
+DEFINITION = RuleDefinition(
+    name="dpo",
+    paper="Rafailov et al., DPO, NeurIPS 2023; iterative DPO with reference π_t (Xiong et al. 2024)",
+    summary="proximal-point step π_{t+1} ∝ π_t exp(r/β) on a Bradley–Terry game",
+    parameters=(
+        Parameter(
+            "beta", "KL coefficient β of the proximal step (TRL's default is 0.1)", 1.0, constraint="> 0", symbol="β"
+        ),
+        Parameter(
+            "anchor",
+            "previous: π_R = π_t (iterative DPO, the proximal-point reading); reference: π_R = π_ref fixed",
+            "previous",
+            ANCHORS,
+        ),
+    ),
+    exact=dpo,
+    loss=pair_loss,
+    data=PairData(llm_scheme="best_worst_by_win_rate"),
+    bounds=("apo_suboptimality_bound", "apo_tv_bound"),
+    proximal=True,
+    needs_rewards=True,
+    renamed={"reference": ("anchor", {"previous": "previous", "initial": "reference"})},
+)

@@ -27,6 +27,7 @@ from sim.rules.base import (
     require_nonnegative,
     require_positive,
 )
+from sim.rules.definition import GAME_TAU, Parameter, RuleDefinition
 
 
 def _check(rule, eta, tau):
@@ -70,3 +71,27 @@ def optimistic(eta=0.5, tau=0.1) -> ExactRule:
         )
 
     return ExactRule("optimistic", init, update)
+
+
+def _parameters():
+    return (
+        Parameter("eta", "learning rate η (ητ ≤ 1)", 0.5, constraint="> 0, eta·tau ≤ 1", symbol="η"),
+        Parameter("tau", "KL(π‖π_ref) regularisation τ", GAME_TAU, constraint="≥ 0", symbol="τ"),
+    )
+
+
+EXTRAGRADIENT = RuleDefinition(
+    name="extragradient",
+    paper="Cen et al. 2021; Zhou et al., EGPO (arXiv 2503.08942)",
+    summary="mirror-prox: a half step, then the full step against the half-step policy",
+    parameters=_parameters(),
+    exact=extragradient,
+)
+
+OPTIMISTIC = RuleDefinition(
+    name="optimistic",
+    paper="Rakhlin & Sridharan 2013; ONPO, Zhang et al. 2025 (arXiv 2502.16852)",
+    summary="optimistic mirror descent (one product with P per iteration)",
+    parameters=_parameters(),
+    exact=optimistic,
+)

@@ -29,6 +29,7 @@ from sim.rules.base import (
     mirror_weights,
     require_positive,
 )
+from sim.rules.definition import GAME_TAU, PairData, Parameter, RuleDefinition
 
 SCHEDULES = ("constant", "theorem4")
 
@@ -75,7 +76,9 @@ def inpo_loss(policy_w, policy_l, reference_w, reference_l, previous_w, previous
     """Per-pair INPO loss (Eq. 8) from log-probabilities of the winner (w) and loser (l).
 
     ``policy_*`` = log π, ``reference_*`` = log π_ref, ``previous_*`` = log π_t.  Returns
-    ``(h_t − 1/(2η))²`` elementwise.
+    ``(h_t − 1/(2η))²`` elementwise, with
+    h_t = log π(y_w)/π(y_l) − (τ/η)·log π_ref(y_w)/π_ref(y_l) − ((η−τ)/η)·log π_t(y_w)/π_t(y_l).
+    Plain arithmetic: the same function runs on JAX arrays and torch tensors.
     """
     h = (
         (policy_w - policy_l)
@@ -83,3 +86,57 @@ def inpo_loss(policy_w, policy_l, reference_w, reference_l, previous_w, previous
         - ((eta - tau) / eta) * (previous_w - previous_l)
     )
     return (h - 1.0 / (2.0 * eta)) ** 2
+
+
+def pair_loss(ops, batch, parameters):
+    """INPO's loss on a pair batch (:data:`sim.rules.definition.BATCH_KEYS`), η_t of the schedule."""
+    eta = inpo_eta(parameters.get("eta"), parameters["tau"], parameters.get("schedule", "constant"), batch["step"])
+    return inpo_loss(
+        batch["policy_w"],
+        batch["policy_l"],
+        batch["reference_w"],
+        batch["reference_l"],
+        batch["previous_w"],
+        batch["previous_l"],
+        eta,
+        parameters["tau"],
+    )
+
+
+def offline_update(parameters, log_policy, log_reference, reference_win_rates, step):
+    """Population minimiser of the INPO loss on pairs from π_ref (unnormalised log-weights).
+
+    (1 − τ/η_t)·log π_t + (τ/η_t)·log π_ref + Pπ_ref/η_t: the INPO step with Pπ_ref in place of Pπ_t.
+    """
+    tau = parameters["tau"]
+    eta = inpo_eta(parameters.get("eta"), tau, parameters.get("schedule", "constant"), step)
+    return mirror_weights(log_policy, log_reference, reference_win_rates, 1.0 / eta, tau)
+
+
+DEFINITION = RuleDefinition(
+    name="inpo",
+    paper="Zhang et al., Iterative Nash Policy Optimization, ICLR 2025 (arXiv 2407.00617), Eq. (5), loss Eq. (8)",
+    summary="online mirror descent on the τ-regularised preference game",
+    parameters=(
+        Parameter(
+            "eta",
+            "INVERSE learning rate η (1/η is the OMD step); not used by schedule theorem4",
+            None,
+            constraint="> tau",
+            symbol="η",
+        ),
+        Parameter("tau", "KL(π‖π_ref) regularisation τ of the rule", GAME_TAU, constraint="> 0", symbol="τ"),
+        Parameter(
+            "schedule",
+            "constant η, or theorem4: η_t = τ(t+2)/2",
+            "constant",
+            SCHEDULES,
+        ),
+    ),
+    exact=inpo,
+    loss=pair_loss,
+    data=PairData(llm_scheme="lambda_p"),
+    offline=offline_update,
+    bounds=("theorem3_gap_bound", "theorem4_kl_bound", "lemma2_regret_bound", "eta_critical"),
+    proximal=True,
+)

@@ -11,6 +11,7 @@ Equivalence: MMD with step η_MMD equals exact INPO with η_INPO = τ + 1/η_MMD
 from __future__ import annotations
 
 from sim.rules.base import ExactRule, advance, current_win_rates, initial_state, require_nonnegative, require_positive
+from sim.rules.definition import GAME_TAU, Parameter, RuleDefinition
 
 
 def mmd(eta=1.0, tau=0.1) -> ExactRule:
@@ -23,3 +24,16 @@ def mmd(eta=1.0, tau=0.1) -> ExactRule:
         return advance(state, (state.log_policy + eta * tau * game.log_reference + eta * payoff) / (1.0 + eta * tau))
 
     return ExactRule("mmd", initial_state, update)
+
+
+DEFINITION = RuleDefinition(
+    name="mmd",
+    paper="Sokota et al., Magnetic Mirror Descent, ICLR 2023 (arXiv 2206.05825)",
+    summary="mirror descent with a magnet at π_ref; equals INPO with η_INPO = τ + 1/η",
+    parameters=(
+        Parameter("eta", "step size (learning rate) η of MMD", 1.0, constraint="> 0", symbol="η"),
+        Parameter("tau", "magnet strength (the MMD paper's α), magnet = π_ref", GAME_TAU, constraint="≥ 0", symbol="τ"),
+    ),
+    exact=mmd,
+    bounds=("mmd_kl_bound",),
+)

@@ -12,12 +12,12 @@ Sampled form Nash-MD-PG: per sample y ~ π, y′ ~ π^μ, loss −sg[P(y≻y′)
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from bandits.errors import PrefsimError
 from sim.game import normalize, win_rates
 from sim.rules.base import ExactRule, advance, initial_state, is_concrete, mirror_weights, require_positive
+from sim.rules.definition import GAME_TAU, JAX_OPS, PairData, Parameter, RuleDefinition
 
 
 def nash_md(eta=0.1, tau=0.1) -> ExactRule:
@@ -28,7 +28,7 @@ def nash_md(eta=0.1, tau=0.1) -> ExactRule:
         raise PrefsimError(f"rule nash_md: the mixture exponent eta·tau must be ≤ 1, got {float(eta) * float(tau):g}.")
 
     def update(state, game):
-        mixture = normalize((1.0 - eta * tau) * state.log_policy + eta * tau * game.log_reference)
+        mixture = normalize(mixture_log_weights(state.log_policy, game.log_reference, eta, tau))
         return advance(
             state, mirror_weights(state.log_policy, game.log_reference, win_rates(game, jnp.exp(mixture)), eta, tau)
         )
@@ -36,7 +36,50 @@ def nash_md(eta=0.1, tau=0.1) -> ExactRule:
     return ExactRule("nash_md", initial_state, update)
 
 
-def nash_md_pg_loss(policy_y, reference_y, preference_y_over_opponent, tau):
+def mixture_log_weights(log_policy, log_reference, eta, tau):
+    """Unnormalised log π_t^μ = (1 − ητ)·log π_t + ητ·log π_ref: Nash-MD's geometric-mixture opponent."""
+    return (1.0 - eta * tau) * log_policy + eta * tau * log_reference
+
+
+def opponent(log_policy, log_reference, parameters):
+    """The opponent the sampled pairs are drawn against: π_t^μ (log-weights, unnormalised)."""
+    return mixture_log_weights(log_policy, log_reference, parameters["eta"], parameters["tau"])
+
+
+def nash_md_pg_loss(policy_y, reference_y, preference_y_over_opponent, tau, ops=JAX_OPS):
     """Per-sample Nash-MD-PG surrogate: −sg[P(y≻y′) − ½ − τ(log π(y) − log π_ref(y))]·log π(y)."""
-    advantage = jax.lax.stop_gradient(preference_y_over_opponent - 0.5 - tau * (policy_y - reference_y))
+    advantage = ops.stop_gradient(preference_y_over_opponent - 0.5 - tau * (policy_y - reference_y))
     return -advantage * policy_y
+
+
+def pair_loss(ops, batch, parameters):
+    """Nash-MD-PG on a pair batch: the first response is a sample of π_t scored against its opponent
+    (``win_rate_w``); when both responses are samples of π_t (``both_from_policy`` = 1, each the other's
+    opponent) the two surrogates are averaged."""
+    tau = parameters["tau"]
+    both = batch["both_from_policy"]
+    first = nash_md_pg_loss(batch["policy_w"], batch["reference_w"], batch["win_rate_w"], tau, ops)
+    second = nash_md_pg_loss(batch["policy_l"], batch["reference_l"], batch["win_rate_l"], tau, ops)
+    return (first + both * second) / (1.0 + both)
+
+
+DEFINITION = RuleDefinition(
+    name="nash_md",
+    paper="Munos et al., Nash Learning from Human Feedback, ICML 2024 (arXiv 2312.00886)",
+    summary="mirror descent against the geometric mixture π_t^{1−ητ}π_ref^{ητ}",
+    parameters=(
+        Parameter(
+            "eta",
+            "learning rate η (ητ ≤ 1); sets the mixture exponent ητ",
+            0.1,
+            constraint="> 0, eta·tau ≤ 1",
+            symbol="η",
+        ),
+        Parameter("tau", "KL(π‖π_ref) regularisation τ", GAME_TAU, constraint="> 0", symbol="τ"),
+    ),
+    exact=nash_md,
+    loss=pair_loss,
+    data=PairData(llm_scheme="lambda_p", schemes=("lambda_p",), opponent=opponent),
+    bounds=("nash_md_kl_bound",),
+    aliases=("nash_md_pg",),
+)

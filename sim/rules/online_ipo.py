@@ -11,6 +11,7 @@ which is INPO with η = τ.  It converges iff ω_max < τ and cycles otherwise (
 from __future__ import annotations
 
 from sim.rules.base import ExactRule, advance, current_win_rates, initial_state, require_positive
+from sim.rules.definition import GAME_TAU, PairData, Parameter, RuleDefinition
 
 
 def online_ipo(tau=0.1) -> ExactRule:
@@ -27,3 +28,31 @@ def ipo_loss(policy_w, policy_l, reference_w, reference_l, tau):
     """Per-pair IPO loss (Azar et al.): ``(Δ − 1/(2τ))²``, Δ = (log π − log π_ref)(y_w) − (…)(y_l)."""
     delta = (policy_w - reference_w) - (policy_l - reference_l)
     return (delta - 1.0 / (2.0 * tau)) ** 2
+
+
+def pair_loss(ops, batch, parameters):
+    """Online IPO's loss on a pair batch (anchor π_ref, pairs from π_t)."""
+    return ipo_loss(batch["policy_w"], batch["policy_l"], batch["reference_w"], batch["reference_l"], parameters["tau"])
+
+
+def offline_update(parameters, log_policy, log_reference, reference_win_rates, step):
+    """Population minimiser of the IPO loss on pairs from π_ref: log BR_τ(π_ref) + const (independent of π_t)."""
+    return log_reference + reference_win_rates / parameters["tau"]
+
+
+DEFINITION = RuleDefinition(
+    name="online_ipo",
+    paper="Calandriello et al., Human Alignment of LLMs through Online Preference Optimisation, ICML 2024",
+    summary="exact per-iteration argmin of online IPO = regularised best response BR_τ(π_t)",
+    parameters=(
+        Parameter(
+            "tau", "KL(π‖π_ref) regularisation τ; the loss's target is 1/(2τ)", GAME_TAU, constraint="> 0", symbol="τ"
+        ),
+    ),
+    exact=online_ipo,
+    loss=pair_loss,
+    data=PairData(llm_scheme="lambda_p"),
+    offline=offline_update,
+    bounds=("eta_critical",),
+    aliases=("ipo",),
+)

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from bandits.errors import PrefsimError
 from sim.rules.base import ExactRule, advance, current_win_rates, initial_state, require_positive
+from sim.rules.definition import PairData, Parameter, RuleDefinition
 
 NORMALISERS = ("exact", "paper")
 _INNER_NEWTON_STEPS = 12
@@ -119,8 +120,40 @@ def sppo_loss(policy_y, previous_y, win_rate_y, eta):
 
 
 def sppo_code_loss(policy_w, previous_w, win_rate_w, policy_l, previous_l, win_rate_l, eta):
-    """Official-code SPPO loss (``uclaml/SPPO`` trainer, β = 1/η): ½[(Δ_w − η(P_w − ½))² + (Δ_l − η(P_l − ½))²]."""
-    return 0.5 * (
-        (policy_w - previous_w - eta * (win_rate_w - 0.5)) ** 2
-        + (policy_l - previous_l - eta * (win_rate_l - 0.5)) ** 2
+    """Official-code SPPO loss (``uclaml/SPPO`` trainer, β = 1/η): the mean of :func:`sppo_loss` over
+    the pair's two responses, ½[(Δ_w − η(P_w − ½))² + (Δ_l − η(P_l − ½))²]."""
+    return 0.5 * (sppo_loss(policy_w, previous_w, win_rate_w, eta) + sppo_loss(policy_l, previous_l, win_rate_l, eta))
+
+
+def pair_loss(ops, batch, parameters):
+    """SPPO's loss on a pair batch: both responses regress on their win-rate targets (reference π_t)."""
+    return sppo_code_loss(
+        batch["policy_w"],
+        batch["previous_w"],
+        batch["win_rate_w"],
+        batch["policy_l"],
+        batch["previous_l"],
+        batch["win_rate_l"],
+        parameters["eta"],
     )
+
+
+DEFINITION = RuleDefinition(
+    name="sppo",
+    paper="Wu et al., Self-Play Preference Optimization, ICLR 2025 (arXiv 2405.00675)",
+    summary="multiplicative weights in self-play on the unregularised game",
+    parameters=(
+        Parameter("eta", "learning rate η (the official code's beta = 1/η)", 1.0, constraint="> 0", symbol="η"),
+        Parameter(
+            "normaliser",
+            "exact log Z_t, or paper: the η/2 target solved as a constrained argmin (exact mode)",
+            "exact",
+            NORMALISERS,
+        ),
+    ),
+    exact=sppo,
+    loss=pair_loss,
+    data=PairData(llm_scheme="best_worst_by_win_rate", needs_win_rates=True),
+    bounds=("hedge_exploitability_bound",),
+    proximal=True,
+)

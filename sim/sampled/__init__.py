@@ -14,8 +14,8 @@ schemes and oracles live in :mod:`bandits.oracles`.
     pairs_per_iteration = 1000     # N pairs drawn from π_t each iteration
     data = "online"                # online | offline: one dataset of λ_p pairs from π_ref, reused (online_ipo, inpo)
     # offline_pairs = 30000        # offline dataset size; default pairs_per_iteration × iterations
-    pair_scheme = "lambda_p"       # lambda_p | best_worst_of_k | tournament | sppo_win_rate | exact_win_rates
-    candidates = 8                 # K candidates of best_worst_of_k / tournament (power of 2) / sppo_win_rate
+    pair_scheme = "lambda_p"       # lambda_p | best_worst_by_reward | tournament | sppo_win_rate | exact_win_rates
+    candidates = 8                 # K candidates of best_worst_by_reward / tournament (power of 2) / sppo_win_rate
     self_comparison = true         # sppo_win_rate: include P̂[i][i] = ½ (the SPPO code)
     policy = "tabular"             # tabular | log_linear | mlp
     problem = "game"               # game | linear_bradley_terry | linear_preference_game | ring
@@ -28,20 +28,26 @@ schemes and oracles live in :mod:`bandits.oracles`.
     inner_steps = 50               # steps per iteration (the cap when tolerance is set)
     # tolerance = 1e-8             # stop when max|grad| ≤ tolerance (full batch)
     # minibatch_size = 100         # pairs per step; default full batch
-    apo_form = "parameters"        # parameters | log_space | implicit_reference
-    dpo_reference = "previous"     # DPO reference: previous (π_t) | reference (π_ref)
     mlp_width = 256
     mlp_hidden_layers = 1
 
-Rules with a sampled loss: ``inpo``, ``dpo``, ``online_ipo``, ``sppo``, ``dno``, ``nash_md``
-(Nash-MD-PG) and ``apo`` (bases dpo / sppo / inpo); see :mod:`sim.sampled.losses`.
+Rules with a sampled loss are those whose definition in :mod:`sim.rules` has one (``prefsim rules``
+lists the modes of each): ``inpo``, ``dpo``, ``online_ipo``, ``sppo``, ``dno``, ``nash_md``
+(Nash-MD-PG) and ``apo`` (bases dpo / sppo / inpo).  Rule parameters are those of exact mode (APO's
+``form``, DPO's ``anchor``); ``run.apo_form`` and ``run.dpo_reference`` are deprecated.
 
 Results: the exact-mode columns plus ``queries`` (cumulative), ``distance_to_exact`` and ``loss``
 (:mod:`sim.sampled.experiment`).
 """
 
 from sim.sampled.apo import APO_FORMS, extrapolate_log_space, extrapolate_parameters, implicit_reference  # noqa: F401
-from sim.sampled.engine import build_iteration, exact_proximal, make_optimizer, simulate_sampled, simulate_sampled_grid  # noqa: F401
-from sim.sampled.losses import SAMPLED_RULES, batch_loss  # noqa: F401
+from sim.sampled.engine import (  # noqa: F401
+    build_iteration,
+    exact_proximal,
+    make_optimizer,
+    simulate_sampled,
+    simulate_sampled_grid,
+)
+from sim.sampled.losses import batch_loss, sampled_rules  # noqa: F401
 from sim.sampled.policies import POLICIES, PolicyModel, make_policy  # noqa: F401
 from sim.sampled.problem import Problem, problem_from_arrays, problem_from_game  # noqa: F401

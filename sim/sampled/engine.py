@@ -43,11 +43,11 @@ from bandits.errors import PrefsimError
 from bandits.oracles import make_pairs, mixture_opponent_pairs
 from sim.game import normalize
 from sim.metrics import all_metrics, suboptimality
-from sim.rules import build_rule
-from sim.rules.apo import extrapolation_weight
+from sim.rules import base_of, base_parameters, build_rule, iteration_hook, rule_info
+from sim.rules.apo import Iterate
 from sim.rules.base import ExactState
-from sim.sampled.apo import apo_next, check_form
-from sim.sampled.losses import base_rule, pair_loss
+from sim.sampled.apo import ApoSampledState, sampled_space
+from sim.sampled.losses import pair_loss
 from sim.sampled.offline import (
     OFFLINE_KEY,
     check_data_settings,
@@ -74,8 +74,8 @@ class SampledState(NamedTuple):
       log_policy: log π_t (M, K), the distribution the next pairs are drawn from.
       reference: the log π_t the next loss uses as its reference (unnormalised only for APO's
         ``implicit_reference``).
-      proximal_params: θ̂_t, the last proximal output's parameters (APO).
-      proximal_log_policy: log π̂_t (M, K) (APO).
+      wrapper: a wrapper rule's own named state (APO: :class:`sim.sampled.apo.ApoSampledState`, the
+        last proximal output θ̂_t and log π̂_t); ``()`` for a plain rule.
       step: t, the number of iterations done (int32).
       data: the seed's offline dataset (a :class:`bandits.oracles.PairBatch` of ``offline_pairs``
         pairs from π_ref, constant along the run) with ``data = "offline"``; ``None`` online.
@@ -84,8 +84,7 @@ class SampledState(NamedTuple):
     params: Any
     log_policy: jax.Array
     reference: jax.Array
-    proximal_params: Any
-    proximal_log_policy: jax.Array
+    wrapper: Any
     step: jax.Array
     data: Any = None
 
@@ -139,15 +138,10 @@ def check_settings(settings) -> None:
     make_policy(settings.policy, settings.mlp_width, settings.mlp_hidden_layers)
 
 
-def exact_proximal(
-    rule_name: str, parameters: dict, problem: Problem, log_reference_policy, step, dpo_reference: str = "previous"
-):
-    """The exact population update of the rule (APO: its base) applied to π_t = ``log_reference_policy`` (M, K)."""
-    name, base_parameters = base_rule(rule_name, parameters)
+def exact_proximal(rule_name: str, parameters: dict, problem: Problem, log_reference_policy, step):
+    """The exact population update of the rule (a wrapper: its base) applied to π_t = ``log_reference_policy`` (M, K)."""
     games = context_games(problem)
-    if name == "dpo" and dpo_reference == "reference":
-        return normalize(problem.log_reference + problem.rewards / base_parameters["beta"])
-    rule = build_rule(name, base_parameters)
+    rule = build_rule(base_of(rule_name, parameters), base_parameters(rule_name, parameters))
 
     def one(game, log_policy):
         return rule.update(ExactState(log_policy, step, ()), game).log_policy
@@ -162,32 +156,33 @@ def build_iteration(rule_name: str, parameters: dict, settings):
     ``iteration(state, problem, key) -> (SampledState, IterationInfo)``.
     """
     check_settings(settings)
-    name, _ = base_rule(rule_name, parameters)
-    if rule_name == "apo":
-        check_form(settings.apo_form, name)
+    hook = iteration_hook(rule_name, parameters, "sampled")
     offline = settings.data == "offline"
     if offline:
         check_offline_rule(rule_name)
     policy = make_policy(settings.policy, settings.mlp_width, settings.mlp_hidden_layers)
-    prepare, evaluate = pair_loss(rule_name, parameters, settings.pair_scheme, settings.dpo_reference)
+    prepare, evaluate = pair_loss(rule_name, parameters, settings.pair_scheme)
     optimizer = make_optimizer(settings.optimizer, settings.learning_rate)
     pairs = settings.pairs_per_iteration
+    base = base_of(rule_name, parameters)
+    opponent = rule_info(base).data.opponent
+    own_parameters = base_parameters(rule_name, parameters)
 
     def init(key, problem):
         params = policy.init(key, problem)
         log_policy = policy.log_probs(params, problem)
         data = offline_dataset(jax.random.fold_in(key, OFFLINE_KEY), problem, settings) if offline else None
-        return SampledState(params, log_policy, log_policy, params, log_policy, jnp.zeros((), jnp.int32), data)
+        wrapper = ApoSampledState(params, log_policy) if hook is not None else ()
+        return SampledState(params, log_policy, log_policy, wrapper, jnp.zeros((), jnp.int32), data)
 
     def iteration(state, problem, key):
         key_data, key_inner = jax.random.split(jax.random.fold_in(key, state.step))
         if offline:
             batch = state.data
-        elif name == "nash_md":
-            mixing = parameters["eta"] * parameters["tau"]
-            opponent = normalize((1.0 - mixing) * state.log_policy + mixing * problem.log_reference)
+        elif opponent is not None:
+            against = normalize(opponent(state.log_policy, problem.log_reference, own_parameters))
             batch, _ = mixture_opponent_pairs(
-                key_data, state.log_policy, opponent, problem.preference, problem.context_probs, pairs
+                key_data, state.log_policy, against, problem.preference, problem.context_probs, pairs
             )
         else:
             batch, _ = make_pairs(
@@ -212,34 +207,24 @@ def build_iteration(rule_name: str, parameters: dict, settings):
         if offline:
             exact = offline_exact_proximal(rule_name, parameters, problem, normalize(state.reference), state.step)
         else:
-            exact = exact_proximal(
-                rule_name, parameters, problem, normalize(state.reference), state.step, settings.dpo_reference
-            )
+            exact = exact_proximal(rule_name, parameters, problem, normalize(state.reference), state.step)
         distance = jnp.max(jnp.abs(log_hat - exact))
-        if rule_name == "apo":
-            alpha = extrapolation_weight(
-                parameters.get("alpha", 0.3), parameters.get("schedule", "constant"), state.step
+        if hook is not None:
+            previous = Iterate(state.wrapper.previous_params, state.wrapper.previous_log_policy)
+            following = hook.next_iterate(
+                state.step, Iterate(params, log_hat), previous, sampled_space(policy, problem)
             )
-            next_params, next_log_policy, next_reference = apo_next(
-                settings.apo_form,
-                policy,
-                problem,
-                params,
-                log_hat,
-                state.proximal_params,
-                state.proximal_log_policy,
-                alpha,
-            )
+            next_params, next_log_policy, next_reference = following
+            wrapper = ApoSampledState(params, log_hat)
         else:
             next_params, next_log_policy, next_reference = params, log_hat, log_hat
+            wrapper = ()
         leaves_finite = jnp.all(
             jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(next_params)])
         )
         exploded = jnp.abs(final_loss) > DIVERGENCE_FACTOR * (1.0 + jnp.abs(initial_loss))
         nonfinite = ~(jnp.isfinite(final_loss) & leaves_finite & jnp.all(jnp.isfinite(next_log_policy))) | exploded
-        new_state = SampledState(
-            next_params, next_log_policy, next_reference, params, log_hat, state.step + 1, state.data
-        )
+        new_state = SampledState(next_params, next_log_policy, next_reference, wrapper, state.step + 1, state.data)
         return new_state, IterationInfo(final_loss, distance, nonfinite)
 
     return init, iteration

@@ -25,65 +25,16 @@ from bandits.continuous import ring_task
 from bandits.errors import PrefsimError
 from bandits.games import build_game
 from bandits.linear import random_linear_bandit
-from bandits.oracles import SCHEMES, make_pairs
+from bandits.oracles import make_pairs
 from sim.game import game_from_instance
 from sim.nash import target_policy
-from sim.sampled.apo import check_form
-from sim.sampled.engine import check_settings, simulate_sampled_grid
-from sim.sampled.losses import base_rule, check_sampled_rule
-from sim.sampled.offline import check_offline_rule, dataset_queries
+from sim.sampled.engine import simulate_sampled_grid
+from sim.sampled.offline import dataset_queries
 from sim.sampled.problem import Problem, problem_from_arrays, problem_from_game
+from sim.sampled.validation import validate_sampled_spec  # noqa: F401  (re-exported: spec checks)
+from sim.table import results_table
 
-PROBLEMS = ("game", "linear_bradley_terry", "linear_preference_game", "ring")
-FEATURES = ("one_hot", "random")
 SAMPLED_COLUMNS = ("queries", "distance_to_exact", "loss")
-
-
-def validate_sampled_spec(run, game, rules) -> None:
-    """Check the ``[run]`` sampled keys against the game and rules (raises :class:`PrefsimError`)."""
-    check_settings(run)
-    if run.pair_scheme not in SCHEMES:
-        raise PrefsimError(f"run.pair_scheme: unknown scheme {run.pair_scheme!r}; choose one of {', '.join(SCHEMES)}.")
-    if run.problem not in PROBLEMS:
-        raise PrefsimError(f"run.problem: unknown problem {run.problem!r}; choose one of {', '.join(PROBLEMS)}.")
-    if run.features not in FEATURES:
-        raise PrefsimError(f"run.features: expected one of {', '.join(FEATURES)}, got {run.features!r}.")
-    for name in ("feature_dim", "contexts", "ring_grid", "candidates"):
-        value = getattr(run, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise PrefsimError(f"run.{name}: expected an integer ≥ 1, got {value!r}.")
-    if not isinstance(run.self_comparison, bool):
-        raise PrefsimError(f"run.self_comparison: expected true or false, got {run.self_comparison!r}.")
-    if run.contexts > 1 and run.problem not in ("linear_bradley_terry", "linear_preference_game"):
-        raise PrefsimError(
-            "run.contexts: several contexts need a linear problem (linear_bradley_terry or linear_preference_game)."
-        )
-    if run.problem.startswith("linear") and game.arms is None:
-        raise PrefsimError(f"game.arms: run.problem = {run.problem!r} needs the number of arms K.")
-    if run.problem == "game" and run.policy != "tabular" and game.initial != "reference":
-        raise PrefsimError(f'run.policy: a {run.policy} policy starts at π_ref; set game.initial = "reference".')
-    has_rewards = (run.problem == "game" and game.kind == "bradley_terry") or run.problem in (
-        "linear_bradley_terry",
-        "ring",
-    )
-    if run.pair_scheme == "best_worst_of_k" and not has_rewards:
-        raise PrefsimError("run.pair_scheme: best_worst_of_k ranks by reward and needs a Bradley–Terry problem.")
-    for index, rule in enumerate(rules):
-        where = f"rule #{index + 1} ({rule.label})"
-        check_sampled_rule(rule.name, rule.parameters, run.pair_scheme, where)
-        if run.data == "offline":
-            check_offline_rule(rule.name, where)
-        base, _ = base_rule(rule.name, rule.parameters)
-        if rule.name == "apo":
-            try:
-                check_form(run.apo_form, base)
-            except PrefsimError as exc:
-                raise PrefsimError(f"{where}: {exc}") from None
-        if base == "dpo" and not has_rewards:
-            raise PrefsimError(
-                f"{where}: the DPO step's exact counterpart needs a Bradley–Terry problem (game.kind = "
-                f'"bradley_terry", or run.problem = linear_bradley_terry / ring).'
-            )
 
 
 def problem_for_seed(spec, seed: int, dtype) -> Problem:
@@ -183,8 +134,6 @@ def run_sampled_rule(rule, spec, inputs: SampledInputs, record) -> pd.DataFrame:
             f"non-finite (NaN or inf), or the loss grew more than 10^4-fold during the inner loop, with optimizer {spec.run.optimizer!r} and learning_rate {spec.run.learning_rate:g}; "
             f"lower run.learning_rate (or use fewer inner_steps)."
         )
-    from sim.experiment import results_table  # sim.experiment imports this module lazily
-
     frame = results_table(labels, spec.seeds, record, metrics)
     iterations = frame["iteration"].to_numpy(np.int64)
     if spec.run.data == "offline":

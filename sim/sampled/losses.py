@@ -1,35 +1,17 @@
-"""Each rule's loss on one iteration's pairs, built from the per-pair losses in :mod:`sim.rules`.
+"""Each rule's loss on one iteration's pairs, read from the rule's definition in :mod:`sim.rules`.
 
-One definition per rule lives in its rule module (``inpo_loss``, ``dpo_loss``, ``ipo_loss``,
-``sppo_loss``, ``sppo_code_loss``, ``dno_loss``); this module only gathers log-probabilities at the
-pairs' (context, response) indices and takes the weighted mean Σ w·loss / max(Σ w, 1) (w = 0 drops a
-pair: the tournament filter).  Conventions and constants are the papers' (THEORY §C.12):
-
-=============  ================================================================================
-rule           loss on a pair (first = winner/chosen y_w, second = loser/rejected y_l)
-=============  ================================================================================
-``inpo``       (h_t(π, y_w, y_l) − 1/(2η))², anchors π_ref and π_t (INPO Eq. 8, THEORY §A.4);
-               η_t = τ(t+2)/2 under ``schedule = "theorem4"``
-``dpo``        −log σ(β[(log π − log π_R)(y_w) − (log π − log π_R)(y_l)]), π_R = π_t
-               (``dpo_reference = "previous"``, iterative DPO / APO) or π_ref (``"reference"``)
-``online_ipo`` (Δ − 1/(2τ))², Δ = (log π − log π_ref)(y_w) − (…)(y_l), pairs from π_t (online IPO)
-``sppo``       per response: (log π(y) − log π_t(y) − η(P̂(y ≻ π_t) − ½))², averaged over both
-               responses of each pair (paper form, ``sppo_loss``); with ``pair_scheme =
-               "sppo_win_rate"`` the official code's ``sppo_code_loss`` on (chosen, rejected) —
-               numerically the same expression, the variants differ by their data
-``dno``        soft-label BT, −[σ(Δr̂)·log σ(ηΔ) + σ(−Δr̂)·log σ(−ηΔ)], reference π_t,
-               Δr̂ = P̂(y₁ ≻ π_t) − P̂(y₂ ≻ π_t)
-``nash_md``    Nash-MD-PG surrogate on y ~ π_t, y′ ~ π_t^μ (geometric mixture, ητ): per sample
-               −sg[z − ½ − τ(log π − log π_ref)(y)]·log π(y), z ~ Ber(P(y ≻ y′)) (``nash_md_pg_loss``).
-               A policy-gradient step, not an argmin: its exact counterpart (Nash-MD's mirror step
-               with learning rate η) is matched only in the small-step limit, so its
-               ``distance_to_exact`` does not vanish as N grows
-``apo``        the base rule's loss (dpo / sppo / inpo) with the APO reference π_t
-=============  ================================================================================
+The per-pair loss is the rule module's ``DEFINITION.loss``, written once and evaluated here with
+JAX's operations (:data:`sim.rules.definition.JAX_OPS`) and by the LLM bridge with torch's.  This
+module only gathers log-probabilities at the pairs' (context, response) indices into the pair batch
+the loss reads (:data:`sim.rules.definition.BATCH_KEYS`) and takes the weighted mean
+Σ w·loss / max(Σ w, 1) (w = 0 drops a pair: the tournament filter).  A wrapper (APO) trains with its
+base's loss; its anchor π_t is the extrapolated (or implicit) reference the engine hands over.
 
 Population minimisers (tabular, full support, ``lambda_p`` pairs; ``exact_win_rates`` for DNO):
 INPO → Eq. (5); DPO (BT) → π_R·exp(r/β); online IPO → BR_τ(π_t); SPPO → the ``normaliser =
-"paper"`` update (the η/2 target solved on the simplex); DNO → π_t·exp(Pπ_t/η).
+"paper"`` update (the η/2 target solved on the simplex); DNO → π_t·exp(Pπ_t/η).  Nash-MD-PG is a
+policy-gradient step, not an argmin: its exact counterpart (Nash-MD's mirror step) is matched only in
+the small-step limit, so its ``distance_to_exact`` does not vanish as N grows.
 """
 
 from __future__ import annotations
@@ -39,52 +21,36 @@ from collections.abc import Callable
 import jax.numpy as jnp
 
 from bandits.errors import PrefsimError
-from bandits.oracles import WIN_RATE_SCHEMES
-from sim.rules.dno import dno_loss
-from sim.rules.dpo import dpo_loss
-from sim.rules.inpo import inpo_eta, inpo_loss
-from sim.rules.nash_md import nash_md_pg_loss
-from sim.rules.online_ipo import ipo_loss
-from sim.rules.sppo import sppo_code_loss, sppo_loss
-
-#: Rules that have a sampled loss.
-SAMPLED_RULES = ("inpo", "dpo", "online_ipo", "sppo", "dno", "nash_md", "apo")
-#: Bases APO can wrap in sampled mode.
-APO_BASES = ("dpo", "sppo", "inpo")
-DPO_REFERENCES = ("previous", "reference")
+from bandits.pair_schemes import gives_win_rates, schemes_for
+from sim.rules import RULES, base_of, base_parameters, rule_info
+from sim.rules.definition import JAX_OPS
 
 
-def base_rule(rule_name: str, parameters: dict) -> tuple[str, dict]:
-    """``(name, parameters)`` of the proximal step: the rule itself, or APO's base with its parameters."""
-    if rule_name != "apo":
-        return rule_name, parameters
-    base = parameters.get("base", "dpo")
-    base_parameters = {}
-    for key, value in parameters.items():
-        if key in ("base", "alpha", "schedule"):
-            continue
-        base_parameters["schedule" if key == "base_schedule" else key] = value
-    return base, base_parameters
+def sampled_rules() -> tuple:
+    """The rules that run in sampled mode (read from the registry)."""
+    return tuple(name for name, definition in RULES.items() if "sampled" in definition.modes)
 
 
 def check_sampled_rule(rule_name: str, parameters: dict, pair_scheme: str, where: str = "rule") -> None:
-    """Raise a :class:`PrefsimError` when ``rule_name`` has no sampled loss or needs win rates it lacks."""
-    if rule_name not in SAMPLED_RULES:
+    """Raise a :class:`PrefsimError` when ``rule_name`` has no sampled loss or its data needs are not met."""
+    if "sampled" not in rule_info(rule_name).modes:
         raise PrefsimError(
-            f"{where}: rule {rule_name} has no sampled loss; sampled mode supports {', '.join(SAMPLED_RULES)}."
+            f"{where}: rule {rule_name} has no sampled loss; sampled mode supports {', '.join(sampled_rules())}."
         )
-    name, _ = base_rule(rule_name, parameters)
-    if rule_name == "apo" and name not in APO_BASES:
-        raise PrefsimError(f"{where}: apo's base in sampled mode must be one of {', '.join(APO_BASES)}, got {name!r}.")
-    if name == "nash_md" and pair_scheme != "lambda_p":
+    name = base_of(rule_name, parameters)
+    data = rule_info(name).data
+    if rule_info(name).loss is None:
+        raise PrefsimError(f"{where}: {rule_name}'s base {name} has no sampled loss.")
+    if data.schemes and pair_scheme not in data.schemes:
         raise PrefsimError(
-            f"{where}: rule nash_md samples its own pairs (y ~ π_t against the geometric mixture); "
-            f'leave pair_scheme at "lambda_p", got {pair_scheme!r}.'
+            f"{where}: rule {name} samples its own pairs (against its opponent); leave pair_scheme at "
+            f"{' or '.join(repr(s) for s in data.schemes)}, got {pair_scheme!r}."
         )
-    if name in ("sppo", "dno") and pair_scheme not in WIN_RATE_SCHEMES:
+    if data.needs_win_rates and not gives_win_rates(pair_scheme, "sampled"):
+        winning = [s for s in schemes_for("sampled") if gives_win_rates(s, "sampled")]
         raise PrefsimError(
             f"{where}: rule {name} needs win-rate estimates, which pair_scheme {pair_scheme!r} does not give; "
-            f"use one of {', '.join(WIN_RATE_SCHEMES)}."
+            f"use one of {', '.join(winning)}."
         )
 
 
@@ -92,24 +58,26 @@ def _gather(log_probs, contexts, responses):
     return log_probs[contexts, responses]
 
 
-def pair_loss(rule_name: str, parameters: dict, pair_scheme: str = "lambda_p", dpo_reference: str = "previous"):
+def pair_loss(rule_name: str, parameters: dict, pair_scheme: str = "lambda_p"):
     """The rule's loss split into ``(prepare, evaluate)`` so constants are gathered once per iteration.
 
     ``prepare(reference, log_reference, batch, step) -> terms`` gathers everything that does not
-    depend on the trained policy (log π_t and log π_ref at the pairs, win rates, weights, η_t) into a
+    depend on the trained policy (log π_t and log π_ref at the pairs, win rates, weights, t) into a
     dict of arrays (per-pair arrays of shape (N,), scalars of shape ()); ``evaluate(log_policy,
     terms)`` gathers the trained log π (M, K) at the pairs and returns the weighted mean of the rule
-    module's per-pair loss.  Slicing every (N,) entry of ``terms`` by the same rows gives the loss of
-    a minibatch.
+    definition's per-pair loss.  Slicing every (N,) entry of ``terms`` by the same rows gives the loss
+    of a minibatch.
     """
     check_sampled_rule(rule_name, parameters, pair_scheme)
-    if dpo_reference not in DPO_REFERENCES:
-        raise PrefsimError(f"run.dpo_reference: expected one of {', '.join(DPO_REFERENCES)}, got {dpo_reference!r}.")
-    name, p = base_rule(rule_name, parameters)
+    name = base_of(rule_name, parameters)
+    definition = rule_info(name)
+    loss = definition.loss
+    p = base_parameters(rule_name, parameters)
+    both_from_policy = 0.0 if definition.data.opponent is not None else 1.0
 
     def prepare(reference, log_reference, batch, step):
         c, w, l = batch.context, batch.first, batch.second
-        terms = {
+        return {
             "context": c,
             "first": w,
             "second": l,
@@ -120,52 +88,24 @@ def pair_loss(rule_name: str, parameters: dict, pair_scheme: str = "lambda_p", d
             "win_rate_w": batch.first_win_rate,
             "win_rate_l": batch.second_win_rate,
             "weight": batch.weight,
+            "step": step,
+            "both_from_policy": jnp.asarray(both_from_policy, reference.dtype),
         }
-        if name == "inpo":
-            terms["eta"] = jnp.asarray(
-                inpo_eta(p.get("eta"), p["tau"], p.get("schedule", "constant"), step), reference.dtype
-            )
-        return terms
 
     def evaluate(log_policy, t):
-        pol_w = _gather(log_policy, t["context"], t["first"])
-        pol_l = _gather(log_policy, t["context"], t["second"])
-        if name == "inpo":
-            per_pair = inpo_loss(
-                pol_w, pol_l, t["reference_w"], t["reference_l"], t["previous_w"], t["previous_l"], t["eta"], p["tau"]
-            )
-        elif name == "dpo":
-            if dpo_reference == "previous":
-                per_pair = dpo_loss(pol_w, pol_l, t["previous_w"], t["previous_l"], p["beta"])
-            else:
-                per_pair = dpo_loss(pol_w, pol_l, t["reference_w"], t["reference_l"], p["beta"])
-        elif name == "online_ipo":
-            per_pair = ipo_loss(pol_w, pol_l, t["reference_w"], t["reference_l"], p["tau"])
-        elif name == "sppo":
-            if pair_scheme == "sppo_win_rate":
-                per_pair = sppo_code_loss(
-                    pol_w, t["previous_w"], t["win_rate_w"], pol_l, t["previous_l"], t["win_rate_l"], p["eta"]
-                )
-            else:
-                per_pair = 0.5 * (
-                    sppo_loss(pol_w, t["previous_w"], t["win_rate_w"], p["eta"])
-                    + sppo_loss(pol_l, t["previous_l"], t["win_rate_l"], p["eta"])
-                )
-        elif name == "nash_md":
-            per_pair = nash_md_pg_loss(pol_w, t["reference_w"], t["win_rate_w"], p["tau"])
-        else:  # dno
-            per_pair = dno_loss(
-                pol_w, pol_l, t["previous_w"], t["previous_l"], t["win_rate_w"] - t["win_rate_l"], p["eta"]
-            )
+        pairs = dict(
+            t,
+            policy_w=_gather(log_policy, t["context"], t["first"]),
+            policy_l=_gather(log_policy, t["context"], t["second"]),
+        )
+        per_pair = loss(JAX_OPS, pairs, p)
         weight = t["weight"]
         return jnp.sum(weight * per_pair) / jnp.maximum(jnp.sum(weight), 1.0)
 
     return prepare, evaluate
 
 
-def batch_loss(
-    rule_name: str, parameters: dict, pair_scheme: str = "lambda_p", dpo_reference: str = "previous"
-) -> Callable:
+def batch_loss(rule_name: str, parameters: dict, pair_scheme: str = "lambda_p") -> Callable:
     """The rule's mean loss on a batch.
 
     Returns ``loss(log_policy, reference, log_reference, batch, step)`` where ``log_policy`` is the
@@ -173,7 +113,7 @@ def batch_loss(
     (constant), ``log_reference`` log π_ref (M, K), ``batch`` a :class:`bandits.oracles.PairBatch`,
     and ``step`` the iteration index t (for step-dependent parameters).
     """
-    prepare, evaluate = pair_loss(rule_name, parameters, pair_scheme, dpo_reference)
+    prepare, evaluate = pair_loss(rule_name, parameters, pair_scheme)
 
     def loss(log_policy, reference, log_reference, batch, step):
         return evaluate(log_policy, prepare(reference, log_reference, batch, step))

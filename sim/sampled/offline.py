@@ -45,7 +45,8 @@ These are the ``distance_to_exact`` counterparts of an offline run (:func:`offli
 ``tests/test_sampled_offline.py`` checks step 3 against a direct numerical minimisation of the
 population loss and the N^{-1/2} approach of the sampled minimiser to it.
 
-Offline data is supported for :data:`OFFLINE_RULES` with ``pair_scheme = "lambda_p"`` only: SPPO
+Offline data is supported for the rules whose definition has an ``offline`` counterpart
+(:func:`offline_rules`) with ``pair_scheme = "lambda_p"`` only: SPPO
 and DNO regress on win rates against π_t, which pairs from π_ref do not estimate; Nash-MD-PG samples
 against the geometric mixture of π_t; APO's momentum is defined across fresh proximal steps.
 """
@@ -57,13 +58,10 @@ import jax.numpy as jnp
 from bandits.errors import PrefsimError
 from bandits.oracles import make_pairs
 from sim.game import normalize
-from sim.rules.base import mirror_weights
-from sim.rules.inpo import inpo_eta
+from sim.rules import RULES, rule_info
 
 #: Values of ``[run] data``.
 DATA_SOURCES = ("online", "offline")
-#: Rules whose loss has a closed-form population minimiser on pairs from a fixed μ (module docstring).
-OFFLINE_RULES = ("online_ipo", "inpo")
 #: Pair schemes an offline dataset can be drawn with.
 OFFLINE_SCHEMES = ("lambda_p",)
 #: Folded into the seed's initial key to draw its offline dataset (independent of the policy init).
@@ -104,11 +102,17 @@ def training_pairs(settings) -> int:
     return settings.offline_pairs if settings.data == "offline" else settings.pairs_per_iteration
 
 
+def offline_rules() -> tuple:
+    """Rules whose definition has an offline counterpart (a closed-form population minimiser on pairs
+    from a fixed μ, module docstring), read from the registry."""
+    return tuple(name for name, definition in RULES.items() if definition.offline is not None)
+
+
 def check_offline_rule(rule_name: str, where: str = "rule") -> None:
     """Raise a :class:`PrefsimError` when ``rule_name`` cannot train on offline data."""
-    if rule_name not in OFFLINE_RULES:
+    if rule_info(rule_name).offline is None:
         raise PrefsimError(
-            f'{where}: run.data = "offline" supports rules {", ".join(OFFLINE_RULES)} only (their loss has a '
+            f'{where}: run.data = "offline" supports rules {", ".join(offline_rules())} only (their loss has a '
             f"known population minimiser on pairs from π_ref: BR_τ(π_ref), resp. the INPO step against π_ref); "
             f"rule {rule_name} needs pairs or win rates drawn from the current policy π_t (sppo, dno, nash_md) "
             f'or fresh proximal steps (apo), or has no sampled loss; use data = "online" for it.'
@@ -137,15 +141,11 @@ def dataset_queries(settings) -> int:
 def offline_exact_proximal(rule_name: str, parameters: dict, problem, log_policy, step):
     """Population minimiser of the rule's loss on pairs from π_ref (module docstring, step 3), (M, K).
 
-    ``online_ipo``: log BR_τ(π_ref) = log π_ref + Pπ_ref/τ − norm (independent of π_t).
-    ``inpo``: (1 − τ/η_t)·log π_t + (τ/η_t)·log π_ref + Pπ_ref/η_t − norm, with η_t of the rule's
-    schedule and ``log_policy`` = log π_t (M, K).
+    The rule definition's ``offline`` counterpart (:mod:`sim.rules.online_ipo`: log BR_τ(π_ref);
+    :mod:`sim.rules.inpo`: the INPO step with Pπ_ref in place of Pπ_t), normalised; ``log_policy`` =
+    log π_t (M, K).
     """
     check_offline_rule(rule_name)
     reference_rates = jnp.einsum("mij,mj->mi", problem.preference, jnp.exp(problem.log_reference))
-    if rule_name == "online_ipo":
-        return normalize(problem.log_reference + reference_rates / parameters["tau"])
-    tau = parameters["tau"]
-    eta = inpo_eta(parameters.get("eta"), tau, parameters.get("schedule", "constant"), step)
-    eta = jnp.asarray(eta, log_policy.dtype)
-    return normalize(mirror_weights(log_policy, problem.log_reference, reference_rates, 1.0 / eta, tau))
+    counterpart = rule_info(rule_name).offline
+    return normalize(counterpart(parameters, log_policy, problem.log_reference, reference_rates, step))

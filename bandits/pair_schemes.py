@@ -1,0 +1,118 @@
+"""The pair schemes, one name per algorithm, in sampled mode and in the LLM bridge.
+
+A pair scheme says how the training pairs of one iteration are drawn from π_t and labelled.  Sampled
+mode implements them in :mod:`bandits.oracles` (JAX, Bernoulli oracle), the bridge in
+:mod:`llm_bridge.pairs` (an oracle that returns probabilities); both read the names from here.  Old
+names keep working for one release as aliases that print a deprecation note.
+
+=========================  =================  ===================================================
+name                       modes              pairs
+=========================  =================  ===================================================
+``lambda_p``               sampled, llm       y, y′ ~ π_t i.i.d., one query orders them (INPO's λ_p)
+``best_worst_by_reward``   sampled            best vs worst of K candidates by the reward
+``best_worst_by_win_rate`` llm                best vs worst of K by the estimated win rate (all pairs)
+``tournament``             sampled, llm       INPO's knock-out bracket; kept if the best beats the worst
+``sppo_win_rate``          sampled            SPPO's pipeline: K candidates, all pairs, P̂ with self-comparison
+``exact_win_rates``        sampled            y, y′ ~ π_t with the exact P(y ≻ π_t) (no queries)
+=========================  =================  ===================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+from bandits.errors import PrefsimError
+
+
+@dataclasses.dataclass(frozen=True)
+class PairScheme:
+    """One pair scheme: its name, what it does, where it runs, which modes give win-rate estimates."""
+
+    name: str
+    summary: str
+    modes: tuple
+    win_rate_modes: tuple = ()
+    """Modes in which the scheme estimates P(y ≻ π_t) for both responses (SPPO and DNO need them)."""
+    aliases: tuple = ()
+
+
+PAIR_SCHEMES: dict[str, PairScheme] = {
+    scheme.name: scheme
+    for scheme in (
+        PairScheme(
+            "lambda_p",
+            "y, y′ ~ π_t i.i.d., one oracle query orders them (INPO's λ_p; population-correct)",
+            ("sampled", "llm"),
+            ("sampled", "llm"),
+            aliases=("iid",),
+        ),
+        PairScheme(
+            "best_worst_by_reward",
+            "K candidates from π_t; chosen = highest reward, rejected = lowest (a reward model's top/bottom)",
+            ("sampled",),
+            aliases=("best_worst_of_k",),
+        ),
+        PairScheme(
+            "best_worst_by_win_rate",
+            "K candidates from π_t, every pair compared; chosen/rejected = highest/lowest estimated win rate",
+            ("llm",),
+            ("llm",),
+            aliases=("best_worst",),
+        ),
+        PairScheme(
+            "tournament",
+            "INPO's knock-out bracket over K candidates; the pair is kept if the best beats the worst",
+            ("sampled", "llm"),
+            ("llm",),
+        ),
+        PairScheme(
+            "sppo_win_rate",
+            "SPPO's pipeline: K candidates, all pairs labelled, win rates with self-comparison",
+            ("sampled",),
+            ("sampled",),
+        ),
+        PairScheme(
+            "exact_win_rates",
+            "y, y′ ~ π_t with the exact P(y ≻ π_t) as win rates (idealised, no oracle queries)",
+            ("sampled",),
+            ("sampled",),
+        ),
+    )
+}
+
+#: Old name → current name.
+SCHEME_ALIASES = {alias: scheme.name for scheme in PAIR_SCHEMES.values() for alias in scheme.aliases}
+
+
+def schemes_for(mode: str) -> tuple:
+    """The scheme names that run in ``mode`` (``sampled`` or ``llm``)."""
+    return tuple(name for name, scheme in PAIR_SCHEMES.items() if mode in scheme.modes)
+
+
+def resolve_scheme(name, mode: str, where: str) -> str:
+    """The current name of scheme ``name`` in ``mode``; an alias prints a deprecation note to stderr.
+
+    Raises :class:`PrefsimError` for an unknown name or a scheme that does not run in ``mode``.
+    """
+    if isinstance(name, str) and name in SCHEME_ALIASES:
+        current = SCHEME_ALIASES[name]
+        print(
+            f"note: {where}: pair scheme {name!r} is now called {current!r}; the old name works for one more release.",
+            file=sys.stderr,
+        )
+        name = current
+    if not isinstance(name, str) or name not in PAIR_SCHEMES:
+        raise PrefsimError(f"{where}: unknown pair scheme {name!r}; choose one of {', '.join(schemes_for(mode))}.")
+    if mode not in PAIR_SCHEMES[name].modes:
+        other = " and ".join(PAIR_SCHEMES[name].modes)
+        raise PrefsimError(
+            f"{where}: pair scheme {name!r} runs in {other} mode only; in {mode} mode choose one of "
+            f"{', '.join(schemes_for(mode))}."
+        )
+    return name
+
+
+def gives_win_rates(name: str, mode: str) -> bool:
+    """Whether scheme ``name`` estimates P(y ≻ π_t) for both responses in ``mode``."""
+    return mode in PAIR_SCHEMES[name].win_rate_modes

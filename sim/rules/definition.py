@@ -1,0 +1,175 @@
+"""What a rule *is*, in one place: :class:`RuleDefinition` and its parts.
+
+Every rule module of :mod:`sim.rules` ends with one ``DEFINITION = RuleDefinition(...)``; the registry
+(:data:`sim.rules.RULES`) is built from those, and exact mode, sampled mode, the LLM bridge,
+``prefsim rules`` and the docs read nothing else.  A definition holds
+
+* the rule's **parameters** (:class:`Parameter`: name, default, constraint, meaning, paper symbol);
+* the **exact update** (``exact``: a factory returning the ``init``/``update`` pair of
+  :class:`sim.rules.base.ExactRule`);
+* the **per-pair loss**, written once against a small table of operations (:class:`LossOps`), so the
+  same function runs on JAX arrays (``JAX_OPS``, sampled mode) and on torch tensors (the ops that
+  :mod:`llm_bridge` supplies; ``sim`` never imports torch);
+* the **data** it needs (:class:`PairData`: default pair scheme, accepted schemes, whether it needs
+  win-rate estimates, which opponent its pairs are drawn against);
+* its **offline counterpart** (population minimiser on pairs from π_ref) where one is defined;
+* the names of the :mod:`sim.theory` **bounds** that apply to it.
+
+The loss reads a *pair batch*: a mapping with the keys of :data:`BATCH_KEYS` (each a 1-D array, one
+entry per pair, except ``step``, the iteration index t, and ``both_from_policy``, a scalar).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+
+#: Marker default: the rule's ``tau`` defaults to the game's τ (in LLM specs, the spec's ``tau``).
+GAME_TAU = "game.tau"
+
+#: The keys a per-pair loss may read (first = winner / chosen y_w, second = loser / rejected y_l).
+BATCH_KEYS = {
+    "policy_w": "log π_θ(y_w|x), the trained policy (differentiated)",
+    "policy_l": "log π_θ(y_l|x)",
+    "reference_w": "log π_ref(y_w|x)",
+    "reference_l": "log π_ref(y_l|x)",
+    "previous_w": "log π_t(y_w|x), the iteration's anchor (APO: the extrapolated reference)",
+    "previous_l": "log π_t(y_l|x)",
+    "win_rate_w": "estimate of P(y_w ≻ π_t | x) from the pair scheme (Nash-MD: of P(y_w ≻ opponent))",
+    "win_rate_l": "estimate of P(y_l ≻ π_t | x)",
+    "step": "iteration index t (scalar), for step-dependent parameters",
+    "both_from_policy": "1 when both responses are samples of π_t, 0 when the second is an opponent's (scalar)",
+}
+
+
+class LossOps(NamedTuple):
+    """The non-arithmetic operations a per-pair loss may use; ``+ − × ÷ **`` are the arrays' own.
+
+    Attributes:
+      log_sigmoid: log σ(x), elementwise, numerically stable.
+      sigmoid: σ(x), elementwise.
+      stop_gradient: the value of x with no gradient flowing through it.
+    """
+
+    log_sigmoid: Callable[[Any], Any]
+    sigmoid: Callable[[Any], Any]
+    stop_gradient: Callable[[Any], Any]
+
+
+#: JAX's operations (sampled mode).  :data:`llm_bridge.ops.TORCH_OPS` is torch's.
+JAX_OPS = LossOps(jax.nn.log_sigmoid, jax.nn.sigmoid, jax.lax.stop_gradient)
+
+#: ``loss(ops, batch, parameters) -> per-pair loss``.
+PairLoss = Callable[[LossOps, Mapping[str, Any], Mapping[str, Any]], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Parameter:
+    """One rule parameter as it appears in a spec (the same in exact, sampled and LLM specs)."""
+
+    name: str
+    """Key in the ``[[rule]]`` table."""
+    doc: str
+    """Meaning, with the paper's convention."""
+    default: Any = None
+    """Default value; ``None`` means required; :data:`GAME_TAU` means the game's τ."""
+    choices: tuple = ()
+    """Allowed strings for a categorical parameter (empty for numbers)."""
+    constraint: str = ""
+    """The admissible values in words (``"> 0"``, ``"> tau"``, ``"in [0, 1)"``), checked by the factory."""
+    symbol: str = ""
+    """The paper's symbol (``η``, ``τ``, ``β``, ``α``)."""
+
+    @property
+    def numeric(self) -> bool:
+        return not self.choices
+
+    def describe(self) -> dict:
+        """JSON-ready description (``prefsim rules --json``)."""
+        default = "the game's tau" if self.default == GAME_TAU else self.default
+        return {
+            "name": self.name,
+            "symbol": self.symbol,
+            "default": default,
+            "required": self.default is None,
+            "constraint": self.constraint or (f"one of {', '.join(self.choices)}" if self.choices else ""),
+            "choices": list(self.choices),
+            "meaning": self.doc,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class PairData:
+    """The data a rule's loss needs.
+
+    Attributes:
+      llm_scheme: the LLM bridge's default pair scheme for the rule (a rule table's ``pairs``).  Sampled
+        mode draws every rule's pairs with the run's ``pair_scheme`` (default ``lambda_p``).
+      schemes: the pair schemes the loss accepts (empty: every scheme of the mode).
+      needs_win_rates: reads ``win_rate_w``/``win_rate_l`` (SPPO, DNO): the scheme must estimate them.
+      opponent: ``(log π_t, log π_ref, parameters) -> log-weights of the opponent`` when the second
+        response is drawn from an opponent other than π_t (Nash-MD's geometric mixture); ``None``:
+        both responses are drawn by the pair scheme.
+    """
+
+    llm_scheme: str = "lambda_p"
+    schemes: tuple = ()
+    needs_win_rates: bool = False
+    opponent: Callable | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RuleDefinition:
+    """Everything a rule is; one per rule module, gathered by :data:`sim.rules.RULES`.
+
+    Attributes:
+      name: the rule's name in every mode.
+      paper: the source (authors, title, venue / arXiv, equation).
+      summary: one line on what the rule does.
+      parameters: its :class:`Parameter` tuple.
+      exact: factory ``(**parameters) -> ExactRule`` (a wrapper's factory also takes ``base``).
+      loss: the per-pair loss (``None`` where the rule has no sampled form).
+      data: the :class:`PairData` of its loss (``None`` with ``loss``).
+      offline: ``(parameters, log π_t, log π_ref, Pπ_ref, step) -> log π̂`` (unnormalised), the population
+        minimiser of its loss on pairs drawn once from π_ref; ``None`` where not defined.
+      bounds: names of the :mod:`sim.theory` functions that bound its trajectories.
+      proximal: maps π_t to a proximal output π̂_{t+1} (can be APO's base).
+      needs_rewards: its exact update needs a Bradley–Terry game (reward vector).
+      wrapper: wraps a base rule (APO): its loss and data are the base's, its ``exact`` takes ``base``.
+      hook: a wrapper's iteration hook factory ``(own parameters, base name, engine) -> hook``, the
+        object sampled mode and the bridge run after each proximal step (APO:
+        :class:`sim.rules.apo.Extrapolation`); exact mode's ``exact`` runs the same hook inside.
+      aliases: old names that still select it (each prints a deprecation note).
+      renamed: old parameter key → (current key, {old value: current value}); the old key still works
+        for one release and prints a deprecation note.
+      check: ``(parameters, where) -> None`` raising :class:`~bandits.errors.PrefsimError` on values
+        the factory cannot see (e.g. combinations with the base); optional.
+    """
+
+    name: str
+    paper: str
+    summary: str
+    parameters: tuple
+    exact: Callable
+    loss: PairLoss | None = None
+    data: PairData | None = None
+    offline: Callable | None = None
+    bounds: tuple = ()
+    proximal: bool = False
+    needs_rewards: bool = False
+    wrapper: bool = False
+    hook: Callable | None = None
+    aliases: tuple = ()
+    renamed: Mapping = dataclasses.field(default_factory=dict)
+    check: Callable | None = None
+
+    def parameter(self, name: str) -> Parameter | None:
+        return next((p for p in self.parameters if p.name == name), None)
+
+    @property
+    def modes(self) -> tuple:
+        """The modes it runs in: ``exact`` always; ``sampled`` and ``llm`` with a loss (wrappers: the base's)."""
+        return ("exact", "sampled", "llm") if (self.loss is not None or self.wrapper) else ("exact",)

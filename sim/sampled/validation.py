@@ -1,0 +1,61 @@
+"""Checks of a sampled-mode spec: the ``[run]`` keys against the game and every rule's data needs.
+
+:mod:`sim.spec` calls :func:`validate_sampled_spec` when ``run.mode = "sampled"``; every rule check
+reads the rule's definition in the registry (:mod:`sim.rules`).
+"""
+
+from __future__ import annotations
+
+from bandits.errors import PrefsimError
+from bandits.pair_schemes import resolve_scheme
+from sim.rules import base_of, rule_info
+from sim.rules.apo import check_form
+from sim.sampled.engine import check_settings
+from sim.sampled.losses import check_sampled_rule
+from sim.sampled.offline import check_offline_rule
+
+PROBLEMS = ("game", "linear_bradley_terry", "linear_preference_game", "ring")
+FEATURES = ("one_hot", "random")
+
+
+def validate_sampled_spec(run, game, rules) -> None:
+    """Check the ``[run]`` sampled keys against the game and rules (raises :class:`PrefsimError`)."""
+    check_settings(run)
+    resolve_scheme(run.pair_scheme, "sampled", "run.pair_scheme")
+    if run.problem not in PROBLEMS:
+        raise PrefsimError(f"run.problem: unknown problem {run.problem!r}; choose one of {', '.join(PROBLEMS)}.")
+    if run.features not in FEATURES:
+        raise PrefsimError(f"run.features: expected one of {', '.join(FEATURES)}, got {run.features!r}.")
+    for name in ("feature_dim", "contexts", "ring_grid", "candidates"):
+        value = getattr(run, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise PrefsimError(f"run.{name}: expected an integer ≥ 1, got {value!r}.")
+    if not isinstance(run.self_comparison, bool):
+        raise PrefsimError(f"run.self_comparison: expected true or false, got {run.self_comparison!r}.")
+    if run.contexts > 1 and run.problem not in ("linear_bradley_terry", "linear_preference_game"):
+        raise PrefsimError(
+            "run.contexts: several contexts need a linear problem (linear_bradley_terry or linear_preference_game)."
+        )
+    if run.problem.startswith("linear") and game.arms is None:
+        raise PrefsimError(f"game.arms: run.problem = {run.problem!r} needs the number of arms K.")
+    if run.problem == "game" and run.policy != "tabular" and game.initial != "reference":
+        raise PrefsimError(f'run.policy: a {run.policy} policy starts at π_ref; set game.initial = "reference".')
+    has_rewards = (run.problem == "game" and game.kind == "bradley_terry") or run.problem in (
+        "linear_bradley_terry",
+        "ring",
+    )
+    if run.pair_scheme == "best_worst_by_reward" and not has_rewards:
+        raise PrefsimError("run.pair_scheme: best_worst_by_reward ranks by reward and needs a Bradley–Terry problem.")
+    for index, rule in enumerate(rules):
+        where = f"rule #{index + 1} ({rule.label})"
+        check_sampled_rule(rule.name, rule.parameters, run.pair_scheme, where)
+        if run.data == "offline":
+            check_offline_rule(rule.name, where)
+        base = base_of(rule.name, rule.parameters)
+        if rule_info(rule.name).wrapper:
+            check_form(rule.parameters.get("form", "parameters"), base, "sampled", where)
+        if rule_info(base).needs_rewards and not has_rewards:
+            raise PrefsimError(
+                f"{where}: the proximal step's exact counterpart (DPO) needs a Bradley–Terry problem (game.kind = "
+                f'"bradley_terry", or run.problem = linear_bradley_terry / ring).'
+            )
