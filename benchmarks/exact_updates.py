@@ -50,7 +50,6 @@ if str(ROOT) not in sys.path:
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-import sim  # noqa: E402,F401  (turns on float64)
 from sim.metrics import METRIC_COLUMNS  # noqa: E402
 from sim.rules import build_rule  # noqa: E402
 from sim.spec import parse_spec  # noqa: E402
@@ -61,6 +60,8 @@ from sim.trajectory import (
     simulate_grid,
     update_with_shared_product,
 )  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)  # exact mode's float64 (importing sim changes no global setting)
 
 run_module = importlib.import_module("sim.experiment")
 

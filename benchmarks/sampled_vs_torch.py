@@ -49,6 +49,8 @@ import sim  # noqa: E402
 from sim.sampled.engine import simulate_sampled_grid  # noqa: E402
 from sim.sampled.experiment import build_sampled_inputs  # noqa: E402
 
+jax.config.update("jax_enable_x64", True)  # float64 as in sim.run (importing sim changes no global setting)
+
 ETA, TAU, LEARNING_RATE = 1.0, 0.1, 0.05
 
 

@@ -34,11 +34,14 @@ import os
 import pathlib
 import time
 
+import jax
 import numpy as np
 import pandas as pd
 
 import sim
 from sim import plotting, stats, theory
+
+jax.config.update("jax_enable_x64", True)  # float64 for the direct calls below; sim.run scopes its own
 
 SCALE = os.environ.get("PREFSIM_NOTEBOOK_SCALE", "ci")
 assert SCALE in ("ci", "full"), SCALE

@@ -48,6 +48,8 @@ from sim.game import game_from_instance, normalize
 from sim.metrics import exploitability
 from sim.rules import build_rule
 
+jax.config.update("jax_enable_x64", True)  # float64 for the direct calls below; sim.run scopes its own
+
 SCALE = os.environ.get("PREFSIM_NOTEBOOK_SCALE", "ci")
 assert SCALE in ("ci", "full"), SCALE
 OUT = pathlib.Path(os.environ.get("PREFSIM_NOTEBOOK_OUT", "results/notebooks")) / "04_reviewer_questions"

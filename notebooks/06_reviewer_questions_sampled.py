@@ -35,6 +35,7 @@ import os
 import pathlib
 import time
 
+import jax
 import numpy as np
 import pandas as pd
 
@@ -44,6 +45,8 @@ from sim import plotting, stats
 from sim.game import game_from_instance
 from sim.metrics import best_response, duality_gap
 from sim.nash import target_policy
+
+jax.config.update("jax_enable_x64", True)  # float64 for the direct calls below; sim.run scopes its own
 
 SCALE = os.environ.get("PREFSIM_NOTEBOOK_SCALE", "ci")
 assert SCALE in ("ci", "full"), SCALE

@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 from bandits.errors import PrefsimError
+from sim.precision import float64
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -32,7 +33,8 @@ def main(argv=None) -> int:
         parser.print_help()
         return EXIT_BAD_INPUT
     try:
-        return int(args.handler(args) or 0)
+        with float64():  # exact mode computes in float64 (scoped: sim.precision)
+            return int(args.handler(args) or 0)
     except PrefsimError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -64,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     plot_parser.set_defaults(handler=_plot)
 
     rules_parser = commands.add_parser("rules", help="list the update rules with their parameters and papers")
+    rules_parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print every rule as JSON: name, paper, parameters, modes and pair schemes (read from the registry)",
+    )
     rules_parser.set_defaults(handler=_rules)
 
     for command in _plugins():
@@ -79,7 +86,7 @@ def _plugins():
     for entry in metadata.entry_points(group=PLUGIN_GROUP):
         try:
             found.append(entry.load())
-        except Exception as exc:  # a plugin whose optional dependencies are missing
+        except ImportError as exc:  # a plugin whose optional dependencies are missing
             found.append(_UnavailableCommand(entry.name, exc))
     return found
 
@@ -174,21 +181,32 @@ def _print_summary(table) -> None:
 
 
 def _rules(args) -> int:
-    from sim.rules import GAME_TAU, RULES
+    from sim.rules.catalogue import describe_rules
 
-    for info in RULES.values():
-        print(f"{info.name}: {info.summary}")
-        print(f"    paper: {info.paper}")
-        for parameter in info.parameters:
-            if parameter.choices:
-                default = f"one of {', '.join(parameter.choices)}; default {parameter.default}"
-            elif parameter.default == GAME_TAU:
-                default = "default: the game's tau"
-            elif parameter.default is None:
+    rules = describe_rules()
+    if args.json:
+        print(json.dumps(rules, indent=2, ensure_ascii=False))
+        return 0
+    for rule in rules:
+        modes = ", ".join(rule["modes"])
+        print(f"{rule['name']}: {rule['summary']}  [{modes}]")
+        print(f"    paper: {rule['paper']}")
+        if rule["aliases"]:
+            print(f"    old names (LLM specs, deprecated): {', '.join(rule['aliases'])}")
+        for parameter in rule["parameters"]:
+            if parameter["choices"]:
+                default = f"one of {', '.join(parameter['choices'])}; default {parameter['default']}"
+            elif parameter["required"]:
                 default = "required"
             else:
-                default = f"default {parameter.default}"
-            print(f"    {parameter.name}: {parameter.doc} ({default})")
+                default = f"default: {parameter['default']}"
+            constraint = f"; {parameter['constraint']}" if parameter["constraint"] and not parameter["choices"] else ""
+            print(f"    {parameter['name']}: {parameter['meaning']} ({default}{constraint})")
+        if rule["pair_schemes"]:
+            print(
+                f"    pair schemes: sampled {', '.join(rule['pair_schemes']['sampled'])}; "
+                f"llm {', '.join(rule['pair_schemes']['llm'])} (default {rule['pair_schemes']['llm_default']})"
+            )
     return 0
 
 

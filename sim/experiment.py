@@ -32,6 +32,7 @@ from bandits.errors import PrefsimError
 from bandits.games import build_game
 from sim.game import Game, game_from_instance
 from sim.nash import target_policy
+from sim.precision import in_float64
 from sim.rules import build_rule
 from sim.sampled.experiment import build_sampled_inputs, run_sampled_rule
 from sim.spec import ExperimentSpec, RuleSpec, load_spec, parse_spec
@@ -41,6 +42,7 @@ from sim.trajectory import default_record_iterations, simulate_grid
 ID_COLUMNS = ("rule", "seed", "iteration")
 
 
+@in_float64
 def run(spec, out=None, resume: bool = False, progress=None) -> pd.DataFrame:
     """Run ``spec`` (an :class:`ExperimentSpec`, a dict, or a path to TOML); return the metrics table.
 

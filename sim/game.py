@@ -13,8 +13,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-jax.config.update("jax_enable_x64", True)
-
 
 class Game(NamedTuple):
     """A finite preference game in the arrays the rules read.

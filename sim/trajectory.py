@@ -267,7 +267,7 @@ def compiler_options(arms: int) -> dict | None:
 def _cpu_options_supported() -> bool:
     try:
         jax.jit(lambda x: x + 1.0, compiler_options=SMALL_ARMS_CPU_OPTIONS).lower(1.0).compile()
-    except Exception:  # an unknown or renamed option in another jaxlib: keep XLA's defaults
+    except (RuntimeError, ValueError):  # an unknown or renamed option in another jaxlib: keep XLA's defaults
         return False
     return True
 

@@ -28,7 +28,7 @@ from scipy.optimize import minimize
 import sim  # noqa: F401  (float64)
 from bandits.errors import PrefsimError
 from sim.rules import RULES, build_rule, resolve_parameters
-from sim.rules.apo import apo
+from sim.rules.apo import apo, apo_multipliers, extrapolation_weight
 from sim.rules.dno import dno
 from sim.rules.dpo import dpo
 from sim.rules.extragradient import extragradient, optimistic
@@ -36,9 +36,7 @@ from sim.rules.inpo import inpo
 from sim.rules.mmd import mmd
 from sim.rules.nash_md import nash_md
 from sim.rules.online_ipo import online_ipo
-from sim.rules.sppo import sppo
-from sim.rules.apo import apo_multipliers, extrapolation_weight
-from sim.rules.sppo import solve_paper_target
+from sim.rules.sppo import solve_paper_target, sppo
 
 TAU = 0.2
 CYCLIC = cyclic_matrix(1.0)  # rock–paper–scissors

@@ -52,17 +52,6 @@ class Problem(NamedTuple):
         return self.preference.shape[-1]
 
 
-def context_game(problem: Problem, context) -> Game:
-    """The :class:`Game` of one context (what the exact rules and the metrics read)."""
-    return Game(
-        preference=problem.preference[context],
-        log_reference=problem.log_reference[context],
-        log_initial=problem.log_initial[context],
-        rewards=problem.rewards[context],
-        tau=problem.tau,
-    )
-
-
 def context_games(problem: Problem) -> Game:
     """All contexts' games stacked on a leading axis (τ shared)."""
     return Game(problem.preference, problem.log_reference, problem.log_initial, problem.rewards, problem.tau)
