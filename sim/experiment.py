@@ -28,13 +28,13 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from bandits.errors import PrefsimError
 from bandits.games import build_game
-from sim.game import Game, game_from_instance
+from sim.game import game_from_instance
 from sim.nash import target_policy
 from sim.precision import in_float64
 from sim.rules import build_rule
 from sim.sampled.experiment import build_sampled_inputs, run_sampled_rule
+from sim.shared_engine import divergence_error, first_divergence, stack_over_seeds
 from sim.spec import ExperimentSpec, RuleSpec, load_spec, parse_spec
 from sim.table import results_table
 from sim.trajectory import default_record_iterations, simulate_grid
@@ -106,15 +106,7 @@ def build_games(spec: ExperimentSpec, dtype=jnp.float64):
     (S, K) and the duality gap each π* was solved to.
     """
     instances = [game_from_instance(build_game(spec.game, seed), dtype) for seed in spec.seeds]
-    first = instances[0]
-    axes = []
-    leaves = []
-    for index, leaf in enumerate(first):
-        same = all(np.array_equal(np.asarray(g[index]), np.asarray(leaf), equal_nan=True) for g in instances[1:])
-        axes.append(None if same else 0)
-        leaves.append(leaf if same else jnp.stack([g[index] for g in instances]))
-    games = Game(*leaves)
-    game_axes = Game(*axes)
+    games, game_axes = stack_over_seeds(instances)
     # The target depends on P, π_ref, rewards and τ only (not on π_0).
     cache = {}
     targets, gaps = [], []
@@ -144,13 +136,15 @@ def run_rule(rule: RuleSpec, spec: ExperimentSpec, games, game_axes, targets, re
 
     cache_key = (rule.name, spec.precision, tuple(sorted((k, repr(v)) for k, v in fixed.items())))
     metrics, first_nonfinite = simulate_grid(make_rule, grid, games, game_axes, targets, record, cache_key=cache_key)
-    bad = np.argwhere(first_nonfinite >= 0)
-    if bad.size:
-        grid_index, seed_index = bad[0]
-        raise PrefsimError(
-            f"rule {labels[grid_index][0]!r} produced non-finite values (NaN or inf) in its policy at seed "
-            f"{spec.seeds[seed_index]}, iteration {int(first_nonfinite[grid_index, seed_index])}; "
-            f"its step is too large for {spec.precision} or a parameter is degenerate."
+    diverged = first_divergence(first_nonfinite)
+    if diverged is not None:
+        grid_index, seed_index, iteration = diverged
+        raise divergence_error(
+            labels[grid_index][0],
+            "produced non-finite values (NaN or inf) in its policy",
+            spec.seeds[seed_index],
+            iteration,
+            f"its step is too large for {spec.precision} or a parameter is degenerate.",
         )
     return results_table(labels, spec.seeds, record, metrics)
 

@@ -23,6 +23,16 @@ import numpy as np
 from sim.game import Game
 from sim.metrics import METRIC_COLUMNS, log_target_policy, metrics_from_win_rates
 from sim.rules.base import ExactRule, ExactState, current_policy
+from sim.shared_engine import (
+    COMPILED_RUNS,
+    compile_over_grid_and_seeds,
+    grid_arrays,
+    regret_from_mixture_sum,
+    shard_over_seeds,
+)
+
+#: The compiled runs of both engines (:data:`sim.shared_engine.COMPILED_RUNS`).
+_COMPILED = COMPILED_RUNS
 
 #: When at most this many policies share one P ...
 MEMORY_BOUND_POLICIES = 16
@@ -143,8 +153,6 @@ def simulate(rule: ExactRule, game: Game, target, record_iterations: np.ndarray,
 
     state = rule.init(game)
     dtype = state.log_policy.dtype
-    # max r − r_y ≥ 0 per arm (NaN without rewards, so regret is NaN as suboptimality is).
-    regret_weights = jnp.max(game.rewards) - game.rewards
     log_target = log_target_policy(target)
 
     def measure(state, mixture_sum):
@@ -159,9 +167,7 @@ def simulate(rule: ExactRule, game: Game, target, record_iterations: np.ndarray,
         mean = metrics_from_win_rates(game, mixture, jnp.log(mixture), products[1], target, log_target)
         row = dict(last)
         row.update({f"{name}_mixture": value for name, value in mean.items()})
-        # Regret at t = 0 is the empty sum: 0 on a Bradley–Terry game, NaN (does not apply) without rewards.
-        earlier_sum = mixture_sum - policy
-        row["regret"] = jnp.where(state.step > 0, jnp.dot(earlier_sum, regret_weights), 0.0 * jnp.sum(regret_weights))
+        row["regret"] = regret_from_mixture_sum(mixture_sum, policy, game.rewards, state.step)
         return {name: row[name] for name in METRIC_COLUMNS}, products[0]
 
     def one_update(_, carry, measured_win_rates=None):
@@ -229,10 +235,8 @@ def simulate_grid(
     record_iterations = tuple(int(i) for i in record_iterations)
     arms = int(np.shape(targets)[-1])
     run = _compiled(make_rule, tuple(sorted(grid)), game_axes, record_iterations, cache_key, False, arms)
-    grid_values = {name: jnp.asarray(values) for name, values in grid.items()}
-    if not grid_values:
-        grid_values = {"__none__": jnp.zeros(1)}
-    games, targets, padded = _shard_over_devices(games, game_axes, targets)
+    grid_values = grid_arrays(grid)
+    games, targets, padded = shard_over_seeds(games, game_axes, targets)
     metrics, first_bad = run(grid_values, games, targets)
     if np.any(np.asarray(first_bad) >= 0):
         # Something went non-finite: run again checking every step, to name the exact iteration.
@@ -242,8 +246,6 @@ def simulate_grid(
     return {k: np.asarray(v)[:, :seeds] for k, v in metrics.items()}, np.asarray(first_bad)[:, :seeds]
 
 
-_COMPILED: dict = {}
-_COMPILED_MAX = 64
 
 
 #: At most this many arms, XLA:CPU compiles the trajectory with :data:`SMALL_ARMS_CPU_OPTIONS`.
@@ -273,53 +275,12 @@ def _cpu_options_supported() -> bool:
 
 
 def _compiled(make_rule, grid_names, game_axes, record_iterations, cache_key, locate_nonfinite=False, arms=None):
+    """The jitted grid × seeds trajectory (:func:`sim.shared_engine.compile_over_grid_and_seeds`)."""
     options = None if arms is None else compiler_options(arms)
-    key = (
-        make_rule if cache_key is None else cache_key,
-        grid_names,
-        game_axes,
-        record_iterations,
-        locate_nonfinite,
-        options is not None,
-    )
-    if key in _COMPILED:
-        return _COMPILED[key]
+    key = ("exact", make_rule if cache_key is None else cache_key, grid_names, record_iterations, locate_nonfinite)
     record = np.asarray(record_iterations)
 
     def one(parameters, game, target):
-        parameters = {k: v for k, v in parameters.items() if k != "__none__"}
         return simulate(make_rule(parameters), game, target, record, locate_nonfinite)
 
-    over_seeds = jax.vmap(one, in_axes=(None, game_axes, 0))
-    over_grid = jax.vmap(over_seeds, in_axes=(0, None, None))
-    compiled = jax.jit(over_grid, compiler_options=options)
-    if len(_COMPILED) >= _COMPILED_MAX:
-        _COMPILED.pop(next(iter(_COMPILED)))
-    _COMPILED[key] = compiled
-    return compiled
-
-
-def _shard_over_devices(games: Game, game_axes: Game, targets):
-    """Pad the seed axis to a multiple of the device count and shard it; no-op on one device."""
-    devices = jax.devices()
-    targets = jnp.asarray(targets)
-    if len(devices) == 1:
-        return games, targets, 0
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-    count = len(devices)
-    seeds = targets.shape[0]
-    padded = (-seeds) % count
-
-    def pad(x):
-        return jnp.concatenate([x, jnp.repeat(x[-1:], padded, axis=0)]) if padded else x
-
-    mesh = Mesh(np.array(devices), ("seeds",))
-    batched = NamedSharding(mesh, PartitionSpec("seeds"))
-    replicated = NamedSharding(mesh, PartitionSpec())
-    games = jax.tree_util.tree_map(
-        lambda leaf, axis: jax.device_put(pad(leaf), batched) if axis == 0 else jax.device_put(leaf, replicated),
-        games,
-        game_axes,
-    )
-    return games, jax.device_put(pad(targets), batched), padded
+    return compile_over_grid_and_seeds(one, game_axes, key, options)

@@ -31,7 +31,6 @@ carries the first bad iteration, and :func:`sim.sampled.experiment.run_sampled_r
 
 from __future__ import annotations
 
-import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -42,7 +41,7 @@ import optax
 from bandits.errors import PrefsimError
 from bandits.oracles import make_pairs, mixture_opponent_pairs
 from sim.game import normalize
-from sim.metrics import all_metrics, suboptimality
+from sim.metrics import all_metrics
 from sim.rules import base_of, base_parameters, build_rule, iteration_hook, rule_info
 from sim.rules.apo import Iterate
 from sim.rules.base import ExactState
@@ -58,6 +57,7 @@ from sim.sampled.offline import (
 )
 from sim.sampled.policies import make_policy
 from sim.sampled.problem import GAME_AXES, Problem, context_games
+from sim.shared_engine import compile_over_grid_and_seeds, grid_arrays, regret_from_mixture_sum, shard_over_seeds
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 #: The inner loop counts as diverged when |final loss| > DIVERGENCE_FACTOR·(1 + |loss at its start|)
@@ -296,40 +296,39 @@ def simulate_sampled(rule_name: str, parameters: dict, settings, problem: Proble
     weights = problem.context_probs
     dtype = state.log_policy.dtype
 
-    def measure(state, mixture_sum, regret):
+    def measure(state, mixture_sum):
         count = state.step.astype(dtype) + 1.0
+        regret = regret_from_mixture_sum(mixture_sum, jnp.exp(state.log_policy), problem.rewards, state.step)
         rows = jax.vmap(all_metrics, in_axes=(GAME_AXES, 0, 0, 0, 0))(
             games, state.log_policy, jnp.log(mixture_sum / count), regret, problem.target
         )
         return {name: jnp.sum(weights * value) for name, value in rows.items()}
 
     def one_iteration(_, carry):
-        state, mixture_sum, regret, first_bad, last = carry
-        regret = regret + jax.vmap(suboptimality, in_axes=(GAME_AXES, 0))(games, state.log_policy)
+        state, mixture_sum, first_bad, last = carry
         state, info = iteration(state, problem, key_run)
         mixture_sum = mixture_sum + jnp.exp(state.log_policy)
         first_bad = jnp.where((first_bad < 0) & info.nonfinite, state.step, first_bad)
-        return state, mixture_sum, regret, first_bad, info
+        return state, mixture_sum, first_bad, info
 
     def segment(carry, length):
         carry = jax.lax.fori_loop(0, length, one_iteration, carry)
-        state, mixture_sum, regret, _, info = carry
-        row = measure(state, mixture_sum, regret)
+        state, mixture_sum, _, info = carry
+        row = measure(state, mixture_sum)
         row["distance_to_exact"] = info.distance_to_exact
         row["loss"] = info.loss
         return carry, row
 
     zero = jnp.zeros((), dtype)
     info0 = IterationInfo(jnp.asarray(jnp.nan, dtype), jnp.asarray(jnp.nan, dtype), jnp.zeros((), bool))
-    regret0 = jnp.zeros(problem.context_probs.shape, dtype)
-    carry = (state, jnp.exp(state.log_policy), regret0, jnp.asarray(-1, jnp.int32), info0)
-    first = measure(state, jnp.exp(state.log_policy), regret0)
+    carry = (state, jnp.exp(state.log_policy), jnp.asarray(-1, jnp.int32), info0)
+    first = measure(state, jnp.exp(state.log_policy))
     first["distance_to_exact"] = jnp.asarray(jnp.nan, dtype) + zero
     first["loss"] = jnp.asarray(jnp.nan, dtype)
     segments = jnp.asarray(np.diff(record_iterations), dtype=jnp.int32)
     carry, rows = jax.lax.scan(segment, carry, segments)
     metrics = {name: jnp.concatenate([first[name][None], rows[name]]) for name in first}
-    return metrics, carry[3]
+    return metrics, carry[2]
 
 
 def simulate_sampled_grid(
@@ -358,19 +357,19 @@ def simulate_sampled_grid(
         problem_axes,
         tuple(int(i) for i in record_iterations),
     )
-    grid_values = {name: jnp.asarray(values) for name, values in grid.items()} or {"__none__": jnp.zeros(1)}
-    metrics, first_bad = run(grid_values, problems, keys)
-    return {k: np.asarray(v) for k, v in metrics.items()}, np.asarray(first_bad)
+    problems, keys, padded = shard_over_seeds(problems, problem_axes, keys)
+    metrics, first_bad = run(grid_arrays(grid), problems, keys)
+    seeds = keys.shape[0] - padded
+    return {k: np.asarray(v)[:, :seeds] for k, v in metrics.items()}, np.asarray(first_bad)[:, :seeds]
 
 
-@functools.lru_cache(maxsize=32)
 def _compiled(rule_name, fixed_items, grid_names, settings, problem_axes, record_iterations):
+    """The jitted grid × seeds sampled run (:func:`sim.shared_engine.compile_over_grid_and_seeds`)."""
     fixed = dict(fixed_items)
     record = np.asarray(record_iterations)
 
     def one(point, problem, key):
-        point = {k: v for k, v in point.items() if k != "__none__"}
         return simulate_sampled(rule_name, {**fixed, **point}, settings, problem, key, record)
 
-    over_seeds = jax.vmap(one, in_axes=(None, problem_axes, 0))
-    return jax.jit(jax.vmap(over_seeds, in_axes=(0, None, None)))
+    key = ("sampled", rule_name, fixed_items, grid_names, settings, record_iterations)
+    return compile_over_grid_and_seeds(one, problem_axes, key)

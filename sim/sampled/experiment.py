@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 
 from bandits.continuous import ring_task
-from bandits.errors import PrefsimError
 from bandits.games import build_game
 from bandits.linear import random_linear_bandit
 from bandits.oracles import make_pairs
@@ -32,6 +31,7 @@ from sim.sampled.engine import simulate_sampled_grid
 from sim.sampled.offline import dataset_queries
 from sim.sampled.problem import Problem, problem_from_arrays, problem_from_game
 from sim.sampled.validation import validate_sampled_spec  # noqa: F401  (re-exported: spec checks)
+from sim.shared_engine import divergence_error, first_divergence, stack_over_seeds
 from sim.table import results_table
 
 SAMPLED_COLUMNS = ("queries", "distance_to_exact", "loss")
@@ -76,15 +76,9 @@ class SampledInputs(NamedTuple):
 
 def build_sampled_inputs(spec, dtype=jnp.float64) -> SampledInputs:
     """Problems for every seed of ``spec`` (leaves shared when equal across seeds) and keys."""
-    per_seed = [problem_for_seed(spec, seed, dtype) for seed in spec.seeds]
-    first = per_seed[0]
-    leaves, axes = [], []
-    for index, leaf in enumerate(first):
-        same = all(np.array_equal(np.asarray(p[index]), np.asarray(leaf), equal_nan=True) for p in per_seed[1:])
-        axes.append(None if same else 0)
-        leaves.append(leaf if same else jnp.stack([p[index] for p in per_seed]))
+    problems, axes = stack_over_seeds([problem_for_seed(spec, seed, dtype) for seed in spec.seeds])
     keys = jnp.stack([jax.random.PRNGKey(int(seed)) for seed in spec.seeds])
-    return SampledInputs(Problem(*leaves), Problem(*axes), keys)
+    return SampledInputs(problems, axes, keys)
 
 
 def queries_per_iteration(settings, problem: Problem) -> int:
@@ -125,14 +119,17 @@ def run_sampled_rule(rule, spec, inputs: SampledInputs, record) -> pd.DataFrame:
     metrics, first_nonfinite = simulate_sampled_grid(
         rule.name, fixed, grid, spec.run, inputs.problems, inputs.axes, inputs.keys, record
     )
-    bad = np.argwhere(first_nonfinite >= 0)
-    if bad.size:
-        grid_index, seed_index = bad[0]
-        raise PrefsimError(
-            f"rule {labels[grid_index][0]!r} diverged in sampled mode at seed {spec.seeds[seed_index]}, iteration "
-            f"{int(first_nonfinite[grid_index, seed_index])}: the inner loss or the policy parameters became "
-            f"non-finite (NaN or inf), or the loss grew more than 10^4-fold during the inner loop, with optimizer {spec.run.optimizer!r} and learning_rate {spec.run.learning_rate:g}; "
-            f"lower run.learning_rate (or use fewer inner_steps)."
+    diverged = first_divergence(first_nonfinite)
+    if diverged is not None:
+        grid_index, seed_index, iteration = diverged
+        raise divergence_error(
+            labels[grid_index][0],
+            "diverged in sampled mode",
+            spec.seeds[seed_index],
+            iteration,
+            "the inner loss or the policy parameters became non-finite (NaN or inf), or the loss grew more than "
+            f"10^4-fold during the inner loop, with optimizer {spec.run.optimizer!r} and learning_rate "
+            f"{spec.run.learning_rate:g}; lower run.learning_rate (or use fewer inner_steps).",
         )
     frame = results_table(labels, spec.seeds, record, metrics)
     iterations = frame["iteration"].to_numpy(np.int64)
