@@ -31,11 +31,11 @@ from llm_bridge.trainer import PairTensors, TrainingSpec, make_optimizer, train_
 
 RULES = {
     "dpo": ("dpo", {"beta": 0.1}),
-    "ipo": ("ipo", {"tau": 0.1}),
+    "online_ipo": ("online_ipo", {"tau": 0.1}),
     "inpo": ("inpo", {"eta": 0.5, "tau": 0.1}),
     "sppo": ("sppo", {"eta": 1.0}),
     "dno": ("dno", {"eta": 1.0}),
-    "nash_md_pg": ("nash_md_pg", {"tau": 0.1}),
+    "nash_md": ("nash_md", {"tau": 0.1}),
     "apo(dpo)": ("apo", {"base": "dpo", "beta": 0.1, "alpha": 0.3}),
 }
 

@@ -25,7 +25,7 @@
 # Setting (sampled mode, `sim.sampled`): Bradley–Terry games with K = 6 arms, rewards U[0, 1]⁶ per
 # seed, uniform π_ref, β = 1; N pairs y, y′ ~ π_t i.i.d. with Bernoulli(σ(r_y − r_y′)) labels
 # (`lambda_p`); tabular logits; each iteration minimises the DPO loss with reference π_t by 50 full-batch
-# Adam steps (lr 0.1); APO extrapolates in log space (`apo_form = "log_space"`, exact for a tabular
+# Adam steps (lr 0.1); APO extrapolates in log space (`form = "log_space"`, exact for a tabular
 # policy).  T = 20 iterations.  CI scale: N ∈ {10, 100, 1000}, 20 seeds (THEORY §D.1: S ≥ 20; about
 # 70 s on 2 CPU cores); full scale: N up to 10⁵, 40 seeds.  Comparisons use paired bootstrap CIs over
 # seeds, Bonferroni-corrected over the 9 (N, α) cells where several are tested together.
@@ -72,7 +72,7 @@ for pairs in PAIRS:
         "seeds": SEEDS,
         "game": {"kind": "bradley_terry", "rewards": "random", "arms": 6, "tau": 0.0},
         "rule": [
-            {"name": "apo", "label": "apo", "alpha": ALPHAS, "beta": BETA},
+            {"name": "apo", "label": "apo", "alpha": ALPHAS, "beta": BETA, "form": "log_space"},
             {"name": "dpo", "label": "dpo", "beta": [BETA * (1 - a) for a in ALPHAS[1:]]},
         ],
         "run": {
@@ -83,7 +83,6 @@ for pairs in PAIRS:
             "optimizer": "adam",
             "learning_rate": 0.1,
             "inner_steps": 50,
-            "apo_form": "log_space",
         },
     }
     frames.append(sim.run(spec).assign(pairs=pairs))

@@ -110,7 +110,7 @@ spec = {
     "seeds": SEEDS,
     "record_every": 1,
     "game": {"kind": "bradley_terry", "rewards": [0.0, 1.0], "tau": 0.0},  # unused by problem = "ring" except τ
-    "rule": [{"name": "dpo", "beta": BETA}, {"name": "apo", "alpha": ALPHA, "beta": BETA}],
+    "rule": [{"name": "dpo", "beta": BETA}, {"name": "apo", "alpha": ALPHA, "beta": BETA, "form": "parameters"}],
     "run": {
         "mode": "sampled",
         "problem": "ring",
@@ -123,7 +123,6 @@ spec = {
         "optimizer": "adam",
         "learning_rate": 0.003,
         "inner_steps": 30,
-        "apo_form": "parameters",
     },
 }
 table = sim.run(spec)

@@ -164,8 +164,8 @@ if SCALE == "full":
     GRID.append(("rmsprop", MANY_STEPS))
 for optimiser, steps in GRID:
     table = sampled(
-        [{"name": "apo", "label": "apo", "alpha": [0.0, 0.3], "beta": 1.0}],
-        {"optimizer": optimiser, "learning_rate": OPTIMISERS[optimiser], "inner_steps": steps, "apo_form": "log_space"},
+        [{"name": "apo", "label": "apo", "alpha": [0.0, 0.3], "beta": 1.0, "form": "log_space"}],
+        {"optimizer": optimiser, "learning_rate": OPTIMISERS[optimiser], "inner_steps": steps},
         game={"kind": "bradley_terry", "rewards": "random", "arms": 6, "tau": 0.0},
         iterations=D7_ITERATIONS,
     )
