@@ -51,6 +51,7 @@ from llm_bridge.oracles import build_oracle
 from llm_bridge.pairs import build_pairs
 from llm_bridge.spec import BridgeSpec
 from llm_bridge.trainer import PairTensors, make_optimizer, train_on_pairs
+from sim.rules.reference import anchor_iteration
 
 REFERENCE = "reference"
 
@@ -323,7 +324,9 @@ def _precompute(session: Session, entry, t: int, pairs, generated, local) -> lis
         )
 
     current = score() if pairs else torch.zeros(0, dtype=torch.float64)
-    with swapped_weights(session.policy, out / REFERENCE / "policy.safetensors"):
+    # the loss's reference: π_ref, or with reference_every = M the checkpoint of the last advance
+    anchor = _checkpoint(out, entry.label, anchor_iteration(t, rule.reference_every))
+    with swapped_weights(session.policy, anchor):
         reference = score() if pairs else torch.zeros(0, dtype=torch.float64)
     previous = current
     if rule.form == "implicit_reference" and t > 0:
@@ -484,6 +487,10 @@ def _write_pairs(path: Path, records, prompts_text, tokenizer) -> None:
                         "preference": r["preference"],
                         "win_rate_chosen": r["win_rate_w"],
                         "win_rate_rejected": r["win_rate_l"],
+                        "logp_reference_chosen": r["reference_w"],
+                        "logp_reference_rejected": r["reference_l"],
+                        "logp_previous_chosen": r["previous_w"],
+                        "logp_previous_rejected": r["previous_l"],
                     }
                 )
                 + "\n"
@@ -493,7 +500,11 @@ def _write_pairs(path: Path, records, prompts_text, tokenizer) -> None:
 def _prune(spec: BridgeSpec, rule_dir: Path, finished: int) -> None:
     if spec.keep_checkpoints <= 0:
         return
+    every = next((e.rule.reference_every for e in spec.rules if e.label == rule_dir.name), None)
+    anchor = anchor_iteration(finished, every)
     for iteration in range(1, finished - spec.keep_checkpoints + 1):
+        if iteration == anchor:  # the loss's reference under reference advancement: keep it
+            continue
         for kind in ("policy", "proximal"):
             path = rule_dir / f"iter_{iteration:03d}" / f"{kind}.safetensors"
             if path.exists():

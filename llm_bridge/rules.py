@@ -85,6 +85,12 @@ class BridgeRule:
         """The wrapper's form (``parameters`` / ``implicit_reference``), else ``None``."""
         return self.hook.form if self.hook is not None else None
 
+    @property
+    def reference_every(self) -> int | None:
+        """M of reference advancement (the loss's reference moves to π_t every M iterations), else ``None``."""
+        every = self.parameters.get("reference_every")
+        return None if every is None else int(every)
+
     def at_step(self, step: int) -> BridgeRule:
         """The same rule with its loss evaluated at iteration ``step``."""
         return dataclasses.replace(self, step=int(step))

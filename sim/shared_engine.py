@@ -48,9 +48,7 @@ def stack_over_seeds(items: Sequence):
     return kind(*leaves), kind(*axes)
 
 
-def compile_over_grid_and_seeds(
-    one: Callable, item_axes, cache_key, compiler_options: dict | None = None
-) -> Callable:
+def compile_over_grid_and_seeds(one: Callable, item_axes, cache_key, compiler_options: dict | None = None) -> Callable:
     """``jit(vmap_grid(vmap_seeds(one)))``, cached under ``cache_key``.
 
     ``one(point, item, per_seed)`` runs one seed at one grid point: ``point`` a dict of scalars (the

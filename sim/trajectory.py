@@ -246,8 +246,6 @@ def simulate_grid(
     return {k: np.asarray(v)[:, :seeds] for k, v in metrics.items()}, np.asarray(first_bad)[:, :seeds]
 
 
-
-
 #: At most this many arms, XLA:CPU compiles the trajectory with :data:`SMALL_ARMS_CPU_OPTIONS`.
 SMALL_ARMS = 12
 #: XLA:CPU hands reductions and elementwise chains to YNNPACK fusions by default; for rows of a few

@@ -13,7 +13,13 @@ name               module                                          parameters (p
 ``optimistic``     :mod:`sim.rules.extragradient`                   eta (LR), tau
 ``dpo``            :mod:`sim.rules.dpo`                             beta, anchor
 ``apo``            :mod:`sim.rules.apo` (wraps dpo / sppo / inpo)   base, alpha, schedule, form + base's*
+``comal``          :mod:`sim.rules.presets` (INPO + advancement)    inpo's + reference_every (12)
+``mpo``            :mod:`sim.rules.presets` (MMD + advancement)     mmd's + reference_every (40)
 =================  ==============================================  ===============================
+
+Every τ-regularised rule (``inpo``, ``mmd``, ``nash_md``, ``online_ipo``, ``extragradient``,
+``optimistic``) also accepts ``reference_every = M``: its own reference moves to π_t every M updates
+(:mod:`sim.rules.reference`).
 
 \* APO takes its base rule's parameters under their own names, except the base INPO's ``schedule``,
 which is ``base_schedule`` (APO's own ``schedule`` is the extrapolation schedule).
@@ -33,9 +39,10 @@ import dataclasses
 import sys
 
 from bandits.errors import PrefsimError
-from sim.rules import apo, dno, dpo, extragradient, inpo, mmd, nash_md, online_ipo, sppo
+from sim.rules import apo, dno, dpo, extragradient, inpo, mmd, nash_md, online_ipo, presets, sppo
 from sim.rules.base import ExactRule, ExactState
 from sim.rules.definition import GAME_TAU, JAX_OPS, LossOps, PairData, Parameter, RuleDefinition
+from sim.rules.reference import REFERENCE_EVERY, with_reference_advancement
 
 _BUILT_IN = (
     online_ipo.DEFINITION,
@@ -48,6 +55,8 @@ _BUILT_IN = (
     extragradient.OPTIMISTIC,
     dpo.DEFINITION,
     apo.DEFINITION,
+    presets.COMAL,
+    presets.MPO,
 )
 
 #: name → definition: the one source of rule names for exact mode, sampled mode, the bridge and the docs.
@@ -150,6 +159,8 @@ def resolve_parameters(name: str, given: dict, game_tau: float, where: str = "ru
     """
     info = rule_info(name)
     allowed = {p.name: p for p in info.parameters}
+    if info.anchored and REFERENCE_EVERY.name not in allowed:
+        allowed[REFERENCE_EVERY.name] = REFERENCE_EVERY
     given = _renamed(info, given, where)
     if info.wrapper:
         base_name = given.get("base", "dpo")
@@ -179,6 +190,8 @@ def resolve_parameters(name: str, given: dict, game_tau: float, where: str = "ru
     for key, parameter in allowed.items():
         if key in resolved:
             continue
+        if parameter.optional:
+            continue
         if parameter.default == GAME_TAU:
             resolved[key] = float(game_tau)
         elif parameter.default is not None:
@@ -202,8 +215,10 @@ def build_rule(name: str, parameters: dict) -> ExactRule:
         base = build_rule(base_name, base_parameters(name, parameters))
         own = {k: v for k, v in wrapper_parameters(name, parameters).items() if k != "base"}
         return info.exact(base, **own)
-    keys = {p.name for p in info.parameters}
-    return info.exact(**{k: v for k, v in parameters.items() if k in keys})
+    keys = {p.name for p in info.parameters} - {REFERENCE_EVERY.name}
+    rule = info.exact(**{k: v for k, v in parameters.items() if k in keys})
+    every = parameters.get(REFERENCE_EVERY.name)
+    return rule if every is None else with_reference_advancement(rule, every)
 
 
 def _renamed(info: RuleDefinition, given: dict, where: str) -> dict:

@@ -82,6 +82,8 @@ class Parameter:
     """The admissible values in words (``"> 0"``, ``"> tau"``, ``"in [0, 1)"``), checked by the factory."""
     symbol: str = ""
     """The paper's symbol (``η``, ``τ``, ``β``, ``α``)."""
+    optional: bool = False
+    """Absent means "not used" (e.g. ``reference_every``: a fixed reference); not filled in when absent."""
 
     @property
     def numeric(self) -> bool:
@@ -94,7 +96,7 @@ class Parameter:
             "name": self.name,
             "symbol": self.symbol,
             "default": default,
-            "required": self.default is None,
+            "required": self.default is None and not self.optional,
             "constraint": self.constraint or (f"one of {', '.join(self.choices)}" if self.choices else ""),
             "choices": list(self.choices),
             "meaning": self.doc,
@@ -137,6 +139,8 @@ class RuleDefinition:
         minimiser of its loss on pairs drawn once from π_ref; ``None`` where not defined.
       bounds: names of the :mod:`sim.theory` functions that bound its trajectories.
       proximal: maps π_t to a proximal output π̂_{t+1} (can be APO's base).
+      anchored: regularised toward its own reference π_ref, so it accepts ``reference_every``
+        (:mod:`sim.rules.reference`: the reference moves to π_t every M updates).
       needs_rewards: its exact update needs a Bradley–Terry game (reward vector).
       wrapper: wraps a base rule (APO): its loss and data are the base's, its ``exact`` takes ``base``.
       hook: a wrapper's iteration hook factory ``(own parameters, base name, engine) -> hook``, the
@@ -159,6 +163,7 @@ class RuleDefinition:
     offline: Callable | None = None
     bounds: tuple = ()
     proximal: bool = False
+    anchored: bool = False
     needs_rewards: bool = False
     wrapper: bool = False
     hook: Callable | None = None

@@ -86,6 +86,7 @@ EXTRAGRADIENT = RuleDefinition(
     summary="mirror-prox: a half step, then the full step against the half-step policy",
     parameters=_parameters(),
     exact=extragradient,
+    anchored=True,
 )
 
 OPTIMISTIC = RuleDefinition(
@@ -94,4 +95,5 @@ OPTIMISTIC = RuleDefinition(
     summary="optimistic mirror descent (one product with P per iteration)",
     parameters=_parameters(),
     exact=optimistic,
+    anchored=True,
 )

@@ -139,4 +139,5 @@ DEFINITION = RuleDefinition(
     offline=offline_update,
     bounds=("theorem3_gap_bound", "theorem4_kl_bound", "lemma2_regret_bound", "eta_critical"),
     proximal=True,
+    anchored=True,
 )

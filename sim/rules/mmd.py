@@ -36,4 +36,5 @@ DEFINITION = RuleDefinition(
     ),
     exact=mmd,
     bounds=("mmd_kl_bound",),
+    anchored=True,
 )

@@ -82,4 +82,5 @@ DEFINITION = RuleDefinition(
     data=PairData(llm_scheme="lambda_p", schemes=("lambda_p",), opponent=opponent),
     bounds=("nash_md_kl_bound",),
     aliases=("nash_md_pg",),
+    anchored=True,
 )

@@ -55,4 +55,5 @@ DEFINITION = RuleDefinition(
     offline=offline_update,
     bounds=("eta_critical",),
     aliases=("ipo",),
+    anchored=True,
 )

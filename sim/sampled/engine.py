@@ -45,6 +45,7 @@ from sim.metrics import all_metrics
 from sim.rules import base_of, base_parameters, build_rule, iteration_hook, rule_info
 from sim.rules.apo import Iterate
 from sim.rules.base import ExactState
+from sim.rules.reference import REFERENCE_EVERY, advances_at
 from sim.sampled.apo import ApoSampledState, sampled_space
 from sim.sampled.losses import pair_loss
 from sim.sampled.offline import (
@@ -79,6 +80,9 @@ class SampledState(NamedTuple):
       step: t, the number of iterations done (int32).
       data: the seed's offline dataset (a :class:`bandits.oracles.PairBatch` of ``offline_pairs``
         pairs from π_ref, constant along the run) with ``data = "offline"``; ``None`` online.
+      anchor: the rule's own reference log π_ref (M, K): the problem's π_ref, or with
+        ``reference_every = M`` the iterate of the last advance (:mod:`sim.rules.reference`); ``None``
+        reads the problem's.
     """
 
     params: Any
@@ -87,6 +91,7 @@ class SampledState(NamedTuple):
     wrapper: Any
     step: jax.Array
     data: Any = None
+    anchor: Any = None
 
 
 class IterationInfo(NamedTuple):
@@ -166,21 +171,29 @@ def build_iteration(rule_name: str, parameters: dict, settings):
     pairs = settings.pairs_per_iteration
     base = base_of(rule_name, parameters)
     opponent = rule_info(base).data.opponent
-    own_parameters = base_parameters(rule_name, parameters)
+    every = parameters.get(REFERENCE_EVERY.name)
+    fixed_parameters = {k: v for k, v in parameters.items() if k != REFERENCE_EVERY.name}
+    own_parameters = base_parameters(rule_name, fixed_parameters)
 
     def init(key, problem):
         params = policy.init(key, problem)
         log_policy = policy.log_probs(params, problem)
         data = offline_dataset(jax.random.fold_in(key, OFFLINE_KEY), problem, settings) if offline else None
         wrapper = ApoSampledState(params, log_policy) if hook is not None else ()
-        return SampledState(params, log_policy, log_policy, wrapper, jnp.zeros((), jnp.int32), data)
+        return SampledState(
+            params, log_policy, log_policy, wrapper, jnp.zeros((), jnp.int32), data, problem.log_reference
+        )
 
     def iteration(state, problem, key):
         key_data, key_inner = jax.random.split(jax.random.fold_in(key, state.step))
+        anchor = problem.log_reference if state.anchor is None else state.anchor
+        if every is not None:
+            anchor = jnp.where(advances_at(state.step, every), state.log_policy, anchor)
+        anchored = problem._replace(log_reference=anchor)
         if offline:
             batch = state.data
         elif opponent is not None:
-            against = normalize(opponent(state.log_policy, problem.log_reference, own_parameters))
+            against = normalize(opponent(state.log_policy, anchor, own_parameters))
             batch, _ = mixture_opponent_pairs(
                 key_data, state.log_policy, against, problem.preference, problem.context_probs, pairs
             )
@@ -196,7 +209,7 @@ def build_iteration(rule_name: str, parameters: dict, settings):
                 settings.candidates,
                 settings.self_comparison,
             )
-        terms = jax.lax.stop_gradient(prepare(state.reference, problem.log_reference, batch, state.step))
+        terms = jax.lax.stop_gradient(prepare(state.reference, anchor, batch, state.step))
 
         def objective(params, sub_terms):
             return evaluate(policy.log_probs(params, problem), sub_terms)
@@ -205,9 +218,11 @@ def build_iteration(rule_name: str, parameters: dict, settings):
         params, final_loss = optimise(objective, state.params, terms, key_inner, optimizer, settings)
         log_hat = policy.log_probs(params, problem)
         if offline:
-            exact = offline_exact_proximal(rule_name, parameters, problem, normalize(state.reference), state.step)
+            exact = offline_exact_proximal(
+                rule_name, fixed_parameters, anchored, normalize(state.reference), state.step
+            )
         else:
-            exact = exact_proximal(rule_name, parameters, problem, normalize(state.reference), state.step)
+            exact = exact_proximal(rule_name, fixed_parameters, anchored, normalize(state.reference), state.step)
         distance = jnp.max(jnp.abs(log_hat - exact))
         if hook is not None:
             previous = Iterate(state.wrapper.previous_params, state.wrapper.previous_log_policy)
@@ -224,7 +239,9 @@ def build_iteration(rule_name: str, parameters: dict, settings):
         )
         exploded = jnp.abs(final_loss) > DIVERGENCE_FACTOR * (1.0 + jnp.abs(initial_loss))
         nonfinite = ~(jnp.isfinite(final_loss) & leaves_finite & jnp.all(jnp.isfinite(next_log_policy))) | exploded
-        new_state = SampledState(next_params, next_log_policy, next_reference, wrapper, state.step + 1, state.data)
+        new_state = SampledState(
+            next_params, next_log_policy, next_reference, wrapper, state.step + 1, state.data, anchor
+        )
         return new_state, IterationInfo(final_loss, distance, nonfinite)
 
     return init, iteration

@@ -10,6 +10,7 @@ from bandits.errors import PrefsimError
 from bandits.pair_schemes import resolve_scheme
 from sim.rules import base_of, rule_info
 from sim.rules.apo import check_form
+from sim.rules.reference import REFERENCE_EVERY
 from sim.sampled.engine import check_settings
 from sim.sampled.losses import check_sampled_rule
 from sim.sampled.offline import check_offline_rule
@@ -51,6 +52,12 @@ def validate_sampled_spec(run, game, rules) -> None:
         check_sampled_rule(rule.name, rule.parameters, run.pair_scheme, where)
         if run.data == "offline":
             check_offline_rule(rule.name, where)
+            if REFERENCE_EVERY.name in rule.parameters:
+                raise PrefsimError(
+                    f'{where}: reference_every moves the rule\'s reference to π_t, while run.data = "offline" '
+                    'trains on one dataset drawn from the fixed π_ref; use data = "online" with reference '
+                    "advancement."
+                )
         base = base_of(rule.name, rule.parameters)
         if rule_info(rule.name).wrapper:
             check_form(rule.parameters.get("form", "parameters"), base, "sampled", where)

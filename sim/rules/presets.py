@@ -1,0 +1,55 @@
+"""Named presets: rules of the literature that are another rule with reference advancement.
+
+* ``comal`` — COMAL (Liu, Oikonomou, Zheng, Cai & Cohan, ICLR 2026, arXiv 2410.23223): INPO steps toward
+  the current reference, the reference moved to π_t every M iterations.  Default M = 12, the public
+  script's ``UPDATE_INTERVAL`` (``yale-nlp/COMAL``, ``comal.sh``; the paper's Llama-3 run used 6).  The
+  script fixes τ/η = 1/3 (``RATIO``), i.e. ``eta = 3·tau``; η stays a required parameter here, as for INPO.
+* ``mpo`` — Magnetic Preference Optimization (Wang et al., arXiv 2410.16714): MMD whose magnet is replaced
+  by the current policy periodically.  The paper states the period for its LLM runs, not for a tabular
+  game; the default M = 40 is docs/theory.md §F.1's derived setting (MMD η = 0.8, τ = 0.1 drives
+  COMAL's 3-action game to machine precision), stated as ours, not the paper's.
+
+Each preset is the base rule's definition (update, loss, data) under its own name, paper and
+``reference_every`` default; :mod:`sim.rules.reference` holds the advancement itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from sim.rules import inpo, mmd
+from sim.rules.definition import RuleDefinition
+from sim.rules.reference import REFERENCE_EVERY
+
+
+def preset(base: RuleDefinition, name: str, paper: str, summary: str, every: int) -> RuleDefinition:
+    """``base`` under ``name`` with ``reference_every`` defaulting to ``every``."""
+    every_parameter = dataclasses.replace(REFERENCE_EVERY, default=every, optional=False)
+    return dataclasses.replace(
+        base,
+        name=name,
+        paper=paper,
+        summary=summary,
+        parameters=base.parameters + (every_parameter,),
+        proximal=False,
+        aliases=(),
+        renamed={},
+    )
+
+
+COMAL = preset(
+    inpo.DEFINITION,
+    "comal",
+    "Liu, Oikonomou, Zheng, Cai & Cohan, COMAL: A Convergent Meta-Algorithm for Aligning LLMs with General "
+    "Preferences, ICLR 2026 (arXiv 2410.23223); reference every 12 as in its script",
+    "INPO toward the current reference, reference ← π_t every M iterations (the conceptual prox method)",
+    12,
+)
+
+MPO = preset(
+    mmd.DEFINITION,
+    "mpo",
+    "Wang et al., Magnetic Preference Optimization (arXiv 2410.16714); magnet period 40 is prefsim's choice",
+    "MMD whose magnet is replaced by the current policy every M iterations",
+    40,
+)
