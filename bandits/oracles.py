@@ -30,6 +30,8 @@ Schemes (names used by ``[run] pair_scheme``):
   The code scores with PairRM probabilities; here the oracle is Bernoulli (same mean).
 * Nash-MD-PG (not a ``pair_scheme``; used by rule ``nash_md`` with ``lambda_p``): y ~ π_t and
   y′ ~ π_t^μ ∝ π_t^{1−ητ}·π_ref^{ητ}, one query, z the label of y (:func:`mixture_opponent_pairs`).
+* ``uniform_opponent`` — EGPO's estimator: y, y′ uniform over the responses, one opponent y″ ~ π_t,
+  two queries (z = [y ≻ y″], z′ = [y′ ≻ y″]) as win-rate estimates; covers every pair whatever π_t.
 * ``exact_win_rates`` — idealised: y, y′ ~ π_t i.i.d. (unordered) with the exact P(y ≻ π_t | x) as
   their win rates (for SPPO/DNO targets without estimation noise).  It reads P directly and counts
   **0** oracle queries.
@@ -45,7 +47,7 @@ import jax.numpy as jnp
 from bandits.errors import PrefsimError
 from bandits.pair_schemes import SCHEME_ALIASES
 
-SCHEMES = ("lambda_p", "best_worst_by_reward", "tournament", "sppo_win_rate", "exact_win_rates")
+SCHEMES = ("lambda_p", "best_worst_by_reward", "tournament", "sppo_win_rate", "exact_win_rates", "uniform_opponent")
 #: Schemes whose ``first_win_rate``/``second_win_rate`` are estimates of P(y ≻ π_t) (SPPO, DNO).
 WIN_RATE_SCHEMES = ("lambda_p", "sppo_win_rate", "exact_win_rates")
 
@@ -234,6 +236,23 @@ def sppo_win_rate_pairs(
     return batch, pairs * candidates * (candidates - 1) // 2
 
 
+def uniform_opponent_pairs(key, log_policy, preference, context_probs, pairs: int):
+    """EGPO's estimator: y, y′ uniform over the K responses, one opponent y″ ~ π_t, two queries.
+
+    Returns ``(batch, queries)`` with ``first`` = y, ``second`` = y′ (not reordered) and the win-rate
+    estimates z ~ Ber(P(y ≻ y″ | x)), z′ ~ Ber(P(y′ ≻ y″ | x)): E[z − z′] = P(y ≻ π_t) − P(y′ ≻ π_t).
+    Every pair of responses is drawn with the same probability, whatever π_t (2 queries per pair).
+    """
+    u = _uniforms(key, pairs, 6, preference.dtype)
+    contexts = draw_contexts(u[:, 0], context_probs)
+    uniform = jnp.zeros_like(log_policy) - jnp.log(log_policy.shape[-1])
+    draws = draw_responses(u[:, 1:3], uniform, contexts)
+    opponent = draw_responses(u[:, 3:4], log_policy, contexts)[:, 0]
+    first = query(u[:, 4], preference, contexts, draws[:, 0], opponent).astype(preference.dtype)
+    second = query(u[:, 5], preference, contexts, draws[:, 1], opponent).astype(preference.dtype)
+    return PairBatch(contexts, draws[:, 0], draws[:, 1], first, second, jnp.ones((pairs,), preference.dtype)), 2 * pairs
+
+
 def exact_win_rate_pairs(key, log_policy, preference, context_probs, pairs: int):
     """Idealised: y, y′ ~ π_t with exact win rates P(y ≻ π_t | x) (0 queries).  ``(batch, queries)``."""
     u = _uniforms(key, pairs, 3, preference.dtype)
@@ -276,6 +295,8 @@ def make_pairs(
         return sppo_win_rate_pairs(key, log_policy, preference, context_probs, pairs, candidates, self_comparison)
     if scheme == "exact_win_rates":
         return exact_win_rate_pairs(key, log_policy, preference, context_probs, pairs)
+    if scheme == "uniform_opponent":
+        return uniform_opponent_pairs(key, log_policy, preference, context_probs, pairs)
     raise PrefsimError(f"run.pair_scheme: unknown scheme {scheme!r}; choose one of {', '.join(SCHEMES)}.")
 
 

@@ -13,6 +13,7 @@ name                       modes              pairs
 ``best_worst_by_win_rate`` llm                best vs worst of K by the estimated win rate (all pairs)
 ``tournament``             sampled, llm       INPO's knock-out bracket; kept if the best beats the worst
 ``sppo_win_rate``          sampled            SPPO's pipeline: K candidates, all pairs, P̂ with self-comparison
+``uniform_opponent``       sampled            EGPO's: y, y′ uniform, one opponent y″ ~ π_t, two queries
 ``exact_win_rates``        sampled            y, y′ ~ π_t with the exact P(y ≻ π_t) (no queries)
 =========================  =================  ===================================================
 """
@@ -69,6 +70,12 @@ PAIR_SCHEMES: dict[str, PairScheme] = {
         PairScheme(
             "sppo_win_rate",
             "SPPO's pipeline: K candidates, all pairs labelled, win rates with self-comparison",
+            ("sampled",),
+            ("sampled",),
+        ),
+        PairScheme(
+            "uniform_opponent",
+            "EGPO's: y, y′ uniform over the responses, one opponent from π_t, two queries (win-rate estimates)",
             ("sampled",),
             ("sampled",),
         ),

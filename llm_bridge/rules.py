@@ -110,8 +110,13 @@ def build_bridge_rule(name: str, given: dict, where: str = "rule", tau: float = 
     info = rule_info(name)
     if "llm" not in info.modes:
         llm = [n for n, d in RULES.items() if "llm" in d.modes]
+        why = (
+            "its iteration has several proximal stages, which the bridge does not run"
+            if info.loss is not None
+            else "it has no per-pair loss"
+        )
         raise PrefsimError(
-            f"{where}: rule {name} has no per-pair loss, so it runs in exact mode only; the LLM bridge runs "
+            f"{where}: rule {name} runs in {' and '.join(info.modes)} mode only ({why}); the LLM bridge runs "
             f"{', '.join(llm)}."
         )
     given = dict(given)

@@ -104,6 +104,21 @@ class Parameter:
 
 
 @dataclasses.dataclass(frozen=True)
+class Stage:
+    """One proximal solve of an iteration that has several (extragradient: two).
+
+    Attributes:
+      pairs_from: the policy the stage's pairs are drawn from: ``iterate`` (π_t), ``previous_stage``
+        (the previous stage's output, e.g. extragradient's π_{t+½}) or ``carried`` (the pairs a
+        ``carry`` stage of the previous iteration drew: optimistic MD's π̄_t).
+      carry: keep this stage's pairs for the next iteration's ``carried`` stage.
+    """
+
+    pairs_from: str = "iterate"
+    carry: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class PairData:
     """The data a rule's loss needs.
 
@@ -115,12 +130,18 @@ class PairData:
       opponent: ``(log π_t, log π_ref, parameters) -> log-weights of the opponent`` when the second
         response is drawn from an opponent other than π_t (Nash-MD's geometric mixture); ``None``:
         both responses are drawn by the pair scheme.
+      stages: the proximal solves of one iteration (:class:`Stage`), each minimising the same loss
+        with anchor π_t on its own pairs; empty: one solve on pairs from π_t.  Sampled mode only.
+      scheme: ``parameters -> scheme name`` when a parameter of the rule fixes its pair scheme (EGPO's
+        ``estimator``), overriding the run's ``pair_scheme``; ``None``: the run's.
     """
 
     llm_scheme: str = "lambda_p"
     schemes: tuple = ()
     needs_win_rates: bool = False
     opponent: Callable | None = None
+    stages: tuple = ()
+    scheme: Callable | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,8 +156,9 @@ class RuleDefinition:
       exact: factory ``(**parameters) -> ExactRule`` (a wrapper's factory also takes ``base``).
       loss: the per-pair loss (``None`` where the rule has no sampled form).
       data: the :class:`PairData` of its loss (``None`` with ``loss``).
-      offline: ``(parameters, log π_t, log π_ref, Pπ_ref, step) -> log π̂`` (unnormalised), the population
-        minimiser of its loss on pairs drawn once from π_ref; ``None`` where not defined.
+      offline: ``(parameters, log π_t, log π_ref, Pμ, step) -> log π̂`` (unnormalised), the population
+        minimiser of its loss on pairs drawn from a fixed μ: offline data (μ = π_ref) and each stage of
+        a multi-stage iteration (μ = the stage's source); ``None`` where not defined.
       bounds: names of the :mod:`sim.theory` functions that bound its trajectories.
       proximal: maps π_t to a proximal output π̂_{t+1} (can be APO's base).
       anchored: regularised toward its own reference π_ref, so it accepts ``reference_every``
@@ -176,5 +198,10 @@ class RuleDefinition:
 
     @property
     def modes(self) -> tuple:
-        """The modes it runs in: ``exact`` always; ``sampled`` and ``llm`` with a loss (wrappers: the base's)."""
-        return ("exact", "sampled", "llm") if (self.loss is not None or self.wrapper) else ("exact",)
+        """The modes it runs in: ``exact`` always; ``sampled`` with a loss (wrappers: the base's); ``llm`` too
+        unless an iteration has several proximal stages (not implemented in the bridge)."""
+        if self.loss is None and not self.wrapper:
+            return ("exact",)
+        if self.data is not None and self.data.stages:
+            return ("exact", "sampled")
+        return ("exact", "sampled", "llm")

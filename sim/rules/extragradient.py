@@ -27,19 +27,27 @@ from sim.rules.base import (
     require_nonnegative,
     require_positive,
 )
-from sim.rules.definition import GAME_TAU, Parameter, RuleDefinition
+from sim.rules.definition import GAME_TAU, PairData, Parameter, RuleDefinition, Stage
+from sim.rules.inpo import inpo_log_ratio
+
+ESTIMATORS = ("ipo", "uniform")
 
 
-def _check(rule, eta, tau):
+def _check(rule, eta, tau, estimator="ipo"):
+    if estimator not in ESTIMATORS:
+        raise PrefsimError(f"rule {rule}: estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}.")
     require_positive(rule, "eta", eta)
     require_nonnegative(rule, "tau", tau)
     if is_concrete(eta) and is_concrete(tau) and float(eta) * float(tau) > 1.0:
         raise PrefsimError(f"rule {rule}: the step eta·tau must be ≤ 1, got {float(eta) * float(tau):g}.")
 
 
-def extragradient(eta=0.5, tau=0.1) -> ExactRule:
-    """Exact extragradient (mirror-prox) with learning rate eta and regularisation tau."""
-    _check("extragradient", eta, tau)
+def extragradient(eta=0.5, tau=0.1, estimator: str = "ipo") -> ExactRule:
+    """Exact extragradient (mirror-prox) with learning rate eta and regularisation tau.
+
+    ``estimator`` chooses the sampled loss (:func:`pair_loss`); the exact update does not depend on it.
+    """
+    _check("extragradient", eta, tau, estimator)
 
     def update(state, game):
         log_policy = state.log_policy
@@ -51,9 +59,10 @@ def extragradient(eta=0.5, tau=0.1) -> ExactRule:
     return ExactRule("extragradient", initial_state, update)
 
 
-def optimistic(eta=0.5, tau=0.1) -> ExactRule:
-    """Exact optimistic mirror descent; ``extra`` carries (log π̄_t, Pπ̄_t)."""
-    _check("optimistic", eta, tau)
+def optimistic(eta=0.5, tau=0.1, estimator: str = "ipo") -> ExactRule:
+    """Exact optimistic mirror descent; ``extra`` carries (log π̄_t, Pπ̄_t).  ``estimator``: as for
+    :func:`extragradient`."""
+    _check("optimistic", eta, tau, estimator)
 
     def init(game):
         return initial_state(game, extra=(game.log_initial, win_rates(game, jnp.exp(game.log_initial))))
@@ -73,19 +82,69 @@ def optimistic(eta=0.5, tau=0.1) -> ExactRule:
     return ExactRule("optimistic", init, update)
 
 
+def pair_loss(ops, batch, parameters):
+    """Each stage's loss (EGPO, arXiv 2503.08942; ONPO, arXiv 2502.16852), anchor π_t and π_ref.
+
+    ``estimator = "ipo"`` (EGPO's Online-IPO form): λ_p pairs from the stage's policy μ, ordered by one
+    query, target η/2; ``"uniform"`` (EGPO's estimator): y, y′ uniform, one opponent from μ, target
+    η(z − z′) with the two queries' outcomes (``win_rate_w/l``).  Both have population minimiser
+    U(ℓ_t; μ) = (1 − ητ)ℓ_t + ητ·ℓ_ref + η·Pμ (h = Δlog π − ητ·Δlog π_ref − (1 − ητ)·Δlog π_t).
+    """
+    eta, tau = parameters["eta"], parameters["tau"]
+    # the mirror step U(ℓ_t; μ) is INPO's step with inverse learning rate 1/η: same log-ratio h
+    h = inpo_log_ratio(
+        batch["policy_w"],
+        batch["policy_l"],
+        batch["reference_w"],
+        batch["reference_l"],
+        batch["previous_w"],
+        batch["previous_l"],
+        1.0 / eta,
+        tau,
+    )
+    if parameters.get("estimator", "ipo") == "uniform":
+        return (h - eta * (batch["win_rate_w"] - batch["win_rate_l"])) ** 2
+    return (h - 0.5 * eta) ** 2
+
+
+def stage_update(parameters, log_policy, log_reference, source_win_rates, step):
+    """Population minimiser of a stage's loss on pairs from μ (unnormalised): U(ℓ_t; μ), given Pμ."""
+    return mirror_weights(log_policy, log_reference, source_win_rates, parameters["eta"], parameters["tau"])
+
+
+def stage_scheme(parameters) -> str | None:
+    """The pair scheme the estimator fixes: ``uniform_opponent`` for ``uniform``, else the run's."""
+    return "uniform_opponent" if parameters.get("estimator", "ipo") == "uniform" else None
+
+
 def _parameters():
     return (
         Parameter("eta", "learning rate η (ητ ≤ 1)", 0.5, constraint="> 0, eta·tau ≤ 1", symbol="η"),
         Parameter("tau", "KL(π‖π_ref) regularisation τ", GAME_TAU, constraint="≥ 0", symbol="τ"),
+        Parameter(
+            "estimator",
+            "sampled loss of each stage: ipo (λ_p pairs, target η/2) or uniform (EGPO's: uniform pairs, one "
+            "opponent from the stage's policy, 2 queries per pair)",
+            "ipo",
+            ESTIMATORS,
+        ),
     )
 
 
 EXTRAGRADIENT = RuleDefinition(
     name="extragradient",
-    paper="Cen et al. 2021; Zhou et al., EGPO (arXiv 2503.08942)",
+    paper="Cen et al. 2021; Zhou et al., EGPO (COLM 2025, arXiv 2503.08942)",
     summary="mirror-prox: a half step, then the full step against the half-step policy",
     parameters=_parameters(),
     exact=extragradient,
+    loss=pair_loss,
+    offline=stage_update,
+    # half step on pairs from π_t, full step on fresh pairs from π_{t+½}: 2N queries per iteration
+    data=PairData(
+        schemes=("lambda_p",),
+        stages=(Stage("iterate"), Stage("previous_stage")),
+        scheme=stage_scheme,
+    ),
     anchored=True,
 )
 
@@ -95,5 +154,14 @@ OPTIMISTIC = RuleDefinition(
     summary="optimistic mirror descent (one product with P per iteration)",
     parameters=_parameters(),
     exact=optimistic,
+    loss=pair_loss,
+    offline=stage_update,
+    # π̄_{t+1} on the pairs drawn last iteration from π̄_t, π_{t+1} on fresh pairs from π̄_{t+1}
+    # (kept for the next iteration): N queries per iteration, plus N from π_0 before the first
+    data=PairData(
+        schemes=("lambda_p",),
+        stages=(Stage("carried"), Stage("previous_stage", carry=True)),
+        scheme=stage_scheme,
+    ),
     anchored=True,
 )

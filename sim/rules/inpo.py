@@ -72,19 +72,23 @@ def inpo(eta=None, tau=0.1, schedule: str = "constant") -> ExactRule:
     return ExactRule("inpo", initial_state, update)
 
 
-def inpo_loss(policy_w, policy_l, reference_w, reference_l, previous_w, previous_l, eta, tau):
-    """Per-pair INPO loss (Eq. 8) from log-probabilities of the winner (w) and loser (l).
-
-    ``policy_*`` = log π, ``reference_*`` = log π_ref, ``previous_*`` = log π_t.  Returns
-    ``(h_t − 1/(2η))²`` elementwise, with
-    h_t = log π(y_w)/π(y_l) − (τ/η)·log π_ref(y_w)/π_ref(y_l) − ((η−τ)/η)·log π_t(y_w)/π_t(y_l).
-    Plain arithmetic: the same function runs on JAX arrays and torch tensors.
-    """
-    h = (
+def inpo_log_ratio(policy_w, policy_l, reference_w, reference_l, previous_w, previous_l, eta, tau):
+    """h_t = log π(y_w)/π(y_l) − (τ/η)·log π_ref(y_w)/π_ref(y_l) − ((η−τ)/η)·log π_t(y_w)/π_t(y_l)."""
+    return (
         (policy_w - policy_l)
         - (tau / eta) * (reference_w - reference_l)
         - ((eta - tau) / eta) * (previous_w - previous_l)
     )
+
+
+def inpo_loss(policy_w, policy_l, reference_w, reference_l, previous_w, previous_l, eta, tau):
+    """Per-pair INPO loss (Eq. 8) from log-probabilities of the winner (w) and loser (l).
+
+    ``policy_*`` = log π, ``reference_*`` = log π_ref, ``previous_*`` = log π_t.  Returns
+    ``(h_t − 1/(2η))²`` elementwise (:func:`inpo_log_ratio`).  Plain arithmetic: the same function runs on
+    JAX arrays and torch tensors.
+    """
+    h = inpo_log_ratio(policy_w, policy_l, reference_w, reference_l, previous_w, previous_l, eta, tau)
     return (h - 1.0 / (2.0 * eta)) ** 2
 
 

@@ -45,6 +45,7 @@ from sim.metrics import all_metrics
 from sim.rules import base_of, base_parameters, build_rule, iteration_hook, rule_info
 from sim.rules.apo import Iterate
 from sim.rules.base import ExactState
+from sim.rules.definition import Stage
 from sim.rules.reference import REFERENCE_EVERY, advances_at
 from sim.sampled.apo import ApoSampledState, sampled_space
 from sim.sampled.losses import pair_loss
@@ -83,6 +84,8 @@ class SampledState(NamedTuple):
       anchor: the rule's own reference log π_ref (M, K): the problem's π_ref, or with
         ``reference_every = M`` the iterate of the last advance (:mod:`sim.rules.reference`); ``None``
         reads the problem's.
+      carried: the pairs a ``carry`` stage drew this iteration, which the next iteration's ``carried``
+        stage trains on (optimistic MD's pairs from π̄_{t+1}); ``None`` for single-stage rules.
     """
 
     params: Any
@@ -92,6 +95,7 @@ class SampledState(NamedTuple):
     step: jax.Array
     data: Any = None
     anchor: Any = None
+    carried: Any = None
 
 
 class IterationInfo(NamedTuple):
@@ -154,11 +158,35 @@ def exact_proximal(rule_name: str, parameters: dict, problem: Problem, log_refer
     return jax.vmap(one, in_axes=(GAME_AXES, 0))(games, log_reference_policy)
 
 
+class Carried(NamedTuple):
+    """Pairs a ``carry`` stage drew and the policy (log-probabilities, (M, K)) they were drawn from."""
+
+    batch: Any
+    source: jax.Array
+
+
+#: Folded into the seed's initial key to draw the pairs of a ``carried`` first stage (before t = 0).
+CARRY_KEY = 10_007
+
+
+def stage_plan(rule_name: str, parameters: dict, settings) -> tuple[tuple, str]:
+    """``(stages, scheme)``: the proximal solves of one iteration and the pair scheme they draw with."""
+    data = rule_info(base_of(rule_name, parameters)).data
+    override = data.scheme(base_parameters(rule_name, parameters)) if data.scheme is not None else None
+    return (data.stages or (Stage(),)), (override or settings.pair_scheme)
+
+
 def build_iteration(rule_name: str, parameters: dict, settings):
     """``(init, iteration)`` pure functions of one seed's sampled run.
 
     ``init(key, problem) -> SampledState`` and
     ``iteration(state, problem, key) -> (SampledState, IterationInfo)``.
+
+    An iteration runs the rule's stages in turn (one for most rules; extragradient and optimistic MD
+    have two, :class:`sim.rules.definition.Stage`): each draws its pairs (from π_t, from the previous
+    stage's output, or the pairs carried from the last iteration), minimises the rule's loss from the
+    current parameters with anchor π_t, and hands its output to the next stage; the last stage's output
+    is the proximal output π̂_{t+1}.
     """
     check_settings(settings)
     hook = iteration_hook(rule_name, parameters, "sampled")
@@ -166,7 +194,8 @@ def build_iteration(rule_name: str, parameters: dict, settings):
     if offline:
         check_offline_rule(rule_name)
     policy = make_policy(settings.policy, settings.mlp_width, settings.mlp_hidden_layers)
-    prepare, evaluate = pair_loss(rule_name, parameters, settings.pair_scheme)
+    stages, scheme = stage_plan(rule_name, parameters, settings)
+    prepare, evaluate = pair_loss(rule_name, parameters, scheme)
     optimizer = make_optimizer(settings.optimizer, settings.learning_rate)
     pairs = settings.pairs_per_iteration
     base = base_of(rule_name, parameters)
@@ -174,15 +203,63 @@ def build_iteration(rule_name: str, parameters: dict, settings):
     every = parameters.get(REFERENCE_EVERY.name)
     fixed_parameters = {k: v for k, v in parameters.items() if k != REFERENCE_EVERY.name}
     own_parameters = base_parameters(rule_name, fixed_parameters)
+    carries = any(stage.carry for stage in stages)
+
+    def draw(key, log_policy, problem, anchor):
+        if opponent is not None:
+            against = normalize(opponent(log_policy, anchor, own_parameters))
+            batch, _ = mixture_opponent_pairs(
+                key, log_policy, against, problem.preference, problem.context_probs, pairs
+            )
+            return batch
+        batch, _ = make_pairs(
+            scheme,
+            key,
+            log_policy,
+            problem.preference,
+            problem.rewards,
+            problem.context_probs,
+            pairs,
+            settings.candidates,
+            settings.self_comparison,
+        )
+        return batch
 
     def init(key, problem):
         params = policy.init(key, problem)
         log_policy = policy.log_probs(params, problem)
         data = offline_dataset(jax.random.fold_in(key, OFFLINE_KEY), problem, settings) if offline else None
         wrapper = ApoSampledState(params, log_policy) if hook is not None else ()
+        carried = None
+        if carries:
+            carried = Carried(
+                draw(jax.random.fold_in(key, CARRY_KEY), log_policy, problem, problem.log_reference), log_policy
+            )
         return SampledState(
-            params, log_policy, log_policy, wrapper, jnp.zeros((), jnp.int32), data, problem.log_reference
+            params, log_policy, log_policy, wrapper, jnp.zeros((), jnp.int32), data, problem.log_reference, carried
         )
+
+    def staged_exact(log_policy, anchored, carried_state, step):
+        """The exact counterpart of a multi-stage iteration: each stage's population minimiser
+        (the definition's ``offline``: U(ℓ_t; μ)) on its source μ, chained from π_t (M, K)."""
+        minimiser = rule_info(base).offline
+        output = log_policy
+        for stage in stages:
+            if stage.pairs_from == "iterate":
+                source = log_policy
+            elif stage.pairs_from == "carried":
+                source = carried_state.source
+            else:
+                source = output
+            rates = jnp.einsum("mij,mj->mi", anchored.preference, jnp.exp(source))
+            output = normalize(minimiser(own_parameters, log_policy, anchored.log_reference, rates, step))
+        return output
+
+    def objective_for(problem):
+        def objective(params, sub_terms):
+            return evaluate(policy.log_probs(params, problem), sub_terms)
+
+        return objective
 
     def iteration(state, problem, key):
         key_data, key_inner = jax.random.split(jax.random.fold_in(key, state.step))
@@ -190,37 +267,34 @@ def build_iteration(rule_name: str, parameters: dict, settings):
         if every is not None:
             anchor = jnp.where(advances_at(state.step, every), state.log_policy, anchor)
         anchored = problem._replace(log_reference=anchor)
-        if offline:
-            batch = state.data
-        elif opponent is not None:
-            against = normalize(opponent(state.log_policy, anchor, own_parameters))
-            batch, _ = mixture_opponent_pairs(
-                key_data, state.log_policy, against, problem.preference, problem.context_probs, pairs
-            )
-        else:
-            batch, _ = make_pairs(
-                settings.pair_scheme,
-                key_data,
-                state.log_policy,
-                problem.preference,
-                problem.rewards,
-                problem.context_probs,
-                pairs,
-                settings.candidates,
-                settings.self_comparison,
-            )
-        terms = jax.lax.stop_gradient(prepare(state.reference, anchor, batch, state.step))
-
-        def objective(params, sub_terms):
-            return evaluate(policy.log_probs(params, problem), sub_terms)
-
-        initial_loss = objective(state.params, terms)
-        params, final_loss = optimise(objective, state.params, terms, key_inner, optimizer, settings)
-        log_hat = policy.log_probs(params, problem)
+        objective = objective_for(problem)
+        carried = state.carried
+        log_stage = state.log_policy
+        exploded = jnp.zeros((), bool)
+        for index, stage in enumerate(stages):
+            stage_data_key = key_data if index == 0 else jax.random.fold_in(key_data, index)
+            stage_inner_key = key_inner if index == 0 else jax.random.fold_in(key_inner, index)
+            if offline:
+                batch = state.data
+            elif stage.pairs_from == "carried":
+                batch = state.carried.batch
+            else:
+                source = state.log_policy if stage.pairs_from == "iterate" else log_stage
+                batch = draw(stage_data_key, source, problem, anchor)
+            if stage.carry:
+                carried = Carried(batch, log_stage)
+            terms = jax.lax.stop_gradient(prepare(state.reference, anchor, batch, state.step))
+            initial_loss = objective(state.params, terms)
+            params, final_loss = optimise(objective, state.params, terms, stage_inner_key, optimizer, settings)
+            log_stage = policy.log_probs(params, problem)
+            exploded = exploded | (jnp.abs(final_loss) > DIVERGENCE_FACTOR * (1.0 + jnp.abs(initial_loss)))
+        log_hat = log_stage
         if offline:
             exact = offline_exact_proximal(
                 rule_name, fixed_parameters, anchored, normalize(state.reference), state.step
             )
+        elif len(stages) > 1:
+            exact = staged_exact(normalize(state.reference), anchored, state.carried, state.step)
         else:
             exact = exact_proximal(rule_name, fixed_parameters, anchored, normalize(state.reference), state.step)
         distance = jnp.max(jnp.abs(log_hat - exact))
@@ -237,10 +311,9 @@ def build_iteration(rule_name: str, parameters: dict, settings):
         leaves_finite = jnp.all(
             jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(next_params)])
         )
-        exploded = jnp.abs(final_loss) > DIVERGENCE_FACTOR * (1.0 + jnp.abs(initial_loss))
         nonfinite = ~(jnp.isfinite(final_loss) & leaves_finite & jnp.all(jnp.isfinite(next_log_policy))) | exploded
         new_state = SampledState(
-            next_params, next_log_policy, next_reference, wrapper, state.step + 1, state.data, anchor
+            next_params, next_log_policy, next_reference, wrapper, state.step + 1, state.data, anchor, carried
         )
         return new_state, IterationInfo(final_loss, distance, nonfinite)
 

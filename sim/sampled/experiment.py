@@ -27,7 +27,7 @@ from bandits.linear import random_linear_bandit
 from bandits.oracles import make_pairs
 from sim.game import game_from_instance
 from sim.nash import target_policy
-from sim.sampled.engine import simulate_sampled_grid
+from sim.sampled.engine import simulate_sampled_grid, stage_plan
 from sim.sampled.offline import dataset_queries
 from sim.sampled.problem import Problem, problem_from_arrays, problem_from_game
 from sim.sampled.validation import validate_sampled_spec  # noqa: F401  (re-exported: spec checks)
@@ -81,13 +81,14 @@ def build_sampled_inputs(spec, dtype=jnp.float64) -> SampledInputs:
     return SampledInputs(problems, axes, keys)
 
 
-def queries_per_iteration(settings, problem: Problem) -> int:
-    """Oracle queries one iteration makes, tallied by tracing the scheme (no computation)."""
+def queries_per_draw(settings, problem: Problem, scheme: str | None = None) -> int:
+    """Oracle queries one draw of ``pairs_per_iteration`` pairs makes with ``scheme`` (default: the run's),
+    tallied by tracing the scheme (no computation)."""
     box = {}
 
     def trace(key, log_policy, preference, rewards, context_probs):
         batch, count = make_pairs(
-            settings.pair_scheme,
+            scheme or settings.pair_scheme,
             key,
             log_policy,
             preference,
@@ -136,7 +137,12 @@ def run_sampled_rule(rule, spec, inputs: SampledInputs, record) -> pd.DataFrame:
     if spec.run.data == "offline":
         frame["queries"] = np.where(iterations >= 1, dataset_queries(spec.run), 0).astype(np.int64)
     else:
-        frame["queries"] = iterations * queries_per_iteration(spec.run, inputs.problems)
+        stages, scheme = stage_plan(rule.name, rule.parameters, spec.run)
+        per_draw = queries_per_draw(spec.run, inputs.problems, scheme)
+        fresh = sum(stage.pairs_from != "carried" for stage in stages)
+        # a carried first stage trains at t = 0 on pairs bought before the first update
+        up_front = per_draw if any(stage.pairs_from == "carried" for stage in stages) else 0
+        frame["queries"] = iterations * per_draw * fresh + np.where(iterations >= 1, up_front, 0)
     frame["distance_to_exact"] = metrics["distance_to_exact"].reshape(-1)
     frame["loss"] = metrics["loss"].reshape(-1)
     return frame

@@ -41,10 +41,13 @@ def check_sampled_rule(rule_name: str, parameters: dict, pair_scheme: str, where
     data = rule_info(name).data
     if rule_info(name).loss is None:
         raise PrefsimError(f"{where}: {rule_name}'s base {name} has no sampled loss.")
-    if data.schemes and pair_scheme not in data.schemes:
+    override = data.scheme(base_parameters(rule_name, parameters)) if data.scheme is not None else None
+    if override is not None:
+        pair_scheme = override  # a parameter of the rule fixes its pairs (EGPO's estimator = "uniform")
+    elif data.schemes and pair_scheme not in data.schemes:
         raise PrefsimError(
-            f"{where}: rule {name} samples its own pairs (against its opponent); leave pair_scheme at "
-            f"{' or '.join(repr(s) for s in data.schemes)}, got {pair_scheme!r}."
+            f"{where}: rule {name} samples its own pairs (against its opponent, or with its estimator); leave "
+            f"pair_scheme at {' or '.join(repr(s) for s in data.schemes)}, got {pair_scheme!r}."
         )
     if data.needs_win_rates and not gives_win_rates(pair_scheme, "sampled"):
         winning = [s for s in schemes_for("sampled") if gives_win_rates(s, "sampled")]

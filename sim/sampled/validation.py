@@ -52,6 +52,11 @@ def validate_sampled_spec(run, game, rules) -> None:
         check_sampled_rule(rule.name, rule.parameters, run.pair_scheme, where)
         if run.data == "offline":
             check_offline_rule(rule.name, where)
+            if rule_info(base_of(rule.name, rule.parameters)).data.stages:
+                raise PrefsimError(
+                    f'{where}: rule {rule.name} draws fresh pairs at every stage of an iteration (from π_t and its '
+                    'half step); run.data = "offline" has one fixed dataset. Use data = "online".'
+                )
             if REFERENCE_EVERY.name in rule.parameters:
                 raise PrefsimError(
                     f'{where}: reference_every moves the rule\'s reference to π_t, while run.data = "offline" '
