@@ -148,7 +148,15 @@ def _draw(table, directory: Path):
 
     manifest_file = directory / "manifest.json"
     manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else None
-    return plot_run(table, directory, manifest)
+    paths = list(plot_run(table, directory, manifest))
+    headtohead_file = directory / "headtohead.csv"
+    if headtohead_file.is_file():
+        import pandas as pd
+
+        from sim.headtohead import plot_headtohead
+
+        paths.append(plot_headtohead(pd.read_csv(headtohead_file), directory / "headtohead.png"))
+    return paths
 
 
 #: Metrics printed after a run (those with data), the rest are in metrics.csv and the figures.

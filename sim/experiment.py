@@ -30,6 +30,7 @@ import pandas as pd
 
 from bandits.games import build_game
 from sim.game import game_from_instance
+from sim.headtohead import FINAL_POLICY, headtohead_table
 from sim.nash import target_policy
 from sim.precision import in_float64
 from sim.rules import build_rule
@@ -73,11 +74,13 @@ def run(spec, out=None, resume: bool = False, progress=None) -> pd.DataFrame:
     if spec.run.mode == "sampled":
         sampled = build_sampled_inputs(spec, dtype)
     frames = []
+    finals = {}
     for rule in spec.rules:
         part = out / "parts" / f"{rule.label}.csv" if out is not None else None
         if resume and part is not None and _part_is_current(part, fingerprint):
             say(f"{rule.label}: already computed, loaded from {part}")
             frames.append(pd.read_csv(part, comment="#"))
+            finals.update(load_final_policies(part))
             continue
         tic = time.time()
         if sampled is None:
@@ -87,11 +90,22 @@ def run(spec, out=None, resume: bool = False, progress=None) -> pd.DataFrame:
         say(f"{rule.label}: {len(frame)} rows in {time.time() - tic:.1f} s")
         if part is not None:
             write_csv_atomic(part, frame, header_comment=f"fingerprint={fingerprint}")
+            save_final_policies(part, frame.attrs[FINAL_POLICY])
+        finals.update(frame.attrs[FINAL_POLICY])
         frames.append(frame)
 
     table = pd.concat(frames, ignore_index=True)
+    if sampled is None:
+        preference, weights = seed_preferences(games.preference, game_axes.preference, len(spec.seeds)), None
+    else:
+        preference = seed_preferences(sampled.problems.preference, sampled.axes.preference, len(spec.seeds))
+        weights = np.asarray(sampled.problems.context_probs)
+    headtohead = headtohead_table(finals, preference, weights) if finals else None
+    table.attrs["headtohead"] = headtohead
     if out is not None:
         write_csv_atomic(out / "metrics.csv", table)
+        if headtohead is not None:
+            write_csv_atomic(out / "headtohead.csv", headtohead)
         manifest["seconds"] = round(time.time() - started, 3)
         manifest["complete"] = True
         write_json_atomic(out / "manifest.json", manifest)
@@ -146,7 +160,38 @@ def run_rule(rule: RuleSpec, spec: ExperimentSpec, games, game_axes, targets, re
             iteration,
             f"its step is too large for {spec.precision} or a parameter is degenerate.",
         )
-    return results_table(labels, spec.seeds, record, metrics)
+    frame = results_table(labels, spec.seeds, record, metrics)
+    frame.attrs[FINAL_POLICY] = {label: metrics[FINAL_POLICY][index] for index, (label, _) in enumerate(labels)}
+    return frame
+
+
+def seed_preferences(preference, axis, seeds: int) -> np.ndarray:
+    """P of every seed, (S, K, K) or (S, M, K, K), from a leaf stacked over seeds (axis 0) or shared."""
+    preference = np.asarray(preference, np.float64)
+    return preference if axis == 0 else np.broadcast_to(preference, (seeds,) + preference.shape)
+
+
+def save_final_policies(part: Path, finals: dict) -> None:
+    """Store a part's final policies (label → (S, K) array) beside it, atomically (``<part>.final.npz``)."""
+    path = part.with_suffix(".final.npz")
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            np.savez(stream, **{f"label_{i}": np.asarray(v) for i, v in enumerate(finals.values())},
+                     labels=np.asarray(list(finals)))  # fmt: skip
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def load_final_policies(part: Path) -> dict:
+    """The final policies stored beside a reused part (``{}`` when a part from an older run has none)."""
+    path = part.with_suffix(".final.npz")
+    if not path.is_file():
+        return {}
+    with np.load(path) as stored:
+        return {str(label): stored[f"label_{i}"] for i, label in enumerate(stored["labels"])}
 
 
 def spec_fingerprint(spec: ExperimentSpec) -> str:

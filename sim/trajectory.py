@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sim.game import Game
+from sim.headtohead import FINAL_POLICY
 from sim.metrics import METRIC_COLUMNS, log_target_policy, metrics_from_win_rates
 from sim.rules.base import ExactRule, ExactState, current_policy
 from sim.shared_engine import (
@@ -195,8 +196,9 @@ def simulate(rule: ExactRule, game: Game, target, record_iterations: np.ndarray,
     policy = current_policy(state)
     first, first_win_rates = measure(state, policy)
     start = (state, policy, jnp.asarray(-1, jnp.int32), first_win_rates)
-    (_, _, first_bad, _), (rows, seen) = jax.lax.scan(segment, start, segment_lengths)
+    (final, _, first_bad, _), (rows, seen) = jax.lax.scan(segment, start, segment_lengths)
     metrics = {name: jnp.concatenate([first[name][None], rows[name]]) for name in METRIC_COLUMNS}
+    metrics[FINAL_POLICY] = current_policy(final)  # π_T, for the head-to-head table
     if locate_nonfinite:
         return metrics, first_bad
     # The first recorded iteration whose mixture sum was non-finite (seen is −1 before it).

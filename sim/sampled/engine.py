@@ -41,6 +41,7 @@ import optax
 from bandits.errors import PrefsimError
 from bandits.oracles import make_pairs, mixture_opponent_pairs
 from sim.game import normalize
+from sim.headtohead import FINAL_POLICY
 from sim.metrics import all_metrics
 from sim.rules import base_of, base_parameters, build_rule, iteration_hook, rule_info
 from sim.rules.apo import Iterate
@@ -418,6 +419,7 @@ def simulate_sampled(rule_name: str, parameters: dict, settings, problem: Proble
     segments = jnp.asarray(np.diff(record_iterations), dtype=jnp.int32)
     carry, rows = jax.lax.scan(segment, carry, segments)
     metrics = {name: jnp.concatenate([first[name][None], rows[name]]) for name in first}
+    metrics[FINAL_POLICY] = jnp.exp(carry[0].log_policy)  # π_T (M, K), for the head-to-head table
     return metrics, carry[2]
 
 

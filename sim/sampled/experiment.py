@@ -26,6 +26,7 @@ from bandits.games import build_game
 from bandits.linear import random_linear_bandit
 from bandits.oracles import make_pairs
 from sim.game import game_from_instance
+from sim.headtohead import FINAL_POLICY
 from sim.nash import target_policy
 from sim.sampled.engine import simulate_sampled_grid, stage_plan
 from sim.sampled.offline import dataset_queries
@@ -143,6 +144,7 @@ def run_sampled_rule(rule, spec, inputs: SampledInputs, record) -> pd.DataFrame:
         # a carried first stage trains at t = 0 on pairs bought before the first update
         up_front = per_draw if any(stage.pairs_from == "carried" for stage in stages) else 0
         frame["queries"] = iterations * per_draw * fresh + np.where(iterations >= 1, up_front, 0)
+    frame.attrs[FINAL_POLICY] = {label: metrics[FINAL_POLICY][index] for index, (label, _) in enumerate(labels)}
     frame["distance_to_exact"] = metrics["distance_to_exact"].reshape(-1)
     frame["loss"] = metrics["loss"].reshape(-1)
     return frame
