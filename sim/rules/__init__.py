@@ -41,7 +41,7 @@ import sys
 from bandits.errors import PrefsimError
 from sim.rules import apo, dno, dpo, extragradient, inpo, mmd, nash_md, online_ipo, presets, sppo
 from sim.rules.base import ExactRule, ExactState
-from sim.rules.definition import GAME_TAU, JAX_OPS, LossOps, PairData, Parameter, RuleDefinition
+from sim.rules.definition import GAME_TAU, JAX_OPS, DerivedDefault, LossOps, PairData, Parameter, RuleDefinition
 from sim.rules.reference import REFERENCE_EVERY, with_reference_advancement
 
 _BUILT_IN = (
@@ -190,7 +190,7 @@ def resolve_parameters(name: str, given: dict, game_tau: float, where: str = "ru
     for key, parameter in allowed.items():
         if key in resolved:
             continue
-        if parameter.optional:
+        if parameter.optional or isinstance(parameter.default, DerivedDefault):
             continue
         if parameter.default == GAME_TAU:
             resolved[key] = float(game_tau)
@@ -198,6 +198,15 @@ def resolve_parameters(name: str, given: dict, game_tau: float, where: str = "ru
             resolved[key] = parameter.default
         elif not (key == "eta" and resolved.get(schedule_key) == "theorem4"):
             raise PrefsimError(f"{where}: rule {name} needs parameter {key!r} ({parameter.doc}).")
+    for key, parameter in allowed.items():
+        if key not in resolved and isinstance(parameter.default, DerivedDefault):
+            derived = parameter.default
+            if any(isinstance(resolved.get(name), list) for name in derived.uses):
+                raise PrefsimError(
+                    f"{where}: {key} defaults to {derived.text}, which a sweep over {', '.join(derived.uses)} "
+                    f"does not define; give {key} explicitly."
+                )
+            resolved[key] = derived.compute(resolved)
     if resolved.get(schedule_key) == "theorem4" and "eta" in given:
         # the schedule sets η_t = τ(t+2)/2; a given eta would be silently ignored (a sweep over it
         # would give identical runs under different labels)
@@ -218,7 +227,8 @@ def build_rule(name: str, parameters: dict) -> ExactRule:
     keys = {p.name for p in info.parameters} - {REFERENCE_EVERY.name}
     rule = info.exact(**{k: v for k, v in parameters.items() if k in keys})
     every = parameters.get(REFERENCE_EVERY.name)
-    return rule if every is None else with_reference_advancement(rule, every)
+    rule = rule if every is None else with_reference_advancement(rule, every)
+    return rule._replace(name=info.name)  # a preset runs its base's update under its own name
 
 
 def _renamed(info: RuleDefinition, given: dict, where: str) -> dict:

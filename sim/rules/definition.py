@@ -67,6 +67,18 @@ PairLoss = Callable[[LossOps, Mapping[str, Any], Mapping[str, Any]], Any]
 
 
 @dataclasses.dataclass(frozen=True)
+class DerivedDefault:
+    """A default computed from the rule's other resolved parameters (e.g. COMAL's η = 3τ)."""
+
+    compute: Callable[[Mapping[str, Any]], Any]
+    """``resolved parameters -> value``; called after every other parameter is resolved."""
+    text: str
+    """How ``prefsim rules`` states it (``"3·tau"``)."""
+    uses: tuple = ()
+    """The parameters it reads; a sweep over one of them needs the value given explicitly."""
+
+
+@dataclasses.dataclass(frozen=True)
 class Parameter:
     """One rule parameter as it appears in a spec (the same in exact, sampled and LLM specs)."""
 
@@ -75,7 +87,8 @@ class Parameter:
     doc: str
     """Meaning, with the paper's convention."""
     default: Any = None
-    """Default value; ``None`` means required; :data:`GAME_TAU` means the game's τ."""
+    """Default value; ``None`` means required; :data:`GAME_TAU` means the game's τ; a
+    :class:`DerivedDefault` is computed from the other parameters."""
     choices: tuple = ()
     """Allowed strings for a categorical parameter (empty for numbers)."""
     constraint: str = ""
@@ -91,7 +104,10 @@ class Parameter:
 
     def describe(self) -> dict:
         """JSON-ready description (``prefsim rules --json``)."""
-        default = "the game's tau" if self.default == GAME_TAU else self.default
+        if isinstance(self.default, DerivedDefault):
+            default = self.default.text
+        else:
+            default = "the game's tau" if self.default == GAME_TAU else self.default
         return {
             "name": self.name,
             "symbol": self.symbol,

@@ -3,7 +3,7 @@
 * ``comal`` — COMAL (Liu, Oikonomou, Zheng, Cai & Cohan, ICLR 2026, arXiv 2410.23223): INPO steps toward
   the current reference, the reference moved to π_t every M iterations.  Default M = 12, the public
   script's ``UPDATE_INTERVAL`` (``yale-nlp/COMAL``, ``comal.sh``; the paper's Llama-3 run used 6).  The
-  script fixes τ/η = 1/3 (``RATIO``), i.e. ``eta = 3·tau``; η stays a required parameter here, as for INPO.
+  script fixes τ/η = 1/3 (``RATIO``), so ``eta`` defaults to 3·tau.
 * ``mpo`` — Magnetic Preference Optimization (Wang et al., arXiv 2410.16714): MMD whose magnet is replaced
   by the current policy periodically.  The paper states the period for its LLM runs, not for a tabular
   game; the default M = 40 is docs/theory.md §F.1's derived setting (MMD η = 0.8, τ = 0.1 drives
@@ -18,19 +18,25 @@ from __future__ import annotations
 import dataclasses
 
 from sim.rules import inpo, mmd
-from sim.rules.definition import RuleDefinition
+from sim.rules.definition import DerivedDefault, RuleDefinition
 from sim.rules.reference import REFERENCE_EVERY
 
 
-def preset(base: RuleDefinition, name: str, paper: str, summary: str, every: int) -> RuleDefinition:
-    """``base`` under ``name`` with ``reference_every`` defaulting to ``every``."""
+def preset(
+    base: RuleDefinition, name: str, paper: str, summary: str, every: int, defaults: dict | None = None
+) -> RuleDefinition:
+    """``base`` under ``name`` with ``reference_every`` defaulting to ``every`` and other defaults replaced."""
     every_parameter = dataclasses.replace(REFERENCE_EVERY, default=every, optional=False)
+    parameters = tuple(
+        dataclasses.replace(p, default=(defaults or {})[p.name]) if p.name in (defaults or {}) else p
+        for p in base.parameters
+    )
     return dataclasses.replace(
         base,
         name=name,
         paper=paper,
         summary=summary,
-        parameters=base.parameters + (every_parameter,),
+        parameters=parameters + (every_parameter,),
         proximal=False,
         aliases=(),
         renamed={},
@@ -44,6 +50,7 @@ COMAL = preset(
     "Preferences, ICLR 2026 (arXiv 2410.23223); reference every 12 as in its script",
     "INPO toward the current reference, reference ← π_t every M iterations (the conceptual prox method)",
     12,
+    {"eta": DerivedDefault(lambda parameters: 3.0 * parameters["tau"], "3·tau (the script's τ/η = 1/3)", ("tau",))},
 )
 
 MPO = preset(
