@@ -18,18 +18,21 @@ authors'):**
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from bandits.errors import PrefsimError
 
 
-def ring_reward(actions, radius: float = 1.0, width: float = 0.25):
+def ring_reward(actions: ArrayLike, radius: float = 1.0, width: float = 0.25) -> np.ndarray:
     """r(a) = exp(−|‖a‖ − radius| / width) for actions of shape (..., 2)."""
     distance = np.abs(np.linalg.norm(np.asarray(actions, dtype=np.float64), axis=-1) - radius)
     return np.exp(-distance / width)
 
 
-def ring_task(grid: int = 25, extent: float = 2.0, radius: float = 1.0, width: float = 0.25):
+def ring_task(grid: int = 25, extent: float = 2.0, radius: float = 1.0, width: float = 0.25) -> dict[str, Any]:
     """The discretised ring bandit: dict with ``actions`` (K, 2), ``features`` (1, K, 2),
     ``rewards`` (1, K), ``preference`` (1, K, K) and ``context_probs`` (1,)."""
     if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 2:
@@ -49,7 +52,7 @@ def ring_task(grid: int = 25, extent: float = 2.0, radius: float = 1.0, width: f
     }
 
 
-def segment_regret(regret_per_iteration, segment: int = 60):
+def segment_regret(regret_per_iteration: ArrayLike, segment: int = 60) -> np.ndarray:
     """Mean regret per consecutive ``segment`` iterations (the rebuttal's table: 1–60, …, 241–300).
 
     ``regret_per_iteration[t]`` is the regret of the policy of iteration t+1 (t = 0 … T−1).

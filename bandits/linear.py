@@ -16,7 +16,10 @@ hot path); the sampled engine turns it into JAX arrays.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from bandits.errors import PrefsimError
 
@@ -38,7 +41,7 @@ def _check_features(features) -> np.ndarray:
     return array
 
 
-def linear_bradley_terry(features, weights):
+def linear_bradley_terry(features: ArrayLike, weights: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Rewards (M, K) = Φθ* and the Bradley–Terry preference tensor (M, K, K)."""
     features = _check_features(features)
     weights = np.asarray(weights, dtype=np.float64)
@@ -48,7 +51,7 @@ def linear_bradley_terry(features, weights):
     return rewards, _sigmoid(rewards[:, :, None] - rewards[:, None, :])
 
 
-def linear_preference_game(features, skew):
+def linear_preference_game(features: ArrayLike, skew: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Preference tensor (M, K, K) of P = ½ + ½·φᵀAφ′ with A skew-symmetric, rescaled so P ∈ [0, 1].
 
     Returns ``(preference, scaled_skew)``; ``scaled_skew`` is the A actually used.
@@ -71,7 +74,7 @@ def linear_preference_game(features, skew):
 
 def random_linear_bandit(
     arms: int, dim: int, contexts: int = 1, kind: str = "preference_game", seed: int = 0, scale: float = 1.0
-):
+) -> dict[str, Any]:
     """A random contextual linear bandit.
 
     Features φ(x, y) ~ N(0, I_d) normalised to unit length; θ* ~ N(0, I_d)·``scale`` (Bradley–Terry)

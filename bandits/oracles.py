@@ -81,7 +81,7 @@ def _uniforms(key, pairs: int, columns: int, dtype):
     return jax.lax.optimization_barrier(jax.random.uniform(key, (pairs, columns), dtype=dtype))
 
 
-def draw_contexts(uniform, context_probs):
+def draw_contexts(uniform: jax.Array, context_probs: jax.Array) -> jax.Array:
     """Context index per pair by inverse CDF, x ~ ``context_probs`` (M,), from uniforms (N,)."""
     if context_probs.shape[0] == 1:
         return jnp.zeros(uniform.shape, jnp.int32)
@@ -89,7 +89,7 @@ def draw_contexts(uniform, context_probs):
     return jnp.minimum(jnp.sum(uniform[:, None] > cdf[None, :], axis=1), context_probs.shape[0] - 1).astype(jnp.int32)
 
 
-def draw_responses(uniform, log_policy, contexts):
+def draw_responses(uniform: jax.Array, log_policy: jax.Array, contexts: jax.Array) -> jax.Array:
     """Responses y ~ π_t(·|x) by inverse CDF from uniforms (N, count): shape (N, count).
 
     Binary search of every uniform in every context's CDF (M·N·count·log K work), then the pair's own
@@ -109,12 +109,16 @@ def draw_responses(uniform, log_policy, contexts):
     return jax.lax.optimization_barrier(jnp.minimum(chosen, log_policy.shape[-1] - 1).astype(jnp.int32))
 
 
-def query(uniform, preference, contexts, first, second):
+def query(
+    uniform: jax.Array, preference: jax.Array, contexts: jax.Array, first: jax.Array, second: jax.Array
+) -> jax.Array:
     """One oracle query per element: z = [u < P(first ≻ second | x)] ~ Ber(P), as a bool array."""
     return uniform < preference[contexts, first, second]
 
 
-def lambda_p_pairs(key, log_policy, preference, context_probs, pairs: int):
+def lambda_p_pairs(
+    key: jax.Array, log_policy: jax.Array, preference: jax.Array, context_probs: jax.Array, pairs: int
+) -> tuple[PairBatch, int]:
     """INPO's λ_p: y, y′ ~ π_t i.i.d., ordered by one Bernoulli query.  Returns ``(batch, queries)``."""
     u = _uniforms(key, pairs, 4, preference.dtype)
     contexts = draw_contexts(u[:, 0], context_probs)
@@ -126,7 +130,14 @@ def lambda_p_pairs(key, log_policy, preference, context_probs, pairs: int):
     return PairBatch(contexts, winner, loser, ones, jnp.zeros_like(ones), ones), pairs
 
 
-def mixture_opponent_pairs(key, log_policy, opponent_log_policy, preference, context_probs, pairs: int):
+def mixture_opponent_pairs(
+    key: jax.Array,
+    log_policy: jax.Array,
+    opponent_log_policy: jax.Array,
+    preference: jax.Array,
+    context_probs: jax.Array,
+    pairs: int,
+) -> tuple[PairBatch, int]:
     """Nash-MD-PG's samples: y ~ π_t, y′ ~ the opponent (the geometric mixture), one query each.
 
     Returns ``(batch, queries)`` with ``first`` = y, ``second`` = y′ (not reordered) and
@@ -141,7 +152,9 @@ def mixture_opponent_pairs(key, log_policy, opponent_log_policy, preference, con
     return PairBatch(contexts, mine, theirs, wins, 1.0 - wins, ones), pairs
 
 
-def best_worst_of_k(key, log_policy, rewards, context_probs, pairs: int, candidates: int):
+def best_worst_of_k(
+    key: jax.Array, log_policy: jax.Array, rewards: jax.Array, context_probs: jax.Array, pairs: int, candidates: int
+) -> tuple[PairBatch, int]:
     """Best-of-K vs worst-of-K by reward (K reward calls per pair).  Returns ``(batch, queries)``."""
     _check_candidates(candidates, 2, "best_worst_of_k")
     u = _uniforms(key, pairs, 1 + candidates, rewards.dtype)
@@ -160,7 +173,14 @@ def tournament_queries(candidates: int) -> int:
     return 3 * candidates // 2 - 1
 
 
-def knockout_tournament(key, log_policy, preference, context_probs, pairs: int, candidates: int = 8):
+def knockout_tournament(
+    key: jax.Array,
+    log_policy: jax.Array,
+    preference: jax.Array,
+    context_probs: jax.Array,
+    pairs: int,
+    candidates: int = 8,
+) -> tuple[PairBatch, int]:
     """INPO's knockout tournament (module docstring); keep the pair only if best beats worst.
 
     Returns ``(batch, queries)`` where ``queries`` is tallied match by match as the brackets are
@@ -195,7 +215,9 @@ def knockout_tournament(key, log_policy, preference, context_probs, pairs: int, 
     return PairBatch(contexts, best, worst, nan, nan, keep), pairs * matches
 
 
-def win_rate_estimates(uniform, preference, contexts, samples, self_comparison: bool):
+def win_rate_estimates(
+    uniform: jax.Array, preference: jax.Array, contexts: jax.Array, samples: jax.Array, self_comparison: bool
+) -> jax.Array:
     """SPPO's K-sample win-rate estimates P̂_i for samples (N, K) (module docstring).
 
     ``uniform`` (N, K, K): only the entries i < j are used, one query per unordered pair.
@@ -214,8 +236,14 @@ def win_rate_estimates(uniform, preference, contexts, samples, self_comparison: 
 
 
 def sppo_win_rate_pairs(
-    key, log_policy, preference, context_probs, pairs: int, candidates: int = 5, self_comparison: bool = True
-):
+    key: jax.Array,
+    log_policy: jax.Array,
+    preference: jax.Array,
+    context_probs: jax.Array,
+    pairs: int,
+    candidates: int = 5,
+    self_comparison: bool = True,
+) -> tuple[PairBatch, int]:
     """SPPO's pipeline: K samples, K(K−1)/2 queries, chosen/rejected = argmax/argmin P̂.  ``(batch, queries)``."""
     _check_candidates(candidates, 2, "sppo_win_rate")
     u = _uniforms(key, pairs, 1 + candidates + candidates * candidates, preference.dtype)
@@ -236,7 +264,9 @@ def sppo_win_rate_pairs(
     return batch, pairs * candidates * (candidates - 1) // 2
 
 
-def uniform_opponent_pairs(key, log_policy, preference, context_probs, pairs: int):
+def uniform_opponent_pairs(
+    key: jax.Array, log_policy: jax.Array, preference: jax.Array, context_probs: jax.Array, pairs: int
+) -> tuple[PairBatch, int]:
     """EGPO's estimator: y, y′ uniform over the K responses, one opponent y″ ~ π_t, two queries.
 
     Returns ``(batch, queries)`` with ``first`` = y, ``second`` = y′ (not reordered) and the win-rate
@@ -253,7 +283,9 @@ def uniform_opponent_pairs(key, log_policy, preference, context_probs, pairs: in
     return PairBatch(contexts, draws[:, 0], draws[:, 1], first, second, jnp.ones((pairs,), preference.dtype)), 2 * pairs
 
 
-def exact_win_rate_pairs(key, log_policy, preference, context_probs, pairs: int):
+def exact_win_rate_pairs(
+    key: jax.Array, log_policy: jax.Array, preference: jax.Array, context_probs: jax.Array, pairs: int
+) -> tuple[PairBatch, int]:
     """Idealised: y, y′ ~ π_t with exact win rates P(y ≻ π_t | x) (0 queries).  ``(batch, queries)``."""
     u = _uniforms(key, pairs, 3, preference.dtype)
     contexts = draw_contexts(u[:, 0], context_probs)
@@ -272,15 +304,15 @@ def exact_win_rate_pairs(key, log_policy, preference, context_probs, pairs: int)
 
 def make_pairs(
     scheme: str,
-    key,
-    log_policy,
-    preference,
-    rewards,
-    context_probs,
+    key: jax.Array,
+    log_policy: jax.Array,
+    preference: jax.Array,
+    rewards: jax.Array,
+    context_probs: jax.Array,
     pairs: int,
     candidates: int = 8,
     self_comparison: bool = True,
-):
+) -> tuple[PairBatch, int]:
     """Dispatch on the scheme name; returns ``(PairBatch, queries)`` (queries a Python int)."""
     if pairs < 1:
         raise PrefsimError(f"run.pairs_per_iteration: needs at least 1 pair per iteration, got {pairs}.")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from typing import Any
 
 from bandits.errors import PrefsimError
 
@@ -97,7 +98,7 @@ def schemes_for(mode: str) -> tuple:
     return tuple(name for name, scheme in PAIR_SCHEMES.items() if mode in scheme.modes)
 
 
-def resolve_scheme(name, mode: str, where: str) -> str:
+def resolve_scheme(name: Any, mode: str, where: str) -> str:
     """The current name of scheme ``name`` in ``mode``; an alias prints a deprecation note to stderr.
 
     Raises :class:`PrefsimError` for an unknown name or a scheme that does not run in ``mode``.

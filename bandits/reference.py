@@ -8,6 +8,7 @@ infinite).
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from bandits.errors import PrefsimError
 
@@ -15,7 +16,7 @@ from bandits.errors import PrefsimError
 SUM_TOLERANCE = 1e-9
 
 
-def validate_reference(reference, arms: int | None = None, *, name: str = "reference"):
+def validate_reference(reference: ArrayLike, arms: int | None = None, *, name: str = "reference") -> np.ndarray:
     """Check a reference policy: a finite vector of K positive entries summing to 1 (±1e-9)."""
     try:
         policy = np.asarray(reference, dtype=np.float64)
@@ -39,12 +40,12 @@ def validate_reference(reference, arms: int | None = None, *, name: str = "refer
     return policy / total
 
 
-def uniform(arms: int):
+def uniform(arms: int) -> np.ndarray:
     """The uniform policy 1/K."""
     return np.full(int(arms), 1.0 / int(arms))
 
 
-def random_logits(arms: int, rng: np.random.Generator, scale: float = 1.0, min_mass: float = 0.0):
+def random_logits(arms: int, rng: np.random.Generator, scale: float = 1.0, min_mass: float = 0.0) -> np.ndarray:
     """softmax(scale·g), g standard normal, then mixed with uniform so that min_y π(y) ≥ ``min_mass``.
 
     The mixture ``(1 − K·m)·softmax + m`` keeps every arm's mass at least ``m = min_mass``

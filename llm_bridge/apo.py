@@ -41,7 +41,9 @@ __all__ = ["extrapolate_parameters", "implicit_reference"]
 
 
 @torch.no_grad()
-def extrapolate_parameters(model, proximal_previous: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
+def extrapolate_parameters(
+    model: torch.nn.Module, proximal_previous: dict[str, torch.Tensor], alpha: float
+) -> dict[str, torch.Tensor]:
     """In place: θ ← θ̂_{t+1} + α(θ̂_{t+1} − θ̂_t) for every trainable parameter of ``model``
     (:func:`sim.rules.apo.extrapolate`, the ``combine`` of the bridge's extrapolation space).
 

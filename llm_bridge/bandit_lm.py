@@ -11,6 +11,7 @@ iteration equals ``sim``'s sampled mode, and that the population-weighted bridge
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,7 +32,9 @@ class BanditLM(torch.nn.Module):
         super().__init__()
         self.logits = torch.nn.Parameter(torch.tensor(np.array(log_policy, dtype=np.float64), dtype=dtype))
 
-    def forward(self, input_ids, attention_mask=None, **kwargs):
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs: Any
+    ) -> BanditOutput:
         batch, length = input_ids.shape
         return BanditOutput(self.logits.expand(batch, length, -1))
 

@@ -25,11 +25,15 @@ Scheme names are those of :mod:`bandits.pair_schemes` (the old ``iid`` and ``bes
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bandits.errors import PrefsimError
 from bandits.pair_schemes import SCHEME_ALIASES
+
+if TYPE_CHECKING:
+    from llm_bridge.oracles import Oracle
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +57,7 @@ class Pair:
 
 
 def build_pairs(
-    scheme: str, prompts: list[str], responses: list[list[str]], oracle, rng: np.random.Generator
+    scheme: str, prompts: list[str], responses: list[list[str]], oracle: Oracle, rng: np.random.Generator
 ) -> list[Pair]:
     """Pairs for every prompt under ``scheme``; ``responses[i]`` are the K texts for ``prompts[i]``."""
     builders = {"lambda_p": _iid, "best_worst_by_win_rate": _best_worst, "tournament": _tournament}

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import jax
 
 
-def float64():
+def float64() -> AbstractContextManager[Any]:
     """Context manager: JAX computes in 64-bit inside (``jax.enable_x64(True)``), as before outside."""
     return jax.enable_x64(True)
 

@@ -16,12 +16,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.typing import ArrayLike
 
 from bandits.errors import PrefsimError
 
@@ -31,7 +33,7 @@ COMPILED_MAX = 64
 COMPILED_RUNS: dict = {}
 
 
-def stack_over_seeds(items: Sequence):
+def stack_over_seeds(items: Sequence[tuple]) -> tuple[tuple, tuple]:
     """``(stacked, axes)`` from one NamedTuple of arrays per seed.
 
     A leaf equal (NaN-aware) in every seed is kept once with axis ``None``; the others are stacked on
@@ -48,7 +50,9 @@ def stack_over_seeds(items: Sequence):
     return kind(*leaves), kind(*axes)
 
 
-def compile_over_grid_and_seeds(one: Callable, item_axes, cache_key, compiler_options: dict | None = None) -> Callable:
+def compile_over_grid_and_seeds(
+    one: Callable, item_axes: tuple, cache_key: Hashable, compiler_options: dict | None = None
+) -> Callable:
     """``jit(vmap_grid(vmap_seeds(one)))``, cached under ``cache_key``.
 
     ``one(point, item, per_seed)`` runs one seed at one grid point: ``point`` a dict of scalars (the
@@ -78,7 +82,7 @@ def grid_arrays(grid: dict) -> dict:
     return {name: jnp.asarray(values) for name, values in grid.items()} or {"__none__": jnp.zeros(1)}
 
 
-def shard_over_seeds(items, item_axes, per_seed):
+def shard_over_seeds(items: tuple, item_axes: tuple, per_seed: ArrayLike) -> tuple[Any, jax.Array, int]:
     """``(items, per_seed, padded)``: the seed axis padded to a multiple of the device count and sharded.
 
     Leaves batched over seeds (axis 0) and ``per_seed`` are split over the devices, shared leaves are
@@ -106,7 +110,7 @@ def shard_over_seeds(items, item_axes, per_seed):
     return items, jax.device_put(pad(per_seed), batched), padded
 
 
-def first_divergence(first_nonfinite) -> tuple[int, int, int] | None:
+def first_divergence(first_nonfinite: ArrayLike) -> tuple[int, int, int] | None:
     """``(grid index, seed index, iteration)`` of the first run whose ``first_nonfinite`` is ≥ 0, else ``None``."""
     bad = np.argwhere(np.asarray(first_nonfinite) >= 0)
     if not bad.size:
@@ -120,7 +124,9 @@ def divergence_error(label: str, what: str, seed: int, iteration: int, advice: s
     return PrefsimError(f"rule {label!r} {what} at seed {seed}, iteration {iteration}; {advice}")
 
 
-def regret_from_mixture_sum(mixture_sum, policy, rewards, step):
+def regret_from_mixture_sum(
+    mixture_sum: jax.Array, policy: jax.Array, rewards: jax.Array, step: int | jax.Array
+) -> jax.Array:
     """Σ_{s<t}(max r − π_s·r) from the running sum Σ_{s≤t} π_s (last axis: arms; leading axes kept).
 
     Each π_s sums to one, so the sum over s < t equals Σ_y (Σ_{s<t} π_s(y))·(max r − r_y) with

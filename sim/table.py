@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
 from sim.metrics import METRIC_COLUMNS
 
 
-def results_table(labels, seeds, record, metrics) -> pd.DataFrame:
+def results_table(
+    labels: Sequence[tuple[str, Mapping[str, Any]]],
+    seeds: Sequence[int],
+    record: np.ndarray,
+    metrics: Mapping[str, np.ndarray],
+) -> pd.DataFrame:
     """Rows ``rule, seed, iteration`` + :data:`METRIC_COLUMNS` from arrays shaped (grid, seeds, recorded).
 
     ``labels`` is :meth:`sim.spec.RuleSpec.grid_labels` (one ``(label, point)`` per grid point).

@@ -14,11 +14,12 @@ on a CPU, or a multi-GPU host) and the same code runs unchanged.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from sim.game import Game
 from sim.headtohead import FINAL_POLICY
@@ -47,7 +48,7 @@ def _rows_times_transposed_preference(rows, preference):
 
 
 @jax.custom_batching.custom_vmap
-def shared_win_rates(preference, policies):
+def shared_win_rates(preference: jax.Array, policies: jax.Array) -> jax.Array:
     """``(P·π)`` for each row π of ``policies`` (shape (R, K) → (R, K)); what the trajectory uses for P·π.
 
     The value is ``policies @ Pᵀ``.  The custom batching rule chooses how seeds that share one P are
@@ -77,7 +78,9 @@ def _shared_win_rates_vmap(axis_size, in_batched, preference, policies):
     return products.reshape(policies.shape), True
 
 
-def update_with_shared_product(rule: ExactRule, state: ExactState, game: Game, win_rates=None) -> ExactState:
+def update_with_shared_product(
+    rule: ExactRule, state: ExactState, game: Game, win_rates: jax.Array | None = None
+) -> ExactState:
     """One ``rule.update`` with Pπ_t handed over in ``state.win_rates``.
 
     ``win_rates`` is Pπ_t when the caller already has it (a recording's product), else it is computed
@@ -109,7 +112,9 @@ def default_record_iterations(iterations: int, record_every: int | None = None) 
     return np.array(sorted(points), dtype=np.int64)
 
 
-def simulate(rule: ExactRule, game: Game, target, record_iterations: np.ndarray, locate_nonfinite: bool = False):
+def simulate(
+    rule: ExactRule, game: Game, target: jax.Array, record_iterations: np.ndarray, locate_nonfinite: bool = False
+) -> tuple[dict[str, jax.Array], jax.Array]:
     """Run ``rule`` on ``game`` and return ``(metrics, first_nonfinite)``.
 
     Args:
@@ -210,10 +215,10 @@ def simulate_grid(
     grid: dict,
     games: Game,
     game_axes: Game,
-    targets,
+    targets: ArrayLike,
     record_iterations: np.ndarray,
-    cache_key=None,
-):
+    cache_key: Hashable | None = None,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """vmap :func:`simulate` over seeds (axis 0 of batched game leaves and of ``targets``) and a grid.
 
     Args:

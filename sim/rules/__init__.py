@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from typing import Any
 
 from bandits.errors import PrefsimError
 from sim.rules import apo, dno, dpo, extragradient, inpo, mmd, nash_md, online_ipo, presets, sppo
@@ -91,7 +92,7 @@ def unregister_rule(name: str) -> None:
         ALIASES.pop(alias, None)
 
 
-def canonical_name(name, where: str = "rule", mode: str = "llm") -> str:
+def canonical_name(name: Any, where: str = "rule", mode: str = "llm") -> str:
     """The current name of rule ``name``.
 
     The aliases are the LLM bridge's old names (``ipo``, ``nash_md_pg``): in an LLM spec they still
@@ -140,7 +141,7 @@ def wrapper_parameters(name: str, parameters: dict) -> dict:
     return {p.name: parameters[p.name] for p in rule_info(name).parameters if p.name in parameters}
 
 
-def iteration_hook(name: str, parameters: dict, engine: str):
+def iteration_hook(name: str, parameters: dict, engine: str) -> Any:
     """The hook a wrapper rule runs after each proximal step in ``engine`` (``sampled``/``llm``), else ``None``.
 
     Raises :class:`PrefsimError` when the wrapper's settings cannot run in that engine.

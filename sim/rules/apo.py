@@ -37,12 +37,14 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from bandits.errors import PrefsimError
 from sim.game import normalize
 from sim.rules.base import ExactRule, ExactState, is_concrete, normalize_with_policy
-from sim.rules.definition import Parameter, RuleDefinition
+from sim.rules.definition import LossArray, Parameter, RuleDefinition
 
 SCHEDULES = ("constant", "nesterov")
 FORMS = ("parameters", "log_space", "implicit_reference")
@@ -58,24 +60,24 @@ ENGINE_FORMS = {
 FORM_ALIASES = {"parameter": "parameters", "implicit": "implicit_reference"}
 
 
-def extrapolation_weight(alpha, schedule: str, step):
+def extrapolation_weight(alpha: float | jax.Array, schedule: str, step: int | jax.Array) -> float | jax.Array:
     """α_t for the update t → t+1 (``step`` = t)."""
     if schedule == "nesterov":
         return step / (step + 3.0)
     return alpha
 
 
-def extrapolate(new, old, weight):
+def extrapolate(new: LossArray, old: LossArray, weight: float | jax.Array) -> LossArray:
     """θ̂_{t+1} + α(θ̂_{t+1} − θ̂_t) for one array (JAX, NumPy or torch)."""
     return new + weight * (new - old)
 
 
-def implicit_reference(new_log_policy, old_log_policy, weight):
+def implicit_reference(new_log_policy: LossArray, old_log_policy: LossArray, weight: float | jax.Array) -> LossArray:
     """(1+α)·log π̂_{t+1} − α·log π̂_t: Eq. (3.6) before normalisation (arrays of any library)."""
     return (1.0 + weight) * new_log_policy - weight * old_log_policy
 
 
-def extrapolate_log_space(new_log_policy, old_log_policy, weight):
+def extrapolate_log_space(new_log_policy: jax.Array, old_log_policy: jax.Array, weight: float | jax.Array) -> jax.Array:
     """Eq. (3.6): normalise((1+α)·log π̂_{t+1} − α·log π̂_t) along the last axis."""
     return normalize(implicit_reference(new_log_policy, old_log_policy, weight))
 
@@ -124,11 +126,13 @@ class Extrapolation:
     schedule: str = "constant"
     form: str = "parameters"
 
-    def weight(self, step):
+    def weight(self, step: int | jax.Array) -> float | jax.Array:
         """α_t of the update t → t+1."""
         return extrapolation_weight(self.alpha, self.schedule, step)
 
-    def next_iterate(self, step, proximal: Iterate, previous: Iterate, space: ExtrapolationSpace) -> NextIterate:
+    def next_iterate(
+        self, step: int | jax.Array, proximal: Iterate, previous: Iterate, space: ExtrapolationSpace
+    ) -> NextIterate:
         """The next iterate from the proximal output π̂_{t+1} (``proximal``) and π̂_t (``previous``)."""
         weight = self.weight(step)
         if self.form == "implicit_reference":
@@ -142,7 +146,7 @@ class Extrapolation:
         return NextIterate(params, log_policy, log_policy)
 
 
-def check_form(form, base: str, engine: str, where: str = "rule apo") -> str:
+def check_form(form: str, base: str, engine: str, where: str = "rule apo") -> str:
     """The current name of ``form`` after checking it against the base rule and the engine."""
     form = FORM_ALIASES.get(form, form)
     if form not in FORMS:
@@ -175,7 +179,9 @@ class ApoState(NamedTuple):
     reference: Any = None
 
 
-def apo(base: ExactRule, alpha=0.3, schedule: str = "constant", form: str = "parameters") -> ExactRule:
+def apo(
+    base: ExactRule, alpha: float | jax.Array = 0.3, schedule: str = "constant", form: str = "parameters"
+) -> ExactRule:
     """Wrap a proximal rule with APO's extrapolation.  ``alpha`` ∈ [0, 1) for the constant schedule.
 
     Exact mode computes the ``parameters`` and ``log_space`` forms as Eq. (3.6) (they coincide for a
@@ -248,7 +254,7 @@ DEFINITION = RuleDefinition(
 )
 
 
-def apo_multipliers(iterations, alpha):
+def apo_multipliers(iterations: ArrayLike, alpha: float) -> tuple[jax.Array, jax.Array]:
     """Closed-form (ĉ_T, c_T) of THEORY §B.3 for exact-reward APO-DPO (constant α).
 
     log π̂_T = log π_ref + ĉ_T·r/β and log π_T = log π_ref + c_T·r/β with

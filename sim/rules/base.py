@@ -81,7 +81,7 @@ def current_win_rates(state: ExactState, game: Game) -> jax.Array:
     return win_rates(game, current_policy(state)) if state.win_rates is None else state.win_rates
 
 
-def advance(state: ExactState, log_weights: jax.Array, **changes) -> ExactState:
+def advance(state: ExactState, log_weights: jax.Array, **changes: Any) -> ExactState:
     """The state after one update: π_{t+1} ∝ exp(``log_weights``), t + 1, and any other field changed.
 
     Normalises with :func:`normalize_with_policy`, so the new log-policy and its probabilities come
@@ -91,12 +91,12 @@ def advance(state: ExactState, log_weights: jax.Array, **changes) -> ExactState:
     return state._replace(log_policy=log_policy, policy=policy, step=state.step + 1, win_rates=None, **changes)
 
 
-def is_concrete(value) -> bool:
+def is_concrete(value: Any) -> bool:
     """True for Python/NumPy numbers (checkable now), False for JAX tracers."""
     return not isinstance(value, jax.core.Tracer)
 
 
-def require_positive(rule: str, name: str, value) -> None:
+def require_positive(rule: str, name: str, value: float | jax.Array) -> None:
     """Raise if a concrete hyper-parameter is not a finite number > 0."""
     if is_concrete(value):
         value = float(value)
@@ -104,7 +104,7 @@ def require_positive(rule: str, name: str, value) -> None:
             raise PrefsimError(f"rule {rule}: parameter {name} must be a finite number > 0, got {value:g}.")
 
 
-def require_nonnegative(rule: str, name: str, value) -> None:
+def require_nonnegative(rule: str, name: str, value: float | jax.Array) -> None:
     """Raise if a concrete hyper-parameter is not a finite number ≥ 0."""
     if is_concrete(value):
         value = float(value)
@@ -112,7 +112,13 @@ def require_nonnegative(rule: str, name: str, value) -> None:
             raise PrefsimError(f"rule {rule}: parameter {name} must be a finite number ≥ 0, got {value:g}.")
 
 
-def mirror_step(log_policy, log_reference, opponent_win_rates, step_size, tau):
+def mirror_step(
+    log_policy: jax.Array,
+    log_reference: jax.Array,
+    opponent_win_rates: jax.Array,
+    step_size: float | jax.Array,
+    tau: float | jax.Array,
+) -> jax.Array:
     """The regularised mirror-descent step U(ℓ; π′) of THEORY §C.10.
 
     ``U = (1 − sτ)·ℓ + sτ·ℓ_ref + s·Pπ′ − norm``, with step s and regularisation τ (sτ ≤ 1).
@@ -122,7 +128,13 @@ def mirror_step(log_policy, log_reference, opponent_win_rates, step_size, tau):
     return normalize_shifted(mirror_weights(log_policy, log_reference, opponent_win_rates, step_size, tau))
 
 
-def mirror_weights(log_policy, log_reference, opponent_win_rates, step_size, tau):
+def mirror_weights(
+    log_policy: jax.Array,
+    log_reference: jax.Array,
+    opponent_win_rates: jax.Array,
+    step_size: float | jax.Array,
+    tau: float | jax.Array,
+) -> jax.Array:
     """The unnormalised log-weights of :func:`mirror_step`: (1 − sτ)·ℓ + sτ·ℓ_ref + s·Pπ′."""
     weight = step_size * tau
     return (1.0 - weight) * log_policy + weight * log_reference + step_size * opponent_win_rates
@@ -139,7 +151,7 @@ def normalize_shifted(log_weights: jax.Array) -> jax.Array:
     return normalize_with_policy(log_weights)[0]
 
 
-def normalize_with_policy(log_weights: jax.Array):
+def normalize_with_policy(log_weights: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``(log π, π)`` for π ∝ exp(``log_weights``): :func:`normalize_shifted` and its probabilities.
 
     With ``d = v − max v`` and ``e = exp d``: log π = d − log Σe and π = e / Σe, so both come from

@@ -62,6 +62,9 @@ class LossOps(NamedTuple):
 #: JAX's operations (sampled mode).  :data:`llm_bridge.ops.TORCH_OPS` is torch's.
 JAX_OPS = LossOps(jax.nn.log_sigmoid, jax.nn.sigmoid, jax.lax.stop_gradient)
 
+#: An array a per-pair loss computes with: a JAX array in sampled mode, a torch tensor in the bridge.
+LossArray = Any
+
 #: ``loss(ops, batch, parameters) -> per-pair loss``.
 PairLoss = Callable[[LossOps, Mapping[str, Any], Mapping[str, Any]], Any]
 

@@ -11,11 +11,16 @@ i.e. SPPO with η_SPPO = 1/η_DNO; no π_ref term; the output is the uniform mix
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+
 from sim.rules.base import ExactRule, advance, current_win_rates, initial_state, require_positive
-from sim.rules.definition import JAX_OPS, PairData, Parameter, RuleDefinition
+from sim.rules.definition import JAX_OPS, LossArray, LossOps, PairData, Parameter, RuleDefinition
 
 
-def dno(eta=1.0) -> ExactRule:
+def dno(eta: float | jax.Array = 1.0) -> ExactRule:
     """Exact theoretical DNO with inverse learning rate eta > 0."""
     require_positive("dno", "eta", eta)
 
@@ -25,7 +30,15 @@ def dno(eta=1.0) -> ExactRule:
     return ExactRule("dno", initial_state, update)
 
 
-def dno_loss(policy_1, policy_2, previous_1, previous_2, reward_margin, eta, ops=JAX_OPS):
+def dno_loss(
+    policy_1: LossArray,
+    policy_2: LossArray,
+    previous_1: LossArray,
+    previous_2: LossArray,
+    reward_margin: LossArray,
+    eta: float | jax.Array,
+    ops: LossOps = JAX_OPS,
+) -> LossArray:
     """Per-pair soft-label DNO loss; ``reward_margin`` = r_t(y₁) − r_t(y₂), reference π_t:
     −[σ(Δr)·log σ(ηΔ) + σ(−Δr)·log σ(−ηΔ)], Δ = (log π − log π_t)(y₁) − (…)(y₂)."""
     delta = (policy_1 - previous_1) - (policy_2 - previous_2)
@@ -33,7 +46,7 @@ def dno_loss(policy_1, policy_2, previous_1, previous_2, reward_margin, eta, ops
     return -(label * ops.log_sigmoid(eta * delta) + (1.0 - label) * ops.log_sigmoid(-eta * delta))
 
 
-def pair_loss(ops, batch, parameters):
+def pair_loss(ops: LossOps, batch: Mapping[str, Any], parameters: Mapping[str, Any]) -> LossArray:
     """DNO's loss on a pair batch, r_t(y) = the scheme's estimate of P(y ≻ π_t)."""
     return dno_loss(
         batch["policy_w"],

@@ -10,14 +10,19 @@ Needs a Bradley–Terry game (``rewards``).  Sampled loss: −log σ(β[(log π 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+
 from bandits.errors import PrefsimError
 from sim.rules.base import ExactRule, advance, initial_state, require_positive
-from sim.rules.definition import JAX_OPS, PairData, Parameter, RuleDefinition
+from sim.rules.definition import JAX_OPS, LossArray, LossOps, PairData, Parameter, RuleDefinition
 
 ANCHORS = ("previous", "reference")
 
 
-def dpo(beta=1.0, anchor: str = "previous") -> ExactRule:
+def dpo(beta: float | jax.Array = 1.0, anchor: str = "previous") -> ExactRule:
     """Exact iterative DPO.  Args: beta (KL coefficient > 0); anchor ``previous`` (π_R = π_t, the
     proximal-point step) or ``reference`` (π_R = π_ref fixed: log π_{t+1} = log π_ref + r/β)."""
     require_positive("dpo", "beta", beta)
@@ -31,13 +36,20 @@ def dpo(beta=1.0, anchor: str = "previous") -> ExactRule:
     return ExactRule("dpo", initial_state, update)
 
 
-def dpo_loss(policy_w, policy_l, reference_w, reference_l, beta, ops=JAX_OPS):
+def dpo_loss(
+    policy_w: LossArray,
+    policy_l: LossArray,
+    reference_w: LossArray,
+    reference_l: LossArray,
+    beta: float | jax.Array,
+    ops: LossOps = JAX_OPS,
+) -> LossArray:
     """Per-pair DPO loss −log σ(βΔ), Δ = (log π − log π_R)(y_w) − (log π − log π_R)(y_l)."""
     delta = (policy_w - reference_w) - (policy_l - reference_l)
     return -ops.log_sigmoid(beta * delta)
 
 
-def pair_loss(ops, batch, parameters):
+def pair_loss(ops: LossOps, batch: Mapping[str, Any], parameters: Mapping[str, Any]) -> LossArray:
     """DPO's loss on a pair batch, anchored at π_t (``previous``) or π_ref (``reference``)."""
     anchor = "previous" if parameters.get("anchor", "previous") == "previous" else "reference"
     return dpo_loss(

@@ -12,6 +12,10 @@ learning rate** (step size, ητ ≤ 1) and τ the regularisation.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+import jax
 import jax.numpy as jnp
 
 from bandits.errors import PrefsimError
@@ -27,7 +31,7 @@ from sim.rules.base import (
     require_nonnegative,
     require_positive,
 )
-from sim.rules.definition import GAME_TAU, PairData, Parameter, RuleDefinition, Stage
+from sim.rules.definition import GAME_TAU, LossArray, LossOps, PairData, Parameter, RuleDefinition, Stage
 from sim.rules.inpo import inpo_log_ratio
 
 ESTIMATORS = ("ipo", "uniform")
@@ -42,7 +46,7 @@ def _check(rule, eta, tau, estimator="ipo"):
         raise PrefsimError(f"rule {rule}: the step eta·tau must be ≤ 1, got {float(eta) * float(tau):g}.")
 
 
-def extragradient(eta=0.5, tau=0.1, estimator: str = "ipo") -> ExactRule:
+def extragradient(eta: float | jax.Array = 0.5, tau: float | jax.Array = 0.1, estimator: str = "ipo") -> ExactRule:
     """Exact extragradient (mirror-prox) with learning rate eta and regularisation tau.
 
     ``estimator`` chooses the sampled loss (:func:`pair_loss`); the exact update does not depend on it.
@@ -59,7 +63,7 @@ def extragradient(eta=0.5, tau=0.1, estimator: str = "ipo") -> ExactRule:
     return ExactRule("extragradient", initial_state, update)
 
 
-def optimistic(eta=0.5, tau=0.1, estimator: str = "ipo") -> ExactRule:
+def optimistic(eta: float | jax.Array = 0.5, tau: float | jax.Array = 0.1, estimator: str = "ipo") -> ExactRule:
     """Exact optimistic mirror descent; ``extra`` carries (log π̄_t, Pπ̄_t).  ``estimator``: as for
     :func:`extragradient`."""
     _check("optimistic", eta, tau, estimator)
@@ -82,7 +86,7 @@ def optimistic(eta=0.5, tau=0.1, estimator: str = "ipo") -> ExactRule:
     return ExactRule("optimistic", init, update)
 
 
-def pair_loss(ops, batch, parameters):
+def pair_loss(ops: LossOps, batch: Mapping[str, Any], parameters: Mapping[str, Any]) -> LossArray:
     """Each stage's loss (EGPO, arXiv 2503.08942; ONPO, arXiv 2502.16852), anchor π_t and π_ref.
 
     ``estimator = "ipo"`` (EGPO's Online-IPO form): λ_p pairs from the stage's policy μ, ordered by one
@@ -107,12 +111,18 @@ def pair_loss(ops, batch, parameters):
     return (h - 0.5 * eta) ** 2
 
 
-def stage_update(parameters, log_policy, log_reference, source_win_rates, step):
+def stage_update(
+    parameters: Mapping[str, Any],
+    log_policy: jax.Array,
+    log_reference: jax.Array,
+    source_win_rates: jax.Array,
+    step: int | jax.Array,
+) -> jax.Array:
     """Population minimiser of a stage's loss on pairs from μ (unnormalised): U(ℓ_t; μ), given Pμ."""
     return mirror_weights(log_policy, log_reference, source_win_rates, parameters["eta"], parameters["tau"])
 
 
-def stage_scheme(parameters) -> str | None:
+def stage_scheme(parameters: Mapping[str, Any]) -> str | None:
     """The pair scheme the estimator fixes: ``uniform_opponent`` for ``uniform``, else the run's."""
     return "uniform_opponent" if parameters.get("estimator", "ipo") == "uniform" else None
 

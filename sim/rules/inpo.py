@@ -19,6 +19,11 @@ Sampled loss (Eq. 7/8, THEORY §A.4): on pairs y, y′ ~ π_t i.i.d. ordered by 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+
 from bandits.errors import PrefsimError
 from sim.rules.base import (
     ExactRule,
@@ -29,19 +34,21 @@ from sim.rules.base import (
     mirror_weights,
     require_positive,
 )
-from sim.rules.definition import GAME_TAU, PairData, Parameter, RuleDefinition
+from sim.rules.definition import GAME_TAU, LossArray, LossOps, PairData, Parameter, RuleDefinition
 
 SCHEDULES = ("constant", "theorem4")
 
 
-def inpo_eta(eta, tau, schedule: str, step):
+def inpo_eta(
+    eta: float | jax.Array | None, tau: float | jax.Array, schedule: str, step: int | jax.Array | LossArray
+) -> float | jax.Array | LossArray:
     """The inverse learning rate used by the update t → t+1 (``step`` = t)."""
     if schedule == "theorem4":
         return tau * (step + 2.0) / 2.0
     return eta
 
 
-def inpo(eta=None, tau=0.1, schedule: str = "constant") -> ExactRule:
+def inpo(eta: float | jax.Array | None = None, tau: float | jax.Array = 0.1, schedule: str = "constant") -> ExactRule:
     """Exact INPO / online mirror descent on the τ-regularised preference game.
 
     Args:
@@ -72,7 +79,16 @@ def inpo(eta=None, tau=0.1, schedule: str = "constant") -> ExactRule:
     return ExactRule("inpo", initial_state, update)
 
 
-def inpo_log_ratio(policy_w, policy_l, reference_w, reference_l, previous_w, previous_l, eta, tau):
+def inpo_log_ratio(
+    policy_w: LossArray,
+    policy_l: LossArray,
+    reference_w: LossArray,
+    reference_l: LossArray,
+    previous_w: LossArray,
+    previous_l: LossArray,
+    eta: float | jax.Array | LossArray,
+    tau: float | jax.Array,
+) -> LossArray:
     """h_t = log π(y_w)/π(y_l) − (τ/η)·log π_ref(y_w)/π_ref(y_l) − ((η−τ)/η)·log π_t(y_w)/π_t(y_l)."""
     return (
         (policy_w - policy_l)
@@ -81,7 +97,16 @@ def inpo_log_ratio(policy_w, policy_l, reference_w, reference_l, previous_w, pre
     )
 
 
-def inpo_loss(policy_w, policy_l, reference_w, reference_l, previous_w, previous_l, eta, tau):
+def inpo_loss(
+    policy_w: LossArray,
+    policy_l: LossArray,
+    reference_w: LossArray,
+    reference_l: LossArray,
+    previous_w: LossArray,
+    previous_l: LossArray,
+    eta: float | jax.Array | LossArray,
+    tau: float | jax.Array,
+) -> LossArray:
     """Per-pair INPO loss (Eq. 8) from log-probabilities of the winner (w) and loser (l).
 
     ``policy_*`` = log π, ``reference_*`` = log π_ref, ``previous_*`` = log π_t.  Returns
@@ -92,7 +117,7 @@ def inpo_loss(policy_w, policy_l, reference_w, reference_l, previous_w, previous
     return (h - 1.0 / (2.0 * eta)) ** 2
 
 
-def pair_loss(ops, batch, parameters):
+def pair_loss(ops: LossOps, batch: Mapping[str, Any], parameters: Mapping[str, Any]) -> LossArray:
     """INPO's loss on a pair batch (:data:`sim.rules.definition.BATCH_KEYS`), η_t of the schedule."""
     eta = inpo_eta(parameters.get("eta"), parameters["tau"], parameters.get("schedule", "constant"), batch["step"])
     return inpo_loss(
@@ -107,7 +132,13 @@ def pair_loss(ops, batch, parameters):
     )
 
 
-def offline_update(parameters, log_policy, log_reference, reference_win_rates, step):
+def offline_update(
+    parameters: Mapping[str, Any],
+    log_policy: jax.Array,
+    log_reference: jax.Array,
+    reference_win_rates: jax.Array,
+    step: int | jax.Array,
+) -> jax.Array:
     """Population minimiser of the INPO loss on pairs from π_ref (unnormalised log-weights).
 
     (1 − τ/η_t)·log π_t + (τ/η_t)·log π_ref + Pπ_ref/η_t: the INPO step with Pπ_ref in place of Pπ_t.

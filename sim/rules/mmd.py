@@ -10,11 +10,13 @@ Equivalence: MMD with step η_MMD equals exact INPO with η_INPO = τ + 1/η_MMD
 
 from __future__ import annotations
 
+import jax
+
 from sim.rules.base import ExactRule, advance, current_win_rates, initial_state, require_nonnegative, require_positive
 from sim.rules.definition import GAME_TAU, Parameter, RuleDefinition
 
 
-def mmd(eta=1.0, tau=0.1) -> ExactRule:
+def mmd(eta: float | jax.Array = 1.0, tau: float | jax.Array = 0.1) -> ExactRule:
     """Exact MMD with magnet π_ref.  Args: eta (step size > 0), tau (magnet strength ≥ 0)."""
     require_positive("mmd", "eta", eta)
     require_nonnegative("mmd", "tau", tau)

@@ -12,15 +12,19 @@ Sampled form Nash-MD-PG: per sample y ~ π, y′ ~ π^μ, loss −sg[P(y≻y′)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+import jax
 import jax.numpy as jnp
 
 from bandits.errors import PrefsimError
 from sim.game import normalize, win_rates
 from sim.rules.base import ExactRule, advance, initial_state, is_concrete, mirror_weights, require_positive
-from sim.rules.definition import GAME_TAU, JAX_OPS, PairData, Parameter, RuleDefinition
+from sim.rules.definition import GAME_TAU, JAX_OPS, LossArray, LossOps, PairData, Parameter, RuleDefinition
 
 
-def nash_md(eta=0.1, tau=0.1) -> ExactRule:
+def nash_md(eta: float | jax.Array = 0.1, tau: float | jax.Array = 0.1) -> ExactRule:
     """Exact Nash-MD.  Args: eta (learning rate > 0), tau (regularisation > 0), with ητ ≤ 1."""
     require_positive("nash_md", "eta", eta)
     require_positive("nash_md", "tau", tau)
@@ -36,23 +40,31 @@ def nash_md(eta=0.1, tau=0.1) -> ExactRule:
     return ExactRule("nash_md", initial_state, update)
 
 
-def mixture_log_weights(log_policy, log_reference, eta, tau):
+def mixture_log_weights(
+    log_policy: jax.Array, log_reference: jax.Array, eta: float | jax.Array, tau: float | jax.Array
+) -> jax.Array:
     """Unnormalised log π_t^μ = (1 − ητ)·log π_t + ητ·log π_ref: Nash-MD's geometric-mixture opponent."""
     return (1.0 - eta * tau) * log_policy + eta * tau * log_reference
 
 
-def opponent(log_policy, log_reference, parameters):
+def opponent(log_policy: jax.Array, log_reference: jax.Array, parameters: Mapping[str, Any]) -> jax.Array:
     """The opponent the sampled pairs are drawn against: π_t^μ (log-weights, unnormalised)."""
     return mixture_log_weights(log_policy, log_reference, parameters["eta"], parameters["tau"])
 
 
-def nash_md_pg_loss(policy_y, reference_y, preference_y_over_opponent, tau, ops=JAX_OPS):
+def nash_md_pg_loss(
+    policy_y: LossArray,
+    reference_y: LossArray,
+    preference_y_over_opponent: LossArray,
+    tau: float | jax.Array,
+    ops: LossOps = JAX_OPS,
+) -> LossArray:
     """Per-sample Nash-MD-PG surrogate: −sg[P(y≻y′) − ½ − τ(log π(y) − log π_ref(y))]·log π(y)."""
     advantage = ops.stop_gradient(preference_y_over_opponent - 0.5 - tau * (policy_y - reference_y))
     return -advantage * policy_y
 
 
-def pair_loss(ops, batch, parameters):
+def pair_loss(ops: LossOps, batch: Mapping[str, Any], parameters: Mapping[str, Any]) -> LossArray:
     """Nash-MD-PG on a pair batch: the first response is a sample of π_t scored against its opponent
     (``win_rate_w``); when both responses are samples of π_t (``both_from_policy`` = 1, each the other's
     opponent) the two surrogates are averaged."""

@@ -10,11 +10,16 @@ which is INPO with η = τ.  It converges iff ω_max < τ and cycles otherwise (
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+
 from sim.rules.base import ExactRule, advance, current_win_rates, initial_state, require_positive
-from sim.rules.definition import GAME_TAU, PairData, Parameter, RuleDefinition
+from sim.rules.definition import GAME_TAU, LossArray, LossOps, PairData, Parameter, RuleDefinition
 
 
-def online_ipo(tau=0.1) -> ExactRule:
+def online_ipo(tau: float | jax.Array = 0.1) -> ExactRule:
     """Iterated regularised best response: π_{t+1} ∝ π_ref·exp(Pπ_t/τ)."""
     require_positive("online_ipo", "tau", tau)
 
@@ -24,18 +29,26 @@ def online_ipo(tau=0.1) -> ExactRule:
     return ExactRule("online_ipo", initial_state, update)
 
 
-def ipo_loss(policy_w, policy_l, reference_w, reference_l, tau):
+def ipo_loss(
+    policy_w: LossArray, policy_l: LossArray, reference_w: LossArray, reference_l: LossArray, tau: float | jax.Array
+) -> LossArray:
     """Per-pair IPO loss (Azar et al.): ``(Δ − 1/(2τ))²``, Δ = (log π − log π_ref)(y_w) − (…)(y_l)."""
     delta = (policy_w - reference_w) - (policy_l - reference_l)
     return (delta - 1.0 / (2.0 * tau)) ** 2
 
 
-def pair_loss(ops, batch, parameters):
+def pair_loss(ops: LossOps, batch: Mapping[str, Any], parameters: Mapping[str, Any]) -> LossArray:
     """Online IPO's loss on a pair batch (anchor π_ref, pairs from π_t)."""
     return ipo_loss(batch["policy_w"], batch["policy_l"], batch["reference_w"], batch["reference_l"], parameters["tau"])
 
 
-def offline_update(parameters, log_policy, log_reference, reference_win_rates, step):
+def offline_update(
+    parameters: Mapping[str, Any],
+    log_policy: jax.Array,
+    log_reference: jax.Array,
+    reference_win_rates: jax.Array,
+    step: int | jax.Array,
+) -> jax.Array:
     """Population minimiser of the IPO loss on pairs from π_ref: log BR_τ(π_ref) + const (independent of π_t)."""
     return log_reference + reference_win_rates / parameters["tau"]
 

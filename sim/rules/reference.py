@@ -49,7 +49,7 @@ class AnchorState(NamedTuple):
     anchor: Any
 
 
-def check_every(every, where: str = "rule") -> None:
+def check_every(every: int | jax.Array, where: str = "rule") -> None:
     """Raise unless a concrete ``reference_every`` is an integer ≥ 1."""
     if is_concrete(every):
         value = float(every)
@@ -57,7 +57,7 @@ def check_every(every, where: str = "rule") -> None:
             raise PrefsimError(f"{where}: reference_every must be an integer ≥ 1 (iterations), got {every!r}.")
 
 
-def advances_at(step, every):
+def advances_at(step: int | jax.Array, every: int | jax.Array) -> jax.Array:
     """True where the update from ``step`` = t starts by moving the reference: t > 0 and t mod M = 0."""
     return (step > 0) & (jnp.mod(step, every) == 0)
 
@@ -69,7 +69,7 @@ def anchor_iteration(step: int, every: int | None) -> int:
     return int(every) * (int(step) // int(every))
 
 
-def with_reference_advancement(base: ExactRule, every) -> ExactRule:
+def with_reference_advancement(base: ExactRule, every: int | jax.Array) -> ExactRule:
     """``base`` with its reference moved to π_t every ``every`` updates (module docstring)."""
     check_every(every)
 

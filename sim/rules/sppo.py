@@ -17,19 +17,22 @@ iterate need not converge.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
 from bandits.errors import PrefsimError
 from sim.rules.base import ExactRule, advance, current_win_rates, initial_state, require_positive
-from sim.rules.definition import PairData, Parameter, RuleDefinition
+from sim.rules.definition import LossArray, LossOps, PairData, Parameter, RuleDefinition
 
 NORMALISERS = ("exact", "paper")
 _INNER_NEWTON_STEPS = 12
 _OUTER_STEPS = 60
 
 
-def wright_omega(x):
+def wright_omega(x: jax.Array) -> jax.Array:
     """ω(x): the solution w > 0 of w + log w = x (elementwise), to machine precision.
 
     Two monotone Newton iterations that cannot overshoot or overflow: for x > 1 on the concave
@@ -53,7 +56,7 @@ def wright_omega(x):
     return jnp.where(large, w, jnp.exp(s))
 
 
-def solve_paper_target(log_policy, target):
+def solve_paper_target(log_policy: jax.Array, target: jax.Array) -> jax.Array:
     """argmin_{d: Σ π e^d = 1} Σ π (d − c)², π = exp(log_policy), c = ``target`` (THEORY §C.7).
 
     Returns the new log-policy ``log_policy + d``.  Solves d_y + μe^{d_y} = c_y per arm in closed form
@@ -99,7 +102,7 @@ def solve_paper_target(log_policy, target):
     return log_policy + jnp.where(use_zero, exact, d)
 
 
-def sppo(eta=1.0, normaliser: str = "exact") -> ExactRule:
+def sppo(eta: float | jax.Array = 1.0, normaliser: str = "exact") -> ExactRule:
     """Exact SPPO.  Args: eta (learning rate > 0), normaliser ``exact`` (log Z_t) or ``paper`` (η/2)."""
     require_positive("sppo", "eta", eta)
     if normaliser not in NORMALISERS:
@@ -114,18 +117,26 @@ def sppo(eta=1.0, normaliser: str = "exact") -> ExactRule:
     return ExactRule("sppo", initial_state, update)
 
 
-def sppo_loss(policy_y, previous_y, win_rate_y, eta):
+def sppo_loss(policy_y: LossArray, previous_y: LossArray, win_rate_y: LossArray, eta: float | jax.Array) -> LossArray:
     """Per-sample SPPO loss (paper): ``(log π(y) − log π_t(y) − η(P̂(y≻π_t) − ½))²``."""
     return (policy_y - previous_y - eta * (win_rate_y - 0.5)) ** 2
 
 
-def sppo_code_loss(policy_w, previous_w, win_rate_w, policy_l, previous_l, win_rate_l, eta):
+def sppo_code_loss(
+    policy_w: LossArray,
+    previous_w: LossArray,
+    win_rate_w: LossArray,
+    policy_l: LossArray,
+    previous_l: LossArray,
+    win_rate_l: LossArray,
+    eta: float | jax.Array,
+) -> LossArray:
     """Official-code SPPO loss (``uclaml/SPPO`` trainer, β = 1/η): the mean of :func:`sppo_loss` over
     the pair's two responses, ½[(Δ_w − η(P_w − ½))² + (Δ_l − η(P_l − ½))²]."""
     return 0.5 * (sppo_loss(policy_w, previous_w, win_rate_w, eta) + sppo_loss(policy_l, previous_l, win_rate_l, eta))
 
 
-def pair_loss(ops, batch, parameters):
+def pair_loss(ops: LossOps, batch: Mapping[str, Any], parameters: Mapping[str, Any]) -> LossArray:
     """SPPO's loss on a pair batch: both responses regress on their win-rate targets (reference π_t)."""
     return sppo_code_loss(
         batch["policy_w"],

@@ -15,11 +15,15 @@ tabular/log-linear policies these represent π_{t+1} exactly).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 
 from sim.rules.apo import FORMS, ExtrapolationSpace, extrapolate, extrapolate_log_space, implicit_reference
+
+if TYPE_CHECKING:
+    from sim.sampled.policies import PolicyModel
+    from sim.sampled.problem import Problem
 
 APO_FORMS = FORMS
 
@@ -31,12 +35,12 @@ class ApoSampledState(NamedTuple):
     previous_log_policy: jax.Array
 
 
-def extrapolate_parameters(new_params, old_params, alpha):
+def extrapolate_parameters(new_params: Any, old_params: Any, alpha: float | jax.Array) -> Any:
     """θ̂_{t+1} + α(θ̂_{t+1} − θ̂_t), leaf by leaf (:func:`sim.rules.apo.extrapolate`)."""
     return jax.tree_util.tree_map(lambda new, old: extrapolate(new, old, alpha), new_params, old_params)
 
 
-def sampled_space(policy, problem) -> ExtrapolationSpace:
+def sampled_space(policy: PolicyModel, problem: Problem) -> ExtrapolationSpace:
     """The extrapolation space of a sampled policy model on ``problem``."""
     return ExtrapolationSpace(extrapolate_parameters, lambda params: policy.log_probs(params, problem))
 

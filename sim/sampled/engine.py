@@ -31,6 +31,7 @@ carries the first bad iteration, and :func:`sim.sampled.experiment.run_sampled_r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -107,7 +108,7 @@ class IterationInfo(NamedTuple):
     nonfinite: jax.Array
 
 
-def make_optimizer(name: str, learning_rate) -> optax.GradientTransformation:
+def make_optimizer(name: str, learning_rate: float) -> optax.GradientTransformation:
     """optax ``sgd`` / ``adam`` / ``rmsprop`` with their default constants and ``learning_rate``."""
     if name == "sgd":
         return optax.sgd(learning_rate)
@@ -118,7 +119,7 @@ def make_optimizer(name: str, learning_rate) -> optax.GradientTransformation:
     raise PrefsimError(f"run.optimizer: unknown optimiser {name!r}; choose one of {', '.join(OPTIMIZERS)}.")
 
 
-def check_settings(settings) -> None:
+def check_settings(settings: Any) -> None:
     """Validate the sampled-mode fields of a :class:`sim.spec.RunSpec` (or any object with them)."""
     pairs = settings.pairs_per_iteration
     if isinstance(pairs, bool) or not isinstance(pairs, int) or pairs < 1:
@@ -148,7 +149,9 @@ def check_settings(settings) -> None:
     make_policy(settings.policy, settings.mlp_width, settings.mlp_hidden_layers)
 
 
-def exact_proximal(rule_name: str, parameters: dict, problem: Problem, log_reference_policy, step):
+def exact_proximal(
+    rule_name: str, parameters: dict, problem: Problem, log_reference_policy: jax.Array, step: int | jax.Array
+) -> jax.Array:
     """The exact population update of the rule (a wrapper: its base) applied to π_t = ``log_reference_policy`` (M, K)."""
     games = context_games(problem)
     rule = build_rule(base_of(rule_name, parameters), base_parameters(rule_name, parameters))
@@ -170,14 +173,14 @@ class Carried(NamedTuple):
 CARRY_KEY = 10_007
 
 
-def stage_plan(rule_name: str, parameters: dict, settings) -> tuple[tuple, str]:
+def stage_plan(rule_name: str, parameters: dict, settings: Any) -> tuple[tuple, str]:
     """``(stages, scheme)``: the proximal solves of one iteration and the pair scheme they draw with."""
     data = rule_info(base_of(rule_name, parameters)).data
     override = data.scheme(base_parameters(rule_name, parameters)) if data.scheme is not None else None
     return (data.stages or (Stage(),)), (override or settings.pair_scheme)
 
 
-def build_iteration(rule_name: str, parameters: dict, settings):
+def build_iteration(rule_name: str, parameters: dict, settings: Any) -> tuple[Callable, Callable]:
     """``(init, iteration)`` pure functions of one seed's sampled run.
 
     ``init(key, problem) -> SampledState`` and
@@ -321,7 +324,14 @@ def build_iteration(rule_name: str, parameters: dict, settings):
     return init, iteration
 
 
-def optimise(objective, params, batch, key, optimizer, settings):
+def optimise(
+    objective: Callable[[Any, Any], jax.Array],
+    params: Any,
+    batch: Any,
+    key: jax.Array,
+    optimizer: optax.GradientTransformation,
+    settings: Any,
+) -> tuple[Any, jax.Array]:
     """Minimise ``objective(params, batch)`` from ``params``; returns ``(params, final full-batch loss)``.
 
     ``batch`` is a pytree whose leaves of rank ≥ 1 have the pairs on axis 0 (minibatches slice them);
@@ -372,7 +382,9 @@ def optimise(objective, params, batch, key, optimizer, settings):
     return params, objective(params, batch)
 
 
-def simulate_sampled(rule_name: str, parameters: dict, settings, problem: Problem, key, record_iterations):
+def simulate_sampled(
+    rule_name: str, parameters: dict, settings: Any, problem: Problem, key: jax.Array, record_iterations: np.ndarray
+) -> tuple[dict[str, jax.Array], jax.Array]:
     """One seed's run: ``(metrics, first_nonfinite)``.
 
     ``metrics``: column → (R,) for :data:`sim.metrics.METRIC_COLUMNS` (context-weighted) plus
@@ -424,8 +436,15 @@ def simulate_sampled(rule_name: str, parameters: dict, settings, problem: Proble
 
 
 def simulate_sampled_grid(
-    rule_name: str, fixed: dict, grid: dict, settings, problems: Problem, problem_axes, keys, record_iterations
-):
+    rule_name: str,
+    fixed: dict,
+    grid: dict,
+    settings: Any,
+    problems: Problem,
+    problem_axes: Problem,
+    keys: jax.Array,
+    record_iterations: np.ndarray,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """vmap :func:`simulate_sampled` over seeds (``keys`` (S, 2), batched problem leaves) and a grid.
 
     Args:

@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,10 +35,15 @@ from sim.sampled.validation import validate_sampled_spec  # noqa: F401  (re-expo
 from sim.shared_engine import divergence_error, first_divergence, stack_over_seeds
 from sim.table import results_table
 
+if TYPE_CHECKING:
+    from jax.typing import DTypeLike
+
+    from sim.spec import ExperimentSpec, RuleSpec, RunSpec
+
 SAMPLED_COLUMNS = ("queries", "distance_to_exact", "loss")
 
 
-def problem_for_seed(spec, seed: int, dtype) -> Problem:
+def problem_for_seed(spec: ExperimentSpec, seed: int, dtype: DTypeLike) -> Problem:
     """The sampled problem of one seed."""
     run = spec.run
     tau = float(spec.game.tau)
@@ -75,14 +80,14 @@ class SampledInputs(NamedTuple):
     keys: jax.Array
 
 
-def build_sampled_inputs(spec, dtype=jnp.float64) -> SampledInputs:
+def build_sampled_inputs(spec: ExperimentSpec, dtype: DTypeLike = jnp.float64) -> SampledInputs:
     """Problems for every seed of ``spec`` (leaves shared when equal across seeds) and keys."""
     problems, axes = stack_over_seeds([problem_for_seed(spec, seed, dtype) for seed in spec.seeds])
     keys = jnp.stack([jax.random.PRNGKey(int(seed)) for seed in spec.seeds])
     return SampledInputs(problems, axes, keys)
 
 
-def queries_per_draw(settings, problem: Problem, scheme: str | None = None) -> int:
+def queries_per_draw(settings: RunSpec, problem: Problem, scheme: str | None = None) -> int:
     """Oracle queries one draw of ``pairs_per_iteration`` pairs makes with ``scheme`` (default: the run's),
     tallied by tracing the scheme (no computation)."""
     box = {}
@@ -113,7 +118,7 @@ def queries_per_draw(settings, problem: Problem, scheme: str | None = None) -> i
     return int(box["queries"])
 
 
-def run_sampled_rule(rule, spec, inputs: SampledInputs, record) -> pd.DataFrame:
+def run_sampled_rule(rule: RuleSpec, spec: ExperimentSpec, inputs: SampledInputs, record: np.ndarray) -> pd.DataFrame:
     """All grid points × seeds of one ``[[rule]]`` table in sampled mode, in one jitted call."""
     labels = rule.grid_labels()
     fixed = rule.fixed()

@@ -61,7 +61,7 @@ def _gather(log_probs, contexts, responses):
     return log_probs[contexts, responses]
 
 
-def pair_loss(rule_name: str, parameters: dict, pair_scheme: str = "lambda_p"):
+def pair_loss(rule_name: str, parameters: dict, pair_scheme: str = "lambda_p") -> tuple[Callable, Callable]:
     """The rule's loss split into ``(prepare, evaluate)`` so constants are gathered once per iteration.
 
     ``prepare(reference, log_reference, batch, step) -> terms`` gathers everything that does not

@@ -53,12 +53,19 @@ against the geometric mixture of π_t; APO's momentum is defined across fresh pr
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+import jax
 import jax.numpy as jnp
 
 from bandits.errors import PrefsimError
 from bandits.oracles import make_pairs
 from sim.game import normalize
 from sim.rules import RULES, rule_info
+
+if TYPE_CHECKING:
+    from bandits.oracles import PairBatch
+    from sim.sampled.problem import Problem
 
 #: Values of ``[run] data``.
 DATA_SOURCES = ("online", "offline")
@@ -68,7 +75,7 @@ OFFLINE_SCHEMES = ("lambda_p",)
 OFFLINE_KEY = 10_003
 
 
-def check_data_settings(settings) -> None:
+def check_data_settings(settings: Any) -> None:
     """Validate ``data`` / ``offline_pairs`` / ``pair_scheme`` of a :class:`sim.spec.RunSpec`."""
     data = settings.data
     if data not in DATA_SOURCES:
@@ -97,7 +104,7 @@ def check_data_settings(settings) -> None:
         )
 
 
-def training_pairs(settings) -> int:
+def training_pairs(settings: Any) -> int:
     """Pairs the loss of one iteration is computed on: ``offline_pairs`` offline, else N."""
     return settings.offline_pairs if settings.data == "offline" else settings.pairs_per_iteration
 
@@ -119,7 +126,7 @@ def check_offline_rule(rule_name: str, where: str = "rule") -> None:
         )
 
 
-def offline_dataset(key, problem, settings):
+def offline_dataset(key: jax.Array, problem: Problem, settings: Any) -> PairBatch:
     """The seed's offline :class:`~bandits.oracles.PairBatch`: ``offline_pairs`` λ_p pairs from π_ref."""
     batch, _ = make_pairs(
         "lambda_p",
@@ -133,12 +140,14 @@ def offline_dataset(key, problem, settings):
     return batch
 
 
-def dataset_queries(settings) -> int:
+def dataset_queries(settings: Any) -> int:
     """Oracle queries that buy the offline dataset (one per λ_p pair)."""
     return int(settings.offline_pairs)
 
 
-def offline_exact_proximal(rule_name: str, parameters: dict, problem, log_policy, step):
+def offline_exact_proximal(
+    rule_name: str, parameters: dict, problem: Problem, log_policy: jax.Array, step: int | jax.Array
+) -> jax.Array:
     """Population minimiser of the rule's loss on pairs from π_ref (module docstring, step 3), (M, K).
 
     The rule definition's ``offline`` counterpart (:mod:`sim.rules.online_ipo`: log BR_τ(π_ref);

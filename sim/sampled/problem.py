@@ -14,6 +14,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike, DTypeLike
 
 from bandits.errors import PrefsimError
 from sim.game import Game
@@ -60,7 +61,9 @@ def context_games(problem: Problem) -> Game:
 GAME_AXES = Game(0, 0, 0, 0, None)
 
 
-def problem_from_game(game: Game, target, features=None, dtype=None) -> Problem:
+def problem_from_game(
+    game: Game, target: ArrayLike, features: ArrayLike | None = None, dtype: DTypeLike | None = None
+) -> Problem:
     """Lift a non-contextual :class:`Game` (and its π* ``target``, shape (K,)) to M = 1."""
     dtype = dtype or game.preference.dtype
     arms = game.preference.shape[-1]
@@ -82,7 +85,13 @@ def problem_from_game(game: Game, target, features=None, dtype=None) -> Problem:
 
 
 def problem_from_arrays(
-    preference, features, context_probs=None, rewards=None, reference=None, tau: float = 0.0, dtype=jnp.float64
+    preference: ArrayLike,
+    features: ArrayLike,
+    context_probs: ArrayLike | None = None,
+    rewards: ArrayLike | None = None,
+    reference: ArrayLike | None = None,
+    tau: float = 0.0,
+    dtype: DTypeLike = jnp.float64,
 ) -> Problem:
     """Build a :class:`Problem` from NumPy arrays (e.g. :mod:`bandits.linear`, :mod:`bandits.continuous`).
 

@@ -6,7 +6,11 @@ reads the rule's definition in the registry (:mod:`sim.rules`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from bandits.errors import PrefsimError
+from bandits.games import GameSpec
 from bandits.pair_schemes import resolve_scheme
 from sim.rules import base_of, rule_info
 from sim.rules.apo import check_form
@@ -19,7 +23,7 @@ PROBLEMS = ("game", "linear_bradley_terry", "linear_preference_game", "ring")
 FEATURES = ("one_hot", "random")
 
 
-def validate_sampled_spec(run, game, rules) -> None:
+def validate_sampled_spec(run: Any, game: GameSpec, rules: Sequence[Any]) -> None:
     """Check the ``[run]`` sampled keys against the game and rules (raises :class:`PrefsimError`)."""
     check_settings(run)
     resolve_scheme(run.pair_scheme, "sampled", "run.pair_scheme")
@@ -54,7 +58,7 @@ def validate_sampled_spec(run, game, rules) -> None:
             check_offline_rule(rule.name, where)
             if rule_info(base_of(rule.name, rule.parameters)).data.stages:
                 raise PrefsimError(
-                    f'{where}: rule {rule.name} draws fresh pairs at every stage of an iteration (from π_t and its '
+                    f"{where}: rule {rule.name} draws fresh pairs at every stage of an iteration (from π_t and its "
                     'half step); run.data = "offline" has one fixed dataset. Use data = "online".'
                 )
             if REFERENCE_EVERY.name in rule.parameters:
