@@ -8,6 +8,7 @@ it is dropped; EOS stays, since π assigns it probability).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 
@@ -74,6 +75,75 @@ def encode_prompts(tokenizer, prompts: list[str], chat_template: bool) -> list[l
     return encoded
 
 
+def _ids(value) -> list[int]:
+    if value is None:
+        return []
+    if isinstance(value, int):
+        return [value]
+    return [int(v) for v in value]
+
+
+def _hf_model(model):
+    """The transformers model under a peft wrapper (whose ``generate`` reads the inner model's config)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def eos_token_ids(model, tokenizer) -> list[int]:
+    """Every end-of-sequence id: the tokenizer's first, then the generation config's and the model config's.
+
+    Llama-3-style models list several (``eos_token_id = [128001, 128008, 128009]``); a response ends at
+    the first of any of them.
+    """
+    inner = _hf_model(model)
+    ids = _ids(tokenizer.eos_token_id)
+    generation_config = getattr(inner, "generation_config", None)
+    for value in (getattr(generation_config, "eos_token_id", None), getattr(inner.config, "eos_token_id", None)):
+        ids += [i for i in _ids(value) if i not in ids]
+    return ids
+
+
+def exact_generation_config(sampling: SamplingSpec, pad_id: int, eos_ids: list[int]):
+    """A complete ``GenerationConfig`` that samples from π (tempered/truncated only as ``sampling`` asks).
+
+    Starts from transformers' neutral defaults (repetition penalty 1, no n-gram blocking, no
+    suppressed or forced tokens, one beam, no minimum length, …) rather than from the model's
+    ``generation_config.json``; the warpers are exactly ``sampling``'s (temperature 1, top-p 1,
+    top-k 0 leave π untouched).
+    """
+    from transformers import GenerationConfig
+
+    config = GenerationConfig()
+    defaults = getattr(GenerationConfig, "_get_default_generation_params", None)
+    if defaults is not None:  # transformers ≥ 5 leaves unset fields None and fills them from the model's config
+        config.update(**defaults())
+    config.update(
+        do_sample=True,
+        num_beams=1,
+        num_return_sequences=1,
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        top_k=sampling.top_k,
+        max_new_tokens=sampling.max_new_tokens,
+        min_length=0,
+        min_new_tokens=None,
+        pad_token_id=pad_id,
+        eos_token_id=list(eos_ids) if eos_ids else None,
+    )
+    return config
+
+
+@contextlib.contextmanager
+def _generation_config_replaced(model, config):
+    """Temporarily make ``config`` the model's own generation config (so nothing is filled in from it)."""
+    inner = _hf_model(model)
+    saved = inner.generation_config
+    inner.generation_config = config
+    try:
+        yield
+    finally:
+        inner.generation_config = saved
+
+
 @torch.no_grad()
 def generate(
     model,
@@ -85,10 +155,15 @@ def generate(
     progress: bool = True,
     description: str = "generate",
 ) -> Generated:
-    """Draw ``samples`` responses per prompt from ``model`` (π_t); reproducible given ``seed``."""
+    """Draw ``samples`` responses per prompt from ``model`` (π_t); reproducible given ``seed``.
+
+    Samples from π itself whatever the model's ``generation_config.json`` sets (see the module
+    docstring); a response ends at the first of any end-of-sequence id (:func:`eos_token_ids`).
+    """
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id
-    eos_id = tokenizer.eos_token_id
+    eos_ids = eos_token_ids(model, tokenizer)
+    config = exact_generation_config(sampling, pad_id, eos_ids)
     jobs = [(i, k) for i in range(len(prompt_ids)) for k in range(samples)]
     responses = [[None] * samples for _ in prompt_ids]
     tokens = 0
@@ -104,23 +179,17 @@ def generate(
             input_ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
             attention[row, width - len(prompt) :] = 1
         torch.manual_seed(seed * 1_000_003 + batch_index)
-        output = model.generate(
-            input_ids=input_ids.to(device),
-            attention_mask=attention.to(device),
-            do_sample=True,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            top_k=sampling.top_k,
-            max_new_tokens=sampling.max_new_tokens,
-            pad_token_id=pad_id,
-            eos_token_id=eos_id,
-        )
+        with _generation_config_replaced(model, config):
+            output = model.generate(
+                input_ids=input_ids.to(device), attention_mask=attention.to(device), generation_config=config
+            )
         for row, (i, k) in enumerate(batch):
             ids = output[row, width:].tolist()
-            if eos_id is not None and eos_id in ids:
-                ids = ids[: ids.index(eos_id) + 1]
+            ends = [position for position, token in enumerate(ids) if token in eos_ids]
+            if ends:
+                ids = ids[: ends[0] + 1]
             if not ids:  # an empty response cannot be scored; keep one EOS token
-                ids = [eos_id if eos_id is not None else pad_id]
+                ids = [eos_ids[0] if eos_ids else pad_id]
             responses[i][k] = ids
             tokens += len(ids)
         bar.update(len(batch))
