@@ -9,8 +9,10 @@
 
 import pytest
 import torch
+from transformers import AutoModelForCausalLM, Gemma2Config
 
 from llm_bridge import generation as bridge_generation
+from llm_bridge import logprobs as bridge_logprobs
 from llm_bridge.generation import SamplingSpec, eos_token_ids, generate
 from llm_bridge.logprobs import batched_sequence_logprobs
 from llm_bridge.models import LoraSpec, add_lora, load_causal_lm, load_tokenizer
@@ -122,3 +124,104 @@ def test_exact_generation_config_keeps_the_requested_warpers():
     config = bridge_generation.exact_generation_config(SamplingSpec(temperature=0.5, top_k=3), 1, [3, 7])
     assert (config.temperature, config.top_k, config.top_p, config.repetition_penalty) == (0.5, 3, 1.0, 1.0)
     assert config.eos_token_id == [3, 7] and config.no_repeat_ngram_size == 0 and config.num_beams == 1
+
+
+# --------------------------------------------------------------------------------------------- log-probs
+
+
+def _full_reference(model, prompts, responses, pad):
+    """The former computation: full-vocabulary logits at every position, response positions summed."""
+    input_ids, attention, response_mask = bridge_logprobs._batch(prompts, responses, pad, "cpu")
+    logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1]
+    targets = input_ids[:, 1:]
+    token = torch.gather(logits, 2, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    return (token * response_mask[:, 1:]).sum(dim=1)
+
+
+def _scoring_batch(tokenizer):
+    prompts = [tokenizer(p)["input_ids"] for p in PROMPTS]
+    responses = [
+        tokenizer(r, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        for r in ("good", "the plot was terrible", "a lovely day", "she said it was excellent and great")
+    ]
+    return prompts, responses
+
+
+@pytest.mark.parametrize("architecture", ["llama", "gpt2"])
+def test_response_only_chunked_logprobs_equal_the_full_computation(tmp_path, architecture):
+    directory = build_tiny_model(tmp_path / architecture, architecture, seed=4)
+    model, tokenizer = load_causal_lm(str(directory), "float64"), load_tokenizer(str(directory))
+    prompts, responses = _scoring_batch(tokenizer)
+    pad = tokenizer.pad_token_id
+    head = model.get_output_embeddings()
+    positions = []
+    hook = head.register_forward_hook(lambda module, args, output: positions.append(output.shape[:-1].numel()))
+    try:
+        chunked = bridge_logprobs.sequence_logprobs(model, prompts, responses, pad, chunk_size=3)
+    finally:
+        hook.remove()
+    response_tokens = sum(len(r) for r in responses)
+    # the head saw one position per row (the model's own call, then the check that it is the plain head) and
+    # the response positions in chunks of ≤ 3; never a prompt or padding position
+    assert positions[:2] == [len(prompts), len(prompts)] and max(positions[2:]) <= 3
+    assert sum(positions[2:]) == response_tokens
+    full = _full_reference(model, prompts, responses, pad)
+    torch.testing.assert_close(chunked, full, rtol=0, atol=1e-12)
+
+    # gradients agree too (the chunks are checkpointed under gradient)
+    weights = torch.linspace(-1.0, 2.0, len(prompts), dtype=torch.float64)
+    (weights * chunked).sum().backward()
+    chunked_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    (weights * full).sum().backward()
+    for name, parameter in model.named_parameters():
+        torch.testing.assert_close(chunked_grads[name], parameter.grad, rtol=0, atol=1e-12)
+    # one chunk (the default) gives the same values
+    torch.testing.assert_close(
+        bridge_logprobs.sequence_logprobs(model, prompts, responses, pad).detach(), full.detach(), rtol=0, atol=1e-12
+    )
+
+
+def test_soft_capped_logits_fall_back_to_the_full_computation(tmp_path):
+    tokenizer = build_tokenizer(tmp_path)
+    config = Gemma2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        final_logit_softcapping=0.5,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).to(torch.float64).eval()
+    with torch.no_grad():  # make the logits large enough for the soft-capping to matter
+        model.get_output_embeddings().weight.mul_(50.0)
+    prompts, responses = _scoring_batch(tokenizer)
+    with pytest.warns(UserWarning, match="full-vocabulary"):
+        values = bridge_logprobs.sequence_logprobs(model, prompts, responses, tokenizer.pad_token_id, chunk_size=2)
+    full = _full_reference(model, prompts, responses, tokenizer.pad_token_id)
+    torch.testing.assert_close(values, full, rtol=0, atol=1e-12)
+
+
+def test_batched_scoring_turns_dropout_off_and_restores_the_mode(tmp_path):
+    directory = build_tiny_model(tmp_path / "dropout", "gpt2", seed=5, dropout=0.3)
+    model, tokenizer = load_causal_lm(str(directory)), load_tokenizer(str(directory))
+    prompts, responses = _scoring_batch(tokenizer)
+    pad = tokenizer.pad_token_id
+    evaluation = batched_sequence_logprobs(model, prompts, responses, pad)
+    model.train()
+    model.transformer.h[0].eval()  # a mixed state must come back as it was
+    modes = {name: module.training for name, module in model.named_modules()}
+    torch.manual_seed(0)
+    first = batched_sequence_logprobs(model, prompts, responses, pad)
+    torch.manual_seed(1)
+    second = batched_sequence_logprobs(model, prompts, responses, pad)
+    assert torch.equal(first, evaluation) and torch.equal(second, evaluation)
+    assert {name: module.training for name, module in model.named_modules()} == modes
+    torch.manual_seed(0)  # the model does have active dropout in train mode
+    with torch.no_grad():
+        noisy = bridge_logprobs.sequence_logprobs(model, prompts, responses, pad)
+    assert not torch.allclose(noisy.double(), evaluation)
