@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 
@@ -124,7 +125,7 @@ def run_bridge(spec: BridgeSpec, out, resume: bool = False, progress: bool = Tru
     session = session or open_session(spec, out, progress)
     if session.main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "manifest.json").write_text(json.dumps(_manifest(spec), indent=2, default=str))
+        _write_atomic(out / "manifest.json", json.dumps(_manifest(spec), indent=2, default=str))
     _prepare_reference(session)
     frames = []
     for entry in spec.rules:
@@ -163,11 +164,11 @@ def _prepare_reference(session: Session) -> None:
     }
     if session.main:
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "heldout.json").write_text(json.dumps(record))
+        _write_atomic(directory / "heldout.json", json.dumps(record))
     row, heldout = _evaluate(session, record, iteration=0, previous=None)
     if session.main:
-        (directory / "heldout_policy_000.json").write_text(json.dumps(heldout))
-        done.write_text(json.dumps(row))
+        _write_atomic(directory / "heldout_policy_000.json", json.dumps(heldout))
+        _write_atomic(done, json.dumps(row))
     session.accelerator.wait_for_everyone()
 
 
@@ -185,6 +186,7 @@ def run_rule(session: Session, entry):
     spec, out = session.spec, session.out
     rule_dir = out / entry.label
     state_file = rule_dir / "state.json"
+    metrics_file = rule_dir / "metrics.csv"
     finished = json.loads(state_file.read_text())["finished"] if state_file.is_file() else 0
     if finished == 0:
         assign_weights(session.policy, read_weights(out / REFERENCE / "policy.safetensors"))
@@ -192,16 +194,21 @@ def run_rule(session: Session, entry):
             rule_dir.mkdir(parents=True, exist_ok=True)
             row = json.loads((out / REFERENCE / "row0.json").read_text())
             row["rule"] = entry.label
-            pd.DataFrame([row], columns=list(COLUMNS)).to_csv(rule_dir / "metrics.csv", index=False)
+            table = pd.DataFrame([row], columns=list(COLUMNS))
+            _write_atomic(metrics_file, table.to_csv(index=False))
     else:
         assign_weights(session.policy, read_weights(_checkpoint(out, entry.label, finished)))
+        if session.main:
+            # rows of an iteration whose state was never recorded (killed between the two writes) are redone
+            table = pd.read_csv(metrics_file)
+            table = table[table["iteration"] <= finished]
     for iteration in range(finished, spec.iterations):
         row = _update(session, entry, iteration)
         if session.main:
-            pd.DataFrame([row], columns=list(COLUMNS)).to_csv(
-                rule_dir / "metrics.csv", mode="a", header=False, index=False
-            )
-            state_file.write_text(json.dumps({"finished": iteration + 1}))
+            # commit: the table with the new row replaces metrics.csv, then state.json records it (both atomic)
+            table = pd.concat([table, pd.DataFrame([row], columns=list(COLUMNS))], ignore_index=True)
+            _write_atomic(metrics_file, table.to_csv(index=False))
+            _write_atomic(state_file, json.dumps({"finished": iteration + 1}))
             _prune(spec, rule_dir, iteration + 1)
         session.accelerator.wait_for_everyone()
     if spec.export_final and session.main:
@@ -282,7 +289,7 @@ def _update(session: Session, entry, t: int) -> dict:
     session.accelerator.wait_for_everyone()
     row, heldout = _evaluate(session, _reference_record(out), t + 1, previous=_checkpoint(out, entry.label, t))
     if session.main:
-        (out / entry.label / f"iter_{t + 1:03d}" / "heldout.json").write_text(json.dumps(heldout))
+        _write_atomic(out / entry.label / f"iter_{t + 1:03d}" / "heldout.json", json.dumps(heldout))
     row.update(
         rule=entry.label,
         loss_first=stats.loss_first,
@@ -465,6 +472,19 @@ def _gather(session: Session, obj) -> list:
 
 
 # --------------------------------------------------------------------------------------------- files
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` atomically: a temporary file in the same directory, then ``os.replace``.
+
+    A process killed at any moment leaves either the old or the new content, never a partial file.
+    """
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
 
 
 def _seed(seed: int, iteration: int, stream: int) -> int:
