@@ -154,11 +154,13 @@ def generate(
     seed: int,
     progress: bool = True,
     description: str = "generate",
+    autocast=None,
 ) -> Generated:
     """Draw ``samples`` responses per prompt from ``model`` (π_t); reproducible given ``seed``.
 
     Samples from π itself whatever the model's ``generation_config.json`` sets (see the module
     docstring); a response ends at the first of any end-of-sequence id (:func:`eos_token_ids`).
+    ``autocast``: a context-manager factory for mixed precision (the same π the bridge scores), or None.
     """
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id
@@ -179,7 +181,7 @@ def generate(
             input_ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
             attention[row, width - len(prompt) :] = 1
         torch.manual_seed(seed * 1_000_003 + batch_index)
-        with _generation_config_replaced(model, config):
+        with _generation_config_replaced(model, config), autocast() if autocast else contextlib.nullcontext():
             output = model.generate(
                 input_ids=input_ids.to(device), attention_mask=attention.to(device), generation_config=config
             )

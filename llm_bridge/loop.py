@@ -50,6 +50,7 @@ from llm_bridge.models import (
 )
 from llm_bridge.oracles import build_oracle
 from llm_bridge.pairs import build_pairs
+from llm_bridge.precision import Precision, precision_for
 from llm_bridge.spec import BridgeSpec
 from llm_bridge.trainer import PairTensors, make_optimizer, train_on_pairs
 
@@ -69,6 +70,8 @@ class Session:
     accelerator: object
     optimizer: torch.optim.Optimizer
     progress: bool
+    precision: Precision | None = None
+    """Master-weight dtype and autocast (:mod:`llm_bridge.precision`); None: as ``training.bf16`` says."""
 
     @property
     def policy(self):
@@ -81,9 +84,9 @@ class Session:
 
     @property
     def autocast(self):
-        if self.accelerator.device.type == "cuda" and self.spec.training.bf16:
-            return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
-        return None
+        """Context-manager factory for every forward pass (generation, scoring, training), or None."""
+        precision = self.precision or precision_for("float32", self.accelerator.device.type, self.spec.training.bf16)
+        return precision.autocast
 
 
 def make_accelerator(device: str):
@@ -101,7 +104,10 @@ def open_session(spec: BridgeSpec, out: Path, progress: bool = True, accelerator
         torch.set_num_threads(spec.threads)
     accelerator = accelerator or make_accelerator(spec.model.device)
     tokenizer = load_tokenizer(spec.model.path)
-    model = load_causal_lm(spec.model.path, spec.model.dtype)
+    precision = precision_for(
+        spec.model.dtype, accelerator.device.type, spec.training.bf16, lora=spec.model.lora is not None
+    )
+    model = load_causal_lm(spec.model.path, precision.load_dtype)
     if spec.model.lora is not None:
         model = add_lora(model, spec.model.lora)
     model.to(accelerator.device)
@@ -112,7 +118,15 @@ def open_session(spec: BridgeSpec, out: Path, progress: bool = True, accelerator
     optimizer = make_optimizer(model.parameters(), spec.training)
     model, optimizer = accelerator.prepare(model, optimizer)
     return Session(
-        spec, Path(out), model, tokenizer, oracle, accelerator, optimizer, progress and accelerator.is_main_process
+        spec,
+        Path(out),
+        model,
+        tokenizer,
+        oracle,
+        accelerator,
+        optimizer,
+        progress and accelerator.is_main_process,
+        precision,
     )
 
 
@@ -243,6 +257,7 @@ def _update(session: Session, entry, t: int) -> dict:
         seed=_seed(spec.seed, t, session.accelerator.process_index),
         progress=session.progress,
         description=f"{entry.label} it{t + 1} generate",
+        autocast=session.autocast,
     )
     # 2. pairs from the oracle
     queries_before = session.oracle.queries
@@ -272,6 +287,7 @@ def _update(session: Session, entry, t: int) -> dict:
         accelerator=session.accelerator,
         progress=session.progress,
         description=f"{entry.label} it{t + 1} train",
+        precision=session.precision,
     )
     # 5. APO parameter-space extrapolation
     if rule.name == "apo" and rule.extrapolation == "parameter":
@@ -453,6 +469,7 @@ def _generate_sharded(session: Session, prompt_ids, samples: int, seed: int, des
         seed=seed * 101 + rank,
         progress=session.progress,
         description=description,
+        autocast=session.autocast,
     )
     parts = _gather(session, {"index": local, "ids": generated.response_ids, "texts": generated.response_texts})
     ids, texts = [None] * len(prompt_ids), [None] * len(prompt_ids)

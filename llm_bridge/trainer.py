@@ -1,4 +1,4 @@
-"""Minimising a rule's loss on precomputed pairs: AdamW / RMSprop, gradient accumulation, bf16 on CUDA.
+"""Minimising a rule's loss on precomputed pairs: AdamW / RMSprop, gradient accumulation, mixed precision.
 
 Only the policy is in memory: log π_ref and log π_t of every pair were computed before training
 (:mod:`llm_bridge.loop`), so each step is one forward/backward pass over the pairs' winners and losers
@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from bandits.errors import PrefsimError
 from llm_bridge.logprobs import sequence_logprobs
+from llm_bridge.precision import Precision, check_trainable_precision, precision_for
 from llm_bridge.rules import BridgeRule
 
 OPTIMIZERS = ("adamw", "rmsprop", "sgd")
@@ -52,7 +53,7 @@ class TrainingSpec:
     rmsprop_alpha: float = 0.99
     """RMSprop smoothing constant (decay of the squared-gradient average)."""
     bf16: bool = True
-    """bf16 autocast on CUDA (ignored on CPU, which trains in the model's dtype)."""
+    """bf16 autocast on CUDA for a float32 model (ignored on CPU; ``model.dtype = "bfloat16"`` autocasts on both)."""
 
     def validate(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -157,21 +158,25 @@ def train_on_pairs(
     accelerator=None,
     progress: bool = True,
     description: str = "train",
+    precision: Precision | None = None,
 ) -> TrainingStats:
-    """Run ``spec.epochs`` passes of ``rule``'s weighted loss over ``data`` (shuffled with ``seed``)."""
+    """Run ``spec.epochs`` passes of ``rule``'s weighted loss over ``data`` (shuffled with ``seed``).
+
+    ``precision`` (:mod:`llm_bridge.precision`): autocast dtype and, for float16, dynamic loss scaling;
+    by default bf16 autocast on CUDA when ``spec.bf16``.  The trainable weights must not be bfloat16 or
+    float16 (float32 master weights; a clear error otherwise).
+    """
     if len(data) == 0:
         raise PrefsimError(f"{description}: no training pairs (every tournament final was lost?); nothing to train on.")
+    check_trainable_precision(model, description)
     model.eval()  # dropout off: the policy at step 0 equals the precomputed π_t
     optimizer.state.clear()
     device = next(model.parameters()).device
-    float_dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
-    if float_dtype in (torch.bfloat16, torch.float16):
-        float_dtype = torch.float32
-    autocast = None
-    if device.type == "cuda" and spec.bf16:
-
-        def autocast():
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+    float_dtype = next(p for p in model.parameters() if p.requires_grad).dtype
+    if precision is None:
+        precision = precision_for("float32", device.type, spec.bf16)
+    autocast = precision.autocast
+    scaler = precision.grad_scaler()
 
     generator = torch.Generator().manual_seed(seed)
     step_losses, tokens = [], 0
@@ -190,24 +195,36 @@ def train_on_pairs(
                 index = step_index[micro : micro + spec.micro_batch_size]
                 loss = weighted_loss_sum(model, data, index, rule, pad_id, float_dtype, autocast) / step_weight
                 if not torch.isfinite(loss):
+                    overflow = (
+                        "float16 compute overflowed: use model.dtype = bfloat16 or float32"
+                        if precision.autocast_dtype is torch.float16
+                        else "or log-probabilities overflowed"
+                    )
                     raise PrefsimError(
                         f"{description}: the {rule.name} loss became {loss.item()} (learning rate "
-                        f"{spec.learning_rate:g} too large, or log-probabilities overflowed)."
+                        f"{spec.learning_rate:g} too large, {overflow})."
                     )
+                scaled = scaler.scale(loss) if scaler is not None else loss
                 if accelerator is not None:
-                    accelerator.backward(loss)
+                    accelerator.backward(scaled)
                 else:
-                    loss.backward()
+                    scaled.backward()
                 step_loss += float(loss.detach())
                 tokens += sum(
                     2 * len(data.prompt_ids[i]) + len(data.winner_ids[i]) + len(data.loser_ids[i]) for i in index
                 )
+            if scaler is not None:
+                scaler.unscale_(optimizer)
             if spec.max_grad_norm > 0:
                 if accelerator is not None:
                     accelerator.clip_grad_norm_(trainable, spec.max_grad_norm)
                 else:
                     torch.nn.utils.clip_grad_norm_(trainable, spec.max_grad_norm)
-            optimizer.step()
+            if scaler is not None:
+                scaler.step(optimizer)  # skipped (and the scale halved) if a gradient overflowed
+                scaler.update()
+            else:
+                optimizer.step()
             step_losses.append(step_loss)
             bar.update(1)
             bar.set_postfix(loss=f"{step_loss:.4g}")
