@@ -51,6 +51,7 @@ from llm_bridge.models import (
 from llm_bridge.oracles import build_oracle
 from llm_bridge.pairs import build_pairs
 from llm_bridge.precision import Precision, precision_for
+from llm_bridge.reporting import Reporter, make_reporter
 from llm_bridge.spec import BridgeSpec
 from llm_bridge.trainer import PairTensors, make_optimizer, train_on_pairs
 
@@ -72,6 +73,8 @@ class Session:
     progress: bool
     precision: Precision | None = None
     """Master-weight dtype and autocast (:mod:`llm_bridge.precision`); None: as ``training.bf16`` says."""
+    reporter: Reporter = dataclasses.field(default_factory=Reporter)
+    """Experiment tracking (``[run] report_to``; :mod:`llm_bridge.reporting`), set by :func:`run_bridge`."""
 
     @property
     def policy(self):
@@ -141,9 +144,13 @@ def run_bridge(spec: BridgeSpec, out, resume: bool = False, progress: bool = Tru
         out.mkdir(parents=True, exist_ok=True)
         _write_atomic(out / "manifest.json", json.dumps(_manifest(spec), indent=2, default=str))
     _prepare_reference(session)
+    session.reporter = make_reporter(spec.report_to, out / "tensorboard", session.main)
     frames = []
-    for entry in spec.rules:
-        frames.append(run_rule(session, entry))
+    try:
+        for entry in spec.rules:
+            frames.append(run_rule(session, entry))
+    finally:
+        session.reporter.close()
     table = pd.concat(frames, ignore_index=True)
     if session.main:
         table.to_csv(out / "metrics.csv", index=False)
@@ -209,6 +216,8 @@ def run_rule(session: Session, entry):
             row = json.loads((out / REFERENCE / "row0.json").read_text())
             row["rule"] = entry.label
             table = pd.DataFrame([row], columns=list(COLUMNS))
+            session.reporter.start_rule(entry.label, 0, 0)
+            session.reporter.log_iteration(entry.label, table.iloc[0].to_dict())
             _write_atomic(metrics_file, table.to_csv(index=False))
     else:
         assign_weights(session.policy, read_weights(_checkpoint(out, entry.label, finished)))
@@ -216,11 +225,14 @@ def run_rule(session: Session, entry):
             # rows of an iteration whose state was never recorded (killed between the two writes) are redone
             table = pd.read_csv(metrics_file)
             table = table[table["iteration"] <= finished]
+            steps = table["optimizer_steps"] if "optimizer_steps" in table else pd.Series(dtype=float)
+            session.reporter.start_rule(entry.label, finished, int(steps.fillna(0).sum()))
     for iteration in range(finished, spec.iterations):
         row = _update(session, entry, iteration)
         if session.main:
             # commit: the table with the new row replaces metrics.csv, then state.json records it (both atomic)
             table = pd.concat([table, pd.DataFrame([row], columns=list(COLUMNS))], ignore_index=True)
+            session.reporter.log_iteration(entry.label, table.iloc[-1].to_dict())
             _write_atomic(metrics_file, table.to_csv(index=False))
             _write_atomic(state_file, json.dumps({"finished": iteration + 1}))
             _prune(spec, rule_dir, iteration + 1)
@@ -288,6 +300,7 @@ def _update(session: Session, entry, t: int) -> dict:
         progress=session.progress,
         description=f"{entry.label} it{t + 1} train",
         precision=session.precision,
+        on_step=lambda values: session.reporter.log_step(entry.label, _step_values(values, t)),
     )
     # 5. APO parameter-space extrapolation
     if rule.name == "apo" and rule.extrapolation == "parameter":
@@ -311,6 +324,7 @@ def _update(session: Session, entry, t: int) -> dict:
         loss_first=stats.loss_first,
         loss_last=stats.loss_last,
         pairs=len(records),
+        optimizer_steps=stats.steps,
         oracle_queries=queries,
         generation_tokens_per_s=generation_rate,
         train_tokens_per_s=stats.tokens_per_second,
@@ -446,6 +460,7 @@ def _evaluate(session: Session, reference: dict, iteration: int, previous: Path 
         kl_previous=kl_previous,
         eval_queries=eval_queries,
         pairs=0,
+        optimizer_steps=0,
         oracle_queries=0,
     )
     heldout = {
@@ -489,6 +504,13 @@ def _gather(session: Session, obj) -> list:
 
 
 # --------------------------------------------------------------------------------------------- files
+
+
+def _step_values(values: dict, t: int) -> dict:
+    """The trainer's per-step values with ``iteration_fraction`` turned into the fractional iteration t + fraction."""
+    values = dict(values)
+    values["iteration"] = t + values.pop("iteration_fraction")
+    return values
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -159,12 +159,15 @@ def train_on_pairs(
     progress: bool = True,
     description: str = "train",
     precision: Precision | None = None,
+    on_step=None,
 ) -> TrainingStats:
     """Run ``spec.epochs`` passes of ``rule``'s weighted loss over ``data`` (shuffled with ``seed``).
 
     ``precision`` (:mod:`llm_bridge.precision`): autocast dtype and, for float16, dynamic loss scaling;
     by default bf16 autocast on CUDA when ``spec.bf16``.  The trainable weights must not be bfloat16 or
-    float16 (float32 master weights; a clear error otherwise).
+    float16 (float32 master weights; a clear error otherwise).  ``on_step``: called after every optimiser
+    step with ``{"loss", "grad_norm", "learning_rate", "pairs", "iteration_fraction"}`` (the step's
+    weighted mean loss before it, the global gradient norm before clipping, …) for experiment tracking.
     """
     if len(data) == 0:
         raise PrefsimError(f"{description}: no training pairs (every tournament final was lost?); nothing to train on.")
@@ -184,7 +187,7 @@ def train_on_pairs(
     steps_per_epoch = -(-len(data) // spec.batch_size)
     bar = tqdm(total=spec.epochs * steps_per_epoch, desc=description, unit="step", disable=not progress, leave=False)
     start = time.perf_counter()
-    for _ in range(spec.epochs):
+    for epoch in range(spec.epochs):
         order = torch.randperm(len(data), generator=generator).tolist()
         for first in range(0, len(order), spec.batch_size):
             step_index = order[first : first + spec.batch_size]
@@ -215,17 +218,31 @@ def train_on_pairs(
                 )
             if scaler is not None:
                 scaler.unscale_(optimizer)
+            grad_norm = None
             if spec.max_grad_norm > 0:
                 if accelerator is not None:
-                    accelerator.clip_grad_norm_(trainable, spec.max_grad_norm)
+                    grad_norm = accelerator.clip_grad_norm_(trainable, spec.max_grad_norm)
                 else:
-                    torch.nn.utils.clip_grad_norm_(trainable, spec.max_grad_norm)
+                    grad_norm = torch.nn.utils.clip_grad_norm_(trainable, spec.max_grad_norm)
+            elif on_step is not None:
+                grad_norm = torch.nn.utils.get_total_norm([p.grad for p in trainable if p.grad is not None])
             if scaler is not None:
                 scaler.step(optimizer)  # skipped (and the scale halved) if a gradient overflowed
                 scaler.update()
             else:
                 optimizer.step()
             step_losses.append(step_loss)
+            if on_step is not None:
+                on_step(
+                    {
+                        "loss": step_loss,
+                        "grad_norm": float(grad_norm),
+                        "learning_rate": optimizer.param_groups[0]["lr"],
+                        "pairs": len(step_index),
+                        "iteration_fraction": (epoch * steps_per_epoch + first // spec.batch_size + 1)
+                        / (spec.epochs * steps_per_epoch),
+                    }
+                )
             bar.update(1)
             bar.set_postfix(loss=f"{step_loss:.4g}")
     bar.close()
