@@ -29,12 +29,14 @@ class LlmCommand:
         parser.add_argument("--quiet", action="store_true", help="no progress bars or per-iteration lines")
 
     def run(self, args: argparse.Namespace) -> int:
+        from accelerate import PartialState
+
         from llm_bridge.loop import run_bridge
         from llm_bridge.spec import load_spec
 
         spec = load_spec(args.spec)
         table = run_bridge(spec, Path(args.out), resume=args.resume, progress=not args.quiet)
-        if not args.quiet:
+        if not args.quiet and PartialState().is_main_process:  # one summary under accelerate launch
             last = table.sort_values("iteration").groupby("rule").tail(1)
             for _, row in last.iterrows():
                 print(

@@ -17,14 +17,19 @@ For every ``[[rule]]`` of the spec, starting from π_0 = π_ref, iteration t = 0
    equals an uninterrupted one.
 
 Every rule sees the same seeds (common random numbers): iteration 0 draws the same samples for all.
-Distributed runs go through Accelerate: generation, labelling and precomputation are split over the
-processes by prompt and gathered; training wraps the model with ``accelerator.prepare`` (DDP) and
-shards the pairs; only the main process writes files.
+Distributed runs go through Accelerate (on CPU: ``accelerate launch --multi_gpu --num_processes P``,
+gloo) and give the same samples, pairs and steps for any number of processes: generation batches are
+seeded by their global index and shared out (:func:`_generate_global`), each prompt's labels come from
+its own random stream, precomputation is split by prompt, and the gathered pairs are trained on in
+global steps of ``batch_size`` pairs that the processes share (:func:`llm_bridge.trainer.train_on_pairs`;
+DDP via ``accelerator.prepare``).  Every iteration checks that the processes hold identical parameters
+(``iter_XXX/ranks.json``); only the main process writes files.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -35,7 +40,7 @@ import torch
 
 from bandits.errors import PrefsimError
 from llm_bridge import apo as apo_forms
-from llm_bridge.generation import encode_prompts, generate
+from llm_bridge.generation import Generated, encode_prompts, generate
 from llm_bridge.logprobs import batched_sequence_logprobs
 from llm_bridge.metrics import COLUMNS, mean_with_interval
 from llm_bridge.models import (
@@ -47,6 +52,7 @@ from llm_bridge.models import (
     read_weights,
     save_weights,
     swapped_weights,
+    trainable_state,
 )
 from llm_bridge.oracles import build_oracle
 from llm_bridge.pairs import build_pairs
@@ -93,12 +99,16 @@ class Session:
 
 
 def make_accelerator(device: str):
-    """Accelerate's handle: CPU when asked (or when no CUDA), else the launcher's / the first GPU."""
+    """Accelerate's handle: CPU when asked (or when no CUDA), else the launcher's / the first GPU.
+
+    On CPU, ``Accelerator(cpu=True)`` is what turns the processes of ``accelerate launch --multi_gpu
+    --num_processes P`` into one gloo process group (``--cpu`` starts a single process).
+    """
     from accelerate import Accelerator
 
     if device == "cuda" and not torch.cuda.is_available():
         raise PrefsimError('model.device = "cuda" but torch sees no CUDA device; use "auto" or "cpu".')
-    return Accelerator(cpu=(device == "cpu"))
+    return Accelerator(cpu=device == "cpu" or (device == "auto" and not torch.cuda.is_available()))
 
 
 def open_session(spec: BridgeSpec, out: Path, progress: bool = True, accelerator=None) -> Session:
@@ -142,7 +152,10 @@ def run_bridge(spec: BridgeSpec, out, resume: bool = False, progress: bool = Tru
     session = session or open_session(spec, out, progress)
     if session.main:
         out.mkdir(parents=True, exist_ok=True)
-        _write_atomic(out / "manifest.json", json.dumps(_manifest(spec), indent=2, default=str))
+        _write_atomic(
+            out / "manifest.json",
+            json.dumps(_manifest(spec, session.accelerator.num_processes), indent=2, default=str),
+        )
     _prepare_reference(session)
     session.reporter = make_reporter(spec.report_to, out / "tensorboard", session.main)
     frames = []
@@ -258,40 +271,33 @@ def _update(session: Session, entry, t: int) -> dict:
     ]
     prompt_ids = encode_prompts(session.tokenizer, prompts_text, spec.prompts.chat_template)
 
-    # 1. sample K responses per prompt from π_t (this process's share of the prompts)
-    local = list(range(session.accelerator.process_index, len(prompt_ids), session.accelerator.num_processes))
-    generated = generate(
-        session.policy,
-        session.tokenizer,
-        [prompt_ids[i] for i in local],
-        rule.samples,
-        spec.sampling,
-        seed=_seed(spec.seed, t, session.accelerator.process_index),
-        progress=session.progress,
-        description=f"{entry.label} it{t + 1} generate",
-        autocast=session.autocast,
+    # 1. sample K responses per prompt from π_t (generation batches shared out over the processes, gathered)
+    generated = _generate_global(
+        session, prompt_ids, rule.samples, _seed(spec.seed, t, 0), f"{entry.label} it{t + 1} generate"
     )
-    # 2. pairs from the oracle
+    # 2. pairs from the oracle for this process's prompts, each prompt's labels from its own random stream
+    rank, world = session.accelerator.process_index, session.accelerator.num_processes
     queries_before = session.oracle.queries
-    rng = np.random.default_rng([spec.seed, t, 2, session.accelerator.process_index])
-    pairs = build_pairs(rule.pairs, [prompts_text[i] for i in local], generated.response_texts, session.oracle, rng)
+    pairs = []
+    for i in range(rank, len(prompt_ids), world):
+        rng = np.random.default_rng([spec.seed, t, 2, i])
+        built = build_pairs(rule.pairs, [prompts_text[i]], [generated.response_texts[i]], session.oracle, rng)
+        pairs.extend(dataclasses.replace(p, prompt=i) for p in built)
     queries = session.oracle.queries - queries_before
     # 3. precompute log π_t and log π_ref once
-    records = _precompute(session, entry, t, pairs, generated, local)
-    gathered = _gather(
-        session, {"records": records, "queries": queries, "tokens": generated.tokens, "seconds": generated.seconds}
-    )
-    records = [r for part in gathered for r in part["records"]]
+    records = _precompute(session, entry, t, pairs, generated, list(range(len(prompt_ids))))
+    gathered = _gather(session, {"records": records, "queries": queries})
+    # prompt order, and build order within a prompt (a stable sort): the same records for any number of processes
+    records = sorted((r for part in gathered for r in part["records"]), key=lambda r: r["prompt"])
     queries = sum(part["queries"] for part in gathered)
-    generation_rate = sum(p["tokens"] for p in gathered) / max(sum(p["seconds"] for p in gathered), 1e-12)
+    generation_rate = generated.tokens_per_second
     if session.main:
         _write_pairs(out / entry.label / f"iter_{t + 1:03d}" / "pairs.jsonl", records, prompts_text, session.tokenizer)
-    shard = _training_shard(session, records)
-    # 4. train (θ_t → θ̂_{t+1})
+    # 4. train (θ_t → θ̂_{t+1}) on all the pairs (each process takes its share of every step)
     stats = train_on_pairs(
         session.model,
         session.optimizer,
-        shard,
+        records_to_tensors(records),
         rule,
         spec.training,
         session.tokenizer.pad_token_id,
@@ -313,8 +319,14 @@ def _update(session: Session, entry, t: int) -> dict:
             path.parent.mkdir(parents=True, exist_ok=True)
             save_file({k: v.contiguous() for k, v in proximal_now.items()}, str(path))
     # 6. checkpoint and evaluation
+    fingerprints = _rank_fingerprints(session)
     if session.main:
         save_weights(session.policy, _checkpoint(out, entry.label, t + 1))
+        if world > 1:
+            _write_atomic(
+                out / entry.label / f"iter_{t + 1:03d}" / "ranks.json",
+                json.dumps({"processes": world, "parameter_sha256": fingerprints}),
+            )
     session.accelerator.wait_for_everyone()
     row, heldout = _evaluate(session, _reference_record(out), t + 1, previous=_checkpoint(out, entry.label, t))
     if session.main:
@@ -407,11 +419,25 @@ def records_to_tensors(records: list[dict]) -> PairTensors:
     )
 
 
-def _training_shard(session: Session, records: list[dict]) -> PairTensors:
-    """This process's equal share of the pairs (all of them for one process)."""
-    world, rank = session.accelerator.num_processes, session.accelerator.process_index
-    usable = len(records) - len(records) % world if world > 1 else len(records)
-    return records_to_tensors(records[rank:usable:world])
+def _rank_fingerprints(session: Session) -> list[str]:
+    """SHA-256 of every process's trainable parameters (in process order); an error if the processes diverged.
+
+    DDP keeps the replicas identical by construction (same initial weights, synchronised gradients, the
+    same optimiser step); this checks it every iteration.  One process: no hashing, an empty list.
+    """
+    if session.accelerator.num_processes == 1:
+        return []
+    digest = hashlib.sha256()
+    for name, tensor in sorted(trainable_state(session.policy).items()):
+        digest.update(name.encode())
+        digest.update(tensor.contiguous().view(torch.uint8).numpy().tobytes())
+    fingerprints = _gather(session, digest.hexdigest())
+    if len(set(fingerprints)) != 1:
+        raise PrefsimError(
+            f"the {len(fingerprints)} processes hold different parameters after training ({fingerprints}); "
+            "the distributed run is inconsistent (a process-dependent seed or dropout?)."
+        )
+    return fingerprints
 
 
 # --------------------------------------------------------------------------------------------- evaluation
@@ -472,26 +498,56 @@ def _evaluate(session: Session, reference: dict, iteration: int, previous: Path 
 
 
 def _generate_sharded(session: Session, prompt_ids, samples: int, seed: int, description: str) -> dict:
-    """Generate on every process for its share of the prompts and gather (in prompt order)."""
+    """:func:`_generate_global` for evaluation, as ``{"ids", "texts"}`` (per prompt, a list of samples)."""
+    generated = _generate_global(session, prompt_ids, samples, seed * 101, description)
+    return {"ids": generated.response_ids, "texts": generated.response_texts}
+
+
+def _generate_global(session: Session, prompt_ids, samples: int, seed: int, description: str) -> Generated:
+    """``samples`` responses per prompt from the policy, the same for any number of processes.
+
+    :func:`llm_bridge.generation.generate` seeds each generation batch by its global index and gives
+    batch b to process b mod P; the processes' responses are gathered, so every process returns all of
+    them.  Tokens and seconds are summed over the processes.
+    """
     rank, world = session.accelerator.process_index, session.accelerator.num_processes
-    local = list(range(rank, len(prompt_ids), world))
     generated = generate(
         session.policy,
         session.tokenizer,
-        [prompt_ids[i] for i in local],
+        prompt_ids,
         samples,
         session.spec.sampling,
-        seed=seed * 101 + rank,
+        seed=seed,
         progress=session.progress,
         description=description,
         autocast=session.autocast,
+        shard=(rank, world),
     )
-    parts = _gather(session, {"index": local, "ids": generated.response_ids, "texts": generated.response_texts})
-    ids, texts = [None] * len(prompt_ids), [None] * len(prompt_ids)
+    if world == 1:
+        return generated
+    parts = _gather(
+        session,
+        {
+            "ids": generated.response_ids,
+            "texts": generated.response_texts,
+            "tokens": generated.tokens,
+            "seconds": generated.seconds,
+        },
+    )
+    ids = [[None] * samples for _ in prompt_ids]
+    texts = [[None] * samples for _ in prompt_ids]
     for part in parts:
-        for i, r, x in zip(part["index"], part["ids"], part["texts"]):
-            ids[i], texts[i] = r, x
-    return {"ids": ids, "texts": texts}
+        for i in range(len(prompt_ids)):
+            for k in range(samples):
+                if part["ids"][i][k] is not None:
+                    ids[i][k], texts[i][k] = part["ids"][i][k], part["texts"][i][k]
+    return Generated(
+        prompt_ids=list(prompt_ids),
+        response_ids=ids,
+        response_texts=texts,
+        tokens=sum(part["tokens"] for part in parts),
+        seconds=sum(part["seconds"] for part in parts),
+    )
 
 
 def _gather(session: Session, obj) -> list:
@@ -559,12 +615,13 @@ def _prune(spec: BridgeSpec, rule_dir: Path, finished: int) -> None:
                 path.unlink()
 
 
-def _manifest(spec: BridgeSpec) -> dict:
+def _manifest(spec: BridgeSpec, processes: int = 1) -> dict:
     import accelerate
     import transformers
 
     return {
         "spec": spec.raw,
+        "processes": processes,
         "versions": {
             "torch": torch.__version__,
             "transformers": transformers.__version__,

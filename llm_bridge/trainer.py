@@ -7,6 +7,14 @@ Only the policy is in memory: log π_ref and log π_t of every pair were compute
 Optimiser steps see ``batch_size`` pairs, split into micro-batches of ``micro_batch_size``; the
 micro-batch losses are Σ w_i ℓ_i / W_step with W_step the total weight of the step, so the accumulated
 gradient is exactly that of the weighted mean over the step (equal to the plain mean for unit weights).
+
+Several processes (Accelerate, DDP) train on the same pairs as one process would: ``batch_size`` is the
+global number of pairs per optimiser step and the shuffle is global (seeded), so the steps are the same
+for any number of processes; process r takes pairs r, r + P, … of each step, its micro-batch losses are
+Σ_{its pairs} w_i ℓ_i / W_step (times P, since DDP averages the processes' gradients), and the gradients
+are synchronised once per step (``no_sync`` for the other micro-batches).  No pair is dropped; the
+logged step losses and token counts are summed over the processes.
+
 Dropout is kept off (``model.eval()``) so that at the first step log π_θ equals the precomputed
 log π_t.  The optimiser state is reset at the start of every iteration (each iteration is a new
 training run from θ_t, as in the papers' pipelines).
@@ -14,6 +22,7 @@ training run from θ_t, as in the papers' pipelines).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 
@@ -181,6 +190,7 @@ def train_on_pairs(
     autocast = precision.autocast
     scaler = precision.grad_scaler()
 
+    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
     generator = torch.Generator().manual_seed(seed)
     step_losses, tokens = [], 0
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -194,8 +204,17 @@ def train_on_pairs(
             step_weight = float(data.values["weight"][step_index].sum())
             optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
-            for micro in range(0, len(step_index), spec.micro_batch_size):
-                index = step_index[micro : micro + spec.micro_batch_size]
+            # this process's share of the step, in micro-batches; every process runs as many micro-batches as
+            # the largest share needs (DDP synchronises buffers at each forward and gradients at the last
+            # backward), padding with one pair at factor 0 (no gradient, no logged loss) where it has fewer
+            share = step_index[rank::world]
+            micro_batches = [
+                (share[m : m + spec.micro_batch_size], float(world))
+                for m in range(0, len(share), spec.micro_batch_size)
+            ]
+            largest = -(-len(step_index) // world)
+            micro_batches += [(step_index[:1], 0.0)] * (-(-largest // spec.micro_batch_size) - len(micro_batches))
+            for number, (index, factor) in enumerate(micro_batches):
                 loss = weighted_loss_sum(model, data, index, rule, pad_id, float_dtype, autocast) / step_weight
                 if not torch.isfinite(loss):
                     overflow = (
@@ -207,15 +226,22 @@ def train_on_pairs(
                         f"{description}: the {rule.name} loss became {loss.item()} (learning rate "
                         f"{spec.learning_rate:g} too large, {overflow})."
                     )
-                scaled = scaler.scale(loss) if scaler is not None else loss
-                if accelerator is not None:
-                    accelerator.backward(scaled)
-                else:
+                # DDP averages the processes' gradients: scaling by the number of processes makes it their sum
+                scaled = loss * factor if world > 1 else loss
+                scaled = scaler.scale(scaled) if scaler is not None else scaled
+                if accelerator is None:
                     scaled.backward()
-                step_loss += float(loss.detach())
-                tokens += sum(
-                    2 * len(data.prompt_ids[i]) + len(data.winner_ids[i]) + len(data.loser_ids[i]) for i in index
-                )
+                else:
+                    last = number == len(micro_batches) - 1  # gradients are synchronised once per step
+                    with contextlib.nullcontext() if last else accelerator.no_sync(model):
+                        accelerator.backward(scaled)
+                if factor > 0:
+                    step_loss += float(loss.detach())
+                    tokens += sum(
+                        2 * len(data.prompt_ids[i]) + len(data.winner_ids[i]) + len(data.loser_ids[i]) for i in index
+                    )
+            if world > 1:  # the step's weighted mean loss over all processes' pairs
+                step_loss = float(accelerator.reduce(torch.tensor([step_loss], dtype=torch.float64, device=device)))
             if scaler is not None:
                 scaler.unscale_(optimizer)
             grad_norm = None
@@ -248,6 +274,8 @@ def train_on_pairs(
     bar.close()
     optimizer.zero_grad(set_to_none=True)
     seconds = time.perf_counter() - start
+    if world > 1:
+        tokens = int(accelerator.reduce(torch.tensor([tokens], dtype=torch.float64, device=device)))
     return TrainingStats(
         step_losses[0], step_losses[-1], sum(step_losses) / len(step_losses), len(step_losses), tokens, seconds
     )
