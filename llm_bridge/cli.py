@@ -3,8 +3,9 @@
 The lead's CLI (``sim/cli.py``) discovers ``command`` through the entry point
 ``[project.entry-points."prefsim.commands"] llm = "llm_bridge.cli:command"``; bad input raises
 :class:`~bandits.errors.PrefsimError`, which the CLI prints without a traceback.  Multi-GPU (or a
-CPU smoke run) goes through Accelerate: ``accelerate launch --cpu --num_processes 1 -m llm_bridge.cli
-SPEC.toml --out DIR`` runs the same code under the launcher.
+CPU run) goes through Accelerate: ``accelerate launch --multi_gpu --num_processes P -m llm_bridge.cli
+SPEC.toml --out DIR`` runs the same code under the launcher (on a machine without CUDA: P CPU processes,
+gloo; ``--cpu`` would start only one).
 """
 
 from __future__ import annotations
