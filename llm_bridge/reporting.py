@@ -10,8 +10,8 @@ Every rule gets two TensorBoard runs under ``<out>/tensorboard/<label>/``:
   ``train/learning_rate``, ``train/pairs`` (pairs in the step) and ``train/iteration`` (t + the fraction
   of the update t → t+1 done after the step, like TRL's fractional ``epoch``).
 
-Only the main process writes.  A resumed run reopens the writers with TensorBoard's ``purge_step`` at
-the first uncommitted iteration / step, so events an interrupted iteration wrote before it was
+Only the main process writes.  The writers open with TensorBoard's ``purge_step`` at the first
+unrecorded iteration / step, so after a resume the events an interrupted iteration wrote before it was
 recorded are hidden when the files are read (TensorBoard's restart semantics), and the redone
 iteration's events replace them.  ``torch.utils.tensorboard`` (which needs the ``tensorboard``
 package) is imported only when TensorBoard is asked for, so the bridge starts without it.
@@ -76,11 +76,12 @@ class TensorBoardReporter(Reporter):
     def start_rule(self, label: str, finished: int, steps_done: int) -> None:
         for writer in self.writers.pop(label, {}).values():
             writer.close()
-        resumed = finished > 0
         root = self.directory / label
+        # events at or after these steps belong to iterations that were not recorded: hidden when read back
+        # (π_0's row is logged again when no iteration was recorded)
         self.writers[label] = {
-            "iterations": self._writer_class(str(root / "iterations"), purge_step=finished + 1 if resumed else None),
-            "steps": self._writer_class(str(root / "steps"), purge_step=steps_done + 1 if resumed else None),
+            "iterations": self._writer_class(str(root / "iterations"), purge_step=finished + 1 if finished else 0),
+            "steps": self._writer_class(str(root / "steps"), purge_step=steps_done + 1),
         }
         self.steps[label] = steps_done
 

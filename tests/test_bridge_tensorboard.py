@@ -90,13 +90,14 @@ def test_tensorboard_events_hold_every_metric_per_iteration_and_per_step(tiny_ll
         assert iteration == sorted(iteration)
 
 
-def test_resume_after_events_of_an_unrecorded_iteration_keeps_one_event_per_step(tiny_llama, tmp_path):
+@pytest.mark.parametrize("finished", [0, 1])
+def test_resume_after_events_of_an_unrecorded_iteration_keeps_one_event_per_step(tiny_llama, tmp_path, finished):
     spec = parse_spec(_raw(tiny_llama))
     bridge_loop.run_bridge(spec, tmp_path / "full", progress=False)
     crashed = tmp_path / "crashed"
-    shutil.copytree(tmp_path / "full", crashed)  # iteration 2's events and row written, its state not recorded
+    shutil.copytree(tmp_path / "full", crashed)  # later iterations' events and rows written, their state not
     for label in ("dpo", "inpo"):
-        (crashed / label / "state.json").write_text(json.dumps({"finished": 1}))
+        (crashed / label / "state.json").write_text(json.dumps({"finished": finished}))
     bridge_loop.run_bridge(spec, crashed, resume=True, progress=False)
     for label in ("dpo", "inpo"):
         full_iterations = _scalars(tmp_path / "full" / "tensorboard" / label / "iterations")
