@@ -3,8 +3,9 @@
 The lead's CLI (``sim/cli.py``) discovers ``command`` through the entry point
 ``[project.entry-points."prefsim.commands"] llm = "llm_bridge.cli:command"``; bad input raises
 :class:`~bandits.errors.PrefsimError`, which the CLI prints without a traceback.  Multi-GPU (or a
-CPU smoke run) goes through Accelerate: ``accelerate launch --cpu --num_processes 1 -m llm_bridge.cli
-SPEC.toml --out DIR`` runs the same code under the launcher.
+CPU run) goes through Accelerate: ``accelerate launch --multi_gpu --num_processes P -m llm_bridge.cli
+SPEC.toml --out DIR`` runs the same code under the launcher (on a machine without CUDA: P CPU processes,
+gloo; ``--cpu`` would start only one).
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ class LlmCommand:
         parser.add_argument("--quiet", action="store_true", help="no progress bars or per-iteration lines")
 
     def run(self, args: argparse.Namespace) -> int:
+        from accelerate import PartialState
+
         from llm_bridge.loop import run_bridge
         from llm_bridge.spec import load_spec
 
         spec = load_spec(args.spec)
         table = run_bridge(spec, Path(args.out), resume=args.resume, progress=not args.quiet)
-        if not args.quiet:
+        if not args.quiet and PartialState().is_main_process:  # one summary under accelerate launch
             last = table.sort_values("iteration").groupby("rule").tail(1)
             for _, row in last.iterrows():
                 print(

