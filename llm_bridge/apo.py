@@ -48,7 +48,7 @@ def extrapolate_parameters(
     (:func:`sim.rules.apo.extrapolate`, the ``combine`` of the bridge's extrapolation space).
 
     ``model`` holds θ̂_{t+1} on entry; ``proximal_previous`` maps the trainable parameter names to θ̂_t
-    (as :func:`llm_bridge.models.trainable_state` returns them).  Returns θ̂_{t+1} (CPU copies), which
+    (as :func:`llm_bridge.models.trainable_state` returns them); its entries are consumed (popped).  Returns θ̂_{t+1} (CPU copies), which
     the next iteration needs as its "previous proximal output".
     """
     if not 0.0 <= alpha < 1.0:
@@ -61,6 +61,7 @@ def extrapolate_parameters(
             raise PrefsimError(f"apo: the previous proximal checkpoint has no parameter {name!r}.")
         current = parameter.detach().clone()
         proximal_now[name] = current.to("cpu")
-        previous = proximal_previous[name].to(parameter.device, parameter.dtype)
+        # taken out of the dict, so θ̂_t's host copy is freed tensor by tensor as it is consumed
+        previous = proximal_previous.pop(name).to(parameter.device, parameter.dtype)
         parameter.copy_(extrapolate(current, previous, alpha))
     return proximal_now

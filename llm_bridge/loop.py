@@ -319,6 +319,8 @@ def _update(session: Session, entry, t: int) -> dict:
             path = _checkpoint(out, entry.label, t + 1, kind="proximal")
             path.parent.mkdir(parents=True, exist_ok=True)
             save_file({k: v.contiguous() for k, v in proximal_now.items()}, str(path))
+        # the two host copies (θ̂_t, θ̂_{t+1}) are on disk now: release them before saving and evaluating
+        del previous, proximal_now
     # 6. checkpoint and evaluation
     fingerprints = _rank_fingerprints(session)
     if session.main:
