@@ -21,6 +21,7 @@ _PUBLIC = {
     "load_spec": ("sim.spec", "load_spec"),
     "parse_spec": ("sim.spec", "parse_spec"),
     "float64": ("sim.precision", "float64"),
+    "enable_compile_cache": ("sim.precision", "enable_compile_cache"),
 }
 
 __all__ = list(_PUBLIC)

@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 from bandits.errors import PrefsimError
-from sim.precision import float64
+from sim.precision import enable_compile_cache, float64
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -32,6 +32,7 @@ def main(argv=None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_BAD_INPUT
+    enable_compile_cache()  # a repeated run of seen shapes compiles nothing (off: PREFSIM_NO_COMPILE_CACHE=1)
     try:
         with float64():  # exact mode computes in float64 (scoped: sim.precision)
             return int(args.handler(args) or 0)

@@ -12,8 +12,10 @@ as the notebooks and the tests do).
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -33,3 +35,38 @@ def in_float64(function: Callable[..., Any]) -> Callable[..., Any]:
             return function(*args, **kwargs)
 
     return wrapped
+
+
+#: Environment variable that switches the persistent compilation cache off (``prefsim`` commands).
+NO_CACHE_VARIABLE = "PREFSIM_NO_COMPILE_CACHE"
+#: Environment variable naming the cache directory (default: ``$XDG_CACHE_HOME/prefsim/jax``).
+CACHE_DIR_VARIABLE = "PREFSIM_COMPILE_CACHE_DIR"
+
+
+def compile_cache_directory() -> Path:
+    """Where compiled programs are kept: ``$PREFSIM_COMPILE_CACHE_DIR``, else ``$XDG_CACHE_HOME/prefsim/jax``
+    (``~/.cache/prefsim/jax``)."""
+    if os.environ.get(CACHE_DIR_VARIABLE):
+        return Path(os.environ[CACHE_DIR_VARIABLE]).expanduser()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "prefsim" / "jax"
+
+
+def enable_compile_cache(directory: str | os.PathLike | None = None) -> Path | None:
+    """Turn on JAX's persistent compilation cache, so a later process that runs the same shapes compiles
+    nothing; returns the directory, or ``None`` when ``$PREFSIM_NO_COMPILE_CACHE`` is set.
+
+    This changes JAX's global configuration, so prefsim calls it only in its own commands (``prefsim
+    run``/``plot``/…); a Python user opts in by calling it.  Every compiled program is cached, however
+    fast it compiled (the trajectories of small games compile in about a second).
+    """
+    if os.environ.get(NO_CACHE_VARIABLE):
+        return None
+    path = Path(directory) if directory is not None else compile_cache_directory()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None  # an unwritable cache directory costs speed, never the run
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    return path

@@ -1,0 +1,64 @@
+"""``prefsim`` keeps compiled programs in a persistent cache: a repeated run of the same shapes compiles
+nothing, gives the same numbers, and the cache can be switched off.  Importing ``sim`` does not turn it
+on (it is a global JAX setting; only prefsim's own commands and an explicit call do)."""
+
+import os
+import subprocess
+import sys
+
+SPEC = """
+iterations = 50
+seeds = 2
+[game]
+kind = "random"
+arms = 4
+tau = 0.1
+[[rule]]
+name = "inpo"
+eta = 0.5
+"""
+
+
+def _prefsim(tmp_path, out, **env):
+    environment = dict(os.environ, **env)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sim.cli",
+            "run",
+            str(tmp_path / "spec.toml"),
+            "--out",
+            str(out),
+            "--no-plots",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=300,
+    )
+
+
+def test_a_repeated_run_compiles_nothing_and_agrees(tmp_path):
+    (tmp_path / "spec.toml").write_text(SPEC)
+    cache = tmp_path / "cache"
+    first = _prefsim(tmp_path, tmp_path / "a", PREFSIM_COMPILE_CACHE_DIR=str(cache))
+    assert first.returncode == 0, first.stderr
+    entries = sorted(p.name for p in cache.iterdir())
+    assert entries, "the first run should fill the cache"
+    second = _prefsim(tmp_path, tmp_path / "b", PREFSIM_COMPILE_CACHE_DIR=str(cache))
+    assert second.returncode == 0, second.stderr
+    assert sorted(p.name for p in cache.iterdir()) == entries  # every program came from the cache
+    assert (tmp_path / "a" / "metrics.csv").read_text() == (tmp_path / "b" / "metrics.csv").read_text()
+
+
+def test_the_cache_can_be_switched_off_and_import_does_not_enable_it(tmp_path):
+    (tmp_path / "spec.toml").write_text(SPEC)
+    cache = tmp_path / "cache"
+    result = _prefsim(tmp_path, tmp_path / "a", PREFSIM_COMPILE_CACHE_DIR=str(cache), PREFSIM_NO_COMPILE_CACHE="1")
+    assert result.returncode == 0, result.stderr
+    assert not cache.exists() or not any(cache.iterdir())
+    code = "import jax, sim, sim.experiment; assert jax.config.jax_compilation_cache_dir is None; print('ok')"
+    probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert probe.returncode == 0 and probe.stdout.strip() == "ok", probe.stderr
