@@ -14,7 +14,8 @@ Schemes (names used by ``[run] pair_scheme``):
 * ``lambda_p`` — **population-correct** (INPO Eq. 1 / Prop. 6): y, y′ ~ π_t i.i.d., one query,
   ordered (winner, loser) by the label; every pair kept.  Win-rate estimates: 1 for the winner, 0
   for the loser (the one-opponent unbiased estimate of P(y ≻ π_t), THEORY §D.4).  1 query per pair.
-* ``best_worst_by_reward`` (formerly ``best_worst_of_k``) — draw K candidates, chosen = argmax reward, rejected = argmin reward (the
+* ``best_worst_by_reward`` (formerly ``best_worst_of_k``) — draw K candidates, chosen = argmax reward,
+  rejected = argmin reward (the
   APO rebuttal's "top/bottom of five" with a reward model).  K reward-model calls per pair are
   counted as queries.  Needs a Bradley–Terry (reward) problem; no win-rate estimates.
 * ``tournament`` — INPO's practical knockout (THEORY §D.2): K = 2^m candidates; K/2 first-round

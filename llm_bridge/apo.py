@@ -17,7 +17,8 @@ adapter's weight update BA is bilinear, (B̂+αΔB)(Â+αΔA) is *not* BA + α·
 first-order approximation once more.  *Extra memory:* one copy of the trainable parameters (θ̂_t, kept
 on the host, or only the adapter for LoRA), plus the θ̂ checkpoint on disk for resuming.
 
-**Implicit reference** (``form = "implicit_reference"``, an alternative the theory allows; not what APO ran): keep the proximal
+**Implicit reference** (``form = "implicit_reference"``, an alternative the theory allows; not what APO
+ran): keep the proximal
 weights θ̂ in the model and shift the *reference* instead.  The next iteration's reference
 log-probabilities are
     log π_{t+1}(y) ≈ (1 + α)·log π̂_{t+1}(y) − α·log π̂_t(y)      (+ a normaliser log Z′ per prompt),
@@ -48,7 +49,8 @@ def extrapolate_parameters(
     (:func:`sim.rules.apo.extrapolate`, the ``combine`` of the bridge's extrapolation space).
 
     ``model`` holds θ̂_{t+1} on entry; ``proximal_previous`` maps the trainable parameter names to θ̂_t
-    (as :func:`llm_bridge.models.trainable_state` returns them); its entries are consumed (popped).  Returns θ̂_{t+1} (CPU copies), which
+    (as :func:`llm_bridge.models.trainable_state` returns them); its entries are consumed (popped).
+    Returns θ̂_{t+1} (CPU copies), which
     the next iteration needs as its "previous proximal output".
     """
     if not 0.0 <= alpha < 1.0:

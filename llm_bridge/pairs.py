@@ -5,11 +5,13 @@ for the comparisons it needs; labels are z ~ Ber(P(y ≻ y′)) drawn with the g
 
 Scheme names are those of :mod:`bandits.pair_schemes` (the old ``iid`` and ``best_worst`` still work).
 
-* ``lambda_p`` (formerly ``iid``; K = 2) — y, y′ ~ π_t i.i.d., one query, order from the Bernoulli label (λ_p of INPO Eq. 1).
+* ``lambda_p`` (formerly ``iid``; K = 2) — y, y′ ~ π_t i.i.d., one query, order from the Bernoulli label
+  (λ_p of INPO Eq. 1).
   All pairs are kept.  This is the scheme under which INPO's Eq. (8) equals Eq. (7) (Prop. 6; THEORY
   §A.4 conditions 1–3).  Win-rate estimates: P̂(y_w ≻ π_t) = P(y_w ≻ y_l), P̂(y_l ≻ π_t) = 1 − that
   (a single-opponent, unbiased estimate, since the opponent is a draw from π_t).
-* ``best_worst_by_win_rate`` (formerly ``best_worst``) — all K(K−1)/2 comparisons (probabilities, not labels); P̂(y_i ≻ π_t) = mean over
+* ``best_worst_by_win_rate`` (formerly ``best_worst``) — all K(K−1)/2 comparisons (probabilities, not
+  labels); P̂(y_i ≻ π_t) = mean over
   j ≠ i of P(y_i ≻ y_j) (no self-comparison, unlike uclaml/SPPO's estimator which is shrunk by
   (K−1)/K); chosen = argmax P̂, rejected = argmin P̂ (APO / SPPO / RLHFlow practice).  Selection-biased.
 * ``tournament`` — INPO's practical scheme: a random knock-out bracket of Bernoulli matches; the

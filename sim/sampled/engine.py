@@ -152,7 +152,8 @@ def check_settings(settings: Any) -> None:
 def exact_proximal(
     rule_name: str, parameters: dict, problem: Problem, log_reference_policy: jax.Array, step: int | jax.Array
 ) -> jax.Array:
-    """The exact population update of the rule (a wrapper: its base) applied to π_t = ``log_reference_policy`` (M, K)."""
+    """The exact population update of the rule (a wrapper: its base) applied to π_t = ``log_reference_policy``
+    (M, K)."""
     games = context_games(problem)
     rule = build_rule(base_of(rule_name, parameters), base_parameters(rule_name, parameters))
 
