@@ -30,7 +30,7 @@ import pandas as pd
 
 from bandits.games import build_game
 from sim.game import game_from_instance
-from sim.nash import target_policy
+from sim.nash import target_policy, unique_unregularised_nash
 from sim.precision import in_float64
 from sim.rules import build_rule
 from sim.sampled.experiment import build_sampled_inputs, run_sampled_rule
@@ -63,6 +63,7 @@ def run(spec, out=None, resume: bool = False, progress=None) -> pd.DataFrame:
     dtype = jnp.float64 if spec.precision == "float64" else jnp.float32
     started = time.time()
     games, game_axes, targets, target_gaps = build_games(spec, dtype)
+    unregularised = unregularised_targets(spec, dtype) if spec.run.mode != "sampled" else None
     record = default_record_iterations(spec.iterations, spec.record_every)
     fingerprint = spec_fingerprint(spec)
     manifest = _manifest(spec, fingerprint, record, target_gaps)
@@ -81,7 +82,7 @@ def run(spec, out=None, resume: bool = False, progress=None) -> pd.DataFrame:
             continue
         tic = time.time()
         if sampled is None:
-            frame = run_rule(rule, spec, games, game_axes, targets, record)
+            frame = run_rule(rule, spec, games, game_axes, targets, record, unregularised)
         else:
             frame = run_sampled_rule(rule, spec, sampled, record)
         say(f"{rule.label}: {len(frame)} rows in {time.time() - tic:.1f} s")
@@ -123,8 +124,25 @@ def build_games(spec: ExperimentSpec, dtype=jnp.float64):
     return games, game_axes, jnp.asarray(np.stack(targets), dtype), gaps
 
 
-def run_rule(rule: RuleSpec, spec: ExperimentSpec, games, game_axes, targets, record) -> pd.DataFrame:
-    """All grid points × seeds of one ``[[rule]]`` table in one vmapped, jitted call."""
+def unregularised_targets(spec: ExperimentSpec, dtype=jnp.float64):
+    """π⁰ per seed, shape (S, K): the unregularised Nash policy of each seed's P, rows of NaN where it is
+    not unique (:func:`sim.nash.unique_unregularised_nash`), solved once per distinct P."""
+    cache = {}
+    rows = []
+    for seed in spec.seeds:
+        matrix = build_game(spec.game, seed).preference
+        key = matrix.tobytes()
+        if key not in cache:
+            cache[key] = unique_unregularised_nash(matrix)
+        rows.append(cache[key])
+    return jnp.asarray(np.stack(rows), dtype)
+
+
+def run_rule(
+    rule: RuleSpec, spec: ExperimentSpec, games, game_axes, targets, record, unregularised=None
+) -> pd.DataFrame:
+    """All grid points × seeds of one ``[[rule]]`` table in one vmapped, jitted call (``unregularised``:
+    π⁰ per seed from :func:`unregularised_targets`, or ``None`` for an empty ``kl_to_unregularised_nash``)."""
     labels = rule.grid_labels()
     fixed = rule.fixed()
     swept_names = list(rule.swept())
@@ -135,7 +153,9 @@ def run_rule(rule: RuleSpec, spec: ExperimentSpec, games, game_axes, targets, re
         return build_rule(rule.name, {**fixed, **point})
 
     cache_key = (rule.name, spec.precision, tuple(sorted((k, repr(v)) for k, v in fixed.items())))
-    metrics, first_nonfinite = simulate_grid(make_rule, grid, games, game_axes, targets, record, cache_key=cache_key)
+    metrics, first_nonfinite = simulate_grid(
+        make_rule, grid, games, game_axes, targets, record, cache_key=cache_key, unregularised_targets=unregularised
+    )
     diverged = first_divergence(first_nonfinite)
     if diverged is not None:
         grid_index, seed_index, iteration = diverged
