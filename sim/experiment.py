@@ -63,7 +63,8 @@ def run(spec, out=None, resume: bool = False, progress=None) -> pd.DataFrame:
     dtype = jnp.float64 if spec.precision == "float64" else jnp.float32
     started = time.time()
     games, game_axes, targets, target_gaps = build_games(spec, dtype)
-    unregularised = unregularised_targets(spec, dtype) if spec.run.mode != "sampled" else None
+    sampled_mode = spec.run.mode == "sampled"
+    unregularised = None if sampled_mode else unregularised_targets(games, game_axes, len(spec.seeds), dtype)
     record = default_record_iterations(spec.iterations, spec.record_every)
     fingerprint = spec_fingerprint(spec)
     manifest = _manifest(spec, fingerprint, record, target_gaps)
@@ -124,17 +125,14 @@ def build_games(spec: ExperimentSpec, dtype=jnp.float64):
     return games, game_axes, jnp.asarray(np.stack(targets), dtype), gaps
 
 
-def unregularised_targets(spec: ExperimentSpec, dtype=jnp.float64):
-    """π⁰ per seed, shape (S, K): the unregularised Nash policy of each seed's P, rows of NaN where it is
-    not unique (:func:`sim.nash.unique_unregularised_nash`), solved once per distinct P."""
-    cache = {}
-    rows = []
-    for seed in spec.seeds:
-        matrix = build_game(spec.game, seed).preference
-        key = matrix.tobytes()
-        if key not in cache:
-            cache[key] = unique_unregularised_nash(matrix)
-        rows.append(cache[key])
+def unregularised_targets(games, game_axes, seeds: int, dtype=jnp.float64):
+    """π⁰ per seed, shape (S, K): the unregularised Nash policy of each seed's P (from
+    :func:`build_games`' games), rows of NaN where it is not unique
+    (:func:`sim.nash.unique_unregularised_nash`); solved once when all seeds share one P."""
+    if game_axes.preference is None:
+        nash = unique_unregularised_nash(np.asarray(games.preference, np.float64))
+        return jnp.asarray(np.tile(nash, (seeds, 1)), dtype)
+    rows = [unique_unregularised_nash(np.asarray(matrix, np.float64)) for matrix in games.preference]
     return jnp.asarray(np.stack(rows), dtype)
 
 

@@ -116,11 +116,16 @@ _LP_OPTIONS = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_toleranc
 
 def condorcet_winner(preference) -> int | None:
     """The arm i with P[i, j] > ½ for every j ≠ i (it is unique when it exists), else ``None``."""
-    matrix = np.asarray(preference, dtype=np.float64)
-    beats = matrix > 0.5
-    np.fill_diagonal(beats, True)
-    winners = np.flatnonzero(beats.all(axis=1))
-    return int(winners[0]) if winners.size else None
+    matrix = np.asarray(preference)
+    # One pass keeps the only possible winner: an arm that does not beat j cannot be it, and the winner,
+    # once the candidate, is never replaced.  Then its row is checked: O(K) memory even for K = 10⁴.
+    candidate = 0
+    for j in range(1, matrix.shape[0]):
+        if not matrix[candidate, j] > 0.5:
+            candidate = j
+    row = np.array(matrix[candidate], dtype=np.float64)
+    row[candidate] = 1.0
+    return candidate if bool(np.all(row > 0.5)) else None
 
 
 def nash_coordinate_ranges(preference) -> np.ndarray:

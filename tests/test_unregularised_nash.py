@@ -59,6 +59,20 @@ def test_a_condorcet_winner_is_the_unique_nash():
     assert nash.condorcet_winner(COMAL) is None
 
 
+def test_condorcet_winner_pass_equals_the_definition():
+    rng = np.random.default_rng(1)
+    found = 0
+    for trial in range(300):
+        arms = int(rng.integers(2, 7))
+        # entries on a coarse grid, so ties P[i, j] = ½ happen too
+        lower = np.tril(rng.integers(0, 5, size=(arms, arms)) / 4.0, k=-1)
+        matrix = lower + np.triu(1.0 - lower.T, k=1) + 0.5 * np.eye(arms)
+        winners = [i for i in range(arms) if all(matrix[i, j] > 0.5 for j in range(arms) if j != i)]
+        assert nash.condorcet_winner(matrix) == (winners[0] if winners else None)
+        found += bool(winners)
+    assert 30 < found < 270
+
+
 def test_non_unique_nash_gives_nan():
     # an even cycle: (Pπ)_y ≤ ½ ⟺ π_{y+1} ≤ π_{y−1}, so every (p, q, p, q) is Nash
     even = cyclic_matrix(1.0, arms=4)
