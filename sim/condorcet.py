@@ -18,7 +18,12 @@ gives the closed forms where they exist:
   tournament, whose Condorcet winner events are disjoint, each of probability 2^{−(K−1)}:
   Pr = K / 2^{K−1} (:func:`tournament_condorcet_count` checks it by enumerating all tournaments);
 * ``bradley_terry`` with random rewards: always 1 (argmax r, unique a.s.);
-* ``bt_mixture`` with random rewards: no closed form (1 for one component; in between otherwise).
+* ``bt_mixture`` with random rewards and **two equally weighted** components: always 1, because
+  ½σ(x) + ½σ(y) > ½ ⟺ σ(x) > σ(−y) ⟺ x + y > 0, so i beats j by majority iff r_1(i) + r_2(i) >
+  r_1(j) + r_2(j): the majority relation is transitive and argmax (r_1 + r_2) is the Condorcet winner
+  (the mixture's probabilities themselves are not those of a Bradley–Terry model);
+* ``bt_mixture`` with three or more components (or unequal weights): no closed form; the Condorcet
+  paradox (:mod:`bandits.preference`) shows a winner can be missing.
 
 :func:`plot_condorcet_frequency` draws the estimates against K; ``docs/condorcet_frequency.png`` is
 ``plot_condorcet_frequency(condorcet_frequencies(range(2, 11), 2000), "docs/condorcet_frequency.png")``.
@@ -122,10 +127,12 @@ def condorcet_frequencies(arms, samples: int = 1000, constructions=None) -> list
 
 def exact_condorcet_probability(construction: str, arms: int) -> float:
     """The closed form of Pr(Condorcet winner) (see the module docstring), NaN where there is none."""
-    kind = CONSTRUCTIONS[construction]["kind"]
-    if kind == "random":
+    fields = CONSTRUCTIONS[construction]
+    if fields["kind"] == "random":
         return arms / 2.0 ** (arms - 1)
-    if kind == "bradley_terry":
+    if fields["kind"] == "bradley_terry":
+        return 1.0
+    if fields.get("components") == 2 and fields.get("weights") is None:
         return 1.0
     return float("nan")
 
@@ -162,7 +169,7 @@ def plot_condorcet_frequency(estimates, path=None):
         exact = np.array([exact_condorcet_probability(name, int(k)) for k in arms])
         if np.all(np.isfinite(exact)):
             axes.plot(arms, exact, "--", color=colour, lw=1)
-    axes.plot([], [], "k--", lw=1, label="closed form (K/2^(K−1); 1 for BT)")
+    axes.plot([], [], "k--", lw=1, label="closed form (K/2^(K−1); 1 for BT and 2 equal BT)")
     axes.xaxis.get_major_locator().set_params(integer=True)
     axes.set_xlabel("arms K")
     axes.set_ylabel("Pr(Condorcet winner)")

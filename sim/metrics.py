@@ -3,9 +3,9 @@
 Public column names (the results contract): ``duality_gap``, ``exploitability``, ``kl_to_nash``,
 ``suboptimality``, ``regret``, ``tv_to_optimum``, ``max_log_ratio``, ``kl_to_unregularised_nash``,
 and for the running uniform mixture of distributions π̄_t = (1/(t+1))·Σ_{s=0}^{t} π_s (Theorem 3 of
-INPO is about π̄) the same names with ``_mixture`` (all but ``regret``).  A metric that does not apply is NaN (an empty CSV
-cell): ``duality_gap`` needs τ > 0, ``suboptimality``/``regret`` need Bradley–Terry rewards,
-``kl_to_unregularised_nash`` a unique unregularised Nash policy π⁰.
+INPO is about π̄) the same names with ``_mixture`` (all but ``regret``).  A metric that does not
+apply is NaN (an empty CSV cell): ``duality_gap`` needs τ > 0, ``suboptimality``/``regret`` need
+Bradley–Terry rewards, ``kl_to_unregularised_nash`` a unique unregularised Nash policy π⁰.
 
 Definitions (π a policy, τ the game's regularisation, π_ref the reference):
 

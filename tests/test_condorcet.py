@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from exact_reference import bradley_terry_matrix, cyclic_matrix
 
+from bandits import preference as preference_models
 from bandits.errors import PrefsimError
 from sim import condorcet, nash
 
@@ -55,6 +56,18 @@ def test_random_games_match_k_over_two_to_the_k_minus_one(construction, arms):
     # four standard errors: a wrong closed form (e.g. 1/K) would be far outside
     assert abs(estimate.estimate - exact) < 4 * math.sqrt(exact * (1 - exact) / 600)
     assert not estimate.low <= 1 / arms <= estimate.high
+
+
+def test_two_equally_weighted_bradley_terry_components_always_have_a_winner():
+    # ½σ(x) + ½σ(y) > ½ ⟺ x + y > 0: the winner is argmax(r_1 + r_2)
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        rewards = 5.0 * rng.uniform(size=(2, 6))
+        matrix = preference_models.bradley_terry_mixture(rewards)
+        assert nash.condorcet_winner(matrix) == int(np.argmax(rewards.sum(axis=0)))
+    name = "bt_mixture (2 random BT, scale 5)"
+    assert condorcet.exact_condorcet_probability(name, 7) == 1.0
+    assert condorcet.condorcet_frequency(name, 7, samples=100).hits == 100
 
 
 def test_mixtures_of_bradley_terry_models_sometimes_lack_a_winner():

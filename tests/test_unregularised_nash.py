@@ -62,7 +62,7 @@ def test_a_condorcet_winner_is_the_unique_nash():
 def test_condorcet_winner_pass_equals_the_definition():
     rng = np.random.default_rng(1)
     found = 0
-    for trial in range(300):
+    for _ in range(300):
         arms = int(rng.integers(2, 7))
         # entries on a coarse grid, so ties P[i, j] = ½ happen too
         lower = np.tril(rng.integers(0, 5, size=(arms, arms)) / 4.0, k=-1)
