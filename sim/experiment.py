@@ -130,9 +130,9 @@ def unregularised_targets(games, game_axes, seeds: int, dtype=jnp.float64):
     :func:`build_games`' games), rows of NaN where it is not unique
     (:func:`sim.nash.unique_unregularised_nash`); solved once when all seeds share one P."""
     if game_axes.preference is None:
-        nash = unique_unregularised_nash(np.asarray(games.preference, np.float64))
+        nash = unique_unregularised_nash(np.asarray(games.preference))
         return jnp.asarray(np.tile(nash, (seeds, 1)), dtype)
-    rows = [unique_unregularised_nash(np.asarray(matrix, np.float64)) for matrix in games.preference]
+    rows = [unique_unregularised_nash(np.asarray(matrix)) for matrix in games.preference]
     return jnp.asarray(np.stack(rows), dtype)
 
 

@@ -202,13 +202,16 @@ def unique_unregularised_nash(preference, tolerance: float = UNIQUENESS_TOLERANC
     of :func:`certified_unique_nash`; else the coordinate ranges over the Nash polytope F within
     ``tolerance``) and for the cap on K.
     """
-    matrix = np.asarray(preference, dtype=np.float64)
-    arms = matrix.shape[0]
-    winner = condorcet_winner(matrix)
+    # the Condorcet pass and the cap read P as it is (no float64 copy of a large float32 matrix)
+    arms = np.shape(preference)[0]
+    winner = condorcet_winner(preference)
     if winner is not None:
-        return np.eye(arms)[winner]
+        point_mass = np.zeros(arms)
+        point_mass[winner] = 1.0
+        return point_mass
     if arms > UNREGULARISED_NASH_MAX_ARMS:
         return np.full(arms, np.nan)
+    matrix = np.asarray(preference, dtype=np.float64)
     certified = certified_unique_nash(matrix)
     if certified is not None:
         return certified
