@@ -108,6 +108,14 @@ def test_random_games_certificate_agrees_with_the_nash_polytope_ranges(seed):
     assert is_nash(matrix, policy, slack=1e-14) and policy.sum() == pytest.approx(1.0, abs=1e-15)
 
 
+@pytest.mark.parametrize("matrix, expected", [(COMAL, COMAL_NASH), (cyclic_matrix(0.5, arms=5), np.full(5, 0.2))])
+def test_range_lp_fallback_gives_the_same_nash(monkeypatch, matrix, expected):
+    # the 2K-LP path, used when the certificate fails, on games whose π⁰ is known in closed form
+    monkeypatch.setattr(nash, "certified_unique_nash", lambda preference: None)
+    np.testing.assert_allclose(nash.unique_unregularised_nash(matrix), expected, rtol=0, atol=1e-14)
+    assert np.isnan(nash.unique_unregularised_nash(cyclic_matrix(1.0, arms=4))).all()
+
+
 def _numpy_inpo_trajectory(matrix, reference, eta, tau, steps):
     logs = [np.log(reference)]
     for _ in range(steps):
