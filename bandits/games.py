@@ -2,10 +2,14 @@
 
 A :class:`GameSpec` is data; :func:`build_game` turns it and a seed into a :class:`GameInstance`
 (NumPy arrays).  Instances vary with the seed exactly when the spec asks for randomness (a
-``random`` game, ``rewards = "random"``, ``reference = "random"`` or ``initial = "random"``), so one
-run can average over many games; :func:`depends_on_seed` says whether it does, which lets the
-simulator share one matrix across all seeds (a matrix–matrix product instead of S matrix–vector
-products).
+``random`` game, ``rewards = "random"`` (Bradley–Terry or ``bt_mixture``), ``reference = "random"``
+or ``initial = "random"``), so one run can average over many games; :func:`depends_on_seed` says
+whether it does, which lets the simulator share one matrix across all seeds (a matrix–matrix product
+instead of S matrix–vector products).
+
+Kinds: ``matrix``, ``bradley_terry`` (P = σ(r_i − r_j)), ``bt_mixture`` (P(i≻j) = Σ_k w_k σ(r_k(i) −
+r_k(j)), n reward vectors and weights summing to 1; :func:`bandits.preference.bradley_terry_mixture`),
+``cyclic`` and ``random`` (see :class:`GameSpec`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from bandits import preference as preference_models
 from bandits import reference as reference_policies
 from bandits.errors import PrefsimError
 
-GAME_KINDS = ("matrix", "bradley_terry", "cyclic", "random")
+GAME_KINDS = ("matrix", "bradley_terry", "bt_mixture", "cyclic", "random")
 RANDOM_CONSTRUCTIONS = ("lower_triangle", "skew_logits")
 
 
@@ -28,18 +32,26 @@ class GameSpec:
     """The ``[game]`` table of a spec.  Every field has a default so small specs stay small."""
 
     kind: str = "cyclic"
-    """``matrix`` (give ``preference``), ``bradley_terry`` (give ``rewards``), ``cyclic``
-    (``arms``, ``strength``) or ``random`` (``arms``, ``construction``; a new game per seed)."""
+    """``matrix`` (give ``preference``), ``bradley_terry`` (give ``rewards``), ``bt_mixture`` (give
+    ``rewards`` as n reward vectors, and ``weights``), ``cyclic`` (``arms``, ``strength``) or ``random``
+    (``arms``, ``construction``; a new game per seed)."""
     arms: int | None = None
-    """Number of arms K.  Required for ``cyclic`` and ``random``, and for ``bradley_terry`` with
-    ``rewards = "random"``; otherwise read off the matrix or reward vector."""
+    """Number of arms K.  Required for ``cyclic`` and ``random``, and for ``bradley_terry`` or
+    ``bt_mixture`` with ``rewards = "random"``; otherwise read off the matrix or reward vector(s)."""
     preference: Any = None
     """K×K preference matrix for ``kind = "matrix"``: entries in [0, 1] and P + Pᵀ = 1."""
     rewards: Any = None
     """Bradley–Terry rewards: a list of K numbers, or ``"random"`` for r ~ U[0, reward_scale]^K
-    drawn per seed."""
+    drawn per seed.  ``bt_mixture``: a list of n such lists (one reward vector r_k per component), or
+    ``"random"`` (n = ``components`` vectors drawn per seed)."""
     reward_scale: float = 1.0
     """Width of the uniform draw for ``rewards = "random"``."""
+    weights: Any = None
+    """``bt_mixture``: the n mixture weights w_k ≥ 0, summing to 1, of
+    P(i≻j) = Σ_k w_k σ(r_k(i) − r_k(j)); default uniform 1/n."""
+    components: int | None = None
+    """``bt_mixture`` with ``rewards = "random"``: the number n of reward vectors, each drawn
+    r_k ~ U[0, reward_scale]^K per seed (may be left out when ``weights`` gives n)."""
     strength: float = 1.0
     """Cyclic strength c ∈ [0, 1]: arm i beats arm i+1 with probability (1 + c)/2."""
     construction: str = "lower_triangle"
@@ -77,6 +89,7 @@ class GameSpec:
             raise PrefsimError('game.preference: kind = "matrix" needs a K×K preference matrix.')
         if self.kind == "bradley_terry" and self.rewards is None:
             raise PrefsimError('game.rewards: kind = "bradley_terry" needs a list of rewards or "random".')
+        self._validate_mixture()
         if self.arms is not None and (
             isinstance(self.arms, bool) or not isinstance(self.arms, (int, np.integer)) or self.arms < 2
         ):
@@ -103,6 +116,54 @@ class GameSpec:
         if self.kind == "cyclic" and _is_number(self.arms) and self.arms < 3:
             raise PrefsimError(f"game.arms: a cyclic game needs at least 3 arms, got {self.arms!r}.")
         return self
+
+    def _validate_mixture(self) -> None:
+        """The ``bt_mixture`` fields (``weights``, ``components``) and their absence for other kinds."""
+        if self.kind != "bt_mixture":
+            for field in ("weights", "components"):
+                if getattr(self, field) is not None:
+                    raise PrefsimError(f'game.{field}: only kind = "bt_mixture" reads it, got kind = {self.kind!r}.')
+            return
+        if self.rewards is None:
+            raise PrefsimError(
+                'game.rewards: kind = "bt_mixture" needs a list of reward vectors (one list of K numbers per '
+                'component) or "random" (with components or weights).'
+            )
+        if self.components is not None and (
+            isinstance(self.components, bool)
+            or not isinstance(self.components, (int, np.integer))
+            or self.components < 1
+        ):
+            raise PrefsimError(f"game.components: expected an integer ≥ 1, got {self.components!r}.")
+        weights = None
+        if self.weights is not None:
+            weights = preference_models.validate_mixture_weights(self.weights, self.components, name="game.weights")
+        if isinstance(self.rewards, str):
+            if self.rewards != "random":
+                raise PrefsimError(
+                    f'game.rewards: expected a list of reward vectors or "random", got {self.rewards!r}.'
+                )
+            if self.components is None and weights is None:
+                raise PrefsimError(
+                    'game.components: rewards = "random" in a bt_mixture needs the number of components '
+                    "(components = n, or n weights)."
+                )
+        else:
+            try:
+                count = len(self.rewards)
+            except TypeError:
+                raise PrefsimError(
+                    f'game.rewards: expected a list of reward vectors or "random", got {self.rewards!r}.'
+                ) from None
+            if self.components is not None and count != self.components:
+                raise PrefsimError(
+                    f"game.components: says {self.components} but game.rewards lists {count} reward vector(s)."
+                )
+            if weights is not None and count != weights.shape[0]:
+                raise PrefsimError(
+                    f"game.weights: {weights.shape[0]} weight(s) for {count} reward vector(s); give one weight per "
+                    "component."
+                )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,6 +209,16 @@ def build_game(spec: GameSpec, seed: int = 0) -> GameInstance:
         else:
             rewards = _vector(spec.rewards, "game.rewards")
         matrix = preference_models.bradley_terry(rewards)
+    elif spec.kind == "bt_mixture":
+        if isinstance(spec.rewards, str):
+            count = spec.components if spec.components is not None else len(spec.weights)
+            rng = np.random.default_rng([int(seed), 5])
+            mixture_rewards = float(spec.reward_scale) * rng.uniform(size=(int(count), _arms(spec)))
+        else:
+            mixture_rewards = spec.rewards
+        matrix = preference_models.bradley_terry_mixture(
+            mixture_rewards, spec.weights, rewards_name="game.rewards", weights_name="game.weights"
+        )
     elif spec.kind == "cyclic":
         matrix = preference_models.cyclic(_arms(spec), spec.strength)
     else:

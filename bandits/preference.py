@@ -8,6 +8,10 @@ Constructors
 ------------
 * :func:`general_matrix` – any user matrix, validated.
 * :func:`bradley_terry` – ``P[i, j] = σ(r_i − r_j)``.
+* :func:`bradley_terry_mixture` – ``P[i, j] = Σ_k w_k σ(r_k(i) − r_k(j))``, a mixture of n
+  Bradley–Terry models (COMAL's oracle mixes two, MNPO's several); not transitive in general: three
+  components ranking a ≻ b ≻ c, b ≻ c ≻ a and c ≻ a ≻ b with equal weights and large reward gaps give
+  the Condorcet paradox, a 3-cycle of majorities.
 * :func:`cyclic` – the non-transitive family ``P = ½ + (c/2)·A`` with ``A[i, i+1 mod K] = 1``,
   ``A[i+1 mod K, i] = −1`` (rock–paper–scissors for K = 3, THEORY §A.3), strength ``c ∈ [0, 1]``.
 * :func:`random_lower_triangle` – lower triangle i.i.d. U[0, 1], upper triangle ``1 − Pᵀ``
@@ -78,6 +82,66 @@ def bradley_terry(rewards):
     if not np.all(np.isfinite(r)):
         raise PrefsimError("rewards: every reward must be finite.")
     return validate_preference_matrix(_sigmoid(r[:, None] - r[None, :]), name="bradley_terry")
+
+
+def validate_mixture_weights(
+    weights, components: int | None = None, *, tolerance: float = DEFAULT_TOLERANCE, name: str = "weights"
+):
+    """Return mixture ``weights`` as float64 after checking them: a flat list of ``components``
+    (if given) finite numbers ≥ 0 that sum to 1 within ``tolerance``.  The result is divided by its
+    sum, which removes the rounding of decimal input (e.g. three times 0.3333333333333333)."""
+    try:
+        array = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise PrefsimError(f"{name}: expected a list of mixture weights (numbers), got {weights!r}.") from None
+    if array.ndim != 1 or array.shape[0] < 1:
+        raise PrefsimError(f"{name}: expected a flat, non-empty list of mixture weights, got shape {array.shape}.")
+    if components is not None and array.shape[0] != components:
+        raise PrefsimError(
+            f"{name}: {array.shape[0]} weight(s) for {components} mixture component(s); give one weight per component."
+        )
+    if not np.all(np.isfinite(array)):
+        raise PrefsimError(f"{name}: every mixture weight must be finite (no NaN or inf), got {array.tolist()}.")
+    if array.min() < 0:
+        raise PrefsimError(f"{name}: mixture weights must be ≥ 0, got {array.tolist()}.")
+    if abs(array.sum() - 1.0) > tolerance:
+        raise PrefsimError(f"{name}: mixture weights must sum to 1, they sum to {array.sum():.12g}.")
+    return array / array.sum()
+
+
+def bradley_terry_mixture(rewards, weights=None, *, rewards_name: str = "rewards", weights_name: str = "weights"):
+    """Mixture of Bradley–Terry models ``P[i, j] = Σ_k w_k σ(r_k(i) − r_k(j))``.
+
+    Args:
+      rewards: n reward vectors, shape (n, K) (n ≥ 1 components, K ≥ 2 arms), all finite.
+      weights: n mixture weights ≥ 0 summing to 1 (:func:`validate_mixture_weights`); ``None`` =
+        uniform 1/n.
+      rewards_name, weights_name: the fields named in errors (the spec passes ``game.rewards`` and
+        ``game.weights``).
+
+    Each component satisfies σ(x) + σ(−x) = 1, so P + Pᵀ = Σ_k w_k = 1 and diag(P) = ½.  One component
+    is :func:`bradley_terry`; several are in general **not** transitive (see the module docstring), so
+    the game may have no Condorcet winner and a mixed Nash policy.
+    """
+    try:
+        r = np.asarray(rewards, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise PrefsimError(
+            f"{rewards_name}: expected a list of reward vectors (one list of K numbers per mixture component)."
+        ) from None
+    if r.ndim != 2 or r.shape[0] < 1 or r.shape[1] < 2:
+        raise PrefsimError(
+            f"{rewards_name}: expected n ≥ 1 reward vectors of K ≥ 2 numbers each (shape (n, K)), got shape {r.shape}."
+        )
+    if not np.all(np.isfinite(r)):
+        raise PrefsimError(f"{rewards_name}: every reward must be finite (no NaN or inf).")
+    w = (
+        np.full(r.shape[0], 1.0 / r.shape[0])
+        if weights is None
+        else validate_mixture_weights(weights, r.shape[0], name=weights_name)
+    )
+    matrix = np.einsum("k,kij->ij", w, _sigmoid(r[:, :, None] - r[:, None, :]))
+    return validate_preference_matrix(matrix, name=rewards_name)
 
 
 def cyclic(arms: int, strength: float = 1.0):

@@ -155,6 +155,8 @@ def numpy_policy_metrics(preference, log_reference, rewards, tau, log_policy, ta
         "suboptimality": np.max(rewards) - policy @ rewards,
         "tv_to_optimum": 0.5 * np.abs(policy - target).sum(axis=1),
         "max_log_ratio": np.abs(log_policy - log_reference).max(axis=1),
+        # the benchmark passes no π⁰ to simulate_grid, so prefsim's column is empty (NaN) too
+        "kl_to_unregularised_nash": np.full(policy.shape[0], np.nan),
     }
 
 

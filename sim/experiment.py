@@ -31,7 +31,7 @@ import pandas as pd
 from bandits.games import build_game
 from sim.game import game_from_instance
 from sim.headtohead import FINAL_POLICY, headtohead_table
-from sim.nash import target_policy
+from sim.nash import target_policy, unique_unregularised_nash
 from sim.precision import in_float64
 from sim.rules import build_rule
 from sim.sampled.experiment import build_sampled_inputs, run_sampled_rule
@@ -64,6 +64,8 @@ def run(spec, out=None, resume: bool = False, progress=None) -> pd.DataFrame:
     dtype = jnp.float64 if spec.precision == "float64" else jnp.float32
     started = time.time()
     games, game_axes, targets, target_gaps = build_games(spec, dtype)
+    sampled_mode = spec.run.mode == "sampled"
+    unregularised = None if sampled_mode else unregularised_targets(games, game_axes, len(spec.seeds), dtype)
     record = default_record_iterations(spec.iterations, spec.record_every)
     fingerprint = spec_fingerprint(spec)
     manifest = _manifest(spec, fingerprint, record, target_gaps)
@@ -84,7 +86,7 @@ def run(spec, out=None, resume: bool = False, progress=None) -> pd.DataFrame:
             continue
         tic = time.time()
         if sampled is None:
-            frame = run_rule(rule, spec, games, game_axes, targets, record)
+            frame = run_rule(rule, spec, games, game_axes, targets, record, unregularised)
         else:
             frame = run_sampled_rule(rule, spec, sampled, record)
         say(f"{rule.label}: {len(frame)} rows in {time.time() - tic:.1f} s")
@@ -137,8 +139,22 @@ def build_games(spec: ExperimentSpec, dtype=jnp.float64):
     return games, game_axes, jnp.asarray(np.stack(targets), dtype), gaps
 
 
-def run_rule(rule: RuleSpec, spec: ExperimentSpec, games, game_axes, targets, record) -> pd.DataFrame:
-    """All grid points × seeds of one ``[[rule]]`` table in one vmapped, jitted call."""
+def unregularised_targets(games, game_axes, seeds: int, dtype=jnp.float64):
+    """π⁰ per seed, shape (S, K): the unregularised Nash policy of each seed's P (from
+    :func:`build_games`' games), rows of NaN where it is not unique
+    (:func:`sim.nash.unique_unregularised_nash`); solved once when all seeds share one P."""
+    if game_axes.preference is None:
+        nash = unique_unregularised_nash(np.asarray(games.preference))
+        return jnp.asarray(np.tile(nash, (seeds, 1)), dtype)
+    rows = [unique_unregularised_nash(np.asarray(matrix)) for matrix in games.preference]
+    return jnp.asarray(np.stack(rows), dtype)
+
+
+def run_rule(
+    rule: RuleSpec, spec: ExperimentSpec, games, game_axes, targets, record, unregularised=None
+) -> pd.DataFrame:
+    """All grid points × seeds of one ``[[rule]]`` table in one vmapped, jitted call (``unregularised``:
+    π⁰ per seed from :func:`unregularised_targets`, or ``None`` for an empty ``kl_to_unregularised_nash``)."""
     labels = rule.grid_labels()
     fixed = rule.fixed()
     swept_names = list(rule.swept())
@@ -149,7 +165,9 @@ def run_rule(rule: RuleSpec, spec: ExperimentSpec, games, game_axes, targets, re
         return build_rule(rule.name, {**fixed, **point})
 
     cache_key = (rule.name, spec.precision, tuple(sorted((k, repr(v)) for k, v in fixed.items())))
-    metrics, first_nonfinite = simulate_grid(make_rule, grid, games, game_axes, targets, record, cache_key=cache_key)
+    metrics, first_nonfinite = simulate_grid(
+        make_rule, grid, games, game_axes, targets, record, cache_key=cache_key, unregularised_targets=unregularised
+    )
     diverged = first_divergence(first_nonfinite)
     if diverged is not None:
         grid_index, seed_index, iteration = diverged

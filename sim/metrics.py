@@ -1,10 +1,11 @@
 """Measurements of a policy in a preference game, all closed form (THEORY §A.2, §B.3).
 
 Public column names (the results contract): ``duality_gap``, ``exploitability``, ``kl_to_nash``,
-``suboptimality``, ``regret``, ``tv_to_optimum``, ``max_log_ratio``, and for the running uniform
-mixture of distributions π̄_t = (1/(t+1))·Σ_{s=0}^{t} π_s (Theorem 3 of INPO is about π̄) the same
-names with ``_mixture`` (all but ``regret``).  A metric that does not apply is NaN (an empty CSV
-cell): ``duality_gap`` needs τ > 0, ``suboptimality``/``regret`` need Bradley–Terry rewards.
+``suboptimality``, ``regret``, ``tv_to_optimum``, ``max_log_ratio``, ``kl_to_unregularised_nash``,
+and for the running uniform mixture of distributions π̄_t = (1/(t+1))·Σ_{s=0}^{t} π_s (Theorem 3 of
+INPO is about π̄) the same names with ``_mixture`` (all but ``regret``).  A metric that does not
+apply is NaN (an empty CSV cell): ``duality_gap`` needs τ > 0, ``suboptimality``/``regret`` need
+Bradley–Terry rewards, ``kl_to_unregularised_nash`` a unique unregularised Nash policy π⁰.
 
 Definitions (π a policy, τ the game's regularisation, π_ref the reference):
 
@@ -18,6 +19,11 @@ Definitions (π a policy, τ the game's regularisation, π_ref the reference):
 * ``suboptimality`` = max_y r_y − Σ_y π(y) r_y;  ``regret`` at iteration t = Σ_{s=0}^{t−1} suboptimality(π_s)
   (the policies that collected the data of iterations 0 … t−1).
 * ``max_log_ratio`` = max_y |log π(y)/π_ref(y)|, the realised B of Assumption A.
+* ``kl_to_unregularised_nash`` = KL(π⁰ ‖ π) with π⁰ the unregularised (τ = 0, linear-program) Nash
+  policy of P, whatever the game's τ: the distance COMAL (ICLR 2026) proves non-increasing under
+  reference advancement.  NaN where π⁰ is not unique (and where it was not computed);
+  :func:`sim.nash.unique_unregularised_nash` says how uniqueness is decided.  The runs compute π⁰
+  once per seed in set-up and carry it next to π*.
 """
 
 from __future__ import annotations
@@ -27,7 +33,15 @@ from jax.scipy.special import logsumexp
 
 from sim.game import Game, normalize, win_rates
 
-POLICY_METRICS = ("duality_gap", "exploitability", "kl_to_nash", "suboptimality", "tv_to_optimum", "max_log_ratio")
+POLICY_METRICS = (
+    "duality_gap",
+    "exploitability",
+    "kl_to_nash",
+    "suboptimality",
+    "tv_to_optimum",
+    "max_log_ratio",
+    "kl_to_unregularised_nash",
+)
 METRIC_COLUMNS = POLICY_METRICS[:4] + ("regret",) + POLICY_METRICS[4:] + tuple(f"{m}_mixture" for m in POLICY_METRICS)
 
 
@@ -70,7 +84,22 @@ def log_target_policy(target):
     return jnp.log(jnp.where(target > 0, target, 1.0))
 
 
-def metrics_from_win_rates(game: Game, policy, log_policy, policy_win_rates, target, log_target):
+def _kl_from_target(target, log_target, log_policy):
+    """KL(π*‖π) = Σ_{π*(y)>0} π*(y)(log π*(y) − log π(y)), clipped at 0 (rounding ~1e-17 at convergence,
+    as for the gap, so log-scale plots see no negatives)."""
+    return jnp.maximum(jnp.sum(jnp.where(target > 0, target * (log_target - log_policy), 0.0)), 0.0)
+
+
+def metrics_from_win_rates(
+    game: Game,
+    policy,
+    log_policy,
+    policy_win_rates,
+    target,
+    log_target,
+    unregularised_target=None,
+    log_unregularised_target=None,
+):
     """All of :data:`POLICY_METRICS` for one policy from what a trajectory already holds.
 
     Args:
@@ -78,32 +107,46 @@ def metrics_from_win_rates(game: Game, policy, log_policy, policy_win_rates, tar
       policy: π, shape (K,); log_policy: log π (the same policy; the trajectory has both, so no exp).
       policy_win_rates: Pπ, shape (K,).
       target: π* as probabilities; log_target: :func:`log_target_policy` of it (computed once per run).
+      unregularised_target: π⁰ as probabilities, all-NaN where it is not unique, or ``None`` (the
+        column is then NaN); log_unregularised_target: its :func:`log_target_policy` (computed here
+        when ``None``).
 
     The formulas of the module docstring; :func:`policy_metrics` is this with π, Pπ and log π*
     computed from ``log_policy`` and ``target``.  Besides Pπ the cost is one exp and one log of K
     numbers (the best response's normaliser).
     """
+    if unregularised_target is None:
+        kl_to_unregularised = jnp.full((), jnp.nan, log_policy.dtype)
+    else:
+        if log_unregularised_target is None:
+            log_unregularised_target = log_target_policy(unregularised_target)
+        unique = jnp.all(jnp.isfinite(unregularised_target))
+        kl = _kl_from_target(unregularised_target, log_unregularised_target, log_policy)
+        kl_to_unregularised = jnp.where(unique, kl, jnp.nan)
     return {
         "duality_gap": _gap_from_win_rates(game, policy, log_policy, policy_win_rates, game.tau),
         "exploitability": 2.0 * jnp.max(policy_win_rates) - 1.0,
-        # KL ≥ 0; clip rounding (~1e-17 at convergence) as for the gap, so log-scale plots see no negatives
-        "kl_to_nash": jnp.maximum(jnp.sum(jnp.where(target > 0, target * (log_target - log_policy), 0.0)), 0.0),
+        "kl_to_nash": _kl_from_target(target, log_target, log_policy),
         "suboptimality": jnp.max(game.rewards) - jnp.dot(policy, game.rewards),
         "tv_to_optimum": 0.5 * jnp.sum(jnp.abs(policy - target)),
         "max_log_ratio": jnp.max(jnp.abs(log_policy - game.log_reference)),
+        "kl_to_unregularised_nash": kl_to_unregularised,
     }
 
 
-def policy_metrics(game: Game, log_policy, target):
-    """All per-policy metrics of :data:`POLICY_METRICS` for one policy; ``target`` = π* as probabilities."""
+def policy_metrics(game: Game, log_policy, target, unregularised_target=None):
+    """All per-policy metrics of :data:`POLICY_METRICS` for one policy; ``target`` = π* and
+    ``unregularised_target`` = π⁰ (or ``None``) as probabilities."""
     policy = jnp.exp(log_policy)
-    return metrics_from_win_rates(game, policy, log_policy, win_rates(game, policy), target, log_target_policy(target))
+    return metrics_from_win_rates(
+        game, policy, log_policy, win_rates(game, policy), target, log_target_policy(target), unregularised_target
+    )
 
 
-def all_metrics(game: Game, log_policy, log_mixture, regret, target):
+def all_metrics(game: Game, log_policy, log_mixture, regret, target, unregularised_target=None):
     """The full row of :data:`METRIC_COLUMNS` for the last iterate and the running mixture."""
-    row = policy_metrics(game, log_policy, target)
-    mixture = policy_metrics(game, log_mixture, target)
+    row = policy_metrics(game, log_policy, target, unregularised_target)
+    mixture = policy_metrics(game, log_mixture, target, unregularised_target)
     row["regret"] = regret
     row.update({f"{name}_mixture": value for name, value in mixture.items()})
     return {name: row[name] for name in METRIC_COLUMNS}

@@ -11,6 +11,27 @@
   programming (SciPy ``linprog``): maximise v subject to (Pᵀπ)_y ≥ v, π in the simplex.  Its value is
   ½.  Not unique in general (it is for odd cyclic games and for Bradley–Terry games with a unique
   best arm, where it is the point mass on argmax r).
+* :func:`unique_unregularised_nash` — π⁰, the unregularised Nash policy when it is unique, else NaN
+  (the ``kl_to_unregularised_nash`` column).  Because P + Pᵀ = 1 the game's value is ½ and the set of
+  Nash policies is the polytope F = {π ∈ Δ : (Pπ)_y ≤ ½ for every arm y} (no arm beats π; (Pᵀπ)_y =
+  1 − (Pπ)_y).  Uniqueness is decided in two steps:
+
+  1. a **Condorcet winner** i (P[i, j] > ½ for every j ≠ i) gives F = {e_i} exactly: any π with mass
+     off i has (Pπ)_i = ½π_i + Σ_{j≠i} P[i, j]π_j > ½.  No LP is needed (every Bradley–Terry game
+     with a unique best arm is this case);
+  2. otherwise (K ≤ :data:`UNREGULARISED_NASH_MAX_ARMS`) the LP's Nash policy x is tested against an
+     exact characterisation of uniqueness (:func:`certified_unique_nash`: x strictly complementary
+     and the linear system on its support non-singular), one LP and one SVD;
+  3. when that certificate fails (a non-unique or a degenerate game), 2K linear programs (HiGHS) give the range
+     [min_F π_k, max_F π_k] of every coordinate over F; F is a single point iff every range is
+     empty, and π⁰ is called unique when every range is at most :data:`UNIQUENESS_TOLERANCE` (1e-6;
+     the LPs are solved to feasibility 1e-10, so a genuine second Nash policy further than 1e-6 in
+     some coordinate is always detected, and a unique π⁰ always passes).  The unique π⁰ is then
+     polished to ~1e-15 by solving (P_SS − ½)x = 0, Σx = 1 on its support S (least squares), kept
+     only if it stays within the tolerance of the LP point and in F; else the LP point is used.
+
+  Games without a Condorcet winner and with more than :data:`UNREGULARISED_NASH_MAX_ARMS` arms get
+  NaN (not computed: 2K LPs of K variables).
 """
 
 from __future__ import annotations
@@ -83,6 +104,131 @@ def unregularised_nash(preference) -> np.ndarray:
         raise PrefsimError(f"unregularised Nash: the linear program failed ({result.message}).")
     policy = np.clip(result.x[:arms], 0.0, None)
     return policy / policy.sum()
+
+
+#: Largest spread max_F π_k − min_F π_k of a coordinate over the Nash polytope F at which π⁰ counts as
+#: unique (:func:`unique_unregularised_nash`).
+UNIQUENESS_TOLERANCE = 1e-6
+#: Games with more arms and no Condorcet winner get π⁰ = NaN (the 2K uniqueness LPs are not solved).
+UNREGULARISED_NASH_MAX_ARMS = 200
+_LP_OPTIONS = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
+
+
+def condorcet_winner(preference) -> int | None:
+    """The arm i with P[i, j] > ½ for every j ≠ i (it is unique when it exists), else ``None``."""
+    matrix = np.asarray(preference)
+    # One pass keeps the only possible winner: an arm that does not beat j cannot be it, and the winner,
+    # once the candidate, is never replaced.  Then its row is checked: O(K) memory even for K = 10⁴.
+    candidate = 0
+    for j in range(1, matrix.shape[0]):
+        if not matrix[candidate, j] > 0.5:
+            candidate = j
+    row = np.array(matrix[candidate], dtype=np.float64)
+    row[candidate] = 1.0
+    return candidate if bool(np.all(row > 0.5)) else None
+
+
+def nash_coordinate_ranges(preference) -> np.ndarray:
+    """``(K, 2)``: min and max of π_k over the Nash polytope F = {π ∈ Δ : Pπ ≤ ½} (2K HiGHS LPs)."""
+    from scipy.optimize import linprog  # SciPy is imported lazily, as in unregularised_nash
+
+    matrix = np.asarray(preference, dtype=np.float64)
+    arms = matrix.shape[0]
+    ranges = np.empty((arms, 2))
+    for k in range(arms):
+        for column, sign in ((0, 1.0), (1, -1.0)):
+            cost = np.zeros(arms)
+            cost[k] = sign
+            result = linprog(
+                cost,
+                A_ub=matrix,
+                b_ub=np.full(arms, 0.5),
+                A_eq=np.ones((1, arms)),
+                b_eq=[1.0],
+                bounds=[(0, None)] * arms,
+                method="highs",
+                options=_LP_OPTIONS,
+            )
+            if not result.success:
+                raise PrefsimError(f"unregularised Nash: the uniqueness linear program failed ({result.message}).")
+            ranges[k, column] = sign * result.fun
+    return ranges
+
+
+def _solve_on_support(matrix, support):
+    """x with (P_SS − ½)x = 0, Σx = 1 on ``support`` (least squares, zero elsewhere) and the smallest
+    singular value of that (|S| + 1) × |S| system (> 0 iff it has one solution)."""
+    system = np.vstack([matrix[np.ix_(support, support)] - 0.5, np.ones((1, support.size))])
+    right = np.r_[np.zeros(support.size), 1.0]
+    solution = np.linalg.lstsq(system, right, rcond=None)[0]
+    policy = np.zeros(matrix.shape[0])
+    policy[support] = solution
+    return policy, float(np.linalg.svd(system, compute_uv=False).min())
+
+
+def certified_unique_nash(preference) -> np.ndarray | None:
+    """π⁰ when a sufficient condition for uniqueness holds at the LP's Nash policy, else ``None``.
+
+    With A = P − ½ (skew-symmetric), π is Nash iff Aπ ≤ 0.  For two Nash policies x, π′:
+    xᵀAπ′ ≤ 0 and π′ᵀAx ≤ 0 with xᵀAπ′ = −π′ᵀAx, so both are 0, hence (Aπ′)_y = 0 on supp x and
+    π′_y = 0 wherever (Ax)_y < 0.  So if x is **strictly complementary** ((Ax)_y < 0 off its support
+    S) and the system A_SS x = 0, Σx = 1 has **one solution** (full column rank), every Nash π′ lives
+    on S and solves it: π′ = x.  Conversely a unique π⁰ satisfies both (Goldman–Tucker: some Nash
+    policy is strictly complementary; a null direction of the system would give a second Nash policy).
+    Checked in floating point with margins: support = LP entries > 1e-9, (Ax)_y ≤ −1e-9 off S,
+    smallest singular value ≥ 1e-9, x_S > 0, |A_SS x| ≤ 1e-12.  The polished x is the answer.
+    """
+    matrix = np.asarray(preference, dtype=np.float64)
+    lp = unregularised_nash(matrix)
+    support = np.flatnonzero(lp > 1e-9)
+    policy, smallest = _solve_on_support(matrix, support)
+    advantage = matrix @ policy - 0.5
+    off = np.ones(matrix.shape[0], bool)
+    off[support] = False
+    if (
+        smallest >= 1e-9
+        and policy[support].min() > 0
+        and np.all(advantage[off] <= -1e-9)
+        and np.max(np.abs(advantage[support])) <= 1e-12
+    ):
+        return policy / policy.sum()
+    return None
+
+
+def unique_unregularised_nash(preference, tolerance: float = UNIQUENESS_TOLERANCE) -> np.ndarray:
+    """π⁰, the unregularised Nash policy of P, when it is unique; otherwise K NaNs (NumPy in and out).
+
+    See the module docstring for how uniqueness is decided (a Condorcet winner; else the certificate
+    of :func:`certified_unique_nash`; else the coordinate ranges over the Nash polytope F within
+    ``tolerance``) and for the cap on K.
+    """
+    # the Condorcet pass and the cap read P as it is (no float64 copy of a large float32 matrix)
+    arms = np.shape(preference)[0]
+    winner = condorcet_winner(preference)
+    if winner is not None:
+        point_mass = np.zeros(arms)
+        point_mass[winner] = 1.0
+        return point_mass
+    if arms > UNREGULARISED_NASH_MAX_ARMS:
+        return np.full(arms, np.nan)
+    matrix = np.asarray(preference, dtype=np.float64)
+    certified = certified_unique_nash(matrix)
+    if certified is not None:
+        return certified
+    ranges = nash_coordinate_ranges(matrix)
+    if np.max(ranges[:, 1] - ranges[:, 0]) > tolerance:
+        return np.full(arms, np.nan)
+    point = np.clip(ranges.mean(axis=1), 0.0, None)
+    point /= point.sum()
+    polished, _ = _solve_on_support(matrix, np.flatnonzero(point > tolerance))
+    if (
+        polished.min() >= 0
+        and np.max(np.abs(polished - point)) <= tolerance
+        and np.max(matrix @ polished) <= 0.5 + 1e-12
+        and abs(polished.sum() - 1.0) <= 1e-12
+    ):
+        return polished / polished.sum()
+    return point
 
 
 def target_policy(game: Game, tolerance: float = DEFAULT_TOLERANCE):

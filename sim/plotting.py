@@ -43,6 +43,7 @@ METRIC_LABELS = {
     "regret": "cumulative regret",
     "tv_to_optimum": "TV(π_t, π*)",
     "max_log_ratio": "max_y |log π_t/π_ref| (realised B)",
+    "kl_to_unregularised_nash": "KL(π⁰ ‖ π_t) (π⁰: unregularised Nash)",
 }
 STYLE = {
     "font.size": 10,

@@ -253,7 +253,9 @@ def parse_spec(data: Any) -> ExperimentSpec:
 
 def _parse_game(table) -> GameSpec:
     if table is None:
-        raise PrefsimError("game: the spec needs a [game] table (kind = matrix | bradley_terry | cyclic | random).")
+        raise PrefsimError(
+            "game: the spec needs a [game] table (kind = matrix | bradley_terry | bt_mixture | cyclic | random)."
+        )
     if not isinstance(table, dict):
         raise PrefsimError("game: expected a table.")
     fields = {f.name for f in dataclasses.fields(GameSpec)}
@@ -279,6 +281,7 @@ COMMON_GAME_KEYS = {"kind", "arms", "reference", "reference_scale", "reference_m
 KIND_GAME_KEYS = {
     "matrix": {"preference"},
     "bradley_terry": {"rewards", "reward_scale"},
+    "bt_mixture": {"rewards", "weights", "components", "reward_scale"},
     "cyclic": {"strength"},
     "random": {"construction", "scale"},
 }

@@ -113,7 +113,12 @@ def default_record_iterations(iterations: int, record_every: int | None = None) 
 
 
 def simulate(
-    rule: ExactRule, game: Game, target: jax.Array, record_iterations: np.ndarray, locate_nonfinite: bool = False
+    rule: ExactRule,
+    game: Game,
+    target: jax.Array,
+    record_iterations: np.ndarray,
+    locate_nonfinite: bool = False,
+    unregularised_target: jax.Array | None = None,
 ) -> tuple[dict[str, jax.Array], jax.Array]:
     """Run ``rule`` on ``game`` and return ``(metrics, first_nonfinite)``.
 
@@ -132,6 +137,8 @@ def simulate(
         log π_ref + Pπ_s/τ, which is bounded below by log π_ref and so never −inf.  ``True``: every step's
         log-policy is checked and ``first_nonfinite`` is the exact first bad iteration
         (:func:`simulate_grid` re-runs in this mode only when the fast path found something).
+      unregularised_target: π⁰, shape (K,), all-NaN where not unique (see
+        :func:`sim.nash.unique_unregularised_nash`), for ``kl_to_unregularised_nash``; ``None``: NaN.
 
     Returns:
       metrics: dict column → array of shape (len(record_iterations),).
@@ -160,6 +167,7 @@ def simulate(
     state = rule.init(game)
     dtype = state.log_policy.dtype
     log_target = log_target_policy(target)
+    log_unregularised = None if unregularised_target is None else log_target_policy(unregularised_target)
 
     def measure(state, mixture_sum):
         """The row of iterate t, and Pπ_t (which the next update reuses)."""
@@ -169,8 +177,9 @@ def simulate(
         # One product of P with both policies, so P is read once per recording, stacked as rows
         # [π_t; π̄_t] (see shared_win_rates for the form of the product).
         products = shared_win_rates(game.preference, jnp.stack([policy, mixture]))
-        last = metrics_from_win_rates(game, policy, state.log_policy, products[0], target, log_target)
-        mean = metrics_from_win_rates(game, mixture, jnp.log(mixture), products[1], target, log_target)
+        references = (target, log_target, unregularised_target, log_unregularised)
+        last = metrics_from_win_rates(game, policy, state.log_policy, products[0], *references)
+        mean = metrics_from_win_rates(game, mixture, jnp.log(mixture), products[1], *references)
         row = dict(last)
         row.update({f"{name}_mixture": value for name, value in mean.items()})
         row["regret"] = regret_from_mixture_sum(mixture_sum, policy, game.rewards, state.step)
@@ -218,6 +227,7 @@ def simulate_grid(
     targets: ArrayLike,
     record_iterations: np.ndarray,
     cache_key: Hashable | None = None,
+    unregularised_targets: jax.Array | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """vmap :func:`simulate` over seeds (axis 0 of batched game leaves and of ``targets``) and a grid.
 
@@ -232,6 +242,9 @@ def simulate_grid(
         fixed parameters); calls with the same key, grid names, batching and recorded iterations reuse
         one jitted function instead of compiling again.  ``None``: the ``make_rule`` object itself is
         the key (reuse it across calls to avoid recompiling).
+      unregularised_targets: π⁰ per seed, shape (S, K), rows all-NaN where π⁰ is not unique
+        (``kl_to_unregularised_nash``); ``None``: that column is NaN.  It travels with π* as one
+        per-seed array of shape (S, 2, K).
 
     Returns:
       metrics: column → array (G, S, R);  first_nonfinite: array (G, S), the first iteration whose
@@ -241,6 +254,10 @@ def simulate_grid(
     """
     record_iterations = tuple(int(i) for i in record_iterations)
     arms = int(np.shape(targets)[-1])
+    targets = jnp.asarray(targets)
+    if unregularised_targets is None:
+        unregularised_targets = jnp.full(targets.shape, jnp.nan, targets.dtype)
+    targets = jnp.stack([targets, jnp.asarray(unregularised_targets, targets.dtype)], axis=1)
     run = _compiled(make_rule, tuple(sorted(grid)), game_axes, record_iterations, cache_key, False, arms)
     grid_values = grid_arrays(grid)
     games, targets, padded = shard_over_seeds(games, game_axes, targets)
@@ -286,6 +303,9 @@ def _compiled(make_rule, grid_names, game_axes, record_iterations, cache_key, lo
     record = np.asarray(record_iterations)
 
     def one(parameters, game, target):
+        # target: π* (K,), or π* and π⁰ stacked (2, K) as simulate_grid passes them (shapes are static)
+        if target.ndim == 2:
+            return simulate(make_rule(parameters), game, target[0], record, locate_nonfinite, target[1])
         return simulate(make_rule(parameters), game, target, record, locate_nonfinite)
 
     return compile_over_grid_and_seeds(one, game_axes, key, options)

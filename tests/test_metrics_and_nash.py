@@ -167,8 +167,8 @@ def run_table():
     return sim.run(spec)
 
 
-def _expected_rows(trajectory, matrix, reference, rewards, tau, target):
-    """Every metric column from a full trajectory π_0 … π_T, recomputed in NumPy."""
+def _expected_rows(trajectory, matrix, reference, rewards, tau, target, unregularised):
+    """Every metric column from a full trajectory π_0 … π_T, recomputed in NumPy (π⁰ = ``unregularised``)."""
     rows = []
     for t, policy in enumerate(trajectory):
         mixture = trajectory[: t + 1].mean(axis=0)
@@ -180,6 +180,7 @@ def _expected_rows(trajectory, matrix, reference, rewards, tau, target):
             row["suboptimality" + suffix] = np.max(rewards) - p @ rewards
             row["tv_to_optimum" + suffix] = 0.5 * np.abs(p - target).sum()
             row["max_log_ratio" + suffix] = np.abs(np.log(p / reference)).max()
+            row["kl_to_unregularised_nash" + suffix] = kl(unregularised, p)
         row["regret"] = sum(np.max(rewards) - trajectory[s] @ rewards for s in range(t))
         rows.append(row)
     return rows
@@ -200,7 +201,8 @@ def test_run_metrics_equal_numpy_recomputation_from_the_trajectory(run_table, la
     table = run_table[run_table["rule"] == label].reset_index(drop=True)
     assert list(table["iteration"]) == list(range(31))
     assert set(table["seed"]) == {0}
-    expected = _expected_rows(trajectory, matrix, reference, rewards, TAU, target)
+    # π⁰ of a Bradley–Terry game with one best arm: the point mass on argmax r (its Condorcet winner)
+    expected = _expected_rows(trajectory, matrix, reference, rewards, TAU, target, np.eye(4)[np.argmax(rewards)])
     for column in sim.metrics.METRIC_COLUMNS:
         want = np.array([row[column] for row in expected])
         np.testing.assert_allclose(table[column].to_numpy(), want, atol=1e-9, rtol=1e-9, err_msg=column)

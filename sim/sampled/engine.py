@@ -403,8 +403,8 @@ def simulate_sampled(
     def measure(state, mixture_sum):
         count = state.step.astype(dtype) + 1.0
         regret = regret_from_mixture_sum(mixture_sum, jnp.exp(state.log_policy), problem.rewards, state.step)
-        rows = jax.vmap(all_metrics, in_axes=(GAME_AXES, 0, 0, 0, 0))(
-            games, state.log_policy, jnp.log(mixture_sum / count), regret, problem.target
+        rows = jax.vmap(all_metrics, in_axes=(GAME_AXES, 0, 0, 0, 0, 0))(
+            games, state.log_policy, jnp.log(mixture_sum / count), regret, problem.target, problem.unregularised_target
         )
         return {name: jnp.sum(weights * value) for name, value in rows.items()}
 

@@ -18,7 +18,7 @@ from jax.typing import ArrayLike, DTypeLike
 
 from bandits.errors import PrefsimError
 from sim.game import Game
-from sim.nash import target_policy
+from sim.nash import target_policy, unique_unregularised_nash
 
 
 class Problem(NamedTuple):
@@ -33,6 +33,9 @@ class Problem(NamedTuple):
       features: φ(x, y), shape (M, K, d) (d = 0 for a tabular-only problem).
       context_probs: ρ(x), shape (M,).
       target: π* per context as probabilities (M, K), for ``kl_to_nash`` and ``tv_to_optimum``.
+      unregularised_target: π⁰ per context (M, K), the unique unregularised Nash policy, rows of NaN
+        where it is not unique (:func:`sim.nash.unique_unregularised_nash`), for
+        ``kl_to_unregularised_nash``.
     """
 
     preference: jax.Array
@@ -43,6 +46,7 @@ class Problem(NamedTuple):
     features: jax.Array
     context_probs: jax.Array
     target: jax.Array
+    unregularised_target: jax.Array
 
     @property
     def contexts(self) -> int:
@@ -62,9 +66,15 @@ GAME_AXES = Game(0, 0, 0, 0, None)
 
 
 def problem_from_game(
-    game: Game, target: ArrayLike, features: ArrayLike | None = None, dtype: DTypeLike | None = None
+    game: Game,
+    target: ArrayLike,
+    features: ArrayLike | None = None,
+    dtype: DTypeLike | None = None,
+    unregularised_target: ArrayLike | None = None,
 ) -> Problem:
-    """Lift a non-contextual :class:`Game` (and its π* ``target``, shape (K,)) to M = 1."""
+    """Lift a non-contextual :class:`Game` (and its π* ``target``, shape (K,)) to M = 1.
+
+    ``unregularised_target``: π⁰ (K,), NaN where not unique; ``None``: solved here from P."""
     dtype = dtype or game.preference.dtype
     arms = game.preference.shape[-1]
     if features is None:
@@ -72,6 +82,8 @@ def problem_from_game(
     features = jnp.asarray(features, dtype)
     if features.ndim != 2 or features.shape[0] != arms:
         raise PrefsimError(f"features: expected shape (K, d) = ({arms}, d), got {tuple(features.shape)}.")
+    if unregularised_target is None:
+        unregularised_target = unique_unregularised_nash(np.asarray(game.preference, np.float64))
     return Problem(
         preference=jnp.asarray(game.preference, dtype)[None],
         log_reference=jnp.asarray(game.log_reference, dtype)[None],
@@ -81,6 +93,7 @@ def problem_from_game(
         features=features[None],
         context_probs=jnp.ones((1,), dtype),
         target=jnp.asarray(target, dtype)[None],
+        unregularised_target=jnp.asarray(unregularised_target, dtype)[None],
     )
 
 
@@ -97,7 +110,7 @@ def problem_from_arrays(
 
     ``reference`` defaults to uniform; π_0 = π_ref; the targets are solved per context with
     :func:`sim.nash.target_policy` (π*_τ for τ > 0, argmax r for a BT problem with τ = 0, else the LP
-    Nash).
+    Nash); π⁰ per context by :func:`sim.nash.unique_unregularised_nash`.
     """
     preference = np.asarray(preference, dtype=np.float64)
     if preference.ndim == 2:
@@ -126,7 +139,7 @@ def problem_from_arrays(
         )
     if tau < 0:
         raise PrefsimError(f"tau: must be ≥ 0, got {tau:g}.")
-    targets = []
+    targets, unregularised = [], []
     for context in range(contexts):
         game = Game(
             jnp.asarray(preference[context]),
@@ -136,6 +149,7 @@ def problem_from_arrays(
             jnp.asarray(float(tau)),
         )
         targets.append(target_policy(game)[0])
+        unregularised.append(unique_unregularised_nash(preference[context]))
     return Problem(
         preference=jnp.asarray(preference, dtype),
         log_reference=jnp.asarray(log_reference, dtype),
@@ -145,4 +159,5 @@ def problem_from_arrays(
         features=jnp.asarray(features, dtype),
         context_probs=jnp.asarray(context_probs, dtype),
         target=jnp.asarray(np.stack(targets), dtype),
+        unregularised_target=jnp.asarray(np.stack(unregularised), dtype),
     )
