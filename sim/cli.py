@@ -6,13 +6,17 @@
 
 More subcommands come from installed plugins in the entry-point group ``prefsim.commands`` (the LLM
 bridge adds ``prefsim llm`` when ``prefsim[llm]`` is installed); ``sim`` itself never imports them.
-Bad input ends with ``error: <one paragraph>`` on stderr and exit status 2, without a traceback.
+Bad input ends with ``error: <one paragraph>`` on stderr and exit status 2, without a traceback (an
+operating-system error such as a full disk is reported the same way).  SIGTERM (what batch schedulers
+send first) is handled like Ctrl-C: finished rule parts are kept, the message says how to resume, and
+the exit status is 128 + 15 = 143 (130 for SIGINT).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -21,6 +25,17 @@ from bandits.errors import PrefsimError
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when SIGTERM arrives, so it unwinds like Ctrl-C (files closed, lock released)."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 PLUGIN_GROUP = "prefsim.commands"
 
 
@@ -31,16 +46,30 @@ def main(argv=None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_BAD_INPUT
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return int(args.handler(args) or 0)
     except PrefsimError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
+    except OSError as exc:
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         print(
-            "interrupted: finished parts are saved; rerun the same command with --resume to continue.", file=sys.stderr
+            f"error: {exc.strerror or exc}{where}; the previous complete results are left as they were.",
+            file=sys.stderr,
         )
-        return EXIT_INTERRUPTED
+        return EXIT_BAD_INPUT
+    except MemoryError:
+        print(
+            "error: the run ran out of memory; reduce the arms, seeds, sweep or recorded iterations.", file=sys.stderr
+        )
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt as exc:
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"{what}: finished parts are saved; rerun the same command with --resume to continue.", file=sys.stderr)
+        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -140,6 +169,8 @@ def _draw(table, directory: Path):
     from sim.plotting import plot_run
 
     manifest_file = directory / "manifest.json"
+    if not manifest_file.is_file():
+        manifest_file = directory / "parts" / "manifest.json"  # a run still going, or stopped before the end
     manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else None
     return plot_run(table, directory, manifest)
 

@@ -4,22 +4,26 @@
 a pandas DataFrame with columns ``rule, seed, iteration`` and one column per metric
 (:data:`sim.metrics.METRIC_COLUMNS`), one row per rule label × seed × recorded iteration.
 
-With ``out``: each ``[[rule]]`` table's results are written as soon as they are computed, atomically,
-to ``out/parts/<label>.csv``; ``metrics.csv`` (all rows) and ``manifest.json`` (spec, seeds, package
-versions, git commit, the target's duality gap) follow.  With ``resume=True`` a part whose spec
-fingerprint matches is loaded instead of recomputed, so an interrupted sweep continues where it
-stopped and nothing computed is lost.
+With ``out``: the directory is checked before anything is computed and locked while the run writes
+(:mod:`sim.results_io`); each ``[[rule]]`` table's results are written as soon as they are computed,
+atomically and with a checksum, to ``out/parts/<label>.csv`` (parts of labels no longer in the spec are
+removed); ``metrics.csv`` (all rows) and ``manifest.json`` (spec, seeds, package versions, git commit,
+the target's duality gap) replace the previous pair together at the end, so a run that fails leaves the
+last complete results intact (the running manifest is ``parts/manifest.json``).  With ``resume=True`` a
+part whose spec fingerprint and checksum match is loaded instead of recomputed, so an interrupted sweep
+continues where it stopped and nothing computed is lost.  Before allocating, the memory the run needs is
+estimated and compared with what the machine has (:mod:`sim.limits`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import platform
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,8 +35,20 @@ import pandas as pd
 from bandits.errors import PrefsimError
 from bandits.games import build_game
 from sim.game import Game, game_from_instance
+from sim.limits import check_memory
 from sim.metrics import METRIC_COLUMNS
 from sim.nash import target_policy
+from sim.results_io import (
+    RUNNING_MANIFEST,
+    check_output_directory,
+    csv_bytes,
+    json_bytes,
+    output_lock,
+    read_part,
+    remove_stale_parts,
+    write_files_atomic,
+    write_part,
+)
 from sim.rules import build_rule
 from sim.spec import ExperimentSpec, RuleSpec, load_spec, parse_spec
 from sim.trajectory import default_record_iterations, simulate_grid
@@ -53,10 +69,16 @@ def run(spec, out=None, resume: bool = False, progress=None) -> pd.DataFrame:
         spec = load_spec(spec)
     spec = parse_spec(spec)
     say = progress or (lambda message: None)
-    out = Path(out) if out is not None else None
-    if out is not None:
-        (out / "parts").mkdir(parents=True, exist_ok=True)
+    check_memory(spec)
+    if out is None:
+        return _run_checked(spec, None, resume, say)
+    out = check_output_directory(out, [rule.label for rule in spec.rules])
+    with output_lock(out):
+        return _run_checked(spec, out, resume, say)
 
+
+def _run_checked(spec: ExperimentSpec, out: Path | None, resume: bool, say) -> pd.DataFrame:
+    """:func:`run` after the checks, with ``out`` validated and locked (or None)."""
     dtype = jnp.float64 if spec.precision == "float64" else jnp.float32
     started = time.time()
     games, game_axes, targets, target_gaps = build_games(spec, dtype)
@@ -64,7 +86,9 @@ def run(spec, out=None, resume: bool = False, progress=None) -> pd.DataFrame:
     fingerprint = spec_fingerprint(spec)
     manifest = _manifest(spec, fingerprint, record, target_gaps)
     if out is not None:
-        write_json_atomic(out / "manifest.json", manifest)
+        write_files_atomic({out / RUNNING_MANIFEST: json_bytes(manifest)})
+        for path in remove_stale_parts(out, [rule.label for rule in spec.rules]):
+            say(f"removed {path}: its rule is no longer in the spec")
 
     sampled = None
     if spec.run.mode == "sampled":
@@ -74,10 +98,15 @@ def run(spec, out=None, resume: bool = False, progress=None) -> pd.DataFrame:
     frames = []
     for rule in spec.rules:
         part = out / "parts" / f"{rule.label}.csv" if out is not None else None
-        if resume and part is not None and _part_is_current(part, fingerprint):
-            say(f"{rule.label}: already computed, loaded from {part}")
-            frames.append(pd.read_csv(part, comment="#"))
-            continue
+        if resume and part is not None:
+            expected_rows = len(rule.grid_labels()) * len(spec.seeds) * len(record)
+            stored, reason = read_part(part, fingerprint, expected_rows)
+            if stored is not None:
+                say(f"{rule.label}: already computed, loaded from {part}")
+                frames.append(stored)
+                continue
+            if reason:
+                say(f"{rule.label}: recomputing: {reason}")
         tic = time.time()
         if sampled is None:
             frame = run_rule(rule, spec, games, game_axes, targets, record)
@@ -85,15 +114,16 @@ def run(spec, out=None, resume: bool = False, progress=None) -> pd.DataFrame:
             frame = run_sampled_rule(rule, spec, sampled, record)
         say(f"{rule.label}: {len(frame)} rows in {time.time() - tic:.1f} s")
         if part is not None:
-            write_csv_atomic(part, frame, header_comment=f"fingerprint={fingerprint}")
+            write_part(part, frame, fingerprint)
         frames.append(frame)
 
     table = pd.concat(frames, ignore_index=True)
     if out is not None:
-        write_csv_atomic(out / "metrics.csv", table)
         manifest["seconds"] = round(time.time() - started, 3)
         manifest["complete"] = True
-        write_json_atomic(out / "manifest.json", manifest)
+        write_files_atomic({out / "metrics.csv": csv_bytes(table), out / "manifest.json": json_bytes(manifest)})
+        with contextlib.suppress(OSError):
+            (out / RUNNING_MANIFEST).unlink()
     return table
 
 
@@ -208,33 +238,6 @@ def _plain(value):
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return repr(value)
-
-
-def _part_is_current(path: Path, fingerprint: str) -> bool:
-    if not path.is_file():
-        return False
-    with open(path, encoding="utf-8") as handle:
-        return handle.readline().strip() == f"# fingerprint={fingerprint}"
-
-
-def write_csv_atomic(path: Path, frame: pd.DataFrame, header_comment: str | None = None) -> None:
-    """Write a CSV via a temporary file and ``os.replace`` (never a half-written file)."""
-    path = Path(path)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp", encoding="utf-8") as handle:
-        if header_comment:
-            handle.write(f"# {header_comment}\n")
-        frame.to_csv(handle, index=False, float_format="%.17g")
-        name = handle.name
-    os.replace(name, path)
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON via a temporary file and ``os.replace``."""
-    path = Path(path)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, default=str)
-        name = handle.name
-    os.replace(name, path)
 
 
 def _manifest(spec: ExperimentSpec, fingerprint: str, record, target_gaps) -> dict:

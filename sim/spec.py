@@ -34,7 +34,16 @@ from typing import Any
 
 from bandits.errors import PrefsimError
 from bandits.games import GameSpec
+from sim.limits import check_counts
 from sim.rules import build_rule, resolve_parameters, rule_info
+from sim.spec_checks import (
+    check_exact_run_keys,
+    check_game_types,
+    check_label,
+    check_rule_tables,
+    check_sampled_numbers,
+    read_spec_text,
+)
 
 PRECISIONS = ("float64", "float32")
 MODES = ("exact", "sampled")
@@ -171,10 +180,8 @@ TOP_LEVEL_KEYS = {"iterations", "seeds", "precision", "record_every", "game", "r
 def load_spec(path) -> ExperimentSpec:
     """Read and validate a TOML spec file."""
     path = Path(path)
-    if not path.is_file():
-        raise PrefsimError(f"spec file {str(path)!r} does not exist.")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_spec_text(path))
     except tomllib.TOMLDecodeError as exc:
         raise PrefsimError(f"spec file {str(path)!r} is not valid TOML: {exc}.") from None
     return parse_spec(data)
@@ -196,6 +203,7 @@ def parse_spec(data: Any) -> ExperimentSpec:
     if not _is_int(iterations) or iterations < 1:
         raise PrefsimError(f"iterations: expected an integer ≥ 1, got {iterations!r}.")
     seeds = data.get("seeds", 1)
+    check_counts(iterations, seeds if _is_int(seeds) else len(seeds) if isinstance(seeds, list) else 0)
     if _is_int(seeds):
         if seeds < 1:
             raise PrefsimError(f"seeds: expected a count ≥ 1 or a list of integers, got {seeds!r}.")
@@ -215,6 +223,7 @@ def parse_spec(data: Any) -> ExperimentSpec:
 
     game = _parse_game(data.get("game"))
     run = _parse_run(data.get("run", {}))
+    check_rule_tables(data.get("rule"))
     rules = _parse_rules(data.get("rule"), game, run.mode)
     if run.data != "online" and run.mode != "sampled":
         raise PrefsimError(
@@ -233,6 +242,7 @@ def parse_spec(data: Any) -> ExperimentSpec:
         from sim.sampled.experiment import validate_sampled_spec
 
         validate_sampled_spec(run, game, rules)
+        check_sampled_numbers(run)
     return ExperimentSpec(
         iterations=int(iterations),
         seeds=seeds,
@@ -254,6 +264,7 @@ def _parse_game(table) -> GameSpec:
     unknown = set(table) - fields
     if unknown:
         raise PrefsimError(f"game: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(fields))}.")
+    check_game_types(table)
     kind = table.get("kind", GameSpec.kind)
     unused = set(table) - COMMON_GAME_KEYS - KIND_GAME_KEYS.get(kind, set())
     if kind in KIND_GAME_KEYS and unused:
@@ -288,6 +299,7 @@ def _parse_run(table) -> RunSpec:
     mode = table.get("mode", "exact")
     if mode not in MODES:
         raise PrefsimError(f"run.mode: expected one of {', '.join(MODES)}, got {mode!r}.")
+    check_exact_run_keys(table, mode)
     return RunSpec(**table)
 
 
@@ -311,8 +323,7 @@ def _parse_rules(tables, game: GameSpec, mode: str = "exact") -> tuple:
             if names.count(name) > 1:
                 raise PrefsimError(f"{where}: two rules are named {name!r}; give each a distinct label.")
             label = name
-        if not isinstance(label, str) or not label or any(c in label for c in "/\\\n"):
-            raise PrefsimError(f"{where}: label must be a non-empty string without slashes, got {label!r}.")
+        check_label(label, where)
         parameters = resolve_parameters(name, table, game.tau, where)
         rule = RuleSpec(name=name, label=label, parameters=parameters)
         needs_rewards = rule_info(name).needs_rewards or (name == "apo" and parameters.get("base") == "dpo")
