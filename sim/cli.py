@@ -136,10 +136,12 @@ def _run(args) -> int:
     from sim.spec import load_spec
 
     spec = load_spec(args.spec)
-    out = Path(args.out) if args.out else Path("results") / Path(args.spec).stem
+    # --out "" is passed on as given (and refused by the directory check), not replaced by the default
+    out = args.out if args.out is not None else str(Path("results") / Path(args.spec).stem)
     say = (lambda message: None) if args.quiet else (lambda message: print(message, flush=True))
     say(f"prefsim: {len(spec.rules)} rule table(s), {len(spec.seeds)} seed(s), {spec.iterations} iterations → {out}")
     table = run(spec, out=out, resume=args.resume, progress=say)
+    out = Path(out)
     if not args.no_plots:
         paths = _draw(table, out)
         say(f"wrote {out / 'metrics.csv'}, {out / 'manifest.json'} and {len(paths)} figure(s)")

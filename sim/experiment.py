@@ -7,7 +7,8 @@ a pandas DataFrame with columns ``rule, seed, iteration`` and one column per met
 With ``out``: the directory is checked before anything is computed and locked while the run writes
 (:mod:`sim.results_io`); each ``[[rule]]`` table's results are written as soon as they are computed,
 atomically and with a checksum, to ``out/parts/<label>.csv`` (parts of labels no longer in the spec are
-removed); ``metrics.csv`` (all rows) and ``manifest.json`` (spec, seeds, package versions, git commit,
+removed; a part's fingerprint covers the spec without the other rules, see :func:`part_fingerprint`);
+``metrics.csv`` (all rows) and ``manifest.json`` (spec, seeds, package versions, git commit,
 the target's duality gap) replace the previous pair together at the end, so a run that fails leaves the
 last complete results intact (the running manifest is ``parts/manifest.json``).  With ``resume=True`` a
 part whose spec fingerprint and checksum match is loaded instead of recomputed, so an interrupted sweep
@@ -98,9 +99,10 @@ def _run_checked(spec: ExperimentSpec, out: Path | None, resume: bool, say) -> p
     frames = []
     for rule in spec.rules:
         part = out / "parts" / f"{rule.label}.csv" if out is not None else None
+        rule_fingerprint = part_fingerprint(spec, rule)
         if resume and part is not None:
             expected_rows = len(rule.grid_labels()) * len(spec.seeds) * len(record)
-            stored, reason = read_part(part, fingerprint, expected_rows)
+            stored, reason = read_part(part, rule_fingerprint, expected_rows)
             if stored is not None:
                 say(f"{rule.label}: already computed, loaded from {part}")
                 frames.append(stored)
@@ -114,7 +116,7 @@ def _run_checked(spec: ExperimentSpec, out: Path | None, resume: bool, say) -> p
             frame = run_sampled_rule(rule, spec, sampled, record)
         say(f"{rule.label}: {len(frame)} rows in {time.time() - tic:.1f} s")
         if part is not None:
-            write_part(part, frame, fingerprint)
+            write_part(part, frame, rule_fingerprint)
         frames.append(frame)
 
     table = pd.concat(frames, ignore_index=True)
@@ -216,6 +218,16 @@ def spec_fingerprint(spec: ExperimentSpec) -> str:
     }
     text = json.dumps(content, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def part_fingerprint(spec: ExperimentSpec, rule: RuleSpec) -> str:
+    """The fingerprint of one rule's part: :func:`spec_fingerprint` of the spec with that rule alone.
+
+    A rule's results depend on the game, seeds, iterations, recording, run settings and its own
+    parameters, not on the other rules (PRNG keys are per seed), so adding or removing a rule keeps
+    the other rules' parts valid for ``--resume``.
+    """
+    return spec_fingerprint(dataclasses.replace(spec, rules=(rule,)))
 
 
 def parsed_spec(spec: ExperimentSpec) -> dict:

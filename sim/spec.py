@@ -39,6 +39,7 @@ from sim.rules import build_rule, resolve_parameters, rule_info
 from sim.spec_checks import (
     check_exact_run_keys,
     check_game_types,
+    check_integer_range,
     check_label,
     check_rule_tables,
     check_sampled_numbers,
@@ -193,6 +194,7 @@ def parse_spec(data: Any) -> ExperimentSpec:
         return data
     if not isinstance(data, dict):
         raise PrefsimError("spec: expected a table of keys (a TOML document or a dict).")
+    check_integer_range(data)
     unknown = set(data) - TOP_LEVEL_KEYS
     if unknown:
         raise PrefsimError(

@@ -13,6 +13,8 @@ the file) and what to do; none returns silently on input the run would ignore or
   own message) apply to sampled mode only; in an exact spec they are errors, like unknown keys.
 * :func:`check_rule_tables` — APO's ``alpha`` is not read with ``schedule = "nesterov"`` (α_t =
   t/(t+3) replaces it), so giving both is an error.
+* :func:`check_integer_range` — integers must fit in 64 bits (TOML's own limit; Python's parser
+  accepts larger ones, which NumPy cannot hold).
 * :func:`check_sampled_numbers` — ``tolerance`` must be finite (∞ would never stop the inner loop
   early, i.e. mean "unset" while saying something else).
 """
@@ -70,6 +72,21 @@ def read_spec_text(path, what: str = "spec file") -> str:
             f"{what} {str(path)!r} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); TOML "
             "files are UTF-8: save it as UTF-8."
         ) from None
+
+
+def check_integer_range(value, where: str = "spec") -> None:
+    """Raise when an integer anywhere in the nested spec data lies outside [−2⁶³, 2⁶³ − 1]."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_integer_range(item, f"{where}.{key}" if where != "spec" else str(key))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            check_integer_range(item, f"{where}[{index}]")
+    elif isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        raise PrefsimError(
+            f"{where}: the integer {value} does not fit in 64 bits (TOML integers are 64-bit); "
+            "write a smaller number, or a float such as 1e30 where a real number is meant."
+        )
 
 
 def check_label(label, where: str) -> str:
