@@ -46,13 +46,13 @@ def _os_reason(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
-def check_output_directory(out, labels=()) -> Path:
-    """Validate (and create) the result directory ``out`` and ``out/parts``; return ``Path(out)``.
+def check_directory_path(out) -> Path:
+    """Refuse a result-directory path that cannot be one, without creating anything; return ``Path(out)``.
 
-    Refused with a :class:`PrefsimError`: an empty path; ``out`` or one of its parents that exists but
-    is not a directory (a file, ``/dev/null``); ``out/parts`` that is not a directory; ``metrics.csv``,
-    ``manifest.json`` or ``parts/<label>.csv`` (``labels``) that exist but are not regular files; a
-    directory where a probe file cannot be created and removed (no permission, read-only file system).
+    Refused: an empty path (``--out ""`` is not the current directory), a NUL byte, a path that exists
+    and is not a directory (a file, ``/dev/null``) or whose parent is not one, and a path whose nearest
+    existing ancestor (or itself) cannot be written (``os.access``; root passes it, the probe write of
+    :func:`check_output_directory` does not).
     """
     if out is None or str(out).strip() == "":
         raise PrefsimError("--out: the result directory is an empty path; give a directory name.")
@@ -66,6 +66,23 @@ def check_output_directory(out, labels=()) -> Path:
                 f"--out {str(path)!r}: {what} exists and is not a directory; choose a directory path "
                 "(a new one is created)."
             )
+    existing = next((p for p in [path, *path.absolute().parents] if p.exists()), None)
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise PrefsimError(
+            f"--out {str(path)!r}: {str(existing)!r} is not writable (permission denied); choose a writable directory."
+        )
+    return path
+
+
+def check_output_directory(out, labels=()) -> Path:
+    """Validate (and create) the result directory ``out`` and ``out/parts``; return ``Path(out)``.
+
+    Refused with a :class:`PrefsimError`: everything :func:`check_directory_path` refuses;
+    ``out/parts`` that is not a directory; ``metrics.csv``, ``manifest.json`` or ``parts/<label>.csv``
+    (``labels``) that exist but are not regular files; a directory where a probe file cannot be created
+    and removed (no permission, read-only file system).
+    """
+    path = check_directory_path(out)
     try:
         (path / "parts").mkdir(parents=True, exist_ok=True)
     except FileExistsError:

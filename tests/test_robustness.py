@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -442,3 +443,85 @@ def test_sigterm_is_an_orderly_stop_and_resume_finishes_the_run(tmp_path, capsys
     table = pd.read_csv(out / "metrics.csv")
     assert set(table["rule"]) == {"first", "slow0", "slow1", "slow2"}
     assert np.isfinite(table["kl_to_nash"]).all()
+
+
+# ---------------------------------------------------------------------------------------------- prefsim llm
+
+BRIDGE_SPEC = textwrap.dedent(
+    """
+    iterations = 1
+    [model]
+    path = "no-such-model"
+    [prompts]
+    train = ["tell me a story", "the movie was"]
+    heldout = ["what a", "i love this"]
+    per_iteration = 2
+    [oracle]
+    kind = "vader"
+    [training]
+    learning_rate = 1e-2
+    batch_size = 2
+    micro_batch_size = 2
+    [[rule]]
+    name = "sppo"
+    eta = 2.0
+    """
+)
+
+
+@pytest.fixture
+def bridge_parse():
+    pytest.importorskip("torch")
+    from llm_bridge.spec import parse_spec as parse_bridge
+
+    return lambda text: parse_bridge(tomllib.loads(text))
+
+
+@pytest.mark.parametrize(
+    "old, new, fragments",
+    [
+        ("eta = 2.0", 'eta = 2.0\nlabel = ".."', ["rule #1", "label must be 1–100 ASCII"]),
+        ("eta = 2.0", 'eta = 2.0\nlabel = "a\\u0000b"', ["label must be"]),
+        ("eta = 2.0", f'eta = 2.0\nlabel = "{"y" * 300}"', ["label must be", "300 chars"]),
+        ('kind = "vader"', 'kind = "vader"\nscale = inf', ["oracle.scale", "finite"]),
+        ('kind = "vader"', 'kind = "vader"\nscale = 0.0', ["oracle.scale"]),
+        (
+            'kind = "vader"',
+            'kind = "reward_function"\nfunction = "math:pi"',
+            ["oracle.function", "'math:pi' is a float"],
+        ),
+        ('kind = "vader"', 'kind = "psychic"', ["oracle.kind"]),
+    ],
+    ids=["label-dotdot", "label-nul", "label-300", "scale-inf", "scale-zero", "not-callable", "kind"],
+)
+def test_bridge_spec_labels_and_oracle_are_checked(bridge_parse, old, new, fragments):
+    with pytest.raises(PrefsimError) as caught:
+        bridge_parse(BRIDGE_SPEC.replace(old, new, 1))
+    for fragment in fragments:
+        assert fragment in str(caught.value), (fragment, str(caught.value))
+
+
+def test_bridge_spec_with_a_callable_oracle_function_parses(bridge_parse):
+    spec = bridge_parse(BRIDGE_SPEC.replace('kind = "vader"', 'kind = "reward_function"\nfunction = "math:fsum"'))
+    assert spec.oracle.function == "math:fsum"
+
+
+@pytest.mark.parametrize(
+    "content, out, fragments",
+    [
+        (b"\xff\xfe\x00\x01binary", "out", ["bridge spec file", "UTF-16"]),
+        (b"iterations = 1\x00\x00", "out", ["not a text file"]),
+        (BRIDGE_SPEC.encode(), "a_file", ["--out", "is not a directory"]),
+        (BRIDGE_SPEC.encode(), "", ["--out", "empty path"]),
+    ],
+    ids=["utf16", "binary", "out-is-a-file", "out-empty"],
+)
+def test_prefsim_llm_bad_files_are_clear_errors(tmp_path, capsys, monkeypatch, content, out, fragments):
+    pytest.importorskip("torch")
+    spec = tmp_path / "bridge.toml"
+    spec.write_bytes(content)
+    write(tmp_path / "a_file", "x")
+    monkeypatch.chdir(tmp_path)
+    status, _, err = cli(capsys, "llm", spec, "--out", out)
+    assert_clear_error(status, err, *fragments)
+    assert not (tmp_path / "out").exists()
