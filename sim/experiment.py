@@ -134,23 +134,26 @@ def build_games(spec: ExperimentSpec, dtype=jnp.float64):
 
     Returns ``(games, game_axes, targets, target_gaps)``: a :class:`Game` whose leaves are stacked over
     seeds only where they differ between seeds (``game_axes`` holds 0 or None per leaf), π* per seed
-    (S, K) and the duality gap each π* was solved to.
+    (S, K) and the duality gap each π* was solved to.  Games are built one seed at a time and a leaf
+    equal to the first seed's is not kept again, so seeds sharing one game hold one K×K matrix, not S.
     """
-    instances = [game_from_instance(build_game(spec.game, seed), dtype) for seed in spec.seeds]
-    first = instances[0]
-    axes = []
-    leaves = []
-    for index, leaf in enumerate(first):
-        same = all(np.array_equal(np.asarray(g[index]), np.asarray(leaf), equal_nan=True) for g in instances[1:])
-        axes.append(None if same else 0)
-        leaves.append(leaf if same else jnp.stack([g[index] for g in instances]))
-    games = Game(*leaves)
-    game_axes = Game(*axes)
+    first = None
+    per_seed = []  # per leaf: None while every seed so far equals the first, else the list of its values
     # The target depends on P, π_ref, rewards and τ only (not on π_0).
     cache = {}
     targets, gaps = [], []
-    for g in instances:
-        key = tuple(np.asarray(g[i]).tobytes() for i in (0, 1, 3, 4))
+    for count, seed in enumerate(spec.seeds):
+        g = game_from_instance(build_game(spec.game, seed), dtype)
+        if first is None:
+            first = g
+            per_seed = [None] * len(g)
+        else:
+            for index, leaf in enumerate(g):
+                if per_seed[index] is not None:
+                    per_seed[index].append(leaf)
+                elif not np.array_equal(np.asarray(leaf), np.asarray(first[index]), equal_nan=True):
+                    per_seed[index] = [first[index]] * count + [leaf]
+        key = hashlib.sha256(b"".join(np.asarray(g[i]).tobytes() for i in (0, 1, 3, 4))).digest()  # not P itself
         if key not in cache:
             cache[key] = target_policy(
                 g._replace(
@@ -159,6 +162,9 @@ def build_games(spec: ExperimentSpec, dtype=jnp.float64):
             )
         targets.append(cache[key][0])
         gaps.append(cache[key][1])
+        del g, key
+    games = Game(*(first[i] if values is None else jnp.stack(values) for i, values in enumerate(per_seed)))
+    game_axes = Game(*(None if values is None else 0 for values in per_seed))
     return games, game_axes, jnp.asarray(np.stack(targets), dtype), gaps
 
 

@@ -6,12 +6,13 @@
   day per rule and seed at 10⁷ updates per second, a small game on one CPU core).
 * :data:`MAX_SEEDS` = 10⁶ seeds: each seed is its own game and trajectory; the spec parser would
   otherwise build a list of all of them before anything else.
-* :func:`memory_estimate` — bytes a run holds at once, by part: the preference matrices P (one per
-  seed while the games are built: ``S·K²``), the policies and state of the vmapped trajectories
-  (``grid·S·K`` per vector), the recordings (``grid·S·R`` per metric, plus the table), and in
-  sampled mode the labelled pairs of one iteration (``grid·S·N``) and the policy features.  It is a
-  lower bound of the peak (XLA's workspace comes on top), so a run it refuses cannot fit;
-  :func:`check_memory` compares it with the memory the machine has available
+* :func:`memory_estimate` — bytes a run holds at once, by part: the preference matrices P, the
+  policies and state of the vmapped trajectories (``grid·S·K`` per vector), the recordings
+  (``grid·S·R`` per metric, plus the table), and in sampled mode the labelled pairs of one iteration
+  (``grid·S·N``) and the policy features.  P counts once when every seed shares it, and ``2·S·K²``
+  when it is drawn per seed (the per-seed matrices and their stack), plus one float64 copy while a
+  game is built.  It is a lower bound of the peak (XLA's workspace comes on top), so a run it refuses
+  cannot fit; :func:`check_memory` compares it with the memory the machine has available
   (``MemAvailable`` of ``/proc/meminfo``, else ``sysconf``).
 """
 
@@ -85,6 +86,14 @@ def _arms(spec) -> int:
     return 2
 
 
+def _preference_per_seed(spec) -> bool:
+    """Whether P differs between seeds (random games, random Bradley–Terry rewards): then S copies are stacked."""
+    game = spec.game
+    return len(spec.seeds) > 1 and (
+        game.kind == "random" or (game.kind == "bradley_terry" and game.rewards == "random")
+    )
+
+
 def memory_estimate(spec) -> dict:
     """Bytes by part (``preference``, ``policies``, ``recordings``, ``pairs``, ``features``) for ``spec``.
 
@@ -98,7 +107,8 @@ def memory_estimate(spec) -> dict:
     labels = sum(len(rule.grid_labels()) for rule in spec.rules)
     recorded = len(default_record_iterations(spec.iterations, spec.record_every))
     estimate = {
-        "preference": seeds * arms * arms * itemsize + arms * arms * 8,
+        "preference": (2 * seeds * arms * arms * itemsize if _preference_per_seed(spec) else arms * arms * itemsize)
+        + arms * arms * 8,
         "policies": STATE_VECTORS * grid * seeds * arms * itemsize,
         "recordings": TABLE_COLUMNS * (grid * seeds * recorded * itemsize + 2 * labels * seeds * recorded * 8),
         "pairs": 0,

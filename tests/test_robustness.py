@@ -25,8 +25,10 @@ import pytest
 import sim
 import sim.experiment as experiment
 from bandits.errors import PrefsimError
+from bandits.games import build_game
 from sim import limits, results_io
 from sim.cli import main
+from sim.game import Game, game_from_instance
 from sim.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,7 +155,9 @@ def test_memory_estimate_formula_and_refusal_at_a_given_available_memory():
         }
     )
     estimate = limits.memory_estimate(spec)
-    assert estimate["preference"] == 3 * 100 * 100 * 8 + 100 * 100 * 8  # P per seed while built, + one NumPy copy
+    assert estimate["preference"] == 2 * 3 * 100 * 100 * 8 + 100 * 100 * 8  # P per seed and stacked, + NumPy copy
+    shared = parse_spec({**spec.raw, "game": {"kind": "cyclic", "arms": 100, "tau": 0.2}})
+    assert limits.memory_estimate(shared)["preference"] == 100 * 100 * 8 + 100 * 100 * 8  # one P for every seed
     assert estimate["policies"] == limits.STATE_VECTORS * 2 * 3 * 100 * 8
     assert estimate["recordings"] == limits.TABLE_COLUMNS * (2 * 3 * 3 * 8 + 2 * 2 * 3 * 3 * 8)  # R = 3: 0, 5, 10
     total = sum(estimate.values())
@@ -525,3 +529,28 @@ def test_prefsim_llm_bad_files_are_clear_errors(tmp_path, capsys, monkeypatch, c
     status, _, err = cli(capsys, "llm", spec, "--out", out)
     assert_clear_error(status, err, *fragments)
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------------------------- memory of shared games
+
+
+@pytest.mark.parametrize(
+    "game, stacked",
+    [
+        ({"kind": "cyclic", "arms": 5, "tau": 0.1, "reference": "random"}, {"log_reference", "log_initial"}),
+        ({"kind": "random", "arms": 5, "tau": 0.1}, {"preference"}),
+        ({"kind": "cyclic", "arms": 5, "tau": 0.1, "initial": "random"}, {"log_initial"}),
+    ],
+    ids=["shared-P", "random-P", "random-initial"],
+)
+def test_build_games_keeps_one_copy_of_a_leaf_shared_by_every_seed(game, stacked):
+    spec = parse_spec({"iterations": 2, "seeds": [4, 1, 7], "game": game, "rule": [{"name": "mmd"}]})
+    games, axes, targets, _ = experiment.build_games(spec)
+    assert {name for name in Game._fields if getattr(axes, name) == 0} == stacked
+    for index, seed in enumerate(spec.seeds):
+        single = game_from_instance(build_game(spec.game, seed))
+        for name in Game._fields:
+            leaf = getattr(games, name)
+            leaf = leaf[index] if getattr(axes, name) == 0 else leaf
+            np.testing.assert_array_equal(np.asarray(leaf), np.asarray(getattr(single, name)))
+    assert targets.shape == (3, 5)
