@@ -86,6 +86,13 @@ def _arms(spec) -> int:
     return 2
 
 
+def recorded_count(iterations: int, record_every: int | None) -> int:
+    """len(default_record_iterations(T, k)) without building the list (0, k, 2k, …, and T)."""
+    if record_every is None:
+        return len(default_record_iterations(iterations))
+    return iterations // record_every + 1 + (1 if iterations % record_every else 0)
+
+
 def _preference_per_seed(spec) -> bool:
     """Whether P differs between seeds (random games, random Bradley–Terry rewards): then S copies are stacked."""
     game = spec.game
@@ -105,7 +112,7 @@ def memory_estimate(spec) -> dict:
     seeds = len(spec.seeds)
     grid = max(len(rule.grid_labels()) for rule in spec.rules)
     labels = sum(len(rule.grid_labels()) for rule in spec.rules)
-    recorded = len(default_record_iterations(spec.iterations, spec.record_every))
+    recorded = recorded_count(spec.iterations, spec.record_every)
     estimate = {
         "preference": (2 * seeds * arms * arms * itemsize if _preference_per_seed(spec) else arms * arms * itemsize)
         + arms * arms * 8,

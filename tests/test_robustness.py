@@ -30,6 +30,7 @@ from sim import limits, results_io
 from sim.cli import main
 from sim.game import Game, game_from_instance
 from sim.spec import parse_spec
+from sim.trajectory import default_record_iterations
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = textwrap.dedent(
@@ -128,8 +129,9 @@ def test_values_of_the_wrong_type_are_clear_errors(tmp_path, capsys, old, new, f
         ("iterations = 20", "iterations = 4294967306", ["iterations:", "2147483647", "32-bit"]),
         ("iterations = 20", "iterations = 1000000000000", ["iterations:", "days"]),
         ("iterations = 20", "iterations = 2147483648", ["iterations:", "2147483647"]),
+        ("iterations = 20", "iterations = 2147483647\nrecord_every = 1", ["memory:", "recordings"]),
     ],
-    ids=["arms", "seeds", "iterations-wrap", "iterations-hang", "iterations-2^31"],
+    ids=["arms", "seeds", "iterations-wrap", "iterations-hang", "iterations-2^31", "recordings"],
 )
 def test_sizes_that_cannot_run_are_refused_before_allocating(tmp_path, capsys, old, new, fragments):
     spec = write(tmp_path / "spec.toml", SPEC.replace(old, new, 1))
@@ -165,6 +167,9 @@ def test_memory_estimate_formula_and_refusal_at_a_given_available_memory():
     with pytest.raises(PrefsimError, match=r"needs at least .* GiB .* has .* GiB available"):
         limits.check_memory(spec, available=total - 1)
     assert limits.available_memory() > 0
+    for iterations, every in ((10, None), (10, 3), (12, 3), (1000, 7), (1, 1)):
+        assert limits.recorded_count(iterations, every) == len(default_record_iterations(iterations, every))
+    limits.check_counts(2**31 - 1, 10**6)  # the largest accepted sizes
 
 
 # ---------------------------------------------------------------------------------------------- labels
