@@ -232,6 +232,7 @@ def parse_spec(data: Any) -> ExperimentSpec:
             f'run.data: {run.data!r} data needs mode = "sampled" (exact mode has no data: it applies the '
             f'population update); set run.mode = "sampled" or leave run.data out.'
         )
+    check_exact_run_keys(data.get("run", {}), run.mode)
     if (
         run.mode == "sampled"
         and run.data == "offline"
@@ -301,7 +302,6 @@ def _parse_run(table) -> RunSpec:
     mode = table.get("mode", "exact")
     if mode not in MODES:
         raise PrefsimError(f"run.mode: expected one of {', '.join(MODES)}, got {mode!r}.")
-    check_exact_run_keys(table, mode)
     return RunSpec(**table)
 
 
