@@ -251,6 +251,15 @@ def test_an_unwritable_out_directory_is_refused(tmp_path, capsys):
     assert_clear_error(status, err, "--out")
 
 
+def test_an_out_directory_without_write_permission_is_refused_even_for_root(tmp_path, capsys, monkeypatch):
+    """os.access decides (a test running as root cannot take its own write permission away)."""
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if Path(path) == tmp_path else real_access(path, mode))
+    status, _, err = cli(capsys, "run", write(tmp_path / "spec.toml", SPEC), "--out", tmp_path / "new" / "out")
+    assert_clear_error(status, err, "--out", "is not writable")
+    assert not (tmp_path / "new").exists()
+
+
 # ---------------------------------------------------------------------------------------------- silent acceptance
 
 
