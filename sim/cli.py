@@ -15,7 +15,6 @@ the exit status is 128 + 15 = 143 (130 for SIGINT).
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 from importlib import metadata
@@ -151,30 +150,19 @@ def _run(args) -> int:
 
 
 def _plot(args) -> int:
-    import pandas as pd
+    from sim.results_io import read_results_table
 
     directory = Path(args.directory)
-    metrics_file = directory / "metrics.csv"
-    if metrics_file.is_file():
-        table = pd.read_csv(metrics_file)
-    else:
-        parts = sorted((directory / "parts").glob("*.csv"))
-        if not parts:
-            raise PrefsimError(f"{str(directory)!r} holds no metrics.csv and no parts/*.csv: nothing to plot.")
-        table = pd.concat([pd.read_csv(p, comment="#") for p in parts], ignore_index=True)
-    paths = _draw(table, directory)
+    paths = _draw(read_results_table(directory), directory)
     print(f"wrote {len(paths)} figure(s) to {directory}")
     return 0
 
 
 def _draw(table, directory: Path):
     from sim.plotting import plot_run
+    from sim.results_io import read_manifest
 
-    manifest_file = directory / "manifest.json"
-    if not manifest_file.is_file():
-        manifest_file = directory / "parts" / "manifest.json"  # a run still going, or stopped before the end
-    manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else None
-    return plot_run(table, directory, manifest)
+    return plot_run(table, directory, read_manifest(directory))
 
 
 #: Metrics printed after a run (those with data), the rest are in metrics.csv and the figures.

@@ -260,3 +260,59 @@ def remove_stale_parts(out, labels) -> list[Path]:
             path.unlink()
             removed.append(path)
     return removed
+
+
+# ----------------------------------------------------------------------------------------------
+# reading a result directory back (prefsim plot)
+
+
+def _read_csv(path: Path, **options) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, **options)
+    except (UnicodeDecodeError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PrefsimError(f"{str(path)!r} is not a CSV table written by prefsim ({reason}).") from None
+    except OSError as exc:
+        raise PrefsimError(f"{str(path)!r} cannot be read ({_os_reason(exc)}).") from None
+
+
+def read_results_table(directory) -> pd.DataFrame:
+    """The table of a result directory: ``metrics.csv``, else the rows of ``parts/*.csv`` (a run in progress)."""
+    directory = Path(directory)
+    metrics_file = directory / "metrics.csv"
+    if metrics_file.is_file():
+        return _numeric_columns(_read_csv(metrics_file), metrics_file)
+    parts = sorted((directory / "parts").glob("*.csv")) if (directory / "parts").is_dir() else []
+    if not parts:
+        raise PrefsimError(f"{str(directory)!r} holds no metrics.csv and no parts/*.csv: nothing to plot.")
+    return pd.concat([_numeric_columns(_read_csv(p, comment="#"), p) for p in parts], ignore_index=True)
+
+
+def _numeric_columns(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Every column but ``rule`` must be numbers (empty cells are NaN); else the file is not a prefsim table."""
+    for column in frame.columns:
+        if column != "rule" and not pd.api.types.is_numeric_dtype(frame[column]):
+            raise PrefsimError(
+                f"{str(path)!r} is not a table written by prefsim: column {column!r} holds non-numeric values."
+            )
+    return frame
+
+
+def read_manifest(directory) -> dict | None:
+    """``manifest.json`` of a result directory (else the running ``parts/manifest.json``), or None."""
+    directory = Path(directory)
+    for path in (directory / "manifest.json", directory / RUNNING_MANIFEST):
+        if path.is_file():
+            try:
+                manifest = json.loads(path.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise PrefsimError(f"{str(path)!r} is not a manifest written by prefsim ({exc}).") from None
+            if not isinstance(manifest, dict) or any(
+                not isinstance(manifest.get(key, {}), dict) for key in ("spec", "parsed_spec")
+            ):
+                raise PrefsimError(
+                    f"{str(path)!r} is not a manifest written by prefsim (a JSON object whose spec and "
+                    "parsed_spec are tables)."
+                )
+            return manifest
+    return None

@@ -260,6 +260,31 @@ def test_an_out_directory_without_write_permission_is_refused_even_for_root(tmp_
     assert not (tmp_path / "new").exists()
 
 
+# ---------------------------------------------------------------------------------------------- prefsim plot
+
+GOOD_TABLE = "rule,seed,iteration,kl_to_nash\ninpo,0,0,1\ninpo,0,5,0.5\n"
+
+
+@pytest.mark.parametrize(
+    "files, fragments",
+    [
+        ({"metrics.csv": b"\x00\xff garbage"}, ["metrics.csv", "not a CSV table"]),
+        ({"metrics.csv": b"rule,seed,iteration,kl_to_nash\ninpo,0,zero,abc\n"}, ["column 'iteration'", "non-numeric"]),
+        ({"metrics.csv": b""}, ["metrics.csv", "not a CSV table"]),
+        ({"metrics.csv": GOOD_TABLE.encode(), "manifest.json": b"{bad json"}, ["manifest.json", "not a manifest"]),
+        ({"metrics.csv": GOOD_TABLE.encode(), "manifest.json": b'{"spec": 3}'}, ["manifest.json", "not a manifest"]),
+        ({"parts/a.csv": b"# fingerprint=x\n\xff\xfe"}, ["a.csv", "not a CSV table"]),
+    ],
+    ids=["binary", "non-numeric", "empty", "bad-json", "bad-manifest", "binary-part"],
+)
+def test_plot_of_a_damaged_directory_is_a_clear_error(tmp_path, capsys, files, fragments):
+    for name, content in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(content)
+    status, _, err = cli(capsys, "plot", tmp_path)
+    assert_clear_error(status, err, *fragments)
+
+
 # ---------------------------------------------------------------------------------------------- silent acceptance
 
 
