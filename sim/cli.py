@@ -45,7 +45,10 @@ def main(argv=None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_BAD_INPUT
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread (main() called from a worker thread): leave SIGTERM alone
+        previous = None
     try:
         return int(args.handler(args) or 0)
     except PrefsimError as exc:
@@ -68,7 +71,8 @@ def main(argv=None) -> int:
         print(f"{what}: finished parts are saved; rerun the same command with --resume to continue.", file=sys.stderr)
         return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ A result directory ``out`` of :func:`sim.run` / ``prefsim run`` holds
 * ``parts/manifest.json`` — the manifest of the run in progress (``complete = false``);
 * ``.prefsim.lock`` — held (``fcntl.flock``) while a run writes, so a second run into the same
   directory stops at once with a clear error instead of interleaving its files.  The kernel drops
-  the lock when the process ends, however it ends.
+  the lock when the process ends, however it ends (POSIX only: without ``fcntl`` nothing is locked).
 
 Every problem with the directory (a file where a directory should be, ``/dev/null``, a directory
 that cannot be written, ``metrics.csv`` that is a directory, an empty path) is reported before any
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import io
 import json
@@ -36,6 +35,11 @@ from pathlib import Path
 import pandas as pd
 
 from bandits.errors import PrefsimError
+
+try:  # POSIX; on a platform without it (Windows) result directories are not locked
+    import fcntl
+except ImportError:  # pragma: no cover - not reached on Linux or macOS
+    fcntl = None
 
 LOCK_NAME = ".prefsim.lock"
 RESULT_FILES = ("metrics.csv", "manifest.json")
@@ -120,6 +124,9 @@ def output_lock(out):
     process's id as it wrote it into the lock file.
     """
     path = Path(out) / LOCK_NAME
+    if fcntl is None:
+        yield path
+        return
     try:
         handle = open(path, "a+", encoding="utf-8")
     except OSError as exc:

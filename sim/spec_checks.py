@@ -46,8 +46,8 @@ def read_spec_text(path, what: str = "spec file") -> str:
         size = path.stat().st_size
         if size > MAX_SPEC_BYTES:
             raise PrefsimError(
-                f"{what} {str(path)!r} is {size / 2**20:.1f} MiB; a spec is a small TOML text file "
-                f"(at most {MAX_SPEC_BYTES // 2**20} MiB)."
+                f"{what} {str(path)!r} is {size} bytes; a spec is a small TOML text file "
+                f"(at most {MAX_SPEC_BYTES} bytes)."
             )
         data = path.read_bytes()
     except OSError as exc:

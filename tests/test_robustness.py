@@ -26,7 +26,7 @@ import sim
 import sim.experiment as experiment
 from bandits.errors import PrefsimError
 from bandits.games import build_game
-from sim import limits, results_io
+from sim import limits, results_io, spec_checks
 from sim.cli import main
 from sim.game import Game, game_from_instance
 from sim.spec import parse_spec
@@ -89,6 +89,12 @@ def test_a_spec_file_that_is_not_utf8_text_is_a_clear_error(tmp_path, capsys, co
     status, _, err = cli(capsys, "run", spec, "--out", tmp_path / "out")
     assert_clear_error(status, err, fragment, "spec.toml")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_spec_file_larger_than_a_spec_can_be_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(spec_checks, "MAX_SPEC_BYTES", 100)
+    status, _, err = cli(capsys, "run", write(tmp_path / "spec.toml", SPEC), "--out", tmp_path / "out")
+    assert_clear_error(status, err, "a spec is a small TOML text file")
 
 
 def test_a_utf8_byte_order_mark_is_accepted(tmp_path, capsys):
