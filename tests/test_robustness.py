@@ -375,6 +375,21 @@ def test_resume_recomputes_a_damaged_part_and_names_it(tmp_path, counted, damage
     assert (out / "metrics.csv").read_bytes() == results_io.csv_bytes(fresh)
 
 
+def test_sampled_parts_are_reused_by_resume(tmp_path):
+    spec = {
+        "iterations": 3,
+        "seeds": 2,
+        "game": {"kind": "bradley_terry", "rewards": "random", "arms": 4, "tau": 0.2},
+        "rule": [{"name": "inpo", "eta": [1.0, 2.0]}, {"name": "online_ipo"}],
+        "run": {"mode": "sampled", "pairs_per_iteration": 10, "inner_steps": 2},
+    }
+    fresh = sim.run(spec, out=tmp_path)
+    messages = []
+    again = sim.run(spec, out=tmp_path, resume=True, progress=messages.append)
+    assert sum("already computed" in m for m in messages) == 2, messages
+    pd.testing.assert_frame_equal(again, fresh)
+
+
 def test_part_files_carry_a_checksum_of_their_rows(tmp_path):
     out = tmp_path / "out"
     sim.run(RESUME_SPEC, out=out)
