@@ -36,7 +36,7 @@ import pandas as pd
 from bandits.errors import PrefsimError
 from bandits.games import build_game
 from sim.game import Game, game_from_instance
-from sim.limits import check_memory
+from sim.limits import check_memory, describe_memory
 from sim.metrics import METRIC_COLUMNS
 from sim.nash import target_policy
 from sim.results_io import (
@@ -70,7 +70,7 @@ def run(spec, out=None, resume: bool = False, progress=None) -> pd.DataFrame:
         spec = load_spec(spec)
     spec = parse_spec(spec)
     say = progress or (lambda message: None)
-    check_memory(spec)
+    say(describe_memory(check_memory(spec)))
     if out is None:
         return _run_checked(spec, None, resume, say)
     out = check_output_directory(out, [rule.label for rule in spec.rules])

@@ -136,6 +136,13 @@ def _gib(value: float) -> str:
     return f"{value / 2**30:.3g} GiB"
 
 
+def describe_memory(estimate: dict, available: int | None = None) -> str:
+    """One line for progress output: the estimate's total and the memory available."""
+    available = available_memory() if available is None else available
+    there = f", {_gib(available)} available" if available is not None else ""
+    return f"memory: at least {_gib(sum(estimate.values()))} needed{there}"
+
+
 def check_memory(spec, available: int | None = None) -> dict:
     """Refuse a run whose :func:`memory_estimate` exceeds the available memory; return the estimate."""
     estimate = memory_estimate(spec)

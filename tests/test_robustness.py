@@ -173,6 +173,10 @@ def test_memory_estimate_formula_and_refusal_at_a_given_available_memory():
     with pytest.raises(PrefsimError, match=r"needs at least .* GiB .* has .* GiB available"):
         limits.check_memory(spec, available=total - 1)
     assert limits.available_memory() > 0
+    assert (
+        limits.describe_memory(estimate, available=2**30)
+        == f"memory: at least {total / 2**30:.3g} GiB needed, 1 GiB available"
+    )
     for iterations, every in ((10, None), (10, 3), (12, 3), (1000, 7), (1, 1)):
         assert limits.recorded_count(iterations, every) == len(default_record_iterations(iterations, every))
     limits.check_counts(2**31 - 1, 10**6)  # the largest accepted sizes
