@@ -394,6 +394,16 @@ def test_sampled_parts_are_reused_by_resume(tmp_path):
     pd.testing.assert_frame_equal(again, fresh)
 
 
+@pytest.mark.parametrize("kind, applies", [("random", False), ("bradley_terry", True)])
+def test_sampled_regret_applies_to_the_whole_run_or_is_absent(kind, applies):
+    game = {"kind": kind, "arms": 4, "tau": 0.2, **({"rewards": "random"} if kind == "bradley_terry" else {})}
+    run = {"mode": "sampled", "pairs_per_iteration": 10, "inner_steps": 2}
+    table = sim.run({"iterations": 3, "seeds": 2, "game": game, "rule": [{"name": "online_ipo"}], "run": run})
+    assert table["regret"].notna().all() if applies else table["regret"].isna().all()
+    if applies:
+        assert (table.loc[table.iteration == 0, "regret"] == 0.0).all()
+
+
 def test_part_files_carry_a_checksum_of_their_rows(tmp_path):
     out = tmp_path / "out"
     sim.run(RESUME_SPEC, out=out)
