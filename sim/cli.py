@@ -66,6 +66,16 @@ def main(argv=None) -> int:
             "error: the run ran out of memory; reduce the arms, seeds, sweep or recorded iterations.", file=sys.stderr
         )
         return EXIT_BAD_INPUT
+    except RuntimeError as exc:  # XLA's XlaRuntimeError is a RuntimeError; only its out-of-memory case is ours
+        if "RESOURCE_EXHAUSTED" not in str(exc):
+            raise
+        detail = str(exc).splitlines()[0]
+        print(
+            f"error: the device ran out of memory ({detail}); prefsim's estimate is a lower bound of what a run "
+            "needs: reduce the arms, seeds, sweep, pairs_per_iteration or recorded iterations.",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt as exc:
         what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
         print(f"{what}: finished parts are saved; rerun the same command with --resume to continue.", file=sys.stderr)

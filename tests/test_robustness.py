@@ -152,6 +152,15 @@ def test_sampled_pairs_that_cannot_fit_are_refused(tmp_path, capsys):
     assert_clear_error(status, err, "memory:", "pairs")
 
 
+def test_an_out_of_memory_error_of_xla_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    def exhausted(*args, **kwargs):
+        raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 123456789 bytes.\nmore")
+
+    monkeypatch.setattr(experiment, "run_rule", exhausted)
+    status, _, err = cli(capsys, "run", write(tmp_path / "spec.toml", SPEC), "--out", tmp_path / "out", "--no-plots")
+    assert_clear_error(status, err, "ran out of memory", "123456789 bytes")
+
+
 def test_memory_estimate_formula_and_refusal_at_a_given_available_memory():
     spec = parse_spec(
         {
