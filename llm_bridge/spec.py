@@ -39,6 +39,7 @@ Unknown keys and wrong types raise :class:`~bandits.errors.PrefsimError` naming 
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import typing
 from pathlib import Path
@@ -46,10 +47,12 @@ from pathlib import Path
 from bandits.errors import PrefsimError
 from llm_bridge.generation import SamplingSpec
 from llm_bridge.models import LoraSpec
+from llm_bridge.oracles import python_object
 from llm_bridge.reporting import parse_report_to
 from llm_bridge.rules import LLM_TAU, BridgeRule, build_bridge_rule
 from llm_bridge.trainer import TrainingSpec
 from sim.rules import RULES
+from sim.spec_checks import check_label
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -197,6 +200,7 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
         raise PrefsimError("generation.temperature must be > 0 and generation.top_p in (0, 1].")
 
     oracle = _dataclass(OracleSpec, _table(raw, "oracle"), "oracle")
+    _check_oracle(oracle)
     training = _dataclass(TrainingSpec, _table(raw, "training"), "training")
     training.validate()
 
@@ -214,10 +218,11 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
         table = dict(table)
         name = table.pop("name")
         label = table.pop("label", name)
-        if not isinstance(label, str) or not label or "/" in label or label in labels or label == "reference":
+        check_label(label, f"rule #{number}")  # labels name run directories: file-name-safe ASCII
+        if label in labels or label == "reference":
             raise PrefsimError(
-                f"rule #{number}: label {label!r} must be a unique non-empty name without '/' "
-                "(not 'reference'); give each rule of the same name its own label."
+                f"rule #{number}: label {label!r} must be unique and not 'reference'; give each rule of the same "
+                "name its own label."
             )
         labels.add(label)
         entries.append(RuleEntry(label, build_bridge_rule(name, table, where=f"rule {label!r}", tau=float(tau))))
@@ -253,6 +258,35 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
         report_to,
         raw,
     )
+
+
+ORACLE_KINDS = ("vader", "reward_model", "reward_function", "preference_function")
+
+
+def _check_oracle(oracle: OracleSpec) -> None:
+    """The ``[oracle]`` table: a known kind, a finite scale > 0, and for the function kinds a callable.
+
+    The function (``"module:function"``) is imported here, so a typo or a non-callable attribute is
+    reported before any model is loaded.
+    """
+    if oracle.kind not in ORACLE_KINDS:
+        raise PrefsimError(f"oracle.kind must be one of {', '.join(ORACLE_KINDS)}, got {oracle.kind!r}.")
+    scale = oracle.scale
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+        raise PrefsimError(
+            f"oracle.scale must be a finite number > 0 (the Bradley–Terry temperature of σ((r − r′)/scale)), "
+            f"got {scale!r}."
+        )
+    if oracle.kind in ("reward_function", "preference_function") and oracle.function is not None:
+        if not isinstance(oracle.function, str):
+            raise PrefsimError(f'oracle.function must be a string "module:function", got {oracle.function!r}.')
+        target = python_object(oracle.function, "oracle.function")
+        if not callable(target):
+            raise PrefsimError(
+                f"oracle.function: {oracle.function!r} is a {type(target).__name__}, not a function; point it at a "
+                "callable (reward_function: (prompts, responses) → rewards; preference_function: (prompt, "
+                "response, response′) → P(response ≻ response′))."
+            )
 
 
 def _table(raw, name):

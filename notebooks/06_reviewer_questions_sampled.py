@@ -494,11 +494,16 @@ assert row.difference_lower < 0 < row.difference_upper, (
 # §D.3(b): one SGD step per iteration converges (a small-step mirror-descent update); the argmin cycles
 assert one_step_vs_argmin.difference_upper < 0 and one_step_progress.difference_upper < 0 and one_step_fit.upper < 0
 assert argmin_final.min() > 0.1, "the exact argmin (η = τ) should stay away from π* on the 3-cycle"
-# §D.4: DNO with one opponent — bias bounded, the trained policy further from the exact DNO update
+# §D.4: DNO with one opponent — both biases significant (95% CIs exclude 0, as the Results table says) and
+# bounded; the trained policy further from the exact DNO update
 row = dno_bias["exploitability_mixture"]
 assert -0.05 < row.difference_lower and row.difference_upper < 0.05, "one-opponent DNO mixture within ±0.05 of exact"
+assert row.difference_upper < 0, f"one-opponent DNO mixture should be significantly less exploitable: {ci_text(row)}"
 row = dno_bias["exploitability"]
 assert -0.05 < row.difference_lower and row.difference_upper < 0.25
+assert row.difference_lower > 0, (
+    f"one-opponent DNO last iterate should be significantly more exploitable: {ci_text(row)}"
+)
 assert dno_bias["distance_to_exact"].difference_lower > 0, (
     "one opponent moves the trained policy away from the exact update"
 )

@@ -6,13 +6,17 @@
 
 More subcommands come from installed plugins in the entry-point group ``prefsim.commands`` (the LLM
 bridge adds ``prefsim llm`` when ``prefsim[llm]`` is installed); ``sim`` itself never imports them.
-Bad input ends with ``error: <one paragraph>`` on stderr and exit status 2, without a traceback.
+Bad input ends with ``error: <one paragraph>`` on stderr and exit status 2, without a traceback (an
+operating-system error such as a full disk is reported the same way).  SIGTERM (what batch schedulers
+send first) is handled like Ctrl-C: finished rule parts are kept, the message says how to resume, and
+the exit status is 128 + 15 = 143 (130 for SIGINT).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -22,6 +26,17 @@ from sim.precision import enable_compile_cache, float64
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when SIGTERM arrives, so it unwinds like Ctrl-C (files closed, lock released)."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 PLUGIN_GROUP = "prefsim.commands"
 
 
@@ -34,16 +49,44 @@ def main(argv=None) -> int:
         return EXIT_BAD_INPUT
     enable_compile_cache()  # a repeated run of seen shapes compiles nothing (off: PREFSIM_NO_COMPILE_CACHE=1)
     try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread (main() called from a worker thread): leave SIGTERM alone
+        previous = None
+    try:
         with float64():  # exact mode computes in float64 (scoped: sim.precision)
             return int(args.handler(args) or 0)
     except PrefsimError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
+    except OSError as exc:
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         print(
-            "interrupted: finished parts are saved; rerun the same command with --resume to continue.", file=sys.stderr
+            f"error: {exc.strerror or exc}{where}; the previous complete results are left as they were.",
+            file=sys.stderr,
         )
-        return EXIT_INTERRUPTED
+        return EXIT_BAD_INPUT
+    except MemoryError:
+        print(
+            "error: the run ran out of memory; reduce the arms, seeds, sweep or recorded iterations.", file=sys.stderr
+        )
+        return EXIT_BAD_INPUT
+    except RuntimeError as exc:  # XLA's XlaRuntimeError is a RuntimeError; only its out-of-memory case is ours
+        if "RESOURCE_EXHAUSTED" not in str(exc):
+            raise
+        detail = str(exc).splitlines()[0]
+        print(
+            f"error: the device ran out of memory ({detail}); prefsim's estimate is a lower bound of what a run "
+            "needs: reduce the arms, seeds, sweep, pairs_per_iteration or recorded iterations.",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt as exc:
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"{what}: finished parts are saved; rerun the same command with --resume to continue.", file=sys.stderr)
+        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -115,10 +158,12 @@ def _run(args) -> int:
     from sim.spec import load_spec
 
     spec = load_spec(args.spec)
-    out = Path(args.out) if args.out else Path("results") / Path(args.spec).stem
+    # --out "" is passed on as given (and refused by the directory check), not replaced by the default
+    out = args.out if args.out is not None else str(Path("results") / Path(args.spec).stem)
     say = (lambda message: None) if args.quiet else (lambda message: print(message, flush=True))
     say(f"prefsim: {len(spec.rules)} rule table(s), {len(spec.seeds)} seed(s), {spec.iterations} iterations → {out}")
     table = run(spec, out=out, resume=args.resume, progress=say)
+    out = Path(out)
     if not args.no_plots:
         paths = _draw(table, out)
         say(f"wrote {out / 'metrics.csv'}, {out / 'manifest.json'} and {len(paths)} figure(s)")
@@ -128,28 +173,19 @@ def _run(args) -> int:
 
 
 def _plot(args) -> int:
-    import pandas as pd
+    from sim.results_io import read_results_table
 
     directory = Path(args.directory)
-    metrics_file = directory / "metrics.csv"
-    if metrics_file.is_file():
-        table = pd.read_csv(metrics_file)
-    else:
-        parts = sorted((directory / "parts").glob("*.csv"))
-        if not parts:
-            raise PrefsimError(f"{str(directory)!r} holds no metrics.csv and no parts/*.csv: nothing to plot.")
-        table = pd.concat([pd.read_csv(p, comment="#") for p in parts], ignore_index=True)
-    paths = _draw(table, directory)
+    paths = _draw(read_results_table(directory), directory)
     print(f"wrote {len(paths)} figure(s) to {directory}")
     return 0
 
 
 def _draw(table, directory: Path):
     from sim.plotting import plot_run
+    from sim.results_io import read_manifest
 
-    manifest_file = directory / "manifest.json"
-    manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else None
-    paths = list(plot_run(table, directory, manifest))
+    paths = list(plot_run(table, directory, read_manifest(directory)))
     headtohead_file = directory / "headtohead.csv"
     if headtohead_file.is_file():
         import pandas as pd

@@ -4,22 +4,28 @@
 a pandas DataFrame with columns ``rule, seed, iteration`` and one column per metric
 (:data:`sim.metrics.METRIC_COLUMNS`), one row per rule label × seed × recorded iteration.
 
-With ``out``: each ``[[rule]]`` table's results are written as soon as they are computed, atomically,
-to ``out/parts/<label>.csv``; ``metrics.csv`` (all rows) and ``manifest.json`` (spec, seeds, package
-versions, git commit, the target's duality gap) follow.  With ``resume=True`` a part whose spec
-fingerprint matches is loaded instead of recomputed, so an interrupted sweep continues where it
-stopped and nothing computed is lost.
+With ``out``: the directory is checked before anything is computed and locked while the run writes
+(:mod:`sim.results_io`); each ``[[rule]]`` table's results are written as soon as they are computed,
+atomically and with a checksum, to ``out/parts/<label>.csv`` (parts of labels no longer in the spec are
+removed; a part's fingerprint covers the spec without the other rules, see :func:`part_fingerprint`);
+``metrics.csv`` (all rows) and ``manifest.json`` (spec, seeds, package versions, git commit,
+the target's duality gap) replace the previous pair together at the end, so a run that fails leaves the
+last complete results intact (the running manifest is ``parts/manifest.json``).  With ``resume=True`` a
+part whose spec fingerprint and checksum match is loaded instead of recomputed, so an interrupted sweep
+continues where it stopped and nothing computed is lost.  Before allocating, the memory the run needs is
+estimated and compared with what the machine has (:mod:`sim.limits`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import platform
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,8 +37,20 @@ import pandas as pd
 from bandits.games import build_game
 from sim.game import game_from_instance
 from sim.headtohead import FINAL_POLICY, headtohead_table
+from sim.limits import check_memory, describe_memory
 from sim.nash import target_policy, unique_unregularised_nash
 from sim.precision import in_float64
+from sim.results_io import (
+    RUNNING_MANIFEST,
+    check_output_directory,
+    csv_bytes,
+    json_bytes,
+    output_lock,
+    read_part,
+    remove_stale_parts,
+    write_files_atomic,
+    write_part,
+)
 from sim.rules import build_rule
 from sim.sampled.experiment import build_sampled_inputs, run_sampled_rule
 from sim.shared_engine import divergence_error, first_divergence, stack_over_seeds
@@ -57,10 +75,16 @@ def run(spec, out=None, resume: bool = False, progress=None) -> pd.DataFrame:
         spec = load_spec(spec)
     spec = parse_spec(spec)
     say = progress or (lambda message: None)
-    out = Path(out) if out is not None else None
-    if out is not None:
-        (out / "parts").mkdir(parents=True, exist_ok=True)
+    say(describe_memory(check_memory(spec)))
+    if out is None:
+        return _run_checked(spec, None, resume, say)
+    out = check_output_directory(out, [rule.label for rule in spec.rules])
+    with output_lock(out):
+        return _run_checked(spec, out, resume, say)
 
+
+def _run_checked(spec: ExperimentSpec, out: Path | None, resume: bool, say) -> pd.DataFrame:
+    """:func:`run` after the checks, with ``out`` validated and locked (or None)."""
     dtype = jnp.float64 if spec.precision == "float64" else jnp.float32
     started = time.time()
     games, game_axes, targets, target_gaps = build_games(spec, dtype)
@@ -70,7 +94,9 @@ def run(spec, out=None, resume: bool = False, progress=None) -> pd.DataFrame:
     fingerprint = spec_fingerprint(spec)
     manifest = _manifest(spec, fingerprint, record, target_gaps)
     if out is not None:
-        write_json_atomic(out / "manifest.json", manifest)
+        write_files_atomic({out / RUNNING_MANIFEST: json_bytes(manifest)})
+        for path in remove_stale_parts(out, [rule.label for rule in spec.rules]):
+            say(f"removed {path}: its rule is no longer in the spec")
 
     sampled = None
     if spec.run.mode == "sampled":
@@ -79,11 +105,17 @@ def run(spec, out=None, resume: bool = False, progress=None) -> pd.DataFrame:
     finals = {}
     for rule in spec.rules:
         part = out / "parts" / f"{rule.label}.csv" if out is not None else None
-        if resume and part is not None and _part_is_current(part, fingerprint):
-            say(f"{rule.label}: already computed, loaded from {part}")
-            frames.append(pd.read_csv(part, comment="#"))
-            finals.update(load_final_policies(part))
-            continue
+        rule_fingerprint = part_fingerprint(spec, rule)
+        if resume and part is not None:
+            expected_rows = len(rule.grid_labels()) * len(spec.seeds) * len(record)
+            stored, reason = read_part(part, rule_fingerprint, expected_rows)
+            if stored is not None:
+                say(f"{rule.label}: already computed, loaded from {part}")
+                frames.append(stored)
+                finals.update(load_final_policies(out, rule.label, rule_fingerprint))
+                continue
+            if reason:
+                say(f"{rule.label}: recomputing: {reason}")
         tic = time.time()
         if sampled is None:
             frame = run_rule(rule, spec, games, game_axes, targets, record, unregularised)
@@ -91,8 +123,8 @@ def run(spec, out=None, resume: bool = False, progress=None) -> pd.DataFrame:
             frame = run_sampled_rule(rule, spec, sampled, record)
         say(f"{rule.label}: {len(frame)} rows in {time.time() - tic:.1f} s")
         if part is not None:
-            write_csv_atomic(part, frame, header_comment=f"fingerprint={fingerprint}")
-            save_final_policies(part, frame.attrs[FINAL_POLICY])
+            save_final_policies(out, rule.label, rule_fingerprint, frame.attrs[FINAL_POLICY])
+            write_part(part, frame, rule_fingerprint)
         finals.update(frame.attrs[FINAL_POLICY])
         frames.append(frame)
 
@@ -105,12 +137,14 @@ def run(spec, out=None, resume: bool = False, progress=None) -> pd.DataFrame:
     headtohead = headtohead_table(finals, preference, weights) if finals else None
     table.attrs["headtohead"] = headtohead
     if out is not None:
-        write_csv_atomic(out / "metrics.csv", table)
-        if headtohead is not None:
-            write_csv_atomic(out / "headtohead.csv", headtohead)
         manifest["seconds"] = round(time.time() - started, 3)
         manifest["complete"] = True
-        write_json_atomic(out / "manifest.json", manifest)
+        files = {out / "metrics.csv": csv_bytes(table), out / "manifest.json": json_bytes(manifest)}
+        if headtohead is not None:
+            files[out / "headtohead.csv"] = csv_bytes(headtohead)
+        write_files_atomic(files)
+        with contextlib.suppress(OSError):
+            (out / RUNNING_MANIFEST).unlink()
     return table
 
 
@@ -119,23 +153,28 @@ def build_games(spec: ExperimentSpec, dtype=jnp.float64):
 
     Returns ``(games, game_axes, targets, target_gaps)``: a :class:`Game` whose leaves are stacked over
     seeds only where they differ between seeds (``game_axes`` holds 0 or None per leaf), π* per seed
-    (S, K) and the duality gap each π* was solved to.
+    (S, K) and the duality gap each π* was solved to.  Games are built one seed at a time and a leaf
+    equal to the first seed's is not kept again, so seeds sharing one game hold one K×K matrix, not S.
     """
-    instances = [game_from_instance(build_game(spec.game, seed), dtype) for seed in spec.seeds]
-    games, game_axes = stack_over_seeds(instances)
     # The target depends on P, π_ref, rewards and τ only (not on π_0).
     cache = {}
     targets, gaps = [], []
-    for g in instances:
-        key = tuple(np.asarray(g[i]).tobytes() for i in (0, 1, 3, 4))
-        if key not in cache:
-            cache[key] = target_policy(
-                g._replace(
-                    preference=g.preference.astype(jnp.float64), log_reference=g.log_reference.astype(jnp.float64)
+
+    def instances():
+        for seed in spec.seeds:
+            g = game_from_instance(build_game(spec.game, seed), dtype)
+            key = hashlib.sha256(b"".join(np.asarray(g[i]).tobytes() for i in (0, 1, 3, 4))).digest()  # not P
+            if key not in cache:
+                cache[key] = target_policy(
+                    g._replace(
+                        preference=g.preference.astype(jnp.float64), log_reference=g.log_reference.astype(jnp.float64)
+                    )
                 )
-            )
-        targets.append(cache[key][0])
-        gaps.append(cache[key][1])
+            targets.append(cache[key][0])
+            gaps.append(cache[key][1])
+            yield g
+
+    games, game_axes = stack_over_seeds(instances())
     return games, game_axes, jnp.asarray(np.stack(targets), dtype), gaps
 
 
@@ -189,27 +228,30 @@ def seed_preferences(preference, axis, seeds: int) -> np.ndarray:
     return preference if axis == 0 else np.broadcast_to(preference, (seeds,) + preference.shape)
 
 
-def save_final_policies(part: Path, finals: dict) -> None:
-    """Store a part's final policies (label → (S, K) array) beside it, atomically (``<part>.final.npz``)."""
-    path = part.with_suffix(".final.npz")
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+#: Folder of a result directory holding each rule's final policies (for the head-to-head table on --resume).
+FINAL_POLICIES = "final_policies"
+
+
+def save_final_policies(out: Path, label: str, fingerprint: str, finals: dict) -> None:
+    """Store a rule's final policies (grid label → (S, K) array) atomically, tagged with its part's fingerprint."""
+    buffer = io.BytesIO()
+    arrays = {f"label_{i}": np.asarray(v) for i, v in enumerate(finals.values())}
+    np.savez(buffer, labels=np.asarray(list(finals)), fingerprint=np.asarray(fingerprint), **arrays)
+    (out / FINAL_POLICIES).mkdir(exist_ok=True)
+    write_files_atomic({out / FINAL_POLICIES / f"{label}.npz": buffer.getvalue()})
+
+
+def load_final_policies(out: Path, label: str, fingerprint: str) -> dict:
+    """The final policies stored for a reused part; ``{}`` when missing, unreadable or from another spec
+    (that rule is then left out of the head-to-head table)."""
+    path = out / FINAL_POLICIES / f"{label}.npz"
     try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **{f"label_{i}": np.asarray(v) for i, v in enumerate(finals.values())},
-                     labels=np.asarray(list(finals)))  # fmt: skip
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-
-
-def load_final_policies(part: Path) -> dict:
-    """The final policies stored beside a reused part (``{}`` when a part from an older run has none)."""
-    path = part.with_suffix(".final.npz")
-    if not path.is_file():
+        with np.load(path) as stored:
+            if str(stored["fingerprint"]) != fingerprint:
+                return {}
+            return {str(name): stored[f"label_{i}"] for i, name in enumerate(stored["labels"])}
+    except (OSError, ValueError, KeyError):
         return {}
-    with np.load(path) as stored:
-        return {str(label): stored[f"label_{i}"] for i, label in enumerate(stored["labels"])}
 
 
 def spec_fingerprint(spec: ExperimentSpec) -> str:
@@ -226,6 +268,16 @@ def spec_fingerprint(spec: ExperimentSpec) -> str:
     }
     text = json.dumps(content, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def part_fingerprint(spec: ExperimentSpec, rule: RuleSpec) -> str:
+    """The fingerprint of one rule's part: :func:`spec_fingerprint` of the spec with that rule alone.
+
+    A rule's results depend on the game, seeds, iterations, recording, run settings and its own
+    parameters, not on the other rules (PRNG keys are per seed), so adding or removing a rule keeps
+    the other rules' parts valid for ``--resume``.
+    """
+    return spec_fingerprint(dataclasses.replace(spec, rules=(rule,)))
 
 
 def parsed_spec(spec: ExperimentSpec) -> dict:
@@ -248,33 +300,6 @@ def _plain(value):
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return repr(value)
-
-
-def _part_is_current(path: Path, fingerprint: str) -> bool:
-    if not path.is_file():
-        return False
-    with open(path, encoding="utf-8") as handle:
-        return handle.readline().strip() == f"# fingerprint={fingerprint}"
-
-
-def write_csv_atomic(path: Path, frame: pd.DataFrame, header_comment: str | None = None) -> None:
-    """Write a CSV via a temporary file and ``os.replace`` (never a half-written file)."""
-    path = Path(path)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp", encoding="utf-8") as handle:
-        if header_comment:
-            handle.write(f"# {header_comment}\n")
-        frame.to_csv(handle, index=False, float_format="%.17g")
-        name = handle.name
-    os.replace(name, path)
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON via a temporary file and ``os.replace``."""
-    path = Path(path)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, default=str)
-        name = handle.name
-    os.replace(name, path)
 
 
 def _manifest(spec: ExperimentSpec, fingerprint: str, record, target_gaps) -> dict:

@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 import jax
@@ -33,21 +33,30 @@ COMPILED_MAX = 64
 COMPILED_RUNS: dict = {}
 
 
-def stack_over_seeds(items: Sequence[tuple]) -> tuple[tuple, tuple]:
-    """``(stacked, axes)`` from one NamedTuple of arrays per seed.
+def stack_over_seeds(items: Iterable) -> tuple[Any, Any]:
+    """``(stacked, axes)`` from one NamedTuple of arrays per seed (a list, or a generator that builds them).
 
     A leaf equal (NaN-aware) in every seed is kept once with axis ``None``; the others are stacked on
     a new leading axis 0.  ``axes`` is the same NamedTuple type with 0 / ``None`` per leaf (``vmap``'s
-    ``in_axes``).
+    ``in_axes``).  Items are consumed one at a time and a leaf equal to the first seed's is not kept
+    again, so seeds that share one game hold one K×K matrix, not S, even while they are being built.
     """
-    first = items[0]
-    leaves, axes = [], []
-    for index, leaf in enumerate(first):
-        same = all(np.array_equal(np.asarray(item[index]), np.asarray(leaf), equal_nan=True) for item in items[1:])
-        axes.append(None if same else 0)
-        leaves.append(leaf if same else jnp.stack([item[index] for item in items]))
+    first = None
+    per_seed: list = []  # per leaf: None while every seed so far equals the first, else its values
+    for count, item in enumerate(items):
+        if first is None:
+            first, per_seed = item, [None] * len(item)
+            continue
+        for index, leaf in enumerate(item):
+            if per_seed[index] is not None:
+                per_seed[index].append(leaf)
+            elif not np.array_equal(np.asarray(leaf), np.asarray(first[index]), equal_nan=True):
+                per_seed[index] = [first[index]] * count + [leaf]
+    if first is None:
+        raise PrefsimError("stack_over_seeds: needs at least one seed.")
     kind = type(first)
-    return kind(*leaves), kind(*axes)
+    stacked = kind(*(first[i] if values is None else jnp.stack(values) for i, values in enumerate(per_seed)))
+    return stacked, kind(*(None if values is None else 0 for values in per_seed))
 
 
 def compile_over_grid_and_seeds(

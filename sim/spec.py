@@ -36,10 +36,20 @@ from typing import Any
 from bandits.errors import PrefsimError
 from bandits.games import GameSpec
 from bandits.pair_schemes import resolve_scheme
+from sim.limits import check_counts
 from sim.rules import RULES, base_of, build_rule, canonical_name, resolve_parameters, rule_info
 from sim.rules.apo import FORMS
 from sim.rules.dpo import ANCHORS
 from sim.sampled.validation import validate_sampled_spec
+from sim.spec_checks import (
+    check_exact_run_keys,
+    check_game_types,
+    check_integer_range,
+    check_label,
+    check_rule_tables,
+    check_sampled_numbers,
+    read_spec_text,
+)
 
 PRECISIONS = ("float64", "float32")
 MODES = ("exact", "sampled")
@@ -177,10 +187,8 @@ TOP_LEVEL_KEYS = {"iterations", "seeds", "precision", "record_every", "game", "r
 def load_spec(path) -> ExperimentSpec:
     """Read and validate a TOML spec file."""
     path = Path(path)
-    if not path.is_file():
-        raise PrefsimError(f"spec file {str(path)!r} does not exist.")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_spec_text(path))
     except tomllib.TOMLDecodeError as exc:
         raise PrefsimError(f"spec file {str(path)!r} is not valid TOML: {exc}.") from None
     return parse_spec(data)
@@ -192,6 +200,7 @@ def parse_spec(data: Any) -> ExperimentSpec:
         return data
     if not isinstance(data, dict):
         raise PrefsimError("spec: expected a table of keys (a TOML document or a dict).")
+    check_integer_range(data)
     unknown = set(data) - TOP_LEVEL_KEYS
     if unknown:
         raise PrefsimError(
@@ -202,6 +211,7 @@ def parse_spec(data: Any) -> ExperimentSpec:
     if not _is_int(iterations) or iterations < 1:
         raise PrefsimError(f"iterations: expected an integer ≥ 1, got {iterations!r}.")
     seeds = data.get("seeds", 1)
+    check_counts(iterations, seeds if _is_int(seeds) else len(seeds) if isinstance(seeds, list) else 0)
     if _is_int(seeds):
         if seeds < 1:
             raise PrefsimError(f"seeds: expected a count ≥ 1 or a list of integers, got {seeds!r}.")
@@ -223,12 +233,14 @@ def parse_spec(data: Any) -> ExperimentSpec:
     run = _parse_run(data.get("run", {}))
     if run.mode == "sampled":
         run = dataclasses.replace(run, pair_scheme=resolve_scheme(run.pair_scheme, "sampled", "run.pair_scheme"))
+    check_rule_tables(data.get("rule"))
     rules = _parse_rules(data.get("rule"), game, run.mode, _run_level_rule_defaults(run))
     if run.data != "online" and run.mode != "sampled":
         raise PrefsimError(
             f'run.data: {run.data!r} data needs mode = "sampled" (exact mode has no data: it applies the '
             f'population update); set run.mode = "sampled" or leave run.data out.'
         )
+    check_exact_run_keys(data.get("run", {}), run.mode)
     if (
         run.mode == "sampled"
         and run.data == "offline"
@@ -239,6 +251,7 @@ def parse_spec(data: Any) -> ExperimentSpec:
         run = dataclasses.replace(run, offline_pairs=run.pairs_per_iteration * int(iterations))
     if run.mode == "sampled":
         validate_sampled_spec(run, game, rules)
+        check_sampled_numbers(run)
     return ExperimentSpec(
         iterations=int(iterations),
         seeds=seeds,
@@ -262,6 +275,7 @@ def _parse_game(table) -> GameSpec:
     unknown = set(table) - fields
     if unknown:
         raise PrefsimError(f"game: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(fields))}.")
+    check_game_types(table)
     kind = table.get("kind", GameSpec.kind)
     unused = set(table) - COMMON_GAME_KEYS - KIND_GAME_KEYS.get(kind, set())
     if kind in KIND_GAME_KEYS and unused:
@@ -341,8 +355,7 @@ def _parse_rules(tables, game: GameSpec, mode: str = "exact", run_defaults: dict
             if names.count(name) > 1:
                 raise PrefsimError(f"{where}: two rules are named {name!r}; give each a distinct label.")
             label = name
-        if not isinstance(label, str) or not label or any(c in label for c in "/\\\n"):
-            raise PrefsimError(f"{where}: label must be a non-empty string without slashes, got {label!r}.")
+        check_label(label, where)
         parameters = resolve_parameters(name, table, game.tau, where)
         rule = RuleSpec(name=name, label=label, parameters=parameters)
         needs_rewards = rule_info(base_of(name, parameters)).needs_rewards

@@ -106,7 +106,10 @@ def inpo_c(log_ratio_bound: float, tau: float) -> float:
 
 
 def lemma2_eta(iterations, log_ratio_bound: float, tau: float, divergence: float):
-    """Lemma 2's inverse learning rate η = max(Bτ, 1)·√T/√D [V] (T iterates, D as in :func:`log_reference_mass_bound`)."""
+    """Lemma 2's inverse learning rate η = max(Bτ, 1)·√T/√D [V].
+
+    T iterates, D as in :func:`log_reference_mass_bound`.
+    """
     return inpo_c(log_ratio_bound, tau) * np.sqrt(np.asarray(iterations, dtype=np.float64)) / math.sqrt(divergence)
 
 
@@ -212,7 +215,8 @@ def nash_md_kl_bound(iterations, eta: float, tau: float, kl_initial, constant: f
     """
     t = np.asarray(iterations, dtype=np.float64)
     factor = 1.0 - eta * tau
-    geometric = np.where(factor == 1.0, t, (1.0 - factor**t) / (1.0 - factor))
+    with np.errstate(divide="ignore", invalid="ignore"):  # the ητ = 0 branch is taken by np.where
+        geometric = np.where(factor == 1.0, t, (1.0 - factor**t) / (1.0 - factor))
     return factor**t * np.asarray(kl_initial, dtype=np.float64) + constant * eta**2 * geometric
 
 

@@ -240,6 +240,7 @@ def test_import_layers():
         "import bandits, bandits.games, bandits.preference, bandits.reference\n"
         "assert not [m for m in sys.modules if m.split('.')[0] in ('sim', 'llm_bridge')], 'bandits imports sim'\n"
         "import sim, sim.experiment, sim.rules, sim.metrics, sim.nash, sim.trajectory, sim.spec, sim.sampled\n"
+        "import sim.limits, sim.results_io, sim.spec_checks\n"
         "assert not [m for m in sys.modules if m.split('.')[0] in ('torch', 'llm_bridge')], 'sim imports torch'\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

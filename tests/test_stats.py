@@ -34,6 +34,37 @@ def test_bootstrap_ci_coverage_of_the_mean_is_close_to_nominal():
     assert np.all(lower <= centre) and np.all(centre <= upper)
 
 
+def test_bootstrap_ci_percentiles_on_a_symmetric_sample_with_known_quantiles():
+    """Half zeros, half ones (S = 100): a resample's mean is Binomial(100, ½)/100 exactly.
+
+    Its 2.5% and 97.5% quantiles are 40/100 and 60/100 (CDF(39) = 0.018 < 0.025 < CDF(40) = 0.028);
+    the 5% quantile would be 42/100 (CDF(41) = 0.044 < 0.05 < CDF(42) = 0.067).
+    """
+    binomial = pytest.importorskip("scipy.stats").binom(100, 0.5)
+    assert binomial.cdf(39) < 0.025 < binomial.cdf(40) and binomial.cdf(41) < 0.05 < binomial.cdf(42)
+    sample = np.repeat([0.0, 1.0], 50)
+    centre, lower, upper = stats.bootstrap_ci(sample, resamples=20000)
+    assert centre == 0.5
+    assert lower == pytest.approx(0.40, abs=1e-12) and upper == pytest.approx(0.60, abs=1e-12)
+    _, lower90, upper90 = stats.bootstrap_ci(sample, resamples=20000, confidence=0.90)
+    assert lower90 == pytest.approx(0.42, abs=1e-12) and upper90 == pytest.approx(0.58, abs=1e-12)
+
+
+def test_bootstrap_ci_half_width_is_the_normal_one_at_large_s():
+    """A symmetric sample of S = 400 values: each side of the 95% interval is 1.96·sd/√S (sd with divisor S).
+
+    Monte-Carlo error of a 2.5% quantile with B = 20000 resamples is ≈ 1% of the half-width, the
+    non-normality of the mean of 400 draws is smaller; a 5%/95% interval would be 1.645/1.96 = 0.84 of it.
+    """
+    half = np.linspace(0.1, 3.0, 200) ** 1.5
+    sample = np.concatenate([2.0 + half, 2.0 - half])  # symmetric about 2
+    expected = 1.959963984540054 * sample.std() / np.sqrt(sample.size)
+    centre, lower, upper = stats.bootstrap_ci(sample, resamples=20000)
+    assert centre == pytest.approx(2.0, abs=1e-12)
+    assert centre - lower == pytest.approx(expected, rel=0.03)
+    assert upper - centre == pytest.approx(expected, rel=0.03)
+
+
 def test_bootstrap_ci_is_reproducible_and_seed_dependent():
     data = np.random.default_rng(2).normal(size=(20, 5))
     first = stats.bootstrap_ci(data, seed=7)

@@ -139,6 +139,9 @@ def run_sampled_rule(rule: RuleSpec, spec: ExperimentSpec, inputs: SampledInputs
             f"{spec.run.learning_rate:g}; lower run.learning_rate (or use fewer inner_steps).",
         )
     frame = results_table(labels, spec.seeds, record, metrics)
+    # regret sums suboptimality: where that does not apply (a preference game) neither does regret,
+    # also at t = 0 where the engine's running sum starts at 0.0 (as in exact mode: the column is empty)
+    frame.loc[frame["suboptimality"].isna(), "regret"] = np.nan
     iterations = frame["iteration"].to_numpy(np.int64)
     if spec.run.data == "offline":
         frame["queries"] = np.where(iterations >= 1, dataset_queries(spec.run), 0).astype(np.int64)

@@ -1,0 +1,159 @@
+"""Sizes a run may have: caps on counts, and a memory estimate checked before anything is allocated.
+
+* :data:`MAX_ITERATIONS` = 2³¹ − 1: the trajectory counts updates in 32-bit integers (the rules'
+  step counters and the recording segments), so a larger T would wrap around and silently run a
+  different, short experiment; a larger T is refused, not run (T = 10¹² would also take more than a
+  day per rule and seed at 10⁷ updates per second, a small game on one CPU core).
+* :data:`MAX_SEEDS` = 10⁶ seeds: each seed is its own game and trajectory; the spec parser would
+  otherwise build a list of all of them before anything else.
+* :func:`memory_estimate` — bytes a run holds at once, by part: the preference matrices P, the
+  policies and state of the vmapped trajectories (``grid·S·K`` per vector), the recordings
+  (``grid·S·R`` per metric, plus the table), and in sampled mode the labelled pairs of one iteration
+  (``grid·S·N``) and the policy features.  P counts once when every seed shares it, and ``2·S·K²``
+  when it is drawn per seed (the per-seed matrices and their stack), plus one float64 copy while a
+  game is built.  It is a lower bound of the peak (XLA's workspace comes on top), so a run it refuses
+  cannot fit; :func:`check_memory` compares it with the memory the machine has available
+  (``MemAvailable`` of ``/proc/meminfo``, else ``sysconf``).
+"""
+
+from __future__ import annotations
+
+import os
+
+from bandits.errors import PrefsimError
+from sim.trajectory import default_record_iterations
+
+MAX_ITERATIONS = 2**31 - 1
+MAX_SEEDS = 1_000_000
+#: Vectors of length K held per (grid point, seed) by an exact trajectory: log π_t, the mixture sum,
+#: Pπ_t, the mixture's win rates, π*, π_ref / π_0 and a rule's extra state (APO, extragradient).
+STATE_VECTORS = 8
+#: Metric columns of a table (exact and sampled), counted for the recordings and the pandas table.
+TABLE_COLUMNS = 20
+#: Bytes per sampled pair: two arm indices, a label, the loss terms and their gradient.
+PAIR_BYTES = 48
+
+
+def check_counts(iterations: int, seed_count: int) -> None:
+    """Refuse iteration and seed counts that would wrap a counter or cannot be held (:class:`PrefsimError`)."""
+    if iterations > MAX_ITERATIONS:
+        raise PrefsimError(
+            f"iterations: {iterations} is more than prefsim can run (at most {MAX_ITERATIONS} = 2³¹ − 1): the "
+            "trajectory counts updates in 32-bit integers, which would wrap around; and at 10⁷ updates per second "
+            f"that many would take {_duration(iterations / 1e7)} per rule and seed. Use a smaller T (rates show on a "
+            "log scale: 10⁴–10⁶ iterations are usually enough)."
+        )
+    if seed_count > MAX_SEEDS:
+        raise PrefsimError(
+            f"seeds: {seed_count} seeds is more than prefsim runs at once (at most {MAX_SEEDS}); every seed is a "
+            "game and a trajectory held in memory. Split the seeds over several runs (seeds = [list])."
+        )
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("years", 365.25 * 86400), ("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size:
+            return f"about {seconds / size:.3g} {unit}"
+    return f"about {seconds:.3g} seconds"
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (``MemAvailable``), or None when unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _arms(spec) -> int:
+    """K of the spec's problem (the ring's K = ring_grid²), without building it."""
+    run = spec.run
+    if run.mode == "sampled" and getattr(run, "problem", "game") == "ring":
+        return int(run.ring_grid) ** 2
+    game = spec.game
+    if game.arms is not None:
+        return int(game.arms)
+    for values in (game.preference, game.rewards):
+        if isinstance(values, (list, tuple)):
+            return len(values)
+    return 2
+
+
+def recorded_count(iterations: int, record_every: int | None) -> int:
+    """len(default_record_iterations(T, k)) without building the list (0, k, 2k, …, and T)."""
+    if record_every is None:
+        return len(default_record_iterations(iterations))
+    return iterations // record_every + 1 + (1 if iterations % record_every else 0)
+
+
+def _preference_per_seed(spec) -> bool:
+    """Whether P differs between seeds (random games, random Bradley–Terry rewards): then S copies are stacked."""
+    game = spec.game
+    return len(spec.seeds) > 1 and (
+        game.kind == "random" or (game.kind == "bradley_terry" and game.rewards == "random")
+    )
+
+
+def memory_estimate(spec) -> dict:
+    """Bytes by part (``preference``, ``policies``, ``recordings``, ``pairs``, ``features``) for ``spec``.
+
+    ``spec`` is a parsed :class:`sim.spec.ExperimentSpec`; see the module docstring for the formulas.
+    The grid is the largest ``[[rule]]`` table's (rules run one after another).
+    """
+    itemsize = 8 if spec.precision == "float64" else 4
+    arms = _arms(spec)
+    seeds = len(spec.seeds)
+    grid = max(len(rule.grid_labels()) for rule in spec.rules)
+    labels = sum(len(rule.grid_labels()) for rule in spec.rules)
+    recorded = recorded_count(spec.iterations, spec.record_every)
+    estimate = {
+        "preference": (2 * seeds * arms * arms * itemsize if _preference_per_seed(spec) else arms * arms * itemsize)
+        + arms * arms * 8,
+        "policies": STATE_VECTORS * grid * seeds * arms * itemsize,
+        "recordings": TABLE_COLUMNS * (grid * seeds * recorded * itemsize + 2 * labels * seeds * recorded * 8),
+        "pairs": 0,
+        "features": 0,
+    }
+    run = spec.run
+    if run.mode == "sampled":
+        pairs = int(run.offline_pairs or 0) if run.data == "offline" else int(run.pairs_per_iteration)
+        estimate["pairs"] = PAIR_BYTES * grid * seeds * pairs
+        if run.policy != "tabular":
+            dimension = arms if run.features == "one_hot" and run.problem == "game" else int(run.feature_dim)
+            width = int(run.mlp_width) if run.policy == "mlp" else 1
+            estimate["features"] = grid * seeds * (arms * dimension + 4 * arms * width) * itemsize
+    return estimate
+
+
+def _gib(value: float) -> str:
+    return f"{value / 2**30:.3g} GiB"
+
+
+def describe_memory(estimate: dict, available: int | None = None) -> str:
+    """One line for progress output: the estimate's total and the memory available."""
+    available = available_memory() if available is None else available
+    there = f", {_gib(available)} available" if available is not None else ""
+    return f"memory: at least {_gib(sum(estimate.values()))} needed{there}"
+
+
+def check_memory(spec, available: int | None = None) -> dict:
+    """Refuse a run whose :func:`memory_estimate` exceeds the available memory; return the estimate."""
+    estimate = memory_estimate(spec)
+    available = available_memory() if available is None else available
+    total = sum(estimate.values())
+    if available is not None and total > available:
+        parts = ", ".join(f"{name} {_gib(value)}" for name, value in estimate.items() if value)
+        raise PrefsimError(
+            f"memory: this run needs at least {_gib(total)} ({parts}; K = {_arms(spec)} arms, "
+            f"{len(spec.seeds)} seed(s)), but the machine has {_gib(available)} available. Reduce game.arms, "
+            "the seeds, the sweep, pairs_per_iteration or the recorded iterations (record_every), or run the "
+            "seeds in several parts."
+        )
+    return estimate

@@ -1,0 +1,325 @@
+"""Result directories: checked up front, locked while a run writes, atomic writes, checksummed parts.
+
+A result directory ``out`` of :func:`sim.run` / ``prefsim run`` holds
+
+* ``metrics.csv`` and ``manifest.json`` — the last **complete** run; both are replaced together at
+  the end of a run (each written to a temporary file first, then renamed), so a run that fails or is
+  stopped (a full disk, a file-size limit, SIGINT/SIGTERM) leaves the previous pair intact;
+* ``parts/<label>.csv`` — one file per ``[[rule]]`` table, written as soon as it is computed.  Its
+  first two lines are comments: ``# fingerprint=<spec fingerprint>`` and ``# sha256=<hex> rows=<n>``,
+  the SHA-256 of the CSV text that follows.  ``--resume`` reuses a part only when the fingerprint
+  matches the spec **and** the checksum and row count match the text (a part edited, cut short or
+  with an extra row is recomputed, and the file is named);
+* ``parts/manifest.json`` — the manifest of the run in progress (``complete = false``);
+* ``.prefsim.lock`` — held (``fcntl.flock``) while a run writes, so a second run into the same
+  directory stops at once with a clear error instead of interleaving its files.  The kernel drops
+  the lock when the process ends, however it ends (POSIX only: without ``fcntl`` nothing is locked).
+
+Every problem with the directory (a file where a directory should be, ``/dev/null``, a directory
+that cannot be written, ``metrics.csv`` that is a directory, an empty path) is reported before any
+computation as a :class:`~bandits.errors.PrefsimError`; OS errors while writing (ENOSPC, EFBIG) are
+reported naming the file, with the temporary file removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from bandits.errors import PrefsimError
+
+try:  # POSIX; on a platform without it (Windows) result directories are not locked
+    import fcntl
+except ImportError:  # pragma: no cover - not reached on Linux or macOS
+    fcntl = None
+
+LOCK_NAME = ".prefsim.lock"
+RESULT_FILES = ("metrics.csv", "manifest.json")
+RUNNING_MANIFEST = Path("parts") / "manifest.json"
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+def check_directory_path(out) -> Path:
+    """Refuse a result-directory path that cannot be one, without creating anything; return ``Path(out)``.
+
+    Refused: an empty path (``--out ""`` is not the current directory), a NUL byte, a path that exists
+    and is not a directory (a file, ``/dev/null``) or whose parent is not one, and a path whose nearest
+    existing ancestor (or itself) cannot be written (``os.access``; root passes it, the probe write of
+    :func:`check_output_directory` does not).
+    """
+    if out is None or str(out).strip() == "":
+        raise PrefsimError("--out: the result directory is an empty path; give a directory name.")
+    if "\x00" in str(out):
+        raise PrefsimError(f"--out: the path {str(out)!r} contains a NUL byte.")
+    path = Path(out)
+    for parent in [path, *path.parents]:
+        if parent.exists() and not parent.is_dir():
+            what = "the result directory" if parent == path else f"its parent {str(parent)!r}"
+            raise PrefsimError(
+                f"--out {str(path)!r}: {what} exists and is not a directory; choose a directory path "
+                "(a new one is created)."
+            )
+    existing = next((p for p in [path, *path.absolute().parents] if p.exists()), None)
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise PrefsimError(
+            f"--out {str(path)!r}: {str(existing)!r} is not writable (permission denied); choose a writable directory."
+        )
+    return path
+
+
+def check_output_directory(out, labels=()) -> Path:
+    """Validate (and create) the result directory ``out`` and ``out/parts``; return ``Path(out)``.
+
+    Refused with a :class:`PrefsimError`: everything :func:`check_directory_path` refuses;
+    ``out/parts`` that is not a directory; ``metrics.csv``, ``manifest.json`` or ``parts/<label>.csv``
+    (``labels``) that exist but are not regular files; a directory where a probe file cannot be created
+    and removed (no permission, read-only file system).
+    """
+    path = check_directory_path(out)
+    try:
+        (path / "parts").mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise PrefsimError(
+            f"--out {str(path)!r}: {str(path / 'parts')!r} exists and is not a directory; it holds the per-rule "
+            "results of a run, so remove or rename it."
+        ) from None
+    except OSError as exc:
+        raise PrefsimError(f"--out {str(path)!r}: cannot create the result directory ({_os_reason(exc)}).") from None
+    names = [*RESULT_FILES, *(str(Path("parts") / f"{label}.csv") for label in labels), str(RUNNING_MANIFEST)]
+    for name in names:
+        target = path / name
+        if target.exists() and not target.is_file():
+            raise PrefsimError(
+                f"--out {str(path)!r}: {str(target)!r} exists and is not a regular file; prefsim writes its results "
+                "there, so remove or rename it."
+            )
+    for directory in (path, path / "parts"):
+        try:
+            with tempfile.NamedTemporaryFile(dir=directory, prefix=".probe-", suffix=".tmp"):
+                pass
+        except OSError as exc:
+            raise PrefsimError(
+                f"--out {str(path)!r}: cannot write in {str(directory)!r} ({_os_reason(exc)}); choose a writable "
+                "directory."
+            ) from None
+    return path
+
+
+@contextlib.contextmanager
+def output_lock(out):
+    """Hold an exclusive lock on ``out/.prefsim.lock`` for the duration of the block.
+
+    Raises :class:`PrefsimError` at once (no waiting) when another process holds it, naming that
+    process's id as it wrote it into the lock file.
+    """
+    path = Path(out) / LOCK_NAME
+    if fcntl is None:
+        yield path
+        return
+    try:
+        handle = open(path, "a+", encoding="utf-8")
+    except OSError as exc:
+        raise PrefsimError(
+            f"--out {str(out)!r}: cannot create the lock file {str(path)!r} ({_os_reason(exc)})."
+        ) from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise PrefsimError(f"--out {str(out)!r}: cannot lock {str(path)!r} ({_os_reason(exc)}).") from None
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise PrefsimError(
+                f"--out {str(out)!r}: another prefsim run (process {holder}) is writing to this directory; wait for "
+                "it to finish or choose another --out (two runs into one directory would mix their results)."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield path
+    finally:
+        handle.close()  # closing the descriptor releases the lock
+
+
+# ----------------------------------------------------------------------------------------------
+# atomic writes
+
+
+def write_files_atomic(contents: dict) -> None:
+    """Write ``{path: bytes}`` so that either every file is replaced or none is.
+
+    Every file is first written in full (and flushed to disk) to a temporary file next to it; only
+    when all are written are they renamed over their targets.  A failure while writing (a full disk,
+    the file-size limit) removes the temporary files and raises :class:`PrefsimError` naming the
+    file, so the previous files stay as they were.
+    """
+    temporary = {}
+    try:
+        for path, data in contents.items():
+            path = Path(path)
+            descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            temporary[path] = name
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        for path, name in temporary.items():
+            os.replace(name, path)
+    except OSError as exc:
+        failed = Path(exc.filename).name if getattr(exc, "filename", None) else None
+        _remove_quietly(temporary.values())
+        written = ", ".join(str(p) for p in contents)
+        raise PrefsimError(
+            f"could not write {written} ({_os_reason(exc)}{': ' + failed if failed else ''}); the previous "
+            "version of each file is left as it was. Free disk space or raise the file-size limit and rerun "
+            "with --resume (finished rule parts are kept)."
+        ) from None
+    except BaseException:
+        _remove_quietly(temporary.values())
+        raise
+
+
+def _remove_quietly(names) -> None:
+    for name in names:
+        with contextlib.suppress(OSError):
+            os.remove(name)
+
+
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    """The CSV text of a results frame as prefsim writes it (full float precision)."""
+    return frame.to_csv(index=False, float_format="%.17g").encode("utf-8")
+
+
+def json_bytes(data: dict) -> bytes:
+    return json.dumps(data, indent=2, default=str).encode("utf-8")
+
+
+# ----------------------------------------------------------------------------------------------
+# checksummed parts
+
+
+def part_bytes(frame: pd.DataFrame, fingerprint: str) -> bytes:
+    """A part file: fingerprint line, checksum line (SHA-256 of the CSV text and its row count), CSV."""
+    body = csv_bytes(frame)
+    digest = hashlib.sha256(body).hexdigest()
+    header = f"# fingerprint={fingerprint}\n# sha256={digest} rows={len(frame)}\n"
+    return header.encode("utf-8") + body
+
+
+def write_part(path, frame: pd.DataFrame, fingerprint: str) -> None:
+    """Write one rule's part atomically with its fingerprint and checksum."""
+    write_files_atomic({Path(path): part_bytes(frame, fingerprint)})
+
+
+def read_part(path, fingerprint: str, expected_rows: int | None = None):
+    """``(frame, None)`` for a part that can be reused, else ``(None, reason)`` (reason None: no file).
+
+    Reusable: the fingerprint line equals ``fingerprint``, the checksum line's SHA-256 and row count
+    match the CSV text after it, and (when given) the row count equals ``expected_rows``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None, None
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return None, f"{path} cannot be read ({_os_reason(exc)})"
+    lines = data.split(b"\n", 2)
+    if len(lines) < 3 or lines[0] != f"# fingerprint={fingerprint}".encode():
+        return None, f"{path} was computed for another spec or by other code (its fingerprint differs)"
+    fields = dict(
+        item.split("=", 1) for item in lines[1].decode("utf-8", "replace").lstrip("# ").split() if "=" in item
+    )
+    body = lines[2]
+    if "sha256" not in fields or "rows" not in fields:
+        return None, f"{path} has no checksum line (written by an older prefsim)"
+    if hashlib.sha256(body).hexdigest() != fields["sha256"]:
+        return None, f"{path} does not match its checksum (it was changed, cut short or has extra rows)"
+    try:
+        frame = pd.read_csv(io.BytesIO(body))
+    except (ValueError, pd.errors.ParserError) as exc:
+        return None, f"{path} cannot be parsed ({exc})"
+    expected = fields["rows"] if expected_rows is None else str(expected_rows)
+    if str(len(frame)) != fields["rows"] or str(len(frame)) != expected:
+        return None, f"{path} holds {len(frame)} rows, expected {expected}"
+    return frame, None
+
+
+def remove_stale_parts(out, labels) -> list[Path]:
+    """Delete ``out/parts/*.csv`` of rule labels that are not in ``labels``; return the removed paths."""
+    keep = {f"{label}.csv" for label in labels}
+    removed = []
+    for path in sorted((Path(out) / "parts").glob("*.csv")):
+        if path.name not in keep and path.is_file():
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+# ----------------------------------------------------------------------------------------------
+# reading a result directory back (prefsim plot)
+
+
+def _read_csv(path: Path, **options) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, **options)
+    except (UnicodeDecodeError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PrefsimError(f"{str(path)!r} is not a CSV table written by prefsim ({reason}).") from None
+    except OSError as exc:
+        raise PrefsimError(f"{str(path)!r} cannot be read ({_os_reason(exc)}).") from None
+
+
+def read_results_table(directory) -> pd.DataFrame:
+    """The table of a result directory: ``metrics.csv``, else the rows of ``parts/*.csv`` (a run in progress)."""
+    directory = Path(directory)
+    metrics_file = directory / "metrics.csv"
+    if metrics_file.is_file():
+        return _numeric_columns(_read_csv(metrics_file), metrics_file)
+    parts = sorted((directory / "parts").glob("*.csv")) if (directory / "parts").is_dir() else []
+    if not parts:
+        raise PrefsimError(f"{str(directory)!r} holds no metrics.csv and no parts/*.csv: nothing to plot.")
+    return pd.concat([_numeric_columns(_read_csv(p, comment="#"), p) for p in parts], ignore_index=True)
+
+
+def _numeric_columns(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Every column but ``rule`` must be numbers (empty cells are NaN); else the file is not a prefsim table."""
+    for column in frame.columns:
+        if column != "rule" and not pd.api.types.is_numeric_dtype(frame[column]):
+            raise PrefsimError(
+                f"{str(path)!r} is not a table written by prefsim: column {column!r} holds non-numeric values."
+            )
+    return frame
+
+
+def read_manifest(directory) -> dict | None:
+    """``manifest.json`` of a result directory (else the running ``parts/manifest.json``), or None."""
+    directory = Path(directory)
+    for path in (directory / "manifest.json", directory / RUNNING_MANIFEST):
+        if path.is_file():
+            try:
+                manifest = json.loads(path.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise PrefsimError(f"{str(path)!r} is not a manifest written by prefsim ({exc}).") from None
+            if not isinstance(manifest, dict) or any(
+                not isinstance(manifest.get(key, {}), dict) for key in ("spec", "parsed_spec")
+            ):
+                raise PrefsimError(
+                    f"{str(path)!r} is not a manifest written by prefsim (a JSON object whose spec and "
+                    "parsed_spec are tables)."
+                )
+            return manifest
+    return None
