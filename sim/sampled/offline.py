@@ -112,12 +112,18 @@ def training_pairs(settings: Any) -> int:
 def offline_rules() -> tuple:
     """Rules whose definition has an offline counterpart (a closed-form population minimiser on pairs
     from a fixed μ, module docstring), read from the registry."""
-    return tuple(name for name, definition in RULES.items() if definition.offline is not None)
+    return tuple(name for name, definition in RULES.items() if _trains_offline(definition))
+
+
+def _trains_offline(definition) -> bool:
+    """A single-stage loss with a population minimiser on pairs from a fixed μ (multi-stage rules use that
+    minimiser per stage, but each stage needs fresh pairs from its own source)."""
+    return definition.offline is not None and not (definition.data is not None and definition.data.stages)
 
 
 def check_offline_rule(rule_name: str, where: str = "rule") -> None:
     """Raise a :class:`PrefsimError` when ``rule_name`` cannot train on offline data."""
-    if rule_info(rule_name).offline is None:
+    if not _trains_offline(rule_info(rule_name)):
         raise PrefsimError(
             f'{where}: run.data = "offline" supports rules {", ".join(offline_rules())} only (their loss has a '
             f"known population minimiser on pairs from π_ref: BR_τ(π_ref), resp. the INPO step against π_ref); "
