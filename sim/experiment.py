@@ -35,10 +35,10 @@ import numpy as np
 import pandas as pd
 
 from bandits.games import build_game
-from sim.game import game_from_instance
+from sim.game import Game, game_from_instance
 from sim.headtohead import FINAL_POLICY, headtohead_table
 from sim.limits import check_memory, describe_memory
-from sim.nash import target_policy, unique_unregularised_nash
+from sim.nash import regularised_targets, target_policy, unique_unregularised_nash
 from sim.precision import in_float64
 from sim.results_io import (
     RUNNING_MANIFEST,
@@ -156,25 +156,22 @@ def build_games(spec: ExperimentSpec, dtype=jnp.float64):
     (S, K) and the duality gap each π* was solved to.  Games are built one seed at a time and a leaf
     equal to the first seed's is not kept again, so seeds sharing one game hold one K×K matrix, not S.
     """
-    # The target depends on P, π_ref, rewards and τ only (not on π_0).
+    games, game_axes = stack_over_seeds(
+        game_from_instance(build_game(spec.game, seed), dtype) for seed in spec.seeds
+    )
+    if float(spec.game.tau) > 0:
+        # every seed's π*_τ in one batched solve (the target depends on P, π_ref, rewards and τ, not π_0)
+        targets, gaps = regularised_targets(games, game_axes, len(spec.seeds))
+        return games, game_axes, jnp.asarray(targets, dtype), gaps
     cache = {}
     targets, gaps = [], []
-
-    def instances():
-        for seed in spec.seeds:
-            g = game_from_instance(build_game(spec.game, seed), dtype)
-            key = hashlib.sha256(b"".join(np.asarray(g[i]).tobytes() for i in (0, 1, 3, 4))).digest()  # not P
-            if key not in cache:
-                cache[key] = target_policy(
-                    g._replace(
-                        preference=g.preference.astype(jnp.float64), log_reference=g.log_reference.astype(jnp.float64)
-                    )
-                )
-            targets.append(cache[key][0])
-            gaps.append(cache[key][1])
-            yield g
-
-    games, game_axes = stack_over_seeds(instances())
+    for index in range(len(spec.seeds)):
+        g = Game(*(leaf if axis is None else leaf[index] for leaf, axis in zip(games, game_axes)))
+        key = hashlib.sha256(b"".join(np.asarray(g[i]).tobytes() for i in (0, 1, 3, 4))).digest()  # not P
+        if key not in cache:
+            cache[key] = target_policy(g._replace(preference=g.preference.astype(jnp.float64)))
+        targets.append(cache[key][0])
+        gaps.append(cache[key][1])
     return games, game_axes, jnp.asarray(np.stack(targets), dtype), gaps
 
 

@@ -245,3 +245,27 @@ def target_policy(game: Game, tolerance: float = DEFAULT_TOLERANCE):
         policy = (rewards == rewards.max()).astype(np.float64)
         return policy / policy.sum(), float("nan")
     return unregularised_nash(np.asarray(game.preference)), float("nan")
+
+
+def regularised_targets(games: Game, game_axes: Game, seeds: int, tolerance: float = DEFAULT_TOLERANCE):
+    """π*_τ of every seed in **one** batched solve: ``(targets (S, K) NumPy, gaps list)`` for τ > 0.
+
+    ``games`` has its leaves stacked over seeds where ``game_axes`` is 0 (as :func:`sim.experiment.build_games`
+    builds them); the mirror-prox iteration of :func:`regularised_nash` runs vmapped over the seeds that
+    differ (a batched ``while_loop`` keeps iterating until every seed has converged, leaving converged
+    seeds unchanged), so it returns what S separate solves return.  Seeds sharing every leaf the target
+    depends on (P, π_ref, rewards, τ) are solved once.  Computed in float64 whatever the run's precision.
+    """
+    games = games._replace(
+        preference=games.preference.astype(jnp.float64), log_reference=games.log_reference.astype(jnp.float64)
+    )
+    relevant = (game_axes.preference, game_axes.log_reference, game_axes.rewards, game_axes.tau)
+    if all(axis is None for axis in relevant):
+        log_policy, gap, _ = jax.jit(regularised_nash, static_argnums=(1,))(games, tolerance)
+        target = np.exp(np.asarray(normalize(log_policy)))
+        return np.tile(target, (seeds, 1)), [float(gap)] * seeds
+    axes = game_axes._replace(log_initial=None)
+    games = games._replace(log_initial=games.log_initial if game_axes.log_initial is None else games.log_initial[0])
+    solve = jax.jit(jax.vmap(lambda game: regularised_nash(game, tolerance), in_axes=(axes,)))
+    log_policy, gap, _ = solve(games)
+    return np.exp(np.asarray(normalize(log_policy))), [float(g) for g in np.asarray(gap)]

@@ -222,3 +222,30 @@ def test_run_columns_and_nan_metrics():
     # π_0 = uniform = the LP Nash of rock–paper–scissors, a fixed point of SPPO
     np.testing.assert_allclose(table["exploitability"], 0.0, atol=1e-15)
     np.testing.assert_allclose(table["kl_to_nash"], 0.0, atol=1e-9)
+
+
+def test_every_seeds_regularised_nash_is_solved_in_one_batched_call_equal_to_separate_solves():
+    """build_games solves π*_τ for all seeds at once (issue: per-seed set-up vectorised); each seed's
+    target equals its own target_policy solve and is the fixed point π* = BR_τ(π*)."""
+    from sim.experiment import build_games
+    from sim.game import Game
+    from sim.nash import target_policy
+    from sim.spec import parse_spec
+
+    spec = parse_spec(
+        {
+            "iterations": 1,
+            "seeds": 6,
+            "game": {"kind": "random", "arms": 7, "tau": 0.2, "reference": "random"},
+            "rule": [{"name": "inpo", "eta": 1.0}],
+        }
+    )
+    games, axes, targets, gaps = build_games(spec)
+    assert axes.preference == 0 and axes.log_reference == 0
+    for index in range(6):
+        game = Game(*(leaf if axis is None else leaf[index] for leaf, axis in zip(games, axes)))
+        alone, gap = target_policy(game)
+        np.testing.assert_allclose(np.asarray(targets[index]), alone, atol=1e-14, rtol=0)
+        best = np.exp(np.asarray(game.log_reference)) * np.exp(np.asarray(game.preference) @ alone / 0.2)
+        np.testing.assert_allclose(alone, best / best.sum(), atol=1e-12)
+        assert gaps[index] <= 1e-12
