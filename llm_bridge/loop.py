@@ -604,14 +604,22 @@ def _write_pairs(path: Path, records, prompts_text, tokenizer) -> None:
                         "preference": r["preference"],
                         "win_rate_chosen": r["win_rate_w"],
                         "win_rate_rejected": r["win_rate_l"],
-                        "logp_reference_chosen": r["reference_w"],
-                        "logp_reference_rejected": r["reference_l"],
-                        "logp_previous_chosen": r["previous_w"],
-                        "logp_previous_rejected": r["previous_l"],
                     }
                 )
                 + "\n"
             )
+    # what the loss saw, pair by pair: log π_ref (the rule's reference: the last advance's checkpoint under
+    # reference advancement) and log π_t (APO's implicit form: its shifted anchor).  Kept apart from
+    # pairs.jsonl because scores differ in the last float32 digit between process counts.
+    with (path.parent / "logprobs.jsonl").open("w") as handle:
+        for r in records:
+            row = {
+                "logp_reference_chosen": r["reference_w"],
+                "logp_reference_rejected": r["reference_l"],
+                "logp_previous_chosen": r["previous_w"],
+                "logp_previous_rejected": r["previous_l"],
+            }
+            handle.write(json.dumps(row) + "\n")
 
 
 def _prune(spec: BridgeSpec, rule_dir: Path, finished: int) -> None:

@@ -201,7 +201,7 @@ def test_the_bridge_scores_the_loss_reference_with_the_checkpoint_of_the_last_ad
     bridge_loop.run_bridge(parse_llm_spec(raw), tmp_path / "out", progress=False)
 
     def scores(label, iteration):
-        lines = (tmp_path / "out" / label / f"iter_{iteration:03d}" / "pairs.jsonl").read_text().splitlines()
+        lines = (tmp_path / "out" / label / f"iter_{iteration:03d}" / "logprobs.jsonl").read_text().splitlines()
         rows = [json.loads(line) for line in lines]
         return np.array([[r["logp_reference_chosen"], r["logp_previous_chosen"]] for r in rows])
 
