@@ -14,12 +14,12 @@
 # %% [markdown]
 # # 01 — INPO's theorems on exact tabular games
 #
-# **Question.** Do INPO's guarantees (Zhang et al., ICLR 2025; THEORY §A.3–A.5) hold on exact
+# **Question.** Do INPO's guarantees (Zhang et al., ICLR 2025; docs/theory.md §A.3–A.5) hold on exact
 # (population) updates, and how tight are they?
 #
 # * **Theorem 4** (last iterate, η_t = τ(t+2)/2): KL(π*‖π_T) ≤ 32C²/(τ²(T+1)), C = max(Bτ, 1).
-#   THEORY §A.5 predicts the bound is very loose: exact updates give KL ∝ T⁻⁴.
-# * **Constant η** (THEORY §A.3): the last iterate converges linearly iff η > η_crit = (τ² + ω_max²)/(2τ),
+#   docs/theory.md §A.5 predicts the bound is very loose: exact updates give KL ∝ T⁻⁴.
+# * **Constant η** (docs/theory.md §A.3): the last iterate converges linearly iff η > η_crit = (τ² + ω_max²)/(2τ),
 #   at the rate ρ = √((1 − τ/η)² + ω_max²/η²) per step; below η_crit it circles π*.
 # * **Theorem 3** (uniform mixture, η = max(Bτ,1)√T/√D): DualGap(π̄_T) ≤ 2Reg_T/T with
 #   Reg_T = ηD + (4τ²B² + 1)T/η (Lemma 2's proof inequality), using the realised B and D.
@@ -73,7 +73,7 @@ GAMES = {
         "reference_min_mass": 0.02,
     },
 }
-SAFE_ETA = TAU + 1.0 / TAU  # η_MMD ≤ τ: contracted in every instance THEORY §A.3 checked
+SAFE_ETA = TAU + 1.0 / TAU  # η_MMD ≤ τ: contracted in every instance docs/theory.md §A.3 checked
 print(f"scale={SCALE} seeds={SEEDS} iterations={ITERATIONS} tau={TAU} safe eta={SAFE_ETA:g}")
 
 # %% [markdown]
@@ -126,7 +126,7 @@ show(path)
 
 # %% [markdown]
 # Fitted rates.  Schedule: log-log slope of KL over the last decade [T/10, T], compared with the
-# theorem's −1 and THEORY's −4.  Constant η: semilog slope per seed over a window where KL is above
+# theorem's −1 and docs/theory.md's −4.  Constant η: semilog slope per seed over a window where KL is above
 # the rounding floor, compared per seed with 2·log ρ from the linearisation at π*.
 
 # %%
@@ -281,7 +281,7 @@ show(plotting.save_figure(figure, OUT / "inpo_theorem3.png"))
 # | check | measured |
 # |---|---|
 # | Theorem 4 bound holds (every seed, every T ≥ 1, 3 games) | yes; max observed/bound 5.2e-4 (cyclic), 1.3e-4 (random), 4.7e-6 (BT): loose by ≥ 1900× |
-# | KL slope under the Theorem-4 schedule, log-log over [30, 300] | cyclic −3.908 [−3.914, −3.903]; random −3.967 [−3.972, −3.961]; BT −3.970 [−3.976, −3.962] (theorem: −1; THEORY §A.5: −4) |
+# | KL slope under the Theorem-4 schedule, log-log over [30, 300] | cyclic −3.908 [−3.914, −3.903]; random −3.967 [−3.972, −3.961]; BT −3.970 [−3.976, −3.962] (theorem: −1; docs/theory.md §A.5: −4) |
 # | constant η = τ + 1/τ = 5.2: semilog slope of KL vs 2·log ρ, per seed | predicted ≈ −0.075 to −0.078 per iteration; max relative error 0.03% (cyclic), 0.66% (random), 0.12% (BT) |
 # | η_crit of the games (mean over seeds) | cyclic 0.275, random 0.133, BT 0.100 (all < 5.2) |
 # | 3-cycle, uniform π_ref: η = 0.8·η_crit (η_crit = 0.3083) | KL(π*‖π_2000) ∈ [0.20, 0.29] on all seeds; log-log slope over [200, 2000] −0.008 [−0.035, 0.023] (a cycle) |
@@ -301,7 +301,7 @@ for name, report in reports.items():
     assert t4.ratio.max() < 0.05, f"Theorem 4 unexpectedly tight on {name}: {t4.ratio.max()}"
 for name, fit in schedule_fits.items():
     assert fit.faster_than(-1.0), f"{name}: KL does not decay at least as fast as 1/T: {fit}"
-    assert fit.contains(-4.0, tolerance=0.1), f"{name}: KL slope {fit.slope} not ≈ −4 (THEORY §A.5)"
+    assert fit.contains(-4.0, tolerance=0.1), f"{name}: KL slope {fit.slope} not ≈ −4 (docs/theory.md §A.5)"
 assert (linear.eta_crit < SAFE_ETA).all(), "τ + 1/τ should exceed η_crit on these games"
 assert (linear.relative_error < 0.1).all(), linear[linear.relative_error >= 0.1]
 assert (linear.fitted < 0).all()
