@@ -137,11 +137,13 @@ def _plot(args) -> int:
 
 
 def _draw(table, directory: Path):
+    """Figures from the stored results only: metrics, manifest and bounds.csv (no games are rebuilt)."""
+    from sim.bounds_table import read_bounds
     from sim.plotting import plot_run
 
     manifest_file = directory / "manifest.json"
     manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else None
-    return plot_run(table, directory, manifest)
+    return plot_run(table, directory, manifest, bounds=read_bounds(directory))
 
 
 #: Metrics printed after a run (those with data), the rest are in metrics.csv and the figures.

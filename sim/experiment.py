@@ -5,10 +5,11 @@ a pandas DataFrame with columns ``rule, seed, iteration`` and one column per met
 (:data:`sim.metrics.METRIC_COLUMNS`), one row per rule label × seed × recorded iteration.
 
 With ``out``: each ``[[rule]]`` table's results are written as soon as they are computed, atomically,
-to ``out/parts/<label>.csv``; ``metrics.csv`` (all rows) and ``manifest.json`` (spec, seeds, package
-versions, git commit, the target's duality gap) follow.  With ``resume=True`` a part whose spec
-fingerprint matches is loaded instead of recomputed, so an interrupted sweep continues where it
-stopped and nothing computed is lost.
+to ``out/parts/<label>.csv``; ``metrics.csv`` (all rows), ``bounds.csv`` (the theory bounds that apply,
+:mod:`sim.bounds_table`) and ``manifest.json`` (spec, seeds, package versions, git commit, the
+target's duality gap, the degenerate-run warnings of :mod:`sim.diagnostics`) follow.  With
+``resume=True`` a part whose spec fingerprint matches is loaded instead of recomputed, so an
+interrupted sweep continues where it stopped and nothing computed is lost.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import pandas as pd
 
 from bandits.errors import PrefsimError
 from bandits.games import build_game
+from sim.bounds_table import BOUNDS_FILE, compute_bounds, missing_bound_notes
+from sim.diagnostics import absent_metrics_to_nan, report_warnings, run_warnings
 from sim.game import Game, game_from_instance
 from sim.metrics import METRIC_COLUMNS
 from sim.nash import target_policy
@@ -88,9 +91,16 @@ def run(spec, out=None, resume: bool = False, progress=None) -> pd.DataFrame:
             write_csv_atomic(part, frame, header_comment=f"fingerprint={fingerprint}")
         frames.append(frame)
 
-    table = pd.concat(frames, ignore_index=True)
+    table = absent_metrics_to_nan(pd.concat(frames, ignore_index=True))
+    messages = run_warnings(table, spec)
     if out is not None:
         write_csv_atomic(out / "metrics.csv", table)
+        bounds = compute_bounds(table, spec)
+        write_csv_atomic(out / BOUNDS_FILE, bounds)
+        messages += missing_bound_notes(spec, bounds)
+    report_warnings(messages, progress)
+    if out is not None:
+        manifest["warnings"] = messages
         manifest["seconds"] = round(time.time() - started, 3)
         manifest["complete"] = True
         write_json_atomic(out / "manifest.json", manifest)
@@ -189,8 +199,8 @@ def spec_fingerprint(spec: ExperimentSpec) -> str:
 
 
 def parsed_spec(spec: ExperimentSpec) -> dict:
-    """The parsed spec (defaults filled) as plain JSON-able data."""
-    return _plain({f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name != "raw"})
+    """The parsed spec (defaults filled) as plain JSON-able data, without ``[plot]`` (figures only)."""
+    return _plain({f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name not in ("raw", "plot")})
 
 
 def _plain(value):

@@ -34,6 +34,7 @@ from typing import Any
 
 from bandits.errors import PrefsimError
 from bandits.games import GameSpec
+from sim.plot_spec import PlotSpec, check_plot_against_rules, parse_plot
 from sim.rules import build_rule, resolve_parameters, rule_info
 
 PRECISIONS = ("float64", "float32")
@@ -163,9 +164,22 @@ class ExperimentSpec:
     """The ``[run]`` table."""
     raw: dict = dataclasses.field(default_factory=dict, compare=False)
     """The spec as given (written to the manifest)."""
+    plot: PlotSpec = dataclasses.field(default_factory=PlotSpec, compare=False)
+    """The ``[plot]`` table (:mod:`sim.plot_spec`); figures only, not part of the fingerprint."""
 
 
-TOP_LEVEL_KEYS = {"iterations", "seeds", "precision", "record_every", "game", "rule", "run", "name", "description"}
+TOP_LEVEL_KEYS = {
+    "iterations",
+    "seeds",
+    "precision",
+    "record_every",
+    "game",
+    "rule",
+    "run",
+    "name",
+    "description",
+    "plot",
+}
 
 
 def load_spec(path) -> ExperimentSpec:
@@ -189,7 +203,8 @@ def parse_spec(data: Any) -> ExperimentSpec:
     unknown = set(data) - TOP_LEVEL_KEYS
     if unknown:
         raise PrefsimError(
-            f"spec: unknown top-level key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(TOP_LEVEL_KEYS))}."
+            f"spec: unknown top-level key(s) {', '.join(sorted(unknown))}; "
+            f"allowed: {', '.join(sorted(TOP_LEVEL_KEYS))}."
         )
 
     iterations = data.get("iterations")
@@ -216,6 +231,8 @@ def parse_spec(data: Any) -> ExperimentSpec:
     game = _parse_game(data.get("game"))
     run = _parse_run(data.get("run", {}))
     rules = _parse_rules(data.get("rule"), game, run.mode)
+    plot = parse_plot(data.get("plot"))
+    check_plot_against_rules(plot, [label for rule in rules for label, _ in rule.grid_labels()])
     if run.data != "online" and run.mode != "sampled":
         raise PrefsimError(
             f'run.data: {run.data!r} data needs mode = "sampled" (exact mode has no data: it applies the '
@@ -242,6 +259,7 @@ def parse_spec(data: Any) -> ExperimentSpec:
         record_every=record_every,
         run=run,
         raw=data,
+        plot=plot,
     )
 
 
