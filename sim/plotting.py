@@ -79,6 +79,8 @@ FIGURE_SIZE = (6.4, 4.2)
 WIDE_FIGURE_SIZE = (8.6, 4.4)
 #: Size of one panel of a small-multiples figure.
 PANEL_SIZE = (4.6, 3.6)
+#: Height of one legend text line (8 pt font with spacing), for sizing figures around legends.
+LEGEND_LINE_INCHES = 0.21
 #: More curves than this in one axes → one panel per rule family (``layout = "auto"``).
 MAX_CURVES_PER_AXES = 6
 #: Line styles of the swept values inside a family (solid first).
@@ -393,6 +395,25 @@ def _legend(axes, where: str) -> None:
         raise PrefsimError(f"legend: expected outside, below, inside or none, got {where!r}.")
 
 
+def _figure_legend(figure, axes, where: str) -> int:
+    """A legend of ``axes``'s curves on ``figure`` (or subfigure) at ``where``; return its text lines."""
+    handles, texts = axes.get_legend_handles_labels()
+    if not handles:
+        return 0
+    figure.legend(handles, texts, loc=where, frameon=False)
+    return sum(text.count("\n") + 1 for text in texts)
+
+
+def _share_y(panels: list) -> None:
+    """Give the panels one y range (the union of theirs), so small multiples compare at a glance."""
+    if len(panels) < 2:
+        return
+    low = min(axes.get_ylim()[0] for axes in panels)
+    high = max(axes.get_ylim()[1] for axes in panels)
+    for axes in panels:
+        axes.set_ylim(low, high)
+
+
 def _identical_to(centre: np.ndarray, drawn: dict[str, np.ndarray]) -> str | None:
     """The first already drawn rule whose mean curve equals ``centre`` (to 1e-12 relative), if any."""
     for rule, other in drawn.items():
@@ -579,22 +600,29 @@ def metric_figure(
             figure = Figure(figsize=WIDE_FIGURE_SIZE, layout="constrained")
             FigureCanvasAgg(figure)
             axes = figure.add_subplot()
-            plot_metric(table, metric, axes=axes, rules=rules, legend="outside", **common)
+            plot_metric(table, metric, axes=axes, rules=rules, legend="none", **common)
+            lines = _figure_legend(figure, axes, "outside right upper")
+            figure.set_figheight(max(WIDE_FIGURE_SIZE[1], LEGEND_LINE_INCHES * lines + 1.0))
         else:
             columns = min(3, len(families))
             rows = math.ceil(len(families) / columns)
             figure = Figure(figsize=(PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows + 0.6), layout="constrained")
             FigureCanvasAgg(figure)
-            grid = figure.subplots(rows, columns, squeeze=False, sharey=True)
+            # one subfigure per family: its legend is placed "outside lower" by constrained layout,
+            # which reserves the room (a legend anchored below an axes would not get any)
+            cells = figure.subfigures(rows, columns, squeeze=False)
+            panel_axes, legend_rows = [], [0] * rows
             for index, family in enumerate(families):
                 members = [rule for rule in rules if family_of(rule) == family]
-                axes = grid.flat[index]
-                plot_metric(table, metric, axes=axes, rules=members, legend="below", **common)
+                cell = cells.flat[index]
+                axes = cell.add_subplot()
+                plot_metric(table, metric, axes=axes, rules=members, legend="none", **common)
                 axes.set_title(family, fontsize=10)
-                if index % columns:
-                    axes.set_ylabel("")
-            for extra in list(grid.flat)[len(families) :]:
-                extra.set_visible(False)
+                row = index // columns
+                legend_rows[row] = max(legend_rows[row], _figure_legend(cell, axes, "outside lower left"))
+                panel_axes.append(axes)
+            _share_y(panel_axes)
+            figure.set_figheight(sum(PANEL_SIZE[1] + LEGEND_LINE_INCHES * lines for lines in legend_rows) + 0.6)
         if title:
             figure.suptitle(_wrap_title(title, figure.get_figwidth(), STYLE["axes.titlesize"]), fontsize=11)
     return figure
