@@ -86,11 +86,11 @@ def _seeds_identical(table: pd.DataFrame, metrics: list[str]) -> bool:
 
 
 def floor_reached(table: pd.DataFrame, precision: str) -> dict[str, list[str]]:
-    """Metric → rule labels whose mean curve reaches the precision floor at some iteration > 0."""
+    """Metric → rule labels whose mean last-iterate curve reaches the precision floor at some iteration > 0."""
     floor = precision_floor(precision)
     reached: dict[str, list[str]] = {}
     later = table[table["iteration"] > 0]
-    for metric in [c for c in table.columns if is_convergence_metric(c)]:
+    for metric in [c for c in table.columns if c in CONVERGENCE_METRICS]:
         means = later.groupby(["rule", "iteration"], sort=False)[metric].mean()
         hits = means[(means <= floor) & np.isfinite(means)]
         rules = list(dict.fromkeys(hits.index.get_level_values("rule")))
@@ -104,7 +104,8 @@ def run_warnings(table: pd.DataFrame, spec: ExperimentSpec) -> list[str]:
     messages = []
     floor = precision_floor(spec.precision)
     problem = getattr(spec.run, "problem", "game")
-    if problem == "game" and _initial_is_target(table, floor):
+    at_target = problem == "game" and _initial_is_target(table, floor)
+    if at_target:
         messages.append(
             "the initial policy π_0 is already the target π* on every seed (KL(π*‖π_0) ≤ "
             f"{floor:.1e}): every rule starts at its fixed point, so every curve is flat and every rate "
@@ -131,9 +132,13 @@ def run_warnings(table: pd.DataFrame, spec: ExperimentSpec) -> list[str]:
                 f"rule {rule.label} has τ = {float(tau):g} but the game has τ = {float(spec.game.tau):g}: "
                 "duality_gap, kl_to_nash and tv_to_optimum measure the game's τ-regularised Nash, not the rule's."
             )
-    reached = floor_reached(table, spec.precision)
+    reached = {} if at_target else floor_reached(table, spec.precision)
     if reached:
-        listed = "; ".join(f"{metric} ({', '.join(rules)})" for metric, rules in reached.items())
+        by_rule: dict[str, list[str]] = {}
+        for metric, rules in reached.items():
+            for rule in rules:
+                by_rule.setdefault(rule, []).append(metric)
+        listed = "; ".join(f"{rule}: {', '.join(metrics)}" for rule, metrics in by_rule.items())
         advice = ' Use precision = "float64" to measure rates further.' if spec.precision == "float32" else ""
         messages.append(
             f"these curves reach the {spec.precision} rounding floor ({floor:.1e}): {listed}. Values there are "
