@@ -1,8 +1,10 @@
 """The ``prefsim`` command line.
 
-    prefsim run SPEC.toml --out DIR [--resume]   run an experiment: DIR/metrics.csv, manifest.json, *.png
+    prefsim run SPEC.toml --out DIR [--resume]   run an experiment: DIR/metrics.csv, bounds.csv, summary.csv,
+                                                 manifest.json and figures (SPEC may be a run's manifest.json)
     prefsim plot DIR                             redraw the figures of a finished (or partial) run
     prefsim rules                                list the rules, their parameters and papers
+    prefsim --version                            the installed version
 
 More subcommands come from installed plugins in the entry-point group ``prefsim.commands`` (the LLM
 bridge adds ``prefsim llm`` when ``prefsim[llm]`` is installed); ``sim`` itself never imports them.
@@ -18,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 
 from bandits.errors import PrefsimError
+from sim.provenance import prefsim_version
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -47,15 +50,35 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="prefsim", description="Check preference-optimisation rules against their theory."
     )
+    parser.add_argument("--version", action="version", version=f"prefsim {prefsim_version()}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     run_parser = commands.add_parser("run", help="run an experiment spec (TOML) and write metrics, manifest and plots")
-    run_parser.add_argument("spec", help="path to the spec TOML file")
-    run_parser.add_argument("--out", help="result directory (default: results/<spec name>)")
+    run_parser.add_argument(
+        "spec", help="path to the spec TOML file, or to a run's manifest.json (reruns the spec it holds)"
+    )
+    run_parser.add_argument(
+        "--out",
+        help="result directory (default: results/<the spec file's name without .toml>; for a manifest.json, "
+        "results/<the spec's name>-rerun)",
+    )
+    run_parser.add_argument(
+        "--metrics",
+        help="comma-separated metrics to print after the run (default: the headline metrics with data); "
+        "summary.csv holds every metric",
+    )
+    run_parser.add_argument(
+        "--at",
+        help="comma-separated extra iterations for the summary (e.g. 3,100); the final iteration is always in it",
+    )
     run_parser.add_argument(
         "--resume", action="store_true", help="reuse finished rule results in --out instead of recomputing"
     )
-    run_parser.add_argument("--no-plots", action="store_true", help="write metrics.csv and manifest.json only")
+    run_parser.add_argument(
+        "--no-plots",
+        action="store_true",
+        help="write no figures (metrics.csv, bounds.csv, summary.csv and manifest.json only)",
+    )
     run_parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     run_parser.set_defaults(handler=_run)
 
@@ -104,19 +127,61 @@ class _UnavailableCommand:
 
 def _run(args) -> int:
     from sim.experiment import run
+    from sim.metrics import METRIC_COLUMNS
     from sim.spec import load_spec
+    from sim.summary import SAMPLED_COLUMNS, choose_metrics, format_summary, summary_frame, write_summary
 
     spec = load_spec(args.spec)
-    out = Path(args.out) if args.out else Path("results") / Path(args.spec).stem
+    out = Path(args.out) if args.out else default_out(args.spec, spec)
+    chosen = _comma_list(args.metrics, "--metrics")
+    unknown = sorted(set(chosen or ()) - set(METRIC_COLUMNS) - set(SAMPLED_COLUMNS))
+    if unknown:
+        raise PrefsimError(
+            f"--metrics: unknown metric(s) {', '.join(unknown)}; metrics: "
+            f"{', '.join((*METRIC_COLUMNS, *SAMPLED_COLUMNS))}."
+        )
+    at = [_iteration(value) for value in _comma_list(args.at, "--at") or []]
     say = (lambda message: None) if args.quiet else (lambda message: print(message, flush=True))
     say(f"prefsim: {len(spec.rules)} rule table(s), {len(spec.seeds)} seed(s), {spec.iterations} iterations → {out}")
     table = run(spec, out=out, resume=args.resume, progress=say)
+    metrics = choose_metrics(table, chosen)
+    summary = summary_frame(table, iterations=at, precision=spec.precision)
+    write_summary(out, summary)
     if not args.no_plots:
         paths = _draw(table, out)
-        say(f"wrote {out / 'metrics.csv'}, {out / 'manifest.json'} and {len(paths)} figure(s)")
+        say(f"wrote {out / 'metrics.csv'}, summary.csv, bounds.csv, manifest.json and {len(paths)} figure(s)")
     if not args.quiet:
-        _print_summary(table)
+        print()
+        print(format_summary(summary, metrics, spec.precision))
     return 0
+
+
+def default_out(spec_path, spec) -> Path:
+    """``results/<spec file stem>``; for a manifest.json, ``results/<spec name or its directory>-rerun``."""
+    path = Path(spec_path)
+    if path.suffix == ".json":
+        name = spec.raw.get("name") or path.resolve().parent.name
+        return Path("results") / f"{name}-rerun"
+    return Path("results") / path.stem
+
+
+def _comma_list(text: str | None, option: str) -> list[str] | None:
+    if text is None:
+        return None
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise PrefsimError(f"{option}: expected a comma-separated list, got {text!r}.")
+    return items
+
+
+def _iteration(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise PrefsimError(f"--at: expected iteration numbers, got {text!r}.") from None
+    if value < 0:
+        raise PrefsimError(f"--at: iterations are ≥ 0, got {value}.")
+    return value
 
 
 def _plot(args) -> int:
@@ -144,35 +209,6 @@ def _draw(table, directory: Path):
     manifest_file = directory / "manifest.json"
     manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else None
     return plot_run(table, directory, manifest, bounds=read_bounds(directory))
-
-
-#: Metrics printed after a run (those with data), the rest are in metrics.csv and the figures.
-HEADLINE_METRICS = (
-    "duality_gap",
-    "duality_gap_mixture",
-    "exploitability_mixture",
-    "kl_to_nash",
-    "suboptimality",
-    "regret",
-)
-
-
-def _print_summary(table) -> None:
-    """Final-iteration mean and 95% bootstrap CI over seeds, one row per rule, headline metrics."""
-    import pandas as pd
-
-    from sim.stats import summary_table
-
-    metrics = [m for m in HEADLINE_METRICS if m in table.columns and table[m].notna().any()]
-    summary = summary_table(table, metrics=metrics)
-    summary["cell"] = [f"{row.mean:.3g} [{row.ci_lower:.3g}, {row.ci_upper:.3g}]" for row in summary.itertuples()]
-    wide = summary.pivot(index="rule", columns="metric", values="cell").reindex(columns=metrics)
-    wide = wide.reindex(index=list(dict.fromkeys(summary["rule"])))
-    last = int(summary["iteration"].max())
-    seeds = int(summary["seeds"].max())
-    print(f"\nfinal iteration {last}: mean [95% bootstrap CI] over {seeds} seed(s)")
-    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 40):
-        print(wide.to_string())
 
 
 def _rules(args) -> int:

@@ -36,6 +36,7 @@ from sim.diagnostics import absent_metrics_to_nan, report_warnings, run_warnings
 from sim.game import Game, game_from_instance
 from sim.metrics import METRIC_COLUMNS
 from sim.nash import target_policy
+from sim.provenance import default_file_mode, git_dirty
 from sim.rules import build_rule
 from sim.spec import ExperimentSpec, RuleSpec, load_spec, parse_spec
 from sim.trajectory import default_record_iterations, simulate_grid
@@ -235,6 +236,7 @@ def write_csv_atomic(path: Path, frame: pd.DataFrame, header_comment: str | None
             handle.write(f"# {header_comment}\n")
         frame.to_csv(handle, index=False, float_format="%.17g")
         name = handle.name
+    os.chmod(name, default_file_mode())  # tempfile creates 0600; give the user's umask instead
     os.replace(name, path)
 
 
@@ -244,6 +246,7 @@ def write_json_atomic(path: Path, data: dict) -> None:
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp", encoding="utf-8") as handle:
         json.dump(data, handle, indent=2, default=str)
         name = handle.name
+    os.chmod(name, default_file_mode())
     os.replace(name, path)
 
 
@@ -257,6 +260,7 @@ def _manifest(spec: ExperimentSpec, fingerprint: str, record, target_gaps) -> di
         "target_duality_gap_max": float(np.nanmax(target_gaps)) if np.any(np.isfinite(target_gaps)) else None,
         "versions": package_versions(),
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
         "platform": platform.platform(),
         "devices": [str(d) for d in jax.devices()],
         "complete": False,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -183,15 +184,34 @@ TOP_LEVEL_KEYS = {
 
 
 def load_spec(path) -> ExperimentSpec:
-    """Read and validate a TOML spec file."""
+    """Read and validate a TOML spec file, or the ``manifest.json`` of a run (its ``spec`` is rerun)."""
     path = Path(path)
     if not path.is_file():
         raise PrefsimError(f"spec file {str(path)!r} does not exist.")
+    if path.suffix == ".json":
+        return parse_spec(spec_of_manifest(path))
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise PrefsimError(f"spec file {str(path)!r} is not valid TOML: {exc}.") from None
     return parse_spec(data)
+
+
+def spec_of_manifest(path: Path) -> dict:
+    """The spec a ``manifest.json`` written by ``prefsim run`` holds (as the TOML gave it)."""
+    try:
+        manifest = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PrefsimError(
+            f"{str(path)!r} is not valid JSON ({exc}); give a spec TOML or a run's manifest.json."
+        ) from None
+    spec = manifest.get("spec") if isinstance(manifest, dict) else None
+    if not isinstance(spec, dict) or "rule" not in spec:
+        raise PrefsimError(
+            f"{str(path)!r} is not the manifest.json of a `prefsim run` with its spec (no spec table with "
+            "[[rule]] entries in it); give the spec TOML instead."
+        )
+    return spec
 
 
 def parse_spec(data: Any) -> ExperimentSpec:
