@@ -20,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 
 from bandits.errors import PrefsimError
+from sim.progress import Progress
 from sim.provenance import prefsim_version
 
 EXIT_BAD_INPUT = 2
@@ -84,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
 
     plot_parser = commands.add_parser("plot", help="redraw the figures of a result directory")
     plot_parser.add_argument("directory", help="a directory written by `prefsim run`")
+    plot_parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     plot_parser.set_defaults(handler=_plot)
 
     rules_parser = commands.add_parser("rules", help="list the update rules with their parameters and papers")
@@ -141,14 +143,16 @@ def _run(args) -> int:
             f"{', '.join((*METRIC_COLUMNS, *SAMPLED_COLUMNS))}."
         )
     at = [_iteration(value) for value in _comma_list(args.at, "--at") or []]
-    say = (lambda message: None) if args.quiet else (lambda message: print(message, flush=True))
+    say = Progress(mode="quiet" if args.quiet else "auto")
     say(f"prefsim: {len(spec.rules)} rule table(s), {len(spec.seeds)} seed(s), {spec.iterations} iterations → {out}")
     table = run(spec, out=out, resume=args.resume, progress=say)
+    say.finish()
     metrics = choose_metrics(table, chosen)
     summary = summary_frame(table, iterations=at, precision=spec.precision)
     write_summary(out, summary)
     if not args.no_plots:
-        paths = _draw(table, out)
+        paths = _draw(table, out, say)
+        say.finish()
         say(f"wrote {out / 'metrics.csv'}, summary.csv, bounds.csv, manifest.json and {len(paths)} figure(s)")
     if not args.quiet:
         print()
@@ -196,19 +200,21 @@ def _plot(args) -> int:
         if not parts:
             raise PrefsimError(f"{str(directory)!r} holds no metrics.csv and no parts/*.csv: nothing to plot.")
         table = pd.concat([pd.read_csv(p, comment="#") for p in parts], ignore_index=True)
-    paths = _draw(table, directory)
-    print(f"wrote {len(paths)} figure(s) to {directory}")
+    say = Progress(mode="quiet" if args.quiet else "auto")
+    paths = _draw(table, directory, say)
+    say.finish()
+    say(f"wrote {len(paths)} figure(s) to {directory}")
     return 0
 
 
-def _draw(table, directory: Path):
+def _draw(table, directory: Path, progress=None):
     """Figures from the stored results only: metrics, manifest and bounds.csv (no games are rebuilt)."""
     from sim.bounds_table import read_bounds
     from sim.plotting import plot_run
 
     manifest_file = directory / "manifest.json"
     manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else None
-    return plot_run(table, directory, manifest, bounds=read_bounds(directory))
+    return plot_run(table, directory, manifest, bounds=read_bounds(directory), progress=progress)
 
 
 def _rules(args) -> int:

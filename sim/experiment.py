@@ -51,7 +51,8 @@ def run(spec, out=None, resume: bool = False, progress=None) -> pd.DataFrame:
       spec: the experiment.
       out: optional result directory (created); see the module docstring for its contents.
       resume: reuse finished parts in ``out`` whose fingerprint matches this spec.
-      progress: optional callable receiving one-line progress messages.
+      progress: optional callable receiving one-line progress messages; when it has a ``stage``
+        method (:class:`sim.progress.Progress`) it is also told when each rule table starts.
     """
     if isinstance(spec, (str, os.PathLike)):
         spec = load_spec(spec)
@@ -76,7 +77,10 @@ def run(spec, out=None, resume: bool = False, progress=None) -> pd.DataFrame:
 
         sampled = build_sampled_inputs(spec, dtype)
     frames = []
-    for rule in spec.rules:
+    stage = getattr(progress, "stage", None)  # a sim.progress.Progress shows a bar / a line per rule
+    for index, rule in enumerate(spec.rules):
+        if stage is not None:
+            stage(index, len(spec.rules), f"running {rule.label}")
         part = out / "parts" / f"{rule.label}.csv" if out is not None else None
         if resume and part is not None and _part_is_current(part, fingerprint):
             say(f"{rule.label}: already computed, loaded from {part}")

@@ -635,6 +635,7 @@ def plot_run(
     metrics=None,
     bounds: pd.DataFrame | None = None,
     plot=None,
+    progress=None,
 ) -> list[Path]:
     """One figure per metric with data, ``out_dir/<metric>.<format>``; return the written paths.
 
@@ -643,6 +644,8 @@ def plot_run(
     title names the spec, the problem and the seeds, and its ``[plot]`` table (:mod:`sim.plot_spec`)
     chooses rules, metrics, per-seed curves, legend labels, layout, fits and formats unless ``plot``
     is given.  ``bounds`` (the run's ``bounds.csv``, :mod:`sim.bounds_table`) are drawn as thin lines.
+    ``progress``: a :class:`sim.progress.Progress` (or anything with its ``stage`` method) is told
+    when each figure starts.
     """
     stats._check_table(table)
     out_dir = Path(out_dir)
@@ -664,9 +667,11 @@ def plot_run(
     rules = _selected_rules(table, plot)
     title = figure_title(manifest)
     paths = []
-    for metric in names:
-        if not has_data(table[table["rule"].isin(rules)], metric):
-            continue
+    stage = getattr(progress, "stage", None)  # a sim.progress.Progress shows one step per figure
+    drawn = [metric for metric in names if has_data(table[table["rule"].isin(rules)], metric)]
+    for index, metric in enumerate(drawn):
+        if stage is not None:
+            stage(index, len(drawn), f"drawing {metric}", unit="figures")
         figure = metric_figure(table, metric, rules, plot, bounds=bounds, title=title, precision=precision)
         for kind in plot.formats:
             paths.append(save_figure(figure, out_dir / f"{metric}.{kind}"))
