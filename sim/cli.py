@@ -3,6 +3,8 @@
     prefsim run SPEC.toml --out DIR [--resume]   run an experiment: DIR/metrics.csv, bounds.csv, summary.csv,
                                                  manifest.json and figures (SPEC may be a run's manifest.json)
     prefsim plot DIR                             redraw the figures of a finished (or partial) run
+    prefsim compare DIR_A DIR_B                  paired differences B − A on shared seeds (DIR_B/compare.csv)
+    prefsim report DIR                           one self-contained HTML page: DIR/report.html
     prefsim rules                                list the rules, their parameters and papers
     prefsim --version                            the installed version
 
@@ -87,6 +89,21 @@ def _parser() -> argparse.ArgumentParser:
     plot_parser.add_argument("directory", help="a directory written by `prefsim run`")
     plot_parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     plot_parser.set_defaults(handler=_plot)
+
+    compare_parser = commands.add_parser(
+        "compare", help="paired differences between two runs of the same game and seeds (B − A, CIs)"
+    )
+    compare_parser.add_argument("run_a", metavar="DIR_A", help="the reference run (A)")
+    compare_parser.add_argument("run_b", metavar="DIR_B", help="the run compared with it (B)")
+    compare_parser.add_argument("--metrics", help="comma-separated metrics (default: the headline metrics of both)")
+    compare_parser.add_argument("--at", help="comma-separated extra iterations (the final shared one is always in)")
+    compare_parser.add_argument("--out", help="CSV to write (default: DIR_B/compare.csv, which `prefsim report` shows)")
+    compare_parser.set_defaults(handler=_compare)
+
+    report_parser = commands.add_parser("report", help="write one self-contained HTML page of a result directory")
+    report_parser.add_argument("directory", help="a directory written by `prefsim run`")
+    report_parser.add_argument("--out", help="HTML file to write (default: DIR/report.html)")
+    report_parser.set_defaults(handler=_report)
 
     rules_parser = commands.add_parser("rules", help="list the update rules with their parameters and papers")
     rules_parser.set_defaults(handler=_rules)
@@ -204,6 +221,32 @@ def _plot(args) -> int:
     paths = _draw(table, directory, say)
     say.finish()
     say(f"wrote {len(paths)} figure(s) to {directory}")
+    return 0
+
+
+def _compare(args) -> int:
+    from sim.compare import COMPARE_FILE, compare_runs, format_comparison, load_run
+    from sim.diagnostics import precision_floor
+
+    table_a, manifest_a = load_run(args.run_a)
+    table_b, manifest_b = load_run(args.run_b)
+    at = [_iteration(value) for value in _comma_list(args.at, "--at") or []]
+    comparison = compare_runs(
+        table_a, manifest_a, table_b, manifest_b, metrics=_comma_list(args.metrics, "--metrics"), iterations=at
+    )
+    out = Path(args.out) if args.out else Path(args.run_b) / COMPARE_FILE
+    comparison.to_csv(out, index=False, float_format="%.17g")
+    precision = (manifest_b.get("parsed_spec") or {}).get("precision", "float64")
+    print(format_comparison(comparison, str(args.run_a), str(args.run_b), precision_floor(precision)))
+    print(f"\nwrote {out}")
+    return 0
+
+
+def _report(args) -> int:
+    from sim.report import build_report
+
+    path = build_report(args.directory, args.out)
+    print(f"wrote {path}")
     return 0
 
 

@@ -599,9 +599,11 @@ def metric_figure(
         if not panels:
             figure = Figure(figsize=WIDE_FIGURE_SIZE, layout="constrained")
             FigureCanvasAgg(figure)
-            axes = figure.add_subplot()
+            # axes and legend in a subfigure: the legend then sits below the figure's title, not beside it
+            cell = figure.subfigures(1, 1)
+            axes = cell.add_subplot()
             plot_metric(table, metric, axes=axes, rules=rules, legend="none", **common)
-            lines = _figure_legend(figure, axes, "outside right upper")
+            lines = _figure_legend(cell, axes, "outside right upper")
             figure.set_figheight(max(WIDE_FIGURE_SIZE[1], LEGEND_LINE_INCHES * lines + 1.0))
         else:
             columns = min(3, len(families))

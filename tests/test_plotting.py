@@ -226,14 +226,16 @@ def test_legend_outside_the_axes_and_title_inside_the_figure(tmp_path):
     figure.canvas.draw()
     renderer = figure.canvas.get_renderer()
     whole = figure.bbox
-    (axes,) = figure.axes
-    (legend,) = figure.legends
+    (cell,) = figure.subfigs
+    (axes,) = cell.axes
+    (legend,) = cell.legends
     box = legend.get_window_extent(renderer)
     assert box.x0 >= axes.bbox.x1, "the legend must be right of the axes, not over the curves"
     assert _inside(box, whole), "the legend must fit in the figure"
     title = figure._suptitle
     assert "\n" in title.get_text(), "a long title is wrapped"
     assert _inside(title.get_window_extent(renderer), whole), "the title must not be cut at the figure's edge"
+    assert not title.get_window_extent(renderer).overlaps(box), "the legend must not run into the title"
 
 
 def test_many_rules_become_small_multiples_coloured_by_family_styled_by_sweep(tmp_path):
