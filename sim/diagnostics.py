@@ -42,6 +42,33 @@ def precision_floor(precision: str) -> float:
     return float(FLOOR_EPSILONS * np.finfo(np.float32 if precision == "float32" else np.float64).eps)
 
 
+#: A curve below the floor that keeps falling by this factor more is not at the floor (see below).
+FLOOR_ESCAPE = 1e-6
+
+
+def floor_iteration(iterations, values, floor: float) -> int | None:
+    """First iteration > 0 from which a curve sits at the rounding floor, or ``None``.
+
+    The curve is at the floor from the first iteration where it is ≤ ``floor`` (or exactly 0),
+    unless it then keeps falling to below ``floor`` × :data:`FLOOR_ESCAPE` and ends there: a metric
+    computed without cancellation (e.g. TV to a point mass, a sum of tiny probabilities) can
+    legitimately go far below machine epsilon, while rounding noise stays near it.
+    """
+    iterations = np.asarray(iterations, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    below = (iterations > 0) & np.isfinite(values) & (values <= floor)
+    if not below.any():
+        return None
+    first = int(np.argmax(below))
+    after = values[first:]
+    after = after[np.isfinite(after)]
+    positive = after[after > 0]
+    escape = floor * FLOOR_ESCAPE
+    if positive.size and after.size and positive.min() < escape and 0 < after[-1] < escape:
+        return None
+    return int(iterations[first])
+
+
 def is_convergence_metric(metric: str) -> bool:
     """Whether ``metric`` (or its ``_mixture`` twin) measures a distance to convergence."""
     return metric.removesuffix("_mixture") in CONVERGENCE_METRICS
@@ -92,8 +119,11 @@ def floor_reached(table: pd.DataFrame, precision: str) -> dict[str, list[str]]:
     later = table[table["iteration"] > 0]
     for metric in [c for c in table.columns if c in CONVERGENCE_METRICS]:
         means = later.groupby(["rule", "iteration"], sort=False)[metric].mean()
-        hits = means[(means <= floor) & np.isfinite(means)]
-        rules = list(dict.fromkeys(hits.index.get_level_values("rule")))
+        rules = [
+            rule
+            for rule, curve in means.groupby(level="rule", sort=False)
+            if floor_iteration(curve.index.get_level_values("iteration"), curve.to_numpy(), floor) is not None
+        ]
         if rules:
             reached[metric] = rules
     return reached

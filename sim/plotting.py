@@ -45,6 +45,7 @@ from matplotlib.figure import Figure
 from bandits.errors import PrefsimError
 from sim import stats
 from sim.bounds_table import bounds_for_metric
+from sim.diagnostics import floor_iteration as first_floor_iteration
 from sim.diagnostics import is_convergence_metric, precision_floor
 from sim.plot_spec import PlotSpec, parse_plot
 
@@ -170,7 +171,8 @@ def choose_fit(
     """Decide whether and how to fit the mean curve ``centre`` of ``metric`` over ``iterations``.
 
     * Counts and non-convergence metrics (``regret``, ``queries``, ``loss``, ``max_log_ratio``): no fit.
-    * The curve is used only up to the last iteration before it first reaches ``floor`` (rounding).
+    * The curve is used only up to the last iteration before it reaches ``floor`` (rounding; see
+      :func:`sim.diagnostics.floor_iteration`: a curve that keeps falling far below it is not floored).
       Fewer than :data:`MIN_FIT_POINTS` recorded iterations ≥ 1 before the floor: no fit ("at floor").
     * Window: ``window`` if given, else the last decade [max(1, T′/10), T′] of the usable part (T′ the
       last usable iteration).
@@ -183,9 +185,8 @@ def choose_fit(
         return FitChoice("none")
     iterations = np.asarray(iterations, dtype=np.float64)
     centre = np.asarray(centre, dtype=np.float64)
-    at_floor = (iterations > 0) & np.isfinite(centre) & (centre <= floor)
-    floor_iteration = int(iterations[at_floor][0]) if at_floor.any() else None
-    usable = (iterations >= 1) & np.isfinite(centre) & (centre > floor)
+    floor_iteration = first_floor_iteration(iterations, centre, floor)
+    usable = (iterations >= 1) & np.isfinite(centre) & (centre > 0)
     if floor_iteration is not None:
         usable &= iterations < floor_iteration
     if usable.sum() < MIN_FIT_POINTS:

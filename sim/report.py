@@ -22,7 +22,7 @@ from bandits.errors import PrefsimError
 from sim.bounds_table import read_bounds
 from sim.compare import COMPARE_FILE
 from sim.diagnostics import precision_floor
-from sim.summary import SUMMARY_FILE, format_value, summary_frame
+from sim.summary import SUMMARY_FILE, format_value, summary_cell, summary_frame
 
 REPORT_FILE = "report.html"
 STYLE = """
@@ -60,15 +60,7 @@ def _summary_tables(summary: pd.DataFrame, precision: str) -> str:
     floor = precision_floor(precision)
     parts = []
     for iteration, block in summary.groupby("iteration", sort=False):
-        block = block.assign(
-            cell=[
-                format_value(r.mean, floor)
-                if abs(r.mean) <= floor
-                else f"{format_value(r.mean, floor)} [{format_value(r.ci_lower, floor)}, "
-                f"{format_value(r.ci_upper, floor)}]"
-                for r in block.itertuples()
-            ]
-        )
+        block = block.assign(cell=[summary_cell(r, floor) for r in block.itertuples()])
         seeds = int(block["seeds"].max())
         parts.append(f"<h3>iteration {int(iteration)} — mean [95% bootstrap CI] over {seeds} seed(s)</h3>")
         metrics = list(dict.fromkeys(block["metric"]))

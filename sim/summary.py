@@ -15,7 +15,7 @@ import pandas as pd
 
 from bandits.errors import PrefsimError
 from sim import stats
-from sim.diagnostics import precision_floor
+from sim.diagnostics import floor_iteration, precision_floor
 
 SUMMARY_FILE = "summary.csv"
 #: Columns sampled mode adds to the metrics of :data:`sim.metrics.METRIC_COLUMNS`.
@@ -64,8 +64,9 @@ def summary_frame(table: pd.DataFrame, iterations=(), precision: str = "float64"
     """Mean, 95% bootstrap CI and seed count per rule × metric at each rule's final iteration and at
     every iteration of ``iterations`` that the rule recorded (columns :data:`SUMMARY_COLUMNS`).
 
-    ``metrics``: default every metric with data.  ``at_floor`` marks |mean| at or below the
-    precision's rounding floor.  An iteration that no rule recorded raises :class:`PrefsimError`.
+    ``metrics``: default every metric with data.  ``at_floor`` marks rows whose mean curve sits at
+    the precision's rounding floor (:func:`sim.diagnostics.floor_iteration`).  An iteration that no
+    rule recorded raises :class:`PrefsimError`.
     """
     metrics = metrics_with_data(table) if metrics is None else list(metrics)
     frames = [stats.summary_table(table, metrics=metrics)]
@@ -83,12 +84,38 @@ def summary_frame(table: pd.DataFrame, iterations=(), precision: str = "float64"
         if rules:
             frames.append(stats.summary_table(table[table["rule"].isin(rules)], iteration=iteration, metrics=metrics))
     summary = pd.concat(frames, ignore_index=True)
-    summary["at_floor"] = summary["mean"].abs() <= precision_floor(precision)
+    summary["at_floor"] = _at_floor(table, summary, precision_floor(precision))
     order = {rule: index for index, rule in enumerate(stats.rules_of(table))}
     summary = summary.sort_values(
         ["iteration", "rule"], key=lambda c: c.map(order) if c.name == "rule" else c, kind="stable"
     )
     return summary[SUMMARY_COLUMNS].reset_index(drop=True)
+
+
+def _at_floor(table: pd.DataFrame, summary: pd.DataFrame, floor: float) -> np.ndarray:
+    """Per summary row: the rule's mean curve of the metric sits at the rounding floor at that iteration."""
+    means = table.groupby(["rule", "iteration"], sort=False)[list(dict.fromkeys(summary["metric"]))].mean()
+    starts: dict[tuple[str, str], int | None] = {}
+    flags = []
+    for row in summary.itertuples():
+        key = (row.rule, row.metric)
+        if key not in starts:
+            curve = means.loc[row.rule, row.metric]
+            starts[key] = floor_iteration(curve.index.to_numpy(), curve.to_numpy(), floor)
+        start = starts[key]
+        flags.append(bool(start is not None and row.iteration >= start and abs(row.mean) <= floor))
+    return np.asarray(flags, dtype=bool)
+
+
+def summary_cell(row, floor: float) -> str:
+    """ "mean [CI]" of a summary row, or "≈ 0" when the row is at the rounding floor."""
+    if bool(row.at_floor):
+        return "≈ 0"
+    return f"{_number(row.mean)} [{_number(row.ci_lower)}, {_number(row.ci_upper)}]"
+
+
+def _number(value: float) -> str:
+    return f"{value:.3g}" if np.isfinite(value) else "–"
 
 
 def write_summary(directory: Path, summary: pd.DataFrame) -> Path:
@@ -112,15 +139,7 @@ def format_summary(summary: pd.DataFrame, metrics: list[str], precision: str = "
     floor = precision_floor(precision)
     blocks = []
     for iteration, block in summary[summary["metric"].isin(metrics)].groupby("iteration", sort=False):
-        cells = block.assign(
-            cell=[
-                format_value(row.mean, floor)
-                if abs(row.mean) <= floor
-                else f"{format_value(row.mean, floor)} [{format_value(row.ci_lower, floor)}, "
-                f"{format_value(row.ci_upper, floor)}]"
-                for row in block.itertuples()
-            ]
-        )
+        cells = block.assign(cell=[summary_cell(row, floor) for row in block.itertuples()])
         wide = cells.pivot(index="rule", columns="metric", values="cell")
         wide = wide.reindex(index=list(dict.fromkeys(block["rule"])), columns=[m for m in metrics if m in wide.columns])
         seeds = int(block["seeds"].max())

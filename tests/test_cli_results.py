@@ -142,3 +142,14 @@ def test_version_and_default_out_documented():
     assert result.returncode == 0 and result.stdout.startswith("prefsim ")
     help_text = " ".join(prefsim("run", "--help").stdout.split())
     assert "the spec file's name without .toml" in help_text and "manifest.json" in help_text
+
+
+def test_values_far_below_epsilon_that_are_not_rounding_are_printed():
+    iterations = np.arange(0, 101)
+    rows = [
+        pd.DataFrame({"rule": "a", "seed": s, "iteration": iterations, "tv_to_optimum": 0.5**iterations})
+        for s in range(2)
+    ]
+    summary = summary_frame(pd.concat(rows), precision="float64")
+    assert not summary["at_floor"].any()
+    assert "7.89e-31" in format_summary(summary, ["tv_to_optimum"])

@@ -359,3 +359,11 @@ def test_plot_table_does_not_change_the_fingerprint():
     base = {"iterations": 2, "game": {"kind": "random", "arms": 3, "tau": 0.3}, "rule": [{"name": "inpo", "eta": 4.0}]}
     plotted = {**base, "plot": {"formats": ["svg"]}}
     assert spec_fingerprint(sim.spec.parse_spec(base)) == spec_fingerprint(sim.spec.parse_spec(plotted))
+
+
+def test_a_curve_that_keeps_falling_far_below_epsilon_is_not_at_the_floor():
+    # TV to a point mass is a sum of tiny probabilities, computed without cancellation: 0.5^t down to 1e-90
+    table = synthetic({"a": {"tv_to_optimum": lambda t: 0.5**t}}, iterations=np.arange(0, 301), noise=0.0)
+    line = _curve(plotting.plot_metric(table, "tv_to_optimum"), "a")
+    assert line.prefsim_fit_choice.floor_iteration is None
+    assert line.prefsim_fit.window == (30, 300) and line.prefsim_fit.slope == pytest.approx(math.log(0.5))
