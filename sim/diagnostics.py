@@ -42,17 +42,20 @@ def precision_floor(precision: str) -> float:
     return float(FLOOR_EPSILONS * np.finfo(np.float32 if precision == "float32" else np.float64).eps)
 
 
-#: A curve below the floor that keeps falling by this factor more is not at the floor (see below).
-FLOOR_ESCAPE = 1e-6
+#: A curve below the floor that keeps falling steadily, by this factor overall, is not at the floor.
+FLOOR_ESCAPE = 1e-2
+#: "Steadily": at least this fraction of its steps below the floor go down (rounding noise jitters).
+FLOOR_ESCAPE_MONOTONE = 0.9
 
 
 def floor_iteration(iterations, values, floor: float) -> int | None:
     """First iteration > 0 from which a curve sits at the rounding floor, or ``None``.
 
     The curve is at the floor from the first iteration where it is ≤ ``floor`` (or exactly 0),
-    unless it then keeps falling to below ``floor`` × :data:`FLOOR_ESCAPE` and ends there: a metric
-    computed without cancellation (e.g. TV to a point mass, a sum of tiny probabilities) can
-    legitimately go far below machine epsilon, while rounding noise stays near it.
+    unless from there on it keeps falling steadily (at least :data:`FLOOR_ESCAPE_MONOTONE` of its
+    steps go down, and it ends below :data:`FLOOR_ESCAPE` × where it crossed): a metric computed
+    without cancellation (e.g. TV to a point mass, a sum of tiny probabilities) can legitimately go
+    far below machine epsilon, while rounding noise jitters around it.
     """
     iterations = np.asarray(iterations, dtype=np.float64)
     values = np.asarray(values, dtype=np.float64)
@@ -62,10 +65,10 @@ def floor_iteration(iterations, values, floor: float) -> int | None:
     first = int(np.argmax(below))
     after = values[first:]
     after = after[np.isfinite(after)]
-    positive = after[after > 0]
-    escape = floor * FLOOR_ESCAPE
-    if positive.size and after.size and positive.min() < escape and 0 < after[-1] < escape:
-        return None
+    if after.size >= 3 and np.all(after > 0):
+        falling = np.mean(np.diff(after) < 0)
+        if falling >= FLOOR_ESCAPE_MONOTONE and after[-1] < FLOOR_ESCAPE * after[0]:
+            return None
     return int(iterations[first])
 
 
