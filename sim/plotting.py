@@ -282,9 +282,11 @@ def plot_metric(
         _, axes = new_figure(WIDE_FIGURE_SIZE if legend == "outside" else FIGURE_SIZE)
     if fit_scale not in ("auto", "loglog", "semilog", "none"):
         raise PrefsimError(f"fit_scale: expected auto, loglog, semilog or none, got {fit_scale!r}.")
-    summary = stats.curve_summary(table, metric, statistic=statistic, confidence=confidence)
     all_rules = stats.rules_of(table)
     rules = all_rules if rules is None else list(rules)
+    # bands only for the rules drawn (a panel of small multiples draws a few of them)
+    drawn_table = table if len(rules) == len(all_rules) else table[table["rule"].isin(rules)]
+    summary = stats.curve_summary(drawn_table, metric, statistic=statistic, confidence=confidence)
     line_styles = curve_styles(all_rules)
     floor = precision_floor(precision)
     positive = summary["center"].to_numpy()
