@@ -31,8 +31,8 @@ _TAU_RULES = ("inpo", "nash_md", "mmd")
 
 def compute_bounds(table: pd.DataFrame, spec: ExperimentSpec) -> pd.DataFrame:
     """Bound curves of the run (columns :data:`BOUND_COLUMNS`; empty when none applies)."""
-    if spec.run.mode != "exact":
-        return pd.DataFrame(columns=BOUND_COLUMNS)
+    if spec.run.mode != "exact" or not any(rule.name in RULES_WITH_BOUNDS for rule in spec.rules):
+        return pd.DataFrame(columns=BOUND_COLUMNS)  # nothing to bound: do not rebuild the games
     bounds = theory.bounds_for_run(table, spec)
     return bounds[BOUND_COLUMNS].reset_index(drop=True)
 

@@ -517,13 +517,18 @@ def figure_title(manifest: dict | None) -> str | None:
         parts.append(str(spec["name"]))
     problem = run.get("problem", "game") if isinstance(run, dict) else "game"
     mode = run.get("mode", "exact") if isinstance(run, dict) else "exact"
+    game = spec.get("game", {}) if isinstance(spec.get("game"), dict) else {}
     if mode == "sampled" and problem != "game":
+        # the [game] table's kind is unused by these problems; they take only τ (and K for linear ones)
         description = f"sampled, problem = {problem}"
         if problem == "ring" and run.get("ring_grid"):
-            description += f" (K = {int(run['ring_grid']) ** 2} actions)"
+            description += f", K = {int(run['ring_grid']) ** 2} actions"
+        elif game.get("arms") is not None:
+            description += f", K = {game['arms']}"
+        if isinstance(game.get("tau"), (int, float)):
+            description += f", τ = {game['tau']:g}"
         parts.append(description)
     else:
-        game = spec.get("game", {}) if isinstance(spec.get("game"), dict) else {}
         description = str(game.get("kind", "game"))
         if game.get("arms") is not None:
             description += f", K = {game['arms']}"

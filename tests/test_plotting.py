@@ -284,7 +284,7 @@ def test_title_describes_the_problem_actually_run():
         "seeds": [0],
     }
     title = plotting.figure_title(ring)
-    assert "ring" in title and "625" in title and "cyclic" not in title and "K = 3" not in title
+    assert "problem = ring, K = 625 actions, τ = 0.1" in title and "cyclic" not in title and "K = 3" not in title
     game = {"spec": {"game": {"kind": "bradley_terry", "rewards": [1.0, 0.5, 0.0], "tau": 0.0}}, "seeds": [0, 1]}
     assert "bradley_terry, K = 3" in plotting.figure_title(game)
 
