@@ -218,6 +218,8 @@ def _plot(args) -> int:
             raise PrefsimError(f"{str(directory)!r} holds no metrics.csv and no parts/*.csv: nothing to plot.")
         table = pd.concat([pd.read_csv(p, comment="#") for p in parts], ignore_index=True)
     say = Progress(mode="quiet" if args.quiet else "auto")
+    if not (directory / "bounds.csv").is_file():
+        say(f"note: {directory} has no bounds.csv (written by runs of this prefsim version): no theory bounds drawn.")
     paths = _draw(table, directory, say)
     say.finish()
     say(f"wrote {len(paths)} figure(s) to {directory}")
