@@ -1,6 +1,7 @@
 """The theory bounds of a run, computed once when the run ends and stored as ``bounds.csv``.
 
-Figures read this file (plotting never rebuilds games or solves for Nash policies).  Columns:
+Figures read this file through :mod:`sim.bounds_file` (plotting never rebuilds games, solves for Nash
+policies or imports :mod:`sim.theory`).  Columns:
 ``rule, metric, iteration, bound, label`` — per rule label × metric × recorded iteration the largest
 bound over seeds (a bound on every seed, hence on the mean curve), as :func:`sim.theory.bounds_for_run`
 computes it.  Which bound applies to which rule, and under which hypotheses: docs/theory.md §H.
@@ -12,17 +13,12 @@ never disappears without a message.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pandas as pd
 
-from bandits.errors import PrefsimError
 from sim import theory
+from sim.bounds_file import BOUND_COLUMNS
 from sim.spec import ExperimentSpec
 
-BOUNDS_FILE = "bounds.csv"
-BOUND_COLUMNS = ["rule", "metric", "iteration", "bound", "label"]
 #: Rules with a bound in :mod:`sim.theory` (docs/theory.md §H).
 RULES_WITH_BOUNDS = ("inpo", "sppo", "dno", "nash_md", "mmd", "dpo", "apo")
 #: Rules whose bound is about the game's τ-regularised Nash, so their own τ must be the game's.
@@ -35,18 +31,6 @@ def compute_bounds(table: pd.DataFrame, spec: ExperimentSpec) -> pd.DataFrame:
         return pd.DataFrame(columns=BOUND_COLUMNS)  # nothing to bound: do not rebuild the games
     bounds = theory.bounds_for_run(table, spec)
     return bounds[BOUND_COLUMNS].reset_index(drop=True)
-
-
-def read_bounds(directory: Path) -> pd.DataFrame | None:
-    """The stored bounds of a result directory, or ``None`` when the run wrote none (older runs)."""
-    path = Path(directory) / BOUNDS_FILE
-    if not path.is_file():
-        return None
-    frame = pd.read_csv(path)
-    missing = set(BOUND_COLUMNS) - set(frame.columns)
-    if missing:
-        raise PrefsimError(f"{str(path)!r}: missing column(s) {', '.join(sorted(missing))}; rerun the experiment.")
-    return frame
 
 
 def _reason(name: str, parameters: dict, spec: ExperimentSpec) -> str | None:
@@ -94,14 +78,3 @@ def missing_bound_notes(spec: ExperimentSpec, bounds: pd.DataFrame | None) -> li
         which = rule.label if len(missing) == len(labels) else ", ".join(missing)
         notes.append(f"no theory bound drawn for {which}: {reason}.")
     return notes
-
-
-def bounds_for_metric(bounds: pd.DataFrame | None, metric: str) -> pd.DataFrame | None:
-    """The rows of ``bounds`` for ``metric`` (None when there are none)."""
-    if bounds is None or bounds.empty:
-        return None
-    selected = bounds[bounds["metric"] == metric]
-    if selected.empty:
-        return None
-    values = selected["bound"].to_numpy(dtype=np.float64)
-    return selected if np.isfinite(values).any() else None

@@ -254,7 +254,7 @@ def _report(args) -> int:
 
 def _draw(table, directory: Path, progress=None):
     """Figures from the stored results only: metrics, manifest and bounds.csv (no games are rebuilt)."""
-    from sim.bounds_table import read_bounds
+    from sim.bounds_file import read_bounds
     from sim.plotting import plot_run
 
     manifest_file = directory / "manifest.json"

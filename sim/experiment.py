@@ -31,7 +31,8 @@ import pandas as pd
 
 from bandits.errors import PrefsimError
 from bandits.games import build_game
-from sim.bounds_table import BOUNDS_FILE, compute_bounds, missing_bound_notes
+from sim.bounds_file import BOUNDS_FILE
+from sim.bounds_table import compute_bounds, missing_bound_notes
 from sim.diagnostics import absent_metrics_to_nan, report_warnings, run_warnings
 from sim.game import Game, game_from_instance
 from sim.metrics import METRIC_COLUMNS

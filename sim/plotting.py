@@ -44,7 +44,7 @@ from matplotlib.figure import Figure
 
 from bandits.errors import PrefsimError
 from sim import stats
-from sim.bounds_table import bounds_for_metric
+from sim.bounds_file import bounds_for_metric
 from sim.diagnostics import floor_iteration as first_floor_iteration
 from sim.diagnostics import is_convergence_metric, precision_floor
 from sim.plot_spec import PlotSpec, parse_plot

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from bandits.errors import PrefsimError
-from sim.bounds_table import read_bounds
+from sim.bounds_file import read_bounds
 from sim.compare import COMPARE_FILE
 from sim.diagnostics import precision_floor
 from sim.summary import SUMMARY_FILE, format_value, summary_cell, summary_frame
