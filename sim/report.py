@@ -182,7 +182,15 @@ def build_report(directory, out=None) -> Path:
     sections.append("<h2>Figures</h2>")
     metric_order = list(dict.fromkeys(summary["metric"]))
     figures, count = _figures(directory, metric_order)
-    sections.append(figures if count else '<p class="muted">No figures in this directory (run `prefsim plot`).</p>')
+    if count:
+        sections.append(figures)
+    elif list(directory.glob("*.pdf")):
+        sections.append(
+            '<p class="muted">The figures of this run are PDF only; add "png" or "svg" to [plot] formats and '
+            "run `prefsim plot` to embed them here.</p>"
+        )
+    else:
+        sections.append('<p class="muted">No figures in this directory (run `prefsim plot`).</p>')
     bounds = read_bounds(directory)
     if bounds is not None and not bounds.empty:
         drawn = bounds.groupby(["rule", "metric"], sort=False)["label"].first().reset_index()
