@@ -38,8 +38,8 @@ def _reason(name: str, parameters: dict, spec: ExperimentSpec) -> str | None:
     game = spec.game
     if spec.run.mode != "exact":
         return "the theorems are about exact (population) updates and this is a sampled-mode run"
-    if game.initial != "reference":
-        return f'the theorems start from π_0 = π_ref and this game has initial = "{game.initial}"'
+    if name in ("inpo", "dpo", "apo") and game.initial != "reference":
+        return f'its bound starts from π_0 = π_ref and this game has initial = "{game.initial}"'
     if name in _TAU_RULES:
         if not game.tau > 0:
             return "its bound is about the τ-regularised Nash and the game has τ = 0"
