@@ -149,6 +149,7 @@ def _run(args) -> int:
     from sim.metrics import METRIC_COLUMNS
     from sim.spec import load_spec
     from sim.summary import SAMPLED_COLUMNS, choose_metrics, format_summary, summary_frame, write_summary
+    from sim.trajectory import default_record_iterations
 
     spec = load_spec(args.spec)
     out = Path(args.out) if args.out else default_out(args.spec, spec)
@@ -160,6 +161,14 @@ def _run(args) -> int:
             f"{', '.join((*METRIC_COLUMNS, *SAMPLED_COLUMNS))}."
         )
     at = [_iteration(value) for value in _comma_list(args.at, "--at") or []]
+    recorded = set(int(i) for i in default_record_iterations(spec.iterations, spec.record_every))
+    missing = [i for i in at if i not in recorded]
+    if missing:
+        shown = ", ".join(map(str, sorted(recorded)[:20]))
+        raise PrefsimError(
+            f"--at: iteration(s) {', '.join(map(str, missing))} will not be recorded by this spec; recorded "
+            f"iterations: {shown}{'…' if len(recorded) > 20 else ''} (set record_every to record others)."
+        )
     say = Progress(mode="quiet" if args.quiet else "auto")
     say(f"prefsim: {len(spec.rules)} rule table(s), {len(spec.seeds)} seed(s), {spec.iterations} iterations → {out}")
     table = run(spec, out=out, resume=args.resume, progress=say)

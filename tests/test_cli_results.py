@@ -135,6 +135,9 @@ def test_bad_manifest_and_bad_options_are_one_paragraph_errors(tmp_path):
     result = prefsim("run", tmp_path / "s.toml", "--metrics", "gap", "--out", tmp_path / "x")
     assert result.returncode == 2 and "unknown metric(s) gap" in result.stderr
     assert not (tmp_path / "x" / "metrics.csv").exists(), "a bad option fails before computing"
+    result = prefsim("run", tmp_path / "s.toml", "--at", "3,401", "--out", tmp_path / "y")
+    assert result.returncode == 2 and "--at: iteration(s) 401 will not be recorded" in result.stderr
+    assert not (tmp_path / "y" / "metrics.csv").exists()
 
 
 def test_version_and_default_out_documented():
