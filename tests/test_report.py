@@ -108,6 +108,7 @@ def test_report_is_one_self_contained_page_that_renders_in_chromium(runs, tmp_pa
     for heading in ("Warnings", "Summary", "Head to head", "Figures", "Manifest"):
         assert f"<h2>{heading}" in page
     assert "distance_to_exact" in page and "queries" in page  # sampled mode's columns are in the summary
+    assert "no theory bound drawn for inpo" in page  # the manifest's warning, shown on the page
     # self-contained: nothing loaded from elsewhere
     assert not re.search(r"""(src|href)=["'](https?:|//|file:)""", page) and "<link" not in page
 
