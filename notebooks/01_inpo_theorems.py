@@ -14,7 +14,7 @@
 # %% [markdown]
 # # 01 — INPO's theorems on exact tabular games
 #
-# **Question.** Do INPO's guarantees (Zhang et al., ICLR 2025; THEORY §A.3–A.5) hold on exact
+# **Question.** Do INPO's guarantees (Zhang et al., ICLR 2025; docs/theory.md §A.3–A.5) hold on exact
 # (population) updates, and how tight are they?
 #
 # * **Theorem 4** (last iterate, η_t = τ(t+2)/2): KL(π*‖π_T) ≤ 32C²/(τ²(T+1)), C = max(Bτ, 1).
@@ -78,7 +78,7 @@ GAMES = {
         "reference_min_mass": 0.02,
     },
 }
-SAFE_ETA = TAU + 1.0 / TAU  # η_MMD ≤ τ: contracted in every instance THEORY §A.3 checked
+SAFE_ETA = TAU + 1.0 / TAU  # η_MMD ≤ τ: contracted in every instance docs/theory.md §A.3 checked
 print(f"scale={SCALE} seeds={SEEDS} iterations={ITERATIONS} tau={TAU} safe eta={SAFE_ETA:g}")
 
 # %% [markdown]
@@ -131,7 +131,7 @@ show(path)
 
 # %% [markdown]
 # Fitted rates.  Schedule: log-log slope of KL over the last decade [T/10, T], compared with the
-# theorem's −1 and THEORY's −4.  Constant η: semilog slope per seed over a window where KL is above
+# theorem's −1 and docs/theory.md's −4.  Constant η: semilog slope per seed over a window where KL is above
 # the rounding floor, compared per seed with 2·log ρ from the linearisation at π*.
 
 # %%

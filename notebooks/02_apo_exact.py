@@ -16,7 +16,7 @@
 #
 # **Question.** APO (He, Yuan & Gu, arXiv 2410.06293) extrapolates between consecutive proximal
 # (iterative-DPO) outputs, log π_{t+1} = (1+α)log π̂_{t+1} − α log π̂_t, and claims an O((1−α)/t)
-# optimisation error instead of DPO's O(1/t).  With exact rewards THEORY §B.3 derives
+# optimisation error instead of DPO's O(1/t).  With exact rewards docs/theory.md §B.3 derives
 # π_T = softmax(log π_ref + c_T·r/β) with c_T = [T − α²(1−α^T)/(1−α)]/(1−α), hence:
 #
 # 1. SubOpt(π_T) ≤ β·log(1/π_ref(y*))/c_T ≈ (1−α)β·log(1/π_ref(y*))/T;
@@ -27,7 +27,7 @@
 # 4. per-step reward errors enter log π_T with weights (1−α^{T−s+1})/(1−α) ≤ 1/(1−α);
 # 5. the realised log-ratio B_T ≈ c_T(r_max − r_min)/β grows linearly in T/(1−α).
 #
-# APO's paper is not public; these are THEORY's exact-reward derivations, checked here on runs of
+# APO's paper is not public; these are docs/theory.md's exact-reward derivations, checked here on runs of
 # `sim.rules.apo` (log-space extrapolation, exact DPO proximal step).  The Nesterov schedule
 # α_t = t/(t+3) is included for comparison.
 
@@ -252,7 +252,7 @@ print(f"mean SubOpt at T = {ITERATIONS}:\n", final.mean().sort_values().to_strin
 # %% [markdown]
 # ## 5. Noise amplification and log-ratio growth
 #
-# Weights of per-step reward errors in log π_T (THEORY §B.3), and the realised
+# Weights of per-step reward errors in log π_T (docs/theory.md §B.3), and the realised
 # B_T = max_y |log π_T/π_ref| against c_T(r_max − r_min)/β on the random-reward games of §1.
 
 # %%

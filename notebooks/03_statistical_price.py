@@ -14,7 +14,7 @@
 # %% [markdown]
 # # 03 — APO's statistical price: sampled pairs, N × α, with the β(1−α) control
 #
-# **Question** (APO R1, R2; THEORY §D.6).  Reviewers read APO's Theorem 4.4 as trading a (1−α)
+# **Question** (APO R1, R2; docs/theory.md §D.6).  Reviewers read APO's Theorem 4.4 as trading a (1−α)
 # smaller optimisation error for a 1/(1−α) larger statistical error.  With exact rewards (notebook 02)
 # APO(α, β) *is* iterative DPO with β(1−α).  With N sampled pairs per iteration:
 #

@@ -14,7 +14,7 @@
 # %% [markdown]
 # # 04 — The reviewers' questions that exact (population) updates can answer
 #
-# THEORY §D lists the reviewers' requests and a bandit experiment for each.  This notebook answers
+# docs/theory.md §D lists the reviewers' requests and a bandit experiment for each.  This notebook answers
 # the ones that need **no sampling** (exact population updates), one section each, with bootstrap
 # confidence intervals over seeds and assertions at the end:
 #
@@ -437,7 +437,10 @@ for rule, fit in mixture_fits.items():
     print(f"{rule}: mixture slope {fit.slope:.3f} [{fit.lower:.3f}, {fit.upper:.3f}]")
 nash_bias = last[last.rule.str.startswith("nash_md")].groupby("rule").duality_gap.mean()
 bias_slope = math.log(nash_bias["nash_md[eta=0.5]"] / nash_bias["nash_md[eta=0.25]"]) / math.log(2.0)
-print(f"Nash-MD constant-η bias: gap {nash_bias.to_dict()}, log-log slope in η = {bias_slope:.3f} (THEORY: 2)")
+print(
+    f"Nash-MD constant-η bias: gap {nash_bias.to_dict()}, log-log slope in η = {bias_slope:.3f} "
+    "(docs/theory.md §C.6: 2)"
+)
 figure = plotting.plot_grid(
     d11,
     ["duality_gap", "duality_gap_mixture", "exploitability", "exploitability_mixture"],

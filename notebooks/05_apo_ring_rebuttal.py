@@ -14,7 +14,7 @@
 # %% [markdown]
 # # 05 — The APO rebuttal's ring-reward simulation
 #
-# **Question.** In their rebuttal (THEORY §B.5) the APO authors report a toy simulation: 2-D
+# **Question.** In their rebuttal (docs/theory.md §B.5) the APO authors report a toy simulation: 2-D
 # actions, a ring-shaped reward decaying exponentially away from the ring, a two-layer MLP policy of
 # width 256, β = 1, α = 0.3, 300 iterations, and the mean regret per 60-iteration segment:
 #
@@ -31,7 +31,7 @@
 # Bradley–Terry preferences, uniform reference) plus N = 500 `lambda_p` pairs per iteration and 30
 # Adam steps (lr 3e-3) per iteration, chosen by us.
 #
-# Seeds: 4 at CI scale, 20 at full scale (`PREFSIM_NOTEBOOK_SCALE=full`).  THEORY §D.1 asks for S ≥ 20,
+# Seeds: 4 at CI scale, 20 at full scale (`PREFSIM_NOTEBOOK_SCALE=full`).  docs/theory.md §D.1 asks for S ≥ 20,
 # but the sampled MLP reconstruction (300 iterations × 30 Adam steps × 2 rules) costs about 16–19 s per
 # seed on the 2-core CI machine (more per seed when more than 4 seeds are vmapped together): this notebook
 # takes 143 s under pytest at 4 seeds, 20 seeds would add ≈ 5 minutes, and notebooks 03 (20 seeds,
@@ -75,7 +75,7 @@ print(f"scale={SCALE} seeds={SEEDS}")
 # %% [markdown]
 # ## 1. Exact log-space prediction on the same grid
 #
-# With exact rewards π_T = softmax(log π_ref + c_T·r/β) (THEORY §B.3).  In the no-gap
+# With exact rewards π_T = softmax(log π_ref + c_T·r/β) (docs/theory.md §B.3).  In the no-gap
 # (continuous-action) regime regret ∝ 1/c_T, so DPO/APO → c_T(α)/T → 1/(1−α) = 1.43; a finite grid
 # has a reward gap (here between the best grid points and the next), and then the ratio grows
 # exponentially once c_T·Δ/β ≫ 1.  Finer grids push that regime later.
@@ -211,7 +211,7 @@ show(plotting.save_figure(figure, OUT / "ring_segments.png"))
 #   lead (ratio 1.50) is not significant either; the plateau is ≈ 0.024 (DPO) and ≈ 0.034 (APO).
 #
 # **Answer.** The rebuttal's table cannot be checked without its reward formula, sample sizes and
-# optimiser settings; under THEORY's exact analysis the late-segment ratios are set by the action
+# optimiser settings; under docs/theory.md's exact analysis the late-segment ratios are set by the action
 # discretisation (any value from ≈ 1.4 up is possible), and in our sampled reconstruction
 # extrapolation helps only early.
 

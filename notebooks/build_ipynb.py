@@ -21,7 +21,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+INSTALL_HINT = (
+    'install the notebook tools with `pip install -e ".[notebooks]"` (jupytext, nbformat, nbclient, '
+    "ipykernel, JupyterLab), using the constraints file of the README"
+)
+
+
+def _require(*modules: str) -> None:
+    """Exit with a one-paragraph error when an optional notebook package is missing."""
+    missing = []
+    for name in modules:
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        print(f"error: notebooks/build_ipynb.py needs {', '.join(missing)}; {INSTALL_HINT}.", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build(path: Path, execute: bool, timeout: int) -> Path:
+    # jupytext, nbformat and nbclient are optional (the `notebooks` extra): imported here, after
+    # main() has checked them, so that this script can say what to install instead of a traceback
     import jupytext
     import nbformat
 
@@ -43,6 +64,7 @@ def main(argv=None) -> int:
     parser.add_argument("--execute", action="store_true", help="run each notebook and store its outputs")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell when executing")
     args = parser.parse_args(argv)
+    _require("jupytext", "nbformat", *(("nbclient", "ipykernel") if args.execute else ()))
     paths = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
     for path in paths:
         print(build(Path(path).resolve(), args.execute, args.timeout))

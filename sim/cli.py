@@ -1,8 +1,12 @@
 """The ``prefsim`` command line.
 
-    prefsim run SPEC.toml --out DIR [--resume]   run an experiment: DIR/metrics.csv, manifest.json, *.png
+    prefsim run SPEC.toml --out DIR [--resume]   run an experiment: DIR/metrics.csv, bounds.csv, summary.csv,
+                                                 manifest.json and figures (SPEC may be a run's manifest.json)
     prefsim plot DIR                             redraw the figures of a finished (or partial) run
+    prefsim compare DIR_A DIR_B                  paired differences B − A on shared seeds (DIR_B/compare.csv)
+    prefsim report DIR                           one self-contained HTML page: DIR/report.html
     prefsim rules                                list the rules, their parameters and papers
+    prefsim --version                            the installed version
 
 More subcommands come from installed plugins in the entry-point group ``prefsim.commands`` (the LLM
 bridge adds ``prefsim llm`` when ``prefsim[llm]`` is installed); ``sim`` itself never imports them.
@@ -23,6 +27,8 @@ from pathlib import Path
 
 from bandits.errors import PrefsimError
 from sim.precision import enable_compile_cache, float64
+from sim.progress import Progress
+from sim.provenance import prefsim_version
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -93,21 +99,57 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="prefsim", description="Check preference-optimisation rules against their theory."
     )
+    parser.add_argument("--version", action="version", version=f"prefsim {prefsim_version()}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     run_parser = commands.add_parser("run", help="run an experiment spec (TOML) and write metrics, manifest and plots")
-    run_parser.add_argument("spec", help="path to the spec TOML file")
-    run_parser.add_argument("--out", help="result directory (default: results/<spec name>)")
+    run_parser.add_argument(
+        "spec", help="path to the spec TOML file, or to a run's manifest.json (reruns the spec it holds)"
+    )
+    run_parser.add_argument(
+        "--out",
+        help="result directory (default: results/<the spec file's name without .toml>; for a manifest.json, "
+        "results/<the spec's name>-rerun)",
+    )
+    run_parser.add_argument(
+        "--metrics",
+        help="comma-separated metrics to print after the run (default: the headline metrics with data); "
+        "summary.csv holds every metric",
+    )
+    run_parser.add_argument(
+        "--at",
+        help="comma-separated extra iterations for the summary (e.g. 3,100); the final iteration is always in it",
+    )
     run_parser.add_argument(
         "--resume", action="store_true", help="reuse finished rule results in --out instead of recomputing"
     )
-    run_parser.add_argument("--no-plots", action="store_true", help="write metrics.csv and manifest.json only")
+    run_parser.add_argument(
+        "--no-plots",
+        action="store_true",
+        help="write no figures (metrics.csv, bounds.csv, summary.csv and manifest.json only)",
+    )
     run_parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     run_parser.set_defaults(handler=_run)
 
     plot_parser = commands.add_parser("plot", help="redraw the figures of a result directory")
     plot_parser.add_argument("directory", help="a directory written by `prefsim run`")
+    plot_parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     plot_parser.set_defaults(handler=_plot)
+
+    compare_parser = commands.add_parser(
+        "compare", help="paired differences between two runs of the same game and seeds (B − A, CIs)"
+    )
+    compare_parser.add_argument("run_a", metavar="DIR_A", help="the reference run (A)")
+    compare_parser.add_argument("run_b", metavar="DIR_B", help="the run compared with it (B)")
+    compare_parser.add_argument("--metrics", help="comma-separated metrics (default: the headline metrics of both)")
+    compare_parser.add_argument("--at", help="comma-separated extra iterations (the final shared one is always in)")
+    compare_parser.add_argument("--out", help="CSV to write (default: DIR_B/compare.csv, which `prefsim report` shows)")
+    compare_parser.set_defaults(handler=_compare)
+
+    report_parser = commands.add_parser("report", help="write one self-contained HTML page of a result directory")
+    report_parser.add_argument("directory", help="a directory written by `prefsim run`")
+    report_parser.add_argument("--out", help="HTML file to write (default: DIR/report.html)")
+    report_parser.set_defaults(handler=_report)
 
     rules_parser = commands.add_parser("rules", help="list the update rules with their parameters and papers")
     rules_parser.add_argument(
@@ -155,37 +197,123 @@ class _UnavailableCommand:
 
 def _run(args) -> int:
     from sim.experiment import run
+    from sim.metrics import METRIC_COLUMNS
     from sim.spec import load_spec
+    from sim.summary import SAMPLED_COLUMNS, choose_metrics, format_summary, summary_frame, write_summary
+    from sim.trajectory import default_record_iterations
 
     spec = load_spec(args.spec)
     # --out "" is passed on as given (and refused by the directory check), not replaced by the default
-    out = args.out if args.out is not None else str(Path("results") / Path(args.spec).stem)
-    say = (lambda message: None) if args.quiet else (lambda message: print(message, flush=True))
+    out = args.out if args.out is not None else str(default_out(args.spec, spec))
+    chosen = _comma_list(args.metrics, "--metrics")
+    unknown = sorted(set(chosen or ()) - set(METRIC_COLUMNS) - set(SAMPLED_COLUMNS))
+    if unknown:
+        raise PrefsimError(
+            f"--metrics: unknown metric(s) {', '.join(unknown)}; metrics: "
+            f"{', '.join((*METRIC_COLUMNS, *SAMPLED_COLUMNS))}."
+        )
+    at = [_iteration(value) for value in _comma_list(args.at, "--at") or []]
+    recorded = set(int(i) for i in default_record_iterations(spec.iterations, spec.record_every))
+    missing = [i for i in at if i not in recorded]
+    if missing:
+        shown = ", ".join(map(str, sorted(recorded)[:20]))
+        raise PrefsimError(
+            f"--at: iteration(s) {', '.join(map(str, missing))} will not be recorded by this spec; recorded "
+            f"iterations: {shown}{'…' if len(recorded) > 20 else ''} (set record_every to record others)."
+        )
+    say = Progress(mode="quiet" if args.quiet else "auto")
     say(f"prefsim: {len(spec.rules)} rule table(s), {len(spec.seeds)} seed(s), {spec.iterations} iterations → {out}")
     table = run(spec, out=out, resume=args.resume, progress=say)
+    say.finish()
     out = Path(out)
+    metrics = choose_metrics(table, chosen)
+    summary = summary_frame(table, iterations=at, precision=spec.precision)
+    write_summary(out, summary)
     if not args.no_plots:
-        paths = _draw(table, out)
-        say(f"wrote {out / 'metrics.csv'}, {out / 'manifest.json'} and {len(paths)} figure(s)")
+        paths = _draw(table, out, say)
+        say.finish()
+        say(f"wrote {out / 'metrics.csv'}, summary.csv, bounds.csv, manifest.json and {len(paths)} figure(s)")
     if not args.quiet:
-        _print_summary(table)
+        print()
+        print(format_summary(summary, metrics, spec.precision))
     return 0
+
+
+def default_out(spec_path, spec) -> Path:
+    """``results/<spec file stem>``; for a manifest.json, ``results/<spec name or its directory>-rerun``."""
+    path = Path(spec_path)
+    if path.suffix == ".json":
+        name = spec.raw.get("name") or path.resolve().parent.name
+        return Path("results") / f"{name}-rerun"
+    return Path("results") / path.stem
+
+
+def _comma_list(text: str | None, option: str) -> list[str] | None:
+    if text is None:
+        return None
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise PrefsimError(f"{option}: expected a comma-separated list, got {text!r}.")
+    return items
+
+
+def _iteration(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise PrefsimError(f"--at: expected iteration numbers, got {text!r}.") from None
+    if value < 0:
+        raise PrefsimError(f"--at: iterations are ≥ 0, got {value}.")
+    return value
 
 
 def _plot(args) -> int:
     from sim.results_io import read_results_table
 
     directory = Path(args.directory)
-    paths = _draw(read_results_table(directory), directory)
-    print(f"wrote {len(paths)} figure(s) to {directory}")
+    table = read_results_table(directory)
+    say = Progress(mode="quiet" if args.quiet else "auto")
+    if not (directory / "bounds.csv").is_file():
+        say(f"note: {directory} has no bounds.csv (written by runs of this prefsim version): no theory bounds drawn.")
+    paths = _draw(table, directory, say)
+    say.finish()
+    say(f"wrote {len(paths)} figure(s) to {directory}")
     return 0
 
 
-def _draw(table, directory: Path):
+def _compare(args) -> int:
+    from sim.compare import COMPARE_FILE, compare_runs, format_comparison, load_run
+    from sim.diagnostics import precision_floor
+
+    table_a, manifest_a = load_run(args.run_a)
+    table_b, manifest_b = load_run(args.run_b)
+    at = [_iteration(value) for value in _comma_list(args.at, "--at") or []]
+    comparison = compare_runs(
+        table_a, manifest_a, table_b, manifest_b, metrics=_comma_list(args.metrics, "--metrics"), iterations=at
+    )
+    out = Path(args.out) if args.out else Path(args.run_b) / COMPARE_FILE
+    comparison.to_csv(out, index=False, float_format="%.17g")
+    precision = (manifest_b.get("parsed_spec") or {}).get("precision", "float64")
+    print(format_comparison(comparison, str(args.run_a), str(args.run_b), precision_floor(precision)))
+    print(f"\nwrote {out}")
+    return 0
+
+
+def _report(args) -> int:
+    from sim.report import build_report
+
+    path = build_report(args.directory, args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+def _draw(table, directory: Path, progress=None):
+    """Figures from the stored results only: metrics, manifest and bounds.csv (no games are rebuilt)."""
+    from sim.bounds_file import read_bounds
     from sim.plotting import plot_run
     from sim.results_io import read_manifest
 
-    paths = list(plot_run(table, directory, read_manifest(directory)))
+    paths = list(plot_run(table, directory, read_manifest(directory), bounds=read_bounds(directory), progress=progress))
     headtohead_file = directory / "headtohead.csv"
     if headtohead_file.is_file():
         import pandas as pd
@@ -194,35 +322,6 @@ def _draw(table, directory: Path):
 
         paths.append(plot_headtohead(pd.read_csv(headtohead_file), directory / "headtohead.png"))
     return paths
-
-
-#: Metrics printed after a run (those with data), the rest are in metrics.csv and the figures.
-HEADLINE_METRICS = (
-    "duality_gap",
-    "duality_gap_mixture",
-    "exploitability_mixture",
-    "kl_to_nash",
-    "suboptimality",
-    "regret",
-)
-
-
-def _print_summary(table) -> None:
-    """Final-iteration mean and 95% bootstrap CI over seeds, one row per rule, headline metrics."""
-    import pandas as pd
-
-    from sim.stats import summary_table
-
-    metrics = [m for m in HEADLINE_METRICS if m in table.columns and table[m].notna().any()]
-    summary = summary_table(table, metrics=metrics)
-    summary["cell"] = [f"{row.mean:.3g} [{row.ci_lower:.3g}, {row.ci_upper:.3g}]" for row in summary.itertuples()]
-    wide = summary.pivot(index="rule", columns="metric", values="cell").reindex(columns=metrics)
-    wide = wide.reindex(index=list(dict.fromkeys(summary["rule"])))
-    last = int(summary["iteration"].max())
-    seeds = int(summary["seeds"].max())
-    print(f"\nfinal iteration {last}: mean [95% bootstrap CI] over {seeds} seed(s)")
-    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 40):
-        print(wide.to_string())
 
 
 def _rules(args) -> int:

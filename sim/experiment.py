@@ -7,13 +7,16 @@ a pandas DataFrame with columns ``rule, seed, iteration`` and one column per met
 With ``out``: the directory is checked before anything is computed and locked while the run writes
 (:mod:`sim.results_io`); each ``[[rule]]`` table's results are written as soon as they are computed,
 atomically and with a checksum, to ``out/parts/<label>.csv`` (parts of labels no longer in the spec are
-removed; a part's fingerprint covers the spec without the other rules, see :func:`part_fingerprint`);
-``metrics.csv`` (all rows) and ``manifest.json`` (spec, seeds, package versions, git commit,
-the target's duality gap) replace the previous pair together at the end, so a run that fails leaves the
-last complete results intact (the running manifest is ``parts/manifest.json``).  With ``resume=True`` a
-part whose spec fingerprint and checksum match is loaded instead of recomputed, so an interrupted sweep
-continues where it stopped and nothing computed is lost.  Before allocating, the memory the run needs is
-estimated and compared with what the machine has (:mod:`sim.limits`).
+removed; a part's fingerprint covers the spec without the other rules, see :func:`part_fingerprint`),
+and its final policies to ``out/final_policies/<label>.npz``; ``metrics.csv`` (all rows), ``bounds.csv``
+(the theory bounds that apply, :mod:`sim.bounds_table`), ``headtohead.csv`` (:mod:`sim.headtohead`) and
+``manifest.json`` (spec, seeds, package versions, git commit and dirty flag, the target's duality gap,
+the degenerate-run warnings of :mod:`sim.diagnostics`) replace the previous files together at the end, so
+a run that fails leaves the last complete results intact (the running manifest is
+``parts/manifest.json``).  With ``resume=True`` a part whose spec fingerprint and checksum match is loaded
+instead of recomputed, so an interrupted sweep continues where it stopped and nothing computed is lost.
+Before allocating, the memory the run needs is estimated and compared with what the machine has
+(:mod:`sim.limits`).
 """
 
 from __future__ import annotations
@@ -34,12 +37,13 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from bandits.games import build_game
-from sim.game import Game, game_from_instance
+from sim.bounds_file import BOUNDS_FILE
+from sim.bounds_table import compute_bounds, missing_bound_notes
+from sim.diagnostics import absent_metrics_to_nan, report_warnings, run_warnings
 from sim.headtohead import FINAL_POLICY, headtohead_table
 from sim.limits import check_memory, describe_memory
-from sim.nash import regularised_targets, target_policy, unique_unregularised_nash
 from sim.precision import in_float64
+from sim.provenance import git_dirty
 from sim.results_io import (
     RUNNING_MANIFEST,
     check_output_directory,
@@ -53,7 +57,8 @@ from sim.results_io import (
 )
 from sim.rules import build_rule
 from sim.sampled.experiment import build_sampled_inputs, run_sampled_rule
-from sim.shared_engine import divergence_error, first_divergence, stack_over_seeds
+from sim.seed_games import build_games, unregularised_targets
+from sim.shared_engine import divergence_error, first_divergence
 from sim.spec import ExperimentSpec, RuleSpec, load_spec, parse_spec
 from sim.table import results_table
 from sim.trajectory import default_record_iterations, simulate_grid
@@ -69,7 +74,8 @@ def run(spec, out=None, resume: bool = False, progress=None) -> pd.DataFrame:
       spec: the experiment.
       out: optional result directory (created); see the module docstring for its contents.
       resume: reuse finished parts in ``out`` whose fingerprint matches this spec.
-      progress: optional callable receiving one-line progress messages.
+      progress: optional callable receiving one-line progress messages; when it has a ``stage``
+        method (:class:`sim.progress.Progress`) it is also told when each rule table starts.
     """
     if isinstance(spec, (str, os.PathLike)):
         spec = load_spec(spec)
@@ -103,7 +109,10 @@ def _run_checked(spec: ExperimentSpec, out: Path | None, resume: bool, say) -> p
         sampled = build_sampled_inputs(spec, dtype)
     frames = []
     finals = {}
-    for rule in spec.rules:
+    stage = getattr(say, "stage", None)  # a sim.progress.Progress shows a bar / a line per rule
+    for index, rule in enumerate(spec.rules):
+        if stage is not None:
+            stage(index, len(spec.rules), f"running {rule.label}")
         part = out / "parts" / f"{rule.label}.csv" if out is not None else None
         rule_fingerprint = part_fingerprint(spec, rule)
         if resume and part is not None:
@@ -128,7 +137,7 @@ def _run_checked(spec: ExperimentSpec, out: Path | None, resume: bool, say) -> p
         finals.update(frame.attrs[FINAL_POLICY])
         frames.append(frame)
 
-    table = pd.concat(frames, ignore_index=True)
+    table = absent_metrics_to_nan(pd.concat(frames, ignore_index=True))
     if sampled is None:
         preference, weights = seed_preferences(games.preference, game_axes.preference, len(spec.seeds)), None
     else:
@@ -136,54 +145,27 @@ def _run_checked(spec: ExperimentSpec, out: Path | None, resume: bool, say) -> p
         weights = np.asarray(sampled.problems.context_probs)
     headtohead = headtohead_table(finals, preference, weights) if finals else None
     table.attrs["headtohead"] = headtohead
+    messages = run_warnings(table, spec)
+    bounds = None
     if out is not None:
+        bounds = compute_bounds(table, spec)
+        messages += missing_bound_notes(spec, bounds)
+    report_warnings(messages, say)
+    if out is not None:
+        manifest["warnings"] = messages
         manifest["seconds"] = round(time.time() - started, 3)
         manifest["complete"] = True
-        files = {out / "metrics.csv": csv_bytes(table), out / "manifest.json": json_bytes(manifest)}
+        files = {
+            out / "metrics.csv": csv_bytes(table),
+            out / BOUNDS_FILE: csv_bytes(bounds),
+            out / "manifest.json": json_bytes(manifest),
+        }
         if headtohead is not None:
             files[out / "headtohead.csv"] = csv_bytes(headtohead)
         write_files_atomic(files)
         with contextlib.suppress(OSError):
             (out / RUNNING_MANIFEST).unlink()
     return table
-
-
-def build_games(spec: ExperimentSpec, dtype=jnp.float64):
-    """Games and targets per seed.
-
-    Returns ``(games, game_axes, targets, target_gaps)``: a :class:`Game` whose leaves are stacked over
-    seeds only where they differ between seeds (``game_axes`` holds 0 or None per leaf), π* per seed
-    (S, K) and the duality gap each π* was solved to.  Games are built one seed at a time and a leaf
-    equal to the first seed's is not kept again, so seeds sharing one game hold one K×K matrix, not S.
-    """
-    games, game_axes = stack_over_seeds(
-        game_from_instance(build_game(spec.game, seed), dtype) for seed in spec.seeds
-    )
-    if float(spec.game.tau) > 0:
-        # every seed's π*_τ in one batched solve (the target depends on P, π_ref, rewards and τ, not π_0)
-        targets, gaps = regularised_targets(games, game_axes, len(spec.seeds))
-        return games, game_axes, jnp.asarray(targets, dtype), gaps
-    cache = {}
-    targets, gaps = [], []
-    for index in range(len(spec.seeds)):
-        g = Game(*(leaf if axis is None else leaf[index] for leaf, axis in zip(games, game_axes)))
-        key = hashlib.sha256(b"".join(np.asarray(g[i]).tobytes() for i in (0, 1, 3, 4))).digest()  # not P
-        if key not in cache:
-            cache[key] = target_policy(g._replace(preference=g.preference.astype(jnp.float64)))
-        targets.append(cache[key][0])
-        gaps.append(cache[key][1])
-    return games, game_axes, jnp.asarray(np.stack(targets), dtype), gaps
-
-
-def unregularised_targets(games, game_axes, seeds: int, dtype=jnp.float64):
-    """π⁰ per seed, shape (S, K): the unregularised Nash policy of each seed's P (from
-    :func:`build_games`' games), rows of NaN where it is not unique
-    (:func:`sim.nash.unique_unregularised_nash`); solved once when all seeds share one P."""
-    if game_axes.preference is None:
-        nash = unique_unregularised_nash(np.asarray(games.preference))
-        return jnp.asarray(np.tile(nash, (seeds, 1)), dtype)
-    rows = [unique_unregularised_nash(np.asarray(matrix)) for matrix in games.preference]
-    return jnp.asarray(np.stack(rows), dtype)
 
 
 def run_rule(
@@ -278,8 +260,8 @@ def part_fingerprint(spec: ExperimentSpec, rule: RuleSpec) -> str:
 
 
 def parsed_spec(spec: ExperimentSpec) -> dict:
-    """The parsed spec (defaults filled) as plain JSON-able data."""
-    return _plain({f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name != "raw"})
+    """The parsed spec (defaults filled) as plain JSON-able data, without ``[plot]`` (figures only)."""
+    return _plain({f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name not in ("raw", "plot")})
 
 
 def _plain(value):
@@ -309,6 +291,7 @@ def _manifest(spec: ExperimentSpec, fingerprint: str, record, target_gaps) -> di
         "target_duality_gap_max": float(np.nanmax(target_gaps)) if np.any(np.isfinite(target_gaps)) else None,
         "versions": package_versions(),
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
         "platform": platform.platform(),
         "devices": [str(d) for d in jax.devices()],
         "complete": False,

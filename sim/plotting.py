@@ -7,20 +7,33 @@ Design (what every figure shows):
   is marked with a hollow circle.
 * **y axis** – logarithmic when the metric has positive values (non-positive values, e.g. an exact
   zero gap, are left out of the log axis), linear otherwise.
-* **bands** – percentile-bootstrap 95% CI of the mean over seeds (:func:`sim.stats.curve_summary`).
-* **fitted slope** – a log-log least-squares slope over the last decade [max(1, T/10), T] with its
-  bootstrap CI (:func:`sim.stats.fit_rate`) in the legend, when the fit is defined.
+* **bands** – percentile-bootstrap 95% CI of the mean over seeds (:func:`sim.stats.curve_summary`);
+  optionally each seed's curve thinly (``per_seed``).
+* **colour and line style** – one colour per rule family (a ``[[rule]]`` table: ``apo`` for
+  ``apo[alpha=0.5]``), a line style and shade per swept value inside the family.  Curves identical to
+  an earlier one (e.g. ``sppo`` and ``dno`` at matching steps) say so in the legend ("= sppo") and are
+  drawn dashed on top, so neither hides the other.
+* **fits** – only where a fit means something (:func:`choose_fit`): for convergence metrics, over the
+  last decade of the iterations *before* the curve reaches the precision's rounding floor, log-log
+  (polynomial rate, slope = exponent) or semilog (linear rate, slope = log contraction per iteration),
+  whichever describes the window better; no fit for plateaus, for curves at the floor and for counts
+  (``regret``, ``queries``, ``loss``, ``max_log_ratio``).  The legend says which fit it is.
 * **T = 3** – a dotted vertical line: the iteration count of the INPO and APO LLM experiments.
-* **theory** – optional bounds as dashed lines (:mod:`sim.theory` produces them).
+* **theory** – bounds stored by the run (``bounds.csv``, :mod:`sim.bounds_table`) as thin lines in the
+  rule's colour; this module never rebuilds games or solves for equilibria.
+* **layout** – the legend outside the axes; one panel per rule family (shared y axis) when a figure
+  would hold more than :data:`MAX_CURVES_PER_AXES` curves; the title wrapped to the figure's width.
 
 Figures are built with the object-oriented API on :class:`matplotlib.figure.Figure` (no pyplot
-state, no GUI backend), and written as PNG through the Agg canvas, so this module works headless and
-inside notebooks alike.
+state, no GUI backend), and written as PNG, PDF or SVG through the Agg canvas, so this module works
+headless and inside notebooks alike.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -31,6 +44,10 @@ from matplotlib.figure import Figure
 
 from bandits.errors import PrefsimError
 from sim import stats
+from sim.bounds_file import bounds_for_metric
+from sim.diagnostics import floor_iteration as first_floor_iteration
+from sim.diagnostics import is_convergence_metric, precision_floor
+from sim.plot_spec import PlotSpec, parse_plot
 
 #: The iteration count of the papers' LLM experiments (INPO Table 1, APO's AlpacaEval runs).
 LLM_ITERATIONS = 3
@@ -44,6 +61,9 @@ METRIC_LABELS = {
     "tv_to_optimum": "TV(π_t, π*)",
     "max_log_ratio": "max_y |log π_t/π_ref| (realised B)",
     "kl_to_unregularised_nash": "KL(π⁰ ‖ π_t) (π⁰: unregularised Nash)",
+    "queries": "cumulative oracle queries",
+    "distance_to_exact": "max |log π_t − log π_t^exact|",
+    "loss": "final inner loss",
 }
 STYLE = {
     "font.size": 10,
@@ -57,6 +77,20 @@ STYLE = {
     "savefig.dpi": 150,
 }
 FIGURE_SIZE = (6.4, 4.2)
+#: Size of a single-axes figure with its legend outside on the right.
+WIDE_FIGURE_SIZE = (8.6, 4.4)
+#: Size of one panel of a small-multiples figure.
+PANEL_SIZE = (4.6, 3.6)
+#: Height of one legend text line (8 pt font with spacing), for sizing figures around legends.
+LEGEND_LINE_INCHES = 0.21
+#: More curves than this in one axes → one panel per rule family (``layout = "auto"``).
+MAX_CURVES_PER_AXES = 6
+#: Line styles of the swept values inside a family (solid first).
+LINE_STYLES = ("-", (0, (5, 1.5)), (0, (3, 1, 1, 1)), (0, (1, 1)), (0, (7, 2, 1, 2)), (0, (2, 2)))
+#: A fit window needs at least this many recorded iterations.
+MIN_FIT_POINTS = 3
+#: Less than this change of log(metric) over the fit window is a plateau (no fit).
+PLATEAU_LOG_CHANGE = 0.1
 
 
 def metric_label(metric: str) -> str:
@@ -68,11 +102,6 @@ def metric_label(metric: str) -> str:
     return METRIC_LABELS.get(metric, metric)
 
 
-def _colours(count: int):
-    cmap = matplotlib.colormaps["tab10" if count <= 10 else "tab20"]
-    return [cmap(i % cmap.N) for i in range(count)]
-
-
 def new_figure(size=FIGURE_SIZE) -> tuple[Figure, object]:
     """A figure with one axes, the module's style, attached to an Agg canvas."""
     with matplotlib.rc_context(STYLE):
@@ -82,9 +111,129 @@ def new_figure(size=FIGURE_SIZE) -> tuple[Figure, object]:
     return figure, axes
 
 
-def _default_window(iterations: np.ndarray) -> tuple[int, int]:
-    last = int(iterations.max())
-    return max(1, last // 10), last
+# ----------------------------------------------------------------------------------------------
+# colours and styles
+
+
+def family_of(label: str) -> str:
+    """The rule family of a result label: the ``[[rule]]`` label before a sweep's ``[...]``."""
+    return label.split("[", 1)[0]
+
+
+def curve_styles(labels: list[str]) -> dict[str, dict]:
+    """Label → Matplotlib line properties: colour by family, line style and shade by position in it."""
+    families = list(dict.fromkeys(family_of(label) for label in labels))
+    cmap = matplotlib.colormaps["tab10" if len(families) <= 10 else "tab20"]
+    base = {family: np.asarray(cmap(i % cmap.N)[:3]) for i, family in enumerate(families)}
+    members: dict[str, list[str]] = {}
+    for label in labels:
+        members.setdefault(family_of(label), []).append(label)
+    styles = {}
+    for family, group in members.items():
+        for index, label in enumerate(group):
+            # shade: from the full colour (first value) toward a darker tone for later values
+            shade = 0.55 * index / max(len(group) - 1, 1)
+            colour = tuple(base[family] * (1.0 - shade))
+            styles[label] = {"color": colour, "ls": LINE_STYLES[index % len(LINE_STYLES)], "lw": 1.6}
+    return styles
+
+
+# ----------------------------------------------------------------------------------------------
+# fits
+
+
+@dataclasses.dataclass(frozen=True)
+class FitChoice:
+    """What :func:`choose_fit` decided for one curve.
+
+    ``kind`` is ``loglog``, ``semilog`` or ``none``; ``window`` the inclusive iteration window (None
+    without a fit); ``reason`` a short legend text when there is no fit (``""`` for counts).
+    """
+
+    kind: str
+    window: tuple | None = None
+    reason: str = ""
+    floor_iteration: int | None = None
+    """First iteration > 0 at which the mean reaches the rounding floor (None if never)."""
+
+
+def _residual(x: np.ndarray, y: np.ndarray) -> float:
+    """Sum of squared residuals of the least-squares line through (x, y)."""
+    design = np.stack([x, np.ones_like(x)], axis=1)
+    _, residual, _, _ = np.linalg.lstsq(design, y, rcond=None)
+    if residual.size:
+        return float(residual[0])
+    return float(np.sum((y - design @ np.linalg.lstsq(design, y, rcond=None)[0]) ** 2))
+
+
+def choose_fit(
+    iterations: np.ndarray, centre: np.ndarray, metric: str, floor: float, scale: str = "auto", window=None
+) -> FitChoice:
+    """Decide whether and how to fit the mean curve ``centre`` of ``metric`` over ``iterations``.
+
+    * Counts and non-convergence metrics (``regret``, ``queries``, ``loss``, ``max_log_ratio``): no fit.
+    * The curve is used only up to the last iteration before it reaches ``floor`` (rounding; see
+      :func:`sim.diagnostics.floor_iteration`: a curve that keeps falling far below it is not floored).
+      Fewer than :data:`MIN_FIT_POINTS` recorded iterations ≥ 1 before the floor: no fit ("at floor").
+    * Window: ``window`` if given, else the last decade [max(1, T′/10), T′] of the usable part (T′ the
+      last usable iteration).
+    * Plateau: log(metric) changes by less than :data:`PLATEAU_LOG_CHANGE` over the window: no fit.
+    * ``scale = "auto"``: log-log when a straight line in (log t, log y) fits the window at least as
+      well as one in (t, log y), semilog otherwise (a linear rate is straight on a semilog axis);
+      ``loglog`` / ``semilog`` force the kind; ``none`` disables fits.
+    """
+    if scale == "none" or not is_convergence_metric(metric):
+        return FitChoice("none")
+    iterations = np.asarray(iterations, dtype=np.float64)
+    centre = np.asarray(centre, dtype=np.float64)
+    floor_iteration = first_floor_iteration(iterations, centre, floor)
+    usable = (iterations >= 1) & np.isfinite(centre) & (centre > 0)
+    if floor_iteration is not None:
+        usable &= iterations < floor_iteration
+    if usable.sum() < MIN_FIT_POINTS:
+        if floor_iteration is not None:
+            return FitChoice(
+                "none", reason=f"at the rounding floor from t = {floor_iteration}", floor_iteration=floor_iteration
+            )
+        return FitChoice("none", reason="too few points to fit")
+    if window is None:
+        last = int(iterations[usable].max())
+        window = (max(1, last // 10), last)
+    first, last = int(window[0]), int(window[1])
+    inside = usable & (iterations >= first) & (iterations <= last)
+    if inside.sum() < MIN_FIT_POINTS:
+        return FitChoice("none", reason="too few points to fit", floor_iteration=floor_iteration)
+    t = iterations[inside]
+    log_y = np.log(centre[inside])
+    # the rate is an asymptotic statement: a curve that has levelled off over the last third of the
+    # window (in log t) has reached a plateau (a bias, a cycle, an unregularised limit), not a rate
+    tail = np.log(t) >= np.log(t[0]) + (2.0 / 3.0) * (np.log(t[-1]) - np.log(t[0]))
+    tail_change = np.ptp(log_y[tail]) if tail.sum() >= 2 else np.ptp(log_y)
+    if tail_change < PLATEAU_LOG_CHANGE:
+        return FitChoice("none", reason="plateau", floor_iteration=floor_iteration)
+    if scale == "auto":
+        scale = "loglog" if _residual(np.log(t), log_y) <= _residual(t, log_y) else "semilog"
+    return FitChoice(scale, (first, last), floor_iteration=floor_iteration)
+
+
+def fit_label(fit: stats.RateFit) -> str:
+    """Legend text naming the fit: ``log-log slope −1.02 [−1.05, −0.99], t 4–40`` or ``linear rate: …/iter``.
+
+    A fit whose CI contains 0 says "no significant trend" (a cycle or a plateau the plateau test let
+    through), not a rate.
+    """
+    window = f"t {fit.window[0]}–{fit.window[1]}"
+    interval = f"[{fit.lower:.3g}, {fit.upper:.3g}]"
+    if fit.lower <= 0.0 <= fit.upper:
+        kind = "log-log" if fit.scale == "loglog" else "semilog"
+        return f"no significant trend ({kind} slope\n  {fit.slope:.2g} {interval}, {window})"
+    if fit.scale == "loglog":
+        return f"log-log slope {fit.slope:.3g}\n  {interval}, {window}"
+    return f"linear rate: semilog slope {fit.slope:.3g}/iter\n  {interval}, {window}"
+
+
+# ----------------------------------------------------------------------------------------------
+# one axes
 
 
 def plot_metric(
@@ -95,11 +244,15 @@ def plot_metric(
     statistic: str = "mean",
     theory=None,
     fit_window="auto",
-    fit_scale: str = "loglog",
+    fit_scale: str = "auto",
     mark_iteration: int | None = LLM_ITERATIONS,
     title: str | None = None,
     confidence: float = stats.DEFAULT_CONFIDENCE,
     styles: dict | None = None,
+    per_seed: bool = False,
+    labels: dict | None = None,
+    precision: str = "float64",
+    legend: str = "outside",
 ):
     """Draw ``metric`` vs iteration for each rule with a bootstrap band; return the axes.
 
@@ -109,27 +262,38 @@ def plot_metric(
       axes: a Matplotlib axes to draw on (a new figure when ``None``; its figure is ``axes.figure``).
       rules: rule labels to draw (default: all, in order of appearance).
       statistic: ``mean`` or ``median`` over seeds.
-      theory: optional bounds to draw dashed: a DataFrame with columns ``iteration, bound`` and
-        optionally ``rule`` (the bound is drawn in that rule's colour) and ``label``; or a dict
+      theory: optional bounds drawn as thin lines: a DataFrame with columns ``iteration, bound`` and
+        optionally ``rule`` (drawn in that rule's colour and style) and ``label``; or a dict
         label → (iterations, values).
-      fit_window: ``"auto"`` (last decade), ``None`` (no fit), an (first, last) window, or a dict
-        rule label → one of those (rules not in the dict are not fitted); the fitted slope and CI go
-        into the legend.
-      fit_scale: ``loglog`` (slope = exponent) or ``semilog`` (slope = log contraction per iteration).
+      fit_window: ``"auto"`` (see :func:`choose_fit`), ``None`` (no fit), an (first, last) window,
+        or a dict rule label → one of those (rules not in the dict are not fitted).
+      fit_scale: ``auto`` (log-log or semilog, whichever fits the window), ``loglog``, ``semilog``
+        or ``none``.  The legend names the fit used.
       mark_iteration: draw a dotted vertical line at this iteration (default 3); ``None`` for none.
       title: axes title.
       confidence: level of the bands.
-      styles: optional rule label → dict of Matplotlib line properties (e.g. ``{"ls": "--"}``).
+      styles: optional rule label → dict of Matplotlib line properties, over :func:`curve_styles`.
+      per_seed: also draw each seed's curve thinly.
+      labels: optional rule label → legend text.
+      precision: the run's precision; values at or below its rounding floor end the fit window.
+      legend: ``outside`` (right of the axes), ``below``, ``inside`` (best place in the axes) or ``none``.
     """
     stats._check_table(table, metric)
     if axes is None:
-        _, axes = new_figure()
-    summary = stats.curve_summary(table, metric, statistic=statistic, confidence=confidence)
-    rules = stats.rules_of(table) if rules is None else list(rules)
-    colours = dict(zip(stats.rules_of(table), _colours(len(stats.rules_of(table)))))
+        _, axes = new_figure(WIDE_FIGURE_SIZE if legend == "outside" else FIGURE_SIZE)
+    if fit_scale not in ("auto", "loglog", "semilog", "none"):
+        raise PrefsimError(f"fit_scale: expected auto, loglog, semilog or none, got {fit_scale!r}.")
+    all_rules = stats.rules_of(table)
+    rules = all_rules if rules is None else list(rules)
+    # bands only for the rules drawn (a panel of small multiples draws a few of them)
+    drawn_table = table if len(rules) == len(all_rules) else table[table["rule"].isin(rules)]
+    summary = stats.curve_summary(drawn_table, metric, statistic=statistic, confidence=confidence)
+    line_styles = curve_styles(all_rules)
+    floor = precision_floor(precision)
     positive = summary["center"].to_numpy()
     positive = positive[np.isfinite(positive) & (positive > 0)]
     log_y = positive.size > 0
+    drawn: dict[str, np.ndarray] = {}
     with matplotlib.rc_context(STYLE):
         for rule in rules:
             curve = summary[summary["rule"] == rule]
@@ -143,34 +307,60 @@ def plot_metric(
                 centre = np.where(centre > 0, centre, np.nan)
                 lower = np.where(lower > 0, lower, np.nan)
                 upper = np.where(upper > 0, upper, np.nan)
-            label = rule
-            rule_window = fit_window.get(rule) if isinstance(fit_window, dict) else fit_window
-            if rule_window is not None:
-                window = _default_window(curve["iteration"].to_numpy()) if rule_window == "auto" else rule_window
-                try:
-                    fit = stats.fit_rate(table, metric, rule, window=window, scale=fit_scale)
-                    label = f"{rule}: {fit.label()}"
-                except Exception:  # noqa: BLE001 — a fit that is undefined (all at the floor) is just omitted
-                    pass
-            colour = colours[rule]
-            line = {"color": colour, "lw": 1.6, **((styles or {}).get(rule, {}))}
+            name = (labels or {}).get(rule, rule)
+            line = {**line_styles.get(rule, {"color": "0.2", "ls": "-", "lw": 1.6}), **((styles or {}).get(rule, {}))}
+            twin = _identical_to(centre, drawn)
+            if twin is not None:
+                name = f"{name} (= {(labels or {}).get(twin, twin)})"
+                line = {**line, "ls": (0, (2, 3)), "lw": 2.2}
+            drawn[rule] = centre
+            fit, choice = _fit_for(table, metric, rule, x, curve["center"].to_numpy(), floor, fit_window, fit_scale)
+            if fit is not None:
+                name = f"{name}\n  {fit_label(fit)}"
+            elif choice.reason:
+                name = f"{name}\n  no fit: {choice.reason}"
             colour = line["color"]
-            axes.plot(x, centre, label=label, **line)
+            if per_seed:
+                values, _, iterations = stats.seed_matrix(table, metric, rule)
+                for row in values:
+                    row = np.where(row > 0, row, np.nan) if log_y else row
+                    axes.plot(iterations, row, color=colour, lw=0.5, alpha=0.35, ls="-", label="_nolegend_")
+            artist = axes.plot(x, centre, label=name, **line)[0]
+            artist.prefsim_fit = fit
+            artist.prefsim_fit_choice = choice
+            artist.prefsim_rule = rule
             axes.fill_between(
                 x,
                 np.where(np.isfinite(lower), lower, centre),
                 np.where(np.isfinite(upper), upper, centre),
                 color=colour,
-                alpha=0.2,
+                alpha=0.15,
                 lw=0,
             )
             if x[0] == 0 and np.isfinite(centre[0]):
-                axes.plot([0.0], [centre[0]], marker="o", mfc="white", mec=colour, ms=5, zorder=5, clip_on=False)
-        for label, xs, ys, colour in _theory_lines(theory, colours):
+                axes.plot(
+                    [0.0],
+                    [centre[0]],
+                    marker="o",
+                    mfc="white",
+                    mec=colour,
+                    ms=5,
+                    zorder=5,
+                    clip_on=False,
+                    label="_nolegend_",
+                )
+        named = set()
+        for label, xs, ys, rule in _theory_lines(theory):
+            if rule is not None and rule not in rules:
+                continue
             ys = np.asarray(ys, dtype=np.float64)
             if log_y:
                 ys = np.where(ys > 0, ys, np.nan)
-            axes.plot(xs, ys, ls="--", lw=1.2, color=colour, label=label)
+            style = line_styles.get(rule, {"color": "0.2", "ls": "-"})
+            legend_label = f"{label} (thin)" if label not in named else "_nolegend_"
+            named.add(label)
+            artist = axes.plot(xs, ys, lw=0.9, alpha=0.7, color=style["color"], ls=style["ls"], label=legend_label)[0]
+            artist.prefsim_bound = True
         axes.set_xscale("symlog", linthresh=1.0, linscale=0.4)
         axes.set_xlim(left=0.0)
         if log_y:
@@ -187,17 +377,70 @@ def plot_metric(
                 fontsize=8,
                 color="0.35",
             )
-        axes.set_xlabel("iteration t (0 = initial policy π_0; symlog axis)")
+        axes.set_xlabel("iteration t (0 = π_0; symlog axis)")
         axes.set_ylabel(metric_label(metric))
         axes.grid(True, which="major", alpha=0.3)
-        axes.legend(loc="best", frameon=False)
+        _legend(axes, legend)
         if title:
             axes.set_title(title)
     return axes
 
 
-def _theory_lines(theory, colours):
-    """Normalise the ``theory`` argument to (label, x, y, colour) tuples."""
+def _legend(axes, where: str) -> None:
+    if where == "none":
+        return
+    if where == "inside":
+        axes.legend(loc="best", frameon=False)
+    elif where == "below":
+        axes.legend(loc="upper left", bbox_to_anchor=(0.0, -0.2), frameon=False, ncols=1)
+    elif where == "outside":
+        axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
+    else:
+        raise PrefsimError(f"legend: expected outside, below, inside or none, got {where!r}.")
+
+
+def _figure_legend(figure, axes, where: str) -> int:
+    """A legend of ``axes``'s curves on ``figure`` (or subfigure) at ``where``; return its text lines."""
+    handles, texts = axes.get_legend_handles_labels()
+    if not handles:
+        return 0
+    figure.legend(handles, texts, loc=where, frameon=False)
+    return sum(text.count("\n") + 1 for text in texts)
+
+
+def _share_y(panels: list) -> None:
+    """Give the panels one y range (the union of theirs), so small multiples compare at a glance."""
+    if len(panels) < 2:
+        return
+    low = min(axes.get_ylim()[0] for axes in panels)
+    high = max(axes.get_ylim()[1] for axes in panels)
+    for axes in panels:
+        axes.set_ylim(low, high)
+
+
+def _identical_to(centre: np.ndarray, drawn: dict[str, np.ndarray]) -> str | None:
+    """The first already drawn rule whose mean curve equals ``centre`` (to 1e-12 relative), if any."""
+    for rule, other in drawn.items():
+        if other.shape == centre.shape and np.allclose(other, centre, rtol=1e-12, atol=0.0, equal_nan=True):
+            return rule
+    return None
+
+
+def _fit_for(table, metric, rule, iterations, centre, floor, fit_window, fit_scale):
+    """(RateFit or None, FitChoice) for one curve under the ``fit_window`` / ``fit_scale`` arguments."""
+    rule_window = fit_window.get(rule) if isinstance(fit_window, dict) else fit_window
+    if rule_window is None:
+        return None, FitChoice("none")
+    window = None if rule_window == "auto" else tuple(rule_window)
+    choice = choose_fit(iterations, centre, metric, floor, scale=fit_scale, window=window)
+    if choice.kind == "none":
+        return None, choice
+    fit = stats.fit_rate(table, metric, rule, window=choice.window, scale=choice.kind, floor=floor)
+    return fit, choice
+
+
+def _theory_lines(theory):
+    """Normalise the ``theory`` argument to (label, x, y, rule) tuples."""
     if theory is None:
         return []
     lines = []
@@ -206,44 +449,46 @@ def _theory_lines(theory, colours):
             raise PrefsimError(
                 "theory: a DataFrame of bounds needs columns iteration and bound (optional rule, label)."
             )
-        groups = (
-            theory.groupby([c for c in ("rule", "label") if c in theory.columns], sort=False)
-            if ("rule" in theory.columns or "label" in theory.columns)
-            else [(("bound",), theory)]
-        )
-        for key, frame in groups:
-            key = key if isinstance(key, tuple) else (key,)
+        keys = [c for c in ("rule", "label") if c in theory.columns]
+        groups = theory.groupby(keys, sort=False) if keys else [(("bound",), theory)]
+        for _, frame in groups:
             rule = frame["rule"].iloc[0] if "rule" in frame.columns else None
-            label = frame["label"].iloc[0] if "label" in frame.columns else f"bound ({rule})"
+            label = frame["label"].iloc[0] if "label" in frame.columns else "bound"
+            if "label" in frame.columns and rule is not None:
+                # stored labels read "<theorem> bound (<rule>)": the rule is shown by colour and style
+                label = str(label).replace(f" ({rule})", "")
             frame = frame.sort_values("iteration")
-            lines.append(
-                (
-                    str(label),
-                    frame["iteration"].to_numpy(dtype=np.float64),
-                    frame["bound"].to_numpy(),
-                    colours.get(rule, "0.2"),
-                )
-            )
+            lines.append((str(label), frame["iteration"].to_numpy(dtype=np.float64), frame["bound"].to_numpy(), rule))
         return lines
     if isinstance(theory, dict):
         for label, (xs, ys) in theory.items():
-            lines.append((str(label), np.asarray(xs, dtype=np.float64), np.asarray(ys), "0.2"))
+            lines.append((str(label), np.asarray(xs, dtype=np.float64), np.asarray(ys), None))
         return lines
     raise PrefsimError("theory: expected a DataFrame (iteration, bound[, rule, label]) or a dict label → (x, y).")
 
 
+# ----------------------------------------------------------------------------------------------
+# files
+
+
 def save_figure(figure: Figure, path) -> Path:
-    """Write ``figure`` as PNG (150 dpi) via a temporary file; return the path."""
+    """Write ``figure`` (PNG at 150 dpi, or PDF / SVG by the suffix) via a temporary file; return the path."""
     path = Path(path)
+    kind = path.suffix.lstrip(".").lower() or "png"
+    if kind not in ("png", "pdf", "svg"):
+        raise PrefsimError(f"save_figure: unknown format {kind!r}; use .png, .pdf or .svg.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp.png")
-    figure.savefig(temporary, dpi=STYLE["savefig.dpi"], format="png")
+    temporary = path.with_suffix(f".tmp.{kind}")
+    figure.savefig(temporary, dpi=STYLE["savefig.dpi"], format=kind)
     temporary.replace(path)
     return path
 
 
 def show_in_notebook(path) -> None:
-    """Display a saved figure inside Jupyter; a no-op when a notebook runs as a script (as in CI)."""
+    """Display a saved figure inside Jupyter; a no-op when a notebook runs as a script (as in CI).
+
+    IPython is imported lazily: it is optional (installed with Jupyter), not a dependency of prefsim.
+    """
     try:
         from IPython import get_ipython
         from IPython.display import Image, display
@@ -253,41 +498,58 @@ def show_in_notebook(path) -> None:
         display(Image(str(path)))
 
 
-def _title(metric: str, manifest: dict | None) -> str:
+def figure_title(manifest: dict | None) -> str | None:
+    """Title from a run's manifest: the spec's name, what was simulated, and the seeds.
+
+    Describes the problem the run actually used: in sampled mode with ``run.problem`` other than
+    ``game`` (e.g. the ring), the ``[game]`` table is unused and is not cited.
+    """
     if not manifest:
-        return metric
+        return None
     spec = manifest.get("spec", {}) if isinstance(manifest, dict) else {}
-    game = spec.get("game", {}) if isinstance(spec, dict) else {}
+    spec = spec if isinstance(spec, dict) else {}
+    plot = spec.get("plot") if isinstance(spec.get("plot"), dict) else {}
+    if plot.get("title"):
+        return str(plot["title"])
+    parsed = manifest.get("parsed_spec", {}) if isinstance(manifest.get("parsed_spec"), dict) else {}
+    run = parsed.get("run") or spec.get("run") or {}
     parts = []
     if spec.get("name"):
         parts.append(str(spec["name"]))
-    if game:
+    problem = run.get("problem", "game") if isinstance(run, dict) else "game"
+    mode = run.get("mode", "exact") if isinstance(run, dict) else "exact"
+    game = spec.get("game", {}) if isinstance(spec.get("game"), dict) else {}
+    if mode == "sampled" and problem != "game":
+        # the [game] table's kind is unused by these problems; they take only τ (and K for linear ones)
+        description = f"sampled, problem = {problem}"
+        if problem == "ring" and run.get("ring_grid"):
+            description += f", K = {int(run['ring_grid']) ** 2} actions"
+        elif game.get("arms") is not None:
+            description += f", K = {game['arms']}"
+        if isinstance(game.get("tau"), (int, float)):
+            description += f", τ = {game['tau']:g}"
+        parts.append(description)
+    else:
         description = str(game.get("kind", "game"))
         if game.get("arms") is not None:
             description += f", K = {game['arms']}"
-        if game.get("tau") is not None:
-            description += f", τ = {game['tau']:g}" if isinstance(game.get("tau"), (int, float)) else ""
+        elif isinstance(game.get("rewards"), list):
+            description += f", K = {len(game['rewards'])}"
+        if isinstance(game.get("tau"), (int, float)):
+            description += f", τ = {game['tau']:g}"
+        if mode == "sampled":
+            description = f"sampled, {description}"
         parts.append(description)
     seeds = manifest.get("seeds")
     if seeds is not None:
-        parts.append(f"{len(seeds)} seeds, mean ± 95% bootstrap CI")
-    return " — ".join(parts) if parts else metric
+        parts.append(f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}, mean ± 95% bootstrap CI")
+    return " — ".join(parts) if parts else None
 
 
-def _theory_for(table: pd.DataFrame, metric: str, manifest: dict | None):
-    """Bounds of :mod:`sim.theory` that apply to ``metric`` for the rules of this run, if any."""
-    if not manifest or "spec" not in manifest:
-        return None
-    try:
-        from sim import theory
-
-        bounds = theory.bounds_for_run(table, manifest["spec"])
-    except Exception:  # noqa: BLE001 — a figure without a bound is better than no figure
-        return None
-    if bounds is None or bounds.empty:
-        return None
-    selected = bounds[bounds["metric"] == metric]
-    return selected if not selected.empty else None
+def _wrap_title(text: str, width_inches: float, fontsize: float = 11.0) -> str:
+    """Wrap ``text`` to lines that fit ``width_inches`` (average glyph ≈ 0.6 × font size)."""
+    characters = max(20, int(width_inches * 72.0 / (0.6 * fontsize)))
+    return "\n".join(textwrap.wrap(text, characters))
 
 
 def has_data(table: pd.DataFrame, metric: str) -> bool:
@@ -298,34 +560,142 @@ def has_data(table: pd.DataFrame, metric: str) -> bool:
     return bool(np.isfinite(values).any())
 
 
-def plot_run(table: pd.DataFrame, out_dir, manifest: dict | None = None, metrics=None) -> list[Path]:
-    """One PNG per metric with data: ``out_dir/<metric>.png``; return the written paths.
+def _selected_rules(table: pd.DataFrame, plot: PlotSpec) -> list[str]:
+    labels = stats.rules_of(table)
+    if plot.rules is None:
+        return labels
+    chosen = [label for label in labels if label in plot.rules or family_of(label) in plot.rules]
+    if not chosen:
+        raise PrefsimError(f"plot.rules: none of {', '.join(plot.rules)} is a rule of this run ({', '.join(labels)}).")
+    return chosen
+
+
+def _legend_labels(rules: list[str], plot: PlotSpec) -> dict:
+    names = {}
+    for rule in rules:
+        if rule in plot.labels:
+            names[rule] = plot.labels[rule]
+        elif family_of(rule) in plot.labels and family_of(rule) != rule:
+            names[rule] = plot.labels[family_of(rule)] + rule[len(family_of(rule)) :]
+    return names
+
+
+def metric_figure(
+    table: pd.DataFrame,
+    metric: str,
+    rules: list[str],
+    plot: PlotSpec,
+    bounds: pd.DataFrame | None = None,
+    title: str | None = None,
+    precision: str = "float64",
+) -> Figure:
+    """The figure of one metric: one axes, or one panel per rule family (see the module docstring)."""
+    families = list(dict.fromkeys(family_of(rule) for rule in rules))
+    panels = plot.layout == "panels" or (
+        plot.layout == "auto" and len(rules) > MAX_CURVES_PER_AXES and len(families) > 1
+    )
+    theory = bounds_for_metric(bounds, metric)
+    labels = _legend_labels(rules, plot)
+    common = {
+        "theory": theory,
+        "per_seed": plot.per_seed,
+        "labels": labels,
+        "precision": precision,
+        "fit_window": None if plot.fit == "none" else "auto",
+        "fit_scale": "auto" if plot.fit == "none" else plot.fit,
+    }
+    with matplotlib.rc_context(STYLE):
+        if not panels:
+            figure = Figure(figsize=WIDE_FIGURE_SIZE, layout="constrained")
+            FigureCanvasAgg(figure)
+            # axes and legend in a subfigure: the legend then sits below the figure's title, not beside it
+            cell = figure.subfigures(1, 1)
+            axes = cell.add_subplot()
+            plot_metric(table, metric, axes=axes, rules=rules, legend="none", **common)
+            lines = _figure_legend(cell, axes, "outside right upper")
+            figure.set_figheight(max(WIDE_FIGURE_SIZE[1], LEGEND_LINE_INCHES * lines + 1.0))
+        else:
+            columns = min(3, len(families))
+            rows = math.ceil(len(families) / columns)
+            figure = Figure(figsize=(PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows + 0.6), layout="constrained")
+            FigureCanvasAgg(figure)
+            # one subfigure per family: its legend is placed "outside lower" by constrained layout,
+            # which reserves the room (a legend anchored below an axes would not get any)
+            cells = figure.subfigures(rows, columns, squeeze=False)
+            panel_axes, legend_rows = [], [0] * rows
+            for index, family in enumerate(families):
+                members = [rule for rule in rules if family_of(rule) == family]
+                cell = cells.flat[index]
+                axes = cell.add_subplot()
+                plot_metric(table, metric, axes=axes, rules=members, legend="none", **common)
+                axes.set_title(family, fontsize=10)
+                row = index // columns
+                legend_rows[row] = max(legend_rows[row], _figure_legend(cell, axes, "outside lower left"))
+                panel_axes.append(axes)
+            _share_y(panel_axes)
+            figure.set_figheight(sum(PANEL_SIZE[1] + LEGEND_LINE_INCHES * lines for lines in legend_rows) + 0.6)
+        if title:
+            figure.suptitle(_wrap_title(title, figure.get_figwidth(), STYLE["axes.titlesize"]), fontsize=11)
+    return figure
+
+
+def plot_run(
+    table: pd.DataFrame,
+    out_dir,
+    manifest: dict | None = None,
+    metrics=None,
+    bounds: pd.DataFrame | None = None,
+    plot=None,
+    progress=None,
+) -> list[Path]:
+    """One figure per metric with data, ``out_dir/<metric>.<format>``; return the written paths.
 
     Metrics with no finite value after iteration 0 (e.g. ``suboptimality`` without rewards,
-    ``duality_gap`` at τ = 0, ``regret`` – which is 0 at t = 0 – without rewards) are skipped.  With a ``manifest`` (as written by :func:`sim.run`), the title names the
-    game and seed count, and the bounds of :func:`sim.theory.bounds_for_run` that apply to the run's
-    rules are drawn dashed.
+    ``duality_gap`` at τ = 0) are skipped.  With a ``manifest`` (as written by :func:`sim.run`) the
+    title names the spec, the problem and the seeds, and its ``[plot]`` table (:mod:`sim.plot_spec`)
+    chooses rules, metrics, per-seed curves, legend labels, layout, fits and formats unless ``plot``
+    is given.  ``bounds`` (the run's ``bounds.csv``, :mod:`sim.bounds_table`) are drawn as thin lines.
+    ``progress``: a :class:`sim.progress.Progress` (or anything with its ``stage`` method) is told
+    when each figure starts.
     """
     stats._check_table(table)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    names = stats.metric_columns(table) if metrics is None else list(metrics)
-    paths = []
-    for metric in names:
-        if not has_data(table, metric):
-            continue
-        figure, axes = new_figure()
-        plot_metric(
-            table, metric, axes=axes, theory=_theory_for(table, metric, manifest), title=_title(metric, manifest)
+    spec = (manifest or {}).get("spec") if isinstance(manifest, dict) else None
+    if plot is None:
+        plot = parse_plot(spec.get("plot") if isinstance(spec, dict) else None)
+    else:
+        plot = parse_plot(plot)
+    parsed = (manifest or {}).get("parsed_spec") or {}
+    precision = parsed.get("precision") or (spec or {}).get("precision") or "float64"
+    names = list(metrics) if metrics is not None else list(plot.metrics or stats.metric_columns(table))
+    unknown = [m for m in names if m not in table.columns]
+    if unknown:
+        raise PrefsimError(
+            f"plot.metrics: {', '.join(unknown)} not in this run's table; its metrics are "
+            f"{', '.join(stats.metric_columns(table))}."
         )
-        paths.append(save_figure(figure, out_dir / f"{metric}.png"))
+    rules = _selected_rules(table, plot)
+    title = figure_title(manifest)
+    paths = []
+    stage = getattr(progress, "stage", None)  # a sim.progress.Progress shows one step per figure
+    drawn = [metric for metric in names if has_data(table[table["rule"].isin(rules)], metric)]
+    for index, metric in enumerate(drawn):
+        if stage is not None:
+            stage(index, len(drawn), f"drawing {metric}", unit="figures")
+        figure = metric_figure(table, metric, rules, plot, bounds=bounds, title=title, precision=precision)
+        for kind in plot.formats:
+            paths.append(save_figure(figure, out_dir / f"{metric}.{kind}"))
     return paths
 
 
-def plot_grid(table: pd.DataFrame, metrics, path, columns: int = 2, manifest: dict | None = None, **kwargs) -> Path:
-    """Several metrics side by side in one PNG (notebook figures); ``kwargs`` go to :func:`plot_metric`."""
+def plot_grid(
+    table: pd.DataFrame, metrics, path, columns: int = 2, bounds: pd.DataFrame | None = None, **kwargs
+) -> Path:
+    """Several metrics side by side in one figure (notebook figures); ``kwargs`` go to :func:`plot_metric`."""
     metrics = list(metrics)
     rows = math.ceil(len(metrics) / columns)
+    kwargs.setdefault("legend", "inside")
     with matplotlib.rc_context(STYLE):
         figure = Figure(
             figsize=(FIGURE_SIZE[0] * min(columns, len(metrics)), FIGURE_SIZE[1] * rows), layout="constrained"
@@ -333,7 +703,7 @@ def plot_grid(table: pd.DataFrame, metrics, path, columns: int = 2, manifest: di
         FigureCanvasAgg(figure)
         grid = figure.subplots(rows, min(columns, len(metrics)), squeeze=False)
     for index, metric in enumerate(metrics):
-        plot_metric(table, metric, axes=grid.flat[index], theory=_theory_for(table, metric, manifest), **kwargs)
+        plot_metric(table, metric, axes=grid.flat[index], theory=bounds_for_metric(bounds, metric), **kwargs)
     for extra in list(grid.flat)[len(metrics) :]:
         extra.set_visible(False)
     return save_figure(figure, path)

@@ -35,6 +35,7 @@ from pathlib import Path
 import pandas as pd
 
 from bandits.errors import PrefsimError
+from sim.provenance import default_file_mode
 
 try:  # POSIX; on a platform without it (Windows) result directories are not locked
     import fcntl
@@ -172,6 +173,7 @@ def write_files_atomic(contents: dict) -> None:
             path = Path(path)
             descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
             temporary[path] = name
+            os.chmod(name, default_file_mode())  # mkstemp creates 0600: give the user's umask instead
             with os.fdopen(descriptor, "wb") as handle:
                 handle.write(data)
                 handle.flush()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import sys
 import tomllib
 from pathlib import Path
@@ -37,6 +38,7 @@ from bandits.errors import PrefsimError
 from bandits.games import GameSpec
 from bandits.pair_schemes import resolve_scheme
 from sim.limits import check_counts
+from sim.plot_spec import PlotSpec, check_plot_against_rules, parse_plot
 from sim.rules import RULES, base_of, build_rule, canonical_name, resolve_parameters, rule_info
 from sim.rules.apo import FORMS
 from sim.rules.dpo import ANCHORS
@@ -179,19 +181,53 @@ class ExperimentSpec:
     """The ``[run]`` table."""
     raw: dict = dataclasses.field(default_factory=dict, compare=False)
     """The spec as given (written to the manifest)."""
+    plot: PlotSpec = dataclasses.field(default_factory=PlotSpec, compare=False)
+    """The ``[plot]`` table (:mod:`sim.plot_spec`); figures only, not part of the fingerprint."""
 
 
-TOP_LEVEL_KEYS = {"iterations", "seeds", "precision", "record_every", "game", "rule", "run", "name", "description"}
+TOP_LEVEL_KEYS = {
+    "iterations",
+    "seeds",
+    "precision",
+    "record_every",
+    "game",
+    "rule",
+    "run",
+    "name",
+    "description",
+    "plot",
+}
 
 
 def load_spec(path) -> ExperimentSpec:
-    """Read and validate a TOML spec file."""
+    """Read and validate a TOML spec file, or the ``manifest.json`` of a run (its ``spec`` is rerun)."""
     path = Path(path)
+    if path.suffix == ".json":
+        if not path.is_file():
+            raise PrefsimError(f"spec file {str(path)!r} does not exist.")
+        return parse_spec(spec_of_manifest(path))
     try:
         data = tomllib.loads(read_spec_text(path))
     except tomllib.TOMLDecodeError as exc:
         raise PrefsimError(f"spec file {str(path)!r} is not valid TOML: {exc}.") from None
     return parse_spec(data)
+
+
+def spec_of_manifest(path: Path) -> dict:
+    """The spec a ``manifest.json`` written by ``prefsim run`` holds (as the TOML gave it)."""
+    try:
+        manifest = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PrefsimError(
+            f"{str(path)!r} is not valid JSON ({exc}); give a spec TOML or a run's manifest.json."
+        ) from None
+    spec = manifest.get("spec") if isinstance(manifest, dict) else None
+    if not isinstance(spec, dict) or "rule" not in spec:
+        raise PrefsimError(
+            f"{str(path)!r} is not the manifest.json of a `prefsim run` with its spec (no spec table with "
+            "[[rule]] entries in it); give the spec TOML instead."
+        )
+    return spec
 
 
 def parse_spec(data: Any) -> ExperimentSpec:
@@ -204,7 +240,8 @@ def parse_spec(data: Any) -> ExperimentSpec:
     unknown = set(data) - TOP_LEVEL_KEYS
     if unknown:
         raise PrefsimError(
-            f"spec: unknown top-level key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(TOP_LEVEL_KEYS))}."
+            f"spec: unknown top-level key(s) {', '.join(sorted(unknown))}; "
+            f"allowed: {', '.join(sorted(TOP_LEVEL_KEYS))}."
         )
 
     iterations = data.get("iterations")
@@ -235,6 +272,8 @@ def parse_spec(data: Any) -> ExperimentSpec:
         run = dataclasses.replace(run, pair_scheme=resolve_scheme(run.pair_scheme, "sampled", "run.pair_scheme"))
     check_rule_tables(data.get("rule"))
     rules = _parse_rules(data.get("rule"), game, run.mode, _run_level_rule_defaults(run))
+    plot = parse_plot(data.get("plot"))
+    check_plot_against_rules(plot, [label for rule in rules for label, _ in rule.grid_labels()])
     if run.data != "online" and run.mode != "sampled":
         raise PrefsimError(
             f'run.data: {run.data!r} data needs mode = "sampled" (exact mode has no data: it applies the '
@@ -261,6 +300,7 @@ def parse_spec(data: Any) -> ExperimentSpec:
         record_every=record_every,
         run=run,
         raw=data,
+        plot=plot,
     )
 
 

@@ -130,7 +130,7 @@ def _check_table(table: pd.DataFrame, metric: str | None = None) -> None:
 
 
 def _check_rule(table: pd.DataFrame, rule: str) -> None:
-    if rule not in set(table["rule"]):
+    if rule not in set(table["rule"].unique()):  # unique() first: iterating a pyarrow column is slow
         raise PrefsimError(
             f"rule: {rule!r} is not in the table; rules: {', '.join(map(str, pd.unique(table['rule'])))}."
         )

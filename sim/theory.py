@@ -36,6 +36,8 @@ import pandas as pd
 from bandits.errors import PrefsimError
 from sim.game import Game
 from sim.rules.apo import apo_multipliers
+from sim.seed_games import build_games
+from sim.spec import load_spec, parse_spec
 
 # ----------------------------------------------------------------------------------------------
 # realised constants
@@ -360,9 +362,6 @@ def apo_log_ratio_growth(iterations, alpha: float, beta: float, rewards):
 
 def _run_context(spec):
     """Parsed spec, per-seed numpy reference / preference / rewards / initial, and targets."""
-    from sim.experiment import build_games
-    from sim.spec import parse_spec
-
     spec = parse_spec(spec)
     games, game_axes, targets, _ = build_games(spec)
     seeds = list(spec.seeds)
@@ -507,11 +506,9 @@ def tightness_report(table: pd.DataFrame, spec) -> pd.DataFrame:
       holds`` (ratio = observed/bound; holds = observed ≤ bound·(1 + 1e-9) + 1e-12).  Empty (same
       columns) when no bound applies.
     """
-    from sim.spec import load_spec
 
     if isinstance(spec, str):
         spec = load_spec(spec)
-    from sim.spec import parse_spec
 
     spec = parse_spec(spec)
     if spec.run.mode != "exact" and getattr(spec.run, "problem", "game") != "game":
@@ -550,7 +547,6 @@ def bounds_for_run(table: pd.DataFrame, spec) -> pd.DataFrame:
     sampled-mode runs: the theorems are about exact (population) updates, and a dashed "bound" next to
     a sampled curve would misstate what they promise (use :func:`tightness_report` to compare anyway).
     """
-    from sim.spec import parse_spec
 
     columns = ["rule", "metric", "iteration", "bound", "label"]
     if parse_spec(spec).run.mode != "exact":

@@ -1,4 +1,11 @@
-"""Tests of sim.plotting: files written, NaN metrics skipped, bounds and fits drawn."""
+"""Tests of sim.plotting: files written, NaN metrics skipped, stored bounds drawn, honest fits, readable layout.
+
+Layout is checked through the Matplotlib objects after drawing: legend boxes outside the axes and
+inside the figure, the title inside the figure, the fit used recorded on each curve's Line2D.
+"""
+
+import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -6,7 +13,8 @@ import pytest
 
 import sim
 from bandits.errors import PrefsimError
-from sim import plotting
+from sim import cli, plotting
+from sim.plot_spec import PlotSpec, parse_plot
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -22,12 +30,32 @@ def cyclic_table():
     return sim.run(spec)
 
 
+def synthetic(curves: dict, iterations=None, seeds: int = 4, noise: float = 0.02) -> pd.DataFrame:
+    """A run table with one metric column per key of each curve (rule → {metric: f(t)}), seeds jittered."""
+    iterations = np.arange(0, 201) if iterations is None else np.asarray(iterations)
+    rng = np.random.default_rng(0)
+    rows = []
+    for rule, metrics in curves.items():
+        for seed in range(seeds):
+            scale = np.exp(noise * rng.standard_normal())
+            frame = pd.DataFrame({"rule": rule, "seed": seed, "iteration": iterations})
+            for metric, function in metrics.items():
+                frame[metric] = function(iterations.astype(float)) * scale
+            rows.append(frame)
+    return pd.concat(rows, ignore_index=True)
+
+
+def _curve(axes, rule):
+    return next(line for line in axes.get_lines() if getattr(line, "prefsim_rule", None) == rule)
+
+
 def test_plot_run_writes_one_png_per_metric_with_data_and_skips_nan(tmp_path, cyclic_table):
     paths = plotting.plot_run(cyclic_table, tmp_path / "figures")
     names = {p.stem for p in paths}
     assert "kl_to_nash" in names and "duality_gap_mixture" in names
-    # no Bradley–Terry rewards: suboptimality is NaN and regret is only 0 at t = 0
+    # no Bradley–Terry rewards: suboptimality and regret are NaN at every iteration (regret included)
     assert not names & {"suboptimality", "suboptimality_mixture", "regret"}
+    assert cyclic_table["regret"].isna().all()
     for path in paths:
         assert path.exists() and path.read_bytes()[:8] == PNG_MAGIC
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == sorted(p.name for p in paths)
@@ -37,13 +65,16 @@ def test_plot_metric_draws_bands_theory_fit_and_the_t3_marker(cyclic_table):
     bound = pd.DataFrame(
         {"iteration": np.arange(1, 41), "bound": 1.0 / np.arange(1, 41), "rule": "inpo", "label": "a bound"}
     )
-    axes = plotting.plot_metric(cyclic_table, "kl_to_nash", theory=bound, fit_window=(4, 40))
+    axes = plotting.plot_metric(cyclic_table, "kl_to_nash", theory=bound, fit_window=(4, 40), fit_scale="loglog")
     labels = [line.get_label() for line in axes.get_lines()]
-    assert "a bound" in labels
-    assert any(label.startswith("inpo: slope") for label in labels)
+    assert "a bound (thin)" in labels
+    inpo = _curve(axes, "inpo")
+    assert inpo.prefsim_fit.scale == "loglog" and "log-log slope" in inpo.get_label()
     assert any(line.get_xdata()[0] == 3 for line in axes.get_lines() if line.get_linestyle() == ":")
     assert axes.get_yscale() == "log" and axes.get_xscale() == "symlog"
     assert len(axes.collections) == 2  # one band per rule
+    bound_line = next(line for line in axes.get_lines() if getattr(line, "prefsim_bound", False))
+    assert bound_line.get_color() == inpo.get_color() and bound_line.get_linewidth() < inpo.get_linewidth()
 
 
 def test_plot_metric_single_seed_and_bad_input(tmp_path):
@@ -61,24 +92,278 @@ def test_plot_metric_single_seed_and_bad_input(tmp_path):
         plotting.plot_metric(table, "not_a_metric")
     with pytest.raises(PrefsimError, match="theory"):
         plotting.plot_metric(table, "kl_to_nash", theory=[1, 2, 3])
+    with pytest.raises(PrefsimError, match="fit_scale"):
+        plotting.plot_metric(table, "kl_to_nash", fit_scale="cubic")
 
 
-def test_plot_run_draws_theory_bounds_from_the_manifest(tmp_path):
+def test_the_run_stores_bounds_and_plotting_reads_them_without_rebuilding_games(tmp_path, monkeypatch):
     spec = {
         "iterations": 30,
         "seeds": 2,
         "game": {"kind": "random", "arms": 4, "tau": 0.2},
         "rule": [{"name": "inpo", "label": "inpo_t4", "schedule": "theorem4"}],
     }
-    table = sim.run(spec)
-    bound = plotting._theory_for(table, "kl_to_nash", {"spec": spec})
-    assert bound is not None and set(bound["rule"]) == {"inpo_t4"} and (bound["bound"] > 0).all()
-    assert plotting._theory_for(table, "exploitability", {"spec": spec}) is None
-    paths = plotting.plot_run(table, tmp_path, {"spec": spec, "seeds": [0, 1]})
-    assert tmp_path / "kl_to_nash.png" in paths
+    sim.run(spec, out=tmp_path)
+    bounds = pd.read_csv(tmp_path / "bounds.csv")
+    assert set(bounds["rule"]) == {"inpo_t4"} and set(bounds["metric"]) == {"kl_to_nash"}
+    assert (bounds["bound"] > 0).all()
+    # the stored bound is Theorem 4's 32C²/(τ²(T+1)) with C = 1 here (realised Bτ < 1)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["warnings"] == []
+    assert np.all(bounds["bound"].to_numpy() >= 32.0 / (0.2**2 * (bounds["iteration"].to_numpy() + 1)) * (1 - 1e-12))
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("plotting rebuilt the games")
+
+    monkeypatch.setattr("sim.experiment.build_games", forbidden)
+    monkeypatch.setattr("sim.theory.bounds_for_run", forbidden)
+    (tmp_path / "kl_to_nash.png").unlink(missing_ok=True)
+    assert cli.main(["plot", str(tmp_path)]) == 0
+    assert (tmp_path / "kl_to_nash.png").exists()
 
 
 def test_fit_window_per_rule(cyclic_table):
     axes = plotting.plot_metric(cyclic_table, "kl_to_nash", fit_window={"inpo": (4, 40)})
-    labels = [line.get_label() for line in axes.get_lines()]
-    assert any(label.startswith("inpo: slope") for label in labels) and "sppo" in labels
+    assert _curve(axes, "inpo").prefsim_fit is not None
+    assert _curve(axes, "sppo").prefsim_fit is None and _curve(axes, "sppo").get_label() == "sppo"
+
+
+# ----------------------------------------------------------------------------------------------
+# honest fits
+
+
+def test_power_law_gets_a_log_log_fit_with_its_exponent():
+    table = synthetic({"a": {"kl_to_nash": lambda t: 3.0 / (t + 1.0) ** 2}})
+    axes = plotting.plot_metric(table, "kl_to_nash")
+    line = _curve(axes, "a")
+    assert line.prefsim_fit_choice.kind == "loglog" and line.prefsim_fit.scale == "loglog"
+    assert line.prefsim_fit.window == (20, 200)
+    assert line.prefsim_fit.slope == pytest.approx(-2.0, abs=0.05)
+    assert "log-log slope" in line.get_label()
+
+
+def test_linear_convergence_gets_a_semilog_fit_and_a_rate():
+    table = synthetic({"a": {"duality_gap": lambda t: 0.5 * 0.9**t}}, iterations=np.arange(0, 121))
+    axes = plotting.plot_metric(table, "duality_gap")
+    line = _curve(axes, "a")
+    assert line.prefsim_fit.scale == "semilog"
+    assert line.prefsim_fit.slope == pytest.approx(math.log(0.9), rel=1e-6)
+    assert "linear rate: semilog slope" in line.get_label() and "/iter" in line.get_label()
+
+
+def test_fit_stops_at_the_float_floor():
+    # geometric decay that hits rounding (1e-17) from t = 60 on: the fit uses t < 60 only
+    table = synthetic(
+        {"a": {"kl_to_nash": lambda t: np.where(t < 60, 0.7**t, 1e-17)}}, iterations=np.arange(0, 301), noise=0.0
+    )
+    axes = plotting.plot_metric(table, "kl_to_nash")
+    line = _curve(axes, "a")
+    assert line.prefsim_fit_choice.floor_iteration == 60
+    assert line.prefsim_fit.window[1] < 60
+    assert line.prefsim_fit.slope == pytest.approx(math.log(0.7), rel=1e-9)
+    # entirely at the floor: no fit, and the legend says why
+    flat = synthetic({"b": {"kl_to_nash": lambda t: np.where(t < 2, 0.5, 1e-18)}}, noise=0.0)
+    line = _curve(plotting.plot_metric(flat, "kl_to_nash"), "b")
+    assert line.prefsim_fit is None and "rounding floor" in line.get_label()
+    # float32's floor is higher: 1e-9 is rounding there, not in float64
+    choice = plotting.choose_fit(np.arange(0, 50), np.r_[1.0, np.full(49, 1e-9)], "kl_to_nash", 1.2e-5)
+    assert choice.kind == "none" and choice.floor_iteration == 1
+
+
+def test_plateaus_and_counts_get_no_fit():
+    table = synthetic(
+        {
+            "a": {
+                "exploitability": lambda t: 0.2 + 0.3 * np.exp(-t),  # levels off at the τ-Nash's exploitability
+                "regret": lambda t: np.sqrt(t),  # a cumulative count: no rate
+                "queries": lambda t: 100.0 * t,
+            }
+        }
+    )
+    line = _curve(plotting.plot_metric(table, "exploitability"), "a")
+    assert line.prefsim_fit is None and "plateau" in line.get_label()
+    for metric in ("regret", "queries"):
+        line = _curve(plotting.plot_metric(table, metric), "a")
+        assert line.prefsim_fit is None and line.get_label() == "a"
+
+
+def test_a_fit_whose_interval_contains_zero_says_no_significant_trend():
+    rng = np.random.default_rng(1)
+    wobble = {seed: rng.uniform(0.5, 2.0, 201) for seed in range(4)}
+    rows = [
+        pd.DataFrame({"rule": "c", "seed": s, "iteration": np.arange(201), "kl_to_nash": w}) for s, w in wobble.items()
+    ]
+    line = _curve(plotting.plot_metric(pd.concat(rows), "kl_to_nash"), "c")
+    if line.prefsim_fit is not None:
+        assert line.prefsim_fit.lower <= 0 <= line.prefsim_fit.upper
+        assert "no significant trend" in line.get_label()
+    else:
+        assert "plateau" in line.get_label()
+
+
+# ----------------------------------------------------------------------------------------------
+# layout
+
+
+def _inside(inner, outer, slack=1.0) -> bool:
+    return (
+        inner.x0 >= outer.x0 - slack
+        and inner.y0 >= outer.y0 - slack
+        and inner.x1 <= outer.x1 + slack
+        and inner.y1 <= outer.y1 + slack
+    )
+
+
+def test_legend_outside_the_axes_and_title_inside_the_figure(tmp_path):
+    table = synthetic({f"r{i}": {"kl_to_nash": lambda t, i=i: (i + 1) / (t + 1.0)} for i in range(4)})
+    manifest = {
+        "spec": {"name": "a_rather_long_experiment_name_" * 3, "game": {"kind": "random", "arms": 10, "tau": 0.1}},
+        "seeds": [0, 1, 2, 3],
+    }
+    figure = plotting.metric_figure(
+        table, "kl_to_nash", plotting.stats.rules_of(table), PlotSpec(), title=plotting.figure_title(manifest)
+    )
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    whole = figure.bbox
+    (cell,) = figure.subfigs
+    (axes,) = cell.axes
+    (legend,) = cell.legends
+    box = legend.get_window_extent(renderer)
+    assert box.x0 >= axes.bbox.x1, "the legend must be right of the axes, not over the curves"
+    assert _inside(box, whole), "the legend must fit in the figure"
+    title = figure._suptitle
+    assert "\n" in title.get_text(), "a long title is wrapped"
+    assert _inside(title.get_window_extent(renderer), whole), "the title must not be cut at the figure's edge"
+    assert not title.get_window_extent(renderer).overlaps(box), "the legend must not run into the title"
+
+
+def test_many_rules_become_small_multiples_coloured_by_family_styled_by_sweep(tmp_path):
+    curves = {}
+    for family in ("apo", "dpo"):
+        for index, value in enumerate((0.0, 0.3, 0.5, 0.7, 0.9)):
+            curves[f"{family}[alpha={value}]"] = {"suboptimality": lambda t, k=index: (k + 1) / (t + 1.0)}
+    table = synthetic(curves)
+    rules = plotting.stats.rules_of(table)
+    figure = plotting.metric_figure(table, "suboptimality", rules, PlotSpec(), title="x")
+    panels = [cell for cell in figure.subfigs if cell.axes]
+    assert [cell.axes[0].get_title() for cell in panels] == ["apo", "dpo"]
+    assert panels[0].axes[0].get_ylim() == panels[1].axes[0].get_ylim(), "small multiples share the y range"
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    for cell in panels:
+        (axes,) = cell.axes
+        (legend,) = cell.legends
+        box = legend.get_window_extent(renderer)
+        assert box.y1 <= axes.bbox.y0 + 1, "panel legends sit below their axes"
+        assert _inside(box, figure.bbox), "and inside the figure"
+        assert not box.overlaps(axes.bbox)
+    styles = plotting.curve_styles(rules)
+    apo = [styles[r] for r in rules if r.startswith("apo")]
+    assert len({s["ls"] for s in apo}) == 5, "one line style per swept value"
+    hue = [np.asarray(s["color"]) / max(s["color"]) for s in apo]
+    assert all(np.allclose(h, hue[0]) for h in hue), "one hue per family (shades of it)"
+    assert not np.allclose(styles["apo[alpha=0.0]"]["color"], styles["dpo[alpha=0.0]"]["color"])
+    # the same figure with layout = "single" is one axes
+    single = plotting.metric_figure(table, "suboptimality", rules, PlotSpec(layout="single"))
+    assert len(single.axes) == 1
+
+
+def test_identical_curves_say_so_and_stay_visible():
+    same = {"kl_to_nash": lambda t: 1 / (t + 1)}
+    table = synthetic({"sppo": same, "dno": same}, noise=0.0)
+    axes = plotting.plot_metric(table, "kl_to_nash")
+    dno = _curve(axes, "dno")
+    assert "(= sppo)" in dno.get_label() and dno.get_linestyle() != _curve(axes, "sppo").get_linestyle()
+
+
+def test_title_describes_the_problem_actually_run():
+    ring = {
+        "spec": {"name": "ring", "game": {"kind": "cyclic", "arms": 3, "tau": 0.1}},
+        "parsed_spec": {"run": {"mode": "sampled", "problem": "ring", "ring_grid": 25}},
+        "seeds": [0],
+    }
+    title = plotting.figure_title(ring)
+    assert "problem = ring, K = 625 actions, τ = 0.1" in title and "cyclic" not in title and "K = 3" not in title
+    game = {"spec": {"game": {"kind": "bradley_terry", "rewards": [1.0, 0.5, 0.0], "tau": 0.0}}, "seeds": [0, 1]}
+    assert "bradley_terry, K = 3" in plotting.figure_title(game)
+
+
+# ----------------------------------------------------------------------------------------------
+# the [plot] table
+
+
+def test_plot_table_selects_rules_metrics_labels_per_seed_and_formats(tmp_path):
+    spec = {
+        "iterations": 20,
+        "seeds": 3,
+        "game": {"kind": "random", "arms": 4, "tau": 0.3},
+        "rule": [{"name": "inpo", "eta": [2.0, 4.0]}, {"name": "sppo", "eta": 0.5}],
+        "plot": {
+            "rules": ["inpo"],
+            "metrics": ["kl_to_nash"],
+            "per_seed": True,
+            "formats": ["pdf", "svg"],
+            "labels": {"inpo[eta=2]": "INPO, η = 2"},
+        },
+    }
+    sim.run(spec, out=tmp_path)
+    assert cli.main(["plot", str(tmp_path)]) == 0
+    assert (tmp_path / "kl_to_nash.pdf").read_bytes()[:4] == b"%PDF"
+    assert b"<svg" in (tmp_path / "kl_to_nash.svg").read_bytes()[:2000]
+    assert not list(tmp_path.glob("*.png")) and not (tmp_path / "duality_gap.pdf").exists()
+    table = pd.read_csv(tmp_path / "metrics.csv")
+    figure = plotting.metric_figure(
+        table, "kl_to_nash", ["inpo[eta=2]", "inpo[eta=4]"], parse_plot(spec["plot"]), title="t"
+    )
+    axes = figure.axes[0]
+    labels = [line.get_label() for line in axes.get_lines() if not line.get_label().startswith("_")]
+    assert any(label.startswith("INPO, η = 2") for label in labels)
+    assert not any(label.startswith("sppo") for label in labels)
+    thin = [line for line in axes.get_lines() if line.get_label() == "_nolegend_" and line.get_linewidth() == 0.5]
+    assert len(thin) == 2 * 3  # per-seed curves: 2 rules × 3 seeds
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"colour": "red"}, "plot: unknown key"),
+        ({"formats": ["jpg"]}, "plot.formats"),
+        ({"layout": "grid"}, "plot.layout"),
+        ({"fit": "cubic"}, "plot.fit"),
+        ({"per_seed": "yes"}, "plot.per_seed"),
+        ({"labels": {"a": 1}}, "plot.labels"),
+        ({"rules": []}, "plot.rules"),
+    ],
+)
+def test_plot_table_rejects_bad_input(table, message):
+    with pytest.raises(PrefsimError, match=message):
+        parse_plot(table)
+
+
+def test_plot_table_names_only_rules_of_the_run():
+    spec = {
+        "iterations": 2,
+        "game": {"kind": "random", "arms": 3, "tau": 0.3},
+        "rule": [{"name": "inpo", "eta": 4.0}],
+        "plot": {"rules": ["sppo"]},
+    }
+    with pytest.raises(PrefsimError, match="plot.rules: 'sppo' is not a rule of this run"):
+        sim.spec.parse_spec(spec)
+    assert sim.spec.parse_spec({**spec, "plot": {"rules": ["inpo"]}}).plot.rules == ("inpo",)
+
+
+def test_plot_table_does_not_change_the_fingerprint():
+    from sim.experiment import spec_fingerprint
+
+    base = {"iterations": 2, "game": {"kind": "random", "arms": 3, "tau": 0.3}, "rule": [{"name": "inpo", "eta": 4.0}]}
+    plotted = {**base, "plot": {"formats": ["svg"]}}
+    assert spec_fingerprint(sim.spec.parse_spec(base)) == spec_fingerprint(sim.spec.parse_spec(plotted))
+
+
+def test_a_curve_that_keeps_falling_far_below_epsilon_is_not_at_the_floor():
+    # TV to a point mass is a sum of tiny probabilities, computed without cancellation: 0.5^t down to 1e-90
+    table = synthetic({"a": {"tv_to_optimum": lambda t: 0.5**t}}, iterations=np.arange(0, 301), noise=0.0)
+    line = _curve(plotting.plot_metric(table, "tv_to_optimum"), "a")
+    assert line.prefsim_fit_choice.floor_iteration is None
+    assert line.prefsim_fit.window == (30, 300) and line.prefsim_fit.slope == pytest.approx(math.log(0.5))

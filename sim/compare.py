@@ -1,0 +1,159 @@
+"""``prefsim compare DIR_A DIR_B``: paired differences between two runs of the same game and seeds.
+
+Typical uses: sampled mode against exact mode (the same spec with another ``[run]`` table), or two
+code versions (the same spec run from two checkouts).  For every rule label both runs have, every
+chosen metric and the final shared iteration (plus ``--at`` iterations), on the seeds both runs
+share: the mean of each run, the mean paired difference B − A with its 95% bootstrap CI, and the
+probability that B is better (lower) than A on a seed, with its CI (:func:`sim.stats.paired_difference`).
+An ordering is supported only where the CI of the difference excludes 0.
+
+The runs must simulate the same game: their parsed ``[game]`` tables must be equal, otherwise the
+seeds would not pair the same instances and the comparison is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bandits.errors import PrefsimError
+from sim import stats
+from sim.summary import HEADLINE_METRICS, format_value, metrics_with_data
+
+COMPARE_FILE = "compare.csv"
+COMPARE_COLUMNS = [
+    "rule",
+    "metric",
+    "iteration",
+    "mean_a",
+    "mean_b",
+    "difference",
+    "difference_lower",
+    "difference_upper",
+    "probability_b_better",
+    "probability_lower",
+    "probability_upper",
+    "seeds",
+]
+#: Metrics where "lower is better" has no meaning (not compared by default).
+NOT_COMPARED = ("max_log_ratio", "max_log_ratio_mixture", "loss")
+
+
+def load_run(directory) -> tuple[pd.DataFrame, dict]:
+    """``(metrics table, manifest)`` of a result directory written by ``prefsim run``."""
+    directory = Path(directory)
+    metrics = directory / "metrics.csv"
+    manifest = directory / "manifest.json"
+    if not metrics.is_file() or not manifest.is_file():
+        raise PrefsimError(
+            f"{str(directory)!r} is not a finished `prefsim run` directory (it needs metrics.csv and manifest.json)."
+        )
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise PrefsimError(f"{str(manifest)!r} is not valid JSON ({exc}).") from None
+    return pd.read_csv(metrics), data
+
+
+def compare_runs(
+    table_a: pd.DataFrame,
+    manifest_a: dict,
+    table_b: pd.DataFrame,
+    manifest_b: dict,
+    metrics=None,
+    iterations=(),
+) -> pd.DataFrame:
+    """The paired comparison of the module docstring (columns :data:`COMPARE_COLUMNS`)."""
+    game_a = (manifest_a.get("parsed_spec") or {}).get("game")
+    game_b = (manifest_b.get("parsed_spec") or {}).get("game")
+    if game_a != game_b:
+        raise PrefsimError(
+            "compare: the two runs simulate different games (their [game] tables differ), so their seeds do "
+            f"not pair the same instances: A has {game_a}, B has {game_b}."
+        )
+    seeds = sorted(set(table_a["seed"]) & set(table_b["seed"]))
+    if not seeds:
+        raise PrefsimError("compare: the two runs share no seed; rerun one with the other's seeds.")
+    rules = [rule for rule in stats.rules_of(table_a) if rule in set(table_b["rule"])]
+    if not rules:
+        raise PrefsimError(
+            f"compare: the runs share no rule label (A: {', '.join(stats.rules_of(table_a))}; "
+            f"B: {', '.join(stats.rules_of(table_b))})."
+        )
+    shared = [m for m in metrics_with_data(table_a) if m in set(metrics_with_data(table_b))]
+    if metrics is None:
+        chosen = [m for m in shared if m not in NOT_COMPARED]
+        headline = [m for m in HEADLINE_METRICS if m in chosen]
+        metrics = headline or chosen
+    else:
+        metrics = list(metrics)
+        missing = [m for m in metrics if m not in shared]
+        if missing:
+            raise PrefsimError(
+                f"compare: {', '.join(missing)} has no value in one of the runs; shared metrics: {', '.join(shared)}."
+            )
+    rows = []
+    for rule in rules:
+        a = table_a[(table_a["rule"] == rule) & table_a["seed"].isin(seeds)]
+        b = table_b[(table_b["rule"] == rule) & table_b["seed"].isin(seeds)]
+        common = sorted(set(a["iteration"]) & set(b["iteration"]))
+        if not common:
+            continue
+        wanted = sorted({int(common[-1]), *(int(i) for i in iterations if int(i) in set(common))})
+        combined = pd.concat([a.assign(rule="A"), b.assign(rule="B")], ignore_index=True)
+        for metric in metrics:
+            for iteration in wanted:
+                at = combined[combined["iteration"] == iteration]
+                paired = stats.paired_difference(at, metric, "B", "A", iteration=iteration)
+                if paired.empty:
+                    continue
+                result = paired.iloc[0]
+                rows.append(
+                    {
+                        "rule": rule,
+                        "metric": metric,
+                        "iteration": iteration,
+                        "mean_a": float(np.nanmean(at.loc[at["rule"] == "A", metric])),
+                        "mean_b": float(np.nanmean(at.loc[at["rule"] == "B", metric])),
+                        "difference": float(result["difference"]),
+                        "difference_lower": float(result["difference_lower"]),
+                        "difference_upper": float(result["difference_upper"]),
+                        "probability_b_better": float(result["probability_of_improvement"]),
+                        "probability_lower": float(result["probability_lower"]),
+                        "probability_upper": float(result["probability_upper"]),
+                        "seeds": int(result["seeds"]),
+                    }
+                )
+    return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
+
+
+def format_comparison(comparison: pd.DataFrame, name_a: str, name_b: str, floor: float) -> str:
+    """Printed form: one line per rule × metric × iteration, "≈ 0" at the rounding floor."""
+
+    def cell(value):
+        return format_value(value, floor)
+
+    lines = [f"B − A (A = {name_a}, B = {name_b}): mean difference [95% CI]; P(B better) [95% CI]; seeds"]
+    frame = pd.DataFrame(
+        {
+            "rule": comparison["rule"],
+            "metric": comparison["metric"],
+            "t": comparison["iteration"],
+            "A": [cell(v) for v in comparison["mean_a"]],
+            "B": [cell(v) for v in comparison["mean_b"]],
+            "B − A": [
+                f"{cell(r.difference)} [{cell(r.difference_lower)}, {cell(r.difference_upper)}]"
+                for r in comparison.itertuples()
+            ],
+            "P(B better)": [
+                f"{r.probability_b_better:.2f} [{r.probability_lower:.2f}, {r.probability_upper:.2f}]"
+                for r in comparison.itertuples()
+            ],
+            "seeds": comparison["seeds"],
+        }
+    )
+    lines.append(frame.to_string(index=False))
+    return "\n".join(lines)

@@ -1,0 +1,193 @@
+"""Degenerate-run checks: what a run's numbers cannot show, said once, in the output and the manifest.
+
+:func:`run_warnings` looks at a finished run table and its spec and returns one message per problem:
+
+* the initial policy π_0 is already the target π* (e.g. a cyclic game with a uniform reference):
+  every rule starts at its fixed point and every curve is flat;
+* all seeds give identical results (nothing in the game is drawn at random in exact mode), so the
+  confidence bands have zero width;
+* a rule's τ differs from the game's τ, while the metrics measure the game's τ-regularised Nash;
+* a metric reaches the precision's rounding floor (:func:`precision_floor`): values there are
+  rounding, not convergence (figures stop their fits there, summaries print "≈ 0").
+
+:func:`absent_metrics_to_nan` enforces "a metric applies to the whole run or is absent": a metric
+that is NaN at every iteration after 0 of a rule × seed is NaN at iteration 0 too (sampled mode
+recorded ``regret`` = 0.0 at t = 0 on games without rewards).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from sim.spec import ExperimentSpec
+
+#: Multiples of machine epsilon below which a metric's value is taken as rounding.
+FLOOR_EPSILONS = 100.0
+#: Metrics that measure a distance to convergence (≥ 0, 0 at the target): the floor applies to them.
+CONVERGENCE_METRICS = (
+    "duality_gap",
+    "exploitability",
+    "kl_to_nash",
+    "suboptimality",
+    "tv_to_optimum",
+    "distance_to_exact",
+)
+
+
+def precision_floor(precision: str) -> float:
+    """Values at or below ``FLOOR_EPSILONS`` × machine epsilon of ``precision`` are rounding (2.2e-14 in float64)."""
+    return float(FLOOR_EPSILONS * np.finfo(np.float32 if precision == "float32" else np.float64).eps)
+
+
+#: A curve below the floor that keeps falling steadily, by this factor overall, is not at the floor.
+FLOOR_ESCAPE = 1e-2
+#: "Steadily": at least this fraction of its steps below the floor go down (rounding noise jitters).
+FLOOR_ESCAPE_MONOTONE = 0.9
+
+
+def floor_iteration(iterations, values, floor: float) -> int | None:
+    """First iteration > 0 from which a curve sits at the rounding floor, or ``None``.
+
+    The curve is at the floor from the first iteration where it is ≤ ``floor`` (or exactly 0),
+    unless from there on it keeps falling steadily (at least :data:`FLOOR_ESCAPE_MONOTONE` of its
+    steps go down, and it ends below :data:`FLOOR_ESCAPE` × where it crossed): a metric computed
+    without cancellation (e.g. TV to a point mass, a sum of tiny probabilities) can legitimately go
+    far below machine epsilon, while rounding noise jitters around it.
+    """
+    iterations = np.asarray(iterations, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    below = (iterations > 0) & np.isfinite(values) & (values <= floor)
+    if not below.any():
+        return None
+    first = int(np.argmax(below))
+    after = values[first:]
+    after = after[np.isfinite(after)]
+    if after.size >= 3 and np.all(after > 0):
+        falling = np.mean(np.diff(after) < 0)
+        if falling >= FLOOR_ESCAPE_MONOTONE and after[-1] < FLOOR_ESCAPE * after[0]:
+            return None
+    return int(iterations[first])
+
+
+def is_convergence_metric(metric: str) -> bool:
+    """Whether ``metric`` (or its ``_mixture`` twin) measures a distance to convergence."""
+    return metric.removesuffix("_mixture") in CONVERGENCE_METRICS
+
+
+def absent_metrics_to_nan(table: pd.DataFrame) -> pd.DataFrame:
+    """Set iteration 0 to NaN for metrics that are NaN at every later iteration of a rule × seed."""
+    ids = {"rule", "seed", "iteration"}
+    metrics = [c for c in table.columns if c not in ids and pd.api.types.is_float_dtype(table[c])]
+    if not metrics or "iteration" not in table.columns:
+        return table
+    later = table[table["iteration"] > 0]
+    if later.empty:
+        return table
+    absent = later.groupby(["rule", "seed"], sort=False)[metrics].agg(lambda column: column.isna().all())
+    table = table.copy()
+    start = table["iteration"] == 0
+    keys = pd.MultiIndex.from_frame(table.loc[start, ["rule", "seed"]])
+    for metric in metrics:
+        mask = absent[metric].reindex(keys).fillna(False).to_numpy(dtype=bool)
+        rows = table.index[start][mask]
+        table.loc[rows, metric] = np.nan
+    return table
+
+
+def _initial_is_target(table: pd.DataFrame, floor: float) -> bool:
+    if "kl_to_nash" not in table.columns:
+        return False
+    first = table.loc[table["iteration"] == 0, "kl_to_nash"].to_numpy(dtype=np.float64)
+    return bool(first.size) and bool(np.all(np.isfinite(first) & (first <= floor)))
+
+
+def _seeds_identical(table: pd.DataFrame, metrics: list[str]) -> bool:
+    if table["seed"].nunique() < 2 or not metrics:
+        return False
+    extremes = table.groupby(["rule", "iteration"], sort=False)[metrics].agg(["max", "min"])
+    for metric in metrics:
+        spread = (extremes[(metric, "max")] - extremes[(metric, "min")]).to_numpy(dtype=np.float64)
+        if np.any(np.isfinite(spread) & (spread != 0)):
+            return False
+    return True
+
+
+def floor_reached(table: pd.DataFrame, precision: str) -> dict[str, list[str]]:
+    """Metric → rule labels whose mean last-iterate curve reaches the precision floor at some iteration > 0."""
+    floor = precision_floor(precision)
+    reached: dict[str, list[str]] = {}
+    later = table[table["iteration"] > 0]
+    for metric in [c for c in table.columns if c in CONVERGENCE_METRICS]:
+        means = later.groupby(["rule", "iteration"], sort=False)[metric].mean()
+        rules = [
+            rule
+            for rule, curve in means.groupby(level="rule", sort=False)
+            if floor_iteration(curve.index.get_level_values("iteration"), curve.to_numpy(), floor) is not None
+        ]
+        if rules:
+            reached[metric] = rules
+    return reached
+
+
+def run_warnings(table: pd.DataFrame, spec: ExperimentSpec) -> list[str]:
+    """The degenerate-run messages of the module docstring for a finished run (empty when none)."""
+    messages = []
+    floor = precision_floor(spec.precision)
+    problem = getattr(spec.run, "problem", "game")
+    at_target = problem == "game" and _initial_is_target(table, floor)
+    if at_target:
+        messages.append(
+            "the initial policy π_0 is already the target π* on every seed (KL(π*‖π_0) ≤ "
+            f"{floor:.1e}): every rule starts at its fixed point, so every curve is flat and every rate "
+            'meaningless (e.g. a cyclic game with a uniform reference); set game.reference = "random" or '
+            'game.initial = "random".'
+        )
+    if spec.run.mode == "exact":
+        metrics = [m for m in ("exploitability", "kl_to_nash", "max_log_ratio") if m in table.columns]
+        if _seeds_identical(table, metrics):
+            messages.append(
+                f"all {table['seed'].nunique()} seeds give identical results (exact mode draws nothing at random "
+                "and this game has a fixed P, reference and initial policy), so the confidence bands have zero "
+                'width; use a random game (kind = "random", reference = "random" or initial = "random") to '
+                "vary the instance over seeds."
+            )
+    for rule in spec.rules:
+        tau = rule.fixed().get("tau")
+        if (
+            isinstance(tau, (int, float))
+            and not isinstance(tau, bool)
+            and abs(float(tau) - float(spec.game.tau)) > 1e-12
+        ):
+            messages.append(
+                f"rule {rule.label} has τ = {float(tau):g} but the game has τ = {float(spec.game.tau):g}: "
+                "duality_gap, kl_to_nash and tv_to_optimum measure the game's τ-regularised Nash, not the rule's."
+            )
+    reached = {} if at_target else floor_reached(table, spec.precision)
+    if reached:
+        by_rule: dict[str, list[str]] = {}
+        for metric, rules in reached.items():
+            for rule in rules:
+                by_rule.setdefault(rule, []).append(metric)
+        listed = "; ".join(f"{rule}: {', '.join(metrics)}" for rule, metrics in by_rule.items())
+        advice = ' Use precision = "float64" to measure rates further.' if spec.precision == "float32" else ""
+        messages.append(
+            f"these curves reach the {spec.precision} rounding floor ({floor:.1e}): {listed}. Values there are "
+            f"rounding, not convergence; figures stop their fits at the floor and summaries print them as ≈ 0.{advice}"
+        )
+    return messages
+
+
+class DegenerateRunWarning(UserWarning):
+    """A run whose numbers cannot show what they seem to (see :func:`run_warnings`)."""
+
+
+def report_warnings(messages: list[str], progress=None) -> None:
+    """Say each message once: through ``progress`` (the CLI prints ``warning: …``) or as a Python warning."""
+    for message in messages:
+        if progress is not None:
+            progress(f"warning: {message}")
+        else:
+            warnings.warn(message, DegenerateRunWarning, stacklevel=3)

@@ -1,0 +1,52 @@
+"""Where a result came from, and files written as the user expects: the prefsim version, whether the
+source tree had uncommitted changes, and the permission bits of written files.
+
+``git_dirty`` complements :func:`sim.experiment.git_commit`: a commit alone does not reproduce a run
+made from a modified tree.  Files written through a temporary file (``tempfile`` creates them 0600)
+get the mode an ordinary ``open`` would give them under the user's umask (:func:`default_file_mode`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+SOURCE_ROOT = Path(__file__).resolve().parent
+
+
+def prefsim_version() -> str:
+    """The installed prefsim version ("unknown" when run from a source tree that is not installed)."""
+    try:
+        return metadata.version("prefsim")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def git_dirty() -> bool | None:
+    """Whether the git checkout prefsim runs from has uncommitted changes to tracked files.
+
+    ``None`` when prefsim does not run from a git checkout (an installed wheel) or git is missing.
+    Untracked files are ignored: results depend on tracked sources only.
+    """
+    try:
+        result = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=SOURCE_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if result.returncode != 0:
+        return None
+    return bool(result.stdout.strip())
+
+
+def default_file_mode() -> int:
+    """0o666 minus the process umask: the mode ``open(path, "w")`` would create a file with."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask

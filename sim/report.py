@@ -1,0 +1,211 @@
+"""``prefsim report DIR``: one self-contained HTML page of a result directory.
+
+The page holds, in this order: the run's name, description and provenance (seeds, iterations,
+versions, git commit and whether the tree was modified); the degenerate-run warnings of the manifest;
+the summary tables (``summary.csv``: mean [95% CI] per rule and metric, "≈ 0" at the rounding floor);
+the head-to-head table of ``prefsim compare`` where the directory has one (``compare.csv``); every
+figure (PNG embedded as base64, SVG inline); which theory bounds were drawn (``bounds.csv``); and the
+whole manifest.  Nothing is fetched from elsewhere: no scripts, fonts or images outside the file, so
+the page can be mailed or archived as it is.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from bandits.errors import PrefsimError
+from sim.bounds_file import read_bounds
+from sim.compare import COMPARE_FILE
+from sim.diagnostics import precision_floor
+from sim.summary import SUMMARY_FILE, format_value, summary_cell, summary_frame
+
+REPORT_FILE = "report.html"
+STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1100px;
+       padding: 0 1em; color: #1d1d1f; line-height: 1.45; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { font-size: 1.25em; margin-top: 1.8em;
+     border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
+table { border-collapse: collapse; font-size: 0.88em; margin: 0.6em 0 1.2em; }
+th, td { border: 1px solid #d0d0d0; padding: 0.25em 0.6em; text-align: right; white-space: nowrap; }
+th:first-child, td:first-child { text-align: left; } thead th { background: #f3f3f3; }
+.warnings li { background: #fff4e5; border-left: 4px solid #f0a020; padding: 0.4em 0.7em; margin: 0.3em 0;
+               list-style: none; }
+.muted { color: #666; font-size: 0.9em; } figure { margin: 1.2em 0; } figure img, figure svg { max-width: 100%;
+  height: auto; border: 1px solid #eee; } figcaption { font-size: 0.9em; color: #444; }
+.scroll { overflow-x: auto; } pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.8em; }
+"""
+#: Marks the page as rendered in tests: the number of embedded images the browser decoded.
+LOAD_SCRIPT = (
+    "<script>window.addEventListener('load', function () {"
+    " var n = 0; document.querySelectorAll('img').forEach(function (i) { if (i.naturalWidth > 0) n++; });"
+    " document.body.setAttribute('data-loaded-images', String(n)); });</script>"
+)
+
+
+def _table(frame: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+        for row in frame.itertuples(index=False)
+    )
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>'
+
+
+def _summary_tables(summary: pd.DataFrame, precision: str) -> str:
+    floor = precision_floor(precision)
+    parts = []
+    for iteration, block in summary.groupby("iteration", sort=False):
+        block = block.assign(cell=[summary_cell(r, floor) for r in block.itertuples()])
+        seeds = int(block["seeds"].max())
+        parts.append(f"<h3>iteration {int(iteration)} — mean [95% bootstrap CI] over {seeds} seed(s)</h3>")
+        metrics = list(dict.fromkeys(block["metric"]))
+        # the last iterate π_t and the running mixture π̄_t in two tables, each narrow enough to read
+        for group in (
+            [m for m in metrics if not m.endswith("_mixture")],
+            [m for m in metrics if m.endswith("_mixture")],
+        ):
+            if not group:
+                continue
+            wide = block.pivot(index="rule", columns="metric", values="cell")
+            wide = wide.reindex(index=list(dict.fromkeys(block["rule"])), columns=group)
+            parts.append(_table(wide.fillna("–").reset_index()))
+    parts.append(f'<p class="muted">≈ 0: at or below the {precision} rounding floor ({floor:.1e}).</p>')
+    return "\n".join(parts)
+
+
+def _comparison_table(comparison: pd.DataFrame, precision: str) -> str:
+    floor = precision_floor(precision)
+    frame = pd.DataFrame(
+        {
+            "rule": comparison["rule"],
+            "metric": comparison["metric"],
+            "t": comparison["iteration"],
+            "A": [format_value(v, floor) for v in comparison["mean_a"]],
+            "B": [format_value(v, floor) for v in comparison["mean_b"]],
+            "B − A [95% CI]": [
+                f"{format_value(r.difference, floor)} [{format_value(r.difference_lower, floor)}, "
+                f"{format_value(r.difference_upper, floor)}]"
+                for r in comparison.itertuples()
+            ],
+            "P(B better) [95% CI]": [
+                f"{r.probability_b_better:.2f} [{r.probability_lower:.2f}, {r.probability_upper:.2f}]"
+                for r in comparison.itertuples()
+            ],
+            "seeds": comparison["seeds"],
+        }
+    )
+    return _table(frame)
+
+
+def _figures(directory: Path, metric_order: list[str]) -> tuple[str, int]:
+    """HTML of every figure in ``directory`` (PNG preferred, else SVG) and how many there are."""
+    stems = sorted(
+        {p.stem for p in directory.glob("*.png")} | {p.stem for p in directory.glob("*.svg")},
+        key=lambda stem: (metric_order.index(stem) if stem in metric_order else len(metric_order), stem),
+    )
+    parts = []
+    for stem in stems:
+        png, svg = directory / f"{stem}.png", directory / f"{stem}.svg"
+        if png.is_file():
+            data = base64.b64encode(png.read_bytes()).decode("ascii")
+            body = f'<img alt="{html.escape(stem)}" src="data:image/png;base64,{data}">'
+        else:
+            text = svg.read_text(encoding="utf-8")
+            body = text[text.index("<svg") :] if "<svg" in text else ""
+        parts.append(
+            f'<figure id="figure-{html.escape(stem)}">{body}<figcaption>{html.escape(stem)}</figcaption></figure>'
+        )
+    return "\n".join(parts), len(stems)
+
+
+def build_report(directory, out=None) -> Path:
+    """Write the report of result directory ``directory`` to ``out`` (default ``DIR/report.html``)."""
+    directory = Path(directory)
+    manifest_path, metrics_path = directory / "manifest.json", directory / "metrics.csv"
+    if not manifest_path.is_file() or not metrics_path.is_file():
+        raise PrefsimError(
+            f"{str(directory)!r} is not a finished `prefsim run` directory (it needs metrics.csv and manifest.json)."
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise PrefsimError(f"{str(manifest_path)!r} is not valid JSON ({exc}).") from None
+    table = pd.read_csv(metrics_path)
+    spec = manifest.get("spec") if isinstance(manifest.get("spec"), dict) else {}
+    parsed = manifest.get("parsed_spec") if isinstance(manifest.get("parsed_spec"), dict) else {}
+    precision = parsed.get("precision") or spec.get("precision") or "float64"
+    name = spec.get("name") or directory.name
+    summary_path = directory / SUMMARY_FILE
+    summary = pd.read_csv(summary_path) if summary_path.is_file() else summary_frame(table, precision=precision)
+
+    sections = [f"<h1>{html.escape(str(name))}</h1>"]
+    if spec.get("description"):
+        sections.append(f"<p>{html.escape(str(spec['description']))}</p>")
+    versions = manifest.get("versions") or {}
+    dirty = manifest.get("git_dirty")
+    provenance = [
+        f"{len(manifest.get('seeds', []))} seed(s)",
+        f"{parsed.get('iterations', spec.get('iterations', '?'))} iterations",
+        f"mode {(parsed.get('run') or {}).get('mode', 'exact')}",
+        f"precision {precision}",
+        f"prefsim {versions.get('prefsim')}",
+        f"git {manifest.get('git_commit') or 'unknown'}"
+        + (" (uncommitted changes)" if dirty else " (clean)" if dirty is False else ""),
+        f"{manifest.get('seconds', '?')} s",
+    ]
+    sections.append(f'<p class="muted">{html.escape(" · ".join(provenance))}</p>')
+    if manifest.get("complete") is False:
+        sections.append('<ul class="warnings"><li>The run did not finish: results are partial.</li></ul>')
+
+    sections.append("<h2>Warnings</h2>")
+    warnings = manifest.get("warnings") or []
+    if warnings:
+        items = "".join(f"<li>{html.escape(str(w))}</li>" for w in warnings)
+        sections.append(f'<ul class="warnings">{items}</ul>')
+    else:
+        sections.append('<p class="muted">None: no degenerate-run condition was detected.</p>')
+
+    sections.append("<h2>Summary</h2>")
+    sections.append(_summary_tables(summary, precision))
+
+    comparison_path = directory / COMPARE_FILE
+    if comparison_path.is_file():
+        sections.append("<h2>Head to head (prefsim compare)</h2>")
+        comparison = pd.read_csv(comparison_path)
+        sections.append(_comparison_table(comparison, precision))
+
+    sections.append("<h2>Figures</h2>")
+    metric_order = list(dict.fromkeys(summary["metric"]))
+    figures, count = _figures(directory, metric_order)
+    if count:
+        sections.append(figures)
+    elif list(directory.glob("*.pdf")):
+        sections.append(
+            '<p class="muted">The figures of this run are PDF only; add "png" or "svg" to [plot] formats and '
+            "run `prefsim plot` to embed them here.</p>"
+        )
+    else:
+        sections.append('<p class="muted">No figures in this directory (run `prefsim plot`).</p>')
+    bounds = read_bounds(directory)
+    if bounds is not None and not bounds.empty:
+        drawn = bounds.groupby(["rule", "metric"], sort=False)["label"].first().reset_index()
+        sections.append("<h3>Theory bounds drawn (bounds.csv; docs/theory.md §H)</h3>")
+        sections.append(_table(drawn))
+
+    sections.append("<h2>Manifest</h2>")
+    sections.append(
+        f"<details><summary>manifest.json</summary><pre>{html.escape(json.dumps(manifest, indent=2))}</pre></details>"
+    )
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>prefsim report — {html.escape(str(name))}</title><style>{STYLE}</style></head>"
+        f"<body>\n{chr(10).join(sections)}\n{LOAD_SCRIPT}\n</body></html>\n"
+    )
+    out = Path(out) if out is not None else directory / REPORT_FILE
+    out.write_text(page, encoding="utf-8")
+    return out

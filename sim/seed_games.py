@@ -1,0 +1,57 @@
+"""The games of a run, one per seed, and the policies its metrics measure against.
+
+:func:`build_games` builds every seed's game, stacks the leaves that differ between seeds (a leaf equal in
+every seed is kept once, :func:`sim.shared_engine.stack_over_seeds`) and solves each seed's target π*
+(τ > 0: all seeds' regularised Nash policies in one batched solve, :func:`sim.nash.regularised_targets`);
+:func:`unregularised_targets` gives π⁰ per seed.  Both :mod:`sim.experiment` (the run) and
+:mod:`sim.theory` (the bounds of a run) read the games from here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import jax.numpy as jnp
+import numpy as np
+
+from bandits.games import build_game
+from sim.game import Game, game_from_instance
+from sim.nash import regularised_targets, target_policy, unique_unregularised_nash
+from sim.shared_engine import stack_over_seeds
+from sim.spec import ExperimentSpec
+
+
+def build_games(spec: ExperimentSpec, dtype=jnp.float64):
+    """Games and targets per seed.
+
+    Returns ``(games, game_axes, targets, target_gaps)``: a :class:`Game` whose leaves are stacked over
+    seeds only where they differ between seeds (``game_axes`` holds 0 or None per leaf), π* per seed
+    (S, K) and the duality gap each π* was solved to.  Games are built one seed at a time and a leaf
+    equal to the first seed's is not kept again, so seeds sharing one game hold one K×K matrix, not S.
+    """
+    games, game_axes = stack_over_seeds(game_from_instance(build_game(spec.game, seed), dtype) for seed in spec.seeds)
+    if float(spec.game.tau) > 0:
+        # every seed's π*_τ in one batched solve (the target depends on P, π_ref, rewards and τ, not π_0)
+        targets, gaps = regularised_targets(games, game_axes, len(spec.seeds))
+        return games, game_axes, jnp.asarray(targets, dtype), gaps
+    cache = {}
+    targets, gaps = [], []
+    for index in range(len(spec.seeds)):
+        g = Game(*(leaf if axis is None else leaf[index] for leaf, axis in zip(games, game_axes)))
+        key = hashlib.sha256(b"".join(np.asarray(g[i]).tobytes() for i in (0, 1, 3, 4))).digest()  # not P
+        if key not in cache:
+            cache[key] = target_policy(g._replace(preference=g.preference.astype(jnp.float64)))
+        targets.append(cache[key][0])
+        gaps.append(cache[key][1])
+    return games, game_axes, jnp.asarray(np.stack(targets), dtype), gaps
+
+
+def unregularised_targets(games, game_axes, seeds: int, dtype=jnp.float64):
+    """π⁰ per seed, shape (S, K): the unregularised Nash policy of each seed's P (from
+    :func:`build_games`' games), rows of NaN where it is not unique
+    (:func:`sim.nash.unique_unregularised_nash`); solved once when all seeds share one P."""
+    if game_axes.preference is None:
+        nash = unique_unregularised_nash(np.asarray(games.preference))
+        return jnp.asarray(np.tile(nash, (seeds, 1)), dtype)
+    rows = [unique_unregularised_nash(np.asarray(matrix)) for matrix in games.preference]
+    return jnp.asarray(np.stack(rows), dtype)

@@ -1,0 +1,126 @@
+"""Degenerate-run warnings (sim.diagnostics, sim.bounds_table): said once, in the output and the manifest."""
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import sim
+from sim import cli
+from sim.diagnostics import DegenerateRunWarning, absent_metrics_to_nan, precision_floor
+
+
+def _warnings_of(spec) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sim.run(spec)
+    return [str(w.message) for w in caught if issubclass(w.category, DegenerateRunWarning)]
+
+
+def test_precision_floor():
+    assert precision_floor("float64") == pytest.approx(100 * np.finfo(np.float64).eps)
+    assert precision_floor("float32") == pytest.approx(100 * np.finfo(np.float32).eps)
+
+
+def test_initial_policy_at_the_nash_point_is_said_once_in_output_and_manifest(tmp_path, capsys):
+    spec = tmp_path / "flat.toml"
+    spec.write_text(
+        'iterations = 20\nseeds = 3\n[game]\nkind = "cyclic"\narms = 3\ntau = 0.1\n'
+        '[[rule]]\nname = "inpo"\neta = 20.0\n'
+    )
+    assert cli.main(["run", str(spec), "--out", str(tmp_path / "out"), "--no-plots"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("already the target π*") == 1
+    assert printed.count("seeds give identical results") == 1
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert sum("already the target π*" in m for m in manifest["warnings"]) == 1
+    # the flat run is not also reported as "reaching the float floor"
+    assert not any("rounding floor" in m for m in manifest["warnings"])
+    # --quiet prints nothing, the manifest still holds the warnings
+    assert cli.main(["run", str(spec), "--out", str(tmp_path / "quiet"), "--no-plots", "--quiet"]) == 0
+    assert capsys.readouterr().out == ""
+    assert json.loads((tmp_path / "quiet" / "manifest.json").read_text())["warnings"] == manifest["warnings"]
+
+
+def test_a_random_game_gives_no_warning():
+    spec = {
+        "iterations": 10,
+        "seeds": 2,
+        "game": {"kind": "random", "arms": 4, "tau": 0.2},
+        "rule": [{"name": "inpo", "eta": 5.2}],
+    }
+    assert _warnings_of(spec) == []
+
+
+def test_rule_tau_differs_from_the_game_tau_and_the_bound_says_why_it_is_missing(tmp_path):
+    spec = {
+        "iterations": 10,
+        "seeds": 2,
+        "game": {"kind": "random", "arms": 4, "tau": 0.2},
+        "rule": [{"name": "inpo", "eta": 5.0, "tau": 0.1}],
+    }
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sim.run(spec, out=tmp_path)
+    messages = [str(w.message) for w in caught if issubclass(w.category, DegenerateRunWarning)]
+    assert any("τ = 0.1 but the game has τ = 0.2" in m for m in messages)
+    assert any(m.startswith("no theory bound drawn for inpo") and "differs from the game's τ" in m for m in messages)
+    assert pd.read_csv(tmp_path / "bounds.csv").empty
+
+
+def test_random_initial_policy_explains_the_missing_bound(tmp_path):
+    spec = {
+        "iterations": 10,
+        "seeds": 2,
+        "game": {"kind": "random", "arms": 4, "tau": 0.2, "initial": "random"},
+        "rule": [{"name": "inpo", "schedule": "theorem4"}],
+    }
+    sim.run(spec, out=tmp_path, progress=lambda message: None)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    (note,) = [m for m in manifest["warnings"] if m.startswith("no theory bound")]
+    assert 'initial = "random"' in note
+
+
+def test_float32_floor_is_flagged():
+    spec = {
+        "iterations": 300,
+        "seeds": 2,
+        "precision": "float32",
+        "game": {"kind": "random", "arms": 4, "tau": 0.5},
+        "rule": [{"name": "mmd", "eta": 1.0, "tau": 0.5}],
+    }
+    messages = _warnings_of(spec)
+    (floor,) = [m for m in messages if "rounding floor" in m]
+    assert "float32" in floor and "mmd: " in floor and 'precision = "float64"' in floor
+
+
+def test_absent_metric_is_absent_at_iteration_zero_too():
+    table = pd.DataFrame(
+        {
+            "rule": ["a"] * 3 + ["b"] * 3,
+            "seed": [0] * 6,
+            "iteration": [0, 1, 2] * 2,
+            "regret": [0.0, np.nan, np.nan, 0.0, 0.5, 0.7],
+            "loss": [np.nan, 1.0, 2.0, np.nan, 1.0, 1.0],
+        }
+    )
+    fixed = absent_metrics_to_nan(table)
+    assert fixed["regret"].isna().tolist() == [True, True, True, False, False, False]
+    assert fixed["loss"].isna().tolist() == table["loss"].isna().tolist()  # NaN only at t = 0 stays as is
+
+
+def test_sampled_regret_is_absent_on_a_game_without_rewards():
+    spec = {
+        "iterations": 3,
+        "seeds": 2,
+        "game": {"kind": "random", "arms": 4, "tau": 0.2},
+        "rule": [{"name": "inpo", "eta": 5.0}],
+        "run": {"mode": "sampled", "pairs_per_iteration": 50, "inner_steps": 5},
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateRunWarning)
+        table = sim.run(spec)
+    assert table["regret"].isna().all()
+    assert table["queries"].notna().all()

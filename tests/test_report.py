@@ -1,0 +1,135 @@
+"""``prefsim compare`` (paired differences between two runs) and ``prefsim report`` (one HTML page),
+the page opened in a real headless Chromium with a screenshot written next to it."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+
+SPEC = textwrap.dedent(
+    """
+    name = "pair"
+    iterations = 6
+    seeds = 4
+    [game]
+    kind = "random"
+    arms = 4
+    tau = 0.3
+    [[rule]]
+    name = "inpo"
+    eta = 4.0
+    """
+)
+SAMPLED = SPEC + textwrap.dedent(
+    """
+    [run]
+    mode = "sampled"
+    pairs_per_iteration = 200
+    inner_steps = 30
+    learning_rate = 0.1
+    """
+)
+
+
+def prefsim(*arguments, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "sim.cli", *map(str, arguments)], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    (root / "exact.toml").write_text(SPEC)
+    (root / "sampled.toml").write_text(SAMPLED)
+    for name in ("exact", "sampled"):
+        result = prefsim("run", root / f"{name}.toml", "--out", root / name, "--quiet")
+        assert result.returncode == 0, result.stderr
+    return root
+
+
+def test_compare_sampled_against_exact_gives_paired_differences(runs):
+    result = prefsim("compare", runs / "exact", runs / "sampled", "--metrics", "kl_to_nash,exploitability", "--at", "3")
+    assert result.returncode == 0, result.stderr
+    assert "B − A" in result.stdout and "P(B better)" in result.stdout
+    comparison = pd.read_csv(runs / "sampled" / "compare.csv")
+    assert set(comparison["metric"]) == {"kl_to_nash", "exploitability"} and set(comparison["iteration"]) == {3, 6}
+    exact = pd.read_csv(runs / "exact" / "metrics.csv")
+    sampled = pd.read_csv(runs / "sampled" / "metrics.csv")
+    for row in comparison.itertuples():
+        a = exact[exact["iteration"] == row.iteration].set_index("seed")[row.metric]
+        b = sampled[sampled["iteration"] == row.iteration].set_index("seed")[row.metric]
+        difference = (b - a).to_numpy()
+        assert row.difference == pytest.approx(difference.mean(), rel=1e-12, abs=1e-15)
+        assert row.difference_lower <= row.difference <= row.difference_upper
+        assert row.probability_b_better == pytest.approx(np.mean(difference < 0) + 0.5 * np.mean(difference == 0))
+        assert row.seeds == 4
+    assert (comparison["difference"] != 0).all(), "sampled and exact runs differ on every compared cell"
+
+
+def test_compare_identical_runs_is_exactly_zero_and_refuses_other_games(runs, tmp_path):
+    shutil.copytree(runs / "exact", tmp_path / "again")
+    result = prefsim("compare", runs / "exact", tmp_path / "again", "--out", tmp_path / "c.csv")
+    assert result.returncode == 0, result.stderr
+    comparison = pd.read_csv(tmp_path / "c.csv")
+    assert not comparison.empty and (comparison["difference"] == 0).all()
+    assert (comparison["probability_b_better"] == 0.5).all()
+    other = tmp_path / "other.toml"
+    other.write_text(SPEC.replace("arms = 4", "arms = 5"))
+    assert prefsim("run", other, "--out", tmp_path / "other", "--quiet", "--no-plots").returncode == 0
+    refused = prefsim("compare", runs / "exact", tmp_path / "other")
+    assert refused.returncode == 2 and "different games" in refused.stderr and "Traceback" not in refused.stderr
+    missing = prefsim("compare", runs / "exact", tmp_path / "nowhere")
+    assert missing.returncode == 2 and "is not a finished `prefsim run` directory" in missing.stderr
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def test_report_is_one_self_contained_page_that_renders_in_chromium(runs, tmp_path):
+    assert prefsim("compare", runs / "exact", runs / "sampled").returncode == 0
+    result = prefsim("report", runs / "sampled", "--out", tmp_path / "report.html")
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    figures = sorted(p.stem for p in (runs / "sampled").glob("*.png"))
+    assert figures and all(f'id="figure-{stem}"' in page for stem in figures)
+    for heading in ("Warnings", "Summary", "Head to head", "Figures", "Manifest"):
+        assert f"<h2>{heading}" in page
+    assert "distance_to_exact" in page and "queries" in page  # sampled mode's columns are in the summary
+    assert "no theory bound drawn for inpo" in page  # the manifest's warning, shown on the page
+    # self-contained: nothing loaded from elsewhere
+    assert not re.search(r"""(src|href)=["'](https?:|//|file:)""", page) and "<link" not in page
+
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no Chromium on this machine (.ci/run installs the Debian package `chromium`)")
+    common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run"]
+    url = (tmp_path / "report.html").as_uri()
+    screenshot = tmp_path / "report.png"
+    shot = subprocess.run(
+        [*common, "--window-size=1280,2400", f"--screenshot={screenshot}", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shot.returncode == 0, shot.stderr[-2000:]
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 20_000
+    dom = subprocess.run(
+        [*common, "--virtual-time-budget=5000", "--dump-dom", url], capture_output=True, text=True, timeout=120
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    loaded = re.search(r'data-loaded-images="(\d+)"', dom.stdout)
+    assert loaded is not None, "the page's load handler did not run"
+    assert int(loaded.group(1)) == len(figures), "every embedded figure decodes in the browser"
