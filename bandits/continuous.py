@@ -1,4 +1,4 @@
-"""The APO authors' ring-shaped reward over 2-D actions (rebuttal toy, THEORY §B.5), discretised.
+"""The APO authors' ring-shaped reward over 2-D actions (rebuttal toy, docs/theory.md §B.5), discretised.
 
 The rebuttal gives only: 2-D continuous actions, a reward "highest along a circular path" that
 "decreases exponentially as actions deviate from this optimal ring", a two-layer MLP of width 256,

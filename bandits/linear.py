@@ -1,4 +1,4 @@
-"""Contextual linear bandits (THEORY §C.13): features φ(x, y) and linear preference models.
+"""Contextual linear bandits (docs/theory.md §C.13): features φ(x, y) and linear preference models.
 
 Shapes: M contexts, K responses per context, d features.  ``features`` is (M, K, d); a
 non-contextual linear bandit is M = 1.  Everything is NumPy float64 (problem construction, not the

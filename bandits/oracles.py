@@ -7,24 +7,24 @@ M contexts: ``log_policy`` and ``rewards`` are (M, K), ``preference`` is (M, K, 
 ``context_probs`` is (M,); a non-contextual bandit is M = 1.  Each pair first draws its context
 x ~ ``context_probs``, then responses from π_t(·|x).
 
-Oracle (INPO Definition 1, THEORY §A.1): a query on (x, y, y′) returns z ~ Ber(P(y ≻ y′ | x)).
+Oracle (INPO Definition 1, docs/theory.md §A.1): a query on (x, y, y′) returns z ~ Ber(P(y ≻ y′ | x)).
 
 Schemes (names used by ``[run] pair_scheme``):
 
 * ``lambda_p`` — **population-correct** (INPO Eq. 1 / Prop. 6): y, y′ ~ π_t i.i.d., one query,
   ordered (winner, loser) by the label; every pair kept.  Win-rate estimates: 1 for the winner, 0
-  for the loser (the one-opponent unbiased estimate of P(y ≻ π_t), THEORY §D.4).  1 query per pair.
+  for the loser (the one-opponent unbiased estimate of P(y ≻ π_t), docs/theory.md §D.4).  1 query per pair.
 * ``best_worst_by_reward`` (formerly ``best_worst_of_k``) — draw K candidates, chosen = argmax reward,
   rejected = argmin reward (the
   APO rebuttal's "top/bottom of five" with a reward model).  K reward-model calls per pair are
   counted as queries.  Needs a Bradley–Terry (reward) problem; no win-rate estimates.
-* ``tournament`` — INPO's practical knockout (THEORY §D.2): K = 2^m candidates; K/2 first-round
+* ``tournament`` — INPO's practical knockout (docs/theory.md §D.2): K = 2^m candidates; K/2 first-round
   matches; the K/2 winners play a single-elimination winners bracket (K/2 − 1 matches) for the best,
   the K/2 losers a losers bracket in which the *loser* advances (K/2 − 1 matches) for the worst; a
   final best-vs-worst match (1) decides whether the pair is kept (weight 1 only if best beats worst).
   3K/2 − 1 queries per pair: 11 for K = 8.
 * ``sppo_win_rate`` — SPPO's official pipeline (``uclaml/SPPO`` ``scripts/compute_prob.py``,
-  THEORY §C.7): K candidates, every unordered pair compared once (K(K−1)/2 queries), W[i, j] = z_ij,
+  docs/theory.md §C.7): K candidates, every unordered pair compared once (K(K−1)/2 queries), W[i, j] = z_ij,
   W[j, i] = 1 − z_ij, W[i, i] = ½.  With self-comparison (the code): P̂_i = Σ_j W[i, j]/K, so
   E[P̂_i | y_i] = (½ + (K−1)·P(y_i ≻ π_t))/K, a (K−1)/K shrink towards ½; without:
   P̂_i = Σ_{j≠i} W[i, j]/(K−1), unbiased.  Chosen/rejected = argmax/argmin P̂ (selection bias).

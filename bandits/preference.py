@@ -1,4 +1,4 @@
-"""Preference models over K arms (THEORY §1).
+"""Preference models over K arms (docs/theory.md §1).
 
 A preference matrix ``P`` has ``P[i, j] = Pr(i ≻ j)``, entries in [0, 1], ``P + Pᵀ = 1`` and hence
 ``diag(P) = ½``.  Every constructor here returns a validated float64 NumPy array; random
@@ -13,9 +13,9 @@ Constructors
   components ranking a ≻ b ≻ c, b ≻ c ≻ a and c ≻ a ≻ b with equal weights and large reward gaps give
   the Condorcet paradox, a 3-cycle of majorities.
 * :func:`cyclic` – the non-transitive family ``P = ½ + (c/2)·A`` with ``A[i, i+1 mod K] = 1``,
-  ``A[i+1 mod K, i] = −1`` (rock–paper–scissors for K = 3, THEORY §A.3), strength ``c ∈ [0, 1]``.
+  ``A[i+1 mod K, i] = −1`` (rock–paper–scissors for K = 3, docs/theory.md §A.3), strength ``c ∈ [0, 1]``.
 * :func:`random_lower_triangle` – lower triangle i.i.d. U[0, 1], upper triangle ``1 − Pᵀ``
-  (EGPO's ``gen_preference_matrix(..., "random")``, THEORY §C.10).
+  (EGPO's ``gen_preference_matrix(..., "random")``, docs/theory.md §C.10).
 * :func:`random_skew_logits` – ``P = σ(S)`` with ``S = (G − Gᵀ)·scale/√2`` skew-symmetric, ``G``
   standard normal, so ``σ(S) + σ(Sᵀ) = 1`` exactly.
 """
@@ -145,7 +145,7 @@ def bradley_terry_mixture(rewards, weights=None, *, rewards_name: str = "rewards
 
 
 def cyclic(arms: int, strength: float = 1.0):
-    """Non-transitive cyclic preferences ``P = ½ + (c/2)·A`` on ``arms`` arms (THEORY §A.3).
+    """Non-transitive cyclic preferences ``P = ½ + (c/2)·A`` on ``arms`` arms (docs/theory.md §A.3).
 
     ``A[i, i+1 mod K] = 1`` and ``A[i+1 mod K, i] = −1``: arm i beats arm i+1 with probability
     ``(1 + c)/2``.  K = 3 with c = 1 is rock–paper–scissors.  For K = 2 the "cycle" is a single

@@ -1,7 +1,7 @@
 """Reference policies π_ref over K arms.
 
 All constructors return a float64 probability vector with every entry > 0 (the policy class of
-INPO is "policies with the same support as π_ref", THEORY §A.2, so a zero would make log π_ref
+INPO is "policies with the same support as π_ref", docs/theory.md §A.2, so a zero would make log π_ref
 infinite).
 """
 

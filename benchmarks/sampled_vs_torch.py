@@ -7,7 +7,7 @@
 The work (identical in every variant): a random preference game with K arms per seed (τ = 0.1),
 tabular logits starting at π_ref = uniform, rule ``inpo`` (η = 1, τ = 0.1); each of T iterations
 draws N pairs y, y′ ~ π_t by inverse CDF, labels them with one Bernoulli query (λ_p), and minimises the
-INPO loss (THEORY §A.4 Eq. 8) with 50 steps of a fresh Adam (lr 0.05, β = (0.9, 0.999), ε = 1e-8),
+INPO loss (docs/theory.md §A.4 Eq. 8) with 50 steps of a fresh Adam (lr 0.05, β = (0.9, 0.999), ε = 1e-8),
 full batch; float32.
 
 Variants, run in one process and interleaved repeat by repeat (load from other processes hits all

@@ -2,7 +2,7 @@
 
 Not TRL's ``apo_zero``/``apo_down`` (Anchored PO).  Each iteration first runs the base proximal rule
 (DPO / SPPO / INPO with reference π_t) to get π̂_{t+1}, then extrapolates between consecutive
-*proximal outputs* (THEORY §B.2, Eq. 3.6).  Two LM forms:
+*proximal outputs* (docs/theory.md §B.2, Eq. 3.6).  Two LM forms:
 
 The hook and its formulas are :class:`sim.rules.apo.Extrapolation` (the same object exact and
 sampled mode run); this module is the bridge's side of it: weight arithmetic on a torch model in

@@ -7,7 +7,7 @@ Scheme names are those of :mod:`bandits.pair_schemes` (the old ``iid`` and ``bes
 
 * ``lambda_p`` (formerly ``iid``; K = 2) — y, y′ ~ π_t i.i.d., one query, order from the Bernoulli label
   (λ_p of INPO Eq. 1).
-  All pairs are kept.  This is the scheme under which INPO's Eq. (8) equals Eq. (7) (Prop. 6; THEORY
+  All pairs are kept.  This is the scheme under which INPO's Eq. (8) equals Eq. (7) (Prop. 6; docs/theory.md
   §A.4 conditions 1–3).  Win-rate estimates: P̂(y_w ≻ π_t) = P(y_w ≻ y_l), P̂(y_l ≻ π_t) = 1 − that
   (a single-opponent, unbiased estimate, since the opponent is a draw from π_t).
 * ``best_worst_by_win_rate`` (formerly ``best_worst``) — all K(K−1)/2 comparisons (probabilities, not
@@ -17,7 +17,7 @@ Scheme names are those of :mod:`bandits.pair_schemes` (the old ``iid`` and ``bes
 * ``tournament`` — INPO's practical scheme: a random knock-out bracket of Bernoulli matches; the
   first-round winners play a winners' bracket (champion), the first-round losers a losers' bracket
   where the loser advances (worst), then one final champion vs worst.  The pair is kept only if the
-  champion wins the final.  3K/2 − 1 queries for K a power of 2 (11 for K = 8).  Biased (THEORY §A.4).
+  champion wins the final.  3K/2 − 1 queries for K a power of 2 (11 for K = 8).  Biased (docs/theory.md §A.4).
 
 :func:`population_pairs` enumerates every ordered pair of a finite response set with the weight
 π_t(y)π_t(y′)P(y ≻ y′) — the expectation of the ``iid`` scheme, used to check the bridge against

@@ -18,10 +18,10 @@
 # (population) updates, and how tight are they?
 #
 # * **Theorem 4** (last iterate, η_t = τ(t+2)/2): KL(π*‖π_T) ≤ 32C²/(τ²(T+1)), C = max(Bτ, 1).
-#   THEORY §A.5 predicts the bound is very loose: exact updates give KL ∝ T⁻⁴ asymptotically.  Measured:
+#   docs/theory.md §A.5 predicts the bound is very loose: exact updates give KL ∝ T⁻⁴ asymptotically.  Measured:
 #   the log-log slope over [T/10, T] lies in (−4, −3.9) and approaches −4 from above as T grows; its
 #   95% intervals exclude −4 at these horizons (pre-asymptotic), so the claim checked is the interval.
-# * **Constant η** (THEORY §A.3): the last iterate converges linearly iff η > η_crit = (τ² + ω_max²)/(2τ),
+# * **Constant η** (docs/theory.md §A.3): the last iterate converges linearly iff η > η_crit = (τ² + ω_max²)/(2τ),
 #   at the rate ρ = √((1 − τ/η)² + ω_max²/η²) per step; below η_crit it circles π*.
 # * **Theorem 3** (uniform mixture, η = max(Bτ,1)√T/√D): DualGap(π̄_T) ≤ 2Reg_T/T with
 #   Reg_T = ηD + (4τ²B² + 1)T/η (Lemma 2's proof inequality), using the realised B and D.
@@ -286,7 +286,7 @@ show(plotting.save_figure(figure, OUT / "inpo_theorem3.png"))
 # | check | measured |
 # |---|---|
 # | Theorem 4 bound holds (every seed, every T ≥ 1, 3 games) | yes; max observed/bound 5.2e-4 (cyclic), 1.3e-4 (random), 4.7e-6 (BT): loose by ≥ 1900× |
-# | KL slope under the Theorem-4 schedule, log-log over [30, 300] | cyclic −3.908 [−3.914, −3.903]; random −3.967 [−3.972, −3.961]; BT −3.970 [−3.976, −3.962] (theorem: −1; THEORY §A.5: −4 asymptotically; every interval lies in (−4, −3.9) and excludes −4; full scale, [100, 1000], 50 seeds: −3.973 [−3.974, −3.972], −3.988 [−3.989, −3.987], −3.986 [−3.987, −3.986], approaching −4 from above) |
+# | KL slope under the Theorem-4 schedule, log-log over [30, 300] | cyclic −3.908 [−3.914, −3.903]; random −3.967 [−3.972, −3.961]; BT −3.970 [−3.976, −3.962] (theorem: −1; docs/theory.md §A.5: −4 asymptotically; every interval lies in (−4, −3.9) and excludes −4; full scale, [100, 1000], 50 seeds: −3.973 [−3.974, −3.972], −3.988 [−3.989, −3.987], −3.986 [−3.987, −3.986], approaching −4 from above) |
 # | constant η = τ + 1/τ = 5.2: semilog slope of KL vs 2·log ρ, per seed | predicted ≈ −0.075 to −0.078 per iteration; max relative error 0.03% (cyclic), 0.66% (random), 0.12% (BT) |
 # | η_crit of the games (mean over seeds) | cyclic 0.275, random 0.133, BT 0.100 (all < 5.2) |
 # | 3-cycle, uniform π_ref: η = 0.8·η_crit (η_crit = 0.3083) | KL(π*‖π_2000) ∈ [0.20, 0.29] on all seeds; log-log slope over [200, 2000] −0.008 [−0.035, 0.023] (a cycle) |
@@ -320,7 +320,7 @@ for name, report in reports.items():
         assert 0.95 * recorded < t4.ratio.max() < 1.05 * recorded, f"{name}: max observed/bound {t4.ratio.max():.3g}"
     assert t4.ratio.max() < 1e-3, f"Theorem 4 unexpectedly tight on {name}: {t4.ratio.max()}"
 # KL under the schedule decays like T^slope with slope in (−4, −3.9): the interval excludes −4 at these
-# horizons and approaches it from above (THEORY §A.5's T⁻⁴ is asymptotic); far from the theorem's −1.
+# horizons and approaches it from above (docs/theory.md §A.5's T⁻⁴ is asymptotic); far from the theorem's −1.
 RECORDED_SLOPES = {"cyclic": (-3.914, -3.903), "random": (-3.972, -3.961), "bradley_terry": (-3.976, -3.962)}
 for name, fit in schedule_fits.items():
     assert -4.0 < fit.lower and fit.upper < -3.9, f"{name}: KL slope {fit.label()} not inside (−4, −3.9)"

@@ -26,7 +26,7 @@
 # seed, uniform π_ref, β = 1; N pairs y, y′ ~ π_t i.i.d. with Bernoulli(σ(r_y − r_y′)) labels
 # (`lambda_p`); tabular logits; each iteration minimises the DPO loss with reference π_t by 50 full-batch
 # Adam steps (lr 0.1); APO extrapolates in log space (`form = "log_space"`, exact for a tabular
-# policy).  T = 20 iterations.  CI scale: N ∈ {10, 100, 1000}, 20 seeds (THEORY §D.1: S ≥ 20; about
+# policy).  T = 20 iterations.  CI scale: N ∈ {10, 100, 1000}, 20 seeds (docs/theory.md §D.1: S ≥ 20; about
 # 70 s on 2 CPU cores); full scale: N up to 10⁵, 40 seeds.  Comparisons use paired bootstrap CIs over
 # seeds, Bonferroni-corrected over the 9 (N, α) cells where several are tested together.
 

@@ -237,9 +237,7 @@ for name in ("extragradient", "optimistic"):
         errors = np.asarray(errors)
         log_n = np.log(np.asarray(PAIRS, float))
         rng = np.random.default_rng(0)
-        slopes = [
-            np.polyfit(log_n, np.log(errors[:, rng.integers(0, 32, 32)].mean(axis=1)), 1)[0] for _ in range(2000)
-        ]
+        slopes = [np.polyfit(log_n, np.log(errors[:, rng.integers(0, 32, 32)].mean(axis=1)), 1)[0] for _ in range(2000)]
         slope = np.polyfit(log_n, np.log(errors.mean(axis=1)), 1)[0]
         low, high = np.percentile(slopes, [2.5, 97.5])
         rate_rows.append((name, estimator, slope, low, high, errors[-1].mean()))

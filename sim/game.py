@@ -51,7 +51,7 @@ def stack_games(games: list[Game]) -> Game:
 
 
 def normalize(log_weights: jax.Array) -> jax.Array:
-    """Log-softmax: ``v − logsumexp(v)``, the "norm" of THEORY §C."""
+    """Log-softmax: ``v − logsumexp(v)``, the "norm" of docs/theory.md §C."""
     return log_weights - jax.scipy.special.logsumexp(log_weights, axis=-1, keepdims=True)
 
 

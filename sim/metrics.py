@@ -1,4 +1,4 @@
-"""Measurements of a policy in a preference game, all closed form (THEORY §A.2, §B.3).
+"""Measurements of a policy in a preference game, all closed form (docs/theory.md §A.2, §B.3).
 
 Public column names (the results contract): ``duality_gap``, ``exploitability``, ``kl_to_nash``,
 ``suboptimality``, ``regret``, ``tv_to_optimum``, ``max_log_ratio``, ``kl_to_unregularised_nash``,

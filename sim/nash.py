@@ -1,6 +1,6 @@
 """Equilibria to measure against: the τ-regularised Nash policy and the unregularised Nash (LP).
 
-* :func:`regularised_nash` — π*_τ = BR_τ(π*_τ), π* ∝ π_ref·exp(Pπ*/τ) (THEORY §A.2, §C.1), unique for
+* :func:`regularised_nash` — π*_τ = BR_τ(π*_τ), π* ∝ π_ref·exp(Pπ*/τ) (docs/theory.md §A.2, §C.1), unique for
   τ > 0.  Solved in JAX by extragradient (mirror-prox) with step s = 1/(τ + 2·max|P − ½|), which
   contracts linearly, iterated until the closed-form duality gap is below ``tolerance`` (default
   1e-14, well inside the gap < 1e-12 the metrics require) **and** one step moves log π by at most

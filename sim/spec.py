@@ -100,7 +100,7 @@ class RunSpec:
     """Sampled: number of training pairs N drawn from π_t each iteration (≥ 1), ``data = "online"``.
     With ``data = "offline"`` it only sets the default dataset size (below)."""
     data: str = "online"
-    """Sampled: where the pairs come from (THEORY §D.10, :mod:`sim.sampled.offline`).  ``online``:
+    """Sampled: where the pairs come from (docs/theory.md §D.10, :mod:`sim.sampled.offline`).  ``online``:
     N fresh pairs from the current policy π_t at every iteration.  ``offline``: one dataset of
     ``offline_pairs`` labelled pairs drawn once per seed from π_ref (y, y′ ~ π_ref i.i.d., one
     Bernoulli label, i.e. ``lambda_p``), reused by every iteration; rules ``online_ipo`` and ``inpo``

@@ -1,7 +1,7 @@
 """Statistics over seeds for a run table: bootstrap confidence intervals, paired differences, rate fits.
 
 Every function reads the long table of :func:`sim.run` (columns ``rule, seed, iteration`` and one
-column per metric) and treats **seeds as the independent replicates** (THEORY §D.1: S ≥ 20 seeds,
+column per metric) and treats **seeds as the independent replicates** (docs/theory.md §D.1: S ≥ 20 seeds,
 mean ± 95% CI, paired differences on the same seeds).
 
 Conventions:
@@ -264,7 +264,7 @@ def paired_difference(
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_SEED,
 ) -> pd.DataFrame:
-    """Paired comparison of two rules on the same seeds (THEORY §D.1).
+    """Paired comparison of two rules on the same seeds (docs/theory.md §D.1).
 
     For each iteration both rules recorded (or only ``iteration``), on the seeds both have finite
     values for: the mean difference d = metric(a) − metric(b) with its bootstrap CI, and the

@@ -1,19 +1,19 @@
 """The papers' bounds as functions of a run's parameters, and how tight they are on a run.
 
-Every function states its formula and source with THEORY.md's provenance tags: [V] checked against
-the paper text, [M] recalled from the paper but not re-checked, [D] derived in THEORY.md (✓ when
+Every function states its formula and source with docs/theory.md's provenance tags: [V] checked against
+the paper text, [M] recalled from the paper but not re-checked, [D] derived in docs/theory.md (✓ when
 also checked numerically), [S] secondary (reviews, rebuttal).  APO's paper is **not public**
-(THEORY §B): its Theorem 4.4/4.8 constants are unknown, so for APO this module implements THEORY's
+(docs/theory.md §B): its Theorem 4.4/4.8 constants are unknown, so for APO this module implements docs/theory.md's
 exact-reward derivations [D✓] (which are bounds and closed forms for the exact-reward case), not
 the paper's statements.
 
 Indexing.  A run records π_t after t updates, t = 0 being the initial policy π_0 = π_ref.  The
 ``*_mixture`` metrics average π_0 … π_t, i.e. **T = t + 1 iterates**; Theorem 3 of INPO (π̄ =
 (1/T)Σ_{t=1}^T π_t with π_1 = π_ref) and the Hedge bound are applied with T = t + 1.  INPO's
-``theorem4`` schedule uses η_t = τ(t+2)/2 for the update t → t+1, t = 0, 1, … (THEORY §A.5 reading
+``theorem4`` schedule uses η_t = τ(t+2)/2 for the update t → t+1, t = 0, 1, … (docs/theory.md §A.5 reading
 (a): the first update is BR_τ(π_ref)), and Theorem 4's bound is applied to π_T, T = t ≥ 1.
 
-Realised constants (Assumption A, THEORY §A.5): B must bound |log π/π_ref| for every iterate on the
+Realised constants (Assumption A, docs/theory.md §A.5): B must bound |log π/π_ref| for every iterate on the
 trajectory **and** π* (Reviewer 4's reading); :func:`realised_log_ratio` takes the running maximum of
 the ``max_log_ratio`` column over the *recorded* iterations together with π*'s log-ratio, so runs
 that certify a bound should record every iteration (``record_every = 1``) or accept that B is
@@ -63,7 +63,7 @@ def policy_log_ratio(policy, reference) -> float:
 def omega_max(preference, target) -> float:
     """ω_max = the largest |imaginary part| of the eigenvalues of (P − ½)J*, J* = diag π* − π*π*ᵀ [D✓].
 
-    THEORY §A.3: they equal those of the skew-symmetric J*^{½}(P − ½)J*^{½}, whose eigenvalues are
+    docs/theory.md §A.3: they equal those of the skew-symmetric J*^{½}(P − ½)J*^{½}, whose eigenvalues are
     ±iω_k, so ω_max is its spectral norm.  For the 3-cycle P_c with uniform π*: c/(2√3).
     """
     preference = np.asarray(preference, dtype=np.float64)
@@ -78,8 +78,8 @@ def omega_max(preference, target) -> float:
 def eta_critical(preference, target, tau: float) -> float:
     """η_crit = (τ² + ω_max²)/(2τ): constant-η INPO converges in the last iterate iff η > η_crit [D✓].
 
-    THEORY §A.3: linearised at π*, the log-space error maps by (1 − τ/η)I + (P − ½)J*/η whose
-    eigenvalues are (1 − τ/η) ± iω_k/η; |λ| < 1 ⟺ η > (τ² + ω_k²)/(2τ).  Source: derived in THEORY,
+    docs/theory.md §A.3: linearised at π*, the log-space error maps by (1 − τ/η)I + (P − ½)J*/η whose
+    eigenvalues are (1 − τ/η) ± iω_k/η; |λ| < 1 ⟺ η > (τ² + ω_k²)/(2τ).  Source: derived in docs/theory.md,
     checked in 48/48 random instances there.
     """
     tau = float(tau)
@@ -143,7 +143,7 @@ def theorem4_kl_bound(iterations, tau: float, log_ratio_bound: float, constant: 
     """KL(π*‖π_T) ≤ 32C²/(τ²(T + 1)), C = max(Bτ, 1), under η_t = τ(t+2)/2 (INPO Theorem 4) [V].
 
     ``constant`` is the paper's 32 (exposed so tests can check that a wrong constant is caught).
-    The bound is loose for exact updates: KL ∝ T⁻⁴ there (THEORY §A.5, [D✓]).
+    The bound is loose for exact updates: KL ∝ T⁻⁴ there (docs/theory.md §A.5, [D✓]).
     """
     c = inpo_c(log_ratio_bound, tau)
     t = np.asarray(iterations, dtype=np.float64)
@@ -158,7 +158,7 @@ def theorem4_step_bound(kl_previous, eta, tau: float, log_ratio_bound: float, co
 
 
 def theorem4_eta_schedule(steps, tau: float):
-    """η_t = τ(t+2)/2 for the update t → t+1, t = 0, 1, … (reading (a) of THEORY §A.5)."""
+    """η_t = τ(t+2)/2 for the update t → t+1, t = 0, 1, … (reading (a) of docs/theory.md §A.5)."""
     return tau * (np.asarray(steps, dtype=np.float64) + 2.0) / 2.0
 
 
@@ -211,7 +211,7 @@ def hedge_optimal_eta(iterations, initial_min_mass: float):
 def nash_md_kl_bound(iterations, eta: float, tau: float, kl_initial, constant: float = 2.0):
     """Nash-MD Theorem 1 unrolled: KL(π*‖π_T) ≤ (1 − ητ)^T·KL(π*‖π_0) + 2η²·Σ_{k<T}(1 − ητ)^k [M].
 
-    One step (Munos et al. 2024, Theorem 1, recalled in THEORY §C.6, not re-checked):
+    One step (Munos et al. 2024, Theorem 1, recalled in docs/theory.md §C.6, not re-checked):
     KL(π*_τ, π_{t+1}) ≤ (1 − ητ)KL(π*_τ, π_t) + 2η².  With η = log T/(τT) this gives
     KL(π*, π_T) ≤ (KL(π*, π_0) + 2 log T/τ²)/T (:func:`nash_md_theorem1_eta`).
     """
@@ -245,13 +245,13 @@ def mmd_kl_bound(iterations, eta: float, tau: float, kl_initial, lipschitz: floa
 
 
 # ----------------------------------------------------------------------------------------------
-# APO with exact rewards (THEORY §B.3, derived [D✓]; the paper's constants are unknown)
+# APO with exact rewards (docs/theory.md §B.3, derived [D✓]; the paper's constants are unknown)
 
 
 def apo_multiplier_sequence(iterations: int, alpha: float = 0.3, schedule: str = "constant"):
     """(ĉ_t, c_t) for t = 0 … ``iterations``: log π̂_t = log π_ref + ĉ_t·r/β, log π_t = log π_ref + c_t·r/β [D✓].
 
-    Recursion of APO-DPO with exact rewards (THEORY §B.3, sim.rules.apo): x_{t+1} = y_t + 1,
+    Recursion of APO-DPO with exact rewards (docs/theory.md §B.3, sim.rules.apo): x_{t+1} = y_t + 1,
     y_{t+1} = (1 + α_t)x_{t+1} − α_t x_t, x_0 = y_0 = 0, with α_t = α (constant) or t/(t+3)
     (``nesterov``, as :func:`sim.rules.apo.extrapolation_weight`).  For constant α this equals
     :func:`sim.rules.apo.apo_multipliers`.
@@ -271,10 +271,10 @@ def apo_multiplier_sequence(iterations: int, alpha: float = 0.3, schedule: str =
 
 
 def apo_suboptimality_bound(iterations, alpha: float, beta: float, reference, rewards, schedule: str = "constant"):
-    """SubOpt(π_T) ≤ β·log(1/π_ref(y*))/c_T ≈ (1 − α)β·log(1/π_ref(y*))/T [D✓, THEORY §B.3].
+    """SubOpt(π_T) ≤ β·log(1/π_ref(y*))/c_T ≈ (1 − α)β·log(1/π_ref(y*))/T [D✓, docs/theory.md §B.3].
 
     Gibbs variational argument for π_T = softmax(log π_ref + c_T r/β); y* = argmax r (the largest
-    π_ref mass among ties).  This is THEORY's exact-reward form of the optimisation term of APO's
+    π_ref mass among ties).  This is docs/theory.md's exact-reward form of the optimisation term of APO's
     Theorem 4.4, whose constants are unknown (the paper is not public).  α = 0 is iterative DPO.
     """
     reference = np.asarray(reference, dtype=np.float64)
@@ -310,7 +310,7 @@ def reward_gap(rewards) -> float:
 
 
 def apo_tv_bound(iterations, alpha: float, beta: float, reference, rewards, schedule: str = "constant"):
-    """TV(π_T, δ_{y*}) = 1 − π_T(y*) ≤ ((1 − π_ref(y*))/π_ref(y*))·exp(−c_T·Δ/β) [D✓, THEORY §B.3].
+    """TV(π_T, δ_{y*}) = 1 − π_T(y*) ≤ ((1 − π_ref(y*))/π_ref(y*))·exp(−c_T·Δ/β) [D✓, docs/theory.md §B.3].
 
     Needs a unique best arm (Δ > 0).  Shape of APO's Theorem 4.8 (exact form unknown): the
     semilog slope tends to −Δ/(β(1 − α)) (:func:`apo_tv_log_slope`).
@@ -331,13 +331,13 @@ def apo_tv_log_slope(alpha: float, beta: float, rewards) -> float:
 
 def apo_dpo_lag(iterations, alpha: float):
     """Iteration lag L_T = α²(1 − α^T)/(1 − α): APO(α, β) after T iterations = iterative DPO with
-    β_eff = β(1 − α) after T − L_T iterations (exact, THEORY §B.3 [D✓]; L_T → α²/(1 − α))."""
+    β_eff = β(1 − α) after T − L_T iterations (exact, docs/theory.md §B.3 [D✓]; L_T → α²/(1 − α))."""
     t = np.asarray(iterations, dtype=np.float64)
     return alpha**2 * (1.0 - alpha**t) / (1.0 - alpha)
 
 
 def apo_noise_weights(iterations: int, alpha: float):
-    """Weights of per-step reward errors ε_s (s = 0 … T−1) in the log-policies [D✓, THEORY §B.3].
+    """Weights of per-step reward errors ε_s (s = 0 … T−1) in the log-policies [D✓, docs/theory.md §B.3].
 
     Returns ``(proximal, extrapolated)``: ŵ_{T,s} = (1 − α^{T−s})/(1 − α) in log π̂_T and
     w_{T,s} = (1 − α^{T−s+1})/(1 − α) in log π_T, each divided by β in the log-policy; they sum to
@@ -350,7 +350,7 @@ def apo_noise_weights(iterations: int, alpha: float):
 
 
 def apo_log_ratio_growth(iterations, alpha: float, beta: float, rewards):
-    """Predicted realised B_T ≈ c_T·(r_max − r_min)/β (+O(1)) of exact-reward APO-DPO [D✓, THEORY §B.3]."""
+    """Predicted realised B_T ≈ c_T·(r_max − r_min)/β (+O(1)) of exact-reward APO-DPO [D✓, docs/theory.md §B.3]."""
     rewards = np.asarray(rewards, dtype=np.float64)
     multipliers = _multipliers_at(np.asarray(iterations, dtype=np.int64), alpha, "constant")
     return multipliers * (rewards.max() - rewards.min()) / beta
@@ -395,7 +395,7 @@ def realised_log_ratio(frame: pd.DataFrame, target, reference) -> np.ndarray:
     """Running realised B_t = max(max_{s ≤ t} max_log_ratio(π_s), max|log π*/π_ref|) for one rule × seed.
 
     ``frame`` holds one rule and seed, sorted by iteration.  π*'s log-ratio is included because
-    Assumption A's policy class must contain π* (THEORY §A.5).  Only recorded iterations are seen.
+    Assumption A's policy class must contain π* (docs/theory.md §A.5).  Only recorded iterations are seen.
     """
     running = np.maximum.accumulate(frame["max_log_ratio"].to_numpy(dtype=np.float64))
     return np.maximum(running, policy_log_ratio(target, reference))

@@ -1,6 +1,6 @@
 """Independent NumPy computations the exact-core tests compare prefsim against.
 
-Nothing here imports ``sim``'s rules or metrics: every formula is written out again from THEORY.md
+Nothing here imports ``sim``'s rules or metrics: every formula is written out again from docs/theory.md
 (§A.2 closed forms, §C update rules) so a test compares two independent computations.  The only
 ``sim`` pieces used are the :class:`sim.game.Game` container and :func:`iterate`, which runs a rule's
 own ``init``/``update`` (the code under test) in a jitted ``lax.scan`` so long trajectories are fast.
@@ -22,7 +22,7 @@ def normalize(log_weights):
 
 
 def cyclic_matrix(strength, arms=3):
-    """P = ½ + (c/2)A with A[i, i+1] = 1 = −A[i+1, i] (THEORY §A.3), built by hand."""
+    """P = ½ + (c/2)A with A[i, i+1] = 1 = −A[i+1, i] (docs/theory.md §A.3), built by hand."""
     matrix = np.full((arms, arms), 0.5)
     for i in range(arms):
         matrix[i, (i + 1) % arms] = 0.5 + 0.5 * strength
@@ -51,7 +51,7 @@ def random_policy(arms, seed, scale=1.0):
     return np.exp(normalize(scale * rng.standard_normal(arms)))
 
 
-# --------------------------------------------------------------------------- closed forms (THEORY §A.2)
+# --------------------------------------------------------------------------- closed forms (docs/theory.md §A.2)
 def kl(p, q):
     p = np.asarray(p, dtype=np.float64)
     q = np.asarray(q, dtype=np.float64)
@@ -65,7 +65,7 @@ def best_response(matrix, reference, tau, policy):
 
 
 def duality_gap_logz(matrix, reference, tau, policy):
-    """2[τ log Σ π_ref e^{Pπ/τ} + τ KL(π‖π_ref)] − 1 (the first closed form of THEORY §A.2)."""
+    """2[τ log Σ π_ref e^{Pπ/τ} + τ KL(π‖π_ref)] − 1 (the first closed form of docs/theory.md §A.2)."""
     log_z = logsumexp(np.log(reference) + matrix @ policy / tau)
     return 2.0 * (tau * log_z + tau * kl(policy, reference)) - 1.0
 
@@ -76,7 +76,7 @@ def payoff(matrix, reference, tau, first, second):
 
 
 def regularised_nash(matrix, reference, tau, tolerance=1e-15):
-    """π*_τ, the unique solution of ℓ = normalize(ℓ_ref + P e^ℓ/τ) (THEORY §C.1), in NumPy/SciPy.
+    """π*_τ, the unique solution of ℓ = normalize(ℓ_ref + P e^ℓ/τ) (docs/theory.md §C.1), in NumPy/SciPy.
 
     A few hundred exact INPO steps with the safe η = τ + 1/τ, then SciPy's ``root`` (Powell hybrid) on
     the fixed-point residual, so the answer is accurate to ~1e-15 in log space (stopping on the gap
@@ -102,14 +102,14 @@ def regularised_nash(matrix, reference, tau, tolerance=1e-15):
     return np.exp(log_policy)
 
 
-# --------------------------------------------------------------------------- update rules (THEORY §C)
+# --------------------------------------------------------------------------- update rules (docs/theory.md §C)
 def inpo_step(log_policy, log_reference, matrix, eta, tau):
     """Eq. (5): (1 − τ/η)ℓ_t + (τ/η)ℓ_ref + Pπ_t/η − norm."""
     return normalize((1 - tau / eta) * log_policy + (tau / eta) * log_reference + matrix @ np.exp(log_policy) / eta)
 
 
 def mirror_step(log_policy, log_reference, opponent, step, tau):
-    """U(ℓ; π′) = (1 − sτ)ℓ + sτℓ_ref + sPπ′ − norm (THEORY §C.10); ``opponent`` = Pπ′."""
+    """U(ℓ; π′) = (1 − sτ)ℓ + sτℓ_ref + sPπ′ − norm (docs/theory.md §C.10); ``opponent`` = Pπ′."""
     return normalize((1 - step * tau) * log_policy + step * tau * log_reference + step * opponent)
 
 

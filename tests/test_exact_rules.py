@@ -1,4 +1,4 @@
-"""Every exact rule against a closed form or an independent NumPy/SciPy computation (THEORY §A.3, §B.3, §C).
+"""Every exact rule against a closed form or an independent NumPy/SciPy computation (docs/theory.md §A.3, §B.3, §C).
 
 Games are small (2–5 arms) and reused.  ``iterate`` runs the rule's own init/update (the code under
 test); every expected value is computed here, by hand or in NumPy, never by prefsim itself.
@@ -80,7 +80,7 @@ def test_inpo_two_arm_step_by_hand():
 
 
 def test_inpo_matches_numpy_eq5_and_equals_mmd_step_for_step():
-    # THEORY §C.9: MMD with η_MMD = 1/(η_INPO − τ) is INPO's exact update.
+    # docs/theory.md §C.9: MMD with η_MMD = 1/(η_INPO − τ) is INPO's exact update.
     eta_inpo = 0.7
     game = _game("random", initial=random_policy(5, seed=3))
     inpo_logs = iterate(inpo(eta=eta_inpo, tau=TAU), game, 60)
@@ -135,7 +135,7 @@ def test_inpo_rejects_bad_parameters(kwargs, phrase):
 
 @pytest.mark.parametrize("name", ["cyclic", "random"])
 def test_inpo_theorem4_schedule_meets_its_bound(name, nash_policies):
-    # η_t = τ(t+2)/2, first update BR_τ(π_ref) (reading (a) of THEORY §A.5);
+    # η_t = τ(t+2)/2, first update BR_τ(π_ref) (reading (a) of docs/theory.md §A.5);
     # Theorem 4: KL(π*‖π_T) ≤ 32C²/(τ²(T+1)), C = max(Bτ, 1), B the realised max |log π/π_ref|.
     matrix, reference = GAMES[name]
     horizon = 400
@@ -153,7 +153,7 @@ def test_inpo_theorem4_schedule_meets_its_bound(name, nash_policies):
     for horizon_t in (1, 2, 5, 10, 50, 100, 200, 400):
         divergences[horizon_t] = kl(target, np.exp(logs[horizon_t]))
         assert divergences[horizon_t] <= 32 * constant**2 / (TAU**2 * (horizon_t + 1))
-    # exact updates are much faster than the bound: KL ∝ T⁻⁴ (THEORY §A.5 remarks)
+    # exact updates are much faster than the bound: KL ∝ T⁻⁴ (docs/theory.md §A.5 remarks)
     slope = np.log(divergences[400] / divergences[200]) / np.log(2.0)
     assert slope < -3.5
 
@@ -166,7 +166,7 @@ def test_online_ipo_is_best_response():
 
 
 def test_online_ipo_cycles_at_full_strength_and_converges_at_half():
-    # THEORY §C.5: P_c, π_ref = (.5,.3,.2), τ = 0.2: c = 1 oscillates with gap in [0.17, 0.58]; c = 0.5 converges.
+    # docs/theory.md §C.5: P_c, π_ref = (.5,.3,.2), τ = 0.2: c = 1 oscillates with gap in [0.17, 0.58]; c = 0.5 converges.
     for strength in (1.0, 0.5):
         matrix = cyclic_matrix(strength)
         logs = iterate(online_ipo(tau=TAU), make_game(matrix, CYCLIC_REFERENCE, TAU), 600)
@@ -199,7 +199,7 @@ def test_nash_md_step_by_hand():
 
 
 def test_nash_md_constant_eta_bias_is_quadratic(nash_policies):
-    # THEORY §C.6: π*_τ is not a fixed point of constant-η Nash-MD; the limit's gap is O(η²).
+    # docs/theory.md §C.6: π*_τ is not a fixed point of constant-η Nash-MD; the limit's gap is O(η²).
     tau = 0.5
     target = regularised_nash(CYCLIC, CYCLIC_REFERENCE, tau)
     gaps = {}
@@ -327,7 +327,7 @@ def test_iterative_dpo_closed_form():
 
 
 def _multipliers(horizon, alpha):
-    """(ĉ_T, c_T) by running the log-space recursion of THEORY §B.3 on a unit reward."""
+    """(ĉ_T, c_T) by running the log-space recursion of docs/theory.md §B.3 on a unit reward."""
     proximal_previous, current = 0.0, 0.0  # log π̂_0 = log π_0 = ℓ_ref (offset 0)
     for _ in range(horizon):
         proximal = current + 1.0

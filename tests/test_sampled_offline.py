@@ -1,4 +1,4 @@
-"""Offline preference data in sampled mode (``[run] data = "offline"``, THEORY §D.10, :mod:`sim.sampled.offline`).
+"""Offline preference data in sampled mode (``[run] data = "offline"``, docs/theory.md §D.10, :mod:`sim.sampled.offline`).
 
 * The offline tabular IPO minimiser (solved to a gradient tolerance) approaches BR_τ(π_ref) like
   N^{-1/2} (seed-bootstrap CI of the log-log slope contains −1/2), and stays away from π*_τ.

@@ -72,7 +72,7 @@ def test_eta_critical_separates_converging_from_cycling_inpo_and_predicts_the_ra
     fixed_point = np.asarray(game["reference"]) * np.exp(cyclic(3, 1.0) @ target / TAU)
     np.testing.assert_allclose(target, fixed_point / fixed_point.sum(), atol=1e-10)
     critical = theory.eta_critical(cyclic(3, 1.0), target, TAU)
-    assert 1.4 * TAU < critical < 1.55 * TAU  # THEORY §A.3: 1.47τ
+    assert 1.4 * TAU < critical < 1.55 * TAU  # docs/theory.md §A.3: 1.47τ
     below, above = 0.8 * critical, 1.25 * critical
     table = sim.run({"iterations": 3000, "seeds": 1, "game": game, "rule": [{"name": "inpo", "eta": [below, above]}]})
     final = table[table.iteration == 3000].set_index("rule")["duality_gap"]

@@ -1,4 +1,4 @@
-"""APO — **Accelerated** Preference Optimization (He, Yuan & Gu, arXiv 2410.06293), THEORY §B, §C.3.
+"""APO — **Accelerated** Preference Optimization (He, Yuan & Gu, arXiv 2410.06293), docs/theory.md §B, §C.3.
 
 Not TRL's ``apo_zero`` / ``apo_down`` loss types, which are *Anchored* Preference Optimization
 (arXiv 2408.06266): those are per-pair losses of one DPO run, while this is Nesterov-style momentum
@@ -13,7 +13,7 @@ current, extrapolated π_t to its proximal output π̂_{t+1}; APO then extrapola
 The next iteration samples from, and uses as reference, the extrapolated π_{t+1}.  Schedules:
 ``constant`` (α_t = α) or ``nesterov`` (α_t = (k − 1)/(k + 2) for the k-th update, k = 1, 2, …: 0, ¼, ⅖, …;
 the classical accelerated proximal point, not necessarily the paper's).  With exact rewards and DPO,
-log π_T = log π_ref + c_T·r/β with c_T = [T − α²(1 − α^T)/(1 − α)]/(1 − α) (THEORY §B.3).
+log π_T = log π_ref + c_T·r/β with c_T = [T − α²(1 − α^T)/(1 − α)]/(1 − α) (docs/theory.md §B.3).
 
 **One wrapper in every engine.**  :class:`Extrapolation` is the hook that exact mode (this module's
 :func:`apo`), sampled mode (:mod:`sim.sampled.engine`) and the LLM bridge (:mod:`llm_bridge.loop`) all
@@ -255,7 +255,7 @@ DEFINITION = RuleDefinition(
 
 
 def apo_multipliers(iterations: ArrayLike, alpha: float) -> tuple[jax.Array, jax.Array]:
-    """Closed-form (ĉ_T, c_T) of THEORY §B.3 for exact-reward APO-DPO (constant α).
+    """Closed-form (ĉ_T, c_T) of docs/theory.md §B.3 for exact-reward APO-DPO (constant α).
 
     log π̂_T = log π_ref + ĉ_T·r/β and log π_T = log π_ref + c_T·r/β with
     ĉ_T = [T − α(1 − α^T)/(1 − α)]/(1 − α),  c_T = [T − α²(1 − α^T)/(1 − α)]/(1 − α).

@@ -119,7 +119,7 @@ def mirror_step(
     step_size: float | jax.Array,
     tau: float | jax.Array,
 ) -> jax.Array:
-    """The regularised mirror-descent step U(ℓ; π′) of THEORY §C.10.
+    """The regularised mirror-descent step U(ℓ; π′) of docs/theory.md §C.10.
 
     ``U = (1 − sτ)·ℓ + sτ·ℓ_ref + s·Pπ′ − norm``, with step s and regularisation τ (sτ ≤ 1).
     INPO (s = 1/η), Nash-MD (opponent = geometric mixture), extragradient and optimistic MD are all

@@ -1,4 +1,4 @@
-"""DNO — Direct Nash Optimization, theoretical form (Rosset et al. 2024), THEORY §C.8.
+"""DNO — Direct Nash Optimization, theoretical form (Rosset et al. 2024), docs/theory.md §C.8.
 
 Convention: η is an **inverse** learning rate.  r_t(y) = P(y ≻ π_t) and
 

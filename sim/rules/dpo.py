@@ -1,4 +1,4 @@
-"""Iterative DPO as a proximal-point step (Bradley–Terry), THEORY §B.2 and §C.2.
+"""Iterative DPO as a proximal-point step (Bradley–Terry), docs/theory.md §B.2 and §C.2.
 
 Reference = the current policy π_t (APO's reading).  With the exact reward the DPO population
 minimiser on pairs with full support is the KL-proximal step

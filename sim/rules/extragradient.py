@@ -1,4 +1,4 @@
-"""Extragradient and optimistic mirror descent on the τ-regularised game (THEORY §C.10).
+"""Extragradient and optimistic mirror descent on the τ-regularised game (docs/theory.md §C.10).
 
 Both use the regularised mirror step U(ℓ; π′) = (1 − ητ)ℓ + ητ·ℓ_ref + η·Pπ′ − norm, with **η the
 learning rate** (step size, ητ ≤ 1) and τ the regularisation.

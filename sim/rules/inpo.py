@@ -1,17 +1,17 @@
 """INPO — Iterative Nash Policy Optimization (Zhang et al., ICLR 2025, arXiv 2407.00617).
 
-Convention (THEORY §1, §A.3, §E.1): **η is the inverse learning rate** (1/η is the OMD step) and
+Convention (docs/theory.md §1, §A.3, §E.1): **η is the inverse learning rate** (1/η is the OMD step) and
 τ is the KL(π‖π_ref) weight of the game.  Exact update, Eq. (5):
 
     log π_{t+1} = (1 − τ/η)·log π_t + (τ/η)·log π_ref + (Pπ_t)/η − log Z_t.
 
 It is a convex combination only for η ≥ τ; η = τ is iterated best response (``online_ipo``), so the
 constant schedule requires **η > τ**.  The last iterate converges iff η > η_crit = (τ² + ω_max²)/(2τ)
-(THEORY §A.3).  Schedule ``theorem4`` uses η_t = τ(t+2)/2 for the update t → t+1, t = 0, 1, … (reading
-(a) of THEORY §A.5: the first update is BR_τ(π_ref)), under which Theorem 4 gives
+(docs/theory.md §A.3).  Schedule ``theorem4`` uses η_t = τ(t+2)/2 for the update t → t+1, t = 0, 1, … (reading
+(a) of docs/theory.md §A.5: the first update is BR_τ(π_ref)), under which Theorem 4 gives
 KL(π*‖π_T) ≤ 32C²/(τ²(T+1)).
 
-Sampled loss (Eq. 7/8, THEORY §A.4): on pairs y, y′ ~ π_t i.i.d. ordered by the oracle (winner y_w),
+Sampled loss (Eq. 7/8, docs/theory.md §A.4): on pairs y, y′ ~ π_t i.i.d. ordered by the oracle (winner y_w),
 
     h_t(π, y_w, y_l) = log π(y_w)/π(y_l) − (τ/η)·log π_ref(y_w)/π_ref(y_l) − ((η−τ)/η)·log π_t(y_w)/π_t(y_l)
     loss = (h_t − 1/(2η))².

@@ -1,6 +1,6 @@
 """Magnetic Mirror Descent (Sokota et al., ICLR 2023, arXiv 2206.05825), magnet ρ = π_ref.
 
-Convention (THEORY §C.9): η is the **step size** (learning rate) and τ the magnet strength (the MMD
+Convention (docs/theory.md §C.9): η is the **step size** (learning rate) and τ the magnet strength (the MMD
 paper's α).  Update:
 
     log π_{t+1} = [log π_t + ητ·log π_ref + η·Pπ_t] / (1 + ητ) − log Z.

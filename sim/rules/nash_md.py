@@ -1,4 +1,4 @@
-"""Nash-MD (Munos et al., ICML 2024, "Nash Learning from Human Feedback"), THEORY §C.6.
+"""Nash-MD (Munos et al., ICML 2024, "Nash Learning from Human Feedback"), docs/theory.md §C.6.
 
 Convention: η is the **learning rate**, τ the regularisation (π_ref is the paper's μ).  The opponent
 is the geometric mixture π_t^μ ∝ π_t^{1−ητ}·π_ref^{ητ} (requires ητ ≤ 1):

@@ -1,11 +1,11 @@
-"""Online IPO solved exactly each iteration = regularised best response (THEORY §C.5).
+"""Online IPO solved exactly each iteration = regularised best response (docs/theory.md §C.5).
 
 Calandriello et al. 2024.  Minimising the IPO loss (h_π − 1/(2τ))² exactly on pairs drawn from π_t
 (labels from the oracle, h_π = log π(y_w)π_ref(y_l)/(π(y_l)π_ref(y_w))) gives
 
     π_{t+1} = BR_τ(π_t),   log π_{t+1} = log π_ref + (Pπ_t)/τ − log Z,
 
-which is INPO with η = τ.  It converges iff ω_max < τ and cycles otherwise (THEORY §A.3).
+which is INPO with η = τ.  It converges iff ω_max < τ and cycles otherwise (docs/theory.md §A.3).
 """
 
 from __future__ import annotations

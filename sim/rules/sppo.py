@@ -1,4 +1,4 @@
-"""SPPO — Self-Play Preference Optimization (Wu et al., ICLR 2025), THEORY §C.7.
+"""SPPO — Self-Play Preference Optimization (Wu et al., ICLR 2025), docs/theory.md §C.7.
 
 Convention: η is the **learning rate** (the official code's β = 1/η).  No π_ref, no regularisation:
 the unregularised game, multiplicative weights in self-play,
@@ -57,7 +57,7 @@ def wright_omega(x: jax.Array) -> jax.Array:
 
 
 def solve_paper_target(log_policy: jax.Array, target: jax.Array) -> jax.Array:
-    """argmin_{d: Σ π e^d = 1} Σ π (d − c)², π = exp(log_policy), c = ``target`` (THEORY §C.7).
+    """argmin_{d: Σ π e^d = 1} Σ π (d − c)², π = exp(log_policy), c = ``target`` (docs/theory.md §C.7).
 
     Returns the new log-policy ``log_policy + d``.  Solves d_y + μe^{d_y} = c_y per arm in closed form
     through the Wright omega function, d_y = c_y − ω(log μ + c_y) (:func:`wright_omega`), and the

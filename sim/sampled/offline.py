@@ -1,4 +1,4 @@
-"""Offline preference data for sampled mode (``[run] data = "offline"``, THEORY §D.10).
+"""Offline preference data for sampled mode (``[run] data = "offline"``, docs/theory.md §D.10).
 
 Online (the default, ``data = "online"``): every iteration t draws N = ``pairs_per_iteration`` fresh
 pairs from the current policy π_t.  Offline: **one** dataset D of ``offline_pairs`` labelled pairs is
@@ -20,7 +20,7 @@ that h_t(π, y, y′) = g(y) − g(y′) (for IPO: g = ℓ − ℓ_ref, c = 1/(2
 1. The label only decides the orientation: with I = z, the loss on the unordered draw (y, y′) is
    ((2I − 1)·h(y, y′) − c)² = h² − 2c(2I − 1)h + c², and E[2I − 1 | y, y′] = 2P(y ≻ y′) − 1, so
    up to a constant the population loss is
-   ``E_{y,y′∼μ}[(h(y, y′) − 2c·(P(y ≻ y′) − ½))²]`` (the Prop. 6 trick of INPO, THEORY §A.4/§C.5).
+   ``E_{y,y′∼μ}[(h(y, y′) − 2c·(P(y ≻ y′) − ½))²]`` (the Prop. 6 trick of INPO, docs/theory.md §A.4/§C.5).
 2. This is least squares of the pairwise differences g(y) − g(y′) onto 2c(P − ½) with weights
    μ(y)μ(y′).  Its normal equation at arm k (μ(k) > 0), using the antisymmetry of both sides, is
    Σ_{y′} μ(y′)[(g(k) − g(y′)) − 2c(P(k ≻ y′) − ½)] = 0, i.e.
@@ -37,7 +37,7 @@ that h_t(π, y, y′) = g(y) − g(y′) (for IPO: g = ℓ − ℓ_ref, c = 1/(2
    contraction (η > τ) onto the same fixed point BR_τ(π_ref).  That is not π*_τ in general:
    π*_τ = BR_τ(π*_τ) ∝ π_ref·exp(Pπ*_τ/τ), so BR_τ(π_ref) = π*_τ iff P(π_ref − π*_τ) is a constant
    vector (e.g. π_ref = π*_τ), which fails for a generic non-transitive game; then its duality gap
-   2τ·KL(BR_τ(π_ref) ‖ BR_τ(BR_τ(π_ref))) is > 0 (THEORY §C.5: "with data from a fixed μ the
+   2τ·KL(BR_τ(π_ref) ‖ BR_τ(BR_τ(π_ref))) is > 0 (docs/theory.md §C.5: "with data from a fixed μ the
    population solution is the best response to μ").  The same holds on the empirical
    dataset: the tabular offline INPO iterates converge to the empirical offline IPO minimiser.
 

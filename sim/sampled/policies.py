@@ -5,7 +5,7 @@ responses) and starts at π_0:
 
 * ``tabular`` — one logit per (context, response): θ ∈ ℝ^{M×K}, log π = θ − logsumexp θ; starts at
   θ = log π_0.
-* ``log_linear`` — π_θ(y|x) ∝ π_ref(y|x)·exp(θᵀφ(x, y)) with θ ∈ ℝ^d (THEORY §C.13); starts at θ = 0,
+* ``log_linear`` — π_θ(y|x) ∝ π_ref(y|x)·exp(θᵀφ(x, y)) with θ ∈ ℝ^d (docs/theory.md §C.13); starts at θ = 0,
   i.e. π_0 = π_ref (so it requires ``initial = "reference"``).  log π is affine in θ up to the
   normaliser, which is why APO's parameter extrapolation is exact for it.
 * ``mlp`` — π_w(y|x) ∝ π_ref(y|x)·exp(f_w(φ(x, y))), f_w a fully connected tanh network with

@@ -4,7 +4,7 @@
 gives M = 1 (:func:`problem_from_game`); :mod:`bandits.linear` and :mod:`bandits.continuous` give
 contextual linear bandits and the ring task (:func:`problem_from_arrays`).  Metrics of a contextual
 problem are the context-weighted averages Σ_x ρ(x)·metric(π(·|x)) (exact for the duality gap, whose J
-is an expectation over x, THEORY §A.2 Eq. 3).
+is an expectation over x, docs/theory.md §A.2 Eq. 3).
 """
 
 from __future__ import annotations
