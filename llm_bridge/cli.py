@@ -35,10 +35,8 @@ class LlmCommand:
         from llm_bridge.loop import run_bridge
         from llm_bridge.spec import load_spec
         from sim.results_io import check_directory_path
-        from sim.spec_checks import read_spec_text
 
-        read_spec_text(args.spec, "bridge spec file")  # UTF-8 text, or a clear error (binary, UTF-16, …)
-        spec = load_spec(args.spec)
+        spec = load_spec(args.spec)  # UTF-8 text, or a clear error (binary, UTF-16, …)
         check_directory_path(args.out)
         table = run_bridge(spec, Path(args.out), resume=args.resume, progress=not args.quiet)
         if not args.quiet and PartialState().is_main_process:  # one summary under accelerate launch

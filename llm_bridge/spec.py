@@ -52,7 +52,7 @@ from llm_bridge.reporting import parse_report_to
 from llm_bridge.rules import LLM_TAU, BridgeRule, build_bridge_rule
 from llm_bridge.trainer import TrainingSpec
 from sim.rules import RULES
-from sim.spec_checks import check_label
+from sim.spec_checks import check_label, read_spec_text
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -139,10 +139,8 @@ class BridgeSpec:
 def load_spec(path: str | Path) -> BridgeSpec:
     """Parse and validate a bridge spec file."""
     path = Path(path)
-    if not path.is_file():
-        raise PrefsimError(f"spec file {str(path)!r} does not exist.")
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(read_spec_text(path, "bridge spec file"))  # UTF-8 text, or a clear error
     except tomllib.TOMLDecodeError as exc:
         raise PrefsimError(f"spec {path}: invalid TOML: {exc}") from None
     return parse_spec(raw, base=path.parent)
