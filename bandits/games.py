@@ -236,7 +236,8 @@ def build_game(spec: GameSpec, seed: int = 0) -> GameInstance:
     elif isinstance(spec.reference, str):
         if spec.reference_min_mass > 1.0 / arms:
             raise PrefsimError(
-                f"game.reference_min_mass: at most 1/K = {1.0 / arms:g} for {arms} arms, got {spec.reference_min_mass!r}."
+                f"game.reference_min_mass: at most 1/K = {1.0 / arms:g} for {arms} arms, "
+                f"got {spec.reference_min_mass!r}."
             )
         rng = np.random.default_rng([int(seed), 3])
         try:

@@ -158,7 +158,8 @@ def main(argv=None) -> int:
     lines = [
         f"# Bridge step cost ({args.model}, {result['parameters']:,} parameters, CPU, {args.threads} thread(s))",
         "",
-        f"{n} pairs per step (= {2 * n} sequences of {args.prompt_tokens} prompt + {args.response_tokens} response tokens), "
+        f"{n} pairs per step (= {2 * n} sequences of {args.prompt_tokens} prompt + "
+        f"{args.response_tokens} response tokens), "
         f"AdamW, median of {args.repeats} interleaved steps.  Wall-clock and process CPU time; the CPU-time "
         f"ratio is the robust one on a shared machine (load average after the run: "
         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} CPUs).",

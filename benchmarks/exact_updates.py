@@ -53,13 +53,13 @@ import jax.numpy as jnp  # noqa: E402
 from sim.metrics import METRIC_COLUMNS  # noqa: E402
 from sim.rules import build_rule  # noqa: E402
 from sim.spec import parse_spec  # noqa: E402
-from sim.trajectory import (
+from sim.trajectory import (  # noqa: E402
     _compiled,
     compiler_options,
     default_record_iterations,
     simulate_grid,
     update_with_shared_product,
-)  # noqa: E402
+)
 
 jax.config.update("jax_enable_x64", True)  # exact mode's float64 (importing sim changes no global setting)
 
@@ -634,20 +634,23 @@ def markdown(report):
             "the table shows the best) and the fraction the updates reach (median over repeats against that "
             "repeat's bandwidth), counting one read of P per update:",
             "",
-            "| K | P (MB) | NumPy P·v (GB/s) | JAX P·v (GB/s) | prefsim | bare | prefsim, counting all its reads of P (T + 1) |",
+            "| K | P (MB) | NumPy P·v (GB/s) | JAX P·v (GB/s) | prefsim | bare "
+            "| prefsim, counting all its reads of P (T + 1) |",
             "|---|---|---|---|---|---|---|",
         ]
         for c in bandwidth_cases:
             bw = c["bandwidth"]
             lines.append(
                 f"| {c['arms']} | {bw['matrix_bytes'] / 1e6:.0f} | {bw['numpy_bytes_per_s'] / 1e9:.1f} "
-                f"| {bw['jax_bytes_per_s'] / 1e9:.1f} | {100 * bw['prefsim_fraction']:.0f}% | {100 * bw['bare_fraction']:.0f}% "
+                f"| {bw['jax_bytes_per_s'] / 1e9:.1f} | {100 * bw['prefsim_fraction']:.0f}% "
+                f"| {100 * bw['bare_fraction']:.0f}% "
                 f"| {100 * bw['prefsim_fraction_counting_metric_reads']:.0f}% |"
             )
     lines += ["", "Targets (issue 2):", ""]
     for name, target in report["targets"].items():
         lines.append(
-            f"- {name}: target {target['target']}; measured {target['measured']} → {'met' if target['met'] else 'NOT met'}"
+            f"- {name}: target {target['target']}; measured {target['measured']} "
+            f"→ {'met' if target['met'] else 'NOT met'}"
         )
     loads = [(c["arms"], c["loadavg_before"][0], c["loadavg_after"][0]) for c in report["cases"]]
     lines += [
@@ -710,7 +713,8 @@ def main(argv=None):
     }
     for name, target in report["targets"].items():
         print(
-            f"target {name}: {target['target']}; measured {target['measured']} -> {'met' if target['met'] else 'NOT met'}"
+            f"target {name}: {target['target']}; measured {target['measured']} "
+            f"-> {'met' if target['met'] else 'NOT met'}"
         )
     print(f"total {report['total_seconds']:.1f} s")
     if not args.no_write:

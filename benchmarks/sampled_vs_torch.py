@@ -236,10 +236,13 @@ def main(argv=None):
         "|---|---|---|",
         f"| prefsim (jitted scan, vmapped seeds; run only) | {best['prefsim']:.3f} | 1 |",
         f"| prefsim compilation (first call, once) | {compile_seconds:.3f} | — |",
-        f"| torch, all seeds batched in one tensor | {best['torch_batched']:.3f} | {result['speedup_vs_torch_batched']:.1f}× |",
-        f"| torch, loop over seeds (timed on {loop_seeds}, scaled) | {best['torch_seed_loop']:.3f} | {result['speedup_vs_torch_seed_loop']:.1f}× |",
+        f"| torch, all seeds batched in one tensor | {best['torch_batched']:.3f} "
+        f"| {result['speedup_vs_torch_batched']:.1f}× |",
+        f"| torch, loop over seeds (timed on {loop_seeds}, scaled) | {best['torch_seed_loop']:.3f} "
+        f"| {result['speedup_vs_torch_seed_loop']:.1f}× |",
         "",
-        f"Mean final duality gap: prefsim {prefsim_gap:.4g}, torch {torch_gap:.4g} (same math, different random streams).",
+        f"Mean final duality gap: prefsim {prefsim_gap:.4g}, torch {torch_gap:.4g} "
+        "(same math, different random streams).",
         "",
     ]
     text = "\n".join(table)

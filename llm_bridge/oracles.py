@@ -49,7 +49,8 @@ class Oracle:
 
 
 class CallableOracle(Oracle):
-    """A general preference oracle from a Python callable ``fn(prompt, response, response′) -> P(response ≻ response′)``."""
+    """A general preference oracle from a Python callable
+    ``fn(prompt, response, response′) -> P(response ≻ response′)``."""
 
     def __init__(self, fn: Callable[[str, str, str], float], name: str = "callable"):
         super().__init__()

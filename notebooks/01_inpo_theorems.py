@@ -196,7 +196,8 @@ final_circle = circle[circle.iteration == 2000].groupby("rule")["kl_to_nash"].ag
 circle_fit = stats.fit_rate(circle, "kl_to_nash", "below", window=(200, 2000))
 print(f"eta_crit = {critical_cycle:.4f}; final KL(π*‖π_T) per rule:\n{final_circle}")
 print(
-    f"below eta_crit: log-log slope of KL over [200, 2000] = {circle_fit.slope:.4f} [{circle_fit.lower:.4f}, {circle_fit.upper:.4f}]"
+    f"below eta_crit: log-log slope of KL over [200, 2000] = {circle_fit.slope:.4f} "
+    f"[{circle_fit.lower:.4f}, {circle_fit.upper:.4f}]"
 )
 figure, axes = plotting.new_figure()
 plotting.plot_metric(

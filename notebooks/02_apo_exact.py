@@ -117,7 +117,8 @@ show(plotting.save_figure(figure, OUT / "apo_suboptimality.png"))
 #
 # For each α and every T ≥ 1, APO's SubOpt must lie between DPO(β(1−α))'s SubOpt at
 # T − ⌈L_T⌉ and T − ⌊L_T⌋, L_T = α²(1−α^T)/(1−α); and it must equal the closed form of DPO(β(1−α))
-# after the non-integer T − L_T iterations (checked at T = 8, where every SubOpt is far above rounding).  We also report the paired difference at the same T.
+# after the non-integer T − L_T iterations (checked at T = 8, where every SubOpt is far above rounding).  We also
+# report the paired difference at the same T.
 
 # %%
 lag_rows = []
@@ -156,7 +157,8 @@ for alpha, frame in same_t.items():
     row = frame.iloc[0]
     print(
         f"alpha={alpha}: SubOpt(APO) − SubOpt(DPO β(1−α)) at T = 3: {row.difference:.4f} "
-        f"[{row.difference_lower:.4f}, {row.difference_upper:.4f}]  (APO better on {row.probability_of_improvement:.0%} of seeds)"
+        f"[{row.difference_lower:.4f}, {row.difference_upper:.4f}]  "
+        f"(APO better on {row.probability_of_improvement:.0%} of seeds)"
     )
 
 # %% [markdown]
@@ -259,7 +261,8 @@ print(f"mean SubOpt at T = {ITERATIONS}:\n", final.mean().sort_values().to_strin
 weights = {alpha: theory.apo_noise_weights(50, alpha)[1] for alpha in ALPHAS}
 for alpha, w in weights.items():
     print(
-        f"alpha={alpha}: weights of ε_s in log π_50 range over [{w.min():.3f}, {w.max():.3f}], 1/(1−α) = {1 / (1 - alpha):.3f}"
+        f"alpha={alpha}: weights of ε_s in log π_50 range over [{w.min():.3f}, {w.max():.3f}], "
+        f"1/(1−α) = {1 / (1 - alpha):.3f}"
     )
 figure, axes = plotting.new_figure()
 for alpha, w in weights.items():

@@ -374,7 +374,8 @@ print(f"τ = 0.1, random game: max spread over {INITS} inits {reg_spread:.2e}; m
 print(f"τ = 0.1, 4-cycle: max spread {np.abs(tau_cycle_final - tau_cycle_final.mean(0)).max():.2e}")
 print(
     f"τ = 0, 4-cycle, SPPO averages: exploitability ≤ {average_exploitability.max():.4f}; "
-    f"a = π̄(0) ranges over [{a_values.min():.3f}, {a_values.max():.3f}]; |π̄(0) − π̄(2)| ≤ {np.abs(averages[:, 0] - averages[:, 2]).max():.4f}"
+    f"a = π̄(0) ranges over [{a_values.min():.3f}, {a_values.max():.3f}]; "
+    f"|π̄(0) − π̄(2)| ≤ {np.abs(averages[:, 0] - averages[:, 2]).max():.4f}"
 )
 figure, axes = plotting.new_figure((5.2, 4.0))
 axes.scatter(averages[:, 0], averages[:, 1], s=14, label="τ = 0: SPPO averages (4-cycle)")
@@ -422,7 +423,8 @@ d11_summary = stats.summary_table(
     d11, metrics=["duality_gap", "duality_gap_mixture", "exploitability", "exploitability_mixture"]
 )
 print(
-    f"η_crit over seeds in [{min(criticals):.4f}, {max(criticals):.4f}]; η_above = {eta_above:.4f}, η_below = {eta_below:.4f}"
+    f"η_crit over seeds in [{min(criticals):.4f}, {max(criticals):.4f}]; "
+    f"η_above = {eta_above:.4f}, η_below = {eta_below:.4f}"
 )
 print(d11_summary.pivot(index="rule", columns="metric", values="mean").to_string(float_format=lambda v: f"{v:.3g}"))
 mixture_fits = {

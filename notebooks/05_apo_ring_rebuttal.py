@@ -97,7 +97,8 @@ for grid in (25, 101):
     frame["ratio"] = frame.DPO / frame.APO
     exact_rows[grid] = frame
     print(
-        f"exact log-space, {grid}×{grid} grid (gap between the two best reward levels Δ = {theory.reward_gap(np.unique(rewards)):.2e}):"
+        f"exact log-space, {grid}×{grid} grid "
+        f"(gap between the two best reward levels Δ = {theory.reward_gap(np.unique(rewards)):.2e}):"
     )
     print(frame.to_string(float_format=lambda v: f"{v:.4g}"))
 

@@ -533,7 +533,7 @@ for rule in ("ipo_offline", "inpo_offline"):
         gap_ratio[rule].min(),
         kl_ratio[rule].min(),
     )
-for (rule, name), (centre, lower, upper) in ratio_cis.items():
+for (rule, name), (_centre, lower, _upper) in ratio_cis.items():
     assert lower > 0.5, (rule, name, lower)
 for rule in offline_rules:
     assert abs(d10_cis[(rule, "duality_gap")][0] - exact_gap_level) < 0.25 * exact_gap_level, rule

@@ -4,9 +4,9 @@
   τ > 0.  Solved in JAX by extragradient (mirror-prox) with step s = 1/(τ + 2·max|P − ½|), which
   contracts linearly, iterated until the closed-form duality gap is below ``tolerance`` (default
   1e-14, well inside the gap < 1e-12 the metrics require) **and** one step moves log π by at most
-  ``STEP_TOLERANCE`` on average under π (Σ_y π(y)·|Δ log π(y)|).  The second condition matters: the gap is quadratic in the
-  error, so a gap of 1e-14 alone leaves π* wrong by ~1e-7, which floors ``kl_to_nash`` near 1e-13 and
-  biases convergence-rate fits; the step condition makes π* accurate to ~1e-12.
+  ``STEP_TOLERANCE`` on average under π (Σ_y π(y)·|Δ log π(y)|).  The second condition matters: the gap
+  is quadratic in the error, so a gap of 1e-14 alone leaves π* wrong by ~1e-7, which floors ``kl_to_nash``
+  near 1e-13 and biases convergence-rate fits; the step condition makes π* accurate to ~1e-12.
 * :func:`unregularised_nash` — a maximin strategy of the symmetric zero-sum game P − ½ by linear
   programming (SciPy ``linprog``): maximise v subject to (Pᵀπ)_y ≥ v, π in the simplex.  Its value is
   ½.  Not unique in general (it is for odd cyclic games and for Bradley–Terry games with a unique

@@ -22,16 +22,16 @@ import torch
 # Tiny models: one intra-op thread is far faster than torch's thread pool on small CI machines.
 torch.set_num_threads(1)
 
-from bridge_games import random_game
+from bridge_games import random_game  # noqa: E402
 
-from llm_bridge.apo import extrapolate_parameters, implicit_reference
-from llm_bridge.bandit_lm import PROMPT, BanditLM
-from llm_bridge.logprobs import batched_sequence_logprobs
-from llm_bridge.pairs import population_pairs
-from llm_bridge.rules import build_bridge_rule
-from llm_bridge.trainer import PairTensors, TrainingSpec, make_optimizer, train_on_pairs, weighted_loss_sum
-from sim.rules import build_rule
-from sim.rules.base import ExactState
+from llm_bridge.apo import extrapolate_parameters, implicit_reference  # noqa: E402
+from llm_bridge.bandit_lm import PROMPT, BanditLM  # noqa: E402
+from llm_bridge.logprobs import batched_sequence_logprobs  # noqa: E402
+from llm_bridge.pairs import population_pairs  # noqa: E402
+from llm_bridge.rules import build_bridge_rule  # noqa: E402
+from llm_bridge.trainer import PairTensors, TrainingSpec, make_optimizer, train_on_pairs, weighted_loss_sum  # noqa: E402
+from sim.rules import build_rule  # noqa: E402
+from sim.rules.base import ExactState  # noqa: E402
 
 jdno = importlib.import_module("sim.rules.dno")
 jdpo = importlib.import_module("sim.rules.dpo")

@@ -15,13 +15,13 @@ import torch
 # Tiny models: one intra-op thread is far faster than torch's thread pool on small CI machines.
 torch.set_num_threads(1)
 
-from bandits.errors import PrefsimError
-from llm_bridge import loop as bridge_loop
-from llm_bridge.cli import command
-from llm_bridge.logprobs import batched_sequence_logprobs
-from llm_bridge.models import load_causal_lm, load_tokenizer, load_weights, read_weights, resolve_model_path
-from llm_bridge.spec import parse_spec
-from llm_bridge.tiny import build_tiny_model
+from bandits.errors import PrefsimError  # noqa: E402
+from llm_bridge import loop as bridge_loop  # noqa: E402
+from llm_bridge.cli import command  # noqa: E402
+from llm_bridge.logprobs import batched_sequence_logprobs  # noqa: E402
+from llm_bridge.models import load_causal_lm, load_tokenizer, load_weights, read_weights, resolve_model_path  # noqa: E402
+from llm_bridge.spec import parse_spec  # noqa: E402
+from llm_bridge.tiny import build_tiny_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -166,7 +166,8 @@ def test_online_ipo_is_best_response():
 
 
 def test_online_ipo_cycles_at_full_strength_and_converges_at_half():
-    # docs/theory.md §C.5: P_c, π_ref = (.5,.3,.2), τ = 0.2: c = 1 oscillates with gap in [0.17, 0.58]; c = 0.5 converges.
+    # docs/theory.md §C.5: P_c, π_ref = (.5,.3,.2), τ = 0.2: c = 1 oscillates with gap in [0.17, 0.58];
+    # c = 0.5 converges.
     for strength in (1.0, 0.5):
         matrix = cyclic_matrix(strength)
         logs = iterate(online_ipo(tau=TAU), make_game(matrix, CYCLIC_REFERENCE, TAU), 600)
@@ -292,7 +293,7 @@ def test_sppo_paper_normaliser_at_large_eta(eta):
         target = eta * (random_matrix(5, seed=40 + seed) @ policy - 0.5)
         scale = np.abs(target).max()
         log_mu = brentq(
-            lambda m: logsumexp(target - wrightomega(m + target).real, b=policy),
+            lambda m, target=target, policy=policy: logsumexp(target - wrightomega(m + target).real, b=policy),
             -60 - scale,
             5 + np.log1p(scale),
             xtol=1e-14,
@@ -574,7 +575,7 @@ def test_dpo_and_dno_losses_are_minimised_by_their_exact_steps():
 
 
 def test_every_registered_rule_builds_with_defaults():
-    for name, info in RULES.items():
+    for name, _info in RULES.items():
         given = {"eta": 1.0} if name == "inpo" else {}
         rule = build_rule(name, resolve_parameters(name, given, TAU))
         assert rule.name == name

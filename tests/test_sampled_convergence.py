@@ -36,7 +36,7 @@ def _distances(game: dict, rule: dict, run: dict, pairs=PAIRS) -> np.ndarray:
         settings = dataclasses.replace(spec.run, pairs_per_iteration=count)
         init, iteration = build_iteration(rule_spec.name, rule_spec.parameters, settings)
 
-        def one(problem, key):
+        def one(problem, key, init=init, iteration=iteration):
             state = init(key, problem)
             _, info = iteration(state, problem, key)
             return info.distance_to_exact

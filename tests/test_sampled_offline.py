@@ -1,4 +1,5 @@
-"""Offline preference data in sampled mode (``[run] data = "offline"``, docs/theory.md §D.10, :mod:`sim.sampled.offline`).
+"""Offline preference data in sampled mode (``[run] data = "offline"``, docs/theory.md §D.10,
+:mod:`sim.sampled.offline`).
 
 * The offline tabular IPO minimiser (solved to a gradient tolerance) approaches BR_τ(π_ref) like
   N^{-1/2} (seed-bootstrap CI of the log-log slope contains −1/2), and stays away from π*_τ.
@@ -57,7 +58,7 @@ def _one_offline_iteration(game: dict, rule: dict, pairs=PAIRS):
         settings = dataclasses.replace(spec.run, offline_pairs=count)
         init, iteration = build_iteration(rule_spec.name, rule_spec.parameters, settings)
 
-        def one(problem, key):
+        def one(problem, key, init=init, iteration=iteration):
             state, info = iteration(init(key, problem), problem, key)
             return info.distance_to_exact, jnp.max(jnp.abs(state.log_policy - jnp.log(problem.target)))
 
