@@ -32,18 +32,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from bandits.errors import PrefsimError
 from sim.game import Game
 from sim.rules.apo import apo_multipliers
 from sim.seed_games import build_games
-from sim.spec import load_spec, parse_spec
+from sim.spec import ExperimentSpec, load_spec, parse_spec
 
 # ----------------------------------------------------------------------------------------------
 # realised constants
 
 
-def log_reference_mass_bound(reference) -> float:
+def log_reference_mass_bound(reference: ArrayLike) -> float:
     """D = max_{π ∈ Π} KL(π ‖ π_ref) = log(1 / min_y π_ref(y)) over policies with π_ref's support [D].
 
     INPO's Lemma 2 defines D = max_{π∈Π} KL(π‖π_1) with π_1 = π_ref; the supremum over the simplex
@@ -53,14 +54,14 @@ def log_reference_mass_bound(reference) -> float:
     return float(-np.log(reference.min()))
 
 
-def policy_log_ratio(policy, reference) -> float:
+def policy_log_ratio(policy: ArrayLike, reference: ArrayLike) -> float:
     """max_y |log π(y)/π_ref(y)| (the quantity Assumption A bounds by B)."""
     policy = np.asarray(policy, dtype=np.float64)
     reference = np.asarray(reference, dtype=np.float64)
     return float(np.max(np.abs(np.log(policy) - np.log(reference))))
 
 
-def omega_max(preference, target) -> float:
+def omega_max(preference: ArrayLike, target: ArrayLike) -> float:
     """ω_max = the largest |imaginary part| of the eigenvalues of (P − ½)J*, J* = diag π* − π*π*ᵀ [D✓].
 
     docs/theory.md §A.3: they equal those of the skew-symmetric J*^{½}(P − ½)J*^{½}, whose eigenvalues are
@@ -75,7 +76,7 @@ def omega_max(preference, target) -> float:
     return float(np.linalg.norm(skew, 2))
 
 
-def eta_critical(preference, target, tau: float) -> float:
+def eta_critical(preference: ArrayLike, target: ArrayLike, tau: float) -> float:
     """η_crit = (τ² + ω_max²)/(2τ): constant-η INPO converges in the last iterate iff η > η_crit [D✓].
 
     docs/theory.md §A.3: linearised at π*, the log-space error maps by (1 − τ/η)I + (P − ½)J*/η whose
@@ -88,7 +89,7 @@ def eta_critical(preference, target, tau: float) -> float:
     return (tau**2 + omega_max(preference, target) ** 2) / (2.0 * tau)
 
 
-def inpo_contraction_factor(preference, target, tau: float, eta: float) -> float:
+def inpo_contraction_factor(preference: ArrayLike, target: ArrayLike, tau: float, eta: float) -> float:
     """Spectral radius ρ = max_k |1 − τ/η ± iω_k/η| = √((1 − τ/η)² + ω_max²/η²) of linearised INPO [D].
 
     The log-policy error near π* shrinks like ρ^t, so KL(π*‖π_t) (quadratic in the error) has the
@@ -107,7 +108,7 @@ def inpo_c(log_ratio_bound: float, tau: float) -> float:
     return np.maximum(np.asarray(log_ratio_bound, dtype=np.float64) * float(tau), 1.0)
 
 
-def lemma2_eta(iterations, log_ratio_bound: float, tau: float, divergence: float):
+def lemma2_eta(iterations: ArrayLike, log_ratio_bound: ArrayLike, tau: float, divergence: float) -> np.ndarray | float:
     """Lemma 2's inverse learning rate η = max(Bτ, 1)·√T/√D [V].
 
     T iterates, D as in :func:`log_reference_mass_bound`.
@@ -115,7 +116,9 @@ def lemma2_eta(iterations, log_ratio_bound: float, tau: float, divergence: float
     return inpo_c(log_ratio_bound, tau) * np.sqrt(np.asarray(iterations, dtype=np.float64)) / math.sqrt(divergence)
 
 
-def lemma2_regret_bound(iterations, eta, tau: float, log_ratio_bound: float, divergence: float):
+def lemma2_regret_bound(
+    iterations: ArrayLike, eta: ArrayLike, tau: float, log_ratio_bound: ArrayLike, divergence: float
+) -> np.ndarray | float:
     """Reg_T ≤ ηD + (4τ²B² + 1)·T/η for OMD (Eq. 4) with constant inverse learning rate η [V, App. A.1].
 
     This is the explicit inequality of the proof of Lemma 2 (taking B ≥ 1 without loss of generality,
@@ -128,7 +131,9 @@ def lemma2_regret_bound(iterations, eta, tau: float, log_ratio_bound: float, div
     return eta * divergence + (4.0 * tau**2 * b**2 + 1.0) * t / eta
 
 
-def theorem3_gap_bound(iterations, eta, tau: float, log_ratio_bound: float, divergence: float):
+def theorem3_gap_bound(
+    iterations: ArrayLike, eta: ArrayLike, tau: float, log_ratio_bound: ArrayLike, divergence: float
+) -> np.ndarray | float:
     """DualGap(π̄_T) ≤ 2·Reg_T/T (INPO Theorem 3, App. A.2) with Reg_T of :func:`lemma2_regret_bound` [V].
 
     π̄_T = (1/T)Σ_{t=1}^T π_t is the mixture of distributions of the first T iterates (π_1 = π_ref).
@@ -139,7 +144,9 @@ def theorem3_gap_bound(iterations, eta, tau: float, log_ratio_bound: float, dive
     return 2.0 * lemma2_regret_bound(t, eta, tau, log_ratio_bound, divergence) / t
 
 
-def theorem4_kl_bound(iterations, tau: float, log_ratio_bound: float, constant: float = 32.0):
+def theorem4_kl_bound(
+    iterations: ArrayLike, tau: float, log_ratio_bound: ArrayLike, constant: float = 32.0
+) -> np.ndarray | float:
     """KL(π*‖π_T) ≤ 32C²/(τ²(T + 1)), C = max(Bτ, 1), under η_t = τ(t+2)/2 (INPO Theorem 4) [V].
 
     ``constant`` is the paper's 32 (exposed so tests can check that a wrong constant is caught).
@@ -150,19 +157,23 @@ def theorem4_kl_bound(iterations, tau: float, log_ratio_bound: float, constant: 
     return constant * c**2 / (tau**2 * (t + 1.0))
 
 
-def theorem4_step_bound(kl_previous, eta, tau: float, log_ratio_bound: float, constant: float = 8.0):
+def theorem4_step_bound(
+    kl_previous: ArrayLike, eta: ArrayLike, tau: float, log_ratio_bound: ArrayLike, constant: float = 8.0
+) -> np.ndarray | float:
     """One step of Theorem 4: KL(π*‖π_{t+1}) ≤ (1 − τ/η_t)·KL(π*‖π_t) + 8C²/η_t² [V]."""
     c = inpo_c(log_ratio_bound, tau)
     eta = np.asarray(eta, dtype=np.float64)
     return (1.0 - tau / eta) * np.asarray(kl_previous, dtype=np.float64) + constant * c**2 / eta**2
 
 
-def theorem4_eta_schedule(steps, tau: float):
+def theorem4_eta_schedule(steps: ArrayLike, tau: float) -> np.ndarray | float:
     """η_t = τ(t+2)/2 for the update t → t+1, t = 0, 1, … (reading (a) of docs/theory.md §A.5)."""
     return tau * (np.asarray(steps, dtype=np.float64) + 2.0) / 2.0
 
 
-def inpo_linearised_regret(game: Game, eta, tau, iterations: int, comparator):
+def inpo_linearised_regret(
+    game: Game, eta: float | jax.Array, tau: float | jax.Array, iterations: int, comparator: ArrayLike
+) -> np.ndarray:
     """Realised Σ_{t=1}^T ⟨∇ℓ_t(π_t), π_t − u⟩ of exact constant-η INPO, for T = 1 … ``iterations`` [D].
 
     ∇ℓ_t(π_t)_y = −(Pπ_t)_y + τ(log(π_t(y)/π_ref(y)) + 1) (Eq. 4); the constant +τ cancels in
@@ -189,7 +200,7 @@ def inpo_linearised_regret(game: Game, eta, tau, iterations: int, comparator):
 # SPPO / DNO (Hedge in self-play), Nash-MD Theorem 1, MMD
 
 
-def hedge_exploitability_bound(iterations, eta, initial_min_mass: float):
+def hedge_exploitability_bound(iterations: ArrayLike, eta: ArrayLike, initial_min_mass: float) -> np.ndarray | float:
     """Exploitability of the uniform mixture of T Hedge/SPPO iterates ≤ 2·(log(1/min π_0)/η + ηT/8)/T [D].
 
     SPPO's exact update ℓ_{t+1} = ℓ_t + ηPπ_t − log Z_t is Hedge with gains (Pπ_t)_y ∈ [0, 1] and
@@ -203,12 +214,14 @@ def hedge_exploitability_bound(iterations, eta, initial_min_mass: float):
     return 2.0 * (-math.log(initial_min_mass) / eta + eta * t / 8.0) / t
 
 
-def hedge_optimal_eta(iterations, initial_min_mass: float):
+def hedge_optimal_eta(iterations: ArrayLike, initial_min_mass: float) -> np.ndarray | float:
     """η minimising :func:`hedge_exploitability_bound`: √(8·log(1/min π_0)/T) = Θ(1/√T)."""
     return np.sqrt(8.0 * -math.log(initial_min_mass) / np.asarray(iterations, dtype=np.float64))
 
 
-def nash_md_kl_bound(iterations, eta: float, tau: float, kl_initial, constant: float = 2.0):
+def nash_md_kl_bound(
+    iterations: ArrayLike, eta: float, tau: float, kl_initial: ArrayLike, constant: float = 2.0
+) -> np.ndarray | float:
     """Nash-MD Theorem 1 unrolled: KL(π*‖π_T) ≤ (1 − ητ)^T·KL(π*‖π_0) + 2η²·Σ_{k<T}(1 − ητ)^k [M].
 
     One step (Munos et al. 2024, Theorem 1, recalled in docs/theory.md §C.6, not re-checked):
@@ -227,12 +240,14 @@ def nash_md_theorem1_eta(iterations: int, tau: float) -> float:
     return math.log(iterations) / (tau * iterations)
 
 
-def mmd_lipschitz(preference) -> float:
+def mmd_lipschitz(preference: ArrayLike) -> float:
     """L = max_{ij} |P_ij − ½|: Lipschitz constant of the payoff operator π ↦ (P − ½)π from ℓ₁ to ℓ∞."""
     return float(np.max(np.abs(np.asarray(preference, dtype=np.float64) - 0.5)))
 
 
-def mmd_kl_bound(iterations, eta: float, tau: float, kl_initial, lipschitz: float):
+def mmd_kl_bound(
+    iterations: ArrayLike, eta: float, tau: float, kl_initial: ArrayLike, lipschitz: float
+) -> np.ndarray | float:
     """MMD linear rate: KL(π*‖π_t) ≤ KL(π*‖π_0)/(1 + ητ)^t when η ≤ τ/L² (Sokota et al. 2023, Thm 3.4) [M].
 
     Returns NaN where the step condition η ≤ τ/L² fails (the theorem then says nothing).  L as in
@@ -248,7 +263,9 @@ def mmd_kl_bound(iterations, eta: float, tau: float, kl_initial, lipschitz: floa
 # APO with exact rewards (docs/theory.md §B.3, derived [D✓]; the paper's constants are unknown)
 
 
-def apo_multiplier_sequence(iterations: int, alpha: float = 0.3, schedule: str = "constant"):
+def apo_multiplier_sequence(
+    iterations: int, alpha: float = 0.3, schedule: str = "constant"
+) -> tuple[np.ndarray, np.ndarray]:
     """(ĉ_t, c_t) for t = 0 … ``iterations``: log π̂_t = log π_ref + ĉ_t·r/β, log π_t = log π_ref + c_t·r/β [D✓].
 
     Recursion of APO-DPO with exact rewards (docs/theory.md §B.3, sim.rules.apo): x_{t+1} = y_t + 1,
@@ -270,7 +287,14 @@ def apo_multiplier_sequence(iterations: int, alpha: float = 0.3, schedule: str =
     return np.concatenate([zero, np.asarray(proximal)]), np.concatenate([zero, np.asarray(extrapolated)])
 
 
-def apo_suboptimality_bound(iterations, alpha: float, beta: float, reference, rewards, schedule: str = "constant"):
+def apo_suboptimality_bound(
+    iterations: ArrayLike,
+    alpha: float,
+    beta: float,
+    reference: ArrayLike,
+    rewards: ArrayLike,
+    schedule: str = "constant",
+) -> np.ndarray:
     """SubOpt(π_T) ≤ β·log(1/π_ref(y*))/c_T ≈ (1 − α)β·log(1/π_ref(y*))/T [D✓, docs/theory.md §B.3].
 
     Gibbs variational argument for π_T = softmax(log π_ref + c_T r/β); y* = argmax r (the largest
@@ -294,7 +318,9 @@ def _multipliers_at(iterations: np.ndarray, alpha: float, schedule: str) -> np.n
     return extrapolated[np.asarray(iterations)]
 
 
-def apo_exact_policy(iterations: int, alpha: float, beta: float, reference, rewards, schedule: str = "constant"):
+def apo_exact_policy(
+    iterations: int, alpha: float, beta: float, reference: ArrayLike, rewards: ArrayLike, schedule: str = "constant"
+) -> np.ndarray:
     """Closed-form π_T = softmax(log π_ref + c_T·r/β) of exact-reward APO-DPO [D✓]."""
     multiplier = float(_multipliers_at(np.asarray([iterations]), alpha, schedule)[0])
     logits = np.log(np.asarray(reference, dtype=np.float64)) + multiplier * np.asarray(rewards, dtype=np.float64) / beta
@@ -303,13 +329,20 @@ def apo_exact_policy(iterations: int, alpha: float, beta: float, reference, rewa
     return policy / policy.sum()
 
 
-def reward_gap(rewards) -> float:
+def reward_gap(rewards: ArrayLike) -> float:
     """Δ = r*_max − max_{y ≠ y*} r_y; 0 when the best arm is not unique."""
     ordered = np.sort(np.asarray(rewards, dtype=np.float64))[::-1]
     return float(ordered[0] - ordered[1])
 
 
-def apo_tv_bound(iterations, alpha: float, beta: float, reference, rewards, schedule: str = "constant"):
+def apo_tv_bound(
+    iterations: ArrayLike,
+    alpha: float,
+    beta: float,
+    reference: ArrayLike,
+    rewards: ArrayLike,
+    schedule: str = "constant",
+) -> np.ndarray | float:
     """TV(π_T, δ_{y*}) = 1 − π_T(y*) ≤ ((1 − π_ref(y*))/π_ref(y*))·exp(−c_T·Δ/β) [D✓, docs/theory.md §B.3].
 
     Needs a unique best arm (Δ > 0).  Shape of APO's Theorem 4.8 (exact form unknown): the
@@ -324,19 +357,19 @@ def apo_tv_bound(iterations, alpha: float, beta: float, reference, rewards, sche
     return (1.0 - best_mass) / best_mass * np.exp(-multipliers * gap / beta)
 
 
-def apo_tv_log_slope(alpha: float, beta: float, rewards) -> float:
+def apo_tv_log_slope(alpha: float, beta: float, rewards: ArrayLike) -> float:
     """Asymptotic semilog slope of TV(π_T, π*) for constant α: −Δ/(β(1 − α)) per iteration [D✓]."""
     return -reward_gap(rewards) / (beta * (1.0 - alpha))
 
 
-def apo_dpo_lag(iterations, alpha: float):
+def apo_dpo_lag(iterations: ArrayLike, alpha: float) -> np.ndarray | float:
     """Iteration lag L_T = α²(1 − α^T)/(1 − α): APO(α, β) after T iterations = iterative DPO with
     β_eff = β(1 − α) after T − L_T iterations (exact, docs/theory.md §B.3 [D✓]; L_T → α²/(1 − α))."""
     t = np.asarray(iterations, dtype=np.float64)
     return alpha**2 * (1.0 - alpha**t) / (1.0 - alpha)
 
 
-def apo_noise_weights(iterations: int, alpha: float):
+def apo_noise_weights(iterations: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
     """Weights of per-step reward errors ε_s (s = 0 … T−1) in the log-policies [D✓, docs/theory.md §B.3].
 
     Returns ``(proximal, extrapolated)``: ŵ_{T,s} = (1 − α^{T−s})/(1 − α) in log π̂_T and
@@ -349,7 +382,7 @@ def apo_noise_weights(iterations: int, alpha: float):
     return (1.0 - alpha**power) / (1.0 - alpha), (1.0 - alpha ** (power + 1.0)) / (1.0 - alpha)
 
 
-def apo_log_ratio_growth(iterations, alpha: float, beta: float, rewards):
+def apo_log_ratio_growth(iterations: ArrayLike, alpha: float, beta: float, rewards: ArrayLike) -> np.ndarray | float:
     """Predicted realised B_T ≈ c_T·(r_max − r_min)/β (+O(1)) of exact-reward APO-DPO [D✓, docs/theory.md §B.3]."""
     rewards = np.asarray(rewards, dtype=np.float64)
     multipliers = _multipliers_at(np.asarray(iterations, dtype=np.int64), alpha, "constant")
@@ -391,7 +424,7 @@ def _labels(spec) -> dict:
     return labels
 
 
-def realised_log_ratio(frame: pd.DataFrame, target, reference) -> np.ndarray:
+def realised_log_ratio(frame: pd.DataFrame, target: ArrayLike, reference: ArrayLike) -> np.ndarray:
     """Running realised B_t = max(max_{s ≤ t} max_log_ratio(π_s), max|log π*/π_ref|) for one rule × seed.
 
     ``frame`` holds one rule and seed, sorted by iteration.  π*'s log-ratio is included because
@@ -487,7 +520,7 @@ def _rows_for(name: str, parameters: dict, frame: pd.DataFrame, game: dict) -> l
     return out
 
 
-def tightness_report(table: pd.DataFrame, spec) -> pd.DataFrame:
+def tightness_report(table: pd.DataFrame, spec: ExperimentSpec | dict | str) -> pd.DataFrame:
     """Observed metric / bound along every trajectory of a run, for every rule a bound applies to.
 
     Bounds used (see the functions above for formulas and sources): INPO ``theorem4`` schedule →
@@ -539,7 +572,7 @@ def tightness_report(table: pd.DataFrame, spec) -> pd.DataFrame:
     return report[columns]
 
 
-def bounds_for_run(table: pd.DataFrame, spec) -> pd.DataFrame:
+def bounds_for_run(table: pd.DataFrame, spec: ExperimentSpec | dict) -> pd.DataFrame:
     """Bound curves for figures: per rule × metric × iteration the largest bound over seeds.
 
     The max over seeds is a bound on every seed, hence on the mean curve drawn by
