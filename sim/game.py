@@ -12,6 +12,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
+
+from bandits.games import GameInstance
 
 
 class Game(NamedTuple):
@@ -32,7 +35,7 @@ class Game(NamedTuple):
     tau: jax.Array
 
 
-def game_from_instance(instance, dtype=jnp.float64) -> Game:
+def game_from_instance(instance: GameInstance, dtype: DTypeLike = jnp.float64) -> Game:
     """Convert a :class:`bandits.games.GameInstance` to a :class:`Game` of ``dtype``."""
     arms = instance.arms
     rewards = instance.rewards if instance.rewards is not None else np.full(arms, np.nan)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from sim.stats import bootstrap_ci
 
@@ -25,7 +26,9 @@ FINAL_POLICY = "final_policy"
 COLUMNS = ("rule_a", "rule_b", "win_rate", "ci_lower", "ci_upper", "seeds")
 
 
-def win_rates_per_seed(policy_a: np.ndarray, policy_b: np.ndarray, preference: np.ndarray, weights=None):
+def win_rates_per_seed(
+    policy_a: np.ndarray, policy_b: np.ndarray, preference: np.ndarray, weights: ArrayLike | None = None
+) -> np.ndarray:
     """W_s(A, B) for every seed: policies (S, K) or (S, M, K), preference (S, K, K) or (S, M, K, K)."""
     policy_a, policy_b = np.asarray(policy_a, np.float64), np.asarray(policy_b, np.float64)
     preference = np.asarray(preference, np.float64)
@@ -36,7 +39,9 @@ def win_rates_per_seed(policy_a: np.ndarray, policy_b: np.ndarray, preference: n
     return np.sum(per_context * weights.reshape((-1, per_context.shape[1])), axis=1)
 
 
-def headtohead_table(final_policies: dict, preference: np.ndarray, weights=None) -> pd.DataFrame:
+def headtohead_table(
+    final_policies: dict[str, np.ndarray], preference: np.ndarray, weights: ArrayLike | None = None
+) -> pd.DataFrame:
     """The table for ``final_policies`` (label → (S, K) or (S, M, K)) on per-seed ``preference``."""
     labels = list(final_policies)
     rows = []

@@ -28,6 +28,7 @@ Definitions (π a policy, τ the game's regularisation, π_ref the reference):
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
@@ -45,7 +46,7 @@ POLICY_METRICS = (
 METRIC_COLUMNS = POLICY_METRICS[:4] + ("regret",) + POLICY_METRICS[4:] + tuple(f"{m}_mixture" for m in POLICY_METRICS)
 
 
-def best_response(game: Game, log_policy, tau):
+def best_response(game: Game, log_policy: jax.Array, tau: float | jax.Array) -> jax.Array:
     """log BR_τ(π) = log softmax(log π_ref + Pπ/τ)."""
     return normalize(game.log_reference + win_rates(game, jnp.exp(log_policy)) / tau)
 
@@ -63,23 +64,23 @@ def _gap_from_win_rates(game: Game, policy, log_policy, policy_win_rates, tau):
     return jnp.where(tau > 0, jnp.maximum(2.0 * safe_tau * kl, 0.0), jnp.nan)
 
 
-def duality_gap(game: Game, log_policy, tau):
+def duality_gap(game: Game, log_policy: jax.Array, tau: float | jax.Array) -> jax.Array:
     """Regularised duality gap 2τ·KL(π ‖ BR_τ(π)) (NaN for τ ≤ 0)."""
     policy = jnp.exp(log_policy)
     return _gap_from_win_rates(game, policy, log_policy, win_rates(game, policy), tau)
 
 
-def exploitability(game: Game, log_policy):
+def exploitability(game: Game, log_policy: jax.Array) -> jax.Array:
     """Unregularised duality gap 2·max_y (Pπ)_y − 1."""
     return 2.0 * jnp.max(win_rates(game, jnp.exp(log_policy))) - 1.0
 
 
-def suboptimality(game: Game, log_policy):
+def suboptimality(game: Game, log_policy: jax.Array) -> jax.Array:
     """max r − E_π r (NaN without rewards)."""
     return jnp.max(game.rewards) - jnp.dot(jnp.exp(log_policy), game.rewards)
 
 
-def log_target_policy(target):
+def log_target_policy(target: jax.Array) -> jax.Array:
     """log π* with 0 where π*(y) = 0 (those arms are masked out of KL(π*‖π))."""
     return jnp.log(jnp.where(target > 0, target, 1.0))
 
@@ -92,14 +93,14 @@ def _kl_from_target(target, log_target, log_policy):
 
 def metrics_from_win_rates(
     game: Game,
-    policy,
-    log_policy,
-    policy_win_rates,
-    target,
-    log_target,
-    unregularised_target=None,
-    log_unregularised_target=None,
-):
+    policy: jax.Array,
+    log_policy: jax.Array,
+    policy_win_rates: jax.Array,
+    target: jax.Array,
+    log_target: jax.Array,
+    unregularised_target: jax.Array | None = None,
+    log_unregularised_target: jax.Array | None = None,
+) -> dict[str, jax.Array]:
     """All of :data:`POLICY_METRICS` for one policy from what a trajectory already holds.
 
     Args:
@@ -134,7 +135,9 @@ def metrics_from_win_rates(
     }
 
 
-def policy_metrics(game: Game, log_policy, target, unregularised_target=None):
+def policy_metrics(
+    game: Game, log_policy: jax.Array, target: jax.Array, unregularised_target: jax.Array | None = None
+) -> dict[str, jax.Array]:
     """All per-policy metrics of :data:`POLICY_METRICS` for one policy; ``target`` = π* and
     ``unregularised_target`` = π⁰ (or ``None``) as probabilities."""
     policy = jnp.exp(log_policy)
@@ -143,7 +146,14 @@ def policy_metrics(game: Game, log_policy, target, unregularised_target=None):
     )
 
 
-def all_metrics(game: Game, log_policy, log_mixture, regret, target, unregularised_target=None):
+def all_metrics(
+    game: Game,
+    log_policy: jax.Array,
+    log_mixture: jax.Array,
+    regret: float | jax.Array,
+    target: jax.Array,
+    unregularised_target: jax.Array | None = None,
+) -> dict[str, jax.Array]:
     """The full row of :data:`METRIC_COLUMNS` for the last iterate and the running mixture."""
     row = policy_metrics(game, log_policy, target, unregularised_target)
     mixture = policy_metrics(game, log_mixture, target, unregularised_target)

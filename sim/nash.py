@@ -39,6 +39,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import ArrayLike
 
 from bandits.errors import PrefsimError
 from sim.game import Game, normalize, win_rates
@@ -52,7 +53,9 @@ STEP_TOLERANCE = 1e-14
 MAX_ITERATIONS = 500_000
 
 
-def regularised_nash(game: Game, tolerance: float = DEFAULT_TOLERANCE, max_iterations: int = MAX_ITERATIONS):
+def regularised_nash(
+    game: Game, tolerance: float = DEFAULT_TOLERANCE, max_iterations: int = MAX_ITERATIONS
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Return ``(log π*_τ, duality_gap(π*_τ), iterations)`` for a game with τ > 0 (jit/vmap-able)."""
     tau = game.tau
     lipschitz = jnp.max(jnp.abs(game.preference - 0.5))
@@ -79,7 +82,7 @@ def regularised_nash(game: Game, tolerance: float = DEFAULT_TOLERANCE, max_itera
     return log_policy, final_gap, iterations
 
 
-def unregularised_nash(preference) -> np.ndarray:
+def unregularised_nash(preference: ArrayLike) -> np.ndarray:
     """A maximin (Nash) policy of the symmetric game P by linear programming (NumPy in, NumPy out)."""
     from scipy.optimize import linprog
 
@@ -114,7 +117,7 @@ UNREGULARISED_NASH_MAX_ARMS = 200
 _LP_OPTIONS = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
 
 
-def condorcet_winner(preference) -> int | None:
+def condorcet_winner(preference: ArrayLike) -> int | None:
     """The arm i with P[i, j] > ½ for every j ≠ i (it is unique when it exists), else ``None``."""
     matrix = np.asarray(preference)
     # One pass keeps the only possible winner: an arm that does not beat j cannot be it, and the winner,
@@ -128,7 +131,7 @@ def condorcet_winner(preference) -> int | None:
     return candidate if bool(np.all(row > 0.5)) else None
 
 
-def nash_coordinate_ranges(preference) -> np.ndarray:
+def nash_coordinate_ranges(preference: ArrayLike) -> np.ndarray:
     """``(K, 2)``: min and max of π_k over the Nash polytope F = {π ∈ Δ : Pπ ≤ ½} (2K HiGHS LPs)."""
     from scipy.optimize import linprog  # SciPy is imported lazily, as in unregularised_nash
 
@@ -166,7 +169,7 @@ def _solve_on_support(matrix, support):
     return policy, float(np.linalg.svd(system, compute_uv=False).min())
 
 
-def certified_unique_nash(preference) -> np.ndarray | None:
+def certified_unique_nash(preference: ArrayLike) -> np.ndarray | None:
     """π⁰ when a sufficient condition for uniqueness holds at the LP's Nash policy, else ``None``.
 
     With A = P − ½ (skew-symmetric), π is Nash iff Aπ ≤ 0.  For two Nash policies x, π′:
@@ -195,7 +198,7 @@ def certified_unique_nash(preference) -> np.ndarray | None:
     return None
 
 
-def unique_unregularised_nash(preference, tolerance: float = UNIQUENESS_TOLERANCE) -> np.ndarray:
+def unique_unregularised_nash(preference: ArrayLike, tolerance: float = UNIQUENESS_TOLERANCE) -> np.ndarray:
     """π⁰, the unregularised Nash policy of P, when it is unique; otherwise K NaNs (NumPy in and out).
 
     See the module docstring for how uniqueness is decided (a Condorcet winner; else the certificate
@@ -231,7 +234,7 @@ def unique_unregularised_nash(preference, tolerance: float = UNIQUENESS_TOLERANC
     return point
 
 
-def target_policy(game: Game, tolerance: float = DEFAULT_TOLERANCE):
+def target_policy(game: Game, tolerance: float = DEFAULT_TOLERANCE) -> tuple[np.ndarray, float]:
     """The policy the metrics measure distance to, as probabilities (NumPy), and its duality gap.
 
     τ > 0: the regularised Nash π*_τ.  τ = 0: for a Bradley–Terry game the point mass on argmax r
@@ -247,7 +250,9 @@ def target_policy(game: Game, tolerance: float = DEFAULT_TOLERANCE):
     return unregularised_nash(np.asarray(game.preference)), float("nan")
 
 
-def regularised_targets(games: Game, game_axes: Game, seeds: int, tolerance: float = DEFAULT_TOLERANCE):
+def regularised_targets(
+    games: Game, game_axes: Game, seeds: int, tolerance: float = DEFAULT_TOLERANCE
+) -> tuple[np.ndarray, list[float]]:
     """π*_τ of every seed in **one** batched solve: ``(targets (S, K) NumPy, gaps list)`` for τ > 0.
 
     ``games`` has its leaves stacked over seeds where ``game_axes`` is 0 (as :func:`sim.experiment.build_games`

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
 
 from bandits.games import build_game
 from sim.game import Game, game_from_instance
@@ -21,7 +23,7 @@ from sim.shared_engine import stack_over_seeds
 from sim.spec import ExperimentSpec
 
 
-def build_games(spec: ExperimentSpec, dtype=jnp.float64):
+def build_games(spec: ExperimentSpec, dtype: DTypeLike = jnp.float64) -> tuple[Game, Game, jax.Array, list[float]]:
     """Games and targets per seed.
 
     Returns ``(games, game_axes, targets, target_gaps)``: a :class:`Game` whose leaves are stacked over
@@ -46,7 +48,7 @@ def build_games(spec: ExperimentSpec, dtype=jnp.float64):
     return games, game_axes, jnp.asarray(np.stack(targets), dtype), gaps
 
 
-def unregularised_targets(games, game_axes, seeds: int, dtype=jnp.float64):
+def unregularised_targets(games: Game, game_axes: Game, seeds: int, dtype: DTypeLike = jnp.float64) -> jax.Array:
     """π⁰ per seed, shape (S, K): the unregularised Nash policy of each seed's P (from
     :func:`build_games`' games), rows of NaN where it is not unique
     (:func:`sim.nash.unique_unregularised_nash`); solved once when all seeds share one P."""
