@@ -22,13 +22,18 @@ import argparse
 import json
 import signal
 import sys
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bandits.errors import PrefsimError
 from sim.precision import enable_compile_cache, float64
 from sim.progress import Progress
 from sim.provenance import prefsim_version
+
+if TYPE_CHECKING:
+    from sim.spec import ExperimentSpec
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -46,7 +51,7 @@ def _raise_terminated(signum, frame):
 PLUGIN_GROUP = "prefsim.commands"
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``prefsim`` console script."""
     parser = _parser()
     args = parser.parse_args(argv)
@@ -239,7 +244,7 @@ def _run(args) -> int:
     return 0
 
 
-def default_out(spec_path, spec) -> Path:
+def default_out(spec_path: str | Path, spec: ExperimentSpec) -> Path:
     """``results/<spec file stem>``; for a manifest.json, ``results/<spec name or its directory>-rerun``."""
     path = Path(spec_path)
     if path.suffix == ".json":

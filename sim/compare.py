@@ -14,6 +14,7 @@ seeds would not pair the same instances and the comparison is refused.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,7 @@ COMPARE_COLUMNS = [
 NOT_COMPARED = ("max_log_ratio", "max_log_ratio_mixture", "loss")
 
 
-def load_run(directory) -> tuple[pd.DataFrame, dict]:
+def load_run(directory: str | Path) -> tuple[pd.DataFrame, dict]:
     """``(metrics table, manifest)`` of a result directory written by ``prefsim run``."""
     directory = Path(directory)
     metrics = directory / "metrics.csv"
@@ -63,8 +64,8 @@ def compare_runs(
     manifest_a: dict,
     table_b: pd.DataFrame,
     manifest_b: dict,
-    metrics=None,
-    iterations=(),
+    metrics: Iterable[str] | None = None,
+    iterations: Iterable[int] = (),
 ) -> pd.DataFrame:
     """The paired comparison of the module docstring (columns :data:`COMPARE_COLUMNS`)."""
     game_a = (manifest_a.get("parsed_spec") or {}).get("game")

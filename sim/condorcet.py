@@ -34,11 +34,18 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from bandits.errors import PrefsimError
 from bandits.games import GameSpec, build_game
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: bandits' random constructions: name → the ``[game]`` fields besides ``arms``.
 CONSTRUCTIONS = {
@@ -62,7 +69,7 @@ CONSTRUCTIONS = {
 Z_95 = 1.959963984540054
 
 
-def has_condorcet_winner(preference) -> bool:
+def has_condorcet_winner(preference: ArrayLike) -> bool:
     """Whether some arm i has P[i, j] > ½ for every j ≠ i."""
     beats = np.asarray(preference, dtype=np.float64) > 0.5
     np.fill_diagonal(beats, True)
@@ -118,7 +125,9 @@ def condorcet_frequency(construction: str, arms: int, samples: int = 1000, first
     return CondorcetEstimate(construction, int(arms), samples, int(hits), low, high)
 
 
-def condorcet_frequencies(arms, samples: int = 1000, constructions=None) -> list[CondorcetEstimate]:
+def condorcet_frequencies(
+    arms: Iterable[int], samples: int = 1000, constructions: Iterable[str] | None = None
+) -> list[CondorcetEstimate]:
     """:func:`condorcet_frequency` for every K in ``arms`` and every construction (default: all of
     :data:`CONSTRUCTIONS`); the input of :func:`plot_condorcet_frequency`."""
     names = list(CONSTRUCTIONS) if constructions is None else list(constructions)
@@ -152,7 +161,7 @@ def tournament_condorcet_count(arms: int) -> tuple[int, int]:
     return with_winner, 2 ** len(pairs)
 
 
-def plot_condorcet_frequency(estimates, path=None):
+def plot_condorcet_frequency(estimates: Iterable[CondorcetEstimate], path: str | Path | None = None) -> Figure:
     """Pr(Condorcet winner) against K: one line per construction with its Wilson 95% band, the
     closed forms dashed where they exist; legend outside the axes.  Returns the figure (and writes a
     PNG when ``path`` is given)."""

@@ -18,9 +18,11 @@ recorded ``regret`` = 0.0 at t = 0 on games without rewards).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from sim.spec import ExperimentSpec
 
@@ -48,7 +50,7 @@ FLOOR_ESCAPE = 1e-2
 FLOOR_ESCAPE_MONOTONE = 0.9
 
 
-def floor_iteration(iterations, values, floor: float) -> int | None:
+def floor_iteration(iterations: ArrayLike, values: ArrayLike, floor: float) -> int | None:
     """First iteration > 0 from which a curve sits at the rounding floor, or ``None``.
 
     The curve is at the floor from the first iteration where it is ≤ ``floor`` (or exactly 0),
@@ -184,7 +186,7 @@ class DegenerateRunWarning(UserWarning):
     """A run whose numbers cannot show what they seem to (see :func:`run_warnings`)."""
 
 
-def report_warnings(messages: list[str], progress=None) -> None:
+def report_warnings(messages: list[str], progress: Callable[[str], object] | None = None) -> None:
     """Say each message once: through ``progress`` (the CLI prints ``warning: …``) or as a Python warning."""
     for message in messages:
         if progress is not None:

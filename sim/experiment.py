@@ -30,16 +30,19 @@ import os
 import platform
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from sim.bounds_file import BOUNDS_FILE
 from sim.bounds_table import compute_bounds, missing_bound_notes
 from sim.diagnostics import absent_metrics_to_nan, report_warnings, run_warnings
+from sim.game import Game
 from sim.headtohead import FINAL_POLICY, headtohead_table
 from sim.limits import check_memory, describe_memory
 from sim.precision import in_float64
@@ -67,7 +70,12 @@ ID_COLUMNS = ("rule", "seed", "iteration")
 
 
 @in_float64
-def run(spec, out=None, resume: bool = False, progress=None) -> pd.DataFrame:
+def run(
+    spec: ExperimentSpec | dict | str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: Callable[[str], object] | None = None,
+) -> pd.DataFrame:
     """Run ``spec`` (an :class:`ExperimentSpec`, a dict, or a path to TOML); return the metrics table.
 
     Args:
@@ -169,7 +177,13 @@ def _run_checked(spec: ExperimentSpec, out: Path | None, resume: bool, say) -> p
 
 
 def run_rule(
-    rule: RuleSpec, spec: ExperimentSpec, games, game_axes, targets, record, unregularised=None
+    rule: RuleSpec,
+    spec: ExperimentSpec,
+    games: Game,
+    game_axes: Game,
+    targets: jax.Array,
+    record: np.ndarray,
+    unregularised: jax.Array | None = None,
 ) -> pd.DataFrame:
     """All grid points × seeds of one ``[[rule]]`` table in one vmapped, jitted call (``unregularised``:
     π⁰ per seed from :func:`unregularised_targets`, or ``None`` for an empty ``kl_to_unregularised_nash``)."""
@@ -201,7 +215,7 @@ def run_rule(
     return frame
 
 
-def seed_preferences(preference, axis, seeds: int) -> np.ndarray:
+def seed_preferences(preference: ArrayLike, axis: int | None, seeds: int) -> np.ndarray:
     """P of every seed, (S, K, K) or (S, M, K, K), from a leaf stacked over seeds (axis 0) or shared."""
     preference = np.asarray(preference, np.float64)
     return preference if axis == 0 else np.broadcast_to(preference, (seeds,) + preference.shape)

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from bandits.errors import PrefsimError
 from sim.trajectory import default_record_iterations
@@ -101,7 +102,7 @@ def _preference_per_seed(spec) -> bool:
     )
 
 
-def memory_estimate(spec) -> dict:
+def memory_estimate(spec: Any) -> dict:
     """Bytes by part (``preference``, ``policies``, ``recordings``, ``pairs``, ``features``) for ``spec``.
 
     ``spec`` is a parsed :class:`sim.spec.ExperimentSpec`; see the module docstring for the formulas.
@@ -143,7 +144,7 @@ def describe_memory(estimate: dict, available: int | None = None) -> str:
     return f"memory: at least {_gib(sum(estimate.values()))} needed{there}"
 
 
-def check_memory(spec, available: int | None = None) -> dict:
+def check_memory(spec: Any, available: int | None = None) -> dict:
     """Refuse a run whose :func:`memory_estimate` exceeds the available memory; return the estimate."""
     estimate = memory_estimate(spec)
     available = available_memory() if available is None else available

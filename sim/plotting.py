@@ -34,13 +34,17 @@ from __future__ import annotations
 import dataclasses
 import math
 import textwrap
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from numpy.typing import ArrayLike
 
 from bandits.errors import PrefsimError
 from sim import stats
@@ -48,6 +52,7 @@ from sim.bounds_file import bounds_for_metric
 from sim.diagnostics import floor_iteration as first_floor_iteration
 from sim.diagnostics import is_convergence_metric, precision_floor
 from sim.plot_spec import PlotSpec, parse_plot
+from sim.progress import Progress
 
 #: The iteration count of the papers' LLM experiments (INPO Table 1, APO's AlpacaEval runs).
 LLM_ITERATIONS = 3
@@ -102,7 +107,7 @@ def metric_label(metric: str) -> str:
     return METRIC_LABELS.get(metric, metric)
 
 
-def new_figure(size=FIGURE_SIZE) -> tuple[Figure, object]:
+def new_figure(size: tuple[float, float] = FIGURE_SIZE) -> tuple[Figure, object]:
     """A figure with one axes, the module's style, attached to an Agg canvas."""
     with matplotlib.rc_context(STYLE):
         figure = Figure(figsize=size, layout="constrained")
@@ -167,7 +172,12 @@ def _residual(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def choose_fit(
-    iterations: np.ndarray, centre: np.ndarray, metric: str, floor: float, scale: str = "auto", window=None
+    iterations: np.ndarray,
+    centre: np.ndarray,
+    metric: str,
+    floor: float,
+    scale: str = "auto",
+    window: tuple[int, int] | None = None,
 ) -> FitChoice:
     """Decide whether and how to fit the mean curve ``centre`` of ``metric`` over ``iterations``.
 
@@ -239,11 +249,11 @@ def fit_label(fit: stats.RateFit) -> str:
 def plot_metric(
     table: pd.DataFrame,
     metric: str,
-    axes=None,
-    rules=None,
+    axes: Axes | None = None,
+    rules: Iterable[str] | None = None,
     statistic: str = "mean",
-    theory=None,
-    fit_window="auto",
+    theory: pd.DataFrame | dict[str, tuple[ArrayLike, ArrayLike]] | None = None,
+    fit_window: str | tuple[int, int] | dict[str, str | tuple[int, int] | None] | None = "auto",
     fit_scale: str = "auto",
     mark_iteration: int | None = LLM_ITERATIONS,
     title: str | None = None,
@@ -253,7 +263,7 @@ def plot_metric(
     labels: dict | None = None,
     precision: str = "float64",
     legend: str = "outside",
-):
+) -> Axes:
     """Draw ``metric`` vs iteration for each rule with a bootstrap band; return the axes.
 
     Args:
@@ -471,7 +481,7 @@ def _theory_lines(theory):
 # files
 
 
-def save_figure(figure: Figure, path) -> Path:
+def save_figure(figure: Figure, path: str | Path) -> Path:
     """Write ``figure`` (PNG at 150 dpi, or PDF / SVG by the suffix) via a temporary file; return the path."""
     path = Path(path)
     kind = path.suffix.lstrip(".").lower() or "png"
@@ -484,7 +494,7 @@ def save_figure(figure: Figure, path) -> Path:
     return path
 
 
-def show_in_notebook(path) -> None:
+def show_in_notebook(path: str | Path) -> None:
     """Display a saved figure inside Jupyter; a no-op when a notebook runs as a script (as in CI).
 
     IPython is imported lazily: it is optional (installed with Jupyter), not a dependency of prefsim.
@@ -641,12 +651,12 @@ def metric_figure(
 
 def plot_run(
     table: pd.DataFrame,
-    out_dir,
+    out_dir: str | Path,
     manifest: dict | None = None,
-    metrics=None,
+    metrics: Iterable[str] | None = None,
     bounds: pd.DataFrame | None = None,
-    plot=None,
-    progress=None,
+    plot: PlotSpec | dict | None = None,
+    progress: Progress | None = None,
 ) -> list[Path]:
     """One figure per metric with data, ``out_dir/<metric>.<format>``; return the written paths.
 
@@ -690,7 +700,12 @@ def plot_run(
 
 
 def plot_grid(
-    table: pd.DataFrame, metrics, path, columns: int = 2, bounds: pd.DataFrame | None = None, **kwargs
+    table: pd.DataFrame,
+    metrics: Iterable[str],
+    path: str | Path,
+    columns: int = 2,
+    bounds: pd.DataFrame | None = None,
+    **kwargs: Any,
 ) -> Path:
     """Several metrics side by side in one figure (notebook figures); ``kwargs`` go to :func:`plot_metric`."""
     metrics = list(metrics)

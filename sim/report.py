@@ -123,7 +123,7 @@ def _figures(directory: Path, metric_order: list[str]) -> tuple[str, int]:
     return "\n".join(parts), len(stems)
 
 
-def build_report(directory, out=None) -> Path:
+def build_report(directory: str | Path, out: str | Path | None = None) -> Path:
     """Write the report of result directory ``directory`` to ``out`` (default ``DIR/report.html``)."""
     directory = Path(directory)
     manifest_path, metrics_path = directory / "manifest.json", directory / "metrics.csv"

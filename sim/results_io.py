@@ -30,6 +30,7 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -51,7 +52,7 @@ def _os_reason(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
-def check_directory_path(out) -> Path:
+def check_directory_path(out: str | os.PathLike) -> Path:
     """Refuse a result-directory path that cannot be one, without creating anything; return ``Path(out)``.
 
     Refused: an empty path (``--out ""`` is not the current directory), a NUL byte, a path that exists
@@ -79,7 +80,7 @@ def check_directory_path(out) -> Path:
     return path
 
 
-def check_output_directory(out, labels=()) -> Path:
+def check_output_directory(out: str | os.PathLike, labels: Iterable[str] = ()) -> Path:
     """Validate (and create) the result directory ``out`` and ``out/parts``; return ``Path(out)``.
 
     Refused with a :class:`PrefsimError`: everything :func:`check_directory_path` refuses;
@@ -118,7 +119,7 @@ def check_output_directory(out, labels=()) -> Path:
 
 
 @contextlib.contextmanager
-def output_lock(out):
+def output_lock(out: str | os.PathLike) -> Iterator[Path]:
     """Hold an exclusive lock on ``out/.prefsim.lock`` for the duration of the block.
 
     Raises :class:`PrefsimError` at once (no waiting) when another process holds it, naming that
@@ -221,12 +222,14 @@ def part_bytes(frame: pd.DataFrame, fingerprint: str) -> bytes:
     return header.encode("utf-8") + body
 
 
-def write_part(path, frame: pd.DataFrame, fingerprint: str) -> None:
+def write_part(path: str | os.PathLike, frame: pd.DataFrame, fingerprint: str) -> None:
     """Write one rule's part atomically with its fingerprint and checksum."""
     write_files_atomic({Path(path): part_bytes(frame, fingerprint)})
 
 
-def read_part(path, fingerprint: str, expected_rows: int | None = None):
+def read_part(
+    path: str | os.PathLike, fingerprint: str, expected_rows: int | None = None
+) -> tuple[pd.DataFrame | None, str | None]:
     """``(frame, None)`` for a part that can be reused, else ``(None, reason)`` (reason None: no file).
 
     Reusable: the fingerprint line equals ``fingerprint``, the checksum line's SHA-256 and row count
@@ -260,7 +263,7 @@ def read_part(path, fingerprint: str, expected_rows: int | None = None):
     return frame, None
 
 
-def remove_stale_parts(out, labels) -> list[Path]:
+def remove_stale_parts(out: str | os.PathLike, labels: Iterable[str]) -> list[Path]:
     """Delete ``out/parts/*.csv`` of rule labels that are not in ``labels``; return the removed paths."""
     keep = {f"{label}.csv" for label in labels}
     removed = []
@@ -285,7 +288,7 @@ def _read_csv(path: Path, **options) -> pd.DataFrame:
         raise PrefsimError(f"{str(path)!r} cannot be read ({_os_reason(exc)}).") from None
 
 
-def read_results_table(directory) -> pd.DataFrame:
+def read_results_table(directory: str | os.PathLike) -> pd.DataFrame:
     """The table of a result directory: ``metrics.csv``, else the rows of ``parts/*.csv`` (a run in progress)."""
     directory = Path(directory)
     metrics_file = directory / "metrics.csv"
@@ -307,7 +310,7 @@ def _numeric_columns(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     return frame
 
 
-def read_manifest(directory) -> dict | None:
+def read_manifest(directory: str | os.PathLike) -> dict | None:
     """``manifest.json`` of a result directory (else the running ``parts/manifest.json``), or None."""
     directory = Path(directory)
     for path in (directory / "manifest.json", directory / RUNNING_MANIFEST):

@@ -199,7 +199,7 @@ TOP_LEVEL_KEYS = {
 }
 
 
-def load_spec(path) -> ExperimentSpec:
+def load_spec(path: str | Path) -> ExperimentSpec:
     """Read and validate a TOML spec file, or the ``manifest.json`` of a run (its ``spec`` is rerun)."""
     path = Path(path)
     if path.suffix == ".json":

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 from bandits.errors import PrefsimError
 
@@ -37,7 +38,7 @@ LABEL_RULE = (
 EXACT_RUN_KEYS = {"mode", "data"}
 
 
-def read_spec_text(path, what: str = "spec file") -> str:
+def read_spec_text(path: str | Path, what: str = "spec file") -> str:
     """The text of a TOML file, or a :class:`PrefsimError` saying why it is not UTF-8 text."""
     path = Path(path)
     if not path.is_file():
@@ -74,7 +75,7 @@ def read_spec_text(path, what: str = "spec file") -> str:
         ) from None
 
 
-def check_integer_range(value, where: str = "spec") -> None:
+def check_integer_range(value: object, where: str = "spec") -> None:
     """Raise when an integer anywhere in the nested spec data lies outside [−2⁶³, 2⁶³ − 1]."""
     if isinstance(value, dict):
         for key, item in value.items():
@@ -89,7 +90,7 @@ def check_integer_range(value, where: str = "spec") -> None:
         )
 
 
-def check_label(label, where: str) -> str:
+def check_label(label: object, where: str) -> str:
     """Return ``label`` if it is a safe result name (see the module docstring), else raise."""
     if not isinstance(label, str) or not LABEL_PATTERN.fullmatch(label):
         shown = (
@@ -109,7 +110,7 @@ def check_game_types(table: dict) -> None:
         )
 
 
-def check_exact_run_keys(table: dict, mode) -> None:
+def check_exact_run_keys(table: dict, mode: object) -> None:
     """In exact mode, every ``[run]`` key but ``mode`` and ``data`` is an error (they configure sampling)."""
     if mode != "exact":
         return
@@ -121,7 +122,7 @@ def check_exact_run_keys(table: dict, mode) -> None:
         )
 
 
-def check_rule_tables(tables) -> None:
+def check_rule_tables(tables: object) -> None:
     """Rule keys that the rule would ignore: APO's ``alpha`` under ``schedule = "nesterov"``."""
     for index, table in enumerate(tables if isinstance(tables, list) else []):
         if not isinstance(table, dict):
@@ -133,7 +134,7 @@ def check_rule_tables(tables) -> None:
             )
 
 
-def check_sampled_numbers(run) -> None:
+def check_sampled_numbers(run: Any) -> None:
     """``[run]`` numbers of sampled mode that must be finite."""
     tolerance = run.tolerance
     if isinstance(tolerance, float) and not math.isfinite(tolerance):

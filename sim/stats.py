@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from bandits.errors import PrefsimError
 
@@ -67,12 +69,12 @@ def _check_confidence(confidence: float) -> float:
 
 
 def bootstrap_ci(
-    samples,
+    samples: ArrayLike,
     statistic: str = "mean",
     confidence: float = DEFAULT_CONFIDENCE,
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_SEED,
-):
+) -> tuple[np.ndarray | float, np.ndarray | float, np.ndarray | float]:
     """Percentile-bootstrap interval of ``statistic`` over axis 0 (the seeds) of ``samples``.
 
     Args:
@@ -195,7 +197,7 @@ def curve_summary(
 def summary_table(
     table: pd.DataFrame,
     iteration: int | None = None,
-    metrics=None,
+    metrics: str | Iterable[str] | None = None,
     confidence: float = DEFAULT_CONFIDENCE,
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_SEED,

@@ -8,7 +8,9 @@ table shows them as "≈ 0" (``summary.csv`` keeps the numbers, with a column sa
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,7 +41,7 @@ def metrics_with_data(table: pd.DataFrame) -> list[str]:
     return [m for m in stats.metric_columns(table) if table[m].notna().any()]
 
 
-def choose_metrics(table: pd.DataFrame, requested=None) -> list[str]:
+def choose_metrics(table: pd.DataFrame, requested: str | Iterable[str] | None = None) -> list[str]:
     """``requested`` metric names (checked against the table) or the headline metrics with data."""
     available = metrics_with_data(table)
     if requested is None:
@@ -60,7 +62,12 @@ def choose_metrics(table: pd.DataFrame, requested=None) -> list[str]:
     return requested
 
 
-def summary_frame(table: pd.DataFrame, iterations=(), precision: str = "float64", metrics=None) -> pd.DataFrame:
+def summary_frame(
+    table: pd.DataFrame,
+    iterations: Iterable[int] = (),
+    precision: str = "float64",
+    metrics: Iterable[str] | None = None,
+) -> pd.DataFrame:
     """Mean, 95% bootstrap CI and seed count per rule × metric at each rule's final iteration and at
     every iteration of ``iterations`` that the rule recorded (columns :data:`SUMMARY_COLUMNS`).
 
@@ -107,7 +114,7 @@ def _at_floor(table: pd.DataFrame, summary: pd.DataFrame, floor: float) -> np.nd
     return np.asarray(flags, dtype=bool)
 
 
-def summary_cell(row, floor: float) -> str:
+def summary_cell(row: Any, floor: float) -> str:
     """ "mean [CI]" of a summary row, or "≈ 0" when the row is at the rounding floor."""
     if bool(row.at_floor):
         return "≈ 0"
