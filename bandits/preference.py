@@ -23,6 +23,7 @@ Constructors
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from bandits.errors import PrefsimError
 
@@ -30,7 +31,9 @@ from bandits.errors import PrefsimError
 DEFAULT_TOLERANCE = 1e-9
 
 
-def validate_preference_matrix(matrix, *, tolerance: float = DEFAULT_TOLERANCE, name: str = "preference"):
+def validate_preference_matrix(
+    matrix: ArrayLike, *, tolerance: float = DEFAULT_TOLERANCE, name: str = "preference"
+) -> np.ndarray:
     """Return ``matrix`` as a float64 array after checking it is a valid preference matrix.
 
     Checks: square 2-D with K ≥ 2, finite, entries in [0, 1], ``P + Pᵀ = 1`` within ``tolerance``
@@ -59,7 +62,7 @@ def validate_preference_matrix(matrix, *, tolerance: float = DEFAULT_TOLERANCE, 
     return np.clip(array, 0.0, 1.0)
 
 
-def general_matrix(matrix, *, tolerance: float = DEFAULT_TOLERANCE):
+def general_matrix(matrix: ArrayLike, *, tolerance: float = DEFAULT_TOLERANCE) -> np.ndarray:
     """A user-supplied preference matrix, validated (see :func:`validate_preference_matrix`)."""
     return validate_preference_matrix(matrix, tolerance=tolerance)
 
@@ -68,7 +71,7 @@ def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def bradley_terry(rewards):
+def bradley_terry(rewards: ArrayLike) -> np.ndarray:
     """Bradley–Terry preferences ``P[i, j] = σ(r_i − r_j)`` from a reward vector ``r`` (length K ≥ 2).
 
     ``σ(x) = ½(1 + tanh(x/2))`` keeps ``P + Pᵀ = 1`` exact in floating point.
@@ -85,8 +88,8 @@ def bradley_terry(rewards):
 
 
 def validate_mixture_weights(
-    weights, components: int | None = None, *, tolerance: float = DEFAULT_TOLERANCE, name: str = "weights"
-):
+    weights: ArrayLike, components: int | None = None, *, tolerance: float = DEFAULT_TOLERANCE, name: str = "weights"
+) -> np.ndarray:
     """Return mixture ``weights`` as float64 after checking them: a flat list of ``components``
     (if given) finite numbers ≥ 0 that sum to 1 within ``tolerance``.  The result is divided by its
     sum, which removes the rounding of decimal input (e.g. three times 0.3333333333333333)."""
@@ -109,7 +112,13 @@ def validate_mixture_weights(
     return array / array.sum()
 
 
-def bradley_terry_mixture(rewards, weights=None, *, rewards_name: str = "rewards", weights_name: str = "weights"):
+def bradley_terry_mixture(
+    rewards: ArrayLike,
+    weights: ArrayLike | None = None,
+    *,
+    rewards_name: str = "rewards",
+    weights_name: str = "weights",
+) -> np.ndarray:
     """Mixture of Bradley–Terry models ``P[i, j] = Σ_k w_k σ(r_k(i) − r_k(j))``.
 
     Args:
@@ -144,7 +153,7 @@ def bradley_terry_mixture(rewards, weights=None, *, rewards_name: str = "rewards
     return validate_preference_matrix(matrix, name=rewards_name)
 
 
-def cyclic(arms: int, strength: float = 1.0):
+def cyclic(arms: int, strength: float = 1.0) -> np.ndarray:
     """Non-transitive cyclic preferences ``P = ½ + (c/2)·A`` on ``arms`` arms (docs/theory.md §A.3).
 
     ``A[i, i+1 mod K] = 1`` and ``A[i+1 mod K, i] = −1``: arm i beats arm i+1 with probability
@@ -164,7 +173,7 @@ def cyclic(arms: int, strength: float = 1.0):
     return validate_preference_matrix(0.5 + 0.5 * strength * skew, name="cyclic")
 
 
-def random_lower_triangle(arms: int, rng: np.random.Generator):
+def random_lower_triangle(arms: int, rng: np.random.Generator) -> np.ndarray:
     """Random instance: ``P[i, j] ~ U[0, 1]`` i.i.d. for i > j, ``P[j, i] = 1 − P[i, j]``, diag ½."""
     arms = _check_arms(arms)
     lower = np.tril(rng.uniform(size=(arms, arms)), k=-1)
@@ -172,7 +181,7 @@ def random_lower_triangle(arms: int, rng: np.random.Generator):
     return validate_preference_matrix(matrix, name="random_lower_triangle")
 
 
-def random_skew_logits(arms: int, rng: np.random.Generator, scale: float = 1.0):
+def random_skew_logits(arms: int, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
     """Random instance ``P = σ(S)``, ``S = scale·(G − Gᵀ)/√2`` with ``G`` i.i.d. standard normal."""
     arms = _check_arms(arms)
     gaussian = rng.standard_normal((arms, arms))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from bandits.errors import PrefsimError
@@ -53,7 +54,7 @@ class LlmCommand:
 command = LlmCommand()
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Stand-alone entry (``python -m llm_bridge.cli`` / ``accelerate launch -m llm_bridge.cli``)."""
     parser = argparse.ArgumentParser(prog="prefsim llm", description=command.help)
     command.add_arguments(parser)

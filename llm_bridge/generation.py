@@ -11,11 +11,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
 
 from bandits.errors import PrefsimError
+
+if TYPE_CHECKING:
+    from transformers import GenerationConfig, PreTrainedTokenizerBase
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +59,7 @@ class Generated:
         return self.tokens / self.seconds if self.seconds > 0 else float("nan")
 
 
-def encode_prompts(tokenizer, prompts: list[str], chat_template: bool) -> list[list[int]]:
+def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str], chat_template: bool) -> list[list[int]]:
     """Token ids of each prompt, through the chat template if asked (with the generation prompt)."""
     encoded = []
     for prompt in prompts:
@@ -88,7 +93,7 @@ def _hf_model(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def eos_token_ids(model, tokenizer) -> list[int]:
+def eos_token_ids(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """Every end-of-sequence id: the tokenizer's first, then the generation config's and the model config's.
 
     Llama-3-style models list several (``eos_token_id = [128001, 128008, 128009]``); a response ends at
@@ -102,7 +107,7 @@ def eos_token_ids(model, tokenizer) -> list[int]:
     return ids
 
 
-def exact_generation_config(sampling: SamplingSpec, pad_id: int, eos_ids: list[int]):
+def exact_generation_config(sampling: SamplingSpec, pad_id: int, eos_ids: Sequence[int]) -> GenerationConfig:
     """A complete ``GenerationConfig`` that samples from π (tempered/truncated only as ``sampling`` asks).
 
     Starts from transformers' neutral defaults (repetition penalty 1, no n-gram blocking, no
@@ -147,15 +152,15 @@ def _generation_config_replaced(model, config):
 
 @torch.no_grad()
 def generate(
-    model,
-    tokenizer,
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
     prompt_ids: list,
     samples: int,
     sampling: SamplingSpec,
     seed: int,
     progress: bool = True,
     description: str = "generate",
-    autocast=None,
+    autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
     shard: tuple[int, int] = (0, 1),
 ) -> Generated:
     """Draw ``samples`` responses per prompt from ``model`` (π_t); reproducible given ``seed``.

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.utils.checkpoint
@@ -113,12 +114,12 @@ def _chunked_response_logprobs(model, head, input_ids, attention, mask, chunk_si
 
 
 def sequence_logprobs(
-    model,
-    prompt_ids,
-    response_ids,
+    model: torch.nn.Module,
+    prompt_ids: Sequence[Sequence[int]],
+    response_ids: Sequence[Sequence[int]],
     pad_id: int,
-    device=None,
-    autocast=None,
+    device: torch.device | str | None = None,
+    autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
     chunk_size: int = RESPONSE_CHUNK,
 ) -> torch.Tensor:
     """log π(y|x) summed over the response tokens, one value per (prompt, response); keeps the graph.
@@ -158,13 +159,13 @@ def sequence_logprobs(
 
 @torch.no_grad()
 def batched_sequence_logprobs(
-    model,
-    prompt_ids,
-    response_ids,
+    model: torch.nn.Module,
+    prompt_ids: Sequence[Sequence[int]],
+    response_ids: Sequence[Sequence[int]],
     pad_id: int,
     batch_size: int = 16,
-    autocast=None,
-    dtype=torch.float64,
+    autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
+    dtype: torch.dtype = torch.float64,
     chunk_size: int = RESPONSE_CHUNK,
 ) -> torch.Tensor:
     """:func:`sequence_logprobs` without gradient, in batches; returns a CPU tensor of ``dtype``.

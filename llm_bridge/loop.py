@@ -33,7 +33,9 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -58,9 +60,13 @@ from llm_bridge.oracles import build_oracle
 from llm_bridge.pairs import build_pairs
 from llm_bridge.precision import Precision, precision_for
 from llm_bridge.reporting import Reporter, make_reporter
-from llm_bridge.spec import BridgeSpec
+from llm_bridge.spec import BridgeSpec, RuleEntry
 from llm_bridge.trainer import PairTensors, make_optimizer, train_on_pairs
 from sim.rules.reference import anchor_iteration
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from accelerate import Accelerator
 
 REFERENCE = "reference"
 
@@ -84,7 +90,7 @@ class Session:
     """Experiment tracking (``[run] report_to``; :mod:`llm_bridge.reporting`), set by :func:`run_bridge`."""
 
     @property
-    def policy(self):
+    def policy(self) -> torch.nn.Module:
         """The unwrapped model (generation, scoring, checkpoints)."""
         return self.accelerator.unwrap_model(self.model)
 
@@ -93,13 +99,13 @@ class Session:
         return self.accelerator.is_main_process
 
     @property
-    def autocast(self):
+    def autocast(self) -> Callable[[], torch.autocast] | None:
         """Context-manager factory for every forward pass (generation, scoring, training), or None."""
         precision = self.precision or precision_for("float32", self.accelerator.device.type, self.spec.training.bf16)
         return precision.autocast
 
 
-def make_accelerator(device: str):
+def make_accelerator(device: str) -> Accelerator:
     """Accelerate's handle: CPU when asked (or when no CUDA), else the launcher's / the first GPU.
 
     On CPU, ``Accelerator(cpu=True)`` is what turns the processes of ``accelerate launch --multi_gpu
@@ -112,7 +118,9 @@ def make_accelerator(device: str):
     return Accelerator(cpu=device == "cpu" or (device == "auto" and not torch.cuda.is_available()))
 
 
-def open_session(spec: BridgeSpec, out: Path, progress: bool = True, accelerator=None) -> Session:
+def open_session(
+    spec: BridgeSpec, out: str | Path, progress: bool = True, accelerator: Accelerator | None = None
+) -> Session:
     """Load the model (once) and the oracle; wrap for training with Accelerate."""
     if spec.threads:
         torch.set_num_threads(spec.threads)
@@ -144,7 +152,9 @@ def open_session(spec: BridgeSpec, out: Path, progress: bool = True, accelerator
     )
 
 
-def run_bridge(spec: BridgeSpec, out, resume: bool = False, progress: bool = True, session: Session | None = None):
+def run_bridge(
+    spec: BridgeSpec, out: str | Path, resume: bool = False, progress: bool = True, session: Session | None = None
+) -> pd.DataFrame:
     """Run every rule of ``spec`` into ``out``; returns the metrics of all rules as a DataFrame."""
     import pandas as pd
 
@@ -214,7 +224,7 @@ def _reference_record(out: Path) -> dict:
 # --------------------------------------------------------------------------------------------- one rule
 
 
-def run_rule(session: Session, entry):
+def run_rule(session: Session, entry: RuleEntry) -> pd.DataFrame:
     """All iterations of one rule (resuming after the last recorded one)."""
     import pandas as pd
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 
 COLUMNS = (
@@ -55,7 +56,9 @@ COLUMNS = (
 )
 
 
-def mean_with_interval(values, level: float = 0.95, bounds=(0.0, 1.0)) -> tuple[float, float, float]:
+def mean_with_interval(
+    values: ArrayLike, level: float = 0.95, bounds: tuple[float, float] = (0.0, 1.0)
+) -> tuple[float, float, float]:
     """Mean and Student-t confidence interval (mean, low, high), clipped to ``bounds`` (probabilities).
 
     NaN interval for fewer than 2 values.

@@ -24,10 +24,15 @@ import dataclasses
 import importlib.util
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from bandits.errors import PrefsimError
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 SMOLLM2 = "smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -89,7 +94,7 @@ def resolve_model_path(path: str) -> tuple[Path, str | None]:
     )
 
 
-def load_tokenizer(path: str):
+def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
     """The tokenizer of ``path``, set up for batched generation (left padding, a pad token)."""
     from transformers import AutoTokenizer
 
@@ -107,7 +112,7 @@ def load_tokenizer(path: str):
     return tokenizer
 
 
-def load_causal_lm(path: str, dtype: str = "float32"):
+def load_causal_lm(path: str, dtype: str = "float32") -> PreTrainedModel:
     """A causal LM from a local path (see the module docstring), in ``dtype``, in eval mode."""
     from transformers import AutoModelForCausalLM
 
@@ -123,7 +128,7 @@ def load_causal_lm(path: str, dtype: str = "float32"):
     return model
 
 
-def add_lora(model, lora: LoraSpec):
+def add_lora(model: PreTrainedModel, lora: LoraSpec) -> PeftModel:
     """Wrap ``model`` with a trainable LoRA adapter (peft); the base weights are frozen."""
     from peft import LoraConfig, get_peft_model
 
@@ -140,12 +145,12 @@ def add_lora(model, lora: LoraSpec):
         raise PrefsimError(f"model.lora: {exc}") from None
 
 
-def trainable_state(model) -> dict[str, torch.Tensor]:
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The trainable parameters by name (the whole model, or only the LoRA adapter), detached CPU copies."""
     return {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters() if p.requires_grad}
 
 
-def save_weights(model, path: Path) -> None:
+def save_weights(model: torch.nn.Module, path: Path) -> None:
     """Write the trainable parameters of ``model`` to a safetensors file (atomically)."""
     from safetensors.torch import save_file
 
@@ -169,7 +174,7 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def assign_weights(model, state: dict[str, torch.Tensor]) -> None:
+def assign_weights(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Copy ``state`` (name → tensor, as from :func:`trainable_state`) into the parameters of ``model``."""
     parameters = dict(model.named_parameters())
     missing = [name for name in state if name not in parameters]
@@ -179,7 +184,7 @@ def assign_weights(model, state: dict[str, torch.Tensor]) -> None:
         parameters[name].copy_(tensor.to(parameters[name].device, parameters[name].dtype))
 
 
-def load_weights(model, path: Path) -> None:
+def load_weights(model: torch.nn.Module, path: Path) -> None:
     """Load a checkpoint written by :func:`save_weights` into ``model``."""
     assign_weights(model, read_weights(path))
 
@@ -206,7 +211,7 @@ class swapped_weights:
         return False
 
 
-def export_pretrained(model, tokenizer, directory: Path) -> None:
+def export_pretrained(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, directory: Path) -> None:
     """Save a loadable Hugging Face model directory, also for GGUF-loaded models and LoRA models.
 
     The state dict is copied into a fresh model built from the config (with the GGUF
@@ -226,7 +231,7 @@ def export_pretrained(model, tokenizer, directory: Path) -> None:
     tokenizer.save_pretrained(str(directory))
 
 
-def copy_config(config):
+def copy_config(config: PretrainedConfig) -> PretrainedConfig:
     import copy
 
     config = copy.deepcopy(config)

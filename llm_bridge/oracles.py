@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.special import expit
@@ -77,7 +78,7 @@ class BradleyTerryOracle(Oracle):
         self.reward_fn, self.scale, self.name = reward_fn, float(scale), name
         self._cache: dict = {}
 
-    def rewards(self, prompts, responses):
+    def rewards(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
         keys = list(zip(prompts, responses))
         todo = [k for k in dict.fromkeys(keys) if k not in self._cache]
         if todo:
@@ -95,7 +96,7 @@ class BradleyTerryOracle(Oracle):
         return expit(margin)
 
 
-def vader_reward(prompts, responses):
+def vader_reward(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
     """VADER compound sentiment score of each response, in [−1, 1] (positive = more positive text)."""
     analyzer = _vader_analyzer()
     return [analyzer.polarity_scores(text)["compound"] for text in responses]
@@ -165,7 +166,7 @@ class RewardModelOracle(BradleyTerryOracle):
         return values
 
 
-def python_object(reference: str, field: str):
+def python_object(reference: str, field: str) -> Any:
     """Import ``module:attribute`` (for user callables in specs)."""
     module_name, _, attribute = reference.partition(":")
     if not module_name or not attribute:

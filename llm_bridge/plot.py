@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
-def plot_win_rate(table, path: Path) -> Path:
+def plot_win_rate(table: pd.DataFrame, path: Path) -> Path:
     """Draw ``win_rate`` (with ``win_rate_low/high`` as error bars) against ``iteration`` for each rule."""
     import matplotlib
 

@@ -17,6 +17,7 @@ dtype (they are never updated) and the adapter is float32 (peft's default).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import torch
 
@@ -37,7 +38,7 @@ class Precision:
     """Compute dtype under ``torch.autocast`` (None: no autocast)."""
 
     @property
-    def autocast(self):
+    def autocast(self) -> Callable[[], torch.autocast] | None:
         """A context-manager factory for the forward passes, or None."""
         if self.autocast_dtype is None:
             return None
@@ -60,7 +61,7 @@ def precision_for(dtype: str, device_type: str, bf16: bool, lora: bool = False) 
     return Precision(dtype, device_type)
 
 
-def check_trainable_precision(model, description: str = "training") -> None:
+def check_trainable_precision(model: torch.nn.Module, description: str = "training") -> None:
     """Refuse to train weights stored in bfloat16/float16 (see the module docstring)."""
     low = sorted({str(p.dtype) for p in model.parameters() if p.requires_grad and p.dtype in LOW_PRECISION.values()})
     if low:

@@ -28,7 +28,7 @@ REPORT_TO = ("none", "tensorboard")
 """Accepted values of ``[run] report_to`` (a string or a list of strings)."""
 
 
-def parse_report_to(value) -> tuple[str, ...]:
+def parse_report_to(value: object) -> tuple[str, ...]:
     """``[run] report_to`` as a tuple of reporter names (``"none"`` and ``[]`` mean no reporting)."""
     names = [value] if isinstance(value, str) else value
     if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):

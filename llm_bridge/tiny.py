@@ -10,8 +10,12 @@ downloaded.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 SENTENCES = (
     "the movie was good and the actors were great",
@@ -27,7 +31,7 @@ SENTENCES = (
 )
 
 
-def build_tokenizer(directory: Path):
+def build_tokenizer(directory: Path) -> PreTrainedTokenizerFast:
     """A word-level tokenizer (with <unk>, <pad>, <s>, </s>) trained on :data:`SENTENCES`, saved to ``directory``."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast

@@ -25,6 +25,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
@@ -33,6 +35,9 @@ from bandits.errors import PrefsimError
 from llm_bridge.logprobs import sequence_logprobs
 from llm_bridge.precision import Precision, check_trainable_precision, precision_for
 from llm_bridge.rules import BridgeRule
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 OPTIMIZERS = ("adamw", "rmsprop", "sgd")
 
@@ -83,7 +88,7 @@ class TrainingSpec:
             raise PrefsimError("training.weight_decay and training.max_grad_norm must be ≥ 0.")
 
 
-def make_optimizer(parameters, spec: TrainingSpec) -> torch.optim.Optimizer:
+def make_optimizer(parameters: Iterable[torch.nn.Parameter], spec: TrainingSpec) -> torch.optim.Optimizer:
     """The torch optimiser of ``spec`` over ``parameters``."""
     parameters = [p for p in parameters if p.requires_grad]
     if spec.optimizer == "adamw":
@@ -133,7 +138,13 @@ class TrainingStats:
 
 
 def weighted_loss_sum(
-    model, data: PairTensors, index, rule: BridgeRule, pad_id: int, dtype=torch.float32, autocast=None
+    model: torch.nn.Module,
+    data: PairTensors,
+    index: list[int],
+    rule: BridgeRule,
+    pad_id: int,
+    dtype: torch.dtype = torch.float32,
+    autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
 ) -> torch.Tensor:
     """Σ_i w_i·ℓ_i over the pairs ``index`` of ``data``: one forward pass over their winners and losers.
 
@@ -157,18 +168,18 @@ def weighted_loss_sum(
 
 
 def train_on_pairs(
-    model,
-    optimizer,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
     data: PairTensors,
     rule: BridgeRule,
     spec: TrainingSpec,
     pad_id: int,
     seed: int,
-    accelerator=None,
+    accelerator: Accelerator | None = None,
     progress: bool = True,
     description: str = "train",
     precision: Precision | None = None,
-    on_step=None,
+    on_step: Callable[[dict[str, float]], object] | None = None,
 ) -> TrainingStats:
     """Run ``spec.epochs`` passes of ``rule``'s weighted loss over ``data`` (shuffled with ``seed``).
 
