@@ -165,11 +165,14 @@ def plot_condorcet_frequency(estimates: Iterable[CondorcetEstimate], path: str |
     """Pr(Condorcet winner) against K: one line per construction with its Wilson 95% band, the
     closed forms dashed where they exist; legend outside the axes.  Returns the figure (and writes a
     PNG when ``path`` is given)."""
-    from sim.plotting import _colours, new_figure, save_figure  # matplotlib is imported lazily (start-up speed)
+    from sim.plotting import curve_styles, new_figure, save_figure  # matplotlib is imported lazily (start-up speed)
 
     figure, axes = new_figure((9.0, 4.2))
+    estimates = list(estimates)
     names = list(dict.fromkeys(e.construction for e in estimates))
-    for colour, name in zip(_colours(len(names)), names):
+    styles = curve_styles(names)  # one colour per construction (each is its own "family")
+    for name in names:
+        colour = styles[name]["color"]
         rows = sorted((e for e in estimates if e.construction == name), key=lambda e: e.arms)
         arms = np.array([e.arms for e in rows])
         samples = rows[0].samples

@@ -91,14 +91,21 @@ def run(
     say = progress or (lambda message: None)
     say(describe_memory(check_memory(spec)))
     if out is None:
-        return _run_checked(spec, None, resume, say)
+        return _run_checked(spec, None, resume, say, progress)
     out = check_output_directory(out, [rule.label for rule in spec.rules])
     with output_lock(out):
-        return _run_checked(spec, out, resume, say)
+        return _run_checked(spec, out, resume, say, progress)
 
 
-def _run_checked(spec: ExperimentSpec, out: Path | None, resume: bool, say) -> pd.DataFrame:
-    """:func:`run` after the checks, with ``out`` validated and locked (or None)."""
+def _run_checked(
+    spec: ExperimentSpec,
+    out: Path | None,
+    resume: bool,
+    say: Callable[[str], object],
+    progress: Callable[[str], object] | None = None,
+) -> pd.DataFrame:
+    """:func:`run` after the checks, with ``out`` validated and locked (or None).  Warnings go through
+    ``progress`` when the caller gave one, else they are Python warnings (:func:`sim.diagnostics.report_warnings`)."""
     dtype = jnp.float64 if spec.precision == "float64" else jnp.float32
     started = time.time()
     games, game_axes, targets, target_gaps = build_games(spec, dtype)
@@ -158,7 +165,7 @@ def _run_checked(spec: ExperimentSpec, out: Path | None, resume: bool, say) -> p
     if out is not None:
         bounds = compute_bounds(table, spec)
         messages += missing_bound_notes(spec, bounds)
-    report_warnings(messages, say)
+    report_warnings(messages, progress)
     if out is not None:
         manifest["warnings"] = messages
         manifest["seconds"] = round(time.time() - started, 3)
