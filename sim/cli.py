@@ -205,7 +205,7 @@ def _run(args) -> int:
     from sim.metrics import METRIC_COLUMNS
     from sim.spec import load_spec
     from sim.summary import SAMPLED_COLUMNS, choose_metrics, format_summary, summary_frame, write_summary
-    from sim.trajectory import default_record_iterations
+    from sim.trajectory import default_record_iterations, is_recorded
 
     spec = load_spec(args.spec)
     # --out "" is passed on as given (and refused by the directory check), not replaced by the default
@@ -218,10 +218,11 @@ def _run(args) -> int:
             f"{', '.join((*METRIC_COLUMNS, *SAMPLED_COLUMNS))}."
         )
     at = [_iteration(value) for value in _comma_list(args.at, "--at") or []]
-    recorded = set(int(i) for i in default_record_iterations(spec.iterations, spec.record_every))
-    missing = [i for i in at if i not in recorded]
+    # membership only: with record_every = 1 the recorded list has T + 1 entries (not built before the memory check)
+    missing = [i for i in at if not is_recorded(i, spec.iterations, spec.record_every)]
     if missing:
-        shown = ", ".join(map(str, sorted(recorded)[:20]))
+        recorded = default_record_iterations(min(spec.iterations, 10**6), spec.record_every)
+        shown = ", ".join(map(str, recorded[:20].tolist()))
         raise PrefsimError(
             f"--at: iteration(s) {', '.join(map(str, missing))} will not be recorded by this spec; recorded "
             f"iterations: {shown}{'…' if len(recorded) > 20 else ''} (set record_every to record others)."

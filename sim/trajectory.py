@@ -112,6 +112,19 @@ def default_record_iterations(iterations: int, record_every: int | None = None) 
     return np.array(sorted(points), dtype=np.int64)
 
 
+def is_recorded(iteration: int, iterations: int, record_every: int | None = None) -> bool:
+    """Whether :func:`default_record_iterations` records ``iteration`` (without building the list, which
+    has T + 1 entries with ``record_every = 1``)."""
+    iteration, iterations = int(iteration), int(iterations)
+    if not 0 <= iteration <= iterations:
+        return False
+    if iteration in (0, iterations):
+        return True
+    if record_every is not None:
+        return iteration % int(record_every) == 0
+    return iteration in set(default_record_iterations(min(iterations, 10 * iteration)).tolist())
+
+
 def simulate(
     rule: ExactRule,
     game: Game,
