@@ -269,7 +269,7 @@ h2h_run = sim.run(
         ],
     }
 )
-h2h = h2h_run.attrs["headtohead"]
+h2h = pd.DataFrame(h2h_run.attrs["headtohead"])
 h2h_path = plot_headtohead(h2h, OUT / "headtohead.png")
 show(h2h_path)
 worst = h2h.groupby("rule_a")["win_rate"].min().sort_values(ascending=False)  # min over opponents

@@ -149,7 +149,7 @@ def _run_checked(
         if part is not None:
             save_final_policies(out, rule.label, rule_fingerprint, frame.attrs[FINAL_POLICY])
             write_part(part, frame, rule_fingerprint)
-        finals.update(frame.attrs[FINAL_POLICY])
+        finals.update(frame.attrs.pop(FINAL_POLICY))  # out of attrs: pandas compares attrs when concatenating
         frames.append(frame)
 
     table = absent_metrics_to_nan(pd.concat(frames, ignore_index=True))
@@ -159,7 +159,8 @@ def _run_checked(
         preference = seed_preferences(sampled.problems.preference, sampled.axes.preference, len(spec.seeds))
         weights = np.asarray(sampled.problems.context_probs)
     headtohead = headtohead_table(finals, preference, weights) if finals else None
-    table.attrs["headtohead"] = headtohead
+    # plain lists, so that pandas can compare the attrs of tables a user concatenates
+    table.attrs["headtohead"] = None if headtohead is None else headtohead.to_dict("list")
     messages = run_warnings(table, spec)
     bounds = None
     if out is not None:

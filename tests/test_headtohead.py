@@ -30,7 +30,9 @@ def test_exact_run_writes_the_closed_form_table(tmp_path):
     }
     table = sim.run(raw, out=tmp_path / "run")
     stored = pd.read_csv(tmp_path / "run" / "headtohead.csv")
-    pd.testing.assert_frame_equal(stored, table.attrs["headtohead"], check_exact=False, rtol=1e-12, atol=1e-15)
+    pd.testing.assert_frame_equal(
+        stored, pd.DataFrame(table.attrs["headtohead"]), check_exact=False, rtol=1e-12, atol=1e-15
+    )
     spec = parse_spec(raw)
     rules = [(r["name"], {k: v for k, v in r.items() if k != "name"}) for r in raw["rule"]]
     finals = {name: [_final_policy(name, given, spec, s, 40) for s in spec.seeds] for name, given in rules}
@@ -43,7 +45,11 @@ def test_exact_run_writes_the_closed_form_table(tmp_path):
     np.testing.assert_allclose(np.diag(wide.to_numpy()), 0.5, atol=1e-12)
     # a resumed run reads the stored final policies and gives the same table
     again = sim.run(raw, out=tmp_path / "run", resume=True)
-    pd.testing.assert_frame_equal(again.attrs["headtohead"], stored, check_exact=False, rtol=1e-12, atol=1e-15)
+    pd.testing.assert_frame_equal(
+        pd.DataFrame(again.attrs["headtohead"]), stored, check_exact=False, rtol=1e-12, atol=1e-15
+    )
+    # tables of several runs concatenate (their attrs are plain data pandas can compare)
+    assert len(pd.concat([table, again], ignore_index=True)) == 2 * len(table)
 
 
 def test_contexts_are_weighted_by_their_probabilities():
@@ -71,5 +77,5 @@ def test_sampled_run_has_a_table_too():
             "run": {"mode": "sampled", "pairs_per_iteration": 100, "inner_steps": 10},
         }
     )
-    headtohead = table.attrs["headtohead"]
+    headtohead = pd.DataFrame(table.attrs["headtohead"])
     assert len(headtohead) == 4 and np.isfinite(headtohead.win_rate).all()
