@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bandits.errors import PrefsimError
+from sim.plot_spec import parse_plot
 from sim.precision import enable_compile_cache, float64
 from sim.progress import Progress
 from sim.provenance import prefsim_version
@@ -321,12 +322,15 @@ def _draw(table, directory: Path, progress=None):
 
     paths = list(plot_run(table, directory, read_manifest(directory), bounds=read_bounds(directory), progress=progress))
     headtohead_file = directory / "headtohead.csv"
-    if headtohead_file.is_file():
+    manifest = read_manifest(directory) or {}
+    plot = parse_plot((manifest.get("spec") or {}).get("plot"))
+    if headtohead_file.is_file() and plot.metrics is None:  # a [plot] table that picks metrics leaves it out
         import pandas as pd
 
         from sim.headtohead import plot_headtohead
 
-        paths.append(plot_headtohead(pd.read_csv(headtohead_file), directory / "headtohead.png"))
+        table = pd.read_csv(headtohead_file)
+        paths.extend(plot_headtohead(table, directory / f"headtohead.{extension}") for extension in plot.formats)
     return paths
 
 

@@ -60,7 +60,7 @@ from sim.results_io import (
 )
 from sim.rules import build_rule
 from sim.sampled.experiment import build_sampled_inputs, run_sampled_rule
-from sim.seed_games import build_games, unregularised_targets
+from sim.seed_games import build_game, build_games, unregularised_targets  # noqa: F401  (re-exported)
 from sim.shared_engine import divergence_error, first_divergence
 from sim.spec import ExperimentSpec, RuleSpec, load_spec, parse_spec
 from sim.table import results_table

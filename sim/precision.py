@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -67,6 +68,10 @@ def enable_compile_cache(directory: str | os.PathLike | None = None) -> Path | N
         path.mkdir(parents=True, exist_ok=True)
     except OSError:
         return None  # an unwritable cache directory costs speed, never the run
+    # a cache entry that cannot be written or read back (a full disk, a file-size limit, a truncated entry)
+    # costs a compilation, never the run:
+    # JAX says so with a warning per entry, which the command would print before its own clear message
+    warnings.filterwarnings("ignore", message="Error (reading|writing) persistent compilation cache entry")
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     return path

@@ -118,7 +118,9 @@ def offline_rules() -> tuple:
 def _trains_offline(definition) -> bool:
     """A single-stage loss with a population minimiser on pairs from a fixed μ (multi-stage rules use that
     minimiser per stage, but each stage needs fresh pairs from its own source)."""
-    return definition.offline is not None and not (definition.data is not None and definition.data.stages)
+    staged = definition.data is not None and bool(definition.data.stages)
+    advancing = definition.parameter("reference_every") is not None  # a preset moves its reference (comal)
+    return definition.offline is not None and not staged and not advancing
 
 
 def check_offline_rule(rule_name: str, where: str = "rule") -> None:
