@@ -61,7 +61,7 @@ from sim.results_io import (
 from sim.rules import build_rule
 from sim.sampled.experiment import build_sampled_inputs, run_sampled_rule
 from sim.seed_games import build_game, build_games, unregularised_targets  # noqa: F401  (re-exported)
-from sim.shared_engine import divergence_error, first_divergence
+from sim.shared_engine import raise_if_diverged
 from sim.spec import ExperimentSpec, RuleSpec, load_spec, parse_spec
 from sim.table import results_table
 from sim.trajectory import default_record_iterations, simulate_grid
@@ -208,18 +208,14 @@ def run_rule(
     metrics, first_nonfinite = simulate_grid(
         make_rule, grid, games, game_axes, targets, record, cache_key=cache_key, unregularised_targets=unregularised
     )
-    diverged = first_divergence(first_nonfinite)
-    if diverged is not None:
-        grid_index, seed_index, iteration = diverged
-        raise divergence_error(
-            labels[grid_index][0],
-            "produced non-finite values (NaN or inf) in its policy",
-            spec.seeds[seed_index],
-            iteration,
-            f"its step is too large for {spec.precision} or a parameter is degenerate.",
-        )
+    raise_if_diverged(
+        first_nonfinite,
+        labels,
+        spec.seeds,
+        "produced non-finite values (NaN or inf) in its policy",
+        f"its step is too large for {spec.precision} or a parameter is degenerate.",
+    )
     frame = results_table(labels, spec.seeds, record, metrics)
-    frame.attrs[FINAL_POLICY] = {label: metrics[FINAL_POLICY][index] for index, (label, _) in enumerate(labels)}
     return frame
 
 

@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any
 
 import jax
@@ -119,18 +119,18 @@ def shard_over_seeds(items: tuple, item_axes: tuple, per_seed: ArrayLike) -> tup
     return items, jax.device_put(pad(per_seed), batched), padded
 
 
-def first_divergence(first_nonfinite: ArrayLike) -> tuple[int, int, int] | None:
-    """``(grid index, seed index, iteration)`` of the first run whose ``first_nonfinite`` is ≥ 0, else ``None``."""
-    bad = np.argwhere(np.asarray(first_nonfinite) >= 0)
-    if not bad.size:
-        return None
-    grid_index, seed_index = bad[0]
-    return int(grid_index), int(seed_index), int(np.asarray(first_nonfinite)[grid_index, seed_index])
-
-
-def divergence_error(label: str, what: str, seed: int, iteration: int, advice: str) -> PrefsimError:
-    """The error of a diverged run: ``rule <label> <what> at seed S, iteration T; <advice>``."""
-    return PrefsimError(f"rule {label!r} {what} at seed {seed}, iteration {iteration}; {advice}")
+def raise_if_diverged(first_nonfinite: ArrayLike, labels: list, seeds: Sequence, what: str, advice: str) -> None:
+    """Raise the error of the first diverged run (``first_nonfinite`` (G, S) ≥ 0), naming its rule label,
+    seed and iteration: ``rule <label> <what> at seed S, iteration T; <advice>``.  ``labels`` are the grid
+    points' ``(label, point)`` pairs, ``seeds`` the run's seeds."""
+    values = np.asarray(first_nonfinite)
+    bad = np.argwhere(values >= 0)
+    if bad.size:
+        grid_index, seed_index = bad[0]
+        raise PrefsimError(
+            f"rule {labels[grid_index][0]!r} {what} at seed {seeds[seed_index]}, "
+            f"iteration {int(values[grid_index, seed_index])}; {advice}"
+        )
 
 
 def regret_from_mixture_sum(

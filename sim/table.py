@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sim.headtohead import FINAL_POLICY
 from sim.metrics import METRIC_COLUMNS
 
 
@@ -31,4 +32,6 @@ def results_table(
     )
     for name in METRIC_COLUMNS:
         frame[name] = metrics[name].reshape(-1)
+    if FINAL_POLICY in metrics:  # each grid point's π_T per seed, for the head-to-head table
+        frame.attrs[FINAL_POLICY] = {label: metrics[FINAL_POLICY][index] for index, (label, _) in enumerate(labels)}
     return frame

@@ -12,7 +12,7 @@ learning rate** (step size, ητ ≤ 1) and τ the regularisation.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -141,37 +141,38 @@ def _parameters():
     )
 
 
-EXTRAGRADIENT = RuleDefinition(
-    name="extragradient",
-    paper="Cen et al. 2021; Zhou et al., EGPO (COLM 2025, arXiv 2503.08942)",
-    summary="mirror-prox: a half step, then the full step against the half-step policy",
-    parameters=_parameters(),
-    exact=extragradient,
-    loss=pair_loss,
-    offline=stage_update,
-    # half step on pairs from π_t, full step on fresh pairs from π_{t+½}: 2N queries per iteration
-    data=PairData(
-        schemes=("lambda_p",),
-        stages=(Stage("iterate"), Stage("previous_stage")),
-        scheme=stage_scheme,
-    ),
-    anchored=True,
+def _two_stage_rule(
+    name: str, paper: str, summary: str, exact: Callable[..., ExactRule], stages: tuple
+) -> RuleDefinition:
+    """A mirror-step rule whose sampled iteration solves the stage loss twice (``stages``)."""
+    return RuleDefinition(
+        name=name,
+        paper=paper,
+        summary=summary,
+        parameters=_parameters(),
+        exact=exact,
+        loss=pair_loss,
+        offline=stage_update,
+        data=PairData(schemes=("lambda_p",), stages=stages, scheme=stage_scheme),
+        anchored=True,
+    )
+
+
+# half step on pairs from π_t, full step on fresh pairs from π_{t+½}: 2N queries per iteration
+EXTRAGRADIENT = _two_stage_rule(
+    "extragradient",
+    "Cen et al. 2021; Zhou et al., EGPO (COLM 2025, arXiv 2503.08942)",
+    "mirror-prox: a half step, then the full step against the half-step policy",
+    extragradient,
+    (Stage("iterate"), Stage("previous_stage")),
 )
 
-OPTIMISTIC = RuleDefinition(
-    name="optimistic",
-    paper="Rakhlin & Sridharan 2013; ONPO, Zhang et al. 2025 (arXiv 2502.16852)",
-    summary="optimistic mirror descent (one product with P per iteration)",
-    parameters=_parameters(),
-    exact=optimistic,
-    loss=pair_loss,
-    offline=stage_update,
-    # π̄_{t+1} on the pairs drawn last iteration from π̄_t, π_{t+1} on fresh pairs from π̄_{t+1}
-    # (kept for the next iteration): N queries per iteration, plus N from π_0 before the first
-    data=PairData(
-        schemes=("lambda_p",),
-        stages=(Stage("carried"), Stage("previous_stage", carry=True)),
-        scheme=stage_scheme,
-    ),
-    anchored=True,
+# π̄_{t+1} on the pairs drawn last iteration from π̄_t, π_{t+1} on fresh pairs from π̄_{t+1} (kept for the
+# next iteration): N queries per iteration, plus N from π_0 before the first
+OPTIMISTIC = _two_stage_rule(
+    "optimistic",
+    "Rakhlin & Sridharan 2013; ONPO, Zhang et al. 2025 (arXiv 2502.16852)",
+    "optimistic mirror descent (one product with P per iteration)",
+    optimistic,
+    (Stage("carried"), Stage("previous_stage", carry=True)),
 )

@@ -26,13 +26,12 @@ from bandits.games import build_game
 from bandits.linear import random_linear_bandit
 from bandits.oracles import make_pairs
 from sim.game import game_from_instance
-from sim.headtohead import FINAL_POLICY
 from sim.nash import target_policy
 from sim.sampled.engine import simulate_sampled_grid, stage_plan
 from sim.sampled.offline import dataset_queries
 from sim.sampled.problem import Problem, problem_from_arrays, problem_from_game
 from sim.sampled.validation import validate_sampled_spec  # noqa: F401  (re-exported: spec checks)
-from sim.shared_engine import divergence_error, first_divergence, stack_over_seeds
+from sim.shared_engine import raise_if_diverged, stack_over_seeds
 from sim.table import results_table
 
 if TYPE_CHECKING:
@@ -126,18 +125,15 @@ def run_sampled_rule(rule: RuleSpec, spec: ExperimentSpec, inputs: SampledInputs
     metrics, first_nonfinite = simulate_sampled_grid(
         rule.name, fixed, grid, spec.run, inputs.problems, inputs.axes, inputs.keys, record
     )
-    diverged = first_divergence(first_nonfinite)
-    if diverged is not None:
-        grid_index, seed_index, iteration = diverged
-        raise divergence_error(
-            labels[grid_index][0],
-            "diverged in sampled mode",
-            spec.seeds[seed_index],
-            iteration,
-            "the inner loss or the policy parameters became non-finite (NaN or inf), or the loss grew more than "
-            f"10^4-fold during the inner loop, with optimizer {spec.run.optimizer!r} and learning_rate "
-            f"{spec.run.learning_rate:g}; lower run.learning_rate (or use fewer inner_steps).",
-        )
+    raise_if_diverged(
+        first_nonfinite,
+        labels,
+        spec.seeds,
+        "diverged in sampled mode",
+        "the inner loss or the policy parameters became non-finite (NaN or inf), or the loss grew more than "
+        f"10^4-fold during the inner loop, with optimizer {spec.run.optimizer!r} and learning_rate "
+        f"{spec.run.learning_rate:g}; lower run.learning_rate (or use fewer inner_steps).",
+    )
     frame = results_table(labels, spec.seeds, record, metrics)
     # regret sums suboptimality: where that does not apply (a preference game) neither does regret,
     # also at t = 0 where the engine's running sum starts at 0.0 (as in exact mode: the column is empty)
@@ -152,7 +148,6 @@ def run_sampled_rule(rule: RuleSpec, spec: ExperimentSpec, inputs: SampledInputs
         # a carried first stage trains at t = 0 on pairs bought before the first update
         up_front = per_draw if any(stage.pairs_from == "carried" for stage in stages) else 0
         frame["queries"] = iterations * per_draw * fresh + np.where(iterations >= 1, up_front, 0)
-    frame.attrs[FINAL_POLICY] = {label: metrics[FINAL_POLICY][index] for index, (label, _) in enumerate(labels)}
     frame["distance_to_exact"] = metrics["distance_to_exact"].reshape(-1)
     frame["loss"] = metrics["loss"].reshape(-1)
     return frame
