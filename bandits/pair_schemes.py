@@ -90,7 +90,19 @@ PAIR_SCHEMES: dict[str, PairScheme] = {
 }
 
 #: Old name → current name.
+DEFAULT_SCHEME = "lambda_p"
+"""The pair scheme of every rule in both modes when a spec names none (sampled ``run.pair_scheme``, an
+LLM rule table's ``pairs``): the population-correct scheme, under which each rule's sampled loss has
+the rule's exact update as its population minimiser.  A rule whose loss accepts only other schemes
+lists them in its ``PairData.schemes``; its first one is then its default."""
+
 SCHEME_ALIASES = {alias: scheme.name for scheme in PAIR_SCHEMES.values() for alias in scheme.aliases}
+
+
+def default_scheme(accepted: tuple = ()) -> str:
+    """The scheme a rule gets in both modes when its spec names none: :data:`DEFAULT_SCHEME`, or the first
+    of the schemes its loss ``accepted`` (``PairData.schemes``; empty = all) when that is not one."""
+    return DEFAULT_SCHEME if not accepted or DEFAULT_SCHEME in accepted else accepted[0]
 
 
 def schemes_for(mode: str) -> tuple:

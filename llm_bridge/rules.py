@@ -2,7 +2,7 @@
 
 A rule table of an LLM spec has the same name, parameters and defaults as in an exact or sampled spec
 (``prefsim rules`` lists them), plus two data keys of the bridge: ``pairs`` (the pair scheme,
-:mod:`bandits.pair_schemes`; default: the rule's ``PairData.llm_scheme``) and ``samples`` (responses per
+:mod:`bandits.pair_schemes`; default: ``lambda_p``, as in sampled mode) and ``samples`` (responses per
 prompt K; 2 for ``lambda_p``, else 4).  The loss is the rule definition's per-pair loss evaluated with
 torch's operations (:data:`llm_bridge.ops.TORCH_OPS`) on a batch of 1-D tensors, one entry per pair:
 
@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 import torch
 
 from bandits.errors import PrefsimError
-from bandits.pair_schemes import gives_win_rates, resolve_scheme, schemes_for
+from bandits.pair_schemes import default_scheme, gives_win_rates, resolve_scheme, schemes_for
 from llm_bridge.ops import TORCH_OPS
 from sim.rules import (
     RULES,
@@ -134,7 +134,7 @@ def build_bridge_rule(name: str, given: dict, where: str = "rule", tau: float = 
         raise PrefsimError(f"{where}: {exc}") from None
     base = base_of(name, resolved)
     data = rule_info(base).data
-    pairs = resolve_scheme(data.llm_scheme if pairs is None else pairs, "llm", f"{where}: pairs")
+    pairs = resolve_scheme(default_scheme(data.schemes) if pairs is None else pairs, "llm", f"{where}: pairs")
     if data.schemes and pairs not in data.schemes:
         raise PrefsimError(f"{where}: rule {base} needs pairs = {' or '.join(map(repr, data.schemes))}, got {pairs!r}.")
     if data.needs_win_rates and not gives_win_rates(pairs, "llm"):
@@ -146,7 +146,9 @@ def build_bridge_rule(name: str, given: dict, where: str = "rule", tau: float = 
         raise PrefsimError(f"{where}: samples must be an integer ≥ 2, got {samples!r}.")
     if pairs == "lambda_p" and samples != 2:
         raise PrefsimError(
-            f'{where}: pairs = "lambda_p" draws exactly 2 responses per prompt; got samples = {samples}.'
+            f'{where}: pairs = "lambda_p" (the default) draws exactly 2 responses per prompt; got samples = '
+            f"{samples}. To use K responses per prompt choose a scheme that ranks them, e.g. "
+            'pairs = "best_worst_by_win_rate" or "tournament".'
         )
     try:
         hook = iteration_hook(name, resolved, "llm")

@@ -359,7 +359,8 @@ def _rules(args) -> int:
         if rule["pair_schemes"]:
             print(
                 f"    pair schemes: sampled {', '.join(rule['pair_schemes']['sampled'])}; "
-                f"llm {', '.join(rule['pair_schemes']['llm'])} (default {rule['pair_schemes']['llm_default']})"
+                f"llm {', '.join(rule['pair_schemes']['llm'])}; "
+                f"default in both modes: {rule['pair_schemes']['default']}"
             )
     return 0
 

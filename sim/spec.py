@@ -36,7 +36,7 @@ from typing import Any
 
 from bandits.errors import PrefsimError
 from bandits.games import GameSpec
-from bandits.pair_schemes import resolve_scheme
+from bandits.pair_schemes import DEFAULT_SCHEME, resolve_scheme
 from sim.limits import check_counts
 from sim.plot_spec import PlotSpec, check_plot_against_rules, parse_plot
 from sim.rules import RULES, base_of, build_rule, canonical_name, resolve_parameters, rule_info
@@ -112,8 +112,9 @@ class RunSpec:
     ``pairs_per_iteration × iterations``, the number of labels the online run of the same spec uses
     (``queries`` of an offline run: 0 at iteration 0, ``offline_pairs`` from iteration 1 on).  Must
     be left out with ``data = "online"``."""
-    pair_scheme: str = "lambda_p"
-    """Sampled: ``lambda_p`` (i.i.d. pairs from π_t, Bernoulli label; population-correct),
+    pair_scheme: str = DEFAULT_SCHEME
+    """Sampled (the same default as an LLM rule table's ``pairs``): ``lambda_p`` (i.i.d. pairs from π_t,
+    Bernoulli label; population-correct),
     ``best_worst_by_reward`` (formerly ``best_worst_of_k``), ``tournament``, ``sppo_win_rate`` or ``exact_win_rates``
     (:mod:`bandits.oracles`)."""
     candidates: int = 8

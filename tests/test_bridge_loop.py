@@ -55,7 +55,8 @@ def _raw(model_dir, rules, iterations=2, **extra):
 
 
 def test_loop_trains_writes_rows_and_checkpoints_reload(tiny_llama, tmp_path):
-    spec = parse_spec(_raw(tiny_llama, [{"name": "inpo", "eta": 1.0, "tau": 0.3}, {"name": "dpo", "beta": 0.5}]))
+    rules = [{"name": "inpo", "eta": 1.0, "tau": 0.3}, {"name": "dpo", "beta": 0.5, "pairs": "best_worst_by_win_rate"}]
+    spec = parse_spec(_raw(tiny_llama, rules))
     out = tmp_path / "run"
     table = bridge_loop.run_bridge(spec, out, progress=False)
     assert list(table.groupby("rule").size()) == [3, 3]
@@ -106,7 +107,11 @@ def test_loop_trains_writes_rows_and_checkpoints_reload(tiny_llama, tmp_path):
 
 
 def test_interrupted_run_resumes_to_the_uninterrupted_result(tiny_llama, tmp_path, monkeypatch):
-    raw = _raw(tiny_llama, [{"name": "apo", "base": "dpo", "beta": 0.5, "alpha": 0.3, "samples": 3}], iterations=3)
+    raw = _raw(
+        tiny_llama,
+        [{"name": "apo", "base": "dpo", "beta": 0.5, "alpha": 0.3, "pairs": "best_worst_by_win_rate", "samples": 3}],
+        iterations=3,
+    )
     spec = parse_spec(raw)
     full = bridge_loop.run_bridge(spec, tmp_path / "full", progress=False)
 

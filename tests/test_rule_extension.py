@@ -59,7 +59,7 @@ TOY = RuleDefinition(
     parameters=(Parameter("eta", "IPO scale η (target 1/(2η))", 1.0, constraint="> 0", symbol="η"),),
     exact=anchored_ipo,
     loss=anchored_ipo_loss,
-    data=PairData(llm_scheme="lambda_p"),
+    data=PairData(),
 )
 
 # ----------------------------------------------------------------------------------------- the tests
@@ -90,7 +90,7 @@ def test_a_registered_rule_is_listed_with_its_modes_and_schemes(toy_rule):
     entry = next(rule for rule in describe_rules() if rule["name"] == "anchored_ipo")
     assert entry["modes"] == ["exact", "sampled", "llm"]
     assert entry["parameters"][0]["name"] == "eta" and entry["parameters"][0]["default"] == 1.0
-    assert "lambda_p" in entry["pair_schemes"]["sampled"] and entry["pair_schemes"]["llm_default"] == "lambda_p"
+    assert "lambda_p" in entry["pair_schemes"]["sampled"] and entry["pair_schemes"]["default"] == "lambda_p"
     json.dumps(entry)  # JSON-ready
     unregister_rule("anchored_ipo")
     assert "anchored_ipo" not in RULES

@@ -5,7 +5,7 @@ Everything here is read from :data:`sim.rules.RULES`, so the catalogue cannot dr
 
 from __future__ import annotations
 
-from bandits.pair_schemes import gives_win_rates, schemes_for
+from bandits.pair_schemes import default_scheme, gives_win_rates, schemes_for
 from sim.rules import RULES, RuleDefinition
 
 
@@ -29,7 +29,7 @@ def describe_rule(definition: RuleDefinition) -> dict:
         schemes = {
             "sampled": accepted_schemes(definition, "sampled"),
             "llm": accepted_schemes(definition, "llm"),
-            "llm_default": data.llm_scheme if data is not None else "(the base's)",
+            "default": default_scheme(data.schemes) if data is not None else "(the base's)",
         }
     return {
         "name": definition.name,

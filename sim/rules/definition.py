@@ -142,9 +142,9 @@ class PairData:
     """The data a rule's loss needs.
 
     Attributes:
-      llm_scheme: the LLM bridge's default pair scheme for the rule (a rule table's ``pairs``).  Sampled
-        mode draws every rule's pairs with the run's ``pair_scheme`` (default ``lambda_p``).
-      schemes: the pair schemes the loss accepts (empty: every scheme of the mode).
+      schemes: the pair schemes the loss accepts (empty: every scheme of the mode).  A spec that names
+        no scheme gets :data:`bandits.pair_schemes.DEFAULT_SCHEME` in both modes (or this tuple's first
+        entry when the default is not accepted): one default per rule, whatever the mode.
       needs_win_rates: reads ``win_rate_w``/``win_rate_l`` (SPPO, DNO): the scheme must estimate them.
       opponent: ``(log π_t, log π_ref, parameters) -> log-weights of the opponent`` when the second
         response is drawn from an opponent other than π_t (Nash-MD's geometric mixture); ``None``:
@@ -155,7 +155,6 @@ class PairData:
         ``estimator``), overriding the run's ``pair_scheme``; ``None``: the run's.
     """
 
-    llm_scheme: str = "lambda_p"
     schemes: tuple = ()
     needs_win_rates: bool = False
     opponent: Callable | None = None

@@ -68,6 +68,6 @@ DEFINITION = RuleDefinition(
     ),
     exact=dno,
     loss=pair_loss,
-    data=PairData(llm_scheme="lambda_p", needs_win_rates=True),
+    data=PairData(needs_win_rates=True),
     bounds=("hedge_exploitability_bound",),
 )

@@ -74,7 +74,7 @@ DEFINITION = RuleDefinition(
     ),
     exact=dpo,
     loss=pair_loss,
-    data=PairData(llm_scheme="best_worst_by_win_rate"),
+    data=PairData(),
     bounds=("apo_suboptimality_bound", "apo_tv_bound"),
     proximal=True,
     needs_rewards=True,

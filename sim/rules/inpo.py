@@ -170,7 +170,7 @@ DEFINITION = RuleDefinition(
     ),
     exact=inpo,
     loss=pair_loss,
-    data=PairData(llm_scheme="lambda_p"),
+    data=PairData(),
     offline=offline_update,
     bounds=("theorem3_gap_bound", "theorem4_kl_bound", "lemma2_regret_bound", "eta_critical"),
     proximal=True,

@@ -91,7 +91,7 @@ DEFINITION = RuleDefinition(
     ),
     exact=nash_md,
     loss=pair_loss,
-    data=PairData(llm_scheme="lambda_p", schemes=("lambda_p",), opponent=opponent),
+    data=PairData(schemes=("lambda_p",), opponent=opponent),
     bounds=("nash_md_kl_bound",),
     aliases=("nash_md_pg",),
     anchored=True,

@@ -64,7 +64,7 @@ DEFINITION = RuleDefinition(
     ),
     exact=online_ipo,
     loss=pair_loss,
-    data=PairData(llm_scheme="lambda_p"),
+    data=PairData(),
     offline=offline_update,
     bounds=("eta_critical",),
     aliases=("ipo",),

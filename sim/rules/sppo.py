@@ -164,7 +164,7 @@ DEFINITION = RuleDefinition(
     ),
     exact=sppo,
     loss=pair_loss,
-    data=PairData(llm_scheme="best_worst_by_win_rate", needs_win_rates=True),
+    data=PairData(needs_win_rates=True),
     bounds=("hedge_exploitability_bound",),
     proximal=True,
 )
