@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from bandits.errors import PrefsimError
-from sim import plotting
+from sim import plotting, shared_engine
 from sim.cli import main
 from sim.diagnostics import DegenerateRunWarning
 from sim.experiment import run
@@ -228,6 +228,23 @@ def test_sampled_sweep_over_pairs_per_iteration_and_pair_scheme(tmp_path):
     stored = read_results_table(out)
     assert stored["run.pair_scheme"].tolist() == table["run.pair_scheme"].tolist()
     assert "run.pairs_per_iteration" not in metric_columns(stored)
+    # a sweep stopped before its combined files: the points' parts are read (their labels name the point)
+    (out / "metrics.csv").unlink()
+    assert set(read_results_table(out)["rule"]) == set(table["rule"])
+
+
+def test_points_that_differ_only_in_game_values_share_one_compiled_function():
+    spec = {
+        "iterations": 4,
+        "seeds": 2,
+        "game": {"kind": "cyclic", "arms": 3, "tau": 0.1, "reference": "random", "strength": [0.2, 0.5, 0.9]},
+        "rule": [{"name": "inpo", "eta": 2.0}],
+    }
+    before = set(shared_engine.COMPILED_RUNS)
+    table = run(spec)
+    assert len(set(shared_engine.COMPILED_RUNS) - before) <= 1  # one jitted whole-run function for 3 points
+    final = table[table["iteration"] == 4].groupby("game.strength")["exploitability"].mean()
+    assert len(set(final.round(12))) == 3
 
 
 def test_plot_of_a_game_sweep_labels_the_curves_with_the_values(tmp_path):
