@@ -157,8 +157,15 @@ def run_warnings(table: pd.DataFrame, spec: ExperimentSpec) -> list[str]:
                 "vary the instance over seeds."
             )
     for rule in spec.rules:
-        tau = rule.fixed().get("tau")
-        if (
+        tau = rule.parameters.get("tau")
+        if isinstance(tau, list):
+            messages.append(
+                f"rule {rule.label} sweeps its τ over {', '.join(f'{float(t):g}' for t in tau)} but the game has "
+                f"τ = {float(spec.game.tau):g}: duality_gap, kl_to_nash and tv_to_optimum of every point measure the "
+                "game's τ-regularised Nash, not the point's τ; to score each τ against its own Nash policy, sweep "
+                "game.tau instead (rules whose tau is not given follow it)."
+            )
+        elif (
             isinstance(tau, (int, float))
             and not isinstance(tau, bool)
             and abs(float(tau) - float(spec.game.tau)) > 1e-12

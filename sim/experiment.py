@@ -21,7 +21,6 @@ Before allocating, the memory the run needs is estimated and compared with what 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import io
@@ -39,30 +38,31 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from sim.bounds_file import BOUNDS_FILE
 from sim.bounds_table import compute_bounds, missing_bound_notes
 from sim.diagnostics import absent_metrics_to_nan, report_warnings, run_warnings
 from sim.game import Game
 from sim.headtohead import FINAL_POLICY, headtohead_table
 from sim.limits import check_memory, describe_memory
+from sim.metrics import metric_tau
 from sim.precision import in_float64
 from sim.provenance import git_dirty
 from sim.results_io import (
     RUNNING_MANIFEST,
     check_output_directory,
-    csv_bytes,
     json_bytes,
     output_lock,
     read_part,
     remove_stale_parts,
     write_files_atomic,
     write_part,
+    write_run_results,
 )
 from sim.rules import build_rule
 from sim.sampled.experiment import build_sampled_inputs, run_sampled_rule
 from sim.seed_games import build_game, build_games, unregularised_targets  # noqa: F401  (re-exported)
 from sim.shared_engine import raise_if_diverged
 from sim.spec import ExperimentSpec, RuleSpec, load_spec, parse_spec
+from sim.sweep_runs import run_field_sweep
 from sim.table import results_table
 from sim.trajectory import default_record_iterations, simulate_grid
 
@@ -106,6 +106,8 @@ def _run_checked(
 ) -> pd.DataFrame:
     """:func:`run` after the checks, with ``out`` validated and locked (or None).  Warnings go through
     ``progress`` when the caller gave one, else they are Python warnings (:func:`sim.diagnostics.report_warnings`)."""
+    if spec.points:  # a [game]/[run] sweep: one run per point, tables combined with the swept values
+        return run_field_sweep(spec, out, resume, say, progress, _run_checked)
     dtype = jnp.float64 if spec.precision == "float64" else jnp.float32
     started = time.time()
     games, game_axes, targets, target_gaps = build_games(spec, dtype)
@@ -171,16 +173,7 @@ def _run_checked(
         manifest["warnings"] = messages
         manifest["seconds"] = round(time.time() - started, 3)
         manifest["complete"] = True
-        files = {
-            out / "metrics.csv": csv_bytes(table),
-            out / BOUNDS_FILE: csv_bytes(bounds),
-            out / "manifest.json": json_bytes(manifest),
-        }
-        if headtohead is not None:
-            files[out / "headtohead.csv"] = csv_bytes(headtohead)
-        write_files_atomic(files)
-        with contextlib.suppress(OSError):
-            (out / RUNNING_MANIFEST).unlink()
+        write_run_results(out, table, bounds, manifest, headtohead)
     return table
 
 
@@ -279,7 +272,8 @@ def part_fingerprint(spec: ExperimentSpec, rule: RuleSpec) -> str:
 
 def parsed_spec(spec: ExperimentSpec) -> dict:
     """The parsed spec (defaults filled) as plain JSON-able data, without ``[plot]`` (figures only)."""
-    return _plain({f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name not in ("raw", "plot")})
+    omitted = ("raw", "plot", "points")  # points: a [game]/[run] sweep's specs, each fingerprinted on its own
+    return _plain({f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name not in omitted})
 
 
 def _plain(value):
@@ -310,6 +304,7 @@ def _manifest(spec: ExperimentSpec, fingerprint: str, record, target_gaps) -> di
         "versions": package_versions(),
         "git_commit": git_commit(),
         "git_dirty": git_dirty(),
+        "metric_tau": metric_tau(spec.game.tau),
         "platform": platform.platform(),
         "devices": [str(d) for d in jax.devices()],
         "complete": False,

@@ -45,6 +45,37 @@ POLICY_METRICS = (
 )
 METRIC_COLUMNS = POLICY_METRICS[:4] + ("regret",) + POLICY_METRICS[4:] + tuple(f"{m}_mixture" for m in POLICY_METRICS)
 
+#: The τ each metric is scored at: ``"game"`` (the ``[game]`` table's τ, whatever a rule's own τ),
+#: ``0`` (unregularised) or ``None`` (no τ enters it).  ``_mixture`` twins use their base's.
+METRIC_TAU_SOURCE = {
+    "duality_gap": "game",
+    "kl_to_nash": "game",
+    "tv_to_optimum": "game",
+    "exploitability": 0,
+    "kl_to_unregularised_nash": 0,
+    "suboptimality": None,
+    "regret": None,
+    "max_log_ratio": None,
+}
+
+
+def metric_tau(game_tau: float | str) -> dict[str, str]:
+    """Per metric column, the τ it is scored at, in words (a run manifest's ``metric_tau``).
+
+    ``game_tau`` is the game's τ, or the text ``"game.tau"`` for a sweep over it (each row's
+    ``game.tau`` column then gives it).  A rule's own τ (``inpo[tau=0.5]``) never changes the target:
+    the regularised metrics measure the distance to the game's τ-regularised Nash policy, which is
+    what a rule whose τ differs from the game's is biased away from; sweep ``game.tau`` to score each
+    τ against its own Nash policy (rules whose τ is not given follow it).
+    """
+    shown = f"game.tau = {game_tau:g}" if isinstance(game_tau, (int, float)) else "game.tau (the row's game.tau column)"
+    words = {
+        "game": f"{shown}: the game's τ-regularised Nash policy, whatever a rule's own τ",
+        0: "τ = 0: unregularised",
+        None: "no τ (rewards or the reference only)",
+    }
+    return {column: words[METRIC_TAU_SOURCE[column.removesuffix("_mixture")]] for column in METRIC_COLUMNS}
+
 
 def best_response(game: Game, log_policy: jax.Array, tau: float | jax.Array) -> jax.Array:
     """log BR_τ(π) = log softmax(log π_ref + Pπ/τ)."""

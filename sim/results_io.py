@@ -36,7 +36,9 @@ from pathlib import Path
 import pandas as pd
 
 from bandits.errors import PrefsimError
+from sim.bounds_file import BOUNDS_FILE
 from sim.provenance import default_file_mode
+from sim.stats import is_field_column
 
 try:  # POSIX; on a platform without it (Windows) result directories are not locked
     import fcntl
@@ -210,6 +212,23 @@ def json_bytes(data: dict) -> bytes:
     return json.dumps(data, indent=2, default=str).encode("utf-8")
 
 
+def write_run_results(
+    out: Path, table: pd.DataFrame, bounds: pd.DataFrame, manifest: dict, headtohead: pd.DataFrame | None = None
+) -> None:
+    """Replace a finished run's ``metrics.csv``, ``bounds.csv``, ``manifest.json`` (and ``headtohead.csv``)
+    together (:func:`write_files_atomic`), then remove the running manifest ``parts/manifest.json``."""
+    files = {
+        out / "metrics.csv": csv_bytes(table),
+        out / BOUNDS_FILE: csv_bytes(bounds),
+        out / "manifest.json": json_bytes(manifest),
+    }
+    if headtohead is not None:
+        files[out / "headtohead.csv"] = csv_bytes(headtohead)
+    write_files_atomic(files)
+    with contextlib.suppress(OSError):
+        (out / RUNNING_MANIFEST).unlink()
+
+
 # ----------------------------------------------------------------------------------------------
 # checksummed parts
 
@@ -289,21 +308,25 @@ def _read_csv(path: Path, **options) -> pd.DataFrame:
 
 
 def read_results_table(directory: str | os.PathLike) -> pd.DataFrame:
-    """The table of a result directory: ``metrics.csv``, else the rows of ``parts/*.csv`` (a run in progress)."""
+    """The table of a result directory: ``metrics.csv``, else the rows of ``parts/*.csv`` (a run in progress;
+    of a sweep over ``[game]``/``[run]`` fields: ``points/*/parts/*.csv``)."""
     directory = Path(directory)
     metrics_file = directory / "metrics.csv"
     if metrics_file.is_file():
         return _numeric_columns(_read_csv(metrics_file), metrics_file)
     parts = sorted((directory / "parts").glob("*.csv")) if (directory / "parts").is_dir() else []
+    # a [game]/[run] sweep in progress: each point's parts (their labels name the point, sim.field_sweep)
+    parts = parts or sorted(directory.glob("points/*/parts/*.csv"))
     if not parts:
         raise PrefsimError(f"{str(directory)!r} holds no metrics.csv and no parts/*.csv: nothing to plot.")
     return pd.concat([_numeric_columns(_read_csv(p, comment="#"), p) for p in parts], ignore_index=True)
 
 
 def _numeric_columns(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """Every column but ``rule`` must be numbers (empty cells are NaN); else the file is not a prefsim table."""
+    """Every column but ``rule`` and swept fields (``run.pair_scheme``) must be numbers (empty cells are NaN);
+    else the file is not a prefsim table."""
     for column in frame.columns:
-        if column != "rule" and not pd.api.types.is_numeric_dtype(frame[column]):
+        if column != "rule" and not is_field_column(column) and not pd.api.types.is_numeric_dtype(frame[column]):
             raise PrefsimError(
                 f"{str(path)!r} is not a table written by prefsim: column {column!r} holds non-numeric values."
             )

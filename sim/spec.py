@@ -20,6 +20,10 @@ tables and a ``[run]`` table.  Example::
     [run]
     mode = "exact"
 
+A list at a ``[game]`` or ``[run]`` field (``arms = [3, 5]``, ``pairs_per_iteration = [100, 400]``) or
+at a categorical rule parameter (``schedule = ["constant", "nesterov"]``) is a sweep too, run as
+separate compiled runs labelled with the values (:mod:`sim.field_sweep`).
+
 Unknown keys, wrong types and impossible values raise :class:`~bandits.errors.PrefsimError`
 naming the field.
 """
@@ -37,6 +41,7 @@ from typing import Any
 from bandits.errors import PrefsimError
 from bandits.games import GameSpec
 from bandits.pair_schemes import DEFAULT_SCHEME, resolve_scheme
+from sim.field_sweep import check_sweep_values, expand_points, field_sweeps, point_name, sweep_label
 from sim.limits import check_counts
 from sim.plot_spec import PlotSpec, check_plot_against_rules, parse_plot
 from sim.rules import RULES, base_of, build_rule, canonical_name, resolve_parameters, rule_info
@@ -67,6 +72,11 @@ class RuleSpec:
     """Label in results; defaults to ``name``; required when two rules share a name."""
     parameters: dict
     """Resolved parameters (defaults filled); list values are sweeps."""
+    stem: str = ""
+    """The ``[[rule]]`` table's own label when ``label`` also names fixed sweep values (``point``)."""
+    point: tuple = ()
+    """``((field, value), …)``: values of a sweep that runs separately (a categorical rule parameter
+    such as ``schedule``, or a ``[game]`` / ``[run]`` field, :mod:`sim.field_sweep`), shown in the labels."""
 
     def swept(self) -> dict:
         """Parameters given as lists (the grid)."""
@@ -84,8 +94,7 @@ class RuleSpec:
         out = []
         for values in itertools.product(*(swept[n] for n in names)):
             point = dict(zip(names, values))
-            inside = ",".join(f"{n}={_fmt(v)}" for n, v in point.items())
-            out.append((f"{self.label}[{inside}]", point))
+            out.append((sweep_label(self.stem or self.label, [*point.items(), *self.point]), point))
         return out
 
 
@@ -184,6 +193,13 @@ class ExperimentSpec:
     """The spec as given (written to the manifest)."""
     plot: PlotSpec = dataclasses.field(default_factory=PlotSpec, compare=False)
     """The ``[plot]`` table (:mod:`sim.plot_spec`); figures only, not part of the fingerprint."""
+    field_sweep: tuple = ()
+    """``((field, values), …)``: the ``[game]``/``[run]`` fields given as lists (:mod:`sim.field_sweep`);
+    the spec's game, run and rules are then those of its first point."""
+    points: tuple = dataclasses.field(default=(), compare=False)
+    """With ``field_sweep``: one spec per combination of the swept values, each run on its own."""
+    point: tuple = ()
+    """In a point's spec: ``((field, value), …)``, the swept values it runs."""
 
 
 TOP_LEVEL_KEYS = {
@@ -245,6 +261,9 @@ def parse_spec(data: Any) -> ExperimentSpec:
             f"allowed: {', '.join(sorted(TOP_LEVEL_KEYS))}."
         )
 
+    sweeps = field_sweeps(data)
+    if sweeps:
+        return _parse_field_sweep(data, sweeps)
     iterations = data.get("iterations")
     if not _is_int(iterations) or iterations < 1:
         raise PrefsimError(f"iterations: expected an integer ≥ 1, got {iterations!r}.")
@@ -303,6 +322,27 @@ def parse_spec(data: Any) -> ExperimentSpec:
         raw=data,
         plot=plot,
     )
+
+
+def _parse_field_sweep(data: dict, sweeps: tuple) -> ExperimentSpec:
+    """A spec whose ``[game]``/``[run]`` tables sweep fields: every point parsed on its own, its rules
+    labelled with the point's values (``inpo[game.tau=0.1]``); the first point stands for the spec."""
+    points = []
+    for point, one in expand_points(data, sweeps):
+        name = point_name(point)
+        try:
+            parsed = parse_spec(one)
+        except PrefsimError as exc:
+            raise PrefsimError(f"sweep point {name}: {exc}") from None
+        rules = []
+        for index, rule in enumerate(parsed.rules):
+            stem = rule.stem or rule.label
+            label = check_label(sweep_label(stem, rule.point + point), f"rule #{index + 1} ({rule.name}) at {name}")
+            rules.append(dataclasses.replace(rule, label=label, stem=stem, point=rule.point + point))
+        points.append(dataclasses.replace(parsed, rules=tuple(rules), point=point))
+    plot = parse_plot(data.get("plot"))
+    check_plot_against_rules(plot, [label for p in points for rule in p.rules for label, _ in rule.grid_labels()])
+    return dataclasses.replace(points[0], raw=data, plot=plot, field_sweep=sweeps, points=tuple(points), point=())
 
 
 def _parse_game(table) -> GameSpec:
@@ -385,6 +425,11 @@ def _parse_rules(tables, game: GameSpec, mode: str = "exact", run_defaults: dict
         if not isinstance(table, dict) or "name" not in table:
             raise PrefsimError(f"{where}: each [[rule]] needs a name.")
         table = dict(table)
+        if isinstance(table["name"], list):
+            raise PrefsimError(
+                f"{where}: name cannot be a list ({table['name']!r}); each [[rule]] table is one rule: write one "
+                "table per rule (their parameters may be lists)."
+            )
         name = canonical_name(table.pop("name"), f"rule #{index + 1}", mode)
         info = rule_info(name)
         where = f"rule #{index + 1} ({name})"
@@ -397,20 +442,14 @@ def _parse_rules(tables, game: GameSpec, mode: str = "exact", run_defaults: dict
                 raise PrefsimError(f"{where}: two rules are named {name!r}; give each a distinct label.")
             label = name
         check_label(label, where)
-        parameters = resolve_parameters(name, table, game.tau, where)
-        rule = RuleSpec(name=name, label=label, parameters=parameters)
-        needs_rewards = rule_info(base_of(name, parameters)).needs_rewards
-        if needs_rewards and game.kind != "bradley_terry" and mode != "sampled":
-            raise PrefsimError(
-                f'{where}: the proximal DPO step needs a Bradley–Terry game (game.kind = "bradley_terry" '
-                f"with rewards), got game.kind = {game.kind!r}."
-            )
-        for grid_label, point in rule.grid_labels():
-            try:
-                build_rule(name, {**rule.fixed(), **point})
-            except PrefsimError as exc:
-                raise PrefsimError(f"{where}, {grid_label}: {exc}") from None
-        rules.append(rule)
+        for point in _categorical_points(table, where):
+            rule = _parse_rule(name, label, {**table, **dict(point)}, point, game, mode, where)
+            for grid_label, grid_point in rule.grid_labels():
+                try:
+                    build_rule(name, {**rule.fixed(), **grid_point})
+                except PrefsimError as exc:
+                    raise PrefsimError(f"{where}, {grid_label}: {exc}") from None
+            rules.append(rule)
     labels = [r.label for r in rules]
     duplicates = {l for l in labels if labels.count(l) > 1}
     if duplicates:
@@ -427,6 +466,35 @@ def _parse_rules(tables, game: GameSpec, mode: str = "exact", run_defaults: dict
     return tuple(rules)
 
 
+def _categorical_points(table: dict, where: str) -> list[tuple]:
+    """``[((parameter, name), …)]``: one point per combination of the parameters ``table`` gives as lists
+    of names (``schedule = ["constant", "nesterov"]``), which run as separate rule tables; ``[()]`` when
+    none is (numeric lists stay in the table: they are vmapped)."""
+    swept = [
+        (key, check_sweep_values(f"{where}: {key}", value))
+        for key, value in table.items()
+        if isinstance(value, list) and value and all(isinstance(v, str) for v in value)
+    ]
+    keys = [key for key, _ in swept]
+    return [tuple(zip(keys, values)) for values in itertools.product(*(values for _, values in swept))]
+
+
+def _parse_rule(name: str, label: str, table: dict, point: tuple, game: GameSpec, mode: str, where: str) -> RuleSpec:
+    """One rule table (at one point of its categorical sweep) with its parameters resolved."""
+    rule_label = check_label(sweep_label(label, point), where)
+    if point:
+        where = f"{where}, {rule_label}"
+    parameters = resolve_parameters(name, table, game.tau, where)
+    rule = RuleSpec(name=name, label=rule_label, parameters=parameters, stem=label if point else "", point=point)
+    needs_rewards = rule_info(base_of(name, parameters)).needs_rewards
+    if needs_rewards and game.kind != "bradley_terry" and mode != "sampled":
+        raise PrefsimError(
+            f'{where}: the proximal DPO step needs a Bradley–Terry game (game.kind = "bradley_terry" '
+            f"with rewards), got game.kind = {game.kind!r}."
+        )
+    return rule
+
+
 def _takes_parameter(info, table: dict, key: str) -> bool:
     """Whether the rule (or a wrapper's base named in ``table``) has parameter ``key``."""
     if info.parameter(key) is not None:
@@ -437,7 +505,3 @@ def _takes_parameter(info, table: dict, key: str) -> bool:
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _fmt(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)

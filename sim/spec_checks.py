@@ -127,10 +127,14 @@ def check_rule_tables(tables: object) -> None:
     for index, table in enumerate(tables if isinstance(tables, list) else []):
         if not isinstance(table, dict):
             continue
-        if table.get("name") == "apo" and table.get("schedule") == "nesterov" and "alpha" in table:
+        schedule = table.get("schedule")
+        schedules = schedule if isinstance(schedule, list) else [schedule]
+        if table.get("name") == "apo" and "nesterov" in schedules and "alpha" in table:
+            swept = " (the schedule sweep includes nesterov; write one [[rule]] table per schedule)"
             raise PrefsimError(
                 f'rule #{index + 1} (apo): alpha is not used with schedule = "nesterov" (its weight α_t = t/(t+3) '
-                'replaces α); remove alpha, or use schedule = "constant" to set α.'
+                f"replaces α){swept if isinstance(schedule, list) else ''}; remove alpha, or use schedule = "
+                '"constant" to set α.'
             )
 
 

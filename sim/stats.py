@@ -114,9 +114,22 @@ def bootstrap_ci(
 # table helpers
 
 
+#: Prefixes of the columns a ``[game]``/``[run]`` sweep adds to a run table (``game.tau``; :mod:`sim.field_sweep`).
+FIELD_PREFIXES = ("game.", "run.")
+
+
+def is_field_column(name: object) -> bool:
+    """Whether a table column holds a swept ``[game]``/``[run]`` field's value (not a metric)."""
+    return isinstance(name, str) and name.startswith(FIELD_PREFIXES)
+
+
 def metric_columns(table: pd.DataFrame) -> list[str]:
-    """Numeric metric columns of a run table (everything but ``rule, seed, iteration``)."""
-    return [c for c in table.columns if c not in ID_COLUMNS and pd.api.types.is_numeric_dtype(table[c])]
+    """Numeric metric columns of a run table (everything but ``rule, seed, iteration`` and swept fields)."""
+    return [
+        c
+        for c in table.columns
+        if c not in ID_COLUMNS and not is_field_column(c) and pd.api.types.is_numeric_dtype(table[c])
+    ]
 
 
 def _check_table(table: pd.DataFrame, metric: str | None = None) -> None:

@@ -110,7 +110,7 @@ def test_a_utf8_byte_order_mark_is_accepted(tmp_path, capsys):
 @pytest.mark.parametrize(
     "old, new, fragments",
     [
-        ('kind = "random"', 'kind = ["random"]', ["game.kind", "expected a string", "list"]),
+        ('kind = "random"', 'kind = ["random", 3]', ["sweep point game.kind=3", "game.kind", "expected a string"]),
         ('kind = "random"', "kind = 3", ["game.kind", "expected a string"]),
         ("tau = 0.2", "tau = 1000000000000000000000000000000", ["game.tau", "64 bits"]),
         ("seeds = 2", "seeds = 1e1", ["seeds"]),

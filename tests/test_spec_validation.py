@@ -74,7 +74,7 @@ def test_the_base_spec_is_valid():
         (_with(rule=[{"eta": 1.0}]), ["rule #1", "needs a name"]),
         (_with(rule=["inpo"]), ["rule #1", "needs a name"]),
         (_with(rule=[{"name": "ipo"}]), ["unknown rule", "ipo"]),
-        (_with(rule=[{"name": ["inpo"]}]), ["unknown rule"]),
+        (_with(rule=[{"name": ["inpo"]}]), ["rule #1", "name cannot be a list"]),
         (
             _with(rule=[{"name": "inpo", "eta": 1.0, "learning_rate": 0.1}]),
             ["rule #1 (inpo)", "unknown parameter", "learning_rate"],
@@ -86,7 +86,10 @@ def test_the_base_spec_is_valid():
         (_with(rule=[{"name": "inpo", "eta": [1.0, "x"]}]), ["rule #1 (inpo)", "eta"]),
         (_with(rule=[{"name": "inpo", "eta": float("nan")}]), ["rule #1 (inpo)", "eta"]),
         (_with(rule=[{"name": "inpo", "eta": 1.0, "schedule": "cosine"}]), ["rule #1 (inpo)", "schedule"]),
-        (_with(rule=[{"name": "inpo", "eta": 1.0, "schedule": ["constant"]}]), ["rule #1 (inpo)", "schedule"]),
+        (
+            _with(rule=[{"name": "inpo", "eta": 1.0, "schedule": ["constant", "cosine"]}]),
+            ["rule #1 (inpo), inpo[schedule=cosine]", "schedule must be one of"],
+        ),
         (_with(rule=[{"name": "inpo", "eta": 0.1}]), ["rule #1 (inpo)", "eta > tau"]),
         (
             _with(rule=[{"name": "inpo", "eta": [1.0, 2.0], "schedule": "theorem4"}]),
@@ -118,7 +121,7 @@ def test_the_base_spec_is_valid():
         (_with(rule=[{"name": "apo"}]), ["rule #1 (apo)", "Bradley–Terry", "game.kind"]),
         (_with(game=BT_GAME, rule=[{"name": "apo", "base": "mmd"}]), ["rule #1 (apo)", "base", "proximal"]),
         (_with(game=BT_GAME, rule=[{"name": "apo", "base": "online_ipo"}]), ["rule #1 (apo)", "base", "proximal"]),
-        (_with(game=BT_GAME, rule=[{"name": "apo", "base": ["dpo"]}]), ["rule #1 (apo)", "base"]),
+        (_with(game=BT_GAME, rule=[{"name": "apo", "base": ["dpo", "nope"]}]), ["rule #1 (apo)", "base"]),
         (_with(game=BT_GAME, rule=[{"name": "apo", "alpha": 1.0}]), ["rule #1 (apo)", "alpha"]),
         (_with(game=BT_GAME, rule=[{"name": "apo", "alpha": [0.5, -0.5]}]), ["apo[alpha=-0.5]", "alpha"]),
         (_with(game=BT_GAME, rule=[{"name": "apo", "schedule": "linear"}]), ["rule #1 (apo)", "schedule"]),
