@@ -13,9 +13,9 @@ model's (π_ref's) by the rule definition's opponent function and renormalises o
     q(y_i | x, y_<i) = softmax_v[(1 − β)·log π(v | x, y_<i) + β·log π_ref(v | x, y_<i)]_{y_i},   β = ητ,
 
 so a response is drawn with probability Π_i q(y_i | x, y_<i) — the **token-level** geometric mixture of
-Nash-MD's LLM experiments (Munos et al. 2023, §7), exact for one-token responses.  For longer responses
-it is not the sequence-level mixture π^{1−β}π_ref^{β}/Z (whose conditional for the first token sums over
-every continuation); the last token's conditional agrees with it.
+Nash-MD's language-model experiments (Munos et al. 2023), exact for one-token responses.  For longer
+responses it is not the sequence-level mixture π^{1−β}π_ref^{β}/Z (whose conditional for the first token
+sums over every continuation); the last token's conditional agrees with it.
 """
 
 from __future__ import annotations

@@ -16,6 +16,12 @@ For every ``[[rule]]`` of the spec, starting from π_0 = π_ref, iteration t = 0
    iteration whose state was recorded; seeds depend only on (spec seed, iteration), so a resumed run
    equals an uninterrupted one.
 
+Steps 1–4 run once per stage of the rule's definition (:mod:`llm_bridge.stages`): extragradient's full
+step samples from the half-step policy and optimistic MD's leading step trains on the pairs its previous
+main step drew (``iter_XXX/carried.json``); every stage trains from θ_t, read back from its checkpoint.
+A rule whose definition names an opponent (Nash-MD) samples its second response from it, token by token
+(:class:`llm_bridge.generation.GeometricMixture`).
+
 Every rule sees the same seeds (common random numbers): iteration 0 draws the same samples for all.
 Distributed runs go through Accelerate (on CPU: ``accelerate launch --multi_gpu --num_processes P``,
 gloo) and give the same samples, pairs and steps for any number of processes: generation batches are

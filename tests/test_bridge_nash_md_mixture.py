@@ -19,23 +19,22 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from bridge_games import random_game
+from bridge_games import bandit_pair_tensors, matched_settings, random_game
+from test_bridge_exact_sampling import _recording_generate
 
 from bandits.oracles import mixture_opponent_pairs
 from llm_bridge import loop as bridge_loop
 from llm_bridge.bandit_lm import PROMPT, BanditLM
 from llm_bridge.generation import GeometricMixture, GeometricMixtureProcessor, SamplingSpec, generate
-from llm_bridge.logprobs import batched_sequence_logprobs
 from llm_bridge.models import load_causal_lm, load_tokenizer
 from llm_bridge.rules import build_bridge_rule
 from llm_bridge.spec import parse_spec
 from llm_bridge.tiny import build_tiny_model
-from llm_bridge.trainer import PairTensors, TrainingSpec, make_optimizer, train_on_pairs
+from llm_bridge.trainer import make_optimizer, train_on_pairs
 from sim.game import normalize
 from sim.rules import nash_md
 from sim.sampled.engine import build_iteration
 from sim.sampled.problem import problem_from_game
-from sim.spec import RunSpec
 
 torch.set_num_threads(1)
 
@@ -69,28 +68,13 @@ def test_bridge_nash_md_iterations_equal_sims_sampled_mode(optimizer):
     game = random_game(7, False, K, random_initial=True)  # π_0 ≠ π_ref: the mixture is not π_t
     problem = problem_from_game(game, np.exp(np.asarray(game.log_reference)))
     pairs, steps, lr = 40, 20, 0.02
-    settings = RunSpec(
-        mode="sampled",
-        pairs_per_iteration=pairs,
-        pair_scheme="lambda_p",
-        policy="tabular",
-        optimizer=optimizer,
-        learning_rate=lr,
-        inner_steps=steps,
-    )
+    settings, spec = matched_settings(optimizer, pairs, steps, lr)
     init, iteration = build_iteration("nash_md", PARAMETERS, settings)
     key = jax.random.PRNGKey(11)
     state = init(jax.random.PRNGKey(0), problem)
     start = np.asarray(state.params[0])
     model, reference_model = BanditLM(start), BanditLM(np.asarray(game.log_reference))
     rule = build_bridge_rule("nash_md", dict(PARAMETERS))
-    spec = TrainingSpec(
-        optimizer="adamw" if optimizer == "adam" else "sgd",
-        learning_rate=lr,
-        epochs=steps,
-        batch_size=pairs,
-        micro_batch_size=pairs // 2,
-    )
     for t in range(2):
         key_data, _ = jax.random.split(jax.random.fold_in(key, state.step))
         opponent = _bandit_mixture(model, reference_model, rule)  # the bridge's opponent distribution
@@ -103,22 +87,7 @@ def test_bridge_nash_md_iterations_equal_sims_sampled_mode(optimizer):
             pairs,
         )
         state, _ = iteration(state, problem, key)
-        mine, theirs = np.asarray(batch.first).tolist(), np.asarray(batch.second).tolist()
-        prompts = [PROMPT] * pairs
-        responses = [[y] for y in mine] + [[y] for y in theirs]
-        previous = batched_sequence_logprobs(model, prompts + prompts, responses, PAD, batch_size=16)
-        reference = batched_sequence_logprobs(reference_model, prompts + prompts, responses, PAD, batch_size=16)
-        values = {
-            "previous_w": previous[:pairs],
-            "previous_l": previous[pairs:],
-            "reference_w": reference[:pairs],
-            "reference_l": reference[pairs:],
-            "win_rate_w": torch.tensor(np.array(batch.first_win_rate)),
-            "win_rate_l": torch.tensor(np.array(batch.second_win_rate)),
-            "preference": torch.full((pairs,), 0.5, dtype=torch.float64),
-            "weight": torch.tensor(np.array(batch.weight)),
-        }
-        data = PairTensors(prompts, [[y] for y in mine], [[y] for y in theirs], values)
+        data = bandit_pair_tensors(model, reference_model, batch, PAD)  # y first, the opponent's y′ second
         train_on_pairs(model, make_optimizer(model.parameters(), spec), data, rule.at_step(t), spec, PAD, seed=t)
         np.testing.assert_allclose(
             model.logits.detach().numpy(), np.asarray(state.params[0]), atol=1e-6, rtol=0, err_msg=f"iteration {t + 1}"
@@ -157,14 +126,7 @@ def test_generation_samples_the_per_token_mixture_and_the_last_token_matches_the
     beta = PARAMETERS["eta"] * PARAMETERS["tau"]
     prompts = [tokenizer(p)["input_ids"] for p in ("tell me a story", "the movie was", "i love this wonderful")]
     record = []
-    real = policy.generate
-
-    def recording(**kwargs):
-        output = real(**kwargs, output_scores=True, output_logits=True, return_dict_in_generate=True)
-        record.append(output)
-        return output.sequences
-
-    policy.generate = recording
+    _recording_generate(policy, record)
     try:
         out = generate(
             policy,
@@ -177,7 +139,7 @@ def test_generation_samples_the_per_token_mixture_and_the_last_token_matches_the
             mixture=GeometricMixture(reference, rule.opponent),
         )
     finally:
-        del policy.generate
+        del policy.generate  # the model's own method again
     with torch.no_grad():
         for i, output in enumerate(record):  # one batch per prompt (8 samples, batch size 8)
             width = output.sequences.shape[1] - len(output.scores)

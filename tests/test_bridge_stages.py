@@ -20,23 +20,21 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from bridge_games import random_game
+from bridge_games import bandit_pair_tensors, matched_settings, random_game
 
 import sim
 from bandits.errors import PrefsimError
 from bandits.oracles import make_pairs
 from llm_bridge import loop as bridge_loop
-from llm_bridge.bandit_lm import PROMPT, BanditLM
-from llm_bridge.logprobs import batched_sequence_logprobs
+from llm_bridge.bandit_lm import BanditLM
 from llm_bridge.models import read_weights
 from llm_bridge.rules import build_bridge_rule
 from llm_bridge.spec import parse_spec
 from llm_bridge.stages import run_stages
 from llm_bridge.tiny import build_tiny_model
-from llm_bridge.trainer import PairTensors, TrainingSpec, make_optimizer, train_on_pairs
+from llm_bridge.trainer import make_optimizer, train_on_pairs
 from sim.sampled.engine import CARRY_KEY, build_iteration
 from sim.sampled.problem import problem_from_game
-from sim.spec import RunSpec
 
 torch.set_num_threads(1)
 
@@ -74,22 +72,7 @@ def _bridge_iteration(model, reference_model, rule, spec, problem, settings, key
             model.logits.copy_(theta_t)
 
     def train(index, batch):
-        winner, loser = np.asarray(batch.first).tolist(), np.asarray(batch.second).tolist()
-        prompts = [PROMPT] * pairs
-        responses = [[y] for y in winner] + [[y] for y in loser]
-        previous = batched_sequence_logprobs(model, prompts + prompts, responses, PAD, batch_size=16)
-        reference = batched_sequence_logprobs(reference_model, prompts + prompts, responses, PAD, batch_size=16)
-        values = {
-            "previous_w": previous[:pairs],
-            "previous_l": previous[pairs:],
-            "reference_w": reference[:pairs],
-            "reference_l": reference[pairs:],
-            "win_rate_w": torch.tensor(np.array(batch.first_win_rate)),
-            "win_rate_l": torch.tensor(np.array(batch.second_win_rate)),
-            "preference": torch.full((pairs,), 0.5, dtype=torch.float64),
-            "weight": torch.tensor(np.array(batch.weight)),
-        }
-        data = PairTensors(prompts, [[y] for y in winner], [[y] for y in loser], values)
+        data = bandit_pair_tensors(model, reference_model, batch, PAD)
         optimizer = make_optimizer(model.parameters(), spec)
         return train_on_pairs(model, optimizer, data, rule.at_step(t), spec, PAD, seed=t, progress=False)
 
@@ -105,15 +88,7 @@ def test_two_stage_bridge_iterations_equal_sims_sampled_mode(name, optimizer):
     # lr 0.02: at 0.05 Adam oscillates on the full step's loss and amplifies the last-digit differences of
     # torch's and optax's arithmetic to 1e-5 in 20 steps (the half step and the pairs still agree to 1e-15)
     pairs, steps, lr = 40, 20, 0.02
-    settings = RunSpec(
-        mode="sampled",
-        pairs_per_iteration=pairs,
-        pair_scheme="lambda_p",
-        policy="tabular",
-        optimizer=optimizer,
-        learning_rate=lr,
-        inner_steps=steps,
-    )
+    settings, spec = matched_settings(optimizer, pairs, steps, lr)
     init, iteration = build_iteration(name, parameters, settings)
     key, key_init = jax.random.PRNGKey(11), jax.random.PRNGKey(0)
     state = init(key_init, problem)
@@ -124,13 +99,6 @@ def test_two_stage_bridge_iterations_equal_sims_sampled_mode(name, optimizer):
         [("iterate", False), ("previous_stage", False)]
         if name == "extragradient"
         else [("carried", False), ("previous_stage", True)]
-    )
-    spec = TrainingSpec(
-        optimizer="adamw" if optimizer == "adam" else "sgd",
-        learning_rate=lr,
-        epochs=steps,
-        batch_size=pairs,
-        micro_batch_size=pairs // 2,
     )
     carried, queries = None, []
     for t in range(3):
