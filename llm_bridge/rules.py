@@ -153,7 +153,7 @@ def build_bridge_rule(name: str, given: dict, where: str = "rule", tau: float = 
         raise PrefsimError(
             f"{where}: rule {base}'s parameters select the pair scheme {fixed!r} ({PAIR_SCHEMES[fixed].summary}), "
             "which runs in sampled mode only: responses of a language model are sequences, with no uniform draw "
-            f"over them.  In the bridge use the rule's default estimator (pairs = {data.llm_scheme!r})."
+            "over them.  In the bridge keep the parameter that chose it at its default."
         )
     pairs = resolve_scheme(data.llm_scheme if pairs is None else pairs, "llm", f"{where}: pairs")
     if data.schemes and pairs not in data.schemes:
