@@ -4,11 +4,12 @@
 module               what it holds
 ===================  ===========================================================================
 ``losses``           torch twins of ``sim.rules``' per-pair losses (conformance-tested vs JAX)
-``rules``            bridge rules (dpo, ipo, inpo, sppo, dno, nash_md_pg, apo): parameters, batch loss
+``rules``            every registry rule with a loss (dpo, online_ipo, inpo, sppo, dno, nash_md, extragradient, …)
 ``logprobs``         summed response log-probabilities of a causal LM
-``generation``       batched, left-padded, seeded sampling from π_t with HF ``generate``
+``generation``       batched, left-padded, seeded sampling from π_t (or Nash-MD's per-token mixture)
 ``oracles``          preference oracles: callable, Bradley–Terry over a reward, VADER, local reward model
-``pairs``            pair schemes: iid (λ_p), best/worst-of-K, INPO tournament, population pairs
+``pairs``            pair schemes: iid (λ_p), best/worst-of-K, INPO tournament, opponent and population pairs
+``stages``           an iteration as the definition's proximal stages (extragradient, optimistic MD)
 ``trainer``          AdamW/RMSprop/SGD on precomputed pairs, gradient accumulation, bf16 on CUDA
 ``apo``              APO across iterations: parameter-space extrapolation and the implicit reference
 ``loop``             the outer loop (sample → label → precompute → train → extrapolate → save), resume

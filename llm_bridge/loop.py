@@ -16,6 +16,12 @@ For every ``[[rule]]`` of the spec, starting from π_0 = π_ref, iteration t = 0
    iteration whose state was recorded; seeds depend only on (spec seed, iteration), so a resumed run
    equals an uninterrupted one.
 
+Steps 1–4 run once per stage of the rule's definition (:mod:`llm_bridge.stages`): extragradient's full
+step samples from the half-step policy and optimistic MD's leading step trains on the pairs its previous
+main step drew (``iter_XXX/carried.json``); every stage trains from θ_t, read back from its checkpoint.
+A rule whose definition names an opponent (Nash-MD) samples its second response from it, token by token
+(:class:`llm_bridge.generation.GeometricMixture`).
+
 Every rule sees the same seeds (common random numbers): iteration 0 draws the same samples for all.
 Distributed runs go through Accelerate (on CPU: ``accelerate launch --multi_gpu --num_processes P``,
 gloo) and give the same samples, pairs and steps for any number of processes: generation batches are
@@ -28,6 +34,7 @@ DDP via ``accelerator.prepare``).  Every iteration checks that the processes hol
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -42,7 +49,7 @@ import torch
 
 from bandits.errors import PrefsimError
 from llm_bridge import apo as apo_forms
-from llm_bridge.generation import Generated, encode_prompts, generate
+from llm_bridge.generation import Generated, GeometricMixture, encode_prompts, generate
 from llm_bridge.logprobs import batched_sequence_logprobs
 from llm_bridge.metrics import COLUMNS, mean_with_interval
 from llm_bridge.models import (
@@ -57,10 +64,11 @@ from llm_bridge.models import (
     trainable_state,
 )
 from llm_bridge.oracles import build_oracle
-from llm_bridge.pairs import build_pairs
+from llm_bridge.pairs import Pair, build_pairs, opponent_pairs
 from llm_bridge.precision import Precision, precision_for
 from llm_bridge.reporting import Reporter, make_reporter
 from llm_bridge.spec import BridgeSpec, RuleEntry
+from llm_bridge.stages import run_stages
 from llm_bridge.trainer import PairTensors, make_optimizer, train_on_pairs
 from sim.rules.reference import anchor_iteration
 
@@ -282,42 +290,79 @@ def _update(session: Session, entry, t: int) -> dict:
     ]
     prompt_ids = encode_prompts(session.tokenizer, prompts_text, spec.prompts.chat_template)
 
-    # 1. sample K responses per prompt from π_t (generation batches shared out over the processes, gathered)
-    generated = _generate_global(
-        session, prompt_ids, rule.samples, _seed(spec.seed, t, 0), f"{entry.label} it{t + 1} generate"
-    )
-    # 2. pairs from the oracle for this process's prompts, each prompt's labels from its own random stream
+    # 1–4 for each of the rule's stages (one for most rules; extragradient and optimistic MD have two):
+    # draw pairs from the stage's source, put θ_t back, precompute log π_t and log π_ref, train from θ_t
     rank, world = session.accelerator.process_index, session.accelerator.num_processes
-    queries_before = session.oracle.queries
-    pairs = []
-    for i in range(rank, len(prompt_ids), world):
-        rng = np.random.default_rng([spec.seed, t, 2, i])
-        built = build_pairs(rule.pairs, [prompts_text[i]], [generated.response_texts[i]], session.oracle, rng)
-        pairs.extend(dataclasses.replace(p, prompt=i) for p in built)
-    queries = session.oracle.queries - queries_before
-    # 3. precompute log π_t and log π_ref once
-    records = _precompute(session, entry, t, pairs, generated, list(range(len(prompt_ids))))
-    gathered = _gather(session, {"records": records, "queries": queries})
-    # prompt order, and build order within a prompt (a stable sort): the same records for any number of processes
-    records = sorted((r for part in gathered for r in part["records"]), key=lambda r: r["prompt"])
-    queries = sum(part["queries"] for part in gathered)
-    generation_rate = generated.tokens_per_second
-    if session.main:
-        _write_pairs(out / entry.label / f"iter_{t + 1:03d}" / "pairs.jsonl", records, prompts_text, session.tokenizer)
-    # 4. train (θ_t → θ̂_{t+1}) on all the pairs (each process takes its share of every step)
-    stats = train_on_pairs(
-        session.model,
-        session.optimizer,
-        records_to_tensors(records),
-        rule.at_step(t),
-        spec.training,
-        session.tokenizer.pad_token_id,
-        seed=_seed(spec.seed, t, 3),
-        accelerator=session.accelerator,
-        progress=session.progress,
-        description=f"{entry.label} it{t + 1} train",
-        precision=session.precision,
-        on_step=lambda values: session.reporter.log_step(entry.label, _step_values(values, t)),
+    directory = out / entry.label / f"iter_{t + 1:03d}"
+    generation = {"tokens": 0, "seconds": 0.0}
+
+    def draw(index: int, initial: bool) -> tuple[dict, int]:
+        stream = 7 if initial else index  # the t = 0 draw of a carried stage has a stream of its own
+        # 1. sample K responses per prompt from π_t — or the policy the model holds (generation batches
+        # shared out over the processes, gathered); a rule with an opponent draws its second response from it
+        generated = _draw_responses(session, entry, t, prompt_ids, stream)
+        generation["tokens"] += generated.tokens
+        generation["seconds"] += generated.seconds
+        # 2. pairs from the oracle for this process's prompts, each prompt's labels from its own random stream
+        queries_before = session.oracle.queries
+        pairs = []
+        for i in range(rank, len(prompt_ids), world):
+            rng = np.random.default_rng([spec.seed, t, 2, i] + ([stream] if stream else []))
+            texts = [generated.response_texts[i]]
+            if rule.opponent is not None:  # y ~ π_t, y′ ~ the opponent: one query, the pair is not reordered
+                built = opponent_pairs([prompts_text[i]], texts, session.oracle)
+            else:
+                built = build_pairs(rule.pairs, [prompts_text[i]], texts, session.oracle, rng)
+            pairs.extend(dataclasses.replace(p, prompt=i) for p in built)
+        gathered = _gather(session, {"pairs": pairs, "queries": session.oracle.queries - queries_before})
+        every = sorted((p for part in gathered for p in part["pairs"]), key=lambda p: p.prompt)
+        drawn = {"prompts": prompts_text, "generated": generated, "pairs": every}
+        return drawn, sum(part["queries"] for part in gathered)
+
+    def restore() -> None:
+        assign_weights(session.policy, read_weights(_checkpoint(out, entry.label, t)))
+
+    def train(index: int, drawn: dict):
+        # 3. precompute log π_t and log π_ref once (this process's prompts)
+        generated = drawn["generated"]
+        mine = [p for p in drawn["pairs"] if p.prompt % world == rank]
+        records = _precompute(session, entry, t, mine, generated, list(range(len(generated.prompt_ids))))
+        gathered = _gather(session, {"records": records})
+        # prompt order, and build order within a prompt (a stable sort): the same records for any number of processes
+        records = sorted((r for part in gathered for r in part["records"]), key=lambda r: r["prompt"])
+        if session.main:
+            where = directory if index == 0 else directory / f"stage_{index}"
+            _write_pairs(where / "pairs.jsonl", records, drawn["prompts"], session.tokenizer)
+        # 4. train (θ_t → the stage's output; the last stage's is θ̂_{t+1}) on all the pairs (each process
+        # takes its share of every step)
+        stats = train_on_pairs(
+            session.model,
+            session.optimizer,
+            records_to_tensors(records),
+            rule.at_step(t),
+            spec.training,
+            session.tokenizer.pad_token_id,
+            seed=_seed(spec.seed, t, 3) if index == 0 else _seed(spec.seed, t, 12 + index),
+            accelerator=session.accelerator,
+            progress=session.progress,
+            description=f"{entry.label} it{t + 1} train" + (f" stage {index}" if index else ""),
+            precision=session.precision,
+            on_step=lambda values: session.reporter.log_step(entry.label, _step_values(values, t)),
+        )
+        return len(records), stats
+
+    carries = any(stage.carry for stage in rule.stages)
+    carried = _read_carried(out / entry.label / f"iter_{t:03d}") if carries and t > 0 else None
+    outcome = run_stages(rule.stages, draw, restore, train, carried)
+    if carries and session.main:
+        _write_carried(directory, outcome.carried)
+    queries = outcome.queries
+    generation_rate = generation["tokens"] / generation["seconds"] if generation["seconds"] > 0 else float("nan")
+    stats = outcome.results[-1][1]
+    trained_pairs = sum(count for count, _ in outcome.results)
+    optimizer_steps = sum(result.steps for _, result in outcome.results)
+    train_tokens_per_s = sum(result.tokens for _, result in outcome.results) / max(
+        sum(result.seconds for _, result in outcome.results), 1e-12
     )
     # 5. a wrapper's hook after the proximal step (APO's parameter form: weight arithmetic)
     if rule.form == "parameters":
@@ -348,11 +393,11 @@ def _update(session: Session, entry, t: int) -> dict:
         rule=entry.label,
         loss_first=stats.loss_first,
         loss_last=stats.loss_last,
-        pairs=len(records),
-        optimizer_steps=stats.steps,
+        pairs=trained_pairs,
+        optimizer_steps=optimizer_steps,
         oracle_queries=queries,
         generation_tokens_per_s=generation_rate,
-        train_tokens_per_s=stats.tokens_per_second,
+        train_tokens_per_s=train_tokens_per_s,
         seconds=time.perf_counter() - begin,
     )
     if session.progress:
@@ -363,6 +408,62 @@ def _update(session: Session, entry, t: int) -> dict:
             flush=True,
         )
     return row
+
+
+def _draw_responses(session: Session, entry, t: int, prompt_ids, stream: int) -> Generated:
+    """``rule.samples`` responses per prompt from the policy the model holds (draw ``stream`` of iteration t).
+
+    A rule whose definition names an opponent (Nash-MD) gets one response from the policy and one from
+    the opponent: the token-level geometric mixture of the policy and the rule's reference
+    (:class:`llm_bridge.generation.GeometricMixture`), generated with a copy of the model holding the
+    reference's weights, released afterwards.
+    """
+    spec, rule = session.spec, entry.rule
+    seed = _seed(spec.seed, t, 0) if stream == 0 else _seed(spec.seed, t, 8 + stream)
+    description = f"{entry.label} it{t + 1} generate" + (f" stream {stream}" if stream else "")
+    if rule.opponent is None:
+        return _generate_global(session, prompt_ids, rule.samples, seed, description)
+    own = _generate_global(session, prompt_ids, 1, seed, description)
+    reference = copy.deepcopy(session.policy).eval()
+    anchor = _checkpoint(session.out, entry.label, anchor_iteration(t, rule.reference_every))
+    assign_weights(reference, read_weights(anchor))
+    mixture = GeometricMixture(reference, rule.opponent)
+    theirs = _generate_global(session, prompt_ids, 1, seed + 1, f"{description} opponent", mixture=mixture)
+    del mixture, reference  # the reference's copy of the model lives only while the opponent is sampled
+    return Generated(
+        prompt_ids=own.prompt_ids,
+        response_ids=[mine + other for mine, other in zip(own.response_ids, theirs.response_ids)],
+        response_texts=[mine + other for mine, other in zip(own.response_texts, theirs.response_texts)],
+        tokens=own.tokens + theirs.tokens,
+        seconds=own.seconds + theirs.seconds,
+    )
+
+
+def _write_carried(directory: Path, drawn: dict) -> None:
+    """Keep a ``carry`` stage's pairs (prompts, response ids and texts, oracle labels) for the next iteration."""
+    generated = drawn["generated"]
+    record = {
+        "prompts": list(drawn["prompts"]),
+        "prompt_ids": generated.prompt_ids,
+        "response_ids": generated.response_ids,
+        "response_texts": generated.response_texts,
+        "pairs": [dataclasses.asdict(p) for p in drawn["pairs"]],
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    _write_atomic(directory / "carried.json", json.dumps(record))
+
+
+def _read_carried(directory: Path) -> dict:
+    """The pairs :func:`_write_carried` kept in ``directory`` (log-probabilities are recomputed under π_t)."""
+    path = directory / "carried.json"
+    if not path.is_file():
+        raise PrefsimError(
+            f"{str(path)!r} is missing: the optimistic step trains on the pairs the previous iteration drew; the "
+            "run directory is incomplete (rerun without --resume)."
+        )
+    record = json.loads(path.read_text())
+    generated = Generated(record["prompt_ids"], record["response_ids"], record["response_texts"], 0, 0.0)
+    return {"prompts": record["prompts"], "generated": generated, "pairs": [Pair(**p) for p in record["pairs"]]}
 
 
 def _precompute(session: Session, entry, t: int, pairs, generated, local) -> list[dict]:
@@ -518,7 +619,9 @@ def _generate_sharded(session: Session, prompt_ids, samples: int, seed: int, des
     return {"ids": generated.response_ids, "texts": generated.response_texts}
 
 
-def _generate_global(session: Session, prompt_ids, samples: int, seed: int, description: str) -> Generated:
+def _generate_global(
+    session: Session, prompt_ids, samples: int, seed: int, description: str, mixture: GeometricMixture | None = None
+) -> Generated:
     """``samples`` responses per prompt from the policy, the same for any number of processes.
 
     :func:`llm_bridge.generation.generate` seeds each generation batch by its global index and gives
@@ -537,6 +640,7 @@ def _generate_global(session: Session, prompt_ids, samples: int, seed: int, desc
         description=description,
         autocast=session.autocast,
         shard=(rank, world),
+        mixture=mixture,
     )
     if world == 1:
         return generated

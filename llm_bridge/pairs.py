@@ -19,6 +19,11 @@ Scheme names are those of :mod:`bandits.pair_schemes` (the old ``iid`` and ``bes
   where the loser advances (worst), then one final champion vs worst.  The pair is kept only if the
   champion wins the final.  3K/2 − 1 queries for K a power of 2 (11 for K = 8).  Biased (docs/theory.md §A.4).
 
+* opponent pairs (:func:`opponent_pairs`, a rule whose definition names an opponent: Nash-MD) — y ~ π_t
+  and y′ ~ the opponent (the geometric mixture), one query; the pair is (y, y′), not reordered, with
+  P̂(y ≻ opponent) = P(y ≻ y′) (the oracle's probability: the expectation of sampled mode's Bernoulli
+  label given the two responses) and ``both_from_policy = 0`` in the loss.
+
 :func:`population_pairs` enumerates every ordered pair of a finite response set with the weight
 π_t(y)π_t(y′)P(y ≻ y′) — the expectation of the ``iid`` scheme, used to check the bridge against
 ``sim``'s exact updates.
@@ -70,6 +75,18 @@ def build_pairs(
     for index, (prompt, texts) in enumerate(zip(prompts, responses)):
         pairs.extend(builders[scheme](index, prompt, texts, oracle, rng))
     return pairs
+
+
+def opponent_pairs(prompts: list[str], responses: list[list[str]], oracle: Oracle) -> list[Pair]:
+    """One pair per prompt from ``responses[i] = [y, y′]`` (y from π_t, y′ from the opponent), kept in that
+    order: preference and win-rate estimate of y are P(y ≻ y′ | x), one oracle query each."""
+    for texts in responses:
+        if len(texts) != 2:
+            raise PrefsimError(
+                f"opponent pairs need one response from π_t and one from the opponent, got {len(texts)}."
+            )
+    probabilities = oracle.probabilities(list(prompts), [t[0] for t in responses], [t[1] for t in responses])
+    return [Pair(i, 0, 1, float(p), float(p), 1.0 - float(p)) for i, p in enumerate(probabilities)]
 
 
 def _iid(index, prompt, texts, oracle, rng):

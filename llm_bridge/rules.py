@@ -19,8 +19,8 @@ key                 meaning
 ==================  ===========================================================================
 
 τ defaults to the spec's top-level ``tau`` (default :data:`LLM_TAU`), the LLM counterpart of
-``game.tau``.  Mode difference, stated where it lives: the bridge draws both responses of a Nash-MD
-pair from π_t (each is the other's opponent), not from the geometric mixture π_t^μ.
+``game.tau``.  Nash-MD's second response is drawn from the definition's opponent, the geometric
+mixture π_t^μ, token by token (:class:`llm_bridge.generation.GeometricMixture`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 import torch
 
 from bandits.errors import PrefsimError
-from bandits.pair_schemes import default_scheme, gives_win_rates, resolve_scheme, schemes_for
+from bandits.pair_schemes import PAIR_SCHEMES, default_scheme, gives_win_rates, resolve_scheme, schemes_for
 from llm_bridge.ops import TORCH_OPS
 from sim.rules import (
     RULES,
@@ -43,6 +43,7 @@ from sim.rules import (
     resolve_parameters,
     rule_info,
 )
+from sim.rules.definition import Stage
 
 #: Default τ of an LLM spec (its top-level ``tau``), standing in for ``game.tau``.
 LLM_TAU = 0.1
@@ -86,6 +87,22 @@ class BridgeRule:
         return self.hook.form if self.hook is not None else None
 
     @property
+    def stages(self) -> tuple:
+        """The definition's proximal stages of one iteration (:class:`sim.rules.definition.Stage`); one
+        stage on pairs from π_t when the definition names none."""
+        return rule_info(self.base).data.stages or (Stage(),)
+
+    @property
+    def opponent(self) -> Callable | None:
+        """``(log π_t, log π_ref) -> unnormalised log-weights`` of the opponent the second response is drawn
+        from (Nash-MD's geometric mixture; the definition's ``PairData.opponent``), or ``None``."""
+        opponent = rule_info(self.base).data.opponent
+        if opponent is None:
+            return None
+        parameters = base_parameters(self.name, self.parameters)
+        return lambda log_policy, log_reference: opponent(log_policy, log_reference, parameters)
+
+    @property
     def reference_every(self) -> int | None:
         """M of reference advancement (the loss's reference moves to π_t every M iterations), else ``None``."""
         every = self.parameters.get("reference_every")
@@ -97,7 +114,9 @@ class BridgeRule:
 
     def pair_loss(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Per-pair loss (1-D tensor); the trainer takes the weighted mean."""
-        full = {**batch, "step": self.step, "both_from_policy": 1.0}
+        # both responses are samples of π_t, unless the second is the opponent's (as in sampled mode)
+        both = 0.0 if rule_info(self.base).data.opponent is not None else 1.0
+        full = {**batch, "step": self.step, "both_from_policy": both}
         return self.loss(TORCH_OPS, full, base_parameters(self.name, self.parameters))
 
 
@@ -110,14 +129,9 @@ def build_bridge_rule(name: str, given: dict, where: str = "rule", tau: float = 
     info = rule_info(name)
     if "llm" not in info.modes:
         llm = [n for n, d in RULES.items() if "llm" in d.modes]
-        why = (
-            "its iteration has several proximal stages, which the bridge does not run"
-            if info.loss is not None
-            else "it has no per-pair loss"
-        )
         raise PrefsimError(
-            f"{where}: rule {name} runs in {' and '.join(info.modes)} mode only ({why}); the LLM bridge runs "
-            f"{', '.join(llm)}."
+            f"{where}: rule {name} runs in {' and '.join(info.modes)} mode only (it has no per-pair loss); the LLM "
+            f"bridge runs {', '.join(llm)}."
         )
     given = dict(given)
     pairs = given.pop("pairs", None)
@@ -134,6 +148,13 @@ def build_bridge_rule(name: str, given: dict, where: str = "rule", tau: float = 
         raise PrefsimError(f"{where}: {exc}") from None
     base = base_of(name, resolved)
     data = rule_info(base).data
+    fixed = data.scheme(base_parameters(name, resolved)) if data.scheme is not None else None
+    if fixed is not None and "llm" not in PAIR_SCHEMES[fixed].modes:
+        raise PrefsimError(
+            f"{where}: rule {base}'s parameters select the pair scheme {fixed!r} ({PAIR_SCHEMES[fixed].summary}), "
+            "which runs in sampled mode only: responses of a language model are sequences, with no uniform draw "
+            "over them.  In the bridge keep the parameter that chose it at its default."
+        )
     pairs = resolve_scheme(default_scheme(data.schemes) if pairs is None else pairs, "llm", f"{where}: pairs")
     if data.schemes and pairs not in data.schemes:
         raise PrefsimError(f"{where}: rule {base} needs pairs = {' or '.join(map(repr, data.schemes))}, got {pairs!r}.")

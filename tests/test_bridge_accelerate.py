@@ -6,7 +6,9 @@ be the one-process run: world size 2 is recorded, both ranks hold identical para
 and the samples, pairs, losses and trained parameters equal those of a single-process run of the same
 spec (SGD, so the parameters differ only by float32 summation order).  Seven pairs in global steps of 3
 give the processes uneven shares (2 and 1 pairs) and a last step of one pair, where one process has
-none; no pair is dropped.
+none; no pair is dropped.  Extragradient's second stage (drawn from the half-step policy, then θ_t put
+back on both ranks) and Nash-MD's opponent (the geometric mixture, sampled with a copy of the model on
+each rank) give the same pairs and parameters too.
 """
 
 import json
@@ -49,6 +51,14 @@ batch_size = 3
 micro_batch_size = 1
 [[rule]]
 name = "inpo"
+eta = 1.0
+tau = 0.3
+[[rule]]
+name = "extragradient"
+eta = 1.0
+tau = 0.3
+[[rule]]
+name = "nash_md"
 eta = 1.0
 tau = 0.3
 [run]
@@ -97,9 +107,14 @@ def test_two_processes_train_exactly_as_one(tmp_path):
         assert abs(table_two.loc[1, column] - table_one.loc[1, column]) < 1e-5 * abs(table_one.loc[1, column]), column
     # the DDP steps equal the single-process steps over all the gathered pairs
     reference = read_weights(one / "reference" / "policy.safetensors")
-    trained_one = read_weights(one / "inpo" / "iter_001" / "policy.safetensors")
-    trained_two = read_weights(two / "inpo" / "iter_001" / "policy.safetensors")
-    moved = max(float((trained_one[k] - reference[k]).abs().max()) for k in reference)
-    assert moved > 1e-3
-    for name in trained_one:  # float32 summation order only (a DDP mean instead of the sum would be off by moved/2)
-        torch.testing.assert_close(trained_two[name], trained_one[name], rtol=0, atol=1e-5)
+    for rule in ("inpo", "extragradient", "nash_md"):
+        for pairs in ("pairs.jsonl", "stage_1/pairs.jsonl"):
+            if (one / rule / "iter_001" / pairs).is_file():
+                texts = [(d / rule / "iter_001" / pairs).read_text() for d in (one, two)]
+                assert texts[0] == texts[1], (rule, pairs)
+        trained_one = read_weights(one / rule / "iter_001" / "policy.safetensors")
+        trained_two = read_weights(two / rule / "iter_001" / "policy.safetensors")
+        moved = max(float((trained_one[k] - reference[k]).abs().max()) for k in reference)
+        assert moved > 1e-3
+        for name in trained_one:  # float32 summation order only (a DDP mean instead of the sum: off by moved/2)
+            torch.testing.assert_close(trained_two[name], trained_one[name], rtol=0, atol=1e-5)

@@ -30,6 +30,7 @@ from llm_bridge.logprobs import batched_sequence_logprobs  # noqa: E402
 from llm_bridge.pairs import population_pairs  # noqa: E402
 from llm_bridge.rules import build_bridge_rule  # noqa: E402
 from llm_bridge.trainer import PairTensors, TrainingSpec, make_optimizer, train_on_pairs, weighted_loss_sum  # noqa: E402
+from sim.game import normalize  # noqa: E402
 from sim.rules import build_rule  # noqa: E402
 from sim.rules.base import ExactState  # noqa: E402
 
@@ -37,6 +38,7 @@ jdno = importlib.import_module("sim.rules.dno")
 jdpo = importlib.import_module("sim.rules.dpo")
 jinpo = importlib.import_module("sim.rules.inpo")
 jipo = importlib.import_module("sim.rules.online_ipo")
+jnash_md = importlib.import_module("sim.rules.nash_md")
 jsppo = importlib.import_module("sim.rules.sppo")
 
 K = 5
@@ -226,12 +228,22 @@ def test_population_weighted_bridge_loss_reproduces_the_exact_update(rule):
 
 
 def test_population_nash_md_pg_gradient_is_the_exact_policy_gradient():
-    """Weighted mean over population pairs = Σ_y π(y)·L(y; P(y≻π)), whose gradient is the exact tabular PG (C.6)."""
+    """Population pairs of the opponent form — every (y, y′), weight π(y)·π^μ(y′), P̂(y ≻ π^μ) = P(y≻y′) — give
+    the weighted mean Σ_y π(y)·L(y; P(y≻π^μ)) (L is linear in the win rate), whose gradient is the exact
+    tabular PG against the geometric mixture π^μ ∝ π^{1−ητ}π_ref^{ητ} (C.6)."""
     game = _game(4, bradley_terry=False)
-    tau = 0.2
+    eta, tau = 2.0, 0.2
     model, reference_model = BanditLM(np.asarray(game.log_initial)), BanditLM(np.asarray(game.log_reference))
-    data = _population_data(model, reference_model, game, game.log_initial)
-    rule = build_bridge_rule("nash_md_pg", {"tau": tau})
+    policy = np.exp(np.asarray(game.log_initial))
+    mixture = np.exp(
+        np.asarray(normalize(jnash_md.opponent(game.log_initial, game.log_reference, {"eta": eta, "tau": tau})))
+    )
+    preference = np.asarray(game.preference)
+    first, second = [y for y in range(K) for _ in range(K)], [y for _ in range(K) for y in range(K)]
+    wins = [preference[y, z] for y, z in zip(first, second)]
+    weights = [policy[y] * mixture[z] for y, z in zip(first, second)]
+    data = _bridge_data(model, reference_model, first, second, wins, [1 - w for w in wins], weights, wins)
+    rule = build_bridge_rule("nash_md_pg", {"eta": eta, "tau": tau})
     value = weighted_loss_sum(model, data, list(range(len(data))), rule, PAD, torch.float64) / float(
         data.values["weight"].sum()
     )
@@ -240,12 +252,13 @@ def test_population_nash_md_pg_gradient_is_the_exact_policy_gradient():
     def exact(theta):
         log_pi = theta - jax.scipy.special.logsumexp(theta)
         pi = jax.lax.stop_gradient(jnp.exp(log_pi))
-        advantage = jax.lax.stop_gradient(game.preference @ pi - 0.5 - tau * (log_pi - game.log_reference))
+        advantage = jax.lax.stop_gradient(game.preference @ mixture - 0.5 - tau * (log_pi - game.log_reference))
         return -jnp.sum(pi * advantage * log_pi)
 
     expected = jax.grad(exact)(jnp.asarray(game.log_initial))
     np.testing.assert_allclose(model.logits.grad.numpy(), np.asarray(expected), atol=1e-12)
     assert np.max(np.abs(np.asarray(expected))) > 1e-3
+    assert np.max(np.abs(mixture - policy)) > 1e-2  # the opponent is not π_t
 
 
 @pytest.mark.parametrize("form", ["parameter", "implicit"])

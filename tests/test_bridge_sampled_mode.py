@@ -12,17 +12,15 @@ import jax
 import numpy as np
 import pytest
 import torch
-from bridge_games import random_game
+from bridge_games import bandit_pair_tensors, matched_settings, random_game
 
 from bandits.oracles import make_pairs
 from llm_bridge.apo import extrapolate_parameters
-from llm_bridge.bandit_lm import PROMPT, BanditLM
-from llm_bridge.logprobs import batched_sequence_logprobs
+from llm_bridge.bandit_lm import BanditLM
 from llm_bridge.rules import build_bridge_rule
-from llm_bridge.trainer import PairTensors, TrainingSpec, make_optimizer, train_on_pairs
+from llm_bridge.trainer import make_optimizer, train_on_pairs
 from sim.sampled.engine import build_iteration
 from sim.sampled.problem import problem_from_game
-from sim.spec import RunSpec
 
 torch.set_num_threads(1)  # tiny tensors: one thread is far faster than torch's pool on small CI machines
 
@@ -51,32 +49,13 @@ def test_bridge_iterations_equal_sims_sampled_mode(case, optimizer):
     game = _game(7, bradley_terry)
     problem = problem_from_game(game, np.exp(np.asarray(game.log_reference)))
     pairs, steps, lr = 40, 20, 0.05
-    settings = RunSpec(
-        mode="sampled",
-        pairs_per_iteration=pairs,
-        pair_scheme="lambda_p",
-        policy="tabular",
-        optimizer=optimizer,
-        learning_rate=lr,
-        inner_steps=steps,
-        apo_form="parameters",
-        dpo_reference="previous",
-    )
+    settings, spec = matched_settings(optimizer, pairs, steps, lr, apo_form="parameters", dpo_reference="previous")
     init, iteration = build_iteration(sim_rule, sim_params, settings)
     key = jax.random.PRNGKey(11)
     state = init(jax.random.PRNGKey(0), problem)
 
     model, reference_model = BanditLM(np.asarray(state.params[0])), BanditLM(np.asarray(game.log_reference))
     rule = build_bridge_rule(bridge_name, dict(bridge_params))
-    spec = TrainingSpec(
-        optimizer="adamw" if optimizer == "adam" else "sgd",
-        learning_rate=lr,
-        epochs=steps,
-        batch_size=pairs,
-        micro_batch_size=pairs // 2,
-        weight_decay=0.0,
-        eps=1e-8,
-    )
     proximal_previous = {"logits": model.logits.detach().clone()}
     for t in range(2):
         # the pairs sim draws at this iteration
@@ -84,24 +63,8 @@ def test_bridge_iterations_equal_sims_sampled_mode(case, optimizer):
         batch, _ = make_pairs(
             "lambda_p", key_data, state.log_policy, problem.preference, problem.rewards, problem.context_probs, pairs
         )
-        winner, loser = np.asarray(batch.first).tolist(), np.asarray(batch.second).tolist()
         state, info = iteration(state, problem, key)
-
-        prompts = [PROMPT] * pairs
-        responses = [[y] for y in winner] + [[y] for y in loser]
-        previous = batched_sequence_logprobs(model, prompts + prompts, responses, PAD, batch_size=16)
-        reference = batched_sequence_logprobs(reference_model, prompts + prompts, responses, PAD, batch_size=16)
-        values = {
-            "previous_w": previous[:pairs],
-            "previous_l": previous[pairs:],
-            "reference_w": reference[:pairs],
-            "reference_l": reference[pairs:],
-            "win_rate_w": torch.tensor(np.array(batch.first_win_rate)),
-            "win_rate_l": torch.tensor(np.array(batch.second_win_rate)),
-            "preference": torch.full((pairs,), 0.5, dtype=torch.float64),
-            "weight": torch.tensor(np.array(batch.weight)),
-        }
-        data = PairTensors(prompts, [[y] for y in winner], [[y] for y in loser], values)
+        data = bandit_pair_tensors(model, reference_model, batch, PAD)
         train_on_pairs(model, make_optimizer(model.parameters(), spec), data, rule, spec, PAD, seed=t, progress=False)
         if rule.name == "apo":
             proximal_previous = extrapolate_parameters(model, proximal_previous, rule.alpha)

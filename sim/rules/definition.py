@@ -150,7 +150,8 @@ class PairData:
         response is drawn from an opponent other than π_t (Nash-MD's geometric mixture); ``None``:
         both responses are drawn by the pair scheme.
       stages: the proximal solves of one iteration (:class:`Stage`), each minimising the same loss
-        with anchor π_t on its own pairs; empty: one solve on pairs from π_t.  Sampled mode only.
+        with anchor π_t on its own pairs; empty: one solve on pairs from π_t.  Sampled mode and the LLM
+        bridge (:mod:`llm_bridge.stages`) run them alike.
       scheme: ``parameters -> scheme name`` when a parameter of the rule fixes its pair scheme (EGPO's
         ``estimator``), overriding the run's ``pair_scheme``; ``None``: the run's.
     """
@@ -216,10 +217,7 @@ class RuleDefinition:
 
     @property
     def modes(self) -> tuple:
-        """The modes it runs in: ``exact`` always; ``sampled`` with a loss (wrappers: the base's); ``llm`` too
-        unless an iteration has several proximal stages (not implemented in the bridge)."""
+        """The modes it runs in: ``exact`` always; ``sampled`` and ``llm`` with a loss (wrappers: the base's)."""
         if self.loss is None and not self.wrapper:
             return ("exact",)
-        if self.data is not None and self.data.stages:
-            return ("exact", "sampled")
         return ("exact", "sampled", "llm")
