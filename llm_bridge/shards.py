@@ -6,7 +6,8 @@ alone gives the rows it gives in a run of every rule.  ``prefsim llm SPEC --out 
 the rules :func:`sim.shards.deal` gives shard I (rule i goes to shard i mod N; N = the number of
 rules puts each rule in its own job, e.g. on its own GPU); ``prefsim llm SPEC --merge DIR… --out OUT``
 checks that the shards come from this spec and the same package versions and cover every rule once,
-then writes ``OUT/metrics.csv`` (the rules' rows in spec order, as the unsharded run writes them),
+then writes ``OUT/metrics.csv`` (the rules' rows in spec order, equal to the unsharded run's but for the
+wall-clock columns ``seconds`` and ``*_tokens_per_s``),
 ``win_rate.png`` and a manifest naming the shard directories, which keep the checkpoints.
 """
 

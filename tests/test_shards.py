@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from sim.cli import main
+from sim.launch import launch_plan, memory_environment
 from sim.shards import deal, parse_shard, shard_plan
 from sim.spec import load_spec
 
@@ -307,3 +308,18 @@ def test_local_executor_launch_runs_shards_as_processes_then_merges(specs, unsha
     _same_results(unsharded["exact"], out)
     err = _error(capsys, "launch", specs["exact"], "--shards", "9", "--executor", "local", "--out", out)
     assert "at most 7 shards" in err
+
+
+def test_launch_plan_runs_several_shards_per_task_with_jax_memory_shared():
+    plan = launch_plan(Path("s.toml"), Path("out"), 5, 2, llm=False)
+    assert [[command[command.index("--shard") + 1] for command in task] for task in plan["shards"]] == [
+        ["0/5", "1/5"],
+        ["2/5", "3/5"],
+        ["4/5"],
+    ]
+    assert all("--resume" in command for task in plan["shards"] for command in task)
+    assert plan["merge"][:2] == ["sim.cli", "merge"] and plan["merge"][-3:] == ["--out", "out", "--quiet"]
+    assert memory_environment(0.45) == {
+        "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+        "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.450",
+    }
