@@ -46,6 +46,8 @@ except ImportError:  # pragma: no cover - not reached on Linux or macOS
 LOCK_NAME = ".prefsim.lock"
 RESULT_FILES = ("metrics.csv", "manifest.json")
 RUNNING_MANIFEST = Path("parts") / "manifest.json"
+#: Columns of a part that are not floating-point metrics (labels, integer ids, sampled mode's query count).
+NON_FLOAT_COLUMNS = ("rule", "seed", "iteration", "queries")
 
 
 def _os_reason(exc: OSError) -> str:
@@ -253,8 +255,12 @@ def read_part(
         return None, f"{path} has no checksum line (written by an older prefsim)"
     if hashlib.sha256(body).hexdigest() != fields["sha256"]:
         return None, f"{path} does not match its checksum (it was changed, cut short or has extra rows)"
+    header = body.split(b"\n", 1)[0].decode("utf-8", "replace").split(",")
+    # metric columns are floats in the frame that was written: read them back as floats ("-0" stays -0.0,
+    # "1" stays 1.0), so a table assembled from parts writes the bytes of the table the run computed
+    floats = {column: "float64" for column in header if column not in NON_FLOAT_COLUMNS}
     try:
-        frame = pd.read_csv(io.BytesIO(body))
+        frame = pd.read_csv(io.BytesIO(body), dtype=floats)
     except (ValueError, pd.errors.ParserError) as exc:
         return None, f"{path} cannot be parsed ({exc})"
     expected = fields["rows"] if expected_rows is None else str(expected_rows)
