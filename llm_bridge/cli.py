@@ -1,4 +1,7 @@
-"""``prefsim llm SPEC.toml --out DIR [--resume]``: the bridge as a plugin command of the prefsim CLI.
+"""``prefsim llm SPEC.toml --out DIR [--resume] [--shard I/N]``: the bridge as a plugin command of the prefsim CLI.
+
+``--shard I/N`` trains only the rules of shard I (:mod:`llm_bridge.shards`), ``--merge DIR… --out OUT``
+merges finished shards (``prefsim launch`` of a bridge spec runs both as jobs).
 
 The lead's CLI (``sim/cli.py``) discovers ``command`` through the entry point
 ``[project.entry-points."prefsim.commands"] llm = "llm_bridge.cli:command"``; bad input raises
@@ -11,11 +14,14 @@ gloo; ``--cpu`` would start only one).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from bandits.errors import PrefsimError
+from llm_bridge.shards import merge_llm_shards, shard_entries, shard_record
+from sim.shards import parse_shard
 
 
 class LlmCommand:
@@ -29,6 +35,18 @@ class LlmCommand:
         parser.add_argument("--out", required=True, help="run directory (checkpoints, metrics.csv, win_rate.png)")
         parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
         parser.add_argument("--quiet", action="store_true", help="no progress bars or per-iteration lines")
+        parser.add_argument(
+            "--shard",
+            metavar="I/N",
+            help="run only shard I of N (counting from 0): rule i goes to shard i mod N; N = number of rules puts "
+            "each rule in its own job",
+        )
+        parser.add_argument(
+            "--merge",
+            nargs="+",
+            metavar="DIR",
+            help="instead of training: merge these shard directories of SPEC into --out (metrics.csv, win_rate.png)",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         from accelerate import PartialState
@@ -39,7 +57,18 @@ class LlmCommand:
 
         spec = load_spec(args.spec)  # UTF-8 text, or a clear error (binary, UTF-16, …)
         check_directory_path(args.out)
-        table = run_bridge(spec, Path(args.out), resume=args.resume, progress=not args.quiet)
+        if args.merge:
+            if args.shard or args.resume:
+                raise PrefsimError("--merge: merges finished shards; it takes neither --shard nor --resume.")
+            merge_llm_shards(spec, args.merge, Path(args.out))
+            print(f"merged {len(args.merge)} shard(s): wrote {Path(args.out) / 'metrics.csv'} and win_rate.png")
+            return 0
+        shard = None
+        if args.shard is not None:
+            index, count = parse_shard(args.shard)
+            shard = shard_record(spec, index, count)
+            spec = dataclasses.replace(spec, rules=shard_entries(spec, index, count))
+        table = run_bridge(spec, Path(args.out), resume=args.resume, progress=not args.quiet, shard=shard)
         if not args.quiet and PartialState().is_main_process:  # one summary under accelerate launch
             last = table.sort_values("iteration").groupby("rule").tail(1)
             for _, row in last.iterrows():

@@ -161,9 +161,15 @@ def open_session(
 
 
 def run_bridge(
-    spec: BridgeSpec, out: str | Path, resume: bool = False, progress: bool = True, session: Session | None = None
+    spec: BridgeSpec,
+    out: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    session: Session | None = None,
+    shard: dict | None = None,
 ) -> pd.DataFrame:
-    """Run every rule of ``spec`` into ``out``; returns the metrics of all rules as a DataFrame."""
+    """Run every rule of ``spec`` into ``out``; returns the metrics of all rules as a DataFrame.  ``shard``:
+    the manifest entry of a shard (:func:`llm_bridge.shards.shard_record`; ``spec`` then holds its rules)."""
     import pandas as pd
 
     out = Path(out)
@@ -173,7 +179,11 @@ def run_bridge(
         out.mkdir(parents=True, exist_ok=True)
         _write_atomic(
             out / "manifest.json",
-            json.dumps(_manifest(spec, session.accelerator.num_processes), indent=2, default=str),
+            json.dumps(
+                {**_manifest(spec, session.accelerator.num_processes), **({"shard": shard} if shard else {})},
+                indent=2,
+                default=str,
+            ),
         )
     _prepare_reference(session)
     session.reporter = make_reporter(spec.report_to, out / "tensorboard", session.main)

@@ -2,6 +2,10 @@
 
     prefsim run SPEC.toml --out DIR [--resume]   run an experiment: DIR/metrics.csv, bounds.csv, summary.csv,
                                                  manifest.json and figures (SPEC may be a run's manifest.json)
+    prefsim run SPEC.toml --out DIR --shard I/N  run shard I of N (whole [[rule]] tables; sim.shards)
+    prefsim merge DIR1 DIR2 … --out DIR          merge the shards of one spec into the unsharded run's results
+    prefsim launch SPEC.toml --shards N --out DIR  a job array of the shards and a merge job (submitit;
+                                                 --executor slurm or local; sim.launch)
     prefsim plot DIR                             redraw the figures of a finished (or partial) run
     prefsim compare DIR_A DIR_B                  paired differences B − A on shared seeds (DIR_B/compare.csv)
     prefsim report DIR                           one self-contained HTML page: DIR/report.html
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bandits.errors import PrefsimError
+from sim.launch import add_launch_arguments
 from sim.plot_spec import parse_plot
 from sim.precision import enable_compile_cache, float64
 from sim.progress import Progress
@@ -134,8 +139,31 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write no figures (metrics.csv, bounds.csv, summary.csv and manifest.json only)",
     )
+    run_parser.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="run only shard I of N (counting from 0): whole [[rule]] tables, dealt out by cost; DIR then holds "
+        "a shard for `prefsim merge` (default --out: results/<spec name>/shard-I-of-N)",
+    )
     run_parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     run_parser.set_defaults(handler=_run)
+
+    merge_parser = commands.add_parser(
+        "merge", help="merge the shards of one spec (prefsim run --shard) into the unsharded run's results"
+    )
+    merge_parser.add_argument("shards", nargs="+", metavar="DIR", help="the shards' result directories (any order)")
+    merge_parser.add_argument("--out", required=True, help="result directory of the merged run")
+    merge_parser.add_argument("--metrics", help="comma-separated metrics to print (as for prefsim run)")
+    merge_parser.add_argument("--at", help="comma-separated extra iterations for the summary (as for prefsim run)")
+    merge_parser.add_argument("--no-plots", action="store_true", help="write no figures")
+    merge_parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    merge_parser.set_defaults(handler=_merge)
+
+    launch_parser = commands.add_parser(
+        "launch", help="submit the shards of a spec as a job array and a merge job (submitit: SLURM or local)"
+    )
+    add_launch_arguments(launch_parser)
+    launch_parser.set_defaults(handler=_launch)
 
     plot_parser = commands.add_parser("plot", help="redraw the figures of a result directory")
     plot_parser.add_argument("directory", help="a directory written by `prefsim run`")
@@ -203,14 +231,51 @@ class _UnavailableCommand:
 
 def _run(args) -> int:
     from sim.experiment import run
-    from sim.metrics import METRIC_COLUMNS
+    from sim.shards import parse_shard, shard_rules
     from sim.spec import load_spec
-    from sim.summary import SAMPLED_COLUMNS, choose_metrics, format_summary, summary_frame, write_summary
-    from sim.trajectory import default_record_iterations, is_recorded
 
     spec = load_spec(args.spec)
+    shard = parse_shard(args.shard) if args.shard is not None else None
     # --out "" is passed on as given (and refused by the directory check), not replaced by the default
-    out = args.out if args.out is not None else str(default_out(args.spec, spec))
+    out = args.out if args.out is not None else str(default_out(args.spec, spec, shard))
+    chosen, at = _summary_options(args, spec)
+    say = Progress(mode="quiet" if args.quiet else "auto")
+    rules = spec.rules if shard is None else shard_rules(spec, *shard)
+    which = "" if shard is None else f"shard {shard[0]}/{shard[1]}: "
+    say(f"prefsim: {which}{len(rules)} rule table(s), {len(spec.seeds)} seed(s), {spec.iterations} iterations → {out}")
+    table = run(spec, out=out, resume=args.resume, progress=say, shard=shard)
+    say.finish()
+    if shard is not None:
+        say(
+            f"wrote shard {shard[0]}/{shard[1]} ({', '.join(rule.label for rule in rules)}) to {out}; "
+            "`prefsim merge` of every shard writes the run's results"
+        )
+        return 0
+    return _write_summary_and_figures(table, spec, Path(out), chosen, at, args, say)
+
+
+def _merge(args) -> int:
+    from sim.merge import merge_shards
+
+    say = Progress(mode="quiet" if args.quiet else "auto")
+    table, spec = merge_shards(args.shards, args.out, progress=say)
+    chosen, at = _summary_options(args, spec)
+    say.finish()
+    return _write_summary_and_figures(table, spec, Path(args.out), chosen, at, args, say)
+
+
+def _launch(args) -> int:
+    from sim.launch import launch_from_arguments
+
+    return launch_from_arguments(args)
+
+
+def _summary_options(args, spec: ExperimentSpec) -> tuple[list[str] | None, list[int]]:
+    """``--metrics`` and ``--at`` checked against the metrics and the spec's recorded iterations."""
+    from sim.metrics import METRIC_COLUMNS
+    from sim.summary import SAMPLED_COLUMNS
+    from sim.trajectory import default_record_iterations, is_recorded
+
     chosen = _comma_list(args.metrics, "--metrics")
     unknown = sorted(set(chosen or ()) - set(METRIC_COLUMNS) - set(SAMPLED_COLUMNS))
     if unknown:
@@ -228,11 +293,13 @@ def _run(args) -> int:
             f"--at: iteration(s) {', '.join(map(str, missing))} will not be recorded by this spec; recorded "
             f"iterations: {shown}{'…' if len(recorded) > 20 else ''} (set record_every to record others)."
         )
-    say = Progress(mode="quiet" if args.quiet else "auto")
-    say(f"prefsim: {len(spec.rules)} rule table(s), {len(spec.seeds)} seed(s), {spec.iterations} iterations → {out}")
-    table = run(spec, out=out, resume=args.resume, progress=say)
-    say.finish()
-    out = Path(out)
+    return chosen, at
+
+
+def _write_summary_and_figures(table, spec: ExperimentSpec, out: Path, chosen, at, args, say) -> int:
+    """summary.csv, the figures (unless --no-plots) and the printed summary of a finished (or merged) run."""
+    from sim.summary import choose_metrics, format_summary, summary_frame, write_summary
+
     metrics = choose_metrics(table, chosen)
     summary = summary_frame(table, iterations=at, precision=spec.precision)
     write_summary(out, summary)
@@ -246,13 +313,16 @@ def _run(args) -> int:
     return 0
 
 
-def default_out(spec_path: str | Path, spec: ExperimentSpec) -> Path:
-    """``results/<spec file stem>``; for a manifest.json, ``results/<spec name or its directory>-rerun``."""
+def default_out(spec_path: str | Path, spec: ExperimentSpec, shard: tuple[int, int] | None = None) -> Path:
+    """``results/<spec file stem>``; for a manifest.json, ``results/<spec name or its directory>-rerun``;
+    a shard's goes under it: ``…/shard-I-of-N``."""
     path = Path(spec_path)
     if path.suffix == ".json":
         name = spec.raw.get("name") or path.resolve().parent.name
-        return Path("results") / f"{name}-rerun"
-    return Path("results") / path.stem
+        base = Path("results") / f"{name}-rerun"
+    else:
+        base = Path("results") / path.stem
+    return base if shard is None else base / f"shard-{shard[0]}-of-{shard[1]}"
 
 
 def _comma_list(text: str | None, option: str) -> list[str] | None:

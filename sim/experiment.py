@@ -31,6 +31,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +39,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from bandits.errors import PrefsimError
 from sim.bounds_table import compute_bounds, missing_bound_notes
 from sim.diagnostics import absent_metrics_to_nan, report_warnings, run_warnings
 from sim.game import Game
@@ -58,8 +60,9 @@ from sim.results_io import (
     write_run_results,
 )
 from sim.rules import build_rule
-from sim.sampled.experiment import build_sampled_inputs, run_sampled_rule
+from sim.sampled.experiment import SampledInputs, build_sampled_inputs, run_sampled_rule
 from sim.seed_games import build_game, build_games, unregularised_targets  # noqa: F401  (re-exported)
+from sim.shards import shard_record, shard_rules
 from sim.shared_engine import raise_if_diverged
 from sim.spec import ExperimentSpec, RuleSpec, load_spec, parse_spec
 from sim.sweep_runs import run_field_sweep
@@ -75,6 +78,7 @@ def run(
     out: str | os.PathLike | None = None,
     resume: bool = False,
     progress: Callable[[str], object] | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> pd.DataFrame:
     """Run ``spec`` (an :class:`ExperimentSpec`, a dict, or a path to TOML); return the metrics table.
 
@@ -84,17 +88,44 @@ def run(
       resume: reuse finished parts in ``out`` whose fingerprint matches this spec.
       progress: optional callable receiving one-line progress messages; when it has a ``stage``
         method (:class:`sim.progress.Progress`) it is also told when each rule table starts.
+      shard: ``(I, N)``: run only the rule tables of shard I of N (:mod:`sim.shards`); ``out`` then
+        holds a shard directory (parts, final policies, its rows in ``metrics.csv`` and a manifest
+        naming the shard) for ``prefsim merge``, and no bounds or head-to-head table.
     """
     if isinstance(spec, (str, os.PathLike)):
         spec = load_spec(spec)
     spec = parse_spec(spec)
     say = progress or (lambda message: None)
+    rules = spec.rules if shard is None else shard_rules(spec, *shard)
     say(describe_memory(check_memory(spec)))
     if out is None:
-        return _run_checked(spec, None, resume, say, progress)
-    out = check_output_directory(out, [rule.label for rule in spec.rules])
+        return _run_checked(spec, None, resume, say, progress, shard)
+    out = check_output_directory(out, [rule.label for rule in rules])
     with output_lock(out):
-        return _run_checked(spec, out, resume, say, progress)
+        return _run_checked(spec, out, resume, say, progress, shard)
+
+
+class RunInputs(NamedTuple):
+    """What a run computes before its rules (and ``prefsim merge`` again before writing the merged results)."""
+
+    games: Game
+    game_axes: Game
+    targets: jax.Array
+    unregularised: jax.Array | None
+    sampled: SampledInputs | None
+    record: np.ndarray
+    manifest: dict
+
+
+def prepare_run(spec: ExperimentSpec) -> RunInputs:
+    """Games and targets per seed (sampled problems in sampled mode), recorded iterations and the manifest."""
+    dtype = jnp.float64 if spec.precision == "float64" else jnp.float32
+    games, game_axes, targets, target_gaps = build_games(spec, dtype)
+    sampled = build_sampled_inputs(spec, dtype) if spec.run.mode == "sampled" else None
+    unregularised = None if sampled is not None else unregularised_targets(games, game_axes, len(spec.seeds), dtype)
+    record = default_record_iterations(spec.iterations, spec.record_every)
+    manifest = _manifest(spec, spec_fingerprint(spec), record, target_gaps)
+    return RunInputs(games, game_axes, targets, unregularised, sampled, record, manifest)
 
 
 def _run_checked(
@@ -103,38 +134,39 @@ def _run_checked(
     resume: bool,
     say: Callable[[str], object],
     progress: Callable[[str], object] | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> pd.DataFrame:
     """:func:`run` after the checks, with ``out`` validated and locked (or None).  Warnings go through
     ``progress`` when the caller gave one, else they are Python warnings (:func:`sim.diagnostics.report_warnings`)."""
     if spec.points:  # a [game]/[run] sweep: one run per point, tables combined with the swept values
+        if shard is not None:
+            raise PrefsimError(
+                f"--shard: this spec sweeps [game]/[run] fields ({', '.join(field for field, _ in spec.field_sweep)}); "
+                "shards split the [[rule]] tables of one game and run. Write one spec per value of those fields "
+                "and shard each."
+            )
         return run_field_sweep(spec, out, resume, say, progress, _run_checked)
-    dtype = jnp.float64 if spec.precision == "float64" else jnp.float32
     started = time.time()
-    games, game_axes, targets, target_gaps = build_games(spec, dtype)
-    sampled_mode = spec.run.mode == "sampled"
-    unregularised = None if sampled_mode else unregularised_targets(games, game_axes, len(spec.seeds), dtype)
-    record = default_record_iterations(spec.iterations, spec.record_every)
-    fingerprint = spec_fingerprint(spec)
-    manifest = _manifest(spec, fingerprint, record, target_gaps)
+    inputs = prepare_run(spec)
+    games, game_axes, targets, unregularised, sampled, record, manifest = inputs
+    rules = spec.rules if shard is None else shard_rules(spec, *shard)
+    if shard is not None:
+        manifest["shard"] = shard_record(spec, *shard)
     if out is not None:
         write_files_atomic({out / RUNNING_MANIFEST: json_bytes(manifest)})
-        for path in remove_stale_parts(out, [rule.label for rule in spec.rules]):
+        for path in remove_stale_parts(out, [rule.label for rule in rules]):
             say(f"removed {path}: its rule is no longer in the spec")
 
-    sampled = None
-    if spec.run.mode == "sampled":
-        sampled = build_sampled_inputs(spec, dtype)
     frames = []
     finals = {}
     stage = getattr(say, "stage", None)  # a sim.progress.Progress shows a bar / a line per rule
-    for index, rule in enumerate(spec.rules):
+    for index, rule in enumerate(rules):
         if stage is not None:
-            stage(index, len(spec.rules), f"running {rule.label}")
+            stage(index, len(rules), f"running {rule.label}")
         part = out / "parts" / f"{rule.label}.csv" if out is not None else None
         rule_fingerprint = part_fingerprint(spec, rule)
         if resume and part is not None:
-            expected_rows = len(rule.grid_labels()) * len(spec.seeds) * len(record)
-            stored, reason = read_part(part, rule_fingerprint, expected_rows)
+            stored, reason = read_part(part, rule_fingerprint, expected_part_rows(spec, rule, record))
             if stored is not None:
                 say(f"{rule.label}: already computed, loaded from {part}")
                 frames.append(stored)
@@ -153,19 +185,42 @@ def _run_checked(
             write_part(part, frame, rule_fingerprint)
         finals.update(frame.attrs.pop(FINAL_POLICY))  # out of attrs: pandas compares attrs when concatenating
         frames.append(frame)
+    return finish_run(spec, out, inputs, frames, finals, started, progress, shard is not None)
 
+
+def expected_part_rows(spec: ExperimentSpec, rule: RuleSpec, record: np.ndarray) -> int:
+    """Rows of one rule table's part: grid points × seeds × recorded iterations."""
+    return len(rule.grid_labels()) * len(spec.seeds) * len(record)
+
+
+def finish_run(
+    spec: ExperimentSpec,
+    out: Path | None,
+    inputs: RunInputs,
+    frames: list,
+    finals: dict,
+    started: float,
+    progress: Callable[[str], object] | None = None,
+    shard: bool = False,
+) -> pd.DataFrame:
+    """The table of the rule tables' ``frames`` (in spec order) with its head-to-head table, warnings and,
+    with ``out``, ``metrics.csv``, ``bounds.csv``, ``headtohead.csv`` and ``manifest.json`` written together.
+    A ``shard`` writes ``metrics.csv`` and ``manifest.json`` only: bounds and head-to-head need every rule."""
+    manifest = inputs.manifest
     table = absent_metrics_to_nan(pd.concat(frames, ignore_index=True))
-    if sampled is None:
-        preference, weights = seed_preferences(games.preference, game_axes.preference, len(spec.seeds)), None
+    if inputs.sampled is None:
+        preference = seed_preferences(inputs.games.preference, inputs.game_axes.preference, len(spec.seeds))
+        weights = None
     else:
+        sampled = inputs.sampled
         preference = seed_preferences(sampled.problems.preference, sampled.axes.preference, len(spec.seeds))
         weights = np.asarray(sampled.problems.context_probs)
-    headtohead = headtohead_table(finals, preference, weights) if finals else None
+    headtohead = headtohead_table(finals, preference, weights) if finals and not shard else None
     # plain lists, so that pandas can compare the attrs of tables a user concatenates
     table.attrs["headtohead"] = None if headtohead is None else headtohead.to_dict("list")
     messages = run_warnings(table, spec)
     bounds = None
-    if out is not None:
+    if out is not None and not shard:
         bounds = compute_bounds(table, spec)
         messages += missing_bound_notes(spec, bounds)
     report_warnings(messages, progress)

@@ -48,6 +48,8 @@ except ImportError:  # pragma: no cover - not reached on Linux or macOS
 LOCK_NAME = ".prefsim.lock"
 RESULT_FILES = ("metrics.csv", "manifest.json")
 RUNNING_MANIFEST = Path("parts") / "manifest.json"
+#: Columns of a part that are not floating-point metrics (labels, integer ids, sampled mode's query count).
+NON_FLOAT_COLUMNS = ("rule", "seed", "iteration", "queries")
 
 
 def _os_reason(exc: OSError) -> str:
@@ -213,15 +215,18 @@ def json_bytes(data: dict) -> bytes:
 
 
 def write_run_results(
-    out: Path, table: pd.DataFrame, bounds: pd.DataFrame, manifest: dict, headtohead: pd.DataFrame | None = None
+    out: Path,
+    table: pd.DataFrame,
+    bounds: pd.DataFrame | None,
+    manifest: dict,
+    headtohead: pd.DataFrame | None = None,
 ) -> None:
-    """Replace a finished run's ``metrics.csv``, ``bounds.csv``, ``manifest.json`` (and ``headtohead.csv``)
-    together (:func:`write_files_atomic`), then remove the running manifest ``parts/manifest.json``."""
-    files = {
-        out / "metrics.csv": csv_bytes(table),
-        out / BOUNDS_FILE: csv_bytes(bounds),
-        out / "manifest.json": json_bytes(manifest),
-    }
+    """Replace a finished run's ``metrics.csv``, ``manifest.json`` (and ``bounds.csv``, ``headtohead.csv``
+    where given; a shard writes neither) together (:func:`write_files_atomic`), then remove the running
+    manifest ``parts/manifest.json``."""
+    files = {out / "metrics.csv": csv_bytes(table), out / "manifest.json": json_bytes(manifest)}
+    if bounds is not None:
+        files[out / BOUNDS_FILE] = csv_bytes(bounds)
     if headtohead is not None:
         files[out / "headtohead.csv"] = csv_bytes(headtohead)
     write_files_atomic(files)
@@ -272,8 +277,12 @@ def read_part(
         return None, f"{path} has no checksum line (written by an older prefsim)"
     if hashlib.sha256(body).hexdigest() != fields["sha256"]:
         return None, f"{path} does not match its checksum (it was changed, cut short or has extra rows)"
+    header = body.split(b"\n", 1)[0].decode("utf-8", "replace").split(",")
+    # metric columns are floats in the frame that was written: read them back as floats ("-0" stays -0.0,
+    # "1" stays 1.0), so a table assembled from parts writes the bytes of the table the run computed
+    floats = {column: "float64" for column in header if column not in NON_FLOAT_COLUMNS}
     try:
-        frame = pd.read_csv(io.BytesIO(body))
+        frame = pd.read_csv(io.BytesIO(body), dtype=floats)
     except (ValueError, pd.errors.ParserError) as exc:
         return None, f"{path} cannot be parsed ({exc})"
     expected = fields["rows"] if expected_rows is None else str(expected_rows)

@@ -1,0 +1,196 @@
+"""``prefsim merge``: the shards of one spec (``prefsim run --shard I/N``) → the unsharded run's results.
+
+Checks, each failing with a :class:`~bandits.errors.PrefsimError` that names the directory:
+
+* every directory holds a finished shard (``manifest.json`` with ``complete = true`` and a ``shard`` entry);
+* all shards have the spec fingerprint of the first (same spec, seeds, prefsim version and git commit)
+  and the same shard count N, and this prefsim computes that fingerprint too (the code that merges is
+  the code that ran them);
+* the shards cover shards 0 … N−1 exactly once (a missing one is named with its rule tables, a
+  duplicated one with both directories), and each holds the tables :func:`sim.shards.shard_plan` gives it;
+* every part passes the checks of ``--resume`` (fingerprint, checksum, row count).
+
+The merged directory is then written by the code that ends an unsharded run
+(:func:`sim.experiment.finish_run`): the parts in spec order give ``metrics.csv`` (the same bytes as the
+unsharded run), and ``bounds.csv``, ``headtohead.csv`` and the run warnings are computed from the
+merged table and the final policies of every rule.  The parts and final policies are copied too, so
+``prefsim run --resume`` on the merged directory reuses them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from bandits.errors import PrefsimError
+from sim.experiment import (
+    FINAL_POLICIES,
+    expected_part_rows,
+    finish_run,
+    load_final_policies,
+    part_fingerprint,
+    prepare_run,
+    spec_fingerprint,
+)
+from sim.precision import in_float64
+from sim.results_io import (
+    RUNNING_MANIFEST,
+    check_output_directory,
+    output_lock,
+    read_part,
+    remove_stale_parts,
+    write_files_atomic,
+)
+from sim.shards import shard_plan
+from sim.spec import ExperimentSpec, parse_spec
+
+
+def _shard_manifest(directory: Path) -> dict:
+    """The manifest of a finished shard directory, or an error saying what the directory is instead."""
+    path = directory / "manifest.json"
+    if not directory.is_dir():
+        raise PrefsimError(f"{str(directory)!r} is not a directory; give the --out directories of the shards.")
+    if not path.is_file():
+        running = (directory / RUNNING_MANIFEST).is_file()
+        what = "an unfinished shard" if running else "no finished shard (no manifest.json)"
+        raise PrefsimError(
+            f"{str(directory)!r} holds {what}; finish it with `prefsim run SPEC --out {directory} --shard I/N "
+            "--resume` before merging."
+        )
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PrefsimError(f"{str(path)!r} is not a manifest written by prefsim ({exc}).") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("spec"), dict):
+        raise PrefsimError(f"{str(path)!r} is not a manifest written by prefsim.")
+    shard = manifest.get("shard")
+    if not isinstance(shard, dict) or not {"index", "count", "labels"} <= set(shard):
+        raise PrefsimError(
+            f"{str(directory)!r} is not a shard: its manifest names no shard (it was written by `prefsim run` "
+            "without --shard, or by `prefsim merge`)."
+        )
+    if manifest.get("complete") is not True:
+        raise PrefsimError(f"{str(directory)!r} holds an unfinished shard; finish it with --resume before merging.")
+    return manifest
+
+
+def _why_foreign(manifest: dict, reference: dict) -> str:
+    """Which of spec, version and commit differ between two shards' manifests."""
+    reasons = []
+    if manifest.get("parsed_spec") != reference.get("parsed_spec"):
+        reasons.append("another spec")
+    version, reference_version = (m.get("versions", {}).get("prefsim") for m in (manifest, reference))
+    if version != reference_version:
+        reasons.append(f"prefsim {version} instead of {reference_version}")
+    if manifest.get("git_commit") != reference.get("git_commit"):
+        reasons.append(f"git commit {manifest.get('git_commit')} instead of {reference.get('git_commit')}")
+    return ", ".join(reasons) or "another spec or code"
+
+
+def check_shards(directories: Sequence[str | os.PathLike]) -> tuple[ExperimentSpec, list[Path], dict]:
+    """``(spec, shard directory per shard index, manifest of the first)`` after every check of the module."""
+    if not directories:
+        raise PrefsimError("merge: give the result directories of the shards.")
+    paths = [Path(d) for d in directories]
+    manifests = [_shard_manifest(path) for path in paths]
+    first, reference = paths[0], manifests[0]
+    for path, manifest in zip(paths[1:], manifests[1:]):
+        if manifest.get("fingerprint") != reference.get("fingerprint"):
+            raise PrefsimError(
+                f"{str(path)!r} is foreign: its spec fingerprint {manifest.get('fingerprint')} differs from "
+                f"{reference.get('fingerprint')} of {str(first)!r} ({_why_foreign(manifest, reference)}); merge the "
+                "shards of one spec run by one prefsim."
+            )
+        if manifest["shard"]["count"] != reference["shard"]["count"]:
+            raise PrefsimError(
+                f"{str(path)!r} is shard {manifest['shard']['index']}/{manifest['shard']['count']} but {str(first)!r} "
+                f"is shard {reference['shard']['index']}/{reference['shard']['count']}: the shards of one merge must "
+                "split the spec into the same number of parts."
+            )
+    spec = parse_spec(reference["spec"])
+    if spec_fingerprint(spec) != reference.get("fingerprint"):
+        raise PrefsimError(
+            f"the shards were computed by prefsim {reference.get('versions', {}).get('prefsim')} at git commit "
+            f"{reference.get('git_commit')} (fingerprint {reference.get('fingerprint')}), and this prefsim gives "
+            f"their spec the fingerprint {spec_fingerprint(spec)} (other code); merge with the prefsim that ran them."
+        )
+    count = int(reference["shard"]["count"])
+    plan = shard_plan(spec, count)
+    by_index: dict[int, Path] = {}
+    for path, manifest in zip(paths, manifests):
+        index = int(manifest["shard"]["index"])
+        if index in by_index:
+            raise PrefsimError(
+                f"shard {index}/{count} is given twice: {str(by_index[index])!r} and {str(path)!r}; give each once."
+            )
+        expected = [rule.label for rule in plan[index]]
+        if list(manifest["shard"]["labels"]) != expected:
+            raise PrefsimError(
+                f"{str(path)!r} holds rule tables {', '.join(manifest['shard']['labels'])} as shard {index}/{count}, "
+                f"but that shard holds {', '.join(expected)}; it was not written by this prefsim's `--shard`."
+            )
+        by_index[index] = path
+    missing = [index for index in range(count) if index not in by_index]
+    if missing:
+        described = "; ".join(f"{i}/{count} (rule tables {', '.join(r.label for r in plan[i])})" for i in missing)
+        raise PrefsimError(
+            f"missing shard(s): {described}; run them with `prefsim run SPEC --out DIR --shard I/N` and merge "
+            "every shard."
+        )
+    return spec, [by_index[index] for index in range(count)], reference
+
+
+@in_float64
+def merge_shards(
+    directories: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    progress: Callable[[str], object] | None = None,
+) -> tuple[pd.DataFrame, ExperimentSpec]:
+    """Merge the shard ``directories`` into ``out``; return the merged table and the spec."""
+    say = progress or (lambda message: None)
+    spec, shards, _ = check_shards(directories)
+    out_path = Path(out)
+    if any(out_path.resolve() == shard.resolve() for shard in shards):
+        raise PrefsimError(f"--out {str(out)!r} is one of the shard directories; merge into another directory.")
+    started = time.time()
+    plan = shard_plan(spec, len(shards))
+    owner = {rule.label: shards[index] for index, rules in enumerate(plan) for rule in rules}
+    inputs = prepare_run(spec)
+    frames, finals, copies = [], {}, {}
+    for rule in spec.rules:
+        directory = owner[rule.label]
+        fingerprint = part_fingerprint(spec, rule)
+        part = directory / "parts" / f"{rule.label}.csv"
+        frame, reason = read_part(part, fingerprint, expected_part_rows(spec, rule, inputs.record))
+        if frame is None:
+            raise PrefsimError(
+                f"{reason or f'{part} is missing'}; rerun that shard with --resume (it recomputes only this part)."
+            )
+        stored = load_final_policies(directory, rule.label, fingerprint)
+        if not stored:
+            raise PrefsimError(
+                f"{str(directory / FINAL_POLICIES / (rule.label + '.npz'))!r} is missing or not from this spec; "
+                "rerun that shard with --resume."
+            )
+        frames.append(frame)
+        finals.update(stored)
+        copies[Path("parts") / part.name] = part.read_bytes()
+        policies = Path(FINAL_POLICIES) / f"{rule.label}.npz"
+        copies[policies] = (directory / policies).read_bytes()
+        say(f"{rule.label}: {len(frame)} rows from {directory}")
+    out_path = check_output_directory(out_path, [rule.label for rule in spec.rules])
+    with output_lock(out_path):
+        for path in remove_stale_parts(out_path, [rule.label for rule in spec.rules]):
+            say(f"removed {path}: its rule is not in the spec")
+        (out_path / FINAL_POLICIES).mkdir(exist_ok=True)
+        write_files_atomic({out_path / name: data for name, data in copies.items()})
+        inputs.manifest["merged_from"] = [
+            {"directory": str(shard), "shard": f"{index}/{len(shards)}"} for index, shard in enumerate(shards)
+        ]
+        table = finish_run(spec, out_path, inputs, frames, finals, started, progress)
+    return table, spec
