@@ -563,3 +563,26 @@ def test_extragradient_and_optimistic_bounds_hold_on_runs():
     assert set(report["rule"]) == {"extragradient", "optimistic"}
     above_floor = report[report["bound"] > 1e-10]
     assert above_floor["holds"].all() and above_floor["ratio"].max() > 0.3
+
+
+def test_exact_proximal_point_steps_decrease_kl_to_the_nash_by_at_least_the_step_length():
+    """docs/theory.md §F.1: π_{k+1} = π*_τ toward π_k ⟹ KL(π⁰‖π_{k+1}) + KL(π_{k+1}‖π_k) ≤ KL(π⁰‖π_k).
+
+    On COMAL's game (π⁰ = (4/11, 3/11, 4/11)), with the inner solve by tests/exact_reference.py; the
+    inequality is close to an equality (slack = (π⁰ᵀPπ_{k+1} − ½)/τ ≥ 0, small near π⁰)."""
+    matrix = np.array([[0.5, 0.1, 0.8], [0.9, 0.5, 0.1], [0.2, 0.9, 0.5]])
+    nash = np.array([4, 3, 4]) / 11
+    tau, policy = 0.1, np.array([0.6, 0.3, 0.1])
+    steps = []
+    for _ in range(8):
+        following = exact_regularised_nash(matrix, policy, tau)
+        slack = (nash @ matrix @ following - 0.5) / tau
+        before, after, step = exact_kl(nash, policy), exact_kl(nash, following), exact_kl(following, policy)
+        assert after + step <= before + 1e-12
+        assert before - after - step == pytest.approx(slack, abs=1e-10)  # the three-point identity
+        steps.append(step)
+        policy = following
+    # the steps are summable: Σ KL(π_{k+1}‖π_k) ≤ KL(π⁰‖π_0)
+    assert sum(steps) <= exact_kl(nash, np.array([0.6, 0.3, 0.1]))
+    check = theory.advancement_kl_check([0, 1], [exact_kl(nash, np.array([0.6, 0.3, 0.1])), exact_kl(nash, policy)], 1)
+    assert check["holds"].all()
