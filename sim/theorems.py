@@ -33,16 +33,18 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 from numpy.typing import ArrayLike
 
 from bandits.errors import PrefsimError
 from sim.game import Game
+
+if TYPE_CHECKING:  # rule modules import this one, and importing sim.rules must not load pandas
+    import pandas as pd
 
 # ----------------------------------------------------------------------------------------------
 # realised constants
@@ -482,7 +484,7 @@ def optimistic_average_gap_bound(
 # reference advancement (COMAL, MPO): monotone KL to the unregularised Nash π⁰ (docs/theory.md §F.1)
 
 
-def advancement_kl_check(iterations: ArrayLike, kl: ArrayLike, every: int) -> pd.DataFrame:
+def advancement_kl_check(iterations: ArrayLike, kl: ArrayLike, every: int) -> dict[str, np.ndarray]:
     """COMAL's claim KL(π⁰‖π_{kM}) ≤ KL(π⁰‖π_{(k−1)M}) at every recorded advance kM, k ≥ 1 [D for exact inner solves].
 
     ``iterations``/``kl``: a recorded trajectory's iterations and ``kl_to_unregularised_nash``; only the
@@ -491,8 +493,9 @@ def advancement_kl_check(iterations: ArrayLike, kl: ArrayLike, every: int) -> pd
     (π_{k+1} the τ-regularised Nash toward π_k) KL(π⁰‖π_{k+1}) + KL(π_{k+1}‖π_k) ≤ KL(π⁰‖π_k) for
     every Nash π⁰ (docs/theory.md §F.1); with M inner steps it is COMAL's claim, checked here.
 
-    Returns columns ``iteration, previous_iteration, previous, kl, holds`` (holds: kl ≤ previous·(1 +
-    1e-9) + 1e-12), one row per recorded advance that has a recorded predecessor.
+    Returns arrays ``iteration, previous_iteration, previous, kl, holds`` (holds: kl ≤ previous·(1 +
+    1e-9) + 1e-12), one entry per recorded advance that has a recorded predecessor (``pd.DataFrame(...)``
+    makes it a table).
     """
     t = np.asarray(iterations, dtype=np.int64)
     kl = np.asarray(kl, dtype=np.float64)
@@ -500,9 +503,8 @@ def advancement_kl_check(iterations: ArrayLike, kl: ArrayLike, every: int) -> pd
     outer = np.flatnonzero(t % every == 0)
     rows = {"iteration": t[outer[1:]], "previous_iteration": t[outer[:-1]]}
     rows["previous"], rows["kl"] = kl[outer[:-1]], kl[outer[1:]]
-    frame = pd.DataFrame(rows)
-    frame["holds"] = frame["kl"] <= frame["previous"] * (1.0 + 1e-9) + 1e-12
-    return frame
+    rows["holds"] = rows["kl"] <= rows["previous"] * (1.0 + 1e-9) + 1e-12
+    return rows
 
 
 # ----------------------------------------------------------------------------------------------
@@ -544,7 +546,7 @@ def game_setting(game: Mapping[str, Any], parameters: Mapping[str, Any]) -> Boun
 
 #: ``(parameters, frame, game) -> (bound values, mask or None) | None``: a bound along one trajectory
 #: (``frame``: one rule × seed sorted by iteration; ``game``: that seed's arrays and target).
-Evaluate = Callable[[Mapping[str, Any], pd.DataFrame, Mapping[str, Any]], Any]
+Evaluate = Callable[[Mapping[str, Any], Any, Mapping[str, Any]], Any]
 
 #: Said when a bound's hypotheses hold on the spec but its evaluation on the data returns nothing.
 UNMET = "its hypotheses do not hold on the recorded trajectory"
@@ -742,10 +744,10 @@ def _advancement(parameters, frame, game):
     if every is None or not np.all(np.isfinite(kl)):
         return None
     check = advancement_kl_check(t, kl, every)
-    if check.empty:
+    if not len(check["iteration"]):
         return None
     bound = np.full(t.shape, np.nan)
-    bound[np.searchsorted(t, check["iteration"].to_numpy())] = check["previous"].to_numpy()
+    bound[np.searchsorted(t, check["iteration"])] = check["previous"]
     return bound, np.isfinite(bound)
 
 
