@@ -5,6 +5,9 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from exact_reference import cyclic_matrix, duality_gap_logz, mirror_step, random_matrix, random_policy
+from exact_reference import kl as exact_kl
+from exact_reference import regularised_nash as exact_regularised_nash
 
 import sim
 from bandits.errors import PrefsimError
@@ -445,3 +448,141 @@ def test_tightness_report_bounds_equal_the_papers_formulas_on_the_run(random_run
                 big_t = t + 1
                 expected = 2 * (math.log(1 / game["initial"].min()) / eta + eta * big_t / 8) / big_t
             np.testing.assert_allclose(rows["bound"].to_numpy(), expected, rtol=1e-12, err_msg=label)
+
+
+# ---------------------------------------------------------------------------------------------- mirror prox,
+# optimistic MD, reference advancement (docs/theory.md §C.10, §F.1)
+
+
+def test_mirror_prox_and_optimistic_bounds_at_hand_computed_points():
+    # η_prox = η/(1 − ητ): 0.5/0.9
+    assert float(theory.proximal_step(0.5, 0.2)) == pytest.approx(5 / 9, rel=1e-15)
+    # step limits 1/(L + τ) and 1/(3L + τ) at L = ½, τ = 0.2
+    assert theory.mirror_prox_max_eta(0.5, 0.2) == pytest.approx(1 / 0.7, rel=1e-15)
+    assert theory.mirror_prox_max_eta(0.5, 0.2, optimistic=True) == pytest.approx(1 / 1.7, rel=1e-15)
+    # KL_0 (1 − ητ)^t = 2·0.9^t
+    np.testing.assert_allclose(theory.mirror_prox_kl_bound(np.array([0, 1, 3]), 0.5, 0.2, 2.0, 0.5), [2, 1.8, 1.458])
+    np.testing.assert_allclose(
+        theory.mirror_prox_kl_bound(np.array([0, 1, 3]), 0.5, 0.2, 2.0, 0.5, optimistic=True), [2, 1.8, 1.458]
+    )
+    assert np.isnan(theory.mirror_prox_kl_bound(np.arange(3), 1.5, 0.2, 2.0, 0.5)).all()  # 1.5 > 1/0.7
+    assert np.isnan(theory.mirror_prox_kl_bound(np.arange(3), 0.6, 0.2, 2.0, 0.5, optimistic=True)).all()  # > 1/1.7
+    # queries: (1 − ητ)^{N/2} = 0.9² at N = 4; Nash-MP's (1 + 2β)^{−N/2} is η_prox = 2, i.e. η = 2/(1 + 2τ)
+    assert float(theory.mirror_prox_query_rate(4, 0.5, 0.2)) == pytest.approx(0.81, rel=1e-14)
+    assert float(theory.mirror_prox_query_rate(10, 2 / 1.2, 0.1)) == pytest.approx(1.2**-5, rel=1e-14)
+    # 2 log(1/min π_0)/(η_prox T) = 2·log 4·0.9/(0.5·10)
+    assert float(theory.optimistic_average_gap_bound(10, 0.5, 0.2, 0.25, 0.5)) == pytest.approx(
+        0.36 * math.log(4.0), rel=1e-14
+    )
+    assert np.isnan(theory.optimistic_average_gap_bound(10, 0.6, 0.2, 0.25, 0.5))
+
+
+def test_advancement_check_at_a_hand_built_trajectory():
+    # outer iterates t = 0, 2, 4, 6 with KL 1, .9, .7, .75: the last advance increases it
+    check = theory.advancement_kl_check(range(7), [1.0, 0.5, 0.9, 0.8, 0.7, 0.2, 0.75], 2)
+    assert check["iteration"].tolist() == [2, 4, 6] and check["previous_iteration"].tolist() == [0, 2, 4]
+    assert check["previous"].tolist() == [1.0, 0.9, 0.7] and check["holds"].tolist() == [True, True, False]
+    # only recorded outer iterates are compared (record_every = 3, M = 2: t = 0, 6, 12)
+    sparse = theory.advancement_kl_check([0, 3, 6, 9, 12], [1.0, 2.0, 0.5, 9.0, 0.4], 2)
+    assert sparse["iteration"].tolist() == [6, 12] and sparse["holds"].all()
+
+
+def _mirror_prox_trajectory(matrix, reference, initial, eta, tau, steps, optimistic):
+    """Exact extragradient / optimistic MD written out with tests/exact_reference.py's U (not sim's rules)."""
+    log_reference, log_policy = np.log(reference), np.log(initial)
+    leading_payoff = matrix @ initial
+    policies, leading = [initial], []
+    for _ in range(steps):
+        if optimistic:
+            leading_log = mirror_step(log_policy, log_reference, leading_payoff, eta, tau)
+            leading.append(np.exp(leading_log))
+            leading_payoff = matrix @ leading[-1]
+            log_policy = mirror_step(log_policy, log_reference, leading_payoff, eta, tau)
+        else:
+            half = mirror_step(log_policy, log_reference, matrix @ np.exp(log_policy), eta, tau)
+            log_policy = mirror_step(log_policy, log_reference, matrix @ np.exp(half), eta, tau)
+        policies.append(np.exp(log_policy))
+    return policies, leading
+
+
+@pytest.mark.parametrize("optimistic", [False, True])
+def test_mirror_prox_linear_rates_hold_at_the_step_limit_and_are_tight_in_the_first_steps(optimistic):
+    """Independent trajectories at η = the largest admissible step, on random and cyclic games.
+
+    Tightness: observed/bound reaches ≥ 0.5 (the bound is not vacuous), and the same bound with a factor
+    (1 − 1.5ητ)^t instead of (1 − ητ)^t is violated on some game (the rate cannot be sharpened that much
+    uniformly)."""
+    worst, sharper_violated = 0.0, False
+    for seed in range(8):
+        matrix = cyclic_matrix(1.0, 3 + seed % 3) if seed % 2 else random_matrix(4, seed)
+        arms = len(matrix)
+        reference, initial = random_policy(arms, seed), random_policy(arms, 100 + seed)
+        tau = (0.05, 0.2, 1.0)[seed % 3]
+        lipschitz = theory.mmd_lipschitz(matrix)
+        eta = theory.mirror_prox_max_eta(lipschitz, tau, optimistic)
+        target = exact_regularised_nash(matrix, reference, tau)
+        policies, _ = _mirror_prox_trajectory(matrix, reference, initial, eta, tau, 60, optimistic)
+        observed = np.array([exact_kl(target, p) for p in policies])
+        bound = theory.mirror_prox_kl_bound(np.arange(61), eta, tau, observed[0], lipschitz, optimistic)
+        keep = bound > 1e-10  # above the float64 floor of the observed KL
+        assert np.all(observed[keep] <= bound[keep] * (1 + 1e-9)), seed
+        worst = max(worst, float(np.max(observed[1:][keep[1:]] / bound[1:][keep[1:]])))
+        sharper = observed[0] * (1 - 1.5 * eta * tau) ** np.arange(61)
+        sharper_violated |= bool(np.any(observed[keep] > sharper[keep] * (1 + 1e-6)))
+    assert worst >= 0.5 and sharper_violated
+
+
+def test_optimistic_average_gap_bound_holds_on_the_leading_iterates():
+    worst = 0.0
+    for seed in range(6):
+        matrix = cyclic_matrix(1.0, 3) if seed % 2 else random_matrix(5, seed)
+        arms = len(matrix)
+        reference = random_policy(arms, seed)
+        tau = (0.05, 0.2, 0.5)[seed % 3]
+        lipschitz = theory.mmd_lipschitz(matrix)
+        eta = theory.mirror_prox_max_eta(lipschitz, tau, optimistic=True)
+        _, leading = _mirror_prox_trajectory(matrix, reference, reference, eta, tau, 100, optimistic=True)
+        for horizon in (1, 2, 10, 100):
+            average = np.mean(leading[:horizon], axis=0)
+            gap = duality_gap_logz(matrix, reference, tau, average)
+            bound = float(theory.optimistic_average_gap_bound(horizon, eta, tau, reference.min(), lipschitz))
+            assert gap <= bound, (seed, horizon)
+            worst = max(worst, gap / bound)
+    assert worst > 0.05  # the O(D/T) bound is loose but not vacuous at T = 1
+
+
+def test_extragradient_and_optimistic_bounds_hold_on_runs():
+    spec = {
+        "iterations": 80,
+        "seeds": 3,
+        "record_every": 1,
+        "game": {"kind": "random", "arms": 5, "tau": 0.2, "initial": "random"},
+        "rule": [{"name": "extragradient", "eta": 1.0}, {"name": "optimistic", "eta": 0.5}],
+    }
+    report = theory.tightness_report(sim.run(spec), spec)
+    assert set(report["rule"]) == {"extragradient", "optimistic"}
+    above_floor = report[report["bound"] > 1e-10]
+    assert above_floor["holds"].all() and above_floor["ratio"].max() > 0.3
+
+
+def test_exact_proximal_point_steps_decrease_kl_to_the_nash_by_at_least_the_step_length():
+    """docs/theory.md §F.1: π_{k+1} = π*_τ toward π_k ⟹ KL(π⁰‖π_{k+1}) + KL(π_{k+1}‖π_k) ≤ KL(π⁰‖π_k).
+
+    On COMAL's game (π⁰ = (4/11, 3/11, 4/11)), with the inner solve by tests/exact_reference.py; the
+    inequality is close to an equality (slack = (π⁰ᵀPπ_{k+1} − ½)/τ ≥ 0, small near π⁰)."""
+    matrix = np.array([[0.5, 0.1, 0.8], [0.9, 0.5, 0.1], [0.2, 0.9, 0.5]])
+    nash = np.array([4, 3, 4]) / 11
+    tau, policy = 0.1, np.array([0.6, 0.3, 0.1])
+    steps = []
+    for _ in range(8):
+        following = exact_regularised_nash(matrix, policy, tau)
+        slack = (nash @ matrix @ following - 0.5) / tau
+        before, after, step = exact_kl(nash, policy), exact_kl(nash, following), exact_kl(following, policy)
+        assert after + step <= before + 1e-12
+        assert before - after - step == pytest.approx(slack, abs=1e-10)  # the three-point identity
+        steps.append(step)
+        policy = following
+    # the steps are summable: Σ KL(π_{k+1}‖π_k) ≤ KL(π⁰‖π_0)
+    assert sum(steps) <= exact_kl(nash, np.array([0.6, 0.3, 0.1]))
+    check = theory.advancement_kl_check([0, 1], [exact_kl(nash, np.array([0.6, 0.3, 0.1])), exact_kl(nash, policy)], 1)
+    assert check["holds"].all()

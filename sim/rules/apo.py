@@ -38,13 +38,13 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
-from jax.typing import ArrayLike
 
 from bandits.errors import PrefsimError
 from sim.game import normalize
 from sim.rules.base import ExactRule, ExactState, is_concrete, normalize_with_policy
 from sim.rules.definition import LossArray, Parameter, RuleDefinition
+from sim.theorems import APO_SUBOPTIMALITY, APO_TV
+from sim.theorems import apo_multipliers as apo_multipliers  # its closed form lives with the bounds
 
 SCHEDULES = ("constant", "nesterov")
 FORMS = ("parameters", "log_space", "implicit_reference")
@@ -246,20 +246,9 @@ DEFINITION = RuleDefinition(
         ),
     ),
     exact=apo,
-    bounds=("apo_suboptimality_bound", "apo_tv_bound"),
+    bounds=(APO_SUBOPTIMALITY, APO_TV),
     wrapper=True,
     hook=make_hook,
     renamed={"extrapolation": ("form", FORM_ALIASES)},
     check=_check,
 )
-
-
-def apo_multipliers(iterations: ArrayLike, alpha: float) -> tuple[jax.Array, jax.Array]:
-    """Closed-form (ĉ_T, c_T) of docs/theory.md §B.3 for exact-reward APO-DPO (constant α).
-
-    log π̂_T = log π_ref + ĉ_T·r/β and log π_T = log π_ref + c_T·r/β with
-    ĉ_T = [T − α(1 − α^T)/(1 − α)]/(1 − α),  c_T = [T − α²(1 − α^T)/(1 − α)]/(1 − α).
-    """
-    t = jnp.asarray(iterations, dtype=jnp.result_type(float))
-    geometric = (1.0 - alpha**t) / (1.0 - alpha)
-    return (t - alpha * geometric) / (1.0 - alpha), (t - alpha**2 * geometric) / (1.0 - alpha)

@@ -40,7 +40,7 @@ def describe_rule(definition: RuleDefinition) -> dict:
         "pair_schemes": schemes,
         "needs_win_rates": bool(data is not None and data.needs_win_rates),
         "offline": definition.offline is not None,
-        "bounds": list(definition.bounds),
+        "bounds": [bound.describe() for bound in definition.bounds],
         "wrapper": definition.wrapper,
         "proximal": definition.proximal,
         "needs_rewards": definition.needs_rewards,

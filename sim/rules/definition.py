@@ -13,7 +13,7 @@ Every rule module of :mod:`sim.rules` ends with one ``DEFINITION = RuleDefinitio
 * the **data** it needs (:class:`PairData`: default pair scheme, accepted schemes, whether it needs
   win-rate estimates, which opponent its pairs are drawn against);
 * its **offline counterpart** (population minimiser on pairs from π_ref) where one is defined;
-* the names of the :mod:`sim.theory` **bounds** that apply to it.
+* the **bounds** that apply to it (:class:`sim.theorems.Bound` objects: source, metric, hypotheses, evaluation).
 
 The loss reads a *pair batch*: a mapping with the keys of :data:`BATCH_KEYS` (each a 1-D array, one
 entry per pair, except ``step``, the iteration index t, and ``both_from_policy``, a scalar).
@@ -178,7 +178,9 @@ class RuleDefinition:
       offline: ``(parameters, log π_t, log π_ref, Pμ, step) -> log π̂`` (unnormalised), the population
         minimiser of its loss on pairs drawn from a fixed μ: offline data (μ = π_ref) and each stage of
         a multi-stage iteration (μ = the stage's source); ``None`` where not defined.
-      bounds: names of the :mod:`sim.theory` functions that bound its trajectories.
+      bounds: the :class:`sim.theorems.Bound` objects about its trajectories (each with its source, metric,
+        the variant it selects, its hypotheses and evaluation); a preset inherits its base's, whose
+        hypotheses say when they do not apply (a moving reference).
       proximal: maps π_t to a proximal output π̂_{t+1} (can be APO's base).
       anchored: regularised toward its own reference π_ref, so it accepts ``reference_every``
         (:mod:`sim.rules.reference`: the reference moves to π_t every M updates).

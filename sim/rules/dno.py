@@ -18,6 +18,7 @@ import jax
 
 from sim.rules.base import ExactRule, advance, current_win_rates, initial_state, require_positive
 from sim.rules.definition import JAX_OPS, LossArray, LossOps, PairData, Parameter, RuleDefinition
+from sim.theorems import DNO_HEDGE
 
 
 def dno(eta: float | jax.Array = 1.0) -> ExactRule:
@@ -69,5 +70,5 @@ DEFINITION = RuleDefinition(
     exact=dno,
     loss=pair_loss,
     data=PairData(needs_win_rates=True),
-    bounds=("hedge_exploitability_bound",),
+    bounds=(DNO_HEDGE,),
 )

@@ -18,6 +18,7 @@ import jax
 from bandits.errors import PrefsimError
 from sim.rules.base import ExactRule, advance, initial_state, require_positive
 from sim.rules.definition import JAX_OPS, LossArray, LossOps, PairData, Parameter, RuleDefinition
+from sim.theorems import APO_SUBOPTIMALITY, APO_TV
 
 ANCHORS = ("previous", "reference")
 
@@ -75,7 +76,7 @@ DEFINITION = RuleDefinition(
     exact=dpo,
     loss=pair_loss,
     data=PairData(),
-    bounds=("apo_suboptimality_bound", "apo_tv_bound"),
+    bounds=(APO_SUBOPTIMALITY, APO_TV),
     proximal=True,
     needs_rewards=True,
     renamed={"reference": ("anchor", {"previous": "previous", "initial": "reference"})},

@@ -33,6 +33,7 @@ from sim.rules.base import (
 )
 from sim.rules.definition import GAME_TAU, LossArray, LossOps, PairData, Parameter, RuleDefinition, Stage
 from sim.rules.inpo import inpo_log_ratio
+from sim.theorems import ADVANCEMENT_MONOTONE, MIRROR_PROX_LINEAR, OPTIMISTIC_AVERAGE, OPTIMISTIC_LINEAR
 
 ESTIMATORS = ("ipo", "uniform")
 
@@ -142,7 +143,7 @@ def _parameters():
 
 
 def _two_stage_rule(
-    name: str, paper: str, summary: str, exact: Callable[..., ExactRule], stages: tuple
+    name: str, paper: str, summary: str, exact: Callable[..., ExactRule], stages: tuple, bounds: tuple
 ) -> RuleDefinition:
     """A mirror-step rule whose sampled iteration solves the stage loss twice (``stages``)."""
     return RuleDefinition(
@@ -154,6 +155,7 @@ def _two_stage_rule(
         loss=pair_loss,
         offline=stage_update,
         data=PairData(schemes=("lambda_p",), stages=stages, scheme=stage_scheme),
+        bounds=bounds + (ADVANCEMENT_MONOTONE,),
         anchored=True,
     )
 
@@ -165,6 +167,7 @@ EXTRAGRADIENT = _two_stage_rule(
     "mirror-prox: a half step, then the full step against the half-step policy",
     extragradient,
     (Stage("iterate"), Stage("previous_stage")),
+    (MIRROR_PROX_LINEAR,),
 )
 
 # π̄_{t+1} on the pairs drawn last iteration from π̄_t, π_{t+1} on fresh pairs from π̄_{t+1} (kept for the
@@ -175,4 +178,5 @@ OPTIMISTIC = _two_stage_rule(
     "optimistic mirror descent (one product with P per iteration)",
     optimistic,
     (Stage("carried"), Stage("previous_stage", carry=True)),
+    (OPTIMISTIC_LINEAR, OPTIMISTIC_AVERAGE),
 )

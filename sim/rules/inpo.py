@@ -35,6 +35,7 @@ from sim.rules.base import (
     require_positive,
 )
 from sim.rules.definition import GAME_TAU, LossArray, LossOps, PairData, Parameter, RuleDefinition
+from sim.theorems import ADVANCEMENT_MONOTONE, ETA_CRITICAL, INPO_THEOREM3, INPO_THEOREM4
 
 SCHEDULES = ("constant", "theorem4")
 
@@ -172,7 +173,7 @@ DEFINITION = RuleDefinition(
     loss=pair_loss,
     data=PairData(),
     offline=offline_update,
-    bounds=("theorem3_gap_bound", "theorem4_kl_bound", "lemma2_regret_bound", "eta_critical"),
+    bounds=(INPO_THEOREM4, INPO_THEOREM3, ETA_CRITICAL, ADVANCEMENT_MONOTONE),
     proximal=True,
     anchored=True,
 )

@@ -14,6 +14,7 @@ import jax
 
 from sim.rules.base import ExactRule, advance, current_win_rates, initial_state, require_nonnegative, require_positive
 from sim.rules.definition import GAME_TAU, Parameter, RuleDefinition
+from sim.theorems import ADVANCEMENT_MONOTONE, MMD_LINEAR
 
 
 def mmd(eta: float | jax.Array = 1.0, tau: float | jax.Array = 0.1) -> ExactRule:
@@ -37,6 +38,6 @@ DEFINITION = RuleDefinition(
         Parameter("tau", "magnet strength (the MMD paper's α), magnet = π_ref", GAME_TAU, constraint="≥ 0", symbol="τ"),
     ),
     exact=mmd,
-    bounds=("mmd_kl_bound",),
+    bounds=(MMD_LINEAR, ADVANCEMENT_MONOTONE),
     anchored=True,
 )

@@ -22,6 +22,7 @@ from bandits.errors import PrefsimError
 from sim.game import normalize, win_rates
 from sim.rules.base import ExactRule, advance, initial_state, is_concrete, mirror_weights, require_positive
 from sim.rules.definition import GAME_TAU, JAX_OPS, LossArray, LossOps, PairData, Parameter, RuleDefinition
+from sim.theorems import ADVANCEMENT_MONOTONE, NASH_MD_THEOREM1
 
 
 def nash_md(eta: float | jax.Array = 0.1, tau: float | jax.Array = 0.1) -> ExactRule:
@@ -92,7 +93,7 @@ DEFINITION = RuleDefinition(
     exact=nash_md,
     loss=pair_loss,
     data=PairData(schemes=("lambda_p",), opponent=opponent),
-    bounds=("nash_md_kl_bound",),
+    bounds=(NASH_MD_THEOREM1, ADVANCEMENT_MONOTONE),
     aliases=("nash_md_pg",),
     anchored=True,
 )

@@ -17,6 +17,7 @@ import jax
 
 from sim.rules.base import ExactRule, advance, current_win_rates, initial_state, require_positive
 from sim.rules.definition import GAME_TAU, LossArray, LossOps, PairData, Parameter, RuleDefinition
+from sim.theorems import ADVANCEMENT_MONOTONE, ETA_CRITICAL
 
 
 def online_ipo(tau: float | jax.Array = 0.1) -> ExactRule:
@@ -66,7 +67,7 @@ DEFINITION = RuleDefinition(
     loss=pair_loss,
     data=PairData(),
     offline=offline_update,
-    bounds=("eta_critical",),
+    bounds=(ETA_CRITICAL, ADVANCEMENT_MONOTONE),
     aliases=("ipo",),
     anchored=True,
 )

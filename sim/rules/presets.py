@@ -9,8 +9,10 @@
   game; the default M = 40 is docs/theory.md §F.1's derived setting (MMD η = 0.8, τ = 0.1 drives
   COMAL's 3-action game to machine precision), stated as ours, not the paper's.
 
-Each preset is the base rule's definition (update, loss, data) under its own name, paper and
-``reference_every`` default; :mod:`sim.rules.reference` holds the advancement itself.
+Each preset is the base rule's definition (update, loss, data, bounds) under its own name, paper and
+``reference_every`` default; :mod:`sim.rules.reference` holds the advancement itself.  The base's bounds
+are about a fixed reference, so their hypotheses rule them out (the run says so); COMAL's monotone KL to
+π⁰, which every anchored rule lists (:data:`sim.theorems.ADVANCEMENT_MONOTONE`), is checked instead.
 """
 
 from __future__ import annotations

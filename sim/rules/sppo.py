@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from bandits.errors import PrefsimError
 from sim.rules.base import ExactRule, advance, current_win_rates, initial_state, require_positive
 from sim.rules.definition import LossArray, LossOps, PairData, Parameter, RuleDefinition
+from sim.theorems import SPPO_HEDGE
 
 NORMALISERS = ("exact", "paper")
 _INNER_NEWTON_STEPS = 12
@@ -165,6 +166,6 @@ DEFINITION = RuleDefinition(
     exact=sppo,
     loss=pair_loss,
     data=PairData(needs_win_rates=True),
-    bounds=("hedge_exploitability_bound",),
+    bounds=(SPPO_HEDGE,),
     proximal=True,
 )

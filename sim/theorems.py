@@ -1,0 +1,867 @@
+"""The papers' bounds: their formulas, and each as a registered :class:`Bound` that rule definitions list.
+
+Every function states its formula and source with docs/theory.md's provenance tags: [V] checked against
+the paper text, [M] recalled from the paper but not re-checked, [D] derived in docs/theory.md (✓ when
+also checked numerically), [S] secondary (reviews, rebuttal, abstracts).  APO's paper is **not public**
+(docs/theory.md §B): its Theorem 4.4/4.8 constants are unknown, so for APO this module implements
+docs/theory.md's exact-reward derivations [D✓], not the paper's statements.  Likewise ONPO's and Nash
+Mirror Prox's theorems could not be read beyond their abstracts: their bounds here are derived forms
+(docs/theory.md §C.10, §H), and COMAL's monotone KL is checked on the trajectory (§F.1).
+
+Indexing.  A run records π_t after t updates, t = 0 being the initial policy π_0 = π_ref.  The
+``*_mixture`` metrics average π_0 … π_t, i.e. **T = t + 1 iterates**; Theorem 3 of INPO (π̄ =
+(1/T)Σ_{t=1}^T π_t with π_1 = π_ref) and the Hedge bound are applied with T = t + 1.  INPO's
+``theorem4`` schedule uses η_t = τ(t+2)/2 for the update t → t+1, t = 0, 1, … (docs/theory.md §A.5 reading
+(a): the first update is BR_τ(π_ref)), and Theorem 4's bound is applied to π_T, T = t ≥ 1.
+
+Realised constants (Assumption A, docs/theory.md §A.5): B must bound |log π/π_ref| for every iterate on the
+trajectory **and** π* (Reviewer 4's reading); :func:`realised_log_ratio` takes the running maximum of
+the ``max_log_ratio`` column over the *recorded* iterations together with π*'s log-ratio, so runs
+that certify a bound should record every iteration (``record_every = 1``) or accept that B is
+read at the recorded iterations only.  D = max_{π∈Π} KL(π‖π_1) over policies with π_ref's support
+is log(1/min_y π_ref(y)) (the point mass on the least likely arm).
+
+Registry.  A :class:`Bound` names one theorem: its label, source, the metric column it bounds, which
+variant of a rule it is about (``selects``), its hypotheses (each returns why it fails, or ``None``) and
+the function evaluating it on one recorded trajectory.  Rule definitions list their bounds
+(:attr:`sim.rules.definition.RuleDefinition.bounds`); :mod:`sim.theory` and :mod:`sim.bounds_table`
+iterate over them and never test a rule's name.  This module imports no rule module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpy.typing import ArrayLike
+
+from bandits.errors import PrefsimError
+from sim.game import Game
+
+if TYPE_CHECKING:  # rule modules import this one, and importing sim.rules must not load pandas
+    import pandas as pd
+
+# ----------------------------------------------------------------------------------------------
+# realised constants
+
+
+def log_reference_mass_bound(reference: ArrayLike) -> float:
+    """D = max_{π ∈ Π} KL(π ‖ π_ref) = log(1 / min_y π_ref(y)) over policies with π_ref's support [D].
+
+    INPO's Lemma 2 defines D = max_{π∈Π} KL(π‖π_1) with π_1 = π_ref; the supremum over the simplex
+    restricted to π_ref's support is attained at the point mass on argmin π_ref.
+    """
+    reference = np.asarray(reference, dtype=np.float64)
+    return float(-np.log(reference.min()))
+
+
+def policy_log_ratio(policy: ArrayLike, reference: ArrayLike) -> float:
+    """max_y |log π(y)/π_ref(y)| (the quantity Assumption A bounds by B)."""
+    policy = np.asarray(policy, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    return float(np.max(np.abs(np.log(policy) - np.log(reference))))
+
+
+def realised_log_ratio(frame: pd.DataFrame, target: ArrayLike, reference: ArrayLike) -> np.ndarray:
+    """Running realised B_t = max(max_{s ≤ t} max_log_ratio(π_s), max|log π*/π_ref|) for one rule × seed.
+
+    ``frame`` holds one rule and seed, sorted by iteration.  π*'s log-ratio is included because
+    Assumption A's policy class must contain π* (docs/theory.md §A.5).  Only recorded iterations are seen.
+    """
+    running = np.maximum.accumulate(frame["max_log_ratio"].to_numpy(dtype=np.float64))
+    return np.maximum(running, policy_log_ratio(target, reference))
+
+
+def omega_max(preference: ArrayLike, target: ArrayLike) -> float:
+    """ω_max = the largest |imaginary part| of the eigenvalues of (P − ½)J*, J* = diag π* − π*π*ᵀ [D✓].
+
+    docs/theory.md §A.3: they equal those of the skew-symmetric J*^{½}(P − ½)J*^{½}, whose eigenvalues are
+    ±iω_k, so ω_max is its spectral norm.  For the 3-cycle P_c with uniform π*: c/(2√3).
+    """
+    preference = np.asarray(preference, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    jacobian = np.diag(target) - np.outer(target, target)
+    values, vectors = np.linalg.eigh(jacobian)
+    root = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+    skew = root @ (preference - 0.5) @ root
+    return float(np.linalg.norm(skew, 2))
+
+
+def eta_critical(preference: ArrayLike, target: ArrayLike, tau: float) -> float:
+    """η_crit = (τ² + ω_max²)/(2τ): constant-η INPO converges in the last iterate iff η > η_crit [D✓].
+
+    docs/theory.md §A.3: linearised at π*, the log-space error maps by (1 − τ/η)I + (P − ½)J*/η whose
+    eigenvalues are (1 − τ/η) ± iω_k/η; |λ| < 1 ⟺ η > (τ² + ω_k²)/(2τ).  Source: derived in docs/theory.md,
+    checked in 48/48 random instances there.
+    """
+    tau = float(tau)
+    if not tau > 0:
+        raise PrefsimError(f"eta_critical: needs τ > 0, got {tau:g}.")
+    return (tau**2 + omega_max(preference, target) ** 2) / (2.0 * tau)
+
+
+def inpo_contraction_factor(preference: ArrayLike, target: ArrayLike, tau: float, eta: float) -> float:
+    """Spectral radius ρ = max_k |1 − τ/η ± iω_k/η| = √((1 − τ/η)² + ω_max²/η²) of linearised INPO [D].
+
+    The log-policy error near π* shrinks like ρ^t, so KL(π*‖π_t) (quadratic in the error) has the
+    semilog slope 2·log ρ per iteration; ρ < 1 ⟺ η > η_crit.
+    """
+    omega = omega_max(preference, target)
+    return math.sqrt((1.0 - tau / eta) ** 2 + (omega / eta) ** 2)
+
+
+# ----------------------------------------------------------------------------------------------
+# INPO (Zhang et al., ICLR 2025): Lemma 2, Theorem 3, Theorem 4
+
+
+def inpo_c(log_ratio_bound: float, tau: float) -> float:
+    """C = max(Bτ, 1) of Lemma 2 / Theorem 4 [V]."""
+    return np.maximum(np.asarray(log_ratio_bound, dtype=np.float64) * float(tau), 1.0)
+
+
+def lemma2_eta(iterations: ArrayLike, log_ratio_bound: ArrayLike, tau: float, divergence: float) -> np.ndarray | float:
+    """Lemma 2's inverse learning rate η = max(Bτ, 1)·√T/√D [V].
+
+    T iterates, D as in :func:`log_reference_mass_bound`.
+    """
+    return inpo_c(log_ratio_bound, tau) * np.sqrt(np.asarray(iterations, dtype=np.float64)) / math.sqrt(divergence)
+
+
+def lemma2_regret_bound(
+    iterations: ArrayLike, eta: ArrayLike, tau: float, log_ratio_bound: ArrayLike, divergence: float
+) -> np.ndarray | float:
+    """Reg_T ≤ ηD + (4τ²B² + 1)·T/η for OMD (Eq. 4) with constant inverse learning rate η [V, App. A.1].
+
+    This is the explicit inequality of the proof of Lemma 2 (taking B ≥ 1 without loss of generality,
+    as the proof does: B is replaced by max(B, 1)); with η = max(Bτ,1)√T/√D it is O(max(Bτ,1)√(TD)).
+    It bounds Σ_{t=1}^T ⟨∇ℓ_t(π_t), π_t − u⟩ for every comparator u with KL(u‖π_ref) ≤ D.
+    """
+    b = np.maximum(np.asarray(log_ratio_bound, dtype=np.float64), 1.0)
+    t = np.asarray(iterations, dtype=np.float64)
+    eta = np.asarray(eta, dtype=np.float64)
+    return eta * divergence + (4.0 * tau**2 * b**2 + 1.0) * t / eta
+
+
+def theorem3_gap_bound(
+    iterations: ArrayLike, eta: ArrayLike, tau: float, log_ratio_bound: ArrayLike, divergence: float
+) -> np.ndarray | float:
+    """DualGap(π̄_T) ≤ 2·Reg_T/T (INPO Theorem 3, App. A.2) with Reg_T of :func:`lemma2_regret_bound` [V].
+
+    π̄_T = (1/T)Σ_{t=1}^T π_t is the mixture of distributions of the first T iterates (π_1 = π_ref).
+    The paper states it for η = max(Bτ,1)√T/√D (:func:`lemma2_eta`); the proof's inequality holds for
+    any constant η, so this function takes η explicitly.
+    """
+    t = np.asarray(iterations, dtype=np.float64)
+    return 2.0 * lemma2_regret_bound(t, eta, tau, log_ratio_bound, divergence) / t
+
+
+def theorem4_kl_bound(
+    iterations: ArrayLike, tau: float, log_ratio_bound: ArrayLike, constant: float = 32.0
+) -> np.ndarray | float:
+    """KL(π*‖π_T) ≤ 32C²/(τ²(T + 1)), C = max(Bτ, 1), under η_t = τ(t+2)/2 (INPO Theorem 4) [V].
+
+    ``constant`` is the paper's 32 (exposed so tests can check that a wrong constant is caught).
+    The bound is loose for exact updates: KL ∝ T⁻⁴ there (docs/theory.md §A.5, [D✓]).
+    """
+    c = inpo_c(log_ratio_bound, tau)
+    t = np.asarray(iterations, dtype=np.float64)
+    return constant * c**2 / (tau**2 * (t + 1.0))
+
+
+def theorem4_step_bound(
+    kl_previous: ArrayLike, eta: ArrayLike, tau: float, log_ratio_bound: ArrayLike, constant: float = 8.0
+) -> np.ndarray | float:
+    """One step of Theorem 4: KL(π*‖π_{t+1}) ≤ (1 − τ/η_t)·KL(π*‖π_t) + 8C²/η_t² [V]."""
+    c = inpo_c(log_ratio_bound, tau)
+    eta = np.asarray(eta, dtype=np.float64)
+    return (1.0 - tau / eta) * np.asarray(kl_previous, dtype=np.float64) + constant * c**2 / eta**2
+
+
+def theorem4_eta_schedule(steps: ArrayLike, tau: float) -> np.ndarray | float:
+    """η_t = τ(t+2)/2 for the update t → t+1, t = 0, 1, … (reading (a) of docs/theory.md §A.5)."""
+    return tau * (np.asarray(steps, dtype=np.float64) + 2.0) / 2.0
+
+
+def inpo_linearised_regret(
+    game: Game, eta: float | jax.Array, tau: float | jax.Array, iterations: int, comparator: ArrayLike
+) -> np.ndarray:
+    """Realised Σ_{t=1}^T ⟨∇ℓ_t(π_t), π_t − u⟩ of exact constant-η INPO, for T = 1 … ``iterations`` [D].
+
+    ∇ℓ_t(π_t)_y = −(Pπ_t)_y + τ(log(π_t(y)/π_ref(y)) + 1) (Eq. 4); the constant +τ cancels in
+    ⟨·, π_t − u⟩.  Runs its own jitted ``lax.scan`` from π_1 = π_ref (Algorithm 1's indexing).  Returns
+    a NumPy array of length ``iterations`` (entry T−1 is the sum over the first T iterates), for the
+    comparator ``u`` (probabilities; e.g. π*).
+    """
+    comparator = jnp.asarray(comparator, dtype=game.preference.dtype)
+
+    def step(log_policy, _):
+        policy = jnp.exp(log_policy)
+        payoff = game.preference @ policy
+        gradient = -payoff + tau * (log_policy - game.log_reference)
+        term = jnp.dot(gradient, policy - comparator)
+        new = (1.0 - tau / eta) * log_policy + (tau / eta) * game.log_reference + payoff / eta
+        new = new - jax.scipy.special.logsumexp(new)
+        return new, term
+
+    _, terms = jax.lax.scan(step, game.log_reference, None, length=int(iterations))
+    return np.cumsum(np.asarray(terms))
+
+
+# ----------------------------------------------------------------------------------------------
+# SPPO / DNO (Hedge in self-play), Nash-MD Theorem 1, MMD
+
+
+def hedge_exploitability_bound(iterations: ArrayLike, eta: ArrayLike, initial_min_mass: float) -> np.ndarray | float:
+    """Exploitability of the uniform mixture of T Hedge/SPPO iterates ≤ 2·(log(1/min π_0)/η + ηT/8)/T [D].
+
+    SPPO's exact update ℓ_{t+1} = ℓ_t + ηPπ_t − log Z_t is Hedge with gains (Pπ_t)_y ∈ [0, 1] and
+    prior π_0; Hedge's regret against any arm y is ≤ log(1/π_0(y))/η + ηT/8 (Cesa-Bianchi & Lugosi
+    2006, Thm 2.2).  In self-play πᵀPπ = ½, so max_y (Pπ̄_T)_y − ½ ≤ Reg_T/T and the exploitability
+    2·max_y(Pπ̄_T)_y − 1 ≤ 2Reg_T/T.  This is the O(1/√T) shape of SPPO's Theorem 4.1 [M] (η = Θ(1/√T)),
+    with the standard Hedge constant (SPPO's own constant is not checked).  DNO: η = 1/η_DNO.
+    """
+    t = np.asarray(iterations, dtype=np.float64)
+    eta = np.asarray(eta, dtype=np.float64)
+    return 2.0 * (-math.log(initial_min_mass) / eta + eta * t / 8.0) / t
+
+
+def hedge_optimal_eta(iterations: ArrayLike, initial_min_mass: float) -> np.ndarray | float:
+    """η minimising :func:`hedge_exploitability_bound`: √(8·log(1/min π_0)/T) = Θ(1/√T)."""
+    return np.sqrt(8.0 * -math.log(initial_min_mass) / np.asarray(iterations, dtype=np.float64))
+
+
+def nash_md_kl_bound(
+    iterations: ArrayLike, eta: float, tau: float, kl_initial: ArrayLike, constant: float = 2.0
+) -> np.ndarray | float:
+    """Nash-MD Theorem 1 unrolled: KL(π*‖π_T) ≤ (1 − ητ)^T·KL(π*‖π_0) + 2η²·Σ_{k<T}(1 − ητ)^k [M].
+
+    One step (Munos et al. 2024, Theorem 1, recalled in docs/theory.md §C.6, not re-checked):
+    KL(π*_τ, π_{t+1}) ≤ (1 − ητ)KL(π*_τ, π_t) + 2η².  With η = log T/(τT) this gives
+    KL(π*, π_T) ≤ (KL(π*, π_0) + 2 log T/τ²)/T (:func:`nash_md_theorem1_eta`).
+    """
+    t = np.asarray(iterations, dtype=np.float64)
+    factor = 1.0 - eta * tau
+    with np.errstate(divide="ignore", invalid="ignore"):  # the ητ = 0 branch is taken by np.where
+        geometric = np.where(factor == 1.0, t, (1.0 - factor**t) / (1.0 - factor))
+    return factor**t * np.asarray(kl_initial, dtype=np.float64) + constant * eta**2 * geometric
+
+
+def nash_md_theorem1_eta(iterations: int, tau: float) -> float:
+    """η = log T/(τT), the step of Nash-MD's Theorem 1 for horizon T [M]."""
+    return math.log(iterations) / (tau * iterations)
+
+
+def mmd_lipschitz(preference: ArrayLike) -> float:
+    """L = max_{ij} |P_ij − ½|: Lipschitz constant of the payoff operator π ↦ (P − ½)π from ℓ₁ to ℓ∞."""
+    return float(np.max(np.abs(np.asarray(preference, dtype=np.float64) - 0.5)))
+
+
+def mmd_kl_bound(
+    iterations: ArrayLike, eta: float, tau: float, kl_initial: ArrayLike, lipschitz: float
+) -> np.ndarray | float:
+    """MMD linear rate: KL(π*‖π_t) ≤ KL(π*‖π_0)/(1 + ητ)^t when η ≤ τ/L² (Sokota et al. 2023, Thm 3.4) [M].
+
+    Returns NaN where the step condition η ≤ τ/L² fails (the theorem then says nothing).  L as in
+    :func:`mmd_lipschitz` (negative entropy is 1-strongly convex w.r.t. ℓ₁).
+    """
+    t = np.asarray(iterations, dtype=np.float64)
+    if eta > tau / lipschitz**2:
+        return np.full_like(t, np.nan)
+    return np.asarray(kl_initial, dtype=np.float64) / (1.0 + eta * tau) ** t
+
+
+# ----------------------------------------------------------------------------------------------
+# APO with exact rewards (docs/theory.md §B.3, derived [D✓]; the paper's constants are unknown)
+
+
+def apo_multipliers(iterations: ArrayLike, alpha: float) -> tuple[jax.Array, jax.Array]:
+    """Closed-form (ĉ_T, c_T) of docs/theory.md §B.3 for exact-reward APO-DPO (constant α).
+
+    log π̂_T = log π_ref + ĉ_T·r/β and log π_T = log π_ref + c_T·r/β with
+    ĉ_T = [T − α(1 − α^T)/(1 − α)]/(1 − α),  c_T = [T − α²(1 − α^T)/(1 − α)]/(1 − α).
+    """
+    t = jnp.asarray(iterations, dtype=jnp.result_type(float))
+    geometric = (1.0 - alpha**t) / (1.0 - alpha)
+    return (t - alpha * geometric) / (1.0 - alpha), (t - alpha**2 * geometric) / (1.0 - alpha)
+
+
+def apo_multiplier_sequence(
+    iterations: int, alpha: float = 0.3, schedule: str = "constant"
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ĉ_t, c_t) for t = 0 … ``iterations``: log π̂_t = log π_ref + ĉ_t·r/β, log π_t = log π_ref + c_t·r/β [D✓].
+
+    Recursion of APO-DPO with exact rewards (docs/theory.md §B.3, sim.rules.apo): x_{t+1} = y_t + 1,
+    y_{t+1} = (1 + α_t)x_{t+1} − α_t x_t, x_0 = y_0 = 0, with α_t = α (constant) or t/(t+3)
+    (``nesterov``, as :func:`sim.rules.apo.extrapolation_weight`).  For constant α this equals
+    :func:`sim.rules.apo.apo_multipliers`.
+    """
+    steps = jnp.arange(int(iterations), dtype=jnp.float64)
+    weights = steps / (steps + 3.0) if schedule == "nesterov" else jnp.full_like(steps, float(alpha))
+
+    def step(carry, weight):
+        proximal, extrapolated = carry
+        new_proximal = extrapolated + 1.0
+        new_extrapolated = (1.0 + weight) * new_proximal - weight * proximal
+        return (new_proximal, new_extrapolated), (new_proximal, new_extrapolated)
+
+    _, (proximal, extrapolated) = jax.lax.scan(step, (jnp.zeros(()), jnp.zeros(())), weights)
+    zero = np.zeros(1)
+    return np.concatenate([zero, np.asarray(proximal)]), np.concatenate([zero, np.asarray(extrapolated)])
+
+
+def apo_suboptimality_bound(
+    iterations: ArrayLike,
+    alpha: float,
+    beta: float,
+    reference: ArrayLike,
+    rewards: ArrayLike,
+    schedule: str = "constant",
+) -> np.ndarray:
+    """SubOpt(π_T) ≤ β·log(1/π_ref(y*))/c_T ≈ (1 − α)β·log(1/π_ref(y*))/T [D✓, docs/theory.md §B.3].
+
+    Gibbs variational argument for π_T = softmax(log π_ref + c_T r/β); y* = argmax r (the largest
+    π_ref mass among ties).  This is docs/theory.md's exact-reward form of the optimisation term of APO's
+    Theorem 4.4, whose constants are unknown (the paper is not public).  α = 0 is iterative DPO.
+    """
+    reference = np.asarray(reference, dtype=np.float64)
+    rewards = np.asarray(rewards, dtype=np.float64)
+    best = np.flatnonzero(rewards == rewards.max())
+    log_inverse = -np.log(reference[best].sum())
+    t = np.asarray(iterations, dtype=np.int64)
+    multipliers = _multipliers_at(t, alpha, schedule)
+    with np.errstate(divide="ignore"):
+        return np.where(multipliers > 0, beta * log_inverse / np.where(multipliers > 0, multipliers, 1.0), np.inf)
+
+
+def _multipliers_at(iterations: np.ndarray, alpha: float, schedule: str) -> np.ndarray:
+    if schedule == "constant":
+        return np.asarray(apo_multipliers(np.asarray(iterations, dtype=np.float64), float(alpha))[1])
+    _, extrapolated = apo_multiplier_sequence(int(np.max(iterations)), alpha, schedule)
+    return extrapolated[np.asarray(iterations)]
+
+
+def apo_exact_policy(
+    iterations: int, alpha: float, beta: float, reference: ArrayLike, rewards: ArrayLike, schedule: str = "constant"
+) -> np.ndarray:
+    """Closed-form π_T = softmax(log π_ref + c_T·r/β) of exact-reward APO-DPO [D✓]."""
+    multiplier = float(_multipliers_at(np.asarray([iterations]), alpha, schedule)[0])
+    logits = np.log(np.asarray(reference, dtype=np.float64)) + multiplier * np.asarray(rewards, dtype=np.float64) / beta
+    logits -= logits.max()
+    policy = np.exp(logits)
+    return policy / policy.sum()
+
+
+def reward_gap(rewards: ArrayLike) -> float:
+    """Δ = r*_max − max_{y ≠ y*} r_y; 0 when the best arm is not unique."""
+    ordered = np.sort(np.asarray(rewards, dtype=np.float64))[::-1]
+    return float(ordered[0] - ordered[1])
+
+
+def apo_tv_bound(
+    iterations: ArrayLike,
+    alpha: float,
+    beta: float,
+    reference: ArrayLike,
+    rewards: ArrayLike,
+    schedule: str = "constant",
+) -> np.ndarray | float:
+    """TV(π_T, δ_{y*}) = 1 − π_T(y*) ≤ ((1 − π_ref(y*))/π_ref(y*))·exp(−c_T·Δ/β) [D✓, docs/theory.md §B.3].
+
+    Needs a unique best arm (Δ > 0).  Shape of APO's Theorem 4.8 (exact form unknown): the
+    semilog slope tends to −Δ/(β(1 − α)) (:func:`apo_tv_log_slope`).
+    """
+    rewards = np.asarray(rewards, dtype=np.float64)
+    gap = reward_gap(rewards)
+    if not gap > 0:
+        raise PrefsimError("apo_tv_bound: needs a unique best arm (reward gap Δ > 0).")
+    best_mass = float(np.asarray(reference, dtype=np.float64)[int(np.argmax(rewards))])
+    multipliers = _multipliers_at(np.asarray(iterations, dtype=np.int64), alpha, schedule)
+    return (1.0 - best_mass) / best_mass * np.exp(-multipliers * gap / beta)
+
+
+def apo_tv_log_slope(alpha: float, beta: float, rewards: ArrayLike) -> float:
+    """Asymptotic semilog slope of TV(π_T, π*) for constant α: −Δ/(β(1 − α)) per iteration [D✓]."""
+    return -reward_gap(rewards) / (beta * (1.0 - alpha))
+
+
+def apo_dpo_lag(iterations: ArrayLike, alpha: float) -> np.ndarray | float:
+    """Iteration lag L_T = α²(1 − α^T)/(1 − α): APO(α, β) after T iterations = iterative DPO with
+    β_eff = β(1 − α) after T − L_T iterations (exact, docs/theory.md §B.3 [D✓]; L_T → α²/(1 − α))."""
+    t = np.asarray(iterations, dtype=np.float64)
+    return alpha**2 * (1.0 - alpha**t) / (1.0 - alpha)
+
+
+def apo_noise_weights(iterations: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Weights of per-step reward errors ε_s (s = 0 … T−1) in the log-policies [D✓, docs/theory.md §B.3].
+
+    Returns ``(proximal, extrapolated)``: ŵ_{T,s} = (1 − α^{T−s})/(1 − α) in log π̂_T and
+    w_{T,s} = (1 − α^{T−s+1})/(1 − α) in log π_T, each divided by β in the log-policy; they sum to
+    ĉ_T and c_T.  Each error is amplified by up to 1/(1 − α) – the mechanism behind the reviewers'
+    1/(1 − α) statistical factor.
+    """
+    s = np.arange(int(iterations), dtype=np.float64)
+    power = int(iterations) - s
+    return (1.0 - alpha**power) / (1.0 - alpha), (1.0 - alpha ** (power + 1.0)) / (1.0 - alpha)
+
+
+def apo_log_ratio_growth(iterations: ArrayLike, alpha: float, beta: float, rewards: ArrayLike) -> np.ndarray | float:
+    """Predicted realised B_T ≈ c_T·(r_max − r_min)/β (+O(1)) of exact-reward APO-DPO [D✓, docs/theory.md §B.3]."""
+    rewards = np.asarray(rewards, dtype=np.float64)
+    multipliers = _multipliers_at(np.asarray(iterations, dtype=np.int64), alpha, "constant")
+    return multipliers * (rewards.max() - rewards.min()) / beta
+
+
+# ----------------------------------------------------------------------------------------------
+# Extragradient (Nash Mirror Prox) and optimistic MD (ONPO): derived forms (docs/theory.md §C.10)
+
+
+def proximal_step(eta: ArrayLike, tau: float) -> np.ndarray | float:
+    """η_prox = η/(1 − ητ): the proximal step equal to prefsim's explicit mirror step U with learning rate η [D].
+
+    ``(ℓ + η_prox τ ℓ_ref + η_prox Pπ′)/(1 + η_prox τ)`` (the proximal, Nash-MP/MMD form) equals
+    U(ℓ; π′) = (1 − ητ)ℓ + ητ ℓ_ref + ηPπ′ exactly when η_prox = η/(1 − ητ); then 1/(1 + η_prox τ) = 1 − ητ.
+    """
+    eta = np.asarray(eta, dtype=np.float64)
+    return eta / (1.0 - eta * tau)
+
+
+def mirror_prox_max_eta(lipschitz: float, tau: float, optimistic: bool = False) -> float:
+    """Largest learning rate of the derived linear rates: 1/(L + τ) (extragradient), 1/(3L + τ) (optimistic) [D].
+
+    Equivalently η_prox·L ≤ 1 (resp. ≤ 1/3), L = max|P − ½| (:func:`mmd_lipschitz`, ℓ₁ → ℓ∞).
+    """
+    return 1.0 / ((3.0 if optimistic else 1.0) * lipschitz + tau)
+
+
+def mirror_prox_kl_bound(
+    iterations: ArrayLike, eta: float, tau: float, kl_initial: ArrayLike, lipschitz: float, optimistic: bool = False
+) -> np.ndarray:
+    """KL(π*_τ‖π_t) ≤ (1 − ητ)^t·KL(π*_τ‖π_0) for exact extragradient and optimistic MD [D✓, docs/theory.md §C.10].
+
+    Extragradient (mirror prox; Nash Mirror Prox, arXiv 2505.19731; Cen et al. 2021) for η ≤ 1/(L + τ);
+    optimistic MD (the rule ``optimistic``, π̄_0 = π_0) for η ≤ 1/(3L + τ), where the potential
+    KL(π*‖π_t) + c·KL(π_t‖π̄_t) contracts and KL(π_0‖π̄_0) = 0.  Returns NaN where the step condition fails.
+    In the proximal step η_prox = η/(1 − ητ) the factor is (1 + η_prox τ)^{−1}: Nash-MP's abstract states
+    (1 + 2β)^{−N/2} after N queries (two per iteration, η_prox = 2 = 1/L for L = ½), the same form.
+    """
+    t = np.asarray(iterations, dtype=np.float64)
+    if eta > mirror_prox_max_eta(lipschitz, tau, optimistic) * (1.0 + 1e-12):
+        return np.full_like(t, np.nan)
+    return np.asarray(kl_initial, dtype=np.float64) * (1.0 - eta * tau) ** t
+
+
+def mirror_prox_query_rate(queries: ArrayLike, eta: float, tau: float) -> np.ndarray | float:
+    """(1 + η_prox τ)^{−N/2} = (1 − ητ)^{N/2}: the linear rate in N preference queries (two per iteration) [D].
+
+    Nash Mirror Prox's abstract form (1 + 2β)^{−N/2} [V, abstract] is this with η_prox = 2, β = τ.
+    """
+    return (1.0 - eta * tau) ** (np.asarray(queries, dtype=np.float64) / 2.0)
+
+
+def optimistic_average_gap_bound(
+    iterations: ArrayLike, eta: float, tau: float, initial_min_mass: float, lipschitz: float
+) -> np.ndarray:
+    """DualGap_τ((1/T)Σ_{t=1}^T π̄_t) ≤ 2·log(1/min π_0)/(η_prox·T) for optimistic MD, η ≤ 1/(3L + τ) [D✓].
+
+    The average is over the **leading** iterates π̄_1 … π̄_T (the policies whose win rates the rule
+    queries), not over π_t, so no recorded column holds it (the bound is checked on an independent
+    trajectory in the tests).  O(D/T), D = log(1/min π_0): the shape of ONPO's O(1/T) average-iterate
+    bound (arXiv 2502.16852; its constant "4√D/T" is [S], not verified), derived in docs/theory.md §C.10.
+    NaN where the step condition fails.
+    """
+    t = np.asarray(iterations, dtype=np.float64)
+    if eta > mirror_prox_max_eta(lipschitz, tau, optimistic=True) * (1.0 + 1e-12):
+        return np.full_like(t, np.nan)
+    return 2.0 * -math.log(initial_min_mass) / (proximal_step(eta, tau) * t)
+
+
+# ----------------------------------------------------------------------------------------------
+# reference advancement (COMAL, MPO): monotone KL to the unregularised Nash π⁰ (docs/theory.md §F.1)
+
+
+def advancement_kl_check(iterations: ArrayLike, kl: ArrayLike, every: int) -> dict[str, np.ndarray]:
+    """COMAL's claim KL(π⁰‖π_{kM}) ≤ KL(π⁰‖π_{(k−1)M}) at every recorded advance kM, k ≥ 1 [D for exact inner solves].
+
+    ``iterations``/``kl``: a recorded trajectory's iterations and ``kl_to_unregularised_nash``; only the
+    outer iterates t ∈ {0, M, 2M, …} that were recorded are compared, each with the previous recorded
+    one (monotone at every advance ⟹ monotone along any sub-sequence).  When the inner solve is exact
+    (π_{k+1} the τ-regularised Nash toward π_k) KL(π⁰‖π_{k+1}) + KL(π_{k+1}‖π_k) ≤ KL(π⁰‖π_k) for
+    every Nash π⁰ (docs/theory.md §F.1); with M inner steps it is COMAL's claim, checked here.
+
+    Returns arrays ``iteration, previous_iteration, previous, kl, holds`` (holds: kl ≤ previous·(1 +
+    1e-9) + 1e-12), one entry per recorded advance that has a recorded predecessor (``pd.DataFrame(...)``
+    makes it a table).
+    """
+    t = np.asarray(iterations, dtype=np.int64)
+    kl = np.asarray(kl, dtype=np.float64)
+    every = int(every)
+    outer = np.flatnonzero(t % every == 0)
+    rows = {"iteration": t[outer[1:]], "previous_iteration": t[outer[:-1]]}
+    rows["previous"], rows["kl"] = kl[outer[:-1]], kl[outer[1:]]
+    rows["holds"] = rows["kl"] <= rows["previous"] * (1.0 + 1e-9) + 1e-12
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------
+# the registry: each bound as an object the rule definitions list
+
+
+class BoundSetting(NamedTuple):
+    """What a bound's hypotheses read: the rule's resolved parameters and facts about the game.
+
+    Built from the spec (:func:`spec_setting`, to explain a missing bound before any data exist) or
+    from a seed's game arrays (:func:`game_setting`, when evaluating); the hypotheses are the same
+    functions in both cases, so the message and the decision cannot disagree.
+    """
+
+    parameters: Mapping[str, Any]
+    tau: float
+    initial_is_reference: bool
+    has_rewards: bool
+    initial: str = "reference"
+
+
+def spec_setting(game: Any, parameters: Mapping[str, Any]) -> BoundSetting:
+    """:class:`BoundSetting` from a spec's game table (``kind``, ``tau``, ``initial``)."""
+    return BoundSetting(
+        parameters, float(game.tau), game.initial == "reference", game.kind == "bradley_terry", str(game.initial)
+    )
+
+
+def game_setting(game: Mapping[str, Any], parameters: Mapping[str, Any]) -> BoundSetting:
+    """:class:`BoundSetting` from one seed's arrays (``tau``, ``initial``, ``reference``, ``rewards``)."""
+    return BoundSetting(
+        parameters,
+        game["tau"],
+        bool(np.allclose(game["initial"], game["reference"])),
+        bool(np.all(np.isfinite(game["rewards"]))),
+        "",
+    )
+
+
+#: ``(parameters, frame, game) -> (bound values, mask or None) | None``: a bound along one trajectory
+#: (``frame``: one rule × seed sorted by iteration; ``game``: that seed's arrays and target).
+Evaluate = Callable[[Mapping[str, Any], Any, Mapping[str, Any]], Any]
+
+#: Said when a bound's hypotheses hold on the spec but its evaluation on the data returns nothing.
+UNMET = "its hypotheses do not hold on the recorded trajectory"
+
+
+@dataclasses.dataclass(frozen=True)
+class Bound:
+    """One theorem (or derived bound) and when it applies.
+
+    Attributes:
+      label: ``"<short name>: <formula>"``, the ``bound_name`` of :func:`sim.theory.tightness_report`
+        (figures label the curve with the part before the colon).
+      formula: the function of this module that computes it.
+      source: paper, theorem and provenance tag, with the docs/theory.md section.
+      metric: the recorded column it bounds; ``None`` when it is stated but not drawn (no column
+        holds the quantity, or it is a condition such as η_crit).
+      selects: ``parameters -> bool``: the rule variant it is about (INPO's Theorem 4 is about the
+        ``theorem4`` schedule); a bound that does not select a variant is not reported missing.
+      hypotheses: functions ``BoundSetting -> reason | None``, checked in order; the first reason is
+        what the run says when the bound is not drawn.
+      evaluate: the bound along one trajectory (:data:`Evaluate`), ``None`` with ``metric = None``.
+      unmet: what to say when the hypotheses hold but ``evaluate`` returns ``None`` (a condition the
+        data decide, e.g. a step size against the game's Lipschitz constant).
+    """
+
+    label: str
+    formula: str
+    source: str
+    metric: str | None = None
+    selects: Callable[[Mapping[str, Any]], bool] = lambda parameters: True
+    hypotheses: tuple = ()
+    evaluate: Evaluate | None = None
+    unmet: str = UNMET
+
+    @property
+    def short(self) -> str:
+        """The label before its colon (``"INPO Theorem 4"``)."""
+        return self.label.split(":")[0]
+
+    @property
+    def drawn(self) -> bool:
+        """Evaluated on runs (has a metric and an evaluation)."""
+        return self.metric is not None and self.evaluate is not None
+
+    def reason(self, setting: BoundSetting) -> str | None:
+        """Why the bound does not apply (the first failing hypothesis), or ``None``."""
+        return next((r for r in (h(setting) for h in self.hypotheses) if r is not None), None)
+
+    def describe(self) -> dict:
+        """JSON-ready description (``prefsim rules --json``)."""
+        return {
+            "name": self.short,
+            "label": self.label,
+            "formula": self.formula,
+            "source": self.source,
+            "metric": self.metric,
+        }
+
+
+# hypotheses (each: BoundSetting -> reason | None)
+
+
+def fixed_reference(setting: BoundSetting) -> str | None:
+    every = setting.parameters.get("reference_every")
+    if every is None:
+        return None
+    return (
+        f"its theorem is about a fixed reference and this rule moves its reference to π_t every {every:g} "
+        "iterations (reference_every)"
+    )
+
+
+def starts_at_reference(setting: BoundSetting) -> str | None:
+    if setting.initial_is_reference:
+        return None
+    return f'its bound starts from π_0 = π_ref and this game has initial = "{setting.initial}"'
+
+
+def regularised_game(setting: BoundSetting) -> str | None:
+    if not setting.tau > 0:
+        return "its bound is about the τ-regularised Nash and the game has τ = 0"
+    rule_tau = setting.parameters.get("tau", setting.tau)
+    if isinstance(rule_tau, (int, float)) and abs(float(rule_tau) - float(setting.tau)) > 1e-12:
+        return (
+            f"the rule's τ = {float(rule_tau):g} differs from the game's τ = {float(setting.tau):g}, and the "
+            "metrics measure the game's Nash (the theorem is about the rule's own τ)"
+        )
+    return None
+
+
+def exact_normaliser(setting: BoundSetting) -> str | None:
+    if setting.parameters.get("normaliser", "exact") == "exact":
+        return None
+    return 'the Hedge bound holds for the exact normaliser, not normaliser = "paper"'
+
+
+def bradley_terry(setting: BoundSetting) -> str | None:
+    if setting.has_rewards:
+        return None
+    return "its bound needs Bradley–Terry rewards and the game is not kind = bradley_terry"
+
+
+def dpo_base(setting: BoundSetting) -> str | None:
+    base = setting.parameters.get("base", "dpo")
+    if base == "dpo":
+        return None
+    return f"the exact-reward APO bound is derived for base = dpo, not base = {base}"
+
+
+# evaluations (each: parameters, frame, game -> (values, mask) | None)
+
+
+def _iterations(frame: pd.DataFrame) -> np.ndarray:
+    return frame["iteration"].to_numpy(dtype=np.int64)
+
+
+def _initial_kl(frame: pd.DataFrame) -> float:
+    return frame["kl_to_nash"].to_numpy(dtype=np.float64)[0]
+
+
+def _inpo_theorem4(parameters, frame, game):
+    t = _iterations(frame)
+    b = realised_log_ratio(frame, game["target"], game["reference"])
+    return theorem4_kl_bound(t, game["tau"], b), t >= 1
+
+
+def _inpo_theorem3(parameters, frame, game):
+    t = _iterations(frame)
+    b = realised_log_ratio(frame, game["target"], game["reference"])
+    divergence = log_reference_mass_bound(game["reference"])
+    return theorem3_gap_bound(t + 1, float(parameters["eta"]), game["tau"], b, divergence), None
+
+
+def _hedge(learning_rate: Callable[[Mapping[str, Any]], float]) -> Evaluate:
+    def evaluate(parameters, frame, game):
+        if not np.all(np.isfinite(frame["exploitability_mixture"])):
+            return None
+        t = _iterations(frame)
+        return hedge_exploitability_bound(t + 1, learning_rate(parameters), float(game["initial"].min())), None
+
+    return evaluate
+
+
+def _nash_md(parameters, frame, game):
+    t = _iterations(frame)
+    return nash_md_kl_bound(t, float(parameters["eta"]), game["tau"], _initial_kl(frame)), t >= 1
+
+
+def _mmd(parameters, frame, game):
+    t = _iterations(frame)
+    bound = mmd_kl_bound(
+        t, float(parameters["eta"]), game["tau"], _initial_kl(frame), mmd_lipschitz(game["preference"])
+    )
+    return (bound, t >= 1) if np.isfinite(bound).any() else None
+
+
+def _mirror_prox(optimistic: bool) -> Evaluate:
+    def evaluate(parameters, frame, game):
+        t = _iterations(frame)
+        lipschitz = mmd_lipschitz(game["preference"])
+        bound = mirror_prox_kl_bound(
+            t, float(parameters["eta"]), game["tau"], _initial_kl(frame), lipschitz, optimistic
+        )
+        return (bound, t >= 1) if np.isfinite(bound).any() else None
+
+    return evaluate
+
+
+def _apo_schedule(parameters: Mapping[str, Any]) -> tuple[float, str, float]:
+    """(α, extrapolation schedule, β) of an exact-reward APO-DPO run; iterative DPO is α = 0."""
+    return (
+        float(parameters.get("alpha", 0.0)),
+        parameters.get("schedule", "constant"),
+        float(parameters.get("beta", 1.0)),
+    )
+
+
+def _apo_suboptimality(parameters, frame, game):
+    t = _iterations(frame)
+    alpha, schedule, beta = _apo_schedule(parameters)
+    return apo_suboptimality_bound(t, alpha, beta, game["reference"], game["rewards"], schedule), t >= 1
+
+
+def _apo_tv(parameters, frame, game):
+    if not (reward_gap(game["rewards"]) > 0 and game["tau"] == 0):
+        return None
+    alpha, schedule, beta = _apo_schedule(parameters)
+    return apo_tv_bound(_iterations(frame), alpha, beta, game["reference"], game["rewards"], schedule), None
+
+
+def _advancement(parameters, frame, game):
+    every = parameters.get("reference_every")
+    kl = frame["kl_to_unregularised_nash"].to_numpy(dtype=np.float64)
+    t = _iterations(frame)
+    if every is None or not np.all(np.isfinite(kl)):
+        return None
+    check = advancement_kl_check(t, kl, every)
+    if not len(check["iteration"]):
+        return None
+    bound = np.full(t.shape, np.nan)
+    bound[np.searchsorted(t, check["iteration"])] = check["previous"]
+    return bound, np.isfinite(bound)
+
+
+_REGULARISED = (fixed_reference, regularised_game)
+
+INPO_THEOREM4 = Bound(
+    "INPO Theorem 4: 32C²/(τ²(T+1))",
+    "theorem4_kl_bound",
+    "Zhang et al., INPO (ICLR 2025), Theorem 4 [V]; realised B including π* (docs/theory.md §A.5)",
+    "kl_to_nash",
+    selects=lambda parameters: parameters.get("schedule", "constant") == "theorem4",
+    hypotheses=(fixed_reference, starts_at_reference, regularised_game),
+    evaluate=_inpo_theorem4,
+)
+#: Same hypotheses as Theorem 4, about the constant-η variant.
+INPO_THEOREM3 = dataclasses.replace(
+    INPO_THEOREM4,
+    label="INPO Theorem 3: 2Reg_T/T, Reg_T = ηD + (4τ²B²+1)T/η",
+    formula="theorem3_gap_bound",
+    source="Zhang et al., INPO (ICLR 2025), Lemma 2 / Theorem 3 proof inequality [V] (docs/theory.md §A.5)",
+    metric="duality_gap_mixture",
+    selects=lambda parameters: parameters.get("schedule", "constant") != "theorem4",
+    evaluate=_inpo_theorem3,
+)
+ETA_CRITICAL = Bound(
+    "η_crit: last-iterate convergence iff η > (τ² + ω_max²)/(2τ)",
+    "eta_critical",
+    "derived, linearised at π* [D✓] (docs/theory.md §A.3); a condition, not drawn",
+)
+SPPO_HEDGE = Bound(
+    "Hedge regret: 2(log(1/min π_0)/η + ηT/8)/T",
+    "hedge_exploitability_bound",
+    "Hedge regret (Cesa-Bianchi & Lugosi 2006, Thm 2.2) [D]; the shape of SPPO Theorem 4.1 [M] (§C.7)",
+    "exploitability_mixture",
+    hypotheses=(exact_normaliser,),
+    evaluate=_hedge(lambda parameters: float(parameters["eta"])),
+)
+#: DNO's η is an inverse learning rate: Hedge with step 1/η.
+DNO_HEDGE = dataclasses.replace(SPPO_HEDGE, evaluate=_hedge(lambda parameters: 1.0 / float(parameters["eta"])))
+NASH_MD_THEOREM1 = Bound(
+    "Nash-MD Theorem 1 (unrolled)",
+    "nash_md_kl_bound",
+    "Munos et al., Nash-MD (ICML 2024), Theorem 1 unrolled [M] (docs/theory.md §C.6)",
+    "kl_to_nash",
+    hypotheses=_REGULARISED,
+    evaluate=_nash_md,
+)
+MMD_LINEAR = Bound(
+    "MMD linear rate: KL_0/(1+ητ)^t (η ≤ τ/L²)",
+    "mmd_kl_bound",
+    "Sokota et al., MMD (ICLR 2023), Theorem 3.4 [M] (docs/theory.md §C.9)",
+    "kl_to_nash",
+    hypotheses=_REGULARISED,
+    evaluate=_mmd,
+    unmet="MMD's linear rate needs the step η ≤ τ/L² (L = max|P − ½|), which this run's η exceeds",
+)
+
+
+def _mirror_prox_bound(optimistic: bool, name: str, source: str) -> Bound:
+    """The derived linear rate KL_0(1 − ητ)^t of extragradient (``optimistic=False``) or optimistic MD."""
+    limit = "1/(3L+τ)" if optimistic else "1/(L+τ)"
+    return Bound(
+        f"{name} linear rate: KL_0(1−ητ)^t (η ≤ {limit})",
+        "mirror_prox_kl_bound",
+        source,
+        "kl_to_nash",
+        hypotheses=_REGULARISED,
+        evaluate=_mirror_prox(optimistic),
+        unmet=f"the {name} linear rate needs the step η ≤ {limit} (L = max|P − ½|), which this run's η exceeds",
+    )
+
+
+MIRROR_PROX_LINEAR = _mirror_prox_bound(
+    False,
+    "Mirror prox",
+    "derived for prefsim's extragradient [D✓] (docs/theory.md §C.10); Nash Mirror Prox (arXiv 2505.19731) "
+    "states (1 + 2β)^{−N/2} in N queries [V, abstract]; Cen et al. 2021 prove the same shape",
+)
+OPTIMISTIC_LINEAR = _mirror_prox_bound(
+    True,
+    "Optimistic MD",
+    "derived for prefsim's optimistic MD [D✓] (docs/theory.md §C.10); ONPO (arXiv 2502.16852) claims a "
+    "last-iterate linear rate for a unique Nash [S, not verified]",
+)
+OPTIMISTIC_AVERAGE = Bound(
+    "Optimistic MD average gap: 2 log(1/min π_0)/(η_prox T)",
+    "optimistic_average_gap_bound",
+    "derived [D✓] (docs/theory.md §C.10): the O(D/T) shape of ONPO's average-iterate bound [S]; about the "
+    "average of the leading iterates π̄_t, which no column records, so not drawn",
+)
+APO_SUBOPTIMALITY = Bound(
+    "APO/DPO exact: β·log(1/π_ref(y*))/c_T",
+    "apo_suboptimality_bound",
+    "exact-reward derivation [D✓] of APO's Theorem 4.4 shape (docs/theory.md §B.3; the paper is not public)",
+    "suboptimality",
+    hypotheses=(starts_at_reference, bradley_terry, dpo_base),
+    evaluate=_apo_suboptimality,
+)
+#: Same hypotheses as the suboptimality bound; the data also need a reward gap Δ > 0 and τ = 0.
+APO_TV = dataclasses.replace(
+    APO_SUBOPTIMALITY,
+    label="APO/DPO exact: (1−π_ref(y*))/π_ref(y*)·exp(−c_TΔ/β)",
+    formula="apo_tv_bound",
+    source="exact-reward derivation [D✓] of APO's Theorem 4.8 shape, with a reward gap Δ > 0 and τ = 0 (§B.3)",
+    metric="tv_to_optimum",
+    evaluate=_apo_tv,
+)
+ADVANCEMENT_MONOTONE = Bound(
+    "COMAL monotone KL to π⁰: KL(π⁰‖π_kM) ≤ KL(π⁰‖π_(k−1)M)",
+    "advancement_kl_check",
+    "Liu et al., COMAL (ICLR 2026, arXiv 2410.23223): KL to the Nash never increases [S]; exact-solve "
+    "proof [D] and check at every recorded advance (docs/theory.md §F.1)",
+    "kl_to_unregularised_nash",
+    selects=lambda parameters: parameters.get("reference_every") is not None,
+    evaluate=_advancement,
+    unmet="the check needs a unique unregularised Nash π⁰ and recorded iterations at multiples of reference_every",
+)
