@@ -8,7 +8,8 @@
    proximal output approaches the exact update given the same history like N^{-1/2}.
 4. The loss with its history anchor agrees between JAX and torch (1e-12); on the bridge's bandit LM the
    population-weighted loss, with the anchor built from the past iterates as the bridge loop builds it,
-   reproduces three exact MNPO steps.
+   reproduces three exact MNPO steps; the bridge loop itself hands the loss that anchor, scored with
+   the saved checkpoints, and keeps the checkpoints it needs when pruning.
 5. Bad parameters fail with clear errors; ``prefsim rules --json`` lists the rule.
 """
 
@@ -29,11 +30,15 @@ from rate_fit import slope_and_interval
 
 import sim
 from bandits.errors import PrefsimError
+from llm_bridge import loop as bridge_loop
 from llm_bridge.bandit_lm import PROMPT, BanditLM
 from llm_bridge.logprobs import batched_sequence_logprobs
+from llm_bridge.models import load_causal_lm, load_tokenizer
 from llm_bridge.ops import TORCH_OPS
 from llm_bridge.pairs import population_pairs
 from llm_bridge.rules import build_bridge_rule
+from llm_bridge.spec import parse_spec as parse_llm_spec
+from llm_bridge.tiny import build_tiny_model
 from llm_bridge.trainer import PairTensors, weighted_loss_sum
 from sim.nash import regularised_nash
 from sim.rules import JAX_OPS, RULES, build_rule, resolve_parameters
@@ -281,3 +286,48 @@ def test_prefsim_rules_json_lists_mnpo_with_modes_and_schemes():
     assert "2509.23102" in entry["paper"]
     assert [p["name"] for p in entry["parameters"]] == ["eta", "tau", "history", "decay"]
     assert entry["pair_schemes"]["llm_default"] == "lambda_p" and "lambda_p" in entry["pair_schemes"]["sampled"]
+
+
+def test_the_bridge_loop_anchors_at_the_mixed_checkpoints_and_keeps_them(tmp_path, monkeypatch):
+    """``prefsim llm`` wiring: at iteration t the loss's ``previous`` is Σ_j λ_j log π_{t−j} scored with the
+    saved checkpoints (π_0 before the start), and pruning to 2 checkpoints still keeps the m = 3 needed."""
+    model_dir = build_tiny_model(tmp_path / "llama", "llama", seed=0)
+    raw = {
+        "iterations": 4,
+        "seed": 3,
+        "model": {"path": str(model_dir)},
+        "prompts": {"train": ["tell me a story", "the movie was"], "heldout": ["what a"], "per_iteration": 2},
+        "generation": {"max_new_tokens": 4, "batch_size": 2},
+        "oracle": {"kind": "vader", "scale": 0.25},
+        "training": {"learning_rate": 5e-2, "batch_size": 2, "micro_batch_size": 2, "epochs": 1},
+        "run": {"keep_checkpoints": 2},
+        "rule": [{"name": "mnpo", "eta": 1.0, "tau": 0.3, "history": 3, "decay": 0.5}],
+    }
+    seen, weights = {}, {}
+    train = bridge_loop.train_on_pairs
+
+    def recording(model, optimizer, data, rule, *args, **kwargs):
+        seen[rule.step] = data  # the model holds π_t now: keep a copy of its weights
+        weights[rule.step] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return train(model, optimizer, data, rule, *args, **kwargs)
+
+    monkeypatch.setattr(bridge_loop, "train_on_pairs", recording)
+    out = tmp_path / "run"
+    bridge_loop.run_bridge(parse_llm_spec(raw), out, progress=False)
+    assert sorted(seen) == [0, 1, 2, 3]
+    assert not (out / "mnpo" / "iter_001" / "policy.safetensors").exists()  # pruned once no longer needed
+    tokenizer = load_tokenizer(str(model_dir))
+    scorer = load_causal_lm(str(model_dir))
+
+    def scored(t, j, key):
+        scorer.load_state_dict(weights[max(t - j, 0)])
+        data = seen[t]
+        return batched_sequence_logprobs(scorer, data.prompt_ids, getattr(data, key), tokenizer.pad_token_id)
+
+    for t in (1, 3):
+        lambdas = mixture_weights(3, 0.5, t)
+        for key, column in (("winner_ids", "previous_w"), ("loser_ids", "previous_l")):
+            expected = sum(lambdas[j] * scored(t, j, key) for j in range(3))
+            np.testing.assert_allclose(seen[t].values[column].numpy(), expected.numpy(), rtol=0, atol=1e-5)
+    spread = scored(3, 0, "winner_ids") - scored(3, 2, "winner_ids")
+    assert float(spread.abs().max()) > 1e-3  # the mixed checkpoints differ: the test can tell them apart
