@@ -27,6 +27,7 @@ import pytest
 import torch
 from bridge_games import random_game
 from rate_fit import slope_and_interval
+from test_bridge_bandit_lm import _minimise  # LBFGS to a 1e-13 gradient on the weighted bridge loss
 
 import sim
 from bandits.errors import PrefsimError
@@ -39,7 +40,7 @@ from llm_bridge.pairs import population_pairs
 from llm_bridge.rules import build_bridge_rule
 from llm_bridge.spec import parse_spec as parse_llm_spec
 from llm_bridge.tiny import build_tiny_model
-from llm_bridge.trainer import PairTensors, weighted_loss_sum
+from llm_bridge.trainer import PairTensors
 from sim.nash import regularised_nash
 from sim.rules import JAX_OPS, RULES, build_rule, resolve_parameters
 from sim.rules.mnpo import HISTORY, mixture_weights
@@ -120,16 +121,17 @@ SEEDS = 24
 ITERATIONS = 3
 
 
-def _sampled_distances(pairs=PAIRS):
+def _sampled_distances(pairs=PAIRS, offline=False):
     game = {"kind": "random", "arms": K, "tau": 0.5, "reference": "random", "reference_min_mass": 0.05}
     rule = {"name": "mnpo", "eta": 2.0, "tau": 0.5, "history": 3, "decay": 0.6}
     run = {"mode": "sampled", "policy": "tabular", "learning_rate": 1.0, "optimizer": "sgd"}
-    run |= {"inner_steps": 3000, "tolerance": 1e-9}
+    run |= {"inner_steps": 3000, "tolerance": 1e-9, "data": "offline" if offline else "online"}
     spec = parse_spec({"iterations": ITERATIONS, "seeds": SEEDS, "game": game, "rule": [rule], "run": run})
     inputs = build_sampled_inputs(spec)
     out = []
     for count in pairs:
-        settings = dataclasses.replace(spec.run, pairs_per_iteration=count)
+        field = "offline_pairs" if offline else "pairs_per_iteration"
+        settings = dataclasses.replace(spec.run, **{field: count})
         init, iteration = build_iteration("mnpo", spec.rules[0].parameters, settings)
 
         def one(problem, key, init=init, iteration=iteration):
@@ -145,8 +147,10 @@ def _sampled_distances(pairs=PAIRS):
     return np.stack(out)
 
 
-def test_sampled_mnpo_approaches_its_exact_update_at_root_n():
-    errors = _sampled_distances()
+@pytest.mark.parametrize("offline", [False, True], ids=["online", "offline"])
+def test_sampled_mnpo_approaches_its_exact_update_at_root_n(offline):
+    """Offline (one fixed set of pairs from π_ref): the counterpart is the INPO step from A_t with Pπ_ref."""
+    errors = _sampled_distances(offline=offline)
     assert np.all(np.isfinite(errors))
     fitted, (low, high) = slope_and_interval(errors, PAIRS)
     assert low <= -0.5 <= high, f"slope {fitted:.3f}, 95% CI [{low:.3f}, {high:.3f}] excludes −1/2"
@@ -193,24 +197,6 @@ def _scores(model, winners, losers):
     responses = [[int(y)] for y in winners] + [[int(y)] for y in losers]
     values = batched_sequence_logprobs(model, [PROMPT] * (2 * n), responses, K, batch_size=7)
     return values[:n], values[n:]
-
-
-def _minimise(model, data, rule):
-    optimizer = torch.optim.LBFGS(
-        model.parameters(), lr=1.0, max_iter=2000, tolerance_grad=1e-13, tolerance_change=1e-300,
-        history_size=50, line_search_fn="strong_wolfe",
-    )  # fmt: skip
-    total = float(data.values["weight"].sum())
-    index = list(range(len(data)))
-
-    def closure():
-        optimizer.zero_grad()
-        value = weighted_loss_sum(model, data, index, rule, K, torch.float64) / total
-        value.backward()
-        return value
-
-    for _ in range(5):
-        optimizer.step(closure)
 
 
 def test_bridge_loss_on_the_bandit_lm_reproduces_three_exact_mnpo_steps():

@@ -156,18 +156,6 @@ def pair_loss(ops: LossOps, batch: Mapping[str, Any], parameters: Mapping[str, A
     )
 
 
-def offline_update(
-    parameters: Mapping[str, Any],
-    log_anchor: jax.Array,
-    log_reference: jax.Array,
-    win_rates: jax.Array,
-    step: int | jax.Array,
-) -> jax.Array:
-    """Population minimiser of the loss on pairs from μ, given the anchor A_t (unnormalised log-weights):
-    (1 − τ/η)·A_t + (τ/η)·log π_ref + Pμ/η.  The engines pass A_t as ``log_anchor``."""
-    return mirror_weights(log_anchor, log_reference, win_rates, 1.0 / parameters["eta"], parameters["tau"])
-
-
 DEFINITION = RuleDefinition(
     name="mnpo",
     paper=(
@@ -196,5 +184,5 @@ DEFINITION = RuleDefinition(
     exact=mnpo,
     loss=pair_loss,
     data=PairData(llm_scheme="lambda_p", history=HISTORY),
-    offline=offline_update,
+    offline=inpo.offline_update,  # the INPO step from the anchor the engines pass as log π_t (A_t here)
 )
