@@ -70,6 +70,7 @@ from llm_bridge.reporting import Reporter, make_reporter
 from llm_bridge.spec import BridgeSpec, RuleEntry
 from llm_bridge.stages import run_stages
 from llm_bridge.trainer import PairTensors, make_optimizer, train_on_pairs
+from sim.rules import base_parameters, rule_info
 from sim.rules.reference import anchor_iteration
 
 if TYPE_CHECKING:
@@ -501,6 +502,14 @@ def _precompute(session: Session, entry, t: int, pairs, generated, local) -> lis
     with swapped_weights(session.policy, anchor):
         reference = score() if pairs else torch.zeros(0, dtype=torch.float64)
     previous = current
+    history = rule_info(rule.base).data.history
+    if history is not None:  # the anchor mixes the last m iterates' checkpoints (MNPO); before π_0: π_0
+        parameters = base_parameters(rule.name, rule.parameters)
+        past = []
+        for j in range(1, history.length(parameters)):
+            with swapped_weights(session.policy, _checkpoint(out, entry.label, max(t - j, 0))):
+                past.append(score() if pairs else torch.zeros(0, dtype=torch.float64))
+        previous = history.combine([current, *past], t, parameters)
     if rule.form == "implicit_reference" and t > 0:
         with swapped_weights(session.policy, _checkpoint(out, entry.label, t - 1)):
             proximal_before = score()
@@ -751,7 +760,10 @@ def _prune(spec: BridgeSpec, rule_dir: Path, finished: int) -> None:
         return
     every = next((e.rule.reference_every for e in spec.rules if e.label == rule_dir.name), None)
     anchor = anchor_iteration(finished, every)
-    for iteration in range(1, finished - spec.keep_checkpoints + 1):
+    entry = next((e for e in spec.rules if e.label == rule_dir.name), None)
+    history = None if entry is None else rule_info(entry.rule.base).data.history
+    window = 1 if history is None else history.length(base_parameters(entry.rule.name, entry.rule.parameters))
+    for iteration in range(1, finished - max(spec.keep_checkpoints, window) + 1):
         if iteration == anchor:  # the loss's reference under reference advancement: keep it
             continue
         for kind in ("policy", "proximal"):

@@ -27,9 +27,11 @@
 # 3. **EGPO's exact tabular settings** (β, iterations, learning rate) = (0.1, 1000, 0.1) and
 #    (0.01, 5000, 0.02) on its lower-triangle games, 10 seeds: extragradient against INPO and advancement.
 # 4. **Sampled mode**: do EGPO's and ONPO's sampled losses approach their exact updates like N^{-1/2}?
-# 5. **Head-to-head** of all rules on one family of games.
-#
-# Not covered here: MNPO's history mixture (not implemented yet in prefsim).
+# 5. **Head-to-head** of all rules on one family of games, and **MNPO's mixture against self-play**:
+#    time-dependent MNPO (`mnpo`, arXiv 2509.23102) anchors INPO's step at the weighted geometric mixture
+#    of its last m iterates (docs/theory.md §F.4); on random games and on games judged by several
+#    Bradley–Terry oracles (`bt_mixture`), does the mixture change where self-play (INPO, m = 1) ends, and
+#    what does it cost in iterations?
 
 # %%
 import os
@@ -278,6 +280,59 @@ print("worst-case win rate of each rule's final policy:")
 print(worst.to_string())
 
 # %% [markdown]
+# ### 5b. MNPO's mixture against self-play
+#
+# INPO (m = 1, self-play against π_t) and MNPO with m = 2 and 3 past iterates (uniform weights, the
+# authors' default), same η = 1 and τ = 0.1 (η well above INPO's η_crit), T = 600, on random games and on
+# `bt_mixture` games of three random Bradley–Terry judges.  Measured: the final duality gap (does it still
+# reach π*_τ?), the head-to-head win rate of MNPO's final policy against INPO's, and, per seed, the first
+# iteration with duality gap below 1e-8 (the cost of the mixture).
+
+# %%
+MNPO_GAMES = {
+    "random": {"kind": "random", "arms": 5, "tau": 0.1},
+    "bt_mixture": {
+        "kind": "bt_mixture",
+        "rewards": "random",
+        "arms": 5,
+        "components": 3,
+        "reward_scale": 5.0,
+        "tau": 0.1,
+    },
+}
+mnpo_rows, mnpo_h2h = [], []
+for family, game_table in MNPO_GAMES.items():
+    mnpo_run = sim.run(
+        {
+            "iterations": 600,
+            "seeds": SEEDS,
+            "record_every": 1,
+            "game": game_table,
+            "rule": [
+                {"name": "inpo", "eta": 1.0, "label": "self_play"},
+                {"name": "mnpo", "eta": 1.0, "history": 2, "label": "mnpo_m2"},
+                {"name": "mnpo", "eta": 1.0, "history": 3, "label": "mnpo_m3"},
+            ],
+        }
+    )
+    final = mnpo_run[mnpo_run.iteration == 600]
+    reached = mnpo_run[mnpo_run.duality_gap < 1e-8].groupby(["rule", "seed"]).iteration.min().unstack("rule")
+    for rule in ("self_play", "mnpo_m2", "mnpo_m3"):
+        gaps = final[final.rule == rule].duality_gap.to_numpy()
+        mnpo_rows.append((family, rule, gaps.max(), reached[rule].median(), reached[rule].max()))
+    table = pd.DataFrame(mnpo_run.attrs["headtohead"])
+    table["family"] = family
+    mnpo_h2h.append(table[(table.rule_b == "self_play") & (table.rule_a != "self_play")])
+    assert reached.notna().all().all(), f"{family}: some run never reached gap 1e-8"
+    assert np.all(reached["mnpo_m2"] >= reached["self_play"]) and np.all(reached["mnpo_m3"] >= reached["mnpo_m2"])
+mnpo_table = pd.DataFrame(
+    mnpo_rows, columns=["family", "rule", "final_gap_max", "iterations_to_1e-8_median", "iterations_to_1e-8_max"]
+)
+mnpo_h2h = pd.concat(mnpo_h2h, ignore_index=True)
+print(mnpo_table.to_string(index=False))
+print(mnpo_h2h[["family", "rule_a", "rule_b", "win_rate", "ci_lower", "ci_upper"]].to_string(index=False))
+
+# %% [markdown]
 # ## Results
 #
 # Settings of the last run: CI scale (10 seeds for §2 and §5, 10 for §3, 32 for §4); float64.
@@ -299,6 +354,11 @@ print(worst.to_string())
 #   estimators (N = 400 and 6400, as in tests/test_sampled_extragradient.py): extragradient −0.52
 #   [−0.59, −0.44] (λ_p) and −0.54 [−0.61, −0.47] (uniform); optimistic −0.49 [−0.57, −0.41] and −0.55
 #   [−0.62, −0.49]; max-abs log-probability error at N = 6400 about 0.009 (λ_p) and 0.014 (uniform).
+# * §5b: with η = 1, τ = 0.1, INPO and MNPO (m = 2, 3, uniform weights) all reach π*_τ (final duality gap
+#   ≤ 4e-16) on random and three-judge `bt_mixture` games, so MNPO's final policy ties self-play's (win
+#   rate 0.5 [0.5, 0.5]): the mixture does not move the regularised equilibrium.  It costs iterations:
+#   median first iteration with gap < 1e-8 is 77.5 / 113 / 148 (random) and 75 / 112 / 149 (bt_mixture) for
+#   m = 1 / 2 / 3, never fewer for a larger m on any seed.
 # * §5: COMAL's final policy is unexploitable (worst win rate 0.500000); MPO's 0.4999 (not yet converged at
 #   T = 1500 with M = 40); the fixed-reference rules' final policies lose up to 0.52 : 0.48.
 
@@ -332,5 +392,13 @@ assert np.all(rates["error_at_6400"] < 0.1)
 assert comal_worst.win_rate > 0.5 - 1e-6 and worst["inpo"] < 0.5 - 1e-3
 wide = h2h.pivot(index="rule_a", columns="rule_b", values="win_rate")
 np.testing.assert_allclose(wide.to_numpy() + wide.to_numpy().T, 1.0, atol=1e-12)
+# §5b MNPO's mixture does not move self-play's end point: every run reaches π*_τ (gap ≤ 1e-10) and MNPO's
+# final policy ties INPO's (win rate ½ within 1e-6); it costs iterations: per seed, the first iteration with
+# gap < 1e-8 never decreases from m = 1 to 2 to 3 (asserted per family above) and the median grows
+assert mnpo_table.final_gap_max.max() < 1e-10
+np.testing.assert_allclose(mnpo_h2h.win_rate, 0.5, atol=1e-6)
+for family in MNPO_GAMES:
+    medians = mnpo_table[mnpo_table.family == family].set_index("rule")["iterations_to_1e-8_median"]
+    assert medians["self_play"] < medians["mnpo_m2"] < medians["mnpo_m3"], medians
 print(f"ran in {time.time() - STARTED:.0f} s")
 print("all assertions passed")

@@ -112,10 +112,11 @@ class RunSpec:
     """Sampled: where the pairs come from (docs/theory.md §D.10, :mod:`sim.sampled.offline`).  ``online``:
     N fresh pairs from the current policy π_t at every iteration.  ``offline``: one dataset of
     ``offline_pairs`` labelled pairs drawn once per seed from π_ref (y, y′ ~ π_ref i.i.d., one
-    Bernoulli label, i.e. ``lambda_p``), reused by every iteration; rules ``online_ipo`` and ``inpo``
-    only, ``pair_scheme = "lambda_p"`` only.  Its exact counterpart (``distance_to_exact``) is the
+    Bernoulli label, i.e. ``lambda_p``), reused by every iteration; rules ``online_ipo``, ``inpo`` and
+    ``mnpo`` only, ``pair_scheme = "lambda_p"`` only.  Its exact counterpart (``distance_to_exact``) is the
     loss's population minimiser on pairs from π_ref: BR_τ(π_ref) ∝ π_ref·exp(Pπ_ref/τ) for
-    ``online_ipo``, (1 − τ/η)ℓ_t + (τ/η)ℓ_ref + Pπ_ref/η − norm for ``inpo``."""
+    ``online_ipo``, (1 − τ/η)ℓ_t + (τ/η)ℓ_ref + Pπ_ref/η − norm for ``inpo`` (``mnpo``: ℓ_t replaced by
+    its anchor, the mixture of its last iterates)."""
     offline_pairs: int | None = None
     """Sampled, ``data = "offline"``: labelled pairs in the offline dataset (≥ 1); unset:
     ``pairs_per_iteration × iterations``, the number of labels the online run of the same spec uses

@@ -247,7 +247,7 @@ def _sampled(**run):
         (
             {"data": "offline"},
             {"name": "sppo", "eta": 1.0},
-            r"rule #1 \(sppo\): run\.data = \"offline\" supports rules online_ipo, inpo only",
+            r"rule #1 \(sppo\): run\.data = \"offline\" supports rules online_ipo, inpo, mnpo only",
         ),
         ({"data": "offline"}, {"name": "apo", "base": "inpo", "eta": 1.0, "tau": 0.1}, r"run\.data = \"offline\".*apo"),
         ({"data": "offline"}, {"name": "nash_md", "eta": 1.0}, r"run\.data = \"offline\""),
@@ -305,7 +305,7 @@ data = "offline"
 @pytest.mark.parametrize(
     "text, expected",
     [
-        (OFFLINE_SPPO_TOML, 'run.data = "offline" supports rules online_ipo, inpo only'),
+        (OFFLINE_SPPO_TOML, 'run.data = "offline" supports rules online_ipo, inpo, mnpo only'),
         (OFFLINE_SPPO_TOML.replace("sppo", "inpo") + 'pair_scheme = "tournament"\n', "run.pair_scheme"),
     ],
 )

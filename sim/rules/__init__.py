@@ -15,6 +15,7 @@ name               module                                          parameters (p
 ``apo``            :mod:`sim.rules.apo` (wraps dpo / sppo / inpo)   base, alpha, schedule, form + base's*
 ``comal``          :mod:`sim.rules.presets` (INPO + advancement)    inpo's + reference_every (12)
 ``mpo``            :mod:`sim.rules.presets` (MMD + advancement)     mmd's + reference_every (40)
+``mnpo``           :mod:`sim.rules.mnpo`                            eta (inverse LR), tau, history, decay
 =================  ==============================================  ===============================
 
 Every τ-regularised rule (``inpo``, ``mmd``, ``nash_md``, ``online_ipo``, ``extragradient``,
@@ -40,7 +41,7 @@ import sys
 from typing import Any
 
 from bandits.errors import PrefsimError
-from sim.rules import apo, dno, dpo, extragradient, inpo, mmd, nash_md, online_ipo, presets, sppo
+from sim.rules import apo, dno, dpo, extragradient, inpo, mmd, mnpo, nash_md, online_ipo, presets, sppo
 from sim.rules.base import ExactRule, ExactState
 from sim.rules.definition import GAME_TAU, JAX_OPS, DerivedDefault, LossOps, PairData, Parameter, RuleDefinition
 from sim.rules.reference import REFERENCE_EVERY, with_reference_advancement
@@ -58,6 +59,7 @@ _BUILT_IN = (
     apo.DEFINITION,
     presets.COMAL,
     presets.MPO,
+    mnpo.DEFINITION,
 )
 
 #: name → definition: the one source of rule names for exact mode, sampled mode, the bridge and the docs.

@@ -138,6 +138,21 @@ class Stage:
 
 
 @dataclasses.dataclass(frozen=True)
+class HistoryAnchor:
+    """The loss's anchor ``previous_w/l`` mixes the log-probabilities of the last iterates (MNPO).
+
+    Every engine keeps the log-probabilities of the last ``length(parameters)`` = m iterates π_t,
+    π_{t−1}, …, π_{t−m+1} (exact and sampled mode: the log-policies; the bridge: the checkpoints), and
+    hands the loss ``combine([log π_t(y), log π_{t−1}(y), …], t, parameters)`` as ``previous``; an iterate
+    before π_0 is given as π_0 (``combine`` weighs it 0).  ``combine`` is plain arithmetic, so it runs on
+    JAX arrays and torch tensors alike.
+    """
+
+    length: Callable[[Mapping[str, Any]], int]
+    combine: Callable[[Any, Any, Mapping[str, Any]], Any]
+
+
+@dataclasses.dataclass(frozen=True)
 class PairData:
     """The data a rule's loss needs.
 
@@ -154,6 +169,8 @@ class PairData:
         bridge (:mod:`llm_bridge.stages`) run them alike.
       scheme: ``parameters -> scheme name`` when a parameter of the rule fixes its pair scheme (EGPO's
         ``estimator``), overriding the run's ``pair_scheme``; ``None``: the run's.
+      history: a :class:`HistoryAnchor` when the loss's anchor mixes several past iterates (MNPO); then
+        the definition's ``offline`` takes that anchor in place of log π_t.  ``None``: the anchor is π_t.
     """
 
     schemes: tuple = ()
@@ -161,6 +178,7 @@ class PairData:
     opponent: Callable | None = None
     stages: tuple = ()
     scheme: Callable | None = None
+    history: HistoryAnchor | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,7 @@ schemes and oracles live in :mod:`bandits.oracles`.
     [run]
     mode = "sampled"
     pairs_per_iteration = 1000     # N pairs drawn from π_t each iteration
-    data = "online"                # online | offline: one dataset of λ_p pairs from π_ref, reused (online_ipo, inpo)
+    data = "online"                # online | offline: one λ_p dataset from π_ref, reused (online_ipo, inpo, mnpo)
     # offline_pairs = 30000        # offline dataset size; default pairs_per_iteration × iterations
     pair_scheme = "lambda_p"       # lambda_p | best_worst_by_reward | tournament | sppo_win_rate | exact_win_rates
     candidates = 8                 # K candidates of best_worst_by_reward / tournament (power of 2) / sppo_win_rate

@@ -88,6 +88,8 @@ class SampledState(NamedTuple):
         reads the problem's.
       carried: the pairs a ``carry`` stage drew this iteration, which the next iteration's ``carried``
         stage trains on (optimistic MD's pairs from π̄_{t+1}); ``None`` for single-stage rules.
+      history: log π_{t−1}, …, log π_{t−m+1} (m − 1, M, K) for a rule whose anchor mixes its last m
+        iterates (:class:`sim.rules.definition.HistoryAnchor`, MNPO); ``None`` otherwise.
     """
 
     params: Any
@@ -98,6 +100,7 @@ class SampledState(NamedTuple):
     data: Any = None
     anchor: Any = None
     carried: Any = None
+    history: Any = None
 
 
 class IterationInfo(NamedTuple):
@@ -205,10 +208,12 @@ def build_iteration(rule_name: str, parameters: dict, settings: Any) -> tuple[Ca
     pairs = settings.pairs_per_iteration
     base = base_of(rule_name, parameters)
     opponent = rule_info(base).data.opponent
+    history = rule_info(base).data.history
     every = parameters.get(REFERENCE_EVERY.name)
     fixed_parameters = {k: v for k, v in parameters.items() if k != REFERENCE_EVERY.name}
     own_parameters = base_parameters(rule_name, fixed_parameters)
     carries = any(stage.carry for stage in stages)
+    window = history.length(own_parameters) if history is not None else 0
 
     def draw(key, log_policy, problem, anchor):
         if opponent is not None:
@@ -240,8 +245,17 @@ def build_iteration(rule_name: str, parameters: dict, settings: Any) -> tuple[Ca
             carried = Carried(
                 draw(jax.random.fold_in(key, CARRY_KEY), log_policy, problem, problem.log_reference), log_policy
             )
+        past = jnp.broadcast_to(log_policy, (window - 1, *log_policy.shape)) if history is not None else None
         return SampledState(
-            params, log_policy, log_policy, wrapper, jnp.zeros((), jnp.int32), data, problem.log_reference, carried
+            params,
+            log_policy,
+            log_policy,
+            wrapper,
+            jnp.zeros((), jnp.int32),
+            data,
+            problem.log_reference,
+            carried,
+            past,
         )
 
     def staged_exact(log_policy, anchored, carried_state, step):
@@ -272,6 +286,9 @@ def build_iteration(rule_name: str, parameters: dict, settings: Any) -> tuple[Ca
         if every is not None:
             anchor = jnp.where(advances_at(state.step, every), state.log_policy, anchor)
         anchored = problem._replace(log_reference=anchor)
+        reference = state.reference
+        if history is not None:  # the loss's anchor mixes the last m iterates
+            reference = history.combine([state.log_policy, *state.history], state.step, own_parameters)
         objective = objective_for(problem)
         carried = state.carried
         log_stage = state.log_policy
@@ -288,15 +305,18 @@ def build_iteration(rule_name: str, parameters: dict, settings: Any) -> tuple[Ca
                 batch = draw(stage_data_key, source, problem, anchor)
             if stage.carry:
                 carried = Carried(batch, log_stage)
-            terms = jax.lax.stop_gradient(prepare(state.reference, anchor, batch, state.step))
+            terms = jax.lax.stop_gradient(prepare(reference, anchor, batch, state.step))
             initial_loss = objective(state.params, terms)
             params, final_loss = optimise(objective, state.params, terms, stage_inner_key, optimizer, settings)
             log_stage = policy.log_probs(params, problem)
             exploded = exploded | (jnp.abs(final_loss) > DIVERGENCE_FACTOR * (1.0 + jnp.abs(initial_loss)))
         log_hat = log_stage
         if offline:
-            exact = offline_exact_proximal(
-                rule_name, fixed_parameters, anchored, normalize(state.reference), state.step
+            exact = offline_exact_proximal(rule_name, fixed_parameters, anchored, normalize(reference), state.step)
+        elif history is not None:  # the population minimiser given the mixed anchor, pairs from π_t
+            rates = jnp.einsum("mij,mj->mi", anchored.preference, jnp.exp(state.log_policy))
+            exact = normalize(
+                rule_info(base).offline(own_parameters, reference, anchored.log_reference, rates, state.step)
             )
         elif len(stages) > 1:
             exact = staged_exact(normalize(state.reference), anchored, state.carried, state.step)
@@ -317,8 +337,11 @@ def build_iteration(rule_name: str, parameters: dict, settings: Any) -> tuple[Ca
             jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(next_params)])
         )
         nonfinite = ~(jnp.isfinite(final_loss) & leaves_finite & jnp.all(jnp.isfinite(next_log_policy))) | exploded
+        past = None
+        if history is not None:
+            past = jnp.concatenate([state.log_policy[None], state.history], axis=0)[: window - 1]
         new_state = SampledState(
-            next_params, next_log_policy, next_reference, wrapper, state.step + 1, state.data, anchor, carried
+            next_params, next_log_policy, next_reference, wrapper, state.step + 1, state.data, anchor, carried, past
         )
         return new_state, IterationInfo(final_loss, distance, nonfinite)
 
