@@ -183,6 +183,6 @@ DEFINITION = RuleDefinition(
     ),
     exact=mnpo,
     loss=pair_loss,
-    data=PairData(llm_scheme="lambda_p", history=HISTORY),
+    data=PairData(history=HISTORY),
     offline=inpo.offline_update,  # the INPO step from the anchor the engines pass as log π_t (A_t here)
 )
