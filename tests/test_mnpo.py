@@ -271,7 +271,7 @@ def test_prefsim_rules_json_lists_mnpo_with_modes_and_schemes():
     assert entry["modes"] == ["exact", "sampled", "llm"]
     assert "2509.23102" in entry["paper"]
     assert [p["name"] for p in entry["parameters"]] == ["eta", "tau", "history", "decay"]
-    assert entry["pair_schemes"]["llm_default"] == "lambda_p" and "lambda_p" in entry["pair_schemes"]["sampled"]
+    assert entry["pair_schemes"]["default"] == "lambda_p" and "lambda_p" in entry["pair_schemes"]["sampled"]
 
 
 def test_the_bridge_loop_anchors_at_the_mixed_checkpoints_and_keeps_them(tmp_path, monkeypatch):
