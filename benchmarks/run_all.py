@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python benchmarks/run_all.py            # full run (≈ 25 min on the 2-core machine when quiet)
+    python benchmarks/run_all.py            # full run (about 20 min on the 2-core machine, mostly end_to_end)
     python benchmarks/run_all.py --quick    # smaller shapes, the same sections (a smoke run)
 
 Options: ``--repeats N`` (timed repeats of every section; default 5, quick 2), ``--only A,B``

@@ -1,4 +1,4 @@
-"""Smoke test of ``benchmarks/exact_updates.py``: correctness only, never speed.
+"""Smoke tests of ``benchmarks/exact_updates.py`` and ``benchmarks/run_all.py``: correctness only, never speed.
 
 The benchmark's NumPy implementation of INPO (vectorised over seeds) and its NumPy recomputation of
 every metric column must agree with prefsim (``simulate_grid``, the call ``sim.run`` makes) and with a
@@ -9,6 +9,7 @@ one matrix product.  Timings are printed by the benchmark but never asserted her
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -74,13 +75,16 @@ def test_numpy_checker_detects_a_wrong_update(exact_updates):
 RUN_ALL = BENCHMARK.parent / "run_all.py"
 
 
-def test_run_all_quick_reports_every_issue_14_target():
+def test_run_all_quick_reports_every_issue_14_target(tmp_path):
     """``benchmarks/run_all.py --quick`` runs every section and reports each target as met or not
     (correctness of the report only: no timing is asserted)."""
     spec = importlib.util.spec_from_file_location("run_all_benchmark", RUN_ALL)
     run_all = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(run_all)
-    report = run_all.main(["--quick", "--no-write", "--repeats", "1"])
+    report = run_all.main(["--quick", "--repeats", "1", "--out", str(tmp_path / "summary")])
+    written = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
+    assert set(written["targets"]) == set(report["targets"])
+    assert (tmp_path / "summary.md").read_text(encoding="utf-8").count("| `") == len(report["targets"])
     assert set(report["sections"]) == set(run_all.SECTIONS)
     names = " ".join(report["targets"])
     for prefix in (
@@ -106,8 +110,6 @@ def test_run_all_quick_reports_every_issue_14_target():
         assert 0 < case["bandwidth"]["prefsim_fraction"]
     first = report["sections"]["first_result"]["seconds"]
     assert set(first) == {"warm_no_figures", "warm_figures", "cold_no_figures", "cold_figures"}
-    markdown = run_all.markdown({**report, "total_seconds": 1.0})
-    assert "| target |" in markdown and markdown.count("| `") == len(report["targets"])
 
 
 def test_run_all_spec_toml_round_trips():
