@@ -98,23 +98,33 @@ def benchmark_spec(arms: int, seeds: int, iterations: int) -> dict:
 # NumPy baseline: the INPO update vectorised over seeds.
 
 
+def numpy_win_rates(policy, preference, out=None):
+    """Row s = P_s·π_s for (S, K) policies: one ``Π @ Pᵀ`` product when P (K, K) is shared, a batched
+    ``einsum`` when each seed has its own P (S, K, K)."""
+    preference = np.asarray(preference)
+    if preference.ndim == 3:
+        return np.einsum("sjk,sk->sj", preference, policy, out=out)
+    return np.matmul(policy, preference.T, out=out)
+
+
 def numpy_inpo(preference, log_reference, log_initial, eta, tau, iterations):
     """INPO for S seeds at once in NumPy: ``log_initial`` (S, K) → log π_T (S, K).
 
-    Per step: Π = exp(L) (S, K); W = Π·Pᵀ (one matrix product, row s = P·π_s);
-    V = (1 − τ/η)·L + (τ/η)·log π_ref + W/η; L = V − max V − log Σ exp(V − max V).
+    Per step: Π = exp(L) (S, K); W = Π·Pᵀ (one matrix product, row s = P·π_s; with a P per seed,
+    (S, K, K), one batched ``einsum``); V = (1 − τ/η)·L + (τ/η)·log π_ref + W/η;
+    L = V − max V − log Σ exp(V − max V).
     """
     step = 1.0 / eta
     weight = step * tau
     reference_term = weight * np.asarray(log_reference)
-    preference_t = np.asarray(preference).T
+    preference = np.asarray(preference)
     logs = np.array(log_initial, dtype=np.float64, copy=True)
     policy = np.empty_like(logs)
     values = np.empty_like(logs)
     row = np.empty((logs.shape[0], 1))
     for _ in range(iterations):
         np.exp(logs, out=policy)
-        np.matmul(policy, preference_t, out=values)
+        numpy_win_rates(policy, preference, out=values)
         values *= step
         logs *= 1.0 - weight
         logs += reference_term
@@ -141,7 +151,7 @@ def _normalize_rows(values):
 def numpy_policy_metrics(preference, log_reference, rewards, tau, log_policy, target):
     """Every per-policy metric of :data:`sim.metrics.POLICY_METRICS` for (S, K) log-policies."""
     policy = np.exp(log_policy)
-    wins = policy @ preference.T
+    wins = numpy_win_rates(policy, preference)
     if tau > 0:
         best_response = _normalize_rows(log_reference + wins / tau)
         gap = np.maximum(2.0 * tau * _kl_rows(log_policy, best_response), 0.0)
@@ -152,7 +162,7 @@ def numpy_policy_metrics(preference, log_reference, rewards, tau, log_policy, ta
         "duality_gap": gap,
         "exploitability": 2.0 * wins.max(axis=1) - 1.0,
         "kl_to_nash": np.sum(np.where(target > 0, target * (log_target - log_policy), 0.0), axis=1),
-        "suboptimality": np.max(rewards) - policy @ rewards,
+        "suboptimality": np.max(rewards, axis=-1) - np.sum(policy * rewards, axis=-1),
         "tv_to_optimum": 0.5 * np.abs(policy - target).sum(axis=1),
         "max_log_ratio": np.abs(log_policy - log_reference).max(axis=1),
         # the benchmark passes no π⁰ to simulate_grid, so prefsim's column is empty (NaN) too
@@ -172,7 +182,7 @@ def numpy_inpo_with_metrics(preference, log_reference, rewards, tau_game, log_in
     logs = np.array(log_initial, dtype=np.float64, copy=True)
     mixture_sum = np.exp(logs)
     # Empty sum at t = 0: 0 on a Bradley–Terry game, NaN (does not apply) without rewards, as in sim.trajectory.
-    regret = np.zeros(logs.shape[0]) * np.sum(np.max(rewards) - rewards)
+    regret = np.zeros(logs.shape[0]) * np.sum(np.max(rewards, axis=-1, keepdims=True) - rewards, axis=-1)
     columns = {name: [] for name in METRIC_COLUMNS}
 
     def record_row(t):
@@ -190,7 +200,7 @@ def numpy_inpo_with_metrics(preference, log_reference, rewards, tau_game, log_in
     t = 0
     for target_t in record[1:]:
         for _ in range(int(target_t) - t):
-            regret += np.max(rewards) - np.exp(logs) @ rewards
+            regret += np.max(rewards, axis=-1) - np.sum(np.exp(logs) * rewards, axis=-1)
             logs = numpy_inpo(preference, log_reference, logs, eta, tau, 1)
             mixture_sum += np.exp(logs)
         t = int(target_t)
@@ -260,28 +270,74 @@ def shared_matrix_product_check(make_rule, games, game_axes, targets, record, se
 
 
 def matrix_vector_bandwidth(preference, repeats=5):
-    """Best bytes/s of P·v for the game's P (float64), with NumPy and with jitted JAX."""
+    """Best bytes/s of P·v for the game's P (float64), with NumPy and with jitted JAX.
+
+    A P per seed (S, K, K) is multiplied by S vectors as one batched matrix–vector product: NumPy's
+    ``einsum`` and ``matmul`` (the faster counts) and a jitted ``einsum``.  Products of less than
+    ~20 MB are timed as a loop of calls (the time per call is the loop's mean).
+    """
     matrix = np.asarray(preference)
-    vector = np.random.default_rng(0).random(matrix.shape[0])
-    matvec = jax.jit(lambda p, v: p @ v)
+    rng = np.random.default_rng(0)
+    if matrix.ndim == 3:
+        vector = rng.random(matrix.shape[:2])
+        numpy_products = {
+            "einsum": lambda: np.einsum("sjk,sk->sj", matrix, vector),
+            "matmul": lambda: np.matmul(matrix, vector[:, :, None]),
+        }
+        matvec = jax.jit(lambda p, v: jnp.einsum("sjk,sk->sj", p, v))
+    else:
+        vector = rng.random(matrix.shape[0])
+        numpy_products = {"matmul": lambda: matrix @ vector}
+        matvec = jax.jit(lambda p, v: p @ v)
     device_matrix = jnp.asarray(matrix)
     device_vector = jnp.asarray(vector)
-    matvec(device_matrix, device_vector).block_until_ready()
-    best = {"numpy": np.inf, "jax": np.inf}
+    functions = {**{f"numpy_{name}": f for name, f in numpy_products.items()}}
+    functions["jax"] = lambda: matvec(device_matrix, device_vector).block_until_ready()
+    calls = max(1, int(2e7 // matrix.nbytes))
+    best = {name: np.inf for name in functions}
+    for function in functions.values():
+        function()
     for _ in range(repeats):
-        tic = time.perf_counter()
-        matrix @ vector
-        best["numpy"] = min(best["numpy"], time.perf_counter() - tic)
-        tic = time.perf_counter()
-        matvec(device_matrix, device_vector).block_until_ready()
-        best["jax"] = min(best["jax"], time.perf_counter() - tic)
+        for name, function in functions.items():
+            tic = time.perf_counter()
+            for _ in range(calls):
+                function()
+            best[name] = min(best[name], (time.perf_counter() - tic) / calls)
     size = matrix.nbytes
     rates = {name: size / seconds for name, seconds in best.items()}
+    numpy_rate = max(rate for name, rate in rates.items() if name.startswith("numpy"))
     return {
         "matrix_bytes": size,
-        "numpy_bytes_per_s": rates["numpy"],
+        "numpy_bytes_per_s": numpy_rate,
         "jax_bytes_per_s": rates["jax"],
+        "bytes_per_s_by_form": rates,
+        "calls_per_timing": calls,
         "limit_bytes_per_s": max(rates.values()),
+    }
+
+
+def batched_product_check(make_rule, games, game_axes, targets, record, seeds, arms):
+    """Inspect the compiled program of ``simulate_grid`` when every seed has its own P (S, K, K).
+
+    Passes when the products with P are dots batched over the seeds and P is never copied or
+    transposed as a whole (no instruction other than the dots and the parameter produces an
+    (S, K, K) array), i.e. each update reads P once.
+    """
+    run = _compiled(make_rule, (), game_axes, tuple(int(i) for i in record), None, False, arms)
+    text = run.lower({"__none__": jnp.zeros(1)}, games, targets).compile().as_text()
+    dots = [line.strip() for line in text.splitlines() if re.search(r"\bdot\(", line)]
+    batched = [d for d in dots if "lhs_batch_dims" in d]
+    shape = rf"\[(1,)?{seeds},{arms},{arms}\]"
+    copies = [
+        line.strip()
+        for line in text.splitlines()
+        if re.search(rf"= f64{shape}", line) and not re.search(r"\b(parameter|get-tuple-element|tuple|bitcast)\(", line)
+    ]
+    return {
+        "ok": bool(batched) and not copies,
+        "dots": len(dots),
+        "dots_with_batch_dimensions": len(batched),
+        "copies_of_P": [re.sub(r"%\S+ = ", "", c)[:160] for c in copies[:4]],
     }
 
 
@@ -300,16 +356,22 @@ def _rate_block(seconds, arms, seeds, iterations):
     }
 
 
-def run_case(arms, seeds, iterations, repeats, say=print):
-    """Time one (K, S, T) case; returns a dict of results (see the module docstring)."""
+def run_case(arms, seeds, iterations, repeats, say=print, spec=None):
+    """Time one (K, S, T) case; returns a dict of results (see the module docstring).
+
+    ``spec`` (one ``inpo`` rule with η = 1, τ = 0.1, K arms, S seeds, T iterations) replaces
+    :func:`benchmark_spec`; with a P per seed (e.g. ``kind = "random"``) the NumPy baseline multiplies
+    by a batched ``einsum``, the matrix–vector bandwidth is measured in every case (batched) and the
+    compiled program is checked by :func:`batched_product_check`.
+    """
     load_before = os.getloadavg()
-    spec, games, game_axes, targets, record, make_rule, setup = build_case(arms, seeds, iterations)
-    if game_axes.preference is not None:
-        raise RuntimeError("benchmark game must share P between seeds")
+    spec, games, game_axes, targets, record, make_rule, setup = build_case(arms, seeds, iterations, spec)
+    per_seed_P = game_axes.preference is not None
     rule = make_rule({})
     preference = np.asarray(games.preference)
     log_reference = np.asarray(games.log_reference)
-    log_initial = np.asarray(games.log_initial)
+    log_initial = np.broadcast_to(np.asarray(games.log_initial), (seeds, arms))
+    measure_bandwidth = per_seed_P or arms >= BANDWIDTH_ARMS
 
     def prefsim_call():
         return simulate_grid(make_rule, {}, games, game_axes, targets, record)
@@ -345,7 +407,7 @@ def run_case(arms, seeds, iterations, repeats, say=print):
         for name, values in block.items():
             times[name].extend(values)
             per_repeat[name].append(float(np.mean(values)))
-        if arms >= BANDWIDTH_ARMS:
+        if measure_bandwidth:
             limits.append(matrix_vector_bandwidth(preference, repeats=3))
     best = {name: min(values) for name, values in times.items()}
     # Per repeat: NumPy's one call, and prefsim's and bare's mean over the repeat's block.
@@ -401,12 +463,13 @@ def run_case(arms, seeds, iterations, repeats, say=print):
             "speedup_bare_vs_numpy": best["numpy"] / best["bare"],
             "metric_overhead": best["prefsim"] / best["bare"] - 1.0,
         },
-        "shared_P_matrix_product": shared_matrix_product_check(
-            make_rule, games, game_axes, targets, record, seeds, arms
-        ),
+        "per_seed_P": per_seed_P,
+        ("batched_P_product" if per_seed_P else "shared_P_matrix_product"): (
+            batched_product_check if per_seed_P else shared_matrix_product_check
+        )(make_rule, games, game_axes, targets, record, seeds, arms),
         "agreement": agreement,
     }
-    if arms >= BANDWIDTH_ARMS:
+    if measure_bandwidth:
         # The limit is measured in every repeat, next to that repeat's timings; fractions are the
         # median over repeats of (bytes read ÷ seconds) ÷ that repeat's limit.
         limit = max(limits, key=lambda entry: entry["limit_bytes_per_s"])
@@ -493,7 +556,12 @@ def summary_line(result):
         f"bare {result['bare']['updates_per_s']:.3g}/s, numpy {result['numpy']['updates_per_s']:.3g}/s; "
         f"x{result['speedup_prefsim_vs_numpy']:.2f} vs numpy (bare x{result['speedup_bare_vs_numpy']:.2f}), "
         f"metrics +{100 * result['metric_overhead']:.0f}%, compile {result['prefsim']['compile_s']:.2f} s, "
-        f"agree={result['agreement']['ok']}, matmul={result['shared_P_matrix_product']['ok']}"
+        f"agree={result['agreement']['ok']}, "
+        + (
+            f"batched P read once={result['batched_P_product']['ok']}"
+            if result["per_seed_P"]
+            else f"matmul={result['shared_P_matrix_product']['ok']}"
+        )
     )
     if "bandwidth" in result:
         bw = result["bandwidth"]

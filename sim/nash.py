@@ -36,6 +36,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -271,6 +273,12 @@ def regularised_targets(
         return np.tile(target, (seeds, 1)), [float(gap)] * seeds
     axes = game_axes._replace(log_initial=None)
     games = games._replace(log_initial=games.log_initial if game_axes.log_initial is None else games.log_initial[0])
-    solve = jax.jit(jax.vmap(lambda game: regularised_nash(game, tolerance), in_axes=(axes,)))
-    log_policy, gap, _ = solve(games)
+    log_policy, gap, _ = _batched_regularised_nash(games, axes, tolerance)
     return np.exp(np.asarray(normalize(log_policy))), [float(g) for g in np.asarray(gap)]
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _batched_regularised_nash(games: Game, axes: Game, tolerance: float):
+    """:func:`regularised_nash` vmapped over the seeds (``axes``: 0 or None per leaf), jitted once per
+    batching and tolerance (a function built per call would be traced and compiled again every call)."""
+    return jax.vmap(lambda game: regularised_nash(game, tolerance), in_axes=(axes,))(games)

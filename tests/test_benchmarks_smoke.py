@@ -1,4 +1,4 @@
-"""Smoke test of ``benchmarks/exact_updates.py``: correctness only, never speed.
+"""Smoke tests of ``benchmarks/exact_updates.py`` and ``benchmarks/run_all.py``: correctness only, never speed.
 
 The benchmark's NumPy implementation of INPO (vectorised over seeds) and its NumPy recomputation of
 every metric column must agree with prefsim (``simulate_grid``, the call ``sim.run`` makes) and with a
@@ -9,6 +9,7 @@ one matrix product.  Timings are printed by the benchmark but never asserted her
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -69,3 +70,53 @@ def test_numpy_checker_detects_a_wrong_update(exact_updates):
     )
     bare_final = np.asarray(exact_updates.bare_update_function(make_rule({}), game_axes, 30, 5)(games))
     assert not exact_updates.compare(metrics, first_nonfinite, bare_final, wrong_final, wrong_metrics)["ok"]
+
+
+RUN_ALL = BENCHMARK.parent / "run_all.py"
+
+
+def test_run_all_quick_reports_every_issue_14_target(tmp_path):
+    """``benchmarks/run_all.py --quick`` runs every section and reports each target as met or not
+    (correctness of the report only: no timing is asserted)."""
+    spec = importlib.util.spec_from_file_location("run_all_benchmark", RUN_ALL)
+    run_all = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_all)
+    report = run_all.main(["--quick", "--repeats", "1", "--out", str(tmp_path / "summary")])
+    written = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
+    assert set(written["targets"]) == set(report["targets"])
+    assert (tmp_path / "summary.md").read_text(encoding="utf-8").count("| `") == len(report["targets"])
+    assert set(report["sections"]) == set(run_all.SECTIONS)
+    names = " ".join(report["targets"])
+    for prefix in (
+        "per_seed_bandwidth_fraction[K=10,",
+        "per_seed_bandwidth_fraction[K=100,",
+        "per_seed_bandwidth_fraction[K=1000,",
+        "per_seed_speedup_vs_numpy[K=10,",
+        "per_seed_speedup_vs_numpy[K=100,",
+        "end_to_end_speedup_vs_numpy[",
+        "figure_share[",
+        "first_result_warm_no_figures[",
+        "first_result_warm_with_figures[",
+        "compute_bound_peak_fraction[",
+        "shared_small_speedup_vs_numpy[",
+        "sampled_compile_s[",
+    ):
+        assert prefix in names, prefix
+    for entry in report["targets"].values():
+        assert isinstance(entry["met"], bool) and entry["min"] <= entry["median"] <= entry["max"]
+    for case in report["sections"]["per_seed"]["cases"]:
+        assert case["per_seed_P"] and case["agreement"]["ok"], case["agreement"]
+        assert case["batched_P_product"]["ok"], case["batched_P_product"]
+        assert 0 < case["bandwidth"]["prefsim_fraction"]
+    first = report["sections"]["first_result"]["seconds"]
+    assert set(first) == {"warm_no_figures", "warm_figures", "cold_no_figures", "cold_figures"}
+
+
+def test_run_all_spec_toml_round_trips():
+    spec = importlib.util.spec_from_file_location("run_all_benchmark", RUN_ALL)
+    run_all = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_all)
+    import tomllib
+
+    spec_dict = run_all.random_game_spec(10, 8, 1000)
+    assert tomllib.loads(run_all.spec_toml(spec_dict)) == spec_dict

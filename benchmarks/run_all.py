@@ -1,0 +1,456 @@
+"""Every speed target of issue 14 in one command: met or not, with the spread between runs.
+
+Run from the repository root::
+
+    python benchmarks/run_all.py            # full run (about 20 min on the 2-core machine, mostly end_to_end)
+    python benchmarks/run_all.py --quick    # smaller shapes, the same sections (a smoke run)
+
+Options: ``--repeats N`` (timed repeats of every section; default 5, quick 2), ``--only A,B``
+(sections to run: ``per_seed``, ``end_to_end``, ``first_result``, ``compute_bound``, ``sampled``),
+``--out STEM`` (write ``STEM.json`` / ``STEM.md``), ``--no-write``.  Writes
+``benchmarks/results/summary_cpu.{json,md}`` (quick: ``summary_cpu_quick.*``).
+
+Sections (the machinery — games built as ``sim.run`` builds them, the NumPy INPO loop, the NumPy
+checker of every metric, interleaved repeats, bandwidth measurements — is ``exact_updates.py``'s):
+
+* ``per_seed`` — a ``kind = "random"`` game per seed (P batched, (S, K, K)), INPO η = 1, τ = 0.1, at
+  (K, S) = (10, 1024), (100, 256), (1000, 16): prefsim (``simulate_grid``, every metric recorded) and a
+  bare scan vs NumPy's batched ``einsum`` loop, and the fraction of the batched matrix–vector
+  bandwidth (best of NumPy ``einsum``/``matmul`` and jitted JAX ``einsum``, measured in every repeat).
+* ``compute_bound`` — P shared by all seeds at K = 1000, S = 64 against the float64 matrix-product
+  peak (square matrices, NumPy and jitted JAX, measured before and after the case), and K = 10 vs NumPy.
+* ``end_to_end`` — ``prefsim run`` as a whole process, figures included, on K = 100, 256 per-seed random
+  games, 20000 INPO iterations, vs the bare NumPy loop of the same update on the same games (in this
+  process); the same run with ``--no-plots`` gives the figures' share of the wall time.
+* ``first_result`` — the trivial spec (one INPO rule, K = 10, 8 seeds, 1000 iterations) as a whole
+  process, cold (an empty persistent compile cache) and warm (a cache a previous run filled), with and
+  without figures.
+* ``sampled`` — compilation of sampled mode for issue 3's case (``sampled_vs_torch.py``): the first call
+  minus a steady-state call, after clearing JAX's in-process caches.
+
+Every ratio is taken within one repeat (the variants of a repeat run back to back) and the report gives
+the median over repeats and the spread (min–max); the load averages around each section are recorded,
+because on a shared machine a load above the core count inflates every timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+for path in (str(ROOT), str(HERE)):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+import exact_updates as eu  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+SECTIONS = ("per_seed", "compute_bound", "end_to_end", "first_result", "sampled")
+
+#: (K, S, T) per-seed random games; quick: the same K, fewer seeds and iterations.
+PER_SEED_CASES = ((10, 1024, 2000), (100, 256, 2000), (1000, 16, 200))
+PER_SEED_QUICK = ((10, 64, 200), (100, 16, 200), (1000, 2, 20))
+#: (K, S, T) shared P: compute-bound and the small case.
+COMPUTE_BOUND_CASE, SHARED_SMALL_CASE = (1000, 64, 1000), (10, 1024, 2000)
+COMPUTE_BOUND_QUICK, SHARED_SMALL_QUICK = (1000, 8, 50), (10, 64, 200)
+#: Square size of the float64 matrix product that measures the peak.
+PEAK_SIZE, PEAK_SIZE_QUICK = 2000, 500
+#: (K, S, T) of the end-to-end `prefsim run`.
+END_TO_END, END_TO_END_QUICK = (100, 256, 20000), (100, 16, 300)
+#: The trivial spec of "seconds to the first result" (the same in both modes).
+TRIVIAL = (10, 8, 1000)
+#: Issue 3's sampled case (seeds, iterations, pairs, Adam steps, arms) and a small one.
+SAMPLED_CASE, SAMPLED_QUICK = (64, 100, 1000, 50, 100), (4, 5, 50, 5, 10)
+
+TARGETS = {
+    "per_seed_bandwidth_fraction": 0.60,
+    "per_seed_speedup_vs_numpy_K_le_100": 5.0,
+    "end_to_end_speedup_vs_numpy": 3.0,
+    "first_result_warm_no_figures_s": 2.5,
+    "first_result_warm_with_figures_s": 4.0,
+    "figure_share_max": 0.20,
+    "compute_bound_peak_fraction": 0.60,
+    "shared_small_speedup_vs_numpy": 5.0,
+    "sampled_compile_s": 5.0,
+}
+
+
+def random_game_spec(arms: int, seeds: int, iterations: int) -> dict:
+    """A new random game (and random π_ref) per seed, one INPO rule (η = 1, τ = 0.1), float64."""
+    return {
+        "iterations": iterations,
+        "seeds": seeds,
+        "precision": "float64",
+        "game": {"kind": "random", "arms": arms, "tau": eu.TAU, "reference": "random"},
+        "rule": [{"name": "inpo", "eta": eu.ETA, "tau": eu.TAU}],
+    }
+
+
+def spec_toml(spec: dict) -> str:
+    """The TOML text of :func:`random_game_spec` (flat tables only)."""
+    game = spec["game"]
+    rule = spec["rule"][0]
+    value = lambda v: f'"{v}"' if isinstance(v, str) else repr(v)  # noqa: E731
+    lines = [f"{k} = {value(spec[k])}" for k in ("iterations", "seeds", "precision")]
+    lines += ["", "[game]", *(f"{k} = {value(v)}" for k, v in game.items())]
+    lines += ["", "[[rule]]", *(f"{k} = {value(v)}" for k, v in rule.items())]
+    return "\n".join(lines) + "\n"
+
+
+def spread(values) -> dict:
+    """Median, min, max and every value of a list of per-repeat numbers."""
+    values = [float(v) for v in values]
+    return {"median": float(np.median(values)), "min": min(values), "max": max(values), "values": values}
+
+
+def target(description: str, threshold: float, values, at_least: bool = True, note: str = "") -> dict:
+    """A target entry: met when the median over repeats is on the right side of ``threshold``."""
+    stats = spread(values)
+    met = stats["median"] >= threshold if at_least else stats["median"] <= threshold
+    return {
+        "target": description,
+        "threshold": threshold,
+        "at_least": at_least,
+        **stats,
+        "met": bool(met),
+        "note": note,
+    }
+
+
+def _load() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+# ----------------------------------------------------------------------------------------------
+# Sections.
+
+
+def per_repeat_fraction(case: dict, variant: str = "prefsim") -> list[float]:
+    """Bytes of P one update reads (8·S·K² or 8·K²) × T ÷ that repeat's seconds ÷ that repeat's limit."""
+    bandwidth = case["bandwidth"]
+    needed = bandwidth["matrix_bytes"] * case["iterations"]
+    return [
+        needed / seconds / limit
+        for seconds, limit in zip(case[variant]["seconds_per_repeat"], bandwidth["limit_bytes_per_s_per_repeat"])
+    ]
+
+
+def per_repeat_speedup(case: dict, variant: str = "prefsim") -> list[float]:
+    """NumPy's seconds ÷ the variant's (mean of its block) within each repeat."""
+    return [n / p for n, p in zip(case["numpy"]["seconds_all"], case[variant]["seconds_per_repeat"])]
+
+
+def per_seed_section(quick: bool, repeats: int, say=print) -> tuple[dict, dict]:
+    cases = []
+    for arms, seeds, iterations in PER_SEED_QUICK if quick else PER_SEED_CASES:
+        spec = random_game_spec(arms, seeds, iterations)
+        cases.append(eu.run_case(arms, seeds, iterations, repeats, say=say, spec=spec))
+    targets = {}
+    for case in cases:
+        name = f"K={case['arms']},S={case['seeds']}"
+        targets[f"per_seed_bandwidth_fraction[{name}]"] = target(
+            f"prefsim (metrics recorded) ≥ {TARGETS['per_seed_bandwidth_fraction']:.0%} of the batched P·v bandwidth",
+            TARGETS["per_seed_bandwidth_fraction"],
+            per_repeat_fraction(case),
+            note=f"bare scan {case['bandwidth']['bare_fraction']:.0%}; agrees with NumPy: {case['agreement']['ok']}",
+        )
+        if case["arms"] <= 100:
+            numpy_fraction = [
+                case["bandwidth"]["matrix_bytes"] * case["iterations"] / n / limit
+                for n, limit in zip(case["numpy"]["seconds_all"], case["bandwidth"]["limit_bytes_per_s_per_repeat"])
+            ]
+            targets[f"per_seed_speedup_vs_numpy[{name}]"] = target(
+                f"prefsim ≥ {TARGETS['per_seed_speedup_vs_numpy_K_le_100']:g}× NumPy's batched einsum loop",
+                TARGETS["per_seed_speedup_vs_numpy_K_le_100"],
+                per_repeat_speedup(case),
+                note=f"NumPy itself reaches {np.median(numpy_fraction):.0%} of the same bandwidth limit",
+            )
+    return {"cases": cases}, targets
+
+
+def matmul_peak(size: int, repeats: int = 3) -> dict:
+    """Best float64 GFLOP/s of a square (size × size) matrix product, NumPy and jitted JAX."""
+    rng = np.random.default_rng(1)
+    a, b = rng.random((size, size)), rng.random((size, size))
+    product = jax.jit(lambda x, y: x @ y)
+    da, db = jnp.asarray(a), jnp.asarray(b)
+    functions = {"numpy": lambda: a @ b, "jax": lambda: product(da, db).block_until_ready()}
+    best = {}
+    for name, function in functions.items():
+        function()
+        best[name] = min(_seconds(function) for _ in range(repeats))
+    flops = 2.0 * size**3
+    return {name: flops / seconds / 1e9 for name, seconds in best.items()}
+
+
+def _seconds(function) -> float:
+    tic = time.perf_counter()
+    function()
+    return time.perf_counter() - tic
+
+
+def compute_bound_section(quick: bool, repeats: int, say=print) -> tuple[dict, dict]:
+    size = PEAK_SIZE_QUICK if quick else PEAK_SIZE
+    peaks = [matmul_peak(size)]
+    arms, seeds, iterations = COMPUTE_BOUND_QUICK if quick else COMPUTE_BOUND_CASE
+    large = eu.run_case(arms, seeds, iterations, repeats, say=say)
+    peaks.append(matmul_peak(size))
+    peak = max(max(p.values()) for p in peaks)
+    flops = 2.0 * arms * arms * seeds * iterations
+    fractions = [flops / seconds / 1e9 / peak for seconds in large["prefsim"]["seconds_per_repeat"]]
+    small = eu.run_case(*(SHARED_SMALL_QUICK if quick else SHARED_SMALL_CASE), repeats, say=say)
+    targets = {
+        f"compute_bound_peak_fraction[K={arms},S={seeds}]": target(
+            f"shared P: prefsim ≥ {TARGETS['compute_bound_peak_fraction']:.0%} of the float64 matmul peak",
+            TARGETS["compute_bound_peak_fraction"],
+            fractions,
+            note=f"peak {peak:.0f} GFLOP/s ({size}² float64 product; NumPy/JAX before and after: "
+            + ", ".join(f"{p['numpy']:.0f}/{p['jax']:.0f}" for p in peaks)
+            + ")",
+        ),
+        f"shared_small_speedup_vs_numpy[K={small['arms']},S={small['seeds']}]": target(
+            f"shared P: prefsim ≥ {TARGETS['shared_small_speedup_vs_numpy']:g}× NumPy",
+            TARGETS["shared_small_speedup_vs_numpy"],
+            per_repeat_speedup(small),
+        ),
+    }
+    return {"matmul_peak_gflops": peaks, "peak_gflops": peak, "cases": [large, small]}, targets
+
+
+def prefsim_process(spec_path: Path, out: Path, cache: Path | None, figures: bool) -> float:
+    """Wall seconds of ``prefsim run SPEC --out OUT --quiet`` as a new process (``python -m sim.cli``)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    env.pop("PREFSIM_NO_COMPILE_CACHE", None)
+    if cache is None:
+        env["PREFSIM_NO_COMPILE_CACHE"] = "1"
+    else:
+        env["PREFSIM_COMPILE_CACHE_DIR"] = str(cache)
+    shutil.rmtree(out, ignore_errors=True)
+    command = [sys.executable, "-m", "sim.cli", "run", str(spec_path), "--out", str(out), "--quiet"]
+    if not figures:
+        command.append("--no-plots")
+    tic = time.perf_counter()
+    completed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - tic
+    if completed.returncode != 0 or not (out / "metrics.csv").is_file():
+        raise RuntimeError(f"{' '.join(command)} failed ({completed.returncode}):\n{completed.stderr[-2000:]}")
+    if figures and not list(out.glob("*.png")):
+        raise RuntimeError(f"{' '.join(command)} wrote no figures")
+    return seconds
+
+
+def end_to_end_section(quick: bool, repeats: int, work: Path, say=print) -> tuple[dict, dict]:
+    arms, seeds, iterations = END_TO_END_QUICK if quick else END_TO_END
+    spec = random_game_spec(arms, seeds, iterations)
+    spec_path = work / "end_to_end.toml"
+    spec_path.write_text(spec_toml(spec), encoding="utf-8")
+    cache = work / "cache_end_to_end"
+    first_run = prefsim_process(spec_path, work / "e2e_first", cache, figures=False)  # fills the compile cache
+    _, games, _, _, _, _, _ = eu.build_case(None, None, None, spec)
+    preference = np.asarray(games.preference)
+    log_reference = np.asarray(games.log_reference)
+    log_initial = np.broadcast_to(np.asarray(games.log_initial), (seeds, arms))
+    times = {"numpy": [], "figures": [], "no_figures": []}
+    for repeat in range(repeats):
+        times["numpy"].append(
+            _seconds(lambda: eu.numpy_inpo(preference, log_reference, log_initial, eu.ETA, eu.TAU, iterations))
+        )
+        order = ("figures", "no_figures") if repeat % 2 == 0 else ("no_figures", "figures")
+        for name in order:
+            times[name].append(prefsim_process(spec_path, work / f"e2e_{name}", cache, figures=name == "figures"))
+        say(
+            f"end to end K={arms} S={seeds} T={iterations}: NumPy {times['numpy'][-1]:.2f} s, prefsim run "
+            f"{times['figures'][-1]:.2f} s with figures, {times['no_figures'][-1]:.2f} s without"
+        )
+    speedups = [n / f for n, f in zip(times["numpy"], times["figures"])]
+    shares = [(f - n) / f for f, n in zip(times["figures"], times["no_figures"])]
+    label = f"K={arms},S={seeds},T={iterations}"
+    targets = {
+        f"end_to_end_speedup_vs_numpy[{label}]": target(
+            f"`prefsim run` with figures ≥ {TARGETS['end_to_end_speedup_vs_numpy']:g}× the bare NumPy loop",
+            TARGETS["end_to_end_speedup_vs_numpy"],
+            speedups,
+            note=f"first (cold-cache) run without figures {first_run:.1f} s",
+        ),
+        f"figure_share[{label}]": target(
+            f"figures ≤ {TARGETS['figure_share_max']:.0%} of the run's wall time (with − without figures)",
+            TARGETS["figure_share_max"],
+            shares,
+            at_least=False,
+        ),
+    }
+    return {"arms": arms, "seeds": seeds, "iterations": iterations, "first_run_s": first_run, "seconds": times}, targets
+
+
+def first_result_section(repeats: int, work: Path, say=print) -> tuple[dict, dict]:
+    arms, seeds, iterations = TRIVIAL
+    spec = random_game_spec(arms, seeds, iterations)
+    spec_path = work / "trivial.toml"
+    spec_path.write_text(spec_toml(spec), encoding="utf-8")
+    warm_cache = work / "cache_warm"
+    prefsim_process(spec_path, work / "trivial_warmup", warm_cache, figures=True)  # fills the warm cache
+    variants = ("warm_no_figures", "warm_figures", "cold_no_figures", "cold_figures")
+    times = {name: [] for name in variants}
+    for repeat in range(repeats):
+        for index, name in enumerate(variants[repeat % 2 :] + variants[: repeat % 2]):
+            cache = warm_cache if name.startswith("warm") else work / f"cache_cold_{repeat}_{index}"
+            figures = not name.endswith("no_figures")
+            times[name].append(prefsim_process(spec_path, work / f"trivial_{name}", cache, figures=figures))
+        say("first result: " + ", ".join(f"{name} {times[name][-1]:.2f} s" for name in variants))
+    shares = [(f - n) / f for f, n in zip(times["warm_figures"], times["warm_no_figures"])]
+    label = f"K={arms},S={seeds},T={iterations}"
+    targets = {
+        f"first_result_warm_no_figures[{label}]": target(
+            f"trivial spec, warm cache, --no-plots ≤ {TARGETS['first_result_warm_no_figures_s']:g} s (whole process)",
+            TARGETS["first_result_warm_no_figures_s"],
+            times["warm_no_figures"],
+            at_least=False,
+            note=f"cold: median {np.median(times['cold_no_figures']):.2f} s",
+        ),
+        f"first_result_warm_with_figures[{label}]": target(
+            f"trivial spec, warm cache, with figures ≤ {TARGETS['first_result_warm_with_figures_s']:g} s",
+            TARGETS["first_result_warm_with_figures_s"],
+            times["warm_figures"],
+            at_least=False,
+            note=f"cold: median {np.median(times['cold_figures']):.2f} s; figures' share (warm) "
+            f"{np.median(shares):.0%}",
+        ),
+    }
+    return {"arms": arms, "seeds": seeds, "iterations": iterations, "seconds": times, "figure_share": shares}, targets
+
+
+def sampled_section(quick: bool, repeats: int, say=print) -> tuple[dict, dict]:
+    import sampled_vs_torch  # imports torch: only for this section
+
+    from sim.shared_engine import COMPILED_RUNS
+
+    case = SAMPLED_QUICK if quick else SAMPLED_CASE
+    spec = sampled_vs_torch.make_spec(*case)
+    compile_s, run_s = [], []
+    for _ in range(repeats):
+        COMPILED_RUNS.clear()
+        jax.clear_caches()
+        run, _ = sampled_vs_torch.prefsim_runner(spec)
+        first = _seconds(lambda run=run: jax.block_until_ready(run()))
+        steady = _seconds(lambda run=run: jax.block_until_ready(run()))
+        compile_s.append(max(first - steady, 0.0))
+        run_s.append(steady)
+        say(f"sampled {case}: compile {compile_s[-1]:.2f} s, run {steady:.2f} s")
+    label = "S={},T={},N={},steps={},K={}".format(*case)
+    targets = {
+        f"sampled_compile_s[{label}]": target(
+            f"sampled mode compiles in ≤ {TARGETS['sampled_compile_s']:g} s (first call − steady call)",
+            TARGETS["sampled_compile_s"],
+            compile_s,
+            at_least=False,
+            note=f"run (steady) median {np.median(run_s):.2f} s",
+        )
+    }
+    return {"case": case, "compile_s": compile_s, "run_s": run_s}, targets
+
+
+# ----------------------------------------------------------------------------------------------
+# Report.
+
+
+def markdown(report: dict) -> str:
+    machine = report["machine"]
+    lines = [
+        f"# Issue 14 speed targets ({report['mode']} run)",
+        "",
+        f"Measured {machine['date_utc']} on {machine['cpu']} ({machine['cores']} cores), {machine['platform']}; "
+        f"jax {machine['jax']} / jaxlib {machine['jaxlib']}, numpy {machine['numpy']}. "
+        f"Command: `{report['command']}`; {report['repeats']} repeats per section; whole run "
+        f"{report['total_seconds']:.0f} s.",
+        "",
+        "Each value is the median over repeats of a quantity measured within one repeat (ratios of timings "
+        "taken back to back); the spread is the min–max over repeats.",
+        "",
+        "| target | threshold | median | spread (min–max) | met | note |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, entry in report["targets"].items():
+        sign = "≥" if entry["at_least"] else "≤"
+        lines.append(
+            f"| `{name}`: {entry['target']} | {sign} {entry['threshold']:g} | {entry['median']:.3g} "
+            f"| {entry['min']:.3g}–{entry['max']:.3g} | {'met' if entry['met'] else '**not met**'} | {entry['note']} |"
+        )
+    lines += ["", "Load averages (1/5/15 min) before → after each section:", ""]
+    for name, section in report["sections"].items():
+        lines.append(f"- {name}: {section['loadavg_before']} → {section['loadavg_after']}")
+    busiest = max(max(s["loadavg_before"][0], s["loadavg_after"][0]) for s in report["sections"].values())
+    if busiest > (machine["cores"] or 1):
+        lines += [
+            "",
+            f"**Caution:** the 1-minute load average reached {busiest:.1f} on {machine['cores']} cores: other "
+            "processes competed for the CPU, so these timings are inflated and noisier than on a quiet machine.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller shapes (a smoke run)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per section (default 5, quick 2)")
+    parser.add_argument("--only", default=None, help=f"comma-separated sections of {', '.join(SECTIONS)}")
+    parser.add_argument("--out", type=Path, default=None, help="output stem (default benchmarks/results/summary_cpu)")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    sections = SECTIONS if args.only is None else tuple(s.strip() for s in args.only.split(",") if s.strip())
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        parser.error(f"--only: unknown section(s) {', '.join(unknown)}; sections: {', '.join(SECTIONS)}")
+    repeats = args.repeats or (2 if args.quick else 5)
+    out = args.out or HERE / "results" / ("summary_cpu_quick" if args.quick else "summary_cpu")
+    machine = eu.machine_info()
+    started = time.perf_counter()
+    report = {"mode": "quick" if args.quick else "full", "repeats": repeats, "machine": machine, "sections": {}}
+    report["command"] = "python benchmarks/run_all.py" + (" --quick" if args.quick else "")
+    targets = {}
+    with tempfile.TemporaryDirectory(prefix="prefsim_bench_") as scratch:
+        work = Path(scratch)
+        for name in sections:
+            before = _load()
+            if name == "per_seed":
+                result, found = per_seed_section(args.quick, repeats)
+            elif name == "compute_bound":
+                result, found = compute_bound_section(args.quick, repeats)
+            elif name == "end_to_end":
+                result, found = end_to_end_section(args.quick, repeats, work)
+            elif name == "first_result":
+                result, found = first_result_section(repeats, work)
+            else:
+                result, found = sampled_section(args.quick, repeats)
+            report["sections"][name] = {**result, "loadavg_before": before, "loadavg_after": _load()}
+            targets.update(found)
+    report["targets"] = targets
+    report["total_seconds"] = time.perf_counter() - started
+    for name, entry in targets.items():
+        print(
+            f"{'met    ' if entry['met'] else 'NOT met'} {name}: median {entry['median']:.3g} "
+            f"(spread {entry['min']:.3g}–{entry['max']:.3g}; "
+            f"{'≥' if entry['at_least'] else '≤'} {entry['threshold']:g})"
+        )
+    print(f"total {report['total_seconds']:.0f} s")
+    if not args.no_write:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".json").write_text(json.dumps(report, indent=2, default=float) + "\n", encoding="utf-8")
+        out.with_suffix(".md").write_text(markdown(report), encoding="utf-8")
+        print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
