@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 import sim
 from bandits.errors import PrefsimError
 from bandits.linear import random_linear_bandit
+from sim.cli import main as cli_main
 from sim.metrics import METRIC_COLUMNS
 from sim.sampled.apo import extrapolate_log_space, extrapolate_parameters
 from sim.sampled.policies import make_policy
@@ -139,6 +142,36 @@ def test_diverging_learning_rate_names_rule_seed_and_iteration():
     spec["seeds"] = [7]
     with pytest.raises(PrefsimError, match=r"rule 'inpo' diverged .* seed 7, iteration 1\b"):
         sim.run(spec)
+
+
+def test_an_mlp_under_rmsprop_at_a_diverging_learning_rate_is_a_clear_error_exit_2(tmp_path, capsys):
+    """RMSprop at learning rate 1000 throws the MLP's inner loss from 0.25 to ~200 (finite, so no NaN
+    check sees it) and leaves a frozen policy far from the start: the run must stop, naming rule, seed
+    and iteration, not write a table (it did, exit 0, while the divergence test allowed a 10⁴-fold loss)."""
+    spec = _spec(policy="mlp", mlp_width=16, optimizer="rmsprop", learning_rate=1000.0, inner_steps=20)
+    spec.update(seeds=[1], iterations=5, game={"kind": "random", "arms": 6, "tau": 0.1})
+    spec["run"]["pairs_per_iteration"] = 100
+    path = tmp_path / "mlp.toml"
+    path.write_text(_toml(spec))
+    assert cli_main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: rule 'inpo' diverged in sampled mode at seed 1, iteration 1;"), error
+    assert "'rmsprop'" in error and "learning_rate 1000" in error and "Traceback" not in error
+    assert not (tmp_path / "out" / "metrics.csv").exists()
+
+
+def _toml(spec: dict) -> str:
+    """A flat TOML rendering of the small specs of this file (scalars, lists, tables, [[rule]])."""
+
+    def value(v):
+        return json.dumps(v) if not isinstance(v, bool) else str(v).lower()
+
+    lines = [f"{k} = {value(v)}" for k, v in spec.items() if not isinstance(v, (dict, list)) or k == "seeds"]
+    for table in ("game", "run"):
+        lines += [f"[{table}]"] + [f"{k} = {value(v)}" for k, v in spec[table].items()]
+    for rule in spec["rule"]:
+        lines += ["[[rule]]"] + [f"{k} = {value(v)}" for k, v in rule.items()]
+    return "\n".join(lines) + "\n"
 
 
 @pytest.mark.parametrize(
