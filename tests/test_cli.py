@@ -169,6 +169,38 @@ def test_manifest_of_a_python_built_spec_holds_the_spec(tmp_path):
     assert manifest["git_commit"] is None or len(manifest["git_commit"]) == 40
 
 
+#: Runs the CLI in an interpreter where the ``llm`` extra's modules cannot be imported (the README's base
+#: install: the bridge's plugin entry point is registered, torch and its stack are not there).
+WITHOUT_LLM_EXTRA = textwrap.dedent(
+    """
+    import importlib.abc, sys
+    class Missing(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name.split(".")[0] in {"torch", "transformers", "accelerate", "safetensors", "peft", "tokenizers"}:
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+    sys.meta_path.insert(0, Missing())
+    from sim.cli import main
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+@pytest.mark.parametrize("spec", ["examples/llm_demo.toml", "/nonexistent/spec.toml"])
+def test_prefsim_llm_without_torch_prints_the_install_hint(tmp_path, spec):
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_LLM_EXTRA, "llm", spec, "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: `prefsim llm` needs the LLM extra"), result.stderr
+    assert 'pip install -e ".[llm]"' in result.stderr and "constraints-cpu.txt" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+
 def test_llm_bridge_registers_the_llm_command():
     pytest.importorskip("torch")
     result = prefsim("--help")
