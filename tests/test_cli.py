@@ -145,6 +145,18 @@ def test_default_example_spec_parses():
     assert spec.iterations == 1000 and len(spec.seeds) == 20
 
 
+def test_default_example_runs_every_nash_seeking_rule():
+    """The README: the default experiment runs "every Nash-seeking rule" — every registered rule that needs
+    no rewards (dpo does) and wraps no base rule (apo does)."""
+    from sim.rules import RULES
+    from sim.spec import load_spec
+
+    spec = load_spec(Path(__file__).resolve().parents[1] / "examples" / "default.toml")
+    nash_seeking = {name for name, rule in RULES.items() if not rule.needs_rewards and not rule.wrapper}
+    assert {"optimistic", "dno", "comal", "mpo"} <= nash_seeking
+    assert {rule.name for rule in spec.rules} == nash_seeking
+
+
 def test_game_keys_of_another_kind_are_an_error_not_ignored():
     from bandits.errors import PrefsimError
     from sim.spec import parse_spec
