@@ -23,6 +23,24 @@ from bandits.errors import PrefsimError
 from llm_bridge.shards import merge_llm_shards, shard_entries, shard_record
 from sim.shards import parse_shard
 
+#: Top-level modules of the ``llm`` extra (pyproject.toml) that the bridge imports.
+LLM_EXTRA_MODULES = frozenset(
+    {"torch", "transformers", "accelerate", "safetensors", "tokenizers", "gguf", "peft", "vaderSentiment", "tqdm"}
+)
+
+
+def missing_extra_error(exc: ModuleNotFoundError) -> Exception:
+    """The install hint for a module of the ``llm`` extra that is missing; ``exc`` itself for any other module."""
+    top = (exc.name or "").split(".")[0]
+    if top not in LLM_EXTRA_MODULES:
+        return exc
+    return PrefsimError(
+        f"`prefsim llm` needs the LLM extra (torch, transformers, accelerate, …), which is not installed: no "
+        f"module named {top!r}. Install it from the repository root with `export PIP_CONSTRAINT=$PWD/"
+        'constraints-cpu.txt && pip install -e ".[llm]"` (the CPU build of torch; on a GPU machine see the '
+        "README's GPU install), then run the command again."
+    )
+
 
 class LlmCommand:
     """The ``llm`` subcommand."""
@@ -49,10 +67,15 @@ class LlmCommand:
         )
 
     def run(self, args: argparse.Namespace) -> int:
-        from accelerate import PartialState
+        # torch & co. load only when the command runs (`prefsim --help` lists it without them); in the
+        # README's base install they are absent: say how to install them, not a traceback
+        try:
+            from accelerate import PartialState
 
-        from llm_bridge.loop import run_bridge
-        from llm_bridge.spec import load_spec
+            from llm_bridge.loop import run_bridge
+            from llm_bridge.spec import load_spec
+        except ModuleNotFoundError as exc:
+            raise missing_extra_error(exc) from None
         from sim.results_io import check_directory_path
 
         spec = load_spec(args.spec)  # UTF-8 text, or a clear error (binary, UTF-16, …)

@@ -72,6 +72,7 @@ from llm_bridge.stages import run_stages
 from llm_bridge.trainer import PairTensors, make_optimizer, train_on_pairs
 from sim.rules import base_parameters, rule_info
 from sim.rules.reference import anchor_iteration
+from sim.win_rate import plot_win_rate
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -186,6 +187,8 @@ def run_bridge(
                 default=str,
             ),
         )
+    if session.progress:
+        print(checkpoint_note(spec, checkpoint_bytes(session.policy)), flush=True)
     _prepare_reference(session)
     session.reporter = make_reporter(spec.report_to, out / "tensorboard", session.main)
     frames = []
@@ -197,10 +200,30 @@ def run_bridge(
     table = pd.concat(frames, ignore_index=True)
     if session.main:
         table.to_csv(out / "metrics.csv", index=False)
-        from llm_bridge.plot import plot_win_rate
-
         plot_win_rate(table, out / "win_rate.png")
     return table
+
+
+def checkpoint_bytes(model: torch.nn.Module) -> int:
+    """Bytes of one checkpoint: the trainable parameters that :func:`save_weights` writes."""
+    return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+
+
+def _size(value: float) -> str:
+    return f"{value / 2**20:.0f} MB" if value < 2**30 else f"{value / 2**30:.1f} GB"
+
+
+def checkpoint_note(spec: BridgeSpec, each: int) -> str:
+    """What the run will keep on disk: one checkpoint per iteration and rule (two for APO's parameter form,
+    whose proximal weights are kept as well), all of them with ``keep_checkpoints = 0``, else the last
+    ``keep_checkpoints`` per rule (and the reference advancement's anchor)."""
+    files = sum(2 if entry.rule.form == "parameters" else 1 for entry in spec.rules)
+    kept = spec.iterations if spec.keep_checkpoints <= 0 else min(spec.iterations, spec.keep_checkpoints + 1)
+    total = each * (1 + files * kept)
+    note = f"checkpoints: {_size(each)} each (the trainable weights); this run keeps up to {_size(total)}"
+    if spec.keep_checkpoints <= 0:
+        return note + " (every iteration of every rule; [run] keep_checkpoints = 2 keeps only the last two)"
+    return note + f" ([run] keep_checkpoints = {spec.keep_checkpoints}: the last ones per rule)"
 
 
 # --------------------------------------------------------------------------------------------- reference
@@ -279,10 +302,20 @@ def run_rule(session: Session, entry: RuleEntry) -> pd.DataFrame:
             _write_atomic(metrics_file, table.to_csv(index=False))
             _write_atomic(state_file, json.dumps({"finished": iteration + 1}))
             _prune(spec, rule_dir, iteration + 1)
+            _plot_so_far(spec, out)
         session.accelerator.wait_for_everyone()
     if spec.export_final and session.main:
         export_pretrained(session.policy, session.tokenizer, rule_dir / "final")
     return pd.read_csv(rule_dir / "metrics.csv")
+
+
+def _plot_so_far(spec: BridgeSpec, out: Path) -> None:
+    """Redraw ``win_rate.png`` from every rule's rows so far (after each iteration, so that a long run
+    shows its curves while it runs, and an interrupted one keeps them)."""
+    import pandas as pd
+
+    files = [out / entry.label / "metrics.csv" for entry in spec.rules]
+    plot_win_rate(pd.concat([pd.read_csv(f) for f in files if f.is_file()], ignore_index=True), out / "win_rate.png")
 
 
 def _checkpoint(out: Path, label: str, iteration: int, kind: str = "policy") -> Path:
@@ -412,12 +445,7 @@ def _update(session: Session, entry, t: int) -> dict:
         seconds=time.perf_counter() - begin,
     )
     if session.progress:
-        print(
-            f"[{entry.label}] iteration {t + 1}/{spec.iterations}: win rate vs π_ref {row['win_rate']:.3f} "
-            f"[{row['win_rate_low']:.3f}, {row['win_rate_high']:.3f}], KL(π‖π_ref) {row['kl_reference']:.3f}, "
-            f"loss {stats.loss_first:.4g} → {stats.loss_last:.4g}, {row['seconds']:.0f} s",
-            flush=True,
-        )
+        print(iteration_line(entry.label, t + 1, spec.iterations, row), flush=True)
     return row
 
 
@@ -475,6 +503,20 @@ def _read_carried(directory: Path) -> dict:
     record = json.loads(path.read_text())
     generated = Generated(record["prompt_ids"], record["response_ids"], record["response_texts"], 0, 0.0)
     return {"prompts": record["prompts"], "generated": generated, "pairs": [Pair(**p) for p in record["pairs"]]}
+
+
+def iteration_line(label: str, iteration: int, iterations: int, row: dict) -> str:
+    """The progress line of one finished iteration, saying what each number is: the held-out win rate of
+    π_t against π_ref (0.5 = no change) with its 95% CI over prompts, KL(π_t‖π_ref), and the rule's
+    training loss on the first and the last minibatch, each before its step (different pairs, so the
+    two are not a before/after of the same quantity)."""
+    return (
+        f"[{label}] iteration {iteration}/{iterations}: held-out win rate of π_{iteration} vs π_ref "
+        f"{row['win_rate']:.3f} [{row['win_rate_low']:.3f}, {row['win_rate_high']:.3f}] (0.5 = no change), "
+        f"KL(π_{iteration}‖π_ref) {row['kl_reference']:.3f}, training loss {row['loss_first']:.4g} on the first "
+        f"minibatch and {row['loss_last']:.4g} on the last (each before its step; other pairs, not a trend), "
+        f"{row['seconds']:.0f} s"
+    )
 
 
 def _precompute(session: Session, entry, t: int, pairs, generated, local) -> list[dict]:

@@ -133,3 +133,21 @@ def build_tiny_reward_model(directory: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     AutoModelForSequenceClassification.from_config(config).save_pretrained(str(directory))
     return directory
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m llm_bridge.tiny DIR``: write a tiny random Llama (and its tokenizer) to DIR, for the
+    README's quick start of ``prefsim llm`` (``examples/llm_tiny.toml``) without any download."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m llm_bridge.tiny", description=main.__doc__)
+    parser.add_argument("directory", help="where to write the model (created)")
+    parser.add_argument("--architecture", choices=("llama", "gpt2"), default="llama")
+    args = parser.parse_args(argv)
+    path = build_tiny_model(Path(args.directory), args.architecture)
+    print(f"wrote a tiny random {args.architecture} model to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

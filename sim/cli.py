@@ -6,7 +6,7 @@
     prefsim merge DIR1 DIR2 … --out DIR          merge the shards of one spec into the unsharded run's results
     prefsim launch SPEC.toml --shards N --out DIR  a job array of the shards and a merge job (submitit;
                                                  --executor slurm or local; sim.launch)
-    prefsim plot DIR                             redraw the figures of a finished (or partial) run
+    prefsim plot DIR                             redraw the figures of a run (also of `prefsim llm`), even partial
     prefsim compare DIR_A DIR_B                  paired differences B − A on shared seeds (DIR_B/compare.csv)
     prefsim report DIR                           one self-contained HTML page: DIR/report.html
     prefsim rules                                list the rules, their parameters and papers
@@ -166,7 +166,7 @@ def _parser() -> argparse.ArgumentParser:
     launch_parser.set_defaults(handler=_launch)
 
     plot_parser = commands.add_parser("plot", help="redraw the figures of a result directory")
-    plot_parser.add_argument("directory", help="a directory written by `prefsim run`")
+    plot_parser.add_argument("directory", help="a directory written by `prefsim run` or `prefsim llm` (win_rate.png)")
     plot_parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     plot_parser.set_defaults(handler=_plot)
 
@@ -346,10 +346,15 @@ def _iteration(text: str) -> int:
 
 def _plot(args) -> int:
     from sim.results_io import read_results_table
+    from sim.win_rate import is_win_rate_directory, plot_win_rate, read_win_rate_table
 
     directory = Path(args.directory)
-    table = read_results_table(directory)
     say = Progress(mode="quiet" if args.quiet else "auto")
+    if is_win_rate_directory(directory):  # a `prefsim llm` run (finished or in progress)
+        path = plot_win_rate(read_win_rate_table(directory), directory / "win_rate.png")
+        say(f"wrote {path}")
+        return 0
+    table = read_results_table(directory)
     if not (directory / "bounds.csv").is_file():
         say(f"note: {directory} has no bounds.csv (written by runs of this prefsim version): no theory bounds drawn.")
     paths = _draw(table, directory, say)

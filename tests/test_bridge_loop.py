@@ -157,6 +157,52 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tiny_llama, tmp_pat
         bridge_loop.run_bridge(parse_spec(changed), tmp_path / "resumed", resume=True, progress=False)
 
 
+def test_implicit_reference_apo_through_the_loop_shifts_the_reference_by_its_closed_form(
+    tiny_llama, tmp_path, monkeypatch
+):
+    """APO's implicit-reference form through run_bridge: the log π_t the loss sees for each pair at
+    iteration t ≥ 1 is (1+α)·log π̂_t − α·log π̂_{t−1} (Eq. 3.6 before normalisation, written out here),
+    with π̂_t the iterate checkpointed by the loop (π̂_0 = π_ref), re-scored from the checkpoints; at
+    t = 0 it is log π_ref.  α → −α, or the two checkpoints' scores swapped, fails by far more than the
+    float32 scoring noise (asserted)."""
+    alpha = 0.5
+    rule = {"name": "apo", "base": "dpo", "beta": 0.5, "alpha": alpha, "form": "implicit_reference", "samples": 3}
+    spec = parse_spec(_raw(tiny_llama, [rule], iterations=3, training={"learning_rate": 5e-2}))
+    seen = []
+    real = bridge_loop.records_to_tensors
+    monkeypatch.setattr(bridge_loop, "records_to_tensors", lambda records: seen.append(records) or real(records))
+    out = tmp_path / "run"
+    bridge_loop.run_bridge(spec, out, progress=False)
+    assert len(seen) == 3 and all(seen)
+
+    tokenizer = load_tokenizer(str(tiny_llama))
+    model = load_causal_lm(str(tiny_llama))
+
+    def scores(checkpoint, records):
+        load_weights(model, checkpoint)
+        prompts = [r["prompt_ids"] for r in records] * 2
+        responses = [r["winner_ids"] for r in records] + [r["loser_ids"] for r in records]
+        with torch.no_grad():
+            return batched_sequence_logprobs(model, prompts, responses, tokenizer.pad_token_id).double().numpy()
+
+    checkpoints = [out / "reference" / "policy.safetensors"] + [
+        out / "apo" / f"iter_{t:03d}" / "policy.safetensors" for t in (1, 2)
+    ]
+    for t, records in enumerate(seen):
+        used = np.array([r["previous_w"] for r in records] + [r["previous_l"] for r in records])
+        reference = np.array([r["reference_w"] for r in records] + [r["reference_l"] for r in records])
+        np.testing.assert_allclose(reference, scores(checkpoints[0], records), atol=1e-4, rtol=0)
+        now = scores(checkpoints[t], records)
+        if t == 0:
+            np.testing.assert_allclose(used, now, atol=1e-4, rtol=0)
+            continue
+        before = scores(checkpoints[t - 1], records)
+        np.testing.assert_allclose(used, (1 + alpha) * now - alpha * before, atol=1e-4, rtol=0)
+        # what a flipped α or swapped checkpoints would give is far from it
+        assert np.abs(used - ((1 - alpha) * now + alpha * before)).max() > 1e-2
+        assert np.abs(used - ((1 + alpha) * before - alpha * now)).max() > 1e-2
+
+
 def test_gpt2_lora_apo_extrapolates_only_the_adapter(tiny_gpt2, tmp_path):
     raw = _raw(
         tiny_gpt2,

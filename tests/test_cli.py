@@ -145,6 +145,18 @@ def test_default_example_spec_parses():
     assert spec.iterations == 1000 and len(spec.seeds) == 20
 
 
+def test_default_example_runs_every_nash_seeking_rule():
+    """The README: the default experiment runs "every Nash-seeking rule" — every registered rule that needs
+    no rewards (dpo does) and wraps no base rule (apo does)."""
+    from sim.rules import RULES
+    from sim.spec import load_spec
+
+    spec = load_spec(Path(__file__).resolve().parents[1] / "examples" / "default.toml")
+    nash_seeking = {name for name, rule in RULES.items() if not rule.needs_rewards and not rule.wrapper}
+    assert {"optimistic", "dno", "comal", "mpo"} <= nash_seeking
+    assert {rule.name for rule in spec.rules} == nash_seeking
+
+
 def test_game_keys_of_another_kind_are_an_error_not_ignored():
     from bandits.errors import PrefsimError
     from sim.spec import parse_spec
@@ -167,6 +179,38 @@ def test_manifest_of_a_python_built_spec_holds_the_spec(tmp_path):
     assert manifest["parsed_spec"]["game"]["kind"] == "cyclic"
     assert manifest["spec"]["iterations"] == 4
     assert manifest["git_commit"] is None or len(manifest["git_commit"]) == 40
+
+
+#: Runs the CLI in an interpreter where the ``llm`` extra's modules cannot be imported (the README's base
+#: install: the bridge's plugin entry point is registered, torch and its stack are not there).
+WITHOUT_LLM_EXTRA = textwrap.dedent(
+    """
+    import importlib.abc, sys
+    class Missing(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name.split(".")[0] in {"torch", "transformers", "accelerate", "safetensors", "peft", "tokenizers"}:
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+    sys.meta_path.insert(0, Missing())
+    from sim.cli import main
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+@pytest.mark.parametrize("spec", ["examples/llm_demo.toml", "/nonexistent/spec.toml"])
+def test_prefsim_llm_without_torch_prints_the_install_hint(tmp_path, spec):
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_LLM_EXTRA, "llm", spec, "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: `prefsim llm` needs the LLM extra"), result.stderr
+    assert 'pip install -e ".[llm]"' in result.stderr and "constraints-cpu.txt" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
 
 
 def test_llm_bridge_registers_the_llm_command():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 import sim
 from bandits.errors import PrefsimError
 from bandits.linear import random_linear_bandit
+from sim.cli import main as cli_main
 from sim.metrics import METRIC_COLUMNS
 from sim.sampled.apo import extrapolate_log_space, extrapolate_parameters
 from sim.sampled.policies import make_policy
@@ -78,6 +81,48 @@ def test_sampled_apo_log_linear_runs_identically_with_parameter_and_log_space_ex
     assert not np.allclose(implicit["suboptimality"].to_numpy(), by_parameters["suboptimality"].to_numpy())
 
 
+def _implicit_form_closed_form(alpha: float, iterations: int) -> np.ndarray:
+    """c_t with log π̂_t = log π_ref + c_t·r/β for APO-DPO's implicit reference with exact rewards (π_ref =
+    π̂_0, so c_0 = 0): the loss's reference at t ≥ 1 is (1+α)·log π̂_t − α·log π̂_{t−1} and its DPO
+    argmin adds r/β, so c_{t+1} − c_t = 1 + α·(c_t − c_{t−1}) and c_1 = 1.  Written out here, not
+    taken from sim.rules.apo."""
+    steps = [1.0]
+    for _ in range(iterations - 1):
+        steps.append(1.0 + alpha * steps[-1])
+    return np.concatenate([[0.0], np.cumsum(steps)])
+
+
+def test_sampled_implicit_reference_apo_follows_its_closed_form():
+    """APO-DPO's implicit-reference form through the whole sampled engine (sim.run, 20000 labelled pairs per
+    iteration, tabular policy) against the closed form π̂_t ∝ π_ref·exp(c_t·r/β): α → −α in the shifted
+    reference, or the two proximal outputs swapped, moves the suboptimality by 1.6× or more from t = 2 on."""
+    alpha, beta, iterations = 0.5, 1.0, 4
+    rewards = np.array([1.0, 0.5, 0.0])
+    spec = {
+        "iterations": iterations,
+        "seeds": [0],
+        "record_every": 1,
+        "game": {"kind": "bradley_terry", "rewards": rewards.tolist(), "tau": 0.0},
+        "rule": [{"name": "apo", "base": "dpo", "beta": beta, "alpha": alpha, "form": "implicit_reference"}],
+        "run": {
+            "mode": "sampled",
+            "pairs_per_iteration": 20000,
+            "optimizer": "sgd",
+            "learning_rate": 3.0,
+            "inner_steps": 500,
+            "tolerance": 1e-9,
+        },
+    }
+    table = sim.run(spec).sort_values("iteration")
+    policies = np.exp(np.outer(_implicit_form_closed_form(alpha, iterations), rewards) / beta)
+    policies /= policies.sum(axis=1, keepdims=True)
+    expected = policies @ (rewards.max() - rewards)
+    np.testing.assert_allclose(table["suboptimality"].to_numpy(), expected, rtol=0.15)
+    flipped = np.exp(np.outer(_implicit_form_closed_form(-alpha, iterations), rewards) / beta)
+    flipped = (flipped / flipped.sum(axis=1, keepdims=True)) @ (rewards.max() - rewards)
+    assert np.all(flipped[2:] > 1.6 * expected[2:])  # the test separates α from −α
+
+
 def test_sampled_run_table_columns_queries_and_reproducibility():
     spec = {
         "iterations": 3,
@@ -139,6 +184,36 @@ def test_diverging_learning_rate_names_rule_seed_and_iteration():
     spec["seeds"] = [7]
     with pytest.raises(PrefsimError, match=r"rule 'inpo' diverged .* seed 7, iteration 1\b"):
         sim.run(spec)
+
+
+def test_an_mlp_under_rmsprop_at_a_diverging_learning_rate_is_a_clear_error_exit_2(tmp_path, capsys):
+    """RMSprop at learning rate 1000 throws the MLP's inner loss from 0.25 to ~200 (finite, so no NaN
+    check sees it) and leaves a frozen policy far from the start: the run must stop, naming rule, seed
+    and iteration, not write a table (it did, exit 0, while the divergence test allowed a 10⁴-fold loss)."""
+    spec = _spec(policy="mlp", mlp_width=16, optimizer="rmsprop", learning_rate=1000.0, inner_steps=20)
+    spec.update(seeds=[1], iterations=5, game={"kind": "random", "arms": 6, "tau": 0.1})
+    spec["run"]["pairs_per_iteration"] = 100
+    path = tmp_path / "mlp.toml"
+    path.write_text(_toml(spec))
+    assert cli_main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: rule 'inpo' diverged in sampled mode at seed 1, iteration 1;"), error
+    assert "'rmsprop'" in error and "learning_rate 1000" in error and "Traceback" not in error
+    assert not (tmp_path / "out" / "metrics.csv").exists()
+
+
+def _toml(spec: dict) -> str:
+    """A flat TOML rendering of the small specs of this file (scalars, lists, tables, [[rule]])."""
+
+    def value(v):
+        return json.dumps(v) if not isinstance(v, bool) else str(v).lower()
+
+    lines = [f"{k} = {value(v)}" for k, v in spec.items() if not isinstance(v, (dict, list)) or k == "seeds"]
+    for table in ("game", "run"):
+        lines += [f"[{table}]"] + [f"{k} = {value(v)}" for k, v in spec[table].items()]
+    for rule in spec["rule"]:
+        lines += ["[[rule]]"] + [f"{k} = {value(v)}" for k, v in rule.items()]
+    return "\n".join(lines) + "\n"
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ from bandits.linear import random_linear_bandit
 from bandits.oracles import make_pairs
 from sim.game import game_from_instance
 from sim.nash import target_policy
-from sim.sampled.engine import simulate_sampled_grid, stage_plan
+from sim.sampled.engine import DIVERGENCE_FACTOR, simulate_sampled_grid, stage_plan
 from sim.sampled.offline import dataset_queries
 from sim.sampled.problem import Problem, problem_from_arrays, problem_from_game
 from sim.sampled.validation import validate_sampled_spec  # noqa: F401  (re-exported: spec checks)
@@ -130,9 +130,9 @@ def run_sampled_rule(rule: RuleSpec, spec: ExperimentSpec, inputs: SampledInputs
         labels,
         spec.seeds,
         "diverged in sampled mode",
-        "the inner loss or the policy parameters became non-finite (NaN or inf), or the loss grew more than "
-        f"10^4-fold during the inner loop, with optimizer {spec.run.optimizer!r} and learning_rate "
-        f"{spec.run.learning_rate:g}; lower run.learning_rate (or use fewer inner_steps).",
+        "the inner loss or the policy parameters became non-finite (NaN or inf), or the inner loop ended with a "
+        f"loss more than {DIVERGENCE_FACTOR:g} × (1 + its starting loss), with optimizer {spec.run.optimizer!r} "
+        f"and learning_rate {spec.run.learning_rate:g}; lower run.learning_rate (or use fewer inner_steps).",
     )
     frame = results_table(labels, spec.seeds, record, metrics)
     # regret sums suboptimality: where that does not apply (a preference game) neither does regret,
