@@ -29,6 +29,13 @@ class LlmCommand:
         parser.add_argument("--out", required=True, help="run directory (checkpoints, metrics.csv, win_rate.png)")
         parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
         parser.add_argument("--quiet", action="store_true", help="no progress bars or per-iteration lines")
+        parser.add_argument(
+            "--predict",
+            action="store_true",
+            help="instead of training on free samples, test the simulator's prediction: a candidate game from π_ref "
+            "([prediction] table), exact and sampled mode on it, the LM trained on pairs among the candidates; writes "
+            "DIR/prediction/ (llm_bridge.prediction)",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         from accelerate import PartialState
@@ -39,6 +46,8 @@ class LlmCommand:
 
         spec = load_spec(args.spec)  # UTF-8 text, or a clear error (binary, UTF-16, …)
         check_directory_path(args.out)
+        if args.predict:
+            return _predict(spec, Path(args.out), args.quiet)
         table = run_bridge(spec, Path(args.out), resume=args.resume, progress=not args.quiet)
         if not args.quiet and PartialState().is_main_process:  # one summary under accelerate launch
             last = table.sort_values("iteration").groupby("rule").tail(1)
@@ -49,6 +58,24 @@ class LlmCommand:
                 )
             print(f"wrote {Path(args.out) / 'metrics.csv'} and {Path(args.out) / 'win_rate.png'}")
         return 0
+
+
+def _predict(spec, out: Path, quiet: bool) -> int:
+    """``prefsim llm SPEC --out DIR --predict``: the simulator-versus-LM study of :mod:`llm_bridge.prediction`."""
+    from llm_bridge.loop import open_session
+    from llm_bridge.prediction import format_summary, run_prediction
+
+    if (out / "prediction").exists():
+        raise PrefsimError(
+            f"--out {str(out)!r} already holds a prediction study (prediction/); choose another directory."
+        )
+    session = open_session(spec, out, progress=not quiet)
+    result = run_prediction(spec, session, out, progress=not quiet)
+    if not quiet:
+        for line in format_summary(result):
+            print(line)
+        print(f"wrote {out / 'prediction'}/(per_prompt, summary, ordering).csv and game.json")
+    return 0
 
 
 command = LlmCommand()
