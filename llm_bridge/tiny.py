@@ -9,13 +9,27 @@ downloaded.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
+from llm_bridge.trainer import PairTensors
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
+
+#: The rules whose training step the benchmarks time against DPO (label → registry name, parameters).
+TIMED_RULES = {
+    "dpo": ("dpo", {"beta": 0.1}),
+    "online_ipo": ("online_ipo", {"tau": 0.1}),
+    "inpo": ("inpo", {"eta": 0.5, "tau": 0.1}),
+    "sppo": ("sppo", {"eta": 1.0}),
+    "dno": ("dno", {"eta": 1.0}),
+    "nash_md": ("nash_md", {"tau": 0.1}),
+    "apo(dpo)": ("apo", {"base": "dpo", "beta": 0.1, "alpha": 0.3}),
+}
 
 SENTENCES = (
     "the movie was good and the actors were great",
@@ -133,3 +147,30 @@ def build_tiny_reward_model(directory: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     AutoModelForSequenceClassification.from_config(config).save_pretrained(str(directory))
     return directory
+
+
+def random_pair_batch(
+    allowed: Sequence[int], pairs: int, prompt_tokens: int, response_tokens: int, seed: int = 0
+) -> PairTensors:
+    """A batch to time training steps on: random (prompt, winner, loser) token ids drawn from ``allowed`` and
+    random precomputed anchors (log-probs N(−30, 1), win rates and preferences U(0, 1), weight 1)."""
+    generator = torch.Generator().manual_seed(seed)
+    allowed = torch.as_tensor(list(allowed))
+
+    def tokens(n):
+        return allowed[torch.randint(len(allowed), (n,), generator=generator)].tolist()
+
+    prompts = [tokens(prompt_tokens) for _ in range(pairs)]
+    values = {
+        k: torch.randn(pairs, generator=generator, dtype=torch.float64) - 30.0
+        for k in ("reference_w", "reference_l", "previous_w", "previous_l")
+    }
+    values.update(
+        win_rate_w=torch.rand(pairs, generator=generator, dtype=torch.float64),
+        win_rate_l=torch.rand(pairs, generator=generator, dtype=torch.float64),
+        preference=torch.rand(pairs, generator=generator, dtype=torch.float64),
+        weight=torch.ones(pairs, dtype=torch.float64),
+    )
+    winners = [tokens(response_tokens) for _ in range(pairs)]
+    losers = [tokens(response_tokens) for _ in range(pairs)]
+    return PairTensors(prompts, winners, losers, values)
