@@ -178,9 +178,10 @@ def run_bridge(
     table = pd.concat(frames, ignore_index=True)
     if session.main:
         table.to_csv(out / "metrics.csv", index=False)
-        from llm_bridge.plot import plot_win_rate
+        from llm_bridge.plot import plot_curves, plot_win_rate
 
         plot_win_rate(table, out / "win_rate.png")
+        plot_curves(table, out, out / "curves.png")
     return table
 
 
@@ -508,6 +509,7 @@ def _evaluate(session: Session, reference: dict, iteration: int, previous: Path 
         "texts": texts,
         "win_probability": wins.tolist(),
         "rewards": None if rewards is None else rewards.tolist(),
+        "log_ratio_reference": (current - reference_logps).tolist(),  # per prompt: the KL estimate's terms
     }
     return row, heldout
 
