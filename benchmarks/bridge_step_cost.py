@@ -27,17 +27,9 @@ import torch
 from llm_bridge.generation import SamplingSpec, encode_prompts, generate
 from llm_bridge.models import load_causal_lm, load_tokenizer
 from llm_bridge.rules import build_bridge_rule
-from llm_bridge.trainer import PairTensors, TrainingSpec, make_optimizer, train_on_pairs
-
-RULES = {
-    "dpo": ("dpo", {"beta": 0.1}),
-    "online_ipo": ("online_ipo", {"tau": 0.1}),
-    "inpo": ("inpo", {"eta": 0.5, "tau": 0.1}),
-    "sppo": ("sppo", {"eta": 1.0}),
-    "dno": ("dno", {"eta": 1.0}),
-    "nash_md": ("nash_md", {"tau": 0.1}),
-    "apo(dpo)": ("apo", {"base": "dpo", "beta": 0.1, "alpha": 0.3}),
-}
+from llm_bridge.tiny import TIMED_RULES as RULES
+from llm_bridge.tiny import random_pair_batch
+from llm_bridge.trainer import TrainingSpec, make_optimizer, train_on_pairs
 
 
 def main(argv=None) -> int:
@@ -67,32 +59,10 @@ def main(argv=None) -> int:
         tokenizer = load_tokenizer(path)
         load_seconds = time.perf_counter() - start
 
-    generator = torch.Generator().manual_seed(0)
     vocab = model.config.vocab_size
     special = {tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id}
-    allowed = torch.tensor([i for i in range(vocab) if i not in special])
-
-    def tokens(n):
-        return allowed[torch.randint(len(allowed), (n,), generator=generator)].tolist()
-
     n = args.pairs
-    prompts = [tokens(args.prompt_tokens) for _ in range(n)]
-    values = {
-        k: torch.randn(n, generator=generator, dtype=torch.float64) - 30.0
-        for k in ("reference_w", "reference_l", "previous_w", "previous_l")
-    }
-    values.update(
-        win_rate_w=torch.rand(n, generator=generator, dtype=torch.float64),
-        win_rate_l=torch.rand(n, generator=generator, dtype=torch.float64),
-        preference=torch.rand(n, generator=generator, dtype=torch.float64),
-        weight=torch.ones(n, dtype=torch.float64),
-    )
-    data = PairTensors(
-        prompts,
-        [tokens(args.response_tokens) for _ in range(n)],
-        [tokens(args.response_tokens) for _ in range(n)],
-        values,
-    )
+    data = random_pair_batch([i for i in range(vocab) if i not in special], n, args.prompt_tokens, args.response_tokens)
     spec = TrainingSpec(optimizer="adamw", learning_rate=1e-7, epochs=1, batch_size=n, micro_batch_size=n)
     optimizer = make_optimizer(model.parameters(), spec)
     rules = {label: build_bridge_rule(name, dict(params)) for label, (name, params) in RULES.items()}

@@ -65,6 +65,13 @@ class LlmCommand:
             metavar="DIR",
             help="instead of training: merge these shard directories of SPEC into --out (metrics.csv, win_rate.png)",
         )
+        parser.add_argument(
+            "--predict",
+            action="store_true",
+            help="instead of training on free samples, test the simulator's prediction: a candidate game from π_ref "
+            "([prediction] table), exact and sampled mode on it, the LM trained on pairs among the candidates; writes "
+            "DIR/prediction/ (llm_bridge.prediction)",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         # torch & co. load only when the command runs (`prefsim --help` lists it without them); in the
@@ -80,6 +87,10 @@ class LlmCommand:
 
         spec = load_spec(args.spec)  # UTF-8 text, or a clear error (binary, UTF-16, …)
         check_directory_path(args.out)
+        if args.predict:
+            if args.merge or args.shard or args.resume:
+                raise PrefsimError("--predict: a prediction run takes none of --merge, --shard, --resume.")
+            return _predict(spec, Path(args.out), args.quiet)
         if args.merge:
             if args.shard or args.resume:
                 raise PrefsimError("--merge: merges finished shards; it takes neither --shard nor --resume.")
@@ -101,6 +112,24 @@ class LlmCommand:
                 )
             print(f"wrote {Path(args.out) / 'metrics.csv'} and {Path(args.out) / 'win_rate.png'}")
         return 0
+
+
+def _predict(spec, out: Path, quiet: bool) -> int:
+    """``prefsim llm SPEC --out DIR --predict``: the simulator-versus-LM study of :mod:`llm_bridge.prediction`."""
+    from llm_bridge.loop import open_session
+    from llm_bridge.prediction import format_summary, run_prediction
+
+    if (out / "prediction").exists():
+        raise PrefsimError(
+            f"--out {str(out)!r} already holds a prediction study (prediction/); choose another directory."
+        )
+    session = open_session(spec, out, progress=not quiet)
+    result = run_prediction(spec, session, out, progress=not quiet)
+    if not quiet:
+        for line in format_summary(result):
+            print(line)
+        print(f"wrote {out / 'prediction'}/(per_prompt, summary, ordering).csv and game.json")
+    return 0
 
 
 command = LlmCommand()

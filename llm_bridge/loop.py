@@ -65,6 +65,7 @@ from llm_bridge.models import (
 )
 from llm_bridge.oracles import build_oracle
 from llm_bridge.pairs import Pair, build_pairs, opponent_pairs
+from llm_bridge.plot import plot_curves
 from llm_bridge.precision import Precision, precision_for
 from llm_bridge.reporting import Reporter, make_reporter
 from llm_bridge.spec import BridgeSpec, RuleEntry
@@ -201,6 +202,7 @@ def run_bridge(
     if session.main:
         table.to_csv(out / "metrics.csv", index=False)
         plot_win_rate(table, out / "win_rate.png")
+        plot_curves(table, out, out / "curves.png")
     return table
 
 
@@ -670,6 +672,7 @@ def _evaluate(session: Session, reference: dict, iteration: int, previous: Path 
         "texts": texts,
         "win_probability": wins.tolist(),
         "rewards": None if rewards is None else rewards.tolist(),
+        "log_ratio_reference": (current - reference_logps).tolist(),  # per prompt: the KL estimate's terms
     }
     return row, heldout
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import pandas as pd
 
 from bandits.errors import PrefsimError
-from llm_bridge.plot import plot_win_rate
 from llm_bridge.spec import BridgeSpec
 from sim.shards import deal
+from sim.win_rate import plot_win_rate
 
 
 def shard_entries(spec: BridgeSpec, index: int, count: int) -> tuple:

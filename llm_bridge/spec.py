@@ -101,6 +101,42 @@ class OracleSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class PredictionSpec:
+    """The ``[prediction]`` table of a bridge spec."""
+
+    prompts: int = 8
+    """M: the first M training prompts (``prompts.train``) form the game."""
+    candidates: int = 4
+    """K: distinct responses per prompt, sampled from π_ref (up to ``oversample``·K draws)."""
+    oversample: int = 4
+    """At most ``oversample``·K samples per prompt are drawn to find K distinct responses."""
+    pairs_per_prompt: int = 4
+    """Pairs per prompt per iteration (data budget N = M × this, the LM's and sampled mode's)."""
+    sampled_optimizer: str = "adam"
+    """Sampled mode's inner optimiser over the tabular policy (sgd, adam, rmsprop)."""
+    sampled_learning_rate: float = 0.05
+    """Sampled mode's inner learning rate."""
+    sampled_inner_steps: int = 200
+    """Sampled mode's inner steps per iteration (full batch): enough to minimise the empirical loss."""
+    resamples: int = 2000
+    """Bootstrap resamples of the CIs over prompts."""
+
+    def validate(self) -> None:
+        for name in ("prompts", "pairs_per_prompt", "sampled_inner_steps", "resamples", "oversample"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise PrefsimError(f"prediction.{name} must be an integer ≥ 1, got {value!r}.")
+        if isinstance(self.candidates, bool) or not isinstance(self.candidates, int) or self.candidates < 2:
+            raise PrefsimError(f"prediction.candidates must be an integer ≥ 2, got {self.candidates!r}.")
+        if not self.sampled_learning_rate > 0:
+            raise PrefsimError(f"prediction.sampled_learning_rate must be > 0, got {self.sampled_learning_rate!r}.")
+        if self.sampled_optimizer not in ("sgd", "adam", "rmsprop"):
+            raise PrefsimError(
+                f"prediction.sampled_optimizer must be sgd, adam or rmsprop, got {self.sampled_optimizer!r}."
+            )
+
+
+@dataclasses.dataclass(frozen=True)
 class RuleEntry:
     label: str
     """Name of the run directory and of the curve in plots."""
@@ -132,6 +168,8 @@ class BridgeSpec:
     """torch intra-op CPU threads (0 = torch's default).  On small shared VMs 1 can be far faster."""
     report_to: tuple = ()
     """Experiment trackers (``[run] report_to``, TRL's name): "tensorboard" or none (:mod:`llm_bridge.reporting`)."""
+    prediction: PredictionSpec = PredictionSpec()
+    """The ``[prediction]`` table: the candidate game of ``prefsim llm --predict`` (:mod:`llm_bridge.prediction`)."""
     raw: dict = dataclasses.field(default_factory=dict, compare=False)
     """The parsed TOML, for the manifest."""
 
@@ -148,7 +186,19 @@ def load_spec(path: str | Path) -> BridgeSpec:
 
 def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
     """Validate a spec given as a dict (the TOML's content)."""
-    known = {"iterations", "seed", "tau", "model", "prompts", "generation", "oracle", "training", "rule", "run"}
+    known = {
+        "iterations",
+        "seed",
+        "tau",
+        "model",
+        "prompts",
+        "generation",
+        "oracle",
+        "training",
+        "rule",
+        "run",
+        "prediction",
+    }
     unknown = sorted(set(raw) - known)
     if unknown:
         raise PrefsimError(f"spec: unknown top-level key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
@@ -240,6 +290,8 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
         raise PrefsimError("run.export_final must be true or false.")
     threads = _integer(run.get("threads", 0), "run.threads", 0)
     report_to = parse_report_to(run.get("report_to", "none"))
+    prediction = _dataclass(PredictionSpec, _table(raw, "prediction"), "prediction")
+    prediction.validate()
     return BridgeSpec(
         iterations,
         seed,
@@ -254,6 +306,7 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
         export_final,
         threads,
         report_to,
+        prediction,
         raw,
     )
 

@@ -9,13 +9,28 @@ downloaded.
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
+from llm_bridge.trainer import PairTensors
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
+
+#: The rules whose training step the benchmarks time against DPO (label → registry name, parameters).
+TIMED_RULES = {
+    "dpo": ("dpo", {"beta": 0.1}),
+    "online_ipo": ("online_ipo", {"tau": 0.1}),
+    "inpo": ("inpo", {"eta": 0.5, "tau": 0.1}),
+    "sppo": ("sppo", {"eta": 1.0}),
+    "dno": ("dno", {"eta": 1.0}),
+    "nash_md": ("nash_md", {"tau": 0.1}),
+    "apo(dpo)": ("apo", {"base": "dpo", "beta": 0.1, "alpha": 0.3}),
+}
 
 SENTENCES = (
     "the movie was good and the actors were great",
@@ -135,11 +150,36 @@ def build_tiny_reward_model(directory: Path, seed: int = 0) -> Path:
     return directory
 
 
+def random_pair_batch(
+    allowed: Sequence[int], pairs: int, prompt_tokens: int, response_tokens: int, seed: int = 0
+) -> PairTensors:
+    """A batch to time training steps on: random (prompt, winner, loser) token ids drawn from ``allowed`` and
+    random precomputed anchors (log-probs N(−30, 1), win rates and preferences U(0, 1), weight 1)."""
+    generator = torch.Generator().manual_seed(seed)
+    allowed = torch.as_tensor(list(allowed))
+
+    def tokens(n):
+        return allowed[torch.randint(len(allowed), (n,), generator=generator)].tolist()
+
+    prompts = [tokens(prompt_tokens) for _ in range(pairs)]
+    values = {
+        k: torch.randn(pairs, generator=generator, dtype=torch.float64) - 30.0
+        for k in ("reference_w", "reference_l", "previous_w", "previous_l")
+    }
+    values.update(
+        win_rate_w=torch.rand(pairs, generator=generator, dtype=torch.float64),
+        win_rate_l=torch.rand(pairs, generator=generator, dtype=torch.float64),
+        preference=torch.rand(pairs, generator=generator, dtype=torch.float64),
+        weight=torch.ones(pairs, dtype=torch.float64),
+    )
+    winners = [tokens(response_tokens) for _ in range(pairs)]
+    losers = [tokens(response_tokens) for _ in range(pairs)]
+    return PairTensors(prompts, winners, losers, values)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m llm_bridge.tiny DIR``: write a tiny random Llama (and its tokenizer) to DIR, for the
     README's quick start of ``prefsim llm`` (``examples/llm_tiny.toml``) without any download."""
-    import argparse
-
     parser = argparse.ArgumentParser(prog="python -m llm_bridge.tiny", description=main.__doc__)
     parser.add_argument("directory", help="where to write the model (created)")
     parser.add_argument("--architecture", choices=("llama", "gpt2"), default="llama")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.figure import Figure
 
 from bandits.errors import PrefsimError
 
@@ -47,12 +48,8 @@ def read_win_rate_table(directory: str | Path) -> pd.DataFrame:
 
 def plot_win_rate(table: pd.DataFrame, path: Path) -> Path:
     """Draw ``win_rate`` (with ``win_rate_low/high`` as error bars) against ``iteration`` for each rule."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(5.5, 3.8))
+    figure = Figure(figsize=(5.5, 3.8))  # no pyplot: no global backend or figure registry is touched
+    axis = figure.subplots()
     rules = list(dict.fromkeys(table["rule"]))
     for offset, rule in enumerate(rules):
         rows = table[table["rule"] == rule].sort_values("iteration")
@@ -68,5 +65,4 @@ def plot_win_rate(table: pd.DataFrame, path: Path) -> Path:
     axis.set_title("held-out win rate (95% CI over prompts)", fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
-    plt.close(figure)
     return Path(path)

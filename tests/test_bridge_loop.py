@@ -81,8 +81,11 @@ def test_loop_trains_writes_rows_and_checkpoints_reload(tiny_llama, tmp_path):
     inpo = trained[trained["rule"] == "inpo"]
     np.testing.assert_allclose(inpo["loss_first"].iloc[0], 0.25, rtol=1e-5)
     np.testing.assert_allclose(trained[trained["rule"] == "dpo"]["loss_first"], np.log(2.0), rtol=1e-5)
-    assert (out / "win_rate.png").is_file() and (out / "metrics.csv").is_file()
+    assert (out / "win_rate.png").is_file() and (out / "metrics.csv").is_file() and (out / "curves.png").is_file()
     assert len((out / "inpo" / "iter_001" / "pairs.jsonl").read_text().splitlines()) == 4
+    # the per-prompt terms of the KL estimate are kept, and average to the recorded KL(π_1‖π_ref)
+    terms = json.loads((out / "inpo" / "iter_001" / "heldout.json").read_text())["log_ratio_reference"]
+    np.testing.assert_allclose(np.mean(terms), inpo["kl_reference"].iloc[0], rtol=1e-9, atol=1e-12)
 
     reference = read_weights(out / "reference" / "policy.safetensors")
     final = read_weights(out / "inpo" / "iter_002" / "policy.safetensors")

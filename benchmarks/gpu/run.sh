@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The GPU measurements of issue 13 §6, in one script that fits in 8 minutes on one GPU (the step limits add up
+# to 7 min 40 s; a step that runs out of time is recorded and the next one runs).
+#
+#   benchmarks/gpu/run.sh                 # on the GPU machine: writes benchmarks/results/gpu_*.md (+ .json)
+#   benchmarks/gpu/run.sh --dry-run       # anywhere (CPU): tiny models, collect-only tests, quick exact mode
+#   benchmarks/gpu/run.sh --out DIR       # write the gpu_*.md files to DIR instead
+#
+# Steps (each under its own time limit; a failing step is recorded and the next one runs):
+#   1. environment: device, versions; packages the bridge needs that are missing are installed from
+#      benchmarks/gpu/wheels/ when it exists (make it here with benchmarks/gpu/fetch_wheels.sh: the
+#      GPU machine has no registry) -> gpu_environment.md
+#   2. benchmarks/gpu/cuda_checks.py: the bridge's numerics on the device (log-probs, bf16 autocast with
+#      float32 masters, exact sampling) -> gpu_cuda_checks.md
+#   3. the bridge's test files (pytest, not slow) with CUDA visible: the loop-level tests take the
+#      device from model.device = "auto" -> gpu_bridge_tests.md
+#   4. benchmarks/gpu/throughput.py: generation tokens/s, one step per rule vs DPO, peak memory per APO
+#      form, for SmolLM2-135M's shape and a ~1B Llama shape (random weights) -> gpu_throughput.md
+#   5. benchmarks/exact_updates.py on the accelerator (JAX picks the GPU) -> gpu_exact_updates.md
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+DRY=0
+OUT="$ROOT/benchmarks/results"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dry-run) DRY=1 ;;
+    --out) shift; OUT="$1" ;;
+    *) echo "error: unknown argument $1 (use --dry-run and/or --out DIR)" >&2; exit 2 ;;
+  esac
+  shift
+done
+mkdir -p "$OUT"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export MPLBACKEND=Agg TOKENIZERS_PARALLELISM=false
+PYTHON="${PYTHON:-python}"
+LOG="$OUT/gpu_run_log.md"
+STARTED=$(date +%s)
+{
+  echo "# benchmarks/gpu/run.sh $([ $DRY = 1 ] && echo '--dry-run (CPU, tiny; not a GPU measurement)')"
+  echo
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo
+  echo "| step | status | seconds |"
+  echo "|---|---|---|"
+} > "$LOG"
+
+step() {  # step NAME LIMIT_SECONDS COMMAND...
+  local name="$1" limit="$2"; shift 2
+  local begin=$(date +%s) status
+  echo "== $name (limit ${limit}s)"
+  timeout --kill-after=10 "$limit" "$@"
+  status=$?
+  case $status in
+    0) label="ok" ;;
+    124|137) label="TIMED OUT after ${limit}s" ;;
+    *) label="FAILED (exit $status)" ;;
+  esac
+  echo "| $name | $label | $(( $(date +%s) - begin )) |" >> "$LOG"
+  echo "== $name: $label"
+}
+
+# 1. environment and missing packages
+step environment 60 "$PYTHON" benchmarks/gpu/environment.py --out "$OUT" --wheels benchmarks/gpu/wheels
+
+# 2. numerics on the device
+step cuda_checks 90 "$PYTHON" benchmarks/gpu/cuda_checks.py --out "$OUT"
+
+# 3. the bridge's tests (collect-only in the dry run)
+if [ $DRY = 1 ]; then
+  step bridge_tests 60 "$PYTHON" benchmarks/gpu/bridge_tests.py --out "$OUT" --collect-only
+else
+  step bridge_tests 165 "$PYTHON" benchmarks/gpu/bridge_tests.py --out "$OUT" --limit 150
+fi
+
+# 4. throughput and memory
+if [ $DRY = 1 ]; then
+  step throughput 90 "$PYTHON" benchmarks/gpu/throughput.py --tiny --pairs 2 --prompt-tokens 8 \
+    --response-tokens 8 --batch 2 --new-tokens 4 --repeats 1 --out "$OUT"
+else
+  step throughput 120 "$PYTHON" benchmarks/gpu/throughput.py --out "$OUT"
+fi
+
+# 5. exact mode on the accelerator
+if [ $DRY = 1 ]; then
+  step exact_updates 90 "$PYTHON" benchmarks/exact_updates.py --quick --repeats 1 --out "$OUT/gpu_exact_updates"
+else
+  step exact_updates 150 "$PYTHON" benchmarks/exact_updates.py --repeats 1 --out "$OUT/gpu_exact_updates"
+fi
+
+echo >> "$LOG"
+echo "total $(( $(date +%s) - STARTED )) s" >> "$LOG"
+cat "$LOG"
+! grep -q "FAILED\|TIMED OUT" "$LOG"

@@ -1,0 +1,65 @@
+"""The bridge's second figure, ``curves.png``: win rate against π_ref, mean oracle reward and KL(π_t‖π_ref)
+per iteration side by side, with 95% bands over held-out prompts (``win_rate.png`` is drawn by
+:func:`sim.win_rate.plot_win_rate`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from llm_bridge.metrics import mean_with_interval
+
+
+def _heldout(out: Path, rule: str, iteration: int) -> dict | None:
+    """The held-out record of π_t (iteration 0: π_ref's own evaluation), or None if it was not kept."""
+    path = (
+        out / "reference" / "heldout_policy_000.json"
+        if iteration == 0
+        else out / rule / f"iter_{iteration:03d}" / "heldout.json"
+    )
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def plot_curves(table: pd.DataFrame, out: Path, path: Path) -> Path:
+    """Win rate vs π_ref, mean oracle reward and KL(π_t‖π_ref) per iteration, one curve per rule, with 95%
+    Student-t bands over held-out prompts (from each iteration's ``heldout.json``: rewards and the per-prompt
+    terms log π_t(y)/π_ref(y) of the KL estimate; a band is left out where a record lacks them)."""
+    out = Path(out)
+    figure = Figure(figsize=(13, 3.8))  # no pyplot: no global backend or figure registry is touched
+    axes = figure.subplots(1, 3)
+    rules = list(dict.fromkeys(table["rule"]))
+    for index, rule in enumerate(rules):
+        colour = f"C{index}"
+        rows = table[table["rule"] == rule].sort_values("iteration")
+        t = rows["iteration"].to_numpy().astype(int)
+        axes[0].plot(t, rows["win_rate"], marker="o", color=colour, label=rule)
+        axes[0].fill_between(t, rows["win_rate_low"], rows["win_rate_high"], color=colour, alpha=0.15)
+        for axis, key, column in (
+            (axes[1], "rewards", "mean_reward"),
+            (axes[2], "log_ratio_reference", "kl_reference"),
+        ):
+            axis.plot(t, rows[column], marker="o", color=colour, label=rule)
+            bands = [_heldout(out, rule, int(i)) for i in t]
+            if all(b is not None and b.get(key) is not None for b in bands):
+                intervals = np.array(
+                    [mean_with_interval(np.asarray(b[key], dtype=float), bounds=(-np.inf, np.inf)) for b in bands]
+                )
+                axis.fill_between(t, intervals[:, 1], intervals[:, 2], color=colour, alpha=0.15)
+    reference = table["reference_reward"].dropna()
+    if len(reference):
+        axes[1].axhline(float(reference.iloc[0]), color="grey", lw=0.8, ls="--", label="π_ref")
+    axes[0].axhline(0.5, color="grey", lw=0.8, ls="--")
+    titles = ("win rate of π_t vs π_ref", "mean oracle reward of π_t", "KL(π_t ‖ π_ref) (nats, Monte Carlo)")
+    for axis, title in zip(axes, titles):
+        axis.set_xlabel("iteration t")
+        axis.set_title(title, fontsize=10)
+        axis.set_xticks(sorted(set(table["iteration"].astype(int))))
+    axes[2].legend(frameon=False, fontsize=8, loc="upper left")
+    figure.suptitle("held-out prompts, 95% CIs over prompts", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    return Path(path)

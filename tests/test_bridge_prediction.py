@@ -1,0 +1,228 @@
+"""llm_bridge.prediction: the candidate game, the simulator's trajectories on it, the LM restricted to it,
+the comparison, and ``prefsim llm --predict`` (tiny local model, VADER oracle; nothing downloads)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from bandits.errors import PrefsimError
+from llm_bridge.loop import open_session
+from llm_bridge.prediction import (
+    CandidateGame,
+    compare_trajectories,
+    exact_trajectory,
+    restrict,
+    rule_ordering,
+    run_prediction,
+    sampled_trajectory,
+    summarise,
+    total_variation,
+    win_rate_against,
+)
+from llm_bridge.rules import build_bridge_rule
+from llm_bridge.spec import PredictionSpec, parse_spec
+from llm_bridge.tiny import build_tiny_model
+from sim.cli import main as prefsim_main
+
+PROMPTS = ["the movie was", "i love this", "tell me a story", "what a nice", "the weather is", "she said it"]
+
+
+def tiny_spec(model_dir, **prediction) -> dict:
+    return {
+        "iterations": 2,
+        "seed": 0,
+        "model": {"path": str(model_dir), "device": "cpu"},
+        "prompts": {"train": PROMPTS, "heldout": ["x"], "per_iteration": 2},
+        "generation": {"max_new_tokens": 4, "batch_size": 32},
+        "oracle": {"kind": "vader", "scale": 0.25},
+        "training": {"learning_rate": 3e-3, "epochs": 4, "batch_size": 8, "micro_batch_size": 8},
+        "rule": [
+            {"label": "inpo", "name": "inpo", "eta": 0.5, "tau": 0.1},
+            {"label": "dpo", "name": "dpo", "beta": 0.1, "pairs": "best_worst_by_win_rate", "samples": 2},
+        ],
+        "run": {"threads": 1},
+        "prediction": {"prompts": 6, "candidates": 4, "pairs_per_prompt": 8, **prediction},
+    }
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("tiny"), hidden_size=32)
+
+
+@pytest.fixture(scope="module")
+def study(model_dir, tmp_path_factory):
+    spec = parse_spec(tiny_spec(model_dir))
+    out = tmp_path_factory.mktemp("prediction")
+    session = open_session(spec, out, progress=False)
+    return spec, session, run_prediction(spec, session, out, progress=False), out
+
+
+def synthetic_game(seed=0, prompts=2, k=3) -> CandidateGame:
+    rng = np.random.default_rng(seed)
+    upper = rng.uniform(0.05, 0.95, (prompts, k, k))
+    preference = np.triu(upper, 1) + np.tril(1 - np.transpose(upper, (0, 2, 1)), -1) + 0.5 * np.eye(k)
+    logps = rng.normal(-6.0, 1.5, (prompts, k))
+    texts = [[f"r{m}{i}" for i in range(k)] for m in range(prompts)]
+    ids = [[[i + 1] for i in range(k)] for _ in range(prompts)]
+    return CandidateGame(
+        [f"p{m}" for m in range(prompts)], [[0]] * prompts, ids, texts, preference, np.full((prompts, k), np.nan), logps
+    )
+
+
+def test_candidate_game_is_the_oracle_game_with_pi_ref_restricted(study, model_dir):
+    _, session, result, _ = study
+    game = result.game
+    m, k = game.shape
+    assert (m, k) == (6, 4)
+    assert all(len(set(row)) == k for row in game.texts)  # distinct candidates
+    np.testing.assert_allclose(game.preference + np.transpose(game.preference, (0, 2, 1)), 1.0, atol=1e-12)
+    np.testing.assert_allclose(np.exp(game.log_reference).sum(axis=1), 1.0, atol=1e-12)
+    # VADER is Bradley–Terry: the rewards (vader / scale) reproduce P
+    implied = 1 / (1 + np.exp(-(game.rewards[:, :, None] - game.rewards[:, None, :])))
+    np.testing.assert_allclose(implied, game.preference, atol=1e-9)
+    # π_ref's sequence log-probability of one candidate, computed here from the model's full logits
+    model = session.policy
+    prompt, response = game.prompt_ids[1], game.response_ids[1][2]
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt + response])).logits[0].double().log_softmax(-1)
+    direct = sum(float(logits[len(prompt) - 1 + i, token]) for i, token in enumerate(response))
+    assert game.reference_logps[1, 2] == pytest.approx(direct, abs=1e-4)
+
+
+def test_exact_trajectory_is_inpo_closed_form():
+    game = synthetic_game()
+    rule = build_bridge_rule("inpo", {"eta": 0.5, "tau": 0.1})
+    path = exact_trajectory(rule, game, iterations=3, tau=0.1)
+    log_ref = game.log_reference
+    log_pi = log_ref.copy()
+    for t in range(3):
+        payoff = np.einsum("mij,mj->mi", game.preference, np.exp(log_pi))
+        log_pi = restrict((1 - 0.1 / 0.5) * log_pi + (0.1 / 0.5) * log_ref + payoff / 0.5)
+        np.testing.assert_allclose(path[t + 1], np.exp(log_pi), atol=1e-12)
+    np.testing.assert_allclose(path[0], np.exp(log_ref), atol=1e-12)
+
+
+def test_sampled_trajectory_approaches_exact_with_many_pairs():
+    game = synthetic_game(1)
+    rule = build_bridge_rule("inpo", {"eta": 0.5, "tau": 0.1})
+    exact = exact_trajectory(rule, game, 2, 0.1)
+    settings = PredictionSpec(sampled_learning_rate=0.05, sampled_inner_steps=400)
+    many = sampled_trajectory(rule, game, 2, 0.1, pairs=20_000, spec=settings, seed=0)
+    few = sampled_trajectory(rule, game, 2, 0.1, pairs=10, spec=settings, seed=0)
+    assert total_variation(many[1:], exact[1:]).max() < 0.03
+    assert total_variation(few[1:], exact[1:]).max() > 2 * total_variation(many[1:], exact[1:]).max()
+
+
+def test_comparison_metrics_on_hand_made_trajectories():
+    game = synthetic_game(2, prompts=2, k=2)
+    game.preference[:] = np.array([[0.5, 0.8], [0.2, 0.5]])
+    game.reference_logps[:] = np.log([0.5, 0.5])
+    lm = np.array([[[0.5, 0.5]] * 2, [[0.7, 0.3], [0.9, 0.1]]])
+    exact = np.array([[[0.5, 0.5]] * 2, [[0.8, 0.2], [0.8, 0.2]]])
+    table = compare_trajectories(game, {"a": {"lm": lm, "exact": exact, "sampled": exact}})
+    last = table[table["iteration"] == 1].sort_values("prompt")
+    np.testing.assert_allclose(last["tv_lm_exact"], [0.1, 0.1])
+    np.testing.assert_allclose(last["tv_lm_reference"], [0.2, 0.4])
+    # win rate against π_ref = (½, ½), by hand: Pπ_ref = (0.65, 0.35), so πᵀPπ_ref = 0.56 and 0.62
+    np.testing.assert_allclose(last["win_lm"], [0.56, 0.62])
+    assert win_rate_against(exact[1], game.preference, np.full((2, 2), 0.5))[0] == pytest.approx(0.59)
+    summary = summarise(table, resamples=200)
+    row = summary[summary["iteration"] == 1].iloc[0]
+    assert (
+        row["win_lm"] == pytest.approx(0.59)
+        and 0.56 - 1e-12 <= row["win_lm_low"] <= 0.59 <= row["win_lm_high"] <= 0.62 + 1e-12
+    )
+    # ordering: rule b = π_ref throughout loses to a under every engine
+    still = {"lm": lm[:1].repeat(2, 0), "exact": exact[:1].repeat(2, 0), "sampled": exact[:1].repeat(2, 0)}
+    both = compare_trajectories(game, {"a": {"lm": lm, "exact": exact, "sampled": exact}, "b": still})
+    order = rule_ordering(both, resamples=200).iloc[0]
+    assert order["lm_difference"] == pytest.approx(0.09) and order["exact_difference"] == pytest.approx(0.09)
+    assert order["agrees_exact"] and order["agrees_sampled"]
+
+
+def test_tiny_lm_follows_the_simulator_on_the_candidates(study):
+    _, _, result, out = study
+    summary = result.summary
+    last = summary[summary["iteration"] == summary["iteration"].max()].set_index("rule")
+    for rule in ("inpo", "dpo"):
+        row = last.loc[rule]
+        # the LM moved, toward what the simulator predicted: exact mode beats the null prediction "the LM stays
+        # at π_ref" on the candidates (paired over prompts), and the win rates agree within 0.05
+        assert row["tv_lm_reference"] > 0.2
+        assert row["gain_exact_low"] > 0.05
+        assert row["win_lm_low"] > 0.5 and abs(row["win_lm"] - row["win_exact"]) < 0.05
+    assert result.ordering["agrees_exact"].all()
+    assert len(result.lm_stats["inpo"]) == 2 and all(s["pairs"] == 6 * 8 for s in result.lm_stats["inpo"])
+    files = {p.name for p in (out / "prediction").iterdir()}
+    assert files == {"per_prompt.csv", "summary.csv", "ordering.csv", "game.json"}
+    stored = pd.read_csv(out / "prediction" / "per_prompt.csv")
+    assert set(stored["rule"]) == {"inpo", "dpo"} and len(stored) == 2 * 3 * 6
+    assert "lm_mass_change" in stored and stored[stored["iteration"] == 0]["lm_mass_change"].abs().max() == 0
+    assert json.loads((out / "prediction" / "game.json").read_text())["candidates"] == result.game.texts
+
+
+def test_lm_column_is_the_lm(model_dir, tmp_path):
+    """With a negligible learning rate the LM stays at π_ref while exact mode moves: the columns are not shared."""
+    raw = tiny_spec(model_dir)
+    raw["training"]["learning_rate"] = 1e-9
+    raw["iterations"] = 1
+    raw["rule"] = raw["rule"][:1]
+    spec = parse_spec(raw)
+    result = run_prediction(spec, open_session(spec, tmp_path, progress=False), None, progress=False)
+    last = result.summary.iloc[-1]
+    assert last["tv_lm_reference"] < 1e-4 and last["tv_exact_reference"] > 0.05
+
+
+def test_prefsim_llm_predict_cli(model_dir, tmp_path, capsys):
+    path = tmp_path / "spec.toml"
+    raw = tiny_spec(model_dir, prompts=3)
+    raw["iterations"] = 1
+    raw["rule"] = raw["rule"][:1]
+    lines = [f"iterations = {raw['iterations']}", "seed = 0"]
+    lines += ["[model]", f'path = "{model_dir}"', 'device = "cpu"']
+    lines += ["[prompts]", f"train = {json.dumps(PROMPTS)}", 'heldout = ["x"]']
+    lines += ["[generation]", "max_new_tokens = 4"]
+    lines += ["[training]", "learning_rate = 1e-2", "batch_size = 8", "micro_batch_size = 8"]
+    lines += ["[[rule]]", 'name = "inpo"', "eta = 0.5"]
+    lines += ["[prediction]", "prompts = 3", "candidates = 3"]
+    path.write_text("\n".join(lines) + "\n")
+    assert prefsim_main(["llm", str(path), "--out", str(tmp_path / "out"), "--predict"]) == 0
+    printed = capsys.readouterr().out
+    assert "TV(LM, exact)" in printed and (tmp_path / "out" / "prediction" / "summary.csv").is_file()
+    # the same directory again: a clear error, exit 2
+    assert prefsim_main(["llm", str(path), "--out", str(tmp_path / "out"), "--predict"]) == 2
+    assert "already holds a prediction study" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "prediction, message",
+    [
+        ({"candidates": 1}, "prediction.candidates must be an integer ≥ 2"),
+        ({"pairs": 3}, "prediction: unknown key(s) pairs"),
+        ({"sampled_optimizer": "lbfgs"}, "prediction.sampled_optimizer"),
+        ({"prompts": 0}, "prediction.prompts must be an integer ≥ 1"),
+    ],
+)
+def test_bad_prediction_table(model_dir, prediction, message):
+    with pytest.raises(PrefsimError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_spec(tiny_spec(model_dir, **prediction))
+
+
+def test_unsupported_rules_and_sizes_are_refused(model_dir, tmp_path):
+    raw = tiny_spec(model_dir)
+    raw["rule"] = [
+        {"name": "apo", "base": "dpo", "alpha": 0.3, "form": "implicit_reference", "pairs": "best_worst_by_win_rate"}
+    ]
+    spec = parse_spec(raw)
+    with pytest.raises(PrefsimError, match="parameter form only"):
+        run_prediction(spec, None, None, progress=False)
+    raw = tiny_spec(model_dir, prompts=7)
+    spec = parse_spec(raw)
+    with pytest.raises(PrefsimError, match="exceeds the 6 training prompts"):
+        run_prediction(spec, None, None, progress=False)

@@ -1,0 +1,59 @@
+"""benchmarks/gpu/run.sh in its CPU dry run: every step runs and writes its gpu_*.md (the GPU run itself
+needs a GPU; this checks that the script and its helpers work end to end, at toy sizes)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "gpu" / "run.sh"
+
+
+@pytest.fixture(scope="module")
+def dry_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gpu")
+    result = subprocess.run(
+        ["bash", str(SCRIPT), "--dry-run", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    return result, out
+
+
+def test_dry_run_passes_every_step(dry_run):
+    result, out = dry_run
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    log = (out / "gpu_run_log.md").read_text()
+    for step in ("environment", "cuda_checks", "bridge_tests", "throughput", "exact_updates"):
+        assert f"| {step} | ok |" in log, log
+    assert "--dry-run (CPU, tiny; not a GPU measurement)" in log
+
+
+def test_dry_run_reports(dry_run):
+    _, out = dry_run
+    checks = (out / "gpu_cuda_checks.md").read_text()
+    assert checks.count("| pass |") == 3 and "dry run, not a GPU" in checks
+    assert "ok |" in (out / "gpu_environment.md").read_text()
+    tests = (out / "gpu_bridge_tests.md").read_text()
+    collected = int(re.search(r"summary: (\d+)(?:/\d+)? tests? collected", tests).group(1))
+    assert collected > 50, tests
+    throughput = json.loads((out / "gpu_throughput.json").read_text())
+    assert throughput["tiny"] and [m["name"] for m in throughput["models"]] == [
+        "tiny_smollm2_shape",
+        "tiny_llama_shape",
+    ]
+    for model in throughput["models"]:
+        ratios = model["steps"]["ratio_to_dpo"]
+        assert set(ratios) == {"dpo", "online_ipo", "inpo", "sppo", "dno", "nash_md", "apo(dpo)"}
+        assert ratios["dpo"] == 1.0 and all(r > 0 for r in ratios.values())
+        assert model["master_dtypes"] == ["torch.float32"] and model["generation"]["tokens_per_second"] > 0
+    assert "not a GPU measurement" in (out / "gpu_throughput.md").read_text()
+    assert (out / "gpu_exact_updates.md").is_file() and (out / "gpu_exact_updates.json").is_file()
+
+
+def test_bad_argument_is_an_error():
+    result = subprocess.run(["bash", str(SCRIPT), "--fast"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and "error: unknown argument --fast" in result.stderr
