@@ -26,6 +26,7 @@ import argparse
 import json
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -50,8 +51,29 @@ class Terminated(KeyboardInterrupt):
     """Raised in the main thread when SIGTERM arrives, so it unwinds like Ctrl-C (files closed, lock released)."""
 
 
+#: Set when SIGTERM arrives.  The handler also raises :class:`Terminated`, but Python drops an exception
+#: raised while a garbage-collection callback runs (JAX registers one), so progress calls between rules
+#: and figures check this flag too (:class:`_StoppableProgress`) and raise it again.
+_TERMINATION_REQUESTED = threading.Event()
+
+
 def _raise_terminated(signum, frame):
+    _TERMINATION_REQUESTED.set()
     raise Terminated()
+
+
+class _StoppableProgress(Progress):
+    """:class:`Progress` that stops the command at its next message or step once SIGTERM has arrived."""
+
+    def __call__(self, message: str) -> None:
+        if _TERMINATION_REQUESTED.is_set():
+            raise Terminated()
+        super().__call__(message)
+
+    def stage(self, index: int, total: int, label: str, unit: str = "rules") -> None:
+        if _TERMINATION_REQUESTED.is_set():
+            raise Terminated()
+        super().stage(index, total, label, unit)
 
 
 PLUGIN_GROUP = "prefsim.commands"
@@ -65,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_BAD_INPUT
     enable_compile_cache()  # a repeated run of seen shapes compiles nothing (off: PREFSIM_NO_COMPILE_CACHE=1)
+    _TERMINATION_REQUESTED.clear()
     try:
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
     except ValueError:  # not the main thread (main() called from a worker thread): leave SIGTERM alone
@@ -239,7 +262,7 @@ def _run(args) -> int:
     # --out "" is passed on as given (and refused by the directory check), not replaced by the default
     out = args.out if args.out is not None else str(default_out(args.spec, spec, shard))
     chosen, at = _summary_options(args, spec)
-    say = Progress(mode="quiet" if args.quiet else "auto")
+    say = _StoppableProgress(mode="quiet" if args.quiet else "auto")
     rules = spec.rules if shard is None else shard_rules(spec, *shard)
     which = "" if shard is None else f"shard {shard[0]}/{shard[1]}: "
     say(f"prefsim: {which}{len(rules)} rule table(s), {len(spec.seeds)} seed(s), {spec.iterations} iterations → {out}")
@@ -257,7 +280,7 @@ def _run(args) -> int:
 def _merge(args) -> int:
     from sim.merge import merge_shards
 
-    say = Progress(mode="quiet" if args.quiet else "auto")
+    say = _StoppableProgress(mode="quiet" if args.quiet else "auto")
     table, spec = merge_shards(args.shards, args.out, progress=say)
     chosen, at = _summary_options(args, spec)
     say.finish()
@@ -349,7 +372,7 @@ def _plot(args) -> int:
     from sim.win_rate import is_win_rate_directory, plot_win_rate, read_win_rate_table
 
     directory = Path(args.directory)
-    say = Progress(mode="quiet" if args.quiet else "auto")
+    say = _StoppableProgress(mode="quiet" if args.quiet else "auto")
     if is_win_rate_directory(directory):  # a `prefsim llm` run (finished or in progress)
         path = plot_win_rate(read_win_rate_table(directory), directory / "win_rate.png")
         say(f"wrote {path}")

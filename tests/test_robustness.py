@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 
 import sim
+import sim.cli as cli_module
 import sim.experiment as experiment
 from bandits.errors import PrefsimError
 from bandits.games import build_game
@@ -529,6 +530,32 @@ def test_sigterm_is_an_orderly_stop_and_resume_finishes_the_run(tmp_path, capsys
     table = pd.read_csv(out / "metrics.csv")
     assert set(table["rule"]) == {"first", "slow[eta=1]", "slow[eta=2]", "slow[eta=3]"}
     assert np.isfinite(table["kl_to_nash"]).all()
+
+
+def test_a_sigterm_whose_exception_was_swallowed_still_stops_at_the_next_rule(tmp_path, capsys, monkeypatch):
+    """Python drops an exception raised by a signal handler while a garbage-collection callback runs (JAX
+    registers one): the handler's flag stops the run at the next progress call, before any result is written."""
+    spec = write(
+        tmp_path / "two.toml",
+        'iterations = 20\nseeds = 2\n[game]\nkind = "random"\narms = 4\ntau = 0.2\n'
+        '[[rule]]\nname = "mmd"\nlabel = "first"\n[[rule]]\nname = "inpo"\nlabel = "second"\neta = 1.0\n',
+    )
+    real = experiment.simulate_grid
+
+    def swallowed_sigterm(*args, **kwargs):
+        cli_module._TERMINATION_REQUESTED.set()  # as _raise_terminated does, minus the exception Python lost
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(experiment, "simulate_grid", swallowed_sigterm)
+    out = tmp_path / "out"
+    status, _, err = cli(capsys, "run", spec, "--out", out, "--no-plots")
+    assert status == 143, err
+    assert err.startswith("terminated (SIGTERM): finished parts are saved") and "Traceback" not in err
+    assert not (out / "metrics.csv").exists() and not (out / "parts" / "second.csv").exists()
+    monkeypatch.setattr(experiment, "simulate_grid", real)
+    status, stdout, err = cli(capsys, "run", spec, "--out", out, "--no-plots", "--resume")  # main clears the flag
+    assert status == 0, err
+    assert set(pd.read_csv(out / "metrics.csv")["rule"]) == {"first", "second"}
 
 
 # ---------------------------------------------------------------------------------------------- prefsim llm
