@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bandits.errors import PrefsimError
-from llm_bridge.shards import merge_llm_shards, shard_entries, shard_record
 from sim.shards import parse_shard
 
 #: Top-level modules of the ``llm`` extra (pyproject.toml) that the bridge imports.
@@ -80,6 +79,7 @@ class LlmCommand:
             from accelerate import PartialState
 
             from llm_bridge.loop import run_bridge
+            from llm_bridge.shards import merge_llm_shards, shard_entries, shard_record
             from llm_bridge.spec import load_spec
         except ModuleNotFoundError as exc:
             raise missing_extra_error(exc) from None

@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from bandits.errors import PrefsimError
 from sim.shards import check_shard_count
@@ -147,7 +148,7 @@ def run_commands(commands: list, env: dict, cwd: str) -> list[int]:
     return codes
 
 
-def submit(plan: dict, args: argparse.Namespace, env: dict, logs: Path):
+def submit(plan: dict, args: argparse.Namespace, env: dict, logs: Path) -> tuple[list, Any]:
     """Submit the array and the merge job with submitit; returns ``(array jobs, merge job)``."""
     try:
         import submitit
@@ -183,7 +184,7 @@ def submit(plan: dict, args: argparse.Namespace, env: dict, logs: Path):
     return jobs, merge
 
 
-def wait_for(job, what: str):
+def wait_for(job: Any, what: str) -> Any:
     """The job's result, or a :class:`PrefsimError` naming the job and its log (no scheduler traceback)."""
     try:
         return job.result()

@@ -169,7 +169,15 @@ def test_implicit_reference_apo_through_the_loop_shifts_the_reference_by_its_clo
     t = 0 it is log π_ref.  α → −α, or the two checkpoints' scores swapped, fails by far more than the
     float32 scoring noise (asserted)."""
     alpha = 0.5
-    rule = {"name": "apo", "base": "dpo", "beta": 0.5, "alpha": alpha, "form": "implicit_reference", "samples": 3}
+    rule = {
+        "name": "apo",
+        "base": "dpo",
+        "beta": 0.5,
+        "alpha": alpha,
+        "form": "implicit_reference",
+        "pairs": "best_worst_by_win_rate",
+        "samples": 3,
+    }
     spec = parse_spec(_raw(tiny_llama, [rule], iterations=3, training={"learning_rate": 5e-2}))
     seen = []
     real = bridge_loop.records_to_tensors
