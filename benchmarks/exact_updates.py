@@ -39,6 +39,7 @@ import platform
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -786,11 +787,16 @@ def main(argv=None):
         )
     print(f"total {report['total_seconds']:.1f} s")
     if not args.no_write:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".json").write_text(json.dumps(report, indent=2, default=float) + "\n", encoding="utf-8")
-        out.with_suffix(".md").write_text(markdown(report), encoding="utf-8")
-        print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+        write_report(report, out, markdown)
     return report
+
+
+def write_report(report: dict, out: Path, markdown: Callable[[dict], str]) -> None:
+    """Write ``out.json`` (the report) and ``out.md`` (``markdown(report)``), creating the folder."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2, default=float) + "\n", encoding="utf-8")
+    out.with_suffix(".md").write_text(markdown(report), encoding="utf-8")
+    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ because on a shared machine a load above the core count inflates every timing.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -445,10 +444,7 @@ def main(argv=None) -> dict:
         )
     print(f"total {report['total_seconds']:.0f} s")
     if not args.no_write:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".json").write_text(json.dumps(report, indent=2, default=float) + "\n", encoding="utf-8")
-        out.with_suffix(".md").write_text(markdown(report), encoding="utf-8")
-        print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+        eu.write_report(report, out, markdown)
     return report
 
 
