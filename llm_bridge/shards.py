@@ -20,7 +20,7 @@ import pandas as pd
 
 from bandits.errors import PrefsimError
 from llm_bridge.spec import BridgeSpec
-from sim.shards import deal
+from sim.shards import deal, order_shards
 from sim.win_rate import plot_win_rate
 
 
@@ -59,7 +59,6 @@ def merge_llm_shards(spec: BridgeSpec, directories: list, out: Path) -> pd.DataF
         manifests.append((directory, manifest))
     reference_dir, reference = manifests[0]
     count = int(reference["shard"]["count"])
-    by_index: dict[int, Path] = {}
     for directory, manifest in manifests:
         shard = manifest["shard"]
         if manifest.get("versions") != reference.get("versions") or int(shard["count"]) != count:
@@ -68,22 +67,16 @@ def merge_llm_shards(spec: BridgeSpec, directories: list, out: Path) -> pd.DataF
                 f"{manifest.get('versions')}, but {str(reference_dir)!r} is shard of {count} with versions "
                 f"{reference.get('versions')}."
             )
-        index = int(shard["index"])
-        if index in by_index:
-            raise PrefsimError(
-                f"shard {index}/{count} is given twice: {str(by_index[index])!r} and {str(directory)!r}."
-            )
-        by_index[index] = directory
-    missing = [i for i in range(count) if i not in by_index]
-    if missing:
-        described = "; ".join(
-            f"{i}/{count} (rules {', '.join(e.label for e in shard_entries(spec, i, count))})" for i in missing
-        )
-        raise PrefsimError(f"missing shard(s): {described}; run them with --shard I/N and merge every shard.")
+    ordered = order_shards(
+        [(directory, int(manifest["shard"]["index"])) for directory, manifest in manifests],
+        count,
+        lambda i: f"rules {', '.join(entry.label for entry in shard_entries(spec, i, count))}",
+        "--shard I/N",
+    )
     frames = []
     for index in range(count):
         for entry in shard_entries(spec, index, count):
-            rule_dir = by_index[index] / entry.label
+            rule_dir = ordered[index] / entry.label
             state = rule_dir / "state.json"
             finished = json.loads(state.read_text())["finished"] if state.is_file() else 0
             if finished != spec.iterations:
@@ -97,7 +90,7 @@ def merge_llm_shards(spec: BridgeSpec, directories: list, out: Path) -> pd.DataF
     out.mkdir(parents=True, exist_ok=True)
     manifest = {
         **{key: value for key, value in reference.items() if key != "shard"},
-        "merged_from": [{"directory": str(by_index[i]), "shard": f"{i}/{count}"} for i in range(count)],
+        "merged_from": [{"directory": str(ordered[i]), "shard": f"{i}/{count}"} for i in range(count)],
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
     table.to_csv(out / "metrics.csv", index=False)

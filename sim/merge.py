@@ -46,7 +46,7 @@ from sim.results_io import (
     remove_stale_parts,
     write_files_atomic,
 )
-from sim.shards import shard_plan
+from sim.shards import order_shards, shard_plan
 from sim.spec import ExperimentSpec, parse_spec
 
 
@@ -121,28 +121,21 @@ def check_shards(directories: Sequence[str | os.PathLike]) -> tuple[ExperimentSp
         )
     count = int(reference["shard"]["count"])
     plan = shard_plan(spec, count)
-    by_index: dict[int, Path] = {}
     for path, manifest in zip(paths, manifests):
         index = int(manifest["shard"]["index"])
-        if index in by_index:
-            raise PrefsimError(
-                f"shard {index}/{count} is given twice: {str(by_index[index])!r} and {str(path)!r}; give each once."
-            )
         expected = [rule.label for rule in plan[index]]
         if list(manifest["shard"]["labels"]) != expected:
             raise PrefsimError(
                 f"{str(path)!r} holds rule tables {', '.join(manifest['shard']['labels'])} as shard {index}/{count}, "
                 f"but that shard holds {', '.join(expected)}; it was not written by this prefsim's `--shard`."
             )
-        by_index[index] = path
-    missing = [index for index in range(count) if index not in by_index]
-    if missing:
-        described = "; ".join(f"{i}/{count} (rule tables {', '.join(r.label for r in plan[i])})" for i in missing)
-        raise PrefsimError(
-            f"missing shard(s): {described}; run them with `prefsim run SPEC --out DIR --shard I/N` and merge "
-            "every shard."
-        )
-    return spec, [by_index[index] for index in range(count)], reference
+    ordered = order_shards(
+        [(path, int(manifest["shard"]["index"])) for path, manifest in zip(paths, manifests)],
+        count,
+        lambda i: f"rule tables {', '.join(rule.label for rule in plan[i])}",
+        "`prefsim run SPEC --out DIR --shard I/N`",
+    )
+    return spec, ordered, reference
 
 
 @in_float64

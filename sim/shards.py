@@ -19,6 +19,8 @@ seeds and iterations).  Shards count from 0, like ``SLURM_ARRAY_TASK_ID`` and a 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from bandits.errors import PrefsimError
 from sim.spec import ExperimentSpec, RuleSpec
@@ -86,3 +88,20 @@ def shard_record(spec: ExperimentSpec, index: int, count: int) -> dict:
         "labels": [rule.label for rule in shard_rules(spec, index, count)],
         "tables": len(spec.rules),
     }
+
+
+def order_shards(shards: Sequence[tuple[Path, int]], count: int, holds: Callable[[int], str], rerun: str) -> list[Path]:
+    """The directory of each shard index 0 … count − 1 from ``(directory, index)`` pairs: a clear error when
+    an index is given twice or missing (``holds(i)`` says what shard i holds; ``rerun`` how to compute it)."""
+    by_index: dict[int, Path] = {}
+    for path, index in shards:
+        if index in by_index:
+            raise PrefsimError(
+                f"shard {index}/{count} is given twice: {str(by_index[index])!r} and {str(path)!r}; give each once."
+            )
+        by_index[index] = path
+    missing = [index for index in range(count) if index not in by_index]
+    if missing:
+        described = "; ".join(f"{i}/{count} ({holds(i)})" for i in missing)
+        raise PrefsimError(f"missing shard(s): {described}; run them with {rerun} and merge every shard.")
+    return [by_index[index] for index in range(count)]
