@@ -8,7 +8,9 @@ With ``out``: the directory is checked before anything is computed and locked wh
 (:mod:`sim.results_io`); each ``[[rule]]`` table's results are written as soon as they are computed,
 atomically and with a checksum, to ``out/parts/<label>.csv`` (parts of labels no longer in the spec are
 removed; a part's fingerprint covers the spec without the other rules, see :func:`part_fingerprint`),
-and its final policies to ``out/final_policies/<label>.npz``; ``metrics.csv`` (all rows), ``bounds.csv``
+and its final policies to ``out/final_policies/<label>.npz``; with ``[run] seed_block`` each seed block
+of a table is its own part, ``<label>@block-<i>`` (:class:`sim.shards.WorkPart`), and the table's rows are
+its blocks' rows in the unblocked order (:func:`assemble_parts`); ``metrics.csv`` (all rows), ``bounds.csv``
 (the theory bounds that apply, :mod:`sim.bounds_table`), ``headtohead.csv`` (:mod:`sim.headtohead`) and
 ``manifest.json`` (spec, seeds, package versions, git commit and dirty flag, the target's duality gap,
 the degenerate-run warnings of :mod:`sim.diagnostics`) replace the previous files together at the end, so
@@ -29,7 +31,7 @@ import os
 import platform
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -62,7 +64,7 @@ from sim.results_io import (
 from sim.rules import build_rule
 from sim.sampled.experiment import SampledInputs, build_sampled_inputs, run_sampled_rule
 from sim.seed_games import build_game, build_games, unregularised_targets  # noqa: F401  (re-exported)
-from sim.shards import shard_record, shard_rules
+from sim.shards import WorkPart, shard_record, shard_work, work_parts
 from sim.shared_engine import raise_if_diverged
 from sim.spec import ExperimentSpec, RuleSpec, load_spec, parse_spec
 from sim.sweep_runs import run_field_sweep
@@ -87,20 +89,21 @@ def run(
       out: optional result directory (created); see the module docstring for its contents.
       resume: reuse finished parts in ``out`` whose fingerprint matches this spec.
       progress: optional callable receiving one-line progress messages; when it has a ``stage``
-        method (:class:`sim.progress.Progress`) it is also told when each rule table starts.
-      shard: ``(I, N)``: run only the rule tables of shard I of N (:mod:`sim.shards`); ``out`` then
-        holds a shard directory (parts, final policies, its rows in ``metrics.csv`` and a manifest
-        naming the shard) for ``prefsim merge``, and no bounds or head-to-head table.
+        method (:class:`sim.progress.Progress`) it is also told when each part starts.
+      shard: ``(I, N)``: run only the parts (rule tables, or seed blocks of them) of shard I of N
+        (:mod:`sim.shards`); ``out`` then holds a shard directory (parts, final policies, its rows in
+        ``metrics.csv`` and a manifest naming the shard) for ``prefsim merge``, and no bounds or
+        head-to-head table.
     """
     if isinstance(spec, (str, os.PathLike)):
         spec = load_spec(spec)
     spec = parse_spec(spec)
     say = progress or (lambda message: None)
-    rules = spec.rules if shard is None else shard_rules(spec, *shard)
+    parts = work_parts(spec) if shard is None else shard_work(spec, *shard)
     say(describe_memory(check_memory(spec)))
     if out is None:
         return _run_checked(spec, None, resume, say, progress, shard)
-    out = check_output_directory(out, [rule.label for rule in rules])
+    out = check_output_directory(out, [work.name for work in parts])
     with output_lock(out):
         return _run_checked(spec, out, resume, say, progress, shard)
 
@@ -148,49 +151,107 @@ def _run_checked(
         return run_field_sweep(spec, out, resume, say, progress, _run_checked)
     started = time.time()
     inputs = prepare_run(spec)
-    games, game_axes, targets, unregularised, sampled, record, manifest = inputs
-    rules = spec.rules if shard is None else shard_rules(spec, *shard)
+    record, manifest = inputs.record, inputs.manifest
     if shard is not None:
         manifest["shard"] = shard_record(spec, *shard)
     if out is not None:
         write_files_atomic({out / RUNNING_MANIFEST: json_bytes(manifest)})
-        for path in remove_stale_parts(out, [rule.label for rule in rules]):
-            say(f"removed {path}: its rule is no longer in the spec")
+        kept = [work.name for work in (work_parts(spec) if shard is None else shard_work(spec, *shard))]
+        for path in remove_stale_parts(out, kept):
+            say(f"removed {path}: its rule (or seed block) is no longer in the spec")
 
-    frames = []
-    finals = {}
-    stage = getattr(say, "stage", None)  # a sim.progress.Progress shows a bar / a line per rule
-    for index, rule in enumerate(rules):
+    parts = work_parts(spec) if shard is None else shard_work(spec, *shard)
+    frames, finals = [], []
+    stage = getattr(say, "stage", None)  # a sim.progress.Progress shows a bar / a line per part
+    for index, work in enumerate(parts):
         if stage is not None:
-            stage(index, len(rules), f"running {rule.label}")
-        part = out / "parts" / f"{rule.label}.csv" if out is not None else None
-        rule_fingerprint = part_fingerprint(spec, rule)
+            stage(index, len(parts), f"running {work.name}")
+        part = out / "parts" / f"{work.name}.csv" if out is not None else None
+        rule_fingerprint = part_fingerprint(spec, work.rule)
         if resume and part is not None:
-            stored, reason = read_part(part, rule_fingerprint, expected_part_rows(spec, rule, record))
+            stored, reason = read_part(part, rule_fingerprint, expected_part_rows(spec, work, record))
             if stored is not None:
-                say(f"{rule.label}: already computed, loaded from {part}")
+                say(f"{work.name}: already computed, loaded from {part}")
                 frames.append(stored)
-                finals.update(load_final_policies(out, rule.label, rule_fingerprint))
+                finals.append(load_final_policies(out, work.name, rule_fingerprint))
                 continue
             if reason:
-                say(f"{rule.label}: recomputing: {reason}")
+                say(f"{work.name}: recomputing: {reason}")
         tic = time.time()
-        if sampled is None:
-            frame = run_rule(rule, spec, games, game_axes, targets, record, unregularised)
-        else:
-            frame = run_sampled_rule(rule, spec, sampled, record)
-        say(f"{rule.label}: {len(frame)} rows in {time.time() - tic:.1f} s")
+        frame = run_part(work, spec, inputs)
+        say(f"{work.name}: {len(frame)} rows in {time.time() - tic:.1f} s")
         if part is not None:
-            save_final_policies(out, rule.label, rule_fingerprint, frame.attrs[FINAL_POLICY])
+            save_final_policies(out, work.name, rule_fingerprint, frame.attrs[FINAL_POLICY])
             write_part(part, frame, rule_fingerprint)
-        finals.update(frame.attrs.pop(FINAL_POLICY))  # out of attrs: pandas compares attrs when concatenating
+        finals.append(frame.attrs.pop(FINAL_POLICY))  # out of attrs: pandas compares attrs when concatenating
         frames.append(frame)
-    return finish_run(spec, out, inputs, frames, finals, started, progress, shard is not None)
+    tables, policies = assemble_parts(parts, frames, finals)
+    return finish_run(spec, out, inputs, tables, policies, started, progress, shard is not None)
 
 
-def expected_part_rows(spec: ExperimentSpec, rule: RuleSpec, record: np.ndarray) -> int:
-    """Rows of one rule table's part: grid points × seeds × recorded iterations."""
-    return len(rule.grid_labels()) * len(spec.seeds) * len(record)
+def run_part(work: WorkPart, spec: ExperimentSpec, inputs: RunInputs) -> pd.DataFrame:
+    """The rows of one part: a whole rule table, or its seed block (the spec's seeds and the inputs sliced)."""
+    if work.block is not None:
+        spec = dataclasses.replace(spec, seeds=spec.seeds[work.start : work.stop])
+        inputs = block_inputs(inputs, work.start, work.stop)
+    if inputs.sampled is None:
+        return run_rule(
+            work.rule, spec, inputs.games, inputs.game_axes, inputs.targets, inputs.record, inputs.unregularised
+        )
+    return run_sampled_rule(work.rule, spec, inputs.sampled, inputs.record)
+
+
+def block_inputs(inputs: RunInputs, start: int, stop: int) -> RunInputs:
+    """The inputs of seeds ``start`` … ``stop − 1`` (by index): leaves batched over seeds sliced, shared leaves
+    kept.  Every block is cut from the whole spec's games, targets and keys, so a block holds exactly what
+    the unblocked run gives its seeds (π*_τ of all seeds comes from one batched solve, :func:`build_games`)."""
+
+    def cut(stacked, axes):
+        return type(stacked)(*(leaf if axis is None else leaf[start:stop] for leaf, axis in zip(stacked, axes)))
+
+    sampled = inputs.sampled
+    if sampled is not None:
+        sampled = SampledInputs(cut(sampled.problems, sampled.axes), sampled.axes, sampled.keys[start:stop])
+    return inputs._replace(
+        games=cut(inputs.games, inputs.game_axes),
+        targets=inputs.targets[start:stop],
+        unregularised=None if inputs.unregularised is None else inputs.unregularised[start:stop],
+        sampled=sampled,
+    )
+
+
+def assemble_parts(
+    parts: Sequence[WorkPart], frames: Sequence[pd.DataFrame], finals: Sequence[dict]
+) -> tuple[list[pd.DataFrame], dict]:
+    """``(tables, final policies)`` from the parts' rows and final policies: one table per rule, in the order
+    of ``parts``, its blocks' rows in the unblocked table's order (grid point, seed, iteration), and each grid
+    label's π_T of every seed run (a rule with a block whose final policies are missing is left out)."""
+    grouped: dict[str, tuple[RuleSpec, list, list]] = {}
+    for work, frame, final in zip(parts, frames, finals):
+        grouped.setdefault(work.rule.label, (work.rule, [], []))
+        grouped[work.rule.label][1].append(frame)
+        grouped[work.rule.label][2].append(final)
+    tables, policies = [], {}
+    for rule, blocks, block_finals in grouped.values():
+        if len(blocks) == 1:
+            tables.append(blocks[0])
+        else:
+            frame = pd.concat(blocks, ignore_index=True)
+            position = {label: i for i, (label, _) in enumerate(rule.grid_labels())}
+            order = np.argsort(frame["rule"].map(position).to_numpy(), kind="stable")  # blocks are in seed order
+            tables.append(frame.iloc[order].reset_index(drop=True))
+        if all(block_finals):
+            policies.update(
+                {label: np.concatenate([np.asarray(f[label]) for f in block_finals]) for label in block_finals[0]}
+            )
+    return tables, policies
+
+
+def expected_part_rows(spec: ExperimentSpec, work: RuleSpec | WorkPart, record: np.ndarray) -> int:
+    """Rows of one part: grid points × its seeds (a rule table: all the spec's) × recorded iterations."""
+    if isinstance(work, WorkPart):
+        return work.cost * len(record)
+    return len(work.grid_labels()) * len(spec.seeds) * len(record)
 
 
 def finish_run(

@@ -7,13 +7,14 @@
 * :data:`MAX_SEEDS` = 10⁶ seeds: each seed is its own game and trajectory; the spec parser would
   otherwise build a list of all of them before anything else.
 * :func:`memory_estimate` — bytes a run holds at once, by part: the preference matrices P, the
-  policies and state of the vmapped trajectories (``grid·S·K`` per vector), the recordings
-  (``grid·S·R`` per metric, plus the table), and in sampled mode the labelled pairs of one iteration
-  (``grid·S·N``) and the policy features.  P counts once when every seed shares it, and ``2·S·K²``
-  when it is drawn per seed (the per-seed matrices and their stack), plus one float64 copy while a
-  game is built.  It is a lower bound of the peak (XLA's workspace comes on top), so a run it refuses
-  cannot fit; :func:`check_memory` compares it with the memory the machine has available
-  (``MemAvailable`` of ``/proc/meminfo``, else ``sysconf``).
+  policies and state of the vmapped trajectories (``grid·B·K`` per vector, B the seeds of one call:
+  ``[run] seed_block``, else all S), the recordings (``grid·B·R`` per metric, plus the table of all S
+  seeds), and in sampled mode the labelled pairs of one iteration (``grid·B·N``) and the policy
+  features.  P counts once when every seed shares it, and ``2·S·K²`` when it is drawn per seed (the
+  per-seed matrices and their stack), plus one float64 copy while a game is built.  It is a lower bound
+  of the peak (XLA's workspace comes on top), so a run it refuses cannot fit; :func:`check_memory`
+  compares it with the memory the machine has available (``MemAvailable`` of ``/proc/meminfo``, else
+  ``sysconf``).
 """
 
 from __future__ import annotations
@@ -106,30 +107,33 @@ def memory_estimate(spec: Any) -> dict:
     """Bytes by part (``preference``, ``policies``, ``recordings``, ``pairs``, ``features``) for ``spec``.
 
     ``spec`` is a parsed :class:`sim.spec.ExperimentSpec`; see the module docstring for the formulas.
-    The grid is the largest ``[[rule]]`` table's (rules run one after another).
+    The grid is the largest ``[[rule]]`` table's (rules run one after another); with ``[run] seed_block``
+    the trajectories, pairs and features are one block's (blocks run one after another), while the games
+    and the results table hold every seed.
     """
     itemsize = 8 if spec.precision == "float64" else 4
     arms = _arms(spec)
     seeds = len(spec.seeds)
+    block = seeds if spec.run.seed_block is None else min(seeds, int(spec.run.seed_block))
     grid = max(len(rule.grid_labels()) for rule in spec.rules)
     labels = sum(len(rule.grid_labels()) for rule in spec.rules)
     recorded = recorded_count(spec.iterations, spec.record_every)
     estimate = {
         "preference": (2 * seeds * arms * arms * itemsize if _preference_per_seed(spec) else arms * arms * itemsize)
         + arms * arms * 8,
-        "policies": STATE_VECTORS * grid * seeds * arms * itemsize,
-        "recordings": TABLE_COLUMNS * (grid * seeds * recorded * itemsize + 2 * labels * seeds * recorded * 8),
+        "policies": STATE_VECTORS * grid * block * arms * itemsize,
+        "recordings": TABLE_COLUMNS * (grid * block * recorded * itemsize + 2 * labels * seeds * recorded * 8),
         "pairs": 0,
         "features": 0,
     }
     run = spec.run
     if run.mode == "sampled":
         pairs = int(run.offline_pairs or 0) if run.data == "offline" else int(run.pairs_per_iteration)
-        estimate["pairs"] = PAIR_BYTES * grid * seeds * pairs
+        estimate["pairs"] = PAIR_BYTES * grid * block * pairs
         if run.policy != "tabular":
             dimension = arms if run.features == "one_hot" and run.problem == "game" else int(run.feature_dim)
             width = int(run.mlp_width) if run.policy == "mlp" else 1
-            estimate["features"] = grid * seeds * (arms * dimension + 4 * arms * width) * itemsize
+            estimate["features"] = grid * block * (arms * dimension + 4 * arms * width) * itemsize
     return estimate
 
 
@@ -154,7 +158,7 @@ def check_memory(spec: Any, available: int | None = None) -> dict:
         raise PrefsimError(
             f"memory: this run needs at least {_gib(total)} ({parts}; K = {_arms(spec)} arms, "
             f"{len(spec.seeds)} seed(s)), but the machine has {_gib(available)} available. Reduce game.arms, "
-            "the seeds, the sweep, pairs_per_iteration or the recorded iterations (record_every), or run the "
-            "seeds in several parts."
+            "the seeds, the sweep, pairs_per_iteration or the recorded iterations (record_every), or set [run] "
+            "seed_block to run each rule table's seeds in blocks of that many."
         )
     return estimate

@@ -7,11 +7,13 @@ Checks, each failing with a :class:`~bandits.errors.PrefsimError` that names the
   and the same shard count N, and this prefsim computes that fingerprint too (the code that merges is
   the code that ran them);
 * the shards cover shards 0 … N−1 exactly once (a missing one is named with its rule tables, a
-  duplicated one with both directories), and each holds the tables :func:`sim.shards.shard_plan` gives it;
+  duplicated one with both directories), and each holds the parts :func:`sim.shards.shard_parts` gives it
+  (rule tables, or with ``[run] seed_block`` seed blocks of them);
 * every part passes the checks of ``--resume`` (fingerprint, checksum, row count).
 
 The merged directory is then written by the code that ends an unsharded run
-(:func:`sim.experiment.finish_run`): the parts in spec order give ``metrics.csv`` (the same bytes as the
+(:func:`sim.experiment.finish_run`): the parts in spec order, seed blocks assembled as the unsharded run
+assembles them (:func:`sim.experiment.assemble_parts`), give ``metrics.csv`` (the same bytes as the
 unsharded run), and ``bounds.csv``, ``headtohead.csv`` and the run warnings are computed from the
 merged table and the final policies of every rule.  The parts and final policies are copied too, so
 ``prefsim run --resume`` on the merged directory reuses them.
@@ -30,6 +32,7 @@ import pandas as pd
 from bandits.errors import PrefsimError
 from sim.experiment import (
     FINAL_POLICIES,
+    assemble_parts,
     expected_part_rows,
     finish_run,
     load_final_policies,
@@ -46,7 +49,7 @@ from sim.results_io import (
     remove_stale_parts,
     write_files_atomic,
 )
-from sim.shards import order_shards, shard_plan
+from sim.shards import order_shards, shard_parts, work_parts
 from sim.spec import ExperimentSpec, parse_spec
 
 
@@ -120,22 +123,29 @@ def check_shards(directories: Sequence[str | os.PathLike]) -> tuple[ExperimentSp
             f"their spec the fingerprint {spec_fingerprint(spec)} (other code); merge with the prefsim that ran them."
         )
     count = int(reference["shard"]["count"])
-    plan = shard_plan(spec, count)
+    plan = shard_parts(spec, count)
     for path, manifest in zip(paths, manifests):
         index = int(manifest["shard"]["index"])
-        expected = [rule.label for rule in plan[index]]
-        if list(manifest["shard"]["labels"]) != expected:
+        expected = [work.name for work in plan[index]]
+        held = manifest["shard"].get("parts", manifest["shard"]["labels"])
+        if list(held) != expected:
             raise PrefsimError(
-                f"{str(path)!r} holds rule tables {', '.join(manifest['shard']['labels'])} as shard {index}/{count}, "
-                f"but that shard holds {', '.join(expected)}; it was not written by this prefsim's `--shard`."
+                f"{str(path)!r} holds {_parts_text(held)} as shard {index}/{count}, but that shard holds "
+                f"{_parts_text(expected)}; it was not written by this prefsim's `--shard`."
             )
     ordered = order_shards(
         [(path, int(manifest["shard"]["index"])) for path, manifest in zip(paths, manifests)],
         count,
-        lambda i: f"rule tables {', '.join(rule.label for rule in plan[i])}",
+        lambda i: _parts_text([work.name for work in plan[i]]),
         "`prefsim run SPEC --out DIR --shard I/N`",
     )
     return spec, ordered, reference
+
+
+def _parts_text(names: Sequence[str]) -> str:
+    """``rule tables a, b`` (or ``parts a@block-0, …`` with seed blocks) for the merge's errors."""
+    what = "parts" if any("@block-" in name for name in names) else "rule tables"
+    return f"{what} {', '.join(names)}"
 
 
 @in_float64
@@ -151,39 +161,41 @@ def merge_shards(
     if any(out_path.resolve() == shard.resolve() for shard in shards):
         raise PrefsimError(f"--out {str(out)!r} is one of the shard directories; merge into another directory.")
     started = time.time()
-    plan = shard_plan(spec, len(shards))
-    owner = {rule.label: shards[index] for index, rules in enumerate(plan) for rule in rules}
+    plan = shard_parts(spec, len(shards))
+    owner = {work.name: shards[index] for index, chosen in enumerate(plan) for work in chosen}
     inputs = prepare_run(spec)
-    frames, finals, copies = [], {}, {}
-    for rule in spec.rules:
-        directory = owner[rule.label]
-        fingerprint = part_fingerprint(spec, rule)
-        part = directory / "parts" / f"{rule.label}.csv"
-        frame, reason = read_part(part, fingerprint, expected_part_rows(spec, rule, inputs.record))
+    parts = work_parts(spec)
+    frames, finals, copies = [], [], {}
+    for work in parts:
+        directory = owner[work.name]
+        fingerprint = part_fingerprint(spec, work.rule)
+        part = directory / "parts" / f"{work.name}.csv"
+        frame, reason = read_part(part, fingerprint, expected_part_rows(spec, work, inputs.record))
         if frame is None:
             raise PrefsimError(
                 f"{reason or f'{part} is missing'}; rerun that shard with --resume (it recomputes only this part)."
             )
-        stored = load_final_policies(directory, rule.label, fingerprint)
+        stored = load_final_policies(directory, work.name, fingerprint)
         if not stored:
             raise PrefsimError(
-                f"{str(directory / FINAL_POLICIES / (rule.label + '.npz'))!r} is missing or not from this spec; "
+                f"{str(directory / FINAL_POLICIES / (work.name + '.npz'))!r} is missing or not from this spec; "
                 "rerun that shard with --resume."
             )
         frames.append(frame)
-        finals.update(stored)
+        finals.append(stored)
         copies[Path("parts") / part.name] = part.read_bytes()
-        policies = Path(FINAL_POLICIES) / f"{rule.label}.npz"
+        policies = Path(FINAL_POLICIES) / f"{work.name}.npz"
         copies[policies] = (directory / policies).read_bytes()
-        say(f"{rule.label}: {len(frame)} rows from {directory}")
-    out_path = check_output_directory(out_path, [rule.label for rule in spec.rules])
+        say(f"{work.name}: {len(frame)} rows from {directory}")
+    tables, policies_by_label = assemble_parts(parts, frames, finals)
+    out_path = check_output_directory(out_path, [work.name for work in parts])
     with output_lock(out_path):
-        for path in remove_stale_parts(out_path, [rule.label for rule in spec.rules]):
-            say(f"removed {path}: its rule is not in the spec")
+        for path in remove_stale_parts(out_path, [work.name for work in parts]):
+            say(f"removed {path}: its rule (or seed block) is not in the spec")
         (out_path / FINAL_POLICIES).mkdir(exist_ok=True)
         write_files_atomic({out_path / name: data for name, data in copies.items()})
         inputs.manifest["merged_from"] = [
             {"directory": str(shard), "shard": f"{index}/{len(shards)}"} for index, shard in enumerate(shards)
         ]
-        table = finish_run(spec, out_path, inputs, frames, finals, started, progress)
+        table = finish_run(spec, out_path, inputs, tables, policies_by_label, started, progress)
     return table, spec

@@ -1,18 +1,21 @@
 """Deterministic shards of a spec's work, for sweeps that outgrow one machine (``prefsim run --shard I/N``).
 
-The unit of work is one ``[[rule]]`` table: all its grid points × seeds run as one vmapped, jitted call,
-and a shard holds whole tables.  Seeds and grid points are not split: XLA computes a batch as a whole,
-and the last bits of a seed's numbers depend on what else is in its batch (measured: a seed run alone,
-or in a block of 3 seeds instead of 7, differs from the full batch by up to 2e-15 in exact and 2e-16 in
-sampled mode), so a merge of seed blocks would not reproduce the unsharded ``metrics.csv`` byte for
-byte.  Tables are independent (each is its own call, with per-seed PRNG keys and games), so the parts of
-a sharded run are the unsharded run's parts, bit for bit.  To spread one large table over more
-machines, split it into several tables (e.g. one per value of a swept parameter) in the spec itself.
+The unit of work is a *part* (:class:`WorkPart`): one ``[[rule]]`` table, or with ``[run] seed_block = B``
+one block of B consecutive seeds of a table (the last block holds the rest).  A part's grid points × seeds
+run as one vmapped, jitted call.  XLA computes a batch as a whole, and the last bits of a seed's numbers
+depend on what else is in its batch (measured: a seed run alone, or in a block of 3 seeds instead of 7,
+differs from the full batch by up to 2e-15 in exact and 2e-16 in sampled mode).  So seeds are split only
+where the spec itself says so: ``seed_block`` sets the blocks of *every* run of the spec, the unsharded one
+too, and a shard runs some of those same blocks.  Parts are independent (each is its own call; games,
+targets and PRNG keys are built per seed for the whole spec and sliced, :func:`sim.experiment.block_inputs`),
+so the parts of a sharded run are the unsharded run's parts, bit for bit, and a merge reproduces its
+``metrics.csv`` byte for byte.  Without ``seed_block`` a shard holds whole tables, as before; to spread a
+spec with few, large tables over more machines, set ``seed_block``.
 
-:func:`shard_plan` deals the tables out to N shards by cost, longest first, each to the shard with the
+:func:`shard_parts` deals the parts out to N shards by cost, longest first, each to the shard with the
 least work so far (ties: the lower index), so the plan depends on the spec and N only and every machine
-computes the same one.  The cost of a table is its number of grid points (every table runs the same
-seeds and iterations).  Shards count from 0, like ``SLURM_ARRAY_TASK_ID`` and a Kubernetes indexed job's
+computes the same one.  The cost of a part is its grid points × seeds (every part runs the same
+iterations).  Shards count from 0, like ``SLURM_ARRAY_TASK_ID`` and a Kubernetes indexed job's
 ``JOB_COMPLETION_INDEX``.
 """
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from bandits.errors import PrefsimError
 from sim.spec import ExperimentSpec, RuleSpec
@@ -42,22 +46,77 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
+class WorkPart(NamedTuple):
+    """One unit of a run's work: a rule table, or one seed block of it (seeds ``start`` … ``stop − 1`` by index)."""
+
+    rule: RuleSpec
+    block: int | None
+    """Index of the seed block; ``None`` when the spec sets no ``seed_block`` (the whole table)."""
+    start: int
+    stop: int
+
+    @property
+    def name(self) -> str:
+        """The part's file stem in ``out/parts``: the rule label, with ``@block-<i>`` for a seed block."""
+        return self.rule.label if self.block is None else f"{self.rule.label}@block-{self.block}"
+
+    @property
+    def cost(self) -> int:
+        """Grid points × seeds: what the part runs (every part runs the same iterations)."""
+        return len(self.rule.grid_labels()) * (self.stop - self.start)
+
+
+def seed_blocks(spec: ExperimentSpec) -> list[tuple[int, int]]:
+    """``[(start, stop)]``: the seed-index ranges of the spec's blocks (``[run] seed_block``; unset: one)."""
+    seeds, size = len(spec.seeds), spec.run.seed_block
+    if size is None:
+        return [(0, seeds)]
+    return [(start, min(start + size, seeds)) for start in range(0, seeds, size)]
+
+
+def work_parts(spec: ExperimentSpec, rules: Sequence[RuleSpec] | None = None) -> list[WorkPart]:
+    """The parts of ``rules`` (default: every table of the spec) in run order: table by table, blocks in order."""
+    blocked = spec.run.seed_block is not None
+    return [
+        WorkPart(rule, index if blocked else None, start, stop)
+        for rule in (spec.rules if rules is None else rules)
+        for index, (start, stop) in enumerate(seed_blocks(spec))
+    ]
+
+
 def check_shard_count(spec: ExperimentSpec, count: int) -> None:
-    """Refuse more shards than the spec has ``[[rule]]`` tables (a shard holds whole tables)."""
-    tables = len(spec.rules)
-    if count > tables:
+    """Refuse more shards than the spec has parts (tables × seed blocks): a shard would be empty."""
+    tables, blocks = len(spec.rules), len(seed_blocks(spec))
+    if count <= tables * blocks:
+        return
+    if spec.run.seed_block is None:
         raise PrefsimError(
-            f"{count} shards: this spec has {tables} [[rule]] table(s), and a shard holds whole tables (a table's "
-            "grid points and seeds run as one batch, and splitting that batch changes the last bits of the "
-            f"numbers), so use at most {tables} shards, or split a large table into several tables in the spec."
+            f"{count} shards: this spec has {tables} [[rule]] table(s), and without [run] seed_block a shard holds "
+            "whole tables (a table's grid points and seeds run as one batch, and splitting that batch changes the "
+            f"last bits of the numbers), so use at most {tables} shards, or set [run] seed_block = B to run every "
+            f"table's {len(spec.seeds)} seeds as blocks of B (in the unsharded run too), which gives tables × blocks "
+            "parts to deal out."
         )
+    raise PrefsimError(
+        f"{count} shards: this spec has {tables} [[rule]] table(s) × {blocks} seed block(s) of [run] seed_block = "
+        f"{spec.run.seed_block} = {tables * blocks} parts, so use at most {tables * blocks} shards, or a smaller "
+        "seed_block."
+    )
+
+
+def shard_parts(spec: ExperimentSpec, count: int) -> list[tuple[WorkPart, ...]]:
+    """The parts of each of ``count`` shards (each in run order); deterministic and balanced by cost."""
+    check_shard_count(spec, count)
+    parts = work_parts(spec)
+    plan = deal([part.cost for part in parts], count)
+    return [tuple(parts[i] for i in chosen) for chosen in plan]
 
 
 def shard_plan(spec: ExperimentSpec, count: int) -> list[tuple[RuleSpec, ...]]:
-    """The rule tables of each of ``count`` shards (each in spec order); deterministic and balanced by cost."""
-    check_shard_count(spec, count)
-    plan = deal([len(rule.grid_labels()) for rule in spec.rules], count)
-    return [tuple(spec.rules[i] for i in chosen) for chosen in plan]
+    """The rule tables each of ``count`` shards runs some part of (each in spec order); without
+    ``seed_block`` every table is in exactly one shard."""
+    plan = shard_parts(spec, count)
+    return [tuple(rule for rule in spec.rules if any(part.rule is rule for part in chosen)) for chosen in plan]
 
 
 def deal(costs: list[int], count: int) -> list[list[int]]:
@@ -74,18 +133,30 @@ def deal(costs: list[int], count: int) -> list[list[int]]:
 
 
 def shard_rules(spec: ExperimentSpec, index: int, count: int) -> tuple[RuleSpec, ...]:
-    """The rule tables of shard ``index`` of ``count``."""
-    if not 0 <= index < count:
-        raise PrefsimError(f"shard {index}/{count}: needs 0 ≤ I < N (shards count from 0).")
+    """The rule tables shard ``index`` of ``count`` runs (some seed blocks of, with ``seed_block``)."""
+    _check_index(index, count)
     return shard_plan(spec, count)[index]
 
 
+def shard_work(spec: ExperimentSpec, index: int, count: int) -> tuple[WorkPart, ...]:
+    """The parts of shard ``index`` of ``count``."""
+    _check_index(index, count)
+    return shard_parts(spec, count)[index]
+
+
+def _check_index(index: int, count: int) -> None:
+    if not 0 <= index < count:
+        raise PrefsimError(f"shard {index}/{count}: needs 0 ≤ I < N (shards count from 0).")
+
+
 def shard_record(spec: ExperimentSpec, index: int, count: int) -> dict:
-    """What a shard's manifest says about it: its index, the shard count and its rule tables' labels."""
+    """What a shard's manifest says about it: its index, the shard count, its rule tables' labels and its
+    parts (file stems in ``parts/``)."""
     return {
         "index": index,
         "count": count,
         "labels": [rule.label for rule in shard_rules(spec, index, count)],
+        "parts": [part.name for part in shard_work(spec, index, count)],
         "tables": len(spec.rules),
     }
 

@@ -55,6 +55,7 @@ from sim.spec_checks import (
     check_label,
     check_rule_tables,
     check_sampled_numbers,
+    check_seed_block,
     read_spec_text,
 )
 
@@ -170,6 +171,14 @@ class RunSpec:
     """Sampled, ``policy = "mlp"``: hidden width."""
     mlp_hidden_layers: int = 1
     """Sampled, ``policy = "mlp"``: number of tanh hidden layers (1 = a two-layer network)."""
+    seed_block: int | None = None
+    """Both modes: run each ``[[rule]]`` table's seeds as consecutive blocks of this many seeds (the last
+    block holds the rest), one vmapped call per block, in every run of the spec, sharded or not; unset:
+    all seeds in one call.  A block is also a unit of work: ``--resume`` reuses finished blocks
+    (``parts/<label>@block-<i>.csv``), ``--shard I/N`` deals (table, block) pairs (:mod:`sim.shards`), and
+    the memory estimate counts one block's trajectories.  A seed's numbers depend on its block (XLA computes
+    a batch as a whole: up to ~1e-15 apart from the unblocked run), never on the shard split.  An integer
+    ≥ 1; at least the number of seeds gives one block, the unblocked run's numbers."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -289,6 +298,7 @@ def parse_spec(data: Any) -> ExperimentSpec:
 
     game = _parse_game(data.get("game"))
     run = _parse_run(data.get("run", {}))
+    check_seed_block(run.seed_block)
     if run.mode == "sampled":
         run = dataclasses.replace(run, pair_scheme=resolve_scheme(run.pair_scheme, "sampled", "run.pair_scheme"))
     check_rule_tables(data.get("rule"))

@@ -35,7 +35,7 @@ LABEL_RULE = (
     "1–100 ASCII letters, digits and _ - . + = , [ ] ( ), starting with a letter, digit or _ (labels name result files)"
 )
 #: [run] keys that exact mode reads (every other key configures sampled mode).
-EXACT_RUN_KEYS = {"mode", "data"}
+EXACT_RUN_KEYS = {"mode", "data", "seed_block"}
 
 
 def read_spec_text(path: str | Path, what: str = "spec file") -> str:
@@ -111,7 +111,8 @@ def check_game_types(table: dict) -> None:
 
 
 def check_exact_run_keys(table: dict, mode: object) -> None:
-    """In exact mode, every ``[run]`` key but ``mode`` and ``data`` is an error (they configure sampling)."""
+    """In exact mode, every ``[run]`` key but ``mode``, ``data`` and ``seed_block`` is an error (the others
+    configure sampling)."""
     if mode != "exact":
         return
     unused = sorted(set(table) - EXACT_RUN_KEYS)
@@ -136,6 +137,17 @@ def check_rule_tables(tables: object) -> None:
                 f"replaces α){swept if isinstance(schedule, list) else ''}; remove alpha, or use schedule = "
                 '"constant" to set α.'
             )
+
+
+def check_seed_block(value: object) -> None:
+    """``[run] seed_block``: unset, or an integer ≥ 1 (seeds per block; more than the seeds is one block)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PrefsimError(
+            f"run.seed_block: expected an integer ≥ 1 (the number of seeds run together in one block), got "
+            f"{value!r}; leave it out to run all seeds of a rule table as one block."
+        )
 
 
 def check_sampled_numbers(run: Any) -> None:

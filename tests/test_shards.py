@@ -14,12 +14,18 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from bandits.errors import PrefsimError
+from sim import limits
 from sim.cli import main
+from sim.experiment import part_fingerprint, run
 from sim.launch import launch_plan, memory_environment
-from sim.shards import deal, parse_shard, shard_plan
-from sim.spec import load_spec
+from sim.results_io import read_part
+from sim.shards import deal, parse_shard, seed_blocks, shard_parts, shard_plan, work_parts
+from sim.spec import load_spec, parse_spec
 
 REPO = Path(__file__).resolve().parent.parent
 SPLITS = (1, 2, 3, 7)
@@ -113,6 +119,18 @@ learning_rate = 0.05
 inner_steps = 3
 """
 
+# the first two tables (grid 2 and 1), 7 seeds in blocks of 2 (2, 2, 2, 1): 8 parts, enough for 7 shards
+EXACT_BLOCKED = (
+    "[[rule]]".join(EXACT.format(tau=0.1).split("[[rule]]")[:3]).replace("seeds = 3", "seeds = 7")
+    + "\n[run]\nseed_block = 2\n"
+)
+SAMPLED_BLOCKED = (
+    "[[rule]]".join(SAMPLED.split("[[rule]]")[:3]).replace("seeds = 2", "seeds = 7")
+    + "\n[run]"
+    + SAMPLED.split("[run]")[1]
+    + "seed_block = 2\n"
+)
+
 COMPARED = ("metrics.csv", "headtohead.csv", "bounds.csv", "summary.csv")
 
 
@@ -142,18 +160,22 @@ def specs(tmp_path_factory):
         "exact": _write(directory, "exact7.toml", EXACT.format(tau=0.1)),
         "sampled": _write(directory, "sampled7.toml", SAMPLED),
         "foreign": _write(directory, "foreign.toml", EXACT.format(tau=0.15)),
+        "exact_blocked": _write(directory, "exact_blocked.toml", EXACT_BLOCKED),
+        "sampled_blocked": _write(directory, "sampled_blocked.toml", SAMPLED_BLOCKED),
     }
 
 
 @pytest.fixture(scope="module")
 def unsharded(specs, tmp_path_factory):
     """The unsharded run of each spec (figures only for the exact one)."""
-    directory = tmp_path_factory.mktemp("unsharded")
-    outs = {}
-    for kind in ("exact", "sampled"):
-        outs[kind] = directory / kind
-        plots = () if kind == "exact" else ("--no-plots",)
-        assert _cli("run", specs[kind], "--out", outs[kind], "--quiet", *plots) == 0
+    return _unsharded_runs(specs, tmp_path_factory.mktemp("unsharded"), "", {"sampled": ("--no-plots",)})
+
+
+def _unsharded_runs(specs: dict, directory: Path, suffix: str, options: dict) -> dict:
+    """``{kind: out}``: the unsharded run of ``specs[kind + suffix]`` for the exact and sampled spec."""
+    outs = {kind: directory / kind for kind in ("exact", "sampled")}
+    for kind, out in outs.items():
+        assert _cli("run", specs[kind + suffix], "--out", out, "--quiet", *options.get(kind, ())) == 0
     return outs
 
 
@@ -259,7 +281,7 @@ def test_missing_duplicated_foreign_and_unfinished_shards_are_clear_errors(specs
     assert "one of the shard directories" in err
     assert "0 ≤ I < N" in _error(capsys, "run", specs["exact"], "--out", tmp_path / "x", "--shard", "2/2")
     err = _error(capsys, "run", specs["exact"], "--out", tmp_path / "x", "--shard", "0/8")
-    assert "7 [[rule]] table(s)" in err and "at most 7 shards" in err
+    assert "7 [[rule]] table(s)" in err and "at most 7 shards" in err and "seed_block" in err
     assert "expected I/N" in _error(capsys, "run", specs["exact"], "--out", tmp_path / "x", "--shard", "one")
     assert not out.exists()
 
@@ -323,3 +345,115 @@ def test_launch_plan_runs_several_shards_per_task_with_jax_memory_shared():
         "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
         "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.450",
     }
+
+
+# ---------------------------------------------------------------------------------------------- seed blocks
+
+
+@pytest.fixture(scope="module")
+def blocked(specs, tmp_path_factory):
+    """The unsharded runs of the blocked specs ([run] seed_block = 2)."""
+    no_plots = {"exact": ("--no-plots",), "sampled": ("--no-plots",)}
+    return _unsharded_runs(specs, tmp_path_factory.mktemp("blocked"), "_blocked", no_plots)
+
+
+def test_seed_blocks_are_units_of_the_plan(specs):
+    spec = load_spec(specs["exact_blocked"])
+    assert seed_blocks(spec) == [(0, 2), (2, 4), (4, 6), (6, 7)]
+    parts = work_parts(spec)
+    assert [work.name for work in parts[:5]] == [
+        "inpo@block-0",
+        "inpo@block-1",
+        "inpo@block-2",
+        "inpo@block-3",
+        "mmd@block-0",
+    ]
+    assert [work.cost for work in parts] == [4, 4, 4, 2, 2, 2, 2, 1]  # grid points × seeds in the block
+    for count in SPLITS:
+        plan = shard_parts(spec, count)
+        assert sorted(work.name for shard in plan for work in shard) == sorted(work.name for work in parts)
+        assert all(plan)
+        costs = [sum(work.cost for work in shard) for shard in plan]
+        assert max(costs) - min(costs) <= 4  # the largest part costs 4
+    assert shard_parts(spec, 7) == shard_parts(load_spec(specs["exact_blocked"]), 7)
+    assert [rule.label for rule in shard_plan(spec, 2)[0]] == ["inpo", "mmd"]  # both tables have blocks in shard 0
+    unblocked = load_spec(specs["exact"])
+    assert seed_blocks(unblocked) == [(0, 3)] and [work.name for work in work_parts(unblocked)][0] == "inpo"
+    # the memory estimate counts one block's trajectories, and the table of every seed
+    whole = parse_spec({**spec.raw, "run": {}})
+    estimate, full = limits.memory_estimate(spec), limits.memory_estimate(whole)
+    assert estimate["policies"] * 7 == full["policies"] * 2
+    assert estimate["preference"] == full["preference"]
+
+
+@pytest.mark.parametrize("kind", ["exact", "sampled"])
+def test_blocked_run_merges_byte_identical_from_every_split_and_matches_the_unblocked_run(
+    kind, specs, blocked, tmp_path
+):
+    spec = load_spec(specs[f"{kind}_blocked"])
+    for count in SPLITS:
+        shards = [tmp_path / f"{count}" / f"shard-{i}" for i in range(count)]
+        for index, out in enumerate(shards):
+            assert _cli("run", specs[f"{kind}_blocked"], "--out", out, "--shard", f"{index}/{count}", "--quiet") == 0
+            held = json.loads((out / "manifest.json").read_text())["shard"]["parts"]
+            assert held == [work.name for work in shard_parts(spec, count)[index]]
+            assert sorted(p.stem for p in (out / "parts").glob("*.csv")) == sorted(held)
+        merged = tmp_path / f"merged-{count}"
+        assert _cli("merge", *reversed(shards), "--out", merged, "--quiet", "--no-plots") == 0
+        _same_results(blocked[kind], merged)
+    names = sorted(p.stem for p in (blocked[kind] / "parts").glob("*.csv"))
+    assert names == sorted(work.name for work in work_parts(spec))  # one part per (table, block)
+    # blocks change only the last bits: the unblocked run agrees to 1e-12, row for row
+    table = pd.read_csv(blocked[kind] / "metrics.csv")
+    unblocked = run(parse_spec({**spec.raw, "run": {k: v for k, v in spec.raw["run"].items() if k != "seed_block"}}))
+    assert table[["rule", "seed", "iteration"]].equals(unblocked[["rule", "seed", "iteration"]])
+    metrics = [c for c in table.columns if c not in ("rule", "seed", "iteration")]
+    assert np.allclose(
+        table[metrics].to_numpy(float), unblocked[metrics].to_numpy(float), rtol=0, atol=1e-12, equal_nan=True
+    )
+    headtohead = pd.read_csv(blocked[kind] / "headtohead.csv")  # from every seed's π_T, all blocks together
+    expected = pd.DataFrame(unblocked.attrs["headtohead"])
+    assert list(headtohead.columns) == list(expected.columns) and len(headtohead) == len(expected)
+    numbers = [c for c in expected.columns if pd.api.types.is_float_dtype(expected[c])]
+    assert numbers and np.allclose(headtohead[numbers], expected[numbers], rtol=0, atol=1e-12, equal_nan=True)
+
+
+def test_a_killed_blocked_run_resumes_from_its_finished_blocks(specs, blocked, tmp_path, capsys):
+    out = tmp_path / "killed"
+    shutil.copytree(blocked["exact"], out)
+    # the state of a run killed while computing inpo@block-2: earlier blocks written, nothing after
+    for name in ("inpo@block-2", "inpo@block-3", "mmd@block-0", "mmd@block-1", "mmd@block-2", "mmd@block-3"):
+        (out / "parts" / f"{name}.csv").unlink()
+    for name in ("metrics.csv", "manifest.json", "bounds.csv", "headtohead.csv", "summary.csv"):
+        (out / name).unlink(missing_ok=True)
+    assert _cli("run", specs["exact_blocked"], "--out", out, "--resume", "--no-plots") == 0
+    printed = "".join(capsys.readouterr())
+    assert "inpo@block-0: already computed" in printed and "inpo@block-1: already computed" in printed
+    assert "inpo@block-2: already computed" not in printed and "mmd@block-3: already computed" not in printed
+    for name in COMPARED:
+        assert (out / name).read_bytes() == (blocked["exact"] / name).read_bytes(), name
+    spec = load_spec(specs["exact_blocked"])
+    frame, _ = read_part(out / "parts" / "inpo@block-3.csv", part_fingerprint(spec, spec.rules[0]))
+    assert sorted(set(frame["seed"])) == [6] and len(frame) == 2 * 1 * 4  # grid 2 × 1 seed × R = 4
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, "4", True])
+def test_a_bad_seed_block_is_a_clear_error(value, specs, tmp_path, capsys):
+    spec = load_spec(specs["exact_blocked"])
+    with pytest.raises(PrefsimError, match=r"run\.seed_block: expected an integer ≥ 1"):
+        parse_spec({**spec.raw, "run": {"seed_block": value}})
+    text = specs["exact_blocked"].read_text().replace("seed_block = 2", f"seed_block = {json.dumps(value)}")
+    path = _write(tmp_path, "bad.toml", text)
+    err = _error(capsys, "run", path, "--out", tmp_path / "out")
+    assert "run.seed_block" in err
+
+
+def test_seed_block_of_every_seed_is_one_block_with_the_unblocked_numbers(specs, capsys, tmp_path):
+    spec = load_spec(specs["exact_blocked"])
+    unblocked = run(parse_spec({**spec.raw, "run": {}}))
+    for size in (7, 100):  # at least the seed count: one block, the same call as no blocking
+        one = parse_spec({**spec.raw, "run": {"seed_block": size}})
+        assert seed_blocks(one) == [(0, 7)]
+        assert run(one).equals(unblocked)
+    err = _error(capsys, "run", specs["exact_blocked"], "--out", tmp_path / "x", "--shard", "0/9")
+    assert "2 [[rule]] table(s) × 4 seed block(s)" in err and "at most 8 shards" in err and "seed_block" in err
