@@ -2,7 +2,7 @@
 
     prefsim run SPEC.toml --out DIR [--resume]   run an experiment: DIR/metrics.csv, bounds.csv, summary.csv,
                                                  manifest.json and figures (SPEC may be a run's manifest.json)
-    prefsim run SPEC.toml --out DIR --shard I/N  run shard I of N (whole [[rule]] tables; sim.shards)
+    prefsim run SPEC.toml --out DIR --shard I/N  run shard I of N ([[rule]] tables or [run] seed_block blocks)
     prefsim merge DIR1 DIR2 … --out DIR          merge the shards of one spec into the unsharded run's results
     prefsim launch SPEC.toml --shards N --out DIR  a job array of the shards and a merge job (submitit;
                                                  --executor slurm or local; sim.launch)
@@ -165,8 +165,9 @@ def _parser() -> argparse.ArgumentParser:
     run_parser.add_argument(
         "--shard",
         metavar="I/N",
-        help="run only shard I of N (counting from 0): whole [[rule]] tables, dealt out by cost; DIR then holds "
-        "a shard for `prefsim merge` (default --out: results/<spec name>/shard-I-of-N)",
+        help="run only shard I of N (counting from 0): whole [[rule]] tables, or with [run] seed_block their seed "
+        "blocks, dealt out by cost; DIR then holds a shard for `prefsim merge` (default --out: "
+        "results/<spec name>/shard-I-of-N)",
     )
     run_parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     run_parser.set_defaults(handler=_run)

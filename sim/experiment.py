@@ -190,32 +190,50 @@ def _run_checked(
 
 
 def run_part(work: WorkPart, spec: ExperimentSpec, inputs: RunInputs) -> pd.DataFrame:
-    """The rows of one part: a whole rule table, or its seed block (the spec's seeds and the inputs sliced)."""
-    if work.block is not None:
-        spec = dataclasses.replace(spec, seeds=spec.seeds[work.start : work.stop])
-        inputs = block_inputs(inputs, work.start, work.stop)
+    """The rows of one part: a whole rule table, or one seed block of it.
+
+    A block runs on the whole spec's inputs cut to its seeds (:func:`block_inputs`).  A last block shorter
+    than the others is padded to their size with copies of its last seed, whose rows and final policies are
+    dropped, so every block of a table is a call of one compiled function (a seed's numbers do not depend on
+    the seeds beside it in a call of a given size, only on that size: tests/test_shards.py checks it)."""
+    if work.block is None:
+        return _run_seeds(work.rule, spec, inputs)
+    size = min(spec.run.seed_block, len(spec.seeds))
+    real = work.stop - work.start
+    index = np.concatenate([np.arange(work.start, work.stop), np.full(size - real, work.stop - 1)])
+    spec = dataclasses.replace(spec, seeds=tuple(spec.seeds[i] for i in index))
+    frame = _run_seeds(work.rule, spec, block_inputs(inputs, index))
+    if real == size:
+        return frame
+    keep = (np.arange(len(frame)) // len(inputs.record)) % size < real  # rows: grid point, seed, iteration
+    finals = {label: policies[:real] for label, policies in frame.attrs[FINAL_POLICY].items()}
+    frame = frame[keep].reset_index(drop=True)
+    frame.attrs[FINAL_POLICY] = finals
+    return frame
+
+
+def _run_seeds(rule: RuleSpec, spec: ExperimentSpec, inputs: RunInputs) -> pd.DataFrame:
+    """One rule table on the seeds of ``spec`` and ``inputs`` (exact or sampled mode) in one call."""
     if inputs.sampled is None:
-        return run_rule(
-            work.rule, spec, inputs.games, inputs.game_axes, inputs.targets, inputs.record, inputs.unregularised
-        )
-    return run_sampled_rule(work.rule, spec, inputs.sampled, inputs.record)
+        return run_rule(rule, spec, inputs.games, inputs.game_axes, inputs.targets, inputs.record, inputs.unregularised)
+    return run_sampled_rule(rule, spec, inputs.sampled, inputs.record)
 
 
-def block_inputs(inputs: RunInputs, start: int, stop: int) -> RunInputs:
-    """The inputs of seeds ``start`` … ``stop − 1`` (by index): leaves batched over seeds sliced, shared leaves
-    kept.  Every block is cut from the whole spec's games, targets and keys, so a block holds exactly what
-    the unblocked run gives its seeds (π*_τ of all seeds comes from one batched solve, :func:`build_games`)."""
+def block_inputs(inputs: RunInputs, index: np.ndarray) -> RunInputs:
+    """The inputs of the seeds at positions ``index``: leaves batched over seeds taken, shared leaves kept.
+    Every block is cut from the whole spec's games, targets and keys, so a block holds exactly what the
+    unblocked run gives its seeds (π*_τ of all seeds comes from one batched solve, :func:`build_games`)."""
 
     def cut(stacked, axes):
-        return type(stacked)(*(leaf if axis is None else leaf[start:stop] for leaf, axis in zip(stacked, axes)))
+        return type(stacked)(*(leaf if axis is None else leaf[index] for leaf, axis in zip(stacked, axes)))
 
     sampled = inputs.sampled
     if sampled is not None:
-        sampled = SampledInputs(cut(sampled.problems, sampled.axes), sampled.axes, sampled.keys[start:stop])
+        sampled = SampledInputs(cut(sampled.problems, sampled.axes), sampled.axes, sampled.keys[index])
     return inputs._replace(
         games=cut(inputs.games, inputs.game_axes),
-        targets=inputs.targets[start:stop],
-        unregularised=None if inputs.unregularised is None else inputs.unregularised[start:stop],
+        targets=inputs.targets[index],
+        unregularised=None if inputs.unregularised is None else inputs.unregularised[index],
         sampled=sampled,
     )
 

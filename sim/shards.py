@@ -1,16 +1,18 @@
 """Deterministic shards of a spec's work, for sweeps that outgrow one machine (``prefsim run --shard I/N``).
 
 The unit of work is a *part* (:class:`WorkPart`): one ``[[rule]]`` table, or with ``[run] seed_block = B``
-one block of B consecutive seeds of a table (the last block holds the rest).  A part's grid points × seeds
-run as one vmapped, jitted call.  XLA computes a batch as a whole, and the last bits of a seed's numbers
-depend on what else is in its batch (measured: a seed run alone, or in a block of 3 seeds instead of 7,
-differs from the full batch by up to 2e-15 in exact and 2e-16 in sampled mode).  So seeds are split only
-where the spec itself says so: ``seed_block`` sets the blocks of *every* run of the spec, the unsharded one
-too, and a shard runs some of those same blocks.  Parts are independent (each is its own call; games,
-targets and PRNG keys are built per seed for the whole spec and sliced, :func:`sim.experiment.block_inputs`),
-so the parts of a sharded run are the unsharded run's parts, bit for bit, and a merge reproduces its
-``metrics.csv`` byte for byte.  Without ``seed_block`` a shard holds whole tables, as before; to spread a
-spec with few, large tables over more machines, set ``seed_block``.
+one block of B consecutive seeds of a table (the last block holds the rest and runs padded to B seeds with
+copies of its last seed, so one compiled function serves every block of a table;
+:func:`sim.experiment.run_part`).  A part's grid points × seeds run as one vmapped, jitted call.  XLA
+computes a batch as a whole, and the last bits of a seed's numbers depend on its batch (measured: a seed
+run alone, or in a block of 3 seeds instead of 7, differs from the full batch by up to 2e-15 in exact and
+2e-16 in sampled mode).  So seeds are split only where the spec itself says so: ``seed_block`` sets the
+blocks of *every* run of the spec, the unsharded one too, and a shard runs some of those same blocks.
+Parts are independent (each is its own call; games, targets and PRNG keys are built per seed for the
+whole spec and cut, :func:`sim.experiment.block_inputs`), so the parts of a sharded run are the unsharded
+run's parts, bit for bit, and a merge reproduces its ``metrics.csv`` byte for byte.  Without
+``seed_block`` a shard holds whole tables; to spread a spec with few, large tables over more machines,
+set ``seed_block``.
 
 :func:`shard_parts` deals the parts out to N shards by cost, longest first, each to the shard with the
 least work so far (ties: the lower index), so the plan depends on the spec and N only and every machine

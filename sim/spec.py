@@ -172,13 +172,14 @@ class RunSpec:
     mlp_hidden_layers: int = 1
     """Sampled, ``policy = "mlp"``: number of tanh hidden layers (1 = a two-layer network)."""
     seed_block: int | None = None
-    """Both modes: run each ``[[rule]]`` table's seeds as consecutive blocks of this many seeds (the last
-    block holds the rest), one vmapped call per block, in every run of the spec, sharded or not; unset:
-    all seeds in one call.  A block is also a unit of work: ``--resume`` reuses finished blocks
-    (``parts/<label>@block-<i>.csv``), ``--shard I/N`` deals (table, block) pairs (:mod:`sim.shards`), and
-    the memory estimate counts one block's trajectories.  A seed's numbers depend on its block (XLA computes
-    a batch as a whole: up to ~1e-15 apart from the unblocked run), never on the shard split.  An integer
-    ≥ 1; at least the number of seeds gives one block, the unblocked run's numbers."""
+    """Both modes: run each ``[[rule]]`` table's seeds as consecutive blocks of this many seeds, one vmapped
+    call per block, in every run of the spec, sharded or not (the last block holds the rest, padded with
+    copies of its last seed so that it reuses the compiled call); unset: all seeds in one call.  A block is
+    also a unit of work: ``--resume`` reuses finished blocks (``parts/<label>@block-<i>.csv``), ``--shard
+    I/N`` deals (table, block) parts (:mod:`sim.shards`), and the memory estimate counts one block's
+    trajectories.  A seed's numbers depend on the block size (XLA computes a batch as a whole: ~1e-15 from
+    the unblocked run), never on the shard split.  An integer ≥ 1; the number of seeds or more gives one
+    block, the unblocked run's numbers."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,6 +5,7 @@ Specs are tiny (4 arms, a few seeds and iterations) and the shards of one spec r
 so every rule table compiles once for the whole file.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -21,9 +22,11 @@ import pytest
 from bandits.errors import PrefsimError
 from sim import limits
 from sim.cli import main
-from sim.experiment import part_fingerprint, run
+from sim.experiment import block_inputs, part_fingerprint, prepare_run, run, run_part, run_rule
+from sim.headtohead import FINAL_POLICY
 from sim.launch import launch_plan, memory_environment
 from sim.results_io import read_part
+from sim.sampled.experiment import run_sampled_rule
 from sim.shards import deal, parse_shard, seed_blocks, shard_parts, shard_plan, work_parts
 from sim.spec import load_spec, parse_spec
 
@@ -435,6 +438,30 @@ def test_a_killed_blocked_run_resumes_from_its_finished_blocks(specs, blocked, t
     spec = load_spec(specs["exact_blocked"])
     frame, _ = read_part(out / "parts" / "inpo@block-3.csv", part_fingerprint(spec, spec.rules[0]))
     assert sorted(set(frame["seed"])) == [6] and len(frame) == 2 * 1 * 4  # grid 2 × 1 seed × R = 4
+
+
+@pytest.mark.parametrize("kind", ["exact", "sampled"])
+def test_the_padded_last_block_gives_its_seed_the_bits_of_a_full_block(kind, specs):
+    spec = load_spec(specs[f"{kind}_blocked"])
+    inputs = prepare_run(spec)
+    last = work_parts(spec)[3]  # inpo@block-3: seed 6 alone, run padded with a copy of itself to 2 seeds
+    assert (last.name, last.start, last.stop) == ("inpo@block-3", 6, 7)
+    padded = run_part(last, spec, inputs)
+    assert set(padded["seed"]) == {6} and len(padded) == 2 * 1 * len(inputs.record)
+    # the same seed beside another seed (2) in a call of the same size: the same bits, so padding is invisible
+    beside_spec, beside = dataclasses.replace(spec, seeds=(6, 2)), block_inputs(inputs, np.array([6, 2]))
+    if kind == "exact":
+        rule, args = (
+            spec.rules[0],
+            (beside.games, beside.game_axes, beside.targets, beside.record, beside.unregularised),
+        )
+        frame = run_rule(rule, beside_spec, *args)
+    else:
+        frame = run_sampled_rule(spec.rules[0], beside_spec, beside.sampled, beside.record)
+    alone = frame[frame["seed"] == 6].reset_index(drop=True)
+    assert alone.equals(padded)
+    for label, policies in padded.attrs[FINAL_POLICY].items():
+        assert policies.shape[0] == 1 and np.array_equal(policies, frame.attrs[FINAL_POLICY][label][:1])
 
 
 @pytest.mark.parametrize("value", [0, -3, 2.5, "4", True])
