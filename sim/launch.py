@@ -44,7 +44,9 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``prefsim launch``."""
     parser.add_argument("spec", help="the spec TOML (a prefsim run spec, or an LLM bridge spec with a [model] table)")
     parser.add_argument(
-        "--shards", type=int, help="number of shards N (default: one per [[rule]] table, at most that many)"
+        "--shards",
+        type=int,
+        help="number of shards N (default: one per [[rule]] table; at most tables × seed blocks, [run] seed_block)",
     )
     parser.add_argument("--out", help="result directory of the merged run (default: results/<spec name>)")
     parser.add_argument("--executor", choices=EXECUTORS, default="slurm", help="submitit executor (default: slurm)")
