@@ -96,7 +96,11 @@ def summary_frame(
     summary = summary.sort_values(
         ["iteration", "rule"], key=lambda c: c.map(order) if c.name == "rule" else c, kind="stable"
     )
-    return summary[SUMMARY_COLUMNS].reset_index(drop=True)
+    summary = summary[SUMMARY_COLUMNS].reset_index(drop=True)
+    values = stats.field_values_by_rule(table)  # the swept values each label names, after ``rule``
+    for offset, column in enumerate(values.columns):
+        summary.insert(1 + offset, column, values[column].reindex(summary["rule"]).to_numpy())
+    return summary
 
 
 def _at_floor(table: pd.DataFrame, summary: pd.DataFrame, floor: float) -> np.ndarray:
