@@ -154,7 +154,8 @@ def _run_checked(
     ``progress`` when the caller gave one, else they are Python warnings (:func:`sim.diagnostics.report_warnings`).
     ``given``: a point of a sweep's group (:func:`run_point_group`)."""
     if spec.points:  # a [game]/[run] sweep: one run per point (or group), tables combined with the swept values
-        return run_field_sweep(spec, out, resume, say, progress, run_point_group, shard)
+        fingerprint = "+".join(spec_fingerprint(point) for point in spec.points)
+        return run_field_sweep(spec, out, resume, say, progress, run_point_group, shard, fingerprint)
     started = time.time()
     inputs = prepare_run(spec) if given is None else given.inputs
     games, game_axes, targets, unregularised, sampled, record, manifest = inputs

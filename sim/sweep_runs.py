@@ -99,6 +99,7 @@ def run_field_sweep(
     progress: Callable[[str], object] | None,
     run_group: Callable[..., list[pd.DataFrame]],
     shard: tuple[int, int] | None = None,
+    fingerprint: str = "",
 ) -> pd.DataFrame:
     """Run every point of ``spec.points``, a group of points at a time (:func:`sim.point_groups.point_groups`)
     with ``run_group`` (:func:`sim.experiment.run_point_group`); return the combined table.
@@ -106,6 +107,7 @@ def run_field_sweep(
     ``out`` (validated and locked by the caller) receives ``points/<point>/`` per point and the
     combined files of the module docstring, replaced together at the end.  ``shard = (I, N)``: only the
     units (group × rule table) of shard I (:func:`sweep_plan`); ``out`` then holds a shard for ``prefsim merge``.
+    ``fingerprint``: the sweep's (its points' spec fingerprints joined by ``+``), written to the manifest.
     """
     started = time.time()
     names = [point_name(point.point) for point in spec.points]
@@ -143,14 +145,22 @@ def run_field_sweep(
                             None if shard is None else entries)  # fmt: skip
         for i, table in zip(members, results):
             tables[i] = table
-    return combine_points(spec, out, tables, started, None if shard is None else sweep_shard_record(spec, *shard))
+    record = None if shard is None else sweep_shard_record(spec, *shard)
+    return combine_points(spec, out, tables, started, fingerprint, record)
 
 
 def combine_points(
-    spec: ExperimentSpec, out: Path | None, tables: Sequence, started: float, shard: dict | None = None
+    spec: ExperimentSpec,
+    out: Path | None,
+    tables: Sequence,
+    started: float,
+    fingerprint: str,
+    shard: dict | None = None,
+    extra: dict | None = None,
 ) -> pd.DataFrame:
     """The combined table of the points' ``tables`` (``None`` for a point a shard did not run) and, with
-    ``out``, the top-level files written from them and the points' folders (bounds, manifests)."""
+    ``out``, the top-level files written from them and the points' folders (bounds, manifests);
+    ``extra``: more manifest entries (a merge's ``merged_from``)."""
     names = [point_name(point.point) for point in spec.points]
     frames, bounds, headtohead, warnings, manifests = [], [], [], [], []
     for name, point_spec, table in zip(names, spec.points, tables):
@@ -176,18 +186,26 @@ def combine_points(
     if out is not None:
         combined_bounds = pd.concat(bounds, ignore_index=True) if bounds else pd.DataFrame(columns=BOUND_COLUMNS)
         manifest = {**manifests[0], **_sweep_fields(spec, names, complete=True)}
-        manifest["fingerprint"] = "+".join(str(m.get("fingerprint")) for m in manifests)
+        manifest["fingerprint"] = fingerprint
+        manifest.update(extra or {})
         manifest["parsed_spec"] = _parsed_with_sweeps(manifests[0].get("parsed_spec"), spec)
         manifest["warnings"] = warnings
         manifest["seconds"] = round(time.time() - started, 3)
         manifest.pop("shard", None)
-        manifest.pop("merged_from", None)
         if shard is not None:  # a shard: its rows and manifest only; bounds and head-to-head need every point
             manifest["shard"] = shard
             write_run_results(out, table, None, manifest, None)
         else:
             write_run_results(out, table, combined_bounds, manifest, duels)
     return table
+
+
+def shard_contents(spec: ExperimentSpec, index: int, count: int) -> str:
+    """What shard ``index`` of a sweep holds, for the CLI's messages."""
+    units = sweep_plan(spec, count)[index]
+    return f"{len(units)} unit(s) of {len(sweep_units(spec))}: " + "; ".join(
+        f"group {group + 1} × {spec.rules[table].stem or spec.rules[table].label}" for group, table in units
+    )
 
 
 def _last(columns, prefix, default: str) -> str:
