@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from bandits.errors import PrefsimError
 from sim.game import Game
 from sim.rules import build_rule
 from sim.shared_engine import compile_over_grid_and_seeds, grid_arrays, raise_if_diverged, shard_over_seeds
@@ -72,6 +73,17 @@ def point_groups(spec: ExperimentSpec) -> list[tuple[int, ...]]:
     for index, point in enumerate(spec.points):
         groups.setdefault(_group_key(point), []).append(index)
     return [tuple(members) for members in groups.values()]
+
+
+def check_sweep_shard_count(spec: ExperimentSpec, count: int) -> None:
+    """Refuse more shards than a sweep has units of work (group × rule table, :func:`sim.sweep_runs.sweep_plan`)."""
+    units = len(point_groups(spec)) * len(spec.rules)
+    if count > units:
+        raise PrefsimError(
+            f"{count} shards: this sweep has {units} unit(s) of work (each group of points that runs as one "
+            "vmapped call, times each [[rule]] table), and a shard holds whole units (splitting one changes the last "
+            f"bits of its numbers), so use at most {units} shards."
+        )
 
 
 def varying_parameters(rules: Sequence[RuleSpec]) -> list[str]:

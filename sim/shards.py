@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bandits.errors import PrefsimError
+from sim.point_groups import check_sweep_shard_count
 from sim.spec import ExperimentSpec, RuleSpec
 
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
@@ -43,7 +44,11 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def check_shard_count(spec: ExperimentSpec, count: int) -> None:
-    """Refuse more shards than the spec has ``[[rule]]`` tables (a shard holds whole tables)."""
+    """Refuse more shards than the spec has ``[[rule]]`` tables (a shard holds whole tables), or for a
+    ``[game]``/``[run]`` sweep, units of (group of points × rule table) (:mod:`sim.sweep_runs`)."""
+    if spec.points:
+        check_sweep_shard_count(spec, count)
+        return
     tables = len(spec.rules)
     if count > tables:
         raise PrefsimError(

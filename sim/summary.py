@@ -69,7 +69,8 @@ def summary_frame(
     metrics: Iterable[str] | None = None,
 ) -> pd.DataFrame:
     """Mean, 95% bootstrap CI and seed count per rule × metric at each rule's final iteration and at
-    every iteration of ``iterations`` that the rule recorded (columns :data:`SUMMARY_COLUMNS`).
+    every iteration of ``iterations`` that the rule recorded (columns :data:`SUMMARY_COLUMNS`, with the
+    table's swept-value columns ``rule.*``/``game.*``/``run.*`` after ``rule``).
 
     ``metrics``: default every metric with data.  ``at_floor`` marks rows whose mean curve sits at
     the precision's rounding floor (:func:`sim.diagnostics.floor_iteration`).  An iteration that no

@@ -1,5 +1,9 @@
 """Running a sweep over ``[game]``/``[run]`` fields: one complete run per point, tables combined.
 
+Points run a group at a time (:mod:`sim.point_groups`: one vmapped call per group × rule table, a
+*unit*); a sharded sweep (``--shard I/N``) runs the units :func:`sweep_plan` deals to shard I, and
+:mod:`sim.sweep_merge` puts the shards back together.
+
 The spec side (which fields, the points, the labels) is :mod:`sim.field_sweep`; this module runs the
 points of a parsed spec (:attr:`sim.spec.ExperimentSpec.points`) with the runner of one spec that
 :mod:`sim.experiment` passes in, and writes the combined files: ``metrics.csv``, ``bounds.csv`` and
@@ -22,12 +26,11 @@ from typing import Any
 
 import pandas as pd
 
-from bandits.errors import PrefsimError
 from sim.bounds_file import BOUND_COLUMNS, read_bounds
 from sim.field_sweep import point_name
 from sim.limits import check_memory, describe_memory
 from sim.metrics import metric_tau
-from sim.point_groups import point_groups
+from sim.point_groups import check_sweep_shard_count, point_groups
 from sim.results_io import (
     RUNNING_MANIFEST,
     check_output_directory,
@@ -67,12 +70,7 @@ def sweep_plan(spec: ExperimentSpec, count: int) -> list[list[tuple[int, int]]]:
     """The units of each of ``count`` shards, dealt by cost (points × grid points) with :func:`sim.shards.deal`."""
     groups = point_groups(spec)
     units = sweep_units(spec)
-    if count > len(units):
-        raise PrefsimError(
-            f"{count} shards: this sweep has {len(units)} unit(s) of work (each group of points that runs as one "
-            "vmapped call, times each [[rule]] table), and a shard holds whole units (splitting one changes the last "
-            f"bits of its numbers), so use at most {len(units)} shards."
-        )
+    check_sweep_shard_count(spec, count)
     costs = [len(groups[g]) * len(spec.points[groups[g][0]].rules[t].grid_labels()) for g, t in units]
     return [[units[i] for i in chosen] for chosen in deal(costs, count)]
 
