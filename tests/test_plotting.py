@@ -238,6 +238,20 @@ def test_legend_outside_the_axes_and_title_inside_the_figure(tmp_path):
     assert not title.get_window_extent(renderer).overlaps(box), "the legend must not run into the title"
 
 
+def _assert_panel_legends_below_their_axes(figure, panels):
+    """Each panel's legend below its axes (outside them) and inside the figure; return the renderer."""
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    for cell in panels:
+        (axes,) = cell.axes
+        (legend,) = cell.legends
+        box = legend.get_window_extent(renderer)
+        assert box.y1 <= axes.bbox.y0 + 1, "panel legends sit below their axes"
+        assert _inside(box, figure.bbox), "and inside the figure"
+        assert not box.overlaps(axes.bbox)
+    return renderer
+
+
 def test_many_rules_become_small_multiples_coloured_by_family_styled_by_sweep(tmp_path):
     curves = {}
     for family in ("apo", "dpo"):
@@ -249,15 +263,7 @@ def test_many_rules_become_small_multiples_coloured_by_family_styled_by_sweep(tm
     panels = [cell for cell in figure.subfigs if cell.axes]
     assert [cell.axes[0].get_title() for cell in panels] == ["apo", "dpo"]
     assert panels[0].axes[0].get_ylim() == panels[1].axes[0].get_ylim(), "small multiples share the y range"
-    figure.canvas.draw()
-    renderer = figure.canvas.get_renderer()
-    for cell in panels:
-        (axes,) = cell.axes
-        (legend,) = cell.legends
-        box = legend.get_window_extent(renderer)
-        assert box.y1 <= axes.bbox.y0 + 1, "panel legends sit below their axes"
-        assert _inside(box, figure.bbox), "and inside the figure"
-        assert not box.overlaps(axes.bbox)
+    _assert_panel_legends_below_their_axes(figure, panels)
     styles = plotting.curve_styles(rules)
     apo = [styles[r] for r in rules if r.startswith("apo")]
     assert len({s["ls"] for s in apo}) == 5, "one line style per swept value"
@@ -396,15 +402,9 @@ def test_a_swept_game_field_gets_one_panel_per_value_with_legends_outside_and_ti
     for cell in panels:  # each panel holds that point's two rules
         assert sorted(line.prefsim_rule.split("[")[0] for line in cell.axes[0].get_lines()
                       if getattr(line, "prefsim_rule", None)) == ["inpo", "mmd"]  # fmt: skip
-    figure.canvas.draw()
-    renderer = figure.canvas.get_renderer()
+    renderer = _assert_panel_legends_below_their_axes(figure, panels)
     for cell in panels:
-        (axes,) = cell.axes
-        (legend,) = cell.legends
-        box = legend.get_window_extent(renderer)
-        assert not box.overlaps(axes.bbox), "the legend is outside the panel's axes"
-        assert _inside(box, figure.bbox), "and inside the figure"
-        assert _inside(axes.title.get_window_extent(renderer), cell.bbox), "panel titles fit their panel"
+        assert _inside(cell.axes[0].title.get_window_extent(renderer), cell.bbox), "panel titles fit their panel"
     assert _inside(figure._suptitle.get_window_extent(renderer), figure.bbox), "the title is not cut"
     # facet = ["game.tau"]: one panel per τ, both arms in it; "none" or layout = "single": shared axes
     by_tau = plotting.metric_figure(table, "kl_to_nash", rules, PlotSpec(facet=("game.tau",)))
