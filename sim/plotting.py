@@ -372,7 +372,7 @@ def plot_metric(
             ys = np.asarray(ys, dtype=np.float64)
             if log_y:
                 ys = np.where(ys > 0, ys, np.nan)
-            style = line_styles.get(rule, {"color": "0.2", "ls": "-"})
+            style = {**line_styles.get(rule, {"color": "0.2", "ls": "-"}), **((styles or {}).get(rule, {}))}
             legend_label = f"{label} (thin)" if label not in named else "_nolegend_"
             named.add(label)
             artist = axes.plot(xs, ys, lw=0.9, alpha=0.7, color=style["color"], ls=style["ls"], label=legend_label)[0]
@@ -612,11 +612,6 @@ def metric_figure(
     panels = plot.layout == "panels" or (
         plot.layout == "auto" and len(rules) > MAX_CURVES_PER_AXES and len(families) > 1
     )
-    facets, note = facet_panels(table, rules, plot)
-    if facets and plot.layout != "single":
-        groups, panels = facets, True
-    if note:
-        title = f"{title} ({note})" if title else note
     theory = bounds_for_metric(bounds, metric)
     labels = _legend_labels(rules, plot)
     common = {
@@ -627,6 +622,12 @@ def metric_figure(
         "fit_window": None if plot.fit == "none" else "auto",
         "fit_scale": "auto" if plot.fit == "none" else plot.fit,
     }
+    facets, note = facet_panels(table, rules, plot)
+    if facets and plot.layout != "single":
+        groups, panels = facets, True
+        common["styles"] = facet_styles(rules, facets)
+    if note:
+        title = f"{title} ({note})" if title else note
     with matplotlib.rc_context(STYLE):
         if not panels:
             figure = Figure(figsize=WIDE_FIGURE_SIZE, layout="constrained")
@@ -691,6 +692,23 @@ def facet_panels(table: pd.DataFrame, rules: list[str], plot: PlotSpec) -> tuple
         name = ", ".join(f"{f}={format_value(v)}" for f, v in zip(fields, combination))
         panels.append((name, [rule for rule, key in zip(rules, keys) if key == combination]))
     return panels, None
+
+
+def facet_styles(rules: list[str], facets: list) -> dict[str, dict]:
+    """Line properties that give a rule the same colour and style in every facet: :func:`curve_styles` of
+    the labels with the facet's values left out (``inpo[eta=2,game.tau=0.1]`` → ``inpo[eta=2]``)."""
+    panel_values = {rule: name.split(", ") for name, members in facets for rule in members}
+
+    def without_facet(rule: str) -> str:
+        if "[" not in rule:
+            return rule
+        stem, inside = rule[:-1].split("[", 1)
+        kept = [entry for entry in inside.split(",") if entry not in panel_values[rule]]
+        return f"{stem}[{','.join(kept)}]" if kept else stem
+
+    keys = {rule: without_facet(rule) for rule in rules}
+    styles = curve_styles(list(dict.fromkeys(keys.values())))
+    return {rule: styles[key] for rule, key in keys.items()}
 
 
 def plot_run(

@@ -402,6 +402,14 @@ def test_a_swept_game_field_gets_one_panel_per_value_with_legends_outside_and_ti
     for cell in panels:  # each panel holds that point's two rules
         assert sorted(line.prefsim_rule.split("[")[0] for line in cell.axes[0].get_lines()
                       if getattr(line, "prefsim_rule", None)) == ["inpo", "mmd"]  # fmt: skip
+    # a rule keeps its colour and line style in every panel
+    looks = {
+        (line.prefsim_rule.split("[")[0], line.get_linestyle(), tuple(line.get_color()))
+        for cell in panels
+        for line in cell.axes[0].get_lines()
+        if getattr(line, "prefsim_rule", None)
+    }
+    assert len(looks) == 2
     renderer = _assert_panel_legends_below_their_axes(figure, panels)
     for cell in panels:
         assert _inside(cell.axes[0].title.get_window_extent(renderer), cell.bbox), "panel titles fit their panel"
