@@ -15,6 +15,7 @@ from sim import shared_engine
 from sim.cli import main
 from sim.experiment import run
 from sim.point_groups import point_groups, varying_parameters
+from sim.shards import check_shard_count
 from sim.spec import parse_spec
 from sim.stats import metric_columns
 from sim.summary import summary_frame
@@ -203,3 +204,51 @@ def test_a_field_sweep_shards_and_merges_to_the_unsharded_sweep_byte_for_byte(tm
     assert "missing shard(s): 1/3" in capsys.readouterr().err
     with pytest.raises(PrefsimError, match="at most 4 shards"):
         sweep_plan(spec, 5)
+
+
+SAMPLED_SWEEP = """
+iterations = 3
+seeds = 2
+
+[game]
+kind = "cyclic"
+arms = 3
+tau = [0.1, 0.2]
+
+[[rule]]
+name = "inpo"
+eta = 5.0
+
+[run]
+mode = "sampled"
+pairs_per_iteration = 8
+inner_steps = 2
+"""
+
+
+def test_a_sampled_sweep_shards_by_point_and_a_killed_shard_resumes(tmp_path, capsys):
+    path = tmp_path / "sampled.toml"
+    path.write_text(SAMPLED_SWEEP)
+    spec = parse_spec(tomllib.loads(SAMPLED_SWEEP))
+    assert point_groups(spec) == [(0,), (1,)]  # sampled points are separate runs: one unit each
+    check_shard_count(spec, 2)
+    with pytest.raises(PrefsimError, match="at most 2 shards"):
+        check_shard_count(spec, 3)  # what `prefsim launch` checks before submitting
+    full = tmp_path / "full"
+    assert main(["run", str(path), "--out", str(full), "--quiet", "--no-plots"]) == 0
+    shards = [tmp_path / f"shard-{i}" for i in range(2)]
+    for index, shard in enumerate(shards):
+        assert main(["run", str(path), "--out", str(shard), "--shard", f"{index}/2", "--quiet"]) == 0
+    # shard 1 was killed after its part: the point's files are gone; --resume loads the part, recomputes nothing
+    point = shards[1] / "points" / "game.tau=0.2"
+    for name in ("metrics.csv", "manifest.json"):
+        (point / name).unlink()
+    (shards[1] / "manifest.json").unlink()
+    assert main(["merge", *map(str, shards), "--out", str(tmp_path / "early"), "--quiet"]) == 2
+    assert "no finished shard" in capsys.readouterr().err
+    assert main(["run", str(path), "--out", str(shards[1]), "--shard", "1/2", "--resume"]) == 0
+    assert "already computed" in capsys.readouterr().out
+    merged = tmp_path / "merged"
+    assert main(["merge", *map(str, shards), "--out", str(merged), "--quiet", "--no-plots"]) == 0
+    for name in COMPARED:
+        assert (full / name).read_bytes() == (merged / name).read_bytes(), name
