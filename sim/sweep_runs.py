@@ -18,6 +18,7 @@ folders of an earlier sweep that the spec no longer has are removed, like stale 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -128,6 +129,9 @@ def run_field_sweep(
             continue
         say(f"sweep group {number + 1}/{len(groups)}: {', '.join(names[i] for i in members)}")
         outs, entries = [], []
+        if len(members) > 1:  # the group's batch holds point × seed games: estimate it as that many seeds
+            batch = dataclasses.replace(spec.points[members[0]], seeds=tuple(range(len(members) * len(spec.seeds))))
+            say(f"group of {len(members)} points × {len(spec.seeds)} seeds: {describe_memory(check_memory(batch))}")
         for i in members:
             point_spec = spec.points[i]
             say(describe_memory(check_memory(point_spec)))
