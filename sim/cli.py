@@ -264,14 +264,19 @@ def _run(args) -> int:
     out = args.out if args.out is not None else str(default_out(args.spec, spec, shard))
     chosen, at = _summary_options(args, spec)
     say = _StoppableProgress(mode="quiet" if args.quiet else "auto")
-    rules = spec.rules if shard is None else shard_rules(spec, *shard)
+    rules = spec.rules if shard is None or spec.points else shard_rules(spec, *shard)
     which = "" if shard is None else f"shard {shard[0]}/{shard[1]}: "
     say(f"prefsim: {which}{len(rules)} rule table(s), {len(spec.seeds)} seed(s), {spec.iterations} iterations → {out}")
     table = run(spec, out=out, resume=args.resume, progress=say, shard=shard)
     say.finish()
     if shard is not None:
+        held = ", ".join(rule.label for rule in rules)
+        if spec.points:  # a [game]/[run] sweep: units of (group of points × rule table)
+            from sim.sweep_runs import shard_contents
+
+            held = shard_contents(spec, *shard)
         say(
-            f"wrote shard {shard[0]}/{shard[1]} ({', '.join(rule.label for rule in rules)}) to {out}; "
+            f"wrote shard {shard[0]}/{shard[1]} ({held}) to {out}; "
             "`prefsim merge` of every shard writes the run's results"
         )
         return 0
@@ -279,7 +284,7 @@ def _run(args) -> int:
 
 
 def _merge(args) -> int:
-    from sim.merge import merge_shards
+    from sim.sweep_merge import merge_shards
 
     say = _StoppableProgress(mode="quiet" if args.quiet else "auto")
     table, spec = merge_shards(args.shards, args.out, progress=say)

@@ -25,6 +25,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from sim.spec import ExperimentSpec
+from sim.stats import is_field_column
 
 #: Multiples of machine epsilon below which a metric's value is taken as rounding.
 FLOOR_EPSILONS = 100.0
@@ -82,7 +83,9 @@ def is_convergence_metric(metric: str) -> bool:
 def absent_metrics_to_nan(table: pd.DataFrame) -> pd.DataFrame:
     """Set iteration 0 to NaN for metrics that are NaN at every later iteration of a rule × seed."""
     ids = {"rule", "seed", "iteration"}
-    metrics = [c for c in table.columns if c not in ids and pd.api.types.is_float_dtype(table[c])]
+    metrics = [
+        c for c in table.columns if c not in ids and not is_field_column(c) and pd.api.types.is_float_dtype(table[c])
+    ]
     if not metrics or "iteration" not in table.columns:
         return table
     later = table[table["iteration"] > 0]

@@ -41,13 +41,13 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from bandits.errors import PrefsimError
 from sim.bounds_table import compute_bounds, missing_bound_notes
 from sim.diagnostics import absent_metrics_to_nan, report_warnings, run_warnings
 from sim.game import Game
-from sim.headtohead import FINAL_POLICY, headtohead_table
+from sim.headtohead import FINAL_POLICY, headtohead_table, with_rule_values
 from sim.limits import check_memory, describe_memory
 from sim.metrics import metric_tau
+from sim.point_groups import run_rule_over_points
 from sim.precision import in_float64
 from sim.provenance import git_dirty
 from sim.results_io import (
@@ -67,8 +67,9 @@ from sim.seed_games import build_game, build_games, unregularised_targets  # noq
 from sim.shards import WorkPart, shard_record, shard_work, work_parts
 from sim.shared_engine import raise_if_diverged
 from sim.spec import ExperimentSpec, RuleSpec, load_spec, parse_spec
+from sim.stats import field_values_by_rule
 from sim.sweep_runs import run_field_sweep
-from sim.table import results_table
+from sim.table import order_columns, results_table
 from sim.trajectory import default_record_iterations, simulate_grid
 
 ID_COLUMNS = ("rule", "seed", "iteration")
@@ -99,13 +100,25 @@ def run(
         spec = load_spec(spec)
     spec = parse_spec(spec)
     say = progress or (lambda message: None)
-    parts = work_parts(spec) if shard is None else shard_work(spec, *shard)
+    parts = work_parts(spec) if shard is None or spec.points else shard_work(spec, *shard)
     say(describe_memory(check_memory(spec)))
     if out is None:
         return _run_checked(spec, None, resume, say, progress, shard)
     out = check_output_directory(out, [work.name for work in parts])
     with output_lock(out):
         return _run_checked(spec, out, resume, say, progress, shard)
+
+
+class GivenWork(NamedTuple):
+    """What a ``[game]`` sweep hands :func:`_run_checked` for one point of a group (:func:`run_point_group`)."""
+
+    inputs: RunInputs
+    frames: dict
+    """Rule label → results frame the group computed (the point's other tables are loaded or computed)."""
+    rules: tuple | None
+    """The rule tables to run (a shard's), ``None``: all."""
+    shard: dict | None
+    """The point's manifest entry ``shard`` in a sharded sweep, else ``None``."""
 
 
 class RunInputs(NamedTuple):
@@ -138,29 +151,29 @@ def _run_checked(
     say: Callable[[str], object],
     progress: Callable[[str], object] | None = None,
     shard: tuple[int, int] | None = None,
+    given: GivenWork | None = None,
 ) -> pd.DataFrame:
     """:func:`run` after the checks, with ``out`` validated and locked (or None).  Warnings go through
-    ``progress`` when the caller gave one, else they are Python warnings (:func:`sim.diagnostics.report_warnings`)."""
-    if spec.points:  # a [game]/[run] sweep: one run per point, tables combined with the swept values
-        if shard is not None:
-            raise PrefsimError(
-                f"--shard: this spec sweeps [game]/[run] fields ({', '.join(field for field, _ in spec.field_sweep)}); "
-                "shards split the [[rule]] tables of one game and run. Write one spec per value of those fields "
-                "and shard each."
-            )
-        return run_field_sweep(spec, out, resume, say, progress, _run_checked)
+    ``progress`` when the caller gave one, else they are Python warnings (:func:`sim.diagnostics.report_warnings`).
+    ``given``: a point of a sweep's group (:func:`run_point_group`)."""
+    if spec.points:  # a [game]/[run] sweep: one run per point (or group), tables combined with the swept values
+        fingerprint = "+".join(spec_fingerprint(point) for point in spec.points)
+        return run_field_sweep(spec, out, resume, say, progress, run_point_group, shard, fingerprint)
     started = time.time()
-    inputs = prepare_run(spec)
+    inputs = prepare_run(spec) if given is None else given.inputs
     record, manifest = inputs.record, inputs.manifest
+    parts = work_parts(spec) if shard is None else shard_work(spec, *shard)
+    if given is not None and given.rules is not None:
+        parts = work_parts(spec, given.rules)
     if shard is not None:
         manifest["shard"] = shard_record(spec, *shard)
+    if given is not None and given.shard is not None:
+        manifest["shard"] = given.shard
     if out is not None:
         write_files_atomic({out / RUNNING_MANIFEST: json_bytes(manifest)})
-        kept = [work.name for work in (work_parts(spec) if shard is None else shard_work(spec, *shard))]
-        for path in remove_stale_parts(out, kept):
+        for path in remove_stale_parts(out, [work.name for work in parts]):
             say(f"removed {path}: its rule (or seed block) is no longer in the spec")
 
-    parts = work_parts(spec) if shard is None else shard_work(spec, *shard)
     frames, finals = [], []
     stage = getattr(say, "stage", None)  # a sim.progress.Progress shows a bar / a line per part
     for index, work in enumerate(parts):
@@ -178,15 +191,78 @@ def _run_checked(
             if reason:
                 say(f"{work.name}: recomputing: {reason}")
         tic = time.time()
-        frame = run_part(work, spec, inputs)
-        say(f"{work.name}: {len(frame)} rows in {time.time() - tic:.1f} s")
+        if given is not None and work.name in given.frames:
+            frame = given.frames[work.name]
+            say(f"{work.name}: {len(frame)} rows, computed with the other points of its group")
+        else:
+            frame = run_part(work, spec, inputs)
+            say(f"{work.name}: {len(frame)} rows in {time.time() - tic:.1f} s")
         if part is not None:
             save_final_policies(out, work.name, rule_fingerprint, frame.attrs[FINAL_POLICY])
             write_part(part, frame, rule_fingerprint)
         finals.append(frame.attrs.pop(FINAL_POLICY))  # out of attrs: pandas compares attrs when concatenating
         frames.append(frame)
     tables, policies = assemble_parts(parts, frames, finals)
-    return finish_run(spec, out, inputs, tables, policies, started, progress, shard is not None)
+    sharded = shard is not None or (given is not None and given.shard is not None)
+    return finish_run(spec, out, inputs, tables, policies, started, progress, sharded)
+
+
+def run_point_group(
+    specs: list[ExperimentSpec],
+    outs: list[Path | None],
+    resume: bool,
+    say: Callable[[str], object],
+    progress: Callable[[str], object] | None = None,
+    tables: tuple[int, ...] | None = None,
+    shard: list[dict] | None = None,
+) -> list[pd.DataFrame]:
+    """The points ``specs`` of one group of a ``[game]`` sweep (:mod:`sim.point_groups`), each written to its
+    ``outs`` entry as a run of its own; return each point's table.
+
+    Each rule table (of ``tables``, indices into the points' rules; default all) runs for the points that
+    need it (all, or with ``resume`` those without a finished part) in one vmapped call; then each point is
+    finished by :func:`_run_checked` with those frames (parts, final policies, ``metrics.csv``, manifest).
+    ``shard``: each point's manifest entry ``shard`` in a sharded sweep.
+    """
+    inputs = [prepare_run(spec) for spec in specs]
+    indices = range(len(specs[0].rules)) if tables is None else tables
+    computed: list[dict] = [{} for _ in specs]
+    for index in indices:
+        needed = []
+        for point, (spec, out) in enumerate(zip(specs, outs)):
+            rule = spec.rules[index]
+            if resume and out is not None:
+                part = out / "parts" / f"{rule.label}.csv"
+                expected = expected_part_rows(spec, rule, inputs[point].record)
+                if read_part(part, part_fingerprint(spec, rule), expected)[0] is not None:
+                    continue
+            needed.append(point)
+        if len(needed) > 1:  # one point alone runs as a plain run (run_rule) in _run_checked
+            tic = time.time()
+            rules = [specs[point].rules[index] for point in needed]
+            points = [specs[p] for p in needed]
+            frames = run_rule_over_points(rules, points, [inputs[p] for p in needed], inputs[0].record)
+            for point, rule, frame in zip(needed, rules, frames):
+                computed[point][rule.label] = frame
+            stem = rules[0].stem or rules[0].label
+            say(f"{stem}: {len(needed)} points in one vmapped call, {time.time() - tic:.1f} s")
+    chosen = None if tables is None else [tuple(spec.rules[i] for i in tables) for spec in specs]
+    return [
+        _run_checked(
+            spec,
+            out,
+            resume,
+            say,
+            progress,
+            given=GivenWork(
+                inputs[point],
+                computed[point],
+                None if chosen is None else chosen[point],
+                None if shard is None else shard[point],
+            ),  # fmt: skip
+        )
+        for point, (spec, out) in enumerate(zip(specs, outs))
+    ]
 
 
 def run_part(work: WorkPart, spec: ExperimentSpec, inputs: RunInputs) -> pd.DataFrame:
@@ -286,7 +362,7 @@ def finish_run(
     with ``out``, ``metrics.csv``, ``bounds.csv``, ``headtohead.csv`` and ``manifest.json`` written together.
     A ``shard`` writes ``metrics.csv`` and ``manifest.json`` only: bounds and head-to-head need every rule."""
     manifest = inputs.manifest
-    table = absent_metrics_to_nan(pd.concat(frames, ignore_index=True))
+    table = order_columns(absent_metrics_to_nan(pd.concat(frames, ignore_index=True)))
     if inputs.sampled is None:
         preference = seed_preferences(inputs.games.preference, inputs.game_axes.preference, len(spec.seeds))
         weights = None
@@ -295,6 +371,8 @@ def finish_run(
         preference = seed_preferences(sampled.problems.preference, sampled.axes.preference, len(spec.seeds))
         weights = np.asarray(sampled.problems.context_probs)
     headtohead = headtohead_table(finals, preference, weights) if finals and not shard else None
+    if headtohead is not None:
+        headtohead = with_rule_values(headtohead, field_values_by_rule(table))
     # plain lists, so that pandas can compare the attrs of tables a user concatenates
     table.attrs["headtohead"] = None if headtohead is None else headtohead.to_dict("list")
     messages = run_warnings(table, spec)
@@ -342,7 +420,7 @@ def run_rule(
         "produced non-finite values (NaN or inf) in its policy",
         f"its step is too large for {spec.precision} or a parameter is degenerate.",
     )
-    frame = results_table(labels, spec.seeds, record, metrics)
+    frame = results_table(labels, spec.seeds, record, metrics, rule.categorical())
     return frame
 
 

@@ -10,18 +10,23 @@ A list where a spec expects one number or name is a sweep.  Three kinds, one lab
 * **``[game]`` and ``[run]`` fields** (``arms = [3, 5]``, ``tau = [0.05, 0.1]``,
   ``pairs_per_iteration = [100, 400]``, ``pair_scheme = [...]``) — the spec is expanded into the
   cartesian product of its swept fields; each combination (a *point*) is a complete run of its own
-  (:func:`sim.sweep_runs.run_field_sweep`), compiled separately where the shapes differ (``arms``,
-  ``pairs_per_iteration``); points whose shapes and rule settings agree reuse the compiled function
-  (only the game's arrays differ).  Rules whose τ is not given follow each point's ``game.tau``.
+  (:func:`sim.sweep_runs.run_field_sweep`).  Points that differ only in the values of the game's
+  arrays (``tau``, ``reference``, ``strength``, …; exact mode) form a group that runs as one vmapped call
+  per rule table (:mod:`sim.point_groups`); fields that change shapes or the program (``kind``, ``arms``,
+  ``pairs_per_iteration``, every sampled ``[run]`` field) run separately.  Rules whose τ is not given
+  follow each point's ``game.tau``.
 
 Every result label names the values it belongs to, inside one bracket, rule values first:
 ``inpo[eta=2,game.tau=0.1]``, ``apo[alpha=0.5,schedule=constant,run.pairs_per_iteration=100]``.
-A ``[game]``/``[run]`` sweep also adds one column per swept field, named ``game.<field>`` /
-``run.<field>`` (after ``iteration``), to ``metrics.csv``, ``bounds.csv`` and ``headtohead.csv``.
+Every sweep adds one column per swept value after ``iteration``: ``rule.<parameter>`` for a rule's own
+(:mod:`sim.table`), then ``game.<field>`` / ``run.<field>`` in ``metrics.csv``, ``bounds.csv`` and
+``headtohead.csv`` (which names both sides' rule parameters, ``rule_a.eta`` / ``rule_b.eta``); the
+summary carries them after ``rule``.
 
 With a result directory ``out``, point ``p`` runs in ``out/points/<p>/`` (``<p>`` =
 ``game.tau=0.1,run.pairs_per_iteration=100``), a complete result directory of its own (parts,
-``metrics.csv``, ``manifest.json``); ``--resume`` reuses each point's finished parts.  The top-level
+``metrics.csv``, ``manifest.json``); ``--resume`` reuses each point's finished parts (a group's
+unfinished points are computed together).  The top-level
 ``metrics.csv``, ``bounds.csv``, ``headtohead.csv`` and ``manifest.json`` hold all points (the
 manifest lists the swept fields and the points).
 
@@ -65,6 +70,8 @@ NOT_SWEEPABLE = {
     "run.mode": "exact and sampled runs have different metrics; run the spec once per mode and use `prefsim compare`",
     "run.apo_form": "it is deprecated: give the apo rule's form as a list (form = [...]) instead",
     "run.dpo_reference": "it is deprecated: give the dpo rule's anchor as a list (anchor = [...]) instead",
+    "run.seed_block": "it only cuts the same seeds into calls of another size (the results agree to ~1e-15); "
+    "choose one block size for the spec",
 }
 
 

@@ -53,6 +53,19 @@ def headtohead_table(
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
+def with_rule_values(duels: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
+    """``duels`` with the swept rule parameters of both sides after ``rule_b``: ``rule_a.eta``,
+    ``rule_b.eta`` for each ``rule.eta`` column of ``values`` (:func:`sim.stats.field_values_by_rule`)."""
+    columns = [c for c in values.columns if c.startswith("rule.")]
+    duels = duels.copy()
+    position = list(duels.columns).index("rule_b") + 1
+    for side in ("rule_a", "rule_b"):
+        for column in columns:
+            duels.insert(position, f"{side}.{column[5:]}", values[column].reindex(duels[side]).to_numpy())
+            position += 1
+    return duels
+
+
 def plot_headtohead(table: pd.DataFrame, path: Path) -> Path:
     """Heat map of W(A, B) (rows A, columns B) with the mean in each cell; written to ``path``."""
     from matplotlib.figure import Figure  # object-oriented: no pyplot state, no backend switch

@@ -10,6 +10,8 @@ Example::
     layout = "auto"                         # auto | single | panels (one panel per [[rule]] table)
     fit = "auto"                            # auto | none | loglog | semilog
     title = "APO with exact rewards"        # default: the spec's name and problem
+    facet = ["game.tau"]                    # swept [game]/[run] fields with one panel per value; default:
+                                            # every swept field ("auto"); "none": curves on shared axes
 
     [plot.labels]                           # legend text for grid labels
     "apo[alpha=0.5]" = "APO, α = 0.5"
@@ -29,7 +31,7 @@ from bandits.errors import PrefsimError
 FORMATS = ("png", "pdf", "svg")
 LAYOUTS = ("auto", "single", "panels")
 FITS = ("auto", "none", "loglog", "semilog")
-PLOT_KEYS = ("rules", "metrics", "per_seed", "formats", "layout", "fit", "title", "labels")
+PLOT_KEYS = ("rules", "metrics", "per_seed", "formats", "layout", "fit", "title", "labels", "facet")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +55,9 @@ class PlotSpec:
     """Figure title; default from the spec's name and problem."""
     labels: dict = dataclasses.field(default_factory=dict)
     """Grid label → legend text."""
+    facet: tuple | str = "auto"
+    """Swept ``[game]``/``[run]`` fields (``("game.tau",)``) whose values (or combinations) get one panel
+    each; ``"auto"``: every field the run sweeps; ``"none"``: no facets (:func:`sim.plotting.metric_figure`)."""
 
 
 def _strings(key: str, value, allowed: tuple | None = None) -> tuple:
@@ -112,6 +117,19 @@ def parse_plot(table: Any) -> PlotSpec:
                 'plot.labels: expected a table of grid label = "legend text" (e.g. "apo[alpha=0.5]" = "APO, α = 0.5").'
             )
         values["labels"] = dict(labels)
+    if "facet" in table:
+        facet = table["facet"]
+        if facet in ("auto", "none"):
+            values["facet"] = facet
+        else:
+            fields = _strings("facet", facet)
+            bad = [f for f in fields if not f.startswith(("game.", "run."))]
+            if bad:
+                raise PrefsimError(
+                    f"plot.facet: {', '.join(bad)} is not a swept [game]/[run] field; give fields such as "
+                    '"game.tau", or "auto" / "none".'
+                )
+            values["facet"] = fields
     return PlotSpec(**values)
 
 

@@ -23,6 +23,9 @@ Design (what every figure shows):
   rule's colour; this module never rebuilds games or solves for equilibria.
 * **layout** – the legend outside the axes; one panel per rule family (shared y axis) when a figure
   would hold more than :data:`MAX_CURVES_PER_AXES` curves; the title wrapped to the figure's width.
+* **facets** – a run that sweeps ``[game]``/``[run]`` fields draws one panel per value (or combination)
+  of them (:func:`facet_panels`, ``[plot] facet``), up to :data:`MAX_FACETS`; beyond that the curves
+  share the axes and the title says why.
 
 Figures are built with the object-oriented API on :class:`matplotlib.figure.Figure` (no pyplot
 state, no GUI backend), and written as PNG, PDF or SVG through the Agg canvas, so this module works
@@ -51,6 +54,7 @@ from sim import stats
 from sim.bounds_file import bounds_for_metric
 from sim.diagnostics import floor_iteration as first_floor_iteration
 from sim.diagnostics import is_convergence_metric, precision_floor
+from sim.field_sweep import format_value
 from sim.plot_spec import PlotSpec, parse_plot
 from sim.progress import Progress
 
@@ -90,6 +94,8 @@ PANEL_SIZE = (4.6, 3.6)
 LEGEND_LINE_INCHES = 0.21
 #: More curves than this in one axes → one panel per rule family (``layout = "auto"``).
 MAX_CURVES_PER_AXES = 6
+#: At most this many facets (values or combinations of the swept [game]/[run] fields) get a panel each.
+MAX_FACETS = 12
 #: Line styles of the swept values inside a family (solid first).
 LINE_STYLES = ("-", (0, (5, 1.5)), (0, (3, 1, 1, 1)), (0, (1, 1)), (0, (7, 2, 1, 2)), (0, (2, 2)))
 #: A fit window needs at least this many recorded iterations.
@@ -366,7 +372,7 @@ def plot_metric(
             ys = np.asarray(ys, dtype=np.float64)
             if log_y:
                 ys = np.where(ys > 0, ys, np.nan)
-            style = line_styles.get(rule, {"color": "0.2", "ls": "-"})
+            style = {**line_styles.get(rule, {"color": "0.2", "ls": "-"}), **((styles or {}).get(rule, {}))}
             legend_label = f"{label} (thin)" if label not in named else "_nolegend_"
             named.add(label)
             artist = axes.plot(xs, ys, lw=0.9, alpha=0.7, color=style["color"], ls=style["ls"], label=legend_label)[0]
@@ -599,8 +605,10 @@ def metric_figure(
     title: str | None = None,
     precision: str = "float64",
 ) -> Figure:
-    """The figure of one metric: one axes, or one panel per rule family (see the module docstring)."""
+    """The figure of one metric: one axes, one panel per rule family, or one panel per value of the
+    swept ``[game]``/``[run]`` fields (facets; see the module docstring)."""
     families = list(dict.fromkeys(family_of(rule) for rule in rules))
+    groups = [(family, [rule for rule in rules if family_of(rule) == family]) for family in families]
     panels = plot.layout == "panels" or (
         plot.layout == "auto" and len(rules) > MAX_CURVES_PER_AXES and len(families) > 1
     )
@@ -614,6 +622,12 @@ def metric_figure(
         "fit_window": None if plot.fit == "none" else "auto",
         "fit_scale": "auto" if plot.fit == "none" else plot.fit,
     }
+    facets, note = facet_panels(table, rules, plot)
+    if facets and plot.layout != "single":
+        groups, panels = facets, True
+        common["styles"] = facet_styles(rules, facets)
+    if note:
+        title = f"{title} ({note})" if title else note
     with matplotlib.rc_context(STYLE):
         if not panels:
             figure = Figure(figsize=WIDE_FIGURE_SIZE, layout="constrained")
@@ -625,20 +639,19 @@ def metric_figure(
             lines = _figure_legend(cell, axes, "outside right upper")
             figure.set_figheight(max(WIDE_FIGURE_SIZE[1], LEGEND_LINE_INCHES * lines + 1.0))
         else:
-            columns = min(3, len(families))
-            rows = math.ceil(len(families) / columns)
+            columns = min(3, len(groups))
+            rows = math.ceil(len(groups) / columns)
             figure = Figure(figsize=(PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows + 0.6), layout="constrained")
             FigureCanvasAgg(figure)
             # one subfigure per family: its legend is placed "outside lower" by constrained layout,
             # which reserves the room (a legend anchored below an axes would not get any)
             cells = figure.subfigures(rows, columns, squeeze=False)
             panel_axes, legend_rows = [], [0] * rows
-            for index, family in enumerate(families):
-                members = [rule for rule in rules if family_of(rule) == family]
+            for index, (name, members) in enumerate(groups):
                 cell = cells.flat[index]
                 axes = cell.add_subplot()
                 plot_metric(table, metric, axes=axes, rules=members, legend="none", **common)
-                axes.set_title(family, fontsize=10)
+                axes.set_title(_wrap_title(name, PANEL_SIZE[0], 10), fontsize=10)
                 row = index // columns
                 legend_rows[row] = max(legend_rows[row], _figure_legend(cell, axes, "outside lower left"))
                 panel_axes.append(axes)
@@ -647,6 +660,55 @@ def metric_figure(
         if title:
             figure.suptitle(_wrap_title(title, figure.get_figwidth(), STYLE["axes.titlesize"]), fontsize=11)
     return figure
+
+
+def facet_panels(table: pd.DataFrame, rules: list[str], plot: PlotSpec) -> tuple[list, str | None]:
+    """``([(panel title, its rules)], note)``: one panel per value (or combination of values) of the facet
+    fields (``plot.facet``; ``"auto"``: the ``game.*``/``run.*`` columns with more than one value among
+    ``rules``).  More than :data:`MAX_FACETS` combinations: no panels and a note saying so."""
+    if plot.facet == "none":
+        return [], None
+    values = stats.field_values_by_rule(table).reindex(rules)
+    if plot.facet == "auto":
+        fields = [c for c in values.columns if not c.startswith("rule.") and values[c].nunique(dropna=False) > 1]
+    else:
+        fields = list(plot.facet)
+        missing = [f for f in fields if f not in values.columns]
+        if missing:
+            swept = [c for c in values.columns if not c.startswith("rule.")]
+            raise PrefsimError(
+                f"plot.facet: {', '.join(missing)} is not swept in this run; its swept fields are "
+                f"{', '.join(swept) or 'none'}."
+            )
+    if not fields:
+        return [], None
+    keys = [tuple(values.at[rule, f] for f in fields) for rule in rules]
+    combinations = list(dict.fromkeys(keys))
+    if len(combinations) > MAX_FACETS:
+        shown = " × ".join(fields)
+        return [], f"{len(combinations)} values of {shown}: more than {MAX_FACETS} panels, curves share the axes"
+    panels = []
+    for combination in combinations:
+        name = ", ".join(f"{f}={format_value(v)}" for f, v in zip(fields, combination))
+        panels.append((name, [rule for rule, key in zip(rules, keys) if key == combination]))
+    return panels, None
+
+
+def facet_styles(rules: list[str], facets: list) -> dict[str, dict]:
+    """Line properties that give a rule the same colour and style in every facet: :func:`curve_styles` of
+    the labels with the facet's values left out (``inpo[eta=2,game.tau=0.1]`` → ``inpo[eta=2]``)."""
+    panel_values = {rule: name.split(", ") for name, members in facets for rule in members}
+
+    def without_facet(rule: str) -> str:
+        if "[" not in rule:
+            return rule
+        stem, inside = rule[:-1].split("[", 1)
+        kept = [entry for entry in inside.split(",") if entry not in panel_values[rule]]
+        return f"{stem}[{','.join(kept)}]" if kept else stem
+
+    keys = {rule: without_facet(rule) for rule in rules}
+    styles = curve_styles(list(dict.fromkeys(keys.values())))
+    return {rule: styles[key] for rule, key in keys.items()}
 
 
 def plot_run(

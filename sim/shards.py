@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from bandits.errors import PrefsimError
+from sim.point_groups import check_sweep_shard_count
 from sim.spec import ExperimentSpec, RuleSpec
 
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
@@ -87,7 +88,11 @@ def work_parts(spec: ExperimentSpec, rules: Sequence[RuleSpec] | None = None) ->
 
 
 def check_shard_count(spec: ExperimentSpec, count: int) -> None:
-    """Refuse more shards than the spec has parts (tables × seed blocks): a shard would be empty."""
+    """Refuse more shards than the spec has parts (tables × seed blocks): a shard would be empty.  For a
+    ``[game]``/``[run]`` sweep the parts are units of (group of points × rule table) (:mod:`sim.sweep_runs`)."""
+    if spec.points:
+        check_sweep_shard_count(spec, count)
+        return
     tables, blocks = len(spec.rules), len(seed_blocks(spec))
     if count <= tables * blocks:
         return

@@ -86,6 +86,11 @@ class RuleSpec:
     def fixed(self) -> dict:
         return {k: v for k, v in self.parameters.items() if not isinstance(v, list)}
 
+    def categorical(self) -> tuple:
+        """``((parameter, name), …)``: the rule table's own categorical sweep values (``point`` without the
+        ``[game]``/``[run]`` fields)."""
+        return tuple((key, value) for key, value in self.point if "." not in key)
+
     def grid_labels(self) -> list[tuple[str, dict]]:
         """``[(label, {swept param: value})]`` over the cartesian product of the swept values."""
         swept = self.swept()

@@ -136,13 +136,26 @@ def bootstrap_ci(
 # table helpers
 
 
-#: Prefixes of the columns a ``[game]``/``[run]`` sweep adds to a run table (``game.tau``; :mod:`sim.field_sweep`).
-FIELD_PREFIXES = ("game.", "run.")
+#: Prefixes of the columns a sweep adds to a run table: a ``[game]``/``[run]`` field (``game.tau``;
+#: :mod:`sim.field_sweep`) or a rule parameter (``rule.eta``, empty in rows of rules that do not sweep it).
+FIELD_PREFIXES = ("rule.", "game.", "run.")
 
 
 def is_field_column(name: object) -> bool:
-    """Whether a table column holds a swept ``[game]``/``[run]`` field's value (not a metric)."""
+    """Whether a table column holds a swept field's or rule parameter's value (not a metric)."""
     return isinstance(name, str) and name.startswith(FIELD_PREFIXES)
+
+
+def field_columns(table: pd.DataFrame) -> list[str]:
+    """The swept-value columns of a run table, in table order."""
+    return [c for c in table.columns if is_field_column(c)]
+
+
+def field_values_by_rule(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per rule label (index ``rule``) with the values of the table's swept-value columns
+    (a label names its values, so every row of one label holds the same ones)."""
+    columns = field_columns(table)
+    return table.drop_duplicates("rule").set_index("rule")[columns]
 
 
 def metric_columns(table: pd.DataFrame) -> list[str]:

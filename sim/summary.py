@@ -69,7 +69,8 @@ def summary_frame(
     metrics: Iterable[str] | None = None,
 ) -> pd.DataFrame:
     """Mean, 95% bootstrap CI and seed count per rule × metric at each rule's final iteration and at
-    every iteration of ``iterations`` that the rule recorded (columns :data:`SUMMARY_COLUMNS`).
+    every iteration of ``iterations`` that the rule recorded (columns :data:`SUMMARY_COLUMNS`, with the
+    table's swept-value columns ``rule.*``/``game.*``/``run.*`` after ``rule``).
 
     ``metrics``: default every metric with data.  ``at_floor`` marks rows whose mean curve sits at
     the precision's rounding floor (:func:`sim.diagnostics.floor_iteration`).  An iteration that no
@@ -96,7 +97,11 @@ def summary_frame(
     summary = summary.sort_values(
         ["iteration", "rule"], key=lambda c: c.map(order) if c.name == "rule" else c, kind="stable"
     )
-    return summary[SUMMARY_COLUMNS].reset_index(drop=True)
+    summary = summary[SUMMARY_COLUMNS].reset_index(drop=True)
+    values = stats.field_values_by_rule(table)  # the swept values each label names, after ``rule``
+    for offset, column in enumerate(values.columns):
+        summary.insert(1 + offset, column, values[column].reindex(summary["rule"]).to_numpy())
+    return summary
 
 
 def _at_floor(table: pd.DataFrame, summary: pd.DataFrame, floor: float) -> np.ndarray:

@@ -1,5 +1,9 @@
 """Running a sweep over ``[game]``/``[run]`` fields: one complete run per point, tables combined.
 
+Points run a group at a time (:mod:`sim.point_groups`: one vmapped call per group × rule table, a
+*unit*); a sharded sweep (``--shard I/N``) runs the units :func:`sweep_plan` deals to shard I, and
+:mod:`sim.sweep_merge` puts the shards back together.
+
 The spec side (which fields, the points, the labels) is :mod:`sim.field_sweep`; this module runs the
 points of a parsed spec (:attr:`sim.spec.ExperimentSpec.points`) with the runner of one spec that
 :mod:`sim.experiment` passes in, and writes the combined files: ``metrics.csv``, ``bounds.csv`` and
@@ -14,6 +18,7 @@ folders of an earlier sweep that the spec no longer has are removed, like stale 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +31,7 @@ from sim.bounds_file import BOUND_COLUMNS, read_bounds
 from sim.field_sweep import point_name
 from sim.limits import check_memory, describe_memory
 from sim.metrics import metric_tau
+from sim.point_groups import check_sweep_shard_count, point_groups
 from sim.results_io import (
     RUNNING_MANIFEST,
     check_output_directory,
@@ -34,7 +40,9 @@ from sim.results_io import (
     write_files_atomic,
     write_run_results,
 )
+from sim.shards import deal
 from sim.spec import ExperimentSpec
+from sim.table import order_columns
 
 #: Folder of a result directory holding one complete run per point of a [game]/[run] sweep.
 POINTS_DIR = "points"
@@ -54,66 +62,169 @@ def with_point_columns(frame: pd.DataFrame, point: Sequence[tuple[str, Any]], af
 # running the points
 
 
+def sweep_units(spec: ExperimentSpec) -> list[tuple[int, int]]:
+    """The units of work of a sweep, ``(group, rule table)``: one vmapped call each (group order, then tables)."""
+    return [(group, table) for group in range(len(point_groups(spec))) for table in range(len(spec.rules))]
+
+
+def sweep_plan(spec: ExperimentSpec, count: int) -> list[list[tuple[int, int]]]:
+    """The units of each of ``count`` shards, dealt by cost (points × grid points) with :func:`sim.shards.deal`."""
+    groups = point_groups(spec)
+    units = sweep_units(spec)
+    check_sweep_shard_count(spec, count)
+    costs = [len(groups[g]) * len(spec.points[groups[g][0]].rules[t].grid_labels()) for g, t in units]
+    return [[units[i] for i in chosen] for chosen in deal(costs, count)]
+
+
+def sweep_shard_record(spec: ExperimentSpec, index: int, count: int) -> dict:
+    """The top-level manifest entry ``shard`` of shard ``index`` of a sweep: its units by point names and rule stems."""
+    groups = point_groups(spec)
+    names = [point_name(point.point) for point in spec.points]
+    units = sweep_plan(spec, count)[index]
+    return {
+        "index": index,
+        "count": count,
+        "units": [[[names[i] for i in groups[g]], spec.rules[t].stem or spec.rules[t].label] for g, t in units],
+        "labels": [],
+        "points": True,
+    }
+
+
 def run_field_sweep(
     spec: ExperimentSpec,
     out: Path | None,
     resume: bool,
     say: Callable[[str], object],
     progress: Callable[[str], object] | None,
-    run_one: Callable[..., pd.DataFrame],
+    run_group: Callable[..., list[pd.DataFrame]],
+    shard: tuple[int, int] | None = None,
+    fingerprint: str = "",
 ) -> pd.DataFrame:
-    """Run every point of ``spec.points`` with ``run_one`` (:func:`sim.experiment` 's runner of one
-    spec: ``run_one(point_spec, point_out, resume, say, progress)``); return the combined table.
+    """Run every point of ``spec.points``, a group of points at a time (:func:`sim.point_groups.point_groups`)
+    with ``run_group`` (:func:`sim.experiment.run_point_group`); return the combined table.
 
     ``out`` (validated and locked by the caller) receives ``points/<point>/`` per point and the
-    combined files of the module docstring, replaced together at the end.
+    combined files of the module docstring, replaced together at the end.  ``shard = (I, N)``: only the
+    units (group × rule table) of shard I (:func:`sweep_plan`); ``out`` then holds a shard for ``prefsim merge``.
+    ``fingerprint``: the sweep's (its points' spec fingerprints joined by ``+``), written to the manifest.
     """
     started = time.time()
     names = [point_name(point.point) for point in spec.points]
+    groups = point_groups(spec)
+    mine = None if shard is None else sweep_plan(spec, shard[1])[shard[0]]
     if out is not None:
-        write_files_atomic({out / RUNNING_MANIFEST: json_bytes(_sweep_fields(spec, names, complete=False))})
+        running = _sweep_fields(spec, names, complete=False)
+        if shard is not None:
+            running["shard"] = sweep_shard_record(spec, *shard)
+        write_files_atomic({out / RUNNING_MANIFEST: json_bytes(running)})
         for stale in _stale_points(out, names):
             shutil.rmtree(stale)
             say(f"removed {stale}: its point is no longer in the spec's sweep")
+    calls = len(groups) * len(spec.rules) if mine is None else len(mine)
+    say(f"sweep: {len(names)} point(s) in {len(groups)} group(s), {calls} vmapped call(s) (group × rule table)")
+    tables: list = [None] * len(names)
+    for number, members in enumerate(groups):
+        chosen = None if mine is None else tuple(table for group, table in mine if group == number)
+        if chosen == ():
+            continue
+        say(f"sweep group {number + 1}/{len(groups)}: {', '.join(names[i] for i in members)}")
+        outs, entries = [], []
+        if len(members) > 1:  # the group's batch holds point × seed games: estimate it as that many seeds
+            batch = dataclasses.replace(spec.points[members[0]], seeds=tuple(range(len(members) * len(spec.seeds))))
+            say(f"group of {len(members)} points × {len(spec.seeds)} seeds: {describe_memory(check_memory(batch))}")
+        for i in members:
+            point_spec = spec.points[i]
+            say(describe_memory(check_memory(point_spec)))
+            rules = point_spec.rules if chosen is None else [point_spec.rules[t] for t in chosen]
+            entries.append(
+                None if shard is None else {"index": shard[0], "count": shard[1], "labels": [r.label for r in rules]}
+            )
+            if out is not None:
+                outs.append(check_output_directory(out / POINTS_DIR / names[i], [rule.label for rule in rules]))
+            else:
+                outs.append(None)
+        results = run_group([spec.points[i] for i in members], outs, resume, say, progress, chosen,
+                            None if shard is None else entries)  # fmt: skip
+        for i, table in zip(members, results):
+            tables[i] = table
+    record = None if shard is None else sweep_shard_record(spec, *shard)
+    return combine_points(spec, out, tables, started, fingerprint, record)
+
+
+def combine_points(
+    spec: ExperimentSpec,
+    out: Path | None,
+    tables: Sequence,
+    started: float,
+    fingerprint: str,
+    shard: dict | None = None,
+    extra: dict | None = None,
+) -> pd.DataFrame:
+    """The combined table of the points' ``tables`` (``None`` for a point a shard did not run) and, with
+    ``out``, the top-level files written from them and the points' folders (bounds, manifests);
+    ``extra``: more manifest entries (a merge's ``merged_from``)."""
+    names = [point_name(point.point) for point in spec.points]
     frames, bounds, headtohead, warnings, manifests = [], [], [], [], []
-    for index, (name, point_spec) in enumerate(zip(names, spec.points)):
-        say(f"sweep point {index + 1}/{len(names)}: {name}")
-        say(describe_memory(check_memory(point_spec)))
-        point_out = None
-        if out is not None:
-            point_out = check_output_directory(out / POINTS_DIR / name, [rule.label for rule in point_spec.rules])
-        table = run_one(point_spec, point_out, resume, say, progress)
+    for name, point_spec, table in zip(names, spec.points, tables):
+        if table is None:
+            continue
         duel = table.attrs.get("headtohead")
-        frames.append(with_point_columns(table, point_spec.point, "iteration"))
+        frames.append(with_point_columns(table, point_spec.point, _last(table.columns, "rule.", "iteration")))
         if duel is not None:
-            headtohead.append(with_point_columns(pd.DataFrame(duel), point_spec.point, "rule_b"))
-        if point_out is not None:
+            duel = pd.DataFrame(duel)
+            after = _last(duel.columns, ("rule_a.", "rule_b."), "rule_b")
+            headtohead.append(with_point_columns(duel, point_spec.point, after))
+        if out is not None:
+            point_out = out / POINTS_DIR / name
             point_bounds = read_bounds(point_out)
             if point_bounds is not None and not point_bounds.empty:
                 bounds.append(with_point_columns(point_bounds, point_spec.point, "rule"))
             manifest = read_manifest(point_out) or {}
             manifests.append(manifest)
             warnings.extend(f"{name}: {message}" for message in manifest.get("warnings") or [])
-    table = pd.concat(frames, ignore_index=True)
+    table = order_columns(pd.concat(frames, ignore_index=True))
     duels = pd.concat(headtohead, ignore_index=True) if headtohead else None
     table.attrs["headtohead"] = None if duels is None else duels.to_dict("list")
     if out is not None:
         combined_bounds = pd.concat(bounds, ignore_index=True) if bounds else pd.DataFrame(columns=BOUND_COLUMNS)
         manifest = {**manifests[0], **_sweep_fields(spec, names, complete=True)}
-        manifest["fingerprint"] = "+".join(str(m.get("fingerprint")) for m in manifests)
+        manifest["fingerprint"] = fingerprint
+        manifest.update(extra or {})
         manifest["parsed_spec"] = _parsed_with_sweeps(manifests[0].get("parsed_spec"), spec)
         manifest["warnings"] = warnings
         manifest["seconds"] = round(time.time() - started, 3)
-        write_run_results(out, table, combined_bounds, manifest, duels)
+        manifest.pop("shard", None)
+        if shard is not None:  # a shard: its rows and manifest only; bounds and head-to-head need every point
+            manifest["shard"] = shard
+            write_run_results(out, table, None, manifest, None)
+        else:
+            write_run_results(out, table, combined_bounds, manifest, duels)
     return table
+
+
+def shard_contents(spec: ExperimentSpec, index: int, count: int) -> str:
+    """What shard ``index`` of a sweep holds, for the CLI's messages."""
+    units = sweep_plan(spec, count)[index]
+    return f"{len(units)} unit(s) of {len(sweep_units(spec))}: " + "; ".join(
+        f"group {group + 1} × {spec.rules[table].stem or spec.rules[table].label}" for group, table in units
+    )
+
+
+def _last(columns, prefix, default: str) -> str:
+    """The last column starting with ``prefix``, else ``default``: where the swept fields' columns go."""
+    matching = [c for c in columns if isinstance(c, str) and c.startswith(prefix)]
+    return matching[-1] if matching else default
 
 
 def _sweep_fields(spec: ExperimentSpec, names: list[str], complete: bool) -> dict:
     """The manifest entries of a [game]/[run] sweep."""
     taus = sorted({float(point.game.tau) for point in spec.points})
+    groups = point_groups(spec)
     return {
         "spec": spec.raw,
         "seeds": list(spec.seeds),
+        "point_groups": [[names[i] for i in members] for members in groups],
+        "vmapped_calls": len(groups) * len(spec.rules),
         "field_sweep": [{"field": field, "values": list(values)} for field, values in spec.field_sweep],
         "points": [
             {"name": name, "directory": f"{POINTS_DIR}/{name}", "values": dict(point.point)}

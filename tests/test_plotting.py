@@ -238,6 +238,20 @@ def test_legend_outside_the_axes_and_title_inside_the_figure(tmp_path):
     assert not title.get_window_extent(renderer).overlaps(box), "the legend must not run into the title"
 
 
+def _assert_panel_legends_below_their_axes(figure, panels):
+    """Each panel's legend below its axes (outside them) and inside the figure; return the renderer."""
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    for cell in panels:
+        (axes,) = cell.axes
+        (legend,) = cell.legends
+        box = legend.get_window_extent(renderer)
+        assert box.y1 <= axes.bbox.y0 + 1, "panel legends sit below their axes"
+        assert _inside(box, figure.bbox), "and inside the figure"
+        assert not box.overlaps(axes.bbox)
+    return renderer
+
+
 def test_many_rules_become_small_multiples_coloured_by_family_styled_by_sweep(tmp_path):
     curves = {}
     for family in ("apo", "dpo"):
@@ -249,15 +263,7 @@ def test_many_rules_become_small_multiples_coloured_by_family_styled_by_sweep(tm
     panels = [cell for cell in figure.subfigs if cell.axes]
     assert [cell.axes[0].get_title() for cell in panels] == ["apo", "dpo"]
     assert panels[0].axes[0].get_ylim() == panels[1].axes[0].get_ylim(), "small multiples share the y range"
-    figure.canvas.draw()
-    renderer = figure.canvas.get_renderer()
-    for cell in panels:
-        (axes,) = cell.axes
-        (legend,) = cell.legends
-        box = legend.get_window_extent(renderer)
-        assert box.y1 <= axes.bbox.y0 + 1, "panel legends sit below their axes"
-        assert _inside(box, figure.bbox), "and inside the figure"
-        assert not box.overlaps(axes.bbox)
+    _assert_panel_legends_below_their_axes(figure, panels)
     styles = plotting.curve_styles(rules)
     apo = [styles[r] for r in rules if r.startswith("apo")]
     assert len({s["ls"] for s in apo}) == 5, "one line style per swept value"
@@ -367,3 +373,62 @@ def test_a_curve_that_keeps_falling_far_below_epsilon_is_not_at_the_floor():
     line = _curve(plotting.plot_metric(table, "tv_to_optimum"), "a")
     assert line.prefsim_fit_choice.floor_iteration is None
     assert line.prefsim_fit.window == (30, 300) and line.prefsim_fit.slope == pytest.approx(math.log(0.5))
+
+
+def _swept(taus, arms=(3,)) -> pd.DataFrame:
+    """A synthetic table of a sweep over game.tau (× game.arms): two rules per point, columns as sim.run writes."""
+    curves, values = {}, {}
+    for a in arms:
+        for tau in taus:
+            for rule, k in (("inpo", 1.0), ("mmd", 2.0)):
+                label = f"{rule}[game.arms={a},game.tau={tau:g}]"
+                curves[label] = {"kl_to_nash": lambda t, k=k, tau=tau: k * (1 + tau) / (t + 1.0)}
+                values[label] = (a, tau)
+    table = synthetic(curves, iterations=np.arange(0, 51))
+    table.insert(3, "game.arms", [values[r][0] for r in table["rule"]])
+    table.insert(4, "game.tau", [values[r][1] for r in table["rule"]])
+    return table
+
+
+def test_a_swept_game_field_gets_one_panel_per_value_with_legends_outside_and_titles_that_fit():
+    table = _swept((0.05, 0.1, 0.2), arms=(3, 5))
+    rules = plotting.stats.rules_of(table)
+    title = "a sweep over tau and arms with a rather long title that must wrap " * 2
+    figure = plotting.metric_figure(table, "kl_to_nash", rules, PlotSpec(), title=title)
+    panels = [cell for cell in figure.subfigs if cell.axes]
+    assert [cell.axes[0].get_title() for cell in panels] == [
+        f"game.arms={a}, game.tau={t:g}" for a in (3, 5) for t in (0.05, 0.1, 0.2)
+    ]
+    for cell in panels:  # each panel holds that point's two rules
+        assert sorted(line.prefsim_rule.split("[")[0] for line in cell.axes[0].get_lines()
+                      if getattr(line, "prefsim_rule", None)) == ["inpo", "mmd"]  # fmt: skip
+    # a rule keeps its colour and line style in every panel
+    looks = {
+        (line.prefsim_rule.split("[")[0], line.get_linestyle(), tuple(line.get_color()))
+        for cell in panels
+        for line in cell.axes[0].get_lines()
+        if getattr(line, "prefsim_rule", None)
+    }
+    assert len(looks) == 2
+    renderer = _assert_panel_legends_below_their_axes(figure, panels)
+    for cell in panels:
+        assert _inside(cell.axes[0].title.get_window_extent(renderer), cell.bbox), "panel titles fit their panel"
+    assert _inside(figure._suptitle.get_window_extent(renderer), figure.bbox), "the title is not cut"
+    # facet = ["game.tau"]: one panel per τ, both arms in it; "none" or layout = "single": shared axes
+    by_tau = plotting.metric_figure(table, "kl_to_nash", rules, PlotSpec(facet=("game.tau",)))
+    assert [cell.axes[0].get_title() for cell in by_tau.subfigs if cell.axes] == [
+        "game.tau=0.05", "game.tau=0.1", "game.tau=0.2"
+    ]  # fmt: skip
+    assert len(plotting.metric_figure(table, "kl_to_nash", rules, PlotSpec(facet="none", layout="single")).axes) == 1
+    with pytest.raises(PrefsimError, match="plot.facet: game.strength is not swept in this run"):
+        plotting.metric_figure(table, "kl_to_nash", rules, PlotSpec(facet=("game.strength",)))
+
+
+def test_too_many_facets_share_the_axes_and_the_title_says_so():
+    table = _swept(tuple(0.01 * (i + 1) for i in range(plotting.MAX_FACETS + 1)))
+    rules = plotting.stats.rules_of(table)
+    figure = plotting.metric_figure(table, "kl_to_nash", rules, PlotSpec(layout="single"), title="sweep")
+    assert len(figure.axes) == 1
+    assert f"13 values of game.tau: more than {plotting.MAX_FACETS} panels" in figure._suptitle.get_text().replace(
+        "\n", " "
+    )

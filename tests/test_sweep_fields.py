@@ -75,9 +75,13 @@ def _assert_rows_equal(swept: pd.DataFrame, single: pd.DataFrame, values: list[t
 def test_a_game_sweep_over_arms_and_tau_equals_the_runs_with_each_value_fixed(tmp_path):
     out = tmp_path / "sweep"
     table = run(EXACT, out=out)
-    # columns say which values a row belongs to, after iteration; no field column is taken for a metric
-    assert list(table.columns[:5]) == ["rule", "seed", "iteration", "game.arms", "game.tau"]
+    # columns say which values a row belongs to, after iteration (the rule's swept parameters first, empty in
+    # rows of a rule that does not sweep them); no such column is taken for a metric
+    assert list(table.columns[:6]) == ["rule", "seed", "iteration", "rule.eta", "game.arms", "game.tau"]
     assert set(METRIC_COLUMNS) <= set(metric_columns(table)) and "game.tau" not in metric_columns(table)
+    assert "rule.eta" not in metric_columns(table)
+    assert table.loc[table["rule"].str.startswith("mmd"), "rule.eta"].isna().all()
+    assert set(table.loc[table["rule"].str.startswith("inpo[eta=6"), "rule.eta"]) == {6.0}
     assert sorted(set(table["rule"])) == sorted(
         f"{stem}[{inside}game.arms={arms},game.tau={tau:g}]"
         for stem, inside in (("inpo", "eta=2,"), ("inpo", "eta=6,"), ("mmd", ""))
@@ -110,6 +114,10 @@ def test_a_game_sweep_over_arms_and_tau_equals_the_runs_with_each_value_fixed(tm
     assert manifest["field_sweep"] == [{"field": "game.arms", "values": [3, 4]},
                                        {"field": "game.tau", "values": [0.05, 0.2]}]  # fmt: skip
     assert len(manifest["points"]) == 4 and manifest["points"][0]["values"] == {"game.arms": 3, "game.tau": 0.05}
+    # arms changes shapes: one group per value, its τ points in one vmapped call per rule table
+    assert manifest["point_groups"] == [["game.arms=3,game.tau=0.05", "game.arms=3,game.tau=0.2"],
+                                        ["game.arms=4,game.tau=0.05", "game.arms=4,game.tau=0.2"]]  # fmt: skip
+    assert manifest["vmapped_calls"] == 2 * 2
     assert manifest["parsed_spec"]["game"]["tau"] == [0.05, 0.2]
     assert "row's game.tau column" in manifest["metric_tau"]["kl_to_nash"]
     assert manifest["metric_tau"]["exploitability"].startswith("τ = 0")

@@ -134,7 +134,7 @@ def run_sampled_rule(rule: RuleSpec, spec: ExperimentSpec, inputs: SampledInputs
         f"loss more than {DIVERGENCE_FACTOR:g} × (1 + its starting loss), with optimizer {spec.run.optimizer!r} "
         f"and learning_rate {spec.run.learning_rate:g}; lower run.learning_rate (or use fewer inner_steps).",
     )
-    frame = results_table(labels, spec.seeds, record, metrics)
+    frame = results_table(labels, spec.seeds, record, metrics, rule.categorical())
     # regret sums suboptimality: where that does not apply (a preference game) neither does regret,
     # also at t = 0 where the engine's running sum starts at 0.0 (as in exact mode: the column is empty)
     frame.loc[frame["suboptimality"].isna(), "regret"] = np.nan

@@ -1,0 +1,202 @@
+"""Points of a ``[game]`` sweep that run as one vmapped call: groups, and the grouped exact run.
+
+Two points of a sweep (:mod:`sim.field_sweep`) compile to the same program when they differ only in the
+*values* of the game's arrays: π_ref, π_0, P, the rewards and τ, with the same shapes.  Such points form a
+**group**, and each ``[[rule]]`` table runs over a group as one vmapped, jitted call: the points' per-seed
+games are stacked along the batch axis (point × seed) of the grid × seed vmap
+(:func:`sim.shared_engine.compile_over_grid_and_seeds`), and rule parameters that differ between the
+points (a rule's τ that follows ``game.tau``, or a default derived from it) travel with each point's
+games as traced per-batch values.  Which points group (:func:`point_groups`):
+
+* exact mode only — in sampled mode every ``[run]`` field is a static setting of the engine (loop
+  lengths, shapes, the optimiser and its learning rate), so each sampled point is its own run (points
+  with equal settings still reuse one compiled function);
+* the swept fields in which two points differ must all be in :data:`GROUPED_GAME_FIELDS` (τ, the
+  reference and initial policy, the strength/scale/construction of the game's numbers); ``kind``,
+  ``arms`` and ``components`` change shapes or the game's arrays' meaning and split groups;
+* every rule table must be the same program at every point: same rule, grid, categorical values and
+  non-float parameters; float parameters that differ are the traced per-point values.
+
+A group of one point runs as a plain run (:func:`sim.experiment.run_rule`).  The grouped results equal
+the separate runs' to rounding (the batch is larger, so the last bits may differ: ≤ 1e-15 measured);
+the tests compare them to 1e-12.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from bandits.errors import PrefsimError
+from sim.game import Game
+from sim.rules import build_rule
+from sim.shared_engine import compile_over_grid_and_seeds, grid_arrays, raise_if_diverged, shard_over_seeds
+from sim.spec import ExperimentSpec, RuleSpec
+from sim.table import results_table
+from sim.trajectory import compiler_options, simulate
+
+#: [game] fields whose values change only the numbers in the game's arrays (not their shapes).
+GROUPED_GAME_FIELDS = (
+    "game.tau",
+    "game.initial",
+    "game.reference",
+    "game.strength",
+    "game.construction",
+    "game.scale",
+    "game.reward_scale",
+    "game.reference_scale",
+    "game.reference_min_mass",
+)
+
+
+def _static_rule(rule: RuleSpec) -> tuple:
+    """What of a rule table fixes its compiled program (float parameters are traced values instead)."""
+    fixed = tuple(sorted((k, repr(v)) for k, v in rule.fixed().items() if not isinstance(v, float)))
+    swept = tuple(sorted((k, tuple(v)) for k, v in rule.swept().items()))
+    return rule.name, rule.stem or rule.label, rule.categorical(), swept, fixed
+
+
+def _group_key(point: ExperimentSpec) -> Hashable:
+    separate = tuple((field, value) for field, value in point.point if field not in GROUPED_GAME_FIELDS)
+    return separate, tuple(_static_rule(rule) for rule in point.rules)
+
+
+def point_groups(spec: ExperimentSpec) -> list[tuple[int, ...]]:
+    """Indices into ``spec.points`` per group (module docstring), in the order of each group's first point."""
+    if spec.run.mode != "exact" or spec.run.seed_block is not None:  # seed blocks: each point runs in its blocks
+        return [(index,) for index in range(len(spec.points))]
+    groups: dict = {}
+    for index, point in enumerate(spec.points):
+        groups.setdefault(_group_key(point), []).append(index)
+    return [tuple(members) for members in groups.values()]
+
+
+def check_sweep_shard_count(spec: ExperimentSpec, count: int) -> None:
+    """Refuse more shards than a sweep has units of work (group × rule table, :func:`sim.sweep_runs.sweep_plan`)."""
+    units = len(point_groups(spec)) * len(spec.rules)
+    if count > units:
+        raise PrefsimError(
+            f"{count} shards: this sweep has {units} unit(s) of work (each group of points that runs as one "
+            "vmapped call, times each [[rule]] table), and a shard holds whole units (splitting one changes the last "
+            f"bits of its numbers), so use at most {units} shards."
+        )
+
+
+def varying_parameters(rules: Sequence[RuleSpec]) -> list[str]:
+    """Fixed parameters of one rule table whose values differ between the points of a group."""
+    fixed = [rule.fixed() for rule in rules]
+    return sorted(k for k in fixed[0] if any(f[k] != fixed[0][k] for f in fixed[1:]))
+
+
+def stack_points(games: Sequence[Game], axes: Sequence[Game], seeds: int) -> tuple[Game, Game]:
+    """The games of several points on one batch axis (point-major, then seed): a leaf equal and shared
+    (axis ``None``) in every point stays shared; the others are broadcast to (seeds, …) and concatenated."""
+    leaves, leaf_axes = [], []
+    for index in range(len(Game._fields)):
+        values = [game[index] for game in games]
+        shared = all(axis[index] is None for axis in axes)
+        if shared and all(np.array_equal(np.asarray(v), np.asarray(values[0]), equal_nan=True) for v in values):
+            leaves.append(values[0])
+            leaf_axes.append(None)
+            continue
+        per_seed = [
+            v if axis[index] == 0 else jnp.broadcast_to(v, (seeds,) + jnp.shape(v)) for v, axis in zip(values, axes)
+        ]
+        leaves.append(jnp.concatenate(per_seed))
+        leaf_axes.append(0)
+    return Game(*leaves), Game(*leaf_axes)
+
+
+def run_rule_over_points(
+    rules: Sequence[RuleSpec],
+    specs: Sequence[ExperimentSpec],
+    inputs: Sequence,
+    record: np.ndarray,
+) -> list[pd.DataFrame]:
+    """One rule table at several points of a group in one vmapped call; one results frame per point.
+
+    ``rules[i]`` is the table at point ``specs[i]``, ``inputs[i]`` that point's
+    :class:`sim.experiment.RunInputs`.  The frames are those :func:`sim.experiment.run_rule` gives for
+    each point alone (to rounding).
+    """
+    first, spec = rules[0], specs[0]
+    seeds = len(spec.seeds)
+    dtype = np.float64 if spec.precision == "float64" else np.float32
+    labels = [rule.grid_labels() for rule in rules]
+    grid = {name: np.array([point[name] for _, point in labels[0]], dtype=dtype) for name in first.swept()}
+    varying = varying_parameters(rules)
+    static = {k: v for k, v in first.fixed().items() if k not in varying}
+    own = tuple(np.repeat(np.array([rule.fixed()[k] for rule in rules], dtype=dtype), seeds) for k in varying)
+    games, game_axes = stack_points([i.games for i in inputs], [i.game_axes for i in inputs], seeds)
+    targets = jnp.concatenate([i.targets for i in inputs])
+    missing = [jnp.full(i.targets.shape, jnp.nan, i.targets.dtype) for i in inputs]
+    given = [m if i.unregularised is None else i.unregularised for m, i in zip(missing, inputs)]
+    unregularised = jnp.concatenate(given)
+
+    def make_rule(parameters):
+        return build_rule(first.name, {**static, **parameters})
+
+    cache_key = (first.name, spec.precision, tuple(sorted((k, repr(v)) for k, v in static.items())))
+    metrics, first_nonfinite = simulate_over_points(
+        make_rule, grid, tuple(varying), own, games, game_axes, targets, unregularised, record, cache_key
+    )
+    frames = []
+    for index, (rule, point_spec) in enumerate(zip(rules, specs)):
+        block = slice(index * seeds, (index + 1) * seeds)
+        raise_if_diverged(
+            first_nonfinite[:, block],
+            labels[index],
+            point_spec.seeds,
+            "produced non-finite values (NaN or inf) in its policy",
+            f"its step is too large for {point_spec.precision} or a parameter is degenerate.",
+        )
+        point_metrics = {name: values[:, block] for name, values in metrics.items()}
+        frames.append(results_table(labels[index], point_spec.seeds, record, point_metrics, rule.categorical()))
+    return frames
+
+
+def simulate_over_points(
+    make_rule: Callable[[dict], object],
+    grid: dict,
+    names: tuple[str, ...],
+    own: tuple,
+    games: Game,
+    game_axes: Game,
+    targets: jax.Array,
+    unregularised: jax.Array,
+    record_iterations: np.ndarray,
+    cache_key: Hashable,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """:func:`sim.trajectory.simulate` over the grid (outer) and the batch of point × seed (inner).
+
+    ``own``: per parameter of ``names``, its value for each batch entry (shape (B,)), given to
+    ``make_rule`` with the grid's values.  ``targets``/``unregularised``: π* and π⁰ per batch entry (B, K).
+    Returns metrics (G, B, R) and the first non-finite iteration (G, B), as
+    :func:`sim.trajectory.simulate_grid` (a second run checking every step locates a divergence).
+    """
+    record = tuple(int(i) for i in record_iterations)
+    per_seed = jnp.stack([targets, jnp.asarray(unregularised, targets.dtype)], axis=1)
+    items = (games, tuple(jnp.asarray(v) for v in own))
+    axes = (game_axes, (0,) * len(own))
+    items, per_seed, padded = shard_over_seeds(items, axes, per_seed)
+    grid_values = grid_arrays(grid)
+    arms = int(targets.shape[-1])
+
+    def compiled(locate: bool):
+        def one(parameters, item, target):
+            game, values = item
+            rule = make_rule({**parameters, **dict(zip(names, values))})
+            return simulate(rule, game, target[0], np.asarray(record), locate, target[1])
+
+        key = ("exact-points", cache_key, tuple(sorted(grid)), names, record, locate)
+        return compile_over_grid_and_seeds(one, axes, key, compiler_options(arms))
+
+    metrics, first_bad = compiled(False)(grid_values, items, per_seed)
+    if np.any(np.asarray(first_bad) >= 0):
+        metrics, first_bad = compiled(True)(grid_values, items, per_seed)
+    batch = per_seed.shape[0] - padded
+    return {k: np.asarray(v)[:, :batch] for k, v in metrics.items()}, np.asarray(first_bad)[:, :batch]

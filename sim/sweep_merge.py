@@ -1,0 +1,161 @@
+"""``prefsim merge`` of a sharded ``[game]``/``[run]`` sweep, and the dispatch of ``prefsim merge``.
+
+A sweep is sharded by units of (group of points × ``[[rule]]`` table), one vmapped call each
+(:func:`sim.sweep_runs.sweep_plan`); a shard directory holds ``points/<p>/`` with the parts of its units
+and a top-level manifest whose ``shard`` entry lists them.  :func:`merge_sweep_shards` checks the shards
+as :mod:`sim.merge` does (finished, same fingerprint and shard count, each index once, each holding the
+units the plan gives it, every part valid), then writes each point's folder with the code that ends a
+run (:func:`sim.experiment.finish_run`: its ``metrics.csv``, bounds, head-to-head and manifest) and the
+top-level files with the code that ends a sweep (:func:`sim.sweep_runs.combine_points`).  A unit's
+numbers come from one vmapped call over the same points in the shard as in the unsharded sweep, so the
+merged ``metrics.csv``, ``bounds.csv`` and ``headtohead.csv`` are the unsharded sweep's, byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from bandits.errors import PrefsimError
+from sim import merge
+from sim.experiment import (
+    FINAL_POLICIES,
+    expected_part_rows,
+    finish_run,
+    load_final_policies,
+    part_fingerprint,
+    prepare_run,
+    spec_fingerprint,
+)
+from sim.field_sweep import point_name
+from sim.point_groups import point_groups
+from sim.precision import in_float64
+from sim.results_io import check_output_directory, output_lock, read_part, remove_stale_parts, write_files_atomic
+from sim.shards import order_shards
+from sim.spec import ExperimentSpec, parse_spec
+from sim.sweep_runs import POINTS_DIR, _stale_points, combine_points, sweep_plan, sweep_shard_record
+
+
+def is_sweep_shard(directory: str | os.PathLike) -> bool:
+    """Whether ``directory`` holds (the manifest of) a shard of a ``[game]``/``[run]`` sweep."""
+    try:
+        manifest = json.loads((Path(directory) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    shard = manifest.get("shard") if isinstance(manifest, dict) else None
+    return isinstance(shard, dict) and shard.get("points") is True
+
+
+def merge_shards(
+    directories: Sequence[str | os.PathLike], out: str | os.PathLike, progress: Callable[[str], object] | None = None
+) -> tuple[pd.DataFrame, ExperimentSpec]:
+    """``prefsim merge``: :func:`merge_sweep_shards` for a sweep's shards, else :func:`sim.merge.merge_shards`."""
+    if directories and is_sweep_shard(directories[0]):
+        return merge_sweep_shards(directories, out, progress)
+    return merge.merge_shards(directories, out, progress)
+
+
+def check_sweep_shards(directories: Sequence[str | os.PathLike]) -> tuple[ExperimentSpec, list[Path], str]:
+    """``(spec, shard directory per shard index, fingerprint)`` after the checks of the module docstring."""
+    paths = [Path(d) for d in directories]
+    manifests = [merge._shard_manifest(path) for path in paths]
+    first, reference = paths[0], manifests[0]
+    for path, manifest in zip(paths, manifests):
+        if manifest["shard"].get("points") is not True:
+            raise PrefsimError(
+                f"{str(path)!r} is a shard of a spec without a [game]/[run] sweep, and {str(first)!r} a shard of a "
+                "sweep; merge the shards of one spec."
+            )
+        if manifest.get("fingerprint") != reference.get("fingerprint"):
+            raise PrefsimError(
+                f"{str(path)!r} is foreign: its spec fingerprint {manifest.get('fingerprint')} differs from "
+                f"{reference.get('fingerprint')} of {str(first)!r} ({merge._why_foreign(manifest, reference)}); "
+                "merge the shards of one spec run by one prefsim."
+            )
+        if manifest["shard"]["count"] != reference["shard"]["count"]:
+            raise PrefsimError(
+                f"{str(path)!r} is shard {manifest['shard']['index']}/{manifest['shard']['count']} but {str(first)!r} "
+                f"is shard {reference['shard']['index']}/{reference['shard']['count']}: the shards of one merge must "
+                "split the spec into the same number of parts."
+            )
+    spec = parse_spec(reference["spec"])
+    fingerprint = "+".join(spec_fingerprint(point) for point in spec.points)
+    if fingerprint != reference.get("fingerprint"):
+        raise PrefsimError(
+            f"the shards were computed by prefsim {reference.get('versions', {}).get('prefsim')} at git commit "
+            f"{reference.get('git_commit')}, and this prefsim gives their spec another fingerprint (other code); "
+            "merge with the prefsim that ran them."
+        )
+    count = int(reference["shard"]["count"])
+    records = [sweep_shard_record(spec, index, count) for index in range(count)]
+    for path, manifest in zip(paths, manifests):
+        index = int(manifest["shard"]["index"])
+        if manifest["shard"].get("units") != records[index]["units"]:
+            raise PrefsimError(
+                f"{str(path)!r} does not hold the units of shard {index}/{count} that this prefsim plans; it was not "
+                "written by this prefsim's `--shard`."
+            )
+    ordered = order_shards(
+        [(path, int(manifest["shard"]["index"])) for path, manifest in zip(paths, manifests)],
+        count,
+        lambda i: f"{len(records[i]['units'])} unit(s) of group × rule table",
+        "`prefsim run SPEC --out DIR --shard I/N`",
+    )
+    return spec, ordered, fingerprint
+
+
+@in_float64
+def merge_sweep_shards(
+    directories: Sequence[str | os.PathLike], out: str | os.PathLike, progress: Callable[[str], object] | None = None
+) -> tuple[pd.DataFrame, ExperimentSpec]:
+    """Merge the shards of a sweep into ``out``; return the merged table and the spec."""
+    say = progress or (lambda message: None)
+    spec, shards, fingerprint = check_sweep_shards(directories)
+    out_path = Path(out)
+    if any(out_path.resolve() == shard.resolve() for shard in shards):
+        raise PrefsimError(f"--out {str(out)!r} is one of the shard directories; merge into another directory.")
+    started = time.time()
+    groups = point_groups(spec)
+    group_of = {point: number for number, members in enumerate(groups) for point in members}
+    owner = {unit: shards[index] for index, units in enumerate(sweep_plan(spec, len(shards))) for unit in units}
+    names = [point_name(point.point) for point in spec.points]
+    merged_from = [{"directory": str(shard), "shard": f"{index}/{len(shards)}"} for index, shard in enumerate(shards)]
+    out_path = check_output_directory(out_path)
+    tables = []
+    with output_lock(out_path):
+        for stale in _stale_points(out_path, names):
+            shutil.rmtree(stale)
+            say(f"removed {stale}: its point is not in the spec's sweep")
+        for number, (name, point_spec) in enumerate(zip(names, spec.points)):
+            inputs = prepare_run(point_spec)
+            frames, finals, copies = [], {}, {}
+            for table, rule in enumerate(point_spec.rules):
+                directory = owner[(group_of[number], table)] / POINTS_DIR / name
+                fingerprint_of_part = part_fingerprint(point_spec, rule)
+                part = directory / "parts" / f"{rule.label}.csv"
+                expected = expected_part_rows(point_spec, rule, inputs.record)
+                frame, reason = read_part(part, fingerprint_of_part, expected)
+                stored = load_final_policies(directory, rule.label, fingerprint_of_part) if frame is not None else {}
+                if frame is None or not stored:
+                    why = reason or f"{part} or its final policies are missing or not from this spec"
+                    raise PrefsimError(f"{why}; rerun that shard with --resume (it recomputes only what is missing).")
+                frames.append(frame)
+                finals.update(stored)
+                policies = Path(FINAL_POLICIES) / f"{rule.label}.npz"
+                copies[Path("parts") / part.name] = part.read_bytes()
+                copies[policies] = (directory / policies).read_bytes()
+            point_out = check_output_directory(out_path / POINTS_DIR / name, [rule.label for rule in point_spec.rules])
+            remove_stale_parts(point_out, [rule.label for rule in point_spec.rules])
+            (point_out / FINAL_POLICIES).mkdir(exist_ok=True)
+            write_files_atomic({point_out / path: data for path, data in copies.items()})
+            inputs.manifest["merged_from"] = merged_from
+            tables.append(finish_run(point_spec, point_out, inputs, frames, finals, started, progress))
+            say(f"{name}: {len(point_spec.rules)} rule table(s) merged")
+        table = combine_points(spec, out_path, tables, started, fingerprint, extra={"merged_from": merged_from})
+    return table, spec
