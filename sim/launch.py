@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bandits.errors import PrefsimError
-from sim.shards import check_shard_count
+from sim.shards import check_shard_count, part_count
 
 EXECUTORS = ("slurm", "local")
 #: Device memory shared out among the shard processes of one task (the rest is left to the driver).
@@ -46,7 +46,8 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--shards",
         type=int,
-        help="number of shards N (default: one per [[rule]] table; at most tables × seed blocks, [run] seed_block)",
+        help="number of shards N (default and most: one per part — [[rule]] table × seed block of [run] "
+        "seed_block, or for a [game]/[run] sweep group of points × table; an LLM spec: one per rule)",
     )
     parser.add_argument("--out", help="result directory of the merged run (default: results/<spec name>)")
     parser.add_argument("--executor", choices=EXECUTORS, default="slurm", help="submitit executor (default: slurm)")
@@ -69,16 +70,19 @@ def launch_from_arguments(args: argparse.Namespace) -> int:
     """``prefsim launch``: check the spec and options, submit, and report the jobs."""
     spec_path = Path(args.spec)
     llm, tables, name = _read_spec(spec_path)
-    count = tables if args.shards is None else args.shards
-    if count < 1:
-        raise PrefsimError(f"--shards: expected a number ≥ 1, got {count}.")
     if llm:
+        count = tables if args.shards is None else args.shards
         if count > tables:
             raise PrefsimError(f"--shards {count}: this LLM spec has {tables} rule(s); a shard holds whole rules.")
     else:
         from sim.spec import load_spec
 
-        check_shard_count(load_spec(spec_path), count)
+        spec = load_spec(spec_path)
+        count = part_count(spec) if args.shards is None else args.shards
+        if count >= 1:
+            check_shard_count(spec, count)
+    if count < 1:
+        raise PrefsimError(f"--shards: expected a number ≥ 1, got {count}.")
     per_gpu = args.shards_per_gpu
     if per_gpu < 1:
         raise PrefsimError(f"--shards-per-gpu: expected a number ≥ 1, got {per_gpu}.")

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from bandits.errors import PrefsimError
-from sim.point_groups import check_sweep_shard_count
+from sim.point_groups import check_sweep_shard_count, point_groups
 from sim.spec import ExperimentSpec, RuleSpec
 
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
@@ -85,6 +85,14 @@ def work_parts(spec: ExperimentSpec, rules: Sequence[RuleSpec] | None = None) ->
         for rule in (spec.rules if rules is None else rules)
         for index, (start, stop) in enumerate(seed_blocks(spec))
     ]
+
+
+def part_count(spec: ExperimentSpec) -> int:
+    """How many shards the spec's work can be dealt to at most: its parts (tables × seed blocks), or for a
+    ``[game]``/``[run]`` sweep its units (group of points × rule table)."""
+    if spec.points:
+        return len(point_groups(spec)) * len(spec.rules)
+    return len(spec.rules) * len(seed_blocks(spec))
 
 
 def check_shard_count(spec: ExperimentSpec, count: int) -> None:

@@ -27,7 +27,7 @@ from sim.headtohead import FINAL_POLICY
 from sim.launch import launch_plan, memory_environment
 from sim.results_io import read_part
 from sim.sampled.experiment import run_sampled_rule
-from sim.shards import deal, parse_shard, seed_blocks, shard_parts, shard_plan, work_parts
+from sim.shards import deal, parse_shard, part_count, seed_blocks, shard_parts, shard_plan, work_parts
 from sim.spec import load_spec, parse_spec
 
 REPO = Path(__file__).resolve().parent.parent
@@ -372,6 +372,8 @@ def test_seed_blocks_are_units_of_the_plan(specs):
         "mmd@block-0",
     ]
     assert [work.cost for work in parts] == [4, 4, 4, 2, 2, 2, 2, 1]  # grid points × seeds in the block
+    assert part_count(spec) == 8  # prefsim launch's default --shards: one shard per part
+    assert part_count(load_spec(specs["exact"])) == len(load_spec(specs["exact"]).rules)
     for count in SPLITS:
         plan = shard_parts(spec, count)
         assert sorted(work.name for shard in plan for work in shard) == sorted(work.name for work in parts)
