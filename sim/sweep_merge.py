@@ -26,6 +26,7 @@ from bandits.errors import PrefsimError
 from sim import merge
 from sim.experiment import (
     FINAL_POLICIES,
+    assemble_parts,
     expected_part_rows,
     finish_run,
     load_final_policies,
@@ -37,7 +38,7 @@ from sim.field_sweep import point_name
 from sim.point_groups import point_groups
 from sim.precision import in_float64
 from sim.results_io import check_output_directory, output_lock, read_part, remove_stale_parts, write_files_atomic
-from sim.shards import order_shards
+from sim.shards import order_shards, work_parts
 from sim.spec import ExperimentSpec, parse_spec
 from sim.sweep_runs import POINTS_DIR, _stale_points, combine_points, sweep_plan, sweep_shard_record
 
@@ -134,28 +135,34 @@ def merge_sweep_shards(
             say(f"removed {stale}: its point is not in the spec's sweep")
         for number, (name, point_spec) in enumerate(zip(names, spec.points)):
             inputs = prepare_run(point_spec)
-            frames, finals, copies = [], {}, {}
+            parts, frames, finals, copies = [], [], [], {}
             for table, rule in enumerate(point_spec.rules):
                 directory = owner[(group_of[number], table)] / POINTS_DIR / name
                 fingerprint_of_part = part_fingerprint(point_spec, rule)
-                part = directory / "parts" / f"{rule.label}.csv"
-                expected = expected_part_rows(point_spec, rule, inputs.record)
-                frame, reason = read_part(part, fingerprint_of_part, expected)
-                stored = load_final_policies(directory, rule.label, fingerprint_of_part) if frame is not None else {}
-                if frame is None or not stored:
-                    why = reason or f"{part} or its final policies are missing or not from this spec"
-                    raise PrefsimError(f"{why}; rerun that shard with --resume (it recomputes only what is missing).")
-                frames.append(frame)
-                finals.update(stored)
-                policies = Path(FINAL_POLICIES) / f"{rule.label}.npz"
-                copies[Path("parts") / part.name] = part.read_bytes()
-                copies[policies] = (directory / policies).read_bytes()
-            point_out = check_output_directory(out_path / POINTS_DIR / name, [rule.label for rule in point_spec.rules])
-            remove_stale_parts(point_out, [rule.label for rule in point_spec.rules])
+                for work in work_parts(point_spec, [rule]):  # the table, or its seed blocks ([run] seed_block)
+                    part = directory / "parts" / f"{work.name}.csv"
+                    expected = expected_part_rows(point_spec, work, inputs.record)
+                    frame, reason = read_part(part, fingerprint_of_part, expected)
+                    stored = load_final_policies(directory, work.name, fingerprint_of_part) if frame is not None else {}
+                    if frame is None or not stored:
+                        why = reason or f"{part} or its final policies are missing or not from this spec"
+                        raise PrefsimError(
+                            f"{why}; rerun that shard with --resume (it recomputes only what is missing)."
+                        )
+                    parts.append(work)
+                    frames.append(frame)
+                    finals.append(stored)
+                    policies = Path(FINAL_POLICIES) / f"{work.name}.npz"
+                    copies[Path("parts") / part.name] = part.read_bytes()
+                    copies[policies] = (directory / policies).read_bytes()
+            names_of_parts = [work.name for work in parts]
+            point_out = check_output_directory(out_path / POINTS_DIR / name, names_of_parts)
+            remove_stale_parts(point_out, names_of_parts)
             (point_out / FINAL_POLICIES).mkdir(exist_ok=True)
             write_files_atomic({point_out / path: data for path, data in copies.items()})
             inputs.manifest["merged_from"] = merged_from
-            tables.append(finish_run(point_spec, point_out, inputs, frames, finals, started, progress))
+            rule_tables, policies_by_label = assemble_parts(parts, frames, finals)
+            tables.append(finish_run(point_spec, point_out, inputs, rule_tables, policies_by_label, started, progress))
             say(f"{name}: {len(point_spec.rules)} rule table(s) merged")
         table = combine_points(spec, out_path, tables, started, fingerprint, extra={"merged_from": merged_from})
     return table, spec

@@ -252,3 +252,28 @@ def test_a_sampled_sweep_shards_by_point_and_a_killed_shard_resumes(tmp_path, ca
     assert main(["merge", *map(str, shards), "--out", str(merged), "--quiet", "--no-plots"]) == 0
     for name in COMPARED:
         assert (full / name).read_bytes() == (merged / name).read_bytes(), name
+
+
+def test_a_sweep_with_seed_blocks_runs_points_one_by_one_and_merges_byte_for_byte(tmp_path):
+    text = SHARDED.replace("seeds = 2", "seeds = 3").replace("arms = [3, 4]", "arms = 3") + "\n[run]\nseed_block = 2\n"
+    path = tmp_path / "blocked.toml"
+    path.write_text(text)
+    spec = parse_spec(tomllib.loads(text))
+    assert point_groups(spec) == [(0,), (1,)]  # seed blocks: points are not stacked into one call
+    full = tmp_path / "full"
+    assert main(["run", str(path), "--out", str(full), "--quiet", "--no-plots"]) == 0
+    assert sorted(p.name for p in (full / "points" / "game.tau=0.1" / "parts").glob("*.csv")) == [
+        "inpo[game.tau=0.1]@block-0.csv",
+        "inpo[game.tau=0.1]@block-1.csv",
+        "mmd[game.tau=0.1]@block-0.csv",
+        "mmd[game.tau=0.1]@block-1.csv",
+    ]
+    shards = [tmp_path / f"shard-{i}" for i in range(2)]
+    for index, shard in enumerate(shards):
+        assert main(["run", str(path), "--out", str(shard), "--shard", f"{index}/2", "--quiet"]) == 0
+    merged = tmp_path / "merged"
+    assert main(["merge", *map(str, shards), "--out", str(merged), "--quiet", "--no-plots"]) == 0
+    for name in COMPARED:
+        assert (full / name).read_bytes() == (merged / name).read_bytes(), name
+    with pytest.raises(PrefsimError, match="seed_block: cannot be swept"):
+        parse_spec({**tomllib.loads(text), "run": {"seed_block": [1, 2]}})
