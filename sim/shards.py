@@ -21,9 +21,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bandits.errors import PrefsimError
-from sim.spec import ExperimentSpec, RuleSpec
+
+if TYPE_CHECKING:  # annotations only: sim.spec imports JAX, and `prefsim --version` reads this module
+    from sim.spec import ExperimentSpec, RuleSpec
 
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
