@@ -62,7 +62,11 @@ def unregularised_targets(games: Game, game_axes: Game, seeds: int, dtype: DType
     # each solve is deterministic and independent, so the rows are those of a serial loop
     matrices = np.asarray(games.preference)
     with ThreadPoolExecutor(max_workers=max(1, min(len(matrices), usable_cpus()))) as pool:
-        rows = list(pool.map(unique_unregularised_nash, matrices))
+        try:
+            rows = list(pool.map(unique_unregularised_nash, matrices))
+        except BaseException:  # an error, Ctrl-C or SIGTERM: the seeds not started yet are dropped, not solved
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return jnp.asarray(np.stack(rows), dtype)
 
 

@@ -4,13 +4,16 @@ mathtext parser and ``prefsim --version`` loads no JAX.  No timing here (benchma
 
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import sim
-from sim import plotting
+from bandits.errors import PrefsimError
+from sim import plotting, seed_games
 from sim.bounds_table import compute_bounds
 from sim.nash import unique_unregularised_nash
 from sim.precision import float64
@@ -84,3 +87,25 @@ def test_version_and_help_load_no_jax():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "ok"
+
+
+def test_a_failing_seed_stops_the_remaining_linear_programs(monkeypatch):
+    """An error in one seed's π⁰ (or Ctrl-C) propagates at once: the seeds not started are not solved."""
+    spec = parse_spec({**SPEC, "seeds": 40})
+    with float64():
+        games, axes, _, _ = build_games(spec)
+    started, lock = [], threading.Lock()
+
+    def solve(matrix):
+        with lock:
+            started.append(1)
+            first = len(started) == 1
+        if first:
+            raise PrefsimError("unregularised Nash: the linear program failed (test).")
+        time.sleep(0.05)
+        return np.full(matrix.shape[0], np.nan)
+
+    monkeypatch.setattr(seed_games, "unique_unregularised_nash", solve)
+    with pytest.raises(PrefsimError, match="test"):
+        seed_games.unregularised_targets(games, axes, 40)
+    assert len(started) < 20
