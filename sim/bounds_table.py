@@ -32,11 +32,14 @@ def _selected(rule: RuleSpec) -> tuple[dict, list[Bound]]:
     return parameters, [b for b in rule_info(rule.name).bounds if b.drawn and b.selects(parameters)]
 
 
-def compute_bounds(table: pd.DataFrame, spec: ExperimentSpec) -> pd.DataFrame:
-    """Bound curves of the run (columns :data:`BOUND_COLUMNS`; empty when none applies)."""
+def compute_bounds(table: pd.DataFrame, spec: ExperimentSpec, games=None) -> pd.DataFrame:
+    """Bound curves of the run (columns :data:`BOUND_COLUMNS`; empty when none applies).
+
+    ``games``: the run's float64 ``(games, game_axes, targets)`` (:func:`sim.seed_games.build_games`), which
+    are then not built and solved a second time (:func:`sim.theory.tightness_report`)."""
     if spec.run.mode != "exact" or not any(_selected(rule)[1] for rule in spec.rules):
         return pd.DataFrame(columns=BOUND_COLUMNS)  # nothing to bound: do not rebuild the games
-    bounds = theory.bounds_for_run(table, spec)
+    bounds = theory.bounds_for_run(table, spec, games)
     return bounds[BOUND_COLUMNS].reset_index(drop=True)
 
 

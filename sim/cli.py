@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING
 from bandits.errors import PrefsimError
 from sim.launch import add_launch_arguments
 from sim.plot_spec import parse_plot
-from sim.precision import enable_compile_cache, float64
 from sim.progress import Progress
 from sim.provenance import prefsim_version
 
@@ -86,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_BAD_INPUT
+    from sim.precision import enable_compile_cache, float64  # imports JAX: not for --version or --help
+
     enable_compile_cache()  # a repeated run of seen shapes compiles nothing (off: PREFSIM_NO_COMPILE_CACHE=1)
     _TERMINATION_REQUESTED.clear()
     try:

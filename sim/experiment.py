@@ -378,7 +378,9 @@ def finish_run(
     messages = run_warnings(table, spec)
     bounds = None
     if out is not None and not shard:
-        bounds = compute_bounds(table, spec)
+        # a float64 run's games and targets are those the bounds need: not built and solved again
+        games = inputs[:3] if spec.precision == "float64" and inputs.sampled is None else None
+        bounds = compute_bounds(table, spec, games)
         messages += missing_bound_notes(spec, bounds)
     report_warnings(messages, progress)
     if out is not None:

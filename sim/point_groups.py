@@ -8,10 +8,12 @@ games are stacked along the batch axis (point × seed) of the grid × seed vmap
 points (a rule's τ that follows ``game.tau``, or a default derived from it) travel with each point's
 games as traced per-batch values.  Which points group (:func:`point_groups`):
 
+Which points group is decided in :mod:`sim.point_plan` (no JAX, so shard plans stay light):
+
 * exact mode only — in sampled mode every ``[run]`` field is a static setting of the engine (loop
   lengths, shapes, the optimiser and its learning rate), so each sampled point is its own run (points
   with equal settings still reuse one compiled function);
-* the swept fields in which two points differ must all be in :data:`GROUPED_GAME_FIELDS` (τ, the
+* the swept fields in which two points differ must all be in :data:`sim.point_plan.GROUPED_GAME_FIELDS` (τ, the
   reference and initial policy, the strength/scale/construction of the game's numbers); ``kind``,
   ``arms`` and ``components`` change shapes or the game's arrays' meaning and split groups;
 * every rule table must be the same program at every point: same rule, grid, categorical values and
@@ -31,59 +33,12 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from bandits.errors import PrefsimError
 from sim.game import Game
 from sim.rules import build_rule
 from sim.shared_engine import compile_over_grid_and_seeds, grid_arrays, raise_if_diverged, shard_over_seeds
 from sim.spec import ExperimentSpec, RuleSpec
 from sim.table import results_table
 from sim.trajectory import compiler_options, simulate
-
-#: [game] fields whose values change only the numbers in the game's arrays (not their shapes).
-GROUPED_GAME_FIELDS = (
-    "game.tau",
-    "game.initial",
-    "game.reference",
-    "game.strength",
-    "game.construction",
-    "game.scale",
-    "game.reward_scale",
-    "game.reference_scale",
-    "game.reference_min_mass",
-)
-
-
-def _static_rule(rule: RuleSpec) -> tuple:
-    """What of a rule table fixes its compiled program (float parameters are traced values instead)."""
-    fixed = tuple(sorted((k, repr(v)) for k, v in rule.fixed().items() if not isinstance(v, float)))
-    swept = tuple(sorted((k, tuple(v)) for k, v in rule.swept().items()))
-    return rule.name, rule.stem or rule.label, rule.categorical(), swept, fixed
-
-
-def _group_key(point: ExperimentSpec) -> Hashable:
-    separate = tuple((field, value) for field, value in point.point if field not in GROUPED_GAME_FIELDS)
-    return separate, tuple(_static_rule(rule) for rule in point.rules)
-
-
-def point_groups(spec: ExperimentSpec) -> list[tuple[int, ...]]:
-    """Indices into ``spec.points`` per group (module docstring), in the order of each group's first point."""
-    if spec.run.mode != "exact" or spec.run.seed_block is not None:  # seed blocks: each point runs in its blocks
-        return [(index,) for index in range(len(spec.points))]
-    groups: dict = {}
-    for index, point in enumerate(spec.points):
-        groups.setdefault(_group_key(point), []).append(index)
-    return [tuple(members) for members in groups.values()]
-
-
-def check_sweep_shard_count(spec: ExperimentSpec, count: int) -> None:
-    """Refuse more shards than a sweep has units of work (group × rule table, :func:`sim.sweep_runs.sweep_plan`)."""
-    units = len(point_groups(spec)) * len(spec.rules)
-    if count > units:
-        raise PrefsimError(
-            f"{count} shards: this sweep has {units} unit(s) of work (each group of points that runs as one "
-            "vmapped call, times each [[rule]] table), and a shard holds whole units (splitting one changes the last "
-            f"bits of its numbers), so use at most {units} shards."
-        )
 
 
 def varying_parameters(rules: Sequence[RuleSpec]) -> list[str]:

@@ -3,13 +3,16 @@
 :func:`build_games` builds every seed's game, stacks the leaves that differ between seeds (a leaf equal in
 every seed is kept once, :func:`sim.shared_engine.stack_over_seeds`) and solves each seed's target π*
 (τ > 0: all seeds' regularised Nash policies in one batched solve, :func:`sim.nash.regularised_targets`);
-:func:`unregularised_targets` gives π⁰ per seed.  Both :mod:`sim.experiment` (the run) and
-:mod:`sim.theory` (the bounds of a run) read the games from here.
+:func:`unregularised_targets` gives π⁰ per seed (one linear program per seed, on a thread per usable
+CPU).  Both :mod:`sim.experiment` (the run) and :mod:`sim.theory` (the bounds of a run) read the games
+from here.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import jax
 import jax.numpy as jnp
@@ -55,5 +58,20 @@ def unregularised_targets(games: Game, game_axes: Game, seeds: int, dtype: DType
     if game_axes.preference is None:
         nash = unique_unregularised_nash(np.asarray(games.preference))
         return jnp.asarray(np.tile(nash, (seeds, 1)), dtype)
-    rows = [unique_unregularised_nash(np.asarray(matrix)) for matrix in games.preference]
+    # one linear program per seed (HiGHS, which releases the GIL): solved on the CPUs this process may use;
+    # each solve is deterministic and independent, so the rows are those of a serial loop
+    matrices = np.asarray(games.preference)
+    with ThreadPoolExecutor(max_workers=max(1, min(len(matrices), usable_cpus()))) as pool:
+        try:
+            rows = list(pool.map(unique_unregularised_nash, matrices))
+        except BaseException:  # an error, Ctrl-C or SIGTERM: the seeds not started yet are dropped, not solved
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return jnp.asarray(np.stack(rows), dtype)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the platform has one, else the CPU count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1

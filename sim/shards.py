@@ -26,11 +26,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from bandits.errors import PrefsimError
-from sim.point_groups import check_sweep_shard_count, point_groups
-from sim.spec import ExperimentSpec, RuleSpec
+from sim.point_plan import check_sweep_shard_count, point_groups
+
+if TYPE_CHECKING:  # annotations only: sim.spec imports JAX, and `prefsim --version` reads this module
+    from sim.spec import ExperimentSpec, RuleSpec
 
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 

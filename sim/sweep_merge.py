@@ -35,7 +35,7 @@ from sim.experiment import (
     spec_fingerprint,
 )
 from sim.field_sweep import point_name
-from sim.point_groups import point_groups
+from sim.point_plan import point_groups
 from sim.precision import in_float64
 from sim.results_io import check_output_directory, output_lock, read_part, remove_stale_parts, write_files_atomic
 from sim.shards import order_shards, work_parts

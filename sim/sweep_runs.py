@@ -31,7 +31,7 @@ from sim.bounds_file import BOUND_COLUMNS, read_bounds
 from sim.field_sweep import point_name
 from sim.limits import check_memory, describe_memory
 from sim.metrics import metric_tau
-from sim.point_groups import check_sweep_shard_count, point_groups
+from sim.point_plan import check_sweep_shard_count, point_groups
 from sim.results_io import (
     RUNNING_MANIFEST,
     check_output_directory,

@@ -119,10 +119,13 @@ __all__ = [
 ]
 
 
-def _run_context(spec):
-    """Parsed spec, per-seed numpy reference / preference / rewards / initial, and targets."""
+def _run_context(spec, games=None):
+    """Parsed spec, per-seed numpy reference / preference / rewards / initial, and targets.
+
+    ``games``: the run's ``(games, game_axes, targets)`` of :func:`sim.seed_games.build_games` in float64,
+    when the caller has them (a run computing its bounds); otherwise they are built here."""
     spec = parse_spec(spec)
-    games, game_axes, targets, _ = build_games(spec)
+    games, game_axes, targets = build_games(spec)[:3] if games is None else games
     seeds = list(spec.seeds)
     context = {}
     for index, seed in enumerate(seeds):
@@ -180,7 +183,7 @@ def _bound_rows(name: str, parameters: dict, frame: pd.DataFrame, game: dict) ->
 
 
 @in_float64
-def tightness_report(table: pd.DataFrame, spec: ExperimentSpec | dict | str) -> pd.DataFrame:
+def tightness_report(table: pd.DataFrame, spec: ExperimentSpec | dict | str, games=None) -> pd.DataFrame:
     """Observed metric / bound along every trajectory of a run, for every bound its rule's definition lists.
 
     For each rule label the bounds are those of its definition (:attr:`RuleDefinition.bounds
@@ -191,6 +194,8 @@ def tightness_report(table: pd.DataFrame, spec: ExperimentSpec | dict | str) -> 
     Args:
       table: the run table of :func:`sim.run` for ``spec``.
       spec: the spec (dict, path or :class:`~sim.spec.ExperimentSpec`) the table came from.
+      games: optional ``(games, game_axes, targets)`` of :func:`sim.seed_games.build_games` for ``spec`` in
+        float64 (what the run used), so they are not built and solved again; built from ``spec`` when omitted.
 
     Returns:
       DataFrame with columns ``rule, seed, iteration, metric, bound_name, observed, bound, ratio,
@@ -207,7 +212,7 @@ def tightness_report(table: pd.DataFrame, spec: ExperimentSpec | dict | str) -> 
             f"tightness_report: run.problem = {spec.run.problem!r} is not the [game] table; the bounds are "
             'computed from the game\'s P, π_ref and rewards, so only problem = "game" can be checked.'
         )
-    spec, context = _run_context(spec)
+    spec, context = _run_context(spec, games)
     labels = _labels(spec)
     frames = []
     for (label, seed), frame in table.groupby(["rule", "seed"], sort=False):
@@ -231,7 +236,7 @@ def tightness_report(table: pd.DataFrame, spec: ExperimentSpec | dict | str) -> 
 
 
 @in_float64
-def bounds_for_run(table: pd.DataFrame, spec: ExperimentSpec | dict) -> pd.DataFrame:
+def bounds_for_run(table: pd.DataFrame, spec: ExperimentSpec | dict, games=None) -> pd.DataFrame:
     """Bound curves for figures: per rule × metric × iteration the largest bound over seeds.
 
     The max over seeds is a bound on every seed, hence on the mean curve drawn by
@@ -243,7 +248,7 @@ def bounds_for_run(table: pd.DataFrame, spec: ExperimentSpec | dict) -> pd.DataF
     columns = ["rule", "metric", "iteration", "bound", "label"]
     if parse_spec(spec).run.mode != "exact":
         return pd.DataFrame(columns=columns)
-    report = tightness_report(table, spec)
+    report = tightness_report(table, spec, games)
     if report.empty:
         return pd.DataFrame(columns=columns)
     grouped = report.groupby(["rule", "metric", "bound_name", "iteration"], sort=False)["bound"].max().reset_index()

@@ -14,7 +14,8 @@ from bandits.errors import PrefsimError
 from sim import shared_engine
 from sim.cli import main
 from sim.experiment import run
-from sim.point_groups import point_groups, varying_parameters
+from sim.point_groups import varying_parameters
+from sim.point_plan import point_groups
 from sim.shards import check_shard_count
 from sim.spec import parse_spec
 from sim.stats import metric_columns
