@@ -65,9 +65,9 @@ def shared_win_rates(preference: jax.Array, policies: jax.Array) -> jax.Array:
     product when it is compute-bound with up to about K/8 policies (INPO trajectory, 2-core Xeon,
     paired: K = 1000, N = 64: ~1.1×; K = 2000, N = 32: ~1.3×; K = 600, N = 100: ~0.93×).  So it
     computes ``(P @ Πᵀ)ᵀ`` when :func:`takes_column_product` says so (K ≥ :data:`MEMORY_BOUND_ARMS`
-    and N ≤ K / :data:`ARMS_PER_COLUMN_POLICY`); the optimisation
-    barrier stops XLA from folding the transposes back into the slow form.  The transposes move N·K
-    numbers, nothing next to the N·K² multiply-adds.  A batched P (one per seed) is a batched matrix product as usual.
+    and N ≤ K / :data:`ARMS_PER_COLUMN_POLICY`); the optimisation barrier stops XLA from folding the
+    transposes back into the slow form.  The transposes move N·K numbers, nothing next to the N·K²
+    multiply-adds.  A batched P (one per seed) is a batched matrix product as usual.
     """
     return _rows_times_transposed_preference(policies, preference)
 
