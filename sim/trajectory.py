@@ -36,10 +36,16 @@ from sim.shared_engine import (
 #: The compiled runs of both engines (:data:`sim.shared_engine.COMPILED_RUNS`).
 _COMPILED = COMPILED_RUNS
 
-#: When at most this many policies share one P ...
-MEMORY_BOUND_POLICIES = 16
-#: ... of at least this many arms, :func:`shared_win_rates` multiplies P by the policies as columns.
+#: On a shared P of at least this many arms ...
 MEMORY_BOUND_ARMS = 512
+#: ... :func:`shared_win_rates` multiplies P by the policies as columns when there is at most one
+#: policy per this many arms (so at least 64 policies at K = 512).
+ARMS_PER_COLUMN_POLICY = 8
+
+
+def takes_column_product(policies: int, arms: int) -> bool:
+    """Whether :func:`shared_win_rates` multiplies P by ``policies`` rows of ``arms`` arms as columns."""
+    return arms >= MEMORY_BOUND_ARMS and policies * ARMS_PER_COLUMN_POLICY <= arms
 
 
 def _rows_times_transposed_preference(rows, preference):
@@ -55,10 +61,13 @@ def shared_win_rates(preference: jax.Array, policies: jax.Array) -> jax.Array:
     multiplied by it: XLA turns the vmapped product into one (N, K)·Pᵀ dot (N = seeds × R), which is
     fast when N is large but, with few policies and a large P (memory-bound), runs at ~55% of the
     matrix–vector bandwidth (K = 10000, N = 4, measured on the 2-core machine: 18 GB/s, vs 28 GB/s
-    for P·[π_1 … π_N] with the policies as columns).  So for N ≤ :data:`MEMORY_BOUND_POLICIES` and
-    K ≥ :data:`MEMORY_BOUND_ARMS` it computes ``(P @ Πᵀ)ᵀ``; the optimisation barrier stops XLA from
-    folding the transposes back into the slow form.  The transposes move N·K numbers, nothing next
-    to the K² of P.  A batched P (one per seed) is a batched matrix product as usual.
+    for P·[π_1 … π_N] with the policies as columns).  The column form is also the faster matrix
+    product when it is compute-bound with up to about K/8 policies (INPO trajectory, 2-core Xeon,
+    paired: K = 1000, N = 64: ~1.1×; K = 2000, N = 32: ~1.3×; K = 600, N = 100: ~0.93×).  So it
+    computes ``(P @ Πᵀ)ᵀ`` when :func:`takes_column_product` says so (K ≥ :data:`MEMORY_BOUND_ARMS`
+    and N ≤ K / :data:`ARMS_PER_COLUMN_POLICY`); the optimisation barrier stops XLA from folding the
+    transposes back into the slow form.  The transposes move N·K numbers, nothing next to the N·K²
+    multiply-adds.  A batched P (one per seed) is a batched matrix product as usual.
     """
     return _rows_times_transposed_preference(policies, preference)
 
@@ -71,7 +80,7 @@ def _shared_win_rates_vmap(axis_size, in_batched, preference, policies):
         return jax.vmap(_rows_times_transposed_preference, in_axes=(policies_axis, 0))(policies, preference), True
     arms = policies.shape[-1]
     rows = policies.reshape(-1, arms)
-    if rows.shape[0] <= MEMORY_BOUND_POLICIES and arms >= MEMORY_BOUND_ARMS:
+    if takes_column_product(rows.shape[0], arms):
         products = jax.lax.optimization_barrier(preference @ rows.T).T
     else:
         products = _rows_times_transposed_preference(rows, preference)
@@ -289,7 +298,13 @@ SMALL_ARMS = 12
 #: arms that are not a multiple of the SIMD width those kernels are slow (K = 10: ~7e6 vs ~1.2e7
 #: updates/s with only dots fused, 1024 seeds, measured with benchmarks/exact_updates.py's case),
 #: while from K ≈ 16 on the default is as fast or faster.  So small games keep YNNPACK for dots only.
-SMALL_ARMS_CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
+#: They also prefer 512-bit vectors (a preference: LLVM uses narrower ones where the CPU has no
+#: AVX-512): the per-step exp and row reductions over 1024 × 10 numbers then take ~10% less time
+#: (K = 10, S = 1024: bare scan 49 → 42 µs per update of all seeds, 2-core Xeon with AVX-512).
+SMALL_ARMS_CPU_OPTIONS = {
+    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT",
+    "xla_cpu_prefer_vector_width": 512,
+}
 
 
 def compiler_options(arms: int) -> dict | None:

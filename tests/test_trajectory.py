@@ -360,6 +360,16 @@ def test_every_rule_records_what_its_plain_updates_give(name, given):
             assert float(metrics["regret"][index]) == pytest.approx(regret, rel=1e-9, abs=1e-13)
 
 
+def test_column_product_rule_at_hand_points():
+    # Columns from K = 512 on, for up to one policy per 8 arms (a speed choice; see shared_win_rates).
+    from sim.trajectory import takes_column_product
+
+    assert not takes_column_product(1, 511)
+    assert takes_column_product(1, 512) and takes_column_product(64, 512) and not takes_column_product(65, 512)
+    assert takes_column_product(125, 1000) and not takes_column_product(126, 1000)
+    assert takes_column_product(250, 2000) and not takes_column_product(251, 2000)
+
+
 def test_few_policies_on_a_large_shared_p_take_the_column_product_and_agree(monkeypatch):
     # shared_win_rates multiplies P by few policies of many arms as columns, (P·Πᵀ)ᵀ behind an
     # optimisation barrier; everything else as XLA's (N, K)·Pᵀ.  Both must give the same run.
