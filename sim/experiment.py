@@ -22,6 +22,7 @@ Before allocating, the memory the run needs is estimated and compared with what 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -87,7 +88,8 @@ def run(
       out: optional result directory (created); see the module docstring for its contents.
       resume: reuse finished parts in ``out`` whose fingerprint matches this spec.
       progress: optional callable receiving one-line progress messages; when it has a ``stage``
-        method (:class:`sim.progress.Progress`) it is also told when each rule table starts.
+        method (:class:`sim.progress.Progress`) it is also told when each rule table starts, and with a
+        ``within`` method how far a rule run in blocks has got (between blocks).
       shard: ``(I, N)``: run only the rule tables of shard I of N (:mod:`sim.shards`); ``out`` then
         holds a shard directory (parts, final policies, its rows in ``metrics.csv`` and a manifest
         naming the shard) for ``prefsim merge``, and no bounds or head-to-head table.
@@ -175,8 +177,10 @@ def _run_checked(
             if reason:
                 say(f"{rule.label}: recomputing: {reason}")
         tic = time.time()
+        within = getattr(say, "within", None)  # a Progress also reports inside a rule run in blocks
+        blocks = None if within is None else functools.partial(within, rule.label)
         if sampled is None:
-            frame = run_rule(rule, spec, games, game_axes, targets, record, unregularised)
+            frame = run_rule(rule, spec, games, game_axes, targets, record, unregularised, blocks)
         else:
             frame = run_sampled_rule(rule, spec, sampled, record)
         say(f"{rule.label}: {len(frame)} rows in {time.time() - tic:.1f} s")
@@ -240,9 +244,11 @@ def run_rule(
     targets: jax.Array,
     record: np.ndarray,
     unregularised: jax.Array | None = None,
+    progress: Callable[[int, int], object] | None = None,
 ) -> pd.DataFrame:
-    """All grid points × seeds of one ``[[rule]]`` table in one vmapped, jitted call (``unregularised``:
-    π⁰ per seed from :func:`unregularised_targets`, or ``None`` for an empty ``kl_to_unregularised_nash``)."""
+    """All grid points × seeds of one ``[[rule]]`` table, vmapped and jitted (``unregularised``: π⁰ per
+    seed from :func:`unregularised_targets`, or ``None`` for an empty ``kl_to_unregularised_nash``).  A
+    long run goes in blocks (:func:`sim.trajectory.simulate_grid`), ``progress(updates done, T)`` between them."""
     labels = rule.grid_labels()
     fixed = rule.fixed()
     swept_names = list(rule.swept())
@@ -254,7 +260,15 @@ def run_rule(
 
     cache_key = (rule.name, spec.precision, tuple(sorted((k, repr(v)) for k, v in fixed.items())))
     metrics, first_nonfinite = simulate_grid(
-        make_rule, grid, games, game_axes, targets, record, cache_key=cache_key, unregularised_targets=unregularised
+        make_rule,
+        grid,
+        games,
+        game_axes,
+        targets,
+        record,
+        cache_key=cache_key,
+        unregularised_targets=unregularised,
+        progress=progress,
     )
     raise_if_diverged(
         first_nonfinite,
