@@ -182,7 +182,7 @@ def _run_checked(
         if sampled is None:
             frame = run_rule(rule, spec, games, game_axes, targets, record, unregularised, blocks)
         else:
-            frame = run_sampled_rule(rule, spec, sampled, record)
+            frame = run_sampled_rule(rule, spec, sampled, record, blocks)
         say(f"{rule.label}: {len(frame)} rows in {time.time() - tic:.1f} s")
         if part is not None:
             save_final_policies(out, rule.label, rule_fingerprint, frame.attrs[FINAL_POLICY])

@@ -1,4 +1,4 @@
-"""A whole exact trajectory as one jitted ``lax.scan``, vmapped over seeds and a parameter grid.
+"""An exact trajectory as jitted ``lax.scan`` blocks, vmapped over seeds and a parameter grid.
 
 :func:`simulate` runs one rule on one game: an outer ``scan`` over the recorded iterations with an
 inner ``fori_loop`` over the updates between two recordings, so metrics (one product of P with the
@@ -9,7 +9,15 @@ A game leaf shared by all seeds (e.g. P) is not batched, so S policies multiply 
 product (:func:`shared_win_rates` picks its form).  When several devices are visible the seed axis
 is sharded over them with ``jax.sharding`` (e.g. ``XLA_FLAGS=--xla_force_host_platform_device_count=2``
 on a CPU, or a multi-GPU host) and the same code runs unchanged.
-"""
+
+A run longer than :func:`block_updates` (about a second of work) goes in blocks
+(:func:`simulate_block`, :func:`sim.shared_engine.run_blocks`): each block is one compiled call on the
+state the previous one returned (rule state, running mixture sum, first bad iteration, the last
+recording's Pπ_t), a segment between two recordings may be cut by a block boundary, and the host
+reports progress and can stop between blocks.  The blocks' schedules are arrays, not static
+arguments, so a run of any length compiles two programs (its first block and the rest) and no host
+callback enters them (JAX's persistent cache keeps them, so a repeated run compiles nothing); the
+numbers are the same to the bit for every block size (``tests/test_block_progress.py``)."""
 
 from __future__ import annotations
 
@@ -30,10 +38,10 @@ from sim.shared_engine import (
     Schedule,
     compile_over_grid_and_seeds,
     grid_arrays,
-    plan_blocks,
     regret_from_mixture_sum,
     run_blocks,
     shard_over_seeds,
+    whole_run_schedule,
 )
 
 #: The compiled runs of both engines (:data:`sim.shared_engine.COMPILED_RUNS`).
@@ -185,12 +193,6 @@ def simulate(
     if locate_nonfinite:
         return metrics, out["first_bad"]
     return metrics, first_seen(out["seen"][keep])
-
-
-def whole_run_schedule(record_iterations: ArrayLike) -> Schedule:
-    """The :class:`~sim.shared_engine.Schedule` of a run done as one block: one piece per recorded segment."""
-    record = np.asarray(record_iterations, np.int64)
-    return next(plan_blocks(record, max(int(record[-1]), 1))[1])
 
 
 def first_seen(seen: jax.Array) -> jax.Array:
@@ -348,8 +350,9 @@ def simulate_grid(
     targets = jnp.stack([targets, jnp.asarray(unregularised_targets, targets.dtype)], axis=1)
     grid_values = grid_arrays(grid)
     games, targets, padded = shard_over_seeds(games, game_axes, targets)
-    if block_size is None:
-        block_size = block_updates(len(next(iter(grid_values.values()))), int(targets.shape[0]), arms)
+    if block_size is None:  # a state shared by the seeds (see _compiled) is updated once, not per seed
+        seeds = int(targets.shape[0]) if any(axis == 0 for axis in jax.tree_util.tree_leaves(game_axes)) else 1
+        block_size = block_updates(len(next(iter(grid_values.values()))), seeds, arms)
     arguments = (grid_values, games, targets)
     run = _compiled(make_rule, tuple(sorted(grid)), game_axes, cache_key, False, arms)
     _, metrics, seen, stopped = run_blocks(run, arguments, record, block_size, progress, stop_on_nonfinite=True)
@@ -358,6 +361,8 @@ def simulate_grid(
         locate = _compiled(make_rule, tuple(sorted(grid)), game_axes, cache_key, True, arms)
         carry, metrics, _, _ = run_blocks(locate, arguments, record, block_size, progress)
         first_bad = np.asarray(carry[2])
+        if first_bad.ndim == 1:  # a state shared by the seeds (see _compiled)
+            first_bad = np.repeat(first_bad[:, None], targets.shape[0], axis=1)
     else:
         first_bad = np.full(seen.shape[:2], -1, np.int32)
     seeds = targets.shape[0] - padded
@@ -422,4 +427,7 @@ def _compiled(make_rule, grid_names, game_axes, cache_key, locate_nonfinite=Fals
             return simulate_block(rule, game, target[0], schedule, carry, locate_nonfinite, target[1])
         return simulate_block(rule, game, target, schedule, carry, locate_nonfinite)
 
-    return compile_over_grid_and_seeds(one, game_axes, key, options, blocks=True)
+    # The trajectory depends on the game and the grid point only (π* enters the metrics): on a game
+    # every seed shares it is carried once per grid point, as vmap keeps it in the one-call run.
+    per_seed = any(axis == 0 for axis in jax.tree_util.tree_leaves(game_axes))
+    return compile_over_grid_and_seeds(one, game_axes, key, options, blocks=True, carry_per_seed=per_seed)

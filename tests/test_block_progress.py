@@ -13,6 +13,7 @@ import pytest
 
 import sim.cli as cli_module
 import sim.progress as progress_module
+import sim.sampled.engine as sampled_engine
 import sim.trajectory as trajectory
 from bandits.games import GameSpec, build_game
 from sim.cli import main
@@ -20,6 +21,7 @@ from sim.experiment import prepare_run
 from sim.game import game_from_instance
 from sim.progress import Progress
 from sim.rules import build_rule
+from sim.sampled.engine import simulate_sampled_grid
 from sim.shared_engine import COMPILED_RUNS, plan_blocks, stack_over_seeds
 from sim.spec import parse_spec
 from sim.trajectory import default_record_iterations, simulate_grid
@@ -276,3 +278,74 @@ def test_a_stop_request_is_honoured_between_blocks(tmp_path, capsys, small_block
     assert err.startswith("terminated (SIGTERM)") and "Traceback" not in err
     assert reports == [10, 20, 30]  # the fourth block's report stopped it, inside the first rule
     assert not (out / "metrics.csv").exists() and not (out / "parts" / "first.csv").exists()
+
+
+# ---------------------------------------------------------------------------------------------- sampled mode
+
+SAMPLED_RULES = {
+    "inpo": {"eta": 0.5},
+    "extragradient": {"eta": 0.3},  # two proximal stages per iteration
+    "optimistic": {"eta": 0.3},  # carries the pairs of its second stage
+    "nash_md": {"eta": 0.3},  # pairs against a mixture opponent
+}
+
+
+def _sampled(name, iterations=23):
+    spec = parse_spec(
+        {
+            "iterations": iterations,
+            "seeds": 2,
+            "game": {"kind": "random", "arms": 4, "tau": 0.1},
+            "run": {"mode": "sampled", "pairs_per_iteration": 16, "inner_steps": 3, "learning_rate": 0.3},
+            "rule": [{"name": name, **SAMPLED_RULES[name]}],
+        }
+    )
+    return spec, prepare_run(spec)
+
+
+def _run_sampled(spec, inputs, block_size=None, progress=None):
+    rule, sampled = spec.rules[0], inputs.sampled
+    return simulate_sampled_grid(
+        rule.name,
+        rule.fixed(),
+        {},
+        spec.run,
+        sampled.problems,
+        sampled.axes,
+        sampled.keys,
+        inputs.record,
+        progress=progress,
+        block_size=block_size,
+    )
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLED_RULES))
+def test_sampled_blocked_runs_give_the_same_numbers_bit_for_bit(name):
+    spec, inputs = _sampled(name)
+    whole = _run_sampled(spec, inputs)
+    for block_size in (4, 7):  # boundaries inside the segments 10 → 12 → … → 23
+        _assert_identical(whole, _run_sampled(spec, inputs, block_size))
+
+
+def test_sampled_blocks_reuse_two_compiled_functions_and_report_progress():
+    spec, inputs = _sampled("inpo", iterations=40)
+    COMPILED_RUNS.clear()
+    calls = []
+    _run_sampled(spec, inputs, 4, lambda done, total: calls.append((done, total)))
+    assert calls == [(4 * i, 40) for i in range(1, 11)]
+    (compiled,) = COMPILED_RUNS.values()
+    assert compiled._cache_size() == 2  # the start (iteration 0) and every block
+    assert sampled_engine.block_iterations(1, 8, spec.run, (1, 4)) >= 1000  # a small run is one block
+
+
+def test_prefsim_run_reports_progress_inside_a_sampled_rule(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sampled_engine, "block_iterations", lambda points, seeds, settings, shape: 4)
+    monkeypatch.setattr(progress_module, "LINE_SECONDS", 0.0)
+    (tmp_path / "spec.toml").write_text(
+        'iterations = 12\nseeds = 1\n[game]\nkind = "random"\narms = 3\ntau = 0.2\n'
+        '[run]\nmode = "sampled"\npairs_per_iteration = 8\ninner_steps = 2\n[[rule]]\nname = "inpo"\neta = 1.0\n'
+    )
+    status = main(["run", str(tmp_path / "spec.toml"), "--out", str(tmp_path / "out"), "--no-plots"])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "prefsim: inpo: 4/12 updates · " in out, out
