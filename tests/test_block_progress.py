@@ -349,3 +349,20 @@ def test_prefsim_run_reports_progress_inside_a_sampled_rule(tmp_path, capsys, mo
     out = capsys.readouterr().out
     assert status == 0
     assert "prefsim: inpo: 4/12 updates · " in out, out
+
+
+def test_a_game_every_seed_shares_runs_one_trajectory_in_every_block():
+    # a cyclic game: P and π_0 shared, so the state is carried once per grid point (seeds differ by π* only)
+    spec = parse_spec(
+        {
+            "iterations": 40,
+            "seeds": 3,
+            "game": {"kind": "cyclic", "arms": 3, "tau": 0.1},
+            "rule": [{"name": "inpo", "eta": 0.5}],
+        }
+    )
+    inputs = prepare_run(spec)
+    whole = _run("inpo", RULES["inpo"], inputs)
+    blocked = _run("inpo", RULES["inpo"], inputs, block_size=6)
+    _assert_identical(whole, blocked)
+    assert blocked[0]["final_policy"].shape == (2, 3, 3)
