@@ -60,6 +60,7 @@ from sim.trajectory import (  # noqa: E402
     default_record_iterations,
     simulate_grid,
     update_with_shared_product,
+    whole_run_schedule,
 )
 
 jax.config.update("jax_enable_x64", True)  # exact mode's float64 (importing sim changes no global setting)
@@ -255,8 +256,9 @@ def shared_matrix_product_check(make_rule, games, game_axes, targets, record, se
 
     Passes when every dot has no batch dimensions and no (S, K, K) array (P copied per seed) exists.
     """
-    run = _compiled(make_rule, (), game_axes, tuple(int(i) for i in record), None, False, arms)
-    text = run.lower({"__none__": jnp.zeros(1)}, games, targets).compile().as_text()
+    run = _compiled(make_rule, (), game_axes, None, False, arms)
+    schedule = tuple(jnp.asarray(a) for a in whole_run_schedule(record))
+    text = run.lower({"__none__": jnp.zeros(1)}, games, targets, None, schedule).compile().as_text()
     dots = [line.strip() for line in text.splitlines() if re.search(r"\bdot\(", line)]
     per_seed_copy = re.search(rf"\[(1,)?{seeds},{arms},{arms}\]", text) is not None
     batched = [d for d in dots if "lhs_batch_dims" in d]
@@ -324,8 +326,9 @@ def batched_product_check(make_rule, games, game_axes, targets, record, seeds, a
     transposed as a whole (no instruction other than the dots and the parameter produces an
     (S, K, K) array), i.e. each update reads P once.
     """
-    run = _compiled(make_rule, (), game_axes, tuple(int(i) for i in record), None, False, arms)
-    text = run.lower({"__none__": jnp.zeros(1)}, games, targets).compile().as_text()
+    run = _compiled(make_rule, (), game_axes, None, False, arms)
+    schedule = tuple(jnp.asarray(a) for a in whole_run_schedule(record))
+    text = run.lower({"__none__": jnp.zeros(1)}, games, targets, None, schedule).compile().as_text()
     dots = [line.strip() for line in text.splitlines() if re.search(r"\bdot\(", line)]
     batched = [d for d in dots if "lhs_batch_dims" in d]
     shape = rf"\[(1,)?{seeds},{arms},{arms}\]"

@@ -62,7 +62,8 @@ def _raise_terminated(signum, frame):
 
 
 class _StoppableProgress(Progress):
-    """:class:`Progress` that stops the command at its next message or step once SIGTERM has arrived."""
+    """:class:`Progress` that stops the command at its next message, step or block of a long rule once
+    SIGTERM has arrived."""
 
     def __call__(self, message: str) -> None:
         if _TERMINATION_REQUESTED.is_set():
@@ -73,6 +74,11 @@ class _StoppableProgress(Progress):
         if _TERMINATION_REQUESTED.is_set():
             raise Terminated()
         super().stage(index, total, label, unit)
+
+    def within(self, label: str, done: int, total: int) -> None:
+        if _TERMINATION_REQUESTED.is_set():  # between two blocks of a long rule
+            raise Terminated()
+        super().within(label, done, total)
 
 
 PLUGIN_GROUP = "prefsim.commands"

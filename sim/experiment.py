@@ -24,6 +24,7 @@ Before allocating, the memory the run needs is estimated and compared with what 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -90,7 +91,8 @@ def run(
       out: optional result directory (created); see the module docstring for its contents.
       resume: reuse finished parts in ``out`` whose fingerprint matches this spec.
       progress: optional callable receiving one-line progress messages; when it has a ``stage``
-        method (:class:`sim.progress.Progress`) it is also told when each part starts.
+        method (:class:`sim.progress.Progress`) it is also told when each part starts, and with a
+        ``within`` method how far a rule run in time blocks has got (between blocks).
       shard: ``(I, N)``: run only the parts (rule tables, or seed blocks of them) of shard I of N
         (:mod:`sim.shards`); ``out`` then holds a shard directory (parts, final policies, its rows in
         ``metrics.csv`` and a manifest naming the shard) for ``prefsim merge``, and no bounds or
@@ -195,7 +197,9 @@ def _run_checked(
             frame = given.frames[work.name]
             say(f"{work.name}: {len(frame)} rows, computed with the other points of its group")
         else:
-            frame = run_part(work, spec, inputs)
+            within = getattr(say, "within", None)  # a Progress also reports inside a rule run in time blocks
+            blocks = None if within is None else functools.partial(within, work.name)
+            frame = run_part(work, spec, inputs, blocks)
             say(f"{work.name}: {len(frame)} rows in {time.time() - tic:.1f} s")
         if part is not None:
             save_final_policies(out, work.name, rule_fingerprint, frame.attrs[FINAL_POLICY])
@@ -265,20 +269,23 @@ def run_point_group(
     ]
 
 
-def run_part(work: WorkPart, spec: ExperimentSpec, inputs: RunInputs) -> pd.DataFrame:
+def run_part(
+    work: WorkPart, spec: ExperimentSpec, inputs: RunInputs, progress: Callable[[int, int], object] | None = None
+) -> pd.DataFrame:
     """The rows of one part: a whole rule table, or one seed block of it.
 
     A block runs on the whole spec's inputs cut to its seeds (:func:`block_inputs`).  A last block shorter
     than the others is padded to their size with copies of its last seed, whose rows and final policies are
     dropped, so every block of a table is a call of one compiled function (a seed's numbers do not depend on
-    the seeds beside it in a call of a given size, only on that size: tests/test_shards.py checks it)."""
+    the seeds beside it in a call of a given size, only on that size: tests/test_shards.py checks it).
+    ``progress(done, total)``: called between the time blocks of a long run (:func:`run_rule`)."""
     if work.block is None:
-        return _run_seeds(work.rule, spec, inputs)
+        return _run_seeds(work.rule, spec, inputs, progress)
     size = min(spec.run.seed_block, len(spec.seeds))
     real = work.stop - work.start
     index = np.concatenate([np.arange(work.start, work.stop), np.full(size - real, work.stop - 1)])
     spec = dataclasses.replace(spec, seeds=tuple(spec.seeds[i] for i in index))
-    frame = _run_seeds(work.rule, spec, block_inputs(inputs, index))
+    frame = _run_seeds(work.rule, spec, block_inputs(inputs, index), progress)
     if real == size:
         return frame
     keep = (np.arange(len(frame)) // len(inputs.record)) % size < real  # rows: grid point, seed, iteration
@@ -288,11 +295,14 @@ def run_part(work: WorkPart, spec: ExperimentSpec, inputs: RunInputs) -> pd.Data
     return frame
 
 
-def _run_seeds(rule: RuleSpec, spec: ExperimentSpec, inputs: RunInputs) -> pd.DataFrame:
-    """One rule table on the seeds of ``spec`` and ``inputs`` (exact or sampled mode) in one call."""
+def _run_seeds(
+    rule: RuleSpec, spec: ExperimentSpec, inputs: RunInputs, progress: Callable[[int, int], object] | None = None
+) -> pd.DataFrame:
+    """One rule table on the seeds of ``spec`` and ``inputs`` (exact or sampled mode) in one vmapped run."""
     if inputs.sampled is None:
-        return run_rule(rule, spec, inputs.games, inputs.game_axes, inputs.targets, inputs.record, inputs.unregularised)
-    return run_sampled_rule(rule, spec, inputs.sampled, inputs.record)
+        games, axes, targets, record = inputs.games, inputs.game_axes, inputs.targets, inputs.record
+        return run_rule(rule, spec, games, axes, targets, record, inputs.unregularised, progress)
+    return run_sampled_rule(rule, spec, inputs.sampled, inputs.record, progress)
 
 
 def block_inputs(inputs: RunInputs, index: np.ndarray) -> RunInputs:
@@ -399,9 +409,11 @@ def run_rule(
     targets: jax.Array,
     record: np.ndarray,
     unregularised: jax.Array | None = None,
+    progress: Callable[[int, int], object] | None = None,
 ) -> pd.DataFrame:
-    """All grid points × seeds of one ``[[rule]]`` table in one vmapped, jitted call (``unregularised``:
-    π⁰ per seed from :func:`unregularised_targets`, or ``None`` for an empty ``kl_to_unregularised_nash``)."""
+    """All grid points × seeds of one ``[[rule]]`` table, vmapped and jitted (``unregularised``: π⁰ per
+    seed from :func:`unregularised_targets`, or ``None`` for an empty ``kl_to_unregularised_nash``).  A
+    long run goes in blocks (:func:`sim.trajectory.simulate_grid`), ``progress(updates done, T)`` between them."""
     labels = rule.grid_labels()
     fixed = rule.fixed()
     swept_names = list(rule.swept())
@@ -413,7 +425,15 @@ def run_rule(
 
     cache_key = (rule.name, spec.precision, tuple(sorted((k, repr(v)) for k, v in fixed.items())))
     metrics, first_nonfinite = simulate_grid(
-        make_rule, grid, games, game_axes, targets, record, cache_key=cache_key, unregularised_targets=unregularised
+        make_rule,
+        grid,
+        games,
+        game_axes,
+        targets,
+        record,
+        cache_key=cache_key,
+        unregularised_targets=unregularised,
+        progress=progress,
     )
     raise_if_diverged(
         first_nonfinite,

@@ -8,6 +8,16 @@ and shows how many steps are done, the elapsed time and an estimate of the time 
 per finished step × the steps left).
 
     [#######·········] 3/7 rules · running apo · 41 s elapsed, ~55 s left
+
+Inside one long rule table (a trajectory run in blocks, :func:`sim.shared_engine.run_blocks`) its
+:meth:`Progress.within` is told between blocks how many updates are done, and shows the rule's own
+progress and time left (the time per update of the blocks after the first, which also compiles):
+
+    [#########·······] apo: 3.2e6/1e7 updates · 41 s elapsed, ~1 min 27 s left (rule 3/7)
+
+On a terminal that is the bar, redrawn after every block; otherwise a line now and then (the first
+report, then whenever :data:`LINE_SECONDS` and a tenth of the rule's elapsed time have passed since the
+last line: tens of lines for a rule of hours, not one per block); nothing under ``quiet``.
 """
 
 from __future__ import annotations
@@ -17,7 +27,14 @@ import time
 from typing import TextIO
 
 BAR_WIDTH = 24
+#: Least seconds between two in-rule progress lines when not on a terminal (see :meth:`Progress.within`).
+LINE_SECONDS = 10.0
 MODES = ("auto", "bar", "lines", "quiet")
+
+
+def _count(updates: int) -> str:
+    """An update count: exact below 10⁵, else three significant digits (3.2e6)."""
+    return str(int(updates)) if updates < 100_000 else f"{updates:.3g}".replace("e+0", "e").replace("e+", "e")
 
 
 def _duration(seconds: float) -> str:
@@ -53,6 +70,9 @@ class Progress:
         self._phase: str | None = None
         self._phase_start = 0.0
         self._bar = ""
+        self._stage_text = ""
+        self._rule_start: float | None = None
+        self._rule: tuple | None = None  # (label, start, first report's time, its updates, last line's time)
 
     def __call__(self, message: str) -> None:
         """Print one message (above the bar, which is redrawn)."""
@@ -75,15 +95,46 @@ class Progress:
         elapsed = now - self._phase_start
         left = f"~{_duration(elapsed / index * (total - index))} left" if index > 0 else "time left: after the first"
         text = f"{index}/{total} {unit} · {label} · {_duration(elapsed)} elapsed, {left}"
+        self._stage_text, self._rule, self._rule_start = f"{unit.rstrip('s')} {index + 1}/{total}", None, now
         if self.mode == "lines":
             self.stream.write(f"prefsim: {text}\n")
         else:
-            filled = int(round(BAR_WIDTH * index / max(total, 1)))
-            bar = f"[{'#' * filled}{'·' * (BAR_WIDTH - filled)}] {text}"
-            padding = " " * max(0, len(self._bar) - len(bar))
-            self._bar = bar
-            self.stream.write("\r" + bar + padding)
+            self._draw(index / max(total, 1), text)
         self.stream.flush()
+
+    def within(self, label: str, done: int, total: int) -> None:
+        """Between two blocks of rule ``label``'s trajectory: ``done`` of ``total`` updates are done."""
+        if self.mode == "quiet":
+            return
+        now = self.clock()
+        if self._rule is None or self._rule[0] != label:
+            start = now if self._rule_start is None else self._rule_start  # the rule began with its stage
+            self._rule = (label, start, now, done, None)
+        _, start, first_time, first_done, last_line = self._rule
+        elapsed = now - start
+        if done > first_done and done < total:
+            left = f"~{_duration((now - first_time) / (done - first_done) * (total - done))} left"
+        elif done >= total:
+            left = "done"
+        else:
+            left = "time left: after the next block"
+        where = f" ({self._stage_text})" if self._stage_text else ""
+        text = f"{label}: {_count(done)}/{_count(total)} updates · {_duration(elapsed)} elapsed, {left}{where}"
+        if self.mode == "lines":
+            if last_line is not None and now - last_line < max(LINE_SECONDS, 0.1 * elapsed):
+                return
+            self._rule = self._rule[:4] + (now,)
+            self.stream.write(f"prefsim: {text}\n")
+        else:
+            self._draw(done / max(total, 1), text)
+        self.stream.flush()
+
+    def _draw(self, fraction: float, text: str) -> None:
+        filled = int(round(BAR_WIDTH * min(max(fraction, 0.0), 1.0)))
+        bar = f"[{'#' * filled}{'·' * (BAR_WIDTH - filled)}] {text}"
+        padding = " " * max(0, len(self._bar) - len(bar))
+        self._bar = bar
+        self.stream.write("\r" + bar + padding)
 
     def finish(self) -> None:
         """End the current bar (a no-op in the other modes)."""

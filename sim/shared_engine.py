@@ -6,6 +6,10 @@
   (``None`` axis), so seeds that share P multiply one P;
 * :func:`compile_over_grid_and_seeds` — ``vmap`` over seeds (inner) and over the swept parameter grid
   (outer), ``jit``, and one bounded cache of compiled functions, so a repeated run does not recompile;
+* :func:`plan_blocks` and :func:`run_blocks` — a trajectory cut into blocks of at most B updates, each
+  one compiled call on the state the previous block returned (the schedule of a block is data, not a
+  static argument, so every block of a run reuses one compiled function), with the host reporting
+  progress and honouring a stop request between blocks;
 * :func:`shard_over_seeds` — the seed axis split over the visible devices with ``jax.sharding``
   (padding to a multiple of the device count); a no-op on one device;
 * :func:`first_divergence` and :func:`divergence_error` — the first (grid point, seed) whose run went
@@ -16,8 +20,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Sequence
-from typing import Any
+import itertools
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -60,7 +65,12 @@ def stack_over_seeds(items: Iterable) -> tuple[Any, Any]:
 
 
 def compile_over_grid_and_seeds(
-    one: Callable, item_axes: tuple, cache_key: Hashable, compiler_options: dict | None = None
+    one: Callable,
+    item_axes: tuple,
+    cache_key: Hashable,
+    compiler_options: dict | None = None,
+    blocks: bool = False,
+    carry_per_seed: bool = True,
 ) -> Callable:
     """``jit(vmap_grid(vmap_seeds(one)))``, cached under ``cache_key``.
 
@@ -70,20 +80,152 @@ def compile_over_grid_and_seeds(
     function takes ``(grid, items, per_seed)`` with ``grid`` a dict of arrays of shape (G,) (a dummy
     entry ``__none__`` when nothing is swept; it is removed before ``one`` sees the point) and returns
     ``one``'s outputs with leading axes (G, S).
+
+    With ``blocks=True`` the function runs one block of a trajectory (:func:`run_blocks`):
+    ``one(point, item, per_seed, carry, schedule)`` and the compiled function takes
+    ``(grid, items, per_seed, carry, schedule)``, where ``carry`` is the state a previous block returned
+    (leading axes (G, S); ``None`` for the first block, which starts the run) and ``schedule`` the block's
+    :data:`Schedule` arrays, shared by every grid point and seed.  jit keeps one compiled program per
+    argument structure, so a run compiles two: its first block and the rest.  ``carry_per_seed=False``
+    says the carried state does not depend on the seed (exact mode on a game every seed shares: only
+    the metrics against each seed's π* differ); it is then held once per grid point, not per seed,
+    as the one-call run holds it (vmap does not batch what does not depend on the seed).
     """
-    key = (cache_key, item_axes, compiler_options is not None)
+    key = (cache_key, item_axes, compiler_options is not None, blocks, carry_per_seed)
     if key in COMPILED_RUNS:
         return COMPILED_RUNS[key]
 
-    def without_dummy(point, item, per_seed):
-        return one({k: v for k, v in point.items() if k != "__none__"}, item, per_seed)
+    def without_dummy(point, item, *rest):
+        return one({k: v for k, v in point.items() if k != "__none__"}, item, *rest)
 
-    over_seeds = jax.vmap(without_dummy, in_axes=(None, item_axes, 0))
-    compiled = jax.jit(jax.vmap(over_seeds, in_axes=(0, None, None)), compiler_options=compiler_options)
+    seed_axes, grid_axes, seed_out = (None, item_axes, 0), (0, None, None), 0
+    if blocks:
+        carry_axis = 0 if carry_per_seed else None
+        seed_axes, grid_axes, seed_out = seed_axes + (carry_axis, None), grid_axes + (0, None), (carry_axis, 0)
+    over_seeds = jax.vmap(without_dummy, in_axes=seed_axes, out_axes=seed_out)
+    compiled = jax.jit(jax.vmap(over_seeds, in_axes=grid_axes), compiler_options=compiler_options)
     if len(COMPILED_RUNS) >= COMPILED_MAX:
         COMPILED_RUNS.pop(next(iter(COMPILED_RUNS)))
     COMPILED_RUNS[key] = compiled
     return compiled
+
+
+class Schedule(NamedTuple):
+    """The pieces of one block, each a run of updates (arrays of shape (n,), n the same for every block).
+
+    Attributes:
+      lengths: updates in the piece (0 for a padding piece, which does nothing).
+      fresh: the piece starts at a recorded iteration (exact mode hands its first update the win rates
+        measured there, as a segment's first update always did); ``False`` for a piece that continues
+        a segment cut by a block boundary, and for padding.
+      measures: the piece ends at a recorded iteration, which it measures (its row is kept).
+    """
+
+    lengths: np.ndarray
+    fresh: np.ndarray
+    measures: np.ndarray
+
+
+def _window_pieces(record: np.ndarray, start: int, end: int) -> Schedule:
+    """The pieces of the updates start+1 … end, cut at the recorded iterations inside (unpadded)."""
+    low, high = np.searchsorted(record, start, side="right"), np.searchsorted(record, end, side="right")
+    inside = record[low:high]
+    starts_recorded = low > 0 and record[low - 1] == start
+    ends_recorded = inside.size > 0 and inside[-1] == end
+    bounds = np.concatenate([[start], inside, [] if ends_recorded else [end]]).astype(np.int64)
+    recorded = np.concatenate([[starts_recorded], np.ones(inside.size, bool), [] if ends_recorded else [False]])
+    lengths = np.diff(bounds)
+    return Schedule(lengths, recorded[:-1].astype(bool) & (lengths > 0), recorded[1:].astype(bool) & (lengths > 0))
+
+
+def plan_blocks(
+    record_iterations: ArrayLike, block_size: int, pad_first: bool = False
+) -> tuple[int, Iterator[Schedule]]:
+    """``(blocks, schedules)``: the trajectory 0 → T cut into blocks of at most ``block_size`` updates.
+
+    Block b holds the updates b·B + 1 … min((b + 1)·B, T); the recorded iterations inside it cut it into
+    pieces (a segment between two recordings longer than what is left of the block continues in the
+    next one).  The first block's :class:`Schedule` has exactly its pieces (``pad_first``: it is padded
+    too); every later block's is padded to the same number of pieces (the most any of them has), so
+    they all share one compiled function.  With T ≤ B the run is one block whose pieces are exactly the
+    recorded segments.  ``schedules`` yields the blocks lazily (a long run with a small B has many).
+    T = 0 is one block of one padding piece (the run only measures π_0).
+    """
+    record = np.asarray(record_iterations, np.int64)
+    total = int(record[-1])
+    size = max(1, min(int(block_size), max(total, 1)))
+    blocks = max(1, -(-total // size))
+    pieces = 1  # a block without a recorded iteration inside is one piece
+    for window in np.unique((record[1:] - 1) // size).tolist():
+        if window > 0 or pad_first:
+            pieces = max(pieces, len(_window_pieces(record, window * size, min((window + 1) * size, total)).lengths))
+
+    def schedules() -> Iterator[Schedule]:
+        for block in range(blocks):
+            found = _window_pieces(record, block * size, min((block + 1) * size, total))
+            pad = 0 if block == 0 and not pad_first else pieces - len(found.lengths)
+            yield Schedule(
+                np.concatenate([found.lengths, np.zeros(pad, np.int64)]).astype(np.int32),
+                np.concatenate([found.fresh, np.zeros(pad, bool)]),
+                np.concatenate([found.measures, np.zeros(pad, bool)]),
+            )
+
+    return blocks, schedules()
+
+
+def whole_run_schedule(record_iterations: ArrayLike) -> Schedule:
+    """The :class:`~sim.shared_engine.Schedule` of a run done as one block: one piece per recorded segment."""
+    record = np.asarray(record_iterations, np.int64)
+    return next(plan_blocks(record, max(int(record[-1]), 1))[1])
+
+
+def run_blocks(
+    compiled: Callable,
+    arguments: tuple,
+    record_iterations: ArrayLike,
+    block_size: int,
+    progress: Callable[[int, int], object] | None = None,
+    stop_on_nonfinite: bool = False,
+    separate_start: bool = False,
+) -> tuple[Any, dict, np.ndarray, bool]:
+    """Run a trajectory block by block (:func:`plan_blocks`); ``compiled(*arguments, carry, schedule)``.
+
+    ``compiled`` returns ``(carry, out)`` with ``out`` a dict of ``rows`` (column → (G, S, n) one per
+    piece), ``seen`` ((G, S, n): the iteration a measuring piece found non-finite, else −1), ``final``
+    (π after the block) and, from the first block, ``first`` (column → (G, S), the row of iteration 0).
+    With ``separate_start`` the run is started by a call with an empty schedule (it only initialises
+    and measures iteration 0), and every block, the first included, is padded to one size and gets
+    its state as an argument: one compiled program runs every update (the sampled engine needs this
+    to round its loss alike in every block).  Between blocks the host calls
+    ``progress(updates done, T)`` (only when there is more than one
+    block; an exception it raises, e.g. a stop request, ends the run there) and, with
+    ``stop_on_nonfinite``, stops once a recording saw a non-finite value.
+
+    Returns ``(carry, metrics, seen, stopped)``: the last carry; column → (G, S, R) NumPy (iteration 0
+    first, then the measured rows in order, plus ``final``); ``seen`` (G, S, R − 1); ``stopped`` True
+    when it stopped early on a non-finite value (the tables are then incomplete).
+    """
+    total = int(np.asarray(record_iterations)[-1])
+    blocks, schedules = plan_blocks(record_iterations, block_size, pad_first=separate_start)
+    carry, parts, seen, first, final, done = None, [], [], None, None, 0
+    if separate_start:
+        empty = Schedule(np.zeros(0, np.int32), np.zeros(0, bool), np.zeros(0, bool))
+        schedules = itertools.chain([empty], schedules)
+    for schedule in schedules:
+        carry, out = compiled(*arguments, carry, tuple(jnp.asarray(a) for a in schedule))
+        keep = schedule.measures
+        if first is None:
+            first = {name: np.asarray(value)[:, :, None] for name, value in out["first"].items()}
+        parts.append({name: np.asarray(value)[:, :, keep] for name, value in out["rows"].items()})
+        seen.append(np.asarray(out["seen"])[:, :, keep])
+        final = out["final"]
+        done += int(schedule.lengths.sum())
+        if stop_on_nonfinite and np.any(seen[-1] >= 0):
+            return carry, {}, np.concatenate(seen, axis=2), True
+        if progress is not None and blocks > 1 and len(schedule.lengths):
+            progress(done, total)
+    metrics = {name: np.concatenate([first[name]] + [part[name] for part in parts], axis=2) for name in first}
+    return carry, {**metrics, "final": final}, np.concatenate(seen, axis=2), False
 
 
 def grid_arrays(grid: dict) -> dict:

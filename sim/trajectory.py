@@ -1,4 +1,4 @@
-"""A whole exact trajectory as one jitted ``lax.scan``, vmapped over seeds and a parameter grid.
+"""An exact trajectory as jitted ``lax.scan`` blocks, vmapped over seeds and a parameter grid.
 
 :func:`simulate` runs one rule on one game: an outer ``scan`` over the recorded iterations with an
 inner ``fori_loop`` over the updates between two recordings, so metrics (one product of P with the
@@ -9,7 +9,15 @@ A game leaf shared by all seeds (e.g. P) is not batched, so S policies multiply 
 product (:func:`shared_win_rates` picks its form).  When several devices are visible the seed axis
 is sharded over them with ``jax.sharding`` (e.g. ``XLA_FLAGS=--xla_force_host_platform_device_count=2``
 on a CPU, or a multi-GPU host) and the same code runs unchanged.
-"""
+
+A run longer than :func:`block_updates` (about a second of work) goes in blocks
+(:func:`simulate_block`, :func:`sim.shared_engine.run_blocks`): each block is one compiled call on the
+state the previous one returned (rule state, running mixture sum, first bad iteration, the last
+recording's Pπ_t), a segment between two recordings may be cut by a block boundary, and the host
+reports progress and can stop between blocks.  The blocks' schedules are arrays, not static
+arguments, so a run of any length compiles two programs (its first block and the rest) and no host
+callback enters them (JAX's persistent cache keeps them, so a repeated run compiles nothing); the
+numbers are the same to the bit for every block size (``tests/test_block_progress.py``)."""
 
 from __future__ import annotations
 
@@ -27,10 +35,13 @@ from sim.metrics import METRIC_COLUMNS, log_target_policy, metrics_from_win_rate
 from sim.rules.base import ExactRule, ExactState, current_policy
 from sim.shared_engine import (
     COMPILED_RUNS,
+    Schedule,
     compile_over_grid_and_seeds,
     grid_arrays,
     regret_from_mixture_sum,
+    run_blocks,
     shard_over_seeds,
+    whole_run_schedule,
 )
 
 #: The compiled runs of both engines (:data:`sim.shared_engine.COMPILED_RUNS`).
@@ -183,11 +194,45 @@ def simulate(
       reads rewards); the metrics themselves add one exp and one log of K numbers per policy
       (:func:`sim.metrics.metrics_from_win_rates`).
     """
-    record_iterations = np.asarray(record_iterations)
-    segment_lengths = jnp.asarray(np.diff(record_iterations), dtype=jnp.int32)
+    schedule = whole_run_schedule(record_iterations)
+    _, out = simulate_block(rule, game, target, schedule, None, locate_nonfinite, unregularised_target)
+    keep = np.asarray(schedule.measures)
+    metrics = {name: jnp.concatenate([out["first"][name][None], out["rows"][name][keep]]) for name in METRIC_COLUMNS}
+    metrics[FINAL_POLICY] = out["final"]  # π_T, for the head-to-head table
+    if locate_nonfinite:
+        return metrics, out["first_bad"]
+    return metrics, first_seen(out["seen"][keep])
 
-    state = rule.init(game)
-    dtype = state.log_policy.dtype
+
+def first_seen(seen: jax.Array) -> jax.Array:
+    """The first recorded iteration whose check saw a non-finite value (``seen`` is −1 before it), or −1."""
+    if seen.shape[-1] == 0:
+        return jnp.asarray(-1, jnp.int32)
+    return jnp.where(jnp.any(seen >= 0), seen[jnp.argmax(seen >= 0)], -1).astype(jnp.int32)
+
+
+def simulate_block(
+    rule: ExactRule,
+    game: Game,
+    target: jax.Array,
+    schedule: Schedule,
+    carry: tuple | None = None,
+    locate_nonfinite: bool = False,
+    unregularised_target: jax.Array | None = None,
+) -> tuple[tuple, dict]:
+    """One block of :func:`simulate`'s trajectory: ``(carry, out)`` after the pieces of ``schedule``.
+
+    ``carry`` is ``(state, mixture_sum, first_bad, measured_win_rates)`` as the previous block returned
+    it, or ``None``: the block starts the run (``rule.init``) and measures iteration 0 (``out["first"]``).
+    A piece that starts at a recorded iteration (``schedule.fresh``) hands its first update Pπ_t from
+    that recording, then ``fori_loop``s over the rest; a piece that continues a segment cut by a block
+    boundary does all its updates in the ``fori_loop``; a piece that ends at a recorded iteration
+    (``schedule.measures``) measures it.  So each update and each recording is the same computation
+    whether the run is one block or many, and the numbers are the same to the bit.  ``out``: ``rows``
+    (column → (n,), zeros where a piece does not measure), ``seen`` ((n,), see ``locate_nonfinite`` of
+    :func:`simulate`; −1 where nothing is measured), ``first_bad`` (the exact first bad iteration so far
+    when ``locate_nonfinite``), ``final`` (π after the block).
+    """
     log_target = log_target_policy(target)
     log_unregularised = None if unregularised_target is None else log_target_policy(unregularised_target)
 
@@ -195,7 +240,7 @@ def simulate(
         """The row of iterate t, and Pπ_t (which the next update reuses)."""
         # mixture_sum = Σ_{s≤t} π_s, so π̄_t = mixture_sum / (t + 1) and Σ_{s<t} π_s = mixture_sum − π_t.
         policy = current_policy(state)
-        mixture = mixture_sum / (state.step.astype(dtype) + 1.0)
+        mixture = mixture_sum / (state.step.astype(state.log_policy.dtype) + 1.0)
         # One product of P with both policies, so P is read once per recording, stacked as rows
         # [π_t; π̄_t] (see shared_win_rates for the form of the product).
         products = shared_win_rates(game.preference, jnp.stack([policy, mixture]))
@@ -216,29 +261,50 @@ def simulate(
             first_bad = jnp.where((first_bad < 0) & bad, state.step, first_bad)
         return state, mixture_sum, first_bad
 
-    def segment(carry, length):
+    def piece(carry, item):
+        length, fresh, measures = item
         state, mixture_sum, first_bad, measured_win_rates = carry
         # The first update of a segment multiplies P by the iterate just measured: hand it Pπ_t
-        # (ExactState.win_rates), so that a recording costs no extra read of P.  Segments have
-        # length ≥ 1 (recorded iterations are strictly increasing).
-        carry = one_update(0, (state, mixture_sum, first_bad), measured_win_rates)
-        carry = jax.lax.fori_loop(1, length, one_update, carry)
-        state, mixture_sum, first_bad = carry
-        finite = jnp.all(jnp.isfinite(mixture_sum)) & jnp.all(jnp.isfinite(state.log_policy))
-        seen = first_bad if locate_nonfinite else jnp.where(finite, -1, state.step)
-        row, measured_win_rates = measure(state, mixture_sum)
+        # (ExactState.win_rates), so that a recording costs no extra read of P; a piece that continues
+        # a segment computes Pπ_t as an update does.  The first update is not inside a cond (XLA would
+        # compile it apart from the rest and round differently, e.g. Nash-MD's last bits); a padding
+        # piece (length 0) discards it.
+        win_rates = jax.lax.cond(
+            fresh,
+            lambda: measured_win_rates,
+            lambda: shared_win_rates(game.preference, current_policy(state)[None])[0],
+        )
+        before = (state, mixture_sum, first_bad)
+        updates = one_update(0, before, win_rates)
+        updates = jax.tree_util.tree_map(lambda new, old: jnp.where(length > 0, new, old), updates, before)
+        updates = jax.lax.fori_loop(1, length, one_update, updates)
+        state, mixture_sum, first_bad = updates
+
+        def recording(_):
+            finite = jnp.all(jnp.isfinite(mixture_sum)) & jnp.all(jnp.isfinite(state.log_policy))
+            seen = first_bad if locate_nonfinite else jnp.where(finite, -1, state.step)
+            row, win_rates = measure(state, mixture_sum)
+            return row, seen.astype(jnp.int32), win_rates
+
+        def no_recording(_):
+            shapes = jax.eval_shape(recording, None)
+            row = {name: jnp.zeros(value.shape, value.dtype) for name, value in shapes[0].items()}
+            return row, jnp.asarray(-1, jnp.int32), measured_win_rates
+
+        row, seen, measured_win_rates = jax.lax.cond(measures, recording, no_recording, None)
         return (state, mixture_sum, first_bad, measured_win_rates), (row, seen)
 
-    policy = current_policy(state)
-    first, first_win_rates = measure(state, policy)
-    start = (state, policy, jnp.asarray(-1, jnp.int32), first_win_rates)
-    (final, _, first_bad, _), (rows, seen) = jax.lax.scan(segment, start, segment_lengths)
-    metrics = {name: jnp.concatenate([first[name][None], rows[name]]) for name in METRIC_COLUMNS}
-    metrics[FINAL_POLICY] = current_policy(final)  # π_T, for the head-to-head table
-    if locate_nonfinite:
-        return metrics, first_bad
-    # The first recorded iteration whose mixture sum was non-finite (seen is −1 before it).
-    return metrics, jnp.where(jnp.any(seen >= 0), seen[jnp.argmax(seen >= 0)], -1).astype(jnp.int32)
+    out = {}
+    if carry is None:
+        state = rule.init(game)
+        policy = current_policy(state)
+        out["first"], first_win_rates = measure(state, policy)
+        carry = (state, policy, jnp.asarray(-1, jnp.int32), first_win_rates)
+    items = tuple(jnp.asarray(values) for values in schedule)
+    carry, (out["rows"], out["seen"]) = jax.lax.scan(piece, carry, items)
+    out["first_bad"] = carry[2]
+    out["final"] = current_policy(carry[0])
+    return carry, out
 
 
 def simulate_grid(
@@ -250,6 +316,8 @@ def simulate_grid(
     record_iterations: np.ndarray,
     cache_key: Hashable | None = None,
     unregularised_targets: jax.Array | None = None,
+    progress: Callable[[int, int], object] | None = None,
+    block_size: int | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """vmap :func:`simulate` over seeds (axis 0 of batched game leaves and of ``targets``) and a grid.
 
@@ -259,14 +327,23 @@ def simulate_grid(
       games: the games, leaves batched over seeds where ``game_axes`` says 0, shared where ``None``.
       game_axes: a :class:`Game` of ``0``/``None`` per leaf.
       targets: π* per seed, shape (S, K).
-      record_iterations: static recorded iterations.
+      record_iterations: recorded iterations (0 first).
       cache_key: optional hashable that identifies what ``make_rule`` builds (e.g. the rule name and its
-        fixed parameters); calls with the same key, grid names, batching and recorded iterations reuse
-        one jitted function instead of compiling again.  ``None``: the ``make_rule`` object itself is
-        the key (reuse it across calls to avoid recompiling).
+        fixed parameters); calls with the same key, grid names and batching reuse one jitted function
+        instead of compiling again (the recorded iterations are data, so runs of other lengths reuse it
+        too).  ``None``: the ``make_rule`` object itself is the key (reuse it across calls to avoid
+        recompiling).
       unregularised_targets: π⁰ per seed, shape (S, K), rows all-NaN where π⁰ is not unique
         (``kl_to_unregularised_nash``); ``None``: that column is NaN.  It travels with π* as one
         per-seed array of shape (S, 2, K).
+      progress: called with ``(updates done, T)`` between blocks when the run takes more than one
+        (an exception it raises, e.g. a stop request, ends the run between two blocks).
+      block_size: updates per block; ``None``: :func:`block_updates` of the run's size.
+
+    The trajectory runs in blocks of at most ``block_size`` updates (:func:`sim.shared_engine.plan_blocks`),
+    each one compiled call of :func:`simulate_block` on the state the last one returned, so the host
+    can report progress and stop between blocks; a run of at most ``block_size`` updates (the common
+    case) is one call.  The numbers do not depend on the block size (bit for bit).
 
     Returns:
       metrics: column → array (G, S, R);  first_nonfinite: array (G, S), the first iteration whose
@@ -274,22 +351,49 @@ def simulate_grid(
       iterations; when that finds a problem the grid is run once more with a check at every step
       (:func:`simulate`'s ``locate_nonfinite``), so the iteration reported is exact.
     """
-    record_iterations = tuple(int(i) for i in record_iterations)
+    record = np.asarray(record_iterations, np.int64)
     arms = int(np.shape(targets)[-1])
     targets = jnp.asarray(targets)
     if unregularised_targets is None:
         unregularised_targets = jnp.full(targets.shape, jnp.nan, targets.dtype)
     targets = jnp.stack([targets, jnp.asarray(unregularised_targets, targets.dtype)], axis=1)
-    run = _compiled(make_rule, tuple(sorted(grid)), game_axes, record_iterations, cache_key, False, arms)
     grid_values = grid_arrays(grid)
     games, targets, padded = shard_over_seeds(games, game_axes, targets)
-    metrics, first_bad = run(grid_values, games, targets)
-    if np.any(np.asarray(first_bad) >= 0):
+    if block_size is None:  # a state shared by the seeds (see _compiled) is updated once, not per seed
+        seeds = int(targets.shape[0]) if any(axis == 0 for axis in jax.tree_util.tree_leaves(game_axes)) else 1
+        block_size = block_updates(len(next(iter(grid_values.values()))), seeds, arms)
+    arguments = (grid_values, games, targets)
+    run = _compiled(make_rule, tuple(sorted(grid)), game_axes, cache_key, False, arms)
+    _, metrics, seen, stopped = run_blocks(run, arguments, record, block_size, progress, stop_on_nonfinite=True)
+    if stopped or np.any(seen >= 0):
         # Something went non-finite: run again checking every step, to name the exact iteration.
-        locate = _compiled(make_rule, tuple(sorted(grid)), game_axes, record_iterations, cache_key, True, arms)
-        metrics, first_bad = locate(grid_values, games, targets)
+        locate = _compiled(make_rule, tuple(sorted(grid)), game_axes, cache_key, True, arms)
+        carry, metrics, _, _ = run_blocks(locate, arguments, record, block_size, progress)
+        first_bad = np.asarray(carry[2])
+        if first_bad.ndim == 1:  # a state shared by the seeds (see _compiled)
+            first_bad = np.repeat(first_bad[:, None], targets.shape[0], axis=1)
+    else:
+        first_bad = np.full(seen.shape[:2], -1, np.int32)
     seeds = targets.shape[0] - padded
+    metrics[FINAL_POLICY] = metrics.pop("final")
     return {k: np.asarray(v)[:, :seeds] for k, v in metrics.items()}, np.asarray(first_bad)[:, :seeds]
+
+
+#: Work one block may do, in units of one multiply-add: an update of one seed at one grid point counts
+#: K² (the product P·π) + :data:`BLOCK_ARM_COST`·K (the exp, normalisation and bookkeeping of K arms).
+#: About 2·10⁹ is a second or less of a 2-core CPU (K = 10, 1024 seeds: ~2.6·10³ updates, ~0.3 s;
+#: K = 1000, 16 seeds: ~120 updates, ~0.1 s); a GPU is faster, and a block of ~0.1 s still costs far
+#: more than the call between two blocks.
+BLOCK_WORK = 2e9
+#: Per arm cost of an update besides P·π (see :data:`BLOCK_WORK`).
+BLOCK_ARM_COST = 64
+
+
+def block_updates(grid_points: int, seeds: int, arms: int) -> int:
+    """Updates per block (at least 1): :data:`BLOCK_WORK` / (G·S·(K² + BLOCK_ARM_COST·K)).  A run of at
+    most this many updates is one compiled call; a longer one reports progress between blocks."""
+    per_update = max(1, grid_points) * max(1, seeds) * (arms * arms + BLOCK_ARM_COST * arms)
+    return max(1, int(BLOCK_WORK // per_update))
 
 
 #: At most this many arms, XLA:CPU compiles the trajectory with :data:`SMALL_ARMS_CPU_OPTIONS`.
@@ -324,16 +428,21 @@ def _cpu_options_supported() -> bool:
     return True
 
 
-def _compiled(make_rule, grid_names, game_axes, record_iterations, cache_key, locate_nonfinite=False, arms=None):
-    """The jitted grid × seeds trajectory (:func:`sim.shared_engine.compile_over_grid_and_seeds`)."""
+def _compiled(make_rule, grid_names, game_axes, cache_key, locate_nonfinite=False, arms=None):
+    """The jitted grid × seeds block of the trajectory (:func:`simulate_block` through
+    :func:`sim.shared_engine.compile_over_grid_and_seeds` with ``blocks=True``): called as
+    ``(grid, games, targets, carry, schedule)``."""
     options = None if arms is None else compiler_options(arms)
-    key = ("exact", make_rule if cache_key is None else cache_key, grid_names, record_iterations, locate_nonfinite)
-    record = np.asarray(record_iterations)
+    key = ("exact", make_rule if cache_key is None else cache_key, grid_names, locate_nonfinite)
 
-    def one(parameters, game, target):
+    def one(parameters, game, target, carry, schedule):
         # target: π* (K,), or π* and π⁰ stacked (2, K) as simulate_grid passes them (shapes are static)
+        rule, schedule = make_rule(parameters), Schedule(*schedule)
         if target.ndim == 2:
-            return simulate(make_rule(parameters), game, target[0], record, locate_nonfinite, target[1])
-        return simulate(make_rule(parameters), game, target, record, locate_nonfinite)
+            return simulate_block(rule, game, target[0], schedule, carry, locate_nonfinite, target[1])
+        return simulate_block(rule, game, target, schedule, carry, locate_nonfinite)
 
-    return compile_over_grid_and_seeds(one, game_axes, key, options)
+    # The trajectory depends on the game and the grid point only (π* enters the metrics): on a game
+    # every seed shares it is carried once per grid point, as vmap keeps it in the one-call run.
+    per_seed = any(axis == 0 for axis in jax.tree_util.tree_leaves(game_axes))
+    return compile_over_grid_and_seeds(one, game_axes, key, options, blocks=True, carry_per_seed=per_seed)

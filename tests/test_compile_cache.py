@@ -62,3 +62,31 @@ def test_the_cache_can_be_switched_off_and_import_does_not_enable_it(tmp_path):
     code = "import jax, sim, sim.experiment; assert jax.config.jax_compilation_cache_dir is None; print('ok')"
     probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert probe.returncode == 0 and probe.stdout.strip() == "ok", probe.stderr
+
+
+def _prefsim_in_blocks(tmp_path, out, cache):
+    """``prefsim run`` with blocks of 7 updates (the 50 iterations take 8 blocks)."""
+    code = (
+        "import sys, sim.trajectory as t; t.block_updates = lambda *sizes: 7; from sim.cli import main; "
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    arguments = ["run", str(tmp_path / "spec.toml"), "--out", str(out), "--no-plots", "--quiet"]
+    environment = dict(os.environ, PREFSIM_COMPILE_CACHE_DIR=str(cache))
+    return subprocess.run(
+        [sys.executable, "-c", code, *arguments], capture_output=True, text=True, env=environment, timeout=300
+    )
+
+
+def test_a_repeated_run_in_blocks_compiles_nothing_and_agrees_with_one_call(tmp_path):
+    (tmp_path / "spec.toml").write_text(SPEC)
+    cache = tmp_path / "cache"
+    first = _prefsim_in_blocks(tmp_path, tmp_path / "a", cache)
+    assert first.returncode == 0, first.stderr
+    entries = sorted(p.name for p in cache.iterdir())
+    second = _prefsim_in_blocks(tmp_path, tmp_path / "b", cache)
+    assert second.returncode == 0, second.stderr
+    assert sorted(p.name for p in cache.iterdir()) == entries  # no program with a host callback, none new
+    whole = _prefsim(tmp_path, tmp_path / "c", PREFSIM_COMPILE_CACHE_DIR=str(tmp_path / "other"))
+    assert whole.returncode == 0, whole.stderr
+    blocked = (tmp_path / "b" / "metrics.csv").read_text()
+    assert blocked == (tmp_path / "a" / "metrics.csv").read_text() == (tmp_path / "c" / "metrics.csv").read_text()

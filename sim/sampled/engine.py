@@ -21,8 +21,10 @@ One iteration t (:func:`build_iteration`):
    (:func:`sim.sampled.offline.offline_exact_proximal`: BR_τ(π_ref) for ``online_ipo``, the INPO
    step with Pπ_ref in place of Pπ_t for ``inpo``).
 
-A whole run is one jitted ``lax.scan`` over recorded segments (a ``fori_loop`` of iterations inside,
-like :mod:`sim.trajectory`), vmapped over seeds (inner) and over a swept rule-parameter grid (outer).
+A run is a jitted ``lax.scan`` over recorded segments (a ``fori_loop`` of iterations inside, like
+:mod:`sim.trajectory`), vmapped over seeds (inner) and over a swept rule-parameter grid (outer); a long
+run goes in blocks of at most B iterations (one compiled call each on the carried state, progress
+reported between them: :func:`sim.shared_engine.run_blocks`), a short one in one call.
 Diverging inner loops — a non-finite loss, parameter or log-probability, or a final loss more than
 :data:`DIVERGENCE_FACTOR` = 10 times (1 + the starting loss) — are caught inside the scan: each seed
 carries the first bad iteration, and :func:`sim.sampled.experiment.run_sampled_rule` raises a
@@ -41,6 +43,7 @@ import optax
 
 from bandits.errors import PrefsimError
 from bandits.oracles import make_pairs, mixture_opponent_pairs
+from sim import shared_engine
 from sim.game import normalize
 from sim.headtohead import FINAL_POLICY
 from sim.metrics import all_metrics
@@ -412,19 +415,47 @@ def optimise(
 def simulate_sampled(
     rule_name: str, parameters: dict, settings: Any, problem: Problem, key: jax.Array, record_iterations: np.ndarray
 ) -> tuple[dict[str, jax.Array], jax.Array]:
-    """One seed's run: ``(metrics, first_nonfinite)``.
+    """One seed's run: ``(metrics, first_nonfinite)``, the whole run as one block of
+    :func:`simulate_sampled_block`.
 
     ``metrics``: column → (R,) for :data:`sim.metrics.METRIC_COLUMNS` (context-weighted) plus
     ``distance_to_exact`` (NaN at iteration 0) and ``loss`` (the last inner loss of the iteration).
     ``first_nonfinite``: the first iteration with a non-finite loss/parameter/log-policy, or −1.
     """
-    record_iterations = np.asarray(record_iterations)
+    schedule = shared_engine.whole_run_schedule(record_iterations)
+    carry, out = simulate_sampled_block(rule_name, parameters, settings, problem, key, schedule)
+    keep = np.asarray(schedule.measures)
+    metrics = {name: jnp.concatenate([out["first"][name][None], out["rows"][name][keep]]) for name in out["first"]}
+    metrics[FINAL_POLICY] = out["final"]  # π_T (M, K), for the head-to-head table
+    return metrics, carry[2]
+
+
+def simulate_sampled_block(
+    rule_name: str,
+    parameters: dict,
+    settings: Any,
+    problem: Problem,
+    key: jax.Array,
+    schedule: shared_engine.Schedule,
+    carry: tuple | None = None,
+) -> tuple[tuple, dict]:
+    """One block of a seed's sampled run: ``(carry, out)`` after the pieces of ``schedule``
+    (:class:`sim.shared_engine.Schedule`; ``fresh`` plays no part here).
+
+    ``carry`` is ``(state, mixture_sum, first_bad, last IterationInfo)`` as the previous block returned
+    it, or ``None``: the block starts the run and measures iteration 0 (``out["first"]``).  Each piece
+    runs its iterations in a ``fori_loop`` and measures where it ends (a measurement costs little next
+    to an iteration's inner loop; the rows of pieces that do not end at a recorded iteration are
+    dropped), so the numbers are the same to the bit however the run is cut into blocks.  ``out``:
+    ``rows`` (column → (n,)), ``seen`` (−1: divergence is carried in ``first_bad``), ``final`` (π after
+    the block).
+    """
     init, iteration = build_iteration(rule_name, parameters, settings)
     key_init, key_run = jax.random.split(key)
-    state = init(key_init, problem)
     games = context_games(problem)
     weights = problem.context_probs
-    dtype = state.log_policy.dtype
+    start = init(key_init, problem) if carry is None else None
+    dtype = (start if carry is None else carry[0]).log_policy.dtype
 
     def measure(state, mixture_sum):
         count = state.step.astype(dtype) + 1.0
@@ -441,25 +472,31 @@ def simulate_sampled(
         first_bad = jnp.where((first_bad < 0) & info.nonfinite, state.step, first_bad)
         return state, mixture_sum, first_bad, info
 
-    def segment(carry, length):
+    def piece(carry, item):
+        length = item[0]
         carry = jax.lax.fori_loop(0, length, one_iteration, carry)
         state, mixture_sum, _, info = carry
+        # Measured after every piece (the host keeps the rows of pieces that end at a recording): in a
+        # cond, XLA compiles the metrics apart and rounds some differently (duality_gap's last bits).
         row = measure(state, mixture_sum)
         row["distance_to_exact"] = info.distance_to_exact
         row["loss"] = info.loss
         return carry, row
 
-    zero = jnp.zeros((), dtype)
-    info0 = IterationInfo(jnp.asarray(jnp.nan, dtype), jnp.asarray(jnp.nan, dtype), jnp.zeros((), bool))
-    carry = (state, jnp.exp(state.log_policy), jnp.asarray(-1, jnp.int32), info0)
-    first = measure(state, jnp.exp(state.log_policy))
-    first["distance_to_exact"] = jnp.asarray(jnp.nan, dtype) + zero
-    first["loss"] = jnp.asarray(jnp.nan, dtype)
-    segments = jnp.asarray(np.diff(record_iterations), dtype=jnp.int32)
-    carry, rows = jax.lax.scan(segment, carry, segments)
-    metrics = {name: jnp.concatenate([first[name][None], rows[name]]) for name in first}
-    metrics[FINAL_POLICY] = jnp.exp(carry[0].log_policy)  # π_T (M, K), for the head-to-head table
-    return metrics, carry[2]
+    out = {}
+    if carry is None:
+        state = start
+        zero = jnp.zeros((), dtype)
+        info0 = IterationInfo(jnp.asarray(jnp.nan, dtype), jnp.asarray(jnp.nan, dtype), jnp.zeros((), bool))
+        carry = (state, jnp.exp(state.log_policy), jnp.asarray(-1, jnp.int32), info0)
+        out["first"] = measure(state, jnp.exp(state.log_policy))
+        out["first"]["distance_to_exact"] = jnp.asarray(jnp.nan, dtype) + zero
+        out["first"]["loss"] = jnp.asarray(jnp.nan, dtype)
+    items = tuple(jnp.asarray(values) for values in schedule)
+    carry, out["rows"] = jax.lax.scan(piece, carry, items)
+    out["seen"] = jnp.full(items[0].shape, -1, jnp.int32)
+    out["final"] = jnp.exp(carry[0].log_policy)
+    return carry, out
 
 
 def simulate_sampled_grid(
@@ -471,6 +508,8 @@ def simulate_sampled_grid(
     problem_axes: Problem,
     keys: jax.Array,
     record_iterations: np.ndarray,
+    progress: Callable[[int, int], object] | None = None,
+    block_size: int | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """vmap :func:`simulate_sampled` over seeds (``keys`` (S, 2), batched problem leaves) and a grid.
 
@@ -482,32 +521,62 @@ def simulate_sampled_grid(
       problems: a :class:`Problem` whose leaves are stacked over seeds where ``problem_axes`` is 0.
       problem_axes: a :class:`Problem` of 0 / None per leaf.
       keys: PRNG keys per seed, shape (S, 2).
-      record_iterations: static recorded iterations (start with 0).
+      record_iterations: recorded iterations (start with 0).
+      progress: called with ``(iterations done, T)`` between blocks when the run takes more than one.
+      block_size: iterations per block; ``None``: :func:`block_iterations` of the run's size.
+
+    Like the exact engine (:func:`sim.trajectory.simulate_grid`) the run goes in blocks of at most
+    ``block_size`` iterations, each one compiled call of :func:`simulate_sampled_block` on the carried
+    state (:func:`sim.shared_engine.run_blocks`); a short run is one call, and the numbers do not
+    depend on the block size.
 
     Returns:
       metrics: column → (G, S, R) NumPy;  first_nonfinite: (G, S).
     """
-    run = _compiled(
-        rule_name,
-        tuple(sorted(fixed.items())),
-        tuple(sorted(grid)),
-        settings,
-        problem_axes,
-        tuple(int(i) for i in record_iterations),
-    )
+    run = _compiled(rule_name, tuple(sorted(fixed.items())), tuple(sorted(grid)), settings, problem_axes)
     problems, keys, padded = shard_over_seeds(problems, problem_axes, keys)
-    metrics, first_bad = run(grid_arrays(grid), problems, keys)
+    grid_values = grid_arrays(grid)
+    if block_size is None:
+        points = len(next(iter(grid_values.values())))
+        block_size = block_iterations(points, int(keys.shape[0]), settings, problems.log_initial.shape[-2:])
+    arguments = (grid_values, problems, keys)
+    carry, metrics, _, _ = shared_engine.run_blocks(
+        run, arguments, record_iterations, block_size, progress, separate_start=True
+    )
     seeds = keys.shape[0] - padded
-    return {k: np.asarray(v)[:, :seeds] for k, v in metrics.items()}, np.asarray(first_bad)[:, :seeds]
+    metrics[FINAL_POLICY] = metrics.pop("final")
+    return {k: np.asarray(v)[:, :seeds] for k, v in metrics.items()}, np.asarray(carry[2])[:, :seeds]
 
 
-def _compiled(rule_name, fixed_items, grid_names, settings, problem_axes, record_iterations):
-    """The jitted grid × seeds sampled run (:func:`sim.shared_engine.compile_over_grid_and_seeds`)."""
+#: Work one sampled block may do, in the units of :data:`sim.trajectory.BLOCK_WORK`; an iteration of one
+#: seed at one grid point counts inner_steps × (pairs + M·K) × :data:`SAMPLED_STEP_COST` (a step's
+#: gradient touches every pair and every context's K logits) plus M·K² for the exact counterpart.
+SAMPLED_BLOCK_WORK = 2e9
+#: Rough multiply-adds per pair or logit of one inner step (forward, backward and the optimiser).
+SAMPLED_STEP_COST = 32
+
+
+def block_iterations(grid_points: int, seeds: int, settings: Any, contexts_arms: tuple) -> int:
+    """Iterations per sampled block (at least 1): :data:`SAMPLED_BLOCK_WORK` over the work of one iteration."""
+    contexts, arms = (int(n) for n in contexts_arms)
+    pairs = int(settings.pairs_per_iteration)
+    if settings.data == "offline":
+        pairs = int(settings.offline_pairs or pairs)
+    width = int(settings.mlp_width) if settings.policy == "mlp" else 1
+    step = SAMPLED_STEP_COST * (pairs + contexts * arms) * width
+    per_iteration = max(1, grid_points) * max(1, seeds) * (int(settings.inner_steps) * step + contexts * arms * arms)
+    return max(1, int(SAMPLED_BLOCK_WORK // per_iteration))
+
+
+def _compiled(rule_name, fixed_items, grid_names, settings, problem_axes):
+    """The jitted grid × seeds block of the sampled run (:func:`simulate_sampled_block` through
+    :func:`sim.shared_engine.compile_over_grid_and_seeds` with ``blocks=True``)."""
     fixed = dict(fixed_items)
-    record = np.asarray(record_iterations)
 
-    def one(point, problem, key):
-        return simulate_sampled(rule_name, {**fixed, **point}, settings, problem, key, record)
+    def one(point, problem, key, carry, schedule):
+        return simulate_sampled_block(
+            rule_name, {**fixed, **point}, settings, problem, key, shared_engine.Schedule(*schedule), carry
+        )
 
-    key = ("sampled", rule_name, fixed_items, grid_names, settings, record_iterations)
-    return compile_over_grid_and_seeds(one, problem_axes, key)
+    key = ("sampled", rule_name, fixed_items, grid_names, settings)
+    return compile_over_grid_and_seeds(one, problem_axes, key, blocks=True)

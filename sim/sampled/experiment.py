@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 import jax
@@ -117,13 +118,20 @@ def queries_per_draw(settings: RunSpec, problem: Problem, scheme: str | None = N
     return int(box["queries"])
 
 
-def run_sampled_rule(rule: RuleSpec, spec: ExperimentSpec, inputs: SampledInputs, record: np.ndarray) -> pd.DataFrame:
-    """All grid points × seeds of one ``[[rule]]`` table in sampled mode, in one jitted call."""
+def run_sampled_rule(
+    rule: RuleSpec,
+    spec: ExperimentSpec,
+    inputs: SampledInputs,
+    record: np.ndarray,
+    progress: Callable[[int, int], object] | None = None,
+) -> pd.DataFrame:
+    """All grid points × seeds of one ``[[rule]]`` table in sampled mode, jitted (a long run in blocks,
+    ``progress(iterations done, T)`` between them: :func:`sim.sampled.engine.simulate_sampled_grid`)."""
     labels = rule.grid_labels()
     fixed = rule.fixed()
     grid = {name: np.array([point[name] for _, point in labels], dtype=np.float64) for name in rule.swept()}
     metrics, first_nonfinite = simulate_sampled_grid(
-        rule.name, fixed, grid, spec.run, inputs.problems, inputs.axes, inputs.keys, record
+        rule.name, fixed, grid, spec.run, inputs.problems, inputs.axes, inputs.keys, record, progress
     )
     raise_if_diverged(
         first_nonfinite,
