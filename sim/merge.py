@@ -53,7 +53,7 @@ from sim.shards import order_shards, shard_parts, work_parts
 from sim.spec import ExperimentSpec, parse_spec
 
 
-def _shard_manifest(directory: Path) -> dict:
+def shard_manifest(directory: Path) -> dict:
     """The manifest of a finished shard directory, or an error saying what the directory is instead."""
     path = directory / "manifest.json"
     if not directory.is_dir():
@@ -95,12 +95,8 @@ def _why_foreign(manifest: dict, reference: dict) -> str:
     return ", ".join(reasons) or "another spec or code"
 
 
-def check_shards(directories: Sequence[str | os.PathLike]) -> tuple[ExperimentSpec, list[Path], dict]:
-    """``(spec, shard directory per shard index, manifest of the first)`` after every check of the module."""
-    if not directories:
-        raise PrefsimError("merge: give the result directories of the shards.")
-    paths = [Path(d) for d in directories]
-    manifests = [_shard_manifest(path) for path in paths]
+def check_same_split(paths: Sequence[Path], manifests: Sequence[dict]) -> None:
+    """Every shard has the first one's spec fingerprint and shard count, else an error naming the odd one."""
     first, reference = paths[0], manifests[0]
     for path, manifest in zip(paths[1:], manifests[1:]):
         if manifest.get("fingerprint") != reference.get("fingerprint"):
@@ -115,6 +111,16 @@ def check_shards(directories: Sequence[str | os.PathLike]) -> tuple[ExperimentSp
                 f"is shard {reference['shard']['index']}/{reference['shard']['count']}: the shards of one merge must "
                 "split the spec into the same number of parts."
             )
+
+
+def check_shards(directories: Sequence[str | os.PathLike]) -> tuple[ExperimentSpec, list[Path], dict]:
+    """``(spec, shard directory per shard index, manifest of the first)`` after every check of the module."""
+    if not directories:
+        raise PrefsimError("merge: give the result directories of the shards.")
+    paths = [Path(d) for d in directories]
+    manifests = [shard_manifest(path) for path in paths]
+    check_same_split(paths, manifests)
+    reference = manifests[0]
     spec = parse_spec(reference["spec"])
     if spec_fingerprint(spec) != reference.get("fingerprint"):
         raise PrefsimError(

@@ -65,7 +65,7 @@ def merge_shards(
 def check_sweep_shards(directories: Sequence[str | os.PathLike]) -> tuple[ExperimentSpec, list[Path], str]:
     """``(spec, shard directory per shard index, fingerprint)`` after the checks of the module docstring."""
     paths = [Path(d) for d in directories]
-    manifests = [merge._shard_manifest(path) for path in paths]
+    manifests = [merge.shard_manifest(path) for path in paths]
     first, reference = paths[0], manifests[0]
     for path, manifest in zip(paths, manifests):
         if manifest["shard"].get("points") is not True:
@@ -73,18 +73,7 @@ def check_sweep_shards(directories: Sequence[str | os.PathLike]) -> tuple[Experi
                 f"{str(path)!r} is a shard of a spec without a [game]/[run] sweep, and {str(first)!r} a shard of a "
                 "sweep; merge the shards of one spec."
             )
-        if manifest.get("fingerprint") != reference.get("fingerprint"):
-            raise PrefsimError(
-                f"{str(path)!r} is foreign: its spec fingerprint {manifest.get('fingerprint')} differs from "
-                f"{reference.get('fingerprint')} of {str(first)!r} ({merge._why_foreign(manifest, reference)}); "
-                "merge the shards of one spec run by one prefsim."
-            )
-        if manifest["shard"]["count"] != reference["shard"]["count"]:
-            raise PrefsimError(
-                f"{str(path)!r} is shard {manifest['shard']['index']}/{manifest['shard']['count']} but {str(first)!r} "
-                f"is shard {reference['shard']['index']}/{reference['shard']['count']}: the shards of one merge must "
-                "split the spec into the same number of parts."
-            )
+    merge.check_same_split(paths, manifests)
     spec = parse_spec(reference["spec"])
     fingerprint = "+".join(spec_fingerprint(point) for point in spec.points)
     if fingerprint != reference.get("fingerprint"):
