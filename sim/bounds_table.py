@@ -32,7 +32,7 @@ def _selected(rule: RuleSpec) -> tuple[dict, list[Bound]]:
     return parameters, [b for b in rule_info(rule.name).bounds if b.drawn and b.selects(parameters)]
 
 
-def compute_bounds(table: pd.DataFrame, spec: ExperimentSpec, games=None) -> pd.DataFrame:
+def compute_bounds(table: pd.DataFrame, spec: ExperimentSpec, games: tuple | None = None) -> pd.DataFrame:
     """Bound curves of the run (columns :data:`BOUND_COLUMNS`; empty when none applies).
 
     ``games``: the run's float64 ``(games, game_axes, targets)`` (:func:`sim.seed_games.build_games`), which

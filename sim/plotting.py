@@ -45,7 +45,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.figure import Figure
 from matplotlib.mathtext import MathTextParser
 from numpy.typing import ArrayLike
@@ -128,7 +128,7 @@ class FigureCanvas(FigureCanvasAgg):
     no pixel.
     """
 
-    def get_renderer(self):
+    def get_renderer(self) -> RendererAgg:
         renderer = super().get_renderer()
         renderer.mathtext_parser = _MATHTEXT
         return renderer

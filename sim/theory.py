@@ -183,7 +183,9 @@ def _bound_rows(name: str, parameters: dict, frame: pd.DataFrame, game: dict) ->
 
 
 @in_float64
-def tightness_report(table: pd.DataFrame, spec: ExperimentSpec | dict | str, games=None) -> pd.DataFrame:
+def tightness_report(
+    table: pd.DataFrame, spec: ExperimentSpec | dict | str, games: tuple | None = None
+) -> pd.DataFrame:
     """Observed metric / bound along every trajectory of a run, for every bound its rule's definition lists.
 
     For each rule label the bounds are those of its definition (:attr:`RuleDefinition.bounds
@@ -236,7 +238,7 @@ def tightness_report(table: pd.DataFrame, spec: ExperimentSpec | dict | str, gam
 
 
 @in_float64
-def bounds_for_run(table: pd.DataFrame, spec: ExperimentSpec | dict, games=None) -> pd.DataFrame:
+def bounds_for_run(table: pd.DataFrame, spec: ExperimentSpec | dict, games: tuple | None = None) -> pd.DataFrame:
     """Bound curves for figures: per rule × metric × iteration the largest bound over seeds.
 
     The max over seeds is a bound on every seed, hence on the mean curve drawn by

@@ -142,8 +142,10 @@ def test_sampled_run_table_columns_queries_and_reproducibility():
         },
     }
     table = sim.run(spec)
-    assert list(table.columns) == ["rule", "seed", "iteration", *METRIC_COLUMNS, "queries", "distance_to_exact", "loss"]
+    columns = ["rule", "seed", "iteration", "rule.eta", *METRIC_COLUMNS, "queries", "distance_to_exact", "loss"]
+    assert list(table.columns) == columns  # rule.eta: the swept parameter's value of each row
     assert set(table.rule) == {"inpo[eta=1]", "inpo[eta=2]"}
+    assert set(zip(table.rule, table["rule.eta"])) == {("inpo[eta=1]", 1.0), ("inpo[eta=2]", 2.0)}
     np.testing.assert_array_equal(table.queries, table.iteration * 50 * 11)
     assert table[table.iteration == 0].distance_to_exact.isna().all()
     assert np.all(np.isfinite(table[table.iteration > 0][["duality_gap", "distance_to_exact", "loss"]].to_numpy()))
