@@ -361,7 +361,8 @@ def simulate_grid(
     games, targets, padded = shard_over_seeds(games, game_axes, targets)
     if block_size is None:  # a state shared by the seeds (see _compiled) is updated once, not per seed
         seeds = int(targets.shape[0]) if any(axis == 0 for axis in jax.tree_util.tree_leaves(game_axes)) else 1
-        block_size = block_updates(len(next(iter(grid_values.values()))), seeds, arms)
+        shared_preference = game_axes.preference is None
+        block_size = block_updates(len(next(iter(grid_values.values()))), seeds, arms, shared_preference)
     arguments = (grid_values, games, targets)
     run = _compiled(make_rule, tuple(sorted(grid)), game_axes, cache_key, False, arms)
     _, metrics, seen, stopped = run_blocks(run, arguments, record, block_size, progress, stop_on_nonfinite=True)
@@ -379,20 +380,29 @@ def simulate_grid(
     return {k: np.asarray(v)[:, :seeds] for k, v in metrics.items()}, np.asarray(first_bad)[:, :seeds]
 
 
-#: Work one block may do, in units of one multiply-add: an update of one seed at one grid point counts
-#: K² (the product P·π) + :data:`BLOCK_ARM_COST`·K (the exp, normalisation and bookkeeping of K arms).
-#: About 2·10⁹ is a second or less of a 2-core CPU (K = 10, 1024 seeds: ~2.6·10³ updates, ~0.3 s;
-#: K = 1000, 16 seeds: ~120 updates, ~0.1 s); a GPU is faster, and a block of ~0.1 s still costs far
-#: more than the call between two blocks.
-BLOCK_WORK = 2e9
+#: Work one block may do, in units of one multiply-add of a per-seed P·π (memory-bound: each reads
+#: 8 bytes of P): an update of one seed at one grid point counts K² (the product P·π, divided by
+#: :data:`SHARED_PRODUCT_SPEEDUP` when every seed shares P) + :data:`BLOCK_ARM_COST`·K (the exp,
+#: normalisation and bookkeeping of K arms).  About 10¹⁰ is about a second of a 2-core CPU (per-seed
+#: K = 10, 1024 seeds: ~1.3·10⁴ updates; per-seed K = 1000, 16 seeds: ~600 updates; shared K = 1000,
+#: 64 seeds: ~1200 updates), so the calls between blocks cost little: at shared K = 1000, 64 seeds,
+#: 1000 updates, blocks of ~30 updates made the run ~15% slower than one call, and blocks of ~500
+#: still ~5% (measured on the 2-core CI machine, 2026-12-06).  A GPU is faster still.
+BLOCK_WORK = 1e10
 #: Per arm cost of an update besides P·π (see :data:`BLOCK_WORK`).
 BLOCK_ARM_COST = 64
+#: How much faster a multiply-add of P·π runs when the seeds share P (one matrix product, compute-bound)
+#: than when each seed has its own P (a batched matrix-vector product, memory-bound): ~15× measured on
+#: this project's 2-core CI machine (benchmarks/README.md: 103 vs 6.9 GFLOP/s at K = 1000).
+SHARED_PRODUCT_SPEEDUP = 16
 
 
-def block_updates(grid_points: int, seeds: int, arms: int) -> int:
-    """Updates per block (at least 1): :data:`BLOCK_WORK` / (G·S·(K² + BLOCK_ARM_COST·K)).  A run of at
-    most this many updates is one compiled call; a longer one reports progress between blocks."""
-    per_update = max(1, grid_points) * max(1, seeds) * (arms * arms + BLOCK_ARM_COST * arms)
+def block_updates(grid_points: int, seeds: int, arms: int, shared_preference: bool = False) -> int:
+    """Updates per block (at least 1): :data:`BLOCK_WORK` / (G·S·(K²/c + BLOCK_ARM_COST·K)), with
+    c = :data:`SHARED_PRODUCT_SPEEDUP` when the seeds share P (else 1).  A run of at most this many
+    updates is one compiled call; a longer one reports progress between blocks."""
+    product = arms * arms / (SHARED_PRODUCT_SPEEDUP if shared_preference else 1)
+    per_update = max(1, grid_points) * max(1, seeds) * (product + BLOCK_ARM_COST * arms)
     return max(1, int(BLOCK_WORK // per_update))
 
 

@@ -109,6 +109,14 @@ def test_a_short_run_is_one_block_of_its_segments():
     assert trajectory.block_updates(1, 8, 10) >= 10_000  # a small spec's default is one block
 
 
+def test_block_size_at_hand_computed_points():
+    # 10¹⁰ / (G·S·(K²/c + 64·K)), c = 16 when the seeds share P, else 1
+    assert trajectory.block_updates(1, 16, 1000) == 587  # 10¹⁰ / (16 · 1 064 000)
+    assert trajectory.block_updates(1, 64, 1000, shared_preference=True) == 1235  # 10¹⁰ / (64 · 126 500)
+    assert trajectory.block_updates(2, 1024, 10) == 6598  # 10¹⁰ / (2 · 1024 · 740)
+    assert trajectory.block_updates(10**6, 10**6, 1000) == 1  # never below one update
+
+
 # ---------------------------------------------------------------------------------------------- same numbers
 
 
@@ -241,7 +249,7 @@ eta = 1.0
 
 @pytest.fixture
 def small_blocks(monkeypatch):
-    monkeypatch.setattr(trajectory, "block_updates", lambda points, seeds, arms: 10)
+    monkeypatch.setattr(trajectory, "block_updates", lambda points, seeds, arms, shared_preference=False: 10)
     monkeypatch.setattr(progress_module, "LINE_SECONDS", 0.0)
 
 
