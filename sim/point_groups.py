@@ -138,10 +138,11 @@ def run_sampled_rule_over_points(
     progress: Callable[[int, int], object] | None = None,
 ) -> list[pd.DataFrame]:
     """:func:`run_rule_over_points` in sampled mode: one :func:`sim.sampled.engine.simulate_sampled_grid`
-    call with the points outermost (their problems, PRNG keys and differing float parameters stacked on a
-    point axis), so each point draws the pairs its own run draws and its parameters are not batched over
-    its seeds: its rows equal its own run's (Adam turns rounding-level differences of a near-zero gradient
-    into visible ones, so the sampled path keeps each point's program as its own run has it)."""
+    call with the points outermost (their problems and PRNG keys stacked on a point axis, their differing
+    float parameters in each point's copy of the grid), so each point draws the pairs its own run draws and
+    its parameters are not batched over its seeds: its rows equal its own run's (Adam turns rounding-level
+    differences of a near-zero gradient into visible ones, so the sampled path keeps each point's program
+    as its own run has it)."""
     first, seeds = rules[0], len(specs[0].seeds)
     varying = varying_parameters(rules)
     static = {k: v for k, v in first.fixed().items() if k not in varying}

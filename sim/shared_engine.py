@@ -94,9 +94,11 @@ def compile_over_grid_and_seeds(
 
     ``point_axes``: the items are several points' (a group of a ``[game]`` sweep), stacked on a leading
     point axis where ``point_axes`` is 0 (``item_axes``: the seed axes within a point), and ``per_seed``
-    is (P, S, …): a third ``vmap`` over the points runs outermost (what a point carries, e.g. its rule
-    parameters, is then not batched over its seeds, as in the point's own run), and the compiled function
-    takes and returns point × seed on one axis of P·S entries (point-major), like a run of P·S seeds.
+    is (P, S, …), and ``grid`` holds each point's grid, (P, G) (its own rule parameters can be entries of
+    it, batched like the grid's values and not over its seeds, as in the point's own run): a third
+    ``vmap`` over the points runs outermost, and the compiled function returns (and with ``blocks``
+    takes the carry with) point × seed on one axis of P·S entries (point-major), like a run of P·S
+    seeds (``carry_per_seed`` must then be true).
     """
     key = (cache_key, item_axes, compiler_options is not None, blocks, carry_per_seed, point_axes)
     if key in COMPILED_RUNS:

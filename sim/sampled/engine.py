@@ -530,8 +530,9 @@ def simulate_sampled_grid(
         (:func:`sim.point_groups.run_sampled_rule_over_points`); ``None`` for a plain run.  With it
         ``problems`` are stacked over the points too, where ``point_axes`` is 0 (``problem_axes``: the
         seed axes within a point), and ``keys`` are (P, S, 2): the points run as one call, outermost
-        (:func:`sim.shared_engine.compile_over_grid_and_seeds`), each with its own keys and rule
-        parameters, and the results hold point × seed on their seed axis (P·S, point-major).
+        (:func:`sim.shared_engine.compile_over_grid_and_seeds`), each with its own keys and its own copy
+        of the grid holding its parameters (batched as the grid's values, not per seed), and the results
+        hold point × seed on their seed axis (P·S, point-major).
       point_axes: a :class:`Problem` of 0 / None per leaf (with ``own``).
 
     Like the exact engine (:func:`sim.trajectory.simulate_grid`) the run goes in blocks of at most
@@ -589,7 +590,7 @@ def block_iterations(grid_points: int, seeds: int, settings: Any, contexts_arms:
 def _compiled(rule_name, fixed_items, grid_names, settings, item_axes, names=None, point_axes=None):
     """The jitted grid × seeds block of the sampled run (:func:`simulate_sampled_block` through
     :func:`sim.shared_engine.compile_over_grid_and_seeds` with ``blocks=True``).  ``names``: the rule
-    parameters each point carries (an item is then ``(problem, values)``; ``point_axes``: the items'
+    parameters each point of a group carries in its own copy of the grid (``point_axes``: the problems'
     axes over the points), ``None``: a plain run."""
     fixed = dict(fixed_items)
 
