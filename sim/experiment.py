@@ -245,10 +245,12 @@ def run_point_group(
             tic = time.time()
             rules = [specs[point].rules[index] for point in needed]
             points = [specs[p] for p in needed]
-            frames = run_rule_over_points(rules, points, [inputs[p] for p in needed], inputs[0].record)
+            stem = rules[0].stem or rules[0].label
+            within = getattr(say, "within", None)  # a Progress reports between a long sampled run's time blocks
+            blocks = None if within is None else functools.partial(within, stem)
+            frames = run_rule_over_points(rules, points, [inputs[p] for p in needed], inputs[0].record, blocks)
             for point, rule, frame in zip(needed, rules, frames):
                 computed[point][rule.label] = frame
-            stem = rules[0].stem or rules[0].label
             say(f"{stem}: {len(needed)} points in one vmapped call, {time.time() - tic:.1f} s")
     chosen = None if tables is None else [tuple(spec.rules[i] for i in tables) for spec in specs]
     return [

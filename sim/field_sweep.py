@@ -11,9 +11,9 @@ A list where a spec expects one number or name is a sweep.  Three kinds, one lab
   ``pairs_per_iteration = [100, 400]``, ``pair_scheme = [...]``) — the spec is expanded into the
   cartesian product of its swept fields; each combination (a *point*) is a complete run of its own
   (:func:`sim.sweep_runs.run_field_sweep`).  Points that differ only in the values of the game's
-  arrays (``tau``, ``reference``, ``strength``, …; exact mode) form a group that runs as one vmapped call
-  per rule table (:mod:`sim.point_groups`); fields that change shapes or the program (``kind``, ``arms``,
-  ``pairs_per_iteration``, every sampled ``[run]`` field) run separately.  Rules whose τ is not given
+  arrays (``tau``, ``reference``, ``strength``, …; exact and sampled mode) form a group that runs as one
+  vmapped call per rule table (:mod:`sim.point_groups`); fields that change shapes or the program
+  (``kind``, ``arms``, ``pairs_per_iteration``, every ``[run]`` field) run separately.  Rules whose τ is not given
   follow each point's ``game.tau``.
 
 Every result label names the values it belongs to, inside one bracket, rule values first:

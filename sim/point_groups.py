@@ -1,4 +1,4 @@
-"""Points of a ``[game]`` sweep that run as one vmapped call: groups, and the grouped exact run.
+"""Points of a ``[game]`` sweep that run as one vmapped call: groups, and the grouped exact and sampled runs.
 
 Two points of a sweep (:mod:`sim.field_sweep`) compile to the same program when they differ only in the
 *values* of the game's arrays: π_ref, π_0, P, the rewards and τ, with the same shapes.  Such points form a
@@ -10,18 +10,27 @@ games as traced per-batch values.  Which points group (:func:`point_groups`):
 
 Which points group is decided in :mod:`sim.point_plan` (no JAX, so shard plans stay light):
 
-* exact mode only — in sampled mode every ``[run]`` field is a static setting of the engine (loop
-  lengths, shapes, the optimiser and its learning rate), so each sampled point is its own run (points
-  with equal settings still reuse one compiled function);
+* every ``[run]`` field splits groups: in sampled mode they are static settings of the engine (loop
+  lengths, shapes, the optimiser and its learning rate); with ``[run] seed_block`` every point runs
+  alone, in its seed blocks;
 * the swept fields in which two points differ must all be in :data:`sim.point_plan.GROUPED_GAME_FIELDS` (τ, the
   reference and initial policy, the strength/scale/construction of the game's numbers); ``kind``,
   ``arms`` and ``components`` change shapes or the game's arrays' meaning and split groups;
 * every rule table must be the same program at every point: same rule, grid, categorical values and
   non-float parameters; float parameters that differ are the traced per-point values.
 
+In sampled mode (:func:`run_sampled_rule_over_points`) the points are not put on the seed axis: the
+sampled engine's call gets a third, outermost ``vmap`` over the points
+(:func:`sim.shared_engine.compile_over_grid_and_seeds` with ``point_axes``), each point with its own
+problems, its own per-seed PRNG keys (the pairs it draws are those its own run draws) and its differing
+rule parameters as entries of its own copy of the grid, so they are batched as the grid's values are,
+not per seed.  (Batched per seed, a rule τ made XLA round some steps differently, and Adam, which
+divides by √v + ε, turned those last bits of a near-zero gradient into differences of 1e-6.)  A long
+grouped sampled run goes in time blocks with progress between them, as a plain one.
+
 A group of one point runs as a plain run (:func:`sim.experiment.run_rule`).  The grouped results equal
-the separate runs' to rounding (the batch is larger, so the last bits may differ: ≤ 1e-15 measured);
-the tests compare them to 1e-12.
+the separate runs' to rounding (the batch is larger, so the last bits may differ: ≤ 1e-15 measured,
+sampled mode included); the tests compare them to 1e-12.
 """
 
 from __future__ import annotations
@@ -35,6 +44,8 @@ import pandas as pd
 
 from sim.game import Game
 from sim.rules import build_rule
+from sim.sampled.engine import simulate_sampled_grid
+from sim.sampled.experiment import SampledInputs, sampled_frame, sampled_grid
 from sim.shared_engine import compile_over_grid_and_seeds, grid_arrays, raise_if_diverged, shard_over_seeds
 from sim.spec import ExperimentSpec, RuleSpec
 from sim.table import results_table
@@ -71,13 +82,18 @@ def run_rule_over_points(
     specs: Sequence[ExperimentSpec],
     inputs: Sequence,
     record: np.ndarray,
+    progress: Callable[[int, int], object] | None = None,
 ) -> list[pd.DataFrame]:
     """One rule table at several points of a group in one vmapped call; one results frame per point.
 
     ``rules[i]`` is the table at point ``specs[i]``, ``inputs[i]`` that point's
-    :class:`sim.experiment.RunInputs`.  The frames are those :func:`sim.experiment.run_rule` gives for
-    each point alone (to rounding).
+    :class:`sim.experiment.RunInputs`.  The frames are those :func:`sim.experiment.run_rule` (sampled:
+    :func:`sim.sampled.experiment.run_sampled_rule`) gives for each point alone (to rounding).
+    ``progress(iterations done, T)``: between the time blocks of a long sampled run (exact groups run
+    in one call).
     """
+    if inputs[0].sampled is not None:
+        return run_sampled_rule_over_points(rules, specs, [i.sampled for i in inputs], record, progress)
     first, spec = rules[0], specs[0]
     seeds = len(spec.seeds)
     dtype = np.float64 if spec.precision == "float64" else np.float32
@@ -112,6 +128,65 @@ def run_rule_over_points(
         point_metrics = {name: values[:, block] for name, values in metrics.items()}
         frames.append(results_table(labels[index], point_spec.seeds, record, point_metrics, rule.categorical()))
     return frames
+
+
+def run_sampled_rule_over_points(
+    rules: Sequence[RuleSpec],
+    specs: Sequence[ExperimentSpec],
+    inputs: Sequence[SampledInputs],
+    record: np.ndarray,
+    progress: Callable[[int, int], object] | None = None,
+) -> list[pd.DataFrame]:
+    """:func:`run_rule_over_points` in sampled mode: one :func:`sim.sampled.engine.simulate_sampled_grid`
+    call with the points outermost (their problems and PRNG keys stacked on a point axis, their differing
+    float parameters in each point's copy of the grid), so each point draws the pairs its own run draws and
+    its parameters are not batched over its seeds: its rows equal its own run's (Adam turns rounding-level
+    differences of a near-zero gradient into visible ones, so the sampled path keeps each point's program
+    as its own run has it)."""
+    first, seeds = rules[0], len(specs[0].seeds)
+    varying = varying_parameters(rules)
+    static = {k: v for k, v in first.fixed().items() if k not in varying}
+    problems, seed_axes, point_axes = stack_over_points([i.problems for i in inputs], [i.axes for i in inputs], seeds)
+    dtype = problems.log_initial.dtype
+    own = {k: np.array([rule.fixed()[k] for rule in rules], dtype=dtype) for k in varying}
+    keys = jnp.stack([i.keys for i in inputs])
+    metrics, first_nonfinite = simulate_sampled_grid(
+        first.name, static, sampled_grid(first), specs[0].run, problems, seed_axes, keys, record, progress, None,
+        own, point_axes,
+    )  # fmt: skip
+    frames = []
+    for index, (rule, spec) in enumerate(zip(rules, specs)):
+        block = slice(index * seeds, (index + 1) * seeds)
+        point_metrics = {name: values[:, block] for name, values in metrics.items()}
+        problem = inputs[index].problems
+        frames.append(sampled_frame(rule, spec, problem, record, point_metrics, first_nonfinite[:, block]))
+    return frames
+
+
+def stack_over_points(items: Sequence, axes: Sequence, seeds: int) -> tuple:
+    """Several points' per-seed items (NamedTuples with seed axes ``axes``) on a leading point axis:
+    ``(stacked, seed_axes, point_axes)``.  A leaf equal and shared by every seed of every point stays as it
+    is (both axes ``None``); one shared by each point's seeds (seed axis ``None`` in each) is stacked over
+    the points (seed axis ``None``, point axis 0); any other is broadcast to (seeds, …) and stacked (P, S, …)."""
+    kind = type(items[0])
+    leaves, seed_axes, point_axes = [], [], []
+    for index in range(len(kind._fields)):
+        values = [item[index] for item in items]
+        within = [axis[index] for axis in axes]
+        if all(a is None for a in within):
+            if all(np.array_equal(np.asarray(v), np.asarray(values[0]), equal_nan=True) for v in values):
+                leaves.append(values[0])
+                seed_axes.append(None)
+                point_axes.append(None)
+                continue
+            leaves.append(jnp.stack(values))
+            seed_axes.append(None)
+        else:
+            per_seed = [v if a == 0 else jnp.broadcast_to(v, (seeds,) + jnp.shape(v)) for v, a in zip(values, within)]
+            leaves.append(jnp.stack(per_seed))
+            seed_axes.append(0)
+        point_axes.append(0)
+    return kind(*leaves), kind(*seed_axes), kind(*point_axes)
 
 
 def simulate_over_points(

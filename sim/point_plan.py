@@ -1,5 +1,6 @@
-"""Which points of a ``[game]`` sweep run together as one vmapped call (a *group*), and the shard units
-of a sweep (group × ``[[rule]]`` table).  :mod:`sim.point_groups` runs a group; this module only reads
+"""Which points of a ``[game]`` sweep run together as one vmapped call (a *group*, in exact and sampled
+mode; with ``[run] seed_block`` every point runs alone, in its blocks), and the shard units of a sweep
+(group × ``[[rule]]`` table).  :mod:`sim.point_groups` runs a group; this module only reads
 the parsed spec, so shard plans and ``prefsim launch`` need no JAX.
 """
 
@@ -41,7 +42,7 @@ def _group_key(point: ExperimentSpec) -> Hashable:
 
 def point_groups(spec: ExperimentSpec) -> list[tuple[int, ...]]:
     """Indices into ``spec.points`` per group (module docstring), in the order of each group's first point."""
-    if spec.run.mode != "exact" or spec.run.seed_block is not None:  # seed blocks: each point runs in its blocks
+    if spec.run.seed_block is not None:  # seed blocks: each point runs in its blocks
         return [(index,) for index in range(len(spec.points))]
     groups: dict = {}
     for index, point in enumerate(spec.points):

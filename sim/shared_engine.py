@@ -71,6 +71,7 @@ def compile_over_grid_and_seeds(
     compiler_options: dict | None = None,
     blocks: bool = False,
     carry_per_seed: bool = True,
+    point_axes: tuple | None = None,
 ) -> Callable:
     """``jit(vmap_grid(vmap_seeds(one)))``, cached under ``cache_key``.
 
@@ -90,8 +91,16 @@ def compile_over_grid_and_seeds(
     says the carried state does not depend on the seed (exact mode on a game every seed shares: only
     the metrics against each seed's π* differ); it is then held once per grid point, not per seed,
     as the one-call run holds it (vmap does not batch what does not depend on the seed).
+
+    ``point_axes``: the items are several points' (a group of a ``[game]`` sweep), stacked on a leading
+    point axis where ``point_axes`` is 0 (``item_axes``: the seed axes within a point), and ``per_seed``
+    is (P, S, …), and ``grid`` holds each point's grid, (P, G) (its own rule parameters can be entries of
+    it, batched like the grid's values and not over its seeds, as in the point's own run): a third
+    ``vmap`` over the points runs outermost, and the compiled function returns (and with ``blocks``
+    takes the carry with) point × seed on one axis of P·S entries (point-major), like a run of P·S
+    seeds (``carry_per_seed`` must then be true).
     """
-    key = (cache_key, item_axes, compiler_options is not None, blocks, carry_per_seed)
+    key = (cache_key, item_axes, compiler_options is not None, blocks, carry_per_seed, point_axes)
     if key in COMPILED_RUNS:
         return COMPILED_RUNS[key]
 
@@ -103,11 +112,35 @@ def compile_over_grid_and_seeds(
         carry_axis = 0 if carry_per_seed else None
         seed_axes, grid_axes, seed_out = seed_axes + (carry_axis, None), grid_axes + (0, None), (carry_axis, 0)
     over_seeds = jax.vmap(without_dummy, in_axes=seed_axes, out_axes=seed_out)
-    compiled = jax.jit(jax.vmap(over_seeds, in_axes=grid_axes), compiler_options=compiler_options)
+    over_grid = jax.vmap(over_seeds, in_axes=grid_axes)
+    if point_axes is not None:
+        over_grid = _points_outermost(over_grid, point_axes, blocks)
+    compiled = jax.jit(over_grid, compiler_options=compiler_options)
     if len(COMPILED_RUNS) >= COMPILED_MAX:
         COMPILED_RUNS.pop(next(iter(COMPILED_RUNS)))
     COMPILED_RUNS[key] = compiled
     return compiled
+
+
+def _points_outermost(over_grid: Callable, point_axes: tuple, blocks: bool) -> Callable:
+    """``over_grid`` vmapped over points (outermost), its (P, G, S, …) results as (G, P·S, …)."""
+    over_points = jax.vmap(over_grid, in_axes=(0, point_axes, 0) + ((0, None) if blocks else ()))
+
+    def run(grid, items, per_seed, *rest):
+        points, seeds = per_seed.shape[:2]
+
+        def merge(x):
+            x = jnp.moveaxis(x, 0, 1)
+            return x.reshape((x.shape[0], points * seeds) + x.shape[3:])
+
+        def split(x):
+            return jnp.moveaxis(x.reshape((x.shape[0], points, seeds) + x.shape[2:]), 1, 0)
+
+        if blocks:
+            rest = (jax.tree_util.tree_map(split, rest[0]), rest[1])
+        return jax.tree_util.tree_map(merge, over_points(grid, items, per_seed, *rest))
+
+    return run
 
 
 class Schedule(NamedTuple):

@@ -13,9 +13,10 @@ import pytest
 from bandits.errors import PrefsimError
 from sim import shared_engine
 from sim.cli import main
-from sim.experiment import run
-from sim.point_groups import varying_parameters
+from sim.experiment import prepare_run, run
+from sim.point_groups import run_rule_over_points, varying_parameters
 from sim.point_plan import point_groups
+from sim.sampled import engine as sampled_engine
 from sim.shards import check_shard_count
 from sim.spec import parse_spec
 from sim.stats import metric_columns
@@ -76,12 +77,62 @@ def test_points_that_differ_in_game_values_run_as_one_vmapped_call_per_rule_tabl
     [
         ({"kind": "cyclic", "arms": [3, 4], "tau": [0.1, 0.2]}, {}, [(0, 1), (2, 3)]),  # arms: shapes
         ({"kind": ["cyclic", "random"], "arms": 3, "tau": 0.1}, {}, [(0,), (1,)]),  # kind: separate runs
-        ({"kind": "cyclic", "arms": 3, "tau": [0.1, 0.2]}, {"mode": "sampled", "inner_steps": 2}, [(0,), (1,)]),
+        ({"kind": "cyclic", "arms": 3, "tau": 0.1}, {"mode": "sampled", "inner_steps": [2, 3]}, [(0,), (1,)]),
+        ({"kind": "cyclic", "arms": 3, "tau": [0.1, 0.2]}, {"mode": "sampled", "inner_steps": 2}, [(0, 1)]),
     ],
 )
-def test_fields_that_change_shapes_kind_or_mode_stay_separate_runs(game, run_table, groups):
+def test_fields_that_change_shapes_kind_or_run_settings_stay_separate_runs(game, run_table, groups):
     spec = {"iterations": 3, "game": game, "rule": [{"name": "inpo", "eta": 2.0}], "run": run_table}
     assert point_groups(parse_spec(spec)) == groups
+
+
+SAMPLED_GROUPED = {
+    "iterations": 4,
+    "seeds": 2,
+    "record_every": 2,
+    "game": {"kind": "random", "arms": 3, "tau": [0.05, 0.2], "reference": "random"},  # P differs per seed
+    "rule": [
+        {"name": "inpo", "eta": [2.0, 6.0]},  # τ follows each point's game.tau
+        {"name": "online_ipo", "label": "ipo_fixed", "tau": 0.1},  # the same rule at every point
+    ],
+    "run": {"mode": "sampled", "pairs_per_iteration": 8, "inner_steps": 2},  # Adam: amplifies rounding
+}
+
+
+def test_sampled_points_that_differ_in_game_values_run_as_one_call_with_their_own_draws(recwarn):
+    spec = parse_spec(SAMPLED_GROUPED)
+    assert point_groups(spec) == [(0, 1)]
+    before = set(shared_engine.COMPILED_RUNS)
+    messages = []
+    table = run(SAMPLED_GROUPED, progress=messages.append)
+    new = [key for key in set(shared_engine.COMPILED_RUNS) - before if key[0][0] == "sampled-points"]
+    assert len(new) == 2  # one compiled function per rule table for both points
+    assert sum("2 points in one vmapped call" in m for m in messages) == 2
+    for tau in (0.05, 0.2):
+        single = run(_fixed(SAMPLED_GROUPED, tau=tau))  # the point's own run: its own keys, τ a constant
+        rows = _rows(table, tau=tau)
+        assert len(rows) == len(single) > 0
+        assert {"queries", "distance_to_exact", "loss"} <= set(metric_columns(single))
+        for column in metric_columns(single):
+            np.testing.assert_allclose(rows[column], single[column], rtol=0, atol=1e-12, err_msg=column)
+    last = table[(table["iteration"] == 4) & table["rule"].str.startswith("inpo[eta=6,")]
+    assert last.groupby("game.tau")["loss"].mean().nunique() == 2  # each point ran with its own τ
+
+
+def test_a_grouped_sampled_run_goes_in_time_blocks_with_progress_and_the_same_numbers(monkeypatch):
+    spec = parse_spec({**SAMPLED_GROUPED, "rule": SAMPLED_GROUPED["rule"][:1]})
+    points = list(spec.points)
+    inputs = [prepare_run(point) for point in points]
+    rules = [point.rules[0] for point in points]
+    record = inputs[0].record
+    whole = run_rule_over_points(rules, points, inputs, record)
+    monkeypatch.setattr(sampled_engine, "SAMPLED_BLOCK_WORK", 1.0)  # one iteration per block
+    reported = []
+    blocked = run_rule_over_points(rules, points, inputs, record, lambda done, total: reported.append((done, total)))
+    assert reported == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    for one, other in zip(whole, blocked):
+        one.attrs, other.attrs = {}, {}
+        pd.testing.assert_frame_equal(one, other, check_exact=True)
 
 
 def test_a_rule_table_whose_static_settings_differ_between_points_splits_the_group():
@@ -223,15 +274,15 @@ eta = 5.0
 [run]
 mode = "sampled"
 pairs_per_iteration = 8
-inner_steps = 2
+inner_steps = [2, 3]
 """
 
 
-def test_a_sampled_sweep_shards_by_point_and_a_killed_shard_resumes(tmp_path, capsys):
+def test_a_sampled_sweep_shards_by_group_and_a_killed_shard_resumes(tmp_path, capsys):
     path = tmp_path / "sampled.toml"
     path.write_text(SAMPLED_SWEEP)
     spec = parse_spec(tomllib.loads(SAMPLED_SWEEP))
-    assert point_groups(spec) == [(0,), (1,)]  # sampled points are separate runs: one unit each
+    assert point_groups(spec) == [(0, 2), (1, 3)]  # the τ values group; run.inner_steps splits: one unit each
     check_shard_count(spec, 2)
     with pytest.raises(PrefsimError, match="at most 2 shards"):
         check_shard_count(spec, 3)  # what `prefsim launch` checks before submitting
@@ -241,14 +292,15 @@ def test_a_sampled_sweep_shards_by_point_and_a_killed_shard_resumes(tmp_path, ca
     for index, shard in enumerate(shards):
         assert main(["run", str(path), "--out", str(shard), "--shard", f"{index}/2", "--quiet"]) == 0
     # shard 1 was killed after its part: the point's files are gone; --resume loads the part, recomputes nothing
-    point = shards[1] / "points" / "game.tau=0.2"
-    for name in ("metrics.csv", "manifest.json"):
-        (point / name).unlink()
+    for name in ("game.tau=0.1,run.inner_steps=3", "game.tau=0.2,run.inner_steps=3"):
+        for file in ("metrics.csv", "manifest.json"):
+            (shards[1] / "points" / name / file).unlink()
     (shards[1] / "manifest.json").unlink()
     assert main(["merge", *map(str, shards), "--out", str(tmp_path / "early"), "--quiet"]) == 2
     assert "no finished shard" in capsys.readouterr().err
     assert main(["run", str(path), "--out", str(shards[1]), "--shard", "1/2", "--resume"]) == 0
-    assert "already computed" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert said.count("already computed") == 2 and "vmapped call," not in said
     merged = tmp_path / "merged"
     assert main(["merge", *map(str, shards), "--out", str(merged), "--quiet", "--no-plots"]) == 0
     for name in COMPARED:

@@ -510,6 +510,8 @@ def simulate_sampled_grid(
     record_iterations: np.ndarray,
     progress: Callable[[int, int], object] | None = None,
     block_size: int | None = None,
+    own: dict | None = None,
+    point_axes: Problem | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """vmap :func:`simulate_sampled` over seeds (``keys`` (S, 2), batched problem leaves) and a grid.
 
@@ -524,6 +526,14 @@ def simulate_sampled_grid(
       record_iterations: recorded iterations (start with 0).
       progress: called with ``(iterations done, T)`` between blocks when the run takes more than one.
       block_size: iterations per block; ``None``: :func:`block_iterations` of the run's size.
+      own: rule parameter → its value per point (P,), for a group of points of a ``[game]`` sweep
+        (:func:`sim.point_groups.run_sampled_rule_over_points`); ``None`` for a plain run.  With it
+        ``problems`` are stacked over the points too, where ``point_axes`` is 0 (``problem_axes``: the
+        seed axes within a point), and ``keys`` are (P, S, 2): the points run as one call, outermost
+        (:func:`sim.shared_engine.compile_over_grid_and_seeds`), each with its own keys and its own copy
+        of the grid holding its parameters (batched as the grid's values, not per seed), and the results
+        hold point × seed on their seed axis (P·S, point-major).
+      point_axes: a :class:`Problem` of 0 / None per leaf (with ``own``).
 
     Like the exact engine (:func:`sim.trajectory.simulate_grid`) the run goes in blocks of at most
     ``block_size`` iterations, each one compiled call of :func:`simulate_sampled_block` on the carried
@@ -533,19 +543,28 @@ def simulate_sampled_grid(
     Returns:
       metrics: column → (G, S, R) NumPy;  first_nonfinite: (G, S).
     """
-    run = _compiled(rule_name, tuple(sorted(fixed.items())), tuple(sorted(grid)), settings, problem_axes)
-    problems, keys, padded = shard_over_seeds(problems, problem_axes, keys)
+    names = None if own is None else tuple(sorted(own))
     grid_values = grid_arrays(grid)
+    if names is not None:  # a group of points: the grid per point, with each point's own parameters in it
+        count = len(next(iter(grid_values.values())))
+        grid_values = {name: jnp.broadcast_to(v, (keys.shape[0], count)) for name, v in grid_values.items()}
+        grid_values.update({name: jnp.repeat(jnp.asarray(own[name])[:, None], count, axis=1) for name in names})
+    fixed_items, grid_names = tuple(sorted(fixed.items())), tuple(sorted(grid))
+    run = _compiled(rule_name, fixed_items, grid_names, settings, problem_axes, names, point_axes)
+    problems, keys, padded = shard_over_seeds(problems, problem_axes if point_axes is None else point_axes, keys)
+    batch = int(keys.shape[0]) if point_axes is None else int(keys.shape[0] * keys.shape[1])
+    kept = (keys.shape[0] - padded) * (batch // keys.shape[0])  # padded seeds (or points) are dropped
+    if names is not None and padded:
+        grid_values = {k: jnp.concatenate([v, jnp.repeat(v[-1:], padded, axis=0)]) for k, v in grid_values.items()}
     if block_size is None:
-        points = len(next(iter(grid_values.values())))
-        block_size = block_iterations(points, int(keys.shape[0]), settings, problems.log_initial.shape[-2:])
+        points = int(next(iter(grid_values.values())).shape[-1])
+        block_size = block_iterations(points, batch, settings, problems.log_initial.shape[-2:])
     arguments = (grid_values, problems, keys)
     carry, metrics, _, _ = shared_engine.run_blocks(
         run, arguments, record_iterations, block_size, progress, separate_start=True
     )
-    seeds = keys.shape[0] - padded
     metrics[FINAL_POLICY] = metrics.pop("final")
-    return {k: np.asarray(v)[:, :seeds] for k, v in metrics.items()}, np.asarray(carry[2])[:, :seeds]
+    return {k: np.asarray(v)[:, :kept] for k, v in metrics.items()}, np.asarray(carry[2])[:, :kept]
 
 
 #: Work one sampled block may do, in the units of :data:`sim.trajectory.BLOCK_WORK`; an iteration of one
@@ -568,9 +587,11 @@ def block_iterations(grid_points: int, seeds: int, settings: Any, contexts_arms:
     return max(1, int(SAMPLED_BLOCK_WORK // per_iteration))
 
 
-def _compiled(rule_name, fixed_items, grid_names, settings, problem_axes):
+def _compiled(rule_name, fixed_items, grid_names, settings, item_axes, names=None, point_axes=None):
     """The jitted grid × seeds block of the sampled run (:func:`simulate_sampled_block` through
-    :func:`sim.shared_engine.compile_over_grid_and_seeds` with ``blocks=True``)."""
+    :func:`sim.shared_engine.compile_over_grid_and_seeds` with ``blocks=True``).  ``names``: the rule
+    parameters each point of a group carries in its own copy of the grid (``point_axes``: the problems'
+    axes over the points), ``None``: a plain run."""
     fixed = dict(fixed_items)
 
     def one(point, problem, key, carry, schedule):
@@ -579,4 +600,6 @@ def _compiled(rule_name, fixed_items, grid_names, settings, problem_axes):
         )
 
     key = ("sampled", rule_name, fixed_items, grid_names, settings)
-    return compile_over_grid_and_seeds(one, problem_axes, key, blocks=True)
+    if names is not None:
+        key = ("sampled-points", rule_name, fixed_items, grid_names, names, settings)
+    return compile_over_grid_and_seeds(one, item_axes, key, blocks=True, point_axes=point_axes)

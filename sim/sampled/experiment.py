@@ -127,12 +127,38 @@ def run_sampled_rule(
 ) -> pd.DataFrame:
     """All grid points × seeds of one ``[[rule]]`` table in sampled mode, jitted (a long run in blocks,
     ``progress(iterations done, T)`` between them: :func:`sim.sampled.engine.simulate_sampled_grid`)."""
-    labels = rule.grid_labels()
-    fixed = rule.fixed()
-    grid = {name: np.array([point[name] for _, point in labels], dtype=np.float64) for name in rule.swept()}
     metrics, first_nonfinite = simulate_sampled_grid(
-        rule.name, fixed, grid, spec.run, inputs.problems, inputs.axes, inputs.keys, record, progress
+        rule.name,
+        rule.fixed(),
+        sampled_grid(rule),
+        spec.run,
+        inputs.problems,
+        inputs.axes,
+        inputs.keys,
+        record,
+        progress,
     )
+    return sampled_frame(rule, spec, inputs.problems, record, metrics, first_nonfinite)
+
+
+def sampled_grid(rule: RuleSpec) -> dict[str, np.ndarray]:
+    """The swept parameters of a rule table: name → values over its grid points (G,)."""
+    labels = rule.grid_labels()
+    return {name: np.array([point[name] for _, point in labels], dtype=np.float64) for name in rule.swept()}
+
+
+def sampled_frame(
+    rule: RuleSpec,
+    spec: ExperimentSpec,
+    problems: Problem,
+    record: np.ndarray,
+    metrics: dict[str, np.ndarray],
+    first_nonfinite: np.ndarray,
+) -> pd.DataFrame:
+    """The results table of one rule table from the engine's ``metrics`` (column → (G, S, R)) and
+    ``first_nonfinite`` (G, S) over the seeds of ``spec`` (a divergence raises); ``problems``: the seeds'
+    stacked problems (their shapes fix the queries per draw)."""
+    labels = rule.grid_labels()
     raise_if_diverged(
         first_nonfinite,
         labels,
@@ -151,7 +177,7 @@ def run_sampled_rule(
         frame["queries"] = np.where(iterations >= 1, dataset_queries(spec.run), 0).astype(np.int64)
     else:
         stages, scheme = stage_plan(rule.name, rule.parameters, spec.run)
-        per_draw = queries_per_draw(spec.run, inputs.problems, scheme)
+        per_draw = queries_per_draw(spec.run, problems, scheme)
         fresh = sum(stage.pairs_from != "carried" for stage in stages)
         # a carried first stage trains at t = 0 on pairs bought before the first update
         up_front = per_draw if any(stage.pairs_from == "carried" for stage in stages) else 0
