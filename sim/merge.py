@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bandits.errors import PrefsimError
@@ -49,7 +50,7 @@ from sim.results_io import (
     remove_stale_parts,
     write_files_atomic,
 )
-from sim.shards import order_shards, shard_parts, work_parts
+from sim.shards import WorkPart, order_shards, shard_parts, work_parts
 from sim.spec import ExperimentSpec, parse_spec
 
 
@@ -155,6 +156,28 @@ def _parts_text(names: Sequence[str]) -> str:
 
 
 @in_float64
+def read_shard_part(
+    directory: Path, spec: ExperimentSpec, work: WorkPart, record: np.ndarray
+) -> tuple[pd.DataFrame, dict, dict[Path, bytes]]:
+    """One finished part of a shard: its rows, its final policies and the bytes of its two files (paths
+    relative to a run directory, to copy into the merged run), or an error saying to resume that shard."""
+    fingerprint = part_fingerprint(spec, work.rule)
+    part = directory / "parts" / f"{work.name}.csv"
+    frame, reason = read_part(part, fingerprint, expected_part_rows(spec, work, record))
+    if frame is None:
+        raise PrefsimError(
+            f"{reason or f'{part} is missing'}; rerun that shard with --resume (it recomputes only this part)."
+        )
+    stored = load_final_policies(directory, work.name, fingerprint)
+    policies = Path(FINAL_POLICIES) / f"{work.name}.npz"
+    if not stored:
+        raise PrefsimError(
+            f"{str(directory / policies)!r} is missing or not from this spec; rerun that shard with --resume."
+        )
+    files = {Path("parts") / part.name: part.read_bytes(), policies: (directory / policies).read_bytes()}
+    return frame, stored, files
+
+
 def merge_shards(
     directories: Sequence[str | os.PathLike],
     out: str | os.PathLike,
@@ -174,24 +197,10 @@ def merge_shards(
     frames, finals, copies = [], [], {}
     for work in parts:
         directory = owner[work.name]
-        fingerprint = part_fingerprint(spec, work.rule)
-        part = directory / "parts" / f"{work.name}.csv"
-        frame, reason = read_part(part, fingerprint, expected_part_rows(spec, work, inputs.record))
-        if frame is None:
-            raise PrefsimError(
-                f"{reason or f'{part} is missing'}; rerun that shard with --resume (it recomputes only this part)."
-            )
-        stored = load_final_policies(directory, work.name, fingerprint)
-        if not stored:
-            raise PrefsimError(
-                f"{str(directory / FINAL_POLICIES / (work.name + '.npz'))!r} is missing or not from this spec; "
-                "rerun that shard with --resume."
-            )
+        frame, stored, files = read_shard_part(directory, spec, work, inputs.record)
         frames.append(frame)
         finals.append(stored)
-        copies[Path("parts") / part.name] = part.read_bytes()
-        policies = Path(FINAL_POLICIES) / f"{work.name}.npz"
-        copies[policies] = (directory / policies).read_bytes()
+        copies.update(files)
         say(f"{work.name}: {len(frame)} rows from {directory}")
     tables, policies_by_label = assemble_parts(parts, frames, finals)
     out_path = check_output_directory(out_path, [work.name for work in parts])

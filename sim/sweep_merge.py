@@ -27,17 +27,14 @@ from sim import merge
 from sim.experiment import (
     FINAL_POLICIES,
     assemble_parts,
-    expected_part_rows,
     finish_run,
-    load_final_policies,
-    part_fingerprint,
     prepare_run,
     spec_fingerprint,
 )
 from sim.field_sweep import point_name
 from sim.point_plan import point_groups
 from sim.precision import in_float64
-from sim.results_io import check_output_directory, output_lock, read_part, remove_stale_parts, write_files_atomic
+from sim.results_io import check_output_directory, output_lock, remove_stale_parts, write_files_atomic
 from sim.shards import order_shards, work_parts
 from sim.spec import ExperimentSpec, parse_spec
 from sim.sweep_runs import POINTS_DIR, _stale_points, combine_points, sweep_plan, sweep_shard_record
@@ -127,23 +124,12 @@ def merge_sweep_shards(
             parts, frames, finals, copies = [], [], [], {}
             for table, rule in enumerate(point_spec.rules):
                 directory = owner[(group_of[number], table)] / POINTS_DIR / name
-                fingerprint_of_part = part_fingerprint(point_spec, rule)
                 for work in work_parts(point_spec, [rule]):  # the table, or its seed blocks ([run] seed_block)
-                    part = directory / "parts" / f"{work.name}.csv"
-                    expected = expected_part_rows(point_spec, work, inputs.record)
-                    frame, reason = read_part(part, fingerprint_of_part, expected)
-                    stored = load_final_policies(directory, work.name, fingerprint_of_part) if frame is not None else {}
-                    if frame is None or not stored:
-                        why = reason or f"{part} or its final policies are missing or not from this spec"
-                        raise PrefsimError(
-                            f"{why}; rerun that shard with --resume (it recomputes only what is missing)."
-                        )
+                    frame, stored, files = merge.read_shard_part(directory, point_spec, work, inputs.record)
                     parts.append(work)
                     frames.append(frame)
                     finals.append(stored)
-                    policies = Path(FINAL_POLICIES) / f"{work.name}.npz"
-                    copies[Path("parts") / part.name] = part.read_bytes()
-                    copies[policies] = (directory / policies).read_bytes()
+                    copies.update(files)
             names_of_parts = [work.name for work in parts]
             point_out = check_output_directory(out_path / POINTS_DIR / name, names_of_parts)
             remove_stale_parts(point_out, names_of_parts)
