@@ -156,6 +156,19 @@ def _parts_text(names: Sequence[str]) -> str:
 
 
 @in_float64
+def merge_target(out: str | os.PathLike, shards: Sequence[Path]) -> Path:
+    """``out`` as a path, or an error when it is one of the shard directories being merged."""
+    out_path = Path(out)
+    if any(out_path.resolve() == shard.resolve() for shard in shards):
+        raise PrefsimError(f"--out {str(out)!r} is one of the shard directories; merge into another directory.")
+    return out_path
+
+
+def merged_from(shards: Sequence[Path]) -> list[dict]:
+    """The manifest entry ``merged_from``: each shard's directory and index, in shard order."""
+    return [{"directory": str(shard), "shard": f"{index}/{len(shards)}"} for index, shard in enumerate(shards)]
+
+
 def read_shard_part(
     directory: Path, spec: ExperimentSpec, work: WorkPart, record: np.ndarray
 ) -> tuple[pd.DataFrame, dict, dict[Path, bytes]]:
@@ -186,9 +199,7 @@ def merge_shards(
     """Merge the shard ``directories`` into ``out``; return the merged table and the spec."""
     say = progress or (lambda message: None)
     spec, shards, _ = check_shards(directories)
-    out_path = Path(out)
-    if any(out_path.resolve() == shard.resolve() for shard in shards):
-        raise PrefsimError(f"--out {str(out)!r} is one of the shard directories; merge into another directory.")
+    out_path = merge_target(out, shards)
     started = time.time()
     plan = shard_parts(spec, len(shards))
     owner = {work.name: shards[index] for index, chosen in enumerate(plan) for work in chosen}
@@ -209,8 +220,6 @@ def merge_shards(
             say(f"removed {path}: its rule (or seed block) is not in the spec")
         (out_path / FINAL_POLICIES).mkdir(exist_ok=True)
         write_files_atomic({out_path / name: data for name, data in copies.items()})
-        inputs.manifest["merged_from"] = [
-            {"directory": str(shard), "shard": f"{index}/{len(shards)}"} for index, shard in enumerate(shards)
-        ]
+        inputs.manifest["merged_from"] = merged_from(shards)
         table = finish_run(spec, out_path, inputs, tables, policies_by_label, started, progress)
     return table, spec

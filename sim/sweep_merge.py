@@ -104,15 +104,13 @@ def merge_sweep_shards(
     """Merge the shards of a sweep into ``out``; return the merged table and the spec."""
     say = progress or (lambda message: None)
     spec, shards, fingerprint = check_sweep_shards(directories)
-    out_path = Path(out)
-    if any(out_path.resolve() == shard.resolve() for shard in shards):
-        raise PrefsimError(f"--out {str(out)!r} is one of the shard directories; merge into another directory.")
+    out_path = merge.merge_target(out, shards)
     started = time.time()
     groups = point_groups(spec)
     group_of = {point: number for number, members in enumerate(groups) for point in members}
     owner = {unit: shards[index] for index, units in enumerate(sweep_plan(spec, len(shards))) for unit in units}
     names = [point_name(point.point) for point in spec.points]
-    merged_from = [{"directory": str(shard), "shard": f"{index}/{len(shards)}"} for index, shard in enumerate(shards)]
+    merged_from = merge.merged_from(shards)
     out_path = check_output_directory(out_path)
     tables = []
     with output_lock(out_path):
