@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -84,15 +85,34 @@ class _StoppableProgress(Progress):
 PLUGIN_GROUP = "prefsim.commands"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``prefsim`` console script."""
+def console() -> int:
+    """The ``prefsim`` console script (and ``python -m sim.cli``): :func:`main` with the CPU cores as devices."""
+    return main(cpu_devices="auto")
+
+
+def main(argv: Sequence[str] | None = None, cpu_devices: str | None = None) -> int:
+    """Run a ``prefsim`` command line (``argv``: default ``sys.argv[1:]``); returns the exit status.
+
+    ``cpu_devices``: the default of ``--cpu-devices`` when neither it nor ``$PREFSIM_CPU_DEVICES`` is
+    given (:mod:`sim.cpu_cores`): the console script passes ``auto``; ``None`` leaves JAX's devices as
+    they are (a caller in a process where JAX already runs).
+    """
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_BAD_INPUT
-    from sim.precision import enable_compile_cache, float64  # imports JAX: not for --version or --help
+    # imports JAX: not for --version or --help
+    from sim.cpu_cores import CPU_DEVICES_VARIABLE, use_cpu_cores
+    from sim.precision import enable_compile_cache, float64
 
+    devices = getattr(args, "cpu_devices", None) or os.environ.get(CPU_DEVICES_VARIABLE) or cpu_devices
+    try:
+        if devices is not None:
+            use_cpu_cores(devices)
+    except PrefsimError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     enable_compile_cache()  # a repeated run of seen shapes compiles nothing (off: PREFSIM_NO_COMPILE_CACHE=1)
     _TERMINATION_REQUESTED.clear()
     try:
@@ -177,6 +197,12 @@ def _parser() -> argparse.ArgumentParser:
         "results/<spec name>/shard-I-of-N)",
     )
     run_parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    run_parser.add_argument(
+        "--cpu-devices",
+        metavar="N",
+        help="run on N CPU devices, the seeds split over them (default: $PREFSIM_CPU_DEVICES, else auto: the "
+        "cores this process may use; 1 runs as one device)",
+    )
     run_parser.set_defaults(handler=_run)
 
     merge_parser = commands.add_parser(
@@ -477,4 +503,4 @@ def _rules(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())

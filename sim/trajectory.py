@@ -358,17 +358,21 @@ def simulate_grid(
         unregularised_targets = jnp.full(targets.shape, jnp.nan, targets.dtype)
     targets = jnp.stack([targets, jnp.asarray(unregularised_targets, targets.dtype)], axis=1)
     grid_values = grid_arrays(grid)
-    games, targets, padded = shard_over_seeds(games, game_axes, targets)
+    tile = None
+    if game_axes.preference is not None:  # a P per seed: tiles of seeds whose P fit in a core's cache
+        per_device = -(-int(targets.shape[0]) // jax.device_count())
+        tile = seed_tile(per_device, arms, jnp.dtype(games.preference.dtype).itemsize)
+    games, targets, padded = shard_over_seeds(games, game_axes, targets, tile or 1)
     if block_size is None:  # a state shared by the seeds (see _compiled) is updated once, not per seed
         seeds = int(targets.shape[0]) if any(axis == 0 for axis in jax.tree_util.tree_leaves(game_axes)) else 1
         shared_preference = game_axes.preference is None
         block_size = block_updates(len(next(iter(grid_values.values()))), seeds, arms, shared_preference)
     arguments = (grid_values, games, targets)
-    run = _compiled(make_rule, tuple(sorted(grid)), game_axes, cache_key, False, arms)
+    run = _compiled(make_rule, tuple(sorted(grid)), game_axes, cache_key, False, arms, tile)
     _, metrics, seen, stopped = run_blocks(run, arguments, record, block_size, progress, stop_on_nonfinite=True)
     if stopped or np.any(seen >= 0):
         # Something went non-finite: run again checking every step, to name the exact iteration.
-        locate = _compiled(make_rule, tuple(sorted(grid)), game_axes, cache_key, True, arms)
+        locate = _compiled(make_rule, tuple(sorted(grid)), game_axes, cache_key, True, arms, tile)
         carry, metrics, _, _ = run_blocks(locate, arguments, record, block_size, progress)
         first_bad = np.asarray(carry[2])
         if first_bad.ndim == 1:  # a state shared by the seeds (see _compiled)
@@ -378,6 +382,30 @@ def simulate_grid(
     seeds = targets.shape[0] - padded
     metrics[FINAL_POLICY] = metrics.pop("final")
     return {k: np.asarray(v)[:, :seeds] for k, v in metrics.items()}, np.asarray(first_bad)[:, :seeds]
+
+
+#: Bytes of per-seed P one tile of seeds may hold (:func:`seed_tile`): well inside one core's L2 cache
+#: (2 MiB on the CI machine's Xeon), so that a tile's games stay there while it runs a block of updates.
+#: K = 100, 256 seeds, 2 devices: tiles of 8 seeds (640 kB) ran ~2.2× faster than no tiles, tiles of 16
+#: (1.3 MB) ~1.8× (2026-12-06, benchmarks/README.md).
+SEED_TILE_BYTES = 768 * 1024
+
+
+def seed_tile(seeds: int, arms: int, itemsize: int = 8) -> int | None:
+    """Seeds per tile (:func:`sim.shared_engine.tile_over_seeds`) for ``seeds`` seeds on one device, each
+    with its own K × K P of ``itemsize``-byte numbers; ``None`` (one vmap over all of them) when their
+    P together fit in twice :data:`SEED_TILE_BYTES` (a core's cache holds them already: tiles would only
+    add a loop) or one seed's alone does not fit in it.
+
+    The tile is the size B ≤ ⌊SEED_TILE_BYTES / (K²·itemsize)⌋, and ≥ half that, that pads the seeds
+    least (B·⌈S/B⌉ smallest; the larger B on a tie): 128 seeds at K = 100 → 8 (16 tiles, no padding).
+    """
+    per_seed = arms * arms * itemsize
+    largest = SEED_TILE_BYTES // per_seed
+    if largest < 1 or seeds * per_seed <= 2 * SEED_TILE_BYTES:
+        return None
+    candidates = range(largest, max(1, (largest + 1) // 2) - 1, -1)
+    return min(candidates, key=lambda size: (size * -(-seeds // size), -size))
 
 
 #: Work one block may do, in units of one multiply-add of a per-seed P·π (memory-bound: each reads
@@ -438,10 +466,10 @@ def _cpu_options_supported() -> bool:
     return True
 
 
-def _compiled(make_rule, grid_names, game_axes, cache_key, locate_nonfinite=False, arms=None):
+def _compiled(make_rule, grid_names, game_axes, cache_key, locate_nonfinite=False, arms=None, seed_tile=None):
     """The jitted grid × seeds block of the trajectory (:func:`simulate_block` through
-    :func:`sim.shared_engine.compile_over_grid_and_seeds` with ``blocks=True``): called as
-    ``(grid, games, targets, carry, schedule)``."""
+    :func:`sim.shared_engine.compile_over_grid_and_seeds` with ``blocks=True``, seeds in tiles of
+    ``seed_tile``): called as ``(grid, games, targets, carry, schedule)``."""
     options = None if arms is None else compiler_options(arms)
     key = ("exact", make_rule if cache_key is None else cache_key, grid_names, locate_nonfinite)
 
@@ -455,4 +483,6 @@ def _compiled(make_rule, grid_names, game_axes, cache_key, locate_nonfinite=Fals
     # The trajectory depends on the game and the grid point only (π* enters the metrics): on a game
     # every seed shares it is carried once per grid point, as vmap keeps it in the one-call run.
     per_seed = any(axis == 0 for axis in jax.tree_util.tree_leaves(game_axes))
-    return compile_over_grid_and_seeds(one, game_axes, key, options, blocks=True, carry_per_seed=per_seed)
+    return compile_over_grid_and_seeds(
+        one, game_axes, key, options, blocks=True, carry_per_seed=per_seed, seed_tile=seed_tile if per_seed else None
+    )
