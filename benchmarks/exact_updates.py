@@ -51,13 +51,16 @@ if str(ROOT) not in sys.path:
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
+from sim.cpu_cores import use_cpu_cores  # noqa: E402
 from sim.metrics import METRIC_COLUMNS  # noqa: E402
 from sim.rules import build_rule  # noqa: E402
+from sim.shared_engine import shard_over_seeds  # noqa: E402
 from sim.spec import parse_spec  # noqa: E402
 from sim.trajectory import (  # noqa: E402
     _compiled,
     compiler_options,
     default_record_iterations,
+    seed_tile,
     simulate_grid,
     update_with_shared_product,
     whole_run_schedule,
@@ -296,6 +299,12 @@ def matrix_vector_bandwidth(preference, repeats=5):
     device_vector = jnp.asarray(vector)
     functions = {**{f"numpy_{name}": f for name, f in numpy_products.items()}}
     functions["jax"] = lambda: matvec(device_matrix, device_vector).block_until_ready()
+    if matrix.ndim == 3 and jax.device_count() > 1 and matrix.shape[0] % jax.device_count() == 0:
+        # the seeds split over the devices (each core streams its own P), as prefsim runs them
+        (sharded_matrix, sharded_vector), _, _ = shard_over_seeds(
+            (device_matrix, device_vector), (0, 0), jnp.zeros(matrix.shape[0])
+        )
+        functions["jax_sharded"] = lambda: matvec(sharded_matrix, sharded_vector).block_until_ready()
     calls = max(1, int(2e7 // matrix.nbytes))
     best = {name: np.inf for name in functions}
     for function in functions.values():
@@ -326,12 +335,17 @@ def batched_product_check(make_rule, games, game_axes, targets, record, seeds, a
     transposed as a whole (no instruction other than the dots and the parameter produces an
     (S, K, K) array), i.e. each update reads P once.
     """
-    run = _compiled(make_rule, (), game_axes, None, False, arms)
+    devices = jax.device_count()
+    tile = seed_tile(-(-seeds // devices), arms)  # as simulate_grid runs it: seeds in tiles of P
+    run = _compiled(make_rule, (), game_axes, None, False, arms, tile)
     schedule = tuple(jnp.asarray(a) for a in whole_run_schedule(record))
+    games, targets, _ = shard_over_seeds(games, game_axes, targets, tile or 1)
     text = run.lower({"__none__": jnp.zeros(1)}, games, targets, None, schedule).compile().as_text()
     dots = [line.strip() for line in text.splitlines() if re.search(r"\bdot\(", line)]
     batched = [d for d in dots if "lhs_batch_dims" in d]
-    shape = rf"\[(1,)?{seeds},{arms},{arms}\]"
+    seeds = int(targets.shape[0])
+    whole = rf"(1,)?{seeds}" if tile is None else rf"{devices},{seeds // (devices * tile)},{tile}"
+    shape = rf"\[{whole},{arms},{arms}\]"
     copies = [
         line.strip()
         for line in text.splitlines()
@@ -339,6 +353,7 @@ def batched_product_check(make_rule, games, game_axes, targets, record, seeds, a
     ]
     return {
         "ok": bool(batched) and not copies,
+        "seed_tile": tile,
         "dots": len(dots),
         "dots_with_batch_dimensions": len(batched),
         "copies_of_P": [re.sub(r"%\S+ = ", "", c)[:160] for c in copies[:4]],
@@ -381,9 +396,10 @@ def run_case(arms, seeds, iterations, repeats, say=print, spec=None):
         return simulate_grid(make_rule, {}, games, game_axes, targets, record)
 
     bare = bare_update_function(rule, game_axes, iterations, arms)
+    bare_games = shard_over_seeds(games, game_axes, targets)[0]  # over the devices, as prefsim runs
 
     def bare_call():
-        return bare(games)
+        return bare(bare_games)
 
     def numpy_call():
         return numpy_inpo(preference, log_reference, log_initial, ETA, TAU, iterations)
@@ -756,7 +772,9 @@ def main(argv=None):
         "--out", type=Path, default=None, help="output stem (default benchmarks/results/exact_updates_cpu[_quick])"
     )
     parser.add_argument("--no-write", action="store_true", help="print only")
+    add_cpu_devices_argument(parser)
     args = parser.parse_args(argv)
+    use_cpu_cores(args.cpu_devices)  # before JAX computes anything (as the prefsim command does)
     cases = QUICK_CASES if args.quick else FULL_CASES
     repeats = args.repeats or (2 if args.quick else 7)
     out = args.out or ROOT / "benchmarks" / "results" / (
@@ -792,6 +810,17 @@ def main(argv=None):
     if not args.no_write:
         write_report(report, out, markdown)
     return report
+
+
+def add_cpu_devices_argument(parser: argparse.ArgumentParser) -> None:
+    """``--cpu-devices N``: the CPU devices JAX runs on (default: the usable cores, as ``prefsim run``;
+    in a process where JAX already runs, its devices stay as they are)."""
+    parser.add_argument(
+        "--cpu-devices",
+        default=None,
+        metavar="N",
+        help="CPU devices for JAX (default: the cores this process may use, as prefsim run)",
+    )
 
 
 def write_report(report: dict, out: Path, markdown: Callable[[dict], str]) -> None:

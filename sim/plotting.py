@@ -36,6 +36,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import pickle
+import subprocess
+import sys
 import textwrap
 from collections.abc import Iterable
 from pathlib import Path
@@ -53,6 +56,7 @@ from numpy.typing import ArrayLike
 from bandits.errors import PrefsimError
 from sim import stats
 from sim.bounds_file import bounds_for_metric
+from sim.cpu_cores import usable_cores
 from sim.diagnostics import floor_iteration as first_floor_iteration
 from sim.diagnostics import is_convergence_metric, precision_floor
 from sim.field_sweep import format_value
@@ -628,11 +632,7 @@ def metric_figure(
 ) -> Figure:
     """The figure of one metric: one axes, one panel per rule family, or one panel per value of the
     swept ``[game]``/``[run]`` fields (facets; see the module docstring)."""
-    families = list(dict.fromkeys(family_of(rule) for rule in rules))
-    groups = [(family, [rule for rule in rules if family_of(rule) == family]) for family in families]
-    panels = plot.layout == "panels" or (
-        plot.layout == "auto" and len(rules) > MAX_CURVES_PER_AXES and len(families) > 1
-    )
+    groups, panels, facets, note = figure_layout(table, rules, plot)
     theory = bounds_for_metric(bounds, metric)
     labels = _legend_labels(rules, plot)
     common = {
@@ -643,9 +643,7 @@ def metric_figure(
         "fit_window": None if plot.fit == "none" else "auto",
         "fit_scale": "auto" if plot.fit == "none" else plot.fit,
     }
-    facets, note = facet_panels(table, rules, plot)
-    if facets and plot.layout != "single":
-        groups, panels = facets, True
+    if facets:
         common["styles"] = facet_styles(rules, facets)
     if note:
         title = f"{title} ({note})" if title else note
@@ -681,6 +679,21 @@ def metric_figure(
         if title:
             figure.suptitle(_wrap_title(title, figure.get_figwidth(), STYLE["axes.titlesize"]), fontsize=11)
     return figure
+
+
+def figure_layout(table: pd.DataFrame, rules: list[str], plot: PlotSpec) -> tuple[list, bool, list, str | None]:
+    """``(groups, panels, facets, note)`` of a metric's figure: ``groups`` [(panel title, its rules)] (one
+    per rule family, or the facets), ``panels`` whether they get a panel each (else one axes holds every
+    rule), ``facets`` the facet groups when they are drawn (else empty) and the facet note."""
+    families = list(dict.fromkeys(family_of(rule) for rule in rules))
+    groups = [(family, [rule for rule in rules if family_of(rule) == family]) for family in families]
+    panels = plot.layout == "panels" or (
+        plot.layout == "auto" and len(rules) > MAX_CURVES_PER_AXES and len(families) > 1
+    )
+    facets, note = facet_panels(table, rules, plot)
+    if facets and plot.layout != "single":
+        return facets, True, facets, note
+    return groups, panels, [], note
 
 
 def facet_panels(table: pd.DataFrame, rules: list[str], plot: PlotSpec) -> tuple[list, str | None]:
@@ -770,16 +783,106 @@ def plot_run(
         )
     rules = _selected_rules(table, plot)
     title = figure_title(manifest)
-    paths = []
     stage = getattr(progress, "stage", None)  # a sim.progress.Progress shows one step per figure
     drawn = [metric for metric in names if has_data(table[table["rule"].isin(rules)], metric)]
-    for index, metric in enumerate(drawn):
-        if stage is not None:
-            stage(index, len(drawn), f"drawing {metric}", unit="figures")
-        figure = metric_figure(table, metric, rules, plot, bounds=bounds, title=title, precision=precision)
-        for kind in plot.formats:
-            paths.append(save_figure(figure, out_dir / f"{metric}.{kind}"))
-    return paths
+    job = FigureJob(table, rules, plot, bounds, title, precision, out_dir)
+    groups, panels, _, _ = figure_layout(table, rules, plot)
+    seconds = len(drawn) * (FIGURE_SECONDS + PANEL_SECONDS * (len(groups) if panels else 1))
+    workers = min(usable_cores() - 1, len(drawn) // 2) if seconds > PARALLEL_DRAWING_S else 0
+    # k figures here and m in each of w workers take as long when k·c = start + m·c (c a figure's cost)
+    per_figure = seconds / max(1, len(drawn))
+    handed_count = round(workers * max(0.0, len(drawn) - WORKER_START_S / per_figure) / (workers + 1))
+    own = len(drawn) - handed_count
+    handed = [drawn[own:][index :: max(workers, 1)] for index in range(workers)]
+    running = [FigureWorker(job, metrics) for metrics in handed if metrics]
+    paths = {}
+    try:
+        for index, metric in enumerate(drawn[:own]):
+            if stage is not None:
+                stage(index, len(drawn), f"drawing {metric}", unit="figures")
+            paths[metric] = job.draw(metric)
+        if stage is not None and running:
+            elsewhere = f"drawing {handed_count} figure(s) in {len(running)} other process(es)"
+            stage(own, len(drawn), elsewhere, unit="figures")
+        for worker in running:
+            paths.update(worker.result())
+    finally:
+        for worker in running:
+            worker.stop()
+    return [path for metric in drawn for path in paths[metric]]
+
+
+#: Estimated seconds to draw a figure (:func:`plot_run`): a fixed part and one per panel (2-core CI
+#: machine, 2026-12-06: the default spec's 13 figures of 12 panels took 24 s, a 10-figure run of one
+#: axes each ~2 s).
+FIGURE_SECONDS, PANEL_SECONDS = 0.2, 0.13
+#: Above this many estimated seconds of drawing, :func:`plot_run` hands figures to other processes, one
+#: per further usable core (:class:`FigureWorker`); below it the start of a process would not pay.
+PARALLEL_DRAWING_S = 4.0
+#: Seconds a worker process needs before it draws (Python, matplotlib and pandas start).
+WORKER_START_S = 1.5
+
+
+@dataclasses.dataclass(frozen=True)
+class FigureJob:
+    """What every metric figure of one :func:`plot_run` call shares; :meth:`draw` draws one and saves it."""
+
+    table: pd.DataFrame
+    rules: list
+    plot: PlotSpec
+    bounds: pd.DataFrame | None
+    title: str | None
+    precision: str
+    out_dir: Path
+
+    def draw(self, metric: str) -> list[Path]:
+        """Draw ``metric``'s figure and write it in each of the plot's formats; returns the paths."""
+        figure = metric_figure(
+            self.table, metric, self.rules, self.plot, bounds=self.bounds, title=self.title, precision=self.precision
+        )
+        return [save_figure(figure, self.out_dir / f"{metric}.{kind}") for kind in self.plot.formats]
+
+
+class FigureWorker:
+    """Figures drawn by a separate Python process (``python -c`` of :func:`draw_figures_from_stdin`): the
+    job and the metrics go in pickled through its standard input, the paths (or the error) come back
+    the same way.  A plain process, not :mod:`multiprocessing`: nothing of the caller's ``__main__``
+    (a notebook or script) is imported again.  :meth:`stop` ends it if it still runs."""
+
+    def __init__(self, job: FigureJob, metrics: list[str]):
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "import sim.plotting as p; p.draw_figures_from_stdin()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self.request = pickle.dumps((job, metrics))
+
+    def result(self) -> dict[str, list[Path]]:
+        """Metric → written paths; the worker's own error is raised again here."""
+        answer, errors = self.process.communicate(self.request)
+        if self.process.returncode != 0 or not answer:
+            raise PrefsimError(f"a figure process failed (exit {self.process.returncode}): {errors.decode()[-2000:]}")
+        outcome = pickle.loads(answer)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def draw_figures_from_stdin() -> None:
+    """A :class:`FigureWorker`'s process: draw the pickled ``(job, metrics)``; write back metric → paths,
+    or the exception a figure raised."""
+    job, metrics = pickle.loads(sys.stdin.buffer.read())
+    try:
+        outcome = {metric: job.draw(metric) for metric in metrics}
+    except Exception as exc:  # noqa: BLE001 - handed to the parent, which raises it again
+        outcome = exc
+    sys.stdout.buffer.write(pickle.dumps(outcome))
 
 
 def plot_grid(

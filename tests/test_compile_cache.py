@@ -68,7 +68,7 @@ def _prefsim_in_blocks(tmp_path, out, cache):
     """``prefsim run`` with blocks of 7 updates (the 50 iterations take 8 blocks)."""
     code = (
         "import sys, sim.trajectory as t; t.block_updates = lambda *sizes: 7; from sim.cli import main; "
-        "sys.exit(main(sys.argv[1:]))"
+        "sys.exit(main(sys.argv[1:], cpu_devices='auto'))"  # as python -m sim.cli does
     )
     arguments = ["run", str(tmp_path / "spec.toml"), "--out", str(out), "--no-plots", "--quiet"]
     environment = dict(os.environ, PREFSIM_COMPILE_CACHE_DIR=str(cache))

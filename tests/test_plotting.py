@@ -432,3 +432,44 @@ def test_too_many_facets_share_the_axes_and_the_title_says_so():
     assert f"13 values of game.tau: more than {plotting.MAX_FACETS} panels" in figure._suptitle.get_text().replace(
         "\n", " "
     )
+
+
+def test_many_figures_are_drawn_in_another_process_too_and_equal_the_ones_drawn_here(tmp_path, cyclic_table):
+    serial = plotting.plot_run(cyclic_table, tmp_path / "serial")
+    # the estimate: 0.2 + 0.13 s a figure (one axes each); a threshold of 0 hands figures out
+    table_rules = plotting.stats.rules_of(cyclic_table)
+    groups, panels, _, _ = plotting.figure_layout(cyclic_table, table_rules, PlotSpec())
+    assert not panels and len(groups) == 2  # two families on one axes
+    stages = []
+
+    class Recorder:
+        def stage(self, index, total, label, unit="rules"):
+            stages.append((index, total, label, unit))
+
+    patch = pytest.MonkeyPatch()
+    try:
+        patch.setattr(plotting, "PARALLEL_DRAWING_S", 0.0)
+        patch.setattr(plotting, "WORKER_START_S", 0.0)
+        patch.setattr(plotting, "usable_cores", lambda: 2)
+        parallel = plotting.plot_run(cyclic_table, tmp_path / "parallel", progress=Recorder())
+    finally:
+        patch.undo()
+    count = len(serial)
+    assert [p.name for p in parallel] == [p.name for p in serial]  # the same figures, in the same order
+    for first, second in zip(serial, parallel):
+        assert first.read_bytes() == second.read_bytes(), first.name
+    # with no start cost the worker takes half: the stages name this process's figures, then the rest
+    own = count - round(count / 2)
+    assert [index for index, *_ in stages] == [*range(own), own]
+    assert stages[-1][2] == f"drawing {count - own} figure(s) in 1 other process(es)"
+
+
+def test_a_failing_figure_process_raises_its_error_and_can_be_stopped(tmp_path, cyclic_table):
+    rules = plotting.stats.rules_of(cyclic_table)
+    job = plotting.FigureJob(cyclic_table, rules, PlotSpec(), None, None, "float64", tmp_path)
+    with pytest.raises(PrefsimError, match="no_such_metric' is not a column"):
+        plotting.FigureWorker(job, ["no_such_metric"]).result()
+    worker = plotting.FigureWorker(job, ["kl_to_nash"])
+    worker.stop()
+    assert worker.process.poll() is not None
+    assert not (tmp_path / "kl_to_nash.png").exists()
