@@ -54,7 +54,7 @@ import jax.numpy as jnp  # noqa: E402
 from sim.cpu_cores import use_cpu_cores  # noqa: E402
 from sim.metrics import METRIC_COLUMNS  # noqa: E402
 from sim.rules import build_rule  # noqa: E402
-from sim.shared_engine import shard_over_seeds  # noqa: E402
+from sim.shared_engine import seed_device_count, shard_over_seeds  # noqa: E402
 from sim.spec import parse_spec  # noqa: E402
 from sim.trajectory import (  # noqa: E402
     _compiled,
@@ -335,9 +335,9 @@ def batched_product_check(make_rule, games, game_axes, targets, record, seeds, a
     transposed as a whole (no instruction other than the dots and the parameter produces an
     (S, K, K) array), i.e. each update reads P once.
     """
-    devices = jax.device_count()
+    devices = seed_device_count(seeds)
     tile = seed_tile(-(-seeds // devices), arms)  # as simulate_grid runs it: seeds in tiles of P
-    run = _compiled(make_rule, (), game_axes, None, False, arms, tile)
+    run = _compiled(make_rule, (), game_axes, None, False, arms, None if tile is None else (devices, tile))
     schedule = tuple(jnp.asarray(a) for a in whole_run_schedule(record))
     games, targets, _ = shard_over_seeds(games, game_axes, targets, tile or 1)
     text = run.lower({"__none__": jnp.zeros(1)}, games, targets, None, schedule).compile().as_text()

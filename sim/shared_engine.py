@@ -74,7 +74,7 @@ def compile_over_grid_and_seeds(
     blocks: bool = False,
     carry_per_seed: bool = True,
     point_axes: tuple | None = None,
-    seed_tile: int | None = None,
+    seed_tiles: tuple[int, int] | None = None,
 ) -> Callable:
     """``jit(vmap_grid(vmap_seeds(one)))``, cached under ``cache_key``.
 
@@ -103,12 +103,13 @@ def compile_over_grid_and_seeds(
     takes the carry with) point × seed on one axis of P·S entries (point-major), like a run of P·S
     seeds (``carry_per_seed`` must then be true).
 
-    ``seed_tile`` (B, with ``blocks`` and a per-seed carry): the seeds run as tiles of B, each tile's whole
-    block of updates before the next tile's (:func:`tile_over_seeds`), so that a tile's per-seed arrays
-    stay in the core's cache for the block instead of every update streaming all seeds' from memory;
-    the seed count must be a multiple of B × the device count (:func:`shard_over_seeds` pads to it).
+    ``seed_tiles`` ((D, B), with ``blocks`` and a per-seed carry): the seeds, sharded over D devices,
+    run as tiles of B, each tile's whole block of updates before the next tile's (:func:`tile_over_seeds`),
+    so that a tile's per-seed arrays stay in the core's cache for the block instead of every update
+    streaming all seeds' from memory; the seed count must be a multiple of D·B (:func:`shard_over_seeds`
+    pads to it, over :func:`seed_device_count` devices).
     """
-    key = (cache_key, item_axes, compiler_options is not None, blocks, carry_per_seed, point_axes, seed_tile)
+    key = (cache_key, item_axes, compiler_options is not None, blocks, carry_per_seed, point_axes, seed_tiles)
     if key in COMPILED_RUNS:
         return COMPILED_RUNS[key]
 
@@ -120,10 +121,10 @@ def compile_over_grid_and_seeds(
         carry_axis = 0 if carry_per_seed else None
         seed_axes, grid_axes, seed_out = seed_axes + (carry_axis, None), grid_axes + (0, None), (carry_axis, 0)
     over_seeds = jax.vmap(without_dummy, in_axes=seed_axes, out_axes=seed_out)
-    if seed_tile is not None:
+    if seed_tiles is not None:
         if not (blocks and carry_per_seed and point_axes is None):
-            raise ValueError("seed_tile needs blocks=True, a per-seed carry and no point axis")
-        over_seeds = tile_over_seeds(over_seeds, item_axes, seed_tile)
+            raise ValueError("seed_tiles needs blocks=True, a per-seed carry and no point axis")
+        over_seeds = tile_over_seeds(over_seeds, item_axes, *seed_tiles)
     over_grid = jax.vmap(over_seeds, in_axes=grid_axes)
     if point_axes is not None:
         over_grid = _points_outermost(over_grid, point_axes, blocks)
@@ -134,11 +135,11 @@ def compile_over_grid_and_seeds(
     return compiled
 
 
-def tile_over_seeds(over_seeds: Callable, item_axes: tuple, tile: int) -> Callable:
+def tile_over_seeds(over_seeds: Callable, item_axes: tuple, devices: int, tile: int) -> Callable:
     """``over_seeds`` (a vmap over seeds of one block of a trajectory: ``(point, item, per_seed, carry,
     schedule)`` → ``(carry, out)``, every output with the seed on axis 0) run as tiles of ``tile`` seeds.
 
-    The S seeds are viewed as (D, S/(D·B), B), D the device count: a ``vmap`` over D (the axis the
+    The S seeds are viewed as (D, S/(D·B), B), D the devices they are sharded over: a ``vmap`` over D (the axis the
     seeds are sharded on, so each device keeps its own seeds) of a ``lax.map`` over the tiles of
     ``over_seeds`` on B seeds.  Each tile runs the block's updates with its B per-seed games in the
     core's cache; one vmap over all S seeds would stream every seed's P from memory at every update
@@ -152,7 +153,7 @@ def tile_over_seeds(over_seeds: Callable, item_axes: tuple, tile: int) -> Callab
         leaves, treedef = jax.tree_util.tree_flatten(item)
         flat_axes = treedef.flatten_up_to(item_axes) if flat_axes is None else flat_axes
         batched = [index for index, axis in enumerate(flat_axes) if axis == 0]
-        seeds, devices = per_seed.shape[0], jax.device_count()
+        seeds = per_seed.shape[0]
         shape = (devices, seeds // (devices * tile), tile)
 
         def split(x):
@@ -316,17 +317,25 @@ def grid_arrays(grid: dict) -> dict:
     return {name: jnp.asarray(values) for name, values in grid.items()} or {"__none__": jnp.zeros(1)}
 
 
+def seed_device_count(seeds: int) -> int:
+    """The devices :func:`shard_over_seeds` splits ``seeds`` seeds over: every visible device, but with at
+    least 2 seeds on each (so 2 seeds run on one device; 3 on two, padded to 4).  XLA compiles a block of
+    a trajectory whose device holds a single seed differently in a run's first block and its later ones
+    (1e-16 apart), so a run in time blocks would not equal its one-call run bit for bit."""
+    return min(len(jax.devices()), max(1, -(-int(seeds) // 2)))
+
+
 def shard_over_seeds(items: tuple, item_axes: tuple, per_seed: ArrayLike, tile: int = 1) -> tuple[Any, jax.Array, int]:
     """``(items, per_seed, padded)``: the seed axis padded to a multiple of the device count (times
     ``tile``, the seeds of one tile of :func:`tile_over_seeds`) and sharded.
 
-    Leaves batched over seeds (axis 0) and ``per_seed`` are split over the devices, shared leaves are
-    replicated; ``padded`` seeds (copies of the last) are appended and must be dropped from the
-    results.  On one device with ``tile`` 1 nothing moves and ``padded`` is 0.
+    Leaves batched over seeds (axis 0) and ``per_seed`` are split over :func:`seed_device_count`
+    devices, shared leaves are replicated; ``padded`` seeds (copies of the last) are appended and must
+    be dropped from the results.  On one device with ``tile`` 1 nothing moves and ``padded`` is 0.
     """
-    devices = jax.devices()
     per_seed = jnp.asarray(per_seed)
-    count = len(devices)
+    count = seed_device_count(per_seed.shape[0])
+    devices = jax.devices()[:count]
     padded = (-per_seed.shape[0]) % (count * tile)
 
     def pad(x):

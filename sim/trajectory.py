@@ -40,6 +40,7 @@ from sim.shared_engine import (
     grid_arrays,
     regret_from_mixture_sum,
     run_blocks,
+    seed_device_count,
     shard_over_seeds,
     whole_run_schedule,
 )
@@ -358,21 +359,22 @@ def simulate_grid(
         unregularised_targets = jnp.full(targets.shape, jnp.nan, targets.dtype)
     targets = jnp.stack([targets, jnp.asarray(unregularised_targets, targets.dtype)], axis=1)
     grid_values = grid_arrays(grid)
-    tile = None
+    tile, devices = None, seed_device_count(targets.shape[0])
     if game_axes.preference is not None:  # a P per seed: tiles of seeds whose P fit in a core's cache
-        per_device = -(-int(targets.shape[0]) // jax.device_count())
+        per_device = -(-int(targets.shape[0]) // devices)
         tile = seed_tile(per_device, arms, jnp.dtype(games.preference.dtype).itemsize)
     games, targets, padded = shard_over_seeds(games, game_axes, targets, tile or 1)
+    tiles = None if tile is None else (devices, tile)
     if block_size is None:  # a state shared by the seeds (see _compiled) is updated once, not per seed
         seeds = int(targets.shape[0]) if any(axis == 0 for axis in jax.tree_util.tree_leaves(game_axes)) else 1
         shared_preference = game_axes.preference is None
         block_size = block_updates(len(next(iter(grid_values.values()))), seeds, arms, shared_preference)
     arguments = (grid_values, games, targets)
-    run = _compiled(make_rule, tuple(sorted(grid)), game_axes, cache_key, False, arms, tile)
+    run = _compiled(make_rule, tuple(sorted(grid)), game_axes, cache_key, False, arms, tiles)
     _, metrics, seen, stopped = run_blocks(run, arguments, record, block_size, progress, stop_on_nonfinite=True)
     if stopped or np.any(seen >= 0):
         # Something went non-finite: run again checking every step, to name the exact iteration.
-        locate = _compiled(make_rule, tuple(sorted(grid)), game_axes, cache_key, True, arms, tile)
+        locate = _compiled(make_rule, tuple(sorted(grid)), game_axes, cache_key, True, arms, tiles)
         carry, metrics, _, _ = run_blocks(locate, arguments, record, block_size, progress)
         first_bad = np.asarray(carry[2])
         if first_bad.ndim == 1:  # a state shared by the seeds (see _compiled)
@@ -466,10 +468,10 @@ def _cpu_options_supported() -> bool:
     return True
 
 
-def _compiled(make_rule, grid_names, game_axes, cache_key, locate_nonfinite=False, arms=None, seed_tile=None):
+def _compiled(make_rule, grid_names, game_axes, cache_key, locate_nonfinite=False, arms=None, seed_tiles=None):
     """The jitted grid × seeds block of the trajectory (:func:`simulate_block` through
-    :func:`sim.shared_engine.compile_over_grid_and_seeds` with ``blocks=True``, seeds in tiles of
-    ``seed_tile``): called as ``(grid, games, targets, carry, schedule)``."""
+    :func:`sim.shared_engine.compile_over_grid_and_seeds` with ``blocks=True``; ``seed_tiles`` (D, B):
+    the seeds on D devices in tiles of B): called as ``(grid, games, targets, carry, schedule)``."""
     options = None if arms is None else compiler_options(arms)
     key = ("exact", make_rule if cache_key is None else cache_key, grid_names, locate_nonfinite)
 
@@ -484,5 +486,5 @@ def _compiled(make_rule, grid_names, game_axes, cache_key, locate_nonfinite=Fals
     # every seed shares it is carried once per grid point, as vmap keeps it in the one-call run.
     per_seed = any(axis == 0 for axis in jax.tree_util.tree_leaves(game_axes))
     return compile_over_grid_and_seeds(
-        one, game_axes, key, options, blocks=True, carry_per_seed=per_seed, seed_tile=seed_tile if per_seed else None
+        one, game_axes, key, options, blocks=True, carry_per_seed=per_seed, seed_tiles=seed_tiles if per_seed else None
     )

@@ -14,7 +14,7 @@ from bandits.games import GameSpec, build_game
 from sim.experiment import prepare_run
 from sim.game import game_from_instance
 from sim.rules import build_rule
-from sim.shared_engine import COMPILED_RUNS, stack_over_seeds
+from sim.shared_engine import COMPILED_RUNS, seed_device_count, stack_over_seeds
 from sim.spec import parse_spec
 from sim.trajectory import default_record_iterations, seed_tile, simulate_grid
 
@@ -100,7 +100,8 @@ def test_the_tiled_program_runs_tiles_in_a_loop(monkeypatch):
     _run("inpo", inputs, 3 * ONE_GAME, monkeypatch)  # 8 seeds → tiles of 2 (3 → 9 pads, 2 → 8 does not)
     assert seed_tile(8, 4) == 2
     ((key, compiled),) = COMPILED_RUNS.items()
-    assert key[-1] == 2
+    devices = seed_device_count(8)
+    assert key[-1] == (devices, 2)
     shapes = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), inputs.games)
     text = compiled.lower(
         {"eta": jnp.zeros(2)},
@@ -109,8 +110,8 @@ def test_the_tiled_program_runs_tiles_in_a_loop(monkeypatch):
         None,
         tuple(jnp.asarray(a) for a in trajectory.whole_run_schedule(inputs.record)),
     ).as_text()
-    # the seeds are viewed as (devices, 4 tiles, 2 seeds) and a loop runs the tiles
-    assert f"tensor<{jax.device_count()}x4x2x4x4xf64>" in text
+    # the seeds are viewed as (devices, tiles, 2 seeds) and a loop runs the tiles
+    assert f"tensor<{devices}x{4 // devices}x2x4x4xf64>" in text
     assert "stablehlo.while" in text
 
 
