@@ -54,13 +54,13 @@ import jax.numpy as jnp  # noqa: E402
 from sim.cpu_cores import use_cpu_cores  # noqa: E402
 from sim.metrics import METRIC_COLUMNS  # noqa: E402
 from sim.rules import build_rule  # noqa: E402
-from sim.shared_engine import seed_device_count, shard_over_seeds  # noqa: E402
+from sim.shared_engine import shard_over_seeds  # noqa: E402
 from sim.spec import parse_spec  # noqa: E402
 from sim.trajectory import (  # noqa: E402
     _compiled,
     compiler_options,
     default_record_iterations,
-    seed_tile,
+    seed_group,
     simulate_grid,
     update_with_shared_product,
     whole_run_schedule,
@@ -333,19 +333,20 @@ def batched_product_check(make_rule, games, game_axes, targets, record, seeds, a
 
     Passes when the products with P are dots batched over the seeds and P is never copied or
     transposed as a whole (no instruction other than the dots and the parameter produces an
-    (S, K, K) array), i.e. each update reads P once.
+    (S, K, K) array), i.e. each update reads P once.  With seeds in groups (:func:`sim.trajectory.seed_group`)
+    the program of one group is inspected, as ``simulate_grid`` runs every group with it.
     """
-    devices = seed_device_count(seeds)
-    tile = seed_tile(-(-seeds // devices), arms)  # as simulate_grid runs it: seeds in tiles of P
-    run = _compiled(make_rule, (), game_axes, None, False, arms, None if tile is None else (devices, tile))
+    group = seed_group(seeds, arms, games, game_axes)
+    if group is not None:
+        games = jax.tree_util.tree_map(lambda leaf, axis: leaf[:group] if axis == 0 else leaf, games, game_axes)
+        targets = targets[:group]
+    run = _compiled(make_rule, (), game_axes, None, False, arms)
     schedule = tuple(jnp.asarray(a) for a in whole_run_schedule(record))
-    games, targets, _ = shard_over_seeds(games, game_axes, targets, tile or 1)
+    games, targets, _ = shard_over_seeds(games, game_axes, targets)
     text = run.lower({"__none__": jnp.zeros(1)}, games, targets, None, schedule).compile().as_text()
     dots = [line.strip() for line in text.splitlines() if re.search(r"\bdot\(", line)]
     batched = [d for d in dots if "lhs_batch_dims" in d]
-    seeds = int(targets.shape[0])
-    whole = rf"(1,)?{seeds}" if tile is None else rf"{devices},{seeds // (devices * tile)},{tile}"
-    shape = rf"\[{whole},{arms},{arms}\]"
+    shape = rf"\[(1,)?{int(targets.shape[0])},{arms},{arms}\]"
     copies = [
         line.strip()
         for line in text.splitlines()
@@ -353,7 +354,7 @@ def batched_product_check(make_rule, games, game_axes, targets, record, seeds, a
     ]
     return {
         "ok": bool(batched) and not copies,
-        "seed_tile": tile,
+        "seed_group": group,
         "dots": len(dots),
         "dots_with_batch_dimensions": len(batched),
         "copies_of_P": [re.sub(r"%\S+ = ", "", c)[:160] for c in copies[:4]],

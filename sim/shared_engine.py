@@ -12,8 +12,6 @@
   progress and honouring a stop request between blocks;
 * :func:`shard_over_seeds` — the seed axis split over the visible devices with ``jax.sharding``
   (padding to a multiple of the device count); a no-op on one device;
-* :func:`tile_over_seeds` — a device's seeds run as tiles of B, each tile a whole block of updates
-  while its per-seed games sit in the core's cache (exact mode, a P per seed);
 * :func:`first_divergence` and :func:`divergence_error` — the first (grid point, seed) whose run went
   non-finite, and the one error that names rule, seed and iteration;
 * :func:`regret_from_mixture_sum` — the running regret Σ_{s<t}(max r − π_s·r) read off the running
@@ -74,7 +72,6 @@ def compile_over_grid_and_seeds(
     blocks: bool = False,
     carry_per_seed: bool = True,
     point_axes: tuple | None = None,
-    seed_tiles: tuple[int, int] | None = None,
 ) -> Callable:
     """``jit(vmap_grid(vmap_seeds(one)))``, cached under ``cache_key``.
 
@@ -102,14 +99,8 @@ def compile_over_grid_and_seeds(
     ``vmap`` over the points runs outermost, and the compiled function returns (and with ``blocks``
     takes the carry with) point × seed on one axis of P·S entries (point-major), like a run of P·S
     seeds (``carry_per_seed`` must then be true).
-
-    ``seed_tiles`` ((D, B), with ``blocks`` and a per-seed carry): the seeds, sharded over D devices,
-    run as tiles of B, each tile's whole block of updates before the next tile's (:func:`tile_over_seeds`),
-    so that a tile's per-seed arrays stay in the core's cache for the block instead of every update
-    streaming all seeds' from memory; the seed count must be a multiple of D·B (:func:`shard_over_seeds`
-    pads to it, over :func:`seed_device_count` devices).
     """
-    key = (cache_key, item_axes, compiler_options is not None, blocks, carry_per_seed, point_axes, seed_tiles)
+    key = (cache_key, item_axes, compiler_options is not None, blocks, carry_per_seed, point_axes)
     if key in COMPILED_RUNS:
         return COMPILED_RUNS[key]
 
@@ -121,10 +112,6 @@ def compile_over_grid_and_seeds(
         carry_axis = 0 if carry_per_seed else None
         seed_axes, grid_axes, seed_out = seed_axes + (carry_axis, None), grid_axes + (0, None), (carry_axis, 0)
     over_seeds = jax.vmap(without_dummy, in_axes=seed_axes, out_axes=seed_out)
-    if seed_tiles is not None:
-        if not (blocks and carry_per_seed and point_axes is None):
-            raise ValueError("seed_tiles needs blocks=True, a per-seed carry and no point axis")
-        over_seeds = tile_over_seeds(over_seeds, item_axes, *seed_tiles)
     over_grid = jax.vmap(over_seeds, in_axes=grid_axes)
     if point_axes is not None:
         over_grid = _points_outermost(over_grid, point_axes, blocks)
@@ -133,44 +120,6 @@ def compile_over_grid_and_seeds(
         COMPILED_RUNS.pop(next(iter(COMPILED_RUNS)))
     COMPILED_RUNS[key] = compiled
     return compiled
-
-
-def tile_over_seeds(over_seeds: Callable, item_axes: tuple, devices: int, tile: int) -> Callable:
-    """``over_seeds`` (a vmap over seeds of one block of a trajectory: ``(point, item, per_seed, carry,
-    schedule)`` → ``(carry, out)``, every output with the seed on axis 0) run as tiles of ``tile`` seeds.
-
-    The S seeds are viewed as (D, S/(D·B), B), D the devices they are sharded over: a ``vmap`` over D (the axis the
-    seeds are sharded on, so each device keeps its own seeds) of a ``lax.map`` over the tiles of
-    ``over_seeds`` on B seeds.  Each tile runs the block's updates with its B per-seed games in the
-    core's cache; one vmap over all S seeds would stream every seed's P from memory at every update
-    (K = 100, 256 seeds, 2 cores: ~2.2× faster, benchmarks/README.md).  The numbers are the vmapped
-    ones up to rounding (~1e-14: XLA vectorises a batch of B rows differently from one of S).
-    """
-    flat_axes = None
-
-    def tiled(point, item, per_seed, carry, schedule):
-        nonlocal flat_axes
-        leaves, treedef = jax.tree_util.tree_flatten(item)
-        flat_axes = treedef.flatten_up_to(item_axes) if flat_axes is None else flat_axes
-        batched = [index for index, axis in enumerate(flat_axes) if axis == 0]
-        seeds = per_seed.shape[0]
-        shape = (devices, seeds // (devices * tile), tile)
-
-        def split(x):
-            return x.reshape(shape + x.shape[1:])
-
-        def on_tile(tile_inputs):
-            tile_leaves, tile_per_seed, tile_carry = tile_inputs
-            leaves_now = list(leaves)
-            for index, leaf in zip(batched, tile_leaves):
-                leaves_now[index] = leaf
-            return over_seeds(point, treedef.unflatten(leaves_now), tile_per_seed, tile_carry, schedule)
-
-        inputs = ([split(leaves[index]) for index in batched], split(per_seed), jax.tree_util.tree_map(split, carry))
-        out = jax.vmap(lambda device_inputs: jax.lax.map(on_tile, device_inputs))(inputs)
-        return jax.tree_util.tree_map(lambda x: x.reshape((seeds,) + x.shape[3:]), out)
-
-    return tiled
 
 
 def _points_outermost(over_grid: Callable, point_axes: tuple, blocks: bool) -> Callable:
@@ -325,28 +274,23 @@ def seed_device_count(seeds: int) -> int:
     return min(len(jax.devices()), max(1, -(-int(seeds) // 2)))
 
 
-def shard_over_seeds(items: tuple, item_axes: tuple, per_seed: ArrayLike, tile: int = 1) -> tuple[Any, jax.Array, int]:
-    """``(items, per_seed, padded)``: the seed axis padded to a multiple of the device count (times
-    ``tile``, the seeds of one tile of :func:`tile_over_seeds`) and sharded.
+def shard_over_seeds(items: tuple, item_axes: tuple, per_seed: ArrayLike) -> tuple[Any, jax.Array, int]:
+    """``(items, per_seed, padded)``: the seed axis padded to a multiple of the device count and sharded.
 
     Leaves batched over seeds (axis 0) and ``per_seed`` are split over :func:`seed_device_count`
     devices, shared leaves are replicated; ``padded`` seeds (copies of the last) are appended and must
-    be dropped from the results.  On one device with ``tile`` 1 nothing moves and ``padded`` is 0.
+    be dropped from the results.  On one device nothing moves and ``padded`` is 0.
     """
     per_seed = jnp.asarray(per_seed)
     count = seed_device_count(per_seed.shape[0])
+    if count == 1:
+        return items, per_seed, 0
     devices = jax.devices()[:count]
-    padded = (-per_seed.shape[0]) % (count * tile)
+    padded = (-per_seed.shape[0]) % count
 
     def pad(x):
         return jnp.concatenate([x, jnp.repeat(x[-1:], padded, axis=0)]) if padded else x
 
-    if count == 1:
-        return (
-            jax.tree_util.tree_map(lambda leaf, axis: pad(leaf) if axis == 0 else leaf, items, item_axes),
-            pad(per_seed),
-            padded,
-        )
     mesh = Mesh(np.array(devices), ("seeds",))
     batched = NamedSharding(mesh, PartitionSpec("seeds"))
     replicated = NamedSharding(mesh, PartitionSpec())

@@ -359,22 +359,48 @@ def simulate_grid(
         unregularised_targets = jnp.full(targets.shape, jnp.nan, targets.dtype)
     targets = jnp.stack([targets, jnp.asarray(unregularised_targets, targets.dtype)], axis=1)
     grid_values = grid_arrays(grid)
-    tile, devices = None, seed_device_count(targets.shape[0])
-    if game_axes.preference is not None:  # a P per seed: tiles of seeds whose P fit in a core's cache
-        per_device = -(-int(targets.shape[0]) // devices)
-        tile = seed_tile(per_device, arms, jnp.dtype(games.preference.dtype).itemsize)
-    games, targets, padded = shard_over_seeds(games, game_axes, targets, tile or 1)
-    tiles = None if tile is None else (devices, tile)
+    seeds = int(targets.shape[0])
+    group = seed_group(seeds, arms, games, game_axes)
+    fixed = {"game_axes": game_axes, "record": record, "cache_key": cache_key, "block_size": block_size}
+    run = functools.partial(_simulate_seeds, make_rule, grid_values, **fixed)
+    if group is None:
+        return run(games, targets, progress)
+    # Seeds in groups of a few per device, each group's whole trajectory before the next one's, so
+    # that its games stay in the cores' caches (K = 100, 256 seeds: ~3× faster than all seeds at once).
+    # Every group has the same size (the last padded with copies of its last seed), so they share one
+    # compiled program; numbers equal the one-batch run up to rounding (~1e-14).
+    groups, total = -(-seeds // group), int(record[-1])
+    parts = []
+    for index in range(groups):
+        chosen = np.minimum(np.arange(index * group, (index + 1) * group), seeds - 1)
+        part_games = jax.tree_util.tree_map(lambda x, axis, rows=chosen: x[rows] if axis == 0 else x, games, game_axes)
+
+        def group_progress(done, _, offset=index * total):
+            progress(offset + done, groups * total)
+
+        parts.append(run(part_games, targets[chosen], None if progress is None else group_progress))
+        if progress is not None and index + 1 < groups:
+            progress((index + 1) * total, groups * total)
+    metrics = {name: np.concatenate([part[0][name] for part in parts], axis=1)[:, :seeds] for name in parts[0][0]}
+    return metrics, np.concatenate([part[1] for part in parts], axis=1)[:, :seeds]
+
+
+def _simulate_seeds(make_rule, grid_values, games, targets, progress, *, game_axes, record, cache_key, block_size):
+    """:func:`simulate_grid` on one batch of seeds (``targets``: π* and π⁰ stacked, (S, 2, K)), sharded over
+    the devices and run in time blocks."""
+    arms = int(targets.shape[-1])
+    grid_names = tuple(sorted(name for name in grid_values if name != "__none__"))
+    games, targets, padded = shard_over_seeds(games, game_axes, targets)
     if block_size is None:  # a state shared by the seeds (see _compiled) is updated once, not per seed
         seeds = int(targets.shape[0]) if any(axis == 0 for axis in jax.tree_util.tree_leaves(game_axes)) else 1
         shared_preference = game_axes.preference is None
         block_size = block_updates(len(next(iter(grid_values.values()))), seeds, arms, shared_preference)
     arguments = (grid_values, games, targets)
-    run = _compiled(make_rule, tuple(sorted(grid)), game_axes, cache_key, False, arms, tiles)
+    run = _compiled(make_rule, grid_names, game_axes, cache_key, False, arms)
     _, metrics, seen, stopped = run_blocks(run, arguments, record, block_size, progress, stop_on_nonfinite=True)
     if stopped or np.any(seen >= 0):
         # Something went non-finite: run again checking every step, to name the exact iteration.
-        locate = _compiled(make_rule, tuple(sorted(grid)), game_axes, cache_key, True, arms, tiles)
+        locate = _compiled(make_rule, grid_names, game_axes, cache_key, True, arms)
         carry, metrics, _, _ = run_blocks(locate, arguments, record, block_size, progress)
         first_bad = np.asarray(carry[2])
         if first_bad.ndim == 1:  # a state shared by the seeds (see _compiled)
@@ -386,15 +412,25 @@ def simulate_grid(
     return {k: np.asarray(v)[:, :seeds] for k, v in metrics.items()}, np.asarray(first_bad)[:, :seeds]
 
 
-#: Bytes of per-seed P one tile of seeds may hold (:func:`seed_tile`): well inside one core's L2 cache
-#: (2 MiB on the CI machine's Xeon), so that a tile's games stay there while it runs a block of updates.
-#: K = 100, 256 seeds, 2 devices: tiles of 8 seeds (640 kB) ran ~2.2× faster than no tiles, tiles of 16
-#: (1.3 MB) ~1.8× (2026-12-06, benchmarks/README.md).
+def seed_group(seeds: int, arms: int, games: Game, game_axes: Game) -> int | None:
+    """Seeds per group of :func:`simulate_grid` (``None``: all at once): with a P per seed, the
+    :func:`seed_tile` of each device's seeds on every device that runs them."""
+    if game_axes.preference is None:
+        return None
+    devices = seed_device_count(seeds)
+    tile = seed_tile(-(-seeds // devices), arms, jnp.dtype(games.preference.dtype).itemsize)
+    return None if tile is None else tile * devices
+
+
+#: Bytes of per-seed P a device may hold in one seed group (:func:`seed_tile`): well inside one core's L2
+#: cache (2 MiB on the CI machine's Xeon), so that its games stay there while the group's trajectory
+#: runs.  K = 100, 256 seeds, 20000 updates, 2 devices: groups of 8 seeds a device (640 kB) 3.0 s,
+#: 16 (1.3 MB) 3.8 s, all at once 10.3 s (2026-12-06, benchmarks/README.md).
 SEED_TILE_BYTES = 768 * 1024
 
 
 def seed_tile(seeds: int, arms: int, itemsize: int = 8) -> int | None:
-    """Seeds per tile (:func:`sim.shared_engine.tile_over_seeds`) for ``seeds`` seeds on one device, each
+    """Seeds per device in one group of :func:`simulate_grid` for ``seeds`` seeds on one device, each
     with its own K × K P of ``itemsize``-byte numbers; ``None`` (one vmap over all of them) when their
     P together fit in twice :data:`SEED_TILE_BYTES` (a core's cache holds them already: tiles would only
     add a loop) or one seed's alone does not fit in it.
@@ -468,10 +504,10 @@ def _cpu_options_supported() -> bool:
     return True
 
 
-def _compiled(make_rule, grid_names, game_axes, cache_key, locate_nonfinite=False, arms=None, seed_tiles=None):
+def _compiled(make_rule, grid_names, game_axes, cache_key, locate_nonfinite=False, arms=None):
     """The jitted grid × seeds block of the trajectory (:func:`simulate_block` through
-    :func:`sim.shared_engine.compile_over_grid_and_seeds` with ``blocks=True``; ``seed_tiles`` (D, B):
-    the seeds on D devices in tiles of B): called as ``(grid, games, targets, carry, schedule)``."""
+    :func:`sim.shared_engine.compile_over_grid_and_seeds` with ``blocks=True``): called as
+    ``(grid, games, targets, carry, schedule)``."""
     options = None if arms is None else compiler_options(arms)
     key = ("exact", make_rule if cache_key is None else cache_key, grid_names, locate_nonfinite)
 
@@ -485,6 +521,4 @@ def _compiled(make_rule, grid_names, game_axes, cache_key, locate_nonfinite=Fals
     # The trajectory depends on the game and the grid point only (π* enters the metrics): on a game
     # every seed shares it is carried once per grid point, as vmap keeps it in the one-call run.
     per_seed = any(axis == 0 for axis in jax.tree_util.tree_leaves(game_axes))
-    return compile_over_grid_and_seeds(
-        one, game_axes, key, options, blocks=True, carry_per_seed=per_seed, seed_tiles=seed_tiles if per_seed else None
-    )
+    return compile_over_grid_and_seeds(one, game_axes, key, options, blocks=True, carry_per_seed=per_seed)

@@ -31,9 +31,9 @@ SPECS = {
     },
 }
 
-#: Run again with seeds in tiles (sim.shared_engine.tile_over_seeds): 13 seeds of K = 4 and a budget of
-#: three games' P (384 B) make tiles of 2 seeds (2 devices: 7 seeds each, padded to 8, 4 tiles;
-#: 1 device: 13 padded to 14, 7 tiles).
+#: Run again with seeds in groups (sim.trajectory.seed_group): 13 seeds of K = 4 and a budget of three
+#: games' P (384 B) make groups of 2 seeds a device (2 devices: groups of 4, 13 padded to 16;
+#: 1 device: groups of 2, 13 padded to 14).
 TILED = {**SPECS["random"], "seeds": 13}
 
 CHILD = """
@@ -79,7 +79,7 @@ def test_two_devices_give_the_single_device_table(tmp_path):
         assert len(single[name]) > 0
         pd.testing.assert_frame_equal(sharded[name], single[name], check_exact=False, rtol=1e-12, atol=1e-15)
     assert sorted(set(single["random"]["seed"])) == [0, 1, 2]
-    # seeds in tiles, on one device and on two, give the first 3 seeds' rows of the untiled run
+    # seeds in groups, on one device and on two, give the first 3 seeds' rows of the run without groups
     for tiled in (single["tiled"], sharded["tiled"]):
         assert sorted(set(tiled["seed"])) == list(range(13))
         first = tiled[tiled["seed"] < 3].reset_index(drop=True)

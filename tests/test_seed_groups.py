@@ -1,10 +1,10 @@
-"""Seeds in tiles (exact mode, a P per seed): each tile of B seeds runs a whole block of updates while
-its games sit in the core's cache (sim.shared_engine.tile_over_seeds).  The numbers equal the one-vmap
-run up to rounding, padding seeds are dropped, and time blocks and the non-finite search work alike."""
+"""Seeds in groups (exact mode, a P per seed): each group of a few seeds per device runs its whole
+trajectory while its games sit in the cores' caches (sim.trajectory.seed_group).  The numbers equal
+the one-batch run up to rounding, padding seeds are dropped, every group runs one compiled program,
+and progress, time blocks and the non-finite search work alike."""
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -16,7 +16,7 @@ from sim.game import game_from_instance
 from sim.rules import build_rule
 from sim.shared_engine import COMPILED_RUNS, seed_device_count, stack_over_seeds
 from sim.spec import parse_spec
-from sim.trajectory import default_record_iterations, seed_tile, simulate_grid
+from sim.trajectory import default_record_iterations, seed_group, seed_tile, simulate_grid
 
 RULES = {
     "inpo": {"eta": 0.5},
@@ -63,7 +63,7 @@ def _run(name, inputs, tile_bytes, monkeypatch, block_size=None):
         inputs.game_axes,
         inputs.targets,
         inputs.record,
-        cache_key=("test_seed_tiles", name),
+        cache_key=("test_seed_groups", name),
         unregularised_targets=inputs.unregularised,
         block_size=block_size,
     )
@@ -79,7 +79,7 @@ def _assert_close(tiled, whole):
 
 
 @pytest.mark.parametrize("name", sorted(RULES))
-def test_tiled_runs_equal_the_one_vmap_run(name, monkeypatch):
+def test_runs_in_seed_groups_equal_the_one_batch_run(name, monkeypatch):
     inputs = _inputs()
     assert inputs.game_axes.preference == 0  # a P per seed
     whole = _run(name, inputs, 10**12, monkeypatch)
@@ -94,28 +94,41 @@ def test_tiled_runs_equal_the_one_vmap_run(name, monkeypatch):
             assert np.array_equal(values, blocked[0][column], equal_nan=True), column
 
 
-def test_the_tiled_program_runs_tiles_in_a_loop(monkeypatch):
+def test_groups_share_one_compiled_program_and_report_progress_across_groups(monkeypatch):
     inputs = _inputs(seeds=8)
-    COMPILED_RUNS.clear()
-    _run("inpo", inputs, 3 * ONE_GAME, monkeypatch)  # 8 seeds → tiles of 2 (3 → 9 pads, 2 → 8 does not)
-    assert seed_tile(8, 4) == 2
-    ((key, compiled),) = COMPILED_RUNS.items()
+    monkeypatch.setattr(trajectory, "SEED_TILE_BYTES", 3 * ONE_GAME)
     devices = seed_device_count(8)
-    assert key[-1] == (devices, 2)
-    shapes = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), inputs.games)
-    text = compiled.lower(
-        {"eta": jnp.zeros(2)},
-        shapes,
-        jax.ShapeDtypeStruct((8, 2, 4), jnp.float64),
-        None,
-        tuple(jnp.asarray(a) for a in trajectory.whole_run_schedule(inputs.record)),
-    ).as_text()
-    # the seeds are viewed as (devices, tiles, 2 seeds) and a loop runs the tiles
-    assert f"tensor<{devices}x{4 // devices}x2x4x4xf64>" in text
-    assert "stablehlo.while" in text
+    group = seed_group(8, 4, inputs.games, inputs.game_axes)
+    assert group == 2 * devices  # 8 seeds of 128 B: 3 → 9 pads, 2 → 8 does not
+    batches = []
+    original = trajectory._simulate_seeds
+
+    def counting(make_rule, grid_values, games, targets, progress, **fixed):
+        batches.append(int(targets.shape[0]))
+        return original(make_rule, grid_values, games, targets, progress, **fixed)
+
+    monkeypatch.setattr(trajectory, "_simulate_seeds", counting)
+    COMPILED_RUNS.clear()
+    calls = []
+    simulate_grid(
+        lambda point: build_rule("inpo", {"eta": 0.5}),
+        {},
+        inputs.games,
+        inputs.game_axes,
+        inputs.targets,
+        inputs.record,
+        cache_key=("test_seed_groups", "groups"),
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    count = 8 // group
+    assert batches == [group] * count
+    (compiled,) = COMPILED_RUNS.values()
+    assert compiled._cache_size() == 1  # every group (one block each) ran the one program
+    # T = 60 updates a group, each one call: progress between the groups, in updates of all groups
+    assert calls == [(60 * (index + 1), 60 * count) for index in range(count - 1)]
 
 
-def test_the_first_bad_iteration_is_found_in_a_tiled_run(monkeypatch):
+def test_the_first_bad_iteration_is_found_in_a_run_in_seed_groups(monkeypatch):
     # DPO in float32 with β = 1e-37 overflows within a few dozen iterations on each random game
     games = [
         game_from_instance(build_game(GameSpec(kind="random", arms=4).validate(), seed), jnp.float32)
