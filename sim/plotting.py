@@ -818,7 +818,7 @@ def plot_run(
 FIGURE_SECONDS, PANEL_SECONDS = 0.2, 0.13
 #: Above this many estimated seconds of drawing, :func:`plot_run` hands figures to other processes, one
 #: per further usable core (:class:`FigureWorker`); below it the start of a process would not pay.
-PARALLEL_DRAWING_S = 4.0
+PARALLEL_DRAWING_S = 3.0
 #: Seconds a worker process needs before it draws (Python, matplotlib and pandas start).
 WORKER_START_S = 1.5
 

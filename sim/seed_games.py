@@ -11,7 +11,6 @@ from here.
 from __future__ import annotations
 
 import hashlib
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import jax
@@ -20,6 +19,7 @@ import numpy as np
 from jax.typing import DTypeLike
 
 from bandits.games import build_game
+from sim.cpu_cores import usable_cores
 from sim.game import Game, game_from_instance
 from sim.nash import regularised_targets, target_policy, unique_unregularised_nash
 from sim.shared_engine import stack_over_seeds
@@ -61,17 +61,10 @@ def unregularised_targets(games: Game, game_axes: Game, seeds: int, dtype: DType
     # one linear program per seed (HiGHS, which releases the GIL): solved on the CPUs this process may use;
     # each solve is deterministic and independent, so the rows are those of a serial loop
     matrices = np.asarray(games.preference)
-    with ThreadPoolExecutor(max_workers=max(1, min(len(matrices), usable_cpus()))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(len(matrices), usable_cores()))) as pool:
         try:
             rows = list(pool.map(unique_unregularised_nash, matrices))
         except BaseException:  # an error, Ctrl-C or SIGTERM: the seeds not started yet are dropped, not solved
             pool.shutdown(wait=True, cancel_futures=True)
             raise
     return jnp.asarray(np.stack(rows), dtype)
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the platform has one, else the CPU count)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1

@@ -12,6 +12,8 @@
   progress and honouring a stop request between blocks;
 * :func:`shard_over_seeds` — the seed axis split over the visible devices with ``jax.sharding``
   (padding to a multiple of the device count); a no-op on one device;
+* :func:`seed_tile` — how many seeds with a P each a device runs at a time so that their P stay in its
+  core's cache (exact trajectories and regularised Nash solves run in such groups);
 * :func:`first_divergence` and :func:`divergence_error` — the first (grid point, seed) whose run went
   non-finite, and the one error that names rule, seed and iteration;
 * :func:`regret_from_mixture_sum` — the running regret Σ_{s<t}(max r − π_s·r) read off the running
@@ -264,6 +266,31 @@ def run_blocks(
 def grid_arrays(grid: dict) -> dict:
     """The swept values as JAX arrays, or the dummy one-point grid when nothing is swept."""
     return {name: jnp.asarray(values) for name, values in grid.items()} or {"__none__": jnp.zeros(1)}
+
+
+#: Bytes of per-seed P a device may hold in one seed group (:func:`seed_tile`): well inside one core's L2
+#: cache (2 MiB on the CI machine's Xeon), so that its games stay there while the group's trajectory
+#: runs.  K = 100, 256 seeds, 20000 updates, 2 devices: groups of 8 seeds a device (640 kB) 3.0 s,
+#: 16 (1.3 MB) 3.8 s, all at once 10.3 s (2026-12-06, benchmarks/README.md).
+SEED_TILE_BYTES = 768 * 1024
+
+
+def seed_tile(seeds: int, arms: int, itemsize: int = 8) -> int | None:
+    """Seeds per device in one group (:func:`sim.trajectory.seed_group`, :func:`sim.nash.regularised_targets`)
+    for ``seeds`` seeds on one device, each
+    with its own K × K P of ``itemsize``-byte numbers; ``None`` (one vmap over all of them) when their
+    P together fit in twice :data:`SEED_TILE_BYTES` (a core's cache holds them already: tiles would only
+    add a loop) or one seed's alone does not fit in it.
+
+    The tile is the size B ≤ ⌊SEED_TILE_BYTES / (K²·itemsize)⌋, and ≥ half that, that pads the seeds
+    least (B·⌈S/B⌉ smallest; the larger B on a tie): 128 seeds at K = 100 → 8 (16 tiles, no padding).
+    """
+    per_seed = arms * arms * itemsize
+    largest = SEED_TILE_BYTES // per_seed
+    if largest < 1 or seeds * per_seed <= 2 * SEED_TILE_BYTES:
+        return None
+    candidates = range(largest, max(1, (largest + 1) // 2) - 1, -1)
+    return min(candidates, key=lambda size: (size * -(-seeds // size), -size))
 
 
 def seed_device_count(seeds: int) -> int:

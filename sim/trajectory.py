@@ -41,6 +41,7 @@ from sim.shared_engine import (
     regret_from_mixture_sum,
     run_blocks,
     seed_device_count,
+    seed_tile,
     shard_over_seeds,
     whole_run_schedule,
 )
@@ -420,30 +421,6 @@ def seed_group(seeds: int, arms: int, games: Game, game_axes: Game) -> int | Non
     devices = seed_device_count(seeds)
     tile = seed_tile(-(-seeds // devices), arms, jnp.dtype(games.preference.dtype).itemsize)
     return None if tile is None else tile * devices
-
-
-#: Bytes of per-seed P a device may hold in one seed group (:func:`seed_tile`): well inside one core's L2
-#: cache (2 MiB on the CI machine's Xeon), so that its games stay there while the group's trajectory
-#: runs.  K = 100, 256 seeds, 20000 updates, 2 devices: groups of 8 seeds a device (640 kB) 3.0 s,
-#: 16 (1.3 MB) 3.8 s, all at once 10.3 s (2026-12-06, benchmarks/README.md).
-SEED_TILE_BYTES = 768 * 1024
-
-
-def seed_tile(seeds: int, arms: int, itemsize: int = 8) -> int | None:
-    """Seeds per device in one group of :func:`simulate_grid` for ``seeds`` seeds on one device, each
-    with its own K × K P of ``itemsize``-byte numbers; ``None`` (one vmap over all of them) when their
-    P together fit in twice :data:`SEED_TILE_BYTES` (a core's cache holds them already: tiles would only
-    add a loop) or one seed's alone does not fit in it.
-
-    The tile is the size B ≤ ⌊SEED_TILE_BYTES / (K²·itemsize)⌋, and ≥ half that, that pads the seeds
-    least (B·⌈S/B⌉ smallest; the larger B on a tie): 128 seeds at K = 100 → 8 (16 tiles, no padding).
-    """
-    per_seed = arms * arms * itemsize
-    largest = SEED_TILE_BYTES // per_seed
-    if largest < 1 or seeds * per_seed <= 2 * SEED_TILE_BYTES:
-        return None
-    candidates = range(largest, max(1, (largest + 1) // 2) - 1, -1)
-    return min(candidates, key=lambda size: (size * -(-seeds // size), -size))
 
 
 #: Work one block may do, in units of one multiply-add of a per-seed P·π (memory-bound: each reads

@@ -9,14 +9,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import sim.shared_engine as shared_engine
 import sim.trajectory as trajectory
 from bandits.games import GameSpec, build_game
 from sim.experiment import prepare_run
 from sim.game import game_from_instance
+from sim.nash import regularised_targets
 from sim.rules import build_rule
-from sim.shared_engine import COMPILED_RUNS, seed_device_count, stack_over_seeds
+from sim.shared_engine import COMPILED_RUNS, seed_device_count, seed_tile, stack_over_seeds
 from sim.spec import parse_spec
-from sim.trajectory import default_record_iterations, seed_group, seed_tile, simulate_grid
+from sim.trajectory import default_record_iterations, seed_group, simulate_grid
 
 RULES = {
     "inpo": {"eta": 0.5},
@@ -31,7 +33,7 @@ ONE_GAME = 4 * 4 * 8
 
 def test_tile_size_at_hand_computed_points():
     # budget 768 KiB: K = 100 → 80 000 B a seed, at most 9 a tile; K = 1000 → 8 MB, none fits
-    assert trajectory.SEED_TILE_BYTES == 768 * 1024
+    assert shared_engine.SEED_TILE_BYTES == 768 * 1024
     assert seed_tile(128, 100) == 8  # 9 → 135, 8 → 128 (no padding), 7 → 133, 6 → 132, 5 → 130
     assert seed_tile(100, 100) == 5  # 9 → 108, 8 → 104, 7 → 105, 6 → 102, 5 → 100
     assert seed_tile(20, 100) == 5  # 9 → 27, 8 → 24, 7 → 21, 6 → 24, 5 → 20 (no padding)
@@ -55,7 +57,7 @@ def _inputs(seeds=7, iterations=60, arms=4):
 
 
 def _run(name, inputs, tile_bytes, monkeypatch, block_size=None):
-    monkeypatch.setattr(trajectory, "SEED_TILE_BYTES", tile_bytes)
+    monkeypatch.setattr(shared_engine, "SEED_TILE_BYTES", tile_bytes)
     return simulate_grid(
         lambda point: build_rule(name, {**RULES[name], **point}),
         {"eta": np.array([0.2, 0.4])},
@@ -96,7 +98,7 @@ def test_runs_in_seed_groups_equal_the_one_batch_run(name, monkeypatch):
 
 def test_groups_share_one_compiled_program_and_report_progress_across_groups(monkeypatch):
     inputs = _inputs(seeds=8)
-    monkeypatch.setattr(trajectory, "SEED_TILE_BYTES", 3 * ONE_GAME)
+    monkeypatch.setattr(shared_engine, "SEED_TILE_BYTES", 3 * ONE_GAME)
     devices = seed_device_count(8)
     group = seed_group(8, 4, inputs.games, inputs.game_axes)
     assert group == 2 * devices  # 8 seeds of 128 B: 3 → 9 pads, 2 → 8 does not
@@ -141,7 +143,7 @@ def test_the_first_bad_iteration_is_found_in_a_run_in_seed_groups(monkeypatch):
     found = []
     assert seed_tile(8, 4, itemsize=4) is None
     for budget in (10**12, 3 * 4 * 4 * 4):  # float32 K = 4: 64 B a seed; 3 games → tiles of 2
-        monkeypatch.setattr(trajectory, "SEED_TILE_BYTES", budget)
+        monkeypatch.setattr(shared_engine, "SEED_TILE_BYTES", budget)
         assert budget > 10**6 or seed_tile(8, 4, itemsize=4) == 2
         _, first_bad = simulate_grid(
             lambda point: build_rule("dpo", {"beta": 1e-37}), {}, stacked, axes, targets, record
@@ -149,3 +151,15 @@ def test_the_first_bad_iteration_is_found_in_a_run_in_seed_groups(monkeypatch):
         found.append(first_bad)
     assert np.all(found[0] > 0)
     assert np.array_equal(found[0], found[1])
+
+
+def test_regularised_nash_targets_solved_in_groups_equal_the_one_batch_solve(monkeypatch):
+    inputs = _inputs(seeds=7)
+    whole, whole_gaps = regularised_targets(inputs.games, inputs.game_axes, 7)
+    monkeypatch.setattr(shared_engine, "SEED_TILE_BYTES", 3 * ONE_GAME)
+    assert seed_tile(7, 4) == 2  # 4 groups of 2, the last padded
+    grouped, grouped_gaps = regularised_targets(inputs.games, inputs.game_axes, 7)
+    assert grouped.shape == whole.shape == (7, 4) and len(grouped_gaps) == 7
+    np.testing.assert_allclose(grouped, whole, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(grouped_gaps, whole_gaps, rtol=1e-6, atol=1e-15)
+    assert max(grouped_gaps) < 1e-10  # every seed converged, the padded group's included

@@ -40,14 +40,14 @@ CHILD = """
 import json, sys
 import jax
 import sim
-import sim.trajectory
+import sim.shared_engine
 expected_devices, out = int(sys.argv[1]), sys.argv[2]
 assert jax.device_count() == expected_devices, jax.devices()
 specs = json.loads(sys.argv[3])
 for name, spec in specs.items():
     sim.run(spec).to_csv(f"{out}/{name}.csv", index=False, float_format="%.17g")
-sim.trajectory.SEED_TILE_BYTES = 3 * 4 * 4 * 8
-assert sim.trajectory.seed_tile(-(-13 // expected_devices), 4) == 2
+sim.shared_engine.SEED_TILE_BYTES = 3 * 4 * 4 * 8
+assert sim.shared_engine.seed_tile(-(-13 // expected_devices), 4) == 2
 sim.run(json.loads(sys.argv[4])).to_csv(f"{out}/tiled.csv", index=False, float_format="%.17g")
 print("devices", jax.device_count())
 """
