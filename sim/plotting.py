@@ -40,6 +40,7 @@ import pickle
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -819,8 +820,9 @@ FIGURE_SECONDS, PANEL_SECONDS = 0.2, 0.13
 #: Above this many estimated seconds of drawing, :func:`plot_run` hands figures to other processes, one
 #: per further usable core (:class:`FigureWorker`); below it the start of a process would not pay.
 PARALLEL_DRAWING_S = 3.0
-#: Seconds a worker process needs before it draws (Python, matplotlib and pandas start).
-WORKER_START_S = 1.5
+#: Seconds a worker process needs before it draws: Python, and sim.plotting with JAX, pandas and matplotlib
+#: (~2 s on the 2-core CI machine while this process draws).
+WORKER_START_S = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -856,11 +858,23 @@ class FigureWorker:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        self.request = pickle.dumps((job, metrics))
+        # sent now, from a thread (the pipe blocks until the worker has started and reads), so the
+        # worker draws while this process draws its own share
+        self.sender = threading.Thread(target=self._send, args=(pickle.dumps((job, metrics)),), daemon=True)
+        self.sender.start()
+
+    def _send(self, request: bytes) -> None:
+        try:
+            self.process.stdin.write(request)
+            self.process.stdin.close()
+        except (BrokenPipeError, ValueError):  # the worker is gone (stopped, or failed to start): result() says so
+            pass
 
     def result(self) -> dict[str, list[Path]]:
         """Metric → written paths; the worker's own error is raised again here."""
-        answer, errors = self.process.communicate(self.request)
+        self.sender.join()
+        self.process.stdin = None  # closed by the sender; communicate() must not flush it (Python 3.11)
+        answer, errors = self.process.communicate()
         if self.process.returncode != 0 or not answer:
             raise PrefsimError(f"a figure process failed (exit {self.process.returncode}): {errors.decode()[-2000:]}")
         outcome = pickle.loads(answer)
