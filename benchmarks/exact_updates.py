@@ -54,7 +54,7 @@ import jax.numpy as jnp  # noqa: E402
 from sim.cpu_cores import use_cpu_cores  # noqa: E402
 from sim.metrics import METRIC_COLUMNS  # noqa: E402
 from sim.rules import build_rule  # noqa: E402
-from sim.shared_engine import shard_over_seeds  # noqa: E402
+from sim.shared_engine import seed_device_count, shard_over_seeds  # noqa: E402
 from sim.spec import parse_spec  # noqa: E402
 from sim.trajectory import (  # noqa: E402
     _compiled,
@@ -63,6 +63,7 @@ from sim.trajectory import (  # noqa: E402
     seed_group,
     simulate_grid,
     update_with_shared_product,
+    update_work,
     whole_run_schedule,
 )
 
@@ -302,7 +303,7 @@ def matrix_vector_bandwidth(preference, repeats=5):
     if matrix.ndim == 3 and jax.device_count() > 1 and matrix.shape[0] % jax.device_count() == 0:
         # the seeds split over the devices (each core streams its own P), as prefsim runs them
         (sharded_matrix, sharded_vector), _, _ = shard_over_seeds(
-            (device_matrix, device_vector), (0, 0), jnp.zeros(matrix.shape[0])
+            (device_matrix, device_vector), (0, 0), jnp.zeros(matrix.shape[0]), jax.device_count()
         )
         functions["jax_sharded"] = lambda: matvec(sharded_matrix, sharded_vector).block_until_ready()
     calls = max(1, int(2e7 // matrix.nbytes))
@@ -336,13 +337,15 @@ def batched_product_check(make_rule, games, game_axes, targets, record, seeds, a
     (S, K, K) array), i.e. each update reads P once.  With seeds in groups (:func:`sim.trajectory.seed_group`)
     the program of one group is inspected, as ``simulate_grid`` runs every group with it.
     """
-    group = seed_group(seeds, arms, games, game_axes)
+    work = update_work(1, seeds, arms) * int(record[-1])  # as simulate_grid runs it: seeds in groups
+    devices = seed_device_count(seeds, work)
+    group = seed_group(seeds, arms, games, game_axes, devices)
     if group is not None:
         games = jax.tree_util.tree_map(lambda leaf, axis: leaf[:group] if axis == 0 else leaf, games, game_axes)
         targets = targets[:group]
     run = _compiled(make_rule, (), game_axes, None, False, arms)
     schedule = tuple(jnp.asarray(a) for a in whole_run_schedule(record))
-    games, targets, _ = shard_over_seeds(games, game_axes, targets)
+    games, targets, _ = shard_over_seeds(games, game_axes, targets, devices)
     text = run.lower({"__none__": jnp.zeros(1)}, games, targets, None, schedule).compile().as_text()
     dots = [line.strip() for line in text.splitlines() if re.search(r"\bdot\(", line)]
     batched = [d for d in dots if "lhs_batch_dims" in d]
@@ -397,7 +400,8 @@ def run_case(arms, seeds, iterations, repeats, say=print, spec=None):
         return simulate_grid(make_rule, {}, games, game_axes, targets, record)
 
     bare = bare_update_function(rule, game_axes, iterations, arms)
-    bare_games = shard_over_seeds(games, game_axes, targets)[0]  # over the devices, as prefsim runs
+    work = update_work(1, seeds if per_seed_P else 1, arms, not per_seed_P) * iterations
+    bare_games = shard_over_seeds(games, game_axes, targets, seed_device_count(seeds, work))[0]  # as prefsim
 
     def bare_call():
         return bare(bare_games)

@@ -293,27 +293,45 @@ def seed_tile(seeds: int, arms: int, itemsize: int = 8) -> int | None:
     return min(candidates, key=lambda size: (size * -(-seeds // size), -size))
 
 
-def seed_device_count(seeds: int) -> int:
-    """The devices :func:`shard_over_seeds` splits ``seeds`` seeds over: every visible device, but with at
-    least 2 seeds on each (so 2 seeds run on one device; 3 on two, padded to 4).  XLA compiles a block of
-    a trajectory whose device holds a single seed differently in a run's first block and its later ones
+#: On a CPU, a run is split over the CPU devices (:mod:`sim.cpu_cores`) only when it has at least this much
+#: work, in the units of :data:`sim.trajectory.BLOCK_WORK` (multiply-adds; 10¹⁰ ≈ a second on 2 cores).
+#: A split program costs ~0.15 s more to load in a new process (the trivial spec of benchmarks/run_all.py,
+#: 6·10⁶: 1.95 → 2.1 s whole process) and then halves every call: from 10⁹ (~0.1 s of work) on it is
+#: split, so a new process may lose up to ~0.1 s on runs of 1–3·10⁹ while every later call in the same
+#: process gains.  Runs whose work the caller does not give (sampled mode, grouped sweep points) stay on
+#: one CPU device: splitting the sampled program made it compile in 5.2 s instead of 2.6 s (issue 3's
+#: case), more than its run gained (1.9 → 1.6 s).
+CPU_SHARD_WORK = 1e9
+
+
+def seed_device_count(seeds: int, work: float | None = None) -> int:
+    """The devices a run of ``seeds`` seeds and ``work`` multiply-adds is split over: every visible device
+    (on a CPU only from :data:`CPU_SHARD_WORK` on, and never for an unknown ``work``), but with at least 2
+    seeds on each (so 2 seeds run on one device; 3 on two, padded to 4).  XLA compiles a block of a
+    trajectory whose device holds a single seed differently in a run's first block and its later ones
     (1e-16 apart), so a run in time blocks would not equal its one-call run bit for bit."""
+    if jax.default_backend() == "cpu" and (work is None or work < CPU_SHARD_WORK):
+        return 1
     return min(len(jax.devices()), max(1, -(-int(seeds) // 2)))
 
 
-def shard_over_seeds(items: tuple, item_axes: tuple, per_seed: ArrayLike) -> tuple[Any, jax.Array, int]:
+def shard_over_seeds(
+    items: tuple, item_axes: tuple, per_seed: ArrayLike, devices: int | None = None
+) -> tuple[Any, jax.Array, int]:
     """``(items, per_seed, padded)``: the seed axis padded to a multiple of the device count and sharded.
 
-    Leaves batched over seeds (axis 0) and ``per_seed`` are split over :func:`seed_device_count`
-    devices, shared leaves are replicated; ``padded`` seeds (copies of the last) are appended and must
-    be dropped from the results.  On one device nothing moves and ``padded`` is 0.
+    Leaves batched over seeds (axis 0) and ``per_seed`` are split over ``devices`` devices (default:
+    :func:`seed_device_count` of the seeds, without a known work), at most half the seeds; shared
+    leaves are replicated; ``padded`` seeds (copies of the last) are appended and must be dropped from
+    the results.  On one device nothing moves and ``padded`` is 0.
     """
     per_seed = jnp.asarray(per_seed)
-    count = seed_device_count(per_seed.shape[0])
+    seeds = per_seed.shape[0]
+    count = seed_device_count(seeds) if devices is None else min(devices, max(1, -(-int(seeds) // 2)))
     if count == 1:
         return items, per_seed, 0
     devices = jax.devices()[:count]
-    padded = (-per_seed.shape[0]) % count
+    padded = (-seeds) % count
 
     def pad(x):
         return jnp.concatenate([x, jnp.repeat(x[-1:], padded, axis=0)]) if padded else x

@@ -361,8 +361,13 @@ def simulate_grid(
     targets = jnp.stack([targets, jnp.asarray(unregularised_targets, targets.dtype)], axis=1)
     grid_values = grid_arrays(grid)
     seeds = int(targets.shape[0])
-    group = seed_group(seeds, arms, games, game_axes)
+    batched = any(axis == 0 for axis in jax.tree_util.tree_leaves(game_axes))
+    points = len(next(iter(grid_values.values())))
+    work = update_work(points, seeds if batched else 1, arms, game_axes.preference is None) * int(record[-1])
+    devices = seed_device_count(seeds, work)
+    group = seed_group(seeds, arms, games, game_axes, devices)
     fixed = {"game_axes": game_axes, "record": record, "cache_key": cache_key, "block_size": block_size}
+    fixed["devices"] = devices
     run = functools.partial(_simulate_seeds, make_rule, grid_values, **fixed)
     if group is None:
         return run(games, targets, progress)
@@ -386,12 +391,14 @@ def simulate_grid(
     return metrics, np.concatenate([part[1] for part in parts], axis=1)[:, :seeds]
 
 
-def _simulate_seeds(make_rule, grid_values, games, targets, progress, *, game_axes, record, cache_key, block_size):
+def _simulate_seeds(
+    make_rule, grid_values, games, targets, progress, *, game_axes, record, cache_key, block_size, devices
+):
     """:func:`simulate_grid` on one batch of seeds (``targets``: π* and π⁰ stacked, (S, 2, K)), sharded over
-    the devices and run in time blocks."""
+    (at most) ``devices`` devices and run in time blocks."""
     arms = int(targets.shape[-1])
     grid_names = tuple(sorted(name for name in grid_values if name != "__none__"))
-    games, targets, padded = shard_over_seeds(games, game_axes, targets)
+    games, targets, padded = shard_over_seeds(games, game_axes, targets, devices)
     if block_size is None:  # a state shared by the seeds (see _compiled) is updated once, not per seed
         seeds = int(targets.shape[0]) if any(axis == 0 for axis in jax.tree_util.tree_leaves(game_axes)) else 1
         shared_preference = game_axes.preference is None
@@ -413,12 +420,11 @@ def _simulate_seeds(make_rule, grid_values, games, targets, progress, *, game_ax
     return {k: np.asarray(v)[:, :seeds] for k, v in metrics.items()}, np.asarray(first_bad)[:, :seeds]
 
 
-def seed_group(seeds: int, arms: int, games: Game, game_axes: Game) -> int | None:
+def seed_group(seeds: int, arms: int, games: Game, game_axes: Game, devices: int = 1) -> int | None:
     """Seeds per group of :func:`simulate_grid` (``None``: all at once): with a P per seed, the
-    :func:`seed_tile` of each device's seeds on every device that runs them."""
+    :func:`seed_tile` of each device's seeds on each of the ``devices`` devices that run them."""
     if game_axes.preference is None:
         return None
-    devices = seed_device_count(seeds)
     tile = seed_tile(-(-seeds // devices), arms, jnp.dtype(games.preference.dtype).itemsize)
     return None if tile is None else tile * devices
 
@@ -440,13 +446,17 @@ BLOCK_ARM_COST = 64
 SHARED_PRODUCT_SPEEDUP = 16
 
 
-def block_updates(grid_points: int, seeds: int, arms: int, shared_preference: bool = False) -> int:
-    """Updates per block (at least 1): :data:`BLOCK_WORK` / (G·S·(K²/c + BLOCK_ARM_COST·K)), with
-    c = :data:`SHARED_PRODUCT_SPEEDUP` when the seeds share P (else 1).  A run of at most this many
-    updates is one compiled call; a longer one reports progress between blocks."""
+def update_work(grid_points: int, seeds: int, arms: int, shared_preference: bool = False) -> float:
+    """The work of one update of every grid point and seed in :data:`BLOCK_WORK`'s units:
+    G·S·(K²/c + BLOCK_ARM_COST·K), c = :data:`SHARED_PRODUCT_SPEEDUP` when the seeds share P (else 1)."""
     product = arms * arms / (SHARED_PRODUCT_SPEEDUP if shared_preference else 1)
-    per_update = max(1, grid_points) * max(1, seeds) * (product + BLOCK_ARM_COST * arms)
-    return max(1, int(BLOCK_WORK // per_update))
+    return max(1, grid_points) * max(1, seeds) * (product + BLOCK_ARM_COST * arms)
+
+
+def block_updates(grid_points: int, seeds: int, arms: int, shared_preference: bool = False) -> int:
+    """Updates per block (at least 1): :data:`BLOCK_WORK` / :func:`update_work`.  A run of at most this many
+    updates is one compiled call; a longer one reports progress between blocks."""
+    return max(1, int(BLOCK_WORK // update_work(grid_points, seeds, arms, shared_preference)))
 
 
 #: At most this many arms, XLA:CPU compiles the trajectory with :data:`SMALL_ARMS_CPU_OPTIONS`.

@@ -42,6 +42,11 @@ import jax
 import sim
 import sim.shared_engine
 expected_devices, out = int(sys.argv[1]), sys.argv[2]
+# on a CPU: split from CPU_SHARD_WORK = 1e9 on, never for an unknown work, at least 2 seeds a device
+count = sim.shared_engine.seed_device_count
+assert count(8, 1e9) == min(expected_devices, 4) and count(8, 1e9 - 1) == 1 and count(8) == 1
+assert count(2, 1e12) == 1 and count(3, 1e12) == min(expected_devices, 2)
+sim.shared_engine.CPU_SHARD_WORK = 0  # split even these small runs over the CPU devices
 assert jax.device_count() == expected_devices, jax.devices()
 specs = json.loads(sys.argv[3])
 for name, spec in specs.items():
@@ -103,7 +108,9 @@ eta = 0.5
 def _prefsim_run(spec, out, *options, environment=None):
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "PREFSIM_CPU_DEVICES")}
     env.update({"JAX_PLATFORMS": "cpu", **(environment or {})})
-    command = [sys.executable, "-m", "sim.cli", "run", str(spec), "--out", str(out), "--no-plots", "--quiet"]
+    # python -m sim.cli, with even this small run split over the CPU devices (sim.shared_engine.CPU_SHARD_WORK)
+    code = "import sys, sim.shared_engine as e; e.CPU_SHARD_WORK = 0; import sim.cli; sys.exit(sim.cli.console())"
+    command = [sys.executable, "-c", code, "run", str(spec), "--out", str(out), "--no-plots", "--quiet"]
     return subprocess.run([*command, *options], env=env, capture_output=True, text=True, timeout=300)
 
 
