@@ -107,12 +107,6 @@ def main(argv: Sequence[str] | None = None, cpu_devices: str | None = None) -> i
     from sim.precision import enable_compile_cache, float64
 
     devices = getattr(args, "cpu_devices", None) or os.environ.get(CPU_DEVICES_VARIABLE) or cpu_devices
-    try:
-        if devices is not None:
-            use_cpu_cores(devices)
-    except PrefsimError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     enable_compile_cache()  # a repeated run of seen shapes compiles nothing (off: PREFSIM_NO_COMPILE_CACHE=1)
     _TERMINATION_REQUESTED.clear()
     try:
@@ -120,6 +114,8 @@ def main(argv: Sequence[str] | None = None, cpu_devices: str | None = None) -> i
     except ValueError:  # not the main thread (main() called from a worker thread): leave SIGTERM alone
         previous = None
     try:
+        if devices is not None:  # before JAX computes anything
+            use_cpu_cores(devices)
         with float64():  # exact mode computes in float64 (scoped: sim.precision)
             return int(args.handler(args) or 0)
     except PrefsimError as exc:

@@ -16,7 +16,7 @@ from sim.experiment import prepare_run
 from sim.game import game_from_instance
 from sim.nash import regularised_targets
 from sim.rules import build_rule
-from sim.shared_engine import COMPILED_RUNS, seed_device_count, seed_tile, stack_over_seeds
+from sim.shared_engine import COMPILED_RUNS, seed_tile, stack_over_seeds
 from sim.spec import parse_spec
 from sim.trajectory import default_record_iterations, seed_group, simulate_grid
 
@@ -56,7 +56,7 @@ def _inputs(seeds=7, iterations=60, arms=4):
     return prepare_run(spec)
 
 
-def _run(name, inputs, tile_bytes, monkeypatch, block_size=None):
+def _run(name, inputs, tile_bytes, monkeypatch, block_size=None, progress=None):
     monkeypatch.setattr(shared_engine, "SEED_TILE_BYTES", tile_bytes)
     return simulate_grid(
         lambda point: build_rule(name, {**RULES[name], **point}),
@@ -68,6 +68,7 @@ def _run(name, inputs, tile_bytes, monkeypatch, block_size=None):
         cache_key=("test_seed_groups", name),
         unregularised_targets=inputs.unregularised,
         block_size=block_size,
+        progress=progress,
     )
 
 
@@ -99,9 +100,8 @@ def test_runs_in_seed_groups_equal_the_one_batch_run(name, monkeypatch):
 def test_groups_share_one_compiled_program_and_report_progress_across_groups(monkeypatch):
     inputs = _inputs(seeds=8)
     monkeypatch.setattr(shared_engine, "SEED_TILE_BYTES", 3 * ONE_GAME)
-    devices = seed_device_count(8)
     group = seed_group(8, 4, inputs.games, inputs.game_axes)
-    assert group == 2 * devices  # 8 seeds of 128 B: 3 → 9 pads, 2 → 8 does not
+    assert group == 2  # one device: 8 seeds of 128 B, 3 a group → 9 pads, 2 → 8 does not
     batches = []
     original = trajectory._simulate_seeds
 
@@ -112,22 +112,12 @@ def test_groups_share_one_compiled_program_and_report_progress_across_groups(mon
     monkeypatch.setattr(trajectory, "_simulate_seeds", counting)
     COMPILED_RUNS.clear()
     calls = []
-    simulate_grid(
-        lambda point: build_rule("inpo", {"eta": 0.5}),
-        {},
-        inputs.games,
-        inputs.game_axes,
-        inputs.targets,
-        inputs.record,
-        cache_key=("test_seed_groups", "groups"),
-        progress=lambda done, total: calls.append((done, total)),
-    )
-    count = 8 // group
-    assert batches == [group] * count
+    _run("inpo", inputs, 3 * ONE_GAME, monkeypatch, progress=lambda done, total: calls.append((done, total)))
+    assert batches == [2, 2, 2, 2]
     (compiled,) = COMPILED_RUNS.values()
     assert compiled._cache_size() == 1  # every group (one block each) ran the one program
     # T = 60 updates a group, each one call: progress between the groups, in updates of all groups
-    assert calls == [(60 * (index + 1), 60 * count) for index in range(count - 1)]
+    assert calls == [(60, 240), (120, 240), (180, 240)]
 
 
 def test_the_first_bad_iteration_is_found_in_a_run_in_seed_groups(monkeypatch):
