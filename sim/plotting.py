@@ -814,9 +814,8 @@ def plot_run(
 
 
 #: Estimated seconds to draw a figure (:func:`plot_run`): a fixed part and one per panel (2-core CI
-#: machine, 2026-12-06: the default spec's 13 figures of 12 panels took 24 s, a 10-figure run of one
-#: axes each ~2 s).
-FIGURE_SECONDS, PANEL_SECONDS = 0.2, 0.13
+#: machine, 2026-12-06: a figure of 12 panels, the default spec's, ~1.7 s; of one axes ~0.15 s).
+FIGURE_SECONDS, PANEL_SECONDS = 0.03, 0.13
 #: Above this many estimated seconds of drawing, :func:`plot_run` hands figures to other processes, one
 #: per further usable core (:class:`FigureWorker`); below it the start of a process would not pay.
 PARALLEL_DRAWING_S = 3.0

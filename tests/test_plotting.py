@@ -436,7 +436,7 @@ def test_too_many_facets_share_the_axes_and_the_title_says_so():
 
 def test_many_figures_are_drawn_in_another_process_too_and_equal_the_ones_drawn_here(tmp_path, cyclic_table):
     serial = plotting.plot_run(cyclic_table, tmp_path / "serial")
-    # the estimate: 0.2 + 0.13 s a figure (one axes each); a threshold of 0 hands figures out
+    # the estimate: 0.03 + 0.13 s a figure (one axes each); a threshold of 0 hands figures out
     table_rules = plotting.stats.rules_of(cyclic_table)
     groups, panels, _, _ = plotting.figure_layout(cyclic_table, table_rules, PlotSpec())
     assert not panels and len(groups) == 2  # two families on one axes

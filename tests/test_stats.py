@@ -74,6 +74,21 @@ def test_bootstrap_ci_is_reproducible_and_seed_dependent():
     assert not np.array_equal(first[1], other[1])
 
 
+def test_resample_means_by_draw_counts_equal_the_gathered_means():
+    rng = np.random.default_rng(3)
+    values = rng.lognormal(size=(37, 5, 2))  # seeds × trailing axes
+    indices = rng.integers(0, 37, size=(300, 37))
+    by_definition = values[indices].mean(axis=1)  # the mean of each resample of the seeds
+    np.testing.assert_allclose(stats._replicates(values, indices, "mean"), by_definition, rtol=1e-13, atol=0)
+    counts = stats._draw_counts(indices, 37)
+    assert counts.shape == (300, 37) and np.all(counts.sum(axis=1) == 37)
+    assert counts[0, indices[0, 0]] == np.count_nonzero(indices[0] == indices[0, 0])
+    # an infinite value (0·inf = NaN for resamples without it) takes the gather: exactly the definition
+    values[4, 1, 0] = np.inf
+    with np.errstate(invalid="ignore"):
+        assert np.array_equal(stats._replicates(values, indices, "mean"), values[indices].mean(axis=1))
+
+
 def test_bootstrap_ci_median_nan_and_single_seed():
     data = np.array([[1.0, np.nan], [2.0, np.nan], [100.0, np.nan]])
     centre, lower, upper = stats.bootstrap_ci(data, statistic="median")
