@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import pickle
 import subprocess
 import sys
@@ -851,11 +852,14 @@ class FigureWorker:
     (a notebook or script) is imported again.  :meth:`stop` ends it if it still runs."""
 
     def __init__(self, job: FigureJob, metrics: list[str]):
+        # this process's import path, so the worker imports the same prefsim (a script may have set it)
+        path = os.pathsep.join(entry or os.getcwd() for entry in sys.path)
         self.process = subprocess.Popen(
             [sys.executable, "-c", "import sim.plotting as p; p.draw_figures_from_stdin()"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": path},
         )
         # sent now, from a thread (the pipe blocks until the worker has started and reads), so the
         # worker draws while this process draws its own share

@@ -276,11 +276,10 @@ SEED_TILE_BYTES = 768 * 1024
 
 
 def seed_tile(seeds: int, arms: int, itemsize: int = 8) -> int | None:
-    """Seeds per device in one group (:func:`sim.trajectory.seed_group`, :func:`sim.nash.regularised_targets`)
-    for ``seeds`` seeds on one device, each
-    with its own K × K P of ``itemsize``-byte numbers; ``None`` (one vmap over all of them) when their
-    P together fit in twice :data:`SEED_TILE_BYTES` (a core's cache holds them already: tiles would only
-    add a loop) or one seed's alone does not fit in it.
+    """Seeds a device runs at a time (:func:`sim.trajectory.seed_group`, :func:`sim.nash.regularised_targets`)
+    when it holds ``seeds`` seeds, each with its own K × K P of ``itemsize``-byte numbers; ``None`` (all
+    of them at once) when their P together fit in twice :data:`SEED_TILE_BYTES` (a core's cache holds
+    them already: groups would only add a loop) or one seed's alone does not fit in it.
 
     The tile is the size B ≤ ⌊SEED_TILE_BYTES / (K²·itemsize)⌋, and ≥ half that, that pads the seeds
     least (B·⌈S/B⌉ smallest; the larger B on a tie): 128 seeds at K = 100 → 8 (16 tiles, no padding).

@@ -366,9 +366,16 @@ def simulate_grid(
     work = update_work(points, seeds if batched else 1, arms, game_axes.preference is None) * int(record[-1])
     devices = seed_device_count(seeds, work)
     group = seed_group(seeds, arms, games, game_axes, devices)
-    fixed = {"game_axes": game_axes, "record": record, "cache_key": cache_key, "block_size": block_size}
-    fixed["devices"] = devices
-    run = functools.partial(_simulate_seeds, make_rule, grid_values, **fixed)
+    run = functools.partial(
+        _simulate_seeds,
+        make_rule,
+        grid_values,
+        game_axes=game_axes,
+        record=record,
+        cache_key=cache_key,
+        block_size=block_size,
+        devices=devices,
+    )
     if group is None:
         return run(games, targets, progress)
     # Seeds in groups of a few per device, each group's whole trajectory before the next one's, so
