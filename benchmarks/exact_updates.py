@@ -54,7 +54,7 @@ import jax.numpy as jnp  # noqa: E402
 from sim.cpu_cores import use_cpu_cores  # noqa: E402
 from sim.metrics import METRIC_COLUMNS  # noqa: E402
 from sim.rules import build_rule  # noqa: E402
-from sim.shared_engine import seed_device_count, shard_over_seeds  # noqa: E402
+from sim.shared_engine import seed_device_count, shard_over_seeds, take_seeds  # noqa: E402
 from sim.spec import parse_spec  # noqa: E402
 from sim.trajectory import (  # noqa: E402
     _compiled,
@@ -341,7 +341,7 @@ def batched_product_check(make_rule, games, game_axes, targets, record, seeds, a
     devices = seed_device_count(seeds, work)
     group = seed_group(seeds, arms, games, game_axes, devices)
     if group is not None:
-        games = jax.tree_util.tree_map(lambda leaf, axis: leaf[:group] if axis == 0 else leaf, games, game_axes)
+        games = take_seeds(games, game_axes, np.arange(group))
         targets = targets[:group]
     run = _compiled(make_rule, (), game_axes, None, False, arms)
     schedule = tuple(jnp.asarray(a) for a in whole_run_schedule(record))

@@ -66,7 +66,7 @@ from sim.rules import build_rule
 from sim.sampled.experiment import SampledInputs, build_sampled_inputs, run_sampled_rule
 from sim.seed_games import build_game, build_games, unregularised_targets  # noqa: F401  (re-exported)
 from sim.shards import WorkPart, shard_record, shard_work, work_parts
-from sim.shared_engine import raise_if_diverged
+from sim.shared_engine import padded_seed_rows, raise_if_diverged, take_seeds
 from sim.spec import ExperimentSpec, RuleSpec, load_spec, parse_spec
 from sim.stats import field_values_by_rule
 from sim.sweep_runs import run_field_sweep
@@ -285,7 +285,7 @@ def run_part(
         return _run_seeds(work.rule, spec, inputs, progress)
     size = min(spec.run.seed_block, len(spec.seeds))
     real = work.stop - work.start
-    index = np.concatenate([np.arange(work.start, work.stop), np.full(size - real, work.stop - 1)])
+    index = padded_seed_rows(work.start, size, work.stop)
     spec = dataclasses.replace(spec, seeds=tuple(spec.seeds[i] for i in index))
     frame = _run_seeds(work.rule, spec, block_inputs(inputs, index), progress)
     if real == size:
@@ -311,15 +311,11 @@ def block_inputs(inputs: RunInputs, index: np.ndarray) -> RunInputs:
     """The inputs of the seeds at positions ``index``: leaves batched over seeds taken, shared leaves kept.
     Every block is cut from the whole spec's games, targets and keys, so a block holds exactly what the
     unblocked run gives its seeds (π*_τ of all seeds comes from one batched solve, :func:`build_games`)."""
-
-    def cut(stacked, axes):
-        return type(stacked)(*(leaf if axis is None else leaf[index] for leaf, axis in zip(stacked, axes)))
-
     sampled = inputs.sampled
     if sampled is not None:
-        sampled = SampledInputs(cut(sampled.problems, sampled.axes), sampled.axes, sampled.keys[index])
+        sampled = SampledInputs(take_seeds(sampled.problems, sampled.axes, index), sampled.axes, sampled.keys[index])
     return inputs._replace(
-        games=cut(inputs.games, inputs.game_axes),
+        games=take_seeds(inputs.games, inputs.game_axes, index),
         targets=inputs.targets[index],
         unregularised=None if inputs.unregularised is None else inputs.unregularised[index],
         sampled=sampled,

@@ -303,6 +303,19 @@ def seed_tile(seeds: int, arms: int, itemsize: int = 8) -> int | None:
 CPU_SHARD_WORK = 1e9
 
 
+def padded_seed_rows(start: int, size: int, end: int) -> np.ndarray:
+    """The seed positions ``start … start + size − 1``, those from ``end`` on replaced by ``end − 1``: a group
+    (or block) of ``size`` seeds whose last one is padded with copies of its last seed, so that every
+    group is a call of one compiled function (the padded rows are dropped from its results)."""
+    return np.minimum(np.arange(start, start + size), end - 1)
+
+
+def take_seeds(stacked: Any, axes: Any, rows: ArrayLike) -> Any:
+    """The seeds at positions ``rows`` of items stacked by :func:`stack_over_seeds`: leaves batched over
+    seeds (axis 0) taken, shared leaves (axis ``None``) kept."""
+    return type(stacked)(*(leaf if axis is None else leaf[rows] for leaf, axis in zip(stacked, axes)))
+
+
 def seed_device_count(seeds: int, work: float | None = None) -> int:
     """The devices a run of ``seeds`` seeds and ``work`` multiply-adds is split over: every visible device
     (on a CPU only from :data:`CPU_SHARD_WORK` on, and never for an unknown ``work``), but with at least 2

@@ -38,11 +38,13 @@ from sim.shared_engine import (
     Schedule,
     compile_over_grid_and_seeds,
     grid_arrays,
+    padded_seed_rows,
     regret_from_mixture_sum,
     run_blocks,
     seed_device_count,
     seed_tile,
     shard_over_seeds,
+    take_seeds,
     whole_run_schedule,
 )
 
@@ -385,8 +387,8 @@ def simulate_grid(
     groups, total = -(-seeds // group), int(record[-1])
     parts = []
     for index in range(groups):
-        chosen = np.minimum(np.arange(index * group, (index + 1) * group), seeds - 1)
-        part_games = jax.tree_util.tree_map(lambda x, axis, rows=chosen: x[rows] if axis == 0 else x, games, game_axes)
+        chosen = padded_seed_rows(index * group, group, seeds)
+        part_games = take_seeds(games, game_axes, chosen)
 
         def group_progress(done, _, offset=index * total):
             progress(offset + done, groups * total)
