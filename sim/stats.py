@@ -82,14 +82,14 @@ def _replicates(values: np.ndarray, indices: np.ndarray, statistic: str) -> np.n
     """
     per_resample = max(1, int(np.prod(values.shape, dtype=np.int64)))
     block = max(1, REPLICATE_BLOCK_NUMBERS // per_resample)
-    plain_mean = statistic == "mean" and not np.isnan(values).any()
-    if plain_mean and np.all(np.isfinite(values)):
+    if statistic == "mean" and np.all(np.isfinite(values)):
         # The mean of resample b is Σ_s c_bs·v_s / S with c_bs the times seed s was drawn: one matrix
         # product, equal to the gathered means up to rounding (~1e-15 relative), ~20× faster at 256 seeds
         # (a seed of value ±inf not drawn would add 0·inf = NaN, so those take the gather below).
         counts = _draw_counts(indices, values.shape[0])
         flat = values.reshape(values.shape[0], -1)
         return (counts @ flat / values.shape[0]).reshape((indices.shape[0],) + values.shape[1:])
+    plain_mean = statistic == "mean" and not np.isnan(values).any()
     parts = []
     for start in range(0, indices.shape[0], block):
         gathered = values[indices[start : start + block]]
