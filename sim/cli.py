@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bandits.errors import PrefsimError
+from sim.figure_worker import FigureWorker
 from sim.launch import add_launch_arguments
 from sim.plot_spec import parse_plot
 from sim.progress import Progress
@@ -283,6 +284,28 @@ class _UnavailableCommand:
 
 
 def _run(args) -> int:
+    # figure processes start first: their imports run on other cores while this one imports and computes
+    workers = [] if args.no_plots or args.shard is not None else start_figure_workers()
+    try:
+        return _run_with_figure_workers(args, workers)
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+#: Most figure processes ``prefsim run`` starts when the run begins (one per usable core beyond the first).
+EARLY_FIGURE_WORKERS = 3
+
+
+def start_figure_workers() -> list[FigureWorker]:
+    """Figure processes for a run's figures (:class:`sim.figure_worker.FigureWorker`): one per usable core
+    beyond the first, at most :data:`EARLY_FIGURE_WORKERS`; none on one core."""
+    from sim.cpu_cores import usable_cores  # imports JAX, which main() has imported by now
+
+    return [FigureWorker() for _ in range(min(usable_cores() - 1, EARLY_FIGURE_WORKERS))]
+
+
+def _run_with_figure_workers(args, workers: list[FigureWorker]) -> int:
     from sim.experiment import run
     from sim.shards import parse_shard, shard_rules
     from sim.spec import load_spec
@@ -309,7 +332,7 @@ def _run(args) -> int:
             "`prefsim merge` of every shard writes the run's results"
         )
         return 0
-    return _write_summary_and_figures(table, spec, Path(out), chosen, at, args, say)
+    return _write_summary_and_figures(table, spec, Path(out), chosen, at, args, say, workers)
 
 
 def _merge(args) -> int:
@@ -354,15 +377,16 @@ def _summary_options(args, spec: ExperimentSpec) -> tuple[list[str] | None, list
     return chosen, at
 
 
-def _write_summary_and_figures(table, spec: ExperimentSpec, out: Path, chosen, at, args, say) -> int:
-    """summary.csv, the figures (unless --no-plots) and the printed summary of a finished (or merged) run."""
+def _write_summary_and_figures(table, spec: ExperimentSpec, out: Path, chosen, at, args, say, workers=()) -> int:
+    """summary.csv, the figures (unless --no-plots) and the printed summary of a finished (or merged) run;
+    ``workers``: figure processes started earlier (:func:`start_figure_workers`)."""
     from sim.summary import choose_metrics, format_summary, summary_frame, write_summary
 
     metrics = choose_metrics(table, chosen)
     summary = summary_frame(table, iterations=at, precision=spec.precision)
     write_summary(out, summary)
     if not args.no_plots:
-        paths = _draw(table, out, say)
+        paths = _draw(table, out, say, workers)
         say.finish()
         say(f"wrote {out / 'metrics.csv'}, summary.csv, bounds.csv, manifest.json and {len(paths)} figure(s)")
     if not args.quiet:
@@ -447,16 +471,17 @@ def _report(args) -> int:
     return 0
 
 
-def _draw(table, directory: Path, progress=None):
-    """Figures from the stored results only: metrics, manifest and bounds.csv (no games are rebuilt)."""
+def _draw(table, directory: Path, progress=None, workers=()):
+    """Figures from the stored results only: metrics, manifest and bounds.csv (no games are rebuilt);
+    ``workers``: figure processes started earlier that share the figures (:func:`sim.plotting.plot_run`)."""
     from sim.bounds_file import read_bounds
     from sim.plotting import plot_run
     from sim.results_io import read_manifest
 
-    paths = list(plot_run(table, directory, read_manifest(directory), bounds=read_bounds(directory), progress=progress))
+    manifest, bounds = read_manifest(directory), read_bounds(directory)
+    paths = list(plot_run(table, directory, manifest, bounds=bounds, progress=progress, workers=workers))
     headtohead_file = directory / "headtohead.csv"
-    manifest = read_manifest(directory) or {}
-    plot = parse_plot((manifest.get("spec") or {}).get("plot"))
+    plot = parse_plot(((manifest or {}).get("spec") or {}).get("plot"))
     if headtohead_file.is_file() and plot.metrics is None:  # a [plot] table that picks metrics leaves it out
         import pandas as pd
 

@@ -34,15 +34,12 @@ headless and inside notebooks alike.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import math
-import os
-import pickle
-import subprocess
-import sys
 import textwrap
-import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +51,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.figure import Figure
 from matplotlib.mathtext import MathTextParser
 from numpy.typing import ArrayLike
+from threadpoolctl import threadpool_limits
 
 from bandits.errors import PrefsimError
 from sim import stats
@@ -62,6 +60,7 @@ from sim.cpu_cores import usable_cores
 from sim.diagnostics import floor_iteration as first_floor_iteration
 from sim.diagnostics import is_convergence_metric, precision_floor
 from sim.field_sweep import format_value
+from sim.figure_worker import FigureWorker, draw_shared, serve
 from sim.plot_spec import PlotSpec, parse_plot
 from sim.progress import Progress
 
@@ -755,6 +754,7 @@ def plot_run(
     bounds: pd.DataFrame | None = None,
     plot: PlotSpec | dict | None = None,
     progress: Progress | None = None,
+    workers: Sequence[FigureWorker] = (),
 ) -> list[Path]:
     """One figure per metric with data, ``out_dir/<metric>.<format>``; return the written paths.
 
@@ -764,7 +764,11 @@ def plot_run(
     chooses rules, metrics, per-seed curves, legend labels, layout, fits and formats unless ``plot``
     is given.  ``bounds`` (the run's ``bounds.csv``, :mod:`sim.bounds_table`) are drawn as thin lines.
     ``progress``: a :class:`sim.progress.Progress` (or anything with its ``stage`` method) is told
-    when each figure starts.
+    when each figure starts.  ``workers``: figure processes started earlier (:class:`FigureWorker`, e.g.
+    by ``prefsim run`` when the run began) that share the figures with this process
+    (:func:`sim.figure_worker.draw_shared`); without them, a long drawing (:data:`PARALLEL_DRAWING_S`)
+    starts one process per further usable core.  Every worker is stopped when the figures are drawn
+    (a worker serves one call).
     """
     stats._check_table(table)
     out_dir = Path(out_dir)
@@ -789,27 +793,22 @@ def plot_run(
     drawn = [metric for metric in names if has_data(table[table["rule"].isin(rules)], metric)]
     job = FigureJob(table, rules, plot, bounds, title, precision, out_dir)
     groups, panels, _, _ = figure_layout(table, rules, plot)
-    seconds = len(drawn) * (FIGURE_SECONDS + PANEL_SECONDS * (len(groups) if panels else 1))
-    workers = min(usable_cores() - 1, len(drawn) // 2) if seconds > PARALLEL_DRAWING_S else 0
-    # k figures here and m in each of w workers take as long when k·c = start + m·c (c a figure's cost)
-    per_figure = seconds / max(1, len(drawn))
-    handed_count = round(workers * max(0.0, len(drawn) - WORKER_START_S / per_figure) / (workers + 1))
-    own = len(drawn) - handed_count
-    handed = [drawn[own:][index :: max(workers, 1)] for index in range(workers)]
-    running = [FigureWorker(job, metrics) for metrics in handed if metrics]
-    paths = {}
+    per_figure = FIGURE_SECONDS + PANEL_SECONDS * (len(groups) if panels else 1)
+    workers, started_here = list(workers), []
+    if not workers and len(drawn) * per_figure > PARALLEL_DRAWING_S:  # new processes only for a long drawing
+        started_here = [FigureWorker() for _ in range(min(usable_cores() - 1, len(drawn) // 2))]
+    sharing = workers + started_here
+
+    def announce(done: int, metric: str) -> None:
+        if stage is not None:
+            stage(done, len(drawn), f"drawing {metric}", unit="figures")
+
     try:
-        for index, metric in enumerate(drawn[:own]):
-            if stage is not None:
-                stage(index, len(drawn), f"drawing {metric}", unit="figures")
-            paths[metric] = job.draw(metric)
-        if stage is not None and running:
-            elsewhere = f"drawing {handed_count} figure(s) in {len(running)} other process(es)"
-            stage(own, len(drawn), elsewhere, unit="figures")
-        for worker in running:
-            paths.update(worker.result())
+        # each process draws on one core: BLAS threads (the bootstrap's product) would take the workers' cores
+        with threadpool_limits(1, user_api="blas") if sharing else contextlib.nullcontext():
+            paths = draw_shared(drawn, job.draw, job, sharing, announce, per_figure)
     finally:
-        for worker in running:
+        for worker in started_here:
             worker.stop()
     return [path for metric in drawn for path in paths[metric]]
 
@@ -817,12 +816,10 @@ def plot_run(
 #: Estimated seconds to draw a figure (:func:`plot_run`): a fixed part and one per panel (2-core CI
 #: machine, 2026-12-06: a figure of 12 panels, the default spec's, ~1.7 s; of one axes ~0.15 s).
 FIGURE_SECONDS, PANEL_SECONDS = 0.03, 0.13
-#: Above this many estimated seconds of drawing, :func:`plot_run` hands figures to other processes, one
-#: per further usable core (:class:`FigureWorker`); below it the start of a process would not pay.
+#: Above this many estimated seconds of drawing, :func:`plot_run` without given workers starts figure
+#: processes, one per further usable core (:class:`FigureWorker`); below it a process, which needs ~1–2 s
+#: before it draws, would rarely get a figure.
 PARALLEL_DRAWING_S = 3.0
-#: Seconds a worker process needs before it draws: Python, and sim.plotting with JAX, pandas and matplotlib
-#: (~2 s on the 2-core CI machine while this process draws).
-WORKER_START_S = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -845,61 +842,30 @@ class FigureJob:
         return [save_figure(figure, self.out_dir / f"{metric}.{kind}") for kind in self.plot.formats]
 
 
-class FigureWorker:
-    """Figures drawn by a separate Python process (``python -c`` of :func:`draw_figures_from_stdin`): the
-    job and the metrics go in pickled through its standard input, the paths (or the error) come back
-    the same way.  A plain process, not :mod:`multiprocessing`: nothing of the caller's ``__main__``
-    (a notebook or script) is imported again.  :meth:`stop` ends it if it still runs."""
-
-    def __init__(self, job: FigureJob, metrics: list[str]):
-        # this process's import path, so the worker imports the same prefsim (a script may have set it)
-        path = os.pathsep.join(entry or os.getcwd() for entry in sys.path)
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", "import sim.plotting as p; p.draw_figures_from_stdin()"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": path},
-        )
-        # sent now, from a thread (the pipe blocks until the worker has started and reads), so the
-        # worker draws while this process draws its own share
-        self.sender = threading.Thread(target=self._send, args=(pickle.dumps((job, metrics)),), daemon=True)
-        self.sender.start()
-
-    def _send(self, request: bytes) -> None:
-        try:
-            self.process.stdin.write(request)
-            self.process.stdin.close()
-        except (BrokenPipeError, ValueError):  # the worker is gone (stopped, or failed to start): result() says so
-            pass
-
-    def result(self) -> dict[str, list[Path]]:
-        """Metric → written paths; the worker's own error is raised again here."""
-        self.sender.join()
-        self.process.stdin = None  # closed by the sender; communicate() must not flush it (Python 3.11)
-        answer, errors = self.process.communicate()
-        if self.process.returncode != 0 or not answer:
-            raise PrefsimError(f"a figure process failed (exit {self.process.returncode}): {errors.decode()[-2000:]}")
-        outcome = pickle.loads(answer)
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+def serve_figures() -> None:
+    """A :class:`sim.figure_worker.FigureWorker`'s process (:func:`sim.figure_worker.serve`): figures of
+    its job, one at a time, on one core (BLAS on one thread)."""
+    with threadpool_limits(1, user_api="blas"):
+        serve(FigureJob.draw, warm_up)
 
 
-def draw_figures_from_stdin() -> None:
-    """A :class:`FigureWorker`'s process: draw the pickled ``(job, metrics)``; write back metric → paths,
-    or the exception a figure raised."""
-    job, metrics = pickle.loads(sys.stdin.buffer.read())
-    try:
-        outcome = {metric: job.draw(metric) for metric in metrics}
-    except Exception as exc:  # noqa: BLE001 - handed to the parent, which raises it again
-        outcome = exc
-    sys.stdout.buffer.write(pickle.dumps(outcome))
+def warm_up() -> None:
+    """Draw and encode a small figure with what a metric figure uses (log axes, a band, a legend, mathtext,
+    constrained layout, PNG), so that Matplotlib's one-time work (fonts, the mathtext parser) is done
+    before a figure process is sent figures, while it waits; writes nothing."""
+    with matplotlib.rc_context(STYLE):
+        figure = Figure(figsize=FIGURE_SIZE, layout="constrained")
+        FigureCanvas(figure)
+        axes = figure.add_subplot()
+        steps = np.arange(1.0, 11.0)
+        axes.plot(steps, 1.0 / steps, label=r"$\propto t^{-1}$")
+        axes.fill_between(steps, 0.5 / steps, 2.0 / steps, alpha=0.2)
+        axes.set_xscale("symlog", linthresh=1.0)
+        axes.set_yscale("log")
+        axes.set_xlabel("iteration")
+        figure.legend(loc="outside right upper")
+        figure.suptitle("warm-up")
+        figure.savefig(io.BytesIO(), format="png")
 
 
 def plot_grid(

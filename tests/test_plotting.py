@@ -4,8 +4,12 @@ Layout is checked through the Matplotlib objects after drawing: legend boxes out
 inside the figure, the title inside the figure, the fit used recorded on each curve's Line2D.
 """
 
+import io
 import json
 import math
+import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,7 +17,8 @@ import pytest
 
 import sim
 from bandits.errors import PrefsimError
-from sim import cli, plotting
+from sim import cli, figure_worker, plotting
+from sim.figure_worker import FigureWorker
 from sim.plot_spec import PlotSpec, parse_plot
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -436,7 +441,6 @@ def test_too_many_facets_share_the_axes_and_the_title_says_so():
 
 def test_many_figures_are_drawn_in_another_process_too_and_equal_the_ones_drawn_here(tmp_path, cyclic_table):
     serial = plotting.plot_run(cyclic_table, tmp_path / "serial")
-    # the estimate: 0.03 + 0.13 s a figure (one axes each); a threshold of 0 hands figures out
     table_rules = plotting.stats.rules_of(cyclic_table)
     groups, panels, _, _ = plotting.figure_layout(cyclic_table, table_rules, PlotSpec())
     assert not panels and len(groups) == 2  # two families on one axes
@@ -446,30 +450,222 @@ def test_many_figures_are_drawn_in_another_process_too_and_equal_the_ones_drawn_
         def stage(self, index, total, label, unit="rules"):
             stages.append((index, total, label, unit))
 
+    started = []
     patch = pytest.MonkeyPatch()
     try:
-        patch.setattr(plotting, "PARALLEL_DRAWING_S", 0.0)
-        patch.setattr(plotting, "WORKER_START_S", 0.0)
+        patch.setattr(plotting, "PARALLEL_DRAWING_S", 0.0)  # any drawing is "long": a process is started
         patch.setattr(plotting, "usable_cores", lambda: 2)
+        patch.setattr(plotting, "FigureWorker", lambda: started.append(FigureWorker()) or started[-1])
         parallel = plotting.plot_run(cyclic_table, tmp_path / "parallel", progress=Recorder())
     finally:
         patch.undo()
-    count = len(serial)
+    assert len(started) == 1 and started[0].process.poll() is not None  # started, then ended
     assert [p.name for p in parallel] == [p.name for p in serial]  # the same figures, in the same order
     for first, second in zip(serial, parallel):
         assert first.read_bytes() == second.read_bytes(), first.name
-    # with no start cost the worker takes half: the stages name this process's figures, then the rest
-    own = count - round(count / 2)
-    assert [index for index, *_ in stages] == [*range(own), own]
-    assert stages[-1][2] == f"drawing {count - own} figure(s) in 1 other process(es)"
+    # a stage per figure drawn here, counting the figures finished anywhere
+    count = len(serial)
+    indices = [index for index, *_ in stages]
+    assert indices[0] == 0 and indices == sorted(indices) and all(total == count for _, total, *_ in stages)
+    labels = [label for _, _, label, _ in stages]
+    assert len(set(labels)) == len(labels) and all(label.startswith("drawing ") for label in labels)
 
 
-def test_a_failing_figure_process_raises_its_error_and_can_be_stopped(tmp_path, cyclic_table):
+def ready_worker(timeout: float = 120.0) -> FigureWorker:
+    """A started FigureWorker once it says it is ready (its imports done)."""
+    worker = FigureWorker()
+    deadline = time.monotonic() + timeout
+    while not worker.is_ready():
+        assert worker.process.poll() is None, worker.stderr_text()
+        assert time.monotonic() < deadline, "the figure process did not get ready"
+        time.sleep(0.05)
+    return worker
+
+
+def test_a_figure_process_raises_a_figures_error_and_goes_on(tmp_path, cyclic_table):
     rules = plotting.stats.rules_of(cyclic_table)
     job = plotting.FigureJob(cyclic_table, rules, PlotSpec(), None, None, "float64", tmp_path)
-    with pytest.raises(PrefsimError, match="no_such_metric' is not a column"):
-        plotting.FigureWorker(job, ["no_such_metric"]).result()
-    worker = plotting.FigureWorker(job, ["kl_to_nash"])
+    worker = FigureWorker()
+    try:
+        with pytest.raises(PrefsimError, match="no_such_metric' is not a column"):
+            worker.draw(job, "no_such_metric")
+        assert worker.draw(job, "kl_to_nash") == [tmp_path / "kl_to_nash.png"]
+        assert (tmp_path / "kl_to_nash.png").read_bytes().startswith(PNG_MAGIC)
+    finally:
+        worker.stop()
+    assert worker.process.returncode == 0  # idle with a job: asked to exit, it did
+
+
+def test_a_figure_process_that_died_is_a_clear_error_and_stop_ends_an_idle_one(tmp_path, cyclic_table):
+    rules = plotting.stats.rules_of(cyclic_table)
+    job = plotting.FigureJob(cyclic_table, rules, PlotSpec(), None, None, "float64", tmp_path)
+    worker = FigureWorker()
+    worker.process.kill()
+    with pytest.raises(PrefsimError, match=r"a figure process failed \(exit -9\)"):
+        worker.draw(job, "kl_to_nash")
     worker.stop()
-    assert worker.process.poll() is not None
     assert not (tmp_path / "kl_to_nash.png").exists()
+    idle = FigureWorker()  # never sent a job: killed, pipes closed
+    idle.stop()
+    assert idle.process.returncode == -9 and idle.process.stdout.closed
+
+
+def test_messages_are_length_prefixed_pickles_and_a_cut_message_is_an_eof():
+    stream = io.BytesIO()
+    figure_worker.send_message(stream, {"kl_to_nash": [Path("a.png")]})
+    figure_worker.send_message(stream, None)
+    whole = stream.getvalue()
+    stream.seek(0)
+    assert figure_worker.read_message(stream) == {"kl_to_nash": [Path("a.png")]}
+    assert figure_worker.read_message(stream) is None
+    cut = io.BytesIO(whole[:-3])  # the second message loses its last bytes
+    assert figure_worker.read_message(cut) == {"kl_to_nash": [Path("a.png")]}
+    with pytest.raises(EOFError):
+        figure_worker.read_message(cut)
+    with pytest.raises(EOFError):
+        figure_worker.read_message(io.BytesIO(b""))
+
+
+def test_a_ready_worker_shares_the_figures_byte_for_byte(tmp_path, cyclic_table):
+    serial = plotting.plot_run(cyclic_table, tmp_path / "serial")
+    worker = ready_worker()
+    by_worker = []
+    first_from_worker = threading.Event()
+    drawing = worker.draw
+
+    def recorded(job, metric):
+        paths = drawing(job, metric)
+        by_worker.append(metric)
+        first_from_worker.set()
+        return paths
+
+    worker.draw = recorded
+    stages = []
+
+    class Recorder:
+        def stage(self, index, total, label, unit="rules"):
+            # this process waits for the worker's first figure before its own last one, so both draw
+            if index == len(serial) - 2:
+                assert first_from_worker.wait(120)
+            stages.append(label.removeprefix("drawing "))
+
+    parallel = plotting.plot_run(cyclic_table, tmp_path / "parallel", progress=Recorder(), workers=[worker])
+    assert worker.process.poll() is not None  # a worker serves one plot_run
+    assert [p.name for p in parallel] == [p.name for p in serial]
+    for first, second in zip(serial, parallel):
+        assert first.read_bytes() == second.read_bytes(), first.name
+    # every figure drawn once: here from the front, in the worker from the back
+    names = [p.stem for p in serial]
+    assert by_worker and sorted(stages + by_worker) == sorted(names)
+    assert stages == names[: len(stages)] and by_worker == names[::-1][: len(by_worker)]
+
+
+class StuckWorker:
+    """A stand-in for a FigureWorker that never gets ready: draw() blocks until stop()."""
+
+    def __init__(self):
+        self.ready, self.stopped, self.asked = False, threading.Event(), []
+
+    def draw(self, job, metric):
+        self.asked.append(metric)
+        self.stopped.wait(60)
+        raise figure_worker.FigureProcessLost("a figure process failed (exit -9): ")
+
+    def stop(self):
+        self.stopped.set()
+
+
+def test_a_figure_out_in_a_worker_that_is_not_ready_is_drawn_here():
+    here = []
+    worker = StuckWorker()
+
+    def draw_here(metric):
+        here.append(metric)
+        return [Path(f"{metric}.png")]
+
+    paths = figure_worker.draw_shared(["a", "b", "c"], draw_here, None, [worker])
+    assert paths == {name: [Path(f"{name}.png")] for name in "abc"}
+    assert worker.asked == ["c"] and worker.stopped.is_set()
+    assert here == ["a", "b", "c"]  # c taken back after a and b
+
+
+def test_the_figure_of_a_lost_figure_process_is_drawn_here_without_an_error():
+    class Lost(StuckWorker):
+        def draw(self, job, metric):
+            self.asked.append(metric)
+            if len(self.asked) == 1:
+                return [Path(f"{metric}.png")]
+            raise figure_worker.FigureProcessLost("a figure process failed (exit -11): ")
+
+    lost, here = Lost(), []
+
+    def draw_here(metric):
+        time.sleep(0.1)  # slower than the worker: it takes d, then c, and is lost on c
+        here.append(metric)
+        return [Path(f"{metric}.png")]
+
+    paths = figure_worker.draw_shared(["a", "b", "c", "d"], draw_here, None, [lost])
+    assert paths == {name: [Path(f"{name}.png")] for name in "abcd"}
+    assert lost.asked == ["d", "c"] and here == ["a", "b", "c"] and lost.stopped.is_set()
+
+
+def test_a_figure_error_in_a_worker_is_raised_after_every_worker_stopped():
+    class Failing(StuckWorker):
+        def draw(self, job, metric):
+            raise ValueError(f"cannot draw {metric}")
+
+    failing, stuck = Failing(), StuckWorker()
+    with pytest.raises(ValueError, match="cannot draw"):
+        figure_worker.draw_shared(["a", "b", "c", "d"], lambda m: time.sleep(0.2) or [Path(m)], None, [failing, stuck])
+    assert failing.stopped.is_set() and stuck.stopped.is_set()
+
+
+RUN_SPEC = """
+iterations = 20
+seeds = 2
+[game]
+kind = "random"
+arms = 3
+tau = 0.3
+[[rule]]
+name = "inpo"
+eta = 2.0
+"""
+
+
+def test_prefsim_run_starts_figure_processes_first_and_ends_them(tmp_path, monkeypatch):
+    spec = tmp_path / "small.toml"
+    spec.write_text(RUN_SPEC)
+    started = []
+
+    def recording(count):
+        def start():
+            workers = [ready_worker() for _ in range(count)]  # ready: it certainly gets figures
+            started.append(workers)
+            return workers
+
+        return start
+
+    monkeypatch.setattr(cli, "start_figure_workers", recording(0))
+    assert cli.main(["run", str(spec), "--out", str(tmp_path / "alone"), "--quiet"]) == 0
+    monkeypatch.setattr(cli, "start_figure_workers", recording(1))
+    assert cli.main(["run", str(spec), "--out", str(tmp_path / "shared"), "--quiet"]) == 0
+    assert cli.main(["run", str(spec), "--out", str(tmp_path / "none"), "--quiet", "--no-plots"]) == 0
+    # a spec that fails after the worker started: the worker is ended all the same
+    (tmp_path / "bad.toml").write_text(RUN_SPEC.replace("eta = 2.0", "eta = 0.1"))
+    assert cli.main(["run", str(tmp_path / "bad.toml"), "--out", str(tmp_path / "bad"), "--quiet"]) == 2
+    assert [len(workers) for workers in started] == [0, 1, 1]  # none for --no-plots
+    # the first drew its share and exited by itself; the second, never sent figures, was ended (killed)
+    assert [worker.process.poll() for workers in started for worker in workers] == [0, -9]
+    alone = sorted((tmp_path / "alone").glob("*.png"))
+    assert alone and [p.name for p in alone] == [p.name for p in sorted((tmp_path / "shared").glob("*.png"))]
+    for path in alone:
+        assert path.read_bytes() == (tmp_path / "shared" / path.name).read_bytes(), path.name
+    assert not list((tmp_path / "none").glob("*.png"))
+
+
+def test_figure_processes_are_one_per_further_core_up_to_the_cap(monkeypatch):
+    for cores, expected in ((1, 0), (2, 1), (3, 2), (64, cli.EARLY_FIGURE_WORKERS)):
+        monkeypatch.setattr("sim.cpu_cores.usable_cores", lambda cores=cores: cores)
+        monkeypatch.setattr(cli, "FigureWorker", lambda: "worker")
+        assert cli.start_figure_workers() == ["worker"] * expected
