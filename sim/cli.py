@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bandits.errors import PrefsimError
-from sim.figure_worker import FigureWorker
+from sim.figure_worker import FigureWorker, start_workers
 from sim.launch import add_launch_arguments
 from sim.plot_spec import parse_plot
 from sim.progress import Progress
@@ -302,7 +302,7 @@ def start_figure_workers() -> list[FigureWorker]:
     beyond the first, at most :data:`EARLY_FIGURE_WORKERS`; none on one core."""
     from sim.cpu_cores import usable_cores  # imports JAX, which main() has imported by now
 
-    return [FigureWorker() for _ in range(min(usable_cores() - 1, EARLY_FIGURE_WORKERS))]
+    return start_workers(min(usable_cores() - 1, EARLY_FIGURE_WORKERS), FigureWorker)
 
 
 def _run_with_figure_workers(args, workers: list[FigureWorker]) -> int:

@@ -86,7 +86,6 @@ class FigureWorker:
     def __init__(self) -> None:
         # this process's import path, so the worker imports the same prefsim (a script may have set it)
         path = os.pathsep.join(entry or os.getcwd() for entry in sys.path)
-        self.started = time.monotonic()
         self.errors = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
             [sys.executable, "-c", WORKER_COMMAND],
@@ -98,10 +97,6 @@ class FigureWorker:
         self._ready = False
         self._job_sent = False
         self._busy = False
-
-    def age(self) -> float:
-        """Seconds since the process was started."""
-        return time.monotonic() - self.started
 
     @property
     def ready(self) -> bool:
@@ -168,6 +163,18 @@ class FigureWorker:
                 stream.close()
             except (BrokenPipeError, OSError, ValueError):
                 pass
+
+
+def start_workers(count: int, make: Callable[[], FigureWorker] = FigureWorker) -> list[FigureWorker]:
+    """Up to ``count`` figure processes: as many as the system starts (a process it cannot start, e.g. at
+    its process limit, is one fewer helper, not an error: the caller draws those figures itself)."""
+    workers = []
+    for _ in range(max(0, count)):
+        try:
+            workers.append(make())
+        except OSError:
+            break
+    return workers
 
 
 def serve(draw: Callable[[Any, str], list[Path]], warm_up: Callable[[], None]) -> None:

@@ -60,7 +60,7 @@ from sim.cpu_cores import usable_cores
 from sim.diagnostics import floor_iteration as first_floor_iteration
 from sim.diagnostics import is_convergence_metric, precision_floor
 from sim.field_sweep import format_value
-from sim.figure_worker import FigureWorker, draw_shared, serve
+from sim.figure_worker import FigureWorker, draw_shared, serve, start_workers
 from sim.plot_spec import PlotSpec, parse_plot
 from sim.progress import Progress
 
@@ -796,7 +796,7 @@ def plot_run(
     per_figure = FIGURE_SECONDS + PANEL_SECONDS * (len(groups) if panels else 1)
     workers, started_here = list(workers), []
     if not workers and len(drawn) * per_figure > PARALLEL_DRAWING_S:  # new processes only for a long drawing
-        started_here = [FigureWorker() for _ in range(min(usable_cores() - 1, len(drawn) // 2))]
+        started_here = start_workers(min(usable_cores() - 1, len(drawn) // 2), FigureWorker)
     sharing = workers + started_here
 
     def announce(done: int, metric: str) -> None:
