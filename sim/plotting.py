@@ -853,10 +853,8 @@ def warm_up() -> None:
     """Draw and encode a small figure with what a metric figure uses (log axes, a band, a legend, mathtext,
     constrained layout, PNG), so that Matplotlib's one-time work (fonts, the mathtext parser) is done
     before a figure process is sent figures, while it waits; writes nothing."""
+    figure, axes = new_figure()
     with matplotlib.rc_context(STYLE):
-        figure = Figure(figsize=FIGURE_SIZE, layout="constrained")
-        FigureCanvas(figure)
-        axes = figure.add_subplot()
         steps = np.arange(1.0, 11.0)
         axes.plot(steps, 1.0 / steps, label=r"$\propto t^{-1}$")
         axes.fill_between(steps, 0.5 / steps, 2.0 / steps, alpha=0.2)

@@ -439,6 +439,13 @@ def test_too_many_facets_share_the_axes_and_the_title_says_so():
     )
 
 
+def assert_same_files(first: list[Path], second: list[Path]) -> None:
+    """The same file names in the same order, byte for byte."""
+    assert [p.name for p in first] == [p.name for p in second]
+    for one, other in zip(first, second):
+        assert one.read_bytes() == other.read_bytes(), one.name
+
+
 def test_many_figures_are_drawn_in_another_process_too_and_equal_the_ones_drawn_here(tmp_path, cyclic_table):
     serial = plotting.plot_run(cyclic_table, tmp_path / "serial")
     table_rules = plotting.stats.rules_of(cyclic_table)
@@ -460,9 +467,7 @@ def test_many_figures_are_drawn_in_another_process_too_and_equal_the_ones_drawn_
     finally:
         patch.undo()
     assert len(started) == 1 and started[0].process.poll() is not None  # started, then ended
-    assert [p.name for p in parallel] == [p.name for p in serial]  # the same figures, in the same order
-    for first, second in zip(serial, parallel):
-        assert first.read_bytes() == second.read_bytes(), first.name
+    assert_same_files(serial, parallel)
     # a stage per figure drawn here, counting the figures finished anywhere
     count = len(serial)
     indices = [index for index, *_ in stages]
@@ -482,9 +487,13 @@ def ready_worker(timeout: float = 120.0) -> FigureWorker:
     return worker
 
 
+def figure_job(table, out_dir):
+    """The FigureJob plot_run would send for ``table`` with the default [plot] table, into ``out_dir``."""
+    return plotting.FigureJob(table, plotting.stats.rules_of(table), PlotSpec(), None, None, "float64", out_dir)
+
+
 def test_a_figure_process_raises_a_figures_error_and_goes_on(tmp_path, cyclic_table):
-    rules = plotting.stats.rules_of(cyclic_table)
-    job = plotting.FigureJob(cyclic_table, rules, PlotSpec(), None, None, "float64", tmp_path)
+    job = figure_job(cyclic_table, tmp_path)
     worker = FigureWorker()
     try:
         with pytest.raises(PrefsimError, match="no_such_metric' is not a column"):
@@ -497,8 +506,7 @@ def test_a_figure_process_raises_a_figures_error_and_goes_on(tmp_path, cyclic_ta
 
 
 def test_a_figure_process_that_died_is_a_clear_error_and_stop_ends_an_idle_one(tmp_path, cyclic_table):
-    rules = plotting.stats.rules_of(cyclic_table)
-    job = plotting.FigureJob(cyclic_table, rules, PlotSpec(), None, None, "float64", tmp_path)
+    job = figure_job(cyclic_table, tmp_path)
     worker = FigureWorker()
     worker.process.kill()
     with pytest.raises(PrefsimError, match=r"a figure process failed \(exit -9\)"):
@@ -551,9 +559,7 @@ def test_a_ready_worker_shares_the_figures_byte_for_byte(tmp_path, cyclic_table)
 
     parallel = plotting.plot_run(cyclic_table, tmp_path / "parallel", progress=Recorder(), workers=[worker])
     assert worker.process.poll() is not None  # a worker serves one plot_run
-    assert [p.name for p in parallel] == [p.name for p in serial]
-    for first, second in zip(serial, parallel):
-        assert first.read_bytes() == second.read_bytes(), first.name
+    assert_same_files(serial, parallel)
     # every figure drawn: here from the front, in the worker from the back (once each, but for a figure
     # the worker finished just as it was taken back on a loaded machine)
     names = [p.stem for p in serial]
@@ -662,9 +668,8 @@ def test_prefsim_run_starts_figure_processes_first_and_ends_them(tmp_path, monke
     codes = [worker.process.poll() for workers in started for worker in workers]
     assert codes[0] in (0, -9) and codes[1] == -9
     alone = sorted((tmp_path / "alone").glob("*.png"))
-    assert alone and [p.name for p in alone] == [p.name for p in sorted((tmp_path / "shared").glob("*.png"))]
-    for path in alone:
-        assert path.read_bytes() == (tmp_path / "shared" / path.name).read_bytes(), path.name
+    assert alone
+    assert_same_files(alone, sorted((tmp_path / "shared").glob("*.png")))
     assert not list((tmp_path / "none").glob("*.png"))
 
 
