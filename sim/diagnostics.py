@@ -91,7 +91,8 @@ def absent_metrics_to_nan(table: pd.DataFrame) -> pd.DataFrame:
     later = table[table["iteration"] > 0]
     if later.empty:
         return table
-    absent = later.groupby(["rule", "seed"], sort=False)[metrics].agg(lambda column: column.isna().all())
+    # absent: no finite-or-infinite value after iteration 0, i.e. no non-NaN one (one cythonised any per group)
+    absent = ~later[metrics].notna().groupby([later["rule"], later["seed"]], sort=False).any()
     table = table.copy()
     start = table["iteration"] == 0
     keys = pd.MultiIndex.from_frame(table.loc[start, ["rule", "seed"]])
