@@ -47,7 +47,7 @@ from bandits.errors import PrefsimError
 from sim.game import Game, normalize, win_rates
 from sim.metrics import duality_gap
 from sim.rules.base import mirror_step
-from sim.shared_engine import padded_seed_rows, seed_tile, take_seeds
+from sim.shared_engine import padded_seed_rows, seed_tile, seeds_on_host, take_seeds
 
 DEFAULT_TOLERANCE = 1e-14
 #: Largest π-weighted change Σ_y π(y)|Δ log π(y)| in one extragradient step at which
@@ -286,7 +286,7 @@ def regularised_targets(
         # cache for all its iterations and stops when its own seeds have converged (K = 100, 256 seeds:
         # 0.79 s → 0.34 s on one device).  The last group is padded with copies of its last seed.
         devices, solved = jax.devices(), []
-        games = take_seeds(games, axes, slice(None), np.asarray)  # cut on the host: NumPy slices, not JAX gathers
+        games = seeds_on_host(games, axes)  # groups cut by NumPy slicing
         for index, start in enumerate(range(0, seeds, group)):
             part = take_seeds(games, axes, padded_seed_rows(start, group, seeds))
             part = jax.device_put(part, devices[index % len(devices)])

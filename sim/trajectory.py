@@ -43,6 +43,7 @@ from sim.shared_engine import (
     run_blocks,
     seed_device_count,
     seed_tile,
+    seeds_on_host,
     shard_over_seeds,
     take_seeds,
     whole_run_schedule,
@@ -385,9 +386,7 @@ def simulate_grid(
     # Every group has the same size (the last padded with copies of its last seed), so they share one
     # compiled program; numbers equal the one-batch run up to rounding (~1e-14).
     groups, total = -(-seeds // group), int(record[-1])
-    # the groups are cut on the host: a NumPy slice per group, where a JAX gather per leaf cost ~2 ms a group
-    games = take_seeds(games, game_axes, slice(None), np.asarray)
-    targets = np.asarray(targets)
+    games, targets = seeds_on_host(games, game_axes), np.asarray(targets)  # groups cut by NumPy slicing
     parts = []
     for index in range(groups):
         chosen = padded_seed_rows(index * group, group, seeds)

@@ -16,7 +16,7 @@ from sim.experiment import prepare_run
 from sim.game import game_from_instance
 from sim.nash import regularised_targets
 from sim.rules import build_rule
-from sim.shared_engine import COMPILED_RUNS, seed_tile, stack_over_seeds
+from sim.shared_engine import COMPILED_RUNS, seed_tile, seeds_on_host, stack_over_seeds, take_seeds
 from sim.spec import parse_spec
 from sim.trajectory import default_record_iterations, seed_group, simulate_grid
 
@@ -42,6 +42,23 @@ def test_tile_size_at_hand_computed_points():
     assert seed_tile(16, 1000) is None  # one seed's P alone exceeds the budget
     assert seed_tile(64, 200) == 2  # 320 000 B a seed: at most 2
     assert seed_tile(64, 100, itemsize=4) == 16  # float32: 40 000 B a seed, at most 19; 16 → 64
+
+
+def test_seeds_on_host_copies_the_batched_leaves_and_keeps_the_shared_ones():
+    inputs = _inputs(seeds=5)
+    games, axes = inputs.games, inputs.game_axes
+    assert set(axes) == {0, None}  # P and π_ref per seed, τ shared
+    host = seeds_on_host(games, axes)
+    for leaf, on_host, axis in zip(games, host, axes):
+        if axis is None:
+            assert on_host is leaf
+        else:
+            assert type(on_host) is np.ndarray and np.array_equal(on_host, np.asarray(leaf), equal_nan=True)
+    rows = np.array([4, 0, 4])  # a group padded with its last seed
+    for cut, whole, axis in zip(take_seeds(host, axes, rows), games, axes):
+        assert np.array_equal(
+            np.asarray(cut), np.asarray(whole if axis is None else np.asarray(whole)[rows]), equal_nan=True
+        )
 
 
 def _inputs(seeds=7, iterations=60, arms=4):
