@@ -54,7 +54,7 @@ import jax.numpy as jnp  # noqa: E402
 from sim.cpu_cores import use_cpu_cores  # noqa: E402
 from sim.metrics import METRIC_COLUMNS  # noqa: E402
 from sim.rules import build_rule  # noqa: E402
-from sim.shared_engine import seed_device_count, shard_over_seeds, take_seeds  # noqa: E402
+from sim.shared_engine import shard_over_seeds, take_seeds  # noqa: E402
 from sim.spec import parse_spec  # noqa: E402
 from sim.trajectory import (  # noqa: E402
     _compiled,
@@ -62,8 +62,8 @@ from sim.trajectory import (  # noqa: E402
     default_record_iterations,
     seed_group,
     simulate_grid,
+    trajectory_devices,
     update_with_shared_product,
-    update_work,
     whole_run_schedule,
 )
 
@@ -337,8 +337,7 @@ def batched_product_check(make_rule, games, game_axes, targets, record, seeds, a
     (S, K, K) array), i.e. each update reads P once.  With seeds in groups (:func:`sim.trajectory.seed_group`)
     the program of one group is inspected, as ``simulate_grid`` runs every group with it.
     """
-    work = update_work(1, seeds, arms) * int(record[-1])  # as simulate_grid runs it: seeds in groups
-    devices = seed_device_count(seeds, work)
+    devices = trajectory_devices(1, seeds, arms, game_axes, int(record[-1]))  # as simulate_grid runs it
     group = seed_group(seeds, arms, games, game_axes, devices)
     if group is not None:
         games = take_seeds(games, game_axes, np.arange(group))
@@ -400,8 +399,8 @@ def run_case(arms, seeds, iterations, repeats, say=print, spec=None):
         return simulate_grid(make_rule, {}, games, game_axes, targets, record)
 
     bare = bare_update_function(rule, game_axes, iterations, arms)
-    work = update_work(1, seeds if per_seed_P else 1, arms, not per_seed_P) * iterations
-    bare_games = shard_over_seeds(games, game_axes, targets, seed_device_count(seeds, work))[0]  # as prefsim
+    bare_devices = trajectory_devices(1, seeds, arms, game_axes, iterations)  # the devices prefsim uses
+    bare_games = shard_over_seeds(games, game_axes, targets, bare_devices)[0]
 
     def bare_call():
         return bare(bare_games)

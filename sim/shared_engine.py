@@ -331,7 +331,12 @@ def seed_device_count(seeds: int, work: float | None = None) -> int:
     (1e-16 apart), so a run in time blocks would not equal its one-call run bit for bit."""
     if jax.default_backend() == "cpu" and (work is None or work < CPU_SHARD_WORK):
         return 1
-    return min(len(jax.devices()), max(1, -(-int(seeds) // 2)))
+    return _two_seeds_a_device(seeds, len(jax.devices()))
+
+
+def _two_seeds_a_device(seeds: int, devices: int) -> int:
+    """At most ``devices`` devices, and at most one for every 2 of ``seeds`` seeds (at least one)."""
+    return min(devices, max(1, -(-int(seeds) // 2)))
 
 
 def shard_over_seeds(
@@ -346,7 +351,7 @@ def shard_over_seeds(
     """
     per_seed = jnp.asarray(per_seed)
     seeds = per_seed.shape[0]
-    count = seed_device_count(seeds) if devices is None else min(devices, max(1, -(-int(seeds) // 2)))
+    count = seed_device_count(seeds) if devices is None else _two_seeds_a_device(seeds, devices)
     if count == 1:
         return items, per_seed, 0
     devices = jax.devices()[:count]

@@ -364,10 +364,7 @@ def simulate_grid(
     targets = jnp.stack([targets, jnp.asarray(unregularised_targets, targets.dtype)], axis=1)
     grid_values = grid_arrays(grid)
     seeds = int(targets.shape[0])
-    batched = any(axis == 0 for axis in jax.tree_util.tree_leaves(game_axes))
-    points = len(next(iter(grid_values.values())))
-    work = update_work(points, seeds if batched else 1, arms, game_axes.preference is None) * int(record[-1])
-    devices = seed_device_count(seeds, work)
+    devices = trajectory_devices(len(next(iter(grid_values.values()))), seeds, arms, game_axes, int(record[-1]))
     group = seed_group(seeds, arms, games, game_axes, devices)
     run = functools.partial(
         _simulate_seeds,
@@ -462,6 +459,14 @@ def update_work(grid_points: int, seeds: int, arms: int, shared_preference: bool
     G·S·(K²/c + BLOCK_ARM_COST·K), c = :data:`SHARED_PRODUCT_SPEEDUP` when the seeds share P (else 1)."""
     product = arms * arms / (SHARED_PRODUCT_SPEEDUP if shared_preference else 1)
     return max(1, grid_points) * max(1, seeds) * (product + BLOCK_ARM_COST * arms)
+
+
+def trajectory_devices(grid_points: int, seeds: int, arms: int, game_axes: Game, updates: int) -> int:
+    """The devices :func:`simulate_grid` splits a run's seeds over: :func:`seed_device_count` of its work,
+    ``updates`` × :func:`update_work` (per seed where some game leaf differs between seeds)."""
+    batched = any(axis == 0 for axis in jax.tree_util.tree_leaves(game_axes))
+    work = update_work(grid_points, seeds if batched else 1, arms, game_axes.preference is None) * updates
+    return seed_device_count(seeds, work)
 
 
 def block_updates(grid_points: int, seeds: int, arms: int, shared_preference: bool = False) -> int:
