@@ -57,10 +57,12 @@ from sim.rules import build_rule  # noqa: E402
 from sim.shared_engine import shard_over_seeds, take_seeds  # noqa: E402
 from sim.spec import parse_spec  # noqa: E402
 from sim.trajectory import (  # noqa: E402
+    SeedsMinorView,
     _compiled,
     compiler_options,
     default_record_iterations,
     seed_group,
+    seeds_minor_layout,
     simulate_grid,
     trajectory_devices,
     update_with_shared_product,
@@ -238,12 +240,15 @@ def build_case(arms, seeds, iterations, spec=None):
 
 
 def bare_update_function(rule, game_axes, iterations, arms):
-    """jit(vmap over seeds of a plain ``lax.scan`` of ``rule.update``): the update with no metrics.
+    """jit of ``iterations`` updates of every seed with no metrics: the trajectory's updates alone.
 
     Compiled with the same XLA options as the trajectory (:func:`sim.trajectory.compiler_options`),
-    and stepping as the trajectory does (:func:`sim.trajectory.update_with_shared_product`),
-    so that the metric overhead measures the metrics and nothing else.
+    stepping as the trajectory does (:func:`sim.trajectory.update_with_shared_product`) and in its
+    layout: seed-last (:class:`sim.trajectory.SeedsMinorView`) where :func:`sim.trajectory.seeds_minor_layout`
+    says so and the rule keeps it, else ``vmap`` over seeds of a plain ``lax.scan``; so that the metric
+    overhead measures the metrics and nothing else.  Returns log π_T, (S, K).
     """
+    per_seed = any(axis == 0 for axis in jax.tree_util.tree_leaves(game_axes))
 
     def one(game):
         def step(state, _):
@@ -252,7 +257,15 @@ def bare_update_function(rule, game_axes, iterations, arms):
         state, _ = jax.lax.scan(step, rule.init(game), None, length=iterations)
         return state.log_policy
 
-    return jax.jit(jax.vmap(one, in_axes=(game_axes,)), compiler_options=compiler_options(arms))
+    def every_seed(games):
+        view = SeedsMinorView(rule, games, game_axes)
+        if not view.keeps_layout():
+            return jax.vmap(one, in_axes=(game_axes,))(games)
+        state = jax.lax.fori_loop(0, iterations, lambda _, state: view.update(state, None), view.init())
+        return view.seed_first(state.log_policy)
+
+    run = every_seed if per_seed and seeds_minor_layout(arms) else jax.vmap(one, in_axes=(game_axes,))
+    return jax.jit(run, compiler_options=compiler_options(arms))
 
 
 def shared_matrix_product_check(make_rule, games, game_axes, targets, record, seeds, arms):
@@ -335,7 +348,10 @@ def batched_product_check(make_rule, games, game_axes, targets, record, seeds, a
     Passes when the products with P are dots batched over the seeds and P is never copied or
     transposed as a whole (no instruction other than the dots and the parameter produces an
     (S, K, K) array), i.e. each update reads P once.  With seeds in groups (:func:`sim.trajectory.seed_group`)
-    the program of one group is inspected, as ``simulate_grid`` runs every group with it.
+    the program of one group is inspected, as ``simulate_grid`` runs every group with it.  In the
+    seed-last layout (:func:`sim.trajectory.seeds_minor_layout`, K ≤ 12 on a CPU) the recordings' products
+    are those dots; the updates read a (K, K, S) copy of P that each block call makes once (reported as
+    ``seed_last_copies``), not a copy per update.
     """
     devices = trajectory_devices(1, seeds, arms, game_axes, int(record[-1]))  # as simulate_grid runs it
     group = seed_group(seeds, arms, games, game_axes, devices)
@@ -354,9 +370,13 @@ def batched_product_check(make_rule, games, game_axes, targets, record, seeds, a
         for line in text.splitlines()
         if re.search(rf"= f64{shape}", line) and not re.search(r"\b(parameter|get-tuple-element|tuple|bitcast)\(", line)
     ]
+    seed_last = [
+        line for line in text.splitlines() if re.search(rf"= f64\[{arms},{arms},{int(targets.shape[0])}\]", line)
+    ]
     return {
         "ok": bool(batched) and not copies,
         "seed_group": group,
+        "seed_last_copies": len(seed_last),
         "dots": len(dots),
         "dots_with_batch_dimensions": len(batched),
         "copies_of_P": [re.sub(r"%\S+ = ", "", c)[:160] for c in copies[:4]],

@@ -74,6 +74,7 @@ def compile_over_grid_and_seeds(
     blocks: bool = False,
     carry_per_seed: bool = True,
     point_axes: tuple | None = None,
+    seeds_inside: bool = False,
 ) -> Callable:
     """``jit(vmap_grid(vmap_seeds(one)))``, cached under ``cache_key``.
 
@@ -101,8 +102,13 @@ def compile_over_grid_and_seeds(
     ``vmap`` over the points runs outermost, and the compiled function returns (and with ``blocks``
     takes the carry with) point × seed on one axis of P·S entries (point-major), like a run of P·S
     seeds (``carry_per_seed`` must then be true).
+
+    ``seeds_inside``: ``one`` runs every seed itself (``item`` with its seed axes, ``per_seed`` and the
+    carry with the seed on axis 0) and returns its outputs with the seed on axis 0, as the ``vmap`` over
+    seeds would (exact mode's seed-last updates, :func:`sim.trajectory.simulate_seeds_block`); only the
+    grid is ``vmap``-ed here.
     """
-    key = (cache_key, item_axes, compiler_options is not None, blocks, carry_per_seed, point_axes)
+    key = (cache_key, item_axes, compiler_options is not None, blocks, carry_per_seed, point_axes, seeds_inside)
     if key in COMPILED_RUNS:
         return COMPILED_RUNS[key]
 
@@ -113,7 +119,7 @@ def compile_over_grid_and_seeds(
     if blocks:
         carry_axis = 0 if carry_per_seed else None
         seed_axes, grid_axes, seed_out = seed_axes + (carry_axis, None), grid_axes + (0, None), (carry_axis, 0)
-    over_seeds = jax.vmap(without_dummy, in_axes=seed_axes, out_axes=seed_out)
+    over_seeds = without_dummy if seeds_inside else jax.vmap(without_dummy, in_axes=seed_axes, out_axes=seed_out)
     over_grid = jax.vmap(over_seeds, in_axes=grid_axes)
     if point_axes is not None:
         over_grid = _points_outermost(over_grid, point_axes, blocks)

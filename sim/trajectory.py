@@ -27,6 +27,7 @@ from collections.abc import Callable, Hashable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend.core import ClosedJaxpr, Jaxpr
 from jax.typing import ArrayLike
 
 from sim.game import Game
@@ -238,31 +239,217 @@ def simulate_block(
     :func:`simulate`; −1 where nothing is measured), ``first_bad`` (the exact first bad iteration so far
     when ``locate_nonfinite``), ``final`` (π after the block).
     """
-    log_target = log_target_policy(target)
-    log_unregularised = None if unregularised_target is None else log_target_policy(unregularised_target)
+    return _run_pieces(_OneSeed(rule, game, target, unregularised_target), schedule, carry, locate_nonfinite)
 
-    def measure(state, mixture_sum):
-        """The row of iterate t, and Pπ_t (which the next update reuses)."""
-        # mixture_sum = Σ_{s≤t} π_s, so π̄_t = mixture_sum / (t + 1) and Σ_{s<t} π_s = mixture_sum − π_t.
-        policy = current_policy(state)
-        mixture = mixture_sum / (state.step.astype(state.log_policy.dtype) + 1.0)
-        # One product of P with both policies, so P is read once per recording, stacked as rows
-        # [π_t; π̄_t] (see shared_win_rates for the form of the product).
-        products = shared_win_rates(game.preference, jnp.stack([policy, mixture]))
-        references = (target, log_target, unregularised_target, log_unregularised)
-        last = metrics_from_win_rates(game, policy, state.log_policy, products[0], *references)
-        mean = metrics_from_win_rates(game, mixture, jnp.log(mixture), products[1], *references)
-        row = dict(last)
-        row.update({f"{name}_mixture": value for name, value in mean.items()})
-        row["regret"] = regret_from_mixture_sum(mixture_sum, policy, game.rewards, state.step)
-        return {name: row[name] for name in METRIC_COLUMNS}, products[0]
+
+def simulate_seeds_block(
+    rule: ExactRule,
+    games: Game,
+    game_axes: Game,
+    targets: jax.Array,
+    schedule: Schedule,
+    carry: tuple | None = None,
+    locate_nonfinite: bool = False,
+    unregularised_targets: jax.Array | None = None,
+) -> tuple[tuple, dict]:
+    """:func:`simulate_block` of every seed at once (``targets`` (S, K), game leaves batched on axis 0 where
+    ``game_axes`` is 0), the outputs with the seed on axis 0 as ``vmap`` of :func:`simulate_block` gives.
+
+    The updates run with the seed on the **last** axis of every per-seed array (:class:`SeedsMinorView`):
+    the rule's update is ``vmap``-ed inside the loop with ``in_axes=-1``, so its reductions over K arms
+    become element-wise operations over rows of S seeds, which the CPU runs in full SIMD vectors; with
+    the seed first (``vmap`` outside the loop, as :func:`simulate_block`) a row of K ≤ 12 arms fills a
+    vector badly.  The recordings run seed-first, through :func:`simulate_block`'s own ``measure``.
+    When the rule's update would move the seed axis back to the front (a transpose, or a product
+    with a batch dimension, in its traced step: :func:`keeps_seeds_minor`), the block is ``vmap`` of
+    :func:`simulate_block` instead; the carry then has that layout in every block of the run.
+    """
+    view = SeedsMinorView(rule, games, game_axes, targets, unregularised_targets)
+    if view.keeps_layout():
+        return _run_pieces(view, schedule, carry, locate_nonfinite)
+
+    def one(game, target, unregularised, carried):
+        return simulate_block(rule, game, target, schedule, carried, locate_nonfinite, unregularised)
+
+    unregularised_axis = None if unregularised_targets is None else 0
+    carry_axis = None if carry is None else 0
+    return jax.vmap(one, in_axes=(game_axes, 0, unregularised_axis, carry_axis))(
+        games, targets, unregularised_targets, carry
+    )
+
+
+def _measure(game: Game, references: tuple, state: ExactState, mixture_sum: jax.Array) -> tuple[dict, jax.Array]:
+    """The row of iterate t of one seed, and Pπ_t (which the next update reuses).
+
+    ``references``: (π*, log π*, π⁰ or None, log π⁰ or None).
+    """
+    # mixture_sum = Σ_{s≤t} π_s, so π̄_t = mixture_sum / (t + 1) and Σ_{s<t} π_s = mixture_sum − π_t.
+    policy = current_policy(state)
+    mixture = mixture_sum / (state.step.astype(state.log_policy.dtype) + 1.0)
+    # One product of P with both policies, so P is read once per recording, stacked as rows
+    # [π_t; π̄_t] (see shared_win_rates for the form of the product).
+    products = shared_win_rates(game.preference, jnp.stack([policy, mixture]))
+    last = metrics_from_win_rates(game, policy, state.log_policy, products[0], *references)
+    mean = metrics_from_win_rates(game, mixture, jnp.log(mixture), products[1], *references)
+    row = dict(last)
+    row.update({f"{name}_mixture": value for name, value in mean.items()})
+    row["regret"] = regret_from_mixture_sum(mixture_sum, policy, game.rewards, state.step)
+    return {name: row[name] for name in METRIC_COLUMNS}, products[0]
+
+
+def _references(target: jax.Array, unregularised_target: jax.Array | None) -> tuple:
+    log_unregularised = None if unregularised_target is None else log_target_policy(unregularised_target)
+    return target, log_target_policy(target), unregularised_target, log_unregularised
+
+
+class _OneSeed:
+    """One seed's trajectory as :func:`_run_pieces` steps it (:func:`simulate_block`; a caller's ``vmap``
+    adds the seeds)."""
+
+    def __init__(self, rule: ExactRule, game: Game, target: jax.Array, unregularised_target: jax.Array | None):
+        self.rule, self.game = rule, game
+        self.references = _references(target, unregularised_target)
+
+    def init(self) -> ExactState:
+        return self.rule.init(self.game)
+
+    def update(self, state: ExactState, win_rates: jax.Array) -> ExactState:
+        return update_with_shared_product(self.rule, state, self.game, win_rates)
+
+    def product(self, state: ExactState) -> jax.Array:
+        return shared_win_rates(self.game.preference, current_policy(state)[None])[0]
+
+    def measure(self, state: ExactState, mixture_sum: jax.Array) -> tuple[dict, jax.Array]:
+        return _measure(self.game, self.references, state, mixture_sum)
+
+    @staticmethod
+    def all_finite(values: jax.Array) -> jax.Array:
+        return jnp.all(jnp.isfinite(values))
+
+    @staticmethod
+    def seed_first(values: jax.Array) -> jax.Array:
+        """An output as the caller's ``vmap`` returns it (nothing to move: the seed is not here)."""
+        return values
+
+
+def _minor(values: jax.Array) -> jax.Array:
+    return jnp.moveaxis(values, 0, -1)
+
+
+def _major(values: jax.Array) -> jax.Array:
+    return jnp.moveaxis(values, -1, 0)
+
+
+def _state_axes(state: ExactState, axis: int) -> ExactState:
+    """``vmap`` axes of a state of every seed: ``axis`` for each per-seed leaf, none for the step (all seeds
+    step together)."""
+    return jax.tree_util.tree_map(lambda _: axis, state)._replace(step=None)
+
+
+class SeedsMinorView:
+    """Every seed of a batch at once, per-seed arrays with the seed on the last axis during the updates
+    (:func:`simulate_seeds_block`; the benchmarks' bare scan steps the same way); a recording moves the
+    state seed-first and measures it as :class:`_OneSeed` does.  States: ``log_policy``/``policy`` (K, S),
+    ``extra`` leaves with the seed last, ``step`` one scalar (every seed steps together)."""
+
+    def __init__(
+        self,
+        rule: ExactRule,
+        games: Game,
+        game_axes: Game,
+        targets: jax.Array | None = None,
+        unregularised_targets: jax.Array | None = None,
+    ):
+        """``games``: leaves batched over seeds on axis 0 where ``game_axes`` is 0; ``targets``: π* per seed
+        (S, K), needed by :meth:`measure` only (``unregularised_targets``: π⁰, or ``None``)."""
+        self.rule, self.games, self.game_axes = rule, games, game_axes
+        self.references = None if targets is None else jax.vmap(_references)(targets, unregularised_targets)
+        self.minor_games = jax.tree_util.tree_map(
+            lambda leaf, axis: leaf if axis is None else _minor(leaf), games, game_axes
+        )
+        self.minor_axes = jax.tree_util.tree_map(lambda axis: None if axis is None else -1, game_axes)
+
+    def init(self) -> ExactState:
+        state = jax.vmap(self.rule.init, in_axes=(self.game_axes,))(self.games)
+        state = jax.tree_util.tree_map(_minor, state._replace(step=None))
+        return state._replace(step=jnp.zeros((), jnp.int32))
+
+    def _rule_update(self, state: ExactState, win_rates: jax.Array) -> ExactState:
+        axes = _state_axes(state, -1)
+        return jax.vmap(
+            lambda one, game, products: update_with_shared_product(self.rule, one, game, products),
+            in_axes=(axes, self.minor_axes, -1),
+            out_axes=axes,
+        )(state, self.minor_games, win_rates)
+
+    def update(self, state: ExactState, win_rates: jax.Array | None) -> ExactState:
+        """One update of every seed; Pπ_t (``win_rates``, (K, S)) computed here, seed-last, when not given."""
+        return self._rule_update(state, self.product(state) if win_rates is None else win_rates)
+
+    def product(self, state: ExactState) -> jax.Array:
+        """Pπ_t of every seed, (K, S): a sum of products over P's columns for a P per seed (a batched
+        matrix product would move the seed axis first), one matrix product for a shared P."""
+        preference, policy = self.minor_games.preference, current_policy(state)
+        if self.game_axes.preference is None:
+            return preference @ policy
+        return jnp.sum(preference * policy[None], axis=1)
+
+    def measure(self, state: ExactState, mixture_sum: jax.Array) -> tuple[dict, jax.Array]:
+        seed_first = jax.tree_util.tree_map(_major, state._replace(step=None))._replace(step=state.step)
+        row, win_rates = jax.vmap(_measure, in_axes=(self.game_axes, 0, _state_axes(seed_first, 0), 0))(
+            self.games, self.references, seed_first, _major(mixture_sum)
+        )
+        return row, _minor(win_rates)
+
+    @staticmethod
+    def all_finite(values: jax.Array) -> jax.Array:
+        return jnp.all(jnp.isfinite(values), axis=tuple(range(values.ndim - 1)))
+
+    #: An output (seed last: rows (n, S), π (K, S)) with the seed moved to the front.
+    seed_first = staticmethod(_major)
+
+    def keeps_layout(self) -> bool:
+        """Whether the rule's traced update keeps the seed axis last (:func:`keeps_seeds_minor`)."""
+        state = jax.eval_shape(self.init)
+        products = jax.ShapeDtypeStruct(state.log_policy.shape, state.log_policy.dtype)
+        return keeps_seeds_minor(jax.make_jaxpr(self._rule_update)(state, products).jaxpr)
+
+
+def keeps_seeds_minor(jaxpr) -> bool:
+    """False when ``jaxpr`` (or one inside it) has a product with a batch dimension (a P per seed
+    multiplied inside the rule: XLA would move its seed axis first) or transposes an array of three or
+    more axes (a P per seed).  The small transposes ``vmap`` puts around a reduction over the arms
+    (keepdims puts the reduced row's seed axis first) do not count: XLA folds them into the fused
+    loops, and the compiled step moves no data."""
+    for equation in jaxpr.eqns:
+        if equation.primitive.name == "transpose" and equation.invars[0].aval.ndim >= 3:
+            return False
+        if equation.primitive.name == "dot_general" and equation.params["dimension_numbers"][1][0]:
+            return False
+        for inner in _inner_jaxprs(equation.params):
+            if not keeps_seeds_minor(inner):
+                return False
+    return True
+
+
+def _inner_jaxprs(params: dict):
+    for value in params.values():
+        for item in value if isinstance(value, (tuple, list)) else (value,):
+            if isinstance(item, ClosedJaxpr):
+                yield item.jaxpr
+            elif isinstance(item, Jaxpr):
+                yield item
+
+
+def _run_pieces(view, schedule: Schedule, carry: tuple | None, locate_nonfinite: bool) -> tuple[tuple, dict]:
+    """:func:`simulate_block`'s pieces for ``view`` (:class:`_OneSeed` or :class:`SeedsMinorView`)."""
 
     def one_update(_, carry, measured_win_rates=None):
         state, mixture_sum, first_bad = carry
-        state = update_with_shared_product(rule, state, game, measured_win_rates)
+        state = view.update(state, measured_win_rates)
         mixture_sum = mixture_sum + current_policy(state)
         if locate_nonfinite:
-            bad = ~jnp.all(jnp.isfinite(state.log_policy))
+            bad = ~view.all_finite(state.log_policy)
             first_bad = jnp.where((first_bad < 0) & bad, state.step, first_bad)
         return state, mixture_sum, first_bad
 
@@ -274,11 +461,7 @@ def simulate_block(
         # a segment computes Pπ_t as an update does.  The first update is not inside a cond (XLA would
         # compile it apart from the rest and round differently, e.g. Nash-MD's last bits); a padding
         # piece (length 0) discards it.
-        win_rates = jax.lax.cond(
-            fresh,
-            lambda: measured_win_rates,
-            lambda: shared_win_rates(game.preference, current_policy(state)[None])[0],
-        )
+        win_rates = jax.lax.cond(fresh, lambda: measured_win_rates, lambda: view.product(state))
         before = (state, mixture_sum, first_bad)
         updates = one_update(0, before, win_rates)
         updates = jax.tree_util.tree_map(lambda new, old: jnp.where(length > 0, new, old), updates, before)
@@ -286,29 +469,31 @@ def simulate_block(
         state, mixture_sum, first_bad = updates
 
         def recording(_):
-            finite = jnp.all(jnp.isfinite(mixture_sum)) & jnp.all(jnp.isfinite(state.log_policy))
+            finite = view.all_finite(mixture_sum) & view.all_finite(state.log_policy)
             seen = first_bad if locate_nonfinite else jnp.where(finite, -1, state.step)
-            row, win_rates = measure(state, mixture_sum)
+            row, win_rates = view.measure(state, mixture_sum)
             return row, seen.astype(jnp.int32), win_rates
 
         def no_recording(_):
             shapes = jax.eval_shape(recording, None)
             row = {name: jnp.zeros(value.shape, value.dtype) for name, value in shapes[0].items()}
-            return row, jnp.asarray(-1, jnp.int32), measured_win_rates
+            return row, jnp.full(shapes[1].shape, -1, jnp.int32), measured_win_rates
 
         row, seen, measured_win_rates = jax.lax.cond(measures, recording, no_recording, None)
         return (state, mixture_sum, first_bad, measured_win_rates), (row, seen)
 
     out = {}
     if carry is None:
-        state = rule.init(game)
+        state = view.init()
         policy = current_policy(state)
-        out["first"], first_win_rates = measure(state, policy)
-        carry = (state, policy, jnp.asarray(-1, jnp.int32), first_win_rates)
+        out["first"], first_win_rates = view.measure(state, policy)
+        carry = (state, policy, jnp.full(view.all_finite(policy).shape, -1, jnp.int32), first_win_rates)
     items = tuple(jnp.asarray(values) for values in schedule)
-    carry, (out["rows"], out["seen"]) = jax.lax.scan(piece, carry, items)
+    carry, (rows, seen) = jax.lax.scan(piece, carry, items)
+    out["rows"] = {name: view.seed_first(values) for name, values in rows.items()}
+    out["seen"] = view.seed_first(seen)
     out["first_bad"] = carry[2]
-    out["final"] = current_policy(carry[0])
+    out["final"] = view.seed_first(current_policy(carry[0]))
     return carry, out
 
 
@@ -507,12 +692,26 @@ def _cpu_options_supported() -> bool:
     return True
 
 
+def seeds_minor_layout(arms: int) -> bool:
+    """Whether a trajectory of per-seed states over ``arms`` arms runs its updates seed-last
+    (:func:`simulate_seeds_block`): on a CPU for K ≤ :data:`SMALL_ARMS`.  Measured on the 2-core Xeon
+    (benchmarks/README.md, 2026-12-06), INPO, K = 10, 1024 seeds, one core: 55 → 40 µs an update with a P
+    per seed, 47 → 27 µs with a shared P; from K ≈ 16 on rows fill SIMD vectors and the seed-first
+    batched product is the faster one."""
+    return arms <= SMALL_ARMS and jax.default_backend() == "cpu"
+
+
 def _compiled(make_rule, grid_names, game_axes, cache_key, locate_nonfinite=False, arms=None):
-    """The jitted grid × seeds block of the trajectory (:func:`simulate_block` through
+    """The jitted grid × seeds block of the trajectory (:func:`simulate_block`, or
+    :func:`simulate_seeds_block` where :func:`seeds_minor_layout`, through
     :func:`sim.shared_engine.compile_over_grid_and_seeds` with ``blocks=True``): called as
     ``(grid, games, targets, carry, schedule)``."""
     options = None if arms is None else compiler_options(arms)
-    key = ("exact", make_rule if cache_key is None else cache_key, grid_names, locate_nonfinite)
+    # The trajectory depends on the game and the grid point only (π* enters the metrics): on a game
+    # every seed shares it is carried once per grid point, as vmap keeps it in the one-call run.
+    per_seed = any(axis == 0 for axis in jax.tree_util.tree_leaves(game_axes))
+    seeds_inside = per_seed and arms is not None and seeds_minor_layout(arms)
+    key = ("exact", make_rule if cache_key is None else cache_key, grid_names, locate_nonfinite, seeds_inside)
 
     def one(parameters, game, target, carry, schedule):
         # target: π* (K,), or π* and π⁰ stacked (2, K) as simulate_grid passes them (shapes are static)
@@ -521,7 +720,13 @@ def _compiled(make_rule, grid_names, game_axes, cache_key, locate_nonfinite=Fals
             return simulate_block(rule, game, target[0], schedule, carry, locate_nonfinite, target[1])
         return simulate_block(rule, game, target, schedule, carry, locate_nonfinite)
 
-    # The trajectory depends on the game and the grid point only (π* enters the metrics): on a game
-    # every seed shares it is carried once per grid point, as vmap keeps it in the one-call run.
-    per_seed = any(axis == 0 for axis in jax.tree_util.tree_leaves(game_axes))
+    def every_seed(parameters, games, targets, carry, schedule):
+        # targets: π* (S, K), or π* and π⁰ stacked (S, 2, K)
+        rule, schedule = make_rule(parameters), Schedule(*schedule)
+        unregularised = targets[:, 1] if targets.ndim == 3 else None
+        targets = targets[:, 0] if targets.ndim == 3 else targets
+        return simulate_seeds_block(rule, games, game_axes, targets, schedule, carry, locate_nonfinite, unregularised)
+
+    if seeds_inside:
+        return compile_over_grid_and_seeds(every_seed, game_axes, key, options, blocks=True, seeds_inside=True)
     return compile_over_grid_and_seeds(one, game_axes, key, options, blocks=True, carry_per_seed=per_seed)
