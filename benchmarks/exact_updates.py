@@ -271,7 +271,10 @@ def bare_update_function(rule, game_axes, iterations, arms):
 def shared_matrix_product_check(make_rule, games, game_axes, targets, record, seeds, arms):
     """Inspect the compiled program of ``simulate_grid``: P must be multiplied as one matrix product.
 
-    Passes when every dot has no batch dimensions and no (S, K, K) array (P copied per seed) exists.
+    Passes when every dot has no batch dimensions and no (S, K, K) array (P copied per seed) exists.  In
+    the seed-last layout (:func:`sim.trajectory.seeds_minor_layout`, K ≤ 12 on a CPU) the updates multiply
+    the one P by the seeds' columns in a fused multiply-and-sum (``seed_last_update``) and the recordings
+    are the dots.
     """
     run = _compiled(make_rule, (), game_axes, None, False, arms)
     schedule = tuple(jnp.asarray(a) for a in whole_run_schedule(record))
@@ -280,8 +283,10 @@ def shared_matrix_product_check(make_rule, games, game_axes, targets, record, se
     per_seed_copy = re.search(rf"\[(1,)?{seeds},{arms},{arms}\]", text) is not None
     batched = [d for d in dots if "lhs_batch_dims" in d]
     signatures = sorted({re.sub(r"%\S+ = ", "", d).split(" dot(")[0] + " = dot" for d in dots})
+    seed_last = re.search(rf"= f64\[{arms},{arms},{seeds}\]\S* multiply\(", text) is not None
     return {
         "ok": bool(dots) and not batched and not per_seed_copy,
+        "seed_last_update": seed_last,
         "dots": len(dots),
         "dot_output_shapes": signatures[:8],
         "dots_with_batch_dimensions": len(batched),
@@ -364,15 +369,15 @@ def batched_product_check(make_rule, games, game_axes, targets, record, seeds, a
     text = run.lower({"__none__": jnp.zeros(1)}, games, targets, None, schedule).compile().as_text()
     dots = [line.strip() for line in text.splitlines() if re.search(r"\bdot\(", line)]
     batched = [d for d in dots if "lhs_batch_dims" in d]
-    shape = rf"\[(1,)?{int(targets.shape[0])},{arms},{arms}\]"
+    local = int(targets.shape[0]) // len(targets.sharding.device_set)  # the program holds one device's seeds
+    shape = rf"\[(1,)?{local},{arms},{arms}\]"
     copies = [
         line.strip()
         for line in text.splitlines()
         if re.search(rf"= f64{shape}", line) and not re.search(r"\b(parameter|get-tuple-element|tuple|bitcast)\(", line)
     ]
-    seed_last = [
-        line for line in text.splitlines() if re.search(rf"= f64\[{arms},{arms},{int(targets.shape[0])}\]", line)
-    ]
+    seed_last_copy = re.compile(rf"^\s*%\S*copy\S* = f64\[{arms},{arms},{local}\]")
+    seed_last = [line for line in text.splitlines() if seed_last_copy.search(line)]
     return {
         "ok": bool(batched) and not copies,
         "seed_group": group,

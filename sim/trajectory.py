@@ -387,11 +387,13 @@ class SeedsMinorView:
         return self._rule_update(state, self.product(state) if win_rates is None else win_rates)
 
     def product(self, state: ExactState) -> jax.Array:
-        """Pπ_t of every seed, (K, S): a sum of products over P's columns for a P per seed (a batched
-        matrix product would move the seed axis first), one matrix product for a shared P."""
+        """Pπ_t of every seed, (K, S), as a sum of products over P's columns: Σ_j P[i, j, s]·π[j, s] for a
+        P per seed, Σ_j P[i, j]·π[j, s] for a shared one.  A matrix product would be a dot, which XLA
+        wants seed-first (batched) or lays out so that the loop's arrays become seed-first; this is
+        one fused loop over K ≤ 12 columns."""
         preference, policy = self.minor_games.preference, current_policy(state)
         if self.game_axes.preference is None:
-            return preference @ policy
+            preference = preference[..., None]
         return jnp.sum(preference * policy[None], axis=1)
 
     def measure(self, state: ExactState, mixture_sum: jax.Array) -> tuple[dict, jax.Array]:
