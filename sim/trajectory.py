@@ -5,6 +5,9 @@ inner ``fori_loop`` over the updates between two recordings, so metrics (one pro
 last iterate and the mixture, which the next update reuses) are paid only at recorded iterations
 while the per-step bookkeeping (running mixture, regret, finiteness) costs O(K).
 :func:`simulate_grid` vmaps it over seeds (inner) and over the values of swept parameters (outer).
+On a CPU, for small games (K ≤ :data:`SMALL_ARMS`) with a state per seed, the seeds are not vmapped
+around the loop but inside it, seed-last (:func:`simulate_seeds_block`): the same rule, the same
+pieces, the reductions over the arms done as element-wise work over rows of seeds.
 A game leaf shared by all seeds (e.g. P) is not batched, so S policies multiply one P as a matrix
 product (:func:`shared_win_rates` picks its form).  When several devices are visible the seed axis
 is sharded over them with ``jax.sharding`` (e.g. ``XLA_FLAGS=--xla_force_host_platform_device_count=2``
@@ -417,7 +420,7 @@ class SeedsMinorView:
         return keeps_seeds_minor(jax.make_jaxpr(self._rule_update)(state, products).jaxpr)
 
 
-def keeps_seeds_minor(jaxpr) -> bool:
+def keeps_seeds_minor(jaxpr: Jaxpr) -> bool:
     """False when ``jaxpr`` (or one inside it) has a product with a batch dimension (a P per seed
     multiplied inside the rule: XLA would move its seed axis first) or transposes an array of three or
     more axes (a P per seed).  The small transposes ``vmap`` puts around a reduction over the arms
