@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 
 import sim.trajectory as trajectory
+from bandits.games import GameSpec, build_game
 from sim.experiment import run
-from sim.game import Game
+from sim.game import Game, game_from_instance
 from sim.rules import build_rule
-from sim.shared_engine import COMPILED_RUNS
+from sim.shared_engine import COMPILED_RUNS, stack_over_seeds
 from sim.trajectory import SeedsMinorView, keeps_seeds_minor, seeds_minor_layout
 
 RULES = [
@@ -155,3 +156,36 @@ def test_the_compiled_loop_reads_each_P_where_it_lies(monkeypatch):
 def test_seed_last_layout_is_for_small_games_on_a_cpu():
     assert seeds_minor_layout(trajectory.SMALL_ARMS) == (jax.default_backend() == "cpu")
     assert not seeds_minor_layout(trajectory.SMALL_ARMS + 1)
+
+
+def test_the_first_bad_iteration_of_each_seed_is_found_seed_last(monkeypatch):
+    # DPO in float32 with β = 1e-37 overflows at iteration 35 on rewards (0, 1, 0.5) (tests/test_trajectory.py);
+    # other rewards overflow at other iterations: each seed's first non-finite iteration is its own
+    rewards = [[0.0, 1.0, 0.5], [0.0, 3.0, 0.5], [0.0, 0.2, 0.1]]
+    games = [
+        game_from_instance(build_game(GameSpec(kind="bradley_terry", rewards=r).validate()), jnp.float32)
+        for r in rewards
+    ]
+    games, axes = stack_over_seeds(games)
+    targets = jnp.asarray([[0.0, 1.0, 0.0]] * 3, jnp.float32)
+    record = trajectory.default_record_iterations(60)
+    found = {}
+    for seed_last in (True, False):
+        monkeypatch.setattr(trajectory, "seeds_minor_layout", lambda arms, seed_last=seed_last: seed_last)
+        for block_size in (None, 7):
+            metrics, first_bad = trajectory.simulate_grid(
+                lambda point: build_rule("dpo", {"beta": 1e-37}),
+                {},
+                games,
+                axes,
+                targets,
+                record,
+                block_size=block_size,
+            )
+            found[seed_last, block_size] = first_bad.tolist(), metrics
+    first_bad = found[True, None][0]
+    assert first_bad[0][0] == 35 and len(set(first_bad[0])) > 1  # the seeds diverge at different iterations
+    for key, (bad, metrics) in found.items():
+        assert bad == first_bad, key
+        for name, values in metrics.items():
+            np.testing.assert_allclose(values, found[True, None][1][name], rtol=1e-5, err_msg=f"{key} {name}")
