@@ -11,7 +11,9 @@
   ``[run] seed_block``, else all S), the recordings (``grid·B·R`` per metric, plus the table of all S
   seeds), and in sampled mode the labelled pairs of one iteration (``grid·B·N``) and the policy
   features.  P counts once when every seed shares it, and ``2·S·K²`` when it is drawn per seed (the
-  per-seed matrices and their stack), plus one float64 copy while a game is built.  It is a lower bound
+  per-seed matrices and their stack), plus ``B·K²`` for the seed-last copy of exact mode's small games
+  (K ≤ :data:`sim.trajectory.SMALL_ARMS`, :func:`sim.trajectory.simulate_seeds_block`), plus one float64
+  copy while a game is built.  It is a lower bound
   of the peak (XLA's workspace comes on top), so a run it refuses cannot fit; :func:`check_memory`
   compares it with the memory the machine has available (``MemAvailable`` of ``/proc/meminfo``, else
   ``sysconf``).
@@ -23,7 +25,7 @@ import os
 from typing import Any
 
 from bandits.errors import PrefsimError
-from sim.trajectory import default_record_iterations
+from sim.trajectory import SMALL_ARMS, default_record_iterations
 
 MAX_ITERATIONS = 2**31 - 1
 MAX_SEEDS = 1_000_000
@@ -118,8 +120,12 @@ def memory_estimate(spec: Any) -> dict:
     grid = max(len(rule.grid_labels()) for rule in spec.rules)
     labels = sum(len(rule.grid_labels()) for rule in spec.rules)
     recorded = recorded_count(spec.iterations, spec.record_every)
+    per_seed = _preference_per_seed(spec)
+    # exact mode's small games also hold one call's P seed-last (sim.trajectory.simulate_seeds_block)
+    seed_last = per_seed and spec.run.mode == "exact" and arms <= SMALL_ARMS
     estimate = {
-        "preference": (2 * seeds * arms * arms * itemsize if _preference_per_seed(spec) else arms * arms * itemsize)
+        "preference": (2 * seeds * arms * arms * itemsize if per_seed else arms * arms * itemsize)
+        + (block * arms * arms * itemsize if seed_last else 0)
         + arms * arms * 8,
         "policies": STATE_VECTORS * grid * block * arms * itemsize,
         "recordings": TABLE_COLUMNS * (grid * block * recorded * itemsize + 2 * labels * seeds * recorded * 8),

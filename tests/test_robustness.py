@@ -176,6 +176,9 @@ def test_memory_estimate_formula_and_refusal_at_a_given_available_memory():
     assert estimate["preference"] == 2 * 3 * 100 * 100 * 8 + 100 * 100 * 8  # P per seed and stacked, + NumPy copy
     shared = parse_spec({**spec.raw, "game": {"kind": "cyclic", "arms": 100, "tau": 0.2}})
     assert limits.memory_estimate(shared)["preference"] == 100 * 100 * 8 + 100 * 100 * 8  # one P for every seed
+    small = parse_spec({**spec.raw, "game": {"kind": "random", "arms": 10, "tau": 0.2}, "run": {"seed_block": 2}})
+    # K ≤ 12: exact mode also holds one call's P (2 seeds) seed-last
+    assert limits.memory_estimate(small)["preference"] == 2 * 3 * 10 * 10 * 8 + 2 * 10 * 10 * 8 + 10 * 10 * 8
     assert estimate["policies"] == limits.STATE_VECTORS * 2 * 3 * 100 * 8
     assert estimate["recordings"] == limits.TABLE_COLUMNS * (2 * 3 * 3 * 8 + 2 * 2 * 3 * 3 * 8)  # R = 3: 0, 5, 10
     total = sum(estimate.values())
