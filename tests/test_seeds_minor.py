@@ -80,22 +80,25 @@ def _view(name: str, parameters: dict, shared_preference: bool = False, seeds: i
     return SeedsMinorView(build_rule(name, parameters), game, axes)
 
 
-def test_rules_that_multiply_a_per_seed_P_themselves_run_seed_first():
+def test_rules_that_multiply_P_themselves_run_seed_first():
     # INPO reads Pπ_t from the caller; Nash-MD multiplies P by its geometric mixture inside its update,
-    # which vmap writes as a product with a batch dimension (XLA would copy P seed-first every update).
-    assert _view("inpo", {"eta": 0.5}).keeps_layout()
-    assert not _view("nash_md", {"eta": 0.2}).keeps_layout()
-    # with one P for every seed, Nash-MD's product is a plain matrix product of P with the seeds' columns
-    assert _view("nash_md", {"eta": 0.2}, shared_preference=True).keeps_layout()
+    # which vmap writes as a product with a batch dimension (XLA would copy P seed-first every update),
+    # and with one P for every seed as a dot, around which XLA may lay the loop's arrays out seed-first
+    for shared in (False, True):
+        assert _view("inpo", {"eta": 0.5}, shared_preference=shared).keeps_layout()
+        assert _view("sppo", {"eta": 0.2}, shared_preference=shared).keeps_layout()
+        for name in ("nash_md", "extragradient", "optimistic"):
+            assert not _view(name, {"eta": 0.2}, shared_preference=shared).keeps_layout()
 
 
-def test_the_layout_check_flags_a_transposed_matrix_per_seed_and_a_batched_product():
+def test_the_layout_check_flags_a_transposed_matrix_per_seed_and_a_product():
     rows = jnp.ones((3, 4))
     cubes = jnp.ones((3, 4, 5))
     assert keeps_seeds_minor(jax.make_jaxpr(lambda x: (x.T * 2.0).T)(rows).jaxpr)  # small transposes fold away
     assert not keeps_seeds_minor(jax.make_jaxpr(lambda x: jnp.moveaxis(x, 2, 0))(cubes).jaxpr)
     batched = jax.make_jaxpr(lambda a, b: jnp.einsum("sij,sj->si", a, b))(cubes[..., :4], rows)
     assert not keeps_seeds_minor(batched.jaxpr)
+    assert not keeps_seeds_minor(jax.make_jaxpr(lambda a, b: a @ b)(rows[:, :3], rows).jaxpr)  # any dot
     inside_a_loop = jax.make_jaxpr(lambda x: jax.lax.fori_loop(0, 2, lambda _, y: jnp.moveaxis(y, 2, 0), x))
     assert not keeps_seeds_minor(inside_a_loop(jnp.ones((4, 4, 4))).jaxpr)
 
