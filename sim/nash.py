@@ -31,7 +31,9 @@
      only if it stays within the tolerance of the LP point and in F; else the LP point is used.
 
   Games without a Condorcet winner and with more than :data:`UNREGULARISED_NASH_MAX_ARMS` arms get
-  NaN (not computed: 2K LPs of K variables).
+  NaN (not computed: 2K LPs of K variables).  Steps 2–3 read the constant-sum game nearest P,
+  (P + 1 − Pᵀ)/2 (:func:`constant_sum`): a float32 game rounds P(i ≻ j) and P(j ≻ i) apart (their sum
+  ~3e-8 from 1), its value is then not exactly ½, and F of the rounded matrix can be empty.
 """
 
 from __future__ import annotations
@@ -204,6 +206,14 @@ def certified_unique_nash(preference: ArrayLike) -> np.ndarray | None:
     return None
 
 
+def constant_sum(matrix: np.ndarray) -> np.ndarray:
+    """``matrix`` itself when P + Pᵀ = 1 holds exactly in floating point, else (P + 1 − Pᵀ)/2, the nearest
+    matrix for which it does up to rounding (a P rounded to float32, whose pair sums are ~3e-8 off)."""
+    if np.array_equal(matrix + matrix.T, np.ones_like(matrix)):
+        return matrix
+    return 0.5 * (matrix + (1.0 - matrix.T))
+
+
 def unique_unregularised_nash(preference: ArrayLike, tolerance: float = UNIQUENESS_TOLERANCE) -> np.ndarray:
     """π⁰, the unregularised Nash policy of P, when it is unique; otherwise K NaNs (NumPy in and out).
 
@@ -220,7 +230,7 @@ def unique_unregularised_nash(preference: ArrayLike, tolerance: float = UNIQUENE
         return point_mass
     if arms > UNREGULARISED_NASH_MAX_ARMS:
         return np.full(arms, np.nan)
-    matrix = np.asarray(preference, dtype=np.float64)
+    matrix = constant_sum(np.asarray(preference, dtype=np.float64))
     certified = certified_unique_nash(matrix)
     if certified is not None:
         return certified

@@ -239,3 +239,39 @@ def test_sampled_problem_carries_the_unregularised_nash():
         np.testing.assert_allclose(
             problems.unregularised_target[index, 0], nash.nash_coordinate_ranges(matrix).mean(axis=1), atol=1e-8
         )
+
+
+def test_constant_sum_keeps_an_exact_game_and_mends_a_rounded_one():
+    matrix = random_matrix(8, 3)
+    assert np.array_equal(matrix + matrix.T, np.ones_like(matrix))  # the reference builder's P is exact
+    assert nash.constant_sum(matrix) is matrix
+    rounded = matrix.astype(np.float32).astype(np.float64)
+    assert np.abs(rounded + rounded.T - 1.0).max() > 1e-9  # float32 rounds the two entries of a pair apart
+    mended = nash.constant_sum(rounded)
+    np.testing.assert_allclose(mended + mended.T, 1.0, rtol=0, atol=1e-15)
+    assert np.abs(mended - rounded).max() <= 0.5 * np.abs(rounded + rounded.T - 1.0).max() + 1e-16
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_float32_game_has_the_nash_of_its_float64_game(seed):
+    # a float32 P's pair sums are ~3e-8 off 1: its own polytope {π : Pπ ≤ ½} can be empty (the
+    # uniqueness LPs were infeasible); π⁰ is that of the nearest constant-sum game, ~1e-7 from float64's
+    matrix = random_matrix(8, seed)
+    rounded = matrix.astype(np.float32)
+    np.testing.assert_allclose(
+        nash.unique_unregularised_nash(rounded), nash.unique_unregularised_nash(matrix), atol=1e-6
+    )
+    ranges = nash.nash_coordinate_ranges(nash.constant_sum(rounded.astype(np.float64)))
+    assert np.max(ranges[:, 1] - ranges[:, 0]) < 1e-6  # the range LPs are feasible
+
+
+def test_a_float32_run_on_random_games_measures_the_unregularised_nash():
+    spec = {
+        "iterations": 20,
+        "seeds": 4,
+        "precision": "float32",
+        "game": {"kind": "random", "arms": 6, "tau": 0.1, "reference": "random"},
+        "rule": [{"name": "inpo", "eta": 0.5}],
+    }
+    table = sim.run(spec)
+    assert np.isfinite(table["kl_to_unregularised_nash"]).all()
