@@ -2,7 +2,8 @@
 per seed, the updates run with the seed on the last axis of every array, so that a reduction over the
 arms is element-wise work over rows of seeds.  The numbers equal the seed-first run (vmap of
 simulate_block) up to rounding, for every rule, on a P per seed and on a shared P; a rule whose update
-would move the seed axis back to the front runs seed-first; and the compiled loop keeps P as it is."""
+multiplies P itself runs seed-first; the compiled loop keeps P as it is; and a divergence is located
+per seed as before."""
 
 from __future__ import annotations
 
