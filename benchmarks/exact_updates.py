@@ -66,6 +66,7 @@ from sim.trajectory import (  # noqa: E402
     simulate_grid,
     trajectory_devices,
     update_with_shared_product,
+    varies_by_seed,
     whole_run_schedule,
 )
 
@@ -248,7 +249,7 @@ def bare_update_function(rule, game_axes, iterations, arms):
     says so and the rule keeps it, else ``vmap`` over seeds of a plain ``lax.scan``; so that the metric
     overhead measures the metrics and nothing else.  Returns log π_T, (S, K).
     """
-    per_seed = any(axis == 0 for axis in jax.tree_util.tree_leaves(game_axes))
+    per_seed = varies_by_seed(game_axes)
 
     def one(game):
         def step(state, _):

@@ -598,7 +598,7 @@ def _simulate_seeds(
     grid_names = tuple(sorted(name for name in grid_values if name != "__none__"))
     games, targets, padded = shard_over_seeds(games, game_axes, targets, devices)
     if block_size is None:  # a state shared by the seeds (see _compiled) is updated once, not per seed
-        seeds = int(targets.shape[0]) if any(axis == 0 for axis in jax.tree_util.tree_leaves(game_axes)) else 1
+        seeds = int(targets.shape[0]) if varies_by_seed(game_axes) else 1
         shared_preference = game_axes.preference is None
         block_size = block_updates(len(next(iter(grid_values.values()))), seeds, arms, shared_preference)
     arguments = (grid_values, games, targets)
@@ -651,10 +651,16 @@ def update_work(grid_points: int, seeds: int, arms: int, shared_preference: bool
     return max(1, grid_points) * max(1, seeds) * (product + BLOCK_ARM_COST * arms)
 
 
+def varies_by_seed(game_axes: Game) -> bool:
+    """Whether some game leaf differs between seeds (``game_axes`` has a 0): then every seed has its own
+    trajectory state; else the seeds share it (only the metrics against each seed's π* differ)."""
+    return any(axis == 0 for axis in jax.tree_util.tree_leaves(game_axes))
+
+
 def trajectory_devices(grid_points: int, seeds: int, arms: int, game_axes: Game, updates: int) -> int:
     """The devices :func:`simulate_grid` splits a run's seeds over: :func:`seed_device_count` of its work,
     ``updates`` × :func:`update_work` (per seed where some game leaf differs between seeds)."""
-    batched = any(axis == 0 for axis in jax.tree_util.tree_leaves(game_axes))
+    batched = varies_by_seed(game_axes)
     work = update_work(grid_points, seeds if batched else 1, arms, game_axes.preference is None) * updates
     return seed_device_count(seeds, work)
 
@@ -714,7 +720,7 @@ def _compiled(make_rule, grid_names, game_axes, cache_key, locate_nonfinite=Fals
     options = None if arms is None else compiler_options(arms)
     # The trajectory depends on the game and the grid point only (π* enters the metrics): on a game
     # every seed shares it is carried once per grid point, as vmap keeps it in the one-call run.
-    per_seed = any(axis == 0 for axis in jax.tree_util.tree_leaves(game_axes))
+    per_seed = varies_by_seed(game_axes)
     seeds_inside = per_seed and arms is not None and seeds_minor_layout(arms)
     key = ("exact", make_rule if cache_key is None else cache_key, grid_names, locate_nonfinite, seeds_inside)
 
