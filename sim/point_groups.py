@@ -223,7 +223,7 @@ def simulate_over_points(
             return simulate(rule, game, target[0], np.asarray(record), locate, target[1])
 
         key = ("exact-points", cache_key, tuple(sorted(grid)), names, record, locate)
-        return compile_over_grid_and_seeds(one, axes, key, compiler_options(arms))
+        return compile_over_grid_and_seeds(one, axes, key, compiler_options(arms, targets.dtype))
 
     metrics, first_bad = compiled(False)(grid_values, items, per_seed)
     if np.any(np.asarray(first_bad) >= 0):

@@ -76,7 +76,7 @@ def compile_over_grid_and_seeds(
     point_axes: tuple | None = None,
     seeds_inside: bool = False,
 ) -> Callable:
-    """``jit(vmap_grid(vmap_seeds(one)))``, cached under ``cache_key``.
+    """``jit(vmap_grid(vmap_seeds(one)))``, cached under ``cache_key`` and ``compiler_options``.
 
     ``one(point, item, per_seed)`` runs one seed at one grid point: ``point`` a dict of scalars (the
     swept parameters), ``item`` the seed's game / problem (leaves batched where ``item_axes`` is 0),
@@ -108,7 +108,8 @@ def compile_over_grid_and_seeds(
     seeds would (exact mode's seed-last updates, :func:`sim.trajectory.simulate_seeds_block`); only the
     grid is ``vmap``-ed here.
     """
-    key = (cache_key, item_axes, compiler_options is not None, blocks, carry_per_seed, point_axes, seeds_inside)
+    options = None if compiler_options is None else tuple(sorted(compiler_options.items()))
+    key = (cache_key, item_axes, options, blocks, carry_per_seed, point_axes, seeds_inside)
     if key in COMPILED_RUNS:
         return COMPILED_RUNS[key]
 

@@ -11,8 +11,11 @@ import pytest
 from exact_reference import best_response, kl, make_game, mirror_step, random_matrix, random_policy, regularised_nash
 
 import sim
+import sim.trajectory as trajectory
 from bandits.errors import PrefsimError
+from sim.game import Game
 from sim.metrics import METRIC_COLUMNS
+from sim.rules import build_rule
 from sim.rules.extragradient import optimistic
 from sim.trajectory import default_record_iterations, simulate
 
@@ -246,7 +249,6 @@ def test_fast_finiteness_check_flags_the_recording_after_the_bad_step_and_locate
     # it reports 40; the per-step check that simulate_grid falls back to reports 35.
     from bandits.games import GameSpec, build_game
     from sim.game import game_from_instance
-    from sim.rules import build_rule
 
     game = game_from_instance(
         build_game(GameSpec(kind="bradley_terry", rewards=[0.0, 1.0, 0.5]).validate()), jnp.float32
@@ -265,11 +267,10 @@ def test_fast_finiteness_check_flags_the_recording_after_the_bad_step_and_locate
 
 def test_small_games_compile_with_dot_only_ynn_fusion_and_give_the_same_numbers(monkeypatch):
     # K ≤ SMALL_ARMS gets XLA:CPU options (a speed choice); the numbers must not depend on it.
-    import sim.trajectory as trajectory
-
-    assert trajectory.compiler_options(trajectory.SMALL_ARMS + 1) is None
     options = trajectory.compiler_options(trajectory.SMALL_ARMS)
-    if jax.default_backend() == "cpu" and trajectory._cpu_options_supported():
+    if jax.default_backend() == "cpu" and trajectory._cpu_options_supported(
+        tuple(sorted(trajectory.SMALL_ARMS_CPU_OPTIONS.items()))
+    ):
         assert options == trajectory.SMALL_ARMS_CPU_OPTIONS
     spec = {
         "iterations": 40,
@@ -279,19 +280,58 @@ def test_small_games_compile_with_dot_only_ynn_fusion_and_give_the_same_numbers(
     }
     tuned = sim.run(spec)
     trajectory._COMPILED.clear()
-    monkeypatch.setattr(trajectory, "compiler_options", lambda arms: None)
+    monkeypatch.setattr(trajectory, "compiler_options", lambda arms, dtype=None: None)
     plain = sim.run(spec)
     trajectory._COMPILED.clear()
     pd.testing.assert_frame_equal(tuned, plain, check_exact=False, rtol=1e-12, atol=1e-15)
 
 
-def test_an_unknown_compiler_option_falls_back_to_xla_defaults(monkeypatch):
-    import sim.trajectory as trajectory
+def test_long_float64_rows_compile_without_the_tree_reduction_rewriter_and_give_the_same_numbers(monkeypatch):
+    # Above SMALL_ARMS a float64 trajectory on a CPU sums its rows straight (one kernel per reduction,
+    # not a reduce-window over windows of 32 and a reduce); float32 keeps XLA's pairwise-like sums.
+    on_cpu = jax.default_backend() == "cpu"
+    expected = trajectory.LONG_ROWS_FLOAT64_CPU_OPTIONS if on_cpu else None
+    assert trajectory.compiler_options(trajectory.SMALL_ARMS + 1, jnp.float64) == expected
+    assert trajectory.compiler_options(100, jnp.float64) == expected
+    assert trajectory.compiler_options(100, jnp.float32) is None
+    spec = {
+        "iterations": 60,
+        "seeds": 3,
+        "game": {"kind": "random", "arms": 70, "tau": TAU, "reference": "random"},
+        "rule": [{"name": "inpo", "eta": 1.0}, {"name": "nash_md", "eta": 0.5}],
+    }
+    straight = sim.run(spec)
+    if on_cpu:  # the compiled trajectory has no reduce-window: every row reduction is one reduce
+        text = _compiled_inpo_trajectory(arms=70)
+        assert " reduce(" in text and "reduce-window" not in text
+    trajectory._COMPILED.clear()
+    monkeypatch.setattr(trajectory, "compiler_options", lambda arms, dtype=None: None)
+    pairwise = sim.run(spec)
+    if on_cpu:  # the check above can fail: XLA's default does split the rows
+        assert "reduce-window" in _compiled_inpo_trajectory(arms=70)
+    trajectory._COMPILED.clear()
+    pd.testing.assert_frame_equal(straight, pairwise, check_exact=False, rtol=1e-11, atol=1e-14)
 
+
+def _compiled_inpo_trajectory(arms: int, seeds: int = 3) -> str:
+    """The optimised HLO text of INPO's float64 trajectory on a P per seed (sim.trajectory._compiled)."""
+    preference = np.stack([random_matrix(arms, seed) for seed in range(seeds)])
+    log_reference = jnp.log(jnp.full((seeds, arms), 1.0 / arms, jnp.float64))
+    games = Game(jnp.asarray(preference), log_reference, log_reference, jnp.zeros((seeds, arms)), jnp.asarray(TAU))
+    axes = Game(0, 0, 0, 0, None)
+    run = trajectory._compiled(lambda point: build_rule("inpo", {"eta": 1.0}), (), axes, "rows", arms=arms)
+    targets = jnp.exp(jnp.stack([log_reference] * 2, axis=1))
+    schedule = tuple(jnp.asarray(a) for a in trajectory.whole_run_schedule(np.array([0, 5, 10])))
+    return run.lower({"__none__": jnp.zeros(1)}, games, targets, None, schedule).compile().as_text()
+
+
+def test_an_unknown_compiler_option_falls_back_to_xla_defaults(monkeypatch):
     monkeypatch.setattr(trajectory, "SMALL_ARMS_CPU_OPTIONS", {"xla_cpu_no_such_option_in_any_jaxlib": "1"})
+    monkeypatch.setattr(trajectory, "LONG_ROWS_FLOAT64_CPU_OPTIONS", {"xla_cpu_no_such_option_either": "1"})
     trajectory._cpu_options_supported.cache_clear()
     try:
         assert trajectory.compiler_options(3) is None
+        assert trajectory.compiler_options(100, jnp.float64) is None
     finally:
         monkeypatch.undo()
         trajectory._cpu_options_supported.cache_clear()
@@ -324,7 +364,7 @@ def test_every_rule_records_what_its_plain_updates_give(name, given):
     # updates with nothing carried (iterate) and every metric written out again in NumPy.
     from exact_reference import bradley_terry_matrix, iterate
 
-    from sim.rules import build_rule, resolve_parameters
+    from sim.rules import resolve_parameters
 
     bradley_terry = name in ("dpo", "apo")
     rewards = np.array([0.0, 1.0, -0.5, 0.4, 0.2])
@@ -373,7 +413,6 @@ def test_column_product_rule_at_hand_points():
 def test_few_policies_on_a_large_shared_p_take_the_column_product_and_agree(monkeypatch):
     # shared_win_rates multiplies P by few policies of many arms as columns, (P·Πᵀ)ᵀ behind an
     # optimisation barrier; everything else as XLA's (N, K)·Pᵀ.  Both must give the same run.
-    import sim.trajectory as trajectory
     from sim.spec import parse_spec
 
     spec = {
