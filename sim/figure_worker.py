@@ -38,12 +38,16 @@ from typing import IO, Any
 
 from bandits.errors import PrefsimError
 
-#: What a worker process runs.
-WORKER_COMMAND = "import sim.plotting as p; p.serve_figures()"
-#: The byte a worker writes once its imports and warm-up are done, before it reads anything.
-READY = b"R"
 #: How much lower than the caller's a worker's CPU priority is (``os.nice``; the most there is).
 WORKER_NICENESS = 19
+#: What a worker process runs: it lowers its priority first, so that its imports (about 1 s of Python,
+#: Matplotlib and pandas) only take CPU time the run leaves idle, then serves figures.
+WORKER_COMMAND = (
+    f"import os; os.nice({WORKER_NICENESS}) if hasattr(os, 'nice') else None; "
+    "import sim.plotting as p; p.serve_figures()"
+)
+#: The byte a worker writes once its imports and warm-up are done, before it reads anything.
+READY = b"R"
 _LENGTH = struct.Struct("<Q")
 
 
@@ -178,10 +182,9 @@ def start_workers(count: int, make: Callable[[], FigureWorker] = FigureWorker) -
 
 
 def serve(draw: Callable[[Any, str], list[Path]], warm_up: Callable[[], None]) -> None:
-    """A worker's side of :class:`FigureWorker` (``draw(job, metric)`` draws one figure): lower the CPU
-    priority, warm up, say it is ready, read the job, then draw each metric sent until ``None``."""
-    if hasattr(os, "nice"):
-        os.nice(WORKER_NICENESS)
+    """A worker's side of :class:`FigureWorker` (``draw(job, metric)`` draws one figure): warm up, say it
+    is ready, read the job, then draw each metric sent until ``None`` (:data:`WORKER_COMMAND` has lowered
+    the CPU priority before its imports)."""
     warm_up()
     requests, answers = sys.stdin.buffer, sys.stdout.buffer
     answers.write(READY)

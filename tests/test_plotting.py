@@ -7,6 +7,9 @@ inside the figure, the title inside the figure, the fit used recorded on each cu
 import io
 import json
 import math
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -516,6 +519,28 @@ def test_a_figure_process_that_died_is_a_clear_error_and_stop_ends_an_idle_one(t
     idle = FigureWorker()  # never sent a job: killed, pipes closed
     idle.stop()
     assert idle.process.returncode == -9 and idle.process.stdout.closed
+
+
+@pytest.mark.skipif(not hasattr(os, "nice"), reason="no process priorities on this platform")
+def test_a_figure_process_lowers_its_priority_before_it_imports_anything_heavy(tmp_path):
+    # the worker's command run with a stand-in sim.plotting that reports the priority at its import
+    package = tmp_path / "sim"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "plotting.py").write_text(
+        "import os, sys\nsys.stdout.write(str(os.nice(0)))\ndef serve_figures():\n    pass\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", figure_worker.WORKER_COMMAND],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) == min(19, os.nice(0) + figure_worker.WORKER_NICENESS)
 
 
 def test_messages_are_length_prefixed_pickles_and_a_cut_message_is_an_eof():
