@@ -513,6 +513,12 @@ def _theory_lines(theory):
 # files
 
 
+#: zlib level of the PNGs (Pillow's default is 6): level 1 encodes a run's metric figure in ~8 ms
+#: instead of ~24 ms, so a figure takes ~8% less time to draw, for files ~18% larger (K = 100,
+#: 256 seeds: 12 figures 900 kB instead of 760 kB; 2-core CI machine, 2026-12-06).
+PNG_COMPRESS_LEVEL = 1
+
+
 def save_figure(figure: Figure, path: str | Path) -> Path:
     """Write ``figure`` (PNG at 150 dpi, or PDF / SVG by the suffix) via a temporary file; return the path."""
     path = Path(path)
@@ -521,7 +527,8 @@ def save_figure(figure: Figure, path: str | Path) -> Path:
         raise PrefsimError(f"save_figure: unknown format {kind!r}; use .png, .pdf or .svg.")
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(f".tmp.{kind}")
-    figure.savefig(temporary, dpi=STYLE["savefig.dpi"], format=kind)
+    options = {"pil_kwargs": {"compress_level": PNG_COMPRESS_LEVEL}} if kind == "png" else {}
+    figure.savefig(temporary, dpi=STYLE["savefig.dpi"], format=kind, **options)
     temporary.replace(path)
     return path
 

@@ -66,6 +66,9 @@ def test_plot_run_writes_one_png_per_metric_with_data_and_skips_nan(tmp_path, cy
     assert cyclic_table["regret"].isna().all()
     for path in paths:
         assert path.exists() and path.read_bytes()[:8] == PNG_MAGIC
+        # the image data is a zlib stream of the fastest level (FLEVEL 0 in its header: "x\x01")
+        data = path.read_bytes()
+        assert data[data.index(b"IDAT") + 4 : data.index(b"IDAT") + 6] == b"x\x01"
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == sorted(p.name for p in paths)
 
 
