@@ -265,6 +265,16 @@ def test_fast_finiteness_check_flags_the_recording_after_the_bad_step_and_locate
     assert int(simulate(healthy, game, target, record, locate_nonfinite=True)[1]) == -1
 
 
+def _run_with_xla_defaults(spec: dict, monkeypatch) -> pd.DataFrame:
+    """``sim.run(spec)`` with no trajectory compiler options (XLA's defaults; patched for the rest of the
+    test), the compiled runs cleared before and after it."""
+    trajectory._COMPILED.clear()
+    monkeypatch.setattr(trajectory, "compiler_options", lambda arms, dtype=None: None)
+    table = sim.run(spec)
+    trajectory._COMPILED.clear()
+    return table
+
+
 def test_small_games_compile_with_dot_only_ynn_fusion_and_give_the_same_numbers(monkeypatch):
     # K ≤ SMALL_ARMS gets XLA:CPU options (a speed choice); the numbers must not depend on it.
     options = trajectory.compiler_options(trajectory.SMALL_ARMS)
@@ -279,10 +289,7 @@ def test_small_games_compile_with_dot_only_ynn_fusion_and_give_the_same_numbers(
         "rule": [{"name": "inpo", "eta": [0.5, 2.0]}, {"name": "nash_md", "eta": 0.5}],
     }
     tuned = sim.run(spec)
-    trajectory._COMPILED.clear()
-    monkeypatch.setattr(trajectory, "compiler_options", lambda arms, dtype=None: None)
-    plain = sim.run(spec)
-    trajectory._COMPILED.clear()
+    plain = _run_with_xla_defaults(spec, monkeypatch)
     pd.testing.assert_frame_equal(tuned, plain, check_exact=False, rtol=1e-12, atol=1e-15)
 
 
@@ -304,9 +311,7 @@ def test_long_float64_rows_compile_without_the_tree_reduction_rewriter_and_give_
     if on_cpu:  # the compiled trajectory has no reduce-window: every row reduction is one reduce
         text = _compiled_inpo_trajectory(arms=70)
         assert " reduce(" in text and "reduce-window" not in text
-    trajectory._COMPILED.clear()
-    monkeypatch.setattr(trajectory, "compiler_options", lambda arms, dtype=None: None)
-    pairwise = sim.run(spec)
+    pairwise = _run_with_xla_defaults(spec, monkeypatch)
     if on_cpu:  # the check above can fail: XLA's default does split the rows
         assert "reduce-window" in _compiled_inpo_trajectory(arms=70)
     trajectory._COMPILED.clear()
