@@ -691,7 +691,7 @@ SMALL_ARMS_CPU_OPTIONS = {
 #: of 32 and a reduce of the window results (for float32 accuracy over long rows), so each row max or
 #: sum of an update becomes two kernels, the row padded to a multiple of 32.  In float64 a plain sum of
 #: K numbers is accurate to ~K·1e-16 relative at worst (1e-12 at K = 10⁴), far inside what any metric
-#: resolves, and the update saves a kernel launch per reduction: K = 100, 256 per-seed games, 2000
+#: resolves, and one plain reduce per row is faster than the padded pair: K = 100, 256 per-seed games, 2000
 #: updates, every metric, 2 devices, seed groups of 8 per device: 324–342 → 291–294 ms (medians of 7
 #: calls, two processes each, interleaved); K = 40, 64, 200, 1000 and a shared K = 100 game unchanged
 #: within noise (2-core Xeon, 2026-12-06).  float32 runs keep the pass.
