@@ -66,6 +66,11 @@ def stack_over_seeds(items: Iterable) -> tuple[Any, Any]:
     return stacked, kind(*(None if values is None else 0 for values in per_seed))
 
 
+def options_key(compiler_options: dict | None) -> tuple | None:
+    """XLA compiler options as a hashable key: their ``(name, value)`` pairs sorted (``None`` stays ``None``)."""
+    return None if compiler_options is None else tuple(sorted(compiler_options.items()))
+
+
 def compile_over_grid_and_seeds(
     one: Callable,
     item_axes: tuple,
@@ -108,8 +113,7 @@ def compile_over_grid_and_seeds(
     seeds would (exact mode's seed-last updates, :func:`sim.trajectory.simulate_seeds_block`); only the
     grid is ``vmap``-ed here.
     """
-    options = None if compiler_options is None else tuple(sorted(compiler_options.items()))
-    key = (cache_key, item_axes, options, blocks, carry_per_seed, point_axes, seeds_inside)
+    key = (cache_key, item_axes, options_key(compiler_options), blocks, carry_per_seed, point_axes, seeds_inside)
     if key in COMPILED_RUNS:
         return COMPILED_RUNS[key]
 

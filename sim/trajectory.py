@@ -42,6 +42,7 @@ from sim.shared_engine import (
     Schedule,
     compile_over_grid_and_seeds,
     grid_arrays,
+    options_key,
     padded_seed_rows,
     regret_from_mixture_sum,
     run_blocks,
@@ -710,12 +711,12 @@ def compiler_options(arms: int, dtype: DTypeLike = jnp.float64) -> dict | None:
         options = LONG_ROWS_FLOAT64_CPU_OPTIONS
     else:
         return None
-    return dict(options) if _cpu_options_supported(tuple(sorted(options.items()))) else None
+    return dict(options) if _cpu_options_supported(options_key(options)) else None
 
 
 @functools.cache
 def _cpu_options_supported(options: tuple) -> bool:
-    """Whether this jaxlib compiles with ``options`` (``(name, value)`` pairs)."""
+    """Whether this jaxlib compiles with ``options`` (:func:`sim.shared_engine.options_key` of them)."""
     try:
         jax.jit(lambda x: x + 1.0, compiler_options=dict(options)).lower(1.0).compile()
     except (RuntimeError, ValueError):  # an unknown or renamed option in another jaxlib: keep XLA's defaults

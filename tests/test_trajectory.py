@@ -17,6 +17,7 @@ from sim.game import Game
 from sim.metrics import METRIC_COLUMNS
 from sim.rules import build_rule
 from sim.rules.extragradient import optimistic
+from sim.shared_engine import options_key
 from sim.trajectory import default_record_iterations, simulate
 
 run_module = importlib.import_module("sim.experiment")
@@ -279,7 +280,7 @@ def test_small_games_compile_with_dot_only_ynn_fusion_and_give_the_same_numbers(
     # K ≤ SMALL_ARMS gets XLA:CPU options (a speed choice); the numbers must not depend on it.
     options = trajectory.compiler_options(trajectory.SMALL_ARMS)
     if jax.default_backend() == "cpu" and trajectory._cpu_options_supported(
-        tuple(sorted(trajectory.SMALL_ARMS_CPU_OPTIONS.items()))
+        options_key(trajectory.SMALL_ARMS_CPU_OPTIONS)
     ):
         assert options == trajectory.SMALL_ARMS_CPU_OPTIONS
     spec = {
@@ -296,7 +297,10 @@ def test_small_games_compile_with_dot_only_ynn_fusion_and_give_the_same_numbers(
 def test_long_float64_rows_compile_without_the_tree_reduction_rewriter_and_give_the_same_numbers(monkeypatch):
     # Above SMALL_ARMS a float64 trajectory on a CPU sums its rows straight (one kernel per reduction,
     # not a reduce-window over windows of 32 and a reduce); float32 keeps XLA's pairwise-like sums.
-    on_cpu = jax.default_backend() == "cpu"
+    # on a CPU whose jaxlib knows the option (else XLA's defaults, as for the small games' options)
+    on_cpu = jax.default_backend() == "cpu" and trajectory._cpu_options_supported(
+        options_key(trajectory.LONG_ROWS_FLOAT64_CPU_OPTIONS)
+    )
     expected = trajectory.LONG_ROWS_FLOAT64_CPU_OPTIONS if on_cpu else None
     assert trajectory.compiler_options(trajectory.SMALL_ARMS + 1, jnp.float64) == expected
     assert trajectory.compiler_options(100, jnp.float64) == expected
