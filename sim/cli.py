@@ -448,6 +448,7 @@ def _plot(args) -> int:
 def _compare(args) -> int:
     from sim.compare import COMPARE_FILE, compare_runs, format_comparison, load_run
     from sim.diagnostics import precision_floor
+    from sim.results_io import csv_bytes
 
     table_a, manifest_a = load_run(args.run_a)
     table_b, manifest_b = load_run(args.run_b)
@@ -456,7 +457,7 @@ def _compare(args) -> int:
         table_a, manifest_a, table_b, manifest_b, metrics=_comma_list(args.metrics, "--metrics"), iterations=at
     )
     out = Path(args.out) if args.out else Path(args.run_b) / COMPARE_FILE
-    comparison.to_csv(out, index=False, float_format="%.17g")
+    out.write_bytes(csv_bytes(comparison))
     precision = (manifest_b.get("parsed_spec") or {}).get("precision", "float64")
     print(format_comparison(comparison, str(args.run_a), str(args.run_b), precision_floor(precision)))
     print(f"\nwrote {out}")

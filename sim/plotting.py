@@ -41,11 +41,13 @@ import math
 import textwrap
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import matplotlib
 import numpy as np
 import pandas as pd
+import PIL.Image
+import PIL.PngImagePlugin
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.figure import Figure
@@ -527,10 +529,34 @@ def save_figure(figure: Figure, path: str | Path) -> Path:
         raise PrefsimError(f"save_figure: unknown format {kind!r}; use .png, .pdf or .svg.")
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(f".tmp.{kind}")
-    options = {"pil_kwargs": {"compress_level": PNG_COMPRESS_LEVEL}} if kind == "png" else {}
-    figure.savefig(temporary, dpi=STYLE["savefig.dpi"], format=kind, **options)
+    if kind == "png" and isinstance(figure.canvas, FigureCanvasAgg):
+        write_png(figure, temporary, STYLE["savefig.dpi"])
+    else:
+        figure.savefig(temporary, dpi=STYLE["savefig.dpi"], format=kind)
     temporary.replace(path)
     return path
+
+
+def write_png(figure: Figure, target: str | Path | IO[bytes], dpi: float) -> None:
+    """Draw ``figure`` (on an Agg canvas) once at ``dpi`` and write its pixels as a PNG (zlib level
+    :data:`PNG_COMPRESS_LEVEL`; RGB where every pixel is opaque, as a figure on its white face is).
+
+    The same pixels as ``figure.savefig(target, dpi=dpi)``, ~15% sooner for a metric figure: with a layout
+    engine, ``savefig`` draws the figure twice, once (without rendering) to place the axes and once to
+    render; ``FigureCanvasAgg.draw`` places and renders in one pass.
+    """
+    canvas = figure.canvas
+    previous = figure.get_dpi()
+    figure.set_dpi(dpi)
+    try:
+        canvas.draw()
+        pixels = np.asarray(canvas.buffer_rgba())
+        image = PIL.Image.fromarray(pixels[..., :3] if pixels[..., 3].min() == 255 else pixels.copy())
+    finally:
+        figure.set_dpi(previous)
+    info = PIL.PngImagePlugin.PngInfo()
+    info.add_text("Software", f"Matplotlib version{matplotlib.__version__}, https://matplotlib.org/")
+    image.save(target, format="png", compress_level=PNG_COMPRESS_LEVEL, dpi=(dpi, dpi), pnginfo=info)
 
 
 def show_in_notebook(path: str | Path) -> None:
@@ -870,7 +896,7 @@ def warm_up() -> None:
         axes.set_xlabel("iteration")
         figure.legend(loc="outside right upper")
         figure.suptitle("warm-up")
-        figure.savefig(io.BytesIO(), format="png")
+        write_png(figure, io.BytesIO(), STYLE["savefig.dpi"])
 
 
 def plot_grid(

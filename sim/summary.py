@@ -18,6 +18,7 @@ import pandas as pd
 from bandits.errors import PrefsimError
 from sim import stats
 from sim.diagnostics import floor_iteration, precision_floor
+from sim.results_io import csv_bytes
 
 SUMMARY_FILE = "summary.csv"
 #: Columns sampled mode adds to the metrics of :data:`sim.metrics.METRIC_COLUMNS`.
@@ -133,7 +134,7 @@ def _number(value: float) -> str:
 def write_summary(directory: Path, summary: pd.DataFrame) -> Path:
     """Write ``summary.csv`` in ``directory`` (full float precision); return its path."""
     path = Path(directory) / SUMMARY_FILE
-    summary.to_csv(path, index=False, float_format="%.17g")
+    path.write_bytes(csv_bytes(summary))
     return path
 
 

@@ -1,7 +1,9 @@
 """What a run does besides its updates, made cheaper without changing a number (issue 14, end to end):
 the bounds reuse the run's games, the per-seed Nash linear programs run on threads, figures share one
-mathtext parser and ``prefsim --version`` loads no JAX.  No timing here (benchmarks/run_all.py times them)."""
+mathtext parser and are drawn once each, CSV files are written without pandas' per-value formatting and
+``prefsim --version`` loads no JAX.  No timing here (benchmarks/run_all.py times them)."""
 
+import io
 import subprocess
 import sys
 import threading
@@ -9,11 +11,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from PIL import Image
 
 import sim
 from bandits.errors import PrefsimError
-from sim import plotting, seed_games
+from sim import plotting, results_io, seed_games
 from sim.bounds_table import compute_bounds
 from sim.nash import unique_unregularised_nash
 from sim.precision import float64
@@ -72,6 +76,72 @@ def test_figures_share_one_mathtext_parser(tmp_path, layout):
     after = plotting._MATHTEXT._parse_cached.cache_info()
     assert after.misses == info.misses and after.hits > info.hits  # the second figure parsed nothing new
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
+@pytest.mark.parametrize("layout", ["single", "panels"])
+def test_a_png_is_drawn_once_with_the_pixels_savefig_draws(tmp_path, layout, monkeypatch):
+    """save_figure writes what Matplotlib's savefig would (the same pixels, the dpi), drawing the figure once."""
+    table = sim.run(SPEC)
+    plot = plotting.parse_plot({"layout": layout} if layout == "panels" else None)
+
+    def figure():
+        return plotting.metric_figure(table, "kl_to_nash", plotting.stats.rules_of(table), plot, title="a title")
+
+    reference = io.BytesIO()
+    figure().savefig(reference, dpi=plotting.STYLE["savefig.dpi"], format="png")
+    drawn = figure()
+    draws = []
+    original_draw = type(drawn).draw  # Figure.draw: called once per pass over the artists
+    monkeypatch.setattr(type(drawn), "draw", lambda self, renderer: draws.append(1) or original_draw(self, renderer))
+    path = plotting.save_figure(drawn, tmp_path / "a.png")
+    assert len(draws) == 1
+    written, expected = Image.open(path), Image.open(reference)
+    assert written.mode == "RGB" and written.size == expected.size  # the figure is opaque: no alpha channel
+    np.testing.assert_array_equal(np.asarray(written), np.asarray(expected.convert("RGB")))
+    assert written.info["dpi"] == pytest.approx(expected.info["dpi"])
+    assert drawn.get_dpi() == figure().get_dpi()  # the figure's own dpi is given back
+
+
+def test_a_transparent_figure_keeps_its_alpha_channel(tmp_path):
+    figure, axes = plotting.new_figure()
+    figure.patch.set_alpha(0.0)
+    axes.plot([1, 2], [1, 2])
+    image = Image.open(plotting.save_figure(figure, tmp_path / "a.png"))
+    assert image.mode == "RGBA" and np.asarray(image)[0, 0, 3] == 0
+
+
+CSV_FRAMES = {
+    "special floats, text to quote": pd.DataFrame(
+        {
+            "x": np.array([0.1, -0.0, np.nan, -np.inf, 1e-300, 5e-324]),
+            "flag": [True, False, True, True, False, False],
+            "text": ["q", None, 'he said "hi"', "", "a\nb", "c,d"],
+        }
+    ),
+    "float32 and small integers": pd.DataFrame(
+        {"x": np.array([1.5, 0.1], np.float32), "n": np.array([1, 255], np.uint8), "i": [-3, 2**40]}
+    ),
+    "one text column of empty fields": pd.DataFrame({"x": ["", ""]}),
+    "every field missing": pd.DataFrame({"a": [np.nan, np.nan], "b": [None, None]}),
+    "a header to quote": pd.DataFrame({"a,b": [1.0, 2.0], "c": ["x", "y"]}),
+    "no rows": pd.DataFrame({"x": pd.Series([], dtype=float), "y": pd.Series([], dtype=str)}),
+    "no columns": pd.DataFrame(index=[0, 1]),
+    "an extension dtype (left to pandas)": pd.DataFrame({"n": pd.array([1, None], dtype="Int64"), "s": ["a", "b"]}),
+    "numbers in an object column (left to pandas)": pd.DataFrame({"o": [1.5, None, "x,y"], "s": ["a", "b", "c"]}),
+}
+
+
+@pytest.mark.parametrize("name", list(CSV_FRAMES))
+def test_csv_bytes_are_pandas_bytes(name):
+    frame = CSV_FRAMES[name]
+    assert results_io.csv_bytes(frame) == frame.to_csv(index=False, float_format=results_io.CSV_FLOAT_FORMAT).encode()
+
+
+def test_a_runs_table_is_written_as_pandas_writes_it_and_reads_back_exactly():
+    table = sim.run({**SPEC, "rule": [{"name": "inpo", "eta": 1.0}, {"name": "nash_md", "eta": 0.5}]})
+    written = results_io.csv_bytes(table)
+    assert written == table.to_csv(index=False, float_format="%.17g").encode()
+    pd.testing.assert_frame_equal(pd.read_csv(io.BytesIO(written)), table, check_exact=True, check_dtype=False)
 
 
 def test_version_and_help_load_no_jax():
