@@ -3,15 +3,16 @@
 :func:`build_games` builds every seed's game, stacks the leaves that differ between seeds (a leaf equal in
 every seed is kept once, :func:`sim.shared_engine.stack_over_seeds`) and solves each seed's target π*
 (τ > 0: all seeds' regularised Nash policies in one batched solve, :func:`sim.nash.regularised_targets`);
-:func:`unregularised_targets` gives π⁰ per seed (one linear program per seed, on a thread per usable
-CPU).  Both :mod:`sim.experiment` (the run) and :mod:`sim.theory` (the bounds of a run) read the games
-from here.
+:func:`unregularised_targets` gives π⁰ per seed, certified on a thread per usable CPU from one batched
+Lemke–Howson pivoting when the games are many and large, else from one linear program per seed.  Both
+:mod:`sim.experiment` (the run) and :mod:`sim.theory` (the bounds of a run) read the games from here.
 """
 
 from __future__ import annotations
 
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
+from itertools import repeat
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +22,16 @@ from jax.typing import DTypeLike
 from bandits.games import build_game
 from sim.cpu_cores import usable_cores
 from sim.game import Game, game_from_instance
-from sim.nash import regularised_targets, target_policy, unique_unregularised_nash
+from sim.nash import (
+    LEMKE_HOWSON_MIN_ENTRIES,
+    UNIQUENESS_TOLERANCE,
+    UNREGULARISED_NASH_MAX_ARMS,
+    condorcet_winner,
+    lemke_howson_policies,
+    regularised_targets,
+    target_policy,
+    unique_unregularised_nash,
+)
 from sim.shared_engine import stack_over_seeds
 from sim.spec import ExperimentSpec
 
@@ -58,13 +68,30 @@ def unregularised_targets(games: Game, game_axes: Game, seeds: int, dtype: DType
     if game_axes.preference is None:
         nash = unique_unregularised_nash(np.asarray(games.preference))
         return jnp.asarray(np.tile(nash, (seeds, 1)), dtype)
-    # one linear program per seed (HiGHS, which releases the GIL): solved on the CPUs this process may use;
-    # each solve is deterministic and independent, so the rows are those of a serial loop
+    # Each seed's π⁰ is certified (or its LPs solved: HiGHS and LAPACK release the GIL) on the CPUs this
+    # process may use; each is deterministic and independent, so the rows are those of a serial loop.
     matrices = np.asarray(games.preference)
+    candidates = lemke_howson_candidates(matrices)
     with ThreadPoolExecutor(max_workers=max(1, min(len(matrices), usable_cores()))) as pool:
         try:
-            rows = list(pool.map(unique_unregularised_nash, matrices))
+            rows = list(pool.map(unique_unregularised_nash, matrices, repeat(UNIQUENESS_TOLERANCE), candidates))
         except BaseException:  # an error, Ctrl-C or SIGTERM: the seeds not started yet are dropped, not solved
             pool.shutdown(wait=True, cancel_futures=True)
             raise
     return jnp.asarray(np.stack(rows), dtype)
+
+
+def lemke_howson_candidates(matrices: np.ndarray) -> list[np.ndarray | None]:
+    """A candidate π⁰ per seed for :func:`sim.nash.unique_unregularised_nash`, from one batched
+    :func:`sim.nash.lemke_howson_policies` of the seeds' games that have no Condorcet winner (those need
+    no candidate), when they are many enough to gain (:data:`sim.nash.LEMKE_HOWSON_MIN_ENTRIES` numbers,
+    K within :data:`sim.nash.UNREGULARISED_NASH_MAX_ARMS`); ``None`` for every other seed (its LP)."""
+    candidates: list[np.ndarray | None] = [None] * len(matrices)
+    arms = matrices.shape[-1]
+    if matrices.size < LEMKE_HOWSON_MIN_ENTRIES or arms > UNREGULARISED_NASH_MAX_ARMS:
+        return candidates
+    open_games = [index for index, matrix in enumerate(matrices) if condorcet_winner(matrix) is None]
+    if len(open_games) * arms * arms >= LEMKE_HOWSON_MIN_ENTRIES:
+        for index, policy in zip(open_games, lemke_howson_policies(matrices[open_games])):
+            candidates[index] = policy
+    return candidates

@@ -166,7 +166,7 @@ def test_a_failing_seed_stops_the_remaining_linear_programs(monkeypatch):
         games, axes, _, _ = build_games(spec)
     started, lock = [], threading.Lock()
 
-    def solve(matrix):
+    def solve(matrix, tolerance=None, candidate=None):
         with lock:
             started.append(1)
             first = len(started) == 1

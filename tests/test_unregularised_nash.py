@@ -9,6 +9,8 @@ from exact_reference import bradley_terry_matrix, cyclic_matrix, inpo_step, kl, 
 import sim
 from bandits import preference as preference_models
 from sim import nash
+from sim.game import Game
+from sim.seed_games import lemke_howson_candidates, unregularised_targets
 
 # COMAL's 3-action game (a, b, c): P(b≻a) = P(c≻b) = 0.9, P(a≻c) = 0.8
 COMAL = np.array([[0.5, 0.1, 0.8], [0.9, 0.5, 0.1], [0.2, 0.9, 0.5]])
@@ -275,3 +277,72 @@ def test_a_float32_run_on_random_games_measures_the_unregularised_nash():
     }
     table = sim.run(spec)
     assert np.isfinite(table["kl_to_unregularised_nash"]).all()
+
+
+# ----------------------------------------------------------------------------------------------
+# Lemke–Howson candidates (many large per-seed games)
+
+
+def test_lemke_howson_finds_a_nash_policy_of_every_game():
+    """Each row is a policy no arm beats ((Pπ)_y ≤ ½: the definition), on random games of several sizes,
+    and the closed forms where the Nash policy is known."""
+    for arms in (2, 3, 7, 30):
+        matrices = np.stack([random_matrix(arms, seed) for seed in range(12)])
+        policies = nash.lemke_howson_policies(matrices)
+        assert policies.shape == (12, arms) and np.isfinite(policies).all()
+        for matrix, policy in zip(matrices, policies):
+            assert policy.min() >= 0 and policy.sum() == pytest.approx(1.0, abs=1e-14)
+            assert is_nash(matrix, policy, slack=1e-12)
+    closed = nash.lemke_howson_policies(np.stack([COMAL, cyclic_matrix(0.3)]))
+    np.testing.assert_allclose(closed, [COMAL_NASH, np.full(3, 1 / 3)], rtol=0, atol=1e-14)
+    winner = nash.lemke_howson_policies(bradley_terry_matrix([0.0, 2.0, 1.0])[None])
+    np.testing.assert_array_equal(winner, [[0.0, 1.0, 0.0]])
+
+
+def test_lemke_howson_pivots_in_groups_over_the_devices_as_all_at_once(monkeypatch):
+    matrices = np.stack([random_matrix(9, seed) for seed in range(11)])
+    together = nash.lemke_howson_policies(matrices)
+    monkeypatch.setattr(nash, "seed_tile", lambda seeds, arms, itemsize=8: 4)  # groups of 4, the last padded
+    np.testing.assert_array_equal(nash.lemke_howson_policies(matrices), together)
+
+
+def test_a_game_out_of_pivots_gets_nan_and_its_linear_program(monkeypatch):
+    matrices = np.stack([random_matrix(6, seed) for seed in range(3)])
+    monkeypatch.setattr(nash, "LEMKE_HOWSON_PIVOTS_PER_ARM", 0)
+    assert np.isnan(nash.lemke_howson_policies(matrices)).all()
+    for matrix, candidate in zip(matrices, nash.lemke_howson_policies(matrices)):
+        np.testing.assert_array_equal(
+            nash.unique_unregularised_nash(matrix, candidate=candidate), nash.unique_unregularised_nash(matrix)
+        )
+
+
+def test_a_wrong_candidate_is_not_certified_and_the_lp_decides():
+    matrix = random_matrix(8, 3)
+    assert nash.condorcet_winner(matrix) is None
+    for wrong in (np.eye(8)[0], np.full(8, 1 / 8)):  # a pure strategy some arm beats; the uniform policy
+        assert nash.certified_unique_nash(matrix, wrong) is None
+        np.testing.assert_array_equal(
+            nash.unique_unregularised_nash(matrix, candidate=wrong), nash.unique_unregularised_nash(matrix)
+        )
+
+
+def test_per_seed_targets_from_lemke_howson_are_the_linear_programs_bit_for_bit(monkeypatch):
+    """unregularised_targets with the pivoting (its threshold lowered to these small games) gives the rows
+    of one LP per seed: random games (unique π⁰), games with two Nash policies (NaN rows) and a game
+    with a Condorcet winner (no candidate needed)."""
+    clone = np.full((5, 5), 0.5)  # rock–paper–scissors with rock cloned, and a fifth arm every arm beats
+    clone[:3, :3] = cyclic_matrix(1.0)
+    clone[3, :3], clone[:3, 3] = clone[0, :3], clone[:3, 0]
+    clone[:4, 4], clone[4, :4] = 0.9, 0.1
+    winner = bradley_terry_matrix([0.0, 1.0, 3.0, 2.0, 0.5])
+    matrices = np.stack([random_matrix(5, seed) for seed in range(9)] + [clone, winner])
+    serial = np.stack([nash.unique_unregularised_nash(matrix) for matrix in matrices])
+    assert np.isnan(serial[9]).all() and np.isfinite(np.delete(serial, 9, axis=0)).all()
+    monkeypatch.setattr("sim.seed_games.LEMKE_HOWSON_MIN_ENTRIES", 1)
+    candidates = lemke_howson_candidates(matrices)
+    assert candidates[-1] is None and all(candidate is not None for candidate in candidates[:-1])
+    stacked = Game(*(matrices if name == "preference" else None for name in Game._fields))
+    axes = Game(*(0 if name == "preference" else None for name in Game._fields))
+    with sim.float64():
+        threaded = np.asarray(unregularised_targets(stacked, axes, len(matrices)))
+    np.testing.assert_array_equal(threaded, serial)
