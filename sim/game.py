@@ -37,14 +37,21 @@ class Game(NamedTuple):
 
 def game_from_instance(instance: GameInstance, dtype: DTypeLike = jnp.float64) -> Game:
     """Convert a :class:`bandits.games.GameInstance` to a :class:`Game` of ``dtype``."""
+    return Game(*(jnp.asarray(leaf) for leaf in game_arrays(instance, dtype)))
+
+
+def game_arrays(instance: GameInstance, dtype: DTypeLike = jnp.float64) -> Game:
+    """:func:`game_from_instance` with NumPy leaves (of ``dtype``): what per-seed games are stacked from
+    (:func:`sim.seed_games.build_games`), one JAX array per leaf for all seeds instead of one per seed."""
     arms = instance.arms
     rewards = instance.rewards if instance.rewards is not None else np.full(arms, np.nan)
+    dtype = np.dtype(dtype)
     return Game(
-        preference=jnp.asarray(instance.preference, dtype),
-        log_reference=jnp.asarray(np.log(instance.reference), dtype),
-        log_initial=jnp.asarray(np.log(instance.initial), dtype),
-        rewards=jnp.asarray(rewards, dtype),
-        tau=jnp.asarray(instance.tau, dtype),
+        preference=np.asarray(instance.preference, dtype),
+        log_reference=np.asarray(np.log(instance.reference), dtype),
+        log_initial=np.asarray(np.log(instance.initial), dtype),
+        rewards=np.asarray(rewards, dtype),
+        tau=np.asarray(instance.tau, dtype),
     )
 
 

@@ -21,7 +21,7 @@ from jax.typing import DTypeLike
 
 from bandits.games import build_game
 from sim.cpu_cores import usable_cores
-from sim.game import Game, game_from_instance
+from sim.game import Game, game_arrays
 from sim.nash import (
     LEMKE_HOWSON_MIN_ENTRIES,
     UNIQUENESS_TOLERANCE,
@@ -44,7 +44,8 @@ def build_games(spec: ExperimentSpec, dtype: DTypeLike = jnp.float64) -> tuple[G
     (S, K) and the duality gap each π* was solved to.  Games are built one seed at a time and a leaf
     equal to the first seed's is not kept again, so seeds sharing one game hold one K×K matrix, not S.
     """
-    games, game_axes = stack_over_seeds(game_from_instance(build_game(spec.game, seed), dtype) for seed in spec.seeds)
+    stacked, game_axes = stack_over_seeds(game_arrays(build_game(spec.game, seed), dtype) for seed in spec.seeds)
+    games = Game(*(jnp.asarray(leaf) for leaf in stacked))
     if float(spec.game.tau) > 0:
         # every seed's π*_τ in one batched solve (the target depends on P, π_ref, rewards and τ, not π_0)
         targets, gaps = regularised_targets(games, game_axes, len(spec.seeds))

@@ -44,9 +44,10 @@ def stack_over_seeds(items: Iterable) -> tuple[Any, Any]:
     """``(stacked, axes)`` from one NamedTuple of arrays per seed (a list, or a generator that builds them).
 
     A leaf equal (NaN-aware) in every seed is kept once with axis ``None``; the others are stacked on
-    a new leading axis 0.  ``axes`` is the same NamedTuple type with 0 / ``None`` per leaf (``vmap``'s
-    ``in_axes``).  Items are consumed one at a time and a leaf equal to the first seed's is not kept
-    again, so seeds that share one game hold one K×K matrix, not S, even while they are being built.
+    a new leading axis 0 (NumPy leaves stay NumPy arrays).  ``axes`` is the same NamedTuple type with
+    0 / ``None`` per leaf (``vmap``'s ``in_axes``).  Items are consumed one at a time and a leaf equal to
+    the first seed's is not kept again, so seeds that share one game hold one K×K matrix, not S, even
+    while they are being built.
     """
     first = None
     per_seed: list = []  # per leaf: None while every seed so far equals the first, else its values
@@ -62,8 +63,16 @@ def stack_over_seeds(items: Iterable) -> tuple[Any, Any]:
     if first is None:
         raise PrefsimError("stack_over_seeds: needs at least one seed.")
     kind = type(first)
-    stacked = kind(*(first[i] if values is None else jnp.stack(values) for i, values in enumerate(per_seed)))
+    stacked = kind(*(first[i] if values is None else _stack(values) for i, values in enumerate(per_seed)))
     return stacked, kind(*(None if values is None else 0 for values in per_seed))
+
+
+def _stack(values: list) -> Any:
+    """One leaf's per-seed values on a new axis 0: NumPy arrays by NumPy (one array, not one per seed, then
+    goes to the device), anything else by ``jnp.stack``."""
+    if all(isinstance(value, np.ndarray) for value in values):
+        return np.stack(values)
+    return jnp.stack(values)
 
 
 def options_key(compiler_options: dict | None) -> tuple | None:
