@@ -46,7 +46,6 @@ import pandas as pd
 import sim
 from sim import plotting, stats
 from sim.game import Game
-from sim.headtohead import plot_headtohead
 from sim.metrics import exploitability
 from sim.nash import regularised_nash, unregularised_nash
 from sim.rules import build_rule, resolve_parameters
@@ -272,7 +271,7 @@ h2h_run = sim.run(
     }
 )
 h2h = pd.DataFrame(h2h_run.attrs["headtohead"])
-h2h_path = plot_headtohead(h2h, OUT / "headtohead.png")
+h2h_path = plotting.plot_headtohead(h2h, OUT / "headtohead.png")
 show(h2h_path)
 worst = h2h.groupby("rule_a")["win_rate"].min().sort_values(ascending=False)  # min over opponents
 comal_worst = h2h[h2h.rule_a == "comal"].sort_values("win_rate").iloc[0]

@@ -486,10 +486,11 @@ def _draw(table, directory: Path, progress=None, workers=()):
     if headtohead_file.is_file() and plot.metrics is None:  # a [plot] table that picks metrics leaves it out
         import pandas as pd
 
-        from sim.headtohead import plot_headtohead
+        from sim.plotting import plot_headtohead
 
         table = pd.read_csv(headtohead_file)
-        paths.extend(plot_headtohead(table, directory / f"headtohead.{extension}") for extension in plot.formats)
+        drawn = (plot_headtohead(table, directory / f"headtohead.{extension}") for extension in plot.formats)
+        paths.extend(path for path in drawn if path is not None)  # one rule: no figure
     return paths
 
 

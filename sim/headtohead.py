@@ -8,12 +8,10 @@ B's on that seed's game is the closed form
 with the context weights w_x of a contextual problem.  W(A, B) + W(B, A) = 1 and W(A, A) = ½.  The
 table holds the mean over seeds and its 95% percentile-bootstrap interval (:func:`sim.stats.bootstrap_ci`),
 the format of COMAL's and EGPO's main tables, without their single seed.  :func:`sim.run` writes it as
-``headtohead.csv``; :func:`plot_headtohead` draws it as a heat map from that file.
+``headtohead.csv``; :func:`sim.plotting.plot_headtohead` draws it as a heat map from that file.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -64,30 +62,3 @@ def with_rule_values(duels: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
             duels.insert(position, f"{side}.{column[5:]}", values[column].reindex(duels[side]).to_numpy())
             position += 1
     return duels
-
-
-def plot_headtohead(table: pd.DataFrame, path: Path) -> Path:
-    """Heat map of W(A, B) (rows A, columns B) with the mean in each cell; written to ``path``."""
-    from matplotlib.figure import Figure  # object-oriented: no pyplot state, no backend switch
-
-    labels = list(dict.fromkeys(table["rule_a"]))
-    grid = table.pivot(index="rule_a", columns="rule_b", values="win_rate").reindex(index=labels, columns=labels)
-    size = 1.2 + 0.55 * len(labels)
-    figure = Figure(figsize=(size + 1.5, size), layout="constrained")
-    axes = figure.add_subplot()
-    image = axes.imshow(grid.to_numpy(), cmap="RdBu_r", vmin=0.0, vmax=1.0)
-    axes.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    axes.set_yticks(range(len(labels)), labels)
-    axes.set_xlabel("opponent B")
-    axes.set_ylabel("rule A")
-    seeds = int(table["seeds"].max())
-    axes.set_title(f"win rate of A vs B, mean over {seeds} seeds", fontsize=10)
-    if len(labels) <= 12:
-        for i in range(len(labels)):
-            for j in range(len(labels)):
-                value = grid.iat[i, j]
-                axes.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
-                          color="white" if abs(value - 0.5) > 0.3 else "black")  # fmt: skip
-    figure.colorbar(image, ax=axes, label="P(A ≻ B)")
-    figure.savefig(path, dpi=120)
-    return Path(path)

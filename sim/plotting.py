@@ -715,6 +715,37 @@ def metric_figure(
     return figure
 
 
+def plot_headtohead(table: pd.DataFrame, path: str | Path) -> Path | None:
+    """Heat map of a run's head-to-head table (``headtohead.csv``, :mod:`sim.headtohead`): W(A, B), rows A,
+    columns B, with the mean in each cell (up to 12 rules); written to ``path``.  ``None``, and nothing
+    written, for a run of one rule: W(A, A) = ½ says nothing."""
+    labels = list(dict.fromkeys(table["rule_a"]))
+    if len(labels) < 2:
+        return None
+    grid = table.pivot(index="rule_a", columns="rule_b", values="win_rate").reindex(index=labels, columns=labels)
+    size = 1.2 + 0.55 * len(labels)
+    with matplotlib.rc_context(STYLE):
+        figure = Figure(figsize=(size + 1.5, size + 0.3), layout="constrained")
+        FigureCanvas(figure)
+        axes = figure.add_subplot()
+        image = axes.imshow(grid.to_numpy(), cmap="RdBu_r", vmin=0.0, vmax=1.0)
+        axes.spines[["top", "right"]].set_visible(True)  # a closed frame around the cells
+        axes.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+        axes.set_yticks(range(len(labels)), labels)
+        axes.set_xlabel("opponent B")
+        axes.set_ylabel("rule A")
+        if len(labels) <= 12:
+            for i in range(len(labels)):
+                for j in range(len(labels)):
+                    value = grid.iat[i, j]
+                    axes.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
+                              color="white" if abs(value - 0.5) > 0.3 else "black")  # fmt: skip
+        figure.colorbar(image, ax=axes, label="P(A ≻ B)")
+        title = f"win rate of A vs B, mean over {int(table['seeds'].max())} seeds"
+        figure.suptitle(_wrap_title(title, figure.get_figwidth(), 10), fontsize=10)
+    return save_figure(figure, path)
+
+
 def figure_layout(table: pd.DataFrame, rules: list[str], plot: PlotSpec) -> tuple[list, bool, list, str | None]:
     """``(groups, panels, facets, note)`` of a metric's figure: ``groups`` [(panel title, its rules)] (one
     per rule family, or the facets), ``panels`` whether they get a panel each (else one axes holds every

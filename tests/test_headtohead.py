@@ -3,11 +3,15 @@
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+import pytest
+from PIL import Image
 
 import sim
 from bandits.games import build_game
+from sim.cli import main as prefsim
 from sim.game import game_from_instance
 from sim.headtohead import headtohead_table, win_rates_per_seed
+from sim.plotting import plot_headtohead
 from sim.rules import build_rule, resolve_parameters
 from sim.spec import parse_spec
 
@@ -79,3 +83,38 @@ def test_sampled_run_has_a_table_too():
     )
     headtohead = pd.DataFrame(table.attrs["headtohead"])
     assert len(headtohead) == 4 and np.isfinite(headtohead.win_rate).all()
+
+
+def _duels(rules, seeds=256):
+    rows = [
+        {"rule_a": a, "rule_b": b, "win_rate": 0.5 if a == b else 0.6 - 0.2 * (a > b), "ci_lower": 0.4, "ci_upper": 0.7}
+        for a in rules
+        for b in rules
+    ]
+    return pd.DataFrame(rows).assign(seeds=seeds)
+
+
+@pytest.mark.parametrize("rules", [["inpo", "sppo"], ["inpo", "sppo", "dno", "nash_md", "online_ipo"]])
+def test_the_heat_map_has_its_whole_title_inside_the_figure(tmp_path, rules):
+    path = plot_headtohead(_duels(rules), tmp_path / "h.png")
+    image = np.asarray(Image.open(path).convert("L"))
+    assert image.shape[1] > image.shape[0] / 2
+    # the title is the first dark row; no dark pixel touches the left or right border (nothing cut off)
+    dark = image < 128
+    assert dark.any(axis=1)[: image.shape[0] // 5].any()
+    assert not dark[:, :2].any() and not dark[:, -2:].any()
+
+
+def test_one_rule_gets_no_heat_map(tmp_path):
+    """W(A, A) = ½ for a run of one rule: the table is written, the figure is not drawn."""
+    assert plot_headtohead(_duels(["inpo"]), tmp_path / "h.png") is None
+    assert not (tmp_path / "h.png").exists()
+    out = tmp_path / "run"
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        'iterations = 5\nseeds = 2\n[game]\nkind = "random"\narms = 3\ntau = 0.1\n[[rule]]\nname = "inpo"\neta = 1.0\n',
+        encoding="utf-8",
+    )
+    assert prefsim(["run", str(spec), "--out", str(out), "--quiet"]) == 0
+    assert (out / "headtohead.csv").is_file() and not (out / "headtohead.png").exists()
+    assert (out / "kl_to_nash.png").is_file()
