@@ -240,10 +240,7 @@ def lemke_howson_policies(matrices: ArrayLike) -> np.ndarray:
     tableau, K × (2K + 1)), dealt to the devices in turn, in float64 whatever the caller's precision.
     """
     with jax.enable_x64(True):
-        matrices = np.asarray(matrices, dtype=np.float64)
-        sums = matrices + np.swapaxes(matrices, -1, -2)
-        if not np.all(sums == 1.0):  # as unique_unregularised_nash reads P (constant_sum)
-            matrices = 0.5 * (matrices + (1.0 - np.swapaxes(matrices, -1, -2)))
+        matrices = constant_sum(np.asarray(matrices, dtype=np.float64))  # as unique_unregularised_nash reads P
         seeds, arms = matrices.shape[0], matrices.shape[-1]
         group = seed_tile(seeds, arms, itemsize=16) or seeds
         devices, parts = jax.devices(), []
@@ -299,10 +296,12 @@ def _lemke_howson(matrix: jax.Array, max_pivots: int) -> jax.Array:
 
 def constant_sum(matrix: np.ndarray) -> np.ndarray:
     """``matrix`` itself when P + Pᵀ = 1 holds exactly in floating point, else (P + 1 − Pᵀ)/2, the nearest
-    matrix for which it does up to rounding (a P rounded to float32, whose pair sums are ~3e-8 off)."""
-    if np.array_equal(matrix + matrix.T, np.ones_like(matrix)):
+    matrix for which it does up to rounding (a P rounded to float32, whose pair sums are ~3e-8 off).  A
+    stack of games (``(S, K, K)``) is kept as it is only when every game is."""
+    transposed = np.swapaxes(matrix, -1, -2)
+    if np.array_equal(matrix + transposed, np.ones_like(matrix)):
         return matrix
-    return 0.5 * (matrix + (1.0 - matrix.T))
+    return 0.5 * (matrix + (1.0 - transposed))
 
 
 def unique_unregularised_nash(

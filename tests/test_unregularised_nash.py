@@ -252,6 +252,10 @@ def test_constant_sum_keeps_an_exact_game_and_mends_a_rounded_one():
     mended = nash.constant_sum(rounded)
     np.testing.assert_allclose(mended + mended.T, 1.0, rtol=0, atol=1e-15)
     assert np.abs(mended - rounded).max() <= 0.5 * np.abs(rounded + rounded.T - 1.0).max() + 1e-16
+    # a stack of games: each transposed on its own, kept only when every game is exact
+    exact_stack = np.stack([matrix, random_matrix(8, 4)])
+    assert nash.constant_sum(exact_stack) is exact_stack
+    np.testing.assert_array_equal(nash.constant_sum(np.stack([rounded, rounded]))[1], mended)
 
 
 @pytest.mark.parametrize("seed", range(4))
