@@ -51,7 +51,7 @@ from bandits.errors import PrefsimError
 from sim.game import Game, normalize, win_rates
 from sim.metrics import duality_gap
 from sim.rules.base import mirror_step
-from sim.shared_engine import padded_seed_rows, seed_tile, seeds_on_host, take_seeds
+from sim.shared_engine import seed_tile, seeds_on_host, solve_in_device_groups, take_seeds
 
 DEFAULT_TOLERANCE = 1e-14
 #: Largest π-weighted change Σ_y π(y)|Δ log π(y)| in one extragradient step at which
@@ -243,10 +243,10 @@ def lemke_howson_policies(matrices: ArrayLike) -> np.ndarray:
         matrices = constant_sum(np.asarray(matrices, dtype=np.float64))  # as unique_unregularised_nash reads P
         seeds, arms = matrices.shape[0], matrices.shape[-1]
         group = seed_tile(seeds, arms, itemsize=16) or seeds
-        devices, parts = jax.devices(), []
-        for index, start in enumerate(range(0, seeds, group)):
-            part = jax.device_put(matrices[padded_seed_rows(start, group, seeds)], devices[index % len(devices)])
-            parts.append(_lemke_howson_group(part, LEMKE_HOWSON_PIVOTS_PER_ARM * arms))
+        max_pivots = LEMKE_HOWSON_PIVOTS_PER_ARM * arms
+        parts = solve_in_device_groups(
+            lambda part: _lemke_howson_group(part, max_pivots), lambda rows: matrices[rows], seeds, group
+        )
         return np.concatenate([np.asarray(part) for part in parts])[:seeds]
 
 
@@ -390,12 +390,13 @@ def regularised_targets(
         # in turn (dispatch is asynchronous, so the devices solve side by side).  Each group keeps its P in
         # cache for all its iterations and stops when its own seeds have converged (K = 100, 256 seeds:
         # 0.79 s → 0.34 s on one device).  The last group is padded with copies of its last seed.
-        devices, solved = jax.devices(), []
         games = seeds_on_host(games, axes)  # groups cut by NumPy slicing
-        for index, start in enumerate(range(0, seeds, group)):
-            part = take_seeds(games, axes, padded_seed_rows(start, group, seeds))
-            part = jax.device_put(part, devices[index % len(devices)])
-            solved.append(_batched_regularised_nash(part, axes, tolerance))
+        solved = solve_in_device_groups(
+            lambda part: _batched_regularised_nash(part, axes, tolerance),
+            lambda rows: take_seeds(games, axes, rows),
+            seeds,
+            group,
+        )
         log_policy = np.concatenate([np.asarray(entry[0]) for entry in solved])[:seeds]
         gap = np.concatenate([np.asarray(entry[1]) for entry in solved])[:seeds]
     return np.exp(np.asarray(normalize(log_policy))), [float(g) for g in np.asarray(gap)]

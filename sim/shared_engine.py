@@ -343,6 +343,19 @@ def padded_seed_rows(start: int, size: int, end: int) -> np.ndarray:
     return np.minimum(np.arange(start, start + size), end - 1)
 
 
+def solve_in_device_groups(
+    solve: Callable[[Any], Any], take: Callable[[np.ndarray], Any], seeds: int, group: int
+) -> list:
+    """``solve(take(rows))`` for the seed positions in groups of ``group`` (the last padded,
+    :func:`padded_seed_rows`), each group put on the next device in turn; JAX dispatches asynchronously,
+    so the devices solve side by side.  Returns the outputs in group order (padded rows included)."""
+    devices = jax.devices()
+    return [
+        solve(jax.device_put(take(padded_seed_rows(start, group, seeds)), devices[index % len(devices)]))
+        for index, start in enumerate(range(0, seeds, group))
+    ]
+
+
 def take_seeds(stacked: Any, axes: Any, rows: ArrayLike) -> Any:
     """The seeds at positions ``rows`` of items stacked by :func:`stack_over_seeds`: leaves batched over
     seeds (axis 0) taken, shared leaves (axis ``None``) kept."""
