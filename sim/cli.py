@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING
 from bandits.errors import PrefsimError
 from sim.figure_worker import FigureWorker, start_workers
 from sim.launch import add_launch_arguments
-from sim.plot_spec import parse_plot
+from sim.machine import usable_cores
+from sim.process_exit import exit_now
 from sim.progress import Progress
 from sim.provenance import prefsim_version
 
@@ -87,8 +88,13 @@ PLUGIN_GROUP = "prefsim.commands"
 
 
 def console() -> int:
-    """The ``prefsim`` console script (and ``python -m sim.cli``): :func:`main` with the CPU cores as devices."""
-    return main(cpu_devices="auto")
+    """The ``prefsim`` console script (and ``python -m sim.cli``): :func:`main` with the CPU cores as devices,
+    then the process ends at once (:func:`sim.process_exit.exit_now`: ``atexit`` handlers and flushed
+    streams, not the 0.3–0.7 s of freeing JAX's and Matplotlib's objects); returns the exit status only
+    while another thread still runs."""
+    status = main(cpu_devices="auto")
+    exit_now(status)
+    return status
 
 
 def main(argv: Sequence[str] | None = None, cpu_devices: str | None = None) -> int:
@@ -103,6 +109,20 @@ def main(argv: Sequence[str] | None = None, cpu_devices: str | None = None) -> i
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_BAD_INPUT
+    # a run's figure processes start first, before JAX is imported: their imports take the cores this
+    # process leaves idle while it imports and builds its games
+    wanted = args.handler is _run and not args.no_plots and args.shard is None
+    args.figure_workers = start_figure_workers() if wanted else []
+    try:
+        return _handle(args, cpu_devices)
+    finally:
+        for worker in args.figure_workers:
+            worker.stop()
+
+
+def _handle(args, cpu_devices: str | None) -> int:
+    """:func:`main` once the command line is parsed: JAX's devices, the compile cache, float64 and SIGTERM
+    set up around the command's handler, and prefsim's errors turned into messages and exit statuses."""
     # imports JAX: not for --version or --help
     from sim.cpu_cores import CPU_DEVICES_VARIABLE, use_cpu_cores
     from sim.precision import enable_compile_cache, float64
@@ -284,25 +304,20 @@ class _UnavailableCommand:
 
 
 def _run(args) -> int:
-    # figure processes start first: their imports run on other cores while this one imports and computes
-    workers = [] if args.no_plots or args.shard is not None else start_figure_workers()
-    try:
-        return _run_with_figure_workers(args, workers)
-    finally:
-        for worker in workers:
-            worker.stop()
+    # figure processes started by main() (none with --no-plots or --shard); main() stops them
+    return _run_with_figure_workers(args, getattr(args, "figure_workers", []))
 
 
-#: Most figure processes ``prefsim run`` starts when the run begins (one per usable core beyond the first).
+#: Most figure processes ``prefsim run`` starts when the run begins (one per usable core).
 EARLY_FIGURE_WORKERS = 3
 
 
 def start_figure_workers() -> list[FigureWorker]:
-    """Figure processes for a run's figures (:class:`sim.figure_worker.FigureWorker`): one per usable core
-    beyond the first, at most :data:`EARLY_FIGURE_WORKERS`; none on one core."""
-    from sim.cpu_cores import usable_cores  # imports JAX, which main() has imported by now
-
-    return start_workers(min(usable_cores() - 1, EARLY_FIGURE_WORKERS), FigureWorker)
+    """Figure processes for a run's figures (:class:`sim.figure_worker.FigureWorker`): one per usable core,
+    at most :data:`EARLY_FIGURE_WORKERS`, so that the run's process, once they are ready, leaves every
+    figure to them (:func:`_draw`); none on one core, where a worker would only wait behind the run."""
+    cores = usable_cores()
+    return start_workers(min(cores, EARLY_FIGURE_WORKERS) if cores > 1 else 0, FigureWorker)
 
 
 def _run_with_figure_workers(args, workers: list[FigureWorker]) -> int:
@@ -473,25 +488,29 @@ def _report(args) -> int:
 
 
 def _draw(table, directory: Path, progress=None, workers=()):
-    """Figures from the stored results only: metrics, manifest and bounds.csv (no games are rebuilt);
-    ``workers``: figure processes started earlier that share the figures (:func:`sim.plotting.plot_run`)."""
+    """Figures from the stored results only: metrics, manifest, bounds.csv and headtohead.csv (no games are
+    rebuilt); ``workers``: figure processes started earlier, which draw every figure while as many of
+    them as there are cores are ready (:func:`sim.figure_plan.draw_figures`); this process draws the
+    rest, and only then imports Matplotlib."""
+    import pandas as pd
+
     from sim.bounds_file import read_bounds
-    from sim.plotting import plot_run
+    from sim.figure_plan import draw_figures, plan_figures
     from sim.results_io import read_manifest
 
     manifest, bounds = read_manifest(directory), read_bounds(directory)
-    paths = list(plot_run(table, directory, manifest, bounds=bounds, progress=progress, workers=workers))
     headtohead_file = directory / "headtohead.csv"
-    plot = parse_plot(((manifest or {}).get("spec") or {}).get("plot"))
-    if headtohead_file.is_file() and plot.metrics is None:  # a [plot] table that picks metrics leaves it out
-        import pandas as pd
+    headtohead = pd.read_csv(headtohead_file) if headtohead_file.is_file() else None
+    plan = plan_figures(table, directory, manifest, bounds=bounds, headtohead=headtohead)
+    return draw_figures(plan, _draw_here, workers, progress, cores=usable_cores())
 
-        from sim.plotting import plot_headtohead
 
-        table = pd.read_csv(headtohead_file)
-        drawn = (plot_headtohead(table, directory / f"headtohead.{extension}") for extension in plot.formats)
-        paths.extend(path for path in drawn if path is not None)  # one rule: no figure
-    return paths
+def _draw_here(job, figure: str) -> list[Path]:
+    """One figure drawn in this process (:func:`sim.plotting.draw_job_figure`): Matplotlib is imported
+    only when a figure is drawn here."""
+    from sim.plotting import draw_job_figure
+
+    return draw_job_figure(job, figure)
 
 
 def _rules(args) -> int:

@@ -15,21 +15,13 @@ the devices it ran on.
 
 from __future__ import annotations
 
-import os
-
 import jax
 
 from bandits.errors import PrefsimError
+from sim.machine import usable_cores
 
 #: Environment variable with the default CPU device count of ``prefsim`` commands (a number or ``auto``).
 CPU_DEVICES_VARIABLE = "PREFSIM_CPU_DEVICES"
-
-
-def usable_cores() -> int:
-    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
 
 
 def cpu_device_count(setting: str | int) -> int:

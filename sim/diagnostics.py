@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from sim.spec import ExperimentSpec
 from sim.stats import is_field_column
+
+if TYPE_CHECKING:  # a type only: figure processes import this module without the rules and JAX
+    from sim.spec import ExperimentSpec
 
 #: Multiples of machine epsilon below which a metric's value is taken as rounding.
 FLOOR_EPSILONS = 100.0

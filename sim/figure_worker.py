@@ -7,17 +7,18 @@ warms Matplotlib up, says it is ready, and then draws the figures it is asked fo
 job (what every figure shares), then one metric at a time; the written paths, or the error a figure
 raised, come back the same way.  Its standard error goes to a temporary file, read when it fails.
 
-It can be started long before there is anything to draw: ``prefsim run`` starts one when the run
-begins (:func:`sim.cli.start_figure_workers`), so that its imports (about 1 s of Python, Matplotlib and
-pandas) use another core while the run imports, builds its games and computes.  It runs at the lowest
-CPU priority, so it only takes time the run leaves idle.
+It can be started long before there is anything to draw: ``prefsim run`` starts one per usable core
+when the run begins (:func:`sim.cli.start_figure_workers`), so that their imports (about 0.8 s of
+Python, Matplotlib and pandas each; no JAX) use cores the run leaves idle while it imports and builds
+its games.  A worker runs at the lowest CPU priority, so it only takes time the run leaves idle.
 
 :func:`draw_shared` is the sharing: this process takes figures from the front of the list and each
 worker, from a thread that waits on its pipe, from the back, so a fast worker draws more and one that
 is not ready yet draws nothing; a figure still out in a worker when everything else is drawn is drawn
 here instead (after that worker is stopped) unless the worker is ready and likely to finish first.
-The figures are the same bytes whichever process draws them.  This module imports neither Matplotlib
-nor JAX, so starting a worker costs the caller nothing but the process.
+With as many ready workers as cores, this process leaves the figures to them (``prefsim run`` then
+never imports Matplotlib).  The figures are the same bytes whichever process draws them.  This module
+imports neither Matplotlib nor JAX, so starting a worker costs the caller nothing but the process.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bandits.errors import PrefsimError
+from sim.process_exit import exit_now
 
 #: How much lower than the caller's a worker's CPU priority is (``os.nice``; the most there is).
 WORKER_NICENESS = 19
@@ -118,7 +120,7 @@ class FigureWorker:
         return self._ready
 
     def draw(self, job: object, metric: str) -> list[Path]:
-        """Draw ``metric``'s figure of ``job`` (a :class:`sim.plotting.FigureJob`, sent with the first
+        """Draw ``metric``'s figure of ``job`` (a :class:`sim.figure_plan.FigureJob`, sent with the first
         call) and return its paths; the worker's error is raised again here, and a worker that dies
         or was stopped raises :class:`FigureProcessLost` with what it wrote to standard error."""
         self._busy = True
@@ -199,9 +201,14 @@ def serve(draw: Callable[[Any, str], list[Path]], warm_up: Callable[[], None]) -
             send_message(answers, outcome)
     except EOFError:  # the caller is gone
         pass
-    sys.stderr.flush()
     # the figures are written and closed: end now, not after ~0.2 s of interpreter shutdown
-    os._exit(0)
+    exit_now(0)
+
+
+#: Seconds between two looks at the workers while this process leaves the figures to them.
+POLL_SECONDS = 0.01
+#: The least time this process waits for a worker's next figure before it draws one itself (:func:`draw_shared`).
+MIN_PATIENCE_SECONDS = 0.5
 
 
 def draw_shared(
@@ -211,16 +218,24 @@ def draw_shared(
     workers: Sequence[FigureWorker],
     on_start: Callable[[int, str], None] | None = None,
     average_seconds: float = 0.5,
+    cores: int | None = None,
 ) -> dict[str, list[Path]]:
     """Draw every metric's figure, here (``draw_here``) and in ``workers``; metric → paths.
 
     This process takes metrics from the front, each worker (from a thread of its own) from the back.
-    ``on_start(done, metric)`` is called here before each figure drawn here, with the number of figures
-    finished so far.  When nothing is left to take, a figure still out in a worker is waited for when
-    the worker is ready and has drawn a figure already, for at most twice the time a figure took here
-    (``average_seconds`` before the first); otherwise, or when that time passes, the worker is stopped
-    and the figure drawn here, as is the figure of a worker whose process was lost
-    (:class:`FigureProcessLost`).  Errors of a figure are raised again, after every worker has stopped.
+    ``cores``: this process takes a figure only while fewer than ``cores`` workers are ready (ready
+    workers then keep every core busy, and this process need not load Matplotlib at all), or when no
+    figure has been finished for the patience below (workers run at the lowest priority, so on a loaded
+    machine they may crawl); without it, this process always takes figures.  ``on_start(done, metric)``
+    is called here once per figure, with the number of figures finished so far: before a figure drawn
+    here, and for a figure a worker took when this process next looks.
+
+    The patience is twice a typical figure's time (the mean over the figures drawn so far, anywhere;
+    ``average_seconds`` before the first), at least :data:`MIN_PATIENCE_SECONDS`.  When nothing is left
+    to take, a figure still out in a worker is waited for, for the patience, when the worker is ready and
+    has drawn a figure already; otherwise, or when the patience runs out, the worker is stopped and the
+    figure drawn here, as is the figure of a worker whose process was lost (:class:`FigureProcessLost`).
+    Errors of a figure are raised again, after every worker has stopped.
     """
     pending = collections.deque(metrics)
     lock = threading.Lock()
@@ -229,63 +244,91 @@ def draw_shared(
     out = [None] * len(workers)  # the metric each worker draws now
     drew = [0] * len(workers)
     stopped = [False] * len(workers)
+    serving = [True] * len(workers)  # False once a worker's thread has returned (lost, failed or done)
+    taken: list[str] = []  # metrics workers took, not yet announced here
+    seconds: list[float] = []  # how long each finished figure took, here or in a worker
 
     def feed(index: int) -> None:
         worker = workers[index]
-        while True:
-            with lock:
-                if stopped[index] or not pending:
-                    out[index] = None
-                    return
-                metric = pending.pop()
-                out[index] = metric
-            try:
-                paths = worker.draw(job, metric)
-            except FigureProcessLost:  # the process is gone: its figure stays out, to be drawn here
-                return
-            except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+        try:
+            while True:
                 with lock:
-                    if not stopped[index]:
-                        failures.append(exc)
+                    if stopped[index] or not pending:
                         out[index] = None
-                return
-            with lock:
-                if stopped[index]:  # taken back: drawn (or being drawn) here
+                        return
+                    metric = pending.pop()
+                    out[index] = metric
+                    taken.append(metric)
+                began = time.monotonic()
+                try:
+                    paths = worker.draw(job, metric)
+                except FigureProcessLost:  # the process is gone: its figure stays out, to be drawn here
                     return
-                done[metric] = paths
-                drew[index] += 1
-                out[index] = None
+                except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+                    with lock:
+                        if not stopped[index]:
+                            failures.append(exc)
+                            out[index] = None
+                    return
+                with lock:
+                    if stopped[index]:  # taken back: drawn (or being drawn) here
+                        return
+                    done[metric] = paths
+                    drew[index] += 1
+                    seconds.append(time.monotonic() - began)
+                    out[index] = None
+        finally:
+            serving[index] = False
 
+    def patience() -> float:
+        typical = sum(seconds) / len(seconds) if seconds else average_seconds
+        return max(2.0 * typical, MIN_PATIENCE_SECONDS)
+
+    def announce(metrics_taken: list[str], finished: int) -> None:
+        if on_start is not None:
+            for metric in metrics_taken:
+                on_start(finished, metric)
+
+    for worker in workers:  # a worker whose ready byte waits in its pipe counts as ready from the start
+        worker.is_ready()
     feeders = [threading.Thread(target=feed, args=(index,), daemon=True) for index in range(len(workers))]
     for feeder in feeders:
         feeder.start()
-    spent, drawn_here = 0.0, 0
+    last_finished, last_change = 0, time.monotonic()
     try:
         while True:
             with lock:
                 if failures:
                     break
-                metric = pending.popleft() if pending else None
-                finished = len(done)
+                finished, news = len(done), taken[:]
+                taken.clear()
+                now = time.monotonic()
+                if finished != last_finished:
+                    last_finished, last_change = finished, now
+                ready = sum(1 for i, worker in enumerate(workers) if serving[i] and worker.ready)
+                leave_to_workers = cores is not None and ready >= cores and now - last_change < patience()
+                wait = bool(pending) and leave_to_workers
+                metric = None if wait or not pending else pending.popleft()
+            announce(news, finished)
+            if wait:
+                time.sleep(POLL_SECONDS)
+                continue
             if metric is None:
                 break
-            if on_start is not None:
-                on_start(finished, metric)
+            announce([metric], finished)
             began = time.monotonic()
             done[metric] = draw_here(metric)
-            spent, drawn_here = spent + time.monotonic() - began, drawn_here + 1
-        typical = spent / drawn_here if drawn_here else average_seconds
+            with lock:
+                seconds.append(time.monotonic() - began)
         for index, feeder in enumerate(feeders):
             if not failures and drew[index] and workers[index].ready:
-                feeder.join(timeout=2.0 * typical)
+                feeder.join(timeout=patience())
             with lock:
                 metric = out[index]  # still out: the worker is slow, not ready, or lost
                 stopped[index] = True
             workers[index].stop()
             feeder.join()
-            if metric is not None and not failures:  # taken back from a worker not ready or too slow
-                if on_start is not None:
-                    on_start(len(done), metric)
+            if metric is not None and not failures:  # taken back from a worker not ready or too slow (announced)
                 done[metric] = draw_here(metric)
     finally:
         with lock:

@@ -48,7 +48,7 @@ class PlotSpec:
     """File formats written per figure (``png``, ``pdf``, ``svg``)."""
     layout: str = "auto"
     """``single`` (one axes), ``panels`` (one axes per ``[[rule]]`` table, shared y) or ``auto``
-    (panels when more than :data:`sim.plotting.MAX_CURVES_PER_AXES` curves)."""
+    (panels when more than :data:`sim.figure_plan.MAX_CURVES_PER_AXES` curves)."""
     fit: str = "auto"
     """``auto`` (see :func:`sim.plotting.choose_fit`), ``none``, or force ``loglog`` / ``semilog``."""
     title: str | None = None

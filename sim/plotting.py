@@ -22,10 +22,11 @@ Design (what every figure shows):
 * **theory** – bounds stored by the run (``bounds.csv``, :mod:`sim.bounds_table`) as thin lines in the
   rule's colour; this module never rebuilds games or solves for equilibria.
 * **layout** – the legend outside the axes; one panel per rule family (shared y axis) when a figure
-  would hold more than :data:`MAX_CURVES_PER_AXES` curves; the title wrapped to the figure's width.
+  would hold more than :data:`sim.figure_plan.MAX_CURVES_PER_AXES` curves; the title wrapped to the
+  figure's width.
 * **facets** – a run that sweeps ``[game]``/``[run]`` fields draws one panel per value (or combination)
-  of them (:func:`facet_panels`, ``[plot] facet``), up to :data:`MAX_FACETS`; beyond that the curves
-  share the axes and the title says why.
+  of them (:func:`sim.figure_plan.facet_panels`, ``[plot] facet``), up to
+  :data:`sim.figure_plan.MAX_FACETS`; beyond that the curves share the axes and the title says why.
 
 Figures are built with the object-oriented API on :class:`matplotlib.figure.Figure` (no pyplot
 state, no GUI backend), and written as PNG, PDF or SVG through the Agg canvas, so this module works
@@ -34,7 +35,6 @@ headless and inside notebooks alike.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import io
 import math
@@ -58,12 +58,18 @@ from threadpoolctl import threadpool_limits
 from bandits.errors import PrefsimError
 from sim import stats
 from sim.bounds_file import bounds_for_metric
-from sim.cpu_cores import usable_cores
 from sim.diagnostics import floor_iteration as first_floor_iteration
 from sim.diagnostics import is_convergence_metric, precision_floor
-from sim.field_sweep import format_value
-from sim.figure_worker import FigureWorker, draw_shared, serve, start_workers
-from sim.plot_spec import PlotSpec, parse_plot
+from sim.figure_plan import (
+    HEADTOHEAD,
+    FigureJob,
+    draw_figures,
+    family_of,
+    figure_layout,
+    plan_figures,
+)
+from sim.figure_worker import FigureWorker, serve
+from sim.plot_spec import PlotSpec
 from sim.progress import Progress
 
 #: The iteration count of the papers' LLM experiments (INPO Table 1, APO's AlpacaEval runs).
@@ -100,10 +106,6 @@ WIDE_FIGURE_SIZE = (8.6, 4.4)
 PANEL_SIZE = (4.6, 3.6)
 #: Height of one legend text line (8 pt font with spacing), for sizing figures around legends.
 LEGEND_LINE_INCHES = 0.21
-#: More curves than this in one axes → one panel per rule family (``layout = "auto"``).
-MAX_CURVES_PER_AXES = 6
-#: At most this many facets (values or combinations of the swept [game]/[run] fields) get a panel each.
-MAX_FACETS = 12
 #: Line styles of the swept values inside a family (solid first).
 LINE_STYLES = ("-", (0, (5, 1.5)), (0, (3, 1, 1, 1)), (0, (1, 1)), (0, (7, 2, 1, 2)), (0, (2, 2)))
 #: A fit window needs at least this many recorded iterations.
@@ -152,11 +154,6 @@ def new_figure(size: tuple[float, float] = FIGURE_SIZE) -> tuple[Figure, object]
 
 # ----------------------------------------------------------------------------------------------
 # colours and styles
-
-
-def family_of(label: str) -> str:
-    """The rule family of a result label: the ``[[rule]]`` label before a sweep's ``[...]``."""
-    return label.split("[", 1)[0]
 
 
 def curve_styles(labels: list[str]) -> dict[str, dict]:
@@ -573,76 +570,10 @@ def show_in_notebook(path: str | Path) -> None:
         display(Image(str(path)))
 
 
-def figure_title(manifest: dict | None) -> str | None:
-    """Title from a run's manifest: the spec's name, what was simulated, and the seeds.
-
-    Describes the problem the run actually used: in sampled mode with ``run.problem`` other than
-    ``game`` (e.g. the ring), the ``[game]`` table is unused and is not cited.
-    """
-    if not manifest:
-        return None
-    spec = manifest.get("spec", {}) if isinstance(manifest, dict) else {}
-    spec = spec if isinstance(spec, dict) else {}
-    plot = spec.get("plot") if isinstance(spec.get("plot"), dict) else {}
-    if plot.get("title"):
-        return str(plot["title"])
-    parsed = manifest.get("parsed_spec", {}) if isinstance(manifest.get("parsed_spec"), dict) else {}
-    run = parsed.get("run") or spec.get("run") or {}
-    parts = []
-    if spec.get("name"):
-        parts.append(str(spec["name"]))
-    problem = run.get("problem", "game") if isinstance(run, dict) else "game"
-    mode = run.get("mode", "exact") if isinstance(run, dict) else "exact"
-    game = spec.get("game", {}) if isinstance(spec.get("game"), dict) else {}
-    if mode == "sampled" and problem != "game":
-        # the [game] table's kind is unused by these problems; they take only τ (and K for linear ones)
-        description = f"sampled, problem = {problem}"
-        if problem == "ring" and run.get("ring_grid"):
-            description += f", K = {int(run['ring_grid']) ** 2} actions"
-        elif game.get("arms") is not None:
-            description += f", K = {game['arms']}"
-        if isinstance(game.get("tau"), (int, float)):
-            description += f", τ = {game['tau']:g}"
-        parts.append(description)
-    else:
-        description = str(game.get("kind", "game"))
-        if game.get("arms") is not None:
-            description += f", K = {game['arms']}"
-        elif isinstance(game.get("rewards"), list):
-            description += f", K = {len(game['rewards'])}"
-        if isinstance(game.get("tau"), (int, float)):
-            description += f", τ = {game['tau']:g}"
-        if mode == "sampled":
-            description = f"sampled, {description}"
-        parts.append(description)
-    seeds = manifest.get("seeds")
-    if seeds is not None:
-        parts.append(f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}, mean ± 95% bootstrap CI")
-    return " — ".join(parts) if parts else None
-
-
 def _wrap_title(text: str, width_inches: float, fontsize: float = 11.0) -> str:
     """Wrap ``text`` to lines that fit ``width_inches`` (average glyph ≈ 0.6 × font size)."""
     characters = max(20, int(width_inches * 72.0 / (0.6 * fontsize)))
     return "\n".join(textwrap.wrap(text, characters))
-
-
-def has_data(table: pd.DataFrame, metric: str) -> bool:
-    """Whether ``metric`` is a column with a finite value at some iteration > 0 (a curve to draw)."""
-    if metric not in table.columns:
-        return False
-    values = table.loc[table["iteration"] > 0, metric].to_numpy(dtype=np.float64)
-    return bool(np.isfinite(values).any())
-
-
-def _selected_rules(table: pd.DataFrame, plot: PlotSpec) -> list[str]:
-    labels = stats.rules_of(table)
-    if plot.rules is None:
-        return labels
-    chosen = [label for label in labels if label in plot.rules or family_of(label) in plot.rules]
-    if not chosen:
-        raise PrefsimError(f"plot.rules: none of {', '.join(plot.rules)} is a rule of this run ({', '.join(labels)}).")
-    return chosen
 
 
 def _legend_labels(rules: list[str], plot: PlotSpec) -> dict:
@@ -746,53 +677,6 @@ def plot_headtohead(table: pd.DataFrame, path: str | Path) -> Path | None:
     return save_figure(figure, path)
 
 
-def figure_layout(table: pd.DataFrame, rules: list[str], plot: PlotSpec) -> tuple[list, bool, list, str | None]:
-    """``(groups, panels, facets, note)`` of a metric's figure: ``groups`` [(panel title, its rules)] (one
-    per rule family, or the facets), ``panels`` whether they get a panel each (else one axes holds every
-    rule), ``facets`` the facet groups when they are drawn (else empty) and the facet note."""
-    families = list(dict.fromkeys(family_of(rule) for rule in rules))
-    groups = [(family, [rule for rule in rules if family_of(rule) == family]) for family in families]
-    panels = plot.layout == "panels" or (
-        plot.layout == "auto" and len(rules) > MAX_CURVES_PER_AXES and len(families) > 1
-    )
-    facets, note = facet_panels(table, rules, plot)
-    if facets and plot.layout != "single":
-        return facets, True, facets, note
-    return groups, panels, [], note
-
-
-def facet_panels(table: pd.DataFrame, rules: list[str], plot: PlotSpec) -> tuple[list, str | None]:
-    """``([(panel title, its rules)], note)``: one panel per value (or combination of values) of the facet
-    fields (``plot.facet``; ``"auto"``: the ``game.*``/``run.*`` columns with more than one value among
-    ``rules``).  More than :data:`MAX_FACETS` combinations: no panels and a note saying so."""
-    if plot.facet == "none":
-        return [], None
-    values = stats.field_values_by_rule(table).reindex(rules)
-    if plot.facet == "auto":
-        fields = [c for c in values.columns if not c.startswith("rule.") and values[c].nunique(dropna=False) > 1]
-    else:
-        fields = list(plot.facet)
-        missing = [f for f in fields if f not in values.columns]
-        if missing:
-            swept = [c for c in values.columns if not c.startswith("rule.")]
-            raise PrefsimError(
-                f"plot.facet: {', '.join(missing)} is not swept in this run; its swept fields are "
-                f"{', '.join(swept) or 'none'}."
-            )
-    if not fields:
-        return [], None
-    keys = [tuple(values.at[rule, f] for f in fields) for rule in rules]
-    combinations = list(dict.fromkeys(keys))
-    if len(combinations) > MAX_FACETS:
-        shown = " × ".join(fields)
-        return [], f"{len(combinations)} values of {shown}: more than {MAX_FACETS} panels, curves share the axes"
-    panels = []
-    for combination in combinations:
-        name = ", ".join(f"{f}={format_value(v)}" for f, v in zip(fields, combination))
-        panels.append((name, [rule for rule, key in zip(rules, keys) if key == combination]))
-    return panels, None
-
-
 def facet_styles(rules: list[str], facets: list) -> dict[str, dict]:
     """Line properties that give a rule the same colour and style in every facet: :func:`curve_styles` of
     the labels with the facet's values left out (``inpo[eta=2,game.tau=0.1]`` → ``inpo[eta=2]``)."""
@@ -828,89 +712,30 @@ def plot_run(
     chooses rules, metrics, per-seed curves, legend labels, layout, fits and formats unless ``plot``
     is given.  ``bounds`` (the run's ``bounds.csv``, :mod:`sim.bounds_table`) are drawn as thin lines.
     ``progress``: a :class:`sim.progress.Progress` (or anything with its ``stage`` method) is told
-    when each figure starts.  ``workers``: figure processes started earlier (:class:`FigureWorker`, e.g.
-    by ``prefsim run`` when the run began) that share the figures with this process
-    (:func:`sim.figure_worker.draw_shared`); without them, a long drawing (:data:`PARALLEL_DRAWING_S`)
-    starts one process per further usable core.  Every worker is stopped when the figures are drawn
-    (a worker serves one call).
+    when each figure starts.  ``workers``: figure processes started earlier (:class:`FigureWorker`) that
+    share the figures with this process; without them, a long drawing starts one process per further
+    usable core (:func:`sim.figure_plan.draw_figures`).  Every worker is stopped when the figures are
+    drawn (a worker serves one call).
     """
-    stats._check_table(table)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    spec = (manifest or {}).get("spec") if isinstance(manifest, dict) else None
-    if plot is None:
-        plot = parse_plot(spec.get("plot") if isinstance(spec, dict) else None)
-    else:
-        plot = parse_plot(plot)
-    parsed = (manifest or {}).get("parsed_spec") or {}
-    precision = parsed.get("precision") or (spec or {}).get("precision") or "float64"
-    names = list(metrics) if metrics is not None else list(plot.metrics or stats.metric_columns(table))
-    unknown = [m for m in names if m not in table.columns]
-    if unknown:
-        raise PrefsimError(
-            f"plot.metrics: {', '.join(unknown)} not in this run's table; its metrics are "
-            f"{', '.join(stats.metric_columns(table))}."
-        )
-    rules = _selected_rules(table, plot)
-    title = figure_title(manifest)
-    stage = getattr(progress, "stage", None)  # a sim.progress.Progress shows one step per figure
-    drawn = [metric for metric in names if has_data(table[table["rule"].isin(rules)], metric)]
-    job = FigureJob(table, rules, plot, bounds, title, precision, out_dir)
-    groups, panels, _, _ = figure_layout(table, rules, plot)
-    per_figure = FIGURE_SECONDS + PANEL_SECONDS * (len(groups) if panels else 1)
-    workers, started_here = list(workers), []
-    if not workers and len(drawn) * per_figure > PARALLEL_DRAWING_S:  # new processes only for a long drawing
-        started_here = start_workers(min(usable_cores() - 1, len(drawn) // 2), FigureWorker)
-    sharing = workers + started_here
-
-    def announce(done: int, metric: str) -> None:
-        if stage is not None:
-            stage(done, len(drawn), f"drawing {metric}", unit="figures")
-
-    try:
-        # each process draws on one core: BLAS threads (the bootstrap's product) would take the workers' cores
-        with threadpool_limits(1, user_api="blas") if sharing else contextlib.nullcontext():
-            paths = draw_shared(drawn, job.draw, job, sharing, announce, per_figure)
-    finally:
-        for worker in started_here:
-            worker.stop()
-    return [path for metric in drawn for path in paths[metric]]
+    plan = plan_figures(table, out_dir, manifest, metrics, bounds, plot)
+    return draw_figures(plan, draw_job_figure, workers, progress)
 
 
-#: Estimated seconds to draw a figure (:func:`plot_run`): a fixed part and one per panel (2-core CI
-#: machine, 2026-12-06: a figure of 12 panels, the default spec's, ~1.7 s; of one axes ~0.15 s).
-FIGURE_SECONDS, PANEL_SECONDS = 0.03, 0.13
-#: Above this many estimated seconds of drawing, :func:`plot_run` without given workers starts figure
-#: processes, one per further usable core (:class:`FigureWorker`); below it a process, which needs ~1–2 s
-#: before it draws, would rarely get a figure.
-PARALLEL_DRAWING_S = 3.0
-
-
-@dataclasses.dataclass(frozen=True)
-class FigureJob:
-    """What every metric figure of one :func:`plot_run` call shares; :meth:`draw` draws one and saves it."""
-
-    table: pd.DataFrame
-    rules: list
-    plot: PlotSpec
-    bounds: pd.DataFrame | None
-    title: str | None
-    precision: str
-    out_dir: Path
-
-    def draw(self, metric: str) -> list[Path]:
-        """Draw ``metric``'s figure and write it in each of the plot's formats; returns the paths."""
-        figure = metric_figure(
-            self.table, metric, self.rules, self.plot, bounds=self.bounds, title=self.title, precision=self.precision
-        )
-        return [save_figure(figure, self.out_dir / f"{metric}.{kind}") for kind in self.plot.formats]
+def draw_job_figure(job: FigureJob, figure: str) -> list[Path]:
+    """Draw one figure of ``job`` (a metric's, or :data:`sim.figure_plan.HEADTOHEAD`'s map) and write it in
+    each of the plot's formats into ``job.out_dir``; returns the paths.  What a figure process runs."""
+    if figure == HEADTOHEAD:
+        drawn = (plot_headtohead(job.headtohead, job.out_dir / f"headtohead.{kind}") for kind in job.plot.formats)
+        return [path for path in drawn if path is not None]
+    made = metric_figure(job.table, figure, job.rules, job.plot, job.bounds, job.title, job.precision)
+    return [save_figure(made, job.out_dir / f"{figure}.{kind}") for kind in job.plot.formats]
 
 
 def serve_figures() -> None:
     """A :class:`sim.figure_worker.FigureWorker`'s process (:func:`sim.figure_worker.serve`): figures of
     its job, one at a time, on one core (BLAS on one thread)."""
     with threadpool_limits(1, user_api="blas"):
-        serve(FigureJob.draw, warm_up)
+        serve(draw_job_figure, warm_up)
 
 
 def warm_up() -> None:

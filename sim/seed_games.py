@@ -20,8 +20,8 @@ import numpy as np
 from jax.typing import DTypeLike
 
 from bandits.games import build_game
-from sim.cpu_cores import usable_cores
 from sim.game import Game, game_arrays
+from sim.machine import usable_cores
 from sim.nash import (
     LEMKE_HOWSON_MIN_ENTRIES,
     UNIQUENESS_TOLERANCE,

@@ -9,9 +9,10 @@ from PIL import Image
 import sim
 from bandits.games import build_game
 from sim.cli import main as prefsim
+from sim.figure_plan import HEADTOHEAD, plan_figures
 from sim.game import game_from_instance
 from sim.headtohead import headtohead_table, win_rates_per_seed
-from sim.plotting import plot_headtohead
+from sim.plotting import draw_job_figure, plot_headtohead
 from sim.rules import build_rule, resolve_parameters
 from sim.spec import parse_spec
 
@@ -118,3 +119,23 @@ def test_one_rule_gets_no_heat_map(tmp_path):
     assert prefsim(["run", str(spec), "--out", str(out), "--quiet"]) == 0
     assert (out / "headtohead.csv").is_file() and not (out / "headtohead.png").exists()
     assert (out / "kl_to_nash.png").is_file()
+
+
+def test_the_map_is_one_of_a_runs_figures_for_two_rules_and_left_out_when_the_plot_picks_metrics(tmp_path):
+    table = sim.run(
+        {
+            "iterations": 5,
+            "seeds": 2,
+            "game": {"kind": "random", "arms": 3, "tau": 0.1},
+            "rule": [{"name": "inpo", "eta": 1.0}, {"name": "sppo", "eta": 1.0}],
+        }
+    )
+    duels = _duels(["inpo", "sppo"])
+    plan = plan_figures(table, tmp_path, headtohead=duels)
+    assert plan.figures[-1] == HEADTOHEAD and plan.job.headtohead is duels
+    assert draw_job_figure(plan.job, HEADTOHEAD) == [tmp_path / "headtohead.png"]
+    assert Image.open(tmp_path / "headtohead.png").size[0] > 100
+    picked = plan_figures(table, tmp_path, headtohead=duels, plot={"metrics": ["kl_to_nash"]})
+    assert picked.figures == ["kl_to_nash"] and picked.job.headtohead is None
+    alone = plan_figures(table, tmp_path, headtohead=_duels(["inpo"]))
+    assert HEADTOHEAD not in alone.figures

@@ -20,11 +20,12 @@ import pytest
 
 import sim
 from bandits.errors import PrefsimError
-from sim import cli, figure_worker, plotting
+from sim import cli, figure_plan, figure_worker, plotting
 from sim.figure_worker import FigureWorker
 from sim.plot_spec import PlotSpec, parse_plot
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +233,7 @@ def test_legend_outside_the_axes_and_title_inside_the_figure(tmp_path):
         "seeds": [0, 1, 2, 3],
     }
     figure = plotting.metric_figure(
-        table, "kl_to_nash", plotting.stats.rules_of(table), PlotSpec(), title=plotting.figure_title(manifest)
+        table, "kl_to_nash", plotting.stats.rules_of(table), PlotSpec(), title=figure_plan.figure_title(manifest)
     )
     figure.canvas.draw()
     renderer = figure.canvas.get_renderer()
@@ -300,10 +301,10 @@ def test_title_describes_the_problem_actually_run():
         "parsed_spec": {"run": {"mode": "sampled", "problem": "ring", "ring_grid": 25}},
         "seeds": [0],
     }
-    title = plotting.figure_title(ring)
+    title = figure_plan.figure_title(ring)
     assert "problem = ring, K = 625 actions, τ = 0.1" in title and "cyclic" not in title and "K = 3" not in title
     game = {"spec": {"game": {"kind": "bradley_terry", "rewards": [1.0, 0.5, 0.0], "tau": 0.0}}, "seeds": [0, 1]}
-    assert "bradley_terry, K = 3" in plotting.figure_title(game)
+    assert "bradley_terry, K = 3" in figure_plan.figure_title(game)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -436,11 +437,11 @@ def test_a_swept_game_field_gets_one_panel_per_value_with_legends_outside_and_ti
 
 
 def test_too_many_facets_share_the_axes_and_the_title_says_so():
-    table = _swept(tuple(0.01 * (i + 1) for i in range(plotting.MAX_FACETS + 1)))
+    table = _swept(tuple(0.01 * (i + 1) for i in range(figure_plan.MAX_FACETS + 1)))
     rules = plotting.stats.rules_of(table)
     figure = plotting.metric_figure(table, "kl_to_nash", rules, PlotSpec(layout="single"), title="sweep")
     assert len(figure.axes) == 1
-    assert f"13 values of game.tau: more than {plotting.MAX_FACETS} panels" in figure._suptitle.get_text().replace(
+    assert f"13 values of game.tau: more than {figure_plan.MAX_FACETS} panels" in figure._suptitle.get_text().replace(
         "\n", " "
     )
 
@@ -455,7 +456,7 @@ def assert_same_files(first: list[Path], second: list[Path]) -> None:
 def test_many_figures_are_drawn_in_another_process_too_and_equal_the_ones_drawn_here(tmp_path, cyclic_table):
     serial = plotting.plot_run(cyclic_table, tmp_path / "serial")
     table_rules = plotting.stats.rules_of(cyclic_table)
-    groups, panels, _, _ = plotting.figure_layout(cyclic_table, table_rules, PlotSpec())
+    groups, panels, _, _ = figure_plan.figure_layout(cyclic_table, table_rules, PlotSpec())
     assert not panels and len(groups) == 2  # two families on one axes
     stages = []
 
@@ -466,9 +467,9 @@ def test_many_figures_are_drawn_in_another_process_too_and_equal_the_ones_drawn_
     started = []
     patch = pytest.MonkeyPatch()
     try:
-        patch.setattr(plotting, "PARALLEL_DRAWING_S", 0.0)  # any drawing is "long": a process is started
-        patch.setattr(plotting, "usable_cores", lambda: 2)
-        patch.setattr(plotting, "FigureWorker", lambda: started.append(FigureWorker()) or started[-1])
+        patch.setattr(figure_plan, "PARALLEL_DRAWING_S", 0.0)  # any drawing is "long": a process is started
+        patch.setattr(figure_plan, "usable_cores", lambda: 2)
+        patch.setattr(figure_plan, "FigureWorker", lambda: started.append(FigureWorker()) or started[-1])
         parallel = plotting.plot_run(cyclic_table, tmp_path / "parallel", progress=Recorder())
     finally:
         patch.undo()
@@ -495,7 +496,7 @@ def ready_worker(timeout: float = 120.0) -> FigureWorker:
 
 def figure_job(table, out_dir):
     """The FigureJob plot_run would send for ``table`` with the default [plot] table, into ``out_dir``."""
-    return plotting.FigureJob(table, plotting.stats.rules_of(table), PlotSpec(), None, None, "float64", out_dir)
+    return figure_plan.FigureJob(table, plotting.stats.rules_of(table), PlotSpec(), None, None, "float64", out_dir)
 
 
 def test_a_figure_process_raises_a_figures_error_and_goes_on(tmp_path, cyclic_table):
@@ -588,12 +589,13 @@ def test_a_ready_worker_shares_the_figures_byte_for_byte(tmp_path, cyclic_table)
     parallel = plotting.plot_run(cyclic_table, tmp_path / "parallel", progress=Recorder(), workers=[worker])
     assert worker.process.poll() is not None  # a worker serves one plot_run
     assert_same_files(serial, parallel)
-    # every figure drawn: here from the front, in the worker from the back (once each, but for a figure
-    # the worker finished just as it was taken back on a loaded machine)
+    # every figure announced once, wherever it was drawn; the worker took them from the back, this
+    # process from the front
     names = [p.stem for p in serial]
-    assert by_worker and set(stages) | set(by_worker) == set(names)
-    assert len(stages) + len(by_worker) <= len(names) + 1
-    assert stages == names[: len(stages)] and by_worker == names[::-1][: len(by_worker)]
+    assert sorted(stages) == sorted(names)
+    assert by_worker and by_worker == names[::-1][: len(by_worker)]
+    here = [name for name in stages if name not in by_worker]
+    assert here[:-1] == names[: len(here) - 1]  # the last may be one taken back from a slow worker
 
 
 class StuckWorker:
@@ -607,8 +609,61 @@ class StuckWorker:
         self.stopped.wait(60)
         raise figure_worker.FigureProcessLost("a figure process failed (exit -9): ")
 
+    def is_ready(self):
+        return self.ready
+
     def stop(self):
         self.stopped.set()
+
+
+class QuickWorker(StuckWorker):
+    """A ready stand-in for a FigureWorker that 'draws' a figure in ``seconds``."""
+
+    def __init__(self, seconds=0.01):
+        super().__init__()
+        self.ready, self.seconds = True, seconds
+
+    def draw(self, job, metric):
+        self.asked.append(metric)
+        time.sleep(self.seconds)
+        return [Path(f"{metric}.png")]
+
+
+def test_with_as_many_ready_workers_as_cores_this_process_leaves_every_figure_to_them():
+    here, announced = [], []
+
+    def draw_here(metric):
+        here.append(metric)
+        return [Path(f"{metric}.png")]
+
+    workers = [QuickWorker(), QuickWorker()]
+    paths = figure_worker.draw_shared(
+        list("abcdef"), draw_here, None, workers, lambda done, metric: announced.append(metric), cores=2
+    )
+    assert paths == {name: [Path(f"{name}.png")] for name in "abcdef"}
+    assert here == [] and sorted(workers[0].asked + workers[1].asked) == list("abcdef")
+    assert sorted(announced) == list("abcdef")  # each figure announced once, though drawn elsewhere
+    # one ready worker for two cores: this process draws too, from the front
+    one = QuickWorker(0.05)
+    figure_worker.draw_shared(list("abcdef"), draw_here, None, [one], cores=2)
+    assert here[0] == "a" and one.asked[0] == "f" and set(here) | set(one.asked) == set("abcdef")
+
+
+def test_a_ready_worker_that_finishes_nothing_gets_its_figures_drawn_here_after_the_patience():
+    stuck = StuckWorker()
+    stuck.ready = True  # ready, but its figure never comes back (a starved or hung process)
+    here = []
+
+    def draw_here(metric):
+        here.append(metric)
+        return [Path(f"{metric}.png")]
+
+    began = time.monotonic()
+    paths = figure_worker.draw_shared(list("abc"), draw_here, None, [stuck], average_seconds=0.1, cores=1)
+    waited = time.monotonic() - began
+    assert paths == {name: [Path(f"{name}.png")] for name in "abc"}
+    assert stuck.asked == ["c"] and here == ["a", "b", "c"] and stuck.stopped.is_set()
+    assert waited >= 2 * figure_worker.MIN_PATIENCE_SECONDS  # it waited before a and before b
 
 
 def test_a_figure_out_in_a_worker_that_is_not_ready_is_drawn_here():
@@ -669,6 +724,53 @@ eta = 2.0
 """
 
 
+def python_output(code: str) -> str:
+    """What ``python -c code`` prints (stripped), run from the repository; it must exit with 0."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip()
+
+
+def test_a_run_whose_figure_processes_are_ready_leaves_them_every_figure_and_never_imports_matplotlib(tmp_path):
+    spec, out = tmp_path / "small.toml", tmp_path / "out"
+    spec.write_text(RUN_SPEC)
+    code = (
+        "import sys, time\n"
+        "import sim.cli as cli\n"
+        "from sim.figure_worker import FigureWorker\n"
+        "def start():\n"
+        "    workers = [FigureWorker(), FigureWorker()]\n"
+        "    deadline = time.monotonic() + 120\n"
+        "    while not all(worker.is_ready() for worker in workers):\n"
+        "        assert time.monotonic() < deadline, 'the figure processes did not get ready'\n"
+        "        time.sleep(0.05)\n"
+        "    return workers\n"
+        "cli.start_figure_workers = start\n"
+        "cli.usable_cores = lambda: 2\n"
+        f"assert cli.main(['run', {str(spec)!r}, '--out', {str(out)!r}, '--quiet']) == 0\n"
+        "print(sorted(name for name in ('matplotlib', 'sim.plotting') if name in sys.modules))\n"
+    )
+    assert python_output(code) == "[]"
+    drawn = sorted(out.glob("*.png"))
+    assert {path.stem for path in drawn} >= {"kl_to_nash", "duality_gap"}
+    assert all(path.read_bytes().startswith(PNG_MAGIC) for path in drawn)
+
+
+def test_a_runs_figure_processes_start_before_jax_is_imported(tmp_path):
+    """They import on the core this process leaves idle while it imports JAX and builds its games."""
+    spec = tmp_path / "small.toml"
+    spec.write_text(RUN_SPEC)
+    code = (
+        "import sys\n"
+        "import sim.cli as cli\n"
+        "seen = []\n"
+        "cli.start_figure_workers = lambda: seen.append('jax' in sys.modules) or []\n"
+        f"assert cli.main(['run', {str(spec)!r}, '--out', {str(tmp_path / 'out')!r}, '--quiet']) == 0\n"
+        "print(seen)\n"
+    )
+    assert python_output(code) == "[False]"
+
+
 def test_prefsim_run_starts_figure_processes_first_and_ends_them(tmp_path, monkeypatch):
     spec = tmp_path / "small.toml"
     spec.write_text(RUN_SPEC)
@@ -714,8 +816,8 @@ def test_a_figure_process_the_system_cannot_start_is_one_helper_fewer():
     assert figure_worker.start_workers(0, make) == [] and figure_worker.start_workers(-1, make) == []
 
 
-def test_figure_processes_are_one_per_further_core_up_to_the_cap(monkeypatch):
-    for cores, expected in ((1, 0), (2, 1), (3, 2), (64, cli.EARLY_FIGURE_WORKERS)):
-        monkeypatch.setattr("sim.cpu_cores.usable_cores", lambda cores=cores: cores)
+def test_figure_processes_are_one_per_core_up_to_the_cap_and_none_on_one_core(monkeypatch):
+    for cores, expected in ((1, 0), (2, 2), (3, 3), (64, cli.EARLY_FIGURE_WORKERS)):
+        monkeypatch.setattr(cli, "usable_cores", lambda cores=cores: cores)
         monkeypatch.setattr(cli, "FigureWorker", lambda: "worker")
         assert cli.start_figure_workers() == ["worker"] * expected

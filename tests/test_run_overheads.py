@@ -20,6 +20,7 @@ from bandits.errors import PrefsimError
 from sim import plotting, results_io, seed_games
 from sim.bounds_table import compute_bounds
 from sim.nash import unique_unregularised_nash
+from sim.plot_spec import parse_plot
 from sim.precision import float64
 from sim.seed_games import build_games, unregularised_targets
 from sim.spec import parse_spec
@@ -67,11 +68,11 @@ def test_figures_share_one_mathtext_parser(tmp_path, layout):
     """Every figure's renderer uses plotting's one parser, so the log axes' labels are parsed once per run."""
     table = sim.run(SPEC)
     plot = {"layout": layout} if layout == "panels" else None
-    figure = plotting.metric_figure(table, "kl_to_nash", plotting.stats.rules_of(table), plotting.parse_plot(plot))
+    figure = plotting.metric_figure(table, "kl_to_nash", plotting.stats.rules_of(table), parse_plot(plot))
     plotting.save_figure(figure, tmp_path / "a.png")
     assert figure.canvas.get_renderer().mathtext_parser is plotting._MATHTEXT
     info = plotting._MATHTEXT._parse_cached.cache_info()
-    again = plotting.metric_figure(table, "kl_to_nash", plotting.stats.rules_of(table), plotting.parse_plot(plot))
+    again = plotting.metric_figure(table, "kl_to_nash", plotting.stats.rules_of(table), parse_plot(plot))
     plotting.save_figure(again, tmp_path / "b.png")
     after = plotting._MATHTEXT._parse_cached.cache_info()
     assert after.misses == info.misses and after.hits > info.hits  # the second figure parsed nothing new
@@ -82,7 +83,7 @@ def test_figures_share_one_mathtext_parser(tmp_path, layout):
 def test_a_png_is_drawn_once_with_the_pixels_savefig_draws(tmp_path, layout, monkeypatch):
     """save_figure writes what Matplotlib's savefig would (the same pixels, the dpi), drawing the figure once."""
     table = sim.run(SPEC)
-    plot = plotting.parse_plot({"layout": layout} if layout == "panels" else None)
+    plot = parse_plot({"layout": layout} if layout == "panels" else None)
 
     def figure():
         return plotting.metric_figure(table, "kl_to_nash", plotting.stats.rules_of(table), plot, title="a title")
@@ -151,6 +152,22 @@ def test_version_and_help_load_no_jax():
         "import sim.cli\n"
         "sim.cli._parser()\n"
         "heavy = [m for m in ('jax', 'pandas', 'scipy', 'matplotlib') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "ok"
+
+
+def test_a_figure_process_loads_no_jax():
+    """A figure process imports sim.plotting (and warms Matplotlib up) without JAX or the rules: ~0.5 s less
+    of the idle core it starts on (sim.figure_worker)."""
+    code = (
+        "import sys\n"
+        "import sim.plotting\n"
+        "sim.plotting.warm_up()\n"
+        "heavy = [m for m in ('jax', 'scipy', 'sim.rules', 'sim.spec') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
         "print('ok')\n"
     )

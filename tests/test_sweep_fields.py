@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from bandits.errors import PrefsimError
-from sim import plotting, shared_engine
+from sim import figure_plan, plotting, shared_engine
 from sim.cli import main
 from sim.diagnostics import DegenerateRunWarning
 from sim.experiment import run
@@ -274,7 +274,7 @@ def test_plot_of_a_game_sweep_labels_the_curves_with_the_values(tmp_path):
     texts = [text.get_text() for cell in figure.subfigs for legend in cell.legends for text in legend.get_texts()]
     assert any(text.startswith("inpo[game.arms=3]") for text in texts)
     assert any(text.startswith("inpo[game.arms=5]") for text in texts)
-    assert plotting.figure_title(json.loads((out / "manifest.json").read_text())).startswith(
+    assert figure_plan.figure_title(json.loads((out / "manifest.json").read_text())).startswith(
         "arms-sweep — cyclic, K = [3, 5]"
     )
 

@@ -1,0 +1,280 @@
+"""What a run's figures are, and who draws them: planned and handed out without Matplotlib.
+
+:func:`plan_figures` reads a run's table, manifest and ``[plot]`` table (:mod:`sim.plot_spec`) and says
+which figures the run has — one per metric with data (:func:`has_data`) and, for ``prefsim run``, the
+head-to-head map of two rules or more — and what they share (:class:`FigureJob`: what a figure process
+is sent once).  :func:`draw_figures` draws them, sharing them with figure processes
+(:func:`sim.figure_worker.draw_shared`); each figure itself is drawn by
+:func:`sim.plotting.draw_job_figure`, here or in a figure process.
+
+This module imports neither Matplotlib nor JAX: a ``prefsim run`` whose figure processes are ready
+when its results are stored hands them every figure and never imports Matplotlib itself (about 0.35 s
+on the 2-core CI machine, and another 0.1 s for its first figure).  Figure processes import it to read
+their job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from bandits.errors import PrefsimError
+from sim import stats
+from sim.field_sweep import format_value
+from sim.figure_worker import FigureWorker, draw_shared, start_workers
+from sim.machine import usable_cores
+from sim.plot_spec import PlotSpec, parse_plot
+
+#: More curves than this in one axes → one panel per rule family (``layout = "auto"``).
+MAX_CURVES_PER_AXES = 6
+#: At most this many facets (values or combinations of the swept [game]/[run] fields) get a panel each.
+MAX_FACETS = 12
+
+
+def family_of(label: str) -> str:
+    """The rule family of a result label: the ``[[rule]]`` label before a sweep's ``[...]``."""
+    return label.split("[", 1)[0]
+
+
+def figure_title(manifest: dict | None) -> str | None:
+    """Title from a run's manifest: the spec's name, what was simulated, and the seeds.
+
+    Describes the problem the run actually used: in sampled mode with ``run.problem`` other than
+    ``game`` (e.g. the ring), the ``[game]`` table is unused and is not cited.
+    """
+    if not manifest:
+        return None
+    spec = manifest.get("spec", {}) if isinstance(manifest, dict) else {}
+    spec = spec if isinstance(spec, dict) else {}
+    plot = spec.get("plot") if isinstance(spec.get("plot"), dict) else {}
+    if plot.get("title"):
+        return str(plot["title"])
+    parsed = manifest.get("parsed_spec", {}) if isinstance(manifest.get("parsed_spec"), dict) else {}
+    run = parsed.get("run") or spec.get("run") or {}
+    parts = []
+    if spec.get("name"):
+        parts.append(str(spec["name"]))
+    problem = run.get("problem", "game") if isinstance(run, dict) else "game"
+    mode = run.get("mode", "exact") if isinstance(run, dict) else "exact"
+    game = spec.get("game", {}) if isinstance(spec.get("game"), dict) else {}
+    if mode == "sampled" and problem != "game":
+        # the [game] table's kind is unused by these problems; they take only τ (and K for linear ones)
+        description = f"sampled, problem = {problem}"
+        if problem == "ring" and run.get("ring_grid"):
+            description += f", K = {int(run['ring_grid']) ** 2} actions"
+        elif game.get("arms") is not None:
+            description += f", K = {game['arms']}"
+        if isinstance(game.get("tau"), (int, float)):
+            description += f", τ = {game['tau']:g}"
+        parts.append(description)
+    else:
+        description = str(game.get("kind", "game"))
+        if game.get("arms") is not None:
+            description += f", K = {game['arms']}"
+        elif isinstance(game.get("rewards"), list):
+            description += f", K = {len(game['rewards'])}"
+        if isinstance(game.get("tau"), (int, float)):
+            description += f", τ = {game['tau']:g}"
+        if mode == "sampled":
+            description = f"sampled, {description}"
+        parts.append(description)
+    seeds = manifest.get("seeds")
+    if seeds is not None:
+        parts.append(f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}, mean ± 95% bootstrap CI")
+    return " — ".join(parts) if parts else None
+
+
+def has_data(table: pd.DataFrame, metric: str) -> bool:
+    """Whether ``metric`` is a column with a finite value at some iteration > 0 (a curve to draw)."""
+    if metric not in table.columns:
+        return False
+    values = table.loc[table["iteration"] > 0, metric].to_numpy(dtype=np.float64)
+    return bool(np.isfinite(values).any())
+
+
+def selected_rules(table: pd.DataFrame, plot: PlotSpec) -> list[str]:
+    """The rules of ``table`` that ``plot.rules`` picks (by label or family; all without it), in table order."""
+    labels = stats.rules_of(table)
+    if plot.rules is None:
+        return labels
+    chosen = [label for label in labels if label in plot.rules or family_of(label) in plot.rules]
+    if not chosen:
+        raise PrefsimError(f"plot.rules: none of {', '.join(plot.rules)} is a rule of this run ({', '.join(labels)}).")
+    return chosen
+
+
+def figure_layout(table: pd.DataFrame, rules: list[str], plot: PlotSpec) -> tuple[list, bool, list, str | None]:
+    """``(groups, panels, facets, note)`` of a metric's figure: ``groups`` [(panel title, its rules)] (one
+    per rule family, or the facets), ``panels`` whether they get a panel each (else one axes holds every
+    rule), ``facets`` the facet groups when they are drawn (else empty) and the facet note."""
+    families = list(dict.fromkeys(family_of(rule) for rule in rules))
+    groups = [(family, [rule for rule in rules if family_of(rule) == family]) for family in families]
+    panels = plot.layout == "panels" or (
+        plot.layout == "auto" and len(rules) > MAX_CURVES_PER_AXES and len(families) > 1
+    )
+    facets, note = facet_panels(table, rules, plot)
+    if facets and plot.layout != "single":
+        return facets, True, facets, note
+    return groups, panels, [], note
+
+
+def facet_panels(table: pd.DataFrame, rules: list[str], plot: PlotSpec) -> tuple[list, str | None]:
+    """``([(panel title, its rules)], note)``: one panel per value (or combination of values) of the facet
+    fields (``plot.facet``; ``"auto"``: the ``game.*``/``run.*`` columns with more than one value among
+    ``rules``).  More than :data:`MAX_FACETS` combinations: no panels and a note saying so."""
+    if plot.facet == "none":
+        return [], None
+    values = stats.field_values_by_rule(table).reindex(rules)
+    if plot.facet == "auto":
+        fields = [c for c in values.columns if not c.startswith("rule.") and values[c].nunique(dropna=False) > 1]
+    else:
+        fields = list(plot.facet)
+        missing = [f for f in fields if f not in values.columns]
+        if missing:
+            swept = [c for c in values.columns if not c.startswith("rule.")]
+            raise PrefsimError(
+                f"plot.facet: {', '.join(missing)} is not swept in this run; its swept fields are "
+                f"{', '.join(swept) or 'none'}."
+            )
+    if not fields:
+        return [], None
+    keys = [tuple(values.at[rule, f] for f in fields) for rule in rules]
+    combinations = list(dict.fromkeys(keys))
+    if len(combinations) > MAX_FACETS:
+        shown = " × ".join(fields)
+        return [], f"{len(combinations)} values of {shown}: more than {MAX_FACETS} panels, curves share the axes"
+    panels = []
+    for combination in combinations:
+        name = ", ".join(f"{f}={format_value(v)}" for f, v in zip(fields, combination))
+        panels.append((name, [rule for rule, key in zip(rules, keys) if key == combination]))
+    return panels, None
+
+
+#: The figure key of the head-to-head map (:mod:`sim.headtohead`), drawn with the metric figures.
+HEADTOHEAD = "headtohead"
+#: Estimated seconds to draw a figure (:func:`plan_figures`): a fixed part and one per panel (2-core CI
+#: machine, 2026-12-06: a figure of 12 panels, the default spec's, ~1.7 s; of one axes ~0.15 s).
+FIGURE_SECONDS, PANEL_SECONDS = 0.03, 0.13
+#: Above this many estimated seconds of drawing, :func:`draw_figures` without given workers starts figure
+#: processes, one per further usable core (:class:`FigureWorker`); below it a process, which needs ~1 s
+#: before it draws, would rarely get a figure.
+PARALLEL_DRAWING_S = 3.0
+
+
+@dataclasses.dataclass(frozen=True)
+class FigureJob:
+    """What every figure of one run shares: sent once to each figure process, which draws any of its
+    figures with :func:`sim.plotting.draw_job_figure`.
+
+    ``headtohead``: the run's head-to-head table (``headtohead.csv``) when its map is one of the figures.
+    """
+
+    table: pd.DataFrame
+    rules: list
+    plot: PlotSpec
+    bounds: pd.DataFrame | None
+    title: str | None
+    precision: str
+    out_dir: Path
+    headtohead: pd.DataFrame | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class FigurePlan:
+    """A run's figures: ``figures`` (metric names, then :data:`HEADTOHEAD` when it is drawn), the
+    :class:`FigureJob` they share and the estimated seconds of one (:data:`FIGURE_SECONDS`)."""
+
+    job: FigureJob
+    figures: list
+    seconds_per_figure: float
+
+
+def plan_figures(
+    table: pd.DataFrame,
+    out_dir: str | Path,
+    manifest: dict | None = None,
+    metrics: Iterable[str] | None = None,
+    bounds: pd.DataFrame | None = None,
+    plot: PlotSpec | dict | None = None,
+    headtohead: pd.DataFrame | None = None,
+) -> FigurePlan:
+    """The figures of a run table (see :func:`sim.plotting.plot_run` for the arguments); creates ``out_dir``.
+
+    Metrics with no finite value after iteration 0 are left out; unknown ``metrics`` are a clear error.
+    ``headtohead`` (a run's ``headtohead.csv``) adds its map when it has two rules or more and the
+    ``[plot]`` table does not pick the metrics.
+    """
+    stats._check_table(table)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec = (manifest or {}).get("spec") if isinstance(manifest, dict) else None
+    if plot is None:
+        plot = parse_plot(spec.get("plot") if isinstance(spec, dict) else None)
+    else:
+        plot = parse_plot(plot)
+    parsed = (manifest or {}).get("parsed_spec") or {}
+    precision = parsed.get("precision") or (spec or {}).get("precision") or "float64"
+    names = list(metrics) if metrics is not None else list(plot.metrics or stats.metric_columns(table))
+    unknown = [m for m in names if m not in table.columns]
+    if unknown:
+        raise PrefsimError(
+            f"plot.metrics: {', '.join(unknown)} not in this run's table; its metrics are "
+            f"{', '.join(stats.metric_columns(table))}."
+        )
+    rules = selected_rules(table, plot)
+    figures = [metric for metric in names if has_data(table[table["rule"].isin(rules)], metric)]
+    # a [plot] table that picks metrics leaves the map out; one rule: W(A, A) = ½ says nothing
+    if headtohead is not None and plot.metrics is None and headtohead["rule_a"].nunique() >= 2:
+        figures.append(HEADTOHEAD)
+    else:
+        headtohead = None
+    job = FigureJob(table, rules, plot, bounds, figure_title(manifest), precision, out_dir, headtohead)
+    groups, panels, _, _ = figure_layout(table, rules, plot)
+    return FigurePlan(job, figures, FIGURE_SECONDS + PANEL_SECONDS * (len(groups) if panels else 1))
+
+
+def draw_figures(
+    plan: FigurePlan,
+    draw_here: Callable[[FigureJob, str], list[Path]],
+    workers: Sequence[FigureWorker] = (),
+    progress=None,
+    cores: int | None = None,
+) -> list[Path]:
+    """Draw the figures of ``plan`` and return their paths, in the plan's order.
+
+    ``draw_here(job, figure)`` draws one in this process (:func:`sim.plotting.draw_job_figure`).
+    ``workers``: figure processes started earlier (e.g. by ``prefsim run`` when the run began) that share
+    the figures (:func:`sim.figure_worker.draw_shared`); ``cores``: this process draws only while fewer
+    than ``cores`` of them are ready (default: it always draws).  Without workers, a long drawing
+    (:data:`PARALLEL_DRAWING_S`) starts one process per further usable core.  Every worker is stopped
+    when the figures are drawn (a worker serves one call).  ``progress``: a :class:`sim.progress.Progress`
+    (or anything with its ``stage`` method) is told when each figure starts.
+    """
+    drawn = plan.figures
+    workers, started_here = list(workers), []
+    long_drawing = len(drawn) * plan.seconds_per_figure > PARALLEL_DRAWING_S
+    if not workers and long_drawing:  # new processes only for a long drawing
+        started_here = start_workers(min(usable_cores() - 1, len(drawn) // 2), FigureWorker)
+    sharing = workers + started_here
+    stage = getattr(progress, "stage", None)  # a sim.progress.Progress shows one step per figure
+
+    def announce(done: int, figure: str) -> None:
+        if stage is not None:
+            stage(done, len(drawn), f"drawing {figure}", unit="figures")
+
+    try:
+        # each process draws on one core: BLAS threads (the bootstrap's product) would take the workers' cores
+        with threadpool_limits(1, user_api="blas") if sharing else contextlib.nullcontext():
+            here = functools.partial(draw_here, plan.job)
+            paths = draw_shared(drawn, here, plan.job, sharing, announce, plan.seconds_per_figure, cores)
+    finally:
+        for worker in started_here:
+            worker.stop()
+    return [path for figure in drawn for path in paths[figure]]
