@@ -31,6 +31,7 @@ from sim.field_sweep import format_value
 from sim.figure_worker import FigureWorker, draw_shared, start_workers
 from sim.machine import usable_cores
 from sim.plot_spec import PlotSpec, parse_plot
+from sim.progress import Progress
 
 #: More curves than this in one axes → one panel per rule family (``layout = "auto"``).
 MAX_CURVES_PER_AXES = 6
@@ -244,7 +245,7 @@ def draw_figures(
     plan: FigurePlan,
     draw_here: Callable[[FigureJob, str], list[Path]],
     workers: Sequence[FigureWorker] = (),
-    progress=None,
+    progress: Progress | None = None,
     cores: int | None = None,
 ) -> list[Path]:
     """Draw the figures of ``plan`` and return their paths, in the plan's order.

@@ -547,8 +547,10 @@ def write_png(figure: Figure, target: str | Path | IO[bytes], dpi: float) -> Non
     figure.set_dpi(dpi)
     try:
         canvas.draw()
-        pixels = np.asarray(canvas.buffer_rgba())
-        image = PIL.Image.fromarray(pixels[..., :3] if pixels[..., 3].min() == 255 else pixels.copy())
+        width, height = canvas.get_width_height(physical=True)
+        drawn = PIL.Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+        # the canvas's buffer is reused by its next draw: convert() and copy() make images of their own
+        image = drawn.convert("RGB") if drawn.getextrema()[3][0] == 255 else drawn.copy()
     finally:
         figure.set_dpi(previous)
     info = PIL.PngImagePlugin.PngInfo()

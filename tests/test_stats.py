@@ -89,6 +89,21 @@ def test_resample_means_by_draw_counts_equal_the_gathered_means():
         assert np.array_equal(stats._replicates(values, indices, "mean"), values[indices].mean(axis=1))
 
 
+def test_the_resamples_are_drawn_once_per_process_read_only_and_are_the_generators_draws():
+    indices, counts = stats.resample_draws(11, 50, 5)
+    np.testing.assert_array_equal(indices, np.random.default_rng(5).integers(0, 11, size=(50, 11)))
+    np.testing.assert_array_equal(counts, stats._draw_counts(indices, 11))
+    assert stats.resample_draws(11, 50, 5)[0] is indices  # the same arrays again, not drawn again
+    with pytest.raises(ValueError):
+        indices[0, 0] = 3  # nobody changes what later curves will use
+    # the interval is the percentile interval of the means of those resamples, by definition
+    data = np.random.default_rng(9).lognormal(size=(11, 4))
+    _, lower, upper = stats.bootstrap_ci(data, resamples=50, seed=5)
+    means = data[indices].mean(axis=1)
+    np.testing.assert_allclose(lower, np.quantile(means, 0.025, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(upper, np.quantile(means, 0.975, axis=0), rtol=1e-12)
+
+
 def test_bootstrap_ci_median_nan_and_single_seed():
     data = np.array([[1.0, np.nan], [2.0, np.nan], [100.0, np.nan]])
     centre, lower, upper = stats.bootstrap_ci(data, statistic="median")
