@@ -616,6 +616,16 @@ class StuckWorker:
         self.stopped.set()
 
 
+def recorded_in(here: list):
+    """A ``draw_here`` for draw_shared that notes each metric it is given in ``here`` and 'draws' it."""
+
+    def draw_here(metric):
+        here.append(metric)
+        return [Path(f"{metric}.png")]
+
+    return draw_here
+
+
 class QuickWorker(StuckWorker):
     """A ready stand-in for a FigureWorker that 'draws' a figure in ``seconds``."""
 
@@ -631,11 +641,7 @@ class QuickWorker(StuckWorker):
 
 def test_with_as_many_ready_workers_as_cores_this_process_leaves_every_figure_to_them():
     here, announced = [], []
-
-    def draw_here(metric):
-        here.append(metric)
-        return [Path(f"{metric}.png")]
-
+    draw_here = recorded_in(here)
     workers = [QuickWorker(), QuickWorker()]
     paths = figure_worker.draw_shared(
         list("abcdef"), draw_here, None, workers, lambda done, metric: announced.append(metric), cores=2
@@ -653,11 +659,7 @@ def test_a_ready_worker_that_finishes_nothing_gets_its_figures_drawn_here_after_
     stuck = StuckWorker()
     stuck.ready = True  # ready, but its figure never comes back (a starved or hung process)
     here = []
-
-    def draw_here(metric):
-        here.append(metric)
-        return [Path(f"{metric}.png")]
-
+    draw_here = recorded_in(here)
     began = time.monotonic()
     paths = figure_worker.draw_shared(list("abc"), draw_here, None, [stuck], average_seconds=0.1, cores=1)
     waited = time.monotonic() - began
@@ -669,11 +671,7 @@ def test_a_ready_worker_that_finishes_nothing_gets_its_figures_drawn_here_after_
 def test_a_figure_out_in_a_worker_that_is_not_ready_is_drawn_here():
     here = []
     worker = StuckWorker()
-
-    def draw_here(metric):
-        here.append(metric)
-        return [Path(f"{metric}.png")]
-
+    draw_here = recorded_in(here)
     paths = figure_worker.draw_shared(["a", "b", "c"], draw_here, None, [worker])
     assert paths == {name: [Path(f"{name}.png")] for name in "abc"}
     assert worker.asked == ["c"] and worker.stopped.is_set()
