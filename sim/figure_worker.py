@@ -244,41 +244,37 @@ def draw_shared(
     out = [None] * len(workers)  # the metric each worker draws now
     drew = [0] * len(workers)
     stopped = [False] * len(workers)
-    serving = [True] * len(workers)  # False once a worker's thread has returned (lost, failed or done)
     taken: list[str] = []  # metrics workers took, not yet announced here
     seconds: list[float] = []  # how long each finished figure took, here or in a worker
 
     def feed(index: int) -> None:
         worker = workers[index]
-        try:
-            while True:
-                with lock:
-                    if stopped[index] or not pending:
-                        out[index] = None
-                        return
-                    metric = pending.pop()
-                    out[index] = metric
-                    taken.append(metric)
-                began = time.monotonic()
-                try:
-                    paths = worker.draw(job, metric)
-                except FigureProcessLost:  # the process is gone: its figure stays out, to be drawn here
-                    return
-                except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
-                    with lock:
-                        if not stopped[index]:
-                            failures.append(exc)
-                            out[index] = None
-                    return
-                with lock:
-                    if stopped[index]:  # taken back: drawn (or being drawn) here
-                        return
-                    done[metric] = paths
-                    drew[index] += 1
-                    seconds.append(time.monotonic() - began)
+        while True:
+            with lock:
+                if stopped[index] or not pending:
                     out[index] = None
-        finally:
-            serving[index] = False
+                    return
+                metric = pending.pop()
+                out[index] = metric
+                taken.append(metric)
+            began = time.monotonic()
+            try:
+                paths = worker.draw(job, metric)
+            except FigureProcessLost:  # the process is gone: its figure stays out, to be drawn here
+                return
+            except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+                with lock:
+                    if not stopped[index]:
+                        failures.append(exc)
+                        out[index] = None
+                return
+            with lock:
+                if stopped[index]:  # taken back: drawn (or being drawn) here
+                    return
+                done[metric] = paths
+                drew[index] += 1
+                seconds.append(time.monotonic() - began)
+                out[index] = None
 
     def patience() -> float:
         typical = sum(seconds) / len(seconds) if seconds else average_seconds
@@ -305,7 +301,8 @@ def draw_shared(
                 now = time.monotonic()
                 if finished != last_finished:
                     last_finished, last_change = finished, now
-                ready = sum(1 for i, worker in enumerate(workers) if serving[i] and worker.ready)
+                # a worker counts while its thread serves it (not lost, failed or done)
+                ready = sum(1 for worker, feeder in zip(workers, feeders) if feeder.is_alive() and worker.ready)
                 leave_to_workers = cores is not None and ready >= cores and now - last_change < patience()
                 wait = bool(pending) and leave_to_workers
                 metric = None if wait or not pending else pending.popleft()

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from python_process import python_output
 
 import sim
 from bandits.errors import PrefsimError
@@ -25,7 +26,6 @@ from sim.figure_worker import FigureWorker
 from sim.plot_spec import PlotSpec, parse_plot
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -720,13 +720,6 @@ tau = 0.3
 name = "inpo"
 eta = 2.0
 """
-
-
-def python_output(code: str) -> str:
-    """What ``python -c code`` prints (stripped), run from the repository; it must exit with 0."""
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout.strip()
 
 
 def test_a_run_whose_figure_processes_are_ready_leaves_them_every_figure_and_never_imports_matplotlib(tmp_path):

@@ -3,13 +3,8 @@ with another running thread is left to exit the usual way."""
 
 import subprocess
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def run_code(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+from python_process import REPO, run_python
 
 
 def test_exit_now_runs_the_atexit_handlers_flushes_the_streams_and_keeps_the_status(tmp_path):
@@ -23,7 +18,7 @@ def test_exit_now_runs_the_atexit_handlers_flushes_the_streams_and_keeps_the_sta
         "exit_now(3)\n"
         "print('not reached')\n"
     )
-    result = run_code(code)
+    result = run_python(code)
     assert result.returncode == 3
     assert result.stdout == "buffered, no newline"
     assert result.stderr == "to stderr"
@@ -40,9 +35,9 @@ def test_exit_now_skips_the_interpreter_teardown():
         "kept = Loud()\n"
         "exit_now(0)\n"
     )
-    result = run_code(code)
+    result = run_python(code)
     assert result.returncode == 0 and result.stdout == ""
-    assert run_code(code.replace("exit_now(0)\n", "")).stdout == "torn down\n"  # the check can fail
+    assert run_python(code.replace("exit_now(0)\n", "")).stdout == "torn down\n"  # the check can fail
 
 
 def test_exit_now_returns_while_another_thread_runs():
@@ -63,7 +58,7 @@ def test_exit_now_returns_while_another_thread_runs():
         "assert not other_threads_running()  # daemon threads do not hold an exit back\n"
         "exit_now(4)\n"
     )
-    result = run_code(code)
+    result = run_python(code)
     assert result.returncode == 4, result.stderr
     assert result.stdout == "returned\nthread finished\n"
 

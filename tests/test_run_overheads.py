@@ -4,16 +4,14 @@ mathtext parser and are drawn once each, CSV files are written without pandas' p
 ``prefsim --version`` loads no JAX.  No timing here (benchmarks/run_all.py times them)."""
 
 import io
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from python_process import python_output
 
 import sim
 from bandits.errors import PrefsimError
@@ -24,8 +22,6 @@ from sim.plot_spec import parse_plot
 from sim.precision import float64
 from sim.seed_games import build_games, unregularised_targets
 from sim.spec import parse_spec
-
-REPO = Path(__file__).resolve().parents[1]
 
 SPEC = {
     "iterations": 30,
@@ -155,9 +151,7 @@ def test_version_and_help_load_no_jax():
         "assert not heavy, heavy\n"
         "print('ok')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "ok"
+    assert python_output(code) == "ok"
 
 
 def test_a_figure_process_loads_no_jax():
@@ -171,9 +165,7 @@ def test_a_figure_process_loads_no_jax():
         "assert not heavy, heavy\n"
         "print('ok')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "ok"
+    assert python_output(code) == "ok"
 
 
 def test_a_failing_seed_stops_the_remaining_linear_programs(monkeypatch):
