@@ -126,9 +126,10 @@ def _handle(args, cpu_devices: str | None) -> int:
     # imports JAX: not for --version or --help
     from sim.cpu_cores import CPU_DEVICES_VARIABLE, use_cpu_cores
     from sim.precision import enable_compile_cache, float64
+    from sim.program_cache import PROGRAMS_FOLDER, keep_programs
 
     devices = getattr(args, "cpu_devices", None) or os.environ.get(CPU_DEVICES_VARIABLE) or cpu_devices
-    enable_compile_cache()  # a repeated run of seen shapes compiles nothing (off: PREFSIM_NO_COMPILE_CACHE=1)
+    cache = enable_compile_cache()  # a repeated run of seen shapes compiles nothing (off: PREFSIM_NO_COMPILE_CACHE=1)
     _TERMINATION_REQUESTED.clear()
     try:
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
@@ -137,7 +138,9 @@ def _handle(args, cpu_devices: str | None) -> int:
     try:
         if devices is not None:  # before JAX computes anything
             use_cpu_cores(devices)
-        with float64():  # exact mode computes in float64 (scoped: sim.precision)
+        # exact mode computes in float64 (scoped: sim.precision); with the compile cache, the traced and
+        # compiled programs are kept too, so a repeated run does not trace them again (sim.program_cache)
+        with float64(), keep_programs(None if cache is None else cache / PROGRAMS_FOLDER):
             return int(args.handler(args) or 0)
     except PrefsimError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -50,6 +50,7 @@ from sim.limits import check_memory, describe_memory
 from sim.metrics import metric_tau
 from sim.point_groups import run_rule_over_points
 from sim.precision import in_float64
+from sim.program_cache import SourceKey
 from sim.provenance import git_dirty
 from sim.results_io import (
     RUNNING_MANIFEST,
@@ -62,7 +63,7 @@ from sim.results_io import (
     write_part,
     write_run_results,
 )
-from sim.rules import build_rule
+from sim.rules import build_rule, uses_built_in_code
 from sim.sampled.experiment import SampledInputs, build_sampled_inputs, run_sampled_rule
 from sim.seed_games import build_game, build_games, unregularised_targets  # noqa: F401  (re-exported)
 from sim.shards import WorkPart, shard_record, shard_work, work_parts
@@ -422,6 +423,8 @@ def run_rule(
         return build_rule(rule.name, {**fixed, **point})
 
     cache_key = (rule.name, spec.precision, tuple(sorted((k, repr(v)) for k, v in fixed.items())))
+    if uses_built_in_code(rule.name, fixed):  # its compiled programs may be kept between processes
+        cache_key = SourceKey(cache_key)
     metrics, first_nonfinite = simulate_grid(
         make_rule,
         grid,

@@ -50,6 +50,7 @@ from numpy.typing import ArrayLike
 from bandits.errors import PrefsimError
 from sim.game import Game, normalize, win_rates
 from sim.metrics import duality_gap
+from sim.program_cache import kept_jit
 from sim.rules.base import mirror_step
 from sim.shared_engine import seed_tile, seeds_on_host, solve_in_device_groups, take_seeds
 
@@ -250,7 +251,7 @@ def lemke_howson_policies(matrices: ArrayLike) -> np.ndarray:
         return np.concatenate([np.asarray(part) for part in parts])[:seeds]
 
 
-@functools.partial(jax.jit, static_argnums=(1,))
+@functools.partial(kept_jit, static_argnums=(1,))
 def _lemke_howson_group(matrices: jax.Array, max_pivots: int) -> jax.Array:
     """:func:`lemke_howson_policies` of one group of games, vmapped (the group pivots until its last game
     is done; a finished game is left as it is)."""
@@ -352,8 +353,8 @@ def target_policy(game: Game, tolerance: float = DEFAULT_TOLERANCE) -> tuple[np.
     (APO's target, the Condorcet winner); otherwise the LP Nash policy.
     """
     if float(game.tau) > 0:
-        log_policy, gap, _ = jax.jit(regularised_nash, static_argnums=(1,))(game, tolerance)
-        return np.exp(np.asarray(normalize(log_policy))), float(gap)
+        policy, gap = _regularised_target(game, tolerance)
+        return np.asarray(policy), float(gap)
     rewards = np.asarray(game.rewards)
     if np.all(np.isfinite(rewards)):
         policy = (rewards == rewards.max()).astype(np.float64)
@@ -377,14 +378,15 @@ def regularised_targets(
     )
     relevant = (game_axes.preference, game_axes.log_reference, game_axes.rewards, game_axes.tau)
     if all(axis is None for axis in relevant):
-        log_policy, gap, _ = jax.jit(regularised_nash, static_argnums=(1,))(games, tolerance)
-        target = np.exp(np.asarray(normalize(log_policy)))
-        return np.tile(target, (seeds, 1)), [float(gap)] * seeds
+        target, gap = _regularised_target(games, tolerance)
+        return np.tile(np.asarray(target), (seeds, 1)), [float(gap)] * seeds
     axes = game_axes._replace(log_initial=None)
-    games = games._replace(log_initial=games.log_initial if game_axes.log_initial is None else games.log_initial[0])
+    # π_0 does not enter π*_τ: one seed's (a host row, not a JAX slice of the stack) stands for all
+    initial = games.log_initial if game_axes.log_initial is None else np.asarray(games.log_initial)[0]
+    games = games._replace(log_initial=initial)
     group = None if game_axes.preference is None else seed_tile(seeds, games.preference.shape[-1])
     if group is None:
-        log_policy, gap, _ = _batched_regularised_nash(games, axes, tolerance)
+        policy, gap = _batched_regularised_targets(games, axes, tolerance)
     else:
         # A P per seed that does not fit in a core's cache: groups of seeds whose P do, dealt to the devices
         # in turn (dispatch is asynchronous, so the devices solve side by side).  Each group keeps its P in
@@ -392,18 +394,27 @@ def regularised_targets(
         # 0.79 s → 0.34 s on one device).  The last group is padded with copies of its last seed.
         games = seeds_on_host(games, axes)  # groups cut by NumPy slicing
         solved = solve_in_device_groups(
-            lambda part: _batched_regularised_nash(part, axes, tolerance),
+            lambda part: _batched_regularised_targets(part, axes, tolerance),
             lambda rows: take_seeds(games, axes, rows),
             seeds,
             group,
         )
-        log_policy = np.concatenate([np.asarray(entry[0]) for entry in solved])[:seeds]
+        policy = np.concatenate([np.asarray(entry[0]) for entry in solved])[:seeds]
         gap = np.concatenate([np.asarray(entry[1]) for entry in solved])[:seeds]
-    return np.exp(np.asarray(normalize(log_policy))), [float(g) for g in np.asarray(gap)]
+    return np.asarray(policy), [float(g) for g in np.asarray(gap)]
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2))
-def _batched_regularised_nash(games: Game, axes: Game, tolerance: float):
-    """:func:`regularised_nash` vmapped over the seeds (``axes``: 0 or None per leaf), jitted once per
+@functools.partial(kept_jit, static_argnums=(1,))
+def _regularised_target(game: Game, tolerance: float) -> tuple[jax.Array, jax.Array]:
+    """``(π*_τ, duality gap)`` of one game: :func:`regularised_nash`'s log-policy normalised and
+    exponentiated in the same program (as separate JAX operations each would be one more program to
+    trace and load in every process)."""
+    log_policy, gap, _ = regularised_nash(game, tolerance)
+    return jnp.exp(normalize(log_policy)), gap
+
+
+@functools.partial(kept_jit, static_argnums=(1, 2))
+def _batched_regularised_targets(games: Game, axes: Game, tolerance: float) -> tuple[jax.Array, jax.Array]:
+    """:func:`_regularised_target` vmapped over the seeds (``axes``: 0 or None per leaf), jitted once per
     batching and tolerance (a function built per call would be traced and compiled again every call)."""
-    return jax.vmap(lambda game: regularised_nash(game, tolerance), in_axes=(axes,))(games)
+    return jax.vmap(lambda game: _regularised_target(game, tolerance), in_axes=(axes,))(games)

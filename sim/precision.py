@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 
 def float64() -> AbstractContextManager[Any]:
@@ -42,6 +44,20 @@ def in_float64(function: Callable[..., Any]) -> Callable[..., Any]:
 NO_CACHE_VARIABLE = "PREFSIM_NO_COMPILE_CACHE"
 #: Environment variable naming the cache directory (default: ``$XDG_CACHE_HOME/prefsim/jax``).
 CACHE_DIR_VARIABLE = "PREFSIM_COMPILE_CACHE_DIR"
+
+
+def on_device(values: ArrayLike, dtype: DTypeLike | None = None) -> jax.Array:
+    """``jnp.asarray(values, dtype)`` without a compiled program for host data.
+
+    JAX 0.10 stages ``jnp.asarray`` of a NumPy array as a small jitted program, traced, lowered and
+    loaded (from the compile cache) once per shape and process, ~5 ms each; ``jax.device_put`` of the
+    NumPy array only copies it.  The dtype is JAX's for the current 64-bit setting (float64 becomes
+    float32 outside :func:`float64`, as ``jnp.asarray`` makes it); device arrays go to ``astype``.
+    """
+    if isinstance(values, jax.Array):
+        return values if dtype is None or values.dtype == np.dtype(dtype) else values.astype(dtype)
+    host = np.asarray(values, dtype)
+    return jax.device_put(host.astype(jax.dtypes.canonicalize_dtype(host.dtype), copy=False))
 
 
 def compile_cache_directory() -> Path:

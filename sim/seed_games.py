@@ -32,6 +32,7 @@ from sim.nash import (
     target_policy,
     unique_unregularised_nash,
 )
+from sim.precision import on_device
 from sim.shared_engine import stack_over_seeds
 from sim.spec import ExperimentSpec
 
@@ -45,11 +46,11 @@ def build_games(spec: ExperimentSpec, dtype: DTypeLike = jnp.float64) -> tuple[G
     equal to the first seed's is not kept again, so seeds sharing one game hold one K×K matrix, not S.
     """
     stacked, game_axes = stack_over_seeds(game_arrays(build_game(spec.game, seed), dtype) for seed in spec.seeds)
-    games = Game(*(jnp.asarray(leaf) for leaf in stacked))
+    games = Game(*(on_device(leaf) for leaf in stacked))
     if float(spec.game.tau) > 0:
         # every seed's π*_τ in one batched solve (the target depends on P, π_ref, rewards and τ, not π_0)
         targets, gaps = regularised_targets(games, game_axes, len(spec.seeds))
-        return games, game_axes, jnp.asarray(targets, dtype), gaps
+        return games, game_axes, on_device(targets, dtype), gaps
     cache = {}
     targets, gaps = [], []
     for index in range(len(spec.seeds)):
@@ -59,7 +60,7 @@ def build_games(spec: ExperimentSpec, dtype: DTypeLike = jnp.float64) -> tuple[G
             cache[key] = target_policy(g._replace(preference=g.preference.astype(jnp.float64)))
         targets.append(cache[key][0])
         gaps.append(cache[key][1])
-    return games, game_axes, jnp.asarray(np.stack(targets), dtype), gaps
+    return games, game_axes, on_device(np.stack(targets), dtype), gaps
 
 
 def unregularised_targets(games: Game, game_axes: Game, seeds: int, dtype: DTypeLike = jnp.float64) -> jax.Array:
@@ -68,7 +69,7 @@ def unregularised_targets(games: Game, game_axes: Game, seeds: int, dtype: DType
     (:func:`sim.nash.unique_unregularised_nash`); solved once when all seeds share one P."""
     if game_axes.preference is None:
         nash = unique_unregularised_nash(np.asarray(games.preference))
-        return jnp.asarray(np.tile(nash, (seeds, 1)), dtype)
+        return on_device(np.tile(nash, (seeds, 1)), dtype)
     # Each seed's π⁰ is certified (or its LPs solved: HiGHS and LAPACK release the GIL) on the CPUs this
     # process may use; each is deterministic and independent, so the rows are those of a serial loop.
     matrices = np.asarray(games.preference)
@@ -79,7 +80,7 @@ def unregularised_targets(games: Game, game_axes: Game, seeds: int, dtype: DType
         except BaseException:  # an error, Ctrl-C or SIGTERM: the seeds not started yet are dropped, not solved
             pool.shutdown(wait=True, cancel_futures=True)
             raise
-    return jnp.asarray(np.stack(rows), dtype)
+    return on_device(np.stack(rows), dtype)
 
 
 def lemke_howson_candidates(matrices: np.ndarray) -> list[np.ndarray | None]:

@@ -33,6 +33,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jax.typing import ArrayLike
 
 from bandits.errors import PrefsimError
+from sim.precision import on_device
+from sim.program_cache import KeptProgram, kept_jit
 
 #: Compiled whole-run functions kept (oldest dropped first).
 COMPILED_MAX = 64
@@ -89,6 +91,7 @@ def compile_over_grid_and_seeds(
     carry_per_seed: bool = True,
     point_axes: tuple | None = None,
     seeds_inside: bool = False,
+    kept_as: str | None = None,
 ) -> Callable:
     """``jit(vmap_grid(vmap_seeds(one)))``, cached under ``cache_key`` and ``compiler_options``.
 
@@ -121,8 +124,14 @@ def compile_over_grid_and_seeds(
     carry with the seed on axis 0) and returns its outputs with the seed on axis 0, as the ``vmap`` over
     seeds would (exact mode's seed-last updates, :func:`sim.trajectory.simulate_seeds_block`); only the
     grid is ``vmap``-ed here.
+
+    ``kept_as``: a name under which the compiled programs are also kept between processes
+    (:class:`sim.program_cache.KeptProgram`, keyed by ``cache_key`` and the options above), for a caller
+    whose ``cache_key`` is plain data that, with prefsim's source, identifies ``one``; ``None`` keeps
+    them in this process only.
     """
-    key = (cache_key, item_axes, options_key(compiler_options), blocks, carry_per_seed, point_axes, seeds_inside)
+    options = options_key(compiler_options)
+    key = (cache_key, item_axes, options, blocks, carry_per_seed, point_axes, seeds_inside, kept_as)
     if key in COMPILED_RUNS:
         return COMPILED_RUNS[key]
 
@@ -137,7 +146,10 @@ def compile_over_grid_and_seeds(
     over_grid = jax.vmap(over_seeds, in_axes=grid_axes)
     if point_axes is not None:
         over_grid = _points_outermost(over_grid, point_axes, blocks)
-    compiled = jax.jit(over_grid, compiler_options=compiler_options)
+    if kept_as is None:
+        compiled = jax.jit(over_grid, compiler_options=compiler_options)
+    else:
+        compiled = KeptProgram(over_grid, kept_as, key=key, jit_options={"compiler_options": compiler_options})
     if len(COMPILED_RUNS) >= COMPILED_MAX:
         COMPILED_RUNS.pop(next(iter(COMPILED_RUNS)))
     COMPILED_RUNS[key] = compiled
@@ -291,14 +303,14 @@ def _to_host(columns: dict) -> dict:
     return {name: stacked[index] for index, name in enumerate(names)}
 
 
-@jax.jit
+@kept_jit
 def _stack_columns(columns: tuple) -> jax.Array:
     return jnp.stack(columns)
 
 
 def grid_arrays(grid: dict) -> dict:
     """The swept values as JAX arrays, or the dummy one-point grid when nothing is swept."""
-    return {name: jnp.asarray(values) for name, values in grid.items()} or {"__none__": jnp.zeros(1)}
+    return {name: on_device(values) for name, values in grid.items()} or {"__none__": on_device(np.zeros(1))}
 
 
 #: Bytes of per-seed P a device may hold in one seed group (:func:`seed_tile`): well inside one core's L2
@@ -395,16 +407,19 @@ def shard_over_seeds(
     leaves are replicated; ``padded`` seeds (copies of the last) are appended and must be dropped from
     the results.  On one device nothing moves and ``padded`` is 0.
     """
-    per_seed = jnp.asarray(per_seed)
+    per_seed = per_seed if isinstance(per_seed, jax.Array) else np.asarray(per_seed)
     seeds = per_seed.shape[0]
     count = seed_device_count(seeds) if devices is None else _two_seeds_a_device(seeds, devices)
     if count == 1:
-        return items, per_seed, 0
+        return items, on_device(per_seed), 0
     devices = jax.devices()[:count]
     padded = (-seeds) % count
 
-    def pad(x):
-        return jnp.concatenate([x, jnp.repeat(x[-1:], padded, axis=0)]) if padded else x
+    def pad(x):  # host arrays stay on the host: device_put then cuts them there, with no JAX program
+        if not padded:
+            return x
+        stack = np if isinstance(x, np.ndarray) else jnp
+        return stack.concatenate([x, stack.repeat(x[-1:], padded, axis=0)])
 
     mesh = Mesh(np.array(devices), ("seeds",))
     batched = NamedSharding(mesh, PartitionSpec("seeds"))

@@ -46,6 +46,11 @@ from sim.game import Game
 if TYPE_CHECKING:  # rule modules import this one, and importing sim.rules must not load pandas
     import pandas as pd
 
+    #: One rule × seed of a run table, sorted by iteration: its columns by name, each read with
+    #: ``np.asarray`` (a ``pd.DataFrame``, or the NumPy column slices :func:`sim.theory.tightness_report`
+    #: hands the bounds).
+    Trajectory = pd.DataFrame | Mapping[str, np.ndarray]
+
 # ----------------------------------------------------------------------------------------------
 # realised constants
 
@@ -67,13 +72,14 @@ def policy_log_ratio(policy: ArrayLike, reference: ArrayLike) -> float:
     return float(np.max(np.abs(np.log(policy) - np.log(reference))))
 
 
-def realised_log_ratio(frame: pd.DataFrame, target: ArrayLike, reference: ArrayLike) -> np.ndarray:
+def realised_log_ratio(frame: Trajectory, target: ArrayLike, reference: ArrayLike) -> np.ndarray:
     """Running realised B_t = max(max_{s ≤ t} max_log_ratio(π_s), max|log π*/π_ref|) for one rule × seed.
 
-    ``frame`` holds one rule and seed, sorted by iteration.  π*'s log-ratio is included because
-    Assumption A's policy class must contain π* (docs/theory.md §A.5).  Only recorded iterations are seen.
+    ``frame`` holds one rule and seed, sorted by iteration (its columns by name, read with ``np.asarray``).
+    π*'s log-ratio is included because Assumption A's policy class must contain π* (docs/theory.md §A.5).
+    Only recorded iterations are seen.
     """
-    running = np.maximum.accumulate(frame["max_log_ratio"].to_numpy(dtype=np.float64))
+    running = np.maximum.accumulate(np.asarray(frame["max_log_ratio"], dtype=np.float64))
     return np.maximum(running, policy_log_ratio(target, reference))
 
 
@@ -545,7 +551,8 @@ def game_setting(game: Mapping[str, Any], parameters: Mapping[str, Any]) -> Boun
 
 
 #: ``(parameters, frame, game) -> (bound values, mask or None) | None``: a bound along one trajectory
-#: (``frame``: one rule × seed sorted by iteration; ``game``: that seed's arrays and target).
+#: (``frame``: one rule × seed sorted by iteration, a ``Trajectory``; ``game``: that seed's arrays
+#: and target).
 Evaluate = Callable[[Mapping[str, Any], Any, Mapping[str, Any]], Any]
 
 #: Said when a bound's hypotheses hold on the spec but its evaluation on the data returns nothing.
@@ -659,12 +666,12 @@ def dpo_base(setting: BoundSetting) -> str | None:
 # evaluations (each: parameters, frame, game -> (values, mask) | None)
 
 
-def _iterations(frame: pd.DataFrame) -> np.ndarray:
-    return frame["iteration"].to_numpy(dtype=np.int64)
+def _iterations(frame: Trajectory) -> np.ndarray:
+    return np.asarray(frame["iteration"], dtype=np.int64)
 
 
-def _initial_kl(frame: pd.DataFrame) -> float:
-    return frame["kl_to_nash"].to_numpy(dtype=np.float64)[0]
+def _initial_kl(frame: Trajectory) -> float:
+    return float(np.asarray(frame["kl_to_nash"], dtype=np.float64)[0])
 
 
 def _inpo_theorem4(parameters, frame, game):
@@ -739,7 +746,7 @@ def _apo_tv(parameters, frame, game):
 
 def _advancement(parameters, frame, game):
     every = parameters.get("reference_every")
-    kl = frame["kl_to_unregularised_nash"].to_numpy(dtype=np.float64)
+    kl = np.asarray(frame["kl_to_unregularised_nash"], dtype=np.float64)
     t = _iterations(frame)
     if every is None or not np.all(np.isfinite(kl)):
         return None

@@ -13,6 +13,9 @@ compute in float64 (:func:`sim.precision.in_float64`): the games are rebuilt, an
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -153,10 +156,22 @@ def _labels(spec) -> dict:
     return labels
 
 
-def _bound_rows(name: str, parameters: dict, frame: pd.DataFrame, game: dict) -> list[dict]:
+def _trajectories(table: pd.DataFrame) -> Iterator[tuple[tuple[str, Any], dict[str, np.ndarray]]]:
+    """``((rule, seed), columns)`` for each rule × seed of ``table``, in the order they first appear (as
+    ``groupby(sort=False)``), ``columns`` its column → NumPy slice, sorted by iteration: one sort of the
+    whole table, not a pandas frame per seed (~0.5 ms each; 256 seeds took 0.14 s)."""
+    codes, keys = pd.factorize(pd.MultiIndex.from_arrays([table["rule"], table["seed"]]))
+    order = np.lexsort((table["iteration"].to_numpy(), codes))
+    columns = {name: table[name].to_numpy()[order] for name in table.columns}
+    edges = np.flatnonzero(np.diff(codes[order])) + 1
+    for key, start, end in zip(keys, [0, *edges.tolist()], [*edges.tolist(), len(order)]):
+        yield key, {name: values[start:end] for name, values in columns.items()}
+
+
+def _bound_rows(name: str, parameters: dict, frame: Mapping[str, np.ndarray], game: dict) -> list[dict]:
     """Rows of every bound of rule ``name`` that applies, one dict per bound: ``iteration``, ``observed`` and
-    ``bound`` arrays, ``metric`` and ``bound_name`` strings."""
-    t = frame["iteration"].to_numpy(dtype=np.int64)
+    ``bound`` arrays, ``metric`` and ``bound_name`` strings (``frame``: one trajectory's columns, by iteration)."""
+    t = np.asarray(frame["iteration"], dtype=np.int64)
     setting = game_setting(game, parameters)
     out = []
     for bound in rule_info(name).bounds:
@@ -167,7 +182,7 @@ def _bound_rows(name: str, parameters: dict, frame: pd.DataFrame, game: dict) ->
             continue
         values, mask = evaluated
         mask = np.ones_like(t, dtype=bool) if mask is None else mask
-        observed = frame[bound.metric].to_numpy(dtype=np.float64)
+        observed = np.asarray(frame[bound.metric], dtype=np.float64)
         values = np.broadcast_to(np.asarray(values, dtype=np.float64), t.shape)
         out.append(
             {
@@ -216,13 +231,13 @@ def tightness_report(
     spec, context = _run_context(spec, games)
     labels = _labels(spec)
     pieces = []  # (rule label, seed, rows of one bound): one table built at the end, not one per bound and seed
-    for (label, seed), frame in table.groupby(["rule", "seed"], sort=False):
+    for (label, seed), frame in _trajectories(table):
         if label not in labels:
             raise PrefsimError(f"tightness_report: rule {label!r} of the table is not in the spec.")
         if seed not in context:
             raise PrefsimError(f"tightness_report: seed {seed} of the table is not in the spec.")
         name, parameters = labels[label]
-        for rows in _bound_rows(name, parameters, frame.sort_values("iteration"), context[seed]):
+        for rows in _bound_rows(name, parameters, frame, context[seed]):
             pieces.append((label, seed, rows))
     columns = ["rule", "seed", "iteration", "metric", "bound_name", "observed", "bound", "ratio", "holds"]
     if not pieces:

@@ -36,6 +36,7 @@ from jax.typing import ArrayLike, DTypeLike
 from sim.game import Game
 from sim.headtohead import FINAL_POLICY
 from sim.metrics import METRIC_COLUMNS, log_target_policy, metrics_from_win_rates
+from sim.program_cache import SourceKey
 from sim.rules.base import ExactRule, ExactState, current_policy
 from sim.shared_engine import (
     COMPILED_RUNS,
@@ -528,7 +529,9 @@ def simulate_grid(
         fixed parameters); calls with the same key, grid names and batching reuse one jitted function
         instead of compiling again (the recorded iterations are data, so runs of other lengths reuse it
         too).  ``None``: the ``make_rule`` object itself is the key (reuse it across calls to avoid
-        recompiling).
+        recompiling).  A :class:`sim.program_cache.SourceKey` (``sim.run``'s, for prefsim's own rules)
+        also keeps the compiled programs between processes while :func:`sim.program_cache.keep_programs`
+        names a directory.
       unregularised_targets: π⁰ per seed, shape (S, K), rows all-NaN where π⁰ is not unique
         (``kl_to_unregularised_nash``); ``None``: that column is NaN.  It travels with π* as one
         per-seed array of shape (S, 2, K).
@@ -549,10 +552,11 @@ def simulate_grid(
     """
     record = np.asarray(record_iterations, np.int64)
     arms = int(np.shape(targets)[-1])
-    targets = jnp.asarray(targets)
+    # π* and π⁰ stacked on the host: they go to the devices with their seeds (no JAX program to load)
+    targets = np.asarray(targets)
     if unregularised_targets is None:
-        unregularised_targets = jnp.full(targets.shape, jnp.nan, targets.dtype)
-    targets = jnp.stack([targets, jnp.asarray(unregularised_targets, targets.dtype)], axis=1)
+        unregularised_targets = np.full(targets.shape, np.nan, targets.dtype)
+    targets = np.stack([targets, np.asarray(unregularised_targets, targets.dtype)], axis=1)
     grid_values = grid_arrays(grid)
     seeds = int(targets.shape[0])
     devices = trajectory_devices(len(next(iter(grid_values.values()))), seeds, arms, game_axes, int(record[-1]))
@@ -574,7 +578,7 @@ def simulate_grid(
     # Every group has the same size (the last padded with copies of its last seed), so they share one
     # compiled program; numbers equal the one-batch run up to rounding (~1e-14).
     groups, total = -(-seeds // group), int(record[-1])
-    games, targets = seeds_on_host(games, game_axes), np.asarray(targets)  # groups cut by NumPy slicing
+    games = seeds_on_host(games, game_axes)  # groups cut by NumPy slicing
     parts = []
     for index in range(groups):
         chosen = padded_seed_rows(index * group, group, seeds)
@@ -759,6 +763,12 @@ def _compiled(make_rule, grid_names, game_axes, cache_key, locate_nonfinite=Fals
         targets = targets[:, 0] if targets.ndim == 3 else targets
         return simulate_seeds_block(rule, games, game_axes, targets, schedule, carry, locate_nonfinite, unregularised)
 
+    # kept between processes when the caller's key, with prefsim's source, names the rule's code
+    kept_as = "sim.trajectory.block" if isinstance(cache_key, SourceKey) else None
     if seeds_inside:
-        return compile_over_grid_and_seeds(every_seed, game_axes, key, options, blocks=True, seeds_inside=True)
-    return compile_over_grid_and_seeds(one, game_axes, key, options, blocks=True, carry_per_seed=per_seed)
+        return compile_over_grid_and_seeds(
+            every_seed, game_axes, key, options, blocks=True, seeds_inside=True, kept_as=kept_as
+        )
+    return compile_over_grid_and_seeds(
+        one, game_axes, key, options, blocks=True, carry_per_seed=per_seed, kept_as=kept_as
+    )

@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 import pytest
@@ -812,3 +813,32 @@ def test_figure_processes_are_one_per_core_up_to_the_cap_and_none_on_one_core(mo
         monkeypatch.setattr(cli, "usable_cores", lambda cores=cores: cores)
         monkeypatch.setattr(cli, "FigureWorker", lambda: "worker")
         assert cli.start_figure_workers() == ["worker"] * expected
+
+
+def test_log_axis_labels_are_plain_text_with_the_same_numbers():
+    assert plotting.plain_power_label(r"$\mathdefault{10^{-3}}$") == "10⁻³"
+    assert plotting.plain_power_label(r"$\mathdefault{2.2\times10^{-1}}$") == "2.2×10⁻¹"
+    assert plotting.plain_power_label(r"$\mathdefault{-10^{12}}$") == "−10¹²"
+    assert plotting.plain_power_label(r"$\mathdefault{0}$") == "0"
+    assert plotting.plain_power_label(r"$\mathdefault{10^{0.50}}$") == r"$\mathdefault{10^{0.50}}$"  # kept
+    assert plotting.plain_power_label("") == ""
+    reference = matplotlib.ticker.LogFormatterSciNotation(labelOnlyBase=False)
+    plain = plotting.PlainLogFormatter(labelOnlyBase=False)
+    figure, axes = plotting.new_figure()
+    axes.set_yscale("log")
+    axes.set_ylim(1e-5, 0.3)
+    for formatter in (reference, plain):
+        formatter.set_axis(axes.yaxis)
+        formatter.set_locs([1e-4, 2e-3, 0.2])
+    for value in (1e-4, 2e-3, 3e-3, 0.2, 1.0, 1e6):
+        assert plain(value) == plotting.plain_power_label(reference(value))
+
+
+def test_a_metric_figure_draws_no_mathtext_tick_label(cyclic_table):
+    figure = plotting.metric_figure(cyclic_table, "kl_to_nash", ["inpo", "sppo"], parse_plot(None))
+    figure.canvas.draw()
+    (axes,) = [axes for axes in figure.get_axes() if axes.get_yscale() == "log"]
+    labels = [tick.get_text() for tick in axes.get_yticklabels() + axes.get_xticklabels() if tick.get_text()]
+    assert labels and not any("$" in text for text in labels)
+    assert isinstance(axes.yaxis.get_major_formatter(), plotting.PlainLogFormatter)
+    assert isinstance(axes.xaxis.get_major_formatter(), plotting.PlainLogFormatter)

@@ -7,6 +7,8 @@ import io
 import threading
 import time
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,7 +21,7 @@ from sim import plotting, results_io, seed_games
 from sim.bounds_table import compute_bounds
 from sim.nash import unique_unregularised_nash
 from sim.plot_spec import parse_plot
-from sim.precision import float64
+from sim.precision import float64, on_device
 from sim.seed_games import build_games, unregularised_targets
 from sim.spec import parse_spec
 
@@ -61,14 +63,16 @@ def test_threaded_unregularised_targets_are_the_serial_rows():
 
 @pytest.mark.parametrize("layout", ["single", "panels"])
 def test_figures_share_one_mathtext_parser(tmp_path, layout):
-    """Every figure's renderer uses plotting's one parser, so the log axes' labels are parsed once per run."""
+    """Every figure's renderer uses plotting's one parser, so a mathtext label (here the title's; the log
+    axes' labels are plain text, :class:`sim.plotting.PlainLogFormatter`) is parsed once per run."""
     table = sim.run(SPEC)
     plot = {"layout": layout} if layout == "panels" else None
-    figure = plotting.metric_figure(table, "kl_to_nash", plotting.stats.rules_of(table), parse_plot(plot))
+    rules, title = plotting.stats.rules_of(table), r"a run at $\tau = 0.1$"
+    figure = plotting.metric_figure(table, "kl_to_nash", rules, parse_plot(plot), title=title)
     plotting.save_figure(figure, tmp_path / "a.png")
     assert figure.canvas.get_renderer().mathtext_parser is plotting._MATHTEXT
     info = plotting._MATHTEXT._parse_cached.cache_info()
-    again = plotting.metric_figure(table, "kl_to_nash", plotting.stats.rules_of(table), parse_plot(plot))
+    again = plotting.metric_figure(table, "kl_to_nash", rules, parse_plot(plot), title=title)
     plotting.save_figure(again, tmp_path / "b.png")
     after = plotting._MATHTEXT._parse_cached.cache_info()
     assert after.misses == info.misses and after.hits > info.hits  # the second figure parsed nothing new
@@ -188,3 +192,26 @@ def test_a_failing_seed_stops_the_remaining_linear_programs(monkeypatch):
     with pytest.raises(PrefsimError, match="test"):
         seed_games.unregularised_targets(games, axes, 40)
     assert len(started) < 20
+
+
+def test_on_device_copies_host_data_without_a_compiled_program():
+    """``sim.precision.on_device`` equals ``jnp.asarray`` (values, dtype for the 64-bit setting) for NumPy
+    data, through ``jax.device_put``: no program is traced (``jnp.asarray`` stages one per shape)."""
+    host = np.random.default_rng(0).random((3, 4))
+    traced = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, seconds, **_: traced.append(event) if event == "/jax/core/compile/jaxpr_trace_duration" else None
+    )
+    jnp.asarray(np.ones(5) * 3.0)  # the listener hears what it is for
+    assert traced
+    with jax.enable_x64(True):
+        before = len(traced)
+        placed = on_device(host)
+        assert len(traced) == before
+        assert placed.dtype == jnp.float64 and not placed.weak_type
+        np.testing.assert_array_equal(placed, host)
+        assert on_device(host, np.float32).dtype == jnp.float32
+        assert on_device(placed) is placed and on_device(placed, jnp.float32).dtype == jnp.float32
+    with jax.enable_x64(False):
+        assert on_device(host).dtype == jnp.asarray(host).dtype == jnp.float32
+        assert on_device(np.arange(3)).dtype == jnp.asarray(np.arange(3)).dtype

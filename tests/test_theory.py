@@ -586,3 +586,27 @@ def test_exact_proximal_point_steps_decrease_kl_to_the_nash_by_at_least_the_step
     assert sum(steps) <= exact_kl(nash, np.array([0.6, 0.3, 0.1]))
     check = theory.advancement_kl_check([0, 1], [exact_kl(nash, np.array([0.6, 0.3, 0.1])), exact_kl(nash, policy)], 1)
     assert check["holds"].all()
+
+
+def test_tightness_report_reads_each_trajectory_as_the_per_seed_frames_did(random_run):
+    """The report slices one sorted copy of the table per rule × seed; it equals a report built from each
+    ``groupby(["rule", "seed"])`` frame sorted by iteration (the way it was computed before), and does not
+    depend on the order of the table's rows."""
+    spec, table = random_run
+    report = theory.tightness_report(table, spec)
+    context = theory._run_context(spec)[1]
+    labels = theory._labels(sim.spec.parse_spec(spec))
+    pieces = []
+    for (label, seed), frame in table.groupby(["rule", "seed"], sort=False):
+        name, parameters = labels[label]
+        for rows in theory._bound_rows(name, parameters, frame.sort_values("iteration"), context[seed]):
+            pieces.append(pd.DataFrame({"rule": label, "seed": seed, **rows}))
+    expected = pd.concat(pieces, ignore_index=True)
+    for column in ("rule", "seed", "iteration", "metric", "bound_name", "observed", "bound"):
+        np.testing.assert_array_equal(report[column].to_numpy(), expected[column].to_numpy())
+    shuffled = table.sample(frac=1.0, random_state=0)
+    again = theory.tightness_report(shuffled, spec)
+    order = ["rule", "seed", "metric", "bound_name", "iteration"]
+    pd.testing.assert_frame_equal(
+        again.sort_values(order).reset_index(drop=True), report.sort_values(order).reset_index(drop=True)
+    )

@@ -115,6 +115,14 @@ def canonical_name(name: Any, where: str = "rule", mode: str = "llm") -> str:
     return name
 
 
+def uses_built_in_code(name: str, parameters: dict) -> bool:
+    """Whether rule ``name`` (with a wrapper's ``base``) runs prefsim's own definition, so that its code
+    is prefsim's source (:class:`sim.program_cache.SourceKey`), not a rule :func:`register_rule` added
+    or replaced at run time."""
+    names = [name, base_of(name, parameters)] if rule_info(name).wrapper else [name]
+    return all(any(rule_info(entry) is built_in for built_in in _BUILT_IN) for entry in names)
+
+
 def rule_info(name: str) -> RuleDefinition:
     """Registry entry, or a clear error listing the known names."""
     try:
@@ -287,5 +295,6 @@ __all__ = [
     "resolve_parameters",
     "rule_info",
     "unregister_rule",
+    "uses_built_in_code",
     "wrapper_parameters",
 ]
