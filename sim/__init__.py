@@ -22,6 +22,7 @@ _PUBLIC = {
     "parse_spec": ("sim.spec", "parse_spec"),
     "float64": ("sim.precision", "float64"),
     "enable_compile_cache": ("sim.precision", "enable_compile_cache"),
+    "keep_programs": ("sim.program_cache", "keep_programs"),
     "use_cpu_cores": ("sim.cpu_cores", "use_cpu_cores"),
 }
 

@@ -23,6 +23,8 @@ import jax
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
+from sim.program_cache import usable_directory
+
 
 def float64() -> AbstractContextManager[Any]:
     """Context manager: JAX computes in 64-bit inside (``jax.enable_x64(True)``), as before outside."""
@@ -79,10 +81,8 @@ def enable_compile_cache(directory: str | os.PathLike | None = None) -> Path | N
     """
     if os.environ.get(NO_CACHE_VARIABLE):
         return None
-    path = Path(directory) if directory is not None else compile_cache_directory()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError:
+    path = usable_directory(directory if directory is not None else compile_cache_directory())
+    if path is None:
         return None  # an unwritable cache directory costs speed, never the run
     # a cache entry that cannot be written or read back (a full disk, a file-size limit, a truncated entry)
     # costs a compilation, never the run:

@@ -74,21 +74,21 @@ def keep_programs(directory: str | os.PathLike | None) -> contextlib.AbstractCon
 def _kept_in(directory: str | os.PathLike | None) -> Iterator[Path | None]:
     global _directory
     previous = _directory
-    _directory = _usable(directory)
+    _directory = None if directory is None else usable_directory(directory)
     try:
         yield _directory
     finally:
         _directory = previous
 
 
-def _usable(directory: str | os.PathLike | None) -> Path | None:
-    if directory is None:
-        return None
+def usable_directory(directory: str | os.PathLike) -> Path | None:
+    """``directory`` made if need be, or ``None`` when it cannot be made (a cache that cannot be written
+    costs speed, never the run)."""
     path = Path(directory)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError:
-        return None  # an unwritable directory costs speed, never the run
+        return None
     return path
 
 
@@ -183,17 +183,20 @@ def _sharding_signature(sharding: object) -> tuple | None:
 
 def jax_setting() -> tuple:
     """JAX's configuration as in effect here (scoped settings such as ``jax.enable_x64`` included),
-    less :data:`IGNORED_SETTINGS`."""
-    values = []
-    for name in sorted(jax.config.values):
-        if any(part in name for part in IGNORED_SETTINGS):
-            continue
-        try:
-            value = getattr(jax.config, name)  # the scoped value, for a setting with a context manager
-        except AttributeError:
-            value = jax.config.values[name]
-        values.append((name, value))
-    return tuple(values)
+    less :data:`IGNORED_SETTINGS`: the values, in the order of :func:`_setting_names`."""
+    scoped, names = _setting_names(len(jax.config.values))
+    values = jax.config.values
+    return tuple(getattr(jax.config, name) if name in scoped else values[name] for name in names)
+
+
+@functools.cache
+def _setting_names(count: int) -> tuple[frozenset, tuple[str, ...]]:
+    """``(scoped, names)``: the settings a program's key holds, sorted, and those read through
+    ``jax.config``'s attribute (the value in effect, for a setting with a context manager); cached by the
+    number of settings, which grows only when a plugin adds some."""
+    names = tuple(sorted(name for name in jax.config.values if not any(part in name for part in IGNORED_SETTINGS)))
+    scoped = frozenset(name for name in names if hasattr(jax.config, name))
+    return scoped, names
 
 
 @functools.cache
@@ -236,7 +239,8 @@ def _cpu_description() -> str:
 def program_digest(name: str, key: object, static: tuple, signature: tuple, setting: tuple) -> str:
     """The file name's digest of a program (see the module docstring); :class:`NotDescribable` when
     ``key`` or ``static`` is not plain data."""
-    text = "\n".join([environment(), name, describe(key), describe(static), repr(signature), repr(setting)])
+    named = tuple(zip(_setting_names(len(jax.config.values))[1], setting))
+    text = "\n".join([environment(), name, describe(key), describe(static), repr(signature), repr(named)])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -374,13 +378,16 @@ def _load(path: Path) -> Any:
         if kept_format != FORMAT:
             raise ValueError(kept_format)
         devices = {device.id: device for device in jax.devices()}
-        return serialize_executable.deserialize_and_load(
+        program = serialize_executable.deserialize_and_load(
             serialized, in_tree, out_tree, execution_devices=[devices[index] for index in device_ids]
         )
     except Exception:  # noqa: BLE001 - any unreadable or unloadable file is compiled again
         with contextlib.suppress(OSError):
             path.unlink()
         return None
+    with contextlib.suppress(OSError):
+        os.utime(path)  # used now: the last to be pruned
+    return program
 
 
 def _store(path: Path, compiled: Any) -> None:
@@ -399,3 +406,25 @@ def _store(path: Path, compiled: Any) -> None:
     except OSError:
         with contextlib.suppress(OSError):
             temporary.unlink()
+        return
+    prune(path.parent)
+
+
+#: Most program files a directory keeps (each 0.1–1 MB); the least recently used go first.  Every change
+#: of prefsim's source makes new keys, so the files of earlier versions would otherwise pile up.
+MAX_KEPT_PROGRAMS = 256
+
+
+def prune(directory: Path, keep: int = MAX_KEPT_PROGRAMS) -> None:
+    """Remove the least recently used program files of ``directory`` beyond the ``keep`` newest (by the
+    time they were last written or loaded), and temporary files a killed process left for over an hour."""
+    try:
+        entries = [(entry.stat().st_mtime, entry) for entry in directory.iterdir() if entry.is_file()]
+    except OSError:
+        return
+    programs = sorted((entry for entry in entries if entry[1].suffix == ".bin"), reverse=True)
+    stale = [path for _, path in programs[keep:]]
+    stale += [path for mtime, path in entries if path.suffix == ".tmp" and mtime < time.time() - 3600]
+    for path in stale:
+        with contextlib.suppress(OSError):
+            path.unlink()

@@ -260,3 +260,28 @@ def test_importing_the_module_changes_no_setting():
         )
         == "None 0"
     )
+
+
+def test_the_least_recently_used_programs_beyond_the_limit_are_removed(tmp_path):
+    for index in range(5):
+        path = tmp_path / f"p-{index}.bin"
+        path.write_bytes(b"x")
+        os.utime(path, (1000.0 + index, 1000.0 + index))
+    old_temporary = tmp_path / ".p-9.bin.1.tmp"
+    old_temporary.write_bytes(b"x")
+    os.utime(old_temporary, (1000.0, 1000.0))
+    fresh_temporary = tmp_path / ".p-8.bin.2.tmp"
+    fresh_temporary.write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("not a program")
+    program_cache.prune(tmp_path, keep=3)
+    assert _files(tmp_path) == [".p-8.bin.2.tmp", "notes.txt", "p-2.bin", "p-3.bin", "p-4.bin"]
+
+
+def test_loading_a_program_marks_it_used(tmp_path):
+    x = _values()
+    with keep_programs(tmp_path) as directory:
+        _kept()(x, 2.0)
+        (path,) = directory.iterdir()
+        os.utime(path, (1000.0, 1000.0))
+        _kept()(x, 2.0)
+        assert path.stat().st_mtime > 1000.0

@@ -138,6 +138,23 @@ def test_csv_bytes_are_pandas_bytes(name):
     assert results_io.csv_bytes(frame) == frame.to_csv(index=False, float_format=results_io.CSV_FLOAT_FORMAT).encode()
 
 
+def test_the_same_content_twice_is_formatted_once_and_any_change_is_written_again(monkeypatch):
+    table = sim.run(SPEC)
+    first = results_io.csv_bytes(table)
+    formatted = []
+    original = results_io._csv_text
+    monkeypatch.setattr(results_io, "_csv_text", lambda frame: formatted.append(1) or original(frame))
+    assert results_io.csv_bytes(table.copy()) == first and formatted == []  # a run's part, then metrics.csv
+    changed = table.copy()
+    changed.loc[3, "kl_to_nash"] = np.nextafter(changed.loc[3, "kl_to_nash"], np.inf)
+    renamed = table.rename(columns={"kl_to_nash": "kl"})
+    text_changed = table.assign(rule=table["rule"].str.replace("inpo", "inpo2"))
+    for other in (changed, renamed, text_changed):
+        assert results_io.csv_bytes(other) == original(other) != first
+    assert len(formatted) == 3  # each changed frame is formatted anew
+    assert results_io.content_digest(CSV_FRAMES["numbers in an object column (left to pandas)"]) is None
+
+
 def test_a_runs_table_is_written_as_pandas_writes_it_and_reads_back_exactly():
     table = sim.run({**SPEC, "rule": [{"name": "inpo", "eta": 1.0}, {"name": "nash_md", "eta": 0.5}]})
     written = results_io.csv_bytes(table)
