@@ -40,8 +40,9 @@ def _softmax_power(x, power):
     return weights / weights.sum(), jnp.log1p(x) @ x
 
 
-def _kept(**options):
-    return KeptProgram(_softmax_power, "tests.softmax_power", static_argnums=(1,), key=("softmax", 1), **options)
+def _kept(directory, **options):
+    # the directory in the key: no program of an earlier test run can be in JAX's own cache (when it is on)
+    return KeptProgram(_softmax_power, "tests.softmax_power", static_argnums=(1,), key=str(directory), **options)
 
 
 def _values(seed=0, size=7):
@@ -90,7 +91,7 @@ def test_argument_signature_says_what_a_compiled_program_depends_on():
 
 def test_without_a_directory_a_kept_program_is_the_jitted_function(tmp_path):
     TRACES.clear()
-    kept = _kept()
+    kept = _kept(tmp_path)
     x = _values()
     with keep_programs(None):
         result = kept(x, 2.0)
@@ -103,12 +104,12 @@ def test_a_kept_program_is_loaded_without_tracing_and_gives_the_same_bits(tmp_pa
     expected = jax.jit(_softmax_power, static_argnums=(1,))(x, 2.0)
     TRACES.clear()
     with keep_programs(tmp_path) as directory:
-        first = _kept()(x, 2.0)
+        first = _kept(tmp_path)(x, 2.0)
         assert TRACES == [2.0] and len(_files(directory)) == 1
         TRACES.clear()
-        again = _kept()(_values(seed=3), 2.0)  # a new object, as in a new process: loads the file
+        again = _kept(tmp_path)(_values(seed=3), 2.0)  # a new object, as in a new process: loads the file
         assert TRACES == [] and len(_files(directory)) == 1
-        _kept()(x, 3.0)  # another static argument: another program
+        _kept(tmp_path)(x, 3.0)  # another static argument: another program
         assert TRACES == [3.0] and len(_files(directory)) == 2
     for got, want in zip(first, expected):
         np.testing.assert_array_equal(got, want)
@@ -127,12 +128,14 @@ def test_a_key_that_is_not_plain_data_keeps_nothing(tmp_path):
 def test_an_unusable_file_is_compiled_again_and_replaced(tmp_path):
     x = _values()
     with keep_programs(tmp_path) as directory:
-        _kept()(x, 2.0)
+        _kept(tmp_path)(x, 2.0)
         (name,) = _files(directory)
         (directory / name).write_bytes(b"not a program")
         TRACES.clear()
-        result = _kept()(x, 2.0)
-        assert TRACES == [2.0]
+        result = _kept(tmp_path)(x, 2.0)
+        # traced again; twice when JAX's own cache is on in this process (as after an in-process
+        # `prefsim` command) and holds the program: it is then compiled afresh under another name
+        assert TRACES in ([2.0], [2.0, 2.0])
         assert _files(directory) == [name] and (directory / name).read_bytes() != b"not a program"
     np.testing.assert_array_equal(result[0], jax.jit(_softmax_power, static_argnums=(1,))(x, 2.0)[0])
 
@@ -142,7 +145,7 @@ def test_an_unwritable_directory_keeps_nothing_and_the_call_still_runs(tmp_path)
     blocker.write_text("x")
     with keep_programs(blocker / "programs") as directory:
         assert directory is None
-        result = _kept()(_values(), 2.0)
+        result = _kept(tmp_path)(_values(), 2.0)
     assert result[0].shape == (7,)
 
 
@@ -280,8 +283,8 @@ def test_the_least_recently_used_programs_beyond_the_limit_are_removed(tmp_path)
 def test_loading_a_program_marks_it_used(tmp_path):
     x = _values()
     with keep_programs(tmp_path) as directory:
-        _kept()(x, 2.0)
+        _kept(tmp_path)(x, 2.0)
         (path,) = directory.iterdir()
         os.utime(path, (1000.0, 1000.0))
-        _kept()(x, 2.0)
+        _kept(tmp_path)(x, 2.0)
         assert path.stat().st_mtime > 1000.0
