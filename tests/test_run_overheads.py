@@ -219,7 +219,7 @@ def test_on_device_copies_host_data_without_a_compiled_program():
     jax.monitoring.register_event_duration_secs_listener(
         lambda event, seconds, **_: traced.append(event) if event == "/jax/core/compile/jaxpr_trace_duration" else None
     )
-    jnp.asarray(np.ones(5) * 3.0)  # the listener hears what it is for
+    jax.jit(lambda values: values + 1.0)(host)  # a new function is traced: the listener hears it
     assert traced
     with jax.enable_x64(True):
         before = len(traced)
