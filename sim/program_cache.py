@@ -3,7 +3,7 @@
 JAX's persistent compilation cache (:func:`sim.precision.enable_compile_cache`) skips XLA's compilation
 only: a new process still traces every jitted function in Python and lowers it to StableHLO before it
 can look its program up.  In the end-to-end case of ``benchmarks/run_all.py`` (K = 100, 256 per-seed
-games) that is ~0.75 s of a ~5.5 s run, for the trajectory, the regularised targets and the
+games) that was ≈ 0.6–0.9 s of a ≈ 5.3 s run, for the trajectory, the regularised targets and the
 Lemke–Howson candidates.  A :class:`KeptProgram` looks the loaded executable up by a key instead, and
 keeps what it compiles (``jax.experimental.serialize_executable``) in the directory :func:`keep_programs`
 names (the ``prefsim`` commands: ``programs/`` in the compile cache's directory; off with it).
@@ -23,9 +23,10 @@ tuples, frozen dataclasses, NumPy arrays by their bytes, types by name).  A key 
 a function, or a :class:`ProcessLocal` — is kept in this process only, by ``jax.jit`` as before; so is
 a call with a tracer or another kind of argument.  A trajectory is kept only under a :class:`SourceKey`,
 which ``sim.run`` gives prefsim's own rules: a rule registered at run time has code outside prefsim's
-source.  A file that is corrupt, from other versions or does not load costs
-a compilation, never the run; a new one is written to a temporary name and renamed into place.  Like
-JAX's own cache, the directory must be the user's own: loading a program runs its code.
+source.  A file that is corrupt, from other versions or does not load costs a compilation, never the
+run; a new one is written to a temporary name and renamed into place, and beyond
+:data:`MAX_KEPT_PROGRAMS` files the least recently used go.  Like JAX's own cache, the directory must
+be the user's own: loading a program runs its code.
 """
 
 from __future__ import annotations
