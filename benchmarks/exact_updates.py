@@ -228,7 +228,8 @@ def build_case(arms, seeds, iterations, spec=None):
     """
     spec = parse_spec(spec if spec is not None else benchmark_spec(arms, seeds, iterations))
     tic = time.perf_counter()
-    games, game_axes, targets, _ = run_module.build_games(spec, jnp.float64)
+    dtype = jnp.float32 if spec.precision == "float32" else jnp.float64  # as sim.run builds a float32 run's games
+    games, game_axes, targets, _ = run_module.build_games(spec, dtype)
     setup = time.perf_counter() - tic
     record = default_record_iterations(spec.iterations, spec.record_every)
     rule_spec = spec.rules[0]

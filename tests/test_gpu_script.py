@@ -57,3 +57,25 @@ def test_dry_run_reports(dry_run):
 def test_bad_argument_is_an_error():
     result = subprocess.run(["bash", str(SCRIPT), "--fast"], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and "error: unknown argument --fast" in result.stderr
+
+
+def test_speed_dry_run_measures_issue_14_on_the_device_it_finds(tmp_path):
+    """``--speed``: issue 14's GPU run (the environment, then run_all.py's per-seed and compute-bound
+    sections on JAX's default device, here the CPU), with the float32 peak fraction reported."""
+    result = subprocess.run(
+        ["bash", str(SCRIPT), "--speed", "--dry-run", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    log = (tmp_path / "gpu_speed_log.md").read_text()
+    assert "| environment | ok |" in log and "| speed_targets | ok |" in log and "cuda_checks" not in log
+    assert "--speed --dry-run (CPU, tiny; not a GPU measurement)" in log
+    report = json.loads((tmp_path / "gpu_speed_targets.json").read_text())
+    assert set(report["sections"]) == {"per_seed", "compute_bound"}
+    assert any(name.startswith("per_seed_bandwidth_fraction") for name in report["targets"])
+    float32 = report["sections"]["compute_bound"]["float32"]
+    assert float32["peak_gflops"] > 0 and all(0 < f for f in float32["fractions"])
+    assert "of the float32 matmul peak" in (tmp_path / "gpu_speed_targets.md").read_text()

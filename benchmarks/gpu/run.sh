@@ -5,6 +5,10 @@
 #   benchmarks/gpu/run.sh                 # on the GPU machine: writes benchmarks/results/gpu_*.md (+ .json)
 #   benchmarks/gpu/run.sh --dry-run       # anywhere (CPU): tiny models, collect-only tests, quick exact mode
 #   benchmarks/gpu/run.sh --out DIR       # write the gpu_*.md files to DIR instead
+#   benchmarks/gpu/run.sh --speed         # issue 14's GPU run instead, under 5 minutes: step 1, then
+#                                         # benchmarks/run_all.py's per_seed and compute_bound sections on
+#                                         # the device (its memory bandwidth and float64 / float32 matmul
+#                                         # peaks, measured there) -> gpu_speed_targets.md
 #
 # Steps (each under its own time limit; a failing step is recorded and the next one runs):
 #   1. environment: device, versions; packages the bridge needs that are missing are installed from
@@ -21,12 +25,14 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 DRY=0
+SPEED=0
 OUT="$ROOT/benchmarks/results"
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) DRY=1 ;;
+    --speed) SPEED=1 ;;
     --out) shift; OUT="$1" ;;
-    *) echo "error: unknown argument $1 (use --dry-run and/or --out DIR)" >&2; exit 2 ;;
+    *) echo "error: unknown argument $1 (use --dry-run, --speed and/or --out DIR)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -35,9 +41,10 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export MPLBACKEND=Agg TOKENIZERS_PARALLELISM=false
 PYTHON="${PYTHON:-python}"
 LOG="$OUT/gpu_run_log.md"
+[ $SPEED = 1 ] && LOG="$OUT/gpu_speed_log.md"
 STARTED=$(date +%s)
 {
-  echo "# benchmarks/gpu/run.sh $([ $DRY = 1 ] && echo '--dry-run (CPU, tiny; not a GPU measurement)')"
+  echo "# benchmarks/gpu/run.sh $([ $SPEED = 1 ] && echo "--speed ")$([ $DRY = 1 ] && echo "--dry-run (CPU, tiny; not a GPU measurement)")"
   echo
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo
@@ -62,6 +69,23 @@ step() {  # step NAME LIMIT_SECONDS COMMAND...
 
 # 1. environment and missing packages
 step environment 60 "$PYTHON" benchmarks/gpu/environment.py --out "$OUT" --wheels benchmarks/gpu/wheels
+
+if [ $SPEED = 1 ]; then
+  # issue 14 on the accelerator: the per-seed cases against its measured batched P·v bandwidth, the
+  # compute-bound case against its float64 and float32 matmul peaks (NumPy's baselines run on the host)
+  if [ $DRY = 1 ]; then
+    step speed_targets 150 "$PYTHON" benchmarks/run_all.py --quick --repeats 1 --only per_seed,compute_bound \
+      --out "$OUT/gpu_speed_targets"
+  else
+    step speed_targets 230 "$PYTHON" benchmarks/run_all.py --repeats 2 --only per_seed,compute_bound \
+      --out "$OUT/gpu_speed_targets"
+  fi
+  echo >> "$LOG"
+  echo "total $(( $(date +%s) - STARTED )) s" >> "$LOG"
+  cat "$LOG"
+  ! grep -q "FAILED\|TIMED OUT" "$LOG"
+  exit $?
+fi
 
 # 2. numerics on the device
 step cuda_checks 90 "$PYTHON" benchmarks/gpu/cuda_checks.py --out "$OUT"
