@@ -247,10 +247,10 @@ def content_digest(frame: pd.DataFrame) -> bytes | None:
     digest = hashlib.sha256(repr(([str(name) for name in frame.columns], [str(t) for t in frame.dtypes])).encode())
     for index in range(frame.shape[1]):
         column = frame.iloc[:, index]
-        kind = column.dtype.kind if isinstance(column.dtype, np.dtype) else None
-        if kind is not None and kind in "fiub":
+        kind = _column_kind(column)
+        if kind in NUMBER_KINDS:
             digest.update(np.ascontiguousarray(column.to_numpy()).tobytes())
-        elif kind == "O" or pd.api.types.is_string_dtype(column.dtype):
+        elif kind == TEXT:
             values = column.tolist()
             if not all(isinstance(value, str) for value in values):
                 return None
@@ -267,7 +267,7 @@ def _csv_text(frame: pd.DataFrame) -> bytes:
         return frame.to_csv(index=False, float_format=CSV_FLOAT_FORMAT).encode("utf-8")
     header = [str(name) for name in frame.columns]
     # numbers never need quotes: only the header and the text columns are searched
-    searched = [header] + [fields for fields, dtype in zip(texts, frame.dtypes) if dtype.kind not in "fiub"]
+    searched = [header] + [fields for fields, dtype in zip(texts, frame.dtypes) if dtype.kind not in NUMBER_KINDS]
     if len(texts) > 1 and not any(_NEEDS_QUOTES.search(field) for fields in searched for field in set(fields)):
         # nothing to quote, and no row is one empty field (which the csv writer writes as "")
         return ("\n".join(map(",".join, [header, *zip(*texts)])) + "\n").encode("utf-8")
@@ -278,19 +278,34 @@ def _csv_text(frame: pd.DataFrame) -> bytes:
     return text.getvalue().encode("utf-8")
 
 
+#: :func:`_column_kind` of a column of NumPy numbers (float, signed, unsigned, bool), and of one of text.
+NUMBER_KINDS, TEXT = ("f", "i", "u", "b"), "text"
+
+
+def _column_kind(series: pd.Series) -> str | None:
+    """How :func:`csv_bytes` writes a column: its NumPy kind (one of :data:`NUMBER_KINDS`), :data:`TEXT`
+    (objects or strings), or ``None`` (left to pandas: an extension dtype, dates, …)."""
+    kind = series.dtype.kind if isinstance(series.dtype, np.dtype) else None
+    if kind in NUMBER_KINDS:
+        return kind
+    if kind == "O" or pd.api.types.is_string_dtype(series.dtype):
+        return TEXT
+    return None
+
+
 def _column_texts(series: pd.Series) -> list[str] | None:
     """The CSV fields of one column as pandas writes them (:func:`csv_bytes`), or ``None`` for a column
     left to pandas."""
-    kind = series.dtype.kind if isinstance(series.dtype, np.dtype) else None
+    kind = _column_kind(series)
     if kind == "f":
         values = series.to_numpy()
         texts = list(map(CSV_FLOAT_FORMAT.__mod__, values.tolist()))
         for index in np.flatnonzero(np.isnan(values)).tolist():
             texts[index] = ""
         return texts
-    if kind is not None and kind in "iub":
+    if kind in NUMBER_KINDS:
         return list(map(str, series.tolist()))
-    if kind == "O" or pd.api.types.is_string_dtype(series.dtype):
+    if kind == TEXT:
         texts = []
         for value in series.tolist():
             if isinstance(value, str):
