@@ -465,7 +465,9 @@ def _parse_rules(tables, game: GameSpec, mode: str = "exact", run_defaults: dict
                 try:
                     build_rule(name, {**rule.fixed(), **grid_point})
                 except PrefsimError as exc:
-                    raise PrefsimError(f"{where}, {grid_label}: {exc}") from None
+                    # the rule's own message starts "rule <name>: ", which ``where`` says already
+                    context = where if grid_label == rule.label else f"{where}, {grid_label}"
+                    raise PrefsimError(f"{context}: {str(exc).removeprefix(f'rule {name}: ')}") from None
             rules.append(rule)
     labels = [r.label for r in rules]
     duplicates = {l for l in labels if labels.count(l) > 1}

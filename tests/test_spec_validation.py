@@ -146,6 +146,17 @@ def test_malformed_spec_raises_naming_the_field(spec, phrases):
     assert "\n" not in message.strip()  # one paragraph
 
 
+def test_a_rule_error_names_the_rule_once():
+    """The rule's own message (``rule inpo: …``) is not repeated after the table's ``rule #1 (inpo)``; a
+    swept rule adds the point that fails."""
+    with pytest.raises(PrefsimError) as caught:
+        parse_spec(_with(rule=[{"name": "inpo", "eta": 0.05}]))
+    assert str(caught.value).startswith("rule #1 (inpo): needs eta > tau")
+    with pytest.raises(PrefsimError) as caught:
+        parse_spec(_with(rule=[{"name": "inpo", "eta": [1.0, 0.05]}]))
+    assert str(caught.value).startswith("rule #1 (inpo), inpo[eta=0.05]: needs eta > tau")
+
+
 def test_valid_variants_parse():
     spec = parse_spec(
         _with(
