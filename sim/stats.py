@@ -134,35 +134,65 @@ def bootstrap_ci(
     """Percentile-bootstrap interval of ``statistic`` over axis 0 (the seeds) of ``samples``.
 
     Args:
-      samples: array of shape (S, ...) – S replicates (seeds) of any trailing shape.
-      statistic: ``"mean"`` or ``"median"`` (NaN-ignoring).
+      samples: array of shape (S, ...) – S replicates (seeds) of any trailing shape; NaN marks a
+        missing value (±inf is a value: a mean with an infinite seed is infinite).
+      statistic: ``"mean"`` or ``"median"``.
       confidence: level c of the two-sided interval (default 0.95).
       resamples: number B of bootstrap resamples.
       seed: seed of the NumPy generator (fixed for reproducibility).
 
     Returns:
       ``(centre, lower, upper)``, each of the trailing shape: the statistic of the data and the
-      (1−c)/2, (1+c)/2 quantiles of the statistic over B resamples of the S seeds with replacement.
-      All resamples reuse one (B, S) index matrix, so every trailing entry (e.g. every iteration)
-      is resampled with the same seeds – the bands of one curve are jointly consistent.
+      (1−c)/2, (1+c)/2 quantiles of the statistic over B resamples, with replacement, of the n seeds
+      that have a value (not NaN).  Entries with the same seeds present (without NaNs: every entry, e.g.
+      every iteration of a curve) share one (B, n) index matrix, so the bands of one curve are jointly
+      consistent.  NaN where no seed has a value; ``lower = upper = centre`` for one seed.
     """
     confidence = _check_confidence(confidence)
     values = np.asarray(samples, dtype=np.float64)
     if values.ndim == 0 or values.shape[0] == 0:
         raise PrefsimError("bootstrap_ci: needs at least one sample along axis 0 (the seeds).")
-    count = values.shape[0]
     centre = _statistic(values, statistic, axis=0)
-    if count == 1:
-        return centre, centre.copy(), centre.copy()
-    indices, counts = resample_draws(count, int(resamples), int(seed))
-    replicates = _replicates(values, indices, statistic, counts)  # (B, ...)
+    flat = values.reshape(values.shape[0], -1)
+    lower, upper = np.full(flat.shape[1], np.nan), np.full(flat.shape[1], np.nan)
+    for columns, rows in _seed_groups(~np.isnan(flat)):
+        group = flat if len(rows) * len(columns) == flat.size else flat[np.ix_(rows, columns)]
+        if len(rows) == 1:
+            lower[columns], upper[columns] = group[0], group[0]
+            continue
+        indices, counts = resample_draws(len(rows), int(resamples), int(seed))
+        replicates = _replicates(group, indices, statistic, counts)  # (B, columns)
+        lower[columns], upper[columns] = _percentiles(replicates, confidence)
+    shape = values.shape[1:]
+    return centre, lower.reshape(shape)[()], upper.reshape(shape)[()]
+
+
+def _seed_groups(present: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``[(columns, rows), …]``: the columns of an (S, N) mask grouped by which rows (seeds) are present
+    in them, each with those rows; columns without any present row are left out."""
+    if present.all():
+        return [(np.arange(present.shape[1]), np.arange(present.shape[0]))]
+    patterns, inverse = np.unique(present.T, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    return [
+        (np.flatnonzero(inverse == index), np.flatnonzero(pattern))
+        for index, pattern in enumerate(patterns)
+        if pattern.any()
+    ]
+
+
+def _percentiles(replicates: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """The (1−c)/2 and (1+c)/2 quantiles (linear interpolation) over axis 0 of ``replicates``.  Between two
+    equal infinities, where interpolation gives inf − inf = NaN, the quantile is that infinity."""
+    levels = [(1 - confidence) / 2, (1 + confidence) / 2]
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=RuntimeWarning)
-        lower, upper = np.nanquantile(replicates, [(1 - confidence) / 2, (1 + confidence) / 2], axis=0)
-    # A statistic that is NaN (no finite value) keeps NaN bounds.
-    lower = np.where(np.isfinite(centre), lower, np.nan)
-    upper = np.where(np.isfinite(centre), upper, np.nan)
-    return centre, lower, upper
+        warnings.simplefilter("ignore", category=RuntimeWarning)  # inf − inf in the interpolation
+        bounds = np.nanquantile(replicates, levels, axis=0)
+        if np.isinf(replicates).any():
+            below = np.nanquantile(replicates, levels, axis=0, method="lower")
+            above = np.nanquantile(replicates, levels, axis=0, method="higher")
+            bounds = np.where(np.isnan(bounds) & np.isinf(below) & (below == above), below, bounds)
+    return bounds[0], bounds[1]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -374,9 +404,10 @@ def paired_difference(
         raise PrefsimError(f"paired_difference: rules {rule_a!r} and {rule_b!r} share no seeds/iterations to pair.")
     a = values_a[np.searchsorted(seeds_a, seeds)][:, np.searchsorted(iterations_a, iterations)]
     b = values_b[np.searchsorted(seeds_b, seeds)][:, np.searchsorted(iterations_b, iterations)]
-    difference = a - b
+    paired = np.isfinite(a) & np.isfinite(b)  # a seed where either rule is NaN or ±inf is left out of both
+    difference = np.where(paired, a - b, np.nan)
     better = (a < b) if lower_is_better else (a > b)
-    wins = np.where(np.isfinite(difference), better + 0.5 * (a == b), np.nan)
+    wins = np.where(paired, better + 0.5 * (a == b), np.nan)
     d_centre, d_lower, d_upper = bootstrap_ci(difference, "mean", confidence, resamples, seed)
     p_centre, p_lower, p_upper = bootstrap_ci(wins, "mean", confidence, resamples, seed)
     return pd.DataFrame(
@@ -388,7 +419,7 @@ def paired_difference(
             "probability_of_improvement": p_centre,
             "probability_lower": p_lower,
             "probability_upper": p_upper,
-            "seeds": np.isfinite(difference).sum(axis=0).astype(np.int64),
+            "seeds": paired.sum(axis=0).astype(np.int64),
         }
     )
 

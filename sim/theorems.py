@@ -327,28 +327,39 @@ def apo_suboptimality_bound(
     reference: ArrayLike,
     rewards: ArrayLike,
     schedule: str = "constant",
+    iterate: str = "extrapolated",
 ) -> np.ndarray:
     """SubOpt(π_T) ≤ β·log(1/π_ref(y*))/c_T ≈ (1 − α)β·log(1/π_ref(y*))/T [D✓, docs/theory.md §B.3].
 
     Gibbs variational argument for π_T = softmax(log π_ref + c_T r/β); y* = argmax r (the largest
     π_ref mass among ties).  This is docs/theory.md's exact-reward form of the optimisation term of APO's
     Theorem 4.4, whose constants are unknown (the paper is not public).  α = 0 is iterative DPO.
+    ``iterate = "proximal"`` bounds the proximal iterate π̂_T (multiplier ĉ_T ≤ c_T) instead: the
+    iterate that APO's ``implicit_reference`` form records.
     """
     reference = np.asarray(reference, dtype=np.float64)
     rewards = np.asarray(rewards, dtype=np.float64)
     best = np.flatnonzero(rewards == rewards.max())
     log_inverse = -np.log(reference[best].sum())
     t = np.asarray(iterations, dtype=np.int64)
-    multipliers = _multipliers_at(t, alpha, schedule)
+    multipliers = _multipliers_at(t, alpha, schedule, iterate)
     with np.errstate(divide="ignore"):
         return np.where(multipliers > 0, beta * log_inverse / np.where(multipliers > 0, multipliers, 1.0), np.inf)
 
 
-def _multipliers_at(iterations: np.ndarray, alpha: float, schedule: str) -> np.ndarray:
+#: Which of APO's two iterates a bound is about: π_T (multiplier c_T) or the proximal π̂_T (ĉ_T).
+APO_ITERATES = ("extrapolated", "proximal")
+
+
+def _multipliers_at(iterations: np.ndarray, alpha: float, schedule: str, iterate: str = "extrapolated") -> np.ndarray:
+    """c_t (``iterate = "extrapolated"``) or ĉ_t (``"proximal"``) at ``iterations``."""
+    if iterate not in APO_ITERATES:
+        raise PrefsimError(f"APO bounds: iterate must be one of {', '.join(APO_ITERATES)}, got {iterate!r}.")
+    which = APO_ITERATES.index(iterate) ^ 1  # (ĉ, c) is the order of both sequences
     if schedule == "constant":
-        return np.asarray(apo_multipliers(np.asarray(iterations, dtype=np.float64), float(alpha))[1])
-    _, extrapolated = apo_multiplier_sequence(int(np.max(iterations)), alpha, schedule)
-    return extrapolated[np.asarray(iterations)]
+        return np.asarray(apo_multipliers(np.asarray(iterations, dtype=np.float64), float(alpha))[which])
+    sequences = apo_multiplier_sequence(int(np.max(iterations)), alpha, schedule)
+    return sequences[which][np.asarray(iterations)]
 
 
 def apo_exact_policy(
@@ -375,18 +386,20 @@ def apo_tv_bound(
     reference: ArrayLike,
     rewards: ArrayLike,
     schedule: str = "constant",
+    iterate: str = "extrapolated",
 ) -> np.ndarray | float:
     """TV(π_T, δ_{y*}) = 1 − π_T(y*) ≤ ((1 − π_ref(y*))/π_ref(y*))·exp(−c_T·Δ/β) [D✓, docs/theory.md §B.3].
 
     Needs a unique best arm (Δ > 0).  Shape of APO's Theorem 4.8 (exact form unknown): the
-    semilog slope tends to −Δ/(β(1 − α)) (:func:`apo_tv_log_slope`).
+    semilog slope tends to −Δ/(β(1 − α)) (:func:`apo_tv_log_slope`).  ``iterate = "proximal"``: the
+    same bound for π̂_T with ĉ_T (as :func:`apo_suboptimality_bound`).
     """
     rewards = np.asarray(rewards, dtype=np.float64)
     gap = reward_gap(rewards)
     if not gap > 0:
         raise PrefsimError("apo_tv_bound: needs a unique best arm (reward gap Δ > 0).")
     best_mass = float(np.asarray(reference, dtype=np.float64)[int(np.argmax(rewards))])
-    multipliers = _multipliers_at(np.asarray(iterations, dtype=np.int64), alpha, schedule)
+    multipliers = _multipliers_at(np.asarray(iterations, dtype=np.int64), alpha, schedule, iterate)
     return (1.0 - best_mass) / best_mass * np.exp(-multipliers * gap / beta)
 
 
@@ -656,6 +669,15 @@ def bradley_terry(setting: BoundSetting) -> str | None:
     return "its bound needs Bradley–Terry rewards and the game is not kind = bradley_terry"
 
 
+def moving_anchor(setting: BoundSetting) -> str | None:
+    if setting.parameters.get("anchor", "previous") != "reference":
+        return None
+    return (
+        "its bound is about the proximal-point reading (anchor = previous); with anchor = reference every "
+        "iterate is the one-step DPO optimum softmax(log π_ref + r/β), which does not improve with t"
+    )
+
+
 def dpo_base(setting: BoundSetting) -> str | None:
     base = setting.parameters.get("base", "dpo")
     if base == "dpo":
@@ -722,26 +744,29 @@ def _mirror_prox(optimistic: bool) -> Evaluate:
     return evaluate
 
 
-def _apo_schedule(parameters: Mapping[str, Any]) -> tuple[float, str, float]:
-    """(α, extrapolation schedule, β) of an exact-reward APO-DPO run; iterative DPO is α = 0."""
-    return (
-        float(parameters.get("alpha", 0.0)),
-        parameters.get("schedule", "constant"),
-        float(parameters.get("beta", 1.0)),
-    )
-
-
 def _apo_suboptimality(parameters, frame, game):
     t = _iterations(frame)
-    alpha, schedule, beta = _apo_schedule(parameters)
-    return apo_suboptimality_bound(t, alpha, beta, game["reference"], game["rewards"], schedule), t >= 1
+    return apo_suboptimality_bound(t, *_apo_arguments(parameters, game)), t >= 1
 
 
 def _apo_tv(parameters, frame, game):
     if not (reward_gap(game["rewards"]) > 0 and game["tau"] == 0):
         return None
-    alpha, schedule, beta = _apo_schedule(parameters)
-    return apo_tv_bound(_iterations(frame), alpha, beta, game["reference"], game["rewards"], schedule), None
+    return apo_tv_bound(_iterations(frame), *_apo_arguments(parameters, game)), None
+
+
+def _apo_arguments(parameters: Mapping[str, Any], game: Mapping[str, Any]) -> tuple:
+    """The APO bounds' arguments after ``iterations`` for an exact-reward APO-DPO run (iterative DPO is
+    α = 0): α, β, π_ref, r, the extrapolation schedule, and the recorded iterate (APO's
+    ``implicit_reference`` form records the proximal π̂_t, the others π_t)."""
+    return (
+        float(parameters.get("alpha", 0.0)),
+        float(parameters.get("beta", 1.0)),
+        game["reference"],
+        game["rewards"],
+        parameters.get("schedule", "constant"),
+        "proximal" if parameters.get("form") == "implicit_reference" else "extrapolated",
+    )
 
 
 def _advancement(parameters, frame, game):
@@ -850,7 +875,7 @@ APO_SUBOPTIMALITY = Bound(
     "apo_suboptimality_bound",
     "exact-reward derivation [D✓] of APO's Theorem 4.4 shape (docs/theory.md §B.3; the paper is not public)",
     "suboptimality",
-    hypotheses=(starts_at_reference, bradley_terry, dpo_base),
+    hypotheses=(starts_at_reference, bradley_terry, dpo_base, moving_anchor),
     evaluate=_apo_suboptimality,
 )
 #: Same hypotheses as the suboptimality bound; the data also need a reward gap Δ > 0 and τ = 0.

@@ -518,6 +518,8 @@ def test_ipo_loss_minimiser_is_best_response():
         return _pair_population_loss(per_pair, logits, sampling, RANDOM)
 
     assert np.abs(np.asarray(jax.grad(loss)(jnp.asarray(exact)))).max() < 1e-13
+    # a control: the loss is not flat, its gradient at the sampling policy is not zero
+    assert np.abs(np.asarray(jax.grad(loss)(jnp.asarray(np.log(sampling))))).max() > 1e-3
 
 
 def test_sppo_paper_loss_minimiser_is_the_paper_normaliser_step():
@@ -553,6 +555,7 @@ def test_dpo_and_dno_losses_are_minimised_by_their_exact_steps():
         )
 
     assert np.abs(np.asarray(jax.grad(dpo_population)(jnp.asarray(dpo_next)))).max() < 1e-12
+    assert np.abs(np.asarray(jax.grad(dpo_population)(jnp.asarray(previous)))).max() > 1e-3  # not flat
 
     eta = 2.0
     win = RANDOM @ np.exp(np.log(RANDOM_REFERENCE))
@@ -572,6 +575,7 @@ def test_dpo_and_dno_losses_are_minimised_by_their_exact_steps():
         return jnp.sum(RANDOM_REFERENCE[pairs_1] * RANDOM_REFERENCE[pairs_2] * losses)
 
     assert np.abs(np.asarray(jax.grad(dno_population)(jnp.asarray(dno_next)))).max() < 1e-12
+    assert np.abs(np.asarray(jax.grad(dno_population)(jnp.asarray(np.log(RANDOM_REFERENCE))))).max() > 1e-3
 
 
 def test_every_registered_rule_builds_with_defaults():

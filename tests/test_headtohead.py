@@ -72,18 +72,32 @@ def test_contexts_are_weighted_by_their_probabilities():
     assert list(table.rule_a) == ["a", "a", "b", "b"]
 
 
-def test_sampled_run_has_a_table_too():
-    table = sim.run(
-        {
-            "iterations": 3,
-            "seeds": 2,
-            "game": {"kind": "random", "arms": 3, "tau": 0.2},
-            "rule": [{"name": "inpo", "eta": 1.0}, {"name": "online_ipo"}],
-            "run": {"mode": "sampled", "pairs_per_iteration": 100, "inner_steps": 10},
-        }
-    )
+def test_sampled_run_has_a_table_too(tmp_path):
+    """The sampled run's table is W(A, B) = mean over seeds of π_Aᵀ P_s π_B for the stored final policies."""
+    raw = {
+        "iterations": 3,
+        "seeds": 2,
+        "game": {"kind": "random", "arms": 3, "tau": 0.2},
+        "rule": [{"name": "inpo", "eta": 1.0}, {"name": "online_ipo"}],
+        "run": {"mode": "sampled", "pairs_per_iteration": 100, "inner_steps": 10},
+    }
+    table = sim.run(raw, out=tmp_path / "run")
     headtohead = pd.DataFrame(table.attrs["headtohead"])
-    assert len(headtohead) == 4 and np.isfinite(headtohead.win_rate).all()
+    assert len(headtohead) == 4
+    spec = parse_spec(raw)
+    finals = {}
+    for label in ("inpo", "online_ipo"):
+        with np.load(tmp_path / "run" / "final_policies" / f"{label}.npz") as stored:
+            policies = stored["label_0"]  # (seeds, contexts, K): the game is one context
+        assert policies.shape == (2, 1, 3)
+        finals[label] = policies[:, 0]
+    preferences = [np.asarray(build_game(spec.game, seed).preference) for seed in spec.seeds]
+    for row in headtohead.itertuples():
+        per_seed = [a @ p @ b for a, p, b in zip(finals[row.rule_a], preferences, finals[row.rule_b])]
+        assert row.win_rate == pytest.approx(np.mean(per_seed), abs=1e-12)
+    wide = headtohead.pivot(index="rule_a", columns="rule_b", values="win_rate").to_numpy()
+    np.testing.assert_allclose(wide + wide.T, 1.0, atol=1e-12)
+    assert abs(wide[0, 1] - 0.5) > 1e-6  # two different rules: not the trivial ½
 
 
 def _duels(rules, seeds=256):

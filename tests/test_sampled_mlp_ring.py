@@ -22,12 +22,13 @@ def test_ring_reward_peaks_on_the_ring_and_decays_exponentially():
 
 
 def _ring_spec(form: str, rules=None):
+    rules = rules or [{"name": "dpo", "beta": 1.0}, {"name": "apo", "base": "dpo", "beta": 1.0, "alpha": 0.3}]
     return {
         "iterations": 6,
         "seeds": 2,
         "record_every": 1,
         "game": {"kind": "cyclic", "arms": 3, "tau": 0.0},
-        "rule": rules or [{"name": "dpo", "beta": 1.0}, {"name": "apo", "base": "dpo", "beta": 1.0, "alpha": 0.3}],
+        "rule": [{**rule, "form": form} if rule["name"] == "apo" else rule for rule in rules],
         "run": {
             "mode": "sampled",
             "problem": "ring",
@@ -38,7 +39,6 @@ def _ring_spec(form: str, rules=None):
             "optimizer": "adam",
             "learning_rate": 0.02,
             "inner_steps": 40,
-            "apo_form": form,
         },
     }
 
@@ -60,4 +60,4 @@ def test_mlp_parameter_extrapolation_differs_from_log_space():
     in_log_space = sim.run(_ring_spec("log_space", rules))
     late = by_parameters.iteration >= 2
     difference = np.abs(by_parameters[late].suboptimality.to_numpy() - in_log_space[late].suboptimality.to_numpy())
-    assert difference.max() > 1e-6
+    assert difference.max() > 0.01  # ≈ 0.05 on average, up to ≈ 0.13, on suboptimality ≈ 0.6

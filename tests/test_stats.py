@@ -116,6 +116,45 @@ def test_bootstrap_ci_median_nan_and_single_seed():
         stats.bootstrap_ci(data, confidence=95)
 
 
+def test_bootstrap_ci_resamples_only_the_seeds_that_have_a_value():
+    """NaN marks a missing seed: the interval of a column is the percentile interval of the means of
+    resamples of its n present seeds (here 8 of 12), by definition; columns with the same seeds present
+    share one draw, and a full column is resampled as before."""
+    rng = np.random.default_rng(11)
+    data = rng.lognormal(size=(12, 3))
+    data[[1, 4, 6, 9], 0] = np.nan
+    data[[1, 4, 6, 9], 2] = np.nan
+    centre, lower, upper = stats.bootstrap_ci(data, resamples=400, seed=3)
+    present = np.delete(data[:, 0], [1, 4, 6, 9])
+    indices, _ = stats.resample_draws(8, 400, 3)
+    means = present[indices].mean(axis=1)
+    assert centre[0] == pytest.approx(present.mean(), rel=1e-14)
+    np.testing.assert_allclose([lower[0], upper[0]], np.quantile(means, [0.025, 0.975]), rtol=1e-12)
+    full = stats.bootstrap_ci(data[:, 1], resamples=400, seed=3)
+    np.testing.assert_allclose([lower[1], upper[1]], full[1:], rtol=1e-13)
+    third = np.delete(data[:, 2], [1, 4, 6, 9])[indices].mean(axis=1)  # the same 8 seeds: the same draw
+    np.testing.assert_allclose([lower[2], upper[2]], np.quantile(third, [0.025, 0.975]), rtol=1e-12)
+
+
+def test_bootstrap_ci_with_an_infinite_seed_is_the_percentile_interval():
+    """One seed at +inf: the mean is inf, and so is the mean of every resample that draws it (about
+    1 − (1 − 1/S)^S = 65% of them at S = 12), so the upper end is inf; the lower end is the 2.5% quantile
+    of the finite resample means, which all lie among the resamples that miss it."""
+    values = np.random.default_rng(12).lognormal(size=12)
+    values[5] = np.inf
+    centre, lower, upper = stats.bootstrap_ci(values, resamples=2000, seed=1)
+    indices, _ = stats.resample_draws(12, 2000, 1)
+    with np.errstate(invalid="ignore"):
+        means = np.sort(values[indices].mean(axis=1))
+    position = 0.025 * (len(means) - 1)  # NumPy's linear interpolation between order statistics
+    below, fraction = int(np.floor(position)), position - np.floor(position)
+    expected = means[below] + fraction * (means[below + 1] - means[below])
+    assert centre == np.inf and upper == np.inf and np.isfinite(lower)
+    assert lower == pytest.approx(expected, rel=1e-12)
+    negative = stats.bootstrap_ci(-values, resamples=2000, seed=1)
+    assert negative[0] == -np.inf and negative[1] == -np.inf and negative[2] == pytest.approx(-expected, rel=1e-12)
+
+
 def test_fit_rate_recovers_a_known_power_law_exponent():
     rng = np.random.default_rng(3)
     scales = rng.lognormal(0.0, 0.5, size=20)
@@ -161,7 +200,12 @@ def test_paired_difference_detects_a_consistent_improvement_and_not_a_null_one()
     )
     better = stats.paired_difference(table, "kl_to_nash", "a", "b")
     assert np.all(better["difference_upper"] < 0)
-    assert np.all(better["probability_of_improvement"] == 1.0)
+    np.testing.assert_allclose(better["difference"], -0.1 + jitter.mean(axis=0), rtol=1e-12)
+    assert np.all(better["probability_of_improvement"] == 1.0) and np.all(better["seeds"] == 25)
+    # higher is better: a is never better than b
+    flipped = stats.paired_difference(table, "kl_to_nash", "a", "b", lower_is_better=False)
+    assert np.all(flipped["probability_of_improvement"] == 0.0)
+    np.testing.assert_allclose(flipped["difference"], better["difference"], rtol=0, atol=0)
     null = stats.paired_difference(table, "kl_to_nash", "same", "b", iteration=9)
     assert len(null) == 1 and null["difference"].iloc[0] == 0.0
     assert null["probability_of_improvement"].iloc[0] == 0.5
@@ -169,11 +213,42 @@ def test_paired_difference_detects_a_consistent_improvement_and_not_a_null_one()
         stats.paired_difference(table, "kl_to_nash", "a", "b", iteration=99)
 
 
+def test_paired_difference_counts_ties_as_half_and_leaves_out_seeds_without_two_finite_values():
+    """Five seeds: a better on seeds 0, 1 and 2, tied on seed 3, worse on seed 4: P = (3 + ½)/5 = 0.7;
+    seed 5, where a diverged (inf), and seed 6, where b is missing (NaN), are left out of both the
+    difference and the probability, and out of ``seeds``."""
+    a = [1.0, 2.0, 3.0, 4.0, 9.0, np.inf, 1.0]
+    b = [2.0, 2.5, 3.5, 4.0, 5.0, 1.0, np.nan]
+    table = pd.DataFrame(
+        {
+            "rule": ["a"] * 7 + ["b"] * 7,
+            "seed": list(range(7)) * 2,
+            "iteration": 0,
+            "kl_to_nash": a + b,
+        }
+    )
+    row = stats.paired_difference(table, "kl_to_nash", "a", "b").iloc[0]
+    assert row["seeds"] == 5
+    assert row["probability_of_improvement"] == pytest.approx(0.7, abs=1e-15)
+    assert row["difference"] == pytest.approx((-1.0 - 0.5 - 0.5 + 0.0 + 4.0) / 5, abs=1e-15)
+    assert (
+        np.isfinite(row["difference_lower"]) and row["difference_lower"] < row["difference"] < row["difference_upper"]
+    )
+
+
 def test_curve_and_summary_table():
     table = synthetic_table({"x": lambda s, t: s + 0.0 * t, "y": lambda s, t: 2.0 * s + t}, 4, [0, 1, 5])
     curve = stats.curve_summary(table, "kl_to_nash")
     assert list(curve.columns) == ["rule", "iteration", "center", "lower", "upper", "seeds"]
     assert curve.loc[(curve.rule == "y") & (curve.iteration == 5), "center"].item() == pytest.approx(8.0)
+    assert (curve["seeds"] == 4).all()
+    # y at t = 5 is 5 + 2s, s = 0…3: its band is the bootstrap interval of those four values
+    y5 = curve[(curve.rule == "y") & (curve.iteration == 5)].iloc[0]
+    _, lower, upper = stats.bootstrap_ci(5.0 + 2.0 * np.arange(4))
+    assert (y5["lower"], y5["upper"]) == (pytest.approx(lower, rel=1e-14), pytest.approx(upper, rel=1e-14))
+    assert 5.0 <= y5["lower"] < 8.0 < y5["upper"] <= 11.0
+    constant = stats.curve_summary(synthetic_table({"c": lambda s, t: 0.0 * t + 3.0}, 4, [0, 1]), "kl_to_nash")
+    assert (constant["lower"] == 3.0).all() and (constant["upper"] == 3.0).all() and (constant["center"] == 3.0).all()
     summary = stats.summary_table(table)
     assert set(summary["metric"]) == {"kl_to_nash"}  # the all-NaN suboptimality is skipped
     assert summary.set_index("rule").loc["x", "mean"] == pytest.approx(1.5)

@@ -13,8 +13,10 @@ import sim
 from bandits.errors import PrefsimError
 from bandits.preference import cyclic
 from sim import stats, theory
+from sim.bounds_table import missing_bound_notes
 from sim.game import Game
 from sim.rules.apo import apo_multipliers
+from sim.spec import parse_spec
 
 TAU = 0.2
 
@@ -153,6 +155,7 @@ def test_lemma2_regret_bound_holds_for_the_realised_regret_at_lemma2_eta():
     bound = theory.lemma2_regret_bound(np.arange(1, horizon + 1), eta, 0.1, max(b, 10.0), divergence)
     assert np.all(regret <= bound)
     assert regret[-1] > 0  # a real regret, not a vacuous zero
+    assert (regret / bound).max() > 0.01  # the bound is within two orders of magnitude (here ≈ 0.05)
     assert np.all(regret <= theory.lemma2_regret_bound(np.arange(1, horizon + 1), eta, 0.1, 1.0, divergence))
 
 
@@ -168,10 +171,8 @@ def test_hedge_nash_md_and_mmd_bounds_hold(random_run):
     sppo = report[report.rule == "sppo"]
     # with a bound 10x smaller the Hedge check fails
     assert (sppo["observed"] > sppo["bound"] / 10).any()
-    assert (
-        theory.mmd_kl_bound(np.arange(3), eta=10.0, tau=0.1, kl_initial=1.0, lipschitz=0.5)[0]
-        != theory.mmd_kl_bound(np.arange(3), eta=10.0, tau=0.1, kl_initial=1.0, lipschitz=0.5)[0]
-    )  # NaN: η > τ/L²
+    # NaN: η > τ/L²
+    assert np.isnan(theory.mmd_kl_bound(np.arange(3), eta=10.0, tau=0.1, kl_initial=1.0, lipschitz=0.5)).all()
 
 
 def test_nash_md_theorem1_eta_form():
@@ -179,7 +180,8 @@ def test_nash_md_theorem1_eta_form():
     for horizon in (10, 100, 1000):
         eta = theory.nash_md_theorem1_eta(horizon, 0.1)
         unrolled = theory.nash_md_kl_bound(horizon, eta, 0.1, 0.7)
-        assert unrolled <= (0.7 + 2 * math.log(horizon) / 0.01) / horizon
+        closed = (0.7 + 2 * math.log(horizon) / 0.01) / horizon
+        assert 0.9 * closed <= unrolled <= closed  # the simplification loses little (0.93, 0.99, 0.999)
 
 
 # ---------------------------------------------------------------------------------------------- APO
@@ -229,6 +231,55 @@ def test_apo_exact_run_matches_closed_form_and_bounds(bt_run):
     # a bound with c_T replaced by 3·c_T (i.e. β three times too small) is violated somewhere
     sub = report[(report.metric == "suboptimality") & (report.rule == "apo[alpha=0.3]")]
     assert (sub["observed"] > sub["bound"] / 3).any()
+
+
+def test_apo_implicit_reference_is_bounded_through_its_proximal_iterate():
+    """APO's implicit_reference form records π̂_T = softmax(log π_ref + ĉ_T r/β): its bounds use ĉ_T ≤ c_T.
+    With c_T the bound is violated at T = 1 on this game (π_ref(y*) = 10⁻⁸, SubOpt(π̂_1) ≈ 1.47 > 1.42)."""
+    game = {"kind": "bradley_terry", "rewards": [1.59, 0.0], "arms": 2, "tau": 0.0, "reference": [1e-8, 1 - 1e-8]}
+    rule = {"name": "apo", "base": "dpo", "alpha": 0.3, "beta": 0.1, "form": "implicit_reference"}
+    spec = {"iterations": 6, "seeds": 1, "record_every": 1, "game": game, "rule": [rule]}
+    table = sim.run(spec)
+    proximal, extrapolated = theory.apo_multipliers(np.arange(7.0), 0.3)
+    for t in range(1, 7):  # the run's iterate is the closed form with ĉ_t, not c_t
+        logits = np.log([1e-8, 1 - 1e-8]) + float(proximal[t]) * np.array([1.59, 0.0]) / 0.1
+        policy = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+        observed = table[table.iteration == t]["suboptimality"].item()
+        assert observed == pytest.approx(1.59 * (1 - policy[0]), rel=1e-9, abs=1e-15), t
+    report = theory.tightness_report(table, spec)
+    sub = report[report.metric == "suboptimality"].sort_values("iteration")
+    t = sub["iteration"].to_numpy()
+    np.testing.assert_allclose(sub["bound"], 0.1 * math.log(1e8) / np.asarray(proximal)[t], rtol=1e-12)
+    assert sub["holds"].all() and report[report.metric == "tv_to_optimum"]["holds"].all()
+    # the bound of π_T (c_T) would not hold for π̂_1: ĉ_1 = 1 < c_1 = 1.3
+    assert sub["observed"].iloc[0] > 0.1 * math.log(1e8) / float(extrapolated[1])
+    # hand-computed: ĉ_2 = 1 + (1 + α)·1 − α·0 + … = 2.3 for α = 0.3 (x_2 = y_1 + 1, y_1 = 1.3)
+    assert float(theory.apo_suboptimality_bound(2, 0.3, 0.1, [1e-8, 1 - 1e-8], [1.59, 0.0], iterate="proximal")) == (
+        pytest.approx(0.1 * math.log(1e8) / 2.3, rel=1e-14)
+    )
+    tv = theory.apo_tv_bound(2, 0.3, 0.1, [1e-8, 1 - 1e-8], [1.59, 0.0], iterate="proximal")
+    assert float(tv) == pytest.approx((1 - 1e-8) / 1e-8 * math.exp(-2.3 * 1.59 / 0.1), rel=1e-12)
+    with pytest.raises(PrefsimError, match="iterate"):
+        theory.apo_suboptimality_bound(2, 0.3, 0.1, [0.5, 0.5], [1.0, 0.0], iterate="leading")
+
+
+def test_dpo_with_a_fixed_anchor_gets_no_apo_bound():
+    """anchor = reference: π_T = softmax(log π_ref + r/β) for every T ≥ 1, so SubOpt does not fall like
+    log(1/π_ref(y*))/T; the bounds are not drawn and the run says why."""
+    game = {"kind": "bradley_terry", "rewards": [1.0, 0.5, 0.0], "arms": 3, "tau": 0.0, "reference": "uniform"}
+    spec = {
+        "iterations": 20,
+        "seeds": 1,
+        "record_every": 1,
+        "game": game,
+        "rule": [{"name": "dpo", "anchor": "reference"}, {"name": "apo", "label": "apo_fixed", "anchor": "reference"}],
+    }
+    table = sim.run(spec)
+    dpo = table[table.rule == "dpo"].sort_values("iteration")["suboptimality"].to_numpy()
+    np.testing.assert_allclose(dpo[1:], dpo[1], rtol=1e-12)  # constant after one step
+    assert theory.tightness_report(table, spec).empty
+    notes = missing_bound_notes(parse_spec(spec), None)
+    assert len(notes) == 2 and all("anchor = previous" in note for note in notes), notes
 
 
 def test_apo_equals_dpo_with_beta_one_minus_alpha_up_to_the_iteration_lag(bt_run):
@@ -431,9 +482,10 @@ def test_tightness_report_bounds_equal_the_papers_formulas_on_the_run(random_run
     report = theory.tightness_report(table, spec)
     _, context = theory._run_context(spec)
     for seed, game in context.items():
-        for label in ("inpo_t4", "inpo[eta=6]", "sppo"):
+        for label in ("inpo_t4", "inpo[eta=6]", "sppo", "dno", "nash_md", "mmd"):
             frame = table[(table.rule == label) & (table.seed == seed)].sort_values("iteration")
             rows = report[(report.rule == label) & (report.seed == seed)].sort_values("iteration")
+            assert len(rows) >= 200, label  # every recorded iteration t ≥ 1 has its bound
             t = rows["iteration"].to_numpy(dtype=float)
             if label == "inpo_t4":
                 b = theory.realised_log_ratio(frame, game["target"], game["reference"])[1:]
@@ -443,10 +495,15 @@ def test_tightness_report_bounds_equal_the_papers_formulas_on_the_run(random_run
                 d = -math.log(game["reference"].min())
                 big_t = t + 1  # T = t + 1 iterates in the mixture
                 expected = 2 * (6.0 * d + (4 * TAU**2 * b**2 + 1) * big_t / 6.0) / big_t
-            else:
-                eta = theory.hedge_optimal_eta(201, 0.02)
+            elif label in ("sppo", "dno"):  # Hedge with step η (SPPO) or 1/η (DNO's η = 5)
+                eta = theory.hedge_optimal_eta(201, 0.02) if label == "sppo" else 1 / 5.0
                 big_t = t + 1
                 expected = 2 * (math.log(1 / game["initial"].min()) / eta + eta * big_t / 8) / big_t
+            elif label == "nash_md":  # (1 − ητ)^t KL_0 + 2η² Σ_{k<t} (1 − ητ)^k, η = log 200/(200τ)
+                eta, kl_0 = math.log(200) / (200 * TAU), frame["kl_to_nash"].iloc[0]
+                expected = (1 - eta * TAU) ** t * kl_0 + 2 * eta**2 * (1 - (1 - eta * TAU) ** t) / (eta * TAU)
+            else:  # MMD: KL_0/(1 + ητ)^t with η = 0.5 (≤ τ/L² since L = max|P − ½| ≤ ½)
+                expected = frame["kl_to_nash"].iloc[0] / (1 + 0.5 * TAU) ** t
             np.testing.assert_allclose(rows["bound"].to_numpy(), expected, rtol=1e-12, err_msg=label)
 
 
