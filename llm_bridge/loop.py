@@ -18,7 +18,8 @@ For every ``[[rule]]`` of the spec, starting from π_0 = π_ref, iteration t = 0
 
 Steps 1–4 run once per stage of the rule's definition (:mod:`llm_bridge.stages`): extragradient's full
 step samples from the half-step policy and optimistic MD's leading step trains on the pairs its previous
-main step drew (``iter_XXX/carried.json``); every stage trains from θ_t, read back from its checkpoint.
+main step drew (``iter_XXX/carried.json``; at a reference advance, where the rule restarts, it draws anew
+from π_t); every stage trains from θ_t, read back from its checkpoint.
 A rule whose definition names an opponent (Nash-MD) samples its second response from it, token by token
 (:class:`llm_bridge.generation.GeometricMixture`).
 
@@ -72,7 +73,7 @@ from llm_bridge.spec import BridgeSpec, RuleEntry
 from llm_bridge.stages import run_stages
 from llm_bridge.trainer import PairTensors, make_optimizer, train_on_pairs
 from sim.rules import base_parameters, rule_info
-from sim.rules.reference import anchor_iteration
+from sim.rules.reference import advances_at, anchor_iteration
 from sim.win_rate import plot_win_rate
 
 if TYPE_CHECKING:
@@ -343,7 +344,7 @@ def _update(session: Session, entry, t: int) -> dict:
     generation = {"tokens": 0, "seconds": 0.0}
 
     def draw(index: int, initial: bool) -> tuple[dict, int]:
-        stream = 7 if initial else index  # the t = 0 draw of a carried stage has a stream of its own
+        stream = 7 if initial else index  # a carried stage's own draw (t = 0, an advance) has a stream of its own
         # 1. sample K responses per prompt from π_t — or the policy the model holds (generation batches
         # shared out over the processes, gathered); a rule with an opponent draws its second response from it
         generated = _draw_responses(session, entry, t, prompt_ids, stream)
@@ -398,7 +399,9 @@ def _update(session: Session, entry, t: int) -> dict:
         return len(records), stats
 
     carries = any(stage.carry for stage in rule.stages)
-    carried = _read_carried(out / entry.label / f"iter_{t:03d}") if carries and t > 0 else None
+    # at a reference advance the rule restarts from π_t (sim.rules.reference): a carried stage draws anew
+    restarts = bool(rule.reference_every) and bool(advances_at(t, rule.reference_every))
+    carried = _read_carried(out / entry.label / f"iter_{t:03d}") if carries and t > 0 and not restarts else None
     outcome = run_stages(rule.stages, draw, restore, train, carried)
     if carries and session.main:
         _write_carried(directory, outcome.carried)

@@ -206,6 +206,39 @@ def test_loop_runs_both_stages_counts_queries_as_sampled_mode_and_releases_the_c
     assert any(not torch.equal(first[k], reference[k]) for k in first)
 
 
+def test_optimistic_restarts_its_leading_step_at_a_reference_advance(tiny_llama, tmp_path):
+    """reference_every = 2: the update from t = 2 restarts the rule from π_t (sim.rules.reference), so its
+    leading step trains on pairs drawn anew from π_t, not on those the last main step drew; the extra
+    draw is counted as sampled mode counts it."""
+    rules = [{"name": "optimistic", "eta": 0.5, "reference_every": 2}]
+    out = tmp_path / "run"
+    table = bridge_loop.run_bridge(parse_spec(_raw(tiny_llama, rules, iterations=3)), out, progress=False)
+    prompts = 4
+    sampled = sim.run(
+        {
+            "iterations": 3,
+            "seeds": 1,
+            "record_every": 1,
+            "game": {"kind": "random", "arms": 3, "tau": 0.5},
+            "rule": rules,
+            "run": {"mode": "sampled", "pairs_per_iteration": prompts, "inner_steps": 2},
+        }
+    )
+    queries = list(table.sort_values("iteration")["oracle_queries"].cumsum())
+    assert queries == list(sampled.sort_values("iteration")["queries"]) == [0, 2 * prompts, 3 * prompts, 5 * prompts]
+
+    def chosen(path):
+        return [json.loads(line)["chosen"] for line in path.read_text().splitlines()]
+
+    # t = 1 (no advance) carries iteration 1's main-step pairs; t = 2 (an advance) does not carry
+    assert chosen(out / "optimistic" / "iter_002" / "pairs.jsonl") == chosen(
+        out / "optimistic" / "iter_001" / "stage_1" / "pairs.jsonl"
+    )
+    assert chosen(out / "optimistic" / "iter_003" / "pairs.jsonl") != chosen(
+        out / "optimistic" / "iter_002" / "stage_1" / "pairs.jsonl"
+    )
+
+
 def test_interrupted_optimistic_run_resumes_with_its_carried_pairs(tiny_llama, tmp_path, monkeypatch):
     spec = parse_spec(_raw(tiny_llama, [{"name": "optimistic", "eta": 0.5}], iterations=3))
     full = bridge_loop.run_bridge(spec, tmp_path / "full", progress=False)

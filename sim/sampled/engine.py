@@ -264,16 +264,17 @@ def build_iteration(rule_name: str, parameters: dict, settings: Any) -> tuple[Ca
             past,
         )
 
-    def staged_exact(log_policy, anchored, carried_state, step):
+    def staged_exact(log_policy, anchored, carried_state, step, restart):
         """The exact counterpart of a multi-stage iteration: each stage's population minimiser
-        (the definition's ``offline``: U(ℓ_t; μ)) on its source μ, chained from π_t (M, K)."""
+        (the definition's ``offline``: U(ℓ_t; μ)) on its source μ, chained from π_t (M, K); at a
+        reference advance (``restart``) a ``carried`` stage's source is π_t, as the restarted rule's."""
         minimiser = rule_info(base).offline
         output = log_policy
         for stage in stages:
             if stage.pairs_from == "iterate":
                 source = log_policy
             elif stage.pairs_from == "carried":
-                source = carried_state.source
+                source = jnp.where(restart, log_policy, carried_state.source)
             else:
                 source = output
             rates = jnp.einsum("mij,mj->mi", anchored.preference, jnp.exp(source))
@@ -289,8 +290,9 @@ def build_iteration(rule_name: str, parameters: dict, settings: Any) -> tuple[Ca
     def iteration(state, problem, key):
         key_data, key_inner = jax.random.split(jax.random.fold_in(key, state.step))
         anchor = problem.log_reference if state.anchor is None else state.anchor
+        restart = jnp.zeros((), bool) if every is None else advances_at(state.step, every)
         if every is not None:
-            anchor = jnp.where(advances_at(state.step, every), state.log_policy, anchor)
+            anchor = jnp.where(restart, state.log_policy, anchor)
         anchored = problem._replace(log_reference=anchor)
         reference = state.reference
         if history is not None:  # the loss's anchor mixes the last m iterates
@@ -304,6 +306,14 @@ def build_iteration(rule_name: str, parameters: dict, settings: Any) -> tuple[Ca
             stage_inner_key = key_inner if index == 0 else jax.random.fold_in(key_inner, index)
             if offline:
                 batch = state.data
+            elif stage.pairs_from == "carried" and every is not None:
+                # the rule restarts at a reference advance: its leading iterate is π_t, so are the pairs
+                batch = jax.lax.cond(
+                    restart,
+                    lambda key: draw(key, state.log_policy, problem, anchor),
+                    lambda key: state.carried.batch,
+                    stage_data_key,
+                )
             elif stage.pairs_from == "carried":
                 batch = state.carried.batch
             else:
@@ -325,7 +335,7 @@ def build_iteration(rule_name: str, parameters: dict, settings: Any) -> tuple[Ca
                 rule_info(base).offline(own_parameters, reference, anchored.log_reference, rates, state.step)
             )
         elif len(stages) > 1:
-            exact = staged_exact(normalize(state.reference), anchored, state.carried, state.step)
+            exact = staged_exact(normalize(state.reference), anchored, state.carried, state.step, restart)
         else:
             exact = exact_proximal(rule_name, fixed_parameters, anchored, normalize(state.reference), state.step)
         distance = jnp.max(jnp.abs(log_hat - exact))

@@ -28,6 +28,7 @@ from bandits.linear import random_linear_bandit
 from bandits.oracles import make_pairs
 from sim.game import game_from_instance
 from sim.nash import target_policy
+from sim.rules.reference import REFERENCE_EVERY
 from sim.sampled.engine import DIVERGENCE_FACTOR, simulate_sampled_grid, stage_plan
 from sim.sampled.offline import dataset_queries
 from sim.sampled.problem import Problem, problem_from_arrays, problem_from_game
@@ -179,9 +180,18 @@ def sampled_frame(
         stages, scheme = stage_plan(rule.name, rule.parameters, spec.run)
         per_draw = queries_per_draw(spec.run, problems, scheme)
         fresh = sum(stage.pairs_from != "carried" for stage in stages)
-        # a carried first stage trains at t = 0 on pairs bought before the first update
-        up_front = per_draw if any(stage.pairs_from == "carried" for stage in stages) else 0
-        frame["queries"] = iterations * per_draw * fresh + np.where(iterations >= 1, up_front, 0)
+        carried = any(stage.pairs_from == "carried" for stage in stages)
+        # a carried first stage trains at t = 0 on pairs bought before the first update, and draws anew
+        # at every reference advance (updates from t = M, 2M, …: ⌊(t − 1)/M⌋ of them before iteration t)
+        up_front = np.where(iterations >= 1, per_draw, 0) if carried else 0
+        restarts = 0
+        if carried and rule.parameters.get(REFERENCE_EVERY.name) is not None:  # M per row (it may be swept)
+            every = {
+                label: point.get(REFERENCE_EVERY.name, rule.parameters[REFERENCE_EVERY.name]) for label, point in labels
+            }
+            periods = frame["rule"].map(every).to_numpy(np.int64)
+            restarts = np.maximum(iterations - 1, 0) // periods
+        frame["queries"] = iterations * per_draw * fresh + up_front + restarts * per_draw
     frame["distance_to_exact"] = metrics["distance_to_exact"].reshape(-1)
     frame["loss"] = metrics["loss"].reshape(-1)
     return frame
