@@ -476,8 +476,9 @@ def plot_metric(
         axes.set_ylabel(metric_label(metric))
         axes.grid(True, which="major", alpha=0.3)
         _legend(axes, legend)
-        if title:
-            axes.set_title(title)
+        if title:  # wrapped to the axes' width: a long title is not cut off at the figure's edges
+            width = axes.get_position().width * axes.get_figure(root=True).get_figwidth()
+            axes.set_title(_wrap_title(title, width, STYLE["axes.titlesize"]))
     return axes
 
 

@@ -251,6 +251,18 @@ def test_legend_outside_the_axes_and_title_inside_the_figure(tmp_path):
     assert not title.get_window_extent(renderer).overlaps(box), "the legend must not run into the title"
 
 
+def test_a_long_axes_title_of_plot_metric_is_wrapped_inside_the_figure():
+    """plot_metric's own ``title`` (the notebooks' figures) is wrapped to the axes' width, not cut off."""
+    table = synthetic({"r": {"kl_to_nash": lambda t: 1 / (t + 1.0)}})
+    figure, axes = plotting.new_figure()
+    long = "duality gap: online vs offline data at a matched query budget, sampled mode, mean ± 95% bootstrap CI"
+    plotting.plot_metric(table, "kl_to_nash", axes=axes, title=long, legend="outside")
+    figure.canvas.draw()
+    title = axes.title
+    assert "\n" in title.get_text() and title.get_text().replace("\n", " ") == long
+    assert _inside(title.get_window_extent(figure.canvas.get_renderer()), figure.bbox)
+
+
 def _assert_panel_legends_below_their_axes(figure, panels):
     """Each panel's legend below its axes (outside them) and inside the figure; return the renderer."""
     figure.canvas.draw()
