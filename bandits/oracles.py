@@ -49,8 +49,6 @@ from bandits.errors import PrefsimError
 from bandits.pair_schemes import SCHEME_ALIASES
 
 SCHEMES = ("lambda_p", "best_worst_by_reward", "tournament", "sppo_win_rate", "exact_win_rates", "uniform_opponent")
-#: Schemes whose ``first_win_rate``/``second_win_rate`` are estimates of P(y ≻ π_t) (SPPO, DNO).
-WIN_RATE_SCHEMES = ("lambda_p", "sppo_win_rate", "exact_win_rates")
 
 
 class PairBatch(NamedTuple):

@@ -13,8 +13,8 @@ name                       modes              pairs
 ``best_worst_by_win_rate`` llm                best vs worst of K by the estimated win rate (all pairs)
 ``tournament``             sampled, llm       INPO's knock-out bracket; kept if the best beats the worst
 ``sppo_win_rate``          sampled            SPPO's pipeline: K candidates, all pairs, P̂ with self-comparison
-``uniform_opponent``       sampled            EGPO's: y, y′ uniform, one opponent y″ ~ π_t, two queries
-``exact_win_rates``        sampled            y, y′ ~ π_t with the exact P(y ≻ π_t) (no queries)
+``uniform_opponent``       sampled            EGPO's: y, y′ uniform, one opponent y″ ~ π_t, two queries; unordered
+``exact_win_rates``        sampled            y, y′ ~ π_t with the exact P(y ≻ π_t) (no queries); unordered
 =========================  =================  ===================================================
 """
 
@@ -29,13 +29,17 @@ from bandits.errors import PrefsimError
 
 @dataclasses.dataclass(frozen=True)
 class PairScheme:
-    """One pair scheme: its name, what it does, where it runs, which modes give win-rate estimates."""
+    """One pair scheme: its name, what it does, where it runs, which modes give ordered pairs and win rates."""
 
     name: str
     summary: str
     modes: tuple
     win_rate_modes: tuple = ()
-    """Modes in which the scheme estimates P(y ≻ π_t) for both responses (SPPO and DNO need them)."""
+    """Modes in which the scheme estimates P(y ≻ π_t) for both responses, drawn from π_t (SPPO and DNO
+    regress on them, weighted by how the responses are drawn)."""
+    ordered_modes: tuple = ()
+    """Modes in which each pair is ordered, chosen first, by a comparison (an oracle label, a reward, a
+    win-rate estimate): what the pairwise losses (INPO, IPO, DPO, …) read."""
     aliases: tuple = ()
 
 
@@ -47,17 +51,20 @@ PAIR_SCHEMES: dict[str, PairScheme] = {
             "y, y′ ~ π_t i.i.d., one oracle query orders them (INPO's λ_p; population-correct)",
             ("sampled", "llm"),
             ("sampled", "llm"),
+            ("sampled", "llm"),
             aliases=("iid",),
         ),
         PairScheme(
             "best_worst_by_reward",
             "K candidates from π_t; chosen = highest reward, rejected = lowest (a reward model's top/bottom)",
             ("sampled",),
+            ordered_modes=("sampled",),
             aliases=("best_worst_of_k",),
         ),
         PairScheme(
             "best_worst_by_win_rate",
             "K candidates from π_t, every pair compared; chosen/rejected = highest/lowest estimated win rate",
+            ("llm",),
             ("llm",),
             ("llm",),
             aliases=("best_worst",),
@@ -67,22 +74,24 @@ PAIR_SCHEMES: dict[str, PairScheme] = {
             "INPO's knock-out bracket over K candidates; the pair is kept if the best beats the worst",
             ("sampled", "llm"),
             ("llm",),
+            ("sampled", "llm"),
         ),
         PairScheme(
             "sppo_win_rate",
             "SPPO's pipeline: K candidates, all pairs labelled, win rates with self-comparison",
             ("sampled",),
             ("sampled",),
+            ("sampled",),
         ),
         PairScheme(
             "uniform_opponent",
-            "EGPO's: y, y′ uniform over the responses, one opponent from π_t, two queries (win-rate estimates)",
-            ("sampled",),
+            "EGPO's: y, y′ uniform over the responses, one opponent from π_t, two queries (win-rate estimates "
+            'of uniformly drawn responses, unordered: extragradient\'s estimator = "uniform" only)',
             ("sampled",),
         ),
         PairScheme(
             "exact_win_rates",
-            "y, y′ ~ π_t with the exact P(y ≻ π_t) as win rates (idealised, no oracle queries)",
+            "y, y′ ~ π_t with the exact P(y ≻ π_t) as win rates (idealised, no oracle queries; unordered)",
             ("sampled",),
             ("sampled",),
         ),
@@ -93,8 +102,10 @@ PAIR_SCHEMES: dict[str, PairScheme] = {
 DEFAULT_SCHEME = "lambda_p"
 """The pair scheme of every rule in both modes when a spec names none (sampled ``run.pair_scheme``, an
 LLM rule table's ``pairs``): the population-correct scheme, under which each rule's sampled loss has
-the rule's exact update as its population minimiser.  A rule whose loss accepts only other schemes
-lists them in its ``PairData.schemes``; its first one is then its default."""
+the rule's exact update as its population minimiser — except DNO's, whose soft label σ(r̂₁ − r̂₂) is not
+linear in the win-rate estimates (its ``PairData.unbiased_schemes`` says so and a run warns).  A rule
+whose loss accepts only other schemes lists them in its ``PairData.schemes``; its first one is then its
+default."""
 
 SCHEME_ALIASES = {alias: scheme.name for scheme in PAIR_SCHEMES.values() for alias in scheme.aliases}
 
@@ -134,5 +145,10 @@ def resolve_scheme(name: Any, mode: str, where: str) -> str:
 
 
 def gives_win_rates(name: str, mode: str) -> bool:
-    """Whether scheme ``name`` estimates P(y ≻ π_t) for both responses in ``mode``."""
+    """Whether scheme ``name`` estimates P(y ≻ π_t) for both responses, drawn from π_t, in ``mode``."""
     return mode in PAIR_SCHEMES[name].win_rate_modes
+
+
+def gives_ordered_pairs(name: str, mode: str) -> bool:
+    """Whether scheme ``name`` orders each pair (chosen first) in ``mode``."""
+    return mode in PAIR_SCHEMES[name].ordered_modes

@@ -123,6 +123,23 @@ def test_sampled_implicit_reference_apo_follows_its_closed_form():
     assert np.all(flipped[2:] > 1.6 * expected[2:])  # the test separates α from −α
 
 
+def test_implicit_reference_over_inpo_measures_its_distance_to_the_exact_step_it_takes():
+    """APO(INPO) in the implicit-reference form: the exact counterpart of an iteration anchors at the
+    extrapolated reference and takes the win rates of π̂_t, whose pairs the loss trains on (as exact mode
+    does), so ``distance_to_exact`` is sampling noise (≈ 0.01 at 20000 pairs, as for the log-space form);
+    with the anchor's own win rates it was 0.06–0.11."""
+    spec = {
+        "iterations": 3,
+        "seeds": 2,
+        "record_every": 1,
+        "game": {"kind": "random", "arms": 4, "tau": 0.2},
+        "rule": [{"name": "apo", "base": "inpo", "eta": 0.5, "tau": 0.2, "alpha": 0.7, "form": "implicit_reference"}],
+        "run": {"mode": "sampled", "pairs_per_iteration": 20000, "inner_steps": 200, "learning_rate": 0.05},
+    }
+    distance = sim.run(spec).groupby("iteration")["distance_to_exact"].max()
+    assert distance.iloc[1:].max() < 0.03, distance
+
+
 def test_sampled_run_table_columns_queries_and_reproducibility():
     spec = {
         "iterations": 3,
@@ -224,6 +241,11 @@ def _toml(spec: dict) -> str:
         ({"policy": "transformer"}, None, "run.policy"),
         ({"pair_scheme": "round_robin"}, None, "run.pair_scheme"),
         ({"pair_scheme": "tournament"}, {"name": "sppo", "eta": 1.0}, "needs win-rate estimates"),
+        # win rates of uniformly drawn responses are not SPPO's (weighted by π_t); unordered pairs are no labels
+        ({"pair_scheme": "uniform_opponent"}, {"name": "sppo", "eta": 1.0}, "drawn from π_t"),
+        ({"pair_scheme": "exact_win_rates"}, {"name": "inpo", "eta": 1.0}, "does not order its pairs"),
+        ({"pair_scheme": "uniform_opponent"}, {"name": "online_ipo"}, "does not order its pairs"),
+        ({"pair_scheme": "exact_win_rates"}, {"name": "apo", "base": "dpo"}, "does not order its pairs"),
         ({"apo_form": "implicit_reference"}, {"name": "apo", "base": "sppo", "eta": 1.0}, "implicit_reference"),
         ({"apo_form": "momentum"}, {"name": "apo", "base": "inpo", "eta": 1.0, "tau": 0.1}, "run.apo_form"),
         ({}, {"name": "mmd", "eta": 1.0}, "has no sampled loss"),

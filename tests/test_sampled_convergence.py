@@ -12,11 +12,17 @@ than 0.4 (a biased estimator has a slope near 0 and fails; see the DNO control).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import jax
 import numpy as np
+import pytest
 from rate_fit import slope_and_interval
 
+import sim
+from sim.diagnostics import DegenerateRunWarning
+from sim.rules import RULES
+from sim.rules.catalogue import accepted_schemes
 from sim.sampled.engine import build_iteration
 from sim.sampled.experiment import build_sampled_inputs
 from sim.spec import parse_spec
@@ -112,3 +118,29 @@ def test_dno_exact_win_rates_is_exact_at_any_n_and_one_comparison_labels_are_bia
     fitted, _ = slope_and_interval(biased, PAIRS)
     assert fitted > -0.2, f"biased DNO should plateau, slope {fitted:.3f}"
     assert biased[-1].mean() > 0.05
+
+
+def test_a_dno_run_with_estimated_win_rates_warns_that_its_loss_is_biased():
+    """The default λ_p scheme gives DNO one comparison per response: the run says its soft label is biased
+    (what the test above measures); exact win rates give no such warning."""
+    spec = {
+        "iterations": 2,
+        "seeds": 1,
+        "game": RANDOM_GAME,
+        "rule": [{"name": "dno", "eta": 1.0}],
+        "run": {"mode": "sampled", "pairs_per_iteration": 50, "inner_steps": 5},
+    }
+    with pytest.warns(DegenerateRunWarning, match="soft label .* 'lambda_p'.* 'exact_win_rates' trains the exact"):
+        sim.run(spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DegenerateRunWarning)
+        sim.run({**spec, "run": {**spec["run"], "pair_scheme": "exact_win_rates"}})
+
+
+def test_the_catalogue_lists_only_the_schemes_a_loss_can_read():
+    """Pairwise losses need ordered pairs (not exact_win_rates' or uniform_opponent's two draws); SPPO and
+    DNO need win rates of responses drawn from π_t (not uniform_opponent's)."""
+    inpo = accepted_schemes(RULES["inpo"], "sampled")
+    sppo = accepted_schemes(RULES["sppo"], "sampled")
+    assert "lambda_p" in inpo and "exact_win_rates" not in inpo and "uniform_opponent" not in inpo
+    assert "exact_win_rates" in sppo and "uniform_opponent" not in sppo and "tournament" not in sppo

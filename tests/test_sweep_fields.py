@@ -211,7 +211,7 @@ SAMPLED = {
     "iterations": 4,
     "seeds": 2,
     "game": {"kind": "cyclic", "arms": 3, "tau": 0.1},
-    "rule": [{"name": "inpo", "eta": 5.0}],
+    "rule": [{"name": "sppo", "eta": 1.0}],  # a rule that reads win rates: both schemes give them
     "run": {
         "mode": "sampled",
         "pairs_per_iteration": [20, 60],

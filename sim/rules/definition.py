@@ -171,6 +171,12 @@ class PairData:
         ``estimator``), overriding the run's ``pair_scheme``; ``None``: the run's.
       history: a :class:`HistoryAnchor` when the loss's anchor mixes several past iterates (MNPO); then
         the definition's ``offline`` takes that anchor in place of log π_t.  ``None``: the anchor is π_t.
+      unbiased_schemes: the schemes under which the loss's population minimiser is the exact update,
+        where the default scheme's is not (DNO: σ of a sampled win-rate estimate is biased); a sampled
+        run with another scheme warns.  Empty: the default scheme's is.
+
+    A loss that does not read win rates reads the order of each pair (chosen first), so the scheme must
+    order its pairs (:func:`bandits.pair_schemes.gives_ordered_pairs`).
     """
 
     schemes: tuple = ()
@@ -179,6 +185,7 @@ class PairData:
     stages: tuple = ()
     scheme: Callable | None = None
     history: HistoryAnchor | None = None
+    unbiased_schemes: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)

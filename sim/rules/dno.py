@@ -69,6 +69,7 @@ DEFINITION = RuleDefinition(
     ),
     exact=dno,
     loss=pair_loss,
-    data=PairData(needs_win_rates=True),
+    # σ(r̂₁ − r̂₂) of sampled estimates r̂ is not σ(r₁ − r₂) on average: only exact win rates are unbiased
+    data=PairData(needs_win_rates=True, unbiased_schemes=("exact_win_rates",)),
     bounds=(DNO_HEDGE,),
 )

@@ -220,6 +220,7 @@ def build_iteration(rule_name: str, parameters: dict, settings: Any) -> tuple[Ca
     own_parameters = base_parameters(rule_name, fixed_parameters)
     carries = any(stage.carry for stage in stages)
     window = history.length(own_parameters) if history is not None else 0
+    implicit = hook is not None and hook.form == "implicit_reference"  # APO (the one wrapper) with that form
 
     def draw(key, log_policy, problem, anchor):
         if opponent is not None:
@@ -336,6 +337,14 @@ def build_iteration(rule_name: str, parameters: dict, settings: Any) -> tuple[Ca
             )
         elif len(stages) > 1:
             exact = staged_exact(normalize(state.reference), anchored, state.carried, state.step, restart)
+        elif implicit and rule_info(base).offline is not None:
+            # APO's implicit_reference: anchor = the extrapolated reference, pairs (win rates) from π̂_t,
+            # as in exact mode; the base's own update would take the win rates of the anchor
+            rates = jnp.einsum("mij,mj->mi", anchored.preference, jnp.exp(state.log_policy))
+            anchor_policy = normalize(state.reference)
+            exact = normalize(
+                rule_info(base).offline(own_parameters, anchor_policy, anchored.log_reference, rates, state.step)
+            )
         else:
             exact = exact_proximal(rule_name, fixed_parameters, anchored, normalize(state.reference), state.step)
         distance = jnp.max(jnp.abs(log_hat - exact))

@@ -75,3 +75,20 @@ def validate_sampled_spec(run: Any, game: GameSpec, rules: Sequence[Any]) -> Non
                 f"{where}: the proximal step's exact counterpart (DPO) needs a Bradley–Terry problem (game.kind = "
                 f'"bradley_terry", or run.problem = linear_bradley_terry / ring).'
             )
+
+
+def biased_scheme_notes(run: Any, rules: Sequence[Any]) -> list[str]:
+    """One message per rule whose loss is biased under the run's pair scheme (its definition's
+    ``PairData.unbiased_schemes`` does not list it): what a sampled run's ``distance_to_exact`` then shows."""
+    notes = []
+    for rule in rules:
+        base = base_of(rule.name, rule.parameters)
+        unbiased = rule_info(base).data.unbiased_schemes
+        if run.data == "online" and unbiased and run.pair_scheme not in unbiased:
+            notes.append(
+                f"rule {rule.label}: {base}'s soft label σ(r̂(y₁) − r̂(y₂)) is not linear in the win-rate estimates "
+                f"r̂ that pair_scheme {run.pair_scheme!r} gives, so its population minimiser is not the exact {base} "
+                f"step and distance_to_exact does not fall to 0 with more pairs; pair_scheme = "
+                f"{' or '.join(repr(s) for s in unbiased)} trains the exact rule."
+            )
+    return notes
