@@ -96,6 +96,10 @@ print(
     "max observed/bound by rule:",
 )
 print(sub_report.groupby("rule").ratio.max().round(4).to_string())
+apo_rules = [apo_label[a] for a in ALPHAS] + ["apo_nesterov"]
+apo_tightness = sub_report[sub_report.rule.isin(apo_rules)]
+tightest_at = apo_tightness.loc[apo_tightness.groupby("rule").ratio.idxmax()].set_index("rule").iteration
+print("iteration T of each APO rule's largest observed/bound:", tightest_at.to_dict())
 
 shown = table[table.rule.isin([apo_label[a] for a in (0.0, 0.5, 0.9)] + [dpo_label[0.5], "apo_nesterov"])]
 bounds = theory.bounds_for_run(shown, spec)
@@ -301,12 +305,12 @@ print(growth.groupby("alpha")[["B_T", "predicted", "slope_ratio"]].mean().round(
 #
 # | check | measured |
 # |---|---|
-# | SubOpt ≤ β·log(1/π_ref(y*))/c_T (22 000 rule × seed × T points) | holds everywhere; max observed/bound 0.42–0.44 (tightest at small T) |
+# | SubOpt ≤ β·log(1/π_ref(y*))/c_T (22 000 rule × seed × T points) | holds everywhere; max observed/bound 0.42–0.44 for every APO rule (α = 0 … 0.9 and Nesterov; 0.4199–0.4392), attained at T = 2–4 (tightest at small T); the DPO controls 0.28 (β = 0.1) to 0.44 |
 # | APO(α = 0) = DPO(β) | identical to 1e-13 |
 # | APO(α, β) between DPO(β(1−α)) at T − ⌈L_T⌉ and T − ⌊L_T⌋, every T, seed, α | yes; L_200 = 0, 0.129, 0.5, 1.63, 8.1 for α = 0, .3, .5, .7, .9 |
-# | APO vs closed-form DPO(β(1−α)) after T − L_T iterations (T = 8) | max relative error 3.3e-12 |
-# | SubOpt(APO) − SubOpt(DPO β(1−α)) at T = 3 (paired, 10 seeds) | α = .3: +0.0061 [0.0046, 0.0076]; .5: +0.0201 [0.0149, 0.0259]; .7: +0.0402 [0.0294, 0.0520]; .9: +0.0489 [0.0419, 0.0574] — APO is behind its β(1−α) control on every seed (the lag) |
-# | TV semilog slope (Δ = 0.2, β = 1) vs −Δ/(β(1−α)) | α = 0: −0.2000 (−0.2000); .3: −0.2857 (−0.2857); .5: −0.4000 (−0.4000); .7: −0.6660 (−0.6667); .9: −1.5244 over t ∈ [7, 18] (asymptote −2.0; exact window prediction −1.5244: the α^t transient) |
+# | APO vs closed-form DPO(β(1−α)) after T − L_T iterations (T = 8) | max relative error 1.1e-13 (asserted < 1e-10) |
+# | SubOpt(APO) − SubOpt(DPO β(1−α)) at T = 3 (paired, 10 seeds) | α = .3: +0.0061 [0.0046, 0.0076]; .5: +0.0201 [0.0149, 0.0259]; .7: +0.0402 [0.0294, 0.0520]; .9: +0.0489 [0.0419, 0.0574] — every CI above 0, and APO is behind its β(1−α) control on every seed (the lag) |
+# | TV semilog slope (Δ = 0.2, β = 1) vs −Δ/(β(1−α)) | α = 0: −0.2000 (−0.2000); .3: −0.2857 (−0.2857); .5: −0.4000 (−0.4000); .7: −0.6660 (−0.6667, 0.1% off); .9: −1.5244 over t ∈ [7, 18] (asymptote −2.0; exact window prediction −1.5244: the α^t transient); every slope within 0.1% of its window prediction (asserted < 1%), α ≤ 0.7 within 0.1% of the asymptote (asserted < 1%) |
 # | Nesterov α_t = t/(t+3) | c_T log-log slope 1.936 over [50, 200] (≈ T²/8); c_200 = 5175 vs 1919 for α = 0.9; at T = 3 α = 0.9 leads (0.054 vs 0.149 mean SubOpt) |
 # | noise weights in log π_50 | within [1+α, 1/(1−α)): α = 0.9: [1.90, 9.95] |
 # | realised B_200 vs c_T(r_max − r_min)/β | e.g. α = 0: 141.5 vs 143.3; α = 0.9: 1373.2 vs 1375.0 (difference ≤ log(1/π_ref(y*)) = log 6) — B grows ∝ T/(1−α) |
@@ -326,10 +330,19 @@ assert np.allclose(
     atol=1e-13,
 ), "APO(α=0) ≠ DPO"
 assert lags.bracketed.all(), lags[~lags.bracketed]
-assert max(closed_errors) < 1e-6, "APO must equal DPO(β(1−α)) after T − L_T iterations"
+if SCALE == "ci":  # the tightness the Results table reports for the APO rules: 0.42–0.44, at small T
+    ratios = apo_tightness.groupby("rule").ratio.max()
+    assert ratios.between(0.415, 0.445).all(), ratios
+    assert (tightest_at <= 4).all(), tightest_at
+assert max(closed_errors) < 1e-10, "APO must equal DPO(β(1−α)) after T − L_T iterations"
+# at T = 3 APO is behind its β(1−α) control (the lag): CI above 0, and behind on every seed
+for alpha, frame in same_t.items():
+    row = frame.iloc[0]
+    assert row.difference_lower > 0, f"α = {alpha}: APO − DPO(β(1−α)) at T = 3 should be > 0"
+    assert row.probability_of_improvement == 0, f"α = {alpha}: APO ahead of its control on some seed"
 assert gap_report.holds.all(), "TV / SubOpt bound violated on the gap game"
-assert (tv.error_vs_window < 0.05).all(), tv
-assert (tv[tv.alpha <= 0.5].error_vs_asymptote < 0.1).all(), tv
+assert (tv.error_vs_window < 0.01).all(), tv
+assert (tv[tv.alpha <= 0.7].error_vs_asymptote < 0.01).all(), tv
 for _, row in tv.iterrows():
     assert row.upper < 0, "TV must decay exponentially"
 assert 1.85 < nesterov_fit.slope < 2.05, nesterov_fit

@@ -429,14 +429,18 @@ print(
 print(d11_summary.pivot(index="rule", columns="metric", values="mean").to_string(float_format=lambda v: f"{v:.3g}"))
 mixture_fits = {
     rule: stats.fit_rate(d11, metric, rule, window=(LONG // 10, LONG))
-    for rule, metric in (
-        ("sppo", "exploitability_mixture"),
-        ("dno", "exploitability_mixture"),
-        ("inpo_below", "duality_gap_mixture"),
-    )
+    for rule, metric in (("sppo", "exploitability_mixture"), ("dno", "exploitability_mixture"))
 }
 for rule, fit in mixture_fits.items():
     print(f"{rule}: mixture slope {fit.slope:.3f} [{fit.lower:.3f}, {fit.upper:.3f}]")
+# below η_crit the mixture's gap plateaus: no rate to fit, compare its level at T with its level at T/10
+below_mixture = d11[d11.rule == "inpo_below"].groupby("iteration").duality_gap_mixture.mean()
+tenth = int(below_mixture.index[np.abs(below_mixture.index - LONG // 10).argmin()])  # nearest recorded iteration
+plateau_ratio = below_mixture.loc[LONG] / below_mixture.loc[tenth]
+print(
+    f"inpo_below: mean mixture gap {below_mixture.loc[LONG]:.2e} at T = {LONG} vs {below_mixture.loc[tenth]:.2e} at "
+    f"t = {tenth}: ratio {plateau_ratio:.3f}"
+)
 nash_bias = last[last.rule.str.startswith("nash_md")].groupby("rule").duality_gap.mean()
 bias_slope = math.log(nash_bias["nash_md[eta=0.5]"] / nash_bias["nash_md[eta=0.25]"]) / math.log(2.0)
 print(
@@ -540,7 +544,7 @@ print("oracle queries per training sample:", queries_per_sample)
 # | §D.9 τ = 0, 4-cycle, SPPO averages | exploitability ≤ 0.019; π̄(arm 0) ∈ [0.115, 0.415]; |π̄(0) − π̄(2)| ≤ 0.014 | a continuum of Nash policies; uniqueness comes from τ > 0 (strict concavity), as R1 says |
 # | §D.4 SPPO, one opponent vs exact win rates (mixture exploitability at T = 30) | 0.097 vs 0.094: difference +0.0024 [−0.0013, 0.0069]; 1 query per sample vs 0 (exact) and 10 for the code's estimator (which differs: −0.020 [−0.029, −0.010], its (K−1)/K shrink) | yes, one opponent suffices in population |
 # | §D.12 INPO λ_p pairs vs tournament (duality gap at T = 30) | 3.4e-4 vs 0.048: +0.048 [0.040, 0.057]; 1 vs 11 queries per pair | the practical pipeline converges to a biased point |
-# | §D.11 last iterate vs mixture, 3-cycle, τ = .2 | SPPO/DNO: last-iterate exploitability 0.543, mixture 0.008 (slope −0.78 [−0.87, −0.69]); INPO schedule / 2·η_crit: last-iterate gap 1e-12 / 2e-17; INPO below η_crit: last gap 0.219, mixture gap 0.0013 with slope 0.014 [0.007, 0.021] (plateau); Nash-MD gap 5.8e-4 (η = .5) and 1.4e-4 (η = .25), slope in η 2.09 | SPPO/DNO need the average; INPO's last iterate converges with the schedule or η > η_crit; constant-η Nash-MD has an O(η²) bias |
+# | §D.11 last iterate vs mixture, 3-cycle, τ = .2 | SPPO/DNO: last-iterate exploitability 0.543, mixture 0.008 (slope −0.78 [−0.87, −0.69]); INPO schedule / 2·η_crit: last-iterate gap 1e-12 / 2e-17; INPO below η_crit: last gap 0.219, mixture gap 0.0013, its mean at T = 3000 over its mean at T = 300 = 1.03 (a plateau: asserted in [0.8, 1.25]; no rate is fitted); Nash-MD gap 5.8e-4 (η = .5) and 1.4e-4 (η = .25), slope in η 2.09 | SPPO/DNO need the average; INPO's last iterate converges with the schedule or η > η_crit; constant-η Nash-MD has an O(η²) bias |
 
 # %% [markdown]
 # ## Not covered here
@@ -548,7 +552,8 @@ print("oracle queries per training sample:", queries_per_sample)
 # Not answered in this notebook: §D.2 as a query-budget comparison (gap vs cumulative queries at
 # matched budgets; only the per-sample query counts are checked above), DNO with one opponent
 # (§D.4 covers SPPO only), §D.7 (Adam vs RMSprop vs SGD inner loops), §D.10 (online vs offline
-# data) and §D.3(b) (single-SGD-step online IPO vs INPO with a matched step).
+# data) and §D.3(b) (single-SGD-step online IPO vs INPO with a matched step).  Notebook 06 answers all
+# five in sampled mode.
 
 # %% [markdown]
 # ## Assertions
@@ -574,13 +579,15 @@ assert (coverage.C == 1.0).all() and (taus.C == 1.0).all(), "realised Bτ ≤ 1:
 by_tau = taus.groupby("tau").mean(numeric_only=True).sort_index(ascending=False)
 assert by_tau.bound_T.is_monotonic_increasing, "the bound grows as τ → 0"
 assert by_tau.informative_from_T.is_monotonic_increasing, "the bound becomes informative later as τ → 0"
-assert (taus[taus.tau <= 0.1].bound_T > taus[taus.tau <= 0.1].KL_0).all(), "vacuous at T = 1000 for τ ≤ 0.1"
+assert (taus.bound_T > taus.KL_0).all(), "vacuous at T = 1000 for every τ ≤ 0.5 (the bound exceeds KL(π*‖π_0))"
 assert (coverage.groupby("mass").bound_T.mean().max() / coverage.groupby("mass").bound_T.mean().min()) < 1.01, (
     "coverage does not move INPO's realised B much (B = O(1/τ)), so neither the bound"
 )
 assert coverage_effect.difference_lower.iloc[0] > 0, "poor coverage of a Nash arm raises the exploitability of π*_τ"
 # §D.8
 assert len(flips) >= 1, "expected at least one significant ranking flip between T = 3 and T = 1000"
+if SCALE == "ci":  # Results: three flips (INPO-schedule vs INPO η = 1 and vs MMD; Nash-MD vs SPPO)
+    assert len(flips) == 3, flips
 assert spearman < 0.9
 assert apo_ratio[30][1] > apo_ratio[3][2], "APO's advantage over DPO(β) grows with t"
 # §D.9
@@ -595,9 +602,9 @@ for rule in ("sppo", "dno"):
     assert last[last.rule == rule].exploitability_mixture.max() < 0.05 and mixture_fits[rule].upper < 0
 assert last[last.rule.isin(["inpo_theorem4", "inpo_above"])].duality_gap.max() < 1e-10
 assert last[last.rule == "inpo_below"].duality_gap.min() > 1e-4, "below η_crit the last iterate circles"
-assert (
-    last[last.rule == "inpo_below"].duality_gap_mixture.min() > 1e-4 and abs(mixture_fits["inpo_below"].slope) < 0.05
-), "constant η below η_crit: the mixture's gap plateaus too (Theorem 3 needs η ∝ √T)"
+assert last[last.rule == "inpo_below"].duality_gap_mixture.min() > 1e-4 and 0.8 <= plateau_ratio <= 1.25, (
+    f"constant η below η_crit: the mixture's gap plateaus too (Theorem 3 needs η ∝ √T); ratio {plateau_ratio:.3f}"
+)
 assert (nash_bias > 1e-8).all() and 1.6 < bias_slope < 2.4, "Nash-MD's constant-η bias is O(η²)"
 # §D.4 / §D.12 (sampled)
 assert (
@@ -605,6 +612,7 @@ assert (
     and sampled_final[sampled_final.rule == "inpo_lambda_p"].duality_gap.max() < 5e-3
 )
 assert -0.01 < one_opponent.difference_lower and one_opponent.difference_upper < 0.01, "one opponent ≈ exact win rates"
+assert code_estimator.difference_upper < 0, "the SPPO code's estimator (self-comparison, (K−1)/K shrink) differs"
 assert queries_per_sample == {
     "inpo_lambda_p": 1.0,
     "inpo_tournament": 11.0,

@@ -110,6 +110,8 @@ print((late.max() - late.min())[["online_ipo", "sppo"]].to_dict())
 # iterations each M needs to bring the exploitability below 1e-6 (the cost of a slower reset)
 reach = {m: int(curves.index[np.argmax(curves[f"inpo_M{m}"].to_numpy() < 1e-6)]) for m in SWEEP}
 print("first recorded iteration below 1e-6:", reach)
+reach_m50 = int(curves.index[np.argmax(curves["inpo_M50"].to_numpy() < 1e-9)])
+print(f"M = 50: first recorded iteration below 1e-9: {reach_m50} (at T = 1000: {curves['inpo_M50'].loc[1000]:.2e})")
 
 # %%
 fig_path = OUT / "comal_game_exploitability.png"
@@ -180,7 +182,7 @@ print(paired.to_string(index=False))
 # INPO with the same step (η_INPO = τ + 1/lr, the MMD/INPO equivalence) and INPO with advancement.
 
 # %%
-egpo_rows = []
+egpo_rows, egpo_tables = [], {}
 for beta, horizon, lr in ((0.1, 1000, 0.1), (0.01, 5000, 0.02)):
     table = sim.run(
         {
@@ -194,6 +196,7 @@ for beta, horizon, lr in ((0.1, 1000, 0.1), (0.01, 5000, 0.02)):
             ],
         }
     )
+    egpo_tables[beta] = (table, horizon)
     final = stats.summary_table(table, metrics=["duality_gap", "exploitability"])
     final.insert(0, "setting", f"β={beta}, T={horizon}, lr={lr}")
     egpo_rows.append(final)
@@ -201,6 +204,18 @@ for beta, horizon, lr in ((0.1, 1000, 0.1), (0.01, 5000, 0.02)):
     egpo_rows[-1]["gap_halfway_max"] = egpo_rows[-1]["rule"].map(halfway)
 egpo = pd.concat(egpo_rows, ignore_index=True)
 print(egpo[["setting", "rule", "metric", "mean", "ci_lower", "ci_upper"]].to_string(index=False))
+# paired over the same games at each setting's horizon: extragradient and advancement against INPO
+egpo_paired = {}
+for beta, (table, horizon) in egpo_tables.items():
+    for rule in ("extragradient", "inpo_advancing"):
+        for metric in ("duality_gap", "exploitability"):
+            row = stats.paired_difference(table, metric, rule, "inpo", iteration=horizon).iloc[0]
+            egpo_paired[(beta, rule, metric)] = row
+            print(
+                f"β = {beta}: {rule} − inpo, {metric} at T = {horizon}: {row.difference:+.4g} "
+                f"[{row.difference_lower:+.4g}, {row.difference_upper:+.4g}] "
+                f"({rule} lower on {row.probability_of_improvement:.0%} of seeds)"
+            )
 
 # %% [markdown]
 # ## 4. Sampled EGPO and ONPO: distance to the exact update against N
@@ -338,17 +353,22 @@ print(mnpo_h2h[["family", "rule_a", "rule_b", "win_rate", "ci_lower", "ci_upper"
 # Recorded numbers (CI scale, 2026-12-05):
 #
 # * §1: π*_τ's exploitability 0.024490; INPO with a fixed reference sits on it at every T; M = 50
-#   reaches < 1e-9 by T = 1000; M = 25 is fastest, M = 200 slowest (first recorded iteration below 1e-6:
+#   reaches < 1e-9 at t = 1025 (the first recorded iteration below it; 1.4e-9 at T = 1000) and stays
+#   there; M = 25 is fastest, M = 200 slowest (first recorded iteration below 1e-6:
 #   300 / 625 / 1225 / 2425 for M = 25 / 50 / 100 / 200, about 12 resets each); online IPO and SPPO keep
 #   oscillating (ranges 0.19 and 0.57 over the last 500 iterations).  KL(π⁰‖π_t) at COMAL's advances
 #   decreases monotonically (largest increase 1.9e-16, rounding) from 8.6e-3 to 1.4e-16.
 # * §2: exploitability at T = 1500: fixed 0.090 [0.077, 0.102], advancing 0.0031 [0.0005, 0.0070];
 #   paired difference −0.087 [−0.099, −0.075], lower on every seed.
-# * §3: at β = 0.1 extragradient and INPO with the same step reach π*_β (duality gap ~1e-10) and keep its
-#   exploitability 0.125 [0.111, 0.138]; advancement every 100 iterations lowers it to 0.054 [0.038, 0.075].
-#   At β = 0.01, T = 5000 no rule has converged: extragradient 0.046, INPO 0.048 and advancement every
-#   500 iterations 0.105 (a weak regulariser with few resets is worse at T) — EGPO's second setting does not
-#   separate the rules at this horizon.
+# * §3: at β = 0.1 extragradient and INPO with the same step reach π*_β (duality gap ~1e-10: extragradient
+#   9.2e-11 [6.2e-11, 1.2e-10], INPO 1.4e-10 [9.1e-11, 2.0e-10]) and keep its exploitability 0.125 [0.111,
+#   0.138] (paired difference within ±1e-6); advancement every 100 iterations lowers it to 0.054 [0.038,
+#   0.075].  At β = 0.01, T = 5000 no rule has converged (duality gaps 0.026, 0.028 and 0.082, every CI
+#   above 1e-2): exploitability extragradient 0.046, INPO 0.048 and advancement every 500 iterations 0.105.
+#   Paired over the 10 games, extragradient is ahead of INPO by a small but significant margin
+#   (exploitability −0.0018 [−0.0032, −0.0007], 4% of INPO's; lower on 9 of 10 seeds), and advancement is
+#   significantly worse than INPO (+0.057 [+0.034, +0.082]: a weak regulariser with few resets is worse
+#   at T).  EGPO's second setting separates extragradient from INPO only by this 4% at this horizon.
 # * §4: distance to the exact update against N (slope and 95% CI) contains −½ for both rules and both
 #   estimators (N = 400 and 6400, as in tests/test_sampled_extragradient.py): extragradient −0.52
 #   [−0.59, −0.44] (λ_p) and −0.54 [−0.61, −0.47] (uniform); optimistic −0.49 [−0.57, −0.41] and −0.55
@@ -368,7 +388,8 @@ assert (late.max() - late.min())["online_ipo"] > 1e-3 and (late.max() - late.min
 # §1 INPO with a fixed reference stalls at π*_τ's exploitability (a constant > 0)
 assert stall > 0.02
 assert np.all(np.abs(curves["inpo_fixed"].loc[[1000, 2000, 3000]] - stall) < 1e-7)
-# §1 advancement drives it below 1e-9, as do the presets; π⁰ is the LP's
+# §1 advancement drives it below 1e-9 (M = 50 from t = 1025 on), as do the presets; π⁰ is the LP's
+assert 1000 < reach_m50 <= 1025 and (curves["inpo_M50"].loc[reach_m50:] < 1e-9).all(), reach_m50
 assert curves["inpo_M50"].loc[1500] < 1e-9 and curves["mpo"].loc[HORIZON] < 1e-9 and curves["comal"].loc[1500] < 1e-9
 np.testing.assert_allclose(lp_nash, nash, atol=1e-8)
 # §1 every M reaches 1e-6, and a larger M costs more iterations (monotone in M)
@@ -381,8 +402,20 @@ assert float(paired["difference_upper"].iloc[0]) < 0
 # §3 extragradient converges to π*_β at β = 0.1 (gap ≤ 1e-8 on every seed) but not to π⁰; advancement does
 first = egpo[egpo.setting.str.startswith("β=0.1")].set_index(["rule", "metric"])
 assert first.loc[("extragradient", "duality_gap"), "ci_upper"] < 1e-8
+assert first.loc[("inpo", "duality_gap"), "ci_upper"] < 1e-8, "INPO with the same step reaches π*_β too"
 assert first.loc[("extragradient", "exploitability"), "ci_lower"] > 1e-3
+row = egpo_paired[(0.1, "extragradient", "exploitability")]
+assert max(abs(row.difference_lower), abs(row.difference_upper)) < 1e-5, "both keep π*_β's exploitability"
 assert first.loc[("inpo_advancing", "exploitability"), "ci_upper"] < first.loc[("inpo", "exploitability"), "ci_lower"]
+# §3 at β = 0.01, T = 5000 (10 games at both scales): no rule has converged; extragradient is ahead of INPO by a
+# small but significant margin (mean < 10% of INPO's); advancement every 500 iterations is worse
+second = egpo[egpo.setting.str.startswith("β=0.01")].set_index(["rule", "metric"])
+assert (second.xs("duality_gap", level="metric").ci_lower > 1e-2).all(), second
+for metric in ("duality_gap", "exploitability"):
+    row = egpo_paired[(0.01, "extragradient", metric)]
+    assert row.difference_upper < 0, f"β = 0.01: extragradient should be ahead of INPO on {metric}"
+    assert -row.difference < 0.1 * second.loc[("inpo", metric), "mean"], f"β = 0.01: margin on {metric}"
+    assert egpo_paired[(0.01, "inpo_advancing", metric)].difference_lower > 0, f"β = 0.01: advancement on {metric}"
 # §4 the sampled stage losses approach their exact updates like N^{-1/2}
 assert np.all((rates["ci_lower"] <= -0.5) & (rates["ci_upper"] >= -0.5)), rates
 assert np.all(rates["error_at_6400"] < 0.1)
