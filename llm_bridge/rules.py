@@ -31,14 +31,7 @@ from collections.abc import Callable, Mapping
 import torch
 
 from bandits.errors import PrefsimError
-from bandits.pair_schemes import (
-    PAIR_SCHEMES,
-    default_scheme,
-    gives_ordered_pairs,
-    gives_win_rates,
-    resolve_scheme,
-    schemes_for,
-)
+from bandits.pair_schemes import PAIR_SCHEMES, default_scheme, resolve_scheme
 from llm_bridge.ops import TORCH_OPS
 from sim.rules import (
     RULES,
@@ -165,14 +158,9 @@ def build_bridge_rule(name: str, given: dict, where: str = "rule", tau: float = 
     pairs = resolve_scheme(default_scheme(data.schemes) if pairs is None else pairs, "llm", f"{where}: pairs")
     if data.schemes and pairs not in data.schemes:
         raise PrefsimError(f"{where}: rule {base} needs pairs = {' or '.join(map(repr, data.schemes))}, got {pairs!r}.")
-    if data.needs_win_rates and not gives_win_rates(pairs, "llm"):
-        usable = [s for s in schemes_for("llm") if gives_win_rates(s, "llm")]
-        raise PrefsimError(f"{where}: rule {base} needs win-rate estimates; use pairs = one of {', '.join(usable)}.")
-    if not data.needs_win_rates and not gives_ordered_pairs(pairs, "llm"):
-        usable = [s for s in schemes_for("llm") if gives_ordered_pairs(s, "llm")]
-        raise PrefsimError(
-            f"{where}: rule {base} needs ordered (chosen/rejected) pairs; use pairs = one of {', '.join(usable)}."
-        )
+    reason = data.unreadable(pairs, "llm")
+    if reason is not None:
+        raise PrefsimError(f"{where}: pairs: rule {base} {reason}.")
     if samples is None:
         samples = 2 if pairs == "lambda_p" else 4
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 2:

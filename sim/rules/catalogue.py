@@ -5,7 +5,7 @@ Everything here is read from :data:`sim.rules.RULES`, so the catalogue cannot dr
 
 from __future__ import annotations
 
-from bandits.pair_schemes import default_scheme, gives_ordered_pairs, gives_win_rates, schemes_for
+from bandits.pair_schemes import default_scheme, schemes_for
 from sim.rules import RULES, RuleDefinition
 
 
@@ -18,9 +18,7 @@ def accepted_schemes(definition: RuleDefinition, mode: str) -> list:
         return sorted({s for base in bases for s in accepted_schemes(base, mode)}, key=schemes_for(mode).index)
     data = definition.data
     schemes = [s for s in schemes_for(mode) if not data.schemes or s in data.schemes]
-    if data.needs_win_rates:
-        return [s for s in schemes if gives_win_rates(s, mode)]
-    return [s for s in schemes if gives_ordered_pairs(s, mode)]
+    return [s for s in schemes if data.unreadable(s, mode) is None]
 
 
 def describe_rule(definition: RuleDefinition) -> dict:

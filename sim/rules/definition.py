@@ -27,6 +27,8 @@ from typing import Any, NamedTuple
 
 import jax
 
+from bandits.pair_schemes import gives_ordered_pairs, gives_win_rates, schemes_for
+
 #: Marker default: the rule's ``tau`` defaults to the game's τ (in LLM specs, the spec's ``tau``).
 GAME_TAU = "game.tau"
 
@@ -186,6 +188,21 @@ class PairData:
     scheme: Callable | None = None
     history: HistoryAnchor | None = None
     unbiased_schemes: tuple = ()
+
+    def unreadable(self, scheme: str, mode: str) -> str | None:
+        """Why this loss cannot read the pairs of ``scheme`` in ``mode`` (``sampled``/``llm``), naming the
+        schemes it can read; ``None`` when it can."""
+        if self.needs_win_rates:
+            usable = [s for s in schemes_for(mode) if gives_win_rates(s, mode)]
+            what = "needs win-rate estimates of responses drawn from π_t, which"
+            missing = "does not give"
+        else:
+            usable = [s for s in schemes_for(mode) if gives_ordered_pairs(s, mode)]
+            what = "reads which response of a pair was chosen, and"
+            missing = "does not order its pairs (its two draws are unordered)"
+        if scheme in usable:
+            return None
+        return f"{what} pair scheme {scheme!r} {missing}; use one of {', '.join(usable)}"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,7 +21,6 @@ from collections.abc import Callable
 import jax.numpy as jnp
 
 from bandits.errors import PrefsimError
-from bandits.pair_schemes import gives_ordered_pairs, gives_win_rates, schemes_for
 from sim.rules import RULES, base_of, base_parameters, rule_info
 from sim.rules.definition import JAX_OPS
 
@@ -49,19 +48,10 @@ def check_sampled_rule(rule_name: str, parameters: dict, pair_scheme: str, where
             f"{where}: rule {name} samples its own pairs (against its opponent, or with its estimator); leave "
             f"pair_scheme at {' or '.join(repr(s) for s in data.schemes)}, got {pair_scheme!r}."
         )
-    elif not data.needs_win_rates and not gives_ordered_pairs(pair_scheme, "sampled"):
-        ordered = [s for s in schemes_for("sampled") if gives_ordered_pairs(s, "sampled")]
-        raise PrefsimError(
-            f"{where}: rule {name}'s loss reads which response of a pair was chosen, and pair_scheme "
-            f"{pair_scheme!r} does not order its pairs (it gives win rates of two draws); use one of "
-            f"{', '.join(ordered)}."
-        )
-    if data.needs_win_rates and not gives_win_rates(pair_scheme, "sampled"):
-        winning = [s for s in schemes_for("sampled") if gives_win_rates(s, "sampled")]
-        raise PrefsimError(
-            f"{where}: rule {name} needs win-rate estimates of responses drawn from π_t, which pair_scheme "
-            f"{pair_scheme!r} does not give; use one of {', '.join(winning)}."
-        )
+    else:
+        reason = data.unreadable(pair_scheme, "sampled")
+        if reason is not None:
+            raise PrefsimError(f"{where}: rule {name} {reason}.")
 
 
 def _gather(log_probs, contexts, responses):
