@@ -96,6 +96,8 @@ class GameSpec:
             raise PrefsimError(f"game.arms: expected an integer ≥ 2, got {self.arms!r}.")
         if self.kind in ("cyclic", "random") and self.arms is None:
             raise PrefsimError(f'game.arms: kind = "{self.kind}" needs the number of arms.')
+        for field in ("preference", "rewards", "reference", "weights"):
+            _check_numbers(getattr(self, field), f"game.{field}")
         if isinstance(self.rewards, str) and self.rewards != "random":
             raise PrefsimError(f'game.rewards: expected a list of numbers or "random", got {self.rewards!r}.')
         if isinstance(self.rewards, str) and self.rewards == "random" and self.arms is None:
@@ -276,6 +278,22 @@ def _vector(values, field: str) -> np.ndarray:
     if array.ndim != 1:
         raise PrefsimError(f"{field}: expected a flat list of numbers, got shape {array.shape}.")
     return array
+
+
+def _check_numbers(value, field: str) -> None:
+    """Refuse a list (or array) of ``field`` holding anything but numbers: a quoted "0.5" or a boolean would
+    otherwise be converted silently (a name such as "random" is checked by the field's own rules)."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "iuf":
+            raise PrefsimError(f"{field}: expected numbers, got an array of {value.dtype}.")
+        return
+    if not isinstance(value, (list, tuple)):
+        return
+    for item in value:
+        if isinstance(item, (list, tuple, np.ndarray)):
+            _check_numbers(item, field)
+        elif isinstance(item, bool) or not isinstance(item, (int, float, np.integer, np.floating)):
+            raise PrefsimError(f"{field}: expected numbers, got {item!r} (write numbers without quotes).")
 
 
 def _is_number(value) -> bool:

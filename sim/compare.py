@@ -96,6 +96,13 @@ def compare_runs(
             raise PrefsimError(
                 f"compare: {', '.join(missing)} has no value in one of the runs; shared metrics: {', '.join(shared)}."
             )
+    recorded = set(table_a["iteration"]) & set(table_b["iteration"])
+    absent = sorted({int(i) for i in iterations} - {int(i) for i in recorded})
+    if absent:
+        raise PrefsimError(
+            f"compare: --at {', '.join(map(str, absent))}: not an iteration both runs recorded (their last shared "
+            f"one is {max(recorded) if recorded else 'none'}); see the runs' record_every."
+        )
     rows = []
     for rule in rules:
         a = table_a[(table_a["rule"] == rule) & table_a["seed"].isin(seeds)]

@@ -22,6 +22,9 @@ from sim.machine import usable_cores
 
 #: Environment variable with the default CPU device count of ``prefsim`` commands (a number or ``auto``).
 CPU_DEVICES_VARIABLE = "PREFSIM_CPU_DEVICES"
+#: The most CPU devices per usable core: more only adds threads (each device has its own), and XLA aborts
+#: when the system cannot start them all.
+DEVICES_PER_CORE = 8
 
 
 def cpu_device_count(setting: str | int) -> int:
@@ -31,6 +34,13 @@ def cpu_device_count(setting: str | int) -> int:
         return usable_cores()
     if not text.isdigit() or int(text) < 1:
         raise PrefsimError(f"CPU devices: expected a positive whole number or auto, got {setting!r}.")
+    cores = usable_cores()
+    if int(text) > DEVICES_PER_CORE * cores:
+        raise PrefsimError(
+            f"CPU devices: {int(text)} is more than {DEVICES_PER_CORE} per usable core ({cores} here, at most "
+            f"{DEVICES_PER_CORE * cores}); each device starts threads of its own and a seed runs on one core, so "
+            "use auto (one per core) or fewer."
+        )
     return int(text)
 
 

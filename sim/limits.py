@@ -9,12 +9,12 @@
 * :func:`memory_estimate` — bytes a run holds at once, by part: the preference matrices P, the
   policies and state of the vmapped trajectories (``grid·B·K`` per vector, B the seeds of one call:
   ``[run] seed_block``, else all S), the recordings (``grid·B·R`` per metric, plus the table of all S
-  seeds), and in sampled mode the labelled pairs of one iteration (``grid·B·N``) and the policy
-  features.  P counts once when every seed shares it, and ``2·S·K²`` when it is drawn per seed (the
-  per-seed matrices and their stack), plus ``B·K²`` for the seed-last copy of exact mode's small games
-  (K ≤ :data:`sim.trajectory.SMALL_ARMS`, :func:`sim.trajectory.simulate_seeds_block`), plus one float64
-  copy while a game is built.  It is a lower bound
-  of the peak (XLA's workspace comes on top), so a run it refuses cannot fit; :func:`check_memory`
+  seeds), and in sampled mode the labelled pairs of one iteration (``grid·B·N``, times the candidates a
+  scheme compares per pair: :func:`_scheme_numbers`) and the policy features.  P counts once when every
+  seed shares it, and ``2·S·K²`` when it is drawn per seed (the per-seed matrices and their stack), plus
+  ``B·K²`` for the seed-last copy of exact mode's small games (K ≤ :data:`sim.trajectory.SMALL_ARMS`,
+  :func:`sim.trajectory.simulate_seeds_block`), plus one float64 copy while a game is built.  It is a
+  lower bound of the peak (XLA's workspace comes on top), so a run it refuses cannot fit; :func:`check_memory`
   compares it with the memory the machine has available (``MemAvailable`` of ``/proc/meminfo``, else
   ``sysconf``).
 """
@@ -51,6 +51,29 @@ def check_counts(iterations: int, seed_count: int) -> None:
         raise PrefsimError(
             f"seeds: {seed_count} seeds is more than prefsim runs at once (at most {MAX_SEEDS}); every seed is a "
             "game and a trajectory held in memory. Split the seeds over several runs (seeds = [list])."
+        )
+
+
+#: Inner gradient steps one seed of a sampled run may take (T × inner_steps): 10¹¹, hours at 10⁷ steps per
+#: second; a jitted inner loop cannot be interrupted until its iteration ends.
+MAX_INNER_STEPS_TOTAL = 10**11
+
+
+def check_inner_steps(iterations: int, inner_steps: int) -> None:
+    """Refuse ``inner_steps`` that would wrap the loop's 32-bit counter, or a run whose inner loops add up
+    to more than :data:`MAX_INNER_STEPS_TOTAL` steps per seed (:class:`PrefsimError`)."""
+    if inner_steps > MAX_ITERATIONS:
+        raise PrefsimError(
+            f"run.inner_steps: {inner_steps} is more than the inner loop can count (at most {MAX_ITERATIONS} = "
+            "2³¹ − 1); 10²–10⁴ steps reach the loss's minimiser (use run.tolerance to stop earlier)."
+        )
+    total = iterations * inner_steps
+    if total > MAX_INNER_STEPS_TOTAL:
+        raise PrefsimError(
+            f"run.inner_steps: {iterations} iterations × {inner_steps} inner steps = {total:.3g} gradient steps per "
+            f"seed, more than prefsim runs (at most {MAX_INNER_STEPS_TOTAL:.0e}; at 10⁷ steps per second "
+            f"{_duration(total / 1e7)}, and an iteration cannot be interrupted before it ends). Use fewer inner "
+            "steps (run.tolerance stops at the minimiser) or fewer iterations."
         )
 
 
@@ -135,12 +158,23 @@ def memory_estimate(spec: Any) -> dict:
     run = spec.run
     if run.mode == "sampled":
         pairs = int(run.offline_pairs or 0) if run.data == "offline" else int(run.pairs_per_iteration)
-        estimate["pairs"] = PAIR_BYTES * grid * block * pairs
+        estimate["pairs"] = grid * block * pairs * (PAIR_BYTES + _scheme_numbers(run) * itemsize)
         if run.policy != "tabular":
             dimension = arms if run.features == "one_hot" and run.problem == "game" else int(run.feature_dim)
             width = int(run.mlp_width) if run.policy == "mlp" else 1
             estimate["features"] = grid * block * (arms * dimension + 4 * arms * width) * itemsize
     return estimate
+
+
+def _scheme_numbers(run) -> int:
+    """Numbers a pair scheme holds per pair while it draws one (uniforms, candidates, win-rate estimates),
+    by the candidates C it compares: SPPO's pipeline 2C² + 2C, the tournament and best-of-C 4C; else 0."""
+    candidates = int(run.candidates)
+    if run.pair_scheme == "sppo_win_rate":
+        return 2 * candidates * candidates + 2 * candidates
+    if run.pair_scheme in ("tournament", "best_worst_by_reward"):
+        return 4 * candidates
+    return 0
 
 
 def _gib(value: float) -> str:

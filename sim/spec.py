@@ -42,9 +42,9 @@ from bandits.errors import PrefsimError
 from bandits.games import GameSpec
 from bandits.pair_schemes import DEFAULT_SCHEME, resolve_scheme
 from sim.field_sweep import check_sweep_values, expand_points, field_sweeps, point_name, sweep_label
-from sim.limits import check_counts
+from sim.limits import check_counts, check_inner_steps
 from sim.plot_spec import PlotSpec, check_plot_against_rules, parse_plot
-from sim.rules import RULES, base_of, build_rule, canonical_name, resolve_parameters, rule_info
+from sim.rules import RULES, base_of, base_parameters, build_rule, canonical_name, resolve_parameters, rule_info
 from sim.rules.apo import FORMS
 from sim.rules.dpo import ANCHORS
 from sim.sampled.validation import validate_sampled_spec
@@ -328,6 +328,8 @@ def parse_spec(data: Any) -> ExperimentSpec:
     if run.mode == "sampled":
         validate_sampled_spec(run, game, rules)
         check_sampled_numbers(run)
+        check_inner_steps(int(iterations), run.inner_steps)
+    _check_history_windows(rules, int(iterations))
     return ExperimentSpec(
         iterations=int(iterations),
         seeds=seeds,
@@ -512,6 +514,22 @@ def _parse_rule(name: str, label: str, table: dict, point: tuple, game: GameSpec
             f"with rewards), got game.kind = {game.kind!r}."
         )
     return rule
+
+
+def _check_history_windows(rules: tuple, iterations: int) -> None:
+    """Refuse a rule whose window of past iterates (MNPO's ``history``) is longer than the run: at most
+    T + 1 iterates exist, and a longer window costs memory and time per iteration for nothing."""
+    for index, rule in enumerate(rules):
+        definition = rule_info(base_of(rule.name, rule.parameters))
+        history = definition.data.history if definition.data is not None else None
+        if history is None:
+            continue
+        length = history.length(base_parameters(rule.name, rule.parameters))
+        if length > iterations + 1:
+            raise PrefsimError(
+                f"rule #{index + 1} ({rule.label}): a window of {length} past iterates is longer than the run "
+                f"(iterations = {iterations}: π_0 … π_T are {iterations + 1}); use at most {iterations + 1}."
+            )
 
 
 def _takes_parameter(info, table: dict, key: str) -> bool:

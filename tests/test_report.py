@@ -88,6 +88,8 @@ def test_compare_identical_runs_is_exactly_zero_and_refuses_other_games(runs, tm
     assert refused.returncode == 2 and "different games" in refused.stderr and "Traceback" not in refused.stderr
     missing = prefsim("compare", runs / "exact", tmp_path / "nowhere")
     assert missing.returncode == 2 and "is not a finished `prefsim run` directory" in missing.stderr
+    never = prefsim("compare", runs / "exact", runs / "sampled", "--at", "99999")
+    assert never.returncode == 2 and "--at 99999: not an iteration both runs recorded" in never.stderr
 
 
 def _chromium() -> str | None:

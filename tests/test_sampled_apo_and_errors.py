@@ -13,10 +13,12 @@ import sim
 from bandits.errors import PrefsimError
 from bandits.linear import random_linear_bandit
 from sim.cli import main as cli_main
+from sim.limits import PAIR_BYTES, check_memory, memory_estimate
 from sim.metrics import METRIC_COLUMNS
 from sim.sampled.apo import extrapolate_log_space, extrapolate_parameters
 from sim.sampled.policies import make_policy
 from sim.sampled.problem import problem_from_arrays
+from sim.spec import parse_spec
 
 
 def _linear_problem(kind="bradley_terry", contexts=2):
@@ -138,6 +140,49 @@ def test_implicit_reference_over_inpo_measures_its_distance_to_the_exact_step_it
     }
     distance = sim.run(spec).groupby("iteration")["distance_to_exact"].max()
     assert distance.iloc[1:].max() < 0.03, distance
+
+
+def test_inner_loops_that_could_not_finish_are_refused_before_running():
+    """A jitted inner loop runs to its end before a signal is seen: inner_steps past the 32-bit counter, or
+    T × inner_steps past 10¹¹ gradient steps per seed, is refused with the arithmetic."""
+    base = {"iterations": 5, "seeds": 1, "game": {"kind": "random", "arms": 3, "tau": 0.2}}
+    base["rule"] = [{"name": "inpo", "eta": 1.0}]
+    with pytest.raises(PrefsimError, match="more than the inner loop can count"):
+        parse_spec({**base, "run": {"mode": "sampled", "inner_steps": 2**32 + 1}})
+    with pytest.raises(PrefsimError, match=r"100 iterations × 2000000000 inner steps = 2e\+11"):
+        parse_spec({**base, "iterations": 100, "run": {"mode": "sampled", "inner_steps": 2_000_000_000}})
+    parse_spec({**base, "iterations": 50, "run": {"mode": "sampled", "inner_steps": 2_000_000_000}})  # 10¹¹
+
+
+def test_a_history_window_longer_than_the_run_is_refused():
+    """MNPO's window holds past iterates; π_0 … π_T are T + 1 of them, so a longer one is a clear error."""
+    game = {"kind": "random", "arms": 3, "tau": 0.2}
+    with pytest.raises(PrefsimError, match=r"rule #1 \(mnpo\): a window of 1000 past iterates .* at most 21"):
+        parse_spec({"iterations": 20, "seeds": 1, "game": game, "rule": [{"name": "mnpo", "history": 1000}]})
+    parse_spec({"iterations": 20, "seeds": 1, "game": game, "rule": [{"name": "mnpo", "history": 21}]})
+
+
+def test_the_memory_estimate_counts_the_candidates_a_scheme_compares():
+    """SPPO's pipeline holds 2C² + 2C numbers per pair while it draws (uniforms, win-rate estimates): C = 10⁵
+    candidates cannot fit, and the run is refused instead of failing inside XLA."""
+    spec = parse_spec(
+        {
+            "iterations": 2,
+            "seeds": 1,
+            "game": {"kind": "random", "arms": 3, "tau": 0.2},
+            "rule": [{"name": "sppo"}],
+            "run": {
+                "mode": "sampled",
+                "pair_scheme": "sppo_win_rate",
+                "candidates": 100_000,
+                "pairs_per_iteration": 10,
+            },
+        }
+    )
+    estimate = memory_estimate(spec)
+    assert estimate["pairs"] == 10 * (PAIR_BYTES + (2 * 10**10 + 2 * 10**5) * 8)
+    with pytest.raises(PrefsimError, match="memory: this run needs"):
+        check_memory(spec, available=2**40)
 
 
 def test_sampled_run_table_columns_queries_and_reproducibility():

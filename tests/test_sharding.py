@@ -141,6 +141,9 @@ def test_bad_or_late_cpu_device_counts_are_clear_errors(tmp_path, capsys):
     bad = _prefsim_run(spec, tmp_path / "bad", "--cpu-devices", "zero")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "CPU devices: expected a positive whole number or auto, got 'zero'" in bad.stderr
+    # far more devices than cores: refused before XLA tries (and fails) to start their threads
+    many = _prefsim_run(spec, tmp_path / "many", "--cpu-devices", "100000")
+    assert many.returncode == 2 and "Traceback" not in many.stderr and "per usable core" in many.stderr
     # in this process JAX already runs (on its one CPU device): another count cannot be set any more
     import jax
 

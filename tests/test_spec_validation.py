@@ -64,6 +64,11 @@ def test_the_base_spec_is_valid():
         (_with(game={"kind": "cyclic", "arms": 3, "strength": 2.0}), ["game.strength"]),
         (_with(game={"kind": "cyclic", "arms": 3, "reference": "skewed"}), ["game.reference"]),
         (_with(game={"kind": "matrix"}), ["game.preference"]),
+        # quoted numbers inside lists are refused, as they are as scalars (not converted silently)
+        (_with(game={"kind": "matrix", "preference": [["0.5", 0.7], [0.3, 0.5]]}), ["game.preference", "quotes"]),
+        (_with(game={"kind": "bradley_terry", "rewards": ["1.0", 0.0]}), ["game.rewards", "'1.0'"]),
+        (_with(game={"kind": "cyclic", "arms": 3, "reference": ["0.5", "0.25", 0.25]}), ["game.reference", "quotes"]),
+        (_with(game={"kind": "cyclic", "arms": 3, "reference": [True, 0.0, 0.0]}), ["game.reference", "True"]),
         # run table
         (_with(run="exact"), ["run", "expected a table"]),
         (_with(run={"mode": "approximate"}), ["run.mode"]),
