@@ -59,6 +59,7 @@ from sim.results_io import (
     output_lock,
     read_part,
     remove_stale_parts,
+    signals_held,
     write_files_atomic,
     write_part,
     write_run_results,
@@ -204,8 +205,9 @@ def _run_checked(
             frame = run_part(work, spec, inputs, blocks)
             say(f"{work.name}: {len(frame)} rows in {time.time() - tic:.1f} s")
         if part is not None:
-            save_final_policies(out, work.name, rule_fingerprint, frame.attrs[FINAL_POLICY])
-            write_part(part, frame, rule_fingerprint)
+            with signals_held():  # both or neither: an interruption is acted on once they are written
+                save_final_policies(out, work.name, rule_fingerprint, frame.attrs[FINAL_POLICY])
+                write_part(part, frame, rule_fingerprint)
         finals.append(frame.attrs.pop(FINAL_POLICY))  # out of attrs: pandas compares attrs when concatenating
         frames.append(frame)
     tables, policies = assemble_parts(parts, frames, finals)

@@ -31,7 +31,9 @@ import io
 import json
 import os
 import re
+import signal
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -53,6 +55,35 @@ RESULT_FILES = ("metrics.csv", "manifest.json")
 RUNNING_MANIFEST = Path("parts") / "manifest.json"
 #: Columns of a part that are not floating-point metrics (labels, integer ids, sampled mode's query count).
 NON_FLOAT_COLUMNS = ("rule", "seed", "iteration", "queries")
+
+
+#: The signals :func:`signals_held` holds while a part of the results is written.
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while the block writes results that belong together (a rule's rows and
+    its final policies), then act on one that came, with the handler in effect before: a signal in the
+    middle of a write would leave half of them (and a traceback from the half-written file).
+
+    Only in the main thread (the only one Python delivers signals to); elsewhere the block just runs.
+    The previous handlers are back when the block ends, whatever happens in it.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+    previous = {number: signal.getsignal(number) for number in HELD_SIGNALS}
+    for number in HELD_SIGNALS:
+        signal.signal(number, lambda number, frame: arrived.append(number))
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if arrived:
+            signal.raise_signal(arrived[0])  # handled now, as if it had just arrived
 
 
 def _os_reason(exc: OSError) -> str:

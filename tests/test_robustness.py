@@ -666,3 +666,33 @@ def test_build_games_keeps_one_copy_of_a_leaf_shared_by_every_seed(game, stacked
             leaf = leaf[index] if getattr(axes, name) == 0 else leaf
             np.testing.assert_array_equal(np.asarray(leaf), np.asarray(getattr(single, name)))
     assert targets.shape == (3, 5)
+
+
+def test_an_interruption_while_a_rule_is_saved_is_acted_on_once_its_files_are_whole(tmp_path, monkeypatch):
+    """Ctrl-C in the middle of writing a rule's final policies and rows: both are written whole, then the
+    run stops (KeyboardInterrupt, so exit 130 from the command); a resumed run loads that rule and equals an
+    uninterrupted one.  Before, the write broke (a traceback) and the rule's rows were lost."""
+    spec = {
+        "iterations": 30,
+        "seeds": 2,
+        "game": {"kind": "random", "arms": 3, "tau": 0.2},
+        "rule": [{"name": "inpo", "eta": 1.0}, {"name": "mmd"}],
+    }
+    real = experiment.save_final_policies
+
+    def interrupted(*arguments):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)  # the signal is delivered here, in the middle of the rule's writes
+        real(*arguments)
+
+    monkeypatch.setattr(experiment, "save_final_policies", interrupted)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        sim.run(spec, out=out)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is back
+    assert sorted(p.name for p in (out / "parts").glob("*.csv")) == ["inpo.csv"]
+    assert (out / "final_policies" / "inpo.npz").is_file()
+    monkeypatch.undo()
+    resumed = sim.run(spec, out=out, resume=True)
+    fresh = sim.run(spec)
+    pd.testing.assert_frame_equal(resumed.reset_index(drop=True), fresh.reset_index(drop=True))
