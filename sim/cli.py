@@ -372,7 +372,7 @@ def _launch(args) -> int:
 def _summary_options(args, spec: ExperimentSpec) -> tuple[list[str] | None, list[int]]:
     """``--metrics`` and ``--at`` checked against the metrics and the spec's recorded iterations."""
     from sim.metrics import METRIC_COLUMNS
-    from sim.summary import SAMPLED_COLUMNS
+    from sim.stats import SAMPLED_COLUMNS
     from sim.trajectory import default_record_iterations, is_recorded
 
     chosen = _comma_list(args.metrics, "--metrics")

@@ -146,3 +146,15 @@ def check_plot_against_rules(plot: PlotSpec, labels: list[str]) -> None:
     for name in plot.labels:
         if name not in labels and name not in bases:
             raise PrefsimError(f"plot.labels: {name!r} is not a rule of this run; its rules are {', '.join(labels)}.")
+
+
+def check_plot_metrics(plot: PlotSpec, known: tuple, mode: str) -> None:
+    """Reject ``plot.metrics`` entries that are no metric column of a ``mode`` run (``known``), before the
+    run: a misspelt name would otherwise be found only when the figures are drawn (or never, with
+    ``--no-plots``)."""
+    unknown = [name for name in plot.metrics or () if name not in known]
+    if unknown:
+        raise PrefsimError(
+            f"plot.metrics: {', '.join(map(repr, unknown))} is not a metric of {mode} mode; its metrics are "
+            f"{', '.join(known)}."
+        )

@@ -43,7 +43,8 @@ from bandits.games import GameSpec
 from bandits.pair_schemes import DEFAULT_SCHEME, resolve_scheme
 from sim.field_sweep import check_sweep_values, expand_points, field_sweeps, point_name, sweep_label
 from sim.limits import check_counts, check_inner_steps
-from sim.plot_spec import PlotSpec, check_plot_against_rules, parse_plot
+from sim.metrics import METRIC_COLUMNS
+from sim.plot_spec import PlotSpec, check_plot_against_rules, check_plot_metrics, parse_plot
 from sim.rules import RULES, base_of, base_parameters, build_rule, canonical_name, resolve_parameters, rule_info
 from sim.rules.apo import FORMS
 from sim.rules.dpo import ANCHORS
@@ -58,6 +59,7 @@ from sim.spec_checks import (
     check_seed_block,
     read_spec_text,
 )
+from sim.stats import SAMPLED_COLUMNS
 
 PRECISIONS = ("float64", "float32")
 MODES = ("exact", "sampled")
@@ -311,6 +313,7 @@ def parse_spec(data: Any) -> ExperimentSpec:
     rules = _parse_rules(data.get("rule"), game, run.mode, _run_level_rule_defaults(run))
     plot = parse_plot(data.get("plot"))
     check_plot_against_rules(plot, [label for rule in rules for label, _ in rule.grid_labels()])
+    check_plot_metrics(plot, METRIC_COLUMNS + (SAMPLED_COLUMNS if run.mode == "sampled" else ()), run.mode)
     if run.data != "online" and run.mode != "sampled":
         raise PrefsimError(
             f'run.data: {run.data!r} data needs mode = "sampled" (exact mode has no data: it applies the '

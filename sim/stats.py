@@ -46,6 +46,9 @@ DEFAULT_CONFIDENCE = 0.95
 DEFAULT_FLOOR = 1e-12
 #: Columns that identify a row rather than measure something.
 ID_COLUMNS = ("rule", "seed", "iteration")
+#: The columns sampled mode adds (:mod:`sim.sampled.experiment`): oracle queries so far, the distance of the
+#: trained policy to the exact update, the inner loop's final loss.
+SAMPLED_COLUMNS = ("queries", "distance_to_exact", "loss")
 STATISTICS = ("mean", "median")
 SCALES = ("loglog", "semilog")
 

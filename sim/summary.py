@@ -21,8 +21,6 @@ from sim.diagnostics import floor_iteration, precision_floor
 from sim.results_io import csv_bytes
 
 SUMMARY_FILE = "summary.csv"
-#: Columns sampled mode adds to the metrics of :data:`sim.metrics.METRIC_COLUMNS`.
-SAMPLED_COLUMNS = ("queries", "distance_to_exact", "loss")
 SUMMARY_COLUMNS = ["rule", "metric", "iteration", "mean", "ci_lower", "ci_upper", "seeds", "at_floor"]
 #: Metrics printed after a run by default (those with data).  Sampled mode adds its own columns.
 HEADLINE_METRICS = (

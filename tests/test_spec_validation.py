@@ -64,6 +64,9 @@ def test_the_base_spec_is_valid():
         (_with(game={"kind": "cyclic", "arms": 3, "strength": 2.0}), ["game.strength"]),
         (_with(game={"kind": "cyclic", "arms": 3, "reference": "skewed"}), ["game.reference"]),
         (_with(game={"kind": "matrix"}), ["game.preference"]),
+        # plot metrics are checked before the run (not after it, when the figures are drawn)
+        (_with(plot={"metrics": ["kl_to_nashh"]}), ["plot.metrics", "'kl_to_nashh'", "kl_to_nash"]),
+        (_with(plot={"metrics": ["queries"]}), ["plot.metrics", "exact mode"]),
         # quoted numbers inside lists are refused, as they are as scalars (not converted silently)
         (_with(game={"kind": "matrix", "preference": [["0.5", 0.7], [0.3, 0.5]]}), ["game.preference", "quotes"]),
         (_with(game={"kind": "bradley_terry", "rewards": ["1.0", 0.0]}), ["game.rewards", "'1.0'"]),

@@ -41,8 +41,6 @@ if TYPE_CHECKING:
 
     from sim.spec import ExperimentSpec, RuleSpec, RunSpec
 
-SAMPLED_COLUMNS = ("queries", "distance_to_exact", "loss")
-
 
 def problem_for_seed(spec: ExperimentSpec, seed: int, dtype: DTypeLike) -> Problem:
     """The sampled problem of one seed."""
