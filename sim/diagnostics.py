@@ -8,7 +8,8 @@
   confidence bands have zero width;
 * a rule's τ differs from the game's τ, while the metrics measure the game's τ-regularised Nash;
 * a metric reaches the precision's rounding floor (:func:`precision_floor`): values there are
-  rounding, not convergence (figures stop their fits there, summaries print "≈ 0").
+  rounding, not convergence (figures stop their fits there, summaries print "≈ 0");
+* a metric holds ±inf (a number left the precision's range): its means and bands are infinite.
 
 :func:`absent_metrics_to_nan` enforces "a metric applies to the whole run or is absent": a metric
 that is NaN at every iteration after 0 of a rule × seed is NaN at iteration 0 too (sampled mode
@@ -181,6 +182,14 @@ def run_warnings(table: pd.DataFrame, spec: ExperimentSpec) -> list[str]:
                 f"rule {rule.label} has τ = {float(tau):g} but the game has τ = {float(spec.game.tau):g}: "
                 "duality_gap, kl_to_nash and tv_to_optimum measure the game's τ-regularised Nash, not the rule's."
             )
+    infinite = _infinite_metrics(table)
+    if infinite:
+        listed = "; ".join(f"{rule}: {', '.join(metrics)}" for rule, metrics in infinite.items())
+        messages.append(
+            f"these curves hold ±inf values: {listed}. A number left the {spec.precision} range (rewards or "
+            "1/η too large, or a reference mass too small for its logarithm); their means and bands are "
+            "infinite where a seed is, so rescale the game or the rule's parameters."
+        )
     reached = {} if at_target else floor_reached(table, spec.precision)
     if reached:
         by_rule: dict[str, list[str]] = {}
@@ -194,6 +203,17 @@ def run_warnings(table: pd.DataFrame, spec: ExperimentSpec) -> list[str]:
             f"rounding, not convergence; figures stop their fits at the floor and summaries print them as ≈ 0.{advice}"
         )
     return messages
+
+
+def _infinite_metrics(table: pd.DataFrame) -> dict[str, list[str]]:
+    """Rule label → the metric columns with a ±inf value in its rows (empty when there is none)."""
+    columns = [c for c in table.columns if c not in ("rule", "seed", "iteration") and not is_field_column(c)]
+    numeric = [c for c in columns if pd.api.types.is_float_dtype(table[c])]
+    found: dict[str, list[str]] = {}
+    for column in numeric:
+        for rule in pd.unique(table.loc[np.isinf(table[column].to_numpy()), "rule"]):
+            found.setdefault(str(rule), []).append(column)
+    return found
 
 
 class DegenerateRunWarning(UserWarning):

@@ -124,3 +124,25 @@ def test_sampled_regret_is_absent_on_a_game_without_rewards():
         table = sim.run(spec)
     assert table["regret"].isna().all()
     assert table["queries"].notna().all()
+
+
+def test_infinite_values_in_a_run_are_said_with_their_rule_and_metric():
+    """Rewards near the float64 limit overflow INPO's regret to inf: the run says which rule and metric hold
+    ±inf (they were written to metrics.csv without a word)."""
+    spec = {
+        "iterations": 5,
+        "seeds": 1,
+        "game": {"kind": "bradley_terry", "rewards": [1e308, -1e308], "tau": 0.1},
+        "rule": [{"name": "inpo", "eta": 1.0}],
+    }
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = sim.run(spec)
+    assert np.isinf(table["regret"]).any()
+    said = [str(w.message) for w in caught if issubclass(w.category, DegenerateRunWarning)]
+    assert any("±inf values: inpo: regret." in message for message in said), said
+    # a finite run says nothing of the kind
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sim.run({**spec, "game": {"kind": "bradley_terry", "rewards": [1.0, 0.0], "tau": 0.1}})
+    assert not any("±inf" in str(w.message) for w in caught)
