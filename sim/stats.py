@@ -190,10 +190,13 @@ def _percentiles(replicates: np.ndarray, confidence: float) -> tuple[np.ndarray,
     levels = [(1 - confidence) / 2, (1 + confidence) / 2]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=RuntimeWarning)  # inf − inf in the interpolation
-        bounds = np.nanquantile(replicates, levels, axis=0)
+        # without NaNs (resamples of present seeds have none unless +inf meets −inf) np.quantile gives the same
+        # numbers as np.nanquantile in half the time
+        quantile = np.nanquantile if np.isnan(replicates).any() else np.quantile
+        bounds = quantile(replicates, levels, axis=0)
         if np.isinf(replicates).any():
-            below = np.nanquantile(replicates, levels, axis=0, method="lower")
-            above = np.nanquantile(replicates, levels, axis=0, method="higher")
+            below = quantile(replicates, levels, axis=0, method="lower")
+            above = quantile(replicates, levels, axis=0, method="higher")
             bounds = np.where(np.isnan(bounds) & np.isinf(below) & (below == above), below, bounds)
     return bounds[0], bounds[1]
 
