@@ -527,7 +527,8 @@ def _check_history_windows(rules: tuple, iterations: int) -> None:
         history = definition.data.history if definition.data is not None else None
         if history is None:
             continue
-        length = history.length(base_parameters(rule.name, rule.parameters))
+        points = [{**rule.fixed(), **point} for _, point in rule.grid_labels()]  # concrete values at every point
+        length = max(history.length(base_parameters(rule.name, parameters)) for parameters in points)
         if length > iterations + 1:
             raise PrefsimError(
                 f"rule #{index + 1} ({rule.label}): a window of {length} past iterates is longer than the run "

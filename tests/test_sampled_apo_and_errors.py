@@ -160,6 +160,9 @@ def test_a_history_window_longer_than_the_run_is_refused():
     with pytest.raises(PrefsimError, match=r"rule #1 \(mnpo\): a window of 1000 past iterates .* at most 21"):
         parse_spec({"iterations": 20, "seeds": 1, "game": game, "rule": [{"name": "mnpo", "history": 1000}]})
     parse_spec({"iterations": 20, "seeds": 1, "game": game, "rule": [{"name": "mnpo", "history": 21}]})
+    swept = [{"name": "mnpo", "eta": [1.0, 2.0], "history": 1000}]  # every point of a sweep is checked
+    with pytest.raises(PrefsimError, match="a window of 1000 past iterates"):
+        parse_spec({"iterations": 20, "seeds": 1, "game": game, "rule": swept})
 
 
 def test_the_memory_estimate_counts_the_candidates_a_scheme_compares():
