@@ -687,9 +687,14 @@ def test_an_interruption_while_a_rule_is_saved_is_acted_on_once_its_files_are_wh
 
     monkeypatch.setattr(experiment, "save_final_policies", interrupted)
     out = tmp_path / "run"
-    with pytest.raises(KeyboardInterrupt):
-        sim.run(spec, out=out)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is back
+    # Python's own Ctrl-C handler (a library loaded by an earlier test of the session may have replaced it)
+    earlier = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sim.run(spec, out=out)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is back
+    finally:
+        signal.signal(signal.SIGINT, earlier)
     assert sorted(p.name for p in (out / "parts").glob("*.csv")) == ["inpo.csv"]
     assert (out / "final_policies" / "inpo.npz").is_file()
     monkeypatch.undo()
