@@ -73,7 +73,7 @@ from llm_bridge.spec import BridgeSpec, RuleEntry
 from llm_bridge.stages import run_stages
 from llm_bridge.trainer import PairTensors, make_optimizer, train_on_pairs
 from sim.rules import base_parameters, rule_info
-from sim.rules.reference import advances_at, anchor_iteration
+from sim.rules.reference import anchor_iteration
 from sim.win_rate import plot_win_rate
 
 if TYPE_CHECKING:
@@ -400,7 +400,7 @@ def _update(session: Session, entry, t: int) -> dict:
 
     carries = any(stage.carry for stage in rule.stages)
     # at a reference advance the rule restarts from π_t (sim.rules.reference): a carried stage draws anew
-    restarts = bool(rule.reference_every) and bool(advances_at(t, rule.reference_every))
+    restarts = t > 0 and anchor_iteration(t, rule.reference_every) == t
     carried = _read_carried(out / entry.label / f"iter_{t:03d}") if carries and t > 0 and not restarts else None
     outcome = run_stages(rule.stages, draw, restore, train, carried)
     if carries and session.main:

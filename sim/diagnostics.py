@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from sim.stats import is_field_column
+from sim.stats import is_field_column, metric_columns
 
 if TYPE_CHECKING:  # a type only: figure processes import this module without the rules and JAX
     from sim.spec import ExperimentSpec
@@ -207,10 +207,8 @@ def run_warnings(table: pd.DataFrame, spec: ExperimentSpec) -> list[str]:
 
 def _infinite_metrics(table: pd.DataFrame) -> dict[str, list[str]]:
     """Rule label → the metric columns with a ±inf value in its rows (empty when there is none)."""
-    columns = [c for c in table.columns if c not in ("rule", "seed", "iteration") and not is_field_column(c)]
-    numeric = [c for c in columns if pd.api.types.is_float_dtype(table[c])]
     found: dict[str, list[str]] = {}
-    for column in numeric:
+    for column in metric_columns(table):
         for rule in pd.unique(table.loc[np.isinf(table[column].to_numpy()), "rule"]):
             found.setdefault(str(rule), []).append(column)
     return found

@@ -347,15 +347,16 @@ def apo_suboptimality_bound(
         return np.where(multipliers > 0, beta * log_inverse / np.where(multipliers > 0, multipliers, 1.0), np.inf)
 
 
-#: Which of APO's two iterates a bound is about: π_T (multiplier c_T) or the proximal π̂_T (ĉ_T).
-APO_ITERATES = ("extrapolated", "proximal")
+#: Which of APO's two iterates a bound is about: the proximal π̂_T (multiplier ĉ_T) or π_T (c_T), in the
+#: order of both multiplier sequences' pairs (ĉ, c).
+APO_ITERATES = ("proximal", "extrapolated")
 
 
 def _multipliers_at(iterations: np.ndarray, alpha: float, schedule: str, iterate: str = "extrapolated") -> np.ndarray:
     """c_t (``iterate = "extrapolated"``) or ĉ_t (``"proximal"``) at ``iterations``."""
     if iterate not in APO_ITERATES:
         raise PrefsimError(f"APO bounds: iterate must be one of {', '.join(APO_ITERATES)}, got {iterate!r}.")
-    which = APO_ITERATES.index(iterate) ^ 1  # (ĉ, c) is the order of both sequences
+    which = APO_ITERATES.index(iterate)
     if schedule == "constant":
         return np.asarray(apo_multipliers(np.asarray(iterations, dtype=np.float64), float(alpha))[which])
     sequences = apo_multiplier_sequence(int(np.max(iterations)), alpha, schedule)

@@ -330,21 +330,16 @@ def build_iteration(rule_name: str, parameters: dict, settings: Any) -> tuple[Ca
         log_hat = log_stage
         if offline:
             exact = offline_exact_proximal(rule_name, fixed_parameters, anchored, normalize(reference), state.step)
-        elif history is not None:  # the population minimiser given the mixed anchor, pairs from π_t
+        elif history is not None or (implicit and rule_info(base).offline is not None):
+            # the population minimiser from the loss's anchor with pairs from the iterate, as exact mode
+            # steps: MNPO's mixed anchor and π_t, APO implicit_reference's extrapolated reference and π̂_t
+            # (the base's own update would take the win rates of the anchor)
             rates = jnp.einsum("mij,mj->mi", anchored.preference, jnp.exp(state.log_policy))
             exact = normalize(
                 rule_info(base).offline(own_parameters, reference, anchored.log_reference, rates, state.step)
             )
         elif len(stages) > 1:
             exact = staged_exact(normalize(state.reference), anchored, state.carried, state.step, restart)
-        elif implicit and rule_info(base).offline is not None:
-            # APO's implicit_reference: anchor = the extrapolated reference, pairs (win rates) from π̂_t,
-            # as in exact mode; the base's own update would take the win rates of the anchor
-            rates = jnp.einsum("mij,mj->mi", anchored.preference, jnp.exp(state.log_policy))
-            anchor_policy = normalize(state.reference)
-            exact = normalize(
-                rule_info(base).offline(own_parameters, anchor_policy, anchored.log_reference, rates, state.step)
-            )
         else:
             exact = exact_proximal(rule_name, fixed_parameters, anchored, normalize(state.reference), state.step)
         distance = jnp.max(jnp.abs(log_hat - exact))
