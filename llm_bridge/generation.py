@@ -143,6 +143,40 @@ def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str], chat_
     return encoded
 
 
+#: Config fields that bound how many positions a model reads (the first one a config has counts).
+POSITION_LIMITS = ("max_position_embeddings", "n_positions", "n_ctx")
+
+
+def position_limit(model: torch.nn.Module) -> tuple[int, str] | None:
+    """``(positions, config field)``: the longest sequence ``model`` reads (:data:`POSITION_LIMITS`), or
+    ``None`` when its config states none."""
+    config = _hf_model(model).config
+    for name in POSITION_LIMITS:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value, name
+    return None
+
+
+def check_sequence_length(
+    model: torch.nn.Module, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int, where: str
+) -> None:
+    """Refuse a run whose longest prompt (``prompt_ids``) and ``max_new_tokens`` response do not fit in the
+    model's positions (a longer sequence indexes past a learned position table, or is read by positions
+    the model never trained on); ``where`` names the prompts."""
+    limit = position_limit(model)
+    if limit is None or not prompt_ids:
+        return
+    positions, field = limit
+    longest = max(len(ids) for ids in prompt_ids)
+    if longest + max_new_tokens > positions:
+        raise PrefsimError(
+            f"{where}: the longest prompt has {longest} tokens and generation.max_new_tokens = {max_new_tokens}, "
+            f"{longest + max_new_tokens} positions in all, but the model reads at most {positions} (config "
+            f"{field}); lower generation.max_new_tokens to {max(positions - longest, 0)} or shorten the prompts."
+        )
+
+
 def _ids(value) -> list[int]:
     if value is None:
         return []

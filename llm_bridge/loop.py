@@ -50,7 +50,7 @@ import torch
 
 from bandits.errors import PrefsimError
 from llm_bridge import apo as apo_forms
-from llm_bridge.generation import Generated, GeometricMixture, encode_prompts, generate
+from llm_bridge.generation import Generated, GeometricMixture, check_sequence_length, encode_prompts, generate
 from llm_bridge.logprobs import batched_sequence_logprobs
 from llm_bridge.metrics import COLUMNS, mean_with_interval
 from llm_bridge.models import (
@@ -146,6 +146,10 @@ def open_session(
         model = add_lora(model, spec.model.lora)
     model.to(accelerator.device)
     model.eval()
+    for where in ("train", "heldout"):
+        prompts = list(getattr(spec.prompts, where))
+        prompt_ids = encode_prompts(tokenizer, prompts, spec.prompts.chat_template)
+        check_sequence_length(model, prompt_ids, spec.sampling.max_new_tokens, f"prompts.{where}")
     oracle = build_oracle(
         spec.oracle.kind, scale=spec.oracle.scale, path=spec.oracle.path, function=spec.oracle.function
     )

@@ -169,7 +169,11 @@ def _handle(args, cpu_devices: str | None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt as exc:
         what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
-        print(f"{what}: finished parts are saved; rerun the same command with --resume to continue.", file=sys.stderr)
+        print(
+            f"{what}: finished parts and a long rule's progress are saved; rerun the same command with --resume "
+            "to continue.",
+            file=sys.stderr,
+        )
         return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
     finally:
         if previous is not None:
@@ -202,7 +206,9 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated extra iterations for the summary (e.g. 3,100); the final iteration is always in it",
     )
     run_parser.add_argument(
-        "--resume", action="store_true", help="reuse finished rule results in --out instead of recomputing"
+        "--resume",
+        action="store_true",
+        help="reuse finished rule results in --out, and continue a long rule from its saved progress",
     )
     run_parser.add_argument(
         "--no-plots",

@@ -23,6 +23,7 @@ Before allocating, the memory the run needs is estimated and compared with what 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -30,6 +31,7 @@ import io
 import json
 import os
 import platform
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -43,6 +45,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from sim.bounds_table import compute_bounds, missing_bound_notes
+from sim.checkpoint import TrajectoryCheckpoint
 from sim.diagnostics import absent_metrics_to_nan, report_warnings, run_warnings
 from sim.game import Game
 from sim.headtohead import FINAL_POLICY, headtohead_table, with_rule_values
@@ -53,6 +56,7 @@ from sim.precision import in_float64
 from sim.program_cache import SourceKey
 from sim.provenance import git_dirty
 from sim.results_io import (
+    PROGRESS_SUFFIX,
     RUNNING_MANIFEST,
     check_output_directory,
     json_bytes,
@@ -72,7 +76,7 @@ from sim.shards import WorkPart, shard_record, shard_work, work_parts
 from sim.shared_engine import padded_seed_rows, raise_if_diverged, take_seeds
 from sim.spec import ExperimentSpec, RuleSpec, load_spec, parse_spec
 from sim.stats import field_values_by_rule
-from sim.sweep_runs import run_field_sweep
+from sim.sweep_runs import run_field_sweep, stale_points
 from sim.table import order_columns, results_table
 from sim.trajectory import default_record_iterations, simulate_grid
 
@@ -178,6 +182,11 @@ def _run_checked(
         write_files_atomic({out / RUNNING_MANIFEST: json_bytes(manifest)})
         for path in remove_stale_parts(out, [work.name for work in parts]):
             say(f"removed {path}: its rule (or seed block) is no longer in the spec")
+        for path in stale_points(out, []) if given is None else []:  # folders of an earlier sweep's points
+            shutil.rmtree(path)
+            say(f"removed {path}: the spec no longer sweeps [game]/[run] fields")
+            with contextlib.suppress(OSError):  # their folder, once empty
+                path.parent.rmdir()
 
     frames, finals = [], []
     stage = getattr(say, "stage", None)  # a sim.progress.Progress shows a bar / a line per part
@@ -202,12 +211,21 @@ def _run_checked(
         else:
             within = getattr(say, "within", None)  # a Progress also reports inside a rule run in time blocks
             blocks = None if within is None else functools.partial(within, work.name)
-            frame = run_part(work, spec, inputs, blocks)
+            checkpoint = None
+            if out is not None:  # a long rule keeps its state between time blocks (sim.checkpoint)
+                checkpoint = TrajectoryCheckpoint(
+                    out / "parts" / f"{work.name}{PROGRESS_SUFFIX}",
+                    f"{rule_fingerprint}:{work.name}",
+                    resume,
+                    lambda message, name=work.name: say(f"{name}: {message}"),
+                )
+            frame = run_part(work, spec, inputs, blocks, checkpoint)
             say(f"{work.name}: {len(frame)} rows in {time.time() - tic:.1f} s")
         if part is not None:
             with signals_held():  # both or neither: an interruption is acted on once they are written
                 save_final_policies(out, work.name, rule_fingerprint, frame.attrs[FINAL_POLICY])
                 write_part(part, frame, rule_fingerprint)
+            (out / "parts" / f"{work.name}{PROGRESS_SUFFIX}").unlink(missing_ok=True)
         finals.append(frame.attrs.pop(FINAL_POLICY))  # out of attrs: pandas compares attrs when concatenating
         frames.append(frame)
     tables, policies = assemble_parts(parts, frames, finals)
@@ -252,7 +270,17 @@ def run_point_group(
             stem = rules[0].stem or rules[0].label
             within = getattr(say, "within", None)  # a Progress reports between a long sampled run's time blocks
             blocks = None if within is None else functools.partial(within, stem)
-            frames = run_rule_over_points(rules, points, [inputs[p] for p in needed], inputs[0].record, blocks)
+            checkpoint, kept_in = None, outs[needed[0]]  # a long sampled group keeps its state in its first point
+            if kept_in is not None:
+                checkpoint = TrajectoryCheckpoint(
+                    kept_in / "parts" / f"{rules[0].label}{PROGRESS_SUFFIX}",
+                    "+".join(part_fingerprint(spec, rule) for spec, rule in zip(points, rules)) + ":group",
+                    resume,
+                    lambda message, name=stem: say(f"{name}: {message}"),
+                )
+            frames = run_rule_over_points(
+                rules, points, [inputs[p] for p in needed], inputs[0].record, blocks, checkpoint
+            )
             for point, rule, frame in zip(needed, rules, frames):
                 computed[point][rule.label] = frame
             say(f"{stem}: {len(needed)} points in one vmapped call, {time.time() - tic:.1f} s")
@@ -276,7 +304,11 @@ def run_point_group(
 
 
 def run_part(
-    work: WorkPart, spec: ExperimentSpec, inputs: RunInputs, progress: Callable[[int, int], object] | None = None
+    work: WorkPart,
+    spec: ExperimentSpec,
+    inputs: RunInputs,
+    progress: Callable[[int, int], object] | None = None,
+    checkpoint: TrajectoryCheckpoint | None = None,
 ) -> pd.DataFrame:
     """The rows of one part: a whole rule table, or one seed block of it.
 
@@ -284,14 +316,15 @@ def run_part(
     than the others is padded to their size with copies of its last seed, whose rows and final policies are
     dropped, so every block of a table is a call of one compiled function (a seed's numbers do not depend on
     the seeds beside it in a call of a given size, only on that size: tests/test_shards.py checks it).
-    ``progress(done, total)``: called between the time blocks of a long run (:func:`run_rule`)."""
+    ``progress(done, total)``: called between the time blocks of a long run (:func:`run_rule`), which keeps
+    its state in ``checkpoint`` (:mod:`sim.checkpoint`)."""
     if work.block is None:
-        return _run_seeds(work.rule, spec, inputs, progress)
+        return _run_seeds(work.rule, spec, inputs, progress, checkpoint)
     size = min(spec.run.seed_block, len(spec.seeds))
     real = work.stop - work.start
     index = padded_seed_rows(work.start, size, work.stop)
     spec = dataclasses.replace(spec, seeds=tuple(spec.seeds[i] for i in index))
-    frame = _run_seeds(work.rule, spec, block_inputs(inputs, index), progress)
+    frame = _run_seeds(work.rule, spec, block_inputs(inputs, index), progress, checkpoint)
     if real == size:
         return frame
     keep = (np.arange(len(frame)) // len(inputs.record)) % size < real  # rows: grid point, seed, iteration
@@ -302,13 +335,17 @@ def run_part(
 
 
 def _run_seeds(
-    rule: RuleSpec, spec: ExperimentSpec, inputs: RunInputs, progress: Callable[[int, int], object] | None = None
+    rule: RuleSpec,
+    spec: ExperimentSpec,
+    inputs: RunInputs,
+    progress: Callable[[int, int], object] | None = None,
+    checkpoint: TrajectoryCheckpoint | None = None,
 ) -> pd.DataFrame:
     """One rule table on the seeds of ``spec`` and ``inputs`` (exact or sampled mode) in one vmapped run."""
     if inputs.sampled is None:
         games, axes, targets, record = inputs.games, inputs.game_axes, inputs.targets, inputs.record
-        return run_rule(rule, spec, games, axes, targets, record, inputs.unregularised, progress)
-    return run_sampled_rule(rule, spec, inputs.sampled, inputs.record, progress)
+        return run_rule(rule, spec, games, axes, targets, record, inputs.unregularised, progress, checkpoint)
+    return run_sampled_rule(rule, spec, inputs.sampled, inputs.record, progress, checkpoint)
 
 
 def block_inputs(inputs: RunInputs, index: np.ndarray) -> RunInputs:
@@ -414,10 +451,12 @@ def run_rule(
     record: np.ndarray,
     unregularised: jax.Array | None = None,
     progress: Callable[[int, int], object] | None = None,
+    checkpoint: TrajectoryCheckpoint | None = None,
 ) -> pd.DataFrame:
     """All grid points × seeds of one ``[[rule]]`` table, vmapped and jitted (``unregularised``: π⁰ per
     seed from :func:`unregularised_targets`, or ``None`` for an empty ``kl_to_unregularised_nash``).  A
-    long run goes in blocks (:func:`sim.trajectory.simulate_grid`), ``progress(updates done, T)`` between them."""
+    long run goes in blocks (:func:`sim.trajectory.simulate_grid`), ``progress(updates done, T)`` between them,
+    its state kept in ``checkpoint`` (:mod:`sim.checkpoint`)."""
     labels = rule.grid_labels()
     fixed = rule.fixed()
     swept_names = list(rule.swept())
@@ -440,6 +479,7 @@ def run_rule(
         cache_key=cache_key,
         unregularised_targets=unregularised,
         progress=progress,
+        checkpoint=checkpoint,
     )
     raise_if_diverged(
         first_nonfinite,

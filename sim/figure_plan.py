@@ -30,7 +30,7 @@ from sim import stats
 from sim.field_sweep import format_value
 from sim.figure_worker import FigureWorker, draw_shared, start_workers
 from sim.machine import usable_cores
-from sim.plot_spec import PlotSpec, parse_plot
+from sim.plot_spec import PlotSpec, check_plot_facets, parse_plot
 from sim.progress import Progress
 
 #: More curves than this in one axes → one panel per rule family (``layout = "auto"``).
@@ -136,14 +136,8 @@ def facet_panels(table: pd.DataFrame, rules: list[str], plot: PlotSpec) -> tuple
     if plot.facet == "auto":
         fields = [c for c in values.columns if not c.startswith("rule.") and values[c].nunique(dropna=False) > 1]
     else:
+        check_plot_facets(plot, [c for c in values.columns if not c.startswith("rule.")])
         fields = list(plot.facet)
-        missing = [f for f in fields if f not in values.columns]
-        if missing:
-            swept = [c for c in values.columns if not c.startswith("rule.")]
-            raise PrefsimError(
-                f"plot.facet: {', '.join(missing)} is not swept in this run; its swept fields are "
-                f"{', '.join(swept) or 'none'}."
-            )
     if not fields:
         return [], None
     keys = [tuple(values.at[rule, f] for f in fields) for rule in rules]

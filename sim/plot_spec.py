@@ -133,6 +133,18 @@ def parse_plot(table: Any) -> PlotSpec:
     return PlotSpec(**values)
 
 
+def check_plot_facets(plot: PlotSpec, swept: list[str]) -> None:
+    """Reject ``plot.facet`` fields the run does not sweep (``swept``: its swept ``game.*``/``run.*`` fields)."""
+    if plot.facet in ("auto", "none"):
+        return
+    missing = [field for field in plot.facet if field not in swept]
+    if missing:
+        raise PrefsimError(
+            f"plot.facet: {', '.join(missing)} is not swept in this run; its swept fields are "
+            f"{', '.join(swept) or 'none'}."
+        )
+
+
 def check_plot_against_rules(plot: PlotSpec, labels: list[str]) -> None:
     """Reject ``plot.rules`` / ``plot.labels`` entries that name no rule of the run.
 

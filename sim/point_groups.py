@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from sim.checkpoint import TrajectoryCheckpoint
 from sim.game import Game
 from sim.rules import build_rule
 from sim.sampled.engine import simulate_sampled_grid
@@ -83,17 +84,19 @@ def run_rule_over_points(
     inputs: Sequence,
     record: np.ndarray,
     progress: Callable[[int, int], object] | None = None,
+    checkpoint: TrajectoryCheckpoint | None = None,
 ) -> list[pd.DataFrame]:
     """One rule table at several points of a group in one vmapped call; one results frame per point.
 
     ``rules[i]`` is the table at point ``specs[i]``, ``inputs[i]`` that point's
     :class:`sim.experiment.RunInputs`.  The frames are those :func:`sim.experiment.run_rule` (sampled:
     :func:`sim.sampled.experiment.run_sampled_rule`) gives for each point alone (to rounding).
-    ``progress(iterations done, T)``: between the time blocks of a long sampled run (exact groups run
-    in one call).
+    ``progress(iterations done, T)``: between the time blocks of a long sampled run, which keeps its state
+    in ``checkpoint`` (:mod:`sim.checkpoint`; exact groups run in one call).
     """
     if inputs[0].sampled is not None:
-        return run_sampled_rule_over_points(rules, specs, [i.sampled for i in inputs], record, progress)
+        sampled = [i.sampled for i in inputs]
+        return run_sampled_rule_over_points(rules, specs, sampled, record, progress, checkpoint)
     first, spec = rules[0], specs[0]
     seeds = len(spec.seeds)
     dtype = np.float64 if spec.precision == "float64" else np.float32
@@ -136,6 +139,7 @@ def run_sampled_rule_over_points(
     inputs: Sequence[SampledInputs],
     record: np.ndarray,
     progress: Callable[[int, int], object] | None = None,
+    checkpoint: TrajectoryCheckpoint | None = None,
 ) -> list[pd.DataFrame]:
     """:func:`run_rule_over_points` in sampled mode: one :func:`sim.sampled.engine.simulate_sampled_grid`
     call with the points outermost (their problems and PRNG keys stacked on a point axis, their differing
@@ -152,7 +156,7 @@ def run_sampled_rule_over_points(
     keys = jnp.stack([i.keys for i in inputs])
     metrics, first_nonfinite = simulate_sampled_grid(
         first.name, static, sampled_grid(first), specs[0].run, problems, seed_axes, keys, record, progress, None,
-        own, point_axes,
+        own, point_axes, None if checkpoint is None else checkpoint.scope("points"),
     )  # fmt: skip
     frames = []
     for index, (rule, spec) in enumerate(zip(rules, specs)):

@@ -53,6 +53,8 @@ except ImportError:  # pragma: no cover - not reached on Linux or macOS
 LOCK_NAME = ".prefsim.lock"
 RESULT_FILES = ("metrics.csv", "manifest.json")
 RUNNING_MANIFEST = Path("parts") / "manifest.json"
+#: A long part's state between its time blocks (:mod:`sim.checkpoint`): ``parts/<part>`` + this.
+PROGRESS_SUFFIX = ".progress.npz"
 #: Columns of a part that are not floating-point metrics (labels, integer ids, sampled mode's query count).
 NON_FLOAT_COLUMNS = ("rule", "seed", "iteration", "queries")
 
@@ -136,7 +138,8 @@ def check_output_directory(out: str | os.PathLike, labels: Iterable[str] = ()) -
         ) from None
     except OSError as exc:
         raise PrefsimError(f"--out {str(path)!r}: cannot create the result directory ({_os_reason(exc)}).") from None
-    names = [*RESULT_FILES, *(str(Path("parts") / f"{label}.csv") for label in labels), str(RUNNING_MANIFEST)]
+    names = [*RESULT_FILES, str(RUNNING_MANIFEST)]
+    names += [str(Path("parts") / f"{label}{suffix}") for label in labels for suffix in (".csv", PROGRESS_SUFFIX)]
     for name in names:
         target = path / name
         if target.exists() and not target.is_file():
@@ -431,10 +434,12 @@ def read_part(
 
 
 def remove_stale_parts(out: str | os.PathLike, labels: Iterable[str]) -> list[Path]:
-    """Delete ``out/parts/*.csv`` of rule labels that are not in ``labels``; return the removed paths."""
-    keep = {f"{label}.csv" for label in labels}
+    """Delete ``out/parts/*.csv`` (and the saved progress, ``*`` + :data:`PROGRESS_SUFFIX`) of rule labels
+    that are not in ``labels``; return the removed paths."""
+    keep = {f"{label}{suffix}" for label in labels for suffix in (".csv", PROGRESS_SUFFIX)}
     removed = []
-    for path in sorted((Path(out) / "parts").glob("*.csv")):
+    found = [*(Path(out) / "parts").glob("*.csv"), *(Path(out) / "parts").glob(f"*{PROGRESS_SUFFIX}")]
+    for path in sorted(found):
         if path.name not in keep and path.is_file():
             path.unlink()
             removed.append(path)

@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
@@ -33,6 +34,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jax.typing import ArrayLike
 
 from bandits.errors import PrefsimError
+from sim.checkpoint import BlockState, CheckpointScope, block_plan
 from sim.precision import on_device
 from sim.program_cache import KeptProgram, kept_jit
 
@@ -254,6 +256,7 @@ def run_blocks(
     progress: Callable[[int, int], object] | None = None,
     stop_on_nonfinite: bool = False,
     separate_start: bool = False,
+    checkpoint: CheckpointScope | None = None,
 ) -> tuple[Any, dict, np.ndarray, bool]:
     """Run a trajectory block by block (:func:`plan_blocks`); ``compiled(*arguments, carry, schedule)``.
 
@@ -266,7 +269,10 @@ def run_blocks(
     to round its loss alike in every block).  Between blocks the host calls
     ``progress(updates done, T)`` (only when there is more than one
     block; an exception it raises, e.g. a stop request, ends the run there) and, with
-    ``stop_on_nonfinite``, stops once a recording saw a non-finite value.
+    ``stop_on_nonfinite``, stops once a recording saw a non-finite value.  With a ``checkpoint``
+    (:mod:`sim.checkpoint`) it saves what it has computed between blocks (now and then) and, when that
+    holds the state of this run's plan, starts from it: the first call is made (for the carry's
+    structure and devices), then the saved carry and rows replace its own and the saved blocks are skipped.
 
     Returns ``(carry, metrics, seen, stopped)``: the last carry; column → (G, S, R) NumPy (iteration 0
     first, then the measured rows in order, plus ``final``); ``seen`` (G, S, R − 1); ``stopped`` True
@@ -278,8 +284,21 @@ def run_blocks(
     if separate_start:
         empty = Schedule(np.zeros(0, np.int32), np.zeros(0, bool), np.zeros(0, bool))
         schedules = itertools.chain([empty], schedules)
-    for schedule in schedules:
+    calls = blocks + int(separate_start)
+    plan = None if checkpoint is None else block_plan(record_iterations, block_size, separate_start, arguments[-1])
+    saved = None if checkpoint is None else checkpoint.state(plan)
+    for index, schedule in enumerate(schedules):
+        if saved is not None and 0 < index < saved.blocks:
+            continue  # done before the interruption
         carry, out = compiled(*arguments, carry, tuple(schedule))
+        if saved is not None and index == 0:
+            restored = checkpoint.restore(carry, saved) if saved.blocks > 1 else None
+            if restored is not None:
+                carry, first, parts, seen, done = restored, saved.first, [saved.rows], [saved.seen], saved.done
+                if progress is not None:
+                    progress(done, total)
+                continue
+            saved = None  # not used: this call's results stand
         keep = schedule.measures
         if first is None:
             first = {name: value[:, :, None] for name, value in _to_host(out["first"]).items()}
@@ -289,10 +308,19 @@ def run_blocks(
         done += int(schedule.lengths.sum())
         if stop_on_nonfinite and np.any(seen[-1] >= 0):
             return carry, {}, np.concatenate(seen, axis=2), True
+        if checkpoint is not None and index + 1 < calls:
+            checkpoint.keep(plan, functools.partial(_block_state, index + 1, done, carry, first, parts, seen))
         if progress is not None and blocks > 1 and len(schedule.lengths):
             progress(done, total)
     metrics = {name: np.concatenate([first[name]] + [part[name] for part in parts], axis=2) for name in first}
     return carry, {**metrics, "final": final}, np.concatenate(seen, axis=2), False
+
+
+def _block_state(blocks: int, done: int, carry: Any, first: dict, parts: list, seen: list) -> BlockState:
+    """:func:`run_blocks`'s state after ``blocks`` calls, on the host (a :class:`sim.checkpoint.BlockState`)."""
+    rows = {name: np.concatenate([part[name] for part in parts], axis=2) for name in first}
+    leaves = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(carry)]
+    return BlockState(blocks, done, leaves, first, rows, np.concatenate(seen, axis=2))
 
 
 def _to_host(columns: dict) -> dict:

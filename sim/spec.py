@@ -44,7 +44,7 @@ from bandits.pair_schemes import DEFAULT_SCHEME, resolve_scheme
 from sim.field_sweep import check_sweep_values, expand_points, field_sweeps, point_name, sweep_label
 from sim.limits import check_counts, check_inner_steps
 from sim.metrics import METRIC_COLUMNS
-from sim.plot_spec import PlotSpec, check_plot_against_rules, check_plot_metrics, parse_plot
+from sim.plot_spec import PlotSpec, check_plot_against_rules, check_plot_facets, check_plot_metrics, parse_plot
 from sim.rules import RULES, base_of, base_parameters, build_rule, canonical_name, resolve_parameters, rule_info
 from sim.rules.apo import FORMS
 from sim.rules.dpo import ANCHORS
@@ -282,6 +282,13 @@ def parse_spec(data: Any) -> ExperimentSpec:
     sweeps = field_sweeps(data)
     if sweeps:
         return _parse_field_sweep(data, sweeps)
+    spec = _parse_point(data)
+    check_plot_facets(spec.plot, [])
+    return spec
+
+
+def _parse_point(data: dict) -> ExperimentSpec:
+    """A spec without ``[game]``/``[run]`` sweeps (whole, or one point of a sweep), its top-level keys checked."""
     iterations = data.get("iterations")
     if not _is_int(iterations) or iterations < 1:
         raise PrefsimError(f"iterations: expected an integer ≥ 1, got {iterations!r}.")
@@ -353,7 +360,7 @@ def _parse_field_sweep(data: dict, sweeps: tuple) -> ExperimentSpec:
     for point, one in expand_points(data, sweeps):
         name = point_name(point)
         try:
-            parsed = parse_spec(one)
+            parsed = _parse_point(one)
         except PrefsimError as exc:
             raise PrefsimError(f"sweep point {name}: {exc}") from None
         rules = []
@@ -364,6 +371,7 @@ def _parse_field_sweep(data: dict, sweeps: tuple) -> ExperimentSpec:
         points.append(dataclasses.replace(parsed, rules=tuple(rules), point=point))
     plot = parse_plot(data.get("plot"))
     check_plot_against_rules(plot, [label for p in points for rule in p.rules for label, _ in rule.grid_labels()])
+    check_plot_facets(plot, [field for field, _ in sweeps])
     return dataclasses.replace(points[0], raw=data, plot=plot, field_sweep=sweeps, points=tuple(points), point=())
 
 

@@ -37,7 +37,7 @@ from sim.precision import in_float64
 from sim.results_io import check_output_directory, output_lock, remove_stale_parts, write_files_atomic
 from sim.shards import order_shards, work_parts
 from sim.spec import ExperimentSpec, parse_spec
-from sim.sweep_runs import POINTS_DIR, _stale_points, combine_points, sweep_plan, sweep_shard_record
+from sim.sweep_runs import POINTS_DIR, combine_points, stale_points, sweep_plan, sweep_shard_record
 
 
 def is_sweep_shard(directory: str | os.PathLike) -> bool:
@@ -114,7 +114,7 @@ def merge_sweep_shards(
     out_path = check_output_directory(out_path)
     tables = []
     with output_lock(out_path):
-        for stale in _stale_points(out_path, names):
+        for stale in stale_points(out_path, names):
             shutil.rmtree(stale)
             say(f"removed {stale}: its point is not in the spec's sweep")
         for number, (name, point_spec) in enumerate(zip(names, spec.points)):

@@ -37,6 +37,7 @@ from sim.results_io import (
     check_output_directory,
     json_bytes,
     read_manifest,
+    remove_stale_parts,
     write_files_atomic,
     write_run_results,
 )
@@ -117,9 +118,11 @@ def run_field_sweep(
         if shard is not None:
             running["shard"] = sweep_shard_record(spec, *shard)
         write_files_atomic({out / RUNNING_MANIFEST: json_bytes(running)})
-        for stale in _stale_points(out, names):
+        for stale in stale_points(out, names):
             shutil.rmtree(stale)
             say(f"removed {stale}: its point is no longer in the spec's sweep")
+        for stale in remove_stale_parts(out, []):  # a run without sweeps wrote its parts at the top
+            say(f"removed {stale}: the spec now sweeps, and each point keeps its parts in its folder")
     calls = len(groups) * len(spec.rules) if mine is None else len(mine)
     say(f"sweep: {len(names)} point(s) in {len(groups)} group(s), {calls} vmapped call(s) (group × rule table)")
     tables: list = [None] * len(names)
@@ -248,8 +251,9 @@ def _parsed_with_sweeps(parsed: Any, spec: ExperimentSpec) -> Any:
     return parsed
 
 
-def _stale_points(out: Path, names: list[str]) -> list[Path]:
-    """Point folders of an earlier sweep in ``out`` that this spec does not have (they hold ``parts/``)."""
+def stale_points(out: Path, names: list[str]) -> list[Path]:
+    """Point folders of an earlier sweep in ``out`` that this spec does not have (they hold ``parts/``; ``names``
+    empty: every point folder, for a run without sweeps)."""
     folder = out / POINTS_DIR
     if not folder.is_dir():
         return []

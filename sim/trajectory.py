@@ -33,6 +33,7 @@ import numpy as np
 from jax.extend.core import ClosedJaxpr, Jaxpr
 from jax.typing import ArrayLike, DTypeLike
 
+from sim.checkpoint import TrajectoryCheckpoint
 from sim.game import Game
 from sim.headtohead import FINAL_POLICY
 from sim.metrics import METRIC_COLUMNS, log_target_policy, metrics_from_win_rates
@@ -515,6 +516,7 @@ def simulate_grid(
     unregularised_targets: jax.Array | None = None,
     progress: Callable[[int, int], object] | None = None,
     block_size: int | None = None,
+    checkpoint: TrajectoryCheckpoint | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """vmap :func:`simulate` over seeds (axis 0 of batched game leaves and of ``targets``) and a grid.
 
@@ -538,6 +540,8 @@ def simulate_grid(
       progress: called with ``(updates done, T)`` between blocks when the run takes more than one
         (an exception it raises, e.g. a stop request, ends the run between two blocks).
       block_size: updates per block; ``None``: :func:`block_updates` of the run's size.
+      checkpoint: where the run keeps its state between blocks and finds it again (:mod:`sim.checkpoint`):
+        one scope per seed group, a group's result once it is finished.
 
     The trajectory runs in blocks of at most ``block_size`` updates (:func:`sim.shared_engine.plan_blocks`),
     each one compiled call of :func:`simulate_block` on the state the last one returned, so the host
@@ -572,7 +576,7 @@ def simulate_grid(
         devices=devices,
     )
     if group is None:
-        return run(games, targets, progress)
+        return run(games, targets, progress, None if checkpoint is None else checkpoint.scope("seeds"))
     # Seeds in groups of a few per device, each group's whole trajectory before the next one's, so
     # that its games stay in the cores' caches (K = 100, 256 seeds: ~3× faster than all seeds at once).
     # Every group has the same size (the last padded with copies of its last seed), so they share one
@@ -581,13 +585,20 @@ def simulate_grid(
     games = seeds_on_host(games, game_axes)  # groups cut by NumPy slicing
     parts = []
     for index in range(groups):
+        scope = None if checkpoint is None else checkpoint.scope(f"group-{index}-of-{groups}x{group}")
+        finished = None if scope is None else scope.finished()
+        if finished is not None:
+            parts.append(finished)
+            continue
         chosen = padded_seed_rows(index * group, group, seeds)
         part_games = take_seeds(games, game_axes, chosen)
 
         def group_progress(done, _, offset=index * total):
             progress(offset + done, groups * total)
 
-        parts.append(run(part_games, targets[chosen], None if progress is None else group_progress))
+        parts.append(run(part_games, targets[chosen], None if progress is None else group_progress, scope))
+        if scope is not None:
+            scope.finish(*parts[-1])
         if progress is not None and index + 1 < groups:
             progress((index + 1) * total, groups * total)
     metrics = {name: np.concatenate([part[0][name] for part in parts], axis=1)[:, :seeds] for name in parts[0][0]}
@@ -595,10 +606,11 @@ def simulate_grid(
 
 
 def _simulate_seeds(
-    make_rule, grid_values, games, targets, progress, *, game_axes, record, cache_key, block_size, devices
+    make_rule, grid_values, games, targets, progress, checkpoint, *, game_axes, record, cache_key, block_size, devices
 ):
     """:func:`simulate_grid` on one batch of seeds (``targets``: π* and π⁰ stacked, (S, 2, K)), sharded over
-    (at most) ``devices`` devices and run in time blocks."""
+    (at most) ``devices`` devices and run in time blocks (``checkpoint``: a scope of :mod:`sim.checkpoint`;
+    the second run that locates a divergence keeps none)."""
     arms = int(targets.shape[-1])
     grid_names = tuple(sorted(name for name in grid_values if name != "__none__"))
     games, targets, padded = shard_over_seeds(games, game_axes, targets, devices)
@@ -608,7 +620,9 @@ def _simulate_seeds(
         block_size = block_updates(len(next(iter(grid_values.values()))), seeds, arms, shared_preference)
     arguments = (grid_values, games, targets)
     run = _compiled(make_rule, grid_names, game_axes, cache_key, False, arms, targets.dtype)
-    _, metrics, seen, stopped = run_blocks(run, arguments, record, block_size, progress, stop_on_nonfinite=True)
+    _, metrics, seen, stopped = run_blocks(
+        run, arguments, record, block_size, progress, stop_on_nonfinite=True, checkpoint=checkpoint
+    )
     if stopped or np.any(seen >= 0):
         # Something went non-finite: run again checking every step, to name the exact iteration.
         locate = _compiled(make_rule, grid_names, game_axes, cache_key, True, arms, targets.dtype)

@@ -18,6 +18,7 @@ torch.set_num_threads(1)
 from bandits.errors import PrefsimError  # noqa: E402
 from llm_bridge import loop as bridge_loop  # noqa: E402
 from llm_bridge.cli import command  # noqa: E402
+from llm_bridge.generation import encode_prompts  # noqa: E402
 from llm_bridge.logprobs import batched_sequence_logprobs  # noqa: E402
 from llm_bridge.models import load_causal_lm, load_tokenizer, load_weights, read_weights, resolve_model_path  # noqa: E402
 from llm_bridge.spec import parse_spec  # noqa: E402
@@ -250,7 +251,7 @@ def test_gpt2_lora_apo_extrapolates_only_the_adapter(tiny_gpt2, tmp_path):
     assert np.isfinite(implicit["loss_last"]).all()
 
 
-def test_bad_paths_and_specs_fail_clearly(tiny_llama, tmp_path):
+def test_bad_paths_and_specs_fail_clearly(tiny_llama, tiny_gpt2, tmp_path):
     with pytest.raises(PrefsimError, match="does not exist.*never downloads"):
         resolve_model_path(str(tmp_path / "nowhere"))
     with pytest.raises(PrefsimError, match="does not exist"):
@@ -269,6 +270,19 @@ def test_bad_paths_and_specs_fail_clearly(tiny_llama, tmp_path):
         parse_spec(_raw(tiny_llama, [{"name": "dpo"}], training={"learning_rate": 0.0}))
     with pytest.raises(PrefsimError, match="generation: unknown key"):
         parse_spec(_raw(tiny_llama, [{"name": "dpo"}], generation={"max_tokens": 3}))
+    # the tiny models read 128 positions: the longest training prompt and 129 − its length new tokens is one too many
+    too_long = _raw(tiny_gpt2, [{"name": "dpo"}])
+    tokenizer = load_tokenizer(str(tiny_gpt2))
+    longest = max(len(ids) for ids in encode_prompts(tokenizer, too_long["prompts"]["train"], False))
+    too_long["generation"]["max_new_tokens"] = 129 - longest
+    expected = (
+        rf"prompts.train: the longest prompt has {longest} tokens and generation.max_new_tokens = {129 - longest}, "
+        r"129 positions in all, but the model reads at most 128 \(config max_position_embeddings\); lower "
+        rf"generation.max_new_tokens to {128 - longest}"
+    )
+    with pytest.raises(PrefsimError, match=expected):
+        bridge_loop.run_bridge(parse_spec(too_long), tmp_path / "c", progress=False)
+    assert not (tmp_path / "c" / "manifest.json").exists()
     with pytest.raises(PrefsimError, match="oracle.path"):
         bridge_loop.run_bridge(
             parse_spec(

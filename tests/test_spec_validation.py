@@ -24,6 +24,11 @@ def _with(**changes):
     return spec
 
 
+def test_a_facet_on_a_swept_field_is_accepted():
+    spec = parse_spec(_with(game={"kind": "cyclic", "arms": 3, "tau": [0.1, 0.2]}, plot={"facet": ["game.tau"]}))
+    assert spec.plot.facet == ("game.tau",) and len(spec.points) == 2
+
+
 def test_the_base_spec_is_valid():
     spec = parse_spec(BASE)
     assert spec.iterations == 10 and spec.seeds == (0, 1) and spec.precision == "float64"
@@ -67,6 +72,12 @@ def test_the_base_spec_is_valid():
         # plot metrics are checked before the run (not after it, when the figures are drawn)
         (_with(plot={"metrics": ["kl_to_nashh"]}), ["plot.metrics", "'kl_to_nashh'", "kl_to_nash"]),
         (_with(plot={"metrics": ["queries"]}), ["plot.metrics", "exact mode"]),
+        # so are facets: a field the spec does not sweep has no panels to make
+        (_with(plot={"facet": ["game.tau"]}), ["plot.facet: game.tau is not swept", "its swept fields are none"]),
+        (
+            _with(game={"kind": "cyclic", "arms": 3, "tau": [0.1, 0.2]}, plot={"facet": ["game.tau", "run.mode"]}),
+            ["plot.facet: run.mode is not swept in this run; its swept fields are game.tau."],
+        ),
         # quoted numbers inside lists are refused, as they are as scalars (not converted silently)
         (_with(game={"kind": "matrix", "preference": [["0.5", 0.7], [0.3, 0.5]]}), ["game.preference", "quotes"]),
         (_with(game={"kind": "bradley_terry", "rewards": ["1.0", 0.0]}), ["game.rewards", "'1.0'"]),

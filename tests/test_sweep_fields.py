@@ -147,6 +147,26 @@ def test_resume_reuses_every_point_and_a_changed_sweep_recomputes_only_new_point
     pd.testing.assert_frame_equal(changed[changed["game.tau"] == 0.2].reset_index(drop=True), kept)
 
 
+def test_a_directory_switching_between_sweep_and_plain_runs_keeps_no_stale_results(tmp_path):
+    spec = copy.deepcopy(EXACT)
+    spec["game"] = {"kind": "random", "arms": 3, "tau": 0.2}
+    out = tmp_path / "out"
+    run(spec, out=out)
+    plain_parts = sorted(p.name for p in (out / "parts").glob("*.csv"))
+    assert plain_parts
+    spec["game"]["tau"] = [0.05, 0.2]  # now a sweep: the plain run's top-level parts go
+    messages = []
+    run(spec, out=out, resume=True, progress=messages.append)
+    assert not list((out / "parts").glob("*.csv"))
+    assert sum("the spec now sweeps" in m for m in messages) == len(plain_parts)
+    spec["game"]["tau"] = 0.2  # plain again: the sweep's point folders go
+    messages = []
+    table = run(spec, out=out, resume=True, progress=messages.append)
+    assert not (out / "points").exists()
+    assert sum("no longer sweeps" in m for m in messages) == 2
+    assert "game.tau" not in table.columns
+
+
 def test_game_tau_sweep_moves_the_rules_tau_and_the_metrics_target():
     spec = {
         "iterations": 8,

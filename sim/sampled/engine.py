@@ -44,6 +44,7 @@ import optax
 from bandits.errors import PrefsimError
 from bandits.oracles import make_pairs, mixture_opponent_pairs
 from sim import shared_engine
+from sim.checkpoint import CheckpointScope
 from sim.game import normalize
 from sim.headtohead import FINAL_POLICY
 from sim.metrics import all_metrics
@@ -526,6 +527,7 @@ def simulate_sampled_grid(
     block_size: int | None = None,
     own: dict | None = None,
     point_axes: Problem | None = None,
+    checkpoint: CheckpointScope | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """vmap :func:`simulate_sampled` over seeds (``keys`` (S, 2), batched problem leaves) and a grid.
 
@@ -548,6 +550,7 @@ def simulate_sampled_grid(
         of the grid holding its parameters (batched as the grid's values, not per seed), and the results
         hold point × seed on their seed axis (P·S, point-major).
       point_axes: a :class:`Problem` of 0 / None per leaf (with ``own``).
+      checkpoint: where the run keeps its state between blocks and finds it again (:mod:`sim.checkpoint`).
 
     Like the exact engine (:func:`sim.trajectory.simulate_grid`) the run goes in blocks of at most
     ``block_size`` iterations, each one compiled call of :func:`simulate_sampled_block` on the carried
@@ -575,7 +578,7 @@ def simulate_sampled_grid(
         block_size = block_iterations(points, batch, settings, problems.log_initial.shape[-2:])
     arguments = (grid_values, problems, keys)
     carry, metrics, _, _ = shared_engine.run_blocks(
-        run, arguments, record_iterations, block_size, progress, separate_start=True
+        run, arguments, record_iterations, block_size, progress, separate_start=True, checkpoint=checkpoint
     )
     metrics[FINAL_POLICY] = metrics.pop("final")
     return {k: np.asarray(v)[:, :kept] for k, v in metrics.items()}, np.asarray(carry[2])[:, :kept]

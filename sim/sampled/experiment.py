@@ -26,6 +26,7 @@ from bandits.continuous import ring_task
 from bandits.games import build_game
 from bandits.linear import random_linear_bandit
 from bandits.oracles import make_pairs
+from sim.checkpoint import TrajectoryCheckpoint
 from sim.game import game_from_instance
 from sim.nash import target_policy
 from sim.rules.reference import REFERENCE_EVERY
@@ -123,9 +124,11 @@ def run_sampled_rule(
     inputs: SampledInputs,
     record: np.ndarray,
     progress: Callable[[int, int], object] | None = None,
+    checkpoint: TrajectoryCheckpoint | None = None,
 ) -> pd.DataFrame:
     """All grid points × seeds of one ``[[rule]]`` table in sampled mode, jitted (a long run in blocks,
-    ``progress(iterations done, T)`` between them: :func:`sim.sampled.engine.simulate_sampled_grid`)."""
+    ``progress(iterations done, T)`` between them, its state kept in ``checkpoint``:
+    :func:`sim.sampled.engine.simulate_sampled_grid`)."""
     metrics, first_nonfinite = simulate_sampled_grid(
         rule.name,
         rule.fixed(),
@@ -136,6 +139,7 @@ def run_sampled_rule(
         inputs.keys,
         record,
         progress,
+        checkpoint=None if checkpoint is None else checkpoint.scope("seeds"),
     )
     return sampled_frame(rule, spec, inputs.problems, record, metrics, first_nonfinite)
 

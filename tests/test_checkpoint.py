@@ -1,0 +1,245 @@
+"""A long rule keeps its state between time blocks (sim.checkpoint): a run interrupted inside a rule and rerun
+with ``resume`` continues from its last saved block, and its numbers equal an uninterrupted run's bit for bit;
+a saved state that does not belong to the run is reported and not used."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import sim.checkpoint as checkpoint_module
+import sim.sampled.engine as sampled_engine
+import sim.trajectory as trajectory
+from sim.cli import main
+from sim.experiment import run
+from sim.results_io import PROGRESS_SUFFIX
+
+EXACT = {
+    "iterations": 120,
+    "seeds": 3,
+    "game": {"kind": "random", "arms": 5, "tau": 0.02},
+    "rule": [{"name": "inpo", "eta": [0.3, 0.6]}, {"name": "optimistic", "eta": 0.3, "label": "second"}],
+}
+SAMPLED = {
+    "iterations": 24,
+    "seeds": 2,
+    "game": {"kind": "random", "arms": 4, "tau": 0.1},
+    "run": {"mode": "sampled", "pairs_per_iteration": 16, "inner_steps": 3, "learning_rate": 0.3},
+    "rule": [{"name": "optimistic", "eta": 0.3, "reference_every": 5}],
+}
+
+
+class StopAfter:
+    """A progress receiver (``within`` as sim.progress.Progress has it) that interrupts the run after
+    ``blocks`` reports from inside rule ``label``; it records every report and message."""
+
+    def __init__(self, label: str | None = None, blocks: int | None = None):
+        self.label, self.blocks, self.reports, self.messages = label, blocks, [], []
+
+    def __call__(self, message):
+        self.messages.append(message)
+
+    def within(self, label, done, total):
+        self.reports.append((label, done))
+        if label == self.label and sum(1 for name, _ in self.reports if name == label) == self.blocks:
+            raise KeyboardInterrupt
+
+
+@pytest.fixture
+def save_every_block(monkeypatch):
+    monkeypatch.setattr(checkpoint_module, "SAVE_SECONDS", 0.0)
+    monkeypatch.setattr(trajectory, "block_updates", lambda points, seeds, arms, shared_preference=False: 10)
+    monkeypatch.setattr(sampled_engine, "block_iterations", lambda points, seeds, settings, shape: 4)
+
+
+def _interrupt(spec, out, label, blocks):
+    with pytest.raises(KeyboardInterrupt):
+        run(spec, out, progress=StopAfter(label, blocks))
+    return out / "parts" / f"{label}{PROGRESS_SUFFIX}"
+
+
+def _resume(spec, out):
+    """Resume ``spec`` in ``out``; check its table equals an uninterrupted run's bit for bit; the receiver."""
+    resumed = StopAfter()
+    table = run(spec, out, resume=True, progress=resumed)
+    pd.testing.assert_frame_equal(table, run(spec), check_exact=True)
+    return resumed
+
+
+def _resumed_reports(resumed, label):
+    return [done for name, done in resumed.reports if name == label]
+
+
+def test_an_interrupted_exact_rule_resumes_from_its_saved_block_bit_for_bit(tmp_path, save_every_block):
+    saved = _interrupt(EXACT, tmp_path / "out", "inpo", 4)
+    assert saved.is_file() and not (tmp_path / "out" / "parts" / "inpo.csv").exists()
+    resumed = _resume(EXACT, tmp_path / "out")
+    # the interruption came at the 4th report (40 updates), after the state of 40 updates was saved
+    assert _resumed_reports(resumed, "inpo") == [40, 50, 60, 70, 80, 90, 100, 110, 120]
+    assert any(
+        message == f"inpo: resumed from its saved state after 40 updates ({saved})" for message in resumed.messages
+    )
+    assert not saved.exists()  # the part's rows are written: its progress is not kept
+
+
+def test_a_run_without_resume_starts_again_and_removes_the_saved_state(tmp_path, save_every_block):
+    saved = _interrupt(EXACT, tmp_path / "out", "second", 2)
+    assert saved.is_file()
+    again = StopAfter()
+    run(EXACT, tmp_path / "out", progress=again)
+    assert _resumed_reports(again, "second")[0] == 10 and not saved.exists()
+
+
+def test_seed_groups_keep_their_finished_results_and_the_running_groups_state(tmp_path, save_every_block, monkeypatch):
+    monkeypatch.setattr(trajectory, "seed_group", lambda seeds, arms, games, axes, devices=1: 2)  # 3 groups of 2
+    spec = {**EXACT, "seeds": 5, "rule": EXACT["rule"][:1]}
+    # 3 groups × 120 updates, reported as one run of 360 (12 block reports and the group's end each):
+    # the 17th report is 160, 40 updates into the second group
+    saved = _interrupt(spec, tmp_path / "out", "inpo", 17)
+    resumed = _resume(spec, tmp_path / "out")
+    assert _resumed_reports(resumed, "inpo")[:2] == [160, 170]  # the first group loaded, the second continued
+    assert not saved.exists()
+
+
+def test_an_interrupted_sampled_rule_resumes_bit_for_bit(tmp_path, save_every_block):
+    saved = _interrupt(SAMPLED, tmp_path / "out", "optimistic", 3)
+    assert saved.is_file()
+    resumed = _resume(SAMPLED, tmp_path / "out")
+    assert _resumed_reports(resumed, "optimistic") == [12, 16, 20, 24]
+    assert not saved.exists()
+
+
+def test_a_saved_state_of_another_spec_or_an_unreadable_file_is_reported_and_not_used(tmp_path, save_every_block):
+    saved = _interrupt(EXACT, tmp_path / "out", "inpo", 4)
+    other = {**EXACT, "game": {**EXACT["game"], "tau": 0.03}}
+    resumed = _resume(other, tmp_path / "out")
+    assert f"inpo: {saved} was saved for another spec or prefsim version; the rule starts from its beginning" in (
+        resumed.messages
+    )
+    assert _resumed_reports(resumed, "inpo")[0] == 10
+
+    _interrupt(EXACT, tmp_path / "out", "inpo", 4)
+    saved.write_bytes(b"\x00\x01 not a checkpoint")
+    resumed = _resume(EXACT, tmp_path / "out")
+    assert any(m.startswith(f"inpo: {saved} cannot be read (") for m in resumed.messages), resumed.messages
+
+
+def test_a_saved_state_cut_into_other_blocks_is_not_used(tmp_path, save_every_block, monkeypatch):
+    saved = _interrupt(EXACT, tmp_path / "out", "inpo", 4)
+    monkeypatch.setattr(trajectory, "block_updates", lambda points, seeds, arms, shared_preference=False: 7)
+    resumed = _resume(EXACT, tmp_path / "out")
+    assert "inpo: the saved state was cut into other blocks (another machine or version); not used" in resumed.messages
+    assert _resumed_reports(resumed, "inpo")[0] == 7 and not saved.exists()
+
+
+def test_the_state_is_saved_only_when_a_save_is_due(tmp_path, save_every_block, monkeypatch):
+    monkeypatch.setattr(checkpoint_module, "SAVE_SECONDS", 3600.0)
+    saved = _interrupt(EXACT, tmp_path / "out", "inpo", 4)
+    assert not saved.exists()  # a run shorter than SAVE_SECONDS writes no checkpoint
+
+
+def test_progress_of_a_rule_no_longer_in_the_spec_is_removed(tmp_path, save_every_block):
+    saved = _interrupt(EXACT, tmp_path / "out", "second", 2)
+    spec = {**EXACT, "rule": EXACT["rule"][:1]}
+    messages = []
+    run(spec, tmp_path / "out", resume=True, progress=messages.append)
+    assert not saved.exists()
+    assert f"removed {saved}: its rule (or seed block) is no longer in the spec" in messages
+
+
+def test_the_command_line_says_the_progress_is_kept(tmp_path, capsys, save_every_block, monkeypatch):
+    (tmp_path / "spec.toml").write_text(
+        'iterations = 120\nseeds = 2\n[game]\nkind = "random"\narms = 4\ntau = 0.1\n'
+        '[[rule]]\nname = "inpo"\neta = 0.5\n'
+    )
+    real = trajectory.simulate_grid
+
+    def interrupted(*args, progress=None, **kwargs):
+        def stop(done, total):
+            progress(done, total)
+            if done == 30:
+                raise KeyboardInterrupt
+
+        return real(*args, progress=stop, **kwargs)
+
+    monkeypatch.setattr("sim.experiment.simulate_grid", interrupted)
+    out = tmp_path / "out"
+    assert main(["run", str(tmp_path / "spec.toml"), "--out", str(out), "--no-plots"]) == 130
+    assert "finished parts and a long rule's progress are saved" in capsys.readouterr().err
+    assert (out / "parts" / f"inpo{PROGRESS_SUFFIX}").is_file()
+    monkeypatch.undo()
+    monkeypatch.setattr(trajectory, "block_updates", lambda points, seeds, arms, shared_preference=False: 10)
+    assert main(["run", str(tmp_path / "spec.toml"), "--out", str(out), "--no-plots", "--resume"]) == 0
+    assert "inpo: resumed from its saved state after 30 updates" in capsys.readouterr().out
+    assert np.isfinite(pd.read_csv(out / "metrics.csv")["exploitability"]).all()
+
+
+def test_a_grouped_sampled_sweep_keeps_its_state_in_its_first_point(tmp_path, save_every_block):
+    spec = {**SAMPLED, "game": {**SAMPLED["game"], "tau": [0.1, 0.2]}}  # two points, one vmapped call
+    with pytest.raises(KeyboardInterrupt):
+        run(spec, tmp_path / "out", progress=StopAfter("optimistic", 3))
+    saved = next((tmp_path / "out" / "points").glob(f"*/parts/optimistic*{PROGRESS_SUFFIX}"))
+    resumed = _resume(spec, tmp_path / "out")
+    assert _resumed_reports(resumed, "optimistic") == [12, 16, 20, 24]
+    assert any(m.startswith("optimistic: resumed from its saved state after 12 updates") for m in resumed.messages)
+    assert not saved.exists()
+
+
+TWO_DEVICES = """
+import json, sys
+import jax
+import pandas as pd
+import sim.checkpoint, sim.shared_engine, sim.trajectory
+from sim.experiment import run
+assert jax.device_count() == 2, jax.devices()
+sim.shared_engine.CPU_SHARD_WORK = 0  # split even this small run over the two CPU devices
+sim.checkpoint.SAVE_SECONDS = 0.0
+sim.trajectory.block_updates = lambda points, seeds, arms, shared_preference=False: 10
+spec, out = json.loads(sys.argv[1]), sys.argv[2]
+seen = []
+real = sim.checkpoint.block_plan
+def plan(record, size, separate, per_seed):
+    seen.append(len(per_seed.sharding.device_set))
+    return real(record, size, separate, per_seed)
+sim.shared_engine.block_plan = plan
+whole = run(spec)
+class Stop:
+    def __call__(self, message):
+        pass
+    def within(self, label, done, total):
+        if done == 40:
+            raise KeyboardInterrupt
+try:
+    run(spec, out, progress=Stop())
+except KeyboardInterrupt:
+    pass
+messages = []
+table = run(spec, out, resume=True, progress=messages.append)
+pd.testing.assert_frame_equal(table, whole, check_exact=True)
+assert any("resumed from its saved state after 40 updates" in m for m in messages), messages
+assert set(seen) == {2}, seen
+print("resumed on", jax.device_count(), "devices")
+"""
+
+
+def test_a_state_sharded_over_two_devices_resumes_on_them_bit_for_bit(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    spec = {**EXACT, "seeds": 6, "rule": EXACT["rule"][:1]}
+    result = subprocess.run(
+        [sys.executable, "-c", TWO_DEVICES, json.dumps(spec), str(tmp_path / "out")],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resumed on 2 devices" in result.stdout
