@@ -8,12 +8,13 @@ leaves as arrays), the number of blocks and updates done, the rows recorded so f
 groups (:func:`sim.trajectory.simulate_grid`), the results of the groups already finished.  Each group
 (or the whole run) is one *scope* of the file.
 
-The file is replaced atomically and names the part's fingerprint (:func:`sim.experiment.part_fingerprint`
-and the part's name); each scope names its block plan (block size, recorded iterations, devices).  A run
+The file is replaced atomically and names the part's fingerprint (:func:`sim.experiment.part_fingerprint`,
+the part's name, the JAX version and backend); each scope names its block plan (block size, recorded
+iterations, devices), a finished seed group its layout (groups, their size, devices).  A run
 with ``resume`` uses a scope only when both match and the saved state has the shapes and types the run
 carries: it then continues with the same compiled programs from the same state, so its numbers equal
 those of an uninterrupted run bit for bit (``tests/test_checkpoint.py``).  Anything else (an unreadable
-file, another spec or prefsim version, another machine's plan) is reported and the rule starts from its
+file, another spec, prefsim or JAX version or backend, another plan or layout) is reported and the rule starts from its
 beginning.  The file is removed once the part's rows are written.
 """
 
@@ -30,6 +31,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from bandits.errors import PrefsimError
 from sim.results_io import write_files_atomic
 
 #: Seconds of running between two saves of a rule's state (a save copies the state and the rows recorded
@@ -68,6 +70,11 @@ def block_plan(record_iterations: Any, block_size: int, separate_start: bool, pe
     return hashlib.sha256(text.encode() + record.tobytes()).hexdigest()
 
 
+def checkpoint_machine() -> str:
+    """What a saved state's numbers depend on besides the spec: the JAX version and the backend it ran on."""
+    return f"jax {jax.__version__} on {jax.default_backend()}"
+
+
 class TrajectoryCheckpoint:
     """One part's checkpoint file (see the module docstring), read once when the run starts with ``resume``.
 
@@ -88,6 +95,8 @@ class TrajectoryCheckpoint:
         if not self.path.is_file():
             return {}
         try:
+            if not zipfile.is_zipfile(self.path):  # np.load would also read a lone .npy (or a pickle)
+                raise ValueError("not a checkpoint written by prefsim")
             with np.load(self.path, allow_pickle=False) as data:
                 entries = {name: np.asarray(data[name]) for name in data.files}
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
@@ -95,7 +104,10 @@ class TrajectoryCheckpoint:
             self.say(f"{self.path} cannot be read ({reason}); the rule starts from its beginning")
             return {}
         if str(entries.pop(_FINGERPRINT, "")) != self.fingerprint:
-            self.say(f"{self.path} was saved for another spec or prefsim version; the rule starts from its beginning")
+            self.say(
+                f"{self.path} was saved for another spec, prefsim or JAX version or backend; the rule starts from "
+                "its beginning"
+            )
             return {}
         return entries
 
@@ -126,7 +138,10 @@ class TrajectoryCheckpoint:
         }
         buffer = io.BytesIO()
         np.savez(buffer, **{_FINGERPRINT: np.array(self.fingerprint)}, **kept)
-        write_files_atomic({self.path: buffer.getvalue()})
+        try:
+            write_files_atomic({self.path: buffer.getvalue()})
+        except PrefsimError as exc:  # a checkpoint is a convenience: the run goes on, and tries again later
+            self.say(f"progress not saved, the run goes on: {str(exc).split('; the previous')[0]}")
         self._last_save = time.monotonic()
 
 

@@ -23,7 +23,6 @@ Before allocating, the memory the run needs is estimated and compared with what 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -31,7 +30,6 @@ import io
 import json
 import os
 import platform
-import shutil
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -45,7 +43,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from sim.bounds_table import compute_bounds, missing_bound_notes
-from sim.checkpoint import TrajectoryCheckpoint
+from sim.checkpoint import TrajectoryCheckpoint, checkpoint_machine
 from sim.diagnostics import absent_metrics_to_nan, report_warnings, run_warnings
 from sim.game import Game
 from sim.headtohead import FINAL_POLICY, headtohead_table, with_rule_values
@@ -76,7 +74,7 @@ from sim.shards import WorkPart, shard_record, shard_work, work_parts
 from sim.shared_engine import padded_seed_rows, raise_if_diverged, take_seeds
 from sim.spec import ExperimentSpec, RuleSpec, load_spec, parse_spec
 from sim.stats import field_values_by_rule
-from sim.sweep_runs import run_field_sweep, stale_points
+from sim.sweep_runs import remove_stale_points, run_field_sweep
 from sim.table import order_columns, results_table
 from sim.trajectory import default_record_iterations, simulate_grid
 
@@ -182,11 +180,8 @@ def _run_checked(
         write_files_atomic({out / RUNNING_MANIFEST: json_bytes(manifest)})
         for path in remove_stale_parts(out, [work.name for work in parts]):
             say(f"removed {path}: its rule (or seed block) is no longer in the spec")
-        for path in stale_points(out, []) if given is None else []:  # folders of an earlier sweep's points
-            shutil.rmtree(path)
+        for path in remove_stale_points(out, []) if given is None else []:  # folders of an earlier sweep's points
             say(f"removed {path}: the spec no longer sweeps [game]/[run] fields")
-            with contextlib.suppress(OSError):  # their folder, once empty
-                path.parent.rmdir()
 
     frames, finals = [], []
     stage = getattr(say, "stage", None)  # a sim.progress.Progress shows a bar / a line per part
@@ -199,6 +194,7 @@ def _run_checked(
             stored, reason = read_part(part, rule_fingerprint, expected_part_rows(spec, work, record))
             if stored is not None:
                 say(f"{work.name}: already computed, loaded from {part}")
+                (out / "parts" / f"{work.name}{PROGRESS_SUFFIX}").unlink(missing_ok=True)  # left by a stop just after
                 frames.append(stored)
                 finals.append(load_final_policies(out, work.name, rule_fingerprint))
                 continue
@@ -215,7 +211,7 @@ def _run_checked(
             if out is not None:  # a long rule keeps its state between time blocks (sim.checkpoint)
                 checkpoint = TrajectoryCheckpoint(
                     out / "parts" / f"{work.name}{PROGRESS_SUFFIX}",
-                    f"{rule_fingerprint}:{work.name}",
+                    f"{rule_fingerprint}:{work.name}:{checkpoint_machine()}",
                     resume,
                     lambda message, name=work.name: say(f"{name}: {message}"),
                 )
@@ -274,7 +270,8 @@ def run_point_group(
             if kept_in is not None:
                 checkpoint = TrajectoryCheckpoint(
                     kept_in / "parts" / f"{rules[0].label}{PROGRESS_SUFFIX}",
-                    "+".join(part_fingerprint(spec, rule) for spec, rule in zip(points, rules)) + ":group",
+                    "+".join(part_fingerprint(spec, rule) for spec, rule in zip(points, rules))
+                    + f":group:{checkpoint_machine()}",
                     resume,
                     lambda message, name=stem: say(f"{name}: {message}"),
                 )

@@ -52,6 +52,7 @@ from sim.results_io import (
 )
 from sim.shards import WorkPart, order_shards, shard_parts, work_parts
 from sim.spec import ExperimentSpec, parse_spec
+from sim.sweep_runs import remove_stale_points
 
 
 def shard_manifest(directory: Path) -> dict:
@@ -218,6 +219,8 @@ def merge_shards(
     with output_lock(out_path):
         for path in remove_stale_parts(out_path, [work.name for work in parts]):
             say(f"removed {path}: its rule (or seed block) is not in the spec")
+        for path in remove_stale_points(out_path, []):  # folders of an earlier sweep's points
+            say(f"removed {path}: the spec does not sweep [game]/[run] fields")
         (out_path / FINAL_POLICIES).mkdir(exist_ok=True)
         write_files_atomic({out_path / name: data for name, data in copies.items()})
         inputs.manifest["merged_from"] = merged_from(shards)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -37,7 +36,7 @@ from sim.precision import in_float64
 from sim.results_io import check_output_directory, output_lock, remove_stale_parts, write_files_atomic
 from sim.shards import order_shards, work_parts
 from sim.spec import ExperimentSpec, parse_spec
-from sim.sweep_runs import POINTS_DIR, combine_points, stale_points, sweep_plan, sweep_shard_record
+from sim.sweep_runs import POINTS_DIR, combine_points, remove_stale_points, sweep_plan, sweep_shard_record
 
 
 def is_sweep_shard(directory: str | os.PathLike) -> bool:
@@ -114,9 +113,10 @@ def merge_sweep_shards(
     out_path = check_output_directory(out_path)
     tables = []
     with output_lock(out_path):
-        for stale in stale_points(out_path, names):
-            shutil.rmtree(stale)
+        for stale in remove_stale_points(out_path, names):
             say(f"removed {stale}: its point is not in the spec's sweep")
+        for stale in remove_stale_parts(out_path, []):  # a run without sweeps wrote its parts at the top
+            say(f"removed {stale}: the spec sweeps, and each point keeps its parts in its folder")
         for number, (name, point_spec) in enumerate(zip(names, spec.points)):
             inputs = prepare_run(point_spec)
             parts, frames, finals, copies = [], [], [], {}

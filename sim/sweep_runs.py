@@ -17,6 +17,7 @@ folders of an earlier sweep that the spec no longer has are removed, like stale 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import shutil
@@ -41,7 +42,7 @@ from sim.results_io import (
     write_files_atomic,
     write_run_results,
 )
-from sim.shards import deal
+from sim.shards import deal, work_parts
 from sim.spec import ExperimentSpec
 from sim.table import order_columns
 
@@ -118,8 +119,7 @@ def run_field_sweep(
         if shard is not None:
             running["shard"] = sweep_shard_record(spec, *shard)
         write_files_atomic({out / RUNNING_MANIFEST: json_bytes(running)})
-        for stale in stale_points(out, names):
-            shutil.rmtree(stale)
+        for stale in remove_stale_points(out, names):
             say(f"removed {stale}: its point is no longer in the spec's sweep")
         for stale in remove_stale_parts(out, []):  # a run without sweeps wrote its parts at the top
             say(f"removed {stale}: the spec now sweeps, and each point keeps its parts in its folder")
@@ -143,7 +143,8 @@ def run_field_sweep(
                 None if shard is None else {"index": shard[0], "count": shard[1], "labels": [r.label for r in rules]}
             )
             if out is not None:
-                outs.append(check_output_directory(out / POINTS_DIR / names[i], [rule.label for rule in rules]))
+                parts = [work.name for work in work_parts(point_spec, rules)]  # label@block-i with seed_block
+                outs.append(check_output_directory(out / POINTS_DIR / names[i], parts))
             else:
                 outs.append(None)
         results = run_group([spec.points[i] for i in members], outs, resume, say, progress, chosen,
@@ -251,10 +252,17 @@ def _parsed_with_sweeps(parsed: Any, spec: ExperimentSpec) -> Any:
     return parsed
 
 
-def stale_points(out: Path, names: list[str]) -> list[Path]:
-    """Point folders of an earlier sweep in ``out`` that this spec does not have (they hold ``parts/``; ``names``
-    empty: every point folder, for a run without sweeps)."""
+def remove_stale_points(out: Path, names: list[str]) -> list[Path]:
+    """Delete the point folders of an earlier sweep in ``out`` that this spec does not have (they hold
+    ``parts/``; ``names`` empty: every point folder, for a run without sweeps, and then their folder when it is
+    left empty); return the removed paths."""
     folder = out / POINTS_DIR
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in names and (p / "parts").is_dir())
+    stale = sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in names and (p / "parts").is_dir())
+    for path in stale:
+        shutil.rmtree(path)
+    if not names:
+        with contextlib.suppress(OSError):  # not empty: something else is kept there
+            folder.rmdir()
+    return stale

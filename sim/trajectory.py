@@ -585,7 +585,8 @@ def simulate_grid(
     games = seeds_on_host(games, game_axes)  # groups cut by NumPy slicing
     parts = []
     for index in range(groups):
-        scope = None if checkpoint is None else checkpoint.scope(f"group-{index}-of-{groups}x{group}")
+        layout = f"group-{index}-of-{groups}x{group}@{devices}"  # a finished group is reused only in its layout
+        scope = None if checkpoint is None else checkpoint.scope(layout)
         finished = None if scope is None else scope.finished()
         if finished is not None:
             parts.append(finished)

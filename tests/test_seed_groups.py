@@ -122,9 +122,9 @@ def test_groups_share_one_compiled_program_and_report_progress_across_groups(mon
     batches = []
     original = trajectory._simulate_seeds
 
-    def counting(make_rule, grid_values, games, targets, progress, **fixed):
+    def counting(make_rule, grid_values, games, targets, progress, checkpoint, **fixed):
         batches.append(int(targets.shape[0]))
-        return original(make_rule, grid_values, games, targets, progress, **fixed)
+        return original(make_rule, grid_values, games, targets, progress, checkpoint, **fixed)
 
     monkeypatch.setattr(trajectory, "_simulate_seeds", counting)
     COMPILED_RUNS.clear()

@@ -21,11 +21,13 @@ from sim.cli import main
 from sim.diagnostics import DegenerateRunWarning
 from sim.experiment import run
 from sim.field_sweep import point_name, sweep_label
+from sim.merge import merge_shards
 from sim.metrics import METRIC_COLUMNS
 from sim.plot_spec import PlotSpec
 from sim.results_io import read_results_table
 from sim.spec import parse_spec
 from sim.stats import metric_columns
+from sim.sweep_merge import merge_sweep_shards
 
 EXACT = {
     "iterations": 12,
@@ -347,3 +349,22 @@ def test_point_names_and_labels():
     assert sweep_label("inpo", [("eta", 2.0), ("game.arms", 5)]) == "inpo[eta=2,game.arms=5]"
     with pytest.raises(PrefsimError, match="cannot name its result folder"):
         point_name([("run.pair_scheme", "a b")])
+
+
+def test_merging_into_a_directory_of_the_other_kind_removes_its_stale_results(tmp_path):
+    plain = copy.deepcopy(EXACT)
+    plain["game"] = {"kind": "random", "arms": 3, "tau": 0.2}
+    sweep = copy.deepcopy(plain)
+    sweep["game"]["tau"] = [0.05, 0.2]
+    run(sweep, tmp_path / "sweep-shard", shard=(0, 1))
+    run(plain, tmp_path / "plain-shard", shard=(0, 1))
+    merged = tmp_path / "merged"
+    merge_sweep_shards([tmp_path / "sweep-shard"], merged)
+    assert (merged / "points").is_dir()
+    messages = []
+    merge_shards([tmp_path / "plain-shard"], merged, progress=messages.append)
+    assert not (merged / "points").exists()
+    assert sum("the spec does not sweep" in m for m in messages) == 2
+    merge_sweep_shards([tmp_path / "sweep-shard"], merged, progress=messages.append)
+    assert not list((merged / "parts").glob("*.csv")) and (merged / "points").is_dir()
+    assert any("the spec sweeps, and each point keeps its parts in its folder" in m for m in messages)
