@@ -230,6 +230,25 @@ def _spec(**run):
     }
 
 
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+def test_a_gradient_tolerance_stops_the_inner_loop_in_either_precision(precision):
+    # a tolerance no gradient exceeds stops after the first step: the run equals one fixed step per iteration
+    base = {
+        "iterations": 5,
+        "seeds": 2,
+        "precision": precision,
+        "game": {"kind": "random", "arms": 4, "tau": 0.1},
+        "rule": [{"name": "inpo", "eta": 0.5}],
+    }
+    run = {"mode": "sampled", "pairs_per_iteration": 16, "learning_rate": 0.3}
+    stopped = sim.run({**base, "run": {**run, "inner_steps": 50, "tolerance": 1e9}})
+    one_step = sim.run({**base, "run": {**run, "inner_steps": 1}})
+    three_steps = sim.run({**base, "run": {**run, "inner_steps": 3}})
+    exact = 2e-7 if precision == "float32" else 1e-14
+    np.testing.assert_allclose(stopped["exploitability"], one_step["exploitability"], rtol=0, atol=exact)
+    assert np.abs(stopped["exploitability"] - three_steps["exploitability"]).max() > 1e-3
+
+
 def test_zero_pairs_is_a_clear_error():
     with pytest.raises(PrefsimError, match="pairs_per_iteration"):
         sim.parse_spec(_spec(pairs_per_iteration=0))

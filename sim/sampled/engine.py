@@ -399,7 +399,8 @@ def optimise(
             params = optax.apply_updates(params, updates)
             return params, opt_state, count + 1, largest
 
-        start = (params, opt_state, jnp.zeros((), jnp.int32), jnp.asarray(jnp.inf, jnp.result_type(float)))
+        precision = jnp.result_type(*jax.tree_util.tree_leaves(params))  # float32 runs: float32 gradients
+        start = (params, opt_state, jnp.zeros((), jnp.int32), jnp.asarray(jnp.inf, precision))
         params, _, _, _ = jax.lax.while_loop(cond, body, start)
         return params, objective(params, batch)
 
