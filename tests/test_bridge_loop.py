@@ -18,7 +18,7 @@ torch.set_num_threads(1)
 from bandits.errors import PrefsimError  # noqa: E402
 from llm_bridge import loop as bridge_loop  # noqa: E402
 from llm_bridge.cli import command  # noqa: E402
-from llm_bridge.generation import encode_prompts  # noqa: E402
+from llm_bridge.generation import encode_prompts, position_limit  # noqa: E402
 from llm_bridge.logprobs import batched_sequence_logprobs  # noqa: E402
 from llm_bridge.models import load_causal_lm, load_tokenizer, load_weights, read_weights, resolve_model_path  # noqa: E402
 from llm_bridge.spec import parse_spec  # noqa: E402
@@ -291,6 +291,23 @@ def test_bad_paths_and_specs_fail_clearly(tiny_llama, tiny_gpt2, tmp_path):
             tmp_path / "b",
             progress=False,
         )
+
+
+def test_the_position_limit_reads_learned_tables_and_rotary_scaling():
+    def model(**fields):
+        return argparse.Namespace(config=argparse.Namespace(**fields))
+
+    assert position_limit(model(n_positions=1024)) == (1024, "n_positions")
+    assert position_limit(model(max_position_embeddings=2048, n_positions=1024)) == (2048, "max_position_embeddings")
+    assert position_limit(model(vocab_size=10)) is None
+    # Llama 3.1 states the scaled context; a YaRN config the original one
+    llama = {"factor": 8.0, "original_max_position_embeddings": 8192, "rope_type": "llama3"}
+    assert position_limit(model(max_position_embeddings=131072, rope_scaling=llama))[0] == 131072
+    yarn = {"factor": 4.0, "original_max_position_embeddings": 32768, "type": "yarn"}
+    assert position_limit(model(max_position_embeddings=32768, rope_scaling=yarn)) == (
+        131072,
+        "max_position_embeddings with rope_scaling factor 4",
+    )
 
 
 def test_cli_command_runs_a_spec_file_and_rejects_bad_input(tiny_llama, tmp_path, capsys):
