@@ -264,9 +264,9 @@ def run_point_group(
             rules = [specs[point].rules[index] for point in needed]
             points = [specs[p] for p in needed]
             stem = rules[0].stem or rules[0].label
-            within = getattr(say, "within", None)  # a Progress reports between a long sampled run's time blocks
+            within = getattr(say, "within", None)  # a Progress reports between a long run's time blocks
             blocks = None if within is None else functools.partial(within, stem)
-            checkpoint, kept_in = None, outs[needed[0]]  # a long sampled group keeps its state in its first point
+            checkpoint, kept_in = None, outs[needed[0]]  # a long group keeps its state in its first point
             if kept_in is not None:
                 checkpoint = TrajectoryCheckpoint(
                     kept_in / "parts" / f"{rules[0].label}{PROGRESS_SUFFIX}",

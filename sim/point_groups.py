@@ -26,7 +26,8 @@ problems, its own per-seed PRNG keys (the pairs it draws are those its own run d
 rule parameters as entries of its own copy of the grid, so they are batched as the grid's values are,
 not per seed.  (Batched per seed, a rule τ made XLA round some steps differently, and Adam, which
 divides by √v + ε, turned those last bits of a near-zero gradient into differences of 1e-6.)  A long
-grouped sampled run goes in time blocks with progress between them, as a plain one.
+grouped run, exact or sampled, goes in time blocks with progress between them and its state kept
+(:mod:`sim.checkpoint`), as a plain one.
 
 A group of one point runs as a plain run (:func:`sim.experiment.run_rule`).  The grouped results equal
 the separate runs' to rounding (the batch is larger, so the last bits may differ: ≤ 1e-15 measured,
@@ -42,15 +43,23 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from sim.checkpoint import TrajectoryCheckpoint
+from sim.checkpoint import CheckpointScope, TrajectoryCheckpoint
 from sim.game import Game
+from sim.headtohead import FINAL_POLICY
 from sim.rules import build_rule
 from sim.sampled.engine import simulate_sampled_grid
 from sim.sampled.experiment import SampledInputs, sampled_frame, sampled_grid
-from sim.shared_engine import compile_over_grid_and_seeds, grid_arrays, raise_if_diverged, shard_over_seeds
+from sim.shared_engine import (
+    Schedule,
+    compile_over_grid_and_seeds,
+    grid_arrays,
+    raise_if_diverged,
+    run_blocks_locating,
+    shard_over_seeds,
+)
 from sim.spec import ExperimentSpec, RuleSpec
 from sim.table import results_table
-from sim.trajectory import compiler_options, simulate
+from sim.trajectory import block_updates, compiler_options, simulate_block
 
 
 def varying_parameters(rules: Sequence[RuleSpec]) -> list[str]:
@@ -91,8 +100,8 @@ def run_rule_over_points(
     ``rules[i]`` is the table at point ``specs[i]``, ``inputs[i]`` that point's
     :class:`sim.experiment.RunInputs`.  The frames are those :func:`sim.experiment.run_rule` (sampled:
     :func:`sim.sampled.experiment.run_sampled_rule`) gives for each point alone (to rounding).
-    ``progress(iterations done, T)``: between the time blocks of a long sampled run, which keeps its state
-    in ``checkpoint`` (:mod:`sim.checkpoint`; exact groups run in one call).
+    ``progress(iterations done, T)``: between the time blocks of a long run, which keeps its state in
+    ``checkpoint`` (:mod:`sim.checkpoint`).
     """
     if inputs[0].sampled is not None:
         sampled = [i.sampled for i in inputs]
@@ -116,8 +125,9 @@ def run_rule_over_points(
 
     cache_key = (first.name, spec.precision, tuple(sorted((k, repr(v)) for k, v in static.items())))
     metrics, first_nonfinite = simulate_over_points(
-        make_rule, grid, tuple(varying), own, games, game_axes, targets, unregularised, record, cache_key
-    )
+        make_rule, grid, tuple(varying), own, games, game_axes, targets, unregularised, record, cache_key, progress,
+        None if checkpoint is None else checkpoint.scope("points"),
+    )  # fmt: skip
     frames = []
     for index, (rule, point_spec) in enumerate(zip(rules, specs)):
         block = slice(index * seeds, (index + 1) * seeds)
@@ -204,15 +214,19 @@ def simulate_over_points(
     unregularised: jax.Array,
     record_iterations: np.ndarray,
     cache_key: Hashable,
+    progress: Callable[[int, int], object] | None = None,
+    checkpoint: CheckpointScope | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """:func:`sim.trajectory.simulate` over the grid (outer) and the batch of point × seed (inner).
 
     ``own``: per parameter of ``names``, its value for each batch entry (shape (B,)), given to
     ``make_rule`` with the grid's values.  ``targets``/``unregularised``: π* and π⁰ per batch entry (B, K).
-    Returns metrics (G, B, R) and the first non-finite iteration (G, B), as
+    Like :func:`sim.trajectory.simulate_grid` the run goes in time blocks (:func:`sim.trajectory.simulate_block`
+    through :func:`sim.shared_engine.run_blocks`), ``progress(updates done, T)`` between them and the state
+    kept in ``checkpoint``.  Returns metrics (G, B, R) and the first non-finite iteration (G, B), as
     :func:`sim.trajectory.simulate_grid` (a second run checking every step locates a divergence).
     """
-    record = tuple(int(i) for i in record_iterations)
+    record = np.asarray(record_iterations, np.int64)
     per_seed = jnp.stack([targets, jnp.asarray(unregularised, targets.dtype)], axis=1)
     items = (games, tuple(jnp.asarray(v) for v in own))
     axes = (game_axes, (0,) * len(own))
@@ -221,16 +235,18 @@ def simulate_over_points(
     arms = int(targets.shape[-1])
 
     def compiled(locate: bool):
-        def one(parameters, item, target):
+        def one(parameters, item, target, carry, schedule):
             game, values = item
             rule = make_rule({**parameters, **dict(zip(names, values))})
-            return simulate(rule, game, target[0], np.asarray(record), locate, target[1])
+            return simulate_block(rule, game, target[0], Schedule(*schedule), carry, locate, target[1])
 
-        key = ("exact-points", cache_key, tuple(sorted(grid)), names, record, locate)
-        return compile_over_grid_and_seeds(one, axes, key, compiler_options(arms, targets.dtype))
+        key = ("exact-points", cache_key, tuple(sorted(grid)), names, locate)
+        return compile_over_grid_and_seeds(one, axes, key, compiler_options(arms, targets.dtype), blocks=True)
 
-    metrics, first_bad = compiled(False)(grid_values, items, per_seed)
-    if np.any(np.asarray(first_bad) >= 0):
-        metrics, first_bad = compiled(True)(grid_values, items, per_seed)
+    points = len(next(iter(grid_values.values())))
+    block_size = block_updates(points, int(per_seed.shape[0]), arms, game_axes.preference is None)
+    arguments = (grid_values, items, per_seed)
+    metrics, first_bad = run_blocks_locating(compiled, arguments, record, block_size, progress, checkpoint)
+    metrics[FINAL_POLICY] = metrics.pop("final")
     batch = per_seed.shape[0] - padded
     return {k: np.asarray(v)[:, :batch] for k, v in metrics.items()}, np.asarray(first_bad)[:, :batch]

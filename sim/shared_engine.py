@@ -316,6 +316,28 @@ def run_blocks(
     return carry, {**metrics, "final": final}, np.concatenate(seen, axis=2), False
 
 
+def run_blocks_locating(
+    compiled: Callable[[bool], Callable],
+    arguments: tuple,
+    record_iterations: ArrayLike,
+    block_size: int,
+    progress: Callable[[int, int], object] | None = None,
+    checkpoint: CheckpointScope | None = None,
+) -> tuple[dict, np.ndarray]:
+    """An exact trajectory in blocks: :func:`run_blocks` of ``compiled(False)`` (finiteness checked at the
+    recordings, stopping at the first that saw a non-finite value) and, only then, again with
+    ``compiled(True)`` (every step checked, no checkpoint) to name the exact iteration.  Returns the
+    metrics of :func:`run_blocks` and the first non-finite iteration as the carry holds it (−1: none;
+    (G, S), or (G,) for a state shared by the seeds)."""
+    _, metrics, seen, stopped = run_blocks(
+        compiled(False), arguments, record_iterations, block_size, progress, True, checkpoint=checkpoint
+    )
+    if not stopped and not np.any(seen >= 0):
+        return metrics, np.full(seen.shape[:2], -1, np.int32)
+    carry, metrics, _, _ = run_blocks(compiled(True), arguments, record_iterations, block_size, progress)
+    return metrics, np.asarray(carry[2])
+
+
 def _block_state(blocks: int, done: int, carry: Any, first: dict, parts: list, seen: list) -> BlockState:
     """:func:`run_blocks`'s state after ``blocks`` calls, on the host (a :class:`sim.checkpoint.BlockState`)."""
     rows = {name: np.concatenate([part[name] for part in parts], axis=2) for name in first}

@@ -47,7 +47,7 @@ from sim.shared_engine import (
     options_key,
     padded_seed_rows,
     regret_from_mixture_sum,
-    run_blocks,
+    run_blocks_locating,
     seed_device_count,
     seed_tile,
     seeds_on_host,
@@ -620,19 +620,13 @@ def _simulate_seeds(
         shared_preference = game_axes.preference is None
         block_size = block_updates(len(next(iter(grid_values.values()))), seeds, arms, shared_preference)
     arguments = (grid_values, games, targets)
-    run = _compiled(make_rule, grid_names, game_axes, cache_key, False, arms, targets.dtype)
-    _, metrics, seen, stopped = run_blocks(
-        run, arguments, record, block_size, progress, stop_on_nonfinite=True, checkpoint=checkpoint
-    )
-    if stopped or np.any(seen >= 0):
-        # Something went non-finite: run again checking every step, to name the exact iteration.
-        locate = _compiled(make_rule, grid_names, game_axes, cache_key, True, arms, targets.dtype)
-        carry, metrics, _, _ = run_blocks(locate, arguments, record, block_size, progress)
-        first_bad = np.asarray(carry[2])
-        if first_bad.ndim == 1:  # a state shared by the seeds (see _compiled)
-            first_bad = np.repeat(first_bad[:, None], targets.shape[0], axis=1)
-    else:
-        first_bad = np.full(seen.shape[:2], -1, np.int32)
+
+    def compiled(locate: bool):
+        return _compiled(make_rule, grid_names, game_axes, cache_key, locate, arms, targets.dtype)
+
+    metrics, first_bad = run_blocks_locating(compiled, arguments, record, block_size, progress, checkpoint)
+    if first_bad.ndim == 1:  # a state shared by the seeds (see _compiled)
+        first_bad = np.repeat(first_bad[:, None], targets.shape[0], axis=1)
     seeds = targets.shape[0] - padded
     metrics[FINAL_POLICY] = metrics.pop("final")
     return {k: np.asarray(v)[:, :seeds] for k, v in metrics.items()}, np.asarray(first_bad)[:, :seeds]

@@ -16,12 +16,15 @@ import pandas as pd
 import pytest
 
 import sim.checkpoint as checkpoint_module
+import sim.point_groups as point_groups
+import sim.point_plan as point_plan
 import sim.sampled.engine as sampled_engine
 import sim.trajectory as trajectory
 from bandits.errors import PrefsimError
 from sim.cli import main
 from sim.experiment import run
 from sim.results_io import PROGRESS_SUFFIX
+from sim.spec import parse_spec
 
 EXACT = {
     "iterations": 120,
@@ -57,7 +60,8 @@ class StopAfter:
 @pytest.fixture
 def save_every_block(monkeypatch):
     monkeypatch.setattr(checkpoint_module, "SAVE_SECONDS", 0.0)
-    monkeypatch.setattr(trajectory, "block_updates", lambda points, seeds, arms, shared_preference=False: 10)
+    for module in (trajectory, point_groups):  # plain runs and [game] sweep groups
+        monkeypatch.setattr(module, "block_updates", lambda points, seeds, arms, shared_preference=False: 10)
     monkeypatch.setattr(sampled_engine, "block_iterations", lambda points, seeds, settings, shape: 4)
 
 
@@ -211,14 +215,22 @@ def test_the_command_line_says_the_progress_is_kept(tmp_path, capsys, save_every
     assert np.isfinite(pd.read_csv(out / "metrics.csv")["exploitability"]).all()
 
 
-def test_a_grouped_sampled_sweep_keeps_its_state_in_its_first_point(tmp_path, save_every_block):
-    spec = {**SAMPLED, "game": {**SAMPLED["game"], "tau": [0.1, 0.2]}}  # two points, one vmapped call
+@pytest.mark.parametrize(
+    "spec, label, blocks, done",
+    [
+        ({**SAMPLED, "game": {**SAMPLED["game"], "tau": [0.1, 0.2]}}, "optimistic", 3, [12, 16, 20, 24]),
+        ({**EXACT, "game": {**EXACT["game"], "tau": [0.02, 0.03]}}, "inpo", 4, [40, 50, 60, 70, 80, 90, 100, 110, 120]),
+    ],
+    ids=["sampled", "exact"],
+)
+def test_a_grouped_sweep_keeps_its_state_in_its_first_point(tmp_path, save_every_block, spec, label, blocks, done):
+    assert point_plan.point_groups(parse_spec(spec)) == [(0, 1)]  # two points, one vmapped call
     with pytest.raises(KeyboardInterrupt):
-        run(spec, tmp_path / "out", progress=StopAfter("optimistic", 3))
-    saved = next((tmp_path / "out" / "points").glob(f"*/parts/optimistic*{PROGRESS_SUFFIX}"))
+        run(spec, tmp_path / "out", progress=StopAfter(label, blocks))
+    saved = next((tmp_path / "out" / "points").glob(f"*/parts/{label}*{PROGRESS_SUFFIX}"))
     resumed = _resume(spec, tmp_path / "out")
-    assert _resumed_reports(resumed, "optimistic") == [12, 16, 20, 24]
-    assert any(m.startswith("optimistic: resumed from its saved state after 12 updates") for m in resumed.messages)
+    assert _resumed_reports(resumed, label) == done
+    assert any(m.startswith(f"{label}: resumed from its saved state after {done[0]} updates") for m in resumed.messages)
     assert not saved.exists()
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import sim.point_groups as point_groups_module
 from bandits.errors import PrefsimError
 from sim import shared_engine
 from sim.cli import main
@@ -133,6 +134,25 @@ def test_a_grouped_sampled_run_goes_in_time_blocks_with_progress_and_the_same_nu
     for one, other in zip(whole, blocked):
         one.attrs, other.attrs = {}, {}
         pd.testing.assert_frame_equal(one, other, check_exact=True)
+
+
+def test_a_grouped_exact_run_goes_in_time_blocks_with_progress_and_the_same_numbers(monkeypatch):
+    spec = parse_spec(GROUPED)
+    points = list(spec.points)
+    inputs = [prepare_run(point) for point in points]
+    reported = []
+    for table in range(len(spec.rules)):
+        rules = [point.rules[table] for point in points]
+        record = inputs[0].record
+        whole = run_rule_over_points(rules, points, inputs, record)
+        with monkeypatch.context() as patch:
+            patch.setattr(point_groups_module, "block_updates", lambda points, seeds, arms, shared=False: 3)
+            reported.clear()
+            blocked = run_rule_over_points(rules, points, inputs, record, lambda done, total: reported.append(done))
+        assert reported == [3, 6, 9]  # 9 updates: blocks of 3, a report after each
+        for one, other in zip(whole, blocked):
+            one.attrs, other.attrs = {}, {}
+            pd.testing.assert_frame_equal(one, other, check_exact=True)
 
 
 def test_a_rule_table_whose_static_settings_differ_between_points_splits_the_group():
