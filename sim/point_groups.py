@@ -46,7 +46,8 @@ import pandas as pd
 from sim.checkpoint import CheckpointScope, TrajectoryCheckpoint
 from sim.game import Game
 from sim.headtohead import FINAL_POLICY
-from sim.rules import build_rule
+from sim.program_cache import SourceKey
+from sim.rules import build_rule, uses_built_in_code
 from sim.sampled.engine import simulate_sampled_grid
 from sim.sampled.experiment import SampledInputs, sampled_frame, sampled_grid
 from sim.shared_engine import (
@@ -124,6 +125,8 @@ def run_rule_over_points(
         return build_rule(first.name, {**static, **parameters})
 
     cache_key = (first.name, spec.precision, tuple(sorted((k, repr(v)) for k, v in static.items())))
+    if uses_built_in_code(first.name, static):  # its compiled programs may be kept between processes
+        cache_key = SourceKey(cache_key)
     metrics, first_nonfinite = simulate_over_points(
         make_rule, grid, tuple(varying), own, games, game_axes, targets, unregularised, record, cache_key, progress,
         None if checkpoint is None else checkpoint.scope("points"),
@@ -241,7 +244,9 @@ def simulate_over_points(
             return simulate_block(rule, game, target[0], Schedule(*schedule), carry, locate, target[1])
 
         key = ("exact-points", cache_key, tuple(sorted(grid)), names, locate)
-        return compile_over_grid_and_seeds(one, axes, key, compiler_options(arms, targets.dtype), blocks=True)
+        kept_as = "sim.point_groups.block" if isinstance(cache_key, SourceKey) else None
+        options = compiler_options(arms, targets.dtype)
+        return compile_over_grid_and_seeds(one, axes, key, options, blocks=True, kept_as=kept_as)
 
     points = len(next(iter(grid_values.values())))
     block_size = block_updates(points, int(per_seed.shape[0]), arms, game_axes.preference is None)

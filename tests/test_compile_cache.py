@@ -90,3 +90,17 @@ def test_a_repeated_run_in_blocks_compiles_nothing_and_agrees_with_one_call(tmp_
     assert whole.returncode == 0, whole.stderr
     blocked = (tmp_path / "b" / "metrics.csv").read_text()
     assert blocked == (tmp_path / "a" / "metrics.csv").read_text() == (tmp_path / "c" / "metrics.csv").read_text()
+
+
+def test_a_repeated_sweep_keeps_its_group_programs_and_compiles_nothing(tmp_path):
+    # two τ points of one game group: each rule table runs over both points in one kept program
+    (tmp_path / "spec.toml").write_text(SPEC.replace("tau = 0.1", "tau = [0.1, 0.2]"))
+    cache = tmp_path / "cache"
+    first = _prefsim(tmp_path, tmp_path / "a", PREFSIM_COMPILE_CACHE_DIR=str(cache))
+    assert first.returncode == 0, first.stderr
+    entries = sorted(str(p.relative_to(cache)) for p in cache.rglob("*"))
+    assert any(entry.startswith("programs/sim.point_groups.block-") for entry in entries), entries
+    second = _prefsim(tmp_path, tmp_path / "b", PREFSIM_COMPILE_CACHE_DIR=str(cache))
+    assert second.returncode == 0, second.stderr
+    assert sorted(str(p.relative_to(cache)) for p in cache.rglob("*")) == entries
+    assert (tmp_path / "a" / "metrics.csv").read_text() == (tmp_path / "b" / "metrics.csv").read_text()
