@@ -149,17 +149,18 @@ POSITION_LIMITS = ("max_position_embeddings", "n_positions", "n_ctx")
 
 def position_limit(model: torch.nn.Module) -> tuple[int, str] | None:
     """``(positions, config field)``: the longest sequence ``model`` reads (:data:`POSITION_LIMITS`), or
-    ``None`` when its config states none.  With rotary scaling (``rope_scaling`` with a ``factor``) it is
-    at least the factor times the original context (``original_max_position_embeddings``, else the
-    stated one): some configs state the scaled context, others the original."""
+    ``None`` when its config states none.  With rotary scaling (``rope_scaling`` with a ``factor`` and an
+    ``original_max_position_embeddings``) it is at least the factor times that original context: some
+    configs state the scaled context (Llama 3.1), others the original (YaRN); without the original, the
+    stated context is taken as already scaled (Gemma 3)."""
     config = _hf_model(model).config
     for name in POSITION_LIMITS:
         value = getattr(config, name, None)
         if isinstance(value, int) and value > 0:
             scaling = getattr(config, "rope_scaling", None)
             factor = scaling.get("factor") if isinstance(scaling, dict) else None
-            if isinstance(factor, (int, float)) and factor > 1:
-                original = scaling.get("original_max_position_embeddings") or value
+            original = scaling.get("original_max_position_embeddings") if isinstance(scaling, dict) else None
+            if isinstance(factor, (int, float)) and factor > 1 and isinstance(original, int) and original > 0:
                 scaled = int(factor * original)
                 if scaled > value:
                     return scaled, f"{name} with rope_scaling factor {factor:g}"

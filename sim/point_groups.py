@@ -36,6 +36,7 @@ sampled mode included); the tests compare them to 1e-12.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Hashable, Sequence
 
 import jax
@@ -57,6 +58,7 @@ from sim.shared_engine import (
     raise_if_diverged,
     run_blocks_locating,
     shard_over_seeds,
+    whole_run_schedule,
 )
 from sim.spec import ExperimentSpec, RuleSpec
 from sim.table import results_table
@@ -237,21 +239,37 @@ def simulate_over_points(
     grid_values = grid_arrays(grid)
     arms = int(targets.shape[-1])
 
-    def compiled(locate: bool):
+    def compiled(locate: bool, per_entry: bool = True, tuned: bool = True):
         def one(parameters, item, target, carry, schedule):
             game, values = item
             rule = make_rule({**parameters, **dict(zip(names, values))})
             return simulate_block(rule, game, target[0], Schedule(*schedule), carry, locate, target[1])
 
-        key = ("exact-points", cache_key, tuple(sorted(grid)), names, locate)
-        kept_as = "sim.point_groups.block" if isinstance(cache_key, SourceKey) else None
-        options = compiler_options(arms, targets.dtype)
-        return compile_over_grid_and_seeds(one, axes, key, options, blocks=True, kept_as=kept_as)
+        kind = "exact-points" if tuned else "exact-points-state-check"  # the check is traced, never run
+        key = (kind, cache_key, tuple(sorted(grid)), names, locate, per_entry)
+        kept_as = "sim.point_groups.block" if isinstance(cache_key, SourceKey) and tuned else None
+        options = compiler_options(arms, targets.dtype) if tuned else None  # eval_shape refuses XLA options
+        return compile_over_grid_and_seeds(
+            one, axes, key, options, blocks=True, carry_per_seed=per_entry, kept_as=kept_as
+        )
 
-    points = len(next(iter(grid_values.values())))
-    block_size = block_updates(points, int(per_seed.shape[0]), arms, game_axes.preference is None)
+    # The trajectory depends on what the rule reads of the game and on its parameters (π* enters the
+    # metrics only): when that is the same for every entry of the batch (a rule with its own τ in a sweep
+    # of game.tau) the state is carried once, as vmap kept it in one call, not once per point × seed.
+    # Tracing the first block with an unbatched carry fails exactly when the state differs between entries.
     arguments = (grid_values, items, per_seed)
-    metrics, first_bad = run_blocks_locating(compiled, arguments, record, block_size, progress, checkpoint)
+    whole = whole_run_schedule(record)
+    try:
+        jax.eval_shape(compiled(False, per_entry=False, tuned=False), *arguments, None, tuple(whole))
+        per_entry = False
+    except ValueError:
+        per_entry = True
+    points = len(next(iter(grid_values.values())))
+    batch = int(per_seed.shape[0])
+    block_size = block_updates(points, batch if per_entry else 1, arms, game_axes.preference is None)
+    metrics, first_bad = run_blocks_locating(
+        functools.partial(compiled, per_entry=per_entry), arguments, record, block_size, progress, checkpoint, batch
+    )
     metrics[FINAL_POLICY] = metrics.pop("final")
     batch = per_seed.shape[0] - padded
     return {k: np.asarray(v)[:, :batch] for k, v in metrics.items()}, np.asarray(first_bad)[:, :batch]

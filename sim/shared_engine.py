@@ -323,19 +323,23 @@ def run_blocks_locating(
     block_size: int,
     progress: Callable[[int, int], object] | None = None,
     checkpoint: CheckpointScope | None = None,
+    seeds: int | None = None,
 ) -> tuple[dict, np.ndarray]:
     """An exact trajectory in blocks: :func:`run_blocks` of ``compiled(False)`` (finiteness checked at the
     recordings, stopping at the first that saw a non-finite value) and, only then, again with
     ``compiled(True)`` (every step checked, no checkpoint) to name the exact iteration.  Returns the
-    metrics of :func:`run_blocks` and the first non-finite iteration as the carry holds it (−1: none;
-    (G, S), or (G,) for a state shared by the seeds)."""
+    metrics of :func:`run_blocks` and the first non-finite iteration (G, S) (−1: none; a state shared by
+    the ``seeds`` seeds holds one per grid point, repeated for each)."""
     _, metrics, seen, stopped = run_blocks(
         compiled(False), arguments, record_iterations, block_size, progress, True, checkpoint=checkpoint
     )
     if not stopped and not np.any(seen >= 0):
         return metrics, np.full(seen.shape[:2], -1, np.int32)
     carry, metrics, _, _ = run_blocks(compiled(True), arguments, record_iterations, block_size, progress)
-    return metrics, np.asarray(carry[2])
+    first_bad = np.asarray(carry[2])
+    if first_bad.ndim == 1:  # a state shared by the seeds
+        first_bad = np.repeat(first_bad[:, None], seeds, axis=1)
+    return metrics, first_bad
 
 
 def _block_state(blocks: int, done: int, carry: Any, first: dict, parts: list, seen: list) -> BlockState:

@@ -624,9 +624,9 @@ def _simulate_seeds(
     def compiled(locate: bool):
         return _compiled(make_rule, grid_names, game_axes, cache_key, locate, arms, targets.dtype)
 
-    metrics, first_bad = run_blocks_locating(compiled, arguments, record, block_size, progress, checkpoint)
-    if first_bad.ndim == 1:  # a state shared by the seeds (see _compiled)
-        first_bad = np.repeat(first_bad[:, None], targets.shape[0], axis=1)
+    metrics, first_bad = run_blocks_locating(
+        compiled, arguments, record, block_size, progress, checkpoint, int(targets.shape[0])
+    )
     seeds = targets.shape[0] - padded
     metrics[FINAL_POLICY] = metrics.pop("final")
     return {k: np.asarray(v)[:, :seeds] for k, v in metrics.items()}, np.asarray(first_bad)[:, :seeds]

@@ -300,7 +300,12 @@ def test_the_position_limit_reads_learned_tables_and_rotary_scaling():
     assert position_limit(model(n_positions=1024)) == (1024, "n_positions")
     assert position_limit(model(max_position_embeddings=2048, n_positions=1024)) == (2048, "max_position_embeddings")
     assert position_limit(model(vocab_size=10)) is None
-    # Llama 3.1 states the scaled context; a YaRN config the original one
+    # Llama 3.1 states the scaled context; a YaRN config the original one; Gemma 3 the scaled one, no original
+    gemma = {"rope_type": "linear", "factor": 8.0}
+    assert position_limit(model(max_position_embeddings=131072, rope_scaling=gemma)) == (
+        131072,
+        "max_position_embeddings",
+    )
     llama = {"factor": 8.0, "original_max_position_embeddings": 8192, "rope_type": "llama3"}
     assert position_limit(model(max_position_embeddings=131072, rope_scaling=llama))[0] == 131072
     yarn = {"factor": 4.0, "original_max_position_embeddings": 32768, "type": "yarn"}

@@ -155,6 +155,32 @@ def test_a_grouped_exact_run_goes_in_time_blocks_with_progress_and_the_same_numb
             pd.testing.assert_frame_equal(one, other, check_exact=True)
 
 
+def test_a_trajectory_the_same_at_every_point_is_carried_once_in_blocks(monkeypatch):
+    # a rule with its own τ on one cyclic game: only the metrics' targets differ between the τ points
+    spec = parse_spec({"iterations": 30, "seeds": 2, "record_every": 5,
+                       "game": {"kind": "cyclic", "arms": 5, "tau": [0.05, 0.1]},
+                       "rule": [{"name": "mmd", "eta": 0.3, "tau": 0.1}, {"name": "inpo", "eta": 0.5}]})  # fmt: skip
+    points = list(spec.points)
+    inputs = [prepare_run(point) for point in points]
+    for table, carried in ((0, 1), (1, 4)):  # inpo's τ follows each point's: a state per point × seed
+        rules = [point.rules[table] for point in points]
+        whole = run_rule_over_points(rules, points, inputs, inputs[0].record)
+        sizes = []
+
+        def three(points, seeds, arms, shared=False, sizes=sizes):
+            sizes.append(seeds)
+            return 3  # blocks of 3 cut the segments between the recordings (every 5)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(point_groups_module, "block_updates", three)
+            blocked = run_rule_over_points(rules, points, inputs, inputs[0].record)
+        assert sizes == [carried]
+        if carried == 1:  # one state, as vmap kept it in one call: the same bits in any blocks
+            for one, other in zip(whole, blocked):
+                one.attrs, other.attrs = {}, {}
+                pd.testing.assert_frame_equal(one, other, check_exact=True)
+
+
 def test_a_rule_table_whose_static_settings_differ_between_points_splits_the_group():
     spec = parse_spec({"iterations": 3, "game": {"kind": "cyclic", "arms": 3, "tau": [0.1, 0.2, 0.3]},
                        "rule": [{"name": "inpo", "eta": 2.0}]})  # fmt: skip
