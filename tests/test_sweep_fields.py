@@ -272,7 +272,8 @@ def test_points_that_differ_only_in_game_values_share_one_compiled_function():
     }
     before = set(shared_engine.COMPILED_RUNS)
     table = run(spec)
-    assert len(set(shared_engine.COMPILED_RUNS) - before) <= 1  # one jitted whole-run function for 3 points
+    new = [key for key in set(shared_engine.COMPILED_RUNS) - before if key[0][0] != "exact-points-state-check"]
+    assert len(new) <= 1  # one jitted function for 3 points (besides the traced check of a shared state)
     final = table[table["iteration"] == 4].groupby("game.strength")["exploitability"].mean()
     assert len(set(final.round(12))) == 3
 
