@@ -116,12 +116,8 @@ class TrajectoryCheckpoint:
         self._scopes.add(name)
         return CheckpointScope(self, name + _SEPARATOR)
 
-    def remove(self) -> None:
-        """Delete the file (the part's rows are written)."""
-        self.path.unlink(missing_ok=True)
-
     def _entries_of(self, prefix: str) -> dict[str, np.ndarray]:
-        return {name[len(prefix) :]: value for name, value in self._entries.items() if name.startswith(prefix)}
+        return _under(self._entries, prefix)
 
     def _replace(self, prefix: str, entries: dict[str, np.ndarray]) -> None:
         self._entries = {name: value for name, value in self._entries.items() if not name.startswith(prefix)}
@@ -219,5 +215,9 @@ class CheckpointScope(NamedTuple):
 
 
 def _columns(entries: dict, kind: str) -> dict:
-    start = kind + _SEPARATOR
-    return {name[len(start) :]: value for name, value in entries.items() if name.startswith(start)}
+    return _under(entries, kind + _SEPARATOR)
+
+
+def _under(entries: dict, prefix: str) -> dict:
+    """The entries whose names start with ``prefix``, named without it."""
+    return {name[len(prefix) :]: value for name, value in entries.items() if name.startswith(prefix)}

@@ -189,12 +189,13 @@ def _run_checked(
         if stage is not None:
             stage(index, len(parts), f"running {work.name}")
         part = out / "parts" / f"{work.name}.csv" if out is not None else None
+        saved_progress = out / "parts" / f"{work.name}{PROGRESS_SUFFIX}" if out is not None else None
         rule_fingerprint = part_fingerprint(spec, work.rule)
         if resume and part is not None:
             stored, reason = read_part(part, rule_fingerprint, expected_part_rows(spec, work, record))
             if stored is not None:
                 say(f"{work.name}: already computed, loaded from {part}")
-                (out / "parts" / f"{work.name}{PROGRESS_SUFFIX}").unlink(missing_ok=True)  # left by a stop just after
+                saved_progress.unlink(missing_ok=True)  # left by a stop just after the part was written
                 frames.append(stored)
                 finals.append(load_final_policies(out, work.name, rule_fingerprint))
                 continue
@@ -208,9 +209,9 @@ def _run_checked(
             within = getattr(say, "within", None)  # a Progress also reports inside a rule run in time blocks
             blocks = None if within is None else functools.partial(within, work.name)
             checkpoint = None
-            if out is not None:  # a long rule keeps its state between time blocks (sim.checkpoint)
+            if saved_progress is not None:  # a long rule keeps its state between time blocks (sim.checkpoint)
                 checkpoint = TrajectoryCheckpoint(
-                    out / "parts" / f"{work.name}{PROGRESS_SUFFIX}",
+                    saved_progress,
                     f"{rule_fingerprint}:{work.name}:{checkpoint_machine()}",
                     resume,
                     lambda message, name=work.name: say(f"{name}: {message}"),
@@ -221,7 +222,7 @@ def _run_checked(
             with signals_held():  # both or neither: an interruption is acted on once they are written
                 save_final_policies(out, work.name, rule_fingerprint, frame.attrs[FINAL_POLICY])
                 write_part(part, frame, rule_fingerprint)
-            (out / "parts" / f"{work.name}{PROGRESS_SUFFIX}").unlink(missing_ok=True)
+            saved_progress.unlink(missing_ok=True)
         finals.append(frame.attrs.pop(FINAL_POLICY))  # out of attrs: pandas compares attrs when concatenating
         frames.append(frame)
     tables, policies = assemble_parts(parts, frames, finals)
