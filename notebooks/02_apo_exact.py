@@ -326,7 +326,7 @@ assert sub_report.holds.all(), "SubOpt ≤ β log(1/π_ref(y*))/c_T violated"
 assert np.allclose(
     stats.seed_matrix(table, "suboptimality", apo_label[0.0])[0],
     stats.seed_matrix(table, "suboptimality", dpo_label[0.0])[0],
-    rtol=1e-9,
+    rtol=0,
     atol=1e-13,
 ), "APO(α=0) ≠ DPO"
 assert lags.bracketed.all(), lags[~lags.bracketed]

@@ -2,7 +2,8 @@
 
 Written once per run by :mod:`sim.bounds_table`; this module only reads it, so plotting and reports
 do not import :mod:`sim.theory` (nor rebuild games).  Columns: ``rule, metric, iteration, bound,
-label`` — per rule label × metric × recorded iteration the largest bound over seeds.
+label`` — per rule label × metric × recorded iteration the largest bound over seeds, where it holds on
+every seed and lies above the rounding floor (:func:`sim.theory.bounds_for_run`).
 """
 
 from __future__ import annotations

@@ -25,9 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -40,6 +38,7 @@ from sim.machine import usable_cores
 from sim.process_exit import exit_now
 from sim.progress import Progress
 from sim.provenance import prefsim_version
+from sim.stop_request import Terminated, check_stop, stop_on_signals
 
 if TYPE_CHECKING:
     from sim.spec import ExperimentSpec
@@ -49,38 +48,20 @@ EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
 
-class Terminated(KeyboardInterrupt):
-    """Raised in the main thread when SIGTERM arrives, so it unwinds like Ctrl-C (files closed, lock released)."""
-
-
-#: Set when SIGTERM arrives.  The handler also raises :class:`Terminated`, but Python drops an exception
-#: raised while a garbage-collection callback runs (JAX registers one), so progress calls between rules
-#: and figures check this flag too (:class:`_StoppableProgress`) and raise it again.
-_TERMINATION_REQUESTED = threading.Event()
-
-
-def _raise_terminated(signum, frame):
-    _TERMINATION_REQUESTED.set()
-    raise Terminated()
-
-
 class _StoppableProgress(Progress):
     """:class:`Progress` that stops the command at its next message, step or block of a long rule once
-    SIGTERM has arrived."""
+    Ctrl-C or SIGTERM has arrived, where Python dropped the handler's exception (:mod:`sim.stop_request`)."""
 
     def __call__(self, message: str) -> None:
-        if _TERMINATION_REQUESTED.is_set():
-            raise Terminated()
+        check_stop()
         super().__call__(message)
 
     def stage(self, index: int, total: int, label: str, unit: str = "rules") -> None:
-        if _TERMINATION_REQUESTED.is_set():
-            raise Terminated()
+        check_stop()
         super().stage(index, total, label, unit)
 
     def within(self, label: str, done: int, total: int) -> None:
-        if _TERMINATION_REQUESTED.is_set():  # between two blocks of a long rule
-            raise Terminated()
+        check_stop()  # between two blocks of a long rule
         super().within(label, done, total)
 
 
@@ -130,17 +111,13 @@ def _handle(args, cpu_devices: str | None) -> int:
 
     devices = getattr(args, "cpu_devices", None) or os.environ.get(CPU_DEVICES_VARIABLE) or cpu_devices
     cache = enable_compile_cache()  # a repeated run of seen shapes compiles nothing (off: PREFSIM_NO_COMPILE_CACHE=1)
-    _TERMINATION_REQUESTED.clear()
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    except ValueError:  # not the main thread (main() called from a worker thread): leave SIGTERM alone
-        previous = None
     try:
         if devices is not None:  # before JAX computes anything
             use_cpu_cores(devices)
         # exact mode computes in float64 (scoped: sim.precision); with the compile cache, the traced and
-        # compiled programs are kept too, so a repeated run does not trace them again (sim.program_cache)
-        with float64(), keep_programs(None if cache is None else cache / PROGRAMS_FOLDER):
+        # compiled programs are kept too, so a repeated run does not trace them again (sim.program_cache);
+        # Ctrl-C and SIGTERM stop it even where Python drops their exception (sim.stop_request)
+        with stop_on_signals(), float64(), keep_programs(None if cache is None else cache / PROGRAMS_FOLDER):
             return int(args.handler(args) or 0)
     except PrefsimError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -175,9 +152,6 @@ def _handle(args, cpu_devices: str | None) -> int:
             file=sys.stderr,
         )
         return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -6,6 +6,8 @@
   every rule starts at its fixed point and every curve is flat;
 * all seeds give identical results (nothing in the game is drawn at random in exact mode), so the
   confidence bands have zero width;
+* fewer than :data:`FEW_SEEDS` seeds: the percentile-bootstrap 95% bands cover markedly less than 95%
+  (one seed: no band at all);
 * a rule's τ differs from the game's τ, while the metrics measure the game's τ-regularised Nash;
 * a metric reaches the precision's rounding floor (:func:`precision_floor`): values there are
   rounding, not convergence (figures stop their fits there, summaries print "≈ 0");
@@ -142,6 +144,28 @@ def floor_reached(table: pd.DataFrame, precision: str) -> dict[str, list[str]]:
     return reached
 
 
+#: Fewer seeds than this get a warning: with S seeds a percentile-bootstrap 95% interval of a mean covers
+#: it about 51% of the time at S = 2, 79% at 4, 89% at 8, 91% at 10 and 93% at 20 (normal data; measured
+#: in tests/test_stats.py, docs/theory.md §D.1).
+FEW_SEEDS = 10
+
+
+def _few_seeds(seeds: int) -> str | None:
+    """The warning for a run over ``seeds`` seeds (``None`` from :data:`FEW_SEEDS` on)."""
+    if seeds == 1:
+        return (
+            "a single seed: the figures' bands and the summary's intervals have zero width, so nothing "
+            f"estimates the spread over games and sampling; use ≥ {FEW_SEEDS} seeds."
+        )
+    if seeds < FEW_SEEDS:
+        return (
+            f"{seeds} seeds: the 95% bands and intervals are percentile bootstraps over seeds, which with few "
+            "seeds cover less than they say (a normal mean: ≈ 79% at 4 seeds, 89% at 8, 91% at 10, 93% at 20); "
+            f"use ≥ {FEW_SEEDS} seeds, better 20, before reading an interval as 95%."
+        )
+    return None
+
+
 def run_warnings(table: pd.DataFrame, spec: ExperimentSpec) -> list[str]:
     """The degenerate-run messages of the module docstring for a finished run (empty when none)."""
     messages = []
@@ -155,15 +179,20 @@ def run_warnings(table: pd.DataFrame, spec: ExperimentSpec) -> list[str]:
             'meaningless (e.g. a cyclic game with a uniform reference); set game.reference = "random" or '
             'game.initial = "random".'
         )
+    identical = False
     if spec.run.mode == "exact":
         metrics = [m for m in ("exploitability", "kl_to_nash", "max_log_ratio") if m in table.columns]
-        if _seeds_identical(table, metrics):
+        identical = _seeds_identical(table, metrics)
+        if identical:
             messages.append(
                 f"all {table['seed'].nunique()} seeds give identical results (exact mode draws nothing at random "
                 "and this game has a fixed P, reference and initial policy), so the confidence bands have zero "
                 'width; use a random game (kind = "random", reference = "random" or initial = "random") to '
                 "vary the instance over seeds."
             )
+    few = None if identical or at_target else _few_seeds(len(spec.seeds))
+    if few is not None:
+        messages.append(few)
     for rule in spec.rules:
         tau = rule.parameters.get("tau")
         if isinstance(tau, list):

@@ -331,8 +331,9 @@ def apo_suboptimality_bound(
 ) -> np.ndarray:
     """SubOpt(π_T) ≤ β·log(1/π_ref(y*))/c_T ≈ (1 − α)β·log(1/π_ref(y*))/T [D✓, docs/theory.md §B.3].
 
-    Gibbs variational argument for π_T = softmax(log π_ref + c_T r/β); y* = argmax r (the largest
-    π_ref mass among ties).  This is docs/theory.md's exact-reward form of the optimisation term of APO's
+    Gibbs variational argument for π_T = softmax(log π_ref + c_T r/β); with tied best arms π_ref(y*) is
+    their summed π_ref mass (the Gibbs argument against π_ref restricted to the argmax set: a tighter
+    bound than any single tied arm's).  This is docs/theory.md's exact-reward form of the optimisation term of APO's
     Theorem 4.4, whose constants are unknown (the paper is not public).  α = 0 is iterative DPO.
     ``iterate = "proximal"`` bounds the proximal iterate π̂_T (multiplier ĉ_T ≤ c_T) instead: the
     iterate that APO's ``implicit_reference`` form records.

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bandits.errors import PrefsimError
+from sim.diagnostics import precision_floor
 from sim.game import Game
 from sim.precision import in_float64
 from sim.rules import rule_info
@@ -117,6 +118,7 @@ __all__ = [
     "theorem4_eta_schedule",
     "theorem4_kl_bound",
     "theorem4_step_bound",
+    "NOT_DRAWN",
     "bounds_for_run",
     "tightness_report",
 ]
@@ -215,8 +217,10 @@ def tightness_report(
 
     Returns:
       DataFrame with columns ``rule, seed, iteration, metric, bound_name, observed, bound, ratio,
-      holds`` (ratio = observed/bound; holds = observed ≤ bound·(1 + 1e-9) + 1e-12).  Empty (same
-      columns) when no bound applies.
+      holds``: ratio = observed/bound, NaN where the bound is at or below the run precision's rounding
+      floor (:func:`sim.diagnostics.precision_floor`, 2.2e-14 in float64), which the recorded metric
+      cannot resolve (a bound of 1e-47 against a metric at its floor of 1e-17 would read 1e30);
+      holds = observed ≤ bound·(1 + 1e-9) + max(1e-12, floor).  Empty (same columns) when no bound applies.
     """
 
     if isinstance(spec, str):
@@ -261,28 +265,58 @@ def tightness_report(
             "bound": joined("bound"),
         }
     )
+    floor = precision_floor(spec.precision)
+    resolved = report["bound"].to_numpy() > floor
     with np.errstate(divide="ignore", invalid="ignore"):
-        report["ratio"] = report["observed"] / report["bound"]
-    report["holds"] = report["observed"] <= report["bound"] * (1.0 + 1e-9) + 1e-12
+        report["ratio"] = np.where(resolved, report["observed"] / report["bound"], np.nan)
+    report["holds"] = report["observed"] <= report["bound"] * (1.0 + 1e-9) + max(1e-12, floor)
     return report[columns]
+
+
+#: ``bounds_for_run(...).attrs[NOT_DRAWN]``: (rule label, bound_name) → why a bound the run evaluated has no curve.
+NOT_DRAWN = "bounds_not_drawn"
 
 
 @in_float64
 def bounds_for_run(table: pd.DataFrame, spec: ExperimentSpec | dict, games: tuple | None = None) -> pd.DataFrame:
     """Bound curves for figures: per rule × metric × iteration the largest bound over seeds.
 
-    The max over seeds is a bound on every seed, hence on the mean curve drawn by
-    :func:`sim.plotting.plot_metric`.  Columns: ``rule, metric, iteration, bound, label``.  Empty for
-    sampled-mode runs: the theorems are about exact (population) updates, and a dashed "bound" next to
-    a sampled curve would misstate what they promise (use :func:`tightness_report` to compare anyway).
+    The max over seeds bounds every seed, hence the mean (and median) curve drawn by
+    :func:`sim.plotting.plot_metric`, but only at iterations where the bound holds for **every** seed of
+    the rule: a bound whose condition fails on some seeds (MMD's step η ≤ τ/L² depends on each seed's
+    game) bounds no curve over all seeds and gets none.  Bound values at or below the precision's
+    rounding floor are not drawn either: the recorded metric stops there, so the curve would seem to
+    cross a bound it cannot resolve.  Why an evaluated bound got no curve is in
+    ``result.attrs[NOT_DRAWN]`` ((rule, bound_name) → reason), which :func:`sim.bounds_table.missing_bound_notes`
+    reports.  Columns: ``rule, metric, iteration, bound, label``.  Empty for sampled-mode runs: the
+    theorems are about exact (population) updates, and a dashed "bound" next to a sampled curve would
+    misstate what they promise (use :func:`tightness_report` to compare anyway).
     """
 
     columns = ["rule", "metric", "iteration", "bound", "label"]
-    if parse_spec(spec).run.mode != "exact":
+    parsed = parse_spec(spec)
+    if parsed.run.mode != "exact":
         return pd.DataFrame(columns=columns)
-    report = tightness_report(table, spec, games)
+    report = tightness_report(table, parsed, games)
     if report.empty:
         return pd.DataFrame(columns=columns)
-    grouped = report.groupby(["rule", "metric", "bound_name", "iteration"], sort=False)["bound"].max().reset_index()
+    seeds = table.groupby("rule", sort=False)["seed"].nunique()
+    keys = ["rule", "metric", "bound_name", "iteration"]
+    grouped = report.groupby(keys, sort=False)["bound"].agg(["max", "count"]).reset_index()
+    grouped = grouped.rename(columns={"max": "bound"})
+    every_seed = grouped["count"].to_numpy() == grouped["rule"].map(seeds).to_numpy()
+    resolved = grouped["bound"].to_numpy() > precision_floor(parsed.precision)
+    not_drawn, labels = {}, _labels(parsed)
+    for (rule, name), frame in grouped.groupby(["rule", "bound_name"], sort=False):
+        rows = frame.index.to_numpy()
+        if not every_seed[rows].any():
+            bound = next(b for b in rule_info(labels[rule][0]).bounds if b.label == name)
+            evaluated = report[(report["rule"] == rule) & (report["bound_name"] == name)]["seed"].nunique()
+            not_drawn[rule, name] = f"{bound.unmet} on {seeds[rule] - evaluated} of its {seeds[rule]} seeds' games"
+        elif not (every_seed & resolved)[rows].any():
+            not_drawn[rule, name] = f"its values lie below the {parsed.precision} rounding floor"
+    grouped = grouped[every_seed & resolved].reset_index(drop=True)
     grouped["label"] = grouped["bound_name"].str.split(":").str[0] + " bound (" + grouped["rule"] + ")"
-    return grouped[["rule", "metric", "iteration", "bound", "label"]]
+    result = grouped[columns]
+    result.attrs[NOT_DRAWN] = not_drawn
+    return result

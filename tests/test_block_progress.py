@@ -5,17 +5,18 @@ reports progress between blocks (sim.progress.Progress.within) and honours a sto
 from __future__ import annotations
 
 import io
+import signal
 
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
 
-import sim.cli as cli_module
 import sim.progress as progress_module
 import sim.sampled.engine as sampled_engine
 import sim.trajectory as trajectory
 from bandits.games import GameSpec, build_game
+from sim import stop_request
 from sim.cli import main
 from sim.experiment import prepare_run
 from sim.game import game_from_instance
@@ -276,7 +277,7 @@ def test_a_stop_request_is_honoured_between_blocks(tmp_path, capsys, small_block
         reports.append(done)
         real(self, label, done, total)
         if len(reports) == 3:
-            cli_module._TERMINATION_REQUESTED.set()  # what the SIGTERM handler sets
+            stop_request.request_stop(signal.SIGTERM)  # what the SIGTERM handler records
 
     monkeypatch.setattr(Progress, "within", sigterm_after_the_third_block)
     out = tmp_path / "out"

@@ -47,11 +47,32 @@ def test_initial_policy_at_the_nash_point_is_said_once_in_output_and_manifest(tm
 def test_a_random_game_gives_no_warning():
     spec = {
         "iterations": 10,
-        "seeds": 2,
+        "seeds": 10,
         "game": {"kind": "random", "arms": 4, "tau": 0.2},
         "rule": [{"name": "inpo", "eta": 5.2}],
     }
     assert _warnings_of(spec) == []
+
+
+@pytest.mark.parametrize("seeds", [1, 4, 9])
+def test_fewer_than_ten_seeds_are_told_their_intervals_cover_less_than_95_percent(seeds):
+    """With S < 10 seeds the percentile bootstrap's 95% interval covers a mean markedly less often
+    (tests/test_stats.py measures it); one seed has no interval at all."""
+    spec = {
+        "iterations": 10,
+        "seeds": seeds,
+        "game": {"kind": "random", "arms": 4, "tau": 0.2},
+        "rule": [{"name": "inpo", "eta": 5.2}],
+    }
+    said = _warnings_of(spec)
+    if seeds == 1:
+        assert said == [
+            "a single seed: the figures' bands and the summary's intervals have zero width, so nothing estimates "
+            "the spread over games and sampling; use ≥ 10 seeds."
+        ]
+    else:
+        assert len(said) == 1 and said[0].startswith(f"{seeds} seeds: the 95% bands and intervals are percentile")
+        assert "≈ 79% at 4 seeds" in said[0]
 
 
 def test_rule_tau_differs_from_the_game_tau_and_the_bound_says_why_it_is_missing(tmp_path):

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+import types
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +32,7 @@ from test_bridge_bandit_lm import _minimise  # LBFGS to a 1e-13 gradient on the 
 
 import sim
 from bandits.errors import PrefsimError
+from bandits.oracles import PairBatch
 from llm_bridge import loop as bridge_loop
 from llm_bridge.bandit_lm import PROMPT, BanditLM
 from llm_bridge.logprobs import batched_sequence_logprobs
@@ -44,6 +46,7 @@ from llm_bridge.trainer import PairTensors
 from sim.nash import regularised_nash
 from sim.rules import JAX_OPS, RULES, build_rule, resolve_parameters
 from sim.rules.mnpo import HISTORY, mixture_weights
+from sim.sampled import engine as sampled_engine
 from sim.sampled.engine import build_iteration
 from sim.sampled.experiment import build_sampled_inputs
 from sim.spec import parse_spec
@@ -145,6 +148,50 @@ def _sampled_distances(pairs=PAIRS, offline=False):
         assert np.all(np.asarray(spread) > 1e-2)  # π_{t−1} ≠ π_{t−2}: the anchor mixes different iterates
         out.append(np.asarray(distance))
     return np.stack(out)
+
+
+def _population_batch(scheme, key, log_policy, preference, rewards, context_probs, pairs, *settings):
+    """Every ordered pair (winner y, loser y′) of one context with its λ_p probability 2π(y)π(y′)P(y ≻ y′):
+    the sampled loss's expectation, so its argmin is the exact update."""
+    arms = log_policy.shape[-1]
+    first, second = (index.ravel() for index in jnp.meshgrid(jnp.arange(arms), jnp.arange(arms), indexing="ij"))
+    policy = jnp.exp(log_policy[0])
+    weight = 2 * policy[first] * policy[second] * preference[0][first, second]
+    nan = jnp.full(weight.shape, jnp.nan)
+    return PairBatch(jnp.zeros_like(first), first, second, nan, nan, weight), 0
+
+
+def test_sampled_mnpo_on_the_population_pairs_follows_the_independent_recursion(monkeypatch):
+    """The sampled engine builds MNPO's anchor A_t = Σ_j λ_j log π_{t−j} from its own history; trained on the
+    population batch instead of draws, it must follow the independent NumPy recursion (its
+    ``distance_to_exact`` is measured against that same anchor, so it cannot see a wrong one: with the
+    anchor replaced by π_t, i.e. INPO, this test fails by 0.1)."""
+    monkeypatch.setattr(sampled_engine, "make_pairs", _population_batch)
+    steps, eta, tau, history, decay = 5, 0.9, 0.3, 3, 0.5
+    game = {"kind": "random", "arms": 4, "tau": tau, "reference": "random", "reference_min_mass": 0.05}
+    run = {"mode": "sampled", "policy": "tabular", "optimizer": "sgd", "learning_rate": 0.4}
+    run |= {"inner_steps": 60000, "tolerance": 1e-13, "pairs_per_iteration": 16}
+    rule = {"name": "mnpo", "eta": eta, "tau": tau, "history": history, "decay": decay}
+    spec = parse_spec(
+        {"iterations": steps, "seeds": 1, "game": game | {"initial": "random"}, "rule": [rule], "run": run}
+    )
+    inputs = build_sampled_inputs(spec)
+    problem = jax.tree_util.tree_map(
+        lambda leaf, axis: leaf if axis is None else leaf[0], inputs.problems, inputs.axes, is_leaf=lambda x: x is None
+    )
+    init, iteration = build_iteration("mnpo", spec.rules[0].parameters, spec.run)
+    state, step = init(inputs.keys[0], problem), jax.jit(iteration)
+    got = [np.asarray(state.log_policy[0])]
+    for _ in range(steps):
+        state, _ = step(state, problem, inputs.keys[0])
+        got.append(np.asarray(state.log_policy[0]))
+    exact_game = types.SimpleNamespace(
+        preference=problem.preference[0], log_reference=problem.log_reference[0], log_initial=got[0]
+    )
+    expected = _numpy_mnpo(exact_game, eta, tau, history, decay, steps)
+    np.testing.assert_allclose(np.array(got), expected, rtol=0, atol=1e-10)
+    inpo = _numpy_mnpo(exact_game, eta, tau, 1, 1.0, steps)
+    assert np.max(np.abs(expected - inpo)) > 1e-2  # the anchor's history matters on this trajectory
 
 
 @pytest.mark.parametrize("offline", [False, True], ids=["online", "offline"])

@@ -87,6 +87,17 @@ def test_comal_game_numbers_of_the_theory_document():
     assert RULES["mpo"].parameter("reference_every").default == 40
 
 
+def test_comal_defaults_are_its_scripts_eta_three_tau_and_m_twelve_and_its_errors_name_it():
+    """COMAL's public script fixes τ/η = 1/3 and updates the reference every 12 iterations."""
+    assert resolve_parameters("comal", {}, 0.2) == pytest.approx(
+        {"tau": 0.2, "schedule": "constant", "reference_every": 12, "eta": 0.6}
+    )
+    assert resolve_parameters("comal", {"tau": 0.1}, 0.2)["eta"] == pytest.approx(0.3)
+    assert resolve_parameters("comal", {"tau": 0.1, "eta": 0.5}, 0.2)["eta"] == 0.5
+    with pytest.raises(PrefsimError, match=r"^rule comal \(inpo's update\): parameter tau must be a finite number > 0"):
+        build_rule("comal", resolve_parameters("comal", {"tau": 0.0}, 0.2))
+
+
 def test_kl_to_the_unregularised_nash_never_increases_at_an_advance():
     """COMAL's claim, on its game, with π⁰ = (4/11, 3/11, 4/11) (checked: Pπ⁰ = ½)."""
     preference = np.asarray(COMAL_GAME)

@@ -23,11 +23,10 @@ import pandas as pd
 import pytest
 
 import sim
-import sim.cli as cli_module
 import sim.experiment as experiment
 from bandits.errors import PrefsimError
 from bandits.games import build_game
-from sim import limits, results_io, spec_checks
+from sim import limits, results_io, spec_checks, stop_request
 from sim.cli import main
 from sim.game import Game, game_from_instance
 from sim.spec import parse_spec
@@ -547,7 +546,7 @@ def test_a_sigterm_whose_exception_was_swallowed_still_stops_at_the_next_rule(tm
     real = experiment.simulate_grid
 
     def swallowed_sigterm(*args, **kwargs):
-        cli_module._TERMINATION_REQUESTED.set()  # as _raise_terminated does, minus the exception Python lost
+        stop_request.request_stop(signal.SIGTERM)  # as the handler does, minus the exception Python lost
         return real(*args, **kwargs)
 
     monkeypatch.setattr(experiment, "simulate_grid", swallowed_sigterm)

@@ -34,6 +34,16 @@ def test_bootstrap_ci_coverage_of_the_mean_is_close_to_nominal():
     assert np.all(lower <= centre) and np.all(centre <= upper)
 
 
+@pytest.mark.parametrize(("seeds", "stated"), [(2, 0.51), (4, 0.79), (8, 0.89), (10, 0.91), (20, 0.93)])
+def test_bootstrap_ci_undercovers_with_few_seeds_as_the_few_seeds_warning_states(seeds, stated):
+    """The coverage of the 95% percentile interval of a normal mean that sim.diagnostics' few-seeds warning
+    and docs/theory.md §D.1 state (4000 experiments: a binomial standard error of ≤ 0.008)."""
+    data = np.random.default_rng(123).normal(size=(seeds, 4000))
+    _, lower, upper = stats.bootstrap_ci(data, resamples=2000)
+    coverage = np.mean((lower <= 0) & (0 <= upper))
+    assert abs(coverage - stated) < 0.015, coverage
+
+
 def test_bootstrap_ci_percentiles_on_a_symmetric_sample_with_known_quantiles():
     """Half zeros, half ones (S = 100): a resample's mean is Binomial(100, ½)/100 exactly.
 

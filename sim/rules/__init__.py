@@ -236,7 +236,14 @@ def build_rule(name: str, parameters: dict) -> ExactRule:
         own = {k: v for k, v in wrapper_parameters(name, parameters).items() if k != "base"}
         return info.exact(base, **own)
     keys = {p.name for p in info.parameters} - {REFERENCE_EVERY.name}
-    rule = info.exact(**{k: v for k, v in parameters.items() if k in keys})
+    try:
+        rule = info.exact(**{k: v for k, v in parameters.items() if k in keys})
+    except PrefsimError as error:  # a preset (comal) runs its base's (inpo's) checks: name the rule asked for
+        said = str(error)
+        base = said.split(":", 1)[0].removeprefix("rule ")
+        if not said.startswith("rule ") or base == info.name:
+            raise
+        raise PrefsimError(f"rule {info.name} ({base}'s update):{said.split(':', 1)[1]}") from None
     every = parameters.get(REFERENCE_EVERY.name)
     rule = rule if every is None else with_reference_advancement(rule, every)
     return rule._replace(name=info.name)  # a preset runs its base's update under its own name

@@ -162,7 +162,7 @@ DEFINITION = RuleDefinition(
         "Wu et al., Multiplayer Nash Preference Optimization, arXiv 2509.23102, §3.2 (time-dependent MNPO); "
         "code smiles724/MNPO"
     ),
-    summary="INPO against the weighted geometric mixture of its last m iterates",
+    summary="INPO with its KL centre at the weighted geometric mixture of its last m iterates (opponent π_t)",
     parameters=(
         Parameter("eta", "INVERSE learning rate η (as INPO)", 1.0, constraint="> tau", symbol="η"),
         Parameter("tau", "KL(π‖π_ref) regularisation τ of the rule", GAME_TAU, constraint="> 0", symbol="τ"),

@@ -1,0 +1,73 @@
+"""Stopping a command on Ctrl-C (SIGINT) or SIGTERM, even where Python drops the exception.
+
+Inside :func:`stop_on_signals` both signals raise at once — Ctrl-C as :class:`KeyboardInterrupt`, SIGTERM
+(what batch schedulers send before a kill) as :class:`Terminated` — so the command unwinds with its files
+closed and its lock released.  The handler also records the request, because Python drops an exception
+raised while a garbage-collection callback runs (JAX registers one), and the command would then go on to
+its end.  Loops call :func:`check_stop` where stopping loses nothing (between rules, between a long rule's
+time blocks, between a bridge run's optimiser steps and generation batches), which raises again.
+
+Outside :func:`stop_on_signals` (a library call of :func:`sim.run`), :func:`check_stop` does nothing and the
+signals keep their handlers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
+#: The signals that stop a command.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+#: The stop signals received inside :func:`stop_on_signals` (cleared when it starts and ends).
+_received: list[int] = []
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when SIGTERM arrives, so it unwinds like Ctrl-C (files closed, lock released)."""
+
+
+def stop_exception(number: int) -> KeyboardInterrupt:
+    """The exception a stop signal raises: :class:`Terminated` for SIGTERM, :class:`KeyboardInterrupt` for SIGINT."""
+    return Terminated() if number == signal.SIGTERM else KeyboardInterrupt()
+
+
+def request_stop(number: int) -> None:
+    """Record that stop signal ``number`` arrived (what the handler does before it raises)."""
+    _received.append(number)
+
+
+def _stop(number: int, frame) -> None:
+    request_stop(number)
+    raise stop_exception(number)
+
+
+def check_stop() -> None:
+    """Raise the first received stop signal's exception again (nothing when none arrived)."""
+    if _received:
+        raise stop_exception(_received[0])
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Run the block with SIGINT and SIGTERM raising at once and recorded for :func:`check_stop`.
+
+    Only in the main thread (the only one Python delivers signals to); elsewhere the block runs with the
+    handlers as they are.  The previous handlers are back, and the record empty, when the block ends.
+    """
+    _received.clear()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+    for number in STOP_SIGNALS:
+        signal.signal(number, _stop)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            if handler is not None:  # None: a handler not installed from Python, which cannot be put back
+                signal.signal(number, handler)
+        _received.clear()

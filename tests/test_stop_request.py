@@ -1,0 +1,37 @@
+"""sim.stop_request: Ctrl-C and SIGTERM raise at once and are recorded, so a dropped exception still stops."""
+
+import os
+import signal
+import threading
+
+import pytest
+
+from sim import stop_request
+from sim.stop_request import Terminated, check_stop, request_stop, stop_on_signals
+
+
+@pytest.mark.parametrize(("number", "raised"), [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Terminated)])
+def test_a_stop_signal_raises_at_once_and_again_at_each_check(number, raised):
+    earlier = {n: signal.getsignal(n) for n in stop_request.STOP_SIGNALS}
+    with stop_on_signals():
+        check_stop()  # nothing arrived yet
+        with pytest.raises(raised) as caught:
+            os.kill(os.getpid(), number)
+            threading.Event().wait(1.0)  # the handler runs here, in the main thread
+        assert type(caught.value) is raised
+        for _ in range(2):  # the exception was dropped (a GC callback): every later check raises it again
+            with pytest.raises(raised):
+                check_stop()
+    check_stop()  # outside the block: the record is empty and nothing is raised
+    assert {n: signal.getsignal(n) for n in stop_request.STOP_SIGNALS} == earlier
+
+
+def test_a_request_before_the_block_is_cleared_and_the_first_signal_decides():
+    request_stop(signal.SIGTERM)  # outside stop_on_signals: cleared when a block starts
+    with stop_on_signals():
+        check_stop()
+        request_stop(signal.SIGTERM)
+        request_stop(signal.SIGINT)
+        with pytest.raises(Terminated):
+            check_stop()
+    check_stop()
