@@ -84,6 +84,13 @@ def bradley_terry(rewards: ArrayLike) -> np.ndarray:
         raise PrefsimError(f"rewards: expected a vector of at least 2 rewards, got shape {r.shape}.")
     if not np.all(np.isfinite(r)):
         raise PrefsimError("rewards: every reward must be finite.")
+    with np.errstate(over="ignore", invalid="ignore"):
+        spread = r.max() - r.min()
+    if not np.isfinite(spread):
+        raise PrefsimError(
+            f"rewards: the largest minus the smallest reward, {r.max():g} − ({r.min():g}), overflows float64; "
+            "rescale the rewards (P saturates at 0 and 1 once two rewards differ by more than about 40)."
+        )
     return validate_preference_matrix(_sigmoid(r[:, None] - r[None, :]), name="bradley_terry")
 
 

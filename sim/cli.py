@@ -125,7 +125,8 @@ def _handle(args, cpu_devices: str | None) -> int:
     except OSError as exc:
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         print(
-            f"error: {exc.strerror or exc}{where}; the previous complete results are left as they were.",
+            f"error: {exc.strerror or exc}{where}; prefsim writes each file whole or not at all, so results "
+            "written before are left as they were.",
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT

@@ -44,7 +44,8 @@ NOT_COMPARED = ("max_log_ratio", "max_log_ratio_mixture", "loss")
 
 
 def load_run(directory: str | Path) -> tuple[pd.DataFrame, dict]:
-    """``(metrics table, manifest)`` of a result directory written by ``prefsim run``."""
+    """``(metrics table, manifest)`` of a result directory written by ``prefsim run`` (a clear error for any
+    other directory: unfinished, an LLM bridge run, a table without rows)."""
     directory = Path(directory)
     metrics = directory / "metrics.csv"
     manifest = directory / "manifest.json"
@@ -54,9 +55,19 @@ def load_run(directory: str | Path) -> tuple[pd.DataFrame, dict]:
         )
     try:
         data = json.loads(manifest.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PrefsimError(f"{str(manifest)!r} is not valid JSON ({exc}).") from None
-    return pd.read_csv(metrics), data
+    if not isinstance(data, dict) or not isinstance(data.get("parsed_spec"), dict):
+        bridge = isinstance(data, dict) and "processes" in data and "parsed_spec" not in data
+        what = "an LLM bridge run (`prefsim llm`)" if bridge else "not a `prefsim run` result"
+        raise PrefsimError(
+            f"{str(directory)!r} holds {what}: its manifest has no parsed spec. `prefsim compare` and "
+            "`prefsim report` read simulator runs; a bridge run's metrics.csv and win_rate.png are its report."
+        )
+    table = pd.read_csv(metrics)
+    if not {"rule", "seed", "iteration"} <= set(table.columns) or table.empty:
+        raise PrefsimError(f"{str(metrics)!r} holds no run table (no rows, or no rule, seed and iteration columns).")
+    return table, data
 
 
 def compare_runs(

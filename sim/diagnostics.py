@@ -11,7 +11,9 @@
 * a rule's τ differs from the game's τ, while the metrics measure the game's τ-regularised Nash;
 * a metric reaches the precision's rounding floor (:func:`precision_floor`): values there are
   rounding, not convergence (figures stop their fits there, summaries print "≈ 0");
-* a metric holds ±inf (a number left the precision's range): its means and bands are infinite.
+* a metric holds ±inf (a number left the precision's range): its means and bands are infinite;
+* a metric that ``[plot] metrics`` asks for has no value in the run, so no figure is drawn for it;
+* a rule's ``reference_every`` is at least the run's iterations: its reference never moves.
 
 :func:`absent_metrics_to_nan` enforces "a metric applies to the whole run or is absent": a metric
 that is NaN at every iteration after 0 of a rule × seed is NaN at iteration 0 too (sampled mode
@@ -28,7 +30,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from sim.stats import is_field_column, metric_columns
+from sim.stats import has_data, is_field_column, metric_columns
 
 if TYPE_CHECKING:  # a type only: figure processes import this module without the rules and JAX
     from sim.spec import ExperimentSpec
@@ -211,6 +213,25 @@ def run_warnings(table: pd.DataFrame, spec: ExperimentSpec) -> list[str]:
                 f"rule {rule.label} has τ = {float(tau):g} but the game has τ = {float(spec.game.tau):g}: "
                 "duality_gap, kl_to_nash and tv_to_optimum measure the game's τ-regularised Nash, not the rule's."
             )
+    for rule in spec.rules:
+        every = rule.parameters.get("reference_every")
+        values = every if isinstance(every, list) else [] if every is None else [every]
+        still = sorted({int(value) for value in values if int(value) >= spec.iterations})
+        if still:
+            messages.append(
+                f"rule {rule.label}: reference_every = {', '.join(map(str, still))} ≥ iterations = {spec.iterations}, "
+                "so its reference never moves in this run: it runs as the same rule with a fixed reference."
+            )
+    plot = getattr(spec, "plot", None)
+    chosen = [] if plot is None else list(plot.metrics or ())
+    empty = [metric for metric in chosen if not has_data(table, metric)]
+    if empty:
+        messages.append(
+            f"plot.metrics: {', '.join(empty)} {'has' if len(empty) == 1 else 'have'} no value after iteration 0 in "
+            "this run (not every metric applies to every game: suboptimality needs rewards), so no figure is drawn for "
+            f"{'it' if len(empty) == 1 else 'them'}; metrics with values: "
+            f"{', '.join(m for m in metric_columns(table) if has_data(table, m)) or 'none'}."
+        )
     infinite = _infinite_metrics(table)
     if infinite:
         listed = "; ".join(f"{rule}: {', '.join(metrics)}" for rule, metrics in infinite.items())

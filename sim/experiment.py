@@ -46,7 +46,7 @@ from sim.bounds_table import compute_bounds, missing_bound_notes
 from sim.checkpoint import TrajectoryCheckpoint, checkpoint_machine
 from sim.diagnostics import absent_metrics_to_nan, report_warnings, run_warnings
 from sim.game import Game
-from sim.headtohead import FINAL_POLICY, headtohead_table, with_rule_values
+from sim.headtohead import FINAL_POLICY, column_record, headtohead_table, skipped_because, with_rule_values
 from sim.limits import check_memory, describe_memory
 from sim.metrics import metric_tau
 from sim.point_groups import run_rule_over_points
@@ -417,12 +417,16 @@ def finish_run(
         sampled = inputs.sampled
         preference = seed_preferences(sampled.problems.preference, sampled.axes.preference, len(spec.seeds))
         weights = np.asarray(sampled.problems.context_probs)
-    headtohead = headtohead_table(finals, preference, weights) if finals and not shard else None
+    wanted = bool(finals) and not shard
+    skipped = skipped_because(len(finals), len(spec.seeds)) if wanted else None
+    if wanted and skipped is None and len(finals) > 50 and progress is not None:
+        progress(f"head-to-head table: {len(finals)}² pairs of rule labels over {len(spec.seeds)} seeds")
+    headtohead = headtohead_table(finals, preference, weights) if wanted and skipped is None else None
     if headtohead is not None:
         headtohead = with_rule_values(headtohead, field_values_by_rule(table))
-    # plain lists, so that pandas can compare the attrs of tables a user concatenates
-    table.attrs["headtohead"] = None if headtohead is None else headtohead.to_dict("list")
-    messages = run_warnings(table, spec)
+    # a shared record of plain values: pandas compares attrs when tables are concatenated, and copies them often
+    table.attrs["headtohead"] = None if headtohead is None else column_record(headtohead)
+    messages = run_warnings(table, spec) + ([skipped] if skipped is not None else [])
     if spec.run.mode == "sampled":
         messages += biased_scheme_notes(spec.run, spec.rules)
     bounds = None

@@ -1,7 +1,7 @@
 """What a run's figures are, and who draws them: planned and handed out without Matplotlib.
 
 :func:`plan_figures` reads a run's table, manifest and ``[plot]`` table (:mod:`sim.plot_spec`) and says
-which figures the run has — one per metric with data (:func:`has_data`) and, for ``prefsim run``, the
+which figures the run has — one per metric with data (:func:`sim.stats.has_data`) and, for ``prefsim run``, the
 head-to-head map of two rules or more — and what they share (:class:`FigureJob`: what a figure process
 is sent once).  :func:`draw_figures` draws them, sharing them with figure processes
 (:func:`sim.figure_worker.draw_shared`); each figure itself is drawn by
@@ -21,7 +21,6 @@ import functools
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
@@ -90,14 +89,6 @@ def figure_title(manifest: dict | None) -> str | None:
     if seeds is not None:
         parts.append(f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}, mean ± 95% bootstrap CI")
     return " — ".join(parts) if parts else None
-
-
-def has_data(table: pd.DataFrame, metric: str) -> bool:
-    """Whether ``metric`` is a column with a finite value at some iteration > 0 (a curve to draw)."""
-    if metric not in table.columns:
-        return False
-    values = table.loc[table["iteration"] > 0, metric].to_numpy(dtype=np.float64)
-    return bool(np.isfinite(values).any())
 
 
 def selected_rules(table: pd.DataFrame, plot: PlotSpec) -> list[str]:
@@ -224,7 +215,7 @@ def plan_figures(
             f"{', '.join(stats.metric_columns(table))}."
         )
     rules = selected_rules(table, plot)
-    figures = [metric for metric in names if has_data(table[table["rule"].isin(rules)], metric)]
+    figures = [metric for metric in names if stats.has_data(table[table["rule"].isin(rules)], metric)]
     # a [plot] table that picks metrics leaves the map out; one rule: W(A, A) = ½ says nothing
     if headtohead is not None and plot.metrics is None and headtohead["rule_a"].nunique() >= 2:
         figures.append(HEADTOHEAD)

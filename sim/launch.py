@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -36,6 +37,8 @@ from bandits.errors import PrefsimError
 from sim.shards import check_shard_count, part_count
 
 EXECUTORS = ("slurm", "local")
+#: The SLURM commands submitit's SLURM executor calls (it submits with sbatch and tells a cluster by srun).
+SLURM_COMMANDS = ("sbatch", "srun")
 #: Device memory shared out among the shard processes of one task (the rest is left to the driver).
 SHARED_MEMORY = 0.9
 
@@ -86,6 +89,7 @@ def launch_from_arguments(args: argparse.Namespace) -> int:
     per_gpu = args.shards_per_gpu
     if per_gpu < 1:
         raise PrefsimError(f"--shards-per-gpu: expected a number ≥ 1, got {per_gpu}.")
+    check_job_options(args)
     fraction = SHARED_MEMORY / per_gpu if args.mem_fraction is None else args.mem_fraction
     if not 0 < fraction <= 1:
         raise PrefsimError(f"--mem-fraction: expected a fraction in (0, 1], got {fraction}.")
@@ -100,6 +104,26 @@ def launch_from_arguments(args: argparse.Namespace) -> int:
     else:
         print(f"the merged results will be in {out}; job logs in {out / 'launch'}")
     return 0
+
+
+def check_job_options(args: argparse.Namespace) -> None:
+    """Refuse job options no scheduler can take, and SLURM where there is none, before anything is submitted
+    (submitit would fail later: a job killed at once with empty logs, or a traceback)."""
+    if args.time < 1:
+        raise PrefsimError(f"--time: expected a time limit of at least 1 minute, got {args.time}.")
+    if args.gpus_per_task < 0:
+        raise PrefsimError(f"--gpus-per-task: expected a number ≥ 0, got {args.gpus_per_task}.")
+    for option, value in (("--cpus-per-task", args.cpus_per_task), ("--array-parallelism", args.array_parallelism)):
+        if value is not None and value < 1:
+            raise PrefsimError(f"{option}: expected a number ≥ 1, got {value}.")
+    if args.mem_gb is not None and not args.mem_gb > 0:
+        raise PrefsimError(f"--mem-gb: expected a memory size > 0, got {args.mem_gb}.")
+    missing = [command for command in SLURM_COMMANDS if shutil.which(command) is None]
+    if args.executor == "slurm" and missing:
+        raise PrefsimError(
+            f"--executor slurm: this machine has no SLURM ({' and '.join(missing)} not found); run prefsim launch on "
+            "the cluster's login node, or use --executor local to run the shards here."
+        )
 
 
 def _read_spec(path: Path) -> tuple[bool, int, str]:

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -195,10 +196,20 @@ def check_memory(spec: Any, available: int | None = None) -> dict:
     total = sum(estimate.values())
     if available is not None and total > available:
         parts = ", ".join(f"{name} {_gib(value)}" for name, value in estimate.items() if value)
+        one_seed = sum(memory_estimate(_one_seed_blocks(spec)).values())
+        blocks = (
+            ", or set [run] seed_block to run each rule table's seeds in blocks of that many"
+            if one_seed <= available
+            else f" (blocks of seeds would not help: with seed_block = 1 it still needs {_gib(one_seed)})"
+        )
         raise PrefsimError(
             f"memory: this run needs at least {_gib(total)} ({parts}; K = {_arms(spec)} arms, "
             f"{len(spec.seeds)} seed(s)), but the machine has {_gib(available)} available. Reduce game.arms, "
-            "the seeds, the sweep, pairs_per_iteration or the recorded iterations (record_every), or set [run] "
-            "seed_block to run each rule table's seeds in blocks of that many."
+            f"the seeds, the sweep, pairs_per_iteration or the recorded iterations (record_every){blocks}."
         )
     return estimate
+
+
+def _one_seed_blocks(spec: Any) -> Any:
+    """``spec`` with ``[run] seed_block = 1``: the least memory blocks of seeds can give."""
+    return dataclasses.replace(spec, run=dataclasses.replace(spec.run, seed_block=1))

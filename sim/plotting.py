@@ -703,12 +703,17 @@ def metric_figure(
     return figure
 
 
+#: Rule labels up to which the head-to-head heat map is drawn (a 40 × 40 map is 23 inches wide).
+HEATMAP_MAX_LABELS = 40
+
+
 def plot_headtohead(table: pd.DataFrame, path: str | Path) -> Path | None:
     """Heat map of a run's head-to-head table (``headtohead.csv``, :mod:`sim.headtohead`): W(A, B), rows A,
     columns B, with the mean in each cell (up to 12 rules); written to ``path``.  ``None``, and nothing
-    written, for a run of one rule: W(A, A) = ½ says nothing."""
+    written, for a run of one rule (W(A, A) = ½ says nothing) and for more than :data:`HEATMAP_MAX_LABELS`
+    (cells and labels too small to read; the table is in ``headtohead.csv``)."""
     labels = list(dict.fromkeys(table["rule_a"]))
-    if len(labels) < 2:
+    if not 2 <= len(labels) <= HEATMAP_MAX_LABELS:
         return None
     grid = table.pivot(index="rule_a", columns="rule_b", values="win_rate").reindex(index=labels, columns=labels)
     size = 1.2 + 0.55 * len(labels)

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bandits.errors import PrefsimError
 from sim.bounds_file import read_bounds
-from sim.compare import COMPARE_FILE
+from sim.compare import COMPARE_FILE, load_run
 from sim.diagnostics import precision_floor
 from sim.summary import SUMMARY_FILE, format_value, summary_cell, summary_frame
 
@@ -126,16 +125,7 @@ def _figures(directory: Path, metric_order: list[str]) -> tuple[str, int]:
 def build_report(directory: str | Path, out: str | Path | None = None) -> Path:
     """Write the report of result directory ``directory`` to ``out`` (default ``DIR/report.html``)."""
     directory = Path(directory)
-    manifest_path, metrics_path = directory / "manifest.json", directory / "metrics.csv"
-    if not manifest_path.is_file() or not metrics_path.is_file():
-        raise PrefsimError(
-            f"{str(directory)!r} is not a finished `prefsim run` directory (it needs metrics.csv and manifest.json)."
-        )
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise PrefsimError(f"{str(manifest_path)!r} is not valid JSON ({exc}).") from None
-    table = pd.read_csv(metrics_path)
+    table, manifest = load_run(directory)
     spec = manifest.get("spec") if isinstance(manifest.get("spec"), dict) else {}
     parsed = manifest.get("parsed_spec") if isinstance(manifest.get("parsed_spec"), dict) else {}
     precision = parsed.get("precision") or spec.get("precision") or "float64"

@@ -477,7 +477,9 @@ def read_results_table(directory: str | os.PathLike) -> pd.DataFrame:
 
 def _numeric_columns(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     """Every column but ``rule`` and swept fields (``run.pair_scheme``) must be numbers (empty cells are NaN);
-    else the file is not a prefsim table."""
+    else the file is not a prefsim table.  A table with its header only (no rows) is refused as such."""
+    if frame.empty:
+        raise PrefsimError(f"{str(path)!r} holds no rows (its header only): nothing to plot.")
     for column in frame.columns:
         if column != "rule" and not is_field_column(column) and not pd.api.types.is_numeric_dtype(frame[column]):
             raise PrefsimError(

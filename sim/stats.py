@@ -77,6 +77,11 @@ def _check_confidence(confidence: float) -> float:
 REPLICATE_BLOCK_NUMBERS = 1 << 20
 
 
+#: The replicates of at most this many numbers (resamples × columns) are held at once: 2000 resamples of
+#: a 100-rule head-to-head table's 10 000 cells would be 160 MB, of 400 rules' 2.6 GB.
+PERCENTILE_BLOCK_NUMBERS = 1 << 22
+
+
 def _replicates(
     values: np.ndarray, indices: np.ndarray, statistic: str, counts: np.ndarray | None = None
 ) -> np.ndarray:
@@ -164,8 +169,12 @@ def bootstrap_ci(
             lower[columns], upper[columns] = group[0], group[0]
             continue
         indices, counts = resample_draws(len(rows), int(resamples), int(seed))
-        replicates = _replicates(group, indices, statistic, counts)  # (B, columns)
-        lower[columns], upper[columns] = _percentiles(replicates, confidence)
+        width = max(1, PERCENTILE_BLOCK_NUMBERS // int(resamples))  # columns whose replicates fit one block
+        for start in range(0, len(columns), width):
+            replicates = _replicates(group[:, start : start + width], indices, statistic, counts)  # (B, width)
+            lower[columns[start : start + width]], upper[columns[start : start + width]] = _percentiles(
+                replicates, confidence
+            )
     shape = values.shape[1:]
     return centre, lower.reshape(shape)[()], upper.reshape(shape)[()]
 
@@ -208,6 +217,14 @@ def _percentiles(replicates: np.ndarray, confidence: float) -> tuple[np.ndarray,
 #: Prefixes of the columns a sweep adds to a run table: a ``[game]``/``[run]`` field (``game.tau``;
 #: :mod:`sim.field_sweep`) or a rule parameter (``rule.eta``, empty in rows of rules that do not sweep it).
 FIELD_PREFIXES = ("rule.", "game.", "run.")
+
+
+def has_data(table: pd.DataFrame, metric: str) -> bool:
+    """Whether ``metric`` is a column with a finite value at some iteration > 0 (a curve to draw)."""
+    if metric not in table.columns:
+        return False
+    values = table.loc[table["iteration"] > 0, metric].to_numpy(dtype=np.float64)
+    return bool(np.isfinite(values).any())
 
 
 def is_field_column(name: object) -> bool:

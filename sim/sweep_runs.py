@@ -30,6 +30,7 @@ import pandas as pd
 
 from sim.bounds_file import BOUND_COLUMNS, read_bounds
 from sim.field_sweep import point_name
+from sim.headtohead import column_record
 from sim.limits import check_memory, describe_memory
 from sim.metrics import metric_tau
 from sim.point_plan import check_sweep_shard_count, point_groups
@@ -188,7 +189,7 @@ def combine_points(
             warnings.extend(f"{name}: {message}" for message in manifest.get("warnings") or [])
     table = order_columns(pd.concat(frames, ignore_index=True))
     duels = pd.concat(headtohead, ignore_index=True) if headtohead else None
-    table.attrs["headtohead"] = None if duels is None else duels.to_dict("list")
+    table.attrs["headtohead"] = None if duels is None else column_record(duels)
     if out is not None:
         combined_bounds = pd.concat(bounds, ignore_index=True) if bounds else pd.DataFrame(columns=BOUND_COLUMNS)
         manifest = {**manifests[0], **_sweep_fields(spec, names, complete=True)}

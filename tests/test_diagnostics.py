@@ -153,7 +153,7 @@ def test_infinite_values_in_a_run_are_said_with_their_rule_and_metric():
     spec = {
         "iterations": 5,
         "seeds": 1,
-        "game": {"kind": "bradley_terry", "rewards": [1e308, -1e308], "tau": 0.1},
+        "game": {"kind": "bradley_terry", "rewards": [1.7e308, 0.0], "tau": 0.1},
         "rule": [{"name": "inpo", "eta": 1.0}],
     }
     with warnings.catch_warnings(record=True) as caught:
@@ -167,3 +167,36 @@ def test_infinite_values_in_a_run_are_said_with_their_rule_and_metric():
         warnings.simplefilter("always")
         sim.run({**spec, "game": {"kind": "bradley_terry", "rewards": [1.0, 0.0], "tau": 0.1}})
     assert not any("±inf" in str(w.message) for w in caught)
+
+
+def test_a_plot_metric_without_values_is_said_not_dropped_silently():
+    """[plot] metrics = ["suboptimality"] on a game without rewards drew 0 figures and said nothing."""
+    spec = {
+        "iterations": 10,
+        "seeds": 10,
+        "game": {"kind": "random", "arms": 4, "tau": 0.2},
+        "rule": [{"name": "inpo", "eta": 5.2}],
+        "plot": {"metrics": ["suboptimality", "kl_to_nash"]},
+    }
+    said = _warnings_of(spec)
+    assert len(said) == 1 and said[0].startswith("plot.metrics: suboptimality has no value after iteration 0"), said
+    assert "metrics with values: duality_gap, exploitability, kl_to_nash" in said[0]
+    spec["plot"] = {"metrics": ["kl_to_nash"]}
+    assert _warnings_of(spec) == []
+
+
+def test_a_reference_that_never_moves_is_said():
+    """reference_every ≥ iterations (COMAL's default 12 in a 10-iteration run) leaves the reference fixed."""
+    spec = {
+        "iterations": 10,
+        "seeds": 10,
+        "game": {"kind": "random", "arms": 4, "tau": 0.2},
+        "rule": [{"name": "comal"}, {"name": "inpo", "eta": 1.0, "reference_every": [5, 10, 20]}],
+    }
+    said = [m for m in _warnings_of(spec) if "never moves" in m]
+    assert said == [
+        "rule comal: reference_every = 12 ≥ iterations = 10, so its reference never moves in this run: it runs as "
+        "the same rule with a fixed reference.",
+        "rule inpo: reference_every = 10, 20 ≥ iterations = 10, so its reference never moves in this run: it runs "
+        "as the same rule with a fixed reference.",
+    ]

@@ -1,5 +1,7 @@
 """Preference models, reference policies and game specs (bandits/): validation and constructions."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -61,6 +63,13 @@ def test_bradley_terry_matches_logistic_formula():
         preference_models.bradley_terry([1.0, np.inf])
     with pytest.raises(PrefsimError, match="rewards"):
         preference_models.bradley_terry([1.0])
+    # finite rewards whose difference is not: a clear error, not NumPy's overflow warning and inf metrics
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(
+            PrefsimError, match=r"rewards: the largest minus the smallest reward, 1e\+308 − \(-1e\+308\)"
+        ):
+            preference_models.bradley_terry([1e308, 0.5, -1e308])
 
 
 @pytest.mark.parametrize(

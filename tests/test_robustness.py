@@ -182,8 +182,19 @@ def test_memory_estimate_formula_and_refusal_at_a_given_available_memory():
     assert estimate["recordings"] == limits.TABLE_COLUMNS * (2 * 3 * 3 * 8 + 2 * 2 * 3 * 3 * 8)  # R = 3: 0, 5, 10
     total = sum(estimate.values())
     assert limits.check_memory(spec, available=total) == estimate
-    with pytest.raises(PrefsimError, match=r"needs at least .* GiB .* has .* GiB available"):
+    with pytest.raises(
+        PrefsimError, match=r"needs at least .* GiB .* has .* GiB available.* or set \[run\] seed_block"
+    ):
         limits.check_memory(spec, available=total - 1)
+    # seed blocks shrink the policies and recordings, not the per-seed games built up front: not advised where
+    # even seed_block = 1 does not fit
+    one_seed = sum(limits.memory_estimate(parse_spec({**spec.raw, "run": {"seed_block": 1}})).values())
+    assert estimate["preference"] < one_seed < total
+    with pytest.raises(
+        PrefsimError,
+        match=rf"blocks of seeds would not help: with seed_block = 1 it still needs {one_seed / 2**30:.3g} GiB\)\.$",
+    ):
+        limits.check_memory(spec, available=one_seed - 1)
     assert limits.available_memory() > 0
     assert (
         limits.describe_memory(estimate, available=2**30)
@@ -296,8 +307,9 @@ GOOD_TABLE = "rule,seed,iteration,kl_to_nash\ninpo,0,0,1\ninpo,0,5,0.5\n"
         ({"metrics.csv": GOOD_TABLE.encode(), "manifest.json": b"{bad json"}, ["manifest.json", "not a manifest"]),
         ({"metrics.csv": GOOD_TABLE.encode(), "manifest.json": b'{"spec": 3}'}, ["manifest.json", "not a manifest"]),
         ({"parts/a.csv": b"# fingerprint=x\n\xff\xfe"}, ["a.csv", "not a CSV table"]),
+        ({"metrics.csv": b"rule,seed,iteration,kl_to_nash\n"}, ["metrics.csv", "holds no rows (its header only)"]),
     ],
-    ids=["binary", "non-numeric", "empty", "bad-json", "bad-manifest", "binary-part"],
+    ids=["binary", "non-numeric", "empty", "bad-json", "bad-manifest", "binary-part", "header-only"],
 )
 def test_plot_of_a_damaged_directory_is_a_clear_error(tmp_path, capsys, files, fragments):
     for name, content in files.items():
@@ -305,6 +317,18 @@ def test_plot_of_a_damaged_directory_is_a_clear_error(tmp_path, capsys, files, f
         (tmp_path / name).write_bytes(content)
     status, _, err = cli(capsys, "plot", tmp_path)
     assert_clear_error(status, err, *fragments)
+
+
+@pytest.mark.parametrize("command", ["compare", "report"])
+def test_compare_and_report_of_an_llm_bridge_run_say_what_it_is(tmp_path, capsys, command):
+    """A `prefsim llm` directory (metrics.csv, and a manifest without a parsed spec) gave KeyError: 'seed'."""
+    bridge = tmp_path / "bridge"
+    bridge.mkdir()
+    (bridge / "metrics.csv").write_text("rule,iteration,win_rate\ninpo,0,0.5\ninpo,1,0.6\n")
+    (bridge / "manifest.json").write_text('{"spec": {"name": "demo"}, "processes": 1, "versions": {}}')
+    arguments = [bridge, bridge] if command == "compare" else [bridge, "--out", tmp_path / "r.html"]
+    status, _, err = cli(capsys, command, *arguments)
+    assert_clear_error(status, err, "holds an LLM bridge run (`prefsim llm`)", "read simulator runs")
 
 
 # ---------------------------------------------------------------------------------------------- silent acceptance

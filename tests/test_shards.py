@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from bandits.errors import PrefsimError
-from sim import limits
+from sim import launch, limits
 from sim.cli import main
 from sim.experiment import block_inputs, part_fingerprint, prepare_run, run, run_part, run_rule
 from sim.headtohead import FINAL_POLICY
@@ -333,6 +333,27 @@ def test_local_executor_launch_runs_shards_as_processes_then_merges(specs, unsha
     _same_results(unsharded["exact"], out)
     err = _error(capsys, "launch", specs["exact"], "--shards", "9", "--executor", "local", "--out", out)
     assert "at most 7 shards" in err
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        (["--executor", "local", "--time", "-5"], "--time: expected a time limit of at least 1 minute, got -5."),
+        (["--executor", "local", "--cpus-per-task", "0"], "--cpus-per-task: expected a number ≥ 1, got 0."),
+        (["--executor", "local", "--mem-gb", "0"], "--mem-gb: expected a memory size > 0, got 0.0."),
+        (["--executor", "local", "--gpus-per-task", "-1"], "--gpus-per-task: expected a number ≥ 0, got -1."),
+        (["--executor", "slurm"], "--executor slurm: this machine has no SLURM (sbatch and srun not found)"),
+    ],
+)
+def test_launch_refuses_job_options_no_scheduler_takes_before_submitting(
+    specs, tmp_path, capsys, monkeypatch, options, said
+):
+    """A negative --time gave a job killed at once with empty logs; SLURM on a machine without it, a traceback."""
+    monkeypatch.setattr(launch.shutil, "which", lambda command: None)  # no SLURM here (and none in CI)
+    out = tmp_path / "launched"
+    err = _error(capsys, "launch", specs["exact"], "--shards", "2", "--out", out, *options)
+    assert said in err and "Traceback" not in err
+    assert not out.exists()  # nothing submitted, no log folder
 
 
 def test_launch_plan_runs_several_shards_per_task_with_jax_memory_shared():
