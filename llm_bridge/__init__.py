@@ -13,6 +13,7 @@ module               what it holds
 ``trainer``          AdamW/RMSprop/SGD on precomputed pairs, gradient accumulation, bf16 on CUDA
 ``apo``              APO across iterations: parameter-space extrapolation and the implicit reference
 ``loop``             the outer loop (sample → label → precompute → train → extrapolate → save), resume
+``run_layout``       the names a run writes at the top of ``--out`` (rule labels may not take them)
 ``spec`` / ``cli``   TOML specs and the ``prefsim llm`` command
 ``metrics``/``plot`` per-iteration metrics (win rate with CI, rewards, KL, throughput) and the figure
 ``models``           local-only loading (HF dirs, GGUF, SmolLM2), LoRA, safetensors checkpoints

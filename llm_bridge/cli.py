@@ -20,7 +20,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bandits.errors import PrefsimError
+from llm_bridge.run_layout import PREDICTION_DIR
 from sim.shards import parse_shard
+
+EXIT_BAD_INPUT = 2
+"""Exit status of a run stopped by bad input or a file-system error (``prefsim``'s own, ``sim.cli``)."""
 
 #: Top-level modules of the ``llm`` extra (pyproject.toml) that the bridge imports.
 LLM_EXTRA_MODULES = frozenset(
@@ -119,16 +123,16 @@ def _predict(spec, out: Path, quiet: bool) -> int:
     from llm_bridge.loop import open_session
     from llm_bridge.prediction import format_summary, run_prediction
 
-    if (out / "prediction").exists():
+    if (out / PREDICTION_DIR).exists():
         raise PrefsimError(
-            f"--out {str(out)!r} already holds a prediction study (prediction/); choose another directory."
+            f"--out {str(out)!r} already holds a prediction study ({PREDICTION_DIR}/); choose another directory."
         )
     session = open_session(spec, out, progress=not quiet)
     result = run_prediction(spec, session, out, progress=not quiet)
     if not quiet:
         for line in format_summary(result):
             print(line)
-        print(f"wrote {out / 'prediction'}/(per_prompt, summary, ordering).csv and game.json")
+        print(f"wrote {out / PREDICTION_DIR}/(per_prompt, summary, ordering).csv and game.json")
     return 0
 
 
@@ -136,7 +140,9 @@ command = LlmCommand()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry (``python -m llm_bridge.cli`` / ``accelerate launch -m llm_bridge.cli``)."""
+    """Stand-alone entry (``python -m llm_bridge.cli`` / ``accelerate launch -m llm_bridge.cli``): bad input
+    and file-system errors (an unwritable or vanished ``--out``, a full disk) are printed as one ``error:``
+    line with exit status 2, as ``prefsim llm`` prints them, not as a traceback."""
     parser = argparse.ArgumentParser(prog="prefsim llm", description=command.help)
     command.add_arguments(parser)
     args = parser.parse_args(argv)
@@ -144,7 +150,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return command.run(args)
     except PrefsimError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

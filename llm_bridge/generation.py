@@ -5,8 +5,11 @@ left-padded by hand, so the prompt ids used for scoring are exactly the ones gen
 response is the generated ids up to and including the first end-of-sequence token (the padding after
 it is dropped; EOS stays, since π assigns it probability).
 
+Every draw first runs :class:`FiniteLogitsCheck`, which leaves the logits unchanged and stops with a clear
+error if the policy's are NaN or +inf (weights that diverged in training), where sampling would fail.
+
 **Opponent sampling** (Nash-MD's geometric mixture; ``generate(..., mixture=GeometricMixture(...))``):
-the only logits processor ``generate`` runs before the requested warpers is
+the only logits processor ``generate`` runs that changes the logits before the requested warpers is
 :class:`GeometricMixtureProcessor`, which at every token combines the policy's log-softmax with a second
 model's (π_ref's) by the rule definition's opponent function and renormalises over the vocabulary:
 
@@ -64,6 +67,29 @@ class GeometricMixture:
 
     reference: torch.nn.Module
     combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class FiniteLogitsCheck:
+    """HF logits processor that returns the policy's next-token logits unchanged, or raises a
+    :class:`PrefsimError` if any is NaN or +inf (−inf is a masked token).
+
+    Sampling from such logits fails inside ``generate`` (torch's "probability tensor contains either inf,
+    nan or element < 0" on CPU, a device-side assert on CUDA); they mean that the policy's weights overflow
+    its computation, i.e. its training diverged, even where the weights themselves are finite.
+    """
+
+    def __init__(self, description: str):
+        self.description = description
+        """What is being sampled (the progress bar's label), for the error message."""
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if bool((scores.isnan() | scores.isposinf()).any()):
+            raise PrefsimError(
+                f"{self.description}: the policy's next-token logits are NaN or infinite, so nothing can be sampled "
+                "from it: its weights overflow (its training diverged: a learning rate too large for this model?); "
+                "lower training.learning_rate or set training.max_grad_norm."
+            )
+        return scores
 
 
 class GeometricMixtureProcessor:
@@ -283,7 +309,8 @@ def generate(
     the same for any number of processes.
 
     ``mixture``: draw from the token-level geometric mixture of ``model`` and ``mixture.reference``
-    instead (the module docstring); no other processor is added.
+    instead (the module docstring); no other processor changes the logits.  Non-finite policy logits raise a
+    :class:`PrefsimError` naming ``description`` (:class:`FiniteLogitsCheck`).
     """
     from transformers import LogitsProcessorList
 
@@ -310,7 +337,7 @@ def generate(
             input_ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
             attention[row, width - len(prompt) :] = 1
         torch.manual_seed(seed * 1_000_003 + batch_index)
-        processors = LogitsProcessorList()
+        processors = LogitsProcessorList([FiniteLogitsCheck(description)])
         if mixture is not None:
             processors.append(GeometricMixtureProcessor(mixture, attention.to(device)))
         with _generation_config_replaced(model, config), autocast() if autocast else contextlib.nullcontext():

@@ -69,6 +69,15 @@ from llm_bridge.pairs import Pair, build_pairs, opponent_pairs
 from llm_bridge.plot import plot_curves
 from llm_bridge.precision import Precision, precision_for
 from llm_bridge.reporting import Reporter, make_reporter
+from llm_bridge.run_layout import (
+    CURVES_FIGURE,
+    MANIFEST_FILE,
+    METRICS_FILE,
+    REFERENCE_DIR,
+    TEMPORARY_SUFFIX,
+    TENSORBOARD_DIR,
+    WIN_RATE_FIGURE,
+)
 from llm_bridge.spec import BridgeSpec, RuleEntry
 from llm_bridge.stages import run_stages
 from llm_bridge.trainer import PairTensors, make_optimizer, train_on_pairs
@@ -79,8 +88,6 @@ from sim.win_rate import plot_win_rate
 if TYPE_CHECKING:
     import pandas as pd
     from accelerate import Accelerator
-
-REFERENCE = "reference"
 
 
 @dataclasses.dataclass
@@ -186,7 +193,7 @@ def run_bridge(
     if session.main:
         out.mkdir(parents=True, exist_ok=True)
         _write_atomic(
-            out / "manifest.json",
+            out / MANIFEST_FILE,
             json.dumps(
                 {**_manifest(spec, session.accelerator.num_processes), **({"shard": shard} if shard else {})},
                 indent=2,
@@ -196,7 +203,7 @@ def run_bridge(
     if session.progress:
         print(checkpoint_note(spec, checkpoint_bytes(session.policy)), flush=True)
     _prepare_reference(session)
-    session.reporter = make_reporter(spec.report_to, out / "tensorboard", session.main)
+    session.reporter = make_reporter(spec.report_to, out / TENSORBOARD_DIR, session.main)
     frames = []
     try:
         for entry in spec.rules:
@@ -205,9 +212,9 @@ def run_bridge(
         session.reporter.close()
     table = pd.concat(frames, ignore_index=True)
     if session.main:
-        table.to_csv(out / "metrics.csv", index=False)
-        plot_win_rate(table, out / "win_rate.png")
-        plot_curves(table, out, out / "curves.png")
+        table.to_csv(out / METRICS_FILE, index=False)
+        plot_win_rate(table, out / WIN_RATE_FIGURE)
+        plot_curves(table, out, out / CURVES_FIGURE)
     return table
 
 
@@ -222,15 +229,28 @@ def _size(value: float) -> str:
 
 def checkpoint_note(spec: BridgeSpec, each: int) -> str:
     """What the run will keep on disk: one checkpoint per iteration and rule (two for APO's parameter form,
-    whose proximal weights are kept as well), all of them with ``keep_checkpoints = 0``, else the last
-    ``keep_checkpoints`` per rule (and the reference advancement's anchor)."""
-    files = sum(2 if entry.rule.form == "parameters" else 1 for entry in spec.rules)
-    kept = spec.iterations if spec.keep_checkpoints <= 0 else min(spec.iterations, spec.keep_checkpoints + 1)
-    total = each * (1 + files * kept)
+    whose proximal weights are kept as well), all of them with ``keep_checkpoints = 0``, else per rule the
+    last ``keep_checkpoints``, or the last ``history`` where a rule's loss reads more (MNPO), and the
+    reference advancement's anchor (:func:`_prune`)."""
+    total = each
+    for entry in spec.rules:
+        files = 2 if entry.rule.form == "parameters" else 1
+        kept = max(spec.keep_checkpoints, checkpoints_read(entry)) + 1
+        total += each * files * (spec.iterations if spec.keep_checkpoints <= 0 else min(spec.iterations, kept))
     note = f"checkpoints: {_size(each)} each (the trainable weights); this run keeps up to {_size(total)}"
+    also = "and more where a rule reads them: MNPO's last `history` iterates, the reference advancement's anchor"
     if spec.keep_checkpoints <= 0:
-        return note + " (every iteration of every rule; [run] keep_checkpoints = 2 keeps only the last two)"
-    return note + f" ([run] keep_checkpoints = {spec.keep_checkpoints}: the last ones per rule)"
+        return f"{note} (every iteration of every rule; [run] keep_checkpoints = 2 keeps the last two per rule, {also})"
+    return (
+        f"{note} ([run] keep_checkpoints = {spec.keep_checkpoints}: the last {spec.keep_checkpoints} per rule, {also})"
+    )
+
+
+def checkpoints_read(entry: RuleEntry) -> int:
+    """How many of its latest iterates' checkpoints a rule's loss reads: MNPO's ``history`` m (π_t … π_{t−m+1}),
+    else 1 (π_t)."""
+    history = rule_info(entry.rule.base).data.history
+    return 1 if history is None else history.length(base_parameters(entry.rule.name, entry.rule.parameters))
 
 
 # --------------------------------------------------------------------------------------------- reference
@@ -239,7 +259,7 @@ def checkpoint_note(spec: BridgeSpec, each: int) -> str:
 def _prepare_reference(session: Session) -> None:
     """θ_0 checkpoint, π_ref's held-out responses, and the row of π_0 (shared by every rule)."""
     spec, out = session.spec, session.out
-    directory = out / REFERENCE
+    directory = out / REFERENCE_DIR
     done = directory / "row0.json"
     if done.is_file():
         return
@@ -267,7 +287,7 @@ def _prepare_reference(session: Session) -> None:
 
 
 def _reference_record(out: Path) -> dict:
-    return json.loads((out / REFERENCE / "heldout.json").read_text())
+    return json.loads((out / REFERENCE_DIR / "heldout.json").read_text())
 
 
 # --------------------------------------------------------------------------------------------- one rule
@@ -283,10 +303,10 @@ def run_rule(session: Session, entry: RuleEntry) -> pd.DataFrame:
     metrics_file = rule_dir / "metrics.csv"
     finished = json.loads(state_file.read_text())["finished"] if state_file.is_file() else 0
     if finished == 0:
-        assign_weights(session.policy, read_weights(out / REFERENCE / "policy.safetensors"))
+        assign_weights(session.policy, read_weights(out / REFERENCE_DIR / "policy.safetensors"))
         if session.main:
             rule_dir.mkdir(parents=True, exist_ok=True)
-            row = json.loads((out / REFERENCE / "row0.json").read_text())
+            row = json.loads((out / REFERENCE_DIR / "row0.json").read_text())
             row["rule"] = entry.label
             table = pd.DataFrame([row], columns=list(COLUMNS))
             session.reporter.start_rule(entry.label, 0, 0)
@@ -322,12 +342,12 @@ def _plot_so_far(spec: BridgeSpec, out: Path) -> None:
     import pandas as pd
 
     files = [out / entry.label / "metrics.csv" for entry in spec.rules]
-    plot_win_rate(pd.concat([pd.read_csv(f) for f in files if f.is_file()], ignore_index=True), out / "win_rate.png")
+    plot_win_rate(pd.concat([pd.read_csv(f) for f in files if f.is_file()], ignore_index=True), out / WIN_RATE_FIGURE)
 
 
 def _checkpoint(out: Path, label: str, iteration: int, kind: str = "policy") -> Path:
     if iteration == 0:
-        return out / REFERENCE / "policy.safetensors"
+        return out / REFERENCE_DIR / "policy.safetensors"
     return out / label / f"iter_{iteration:03d}" / f"{kind}.safetensors"
 
 
@@ -398,7 +418,11 @@ def _update(session: Session, entry, t: int) -> dict:
             progress=session.progress,
             description=f"{entry.label} it{t + 1} train" + (f" stage {index}" if index else ""),
             precision=session.precision,
-            on_step=lambda values: session.reporter.log_step(entry.label, _step_values(values, t)),
+            on_step=lambda values: session.reporter.log_step(
+                entry.label, _step_values(values, t, index, len(rule.stages))
+            ),
+            where=f"rule {entry.label}, seed {spec.seed}, iteration {t + 1} (update π_{t} → π_{t + 1})"
+            + (f", stage {index}" if index else ""),
         )
         return len(records), stats
 
@@ -439,7 +463,9 @@ def _update(session: Session, entry, t: int) -> dict:
                 json.dumps({"processes": world, "parameter_sha256": fingerprints}),
             )
     session.accelerator.wait_for_everyone()
-    row, heldout = _evaluate(session, _reference_record(out), t + 1, previous=_checkpoint(out, entry.label, t))
+    row, heldout = _evaluate(
+        session, _reference_record(out), t + 1, previous=_checkpoint(out, entry.label, t), label=entry.label
+    )
     if session.main:
         _write_atomic(out / entry.label / f"iter_{t + 1:03d}" / "heldout.json", json.dumps(heldout))
     row.update(
@@ -629,12 +655,14 @@ def _rank_fingerprints(session: Session) -> list[str]:
 # --------------------------------------------------------------------------------------------- evaluation
 
 
-def _evaluate(session: Session, reference: dict, iteration: int, previous: Path | None):
-    """Win rate of π_t against π_ref's held-out responses, rewards and KL estimates on π_t's samples."""
+def _evaluate(session: Session, reference: dict, iteration: int, previous: Path | None, label: str | None = None):
+    """Win rate of π_t against π_ref's held-out responses, rewards and KL estimates on π_t's samples
+    (``label``: the rule's, named in the progress bar and errors; None for π_ref)."""
     spec = session.spec
     prompts = list(spec.prompts.heldout)
     prompt_ids = reference["prompt_ids"]
-    sample = _generate_sharded(session, prompt_ids, 1, _seed(spec.seed, iteration, 5), f"eval π_{iteration}")
+    description = f"{label} eval π_{iteration} (seed {spec.seed})" if label else f"eval π_{iteration}"
+    sample = _generate_sharded(session, prompt_ids, 1, _seed(spec.seed, iteration, 5), description)
     ids = [r[0] for r in sample["ids"]]
     texts = [r[0] for r in sample["texts"]]
     before = session.oracle.queries
@@ -653,7 +681,7 @@ def _evaluate(session: Session, reference: dict, iteration: int, previous: Path 
         )
 
     current = score()
-    with swapped_weights(session.policy, session.out / REFERENCE / "policy.safetensors"):
+    with swapped_weights(session.policy, session.out / REFERENCE_DIR / "policy.safetensors"):
         reference_logps = score()
     kl_previous = float("nan")
     if previous is not None:
@@ -752,10 +780,18 @@ def _gather(session: Session, obj) -> list:
 # --------------------------------------------------------------------------------------------- files
 
 
-def _step_values(values: dict, t: int) -> dict:
-    """The trainer's per-step values with ``iteration_fraction`` turned into the fractional iteration t + fraction."""
+def _step_values(values: dict, t: int, stage: int = 0, stages: int = 1) -> dict:
+    """The trainer's per-step values of stage ``stage`` of ``stages`` with ``iteration_fraction`` (the fraction
+    of the stage's steps done) turned into the fractional iteration t + (stage + fraction) / stages.
+
+    Each stage of a two-stage rule (extragradient, optimistic) takes an equal share of the update t → t+1, so
+    the value grows monotonically from t to t + 1 over the iteration.  Their stages train on λ_p pairs (the
+    only scheme they take), one per prompt in each stage, hence equally many steps: the value is t + the
+    fraction of the iteration's optimiser steps done (a later stage's count is not known while the first
+    one trains, so unequal stages would get equal shares).
+    """
     values = dict(values)
-    values["iteration"] = t + values.pop("iteration_fraction")
+    values["iteration"] = t + (stage + values.pop("iteration_fraction")) / stages
     return values
 
 
@@ -764,7 +800,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
     A process killed at any moment leaves either the old or the new content, never a partial file.
     """
-    temporary = path.with_name(path.name + ".tmp")
+    temporary = path.with_name(path.name + TEMPORARY_SUFFIX)
     with temporary.open("w") as handle:
         handle.write(text)
         handle.flush()
@@ -813,8 +849,7 @@ def _prune(spec: BridgeSpec, rule_dir: Path, finished: int) -> None:
     every = next((e.rule.reference_every for e in spec.rules if e.label == rule_dir.name), None)
     anchor = anchor_iteration(finished, every)
     entry = next((e for e in spec.rules if e.label == rule_dir.name), None)
-    history = None if entry is None else rule_info(entry.rule.base).data.history
-    window = 1 if history is None else history.length(base_parameters(entry.rule.name, entry.rule.parameters))
+    window = 1 if entry is None else checkpoints_read(entry)
     for iteration in range(1, finished - max(spec.keep_checkpoints, window) + 1):
         if iteration == anchor:  # the loss's reference under reference advancement: keep it
             continue
@@ -830,6 +865,7 @@ def _manifest(spec: BridgeSpec, processes: int = 1) -> dict:
 
     return {
         "spec": spec.raw,
+        "prompt_files": spec.prompt_files,
         "processes": processes,
         "versions": {
             "torch": torch.__version__,
@@ -841,7 +877,12 @@ def _manifest(spec: BridgeSpec, processes: int = 1) -> dict:
 
 
 def _check_out(spec: BridgeSpec, out: Path, resume: bool) -> None:
-    manifest = out / "manifest.json"
+    """Refuse ``out`` unless it is new or empty, or (``resume``) holds a run of the same spec and prompt files.
+
+    A manifest written before prompt files were hashed records none: their contents are then unknown and
+    not checked.
+    """
+    manifest = out / MANIFEST_FILE
     if not manifest.is_file():
         if out.exists() and any(out.iterdir()):
             raise PrefsimError(f"--out {str(out)!r} exists and is not an empty bridge run directory; choose another.")
@@ -850,9 +891,19 @@ def _check_out(spec: BridgeSpec, out: Path, resume: bool) -> None:
         raise PrefsimError(
             f"--out {str(out)!r} already holds a bridge run; pass --resume to continue it, or choose another directory."
         )
-    saved = json.loads(manifest.read_text())["spec"]
+    record = json.loads(manifest.read_text())
+    saved = record["spec"]
     if json.loads(json.dumps(saved, default=str)) != json.loads(json.dumps(spec.raw, default=str)):
         raise PrefsimError(
             f"--resume: the spec differs from the one the run in {str(out)!r} was started with "
             f"({manifest}); resume with the same spec or start a new directory."
         )
+    saved_files = record.get("prompt_files") or {}
+    for key, current in spec.prompt_files.items():
+        started = saved_files.get(key)
+        if isinstance(started, dict) and started.get("sha256") != current["sha256"]:
+            raise PrefsimError(
+                f"--resume: {key} {current['path']!r} has changed since the run in {str(out)!r} was started (its "
+                f"SHA-256 differs from the one in {manifest}); restore the file the run started with, or start a "
+                "new directory."
+            )

@@ -12,12 +12,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from llm_bridge.metrics import mean_with_interval
+from llm_bridge.run_layout import REFERENCE_DIR
 
 
 def _heldout(out: Path, rule: str, iteration: int) -> dict | None:
     """The held-out record of π_t (iteration 0: π_ref's own evaluation), or None if it was not kept."""
     path = (
-        out / "reference" / "heldout_policy_000.json"
+        out / REFERENCE_DIR / "heldout_policy_000.json"
         if iteration == 0
         else out / rule / f"iter_{iteration:03d}" / "heldout.json"
     )

@@ -61,6 +61,7 @@ from llm_bridge.oracles import CallableOracle, Oracle
 from llm_bridge.pairs import build_pairs
 from llm_bridge.precision import Precision
 from llm_bridge.rules import LLM_TAU, BridgeRule
+from llm_bridge.run_layout import PREDICTION_DIR
 from llm_bridge.spec import BridgeSpec, PredictionSpec
 from llm_bridge.trainer import PairTensors, TrainingSpec, make_optimizer, train_on_pairs
 from sim.game import Game
@@ -383,6 +384,7 @@ def lm_trajectory(
             progress=progress,
             description=f"{rule.name} it{t + 1} train",
             precision=precision,
+            where=f"prediction: rule {rule.name}, seed {seed}, iteration {t + 1} (update π_{t} → π_{t + 1})",
         )
         if previous is not None:
             previous = extrapolate_parameters(model, previous, rule.hook.weight(t))
@@ -563,7 +565,7 @@ def run_prediction(
     summary = summarise(per_prompt, prediction.resamples, spec.seed)
     ordering = rule_ordering(per_prompt, prediction.resamples, spec.seed)
     if out is not None:
-        directory = Path(out) / "prediction"
+        directory = Path(out) / PREDICTION_DIR
         directory.mkdir(parents=True, exist_ok=True)
         per_prompt.to_csv(directory / "per_prompt.csv", index=False)
         summary.to_csv(directory / "summary.csv", index=False)

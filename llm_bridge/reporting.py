@@ -8,7 +8,8 @@ Every rule gets two TensorBoard runs under ``<out>/tensorboard/<label>/``:
 * ``steps`` — per optimiser step, at the rule's cumulative step count: ``train/loss`` (the weighted
   mean loss of the step, before it), ``train/grad_norm`` (global gradient norm before clipping),
   ``train/learning_rate``, ``train/pairs`` (pairs in the step) and ``train/iteration`` (t + the fraction
-  of the update t → t+1 done after the step, like TRL's fractional ``epoch``).
+  of the update t → t+1 done after the step, over both stages of extragradient and optimistic MD, like
+  TRL's fractional ``epoch``: it grows from t to t + 1 in every iteration).
 
 Only the main process writes.  The writers open with TensorBoard's ``purge_step`` at the first
 unrecorded iteration / step, so after a resume the events an interrupted iteration wrote before it was

@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from bandits.errors import PrefsimError
+from llm_bridge.run_layout import MANIFEST_FILE, METRICS_FILE, WIN_RATE_FIGURE
 from llm_bridge.spec import BridgeSpec
 from sim.shards import deal, order_shards
 from sim.win_rate import plot_win_rate
@@ -47,7 +48,7 @@ def merge_llm_shards(spec: BridgeSpec, directories: list, out: Path) -> pd.DataF
     """Check the shard ``directories`` of ``spec`` and write the merged ``metrics.csv`` and figure to ``out``."""
     manifests = []
     for directory in map(Path, directories):
-        path = directory / "manifest.json"
+        path = directory / MANIFEST_FILE
         try:
             manifest = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
@@ -92,7 +93,7 @@ def merge_llm_shards(spec: BridgeSpec, directories: list, out: Path) -> pd.DataF
         **{key: value for key, value in reference.items() if key != "shard"},
         "merged_from": [{"directory": str(ordered[i]), "shard": f"{i}/{count}"} for i in range(count)],
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-    table.to_csv(out / "metrics.csv", index=False)
-    plot_win_rate(table, out / "win_rate.png")
+    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str))
+    table.to_csv(out / METRICS_FILE, index=False)
+    plot_win_rate(table, out / WIN_RATE_FIGURE)
     return table

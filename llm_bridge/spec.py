@@ -39,6 +39,7 @@ Unknown keys and wrong types raise :class:`~bandits.errors.PrefsimError` naming 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import tomllib
 import typing
@@ -50,6 +51,7 @@ from llm_bridge.models import LoraSpec
 from llm_bridge.oracles import python_object
 from llm_bridge.reporting import parse_report_to
 from llm_bridge.rules import LLM_TAU, BridgeRule, build_bridge_rule
+from llm_bridge.run_layout import RUN_LEVEL_NAMES
 from llm_bridge.trainer import TrainingSpec
 from sim.rules import RULES
 from sim.spec_checks import check_label, read_spec_text
@@ -172,6 +174,9 @@ class BridgeSpec:
     """The ``[prediction]`` table: the candidate game of ``prefsim llm --predict`` (:mod:`llm_bridge.prediction`)."""
     raw: dict = dataclasses.field(default_factory=dict, compare=False)
     """The parsed TOML, for the manifest."""
+    prompt_files: dict = dataclasses.field(default_factory=dict, compare=False)
+    """Each prompt file the spec reads, by its key (``"prompts.train_file"``, ``"prompts.heldout_file"``):
+    ``{"path", "sha256"}`` of its bytes; the manifest records them and ``--resume`` refuses a changed file."""
 
 
 def load_spec(path: str | Path) -> BridgeSpec:
@@ -223,6 +228,7 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
         raise PrefsimError("model.path must be a non-empty string.")
 
     prompts_raw = dict(_table(raw, "prompts"))
+    prompt_files = {}
     for key in ("train", "heldout"):
         file_key = f"{key}_file"
         if file_key in prompts_raw:
@@ -230,6 +236,10 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
             file = file if file.is_absolute() or base is None else base / file
             if not file.is_file():
                 raise PrefsimError(f"prompts.{file_key}: {str(file)!r} does not exist.")
+            prompt_files[f"prompts.{file_key}"] = {
+                "path": str(file),
+                "sha256": hashlib.sha256(file.read_bytes()).hexdigest(),
+            }
             prompts_raw[key] = [line.strip() for line in file.read_text().splitlines() if line.strip()]
     prompts = _dataclass(PromptSpec, prompts_raw, "prompts")
     for key in ("train", "heldout"):
@@ -244,8 +254,13 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
     _integer(sampling.max_new_tokens, "generation.max_new_tokens", 1)
     _integer(sampling.batch_size, "generation.batch_size", 1)
     _integer(sampling.top_k, "generation.top_k", 0)
-    if not sampling.temperature > 0 or not 0 < sampling.top_p <= 1:
-        raise PrefsimError("generation.temperature must be > 0 and generation.top_p in (0, 1].")
+    if not math.isfinite(sampling.temperature) or not sampling.temperature > 0:
+        raise PrefsimError(
+            f"generation.temperature must be a finite number > 0 (1.0 samples from π itself), got "
+            f"{sampling.temperature!r}."
+        )
+    if not 0 < sampling.top_p <= 1:
+        raise PrefsimError(f"generation.top_p must be in (0, 1] (1.0 = off), got {sampling.top_p!r}.")
 
     oracle = _dataclass(OracleSpec, _table(raw, "oracle"), "oracle")
     _check_oracle(oracle)
@@ -265,12 +280,20 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
             raise PrefsimError(f"rule #{number}: needs a name.")
         table = dict(table)
         name = table.pop("name")
+        if not isinstance(name, str):
+            raise PrefsimError(
+                f"rule #{number}: name must be a string, the name of a rule (`prefsim rules` lists them), got {name!r}."
+            )
         label = table.pop("label", name)
         check_label(label, f"rule #{number}")  # labels name run directories: file-name-safe ASCII
-        if label in labels or label == "reference":
+        if label.casefold() in {reserved.casefold() for reserved in RUN_LEVEL_NAMES}:
             raise PrefsimError(
-                f"rule #{number}: label {label!r} must be unique and not 'reference'; give each rule of the same "
-                "name its own label."
+                f"rule #{number}: label {label!r} is the name of a file or folder the run writes at the top of "
+                f'--out ({", ".join(sorted(RUN_LEVEL_NAMES))}); give the rule another label (label = "...").'
+            )
+        if label in labels:
+            raise PrefsimError(
+                f"rule #{number}: label {label!r} must be unique; give each rule of the same name its own label."
             )
         labels.add(label)
         entries.append(RuleEntry(label, build_bridge_rule(name, table, where=f"rule {label!r}", tau=float(tau))))
@@ -308,6 +331,7 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
         report_to,
         prediction,
         raw,
+        prompt_files,
     )
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
@@ -70,11 +71,32 @@ class TrainingSpec:
     """bf16 autocast on CUDA for a float32 model (ignored on CPU; ``model.dtype = "bfloat16"`` autocasts on both)."""
 
     def validate(self) -> None:
+        """Raise a :class:`PrefsimError` naming the first field that is out of range or of the wrong type."""
         if self.optimizer not in OPTIMIZERS:
             raise PrefsimError(f"training.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}.")
-        for name in ("learning_rate",):
-            if not getattr(self, name) > 0:
-                raise PrefsimError(f"training.{name} must be > 0, got {getattr(self, name)!r}.")
+        if not _is_finite_number(self.learning_rate) or not self.learning_rate > 0:
+            raise PrefsimError(f"training.learning_rate must be a finite number > 0, got {self.learning_rate!r}.")
+        if not _is_finite_number(self.eps) or not self.eps > 0:
+            raise PrefsimError(
+                f"training.eps must be a finite number > 0 (the optimiser's denominator term), got {self.eps!r}."
+            )
+        for name in ("weight_decay", "max_grad_norm"):
+            value = getattr(self, name)
+            if not _is_finite_number(value) or value < 0:
+                raise PrefsimError(f"training.{name} must be a finite number ≥ 0 (0 = off), got {value!r}.")
+        betas = self.adam_betas
+        if (
+            not isinstance(betas, (tuple, list))
+            or len(betas) != 2
+            or not all(_is_finite_number(beta) and 0 <= beta < 1 for beta in betas)
+        ):
+            raise PrefsimError(
+                f"training.adam_betas must be two numbers in [0, 1), [β₁, β₂] such as [0.9, 0.999], got {betas!r}."
+            )
+        if not _is_finite_number(self.rmsprop_alpha) or not 0 <= self.rmsprop_alpha < 1:
+            raise PrefsimError(
+                f"training.rmsprop_alpha must be a number in [0, 1) (such as 0.99), got {self.rmsprop_alpha!r}."
+            )
         for name in ("epochs", "batch_size", "micro_batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -84,8 +106,11 @@ class TrainingSpec:
                 f"training.batch_size ({self.batch_size}) must be a multiple of training.micro_batch_size "
                 f"({self.micro_batch_size})."
             )
-        if self.weight_decay < 0 or self.max_grad_norm < 0:
-            raise PrefsimError("training.weight_decay and training.max_grad_norm must be ≥ 0.")
+
+
+def _is_finite_number(value: object) -> bool:
+    """Whether ``value`` is an int or a float (not a bool) that is neither infinite nor NaN."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def make_optimizer(parameters: Iterable[torch.nn.Parameter], spec: TrainingSpec) -> torch.optim.Optimizer:
@@ -167,6 +192,47 @@ def weighted_loss_sum(
     return (batch["weight"] * rule.pair_loss(batch)).sum()
 
 
+def _check_after_last_step(
+    model: torch.nn.Module,
+    data: PairTensors,
+    index: list[int],
+    rule: BridgeRule,
+    spec: TrainingSpec,
+    pad_id: int,
+    dtype: torch.dtype,
+    autocast: Callable[[], contextlib.AbstractContextManager] | None,
+    accelerator: Accelerator | None,
+    where: str,
+) -> None:
+    """Raise if the last optimiser step diverged: a trainable parameter is not finite, or the loss on the pairs
+    ``index`` that step trained on (one no-grad forward pass) is not — huge but finite weights overflow the logits.
+
+    The loss is checked before every step; this checks the result of the last one, before the caller saves it.
+    Every process holds the same parameters and checks the same pairs, so all of them stop, or none.
+    """
+    policy = accelerator.unwrap_model(model) if accelerator is not None else model
+    non_finite = [
+        name for name, p in policy.named_parameters() if p.requires_grad and not bool(torch.isfinite(p).all())
+    ]
+    if non_finite:
+        trainable = sum(1 for p in policy.parameters() if p.requires_grad)
+        what = (
+            f"{len(non_finite)} of {trainable} trainable parameter tensors are not finite (NaN or inf; the first is "
+            f"{non_finite[0]!r})"
+        )
+    else:
+        with torch.no_grad():
+            loss = weighted_loss_sum(policy, data, index, rule, pad_id, dtype, autocast)
+        if bool(torch.isfinite(loss)):
+            return
+        what = f"the {rule.name} loss on its pairs is {loss.item()} (the logits overflow)"
+    raise PrefsimError(
+        f"{where}: the {rule.name} training diverged: after the last optimiser step {what}; the learning rate "
+        f"{spec.learning_rate:g} is too large for this model: lower training.learning_rate or set "
+        "training.max_grad_norm."
+    )
+
+
 def train_on_pairs(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -180,6 +246,7 @@ def train_on_pairs(
     description: str = "train",
     precision: Precision | None = None,
     on_step: Callable[[dict[str, float]], object] | None = None,
+    where: str | None = None,
 ) -> TrainingStats:
     """Run ``spec.epochs`` passes of ``rule``'s weighted loss over ``data`` (shuffled with ``seed``).
 
@@ -188,9 +255,14 @@ def train_on_pairs(
     float16 (float32 master weights; a clear error otherwise).  ``on_step``: called after every optimiser
     step with ``{"loss", "grad_norm", "learning_rate", "pairs", "iteration_fraction"}`` (the step's
     weighted mean loss before it, the global gradient norm before clipping, …) for experiment tracking.
+    ``where``: the training run as error messages name it (the loop's "rule inpo, seed 3, iteration 2 (update
+    π_1 → π_2)"); by default ``description``, the progress bar's label.  A non-finite loss before a step, or
+    non-finite trainable parameters or loss after the last step, raise a :class:`PrefsimError` (before the
+    caller saves anything).
     """
+    where = where or description
     if len(data) == 0:
-        raise PrefsimError(f"{description}: no training pairs (every tournament final was lost?); nothing to train on.")
+        raise PrefsimError(f"{where}: no training pairs (every tournament final was lost?); nothing to train on.")
     check_trainable_precision(model, description)
     model.eval()  # dropout off: the policy at step 0 equals the precomputed π_t
     optimizer.state.clear()
@@ -234,7 +306,7 @@ def train_on_pairs(
                         else "or log-probabilities overflowed"
                     )
                     raise PrefsimError(
-                        f"{description}: the {rule.name} loss became {loss.item()} (learning rate "
+                        f"{where}: the {rule.name} loss became {loss.item()} (learning rate "
                         f"{spec.learning_rate:g} too large, {overflow})."
                     )
                 # DDP averages the processes' gradients: scaling by the number of processes makes it their sum
@@ -285,6 +357,9 @@ def train_on_pairs(
     bar.close()
     optimizer.zero_grad(set_to_none=True)
     seconds = time.perf_counter() - start
+    # the last step's first micro-batch: the same pairs on every process
+    last_pairs = step_index[: spec.micro_batch_size]
+    _check_after_last_step(model, data, last_pairs, rule, spec, pad_id, float_dtype, autocast, accelerator, where)
     if world > 1:
         tokens = int(accelerator.reduce(torch.tensor([tokens], dtype=torch.float64, device=device)))
     return TrainingStats(

@@ -5,7 +5,10 @@ uninterrupted one, LoRA + APO extrapolate only the adapter, bad paths and specs 
 """
 
 import argparse
+import dataclasses
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,11 +21,14 @@ torch.set_num_threads(1)
 from bandits.errors import PrefsimError  # noqa: E402
 from llm_bridge import loop as bridge_loop  # noqa: E402
 from llm_bridge.cli import command  # noqa: E402
-from llm_bridge.generation import encode_prompts, position_limit  # noqa: E402
+from llm_bridge.cli import main as cli_main  # noqa: E402
+from llm_bridge.generation import SamplingSpec, encode_prompts, generate, position_limit  # noqa: E402
 from llm_bridge.logprobs import batched_sequence_logprobs  # noqa: E402
 from llm_bridge.models import load_causal_lm, load_tokenizer, load_weights, read_weights, resolve_model_path  # noqa: E402
+from llm_bridge.run_layout import RUN_LEVEL_NAMES  # noqa: E402
 from llm_bridge.spec import parse_spec  # noqa: E402
 from llm_bridge.tiny import build_tiny_model  # noqa: E402
+from sim.rules import RULES  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -343,3 +349,171 @@ eta = 2.0
     assert len(pd.read_csv(tmp_path / "out" / "sppo" / "metrics.csv")) == 2
     with pytest.raises(PrefsimError, match="does not exist"):
         command.run(parser.parse_args([str(tmp_path / "nope.toml"), "--out", str(tmp_path / "x")]))
+
+
+def _one_step_raw(model_dir, rules, **extra):
+    """One iteration of one optimiser step (4 λ_p pairs, batch 4): its last step is its only one."""
+    return _raw(model_dir, rules, iterations=1, training={"batch_size": 4, "micro_batch_size": 2, "epochs": 1}, **extra)
+
+
+class _DivergingSGD(torch.optim.SGD):
+    """SGD whose every step ends as a diverging step does: ``overflow`` fills the last parameter (a Llama's output
+    head) with 1e38, finite weights whose logits overflow; else one NaN goes into the first parameter."""
+
+    def __init__(self, parameters, lr, overflow):
+        super().__init__(parameters, lr=lr)
+        self.overflow = overflow
+
+    def step(self, closure=None):
+        super().step(closure)
+        with torch.no_grad():
+            if self.overflow:
+                self.param_groups[0]["params"][-1].fill_(1e38)
+            else:
+                self.param_groups[0]["params"][0].view(-1)[0] = float("nan")
+
+
+def test_a_diverging_loss_names_the_rule_the_seed_and_the_iteration(tiny_llama, tmp_path):
+    raw = _raw(
+        tiny_llama,
+        [{"name": "inpo", "eta": 1.0, "tau": 0.3}],
+        iterations=1,
+        training={"learning_rate": 1e30, "optimizer": "sgd", "epochs": 1},
+    )
+    with pytest.raises(
+        PrefsimError, match=r"^rule inpo, seed 3, iteration 1 \(update π_0 → π_1\): the inpo loss became nan"
+    ):
+        bridge_loop.run_bridge(parse_spec(raw), tmp_path / "run", progress=False)
+
+
+@pytest.mark.parametrize(
+    ("overflow", "message"),
+    [(False, "trainable parameter tensors are not finite"), (True, "the dpo loss on its pairs is nan")],
+)
+def test_a_last_step_that_diverges_stops_the_run_before_its_checkpoint_is_saved(
+    tiny_llama, tmp_path, monkeypatch, overflow, message
+):
+    monkeypatch.setattr(
+        bridge_loop,
+        "make_optimizer",
+        lambda parameters, spec: _DivergingSGD(
+            [p for p in parameters if p.requires_grad], lr=spec.learning_rate, overflow=overflow
+        ),
+    )
+    out = tmp_path / "run"
+    with pytest.raises(PrefsimError, match=rf"^rule dpo, seed 3, iteration 1 \(update π_0 → π_1\): .*{message}"):
+        bridge_loop.run_bridge(parse_spec(_one_step_raw(tiny_llama, [{"name": "dpo"}])), out, progress=False)
+    assert (out / "reference" / "policy.safetensors").is_file()
+    assert not (out / "dpo" / "iter_001" / "policy.safetensors").exists()
+
+
+def test_sampling_from_weights_that_overflow_is_a_clear_error(tiny_llama):
+    # NaN logits, as the finite but huge weights of one SGD step at lr 1e30 give on prompts it did not train on
+    model, tokenizer = load_causal_lm(str(tiny_llama)), load_tokenizer(str(tiny_llama))
+    with torch.no_grad():
+        model.get_output_embeddings().weight.fill_(float("nan"))
+    prompts = encode_prompts(tokenizer, ["the weather is"], False)
+    with pytest.raises(PrefsimError, match=r"^inpo eval π_1: the policy's next-token logits are NaN or infinite"):
+        generate(
+            model,
+            tokenizer,
+            prompts,
+            1,
+            SamplingSpec(max_new_tokens=2),
+            seed=0,
+            progress=False,
+            description="inpo eval π_1",
+        )
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "value", "message"),
+    [
+        ("training", "adam_betas", [1.5, 0.999], "adam_betas must be two numbers in"),
+        ("training", "adam_betas", [0.9], "adam_betas must be two numbers in"),
+        ("training", "adam_betas", ["a", "b"], "adam_betas must be two numbers in"),
+        ("training", "adam_betas", [0.9, float("nan")], "adam_betas must be two numbers in"),
+        ("training", "eps", float("nan"), "eps must be a finite number > 0"),
+        ("training", "eps", -1.0, "eps must be a finite number > 0"),
+        ("training", "eps", "small", r"training.eps: expected .*float.*got 'small'"),
+        ("training", "rmsprop_alpha", -2.0, r"rmsprop_alpha must be a number in \[0, 1\)"),
+        ("training", "rmsprop_alpha", 1.0, r"rmsprop_alpha must be a number in \[0, 1\)"),
+        ("training", "weight_decay", float("nan"), "weight_decay must be a finite number ≥ 0"),
+        ("training", "weight_decay", float("inf"), "weight_decay must be a finite number ≥ 0"),
+        ("training", "max_grad_norm", float("nan"), "max_grad_norm must be a finite number ≥ 0"),
+        ("training", "max_grad_norm", -1.0, "max_grad_norm must be a finite number ≥ 0"),
+        ("training", "learning_rate", float("inf"), "learning_rate must be a finite number > 0"),
+        ("generation", "temperature", float("inf"), "temperature must be a finite number > 0"),
+        ("generation", "temperature", float("nan"), "temperature must be a finite number > 0"),
+        ("generation", "temperature", 0.0, "temperature must be a finite number > 0"),
+        ("generation", "top_p", float("nan"), r"top_p must be in \(0, 1\]"),
+    ],
+)
+def test_optimiser_and_sampling_settings_are_checked_before_the_model_loads(table, key, value, message):
+    # the model path does not exist: the spec is refused before anything tries to load it
+    with pytest.raises(PrefsimError, match=message):
+        parse_spec(_raw("/nonexistent/model", [{"name": "dpo"}], **{table: {key: value}}))
+
+
+def test_labels_may_not_take_a_name_the_run_writes_at_the_top_of_out():
+    assert {"reference", "metrics.csv", "tensorboard", "win_rate.png", "curves.png", "manifest.json"} <= RUN_LEVEL_NAMES
+    for label in sorted(RUN_LEVEL_NAMES) + ["Metrics.CSV", "TensorBoard"]:
+        with pytest.raises(PrefsimError, match=rf"rule #2: label {re.escape(repr(label))} is the name of a file or"):
+            parse_spec(_raw("/m", [{"name": "inpo", "eta": 1.0, "tau": 0.3}, {"name": "dpo", "label": label}]))
+    with pytest.raises(PrefsimError, match="rule #2: label 'dpo' must be unique"):
+        parse_spec(_raw("/m", [{"name": "dpo"}, {"name": "dpo"}]))
+    with pytest.raises(PrefsimError, match=r"rule #2: name must be a string.*got 3\."):
+        parse_spec(_raw("/m", [{"name": "dpo"}, {"name": 3, "beta": 0.5}]))
+    assert [e.label for e in parse_spec(_raw("/m", [{"name": "dpo", "label": "metrics"}])).rules] == ["metrics"]
+
+
+def test_resume_refuses_a_changed_prompt_file_and_accepts_a_manifest_without_hashes(tiny_llama, tmp_path):
+    prompts = tmp_path / "train.txt"
+    prompts.write_text("tell me a story\nthe movie was\n")
+    raw = _raw(tiny_llama, [{"name": "dpo"}], iterations=1)
+    raw["prompts"] = {"train_file": "train.txt", "heldout": ["what a"], "per_iteration": 2}
+    out = tmp_path / "run"
+    bridge_loop.run_bridge(parse_spec(raw, base=tmp_path), out, progress=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["prompt_files"]) == {"prompts.train_file"}
+    bridge_loop.run_bridge(parse_spec(raw, base=tmp_path), out, resume=True, progress=False)  # same file: fine
+    prompts.write_text("i hate this\nwhat a\n")
+    with pytest.raises(PrefsimError, match=r"--resume: prompts.train_file '.*train.txt' has changed since the run"):
+        bridge_loop.run_bridge(parse_spec(raw, base=tmp_path), out, resume=True, progress=False)
+    # a run written before prompt files were hashed: their contents are unknown, the resume goes on
+    del manifest["prompt_files"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    table = bridge_loop.run_bridge(parse_spec(raw, base=tmp_path), out, resume=True, progress=False)
+    assert table["iteration"].tolist() == [0, 1]
+
+
+def test_the_stand_alone_cli_reports_a_file_system_error_without_a_traceback(tmp_path, monkeypatch, capsys):
+    spec_file = tmp_path / "spec.toml"
+    spec_file.write_text('[model]\npath = "/m"\n[prompts]\ntrain = ["a"]\nheldout = ["b"]\n[[rule]]\nname = "dpo"\n')
+
+    def vanished(*args, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory", "/proc/out")
+
+    monkeypatch.setattr(bridge_loop, "run_bridge", vanished)
+    assert cli_main([str(spec_file), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "error: No such file or directory (/proc/out)\n" in err and "Traceback" not in err
+
+
+def test_the_checkpoint_note_counts_the_checkpoints_a_rule_reads():
+    rules = [{"name": "mnpo", "eta": 1.0, "tau": 0.3, "history": 3}, {"name": "dpo"}]
+    spec = parse_spec(_raw("/m", rules, iterations=6, run={"keep_checkpoints": 2}))
+    note = bridge_loop.checkpoint_note(spec, 2**20)
+    # the reference, MNPO's 3 iterates + 1, DPO's 2 + 1
+    assert "keeps up to 8 MB" in note and "the last 2 per rule" in note and "MNPO's last `history` iterates" in note
+    everything = bridge_loop.checkpoint_note(dataclasses.replace(spec, keep_checkpoints=0), 2**20)
+    assert (
+        "keeps up to 13 MB" in everything and "keeps the last two per rule, and more where a rule reads" in everything
+    )
+
+
+def test_the_docs_rule_table_lists_every_rule_the_bridge_runs():
+    docs = (Path(__file__).parent.parent / "docs" / "llm_bridge.md").read_text()
+    table = [line for line in docs.splitlines() if line.startswith("| `")]
+    named = {name for line in table for name in re.findall(r"`([a-z_]+)`", line.split("|")[1])}
+    assert {name for name, rule in RULES.items() if "llm" in rule.modes} <= named

@@ -4,7 +4,8 @@ The event files are read back with TensorBoard's own ``EventAccumulator``: every
 rule's ``metrics.csv`` row at steps 0 … T, and per optimiser step the loss (whose first/last steps of
 each update are the row's ``loss_first`` / ``loss_last``), gradient norm, learning rate, pairs and the
 fractional iteration.  A run interrupted after an iteration's events were written but before it was
-recorded resumes without duplicated events (TensorBoard's ``purge_step``).
+recorded resumes without duplicated events (TensorBoard's ``purge_step``).  The fractional iteration
+grows monotonically through both stages of a two-stage rule.
 """
 
 import json
@@ -88,6 +89,21 @@ def test_tensorboard_events_hold_every_metric_per_iteration_and_per_step(tiny_ll
         iteration = [v for _, v in steps["train/iteration"]]
         assert iteration[per_update[0] - 1] == pytest.approx(1.0) and iteration[-1] == pytest.approx(2.0)
         assert iteration == sorted(iteration)
+
+
+def test_the_fractional_iteration_of_a_two_stage_rule_grows_through_both_stages(tiny_llama, tmp_path):
+    """Extragradient trains twice per iteration (half step, full step): ``train/iteration`` is t + the fraction
+    of the iteration's steps over both stages, so it grows steadily from t to t + 1 (it restarted per stage)."""
+    raw = _raw(tiny_llama)
+    raw["rule"] = [{"name": "extragradient", "eta": 1.0, "tau": 0.3}]
+    raw["training"]["epochs"] = 1
+    out = tmp_path / "run"
+    table = bridge_loop.run_bridge(parse_spec(raw), out, progress=False)
+    assert table["optimizer_steps"].tolist() == [0, 2 * 3, 2 * 3]  # 2 stages × ⌈5 pairs / 2⌉
+    steps = _scalars(out / "tensorboard" / "extragradient" / "steps")
+    iteration = [v for _, v in steps["train/iteration"]]
+    assert iteration == pytest.approx([t + k / 6 for t in (0, 1) for k in range(1, 7)])
+    assert iteration == sorted(iteration)
 
 
 @pytest.mark.parametrize("finished", [0, 1])
