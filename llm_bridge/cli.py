@@ -22,6 +22,7 @@ from pathlib import Path
 from bandits.errors import PrefsimError
 from llm_bridge.run_layout import PREDICTION_DIR
 from sim.shards import parse_shard
+from sim.stop_request import stop_on_signals, stopped
 
 EXIT_BAD_INPUT = 2
 """Exit status of a run stopped by bad input or a file-system error (``prefsim``'s own, ``sim.cli``)."""
@@ -147,7 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command.add_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        return command.run(args)
+        with stop_on_signals():  # Ctrl-C and SIGTERM stop it between steps, as under `prefsim llm`
+            return command.run(args)
     except PrefsimError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -155,6 +157,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt as exc:
+        what, status = stopped(exc)
+        print(
+            f"{what}: finished iterations are saved; rerun the same command with --resume to continue.", file=sys.stderr
+        )
+        return status
 
 
 if __name__ == "__main__":

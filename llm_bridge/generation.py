@@ -34,6 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bandits.errors import PrefsimError
+from sim.stop_request import check_stop
 
 if TYPE_CHECKING:
     from transformers import GenerationConfig, PreTrainedTokenizerBase
@@ -328,6 +329,7 @@ def generate(
     total = sum(len(jobs[first : first + sampling.batch_size]) for _, first in mine)
     bar = tqdm(total=total, desc=description, unit="seq", disable=not progress, leave=False)
     for batch_index, first in mine:
+        check_stop()  # Ctrl-C / SIGTERM whose exception Python dropped (sim.stop_request): stop between batches
         batch = jobs[first : first + sampling.batch_size]
         prompts = [prompt_ids[i] for i, _ in batch]
         width = max(len(p) for p in prompts)

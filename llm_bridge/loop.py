@@ -83,6 +83,7 @@ from llm_bridge.stages import run_stages
 from llm_bridge.trainer import PairTensors, make_optimizer, train_on_pairs
 from sim.rules import base_parameters, rule_info
 from sim.rules.reference import anchor_iteration
+from sim.stop_request import check_stop
 from sim.win_rate import plot_win_rate
 
 if TYPE_CHECKING:
@@ -321,6 +322,7 @@ def run_rule(session: Session, entry: RuleEntry) -> pd.DataFrame:
             steps = table["optimizer_steps"] if "optimizer_steps" in table else pd.Series(dtype=float)
             session.reporter.start_rule(entry.label, finished, int(steps.fillna(0).sum()))
     for iteration in range(finished, spec.iterations):
+        check_stop()  # a stop whose exception Python dropped ends the run here, at a committed iteration
         row = _update(session, entry, iteration)
         if session.main:
             # commit: the table with the new row replaces metrics.csv, then state.json records it (both atomic)

@@ -36,6 +36,7 @@ from bandits.errors import PrefsimError
 from llm_bridge.logprobs import sequence_logprobs
 from llm_bridge.precision import Precision, check_trainable_precision, precision_for
 from llm_bridge.rules import BridgeRule
+from sim.stop_request import check_stop
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -283,6 +284,7 @@ def train_on_pairs(
     for epoch in range(spec.epochs):
         order = torch.randperm(len(data), generator=generator).tolist()
         for first in range(0, len(order), spec.batch_size):
+            check_stop()  # Ctrl-C / SIGTERM whose exception Python dropped (sim.stop_request): stop between steps
             step_index = order[first : first + spec.batch_size]
             step_weight = float(data.values["weight"][step_index].sum())
             optimizer.zero_grad(set_to_none=True)

@@ -38,14 +38,12 @@ from sim.machine import usable_cores
 from sim.process_exit import exit_now
 from sim.progress import Progress
 from sim.provenance import prefsim_version
-from sim.stop_request import Terminated, check_stop, stop_on_signals
+from sim.stop_request import check_stop, stop_on_signals, stopped
 
 if TYPE_CHECKING:
     from sim.spec import ExperimentSpec
 
 EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143
 
 
 class _StoppableProgress(Progress):
@@ -146,13 +144,13 @@ def _handle(args, cpu_devices: str | None) -> int:
         )
         return EXIT_BAD_INPUT
     except KeyboardInterrupt as exc:
-        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        what, status = stopped(exc)
         print(
             f"{what}: finished parts and a long rule's progress are saved; rerun the same command with --resume "
             "to continue.",
             file=sys.stderr,
         )
-        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+        return status
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -21,6 +21,10 @@ from collections.abc import Iterator
 #: The signals that stop a command.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
+#: Exit statuses of a command a stop signal ended: 128 + the signal's number, as shells report it.
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
 #: The stop signals received inside :func:`stop_on_signals` (cleared when it starts and ends).
 _received: list[int] = []
 
@@ -32,6 +36,13 @@ class Terminated(KeyboardInterrupt):
 def stop_exception(number: int) -> KeyboardInterrupt:
     """The exception a stop signal raises: :class:`Terminated` for SIGTERM, :class:`KeyboardInterrupt` for SIGINT."""
     return Terminated() if number == signal.SIGTERM else KeyboardInterrupt()
+
+
+def stopped(exc: KeyboardInterrupt) -> tuple[str, int]:
+    """What a stop exception says happened (``terminated (SIGTERM)`` or ``interrupted``) and the exit status."""
+    if isinstance(exc, Terminated):
+        return "terminated (SIGTERM)", EXIT_TERMINATED
+    return "interrupted", EXIT_INTERRUPTED
 
 
 def request_stop(number: int) -> None:

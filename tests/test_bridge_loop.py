@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 import json
 import re
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from llm_bridge.models import load_causal_lm, load_tokenizer, load_weights, read
 from llm_bridge.run_layout import RUN_LEVEL_NAMES  # noqa: E402
 from llm_bridge.spec import parse_spec  # noqa: E402
 from llm_bridge.tiny import build_tiny_model  # noqa: E402
+from sim import stop_request  # noqa: E402
 from sim.rules import RULES  # noqa: E402
 
 
@@ -517,3 +519,49 @@ def test_the_docs_rule_table_lists_every_rule_the_bridge_runs():
     table = [line for line in docs.splitlines() if line.startswith("| `")]
     named = {name for line in table for name in re.findall(r"`([a-z_]+)`", line.split("|")[1])}
     assert {name for name, rule in RULES.items() if "llm" in rule.modes} <= named
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_whose_exception_was_dropped_still_ends_the_run_at_the_next_step(
+    tiny_llama, tmp_path, monkeypatch, capsys, number
+):
+    """Python drops an exception raised while a garbage-collection callback runs (JAX registers one): 2 of 8
+    SIGTERMs were ignored and the run trained to its end.  The handler's record stops it at the next optimiser
+    step (sim.stop_request), before that iteration is committed, and --resume then finishes it."""
+    spec_file = tmp_path / "spec.toml"
+    spec_file.write_text(f"""
+iterations = 3
+[model]
+path = "{tiny_llama}"
+[prompts]
+train = ["tell me a story", "the movie was"]
+heldout = ["what a", "i love this"]
+per_iteration = 2
+[generation]
+max_new_tokens = 4
+[training]
+learning_rate = 1e-2
+batch_size = 2
+micro_batch_size = 2
+[[rule]]
+name = "inpo"
+eta = 1.0
+""")
+    real = bridge_loop._update
+
+    def dropped_at_the_second_iteration(session, entry, t):
+        if t == 1:
+            stop_request.request_stop(number)  # what the handler records; its exception is lost
+        return real(session, entry, t)
+
+    monkeypatch.setattr(bridge_loop, "_update", dropped_at_the_second_iteration)
+    out = tmp_path / "out"
+    status = cli_main([str(spec_file), "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 128 + number and "Traceback" not in err, err
+    said = "terminated (SIGTERM)" if number == signal.SIGTERM else "interrupted"
+    assert f"\n{said}: finished iterations are saved" in f"\n{err}"
+    assert json.loads((out / "inpo" / "state.json").read_text()) == {"finished": 1}
+    monkeypatch.setattr(bridge_loop, "_update", real)
+    assert cli_main([str(spec_file), "--out", str(out), "--quiet", "--resume"]) == 0
+    assert json.loads((out / "inpo" / "state.json").read_text()) == {"finished": 3}
