@@ -12,7 +12,9 @@ Design (what every figure shows):
 * **colour and line style** – one colour per rule family (a ``[[rule]]`` table: ``apo`` for
   ``apo[alpha=0.5]``), a line style and shade per swept value inside the family.  Curves identical to
   an earlier one (e.g. ``sppo`` and ``dno`` at matching steps) say so in the legend ("= sppo") and are
-  drawn dashed on top, so neither hides the other.
+  drawn dashed on top, so neither hides the other.  An axes of more than :data:`MANY_CURVES` curves (a
+  long sweep) draws them along one colour scale in their order, with a colour bar naming the first,
+  middle and last, and no legend entries or fits: a legend of 100 curves was a figure 7000 pixels tall.
 * **fits** – only where a fit means something (:func:`choose_fit`): for convergence metrics, over the
   last decade of the iterations *before* the curve reaches the precision's rounding floor, log-log
   (polynomial rate, slope = exponent) or semilog (linear rate, slope = log contraction per iteration),
@@ -109,6 +111,10 @@ PANEL_SIZE = (4.6, 3.6)
 #: Height of one legend text line (8 pt font with spacing), for sizing figures around legends.
 LEGEND_LINE_INCHES = 0.21
 #: Line styles of the swept values inside a family (solid first).
+#: An axes with more curves than this draws them along a colour scale, with a colour bar naming the first,
+#: middle and last, instead of a legend entry and rate fit each (a 100-value sweep's legend made a figure
+#: 7000 pixels tall).
+MANY_CURVES = 12
 LINE_STYLES = ("-", (0, (5, 1.5)), (0, (3, 1, 1, 1)), (0, (1, 1)), (0, (7, 2, 1, 2)), (0, (2, 2)))
 #: A fit window needs at least this many recorded iterations.
 MIN_FIT_POINTS = 3
@@ -383,6 +389,11 @@ def plot_metric(
     drawn_table = table if len(rules) == len(all_rules) else table[table["rule"].isin(rules)]
     summary = stats.curve_summary(drawn_table, metric, statistic=statistic, confidence=confidence)
     line_styles = curve_styles(all_rules)
+    many = len(rules) > MANY_CURVES
+    ramp = matplotlib.colormaps["viridis"].resampled(len(rules))
+    if many:  # one colour scale in the rules' order (a sweep's grid order), thin solid lines
+        line_styles = {rule: {"color": ramp(index), "ls": "-", "lw": 1.0} for index, rule in enumerate(rules)}
+        styles, fit_window = None, None
     floor = precision_floor(precision)
     positive = summary["center"].to_numpy()
     positive = positive[np.isfinite(positive) & (positive > 0)]
@@ -409,7 +420,9 @@ def plot_metric(
                 line = {**line, "ls": (0, (2, 3)), "lw": 2.2}
             drawn[rule] = centre
             fit, choice = _fit_for(table, metric, rule, x, curve["center"].to_numpy(), floor, fit_window, fit_scale)
-            if fit is not None:
+            if many:
+                name = "_nolegend_"  # the colour bar names the curves
+            elif fit is not None:
                 name = f"{name}\n  {fit_label(fit)}"
             elif choice.reason:
                 name = f"{name}\n  no fit: {choice.reason}"
@@ -428,7 +441,7 @@ def plot_metric(
                 np.where(np.isfinite(lower), lower, centre),
                 np.where(np.isfinite(upper), upper, centre),
                 color=colour,
-                alpha=0.15,
+                alpha=max(0.01, 1.0 / len(rules)) if many else 0.15,  # overlapping bands add up
                 lw=0,
             )
             if x[0] == 0 and np.isfinite(centre[0]):
@@ -451,7 +464,7 @@ def plot_metric(
             if log_y:
                 ys = np.where(ys > 0, ys, np.nan)
             style = {**line_styles.get(rule, {"color": "0.2", "ls": "-"}), **((styles or {}).get(rule, {}))}
-            legend_label = f"{label} (thin)" if label not in named else "_nolegend_"
+            legend_label = f"{label} (thin)" if label not in named and not many else "_nolegend_"
             named.add(label)
             artist = axes.plot(xs, ys, lw=0.9, alpha=0.7, color=style["color"], ls=style["ls"], label=legend_label)[0]
             artist.prefsim_bound = True
@@ -474,12 +487,25 @@ def plot_metric(
             )
         axes.set_xlabel("iteration t (0 = π_0; symlog axis)")
         axes.set_ylabel(metric_label(metric))
+        if many:
+            _curve_colour_bar(axes, rules, ramp, labels or {})
         axes.grid(True, which="major", alpha=0.3)
         _legend(axes, legend)
         if title:  # wrapped to the axes' width: a long title is not cut off at the figure's edges
             width = axes.get_position().width * axes.get_figure(root=True).get_figwidth()
             axes.set_title(_wrap_title(title, width, STYLE["axes.titlesize"]))
     return axes
+
+
+def _curve_colour_bar(axes: Axes, rules: list[str], ramp, labels: dict) -> None:
+    """The colour bar of an axes with more than :data:`MANY_CURVES` curves: its colours in the rules' order,
+    the first, middle and last rule named."""
+    mappable = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(-0.5, len(rules) - 0.5), cmap=ramp)
+    bar = axes.get_figure(root=False).colorbar(mappable, ax=axes, pad=0.02)
+    ticks = sorted({0, (len(rules) - 1) // 2, len(rules) - 1})
+    bar.set_ticks(ticks, labels=[labels.get(rules[index], rules[index]) for index in ticks])
+    bar.set_label(f"{len(rules)} curves, in this order (mean and band each; no rate fits)", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
 
 
 def _legend(axes, where: str) -> None:

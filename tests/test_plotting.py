@@ -300,6 +300,27 @@ def test_many_rules_become_small_multiples_coloured_by_family_styled_by_sweep(tm
     assert len(single.axes) == 1
 
 
+def test_more_curves_than_a_legend_can_hold_get_a_colour_scale_and_a_normal_height():
+    """A 100-value sweep drew 100 legend entries with their fits (a figure 7000 pixels tall); above MANY_CURVES
+    the curves follow one colour scale in the sweep's order, a colour bar names the first, middle and last,
+    and every curve keeps its band."""
+    count = plotting.MANY_CURVES + 8
+    curves = {f"inpo[eta={k}]": {"kl_to_nash": lambda t, k=k: 1.0 / (t + k)} for k in range(1, count + 1)}
+    table = synthetic(curves, iterations=np.arange(0, 21))
+    rules = plotting.stats.rules_of(table)
+    figure = plotting.metric_figure(table, "kl_to_nash", rules, PlotSpec(), title="sweep")
+    axes, bar = figure.axes  # the curves' axes and the colour bar's
+    assert figure.get_figheight() == plotting.WIDE_FIGURE_SIZE[1]
+    assert axes.get_legend_handles_labels() == ([], [])
+    assert [tick.get_text() for tick in bar.get_yticklabels()] == ["inpo[eta=1]", "inpo[eta=10]", "inpo[eta=20]"]
+    colours = [np.asarray(_curve(axes, rule).get_color()) for rule in rules]
+    assert len({tuple(c) for c in colours}) == count and all(_curve(axes, r).prefsim_fit is None for r in rules)
+    assert len(axes.collections) == count  # a band per curve
+    # at MANY_CURVES or fewer, the legend names each curve with its fit, as before
+    few = plotting.metric_figure(table[table["rule"].isin(rules[:3])], "kl_to_nash", rules[:3], PlotSpec())
+    assert len(few.axes) == 1 and len(few.legends or [l for c in few.subfigs for l in c.legends]) == 1
+
+
 def test_identical_curves_say_so_and_stay_visible():
     same = {"kl_to_nash": lambda t: 1 / (t + 1)}
     table = synthetic({"sppo": same, "dno": same}, noise=0.0)
@@ -453,7 +474,7 @@ def test_too_many_facets_share_the_axes_and_the_title_says_so():
     table = _swept(tuple(0.01 * (i + 1) for i in range(figure_plan.MAX_FACETS + 1)))
     rules = plotting.stats.rules_of(table)
     figure = plotting.metric_figure(table, "kl_to_nash", rules, PlotSpec(layout="single"), title="sweep")
-    assert len(figure.axes) == 1
+    assert [a.get_label() for a in figure.axes[1:]] == ["<colorbar>"] * (len(rules) > plotting.MANY_CURVES)
     assert f"13 values of game.tau: more than {figure_plan.MAX_FACETS} panels" in figure._suptitle.get_text().replace(
         "\n", " "
     )
