@@ -152,8 +152,9 @@ def floor_reached(table: pd.DataFrame, precision: str) -> dict[str, list[str]]:
 FEW_SEEDS = 10
 
 
-def _few_seeds(seeds: int) -> str | None:
-    """The warning for a run over ``seeds`` seeds (``None`` from :data:`FEW_SEEDS` on)."""
+def few_seeds(seeds: int) -> str | None:
+    """The warning for a run over ``seeds`` seeds (``None`` from :data:`FEW_SEEDS` on); a sweep says it once,
+    not once per point (:func:`sim.sweep_runs.run_field_sweep`)."""
     if seeds == 1:
         return (
             "a single seed: the figures' bands and the summary's intervals have zero width, so nothing "
@@ -192,7 +193,7 @@ def run_warnings(table: pd.DataFrame, spec: ExperimentSpec) -> list[str]:
                 'width; use a random game (kind = "random", reference = "random" or initial = "random") to '
                 "vary the instance over seeds."
             )
-    few = None if identical or at_target else _few_seeds(len(spec.seeds))
+    few = None if identical or at_target or getattr(spec, "point", ()) else few_seeds(len(spec.seeds))
     if few is not None:
         messages.append(few)
     for rule in spec.rules:

@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from sim.bounds_file import BOUND_COLUMNS, read_bounds
+from sim.diagnostics import few_seeds, report_warnings
 from sim.field_sweep import point_name
 from sim.headtohead import column_record
 from sim.limits import check_memory, describe_memory
@@ -126,6 +127,7 @@ def run_field_sweep(
             say(f"removed {stale}: the spec now sweeps, and each point keeps its parts in its folder")
     calls = len(groups) * len(spec.rules) if mine is None else len(mine)
     say(f"sweep: {len(names)} point(s) in {len(groups)} group(s), {calls} vmapped call(s) (group × rule table)")
+    report_warnings(sweep_warnings(spec), progress)  # said once for the sweep, not by each point
     tables: list = [None] * len(names)
     for number, members in enumerate(groups):
         chosen = None if mine is None else tuple(table for group, table in mine if group == number)
@@ -154,6 +156,12 @@ def run_field_sweep(
             tables[i] = table
     record = None if shard is None else sweep_shard_record(spec, *shard)
     return combine_points(spec, out, tables, started, fingerprint, record)
+
+
+def sweep_warnings(spec: ExperimentSpec) -> list[str]:
+    """The warnings about the whole sweep (its points do not repeat them): too few seeds."""
+    few = few_seeds(len(spec.seeds))
+    return [] if few is None else [few]
 
 
 def combine_points(
@@ -187,6 +195,7 @@ def combine_points(
             manifest = read_manifest(point_out) or {}
             manifests.append(manifest)
             warnings.extend(f"{name}: {message}" for message in manifest.get("warnings") or [])
+    warnings = sweep_warnings(spec) + warnings
     table = order_columns(pd.concat(frames, ignore_index=True))
     duels = pd.concat(headtohead, ignore_index=True) if headtohead else None
     table.attrs["headtohead"] = None if duels is None else column_record(duels)

@@ -200,3 +200,19 @@ def test_a_reference_that_never_moves_is_said():
         "rule inpo: reference_every = 10, 20 ≥ iterations = 10, so its reference never moves in this run: it runs "
         "as the same rule with a fixed reference.",
     ]
+
+
+def test_a_sweep_says_its_seed_count_once_not_once_per_point(tmp_path):
+    spec = {
+        "iterations": 10,
+        "seeds": 4,
+        "game": {"kind": "random", "arms": 4, "tau": [0.1, 0.2, 0.3]},
+        "rule": [{"name": "inpo", "eta": 5.2}],
+    }
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sim.run(spec, out=tmp_path)
+    said = [str(w.message) for w in caught if issubclass(w.category, DegenerateRunWarning)]
+    assert sum(message.startswith("4 seeds: ") for message in said) == 1, said
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert sum("4 seeds: " in message for message in manifest["warnings"]) == 1
