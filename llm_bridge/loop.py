@@ -544,14 +544,16 @@ def _read_carried(directory: Path) -> dict:
 
 def iteration_line(label: str, iteration: int, iterations: int, row: dict) -> str:
     """The progress line of one finished iteration, saying what each number is: the held-out win rate of
-    π_t against π_ref (0.5 = no change) with its 95% CI over prompts, KL(π_t‖π_ref), and the rule's
-    training loss on the first and the last minibatch, each before its step (different pairs, so the
-    two are not a before/after of the same quantity)."""
+    π_t against π_ref (0.5 = no change) with its 95% CI over prompts, KL(π_t‖π_ref) as estimated (the mean
+    log π_t − log π_ref over one sample of π_t per held-out prompt: unbiased, but it can be negative, which the
+    line says), and the rule's training loss on the first and the last minibatch, each before its step
+    (different pairs, so the two are not a before/after of the same quantity)."""
     return (
         f"[{label}] iteration {iteration}/{iterations}: held-out win rate of π_{iteration} vs π_ref "
         f"{row['win_rate']:.3f} [{row['win_rate_low']:.3f}, {row['win_rate_high']:.3f}] (0.5 = no change), "
-        f"KL(π_{iteration}‖π_ref) {row['kl_reference']:.3f}, training loss {row['loss_first']:.4g} on the first "
-        f"minibatch and {row['loss_last']:.4g} on the last (each before its step; other pairs, not a trend), "
+        f"KL(π_{iteration}‖π_ref) ≈ {row['kl_reference']:.3f} (sample estimate, can be < 0), "
+        f"training loss {row['loss_first']:.4g} on the first minibatch and {row['loss_last']:.4g} on the last "
+        f"(each before its step; other pairs, not a trend), "
         f"{row['seconds']:.0f} s"
     )
 

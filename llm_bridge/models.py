@@ -48,7 +48,7 @@ class LoraSpec:
     """LoRA scaling numerator (``lora_alpha``); the update is (alpha/r)·BA."""
     dropout: float = 0.0
     """Dropout on the adapter input (0 keeps the precomputed π_t log-probs exact at step 0)."""
-    target_modules: tuple = ("q_proj", "v_proj")
+    target_modules: tuple[str, ...] = ("q_proj", "v_proj")
     """Names of the linear modules that get adapters (e.g. ``c_attn`` for GPT-2)."""
 
 

@@ -5,7 +5,10 @@
 * :func:`vader_oracle` — the offline text oracle of the demo: Bradley–Terry over VADER's compound
   sentiment score ∈ [−1, 1] of the response (``vaderSentiment``; a lexicon, no model download).
 * :class:`RewardModelOracle` — Bradley–Terry over a sequence-classification reward model loaded from a
-  local directory (logit 0 of ``prompt + response``).
+  local directory (logit 0 of ``prompt + response``); a checkpoint without its classification head (a
+  causal LM, say) is refused, since transformers would give it a random head.
+* :class:`UserFunction` — a spec's ``oracle.function``, whose exceptions become a
+  :class:`~bandits.errors.PrefsimError` naming it and the call it got.
 
 Every oracle counts its pairwise queries in ``queries`` (a Bradley–Terry oracle also caches rewards,
 but a comparison is still one query).  Labels are drawn by the pair schemes (:mod:`pairs`) as
@@ -17,6 +20,7 @@ from __future__ import annotations
 import importlib
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -58,7 +62,17 @@ class CallableOracle(Oracle):
         self.fn, self.name = fn, name
 
     def _probabilities(self, prompts, first, second):
-        return [float(self.fn(x, a, b)) for x, a, b in zip(prompts, first, second)]
+        values = []
+        for x, a, b in zip(prompts, first, second):
+            value = self.fn(x, a, b)
+            try:
+                values.append(float(value))
+            except (TypeError, ValueError):
+                raise PrefsimError(
+                    f"oracle {self.name} must return one probability in [0, 1] per pair (a number), got "
+                    f"{_short(value)}."
+                ) from None
+        return values
 
 
 class BradleyTerryOracle(Oracle):
@@ -82,8 +96,14 @@ class BradleyTerryOracle(Oracle):
         keys = list(zip(prompts, responses))
         todo = [k for k in dict.fromkeys(keys) if k not in self._cache]
         if todo:
-            values = self.reward_fn([k[0] for k in todo], [k[1] for k in todo])
-            values = [float(v) for v in values]
+            returned = self.reward_fn([k[0] for k in todo], [k[1] for k in todo])
+            try:
+                values = [float(v) for v in returned]
+            except (TypeError, ValueError):
+                raise PrefsimError(
+                    f"oracle {self.name}: the reward function must return one finite number per response (a list), "
+                    f"got {_short(returned)}."
+                ) from None
             if len(values) != len(todo) or not all(math.isfinite(v) for v in values):
                 raise PrefsimError(
                     f"oracle {self.name}: the reward function must return one finite number per response."
@@ -123,8 +143,6 @@ class RewardModelOracle(BradleyTerryOracle):
     """Bradley–Terry over a local sequence-classification reward model (reward = logit 0 of prompt + response)."""
 
     def __init__(self, path: str, scale: float = 1.0, batch_size: int = 16, max_length: int = 512):
-        from pathlib import Path
-
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -135,11 +153,24 @@ class RewardModelOracle(BradleyTerryOracle):
             )
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            self.model = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True).eval()
-        except (OSError, ValueError) as exc:
+            model, loading = AutoModelForSequenceClassification.from_pretrained(
+                path, local_files_only=True, output_loading_info=True
+            )
+        except (OSError, ValueError, RuntimeError) as exc:
             raise PrefsimError(
                 f"could not load a sequence-classification reward model from oracle.path {path!r}: {exc}"
             ) from None
+        missing = sorted(loading.get("missing_keys") or ())
+        if missing:
+            architectures = ", ".join(getattr(model.config, "architectures", None) or ()) or "an unnamed architecture"
+            raise PrefsimError(
+                f"oracle.path {path!r} is not a trained reward model: its checkpoint ({architectures}) lacks weights "
+                f"that a sequence classifier needs ({', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}), "
+                "which transformers would initialise at random, so its rewards would be noise. Give a reward model "
+                "saved as a sequence classifier (…ForSequenceClassification, one label), or use oracle.kind = "
+                '"vader" or "reward_function".'
+            )
+        self.model = model.eval()
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model.config.pad_token_id = self.tokenizer.pad_token_id
@@ -164,6 +195,34 @@ class RewardModelOracle(BradleyTerryOracle):
                 batch = {k: v.to(self.model.device) for k, v in batch.items()}
                 values.extend(self.model(**batch).logits[:, 0].float().tolist())
         return values
+
+
+class UserFunction:
+    """A user's Python function named in a spec (``oracle.function = "module:function"``), called as the
+    oracle calls it; any exception it raises becomes a :class:`PrefsimError` naming the function, the call
+    (``call``, e.g. ``"f(prompts, responses) with two lists of strings"``) and the exception, which is kept
+    as ``__cause__``."""
+
+    def __init__(self, fn: Callable, reference: str, call: str):
+        self.fn, self.reference, self.call = fn, reference, call
+
+    def __call__(self, *arguments: Any) -> Any:
+        try:
+            return self.fn(*arguments)
+        except Exception as exc:
+            detail = " ".join(str(exc).split())
+            detail = detail if len(detail) <= 300 else detail[:300] + " …"
+            raise PrefsimError(
+                f"oracle.function {self.reference!r} failed when called as {self.call}: {type(exc).__name__}"
+                f"{': ' + detail if detail else ''}. Fix the function or point oracle.function at one that takes "
+                "these arguments."
+            ) from exc
+
+
+def _short(value: Any) -> str:
+    """A value for an error message: its type's name and a repr cut to 80 characters."""
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 80 else text[:80] + ' …'}"
 
 
 def python_object(reference: str, field: str) -> Any:
@@ -193,14 +252,18 @@ def build_oracle(kind: str, *, scale: float = 1.0, path: str | None = None, func
                 'oracle.kind = "reward_function" needs oracle.function = "module:function" '
                 "taking (prompts, responses) and returning rewards."
             )
-        return BradleyTerryOracle(python_object(function, "oracle.function"), scale, name=function)
+        call = "f(prompts, responses) with two lists of strings, expecting one reward per response"
+        reward = UserFunction(python_object(function, "oracle.function"), function, call)
+        return BradleyTerryOracle(reward, scale, name=function)
     if kind == "preference_function":
         if not function:
             raise PrefsimError(
                 'oracle.kind = "preference_function" needs oracle.function = "module:function" '
                 "taking (prompt, response, response′) and returning P(response ≻ response′)."
             )
-        return CallableOracle(python_object(function, "oracle.function"), name=function)
+        call = "f(prompt, response, response′) with three strings, expecting P(response ≻ response′)"
+        preference = UserFunction(python_object(function, "oracle.function"), function, call)
+        return CallableOracle(preference, name=function)
     raise PrefsimError(
         f"oracle.kind must be vader, reward_model, reward_function or preference_function, got {kind!r}."
     )

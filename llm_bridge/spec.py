@@ -78,9 +78,9 @@ class ModelSpec:
 class PromptSpec:
     """The ``[prompts]`` table."""
 
-    train: tuple = ()
+    train: tuple[str, ...] = ()
     """Training prompts (or ``train_file``: a text file, one prompt per line)."""
-    heldout: tuple = ()
+    heldout: tuple[str, ...] = ()
     """Held-out prompts for the win rate against π_ref (or ``heldout_file``)."""
     per_iteration: int = 8
     """Prompts per iteration, taken cyclically from ``train``."""
@@ -232,15 +232,13 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
     for key in ("train", "heldout"):
         file_key = f"{key}_file"
         if file_key in prompts_raw:
-            file = Path(prompts_raw.pop(file_key))
-            file = file if file.is_absolute() or base is None else base / file
-            if not file.is_file():
-                raise PrefsimError(f"prompts.{file_key}: {str(file)!r} does not exist.")
-            prompt_files[f"prompts.{file_key}"] = {
-                "path": str(file),
-                "sha256": hashlib.sha256(file.read_bytes()).hexdigest(),
-            }
-            prompts_raw[key] = [line.strip() for line in file.read_text().splitlines() if line.strip()]
+            if key in prompts_raw:
+                raise PrefsimError(
+                    f"prompts: give either prompts.{key} (a list of prompts) or prompts.{file_key} (a text file, "
+                    "one prompt per line), not both."
+                )
+            file, data, prompts_raw[key] = _read_prompt_file(prompts_raw.pop(file_key), f"prompts.{file_key}", base)
+            prompt_files[f"prompts.{file_key}"] = {"path": str(file), "sha256": hashlib.sha256(data).hexdigest()}
     prompts = _dataclass(PromptSpec, prompts_raw, "prompts")
     for key in ("train", "heldout"):
         values = getattr(prompts, key)
@@ -364,6 +362,45 @@ def _check_oracle(oracle: OracleSpec) -> None:
             )
 
 
+def _read_prompt_file(value: object, field: str, base: Path | None) -> tuple[Path, bytes, list[str]]:
+    """``(path, bytes, prompts)`` of a prompt file named by ``field`` (``prompts.train_file`` or
+    ``prompts.heldout_file``): a UTF-8 text file, one prompt per non-blank line (stripped), read relative to
+    ``base`` (the spec's directory) unless absolute.  Anything else is a :class:`PrefsimError` saying what the
+    path is and what to give instead."""
+    advice = "give the path of a UTF-8 text file with one prompt per line"
+    if not isinstance(value, str) or not value.strip():
+        raise PrefsimError(f"{field} must be a non-empty string: {advice}; got {value!r}.")
+    file = Path(value)
+    file = file if file.is_absolute() or base is None else base / file
+    shown = repr(str(file))
+    if file.is_dir():
+        raise PrefsimError(f"{field}: {shown} is a directory, not a file; {advice}.")
+    if not file.exists():
+        raise PrefsimError(f"{field}: {shown} does not exist; {advice}.")
+    if not file.is_file():
+        raise PrefsimError(f"{field}: {shown} is not a regular file (a pipe, socket or device); {advice}.")
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise PrefsimError(f"{field}: {shown} cannot be read ({exc.strerror or exc}).") from None
+    if b"\x00" in data:
+        offset = data.index(b"\x00")
+        raise PrefsimError(f"{field}: {shown} is not a text file (a NUL byte at offset {offset}); {advice}.")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PrefsimError(
+            f"{field}: {shown} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); save it as "
+            "UTF-8, one prompt per line."
+        ) from None
+    prompts = [line.strip() for line in text.splitlines() if line.strip()]
+    if not prompts:
+        raise PrefsimError(
+            f"{field}: {shown} holds no prompts (it is empty or has only blank lines); write one prompt per line."
+        )
+    return file, data, prompts
+
+
 def _table(raw, name):
     value = raw.get(name, {})
     if not isinstance(value, dict):
@@ -403,6 +440,28 @@ def _dataclass(cls, table: dict, where: str):
         else:
             ok = True
         if not ok:
-            raise PrefsimError(f"{where}.{key}: expected {hint}, got {value!r}.")
+            raise PrefsimError(f"{where}.{key}: expected {_expected(default, hint)}, got {value!r}.")
         values[key] = value
     return cls(**values)
+
+
+_PLURALS = {str: "strings", int: "integers", float: "numbers"}
+
+
+def _expected(default: object, hint: object) -> str:
+    """What :func:`_dataclass` expects of a field with this default and type hint, in words for an error
+    message ("a string", "a list of strings"), never a Python type repr."""
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, int):
+        return "an integer"
+    if isinstance(default, float):
+        return "a number"
+    if isinstance(default, tuple):
+        items = typing.get_args(hint)
+        if len(items) == 2 and items[1] is Ellipsis and items[0] in _PLURALS:
+            return f"a list of {_PLURALS[items[0]]}"
+        if items and len(set(items)) == 1 and items[0] in _PLURALS:
+            return f"a list of {len(items)} {_PLURALS[items[0]]}"
+        return "a list"
+    return "a string"

@@ -62,7 +62,7 @@ class TrainingSpec:
     """Pairs per forward/backward pass (gradient accumulation = batch_size / micro_batch_size)."""
     max_grad_norm: float = 0.0
     """Clip the global gradient norm to this value (0 = no clipping)."""
-    adam_betas: tuple = (0.9, 0.999)
+    adam_betas: tuple[float, float] = (0.9, 0.999)
     """AdamW (β₁, β₂)."""
     eps: float = 1e-8
     """AdamW / RMSprop ε (added to the root, outside the square root, in both)."""

@@ -7,7 +7,7 @@ import torch
 from bandits.errors import PrefsimError
 from llm_bridge.oracles import BradleyTerryOracle, CallableOracle, RewardModelOracle, build_oracle, vader_oracle
 from llm_bridge.pairs import build_pairs, population_pairs
-from llm_bridge.tiny import build_tiny_reward_model
+from llm_bridge.tiny import build_tiny_model, build_tiny_reward_model
 
 torch.set_num_threads(1)
 
@@ -52,6 +52,48 @@ def test_reward_model_oracle_from_a_local_sequence_classifier(tmp_path):
         build_oracle("reward_model", path=str(tmp_path / "missing"))
     with pytest.raises(PrefsimError, match="module:function"):
         build_oracle("reward_function", function="no_colon")
+
+
+def test_a_causal_lm_given_as_reward_model_is_refused_for_its_missing_classification_head(tmp_path):
+    # transformers would load it with a randomly initialised score head: random rewards, no error
+    path = build_tiny_model(tmp_path / "lm", "llama", seed=0)
+    with pytest.raises(PrefsimError) as caught:
+        build_oracle("reward_model", path=str(path))
+    message = str(caught.value)
+    assert message.startswith(f"oracle.path {str(path)!r} is not a trained reward model: its checkpoint")
+    assert (
+        "(LlamaForCausalLM) lacks weights that a sequence classifier needs (score.weight), which transformers"
+        in message
+    )
+
+
+def _raises_value_error(prompts, responses):
+    raise ValueError("no rewards\ntoday")
+
+
+def test_a_user_function_that_raises_is_reported_with_the_call_it_got():
+    reward = build_oracle("reward_function", function="os.path:join", scale=1.0)  # takes strings, gets lists
+    with pytest.raises(PrefsimError) as caught:
+        reward.probabilities(["x"], ["a"], ["b"])
+    assert str(caught.value) == (
+        "oracle.function 'os.path:join' failed when called as f(prompts, responses) with two lists of strings, "
+        "expecting one reward per response: TypeError: expected str, bytes or os.PathLike object, not list. Fix "
+        "the function or point oracle.function at one that takes these arguments."
+    )
+    assert isinstance(caught.value.__cause__, TypeError)
+    preference = build_oracle("preference_function", function=f"{__name__}:_raises_value_error")
+    with pytest.raises(PrefsimError, match=r"called as f\(prompt, response, response′\) with three strings") as caught:
+        preference.probabilities(["x"], ["a"], ["b"])
+    assert "TypeError: _raises_value_error() takes 2 positional arguments but 3 were given" in str(caught.value)
+    raising = build_oracle("reward_function", function=f"{__name__}:_raises_value_error")
+    with pytest.raises(PrefsimError, match=r"ValueError: no rewards today\. Fix the function") as caught:
+        raising.rewards(["x"], ["a"])
+    assert isinstance(caught.value.__cause__, ValueError)
+    # what a function returns is checked as well: a string is not a list of rewards, nor a probability
+    with pytest.raises(PrefsimError, match="must return one finite number per response .*got str 'a'"):
+        BradleyTerryOracle(lambda prompts, responses: "a", name="texts").rewards(["x"], ["y"])
+    with pytest.raises(PrefsimError, match=r"must return one probability in \[0, 1\] per pair .*got str 'yes'"):
+        CallableOracle(lambda x, a, b: "yes", name="words").probabilities(["x"], ["a"], ["b"])
 
 
 def test_iid_pairs_follow_the_bernoulli_label():
