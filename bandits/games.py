@@ -83,17 +83,12 @@ class GameSpec:
             )
         if self.initial not in ("reference", "random"):
             raise PrefsimError(f'game.initial: must be "reference" or "random", got {self.initial!r}.')
-        if not _is_number(self.tau) or self.tau < 0:
-            raise PrefsimError(f"game.tau: the regularisation must be a number ≥ 0, got {self.tau!r}.")
+        self.validate_tau_and_arms()
         if self.kind == "matrix" and self.preference is None:
             raise PrefsimError('game.preference: kind = "matrix" needs a K×K preference matrix.')
         if self.kind == "bradley_terry" and self.rewards is None:
             raise PrefsimError('game.rewards: kind = "bradley_terry" needs a list of rewards or "random".')
         self._validate_mixture()
-        if self.arms is not None and (
-            isinstance(self.arms, bool) or not isinstance(self.arms, (int, np.integer)) or self.arms < 2
-        ):
-            raise PrefsimError(f"game.arms: expected an integer ≥ 2, got {self.arms!r}.")
         if self.kind in ("cyclic", "random") and self.arms is None:
             raise PrefsimError(f'game.arms: kind = "{self.kind}" needs the number of arms.')
         for field in ("preference", "rewards", "reference", "weights"):
@@ -117,6 +112,17 @@ class GameSpec:
             raise PrefsimError(f"game.reference_min_mass: must be ≥ 0, got {self.reference_min_mass!r}.")
         if self.kind == "cyclic" and _is_number(self.arms) and self.arms < 3:
             raise PrefsimError(f"game.arms: a cyclic game needs at least 3 arms, got {self.arms!r}.")
+        return self
+
+    def validate_tau_and_arms(self) -> GameSpec:
+        """Check τ and K (when given) only: all that a sampled run reads of the table when its
+        ``run.problem`` builds its own preferences (the ring reads τ, the linear bandits τ and K)."""
+        if not _is_number(self.tau) or self.tau < 0:
+            raise PrefsimError(f"game.tau: the regularisation must be a number ≥ 0, got {self.tau!r}.")
+        if self.arms is not None and (
+            isinstance(self.arms, bool) or not isinstance(self.arms, (int, np.integer)) or self.arms < 2
+        ):
+            raise PrefsimError(f"game.arms: expected an integer ≥ 2, got {self.arms!r}.")
         return self
 
     def _validate_mixture(self) -> None:

@@ -471,11 +471,11 @@ show(figure)
 
 # %%
 sampled_frames = []
-for rule, eta, scheme, candidates in (
-    ("inpo", 2.0, "lambda_p", 8),
+for rule, eta, scheme, candidates in (  # candidates: K of the schemes that draw K responses per pair
+    ("inpo", 2.0, "lambda_p", None),
     ("inpo", 2.0, "tournament", 8),
-    ("sppo", 1.0, "lambda_p", 5),
-    ("sppo", 1.0, "exact_win_rates", 5),
+    ("sppo", 1.0, "lambda_p", None),
+    ("sppo", 1.0, "exact_win_rates", None),
     ("sppo", 1.0, "sppo_win_rate", 5),
 ):
     spec = {
@@ -487,7 +487,7 @@ for rule, eta, scheme, candidates in (
             "mode": "sampled",
             "pairs_per_iteration": 1000,
             "pair_scheme": scheme,
-            "candidates": candidates,
+            **({"candidates": candidates} if candidates else {}),
             "optimizer": "adam",
             "learning_rate": 0.1,
             "inner_steps": 50,

@@ -110,7 +110,7 @@ spec = {
     "iterations": ITERATIONS,
     "seeds": SEEDS,
     "record_every": 1,
-    "game": {"kind": "bradley_terry", "rewards": [0.0, 1.0], "tau": 0.0},  # unused by problem = "ring" except τ
+    "game": {"tau": 0.0},  # problem = "ring" reads only τ of the [game] table
     "rule": [{"name": "dpo", "beta": BETA}, {"name": "apo", "alpha": ALPHA, "beta": BETA, "form": "parameters"}],
     "run": {
         "mode": "sampled",

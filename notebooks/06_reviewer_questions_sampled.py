@@ -73,7 +73,8 @@ def sampled(rule, run, game=RANDOM_GAME, iterations=ITERATIONS, label=None):
         "rule": rule,
         "run": {
             "mode": "sampled",
-            "pairs_per_iteration": BUDGET,
+            # an offline run given its dataset's size (offline_pairs) does not read pairs_per_iteration
+            **({} if "offline_pairs" in run else {"pairs_per_iteration": BUDGET}),
             "pair_scheme": "lambda_p",
             "policy": "tabular",
             "optimizer": "adam",

@@ -73,6 +73,7 @@ from sim.seed_games import build_game, build_games, unregularised_targets  # noq
 from sim.shards import WorkPart, shard_record, shard_work, work_parts
 from sim.shared_engine import padded_seed_rows, raise_if_diverged, take_seeds
 from sim.spec import ExperimentSpec, RuleSpec, load_spec, parse_spec
+from sim.spec_checks import reads_own_problem
 from sim.stats import field_values_by_rule
 from sim.sweep_runs import remove_stale_points, run_field_sweep
 from sim.table import order_columns, results_table
@@ -129,11 +130,14 @@ class GivenWork(NamedTuple):
 
 
 class RunInputs(NamedTuple):
-    """What a run computes before its rules (and ``prefsim merge`` again before writing the merged results)."""
+    """What a run computes before its rules (and ``prefsim merge`` again before writing the merged results).
 
-    games: Game
-    game_axes: Game
-    targets: jax.Array
+    ``games``, ``game_axes`` and ``targets`` are ``None`` in a sampled run of a problem that builds its own
+    preferences and targets (``run.problem`` ring or linear: ``sampled`` holds them)."""
+
+    games: Game | None
+    game_axes: Game | None
+    targets: jax.Array | None
     unregularised: jax.Array | None
     sampled: SampledInputs | None
     record: np.ndarray
@@ -143,7 +147,12 @@ class RunInputs(NamedTuple):
 def prepare_run(spec: ExperimentSpec) -> RunInputs:
     """Games and targets per seed (sampled problems in sampled mode), recorded iterations and the manifest."""
     dtype = jnp.float64 if spec.precision == "float64" else jnp.float32
-    games, game_axes, targets, target_gaps = build_games(spec, dtype)
+    if reads_own_problem(spec.run.mode, spec.run.problem):
+        # the ring and the linear bandits build their own games (sim.sampled.experiment); [game] gives τ (and K)
+        games = game_axes = targets = None
+        target_gaps = []
+    else:
+        games, game_axes, targets, target_gaps = build_games(spec, dtype)
     sampled = build_sampled_inputs(spec, dtype) if spec.run.mode == "sampled" else None
     unregularised = None if sampled is not None else unregularised_targets(games, game_axes, len(spec.seeds), dtype)
     record = default_record_iterations(spec.iterations, spec.record_every)
@@ -353,9 +362,10 @@ def block_inputs(inputs: RunInputs, index: np.ndarray) -> RunInputs:
     sampled = inputs.sampled
     if sampled is not None:
         sampled = SampledInputs(take_seeds(sampled.problems, sampled.axes, index), sampled.axes, sampled.keys[index])
+    own_problem = inputs.games is None
     return inputs._replace(
-        games=take_seeds(inputs.games, inputs.game_axes, index),
-        targets=inputs.targets[index],
+        games=None if own_problem else take_seeds(inputs.games, inputs.game_axes, index),
+        targets=None if own_problem else inputs.targets[index],
         unregularised=None if inputs.unregularised is None else inputs.unregularised[index],
         sampled=sampled,
     )

@@ -30,6 +30,11 @@ unfinished points are computed together).  The top-level
 ``metrics.csv``, ``bounds.csv``, ``headtohead.csv`` and ``manifest.json`` hold all points (the
 manifest lists the swept fields and the points).
 
+A ``[game]``/``[run]`` key given explicitly must be read at some point of the sweep (a fixed key that
+only some points read, ``scale = 5`` with ``construction = ["lower_triangle", "skew_logits"]``, is left
+out of the others), and a swept key at every point (otherwise those points would repeat one run once
+per value); :func:`sim.spec_checks.check_unread_keys` refuses the rest.
+
 Fields that cannot be swept are refused naming them: ``iterations``, ``precision``,
 ``record_every``, ``seeds`` (a list gives the seeds), ``run.mode`` and the deprecated
 ``run.apo_form`` / ``run.dpo_reference``; the list-valued ``[game]`` fields ``preference``,

@@ -25,7 +25,9 @@ at a categorical rule parameter (``schedule = ["constant", "nesterov"]``) is a s
 separate compiled runs labelled with the values (:mod:`sim.field_sweep`).
 
 Unknown keys, wrong types and impossible values raise :class:`~bandits.errors.PrefsimError`
-naming the field.
+naming the field, and so does a ``[game]`` or ``[run]`` key the run would not read (``scale`` without
+``construction = "skew_logits"``, ``candidates`` with ``pair_scheme = "lambda_p"``;
+:data:`sim.spec_checks.READ_WHEN` says when each key is read).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from typing import Any
 
 from bandits.errors import PrefsimError
 from bandits.games import GameSpec
-from bandits.pair_schemes import DEFAULT_SCHEME, resolve_scheme
+from bandits.pair_schemes import DEFAULT_SCHEME, SCHEME_ALIASES, resolve_scheme
 from sim.field_sweep import check_sweep_values, expand_points, field_sweeps, point_name, sweep_label
 from sim.limits import check_counts, check_inner_steps
 from sim.metrics import METRIC_COLUMNS
@@ -50,14 +52,16 @@ from sim.rules.apo import FORMS
 from sim.rules.dpo import ANCHORS
 from sim.sampled.validation import validate_sampled_spec
 from sim.spec_checks import (
-    check_exact_run_keys,
     check_game_types,
     check_integer_range,
     check_label,
     check_rule_tables,
     check_sampled_numbers,
     check_seed_block,
+    check_unread_keys,
     read_spec_text,
+    reads_own_problem,
+    unread_keys,
 )
 from sim.stats import SAMPLED_COLUMNS
 
@@ -115,7 +119,8 @@ class RunSpec:
     parametric policy and an optax inner loop (:mod:`sim.sampled`; the keys below apply to it only)."""
     pairs_per_iteration: int = 1000
     """Sampled: number of training pairs N drawn from π_t each iteration (≥ 1), ``data = "online"``.
-    With ``data = "offline"`` it only sets the default dataset size (below)."""
+    With ``data = "offline"`` it only sets the default dataset size (below), so it is refused alongside
+    ``offline_pairs``."""
     data: str = "online"
     """Sampled: where the pairs come from (docs/theory.md §D.10, :mod:`sim.sampled.offline`).  ``online``:
     N fresh pairs from the current policy π_t at every iteration.  ``offline``: one dataset of
@@ -311,8 +316,11 @@ def _parse_point(data: dict) -> ExperimentSpec:
     if record_every is not None and (not _is_int(record_every) or record_every < 1):
         raise PrefsimError(f"record_every: expected an integer ≥ 1, got {record_every!r}.")
 
-    game = _parse_game(data.get("game"))
+    game_table = _game_table(data.get("game"))
     run = _parse_run(data.get("run", {}))
+    given, settings = _key_settings(data)
+    check_unread_keys(given, [("", unread_keys(given, settings))])
+    game = _parse_game(game_table, run)
     check_seed_block(run.seed_block)
     if run.mode == "sampled":
         run = dataclasses.replace(run, pair_scheme=resolve_scheme(run.pair_scheme, "sampled", "run.pair_scheme"))
@@ -321,12 +329,6 @@ def _parse_point(data: dict) -> ExperimentSpec:
     plot = parse_plot(data.get("plot"))
     check_plot_against_rules(plot, [label for rule in rules for label, _ in rule.grid_labels()])
     check_plot_metrics(plot, METRIC_COLUMNS + (SAMPLED_COLUMNS if run.mode == "sampled" else ()), run.mode)
-    if run.data != "online" and run.mode != "sampled":
-        raise PrefsimError(
-            f'run.data: {run.data!r} data needs mode = "sampled" (exact mode has no data: it applies the '
-            f'population update); set run.mode = "sampled" or leave run.data out.'
-        )
-    check_exact_run_keys(data.get("run", {}), run.mode)
     if (
         run.mode == "sampled"
         and run.data == "offline"
@@ -356,9 +358,16 @@ def _parse_point(data: dict) -> ExperimentSpec:
 def _parse_field_sweep(data: dict, sweeps: tuple) -> ExperimentSpec:
     """A spec whose ``[game]``/``[run]`` tables sweep fields: every point parsed on its own, its rules
     labelled with the point's values (``inpo[game.tau=0.1]``); the first point stands for the spec."""
+    expanded = [(point, point_name(point), one) for point, one in expand_points(data, sweeps)]
+    # a key given explicitly must be read at some point (a swept one at every point); the points that do
+    # not read a fixed key run without it
+    unread = [(name, unread_keys(*_key_settings(one))) for _, name, one in expanded]
+    drops = check_unread_keys(_key_settings(data)[0], unread, {field for field, _ in sweeps})
     points = []
-    for point, one in expand_points(data, sweeps):
-        name = point_name(point)
+    for (point, name, one), drop in zip(expanded, drops):
+        for key in drop:
+            table, field = key.split(".", 1)
+            del one[table][field]
         try:
             parsed = _parse_point(one)
         except PrefsimError as exc:
@@ -375,7 +384,8 @@ def _parse_field_sweep(data: dict, sweeps: tuple) -> ExperimentSpec:
     return dataclasses.replace(points[0], raw=data, plot=plot, field_sweep=sweeps, points=tuple(points), point=())
 
 
-def _parse_game(table) -> GameSpec:
+def _game_table(table) -> dict:
+    """The ``[game]`` table with its keys and the type of ``kind`` checked (:func:`_parse_game` checks the values)."""
     if table is None:
         raise PrefsimError(
             "game: the spec needs a [game] table (kind = matrix | bradley_terry | bt_mixture | cyclic | random)."
@@ -387,29 +397,19 @@ def _parse_game(table) -> GameSpec:
     if unknown:
         raise PrefsimError(f"game: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(fields))}.")
     check_game_types(table)
-    kind = table.get("kind", GameSpec.kind)
-    unused = set(table) - COMMON_GAME_KEYS - KIND_GAME_KEYS.get(kind, set())
-    if kind in KIND_GAME_KEYS and unused:
-        raise PrefsimError(
-            f"game: key(s) {', '.join(sorted(unused))} do not apply to kind = {kind!r} (it reads "
-            f"{', '.join(sorted(KIND_GAME_KEYS[kind]))} besides the common keys); remove them or change the kind."
-        )
+    return table
+
+
+def _parse_game(table: dict, run: RunSpec) -> GameSpec:
+    """The :class:`GameSpec` of a checked ``[game]`` table; a sampled run of a problem that builds its own
+    preferences (the ring, the linear bandits) reads only τ and K of it, so only they are validated."""
     try:
         spec = GameSpec(**table)
     except TypeError as exc:
         raise PrefsimError(f"game: {exc}.") from None
+    if reads_own_problem(run.mode, run.problem):
+        return spec.validate_tau_and_arms()
     return spec.validate()
-
-
-#: [game] keys every kind reads, and the keys each kind reads besides them (others are errors, not ignored).
-COMMON_GAME_KEYS = {"kind", "arms", "reference", "reference_scale", "reference_min_mass", "tau", "initial"}
-KIND_GAME_KEYS = {
-    "matrix": {"preference"},
-    "bradley_terry": {"rewards", "reward_scale"},
-    "bt_mixture": {"rewards", "weights", "components", "reward_scale"},
-    "cyclic": {"strength"},
-    "random": {"construction", "scale"},
-}
 
 
 def _parse_run(table) -> RunSpec:
@@ -425,10 +425,37 @@ def _parse_run(table) -> RunSpec:
     return RunSpec(**table)
 
 
+#: The deprecated ``[run]`` keys that give a rule parameter's default: ``(run key, rule parameter)``.
+RUN_LEVEL_RULE_DEFAULTS = (("apo_form", "form"), ("dpo_reference", "anchor"))
+
+
+def _key_settings(data: dict) -> tuple[dict, dict]:
+    """``(given, settings)`` of a raw spec (or one point of a sweep) for :func:`sim.spec_checks.unread_keys`:
+    the ``[game]`` and ``[run]`` keys it gives (``{"game.scale": 5.0}``), and every setting by name with the
+    defaults filled (the pair scheme by its current name), plus the rule parameters some ``[[rule]]`` table
+    takes from the deprecated ``[run]`` keys (``"rule.run_defaults"``)."""
+    tables = {name: data.get(name) if isinstance(data.get(name), dict) else {} for name in ("game", "run")}
+    given = {f"{name}.{key}": value for name, table in tables.items() for key, value in table.items()}
+    settings = {f"game.{f.name}": tables["game"].get(f.name, f.default) for f in dataclasses.fields(GameSpec)}
+    settings.update({f"run.{f.name}": tables["run"].get(f.name, f.default) for f in dataclasses.fields(RunSpec)})
+    scheme = settings["run.pair_scheme"]
+    settings["run.pair_scheme"] = SCHEME_ALIASES.get(scheme, scheme) if isinstance(scheme, str) else scheme
+    taken = set()
+    for table in data.get("rule") if isinstance(data.get("rule"), list) else []:
+        name = table.get("name") if isinstance(table, dict) else None
+        if isinstance(name, str) and name in RULES:
+            rest = {k: v for k, v in table.items() if k != "name"}
+            taken.update(
+                p for _, p in RUN_LEVEL_RULE_DEFAULTS if p not in rest and _takes_parameter(RULES[name], rest, p)
+            )
+    settings["rule.run_defaults"] = frozenset(taken)
+    return given, settings
+
+
 def _run_level_rule_defaults(run) -> dict:
     """Rule parameters given by the deprecated ``[run]`` keys: ``{rule-table key: value}``."""
     defaults = {}
-    for key, parameter in (("apo_form", "form"), ("dpo_reference", "anchor")):
+    for key, parameter in RUN_LEVEL_RULE_DEFAULTS:
         value = getattr(run, key)
         choices = FORMS if key == "apo_form" else ANCHORS
         if value is not None and value not in choices:

@@ -9,8 +9,13 @@ the file) and what to do; none returns silently on input the run would ignore or
 * :func:`check_label` — result labels become file names (``parts/<label>.csv``, LLM output
   folders), so they are limited to **1–100 ASCII letters, digits and** ``_ - . + = , [ ] ( )``,
   starting with a letter, digit or ``_`` (no whitespace, no NUL, no ``/``, never ``.`` or ``..``).
-* :func:`check_exact_run_keys` — ``[run]`` keys other than ``mode`` (and ``data``, which has its
-  own message) apply to sampled mode only; in an exact spec they are errors, like unknown keys.
+* :func:`unread_keys` / :func:`check_unread_keys` — a ``[game]`` or ``[run]`` key given explicitly
+  must be one the run reads: :data:`READ_WHEN` says, for every key, under which settings it is read
+  (``game.scale`` with ``kind = "random"`` and ``construction = "skew_logits"`` only, the ``[run]``
+  keys but ``mode`` and ``seed_block`` in sampled mode only, …); any other given key is an error
+  naming the key, its value and the setting that would read it, like an unknown key.  Defaults never
+  count.  In a ``[game]``/``[run]`` sweep a key must be read at some point; a swept key at every
+  point (else some points would repeat one run once per value).
 * :func:`check_rule_tables` — APO's ``alpha`` is not read with ``schedule = "nesterov"`` (α_t =
   t/(t+3) replaces it), so giving both is an error.
 * :func:`check_integer_range` — integers must fit in 64 bits (TOML's own limit; Python's parser
@@ -21,10 +26,13 @@ the file) and what to do; none returns silently on input the run would ignore or
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import re
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bandits.errors import PrefsimError
 
@@ -34,8 +42,6 @@ LABEL_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=,\[\]()-]{0,99}")
 LABEL_RULE = (
     "1–100 ASCII letters, digits and _ - . + = , [ ] ( ), starting with a letter, digit or _ (labels name result files)"
 )
-#: [run] keys that exact mode reads (every other key configures sampled mode).
-EXACT_RUN_KEYS = {"mode", "data", "seed_block"}
 
 
 def read_spec_text(path: str | Path, what: str = "spec file") -> str:
@@ -110,19 +116,6 @@ def check_game_types(table: dict) -> None:
         )
 
 
-def check_exact_run_keys(table: dict, mode: object) -> None:
-    """In exact mode, every ``[run]`` key but ``mode``, ``data`` and ``seed_block`` is an error (the others
-    configure sampling)."""
-    if mode != "exact":
-        return
-    unused = sorted(set(table) - EXACT_RUN_KEYS)
-    if unused:
-        raise PrefsimError(
-            f'run: key(s) {", ".join(unused)} apply to mode = "sampled" only and would be ignored by the exact '
-            'run; remove them or set run.mode = "sampled".'
-        )
-
-
 def check_rule_tables(tables: object) -> None:
     """Rule keys that the rule would ignore: APO's ``alpha`` under ``schedule = "nesterov"``."""
     for index, table in enumerate(tables if isinstance(tables, list) else []):
@@ -158,3 +151,296 @@ def check_sampled_numbers(run: Any) -> None:
             f"run.tolerance: expected a finite number > 0 (or leave it out to run exactly inner_steps steps), "
             f"got {tolerance!r}."
         )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Which [game] and [run] key a run reads, and when
+
+
+@dataclasses.dataclass(frozen=True)
+class Needs:
+    """A setting under which a run reads a ``[game]`` or ``[run]`` key (one condition of :data:`READ_WHEN`)."""
+
+    fields: tuple
+    """The settings it looks at (``run.policy``); an error quotes their values when it does not hold."""
+    holds: Callable[[Mapping[str, Any]], bool]
+    """Whether it holds, given the settings by name (``"run.policy"`` → ``"mlp"``, defaults filled;
+    ``"rule.run_defaults"``: the rule parameters some ``[[rule]]`` table takes from the deprecated
+    ``[run]`` keys)."""
+    text: str
+    """The setting as an error states it (``policy = "mlp"``; keys of the other table with its name)."""
+    fix: str = ""
+    """The error's advice; empty: ``remove it or set <text>``."""
+
+
+#: Sampled-mode problems with a random contextual linear bandit (:mod:`bandits.linear`).
+LINEAR_PROBLEMS = ("linear_bradley_terry", "linear_preference_game")
+#: Sampled-mode problems that build their own preferences, π_ref and features: of the ``[game]`` table
+#: they read ``tau`` (and the linear ones ``arms``).
+OWN_PROBLEMS = ("ring", *LINEAR_PROBLEMS)
+#: Pair schemes that draw ``run.candidates`` responses per pair (:mod:`bandits.oracles`).
+CANDIDATE_SCHEMES = ("best_worst_by_reward", "tournament", "sppo_win_rate")
+
+
+def reads_own_problem(mode: Any, problem: Any) -> bool:
+    """Whether a run with these ``[run]`` settings samples one of :data:`OWN_PROBLEMS` (not the ``[game]`` table)."""
+    return _is(mode, "sampled") and _is(problem, *OWN_PROBLEMS)
+
+
+def _is(value: Any, *names: str) -> bool:
+    """``value`` is one of the names ``names`` (a list or an array of numbers is none)."""
+    return isinstance(value, str) and value in names
+
+
+def _near(field: str, key: str) -> str:
+    """``field`` as an error about ``key`` names it: without the table when both are in the same table."""
+    table, name = field.split(".", 1)
+    return name if key.startswith(f"{table}.") else field
+
+
+def _few(names: Sequence[str]) -> str:
+    """The first three point names, and ``…`` for more."""
+    return ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
+
+
+def _either(names: Sequence[str]) -> str:
+    """``"a"``, ``"a" or "b"``, ``"a", "b" or "c"``."""
+    shown = [_shown(name) for name in names]
+    return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} or {shown[-1]}"
+
+
+def _shown(value: Any) -> str:
+    """A value as a spec writes it (``"random"``, ``2``, ``true``, ``[1, 0.5]``), cut at 60 characters."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
+        text = json.dumps(value, ensure_ascii=False)
+    elif isinstance(value, float):
+        text = f"{value:g}"
+    elif isinstance(value, (list, tuple)):
+        text = "[" + ", ".join(_shown(item) for item in value) + "]"
+    elif value is None:
+        text = "unset"
+    else:
+        text = str(value)
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
+_SAMPLED = Needs(("run.mode",), lambda s: _is(s["run.mode"], "sampled"), 'mode = "sampled"')
+_GAME_PROBLEM = Needs(
+    ("run.problem",),
+    lambda s: not reads_own_problem(s["run.mode"], s["run.problem"]),
+    'run.problem = "game"',
+    'remove it (the ring reads game.tau only, the linear problems game.arms and game.tau) or set run.problem = "game"',
+)
+
+
+def _kind(*kinds: str) -> Needs:
+    """``game.kind`` is one of ``kinds``."""
+    return Needs(("game.kind",), lambda s: _is(s["game.kind"], *kinds), f"kind = {_either(kinds)}")
+
+
+def _run(field: str, *values: str) -> Needs:
+    """``run.<field>`` is one of ``values``."""
+    return Needs((f"run.{field}",), lambda s: _is(s[f"run.{field}"], *values), f"{field} = {_either(values)}")
+
+
+def _rule_takes(parameter: str, text: str) -> Needs:
+    """Some ``[[rule]]`` table takes rule ``parameter`` from its deprecated ``[run]`` key (``text`` says which)."""
+    return Needs((), lambda s: parameter in s["rule.run_defaults"], text, "remove it")
+
+
+#: For every ``[game]`` and ``[run]`` key, the settings under which a run reads it (all must hold; ``()``:
+#: always).  A key given explicitly where one does not hold is refused (:func:`unread_keys`).
+READ_WHEN: dict[str, tuple] = {
+    "game.kind": (_GAME_PROBLEM,),
+    "game.arms": (
+        Needs(
+            ("run.problem",),
+            lambda s: not (_is(s["run.mode"], "sampled") and _is(s["run.problem"], "ring")),
+            'run.problem = "game", "linear_bradley_terry" or "linear_preference_game"',
+            "remove it (the ring has ring_grid² actions)",
+        ),
+    ),
+    "game.preference": (_GAME_PROBLEM, _kind("matrix")),
+    "game.rewards": (_GAME_PROBLEM, _kind("bradley_terry", "bt_mixture")),
+    "game.reward_scale": (
+        _GAME_PROBLEM,
+        _kind("bradley_terry", "bt_mixture"),
+        Needs(("game.rewards",), lambda s: _is(s["game.rewards"], "random"), 'rewards = "random"'),
+    ),
+    "game.weights": (_GAME_PROBLEM, _kind("bt_mixture")),
+    "game.components": (_GAME_PROBLEM, _kind("bt_mixture")),
+    "game.strength": (_GAME_PROBLEM, _kind("cyclic")),
+    "game.construction": (_GAME_PROBLEM, _kind("random")),
+    "game.scale": (
+        _GAME_PROBLEM,
+        _kind("random"),
+        Needs(
+            ("game.construction",), lambda s: _is(s["game.construction"], "skew_logits"), 'construction = "skew_logits"'
+        ),
+    ),
+    "game.reference": (_GAME_PROBLEM,),
+    "game.reference_scale": (
+        _GAME_PROBLEM,
+        Needs(("game.reference",), lambda s: _is(s["game.reference"], "random"), 'reference = "random"'),
+    ),
+    "game.reference_min_mass": (
+        _GAME_PROBLEM,
+        Needs(("game.reference",), lambda s: _is(s["game.reference"], "random"), 'reference = "random"'),
+    ),
+    "game.tau": (),
+    "game.initial": (_GAME_PROBLEM,),
+    "run.mode": (),
+    "run.seed_block": (),
+    "run.data": (_SAMPLED,),
+    "run.pairs_per_iteration": (
+        _SAMPLED,
+        Needs(
+            ("run.data", "run.offline_pairs"),
+            lambda s: not _is(s["run.data"], "offline") or s["run.offline_pairs"] is None,
+            'data = "online", or without offline_pairs',
+            'remove it: with data = "offline", offline_pairs gives the dataset\'s size (pairs_per_iteration only '
+            "sets its default, pairs_per_iteration × iterations)",
+        ),
+    ),
+    "run.offline_pairs": (_SAMPLED, _run("data", "offline")),
+    "run.pair_scheme": (_SAMPLED,),
+    "run.candidates": (
+        _SAMPLED,
+        _run("pair_scheme", *CANDIDATE_SCHEMES),
+    ),
+    "run.self_comparison": (_SAMPLED, _run("pair_scheme", "sppo_win_rate")),
+    "run.policy": (_SAMPLED,),
+    "run.problem": (_SAMPLED,),
+    "run.features": (
+        _SAMPLED,
+        Needs(
+            ("run.problem", "run.policy"),
+            lambda s: _is(s["run.problem"], "game") and not _is(s["run.policy"], "tabular"),
+            'a log_linear or mlp policy on problem = "game"',
+            "remove it (a tabular policy reads no features; the linear problems and the ring bring their own) or "
+            'set policy = "log_linear" or "mlp"',
+        ),
+    ),
+    "run.feature_dim": (
+        _SAMPLED,
+        Needs(
+            ("run.problem", "run.policy", "run.features"),
+            lambda s: (
+                _is(s["run.problem"], *LINEAR_PROBLEMS)
+                or (
+                    _is(s["run.problem"], "game")
+                    and not _is(s["run.policy"], "tabular")
+                    and _is(s["run.features"], "random")
+                )
+            ),
+            'problem = "linear_bradley_terry" or "linear_preference_game", or features = "random" with a '
+            'log_linear or mlp policy on problem = "game"',
+            "remove it or set one of those",
+        ),
+    ),
+    "run.contexts": (_SAMPLED, _run("problem", *LINEAR_PROBLEMS)),
+    "run.ring_grid": (_SAMPLED, _run("problem", "ring")),
+    "run.optimizer": (_SAMPLED,),
+    "run.learning_rate": (_SAMPLED,),
+    "run.inner_steps": (_SAMPLED,),
+    "run.tolerance": (_SAMPLED,),
+    "run.minibatch_size": (_SAMPLED,),
+    "run.apo_form": (_SAMPLED, _rule_takes("form", "an apo [[rule]] table that does not give its own form")),
+    "run.dpo_reference": (
+        _SAMPLED,
+        _rule_takes("anchor", 'a dpo [[rule]] table (or apo with base = "dpo") that does not give its own anchor'),
+    ),
+    "run.mlp_width": (_SAMPLED, _run("policy", "mlp")),
+    "run.mlp_hidden_layers": (_SAMPLED, _run("policy", "mlp")),
+}
+
+
+class Unread(NamedTuple):
+    """A key given explicitly that the run (or one point of a sweep) does not read."""
+
+    key: str
+    """``game.scale``."""
+    value: Any
+    """Its value as given."""
+    needs: Needs
+    """The first setting of :data:`READ_WHEN` that does not hold."""
+    current: str
+    """The values of that setting's fields in the spec (``construction = "lower_triangle"``)."""
+
+    def message(self) -> str:
+        """One sentence: the key, its value, the setting that would read it and what to do."""
+        has = f" (this spec has {self.current})" if self.current else ""
+        fix = self.needs.fix or f"remove it or set {self.needs.text}"
+        return f"{self.key} = {_shown(self.value)} is used only with {self.needs.text}{has}; {fix}."
+
+
+def unread_keys(given: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Unread]:
+    """``{key: Unread}``: the keys of ``given`` (``{"game.scale": 5.0}``, the keys a spec gives explicitly)
+    that a run with ``settings`` (every setting by name, defaults filled, see :class:`Needs`) does not read.
+    Keys :data:`READ_WHEN` does not know are left to the unknown-key checks."""
+    unread = {}
+    for key, value in given.items():
+        for needs in READ_WHEN.get(key, ()):
+            if not needs.holds(settings):
+                current = ", ".join(f"{_near(field, key)} = {_shown(settings[field])}" for field in needs.fields)
+                unread[key] = Unread(key, value, needs, current)
+                break
+    return unread
+
+
+def check_unread_keys(
+    given: Mapping[str, Any], points: Sequence[tuple[str, Mapping[str, Unread]]], swept: Collection[str] = ()
+) -> list[set]:
+    """Refuse keys given explicitly that the run does not read; return, per point, the keys to leave out.
+
+    ``given``: the keys as given (a swept key with its list); ``points``: ``(name, unread_keys(...))``
+    per point of a ``[game]``/``[run]`` sweep (one point named ``""`` for a spec without one);
+    ``swept``: the swept keys.  Raises when a key is read at no point, or when a swept key is not read
+    at some point (that point would repeat one run once per value).  A fixed key that only some points
+    read is left out of the others (they run what they would without it).
+    """
+    messages, drop = [], [set() for _ in points]
+    for key in sorted(given):
+        missing = [(index, name, unread[key]) for index, (name, unread) in enumerate(points) if key in unread]
+        if not missing:
+            continue
+        if len(points) == 1:
+            messages.append(missing[0][2].message())
+            continue
+        # the settings that keep the key unread, each with the points that have them
+        groups: dict[tuple, list] = {}
+        for _, name, entry in missing:
+            groups.setdefault((entry.needs, entry.current), []).append(name)
+        shown = f"{key} = {_shown(given[key])}"
+        if len(missing) == len(points):
+            if len(groups) == 1:
+                ((needs, current),) = groups
+                has = f" (every point has {current})" if current else ""
+                fix = needs.fix or f"remove it or set {needs.text}"
+                messages.append(
+                    f"{shown} is read at no point of the sweep: it is used only with {needs.text}{has}; {fix}."
+                )
+            else:
+                reasons = " and only with ".join(
+                    f"{needs.text} (at {_few(names)}: {current})" for (needs, current), names in groups.items()
+                )
+                messages.append(
+                    f"{shown} is read at no point of the sweep: it is used only with {reasons}; remove it, or "
+                    "sweep a setting under which it is read."
+                )
+        elif key in swept:
+            reasons = "; ".join(
+                f"only with {needs.text}, not at the points with {current}" for needs, current in groups
+            )
+            messages.append(
+                f"{shown} is swept, but it is used {reasons}: each of those points would run the same thing once "
+                f"per value. Sweep {key} in a spec of its own whose points all read it."
+            )
+        else:
+            for index, _, _ in missing:
+                drop[index].add(key)
+    if messages:
+        raise PrefsimError(" ".join(messages))
+    return drop

@@ -140,7 +140,7 @@ def test_spec_parser_reads_the_mixture_keys():
         }
     )
     assert spec.game.kind == "bt_mixture" and spec.game.weights == [0.3, 0.7] and spec.game.components == 2
-    with pytest.raises(PrefsimError, match="do not apply to kind = 'bradley_terry'"):
+    with pytest.raises(PrefsimError, match=r'game.weights = \[1\] is used only with kind = "bt_mixture"'):
         parse_spec(
             {
                 "iterations": 5,

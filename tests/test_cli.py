@@ -162,7 +162,7 @@ def test_game_keys_of_another_kind_are_an_error_not_ignored():
     from sim.spec import parse_spec
 
     spec = {"iterations": 5, "game": {"kind": "cyclic", "arms": 3, "rewards": [1, 2, 3]}, "rule": [{"name": "mmd"}]}
-    with pytest.raises(PrefsimError, match="rewards do not apply to kind = 'cyclic'"):
+    with pytest.raises(PrefsimError, match=r'game.rewards = \[1, 2, 3\] is used only with kind = "bradley_terry" or'):
         parse_spec(spec)
 
 

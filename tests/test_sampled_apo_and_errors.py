@@ -53,7 +53,7 @@ def _apo_spec(policy: str, form: str, **run):
         "iterations": 4,
         "seeds": 3,
         "record_every": 1,
-        "game": {"kind": "random", "arms": 6, "tau": 0.0},
+        "game": {"arms": 6, "tau": 0.0},  # a linear problem reads K and τ of the [game] table
         "rule": [{"name": "apo", "base": "dpo", "beta": 1.0, "alpha": 0.3}],
         "run": {
             "mode": "sampled",

@@ -90,9 +90,7 @@ def test_tabular_apo_inpo_proximal_step_converges_at_root_n():
 
 def test_log_linear_preference_game_inpo_converges_at_root_n():
     run = {"policy": "log_linear", "problem": "linear_preference_game", "feature_dim": 3, "learning_rate": 0.2}
-    _assert_root_n(
-        "inpo", _distances({"kind": "random", "arms": 8, "tau": 0.5}, {"name": "inpo", "eta": 2.0, "tau": 0.5}, run)
-    )
+    _assert_root_n("inpo", _distances({"arms": 8, "tau": 0.5}, {"name": "inpo", "eta": 2.0, "tau": 0.5}, run))
 
 
 def test_log_linear_contextual_bradley_terry_dpo_converges_at_root_n():
@@ -103,7 +101,7 @@ def test_log_linear_contextual_bradley_terry_dpo_converges_at_root_n():
         "contexts": 2,
         "learning_rate": 1.0,
     }
-    _assert_root_n("dpo", _distances({"kind": "random", "arms": 8, "tau": 0.0}, {"name": "dpo", "beta": 1.0}, run))
+    _assert_root_n("dpo", _distances({"arms": 8, "tau": 0.0}, {"name": "dpo", "beta": 1.0}, run))
 
 
 def test_dno_exact_win_rates_is_exact_at_any_n_and_one_comparison_labels_are_biased():

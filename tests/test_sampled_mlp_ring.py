@@ -27,7 +27,7 @@ def _ring_spec(form: str, rules=None):
         "iterations": 6,
         "seeds": 2,
         "record_every": 1,
-        "game": {"kind": "cyclic", "arms": 3, "tau": 0.0},
+        "game": {"tau": 0.0},  # the ring reads only τ of the [game] table
         "rule": [{**rule, "form": form} if rule["name"] == "apo" else rule for rule in rules],
         "run": {
             "mode": "sampled",

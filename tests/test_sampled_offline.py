@@ -184,7 +184,8 @@ def _offline_spec(rule, **run):
         "rule": [rule],
         "run": {
             "mode": "sampled",
-            "pairs_per_iteration": 50,
+            # with offline_pairs given, pairs_per_iteration is not read (and not accepted)
+            **({} if "offline_pairs" in run else {"pairs_per_iteration": 50}),
             "inner_steps": 20,
             "learning_rate": 0.1,
             "data": "offline",
@@ -237,7 +238,12 @@ def _sampled(**run):
         "seeds": 2,
         "game": {"kind": "cyclic", "arms": 3, "tau": 0.1},
         "rule": [{"name": "inpo", "eta": 1.0, "tau": 0.1}],
-        "run": {"mode": "sampled", "pairs_per_iteration": 20, "inner_steps": 5, **run},
+        "run": {
+            "mode": "sampled",
+            **({} if "offline_pairs" in run else {"pairs_per_iteration": 20}),
+            "inner_steps": 5,
+            **run,
+        },
     }
 
 
@@ -254,7 +260,7 @@ def _sampled(**run):
         ({"data": "offline", "pair_scheme": "tournament"}, None, r"run\.pair_scheme.*offline"),
         ({"data": "offline", "pair_scheme": "exact_win_rates"}, None, r"run\.pair_scheme.*offline"),
         ({"data": "streaming"}, None, r"run\.data: expected one of online, offline"),
-        ({"offline_pairs": 100}, None, r"run\.offline_pairs.*only to data = \"offline\""),
+        ({"offline_pairs": 100}, None, r"run\.offline_pairs = 100 is used only with data = \"offline\""),
         ({"data": "offline", "offline_pairs": 0}, None, r"run\.offline_pairs: expected an integer ≥ 1"),
         ({"data": "offline", "offline_pairs": 2.5}, None, r"run\.offline_pairs"),
         (
@@ -262,7 +268,7 @@ def _sampled(**run):
             None,
             r"run\.minibatch_size.*offline_pairs = 30",
         ),
-        ({"data": "offline", "mode": "exact"}, None, r"run\.data: 'offline' data needs mode = \"sampled\""),
+        ({"data": "offline", "mode": "exact"}, None, r"run\.data = \"offline\" is used only with mode = \"sampled\""),
     ],
 )
 def test_bad_offline_input_names_the_field(run, rule, match):

@@ -1,13 +1,16 @@
 """Spec parsing (sim/spec.py): every malformed spec gives a PrefsimError naming the field."""
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
 
 from bandits.errors import PrefsimError
 from bandits.games import GameSpec, depends_on_seed
-from sim.spec import load_spec, parse_spec
+from sim.cli import main
+from sim.spec import RunSpec, load_spec, parse_spec
+from sim.spec_checks import READ_WHEN
 
 BASE = {
     "iterations": 10,
@@ -241,3 +244,279 @@ def test_game_spec_accepts_numpy_arrays():
     spec = GameSpec(kind="bradley_terry", rewards=np.array([0.0, 1.0]), reference=np.array([0.3, 0.7]))
     assert spec.validate() is spec
     assert depends_on_seed(spec) is False
+
+
+# ------------------------------------------------------------------------------ keys the run does not read
+
+SAMPLED = {"mode": "sampled", "pairs_per_iteration": 20, "inner_steps": 2}
+BT_RANDOM = {"kind": "bradley_terry", "rewards": "random", "arms": 3, "tau": 0.1}
+
+
+def _sampled(game=None, rule=None, **run):
+    return _with(game=game or BASE["game"], rule=rule or BASE["rule"], run={**SAMPLED, **run})
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        # [game]: keys of one kind, construction or reference only
+        (
+            _with(game={"kind": "cyclic", "arms": 3, "tau": 0.1, "reference": "uniform", "reference_scale": 2.0}),
+            'game.reference_scale = 2 is used only with reference = "random" (this spec has reference = "uniform"); '
+            'remove it or set reference = "random".',
+        ),
+        (
+            _with(game={"kind": "cyclic", "arms": 3, "tau": 0.1, "reference_min_mass": 0.2}),
+            'game.reference_min_mass = 0.2 is used only with reference = "random" (this spec has reference = '
+            '"uniform")',
+        ),
+        (
+            _with(game={"kind": "random", "arms": 3, "tau": 0.1, "construction": "lower_triangle", "scale": 5.0}),
+            'game.scale = 5 is used only with construction = "skew_logits" (this spec has construction = '
+            '"lower_triangle"); remove it or set construction = "skew_logits".',
+        ),
+        (
+            _with(game={"kind": "random", "arms": 3, "tau": 0.1, "scale": 5.0}),
+            'game.scale = 5 is used only with construction = "skew_logits"',
+        ),
+        (
+            _with(game={"kind": "cyclic", "arms": 3, "tau": 0.1, "scale": 5.0}),
+            'game.scale = 5 is used only with kind = "random" (this spec has kind = "cyclic")',
+        ),
+        (
+            _with(game={**BT_GAME, "reward_scale": 7.0}),
+            'game.reward_scale = 7 is used only with rewards = "random" (this spec has rewards = [0, 1, 0.5])',
+        ),
+        (
+            _with(game={"kind": "random", "arms": 3, "tau": 0.1, "reward_scale": 7.0}),
+            'game.reward_scale = 7 is used only with kind = "bradley_terry" or "bt_mixture"',
+        ),
+        (
+            _with(game={"kind": "random", "arms": 3, "tau": 0.1, "strength": 0.5}),
+            'game.strength = 0.5 is used only with kind = "cyclic" (this spec has kind = "random")',
+        ),
+        (
+            _with(game={"kind": "cyclic", "arms": 3, "tau": 0.1, "construction": "skew_logits"}),
+            'game.construction = "skew_logits" is used only with kind = "random"',
+        ),
+        # [game]: a sampled problem that builds its own preferences reads τ (and the linear ones K) only
+        (
+            _sampled(game={"kind": "cyclic", "arms": 3, "tau": 0.1}, problem="ring", ring_grid=3),
+            'game.arms = 3 is used only with run.problem = "game", "linear_bradley_terry" or '
+            '"linear_preference_game" (this spec has run.problem = "ring")',
+        ),
+        (
+            _sampled(game={"kind": "random", "arms": 3, "tau": 0.1}, problem="linear_preference_game"),
+            'game.kind = "random" is used only with run.problem = "game" (this spec has run.problem = '
+            '"linear_preference_game")',
+        ),
+        (
+            _sampled(game={"arms": 3, "tau": 0.1, "reference": "random"}, problem="linear_bradley_terry"),
+            'game.reference = "random" is used only with run.problem = "game"',
+        ),
+        (
+            _sampled(game={"tau": 0.1, "initial": "random"}, problem="ring"),
+            'game.initial = "random" is used only with run.problem = "game"',
+        ),
+        # [run]: sampled-mode keys in an exact spec (data included: exact mode has none)
+        (
+            _with(run={"mode": "exact", "pairs_per_iteration": 10}),
+            'run.pairs_per_iteration = 10 is used only with mode = "sampled" (this spec has mode = "exact"); '
+            'remove it or set mode = "sampled".',
+        ),
+        (_with(run={"data": "online"}), 'run.data = "online" is used only with mode = "sampled"'),
+        # [run]: sampled keys of one pair scheme, policy, problem or data source only
+        (
+            _sampled(candidates=64),
+            'run.candidates = 64 is used only with pair_scheme = "best_worst_by_reward", "tournament" or '
+            '"sppo_win_rate" (this spec has pair_scheme = "lambda_p")',
+        ),
+        (
+            _sampled(pair_scheme="tournament", self_comparison=False),
+            'run.self_comparison = false is used only with pair_scheme = "sppo_win_rate" (this spec has pair_scheme '
+            '= "tournament")',
+        ),
+        (
+            _sampled(mlp_width=999),
+            'run.mlp_width = 999 is used only with policy = "mlp" (this spec has policy = "tabular")',
+        ),
+        (
+            _sampled(policy="log_linear", mlp_hidden_layers=2),
+            'run.mlp_hidden_layers = 2 is used only with policy = "mlp"',
+        ),
+        (_sampled(features="random"), 'run.features = "random" is used only with a log_linear or mlp policy'),
+        (
+            _sampled(policy="log_linear", feature_dim=77),
+            'run.feature_dim = 77 is used only with problem = "linear_bradley_terry" or "linear_preference_game", '
+            'or features = "random" with a log_linear or mlp policy on problem = "game" (this spec has problem = '
+            '"game", policy = "log_linear", features = "one_hot")',
+        ),
+        (
+            _sampled(game={"arms": 3, "tau": 0.1}, problem="linear_bradley_terry", features="random"),
+            'run.features = "random" is used only with a log_linear or mlp policy on problem = "game"',
+        ),
+        (_sampled(contexts=1), 'run.contexts = 1 is used only with problem = "linear_bradley_terry" or'),
+        (
+            _sampled(ring_grid=9),
+            'run.ring_grid = 9 is used only with problem = "ring" (this spec has problem = "game")',
+        ),
+        (_sampled(offline_pairs=10), 'run.offline_pairs = 10 is used only with data = "offline"'),
+        (
+            _sampled(data="offline", offline_pairs=100),
+            'run.pairs_per_iteration = 20 is used only with data = "online", or without offline_pairs (this spec has '
+            'data = "offline", offline_pairs = 100); remove it: with data = "offline", offline_pairs gives',
+        ),
+        # deprecated [run] defaults of rule parameters that no rule table takes
+        (_sampled(apo_form="log_space"), 'run.apo_form = "log_space" is used only with an apo [[rule]] table'),
+        (
+            _sampled(game=BT_GAME, rule=[{"name": "apo", "base": "dpo", "form": "parameters"}], apo_form="log_space"),
+            'run.apo_form = "log_space" is used only with an apo [[rule]] table that does not give its own form',
+        ),
+        (_sampled(dpo_reference="previous"), 'run.dpo_reference = "previous" is used only with a dpo [[rule]] table'),
+    ],
+)
+def test_a_key_the_run_does_not_read_is_refused_naming_it_its_value_and_why(spec, message):
+    with pytest.raises(PrefsimError) as info:
+        parse_spec(spec)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_every_unread_key_of_a_spec_is_named_in_one_error():
+    """The reviewer's sampled spec: five keys a tabular λ_p run on the [game] table does not read."""
+    spec = _sampled(candidates=64, mlp_width=999, feature_dim=77, ring_grid=9, self_comparison=False)
+    with pytest.raises(PrefsimError) as info:
+        parse_spec(spec)
+    message = str(info.value)
+    for key in ("candidates = 64", "mlp_width = 999", "feature_dim = 77", "ring_grid = 9", "self_comparison = false"):
+        assert f"run.{key} is used only with" in message, key
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        _with(game={"kind": "cyclic", "arms": 3, "tau": 0.1, "reference": "random", "reference_scale": 2.0}),
+        _with(game={"kind": "cyclic", "arms": 3, "tau": 0.1, "reference": "random", "reference_min_mass": 0.1}),
+        _with(game={"kind": "random", "arms": 3, "tau": 0.1, "construction": "skew_logits", "scale": 5.0}),
+        _with(game={**BT_RANDOM, "reward_scale": 7.0}),
+        _with(game={**BT_RANDOM, "kind": "bt_mixture", "components": 2, "reward_scale": 2.0}),
+        # defaults given explicitly where they are read
+        _with(game={"kind": "cyclic", "arms": 3, "tau": 0.1, "reference": "uniform", "initial": "reference"}),
+        _with(run={"mode": "exact", "seed_block": 1}),
+        _sampled(data="online", pair_scheme="lambda_p", policy="tabular", problem="game", optimizer="adam"),
+        _sampled(pair_scheme="tournament", candidates=4),
+        _sampled(game=BT_RANDOM, pair_scheme="best_worst_by_reward", candidates=3),
+        _sampled(game=BT_RANDOM, pair_scheme="best_worst_of_k", candidates=3),  # the old name of best_worst_by_reward
+        _sampled(rule=[{"name": "sppo"}], pair_scheme="sppo_win_rate", candidates=3, self_comparison=False),
+        _sampled(policy="log_linear", features="random", feature_dim=3),
+        _sampled(policy="mlp", mlp_width=8, mlp_hidden_layers=2, features="one_hot"),
+        _sampled(game={"arms": 2, "tau": 0.1}, problem="linear_bradley_terry", feature_dim=2, contexts=2),
+        _sampled(game={"tau": 0.1}, problem="ring", ring_grid=3),
+        _sampled(data="offline"),  # pairs_per_iteration sizes the dataset
+        {
+            **_sampled(data="offline", offline_pairs=50),
+            "run": {"mode": "sampled", "data": "offline", "offline_pairs": 50},
+        },
+        _sampled(game=BT_GAME, rule=[{"name": "apo", "base": "dpo"}], apo_form="log_space"),
+        _sampled(game=BT_GAME, rule=[{"name": "dpo"}], dpo_reference="previous"),
+    ],
+)
+def test_keys_the_run_reads_are_accepted(spec):
+    parse_spec(spec)
+
+
+def test_a_problem_of_its_own_reads_only_tau_and_arms_of_the_game_table():
+    ring = parse_spec(_sampled(game={"tau": 0.2}, problem="ring", ring_grid=3))
+    assert ring.game.tau == 0.2 and ring.game.arms is None
+    # K = 2 is a valid linear bandit (the [game] table's default kind, cyclic, needs 3 arms but is not read)
+    assert parse_spec(_sampled(game={"arms": 2, "tau": 0.1}, problem="linear_preference_game")).game.arms == 2
+    with pytest.raises(PrefsimError, match="game.tau"):
+        parse_spec(_sampled(game={"tau": -1.0}, problem="ring"))
+
+
+def test_read_when_says_when_every_game_and_run_key_is_read():
+    """A new [game] or [run] field must say under which settings a run reads it."""
+    fields = {f"game.{f.name}" for f in dataclasses.fields(GameSpec)} | {
+        f"run.{f.name}" for f in dataclasses.fields(RunSpec)
+    }
+    assert set(READ_WHEN) == fields
+
+
+# ---------------------------------------------------------------- unread keys in [game]/[run] sweeps
+
+
+def test_a_fixed_key_read_at_some_points_of_a_sweep_is_accepted_and_left_out_where_unread():
+    spec = parse_spec(
+        _with(
+            game={
+                "kind": "random",
+                "arms": 3,
+                "tau": 0.1,
+                "construction": ["lower_triangle", "skew_logits"],
+                "scale": 5.0,
+            }
+        )
+    )
+    assert [(p.game.construction, p.game.scale) for p in spec.points] == [("lower_triangle", 1.0), ("skew_logits", 5.0)]
+    assert "scale" not in spec.points[0].raw["game"] and spec.points[1].raw["game"]["scale"] == 5.0
+    kinds = parse_spec(_with(game={"kind": ["random", "cyclic"], "arms": 3, "tau": 0.1, "strength": 0.5}))
+    assert [(p.game.kind, p.game.strength) for p in kinds.points] == [("random", 1.0), ("cyclic", 0.5)]
+    schemes = parse_spec(_sampled(pair_scheme=["lambda_p", "tournament"], candidates=4))
+    assert [p.run.candidates for p in schemes.points] == [8, 4]
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (
+            _with(game={"kind": "random", "arms": 3, "tau": [0.1, 0.2], "scale": 5.0}),
+            'game.scale = 5 is read at no point of the sweep: it is used only with construction = "skew_logits" '
+            '(every point has construction = "lower_triangle"); remove it or set construction = "skew_logits".',
+        ),
+        (
+            _with(game={"kind": ["random", "cyclic"], "arms": 3, "tau": 0.1, "scale": 5.0}),
+            'game.scale = 5 is read at no point of the sweep: it is used only with construction = "skew_logits" (at '
+            'game.kind=random: construction = "lower_triangle") and only with kind = "random" (at game.kind=cyclic: '
+            'kind = "cyclic")',
+        ),
+        (
+            _with(game={"kind": "random", "arms": 3, "tau": 0.1, "scale": [1.0, 5.0]}),
+            "game.scale = [1, 5] is read at no point of the sweep",
+        ),
+        (
+            _with(
+                game={
+                    "kind": "random",
+                    "arms": 3,
+                    "tau": 0.1,
+                    "construction": ["lower_triangle", "skew_logits"],
+                    "scale": [1.0, 5.0],
+                }
+            ),
+            'game.scale = [1, 5] is swept, but it is used only with construction = "skew_logits", not at the points '
+            'with construction = "lower_triangle": each of those points would run the same thing once per value.',
+        ),
+        (
+            _sampled(pair_scheme=["lambda_p", "tournament"], candidates=[4, 8]),
+            'run.candidates = [4, 8] is swept, but it is used only with pair_scheme = "best_worst_by_reward", '
+            '"tournament" or "sppo_win_rate", not at the points with pair_scheme = "lambda_p"',
+        ),
+        (_sampled(pairs_per_iteration=[10, 20], mlp_width=16), "run.mlp_width = 16 is read at no point of the sweep"),
+    ],
+)
+def test_a_sweep_refuses_a_key_no_point_reads_and_a_swept_key_some_point_does_not(spec, message):
+    with pytest.raises(PrefsimError) as info:
+        parse_spec(spec)
+    assert message in str(info.value)
+
+
+def test_the_cli_refuses_the_reviewers_unread_keys_without_a_traceback(tmp_path, capsys):
+    path = tmp_path / "ref_scale_on_uniform.toml"
+    path.write_text(
+        'iterations = 20\nseeds = 2\n[game]\nkind = "random"\narms = 3\nreference = "uniform"\n'
+        'reference_scale = 2.0\ntau = 0.1\n[[rule]]\nname = "inpo"\neta = 0.5\n'
+    )
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--no-plots", "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith('error: game.reference_scale = 2 is used only with reference = "random"')
+    assert "Traceback" not in error and not (tmp_path / "out" / "metrics.csv").exists()

@@ -316,7 +316,8 @@ def test_plot_of_a_game_sweep_labels_the_curves_with_the_values(tmp_path):
         (lambda s: s["rule"][0].update(name=["inpo", "mmd"]), r"name cannot be a list"),
         (
             lambda s: s.update(run={"pairs_per_iteration": [10, 20]}),
-            r"sweep point run.pairs_per_iteration=10: run: key\(s\) pairs_per_iteration apply to mode = \"sampled\"",
+            r"run.pairs_per_iteration = \[10, 20\] is read at no point of the sweep: it is used only with mode = "
+            r"\"sampled\" \(every point has mode = \"exact\"\)",
         ),
         (
             lambda s: s.update(rule=[{"name": "apo", "schedule": ["constant", "nesterov"], "alpha": 0.5}]),

@@ -354,7 +354,7 @@ def test_bounds_are_not_drawn_for_sampled_runs_and_other_problems_are_refused():
     assert not theory.tightness_report(table, spec).empty  # still comparable on request
     ring = {
         **spec,
-        "game": {"kind": "bradley_terry", "rewards": [0.0, 1.0], "tau": 0.0},
+        "game": {"tau": 0.0},
         "rule": [{"name": "dpo"}],
         "run": {**spec["run"], "problem": "ring", "ring_grid": 3},
     }

@@ -7,7 +7,9 @@ extrapolation forms), :mod:`sim.sampled.engine` (one jitted scan, vmapped over s
 and its exact counterparts) and :mod:`sim.sampled.experiment` (spec glue).  Pair
 schemes and oracles live in :mod:`bandits.oracles`.
 
-``[run]`` keys of ``mode = "sampled"`` (all optional; see :class:`sim.spec.RunSpec`)::
+``[run]`` keys of ``mode = "sampled"`` (all optional; see :class:`sim.spec.RunSpec`; a key is refused
+where the run would not read it, e.g. ``candidates`` with ``lambda_p`` or ``mlp_width`` without
+``policy = "mlp"``: :data:`sim.spec_checks.READ_WHEN`)::
 
     [run]
     mode = "sampled"

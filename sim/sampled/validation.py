@@ -18,8 +18,9 @@ from sim.rules.reference import REFERENCE_EVERY
 from sim.sampled.engine import check_settings
 from sim.sampled.losses import check_sampled_rule
 from sim.sampled.offline import check_offline_rule
+from sim.spec_checks import LINEAR_PROBLEMS
 
-PROBLEMS = ("game", "linear_bradley_terry", "linear_preference_game", "ring")
+PROBLEMS = ("game", *LINEAR_PROBLEMS, "ring")
 FEATURES = ("one_hot", "random")
 
 
@@ -37,11 +38,11 @@ def validate_sampled_spec(run: Any, game: GameSpec, rules: Sequence[Any]) -> Non
             raise PrefsimError(f"run.{name}: expected an integer ≥ 1, got {value!r}.")
     if not isinstance(run.self_comparison, bool):
         raise PrefsimError(f"run.self_comparison: expected true or false, got {run.self_comparison!r}.")
-    if run.contexts > 1 and run.problem not in ("linear_bradley_terry", "linear_preference_game"):
+    if run.contexts > 1 and run.problem not in LINEAR_PROBLEMS:
         raise PrefsimError(
             "run.contexts: several contexts need a linear problem (linear_bradley_terry or linear_preference_game)."
         )
-    if run.problem.startswith("linear") and game.arms is None:
+    if run.problem in LINEAR_PROBLEMS and game.arms is None:
         raise PrefsimError(f"game.arms: run.problem = {run.problem!r} needs the number of arms K.")
     if run.problem == "game" and run.policy != "tabular" and game.initial != "reference":
         raise PrefsimError(f'run.policy: a {run.policy} policy starts at π_ref; set game.initial = "reference".')
