@@ -43,6 +43,26 @@ def tiny_gpt2(tmp_path_factory):
     return build_tiny_model(tmp_path_factory.mktemp("models") / "gpt2", "gpt2", seed=1)
 
 
+#: A spec file of one rule on two prompts (``iterations``, ``model``: the model folder, ``rule``: its table's lines).
+SMALL_SPEC = """
+iterations = {iterations}
+[model]
+path = "{model}"
+[prompts]
+train = ["tell me a story", "the movie was"]
+heldout = ["what a", "i love this"]
+per_iteration = 2
+[generation]
+max_new_tokens = 4
+[training]
+learning_rate = 1e-2
+batch_size = 2
+micro_batch_size = 2
+[[rule]]
+{rule}
+"""
+
+
 def _raw(model_dir, rules, iterations=2, **extra):
     raw = {
         "iterations": iterations,
@@ -325,24 +345,7 @@ def test_the_position_limit_reads_learned_tables_and_rotary_scaling():
 
 def test_cli_command_runs_a_spec_file_and_rejects_bad_input(tiny_llama, tmp_path, capsys):
     spec_file = tmp_path / "spec.toml"
-    spec_file.write_text(f"""
-iterations = 1
-[model]
-path = "{tiny_llama}"
-[prompts]
-train = ["tell me a story", "the movie was"]
-heldout = ["what a", "i love this"]
-per_iteration = 2
-[generation]
-max_new_tokens = 4
-[training]
-learning_rate = 1e-2
-batch_size = 2
-micro_batch_size = 2
-[[rule]]
-name = "sppo"
-eta = 2.0
-""")
+    spec_file.write_text(SMALL_SPEC.format(iterations=1, model=tiny_llama, rule='name = "sppo"\neta = 2.0'))
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)
     assert command.name == "llm" and isinstance(command.help, str)
@@ -598,24 +601,7 @@ def test_a_stop_whose_exception_was_dropped_still_ends_the_run_at_the_next_step(
     SIGTERMs were ignored and the run trained to its end.  The handler's record stops it at the next optimiser
     step (sim.stop_request), before that iteration is committed, and --resume then finishes it."""
     spec_file = tmp_path / "spec.toml"
-    spec_file.write_text(f"""
-iterations = 3
-[model]
-path = "{tiny_llama}"
-[prompts]
-train = ["tell me a story", "the movie was"]
-heldout = ["what a", "i love this"]
-per_iteration = 2
-[generation]
-max_new_tokens = 4
-[training]
-learning_rate = 1e-2
-batch_size = 2
-micro_batch_size = 2
-[[rule]]
-name = "inpo"
-eta = 1.0
-""")
+    spec_file.write_text(SMALL_SPEC.format(iterations=3, model=tiny_llama, rule='name = "inpo"\neta = 1.0'))
     real = bridge_loop._update
 
     def dropped_at_the_second_iteration(session, entry, t):
