@@ -337,7 +337,13 @@ def test_compare_and_report_of_an_llm_bridge_run_say_what_it_is(tmp_path, capsys
 @pytest.mark.parametrize(
     "text, fragments",
     [
-        (SPEC + '[run]\noptimizer = "sgd"\npairs_per_iteration = 5\n', ["optimizer, pairs_per_iteration", "sampled"]),
+        (
+            SPEC + '[run]\noptimizer = "sgd"\npairs_per_iteration = 5\n',
+            [
+                'run.optimizer = "sgd" is used only with mode = "sampled" (this spec has mode = "exact")',
+                "run.pairs_per_iteration = 5",
+            ],
+        ),
         (SPEC + '[run]\nmode = "exact"\ninner_steps = 5\n', ["inner_steps", "sampled"]),
         (
             SPEC.replace('kind = "random"', 'kind = "bradley_terry"\nrewards = "random"')
