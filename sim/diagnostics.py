@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -169,6 +169,22 @@ def few_seeds(seeds: int) -> str | None:
     return None
 
 
+def plot_metric_warnings(table: pd.DataFrame, plot: Any) -> list[str]:
+    """The warning for ``[plot] metrics`` (``plot``: a :class:`sim.plot_spec.PlotSpec` or ``None``) that have
+    no value after iteration 0 in ``table``, so no figure is drawn for them (empty when all have values).
+    A sweep checks its combined table (its points' specs do not carry the ``[plot]`` table)."""
+    chosen = [] if plot is None else list(plot.metrics or ())
+    empty = [metric for metric in chosen if not has_data(table, metric)]
+    if not empty:
+        return []
+    return [
+        f"plot.metrics: {', '.join(empty)} {'has' if len(empty) == 1 else 'have'} no value after iteration 0 in "
+        "this run (not every metric applies to every game: suboptimality needs rewards), so no figure is drawn for "
+        f"{'it' if len(empty) == 1 else 'them'}; metrics with values: "
+        f"{', '.join(m for m in metric_columns(table) if has_data(table, m)) or 'none'}."
+    ]
+
+
 def run_warnings(table: pd.DataFrame, spec: ExperimentSpec) -> list[str]:
     """The degenerate-run messages of the module docstring for a finished run (empty when none)."""
     messages = []
@@ -223,16 +239,7 @@ def run_warnings(table: pd.DataFrame, spec: ExperimentSpec) -> list[str]:
                 f"rule {rule.label}: reference_every = {', '.join(map(str, still))} ≥ iterations = {spec.iterations}, "
                 "so its reference never moves in this run: it runs as the same rule with a fixed reference."
             )
-    plot = getattr(spec, "plot", None)
-    chosen = [] if plot is None else list(plot.metrics or ())
-    empty = [metric for metric in chosen if not has_data(table, metric)]
-    if empty:
-        messages.append(
-            f"plot.metrics: {', '.join(empty)} {'has' if len(empty) == 1 else 'have'} no value after iteration 0 in "
-            "this run (not every metric applies to every game: suboptimality needs rewards), so no figure is drawn for "
-            f"{'it' if len(empty) == 1 else 'them'}; metrics with values: "
-            f"{', '.join(m for m in metric_columns(table) if has_data(table, m)) or 'none'}."
-        )
+    messages += plot_metric_warnings(table, getattr(spec, "plot", None))
     infinite = _infinite_metrics(table)
     if infinite:
         listed = "; ".join(f"{rule}: {', '.join(metrics)}" for rule, metrics in infinite.items())

@@ -464,7 +464,10 @@ def plot_metric(
             if log_y:
                 ys = np.where(ys > 0, ys, np.nan)
             style = {**line_styles.get(rule, {"color": "0.2", "ls": "-"}), **((styles or {}).get(rule, {}))}
-            legend_label = f"{label} (thin)" if label not in named and not many else "_nolegend_"
+            legend_label = f"{label} (thin)" if label not in named else "_nolegend_"
+            if many:  # dotted, apart from the solid curves of the colour scale; one entry for all of them
+                style = {**style, "ls": (0, (1, 1.5))}
+                legend_label = f"{_bound_name(label)} bounds (thin, dotted)" if not named else "_nolegend_"
             named.add(label)
             artist = axes.plot(xs, ys, lw=0.9, alpha=0.7, color=style["color"], ls=style["ls"], label=legend_label)[0]
             artist.prefsim_bound = True
@@ -497,6 +500,11 @@ def plot_metric(
     return axes
 
 
+def _bound_name(label: str) -> str:
+    """A stored bound label without its rule (``"MMD linear rate bound (mmd)"`` → ``"MMD linear rate"``)."""
+    return re.sub(r" bound( \(.*\))?$", "", label)
+
+
 def _curve_colour_bar(axes: Axes, rules: list[str], ramp, labels: dict) -> None:
     """The colour bar of an axes with more than :data:`MANY_CURVES` curves: its colours in the rules' order,
     the first, middle and last rule named."""
@@ -509,7 +517,7 @@ def _curve_colour_bar(axes: Axes, rules: list[str], ramp, labels: dict) -> None:
 
 
 def _legend(axes, where: str) -> None:
-    if where == "none":
+    if where == "none" or not axes.get_legend_handles_labels()[0]:  # nothing named (a colour bar names the curves)
         return
     if where == "inside":
         axes.legend(loc="best", frameon=False)

@@ -25,8 +25,10 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 EXIT_INTERRUPTED = 128 + signal.SIGINT
 EXIT_TERMINATED = 128 + signal.SIGTERM
 
-#: The stop signals received inside :func:`stop_on_signals` (cleared when it starts and ends).
+#: The stop signals received inside :func:`stop_on_signals` (cleared when the outermost block starts and ends).
 _received: list[int] = []
+#: One entry per :func:`stop_on_signals` block the main thread is in.
+_depth: list[None] = []
 
 
 class Terminated(KeyboardInterrupt):
@@ -66,19 +68,27 @@ def stop_on_signals() -> Iterator[None]:
     """Run the block with SIGINT and SIGTERM raising at once and recorded for :func:`check_stop`.
 
     Only in the main thread (the only one Python delivers signals to); elsewhere the block runs with the
-    handlers as they are.  The previous handlers are back, and the record empty, when the block ends.
+    handlers and the record as they are.  A signal the process ignores (``SIG_IGN``: a background job of
+    a non-interactive shell ignores Ctrl-C) stays ignored.  Blocks nest: the record starts empty in the
+    outermost one, and the previous handlers are back, and the record empty, when that one ends.
     """
-    _received.clear()
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    outermost = not _depth
+    if outermost:
+        _received.clear()
     previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
-    for number in STOP_SIGNALS:
-        signal.signal(number, _stop)
+    for number, handler in previous.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(number, _stop)
+    _depth.append(None)
     try:
         yield
     finally:
+        _depth.pop()
         for number, handler in previous.items():
             if handler is not None:  # None: a handler not installed from Python, which cannot be put back
                 signal.signal(number, handler)
-        _received.clear()
+        if outermost:
+            _received.clear()

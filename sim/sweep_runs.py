@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from sim.bounds_file import BOUND_COLUMNS, read_bounds
-from sim.diagnostics import few_seeds, report_warnings
+from sim.diagnostics import few_seeds, plot_metric_warnings, report_warnings
 from sim.field_sweep import point_name
 from sim.headtohead import column_record
 from sim.limits import check_memory, describe_memory
@@ -155,7 +155,9 @@ def run_field_sweep(
         for i, table in zip(members, results):
             tables[i] = table
     record = None if shard is None else sweep_shard_record(spec, *shard)
-    return combine_points(spec, out, tables, started, fingerprint, record)
+    table = combine_points(spec, out, tables, started, fingerprint, record)
+    report_warnings(plot_metric_warnings(table, spec.plot), progress)  # of the combined table: once, at the end
+    return table
 
 
 def sweep_warnings(spec: ExperimentSpec) -> list[str]:
@@ -195,8 +197,8 @@ def combine_points(
             manifest = read_manifest(point_out) or {}
             manifests.append(manifest)
             warnings.extend(f"{name}: {message}" for message in manifest.get("warnings") or [])
-    warnings = sweep_warnings(spec) + warnings
     table = order_columns(pd.concat(frames, ignore_index=True))
+    warnings = sweep_warnings(spec) + warnings + plot_metric_warnings(table, spec.plot)
     duels = pd.concat(headtohead, ignore_index=True) if headtohead else None
     table.attrs["headtohead"] = None if duels is None else column_record(duels)
     if out is not None:

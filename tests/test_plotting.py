@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import matplotlib.ticker
@@ -316,6 +317,20 @@ def test_more_curves_than_a_legend_can_hold_get_a_colour_scale_and_a_normal_heig
     colours = [np.asarray(_curve(axes, rule).get_color()) for rule in rules]
     assert len({tuple(c) for c in colours}) == count and all(_curve(axes, r).prefsim_fit is None for r in rules)
     assert len(axes.collections) == count  # a band per curve
+    # their bounds are dotted (apart from the solid curves) under one legend entry
+    theory = pd.DataFrame(
+        [
+            {"rule": r, "iteration": t, "bound": 2.0 / (t + 1), "label": f"Toy bound ({r})"}
+            for r in rules
+            for t in (1, 20)
+        ]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "No artists with labels" from an empty legend either
+        axes = plotting.plot_metric(table, "kl_to_nash", theory=theory)
+    bound_lines = [line for line in axes.get_lines() if getattr(line, "prefsim_bound", False)]
+    assert len(bound_lines) == count and {line.get_linestyle() for line in bound_lines} == {"--"}
+    assert axes.get_legend_handles_labels()[1] == ["Toy bounds (thin, dotted)"]
     # at MANY_CURVES or fewer, the legend names each curve with its fit, as before
     few = plotting.metric_figure(table[table["rule"].isin(rules[:3])], "kl_to_nash", rules[:3], PlotSpec())
     assert len(few.axes) == 1 and len(few.legends or [l for c in few.subfigs for l in c.legends]) == 1

@@ -35,3 +35,27 @@ def test_a_request_before_the_block_is_cleared_and_the_first_signal_decides():
         with pytest.raises(Terminated):
             check_stop()
     check_stop()
+
+
+def test_an_ignored_ctrl_c_stays_ignored():
+    """A background job of a non-interactive shell inherits SIGINT ignored: a Ctrl-C meant for the script that
+    started it must not stop it."""
+    earlier = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with stop_on_signals():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)  # ignored: nothing raised, nothing recorded
+            check_stop()
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, earlier)
+
+
+def test_a_stop_recorded_in_a_nested_block_reaches_the_outer_one():
+    with stop_on_signals():
+        with stop_on_signals():
+            request_stop(signal.SIGTERM)
+        with pytest.raises(Terminated):
+            check_stop()
+    check_stop()  # the outermost block's end empties the record
