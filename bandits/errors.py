@@ -10,3 +10,10 @@ without a Python traceback.  It lives in ``bandits`` because that is the lowest 
 
 class PrefsimError(ValueError):
     """Bad input or a failed run, explained in one paragraph (field, or rule / seed / iteration)."""
+
+
+def describe_os_error(exc: OSError) -> str:
+    """An operating-system error as the command lines print it: its reason and the file (``No such file or
+    directory (/proc/out)``)."""
+    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+    return f"{exc.strerror or exc}{where}"

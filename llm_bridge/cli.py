@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bandits.errors import PrefsimError
+from bandits.errors import PrefsimError, describe_os_error
 from llm_bridge.run_layout import PREDICTION_DIR
 from sim.shards import parse_shard
 from sim.stop_request import stop_on_signals, stopped
@@ -154,8 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:
-        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt as exc:
         what, status = stopped(exc)

@@ -31,7 +31,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bandits.errors import PrefsimError
+from bandits.errors import PrefsimError, describe_os_error
 from sim.figure_worker import FigureWorker, start_workers
 from sim.launch import add_launch_arguments
 from sim.machine import usable_cores
@@ -121,9 +121,8 @@ def _handle(args, cpu_devices: str | None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:
-        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         print(
-            f"error: {exc.strerror or exc}{where}; prefsim writes each file whole or not at all, so results "
+            f"error: {describe_os_error(exc)}; prefsim writes each file whole or not at all, so results "
             "written before are left as they were.",
             file=sys.stderr,
         )
