@@ -10,8 +10,17 @@ from sim import stop_request
 from sim.stop_request import Terminated, check_stop, request_stop, stop_on_signals
 
 
+@pytest.fixture
+def python_ctrl_c():
+    """Python's own Ctrl-C handler for the test: a library loaded by an earlier test of the session may have
+    set SIGINT to SIG_IGN, which stop_on_signals leaves ignored (test_an_ignored_ctrl_c_stays_ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize(("number", "raised"), [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Terminated)])
-def test_a_stop_signal_raises_at_once_and_again_at_each_check(number, raised):
+def test_a_stop_signal_raises_at_once_and_again_at_each_check(number, raised, python_ctrl_c):
     earlier = {n: signal.getsignal(n) for n in stop_request.STOP_SIGNALS}
     with stop_on_signals():
         check_stop()  # nothing arrived yet
