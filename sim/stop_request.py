@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -29,6 +30,8 @@ EXIT_TERMINATED = 128 + signal.SIGTERM
 _received: list[int] = []
 #: One entry per :func:`stop_on_signals` block the main thread is in.
 _depth: list[None] = []
+#: The ``sys.unraisablehook`` the outermost block replaced (restored when it ends).
+_hooks: list = []
 
 
 class Terminated(KeyboardInterrupt):
@@ -57,6 +60,16 @@ def _stop(number: int, frame) -> None:
     raise stop_exception(number)
 
 
+def _quiet_dropped_stop(unraisable) -> None:
+    """``sys.unraisablehook`` inside :func:`stop_on_signals`: a stop exception Python could not raise (it
+    arrived in a garbage-collection callback) is recorded and raised again by :func:`check_stop`, so
+    Python's "Exception ignored in … Traceback" print of it says nothing true; anything else is printed by
+    the hook that was in place."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and _received:
+        return
+    _hooks[-1](unraisable)
+
+
 def check_stop() -> None:
     """Raise the first received stop signal's exception again (nothing when none arrived)."""
     if _received:
@@ -68,7 +81,9 @@ def stop_on_signals() -> Iterator[None]:
     """Run the block with SIGINT and SIGTERM raising at once and recorded for :func:`check_stop`.
 
     Only in the main thread (the only one Python delivers signals to); elsewhere the block runs with the
-    handlers and the record as they are.  A signal the process ignores (``SIG_IGN``: a background job of
+    handlers and the record as they are.  Python's print of a stop exception it had to drop ("Exception
+    ignored in: <function _xla_gc_callback …>" and a traceback) is left out: the stop is recorded and
+    raised again at the next :func:`check_stop`.  A signal the process ignores (``SIG_IGN``: a background job of
     a non-interactive shell ignores Ctrl-C) stays ignored.  Blocks nest: the record starts empty in the
     outermost one, and the previous handlers are back, and the record empty, when that one ends.
     """
@@ -78,6 +93,8 @@ def stop_on_signals() -> Iterator[None]:
     outermost = not _depth
     if outermost:
         _received.clear()
+        _hooks.append(sys.unraisablehook)
+        sys.unraisablehook = _quiet_dropped_stop
     previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
     for number, handler in previous.items():
         if handler is not signal.SIG_IGN:
@@ -92,3 +109,4 @@ def stop_on_signals() -> Iterator[None]:
                 signal.signal(number, handler)
         if outermost:
             _received.clear()
+            sys.unraisablehook = _hooks.pop()

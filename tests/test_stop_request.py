@@ -1,7 +1,9 @@
 """sim.stop_request: Ctrl-C and SIGTERM raise at once and are recorded, so a dropped exception still stops."""
 
+import gc
 import os
 import signal
+import sys
 import threading
 
 import pytest
@@ -68,3 +70,27 @@ def test_a_stop_recorded_in_a_nested_block_reaches_the_outer_one():
         with pytest.raises(Terminated):
             check_stop()
     check_stop()  # the outermost block's end empties the record
+
+
+def test_a_stop_python_drops_in_a_gc_callback_prints_nothing_and_is_raised_at_the_next_check(python_ctrl_c, capfd):
+    """JAX's garbage-collection callback is where Python drops a signal handler's exception; it used to print
+    "Exception ignored in: <function _xla_gc_callback …>" and a traceback above the clean stop message."""
+    fired = []
+
+    def callback(phase, info):
+        if phase == "start" and not fired:
+            fired.append(phase)
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs here, inside the callback
+            fired.append("after")  # some bytecode for the handler to run before
+
+    gc.callbacks.append(callback)
+    try:
+        with stop_on_signals():
+            gc.collect()  # the callback raises Terminated; Python drops it (an unraisable exception)
+            assert fired == ["start"]
+            with pytest.raises(Terminated):
+                check_stop()
+    finally:
+        gc.callbacks.remove(callback)
+    assert capfd.readouterr().err == ""
+    assert sys.unraisablehook is not stop_request._quiet_dropped_stop  # the block put the previous hook back
