@@ -78,7 +78,7 @@ from llm_bridge.run_layout import (
     TENSORBOARD_DIR,
     WIN_RATE_FIGURE,
 )
-from llm_bridge.spec import BridgeSpec, RuleEntry
+from llm_bridge.spec import BridgeSpec, RuleEntry, changed_prompt_files
 from llm_bridge.stages import run_stages
 from llm_bridge.trainer import PairTensors, make_optimizer, train_on_pairs
 from sim.rules import base_parameters, rule_info
@@ -902,12 +902,9 @@ def _check_out(spec: BridgeSpec, out: Path, resume: bool) -> None:
             f"--resume: the spec differs from the one the run in {str(out)!r} was started with "
             f"({manifest}); resume with the same spec or start a new directory."
         )
-    saved_files = record.get("prompt_files") or {}
-    for key, current in spec.prompt_files.items():
-        started = saved_files.get(key)
-        if isinstance(started, dict) and started.get("sha256") != current["sha256"]:
-            raise PrefsimError(
-                f"--resume: {key} {current['path']!r} has changed since the run in {str(out)!r} was started (its "
-                f"SHA-256 differs from the one in {manifest}); restore the file the run started with, or start a "
-                "new directory."
-            )
+    for key in changed_prompt_files(spec, record.get("prompt_files")):
+        raise PrefsimError(
+            f"--resume: {key} {spec.prompt_files[key]['path']!r} has changed since the run in {str(out)!r} was "
+            f"started (its SHA-256 differs from the one in {manifest}); restore the file the run started with, or "
+            "start a new directory."
+        )

@@ -5,7 +5,8 @@ numbers: samples depend on the spec seed and the iteration, not on the other rul
 alone gives the rows it gives in a run of every rule.  ``prefsim llm SPEC --out DIR --shard I/N`` runs
 the rules :func:`sim.shards.deal` gives shard I (rule i goes to shard i mod N; N = the number of
 rules puts each rule in its own job, e.g. on its own GPU); ``prefsim llm SPEC --merge DIR… --out OUT``
-checks that the shards come from this spec and the same package versions and cover every rule once,
+checks that the shards come from this spec, its prompt files as they are now (SHA-256) and the same package
+versions and cover every rule once,
 then writes ``OUT/metrics.csv`` (the rules' rows in spec order, equal to the unsharded run's but for the
 wall-clock columns ``seconds`` and ``*_tokens_per_s``),
 ``win_rate.png`` and a manifest naming the shard directories, which keep the checkpoints.
@@ -20,7 +21,7 @@ import pandas as pd
 
 from bandits.errors import PrefsimError
 from llm_bridge.run_layout import MANIFEST_FILE, METRICS_FILE, WIN_RATE_FIGURE
-from llm_bridge.spec import BridgeSpec
+from llm_bridge.spec import BridgeSpec, changed_prompt_files
 from sim.shards import deal, order_shards
 from sim.win_rate import plot_win_rate
 
@@ -57,6 +58,12 @@ def merge_llm_shards(spec: BridgeSpec, directories: list, out: Path) -> pd.DataF
             raise PrefsimError(f"{str(directory)!r} is not a shard (its manifest names no shard; run it with --shard).")
         if _plain(manifest.get("spec")) != _plain(spec.raw):
             raise PrefsimError(f"{str(directory)!r} is foreign: it was run with another spec than this one.")
+        for key in changed_prompt_files(spec, manifest.get("prompt_files")):
+            raise PrefsimError(
+                f"{str(directory)!r} is foreign: it was trained on another {key} than "
+                f"{spec.prompt_files[key]['path']!r} (its manifest records another SHA-256 of that file); merge shards "
+                "trained on the file as it is now, or restore the file they were trained on."
+            )
         manifests.append((directory, manifest))
     reference_dir, reference = manifests[0]
     count = int(reference["shard"]["count"])

@@ -179,6 +179,18 @@ class BridgeSpec:
     ``{"path", "sha256"}`` of its bytes; the manifest records them and ``--resume`` refuses a changed file."""
 
 
+def changed_prompt_files(spec: BridgeSpec, recorded: object) -> list[str]:
+    """The keys of ``spec.prompt_files`` whose SHA-256 differs from the one in ``recorded`` (a manifest's
+    ``prompt_files``).  A key the record lacks (a manifest written before prompt files were hashed) is
+    unknown, not changed."""
+    recorded = recorded if isinstance(recorded, dict) else {}
+    return [
+        key
+        for key, current in spec.prompt_files.items()
+        if isinstance(recorded.get(key), dict) and recorded[key].get("sha256") != current["sha256"]
+    ]
+
+
 def load_spec(path: str | Path) -> BridgeSpec:
     """Parse and validate a bridge spec file."""
     path = Path(path)

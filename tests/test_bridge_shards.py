@@ -12,6 +12,8 @@ torch.set_num_threads(1)
 
 from bandits.errors import PrefsimError  # noqa: E402
 from llm_bridge.cli import command  # noqa: E402
+from llm_bridge.shards import merge_llm_shards, shard_record  # noqa: E402
+from llm_bridge.spec import load_spec  # noqa: E402
 from llm_bridge.tiny import build_tiny_model  # noqa: E402
 from sim.launch import launch_plan  # noqa: E402
 
@@ -89,3 +91,30 @@ def test_launch_puts_each_rule_of_an_llm_spec_in_its_own_job(tmp_path):
     assert plan["merge"][plan["merge"].index("--merge") + 1 :] == [
         str(tmp_path / "out" / "shards" / f"shard-{i}-of-3") for i in range(3)
     ]
+
+
+def test_merge_refuses_shards_trained_on_another_version_of_a_prompt_file(tmp_path):
+    (tmp_path / "train.txt").write_text("tell me a story\nthe movie was\n")
+    spec_path = tmp_path / "spec.toml"
+    spec_path.write_text(
+        SPEC.format(model=tmp_path / "llama").replace(
+            'train = ["tell me a story", "the movie was"]', 'train_file = "train.txt"'
+        )
+    )
+    spec = load_spec(spec_path)
+    digest = spec.prompt_files["prompts.train_file"]["sha256"]
+    shards = []
+    for index, sha256 in enumerate([digest, "0" * 64]):  # shard 1 was trained on another train.txt
+        shard = tmp_path / f"shard-{index}"
+        shard.mkdir()
+        manifest = {
+            "spec": spec.raw,
+            "prompt_files": {"prompts.train_file": {"path": str(tmp_path / "train.txt"), "sha256": sha256}},
+            "versions": {"torch": "x"},
+            "shard": shard_record(spec, index, 2),
+        }
+        (shard / "manifest.json").write_text(json.dumps(manifest))
+        shards.append(shard)
+    with pytest.raises(PrefsimError, match=r"shard-1' is foreign: it was trained on another prompts.train_file than"):
+        merge_llm_shards(spec, shards, tmp_path / "merged")
+    assert not (tmp_path / "merged").exists()
