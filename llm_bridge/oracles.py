@@ -145,12 +145,17 @@ class RewardModelOracle(BradleyTerryOracle):
     def __init__(self, path: str, scale: float = 1.0, batch_size: int = 16, max_length: int = 512):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers.utils import logging as transformers_logging
 
         if not Path(path).is_dir():
             raise PrefsimError(
                 f"oracle.path {path!r} is not a directory; the reward model must be a local "
                 "sequence-classification model (nothing is downloaded)."
             )
+        # transformers' own load report (its MISSING/UNEXPECTED table) is held back while loading: the
+        # missing weights it would list are checked below and refused with a message that says what to give.
+        verbosity = transformers_logging.get_verbosity()
+        transformers_logging.set_verbosity_error()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
             model, loading = AutoModelForSequenceClassification.from_pretrained(
@@ -160,6 +165,8 @@ class RewardModelOracle(BradleyTerryOracle):
             raise PrefsimError(
                 f"could not load a sequence-classification reward model from oracle.path {path!r}: {exc}"
             ) from None
+        finally:
+            transformers_logging.set_verbosity(verbosity)
         missing = sorted(loading.get("missing_keys") or ())
         if missing:
             architectures = ", ".join(getattr(model.config, "architectures", None) or ()) or "an unnamed architecture"

@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 import torch
+from transformers import AutoModelForSequenceClassification
+from transformers.utils import logging as transformers_logging
 
 from bandits.errors import PrefsimError
 from llm_bridge.oracles import BradleyTerryOracle, CallableOracle, RewardModelOracle, build_oracle, vader_oracle
@@ -54,11 +56,20 @@ def test_reward_model_oracle_from_a_local_sequence_classifier(tmp_path):
         build_oracle("reward_function", function="no_colon")
 
 
-def test_a_causal_lm_given_as_reward_model_is_refused_for_its_missing_classification_head(tmp_path):
+def test_a_causal_lm_given_as_reward_model_is_refused_for_its_missing_classification_head(tmp_path, monkeypatch):
     # transformers would load it with a randomly initialised score head: random rewards, no error
     path = build_tiny_model(tmp_path / "lm", "llama", seed=0)
+    verbosity, load, seen = transformers_logging.get_verbosity(), AutoModelForSequenceClassification.from_pretrained, []
+
+    def load_and_record_verbosity(*args, **kwargs):
+        seen.append(transformers_logging.get_verbosity())
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForSequenceClassification, "from_pretrained", load_and_record_verbosity)
     with pytest.raises(PrefsimError) as caught:
         build_oracle("reward_model", path=str(path))
+    # only our message: transformers' load report (MISSING score.weight …) is held back, its verbosity restored
+    assert seen == [transformers_logging.ERROR] and transformers_logging.get_verbosity() == verbosity
     message = str(caught.value)
     assert message.startswith(f"oracle.path {str(path)!r} is not a trained reward model: its checkpoint")
     assert (
