@@ -20,6 +20,7 @@ import pandas as pd
 from sim import theory
 from sim.bounds_file import BOUND_COLUMNS
 from sim.rules import rule_info
+from sim.rules.reference import as_run
 from sim.spec import ExperimentSpec, RuleSpec
 from sim.theorems import Bound, spec_setting
 
@@ -27,9 +28,10 @@ from sim.theorems import Bound, spec_setting
 SAMPLED = "the theorems are about exact (population) updates and this is a sampled-mode run"
 
 
-def _selected(rule: RuleSpec, point: dict) -> tuple[dict, list[Bound]]:
-    """The parameters of one grid point of ``rule`` and the drawn bounds of its definition that select them."""
-    parameters = {**rule.fixed(), **point}
+def _selected(rule: RuleSpec, point: dict, iterations: int) -> tuple[dict, list[Bound]]:
+    """The parameters of one grid point of ``rule`` as a run of ``iterations`` executes them
+    (:func:`sim.rules.reference.as_run`) and the drawn bounds of its definition that select them."""
+    parameters = as_run({**rule.fixed(), **point}, iterations)
     return parameters, [b for b in rule_info(rule.name).bounds if b.drawn and b.selects(parameters)]
 
 
@@ -39,7 +41,7 @@ def compute_bounds(table: pd.DataFrame, spec: ExperimentSpec, games: tuple | Non
 
     ``games``: the run's float64 ``(games, game_axes, targets)`` (:func:`sim.seed_games.build_games`), which
     are then not built and solved a second time (:func:`sim.theory.tightness_report`)."""
-    selected = any(_selected(rule, point)[1] for rule in spec.rules for _, point in rule.grid_labels())
+    selected = any(_selected(rule, point, spec.iterations)[1] for rule in spec.rules for _, point in rule.grid_labels())
     if spec.run.mode != "exact" or not selected:
         return pd.DataFrame(columns=BOUND_COLUMNS)  # nothing to bound: do not rebuild the games
     bounds = theory.bounds_for_run(table, spec, games)
@@ -67,7 +69,7 @@ def missing_bound_notes(spec: ExperimentSpec, bounds: pd.DataFrame | None) -> li
         points = rule.grid_labels()
         missing: dict[str, list[str]] = {}  # reasons → the point labels with no curve for them
         for label, point in points:
-            parameters, selected = _selected(rule, point)
+            parameters, selected = _selected(rule, point, spec.iterations)
             if not selected:
                 continue
             setting = spec_setting(spec.game, parameters)

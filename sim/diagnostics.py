@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from sim.rules.reference import never_advances
 from sim.stats import has_data, is_field_column, metric_columns
 
 if TYPE_CHECKING:  # a type only: figure processes import this module without the rules and JAX
@@ -233,7 +234,7 @@ def run_warnings(table: pd.DataFrame, spec: ExperimentSpec) -> list[str]:
     for rule in spec.rules:
         every = rule.parameters.get("reference_every")
         values = every if isinstance(every, list) else [] if every is None else [every]
-        still = sorted({int(value) for value in values if int(value) >= spec.iterations})
+        still = sorted({int(value) for value in values if never_advances(value, spec.iterations)})
         if still:
             messages.append(
                 f"rule {rule.label}: reference_every = {', '.join(map(str, still))} ≥ iterations = {spec.iterations}, "

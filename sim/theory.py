@@ -24,6 +24,7 @@ from sim.diagnostics import precision_floor
 from sim.game import Game
 from sim.precision import in_float64
 from sim.rules import rule_info
+from sim.rules.reference import as_run
 from sim.seed_games import build_games
 from sim.spec import ExperimentSpec, load_spec, parse_spec
 from sim.theorems import (
@@ -154,7 +155,7 @@ def _labels(spec) -> dict:
     labels = {}
     for rule in spec.rules:
         for label, point in rule.grid_labels():
-            labels[label] = (rule.name, {**rule.fixed(), **point})
+            labels[label] = (rule.name, as_run({**rule.fixed(), **point}, spec.iterations))
     return labels
 
 

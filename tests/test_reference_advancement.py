@@ -10,12 +10,14 @@ import json
 
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from bridge_games import random_game
 
 import sim
 from bandits.errors import PrefsimError
+from sim.bounds_table import compute_bounds, missing_bound_notes
 from sim.rules import RULES, build_rule, resolve_parameters
 from sim.rules.reference import anchor_iteration
 from sim.spec import parse_spec
@@ -246,3 +248,29 @@ def test_the_bridge_scores_the_loss_reference_with_the_checkpoint_of_the_last_ad
     assert np.max(np.abs(fixed[:, 0] - fixed[:, 1])) > 1e-4
     first = scores("moving", 1)
     np.testing.assert_allclose(first[:, 0], first[:, 1], atol=1e-5)  # t = 0: π_0 = π_ref
+
+
+def test_a_reference_every_no_run_reaches_gets_the_fixed_reference_rules_bounds():
+    """M ≥ T: the first advance would come before the update M → M+1, which a T-update run never makes, so
+    the run is INPO's and so are its bounds (the same curves as for the rule without reference_every); with
+    M = T − 1 the reference moves once and INPO's fixed-reference theorems are not drawn."""
+    base = {"iterations": 20, "seeds": 2, "game": {"kind": "random", "arms": 5, "tau": 0.1}}
+
+    def bounds(**advancement):
+        spec = parse_spec({**base, "rule": [{"name": "inpo", "label": "r", "eta": 1.0, **advancement}]})
+        table = sim.run(spec)
+        return compute_bounds(table, spec), missing_bound_notes(spec, compute_bounds(table, spec))
+
+    fixed, fixed_notes = bounds()
+    assert set(fixed["label"]) == {"INPO Theorem 3 bound (r)"} and not fixed_notes
+    for every in (20, 50):
+        idle, notes = bounds(reference_every=every)
+        pd.testing.assert_frame_equal(idle, fixed)
+        assert not notes
+    moving, notes = bounds(reference_every=19)
+    assert moving.empty
+    assert notes == [
+        "no theory bound drawn for r: its theorem is about a fixed reference and this rule moves its reference to "
+        "π_t every 19 iterations (reference_every); the check needs a unique unregularised Nash π⁰ and recorded "
+        "iterations at multiples of reference_every."
+    ]
