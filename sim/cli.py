@@ -232,7 +232,10 @@ def _parser() -> argparse.ArgumentParser:
     compare_parser.add_argument("run_b", metavar="DIR_B", help="the run compared with it (B)")
     compare_parser.add_argument("--metrics", help="comma-separated metrics (default: the headline metrics of both)")
     compare_parser.add_argument("--at", help="comma-separated extra iterations (the final shared one is always in)")
-    compare_parser.add_argument("--out", help="CSV to write (default: DIR_B/compare.csv, which `prefsim report` shows)")
+    compare_parser.add_argument(
+        "--out",
+        help="CSV to write (default: DIR_B/compare.csv, which `prefsim report` shows; a .json beside it names A and B)",
+    )
     compare_parser.set_defaults(handler=_compare)
 
     report_parser = commands.add_parser("report", help="write one self-contained HTML page of a result directory")
@@ -442,9 +445,9 @@ def _plot(args) -> int:
 
 
 def _compare(args) -> int:
-    from sim.compare import COMPARE_FILE, compare_runs, format_comparison, load_run
+    from sim.compare import COMPARE_FILE, compare_runs, format_comparison, load_run, runs_record, runs_record_path
     from sim.diagnostics import precision_floor
-    from sim.results_io import csv_bytes
+    from sim.results_io import csv_bytes, json_bytes, write_files_atomic
 
     table_a, manifest_a = load_run(args.run_a)
     table_b, manifest_b = load_run(args.run_b)
@@ -453,10 +456,11 @@ def _compare(args) -> int:
         table_a, manifest_a, table_b, manifest_b, metrics=_comma_list(args.metrics, "--metrics"), iterations=at
     )
     out = Path(args.out) if args.out else Path(args.run_b) / COMPARE_FILE
-    out.write_bytes(csv_bytes(comparison))
+    record = runs_record(args.run_a, manifest_a, args.run_b, manifest_b)
+    write_files_atomic({out: csv_bytes(comparison), runs_record_path(out): json_bytes(record)})
     precision = (manifest_b.get("parsed_spec") or {}).get("precision", "float64")
     print(format_comparison(comparison, str(args.run_a), str(args.run_b), precision_floor(precision)))
-    print(f"\nwrote {out}")
+    print(f"\nwrote {out} and {runs_record_path(out)} (which runs A and B are)")
     return 0
 
 

@@ -39,6 +39,8 @@ COMPARE_COLUMNS = [
     "probability_upper",
     "seeds",
 ]
+#: Next to a comparison's CSV (``compare.csv`` → ``compare.json``): which runs are A and B (:func:`runs_record`).
+COMPARE_RUNS_SUFFIX = ".json"
 #: Metrics where "lower is better" has no meaning (not compared by default).
 NOT_COMPARED = ("max_log_ratio", "max_log_ratio_mixture", "loss")
 
@@ -176,3 +178,44 @@ def format_comparison(comparison: pd.DataFrame, name_a: str, name_b: str, floor:
     )
     lines.append(frame.to_string(index=False))
     return "\n".join(lines)
+
+
+def runs_record(directory_a: str | Path, manifest_a: dict, directory_b: str | Path, manifest_b: dict) -> dict:
+    """Which runs a comparison's A and B are: per run its directory (absolute), spec name, git commit and
+    whether the tree was modified, as their manifests record them."""
+
+    def run(directory, manifest) -> dict:
+        spec = manifest.get("spec") if isinstance(manifest.get("spec"), dict) else {}
+        return {
+            "directory": str(Path(directory).resolve()),
+            "name": spec.get("name"),
+            "git_commit": manifest.get("git_commit"),
+            "git_dirty": manifest.get("git_dirty"),
+        }
+
+    return {"a": run(directory_a, manifest_a), "b": run(directory_b, manifest_b)}
+
+
+def runs_record_path(comparison_path: str | Path) -> Path:
+    """Where :func:`runs_record` of the comparison in ``comparison_path`` is kept."""
+    return Path(comparison_path).with_suffix(COMPARE_RUNS_SUFFIX)
+
+
+def read_runs_record(comparison_path: str | Path) -> dict | None:
+    """The :func:`runs_record` kept next to ``comparison_path``, or None (none, or unreadable)."""
+    try:
+        record = json.loads(runs_record_path(comparison_path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    ok = isinstance(record, dict) and all(isinstance(record.get(k), dict) for k in ("a", "b"))
+    return record if ok else None
+
+
+def describe_compared_run(run: dict) -> str:
+    """``/path/to/run ("name", git abc1234, clean)`` for one side of :func:`runs_record`."""
+    commit = run.get("git_commit")
+    dirty = run.get("git_dirty")
+    state = " with uncommitted changes" if dirty else ", clean" if dirty is False else ""
+    details = [f'"{run["name"]}"'] if run.get("name") else []
+    details.append(f"git {str(commit)[:12]}{state}" if commit else "git commit unknown")
+    return f"{run.get('directory')} ({', '.join(details)})"

@@ -158,7 +158,7 @@ def few_seeds(seeds: int) -> str | None:
     not once per point (:func:`sim.sweep_runs.run_field_sweep`)."""
     if seeds == 1:
         return (
-            "a single seed: the figures' bands and the summary's intervals have zero width, so nothing "
+            "a single seed: the figures and the summary show that seed's values with no interval, so nothing "
             f"estimates the spread over games and sampling; use ≥ {FEW_SEEDS} seeds."
         )
     if seeds < FEW_SEEDS:

@@ -87,7 +87,7 @@ def figure_title(manifest: dict | None) -> str | None:
         parts.append(description)
     seeds = manifest.get("seeds")
     if seeds is not None:
-        parts.append(f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}, mean ± 95% bootstrap CI")
+        parts.append("1 seed, no interval" if len(seeds) == 1 else f"{len(seeds)} seeds, mean ± 95% bootstrap CI")
     return " — ".join(parts) if parts else None
 
 

@@ -3,7 +3,8 @@
 The page holds, in this order: the run's name, description and provenance (seeds, iterations,
 versions, git commit and whether the tree was modified); the degenerate-run warnings of the manifest;
 the summary tables (``summary.csv``: mean [95% CI] per rule and metric, "≈ 0" at the rounding floor);
-the head-to-head table of ``prefsim compare`` where the directory has one (``compare.csv``); every
+the head-to-head table of ``prefsim compare`` where the directory has one (``compare.csv``, with the
+runs A and B it compares from ``compare.json``); every
 figure (PNG embedded as base64, SVG inline); which theory bounds were drawn (``bounds.csv``); and the
 whole manifest.  Nothing is fetched from elsewhere: no scripts, fonts or images outside the file, so
 the page can be mailed or archived as it is.
@@ -14,18 +15,19 @@ from __future__ import annotations
 import base64
 import html
 import json
+import struct
 from pathlib import Path
 
 import pandas as pd
 
 from sim.bounds_file import read_bounds
-from sim.compare import COMPARE_FILE, load_run
+from sim.compare import COMPARE_FILE, describe_compared_run, load_run, read_runs_record
 from sim.diagnostics import precision_floor
-from sim.summary import SUMMARY_FILE, format_value, summary_cell, summary_frame
+from sim.summary import SUMMARY_FILE, format_value, summary_cell, summary_frame, summary_heading
 
 REPORT_FILE = "report.html"
 STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1100px;
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1400px;
        padding: 0 1em; color: #1d1d1f; line-height: 1.45; }
 h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { font-size: 1.25em; margin-top: 1.8em;
      border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
@@ -34,16 +36,39 @@ th, td { border: 1px solid #d0d0d0; padding: 0.25em 0.6em; text-align: right; wh
 th:first-child, td:first-child { text-align: left; } thead th { background: #f3f3f3; }
 .warnings li { background: #fff4e5; border-left: 4px solid #f0a020; padding: 0.4em 0.7em; margin: 0.3em 0;
                list-style: none; }
-.muted { color: #666; font-size: 0.9em; } figure { margin: 1.2em 0; } figure img, figure svg { max-width: 100%;
-  height: auto; border: 1px solid #eee; } figcaption { font-size: 0.9em; color: #444; }
+.muted { color: #666; font-size: 0.9em; } figure { margin: 1.2em 0; }
+figure img, figure svg { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { font-size: 0.9em; color: #444; }
 .scroll { overflow-x: auto; } pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.8em; }
 """
-#: Marks the page as rendered in tests: the number of embedded images the browser decoded.
+#: Marks the page as rendered in tests: the number of embedded images the browser decoded, and of those
+#: drawn below 90% of their printed size (``data-width``), whose text would be smaller than it was drawn.
 LOAD_SCRIPT = (
     "<script>window.addEventListener('load', function () {"
-    " var n = 0; document.querySelectorAll('img').forEach(function (i) { if (i.naturalWidth > 0) n++; });"
-    " document.body.setAttribute('data-loaded-images', String(n)); });</script>"
+    " var n = 0, shrunk = 0; document.querySelectorAll('img').forEach(function (i) {"
+    " if (i.naturalWidth > 0) n++;"
+    " if (i.getBoundingClientRect().width < 0.9 * Number(i.dataset.width)) shrunk++; });"
+    " document.body.setAttribute('data-loaded-images', String(n));"
+    " document.body.setAttribute('data-shrunk-images', String(shrunk)); });</script>"
 )
+#: CSS pixels per inch: a figure is shown at its printed size, pixels × CSS_DPI / its dpi, so its text has
+#: the size Matplotlib drew it at (a 150-dpi PNG at 0.64 of its pixels), in a page up to 1400 px wide; a
+#: narrower window scales the widest figures down to fit (a 3-panel figure of 13.8 in: 94% at 1280 px).
+CSS_DPI = 96
+
+
+def png_css_width(data: bytes) -> float | None:
+    """The printed width of PNG ``data`` in CSS pixels (its pHYs chunk's resolution; None without one)."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        return None
+    width = struct.unpack(">I", data[16:20])[0]
+    at = data.find(b"pHYs", 8)
+    if at < 0:
+        return None
+    per_metre, _, unit = struct.unpack(">IIB", data[at + 4 : at + 13])
+    if unit != 1 or per_metre <= 0:  # 1: pixels per metre
+        return None
+    return width * CSS_DPI / (per_metre * 0.0254)
 
 
 def _table(frame: pd.DataFrame) -> str:
@@ -61,7 +86,7 @@ def _summary_tables(summary: pd.DataFrame, precision: str) -> str:
     for iteration, block in summary.groupby("iteration", sort=False):
         block = block.assign(cell=[summary_cell(r, floor) for r in block.itertuples()])
         seeds = int(block["seeds"].max())
-        parts.append(f"<h3>iteration {int(iteration)} — mean [95% bootstrap CI] over {seeds} seed(s)</h3>")
+        parts.append(f"<h3>iteration {int(iteration)} — {html.escape(summary_heading(seeds))}</h3>")
         metrics = list(dict.fromkeys(block["metric"]))
         # the last iterate π_t and the running mixture π̄_t in two tables, each narrow enough to read
         for group in (
@@ -111,8 +136,11 @@ def _figures(directory: Path, metric_order: list[str]) -> tuple[str, int]:
     for stem in stems:
         png, svg = directory / f"{stem}.png", directory / f"{stem}.svg"
         if png.is_file():
-            data = base64.b64encode(png.read_bytes()).decode("ascii")
-            body = f'<img alt="{html.escape(stem)}" src="data:image/png;base64,{data}">'
+            raw = png.read_bytes()
+            width = png_css_width(raw)
+            size = "" if width is None else f' style="width: {width:.0f}px" data-width="{width:.0f}"'
+            data = base64.b64encode(raw).decode("ascii")
+            body = f'<img alt="{html.escape(stem)}"{size} src="data:image/png;base64,{data}">'
         else:
             text = svg.read_text(encoding="utf-8")
             body = text[text.index("<svg") :] if "<svg" in text else ""
@@ -167,6 +195,17 @@ def build_report(directory: str | Path, out: str | Path | None = None) -> Path:
     if comparison_path.is_file():
         sections.append("<h2>Head to head (prefsim compare)</h2>")
         comparison = pd.read_csv(comparison_path)
+        record = read_runs_record(comparison_path)
+        if record is None:
+            sections.append(
+                f'<p class="muted">Which runs A and B are was not recorded with {COMPARE_FILE}; rerun '
+                "<code>prefsim compare DIR_A DIR_B</code> to record them.</p>"
+            )
+        else:
+            sides = "".join(
+                f"<li>{side} = {html.escape(describe_compared_run(record[side.lower()]))}</li>" for side in ("A", "B")
+            )
+            sections.append(f"<ul>{sides}</ul>")
         sections.append(_comparison_table(comparison, precision))
 
     sections.append("<h2>Figures</h2>")

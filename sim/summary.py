@@ -119,10 +119,20 @@ def _at_floor(table: pd.DataFrame, summary: pd.DataFrame, floor: float) -> np.nd
 
 
 def summary_cell(row: Any, floor: float) -> str:
-    """ "mean [CI]" of a summary row, or "≈ 0" when the row is at the rounding floor."""
+    """ "mean [CI]" of a summary row, its value alone when one seed has one (no interval), or "≈ 0" when
+    the row is at the rounding floor."""
     if bool(row.at_floor):
         return "≈ 0"
+    if not row.seeds > 1:
+        return _number(row.mean)
     return f"{_number(row.mean)} [{_number(row.ci_lower)}, {_number(row.ci_upper)}]"
+
+
+def summary_heading(seeds: int) -> str:
+    """What a summary table's cells are: "mean [95% bootstrap CI] over S seeds", or the one seed's values."""
+    if seeds == 1:
+        return "the one seed's value (no interval)"
+    return f"mean [95% bootstrap CI] over {seeds} seeds"
 
 
 def _number(value: float) -> str:
@@ -154,7 +164,7 @@ def format_summary(summary: pd.DataFrame, metrics: list[str], precision: str = "
         wide = cells.pivot(index="rule", columns="metric", values="cell")
         wide = wide.reindex(index=list(dict.fromkeys(block["rule"])), columns=[m for m in metrics if m in wide.columns])
         seeds = int(block["seeds"].max())
-        header = f"iteration {iteration}: mean [95% bootstrap CI] over {seeds} seed(s)"
+        header = f"iteration {iteration}: {summary_heading(seeds)}"
         with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 40):
             blocks.append(f"{header}\n{wide.fillna('–').to_string()}")
     note = f"(≈ 0: at or below the {precision} rounding floor {floor:.1e})"

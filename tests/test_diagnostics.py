@@ -67,7 +67,7 @@ def test_fewer_than_ten_seeds_are_told_their_intervals_cover_less_than_95_percen
     said = _warnings_of(spec)
     if seeds == 1:
         assert said == [
-            "a single seed: the figures' bands and the summary's intervals have zero width, so nothing estimates "
+            "a single seed: the figures and the summary show that seed's values with no interval, so nothing estimates "
             "the spread over games and sampling; use ≥ 10 seeds."
         ]
     else:

@@ -3,8 +3,11 @@ the page opened in a real headless Chromium with a screenshot written next to it
 
 from __future__ import annotations
 
+import html
+import json
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import textwrap
@@ -12,6 +15,9 @@ import textwrap
 import numpy as np
 import pandas as pd
 import pytest
+
+from sim.compare import describe_compared_run
+from sim.report import png_css_width
 
 SPEC = textwrap.dedent(
     """
@@ -111,6 +117,15 @@ def test_report_is_one_self_contained_page_that_renders_in_chromium(runs, tmp_pa
         assert f"<h2>{heading}" in page
     assert "distance_to_exact" in page and "queries" in page  # sampled mode's columns are in the summary
     assert "no theory bound drawn for inpo" in page  # the manifest's warning, shown on the page
+    # which runs A and B are (compare.json beside compare.csv), with their commits
+    record = json.loads((runs / "sampled" / "compare.json").read_text())
+    assert record["a"]["directory"] == str((runs / "exact").resolve()) and record["b"]["name"] == "pair"
+    assert f"<li>A = {html.escape(describe_compared_run(record['a']))}</li>" in page
+    assert str((runs / "exact").resolve()) in page and "<li>B = " in page
+    # each PNG shown at its printed size (150 dpi → 96 CSS px per inch), so its text is not shrunk
+    png = (runs / "sampled" / f"{figures[0]}.png").read_bytes()
+    width = struct.unpack(">I", png[16:20])[0] * 96 / 150
+    assert abs(png_css_width(png) - width) < 0.2 and f'style="width: {width:.0f}px"' in page
     # self-contained: nothing loaded from elsewhere
     assert not re.search(r"""(src|href)=["'](https?:|//|file:)""", page) and "<link" not in page
 
@@ -135,3 +150,5 @@ def test_report_is_one_self_contained_page_that_renders_in_chromium(runs, tmp_pa
     loaded = re.search(r'data-loaded-images="(\d+)"', dom.stdout)
     assert loaded is not None, "the page's load handler did not run"
     assert int(loaded.group(1)) == len(figures), "every embedded figure decodes in the browser"
+    shrunk = re.search(r'data-shrunk-images="(\d+)"', dom.stdout)
+    assert shrunk is not None and shrunk.group(1) == "0", "every figure is shown at its printed size, not shrunk"

@@ -6,6 +6,8 @@ import pytest
 
 from bandits.errors import PrefsimError
 from sim import stats
+from sim.figure_plan import figure_title
+from sim.summary import format_summary, summary_cell, summary_frame
 
 
 def synthetic_table(curves: dict, seeds: int, iterations) -> pd.DataFrame:
@@ -283,3 +285,16 @@ def test_bootstrap_ci_in_column_blocks_equals_one_block(monkeypatch):
     blocked = stats.bootstrap_ci(data)
     for one, other in zip(whole, blocked):
         np.testing.assert_allclose(other, one, rtol=1e-14, atol=0)
+
+
+def test_one_seed_tables_and_titles_show_its_values_without_an_interval():
+    """One seed has no spread to estimate: its summary cells, headings and figure titles give no interval
+    (the bootstrap's [x, x] would read as a certain value)."""
+    one = summary_frame(synthetic_table({"x": lambda s, t: 0.25 + 0.0 * t}, 1, [0, 3]), metrics=["kl_to_nash"])
+    assert summary_cell(next(one.itertuples()), 1e-14) == "0.25"
+    assert "iteration 3: the one seed's value (no interval)\n" in format_summary(one, ["kl_to_nash"])
+    four = summary_frame(synthetic_table({"x": lambda s, t: s + 0.0 * t}, 4, [0, 3]), metrics=["kl_to_nash"])
+    assert summary_cell(next(four.itertuples()), 1e-14).startswith("1.5 [")
+    assert "iteration 3: mean [95% bootstrap CI] over 4 seeds\n" in format_summary(four, ["kl_to_nash"])
+    assert figure_title({"seeds": [0]}).endswith(" — 1 seed, no interval")
+    assert figure_title({"seeds": [0, 1]}).endswith(" — 2 seeds, mean ± 95% bootstrap CI")
