@@ -194,11 +194,17 @@ class GameInstance:
         return int(self.preference.shape[0])
 
 
+def preference_depends_on_seed(spec: GameSpec) -> bool:
+    """Whether :func:`build_game` gives different preference matrices P for different seeds: a ``random``
+    game, or rewards drawn per seed (``rewards = "random"``, Bradley–Terry or ``bt_mixture``)."""
+    return spec.kind == "random" or (isinstance(spec.rewards, str) and spec.rewards == "random")
+
+
 def depends_on_seed(spec: GameSpec) -> bool:
-    """Whether :func:`build_game` gives different games for different seeds."""
+    """Whether :func:`build_game` gives different games for different seeds: P
+    (:func:`preference_depends_on_seed`), a random π_ref or a random π_0."""
     return (
-        spec.kind == "random"
-        or (isinstance(spec.rewards, str) and spec.rewards == "random")
+        preference_depends_on_seed(spec)
         or (isinstance(spec.reference, str) and spec.reference == "random")
         or spec.initial == "random"
     )

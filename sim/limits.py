@@ -10,10 +10,13 @@
   policies and state of the vmapped trajectories (``grid·B·K`` per vector, B the seeds of one call:
   ``[run] seed_block``, else all S), the recordings (``grid·B·R`` per metric, plus the table of all S
   seeds), and in sampled mode the labelled pairs of one iteration (``grid·B·N``, times the candidates a
-  scheme compares per pair: :func:`_scheme_numbers`) and the policy features.  P counts once when every
-  seed shares it, and ``2·S·K²`` when it is drawn per seed (the per-seed matrices and their stack), plus
-  ``B·K²`` for the seed-last copy of exact mode's small games (K ≤ :data:`sim.trajectory.SMALL_ARMS`,
-  :func:`sim.trajectory.simulate_seeds_block`), plus one float64 copy while a game is built.  It is a
+  scheme compares per pair: :func:`_scheme_numbers`) and the policy features.  One seed's P holds
+  ``M·K²`` numbers (M = ``run.contexts`` of a linear problem, else 1; K of a ``bt_mixture`` is the length
+  of its reward vectors): P counts once when every seed shares it, and ``2·S·M·K²`` when it differs
+  between seeds (the per-seed matrices and their stack: :func:`bandits.games.preference_depends_on_seed`,
+  and the linear problems, drawn per seed), plus ``B·K²`` for the seed-last copy of exact mode's small
+  games (K ≤ :data:`sim.trajectory.SMALL_ARMS`, :func:`sim.trajectory.simulate_seeds_block`), plus one
+  float64 copy (``M·K²``) while a game is built.  It is a
   lower bound of the peak (XLA's workspace comes on top), so a run it refuses cannot fit; :func:`check_memory`
   compares it with the memory the machine has available (``MemAvailable`` of ``/proc/meminfo``, else
   ``sysconf``).
@@ -26,6 +29,8 @@ import os
 from typing import Any
 
 from bandits.errors import PrefsimError
+from bandits.games import preference_depends_on_seed
+from sim.spec_checks import LINEAR_PROBLEMS
 from sim.trajectory import SMALL_ARMS, default_record_iterations
 
 MAX_ITERATIONS = 2**31 - 1
@@ -100,14 +105,22 @@ def available_memory() -> int | None:
         return None
 
 
+def _problem(spec) -> str:
+    """The sampled ``run.problem`` (``game`` in exact mode: the ``[game]`` table's)."""
+    return getattr(spec.run, "problem", "game") if spec.run.mode == "sampled" else "game"
+
+
 def _arms(spec) -> int:
-    """K of the spec's problem (the ring's K = ring_grid²), without building it."""
-    run = spec.run
-    if run.mode == "sampled" and getattr(run, "problem", "game") == "ring":
-        return int(run.ring_grid) ** 2
+    """K of the spec's problem (the ring's K = ring_grid², a bt_mixture's K = the length of one of its
+    reward vectors), without building it."""
+    if _problem(spec) == "ring":
+        return int(spec.run.ring_grid) ** 2
     game = spec.game
     if game.arms is not None:
         return int(game.arms)
+    if game.kind == "bt_mixture" and isinstance(game.rewards, (list, tuple)):
+        first = game.rewards[0] if game.rewards else None
+        return len(first) if isinstance(first, (list, tuple)) else 2
     for values in (game.preference, game.rewards):
         if isinstance(values, (list, tuple)):
             return len(values)
@@ -121,12 +134,21 @@ def recorded_count(iterations: int, record_every: int | None) -> int:
     return iterations // record_every + 1 + (1 if iterations % record_every else 0)
 
 
+def _contexts(spec) -> int:
+    """M, the contexts of the problem: ``run.contexts`` for the linear problems, else 1."""
+    return int(spec.run.contexts) if _problem(spec) in LINEAR_PROBLEMS else 1
+
+
 def _preference_per_seed(spec) -> bool:
-    """Whether P differs between seeds (random games, random Bradley–Terry rewards): then S copies are stacked."""
-    game = spec.game
-    return len(spec.seeds) > 1 and (
-        game.kind == "random" or (game.kind == "bradley_terry" and game.rewards == "random")
-    )
+    """Whether P differs between seeds, so that S copies are stacked: a ``[game]`` table's P when
+    :func:`bandits.games.preference_depends_on_seed` says so (what :func:`sim.seed_games.build_games`
+    builds), a linear problem's always (drawn per seed), the ring's never."""
+    if len(spec.seeds) < 2:
+        return False
+    problem = _problem(spec)
+    if problem == "game":
+        return preference_depends_on_seed(spec.game)
+    return problem in LINEAR_PROBLEMS
 
 
 def memory_estimate(spec: Any) -> dict:
@@ -144,13 +166,14 @@ def memory_estimate(spec: Any) -> dict:
     grid = max(len(rule.grid_labels()) for rule in spec.rules)
     labels = sum(len(rule.grid_labels()) for rule in spec.rules)
     recorded = recorded_count(spec.iterations, spec.record_every)
+    matrix = _contexts(spec) * arms * arms  # numbers in one seed's P: M·K²
     per_seed = _preference_per_seed(spec)
     # exact mode's small games also hold one call's P seed-last (sim.trajectory.simulate_seeds_block)
     seed_last = per_seed and spec.run.mode == "exact" and arms <= SMALL_ARMS
     estimate = {
-        "preference": (2 * seeds * arms * arms * itemsize if per_seed else arms * arms * itemsize)
+        "preference": (2 * seeds * matrix * itemsize if per_seed else matrix * itemsize)
         + (block * arms * arms * itemsize if seed_last else 0)
-        + arms * arms * 8,
+        + matrix * 8,
         "policies": STATE_VECTORS * grid * block * arms * itemsize,
         "recordings": TABLE_COLUMNS * (grid * block * recorded * itemsize + 2 * labels * seeds * recorded * 8),
         "pairs": 0,

@@ -8,7 +8,7 @@ import pytest
 from bandits import preference as preference_models
 from bandits import reference as reference_policies
 from bandits.errors import PrefsimError
-from bandits.games import GameSpec, build_game, depends_on_seed
+from bandits.games import GameSpec, build_game, depends_on_seed, preference_depends_on_seed
 
 
 # --------------------------------------------------------------------------- preference matrices
@@ -213,6 +213,7 @@ def test_build_game_kinds():
         ({"kind": "random", "arms": 4}, True),
         ({"kind": "random", "arms": 4, "construction": "skew_logits"}, True),
         ({"kind": "bradley_terry", "rewards": "random", "arms": 4}, True),
+        ({"kind": "bt_mixture", "rewards": "random", "arms": 4, "components": 2}, True),
         ({"kind": "cyclic", "arms": 3, "reference": "random"}, True),
         ({"kind": "cyclic", "arms": 3, "initial": "random"}, True),
     ],
@@ -226,6 +227,8 @@ def test_depends_on_seed_matches_what_build_game_does(fields, varies):
         for name in ("preference", "reference", "initial")
     ) or (first.rewards is not None and not np.array_equal(first.rewards, second.rewards))
     assert differs is varies
+    # P alone: what the seeds' stacked games and the memory estimate (sim.limits) count per seed
+    assert preference_depends_on_seed(spec) is not np.array_equal(first.preference, second.preference)
     # and the same seed always rebuilds the same game
     again = build_game(spec, 1)
     np.testing.assert_array_equal(again.preference, second.preference)

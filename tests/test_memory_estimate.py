@@ -1,0 +1,79 @@
+"""The memory estimate's preference term against the bytes the built games hold (:mod:`sim.limits`).
+
+The estimate counts ``2·S·M·K²`` numbers when P differs between seeds (the per-seed matrices and their
+stack), ``M·K²`` when the seeds share one, plus one float64 ``M·K²`` copy while a game is built; here the
+built stack's ``nbytes`` is compared with it exactly, at sizes that build in milliseconds.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import pytest
+
+from bandits.errors import PrefsimError
+from sim import limits
+from sim.sampled.experiment import build_sampled_inputs
+from sim.seed_games import build_games
+from sim.spec import parse_spec
+from sim.trajectory import SMALL_ARMS
+
+ARMS = SMALL_ARMS + 1  # above SMALL_ARMS: no seed-last copy of P in exact mode
+
+
+def spec(game: dict, run: dict | None = None, seeds: int = 3):
+    table = {"iterations": 2, "seeds": seeds, "game": game, "rule": [{"name": "inpo", "eta": 1.0, "tau": 0.1}]}
+    return parse_spec({**table, "run": run} if run else table)
+
+
+@pytest.mark.parametrize(
+    "game, per_seed",
+    [
+        ({"kind": "bradley_terry", "rewards": "random", "arms": ARMS, "tau": 0.1}, True),
+        ({"kind": "bt_mixture", "rewards": "random", "components": 2, "arms": ARMS, "tau": 0.1}, True),
+        ({"kind": "bt_mixture", "rewards": [list(range(ARMS)), list(range(ARMS))[::-1]], "tau": 0.1}, False),
+        ({"kind": "cyclic", "arms": ARMS, "tau": 0.1}, False),
+    ],
+    ids=["bradley_terry_random", "bt_mixture_random", "bt_mixture_listed", "cyclic"],
+)
+def test_exact_mode_preference_estimate_is_the_built_stack_twice_plus_one_float64_copy(game, per_seed):
+    parsed = spec(game)
+    games, axes, _, _ = build_games(parsed, jnp.float64)
+    assert (axes.preference == 0) is per_seed  # the seeds' P are stacked exactly when they differ
+    assert games.preference.shape[-1] == ARMS
+    built = games.preference.nbytes  # S·K²·8 stacked, or one K²·8 shared
+    copy = ARMS * ARMS * 8
+    expected = 2 * built + copy if per_seed else built + copy
+    assert limits.memory_estimate(parsed)["preference"] == expected
+
+
+@pytest.mark.parametrize("problem", ["linear_preference_game", "linear_bradley_terry"])
+def test_linear_problems_count_their_contexts_and_draw_p_per_seed(problem):
+    contexts = 3
+    run = {"mode": "sampled", "problem": problem, "contexts": contexts, "policy": "log_linear", "inner_steps": 1}
+    parsed = spec({"arms": 5, "tau": 0.1}, run)
+    inputs = build_sampled_inputs(parsed, jnp.float64)
+    assert inputs.axes.preference == 0 and inputs.problems.preference.shape == (3, contexts, 5, 5)
+    built = inputs.problems.preference.nbytes  # S·M·K²·8
+    assert limits.memory_estimate(parsed)["preference"] == 2 * built + contexts * 5 * 5 * 8
+
+
+def test_check_memory_refuses_per_seed_mixtures_and_many_contexts():
+    available = 2**30
+    # K = 2000 over 64 seeds: the stacked per-seed P alone is 64·2000²·8 B = 1.9 GiB, for either kind
+    for kind in ("bradley_terry", "bt_mixture"):
+        game = {"kind": kind, "rewards": "random", "arms": 2000, "tau": 0.1}
+        if kind == "bt_mixture":
+            game["components"] = 2
+        with pytest.raises(PrefsimError, match=r"memory: this run needs at least 3\.8\d GiB \(preference 3\.84 GiB"):
+            limits.check_memory(spec(game, seeds=64), available=available)
+    # M = 500 contexts × K = 300 arms over 16 seeds: 16·500·300²·8 B = 5.4 GiB
+    run = {"mode": "sampled", "problem": "linear_preference_game", "contexts": 500, "policy": "log_linear"}
+    with pytest.raises(PrefsimError, match=r"memory: this run needs at least .* \(preference 11\.1 GiB"):
+        limits.check_memory(spec({"arms": 300, "tau": 0.1}, run, seeds=16), available=available)
+    # the same run with one context fits
+    limits.check_memory(spec({"arms": 300, "tau": 0.1}, {**run, "contexts": 1}, seeds=16), available=available)
+
+
+def test_the_arms_of_a_listed_mixture_are_the_length_of_its_reward_vectors():
+    parsed = spec({"kind": "bt_mixture", "rewards": [[0.0] * 3000, [1.0] * 3000], "tau": 0.1}, seeds=1)
+    assert limits.memory_estimate(parsed)["preference"] == 2 * 3000 * 3000 * 8  # one shared P, one build copy
