@@ -222,7 +222,7 @@ def build_game(spec: GameSpec, seed: int = 0) -> GameInstance:
             rewards = float(spec.reward_scale) * rng.uniform(size=_arms(spec))
         else:
             rewards = _vector(spec.rewards, "game.rewards")
-        matrix = preference_models.bradley_terry(rewards)
+        matrix = preference_models.bradley_terry(rewards, name="game.rewards")
     elif spec.kind == "bt_mixture":
         if isinstance(spec.rewards, str):
             count = spec.components if spec.components is not None else len(spec.weights)

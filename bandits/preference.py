@@ -71,26 +71,33 @@ def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def bradley_terry(rewards: ArrayLike) -> np.ndarray:
+def _check_reward_spread(rewards: np.ndarray, name: str) -> None:
+    """Refuse finite rewards whose spread max r − min r overflows float64 (the differences r_i − r_j would
+    be ±inf and P NaN, with only NumPy's overflow warning)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        spread = rewards.max() - rewards.min()
+    if not np.isfinite(spread):
+        raise PrefsimError(
+            f"{name}: the largest minus the smallest reward, {rewards.max():g} − ({rewards.min():g}), overflows "
+            "float64; rescale the rewards (P saturates at 0 and 1 once two rewards differ by more than about 40)."
+        )
+
+
+def bradley_terry(rewards: ArrayLike, *, name: str = "rewards") -> np.ndarray:
     """Bradley–Terry preferences ``P[i, j] = σ(r_i − r_j)`` from a reward vector ``r`` (length K ≥ 2).
 
-    ``σ(x) = ½(1 + tanh(x/2))`` keeps ``P + Pᵀ = 1`` exact in floating point.
+    ``σ(x) = ½(1 + tanh(x/2))`` keeps ``P + Pᵀ = 1`` exact in floating point.  ``name``: the field named
+    in errors (the spec passes ``game.rewards``).
     """
     try:
         r = np.asarray(rewards, dtype=np.float64)
     except (TypeError, ValueError):
-        raise PrefsimError("rewards: expected a list of numbers.") from None
+        raise PrefsimError(f"{name}: expected a list of numbers.") from None
     if r.ndim != 1 or r.shape[0] < 2:
-        raise PrefsimError(f"rewards: expected a vector of at least 2 rewards, got shape {r.shape}.")
+        raise PrefsimError(f"{name}: expected a vector of at least 2 rewards, got shape {r.shape}.")
     if not np.all(np.isfinite(r)):
-        raise PrefsimError("rewards: every reward must be finite.")
-    with np.errstate(over="ignore", invalid="ignore"):
-        spread = r.max() - r.min()
-    if not np.isfinite(spread):
-        raise PrefsimError(
-            f"rewards: the largest minus the smallest reward, {r.max():g} − ({r.min():g}), overflows float64; "
-            "rescale the rewards (P saturates at 0 and 1 once two rewards differ by more than about 40)."
-        )
+        raise PrefsimError(f"{name}: every reward must be finite.")
+    _check_reward_spread(r, name)
     return validate_preference_matrix(_sigmoid(r[:, None] - r[None, :]), name="bradley_terry")
 
 
@@ -129,7 +136,8 @@ def bradley_terry_mixture(
     """Mixture of Bradley–Terry models ``P[i, j] = Σ_k w_k σ(r_k(i) − r_k(j))``.
 
     Args:
-      rewards: n reward vectors, shape (n, K) (n ≥ 1 components, K ≥ 2 arms), all finite.
+      rewards: n reward vectors, shape (n, K) (n ≥ 1 components, K ≥ 2 arms), all finite, each with a
+        finite spread max r_k − min r_k (as :func:`bradley_terry`'s rewards).
       weights: n mixture weights ≥ 0 summing to 1 (:func:`validate_mixture_weights`); ``None`` =
         uniform 1/n.
       rewards_name, weights_name: the fields named in errors (the spec passes ``game.rewards`` and
@@ -151,6 +159,8 @@ def bradley_terry_mixture(
         )
     if not np.all(np.isfinite(r)):
         raise PrefsimError(f"{rewards_name}: every reward must be finite (no NaN or inf).")
+    for index, row in enumerate(r):
+        _check_reward_spread(row, f"{rewards_name}[{index}]")
     w = (
         np.full(r.shape[0], 1.0 / r.shape[0])
         if weights is None

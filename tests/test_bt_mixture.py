@@ -10,6 +10,7 @@ import pytest
 from bandits import preference as preference_models
 from bandits.errors import PrefsimError
 from bandits.games import GameSpec, build_game, depends_on_seed
+from sim.cli import main
 from sim.spec import parse_spec
 
 
@@ -156,3 +157,33 @@ def test_spec_parser_reads_the_mixture_keys():
                 "rule": [{"name": "inpo"}],
             }
         )
+
+
+OVERFLOW_SPEC = """iterations = 3
+[game]
+kind = "{kind}"
+rewards = {rewards}
+tau = 0.1
+[[rule]]
+name = "inpo"
+eta = 1.0
+"""
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # not NumPy's "overflow encountered in subtract"
+@pytest.mark.parametrize(
+    "kind, rewards, field",
+    [
+        ("bradley_terry", "[1e308, -1e308, 0.0]", "game.rewards"),
+        ("bt_mixture", "[[0.0, 1.0, 2.0], [1e308, -1e308, 0.0]]", "game.rewards[1]"),
+    ],
+)
+def test_rewards_whose_spread_overflows_are_a_clear_error_naming_game_rewards(tmp_path, capsys, kind, rewards, field):
+    path = tmp_path / "spec.toml"
+    path.write_text(OVERFLOW_SPEC.format(kind=kind, rewards=rewards), encoding="utf-8")
+    status = main(["run", str(path), "--out", str(tmp_path / "out"), "--no-plots"])
+    assert status == 2
+    assert capsys.readouterr().err == (
+        f"error: {field}: the largest minus the smallest reward, 1e+308 − (-1e+308), overflows float64; rescale the "
+        "rewards (P saturates at 0 and 1 once two rewards differ by more than about 40).\n"
+    )
