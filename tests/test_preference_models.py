@@ -94,6 +94,22 @@ def test_random_constructions_are_valid_and_seed_deterministic(construct):
     assert np.std(first[np.triu_indices(6, 1)]) > 0.05
 
 
+def logistic(x):
+    """σ(x) = 1/(1 + e^{−x}), written independently of bandits.preference's tanh form."""
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+@pytest.mark.parametrize("scale", [0.5, 3.0])
+def test_skew_logits_multiply_the_gaussian_logits_by_the_scale(scale):
+    # build_game draws the random game of seed 4 from the stream default_rng([4, 2]): G, 6×6 standard normals
+    game = build_game(GameSpec(kind="random", arms=6, construction="skew_logits", scale=scale), 4)
+    gaussian = np.random.default_rng([4, 2]).standard_normal((6, 6))
+    expected = logistic(scale * (gaussian - gaussian.T) / np.sqrt(2.0))
+    np.testing.assert_allclose(game.preference, expected, rtol=0, atol=1e-15)
+    direct = preference_models.random_skew_logits(6, np.random.default_rng([4, 2]), scale)
+    np.testing.assert_array_equal(direct, game.preference)
+
+
 # --------------------------------------------------------------------------- reference policies
 @pytest.mark.parametrize(
     "policy, arms, phrase",
@@ -233,6 +249,15 @@ def test_depends_on_seed_matches_what_build_game_does(fields, varies):
     again = build_game(spec, 1)
     np.testing.assert_array_equal(again.preference, second.preference)
     np.testing.assert_array_equal(again.initial, second.initial)
+
+
+@pytest.mark.parametrize("scale", [0.5, 7.0])
+def test_random_bradley_terry_rewards_are_the_reward_scale_times_uniforms(scale):
+    # rewards = "random" draws r ~ U[0, reward_scale]^K for seed 3 from the stream default_rng([3, 1])
+    game = build_game(GameSpec(kind="bradley_terry", rewards="random", arms=5, reward_scale=scale), 3)
+    rewards = scale * np.random.default_rng([3, 1]).uniform(size=5)
+    np.testing.assert_array_equal(game.rewards, rewards)
+    np.testing.assert_allclose(game.preference, logistic(rewards[:, None] - rewards[None, :]), rtol=0, atol=1e-15)
 
 
 def test_random_initial_policy_is_a_distribution():
