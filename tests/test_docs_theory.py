@@ -6,6 +6,11 @@ import re
 import subprocess
 from pathlib import Path
 
+import numpy as np
+import pytest
+
+from bandits.continuous import ring_reward
+
 ROOT = Path(__file__).resolve().parents[1]
 THEORY = ROOT / "docs" / "theory.md"
 #: "THEORY §A.3" (old form, rewritten at merge time) and "docs/theory.md §A.3".
@@ -71,3 +76,15 @@ def test_document_states_each_rule_update():
     text = THEORY.read_text(encoding="utf-8")
     for name in ("inpo", "mmd", "nash_md", "sppo", "dno", "online_ipo", "extragradient", "optimistic", "dpo", "apo"):
         assert f"`{name}`" in text, name
+
+
+def test_the_ring_reward_the_document_states_is_the_one_the_code_computes():
+    """§B.5 states prefsim's ring reward r(a) = exp(−|‖a‖ − R|/s) with R = 1, s = 0.25 (not a Gaussian
+    exp(−(‖a‖ − R)²/s²)): what bandits.continuous.ring_reward computes, e.g. at ‖a‖ = 1.5, exp(−2)."""
+    section = THEORY.read_text(encoding="utf-8").split("### B.5", 1)[1].split("\n## ", 1)[0]
+    assert "ring reward exp(−|‖a‖ − R|/s) (R = 1, s = 0.25" in section
+    assert "²/s²" not in section
+    radius, width = 1.0, 0.25
+    for point in ([0.0, 1.5], [0.3, 0.4], [2.0, -2.0]):
+        norm = float(np.hypot(*point))
+        assert ring_reward(np.array(point)) == pytest.approx(np.exp(-abs(norm - radius) / width), rel=1e-15)
