@@ -7,9 +7,11 @@ hot path); the sampled engine turns it into JAX arrays.
 * :func:`linear_bradley_terry` — reward r(x, y) = θ*·φ(x, y), P(y ≻ y′ | x) = σ(r(x, y) − r(x, y′)).
   Log-linear policies π_θ ∝ π_ref·exp(θᵀφ) realise the exact DPO step θ̂_{t+1} = θ_t + θ*/β.
 * :func:`linear_preference_game` — P(y ≻ y′ | x) = ½ + ½·φ(x, y)ᵀ A φ(x, y′) with A skew-symmetric,
-  scaled so that max |φᵀAφ′| = 1 over all contexts and pairs, hence P ∈ [0, 1] and P + Pᵀ = 1
-  exactly.  The win rate P(y ≻ π | x) = ½ + ½·φ(x, y)ᵀ A μ(π, x) is linear in φ, so the exact INPO,
-  online-IPO, SPPO (exact normaliser) and DNO updates stay in the log-linear class.
+  scaled so that max |φᵀAφ′| = 1 over all contexts and pairs, hence P ∈ [0, 1], and P + Pᵀ = 1 and
+  diag(P) = ½ exactly in floating point (the bilinear form is computed as (B − Bᵀ)/2, B = φᵀAφ′, whose
+  entries are exactly antisymmetric, so ½ + x and ½ − x round to a pair summing to exactly 1).  The win
+  rate P(y ≻ π | x) = ½ + ½·φ(x, y)ᵀ A μ(π, x) is linear in φ, so the exact INPO, online-IPO, SPPO
+  (exact normaliser) and DNO updates stay in the log-linear class.
 * :func:`random_linear_bandit` — a random instance of either model (unit-norm Gaussian features,
   uniform context distribution).
 """
@@ -54,7 +56,9 @@ def linear_bradley_terry(features: ArrayLike, weights: ArrayLike) -> tuple[np.nd
 def linear_preference_game(features: ArrayLike, skew: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Preference tensor (M, K, K) of P = ½ + ½·φᵀAφ′ with A skew-symmetric, rescaled so P ∈ [0, 1].
 
-    Returns ``(preference, scaled_skew)``; ``scaled_skew`` is the A actually used.
+    φᵀAφ′ is computed as (B − Bᵀ)/2 with B = φᵀAφ′ per context (equal to B for a skew-symmetric A,
+    and exactly antisymmetric in floating point), so P + Pᵀ = 1 and diag(P) = ½ hold exactly.
+    Returns ``(preference, scaled_skew)``; ``scaled_skew`` is the A actually used, (A − Aᵀ)/2 rescaled.
     """
     features = _check_features(features)
     skew = np.asarray(skew, dtype=np.float64)
@@ -64,11 +68,12 @@ def linear_preference_game(features: ArrayLike, skew: ArrayLike) -> tuple[np.nda
     if np.max(np.abs(skew + skew.T)) > 1e-12:
         raise PrefsimError("skew: the matrix A of a linear preference game must be skew-symmetric (A = −Aᵀ).")
     bilinear = np.einsum("mid,de,mje->mij", features, skew, features)
+    bilinear = 0.5 * (bilinear - bilinear.transpose(0, 2, 1))  # fl(b − b′) = −fl(b′ − b): exactly antisymmetric
     largest = np.max(np.abs(bilinear))
     if largest == 0:
         raise PrefsimError("skew: φᵀAφ′ is zero for every pair; the game is trivial (all preferences ½).")
-    scaled = skew / largest
-    preference = 0.5 + 0.5 * bilinear / largest
+    scaled = 0.5 * (skew - skew.T) / largest
+    preference = 0.5 + 0.5 * (bilinear / largest)
     return preference, scaled
 
 
