@@ -155,7 +155,7 @@ def best_worst_of_k(
     key: jax.Array, log_policy: jax.Array, rewards: jax.Array, context_probs: jax.Array, pairs: int, candidates: int
 ) -> tuple[PairBatch, int]:
     """Best-of-K vs worst-of-K by reward (K reward calls per pair).  Returns ``(batch, queries)``."""
-    _check_candidates(candidates, 2, "best_worst_of_k")
+    _check_candidates(candidates, 2, "best_worst_by_reward")
     u = _uniforms(key, pairs, 1 + candidates, rewards.dtype)
     contexts = draw_contexts(u[:, 0], context_probs)
     draws = draw_responses(u[:, 1:], log_policy, contexts)

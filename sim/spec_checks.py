@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from bandits.errors import PrefsimError
+from bandits.games import GAME_KINDS
 
 #: Largest spec file read (a spec is a few kilobytes of text; a matrix of 300 arms is ~1 MB).
 MAX_SPEC_BYTES = 16 * 2**20
@@ -111,8 +112,7 @@ def check_game_types(table: dict) -> None:
     kind = table.get("kind", "cyclic")
     if not isinstance(kind, str):
         raise PrefsimError(
-            "game.kind: expected a string (matrix, bradley_terry, cyclic or random), "
-            f"got {type(kind).__name__} {kind!r}."
+            f"game.kind: expected a string ({', '.join(GAME_KINDS)}), got {type(kind).__name__} {kind!r}."
         )
 
 

@@ -14,6 +14,7 @@ from bandits.oracles import (
     exact_win_rate_pairs,
     knockout_tournament,
     lambda_p_pairs,
+    make_pairs,
     tournament_queries,
     win_rate_estimates,
 )
@@ -124,6 +125,17 @@ def test_best_worst_of_k_selects_by_reward_and_counts_reward_calls():
     rejected = np.asarray(rewards[0][batch.second])
     assert np.all(chosen >= rejected)
     assert np.mean(np.asarray(batch.first) == 2) > 1 - (4 / 5) ** 5 - 0.05  # P(best arm among 5 draws)
+
+
+@pytest.mark.parametrize("scheme", ["best_worst_by_reward", "best_worst_of_k"])  # the scheme and its old alias
+def test_too_few_candidates_name_the_scheme_by_its_current_name(scheme):
+    rewards = jnp.asarray([[0.3, -1.0, 2.0]])
+    log_policy = jnp.full((1, 3), -np.log(3))
+    with pytest.raises(PrefsimError) as info:
+        make_pairs(scheme, KEY, log_policy, _total_order(3), rewards, jnp.ones(1), 10, candidates=1)
+    assert str(info.value) == (
+        "run.candidates: scheme best_worst_by_reward needs an integer number of candidates ≥ 2, got 1."
+    )
 
 
 def test_exact_win_rates_are_the_population_win_rates_and_cost_no_queries():

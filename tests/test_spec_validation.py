@@ -520,3 +520,39 @@ def test_the_cli_refuses_the_reviewers_unread_keys_without_a_traceback(tmp_path,
     error = capsys.readouterr().err
     assert error.startswith('error: game.reference_scale = 2 is used only with reference = "random"')
     assert "Traceback" not in error and not (tmp_path / "out" / "metrics.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (
+            _with(game={"kind": 5, "arms": 3}),
+            "game.kind: expected a string (matrix, bradley_terry, bt_mixture, cyclic, random), got int 5.",
+        ),
+        (
+            _sampled(game={"tau": 0.1}, problem="ring", ring_grid=1),
+            "run.ring_grid: the ring task needs at least 2 grid points per axis (K = ring_grid²), got 1.",
+        ),
+        (
+            _sampled(
+                game={"arms": 3, "tau": 0.1}, problem="linear_preference_game", policy="log_linear", feature_dim=1
+            ),
+            "run.feature_dim: a linear preference game needs d ≥ 2 (a non-zero skew-symmetric A), got 1.",
+        ),
+    ],
+    ids=["game_kind", "ring_grid", "feature_dim"],
+)
+def test_kinds_ring_grid_and_feature_dim_are_refused_when_the_spec_is_parsed_naming_the_field(spec, message):
+    with pytest.raises(PrefsimError) as info:
+        parse_spec(spec)
+    assert str(info.value) == message
+
+
+def test_the_smallest_ring_grid_and_preference_game_dimension_are_accepted():
+    parse_spec(_sampled(game={"tau": 0.1}, problem="ring", ring_grid=2))
+    parse_spec(
+        _sampled(game={"arms": 3, "tau": 0.1}, problem="linear_preference_game", policy="log_linear", feature_dim=2)
+    )
+    parse_spec(
+        _sampled(game={"arms": 3, "tau": 0.1}, problem="linear_bradley_terry", policy="log_linear", feature_dim=1)
+    )

@@ -38,6 +38,15 @@ def validate_sampled_spec(run: Any, game: GameSpec, rules: Sequence[Any]) -> Non
             raise PrefsimError(f"run.{name}: expected an integer ≥ 1, got {value!r}.")
     if not isinstance(run.self_comparison, bool):
         raise PrefsimError(f"run.self_comparison: expected true or false, got {run.self_comparison!r}.")
+    if run.problem == "ring" and run.ring_grid < 2:
+        raise PrefsimError(
+            f"run.ring_grid: the ring task needs at least 2 grid points per axis (K = ring_grid²), got {run.ring_grid}."
+        )
+    if run.problem == "linear_preference_game" and run.feature_dim < 2:
+        raise PrefsimError(
+            "run.feature_dim: a linear preference game needs d ≥ 2 (a non-zero skew-symmetric A), "
+            f"got {run.feature_dim}."
+        )
     if run.contexts > 1 and run.problem not in LINEAR_PROBLEMS:
         raise PrefsimError(
             "run.contexts: several contexts need a linear problem (linear_bradley_terry or linear_preference_game)."
