@@ -211,7 +211,10 @@ def depends_on_seed(spec: GameSpec) -> bool:
 
 
 def build_game(spec: GameSpec, seed: int = 0) -> GameInstance:
-    """Build the game of ``spec`` for ``seed`` (deterministic; independent streams per component)."""
+    """Build the game of ``spec`` for ``seed``, an integer ≥ 0 (deterministic; independent streams per
+    component: ``default_rng([seed, c])``)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise PrefsimError(f"seed: expected an integer ≥ 0, got {seed!r}.")
     spec.validate()
     rewards = None
     if spec.kind == "matrix":

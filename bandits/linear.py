@@ -44,11 +44,13 @@ def _check_features(features) -> np.ndarray:
 
 
 def linear_bradley_terry(features: ArrayLike, weights: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """Rewards (M, K) = Φθ* and the Bradley–Terry preference tensor (M, K, K)."""
+    """Rewards (M, K) = Φθ* and the Bradley–Terry preference tensor (M, K, K); θ* (``weights``) finite."""
     features = _check_features(features)
     weights = np.asarray(weights, dtype=np.float64)
     if weights.shape != (features.shape[2],):
         raise PrefsimError(f"weights: expected shape ({features.shape[2]},), got {weights.shape}.")
+    if not np.all(np.isfinite(weights)):
+        raise PrefsimError(f"weights: every weight of θ* must be finite (no NaN or inf), got {weights.tolist()}.")
     rewards = features @ weights
     return rewards, _sigmoid(rewards[:, :, None] - rewards[:, None, :])
 
@@ -65,6 +67,8 @@ def linear_preference_game(features: ArrayLike, skew: ArrayLike) -> tuple[np.nda
     dim = features.shape[2]
     if skew.shape != (dim, dim):
         raise PrefsimError(f"skew: expected a ({dim}, {dim}) matrix, got shape {skew.shape}.")
+    if not np.all(np.isfinite(skew)):
+        raise PrefsimError("skew: every entry of A must be finite (no NaN or inf).")
     if np.max(np.abs(skew + skew.T)) > 1e-12:
         raise PrefsimError("skew: the matrix A of a linear preference game must be skew-symmetric (A = −Aᵀ).")
     bilinear = np.einsum("mid,de,mje->mij", features, skew, features)
@@ -82,17 +86,29 @@ def random_linear_bandit(
 ) -> dict[str, Any]:
     """A random contextual linear bandit.
 
-    Features φ(x, y) ~ N(0, I_d) normalised to unit length; θ* ~ N(0, I_d)·``scale`` (Bradley–Terry)
-    or A = (G − Gᵀ)/√2 (preference game, then rescaled).  Context distribution uniform.
+    Features φ(x, y) ~ N(0, I_d) normalised to unit length; θ* ~ N(0, I_d)·``scale`` (Bradley–Terry,
+    a finite number) or A = (G − Gᵀ)/√2 (preference game, then rescaled).  Context distribution uniform;
+    ``seed`` an integer ≥ 0 (the stream ``default_rng([seed, 11])``).
 
     Returns a dict with ``features`` (M, K, d), ``preference`` (M, K, K), ``rewards`` (M, K) or
     ``None``, ``context_probs`` (M,), and ``weights`` or ``skew``.
     """
     if kind not in LINEAR_KINDS:
         raise PrefsimError(f"linear bandit kind: expected one of {', '.join(LINEAR_KINDS)}, got {kind!r}.")
-    for name, value, minimum in (("arms", arms, 2), ("feature_dim", dim, 1), ("contexts", contexts, 1)):
+    for name, value, minimum in (
+        ("arms", arms, 2),
+        ("feature_dim", dim, 1),
+        ("contexts", contexts, 1),
+        ("seed", seed, 0),
+    ):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
             raise PrefsimError(f"{name}: expected an integer ≥ {minimum}, got {value!r}.")
+    if (
+        isinstance(scale, bool)
+        or not isinstance(scale, (int, float, np.integer, np.floating))
+        or not np.isfinite(scale)
+    ):
+        raise PrefsimError(f"scale: expected a finite number, got {scale!r}.")
     rng = np.random.default_rng([int(seed), 11])
     features = rng.standard_normal((contexts, arms, dim))
     features /= np.linalg.norm(features, axis=2, keepdims=True)

@@ -260,6 +260,19 @@ def test_random_bradley_terry_rewards_are_the_reward_scale_times_uniforms(scale)
     np.testing.assert_allclose(game.preference, logistic(rewards[:, None] - rewards[None, :]), rtol=0, atol=1e-15)
 
 
+@pytest.mark.parametrize("seed", [-1, 1.7, True, "3", None])
+def test_build_game_refuses_a_seed_that_is_not_a_non_negative_integer(seed):
+    # -1 was NumPy's raw "expected non-negative integer" ValueError; 1.7 silently ran seed 1
+    with pytest.raises(PrefsimError) as info:
+        build_game(GameSpec(kind="random", arms=3), seed)
+    assert str(info.value) == f"seed: expected an integer ≥ 0, got {seed!r}."
+
+
+def test_build_game_accepts_numpy_integer_seeds():
+    spec = GameSpec(kind="random", arms=3)
+    np.testing.assert_array_equal(build_game(spec, np.int64(2)).preference, build_game(spec, 2).preference)
+
+
 def test_random_initial_policy_is_a_distribution():
     game = build_game(GameSpec(kind="cyclic", arms=5, initial="random"), 3)
     assert game.initial.sum() == pytest.approx(1.0, abs=1e-14)
