@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 
 from bandits.errors import PrefsimError
-from bandits.pair_schemes import SCHEME_ALIASES
+from bandits.pair_schemes import SCHEME_ALIASES, check_candidates
 
 SCHEMES = ("lambda_p", "best_worst_by_reward", "tournament", "sppo_win_rate", "exact_win_rates", "uniform_opponent")
 
@@ -155,7 +155,7 @@ def best_worst_of_k(
     key: jax.Array, log_policy: jax.Array, rewards: jax.Array, context_probs: jax.Array, pairs: int, candidates: int
 ) -> tuple[PairBatch, int]:
     """Best-of-K vs worst-of-K by reward (K reward calls per pair).  Returns ``(batch, queries)``."""
-    _check_candidates(candidates, 2, "best_worst_by_reward")
+    check_candidates("best_worst_by_reward", candidates)
     u = _uniforms(key, pairs, 1 + candidates, rewards.dtype)
     contexts = draw_contexts(u[:, 0], context_probs)
     draws = draw_responses(u[:, 1:], log_policy, contexts)
@@ -185,9 +185,7 @@ def knockout_tournament(
     Returns ``(batch, queries)`` where ``queries`` is tallied match by match as the brackets are
     built (it equals :func:`tournament_queries` × ``pairs``).
     """
-    _check_candidates(candidates, 2, "tournament")
-    if candidates & (candidates - 1):
-        raise PrefsimError(f"run.candidates: the knockout tournament needs a power of 2 candidates, got {candidates}.")
+    check_candidates("tournament", candidates)
     u = _uniforms(key, pairs, 1 + candidates + tournament_queries(candidates), preference.dtype)
     contexts = draw_contexts(u[:, 0], context_probs)
     draws = draw_responses(u[:, 1 : 1 + candidates], log_policy, contexts)
@@ -244,7 +242,7 @@ def sppo_win_rate_pairs(
     self_comparison: bool = True,
 ) -> tuple[PairBatch, int]:
     """SPPO's pipeline: K samples, K(K−1)/2 queries, chosen/rejected = argmax/argmin P̂.  ``(batch, queries)``."""
-    _check_candidates(candidates, 2, "sppo_win_rate")
+    check_candidates("sppo_win_rate", candidates)
     u = _uniforms(key, pairs, 1 + candidates + candidates * candidates, preference.dtype)
     contexts = draw_contexts(u[:, 0], context_probs)
     draws = draw_responses(u[:, 1 : 1 + candidates], log_policy, contexts)
@@ -329,10 +327,3 @@ def make_pairs(
     if scheme == "uniform_opponent":
         return uniform_opponent_pairs(key, log_policy, preference, context_probs, pairs)
     raise PrefsimError(f"run.pair_scheme: unknown scheme {scheme!r}; choose one of {', '.join(SCHEMES)}.")
-
-
-def _check_candidates(candidates, minimum: int, scheme: str) -> None:
-    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < minimum:
-        raise PrefsimError(
-            f"run.candidates: scheme {scheme} needs an integer number of candidates ≥ {minimum}, got {candidates!r}."
-        )

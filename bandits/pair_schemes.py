@@ -152,3 +152,20 @@ def gives_win_rates(name: str, mode: str) -> bool:
 def gives_ordered_pairs(name: str, mode: str) -> bool:
     """Whether scheme ``name`` orders each pair (chosen first) in ``mode``."""
     return mode in PAIR_SCHEMES[name].ordered_modes
+
+
+#: Pair schemes that draw ``run.candidates`` responses per pair.
+CANDIDATE_SCHEMES = ("best_worst_by_reward", "tournament", "sppo_win_rate")
+
+
+def check_candidates(scheme: str, candidates: object) -> None:
+    """Raise unless ``candidates`` suits ``scheme``: the schemes that draw candidates need an integer ≥ 2,
+    the knockout tournament a power of 2 (other schemes draw none and accept any value)."""
+    if scheme not in CANDIDATE_SCHEMES:
+        return
+    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 2:
+        raise PrefsimError(
+            f"run.candidates: scheme {scheme} needs an integer number of candidates ≥ 2, got {candidates!r}."
+        )
+    if scheme == "tournament" and candidates & (candidates - 1):
+        raise PrefsimError(f"run.candidates: the knockout tournament needs a power of 2 candidates, got {candidates}.")

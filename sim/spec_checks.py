@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 
 from bandits.errors import PrefsimError
 from bandits.games import GAME_KINDS
+from bandits.pair_schemes import CANDIDATE_SCHEMES
 
 #: Largest spec file read (a spec is a few kilobytes of text; a matrix of 300 arms is ~1 MB).
 MAX_SPEC_BYTES = 16 * 2**20
@@ -178,8 +179,6 @@ LINEAR_PROBLEMS = ("linear_bradley_terry", "linear_preference_game")
 #: Sampled-mode problems that build their own preferences, π_ref and features: of the ``[game]`` table
 #: they read ``tau`` (and the linear ones ``arms``).
 OWN_PROBLEMS = ("ring", *LINEAR_PROBLEMS)
-#: Pair schemes that draw ``run.candidates`` responses per pair (:mod:`bandits.oracles`).
-CANDIDATE_SCHEMES = ("best_worst_by_reward", "tournament", "sppo_win_rate")
 
 
 def reads_own_problem(mode: Any, problem: Any) -> bool:

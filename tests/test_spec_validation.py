@@ -556,3 +556,19 @@ def test_the_smallest_ring_grid_and_preference_game_dimension_are_accepted():
     parse_spec(
         _sampled(game={"arms": 3, "tau": 0.1}, problem="linear_bradley_terry", policy="log_linear", feature_dim=1)
     )
+
+
+@pytest.mark.parametrize(
+    "scheme, candidates, message",
+    [
+        ("tournament", 1, "run.candidates: scheme tournament needs an integer number of candidates ≥ 2, got 1."),
+        ("tournament", 6, "run.candidates: the knockout tournament needs a power of 2 candidates, got 6."),
+        ("sppo_win_rate", 1, "run.candidates: scheme sppo_win_rate needs an integer number of candidates ≥ 2, got 1."),
+    ],
+)
+def test_candidates_a_scheme_cannot_use_are_refused_when_the_spec_is_parsed(scheme, candidates, message):
+    """Before any result directory is made (it was refused only when the run drew its first pairs)."""
+    with pytest.raises(PrefsimError) as info:
+        parse_spec(_sampled(pair_scheme=scheme, candidates=candidates))
+    assert str(info.value) == message
+    parse_spec(_sampled(pair_scheme=scheme, candidates=4))

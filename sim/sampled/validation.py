@@ -11,7 +11,7 @@ from typing import Any
 
 from bandits.errors import PrefsimError
 from bandits.games import GameSpec
-from bandits.pair_schemes import resolve_scheme
+from bandits.pair_schemes import check_candidates, resolve_scheme
 from sim.rules import base_of, rule_info
 from sim.rules.apo import check_form
 from sim.rules.reference import REFERENCE_EVERY
@@ -27,7 +27,7 @@ FEATURES = ("one_hot", "random")
 def validate_sampled_spec(run: Any, game: GameSpec, rules: Sequence[Any]) -> None:
     """Check the ``[run]`` sampled keys against the game and rules (raises :class:`PrefsimError`)."""
     check_settings(run)
-    resolve_scheme(run.pair_scheme, "sampled", "run.pair_scheme")
+    scheme = resolve_scheme(run.pair_scheme, "sampled", "run.pair_scheme")
     if run.problem not in PROBLEMS:
         raise PrefsimError(f"run.problem: unknown problem {run.problem!r}; choose one of {', '.join(PROBLEMS)}.")
     if run.features not in FEATURES:
@@ -36,6 +36,7 @@ def validate_sampled_spec(run: Any, game: GameSpec, rules: Sequence[Any]) -> Non
         value = getattr(run, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise PrefsimError(f"run.{name}: expected an integer ≥ 1, got {value!r}.")
+    check_candidates(scheme, run.candidates)
     if not isinstance(run.self_comparison, bool):
         raise PrefsimError(f"run.self_comparison: expected true or false, got {run.self_comparison!r}.")
     if run.problem == "ring" and run.ring_grid < 2:
