@@ -499,7 +499,7 @@ def _draw_here(job, figure: str) -> list[Path]:
 
 
 def _rules(args) -> int:
-    from sim.rules.catalogue import describe_rules
+    from sim.rules.catalogue import describe_rules, parameter_text
 
     rules = describe_rules()
     if args.json:
@@ -512,14 +512,7 @@ def _rules(args) -> int:
         if rule["aliases"]:
             print(f"    old names (LLM specs, deprecated): {', '.join(rule['aliases'])}")
         for parameter in rule["parameters"]:
-            if parameter["choices"]:
-                default = f"one of {', '.join(parameter['choices'])}; default {parameter['default']}"
-            elif parameter["required"]:
-                default = "required"
-            else:
-                default = f"default: {parameter['default']}"
-            constraint = f"; {parameter['constraint']}" if parameter["constraint"] and not parameter["choices"] else ""
-            print(f"    {parameter['name']}: {parameter['meaning']} ({default}{constraint})")
+            print(f"    {parameter_text(parameter)}")
         if rule["pair_schemes"]:
             print(
                 f"    pair schemes: sampled {', '.join(rule['pair_schemes']['sampled'])}; "

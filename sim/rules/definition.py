@@ -236,6 +236,10 @@ class RuleDefinition:
         for one release and prints a deprecation note.
       check: ``(parameters, where) -> None`` raising :class:`~bandits.errors.PrefsimError` on values
         the factory cannot see (e.g. combinations with the base); optional.
+      update_formula: the exact update in log space, one line (ℓ = log π, ``norm`` = subtract
+        logsumexp), as README's rule table prints it (``python -m sim.doc_tables`` writes the table).
+      loss_formula: the per-pair loss as a formula (docs/llm_bridge.md's rule table); rules with a loss.
+      anchors: the policies the loss is anchored to, with their weights (docs/llm_bridge.md's rule table).
     """
 
     name: str
@@ -255,9 +259,22 @@ class RuleDefinition:
     aliases: tuple = ()
     renamed: Mapping = dataclasses.field(default_factory=dict)
     check: Callable | None = None
+    update_formula: str = ""
+    loss_formula: str = ""
+    anchors: str = ""
 
     def parameter(self, name: str) -> Parameter | None:
         return next((p for p in self.parameters if p.name == name), None)
+
+    @property
+    def trains_offline(self) -> bool:
+        """Whether sampled mode runs it on offline data (``run.data = "offline"``): a single-stage loss whose
+        population minimiser on pairs from a fixed μ is known (``offline``), with a fixed reference (a
+        preset such as COMAL moves its own).  Multi-stage rules use that minimiser per stage, but each stage
+        needs fresh pairs from its own source."""
+        staged = self.data is not None and bool(self.data.stages)
+        advancing = self.parameter("reference_every") is not None
+        return self.offline is not None and not staged and not advancing
 
     @property
     def modes(self) -> tuple:

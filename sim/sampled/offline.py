@@ -110,22 +110,14 @@ def training_pairs(settings: Any) -> int:
 
 
 def offline_rules() -> tuple:
-    """Rules whose definition has an offline counterpart (a closed-form population minimiser on pairs
-    from a fixed μ, module docstring), read from the registry."""
-    return tuple(name for name, definition in RULES.items() if _trains_offline(definition))
-
-
-def _trains_offline(definition) -> bool:
-    """A single-stage loss with a population minimiser on pairs from a fixed μ (multi-stage rules use that
-    minimiser per stage, but each stage needs fresh pairs from its own source)."""
-    staged = definition.data is not None and bool(definition.data.stages)
-    advancing = definition.parameter("reference_every") is not None  # a preset moves its reference (comal)
-    return definition.offline is not None and not staged and not advancing
+    """Rules sampled mode trains on offline data (:attr:`~sim.rules.definition.RuleDefinition.trains_offline`:
+    a closed-form population minimiser on pairs from a fixed μ, module docstring), read from the registry."""
+    return tuple(name for name, definition in RULES.items() if definition.trains_offline)
 
 
 def check_offline_rule(rule_name: str, where: str = "rule") -> None:
     """Raise a :class:`PrefsimError` when ``rule_name`` cannot train on offline data."""
-    if not _trains_offline(rule_info(rule_name)):
+    if not rule_info(rule_name).trains_offline:
         raise PrefsimError(
             f'{where}: run.data = "offline" supports rules {", ".join(offline_rules())} only (their loss has a '
             f"known population minimiser on pairs from π_ref: BR_τ(π_ref), resp. the INPO step against π_ref); "
