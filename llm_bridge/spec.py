@@ -57,6 +57,9 @@ from sim.rules import RULES
 from sim.spec_checks import check_label, read_spec_text
 
 DEVICES = ("auto", "cpu", "cuda")
+#: The keys of the ``[run]`` table: the :class:`BridgeSpec` fields of these names (docs/llm_bridge.md's key
+#: table reads this tuple).
+RUN_KEYS = ("score_batch_size", "keep_checkpoints", "export_final", "threads", "report_to")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,9 +143,12 @@ class PredictionSpec:
 
 @dataclasses.dataclass(frozen=True)
 class RuleEntry:
+    """One ``[[rule]]`` table of the spec."""
+
     label: str
     """Name of the run directory and of the curve in plots."""
     rule: BridgeRule
+    """The rule the ``[[rule]]`` table names, with its resolved parameters and pair scheme."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,10 +160,15 @@ class BridgeSpec:
     seed: int
     """Seed of sampling, labels and shuffling (the same for every rule: common random numbers)."""
     model: ModelSpec
+    """The ``[model]`` table."""
     prompts: PromptSpec
+    """The ``[prompts]`` table."""
     sampling: SamplingSpec
+    """The ``[generation]`` table: how responses are sampled, for training and held-out evaluation."""
     oracle: OracleSpec
+    """The ``[oracle]`` table."""
     training: TrainingSpec
+    """The ``[training]`` table: optimiser and batches of each iteration's minimisation."""
     rules: tuple
     """:class:`RuleEntry` per ``[[rule]]`` table; each is trained from π_ref in its own directory."""
     score_batch_size: int = 16
@@ -309,10 +320,9 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
         entries.append(RuleEntry(label, build_bridge_rule(name, table, where=f"rule {label!r}", tau=float(tau))))
 
     run = dict(_table(raw, "run"))
-    allowed_run = {"score_batch_size", "keep_checkpoints", "export_final", "threads", "report_to"}
-    if set(run) - allowed_run:
+    if set(run) - set(RUN_KEYS):
         raise PrefsimError(
-            f"run: unknown key(s) {', '.join(sorted(set(run) - allowed_run))}; known: {', '.join(sorted(allowed_run))}."
+            f"run: unknown key(s) {', '.join(sorted(set(run) - set(RUN_KEYS)))}; known: {', '.join(sorted(RUN_KEYS))}."
         )
     score_batch_size = _integer(run.get("score_batch_size", 16), "run.score_batch_size", 1)
     keep = _integer(run.get("keep_checkpoints", 0), "run.keep_checkpoints", 0)

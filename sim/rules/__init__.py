@@ -1,28 +1,11 @@
-r"""Every update rule, one module each, and the registry that maps names to their definitions.
+"""Every update rule, one module each, and the registry that maps names to their definitions.
 
-=================  ==============================================  ===============================
-name               module                                          parameters (paper names)
-=================  ==============================================  ===============================
-``inpo``           :mod:`sim.rules.inpo`                            eta (inverse LR), tau, schedule
-``mmd``            :mod:`sim.rules.mmd`                             eta (step), tau (magnet)
-``nash_md``        :mod:`sim.rules.nash_md`                         eta (LR), tau
-``sppo``           :mod:`sim.rules.sppo`                            eta (LR), normaliser
-``dno``            :mod:`sim.rules.dno`                             eta (inverse LR)
-``online_ipo``     :mod:`sim.rules.online_ipo`                      tau
-``extragradient``  :mod:`sim.rules.extragradient`                   eta (LR), tau
-``optimistic``     :mod:`sim.rules.extragradient`                   eta (LR), tau
-``dpo``            :mod:`sim.rules.dpo`                             beta, anchor
-``apo``            :mod:`sim.rules.apo` (wraps dpo / sppo / inpo)   base, alpha, schedule, form + base's*
-``comal``          :mod:`sim.rules.presets` (INPO + advancement)    inpo's + reference_every (12)
-``mpo``            :mod:`sim.rules.presets` (MMD + advancement)     mmd's + reference_every (40)
-``mnpo``           :mod:`sim.rules.mnpo`                            eta (inverse LR), tau, history, decay
-=================  ==============================================  ===============================
+``prefsim rules`` (``--json``) lists every rule with its module's parameters, defaults, modes, pair schemes
+and paper, and README's rule table is written from this registry (``python -m sim.doc_tables``).  Every
+anchored (τ-regularised) rule also accepts ``reference_every = M``: its own reference moves to π_t every M
+updates (:mod:`sim.rules.reference`).
 
-Every τ-regularised rule (``inpo``, ``mmd``, ``nash_md``, ``online_ipo``, ``extragradient``,
-``optimistic``) also accepts ``reference_every = M``: its own reference moves to π_t every M updates
-(:mod:`sim.rules.reference`).
-
-\* APO takes its base rule's parameters under their own names, except the base INPO's ``schedule``,
+APO takes its base rule's parameters under their own names, except the base INPO's ``schedule``,
 which is ``base_schedule`` (APO's own ``schedule`` is the extrapolation schedule).
 
 Each module's ``DEFINITION`` (:class:`~sim.rules.definition.RuleDefinition`) holds the rule's

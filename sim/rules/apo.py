@@ -233,6 +233,9 @@ DEFINITION = RuleDefinition(
     paper="He, Yuan & Gu, Accelerated Preference Optimization (arXiv 2410.06293), Eq. (3.6); "
     "not TRL's apo_zero (Anchored PO)",
     summary="Nesterov extrapolation between consecutive proximal outputs, wrapping a base rule",
+    update_formula="(1+α)ℓ̂_{t+1} − αℓ̂_t around a proximal base (`dpo`, `sppo`, `inpo`)",
+    loss_formula="the base's (`dpo`/`sppo`/`inpo`) + extrapolation α (`form`)",
+    anchors="π_t (extrapolated)",
     parameters=(
         Parameter("base", "proximal base rule", "dpo", ("dpo", "sppo", "inpo")),
         Parameter("alpha", "extrapolation weight α (constant schedule)", 0.3, constraint="in [0, 1)", symbol="α"),

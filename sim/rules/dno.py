@@ -64,6 +64,9 @@ DEFINITION = RuleDefinition(
     name="dno",
     paper="Rosset et al., Direct Nash Optimization (arXiv 2404.03715), theoretical algorithm",
     summary="exponential weights on the win rate against π_t (= SPPO with η_SPPO = 1/η)",
+    update_formula="ℓ_t + Pπ_t/η",
+    loss_formula="soft-label BT with label σ(P̂_1 − P̂_2), η inverse LR",
+    anchors="π_t",
     parameters=(
         Parameter("eta", "INVERSE learning rate η: π_{t+1} ∝ π_t exp(Pπ_t/η)", 1.0, constraint="> 0", symbol="η"),
     ),

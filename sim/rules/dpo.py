@@ -62,6 +62,9 @@ DEFINITION = RuleDefinition(
     name="dpo",
     paper="Rafailov et al., DPO, NeurIPS 2023; iterative DPO with reference π_t (Xiong et al. 2024)",
     summary="proximal-point step π_{t+1} ∝ π_t exp(r/β) on a Bradley–Terry game",
+    update_formula="ℓ_t + r/β (proximal step, reference π_t; Bradley–Terry games)",
+    loss_formula="−log σ(βΔ)",
+    anchors='π_t (`anchor = "previous"`, proximal point) or π_ref (`"reference"`)',
     parameters=(
         Parameter(
             "beta", "KL coefficient β of the proximal step (TRL's default is 0.1)", 1.0, constraint="> 0", symbol="β"

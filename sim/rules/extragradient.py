@@ -143,13 +143,22 @@ def _parameters():
 
 
 def _two_stage_rule(
-    name: str, paper: str, summary: str, exact: Callable[..., ExactRule], stages: tuple, bounds: tuple
+    name: str,
+    paper: str,
+    summary: str,
+    update_formula: str,
+    exact: Callable[..., ExactRule],
+    stages: tuple,
+    bounds: tuple,
 ) -> RuleDefinition:
     """A mirror-step rule whose sampled iteration solves the stage loss twice (``stages``)."""
     return RuleDefinition(
         name=name,
         paper=paper,
         summary=summary,
+        update_formula=update_formula,
+        loss_formula="(h − η/2)², h = Δlog π − ητΔlog π_ref − (1 − ητ)Δlog π_t, in two stages (below)",
+        anchors="π_ref (ητ) and π_t (1 − ητ)",
         parameters=_parameters(),
         exact=exact,
         loss=pair_loss,
@@ -165,6 +174,8 @@ EXTRAGRADIENT = _two_stage_rule(
     "extragradient",
     "Cen et al. 2021; Zhou et al., EGPO (COLM 2025, arXiv 2503.08942)",
     "mirror-prox: a half step, then the full step against the half-step policy",
+    "mirror-prox on the τ-regularised game; in sampled mode and the LLM bridge two proximal solves per iteration "
+    "(EGPO)",
     extragradient,
     (Stage("iterate"), Stage("previous_stage")),
     (MIRROR_PROX_LINEAR,),
@@ -176,6 +187,8 @@ OPTIMISTIC = _two_stage_rule(
     "optimistic",
     "Rakhlin & Sridharan 2013; ONPO, Zhang et al. 2025 (arXiv 2502.16852)",
     "optimistic mirror descent (one product with P per iteration)",
+    "optimistic MD on the τ-regularised game; in sampled mode and the LLM bridge two proximal solves per "
+    "iteration (ONPO)",
     optimistic,
     (Stage("carried"), Stage("previous_stage", carry=True)),
     (OPTIMISTIC_LINEAR, OPTIMISTIC_AVERAGE),

@@ -153,6 +153,9 @@ DEFINITION = RuleDefinition(
     name="inpo",
     paper="Zhang et al., Iterative Nash Policy Optimization, ICLR 2025 (arXiv 2407.00617), Eq. (5), loss Eq. (8)",
     summary="online mirror descent on the τ-regularised preference game",
+    update_formula="(1 − τ/η)ℓ_t + (τ/η)ℓ_ref + Pπ_t/η",
+    loss_formula="(h_t − 1/(2η))², η inverse LR > τ",
+    anchors="π_ref (τ/η) and π_t ((η−τ)/η)",
     parameters=(
         Parameter(
             "eta",

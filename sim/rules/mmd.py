@@ -33,6 +33,7 @@ DEFINITION = RuleDefinition(
     name="mmd",
     paper="Sokota et al., Magnetic Mirror Descent, ICLR 2023 (arXiv 2206.05825)",
     summary="mirror descent with a magnet at π_ref; equals INPO with η_INPO = τ + 1/η",
+    update_formula="[ℓ_t + ητℓ_ref + ηPπ_t]/(1+ητ)",
     parameters=(
         Parameter("eta", "step size (learning rate) η of MMD", 1.0, constraint="> 0", symbol="η"),
         Parameter("tau", "magnet strength (the MMD paper's α), magnet = π_ref", GAME_TAU, constraint="≥ 0", symbol="τ"),

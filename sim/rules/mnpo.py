@@ -163,6 +163,15 @@ DEFINITION = RuleDefinition(
         "code smiles724/MNPO"
     ),
     summary="INPO with its KL centre at the weighted geometric mixture of its last m iterates (opponent π_t)",
+    update_formula=(
+        "(1 − τ/η)·Σ_j λ_j ℓ_{t−j} + (τ/η)ℓ_ref + Pπ_t/η: INPO anchored at the weighted geometric mixture of its "
+        "last m iterates (time-dependent MNPO, arXiv 2509.23102; docs/theory.md §F.4)"
+    ),
+    loss_formula=(
+        "INPO's, with log π_t replaced by Σ_j λ_j log π_{t−j} over the last m = `history` iterates (default 2; "
+        "λ_j ∝ `decay`^j; docs/theory.md §F.4)"
+    ),
+    anchors="π_ref (τ/η) and π_t, …, π_{t−m+1} ((η−τ)/η · λ_j; their checkpoints are kept)",
     parameters=(
         Parameter("eta", "INVERSE learning rate η (as INPO)", 1.0, constraint="> tau", symbol="η"),
         Parameter("tau", "KL(π‖π_ref) regularisation τ of the rule", GAME_TAU, constraint="> 0", symbol="τ"),

@@ -80,6 +80,12 @@ DEFINITION = RuleDefinition(
     name="nash_md",
     paper="Munos et al., Nash Learning from Human Feedback, ICML 2024 (arXiv 2312.00886)",
     summary="mirror descent against the geometric mixture π_t^{1−ητ}π_ref^{ητ}",
+    update_formula="(1−ητ)ℓ_t + ητℓ_ref + ηPπ_t^μ, π^μ ∝ π_t^{1−ητ}π_ref^{ητ}",
+    loss_formula=(
+        "−sg[P(y≻y′) − ½ − τ(log π − log π_ref)(y)]·log π(y), y ~ π_t against y′ from the geometric mixture "
+        "π_t^μ (below)"
+    ),
+    anchors="π_ref",
     parameters=(
         Parameter(
             "eta",

@@ -58,6 +58,9 @@ DEFINITION = RuleDefinition(
     name="online_ipo",
     paper="Calandriello et al., Human Alignment of LLMs through Online Preference Optimisation, ICML 2024",
     summary="exact per-iteration argmin of online IPO = regularised best response BR_τ(π_t)",
+    update_formula="ℓ_ref + Pπ_t/τ (exact argmin = best response)",
+    loss_formula="(Δ − 1/(2τ))² (sequence-level, no per-token averaging)",
+    anchors="π_ref",
     parameters=(
         Parameter(
             "tau", "KL(π‖π_ref) regularisation τ; the loss's target is 1/(2τ)", GAME_TAU, constraint="> 0", symbol="τ"

@@ -25,9 +25,16 @@ from sim.rules.reference import REFERENCE_EVERY
 
 
 def preset(
-    base: RuleDefinition, name: str, paper: str, summary: str, every: int, defaults: dict | None = None
+    base: RuleDefinition,
+    name: str,
+    paper: str,
+    summary: str,
+    every: int,
+    defaults: dict | None = None,
+    **texts: str,
 ) -> RuleDefinition:
-    """``base`` under ``name`` with ``reference_every`` defaulting to ``every`` and other defaults replaced."""
+    """``base`` under ``name`` with ``reference_every`` defaulting to ``every`` and other defaults replaced;
+    ``texts`` are its own ``update_formula``, ``loss_formula`` and ``anchors`` (the docs' tables)."""
     every_parameter = dataclasses.replace(REFERENCE_EVERY, default=every, optional=False)
     parameters = tuple(
         dataclasses.replace(p, default=(defaults or {})[p.name]) if p.name in (defaults or {}) else p
@@ -42,6 +49,7 @@ def preset(
         proximal=False,
         aliases=(),
         renamed={},
+        **texts,
     )
 
 
@@ -53,6 +61,11 @@ COMAL = preset(
     "INPO toward the current reference, reference ← π_t every M iterations (the conceptual prox method)",
     12,
     {"eta": DerivedDefault(lambda parameters: 3.0 * parameters["tau"], "3·tau (the script's τ/η = 1/3)", ("tau",))},
+    update_formula="INPO whose reference moves to π_t every M iterations (COMAL, ICLR 2026)",
+    loss_formula="INPO's, toward the rule's current reference (η default 3τ)",
+    anchors=(
+        "the reference (τ/η), moved to π_t every `reference_every` = M iterations (default 12), and π_t ((η−τ)/η)"
+    ),
 )
 
 MPO = preset(
@@ -61,4 +74,5 @@ MPO = preset(
     "Wang et al., Magnetic Preference Optimization (arXiv 2410.16714); magnet period 40 is prefsim's choice",
     "MMD whose magnet is replaced by the current policy every M iterations",
     40,
+    update_formula="MMD whose magnet moves to π_t every M iterations (MPO, arXiv 2410.16714)",
 )

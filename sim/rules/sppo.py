@@ -154,6 +154,9 @@ DEFINITION = RuleDefinition(
     name="sppo",
     paper="Wu et al., Self-Play Preference Optimization, ICLR 2025 (arXiv 2405.00675)",
     summary="multiplicative weights in self-play on the unregularised game",
+    update_formula="ℓ_t + ηPπ_t",
+    loss_formula="½[(Δ_w − η(P̂_w − ½))² + (Δ_l − η(P̂_l − ½))²]",
+    anchors="π_t",
     parameters=(
         Parameter("eta", "learning rate η (the official code's beta = 1/η)", 1.0, constraint="> 0", symbol="η"),
         Parameter(
