@@ -739,38 +739,58 @@ def metric_figure(
 
 #: Rule labels up to which the head-to-head heat map is drawn (a 40 × 40 map is 23 inches wide).
 HEATMAP_MAX_LABELS = 40
+#: The heat map's colours span ½ ± the largest |W − ½|, but never less than this (all W = ½: a blank map).
+HEATMAP_MIN_SPREAD = 0.005
+#: Largest font size of the heat map's cell values (points); smaller where a cell is too narrow for it.
+HEATMAP_CELL_FONT = 8.0
 
 
 def plot_headtohead(table: pd.DataFrame, path: str | Path) -> Path | None:
+    """The heat map of :func:`headtohead_figure` written to ``path``; ``None``, and nothing written, where
+    there is no map."""
+    figure = headtohead_figure(table)
+    return None if figure is None else save_figure(figure, path)
+
+
+def headtohead_figure(table: pd.DataFrame) -> Figure | None:
     """Heat map of a run's head-to-head table (``headtohead.csv``, :mod:`sim.headtohead`): W(A, B), rows A,
-    columns B, with the mean in each cell (up to 12 rules); written to ``path``.  ``None``, and nothing
-    written, for a run of one rule (W(A, A) = ½ says nothing) and for more than :data:`HEATMAP_MAX_LABELS`
+    columns B, with the mean in each cell.  The colours diverge from white at ½ and span ½ ± the largest
+    |W − ½| (the colour bar says so): win rates of 0.46–0.54 on a fixed 0–1 scale looked all white.
+    ``None`` for a run of one rule (W(A, A) = ½ says nothing) and for more than :data:`HEATMAP_MAX_LABELS`
     (cells and labels too small to read; the table is in ``headtohead.csv``)."""
     labels = list(dict.fromkeys(table["rule_a"]))
     if not 2 <= len(labels) <= HEATMAP_MAX_LABELS:
         return None
     grid = table.pivot(index="rule_a", columns="rule_b", values="win_rate").reindex(index=labels, columns=labels)
+    values = grid.to_numpy(dtype=np.float64)
+    finite = np.abs(values[np.isfinite(values)] - 0.5)
+    spread = max(float(finite.max(initial=0.0)), HEATMAP_MIN_SPREAD)
+    digits = 2 if spread >= 0.05 else 3  # 0.46 … 0.54 in two digits would hide the differences
     size = 1.2 + 0.55 * len(labels)
     with matplotlib.rc_context(STYLE):
         figure = Figure(figsize=(size + 1.5, size + 0.3), layout="constrained")
         FigureCanvas(figure)
         axes = figure.add_subplot()
-        image = axes.imshow(grid.to_numpy(), cmap="RdBu_r", vmin=0.0, vmax=1.0)
+        norm = matplotlib.colors.Normalize(vmin=0.5 - spread, vmax=0.5 + spread)
+        image = axes.imshow(values, cmap="RdBu_r", norm=norm)
         axes.spines[["top", "right"]].set_visible(True)  # a closed frame around the cells
         axes.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
         axes.set_yticks(range(len(labels)), labels)
         axes.set_xlabel("opponent B")
         axes.set_ylabel("rule A")
-        if len(labels) <= 12:
-            for i in range(len(labels)):
-                for j in range(len(labels)):
-                    value = grid.iat[i, j]
-                    axes.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
-                              color="white" if abs(value - 0.5) > 0.3 else "black")  # fmt: skip
-        figure.colorbar(image, ax=axes, label="P(A ≻ B)")
+        figure.colorbar(image, ax=axes, label=f"P(A ≻ B); colours span ½ ± {spread:.2g} (largest |W − ½|)")
         title = f"win rate of A vs B, mean over {int(table['seeds'].max())} seeds"
         figure.suptitle(_wrap_title(title, figure.get_figwidth(), 10), fontsize=10)
-    return save_figure(figure, path)
+        # the cell values, in a font that fits a cell once the layout has sized the axes
+        figure.get_layout_engine().execute(figure)
+        cell = axes.get_position().width * figure.get_figwidth() * 72.0 / len(labels)
+        fontsize = min(HEATMAP_CELL_FONT, 0.85 * cell / (0.62 * (digits + 2)))
+        for i in range(len(labels)):
+            for j in range(len(labels)):
+                value = values[i, j]
+                axes.text(j, i, f"{value:.{digits}f}", ha="center", va="center", fontsize=fontsize,
+                          color="white" if abs(value - 0.5) > 0.6 * spread else "black")  # fmt: skip
+    return figure
 
 
 def facet_styles(rules: list[str], facets: list) -> dict[str, dict]:

@@ -14,7 +14,7 @@ from sim.diagnostics import DegenerateRunWarning
 from sim.figure_plan import HEADTOHEAD, plan_figures
 from sim.game import game_from_instance
 from sim.headtohead import headtohead_table, win_rates_per_seed
-from sim.plotting import draw_job_figure, plot_headtohead
+from sim.plotting import draw_job_figure, headtohead_figure, plot_headtohead
 from sim.rules import build_rule, resolve_parameters
 from sim.spec import parse_spec
 
@@ -200,3 +200,33 @@ def test_a_run_with_more_labels_than_a_table_is_for_writes_none_and_says_so(tmp_
         table = sim.run(raw, out=tmp_path / "run")
     assert table.attrs["headtohead"] is None and not (tmp_path / "run" / "headtohead.csv").exists()
     assert not list((tmp_path / "run").glob("headtohead.*"))
+
+
+@pytest.mark.parametrize("count", [13, 40])
+def test_the_map_centres_its_colours_at_a_half_and_prints_every_value_in_a_font_that_fits_its_cell(count):
+    """default.toml's map of 13 rules: win rates in [0.459, 0.541] on a fixed 0–1 scale looked white, and above
+    12 rules no cell had its value.  The colours span ½ ± the largest |W − ½| (the colour bar says so), and every
+    cell has its value, inside the cell, up to the 40-label limit."""
+    rules = [f"rule_{k}" for k in range(count)]
+    rng = np.random.default_rng(1)
+    upper = 0.5 + rng.uniform(-0.041, 0.041, size=(count, count))
+    wins = np.triu(upper, 1) + np.tril(1.0 - upper.T, -1) + 0.5 * np.eye(count)
+    table = pd.DataFrame(
+        [{"rule_a": a, "rule_b": b, "win_rate": wins[i, j]} for i, a in enumerate(rules) for j, b in enumerate(rules)]
+    ).assign(ci_lower=0.4, ci_upper=0.6, seeds=20)
+    figure = headtohead_figure(table)
+    (axes, bar) = figure.axes
+    (image,) = axes.get_images()
+    spread = np.max(np.abs(wins - 0.5))
+    assert image.norm.vmin == pytest.approx(0.5 - spread) and image.norm.vmax == pytest.approx(0.5 + spread)
+    assert f"½ ± {spread:.2g}" in bar.get_ylabel()
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    texts = axes.texts
+    assert len(texts) == count * count
+    cell = axes.bbox.width / count
+    for text in texts[:: max(1, count // 5)]:
+        box = text.get_window_extent(renderer)
+        assert box.width < cell and box.height < cell, "a cell's value fits in the cell"
+    assert float(texts[1].get_text()) == pytest.approx(wins[0, 1], abs=1e-3)
+    assert len(texts[1].get_text()) == 5, "three digits where the win rates are within 0.05 of a half"
