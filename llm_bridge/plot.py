@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from llm_bridge.metrics import mean_with_interval
@@ -26,11 +27,21 @@ def _heldout(out: Path, rule: str, iteration: int) -> dict | None:
 
 
 def plot_curves(table: pd.DataFrame, out: Path, path: Path) -> Path:
+    """The figure of :func:`curves_figure` written to ``path`` (PNG, 120 dpi); returns the path."""
+    curves_figure(table, out).savefig(path, dpi=120)
+    return Path(path)
+
+
+def curves_figure(table: pd.DataFrame, out: Path) -> Figure:
     """Win rate vs π_ref, mean oracle reward and KL(π_t‖π_ref) per iteration, one curve per rule, with 95%
     Student-t bands over held-out prompts (from each iteration's ``heldout.json``: rewards and the per-prompt
-    terms log π_t(y)/π_ref(y) of the KL estimate; a band is left out where a record lacks them)."""
+    terms log π_t(y)/π_ref(y) of the KL estimate; a band is left out where a record lacks them).  One legend
+    below the panels names the rules and the dashed reference lines (½ in the win-rate panel, π_ref's mean
+    reward in the reward panel); inside a panel it covered bands."""
     out = Path(out)
-    figure = Figure(figsize=(13, 3.8))  # no pyplot: no global backend or figure registry is touched
+    # no pyplot: no global backend or figure registry is touched
+    figure = Figure(figsize=(13, 4.2), layout="constrained")
+    FigureCanvasAgg(figure)
     axes = figure.subplots(1, 3)
     rules = list(dict.fromkeys(table["rule"]))
     for index, rule in enumerate(rules):
@@ -50,17 +61,20 @@ def plot_curves(table: pd.DataFrame, out: Path, path: Path) -> Path:
                     [mean_with_interval(np.asarray(b[key], dtype=float), bounds=(-np.inf, np.inf)) for b in bands]
                 )
                 axis.fill_between(t, intervals[:, 1], intervals[:, 2], color=colour, alpha=0.15)
+    handles = axes[2].get_legend_handles_labels()[0]  # one curve per rule
+    handles.append(axes[0].axhline(0.5, color="grey", lw=0.8, ls="--", label="½, a tie with π_ref (win rate)"))
     reference = table["reference_reward"].dropna()
     if len(reference):
-        axes[1].axhline(float(reference.iloc[0]), color="grey", lw=0.8, ls="--", label="π_ref")
-    axes[0].axhline(0.5, color="grey", lw=0.8, ls="--")
+        handles.append(
+            axes[1].axhline(
+                float(reference.iloc[0]), color="grey", lw=0.8, ls=(0, (1, 1.5)), label="π_ref's mean reward (reward)"
+            )
+        )
     titles = ("win rate of π_t vs π_ref", "mean oracle reward of π_t", "KL(π_t ‖ π_ref) (nats, Monte Carlo)")
     for axis, title in zip(axes, titles):
         axis.set_xlabel("iteration t")
         axis.set_title(title, fontsize=10)
         axis.set_xticks(sorted(set(table["iteration"].astype(int))))
-    axes[2].legend(frameon=False, fontsize=8, loc="upper left")
+    figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False, fontsize=8)
     figure.suptitle("held-out prompts, 95% CIs over prompts", fontsize=10)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    return Path(path)
+    return figure

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from llm_bridge.metrics import COLUMNS
-from llm_bridge.plot import _heldout, plot_curves
+from llm_bridge.plot import _heldout, curves_figure, plot_curves
 
 matplotlib.use("Agg")
 
@@ -45,6 +45,22 @@ def test_curves_are_drawn_with_and_without_per_prompt_terms(tmp_path):
     older = tmp_path / "older"
     table = write_run(older, with_terms=False)  # runs recorded before the KL terms were stored: no KL band
     assert plot_curves(table, older, older / "curves.png").is_file()
+
+
+def test_every_line_of_every_panel_is_named_in_a_legend_below_the_panels(tmp_path):
+    """The reward panel's dashed π_ref line had no legend entry (only the KL panel had a legend), nor had the
+    win-rate panel's line at ½; a legend inside the KL panel could cover its bands."""
+    figure = curves_figure(write_run(tmp_path), tmp_path)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    (legend,) = figure.legends
+    named = {text.get_text() for text in legend.get_texts()}
+    for axes in figure.axes:
+        assert axes.get_legend() is None
+        for line in axes.get_lines():
+            assert line.get_label() in named, f"{line.get_label()!r} in {axes.get_title()!r} is not in the legend"
+        assert not legend.get_window_extent(renderer).overlaps(axes.bbox), "the legend covers no panel"
+    assert "π_ref's mean reward (reward)" in named and "inpo" in named
 
 
 def test_demo_and_study_specs_parse():
