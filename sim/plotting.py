@@ -879,18 +879,31 @@ def plot_grid(
     bounds: pd.DataFrame | None = None,
     **kwargs: Any,
 ) -> Path:
-    """Several metrics side by side in one figure (notebook figures); ``kwargs`` go to :func:`plot_metric`."""
+    """:func:`grid_figure` written to ``path``; returns the path."""
+    return save_figure(grid_figure(table, metrics, columns, bounds, **kwargs), path)
+
+
+def grid_figure(
+    table: pd.DataFrame,
+    metrics: Iterable[str],
+    columns: int = 2,
+    bounds: pd.DataFrame | None = None,
+    **kwargs: Any,
+) -> Figure:
+    """Several metrics side by side in one figure (notebook figures); ``kwargs`` go to :func:`plot_metric`.
+
+    Each axes' legend is outside it, on its right (``legend="outside"``, the default; a panel is then as wide as
+    a metric figure with its legend): a legend inside the axes covered curves and bands."""
     metrics = list(metrics)
     rows = math.ceil(len(metrics) / columns)
-    kwargs.setdefault("legend", "inside")
+    kwargs.setdefault("legend", "outside")
+    width = WIDE_FIGURE_SIZE[0] if kwargs["legend"] == "outside" else FIGURE_SIZE[0]
     with matplotlib.rc_context(STYLE):
-        figure = Figure(
-            figsize=(FIGURE_SIZE[0] * min(columns, len(metrics)), FIGURE_SIZE[1] * rows), layout="constrained"
-        )
+        figure = Figure(figsize=(width * min(columns, len(metrics)), FIGURE_SIZE[1] * rows), layout="constrained")
         FigureCanvas(figure)
         grid = figure.subplots(rows, min(columns, len(metrics)), squeeze=False)
     for index, metric in enumerate(metrics):
         plot_metric(table, metric, axes=grid.flat[index], theory=bounds_for_metric(bounds, metric), **kwargs)
     for extra in list(grid.flat)[len(metrics) :]:
         extra.set_visible(False)
-    return save_figure(figure, path)
+    return figure

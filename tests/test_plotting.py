@@ -890,3 +890,22 @@ def test_a_metric_figure_draws_no_mathtext_tick_label(cyclic_table):
     assert labels and not any("$" in text for text in labels)
     assert isinstance(axes.yaxis.get_major_formatter(), plotting.PlainLogFormatter)
     assert isinstance(axes.xaxis.get_major_formatter(), plotting.PlainLogFormatter)
+
+
+def test_plot_grid_puts_each_legend_outside_its_axes():
+    """Notebooks 04 and 06 call plot_grid without ``legend=``: the legend sat inside the axes (loc="best") over
+    curves and bands."""
+    curves = {
+        f"r{k}": {"kl_to_nash": lambda t, k=k: (k + 1) / (t + 1), "regret": lambda t, k=k: k + t} for k in range(6)
+    }
+    table = synthetic(curves, iterations=np.arange(0, 41))
+    figure = plotting.grid_figure(table, ["kl_to_nash", "regret", "kl_to_nash"], fit_window=None)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    shown = [axes for axes in figure.axes if axes.get_visible()]
+    assert len(shown) == 3
+    for axes in shown:
+        box = axes.get_legend().get_window_extent(renderer)
+        assert _inside(box, figure.bbox), "the legend fits in the figure"
+        for other in shown:
+            assert not box.overlaps(other.bbox), "no legend over an axes' data area"
