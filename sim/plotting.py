@@ -23,9 +23,9 @@ Design (what every figure shows):
 * **T = 3** – a dotted vertical line: the iteration count of the INPO and APO LLM experiments.
 * **theory** – bounds stored by the run (``bounds.csv``, :mod:`sim.bounds_table`) as thin lines in the
   rule's colour; this module never rebuilds games or solves for equilibria.
-* **layout** – the legend outside the axes; one panel per rule family (shared y axis) when a figure
-  would hold more than :data:`sim.figure_plan.MAX_CURVES_PER_AXES` curves; the title wrapped to the
-  figure's width.
+* **layout** – the legend outside the axes; one panel per rule family (shared y axis, and one axes height
+  and position in a row whatever the panels' legends) when a figure would hold more than
+  :data:`sim.figure_plan.MAX_CURVES_PER_AXES` curves; the title wrapped to the figure's width.
 * **facets** – a run that sweeps ``[game]``/``[run]`` fields draws one panel per value (or combination)
   of them (:func:`sim.figure_plan.facet_panels`, ``[plot] facet``), up to
   :data:`sim.figure_plan.MAX_FACETS`; beyond that the curves share the axes and the title says why.
@@ -734,7 +734,40 @@ def metric_figure(
             figure.set_figheight(sum(PANEL_SIZE[1] + LEGEND_LINE_INCHES * lines for lines in legend_rows) + 0.6)
         if title:
             figure.suptitle(_wrap_title(title, figure.get_figwidth(), STYLE["axes.titlesize"]), fontsize=11)
+        if panels:
+            _align_rows(figure, [panel_axes[start : start + columns] for start in range(0, len(panel_axes), columns)])
     return figure
+
+
+def _align_rows(figure: Figure, rows: list[list[Axes]]) -> None:
+    """Give the panels of each row one height and vertical position, then keep the layout as it is.
+
+    Constrained layout sizes each panel's axes around its own legend below it, so in a row the panel with
+    the longest legend had the shortest axes, and a shared y range then read differently from panel to
+    panel.  The layout is run once, each row's axes get the lowest top and the highest bottom among them
+    (the room of the row's longest legend, reserved in every panel), and the layout engine is switched off
+    so that drawing the figure keeps these positions.  The row's legends hang from one line, the top of
+    its longest legend.
+    """
+    figure.get_layout_engine().execute(figure)
+    renderer = figure.canvas.get_renderer()
+    to_figure = figure.transFigure.inverted()
+    for row in rows:
+        if len(row) < 2:
+            continue
+        boxes = [axes.get_position() for axes in row]
+        bottom, top = max(box.y0 for box in boxes), min(box.y1 for box in boxes)
+        for axes, box in zip(row, boxes):
+            axes.set_position([box.x0, bottom, box.width, top - bottom])
+        legends = [legend for axes in row for legend in axes.get_figure(root=False).legends]
+        extents = [legend.get_window_extent(renderer).transformed(to_figure) for legend in legends]
+        if extents:
+            hang = max(extent.y1 for extent in extents)
+            for legend, extent in zip(legends, extents):
+                legend.set_loc("upper left")
+                legend.set_bbox_to_anchor((extent.x0, hang), transform=figure.transFigure)
+                legend.borderaxespad = 0.0
+    figure.set_layout_engine("none")
 
 
 #: Rule labels up to which the head-to-head heat map is drawn (a 40 × 40 map is 23 inches wide).

@@ -909,3 +909,25 @@ def test_plot_grid_puts_each_legend_outside_its_axes():
         assert _inside(box, figure.bbox), "the legend fits in the figure"
         for other in shown:
             assert not box.overlaps(other.bbox), "no legend over an axes' data area"
+
+
+def test_the_panels_of_a_row_have_one_axes_height_and_position_whatever_their_legends():
+    """apo_exact's regret.png: constrained layout sized each panel's axes around its own legend, so the panel
+    with the longest legend was the shortest, with the y range shared."""
+    curves = {f"apo[alpha={k / 10}]": {"regret": lambda t, k=k: (k + 1) * np.log1p(t)} for k in range(5)}
+    curves |= {f"dpo[beta={k}]": {"regret": lambda t, k=k: (k + 2) * np.log1p(t)} for k in (1, 2)}
+    curves["apo_nesterov"] = {"regret": lambda t: 3 * np.log1p(t)}
+    curves["mmd"] = {"regret": lambda t: 4 * np.log1p(t)}
+    table = synthetic(curves, iterations=np.arange(0, 21))
+    figure = plotting.metric_figure(table, "regret", plotting.stats.rules_of(table), PlotSpec(), title="regret")
+    panels = [cell for cell in figure.subfigs if cell.axes]
+    assert len(panels) == 4  # apo, dpo, apo_nesterov in the first row; mmd in the second
+    _assert_panel_legends_below_their_axes(figure, panels)
+    first_row = [cell.axes[0].get_position() for cell in panels[:3]]
+    assert len({(round(box.y0, 9), round(box.height, 9)) for box in first_row}) == 1
+    legend_tops = [cell.legends[0].get_window_extent().y1 for cell in panels[:3]]
+    assert max(legend_tops) - min(legend_tops) < 1.0, "the row's legends hang from one line"
+    # the positions are the ones written: the file is drawn without a second layout
+    png = io.BytesIO()
+    plotting.write_png(figure, png, 100)
+    assert [cell.axes[0].get_position().bounds for cell in panels[:3]] == [box.bounds for box in first_row]
