@@ -6,13 +6,18 @@ Design (what every figure shows):
   0 (the initial policy, π_ref) sits at the left edge and the rest is a log axis; the initial value
   is marked with a hollow circle.
 * **y axis** – logarithmic when the metric has positive values (non-positive values, e.g. an exact
-  zero gap, are left out of the log axis), linear otherwise.
+  zero gap, are left out of the log axis), linear otherwise.  A curve that reaches the precision's
+  rounding floor (:func:`sim.diagnostics.floor_iteration`) is drawn down to it only: from that iteration its
+  values ≤ floor, zeros included, run along the axis bottom from a ▼, its legend entry says from which t,
+  and values at or below the floor never set the log axis' range.
 * **bands** – percentile-bootstrap 95% CI of the mean over seeds (:func:`sim.stats.curve_summary`);
   optionally each seed's curve thinly (``per_seed``).
 * **colour and line style** – one colour per rule family (a ``[[rule]]`` table: ``apo`` for
-  ``apo[alpha=0.5]``), a line style and shade per swept value inside the family.  Curves identical to
-  an earlier one (e.g. ``sppo`` and ``dno`` at matching steps) say so in the legend ("= sppo") and are
-  drawn dashed on top, so neither hides the other.  An axes of more than :data:`MANY_CURVES` curves (a
+  ``apo[alpha=0.5]``), a line style and shade per swept value inside the family; past ten families the
+  ten hues come back with a marker per further ten (:data:`FAMILY_MARKERS`).  Curves identical to an
+  earlier one (e.g. ``sppo`` and ``dno`` at matching steps) say so in the legend ("= sppo"), and curves
+  within a line's width of one (:data:`NEAR_CURVES`) say "≈ sppo"; both are drawn dashed on top, so
+  neither hides the other.  An axes of more than :data:`MANY_CURVES` curves (a
   long sweep) draws them along one colour scale in their order, with a colour bar naming the first,
   middle and last, and no legend entries or fits: a legend of 100 curves was a figure 7000 pixels tall.
 * **fits** – only where a fit means something (:func:`choose_fit`): for convergence metrics, over the
@@ -22,7 +27,8 @@ Design (what every figure shows):
   (``regret``, ``queries``, ``loss``, ``max_log_ratio``).  The legend says which fit it is.
 * **T = 3** – a dotted vertical line: the iteration count of the INPO and APO LLM experiments.
 * **theory** – bounds stored by the run (``bounds.csv``, :mod:`sim.bounds_table`) as thin lines in the
-  rule's colour; this module never rebuilds games or solves for equilibria.
+  rule's colour (a bound drawn for several rules names them in its legend entry); this module never
+  rebuilds games or solves for equilibria.
 * **layout** – the legend outside the axes; one panel per rule family (shared y axis, and one axes height
   and position in a row whatever the panels' legends) when a figure would hold more than
   :data:`sim.figure_plan.MAX_CURVES_PER_AXES` curves; the title wrapped to the figure's width.
@@ -116,6 +122,17 @@ LEGEND_LINE_INCHES = 0.21
 #: 7000 pixels tall).
 MANY_CURVES = 12
 LINE_STYLES = ("-", (0, (5, 1.5)), (0, (3, 1, 1, 1)), (0, (1, 1)), (0, (7, 2, 1, 2)), (0, (2, 2)))
+#: Height (axes fraction) of the line along the axis bottom that stands for a curve's values at or below the
+#: rounding floor (a little above the spine, which would hide it).
+FLOOR_LINE_HEIGHT = 0.012
+#: Markers of the families past the tenth (whose ten hues they share): none for the first ten, then one marker
+#: for each further ten families, spaced along the curve.
+FAMILY_MARKERS = ("", "o", "s", "^", "D", "v", "P", "X")
+#: A bound drawn for up to this many rules names them in its legend entry (for more, it says how many).
+MAX_NAMED_BOUND_RULES = 4
+#: Mean curves this close everywhere (relative on a log axis; a share of the values' range on a linear one)
+#: are drawn over each other at the figures' line width: the later one is dashed and named "≈ <earlier>".
+NEAR_CURVES = 1e-2
 #: A fit window needs at least this many recorded iterations.
 MIN_FIT_POINTS = 3
 #: Less than this change of log(metric) over the fit window is a plateau (no fit).
@@ -218,8 +235,11 @@ def new_figure(size: tuple[float, float] = FIGURE_SIZE) -> tuple[Figure, object]
 def curve_styles(labels: list[str]) -> dict[str, dict]:
     """Label → Matplotlib line properties: colour by family, line style and shade by position in it."""
     families = list(dict.fromkeys(family_of(label) for label in labels))
-    cmap = matplotlib.colormaps["tab10" if len(families) <= 10 else "tab20"]
+    # ten hues; the 11th family on takes them again with a marker of its own (tab20's light and dark shades
+    # of ten hues made unrelated families look like one family's sweep)
+    cmap = matplotlib.colormaps["tab10"]
     base = {family: np.asarray(cmap(i % cmap.N)[:3]) for i, family in enumerate(families)}
+    marks = {family: FAMILY_MARKERS[(i // cmap.N) % len(FAMILY_MARKERS)] for i, family in enumerate(families)}
     members: dict[str, list[str]] = {}
     for label in labels:
         members.setdefault(family_of(label), []).append(label)
@@ -230,6 +250,8 @@ def curve_styles(labels: list[str]) -> dict[str, dict]:
             shade = 0.55 * index / max(len(group) - 1, 1)
             colour = tuple(base[family] * (1.0 - shade))
             styles[label] = {"color": colour, "ls": LINE_STYLES[index % len(LINE_STYLES)], "lw": 1.6}
+            if marks[family]:
+                styles[label].update(marker=marks[family], markevery=0.08, ms=4.5)
     return styles
 
 
@@ -398,7 +420,16 @@ def plot_metric(
     positive = summary["center"].to_numpy()
     positive = positive[np.isfinite(positive) & (positive > 0)]
     log_y = positive.size > 0
+    # curves closer than this draw over each other (a line's width on the drawn scale): relative on a log axis,
+    # absolute (a share of the values' range) on a linear one
+    finite = summary["center"].to_numpy()[np.isfinite(summary["center"].to_numpy())]
+    closeness = (
+        ("relative", NEAR_CURVES)
+        if log_y
+        else ("absolute", NEAR_CURVES * float(np.ptp(finite)) if finite.size else 0.0)
+    )
     drawn: dict[str, np.ndarray] = {}
+    shown: list[float] = []  # the positive values that set a log axis' range (none of them ≤ floor at the floor)
     with matplotlib.rc_context(STYLE):
         for rule in rules:
             curve = summary[summary["rule"] == rule]
@@ -408,15 +439,25 @@ def plot_metric(
             centre = curve["center"].to_numpy()
             lower = curve["lower"].to_numpy()
             upper = curve["upper"].to_numpy()
+            # a curve at the rounding floor (sim.diagnostics.floor_iteration) is drawn down to the floor only:
+            # its values ≤ floor (zeros included) run along the axis bottom instead, from a ▼ at the first
+            floor_from = first_floor_iteration(x, centre, floor) if log_y else None
+            at_floor = np.zeros(x.shape, dtype=bool)
+            if floor_from is not None:
+                at_floor = (x >= floor_from) & np.isfinite(centre) & (centre <= floor)
+                centre = np.where(at_floor, np.nan, centre)
             if log_y:
                 centre = np.where(centre > 0, centre, np.nan)
                 lower = np.where(lower > 0, lower, np.nan)
                 upper = np.where(upper > 0, upper, np.nan)
+                # what sets the log axis' range: values above the floor, and a curve that is not at the floor
+                shown.extend(centre[np.isfinite(centre)])
+                shown.extend(lower[np.isfinite(lower) & (lower > floor)])
             name = (labels or {}).get(rule, rule)
             line = {**line_styles.get(rule, {"color": "0.2", "ls": "-", "lw": 1.6}), **((styles or {}).get(rule, {}))}
-            twin = _identical_to(centre, drawn)
+            twin, exact = _identical_to(centre, drawn, None if many else closeness)
             if twin is not None:
-                name = f"{name} (= {(labels or {}).get(twin, twin)})"
+                name = f"{name} ({'=' if exact else '≈'} {(labels or {}).get(twin, twin)})"
                 line = {**line, "ls": (0, (2, 3)), "lw": 2.2}
             drawn[rule] = centre
             fit, choice = _fit_for(table, metric, rule, x, curve["center"].to_numpy(), floor, fit_window, fit_scale)
@@ -426,6 +467,8 @@ def plot_metric(
                 name = f"{name}\n  {fit_label(fit)}"
             elif choice.reason:
                 name = f"{name}\n  no fit: {choice.reason}"
+            if floor_from is not None and not many:
+                name = f"{name}\n  ▼ from t = {floor_from}: ≤ floor {_floor_text(floor)} or 0 (axis bottom)"
             colour = line["color"]
             if per_seed:
                 values, _, iterations = stats.seed_matrix(table, metric, rule)
@@ -436,6 +479,22 @@ def plot_metric(
             artist.prefsim_fit = fit
             artist.prefsim_fit_choice = choice
             artist.prefsim_rule = rule
+            artist.prefsim_floor_from = floor_from
+            if floor_from is not None:
+                # x in data, y in axes fraction: on the axis bottom whatever the y range (a shared one too)
+                axes.plot(
+                    x,
+                    np.where(at_floor, FLOOR_LINE_HEIGHT, np.nan),
+                    transform=axes.get_xaxis_transform(),
+                    color=colour,
+                    ls=line["ls"],
+                    lw=line["lw"],
+                    marker="v",
+                    markevery=[int(np.argmax(x >= floor_from))],
+                    ms=6,
+                    clip_on=False,
+                    label="_nolegend_",
+                )[0].prefsim_floor_of = rule
             axes.fill_between(
                 x,
                 np.where(np.isfinite(lower), lower, centre),
@@ -456,25 +515,24 @@ def plot_metric(
                     clip_on=False,
                     label="_nolegend_",
                 )
-        named = set()
-        for label, xs, ys, rule in _theory_lines(theory):
-            if rule is not None and rule not in rules:
-                continue
+        bound_lines = [line for line in _theory_lines(theory) if line[3] is None or line[3] in rules]
+        entries = _bound_entries(bound_lines, labels or {}, many)
+        for label, xs, ys, rule in bound_lines:
             ys = np.asarray(ys, dtype=np.float64)
             if log_y:
                 ys = np.where(ys > 0, ys, np.nan)
+                shown.extend(ys[np.isfinite(ys)])
             style = {**line_styles.get(rule, {"color": "0.2", "ls": "-"}), **((styles or {}).get(rule, {}))}
-            legend_label = f"{label} (thin)" if label not in named else "_nolegend_"
-            if many:  # dotted, apart from the solid curves of the colour scale; one entry for all of them
+            if many:  # dotted, apart from the solid curves of the colour scale
                 style = {**style, "ls": (0, (1, 1.5))}
-                legend_label = f"{_bound_name(label)} bounds (thin, dotted)" if not named else "_nolegend_"
-            named.add(label)
+            legend_label = entries.pop(label if not many else None, "_nolegend_")
             artist = axes.plot(xs, ys, lw=0.9, alpha=0.7, color=style["color"], ls=style["ls"], label=legend_label)[0]
             artist.prefsim_bound = True
         axes.set_xscale("symlog", linthresh=1.0, linscale=0.4)
         axes.set_xlim(left=0.0)
         if log_y:
             axes.set_yscale("log")
+            _log_range_above_floor(axes, shown)
         plain_log_labels(axes)
         if mark_iteration is not None and summary["iteration"].max() >= mark_iteration:
             axes.axvline(mark_iteration, color="0.45", ls=":", lw=1.0)
@@ -498,6 +556,54 @@ def plot_metric(
             width = axes.get_position().width * axes.get_figure(root=True).get_figwidth()
             axes.set_title(_wrap_title(title, width, STYLE["axes.titlesize"]))
     return axes
+
+
+def _floor_text(floor: float) -> str:
+    """The rounding floor as a legend writes it (``2.2×10⁻¹⁴``)."""
+    mantissa, exponent = f"{floor:.1e}".split("e")
+    return f"{mantissa}×10{str(int(exponent)).translate(_SUPERSCRIPTS)}"
+
+
+def _log_range_above_floor(axes: Axes, shown: list[float]) -> None:
+    """Raise a log y axis' bottom to the lowest of the ``shown`` values (with Matplotlib's 5% margin in
+    log space) where something below them stretched it: a band or a seed's curve at or below the rounding
+    floor (a mean of 1e-26 from a few rounding residues among zeros).  Only ever raises the bottom."""
+    if not shown:
+        return
+    low, high = float(np.min(shown)), float(axes.dataLim.y1)
+    if not (0.0 < low < high and np.isfinite(high)):
+        return
+    span = math.log10(high) - math.log10(low)
+    margin = axes.margins()[1] * span
+    bottom = 10.0 ** (math.log10(low) - margin)
+    if bottom > axes.get_ylim()[0] * (1.0 + 1e-9):
+        axes.set_ylim(bottom, 10.0 ** (math.log10(high) + margin))
+
+
+def _bound_entries(bound_lines: list, labels: dict, many: bool) -> dict:
+    """Legend text of the bounds drawn, keyed by their label (the first line of a label gets it).
+
+    A bound of one rule reads ``"<label> (thin)"``; one label drawn for several rules (the Hedge regret bound
+    of ``sppo`` and of ``dno``) names them: the entry's line shows the first rule's colour only, and the
+    others' lines must not go unexplained.  Above :data:`MANY_CURVES` curves, one entry (key ``None``) names
+    every theorem for all the dotted lines.
+    """
+    if many:
+        theorems = list(dict.fromkeys(_bound_name(label) for label, *_ in bound_lines))
+        return {None: f"{', '.join(theorems)} bounds (thin, dotted)"} if theorems else {}
+    owners: dict[str, list[str]] = {}
+    for label, _, _, rule in bound_lines:
+        owners.setdefault(label, []).append(labels.get(rule, rule) if rule is not None else None)
+    entries = {}
+    for label, names in owners.items():
+        names = list(dict.fromkeys(name for name in names if name is not None))
+        if len(names) < 2:
+            entries[label] = f"{label} (thin)"
+        elif len(names) <= MAX_NAMED_BOUND_RULES:
+            entries[label] = f"{label} (thin, in each rule's colour:\n  {', '.join(names)})"
+        else:
+            entries[label] = f"{label} (thin, in each rule's colour:\n  {len(names)} rules)"
+    return entries
 
 
 def _bound_name(label: str) -> str:
@@ -548,12 +654,30 @@ def _share_y(panels: list) -> None:
         axes.set_ylim(low, high)
 
 
-def _identical_to(centre: np.ndarray, drawn: dict[str, np.ndarray]) -> str | None:
-    """The first already drawn rule whose mean curve equals ``centre`` (to 1e-12 relative), if any."""
+def _identical_to(
+    centre: np.ndarray, drawn: dict[str, np.ndarray], closeness: tuple[str, float] | None = None
+) -> tuple[str | None, bool]:
+    """The first already drawn rule whose mean curve equals ``centre`` (to 1e-12 relative), and ``True``; else,
+    with ``closeness`` (``("relative", r)``: |a − b| ≤ r·max(|a|, |b|) at every iteration, for a log axis;
+    ``("absolute", d)``: |a − b| ≤ d), the first whose curve is that close, one the other would hide, and
+    ``False``; else ``(None, False)``.  Both curves must be drawn at the same iterations."""
     for rule, other in drawn.items():
         if other.shape == centre.shape and np.allclose(other, centre, rtol=1e-12, atol=0.0, equal_nan=True):
-            return rule
-    return None
+            return rule, True
+    if closeness is None:
+        return None, False
+    kind, tolerance = closeness
+    for rule, other in drawn.items():
+        if other.shape != centre.shape or not np.array_equal(np.isfinite(other), np.isfinite(centre)):
+            continue
+        both = np.isfinite(centre)
+        if not both.any():
+            continue
+        gap = np.abs(other[both] - centre[both])
+        limit = tolerance * np.maximum(np.abs(other[both]), np.abs(centre[both])) if kind == "relative" else tolerance
+        if np.all(gap <= limit):
+            return rule, False
+    return None, False
 
 
 def _fit_for(table, metric, rule, iterations, centre, floor, fit_window, fit_scale):

@@ -4,6 +4,7 @@ Layout is checked through the Matplotlib objects after drawing: legend boxes out
 inside the figure, the title inside the figure, the fit used recorded on each curve's Line2D.
 """
 
+import colorsys
 import io
 import json
 import math
@@ -892,23 +893,35 @@ def test_a_metric_figure_draws_no_mathtext_tick_label(cyclic_table):
     assert isinstance(axes.xaxis.get_major_formatter(), plotting.PlainLogFormatter)
 
 
-def test_plot_grid_puts_each_legend_outside_its_axes():
-    """Notebooks 04 and 06 call plot_grid without ``legend=``: the legend sat inside the axes (loc="best") over
-    curves and bands."""
-    curves = {
-        f"r{k}": {"kl_to_nash": lambda t, k=k: (k + 1) / (t + 1), "regret": lambda t, k=k: k + t} for k in range(6)
-    }
-    table = synthetic(curves, iterations=np.arange(0, 41))
-    figure = plotting.grid_figure(table, ["kl_to_nash", "regret", "kl_to_nash"], fit_window=None)
-    figure.canvas.draw()
-    renderer = figure.canvas.get_renderer()
-    shown = [axes for axes in figure.axes if axes.get_visible()]
-    assert len(shown) == 3
-    for axes in shown:
-        box = axes.get_legend().get_window_extent(renderer)
-        assert _inside(box, figure.bbox), "the legend fits in the figure"
-        for other in shown:
-            assert not box.overlaps(other.bbox), "no legend over an axes' data area"
+def test_rounding_residues_and_zeros_do_not_set_the_log_axis_and_a_floored_curve_runs_along_its_bottom():
+    """inpo_eta_crit's kl_to_nash: a mean of 1e-26 at one iteration (most seeds exactly 0) stretched the log axis
+    to 1e-26, and the curve vanished where it was exactly 0.  The axis' bottom is set by values above the
+    precision floor; from the iteration the curve reaches the floor, its values ≤ floor (zeros too) run along
+    the axis bottom from a ▼, and its legend entry says so."""
+    floor = plotting.precision_floor("float64")
+
+    def floored(t):
+        return np.where(t <= 150, np.exp(-0.2 * t), np.where(t == 170, 1e-26, np.where(t < 250, 1e-17, 0.0)))
+
+    table = synthetic({"below": {"kl_to_nash": lambda t: 0.3 + 0 * t}, "above": {"kl_to_nash": floored}}, noise=0.0)
+    axes = plotting.plot_metric(table, "kl_to_nash")
+    bottom, _ = axes.get_ylim()
+    lowest_above_floor = np.exp(-0.2 * 150)
+    # the bottom: the lowest value above the floor less Matplotlib's 5% margin (log space), not 1e-26
+    assert floor / 10 < bottom < lowest_above_floor, "values at or below the floor do not set the axis' bottom"
+    curve = _curve(axes, "above")
+    assert curve.prefsim_floor_from == 151 and "▼ from t = 151: ≤ floor 2.2×10⁻¹⁴ or 0" in curve.get_label()
+    assert np.all(np.isnan(curve.get_ydata()[curve.get_xdata() > 150])), "no value ≤ floor drawn as a value"
+    (at_floor,) = [line for line in axes.get_lines() if getattr(line, "prefsim_floor_of", None) == "above"]
+    x, y = at_floor.get_xdata(), at_floor.get_ydata()
+    assert at_floor.get_transform() == axes.get_xaxis_transform(), "y in axes fraction: on the bottom at any range"
+    assert np.all(y[x > 150] == plotting.FLOOR_LINE_HEIGHT) and np.all(np.isnan(y[x <= 150]))
+    assert at_floor.get_marker() == "v" and list(at_floor.get_markevery()) == [int(np.argmax(x > 150))]
+    assert _curve(axes, "below").prefsim_floor_from is None
+    # a curve that keeps falling far below the floor is not at it: it keeps its values and the axis follows it
+    falling = synthetic({"tv": {"tv_to_optimum": lambda t: np.exp(-0.3 * t)}}, noise=0.0)
+    axes = plotting.plot_metric(falling, "tv_to_optimum")
+    assert _curve(axes, "tv").prefsim_floor_from is None and axes.get_ylim()[0] < np.exp(-0.3 * 200)
 
 
 def test_the_panels_of_a_row_have_one_axes_height_and_position_whatever_their_legends():
@@ -931,3 +944,93 @@ def test_the_panels_of_a_row_have_one_axes_height_and_position_whatever_their_le
     png = io.BytesIO()
     plotting.write_png(figure, png, 100)
     assert [cell.axes[0].get_position().bounds for cell in panels[:3]] == [box.bounds for box in first_row]
+
+
+def test_more_than_ten_families_never_share_a_hue_without_a_marker():
+    """tab20 gave the 11 families of a figure light and dark shades of ten hues: unrelated rules looked like one
+    family's sweep.  Past ten families the hues come back with a marker of their own."""
+    families = ["inpo", "mmd", "nash_md", "online_ipo", "extragradient", "optimistic"]
+    families += ["sppo", "dno", "comal", "mpo", "mnpo", "apo"]
+    styles = plotting.curve_styles(families + ["apo[alpha=0.5]"])
+
+    def hue(colour):
+        h, s, _ = colorsys.rgb_to_hsv(*colour[:3])
+        return None if s < 0.1 else 360.0 * h
+
+    for index, first in enumerate(families):
+        for second in families[index + 1 :]:
+            a, b = hue(styles[first]["color"]), hue(styles[second]["color"])
+            same = (a is None and b is None) or (
+                a is not None and b is not None and min(abs(a - b), 360 - abs(a - b)) < 5
+            )
+            if same:
+                assert styles[first].get("marker", "") != styles[second].get("marker", ""), (first, second)
+    assert styles["mnpo"]["color"] == styles["inpo"]["color"] and styles["mnpo"]["marker"] == "o"
+    assert styles["apo[alpha=0.5]"]["marker"] == "o", "a family's sweep keeps the family's marker"
+    assert "marker" not in plotting.curve_styles(families[:10])["mpo"], "ten families or fewer: no markers"
+    table = synthetic({rule: {"kl_to_nash": lambda t, k=k: (k + 1) / (t + 1)} for k, rule in enumerate(families)})
+    axes = plotting.plot_metric(table, "kl_to_nash", fit_window=None)
+    assert _curve(axes, "mnpo").get_marker() == "o" and _curve(axes, "inpo").get_marker() in ("None", "", None)
+
+
+def test_a_bound_drawn_for_several_rules_names_every_one_of_them():
+    """single11.py: the Hedge regret bound of sppo and of dno had one legend entry, in sppo's colour; dno's bound
+    went unexplained.  A label drawn for several rules names them; one drawn for one rule reads as before."""
+    table = synthetic({rule: {"exploitability": lambda t: 1 / (t + 1)} for rule in ("sppo", "dno", "mmd")})
+    theory = pd.DataFrame(
+        [
+            {"rule": rule, "iteration": t, "bound": scale / (t + 1), "label": f"{label} ({rule})"}
+            for rule, label, scale in (
+                ("sppo", "Hedge regret bound", 5),
+                ("dno", "Hedge regret bound", 3),
+                ("mmd", "MMD rate bound", 2),
+            )
+            for t in (1, 100)
+        ]
+    )
+    axes = plotting.plot_metric(table, "exploitability", theory=theory, labels={"dno": "DNO"}, fit_window=None)
+    texts = [text for text in axes.get_legend_handles_labels()[1] if "bound" in text]
+    assert texts == ["Hedge regret bound (thin, in each rule's colour:\n  sppo, DNO)", "MMD rate bound (thin)"]
+    bound_lines = [line for line in axes.get_lines() if getattr(line, "prefsim_bound", False)]
+    assert len(bound_lines) == 3
+
+
+def test_plot_grid_puts_each_legend_outside_its_axes():
+    """Notebooks 04 and 06 call plot_grid without ``legend=``: the legend sat inside the axes (loc="best") over
+    curves and bands."""
+    curves = {
+        f"r{k}": {"kl_to_nash": lambda t, k=k: (k + 1) / (t + 1), "regret": lambda t, k=k: k + t} for k in range(6)
+    }
+    table = synthetic(curves, iterations=np.arange(0, 41))
+    figure = plotting.grid_figure(table, ["kl_to_nash", "regret", "kl_to_nash"], fit_window=None)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    shown = [axes for axes in figure.axes if axes.get_visible()]
+    assert len(shown) == 3
+    for axes in shown:
+        box = axes.get_legend().get_window_extent(renderer)
+        assert _inside(box, figure.bbox), "the legend fits in the figure"
+        for other in shown:
+            assert not box.overlaps(other.bbox), "no legend over an axes' data area"
+
+
+@pytest.mark.parametrize("log_axis", [True, False])
+def test_curves_closer_than_a_line_width_are_dashed_and_named_as_near_each_other(log_axis):
+    """sampled_inpo's loss.png: inpo[eta=1] was 0.2% from apo_inpo and hidden under it, with a legend entry of
+    its own.  Curves within 1% (log axis) or 1% of the values' range (linear axis) everywhere are drawn dashed
+    and named "≈ <other>"; exact matches keep "= <other>"; curves further apart are left alone."""
+    if log_axis:
+        base, metric = (lambda t: 0.2 + 0.01 * np.sin(t)), "loss"
+        near, far = (lambda t: 1.002 * base(t)), (lambda t: 1.05 * base(t))
+    else:
+        base, metric = (lambda t: -1.5 - np.sin(t / 10)), "loss"  # no positive value: a linear axis
+        near, far = (lambda t: base(t) + 0.005), (lambda t: base(t) + 0.1)
+    table = synthetic(
+        {"inpo": {metric: base}, "apo": {metric: near}, "dno": {metric: far}, "sppo": {metric: base}}, noise=0.0
+    )
+    axes = plotting.plot_metric(table, metric)
+    assert (axes.get_yscale() == "log") == log_axis
+    solid = _curve(axes, "inpo").get_linestyle()
+    assert _curve(axes, "apo").get_label() == "apo (≈ inpo)" and _curve(axes, "apo").get_linestyle() != solid
+    assert _curve(axes, "dno").get_label() == "dno" and _curve(axes, "dno").get_linestyle() == solid
+    assert _curve(axes, "sppo").get_label() == "sppo (= inpo)"
