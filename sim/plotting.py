@@ -925,7 +925,9 @@ def headtohead_figure(table: pd.DataFrame) -> Figure | None:
     digits = 2 if spread >= 0.05 else 3  # 0.46 … 0.54 in two digits would hide the differences
     size = 1.2 + 0.55 * len(labels)
     with matplotlib.rc_context(STYLE):
-        figure = Figure(figsize=(size + 1.5, size + 0.3), layout="constrained")
+        # "compressed": the constrained layout for fixed-aspect axes (a square grid of cells); "constrained"
+        # placed the row labels' axis title past the figure's left edge
+        figure = Figure(figsize=(size + 1.5, size + 0.3), layout="compressed")
         FigureCanvas(figure)
         axes = figure.add_subplot()
         norm = matplotlib.colors.Normalize(vmin=0.5 - spread, vmax=0.5 + spread)

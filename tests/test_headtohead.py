@@ -230,3 +230,26 @@ def test_the_map_centres_its_colours_at_a_half_and_prints_every_value_in_a_font_
         assert box.width < cell and box.height < cell, "a cell's value fits in the cell"
     assert float(texts[1].get_text()) == pytest.approx(wins[0, 1], abs=1e-3)
     assert len(texts[1].get_text()) == 5, "three digits where the win rates are within 0.05 of a half"
+
+
+def test_the_maps_labels_lie_inside_the_figure():
+    """default.toml's 13 labels: with the plain constrained layout the square grid pushed "rule A" 4 px past the
+    figure's left edge, where the saved PNG cut it."""
+    rules = ["inpo[eta=0.5]", "inpo[eta=2]", "inpo_theorem4", "mmd", "nash_md", "online_ipo", "extragradient"]
+    rules += ["optimistic", "sppo", "dno", "comal", "mpo", "mnpo"]
+    table = pd.DataFrame(
+        [
+            {"rule_a": a, "rule_b": b, "win_rate": 0.5 + 0.001 * (i - j)}
+            for i, a in enumerate(rules)
+            for j, b in enumerate(rules)
+        ]
+    ).assign(ci_lower=0.4, ci_upper=0.6, seeds=20)
+    figure = headtohead_figure(table)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    (axes, bar) = figure.axes
+    texts = [axes.xaxis.label, axes.yaxis.label, bar.yaxis.label, *axes.get_xticklabels(), *axes.get_yticklabels()]
+    for text in texts:
+        box = text.get_window_extent(renderer)
+        inside = box.x0 >= 0 and box.y0 >= 0 and box.x1 <= figure.bbox.x1 and box.y1 <= figure.bbox.y1
+        assert inside, (text.get_text(), box, figure.bbox)
