@@ -109,7 +109,9 @@ def run(
     spec = parse_spec(spec)
     say = progress or (lambda message: None)
     parts = work_parts(spec) if shard is None or spec.points else shard_work(spec, *shard)
-    say(describe_memory(check_memory(spec)))
+    estimate = check_memory(spec)
+    if not spec.points:  # a sweep says what each group of points needs (sim.sweep_runs.run_field_sweep)
+        say(describe_memory(estimate))
     if out is None:
         return _run_checked(spec, None, resume, say, progress, shard)
     out = check_output_directory(out, [work.name for work in parts])

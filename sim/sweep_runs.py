@@ -140,7 +140,9 @@ def run_field_sweep(
             say(f"group of {len(members)} points × {len(spec.seeds)} seeds: {describe_memory(check_memory(batch))}")
         for i in members:
             point_spec = spec.points[i]
-            say(describe_memory(check_memory(point_spec)))
+            estimate = check_memory(point_spec)
+            if len(members) == 1:  # a group's line above already gave the memory its points need together
+                say(describe_memory(estimate))
             rules = point_spec.rules if chosen is None else [point_spec.rules[t] for t in chosen]
             entries.append(
                 None if shard is None else {"index": shard[0], "count": shard[1], "labels": [r.label for r in rules]}

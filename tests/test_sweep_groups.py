@@ -376,3 +376,17 @@ def test_a_sweep_with_seed_blocks_runs_points_one_by_one_and_merges_byte_for_byt
         assert (full / name).read_bytes() == (merged / name).read_bytes(), name
     with pytest.raises(PrefsimError, match="seed_block: cannot be swept"):
         parse_spec({**tomllib.loads(text), "run": {"seed_block": [1, 2]}})
+
+
+def test_a_sweep_group_says_its_memory_once_for_its_points_together():
+    """Not also once per point and once for the first point's spec, which understated what the group holds."""
+    said = []
+    spec = {
+        "iterations": 3,
+        "seeds": 2,
+        "game": {"kind": "random", "arms": 3, "tau": [0.1, 0.2]},
+        "rule": [{"name": "inpo", "eta": 1.0}],
+    }
+    run(spec, progress=said.append)
+    memory = [line for line in said if "memory:" in line]
+    assert len(memory) == 1 and memory[0].startswith("group of 2 points × 2 seeds: memory: at least"), memory
