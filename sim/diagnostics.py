@@ -9,8 +9,9 @@
 * fewer than :data:`FEW_SEEDS` seeds: the percentile-bootstrap 95% bands cover markedly less than 95%
   (one seed: no band at all);
 * a rule's τ differs from the game's τ, while the metrics measure the game's τ-regularised Nash;
-* a metric reaches the precision's rounding floor (:func:`precision_floor`): values there are
-  rounding, not convergence (figures stop their fits there, summaries print "≈ 0");
+* a metric reaches its rounding floor (:func:`metric_floor`: the precision's, or for ``tv_to_optimum`` the
+  accuracy of π* when that is higher): values there are rounding, not convergence (figures stop their
+  fits there, summaries print "≈ 0");
 * a metric holds ±inf (a number left the precision's range): its means and bands are infinite;
 * a metric that ``[plot] metrics`` asks for has no value in the run, so no figure is drawn for it;
 * a rule's ``reference_every`` is at least the run's iterations: its reference never moves.
@@ -38,7 +39,9 @@ if TYPE_CHECKING:  # a type only: figure processes import this module without th
 
 #: Multiples of machine epsilon below which a metric's value is taken as rounding.
 FLOOR_EPSILONS = 100.0
-#: Metrics that measure a distance to convergence (≥ 0, 0 at the target): the floor applies to them.
+#: Metrics that measure a distance to convergence (≥ 0, 0 at the target): the floor applies to them, and
+#: figures fit their rates (:func:`sim.plotting.choose_fit`).  ``kl_to_unregularised_nash`` is one too:
+#: rules whose reference moves (comal, mpo) approach π⁰, the others level off at KL(π⁰‖π*_τ) > 0.
 CONVERGENCE_METRICS = (
     "duality_gap",
     "exploitability",
@@ -46,12 +49,45 @@ CONVERGENCE_METRICS = (
     "suboptimality",
     "tv_to_optimum",
     "distance_to_exact",
+    "kl_to_unregularised_nash",
 )
+#: How far the computed π*_τ can be from the exact one in total variation.  :func:`sim.nash.regularised_nash`
+#: stops when a step moves log π by Σ_y π(y)|Δ log π(y)| ≤ 1e-14; the remaining error is that over one
+#: minus the solver's contraction (≈ τ/(τ + 2·max|P − ½|)), so ~5e-14 in TV at τ = 0.1 and ~5e-13 at
+#: τ = 0.01 (the module says "accurate to ~1e-12").  A rule that converges reaches the exact fixed point to
+#: rounding, so its TV to the computed π* stops at that error: in examples/default.toml every converged
+#: rule of a seed sits at the same 2.9e-14 to 5.8e-14, seed by seed, far above the rounding of the sum
+#: (~K·eps = 2e-15), which would differ between rules and iterations.  KL(π*‖π) and the duality gap are
+#: quadratic in that error (~1e-27) and keep the precision's floor.
+TARGET_ERROR = 1e-12
+#: Metrics linear in π*'s error (and their ``_mixture`` twins): their floor is at least :data:`TARGET_ERROR`.
+TARGET_LINEAR_METRICS = ("tv_to_optimum",)
 
 
 def precision_floor(precision: str) -> float:
     """Values at or below ``FLOOR_EPSILONS`` × machine epsilon of ``precision`` are rounding (2.2e-14 in float64)."""
     return float(FLOOR_EPSILONS * np.finfo(np.float32 if precision == "float32" else np.float64).eps)
+
+
+def metric_floor(metric: str, precision: str) -> float:
+    """The level at or below which ``metric``'s values are rounding, not convergence: :func:`precision_floor`,
+    raised to :data:`TARGET_ERROR` (1e-12) for ``tv_to_optimum`` (and its ``_mixture`` twin), which measures
+    |π − π*| linearly and so cannot resolve distances below π*'s own error (the float32 floor, 1.2e-5, is
+    higher than that)."""
+    floor = precision_floor(precision)
+    if metric.removesuffix("_mixture") in TARGET_LINEAR_METRICS:
+        return max(floor, TARGET_ERROR)
+    return floor
+
+
+def floor_note(precision: str, metrics: list[str] | tuple[str, ...] = ()) -> str:
+    """The floor in words: "the float64 rounding floor (2.2e-14)", naming the higher floor of any of ``metrics``
+    that has one (:func:`metric_floor`): "the float64 rounding floor (2.2e-14; tv_to_optimum: 1.0e-12, the
+    accuracy of π*)"."""
+    floor = precision_floor(precision)
+    raised = {m: metric_floor(m, precision) for m in dict.fromkeys(metrics) if metric_floor(m, precision) > floor}
+    extra = "".join(f"; {m}: {value:.1e}" for m, value in raised.items())
+    return f"the {precision} rounding floor ({floor:.1e}{extra}{', the accuracy of π*' if raised else ''})"
 
 
 #: A curve below the floor that keeps falling steadily, by this factor overall, is not at the floor.
@@ -131,11 +167,12 @@ def _seeds_identical(table: pd.DataFrame, metrics: list[str]) -> bool:
 
 
 def floor_reached(table: pd.DataFrame, precision: str) -> dict[str, list[str]]:
-    """Metric → rule labels whose mean last-iterate curve reaches the precision floor at some iteration > 0."""
-    floor = precision_floor(precision)
+    """Metric → rule labels whose mean last-iterate curve reaches the metric's floor (:func:`metric_floor`)
+    at some iteration > 0."""
     reached: dict[str, list[str]] = {}
     later = table[table["iteration"] > 0]
     for metric in [c for c in table.columns if c in CONVERGENCE_METRICS]:
+        floor = metric_floor(metric, precision)
         means = later.groupby(["rule", "iteration"], sort=False)[metric].mean()
         rules = [
             rule
@@ -258,7 +295,7 @@ def run_warnings(table: pd.DataFrame, spec: ExperimentSpec) -> list[str]:
         listed = "; ".join(f"{rule}: {', '.join(metrics)}" for rule, metrics in by_rule.items())
         advice = ' Use precision = "float64" to measure rates further.' if spec.precision == "float32" else ""
         messages.append(
-            f"these curves reach the {spec.precision} rounding floor ({floor:.1e}): {listed}. Values there are "
+            f"these curves reach {floor_note(spec.precision, list(reached))}: {listed}. Values there are "
             f"rounding, not convergence; figures stop their fits at the floor and summaries print them as ≈ 0.{advice}"
         )
     return messages

@@ -22,7 +22,7 @@ import pandas as pd
 
 from sim.bounds_file import read_bounds
 from sim.compare import COMPARE_FILE, describe_compared_run, load_run, read_runs_record
-from sim.diagnostics import precision_floor
+from sim.diagnostics import floor_note, precision_floor
 from sim.summary import SUMMARY_FILE, format_value, summary_cell, summary_frame, summary_heading
 
 REPORT_FILE = "report.html"
@@ -98,7 +98,8 @@ def _summary_tables(summary: pd.DataFrame, precision: str) -> str:
             wide = block.pivot(index="rule", columns="metric", values="cell")
             wide = wide.reindex(index=list(dict.fromkeys(block["rule"])), columns=group)
             parts.append(_table(wide.fillna("–").reset_index()))
-    parts.append(f'<p class="muted">≈ 0: at or below the {precision} rounding floor ({floor:.1e}).</p>')
+    floored = list(summary.loc[summary["at_floor"].astype(bool), "metric"])
+    parts.append(f'<p class="muted">≈ 0: at or below {html.escape(floor_note(precision, floored))}.</p>')
     return "\n".join(parts)
 
 

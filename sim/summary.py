@@ -1,9 +1,9 @@
 """The run summary: ``summary.csv`` (mean and bootstrap CI per rule × metric at the final and chosen
 iterations) and the table ``prefsim run`` prints.
 
-Values whose magnitude is at or below the precision's rounding floor
-(:func:`sim.diagnostics.precision_floor`, 2.2e-14 in float64) are rounding, not results: the printed
-table shows them as "≈ 0" (``summary.csv`` keeps the numbers, with a column saying so).
+Values of a curve that sits at its metric's rounding floor (:func:`sim.diagnostics.metric_floor`: 2.2e-14
+in float64; 1e-12, π*'s accuracy, for ``tv_to_optimum``) are rounding, not results: the printed table shows
+them as "≈ 0" (``summary.csv`` keeps the numbers, with a column saying so).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pandas as pd
 
 from bandits.errors import PrefsimError
 from sim import stats
-from sim.diagnostics import floor_iteration, precision_floor
+from sim.diagnostics import floor_iteration, floor_note, metric_floor, precision_floor
 from sim.results_io import csv_bytes
 
 SUMMARY_FILE = "summary.csv"
@@ -71,9 +71,9 @@ def summary_frame(
     every iteration of ``iterations`` that the rule recorded (columns :data:`SUMMARY_COLUMNS`, with the
     table's swept-value columns ``rule.*``/``game.*``/``run.*`` after ``rule``).
 
-    ``metrics``: default every metric with data.  ``at_floor`` marks rows whose mean curve sits at
-    the precision's rounding floor (:func:`sim.diagnostics.floor_iteration`).  An iteration that no
-    rule recorded raises :class:`PrefsimError`.
+    ``metrics``: default every metric with data.  ``at_floor`` marks rows whose mean curve sits at the
+    metric's rounding floor (:func:`sim.diagnostics.floor_iteration` at :func:`sim.diagnostics.metric_floor`).
+    An iteration that no rule recorded raises :class:`PrefsimError`.
     """
     metrics = metrics_with_data(table) if metrics is None else list(metrics)
     frames = [stats.summary_table(table, metrics=metrics)]
@@ -91,7 +91,7 @@ def summary_frame(
         if rules:
             frames.append(stats.summary_table(table[table["rule"].isin(rules)], iteration=iteration, metrics=metrics))
     summary = pd.concat(frames, ignore_index=True)
-    summary["at_floor"] = _at_floor(table, summary, precision_floor(precision))
+    summary["at_floor"] = _at_floor(table, summary, precision)
     order = {rule: index for index, rule in enumerate(stats.rules_of(table))}
     summary = summary.sort_values(
         ["iteration", "rule"], key=lambda c: c.map(order) if c.name == "rule" else c, kind="stable"
@@ -103,13 +103,14 @@ def summary_frame(
     return summary
 
 
-def _at_floor(table: pd.DataFrame, summary: pd.DataFrame, floor: float) -> np.ndarray:
-    """Per summary row: the rule's mean curve of the metric sits at the rounding floor at that iteration."""
+def _at_floor(table: pd.DataFrame, summary: pd.DataFrame, precision: str) -> np.ndarray:
+    """Per summary row: the rule's mean curve of the metric sits at the metric's rounding floor at that iteration."""
     means = table.groupby(["rule", "iteration"], sort=False)[list(dict.fromkeys(summary["metric"]))].mean()
     starts: dict[tuple[str, str], int | None] = {}
     flags = []
     for row in summary.itertuples():
         key = (row.rule, row.metric)
+        floor = metric_floor(row.metric, precision)
         if key not in starts:
             curve = means.loc[row.rule, row.metric]
             starts[key] = floor_iteration(curve.index.to_numpy(), curve.to_numpy(), floor)
@@ -167,5 +168,6 @@ def format_summary(summary: pd.DataFrame, metrics: list[str], precision: str = "
         header = f"iteration {iteration}: {summary_heading(seeds)}"
         with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 40):
             blocks.append(f"{header}\n{wide.fillna('–').to_string()}")
-    note = f"(≈ 0: at or below the {precision} rounding floor {floor:.1e})"
+    floored = summary.loc[summary["metric"].isin(metrics) & summary["at_floor"].astype(bool), "metric"]
+    note = f"(≈ 0: at or below {floor_note(precision, list(floored))})"
     return "\n\n".join(blocks) + ("\n" + note if "≈ 0" in "".join(blocks) else "")

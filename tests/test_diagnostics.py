@@ -9,7 +9,8 @@ import pytest
 
 import sim
 from sim import cli
-from sim.diagnostics import DegenerateRunWarning, absent_metrics_to_nan, precision_floor
+from sim.diagnostics import DegenerateRunWarning, absent_metrics_to_nan, floor_note, floor_reached, precision_floor
+from sim.summary import format_summary, summary_frame
 
 
 def _warnings_of(spec) -> list[str]:
@@ -115,6 +116,43 @@ def test_float32_floor_is_flagged():
     messages = _warnings_of(spec)
     (floor,) = [m for m in messages if "rounding floor" in m]
     assert "float32" in floor and "mmd: " in floor and 'precision = "float64"' in floor
+
+
+def _converged_table() -> pd.DataFrame:
+    """Two seeds of a rule converging linearly, as examples/default.toml's converged rules do: KL(π*‖π_t) and
+    KL(π⁰‖π_t) to rounding (~6e-17), TV(π_t, π*) to π*'s own error (4.15e-14, above 100·eps = 2.2e-14)."""
+    t = np.r_[np.arange(0, 11), 20, 50, 100, 200, 300, 500, 1000].astype(float)
+    rows = []
+    for seed in range(2):
+        jitter = 1.0 + 0.01 * np.sin(t + seed)  # rounding noise: not a steady fall
+        rows.append(
+            pd.DataFrame(
+                {
+                    "rule": "mmd",
+                    "seed": seed,
+                    "iteration": t.astype(int),
+                    "tv_to_optimum": np.maximum(0.3 * 0.85**t, 4.15e-14 * jitter),
+                    "kl_to_nash": np.maximum(0.3 * 0.7**t, 6e-17 * jitter),
+                    "kl_to_unregularised_nash": np.maximum(0.3 * 0.7**t, 6e-17 * jitter),
+                }
+            )
+        )
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_tv_at_the_accuracy_of_pi_star_and_kl_to_the_unregularised_nash_reach_their_floors():
+    table = _converged_table()
+    reached = floor_reached(table, "float64")
+    assert reached == {"tv_to_optimum": ["mmd"], "kl_to_nash": ["mmd"], "kl_to_unregularised_nash": ["mmd"]}
+    assert floor_note("float64", list(reached)) == (
+        "the float64 rounding floor (2.2e-14; tv_to_optimum: 1.0e-12, the accuracy of π*)"
+    )
+    assert floor_note("float32", ["tv_to_optimum"]) == "the float32 rounding floor (1.2e-05)"
+    # the summary prints them as ≈ 0, not "4.15e-14 [4.1e-14, 4.2e-14]", and says which floor
+    summary = summary_frame(table, precision="float64")
+    assert summary["at_floor"].all()
+    printed = format_summary(summary, ["tv_to_optimum", "kl_to_nash"], "float64")
+    assert "e-14" not in printed.split("(≈ 0")[0] and "tv_to_optimum: 1.0e-12" in printed
 
 
 def test_absent_metric_is_absent_at_iteration_zero_too():
