@@ -481,6 +481,9 @@ class RateFit:
     """Median number of usable points per seed."""
     confidence: float = DEFAULT_CONFIDENCE
     """Level of the CI."""
+    span: tuple | None = None
+    """First and last recorded iterations the fit used (a value above the floor on a seed with a slope):
+    inside ``window``, narrower where the run records sparsely or values in the window are at the floor."""
 
     def contains(self, exponent: float, tolerance: float = 0.0) -> bool:
         """Whether ``exponent`` lies within the CI widened by ``tolerance`` on each side."""
@@ -534,7 +537,8 @@ def fit_rate(
     Per seed, ordinary least squares of log(metric) on log(t) (``loglog``) or on t (``semilog``)
     over the recorded iterations t with first ≤ t ≤ last (``window``; default: the last decade,
     [max(1, T/10), T]), ignoring points with metric ≤ ``floor`` or non-finite; the reported slope
-    is the mean of the per-seed slopes with a percentile-bootstrap CI over seeds.
+    is the mean of the per-seed slopes with a percentile-bootstrap CI over seeds.  ``span`` of the result
+    says which recorded iterations were used.
 
     Raises :class:`PrefsimError` when no seed has two usable points in the window (name the rule,
     metric and window).
@@ -565,6 +569,7 @@ def fit_rate(
             f"in window {window}; the metric has converged to rounding level or is not positive there."
         )
     centre, lower, upper = bootstrap_ci(slopes[np.isfinite(slopes)], "mean", confidence, resamples, seed)
+    used = t[np.isfinite(log_y[np.isfinite(slopes)]).any(axis=0)]
     return RateFit(
         rule=rule,
         metric=metric,
@@ -577,6 +582,7 @@ def fit_rate(
         seed_slopes=slopes,
         points=int(np.median(counts)),
         confidence=confidence,
+        span=(int(used.min()), int(used.max())),
     )
 
 

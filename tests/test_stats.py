@@ -197,6 +197,14 @@ def test_fit_rate_semilog_recovers_a_linear_rate_and_respects_the_floor():
         stats.fit_rate(table, "kl_to_nash", "linear", window=(0, 100))
 
 
+def test_fit_rate_says_which_recorded_iterations_it_used():
+    # recorded every 5 iterations, below the floor (1e-12) from t ≈ 140 on (≈ 150 on the seed of scale 5): the
+    # window (3, 295) was asked, t = 5…145 were fitted
+    table = synthetic_table({"linear": lambda s, t: (1 + s) * np.exp(-0.2 * t)}, 5, np.arange(0, 300, 5))
+    fit = stats.fit_rate(table, "kl_to_nash", "linear", window=(3, 295), scale="semilog")
+    assert fit.window == (3, 295) and fit.span == (5, 145)
+
+
 def test_paired_difference_detects_a_consistent_improvement_and_not_a_null_one():
     rng = np.random.default_rng(4)
     base = rng.lognormal(size=(25, 10))
