@@ -21,10 +21,12 @@ Design (what every figure shows):
   long sweep) draws them along one colour scale in their order, with a colour bar naming the first,
   middle and last, and no legend entries or fits: a legend of 100 curves was a figure 7000 pixels tall.
 * **fits** – only where a fit means something (:func:`choose_fit`): for convergence metrics, over the
-  last decade of the iterations *before* the curve reaches the precision's rounding floor, log-log
-  (polynomial rate, slope = exponent) or semilog (linear rate, slope = log contraction per iteration),
-  whichever describes the window better; no fit for plateaus, for curves at the floor and for counts
-  (``regret``, ``queries``, ``loss``, ``max_log_ratio``).  The legend says which fit it is.
+  last decade of the iterations *before* the curve reaches its rounding floor
+  (:func:`sim.diagnostics.metric_floor`) or levels off (:func:`level_off`), log-log (polynomial rate,
+  slope = exponent) or semilog (linear rate, slope = log contraction per iteration), whichever
+  describes the window better; no fit for plateaus, for curves that rise or swing ("not converging"),
+  for curves at the floor and for counts (``regret``, ``queries``, ``loss``, ``max_log_ratio``).  The
+  legend says which fit it is and the recorded iterations it used, or why there is none.
 * **T = 3** – a dotted vertical line: the iteration count of the INPO and APO LLM experiments.
 * **theory** – bounds stored by the run (``bounds.csv``, :mod:`sim.bounds_table`) as thin lines in the
   rule's colour (a bound drawn for several rules names them in its legend entry); this module never
@@ -69,7 +71,7 @@ from bandits.errors import PrefsimError
 from sim import stats
 from sim.bounds_file import bounds_for_metric
 from sim.diagnostics import floor_iteration as first_floor_iteration
-from sim.diagnostics import is_convergence_metric, precision_floor
+from sim.diagnostics import is_convergence_metric, metric_floor
 from sim.figure_plan import (
     HEADTOHEAD,
     FigureJob,
@@ -135,8 +137,15 @@ MAX_NAMED_BOUND_RULES = 4
 NEAR_CURVES = 1e-2
 #: A fit window needs at least this many recorded iterations.
 MIN_FIT_POINTS = 3
-#: Less than this change of log(metric) over the fit window is a plateau (no fit).
+#: A fit window whose trend line falls by less than this in log(metric) has no rate: a plateau when the curve
+#: stays within it too, else "not converging" (it rises or swings).
 PLATEAU_LOG_CHANGE = 0.1
+#: :func:`level_off`: after levelling off a curve falls less than this fraction as fast as its trend before,
+LEVEL_FRACTION = 1.0 / 3.0
+#: rises at most this much in log(metric) (jitter of a noisy mean),
+LEVEL_RISE = 3 * PLATEAU_LOG_CHANGE
+#: and its trend would have fallen at least this much in log(metric) over the flat stretch.
+LEVEL_MIN_FALL = 3 * PLATEAU_LOG_CHANGE
 
 
 def metric_label(metric: str) -> str:
@@ -294,12 +303,21 @@ def choose_fit(
     """Decide whether and how to fit the mean curve ``centre`` of ``metric`` over ``iterations``.
 
     * Counts and non-convergence metrics (``regret``, ``queries``, ``loss``, ``max_log_ratio``): no fit.
-    * The curve is used only up to the last iteration before it reaches ``floor`` (rounding; see
-      :func:`sim.diagnostics.floor_iteration`: a curve that keeps falling far below it is not floored).
-      Fewer than :data:`MIN_FIT_POINTS` recorded iterations ≥ 1 before the floor: no fit ("at floor").
-    * Window: ``window`` if given, else the last decade [max(1, T′/10), T′] of the usable part (T′ the
-      last usable iteration).
-    * Plateau: log(metric) changes by less than :data:`PLATEAU_LOG_CHANGE` over the window: no fit.
+    * ``floor``: the metric's floor (:func:`sim.diagnostics.metric_floor`).  The curve is used only up to
+      the last iteration before it first reaches ``floor``: :func:`sim.stats.fit_rate` leaves out values at
+      or below it, so the window and the scale are chosen on the points the fit uses.  Fewer than
+      :data:`MIN_FIT_POINTS` recorded iterations ≥ 1 above it: no fit ("at the rounding floor", or "below
+      the rounding floor" for a curve that keeps falling there, :func:`sim.diagnostics.floor_iteration`).
+    * Window: ``window`` if given, else the last decade [max(1, T′/10), T′] of the usable part, where T′ is
+      its last iteration or, when the curve levels off (:func:`level_off`), the last iteration before it
+      does.  A curve that levels off after falling less than a decade over that window has no rate to
+      show: no fit ("plateau from t = …").  The returned window is the first and last recorded iterations
+      used.
+    * Trend: the least-squares line through log(metric) over the window (in the chosen scale) must fall by
+      at least :data:`PLATEAU_LOG_CHANGE` from the window's first to its last iteration; otherwise no fit:
+      "plateau" when log(metric) stays within :data:`PLATEAU_LOG_CHANGE` over the window, "not converging"
+      when it rises or swings more than that.  A falling trend whose last third of the window (in log t)
+      stays within :data:`PLATEAU_LOG_CHANGE` is a plateau too (too slow for :func:`level_off`).
     * ``scale = "auto"``: log-log when a straight line in (log t, log y) fits the window at least as
       well as one in (t, log y), semilog otherwise (a linear rate is straight on a semilog axis);
       ``loglog`` / ``semilog`` force the kind; ``none`` disables fits.
@@ -308,18 +326,34 @@ def choose_fit(
         return FitChoice("none")
     iterations = np.asarray(iterations, dtype=np.float64)
     centre = np.asarray(centre, dtype=np.float64)
+    order = np.argsort(iterations, kind="stable")
+    iterations, centre = iterations[order], centre[order]
     floor_iteration = first_floor_iteration(iterations, centre, floor)
-    usable = (iterations >= 1) & np.isfinite(centre) & (centre > 0)
-    if floor_iteration is not None:
-        usable &= iterations < floor_iteration
+    reached = (iterations > 0) & np.isfinite(centre) & (centre <= floor)
+    below_from = int(iterations[reached].min()) if reached.any() else None
+    usable = (iterations >= 1) & np.isfinite(centre) & (centre > floor)
+    if below_from is not None:
+        usable &= iterations < below_from
     if usable.sum() < MIN_FIT_POINTS:
         if floor_iteration is not None:
             return FitChoice(
                 "none", reason=f"at the rounding floor from t = {floor_iteration}", floor_iteration=floor_iteration
             )
+        if below_from is not None:
+            return FitChoice("none", reason=f"below the rounding floor from t = {below_from}")
         return FitChoice("none", reason="too few points to fit")
     if window is None:
-        last = int(iterations[usable].max())
+        t_usable, log_usable = iterations[usable], np.log(centre[usable])
+        knee = level_off(t_usable, log_usable)
+        if knee is not None:
+            last = int(t_usable[knee - 1])
+            before = (t_usable >= max(1, last // 10)) & (t_usable <= last)
+            fall = log_usable[before][0] - log_usable[before][-1] if before.any() else 0.0
+            if before.sum() < MIN_FIT_POINTS or fall < math.log(10.0):
+                reason = f"plateau from t = {int(t_usable[knee])}"
+                return FitChoice("none", reason=reason, floor_iteration=floor_iteration)
+        else:
+            last = int(t_usable[-1])
         window = (max(1, last // 10), last)
     first, last = int(window[0]), int(window[1])
     inside = usable & (iterations >= first) & (iterations <= last)
@@ -327,28 +361,78 @@ def choose_fit(
         return FitChoice("none", reason="too few points to fit", floor_iteration=floor_iteration)
     t = iterations[inside]
     log_y = np.log(centre[inside])
-    # the rate is an asymptotic statement: a curve that has levelled off over the last third of the
-    # window (in log t) has reached a plateau (a bias, a cycle, an unregularised limit), not a rate
-    tail = np.log(t) >= np.log(t[0]) + (2.0 / 3.0) * (np.log(t[-1]) - np.log(t[0]))
-    tail_change = np.ptp(log_y[tail]) if tail.sum() >= 2 else np.ptp(log_y)
-    if tail_change < PLATEAU_LOG_CHANGE:
-        return FitChoice("none", reason="plateau", floor_iteration=floor_iteration)
     if scale == "auto":
         scale = "loglog" if _residual(np.log(t), log_y) <= _residual(t, log_y) else "semilog"
-    return FitChoice(scale, (first, last), floor_iteration=floor_iteration)
+    x = np.log(t) if scale == "loglog" else t
+    change = np.polyfit(x, log_y, 1)[0] * (x[-1] - x[0])
+    if change > -PLATEAU_LOG_CHANGE:
+        reason = "plateau" if np.ptp(log_y) < PLATEAU_LOG_CHANGE else "not converging"
+        return FitChoice("none", reason=reason, floor_iteration=floor_iteration)
+    # a trend too slow to level off by :func:`level_off`'s measure, flat over the last third of the window
+    # (in log t): a plateau, not a rate
+    tail = np.log(t) >= np.log(t[0]) + (2.0 / 3.0) * (np.log(t[-1]) - np.log(t[0]))
+    if tail.sum() >= 2 and np.ptp(log_y[tail]) < PLATEAU_LOG_CHANGE:
+        return FitChoice("none", reason="plateau", floor_iteration=floor_iteration)
+    return FitChoice(scale, (int(t[0]), int(t[-1])), floor_iteration=floor_iteration)
+
+
+def level_off(iterations: np.ndarray, log_values: np.ndarray) -> int | None:
+    """Index of the first point from which a curve has levelled off, or ``None``.
+
+    ``iterations`` (≥ 1, increasing) and ``log_values`` (log of the mean curve) are the points a fit may
+    use.  The curve has levelled off at point k when, measured on a log-log scale (on which a power law
+    is straight and a linear rate steepens, so neither levels off), after t_k it
+
+    * falls less than :data:`LEVEL_FRACTION` as fast as its log-log trend up to t_k (the least-squares
+      line over [t_k/10, t_k], at least :data:`MIN_FIT_POINTS` points) would,
+    * never rises more than :data:`LEVEL_RISE` above its value at t_k (a curve that turns and rises is
+      not converging, not levelled), and
+    * the trend would have fallen by at least :data:`LEVEL_MIN_FALL` by the last point (a shorter flat
+      end is noise).
+
+    The first such k is returned: Nash-MD's KL(π*‖π_t) falls linearly to its bias and then stays there.
+    """
+    log_t = np.log(np.asarray(iterations, dtype=np.float64))
+    log_values = np.asarray(log_values, dtype=np.float64)
+    # the trend's slope at every k at once: least squares over points start[k]…k from prefix sums
+    start = np.searchsorted(log_t, log_t - math.log(10.0) - 1e-12)
+    end = np.arange(1, log_t.size + 1)
+    count = end - start
+
+    def window_sum(values):
+        prefix = np.r_[0.0, np.cumsum(values)]
+        return prefix[end] - prefix[start]
+
+    sx, sy = window_sum(log_t), window_sum(log_values)
+    sxx, sxy = window_sum(log_t * log_t), window_sum(log_t * log_values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = -(count * sxy - sx * sy) / (count * sxx - sx * sx)
+    candidates = (count >= MIN_FIT_POINTS) & (rate > 0) & (rate * (log_t[-1] - log_t) >= LEVEL_MIN_FALL)
+    for k in np.flatnonzero(candidates[:-1]):
+        if k == 0:
+            continue
+        fall = log_values[k] - log_values[k + 1 :]
+        if np.all(fall < LEVEL_FRACTION * rate[k] * (log_t[k + 1 :] - log_t[k])) and np.all(-fall <= LEVEL_RISE):
+            return int(k)
+    return None
 
 
 def fit_label(fit: stats.RateFit) -> str:
     """Legend text naming the fit: ``log-log slope −1.02 [−1.05, −0.99], t 4–40`` or ``linear rate: …/iter``.
 
-    A fit whose CI contains 0 says "no significant trend" (a cycle or a plateau the plateau test let
-    through), not a rate.
+    The window is the first and last recorded iterations the fit used (:attr:`sim.stats.RateFit.span`).
+    One seed has no interval: the slope and "1 seed".  A fit whose CI contains 0 says "no significant
+    trend" (a cycle or a plateau the plateau test let through), not a rate.
     """
-    window = f"t {fit.window[0]}–{fit.window[1]}"
-    interval = f"[{fit.lower:.3g}, {fit.upper:.3g}]"
-    if fit.lower <= 0.0 <= fit.upper:
-        kind = "log-log" if fit.scale == "loglog" else "semilog"
-        return f"no significant trend ({kind} slope\n  {fit.slope:.2g} {interval}, {window})"
+    first, last = fit.span if fit.span is not None else fit.window
+    window = f"t {first}–{last}"
+    if np.isfinite(fit.seed_slopes).sum() < 2:
+        interval = "1 seed"
+    else:
+        interval = f"[{fit.lower:.3g}, {fit.upper:.3g}]"
+        if fit.lower <= 0.0 <= fit.upper:
+            kind = "log-log" if fit.scale == "loglog" else "semilog"
+            return f"no significant trend ({kind} slope\n  {fit.slope:.2g} {interval}, {window})"
     if fit.scale == "loglog":
         return f"log-log slope {fit.slope:.3g}\n  {interval}, {window}"
     return f"linear rate: semilog slope {fit.slope:.3g}/iter\n  {interval}, {window}"
@@ -416,7 +500,7 @@ def plot_metric(
     if many:  # one colour scale in the rules' order (a sweep's grid order), thin solid lines
         line_styles = {rule: {"color": ramp(index), "ls": "-", "lw": 1.0} for index, rule in enumerate(rules)}
         styles, fit_window = None, None
-    floor = precision_floor(precision)
+    floor = metric_floor(metric, precision)
     positive = summary["center"].to_numpy()
     positive = positive[np.isfinite(positive) & (positive > 0)]
     log_y = positive.size > 0

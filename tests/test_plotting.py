@@ -213,7 +213,82 @@ def test_a_fit_whose_interval_contains_zero_says_no_significant_trend():
         assert line.prefsim_fit.lower <= 0 <= line.prefsim_fit.upper
         assert "no significant trend" in line.get_label()
     else:
-        assert "plateau" in line.get_label()
+        assert "plateau" in line.get_label() or "not converging" in line.get_label()
+
+
+#: The iterations a run of 300 records (sim.trajectory's schedule): dense first, then log-spaced.
+RECORDED_300 = np.r_[np.arange(0, 11), 12, 14, 17, 20, 25, 30, np.arange(40, 101, 10), 120, 140, 170, 200, 250, 300]
+
+
+def test_tv_that_falls_and_then_lies_flat_at_the_accuracy_of_the_target_is_at_its_floor():
+    # examples/default.toml: TV(π_t, π*) of a converged rule falls linearly, then sits at ~4e-14 (π*'s own
+    # error), above the 2.2e-14 rounding floor: the fit must stop before it, not span it
+    table = synthetic({"a": {"tv_to_optimum": lambda t: np.maximum(0.3 * 0.85**t, 4.15e-14)}}, iterations=RECORDED_300)
+    line = _curve(plotting.plot_metric(table, "tv_to_optimum"), "a")
+    assert line.prefsim_fit_choice.floor_iteration == 170  # 0.3·0.85^t < 1e-12 from t ≈ 164 on
+    assert line.prefsim_fit.scale == "semilog" and line.prefsim_fit.slope == pytest.approx(math.log(0.85), rel=1e-6)
+    assert line.prefsim_fit.span == (14, 140) and "t 14–140" in line.get_label()
+
+
+def test_values_below_the_floor_neither_choose_the_scale_nor_widen_the_window():
+    # a linear rate to 2e-15, then a slower steady fall far below the floor (one_rule_1seed.toml's KL): the
+    # fit leaves those values out, so the scale and the window are chosen without them too
+    def curve(t):
+        fast = 0.3 * 0.8**t
+        return np.where(fast > 2e-15, fast, 2e-15 * (np.maximum(t, 1.0) / 133.0) ** -8.0)
+
+    table = synthetic({"a": {"kl_to_nash": curve}}, iterations=RECORDED_300, noise=0.0)
+    line = _curve(plotting.plot_metric(table, "kl_to_nash"), "a")
+    assert line.prefsim_fit_choice.floor_iteration is None  # it keeps falling: not at the floor
+    assert line.prefsim_fit.scale == "semilog" and line.prefsim_fit.slope == pytest.approx(math.log(0.8))
+    assert line.prefsim_fit.span == (12, 120) and "t 12–120" in line.get_label()
+
+
+def test_rising_and_swinging_curves_are_not_converging_and_get_no_rate():
+    table = synthetic(
+        {
+            "up": {"kl_to_nash": lambda t: 0.1 * (1.0 + t) ** 0.9},  # sppo's KL(π*‖π_t) in the default run
+            "swing": {"duality_gap": lambda t: 0.29 * (1.0 + t) ** 0.02 * (1.0 + 0.25 * np.sin(t / 7.0))},
+        },
+        iterations=np.arange(0, 1001),
+    )
+    for rule, metric in (("up", "kl_to_nash"), ("swing", "duality_gap")):
+        line = _curve(plotting.plot_metric(table[table["rule"] == rule], metric), rule)
+        assert line.prefsim_fit is None and line.prefsim_fit_choice.reason == "not converging", rule
+        assert line.get_label() == f"{rule}\n  no fit: not converging"
+
+
+def test_a_curve_that_levels_off_is_fitted_only_before_it():
+    # Nash-MD: a linear rate down to its bias, then flat (two_seeds.toml); the fit must not span the knee
+    table = synthetic({"a": {"kl_to_nash": lambda t: 0.4 * 0.96**t + 7.3e-5}}, iterations=RECORDED_300)
+    line = _curve(plotting.plot_metric(table, "kl_to_nash"), "a")
+    fit = line.prefsim_fit
+    assert fit.scale == "semilog" and fit.span == (20, 200) and "t 20–200" in line.get_label()
+    assert fit.slope == pytest.approx(math.log(0.96), rel=0.1)
+    # levelling off after falling less than a decade: a plateau, and from when
+    choice = plotting.choose_fit(RECORDED_300, 0.2 + 0.3 * np.exp(-RECORDED_300 / 5.0), "exploitability", 2.2e-14)
+    assert choice.kind == "none" and choice.reason.startswith("plateau from t = ")
+
+
+def test_kl_to_the_unregularised_nash_is_a_convergence_metric_with_a_fit():
+    # comal approaches π⁰: KL(π⁰‖π_t) falls 0.105 → 0.021 over t = 100…1000 in the default run
+    table = synthetic({"comal": {"kl_to_unregularised_nash": lambda t: 2.0 / (1.0 + t) ** 0.7}})
+    line = _curve(plotting.plot_metric(table, "kl_to_unregularised_nash"), "comal")
+    assert line.prefsim_fit.scale == "loglog" and line.prefsim_fit.slope == pytest.approx(-0.7, abs=0.02)
+
+
+def test_the_label_names_the_first_and_last_recorded_iterations_fitted():
+    # recorded every 5 iterations: the window [3, 30] holds t = 5…30 (sampled_inpo.toml)
+    table = synthetic({"a": {"kl_to_nash": lambda t: 0.5 * 0.9**t}}, iterations=np.arange(0, 31, 5))
+    line = _curve(plotting.plot_metric(table, "kl_to_nash"), "a")
+    assert "t 5–30" in line.get_label() and "t 3–30" not in line.get_label()
+    assert line.prefsim_fit.span == (5, 30)
+
+
+def test_a_fit_of_one_seed_has_no_interval():
+    table = synthetic({"a": {"kl_to_nash": lambda t: 3.0 / (t + 1.0) ** 2}}, seeds=1)
+    label = _curve(plotting.plot_metric(table, "kl_to_nash"), "a").get_label()
+    assert "[" not in label and "log-log slope -1.97\n  1 seed, t 20–200" in label
 
 
 # ----------------------------------------------------------------------------------------------
@@ -430,11 +505,14 @@ def test_plot_table_does_not_change_the_fingerprint():
 
 
 def test_a_curve_that_keeps_falling_far_below_epsilon_is_not_at_the_floor():
-    # TV to a point mass is a sum of tiny probabilities, computed without cancellation: 0.5^t down to 1e-90
+    # TV to a point mass is a sum of tiny probabilities, computed without cancellation: 0.5^t down to 1e-90.
+    # Not at the floor (no warning, no "≈ 0"), but the fit uses only the values above TV's floor (1e-12,
+    # below it from t = 40 on), and the label says so
     table = synthetic({"a": {"tv_to_optimum": lambda t: 0.5**t}}, iterations=np.arange(0, 301), noise=0.0)
     line = _curve(plotting.plot_metric(table, "tv_to_optimum"), "a")
     assert line.prefsim_fit_choice.floor_iteration is None
-    assert line.prefsim_fit.window == (30, 300) and line.prefsim_fit.slope == pytest.approx(math.log(0.5))
+    assert line.prefsim_fit.span == (3, 39) and line.prefsim_fit.slope == pytest.approx(math.log(0.5))
+    assert "t 3–39" in line.get_label()
 
 
 def _swept(taus, arms=(3,)) -> pd.DataFrame:
