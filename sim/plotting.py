@@ -417,13 +417,44 @@ def level_off(iterations: np.ndarray, log_values: np.ndarray) -> int | None:
     return None
 
 
-def fit_label(fit: stats.RateFit) -> str:
+#: A fit's mean per-seed slope and the drawn mean curve's slope "differ" beyond this ratio (or in sign).
+SLOPES_DIFFER = 2.0
+
+
+def mean_curve_slope(iterations: np.ndarray, centre: np.ndarray, fit: stats.RateFit, floor: float) -> float:
+    """The least-squares slope of the drawn mean curve ``centre`` over the iterations ``fit`` used, in its
+    scale (NaN with fewer than two points above ``floor``): what the eye reads off the figure."""
+    first, last = fit.span if fit.span is not None else fit.window
+    iterations, centre = np.asarray(iterations, dtype=np.float64), np.asarray(centre, dtype=np.float64)
+    inside = (iterations >= first) & (iterations <= last) & np.isfinite(centre) & (centre > floor)
+    if inside.sum() < 2:
+        return float("nan")
+    x = np.log(iterations[inside]) if fit.scale == "loglog" else iterations[inside]
+    return float(np.polyfit(x, np.log(centre[inside]), 1)[0])
+
+
+def fit_label(fit: stats.RateFit, curve_slope: float | None = None) -> str:
     """Legend text naming the fit: ``log-log slope −1.02 [−1.05, −0.99], t 4–40`` or ``linear rate: …/iter``.
 
-    The window is the first and last recorded iterations the fit used (:attr:`sim.stats.RateFit.span`).
-    One seed has no interval: the slope and "1 seed".  A fit whose CI contains 0 says "no significant
-    trend" (a cycle or a plateau the plateau test let through), not a rate.
+    The slope is the mean of the per-seed slopes, with its bootstrap CI over seeds; the window is the first
+    and last recorded iterations the fit used (:attr:`sim.stats.RateFit.span`).  One seed has no interval:
+    the slope and "1 seed".  A fit whose CI contains 0 says "no significant trend" (a cycle or a plateau the
+    plateau test let through), not a rate.  ``curve_slope``: the drawn mean curve's slope over the same
+    iterations (:func:`mean_curve_slope`); where it differs from the per-seed mean by more than a factor
+    :data:`SLOPES_DIFFER` (seeds that converge at very different rates: the mean curve follows the slowest),
+    the label says both.
     """
+    label = _fit_text(fit)
+    if curve_slope is not None and np.isfinite(curve_slope) and np.isfinite(fit.slope):
+        ratio = curve_slope / fit.slope if fit.slope != 0 else math.inf
+        if not 1.0 / SLOPES_DIFFER <= ratio <= SLOPES_DIFFER:
+            unit = "" if fit.scale == "loglog" else "/iter"
+            label += "\n  seeds differ: that is the mean of the seeds' slopes,"
+            label += f"\n  the mean curve's is {curve_slope:.3g}{unit}"
+    return label
+
+
+def _fit_text(fit: stats.RateFit) -> str:
     first, last = fit.span if fit.span is not None else fit.window
     window = f"t {first}–{last}"
     if np.isfinite(fit.seed_slopes).sum() < 2:
@@ -548,7 +579,7 @@ def plot_metric(
             if many:
                 name = "_nolegend_"  # the colour bar names the curves
             elif fit is not None:
-                name = f"{name}\n  {fit_label(fit)}"
+                name = f"{name}\n  {fit_label(fit, mean_curve_slope(x, curve['center'].to_numpy(), fit, floor))}"
             elif choice.reason:
                 name = f"{name}\n  no fit: {choice.reason}"
             if floor_from is not None and not many:

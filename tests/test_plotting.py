@@ -24,7 +24,7 @@ from python_process import python_output
 
 import sim
 from bandits.errors import PrefsimError
-from sim import cli, figure_plan, figure_worker, plotting
+from sim import cli, diagnostics, figure_plan, figure_worker, plotting
 from sim.figure_worker import FigureWorker
 from sim.plot_spec import PlotSpec, parse_plot
 
@@ -976,7 +976,7 @@ def test_rounding_residues_and_zeros_do_not_set_the_log_axis_and_a_floored_curve
     to 1e-26, and the curve vanished where it was exactly 0.  The axis' bottom is set by values above the
     precision floor; from the iteration the curve reaches the floor, its values ≤ floor (zeros too) run along
     the axis bottom from a ▼, and its legend entry says so."""
-    floor = plotting.precision_floor("float64")
+    floor = diagnostics.precision_floor("float64")
 
     def floored(t):
         return np.where(t <= 150, np.exp(-0.2 * t), np.where(t == 170, 1e-26, np.where(t < 250, 1e-17, 0.0)))
@@ -1112,3 +1112,26 @@ def test_curves_closer_than_a_line_width_are_dashed_and_named_as_near_each_other
     assert _curve(axes, "apo").get_label() == "apo (≈ inpo)" and _curve(axes, "apo").get_linestyle() != solid
     assert _curve(axes, "dno").get_label() == "dno" and _curve(axes, "dno").get_linestyle() == solid
     assert _curve(axes, "sppo").get_label() == "sppo (= inpo)"
+
+
+def test_a_fit_whose_seeds_converge_at_very_different_rates_also_gives_the_mean_curves_slope():
+    """COMAL's KL to π⁰ on default.toml: some seeds fall like t⁻⁸, others stay near t^−0.1, so the mean of the
+    per-seed slopes (−4) says nothing about the drawn mean curve, which follows the slow seeds."""
+    t = np.arange(100, 1001, 100)
+    rows = []
+    for seed, power in enumerate([-8.0, -8.0, -0.1, -0.1]):
+        rows.append(pd.DataFrame({"rule": "r", "seed": seed, "iteration": t, "kl_to_nash": 0.1 * (t / 100.0) ** power}))
+    table = pd.concat(rows, ignore_index=True)
+    fit = sim.stats.fit_rate(table, "kl_to_nash", "r", window=(100, 1000), scale="loglog", floor=1e-300)
+    centre = table.groupby("iteration")["kl_to_nash"].mean().to_numpy()
+    curve = plotting.mean_curve_slope(t, centre, fit, 1e-300)
+    expected = np.polyfit(np.log(t), np.log(centre), 1)[0]  # least squares of the drawn curve, by hand
+    assert fit.slope == pytest.approx(-4.05) and curve == pytest.approx(expected, rel=1e-12)
+    assert -0.5 < curve < -0.1  # the slow seeds, and the fast ones early on
+    label = plotting.fit_label(fit, curve)
+    assert label.endswith(f"seeds differ: that is the mean of the seeds' slopes,\n  the mean curve's is {curve:.3g}")
+    # seeds with one rate: the mean curve has it too, and the label says it once
+    alike = table.assign(kl_to_nash=0.1 * (table["iteration"] / 100.0) ** -1.0 * (1 + table["seed"]))
+    fit = sim.stats.fit_rate(alike, "kl_to_nash", "r", window=(100, 1000), scale="loglog", floor=1e-300)
+    centre = alike.groupby("iteration")["kl_to_nash"].mean().to_numpy()
+    assert "seeds differ" not in plotting.fit_label(fit, plotting.mean_curve_slope(t, centre, fit, 1e-300))
