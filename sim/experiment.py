@@ -7,7 +7,8 @@ a pandas DataFrame with columns ``rule, seed, iteration`` and one column per met
 With ``out``: the directory is checked before anything is computed and locked while the run writes
 (:mod:`sim.results_io`); each ``[[rule]]`` table's results are written as soon as they are computed,
 atomically and with a checksum, to ``out/parts/<label>.csv`` (parts of labels no longer in the spec are
-removed; a part's fingerprint covers the spec without the other rules, see :func:`part_fingerprint`),
+removed; a part's fingerprint covers the spec without the other rules and the code that computes it,
+see :func:`part_fingerprint` and :func:`code_identity`),
 and its final policies to ``out/final_policies/<label>.npz``; with ``[run] seed_block`` each seed block
 of a table is its own part, ``<label>@block-<i>`` (:class:`sim.shards.WorkPart`), and the table's rows are
 its blocks' rows in the unblocked order (:func:`assemble_parts`); ``metrics.csv`` (all rows), ``bounds.csv``
@@ -51,7 +52,7 @@ from sim.limits import check_memory, describe_memory
 from sim.metrics import metric_tau
 from sim.point_groups import run_rule_over_points
 from sim.precision import in_float64
-from sim.program_cache import SourceKey
+from sim.program_cache import SourceKey, source_digest
 from sim.provenance import git_dirty
 from sim.results_io import (
     PROGRESS_SUFFIX,
@@ -543,13 +544,12 @@ def spec_fingerprint(spec: ExperimentSpec) -> str:
 
     Hashes the parsed spec (every field that affects results, defaults filled), not ``spec.raw``: an
     :class:`ExperimentSpec` built in Python has an empty ``raw``, which made every such spec share one
-    fingerprint, so ``resume=True`` reused parts computed for a different spec.  The prefsim version
-    and git commit are part of it too: results computed by other code are recomputed, not reused.
+    fingerprint, so ``resume=True`` reused parts computed for a different spec.  The code that computes
+    is part of it too (:func:`code_identity`: prefsim's version, git commit, dirty flag and source files,
+    and the JAX, jaxlib and NumPy versions): results computed by other code, committed or not, are
+    recomputed by ``--resume`` and refused by ``prefsim merge``, not reused.
     """
-    content = {
-        "spec": parsed_spec(spec),
-        "code": {"prefsim": package_versions()["prefsim"], "git_commit": git_commit()},
-    }
+    content = {"spec": parsed_spec(spec), "code": code_identity()}
     text = json.dumps(content, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -596,12 +596,34 @@ def _manifest(spec: ExperimentSpec, fingerprint: str, record, target_gaps) -> di
         "recorded_iterations": [int(i) for i in record],
         "target_duality_gap_max": float(np.nanmax(target_gaps)) if np.any(np.isfinite(target_gaps)) else None,
         "versions": package_versions(),
-        "git_commit": git_commit(),
-        "git_dirty": git_dirty(),
+        "git_commit": code_identity()["git_commit"],
+        "git_dirty": code_identity()["git_dirty"],
+        "source_digest": code_identity()["source_digest"],
         "metric_tau": metric_tau(spec.game.tau),
         "platform": platform.platform(),
         "devices": [str(d) for d in jax.devices()],
         "complete": False,
+    }
+
+
+#: The packages whose versions are part of :func:`code_identity`: they compute a run's numbers.
+COMPUTING_PACKAGES = ("jax", "jaxlib", "numpy")
+
+
+@functools.cache
+def code_identity() -> dict:
+    """What, besides the spec, decides a run's numbers, as it is when first asked in this process: prefsim's
+    version, the git commit, whether the tree has uncommitted changes (``None`` outside a git checkout),
+    the SHA-256 of prefsim's source files (:func:`sim.program_cache.source_digest`: uncommitted changes,
+    or an installed copy's code) and the versions of :data:`COMPUTING_PACKAGES`.  Part of every
+    fingerprint (:func:`spec_fingerprint`) and of the manifest (``source_digest``)."""
+    versions = package_versions()
+    return {
+        "prefsim": versions["prefsim"],
+        "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
+        "source_digest": source_digest(),
+        **{name: versions[name] for name in COMPUTING_PACKAGES},
     }
 
 

@@ -3,9 +3,10 @@
 Checks, each failing with a :class:`~bandits.errors.PrefsimError` that names the directory:
 
 * every directory holds a finished shard (``manifest.json`` with ``complete = true`` and a ``shard`` entry);
-* all shards have the spec fingerprint of the first (same spec, seeds, prefsim version and git commit)
-  and the same shard count N, and this prefsim computes that fingerprint too (the code that merges is
-  the code that ran them);
+* all shards have the spec fingerprint of the first (same spec, seeds and code: prefsim, JAX, jaxlib and
+  NumPy versions, git commit, dirty flag and source files, :func:`sim.experiment.code_identity`) and the
+  same shard count N, and this prefsim computes that fingerprint too (the code that merges is the code
+  that ran them; an error names what differs);
 * the shards cover shards 0 … N−1 exactly once (a missing one is named with its rule tables, a
   duplicated one with both directories), and each holds the parts :func:`sim.shards.shard_parts` gives it
   (rule tables, or with ``[run] seed_block`` seed blocks of them);
@@ -32,8 +33,10 @@ import pandas as pd
 
 from bandits.errors import PrefsimError
 from sim.experiment import (
+    COMPUTING_PACKAGES,
     FINAL_POLICIES,
     assemble_parts,
+    code_identity,
     expected_part_rows,
     finish_run,
     load_final_policies,
@@ -85,16 +88,40 @@ def shard_manifest(directory: Path) -> dict:
 
 
 def _why_foreign(manifest: dict, reference: dict) -> str:
-    """Which of spec, version and commit differ between two shards' manifests."""
-    reasons = []
-    if manifest.get("parsed_spec") != reference.get("parsed_spec"):
-        reasons.append("another spec")
-    version, reference_version = (m.get("versions", {}).get("prefsim") for m in (manifest, reference))
-    if version != reference_version:
-        reasons.append(f"prefsim {version} instead of {reference_version}")
-    if manifest.get("git_commit") != reference.get("git_commit"):
-        reasons.append(f"git commit {manifest.get('git_commit')} instead of {reference.get('git_commit')}")
-    return ", ".join(reasons) or "another spec or code"
+    """Which of spec, versions, commit and uncommitted source differ between two shards' manifests."""
+    reasons = [] if manifest.get("parsed_spec") == reference.get("parsed_spec") else ["another spec"]
+    return ", ".join(reasons + code_differences(manifest, manifest_code(reference))) or "another spec or code"
+
+
+def manifest_code(manifest: dict) -> dict:
+    """The :func:`sim.experiment.code_identity` entries a manifest records (``None`` where it has none)."""
+    versions = manifest.get("versions") if isinstance(manifest.get("versions"), dict) else {}
+    return {
+        "prefsim": versions.get("prefsim"),
+        **{name: versions.get(name) for name in COMPUTING_PACKAGES},
+        "git_commit": manifest.get("git_commit"),
+        "git_dirty": manifest.get("git_dirty"),
+        "source_digest": manifest.get("source_digest"),
+    }
+
+
+def code_differences(manifest: dict, code: dict) -> list[str]:
+    """How the code that wrote ``manifest`` differs from ``code`` (a :func:`manifest_code` or
+    :func:`sim.experiment.code_identity`), in words: versions, commit, uncommitted changes."""
+    ran = manifest_code(manifest)
+    reasons = [
+        f"{name} {ran[name]} instead of {code.get(name)}"
+        for name in ("prefsim", *COMPUTING_PACKAGES)
+        if ran[name] != code.get(name)
+    ]
+    if ran["git_commit"] != code.get("git_commit"):
+        reasons.append(f"git commit {ran['git_commit']} instead of {code.get('git_commit')}")
+    if ran["git_dirty"] != code.get("git_dirty"):
+        state = {True: "uncommitted changes", False: "a clean tree", None: "no git checkout"}
+        reasons.append(f"{state.get(ran['git_dirty'], ran['git_dirty'])} instead of {state.get(code.get('git_dirty'))}")
+    elif ran["source_digest"] != code.get("source_digest"):
+        reasons.append("other (uncommitted) changes to prefsim's source files")
+    return reasons
 
 
 def check_same_split(paths: Sequence[Path], manifests: Sequence[dict]) -> None:
@@ -125,11 +152,7 @@ def check_shards(directories: Sequence[str | os.PathLike]) -> tuple[ExperimentSp
     reference = manifests[0]
     spec = parse_spec(reference["spec"])
     if spec_fingerprint(spec) != reference.get("fingerprint"):
-        raise PrefsimError(
-            f"the shards were computed by prefsim {reference.get('versions', {}).get('prefsim')} at git commit "
-            f"{reference.get('git_commit')} (fingerprint {reference.get('fingerprint')}), and this prefsim gives "
-            f"their spec the fingerprint {spec_fingerprint(spec)} (other code); merge with the prefsim that ran them."
-        )
+        raise PrefsimError(other_code_message(reference, f"fingerprint {reference.get('fingerprint')}"))
     count = int(reference["shard"]["count"])
     plan = shard_parts(spec, count)
     for path, manifest in zip(paths, manifests):
@@ -148,6 +171,17 @@ def check_shards(directories: Sequence[str | os.PathLike]) -> tuple[ExperimentSp
         "`prefsim run SPEC --out DIR --shard I/N`",
     )
     return spec, ordered, reference
+
+
+def other_code_message(reference: dict, what: str) -> str:
+    """The error of a merge whose shards were computed by other code than this prefsim (their ``what``)."""
+    differences = code_differences(reference, code_identity()) or ["other code"]
+    return (
+        f"the shards were computed by prefsim {reference.get('versions', {}).get('prefsim')} at git commit "
+        f"{reference.get('git_commit')} ({what}), and this prefsim differs: {', '.join(differences)}; their "
+        "parts are not this code's results. Merge with the code that ran them, or rerun the shards with this "
+        "code (--resume recomputes every part)."
+    )
 
 
 def _parts_text(names: Sequence[str]) -> str:

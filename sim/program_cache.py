@@ -201,13 +201,21 @@ def _setting_names(count: int) -> tuple[frozenset, tuple[str, ...]]:
 
 
 @functools.cache
-def environment() -> str:
-    """The code and the machine a program is compiled for (see the module docstring), as one digest."""
+def source_digest() -> str:
+    """SHA-256 of every source file of prefsim's packages (:data:`SOURCE_PACKAGES`), by path relative to its
+    package and content: the code that runs, committed or not, from a git checkout or an installed copy
+    (also part of a result part's fingerprint, :func:`sim.experiment.code_identity`)."""
     digest = hashlib.sha256()
     for package in SOURCE_PACKAGES:
         root = Path(importlib.import_module(package).__file__).parent
         for path in sorted(root.rglob("*.py")):
             digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+@functools.cache
+def environment() -> str:
+    """The code and the machine a program is compiled for (see the module docstring), as one digest."""
     client = jax.devices()[0].client
     parts = [
         FORMAT,
@@ -221,7 +229,7 @@ def environment() -> str:
         os.environ.get("XLA_FLAGS", ""),
         platform.machine(),
         _cpu_description(),
-        digest.hexdigest(),
+        source_digest(),
     ]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 

@@ -73,11 +73,7 @@ def check_sweep_shards(directories: Sequence[str | os.PathLike]) -> tuple[Experi
     spec = parse_spec(reference["spec"])
     fingerprint = "+".join(spec_fingerprint(point) for point in spec.points)
     if fingerprint != reference.get("fingerprint"):
-        raise PrefsimError(
-            f"the shards were computed by prefsim {reference.get('versions', {}).get('prefsim')} at git commit "
-            f"{reference.get('git_commit')}, and this prefsim gives their spec another fingerprint (other code); "
-            "merge with the prefsim that ran them."
-        )
+        raise PrefsimError(merge.other_code_message(reference, "their sweep's fingerprint"))
     count = int(reference["shard"]["count"])
     records = [sweep_shard_record(spec, index, count) for index in range(count)]
     for path, manifest in zip(paths, manifests):

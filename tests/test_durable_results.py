@@ -1,0 +1,129 @@
+"""Results survive interruptions, concurrent runs, full disks and other code: each test runs a tiny spec
+(K = 3, 5 iterations, 2 seeds) and injects the failure where the durability review found results lost,
+mixed or misattributed (a signal, a full disk, a second run, a source change)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import sim
+import sim.experiment as experiment
+import sim.plotting
+import sim.summary
+from sim import cli
+from sim.cli import main
+
+SPEC = """
+name = "tiny"
+iterations = 5
+seeds = 2
+[game]
+kind = "random"
+arms = 3
+tau = 0.2
+[[rule]]
+name = "inpo"
+eta = 1.0
+[[rule]]
+name = "mmd"
+"""
+
+SPEC_DICT = {
+    "iterations": 5,
+    "seeds": 2,
+    "game": {"kind": "random", "arms": 3, "tau": 0.2},
+    "rule": [{"name": "inpo", "eta": 1.0}],
+}
+
+
+def _cli(*argv) -> int:
+    return main([str(a) for a in argv])
+
+
+@pytest.fixture
+def spec_file(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(SPEC)
+    return path
+
+
+@pytest.fixture
+def fresh_code_identity():
+    """The code identity is computed once per process: cleared around a test that pretends other code."""
+    clear = getattr(getattr(experiment, "code_identity", None), "cache_clear", lambda: None)
+    clear()
+    yield clear
+    clear()
+
+
+@pytest.fixture
+def no_figure_workers(monkeypatch):
+    """Figures drawn in this process: no figure processes started (they would only slow a tiny test)."""
+    monkeypatch.setattr(cli, "start_figure_workers", lambda: [])
+
+
+def _count_rule_runs(monkeypatch) -> list[str]:
+    calls: list[str] = []
+    real = experiment.run_rule
+
+    def counting(rule, *arguments, **options):
+        calls.append(rule.label)
+        return real(rule, *arguments, **options)
+
+    monkeypatch.setattr(experiment, "run_rule", counting)
+    return calls
+
+
+# ----------------------------------------------------------------------------------------------
+# 1. the fingerprint covers uncommitted changes and the computing packages
+
+
+def test_resume_and_merge_do_not_reuse_parts_of_uncommitted_code(
+    spec_file, tmp_path, monkeypatch, capsys, fresh_code_identity
+):
+    out, shards = tmp_path / "run", [tmp_path / "s0", tmp_path / "s1"]
+    # the code as it was while it had an uncommitted change (a tree whose sources hash differently)
+    with monkeypatch.context() as edited:
+        edited.setattr(experiment, "git_dirty", lambda: True)
+        edited.setattr(experiment, "source_digest", lambda: "0" * 64, raising=False)
+        assert _cli("run", spec_file, "--out", out, "--no-plots", "--quiet") == 0
+        for index, shard in enumerate(shards):
+            assert _cli("run", spec_file, "--out", shard, "--shard", f"{index}/2", "--quiet") == 0
+        fresh_code_identity()
+    assert json.loads((out / "manifest.json").read_text())["git_dirty"] is True
+    capsys.readouterr()
+
+    calls = _count_rule_runs(monkeypatch)  # the code now: every part is recomputed, none reused
+    assert _cli("run", spec_file, "--out", out, "--no-plots", "--resume") == 0
+    printed = capsys.readouterr().out
+    assert sorted(calls) == ["inpo", "mmd"] and "already computed" not in printed
+    assert "recomputing" in printed and "other code" in printed
+
+    # a shard of the edited code with one of the code now: refused, saying what differs
+    clean = tmp_path / "s1-clean"
+    assert _cli("run", spec_file, "--out", clean, "--shard", "1/2", "--quiet") == 0
+    capsys.readouterr()
+    merged = tmp_path / "merged"
+    assert _cli("merge", shards[0], clean, "--out", merged, "--no-plots", "--quiet") == 2
+    err = capsys.readouterr().err
+    assert "foreign" in err and "uncommitted" in err
+    # every shard from the edited code, merged by the code now: refused too
+    assert _cli("merge", *shards, "--out", merged, "--no-plots", "--quiet") == 2
+    err = capsys.readouterr().err
+    assert "this prefsim differs" in err and "uncommitted" in err
+    assert not merged.exists()
+
+
+def test_the_fingerprint_names_the_code_that_computes(fresh_code_identity, monkeypatch):
+    spec = sim.parse_spec(SPEC_DICT)
+    code = experiment.code_identity()
+    assert {"prefsim", "git_commit", "git_dirty", "source_digest", "jax", "jaxlib", "numpy"} <= set(code)
+    before = experiment.spec_fingerprint(spec)
+    for name, value in [("source_digest", "edited"), ("jaxlib", "0.0.0"), ("git_dirty", not code["git_dirty"])]:
+        monkeypatch.setattr(experiment, "code_identity", lambda name=name, value=value: {**code, name: value})
+        assert experiment.spec_fingerprint(spec) != before, name
+    # an installed copy (no git checkout): still a fingerprint, and still one per source
+    monkeypatch.setattr(experiment, "code_identity", lambda: {**code, "git_commit": None, "git_dirty": None})
+    assert len(experiment.spec_fingerprint(spec)) == 16
