@@ -214,7 +214,8 @@ def _run_checked(
             if reason:
                 say(f"{work.name}: recomputing: {reason}")
         tic = time.time()
-        if given is not None and work.name in given.frames:
+        grouped = given is not None and work.name in given.frames
+        if grouped:  # run_point_group has written its part already
             frame = given.frames[work.name]
             say(f"{work.name}: {len(frame)} rows, computed with the other points of its group")
         else:
@@ -230,10 +231,8 @@ def _run_checked(
                 )
             frame = run_part(work, spec, inputs, blocks, checkpoint)
             say(f"{work.name}: {len(frame)} rows in {time.time() - tic:.1f} s")
-        if part is not None:
-            with signals_held():  # both or neither: an interruption is acted on once they are written
-                save_final_policies(out, work.name, rule_fingerprint, frame.attrs[FINAL_POLICY])
-                write_part(part, frame, rule_fingerprint)
+        if part is not None and not grouped:
+            save_part(out, work.name, rule_fingerprint, frame)
             saved_progress.unlink(missing_ok=True)
         finals.append(frame.attrs.pop(FINAL_POLICY))  # out of attrs: pandas compares attrs when concatenating
         frames.append(frame)
@@ -255,8 +254,10 @@ def run_point_group(
     ``outs`` entry as a run of its own; return each point's table.
 
     Each rule table (of ``tables``, indices into the points' rules; default all) runs for the points that
-    need it (all, or with ``resume`` those without a finished part) in one vmapped call; then each point is
-    finished by :func:`_run_checked` with those frames (parts, final policies, ``metrics.csv``, manifest).
+    need it (all, or with ``resume`` those without a finished part) in one vmapped call, and each point's
+    part of it (rows and final policies) is written to its ``outs`` entry as soon as the call returns, so an
+    interruption before the group's last table loses no finished table; then each point is finished by
+    :func:`_run_checked` with those frames (the other parts, ``metrics.csv``, manifest).
     ``shard``: each point's manifest entry ``shard`` in a sharded sweep.
     """
     inputs = [prepare_run(spec) for spec in specs]
@@ -291,8 +292,13 @@ def run_point_group(
             frames = run_rule_over_points(
                 rules, points, [inputs[p] for p in needed], inputs[0].record, blocks, checkpoint
             )
-            for point, rule, frame in zip(needed, rules, frames):
-                computed[point][rule.label] = frame
+            with signals_held():  # every point's part of the call, or none: then the group's saved progress goes
+                for point, rule, frame in zip(needed, rules, frames):
+                    computed[point][rule.label] = frame
+                    if outs[point] is not None:
+                        save_part(outs[point], rule.label, part_fingerprint(specs[point], rule), frame)
+            if checkpoint is not None:
+                checkpoint.path.unlink(missing_ok=True)
             say(f"{stem}: {len(needed)} points in one vmapped call, {time.time() - tic:.1f} s")
     chosen = None if tables is None else [tuple(spec.rules[i] for i in tables) for spec in specs]
     return [
@@ -515,6 +521,14 @@ def seed_preferences(preference: ArrayLike, axis: int | None, seeds: int) -> np.
 
 #: Folder of a result directory holding each rule's final policies (for the head-to-head table on --resume).
 FINAL_POLICIES = "final_policies"
+
+
+def save_part(out: Path, name: str, fingerprint: str, frame: pd.DataFrame) -> None:
+    """Write part ``name`` of ``out``: its rows (``parts/<name>.csv``) and its final policies (from the
+    frame's attrs), both or neither: a Ctrl-C or SIGTERM is acted on once both are written."""
+    with signals_held():
+        save_final_policies(out, name, fingerprint, frame.attrs[FINAL_POLICY])
+        write_part(out / "parts" / f"{name}.csv", frame, fingerprint)
 
 
 def save_final_policies(out: Path, label: str, fingerprint: str, finals: dict) -> None:

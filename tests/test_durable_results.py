@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 import sim
@@ -127,3 +128,39 @@ def test_the_fingerprint_names_the_code_that_computes(fresh_code_identity, monke
     # an installed copy (no git checkout): still a fingerprint, and still one per source
     monkeypatch.setattr(experiment, "code_identity", lambda: {**code, "git_commit": None, "git_dirty": None})
     assert len(experiment.spec_fingerprint(spec)) == 16
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. a [game] sweep group saves each table as soon as its vmapped call ends
+
+
+def test_a_sweep_group_writes_each_tables_parts_when_its_call_ends(tmp_path, monkeypatch):
+    spec = {
+        "iterations": 5,
+        "seeds": 2,
+        "game": {"kind": "random", "arms": 3, "tau": [0.1, 0.2]},
+        "rule": [{"name": "inpo", "eta": 1.0}, {"name": "mmd"}],
+    }
+    real = experiment.run_rule_over_points
+    calls: list[str] = []
+
+    def stopped_after_the_first_table(rules, *arguments, **options):
+        calls.append(rules[0].name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # SIGTERM / Ctrl-C while the group's second table runs
+        return real(rules, *arguments, **options)
+
+    monkeypatch.setattr(experiment, "run_rule_over_points", stopped_after_the_first_table)
+    out = tmp_path / "sweep"
+    with pytest.raises(KeyboardInterrupt):
+        sim.run(spec, out=out)
+    parts = sorted(path.relative_to(out).as_posix() for path in out.glob("points/*/parts/*.csv"))
+    assert len(parts) == 2 and all("inpo" in part for part in parts), parts
+    assert len(list(out.glob("points/*/final_policies/inpo*.npz"))) == 2
+    assert not list(out.glob("points/*/parts/*.progress.npz"))
+
+    calls.clear()
+    resumed = sim.run(spec, out=out, resume=True)
+    assert calls == ["mmd"]  # INPO's table was kept
+    monkeypatch.undo()
+    pd.testing.assert_frame_equal(resumed, sim.run(spec), check_dtype=False, check_exact=False, rtol=1e-12, atol=1e-15)
