@@ -18,7 +18,7 @@ import pandas as pd
 from bandits.errors import PrefsimError
 from sim import stats
 from sim.diagnostics import floor_iteration, floor_note, metric_floor, precision_floor
-from sim.results_io import csv_bytes
+from sim.results_io import csv_bytes, write_files_atomic
 
 SUMMARY_FILE = "summary.csv"
 SUMMARY_COLUMNS = ["rule", "metric", "iteration", "mean", "ci_lower", "ci_upper", "seeds", "at_floor"]
@@ -141,9 +141,11 @@ def _number(value: float) -> str:
 
 
 def write_summary(directory: Path, summary: pd.DataFrame) -> Path:
-    """Write ``summary.csv`` in ``directory`` (full float precision); return its path."""
+    """Write ``summary.csv`` in ``directory`` (full float precision) whole or not at all
+    (:func:`sim.results_io.write_files_atomic`: a full disk leaves the previous file, and names it); return
+    its path."""
     path = Path(directory) / SUMMARY_FILE
-    path.write_bytes(csv_bytes(summary))
+    write_files_atomic({path: csv_bytes(summary)})
     return path
 
 

@@ -4,7 +4,10 @@ mixed or misattributed (a signal, a full disk, a second run, a source change).""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -13,8 +16,10 @@ import sim
 import sim.experiment as experiment
 import sim.plotting
 import sim.summary
-from sim import cli
+from bandits.errors import PrefsimError
+from sim import cli, results_io
 from sim.cli import main
+from sim.summary import write_summary
 
 SPEC = """
 name = "tiny"
@@ -164,3 +169,29 @@ def test_a_sweep_group_writes_each_tables_parts_when_its_call_ends(tmp_path, mon
     assert calls == ["mmd"]  # INPO's table was kept
     monkeypatch.undo()
     pd.testing.assert_frame_equal(resumed, sim.run(spec), check_dtype=False, check_exact=False, rtol=1e-12, atol=1e-15)
+
+
+# ----------------------------------------------------------------------------------------------
+# 5. summary.csv whole or not at all
+
+
+def _disk_full(*arguments, **options):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_summary_csv_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    summary = pd.DataFrame({"rule": ["inpo"] * 50, "metric": ["kl_to_nash"] * 50, "mean": range(50)})
+    (tmp_path / "summary.csv").write_text("the previous summary\n")
+
+    def fills_the_disk(self, data):  # a direct write: the first bytes land, then the disk is full
+        with open(self, "wb") as handle:
+            handle.write(data[:100])
+        _disk_full()
+
+    monkeypatch.setattr(Path, "write_bytes", fills_the_disk)
+    monkeypatch.setattr(results_io.os, "fsync", _disk_full)  # a write through a temporary file
+    with pytest.raises((PrefsimError, OSError)) as failure:
+        write_summary(tmp_path, summary)
+    assert "summary.csv" in str(failure.value) and "No space left" in str(failure.value)
+    assert (tmp_path / "summary.csv").read_text() == "the previous summary\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["summary.csv"]  # no temporary file left
