@@ -205,7 +205,9 @@ def write_files_atomic(contents: dict) -> None:
     """Write ``{path: bytes}`` so that either every file is replaced or none is.
 
     Every file is first written in full (and flushed to disk) to a temporary file next to it; only
-    when all are written are they renamed over their targets.  A failure while writing (a full disk,
+    when all are written are they renamed over their targets, with Ctrl-C and SIGTERM held
+    (:func:`signals_held`) so that a signal between two renames stops the process after the last one, not
+    with some files replaced and others not.  A failure while writing (a full disk,
     the file-size limit) removes the temporary files and raises :class:`PrefsimError` naming the
     file, so the previous files stay as they were.
     """
@@ -220,8 +222,9 @@ def write_files_atomic(contents: dict) -> None:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
-        for path, name in temporary.items():
-            os.replace(name, path)
+        with signals_held():  # a Ctrl-C or SIGTERM between two renames is acted on after the last one
+            for path, name in temporary.items():
+                os.replace(name, path)
     except OSError as exc:
         failed = Path(exc.filename).name if getattr(exc, "filename", None) else None
         _remove_quietly(temporary.values())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 from pathlib import Path
 
 import pandas as pd
@@ -195,3 +196,30 @@ def test_summary_csv_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
     assert "summary.csv" in str(failure.value) and "No space left" in str(failure.value)
     assert (tmp_path / "summary.csv").read_text() == "the previous summary\n"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["summary.csv"]  # no temporary file left
+
+
+# ----------------------------------------------------------------------------------------------
+# 6. no signal between the renames of files that belong together
+
+
+def test_a_signal_between_two_renames_is_acted_on_after_the_last(tmp_path, monkeypatch):
+    metrics, manifest = tmp_path / "metrics.csv", tmp_path / "manifest.json"
+    metrics.write_text("old metrics")
+    manifest.write_text("old manifest")
+    real = os.replace
+
+    def replace_then_interrupt(source, target, *arguments, **options):
+        real(source, target, *arguments, **options)
+        if Path(target).name == "metrics.csv":
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C right after the first rename
+
+    monkeypatch.setattr(results_io.os, "replace", replace_then_interrupt)
+    earlier = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            results_io.write_files_atomic({metrics: b"new metrics", manifest: b"new manifest"})
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, earlier)
+    assert (metrics.read_text(), manifest.read_text()) == ("new metrics", "new manifest")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["manifest.json", "metrics.csv"]
