@@ -847,18 +847,25 @@ PNG_COMPRESS_LEVEL = 1
 
 
 def save_figure(figure: Figure, path: str | Path) -> Path:
-    """Write ``figure`` (PNG at 150 dpi, or PDF / SVG by the suffix) via a temporary file; return the path."""
+    """Write ``figure`` (PNG at 150 dpi, or PDF / SVG by the suffix) via a temporary file; return the path.
+
+    An operating-system error (a full disk, a file-size limit) removes the temporary file and is raised
+    again as an :class:`OSError` naming ``path`` (a write's ENOSPC names no file of its own)."""
     path = Path(path)
     kind = path.suffix.lstrip(".").lower() or "png"
     if kind not in ("png", "pdf", "svg"):
         raise PrefsimError(f"save_figure: unknown format {kind!r}; use .png, .pdf or .svg.")
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(f".tmp.{kind}")
-    if kind == "png" and isinstance(figure.canvas, FigureCanvasAgg):
-        write_png(figure, temporary, STYLE["savefig.dpi"])
-    else:
-        figure.savefig(temporary, dpi=STYLE["savefig.dpi"], format=kind)
-    temporary.replace(path)
+    try:
+        if kind == "png" and isinstance(figure.canvas, FigureCanvasAgg):
+            write_png(figure, temporary, STYLE["savefig.dpi"])
+        else:
+            figure.savefig(temporary, dpi=STYLE["savefig.dpi"], format=kind)
+        temporary.replace(path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
     return path
 
 

@@ -223,3 +223,17 @@ def test_a_signal_between_two_renames_is_acted_on_after_the_last(tmp_path, monke
         signal.signal(signal.SIGINT, earlier)
     assert (metrics.read_text(), manifest.read_text()) == ("new metrics", "new manifest")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["manifest.json", "metrics.csv"]
+
+
+# ----------------------------------------------------------------------------------------------
+# 8. a figure that cannot be written is named
+
+
+def test_a_figure_that_cannot_be_written_is_named(spec_file, tmp_path, monkeypatch, capsys, no_figure_workers):
+    monkeypatch.setattr(sim.plotting, "write_png", _disk_full)
+    spec_file.write_text(SPEC + '[plot]\nmetrics = ["kl_to_nash"]\n')
+    out = tmp_path / "run"
+    assert _cli("run", spec_file, "--out", out, "--quiet") == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and str(out / "kl_to_nash.png") in err
+    assert not list(out.glob("*.tmp.*"))
