@@ -23,6 +23,7 @@ the exit status is 128 + 15 = 143 (130 for SIGINT).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -318,30 +319,34 @@ def _run_with_figure_workers(args, workers: list[FigureWorker]) -> int:
     rules = spec.rules if shard is None or spec.points else shard_rules(spec, *shard)
     which = "" if shard is None else f"shard {shard[0]}/{shard[1]}: "
     say(f"prefsim: {which}{len(rules)} rule table(s), {len(spec.seeds)} seed(s), {spec.iterations} iterations → {out}")
-    table = run(spec, out=out, resume=args.resume, progress=say, shard=shard)
-    say.finish()
-    if shard is not None:
-        held = ", ".join(rule.label for rule in rules)
-        if spec.points:  # a [game]/[run] sweep: units of (group of points × rule table)
-            from sim.sweep_runs import shard_contents
+    # the directory stays locked until summary.csv and the figures are written: another run into it would
+    # otherwise replace metrics.csv and the manifest under this run's summary and figures
+    with contextlib.ExitStack() as locked:
+        table = run(spec, out=out, resume=args.resume, progress=say, shard=shard, keep_locked=locked)
+        say.finish()
+        if shard is not None:
+            held = ", ".join(rule.label for rule in rules)
+            if spec.points:  # a [game]/[run] sweep: units of (group of points × rule table)
+                from sim.sweep_runs import shard_contents
 
-            held = shard_contents(spec, *shard)
-        say(
-            f"wrote shard {shard[0]}/{shard[1]} ({held}) to {out}; "
-            "`prefsim merge` of every shard writes the run's results"
-        )
-        return 0
-    return _write_summary_and_figures(table, spec, Path(out), chosen, at, args, say, workers)
+                held = shard_contents(spec, *shard)
+            say(
+                f"wrote shard {shard[0]}/{shard[1]} ({held}) to {out}; "
+                "`prefsim merge` of every shard writes the run's results"
+            )
+            return 0
+        return _write_summary_and_figures(table, spec, Path(out), chosen, at, args, say, workers)
 
 
 def _merge(args) -> int:
     from sim.sweep_merge import merge_shards
 
     say = _StoppableProgress(mode="quiet" if args.quiet else "auto")
-    table, spec = merge_shards(args.shards, args.out, progress=say)
-    chosen, at = _summary_options(args, spec)
-    say.finish()
-    return _write_summary_and_figures(table, spec, Path(args.out), chosen, at, args, say)
+    with contextlib.ExitStack() as locked:  # held until summary.csv and the figures are written, as for a run
+        table, spec = merge_shards(args.shards, args.out, progress=say, keep_locked=locked)
+        chosen, at = _summary_options(args, spec)
+        say.finish()
+        return _write_summary_and_figures(table, spec, Path(args.out), chosen, at, args, say)
 
 
 def _launch(args) -> int:

@@ -24,6 +24,7 @@ Before allocating, the memory the run needs is estimated and compared with what 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -90,6 +91,7 @@ def run(
     resume: bool = False,
     progress: Callable[[str], object] | None = None,
     shard: tuple[int, int] | None = None,
+    keep_locked: contextlib.ExitStack | None = None,
 ) -> pd.DataFrame:
     """Run ``spec`` (an :class:`ExperimentSpec`, a dict, or a path to TOML); return the metrics table.
 
@@ -104,6 +106,10 @@ def run(
         (:mod:`sim.shards`); ``out`` then holds a shard directory (parts, final policies, its rows in
         ``metrics.csv`` and a manifest naming the shard) for ``prefsim merge``, and no bounds or
         head-to-head table.
+      keep_locked: with ``out``, the directory's lock (:func:`sim.results_io.output_lock`) is entered into
+        this stack and held until the caller closes it, not released when the run returns: ``prefsim run``
+        writes ``summary.csv`` and the figures under it, so no other run can replace the results between.
+        Without it the lock is held while the run writes.
     """
     if isinstance(spec, (str, os.PathLike)):
         spec = load_spec(spec)
@@ -116,7 +122,8 @@ def run(
     if out is None:
         return _run_checked(spec, None, resume, say, progress, shard)
     out = check_output_directory(out, [work.name for work in parts])
-    with output_lock(out):
+    with contextlib.ExitStack() as locked:
+        (keep_locked if keep_locked is not None else locked).enter_context(output_lock(out))
         return _run_checked(spec, out, resume, say, progress, shard)
 
 

@@ -22,6 +22,7 @@ merged table and the final policies of every rule.  The parts and final policies
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -230,8 +231,11 @@ def merge_shards(
     directories: Sequence[str | os.PathLike],
     out: str | os.PathLike,
     progress: Callable[[str], object] | None = None,
+    keep_locked: contextlib.ExitStack | None = None,
 ) -> tuple[pd.DataFrame, ExperimentSpec]:
-    """Merge the shard ``directories`` into ``out``; return the merged table and the spec."""
+    """Merge the shard ``directories`` into ``out``; return the merged table and the spec.  ``keep_locked``:
+    ``out``'s lock is entered into this stack and held until the caller closes it (as :func:`sim.experiment.run`
+    does: ``prefsim merge`` writes ``summary.csv`` and the figures under it)."""
     say = progress or (lambda message: None)
     spec, shards, _ = check_shards(directories)
     out_path = merge_target(out, shards)
@@ -250,7 +254,8 @@ def merge_shards(
         say(f"{work.name}: {len(frame)} rows from {directory}")
     tables, policies_by_label = assemble_parts(parts, frames, finals)
     out_path = check_output_directory(out_path, [work.name for work in parts])
-    with output_lock(out_path):
+    with contextlib.ExitStack() as locked:
+        (keep_locked if keep_locked is not None else locked).enter_context(output_lock(out_path))
         for path in remove_stale_parts(out_path, [work.name for work in parts]):
             say(f"removed {path}: its rule (or seed block) is not in the spec")
         for path in remove_stale_points(out_path, []):  # folders of an earlier sweep's points

@@ -13,6 +13,7 @@ merged ``metrics.csv``, ``bounds.csv`` and ``headtohead.csv`` are the unsharded 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -50,12 +51,16 @@ def is_sweep_shard(directory: str | os.PathLike) -> bool:
 
 
 def merge_shards(
-    directories: Sequence[str | os.PathLike], out: str | os.PathLike, progress: Callable[[str], object] | None = None
+    directories: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    progress: Callable[[str], object] | None = None,
+    keep_locked: contextlib.ExitStack | None = None,
 ) -> tuple[pd.DataFrame, ExperimentSpec]:
-    """``prefsim merge``: :func:`merge_sweep_shards` for a sweep's shards, else :func:`sim.merge.merge_shards`."""
+    """``prefsim merge``: :func:`merge_sweep_shards` for a sweep's shards, else :func:`sim.merge.merge_shards`
+    (``keep_locked``: as there, ``out``'s lock is held until the caller closes this stack)."""
     if directories and is_sweep_shard(directories[0]):
-        return merge_sweep_shards(directories, out, progress)
-    return merge.merge_shards(directories, out, progress)
+        return merge_sweep_shards(directories, out, progress, keep_locked)
+    return merge.merge_shards(directories, out, progress, keep_locked)
 
 
 def check_sweep_shards(directories: Sequence[str | os.PathLike]) -> tuple[ExperimentSpec, list[Path], str]:
@@ -94,9 +99,13 @@ def check_sweep_shards(directories: Sequence[str | os.PathLike]) -> tuple[Experi
 
 @in_float64
 def merge_sweep_shards(
-    directories: Sequence[str | os.PathLike], out: str | os.PathLike, progress: Callable[[str], object] | None = None
+    directories: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    progress: Callable[[str], object] | None = None,
+    keep_locked: contextlib.ExitStack | None = None,
 ) -> tuple[pd.DataFrame, ExperimentSpec]:
-    """Merge the shards of a sweep into ``out``; return the merged table and the spec."""
+    """Merge the shards of a sweep into ``out``; return the merged table and the spec (``keep_locked``: as
+    :func:`sim.merge.merge_shards`)."""
     say = progress or (lambda message: None)
     spec, shards, fingerprint = check_sweep_shards(directories)
     out_path = merge.merge_target(out, shards)
@@ -108,7 +117,8 @@ def merge_sweep_shards(
     merged_from = merge.merged_from(shards)
     out_path = check_output_directory(out_path)
     tables = []
-    with output_lock(out_path):
+    with contextlib.ExitStack() as locked:
+        (keep_locked if keep_locked is not None else locked).enter_context(output_lock(out_path))
         for stale in remove_stale_points(out_path, names):
             say(f"removed {stale}: its point is not in the spec's sweep")
         for stale in remove_stale_parts(out_path, []):  # a run without sweeps wrote its parts at the top

@@ -173,6 +173,43 @@ def test_a_sweep_group_writes_each_tables_parts_when_its_call_ends(tmp_path, mon
 
 
 # ----------------------------------------------------------------------------------------------
+# 3. the lock is held until summary.csv and the figures are written
+
+
+def _try_lock(out: Path, refused: list[str]) -> None:
+    try:
+        with results_io.output_lock(out):
+            refused.append("not refused")
+    except PrefsimError as exc:
+        refused.append(str(exc))
+
+
+def test_run_and_merge_hold_the_lock_while_summary_and_figures_are_written(spec_file, tmp_path, monkeypatch):
+    refused: list[str] = []
+    real = sim.summary.write_summary
+
+    def write_summary_while_another_run_starts(directory, summary):
+        _try_lock(Path(directory), refused)  # a second `prefsim run --out` at this moment
+        return real(directory, summary)
+
+    monkeypatch.setattr(sim.summary, "write_summary", write_summary_while_another_run_starts)
+    assert _cli("run", spec_file, "--out", tmp_path / "run", "--no-plots", "--quiet") == 0
+    for index in range(2):
+        assert _cli("run", spec_file, "--out", tmp_path / f"s{index}", "--shard", f"{index}/2", "--quiet") == 0
+    assert _cli("merge", tmp_path / "s0", tmp_path / "s1", "--out", tmp_path / "merged", "--no-plots", "--quiet") == 0
+    assert len(refused) == 2 and all("another prefsim run" in message for message in refused), refused
+
+    # the Python API still locks on its own, and releases the lock when it returns
+    with results_io.output_lock(tmp_path / "run"):
+        with pytest.raises(PrefsimError, match="another prefsim run"):
+            sim.run(SPEC_DICT, out=tmp_path / "run")
+    sim.run(SPEC_DICT, out=tmp_path / "run")
+    refused.clear()
+    _try_lock(tmp_path / "run", refused)
+    assert refused == ["not refused"]
+
+
+# ----------------------------------------------------------------------------------------------
 # 5. summary.csv whole or not at all
 
 
