@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from bandits.errors import PrefsimError
 from sim.bounds_table import compute_bounds, missing_bound_notes
 from sim.checkpoint import TrajectoryCheckpoint, checkpoint_machine
 from sim.diagnostics import absent_metrics_to_nan, report_warnings, run_warnings
@@ -61,6 +62,7 @@ from sim.results_io import (
     check_output_directory,
     json_bytes,
     output_lock,
+    read_manifest,
     read_part,
     remove_stale_parts,
     signals_held,
@@ -72,7 +74,7 @@ from sim.rules import build_rule, uses_built_in_code
 from sim.sampled.experiment import SampledInputs, build_sampled_inputs, run_sampled_rule
 from sim.sampled.validation import biased_scheme_notes
 from sim.seed_games import build_game, build_games, unregularised_targets  # noqa: F401  (re-exported)
-from sim.shards import WorkPart, shard_record, shard_work, work_parts
+from sim.shards import WorkPart, check_shard_directory, shard_record, shard_work, work_parts
 from sim.shared_engine import padded_seed_rows, raise_if_diverged, take_seeds
 from sim.spec import ExperimentSpec, RuleSpec, load_spec, parse_spec
 from sim.spec_checks import reads_own_problem
@@ -124,7 +126,17 @@ def run(
     out = check_output_directory(out, [work.name for work in parts])
     with contextlib.ExitStack() as locked:
         (keep_locked if keep_locked is not None else locked).enter_context(output_lock(out))
+        check_shard_directory(out, _existing_manifest(out), shard)
         return _run_checked(spec, out, resume, say, progress, shard)
+
+
+def _existing_manifest(out: Path) -> dict | None:
+    """The manifest (finished, else running) of result directory ``out``; ``None`` without one, or when it
+    cannot be read (then it is replaced like any file of an earlier run)."""
+    try:
+        return read_manifest(out)
+    except (PrefsimError, OSError):
+        return None
 
 
 class GivenWork(NamedTuple):
@@ -197,7 +209,8 @@ def _run_checked(
         manifest["shard"] = given.shard
     if out is not None:
         write_files_atomic({out / RUNNING_MANIFEST: json_bytes(manifest)})
-        for path in remove_stale_parts(out, [work.name for work in parts]):
+        # a shard keeps the parts of the spec's other shards (a directory that held another shard is refused)
+        for path in remove_stale_parts(out, [work.name for work in work_parts(spec)]):
             say(f"removed {path}: its rule (or seed block) is no longer in the spec")
         for path in remove_stale_points(out, []) if given is None else []:  # folders of an earlier sweep's points
             say(f"removed {path}: the spec no longer sweeps [game]/[run] fields")

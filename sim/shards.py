@@ -193,3 +193,24 @@ def order_shards(shards: Sequence[tuple[Path, int]], count: int, holds: Callable
         described = "; ".join(f"{i}/{count} ({holds(i)})" for i in missing)
         raise PrefsimError(f"missing shard(s): {described}; run them with {rerun} and merge every shard.")
     return [by_index[index] for index in range(count)]
+
+
+def check_shard_directory(out: Path, manifest: dict | None, shard: tuple[int, int] | None) -> None:
+    """Refuse to run shard ``shard = (I, N)`` into ``out`` when its ``manifest`` (finished or running) is of
+    another shard, another shard count or an unsharded run: that run's results and manifest would be
+    replaced by this shard's.  A directory without a manifest, and any unsharded run, pass."""
+    if shard is None or not isinstance(manifest, dict):
+        return
+    held = manifest.get("shard")
+    if isinstance(held, dict) and (held.get("index"), held.get("count")) == tuple(shard):
+        return
+    what = (
+        f"shard {held.get('index')}/{held.get('count')}"
+        if isinstance(held, dict)
+        else "the results of an unsharded run (or a merge)"
+    )
+    raise PrefsimError(
+        f"--out {str(out)!r} holds {what} (its manifest says so), and this is shard {shard[0]}/{shard[1]}: running "
+        "it there would replace those results and that manifest. Give each shard its own --out (by default "
+        f"results/<spec name>/shard-{shard[0]}-of-{shard[1]}), or remove {str(out)!r} first to reuse it."
+    )

@@ -263,6 +263,27 @@ def test_a_signal_between_two_renames_is_acted_on_after_the_last(tmp_path, monke
 
 
 # ----------------------------------------------------------------------------------------------
+# 7. a shard run into another shard's directory
+
+
+def test_a_shard_run_into_another_shards_directory_is_refused_and_deletes_nothing(spec_file, tmp_path, capsys):
+    out = tmp_path / "shard"
+    assert _cli("run", spec_file, "--out", out, "--shard", "0/2", "--quiet") == 0
+    held = sorted(path.name for path in (out / "parts").glob("*.csv"))
+    capsys.readouterr()
+    for other in ("1/2", "0/1"):
+        assert _cli("run", spec_file, "--out", out, "--shard", other, "--quiet") == 2
+        err = capsys.readouterr().err
+        assert "holds shard 0/2" in err and f"this is shard {other}" in err and "own --out" in err
+        assert sorted(path.name for path in (out / "parts").glob("*.csv")) == held
+    # the unsharded run may use the directory: it keeps and reuses the shard's part
+    assert _cli("run", spec_file, "--out", out, "--no-plots", "--resume") == 0
+    assert f"{held[0][:-4]}: already computed" in capsys.readouterr().out
+    assert _cli("run", spec_file, "--out", out, "--shard", "1/2", "--quiet") == 2  # nor over an unsharded run
+    assert "unsharded run" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------
 # 8. a figure that cannot be written is named
 
 
