@@ -393,6 +393,8 @@ def _write_summary_and_figures(table, spec: ExperimentSpec, out: Path, chosen, a
         paths = _draw(table, out, say, workers)
         say.finish()
         say(f"wrote {out / 'metrics.csv'}, summary.csv, bounds.csv, manifest.json and {len(paths)} figure(s)")
+    else:  # an earlier run's figures would show its results next to this run's
+        _remove_old_figures(out, [], say)
     if not args.quiet:
         print()
         print(format_summary(summary, metrics, spec.precision))
@@ -486,13 +488,33 @@ def _draw(table, directory: Path, progress=None, workers=()):
 
     from sim.bounds_file import read_bounds
     from sim.figure_plan import draw_figures, plan_figures
-    from sim.results_io import read_manifest
+    from sim.results_io import read_manifest, write_figure_list
 
     manifest, bounds = read_manifest(directory), read_bounds(directory)
     headtohead_file = directory / "headtohead.csv"
     headtohead = pd.read_csv(headtohead_file) if headtohead_file.is_file() else None
     plan = plan_figures(table, directory, manifest, bounds=bounds, headtohead=headtohead)
-    return draw_figures(plan, _draw_here, workers, progress, cores=usable_cores())
+    # figures.json names what this drawing writes (then what it wrote): `prefsim report` shows those only
+    planned = [f"{figure}.{kind}" for figure in plan.figures for kind in plan.job.plot.formats]
+    _remove_old_figures(directory, planned, progress)
+    write_figure_list(directory, planned, complete=False)
+    paths = draw_figures(plan, _draw_here, workers, progress, cores=usable_cores())
+    write_figure_list(directory, [path.name for path in paths], complete=True)
+    return paths
+
+
+def _remove_old_figures(directory: Path, planned: list[str], progress=None) -> None:
+    """Remove the figures an earlier drawing wrote in ``directory`` (``figures.json``) that ``planned`` does not
+    redraw, and say so; with nothing planned (``--no-plots``) the list is left empty.  Only files the list
+    names are removed."""
+    from sim.results_io import remove_old_figures, write_figure_list
+
+    removed = remove_old_figures(directory, planned)
+    if removed and progress is not None:
+        names = ", ".join(path.name for path in removed)
+        progress(f"removed {len(removed)} figure(s) of an earlier run in {directory}, not drawn by this one: {names}")
+    if not planned:  # figures of an older prefsim, which wrote no list, are not this run's either
+        write_figure_list(directory, [], complete=True)
 
 
 def _draw_here(job, figure: str) -> list[Path]:

@@ -5,7 +5,8 @@ versions, git commit and whether the tree was modified); the degenerate-run warn
 the summary tables (``summary.csv``: mean [95% CI] per rule and metric, "≈ 0" at the rounding floor);
 the head-to-head table of ``prefsim compare`` where the directory has one (``compare.csv``, with the
 runs A and B it compares from ``compare.json``); every
-figure (PNG embedded as base64, SVG inline); which theory bounds were drawn (``bounds.csv``); and the
+figure the last drawing wrote (``figures.json``; in a directory without it, every figure file there;
+PNG embedded as base64, SVG inline); which theory bounds were drawn (``bounds.csv``); and the
 whole manifest.  Nothing is fetched from elsewhere: no scripts, fonts or images outside the file, so
 the page can be mailed or archived as it is.
 """
@@ -23,6 +24,7 @@ import pandas as pd
 from sim.bounds_file import read_bounds
 from sim.compare import COMPARE_FILE, describe_compared_run, load_run, read_runs_record
 from sim.diagnostics import floor_note, precision_floor
+from sim.results_io import FIGURE_SUFFIXES, read_figure_list
 from sim.summary import SUMMARY_FILE, format_value, summary_cell, summary_frame, summary_heading
 
 REPORT_FILE = "report.html"
@@ -127,16 +129,27 @@ def _comparison_table(comparison: pd.DataFrame, precision: str) -> str:
     return _table(frame)
 
 
+def figure_files(directory: Path) -> list[Path]:
+    """The figure files of ``directory`` the report shows: those its last drawing wrote (``figures.json``,
+    :func:`sim.results_io.read_figure_list`), or in a directory without that list (an older prefsim, or
+    ``prefsim llm``) every ``*.png``, ``*.svg`` and ``*.pdf``."""
+    listed = read_figure_list(directory)
+    if listed is None:
+        return sorted(path for suffix in FIGURE_SUFFIXES for path in directory.glob(f"*{suffix}"))
+    return [directory / name for name in listed[0] if (directory / name).is_file()]
+
+
 def _figures(directory: Path, metric_order: list[str]) -> tuple[str, int]:
-    """HTML of every figure in ``directory`` (PNG preferred, else SVG) and how many there are."""
+    """HTML of the figures of ``directory`` (:func:`figure_files`; PNG preferred, else SVG) and how many."""
+    files = {(path.stem, path.suffix.lower()) for path in figure_files(directory)}
     stems = sorted(
-        {p.stem for p in directory.glob("*.png")} | {p.stem for p in directory.glob("*.svg")},
+        {stem for stem, suffix in files if suffix in (".png", ".svg")},
         key=lambda stem: (metric_order.index(stem) if stem in metric_order else len(metric_order), stem),
     )
     parts = []
     for stem in stems:
         png, svg = directory / f"{stem}.png", directory / f"{stem}.svg"
-        if png.is_file():
+        if (stem, ".png") in files:
             raw = png.read_bytes()
             width = png_css_width(raw)
             size = "" if width is None else f' style="width: {width:.0f}px" data-width="{width:.0f}"'
@@ -212,9 +225,15 @@ def build_report(directory: str | Path, out: str | Path | None = None) -> Path:
     sections.append("<h2>Figures</h2>")
     metric_order = list(dict.fromkeys(summary["metric"]))
     figures, count = _figures(directory, metric_order)
+    listed = read_figure_list(directory)
+    if listed is not None and not listed[1]:
+        sections.append(
+            '<ul class="warnings"><li>The figures were not all drawn (the drawing was stopped): some may be '
+            "missing or from an earlier run; run `prefsim plot` to draw them.</li></ul>"
+        )
     if count:
         sections.append(figures)
-    elif list(directory.glob("*.pdf")):
+    elif any(path.suffix.lower() == ".pdf" for path in figure_files(directory)):
         sections.append(
             '<p class="muted">The figures of this run are PDF only; add "png" or "svg" to [plot] formats and '
             "run `prefsim plot` to embed them here.</p>"

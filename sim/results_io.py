@@ -8,10 +8,15 @@ A result directory ``out`` of :func:`sim.run` / ``prefsim run`` holds
 * ``parts/<label>.csv`` — one file per ``[[rule]]`` table, written as soon as it is computed.  Its
   first two lines are comments: ``# fingerprint=<spec fingerprint>`` and ``# sha256=<hex> rows=<n>``,
   the SHA-256 of the CSV text that follows.  ``--resume`` reuses a part only when the fingerprint
-  matches the spec **and** the checksum and row count match the text (a part edited, cut short or
-  with an extra row is recomputed, and the file is named);
+  matches the spec and the code (:func:`sim.experiment.code_identity`) **and** the checksum and row
+  count match the text (a part edited, cut short or with an extra row is recomputed, and the file is
+  named);
 * ``parts/manifest.json`` — the manifest of the run in progress (``complete = false``);
-* ``.prefsim.lock`` — held (``fcntl.flock``) while a run writes, so a second run into the same
+* ``figures.json`` — the figure files the last ``prefsim run``, ``merge`` or ``plot`` drew there
+  (:data:`FIGURE_LIST`): ``prefsim report`` embeds those only, and the next drawing removes the ones
+  it does not redraw (``--no-plots``: all of them), never a file the list does not name;
+* ``.prefsim.lock`` — held (``fcntl.flock``) while a run writes (``prefsim run`` and ``prefsim merge``:
+  until ``summary.csv`` and the figures are written too), so a second run into the same
   directory stops at once with a clear error instead of interleaving its files.  The kernel drops
   the lock when the process ends, however it ends (POSIX only: without ``fcntl`` nothing is locked).
 
@@ -377,6 +382,58 @@ def write_run_results(
     write_files_atomic(files)
     with contextlib.suppress(OSError):
         (out / RUNNING_MANIFEST).unlink()
+
+
+# ----------------------------------------------------------------------------------------------
+# the figures a run drew
+
+
+#: The list of the figure files prefsim drew in a result directory (their names, relative to it).
+FIGURE_LIST = "figures.json"
+#: The suffixes of the figure files prefsim writes (``[plot] formats``).
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def read_figure_list(directory: str | os.PathLike) -> tuple[list[str], bool] | None:
+    """``(names, complete)`` of ``directory``'s :data:`FIGURE_LIST`: the figure files its last drawing
+    wrote (all of them when ``complete``; those it was to write when it was stopped otherwise); ``None``
+    without the list (a directory from an older prefsim) or when it cannot be read.  Only plain names of
+    figure files are taken (no folders: nothing outside the directory is named)."""
+    try:
+        record = json.loads((Path(directory) / FIGURE_LIST).read_text(encoding="utf-8"))
+        names, complete = record["files"], record["complete"]
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError):
+        return None
+    if not isinstance(names, list):
+        return None
+    names = [name for name in names if isinstance(name, str) and _is_figure_name(name)]
+    return names, complete is True
+
+
+def _is_figure_name(name: str) -> bool:
+    path = Path(name)
+    return path.name == name and name not in (".", "..") and path.suffix.lower() in FIGURE_SUFFIXES
+
+
+def write_figure_list(directory: str | os.PathLike, names: Iterable[str], complete: bool) -> None:
+    """Replace ``directory``'s :data:`FIGURE_LIST` (atomically) with ``names``."""
+    record = {"files": list(names), "complete": complete}
+    write_files_atomic({Path(directory) / FIGURE_LIST: json_bytes(record)})
+
+
+def remove_old_figures(directory: str | os.PathLike, keep: Iterable[str]) -> list[Path]:
+    """Delete the figure files that ``directory``'s :data:`FIGURE_LIST` names and ``keep`` does not (an
+    earlier drawing's figures that the new one does not redraw, which would show another run's results);
+    return the removed paths.  A file the list does not name is never removed."""
+    listed = read_figure_list(directory)
+    keep = set(keep)
+    removed = []
+    for name in [] if listed is None else listed[0]:
+        path = Path(directory) / name
+        if name not in keep and path.is_file():
+            path.unlink()
+            removed.append(path)
+    return removed
 
 
 # ----------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import sim.summary
 from bandits.errors import PrefsimError
 from sim import cli, results_io
 from sim.cli import main
+from sim.report import build_report
 from sim.summary import write_summary
 
 SPEC = """
@@ -207,6 +208,37 @@ def test_run_and_merge_hold_the_lock_while_summary_and_figures_are_written(spec_
     refused.clear()
     _try_lock(tmp_path / "run", refused)
     assert refused == ["not refused"]
+
+
+# ----------------------------------------------------------------------------------------------
+# 4. figures of an earlier run are removed, and the report shows this run's only
+
+
+def test_an_earlier_runs_figures_are_removed_and_not_reported(tmp_path, no_figure_workers):
+    first, second = tmp_path / "first.toml", tmp_path / "second.toml"
+    first.write_text(SPEC + '[plot]\nmetrics = ["kl_to_nash"]\n')
+    second.write_text(SPEC + '[plot]\nmetrics = ["duality_gap"]\n')
+    out = tmp_path / "run"
+    assert _cli("run", first, "--out", out, "--quiet") == 0
+    assert (out / "kl_to_nash.png").is_file()
+    (out / "notes.png").write_bytes(b"the user's own file")  # never named by figures.json: never removed
+    assert _cli("run", second, "--out", out, "--quiet") == 0
+    assert not (out / "kl_to_nash.png").exists() and (out / "duality_gap.png").is_file()
+    assert json.loads((out / "figures.json").read_text()) == {"files": ["duality_gap.png"], "complete": True}
+    page = build_report(out).read_text()
+    assert "<figcaption>duality_gap</figcaption>" in page
+    assert "kl_to_nash</figcaption>" not in page and "notes</figcaption>" not in page
+
+    assert _cli("run", second, "--out", out, "--no-plots", "--quiet") == 0  # draws none: the old ones go
+    assert not (out / "duality_gap.png").exists() and (out / "notes.png").is_file()
+    assert "<figcaption>" not in build_report(out).read_text()
+
+
+def test_a_directory_without_figure_list_reports_every_figure(tmp_path):
+    sim.run(SPEC_DICT, out=tmp_path)  # the Python API draws nothing and writes no list
+    (tmp_path / "regret.png").write_bytes(b"\x89PNG drawn by an older prefsim")
+    assert results_io.read_figure_list(tmp_path) is None
+    assert "<figcaption>regret</figcaption>" in build_report(tmp_path).read_text()
 
 
 # ----------------------------------------------------------------------------------------------
