@@ -30,16 +30,20 @@ seeded by their global index and shared out (:func:`_generate_global`), each pro
 its own random stream, precomputation is split by prompt, and the gathered pairs are trained on in
 global steps of ``batch_size`` pairs that the processes share (:func:`llm_bridge.trainer.train_on_pairs`;
 DDP via ``accelerator.prepare``).  Every iteration checks that the processes hold identical parameters
-(``iter_XXX/ranks.json``); only the main process writes files.
+(``iter_XXX/ranks.json``); only the main process writes files, and only it holds ``out``'s lock
+(:func:`sim.results_io.output_lock`, for the whole run: a second run into the directory is refused at once).
+The manifest records what computed the run (:mod:`llm_bridge.provenance`: git commit and dirty flag, versions,
+the SHA-256 of the model's files); ``--resume`` refuses other model weights, another commit or another shard.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
 import json
-import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,7 +52,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from bandits.errors import PrefsimError
+from bandits.errors import PrefsimError, describe_os_error
 from llm_bridge import apo as apo_forms
 from llm_bridge.generation import Generated, GeometricMixture, check_sequence_length, encode_prompts, generate
 from llm_bridge.logprobs import batched_sequence_logprobs
@@ -66,21 +70,22 @@ from llm_bridge.models import (
 )
 from llm_bridge.oracles import build_oracle
 from llm_bridge.pairs import Pair, build_pairs, opponent_pairs
-from llm_bridge.plot import plot_curves
+from llm_bridge.plot import plot_curves, png_bytes
 from llm_bridge.precision import Precision, precision_for
+from llm_bridge.provenance import changed_models, code_text, run_provenance
 from llm_bridge.reporting import Reporter, make_reporter
 from llm_bridge.run_layout import (
     CURVES_FIGURE,
     MANIFEST_FILE,
     METRICS_FILE,
     REFERENCE_DIR,
-    TEMPORARY_SUFFIX,
     TENSORBOARD_DIR,
     WIN_RATE_FIGURE,
 )
 from llm_bridge.spec import BridgeSpec, RuleEntry, changed_prompt_files
 from llm_bridge.stages import run_stages
 from llm_bridge.trainer import PairTensors, make_optimizer, train_on_pairs
+from sim.results_io import LOCK_NAME, json_bytes, output_lock, write_files_atomic
 from sim.rules import base_parameters, rule_info
 from sim.rules.reference import anchor_iteration
 from sim.stop_request import check_stop
@@ -185,22 +190,71 @@ def run_bridge(
     shard: dict | None = None,
 ) -> pd.DataFrame:
     """Run every rule of ``spec`` into ``out``; returns the metrics of all rules as a DataFrame.  ``shard``:
-    the manifest entry of a shard (:func:`llm_bridge.shards.shard_record`; ``spec`` then holds its rules)."""
+    the manifest entry of a shard (:func:`llm_bridge.shards.shard_record`; ``spec`` then holds its rules).
+
+    The main process holds ``out``'s lock (:func:`sim.results_io.output_lock`) from before ``out`` is
+    checked until the run ends: a second run into the directory is refused at once, naming the process
+    that holds it.
+    """
+    out = Path(out)
+    accelerator = session.accelerator if session is not None else make_accelerator(spec.model.device)
+    with contextlib.ExitStack() as held:
+        current = _start(spec, out, resume, shard, accelerator, held)
+        session = session or open_session(spec, out, progress, accelerator)
+        if session.main:
+            manifest = _resumed_manifest(out, current, accelerator.num_processes) if resume else None
+            manifest = manifest or {**_manifest(spec, current, accelerator.num_processes), **_shard_entry(shard)}
+            write_files_atomic({out / MANIFEST_FILE: json_bytes(manifest)})
+        return _run_rules(session)
+
+
+def _start(
+    spec: BridgeSpec, out: Path, resume: bool, shard: dict | None, accelerator, held: contextlib.ExitStack
+) -> dict:
+    """Take ``out``'s lock (main process, in ``held``), record what computes the run
+    (:func:`llm_bridge.provenance.run_provenance`: hashing the model, once, on the main process) and check
+    ``out`` (:func:`_check_out`) on every process; returns the record.  A failure on the main process is
+    raised on every process."""
+    _check_foreign(out)  # before the lock file is made in a directory that is not a run's
+    failure, current = None, None
+    if accelerator.is_main_process:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            held.enter_context(output_lock(out))
+            current = run_provenance(spec)
+        except PrefsimError as exc:
+            failure = str(exc)
+        except OSError as exc:
+            failure = f"--out {str(out)!r}: {describe_os_error(exc)}"
+    failure, current = _from_main(accelerator, (failure, current))
+    if failure is not None:
+        raise PrefsimError(failure)
+    warning = _check_out(spec, out, resume, shard, current)
+    if warning and accelerator.is_main_process:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
+    return current
+
+
+def _from_main(accelerator, value):
+    """``value`` as the main process holds it, on every process."""
+    if accelerator.num_processes == 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    box = [value]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
+
+
+def _shard_entry(shard: dict | None) -> dict:
+    return {"shard": shard} if shard else {}
+
+
+def _run_rules(session: Session) -> pd.DataFrame:
+    """Every rule of the session's spec, then the run's ``metrics.csv`` and figures."""
     import pandas as pd
 
-    out = Path(out)
-    _check_out(spec, out, resume)
-    session = session or open_session(spec, out, progress)
-    if session.main:
-        out.mkdir(parents=True, exist_ok=True)
-        _write_atomic(
-            out / MANIFEST_FILE,
-            json.dumps(
-                {**_manifest(spec, session.accelerator.num_processes), **({"shard": shard} if shard else {})},
-                indent=2,
-                default=str,
-            ),
-        )
+    spec, out = session.spec, session.out
     if session.progress:
         print(checkpoint_note(spec, checkpoint_bytes(session.policy)), flush=True)
     _prepare_reference(session)
@@ -213,9 +267,13 @@ def run_bridge(
         session.reporter.close()
     table = pd.concat(frames, ignore_index=True)
     if session.main:
-        table.to_csv(out / METRICS_FILE, index=False)
-        plot_win_rate(table, out / WIN_RATE_FIGURE)
-        plot_curves(table, out, out / CURVES_FIGURE)
+        write_files_atomic(
+            {
+                out / METRICS_FILE: table.to_csv(index=False).encode(),
+                out / WIN_RATE_FIGURE: png_bytes(lambda path: plot_win_rate(table, path)),
+                out / CURVES_FIGURE: png_bytes(lambda path: plot_curves(table, out, path)),
+            }
+        )
     return table
 
 
@@ -344,7 +402,8 @@ def _plot_so_far(spec: BridgeSpec, out: Path) -> None:
     import pandas as pd
 
     files = [out / entry.label / "metrics.csv" for entry in spec.rules]
-    plot_win_rate(pd.concat([pd.read_csv(f) for f in files if f.is_file()], ignore_index=True), out / WIN_RATE_FIGURE)
+    table = pd.concat([pd.read_csv(f) for f in files if f.is_file()], ignore_index=True)
+    write_files_atomic({out / WIN_RATE_FIGURE: png_bytes(lambda path: plot_win_rate(table, path))})
 
 
 def _checkpoint(out: Path, label: str, iteration: int, kind: str = "policy") -> Path:
@@ -800,16 +859,13 @@ def _step_values(values: dict, t: int, stage: int = 0, stages: int = 1) -> dict:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` by ``text`` atomically: a temporary file in the same directory, then ``os.replace``.
+    """Replace ``path`` by ``text`` atomically (:func:`sim.results_io.write_files_atomic`: a temporary file
+    of its own next to ``path``, flushed, then ``os.replace``).
 
-    A process killed at any moment leaves either the old or the new content, never a partial file.
+    A process killed at any moment leaves either the old or the new content, never a partial file; a full
+    disk leaves the old file and raises a :class:`PrefsimError` naming it.
     """
-    temporary = path.with_name(path.name + TEMPORARY_SUFFIX)
-    with temporary.open("w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    write_files_atomic({path: text.encode()})
 
 
 def _seed(seed: int, iteration: int, stream: int) -> int:
@@ -863,44 +919,74 @@ def _prune(spec: BridgeSpec, rule_dir: Path, finished: int) -> None:
                 path.unlink()
 
 
-def _manifest(spec: BridgeSpec, processes: int = 1) -> dict:
-    import accelerate
-    import transformers
-
+def _manifest(spec: BridgeSpec, current: dict, processes: int = 1) -> dict:
+    """The manifest of a new run: the spec, its seed and prompt files, the process count and what computes
+    the run (``current``: :func:`llm_bridge.provenance.run_provenance`; git commit and dirty flag, versions,
+    the model's and reward model's SHA-256)."""
     return {
         "spec": spec.raw,
+        "seed": spec.seed,
         "prompt_files": spec.prompt_files,
         "processes": processes,
-        "versions": {
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "accelerate": accelerate.__version__,
-        },
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **current,
+        "created": _now(),
     }
 
 
-def _check_out(spec: BridgeSpec, out: Path, resume: bool) -> None:
-    """Refuse ``out`` unless it is new or empty, or (``resume``) holds a run of the same spec and prompt files.
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
-    A manifest written before prompt files were hashed records none: their contents are then unknown and
-    not checked.
+
+def _resumed_manifest(out: Path, current: dict, processes: int) -> dict | None:
+    """The manifest of a resumed run: the one the run started with (what computed its first iterations),
+    with this start appended to its ``resumed`` list (when, the process count and ``current``); None when
+    ``out`` holds no manifest yet (a fresh start)."""
+    path = out / MANIFEST_FILE
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    start = {"created": _now(), "processes": processes, **current}
+    return {**record, "resumed": [*record.get("resumed", []), start]}
+
+
+def _check_out(
+    spec: BridgeSpec, out: Path, resume: bool, shard: dict | None = None, current: dict | None = None
+) -> str | None:
+    """Refuse ``out`` unless it is new or empty, or (``resume``) holds a run of the same spec, shard, prompt
+    files, models and git commit; returns a warning (or None) where uncommitted changes make the code's
+    identity unknown.
+
+    ``current``: what computes this run (:func:`llm_bridge.provenance.run_provenance`).  A manifest written
+    before prompt files, models or the commit were recorded lacks them: they are then unknown and not
+    checked.  The lock file (:data:`sim.results_io.LOCK_NAME`) does not make a directory non-empty.
     """
     manifest = out / MANIFEST_FILE
     if not manifest.is_file():
-        if out.exists() and any(out.iterdir()):
-            raise PrefsimError(f"--out {str(out)!r} exists and is not an empty bridge run directory; choose another.")
-        return
+        _check_foreign(out)
+        return None
     if not resume:
         raise PrefsimError(
             f"--out {str(out)!r} already holds a bridge run; pass --resume to continue it, or choose another directory."
         )
     record = json.loads(manifest.read_text())
+    if "merged_from" in record:
+        raise PrefsimError(
+            f"--resume: {str(out)!r} holds merged shards (prefsim llm --merge), not a run to continue; resume each "
+            "shard in its own directory and merge again."
+        )
     saved = record["spec"]
     if json.loads(json.dumps(saved, default=str)) != json.loads(json.dumps(spec.raw, default=str)):
         raise PrefsimError(
             f"--resume: the spec differs from the one the run in {str(out)!r} was started with "
             f"({manifest}); resume with the same spec or start a new directory."
+        )
+    recorded_shard = record.get("shard")
+    if _shard_text(recorded_shard) != _shard_text(shard):
+        raise PrefsimError(
+            f"--resume: {str(out)!r} holds {_shard_text(recorded_shard)}, but this command runs "
+            f"{_shard_text(shard)}; resume it with "
+            + (f"--shard {recorded_shard['index']}/{recorded_shard['count']}" if recorded_shard else "no --shard")
+            + ", or give this one its own directory."
         )
     for key in changed_prompt_files(spec, record.get("prompt_files")):
         raise PrefsimError(
@@ -908,3 +994,36 @@ def _check_out(spec: BridgeSpec, out: Path, resume: bool) -> None:
             f"started (its SHA-256 differs from the one in {manifest}); restore the file the run started with, or "
             "start a new directory."
         )
+    current = current or {}
+    for line in changed_models(record, current):
+        raise PrefsimError(
+            f"--resume: {line} has changed since the run in {str(out)!r} was started ({manifest}); restore the "
+            "model the run started with, or start a new directory."
+        )
+    before, now = record.get("git_commit"), current.get("git_commit")
+    if before and now and before != now:
+        raise PrefsimError(
+            f"--resume: the run in {str(out)!r} was started by {code_text(record)} and this prefsim is "
+            f"{code_text(current)}; iterations computed by two versions of the code cannot be repeated from one "
+            f"manifest. Resume from a checkout of {before} (git worktree add …), or start a new directory."
+        )
+    if record.get("git_dirty") or current.get("git_dirty"):
+        return (
+            f"--resume: the run in {str(out)!r} was started by {code_text(record)} and is resumed by "
+            f"{code_text(current)}; uncommitted changes cannot be compared, so the code may differ (this start "
+            f"is recorded under 'resumed' in {manifest})."
+        )
+    return None
+
+
+def _check_foreign(out: Path) -> None:
+    """Refuse an ``out`` that exists, holds no bridge run (no manifest) and is not empty (but for the lock file)."""
+    if not (out / MANIFEST_FILE).is_file() and out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()):
+        raise PrefsimError(f"--out {str(out)!r} exists and is not an empty bridge run directory; choose another.")
+
+
+def _shard_text(shard: dict | None) -> str:
+    """``shard 0/2 (rules sppo, dpo)``, or ``the whole spec`` for no shard, for :func:`_check_out`'s messages."""
+    if not shard:
+        return "the whole spec (no --shard)"
+    return f"shard {shard['index']}/{shard['count']} (rules {', '.join(shard.get('labels', []))})"

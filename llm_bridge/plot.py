@@ -5,6 +5,8 @@ per iteration side by side, with 95% bands over held-out prompts (``win_rate.png
 from __future__ import annotations
 
 import json
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,16 @@ def _heldout(out: Path, rule: str, iteration: int) -> dict | None:
         else out / rule / f"iter_{iteration:03d}" / "heldout.json"
     )
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def png_bytes(draw: Callable[[Path], object]) -> bytes:
+    """The bytes of the PNG file that ``draw(path)`` writes, drawn in a temporary directory, so that the
+    figure replaces its target together with the files it belongs with
+    (:func:`sim.results_io.write_files_atomic`)."""
+    with tempfile.TemporaryDirectory(prefix="prefsim-figure-") as scratch:
+        path = Path(scratch) / "figure.png"
+        draw(path)
+        return path.read_bytes()
 
 
 def plot_curves(table: pd.DataFrame, out: Path, path: Path) -> Path:

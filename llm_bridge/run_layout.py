@@ -11,7 +11,8 @@ from __future__ import annotations
 REFERENCE_DIR = "reference"
 """θ_0 (π_ref's checkpoint), π_ref's held-out responses and the row of π_0, shared by every rule."""
 MANIFEST_FILE = "manifest.json"
-"""The spec, package versions, process count and prompt-file hashes of the run (``--resume`` checks them)."""
+"""The spec, seed, prompt-file hashes, process count, git commit and dirty flag, package versions and the
+model's SHA-256 (:mod:`llm_bridge.provenance`); ``--resume`` and ``--merge`` check them."""
 METRICS_FILE = "metrics.csv"
 """Every rule's rows (each rule's own rows are in ``<label>/metrics.csv`` as well)."""
 WIN_RATE_FIGURE = "win_rate.png"
@@ -22,14 +23,15 @@ TENSORBOARD_DIR = "tensorboard"
 """TensorBoard event files (``[run] report_to = "tensorboard"``; :mod:`llm_bridge.reporting`)."""
 PREDICTION_DIR = "prediction"
 """The study of ``prefsim llm --predict`` (:mod:`llm_bridge.prediction`)."""
-TEMPORARY_SUFFIX = ".tmp"
-"""Suffix of the temporary file an atomic write (``loop._write_atomic``) renames into place."""
+# Besides these, a run holds ``.prefsim.lock`` (:data:`sim.results_io.LOCK_NAME`) while it writes the directory
+# (:func:`sim.results_io.output_lock`); like the temporary files of atomic writes
+# (:func:`sim.results_io.write_files_atomic`: ``.<name>.<random>.tmp``) its name starts with a dot, as no rule
+# label does, so RUN_LEVEL_NAMES need not list it.
 
 RUN_LEVEL_NAMES = frozenset(
     {
         REFERENCE_DIR,
         MANIFEST_FILE,
-        MANIFEST_FILE + TEMPORARY_SUFFIX,
         METRICS_FILE,
         WIN_RATE_FIGURE,
         CURVES_FIGURE,

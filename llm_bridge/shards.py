@@ -5,23 +5,31 @@ numbers: samples depend on the spec seed and the iteration, not on the other rul
 alone gives the rows it gives in a run of every rule.  ``prefsim llm SPEC --out DIR --shard I/N`` runs
 the rules :func:`sim.shards.deal` gives shard I (rule i goes to shard i mod N; N = the number of
 rules puts each rule in its own job, e.g. on its own GPU); ``prefsim llm SPEC --merge DIR… --out OUT``
-checks that the shards come from this spec, its prompt files as they are now (SHA-256) and the same package
-versions and cover every rule once,
-then writes ``OUT/metrics.csv`` (the rules' rows in spec order, equal to the unsharded run's but for the
-wall-clock columns ``seconds`` and ``*_tokens_per_s``),
-``win_rate.png`` and a manifest naming the shard directories, which keep the checkpoints.
+checks that the shards come from this spec, its prompt files as they are now (SHA-256), the same package
+versions, git commit and dirty flag and the same model (and reward model) weights (SHA-256,
+:mod:`llm_bridge.provenance`; a field a shard's manifest lacks, written before it was recorded, is not
+compared) and cover every rule once; ``OUT`` may not be one of the shard directories, nor a run directory
+other than an earlier merge.  It then writes, together and atomically under ``OUT``'s lock,
+``OUT/metrics.csv`` (the rules' rows in spec order, equal to the unsharded run's but for the wall-clock
+columns ``seconds`` and ``*_tokens_per_s``), ``win_rate.png`` and a manifest naming the shard
+directories, which keep the checkpoints.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
 
 from bandits.errors import PrefsimError
+from llm_bridge.plot import png_bytes
+from llm_bridge.provenance import MODEL_KEYS, code_text
 from llm_bridge.run_layout import MANIFEST_FILE, METRICS_FILE, WIN_RATE_FIGURE
 from llm_bridge.spec import BridgeSpec, changed_prompt_files
+from sim.merge import merge_target
+from sim.results_io import json_bytes, output_lock, write_files_atomic
 from sim.shards import deal, order_shards
 from sim.win_rate import plot_win_rate
 
@@ -45,8 +53,29 @@ def _plain(data) -> object:
     return json.loads(json.dumps(data, default=str))
 
 
+def _differences(manifest: dict, reference: dict) -> list[str]:
+    """What differs between two shards' manifests in what computed them: the package versions both record,
+    the git commit and dirty flag, the model's and reward model's SHA-256.  A field either manifest lacks
+    (written before it was recorded) is unknown and not compared."""
+    reasons = []
+    mine, theirs = manifest.get("versions") or {}, reference.get("versions") or {}
+    for name in sorted(set(mine) & set(theirs)):
+        if mine[name] != theirs[name]:
+            reasons.append(f"{name} {mine[name]} instead of {theirs[name]}")
+    for key in ("git_commit", "git_dirty"):
+        if key in manifest and key in reference and manifest[key] != reference[key]:
+            reasons.append(f"{code_text(manifest)} instead of {code_text(reference)}")
+            break
+    for key, name in MODEL_KEYS.items():
+        mine, theirs = manifest.get(key), reference.get(key)
+        if isinstance(mine, dict) and isinstance(theirs, dict) and mine.get("sha256") != theirs.get("sha256"):
+            reasons.append(f"{name} with SHA-256 {mine.get('sha256')} instead of {theirs.get('sha256')}")
+    return reasons
+
+
 def merge_llm_shards(spec: BridgeSpec, directories: list, out: Path) -> pd.DataFrame:
-    """Check the shard ``directories`` of ``spec`` and write the merged ``metrics.csv`` and figure to ``out``."""
+    """Check the shard ``directories`` of ``spec`` and write the merged ``metrics.csv``, figure and manifest
+    to ``out`` (together, atomically, under ``out``'s lock)."""
     manifests = []
     for directory in map(Path, directories):
         path = directory / MANIFEST_FILE
@@ -69,11 +98,16 @@ def merge_llm_shards(spec: BridgeSpec, directories: list, out: Path) -> pd.DataF
     count = int(reference["shard"]["count"])
     for directory, manifest in manifests:
         shard = manifest["shard"]
-        if manifest.get("versions") != reference.get("versions") or int(shard["count"]) != count:
+        if int(shard["count"]) != count:
             raise PrefsimError(
-                f"{str(directory)!r} is foreign: shard {shard['index']}/{shard['count']} with versions "
-                f"{manifest.get('versions')}, but {str(reference_dir)!r} is shard of {count} with versions "
-                f"{reference.get('versions')}."
+                f"{str(directory)!r} is foreign: it is shard {shard['index']}/{shard['count']}, but "
+                f"{str(reference_dir)!r} is a shard of {count}."
+            )
+        reasons = _differences(manifest, reference)
+        if reasons:
+            raise PrefsimError(
+                f"{str(directory)!r} is foreign: shard {shard['index']}/{shard['count']} was computed with "
+                f"{'; '.join(reasons)} (those of {str(reference_dir)!r}); merge shards run by one prefsim on one model."
             )
     ordered = order_shards(
         [(directory, int(manifest["shard"]["index"])) for directory, manifest in manifests],
@@ -81,6 +115,7 @@ def merge_llm_shards(spec: BridgeSpec, directories: list, out: Path) -> pd.DataF
         lambda i: f"rules {', '.join(entry.label for entry in shard_entries(spec, i, count))}",
         "--shard I/N",
     )
+    out = merge_target(out, ordered)
     frames = []
     for index in range(count):
         for entry in shard_entries(spec, index, count):
@@ -95,12 +130,43 @@ def merge_llm_shards(spec: BridgeSpec, directories: list, out: Path) -> pd.DataF
             frames.append((entry.label, pd.read_csv(rule_dir / "metrics.csv")))
     order = [entry.label for entry in spec.rules]
     table = pd.concat([frame for _, frame in sorted(frames, key=lambda item: order.index(item[0]))], ignore_index=True)
-    out.mkdir(parents=True, exist_ok=True)
+    by_index = {int(manifest["shard"]["index"]): manifest for _, manifest in manifests}
     manifest = {
-        **{key: value for key, value in reference.items() if key != "shard"},
-        "merged_from": [{"directory": str(ordered[i]), "shard": f"{i}/{count}"} for i in range(count)],
+        **{key: value for key, value in reference.items() if key not in ("shard", "resumed")},
+        "merged_from": [
+            {"directory": str(ordered[i]), "shard": f"{i}/{count}", **_resumes(by_index[i])} for i in range(count)
+        ],
+        "merged": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str))
-    table.to_csv(out / METRICS_FILE, index=False)
-    plot_win_rate(table, out / WIN_RATE_FIGURE)
+    out.mkdir(parents=True, exist_ok=True)
+    with output_lock(out):
+        _check_merge_target(out)
+        write_files_atomic(
+            {
+                out / MANIFEST_FILE: json_bytes(manifest),
+                out / METRICS_FILE: table.to_csv(index=False).encode(),
+                out / WIN_RATE_FIGURE: png_bytes(lambda path: plot_win_rate(table, path)),
+            }
+        )
     return table
+
+
+def _check_merge_target(out: Path) -> None:
+    """Refuse an ``out`` that holds a bridge run other than an earlier merge: its manifest would be replaced."""
+    path = out / MANIFEST_FILE
+    if not path.is_file():
+        return
+    try:
+        held = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        held = None
+    if not isinstance(held, dict) or "merged_from" not in held:
+        raise PrefsimError(
+            f"--out {str(out)!r} holds a bridge run that is not a merge (its manifest.json would be replaced); merge "
+            "into another directory."
+        )
+
+
+def _resumes(manifest: dict) -> dict:
+    """A shard's ``resumed`` list (the starts after its first: when, by which code), for ``merged_from``."""
+    return {"resumed": manifest["resumed"]} if manifest.get("resumed") else {}

@@ -25,6 +25,7 @@ from llm_bridge import loop as bridge_loop
 from llm_bridge.models import read_weights
 from llm_bridge.spec import load_spec
 from llm_bridge.tiny import build_tiny_model
+from sim.results_io import output_lock
 
 REPO = Path(__file__).resolve().parent.parent
 PAIRS = 7
@@ -82,7 +83,14 @@ def test_two_processes_train_exactly_as_one(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
 
     # two processes really ran, and ended with identical parameters
-    assert json.loads((two / "manifest.json").read_text())["processes"] == 2
+    manifest = json.loads((two / "manifest.json").read_text())
+    assert manifest["processes"] == 2 and len(manifest["model"]["sha256"]) == 64
+
+    # only the main process locks the directory; its refusal (another run holds it) ends both processes at once
+    with output_lock(two):
+        refused = subprocess.run(command + ["--resume"], env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0
+    assert refused.stderr.count(f"another prefsim run (process {os.getpid()})") == 2, refused.stderr[-3000:]
     ranks = json.loads((two / "inpo" / "iter_001" / "ranks.json").read_text())
     assert ranks["processes"] == 2 and len(ranks["parameter_sha256"]) == 2
     assert len(set(ranks["parameter_sha256"])) == 1

@@ -82,10 +82,10 @@ def test_state_and_metrics_are_replaced_atomically(tiny_llama, tmp_path, monkeyp
             raise KeyboardInterrupt
         return real_replace(source, target)
 
-    monkeypatch.setattr(bridge_loop.os, "replace", killed_at_the_state)
+    monkeypatch.setattr(os, "replace", killed_at_the_state)  # the atomic writer's rename
     with pytest.raises(KeyboardInterrupt):
         bridge_loop.run_bridge(spec, tmp_path / "run", progress=False)
-    monkeypatch.setattr(bridge_loop.os, "replace", real_replace)
+    monkeypatch.setattr(os, "replace", real_replace)
     # the old state is intact (never a partial file) and the metrics table already has iteration 2's row
     assert json.loads((tmp_path / "run" / "dpo" / "state.json").read_text()) == {"finished": 1}
     assert list(pd.read_csv(tmp_path / "run" / "dpo" / "metrics.csv")["iteration"]) == [0, 1, 2]

@@ -7,6 +7,7 @@ uninterrupted one, LoRA + APO extrapolate only the adapter, bad paths and specs 
 import argparse
 import dataclasses
 import json
+import os
 import re
 import signal
 from pathlib import Path
@@ -29,7 +30,9 @@ from llm_bridge.models import load_causal_lm, load_tokenizer, load_weights, read
 from llm_bridge.run_layout import RUN_LEVEL_NAMES  # noqa: E402
 from llm_bridge.spec import parse_spec  # noqa: E402
 from llm_bridge.tiny import build_tiny_model  # noqa: E402
-from sim import stop_request  # noqa: E402
+from sim import results_io, stop_request  # noqa: E402
+from sim.experiment import git_commit  # noqa: E402
+from sim.provenance import git_dirty, prefsim_version  # noqa: E402
 from sim.rules import RULES  # noqa: E402
 
 
@@ -620,3 +623,71 @@ def test_a_stop_whose_exception_was_dropped_still_ends_the_run_at_the_next_step(
     monkeypatch.setattr(bridge_loop, "_update", real)
     assert cli_main([str(spec_file), "--out", str(out), "--quiet", "--resume"]) == 0
     assert json.loads((out / "inpo" / "state.json").read_text()) == {"finished": 3}
+
+
+def test_an_atomic_write_leaves_another_writers_temporary_file_alone(tmp_path):
+    # a temporary file of its own (was the fixed `<file>.tmp`: a second run renamed the first one's away)
+    target = tmp_path / "metrics.csv"
+    other = tmp_path / "metrics.csv.tmp"
+    other.write_text("another writer's half-written table")
+    bridge_loop._write_atomic(target, "iteration\n0\n")
+    assert target.read_text() == "iteration\n0\n"
+    assert other.read_text() == "another writer's half-written table"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv", "metrics.csv.tmp"]
+
+
+def test_a_run_into_a_directory_another_run_holds_is_refused_at_once(tiny_llama, tmp_path):
+    spec = parse_spec(_raw(tiny_llama, [{"name": "dpo"}], iterations=1))
+    out = tmp_path / "run"
+    bridge_loop.run_bridge(spec, out, progress=False)
+
+    def written():
+        return {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != ".prefsim.lock"}
+
+    before = written()
+    with results_io.output_lock(out):  # another run (a --resume of it, say) holds the directory
+        with pytest.raises(PrefsimError, match=rf"--out '.*run': another prefsim run \(process {os.getpid()}\)"):
+            bridge_loop.run_bridge(spec, out, resume=True, progress=False)
+    assert written() == before  # nothing written
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    with results_io.output_lock(fresh), pytest.raises(PrefsimError, match="another prefsim run"):
+        bridge_loop.run_bridge(spec, fresh, progress=False)
+    assert [p.name for p in fresh.iterdir()] == [".prefsim.lock"]
+
+
+def test_the_manifest_records_code_and_model_and_resume_refuses_another_model_or_commit(tmp_path, capsys):
+    model = build_tiny_model(tmp_path / "model", "llama", seed=0)
+    spec = parse_spec(_raw(model, [{"name": "dpo"}], iterations=1))
+    out = tmp_path / "run"
+    bridge_loop.run_bridge(spec, out, progress=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["git_commit"] == git_commit() and manifest["git_dirty"] == git_dirty()
+    assert manifest["versions"]["prefsim"] == prefsim_version() and manifest["seed"] == 3
+    assert re.fullmatch("[0-9a-f]{64}", manifest["model"]["sha256"]) and manifest["reward_model"] is None
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(manifest["model"]["files"])
+    # the run holds its directory only while it runs
+    bridge_loop.run_bridge(spec, out, resume=True, progress=False)
+    assert [start["model"]["sha256"] for start in json.loads((out / "manifest.json").read_text())["resumed"]] == [
+        manifest["model"]["sha256"]
+    ]
+
+    # other weights at the same path
+    build_tiny_model(model, "llama", seed=1)
+    with pytest.raises(PrefsimError, match=r"--resume: model.path '.*model' \(SHA-256 .* files that differ: "):
+        bridge_loop.run_bridge(spec, out, resume=True, progress=False)
+    # a manifest written before models were hashed: the model is unknown, the resume goes on
+    old = {key: value for key, value in manifest.items() if key not in ("model", "reward_model")}
+    (out / "manifest.json").write_text(json.dumps(old))
+    bridge_loop.run_bridge(spec, out, resume=True, progress=False)
+
+    # code of another commit: refused; uncommitted changes (unknown code): a warning, and the start is recorded
+    (out / "manifest.json").write_text(json.dumps({**old, "git_commit": "0" * 40}))
+    with pytest.raises(PrefsimError, match=r"started by git commit 0{40}.*Resume from a checkout of 0{40}"):
+        bridge_loop.run_bridge(spec, out, resume=True, progress=False)
+    (out / "manifest.json").write_text(json.dumps({**old, "git_dirty": True}))
+    capsys.readouterr()
+    bridge_loop.run_bridge(spec, out, resume=True, progress=False)
+    assert "uncommitted changes cannot be compared" in capsys.readouterr().err
+    resumed = json.loads((out / "manifest.json").read_text())["resumed"]
+    assert len(resumed) == 1 and resumed[0]["git_commit"] == git_commit()

@@ -15,6 +15,7 @@ from llm_bridge.cli import command  # noqa: E402
 from llm_bridge.shards import merge_llm_shards, shard_record  # noqa: E402
 from llm_bridge.spec import load_spec  # noqa: E402
 from llm_bridge.tiny import build_tiny_model  # noqa: E402
+from sim import results_io  # noqa: E402
 from sim.launch import launch_plan  # noqa: E402
 
 SPEC = """
@@ -51,19 +52,28 @@ def _run(*argv) -> int:
     return command.run(parser.parse_args([str(a) for a in argv]))
 
 
-def test_rule_shards_merge_to_the_unsharded_run_and_bad_merges_fail(tmp_path):
-    model = build_tiny_model(tmp_path / "llama", "llama", seed=0)
-    spec = tmp_path / "spec.toml"
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory):
+    """``(spec file, unsharded run, [shard 0, shard 1])`` of :data:`SPEC` (shard 0: sppo, dpo; shard 1: inpo)."""
+    where = tmp_path_factory.mktemp("sharded")
+    model = build_tiny_model(where / "llama", "llama", seed=0)
+    spec = where / "spec.toml"
     spec.write_text(SPEC.format(model=model))
-    assert _run(spec, "--out", tmp_path / "full", "--quiet") == 0
-    shards = [tmp_path / f"shard-{i}" for i in range(2)]
+    assert _run(spec, "--out", where / "full", "--quiet") == 0
+    shards = [where / f"shard-{i}" for i in range(2)]
     for index, out in enumerate(shards):
         assert _run(spec, "--out", out, "--shard", f"{index}/2", "--quiet") == 0
+    return spec, where / "full", shards
+
+
+def test_rule_shards_merge_to_the_unsharded_run_and_bad_merges_fail(sharded, tmp_path):
+    spec, full_run, shards = sharded
+    model = load_spec(spec).model.path
     assert json.loads((shards[0] / "manifest.json").read_text())["shard"]["labels"] == ["sppo", "dpo"]
     assert sorted(p.name for p in shards[1].iterdir() if p.is_dir() and p.name != "reference") == ["inpo"]
     assert _run(spec, "--out", tmp_path / "merged", "--merge", shards[1], shards[0]) == 0
     merged = pd.read_csv(tmp_path / "merged" / "metrics.csv")
-    full = pd.read_csv(tmp_path / "full" / "metrics.csv")
+    full = pd.read_csv(full_run / "metrics.csv")
     clock = ["generation_tokens_per_s", "train_tokens_per_s", "seconds"]  # wall-clock columns differ run to run
     assert list(merged.columns) == list(full.columns) and len(merged) == 6
     pd.testing.assert_frame_equal(merged.drop(columns=clock), full.drop(columns=clock), check_exact=True)
@@ -74,13 +84,53 @@ def test_rule_shards_merge_to_the_unsharded_run_and_bad_merges_fail(tmp_path):
     with pytest.raises(PrefsimError, match="given twice"):
         _run(spec, "--out", tmp_path / "m2", "--merge", shards[0], shards[0], shards[1])
     with pytest.raises(PrefsimError, match="is not a shard"):
-        _run(spec, "--out", tmp_path / "m2", "--merge", tmp_path / "full", shards[1])
+        _run(spec, "--out", tmp_path / "m2", "--merge", full_run, shards[1])
     other = tmp_path / "other.toml"
     other.write_text(SPEC.format(model=model).replace("seed = 5", "seed = 6"))
     with pytest.raises(PrefsimError, match="foreign"):
         _run(other, "--out", tmp_path / "m2", "--merge", shards[0], shards[1])
     with pytest.raises(PrefsimError, match="at most 3 shards"):
         _run(spec, "--out", tmp_path / "x", "--shard", "0/4")
+
+
+def test_merge_writes_neither_into_a_shard_nor_into_a_run_nor_where_a_run_holds_the_lock(sharded, tmp_path):
+    spec, full_run, shards = sharded
+    for target in (shards[0], shards[0] / ".." / shards[0].name):  # however the path is spelled
+        with pytest.raises(PrefsimError, match=r"--out '.*shard-0' is one of the shard directories"):
+            _run(spec, "--out", target, "--merge", shards[0], shards[1])
+    assert json.loads((shards[0] / "manifest.json").read_text())["shard"]["index"] == 0
+    with pytest.raises(PrefsimError, match=r"--out '.*full' holds a bridge run that is not a merge"):
+        _run(spec, "--out", full_run, "--merge", shards[0], shards[1])
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    with results_io.output_lock(merged), pytest.raises(PrefsimError, match=r"another prefsim run \(process"):
+        _run(spec, "--out", merged, "--merge", shards[0], shards[1])
+    assert [p.name for p in merged.iterdir()] == [".prefsim.lock"]
+    for _ in range(2):  # an earlier merge may be replaced
+        assert _run(spec, "--out", merged, "--merge", shards[0], shards[1]) == 0
+    manifest = json.loads((merged / "manifest.json").read_text())
+    shard = json.loads((shards[0] / "manifest.json").read_text())
+    assert manifest["model"]["sha256"] == shard["model"]["sha256"] and manifest["git_commit"] == shard["git_commit"]
+    assert sorted(p.name for p in merged.iterdir()) == [".prefsim.lock", "manifest.json", "metrics.csv", "win_rate.png"]
+
+
+def test_a_shard_directory_resumes_only_as_the_shard_it_holds(sharded, tmp_path):
+    spec, full_run, shards = sharded
+    shard = json.loads((shards[0] / "manifest.json").read_text())
+    with pytest.raises(
+        PrefsimError,
+        match=r"--resume: '.*shard-0' holds shard 0/2 \(rules sppo, dpo\), but this command runs shard 1/2 \(rules "
+        r"inpo\); resume it with --shard 0/2",
+    ):
+        _run(spec, "--out", shards[0], "--shard", "1/2", "--resume", "--quiet")
+    with pytest.raises(PrefsimError, match=r"holds shard 0/2 .* but this command runs the whole spec"):
+        _run(spec, "--out", shards[0], "--resume", "--quiet")
+    with pytest.raises(PrefsimError, match=r"holds the whole spec \(no --shard\), but this command runs shard 1/2"):
+        _run(spec, "--out", full_run, "--shard", "1/2", "--resume", "--quiet")
+    assert _run(spec, "--out", tmp_path / "merged", "--merge", shards[0], shards[1]) == 0
+    with pytest.raises(PrefsimError, match=r"holds merged shards"):
+        _run(spec, "--out", tmp_path / "merged", "--resume", "--quiet")
+    assert json.loads((shards[0] / "manifest.json").read_text())["shard"] == shard["shard"]
 
 
 def test_launch_puts_each_rule_of_an_llm_spec_in_its_own_job(tmp_path):
@@ -116,5 +166,46 @@ def test_merge_refuses_shards_trained_on_another_version_of_a_prompt_file(tmp_pa
         (shard / "manifest.json").write_text(json.dumps(manifest))
         shards.append(shard)
     with pytest.raises(PrefsimError, match=r"shard-1' is foreign: it was trained on another prompts.train_file than"):
+        merge_llm_shards(spec, shards, tmp_path / "merged")
+    assert not (tmp_path / "merged").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "other", "message"),
+    [
+        ("model", {"sha256": "1" * 64}, r"model.path with SHA-256 1{64} instead of 0{64}"),
+        ("reward_model", {"sha256": "1" * 64}, r"oracle.path \(the reward model\) with SHA-256 1{64} instead of 0{64}"),
+        ("git_commit", "1" * 40, r"git commit 1{40} \(clean\) instead of git commit 0{40} \(clean\)"),
+        ("git_dirty", True, r"git commit 0{40} with uncommitted changes instead of git commit 0{40} \(clean\)"),
+        ("versions", {"prefsim": "0.2", "torch": "x"}, r"prefsim 0.2 instead of 0.1"),
+    ],
+)
+def test_merge_refuses_shards_computed_by_other_code_or_from_another_model(tmp_path, field, other, message):
+    spec_path = tmp_path / "spec.toml"
+    spec_path.write_text(SPEC.format(model=tmp_path / "llama"))
+    spec = load_spec(spec_path)
+    recorded = {
+        "model": {"sha256": "0" * 64},
+        "reward_model": {"sha256": "0" * 64},
+        "git_commit": "0" * 40,
+        "git_dirty": False,
+        "versions": {"prefsim": "0.1", "torch": "x"},
+    }
+    shards = []
+    for index in range(2):
+        shard = tmp_path / f"shard-{index}"
+        shard.mkdir()
+        manifest = {"spec": spec.raw, **recorded, "shard": shard_record(spec, index, 2)}
+        if index == 1:  # shard 1 was computed by other code, or trained another model
+            manifest[field] = other
+        (shard / "manifest.json").write_text(json.dumps(manifest))
+        shards.append(shard)
+    with pytest.raises(PrefsimError, match=rf"shard-1' is foreign: shard 1/2 was computed with {message}"):
+        merge_llm_shards(spec, shards, tmp_path / "merged")
+    # a manifest written before these fields were recorded: they are unknown and not compared
+    manifest = json.loads((shards[1] / "manifest.json").read_text())
+    del manifest[field]
+    (shards[1] / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(PrefsimError, match="has 0 of 1 iterations"):
         merge_llm_shards(spec, shards, tmp_path / "merged")
     assert not (tmp_path / "merged").exists()
