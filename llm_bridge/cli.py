@@ -21,6 +21,7 @@ from pathlib import Path
 
 from bandits.errors import PrefsimError, describe_os_error
 from llm_bridge.run_layout import PREDICTION_DIR
+from sim.results_io import check_directory_path, output_lock
 from sim.shards import parse_shard
 from sim.stop_request import stop_on_signals, stopped
 
@@ -124,12 +125,15 @@ def _predict(spec, out: Path, quiet: bool) -> int:
     from llm_bridge.loop import open_session
     from llm_bridge.prediction import format_summary, run_prediction
 
-    if (out / PREDICTION_DIR).exists():
-        raise PrefsimError(
-            f"--out {str(out)!r} already holds a prediction study ({PREDICTION_DIR}/); choose another directory."
-        )
-    session = open_session(spec, out, progress=not quiet)
-    result = run_prediction(spec, session, out, progress=not quiet)
+    out = check_directory_path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with output_lock(out):  # one study (or training run) per directory at a time, as for every prefsim run
+        if (out / PREDICTION_DIR).exists():
+            raise PrefsimError(
+                f"--out {str(out)!r} already holds a prediction study ({PREDICTION_DIR}/); choose another directory."
+            )
+        session = open_session(spec, out, progress=not quiet)
+        result = run_prediction(spec, session, out, progress=not quiet)
     if not quiet:
         for line in format_summary(result):
             print(line)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from bandits.errors import PrefsimError
+from llm_bridge.cli import _predict
 from llm_bridge.loop import open_session
 from llm_bridge.prediction import (
     CandidateGame,
@@ -25,9 +26,11 @@ from llm_bridge.prediction import (
     win_rate_against,
 )
 from llm_bridge.rules import build_bridge_rule
+from llm_bridge.run_layout import PREDICTION_DIR
 from llm_bridge.spec import PredictionSpec, parse_spec
 from llm_bridge.tiny import build_tiny_model
 from sim.cli import main as prefsim_main
+from sim.results_io import output_lock
 
 PROMPTS = ["the movie was", "i love this", "tell me a story", "what a nice", "the weather is", "she said it"]
 
@@ -226,3 +229,13 @@ def test_unsupported_rules_and_sizes_are_refused(model_dir, tmp_path):
     spec = parse_spec(raw)
     with pytest.raises(PrefsimError, match="exceeds the 6 training prompts"):
         run_prediction(spec, None, None, progress=False)
+
+
+def test_a_prediction_into_a_directory_another_run_holds_is_refused_at_once(tmp_path):
+    """The study takes the directory's lock first, as a training run does (the spec is not even read)."""
+    held = tmp_path / "held"
+    held.mkdir()
+    with output_lock(held):
+        with pytest.raises(PrefsimError, match=r"another prefsim run \(process \d+\) is writing to this directory"):
+            _predict(None, held, quiet=True)
+    assert not (held / PREDICTION_DIR).exists()
