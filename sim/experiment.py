@@ -579,11 +579,12 @@ def spec_fingerprint(spec: ExperimentSpec) -> str:
     Hashes the parsed spec (every field that affects results, defaults filled), not ``spec.raw``: an
     :class:`ExperimentSpec` built in Python has an empty ``raw``, which made every such spec share one
     fingerprint, so ``resume=True`` reused parts computed for a different spec.  The code that computes
-    is part of it too (:func:`code_identity`: prefsim's version, git commit, dirty flag and source files,
-    and the JAX, jaxlib and NumPy versions): results computed by other code, committed or not, are
-    recomputed by ``--resume`` and refused by ``prefsim merge``, not reused.
+    is part of it too (:func:`computing_code`: prefsim's version and source files, and the JAX, jaxlib and
+    NumPy versions): results computed by other code, committed or not, are recomputed by ``--resume`` and
+    refused by ``prefsim merge``, not reused.  The git commit and dirty flag are not: an edit to a README or
+    a spec file in the checkout, or a commit that leaves the source alone, changes no result.
     """
-    content = {"spec": parsed_spec(spec), "code": code_identity()}
+    content = {"spec": parsed_spec(spec), "code": computing_code()}
     text = json.dumps(content, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -644,13 +645,21 @@ def _manifest(spec: ExperimentSpec, fingerprint: str, record, target_gaps) -> di
 COMPUTING_PACKAGES = ("jax", "jaxlib", "numpy")
 
 
+def computing_code() -> dict:
+    """The part of :func:`code_identity` that decides a run's numbers: prefsim's version, the SHA-256 of its
+    source files and the versions of :data:`COMPUTING_PACKAGES` (not the git commit and dirty flag, which
+    change with files that compute nothing)."""
+    return {key: value for key, value in code_identity().items() if key not in ("git_commit", "git_dirty")}
+
+
 @functools.cache
 def code_identity() -> dict:
     """What, besides the spec, decides a run's numbers, as it is when first asked in this process: prefsim's
     version, the git commit, whether the tree has uncommitted changes (``None`` outside a git checkout),
     the SHA-256 of prefsim's source files (:func:`sim.program_cache.source_digest`: uncommitted changes,
-    or an installed copy's code) and the versions of :data:`COMPUTING_PACKAGES`.  Part of every
-    fingerprint (:func:`spec_fingerprint`) and of the manifest (``source_digest``)."""
+    or an installed copy's code) and the versions of :data:`COMPUTING_PACKAGES`.  Recorded in the manifest;
+    :func:`computing_code`, its part without the commit and dirty flag, is part of every fingerprint
+    (:func:`spec_fingerprint`)."""
     versions = package_versions()
     return {
         "prefsim": versions["prefsim"],

@@ -4,7 +4,7 @@ Checks, each failing with a :class:`~bandits.errors.PrefsimError` that names the
 
 * every directory holds a finished shard (``manifest.json`` with ``complete = true`` and a ``shard`` entry);
 * all shards have the spec fingerprint of the first (same spec, seeds and code: prefsim, JAX, jaxlib and
-  NumPy versions, git commit, dirty flag and source files, :func:`sim.experiment.code_identity`) and the
+  NumPy versions and source files, :func:`sim.experiment.computing_code`) and the
   same shard count N, and this prefsim computes that fingerprint too (the code that merges is the code
   that ran them; an error names what differs);
 * the shards cover shards 0 … N−1 exactly once (a missing one is named with its rule tables, a
@@ -108,20 +108,21 @@ def manifest_code(manifest: dict) -> dict:
 
 def code_differences(manifest: dict, code: dict) -> list[str]:
     """How the code that wrote ``manifest`` differs from ``code`` (a :func:`manifest_code` or
-    :func:`sim.experiment.code_identity`), in words: versions, commit, uncommitted changes."""
+    :func:`sim.experiment.code_identity`), in words: the versions and source files that compute (a commit or
+    an uncommitted edit that leaves prefsim's source files alone is no difference)."""
     ran = manifest_code(manifest)
     reasons = [
         f"{name} {ran[name]} instead of {code.get(name)}"
         for name in ("prefsim", *COMPUTING_PACKAGES)
         if ran[name] != code.get(name)
     ]
-    if ran["git_commit"] != code.get("git_commit"):
-        reasons.append(f"git commit {ran['git_commit']} instead of {code.get('git_commit')}")
-    if ran["git_dirty"] != code.get("git_dirty"):
-        state = {True: "uncommitted changes", False: "a clean tree", None: "no git checkout"}
-        reasons.append(f"{state.get(ran['git_dirty'], ran['git_dirty'])} instead of {state.get(code.get('git_dirty'))}")
-    elif ran["source_digest"] != code.get("source_digest"):
-        reasons.append("other (uncommitted) changes to prefsim's source files")
+    if ran["source_digest"] != code.get("source_digest"):
+        state = {True: "with uncommitted changes", False: "clean", None: "no git checkout"}
+
+        def where(record: dict) -> str:
+            return f"git commit {record.get('git_commit')}, {state.get(record.get('git_dirty'), 'unknown')}"
+
+        reasons.append(f"other source files ({where(ran)} instead of {where(code)})")
     return reasons
 
 

@@ -209,6 +209,8 @@ def source_digest() -> str:
     for package in SOURCE_PACKAGES:
         root = Path(importlib.import_module(package).__file__).parent
         for path in sorted(root.rglob("*.py")):
+            if path.name.startswith(".") or not path.is_file():  # an editor's lock or backup, a dangling link
+                continue
             digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 

@@ -8,7 +8,7 @@ A result directory ``out`` of :func:`sim.run` / ``prefsim run`` holds
 * ``parts/<label>.csv`` — one file per ``[[rule]]`` table, written as soon as it is computed.  Its
   first two lines are comments: ``# fingerprint=<spec fingerprint>`` and ``# sha256=<hex> rows=<n>``,
   the SHA-256 of the CSV text that follows.  ``--resume`` reuses a part only when the fingerprint
-  matches the spec and the code (:func:`sim.experiment.code_identity`) **and** the checksum and row
+  matches the spec and the code (:func:`sim.experiment.computing_code`) **and** the checksum and row
   count match the text (a part edited, cut short or with an extra row is recomputed, and the file is
   named);
 * ``parts/manifest.json`` — the manifest of the run in progress (``complete = false``);

@@ -116,11 +116,11 @@ def test_resume_and_merge_do_not_reuse_parts_of_uncommitted_code(
     merged = tmp_path / "merged"
     assert _cli("merge", shards[0], clean, "--out", merged, "--no-plots", "--quiet") == 2
     err = capsys.readouterr().err
-    assert "foreign" in err and "uncommitted" in err
+    assert "foreign" in err and "other source files" in err and "with uncommitted changes" in err
     # every shard from the edited code, merged by the code now: refused too
     assert _cli("merge", *shards, "--out", merged, "--no-plots", "--quiet") == 2
     err = capsys.readouterr().err
-    assert "this prefsim differs" in err and "uncommitted" in err
+    assert "this prefsim differs" in err and "other source files" in err
     assert not merged.exists()
 
 
@@ -129,12 +129,17 @@ def test_the_fingerprint_names_the_code_that_computes(fresh_code_identity, monke
     code = experiment.code_identity()
     assert {"prefsim", "git_commit", "git_dirty", "source_digest", "jax", "jaxlib", "numpy"} <= set(code)
     before = experiment.spec_fingerprint(spec)
-    for name, value in [("source_digest", "edited"), ("jaxlib", "0.0.0"), ("git_dirty", not code["git_dirty"])]:
+    for name, value in [("source_digest", "edited"), ("jaxlib", "0.0.0"), ("numpy", "0.0.0")]:
         monkeypatch.setattr(experiment, "code_identity", lambda name=name, value=value: {**code, name: value})
         assert experiment.spec_fingerprint(spec) != before, name
-    # an installed copy (no git checkout): still a fingerprint, and still one per source
+    # an edit that computes nothing (a README, a spec file) or a commit that leaves the source alone: the
+    # dirty flag and the commit change, the results do not, and --resume reuses them
+    for name, value in [("git_dirty", not code["git_dirty"]), ("git_commit", "0" * 40)]:
+        monkeypatch.setattr(experiment, "code_identity", lambda name=name, value=value: {**code, name: value})
+        assert experiment.spec_fingerprint(spec) == before, name
+    # an installed copy (no git checkout): the same fingerprint for the same source
     monkeypatch.setattr(experiment, "code_identity", lambda: {**code, "git_commit": None, "git_dirty": None})
-    assert len(experiment.spec_fingerprint(spec)) == 16
+    assert experiment.spec_fingerprint(spec) == before
 
 
 # ----------------------------------------------------------------------------------------------

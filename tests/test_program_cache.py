@@ -288,3 +288,20 @@ def test_loading_a_program_marks_it_used(tmp_path):
         os.utime(path, (1000.0, 1000.0))
         _kept(tmp_path)(x, 2.0)
         assert path.stat().st_mtime > 1000.0
+
+
+def test_the_source_digest_leaves_out_editor_lock_files_and_dangling_links(tmp_path, monkeypatch):
+    """Emacs keeps ``.#name.py`` as a link to nowhere while a file is edited: every run crashed reading it."""
+    package = tmp_path / "digest_probe_package"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "rule.py").write_text("x = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(program_cache, "SOURCE_PACKAGES", ("digest_probe_package",))
+    digest = program_cache.source_digest.__wrapped__  # not the process's cached value
+    clean = digest()
+    (package / ".#rule.py").symlink_to("user@host.1234:1700000000")
+    (package / "gone.py").symlink_to(tmp_path / "nowhere.py")
+    assert digest() == clean
+    (package / "rule.py").write_text("x = 2\n")
+    assert digest() != clean
