@@ -433,7 +433,7 @@ def _iteration(text: str) -> int:
 
 
 def _plot(args) -> int:
-    from sim.results_io import read_results_table
+    from sim.results_io import output_lock, read_results_table
     from sim.win_rate import is_win_rate_directory, plot_win_rate, read_win_rate_table
 
     directory = Path(args.directory)
@@ -442,10 +442,11 @@ def _plot(args) -> int:
         path = plot_win_rate(read_win_rate_table(directory), directory / "win_rate.png")
         say(f"wrote {path}")
         return 0
-    table = read_results_table(directory)
-    if not (directory / "bounds.csv").is_file():
-        say(f"note: {directory} has no bounds.csv (written by runs of this prefsim version): no theory bounds drawn.")
-    paths = _draw(table, directory, say)
+    with output_lock(directory):  # not while a run or merge writes there (its figures would mix with these)
+        table = read_results_table(directory)
+        if not (directory / "bounds.csv").is_file():
+            say(f"note: {directory} has no bounds.csv (written by runs of this prefsim version): no bounds drawn.")
+        paths = _draw(table, directory, say)
     say.finish()
     say(f"wrote {len(paths)} figure(s) to {directory}")
     return 0

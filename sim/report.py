@@ -228,8 +228,9 @@ def build_report(directory: str | Path, out: str | Path | None = None) -> Path:
     listed = read_figure_list(directory)
     if listed is not None and not listed[1]:
         sections.append(
-            '<ul class="warnings"><li>The figures were not all drawn (the drawing was stopped): some may be '
-            "missing or from an earlier run; run `prefsim plot` to draw them.</li></ul>"
+            '<ul class="warnings"><li>The figures were not all drawn from these results (a drawing was stopped, '
+            "or the results were replaced without one): some may be missing or from an earlier run; run "
+            "`prefsim plot` to draw them.</li></ul>"
         )
     if count:
         sections.append(figures)

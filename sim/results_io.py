@@ -364,6 +364,10 @@ def json_bytes(data: dict) -> bytes:
     return json.dumps(data, indent=2, default=str).encode("utf-8")
 
 
+#: The summary table of a result directory (:func:`sim.summary.write_summary`), written from ``metrics.csv``.
+SUMMARY_FILE = "summary.csv"
+
+
 def write_run_results(
     out: Path,
     table: pd.DataFrame,
@@ -373,12 +377,22 @@ def write_run_results(
 ) -> None:
     """Replace a finished run's ``metrics.csv``, ``manifest.json`` (and ``bounds.csv``, ``headtohead.csv``
     where given; a shard writes neither) together (:func:`write_files_atomic`), then remove the running
-    manifest ``parts/manifest.json``."""
+    manifest ``parts/manifest.json``.
+
+    What was drawn or summarised from the results these replace stops claiming to be this run's: an
+    earlier ``summary.csv`` is removed first, and an earlier :data:`FIGURE_LIST` is marked not complete in
+    the same replacement (``prefsim report`` then says the figures may be from an earlier run, until
+    ``prefsim run``'s or ``prefsim plot``'s drawing lists its own)."""
+    with contextlib.suppress(FileNotFoundError):
+        (out / SUMMARY_FILE).unlink()
     files = {out / "metrics.csv": csv_bytes(table), out / "manifest.json": json_bytes(manifest)}
     if bounds is not None:
         files[out / BOUNDS_FILE] = csv_bytes(bounds)
     if headtohead is not None:
         files[out / "headtohead.csv"] = csv_bytes(headtohead)
+    drawn = read_figure_list(out)
+    if drawn is not None:
+        files[out / FIGURE_LIST] = json_bytes({"files": drawn[0], "complete": False})
     write_files_atomic(files)
     with contextlib.suppress(OSError):
         (out / RUNNING_MANIFEST).unlink()

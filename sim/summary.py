@@ -18,9 +18,8 @@ import pandas as pd
 from bandits.errors import PrefsimError
 from sim import stats
 from sim.diagnostics import floor_iteration, floor_note, metric_floor, precision_floor
-from sim.results_io import csv_bytes, write_files_atomic
+from sim.results_io import SUMMARY_FILE, csv_bytes, write_files_atomic
 
-SUMMARY_FILE = "summary.csv"
 SUMMARY_COLUMNS = ["rule", "metric", "iteration", "mean", "ci_lower", "ci_upper", "seeds", "at_floor"]
 #: Metrics printed after a run by default (those with data).  Sampled mode adds its own columns.
 HEADLINE_METRICS = (

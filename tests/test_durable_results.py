@@ -239,6 +239,34 @@ def test_an_earlier_runs_figures_are_removed_and_not_reported(tmp_path, no_figur
     assert "<figcaption>" not in build_report(out).read_text()
 
 
+def test_results_replaced_without_a_drawing_disown_the_earlier_figures_and_summary(tmp_path, no_figure_workers):
+    """The CLI drew spec A's figures and summary; the Python API then wrote spec B's results there (it draws
+    nothing): the report must not show A's figures and summary as B's."""
+    first = tmp_path / "first.toml"
+    first.write_text(SPEC + '[plot]\nmetrics = ["kl_to_nash"]\n')
+    assert _cli("run", first, "--out", tmp_path / "run", "--quiet") == 0
+    assert (tmp_path / "run" / "summary.csv").is_file()
+    sim.run({**SPEC_DICT, "rule": [{"name": "mmd", "eta": 0.5}]}, out=tmp_path / "run")
+    assert not (tmp_path / "run" / "summary.csv").exists()
+    assert json.loads((tmp_path / "run" / "figures.json").read_text()) == {
+        "files": ["kl_to_nash.png"],
+        "complete": False,
+    }
+    page = build_report(tmp_path / "run").read_text()
+    assert "The figures were not all drawn from these results" in page
+    assert ">mmd<" in page and ">inpo<" not in page  # the summary is B's, computed from its metrics.csv
+    assert _cli("plot", tmp_path / "run", "--quiet") == 0  # a drawing of B lists its own figures
+    assert json.loads((tmp_path / "run" / "figures.json").read_text())["complete"] is True
+
+
+def test_plot_is_refused_while_a_run_holds_the_directory(tmp_path, capsys):
+    sim.run(SPEC_DICT, out=tmp_path / "run")
+    with results_io.output_lock(tmp_path / "run"):
+        assert _cli("plot", tmp_path / "run", "--quiet") == 2
+    assert "another prefsim run (process" in capsys.readouterr().err
+    assert results_io.read_figure_list(tmp_path / "run") is None  # nothing drawn
+
+
 def test_a_directory_without_figure_list_reports_every_figure(tmp_path):
     sim.run(SPEC_DICT, out=tmp_path)  # the Python API draws nothing and writes no list
     (tmp_path / "regret.png").write_bytes(b"\x89PNG drawn by an older prefsim")
