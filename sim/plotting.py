@@ -22,7 +22,8 @@ Design (what every figure shows):
   middle and last, and no legend entries or fits: a legend of 100 curves was a figure 7000 pixels tall.
 * **fits** – only where a fit means something (:func:`choose_fit`): for convergence metrics, over the
   last decade of the iterations *before* the curve reaches its rounding floor
-  (:func:`sim.diagnostics.metric_floor`) or levels off (:func:`level_off`), log-log (polynomial rate,
+  (:func:`sim.diagnostics.metric_floor`) or levels off (:func:`level_off`: stops falling, not merely
+  slows down), log-log (polynomial rate,
   slope = exponent) or semilog (linear rate, slope = log contraction per iteration), whichever
   describes the window better; no fit for plateaus, for curves that rise or swing ("not converging"),
   for curves at the floor and for counts (``regret``, ``queries``, ``loss``, ``max_log_ratio``).  The
@@ -142,6 +143,9 @@ MIN_FIT_POINTS = 3
 PLATEAU_LOG_CHANGE = 0.1
 #: :func:`level_off`: after levelling off a curve falls less than this fraction as fast as its trend before,
 LEVEL_FRACTION = 1.0 / 3.0
+#: falls at most this much in log(metric) (a factor 1.35) below its value there over the rest of the run (a
+#: curve that slows from t^-2 to t^-0.5 has not levelled off: it falls two more decades in two decades of t),
+LEVEL_MAX_FALL = 3 * PLATEAU_LOG_CHANGE
 #: rises at most this much in log(metric) (jitter of a noisy mean),
 LEVEL_RISE = 3 * PLATEAU_LOG_CHANGE
 #: and its trend would have fallen at least this much in log(metric) over the flat stretch.
@@ -385,12 +389,17 @@ def level_off(iterations: np.ndarray, log_values: np.ndarray) -> int | None:
 
     * falls less than :data:`LEVEL_FRACTION` as fast as its log-log trend up to t_k (the least-squares
       line over [t_k/10, t_k], at least :data:`MIN_FIT_POINTS` points) would,
+    * falls at most :data:`LEVEL_MAX_FALL` below its value at t_k in all (a curve that only slows down, an
+      exponential's transient giving way to a power law or t^-2 to t^-0.5, keeps falling and has a rate
+      to show over its last decade: fitting before the "knee" would name the transient's),
     * never rises more than :data:`LEVEL_RISE` above its value at t_k (a curve that turns and rises is
       not converging, not levelled), and
     * the trend would have fallen by at least :data:`LEVEL_MIN_FALL` by the last point (a shorter flat
       end is noise).
 
-    The first such k is returned: Nash-MD's KL(π*‖π_t) falls linearly to its bias and then stays there.
+    The first such k is returned: Nash-MD's KL(π*‖π_t) falls linearly to its bias and then stays there.  A curve
+    that keeps falling by more than :data:`LEVEL_MAX_FALL` after t_k, however slowly, has not levelled off
+    there: :func:`choose_fit` fits its last decade, or its trend and flat-tail tests call it a plateau.
     """
     log_t = np.log(np.asarray(iterations, dtype=np.float64))
     log_values = np.asarray(log_values, dtype=np.float64)
@@ -412,7 +421,8 @@ def level_off(iterations: np.ndarray, log_values: np.ndarray) -> int | None:
         if k == 0:
             continue
         fall = log_values[k] - log_values[k + 1 :]
-        if np.all(fall < LEVEL_FRACTION * rate[k] * (log_t[k + 1 :] - log_t[k])) and np.all(-fall <= LEVEL_RISE):
+        slow = np.all(fall < LEVEL_FRACTION * rate[k] * (log_t[k + 1 :] - log_t[k]))
+        if slow and np.all(fall <= LEVEL_MAX_FALL) and np.all(-fall <= LEVEL_RISE):
             return int(k)
     return None
 

@@ -270,6 +270,34 @@ def test_a_curve_that_levels_off_is_fitted_only_before_it():
     assert choice.kind == "none" and choice.reason.startswith("plateau from t = ")
 
 
+#: The iterations a run of 10⁴ records (sim.trajectory's schedule).
+RECORDED_10000 = np.r_[
+    np.arange(0, 11), 12, 14, 17, 20, 25, 30, np.arange(40, 101, 10), 120, 140, 170, 200, 250, 300,
+    np.arange(400, 1001, 100), 1200, 1400, 1700, 2000, 2500, 3000, np.arange(4000, 10001, 1000),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "curve, exponent",
+    [
+        (lambda t: np.exp(-0.05 * t) + 0.01 * t**-0.5, -0.5),  # a fast transient, then a power law
+        (lambda t: np.where(t < 100, t**-2.0, 1e-4 * (t / 100.0) ** -0.5), -0.5),
+        (lambda t: np.where(t < 30, t**-1.5, 30**-1.5 * (t / 30.0) ** -0.4), -0.4),
+    ],
+)
+def test_a_curve_that_only_falls_more_slowly_has_not_levelled_off(curve, exponent):
+    # each falls two more decades after it slows down: the fit is its last decade's power law, not the
+    # transient's rate before the slow-down (which a test relative to the earlier trend alone picked)
+    t = RECORDED_10000.astype(float)
+    choice = plotting.choose_fit(t, curve(np.maximum(t, 1.0)), "kl_to_nash", 2.2e-14)
+    assert (choice.kind, choice.window) == ("loglog", (1000, 10000))
+    assert plotting.level_off(t[1:], np.log(curve(t[1:]))) is None
+    table = synthetic({"a": {"kl_to_nash": lambda t: curve(np.maximum(t, 1.0))}}, iterations=RECORDED_10000)
+    fit = _curve(plotting.plot_metric(table, "kl_to_nash"), "a").prefsim_fit
+    assert fit.scale == "loglog" and fit.span == (1000, 10000)
+    assert fit.slope == pytest.approx(exponent, abs=0.02)
+
+
 def test_kl_to_the_unregularised_nash_is_a_convergence_metric_with_a_fit():
     # comal approaches π⁰: KL(π⁰‖π_t) falls 0.105 → 0.021 over t = 100…1000 in the default run
     table = synthetic({"comal": {"kl_to_unregularised_nash": lambda t: 2.0 / (1.0 + t) ** 0.7}})
