@@ -8,8 +8,10 @@ Design (what every figure shows):
 * **y axis** – logarithmic when the metric has positive values (non-positive values, e.g. an exact
   zero gap, are left out of the log axis), linear otherwise.  A curve that reaches the precision's
   rounding floor (:func:`sim.diagnostics.floor_iteration`) is drawn down to it only: from that iteration its
-  values ≤ floor, zeros included, run along the axis bottom from a ▼, its legend entry says from which t,
-  and values at or below the floor never set the log axis' range.
+  values ≤ floor, zeros included, run along the axis bottom from a ▼ (its band stops there too), its legend
+  entry says from which t, values at or below the floor never set the log axis' range, and the axis reaches
+  :data:`FLOOR_GAP_DECADES` below the lowest value drawn above the floor (not below the floor), so the
+  bottom line reads as far below the data.
 * **bands** – percentile-bootstrap 95% CI of the mean over seeds (:func:`sim.stats.curve_summary`);
   optionally each seed's curve thinly (``per_seed``).
 * **colour and line style** – one colour per rule family (a ``[[rule]]`` table: ``apo`` for
@@ -555,6 +557,7 @@ def plot_metric(
     )
     drawn: dict[str, np.ndarray] = {}
     shown: list[float] = []  # the positive values that set a log axis' range (none of them ≤ floor at the floor)
+    floored: list[float] = []  # the floors of the curves drawn along the axis bottom
     with matplotlib.rc_context(STYLE):
         for rule in rules:
             curve = summary[summary["rule"] == rule]
@@ -570,7 +573,10 @@ def plot_metric(
             at_floor = np.zeros(x.shape, dtype=bool)
             if floor_from is not None:
                 at_floor = (x >= floor_from) & np.isfinite(centre) & (centre <= floor)
-                centre = np.where(at_floor, np.nan, centre)
+                # its band too: from t = 0 to a floored point it was a wedge down to ~1e-16, crossing the axis
+                # bottom early (record_every = 200: at t ≈ 1) as if the curve were there
+                centre, lower, upper = (np.where(at_floor, np.nan, values) for values in (centre, lower, upper))
+                floored.append(floor)
             if log_y:
                 centre = np.where(centre > 0, centre, np.nan)
                 lower = np.where(lower > 0, lower, np.nan)
@@ -658,6 +664,7 @@ def plot_metric(
         if log_y:
             axes.set_yscale("log")
             _log_range_above_floor(axes, shown)
+            _room_below_data(axes, shown, floored)
         plain_log_labels(axes)
         if mark_iteration is not None and summary["iteration"].max() >= mark_iteration:
             axes.axvline(mark_iteration, color="0.45", ls=":", lw=1.0)
@@ -703,6 +710,24 @@ def _log_range_above_floor(axes: Axes, shown: list[float]) -> None:
     bottom = 10.0 ** (math.log10(low) - margin)
     if bottom > axes.get_ylim()[0] * (1.0 + 1e-9):
         axes.set_ylim(bottom, 10.0 ** (math.log10(high) + margin))
+
+
+#: A curve drawn along the axis bottom (at its floor) gets at least this many decades of axis below the lowest
+#: value shown above the floor: right under the data, "at the floor" read as a plateau just below it.
+FLOOR_GAP_DECADES = 2.0
+
+
+def _room_below_data(axes: Axes, shown: list[float], floored: list[float]) -> None:
+    """Lower a log y axis' bottom, when a curve runs along it (``floored``: the floors of those curves), to
+    :data:`FLOOR_GAP_DECADES` below the lowest of the ``shown`` values, but not below the highest of those
+    floors: the bottom line then reads as far below the data, not as a value next to it (τ = 1: a KL of
+    1.6e-16 drawn at 2.8e-3, beside the 3×10⁻³ tick, under data down to 2.8e-3).  Only ever lowers it."""
+    if not floored or not shown:
+        return
+    bottom, top = axes.get_ylim()
+    wanted = max(float(np.min(shown)) / 10.0**FLOOR_GAP_DECADES, max(floored))
+    if 0.0 < wanted < bottom:
+        axes.set_ylim(wanted, top)
 
 
 def _bound_entries(bound_lines: list, labels: dict, many: bool) -> dict:

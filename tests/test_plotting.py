@@ -999,6 +999,31 @@ def test_a_metric_figure_draws_no_mathtext_tick_label(cyclic_table):
     assert isinstance(axes.xaxis.get_major_formatter(), plotting.PlainLogFormatter)
 
 
+def test_a_floored_curve_gets_two_decades_of_axis_below_the_data_but_none_below_its_floor():
+    # τ = 1, record_every = 200: KL 7e-3 at t = 0, then 1.6e-16 (the floor) from t = 200.  The axis spanned only
+    # the band at t = 0 ([2.8e-3, 1.2e-2]), so the line along its bottom read as a plateau at 2.8e-3
+    floor = diagnostics.precision_floor("float64")
+    table = synthetic({"mmd": {"kl_to_nash": lambda t: np.where(t == 0, 7e-3, 1.6e-16)}}, iterations=[0, 200, 400])
+    axes = plotting.plot_metric(table, "kl_to_nash")
+    curve = _curve(axes, "mmd")
+    bottom, top = axes.get_ylim()
+    start = table.loc[table["iteration"] == 0, "kl_to_nash"]  # the lowest value shown: the band's at t = 0
+    assert floor <= bottom <= start.mean() / 100 and top > start.mean()
+    assert curve.prefsim_floor_from == 200
+    assert "▼ from t = 200: ≤ floor 2.2×10⁻¹⁴ or 0 (axis bottom)" in curve.get_label()
+    (at_floor,) = [line for line in axes.get_lines() if getattr(line, "prefsim_floor_of", None) == "mmd"]
+    assert at_floor.get_marker() == "v" and np.all(at_floor.get_ydata()[1:] == plotting.FLOOR_LINE_HEIGHT)
+    # the band stops where the mean reaches the floor: no wedge from t = 0 down to 1e-16 across the axis
+    (band,) = axes.collections
+    assert band.get_paths()[0].vertices[:, 0].max() == 0.0
+    # data within two decades of the floor: the bottom stops at the floor
+    near = synthetic({"a": {"kl_to_nash": lambda t: np.where(t < 10, 1e-12 * 0.5**t, 1e-17)}}, noise=0.0)
+    assert plotting.plot_metric(near, "kl_to_nash").get_ylim()[0] == pytest.approx(floor)
+    # no floored curve: the axis keeps Matplotlib's range
+    plain = synthetic({"a": {"kl_to_nash": lambda t: 7e-3 * 0.99**t}}, noise=0.0)
+    assert plotting.plot_metric(plain, "kl_to_nash").get_ylim()[0] > 7e-3 * 0.99**200 / 2
+
+
 def test_rounding_residues_and_zeros_do_not_set_the_log_axis_and_a_floored_curve_runs_along_its_bottom():
     """inpo_eta_crit's kl_to_nash: a mean of 1e-26 at one iteration (most seeds exactly 0) stretched the log axis
     to 1e-26, and the curve vanished where it was exactly 0.  The axis' bottom is set by values above the
