@@ -10,7 +10,7 @@
   (one seed: no band at all);
 * a rule's τ differs from the game's τ, while the metrics measure the game's τ-regularised Nash;
 * a metric reaches its rounding floor (:func:`metric_floor`: the precision's, or for ``tv_to_optimum`` the
-  accuracy of π* when that is higher): values there are rounding, not convergence (figures stop their
+  accuracy of π* at the game's τ when that is higher): values there are rounding, not convergence (figures stop their
   fits there, summaries print "≈ 0");
 * a metric holds ±inf (a number left the precision's range): its means and bands are infinite;
 * a metric that ``[plot] metrics`` asks for has no value in the run, so no figure is drawn for it;
@@ -24,13 +24,14 @@ recorded ``regret`` = 0.0 at t = 0 on games without rewards).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from sim.nash_tolerance import STEP_TOLERANCE
 from sim.rules.reference import never_advances
 from sim.stats import has_data, is_field_column, metric_columns
 
@@ -51,17 +52,36 @@ CONVERGENCE_METRICS = (
     "distance_to_exact",
     "kl_to_unregularised_nash",
 )
-#: How far the computed π*_τ can be from the exact one in total variation.  :func:`sim.nash.regularised_nash`
-#: stops when a step moves log π by Σ_y π(y)|Δ log π(y)| ≤ 1e-14; the remaining error is that over one
-#: minus the solver's contraction (≈ τ/(τ + 2·max|P − ½|)), so ~5e-14 in TV at τ = 0.1 and ~5e-13 at
-#: τ = 0.01 (the module says "accurate to ~1e-12").  A rule that converges reaches the exact fixed point to
-#: rounding, so its TV to the computed π* stops at that error: in examples/default.toml every converged
-#: rule of a seed sits at the same 2.9e-14 to 5.8e-14, seed by seed, far above the rounding of the sum
-#: (~K·eps = 2e-15), which would differ between rules and iterations.  KL(π*‖π) and the duality gap are
-#: quadratic in that error (~1e-27) and keep the precision's floor.
+#: τ at which :func:`metric_floor` takes π*'s error when it is not told the game's τ: the bound of
+#: :func:`target_error` there is 1.01e-12 (the floor of ``tv_to_optimum`` before it depended on τ).  It is
+#: conservative for τ ≥ 0.01 (above π*'s error, so a converging TV is called floored early rather than π*'s
+#: error fitted as a rate) and too low below; every caller that knows the game's τ passes it.
+DEFAULT_FLOOR_TAU = 0.01
+#: π*'s error at τ = 0 (the LP Nash π⁰, not derived here): the floor kept from before floors depended on τ.
 TARGET_ERROR = 1e-12
-#: Metrics linear in π*'s error (and their ``_mixture`` twins): their floor is at least :data:`TARGET_ERROR`.
+#: Metrics linear in π*'s error (and their ``_mixture`` twins): their floor is at least :func:`target_error`.
 TARGET_LINEAR_METRICS = ("tv_to_optimum",)
+
+
+def target_error(tau: float | None = None) -> float:
+    """How far, in total variation, the computed π*_τ can be from the exact one: STEP_TOLERANCE·(τ + 1)/τ.
+
+    :func:`sim.nash.regularised_nash` stops once one extragradient step moves log π by
+    δ = Σ_y π(y)|Δ log π(y)| ≤ :data:`sim.nash_tolerance.STEP_TOLERANCE` (1e-14).  Its step s = 1/(τ + 2L),
+    L = max|P − ½| ≤ ½, contracts toward π* by a factor 1 − sτ per step (the regularised game is τ-strongly
+    monotone), so the steps still to come sum to at most δ/(sτ) = δ(τ + 2L)/τ ≤ δ(τ + 1)/τ, and
+    TV = ½Σ|π − π*| ≈ ½Σ π|log π − log π*| ≤ ½·δ(τ + 1)/τ.  Measured against π* refined by 2×10⁵ further steps
+    (K = 10 random games, two seeds each), the error is 3–4e-15 at τ = 1, 3–5e-14 at 0.1, 1.6–3.6e-13 at
+    0.01 and up to 2.45e-12 at 0.002: up to 0.49·δ(τ + 1)/τ, at the ½ of the estimate.  The bound drops
+    that ½, a safety factor of 2 over every measurement (2.04 at τ = 0.002): 2e-14 at τ = 1, 1.1e-13 at
+    0.1, 1.01e-12 at 0.01, 5.01e-12 at 0.002 (docs/theory.md §C.1).
+
+    ``tau``: the game's τ; ``None``: :data:`DEFAULT_FLOOR_TAU`; τ ≤ 0 (π* is the LP Nash): :data:`TARGET_ERROR`.
+    """
+    tau = DEFAULT_FLOOR_TAU if tau is None else float(tau)
+    if not tau > 0.0:
+        return TARGET_ERROR
+    return STEP_TOLERANCE * (tau + 1.0) / tau
 
 
 def precision_floor(precision: str) -> float:
@@ -69,24 +89,53 @@ def precision_floor(precision: str) -> float:
     return float(FLOOR_EPSILONS * np.finfo(np.float32 if precision == "float32" else np.float64).eps)
 
 
-def metric_floor(metric: str, precision: str) -> float:
+def metric_floor(metric: str, precision: str, tau: float | None = None) -> float:
     """The level at or below which ``metric``'s values are rounding, not convergence: :func:`precision_floor`,
-    raised to :data:`TARGET_ERROR` (1e-12) for ``tv_to_optimum`` (and its ``_mixture`` twin), which measures
-    |π − π*| linearly and so cannot resolve distances below π*'s own error (the float32 floor, 1.2e-5, is
-    higher than that)."""
+    raised to π*'s error :func:`target_error` at the game's ``tau`` for ``tv_to_optimum`` (and its
+    ``_mixture`` twin), which measures |π − π*| linearly and so cannot resolve distances below π*'s own
+    error: in float64 2.2e-14 at τ = 1 (the precision's, above 2e-14), 1.1e-13 at τ = 0.1, 5.01e-12 at
+    τ = 0.002 (the float32 floor, 1.2e-5, is higher than any of these).  ``tau`` ``None``: the game's τ is
+    unknown, :data:`DEFAULT_FLOOR_TAU` is assumed.  A rule that converges reaches the exact fixed point to
+    rounding, so its TV to the computed π* stops at π*'s error: in examples/default.toml (τ = 0.1) every
+    converged rule of a seed sits at the same 2.9e-14 to 5.8e-14, seed by seed, far above the rounding of
+    the sum (~K·eps = 2e-15), which would differ between rules and iterations.  KL(π*‖π) and the duality
+    gap are quadratic in that error and keep the precision's floor."""
     floor = precision_floor(precision)
     if metric.removesuffix("_mixture") in TARGET_LINEAR_METRICS:
-        return max(floor, TARGET_ERROR)
+        return max(floor, target_error(tau))
     return floor
 
 
-def floor_note(precision: str, metrics: list[str] | tuple[str, ...] = ()) -> str:
+def rule_taus(table: pd.DataFrame, tau: float | None = None) -> dict[str, float | None]:
+    """Rule label → the game's τ of its rows (the τ its metrics measure against): the table's ``game.tau``
+    column where a sweep of it put one (each label names its value), else ``tau`` (``None``: unknown)."""
+    if "game.tau" not in table.columns:
+        return {str(rule): tau for rule in pd.unique(table["rule"])}
+    values = table.drop_duplicates("rule").set_index("rule")["game.tau"]
+    return {str(rule): (float(value) if pd.notna(value) else tau) for rule, value in values.items()}
+
+
+def floor_note(
+    precision: str, metrics: list[str] | tuple[str, ...] = (), tau: float | Iterable[float] | None = None
+) -> str:
     """The floor in words: "the float64 rounding floor (2.2e-14)", naming the higher floor of any of ``metrics``
-    that has one (:func:`metric_floor`): "the float64 rounding floor (2.2e-14; tv_to_optimum: 1.0e-12, the
-    accuracy of π*)"."""
+    that has one (:func:`metric_floor`) at the game's ``tau`` (one τ, the τs of a sweep, or ``None``, unknown):
+    "the float64 rounding floor (2.2e-14; tv_to_optimum: 1.1e-13, the accuracy of π*)"; several τs give the
+    range of floors, an unknown τ the formula ("1e-14·(τ + 1)/τ")."""
     floor = precision_floor(precision)
-    raised = {m: metric_floor(m, precision) for m in dict.fromkeys(metrics) if metric_floor(m, precision) > floor}
-    extra = "".join(f"; {m}: {value:.1e}" for m, value in raised.items())
+    taus = [tau] if tau is None or isinstance(tau, (int, float)) else list(dict.fromkeys(tau)) or [None]
+    raised = {}
+    for metric in dict.fromkeys(metrics):
+        values = sorted({metric_floor(metric, precision, t) for t in taus})
+        if values[-1] <= floor:
+            continue
+        if None in taus:
+            raised[metric] = f"{STEP_TOLERANCE:.0e}·(τ + 1)/τ"
+        elif len(values) == 1:
+            raised[metric] = f"{values[0]:.1e}"
+        else:
+            raised[metric] = f"{values[0]:.1e} to {values[-1]:.1e} by τ"
+    extra = "".join(f"; {m}: {value}" for m, value in raised.items())
     return f"the {precision} rounding floor ({floor:.1e}{extra}{', the accuracy of π*' if raised else ''})"
 
 
@@ -166,18 +215,23 @@ def _seeds_identical(table: pd.DataFrame, metrics: list[str]) -> bool:
     return True
 
 
-def floor_reached(table: pd.DataFrame, precision: str) -> dict[str, list[str]]:
-    """Metric → rule labels whose mean last-iterate curve reaches the metric's floor (:func:`metric_floor`)
-    at some iteration > 0."""
+def floor_reached(table: pd.DataFrame, precision: str, tau: float | None = None) -> dict[str, list[str]]:
+    """Metric → rule labels whose mean last-iterate curve reaches the metric's floor (:func:`metric_floor`, at
+    each rule's game τ: :func:`rule_taus` of ``table`` and ``tau``) at some iteration > 0."""
     reached: dict[str, list[str]] = {}
     later = table[table["iteration"] > 0]
+    taus = rule_taus(table, tau)
     for metric in [c for c in table.columns if c in CONVERGENCE_METRICS]:
-        floor = metric_floor(metric, precision)
         means = later.groupby(["rule", "iteration"], sort=False)[metric].mean()
         rules = [
             rule
             for rule, curve in means.groupby(level="rule", sort=False)
-            if floor_iteration(curve.index.get_level_values("iteration"), curve.to_numpy(), floor) is not None
+            if floor_iteration(
+                curve.index.get_level_values("iteration"),
+                curve.to_numpy(),
+                metric_floor(metric, precision, taus.get(str(rule), tau)),
+            )
+            is not None
         ]
         if rules:
             reached[metric] = rules
@@ -286,7 +340,8 @@ def run_warnings(table: pd.DataFrame, spec: ExperimentSpec) -> list[str]:
             "1/η too large, or a reference mass too small for its logarithm); their means and bands are "
             "infinite where a seed is, so rescale the game or the rule's parameters."
         )
-    reached = {} if at_target else floor_reached(table, spec.precision)
+    game_tau = float(spec.game.tau)
+    reached = {} if at_target else floor_reached(table, spec.precision, game_tau)
     if reached:
         by_rule: dict[str, list[str]] = {}
         for metric, rules in reached.items():
@@ -294,8 +349,10 @@ def run_warnings(table: pd.DataFrame, spec: ExperimentSpec) -> list[str]:
                 by_rule.setdefault(rule, []).append(metric)
         listed = "; ".join(f"{rule}: {', '.join(metrics)}" for rule, metrics in by_rule.items())
         advice = ' Use precision = "float64" to measure rates further.' if spec.precision == "float32" else ""
+        taus = rule_taus(table, game_tau)
+        note = floor_note(spec.precision, list(reached), [taus[rule] for rules in reached.values() for rule in rules])
         messages.append(
-            f"these curves reach {floor_note(spec.precision, list(reached))}: {listed}. Values there are "
+            f"these curves reach {note}: {listed}. Values there are "
             f"rounding, not convergence; figures stop their fits at the floor and summaries print them as ≈ 0.{advice}"
         )
     return messages

@@ -91,6 +91,20 @@ def figure_title(manifest: dict | None) -> str | None:
     return " — ".join(parts) if parts else None
 
 
+def manifest_tau(manifest: dict | None) -> float | None:
+    """The game's τ of a run's manifest (``parsed_spec``, else ``spec``), or ``None`` when it is not one
+    number (a τ sweep: its table's ``game.tau`` column says each rule's,
+    :func:`sim.diagnostics.rule_taus`)."""
+    if not isinstance(manifest, dict):
+        return None
+    for key in ("parsed_spec", "spec"):
+        game = manifest.get(key).get("game") if isinstance(manifest.get(key), dict) else None
+        tau = game.get("tau") if isinstance(game, dict) else None
+        if isinstance(tau, (int, float)) and not isinstance(tau, bool):
+            return float(tau)
+    return None
+
+
 def selected_rules(table: pd.DataFrame, plot: PlotSpec) -> list[str]:
     """The rules of ``table`` that ``plot.rules`` picks (by label or family; all without it), in table order."""
     labels = stats.rules_of(table)
@@ -170,6 +184,9 @@ class FigureJob:
     precision: str
     out_dir: Path
     headtohead: pd.DataFrame | None = None
+    tau: float | None = None
+    """The game's τ when the run has one (not a τ sweep, whose table says each rule's): ``tv_to_optimum``'s
+    floor depends on it (:func:`sim.diagnostics.metric_floor`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,7 +238,8 @@ def plan_figures(
         figures.append(HEADTOHEAD)
     else:
         headtohead = None
-    job = FigureJob(table, rules, plot, bounds, figure_title(manifest), precision, out_dir, headtohead)
+    tau = manifest_tau(manifest)
+    job = FigureJob(table, rules, plot, bounds, figure_title(manifest), precision, out_dir, headtohead, tau)
     groups, panels, _, _ = figure_layout(table, rules, plot)
     return FigurePlan(job, figures, FIGURE_SECONDS + PANEL_SECONDS * (len(groups) if panels else 1))
 

@@ -6,7 +6,9 @@
   1e-14, well inside the gap < 1e-12 the metrics require) **and** one step moves log π by at most
   ``STEP_TOLERANCE`` on average under π (Σ_y π(y)·|Δ log π(y)|).  The second condition matters: the gap
   is quadratic in the error, so a gap of 1e-14 alone leaves π* wrong by ~1e-7, which floors ``kl_to_nash``
-  near 1e-13 and biases convergence-rate fits; the step condition makes π* accurate to ~1e-12.
+  near 1e-13 and biases convergence-rate fits; the step condition makes π* accurate to
+  ~1e-14·(τ + 1)/τ in total variation (:func:`sim.diagnostics.target_error`: 2e-14 at τ = 1, 1e-12 at
+  τ = 0.01, 5e-12 at τ = 0.002).
 * :func:`unregularised_nash` — a maximin strategy of the symmetric zero-sum game P − ½ by linear
   programming (SciPy ``linprog``): maximise v subject to (Pᵀπ)_y ≥ v, π in the simplex.  Its value is
   ½.  Not unique in general (it is for odd cyclic games and for Bradley–Terry games with a unique
@@ -50,14 +52,14 @@ from numpy.typing import ArrayLike
 from bandits.errors import PrefsimError
 from sim.game import Game, normalize, win_rates
 from sim.metrics import duality_gap
+from sim.nash_tolerance import DEFAULT_TOLERANCE, STEP_TOLERANCE
 from sim.program_cache import kept_jit
 from sim.rules.base import mirror_step
 from sim.shared_engine import seed_tile, seeds_on_host, solve_in_device_groups, take_seeds
 
-DEFAULT_TOLERANCE = 1e-14
-#: Largest π-weighted change Σ_y π(y)|Δ log π(y)| in one extragradient step at which
-#: :func:`regularised_nash` stops.
-STEP_TOLERANCE = 1e-14
+# DEFAULT_TOLERANCE (the gap) and STEP_TOLERANCE (the largest π-weighted change Σ_y π(y)|Δ log π(y)| in one
+# extragradient step) at which :func:`regularised_nash` stops: in a light module, since tv_to_optimum's floor
+# (:func:`sim.diagnostics.target_error`) is derived from them
 MAX_ITERATIONS = 500_000
 
 

@@ -11,7 +11,8 @@ Design (what every figure shows):
   values ≤ floor, zeros included, run along the axis bottom from a ▼ (its band stops there too), its legend
   entry says from which t, values at or below the floor never set the log axis' range, and the axis reaches
   :data:`FLOOR_GAP_DECADES` below the lowest value drawn above the floor (not below the floor), so the
-  bottom line reads as far below the data.
+  bottom line reads as far below the data.  ``tv_to_optimum``'s floor is π*'s accuracy at the rule's game τ
+  (:func:`sim.diagnostics.metric_floor`).
 * **bands** – percentile-bootstrap 95% CI of the mean over seeds (:func:`sim.stats.curve_summary`);
   optionally each seed's curve thinly (``per_seed``).
 * **colour and line style** – one colour per rule family (a ``[[rule]]`` table: ``apo`` for
@@ -74,7 +75,7 @@ from bandits.errors import PrefsimError
 from sim import stats
 from sim.bounds_file import bounds_for_metric
 from sim.diagnostics import floor_iteration as first_floor_iteration
-from sim.diagnostics import is_convergence_metric, metric_floor
+from sim.diagnostics import is_convergence_metric, metric_floor, rule_taus
 from sim.figure_plan import (
     HEADTOHEAD,
     FigureJob,
@@ -502,6 +503,7 @@ def plot_metric(
     labels: dict | None = None,
     precision: str = "float64",
     legend: str = "outside",
+    tau: float | None = None,
 ) -> Axes:
     """Draw ``metric`` vs iteration for each rule with a bootstrap band; return the axes.
 
@@ -526,6 +528,9 @@ def plot_metric(
       labels: optional rule label → legend text.
       precision: the run's precision; values at or below its rounding floor end the fit window.
       legend: ``outside`` (right of the axes), ``below``, ``inside`` (best place in the axes) or ``none``.
+      tau: the game's τ (the run's ``game.tau``), on which ``tv_to_optimum``'s floor depends
+        (:func:`sim.diagnostics.metric_floor`); a table with a ``game.tau`` column (a τ sweep) gives each
+        rule its own.  ``None``: unknown (:data:`sim.diagnostics.DEFAULT_FLOOR_TAU` is assumed).
     """
     stats._check_table(table, metric)
     if axes is None:
@@ -543,7 +548,7 @@ def plot_metric(
     if many:  # one colour scale in the rules' order (a sweep's grid order), thin solid lines
         line_styles = {rule: {"color": ramp(index), "ls": "-", "lw": 1.0} for index, rule in enumerate(rules)}
         styles, fit_window = None, None
-    floor = metric_floor(metric, precision)
+    taus = rule_taus(table, tau)
     positive = summary["center"].to_numpy()
     positive = positive[np.isfinite(positive) & (positive > 0)]
     log_y = positive.size > 0
@@ -567,6 +572,7 @@ def plot_metric(
             centre = curve["center"].to_numpy()
             lower = curve["lower"].to_numpy()
             upper = curve["upper"].to_numpy()
+            floor = metric_floor(metric, precision, taus.get(str(rule), tau))
             # a curve at the rounding floor (sim.diagnostics.floor_iteration) is drawn down to the floor only:
             # its values ≤ floor (zeros included) run along the axis bottom instead, from a ▼ at the first
             floor_from = first_floor_iteration(x, centre, floor) if log_y else None
@@ -966,9 +972,11 @@ def metric_figure(
     bounds: pd.DataFrame | None = None,
     title: str | None = None,
     precision: str = "float64",
+    tau: float | None = None,
 ) -> Figure:
     """The figure of one metric: one axes, one panel per rule family, or one panel per value of the
-    swept ``[game]``/``[run]`` fields (facets; see the module docstring)."""
+    swept ``[game]``/``[run]`` fields (facets; see the module docstring).  ``tau``: the game's τ
+    (:func:`plot_metric`)."""
     groups, panels, facets, note = figure_layout(table, rules, plot)
     theory = bounds_for_metric(bounds, metric)
     labels = _legend_labels(rules, plot)
@@ -977,6 +985,7 @@ def metric_figure(
         "per_seed": plot.per_seed,
         "labels": labels,
         "precision": precision,
+        "tau": tau,
         "fit_window": None if plot.fit == "none" else "auto",
         "fit_scale": "auto" if plot.fit == "none" else plot.fit,
     }
@@ -1159,7 +1168,7 @@ def draw_job_figure(job: FigureJob, figure: str) -> list[Path]:
     if figure == HEADTOHEAD:
         drawn = (plot_headtohead(job.headtohead, job.out_dir / f"headtohead.{kind}") for kind in job.plot.formats)
         return [path for path in drawn if path is not None]
-    made = metric_figure(job.table, figure, job.rules, job.plot, job.bounds, job.title, job.precision)
+    made = metric_figure(job.table, figure, job.rules, job.plot, job.bounds, job.title, job.precision, job.tau)
     return [save_figure(made, job.out_dir / f"{figure}.{kind}") for kind in job.plot.formats]
 
 

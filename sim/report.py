@@ -24,6 +24,7 @@ import pandas as pd
 from sim.bounds_file import read_bounds
 from sim.compare import COMPARE_FILE, describe_compared_run, load_run, read_runs_record
 from sim.diagnostics import floor_note, precision_floor
+from sim.figure_plan import manifest_tau
 from sim.results_io import FIGURE_SUFFIXES, read_figure_list
 from sim.summary import SUMMARY_FILE, format_value, summary_cell, summary_frame, summary_heading
 
@@ -82,7 +83,7 @@ def _table(frame: pd.DataFrame) -> str:
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>'
 
 
-def _summary_tables(summary: pd.DataFrame, precision: str) -> str:
+def _summary_tables(summary: pd.DataFrame, precision: str, tau: float | None = None) -> str:
     floor = precision_floor(precision)
     parts = []
     for iteration, block in summary.groupby("iteration", sort=False):
@@ -100,8 +101,11 @@ def _summary_tables(summary: pd.DataFrame, precision: str) -> str:
             wide = block.pivot(index="rule", columns="metric", values="cell")
             wide = wide.reindex(index=list(dict.fromkeys(block["rule"])), columns=group)
             parts.append(_table(wide.fillna("–").reset_index()))
-    floored = list(summary.loc[summary["at_floor"].astype(bool), "metric"])
-    parts.append(f'<p class="muted">≈ 0: at or below {html.escape(floor_note(precision, floored))}.</p>')
+    floored = summary[summary["at_floor"].astype(bool)]
+    # the game's τ of each floored row (a τ sweep's column), else the run's: tv_to_optimum's floor depends on it
+    taus = floored["game.tau"].astype(float).tolist() if "game.tau" in floored.columns else tau
+    note = floor_note(precision, list(floored["metric"]), taus)
+    parts.append(f'<p class="muted">≈ 0: at or below {html.escape(note)}.</p>')
     return "\n".join(parts)
 
 
@@ -173,7 +177,10 @@ def build_report(directory: str | Path, out: str | Path | None = None) -> Path:
     precision = parsed.get("precision") or spec.get("precision") or "float64"
     name = spec.get("name") or directory.name
     summary_path = directory / SUMMARY_FILE
-    summary = pd.read_csv(summary_path) if summary_path.is_file() else summary_frame(table, precision=precision)
+    tau = manifest_tau(manifest)
+    summary = (
+        pd.read_csv(summary_path) if summary_path.is_file() else summary_frame(table, precision=precision, tau=tau)
+    )
 
     sections = [f"<h1>{html.escape(str(name))}</h1>"]
     if spec.get("description"):
@@ -203,7 +210,7 @@ def build_report(directory: str | Path, out: str | Path | None = None) -> Path:
         sections.append('<p class="muted">None: no degenerate-run condition was detected.</p>')
 
     sections.append("<h2>Summary</h2>")
-    sections.append(_summary_tables(summary, precision))
+    sections.append(_summary_tables(summary, precision, tau))
 
     comparison_path = directory / COMPARE_FILE
     if comparison_path.is_file():

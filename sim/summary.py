@@ -2,7 +2,8 @@
 iterations) and the table ``prefsim run`` prints.
 
 Values of a curve that sits at its metric's rounding floor (:func:`sim.diagnostics.metric_floor`: 2.2e-14
-in float64; 1e-12, π*'s accuracy, for ``tv_to_optimum``) are rounding, not results: the printed table shows
+in float64; for ``tv_to_optimum`` π*'s accuracy at the game's τ when higher, 1e-14·(τ + 1)/τ) are rounding,
+not results: the printed table shows
 them as "≈ 0" (``summary.csv`` keeps the numbers, with a column saying so).
 """
 
@@ -17,7 +18,7 @@ import pandas as pd
 
 from bandits.errors import PrefsimError
 from sim import stats
-from sim.diagnostics import floor_iteration, floor_note, metric_floor, precision_floor
+from sim.diagnostics import floor_iteration, floor_note, metric_floor, precision_floor, rule_taus
 from sim.results_io import SUMMARY_FILE, csv_bytes, write_files_atomic
 
 SUMMARY_COLUMNS = ["rule", "metric", "iteration", "mean", "ci_lower", "ci_upper", "seeds", "at_floor"]
@@ -65,14 +66,17 @@ def summary_frame(
     iterations: Iterable[int] = (),
     precision: str = "float64",
     metrics: Iterable[str] | None = None,
+    tau: float | None = None,
 ) -> pd.DataFrame:
     """Mean, 95% bootstrap CI and seed count per rule × metric at each rule's final iteration and at
     every iteration of ``iterations`` that the rule recorded (columns :data:`SUMMARY_COLUMNS`, with the
     table's swept-value columns ``rule.*``/``game.*``/``run.*`` after ``rule``).
 
     ``metrics``: default every metric with data.  ``at_floor`` marks rows whose mean curve sits at the
-    metric's rounding floor (:func:`sim.diagnostics.floor_iteration` at :func:`sim.diagnostics.metric_floor`).
-    An iteration that no rule recorded raises :class:`PrefsimError`.
+    metric's rounding floor (:func:`sim.diagnostics.floor_iteration` at :func:`sim.diagnostics.metric_floor`),
+    at each rule's game τ: the table's ``game.tau`` column where a τ sweep put one, else ``tau`` (the spec's
+    ``game.tau``; ``None``: unknown, :data:`sim.diagnostics.DEFAULT_FLOOR_TAU` is assumed).  An iteration
+    that no rule recorded raises :class:`PrefsimError`.
     """
     metrics = metrics_with_data(table) if metrics is None else list(metrics)
     frames = [stats.summary_table(table, metrics=metrics)]
@@ -90,7 +94,7 @@ def summary_frame(
         if rules:
             frames.append(stats.summary_table(table[table["rule"].isin(rules)], iteration=iteration, metrics=metrics))
     summary = pd.concat(frames, ignore_index=True)
-    summary["at_floor"] = _at_floor(table, summary, precision)
+    summary["at_floor"] = _at_floor(table, summary, precision, tau)
     order = {rule: index for index, rule in enumerate(stats.rules_of(table))}
     summary = summary.sort_values(
         ["iteration", "rule"], key=lambda c: c.map(order) if c.name == "rule" else c, kind="stable"
@@ -102,14 +106,16 @@ def summary_frame(
     return summary
 
 
-def _at_floor(table: pd.DataFrame, summary: pd.DataFrame, precision: str) -> np.ndarray:
-    """Per summary row: the rule's mean curve of the metric sits at the metric's rounding floor at that iteration."""
+def _at_floor(table: pd.DataFrame, summary: pd.DataFrame, precision: str, tau: float | None) -> np.ndarray:
+    """Per summary row: the rule's mean curve of the metric sits at the metric's rounding floor (at the rule's
+    game τ, :func:`sim.diagnostics.rule_taus`) at that iteration."""
     means = table.groupby(["rule", "iteration"], sort=False)[list(dict.fromkeys(summary["metric"]))].mean()
+    taus = rule_taus(table, tau)
     starts: dict[tuple[str, str], int | None] = {}
     flags = []
     for row in summary.itertuples():
         key = (row.rule, row.metric)
-        floor = metric_floor(row.metric, precision)
+        floor = metric_floor(row.metric, precision, taus.get(str(row.rule), tau))
         if key not in starts:
             curve = means.loc[row.rule, row.metric]
             starts[key] = floor_iteration(curve.index.to_numpy(), curve.to_numpy(), floor)
@@ -157,8 +163,12 @@ def format_value(value: float, floor: float) -> str:
     return f"{value:.3g}"
 
 
-def format_summary(summary: pd.DataFrame, metrics: list[str], precision: str = "float64") -> str:
-    """The printed table: one row per rule, one column per metric, "mean [CI]" cells, per iteration."""
+def format_summary(
+    summary: pd.DataFrame, metrics: list[str], precision: str = "float64", tau: float | None = None
+) -> str:
+    """The printed table: one row per rule, one column per metric, "mean [CI]" cells, per iteration.  The note
+    under it names the floors of the metrics shown as "≈ 0" at the game's τ (the summary's ``game.tau``
+    column in a τ sweep, else ``tau``; ``None``: the floor's formula in τ)."""
     floor = precision_floor(precision)
     blocks = []
     for iteration, block in summary[summary["metric"].isin(metrics)].groupby("iteration", sort=False):
@@ -169,6 +179,7 @@ def format_summary(summary: pd.DataFrame, metrics: list[str], precision: str = "
         header = f"iteration {iteration}: {summary_heading(seeds)}"
         with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 40):
             blocks.append(f"{header}\n{wide.fillna('–').to_string()}")
-    floored = summary.loc[summary["metric"].isin(metrics) & summary["at_floor"].astype(bool), "metric"]
-    note = f"(≈ 0: at or below {floor_note(precision, list(floored))})"
+    floored = summary[summary["metric"].isin(metrics) & summary["at_floor"].astype(bool)]
+    taus = floored["game.tau"].astype(float).tolist() if "game.tau" in floored.columns else tau
+    note = f"(≈ 0: at or below {floor_note(precision, list(floored['metric']), taus)})"
     return "\n\n".join(blocks) + ("\n" + note if "≈ 0" in "".join(blocks) else "")

@@ -9,7 +9,16 @@ import pytest
 
 import sim
 from sim import cli
-from sim.diagnostics import DegenerateRunWarning, absent_metrics_to_nan, floor_note, floor_reached, precision_floor
+from sim.diagnostics import (
+    DegenerateRunWarning,
+    absent_metrics_to_nan,
+    floor_iteration,
+    floor_note,
+    floor_reached,
+    metric_floor,
+    precision_floor,
+    target_error,
+)
 from sim.summary import format_summary, summary_frame
 
 
@@ -142,17 +151,88 @@ def _converged_table() -> pd.DataFrame:
 
 def test_tv_at_the_accuracy_of_pi_star_and_kl_to_the_unregularised_nash_reach_their_floors():
     table = _converged_table()
-    reached = floor_reached(table, "float64")
+    reached = floor_reached(table, "float64", tau=0.1)  # examples/default.toml's τ
     assert reached == {"tv_to_optimum": ["mmd"], "kl_to_nash": ["mmd"], "kl_to_unregularised_nash": ["mmd"]}
-    assert floor_note("float64", list(reached)) == (
-        "the float64 rounding floor (2.2e-14; tv_to_optimum: 1.0e-12, the accuracy of π*)"
+    assert floor_note("float64", list(reached), 0.1) == (
+        "the float64 rounding floor (2.2e-14; tv_to_optimum: 1.1e-13, the accuracy of π*)"
     )
+    assert floor_note("float64", list(reached)) == (  # τ unknown: the formula
+        "the float64 rounding floor (2.2e-14; tv_to_optimum: 1e-14·(τ + 1)/τ, the accuracy of π*)"
+    )
+    assert floor_note("float64", ["tv_to_optimum"], [0.1, 0.002]) == (  # a τ sweep
+        "the float64 rounding floor (2.2e-14; tv_to_optimum: 1.1e-13 to 5.0e-12 by τ, the accuracy of π*)"
+    )
+    assert floor_note("float64", ["tv_to_optimum"], 1.0) == "the float64 rounding floor (2.2e-14)"
     assert floor_note("float32", ["tv_to_optimum"]) == "the float32 rounding floor (1.2e-05)"
     # the summary prints them as ≈ 0, not "4.15e-14 [4.1e-14, 4.2e-14]", and says which floor
-    summary = summary_frame(table, precision="float64")
+    summary = summary_frame(table, precision="float64", tau=0.1)
     assert summary["at_floor"].all()
-    printed = format_summary(summary, ["tv_to_optimum", "kl_to_nash"], "float64")
-    assert "e-14" not in printed.split("(≈ 0")[0] and "tv_to_optimum: 1.0e-12" in printed
+    printed = format_summary(summary, ["tv_to_optimum", "kl_to_nash"], "float64", tau=0.1)
+    assert "e-14" not in printed.split("(≈ 0")[0] and "tv_to_optimum: 1.1e-13" in printed
+
+
+def test_the_tv_floor_is_the_accuracy_of_pi_star_at_the_games_tau():
+    # STEP_TOLERANCE·(τ + 1)/τ, at least the precision's floor (2.2e-14 in float64)
+    assert target_error(1.0) == pytest.approx(2e-14)
+    assert metric_floor("tv_to_optimum", "float64", 1.0) == precision_floor("float64")
+    assert metric_floor("tv_to_optimum", "float64", 0.1) == pytest.approx(1.1e-13)
+    assert metric_floor("tv_to_optimum", "float64", 0.002) == pytest.approx(5.01e-12)
+    assert metric_floor("tv_to_optimum_mixture", "float64", 0.002) == pytest.approx(5.01e-12)
+    assert metric_floor("tv_to_optimum", "float64") == pytest.approx(1.01e-12)  # τ unknown: DEFAULT_FLOOR_TAU
+    assert metric_floor("tv_to_optimum", "float64", 0.0) == 1e-12  # τ = 0: π* is the LP's π⁰
+    assert metric_floor("tv_to_optimum", "float32", 0.002) == precision_floor("float32")
+    assert metric_floor("kl_to_nash", "float64", 0.002) == precision_floor("float64")  # quadratic in π*'s error
+    # π*'s TV error measured against π* refined by 2×10⁵ more steps (K = 10, two seeds): the bound is ≥ 2× it
+    for tau, measured in ((1.0, 4e-15), (0.1, 5e-14), (0.01, 3.6e-13), (0.002, 2.45e-12)):
+        assert target_error(tau) >= 2 * measured
+
+
+def _tv_table(curves: dict, taus: dict | None = None) -> pd.DataFrame:
+    t = np.arange(0, 301, dtype=float)
+    rows = []
+    for rule, curve in curves.items():
+        for seed in range(2):
+            frame = pd.DataFrame({"rule": rule, "seed": seed, "iteration": t.astype(int), "tv_to_optimum": curve(t)})
+            if taus is not None:
+                frame.insert(3, "game.tau", taus[rule])
+            rows.append(frame)
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_a_converging_tv_at_tau_one_is_not_floored_at_one_in_a_million_millions():
+    # τ = 1: π* is accurate to ~4e-15, so a linear rate from 0.3 down to 4e-15 (t ≈ 197) is convergence down to
+    # the precision's floor (2.2e-14, crossed at t = 187), not rounding from 1e-12 (crossed at t = 163) on
+    def converging(t):
+        return np.maximum(0.3 * 0.85**t, 4e-15 * (1.0 + 0.01 * np.sin(t)))
+
+    table = _tv_table({"mmd": converging})
+    curve = table[table["seed"] == 0]
+    assert (
+        floor_iteration(curve["iteration"], curve["tv_to_optimum"], metric_floor("tv_to_optimum", "float64", 1.0))
+        == 187
+    )
+    assert floor_iteration(curve["iteration"], curve["tv_to_optimum"], metric_floor("tv_to_optimum", "float64")) == 163
+    summary = summary_frame(table, iterations=[175], precision="float64", tau=1.0)  # TV(175) = 1.4e-13
+    assert summary.set_index("iteration")["at_floor"].to_dict() == {175: False, 300: True}
+    assert summary_frame(table, iterations=[175], precision="float64")["at_floor"].all()  # τ unknown: 1.01e-12
+
+
+def test_a_tv_plateau_above_one_in_a_million_millions_is_floored_at_small_tau():
+    # τ = 0.002: π*'s error reaches 2.45e-12, so a converged rule's TV sits there: rounding, not a value
+    def plateau(t):
+        return np.maximum(0.3 * 0.85**t, 2e-12)
+
+    table = _tv_table({"mmd": plateau})
+    assert floor_reached(table, "float64", tau=0.002) == {"tv_to_optimum": ["mmd"]}
+    assert floor_reached(table, "float64", tau=0.1) == {}
+    assert summary_frame(table, precision="float64", tau=0.002)["at_floor"].all()
+    # a τ sweep: each rule's own τ, from the table's game.tau column (the argument is only a fallback)
+    sweep = _tv_table(
+        {"a[game.tau=0.002]": plateau, "a[game.tau=0.1]": plateau}, {"a[game.tau=0.002]": 0.002, "a[game.tau=0.1]": 0.1}
+    )
+    assert floor_reached(sweep, "float64", tau=1.0) == {"tv_to_optimum": ["a[game.tau=0.002]"]}
+    summary = summary_frame(sweep, precision="float64")
+    assert dict(zip(summary["rule"], summary["at_floor"])) == {"a[game.tau=0.002]": True, "a[game.tau=0.1]": False}
 
 
 def test_absent_metric_is_absent_at_iteration_zero_too():

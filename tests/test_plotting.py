@@ -1024,6 +1024,29 @@ def test_a_floored_curve_gets_two_decades_of_axis_below_the_data_but_none_below_
     assert plotting.plot_metric(plain, "kl_to_nash").get_ylim()[0] > 7e-3 * 0.99**200 / 2
 
 
+def test_the_tv_floor_of_a_figure_is_the_accuracy_of_pi_star_at_each_rules_tau(tmp_path):
+    # τ = 1: π* is accurate to ~4e-15; a linear rate down to there is convergence to the precision's floor
+    # (crossed at t = 187), not rounding from 1e-12 (crossed at t = 163), and the fit may run past 163
+    table = synthetic(
+        {"a": {"tv_to_optimum": lambda t: np.maximum(0.3 * 0.85**t, 4e-15)}}, iterations=np.arange(0, 301), noise=0.0
+    )
+    line = _curve(plotting.plot_metric(table, "tv_to_optimum", tau=1.0), "a")
+    assert line.prefsim_floor_from == 187 and line.prefsim_fit.span[1] > 163
+    assert _curve(plotting.plot_metric(table, "tv_to_optimum"), "a").prefsim_floor_from == 163  # τ unknown
+    # the run's τ reaches the figures from its manifest
+    plan = figure_plan.plan_figures(table, tmp_path, {"spec": {"game": {"tau": 1.0}}})
+    assert plan.job.tau == 1.0
+    # a τ sweep: each rule's own τ from the table's game.tau column; at τ = 0.002 π*'s error reaches 2.45e-12,
+    # so a plateau at 2e-12 is at the floor (5.0e-12) there, and a value at τ = 0.1 (floor 1.1e-13)
+    plateau = {"tv_to_optimum": lambda t: np.maximum(0.3 * 0.85**t, 2e-12)}
+    sweep = synthetic({"a[game.tau=0.002]": plateau, "a[game.tau=0.1]": plateau}, noise=0.0)
+    sweep.insert(3, "game.tau", np.where(sweep["rule"] == "a[game.tau=0.002]", 0.002, 0.1))
+    axes = plotting.plot_metric(sweep, "tv_to_optimum", tau=1.0)
+    small = _curve(axes, "a[game.tau=0.002]")
+    assert small.prefsim_floor_from is not None and "≤ floor 5.0×10⁻¹²" in small.get_label()
+    assert _curve(axes, "a[game.tau=0.1]").prefsim_floor_from is None
+
+
 def test_rounding_residues_and_zeros_do_not_set_the_log_axis_and_a_floored_curve_runs_along_its_bottom():
     """inpo_eta_crit's kl_to_nash: a mean of 1e-26 at one iteration (most seeds exactly 0) stretched the log axis
     to 1e-26, and the curve vanished where it was exactly 0.  The axis' bottom is set by values above the
