@@ -19,8 +19,8 @@ import pandas as pd
 
 from sim import theory
 from sim.bounds_file import BOUND_COLUMNS
+from sim.reference_schedule import as_run
 from sim.rules import rule_info
-from sim.rules.reference import as_run
 from sim.spec import ExperimentSpec, RuleSpec
 from sim.theorems import Bound, spec_setting
 

@@ -387,7 +387,7 @@ def _write_summary_and_figures(table, spec: ExperimentSpec, out: Path, chosen, a
     from sim.summary import choose_metrics, format_summary, summary_frame, write_summary
 
     metrics = choose_metrics(table, chosen)
-    summary = summary_frame(table, iterations=at, precision=spec.precision)
+    summary = summary_frame(table, iterations=at, precision=spec.precision, tau=spec.game.tau)
     write_summary(out, summary)
     if not args.no_plots:
         paths = _draw(table, out, say, workers)
@@ -397,7 +397,7 @@ def _write_summary_and_figures(table, spec: ExperimentSpec, out: Path, chosen, a
         _remove_old_figures(out, [], say)
     if not args.quiet:
         print()
-        print(format_summary(summary, metrics, spec.precision))
+        print(format_summary(summary, metrics, spec.precision, tau=spec.game.tau))
     return 0
 
 

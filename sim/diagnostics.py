@@ -32,7 +32,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from sim.nash_tolerance import STEP_TOLERANCE
-from sim.rules.reference import never_advances
+from sim.reference_schedule import never_advances
 from sim.stats import has_data, is_field_column, metric_columns
 
 if TYPE_CHECKING:  # a type only: figure processes import this module without the rules and JAX

@@ -23,8 +23,8 @@ from bandits.errors import PrefsimError
 from sim.diagnostics import precision_floor
 from sim.game import Game
 from sim.precision import in_float64
+from sim.reference_schedule import as_run
 from sim.rules import rule_info
-from sim.rules.reference import as_run
 from sim.seed_games import build_games
 from sim.spec import ExperimentSpec, load_spec, parse_spec
 from sim.theorems import (

@@ -21,7 +21,6 @@ checkpoint of the last advance (:func:`anchor_iteration`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -68,20 +67,6 @@ def anchor_iteration(step: int, every: int | None) -> int:
     if not every:
         return 0
     return int(every) * (int(step) // int(every))
-
-
-def never_advances(every: object, iterations: int) -> bool:
-    """True when a concrete ``reference_every`` M never moves the reference in a run of ``iterations`` updates:
-    the first advance is before the update M → M+1, so it needs M ≤ T − 1."""
-    return isinstance(every, (int, float)) and not isinstance(every, bool) and every >= iterations
-
-
-def as_run(parameters: Mapping[str, Any], iterations: int) -> dict:
-    """``parameters`` as a run of ``iterations`` updates executes them: without a ``reference_every`` that
-    :func:`never_advances`, whose run is the fixed-reference rule's (so are its theorems)."""
-    if never_advances(parameters.get("reference_every"), iterations):
-        return {key: value for key, value in parameters.items() if key != "reference_every"}
-    return dict(parameters)
 
 
 def with_reference_advancement(base: ExactRule, every: int | jax.Array) -> ExactRule:
