@@ -16,6 +16,14 @@ from matplotlib.figure import Figure
 
 from llm_bridge.metrics import mean_with_interval
 from llm_bridge.run_layout import REFERENCE_DIR
+from sim.plotting import FAMILY_MARKERS, curve_styles
+
+#: Legend entries per row below the panels (more rules wrap onto further rows instead of running past the
+#: figure's edges).
+LEGEND_COLUMNS = 5
+#: Markers of the rules' curves (one on every iteration): the first ten rules take ten hues with ``o``, and
+#: the next ten take the hues again with the next marker (as :func:`sim.plotting.curve_styles` does).
+RULE_MARKERS = tuple(marker for marker in FAMILY_MARKERS if marker)
 
 
 def _heldout(out: Path, rule: str, iteration: int) -> dict | None:
@@ -48,25 +56,29 @@ def curves_figure(table: pd.DataFrame, out: Path) -> Figure:
     """Win rate vs π_ref, mean oracle reward and KL(π_t‖π_ref) per iteration, one curve per rule, with 95%
     Student-t bands over held-out prompts (from each iteration's ``heldout.json``: rewards and the per-prompt
     terms log π_t(y)/π_ref(y) of the KL estimate; a band is left out where a record lacks them).  One legend
-    below the panels names the rules and the dashed reference lines (½ in the win-rate panel, π_ref's mean
-    reward in the reward panel); inside a panel it covered bands."""
+    below the panels, in rows of up to :data:`LEGEND_COLUMNS` entries, names the rules and the reference
+    lines (dashed: ½ in the win-rate panel; dotted: π_ref's mean reward in the reward panel); inside a panel
+    it covered bands.  Rules take the hues of :func:`sim.plotting.curve_styles`; past the tenth, the hues
+    come again with another marker (:data:`RULE_MARKERS`)."""
     out = Path(out)
     # no pyplot: no global backend or figure registry is touched
     figure = Figure(figsize=(13, 4.2), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, 3)
     rules = list(dict.fromkeys(table["rule"]))
+    styles = curve_styles([str(rule) for rule in rules])
     for index, rule in enumerate(rules):
-        colour = f"C{index}"
+        colour = styles[str(rule)]["color"]
+        marker = RULE_MARKERS[(index // 10) % len(RULE_MARKERS)]
         rows = table[table["rule"] == rule].sort_values("iteration")
         t = rows["iteration"].to_numpy().astype(int)
-        axes[0].plot(t, rows["win_rate"], marker="o", color=colour, label=rule)
+        axes[0].plot(t, rows["win_rate"], marker=marker, color=colour, label=rule)
         axes[0].fill_between(t, rows["win_rate_low"], rows["win_rate_high"], color=colour, alpha=0.15)
         for axis, key, column in (
             (axes[1], "rewards", "mean_reward"),
             (axes[2], "log_ratio_reference", "kl_reference"),
         ):
-            axis.plot(t, rows[column], marker="o", color=colour, label=rule)
+            axis.plot(t, rows[column], marker=marker, color=colour, label=rule)
             bands = [_heldout(out, rule, int(i)) for i in t]
             if all(b is not None and b.get(key) is not None for b in bands):
                 intervals = np.array(
@@ -87,6 +99,8 @@ def curves_figure(table: pd.DataFrame, out: Path) -> Figure:
         axis.set_xlabel("iteration t")
         axis.set_title(title, fontsize=10)
         axis.set_xticks(sorted(set(table["iteration"].astype(int))))
-    figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False, fontsize=8)
+    figure.legend(
+        handles=handles, loc="outside lower center", ncols=min(len(handles), LEGEND_COLUMNS), frameon=False, fontsize=8
+    )
     figure.suptitle("held-out prompts, 95% CIs over prompts", fontsize=10)
     return figure

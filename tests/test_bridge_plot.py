@@ -48,7 +48,7 @@ def test_curves_are_drawn_with_and_without_per_prompt_terms(tmp_path):
 
 
 def test_every_line_of_every_panel_is_named_in_a_legend_below_the_panels(tmp_path):
-    """The reward panel's dashed π_ref line had no legend entry (only the KL panel had a legend), nor had the
+    """The reward panel's dotted π_ref line had no legend entry (only the KL panel had a legend), nor had the
     win-rate panel's line at ½; a legend inside the KL panel could cover its bands."""
     figure = curves_figure(write_run(tmp_path), tmp_path)
     figure.canvas.draw()
@@ -74,3 +74,22 @@ def test_demo_and_study_specs_parse():
     assert demo.iterations == 3 and study.iterations > demo.iterations
     assert len(demo.prompts.heldout) == 48 and not set(demo.prompts.heldout) & set(demo.prompts.train)
     assert study.prediction.prompts == 16 and study.report_to == ("tensorboard",)
+
+
+def test_the_legend_of_thirteen_rules_wraps_inside_the_figure_and_no_two_rules_look_alike(tmp_path):
+    """One row of 15 entries ran past both edges of the figure (and was clipped); rule 11 took rule 1's colour."""
+    one = write_run(tmp_path)
+    labels = [f"rule_{index:02d}" for index in range(13)]
+    table = pd.concat([one.assign(rule=label) for label in labels], ignore_index=True)
+    figure = curves_figure(table, tmp_path)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    (legend,) = figure.legends
+    box, page = legend.get_window_extent(renderer), figure.bbox
+    assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1, (box, page)
+    looks = {
+        line.get_label(): (matplotlib.colors.to_hex(line.get_color()), line.get_marker())
+        for line in figure.axes[0].get_lines()
+        if line.get_label() in labels
+    }
+    assert len(looks) == 13 and len(set(looks.values())) == 13
