@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +28,10 @@ from sim.stop_request import stop_on_signals, stopped
 
 EXIT_BAD_INPUT = 2
 """Exit status of a run stopped by bad input or a file-system error (``prefsim``'s own, ``sim.cli``)."""
+
+#: The environment variables that give the number of processes a launcher started (``accelerate launch`` /
+#: torchrun: ``WORLD_SIZE``; MPI launchers the others), as Accelerate's ``PartialState`` reads them.
+WORLD_SIZE_VARIABLES = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 
 #: Top-level modules of the ``llm`` extra (pyproject.toml) that the bridge imports.
 LLM_EXTRA_MODULES = frozenset(
@@ -125,6 +130,8 @@ def _predict(spec, out: Path, quiet: bool) -> int:
     from llm_bridge.loop import open_session
     from llm_bridge.prediction import format_summary, run_prediction
 
+    if launched_processes() > 1:  # before the lock: each process would take it, and all but one be refused
+        raise PrefsimError("prefsim llm --predict runs in one process; run it without accelerate launch.")
     out = check_directory_path(out)
     out.mkdir(parents=True, exist_ok=True)
     with output_lock(out):  # one study (or training run) per directory at a time, as for every prefsim run
@@ -139,6 +146,16 @@ def _predict(spec, out: Path, quiet: bool) -> int:
             print(line)
         print(f"wrote {out / PREDICTION_DIR}/(per_prompt, summary, ordering).csv and game.json")
     return 0
+
+
+def launched_processes() -> int:
+    """The number of processes the launcher started (1 without ``accelerate launch``), from the environment
+    (:data:`WORLD_SIZE_VARIABLES`), without starting Accelerate (which would join the process group)."""
+    for name in WORLD_SIZE_VARIABLES:
+        value = os.environ.get(name, "").strip()
+        if value.isdigit():
+            return int(value)
+    return 1
 
 
 command = LlmCommand()

@@ -239,3 +239,17 @@ def test_a_prediction_into_a_directory_another_run_holds_is_refused_at_once(tmp_
         with pytest.raises(PrefsimError, match=r"another prefsim run \(process \d+\) is writing to this directory"):
             _predict(None, held, quiet=True)
     assert not (held / PREDICTION_DIR).exists()
+
+
+@pytest.mark.parametrize("variable", ["WORLD_SIZE", "OMPI_COMM_WORLD_SIZE"])
+def test_a_prediction_under_accelerate_launch_is_refused_before_the_lock(tmp_path, monkeypatch, variable):
+    """Under ``accelerate launch`` every process took the directory's lock, so all but one were refused as
+    "another prefsim run (process <sibling>)" instead of being told to run without the launcher.  Here the
+    test holds the lock (the sibling) and the environment says two processes: no model is loaded."""
+    monkeypatch.setenv(variable, "2")
+    held = tmp_path / "held"
+    held.mkdir()
+    with output_lock(held):
+        with pytest.raises(PrefsimError, match=r"^prefsim llm --predict runs in one process; run it without accel"):
+            _predict(None, held, quiet=True)
+    assert not (held / PREDICTION_DIR).exists()
