@@ -7,11 +7,13 @@ them as a simulator manifest does (``git_commit``, ``git_dirty``, ``versions["pr
 
 A model is identified by the SHA-256 of the files loading reads (:func:`model_files`): the chosen
 ``.gguf`` file, or in a Hugging Face directory its weights (``*.safetensors``, or ``*.bin`` where there
-are none: transformers prefers safetensors) and its configuration and tokenizer files (``*.json``,
-``*.txt``, ``*.model``, ``*.tiktoken``) at the top of the directory.  Each file is read once, in 8 MiB
-chunks (no file is held in memory), several files at a time in threads (``hashlib`` releases the GIL):
-about 1.5 GB/s per core with SHA extensions, so 0.12 s for SmolLM2's 98 MB GGUF file and 10–20 s for the
-14 GB of a 7B model in bfloat16 read from a warm page cache (a cold disk reads slower).  It is computed
+are none: transformers prefers safetensors), its configuration and tokenizer files (``*.json``,
+``*.txt``, ``*.model``, ``*.tiktoken``, and the chat templates ``*.jinja`` that transformers 5 saves) at
+the top of the directory, and the chat templates in its ``additional_chat_templates/`` folder.  Each file
+is read once, in 8 MiB chunks (no file is held in memory), several files at a time in threads
+(``hashlib`` releases the GIL): about 1.5 GB/s per core with SHA extensions, so 0.12 s for SmolLM2's 98 MB
+GGUF file and 10–20 s for the 14 GB of a 7B model in bfloat16 read from a warm page cache (a cold disk
+reads slower).  It is computed
 once per run (``--resume`` and ``--merge`` included), on the main process.
 """
 
@@ -29,8 +31,12 @@ from llm_bridge.spec import BridgeSpec
 from sim.experiment import git_commit
 from sim.provenance import git_dirty, prefsim_version
 
-#: Suffixes of the configuration and tokenizer files of a Hugging Face model directory that loading reads.
-CONFIG_SUFFIXES = (".json", ".txt", ".model", ".tiktoken")
+#: Suffixes of the configuration and tokenizer files of a Hugging Face model directory that loading reads
+#: (``.jinja``: ``chat_template.jinja``, which transformers 5 saves instead of a key of tokenizer_config.json).
+CONFIG_SUFFIXES = (".json", ".txt", ".model", ".tiktoken", ".jinja")
+#: The folder of a Hugging Face model directory holding named chat templates (``<name>.jinja``), which the
+#: tokenizer loads as well.
+CHAT_TEMPLATES_DIR = "additional_chat_templates"
 #: Packages whose versions a bridge manifest records besides prefsim's and Python's.
 PACKAGES = ("torch", "transformers", "accelerate", "peft", "safetensors", "tokenizers")
 #: Bytes read at a time while hashing a file.
@@ -59,10 +65,17 @@ def model_files(path: str) -> tuple[Path, list[Path]]:
 
 def directory_files(directory: Path) -> list[Path]:
     """The files of a Hugging Face model directory that loading reads: the weights and the configuration
-    and tokenizer files at its top (see the module docstring), sorted by name."""
+    and tokenizer files at its top and the chat templates of :data:`CHAT_TEMPLATES_DIR` (see the module
+    docstring), sorted by path."""
     top = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
     weights = [p for p in top if p.suffix == ".safetensors"] or [p for p in top if p.suffix == ".bin"]
-    return sorted([*weights, *(p for p in top if p.suffix in CONFIG_SUFFIXES)])
+    templates = directory / CHAT_TEMPLATES_DIR
+    named = (
+        [p for p in templates.iterdir() if p.is_file() and p.suffix == ".jinja" and not p.name.startswith(".")]
+        if templates.is_dir()
+        else []
+    )
+    return sorted([*weights, *(p for p in top if p.suffix in CONFIG_SUFFIXES), *named])
 
 
 def file_sha256(path: Path) -> str:
@@ -85,10 +98,14 @@ def model_identity(path: str) -> dict:
 
 
 def _identity(path: str, location: Path, files: list[Path]) -> dict:
+    """The record of :func:`model_identity`; ``files`` are named by their path under the model's directory
+    (a file at its top, or a ``.gguf`` file: its name)."""
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(files)))) as pool:
         digests = list(pool.map(file_sha256, files))
+    directory = location if location.is_dir() else location.parent
     table = {
-        file.name: {"bytes": file.stat().st_size, "sha256": digest} for file, digest in zip(files, digests, strict=True)
+        file.relative_to(directory).as_posix(): {"bytes": file.stat().st_size, "sha256": digest}
+        for file, digest in zip(files, digests, strict=True)
     }
     summary = hashlib.sha256(json.dumps(table, sort_keys=True).encode()).hexdigest()
     return {"path": path, "location": str(location.resolve()), "sha256": summary, "files": table}

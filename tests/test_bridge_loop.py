@@ -27,6 +27,7 @@ from llm_bridge.cli import main as cli_main  # noqa: E402
 from llm_bridge.generation import SamplingSpec, encode_prompts, generate, position_limit  # noqa: E402
 from llm_bridge.logprobs import batched_sequence_logprobs  # noqa: E402
 from llm_bridge.models import load_causal_lm, load_tokenizer, load_weights, read_weights, resolve_model_path  # noqa: E402
+from llm_bridge.provenance import changed_models, model_identity  # noqa: E402
 from llm_bridge.run_layout import RUN_LEVEL_NAMES  # noqa: E402
 from llm_bridge.spec import parse_spec  # noqa: E402
 from llm_bridge.tiny import build_tiny_model  # noqa: E402
@@ -691,3 +692,21 @@ def test_the_manifest_records_code_and_model_and_resume_refuses_another_model_or
     assert "uncommitted changes cannot be compared" in capsys.readouterr().err
     resumed = json.loads((out / "manifest.json").read_text())["resumed"]
     assert len(resumed) == 1 and resumed[0]["git_commit"] == git_commit()
+
+
+def test_a_chat_template_file_is_part_of_the_model_identity(tmp_path):
+    """transformers 5 saves the chat template as chat_template.jinja (and named ones under
+    additional_chat_templates/), which the tokenizer reads: editing only the template changed no SHA-256."""
+    model = build_tiny_model(tmp_path / "model", "llama", seed=0)
+    (Path(model) / "chat_template.jinja").write_text("{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    assert load_tokenizer(str(model)).chat_template.startswith("{% for m in messages %}")
+    before = model_identity(str(model))
+    assert "chat_template.jinja" in before["files"]
+    (Path(model) / "chat_template.jinja").write_text("{% for m in messages %}say: {{ m['content'] }}{% endfor %}")
+    after = model_identity(str(model))
+    assert after["sha256"] != before["sha256"]
+    assert changed_models({"model": before}, {"model": after})[0].endswith("files that differ: chat_template.jinja)")
+    (Path(model) / "additional_chat_templates").mkdir()
+    (Path(model) / "additional_chat_templates" / "tool_use.jinja").write_text("{{ messages }}")
+    named = model_identity(str(model))
+    assert named["sha256"] != after["sha256"] and "additional_chat_templates/tool_use.jinja" in named["files"]
