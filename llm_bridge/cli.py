@@ -1,7 +1,9 @@
 """``prefsim llm SPEC.toml --out DIR [--resume] [--shard I/N]``: the bridge as a plugin command of the prefsim CLI.
 
 ``--shard I/N`` trains only the rules of shard I (:mod:`llm_bridge.shards`), ``--merge DIR… --out OUT``
-merges finished shards (``prefsim launch`` of a bridge spec runs both as jobs).
+merges finished shards (``prefsim launch`` of a bridge spec runs both as jobs).  ``--resume`` and
+``--merge`` refuse a run or shard computed by other code (source files, package versions;
+:mod:`llm_bridge.provenance`) unless ``--allow-other-code``, which warns and records it in the manifest.
 
 The lead's CLI (``sim/cli.py``) discovers ``command`` through the entry point
 ``[project.entry-points."prefsim.commands"] llm = "llm_bridge.cli:command"``; bad input raises
@@ -82,6 +84,13 @@ class LlmCommand:
             "([prediction] table), exact and sampled mode on it, the LM trained on pairs among the candidates; writes "
             "DIR/prediction/ (llm_bridge.prediction)",
         )
+        parser.add_argument(
+            "--allow-other-code",
+            action="store_true",
+            help="with --resume or --merge: go on although other code (the source files of llm_bridge, sim and "
+            "bandits, or package versions) computed the run or a shard; a warning, and the differences are "
+            "recorded in the manifest",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         # torch & co. load only when the command runs (`prefsim --help` lists it without them); in the
@@ -99,13 +108,17 @@ class LlmCommand:
         spec = load_spec(args.spec)  # UTF-8 text, or a clear error (binary, UTF-16, …)
         check_directory_path(args.out)
         if args.predict:
-            if args.merge or args.shard or args.resume:
-                raise PrefsimError("--predict: a prediction run takes none of --merge, --shard, --resume.")
+            if args.merge or args.shard or args.resume or args.allow_other_code:
+                raise PrefsimError(
+                    "--predict: a prediction run takes none of --merge, --shard, --resume, --allow-other-code."
+                )
             return _predict(spec, Path(args.out), args.quiet)
+        if args.allow_other_code and not (args.resume or args.merge):
+            raise PrefsimError("--allow-other-code goes with --resume or --merge (a new run has no other code).")
         if args.merge:
             if args.shard or args.resume:
                 raise PrefsimError("--merge: merges finished shards; it takes neither --shard nor --resume.")
-            merge_llm_shards(spec, args.merge, Path(args.out))
+            merge_llm_shards(spec, args.merge, Path(args.out), allow_other_code=args.allow_other_code)
             print(f"merged {len(args.merge)} shard(s): wrote {Path(args.out) / 'metrics.csv'} and win_rate.png")
             return 0
         shard = None
@@ -113,7 +126,14 @@ class LlmCommand:
             index, count = parse_shard(args.shard)
             shard = shard_record(spec, index, count)
             spec = dataclasses.replace(spec, rules=shard_entries(spec, index, count))
-        table = run_bridge(spec, Path(args.out), resume=args.resume, progress=not args.quiet, shard=shard)
+        table = run_bridge(
+            spec,
+            Path(args.out),
+            resume=args.resume,
+            progress=not args.quiet,
+            shard=shard,
+            allow_other_code=args.allow_other_code,
+        )
         if not args.quiet and PartialState().is_main_process:  # one summary under accelerate launch
             last = table.sort_values("iteration").groupby("rule").tail(1)
             for _, row in last.iterrows():

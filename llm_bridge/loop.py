@@ -32,8 +32,10 @@ global steps of ``batch_size`` pairs that the processes share (:func:`llm_bridge
 DDP via ``accelerator.prepare``).  Every iteration checks that the processes hold identical parameters
 (``iter_XXX/ranks.json``); only the main process writes files, and only it holds ``out``'s lock
 (:func:`sim.results_io.output_lock`, for the whole run: a second run into the directory is refused at once).
-The manifest records what computed the run (:mod:`llm_bridge.provenance`: git commit and dirty flag, versions,
-the SHA-256 of the model's files); ``--resume`` refuses other model weights, another commit or another shard.
+The manifest records what computes the run (:mod:`llm_bridge.provenance`: the SHA-256 of the bridge's source
+files, versions, git commit and dirty flag, the SHA-256 of the model's files); ``--resume`` refuses other model
+weights, another shard, and other source files or package versions than any start of the run recorded
+(unless ``allow_other_code``: ``--allow-other-code``, recorded in the start's ``resumed`` entry).
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ from llm_bridge.oracles import build_oracle
 from llm_bridge.pairs import Pair, build_pairs, opponent_pairs
 from llm_bridge.plot import plot_curves, png_bytes
 from llm_bridge.precision import Precision, precision_for
-from llm_bridge.provenance import changed_models, code_text, run_provenance
+from llm_bridge.provenance import changed_models, code_differences, run_provenance, starts
 from llm_bridge.reporting import Reporter, make_reporter
 from llm_bridge.run_layout import (
     CURVES_FIGURE,
@@ -188,9 +190,12 @@ def run_bridge(
     progress: bool = True,
     session: Session | None = None,
     shard: dict | None = None,
+    allow_other_code: bool = False,
 ) -> pd.DataFrame:
     """Run every rule of ``spec`` into ``out``; returns the metrics of all rules as a DataFrame.  ``shard``:
     the manifest entry of a shard (:func:`llm_bridge.shards.shard_record`; ``spec`` then holds its rules).
+    ``allow_other_code`` (``--allow-other-code``): resume a run that other code (source files, package
+    versions) started or resumed, with a warning, recording the differences in this start's ``resumed`` entry.
 
     The main process holds ``out``'s lock (:func:`sim.results_io.output_lock`) from before ``out`` is
     checked until the run ends: a second run into the directory is refused at once, naming the process
@@ -199,7 +204,7 @@ def run_bridge(
     out = Path(out)
     accelerator = session.accelerator if session is not None else make_accelerator(spec.model.device)
     with contextlib.ExitStack() as held:
-        current = _start(spec, out, resume, shard, accelerator, held)
+        current = _start(spec, out, resume, shard, accelerator, held, allow_other_code)
         session = session or open_session(spec, out, progress, accelerator)
         if session.main:
             manifest = _resumed_manifest(out, current, accelerator.num_processes) if resume else None
@@ -209,19 +214,28 @@ def run_bridge(
 
 
 def _start(
-    spec: BridgeSpec, out: Path, resume: bool, shard: dict | None, accelerator, held: contextlib.ExitStack
+    spec: BridgeSpec,
+    out: Path,
+    resume: bool,
+    shard: dict | None,
+    accelerator,
+    held: contextlib.ExitStack,
+    allow_other_code: bool = False,
 ) -> dict:
-    """Take ``out``'s lock (main process, in ``held``), record what computes the run
-    (:func:`llm_bridge.provenance.run_provenance`: hashing the model, once, on the main process) and check
-    ``out`` (:func:`_check_out`) on every process; returns the record.  A failure on the main process is
-    raised on every process."""
+    """On the main process: take ``out``'s lock (in ``held``), check ``out`` (:func:`_check_out`: what needs
+    no model hash), then record what computes the run (:func:`llm_bridge.provenance.run_provenance`: hashing
+    the model, only once those checks pass) and, resuming, compare it with the run's (:func:`_check_resumed`).
+    Returns the record, on every process; a failure on the main process is raised on every process."""
     _check_foreign(out)  # before the lock file is made in a directory that is not a run's
     failure, current = None, None
     if accelerator.is_main_process:
         try:
             out.mkdir(parents=True, exist_ok=True)
             held.enter_context(output_lock(out))
+            record = _check_out(spec, out, resume, shard)
             current = run_provenance(spec)
+            if record is not None:
+                current = _check_resumed(out, record, current, allow_other_code)
         except PrefsimError as exc:
             failure = str(exc)
         except OSError as exc:
@@ -229,9 +243,6 @@ def _start(
     failure, current = _from_main(accelerator, (failure, current))
     if failure is not None:
         raise PrefsimError(failure)
-    warning = _check_out(spec, out, resume, shard, current)
-    if warning and accelerator.is_main_process:
-        print(f"warning: {warning}", file=sys.stderr, flush=True)
     return current
 
 
@@ -939,26 +950,38 @@ def _now() -> str:
 
 def _resumed_manifest(out: Path, current: dict, processes: int) -> dict | None:
     """The manifest of a resumed run: the one the run started with (what computed its first iterations),
-    with this start appended to its ``resumed`` list (when, the process count and ``current``); None when
-    ``out`` holds no manifest yet (a fresh start)."""
+    with this start appended to its ``resumed`` list (when, the process count and ``current``, with the
+    ``allowed_other_code`` that :func:`_check_resumed` added); None when ``out`` holds no manifest yet (a
+    fresh start)."""
     path = out / MANIFEST_FILE
     if not path.is_file():
         return None
-    record = json.loads(path.read_text())
+    record = read_manifest(path, "--resume")
     start = {"created": _now(), "processes": processes, **current}
     return {**record, "resumed": [*record.get("resumed", []), start]}
 
 
-def _check_out(
-    spec: BridgeSpec, out: Path, resume: bool, shard: dict | None = None, current: dict | None = None
-) -> str | None:
-    """Refuse ``out`` unless it is new or empty, or (``resume``) holds a run of the same spec, shard, prompt
-    files, models and git commit; returns a warning (or None) where uncommitted changes make the code's
-    identity unknown.
+def read_manifest(path: Path, what: str) -> dict:
+    """A run's ``manifest.json`` as a dict, or an error naming the file (``what``: the option that reads it)."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        record = None
+    if not isinstance(record, dict):
+        raise PrefsimError(
+            f"{what}: {str(path.parent)!r} holds no bridge run (no readable manifest.json: {str(path)!r} is not a "
+            "JSON object); restore the file, or start a new directory."
+        )
+    return record
 
-    ``current``: what computes this run (:func:`llm_bridge.provenance.run_provenance`).  A manifest written
-    before prompt files, models or the commit were recorded lacks them: they are then unknown and not
-    checked.  The lock file (:data:`sim.results_io.LOCK_NAME`) does not make a directory non-empty.
+
+def _check_out(spec: BridgeSpec, out: Path, resume: bool, shard: dict | None = None) -> dict | None:
+    """Refuse ``out`` unless it is new or empty, or (``resume``) holds a run of the same spec, shard and
+    prompt files; returns the run's manifest (None for a fresh start).  Needs no model hash: the models and
+    the code are compared afterwards (:func:`_check_resumed`).
+
+    A manifest written before prompt files were recorded lacks them: they are then unknown and not checked.
+    The lock file (:data:`sim.results_io.LOCK_NAME`) does not make a directory non-empty.
     """
     manifest = out / MANIFEST_FILE
     if not manifest.is_file():
@@ -968,13 +991,13 @@ def _check_out(
         raise PrefsimError(
             f"--out {str(out)!r} already holds a bridge run; pass --resume to continue it, or choose another directory."
         )
-    record = json.loads(manifest.read_text())
+    record = read_manifest(manifest, "--resume")
     if "merged_from" in record:
         raise PrefsimError(
             f"--resume: {str(out)!r} holds merged shards (prefsim llm --merge), not a run to continue; resume each "
             "shard in its own directory and merge again."
         )
-    saved = record["spec"]
+    saved = record.get("spec")
     if json.loads(json.dumps(saved, default=str)) != json.loads(json.dumps(spec.raw, default=str)):
         raise PrefsimError(
             f"--resume: the spec differs from the one the run in {str(out)!r} was started with "
@@ -994,26 +1017,43 @@ def _check_out(
             f"started (its SHA-256 differs from the one in {manifest}); restore the file the run started with, or "
             "start a new directory."
         )
-    current = current or {}
+    return record
+
+
+def _check_resumed(out: Path, record: dict, current: dict, allow_other_code: bool) -> dict:
+    """Refuse to resume the run of ``record`` (its manifest) with other models than it started with, or
+    with other code (source files, package versions: :func:`llm_bridge.provenance.code_differences`) than
+    any of its starts recorded, unless ``allow_other_code``: then warn and return ``current`` with the
+    differences as ``allowed_other_code`` (recorded in this start's ``resumed`` entry); else ``current``.
+
+    ``current``: what computes this start (:func:`llm_bridge.provenance.run_provenance`).  A field a
+    manifest written before it was recorded lacks is unknown and not compared."""
+    manifest = out / MANIFEST_FILE
     for line in changed_models(record, current):
         raise PrefsimError(
             f"--resume: {line} has changed since the run in {str(out)!r} was started ({manifest}); restore the "
             "model the run started with, or start a new directory."
         )
-    before, now = record.get("git_commit"), current.get("git_commit")
-    if before and now and before != now:
+    reasons = list(dict.fromkeys(reason for start in starts(record) for reason in code_differences(start, current)))
+    if not reasons:
+        return current
+    commits = sorted({str(start["git_commit"]) for start in starts(record) if start.get("git_commit")})
+    if not allow_other_code:
+        where = " or ".join(commits) or "its commit"
         raise PrefsimError(
-            f"--resume: the run in {str(out)!r} was started by {code_text(record)} and this prefsim is "
-            f"{code_text(current)}; iterations computed by two versions of the code cannot be repeated from one "
-            f"manifest. Resume from a checkout of {before} (git worktree add …), or start a new directory."
+            f"--resume: the run in {str(out)!r} was computed by other code than this prefsim: "
+            f"{'; '.join(reasons)} ({manifest}); iterations computed by two versions of the code cannot be repeated "
+            f"from one manifest. Resume with the code it recorded (a checkout of {where}: git worktree add …; the "
+            "same package versions), pass --allow-other-code to continue with this code (recorded in the "
+            "manifest), or start a new directory."
         )
-    if record.get("git_dirty") or current.get("git_dirty"):
-        return (
-            f"--resume: the run in {str(out)!r} was started by {code_text(record)} and is resumed by "
-            f"{code_text(current)}; uncommitted changes cannot be compared, so the code may differ (this start "
-            f"is recorded under 'resumed' in {manifest})."
-        )
-    return None
+    print(
+        f"warning: --resume --allow-other-code: the run in {str(out)!r} was computed by other code than this "
+        f"prefsim: {'; '.join(reasons)}; it goes on with this code (recorded under 'resumed' in {manifest}).",
+        file=sys.stderr,
+        flush=True,
+    )
+    return {**current, "allowed_other_code": reasons}
 
 
 def _check_foreign(out: Path) -> None:

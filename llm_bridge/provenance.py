@@ -1,9 +1,14 @@
-"""What a bridge run was computed with, for its manifest: the code (git commit, uncommitted changes, prefsim
-and package versions) and the identity of the model weights and of a local reward model.
+"""What a bridge run was computed with, for its manifest: the code (the SHA-256 of the bridge's source files,
+prefsim and package versions, and for the reader the git commit and uncommitted changes) and the identity
+of the model weights and of a local reward model.
 
 The simulator's functions give the code's identity (:func:`sim.experiment.git_commit`,
-:func:`sim.provenance.git_dirty`, :func:`sim.provenance.prefsim_version`), so a bridge manifest records
-them as a simulator manifest does (``git_commit``, ``git_dirty``, ``versions["prefsim"]``).
+:func:`sim.provenance.git_dirty`, :func:`sim.provenance.prefsim_version`,
+:func:`sim.program_cache.source_digest`), so a bridge manifest records them as a simulator manifest does
+(``git_commit``, ``git_dirty``, ``source_digest``, ``versions["prefsim"]``).  ``source_digest`` covers the
+source files of the code the bridge runs (:data:`SOURCE_PACKAGES`: ``llm_bridge``, ``sim``, ``bandits``);
+``--resume`` and ``--merge`` compare it and the package versions (:func:`code_differences`), not the commit
+and dirty flag, which change with files that compute nothing (a README) as well.
 
 A model is identified by the SHA-256 of the files loading reads (:func:`model_files`): the chosen
 ``.gguf`` file, or in a Hugging Face directory its weights (``*.safetensors``, or ``*.bin`` where there
@@ -13,8 +18,9 @@ the top of the directory, and the chat templates in its ``additional_chat_templa
 is read once, in 8 MiB chunks (no file is held in memory), several files at a time in threads
 (``hashlib`` releases the GIL): about 1.5 GB/s per core with SHA extensions, so 0.12 s for SmolLM2's 98 MB
 GGUF file and 10–20 s for the 14 GB of a 7B model in bfloat16 read from a warm page cache (a cold disk
-reads slower).  It is computed
-once per run (``--resume`` and ``--merge`` included), on the main process.
+reads slower).  A training run computes it once per start (a ``--resume`` included), on the main process,
+after the checks that do not need it; ``--merge`` and ``--predict`` never hash (``--merge`` compares the
+digests the shards' manifests record).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from pathlib import Path
 from llm_bridge.models import resolve_model_path
 from llm_bridge.spec import BridgeSpec
 from sim.experiment import git_commit
+from sim.program_cache import source_digest
 from sim.provenance import git_dirty, prefsim_version
 
 #: Suffixes of the configuration and tokenizer files of a Hugging Face model directory that loading reads
@@ -37,6 +44,8 @@ CONFIG_SUFFIXES = (".json", ".txt", ".model", ".tiktoken", ".jinja")
 #: The folder of a Hugging Face model directory holding named chat templates (``<name>.jinja``), which the
 #: tokenizer loads as well.
 CHAT_TEMPLATES_DIR = "additional_chat_templates"
+#: The packages whose source files the manifest's ``source_digest`` covers: the code a bridge run executes.
+SOURCE_PACKAGES = ("llm_bridge", "sim", "bandits")
 #: Packages whose versions a bridge manifest records besides prefsim's and Python's.
 PACKAGES = ("torch", "transformers", "accelerate", "peft", "safetensors", "tokenizers")
 #: Bytes read at a time while hashing a file.
@@ -120,6 +129,7 @@ def run_provenance(spec: BridgeSpec) -> dict:
     return {
         "git_commit": git_commit(),
         "git_dirty": git_dirty(),
+        "source_digest": source_digest(SOURCE_PACKAGES),
         "versions": versions(),
         "model": model_identity(spec.model.path),
         "reward_model": (
@@ -157,3 +167,27 @@ def code_text(record: dict) -> str:
     commit, dirty = record.get("git_commit"), record.get("git_dirty")
     state = " with uncommitted changes" if dirty else " (clean)" if dirty is False else ""
     return f"git commit {commit}{state}" if commit else "an unknown git commit"
+
+
+def code_differences(recorded: dict, current: dict) -> list[str]:
+    """How the code that computed ``recorded`` (a manifest, or a start in its ``resumed`` list) differs from
+    ``current`` (:func:`run_provenance`, or another manifest), in words: each package version both record
+    that differs, and other source files (:data:`SOURCE_PACKAGES`, ``source_digest``), naming both git
+    commits.  A field either lacks (a manifest written before it was recorded) is unknown, not compared; a
+    commit or an uncommitted edit that leaves the source files alone (a README) is no difference."""
+    reasons = []
+    mine = recorded.get("versions") if isinstance(recorded.get("versions"), dict) else {}
+    theirs = current.get("versions") if isinstance(current.get("versions"), dict) else {}
+    for name in sorted(set(mine) & set(theirs)):
+        if mine[name] != theirs[name]:
+            reasons.append(f"{name} {mine[name]} instead of {theirs[name]}")
+    before, now = recorded.get("source_digest"), current.get("source_digest")
+    if before and now and before != now:
+        reasons.append(f"other source files ({code_text(recorded)} instead of {code_text(current)})")
+    return reasons
+
+
+def starts(manifest: dict) -> list[dict]:
+    """Every start of a run a manifest records: the first (the manifest itself) and each ``resumed`` entry."""
+    resumed = manifest.get("resumed")
+    return [manifest, *(start for start in (resumed if isinstance(resumed, list) else []) if isinstance(start, dict))]

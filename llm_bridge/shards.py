@@ -5,19 +5,24 @@ numbers: samples depend on the spec seed and the iteration, not on the other rul
 alone gives the rows it gives in a run of every rule.  ``prefsim llm SPEC --out DIR --shard I/N`` runs
 the rules :func:`sim.shards.deal` gives shard I (rule i goes to shard i mod N; N = the number of
 rules puts each rule in its own job, e.g. on its own GPU); ``prefsim llm SPEC --merge DIR… --out OUT``
-checks that the shards come from this spec, its prompt files as they are now (SHA-256), the same package
-versions, git commit and dirty flag and the same model (and reward model) weights (SHA-256,
-:mod:`llm_bridge.provenance`; a field a shard's manifest lacks, written before it was recorded, is not
-compared) and cover every rule once; ``OUT`` may not be one of the shard directories, nor a run directory
-other than an earlier merge.  It then writes, together and atomically under ``OUT``'s lock,
-``OUT/metrics.csv`` (the rules' rows in spec order, equal to the unsharded run's but for the wall-clock
-columns ``seconds`` and ``*_tokens_per_s``), ``win_rate.png`` and a manifest naming the shard
-directories, which keep the checkpoints.
+checks that the shards come from this spec, its prompt files as they are now (SHA-256), the same model (and
+reward model) weights (SHA-256) and the same code: every start of every shard (its first and each
+``resumed`` one) ran the package versions and source files (``source_digest``) of the first shard's first
+start (:func:`llm_bridge.provenance.code_differences`; not the git commit and dirty flag, which change with
+files that compute nothing; a field a manifest lacks, written before it was recorded, is not compared) and
+that the shards cover every rule once; ``OUT`` may not be one of the shard directories, nor a run directory
+other than an earlier merge.  ``--allow-other-code`` merges shards computed by other code with a warning and
+records the differences in the merged manifest (``allowed_other_code``).  It then writes, together and
+atomically under ``OUT``'s lock, ``OUT/metrics.csv`` (the rules' rows in spec order, equal to the unsharded
+run's but for the wall-clock columns ``seconds`` and ``*_tokens_per_s``), ``win_rate.png`` and a manifest
+naming the shard directories, which keep the checkpoints, with what computed each (commit, dirty flag,
+source digest, versions, later starts).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +30,7 @@ import pandas as pd
 
 from bandits.errors import PrefsimError
 from llm_bridge.plot import png_bytes
-from llm_bridge.provenance import MODEL_KEYS, code_text
+from llm_bridge.provenance import MODEL_KEYS, code_differences, starts
 from llm_bridge.run_layout import MANIFEST_FILE, METRICS_FILE, WIN_RATE_FIGURE
 from llm_bridge.spec import BridgeSpec, changed_prompt_files
 from sim.merge import merge_target
@@ -53,19 +58,21 @@ def _plain(data) -> object:
     return json.loads(json.dumps(data, default=str))
 
 
-def _differences(manifest: dict, reference: dict) -> list[str]:
-    """What differs between two shards' manifests in what computed them: the package versions both record,
-    the git commit and dirty flag, the model's and reward model's SHA-256.  A field either manifest lacks
-    (written before it was recorded) is unknown and not compared."""
+#: What a merged manifest's ``merged_from`` entry records of each shard's code (beside its ``resumed`` list).
+CODE_KEYS = ("git_commit", "git_dirty", "source_digest", "versions")
+
+
+def _code_differences(manifest: dict, reference: dict) -> list[str]:
+    """How the code of every start of a shard (its first and each ``resumed`` one) differs from the code
+    that started the reference shard (:func:`llm_bridge.provenance.code_differences`)."""
+    found = (reason for start in starts(manifest) for reason in code_differences(start, reference))
+    return list(dict.fromkeys(found))
+
+
+def _model_differences(manifest: dict, reference: dict) -> list[str]:
+    """The models (model, reward model) whose SHA-256 differs between two shards' manifests.  A model either
+    manifest lacks (written before models were hashed) is unknown and not compared."""
     reasons = []
-    mine, theirs = manifest.get("versions") or {}, reference.get("versions") or {}
-    for name in sorted(set(mine) & set(theirs)):
-        if mine[name] != theirs[name]:
-            reasons.append(f"{name} {mine[name]} instead of {theirs[name]}")
-    for key in ("git_commit", "git_dirty"):
-        if key in manifest and key in reference and manifest[key] != reference[key]:
-            reasons.append(f"{code_text(manifest)} instead of {code_text(reference)}")
-            break
     for key, name in MODEL_KEYS.items():
         mine, theirs = manifest.get(key), reference.get(key)
         if isinstance(mine, dict) and isinstance(theirs, dict) and mine.get("sha256") != theirs.get("sha256"):
@@ -73,9 +80,11 @@ def _differences(manifest: dict, reference: dict) -> list[str]:
     return reasons
 
 
-def merge_llm_shards(spec: BridgeSpec, directories: list, out: Path) -> pd.DataFrame:
+def merge_llm_shards(spec: BridgeSpec, directories: list, out: Path, allow_other_code: bool = False) -> pd.DataFrame:
     """Check the shard ``directories`` of ``spec`` and write the merged ``metrics.csv``, figure and manifest
-    to ``out`` (together, atomically, under ``out``'s lock)."""
+    to ``out`` (together, atomically, under ``out``'s lock).  ``allow_other_code`` (``--allow-other-code``):
+    merge shards computed by other code (source files, package versions) with a warning, recording the
+    differences in the merged manifest's ``allowed_other_code``."""
     manifests = []
     for directory in map(Path, directories):
         path = directory / MANIFEST_FILE
@@ -96,6 +105,7 @@ def merge_llm_shards(spec: BridgeSpec, directories: list, out: Path) -> pd.DataF
         manifests.append((directory, manifest))
     reference_dir, reference = manifests[0]
     count = int(reference["shard"]["count"])
+    allowed = []
     for directory, manifest in manifests:
         shard = manifest["shard"]
         if int(shard["count"]) != count:
@@ -103,11 +113,24 @@ def merge_llm_shards(spec: BridgeSpec, directories: list, out: Path) -> pd.DataF
                 f"{str(directory)!r} is foreign: it is shard {shard['index']}/{shard['count']}, but "
                 f"{str(reference_dir)!r} is a shard of {count}."
             )
-        reasons = _differences(manifest, reference)
-        if reasons:
+        models = _model_differences(manifest, reference)
+        if models:
             raise PrefsimError(
                 f"{str(directory)!r} is foreign: shard {shard['index']}/{shard['count']} was computed with "
-                f"{'; '.join(reasons)} (those of {str(reference_dir)!r}); merge shards run by one prefsim on one model."
+                f"{'; '.join(models)} (those of {str(reference_dir)!r}); merge shards trained from one model."
+            )
+        code = _code_differences(manifest, reference)
+        if code and not allow_other_code:
+            raise PrefsimError(
+                f"{str(directory)!r} is foreign: shard {shard['index']}/{shard['count']} was computed with "
+                f"{'; '.join(code)} (those that started {str(reference_dir)!r}); merge shards run by one prefsim "
+                "(a checkout of the commit named, with the same package versions), or pass --allow-other-code to "
+                "merge them all the same (recorded in the merged manifest)."
+            )
+        if code:
+            allowed.append(
+                f"{str(directory)!r} (shard {shard['index']}/{shard['count']}) was computed with {'; '.join(code)} "
+                f"(those that started {str(reference_dir)!r})"
             )
     ordered = order_shards(
         [(directory, int(manifest["shard"]["index"])) for directory, manifest in manifests],
@@ -134,10 +157,19 @@ def merge_llm_shards(spec: BridgeSpec, directories: list, out: Path) -> pd.DataF
     manifest = {
         **{key: value for key, value in reference.items() if key not in ("shard", "resumed")},
         "merged_from": [
-            {"directory": str(ordered[i]), "shard": f"{i}/{count}", **_resumes(by_index[i])} for i in range(count)
+            {
+                "directory": str(ordered[i]),
+                "shard": f"{i}/{count}",
+                **{key: by_index[i][key] for key in CODE_KEYS if key in by_index[i]},
+                **_resumes(by_index[i]),
+            }
+            for i in range(count)
         ],
+        **({"allowed_other_code": allowed} if allowed else {}),
         "merged": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    for line in allowed:
+        print(f"warning: --merge --allow-other-code: {line}; merged all the same.", file=sys.stderr, flush=True)
     out.mkdir(parents=True, exist_ok=True)
     with output_lock(out):
         _check_merge_target(out)

@@ -201,12 +201,15 @@ def _setting_names(count: int) -> tuple[frozenset, tuple[str, ...]]:
 
 
 @functools.cache
-def source_digest() -> str:
-    """SHA-256 of every source file of prefsim's packages (:data:`SOURCE_PACKAGES`), by path relative to its
-    package and content: the code that runs, committed or not, from a git checkout or an installed copy
-    (also part of a result part's fingerprint, :func:`sim.experiment.code_identity`)."""
+def source_digest(packages: tuple[str, ...] | None = None) -> str:
+    """SHA-256 of every source file of ``packages`` (default: prefsim's, :data:`SOURCE_PACKAGES`), by path
+    relative to its package and content: the code that runs, committed or not, from a git checkout or an
+    installed copy (also part of a result part's fingerprint, :func:`sim.experiment.code_identity`; the LLM
+    bridge's manifest records the digest of ``llm_bridge``, ``sim`` and ``bandits``,
+    :func:`llm_bridge.provenance.run_provenance`).  Cached per ``packages``: the code as it was when first
+    asked in this process."""
     digest = hashlib.sha256()
-    for package in SOURCE_PACKAGES:
+    for package in SOURCE_PACKAGES if packages is None else packages:
         root = Path(importlib.import_module(package).__file__).parent
         for path in sorted(root.rglob("*.py")):
             if path.name.startswith(".") or not path.is_file():  # an editor's lock or backup, a dangling link

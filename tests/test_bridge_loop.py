@@ -33,6 +33,7 @@ from llm_bridge.spec import parse_spec  # noqa: E402
 from llm_bridge.tiny import build_tiny_model  # noqa: E402
 from sim import results_io, stop_request  # noqa: E402
 from sim.experiment import git_commit  # noqa: E402
+from sim.program_cache import source_digest  # noqa: E402
 from sim.provenance import git_dirty, prefsim_version  # noqa: E402
 from sim.rules import RULES  # noqa: E402
 
@@ -657,13 +658,14 @@ def test_a_run_into_a_directory_another_run_holds_is_refused_at_once(tiny_llama,
     assert [p.name for p in fresh.iterdir()] == [".prefsim.lock"]
 
 
-def test_the_manifest_records_code_and_model_and_resume_refuses_another_model_or_commit(tmp_path, capsys):
+def test_the_manifest_records_code_and_model_and_resume_refuses_another_model(tmp_path, capsys):
     model = build_tiny_model(tmp_path / "model", "llama", seed=0)
     spec = parse_spec(_raw(model, [{"name": "dpo"}], iterations=1))
     out = tmp_path / "run"
     bridge_loop.run_bridge(spec, out, progress=False)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["git_commit"] == git_commit() and manifest["git_dirty"] == git_dirty()
+    assert manifest["source_digest"] == source_digest(("llm_bridge", "sim", "bandits"))
     assert manifest["versions"]["prefsim"] == prefsim_version() and manifest["seed"] == 3
     assert re.fullmatch("[0-9a-f]{64}", manifest["model"]["sha256"]) and manifest["reward_model"] is None
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(manifest["model"]["files"])
@@ -682,16 +684,95 @@ def test_the_manifest_records_code_and_model_and_resume_refuses_another_model_or
     (out / "manifest.json").write_text(json.dumps(old))
     bridge_loop.run_bridge(spec, out, resume=True, progress=False)
 
-    # code of another commit: refused; uncommitted changes (unknown code): a warning, and the start is recorded
-    (out / "manifest.json").write_text(json.dumps({**old, "git_commit": "0" * 40}))
-    with pytest.raises(PrefsimError, match=r"started by git commit 0{40}.*Resume from a checkout of 0{40}"):
-        bridge_loop.run_bridge(spec, out, resume=True, progress=False)
-    (out / "manifest.json").write_text(json.dumps({**old, "git_dirty": True}))
+    # another commit and uncommitted changes with the same source files (a README edit): the resume goes on,
+    # silently; the start records its commit and dirty flag
+    (out / "manifest.json").write_text(json.dumps({**old, "git_commit": "0" * 40, "git_dirty": True}))
     capsys.readouterr()
     bridge_loop.run_bridge(spec, out, resume=True, progress=False)
-    assert "uncommitted changes cannot be compared" in capsys.readouterr().err
+    assert "warning" not in capsys.readouterr().err
     resumed = json.loads((out / "manifest.json").read_text())["resumed"]
-    assert len(resumed) == 1 and resumed[0]["git_commit"] == git_commit()
+    assert len(resumed) == 1 and resumed[0]["git_commit"] == git_commit() and "allowed_other_code" not in resumed[0]
+    assert resumed[0]["source_digest"] == manifest["source_digest"] and resumed[0]["git_dirty"] == git_dirty()
+
+
+def _finished_run(tmp_path, name="run"):
+    """``(spec, out, manifest)``: a one-iteration DPO run of a tiny Llama of its own, finished."""
+    model = build_tiny_model(tmp_path / "model", "llama", seed=0)
+    spec = parse_spec(_raw(model, [{"name": "dpo"}], iterations=1))
+    out = tmp_path / name
+    bridge_loop.run_bridge(spec, out, progress=False)
+    return spec, out, json.loads((out / "manifest.json").read_text())
+
+
+def test_resume_compares_the_source_files_and_versions_of_every_start_not_the_commit(tmp_path, capsys):
+    """--resume refused any other commit (a README-only commit locked the run; a rebased-away one forever)
+    and ignored a dirty start recorded under ``resumed``: it compares the code that computes (the source
+    files of llm_bridge, sim and bandits, the package versions) with every start the manifest records."""
+    spec, out, manifest = _finished_run(tmp_path)
+    path = out / "manifest.json"
+    other = {**manifest, "git_commit": "1" * 40, "git_dirty": False}
+    # another commit whose source files are this code's: the resume goes on
+    path.write_text(json.dumps(other))
+    bridge_loop.run_bridge(spec, out, resume=True, progress=False)
+    # other source files at the start: refused, naming the commits; --allow-other-code: a warning, recorded
+    path.write_text(json.dumps({**other, "source_digest": "0" * 64}))
+    with pytest.raises(
+        PrefsimError, match=r"other source files \(git commit 1{40} \(clean\) instead of .*checkout of 1{40}"
+    ):
+        bridge_loop.run_bridge(spec, out, resume=True, progress=False)
+    with pytest.raises(PrefsimError, match="pass --allow-other-code"):
+        bridge_loop.run_bridge(spec, out, resume=True, progress=False)
+    capsys.readouterr()
+    bridge_loop.run_bridge(spec, out, resume=True, progress=False, allow_other_code=True)
+    assert "warning: --resume --allow-other-code:" in capsys.readouterr().err
+    (start,) = json.loads(path.read_text())["resumed"]
+    assert start["allowed_other_code"] == [
+        f"other source files (git commit {'1' * 40} (clean) instead of "
+        f"git commit {git_commit()}{' with uncommitted changes' if git_dirty() else ' (clean)'})"
+    ]
+    # an earlier start by other code, recorded under 'resumed', counts as well
+    dirty = {
+        **manifest,
+        "resumed": [{**manifest, "git_commit": "2" * 40, "git_dirty": True, "source_digest": "3" * 64}],
+    }
+    path.write_text(json.dumps(dirty))
+    with pytest.raises(PrefsimError, match=r"git commit 2{40} with uncommitted changes instead of"):
+        bridge_loop.run_bridge(spec, out, resume=True, progress=False)
+    # other package versions
+    versions = {**manifest["versions"], "torch": "0.0.1"}
+    path.write_text(json.dumps({**manifest, "versions": versions}))
+    with pytest.raises(
+        PrefsimError, match=rf"other code than this prefsim: torch 0\.0\.1 instead of {re.escape(torch.__version__)} \("
+    ):
+        bridge_loop.run_bridge(spec, out, resume=True, progress=False)
+    # a manifest written before the source digest was recorded: not compared on it
+    older = {key: value for key, value in other.items() if key != "source_digest"}
+    path.write_text(json.dumps({**older, "resumed": [{"git_commit": "4" * 40, "git_dirty": True}]}))
+    bridge_loop.run_bridge(spec, out, resume=True, progress=False)
+
+
+def test_resume_checks_what_needs_no_model_hash_before_hashing(tmp_path, monkeypatch):
+    """A fresh run into an existing run's directory hashed the model (10–20 s for 7B) before it was refused."""
+    spec, out, _ = _finished_run(tmp_path)
+
+    def hashed(spec):
+        raise AssertionError("the model was hashed")
+
+    monkeypatch.setattr(bridge_loop, "run_provenance", hashed)
+    with pytest.raises(PrefsimError, match="already holds a bridge run; pass --resume"):
+        bridge_loop.run_bridge(spec, out, progress=False)
+    changed = parse_spec({**spec.raw, "seed": 4})
+    with pytest.raises(PrefsimError, match="the spec differs"):
+        bridge_loop.run_bridge(changed, out, resume=True, progress=False)
+
+
+@pytest.mark.parametrize("text", ['{"spec": {"iterations"', "[]", "", '"a run"'])
+def test_resume_of_an_unreadable_manifest_names_the_file(tmp_path, text):
+    spec, out, _ = _finished_run(tmp_path)
+    (out / "manifest.json").write_text(text)
+    message = r"--resume: '.*run' holds no bridge run \(no readable manifest.json: '.*manifest.json' is not a JSON"
+    with pytest.raises(PrefsimError, match=message):
+        bridge_loop.run_bridge(spec, out, resume=True, progress=False)
 
 
 def test_a_chat_template_file_is_part_of_the_model_identity(tmp_path):

@@ -3,6 +3,7 @@
 
 import argparse
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -175,12 +176,25 @@ def test_merge_refuses_shards_trained_on_another_version_of_a_prompt_file(tmp_pa
     [
         ("model", {"sha256": "1" * 64}, r"model.path with SHA-256 1{64} instead of 0{64}"),
         ("reward_model", {"sha256": "1" * 64}, r"oracle.path \(the reward model\) with SHA-256 1{64} instead of 0{64}"),
-        ("git_commit", "1" * 40, r"git commit 1{40} \(clean\) instead of git commit 0{40} \(clean\)"),
-        ("git_dirty", True, r"git commit 0{40} with uncommitted changes instead of git commit 0{40} \(clean\)"),
+        (
+            "source_digest",
+            "1" * 64,
+            r"other source files \(git commit 0{40} \(clean\) instead of git commit 0{40} \(clean\)\)",
+        ),
+        (
+            "resumed",
+            [{"git_commit": "2" * 40, "git_dirty": True, "source_digest": "3" * 64}],
+            r"other source files \(git commit 2{40} with uncommitted changes instead of git commit 0{40} \(clean\)\)",
+        ),
         ("versions", {"prefsim": "0.2", "torch": "x"}, r"prefsim 0.2 instead of 0.1"),
+        # another commit, uncommitted changes: the same source files, the same code
+        ("git_commit", "1" * 40, None),
+        ("git_dirty", True, None),
     ],
 )
 def test_merge_refuses_shards_computed_by_other_code_or_from_another_model(tmp_path, field, other, message):
+    """A shard of another commit or with uncommitted changes was refused although its source files were the
+    same (a README-only commit); a shard resumed by other code was not: every start's code is compared."""
     spec_path = tmp_path / "spec.toml"
     spec_path.write_text(SPEC.format(model=tmp_path / "llama"))
     spec = load_spec(spec_path)
@@ -189,6 +203,7 @@ def test_merge_refuses_shards_computed_by_other_code_or_from_another_model(tmp_p
         "reward_model": {"sha256": "0" * 64},
         "git_commit": "0" * 40,
         "git_dirty": False,
+        "source_digest": "0" * 64,
         "versions": {"prefsim": "0.1", "torch": "x"},
     }
     shards = []
@@ -200,12 +215,43 @@ def test_merge_refuses_shards_computed_by_other_code_or_from_another_model(tmp_p
             manifest[field] = other
         (shard / "manifest.json").write_text(json.dumps(manifest))
         shards.append(shard)
+    unfinished = "has 0 of 1 iterations"  # the checks of the shards' code and models passed
+    if message is None:
+        with pytest.raises(PrefsimError, match=unfinished):
+            merge_llm_shards(spec, shards, tmp_path / "merged")
+        return
     with pytest.raises(PrefsimError, match=rf"shard-1' is foreign: shard 1/2 was computed with {message}"):
         merge_llm_shards(spec, shards, tmp_path / "merged")
+    # --allow-other-code lets other code through, never another model
+    with pytest.raises(PrefsimError, match=unfinished if field not in ("model", "reward_model") else "is foreign"):
+        merge_llm_shards(spec, shards, tmp_path / "merged", allow_other_code=True)
     # a manifest written before these fields were recorded: they are unknown and not compared
     manifest = json.loads((shards[1] / "manifest.json").read_text())
     del manifest[field]
     (shards[1] / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(PrefsimError, match="has 0 of 1 iterations"):
+    with pytest.raises(PrefsimError, match=unfinished):
         merge_llm_shards(spec, shards, tmp_path / "merged")
     assert not (tmp_path / "merged").exists()
+
+
+def test_merge_with_allow_other_code_warns_and_records_what_differs(sharded, tmp_path, capsys):
+    spec, _, shards = sharded
+    copies = [tmp_path / shard.name for shard in shards]
+    for shard, copy in zip(shards, copies, strict=True):
+        shutil.copytree(shard, copy)
+    manifest = json.loads((copies[1] / "manifest.json").read_text())
+    (copies[1] / "manifest.json").write_text(
+        json.dumps({**manifest, "git_commit": "1" * 40, "source_digest": "0" * 64})
+    )
+    with pytest.raises(PrefsimError, match=r"shard-1' is foreign: .*git commit 1{40} .* or pass --allow-other-code"):
+        _run(spec, "--out", tmp_path / "merged", "--merge", *copies)
+    capsys.readouterr()
+    assert _run(spec, "--out", tmp_path / "merged", "--merge", *copies, "--allow-other-code") == 0
+    assert "warning: --merge --allow-other-code: '" in capsys.readouterr().err
+    merged = json.loads((tmp_path / "merged" / "manifest.json").read_text())
+    (line,) = merged["allowed_other_code"]
+    assert "(shard 1/2) was computed with other source files (git commit 1111" in line
+    assert [entry["git_commit"] for entry in merged["merged_from"]] == [manifest["git_commit"], "1" * 40]
+    assert merged["merged_from"][1]["source_digest"] == "0" * 64
+    with pytest.raises(PrefsimError, match="--allow-other-code goes with --resume or --merge"):
+        _run(spec, "--out", tmp_path / "new", "--allow-other-code")
