@@ -60,6 +60,9 @@ DEVICES = ("auto", "cpu", "cuda")
 #: The keys of the ``[run]`` table: the :class:`BridgeSpec` fields of these names (docs/llm_bridge.md's key
 #: table reads this tuple).
 RUN_KEYS = ("score_batch_size", "keep_checkpoints", "export_final", "threads", "report_to")
+#: The ``[prompts]`` keys a spec must give, non-empty (or as ``<key>_file``): the parser refuses a spec
+#: without them, and docs/llm_bridge.md's key table reads this tuple to call them required.
+REQUIRED_PROMPTS = ("train", "heldout")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,7 +266,7 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
             file, data, prompts_raw[key] = _read_prompt_file(prompts_raw.pop(file_key), f"prompts.{file_key}", base)
             prompt_files[f"prompts.{file_key}"] = {"path": str(file), "sha256": hashlib.sha256(data).hexdigest()}
     prompts = _dataclass(PromptSpec, prompts_raw, "prompts")
-    for key in ("train", "heldout"):
+    for key in REQUIRED_PROMPTS:
         values = getattr(prompts, key)
         if not values or not all(isinstance(v, str) and v.strip() for v in values):
             raise PrefsimError(

@@ -30,31 +30,36 @@ ROOT = Path(__file__).resolve().parents[1]
 #: The command that writes every block (what a stale-docs test tells the reader to run).
 COMMAND = "python -m sim.doc_tables"
 
-#: An LLM spec's tables: ``(table, source file, dataclass, keys)``; ``keys`` = ``None``: every field, else
-#: the name of a module-level tuple of the source file listing the fields the table accepts.
+#: An LLM spec's tables: ``(table, source file, dataclass, keys, required)``; ``keys`` = ``None``: every field,
+#: else the name of a module-level tuple of the source file listing the fields the table accepts; ``required``
+#: = ``None``: none, else the name of a module-level tuple of the source file listing the fields the parser
+#: requires (their default column says "required", not the dataclass default the parser refuses).
 LLM_TABLES = (
-    ("model", "llm_bridge/spec.py", "ModelSpec", None),
-    ("model.lora", "llm_bridge/models.py", "LoraSpec", None),
-    ("prompts", "llm_bridge/spec.py", "PromptSpec", None),
-    ("generation", "llm_bridge/generation.py", "SamplingSpec", None),
-    ("oracle", "llm_bridge/spec.py", "OracleSpec", None),
-    ("training", "llm_bridge/trainer.py", "TrainingSpec", None),
-    ("run", "llm_bridge/spec.py", "BridgeSpec", "RUN_KEYS"),
-    ("prediction", "llm_bridge/spec.py", "PredictionSpec", None),
+    ("model", "llm_bridge/spec.py", "ModelSpec", None, None),
+    ("model.lora", "llm_bridge/models.py", "LoraSpec", None, None),
+    ("prompts", "llm_bridge/spec.py", "PromptSpec", None, "REQUIRED_PROMPTS"),
+    ("generation", "llm_bridge/generation.py", "SamplingSpec", None, None),
+    ("oracle", "llm_bridge/spec.py", "OracleSpec", None, None),
+    ("training", "llm_bridge/trainer.py", "TrainingSpec", None, None),
+    ("run", "llm_bridge/spec.py", "BridgeSpec", "RUN_KEYS", None),
+    ("prediction", "llm_bridge/spec.py", "PredictionSpec", None, None),
 )
+#: What the default column of a required key says.
+REQUIRED = "required"
 
 
 def llm_spec_keys_table(root: Path = ROOT) -> str:
-    """The keys of an LLM spec's tables: one row per dataclass field the table accepts, with its default and
-    its docstring (the string literal after the field)."""
+    """The keys of an LLM spec's tables: one row per dataclass field the table accepts, with its default
+    (:data:`REQUIRED` for a field the parser requires) and its docstring (the string literal after the field)."""
     rows = ["| key | default | meaning |", "|---|---|---|"]
-    for table, source, name, keys in LLM_TABLES:
+    for table, source, name, keys, required in LLM_TABLES:
         module = ast.parse((root / source).read_text(encoding="utf-8"))
         fields = _fields(_class(module, name))
         wanted = list(fields) if keys is None else list(_constant(module, keys))
+        needed = set() if required is None else set(_constant(module, required))
         for key in wanted:
             default, doc = fields[key]
-            rows.append(f"| `{table}.{key}` | {default} | {_markdown(doc)} |")
+            rows.append(f"| `{table}.{key}` | {REQUIRED if key in needed else default} | {_markdown(doc)} |")
     return "\n".join(rows)
 
 

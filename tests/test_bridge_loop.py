@@ -29,9 +29,10 @@ from llm_bridge.logprobs import batched_sequence_logprobs  # noqa: E402
 from llm_bridge.models import load_causal_lm, load_tokenizer, load_weights, read_weights, resolve_model_path  # noqa: E402
 from llm_bridge.provenance import changed_models, model_identity  # noqa: E402
 from llm_bridge.run_layout import RUN_LEVEL_NAMES  # noqa: E402
-from llm_bridge.spec import parse_spec  # noqa: E402
+from llm_bridge.spec import PromptSpec, parse_spec  # noqa: E402
 from llm_bridge.tiny import build_tiny_model  # noqa: E402
 from sim import results_io, stop_request  # noqa: E402
+from sim.doc_tables import REQUIRED, llm_spec_keys_table  # noqa: E402
 from sim.experiment import git_commit  # noqa: E402
 from sim.program_cache import source_digest  # noqa: E402
 from sim.provenance import git_dirty, prefsim_version  # noqa: E402
@@ -791,3 +792,17 @@ def test_a_chat_template_file_is_part_of_the_model_identity(tmp_path):
     (Path(model) / "additional_chat_templates" / "tool_use.jinja").write_text("{{ messages }}")
     named = model_identity(str(model))
     assert named["sha256"] != after["sha256"] and "additional_chat_templates/tool_use.jinja" in named["files"]
+
+
+def test_the_docs_key_table_calls_required_exactly_the_prompts_keys_the_parser_requires():
+    rows = dict(re.findall(r"^\| `([a-z_.]+)` \| ([^|]+?) \|", llm_spec_keys_table(), re.MULTILINE))
+    for field in dataclasses.fields(PromptSpec):
+        raw = _raw("/m", [{"name": "dpo"}])
+        raw["prompts"].pop(field.name, None)
+        try:
+            parse_spec(raw)
+            required = False
+        except PrefsimError as error:
+            assert f"prompts.{field.name} must be a non-empty list" in str(error)
+            required = True
+        assert (rows[f"prompts.{field.name}"] == REQUIRED) == required, field.name
