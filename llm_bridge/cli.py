@@ -24,7 +24,6 @@ from pathlib import Path
 
 from bandits.errors import PrefsimError, describe_os_error
 from llm_bridge.run_layout import PREDICTION_DIR
-from sim.results_io import check_directory_path, output_lock
 from sim.shards import parse_shard
 from sim.stop_request import stop_on_signals, stopped
 
@@ -149,6 +148,7 @@ def _predict(spec, out: Path, quiet: bool) -> int:
     """``prefsim llm SPEC --out DIR --predict``: the simulator-versus-LM study of :mod:`llm_bridge.prediction`."""
     from llm_bridge.loop import open_session
     from llm_bridge.prediction import format_summary, run_prediction
+    from sim.results_io import check_directory_path, output_lock  # pandas: not for `prefsim --help`
 
     if launched_processes() > 1:  # before the lock: each process would take it, and all but one be refused
         raise PrefsimError("prefsim llm --predict runs in one process; run it without accelerate launch.")
