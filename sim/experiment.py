@@ -61,7 +61,7 @@ from sim.results_io import (
     RUNNING_MANIFEST,
     check_output_directory,
     json_bytes,
-    output_lock,
+    output_lock_until,
     read_manifest,
     read_part,
     remove_stale_parts,
@@ -124,8 +124,7 @@ def run(
     if out is None:
         return _run_checked(spec, None, resume, say, progress, shard)
     out = check_output_directory(out, [work.name for work in parts])
-    with contextlib.ExitStack() as locked:
-        (keep_locked if keep_locked is not None else locked).enter_context(output_lock(out))
+    with output_lock_until(out, keep_locked):
         check_shard_directory(out, _existing_manifest(out), shard)
         return _run_checked(spec, out, resume, say, progress, shard)
 

@@ -49,7 +49,7 @@ from sim.precision import in_float64
 from sim.results_io import (
     RUNNING_MANIFEST,
     check_output_directory,
-    output_lock,
+    output_lock_until,
     read_part,
     remove_stale_parts,
     write_files_atomic,
@@ -255,8 +255,7 @@ def merge_shards(
         say(f"{work.name}: {len(frame)} rows from {directory}")
     tables, policies_by_label = assemble_parts(parts, frames, finals)
     out_path = check_output_directory(out_path, [work.name for work in parts])
-    with contextlib.ExitStack() as locked:
-        (keep_locked if keep_locked is not None else locked).enter_context(output_lock(out_path))
+    with output_lock_until(out_path, keep_locked):
         for path in remove_stale_parts(out_path, [work.name for work in parts]):
             say(f"removed {path}: its rule (or seed block) is not in the spec")
         for path in remove_stale_points(out_path, []):  # folders of an earlier sweep's points

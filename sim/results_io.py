@@ -202,6 +202,18 @@ def output_lock(out: str | os.PathLike) -> Iterator[Path]:
         handle.close()  # closing the descriptor releases the lock
 
 
+@contextlib.contextmanager
+def output_lock_until(out: str | os.PathLike, keep_locked: contextlib.ExitStack | None) -> Iterator[Path]:
+    """:func:`output_lock` for the block, or, given ``keep_locked``, entered into that stack and held until its
+    owner closes it (``prefsim run`` and ``merge`` write ``summary.csv`` and the figures under the lock of the
+    run or merge they call)."""
+    if keep_locked is None:
+        with output_lock(out) as path:
+            yield path
+    else:
+        yield keep_locked.enter_context(output_lock(out))
+
+
 # ----------------------------------------------------------------------------------------------
 # atomic writes
 

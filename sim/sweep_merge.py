@@ -34,7 +34,7 @@ from sim.experiment import (
 from sim.field_sweep import point_name
 from sim.point_plan import point_groups
 from sim.precision import in_float64
-from sim.results_io import check_output_directory, output_lock, remove_stale_parts, write_files_atomic
+from sim.results_io import check_output_directory, output_lock_until, remove_stale_parts, write_files_atomic
 from sim.shards import order_shards, work_parts
 from sim.spec import ExperimentSpec, parse_spec
 from sim.sweep_runs import POINTS_DIR, combine_points, remove_stale_points, sweep_plan, sweep_shard_record
@@ -117,8 +117,7 @@ def merge_sweep_shards(
     merged_from = merge.merged_from(shards)
     out_path = check_output_directory(out_path)
     tables = []
-    with contextlib.ExitStack() as locked:
-        (keep_locked if keep_locked is not None else locked).enter_context(output_lock(out_path))
+    with output_lock_until(out_path, keep_locked):
         for stale in remove_stale_points(out_path, names):
             say(f"removed {stale}: its point is not in the spec's sweep")
         for stale in remove_stale_parts(out_path, []):  # a run without sweeps wrote its parts at the top
