@@ -87,7 +87,7 @@ from llm_bridge.run_layout import (
 from llm_bridge.spec import BridgeSpec, RuleEntry, changed_prompt_files
 from llm_bridge.stages import run_stages
 from llm_bridge.trainer import PairTensors, make_optimizer, train_on_pairs
-from sim.results_io import LOCK_NAME, json_bytes, output_lock, write_files_atomic
+from sim.results_io import LOCK_NAME, json_bytes, output_lock, read_json_object, write_files_atomic
 from sim.rules import base_parameters, rule_info
 from sim.rules.reference import anchor_iteration
 from sim.stop_request import check_stop
@@ -963,11 +963,8 @@ def _resumed_manifest(out: Path, current: dict, processes: int) -> dict | None:
 
 def read_manifest(path: Path, what: str) -> dict:
     """A run's ``manifest.json`` as a dict, or an error naming the file (``what``: the option that reads it)."""
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        record = None
-    if not isinstance(record, dict):
+    record = read_json_object(path)
+    if record is None:
         raise PrefsimError(
             f"{what}: {str(path.parent)!r} holds no bridge run (no readable manifest.json: {str(path)!r} is not a "
             "JSON object); restore the file, or start a new directory."

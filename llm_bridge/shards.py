@@ -34,7 +34,7 @@ from llm_bridge.provenance import MODEL_KEYS, code_differences, starts
 from llm_bridge.run_layout import MANIFEST_FILE, METRICS_FILE, WIN_RATE_FIGURE
 from llm_bridge.spec import BridgeSpec, changed_prompt_files
 from sim.merge import merge_target
-from sim.results_io import json_bytes, output_lock, write_files_atomic
+from sim.results_io import json_bytes, output_lock, read_json_object, write_files_atomic
 from sim.shards import deal, order_shards
 from sim.win_rate import plot_win_rate
 
@@ -188,11 +188,8 @@ def _check_merge_target(out: Path) -> None:
     path = out / MANIFEST_FILE
     if not path.is_file():
         return
-    try:
-        held = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        held = None
-    if not isinstance(held, dict) or "merged_from" not in held:
+    held = read_json_object(path)
+    if held is None or "merged_from" not in held:
         raise PrefsimError(
             f"--out {str(out)!r} holds a bridge run that is not a merge (its manifest.json would be replaced); merge "
             "into another directory."

@@ -22,6 +22,7 @@ import pandas as pd
 
 from bandits.errors import PrefsimError
 from sim import stats
+from sim.results_io import read_json_object
 from sim.summary import HEADLINE_METRICS, format_value, metrics_with_data
 
 COMPARE_FILE = "compare.csv"
@@ -203,11 +204,8 @@ def runs_record_path(comparison_path: str | Path) -> Path:
 
 def read_runs_record(comparison_path: str | Path) -> dict | None:
     """The :func:`runs_record` kept next to ``comparison_path``, or None (none, or unreadable)."""
-    try:
-        record = json.loads(runs_record_path(comparison_path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    ok = isinstance(record, dict) and all(isinstance(record.get(k), dict) for k in ("a", "b"))
+    record = read_json_object(runs_record_path(comparison_path))
+    ok = record is not None and all(isinstance(record.get(k), dict) for k in ("a", "b"))
     return record if ok else None
 
 

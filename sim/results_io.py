@@ -420,6 +420,16 @@ FIGURE_LIST = "figures.json"
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
 
 
+def read_json_object(path: str | os.PathLike) -> dict | None:
+    """The JSON object in file ``path``, or None when there is none: no file, unreadable, not JSON, or JSON
+    that is not an object (each caller says what that file should have been)."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def read_figure_list(directory: str | os.PathLike) -> tuple[list[str], bool] | None:
     """``(names, complete)`` of ``directory``'s :data:`FIGURE_LIST`: the figure files its last drawing
     wrote (all of them when ``complete``; those it was to write when it was stopped otherwise); ``None``

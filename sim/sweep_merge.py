@@ -14,7 +14,6 @@ merged ``metrics.csv``, ``bounds.csv`` and ``headtohead.csv`` are the unsharded 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -34,7 +33,13 @@ from sim.experiment import (
 from sim.field_sweep import point_name
 from sim.point_plan import point_groups
 from sim.precision import in_float64
-from sim.results_io import check_output_directory, output_lock_until, remove_stale_parts, write_files_atomic
+from sim.results_io import (
+    check_output_directory,
+    output_lock_until,
+    read_json_object,
+    remove_stale_parts,
+    write_files_atomic,
+)
 from sim.shards import order_shards, work_parts
 from sim.spec import ExperimentSpec, parse_spec
 from sim.sweep_runs import POINTS_DIR, combine_points, remove_stale_points, sweep_plan, sweep_shard_record
@@ -42,11 +47,8 @@ from sim.sweep_runs import POINTS_DIR, combine_points, remove_stale_points, swee
 
 def is_sweep_shard(directory: str | os.PathLike) -> bool:
     """Whether ``directory`` holds (the manifest of) a shard of a ``[game]``/``[run]`` sweep."""
-    try:
-        manifest = json.loads((Path(directory) / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    shard = manifest.get("shard") if isinstance(manifest, dict) else None
+    manifest = read_json_object(Path(directory) / "manifest.json")
+    shard = manifest.get("shard") if manifest is not None else None
     return isinstance(shard, dict) and shard.get("points") is True
 
 
