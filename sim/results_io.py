@@ -462,11 +462,15 @@ def remove_old_figures(directory: str | os.PathLike, keep: Iterable[str]) -> lis
     earlier drawing's figures that the new one does not redraw, which would show another run's results);
     return the removed paths.  A file the list does not name is never removed."""
     listed = read_figure_list(directory)
+    return _remove_files_not_kept([Path(directory) / name for name in ([] if listed is None else listed[0])], keep)
+
+
+def _remove_files_not_kept(paths: Iterable[Path], keep: Iterable[str]) -> list[Path]:
+    """Delete the files of ``paths`` whose names are not in ``keep``; return the removed paths."""
     keep = set(keep)
     removed = []
-    for name in [] if listed is None else listed[0]:
-        path = Path(directory) / name
-        if name not in keep and path.is_file():
+    for path in paths:
+        if path.name not in keep and path.is_file():
             path.unlink()
             removed.append(path)
     return removed
@@ -533,13 +537,8 @@ def remove_stale_parts(out: str | os.PathLike, labels: Iterable[str]) -> list[Pa
     """Delete ``out/parts/*.csv`` (and the saved progress, ``*`` + :data:`PROGRESS_SUFFIX`) of rule labels
     that are not in ``labels``; return the removed paths."""
     keep = {f"{label}{suffix}" for label in labels for suffix in (".csv", PROGRESS_SUFFIX)}
-    removed = []
     found = [*(Path(out) / "parts").glob("*.csv"), *(Path(out) / "parts").glob(f"*{PROGRESS_SUFFIX}")]
-    for path in sorted(found):
-        if path.name not in keep and path.is_file():
-            path.unlink()
-            removed.append(path)
-    return removed
+    return _remove_files_not_kept(sorted(found), keep)
 
 
 # ----------------------------------------------------------------------------------------------
