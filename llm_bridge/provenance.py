@@ -144,15 +144,25 @@ def run_provenance(spec: BridgeSpec) -> dict:
 MODEL_KEYS = {"model": "model.path", "reward_model": "oracle.path (the reward model)"}
 
 
+def differing_models(recorded: dict, current: dict) -> list[str]:
+    """The keys of :data:`MODEL_KEYS` whose model SHA-256 differs between two records (manifests, or
+    :func:`run_provenance`).  A model either lacks (a manifest written before models were hashed) is
+    unknown, not changed."""
+    return [
+        key
+        for key in MODEL_KEYS
+        if isinstance(before := recorded.get(key), dict)
+        and isinstance(now := current.get(key), dict)
+        and before.get("sha256") != now.get("sha256")
+    ]
+
+
 def changed_models(recorded: dict, current: dict) -> list[str]:
     """One line per model of ``current`` (:func:`run_provenance`) whose identity differs from the one
-    ``recorded`` (a manifest), naming the files that differ.  A model the record lacks (a manifest written
-    before models were hashed) is unknown, not changed."""
+    ``recorded`` (a manifest; :func:`differing_models`), naming the files that differ."""
     lines = []
-    for key, name in MODEL_KEYS.items():
-        before, now = recorded.get(key), current.get(key)
-        if not isinstance(before, dict) or not isinstance(now, dict) or before.get("sha256") == now.get("sha256"):
-            continue
+    for key in differing_models(recorded, current):
+        name, before, now = MODEL_KEYS[key], recorded[key], current[key]
         old, new = before.get("files") or {}, now.get("files") or {}
         differ = sorted(n for n in set(old) | set(new) if old.get(n) != new.get(n))
         lines.append(

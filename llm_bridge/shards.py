@@ -30,7 +30,7 @@ import pandas as pd
 
 from bandits.errors import PrefsimError
 from llm_bridge.plot import png_bytes
-from llm_bridge.provenance import MODEL_KEYS, code_differences, starts
+from llm_bridge.provenance import MODEL_KEYS, code_differences, differing_models, starts
 from llm_bridge.run_layout import MANIFEST_FILE, METRICS_FILE, WIN_RATE_FIGURE
 from llm_bridge.spec import BridgeSpec, changed_prompt_files
 from sim.merge import merge_target
@@ -70,14 +70,12 @@ def _code_differences(manifest: dict, reference: dict) -> list[str]:
 
 
 def _model_differences(manifest: dict, reference: dict) -> list[str]:
-    """The models (model, reward model) whose SHA-256 differs between two shards' manifests.  A model either
-    manifest lacks (written before models were hashed) is unknown and not compared."""
-    reasons = []
-    for key, name in MODEL_KEYS.items():
-        mine, theirs = manifest.get(key), reference.get(key)
-        if isinstance(mine, dict) and isinstance(theirs, dict) and mine.get("sha256") != theirs.get("sha256"):
-            reasons.append(f"{name} with SHA-256 {mine.get('sha256')} instead of {theirs.get('sha256')}")
-    return reasons
+    """The models (model, reward model) whose SHA-256 differs between two shards' manifests
+    (:func:`llm_bridge.provenance.differing_models`), in words."""
+    return [
+        f"{MODEL_KEYS[key]} with SHA-256 {manifest[key].get('sha256')} instead of {reference[key].get('sha256')}"
+        for key in differing_models(manifest, reference)
+    ]
 
 
 def merge_llm_shards(spec: BridgeSpec, directories: list, out: Path, allow_other_code: bool = False) -> pd.DataFrame:
