@@ -27,16 +27,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 from concurrent.futures import ThreadPoolExecutor
-from importlib import metadata
 from pathlib import Path
 
 from llm_bridge.models import resolve_model_path
 from llm_bridge.spec import BridgeSpec
 from sim.experiment import git_commit
 from sim.program_cache import source_digest
-from sim.provenance import git_dirty, prefsim_version
+from sim.provenance import git_dirty, installed_versions, prefsim_version
 
 #: Suffixes of the configuration and tokenizer files of a Hugging Face model directory that loading reads
 #: (``.jinja``: ``chat_template.jinja``, which transformers 5 saves instead of a key of tokenizer_config.json).
@@ -54,13 +52,7 @@ CHUNK = 8 << 20
 
 def versions() -> dict:
     """prefsim's version, Python's and those of :data:`PACKAGES` (None where one is not installed)."""
-    found = {"prefsim": prefsim_version(), "python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    return found
+    return {"prefsim": prefsim_version(), **installed_versions(PACKAGES)}
 
 
 def model_files(path: str) -> tuple[Path, list[Path]]:

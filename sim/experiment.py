@@ -55,7 +55,7 @@ from sim.metrics import metric_tau
 from sim.point_groups import run_rule_over_points
 from sim.precision import in_float64
 from sim.program_cache import SourceKey, source_digest
-from sim.provenance import git_dirty
+from sim.provenance import git_dirty, installed_versions
 from sim.results_io import (
     PROGRESS_SUFFIX,
     RUNNING_MANIFEST,
@@ -668,16 +668,8 @@ def code_identity() -> dict:
 
 
 def package_versions() -> dict:
-    """Versions of prefsim and the packages results depend on."""
-    from importlib import metadata
-
-    versions = {"python": platform.python_version()}
-    for name in ("prefsim", "jax", "jaxlib", "numpy", "scipy", "pandas", "optax", "matplotlib"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    """Versions of Python, prefsim and the packages results depend on."""
+    return installed_versions(("prefsim", "jax", "jaxlib", "numpy", "scipy", "pandas", "optax", "matplotlib"))
 
 
 def git_commit() -> str | None:

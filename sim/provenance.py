@@ -9,7 +9,9 @@ get the mode an ordinary ``open`` would give them under the user's umask (:func:
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 
@@ -22,6 +24,18 @@ def prefsim_version() -> str:
         return metadata.version("prefsim")
     except metadata.PackageNotFoundError:
         return "unknown (not installed)"
+
+
+def installed_versions(names: Iterable[str]) -> dict:
+    """Python's version (``"python"``) and the installed version of each package of ``names`` (None where
+    one is not installed), as a manifest records them."""
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
 
 
 def git_dirty() -> bool | None:
