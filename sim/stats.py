@@ -66,10 +66,21 @@ def _statistic(values: np.ndarray, statistic: str, axis: int) -> np.ndarray:
 
 
 def _check_confidence(confidence: float) -> float:
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float, np.integer, np.floating)):
+        raise PrefsimError(f"confidence: expected a level in (0, 1), e.g. 0.95, got {confidence!r}.")
     confidence = float(confidence)
     if not 0.0 < confidence < 1.0:
         raise PrefsimError(f"confidence: expected a level in (0, 1), e.g. 0.95, got {confidence:g}.")
     return confidence
+
+
+def _check_resampling(resamples: int, seed: int) -> tuple[int, int]:
+    """``(resamples, seed)`` as ints: the number B of bootstrap resamples (an integer ≥ 1) and the generator's
+    seed (an integer ≥ 0, what ``numpy.random.default_rng`` takes)."""
+    for name, value, least in (("resamples", resamples, 1), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise PrefsimError(f"bootstrap {name}: expected an integer ≥ {least}, got {value!r}.")
+    return int(resamples), int(seed)
 
 
 #: Bootstrap replicates are computed in blocks of about this many gathered numbers (values[indices] of
@@ -157,6 +168,7 @@ def bootstrap_ci(
       consistent.  NaN where no seed has a value; ``lower = upper = centre`` for one seed.
     """
     confidence = _check_confidence(confidence)
+    resamples, seed = _check_resampling(resamples, seed)
     values = np.asarray(samples, dtype=np.float64)
     if values.ndim == 0 or values.shape[0] == 0:
         raise PrefsimError("bootstrap_ci: needs at least one sample along axis 0 (the seeds).")
@@ -168,8 +180,8 @@ def bootstrap_ci(
         if len(rows) == 1:
             lower[columns], upper[columns] = group[0], group[0]
             continue
-        indices, counts = resample_draws(len(rows), int(resamples), int(seed))
-        width = max(1, PERCENTILE_BLOCK_NUMBERS // int(resamples))  # columns whose replicates fit one block
+        indices, counts = resample_draws(len(rows), resamples, seed)
+        width = max(1, PERCENTILE_BLOCK_NUMBERS // resamples)  # columns whose replicates fit one block
         for start in range(0, len(columns), width):
             replicates = _replicates(group[:, start : start + width], indices, statistic, counts)  # (B, width)
             lower[columns[start : start + width]], upper[columns[start : start + width]] = _percentiles(
@@ -549,6 +561,14 @@ def fit_rate(
     if window is None:
         last = int(iterations.max())
         window = (max(1, last // 10), last)
+    if (
+        not isinstance(window, (tuple, list))
+        or len(window) != 2
+        or not all(isinstance(end, (int, np.integer)) and not isinstance(end, bool) for end in window)
+    ):
+        raise PrefsimError(f"fit_rate: window must be a pair of iterations (first, last), got {window!r}.")
+    if isinstance(floor, bool) or not isinstance(floor, (int, float, np.integer, np.floating)) or np.isnan(floor):
+        raise PrefsimError(f"fit_rate: floor must be a number (the rounding level of the metric), got {floor!r}.")
     first, last = int(window[0]), int(window[1])
     if scale == "loglog" and first < 1:
         raise PrefsimError(f"fit_rate: a log-log window must start at iteration ≥ 1, got {window}.")

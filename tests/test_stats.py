@@ -128,6 +128,37 @@ def test_bootstrap_ci_median_nan_and_single_seed():
         stats.bootstrap_ci(data, confidence=95)
 
 
+@pytest.mark.parametrize(
+    ("keyword", "value", "message"),
+    [
+        ("resamples", 0, "resamples"),
+        ("resamples", -5, "resamples"),
+        ("resamples", 2.5, "resamples"),
+        ("resamples", True, "resamples"),
+        ("seed", -1, "seed"),
+        ("seed", 1.5, "seed"),
+        ("confidence", "0.95", "confidence"),
+    ],
+)
+def test_bootstrap_ci_refuses_bad_resampling_parameters_with_a_clear_error(keyword, value, message):
+    """B = 0 divided by zero, a negative B or seed reached NumPy's ValueError, 2.5 resamples were silently 2."""
+    data = np.random.default_rng(0).normal(size=(10, 3))
+    with pytest.raises(PrefsimError, match=message):
+        stats.bootstrap_ci(data, **{keyword: value})
+    table = synthetic_table({"a": lambda s, t: (1 + s) / t}, 4, np.arange(1, 20))
+    with pytest.raises(PrefsimError, match=message):
+        stats.fit_rate(table, "kl_to_nash", "a", **{keyword: value})
+
+
+@pytest.mark.parametrize("window", [5, (5,), (2, 8, 9), ("2", "8"), (2.5, 8)])
+def test_fit_rate_refuses_a_window_that_is_not_a_pair_of_iterations(window):
+    table = synthetic_table({"a": lambda s, t: (1 + s) / t}, 4, np.arange(1, 20))
+    with pytest.raises(PrefsimError, match="window"):
+        stats.fit_rate(table, "kl_to_nash", "a", window=window)
+    with pytest.raises(PrefsimError, match="floor"):
+        stats.fit_rate(table, "kl_to_nash", "a", floor="1e-12")
+
+
 def test_bootstrap_ci_resamples_only_the_seeds_that_have_a_value():
     """NaN marks a missing seed: the interval of a column is the percentile interval of the means of
     resamples of its n present seeds (here 8 of 12), by definition; columns with the same seeds present
