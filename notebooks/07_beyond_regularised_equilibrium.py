@@ -401,8 +401,11 @@ assert np.all(np.diff(advance_kl) <= 1e-15) and advance_kl[-1] < 1e-3 * advance_
 assert float(paired["difference_upper"].iloc[0]) < 0
 # §3 extragradient converges to π*_β at β = 0.1 (gap ≤ 1e-8 on every seed) but not to π⁰; advancement does
 first = egpo[egpo.setting.str.startswith("β=0.1")].set_index(["rule", "metric"])
-assert first.loc[("extragradient", "duality_gap"), "ci_upper"] < 1e-8
-assert first.loc[("inpo", "duality_gap"), "ci_upper"] < 1e-8, "INPO with the same step reaches π*_β too"
+# "on every seed": the largest seed's gap, not the CI of the mean (whose upper end can lie below a seed's value)
+first_table, first_horizon = egpo_tables[0.1]
+first_gaps = first_table[first_table.iteration == first_horizon].groupby("rule").duality_gap.max()
+assert first_gaps["extragradient"] < 1e-8, first_gaps
+assert first_gaps["inpo"] < 1e-8, "INPO with the same step reaches π*_β too"
 assert first.loc[("extragradient", "exploitability"), "ci_lower"] > 1e-3
 row = egpo_paired[(0.1, "extragradient", "exploitability")]
 assert max(abs(row.difference_lower), abs(row.difference_upper)) < 1e-6, "both keep π*_β's exploitability"
