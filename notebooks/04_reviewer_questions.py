@@ -580,9 +580,11 @@ by_tau = taus.groupby("tau").mean(numeric_only=True).sort_index(ascending=False)
 assert by_tau.bound_T.is_monotonic_increasing, "the bound grows as τ → 0"
 assert by_tau.informative_from_T.is_monotonic_increasing, "the bound becomes informative later as τ → 0"
 assert (taus.bound_T > taus.KL_0).all(), "vacuous at T = 1000 for every τ ≤ 0.5 (the bound exceeds KL(π*‖π_0))"
-assert (coverage.groupby("mass").bound_T.mean().max() / coverage.groupby("mass").bound_T.mean().min()) < 1.01, (
-    "coverage does not move INPO's realised B much (B = O(1/τ)), so neither the bound"
-)
+# coverage does not move INPO's realised B much: its mean over seeds varies by < 25% across the masses (Results:
+# 2.35 / 2.63 / 2.63, a factor 1.12) while log(1/m) grows 8× (2.3 → 18.4); with C = 1 (asserted above) the bound
+# 32C²/(τ²(T + 1)) is then the same for every mass
+mean_b = coverage.groupby("mass").B.mean()
+assert mean_b.max() / mean_b.min() < 1.25, f"coverage moves the realised B: {mean_b.round(3).to_dict()}"
 assert coverage_effect.difference_lower.iloc[0] > 0, "poor coverage of a Nash arm raises the exploitability of π*_τ"
 # §D.8
 assert len(flips) >= 1, "expected at least one significant ranking flip between T = 3 and T = 1000"
