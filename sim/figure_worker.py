@@ -103,6 +103,9 @@ class FigureWorker:
         self._ready = False
         self._job_sent = False
         self._busy = False
+        #: CPU seconds the worker spent on its last figure (what a figure costs when it gets a core; on a busy
+        #: machine a worker at the lowest priority takes far longer in wall time), ``None`` before one.
+        self.last_cpu_seconds: float | None = None
 
     @property
     def ready(self) -> bool:
@@ -133,7 +136,7 @@ class FigureWorker:
                 send_message(self.process.stdin, job)
                 self._job_sent = True
             send_message(self.process.stdin, metric)
-            outcome = read_message(self.process.stdout)
+            outcome, self.last_cpu_seconds = read_message(self.process.stdout)
         except (EOFError, BrokenPipeError, OSError, ValueError):
             raise FigureProcessLost(
                 f"a figure process failed (exit {self.process.wait()}): {self.stderr_text()}"
@@ -194,11 +197,12 @@ def serve(draw: Callable[[Any, str], list[Path]], warm_up: Callable[[], None]) -
     try:
         job = read_message(requests)
         while (metric := read_message(requests)) is not None:
+            began = time.process_time()
             try:
                 outcome = draw(job, metric)
             except Exception as exc:  # noqa: BLE001 - handed to the caller, which raises it again
                 outcome = exc
-            send_message(answers, outcome)
+            send_message(answers, (outcome, time.process_time() - began))
     except EOFError:  # the caller is gone
         pass
     # the figures are written and closed: end now, not after ~0.2 s of interpreter shutdown
@@ -231,10 +235,12 @@ def draw_shared(
     here, and for a figure a worker took when this process next looks.
 
     The patience is twice a typical figure's time (the mean over the figures drawn so far, anywhere;
-    ``average_seconds`` before the first), at least :data:`MIN_PATIENCE_SECONDS`.  When nothing is left
-    to take, a figure still out in a worker is waited for, for the patience, when the worker is ready and
-    has drawn a figure already; otherwise, or when the patience runs out, the worker is stopped and the
-    figure drawn here, as is the figure of a worker whose process was lost (:class:`FigureProcessLost`).
+    ``average_seconds`` before the first), at least :data:`MIN_PATIENCE_SECONDS`.  A worker's figure counts
+    with the CPU time it took there (:attr:`FigureWorker.last_cpu_seconds`), not its wall time: on a machine
+    busy with other work a worker at the lowest priority gets little CPU, and this process then draws too.
+    When nothing is left to take, a figure still out in a worker is waited for, for the patience, when the
+    worker is ready and has drawn a figure already; otherwise, or when the patience runs out, the worker is
+    stopped and the figure drawn here, as is the figure of a worker whose process was lost (:class:`FigureProcessLost`).
     Errors of a figure are raised again, after every worker has stopped.
     """
     pending = collections.deque(metrics)
@@ -268,12 +274,15 @@ def draw_shared(
                         failures.append(exc)
                         out[index] = None
                 return
+            # what the figure cost: the worker's CPU time where it says (a starved worker's wall time would
+            # stretch the patience, and this process, at normal priority, would leave it every figure)
+            cost = getattr(worker, "last_cpu_seconds", None)
             with lock:
                 if stopped[index]:  # taken back: drawn (or being drawn) here
                     return
                 done[metric] = paths
                 drew[index] += 1
-                seconds.append(time.monotonic() - began)
+                seconds.append(cost if cost is not None else time.monotonic() - began)
                 out[index] = None
 
     def patience() -> float:

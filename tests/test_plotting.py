@@ -824,6 +824,24 @@ def test_a_ready_worker_that_finishes_nothing_gets_its_figures_drawn_here_after_
     assert waited >= 2 * figure_worker.MIN_PATIENCE_SECONDS  # it waited before a and before b
 
 
+def test_workers_starved_by_a_busy_machine_do_not_keep_this_process_waiting():
+    """A worker runs at the lowest priority: on a machine busy with other work its figures take far longer
+    in wall time than in CPU time.  Its patience counts the CPU time, so this process (at normal priority)
+    draws too; with wall times (1.5 s a figure, patience 3 s) it left every figure to the crawling workers."""
+
+    class Starved(QuickWorker):
+        def draw(self, job, metric):
+            paths = super().draw(job, metric)
+            self.last_cpu_seconds = 0.05  # of the 1.5 s it took: 3% of a core
+            return paths
+
+    here = []
+    workers = [Starved(1.5), Starved(1.5)]
+    paths = figure_worker.draw_shared(list("abcdefgh"), recorded_in(here), None, workers, cores=2)
+    assert paths == {name: [Path(f"{name}.png")] for name in "abcdefgh"}
+    assert len(here) >= 4, (here, workers[0].asked, workers[1].asked)
+
+
 def test_a_figure_out_in_a_worker_that_is_not_ready_is_drawn_here():
     here = []
     worker = StuckWorker()
