@@ -6,7 +6,8 @@ Run from the repository root::
     python benchmarks/run_all.py --quick    # smaller shapes, the same sections (a smoke run)
 
 Options: ``--repeats N`` (timed repeats of every section; default 5, quick 2), ``--only A,B``
-(sections to run: ``per_seed``, ``end_to_end``, ``first_result``, ``compute_bound``, ``sampled``),
+(sections to run: ``per_seed``, ``end_to_end``, ``default_experiment``, ``first_result``, ``compute_bound``,
+``sampled``),
 ``--out STEM`` (write ``STEM.json`` / ``STEM.md``), ``--no-write``.  Writes
 ``benchmarks/results/summary_cpu.{json,md}`` (quick: ``summary_cpu_quick.*``).
 
@@ -22,6 +23,9 @@ checker of every metric, interleaved repeats, bandwidth measurements — is ``ex
 * ``end_to_end`` — ``prefsim run`` as a whole process, figures included, on K = 100, 256 per-seed random
   games, 20000 INPO iterations, vs the bare NumPy loop of the same update on the same games (in this
   process); the same run with ``--no-plots`` gives the figures' share of the wall time.
+* ``default_experiment`` — README command 1's experiment (``examples/default.toml``, 12 rule tables, 13
+  figures of 12 panels) as a whole process, warm, with and without figures: its figures' share, held to
+  the same line.
 * ``first_result`` — the trivial spec (one INPO rule, K = 10, 8 seeds, 1000 iterations) as a whole
   process, cold (an empty persistent compile cache) and warm (a cache a previous run filled), with and
   without figures.
@@ -37,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -58,7 +63,7 @@ import jax.numpy as jnp  # noqa: E402
 
 from sim.trajectory import simulate_grid  # noqa: E402
 
-SECTIONS = ("per_seed", "compute_bound", "end_to_end", "first_result", "sampled")
+SECTIONS = ("per_seed", "compute_bound", "end_to_end", "default_experiment", "first_result", "sampled")
 
 #: (K, S, T) per-seed random games; quick: the same K, fewer seeds and iterations.
 PER_SEED_CASES = ((10, 1024, 2000), (100, 256, 2000), (1000, 16, 200))
@@ -70,6 +75,8 @@ COMPUTE_BOUND_QUICK, SHARED_SMALL_QUICK = (1000, 8, 50), (10, 64, 200)
 PEAK_SIZE, PEAK_SIZE_QUICK, PEAK_SIZE_ACCELERATOR = 2000, 500, 8192
 #: (K, S, T) of the end-to-end `prefsim run`.
 END_TO_END, END_TO_END_QUICK = (100, 256, 20000), (100, 16, 300)
+#: README command 1's experiment, and its (iterations, seeds) in quick mode (its own: 1000 and 20).
+DEFAULT_SPEC, DEFAULT_QUICK = ROOT / "examples" / "default.toml", (50, 4)
 #: The trivial spec of "seconds to the first result" (the same in both modes).
 TRIVIAL = (10, 8, 1000)
 #: Issue 3's sampled case (seeds, iterations, pairs, Adam steps, arms) and a small one.
@@ -336,6 +343,50 @@ def end_to_end_section(quick: bool, repeats: int, work: Path, say=print) -> tupl
     return {"arms": arms, "seeds": seeds, "iterations": iterations, "first_run_s": first_run, "seconds": times}, targets
 
 
+def with_top_level(text: str, **values: int) -> str:
+    """A spec's TOML text with top-level ``name = value`` lines (before the first table) set to ``values``."""
+    head, table, rest = text.partition("\n[")
+    for name, value in values.items():
+        head, count = re.subn(rf"(?m)^{name}\s*=\s*[^#\n]*", f"{name} = {value}", head)
+        if count != 1:
+            raise RuntimeError(f"{name}: expected one top-level line in the spec, found {count}")
+    return head + table + rest
+
+
+def default_experiment_section(quick: bool, repeats: int, work: Path, say=print) -> tuple[dict, dict]:
+    """README command 1's experiment (``examples/default.toml``: 12 rule tables in 11 families, 20 random
+    10-arm games, 1000 iterations; 13 figures of 12 panels) as a new process, warm, with and without
+    figures: what a user waits for when running it again.  Its figures' share is held to the end-to-end
+    case's line (≤ 20%)."""
+    text = DEFAULT_SPEC.read_text(encoding="utf-8")
+    if quick:
+        iterations, seeds = DEFAULT_QUICK
+        text = with_top_level(text, iterations=iterations, seeds=seeds)
+    spec_path = work / "default.toml"
+    spec_path.write_text(text, encoding="utf-8")
+    cache = work / "cache_default"
+    first_run = prefsim_process(spec_path, work / "default_first", cache, figures=False)  # fills the compile cache
+    times = {"figures": [], "no_figures": []}
+    for repeat in range(repeats):
+        for name in ("figures", "no_figures") if repeat % 2 == 0 else ("no_figures", "figures"):
+            times[name].append(prefsim_process(spec_path, work / f"default_{name}", cache, figures=name == "figures"))
+        say(f"default experiment: {times['figures'][-1]:.2f} s with figures, {times['no_figures'][-1]:.2f} s without")
+    shares = [(f - n) / f for f, n in zip(times["figures"], times["no_figures"])]
+    figures = len(list((work / "default_figures").glob("*.png")))
+    targets = {
+        "default_experiment_figure_share[examples/default.toml]": target(
+            f"README command 1's experiment: figures ≤ {TARGETS['figure_share_max']:.0%} of the run's wall time "
+            "(with − without figures)",
+            TARGETS["figure_share_max"],
+            shares,
+            at_least=False,
+            note=f"{figures} figures; with figures median {np.median(times['figures']):.2f} s, without "
+            f"{np.median(times['no_figures']):.2f} s; first (cold-cache) run without figures {first_run:.1f} s",
+        )
+    }
+    return {"spec": str(DEFAULT_SPEC.relative_to(ROOT)), "first_run_s": first_run, "seconds": times}, targets
+
+
 def first_result_section(repeats: int, work: Path, say=print) -> tuple[dict, dict]:
     arms, seeds, iterations = TRIVIAL
     spec = random_game_spec(arms, seeds, iterations)
@@ -483,6 +534,8 @@ def main(argv=None) -> dict:
                 result, found = compute_bound_section(args.quick, repeats)
             elif name == "end_to_end":
                 result, found = end_to_end_section(args.quick, repeats, work)
+            elif name == "default_experiment":
+                result, found = default_experiment_section(args.quick, repeats, work)
             elif name == "first_result":
                 result, found = first_result_section(repeats, work)
             else:

@@ -95,6 +95,7 @@ def test_run_all_quick_reports_every_issue_14_target(tmp_path):
         "per_seed_speedup_vs_numpy[K=100,",
         "end_to_end_speedup_vs_numpy[",
         "figure_share[",
+        "default_experiment_figure_share[",
         "first_result_warm_no_figures[",
         "first_result_warm_with_figures[",
         "compute_bound_peak_fraction[",
