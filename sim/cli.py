@@ -389,15 +389,15 @@ def _write_summary_and_figures(table, spec: ExperimentSpec, out: Path, chosen, a
     metrics = choose_metrics(table, chosen)
     summary = summary_frame(table, iterations=at, precision=spec.precision, tau=spec.game.tau)
     write_summary(out, summary)
+    if not args.quiet:  # the results first: the figures of a large run take longer than its table
+        print()
+        print(format_summary(summary, metrics, spec.precision, tau=spec.game.tau), flush=True)
     if not args.no_plots:
         paths = _draw(table, out, say, workers)
         say.finish()
         say(f"wrote {out / 'metrics.csv'}, summary.csv, bounds.csv, manifest.json and {len(paths)} figure(s)")
     else:  # an earlier run's figures would show its results next to this run's
         _remove_old_figures(out, [], say)
-    if not args.quiet:
-        print()
-        print(format_summary(summary, metrics, spec.precision, tau=spec.game.tau))
     return 0
 
 
