@@ -313,6 +313,13 @@ def _toml(spec: dict) -> str:
         ({"pair_scheme": "exact_win_rates"}, {"name": "inpo", "eta": 1.0}, "does not order its pairs"),
         ({"pair_scheme": "uniform_opponent"}, {"name": "online_ipo"}, "does not order its pairs"),
         ({"pair_scheme": "exact_win_rates"}, {"name": "apo", "base": "dpo"}, "does not order its pairs"),
+        # EGPO's estimator fixes its own pairs (uniform_opponent): another scheme would be silently replaced
+        (
+            {"pair_scheme": "tournament", "candidates": 4},
+            {"name": "extragradient", "estimator": "uniform"},
+            "leave pair_scheme at 'lambda_p', got 'tournament'",
+        ),
+        ({"pair_scheme": "exact_win_rates"}, {"name": "optimistic", "estimator": "uniform"}, "leave pair_scheme"),
         ({"apo_form": "implicit_reference"}, {"name": "apo", "base": "sppo", "eta": 1.0}, "implicit_reference"),
         ({"apo_form": "momentum"}, {"name": "apo", "base": "inpo", "eta": 1.0, "tau": 0.1}, "run.apo_form"),
         ({}, {"name": "mmd", "eta": 1.0}, "has no sampled loss"),

@@ -41,14 +41,14 @@ def check_sampled_rule(rule_name: str, parameters: dict, pair_scheme: str, where
     if rule_info(name).loss is None:
         raise PrefsimError(f"{where}: {rule_name}'s base {name} has no sampled loss.")
     override = data.scheme(base_parameters(rule_name, parameters)) if data.scheme is not None else None
-    if override is not None:
-        pair_scheme = override  # a parameter of the rule fixes its pairs (EGPO's estimator = "uniform")
-    elif data.schemes and pair_scheme not in data.schemes:
+    # a parameter of the rule may fix its pairs (EGPO's estimator = "uniform"): the run's pair_scheme is then
+    # not read, so it must stay at the rule's own (a scheme given for it would be silently replaced)
+    if data.schemes and pair_scheme not in data.schemes and pair_scheme != override:
         raise PrefsimError(
             f"{where}: rule {name} samples its own pairs (against its opponent, or with its estimator); leave "
             f"pair_scheme at {' or '.join(repr(s) for s in data.schemes)}, got {pair_scheme!r}."
         )
-    else:
+    if override is None:
         reason = data.unreadable(pair_scheme, "sampled")
         if reason is not None:
             raise PrefsimError(f"{where}: rule {name} {reason}.")
