@@ -72,7 +72,7 @@ from sim.results_io import (
 )
 from sim.rules import build_rule, uses_built_in_code
 from sim.sampled.experiment import SampledInputs, build_sampled_inputs, run_sampled_rule
-from sim.sampled.validation import biased_scheme_notes
+from sim.sampled.validation import biased_loss_notes
 from sim.seed_games import build_game, build_games, unregularised_targets  # noqa: F401  (re-exported)
 from sim.shards import WorkPart, check_shard_directory, shard_record, shard_work, work_parts
 from sim.shared_engine import padded_seed_rows, raise_if_diverged, take_seeds
@@ -466,7 +466,7 @@ def finish_run(
     table.attrs["headtohead"] = None if headtohead is None else column_record(headtohead)
     messages = run_warnings(table, spec) + ([skipped] if skipped is not None else [])
     if spec.run.mode == "sampled":
-        messages += biased_scheme_notes(spec.run, spec.rules)
+        messages += biased_loss_notes(spec.run, spec.rules)
     bounds = None
     if out is not None and not shard:
         # a float64 run's games and targets are those the bounds need: not built and solved again

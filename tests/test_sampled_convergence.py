@@ -137,6 +137,28 @@ def test_a_dno_run_with_estimated_win_rates_warns_that_its_loss_is_biased():
     assert said and not any("soft label" in message for message in said)  # only the one-seed note
 
 
+@pytest.mark.parametrize(
+    "rule", [{"name": "sppo", "eta": 1.0}, {"name": "apo", "base": "sppo", "eta": 1.0, "alpha": 0.3}]
+)
+def test_a_sppo_run_with_the_exact_normaliser_warns_that_its_loss_trains_the_paper_step(rule):
+    """SPPO's loss targets η(P̂ − ½): its population minimiser is the normaliser = "paper" step (the test
+    above), while the default normaliser = "exact" is the Hedge step, which distance_to_exact then measures
+    against; the run says so (also through APO), and says nothing with normaliser = "paper"."""
+    spec = {
+        "iterations": 2,
+        "seeds": 1,
+        "game": RANDOM_GAME,
+        "rule": [rule],
+        "run": {"mode": "sampled", "pairs_per_iteration": 50, "inner_steps": 5},
+    }
+    with pytest.warns(DegenerateRunWarning, match="normaliser = 'paper' step as its population minimiser"):
+        sim.run(spec)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DegenerateRunWarning)
+        sim.run({**spec, "rule": [{**rule, "normaliser": "paper"}]})
+    assert not any("population minimiser" in str(w.message) for w in caught)
+
+
 def test_the_catalogue_lists_only_the_schemes_a_loss_can_read():
     """Pairwise losses need ordered pairs (not exact_win_rates' or uniform_opponent's two draws); SPPO and
     DNO need win rates of responses drawn from π_t (not uniform_opponent's)."""

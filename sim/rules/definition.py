@@ -176,6 +176,11 @@ class PairData:
       unbiased_schemes: the schemes under which the loss's population minimiser is the exact update,
         where the default scheme's is not (DNO: σ of a sampled win-rate estimate is biased); a sampled
         run with another scheme warns.  Empty: the default scheme's is.
+      minimiser_parameters: ``(parameter, value)`` pairs under which the loss's population minimiser is
+        the exact update, where the other values' is not (SPPO: its loss targets η(P̂ − ½), the
+        ``normaliser = "paper"`` step, whatever ``normaliser`` says); a sampled run with another value
+        warns, since its ``distance_to_exact`` measures the gap to an update the loss cannot reach.
+        Empty: every value's is.
 
     A loss that does not read win rates reads the order of each pair (chosen first), so the scheme must
     order its pairs (:func:`bandits.pair_schemes.gives_ordered_pairs`).
@@ -188,6 +193,7 @@ class PairData:
     scheme: Callable | None = None
     history: HistoryAnchor | None = None
     unbiased_schemes: tuple = ()
+    minimiser_parameters: tuple = ()
 
     def unreadable(self, scheme: str, mode: str) -> str | None:
         """Why this loss cannot read the pairs of ``scheme`` in ``mode`` (``sampled``/``llm``), naming the

@@ -161,14 +161,16 @@ DEFINITION = RuleDefinition(
         Parameter("eta", "learning rate η (the official code's beta = 1/η)", 1.0, constraint="> 0", symbol="η"),
         Parameter(
             "normaliser",
-            "exact log Z_t, or paper: the η/2 target solved as a constrained argmin (exact mode)",
+            "exact log Z_t, or paper: the η/2 target solved as a constrained argmin (the sampled and LLM loss "
+            "always trains the paper target; this picks the update exact mode runs and distance_to_exact uses)",
             "exact",
             NORMALISERS,
         ),
     ),
     exact=sppo,
     loss=pair_loss,
-    data=PairData(needs_win_rates=True),
+    # the loss's target η(P̂ − ½) is the paper's η/2 normaliser: its population minimiser is that step
+    data=PairData(needs_win_rates=True, minimiser_parameters=(("normaliser", "paper"),)),
     bounds=(SPPO_HEDGE,),
     proximal=True,
 )

@@ -12,7 +12,7 @@ from typing import Any
 from bandits.errors import PrefsimError
 from bandits.games import GameSpec
 from bandits.pair_schemes import check_candidates, resolve_scheme
-from sim.rules import base_of, rule_info
+from sim.rules import base_of, base_parameters, rule_info
 from sim.rules.apo import check_form
 from sim.rules.reference import REFERENCE_EVERY
 from sim.sampled.engine import check_settings
@@ -88,12 +88,23 @@ def validate_sampled_spec(run: Any, game: GameSpec, rules: Sequence[Any]) -> Non
             )
 
 
-def biased_scheme_notes(run: Any, rules: Sequence[Any]) -> list[str]:
-    """One message per rule whose loss is biased under the run's pair scheme (its definition's
-    ``PairData.unbiased_schemes`` does not list it): what a sampled run's ``distance_to_exact`` then shows."""
+def biased_loss_notes(run: Any, rules: Sequence[Any]) -> list[str]:
+    """One message per rule whose loss's population minimiser is not its exact update: under the run's pair
+    scheme (the definition's ``PairData.unbiased_schemes`` does not list it), or under its parameters (one of
+    ``PairData.minimiser_parameters`` has another value); what a sampled run's ``distance_to_exact`` then
+    shows."""
     notes = []
     for rule in rules:
         base = base_of(rule.name, rule.parameters)
+        own = base_parameters(rule.name, rule.parameters)
+        for key, value in rule_info(base).data.minimiser_parameters:
+            if own.get(key, value) != value:
+                notes.append(
+                    f"rule {rule.label}: {base}'s loss has the {key} = {value!r} step as its population minimiser, "
+                    f"not the {key} = {own[key]!r} step that distance_to_exact measures against, so "
+                    f"distance_to_exact does not fall to 0 with more pairs; {key} = {value!r} compares with the "
+                    "step the loss trains."
+                )
         unbiased = rule_info(base).data.unbiased_schemes
         if run.data == "online" and unbiased and run.pair_scheme not in unbiased:
             notes.append(
