@@ -28,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 
+from bandits.errors import PrefsimError
 from sim.bounds_file import BOUND_COLUMNS, read_bounds
 from sim.diagnostics import few_seeds, plot_metric_warnings, report_warnings
 from sim.field_sweep import point_name
@@ -111,11 +112,16 @@ def run_field_sweep(
     combined files of the module docstring, replaced together at the end.  ``shard = (I, N)``: only the
     units (group × rule table) of shard I (:func:`sweep_plan`); ``out`` then holds a shard for ``prefsim merge``.
     ``fingerprint``: the sweep's (its points' spec fingerprints joined by ``+``), written to the manifest.
+    The memory of every group it runs is checked (:func:`group_memory`) before anything is written or run.
     """
     started = time.time()
     names = [point_name(point.point) for point in spec.points]
     groups = point_groups(spec)
     mine = None if shard is None else sweep_plan(spec, shard[1])[shard[0]]
+    to_run = [number for number in range(len(groups)) if mine is None or any(g == number for g, _ in mine)]
+    # every group this process runs is checked before anything is written or run: a group that cannot fit is
+    # refused at the start, not after the groups before it have run
+    memory = {number: group_memory(spec, groups, number, names) for number in to_run}
     if out is not None:
         running = _sweep_fields(spec, names, complete=False)
         if shard is not None:
@@ -129,20 +135,14 @@ def run_field_sweep(
     say(f"sweep: {len(names)} point(s) in {len(groups)} group(s), {calls} vmapped call(s) (group × rule table)")
     report_warnings(sweep_warnings(spec), progress)  # said once for the sweep, not by each point
     tables: list = [None] * len(names)
-    for number, members in enumerate(groups):
+    for number in to_run:
+        members = groups[number]
         chosen = None if mine is None else tuple(table for group, table in mine if group == number)
-        if chosen == ():
-            continue
         say(f"sweep group {number + 1}/{len(groups)}: {', '.join(names[i] for i in members)}")
+        say(memory[number])
         outs, entries = [], []
-        if len(members) > 1:  # the group's batch holds point × seed games: estimate it as that many seeds
-            batch = dataclasses.replace(spec.points[members[0]], seeds=tuple(range(len(members) * len(spec.seeds))))
-            say(f"group of {len(members)} points × {len(spec.seeds)} seeds: {describe_memory(check_memory(batch))}")
         for i in members:
             point_spec = spec.points[i]
-            estimate = check_memory(point_spec)
-            if len(members) == 1:  # a group's line above already gave the memory its points need together
-                say(describe_memory(estimate))
             rules = point_spec.rules if chosen is None else [point_spec.rules[t] for t in chosen]
             entries.append(
                 None if shard is None else {"index": shard[0], "count": shard[1], "labels": [r.label for r in rules]}
@@ -160,6 +160,24 @@ def run_field_sweep(
     table = combine_points(spec, out, tables, started, fingerprint, record)
     report_warnings(plot_metric_warnings(table, spec.plot), progress)  # of the combined table: once, at the end
     return table
+
+
+def group_memory(spec: ExperimentSpec, groups: Sequence[tuple[int, ...]], number: int, names: Sequence[str]) -> str:
+    """The memory line of group ``number`` (:func:`sim.limits.describe_memory`), or an error naming its points
+    when it needs more memory than the machine has (:func:`sim.limits.check_memory`).  A group of several
+    points runs their point × seed games as one batch, so it is estimated as that many seeds."""
+    members = groups[number]
+    try:
+        for i in members:
+            estimate = check_memory(spec.points[i])
+        if len(members) == 1:
+            return describe_memory(estimate)
+        batch = dataclasses.replace(spec.points[members[0]], seeds=tuple(range(len(members) * len(spec.seeds))))
+        return f"group of {len(members)} points × {len(spec.seeds)} seeds: {describe_memory(check_memory(batch))}"
+    except PrefsimError as exc:
+        raise PrefsimError(
+            f"sweep group {number + 1}/{len(groups)} ({', '.join(names[i] for i in members)}): {exc}"
+        ) from None
 
 
 def sweep_warnings(spec: ExperimentSpec) -> list[str]:

@@ -12,7 +12,7 @@ import pytest
 
 import sim.point_groups as point_groups_module
 from bandits.errors import PrefsimError
-from sim import shared_engine
+from sim import limits, shared_engine
 from sim.cli import main
 from sim.experiment import prepare_run, run
 from sim.point_groups import run_rule_over_points, varying_parameters
@@ -390,3 +390,21 @@ def test_a_sweep_group_says_its_memory_once_for_its_points_together():
     run(spec, progress=said.append)
     memory = [line for line in said if "memory:" in line]
     assert len(memory) == 1 and memory[0].startswith("group of 2 points × 2 seeds: memory: at least"), memory
+
+
+def test_a_sweep_group_that_cannot_fit_is_refused_before_any_group_runs(monkeypatch, tmp_path):
+    """Every group's memory is checked at the start: a later group too large for the machine is refused naming
+    its points, before the groups before it have run (they did, then the sweep stopped at the large one)."""
+    spec = {
+        "iterations": 3,
+        "seeds": 2,
+        "game": {"kind": "random", "arms": [3, 200], "tau": 0.1},
+        "rule": [{"name": "inpo", "eta": 1.0}],
+    }
+    small, large = (sum(limits.memory_estimate(point).values()) for point in parse_spec(spec).points)
+    monkeypatch.setattr(limits, "available_memory", lambda: (small + large) // 2)
+    said = []
+    with pytest.raises(PrefsimError, match=r"sweep group 2/2 \(game\.arms=200\): memory: this run needs"):
+        run(spec, out=tmp_path / "sweep", progress=said.append)
+    assert not [line for line in said if "sweep group" in line or "rows in" in line], said
+    assert not (tmp_path / "sweep" / "points").exists()
