@@ -2,9 +2,10 @@
 
 Typical uses: sampled mode against exact mode (the same spec with another ``[run]`` table), or two
 code versions (the same spec run from two checkouts).  For every rule label both runs have, every
-chosen metric and the final shared iteration (plus ``--at`` iterations), on the seeds both runs
-share: the mean of each run, the mean paired difference B − A with its 95% bootstrap CI, and the
-probability that B is better (lower) than A on a seed, with its CI (:func:`sim.stats.paired_difference`).
+chosen metric and the final shared iteration (plus ``--at`` iterations), on the seeds where both runs
+have a finite value (``seeds`` counts them): the mean of each run, the mean paired difference B − A (the
+difference of those means) with its 95% bootstrap CI, and the probability that B is better (lower) than A
+on a seed, with its CI (:func:`sim.stats.paired_difference`).
 An ordering is supported only where the CI of the difference excludes 0.
 
 The runs must simulate the same game: their parsed ``[game]`` tables must be equal, otherwise the
@@ -133,13 +134,14 @@ def compare_runs(
                 if paired.empty:
                     continue
                 result = paired.iloc[0]
+                mean_a, mean_b = paired_means(at, metric)
                 rows.append(
                     {
                         "rule": rule,
                         "metric": metric,
                         "iteration": iteration,
-                        "mean_a": float(np.nanmean(at.loc[at["rule"] == "A", metric])),
-                        "mean_b": float(np.nanmean(at.loc[at["rule"] == "B", metric])),
+                        "mean_a": mean_a,
+                        "mean_b": mean_b,
                         "difference": float(result["difference"]),
                         "difference_lower": float(result["difference_lower"]),
                         "difference_upper": float(result["difference_upper"]),
@@ -150,6 +152,19 @@ def compare_runs(
                     }
                 )
     return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
+
+
+def paired_means(at: pd.DataFrame, metric: str) -> tuple[float, float]:
+    """The means of A's and B's ``metric`` (rows of one iteration, rules ``"A"`` and ``"B"``) over the paired
+    seeds: those where both have a finite value, the seeds :func:`sim.stats.paired_difference` pairs, so that
+    mean B − mean A is the mean difference (NaN when no seed pairs)."""
+    a = at.loc[at["rule"] == "A"].set_index("seed")[metric].astype(np.float64)
+    b = at.loc[at["rule"] == "B"].set_index("seed")[metric].astype(np.float64)
+    a, b = a.align(b, join="inner")
+    paired = np.isfinite(a.to_numpy()) & np.isfinite(b.to_numpy())
+    if not paired.any():
+        return float("nan"), float("nan")
+    return float(a.to_numpy()[paired].mean()), float(b.to_numpy()[paired].mean())
 
 
 def format_comparison(comparison: pd.DataFrame, name_a: str, name_b: str, floor: float) -> str:

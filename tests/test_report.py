@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.compare import describe_compared_run
+from sim.compare import compare_runs, describe_compared_run
 from sim.report import png_css_width
 
 SPEC = textwrap.dedent(
@@ -78,6 +78,26 @@ def test_compare_sampled_against_exact_gives_paired_differences(runs):
         assert row.probability_b_better == pytest.approx(np.mean(difference < 0) + 0.5 * np.mean(difference == 0))
         assert row.seeds == 4
     assert (comparison["difference"] != 0).all(), "sampled and exact runs differ on every compared cell"
+
+
+def test_compare_means_are_over_the_paired_seeds_so_b_minus_a_is_the_difference():
+    """A seed where one run has no value (NaN) is left out of both means, as out of the difference: the
+    table's B − A column is mean B − mean A (A's mean took that seed in, 0.25 away from the difference)."""
+
+    def table(values):
+        return pd.DataFrame({"rule": "inpo", "seed": range(len(values)), "iteration": 5, "kl_to_nash": values})
+
+    manifest = {"parsed_spec": {"game": {"kind": "random"}}}
+    a = [1.0, 2.0, 3.0, 4.0, 5.0]
+    b = [1.5, 1.0, 3.25, 4.0, np.nan]
+    row = compare_runs(table(a), manifest, table(b), manifest, metrics=["kl_to_nash"]).iloc[0]
+    paired_a, paired_b = np.array(a[:4]), np.array(b[:4])
+    assert row.seeds == 4
+    assert row.mean_a == pytest.approx(paired_a.mean(), abs=1e-15)
+    assert row.mean_b == pytest.approx(paired_b.mean(), abs=1e-15)
+    assert row.difference == pytest.approx(np.mean(paired_b - paired_a), abs=1e-15)
+    assert row.mean_b - row.mean_a == pytest.approx(row.difference, abs=1e-15)
+    assert row.probability_b_better == pytest.approx((1 + 0 + 0.5) / 4)
 
 
 def test_compare_identical_runs_is_exactly_zero_and_refuses_other_games(runs, tmp_path):
