@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import numbers
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -80,8 +81,10 @@ def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float
     """Wilson score interval for a binomial proportion (Wilson 1927): centre (p̂ + z²/2n)/(1 + z²/n),
     half-width z·√(p̂(1 − p̂)/n + z²/4n²)/(1 + z²/n).  Unlike p̂ ± z·se it stays inside [0, 1] and is
     not degenerate at p̂ ∈ {0, 1} (there it is [0, z²/(n + z²)] resp. its mirror)."""
-    if trials < 1:
-        raise PrefsimError(f"trials: need at least one sample, got {trials}.")
+    if isinstance(trials, bool) or not isinstance(trials, numbers.Integral) or trials < 1:
+        raise PrefsimError(f"trials: need an integer number of samples ≥ 1, got {trials!r}.")
+    if isinstance(successes, bool) or not isinstance(successes, numbers.Integral) or not 0 <= successes <= trials:
+        raise PrefsimError(f"successes: need an integer from 0 to trials = {trials}, got {successes!r}.")
     p = successes / trials
     denominator = 1.0 + z * z / trials
     centre = (p + z * z / (2 * trials)) / denominator
@@ -136,6 +139,8 @@ def condorcet_frequencies(
 
 def exact_condorcet_probability(construction: str, arms: int) -> float:
     """The closed form of Pr(Condorcet winner) (see the module docstring), NaN where there is none."""
+    if construction not in CONSTRUCTIONS:
+        raise PrefsimError(f"construction: unknown {construction!r}; choose one of {', '.join(CONSTRUCTIONS)}.")
     fields = CONSTRUCTIONS[construction]
     if fields["kind"] == "random":
         return arms / 2.0 ** (arms - 1)

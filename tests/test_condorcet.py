@@ -98,6 +98,14 @@ def test_bad_arguments():
         condorcet.condorcet_frequency("random (lower_triangle)", 3, samples=0)
     with pytest.raises(PrefsimError, match="game.arms"):
         condorcet.condorcet_frequency("random (lower_triangle)", 1)
+    # counts that are no binomial outcome: more successes than trials, negative, or not whole numbers
+    for successes, trials in ((5, 3), (-1, 3), (1.5, 3)):
+        with pytest.raises(PrefsimError, match="successes"):
+            condorcet.wilson_interval(successes, trials)
+    with pytest.raises(PrefsimError, match="trials"):
+        condorcet.wilson_interval(0, 0)
+    with pytest.raises(PrefsimError, match="construction"):
+        condorcet.exact_condorcet_probability("tournament", 3)
 
 
 def test_figure_has_its_legend_outside_and_a_title_that_fits(tmp_path):
