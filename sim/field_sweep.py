@@ -109,6 +109,14 @@ def check_sweep_values(where: str, values: list) -> tuple:
     shown = [format_value(v) for v in values]
     repeated = sorted({s for s in shown if shown.count(s) > 1})
     if repeated:
+        for label in repeated:
+            alike = list(dict.fromkeys(v for v, s in zip(values, shown) if s == label))
+            if len(alike) > 1:  # distinct numbers that print alike (3 and 3.0 are one value)
+                raise PrefsimError(
+                    f"{where}: the values {', '.join(map(repr, alike))} all show as {label} in labels and result "
+                    "folders (6 significant digits), so their results could not be told apart; give values that "
+                    "differ within 6 significant digits."
+                )
         raise PrefsimError(f"{where}: the sweep repeats the value(s) {', '.join(repeated)}; give each value once.")
     return tuple(values)
 

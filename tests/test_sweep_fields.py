@@ -311,6 +311,10 @@ def test_plot_of_a_game_sweep_labels_the_curves_with_the_values(tmp_path):
         (lambda s: s.update(run={"mode": ["exact", "sampled"]}), r"run.mode: cannot be swept .*prefsim compare"),
         (lambda s: s["game"].update(arms=[]), r"game.arms: an empty list sweeps nothing"),
         (lambda s: s["game"].update(arms=[3, 3]), r"game.arms: the sweep repeats the value\(s\) 3"),
+        (
+            lambda s: s["game"].update(tau=[0.1234561, 0.1234562]),
+            r"game.tau: the values 0.1234561, 0.1234562 all show as 0.123456 in labels .*6 significant digits",
+        ),
         (lambda s: s["game"].update(tau=[[0.1], [0.2]]), r"game.tau: a sweep is a list of numbers or names"),
         (lambda s: s["game"].update(arms=[3, 0]), r"sweep point game.arms=0: .*arms"),
         (lambda s: s["rule"][0].update(name=["inpo", "mmd"]), r"name cannot be a list"),
