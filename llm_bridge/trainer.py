@@ -286,7 +286,9 @@ def train_on_pairs(
         for first in range(0, len(order), spec.batch_size):
             check_stop()  # Ctrl-C / SIGTERM whose exception Python dropped (sim.stop_request): stop between steps
             step_index = order[first : first + spec.batch_size]
-            step_weight = float(data.values["weight"][step_index].sum())
+            # a step whose pairs all weigh 0 (population pairs with π(y)π(y′)P(y ≻ y′) = 0) has loss 0, as in
+            # sampled mode (Σ w ℓ / max(Σ w, 1)): not 0 / 0
+            step_weight = float(data.values["weight"][step_index].sum()) or 1.0
             optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
             # this process's share of the step, in micro-batches; every process runs as many micro-batches as

@@ -130,6 +130,21 @@ def test_training_low_precision_weights_is_refused_with_the_fix_named(tiny_llama
         train_on_pairs(model, optimizer, data, build_bridge_rule("dpo", {}), TrainingSpec(), 1, seed=0, progress=False)
 
 
+def test_a_step_whose_pairs_all_weigh_zero_has_loss_zero_not_a_nan_error(tiny_llama):
+    """Population pairs weigh π(y)π(y′)P(y ≻ y′), 0 where P is: a step of such pairs has loss 0 and no
+    gradient (sampled mode's Σ w ℓ / max(Σ w, 1)); it was 0 / 0, reported as a diverging loss."""
+    model = load_causal_lm(str(tiny_llama), "float32")
+    values = {key: torch.zeros(2, dtype=torch.float64) for key in (*KEYS, "weight")}
+    data = PairTensors([[2, 5], [2, 6]], [[6, 3], [5, 4]], [[7, 3], [3, 4]], values)
+    before = {name: value.detach().clone() for name, value in model.named_parameters()}
+    optimizer = make_optimizer(model.parameters(), TrainingSpec())
+    stats = train_on_pairs(
+        model, optimizer, data, build_bridge_rule("dpo", {}), TrainingSpec(), 1, seed=0, progress=False
+    )
+    assert all(torch.equal(value, before[name]) for name, value in model.named_parameters())
+    assert stats.loss_first == stats.loss_last == 0.0 and stats.steps >= 1
+
+
 def test_float16_loss_scaling_skips_an_overflowing_step():
     precision = precision_for("float16", "cpu", bf16=False)
     assert precision.load_dtype == "float32" and precision.autocast_dtype is torch.float16
