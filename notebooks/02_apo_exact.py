@@ -111,8 +111,12 @@ plotting.plot_metric(
     fit_window=None,
     styles={dpo_label[0.5]: {"ls": (0, (4, 2)), "lw": 2.4, "color": "black"}},
     theory=bounds[(bounds.metric == "suboptimality") & bounds.rule.isin([apo_label[0.0], apo_label[0.9]])],
-    title=f"APO vs iterative DPO, exact rewards (K = 6, β = {BETA}), {SEEDS} seeds\n"
-    "APO(α = 0.5) lies under DPO(β(1−α) = 0.5) up to a 0.5-iteration lag",
+)
+# set after plotting (plot_metric re-wraps a title and drops its line breaks): two lines that fit the axes
+axes.set_title(
+    f"APO vs iterative DPO, exact rewards (K = 6, β = {BETA:g}, {SEEDS} seeds):\n"
+    "APO(α = 0.5) tracks DPO(β(1−α) = 0.5), 0.5 iterations behind",
+    fontsize=10,
 )
 show(plotting.save_figure(figure, OUT / "apo_suboptimality.png"))
 
@@ -137,7 +141,7 @@ for alpha in ALPHAS:
         bracketed = (later - tolerance <= apo_wide[:, index]) & (apo_wide[:, index] <= earlier + tolerance)
         lag_rows.append({"alpha": alpha, "T": int(horizon), "lag": lag, "bracketed": bool(bracketed.all())})
 lags = pd.DataFrame(lag_rows)
-# closed form of DPO(β(1−α)) at the non-integer T − L_T vs APO's run, every seed, T = ITERATIONS // 4
+# closed form of DPO(β(1−α)) at the non-integer T − L_T vs APO's run, every seed, at T = 8
 closed_errors = []
 horizon = 8  # small enough that SubOpt stays far above rounding for every α
 for alpha in ALPHAS:
@@ -229,10 +233,11 @@ plotting.plot_metric(
     axes=axes,
     fit_window=None,
     theory=gap_bounds[(gap_bounds.metric == "tv_to_optimum") & (gap_bounds.rule == apo_label[0.0])],
-    title=f"TV to the optimum, reward gap Δ = 0.2, β = {BETA} ({SEEDS} references)",
 )
-axes.set_xscale("linear")
+axes.set_xscale("linear")  # semilog: an exponential decay is a straight line
 axes.set_xlim(0, 150)
+axes.set_xlabel("iteration t (linear axis)")
+axes.set_title(f"TV to the optimum, reward gap Δ = 0.2,\nβ = {BETA:g} ({SEEDS} random references)", fontsize=10)
 axes.set_ylim(1e-14, 2)
 show(plotting.save_figure(figure, OUT / "apo_tv_gap.png"))
 
@@ -248,12 +253,21 @@ c_curve = pd.DataFrame({"rule": "nesterov", "seed": 0, "iteration": np.arange(IT
 nesterov_fit = stats.fit_rate(c_curve, "c", "nesterov", window=(ITERATIONS // 4, ITERATIONS))
 final = table[table.iteration == ITERATIONS].pivot(index="seed", columns="rule", values="suboptimality")
 early = table[table.iteration == 3].pivot(index="seed", columns="rule", values="suboptimality")
+# at T = ITERATIONS both SubOpts sit at the float64 floor (0), so the large-T ranking is read from how far each
+# run's π_T has moved from π_ref: B_T = max_y |log π_T/π_ref| ≈ c_T(r_max − r_min)/β (§5)
+final_log_ratio = table[table.iteration == ITERATIONS].pivot(index="seed", columns="rule", values="max_log_ratio")
 print(
     f"Nesterov multiplier c_T: log-log slope {nesterov_fit.slope:.3f} over {nesterov_fit.window} "
     f"(c_T = {nesterov_c[ITERATIONS]:.0f} vs α = 0.9: {float(theory.apo_multipliers(ITERATIONS, 0.9)[1]):.0f})"
 )
 print("mean SubOpt at T = 3:\n", early.mean().sort_values().round(5).to_string())
 print(f"mean SubOpt at T = {ITERATIONS}:\n", final.mean().sort_values().to_string())
+print(
+    f"largest SubOpt at T = {ITERATIONS}: Nesterov {final['apo_nesterov'].max():.1e}, "
+    f"α = 0.9 {final[apo_label[0.9]].max():.1e}; B_{ITERATIONS} Nesterov / α = 0.9 per seed: "
+    f"{(final_log_ratio['apo_nesterov'] / final_log_ratio[apo_label[0.9]]).min():.2f}–"
+    f"{(final_log_ratio['apo_nesterov'] / final_log_ratio[apo_label[0.9]]).max():.2f}"
+)
 
 # %% [markdown]
 # ## 5. Noise amplification and log-ratio growth
@@ -311,7 +325,7 @@ print(growth.groupby("alpha")[["B_T", "predicted", "slope_ratio"]].mean().round(
 # | APO vs closed-form DPO(β(1−α)) after T − L_T iterations (T = 8) | max relative error 1.1e-13 (asserted < 1e-10) |
 # | SubOpt(APO) − SubOpt(DPO β(1−α)) at T = 3 (paired, 10 seeds) | α = .3: +0.0061 [0.0046, 0.0076]; .5: +0.0201 [0.0149, 0.0259]; .7: +0.0402 [0.0294, 0.0520]; .9: +0.0489 [0.0419, 0.0574] — every CI above 0, and APO is behind its β(1−α) control on every seed (the lag) |
 # | TV semilog slope (Δ = 0.2, β = 1) vs −Δ/(β(1−α)) | α = 0: −0.2000 (−0.2000); .3: −0.2857 (−0.2857); .5: −0.4000 (−0.4000); .7: −0.6660 (−0.6667, 0.1% off); .9: −1.5244 over t ∈ [7, 18] (asymptote −2.0; exact window prediction −1.5244: the α^t transient); every slope within 0.1% of its window prediction (asserted < 1%), α ≤ 0.7 within 0.1% of the asymptote (asserted < 1%) |
-# | Nesterov α_t = t/(t+3) | c_T log-log slope 1.936 over [50, 200] (≈ T²/8); c_200 = 5175 vs 1919 for α = 0.9; at T = 3 α = 0.9 leads (0.054 vs 0.149 mean SubOpt) |
+# | Nesterov α_t = t/(t+3) | c_T log-log slope 1.936 over [50, 200] (≈ T²/8); c_200 = 5175 vs 1919 for α = 0.9; at T = 3 α = 0.9 leads (0.054 vs 0.149 mean SubOpt, every seed); at T = 200 both SubOpts are 0 on every seed (the float64 floor, reached at t ≈ 76–86), so the flip shows in the realised B_200: Nesterov's is 2.70× α = 0.9's on every seed (asserted > 1.5×) |
 # | noise weights in log π_50 | within [1+α, 1/(1−α)): α = 0.9: [1.90, 9.95] |
 # | realised B_200 vs c_T(r_max − r_min)/β | e.g. α = 0: 141.5 vs 143.3; α = 0.9: 1373.2 vs 1375.0 (difference ≤ log(1/π_ref(y*)) = log 6) — B grows ∝ T/(1−α) |
 #
@@ -349,7 +363,8 @@ assert 1.85 < nesterov_fit.slope < 2.05, nesterov_fit
 assert nesterov_c[ITERATIONS] > float(theory.apo_multipliers(ITERATIONS, 0.9)[1]), (
     "Nesterov's c_T ∝ T² must win at large T"
 )
-assert (final["apo_nesterov"] <= final[apo_label[0.9]] + 1e-15).all()
+# the runs realise it: at T = ITERATIONS both SubOpts are at the float64 floor, so compare B_T, which grows with c_T
+assert (final_log_ratio["apo_nesterov"] > 1.5 * final_log_ratio[apo_label[0.9]]).all(), final_log_ratio
 assert (early[apo_label[0.9]] < early["apo_nesterov"]).all(), "α = 0.9 must lead at T = 3 (ranking flips)"
 for alpha, w in weights.items():
     assert w.max() < 1 / (1 - alpha) + 1e-12 and w.min() >= 1 + alpha - 1e-12
