@@ -337,15 +337,17 @@ for (a, b, t), row in d3_pairs.items():
 print(f"one step T − 0: {ci_text(one_step_progress)}; argmin (η = τ) min over seeds {argmin_final.min():.3f}")
 for rule, fit in d3_fits.items():
     print(f"{rule}: semilog KL slope over {fit.window} {fit.slope:.3f} [{fit.lower:.3f}, {fit.upper:.3f}]")
-show(
-    plotting.plot_grid(
-        d3[d3.rule != "one_step_population"],  # no duality gap recorded for the population curve
-        ["kl_to_nash", "duality_gap"],
-        OUT / "d3b_one_step_vs_argmin.png",
-        fit_window=None,
-        mark_iteration=None,
-    )
+figure = plotting.grid_figure(
+    d3[d3.rule != "one_step_population"],  # no duality gap recorded for the population curve
+    ["kl_to_nash", "duality_gap"],
+    fit_window=None,
+    mark_iteration=None,
 )
+for axes in figure.axes[:2]:  # semilog: the linear rates fitted above are straight lines
+    axes.set_xscale("linear")
+    axes.set_xlim(0, ITERATIONS)
+    axes.set_xlabel("iteration t (linear axis)")
+show(plotting.save_figure(figure, OUT / "d3b_one_step_vs_argmin.png"))
 print(f"§D.3(b) done at {time.time() - STARTED:.0f} s")
 
 # %% [markdown]
@@ -609,7 +611,7 @@ row = d3_pairs[("inpo_one_step", "one_sgd_step", ITERATIONS)]
 assert max(abs(row.difference_lower), abs(row.difference_upper)) < 1e-12, ci_text(row)
 # ... with INPO(η = 3)'s linear rate (2·log ρ inside the fitted slopes' CIs), and INPO's argmin keeps the anchor
 # to π_t and converges where online IPO's argmin (η = τ) cycles
-for rule in ("one_sgd_step", "inpo_argmin"):
+for rule in ("one_sgd_step", "inpo_argmin", "inpo_exact"):
     fit = d3_fits[rule]
     assert fit.lower <= matched_rate <= fit.upper, (rule, fit.slope, fit.lower, fit.upper, matched_rate)
 assert d3_pairs[("inpo_argmin", "exact_argmin", ITERATIONS)].difference_upper < 0, "INPO's argmin beats IPO's"
@@ -666,7 +668,7 @@ for (rule, name), (_centre, lower, _upper) in ratio_cis.items():
 for rule in offline_rules:
     assert abs(d10_cis[(rule, "duality_gap")][0] - exact_gap_level) < 0.25 * exact_gap_level, rule
     if SCALE == "ci":  # Results: means within 5% (+4.1%, +3.1%, +1.3%)
-        assert abs(d10_cis[(rule, "duality_gap")][0] - exact_gap_level) < 0.06 * exact_gap_level, rule
+        assert abs(d10_cis[(rule, "duality_gap")][0] - exact_gap_level) < 0.05 * exact_gap_level, rule
 assert (
     max(abs(more_offline_labels.difference_lower), abs(more_offline_labels.difference_upper)) < 0.25 * exact_gap_level
 )
