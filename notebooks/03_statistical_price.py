@@ -219,6 +219,12 @@ if SCALE == "ci":  # Results: +0.016 [0.002, 0.033] (α = 0.6) and +0.053 [0.005
         row = worse_at_1000.loc[alpha]
         assert abs(row.control_lower - lower) < 1e-3 and abs(row.control_upper - upper) < 1e-3, (alpha, row.ci_control)
 assert price.difference_lower > 0, "at the largest N, α = 0.9 should still pay a statistical price against α = 0"
+if (
+    SCALE == "ci"
+):  # Results: +0.048 [0.013, 0.089] (N = 1000, 95%) and DPO(β) N = 1000 − N = 10: −0.162 [−0.252, −0.077]
+    for row, recorded in ((price, (0.048, 0.013, 0.089)), (shrink, (-0.162, -0.252, -0.077))):
+        measured = (row.difference, row.difference_lower, row.difference_upper)
+        assert np.allclose(measured, recorded, rtol=0, atol=1e-3), (measured, recorded)
 assert exact[0.9] < 0.05 * exact[0.0], "with exact rewards α = 0.9 wins by well over an order of magnitude"
 if SCALE == "ci":  # Results: a factor ≈ 116 on these 20 games (about 55 on the 40 games of the full scale)
     assert exact[0.9] < exact[0.0] / 100, f"factor {exact[0.0] / exact[0.9]:.0f}"
