@@ -958,9 +958,10 @@ def show_in_notebook(path: str | Path) -> None:
 
 
 def _wrap_title(text: str, width_inches: float, fontsize: float = 11.0) -> str:
-    """Wrap ``text`` to lines that fit ``width_inches`` (average glyph ≈ 0.6 × font size)."""
+    """Wrap ``text`` to lines that fit ``width_inches`` (average glyph ≈ 0.6 × font size); its own line breaks
+    are kept (each line is wrapped on its own)."""
     characters = max(20, int(width_inches * 72.0 / (0.6 * fontsize)))
-    return "\n".join(textwrap.wrap(text, characters))
+    return "\n".join(piece for line in text.split("\n") for piece in textwrap.wrap(line, characters) or [""])
 
 
 def _legend_labels(rules: list[str], plot: PlotSpec) -> dict:

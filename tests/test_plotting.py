@@ -1229,3 +1229,12 @@ def test_a_fit_whose_seeds_converge_at_very_different_rates_also_gives_the_mean_
     fit = sim.stats.fit_rate(alike, "kl_to_nash", "r", window=(100, 1000), scale="loglog", floor=1e-300)
     centre = alike.groupby("iteration")["kl_to_nash"].mean().to_numpy()
     assert "seeds differ" not in plotting.fit_label(fit, plotting.mean_curve_slope(t, centre, fit, 1e-300))
+
+
+def test_a_wrapped_title_keeps_its_own_line_breaks():
+    """A title's explicit line breaks survive the wrapping (they were joined into one line), and a long line
+    is still wrapped to the width."""
+    assert plotting._wrap_title("first line\nsecond line", 6.0) == "first line\nsecond line"
+    assert plotting._wrap_title("a\n\nb", 6.0) == "a\n\nb"
+    long = plotting._wrap_title("word " * 40 + "\nend", 3.0, 11.0)
+    assert long.endswith("\nend") and all(len(line) <= 32 for line in long.split("\n")), long
