@@ -242,10 +242,10 @@ print(summary[summary["iteration"] >= 1].pivot(index="rule", columns="iteration"
 # CIs above 0 for every rule, and the win rates agree within a few points), and the ordering of the rules
 # that the simulator predicts is the LM's where the simulator separates them.  The LM's policies differ from
 # exact mode's by a TV of up to 0.3 on average over prompts (0.01–0.28 over rules and iterations t ≥ 1; on
-# single prompts up to 0.80): the LM does not minimise the loss
-# exactly, its shared weights move the candidates together and change their total mass, and sampled
-# mode's own finite-data error is of the same size.  None of this has been measured on a pretrained model here (the CPU budget of CI); `prefsim
-# llm examples/llm_demo.toml --predict` runs the same study on SmolLM2-135M.
+# single prompts up to 0.80): the LM does not minimise the loss exactly, and its shared weights move the
+# candidates together and change their total mass (how much of the gap sampled mode's finite data would
+# explain is not measured here).  None of this has been measured on a pretrained model here (the CPU budget
+# of CI); `prefsim llm examples/llm_demo.toml --predict` runs the same study on SmolLM2-135M.
 
 # %%
 last = summary[summary["iteration"] == ITERATIONS].set_index("rule")
