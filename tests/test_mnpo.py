@@ -286,6 +286,7 @@ def test_bridge_loss_on_the_bandit_lm_reproduces_three_exact_mnpo_steps():
         ({"eta": 0.3, "tau": 0.3}, "needs eta > tau"),
         ({"history": 0}, "history must be an integer ≥ 1"),
         ({"history": 1.5}, "history must be an integer ≥ 1"),
+        ({"history": float("inf")}, "history must be an integer ≥ 1"),  # once an OverflowError (int(inf))
         ({"decay": 1.5}, "decay must lie in [0, 1]"),
         ({"decay": -0.1}, "decay must lie in [0, 1]"),
         ({"eta": -1.0}, "eta must be a finite number > 0"),

@@ -187,7 +187,13 @@ def test_sampled_optimistic_restarts_its_leading_iterate_at_an_advance():
 
 def test_bad_reference_every_is_a_clear_error():
     game = {"kind": "cyclic", "arms": 3, "tau": 0.1}
-    for value, phrase in ((0, "integer ≥ 1"), (2.5, "integer ≥ 1")):
+    # inf (a TOML literal) once crashed the check with OverflowError (int(inf)) instead of this message
+    for value, phrase in (
+        (0, "integer ≥ 1"),
+        (2.5, "integer ≥ 1"),
+        (float("inf"), "integer ≥ 1"),
+        ([2, float("inf")], "integer ≥ 1"),
+    ):
         with pytest.raises(PrefsimError, match=phrase):
             parse_spec(
                 {"iterations": 5, "game": game, "rule": [{"name": "inpo", "eta": 1.0, "reference_every": value}]}

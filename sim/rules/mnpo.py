@@ -62,7 +62,7 @@ def check_history(history: Any, where: str = "rule mnpo") -> int:
             "run one spec per value."
         )
     value = float(history)
-    if isinstance(history, bool) or not (value >= 1 and value == int(value)):
+    if isinstance(history, bool) or not (value >= 1 and value.is_integer()):  # False for inf and NaN
         raise PrefsimError(f"{where}: history must be an integer ≥ 1 (iterates in the population), got {history!r}.")
     return int(value)
 

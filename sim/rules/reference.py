@@ -53,7 +53,7 @@ def check_every(every: int | jax.Array, where: str = "rule") -> None:
     """Raise unless a concrete ``reference_every`` is an integer ≥ 1."""
     if is_concrete(every):
         value = float(every)
-        if not (value >= 1 and value == int(value)):
+        if not (value >= 1 and value.is_integer()):  # is_integer: False for inf and NaN (int(inf) would raise)
             raise PrefsimError(f"{where}: reference_every must be an integer ≥ 1 (iterations), got {every!r}.")
 
 
