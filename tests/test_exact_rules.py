@@ -411,6 +411,28 @@ def test_apo_wrapping_nash_rules_matches_numpy_log_space_extrapolation(base_name
         np.testing.assert_allclose(logs[t], current, atol=1e-11, rtol=0)
 
 
+def test_apo_implicit_reference_around_inpo_anchors_at_the_extrapolation_and_plays_the_iterate():
+    """``form = "implicit_reference"`` keeps π̂_{t+1} as the iterate (the policy pairs are drawn from) and
+    anchors the next proximal step at normalise((1+α)·log π̂_{t+1} − α·log π̂_t): around INPO the step is
+    (1 − τ/η)·anchor + (τ/η)·log π_ref + Pπ̂_t/η, the win rates of the iterate, not of the anchor."""
+    alpha, eta = 0.4, 0.9
+    initial = random_policy(5, seed=9)
+    rule = build_rule(
+        "apo",
+        resolve_parameters("apo", {"base": "inpo", "eta": eta, "alpha": alpha, "form": "implicit_reference"}, TAU),
+    )
+    logs = iterate(rule, _game("random", initial=initial), 12)
+    log_reference = np.log(RANDOM_REFERENCE)
+    iterate_now = anchor = previous_proximal = np.log(initial)
+    for t in range(1, 13):
+        proximal = normalize(
+            (1 - TAU / eta) * anchor + (TAU / eta) * log_reference + RANDOM @ np.exp(iterate_now) / eta
+        )
+        anchor = normalize((1 + alpha) * proximal - alpha * previous_proximal)
+        previous_proximal = iterate_now = proximal
+        np.testing.assert_allclose(logs[t], iterate_now, atol=1e-12, rtol=0, err_msg=f"t = {t}")
+
+
 def test_apo_through_the_registry_passes_base_parameters():
     parameters = resolve_parameters("apo", {"base": "inpo", "alpha": 0.4, "eta": 0.9}, TAU)
     assert (
