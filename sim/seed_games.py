@@ -55,7 +55,8 @@ def build_games(spec: ExperimentSpec, dtype: DTypeLike = jnp.float64) -> tuple[G
     targets, gaps = [], []
     for index in range(len(spec.seeds)):
         g = Game(*(leaf if axis is None else leaf[index] for leaf, axis in zip(games, game_axes)))
-        key = hashlib.sha256(b"".join(np.asarray(g[i]).tobytes() for i in (0, 1, 3, 4))).digest()  # not P
+        # P, π_ref, rewards and τ: every leaf but π_0, which the target does not depend on
+        key = hashlib.sha256(b"".join(np.asarray(g[i]).tobytes() for i in (0, 1, 3, 4))).digest()
         if key not in cache:
             cache[key] = target_policy(g._replace(preference=g.preference.astype(jnp.float64)))
         targets.append(cache[key][0])
