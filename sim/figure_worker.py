@@ -229,15 +229,16 @@ def draw_shared(
     This process takes metrics from the front, each worker (from a thread of its own) from the back.
     ``cores``: this process takes a figure only while fewer than ``cores`` workers are ready (ready
     workers then keep every core busy, and this process need not load Matplotlib at all), or when no
-    figure has been finished for the patience below (workers run at the lowest priority, so on a loaded
+    worker has finished a figure for the patience below (workers run at the lowest priority, so on a loaded
     machine they may crawl); without it, this process always takes figures.  ``on_start(done, metric)``
     is called here once per figure, with the number of figures finished so far: before a figure drawn
     here, and for a figure a worker took when this process next looks.
 
     The patience is twice a typical figure's time (the mean over the figures drawn so far, anywhere;
-    ``average_seconds`` before the first), at least :data:`MIN_PATIENCE_SECONDS`.  A worker's figure counts
-    with the CPU time it took there (:attr:`FigureWorker.last_cpu_seconds`), not its wall time: on a machine
-    busy with other work a worker at the lowest priority gets little CPU, and this process then draws too.
+    ``average_seconds`` before the first), at least :data:`MIN_PATIENCE_SECONDS`.  A figure counts with the
+    CPU time it took (a worker's :attr:`FigureWorker.last_cpu_seconds`), not its wall time: on a machine busy
+    with other work a worker at the lowest priority gets little CPU, and this process, once the workers have
+    finished nothing for the patience, draws the figures left one after another.
     When nothing is left to take, a figure still out in a worker is waited for, for the patience, when the
     worker is ready and has drawn a figure already; otherwise, or when the patience runs out, the worker is
     stopped and the figure drawn here, as is the figure of a worker whose process was lost (:class:`FigureProcessLost`).
@@ -299,7 +300,9 @@ def draw_shared(
     feeders = [threading.Thread(target=feed, args=(index,), daemon=True) for index in range(len(workers))]
     for feeder in feeders:
         feeder.start()
-    last_finished, last_change = 0, time.monotonic()
+    # when a worker last finished a figure: this process leaves figures to ready workers only while they keep
+    # finishing them (its own figures are no sign that the workers are getting on)
+    workers_finished, last_change = 0, time.monotonic()
     try:
         while True:
             with lock:
@@ -308,8 +311,8 @@ def draw_shared(
                 finished, news = len(done), taken[:]
                 taken.clear()
                 now = time.monotonic()
-                if finished != last_finished:
-                    last_finished, last_change = finished, now
+                if sum(drew) != workers_finished:
+                    workers_finished, last_change = sum(drew), now
                 # a worker counts while its thread serves it (not lost, failed or done)
                 ready = sum(1 for worker, feeder in zip(workers, feeders) if feeder.is_alive() and worker.ready)
                 leave_to_workers = cores is not None and ready >= cores and now - last_change < patience()
@@ -322,10 +325,10 @@ def draw_shared(
             if metric is None:
                 break
             announce([metric], finished)
-            began = time.monotonic()
+            began = time.process_time()  # CPU time, as a worker's figures count
             done[metric] = draw_here(metric)
             with lock:
-                seconds.append(time.monotonic() - began)
+                seconds.append(time.process_time() - began)
         for index, feeder in enumerate(feeders):
             if not failures and drew[index] and workers[index].ready:
                 feeder.join(timeout=patience())

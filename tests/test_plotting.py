@@ -821,7 +821,26 @@ def test_a_ready_worker_that_finishes_nothing_gets_its_figures_drawn_here_after_
     waited = time.monotonic() - began
     assert paths == {name: [Path(f"{name}.png")] for name in "abc"}
     assert stuck.asked == ["c"] and here == ["a", "b", "c"] and stuck.stopped.is_set()
-    assert waited >= 2 * figure_worker.MIN_PATIENCE_SECONDS  # it waited before a and before b
+    assert waited >= figure_worker.MIN_PATIENCE_SECONDS  # it waited before a (not again before b: see below)
+
+
+def test_after_drawing_a_figure_itself_this_process_does_not_wait_again_for_workers_that_finish_nothing():
+    """Its own figure is no sign that the workers are getting on: once they have finished nothing for the
+    patience, this process draws the figures left one after another (it waited the patience again before
+    each, and a machine busy with other work starved the workers: half its time idle)."""
+    stuck = StuckWorker()
+    stuck.ready = True
+    starts = []
+
+    def draw_here(metric):
+        starts.append(time.monotonic())
+        time.sleep(0.3)
+        return [Path(f"{metric}.png")]
+
+    paths = figure_worker.draw_shared(list("abcde"), draw_here, None, [stuck], average_seconds=0.1, cores=1)
+    assert set(paths) == set("abcde") and stuck.asked == ["e"]
+    gaps = np.diff(starts)  # 0.3 s of drawing each; waiting the patience (≥ 0.5 s) again made them ≥ 0.8 s
+    assert len(gaps) == 4 and gaps.max() < 0.3 + figure_worker.MIN_PATIENCE_SECONDS, gaps
 
 
 def test_workers_starved_by_a_busy_machine_do_not_keep_this_process_waiting():
