@@ -300,6 +300,11 @@ def prefsim_process(spec_path: Path, out: Path, cache: Path | None, figures: boo
     return seconds
 
 
+def figure_shares(with_figures: list[float], without: list[float]) -> list[float]:
+    """The figures' share of each repeat's wall time: (with − without figures) ÷ with figures."""
+    return [(f - n) / f for f, n in zip(with_figures, without)]
+
+
 def end_to_end_section(quick: bool, repeats: int, work: Path, say=print) -> tuple[dict, dict]:
     arms, seeds, iterations = END_TO_END_QUICK if quick else END_TO_END
     spec = random_game_spec(arms, seeds, iterations)
@@ -324,7 +329,7 @@ def end_to_end_section(quick: bool, repeats: int, work: Path, say=print) -> tupl
             f"{times['figures'][-1]:.2f} s with figures, {times['no_figures'][-1]:.2f} s without"
         )
     speedups = [n / f for n, f in zip(times["numpy"], times["figures"])]
-    shares = [(f - n) / f for f, n in zip(times["figures"], times["no_figures"])]
+    shares = figure_shares(times["figures"], times["no_figures"])
     label = f"K={arms},S={seeds},T={iterations}"
     targets = {
         f"end_to_end_speedup_vs_numpy[{label}]": target(
@@ -371,7 +376,7 @@ def default_experiment_section(quick: bool, repeats: int, work: Path, say=print)
         for name in ("figures", "no_figures") if repeat % 2 == 0 else ("no_figures", "figures"):
             times[name].append(prefsim_process(spec_path, work / f"default_{name}", cache, figures=name == "figures"))
         say(f"default experiment: {times['figures'][-1]:.2f} s with figures, {times['no_figures'][-1]:.2f} s without")
-    shares = [(f - n) / f for f, n in zip(times["figures"], times["no_figures"])]
+    shares = figure_shares(times["figures"], times["no_figures"])
     figures = len(list((work / "default_figures").glob("*.png")))
     targets = {
         "default_experiment_figure_share[examples/default.toml]": target(
@@ -402,7 +407,7 @@ def first_result_section(repeats: int, work: Path, say=print) -> tuple[dict, dic
             figures = not name.endswith("no_figures")
             times[name].append(prefsim_process(spec_path, work / f"trivial_{name}", cache, figures=figures))
         say("first result: " + ", ".join(f"{name} {times[name][-1]:.2f} s" for name in variants))
-    shares = [(f - n) / f for f, n in zip(times["warm_figures"], times["warm_no_figures"])]
+    shares = figure_shares(times["warm_figures"], times["warm_no_figures"])
     label = f"K={arms},S={seeds},T={iterations}"
     targets = {
         f"first_result_warm_no_figures[{label}]": target(
