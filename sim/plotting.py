@@ -1026,10 +1026,12 @@ def metric_figure(
                 cell = cells.flat[index]
                 axes = cell.add_subplot()
                 plot_metric(table, metric, axes=axes, rules=members, legend="none", **common)
-                # y given: Matplotlib then skips placing the title above top ticks or an offset text (a panel
-                # has neither, so the same pixels), which took a pass over the y axis' ticks at every layout
-                # pass and draw, ~12% of drawing a figure of 12 panels
-                axes.set_title(_wrap_title(name, PANEL_SIZE[0], 10), fontsize=10, y=1.0)
+                # y given on a log axis: Matplotlib then skips placing the title above top ticks or an offset
+                # text (a log panel has neither, so the same pixels), which took a pass over the y axis' ticks
+                # at every layout pass and draw, ~12% of drawing a figure of 12 panels; a linear panel may show
+                # an offset text (×1e−7) that the title must clear, so it is placed as Matplotlib places it
+                height = 1.0 if axes.get_yscale() == "log" else None
+                axes.set_title(_wrap_title(name, PANEL_SIZE[0], 10), fontsize=10, y=height)
                 row = index // columns
                 legend_rows[row] = max(legend_rows[row], _figure_legend(cell, axes, "outside lower left"))
                 panel_axes.append(axes)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from python_process import python_output
+from test_stats import synthetic_table
 
 import sim
 from bandits.errors import PrefsimError
@@ -1257,3 +1258,44 @@ def test_a_wrapped_title_keeps_its_own_line_breaks():
     assert plotting._wrap_title("a\n\nb", 6.0) == "a\n\nb"
     long = plotting._wrap_title("word " * 40 + "\nend", 3.0, 11.0)
     assert long.endswith("\nend") and all(len(line) <= 32 for line in long.split("\n")), long
+
+
+def test_a_panel_title_clears_the_offset_text_of_a_linear_axis():
+    """A log panel's title sits at a given height (no offset text there); a linear panel may show one
+    (×1e−7) and its title is placed above it, as Matplotlib places it (a given height overprinted it)."""
+    rules = ["a_rule_with_a_long_label_that_fills_the_panel_width", "mmd"]
+    table = synthetic_table({rule: lambda s, t: -1e-7 * (1 + s + t / 100) for rule in rules}, 4, np.arange(101))
+    figure = plotting.metric_figure(table, "kl_to_nash", rules, PlotSpec(layout="panels"))
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    panels = [axes for axes in figure.axes if axes.get_title()]
+    assert len(panels) == 2
+    for axes in panels:
+        offset = axes.yaxis.offsetText
+        assert axes.get_yscale() == "linear" and offset.get_text()
+        title, number = axes.title.get_window_extent(renderer), offset.get_window_extent(renderer)
+        assert not title.overlaps(number), (axes.get_title(), offset.get_text())
+
+
+def test_a_figure_process_answering_in_another_protocol_is_lost_not_waited_for(monkeypatch):
+    """A worker of another prefsim (a kernel that imported it before an update) answers with bare paths:
+    it is ended and counts as lost, so its figure is drawn by the caller; waiting on it hung for good."""
+    other = (
+        "import sys\n"
+        "from sim.figure_worker import READY, read_message, send_message\n"
+        "answers, requests = sys.stdout.buffer, sys.stdin.buffer\n"
+        "answers.write(READY)\n"
+        "answers.flush()\n"
+        "read_message(requests)\n"
+        "read_message(requests)\n"
+        "send_message(answers, ['a.png'])\n"
+        "requests.read()\n"  # alive until its input closes
+    )
+    monkeypatch.setattr(figure_worker, "WORKER_COMMAND", other)
+    worker = FigureWorker()
+    try:
+        with pytest.raises(figure_worker.FigureProcessLost, match="another protocol"):
+            worker.draw(None, "kl_to_nash")
+        assert worker.process.poll() is not None
+    finally:
+        worker.stop()
