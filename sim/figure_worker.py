@@ -48,8 +48,10 @@ WORKER_COMMAND = (
     f"import os; os.nice({WORKER_NICENESS}) if hasattr(os, 'nice') else None; "
     "import sim.plotting as p; p.serve_figures()"
 )
-#: The byte a worker writes once its imports and warm-up are done, before it reads anything.
-READY = b"R"
+#: The byte a worker writes once its imports and warm-up are done, before it reads anything; it names the
+#: version of this protocol (answers are ``(paths or error, CPU seconds)``): a worker of another prefsim
+#: writes another byte, never counts as ready, and its figures are drawn by the caller.
+READY = b"2"
 _LENGTH = struct.Struct("<Q")
 
 
@@ -136,10 +138,15 @@ class FigureWorker:
                 send_message(self.process.stdin, job)
                 self._job_sent = True
             send_message(self.process.stdin, metric)
-            outcome, self.last_cpu_seconds = read_message(self.process.stdout)
-        except (EOFError, BrokenPipeError, OSError, ValueError):
+            answer = read_message(self.process.stdout)
+            if not (isinstance(answer, tuple) and len(answer) == 2 and isinstance(answer[1], (int, float))):
+                raise ValueError(f"an answer of another protocol: {type(answer).__name__}")
+            outcome, self.last_cpu_seconds = answer
+        except (EOFError, BrokenPipeError, OSError, ValueError) as exc:
+            if self.process.poll() is None:  # alive, but not answering as this protocol says: end it
+                self.process.kill()
             raise FigureProcessLost(
-                f"a figure process failed (exit {self.process.wait()}): {self.stderr_text()}"
+                f"a figure process failed (exit {self.process.wait()}; {exc}): {self.stderr_text()}"
             ) from None
         finally:
             self._busy = False
