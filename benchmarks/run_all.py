@@ -47,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -349,13 +350,24 @@ def end_to_end_section(quick: bool, repeats: int, work: Path, say=print) -> tupl
 
 
 def with_top_level(text: str, **values: int) -> str:
-    """A spec's TOML text with top-level ``name = value`` lines (before the first table) set to ``values``."""
+    """A spec's TOML text with top-level ``name = value`` lines (before the first table) set to ``values``.
+
+    For specs written like ``examples/default.toml``: each key on one line of its own, before any table, with
+    a one-line value; any other layout (a key missing, given twice, inside a multi-line string, or a value
+    over several lines) is an error, not a guess: the edited text must parse with those values."""
     head, table, rest = text.partition("\n[")
     for name, value in values.items():
-        head, count = re.subn(rf"(?m)^{name}\s*=\s*[^#\n]*", f"{name} = {value}", head)
+        head, count = re.subn(rf"(?m)^{name}\s*=\s*[^#\n]*", f"{name} = {value} ", head)
         if count != 1:
             raise RuntimeError(f"{name}: expected one top-level line in the spec, found {count}")
-    return head + table + rest
+    edited = head + table + rest
+    try:
+        parsed = tomllib.loads(edited)
+    except tomllib.TOMLDecodeError as exc:
+        raise RuntimeError(f"setting {', '.join(values)} left the spec unreadable: {exc}") from None
+    if any(parsed.get(name) != value for name, value in values.items()):
+        raise RuntimeError(f"setting {', '.join(values)} did not give the spec those values")
+    return edited
 
 
 def default_experiment_section(quick: bool, repeats: int, work: Path, say=print) -> tuple[dict, dict]:

@@ -286,8 +286,8 @@ def train_on_pairs(
         for first in range(0, len(order), spec.batch_size):
             check_stop()  # Ctrl-C / SIGTERM whose exception Python dropped (sim.stop_request): stop between steps
             step_index = order[first : first + spec.batch_size]
-            # a step whose pairs all weigh 0 (population pairs with π(y)π(y′)P(y ≻ y′) = 0) has loss 0, as in
-            # sampled mode (Σ w ℓ / max(Σ w, 1)): not 0 / 0
+            # a step whose pairs all weigh 0 (population pairs with π(y)π(y′)P(y ≻ y′) = 0) has loss 0 and no
+            # gradient, not 0 / 0; the optimiser still steps, as sampled mode's does on a batch of weight 0
             step_weight = float(data.values["weight"][step_index].sum()) or 1.0
             optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
