@@ -102,10 +102,9 @@ def biased_loss_notes(run: Any, rules: Sequence[Any]) -> list[str]:
                 notes.append(
                     f"rule {rule.label}: {base}'s loss has the {key} = {value!r} step as its population minimiser, "
                     f"not the {key} = {own[key]!r} step that distance_to_exact measures against, so "
-                    "distance_to_exact levels off at the gap between the two steps instead of falling to 0 with "
-                    "more pairs (small for a small step: for SPPO's one step on random 10-arm games, a TV of "
-                    f"about 2e-6 at η = 0.2, 3e-4 at η = 1, 3e-2 at η = 5); {key} = {value!r} compares with the "
-                    "step the loss trains."
+                    "distance_to_exact levels off at the gap between the two steps (which grows with the step "
+                    f"size; docs/sampled_mode.md) instead of falling to 0 with more pairs; {key} = {value!r} "
+                    "compares with the step the loss trains."
                 )
         unbiased = rule_info(base).data.unbiased_schemes
         if run.data == "online" and unbiased and run.pair_scheme not in unbiased:
