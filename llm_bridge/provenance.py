@@ -4,7 +4,7 @@ of the model weights and of a local reward model.
 
 The simulator's functions give the code's identity (:func:`sim.experiment.git_commit`,
 :func:`sim.provenance.git_dirty`, :func:`sim.provenance.prefsim_version`,
-:func:`sim.program_cache.source_digest`), so a bridge manifest records them as a simulator manifest does
+:func:`sim.provenance.source_digest`), so a bridge manifest records them as a simulator manifest does
 (``git_commit``, ``git_dirty``, ``source_digest``, ``versions["prefsim"]``).  ``source_digest`` covers the
 source files of the code the bridge runs (:data:`SOURCE_PACKAGES`: ``llm_bridge``, ``sim``, ``bandits``);
 ``--resume`` and ``--merge`` compare it and the package versions (:func:`code_differences`), not the commit
@@ -33,8 +33,7 @@ from pathlib import Path
 from llm_bridge.models import resolve_model_path
 from llm_bridge.spec import BridgeSpec
 from sim.experiment import git_commit
-from sim.program_cache import source_digest
-from sim.provenance import git_dirty, installed_versions, prefsim_version
+from sim.provenance import git_dirty, installed_versions, prefsim_version, source_digest
 
 #: Suffixes of the configuration and tokenizer files of a Hugging Face model directory that loading reads
 #: (``.jinja``: ``chat_template.jinja``, which transformers 5 saves instead of a key of tokenizer_config.json).

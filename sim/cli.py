@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -484,24 +485,39 @@ def _draw(table, directory: Path, progress=None, workers=()):
     """Figures from the stored results only: metrics, manifest, bounds.csv and headtohead.csv (no games are
     rebuilt); ``workers``: figure processes started earlier, which draw every figure while as many of
     them as there are cores are ready (:func:`sim.figure_plan.draw_figures`); this process draws the
-    rest, and only then imports Matplotlib."""
+    rest, and only then imports Matplotlib.  A figure an earlier drawing made from the same inputs
+    (:func:`sim.figure_plan.figure_inputs_digest`) and left as it wrote it is kept, not drawn again."""
     import pandas as pd
 
     from sim.bounds_file import read_bounds
-    from sim.figure_plan import draw_figures, plan_figures
-    from sim.results_io import read_manifest, write_figure_list
+    from sim.figure_plan import draw_figures, figure_inputs_digest, plan_figures
+    from sim.results_io import figure_record, kept_figures, read_manifest, write_figure_list
 
     manifest, bounds = read_manifest(directory), read_bounds(directory)
     headtohead_file = directory / "headtohead.csv"
     headtohead = pd.read_csv(headtohead_file) if headtohead_file.is_file() else None
     plan = plan_figures(table, directory, manifest, bounds=bounds, headtohead=headtohead)
+    formats = plan.job.plot.formats
     # figures.json names what this drawing writes (then what it wrote): `prefsim report` shows those only
-    planned = [f"{figure}.{kind}" for figure in plan.figures for kind in plan.job.plot.formats]
+    planned = [f"{figure}.{kind}" for figure in plan.figures for kind in formats]
+    # a figure an earlier drawing made from the same results with the same code is kept: the same bytes
+    inputs = figure_inputs_digest(plan.job)
+    kept = kept_figures(directory, planned, inputs)
+    redrawn = [figure for figure in plan.figures if not all(f"{figure}.{kind}" in kept for kind in formats)]
     _remove_old_figures(directory, planned, progress)
-    write_figure_list(directory, planned, complete=False)
-    paths = draw_figures(plan, _draw_here, workers, progress, cores=usable_cores())
-    write_figure_list(directory, [path.name for path in paths], complete=True)
-    return paths
+    write_figure_list(directory, planned, complete=False, drawn_from=kept)
+    if progress is not None and len(redrawn) < len(plan.figures):
+        progress(
+            f"kept {len(plan.figures) - len(redrawn)} figure(s) drawn earlier from the same results by the same code"
+        )
+    paths = draw_figures(
+        dataclasses.replace(plan, figures=redrawn), _draw_here, workers, progress, cores=usable_cores()
+    )
+    written = {path.name for path in paths} | set(kept)
+    names = [name for name in planned if name in written]  # the head-to-head map may draw nothing
+    drawn_from = {**kept, **{path.name: figure_record(path, inputs) for path in paths}}
+    write_figure_list(directory, names, complete=True, drawn_from=drawn_from)
+    return [directory / name for name in names]
 
 
 def _remove_old_figures(directory: Path, planned: list[str], progress=None) -> None:

@@ -54,8 +54,8 @@ from sim.limits import check_memory, describe_memory
 from sim.metrics import metric_tau
 from sim.point_groups import run_rule_over_points
 from sim.precision import in_float64
-from sim.program_cache import SourceKey, source_digest
-from sim.provenance import git_dirty, installed_versions
+from sim.program_cache import SourceKey
+from sim.provenance import git_dirty, installed_versions, source_digest
 from sim.results_io import (
     PROGRESS_SUFFIX,
     RUNNING_MANIFEST,
@@ -653,7 +653,7 @@ def computing_code() -> dict:
 def code_identity() -> dict:
     """What, besides the spec, decides a run's numbers, as it is when first asked in this process: prefsim's
     version, the git commit, whether the tree has uncommitted changes (``None`` outside a git checkout),
-    the SHA-256 of prefsim's source files (:func:`sim.program_cache.source_digest`: uncommitted changes,
+    the SHA-256 of prefsim's source files (:func:`sim.provenance.source_digest`: uncommitted changes,
     or an installed copy's code) and the versions of :data:`COMPUTING_PACKAGES`.  Recorded in the manifest;
     :func:`computing_code`, its part without the commit and dirty flag, is part of every fingerprint
     (:func:`spec_fingerprint`)."""

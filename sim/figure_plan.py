@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import hashlib
+import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from sim.figure_worker import FigureWorker, draw_shared, start_workers
 from sim.machine import usable_cores
 from sim.plot_spec import PlotSpec, check_plot_facets, parse_plot
 from sim.progress import Progress
+from sim.provenance import installed_versions, source_digest
 
 #: More curves than this in one axes → one panel per rule family (``layout = "auto"``).
 MAX_CURVES_PER_AXES = 6
@@ -197,6 +200,61 @@ class FigurePlan:
     job: FigureJob
     figures: list
     seconds_per_figure: float
+
+
+#: Bumped whenever what :func:`figure_inputs_digest` covers changes.
+FIGURE_INPUTS_FORMAT = "prefsim-figure-inputs-1"
+#: The packages whose versions decide a figure's pixels, besides prefsim's own source files.
+DRAWING_PACKAGES = ("matplotlib", "numpy", "pandas", "pillow", "scipy")
+
+
+def _frame_digest(frame: pd.DataFrame | None) -> str:
+    """SHA-256 of a frame's column names, dtypes and values (row order included); ``"none"`` for ``None``."""
+    if frame is None:
+        return "none"
+    digest = hashlib.sha256(repr(([str(c) for c in frame.columns], [str(t) for t in frame.dtypes])).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _matplotlib_settings_files() -> list[str]:
+    """The contents of the ``matplotlibrc`` files Matplotlib would read settings from (the working
+    directory's, ``$MATPLOTLIBRC``, the user's configuration directory's), by path: settings a figure's
+    style does not fix (fonts, for one) come from them."""
+    candidates = [Path.cwd() / "matplotlibrc"]
+    if os.environ.get("MATPLOTLIBRC"):
+        named = Path(os.environ["MATPLOTLIBRC"])
+        candidates.append(named / "matplotlibrc" if named.is_dir() else named)
+    configured = (
+        os.environ.get("MPLCONFIGDIR")
+        or Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "matplotlib"
+    )
+    candidates.append(Path(configured) / "matplotlibrc")
+    found = []
+    for path in candidates:
+        with contextlib.suppress(OSError):
+            found.append(f"{path}\0{path.read_text(encoding='utf-8', errors='replace')}")
+    return found
+
+
+def figure_inputs_digest(job: FigureJob) -> str:
+    """One digest of everything a figure of ``job`` is drawn from: the run table, bounds and head-to-head
+    table, the chosen rules, the ``[plot]`` settings, title, precision and τ, prefsim's source files
+    (:func:`sim.provenance.source_digest`), the versions of :data:`DRAWING_PACKAGES` and the user's
+    ``matplotlibrc`` files.  Two drawings with
+    the same digest write the same bytes (nothing a figure shows is random or dated), so a figure file an
+    earlier drawing made from it is kept (:func:`sim.results_io.kept_figures`)."""
+    parts = [
+        FIGURE_INPUTS_FORMAT,
+        source_digest(),
+        repr(sorted(installed_versions(DRAWING_PACKAGES).items())),
+        *_matplotlib_settings_files(),
+        _frame_digest(job.table),
+        _frame_digest(job.bounds),
+        _frame_digest(job.headtohead),
+        repr((list(job.rules), job.plot, job.title, job.precision, job.tau)),
+    ]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
 def plan_figures(

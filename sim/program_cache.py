@@ -35,7 +35,6 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
-import importlib
 import os
 import pickle
 import platform
@@ -52,12 +51,12 @@ import numpy as np
 from jax.experimental import serialize_executable
 from jax.sharding import NamedSharding, SingleDeviceSharding
 
+from sim.provenance import source_digest
+
 #: Bumped whenever what a kept file holds, or what its key covers, changes.
 FORMAT = "prefsim-program-1"
 #: The folder of the compile cache's directory the ``prefsim`` commands keep programs in.
 PROGRAMS_FOLDER = "programs"
-#: Packages whose every source file is part of a program's key (the code that traces it).
-SOURCE_PACKAGES = ("sim", "bandits")
 #: JAX settings left out of a program's key: where caches and logs go, and how errors are reported,
 #: change no program.
 IGNORED_SETTINGS = ("cache", "log", "dump", "traceback", "pprint", "explain", "_timeout", "transfer_guard")
@@ -198,24 +197,6 @@ def _setting_names(count: int) -> tuple[frozenset, tuple[str, ...]]:
     names = tuple(sorted(name for name in jax.config.values if not any(part in name for part in IGNORED_SETTINGS)))
     scoped = frozenset(name for name in names if hasattr(jax.config, name))
     return scoped, names
-
-
-@functools.cache
-def source_digest(packages: tuple[str, ...] | None = None) -> str:
-    """SHA-256 of every source file of ``packages`` (default: prefsim's, :data:`SOURCE_PACKAGES`), by path
-    relative to its package and content: the code that runs, committed or not, from a git checkout or an
-    installed copy (also part of a result part's fingerprint, :func:`sim.experiment.code_identity`; the LLM
-    bridge's manifest records the digest of ``llm_bridge``, ``sim`` and ``bandits``,
-    :func:`llm_bridge.provenance.run_provenance`).  Cached per ``packages``: the code as it was when first
-    asked in this process."""
-    digest = hashlib.sha256()
-    for package in SOURCE_PACKAGES if packages is None else packages:
-        root = Path(importlib.import_module(package).__file__).parent
-        for path in sorted(root.rglob("*.py")):
-            if path.name.startswith(".") or not path.is_file():  # an editor's lock or backup, a dangling link
-                continue
-            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
 
 
 @functools.cache

@@ -8,6 +8,9 @@ get the mode an ordinary ``open`` would give them under the user's umask (:func:
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import importlib
 import os
 import platform
 import subprocess
@@ -16,6 +19,10 @@ from importlib import metadata
 from pathlib import Path
 
 SOURCE_ROOT = Path(__file__).resolve().parent
+#: Packages whose every source file :func:`source_digest` covers by default: the code that computes and
+#: draws a simulator result (part of a kept program's key, :mod:`sim.program_cache`, and of a result
+#: part's fingerprint, :func:`sim.experiment.code_identity`).
+SOURCE_PACKAGES = ("sim", "bandits")
 
 
 def prefsim_version() -> str:
@@ -64,3 +71,21 @@ def default_file_mode() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return 0o666 & ~mask
+
+
+@functools.cache
+def source_digest(packages: tuple[str, ...] | None = None) -> str:
+    """SHA-256 of every source file of ``packages`` (default: prefsim's, :data:`SOURCE_PACKAGES`), by path
+    relative to its package and content: the code that runs, committed or not, from a git checkout or an
+    installed copy (also part of a result part's fingerprint, :func:`sim.experiment.code_identity`; the LLM
+    bridge's manifest records the digest of ``llm_bridge``, ``sim`` and ``bandits``,
+    :func:`llm_bridge.provenance.run_provenance`).  Cached per ``packages``: the code as it was when first
+    asked in this process."""
+    digest = hashlib.sha256()
+    for package in SOURCE_PACKAGES if packages is None else packages:
+        root = Path(importlib.import_module(package).__file__).parent
+        for path in sorted(root.rglob("*.py")):
+            if path.name.startswith(".") or not path.is_file():  # an editor's lock or backup, a dangling link
+                continue
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()

@@ -14,7 +14,8 @@ A result directory ``out`` of :func:`sim.run` / ``prefsim run`` holds
 * ``parts/manifest.json`` — the manifest of the run in progress (``complete = false``);
 * ``figures.json`` — the figure files the last ``prefsim run``, ``merge`` or ``plot`` drew there
   (:data:`FIGURE_LIST`): ``prefsim report`` embeds those only, and the next drawing removes the ones
-  it does not redraw (``--no-plots``: all of them), never a file the list does not name;
+  it does not redraw (``--no-plots``: all of them), never a file the list does not name; with what each
+  was drawn from, so that a drawing from the same results by the same code keeps it (:func:`kept_figures`);
 * ``.prefsim.lock`` — held (``fcntl.flock``) while a run writes (``prefsim run`` and ``prefsim merge``:
   until ``summary.csv`` and the figures are written too), so a second run into the same
   directory stops at once with a clear error instead of interleaving its files.  The kernel drops
@@ -402,9 +403,9 @@ def write_run_results(
         files[out / BOUNDS_FILE] = csv_bytes(bounds)
     if headtohead is not None:
         files[out / "headtohead.csv"] = csv_bytes(headtohead)
-    drawn = read_figure_list(out)
-    if drawn is not None:
-        files[out / FIGURE_LIST] = json_bytes({"files": drawn[0], "complete": False})
+    drawn = read_json_object(out / FIGURE_LIST) if read_figure_list(out) is not None else None
+    if drawn is not None:  # kept as it is (what each figure was drawn from included), but not complete
+        files[out / FIGURE_LIST] = json_bytes({**drawn, "complete": False})
     write_files_atomic(files)
     with contextlib.suppress(OSError):
         (out / RUNNING_MANIFEST).unlink()
@@ -451,10 +452,43 @@ def _is_figure_name(name: str) -> bool:
     return path.name == name and name not in (".", "..") and path.suffix.lower() in FIGURE_SUFFIXES
 
 
-def write_figure_list(directory: str | os.PathLike, names: Iterable[str], complete: bool) -> None:
-    """Replace ``directory``'s :data:`FIGURE_LIST` (atomically) with ``names``."""
+def write_figure_list(
+    directory: str | os.PathLike, names: Iterable[str], complete: bool, drawn_from: dict | None = None
+) -> None:
+    """Replace ``directory``'s :data:`FIGURE_LIST` (atomically) with ``names``; ``drawn_from``: file name →
+    what it was drawn from (:func:`figure_record`), for the figures that have it."""
     record = {"files": list(names), "complete": complete}
+    if drawn_from:
+        record["drawn_from"] = drawn_from
     write_files_atomic({Path(directory) / FIGURE_LIST: json_bytes(record)})
+
+
+def figure_record(path: str | os.PathLike, inputs: str) -> dict:
+    """What a figure file was drawn from, as :data:`FIGURE_LIST` keeps it: ``inputs`` (the digest of its
+    results and of the code and packages that drew it, :func:`sim.figure_plan.figure_inputs_digest`) and the
+    SHA-256 of the file as written."""
+    return {"inputs": inputs, "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
+
+
+def kept_figures(directory: str | os.PathLike, names: Iterable[str], inputs: str) -> dict:
+    """The figure files of ``names`` that an earlier drawing in ``directory`` made from the same ``inputs``
+    (the same results, drawn by the same code and packages) and that are still as it wrote them: name →
+    their :func:`figure_record`.  Drawing them again would give the same bytes."""
+    record = read_json_object(Path(directory) / FIGURE_LIST)
+    drawn_from = record.get("drawn_from") if record is not None and read_figure_list(directory) else None
+    if not isinstance(drawn_from, dict):
+        return {}
+    kept = {}
+    for name in names:
+        entry = drawn_from.get(name)
+        if not (_is_figure_name(name) and isinstance(entry, dict) and entry.get("inputs") == inputs):
+            continue
+        try:
+            if figure_record(Path(directory) / name, inputs) == entry:
+                kept[name] = entry
+        except OSError:  # gone or unreadable: drawn again
+            continue
+    return kept
 
 
 def remove_old_figures(directory: str | os.PathLike, keep: Iterable[str]) -> list[Path]:

@@ -34,8 +34,7 @@ from llm_bridge.tiny import build_tiny_model  # noqa: E402
 from sim import results_io, stop_request  # noqa: E402
 from sim.doc_tables import REQUIRED, llm_spec_keys_table  # noqa: E402
 from sim.experiment import git_commit  # noqa: E402
-from sim.program_cache import source_digest  # noqa: E402
-from sim.provenance import git_dirty, prefsim_version  # noqa: E402
+from sim.provenance import git_dirty, prefsim_version, source_digest  # noqa: E402
 from sim.rules import RULES  # noqa: E402
 
 

@@ -673,7 +673,7 @@ def test_a_figure_process_that_died_is_a_clear_error_and_stop_ends_an_idle_one(t
     job = figure_job(cyclic_table, tmp_path)
     worker = FigureWorker()
     worker.process.kill()
-    with pytest.raises(PrefsimError, match=r"a figure process failed \(exit -9\)"):
+    with pytest.raises(PrefsimError, match=r"a figure process failed \(exit -9; "):
         worker.draw(job, "kl_to_nash")
     worker.stop()
     assert not (tmp_path / "kl_to_nash.png").exists()
@@ -1299,3 +1299,33 @@ def test_a_figure_process_answering_in_another_protocol_is_lost_not_waited_for(m
         assert worker.process.poll() is not None
     finally:
         worker.stop()
+
+
+def test_a_run_again_into_its_directory_keeps_the_figures_drawn_from_the_same_results(tmp_path, monkeypatch):
+    """README command 1 run twice: the second run's results are the same numbers, so its figures would be
+    the same bytes: they are kept, not drawn again (figures.json records what each was drawn from).  A
+    figure file changed since is drawn again, to the same bytes; other results redraw every figure."""
+    monkeypatch.setattr(cli, "start_figure_workers", lambda: [])
+    spec, out = tmp_path / "small.toml", tmp_path / "out"
+    spec.write_text(RUN_SPEC)
+    assert cli.main(["run", str(spec), "--out", str(out), "--quiet"]) == 0
+    first = {path.name: path.read_bytes() for path in out.glob("*.png")}
+    assert first
+    drawn = []
+    monkeypatch.setattr(
+        cli, "_draw_here", lambda job, figure: drawn.append(figure) or plotting.draw_job_figure(job, figure)
+    )
+    assert cli.main(["run", str(spec), "--out", str(out), "--quiet"]) == 0
+    assert drawn == []
+    changed = sorted(first)[0]
+    (out / changed).write_bytes(b"edited")
+    assert cli.main(["plot", str(out), "--quiet"]) == 0
+    assert drawn == [changed.removesuffix(".png")]
+    assert {path.name: path.read_bytes() for path in out.glob("*.png")} == first
+    listed = json.loads((out / "figures.json").read_text())
+    assert listed["complete"] and sorted(listed["files"]) == sorted(listed["drawn_from"]) == sorted(first)
+    # other results (one more seed): every figure drawn again
+    spec.write_text(RUN_SPEC.replace("seeds = 2", "seeds = 3"))
+    drawn.clear()
+    assert cli.main(["run", str(spec), "--out", str(out), "--quiet"]) == 0
+    assert sorted(drawn) == sorted(name.removesuffix(".png") for name in first)

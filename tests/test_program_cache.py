@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from python_process import REPO, python_output
 
-from sim import program_cache
+from sim import program_cache, provenance
 from sim.game import Game
 from sim.program_cache import (
     KeptProgram,
@@ -297,8 +297,8 @@ def test_the_source_digest_leaves_out_editor_lock_files_and_dangling_links(tmp_p
     (package / "__init__.py").write_text("")
     (package / "rule.py").write_text("x = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(program_cache, "SOURCE_PACKAGES", ("digest_probe_package",))
-    digest = program_cache.source_digest.__wrapped__  # not the process's cached value
+    monkeypatch.setattr(provenance, "SOURCE_PACKAGES", ("digest_probe_package",))
+    digest = provenance.source_digest.__wrapped__  # not the process's cached value
     clean = digest()
     (package / ".#rule.py").symlink_to("user@host.1234:1700000000")
     (package / "gone.py").symlink_to(tmp_path / "nowhere.py")
