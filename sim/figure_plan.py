@@ -205,7 +205,7 @@ class FigurePlan:
 #: Bumped whenever what :func:`figure_inputs_digest` covers changes.
 FIGURE_INPUTS_FORMAT = "prefsim-figure-inputs-1"
 #: The packages whose versions decide a figure's pixels, besides prefsim's own source files.
-DRAWING_PACKAGES = ("matplotlib", "numpy", "pandas", "pillow", "scipy")
+DRAWING_PACKAGES = ("matplotlib", "kiwisolver", "numpy", "pandas", "pillow", "scipy")
 
 
 def _frame_digest(frame: pd.DataFrame | None) -> str:
@@ -218,21 +218,24 @@ def _frame_digest(frame: pd.DataFrame | None) -> str:
 
 
 def _matplotlib_settings_files() -> list[str]:
-    """The contents of the ``matplotlibrc`` files Matplotlib would read settings from (the working
-    directory's, ``$MATPLOTLIBRC``, the user's configuration directory's), by path: settings a figure's
-    style does not fix (fonts, for one) come from them."""
-    candidates = [Path.cwd() / "matplotlibrc"]
+    """The contents of the ``matplotlibrc`` files Matplotlib may read settings from (the working directory's,
+    ``$MATPLOTLIBRC``, ``$MPLCONFIGDIR``'s, and the user's configuration directory on Linux,
+    ``$XDG_CONFIG_HOME/matplotlib`` or ``~/.config/matplotlib``, and elsewhere, ``~/.matplotlib``), by path:
+    settings a figure's style does not fix (fonts, for one) come from them.  A place that cannot be known
+    (a working directory since removed, no home directory) is left out."""
+    places = [
+        lambda: Path.cwd() / "matplotlibrc",
+        lambda: Path(os.environ["MPLCONFIGDIR"]) / "matplotlibrc",
+        lambda: Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "matplotlib" / "matplotlibrc",
+        lambda: Path.home() / ".matplotlib" / "matplotlibrc",
+    ]
     if os.environ.get("MATPLOTLIBRC"):
         named = Path(os.environ["MATPLOTLIBRC"])
-        candidates.append(named / "matplotlibrc" if named.is_dir() else named)
-    configured = (
-        os.environ.get("MPLCONFIGDIR")
-        or Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "matplotlib"
-    )
-    candidates.append(Path(configured) / "matplotlibrc")
+        places.append(lambda: named / "matplotlibrc" if named.is_dir() else named)
     found = []
-    for path in candidates:
-        with contextlib.suppress(OSError):
+    for place in places:
+        with contextlib.suppress(OSError, RuntimeError, KeyError):
+            path = place()
             found.append(f"{path}\0{path.read_text(encoding='utf-8', errors='replace')}")
     return found
 
@@ -241,9 +244,13 @@ def figure_inputs_digest(job: FigureJob) -> str:
     """One digest of everything a figure of ``job`` is drawn from: the run table, bounds and head-to-head
     table, the chosen rules, the ``[plot]`` settings, title, precision and τ, prefsim's source files
     (:func:`sim.provenance.source_digest`), the versions of :data:`DRAWING_PACKAGES` and the user's
-    ``matplotlibrc`` files.  Two drawings with
-    the same digest write the same bytes (nothing a figure shows is random or dated), so a figure file an
-    earlier drawing made from it is kept (:func:`sim.results_io.kept_figures`)."""
+    ``matplotlibrc`` files.  Two drawings with the same digest write the same bytes (nothing a figure
+    shows is random or dated; PDF and SVG files carry no date, :func:`sim.plotting.save_figure`), so a
+    figure file an earlier drawing made from it is kept (:func:`sim.results_io.kept_figures`).  Not
+    covered: fonts installed on the system or a system FreeType (where a ``matplotlibrc`` picks another
+    font than Matplotlib's own, or a distribution builds Matplotlib against them), and rcParams changed
+    in the calling process (a notebook that calls the CLI's functions): ``prefsim plot`` after such a
+    change may keep figures drawn before it; delete ``figures.json`` to draw every figure again."""
     parts = [
         FIGURE_INPUTS_FORMAT,
         source_digest(),

@@ -896,6 +896,12 @@ def _theory_lines(theory):
 PNG_COMPRESS_LEVEL = 1
 
 
+#: Metadata that leaves out the date a PDF or SVG file would carry (``None`` omits an entry).
+UNDATED = {"pdf": {"CreationDate": None}, "svg": {"Date": None}, "png": {}}
+#: The salt of an SVG's element ids (random without one): the same figure gets the same ids.
+SVG_ID_SALT = "prefsim"
+
+
 def save_figure(figure: Figure, path: str | Path) -> Path:
     """Write ``figure`` (PNG at 150 dpi, or PDF / SVG by the suffix) via a temporary file; return the path.
 
@@ -910,8 +916,9 @@ def save_figure(figure: Figure, path: str | Path) -> Path:
     try:
         if kind == "png" and isinstance(figure.canvas, FigureCanvasAgg):
             write_png(figure, temporary, STYLE["savefig.dpi"])
-        else:
-            figure.savefig(temporary, dpi=STYLE["savefig.dpi"], format=kind)
+        else:  # no date and fixed SVG ids: the same figure gives the same bytes (kept figures, diffs)
+            with matplotlib.rc_context({"svg.hashsalt": SVG_ID_SALT}):
+                figure.savefig(temporary, dpi=STYLE["savefig.dpi"], format=kind, metadata=UNDATED[kind])
         temporary.replace(path)
     except OSError as exc:
         temporary.unlink(missing_ok=True)

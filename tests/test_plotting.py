@@ -1329,3 +1329,31 @@ def test_a_run_again_into_its_directory_keeps_the_figures_drawn_from_the_same_re
     drawn.clear()
     assert cli.main(["run", str(spec), "--out", str(out), "--quiet"]) == 0
     assert sorted(drawn) == sorted(name.removesuffix(".png") for name in first)
+
+
+@pytest.mark.parametrize("kind", ["pdf", "svg"])
+def test_a_pdf_or_svg_figure_drawn_twice_is_the_same_bytes(tmp_path, kind):
+    """No creation date and fixed SVG ids: a figure kept because its inputs did not change is what a new
+    drawing would write (Matplotlib dates a PDF and salts an SVG's ids at random by default)."""
+    written = []
+    for number in range(2):
+        figure, axes = plotting.new_figure()
+        axes.plot([1.0, 2.0, 3.0])
+        axes.set_title("one figure")
+        written.append(plotting.save_figure(figure, tmp_path / f"figure{number}.{kind}").read_bytes())
+    assert written[0] == written[1]
+
+
+def test_the_figure_inputs_leave_out_settings_files_that_cannot_be_found(tmp_path, monkeypatch):
+    """A working directory removed under the process, and no home directory: no error, the other files count."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    settings = tmp_path / "settings"
+    settings.mkdir()
+    (settings / "matplotlibrc").write_text("font.size: 12\n")
+    monkeypatch.setenv("MPLCONFIGDIR", str(settings))
+    monkeypatch.setattr(Path, "home", classmethod(lambda cls: (_ for _ in ()).throw(RuntimeError("no home"))))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    assert figure_plan._matplotlib_settings_files() == [f"{settings / 'matplotlibrc'}\0font.size: 12\n"]
