@@ -1332,11 +1332,13 @@ def test_a_run_again_into_its_directory_keeps_the_figures_drawn_from_the_same_re
 
 
 @pytest.mark.parametrize("kind", ["pdf", "svg"])
-def test_a_pdf_or_svg_figure_drawn_twice_is_the_same_bytes(tmp_path, kind):
+def test_a_pdf_or_svg_figure_drawn_twice_is_the_same_bytes(tmp_path, kind, monkeypatch):
     """No creation date and fixed SVG ids: a figure kept because its inputs did not change is what a new
-    drawing would write (Matplotlib dates a PDF and salts an SVG's ids at random by default)."""
+    drawing would write (Matplotlib dates a PDF and salts an SVG's ids at random by default).  The two
+    drawings are a day apart (``SOURCE_DATE_EPOCH``, which Matplotlib dates its files by)."""
     written = []
     for number in range(2):
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", str(1_700_000_000 + 86_400 * number))
         figure, axes = plotting.new_figure()
         axes.plot([1.0, 2.0, 3.0])
         axes.set_title("one figure")
