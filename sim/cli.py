@@ -515,6 +515,8 @@ def _draw(table, directory: Path, progress=None, workers=()):
     )
     written = {path.name for path in paths} | set(kept)
     names = [name for name in planned if name in written]  # the head-to-head map may draw nothing
+    if len(names) < len(planned):  # then an earlier run's map, listed, is not this run's
+        _remove_old_figures(directory, names, progress)
     drawn_from = {**kept, **{path.name: figure_record(path, inputs) for path in paths}}
     write_figure_list(directory, names, complete=True, drawn_from=drawn_from)
     return [directory / name for name in names]

@@ -1359,3 +1359,18 @@ def test_the_figure_inputs_leave_out_settings_files_that_cannot_be_found(tmp_pat
     monkeypatch.setattr(Path, "home", classmethod(lambda cls: (_ for _ in ()).throw(RuntimeError("no home"))))
     monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
     assert figure_plan._matplotlib_settings_files() == [f"{settings / 'matplotlibrc'}\0font.size: 12\n"]
+
+
+def test_an_earlier_head_to_head_map_is_removed_when_this_run_draws_none(tmp_path, monkeypatch):
+    """The map is planned for two rules or more but drawn only up to HEATMAP_MAX_LABELS rules: a run whose
+    map draws nothing removes the earlier run's map (it was left on disk, out of figures.json)."""
+    monkeypatch.setattr(cli, "start_figure_workers", lambda: [])
+    spec, out = tmp_path / "two.toml", tmp_path / "out"
+    spec.write_text(RUN_SPEC + '[[rule]]\nname = "mmd"\neta = 0.5\n')
+    assert cli.main(["run", str(spec), "--out", str(out), "--quiet"]) == 0
+    assert (out / "headtohead.png").is_file()
+    monkeypatch.setattr(plotting, "HEATMAP_MAX_LABELS", 1)
+    spec.write_text(spec.read_text().replace("seeds = 2", "seeds = 3"))
+    assert cli.main(["run", str(spec), "--out", str(out), "--quiet"]) == 0
+    assert not (out / "headtohead.png").exists()
+    assert "headtohead.png" not in json.loads((out / "figures.json").read_text())["files"]
