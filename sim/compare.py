@@ -18,7 +18,6 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from bandits.errors import PrefsimError
@@ -134,14 +133,14 @@ def compare_runs(
                 if paired.empty:
                     continue
                 result = paired.iloc[0]
-                mean_a, mean_b = paired_means(at, metric)
                 rows.append(
                     {
                         "rule": rule,
                         "metric": metric,
                         "iteration": iteration,
-                        "mean_a": mean_a,
-                        "mean_b": mean_b,
+                        # over the paired seeds; paired_difference's rule_a is run B here (difference B − A)
+                        "mean_a": float(result["mean_b"]),
+                        "mean_b": float(result["mean_a"]),
                         "difference": float(result["difference"]),
                         "difference_lower": float(result["difference_lower"]),
                         "difference_upper": float(result["difference_upper"]),
@@ -152,19 +151,6 @@ def compare_runs(
                     }
                 )
     return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
-
-
-def paired_means(at: pd.DataFrame, metric: str) -> tuple[float, float]:
-    """The means of A's and B's ``metric`` (rows of one iteration, rules ``"A"`` and ``"B"``) over the paired
-    seeds: those where both have a finite value, the seeds :func:`sim.stats.paired_difference` pairs, so that
-    mean B − mean A is the mean difference (NaN when no seed pairs)."""
-    a = at.loc[at["rule"] == "A"].set_index("seed")[metric].astype(np.float64)
-    b = at.loc[at["rule"] == "B"].set_index("seed")[metric].astype(np.float64)
-    a, b = a.align(b, join="inner")
-    paired = np.isfinite(a.to_numpy()) & np.isfinite(b.to_numpy())
-    if not paired.any():
-        return float("nan"), float("nan")
-    return float(a.to_numpy()[paired].mean()), float(b.to_numpy()[paired].mean())
 
 
 def format_comparison(comparison: pd.DataFrame, name_a: str, name_b: str, floor: float) -> str:

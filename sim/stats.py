@@ -418,11 +418,12 @@ def paired_difference(
     values for: the mean difference d = metric(a) − metric(b) with its bootstrap CI, and the
     probability of improvement P(a better than b) = fraction of seeds where a is better (strictly
     smaller metric when ``lower_is_better``; ties count ½), with its bootstrap CI.  An ordering is
-    supported only if the CI of the difference excludes 0.
+    supported only if the CI of the difference excludes 0.  ``mean_a`` and ``mean_b`` are each rule's mean
+    over the same paired seeds (so ``mean_a − mean_b`` is the difference; NaN where no seed pairs).
 
     Returns:
       DataFrame with columns ``iteration, difference, difference_lower, difference_upper,
-      probability_of_improvement, probability_lower, probability_upper, seeds``.
+      probability_of_improvement, probability_lower, probability_upper, seeds, mean_a, mean_b``.
     """
     _check_table(table, metric)
     values_a, seeds_a, iterations_a = seed_matrix(table, metric, rule_a)
@@ -445,6 +446,12 @@ def paired_difference(
     wins = np.where(paired, better + 0.5 * (a == b), np.nan)
     d_centre, d_lower, d_upper = bootstrap_ci(difference, "mean", confidence, resamples, seed)
     p_centre, p_lower, p_upper = bootstrap_ci(wins, "mean", confidence, resamples, seed)
+    count = paired.sum(axis=0)
+
+    def paired_mean(values: np.ndarray) -> np.ndarray:
+        total = np.where(paired, values, 0.0).sum(axis=0)
+        return np.divide(total, count, out=np.full(total.shape, np.nan), where=count > 0)
+
     return pd.DataFrame(
         {
             "iteration": iterations.astype(np.int64),
@@ -454,7 +461,9 @@ def paired_difference(
             "probability_of_improvement": p_centre,
             "probability_lower": p_lower,
             "probability_upper": p_upper,
-            "seeds": paired.sum(axis=0).astype(np.int64),
+            "seeds": count.astype(np.int64),
+            "mean_a": paired_mean(a),
+            "mean_b": paired_mean(b),
         }
     )
 

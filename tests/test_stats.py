@@ -302,6 +302,8 @@ def test_paired_difference_counts_ties_as_half_and_leaves_out_seeds_without_two_
     assert row["seeds"] == 5
     assert row["probability_of_improvement"] == pytest.approx(0.7, abs=1e-15)
     assert row["difference"] == pytest.approx((-1.0 - 0.5 - 0.5 + 0.0 + 4.0) / 5, abs=1e-15)
+    # each rule's mean over the same five paired seeds
+    assert row["mean_a"] == pytest.approx(19.0 / 5, abs=1e-15) and row["mean_b"] == pytest.approx(17.0 / 5, abs=1e-15)
     assert (
         np.isfinite(row["difference_lower"]) and row["difference_lower"] < row["difference"] < row["difference_upper"]
     )
