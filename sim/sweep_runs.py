@@ -118,7 +118,11 @@ def run_field_sweep(
     names = [point_name(point.point) for point in spec.points]
     groups = point_groups(spec)
     mine = None if shard is None else sweep_plan(spec, shard[1])[shard[0]]
-    to_run = [number for number in range(len(groups)) if mine is None or any(g == number for g, _ in mine)]
+    # each group's rule tables this process runs (None: all of them); a shard may run none of a group's
+    chosen_tables = [
+        None if mine is None else tuple(t for g, t in mine if g == number) for number in range(len(groups))
+    ]
+    to_run = [number for number, chosen in enumerate(chosen_tables) if chosen != ()]
     # every group this process runs is checked before anything is written or run: a group that cannot fit is
     # refused at the start, not after the groups before it have run
     memory = {number: group_memory(spec, groups, number, names) for number in to_run}
@@ -136,8 +140,7 @@ def run_field_sweep(
     report_warnings(sweep_warnings(spec), progress)  # said once for the sweep, not by each point
     tables: list = [None] * len(names)
     for number in to_run:
-        members = groups[number]
-        chosen = None if mine is None else tuple(table for group, table in mine if group == number)
+        members, chosen = groups[number], chosen_tables[number]
         say(f"sweep group {number + 1}/{len(groups)}: {', '.join(names[i] for i in members)}")
         say(memory[number])
         outs, entries = [], []
