@@ -403,7 +403,7 @@ def write_run_results(
         files[out / BOUNDS_FILE] = csv_bytes(bounds)
     if headtohead is not None:
         files[out / "headtohead.csv"] = csv_bytes(headtohead)
-    drawn = read_json_object(out / FIGURE_LIST) if read_figure_list(out) is not None else None
+    drawn = _figure_list_record(out)
     if drawn is not None:  # kept as it is (what each figure was drawn from included), but not complete
         files[out / FIGURE_LIST] = json_bytes({**drawn, "complete": False})
     write_files_atomic(files)
@@ -431,20 +431,25 @@ def read_json_object(path: str | os.PathLike) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
+def _figure_list_record(directory: str | os.PathLike) -> dict | None:
+    """``directory``'s :data:`FIGURE_LIST` as written (a list of ``files`` and a ``complete`` flag, with what each
+    was drawn from), or None without one that has those."""
+    record = read_json_object(Path(directory) / FIGURE_LIST)
+    if record is None or not isinstance(record.get("files"), list) or "complete" not in record:
+        return None
+    return record
+
+
 def read_figure_list(directory: str | os.PathLike) -> tuple[list[str], bool] | None:
     """``(names, complete)`` of ``directory``'s :data:`FIGURE_LIST`: the figure files its last drawing
     wrote (all of them when ``complete``; those it was to write when it was stopped otherwise); ``None``
     without the list (a directory from an older prefsim) or when it cannot be read.  Only plain names of
     figure files are taken (no folders: nothing outside the directory is named)."""
-    try:
-        record = json.loads((Path(directory) / FIGURE_LIST).read_text(encoding="utf-8"))
-        names, complete = record["files"], record["complete"]
-    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError):
+    record = _figure_list_record(directory)
+    if record is None:
         return None
-    if not isinstance(names, list):
-        return None
-    names = [name for name in names if isinstance(name, str) and _is_figure_name(name)]
-    return names, complete is True
+    names = [name for name in record["files"] if isinstance(name, str) and _is_figure_name(name)]
+    return names, record["complete"] is True
 
 
 def _is_figure_name(name: str) -> bool:
@@ -474,8 +479,8 @@ def kept_figures(directory: str | os.PathLike, names: Iterable[str], inputs: str
     """The figure files of ``names`` that an earlier drawing in ``directory`` made from the same ``inputs``
     (the same results, drawn by the same code and packages) and that are still as it wrote them: name →
     their :func:`figure_record`.  Drawing them again would give the same bytes."""
-    record = read_json_object(Path(directory) / FIGURE_LIST)
-    drawn_from = record.get("drawn_from") if record is not None and read_figure_list(directory) else None
+    record = _figure_list_record(directory)
+    drawn_from = record.get("drawn_from") if record is not None else None
     if not isinstance(drawn_from, dict):
         return {}
     kept = {}
