@@ -118,6 +118,30 @@ def test_compare_identical_runs_is_exactly_zero_and_refuses_other_games(runs, tm
     assert never.returncode == 2 and "--at 99999: not an iteration both runs recorded" in never.stderr
 
 
+def test_commands_that_read_results_load_no_jax(runs, tmp_path):
+    """``prefsim plot``, ``compare`` and ``report`` read results with NumPy, pandas and Matplotlib: the
+    command line sets JAX up only for the commands that compute with it (sim.cli._with_jax)."""
+    commands = [
+        ["plot", runs / "exact", "--quiet"],
+        ["compare", runs / "exact", runs / "sampled", "--out", tmp_path / "compare.csv"],
+        ["report", runs / "exact", "--out", tmp_path / "report.html"],
+    ]
+    code = textwrap.dedent(
+        f"""
+        import contextlib, io, sys
+        import sim.cli
+        for command in {[[str(part) for part in command] for command in commands]!r}:
+            with contextlib.redirect_stdout(io.StringIO()):
+                assert sim.cli.main(command, cpu_devices="auto") == 0, command
+        print("jax" in sys.modules)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+    assert (tmp_path / "compare.csv").is_file() and (tmp_path / "report.html").is_file()
+
+
 def _chromium() -> str | None:
     for name in ("chromium", "chromium-browser", "google-chrome"):
         path = shutil.which(name)
