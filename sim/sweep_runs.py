@@ -139,6 +139,7 @@ def run_field_sweep(
     say(f"sweep: {len(names)} point(s) in {len(groups)} group(s), {calls} vmapped call(s) (group × rule table)")
     report_warnings(sweep_warnings(spec), progress)  # said once for the sweep, not by each point
     tables: list = [None] * len(names)
+    point_warnings = PointWarnings(progress, names)  # said once each at the end, with the points they hold at
     for number in to_run:
         members, chosen = groups[number], chosen_tables[number]
         say(f"sweep group {number + 1}/{len(groups)}: {', '.join(names[i] for i in members)}")
@@ -155,12 +156,13 @@ def run_field_sweep(
                 outs.append(check_output_directory(out / POINTS_DIR / names[i], parts))
             else:
                 outs.append(None)
-        results = run_group([spec.points[i] for i in members], outs, resume, say, progress, chosen,
+        results = run_group([spec.points[i] for i in members], outs, resume, say, point_warnings, chosen,
                             None if shard is None else entries)  # fmt: skip
         for i, table in zip(members, results):
             tables[i] = table
     record = None if shard is None else sweep_shard_record(spec, *shard)
     table = combine_points(spec, out, tables, started, fingerprint, record)
+    report_warnings(point_warnings.merged(), progress)
     report_warnings(plot_metric_warnings(table, spec.plot), progress)  # of the combined table: once, at the end
     return table
 
@@ -187,6 +189,56 @@ def sweep_warnings(spec: ExperimentSpec) -> list[str]:
     """The warnings about the whole sweep (its points do not repeat them): too few seeds."""
     few = few_seeds(len(spec.seeds))
     return [] if few is None else [few]
+
+
+WARNING_PREFIX = "warning: "
+
+
+class PointWarnings:
+    """The warnings of a sweep's points, kept until the sweep ends and then said once each with the points
+    they hold at (:meth:`merged`), instead of once per point with only the point's values changed.
+
+    Called like the ``progress`` it wraps (``None``: warnings become Python warnings at the end and other
+    messages are dropped), it keeps messages starting ``warning: `` and passes the rest on; other
+    attributes (a :class:`sim.progress.Progress`'s ``stage``, ``within``) are the wrapped object's."""
+
+    def __init__(self, progress: Callable[[str], object] | None, names: Sequence[str]) -> None:
+        self.progress, self.names = progress, list(names)
+        self.said: dict[str, list[str]] = {}  # the message without its point's values → those points' names
+
+    def __call__(self, message: str) -> None:
+        if not message.startswith(WARNING_PREFIX):
+            if self.progress is not None:
+                self.progress(message)
+            return
+        text, points = message[len(WARNING_PREFIX) :], []
+        for name in self.names:  # a label ``mmd[eta=2,game.arms=4]`` of point game.arms=4 → ``mmd[eta=2]``
+            stripped = text
+            for before, after in ((f"[{name}]", ""), (f"[{name},", "["), (f",{name}]", "]"), (f",{name},", ",")):
+                stripped = stripped.replace(before, after)
+            if stripped != text:
+                text = stripped
+                points.append(name)
+        found = self.said.setdefault(text, [])
+        found.extend(point for point in points if point not in found)
+
+    def __getattr__(self, name: str) -> Any:
+        if self.progress is None:
+            raise AttributeError(name)
+        return getattr(self.progress, name)
+
+    def merged(self) -> list[str]:
+        """Each kept message once: ``at every point of the sweep: <message>`` or ``at <point>; <point>:
+        <message>`` where its labels named points, as it was said where they named none."""
+        out = []
+        for text, points in self.said.items():
+            if not points:
+                out.append(text)
+            elif len(points) == len(self.names) > 1:
+                out.append(f"at every point of the sweep: {text}")
+            else:
+                out.append(f"at {'; '.join(p for p in self.names if p in points)}: {text}")
+        return out
 
 
 def combine_points(

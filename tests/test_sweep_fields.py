@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from bandits.errors import PrefsimError
-from sim import figure_plan, plotting, shared_engine
+from sim import figure_plan, plotting, shared_engine, sweep_runs
 from sim.cli import main
 from sim.diagnostics import DegenerateRunWarning
 from sim.experiment import run
@@ -188,9 +188,11 @@ def test_game_tau_sweep_moves_the_rules_tau_and_the_metrics_target():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         table = run(spec)
-    # the fixed-τ rule at game.tau = 0.4 is scored against the game's τ, and the run says so
-    assert any("inpo_fixed[game.tau=0.4]" in str(w.message) and "game's τ-regularised Nash" in str(w.message)
-               for w in caught if issubclass(w.category, DegenerateRunWarning))  # fmt: skip
+    # the fixed-τ rule at game.tau = 0.4 is scored against the game's τ, and the run says so, once, at the end
+    said = [str(w.message) for w in caught if issubclass(w.category, DegenerateRunWarning)]
+    fixed = [m for m in said if "game's τ-regularised Nash" in m]
+    assert len(fixed) == 1 and fixed[0].startswith("at game.tau=0.4: ") and "inpo_fixed" in fixed[0], said
+    assert "inpo_follows" not in fixed[0]
     for tau in (0.1, 0.4):
         _assert_rows_equal(table, run(_fixed(spec, {"game.tau": tau})), [("game.tau", tau)])
     final = table[table["iteration"] == 8].groupby("game.tau")["kl_to_nash"].mean()
@@ -347,6 +349,41 @@ def test_cli_reports_a_bad_sweep_as_an_error_without_traceback(tmp_path, capsys)
     assert main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
     error = capsys.readouterr().err
     assert error.startswith("error: iterations: cannot be swept") and "Traceback" not in error
+
+
+def test_a_sweep_says_each_points_warning_once_with_the_points_it_holds_at(tmp_path):
+    """A warning its points say alike (their labels aside) is said once with the points it holds at, or
+    ``at every point of the sweep``; the points' manifests keep their own messages."""
+    spec = {
+        "iterations": 30,
+        "seeds": 10,
+        "game": {"kind": "random", "arms": [3, 4, 5], "tau": 0.1},
+        "rule": [{"name": "comal"}, {"name": "mmd", "eta": 1.0}],
+    }
+    said: list[str] = []
+    run(spec, tmp_path / "sweep", progress=said.append)
+    warned = [m.removeprefix("warning: ") for m in said if m.startswith("warning: ")]
+    moved = [m for m in warned if "moves its reference" in m]
+    assert moved == [
+        "at every point of the sweep: no INPO Theorem 3 bound drawn for comal: its theorem is about a fixed reference "
+        "and this rule moves its reference to π_t every 12 iterations (reference_every)."
+    ]
+    assert not any("[game.arms=" in m for m in warned), warned  # the labels lose the point's values
+    assert len(warned) == len(set(warned))
+    point = json.loads((tmp_path / "sweep" / "points" / "game.arms=4" / "manifest.json").read_text())
+    assert any("comal[game.arms=4]" in m and "moves its reference" in m for m in point["warnings"])
+    # a message said at some points only names them
+    names = sweep_runs.PointWarnings(None, ["game.arms=3", "game.arms=4", "game.arms=5"])
+    names("warning: no theory bound drawn for mmd[eta=2,game.arms=4]: η too large.")
+    names("warning: no theory bound drawn for mmd[eta=2,game.arms=5]: η too large.")
+    names("warning: no theory bound drawn for mmd[game.arms=5,eta=1]: η too large.")
+    names("warning: 4 seeds are few.")
+    names("warning: 4 seeds are few.")
+    assert names.merged() == [
+        "at game.arms=4; game.arms=5: no theory bound drawn for mmd[eta=2]: η too large.",
+        "at game.arms=5: no theory bound drawn for mmd[eta=1]: η too large.",
+        "4 seeds are few.",
+    ]
 
 
 def test_point_names_and_labels():
