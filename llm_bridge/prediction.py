@@ -216,6 +216,9 @@ def build_candidate_game(
 
 
 def _check_rule(rule: BridgeRule, where: str) -> None:
+    """Refuse a rule the study cannot run alike in its three columns: APO's implicit-reference form,
+    ``reference_every``, and a rule whose definition needs a history anchor (MNPO), an opponent (Nash-MD) or
+    several stages (extragradient, optimistic), which :func:`lm_trajectory` does not train."""
     if rule.form == "implicit_reference":
         raise PrefsimError(
             f'{where}: the prediction study runs APO\'s parameter form only (form = "parameters"); the implicit '
@@ -223,6 +226,20 @@ def _check_rule(rule: BridgeRule, where: str) -> None:
         )
     if rule.reference_every is not None:
         raise PrefsimError(f"{where}: reference_every is not supported by the prediction study; leave it out.")
+    # the LM side trains one stage on pairs of π_t's restriction, anchored at π_t (lm_trajectory): a rule whose
+    # definition asks for more would train another rule than the exact and sampled columns run
+    data = rule_info(rule.base).data
+    needs = [
+        (data.history is not None, "an anchor that mixes its last iterates (history)"),
+        (data.opponent is not None, "a second response drawn from its opponent"),
+        (len(data.stages) > 1, f"{len(data.stages)} proximal stages per iteration"),
+    ]
+    for needed, what in needs:
+        if needed:
+            raise PrefsimError(
+                f"{where}: the prediction study trains the LM on one stage of pairs drawn from π_t anchored at π_t; "
+                f"rule {rule.base} needs {what}, which it does not run; leave the rule out of a --predict spec."
+            )
 
 
 def exact_trajectory(rule: BridgeRule, game: CandidateGame, iterations: int, tau: float) -> np.ndarray:

@@ -231,6 +231,26 @@ def test_unsupported_rules_and_sizes_are_refused(model_dir, tmp_path):
         run_prediction(spec, None, None, progress=False)
 
 
+@pytest.mark.parametrize(
+    "rule, needs",
+    [
+        ({"name": "mnpo", "eta": 0.5, "history": 2}, "history"),
+        ({"name": "nash_md", "eta": 0.5}, "opponent"),
+        ({"name": "extragradient", "eta": 2.0}, "2 proximal stages"),
+        ({"name": "optimistic", "eta": 2.0}, "2 proximal stages"),
+    ],
+)
+def test_rules_the_lm_column_would_not_train_alike_are_refused(model_dir, rule, needs):
+    """The LM column trains one stage on pairs from π_t anchored at π_t: before this check MNPO's LM trajectory
+    was INPO's to the last bit (its history ignored), extragradient's was one INPO stage, and Nash-MD drew no
+    opponent, while the exact and sampled columns ran the rule itself."""
+    raw = tiny_spec(model_dir)
+    raw["rule"] = [{"label": "x", "tau": 0.1, **rule}]
+    spec = parse_spec(raw)
+    with pytest.raises(PrefsimError, match=f"rule 'x': the prediction study .* needs .*{needs}"):
+        run_prediction(spec, None, None, progress=False)
+
+
 def test_a_prediction_into_a_directory_another_run_holds_is_refused_at_once(tmp_path):
     """The study takes the directory's lock first, as a training run does (the spec is not even read)."""
     held = tmp_path / "held"
