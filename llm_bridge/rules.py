@@ -175,9 +175,4 @@ def build_bridge_rule(name: str, given: dict, where: str = "rule", tau: float = 
         hook = iteration_hook(name, resolved, "llm")
     except PrefsimError as exc:
         raise PrefsimError(f"{where}: {exc}") from None
-    if hook is not None and base == "dpo" and resolved.get("anchor", "previous") != "previous":
-        raise PrefsimError(
-            f'{where}: apo\'s base dpo must use anchor = "previous" (the proximal step is anchored at the '
-            "extrapolated π_t)."
-        )
     return BridgeRule(name, resolved, rule_info(base).loss, pairs, samples, hook)
