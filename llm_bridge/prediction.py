@@ -66,7 +66,7 @@ from llm_bridge.spec import BridgeSpec, PredictionSpec
 from llm_bridge.trainer import PairTensors, TrainingSpec, make_optimizer, train_on_pairs
 from sim.game import Game
 from sim.precision import float64
-from sim.rules import base_of, build_rule, rule_info
+from sim.rules import base_of, base_parameters, build_rule, rule_info
 from sim.sampled.engine import build_iteration
 from sim.sampled.problem import problem_from_arrays
 from sim.spec import RunSpec
@@ -217,8 +217,8 @@ def build_candidate_game(
 
 def _check_rule(rule: BridgeRule, where: str) -> None:
     """Refuse a rule the study cannot run alike in its three columns: APO's implicit-reference form,
-    ``reference_every``, and a rule whose definition needs a history anchor (MNPO), an opponent (Nash-MD) or
-    several stages (extragradient, optimistic), which :func:`lm_trajectory` does not train."""
+    ``reference_every``, and a rule whose definition needs an opponent (Nash-MD) or several stages
+    (extragradient, optimistic), which :func:`lm_trajectory` does not train."""
     if rule.form == "implicit_reference":
         raise PrefsimError(
             f'{where}: the prediction study runs APO\'s parameter form only (form = "parameters"); the implicit '
@@ -226,18 +226,19 @@ def _check_rule(rule: BridgeRule, where: str) -> None:
         )
     if rule.reference_every is not None:
         raise PrefsimError(f"{where}: reference_every is not supported by the prediction study; leave it out.")
-    # the LM side trains one stage on pairs of π_t's restriction, anchored at π_t (lm_trajectory): a rule whose
-    # definition asks for more would train another rule than the exact and sampled columns run
+    # the LM side trains one stage on pairs of π_t's restriction, anchored at π_t or at the mixture of its last
+    # iterates (lm_trajectory): a rule whose definition asks for more would train another rule than the exact and
+    # sampled columns run
     data = rule_info(rule.base).data
     needs = [
-        (data.history is not None, "an anchor that mixes its last iterates (history)"),
         (data.opponent is not None, "a second response drawn from its opponent"),
         (len(data.stages) > 1, f"{len(data.stages)} proximal stages per iteration"),
     ]
     for needed, what in needs:
         if needed:
             raise PrefsimError(
-                f"{where}: the prediction study trains the LM on one stage of pairs drawn from π_t anchored at π_t; "
+                f"{where}: the prediction study trains the LM on one stage of pairs drawn from π_t anchored at π_t "
+                "(MNPO: at its last iterates' mixture); "
                 f"rule {rule.base} needs {what}, which it does not run; leave the rule out of a --predict spec."
             )
 
@@ -338,7 +339,9 @@ def lm_trajectory(
 
     Per iteration: restrict π_t to the candidates, draw ``pairs_per_prompt`` pair-scheme draws per prompt
     from the restriction (``rule.samples`` candidates each, labelled by the game's oracle), precompute
-    log π_t and log π_ref, train (``training``), extrapolate (APO's parameter form).  Returns π_0 … π_T
+    log π_ref and the loss's anchor ``previous``: log π_t, or for a rule with a history anchor (MNPO) its
+    combination of log π_t … log π_{t−m+1} (iterates before π_0 given as π_0, as in the bridge's loop), train
+    (``training``), extrapolate (APO's parameter form).  Returns π_0 … π_T
     restricted, (T+1, M, K); log Σ_y π_t(y | x) over the candidates, (T+1, M) (the mass the LM keeps on the
     game: it moves because the weights are shared with every other response); and per iteration
     ``{"pairs", "loss_first", "loss_last", "steps"}``.
@@ -349,14 +352,22 @@ def lm_trajectory(
     previous = trainable_state(model) if rule.form == "parameters" else None
     previous = None if previous is None else {k: v.detach().clone().cpu() for k, v in previous.items()}
     m_count, k = game.shape
+    history = rule_info(rule.base).data.history
+    parameters = base_parameters(rule.name, rule.parameters)
+    remembered = 1 if history is None else history.length(parameters)
+    scored: list[np.ndarray] = []  # log π_t(y | x) of the candidates, the last ``remembered`` iterates
     policies, masses, stats = [], [], []
     for t in range(iterations + 1):
         logps = score_candidates(model, game, pad_id, score_batch_size, autocast)
+        scored = [logps, *scored][:remembered]
         policy = np.exp(restrict(logps))
         policies.append(policy)
         masses.append(logsumexp(logps, axis=-1))
         if t == iterations:
             break
+        anchor = logps  # the loss's ``previous``: log π_t, or MNPO's mixture of log π_t … log π_{t−m+1}
+        if history is not None:
+            anchor = history.combine([scored[min(j, t)] for j in range(remembered)], t, parameters)
         records = []
         for m in range(m_count):
             weights = policy[m] / policy[m].sum()
@@ -373,8 +384,8 @@ def lm_trajectory(
                             "loser_ids": game.response_ids[m][l],
                             "reference_w": game.reference_logps[m, w],
                             "reference_l": game.reference_logps[m, l],
-                            "previous_w": logps[m, w],
-                            "previous_l": logps[m, l],
+                            "previous_w": anchor[m, w],
+                            "previous_l": anchor[m, l],
                             "win_rate_w": pair.win_rate_w,
                             "win_rate_l": pair.win_rate_l,
                             "preference": pair.preference,

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from bandits.errors import PrefsimError
+from llm_bridge import prediction
 from llm_bridge.cli import _predict
 from llm_bridge.loop import open_session
 from llm_bridge.prediction import (
@@ -234,21 +235,51 @@ def test_unsupported_rules_and_sizes_are_refused(model_dir, tmp_path):
 @pytest.mark.parametrize(
     "rule, needs",
     [
-        ({"name": "mnpo", "eta": 0.5, "history": 2}, "history"),
         ({"name": "nash_md", "eta": 0.5}, "opponent"),
         ({"name": "extragradient", "eta": 2.0}, "2 proximal stages"),
         ({"name": "optimistic", "eta": 2.0}, "2 proximal stages"),
     ],
 )
 def test_rules_the_lm_column_would_not_train_alike_are_refused(model_dir, rule, needs):
-    """The LM column trains one stage on pairs from π_t anchored at π_t: before this check MNPO's LM trajectory
-    was INPO's to the last bit (its history ignored), extragradient's was one INPO stage, and Nash-MD drew no
-    opponent, while the exact and sampled columns ran the rule itself."""
+    """The LM column trains one stage on pairs from π_t: before this check extragradient's LM trajectory was one
+    INPO stage and Nash-MD drew no opponent, while the exact and sampled columns ran the rule itself."""
     raw = tiny_spec(model_dir)
     raw["rule"] = [{"label": "x", "tau": 0.1, **rule}]
     spec = parse_spec(raw)
     with pytest.raises(PrefsimError, match=f"rule 'x': the prediction study .* needs .*{needs}"):
         run_prediction(spec, None, None, progress=False)
+
+
+def test_mnpo_lm_column_anchors_at_the_mixture_of_its_last_iterates(model_dir, monkeypatch, tmp_path):
+    """MNPO's LM column trains with ``previous`` = ½ log π_t + ½ log π_{t−1} (history 2, uniform; π_0 alone at
+    t = 0), computed here from the candidates' scores at each iteration; it once used log π_t, which made its LM
+    trajectory INPO's to the last bit."""
+    raw = tiny_spec(model_dir)
+    raw["rule"] = [{"label": "m", "name": "mnpo", "eta": 0.5, "tau": 0.1, "history": 2}]
+    spec = parse_spec(raw)
+    scored, anchors = [], []
+    score, train = prediction.score_candidates, prediction.train_on_pairs
+
+    def scoring(*args, **kwargs):
+        scored.append(score(*args, **kwargs))
+        return scored[-1]
+
+    def training(model, optimizer, data, *args, **kwargs):
+        anchors.append(data.values["previous_w"].numpy())
+        return train(model, optimizer, data, *args, **kwargs)
+
+    monkeypatch.setattr(prediction, "score_candidates", scoring)
+    monkeypatch.setattr(prediction, "train_on_pairs", training)
+    run_prediction(spec, open_session(spec, tmp_path, progress=False), None, progress=False)
+    first, second = scored[-3], scored[-2]  # the LM's π_0 and π_1 on the candidates (π_2 is scored last)
+    assert len(anchors) == 2 and not np.allclose(first, second)
+
+    def within(values, allowed):
+        return np.abs(values[:, None] - allowed.ravel()[None, :]).min(axis=1).max()
+
+    assert within(anchors[0], first) < 1e-9
+    assert within(anchors[1], 0.5 * (first + second)) < 1e-9
+    assert within(anchors[1], second) > 1e-6  # not log π_1 alone
 
 
 def test_a_prediction_into_a_directory_another_run_holds_is_refused_at_once(tmp_path):
