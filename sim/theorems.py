@@ -273,10 +273,11 @@ def mmd_kl_bound(
     """MMD linear rate: KL(π*‖π_t) ≤ KL(π*‖π_0)/(1 + ητ)^t when η ≤ τ/L² (Sokota et al. 2023, Thm 3.4) [M].
 
     Returns NaN where the step condition η ≤ τ/L² fails (the theorem then says nothing).  L as in
-    :func:`mmd_lipschitz` (negative entropy is 1-strongly convex w.r.t. ℓ₁).
+    :func:`mmd_lipschitz` (negative entropy is 1-strongly convex w.r.t. ℓ₁).  The condition is tested
+    as ηL² ≤ τ, so L = 0 (P ≡ ½, e.g. a cyclic game of strength 0) admits every step.
     """
     t = np.asarray(iterations, dtype=np.float64)
-    if eta > tau / lipschitz**2:
+    if eta * lipschitz**2 > tau:
         return np.full_like(t, np.nan)
     return np.asarray(kl_initial, dtype=np.float64) / (1.0 + eta * tau) ** t
 
@@ -454,9 +455,11 @@ def proximal_step(eta: ArrayLike, tau: float) -> np.ndarray | float:
 def mirror_prox_max_eta(lipschitz: float, tau: float, optimistic: bool = False) -> float:
     """Largest learning rate of the derived linear rates: 1/(L + τ) (extragradient), 1/(3L + τ) (optimistic) [D].
 
-    Equivalently η_prox·L ≤ 1 (resp. ≤ 1/3), L = max|P − ½| (:func:`mmd_lipschitz`, ℓ₁ → ℓ∞).
+    Equivalently η_prox·L ≤ 1 (resp. ≤ 1/3), L = max|P − ½| (:func:`mmd_lipschitz`, ℓ₁ → ℓ∞).  Infinite
+    (every step) when L + τ = 0: P ≡ ½ and τ = 0.
     """
-    return 1.0 / ((3.0 if optimistic else 1.0) * lipschitz + tau)
+    denominator = (3.0 if optimistic else 1.0) * lipschitz + tau
+    return math.inf if denominator == 0 else 1.0 / denominator
 
 
 def mirror_prox_kl_bound(

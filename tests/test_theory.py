@@ -511,6 +511,31 @@ def test_tightness_report_bounds_equal_the_papers_formulas_on_the_run(random_run
 # optimistic MD, reference advancement (docs/theory.md §C.10, §F.1)
 
 
+def test_step_conditions_admit_every_step_on_a_game_with_no_lipschitz_constant():
+    """P ≡ ½ (a cyclic game of strength 0, which the spec accepts) has L = max|P − ½| = 0: MMD's η ≤ τ/L² and
+    the mirror-prox limits 1/(L + τ) hold for every step, and the run's bounds are computed (no division by L)."""
+    # KL_0/(1 + ητ)^t with η = 0.5, τ = 0.2 at L = 0
+    np.testing.assert_allclose(
+        theory.mmd_kl_bound(np.array([0, 1, 2]), 0.5, 0.2, 2.0, 0.0), [2.0, 2.0 / 1.1, 2.0 / 1.21]
+    )
+    assert theory.mirror_prox_max_eta(0.0, 0.0) == math.inf
+    assert theory.mirror_prox_max_eta(0.0, 0.0, optimistic=True) == math.inf
+    np.testing.assert_allclose(theory.mirror_prox_kl_bound(np.array([0, 3]), 5.0, 0.0, 2.0, 0.0), [2.0, 2.0])
+    spec = {
+        "iterations": 4,
+        "seeds": 1,
+        "record_every": 1,
+        "game": {"kind": "cyclic", "arms": 3, "strength": 0.0, "tau": TAU, "initial": "random"},
+        "rule": [{"name": "mmd", "eta": 0.5}],
+    }
+    table = sim.run(spec)
+    report = theory.tightness_report(table, spec)
+    assert len(report) == 4 and report["holds"].all()
+    kl_0 = table["kl_to_nash"].iloc[0]  # π* = π_ref (every arm wins half its comparisons), π_0 random
+    assert kl_0 > 0.01
+    np.testing.assert_allclose(report["bound"].to_numpy(), kl_0 / (1 + 0.5 * TAU) ** np.arange(1, 5), rtol=1e-12)
+
+
 def test_mirror_prox_and_optimistic_bounds_at_hand_computed_points():
     # η_prox = η/(1 − ητ): 0.5/0.9
     assert float(theory.proximal_step(0.5, 0.2)) == pytest.approx(5 / 9, rel=1e-15)
