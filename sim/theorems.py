@@ -876,7 +876,7 @@ OPTIMISTIC_AVERAGE = Bound(
     "average of the leading iterates π̄_t, which no column records, so not drawn",
 )
 APO_SUBOPTIMALITY = Bound(
-    "APO/DPO exact: β·log(1/π_ref(y*))/c_T",
+    "APO/DPO exact SubOpt: β·log(1/π_ref(y*))/c_T",
     "apo_suboptimality_bound",
     "exact-reward derivation [D✓] of APO's Theorem 4.4 shape (docs/theory.md §B.3; the paper is not public)",
     "suboptimality",
@@ -886,11 +886,15 @@ APO_SUBOPTIMALITY = Bound(
 #: Same hypotheses as the suboptimality bound; the data also need a reward gap Δ > 0 and τ = 0.
 APO_TV = dataclasses.replace(
     APO_SUBOPTIMALITY,
-    label="APO/DPO exact: (1−π_ref(y*))/π_ref(y*)·exp(−c_TΔ/β)",
+    label="APO/DPO exact TV: (1−π_ref(y*))/π_ref(y*)·exp(−c_TΔ/β)",
     formula="apo_tv_bound",
     source="exact-reward derivation [D✓] of APO's Theorem 4.8 shape, with a reward gap Δ > 0 and τ = 0 (§B.3)",
     metric="tv_to_optimum",
     evaluate=_apo_tv,
+    unmet=(
+        "the TV bound needs a unique best arm (reward gap Δ > 0) and a game with τ = 0, where tv_to_optimum is "
+        "the distance to the best arm's point mass"
+    ),
 )
 ADVANCEMENT_MONOTONE = Bound(
     "COMAL monotone KL to π⁰: KL(π⁰‖π_kM) ≤ KL(π⁰‖π_(k−1)M)",

@@ -129,3 +129,41 @@ def test_extragradient_and_optimistic_bounds_are_drawn_or_explained(tmp_path):
         notes
     )
     assert any(n.startswith("no theory bound drawn for optimistic_fast: the Optimistic MD linear rate") for n in notes)
+
+
+def test_each_bound_of_a_rule_has_its_own_name():
+    """The run's notes and the figure legends name a bound by its short name: two bounds of one rule sharing it
+    would make a missing curve look drawn."""
+    for name, definition in RULES.items():
+        shorts = [bound.short for bound in definition.bounds]
+        assert len(shorts) == len(set(shorts)), (name, shorts)
+
+
+def test_a_missing_apo_tv_bound_is_explained_when_the_suboptimality_bound_is_drawn():
+    """DPO on a Bradley–Terry game: both APO bounds at τ = 0 with a reward gap; with τ > 0 (tv_to_optimum then
+    measures π*_τ) or tied best arms only the suboptimality bound, and a note says why the TV bound is missing."""
+    reason = (
+        "no APO/DPO exact TV bound drawn for dpo: the TV bound needs a unique best arm (reward gap Δ > 0) and a "
+        "game with τ = 0, where tv_to_optimum is the distance to the best arm's point mass."
+    )
+    for tau, rewards, metrics in (
+        (0.0, [1.0, 0.0, 0.5], {"suboptimality", "tv_to_optimum"}),
+        (0.3, [1.0, 0.0, 0.5], {"suboptimality"}),
+        (0.0, [1.0, 1.0, 0.5], {"suboptimality"}),
+    ):
+        spec = parse_spec(
+            {
+                "iterations": 10,
+                "seeds": 1,
+                "record_every": 1,
+                "game": {"kind": "bradley_terry", "rewards": rewards, "tau": tau},
+                "rule": [{"name": "dpo"}],
+            }
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            table = sim.run(spec)
+        bounds = bounds_table.compute_bounds(table, spec)
+        assert set(bounds["metric"]) == metrics, (tau, rewards)
+        notes = bounds_table.missing_bound_notes(spec, bounds)
+        assert notes == ([] if len(metrics) == 2 else [reason]), (tau, rewards)
