@@ -1,5 +1,6 @@
 """Preference models, reference policies and game specs (bandits/): validation and constructions."""
 
+import math
 import warnings
 
 import numpy as np
@@ -108,6 +109,22 @@ def test_skew_logits_multiply_the_gaussian_logits_by_the_scale(scale):
     np.testing.assert_allclose(game.preference, expected, rtol=0, atol=1e-15)
     direct = preference_models.random_skew_logits(6, np.random.default_rng([4, 2]), scale)
     np.testing.assert_array_equal(direct, game.preference)
+
+
+def test_lower_triangle_entries_are_the_seeds_uniform_draws():
+    # EGPO's construction (docs/theory.md §C.10): P[i, j] ~ U[0, 1] i.i.d. below the diagonal, P[j, i] = 1 − P[i, j].
+    # build_game draws the random game of seed 4 from default_rng([4, 2]): U, 6×6 uniforms, of which P keeps i > j
+    game = build_game(GameSpec(kind="random", arms=6, construction="lower_triangle"), 4)
+    uniforms = np.random.default_rng([4, 2]).uniform(size=(6, 6))
+    below = np.tril_indices(6, -1)
+    np.testing.assert_array_equal(game.preference[below], uniforms[below])
+    np.testing.assert_allclose(game.preference.T[below], 1.0 - uniforms[below], rtol=0, atol=1e-15)
+    # and over many games the entries below the diagonal are U[0, 1]: mean ½, variance 1/12, range near [0, 1]
+    rng = np.random.default_rng(11)
+    entries = np.concatenate([preference_models.random_lower_triangle(6, rng)[below] for _ in range(2000)])
+    assert abs(entries.mean() - 0.5) < 5 * math.sqrt(1 / 12 / entries.size)
+    assert abs(entries.var() - 1 / 12) < 0.005
+    assert entries.min() < 1e-3 and entries.max() > 1 - 1e-3
 
 
 # --------------------------------------------------------------------------- reference policies
