@@ -233,7 +233,9 @@ print(summary[summary["iteration"] >= 1].pivot(index="rule", columns="iteration"
 #   0.596 / 0.598, iterative DPO 0.787 / 0.787 / 0.778, APO 0.768 / 0.787 / 0.778;
 # * ordering: all five pairs of rules that exact mode separates have the LM's sign (INPO − online IPO
 #   +0.071 [0.029, 0.115] vs exact +0.101); iterative DPO vs APO, equal in exact mode (both reach the
-#   best candidate), differ by +0.019 [0.001, 0.049] in the LM;
+#   best candidate), differ by +0.019 [0.001, 0.049] in the LM: a small difference whose interval only
+#   just excludes 0 over 8 prompts, where a percentile bootstrap covers about 89% rather than 95%
+#   (docs/theory.md §D.1), so no firm difference (asserted: below 0.05, not its sign);
 # * one pass instead of four: TV(LM, exact) at t = 1 is 0.13 vs 0.12 (INPO) and 0.43 vs 0.28 (DPO): DPO's
 #   exact step with β = 0.1 is a big jump that a few steps do not reach;
 # * DPO raises the candidates' total log-mass by 3.6 nats by t = 3 (INPO 0.14); 30–40 s for the notebook.
@@ -264,8 +266,10 @@ separated = ordering[apart & (ordering["exact_difference"].abs() > 0.01)]
 assert len(separated) >= 1 and separated["agrees_exact"].all(), separated
 if SCALE == "ci":  # Results: all five pairs exact mode separates agree; iterative DPO − APO +0.019 [0.001, 0.049]
     assert len(separated) == 5, separated
+    # equal in exact mode; in the LM a small difference (its interval's sign is not a firm finding at 8 prompts)
     dpo_vs_apo = ordering.set_index(["rule_a", "rule_b"]).loc[("iterative_dpo", "apo")]
-    assert dpo_vs_apo["lm_low"] > 0 and abs(dpo_vs_apo["exact_difference"]) < 0.01, dpo_vs_apo
+    assert abs(dpo_vs_apo["exact_difference"]) < 0.01 and abs(dpo_vs_apo["lm_difference"]) < 0.05, dpo_vs_apo
+    assert dpo_vs_apo["lm_high"] < 0.06, dpo_vs_apo
     # the LM's distance from exact mode, on average over prompts: up to 0.3 (0.01–0.28)
     assert summary[moved].tv_lm_exact.max() < 0.3, summary[moved].tv_lm_exact.max()
 # more optimisation brings the first iteration closer to exact mode (mean over rules)
