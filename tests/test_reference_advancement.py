@@ -198,6 +198,9 @@ def test_bad_reference_every_is_a_clear_error():
             parse_spec(
                 {"iterations": 5, "game": game, "rule": [{"name": "inpo", "eta": 1.0, "reference_every": value}]}
             )
+    # the preset's message names the rule once (it read "rule #1 (comal): rule: reference_every …")
+    with pytest.raises(PrefsimError, match=r"^rule #1 \(comal\): reference_every must be an integer ≥ 1"):
+        parse_spec({"iterations": 5, "game": game, "rule": [{"name": "comal", "reference_every": 0}]})
     with pytest.raises(PrefsimError, match="unknown parameter 'reference_every'"):
         parse_spec({"iterations": 5, "game": game, "rule": [{"name": "sppo", "reference_every": 3}]})
     with pytest.raises(PrefsimError, match="offline"):

@@ -49,12 +49,12 @@ class AnchorState(NamedTuple):
     anchor: Any
 
 
-def check_every(every: int | jax.Array, where: str = "rule") -> None:
-    """Raise unless a concrete ``reference_every`` is an integer ≥ 1."""
+def check_every(every: int | jax.Array) -> None:
+    """Raise unless a concrete ``reference_every`` is an integer ≥ 1 (the spec puts the rule's name before it)."""
     if is_concrete(every):
         value = float(every)
         if not (value >= 1 and value.is_integer()):  # is_integer: False for inf and NaN (int(inf) would raise)
-            raise PrefsimError(f"{where}: reference_every must be an integer ≥ 1 (iterations), got {every!r}.")
+            raise PrefsimError(f"reference_every must be an integer ≥ 1 (iterations), got {every!r}.")
 
 
 def advances_at(step: int | jax.Array, every: int | jax.Array) -> jax.Array:
