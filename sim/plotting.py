@@ -13,8 +13,9 @@ Design (what every figure shows):
   :data:`FLOOR_GAP_DECADES` below the lowest value drawn above the floor (not below the floor), so the
   bottom line reads as far below the data.  ``tv_to_optimum``'s floor is π*'s accuracy at the rule's game τ
   (:func:`sim.diagnostics.metric_floor`).
-* **bands** – percentile-bootstrap 95% CI of the mean over seeds (:func:`sim.stats.curve_summary`);
-  optionally each seed's curve thinly (``per_seed``).
+* **bands** – percentile-bootstrap 95% CI of the mean over seeds (:func:`sim.stats.curve_summary`); on a log
+  axis a band whose lower end is 0 or below runs down past the axis bottom; optionally each seed's curve
+  thinly (``per_seed``).
 * **colour and line style** – one colour per rule family (a ``[[rule]]`` table: ``apo`` for
   ``apo[alpha=0.5]``), a line style and shade per swept value inside the family; past ten families the
   ten hues come back with a marker per further ten (:data:`FAMILY_MARKERS`).  Curves identical to an
@@ -132,6 +133,9 @@ LINE_STYLES = ("-", (0, (5, 1.5)), (0, (3, 1, 1, 1)), (0, (1, 1)), (0, (7, 2, 1,
 #: Height (axes fraction) of the line along the axis bottom that stands for a curve's values at or below the
 #: rounding floor (a little above the spine, which would hide it).
 FLOOR_LINE_HEIGHT = 0.012
+#: Where a band's lower end at or below 0 is drawn on a log axis: below any axis bottom (the smallest normal
+#: float64), so the band runs down past it; it never sets the axis' range (:func:`_log_range_above_floor`).
+BAND_BELOW_LOG_AXIS = float(np.finfo(np.float64).tiny)
 #: Markers of the families past the tenth (whose ten hues they share): none for the first ten, then one marker
 #: for each further ten families, spaced along the curve.
 FAMILY_MARKERS = ("", "o", "s", "^", "D", "v", "P", "X")
@@ -594,7 +598,9 @@ def plot_metric(
                 floored.append(floor)
             if log_y:
                 centre = np.where(centre > 0, centre, np.nan)
-                lower = np.where(lower > 0, lower, np.nan)
+                # a band whose lower end is 0 or below (resamples of seeds at exactly 0) reaches below any log
+                # axis: it runs down past the axis bottom, as one ending at a rounding residue of 1e-17 does
+                lower = np.where(lower > 0, lower, np.where(np.isfinite(lower), BAND_BELOW_LOG_AXIS, np.nan))
                 upper = np.where(upper > 0, upper, np.nan)
                 # what sets the log axis' range: values above the floor, and a curve that is not at the floor
                 shown.extend(centre[np.isfinite(centre)])

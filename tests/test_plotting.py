@@ -1062,6 +1062,32 @@ def test_a_floored_curve_gets_two_decades_of_axis_below_the_data_but_none_below_
     assert plotting.plot_metric(plain, "kl_to_nash").get_ylim()[0] > 7e-3 * 0.99**200 / 2
 
 
+def test_a_band_whose_lower_end_is_zero_runs_to_the_axis_bottom_not_to_the_mean():
+    """Three of four seeds at exactly 0 from t = 5, one still falling: the mean is 1e-4 × 0.9ᵗ / 4, above the
+    floor, and a bootstrap resample without the fourth seed (p = (3/4)⁴ ≈ 0.32) has mean 0, so the band's lower
+    end is 0.  A log axis cannot show 0: the band was drawn from the mean up (its lower edge jumped to the curve
+    where the lower end was 0, and ran down past the axis where it was a rounding residue of 1e-17)."""
+    iterations = np.arange(0, 41)
+    rows = []
+    for seed in range(4):
+        values = 1e-4 * 0.9**iterations if seed == 3 else np.where(iterations < 5, 1e-4 * 0.9**iterations, 0.0)
+        rows.append(pd.DataFrame({"rule": "a", "seed": seed, "iteration": iterations, "kl_to_nash": values}))
+    table = pd.concat(rows, ignore_index=True)
+    summary = sim.stats.curve_summary(table, "kl_to_nash")
+    zero_lower = summary.loc[summary["lower"] <= 0, "iteration"].to_numpy()
+    assert zero_lower.size > 30 and zero_lower.min() == 5
+    axes = plotting.plot_metric(table, "kl_to_nash", fit_window=None)
+    (band,) = axes.collections
+    vertices = band.get_paths()[0].vertices
+    bottom = axes.get_ylim()[0]
+    for iteration in zero_lower:
+        at = vertices[vertices[:, 0] == iteration, 1]
+        mean = summary.loc[summary["iteration"] == iteration, "center"].item()
+        assert at.min() <= bottom < mean, f"t = {iteration}: the band stops at {at.min():.3g}, above the axis bottom"
+    # the axis is still set by the data, not by the band's lower end
+    assert bottom >= summary["center"][summary["center"] > 0].min() / 10
+
+
 def test_the_tv_floor_of_a_figure_is_the_accuracy_of_pi_star_at_each_rules_tau(tmp_path):
     # τ = 1: π* is accurate to ~4e-15; a linear rate down to there is convergence to the precision's floor
     # (crossed at t = 187), not rounding from 1e-12 (crossed at t = 163), and the fit may run past 163
