@@ -23,7 +23,8 @@ Design (what every figure shows):
   within a line's width of one (:data:`NEAR_CURVES`) say "≈ sppo"; both are drawn dashed on top, so
   neither hides the other.  An axes of more than :data:`MANY_CURVES` curves (a
   long sweep) draws them along one colour scale in their order, with a colour bar naming the first,
-  middle and last, and no legend entries or fits: a legend of 100 curves was a figure 7000 pixels tall.
+  middle and last, and no legend entries or fits (a legend of 100 curves was a figure 7000 pixels tall);
+  one legend entry then says what the ▼ and the lines along the axis bottom are.
 * **fits** – only where a fit means something (:func:`choose_fit`): for convergence metrics, over the
   last decade of the iterations *before* the curve reaches its rounding floor
   (:func:`sim.diagnostics.metric_floor`) or levels off (:func:`level_off`: stops falling, not merely
@@ -680,6 +681,11 @@ def plot_metric(
             legend_label = entries.pop(label if not many else None, "_nolegend_")
             artist = axes.plot(xs, ys, lw=0.9, alpha=0.7, color=style["color"], ls=style["ls"], label=legend_label)[0]
             artist.prefsim_bound = True
+        if many and floored:  # no legend entry per curve says what its ▼ and line along the axis bottom are
+            low, high = _floor_text(min(floored)), _floor_text(max(floored))
+            bound = f"floor {low}" if low == high else f"each curve's floor, {low} to {high},"
+            label = f"▼ from there: ≤ {bound}\n  or 0 (axis bottom)"
+            axes.plot([], [], color="0.35", lw=1.0, marker="v", ms=6, label=label)
         axes.set_xscale("symlog", linthresh=1.0, linscale=0.4)
         axes.set_xlim(left=0.0)
         if log_y:

@@ -441,6 +441,33 @@ def test_more_curves_than_a_legend_can_hold_get_a_colour_scale_and_a_normal_heig
     assert len(few.axes) == 1 and len(few.legends or [l for c in few.subfigs for l in c.legends]) == 1
 
 
+def test_curves_at_the_floor_in_a_colour_scale_figure_say_what_the_axis_bottom_line_is():
+    """Above MANY_CURVES no curve has a legend entry, and the "▼ from t = …: ≤ floor … or 0 (axis bottom)" of each
+    floored curve went with it: its ▼ and line along the axis bottom read as values at the axis bottom (1e-18 in a
+    figure where another curve fell legitimately to 1e-17, below the floor of 2.2e-14)."""
+    count = plotting.MANY_CURVES + 2
+    curves = {
+        f"inpo[eta={k}]": {"kl_to_nash": lambda t, k=k: np.where(t < 5 * k, 0.5 ** (t / k), 0.0)}
+        for k in range(1, count + 1)
+    }
+    table = synthetic(curves, iterations=np.arange(0, 101), noise=0.0)
+    rules = plotting.stats.rules_of(table)
+    figure = plotting.metric_figure(table, "kl_to_nash", rules, PlotSpec(), title="sweep")
+    axes = figure.axes[0]
+    floor_lines = [line for line in axes.get_lines() if getattr(line, "prefsim_floor_of", None)]
+    assert len(floor_lines) == count
+    legends = figure.legends or [legend for cell in figure.subfigs for legend in cell.legends]
+    texts = [text.get_text() for legend in legends for text in legend.get_texts()]
+    assert texts == ["▼ from there: ≤ floor 2.2×10⁻¹⁴\n  or 0 (axis bottom)"]
+    (handle,) = [handle for legend in legends for handle in legend.legend_handles]
+    assert handle.get_marker() == "v"
+    # one floor per curve at each rule's τ: a τ sweep's floors of TV(π_t, π*) give their range
+    with_tau = table.assign(**{"game.tau": table["rule"].map({rule: 0.1 + 0.1 * i for i, rule in enumerate(rules)})})
+    axes = plotting.plot_metric(with_tau.rename(columns={"kl_to_nash": "tv_to_optimum"}), "tv_to_optimum")
+    (label,) = axes.get_legend_handles_labels()[1]
+    assert label == "▼ from there: ≤ each curve's floor, 2.2×10⁻¹⁴ to 1.1×10⁻¹³,\n  or 0 (axis bottom)"
+
+
 def test_identical_curves_say_so_and_stay_visible():
     same = {"kl_to_nash": lambda t: 1 / (t + 1)}
     table = synthetic({"sppo": same, "dno": same}, noise=0.0)
