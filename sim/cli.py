@@ -448,6 +448,10 @@ def _plot(args) -> int:
     from sim.win_rate import is_win_rate_directory, plot_win_rate, read_win_rate_table
 
     directory = Path(args.directory)
+    if not directory.is_dir():  # else the lock file's error, which names --out, an option plot does not have
+        raise PrefsimError(
+            f"prefsim plot: {str(directory)!r} is not a directory; give one written by `prefsim run` or `prefsim llm`."
+        )
     say = _StoppableProgress(mode="quiet" if args.quiet else "auto")
     if is_win_rate_directory(directory):  # a `prefsim llm` run (finished or in progress)
         path = plot_win_rate(read_win_rate_table(directory), directory / "win_rate.png")

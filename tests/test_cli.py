@@ -138,6 +138,19 @@ def test_plot_of_an_empty_directory_is_a_clear_error(tmp_path):
     assert "nothing to plot" in result.stderr
 
 
+def test_plot_of_a_path_that_is_no_directory_is_a_clear_error(tmp_path):
+    """`prefsim plot` of a mistyped directory or of a file said "--out '…': cannot create the lock file", naming
+    an option `prefsim plot` does not have."""
+    spec = tmp_path / "small.toml"
+    spec.write_text(SMALL_SPEC)
+    for path in (tmp_path / "absent", spec):
+        result = prefsim("plot", path)
+        assert result.returncode == 2, result.stderr
+        assert f"{str(path)!r} is not a directory" in result.stderr
+        assert "--out" not in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "absent").exists()
+
+
 def test_default_example_spec_parses():
     from sim.spec import load_spec
 
