@@ -511,6 +511,11 @@ def _draw(table, directory: Path, progress=None, workers=()):
     headtohead_file = directory / "headtohead.csv"
     headtohead = pd.read_csv(headtohead_file) if headtohead_file.is_file() else None
     plan = plan_figures(table, directory, manifest, bounds=bounds, headtohead=headtohead)
+    if plan.without_data and progress is not None:
+        progress(
+            f"note: plot.metrics: {', '.join(plan.without_data)} has no value on the rules drawn (it does not "
+            "apply to this game or these rules): no figure."
+        )
     formats = plan.job.plot.formats
     # figures.json names what this drawing writes (then what it wrote): `prefsim report` shows those only
     planned = [f"{figure}.{kind}" for figure in plan.figures for kind in formats]

@@ -195,11 +195,16 @@ class FigureJob:
 @dataclasses.dataclass(frozen=True)
 class FigurePlan:
     """A run's figures: ``figures`` (metric names, then :data:`HEADTOHEAD` when it is drawn), the
-    :class:`FigureJob` they share and the estimated seconds of one (:data:`FIGURE_SECONDS`)."""
+    :class:`FigureJob` they share and the estimated seconds of one (:data:`FIGURE_SECONDS`).
+
+    ``without_data``: the metrics picked by name (``[plot] metrics`` or the ``metrics`` argument) that get no
+    figure because they have no value after iteration 0 on the rules drawn (``suboptimality`` of a game
+    without rewards), for the caller to say so."""
 
     job: FigureJob
     figures: list
     seconds_per_figure: float
+    without_data: tuple = ()
 
 
 #: Bumped whenever what :func:`figure_inputs_digest` covers changes.
@@ -275,7 +280,8 @@ def plan_figures(
 ) -> FigurePlan:
     """The figures of a run table (see :func:`sim.plotting.plot_run` for the arguments); creates ``out_dir``.
 
-    Metrics with no finite value after iteration 0 are left out; unknown ``metrics`` are a clear error.
+    Metrics with no finite value after iteration 0 are left out (those picked by name are named in
+    :attr:`FigurePlan.without_data`); unknown ``metrics`` are a clear error.
     ``headtohead`` (a run's ``headtohead.csv``) adds its map when it has two rules or more and the
     ``[plot]`` table does not pick the metrics.
     """
@@ -298,6 +304,8 @@ def plan_figures(
         )
     rules = selected_rules(table, plot)
     figures = [metric for metric in names if stats.has_data(table[table["rule"].isin(rules)], metric)]
+    picked = metrics is not None or plot.metrics is not None
+    without_data = tuple(metric for metric in names if metric not in figures) if picked else ()
     # a [plot] table that picks metrics leaves the map out; one rule: W(A, A) = ½ says nothing
     if headtohead is not None and plot.metrics is None and headtohead["rule_a"].nunique() >= 2:
         figures.append(HEADTOHEAD)
@@ -306,7 +314,8 @@ def plan_figures(
     tau = manifest_tau(manifest)
     job = FigureJob(table, rules, plot, bounds, figure_title(manifest), precision, out_dir, headtohead, tau)
     groups, panels, _, _ = figure_layout(table, rules, plot)
-    return FigurePlan(job, figures, FIGURE_SECONDS + PANEL_SECONDS * (len(groups) if panels else 1))
+    seconds = FIGURE_SECONDS + PANEL_SECONDS * (len(groups) if panels else 1)
+    return FigurePlan(job, figures, seconds, without_data)
 
 
 def draw_figures(

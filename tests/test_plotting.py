@@ -93,6 +93,21 @@ def test_plot_metric_draws_bands_theory_fit_and_the_t3_marker(cyclic_table):
     assert bound_line.get_color() == inpo.get_color() and bound_line.get_linewidth() < inpo.get_linewidth()
 
 
+def test_a_metric_the_plot_table_picks_that_has_no_data_is_named_not_left_out_silently(tmp_path, cyclic_table):
+    """[plot] metrics = ["suboptimality", "kl_to_nash"] on a game without rewards drew kl_to_nash alone and said
+    nothing of suboptimality (metrics = ["suboptimality"] alone: "wrote 0 figure(s)")."""
+    picked = ["suboptimality", "kl_to_nash"]
+    plan = figure_plan.plan_figures(cyclic_table, tmp_path / "plan", metrics=picked)
+    assert plan.figures == ["kl_to_nash"] and plan.without_data == ("suboptimality",)
+    # every metric (no pick): those without data are left out without a word, as the module says
+    assert figure_plan.plan_figures(cyclic_table, tmp_path / "plan").without_data == ()
+    (tmp_path / "manifest.json").write_text(json.dumps({"spec": {"plot": {"metrics": picked}}}))
+    messages = []
+    paths = cli._draw(cyclic_table, tmp_path, messages.append)
+    assert [path.name for path in paths] == ["kl_to_nash.png"]
+    assert any("plot.metrics: suboptimality has no value" in message for message in messages), messages
+
+
 def test_plot_metric_single_seed_and_bad_input(tmp_path):
     table = sim.run(
         {
