@@ -1319,6 +1319,28 @@ def test_a_fit_whose_seeds_converge_at_very_different_rates_also_gives_the_mean_
     assert "seeds differ" not in plotting.fit_label(fit, plotting.mean_curve_slope(t, centre, fit, 1e-300))
 
 
+def test_the_fit_legend_states_the_slope_interval_and_window_of_an_independent_fit():
+    """The legend's numbers against per-seed least squares done here: no test read them, so a label that printed
+    the interval as [upper, lower], or another window than the fit's, passed every test."""
+    t = np.arange(0, 201)
+    rates = [0.05, 0.06, 0.07, 0.08, 0.09]
+    rows = [
+        pd.DataFrame({"rule": "r", "seed": seed, "iteration": t, "kl_to_nash": 0.3 * np.exp(-rate * t)})
+        for seed, rate in enumerate(rates)
+    ]
+    line = _curve(plotting.plot_metric(pd.concat(rows, ignore_index=True), "kl_to_nash"), "r")
+    window = (20, 200)  # the last decade, [T/10, T], of a curve that stays above the floor (e^-18 ≈ 1.5e-8)
+    inside = (t >= window[0]) & (t <= window[1])
+    slopes = np.array([np.polyfit(t[inside], -rate * t[inside] + np.log(0.3), 1)[0] for rate in rates])
+    assert slopes == pytest.approx([-rate for rate in rates], rel=1e-9)
+    _, lower, upper = sim.stats.bootstrap_ci(slopes)
+    assert lower < upper
+    expected = (
+        f"linear rate: semilog slope {slopes.mean():.3g}/iter\n  [{lower:.3g}, {upper:.3g}], t {window[0]}–{window[1]}"
+    )
+    assert line.get_label() == f"r\n  {expected}"
+
+
 def test_a_wrapped_title_keeps_its_own_line_breaks():
     """A title's explicit line breaks survive the wrapping (they were joined into one line), and a long line
     is still wrapped to the width."""
