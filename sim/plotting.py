@@ -1100,6 +1100,8 @@ HEATMAP_MAX_LABELS = 40
 HEATMAP_MIN_SPREAD = 0.005
 #: Largest font size of the heat map's cell values (points); smaller where a cell is too narrow for it.
 HEATMAP_CELL_FONT = 8.0
+#: Least height of the heat map (inches): its colour bar's two-line label beside a grid of 2 or 3 rules.
+HEATMAP_MIN_HEIGHT = 3.2
 
 
 def plot_headtohead(table: pd.DataFrame, path: str | Path) -> Path | None:
@@ -1127,7 +1129,7 @@ def headtohead_figure(table: pd.DataFrame) -> Figure | None:
     with matplotlib.rc_context(STYLE):
         # "compressed": the constrained layout for fixed-aspect axes (a square grid of cells); "constrained"
         # placed the row labels' axis title past the figure's left edge
-        figure = Figure(figsize=(size + 1.5, size + 0.3), layout="compressed")
+        figure = Figure(figsize=(size + 1.5, max(size + 0.3, HEATMAP_MIN_HEIGHT)), layout="compressed")
         FigureCanvas(figure)
         axes = figure.add_subplot()
         norm = matplotlib.colors.Normalize(vmin=0.5 - spread, vmax=0.5 + spread)
@@ -1137,8 +1139,9 @@ def headtohead_figure(table: pd.DataFrame) -> Figure | None:
         axes.set_yticks(range(len(labels)), labels)
         axes.set_xlabel("opponent B")
         axes.set_ylabel("rule A")
-        figure.colorbar(image, ax=axes, label=f"P(A ≻ B); colours span ½ ± {spread:.2g} (largest |W − ½|)")
-        title = f"win rate of A vs B, mean over {int(table['seeds'].max())} seeds"
+        # two short lines: one line ran past the top and bottom of a map of 2–4 rules
+        figure.colorbar(image, ax=axes, label=f"P(A ≻ B)\nspan ½ ± {spread:.2g} = max |W − ½|")
+        title = f"final policies: win rate of A vs B, mean over {int(table['seeds'].max())} seeds"
         figure.suptitle(_wrap_title(title, figure.get_figwidth(), 10), fontsize=10)
         # the cell values, in a font that fits a cell once the layout has sized the axes
         figure.get_layout_engine().execute(figure)
