@@ -56,6 +56,7 @@ from sim.spec_checks import (
     check_integer_range,
     check_label,
     check_rule_tables,
+    check_run_name,
     check_sampled_numbers,
     check_seed_block,
     check_unread_keys,
@@ -283,6 +284,7 @@ def parse_spec(data: Any) -> ExperimentSpec:
             f"spec: unknown top-level key(s) {', '.join(sorted(unknown))}; "
             f"allowed: {', '.join(sorted(TOP_LEVEL_KEYS))}."
         )
+    check_run_name(data)
 
     sweeps = field_sweeps(data)
     if sweeps:

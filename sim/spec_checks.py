@@ -18,6 +18,8 @@ the file) and what to do; none returns silently on input the run would ignore or
   point (else some points would repeat one run once per value).
 * :func:`check_rule_tables` — APO's ``alpha`` is not read with ``schedule = "nesterov"`` (α_t =
   t/(t+3) replaces it), so giving both is an error.
+* :func:`check_run_name` — the top-level ``name`` names a directory (a manifest's rerun goes to
+  ``results/<name>-rerun``) and launch jobs, so it follows the label rule; ``description`` is a string.
 * :func:`check_integer_range` — integers must fit in 64 bits (TOML's own limit; Python's parser
   accepts larger ones, which NumPy cannot hold).
 * :func:`check_sampled_numbers` — ``tolerance`` must be finite (∞ would never stop the inner loop
@@ -43,6 +45,11 @@ MAX_SPEC_BYTES = 16 * 2**20
 LABEL_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=,\[\]()-]{0,99}")
 LABEL_RULE = (
     "1–100 ASCII letters, digits and _ - . + = , [ ] ( ), starting with a letter, digit or _ (labels name result files)"
+)
+#: What the top-level ``name`` may be: a label's characters, as it names a directory too.
+NAME_RULE = (
+    "1–100 ASCII letters, digits and _ - . + = , [ ] ( ), starting with a letter, digit or _ (the name is the "
+    "directory results/<name>-rerun of a rerun from the manifest, and the name of launch jobs)"
 )
 
 
@@ -106,6 +113,20 @@ def check_label(label: object, where: str) -> str:
         )
         raise PrefsimError(f"{where}: label must be {LABEL_RULE}; got {shown}.")
     return label
+
+
+def check_run_name(data: dict) -> None:
+    """The top-level ``name`` (as a label, :data:`LABEL_PATTERN`: it becomes the directory ``results/<name>-rerun``
+    of a manifest's rerun and the name of launch jobs) and ``description`` (a string), where given."""
+    name = data.get("name")
+    if "name" in data and (not isinstance(name, str) or not LABEL_PATTERN.fullmatch(name)):
+        raise PrefsimError(f"name: expected {NAME_RULE}; got {_shown(name)}.")
+    description = data.get("description")
+    if "description" in data and not isinstance(description, str):
+        raise PrefsimError(
+            f"description: expected a string (a line `prefsim report` prints under the name), got "
+            f"{type(description).__name__} {_shown(description)}."
+        )
 
 
 def check_game_types(table: dict) -> None:

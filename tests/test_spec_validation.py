@@ -86,6 +86,12 @@ def test_the_base_spec_is_valid():
         (_with(game={"kind": "bradley_terry", "rewards": ["1.0", 0.0]}), ["game.rewards", "'1.0'"]),
         (_with(game={"kind": "cyclic", "arms": 3, "reference": ["0.5", "0.25", 0.25]}), ["game.reference", "quotes"]),
         (_with(game={"kind": "cyclic", "arms": 3, "reference": [True, 0.0, 0.0]}), ["game.reference", "True"]),
+        # the run's name names a directory (results/<name>-rerun) and launch jobs; the description is a line
+        (_with(name={"a": 1}), ["name: expected", "got {'a': 1}"]),
+        (_with(name=3), ["name: expected", "got 3"]),
+        (_with(name="../../elsewhere"), ["name: expected", "../../elsewhere"]),
+        (_with(name=""), ["name: expected"]),
+        (_with(description=[1, 2]), ["description: expected a string", "list"]),
         # run table
         (_with(run="exact"), ["run", "expected a table"]),
         (_with(run={"mode": "approximate"}), ["run.mode"]),
