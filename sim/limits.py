@@ -16,7 +16,9 @@
   between seeds (the per-seed matrices and their stack: :func:`bandits.games.preference_depends_on_seed`,
   and the linear problems, drawn per seed), plus ``B·K²`` for the seed-last copy of exact mode's small
   games (K ≤ :data:`sim.trajectory.SMALL_ARMS`, :func:`sim.trajectory.simulate_seeds_block`), plus one
-  float64 copy (``M·K²``) while a game is built.  It is a
+  float64 copy (``M·K²``) while a game is built.  Writing ``metrics.csv`` holds the text of every cell of the
+  table at once (:func:`sim.results_io.csv_bytes`: one Python string per field, then the joined text), counted
+  as :data:`CSV_FIELD_BYTES` per cell (``table_text``); with ``record_every = 1`` it is the largest part.  It is a
   lower bound of the peak (XLA's workspace comes on top), so a run it refuses cannot fit; :func:`check_memory`
   compares it with the memory the machine has available (``MemAvailable`` of ``/proc/meminfo``, else
   ``sysconf``).
@@ -42,6 +44,10 @@ STATE_VECTORS = 8
 TABLE_COLUMNS = 20
 #: Bytes per sampled pair: two arm indices, a label, the loss terms and their gradient.
 PAIR_BYTES = 48
+#: Bytes per cell of the results table while its CSV text is built (:func:`sim.results_io.csv_bytes`): a
+#: float's 17-digit field as a Python string (49 + 17 B) and its list slot (8 B), less the cells whose field
+#: is empty or one character (shared strings); ~90 B measured on an exact run's table (tests/test_memory_estimate.py).
+CSV_FIELD_BYTES = 64
 
 
 def check_counts(iterations: int, seed_count: int) -> None:
@@ -152,7 +158,8 @@ def _preference_per_seed(spec) -> bool:
 
 
 def memory_estimate(spec: Any) -> dict:
-    """Bytes by part (``preference``, ``policies``, ``recordings``, ``pairs``, ``features``) for ``spec``.
+    """Bytes by part (``preference``, ``policies``, ``recordings``, ``table_text``, ``pairs``, ``features``)
+    for ``spec``.
 
     ``spec`` is a parsed :class:`sim.spec.ExperimentSpec`; see the module docstring for the formulas.
     The grid is the largest ``[[rule]]`` table's (rules run one after another); with ``[run] seed_block``
@@ -176,6 +183,7 @@ def memory_estimate(spec: Any) -> dict:
         + matrix * 8,
         "policies": STATE_VECTORS * grid * block * arms * itemsize,
         "recordings": TABLE_COLUMNS * (grid * block * recorded * itemsize + 2 * labels * seeds * recorded * 8),
+        "table_text": TABLE_COLUMNS * labels * seeds * recorded * CSV_FIELD_BYTES,
         "pairs": 0,
         "features": 0,
     }

@@ -2,16 +2,20 @@
 
 The estimate counts ``2·S·M·K²`` numbers when P differs between seeds (the per-seed matrices and their
 stack), ``M·K²`` when the seeds share one, plus one float64 ``M·K²`` copy while a game is built; here the
-built stack's ``nbytes`` is compared with it exactly, at sizes that build in milliseconds.
+built stack's ``nbytes`` is compared with it exactly, at sizes that build in milliseconds.  The CSV text of
+``metrics.csv`` (``table_text``) is compared with the memory its construction takes (``tracemalloc``).
 """
 
 from __future__ import annotations
 
+import tracemalloc
+
 import jax.numpy as jnp
 import pytest
 
+import sim
 from bandits.errors import PrefsimError
-from sim import limits
+from sim import limits, results_io
 from sim.sampled.experiment import build_sampled_inputs
 from sim.seed_games import build_games
 from sim.spec import parse_spec
@@ -77,3 +81,35 @@ def test_check_memory_refuses_per_seed_mixtures_and_many_contexts():
 def test_the_arms_of_a_listed_mixture_are_the_length_of_its_reward_vectors():
     parsed = spec({"kind": "bt_mixture", "rewards": [[0.0] * 3000, [1.0] * 3000], "tau": 0.1}, seeds=1)
     assert limits.memory_estimate(parsed)["preference"] == 2 * 3000 * 3000 * 8  # one shared P, one build copy
+
+
+def long_recorded_spec(iterations: int, seeds: int = 2):
+    game = {"kind": "random", "arms": 3, "tau": 0.1}
+    table = {"iterations": iterations, "record_every": 1, "seeds": seeds, "game": game}
+    return parse_spec({**table, "rule": [{"name": "inpo", "eta": 0.5}]})
+
+
+def test_the_csv_text_estimate_is_a_lower_bound_of_the_text_built_for_metrics_csv():
+    """Writing metrics.csv builds one Python string per cell (:func:`sim.results_io.csv_bytes`), ~90 B a cell
+    where the table holds 8: the estimate's ``table_text`` lies between half that text's peak and the peak."""
+    parsed = long_recorded_spec(3000)
+    table = sim.run(parsed)
+    assert len(table) == 2 * 3001
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        text = results_io._csv_text(table)  # what csv_bytes builds (without its cache of the last text)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(text) > 0
+    estimate = limits.memory_estimate(parsed)["table_text"]
+    assert peak / 2 <= estimate <= peak, (estimate, peak)
+
+
+def test_check_memory_refuses_a_run_whose_recorded_table_text_does_not_fit():
+    """10⁷ updates recorded at every iteration over 2 seeds: 2·10⁷ rows, whose CSV text alone needs ~25 GiB
+    (the table's numbers ~6 GiB); refused on a machine with 20 GiB, not killed for memory while writing."""
+    with pytest.raises(PrefsimError, match=r"memory: .*table_text \d"):
+        limits.check_memory(long_recorded_spec(10**7), available=20 * 2**30)
+    limits.check_memory(long_recorded_spec(10**5), available=20 * 2**30)  # 2·10⁵ rows fit

@@ -180,6 +180,8 @@ def test_memory_estimate_formula_and_refusal_at_a_given_available_memory():
     assert limits.memory_estimate(small)["preference"] == 2 * 3 * 10 * 10 * 8 + 2 * 10 * 10 * 8 + 10 * 10 * 8
     assert estimate["policies"] == limits.STATE_VECTORS * 2 * 3 * 100 * 8
     assert estimate["recordings"] == limits.TABLE_COLUMNS * (2 * 3 * 3 * 8 + 2 * 2 * 3 * 3 * 8)  # R = 3: 0, 5, 10
+    # metrics.csv's text: every cell of the 2 labels × 3 seeds × 3 recorded rows as a Python string
+    assert estimate["table_text"] == limits.TABLE_COLUMNS * 2 * 3 * 3 * limits.CSV_FIELD_BYTES
     total = sum(estimate.values())
     assert limits.check_memory(spec, available=total) == estimate
     with pytest.raises(
