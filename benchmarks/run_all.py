@@ -40,6 +40,7 @@ because on a shared machine a load above the core count inflates every timing.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import re
 import shutil
@@ -61,7 +62,14 @@ for path in (str(ROOT), str(HERE)):
 import exact_updates as eu  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import matplotlib  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
+from sim import figure_plan, plotting  # noqa: E402
+from sim.machine import usable_cores  # noqa: E402
+from sim.results_io import read_manifest  # noqa: E402
 from sim.trajectory import simulate_grid  # noqa: E402
 
 SECTIONS = ("per_seed", "compute_bound", "end_to_end", "default_experiment", "first_result", "sampled")
@@ -370,6 +378,43 @@ def with_top_level(text: str, **values: int) -> str:
     return edited
 
 
+def bare_panel_figures(count: int, panels: int, points: int) -> float:
+    """CPU seconds to draw ``count`` PNG figures of ``panels`` panels with Matplotlib alone: the floor under
+    prefsim's panel figures on this machine, measured in this process after one figure not counted.
+
+    Each figure as prefsim lays one out (:func:`sim.plotting.metric_figure`: rows of 3 panels of
+    ``PANEL_SIZE``, constrained layout, its style, PNG at its dpi through its ``write_png``); each panel a
+    symlog iteration axis and a log metric axis with one curve of ``points`` points, a title and axis labels.
+    No band, bound, fit, legend, floor marker or shared y range: what prefsim adds is what it costs above this.
+    """
+    iterations = np.unique(np.round(np.geomspace(1, 1000, points))) - 1
+    curve = np.exp(-0.02 * iterations) + 1e-12
+    columns = min(3, panels)
+    rows = -(-panels // columns)
+
+    def draw() -> None:
+        with matplotlib.rc_context(plotting.STYLE):
+            size = (plotting.PANEL_SIZE[0] * columns, plotting.PANEL_SIZE[1] * rows + 0.6)
+            figure = Figure(figsize=size, layout="constrained")
+            FigureCanvasAgg(figure)
+            for index in range(panels):
+                axes = figure.add_subplot(rows, columns, index + 1)
+                axes.plot(iterations, curve)
+                axes.set_xscale("symlog", linthresh=1.0)
+                axes.set_yscale("log")
+                axes.set_title(f"rule {index}", fontsize=10)
+                axes.set_xlabel("iteration t (0 = π_0; symlog axis)")
+                axes.set_ylabel("KL(π* ‖ π_t)")
+            figure.suptitle("a title", fontsize=11)
+            plotting.write_png(figure, io.BytesIO(), plotting.STYLE["savefig.dpi"])
+
+    draw()  # fonts and caches, as a figure process warms up before its first figure
+    tic = time.process_time()
+    for _ in range(count):
+        draw()
+    return time.process_time() - tic
+
+
 def default_experiment_section(quick: bool, repeats: int, work: Path, say=print) -> tuple[dict, dict]:
     """README command 1's experiment (``examples/default.toml``: 12 rule tables in 11 families, 20 random
     10-arm games, 1000 iterations; 13 figures of 12 panels) as a new process, warm, with and without
@@ -390,6 +435,18 @@ def default_experiment_section(quick: bool, repeats: int, work: Path, say=print)
         say(f"default experiment: {times['figures'][-1]:.2f} s with figures, {times['no_figures'][-1]:.2f} s without")
     shares = figure_shares(times["figures"], times["no_figures"])
     figures = len(list((work / "default_figures").glob("*.png")))
+    # the machine's own limit: the same panel figures drawn bare by Matplotlib, on every usable core at once
+    table = pd.read_csv(work / "default_figures" / "metrics.csv")
+    plan = figure_plan.plan_figures(table, work / "default_plan", read_manifest(work / "default_figures"))
+    groups, _, _, _ = figure_plan.figure_layout(table, plan.job.rules, plan.job.plot)
+    panel_figures = [figure for figure in plan.figures if figure != figure_plan.HEADTOHEAD]
+    points = table["iteration"].nunique()
+    cores = usable_cores()
+    floor_cpu = [bare_panel_figures(len(panel_figures), len(groups), points) for _ in range(repeats)]
+    floor_wall = [seconds / min(cores, len(panel_figures)) for seconds in floor_cpu]
+    floor_shares = [wall / (wall + n) for wall, n in zip(floor_wall, times["no_figures"])]
+    above_floor = [(f - n) / wall for f, n, wall in zip(times["figures"], times["no_figures"], floor_wall)]
+    say(f"default experiment: Matplotlib's bare panels {np.median(floor_cpu):.2f} s of CPU")
     targets = {
         "default_experiment_figure_share[examples/default.toml]": target(
             f"README command 1's experiment: figures ≤ {TARGETS['figure_share_max']:.0%} of the run's wall time "
@@ -401,7 +458,17 @@ def default_experiment_section(quick: bool, repeats: int, work: Path, say=print)
             f"{np.median(times['no_figures']):.2f} s; first (cold-cache) run without figures {first_run:.1f} s",
         )
     }
-    return {"spec": str(DEFAULT_SPEC.relative_to(ROOT)), "first_run_s": first_run, "seconds": times}, targets
+    floor = {
+        "panel_figures": len(panel_figures),
+        "panels": len(groups),
+        "points": int(points),
+        "cores": cores,
+        "cpu_seconds": floor_cpu,
+        "share": floor_shares,
+        "figures_over_floor": above_floor,
+    }
+    result = {"spec": str(DEFAULT_SPEC.relative_to(ROOT)), "first_run_s": first_run, "seconds": times}
+    return {**result, "matplotlib_floor": floor}, targets
 
 
 def first_result_section(repeats: int, work: Path, say=print) -> tuple[dict, dict]:
@@ -505,6 +572,21 @@ def markdown(report: dict) -> str:
             f"Reported, no target: the compute-bound case in float32 reaches {np.median(fractions):.3g} "
             f"({min(fractions):.3g}–{max(fractions):.3g}) of the float32 matmul peak "
             f"({float32['peak_gflops']:.0f} GFLOP/s, JAX at its default matmul precision).",
+        ]
+    floor = report["sections"].get("default_experiment", {}).get("matplotlib_floor")
+    if floor is not None:
+        share, over = floor["share"], floor["figures_over_floor"]
+        lines += [
+            "",
+            f"Reported, no target: the machine's floor under the default experiment's figures. Matplotlib alone "
+            f"draws its {floor['panel_figures']} panel figures ({floor['panels']} panels of one {floor['points']}-"
+            f"point curve each, no band, bound, fit or legend; `bare_panel_figures`) in "
+            f"{np.median(floor['cpu_seconds']):.2f} s of CPU ({min(floor['cpu_seconds']):.2f}–"
+            f"{max(floor['cpu_seconds']):.2f}); spread over {min(floor['cores'], floor['panel_figures'])} cores "
+            f"with no overhead, that floor alone would be {np.median(share):.3g} ({min(share):.3g}–"
+            f"{max(share):.3g}) of the run's wall time, against the ≤ {TARGETS['figure_share_max']:g} line. "
+            f"prefsim's figures take {np.median(over):.3g}× ({min(over):.3g}–{max(over):.3g}) that floor's "
+            "wall time.",
         ]
     lines += ["", "Load averages (1/5/15 min) before → after each section:", ""]
     for name, section in report["sections"].items():

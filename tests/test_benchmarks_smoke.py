@@ -109,6 +109,10 @@ def test_run_all_quick_reports_every_issue_14_target(tmp_path):
         assert case["per_seed_P"] and case["agreement"]["ok"], case["agreement"]
         assert case["batched_P_product"]["ok"], case["batched_P_product"]
         assert 0 < case["bandwidth"]["prefsim_fraction"]
+    floor = report["sections"]["default_experiment"]["matplotlib_floor"]
+    assert floor["panel_figures"] == 12 and floor["panels"] == 12 and floor["points"] > 1
+    assert all(0 < share < 1 for share in floor["share"]) and all(s > 0 for s in floor["cpu_seconds"])
+    assert "Matplotlib alone draws its 12 panel figures" in (tmp_path / "summary.md").read_text(encoding="utf-8")
     first = report["sections"]["first_result"]["seconds"]
     assert set(first) == {"warm_no_figures", "warm_figures", "cold_no_figures", "cold_figures"}
 
