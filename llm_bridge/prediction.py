@@ -14,9 +14,11 @@ a tabular policy over the candidates trained on the same number of pairs per ite
 the inner optimiser of the ``[prediction]`` table).  The LM is trained with the same rule and data
 budget: at iteration t the bridge scores the candidates, restricts π_t to them, draws its pairs among the
 candidates from that restriction with the rule's pair scheme (:func:`llm_bridge.pairs.build_pairs`, the
-oracle's probabilities of the game), precomputes log π_t and log π_ref, and takes the ``[training]``
-optimiser steps (:func:`llm_bridge.trainer.train_on_pairs`; APO's parameter form extrapolates the
-weights).  Pairwise losses depend on log π(y_w) − log π(y_l) only, so the normaliser of the
+oracle's probabilities of the game; Nash-MD's second response from its opponent restricted to the
+candidates), precomputes log π_t (MNPO: its mixture of the last iterates) and log π_ref, and takes the
+``[training]`` optimiser steps (:func:`llm_bridge.trainer.train_on_pairs`; APO's parameter form
+extrapolates the weights); extragradient and optimistic MD run their two stages as the bridge does
+(:mod:`llm_bridge.stages`).  Pairwise losses depend on log π(y_w) − log π(y_l) only, so the normaliser of the
 restriction does not enter them: the LM minimises the same loss as the simulator's tabular policy, but
 through shared weights (function approximation) and with mass leaking to responses outside the
 candidate set (generalisation across responses).
@@ -58,11 +60,12 @@ from llm_bridge.logprobs import batched_sequence_logprobs
 from llm_bridge.loop import Session
 from llm_bridge.models import assign_weights, trainable_state
 from llm_bridge.oracles import CallableOracle, Oracle
-from llm_bridge.pairs import build_pairs
+from llm_bridge.pairs import build_pairs, opponent_pairs
 from llm_bridge.precision import Precision
 from llm_bridge.rules import LLM_TAU, BridgeRule
 from llm_bridge.run_layout import PREDICTION_DIR
 from llm_bridge.spec import BridgeSpec, PredictionSpec
+from llm_bridge.stages import run_stages
 from llm_bridge.trainer import PairTensors, TrainingSpec, make_optimizer, train_on_pairs
 from sim.game import Game
 from sim.precision import float64
@@ -216,9 +219,8 @@ def build_candidate_game(
 
 
 def _check_rule(rule: BridgeRule, where: str) -> None:
-    """Refuse a rule the study cannot run alike in its three columns: APO's implicit-reference form,
-    ``reference_every``, and a rule whose definition needs an opponent (Nash-MD) or several stages
-    (extragradient, optimistic), which :func:`lm_trajectory` does not train."""
+    """Refuse what the study cannot run alike in its three columns: APO's implicit-reference form and
+    ``reference_every``."""
     if rule.form == "implicit_reference":
         raise PrefsimError(
             f'{where}: the prediction study runs APO\'s parameter form only (form = "parameters"); the implicit '
@@ -226,21 +228,6 @@ def _check_rule(rule: BridgeRule, where: str) -> None:
         )
     if rule.reference_every is not None:
         raise PrefsimError(f"{where}: reference_every is not supported by the prediction study; leave it out.")
-    # the LM side trains one stage on pairs of π_t's restriction, anchored at π_t or at the mixture of its last
-    # iterates (lm_trajectory): a rule whose definition asks for more would train another rule than the exact and
-    # sampled columns run
-    data = rule_info(rule.base).data
-    needs = [
-        (data.opponent is not None, "a second response drawn from its opponent"),
-        (len(data.stages) > 1, f"{len(data.stages)} proximal stages per iteration"),
-    ]
-    for needed, what in needs:
-        if needed:
-            raise PrefsimError(
-                f"{where}: the prediction study trains the LM on one stage of pairs drawn from π_t anchored at π_t "
-                "(MNPO: at its last iterates' mixture); "
-                f"rule {rule.base} needs {what}, which it does not run; leave the rule out of a --predict spec."
-            )
 
 
 def exact_trajectory(rule: BridgeRule, game: CandidateGame, iterations: int, tau: float) -> np.ndarray:
@@ -337,14 +324,18 @@ def lm_trajectory(
 ) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """Train ``model`` (holding π_ref's weights on entry) with ``rule`` on pairs among the candidates.
 
-    Per iteration: restrict π_t to the candidates, draw ``pairs_per_prompt`` pair-scheme draws per prompt
-    from the restriction (``rule.samples`` candidates each, labelled by the game's oracle), precompute
-    log π_ref and the loss's anchor ``previous``: log π_t, or for a rule with a history anchor (MNPO) its
-    combination of log π_t … log π_{t−m+1} (iterates before π_0 given as π_0, as in the bridge's loop), train
-    (``training``), extrapolate (APO's parameter form).  Returns π_0 … π_T
-    restricted, (T+1, M, K); log Σ_y π_t(y | x) over the candidates, (T+1, M) (the mass the LM keeps on the
-    game: it moves because the weights are shared with every other response); and per iteration
-    ``{"pairs", "loss_first", "loss_last", "steps"}``.
+    Per iteration, the rule's proximal stages in the bridge's order (:func:`llm_bridge.stages.run_stages`; one
+    stage for most rules, two for extragradient and optimistic MD): each stage draws ``pairs_per_prompt``
+    pair-scheme draws per prompt from the restriction of its source policy (π_t, the previous stage's output,
+    or the pairs optimistic MD carried from the previous iteration; ``rule.samples`` candidates each, labelled
+    by the game's oracle; a rule with an opponent, Nash-MD, draws y from π_t and y′ from the opponent
+    restricted to the candidates), then trains from θ_t (``training``) with log π_ref and the loss's anchor
+    ``previous`` precomputed: log π_t, or for a rule with a history anchor (MNPO) its combination of
+    log π_t … log π_{t−m+1} (iterates before π_0 given as π_0, as in the bridge's loop).  APO's parameter form
+    then extrapolates the weights.  Returns π_0 … π_T restricted, (T+1, M, K); log Σ_y π_t(y | x) over the
+    candidates, (T+1, M) (the mass the LM keeps on the game: it moves because the weights are shared with
+    every other response); and per iteration ``{"pairs", "loss_first", "loss_last", "steps"}`` (pairs and
+    steps of every stage; the losses of the last).
     """
     autocast = precision.autocast if precision is not None else None
     oracle = game.oracle()
@@ -355,73 +346,94 @@ def lm_trajectory(
     history = rule_info(rule.base).data.history
     parameters = base_parameters(rule.name, rule.parameters)
     remembered = 1 if history is None else history.length(parameters)
+    stages, opponent = rule.stages, rule.opponent
     scored: list[np.ndarray] = []  # log π_t(y | x) of the candidates, the last ``remembered`` iterates
     policies, masses, stats = [], [], []
+    carried = None  # the pairs optimistic MD's leading stage drew in the previous iteration
     for t in range(iterations + 1):
         logps = score_candidates(model, game, pad_id, score_batch_size, autocast)
         scored = [logps, *scored][:remembered]
-        policy = np.exp(restrict(logps))
-        policies.append(policy)
+        policies.append(np.exp(restrict(logps)))
         masses.append(logsumexp(logps, axis=-1))
         if t == iterations:
             break
         anchor = logps  # the loss's ``previous``: log π_t, or MNPO's mixture of log π_t … log π_{t−m+1}
         if history is not None:
             anchor = history.combine([scored[min(j, t)] for j in range(remembered)], t, parameters)
-        records = []
-        for m in range(m_count):
-            weights = policy[m] / policy[m].sum()
-            for r in range(pairs_per_prompt):
-                rng = np.random.default_rng([seed, t, m, r])
-                drawn = [int(i) for i in rng.choice(k, size=rule.samples, p=weights)]
-                built = build_pairs(rule.pairs, [game.prompts[m]], [[game.texts[m][i] for i in drawn]], oracle, rng)
-                for pair in built:
-                    w, l = drawn[pair.winner], drawn[pair.loser]
-                    records.append(
-                        {
-                            "prompt_ids": game.prompt_ids[m],
-                            "winner_ids": game.response_ids[m][w],
-                            "loser_ids": game.response_ids[m][l],
-                            "reference_w": game.reference_logps[m, w],
-                            "reference_l": game.reference_logps[m, l],
-                            "previous_w": anchor[m, w],
-                            "previous_l": anchor[m, l],
-                            "win_rate_w": pair.win_rate_w,
-                            "win_rate_l": pair.win_rate_l,
-                            "preference": pair.preference,
-                            "weight": 1.0,
-                        }
-                    )
-        if not records:
-            raise PrefsimError(f"prediction: iteration {t + 1} drew no training pairs (every tournament final lost).")
-        keys = [key for key in records[0] if key not in ("prompt_ids", "winner_ids", "loser_ids")]
-        data = PairTensors(
-            [r["prompt_ids"] for r in records],
-            [r["winner_ids"] for r in records],
-            [r["loser_ids"] for r in records],
-            {key: torch.tensor([float(r[key]) for r in records], dtype=torch.float64) for key in keys},
-        )
-        result = train_on_pairs(
-            model,
-            optimizer,
-            data,
-            rule.at_step(t),
-            training,
-            pad_id,
-            seed=seed * 1_000 + t,
-            progress=progress,
-            description=f"{rule.name} it{t + 1} train",
-            precision=precision,
-            where=f"prediction: rule {rule.name}, seed {seed}, iteration {t + 1} (update π_{t} → π_{t + 1})",
-        )
+        iterate = trainable_state(model) if len(stages) > 1 else None  # θ_t, put back before a later stage trains
+
+        def draw(index: int, initial: bool, t: int = t, logps: np.ndarray = logps) -> tuple[list, int]:
+            # the policy the model holds: θ_t for the first stage, else the previous stage's output
+            held = logps if index == 0 else score_candidates(model, game, pad_id, score_batch_size, autocast)
+            log_policy = restrict(held)
+            stream = [7] if initial else ([index] if index else [])  # the first stage keeps one-stage rules' draws
+            drawn_pairs = []
+            for m in range(m_count):
+                weights = np.exp(log_policy[m])
+                weights /= weights.sum()
+                for r in range(pairs_per_prompt):
+                    rng = np.random.default_rng([seed, t, m, r, *stream])
+                    texts = game.texts[m]
+                    if opponent is None:
+                        drawn = [int(i) for i in rng.choice(k, size=rule.samples, p=weights)]
+                        built = build_pairs(rule.pairs, [game.prompts[m]], [[texts[i] for i in drawn]], oracle, rng)
+                    else:  # y ~ π_t, y′ ~ the opponent, both restricted to the candidates; the pair keeps its order
+                        against = np.exp(restrict(opponent(log_policy[m], game.log_reference[m])))
+                        drawn = [int(rng.choice(k, p=weights)), int(rng.choice(k, p=against / against.sum()))]
+                        built = opponent_pairs([game.prompts[m]], [[texts[drawn[0]], texts[drawn[1]]]], oracle)
+                    drawn_pairs += [(m, drawn[pair.winner], drawn[pair.loser], pair) for pair in built]
+            return drawn_pairs, 0
+
+        def restore(iterate: dict | None = iterate) -> None:
+            assign_weights(model, iterate)
+
+        def train(index: int, drawn_pairs: list, t: int = t, anchor: np.ndarray = anchor) -> tuple[int, object]:
+            if not drawn_pairs:
+                raise PrefsimError(
+                    f"prediction: iteration {t + 1} drew no training pairs (every tournament final lost)."
+                )
+            values = {
+                "reference_w": [game.reference_logps[m, w] for m, w, _, _ in drawn_pairs],
+                "reference_l": [game.reference_logps[m, l] for m, _, l, _ in drawn_pairs],
+                "previous_w": [anchor[m, w] for m, w, _, _ in drawn_pairs],
+                "previous_l": [anchor[m, l] for m, _, l, _ in drawn_pairs],
+                "win_rate_w": [pair.win_rate_w for *_, pair in drawn_pairs],
+                "win_rate_l": [pair.win_rate_l for *_, pair in drawn_pairs],
+                "preference": [pair.preference for *_, pair in drawn_pairs],
+                "weight": [1.0] * len(drawn_pairs),
+            }
+            data = PairTensors(
+                [game.prompt_ids[m] for m, *_ in drawn_pairs],
+                [game.response_ids[m][w] for m, w, _, _ in drawn_pairs],
+                [game.response_ids[m][l] for m, _, l, _ in drawn_pairs],
+                {key: torch.tensor([float(v) for v in column], dtype=torch.float64) for key, column in values.items()},
+            )
+            stage = f", stage {index}" if index else ""
+            result = train_on_pairs(
+                model,
+                optimizer,
+                data,
+                rule.at_step(t),
+                training,
+                pad_id,
+                seed=seed * 1_000 + t + 1_000_000 * index,
+                progress=progress,
+                description=f"{rule.name} it{t + 1} train" + (f" stage {index}" if index else ""),
+                precision=precision,
+                where=f"prediction: rule {rule.name}, seed {seed}, iteration {t + 1} (update π_{t} → π_{t + 1}){stage}",
+            )
+            return len(drawn_pairs), result
+
+        outcome = run_stages(stages, draw, restore, train, carried)
+        carried = outcome.carried
         if previous is not None:
             previous = extrapolate_parameters(model, previous, rule.hook.weight(t))
         stats.append(
             {
-                "pairs": len(records),
-                "loss_first": result.loss_first,
-                "loss_last": result.loss_last,
-                "steps": result.steps,
+                "pairs": sum(count for count, _ in outcome.results),
+                "loss_first": outcome.results[-1][1].loss_first,
+                "loss_last": outcome.results[-1][1].loss_last,
+                "steps": sum(result.steps for _, result in outcome.results),
             }
         )
     return np.stack(policies), np.stack(masses), stats

@@ -232,22 +232,87 @@ def test_unsupported_rules_and_sizes_are_refused(model_dir, tmp_path):
         run_prediction(spec, None, None, progress=False)
 
 
-@pytest.mark.parametrize(
-    "rule, needs",
-    [
-        ({"name": "nash_md", "eta": 0.5}, "opponent"),
-        ({"name": "extragradient", "eta": 2.0}, "2 proximal stages"),
-        ({"name": "optimistic", "eta": 2.0}, "2 proximal stages"),
-    ],
-)
-def test_rules_the_lm_column_would_not_train_alike_are_refused(model_dir, rule, needs):
-    """The LM column trains one stage on pairs from π_t: before this check extragradient's LM trajectory was one
-    INPO stage and Nash-MD drew no opponent, while the exact and sampled columns ran the rule itself."""
+class Recorded:
+    """The LM column's scorings of the candidates ("score", log π) and training calls ("train", where, pairs,
+    log π of the policy the model held when it trained), in order; and the candidate game."""
+
+    def __init__(self, monkeypatch):
+        self.events, self.game = [], None
+        score, train, build = prediction.score_candidates, prediction.train_on_pairs, prediction.build_candidate_game
+
+        def scoring(*args, **kwargs):
+            self.events.append(("score", score(*args, **kwargs)))
+            return self.events[-1][1]
+
+        def training(model, optimizer, data, rule, training_spec, pad_id, **kwargs):
+            self.events.append(("train", kwargs["where"], data, score(model, self.game, pad_id)))
+            return train(model, optimizer, data, rule, training_spec, pad_id, **kwargs)
+
+        def building(*args, **kwargs):
+            self.game = build(*args, **kwargs)
+            return self.game
+
+        monkeypatch.setattr(prediction, "score_candidates", scoring)
+        monkeypatch.setattr(prediction, "train_on_pairs", training)
+        monkeypatch.setattr(prediction, "build_candidate_game", building)
+
+
+@pytest.mark.parametrize("name", ["extragradient", "optimistic"])
+def test_two_stage_rules_train_both_stages_from_pi_t_as_the_bridge_orders_them(model_dir, monkeypatch, tmp_path, name):
+    """Extragradient and optimistic MD run their two proximal stages in the LM column (llm_bridge.stages): both
+    train from θ_t with the anchor log π_t; the second draws from the first's output (π_{t+½}, π̄_{t+1}), and
+    optimistic MD's first stage trains on the pairs its second stage drew the iteration before.  The column once
+    trained one INPO-like stage of pairs from π_t, while the exact and sampled columns ran the rule itself."""
     raw = tiny_spec(model_dir)
-    raw["rule"] = [{"label": "x", "tau": 0.1, **rule}]
+    raw["rule"] = [{"label": "x", "name": name, "eta": 2.0, "tau": 0.1}]
     spec = parse_spec(raw)
-    with pytest.raises(PrefsimError, match=f"rule 'x': the prediction study .* needs .*{needs}"):
-        run_prediction(spec, None, None, progress=False)
+    seen = Recorded(monkeypatch)
+    result = run_prediction(spec, open_session(spec, tmp_path, progress=False), None, progress=False)
+    assert [s["pairs"] for s in result.lm_stats["x"]] == [2 * 6 * 8] * 2  # two stages of prompts × pairs each
+    first_train = next(i for i, event in enumerate(seen.events) if event[0] == "train")
+    events = seen.events[first_train - 1 :]  # from the scoring of π_0 at the start of iteration 1
+    assert [event[0] for event in events] == ["score", "train", "score", "train"] * 2 + ["score"]
+    for t in range(2):
+        (_, start), first, (_, drawn_from), second = events[4 * t : 4 * t + 4]
+        for where, data, held in (first[1:], second[1:]):
+            assert f"iteration {t + 1} " in where
+            np.testing.assert_allclose(held, start, rtol=0, atol=1e-9, err_msg=where)  # trained from θ_t
+            values = data.values["previous_w"].numpy()
+            assert np.abs(values[:, None] - start.ravel()[None, :]).min(axis=1).max() < 1e-9  # anchored at π_t
+        assert ", stage 1" in second[1] and ", stage 1" not in first[1]
+        assert np.abs(drawn_from - start).max() > 1e-3  # the second stage drew from the first stage's output
+    if name == "optimistic":  # t = 1's first stage trains on the pairs t = 0's second stage drew
+        carried, reused, fresh = events[3][2], events[5][2], events[1][2]
+        assert reused.winner_ids == carried.winner_ids and reused.loser_ids == carried.loser_ids
+        assert fresh.winner_ids != carried.winner_ids
+
+
+def test_nash_md_lm_column_draws_the_second_response_from_its_opponent(model_dir, monkeypatch, tmp_path):
+    """Nash-MD's pairs are y ~ π_t and y′ ~ its opponent, both restricted to the candidates, kept in that order
+    (the bridge's opponent pairs): with an opponent that puts all its mass on the first candidate, every y′ is
+    that candidate, while the y vary."""
+    raw = tiny_spec(model_dir)
+    raw["rule"] = [{"label": "x", "name": "nash_md", "eta": 0.5, "tau": 0.1}]
+    spec = parse_spec(raw)
+    first_only = property(lambda self: lambda log_policy, log_reference: np.where(np.arange(4) == 0, 0.0, -np.inf))
+    monkeypatch.setattr(prediction.BridgeRule, "opponent", first_only)
+    asked = []
+    pairs = prediction.opponent_pairs
+    monkeypatch.setattr(prediction, "opponent_pairs", lambda p, texts, o: asked.append(texts[0]) or pairs(p, texts, o))
+    seen = Recorded(monkeypatch)
+    run_prediction(spec, open_session(spec, tmp_path, progress=False), None, progress=False)
+    position = {text: i for row in seen.game.texts for i, text in enumerate(row)}
+    assert len(asked) == 2 * 6 * 8  # one pair per draw, two iterations
+    assert all(position[second] == 0 for _, second in asked)  # y′ from the opponent
+    assert len({position[first] for first, _ in asked}) == 4  # y from π_t, over the candidates
+    # the pair keeps its order (y first, y′ second) and is labelled P(y ≻ y′) from the game
+    game = seen.game
+    for data in (event[2] for event in seen.events if event[0] == "train"):
+        prompts = [m for m in range(6) for _ in range(8)]
+        assert [ids for ids in data.loser_ids] == [game.response_ids[m][0] for m in prompts]
+        winners = [game.response_ids[m].index(ids) for m, ids in zip(prompts, data.winner_ids)]
+        expected = [game.preference[m, w, 0] for m, w in zip(prompts, winners)]
+        np.testing.assert_allclose(data.values["preference"].numpy(), expected, rtol=0, atol=1e-12)
 
 
 def test_mnpo_lm_column_anchors_at_the_mixture_of_its_last_iterates(model_dir, monkeypatch, tmp_path):
