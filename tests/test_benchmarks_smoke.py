@@ -117,6 +117,25 @@ def test_run_all_quick_reports_every_issue_14_target(tmp_path):
     assert set(first) == {"warm_no_figures", "warm_figures", "cold_no_figures", "cold_figures"}
 
 
+def test_compute_bound_section_reports_peaks_measured_by_jax_alone(monkeypatch):
+    """On an accelerator :func:`matmul_peak` measures JAX's product only (no NumPy entry); the section must
+    still report its target (``benchmarks/gpu/run.sh --speed`` runs it there)."""
+    spec = importlib.util.spec_from_file_location("run_all_benchmark", RUN_ALL)
+    run_all = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_all)
+    measured = run_all.matmul_peak
+
+    def jax_only(size, repeats=3, dtype=np.float64):
+        return {"jax": measured(size, repeats, dtype)["jax"]}
+
+    monkeypatch.setattr(run_all, "matmul_peak", jax_only)
+    result, targets = run_all.compute_bound_section(quick=True, repeats=1, say=lambda text: None)
+    assert all(set(peak) == {"jax"} for peak in result["matmul_peak_gflops"])
+    (name,) = [name for name in targets if name.startswith("compute_bound_peak_fraction")]
+    assert "jax before and after: " in targets[name]["note"]
+    assert result["peak_gflops"] == max(peak["jax"] for peak in result["matmul_peak_gflops"])
+
+
 def test_run_all_spec_toml_round_trips():
     spec = importlib.util.spec_from_file_location("run_all_benchmark", RUN_ALL)
     run_all = importlib.util.module_from_spec(spec)
