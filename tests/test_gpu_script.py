@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -57,6 +58,19 @@ def test_dry_run_reports(dry_run):
 def test_bad_argument_is_an_error():
     result = subprocess.run(["bash", str(SCRIPT), "--fast"], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and "error: unknown argument --fast" in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="on a GPU machine this would measure for real")
+@pytest.mark.parametrize("mode", [[], ["--speed"]], ids=["full", "speed"])
+def test_without_a_gpu_a_measured_run_stops_before_measuring(tmp_path, mode):
+    """Without ``--dry-run`` the script measures the GPU: on a machine without one it must say so and stop
+    (exit status 3), not time the CPU and write the numbers as ``gpu_*`` results."""
+    result = subprocess.run(
+        ["bash", str(SCRIPT), *mode, "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 3, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "error: no GPU for this measurement" in result.stderr and "JAX's default backend is cpu" in result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_speed_dry_run_measures_issue_14_on_the_device_it_finds(tmp_path):

@@ -4,6 +4,8 @@
 #
 #   benchmarks/gpu/run.sh                 # on the GPU machine: writes benchmarks/results/gpu_*.md (+ .json)
 #   benchmarks/gpu/run.sh --dry-run       # anywhere (CPU): tiny models, collect-only tests, quick exact mode
+#                                         # (without --dry-run, a machine whose torch or JAX sees no GPU is
+#                                         # refused with exit status 3: benchmarks/gpu/require_gpu.py)
 #   benchmarks/gpu/run.sh --out DIR       # write the gpu_*.md files to DIR instead
 #   benchmarks/gpu/run.sh --speed         # issue 14's GPU run instead, under 5 minutes: step 1, then
 #                                         # benchmarks/run_all.py's per_seed and compute_bound sections on
@@ -36,10 +38,16 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-mkdir -p "$OUT"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export MPLBACKEND=Agg TOKENIZERS_PARALLELISM=false
 PYTHON="${PYTHON:-python}"
+if [ $DRY = 0 ]; then
+  # a measured run needs the GPU it measures (--speed: JAX's; the full run: torch's and JAX's); without one
+  # it stops here, exit status 3, before writing anything
+  if [ $SPEED = 1 ]; then NEEDS=(--jax); else NEEDS=(--torch --jax); fi
+  "$PYTHON" benchmarks/gpu/require_gpu.py "${NEEDS[@]}" || exit 3
+fi
+mkdir -p "$OUT"
 LOG="$OUT/gpu_run_log.md"
 [ $SPEED = 1 ] && LOG="$OUT/gpu_speed_log.md"
 STARTED=$(date +%s)
