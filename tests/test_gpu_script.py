@@ -55,9 +55,34 @@ def test_dry_run_reports(dry_run):
     assert (out / "gpu_exact_updates.md").is_file() and (out / "gpu_exact_updates.json").is_file()
 
 
-def test_bad_argument_is_an_error():
-    result = subprocess.run(["bash", str(SCRIPT), "--fast"], cwd=ROOT, capture_output=True, text=True, timeout=30)
-    assert result.returncode == 2 and "error: unknown argument --fast" in result.stderr
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--fast"], "error: unknown argument --fast"),
+        (["--out"], "error: --out needs a directory"),
+        (["--budget", "five"], "error: --budget needs a whole number of seconds"),
+    ],
+)
+def test_bad_argument_is_an_error(arguments, message):
+    result = subprocess.run(["bash", str(SCRIPT), *arguments], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_a_spent_budget_skips_the_remaining_steps(tmp_path):
+    """The whole run has a budget (5 minutes on the GPU): a step's limit is cut to what is left of it, and a
+    step with nothing left is recorded as skipped, not run; the run then fails."""
+    result = subprocess.run(
+        ["bash", str(SCRIPT), "--dry-run", "--budget", "12", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stdout[-4000:] + result.stderr[-4000:]
+    log = (tmp_path / "gpu_run_log.md").read_text()
+    for step in ("environment", "cuda_checks", "bridge_tests", "throughput", "exact_updates"):
+        assert f"| {step} | SKIPPED (the run's 12 s budget is spent) | 0 |" in log, log
+    assert [path.name for path in tmp_path.iterdir()] == ["gpu_run_log.md"]
 
 
 @pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="on a GPU machine this would measure for real")
