@@ -144,3 +144,25 @@ def test_run_all_spec_toml_round_trips():
 
     spec_dict = run_all.random_game_spec(10, 8, 1000)
     assert tomllib.loads(run_all.spec_toml(spec_dict)) == spec_dict
+
+
+def test_sampled_vs_torch_ratios_are_taken_within_each_repeat():
+    """``benchmarks/sampled_vs_torch.py --quick``: each speed-up is torch's seconds ÷ prefsim's within one repeat,
+    reported as the median and spread over repeats (structure only, no speed asserted)."""
+    path = BENCHMARK.parent / "sampled_vs_torch.py"
+    spec = importlib.util.spec_from_file_location("sampled_vs_torch_benchmark", path)
+    sampled_vs_torch = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sampled_vs_torch)
+    result = sampled_vs_torch.main(["--quick", "--no-write", "--repeats", "3"])
+    seconds = result["seconds"]
+    for name, torch_variant in (
+        ("speedup_vs_torch_batched", "torch_batched"),
+        ("speedup_vs_torch_seed_loop", "torch_seed_loop"),
+    ):
+        entry = result[name]
+        expected = [t / p for t, p in zip(seconds[torch_variant], seconds["prefsim"], strict=True)]
+        np.testing.assert_allclose(entry["values"], expected, rtol=1e-12)
+        assert entry["median"] == pytest.approx(np.median(expected), rel=1e-12)
+        assert entry["min"] == min(expected) and entry["max"] == max(expected)
+        best = min(seconds[torch_variant]) / min(seconds["prefsim"])
+        assert result["best_of_ratios"][name] == pytest.approx(best, rel=1e-12)
