@@ -32,6 +32,11 @@ from llm_bridge.tiny import random_pair_batch
 from llm_bridge.trainer import TrainingSpec, make_optimizer, train_on_pairs
 
 
+def median_ratio(seconds: list[float], dpo_seconds: list[float]) -> float:
+    """The median over repeats of ``seconds`` ÷ ``dpo_seconds`` within each repeat."""
+    return statistics.median(s / d for s, d in zip(seconds, dpo_seconds, strict=True))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -78,9 +83,10 @@ def main(argv=None) -> int:
             times[label].append(time.perf_counter() - begin)
             cpu_times[label].append(time.process_time() - begin_cpu)
     medians = {label: statistics.median(values) for label, values in times.items()}
-    ratios = {label: medians[label] / medians["dpo"] for label in medians}
     cpu_medians = {label: statistics.median(values) for label, values in cpu_times.items()}
-    cpu_ratios = {label: cpu_medians[label] / cpu_medians["dpo"] for label in cpu_medians}
+    # a rule's step ÷ DPO's step of the same repeat (interleaved, so a drift of the machine cancels), median
+    ratios = {label: median_ratio(times[label], times["dpo"]) for label in times}
+    cpu_ratios = {label: median_ratio(cpu_times[label], cpu_times["dpo"]) for label in cpu_times}
     load = os.getloadavg()
 
     prompt_ids = encode_prompts(
@@ -130,7 +136,8 @@ def main(argv=None) -> int:
         "",
         f"{n} pairs per step (= {2 * n} sequences of {args.prompt_tokens} prompt + "
         f"{args.response_tokens} response tokens), "
-        f"AdamW, median of {args.repeats} interleaved steps.  Wall-clock and process CPU time; the CPU-time "
+        f"AdamW, median of {args.repeats} interleaved steps; × DPO is the median over repeats of the ratio to "
+        f"DPO's step in the same repeat.  Wall-clock and process CPU time; the CPU-time "
         f"ratio is the robust one on a shared machine (load average after the run: "
         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} CPUs).",
         "",

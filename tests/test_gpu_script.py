@@ -1,14 +1,18 @@
 """benchmarks/gpu/run.sh in its CPU dry run: every step runs and writes its gpu_*.md (the GPU run itself
-needs a GPU; this checks that the script and its helpers work end to end, at toy sizes)."""
+needs a GPU; this checks that the script and its helpers work end to end, at toy sizes); without a GPU the
+measured run refuses to start, and a spent budget skips steps.  Also the ratios to DPO of gpu/throughput.py
+and benchmarks/bridge_step_cost.py: taken within one repeat (structure only, never speed)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,3 +122,46 @@ def test_speed_dry_run_measures_issue_14_on_the_device_it_finds(tmp_path):
     float32 = report["sections"]["compute_bound"]["float32"]
     assert float32["peak_gflops"] > 0 and all(0 < f for f in float32["fractions"])
     assert "of the float32 matmul peak" in (tmp_path / "gpu_speed_targets.md").read_text()
+
+
+def _load(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_throughput_ratio_to_dpo_is_taken_within_each_repeat():
+    """gpu/throughput.py's ratio to DPO (the INPO ≤ 1.05× target reads it) is a rule's step ÷ DPO's step of
+    the same repeat, the median over repeats; structure only, no speed asserted."""
+    import torch
+
+    from llm_bridge.precision import precision_for
+    from llm_bridge.tiny import random_pair_batch
+    from llm_bridge.trainer import TrainingSpec
+
+    throughput = _load(ROOT / "benchmarks" / "gpu" / "throughput.py", "gpu_throughput_benchmark")
+    device = torch.device("cpu")
+    shape = throughput.TINY["tiny_llama_shape"]
+    model = throughput.build_model(shape, device)
+    data = random_pair_batch(range(3, shape["vocab_size"]), 2, 8, 8)
+    spec = TrainingSpec(optimizer="adamw", learning_rate=1e-7, batch_size=2, micro_batch_size=2)
+    steps = throughput.step_times(model, data, spec, precision_for("float32", "cpu", bf16=True), 3, device)
+    seconds = steps["all_seconds"]
+    for label, values in seconds.items():
+        ratios = [t / d for t, d in zip(values, seconds["dpo"], strict=True)]
+        assert steps["ratio_to_dpo"][label] == pytest.approx(float(np.median(ratios)), rel=1e-12)
+        assert steps["ratio_to_dpo_spread"][label] == [min(ratios), max(ratios)]
+    assert steps["ratio_to_dpo"]["dpo"] == 1.0
+
+
+def test_bridge_step_cost_ratio_to_dpo_is_taken_within_each_repeat(tmp_path):
+    """benchmarks/bridge_step_cost.py (tiny model): wall and CPU ratios to DPO are medians over repeats of the
+    ratio within one repeat; structure only, no speed asserted."""
+    bridge_step_cost = _load(ROOT / "benchmarks" / "bridge_step_cost.py", "bridge_step_cost_benchmark")
+    assert bridge_step_cost.main(["--repeats", "3", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "bridge_step_cost_tiny.json").read_text())
+    for ratios, seconds in (("ratio_to_dpo", "all_step_seconds"), ("cpu_ratio_to_dpo", "all_step_cpu_seconds")):
+        for label, values in result[seconds].items():
+            paired = [t / d for t, d in zip(values, result[seconds]["dpo"], strict=True)]
+            assert result[ratios][label] == pytest.approx(float(np.median(paired)), rel=1e-12)

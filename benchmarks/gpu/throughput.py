@@ -8,7 +8,8 @@ For random-initialised Llama models with SmolLM2-135M's configuration and with a
   batch of prompts, ``--new-tokens`` each, bf16 autocast on CUDA;
 * one optimiser step per rule on the **same** batch of pairs (:func:`llm_bridge.trainer.train_on_pairs`,
   AdamW, float32 master weights, bf16 autocast on CUDA), median of ``--repeats`` interleaved steps, and
-  the ratio to DPO (the issue's target: INPO ≤ 1.05× DPO);
+  the ratio to DPO: a rule's step ÷ DPO's step of the same repeat, the median over repeats (the issue's
+  target: INPO ≤ 1.05× DPO);
 * peak device memory of a DPO step and of each APO form: ``parameters`` (host copy of θ̂_t, the step,
   the extrapolation θ ← θ̂_{t+1} + α(θ̂_{t+1} − θ̂_t)) and ``implicit_reference`` (one extra no-grad
   scoring pass with θ̂_{t−1} swapped in, then the step), and the optimiser state's size.
@@ -126,7 +127,8 @@ def generation_rate(model, device, vocab: int, batch: int, prompt_tokens: int, n
 
 
 def step_times(model, data, spec: TrainingSpec, precision, repeats: int, device) -> dict:
-    """Median seconds of one optimiser step per rule on ``data`` (rules interleaved; one warm-up each)."""
+    """Median seconds of one optimiser step per rule on ``data`` (rules interleaved; one warm-up each), and each
+    rule's ratio to DPO: its step ÷ DPO's step within one repeat, the median (and min, max) over repeats."""
     optimizer = make_optimizer(model.parameters(), spec)
     rules = {label: build_bridge_rule(name, dict(params)) for label, (name, params) in RULES.items()}
 
@@ -144,12 +146,14 @@ def step_times(model, data, spec: TrainingSpec, precision, repeats: int, device)
             synchronise(device)
             times[label].append(time.perf_counter() - begin)
     medians = {label: statistics.median(v) for label, v in times.items()}
+    ratios = {label: [t / d for t, d in zip(times[label], times["dpo"], strict=True)] for label in times}
     state_bytes = sum(
         t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values() if torch.is_tensor(t)
     )
     return {
         "median_seconds": medians,
-        "ratio_to_dpo": {label: medians[label] / medians["dpo"] for label in medians},
+        "ratio_to_dpo": {label: statistics.median(values) for label, values in ratios.items()},
+        "ratio_to_dpo_spread": {label: [min(values), max(values)] for label, values in ratios.items()},
         "all_seconds": times,
         "adamw_state_bytes": state_bytes,
     }
@@ -248,11 +252,12 @@ def markdown(report: dict) -> str:
             f"Generation: **{model['generation']['tokens_per_second']:.0f} tokens/s** "
             f"({model['generation']['tokens']} tokens in {model['generation']['seconds']:.2f} s).",
             "",
-            "| rule | step (s) | × DPO |",
+            "| rule | step (s), median | × DPO: median over repeats of the ratio within one repeat (min–max) |",
             "|---|---|---|",
         ]
         lines += [
-            f"| {label} | {steps['median_seconds'][label]:.4f} | {steps['ratio_to_dpo'][label]:.3f} |"
+            f"| {label} | {steps['median_seconds'][label]:.4f} | {steps['ratio_to_dpo'][label]:.3f} "
+            f"({steps['ratio_to_dpo_spread'][label][0]:.3f}–{steps['ratio_to_dpo_spread'][label][1]:.3f}) |"
             for label in steps["median_seconds"]
         ]
         memory = model["peak_memory_bytes"]
