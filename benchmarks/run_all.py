@@ -551,8 +551,10 @@ def sampled_section(quick: bool, repeats: int, say=print) -> tuple[dict, dict]:
 
 def markdown(report: dict) -> str:
     machine = report["machine"]
+    ran = list(report["sections"])
+    scope = "" if set(ran) == set(SECTIONS) else f" of sections {', '.join(ran)}"  # a run with --only
     lines = [
-        f"# Issue 14 speed targets ({report['mode']} run)",
+        f"# Issue 14 speed targets ({report['mode']} run{scope})",
         "",
         f"Measured {machine['date_utc']} on {machine['cpu']} ({machine['cores']} cores), {machine['platform']}; "
         f"jax {machine['jax']} / jaxlib {machine['jaxlib']}, numpy {machine['numpy']}. "

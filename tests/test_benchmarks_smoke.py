@@ -136,6 +136,19 @@ def test_compute_bound_section_reports_peaks_measured_by_jax_alone(monkeypatch):
     assert result["peak_gflops"] == max(peak["jax"] for peak in result["matmul_peak_gflops"])
 
 
+def test_run_all_report_title_names_the_sections_of_an_only_run():
+    """A run of some sections (``--only``) is not titled a full run: the stored re-check of three sections."""
+    spec = importlib.util.spec_from_file_location("run_all_benchmark", RUN_ALL)
+    run_all = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_all)
+    stored = BENCHMARK.parent / "results" / "summary_cpu_reviews3.json"
+    report = json.loads(stored.read_text(encoding="utf-8"))
+    title = run_all.markdown(report).splitlines()[0]
+    assert title == "# Issue 14 speed targets (full run of sections end_to_end, first_result, default_experiment)"
+    everything = {**report, "sections": {name: report["sections"]["end_to_end"] for name in run_all.SECTIONS}}
+    assert run_all.markdown(everything).splitlines()[0] == "# Issue 14 speed targets (full run)"
+
+
 def test_run_all_spec_toml_round_trips():
     spec = importlib.util.spec_from_file_location("run_all_benchmark", RUN_ALL)
     run_all = importlib.util.module_from_spec(spec)
