@@ -12,7 +12,8 @@ and interleaved (so background load hits all of them alike):
 
 * ``prefsim`` — :func:`sim.trajectory.simulate_grid`, the call ``sim.run`` makes: the whole
   trajectory with every metric column recorded at the default log-spaced iterations;
-* ``bare`` — a jitted ``lax.scan`` of ``rule.update`` alone, vmapped over seeds (no metrics);
+* ``bare`` — a jitted loop of ``rule.update`` alone (no metrics), in the trajectory's layout and on its
+  devices (:func:`bare_update_function`: seed-last for K ≤ 12 on a CPU, else a ``lax.scan`` vmapped over seeds);
 * ``numpy`` — the same INPO update in NumPy, vectorised over seeds: π as an (S, K) matrix and one
   matrix product with P per step (float64, the loop over t in Python);
 * a NumPy checker — that loop plus every metric column at the same iterations, an independent
