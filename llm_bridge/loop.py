@@ -294,6 +294,10 @@ def checkpoint_bytes(model: torch.nn.Module) -> int:
 
 
 def _size(value: float) -> str:
+    """Bytes in the largest binary unit that keeps a nonzero integer part: KB below 1 MiB (a tiny model's
+    checkpoint read "0 MB"), MB below 1 GiB, GB with one decimal above."""
+    if value < 2**20:
+        return f"{value / 2**10:.0f} KB"
     return f"{value / 2**20:.0f} MB" if value < 2**30 else f"{value / 2**30:.1f} GB"
 
 

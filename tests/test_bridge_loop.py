@@ -591,6 +591,16 @@ def test_the_checkpoint_note_counts_the_checkpoints_a_rule_reads():
     )
 
 
+def test_the_checkpoint_note_says_how_large_a_small_checkpoint_is():
+    """A tiny model's checkpoint (the README's quick start: about 90 KB) is given in KB, not as "0 MB"."""
+    spec = parse_spec(_raw("/m", [{"name": "dpo"}], iterations=2, run={"keep_checkpoints": 2}))
+    note = bridge_loop.checkpoint_note(spec, 90_000)
+    # the reference and DPO's two iterations: 3 × 90 000 bytes = 264 KB
+    assert note.startswith("checkpoints: 88 KB each") and "keeps up to 264 KB" in note, note
+    assert "0 MB" not in note
+    assert bridge_loop.checkpoint_note(spec, 3 * 2**29).startswith("checkpoints: 1.5 GB each")
+
+
 def test_the_docs_rule_table_lists_every_rule_the_bridge_runs():
     docs = (Path(__file__).parent.parent / "docs" / "llm_bridge.md").read_text()
     table = [line for line in docs.splitlines() if line.startswith("| `")]

@@ -33,7 +33,7 @@ def test_the_readmes_tiny_quick_start_runs_and_says_what_it_writes(tmp_path):
     note = next(line for line in lines if line.startswith("checkpoints: "))
     each = sum(p.numel() * 4 for p in bridge_loop.load_causal_lm(str(tmp_path / "results/tiny_model")).parameters())
     # one reference checkpoint, and keep_checkpoints = 2 keeps the last two (plus the one being written)
-    assert f"{each / 2**20:.0f} MB each" in note and "keep_checkpoints = 2" in note
+    assert each < 2**20 and f"{each / 2**10:.0f} KB each" in note and "keep_checkpoints = 2" in note
     iteration = next(line for line in lines if line.startswith("[inpo] iteration 2/2: "))
     assert "held-out win rate of π_2 vs π_ref" in iteration and "(0.5 = no change)" in iteration
     assert "on the first minibatch" in iteration and "on the last" in iteration and "→" not in iteration
