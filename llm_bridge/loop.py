@@ -66,6 +66,7 @@ from llm_bridge.models import (
     load_causal_lm,
     load_tokenizer,
     read_weights,
+    save_state,
     save_weights,
     swapped_weights,
     trainable_state,
@@ -522,11 +523,7 @@ def _update(session: Session, entry, t: int) -> dict:
         previous = read_weights(_checkpoint(out, entry.label, t, kind="proximal" if t else "policy"))
         proximal_now = apo_forms.extrapolate_parameters(session.policy, previous, rule.hook.weight(t))
         if session.main:
-            from safetensors.torch import save_file
-
-            path = _checkpoint(out, entry.label, t + 1, kind="proximal")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            save_file({k: v.contiguous() for k, v in proximal_now.items()}, str(path))
+            save_state(proximal_now, _checkpoint(out, entry.label, t + 1, kind="proximal"))
         # the two host copies (θ̂_t, θ̂_{t+1}) are on disk now: release them before saving and evaluating
         del previous, proximal_now
     # 6. checkpoint and evaluation

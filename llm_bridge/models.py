@@ -20,15 +20,18 @@ config instead.  The bridge's own checkpoints are flat safetensors state dicts
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
 from bandits.errors import PrefsimError
+from sim.provenance import default_file_mode
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -151,15 +154,50 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:
-    """Write the trainable parameters of ``model`` to a safetensors file (atomically)."""
+    """Write the trainable parameters of ``model`` to a safetensors file (atomically: :func:`save_state`)."""
+    save_state(trainable_state(model), path)
+
+
+def save_state(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Write ``state`` (name → tensor) to the safetensors file ``path`` atomically.
+
+    The tensors go to a temporary file of its own next to ``path`` (``.<name>.<random>.tmp``, with the
+    user's umask rather than ``mkstemp``'s 0600), flushed to disk, then renamed over ``path``, as
+    :func:`sim.results_io.write_files_atomic` writes the run's other files: a process killed at any moment
+    leaves the old file or the new one.  A failed write (a full disk, the file-size limit; safetensors raises
+    its own ``SafetensorError`` for those) removes the temporary file and raises a :class:`PrefsimError`
+    naming ``path``.
+    """
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {name: tensor.contiguous() for name, tensor in trainable_state(model).items()}
-    temporary = path.with_suffix(".tmp")
-    save_file(state, str(temporary))
-    os.replace(temporary, path)
+    tensors = {name: tensor.contiguous() for name, tensor in state.items()}
+    temporary = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(descriptor)
+        save_file(tensors, temporary)
+        os.chmod(temporary, default_file_mode())
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except (OSError, SafetensorError) as exc:
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.remove(temporary)
+        reason = (exc.strerror or type(exc).__name__) if isinstance(exc, OSError) else str(exc)
+        raise PrefsimError(
+            f"could not write the checkpoint {str(path)!r} ({reason}); the previous version of the file is left as "
+            "it was. Free disk space or raise the file-size limit and rerun with --resume (finished iterations are "
+            "kept)."
+        ) from None
+    except BaseException:
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.remove(temporary)
+        raise
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:

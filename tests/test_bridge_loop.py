@@ -9,6 +9,7 @@ import dataclasses
 import json
 import os
 import re
+import resource
 import signal
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from llm_bridge.tiny import build_tiny_model  # noqa: E402
 from sim import results_io, stop_request  # noqa: E402
 from sim.doc_tables import REQUIRED, llm_spec_keys_table  # noqa: E402
 from sim.experiment import git_commit  # noqa: E402
-from sim.provenance import git_dirty, prefsim_version, source_digest  # noqa: E402
+from sim.provenance import default_file_mode, git_dirty, prefsim_version, source_digest  # noqa: E402
 from sim.rules import RULES  # noqa: E402
 
 
@@ -815,3 +816,24 @@ def test_the_docs_key_table_calls_required_exactly_the_prompts_keys_the_parser_r
             assert f"prompts.{field.name} must be a non-empty list" in str(error)
             required = True
         assert (rows[f"prompts.{field.name}"] == REQUIRED) == required, field.name
+
+
+def test_a_checkpoint_that_does_not_fit_is_a_clear_error_and_the_run_resumes(tiny_llama, tmp_path):
+    """safetensors reports a full disk or the file-size limit as its own SafetensorError, not an OSError: it was
+    a traceback (exit status 1) with a stray ``policy.tmp``.  Here the file-size limit (EFBIG, as a full disk
+    fails) stops the first checkpoint, the reference's; APO's proximal checkpoint is written the same way."""
+    spec = parse_spec(_raw(tiny_llama, [{"name": "apo", "base": "dpo", "alpha": 0.3}], iterations=1))
+    out = tmp_path / "run"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, hard))  # the manifest fits, the 88 kB checkpoint does not
+    try:
+        with pytest.raises(PrefsimError, match=r"could not write the checkpoint '.*policy\.safetensors' \(.*File too "):
+            bridge_loop.run_bridge(spec, out, progress=False)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert sorted(p.name for p in (out / "reference").iterdir()) == []  # no partial or temporary file
+    table = bridge_loop.run_bridge(spec, out, resume=True, progress=False)
+    assert list(table["iteration"]) == [0, 1]
+    mode = default_file_mode()
+    for kind in ("policy", "proximal"):
+        assert (out / "apo" / "iter_001" / f"{kind}.safetensors").stat().st_mode & 0o777 == mode
