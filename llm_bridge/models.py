@@ -254,8 +254,10 @@ def export_pretrained(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase
 
     The state dict is copied into a fresh model built from the config (with the GGUF
     ``quantization_config`` removed), because a GGUF-loaded model cannot ``save_pretrained`` directly.
-    A LoRA model is merged into its base first.
+    A LoRA model is merged into its base first.  A failed write (a full disk, the file-size limit; safetensors
+    raises its own ``SafetensorError`` for those) is a :class:`PrefsimError` naming ``directory``.
     """
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     if hasattr(model, "merge_and_unload"):
@@ -265,8 +267,15 @@ def export_pretrained(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase
     config = copy_config(model.config)
     fresh = AutoModelForCausalLM.from_config(config)
     fresh.load_state_dict(model.state_dict(), strict=False)
-    fresh.save_pretrained(str(directory))
-    tokenizer.save_pretrained(str(directory))
+    try:
+        fresh.save_pretrained(str(directory))
+        tokenizer.save_pretrained(str(directory))
+    except (OSError, SafetensorError) as exc:
+        reason = (exc.strerror or type(exc).__name__) if isinstance(exc, OSError) else str(exc)
+        raise PrefsimError(
+            f"could not write the exported model {str(directory)!r} ({reason}). Free disk space or raise the "
+            "file-size limit and rerun with --resume: the trained iterations are kept and the model is exported again."
+        ) from None
 
 
 def copy_config(config: PretrainedConfig) -> PretrainedConfig:

@@ -27,7 +27,14 @@ from llm_bridge.cli import command  # noqa: E402
 from llm_bridge.cli import main as cli_main  # noqa: E402
 from llm_bridge.generation import SamplingSpec, encode_prompts, generate, position_limit  # noqa: E402
 from llm_bridge.logprobs import batched_sequence_logprobs  # noqa: E402
-from llm_bridge.models import load_causal_lm, load_tokenizer, load_weights, read_weights, resolve_model_path  # noqa: E402
+from llm_bridge.models import (  # noqa: E402
+    export_pretrained,
+    load_causal_lm,
+    load_tokenizer,
+    load_weights,
+    read_weights,
+    resolve_model_path,
+)
 from llm_bridge.provenance import changed_models, model_identity  # noqa: E402
 from llm_bridge.run_layout import RUN_LEVEL_NAMES  # noqa: E402
 from llm_bridge.spec import PromptSpec, parse_spec  # noqa: E402
@@ -837,3 +844,21 @@ def test_a_checkpoint_that_does_not_fit_is_a_clear_error_and_the_run_resumes(tin
     mode = default_file_mode()
     for kind in ("policy", "proximal"):
         assert (out / "apo" / "iter_001" / f"{kind}.safetensors").stat().st_mode & 0o777 == mode
+
+
+def test_an_exported_model_that_does_not_fit_is_a_clear_error(tiny_llama, tmp_path):
+    """``[run] export_final``'s save_pretrained fails on a full disk with safetensors' SafetensorError: it was a
+    traceback after the last iteration."""
+    model, tokenizer = load_causal_lm(str(tiny_llama)), load_tokenizer(str(tiny_llama))
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, hard))  # the config fits, the 88 kB of weights do not
+    try:
+        with pytest.raises(PrefsimError, match=r"could not write the exported model '.*final' \(.*File too large"):
+            export_pretrained(model, tokenizer, tmp_path / "final")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    export_pretrained(model, tokenizer, tmp_path / "final")  # the rerun writes it whole
+    assert (
+        torch.equal(load_causal_lm(str(tmp_path / "final")).lm_head.weight, model.lm_head.weight)
+        and load_tokenizer(str(tmp_path / "final"))("what a")["input_ids"] == tokenizer("what a")["input_ids"]
+    )
