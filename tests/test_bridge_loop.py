@@ -862,3 +862,23 @@ def test_an_exported_model_that_does_not_fit_is_a_clear_error(tiny_llama, tmp_pa
         torch.equal(load_causal_lm(str(tmp_path / "final")).lm_head.weight, model.lm_head.weight)
         and load_tokenizer(str(tmp_path / "final"))("what a")["input_ids"] == tokenizer("what a")["input_ids"]
     )
+
+
+def test_pruning_keeps_the_reference_advancements_anchor_until_the_next_advance(tiny_llama, tmp_path, monkeypatch):
+    """keep_checkpoints = 2 with reference_every = 3: π_3 anchors the loss of iterations 4 and 5, when it is no
+    longer one of the last two checkpoints; deleting it stops the run (checkpoint ... is missing)."""
+    raw = _raw(tiny_llama, [{"name": "comal", "tau": 0.3, "reference_every": 3}], iterations=6)
+    raw["prompts"]["per_iteration"] = 2
+    raw["training"].update(epochs=1, micro_batch_size=2)
+    spec = parse_spec({**raw, "run": {"keep_checkpoints": 2}})
+    kept = {}
+    real_prune = bridge_loop._prune
+
+    def recording(spec, rule_dir, finished):
+        real_prune(spec, rule_dir, finished)
+        kept[finished] = sorted(int(p.parent.name[5:]) for p in rule_dir.glob("iter_*/policy.safetensors"))
+
+    monkeypatch.setattr(bridge_loop, "_prune", recording)
+    table = bridge_loop.run_bridge(spec, tmp_path / "run", progress=False)
+    assert list(table["iteration"]) == list(range(7))
+    assert kept == {1: [1], 2: [1, 2], 3: [2, 3], 4: [3, 4], 5: [3, 4, 5], 6: [5, 6]}
