@@ -16,11 +16,18 @@ unrecorded iteration / step, so after a resume the events an interrupted iterati
 recorded are hidden when the files are read (TensorBoard's restart semantics), and the redone
 iteration's events replace them.  ``torch.utils.tensorboard`` (which needs the ``tensorboard``
 package) is imported only when TensorBoard is asked for, so the bridge starts without it.
+
+TensorBoard writes each event file in a thread of its own; a failed write there (a full disk) is raised
+again in the run at the writer's next call, where it becomes a :class:`PrefsimError` naming the directory,
+and the thread's own traceback print is left out.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from bandits.errors import PrefsimError
@@ -73,42 +80,84 @@ class TensorBoardReporter(Reporter):
         self.directory = Path(directory)
         self.writers: dict = {}
         self.steps: dict = {}
+        self._threads: set = set()
+        """The writers' threads, whose failed writes :meth:`_quiet_writer_failure` leaves unprinted."""
+        self._previous_hook = threading.excepthook
+        threading.excepthook = self._quiet_writer_failure
+
+    def _quiet_writer_failure(self, args) -> None:
+        """``threading.excepthook`` while the reporter is open: an OSError of one of its writers' threads is
+        raised again at that writer's next call (:meth:`_writing`), so its print is left out."""
+        if args.thread in self._threads and issubclass(args.exc_type, OSError):
+            return
+        self._previous_hook(args)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Writer calls in the block: a failed write is a :class:`PrefsimError` naming the directory."""
+        try:
+            yield
+        except OSError as exc:
+            raise PrefsimError(
+                f"could not write the TensorBoard events under {str(self.directory)!r} ({exc.strerror or exc}); "
+                "free disk space and rerun with --resume (finished iterations are kept)."
+            ) from None
 
     def start_rule(self, label: str, finished: int, steps_done: int) -> None:
         for writer in self.writers.pop(label, {}).values():
-            writer.close()
+            with self._writing():
+                writer.close()
         root = self.directory / label
         # events at or after these steps belong to iterations that were not recorded: hidden when read back
         # (π_0's row is logged again when no iteration was recorded)
-        self.writers[label] = {
-            "iterations": self._writer_class(str(root / "iterations"), purge_step=finished + 1 if finished else 0),
-            "steps": self._writer_class(str(root / "steps"), purge_step=steps_done + 1),
-        }
+        before = set(threading.enumerate())
+        try:
+            with self._writing():
+                self.writers[label] = {
+                    "iterations": self._writer_class(
+                        str(root / "iterations"), purge_step=finished + 1 if finished else 0
+                    ),
+                    "steps": self._writer_class(str(root / "steps"), purge_step=steps_done + 1),
+                }
+        finally:
+            self._threads |= set(threading.enumerate()) - before
         self.steps[label] = steps_done
 
     def log_step(self, label: str, values: dict) -> None:
         self.steps[label] += 1
         writer = self.writers[label]["steps"]
-        for name, value in values.items():
-            writer.add_scalar(f"train/{name}", float(value), self.steps[label])
+        with self._writing():
+            for name, value in values.items():
+                writer.add_scalar(f"train/{name}", float(value), self.steps[label])
 
     def log_iteration(self, label: str, row: dict) -> None:
         writer = self.writers[label]["iterations"]
         iteration = int(row["iteration"])
-        for name, value in row.items():
-            if name in ("rule", "iteration") or isinstance(value, (str, bool)) or value is None:
-                continue
-            value = float(value)
-            if not math.isnan(value):
-                writer.add_scalar(f"iteration/{name}", value, iteration)
-        writer.flush()
-        self.writers[label]["steps"].flush()
+        with self._writing():
+            for name, value in row.items():
+                if name in ("rule", "iteration") or isinstance(value, (str, bool)) or value is None:
+                    continue
+                value = float(value)
+                if not math.isnan(value):
+                    writer.add_scalar(f"iteration/{name}", value, iteration)
+            writer.flush()
+            self.writers[label]["steps"].flush()
 
     def close(self) -> None:
+        """Close every writer (all of them, even after a failed one), then raise the first failure."""
+        failure = None
         for writers in self.writers.values():
             for writer in writers.values():
-                writer.close()
+                try:
+                    with self._writing():
+                        writer.close()
+                except PrefsimError as exc:
+                    failure = failure or exc
         self.writers.clear()
+        if threading.excepthook == self._quiet_writer_failure:
+            threading.excepthook = self._previous_hook
+        if failure is not None:
+            raise failure
 
 
 def make_reporter(report_to: tuple, directory: Path, main: bool) -> Reporter:

@@ -139,3 +139,36 @@ def test_report_to_is_validated_and_none_writes_nothing(tiny_llama, tmp_path):
     bridge_loop.run_bridge(parse_spec(raw), tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "tensorboard").exists()
     assert pd.read_csv(tmp_path / "run" / "metrics.csv")["optimizer_steps"].tolist() == [0, 6]
+
+
+def test_a_full_disk_under_the_event_writers_is_a_clear_error_without_a_thread_traceback(tmp_path, monkeypatch):
+    """TensorBoard writes in a thread of its own: a full disk there printed that thread's traceback and was raised
+    in the run as a bare OSError ("error: No space left on device", naming no file)."""
+    import errno
+    import os
+    import threading
+
+    from tensorboard.summary.writer import record_writer
+
+    from llm_bridge.reporting import TensorBoardReporter
+
+    printed = []
+    monkeypatch.setattr(threading, "excepthook", printed.append)  # what Python would print, recorded
+    real_write, writes = record_writer.RecordWriter.write, []
+
+    def full_after_the_first_events(self, data):
+        writes.append(data)
+        if len(writes) > 10:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(self, data)
+
+    monkeypatch.setattr(record_writer.RecordWriter, "write", full_after_the_first_events)
+    reporter = TensorBoardReporter(tmp_path / "tensorboard")
+    reporter.start_rule("dpo", 0, 0)
+    with pytest.raises(PrefsimError, match=r"TensorBoard events under '.*tensorboard' \(No space left on device\)"):
+        for _ in range(50):
+            reporter.log_step("dpo", {"loss": 0.5, "pairs": 2})
+        reporter.log_iteration("dpo", {"rule": "dpo", "iteration": 1, "win_rate": 0.5})
+    with pytest.raises(PrefsimError, match="No space left on device"):
+        reporter.close()
+    assert printed == [] and threading.excepthook == printed.append  # nothing printed; the hook is back
