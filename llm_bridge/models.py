@@ -201,14 +201,23 @@ def save_state(state: dict[str, torch.Tensor], path: Path) -> None:
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """A safetensors state dict, or a clear error if the checkpoint is missing."""
+    """A safetensors state dict, or a clear error if the checkpoint is missing or cannot be read (a truncated or
+    damaged file: safetensors' ``SafetensorError``)."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     if not Path(path).is_file():
         raise PrefsimError(
             f"checkpoint {str(path)!r} is missing; the run directory is incomplete (rerun without --resume)."
         )
-    return load_file(str(path))
+    try:
+        return load_file(str(path))
+    except (OSError, SafetensorError) as exc:
+        reason = (exc.strerror or type(exc).__name__) if isinstance(exc, OSError) else str(exc)
+        raise PrefsimError(
+            f"checkpoint {str(path)!r} cannot be read ({reason}); the file is damaged: restore it, or rerun "
+            "without --resume into a new directory."
+        ) from None
 
 
 @torch.no_grad()

@@ -882,3 +882,15 @@ def test_pruning_keeps_the_reference_advancements_anchor_until_the_next_advance(
     table = bridge_loop.run_bridge(spec, tmp_path / "run", progress=False)
     assert list(table["iteration"]) == list(range(7))
     assert kept == {1: [1], 2: [1, 2], 3: [2, 3], 4: [3, 4], 5: [3, 4, 5], 6: [5, 6]}
+
+
+def test_a_damaged_checkpoint_is_a_clear_error_naming_it(tiny_llama, tmp_path):
+    """safetensors raises its own SafetensorError on a truncated file: --resume from it was a traceback."""
+    spec = parse_spec(_raw(tiny_llama, [{"name": "dpo"}], iterations=2))
+    out = tmp_path / "run"
+    bridge_loop.run_bridge(spec, out, progress=False)
+    (out / "dpo" / "state.json").write_text(json.dumps({"finished": 1}))
+    checkpoint = out / "dpo" / "iter_001" / "policy.safetensors"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    with pytest.raises(PrefsimError, match=r"checkpoint '.*iter_001/policy\.safetensors' cannot be read \(.*header"):
+        bridge_loop.run_bridge(spec, out, resume=True, progress=False)
