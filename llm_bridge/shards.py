@@ -92,6 +92,7 @@ def merge_llm_shards(spec: BridgeSpec, directories: list, out: Path, allow_other
             raise PrefsimError(f"{str(directory)!r} holds no bridge run (no readable manifest.json).") from None
         if not isinstance(manifest, dict) or not isinstance(manifest.get("shard"), dict):
             raise PrefsimError(f"{str(directory)!r} is not a shard (its manifest names no shard; run it with --shard).")
+        _check_shard_entry(directory, manifest["shard"])
         if _plain(manifest.get("spec")) != _plain(spec.raw):
             raise PrefsimError(f"{str(directory)!r} is foreign: it was run with another spec than this one.")
         for key in changed_prompt_files(spec, manifest.get("prompt_files")):
@@ -179,6 +180,17 @@ def merge_llm_shards(spec: BridgeSpec, directories: list, out: Path, allow_other
             }
         )
     return table
+
+
+def _check_shard_entry(directory: Path, shard: dict) -> None:
+    """Refuse a manifest's ``shard`` entry that is not :func:`shard_record`'s ``{"index": I, "count": N, …}``
+    with integers 0 ≤ I < N (a damaged or hand-edited manifest)."""
+    index, count = shard.get("index"), shard.get("count")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (index, count)) or not 0 <= index < count:
+        raise PrefsimError(
+            f"{str(directory)!r}: its manifest's shard entry {shard!r} is damaged (it needs integers index and "
+            "count with 0 ≤ index < count); restore manifest.json, or run that shard again with --shard I/N."
+        )
 
 
 def _check_merge_target(out: Path) -> None:

@@ -255,3 +255,16 @@ def test_merge_with_allow_other_code_warns_and_records_what_differs(sharded, tmp
     assert merged["merged_from"][1]["source_digest"] == "0" * 64
     with pytest.raises(PrefsimError, match="--allow-other-code goes with --resume or --merge"):
         _run(spec, "--out", tmp_path / "new", "--allow-other-code")
+
+
+@pytest.mark.parametrize("entry", [{"index": 1}, {"index": "a", "count": 2}, {"index": 2, "count": 2}])
+def test_merge_refuses_a_shard_whose_manifest_entry_is_damaged(sharded, tmp_path, entry):
+    """A manifest whose ``shard`` entry lacks ``count`` or holds a non-integer was a KeyError / ValueError traceback."""
+    spec, _, shards = sharded
+    damaged = tmp_path / "shard-1"
+    shutil.copytree(shards[1], damaged)
+    manifest = json.loads((damaged / "manifest.json").read_text())
+    (damaged / "manifest.json").write_text(json.dumps({**manifest, "shard": entry}))
+    with pytest.raises(PrefsimError, match=r"'.*shard-1': its manifest's shard entry .* is damaged"):
+        merge_llm_shards(load_spec(spec), [shards[0], damaged], tmp_path / "merged")
+    assert not (tmp_path / "merged").exists()
