@@ -148,6 +148,11 @@ def add_lora(model: PreTrainedModel, lora: LoraSpec) -> PeftModel:
         raise PrefsimError(f"model.lora: {exc}") from None
 
 
+def _failure_reason(exc: BaseException) -> str:
+    """Why a checkpoint could not be written or read: an OSError's reason, or safetensors' own message."""
+    return (exc.strerror or type(exc).__name__) if isinstance(exc, OSError) else str(exc)
+
+
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The trainable parameters by name (the whole model, or only the LoRA adapter), detached CPU copies."""
     return {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters() if p.requires_grad}
@@ -187,7 +192,7 @@ def save_state(state: dict[str, torch.Tensor], path: Path) -> None:
         if temporary is not None:
             with contextlib.suppress(OSError):
                 os.remove(temporary)
-        reason = (exc.strerror or type(exc).__name__) if isinstance(exc, OSError) else str(exc)
+        reason = _failure_reason(exc)
         raise PrefsimError(
             f"could not write the checkpoint {str(path)!r} ({reason}); the previous version of the file is left as "
             "it was. Free disk space or raise the file-size limit and rerun with --resume (finished iterations are "
@@ -213,7 +218,7 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (OSError, SafetensorError) as exc:
-        reason = (exc.strerror or type(exc).__name__) if isinstance(exc, OSError) else str(exc)
+        reason = _failure_reason(exc)
         raise PrefsimError(
             f"checkpoint {str(path)!r} cannot be read ({reason}); the file is damaged: restore it, or rerun "
             "without --resume into a new directory."
@@ -280,7 +285,7 @@ def export_pretrained(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase
         fresh.save_pretrained(str(directory))
         tokenizer.save_pretrained(str(directory))
     except (OSError, SafetensorError) as exc:
-        reason = (exc.strerror or type(exc).__name__) if isinstance(exc, OSError) else str(exc)
+        reason = _failure_reason(exc)
         raise PrefsimError(
             f"could not write the exported model {str(directory)!r} ({reason}). Free disk space or raise the "
             "file-size limit and rerun with --resume: the trained iterations are kept and the model is exported again."
