@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -122,6 +123,25 @@ def test_manifest_records_git_state_and_reruns_to_the_same_numbers(finished):
     first = pd.read_csv(root / "out" / "metrics.csv")
     second = pd.read_csv(rerun / "metrics.csv")
     pd.testing.assert_frame_equal(first, second, check_exact=False, rtol=1e-12, atol=0.0)
+
+
+def test_a_rerun_of_a_manifest_written_by_other_code_says_so(finished, tmp_path):
+    """The same code reruns silently; a manifest whose source digest or computing packages differ from this
+    code's gets a warning naming them (the numbers may differ), and the rerun goes on."""
+    root, _ = finished
+    manifest = json.loads((root / "out" / "manifest.json").read_text())
+    same = prefsim("run", root / "out" / "manifest.json", "--out", tmp_path / "same", "--no-plots", cwd=root)
+    assert same.returncode == 0, same.stderr
+    assert "other code" not in same.stdout + same.stderr
+    manifest["source_digest"] = "0" * 64
+    manifest["versions"]["jax"] = "0.0.1"
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    other = prefsim("run", tmp_path / "manifest.json", "--out", tmp_path / "other", "--no-plots", cwd=root)
+    assert other.returncode == 0, other.stderr
+    said = other.stdout + other.stderr
+    assert "was written by other code (source_digest 000000000000 → " in said
+    assert f"jax 0.0.1 → {jax.__version__}" in said and "its numbers may differ" in said
+    assert (tmp_path / "other" / "metrics.csv").is_file()
 
 
 def test_bad_manifest_and_bad_options_are_one_paragraph_errors(tmp_path):
