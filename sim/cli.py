@@ -451,7 +451,7 @@ def _iteration(text: str) -> int:
 
 
 def _plot(args) -> int:
-    from sim.results_io import output_lock, read_results_table
+    from sim.results_io import output_lock, read_results_table, results_table_files
     from sim.win_rate import is_win_rate_directory, plot_win_rate, read_win_rate_table
 
     directory = Path(args.directory)
@@ -464,6 +464,7 @@ def _plot(args) -> int:
         path = plot_win_rate(read_win_rate_table(directory), directory / "win_rate.png")
         say(f"wrote {path}")
         return 0
+    results_table_files(directory)  # a folder with no results is refused before the lock file is made in it
     with output_lock(directory):  # not while a run or merge writes there (its figures would mix with these)
         table = read_results_table(directory)
         if not (directory / "bounds.csv").is_file():

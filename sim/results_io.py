@@ -594,19 +594,27 @@ def _read_csv(path: Path, **options) -> pd.DataFrame:
         raise PrefsimError(f"{str(path)!r} cannot be read ({_os_reason(exc)}).") from None
 
 
-def read_results_table(directory: str | os.PathLike) -> pd.DataFrame:
-    """The table of a result directory: ``metrics.csv``, else the rows of ``parts/*.csv`` (a run in progress;
-    of a sweep over ``[game]``/``[run]`` fields: ``points/*/parts/*.csv``)."""
+def results_table_files(directory: str | os.PathLike) -> list[Path]:
+    """The files :func:`read_results_table` reads: ``[metrics.csv]``, else ``parts/*.csv`` (a run in progress;
+    of a sweep over ``[game]``/``[run]`` fields: ``points/*/parts/*.csv``); a clear error when there are none."""
     directory = Path(directory)
     metrics_file = directory / "metrics.csv"
     if metrics_file.is_file():
-        return _numeric_columns(_read_csv(metrics_file), metrics_file)
+        return [metrics_file]
     parts = sorted((directory / "parts").glob("*.csv")) if (directory / "parts").is_dir() else []
     # a [game]/[run] sweep in progress: each point's parts (their labels name the point, sim.field_sweep)
     parts = parts or sorted(directory.glob("points/*/parts/*.csv"))
     if not parts:
         raise PrefsimError(f"{str(directory)!r} holds no metrics.csv and no parts/*.csv: nothing to plot.")
-    return pd.concat([_numeric_columns(_read_csv(p, comment="#"), p) for p in parts], ignore_index=True)
+    return parts
+
+
+def read_results_table(directory: str | os.PathLike) -> pd.DataFrame:
+    """The table of a result directory: ``metrics.csv``, else the rows of its parts (:func:`results_table_files`)."""
+    files = results_table_files(directory)
+    if files[0].name == "metrics.csv":
+        return _numeric_columns(_read_csv(files[0]), files[0])
+    return pd.concat([_numeric_columns(_read_csv(p, comment="#"), p) for p in files], ignore_index=True)
 
 
 def _numeric_columns(frame: pd.DataFrame, path: Path) -> pd.DataFrame:

@@ -136,6 +136,7 @@ def test_plot_of_an_empty_directory_is_a_clear_error(tmp_path):
     result = prefsim("plot", tmp_path)
     assert result.returncode == 2
     assert "nothing to plot" in result.stderr
+    assert list(tmp_path.iterdir()) == []  # no lock file left in a folder that holds no results
 
 
 def test_plot_of_a_path_that_is_no_directory_is_a_clear_error(tmp_path):
