@@ -107,6 +107,11 @@ def parse_plot(table: Any) -> PlotSpec:
     if "title" in table:
         if not isinstance(table["title"], str):
             raise PrefsimError(f"plot.title: expected a string, got {table['title']!r}.")
+        if not table["title"].strip():  # it was dropped for the default without a word
+            raise PrefsimError(
+                "plot.title: an empty title; give one, or leave the key out for the default (the spec's name, "
+                "its problem and the seeds the bands are over)."
+            )
         values["title"] = table["title"]
     if "labels" in table:
         labels = table["labels"]

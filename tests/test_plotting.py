@@ -548,6 +548,8 @@ def test_plot_table_selects_rules_metrics_labels_per_seed_and_formats(tmp_path):
         ({"per_seed": "yes"}, "plot.per_seed"),
         ({"labels": {"a": 1}}, "plot.labels"),
         ({"rules": []}, "plot.rules"),
+        ({"title": 3}, "plot.title: expected a string"),
+        ({"title": " "}, "plot.title: an empty title"),  # it was replaced by the default without a word
     ],
 )
 def test_plot_table_rejects_bad_input(table, message):
