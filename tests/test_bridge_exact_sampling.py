@@ -7,6 +7,8 @@
 * Response-only chunked scoring equals the full-vocabulary computation over every position to 1e-12.
 """
 
+import warnings
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, Gemma2Config
@@ -204,6 +206,20 @@ def test_soft_capped_logits_fall_back_to_the_full_computation(tmp_path):
         values = bridge_logprobs.sequence_logprobs(model, prompts, responses, tokenizer.pad_token_id, chunk_size=2)
     full = _full_reference(model, prompts, responses, tokenizer.pad_token_id)
     torch.testing.assert_close(values, full, rtol=0, atol=1e-12)
+
+
+def test_diverged_weights_are_scored_without_the_soft_capping_warning(tmp_path):
+    """NaN weights give NaN logits, which are still the plain head's: the scoring keeps its chunked path and
+    does not warn about soft-capping (the warning once came before every divergence error)."""
+    directory = build_tiny_model(tmp_path / "nan", "llama", seed=4)
+    model, tokenizer = load_causal_lm(str(directory), "float64"), load_tokenizer(str(directory))
+    with torch.no_grad():
+        model.get_output_embeddings().weight[0, 0] = float("nan")
+    prompts, responses = _scoring_batch(tokenizer)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        values = bridge_logprobs.sequence_logprobs(model, prompts, responses, tokenizer.pad_token_id, chunk_size=3)
+    assert torch.isnan(values).all()
 
 
 def test_batched_scoring_turns_dropout_off_and_restores_the_mode(tmp_path):
