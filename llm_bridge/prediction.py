@@ -536,6 +536,24 @@ class PredictionResult:
     summary: pd.DataFrame
     ordering: pd.DataFrame
     lm_stats: dict
+    notes: list = dataclasses.field(default_factory=list)
+    """What the columns of a rule compare beyond the rule itself (:func:`loss_notes`)."""
+
+
+def loss_notes(spec: BridgeSpec) -> list[str]:
+    """One note per rule whose loss is a step's surrogate, not an argmin (the definition's
+    ``PairData.minimiser``, Nash-MD-PG): its LM and sampled columns minimise the loss, its exact column takes
+    the rule's step, so their distance includes the gap between the two (as sampled mode's note says)."""
+    notes = []
+    for entry in spec.rules:
+        minimiser = rule_info(entry.rule.base).data.minimiser
+        if minimiser is not None:
+            notes.append(
+                f"rule {entry.label!r}: {entry.rule.base}'s loss is a gradient step's surrogate, not an argmin: the LM "
+                f"and sampled columns minimise it on pairs from π_t, moving toward {minimiser}; the exact column "
+                f"takes {entry.rule.base}'s step, so their distance to it includes that gap."
+            )
+    return notes
 
 
 def run_prediction(
@@ -616,10 +634,11 @@ def run_prediction(
             "preference": game.preference.tolist(),
             "log_reference": game.log_reference.tolist(),
             "lm_training": lm_stats,
+            "notes": loss_notes(spec),
             "policies": {label: {e: runs[e].tolist() for e in runs} for label, runs in trajectories.items()},
         }
         (directory / "game.json").write_text(json.dumps(record))
-    return PredictionResult(game, trajectories, per_prompt, summary, ordering, lm_stats)
+    return PredictionResult(game, trajectories, per_prompt, summary, ordering, lm_stats, loss_notes(spec))
 
 
 def format_summary(result: PredictionResult) -> list[str]:
@@ -639,4 +658,5 @@ def format_summary(result: PredictionResult) -> list[str]:
             f"{row['rule_a']} − {row['rule_b']}: LM {row['lm_difference']:+.3f} [{row['lm_low']:+.3f}, "
             f"{row['lm_high']:+.3f}], exact {row['exact_difference']:+.3f}, sampled {row['sampled_difference']:+.3f}"
         )
+    lines += [f"note: {note}" for note in result.notes]
     return lines

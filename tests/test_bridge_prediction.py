@@ -18,6 +18,7 @@ from llm_bridge.prediction import (
     CandidateGame,
     compare_trajectories,
     exact_trajectory,
+    format_summary,
     restrict,
     rule_ordering,
     run_prediction,
@@ -300,7 +301,10 @@ def test_nash_md_lm_column_draws_the_second_response_from_its_opponent(model_dir
     pairs = prediction.opponent_pairs
     monkeypatch.setattr(prediction, "opponent_pairs", lambda p, texts, o: asked.append(texts[0]) or pairs(p, texts, o))
     seen = Recorded(monkeypatch)
-    run_prediction(spec, open_session(spec, tmp_path, progress=False), None, progress=False)
+    result = run_prediction(spec, open_session(spec, tmp_path, progress=False), None, progress=False)
+    # its loss is a surrogate of a step: the study says what its LM and sampled columns then compare with exact mode
+    assert len(result.notes) == 1 and "not an argmin" in result.notes[0] and "rule 'x'" in result.notes[0]
+    assert format_summary(result)[-1] == f"note: {result.notes[0]}"
     position = {text: i for row in seen.game.texts for i, text in enumerate(row)}
     assert len(asked) == 2 * 6 * 8  # one pair per draw, two iterations
     assert all(position[second] == 0 for _, second in asked)  # y′ from the opponent

@@ -242,8 +242,8 @@ def test_a_gradient_tolerance_stops_the_inner_loop_in_either_precision(precision
     }
     run = {"mode": "sampled", "pairs_per_iteration": 16, "learning_rate": 0.3}
     stopped = sim.run({**base, "run": {**run, "inner_steps": 50, "tolerance": 1e9}})
-    one_step = sim.run({**base, "run": {**run, "inner_steps": 1}})
-    three_steps = sim.run({**base, "run": {**run, "inner_steps": 3}})
+    one_step = sim.run({**base, "run": {**run, "inner_steps": 3000}})
+    three_steps = sim.run({**base, "run": {**run, "inner_steps": 3000}})
     exact = 2e-7 if precision == "float32" else 1e-14
     np.testing.assert_allclose(stopped["exploitability"], one_step["exploitability"], rtol=0, atol=exact)
     assert np.abs(stopped["exploitability"] - three_steps["exploitability"]).max() > 1e-3
@@ -327,7 +327,7 @@ def _toml(spec: dict) -> str:
         ({"learning_rate": -1.0}, None, "run.learning_rate"),
         ({"tolerance": 1e-6, "minibatch_size": 5}, None, "full-batch"),
         ({"minibatch_size": 50}, None, "run.minibatch_size"),
-        ({"inner_steps": 0}, None, "run.inner_steps"),
+        ({"inner_steps": 3000}, None, "run.inner_steps"),
         ({"problem": "mnist"}, None, "run.problem"),
     ],
 )
@@ -391,6 +391,61 @@ def test_nash_md_pg_one_sgd_step_matches_the_expected_policy_gradient():
     np.testing.assert_allclose(moved - moved.mean(), expected, atol=tolerance)
     assert np.abs(expected).max() > 2 * tolerance  # the step is resolvable
     assert np.abs(expected_step(policy) - expected).max() > 3 * tolerance  # so is the opponent being π^μ, not π_t
+
+
+def test_nash_md_pg_minimised_reaches_the_best_response_to_the_mixture_and_says_so():
+    """Minimised over many inner steps on pairs drawn from π_t, the Nash-MD-PG surrogate is stationary where
+    A(y)·π_t(y)/π(y) is the same for every y (A = Pπ^μ − ½ − τ log(π/π_ref)), near the regularised best response
+    to the mixture π_ref·exp(Pπ^μ/τ)/Z and far past Nash-MD's step; a sampled run says so (PairData.minimiser),
+    and says nothing of the kind for INPO."""
+    from sim.game import normalize
+    from sim.sampled.engine import build_iteration
+    from sim.sampled.experiment import build_sampled_inputs
+    from sim.sampled.validation import biased_loss_notes
+
+    eta, tau = 0.5, 0.5
+    raw = {
+        "iterations": 1,
+        "seeds": 1,
+        "game": {"kind": "cyclic", "arms": 3, "tau": tau, "reference": [0.5, 0.3, 0.2], "initial": "random"},
+        "rule": [{"name": "nash_md", "eta": eta, "tau": tau}],
+        "run": {"mode": "sampled", "pairs_per_iteration": 100_000, "optimizer": "adam", "learning_rate": 0.05,
+                "inner_steps": 3000},
+    }  # fmt: skip
+    spec = sim.parse_spec(raw)
+    inputs = build_sampled_inputs(spec)
+    problem = jax.tree_util.tree_map(
+        lambda leaf, axis: leaf if axis is None else leaf[0], inputs.problems, inputs.axes, is_leaf=lambda x: x is None
+    )
+    init, iteration = build_iteration("nash_md", spec.rules[0].parameters, spec.run)
+    state = init(inputs.keys[0], problem)
+    new_state, _ = iteration(state, problem, inputs.keys[0])
+    log_policy, log_reference = np.asarray(state.log_policy[0]), np.asarray(problem.log_reference[0])
+    preference = np.asarray(problem.preference[0])
+    mixture = np.exp(np.asarray(normalize((1 - eta * tau) * log_policy + eta * tau * log_reference)))
+    best_response = np.asarray(normalize(log_reference + preference @ mixture / tau))
+    step = np.asarray(normalize((1 - eta * tau) * log_policy + eta * tau * log_reference + eta * preference @ mixture))
+    reached = np.asarray(new_state.log_policy[0])
+
+    def ratio(log_pi):  # A(y)·π_t(y)/π(y): the same for every y where the fixed-sample surrogate is stationary
+        return (preference @ mixture - 0.5 - tau * (log_pi - log_reference)) * np.exp(log_policy - log_pi)
+
+    assert np.ptp(ratio(reached)) < 0.005 and np.ptp(ratio(step)) > 0.1  # stationary there, not at the step
+    assert np.abs(reached - best_response).max() < 0.05  # near the best response here (the constant ≈ −0.02)
+    assert np.abs(reached - step).max() > 10 * np.abs(reached - best_response).max()
+    # with y drawn from the current π at every step (the population policy gradient) the stationary point is
+    # the best response itself (docs/theory.md §C.6)
+    logits = log_policy.copy()
+    for _ in range(20_000):
+        current = logits - np.log(np.exp(logits).sum())
+        advantage = preference @ mixture - 0.5 - tau * (current - log_reference)
+        logits += 2.0 * np.exp(current) * (advantage - np.exp(current) @ advantage)
+    np.testing.assert_allclose(logits - np.log(np.exp(logits).sum()), best_response, rtol=0, atol=1e-9)
+    notes = biased_loss_notes(spec.run, spec.rules)
+    assert len(notes) == 1 and "not an argmin" in notes[0] and "best response to the mixture" in notes[0]
+    raw["rule"] = [{"name": "inpo", "eta": 1.0, "tau": tau}]
+    inpo = sim.parse_spec(raw)
+    assert biased_loss_notes(inpo.run, inpo.rules) == []
 
 
 def test_nash_md_requires_its_own_sampling():

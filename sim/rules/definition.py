@@ -181,6 +181,10 @@ class PairData:
         ``normaliser = "paper"`` step, whatever ``normaliser`` says); a sampled run with another value
         warns, since its ``distance_to_exact`` measures the gap to an update the loss cannot reach.
         Empty: every value's is.
+      minimiser: for a loss that is a step, not an argmin, what minimising it reaches instead of the exact
+        update, for every scheme and parameter value (Nash-MD-PG: the regularised best response to its
+        opponent); a sampled run warns, since its ``distance_to_exact`` then measures that gap.  ``None``: a
+        loss whose minimiser is the exact update (up to the two fields above).
 
     A loss that does not read win rates reads the order of each pair (chosen first), so the scheme must
     order its pairs (:func:`bandits.pair_schemes.gives_ordered_pairs`).
@@ -194,6 +198,7 @@ class PairData:
     history: HistoryAnchor | None = None
     unbiased_schemes: tuple = ()
     minimiser_parameters: tuple = ()
+    minimiser: str | None = None
 
     def unreadable(self, scheme: str, mode: str) -> str | None:
         """Why this loss cannot read the pairs of ``scheme`` in ``mode`` (``sampled``/``llm``), naming the

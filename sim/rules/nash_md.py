@@ -98,7 +98,15 @@ DEFINITION = RuleDefinition(
     ),
     exact=nash_md,
     loss=pair_loss,
-    data=PairData(schemes=("lambda_p",), opponent=opponent),
+    data=PairData(
+        schemes=("lambda_p",),
+        opponent=opponent,
+        minimiser=(
+            "the π at which A(y)·π_t(y)/π(y) is the same for every response, A = Pπ_t^μ − ½ − τ·log(π/π_ref) "
+            "(where that constant is 0, the regularised best response to the mixture, π_ref·exp(Pπ_t^μ/τ)/Z; η "
+            "enters only through the mixture), far past Nash-MD's step"
+        ),
+    ),
     bounds=(NASH_MD_THEOREM1, ADVANCEMENT_MONOTONE),
     aliases=("nash_md_pg",),
     anchored=True,

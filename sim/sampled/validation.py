@@ -90,9 +90,9 @@ def validate_sampled_spec(run: Any, game: GameSpec, rules: Sequence[Any]) -> Non
 
 def biased_loss_notes(run: Any, rules: Sequence[Any]) -> list[str]:
     """One message per rule whose loss's population minimiser is not its exact update: under the run's pair
-    scheme (the definition's ``PairData.unbiased_schemes`` does not list it), or under its parameters (one of
-    ``PairData.minimiser_parameters`` has another value); what a sampled run's ``distance_to_exact`` then
-    shows."""
+    scheme (the definition's ``PairData.unbiased_schemes`` does not list it), under its parameters (one of
+    ``PairData.minimiser_parameters`` has another value), or always (``PairData.minimiser``: a loss that is a
+    step, not an argmin); what a sampled run's ``distance_to_exact`` then shows."""
     notes = []
     for rule in rules:
         base = base_of(rule.name, rule.parameters)
@@ -106,6 +106,13 @@ def biased_loss_notes(run: Any, rules: Sequence[Any]) -> list[str]:
                     f"size; docs/sampled_mode.md) instead of falling to 0 with more pairs; {key} = {value!r} "
                     "compares with the step the loss trains."
                 )
+        minimiser = rule_info(base).data.minimiser
+        if minimiser is not None:
+            notes.append(
+                f"rule {rule.label}: {base}'s loss is a gradient step's surrogate, not an argmin: minimised "
+                f"(inner_steps, tolerance) on pairs from π_t it moves toward {minimiser}; distance_to_exact measures "
+                f"against {base}'s step."
+            )
         unbiased = rule_info(base).data.unbiased_schemes
         if run.data == "online" and unbiased and run.pair_scheme not in unbiased:
             notes.append(
