@@ -77,6 +77,7 @@ from llm_bridge.plot import plot_curves, png_bytes
 from llm_bridge.precision import Precision, precision_for
 from llm_bridge.provenance import changed_models, code_differences, run_provenance, starts
 from llm_bridge.reporting import Reporter, make_reporter
+from llm_bridge.rules import surrogate_note
 from llm_bridge.run_layout import (
     CURVES_FIGURE,
     MANIFEST_FILE,
@@ -269,6 +270,10 @@ def _run_rules(session: Session) -> pd.DataFrame:
     spec, out = session.spec, session.out
     if session.progress:
         print(checkpoint_note(spec, checkpoint_bytes(session.policy)), flush=True)
+        for entry in spec.rules:  # Nash-MD-PG: what training its loss for the epochs reaches
+            note = surrogate_note(entry.label, entry.rule)
+            if note is not None:
+                print(f"note: {note}", flush=True)
     _prepare_reference(session)
     session.reporter = make_reporter(spec.report_to, out / TENSORBOARD_DIR, session.main)
     frames = []

@@ -62,7 +62,7 @@ from llm_bridge.models import assign_weights, trainable_state
 from llm_bridge.oracles import CallableOracle, Oracle
 from llm_bridge.pairs import build_pairs, opponent_pairs
 from llm_bridge.precision import Precision
-from llm_bridge.rules import LLM_TAU, BridgeRule
+from llm_bridge.rules import LLM_TAU, BridgeRule, surrogate_note
 from llm_bridge.run_layout import PREDICTION_DIR
 from llm_bridge.spec import BridgeSpec, PredictionSpec
 from llm_bridge.stages import run_stages
@@ -541,17 +541,15 @@ class PredictionResult:
 
 
 def loss_notes(spec: BridgeSpec) -> list[str]:
-    """One note per rule whose loss is a step's surrogate, not an argmin (the definition's
-    ``PairData.minimiser``, Nash-MD-PG): its LM and sampled columns minimise the loss, its exact column takes
-    the rule's step, so their distance includes the gap between the two (as sampled mode's note says)."""
+    """One note per rule whose loss is a step's surrogate, not an argmin (:func:`llm_bridge.rules.surrogate_note`):
+    its LM and sampled columns minimise the loss, its exact column takes the rule's step."""
     notes = []
     for entry in spec.rules:
-        minimiser = rule_info(entry.rule.base).data.minimiser
-        if minimiser is not None:
+        note = surrogate_note(entry.label, entry.rule)
+        if note is not None:
             notes.append(
-                f"rule {entry.label!r}: {entry.rule.base}'s loss is a gradient step's surrogate, not an argmin: the LM "
-                f"and sampled columns minimise it on pairs from π_t, moving toward {minimiser}; the exact column "
-                f"takes {entry.rule.base}'s step, so their distance to it includes that gap."
+                f"{note} The study's LM and sampled columns minimise it; its exact column takes "
+                f"{entry.rule.base}'s step, so their distance to it includes that gap."
             )
     return notes
 

@@ -120,6 +120,18 @@ class BridgeRule:
         return self.loss(TORCH_OPS, full, base_parameters(self.name, self.parameters))
 
 
+def surrogate_note(label: str, rule: BridgeRule) -> str | None:
+    """For a rule whose loss is a step's surrogate, not an argmin (the definition's ``PairData.minimiser``:
+    Nash-MD-PG), what minimising it reaches instead of the rule's step; ``None`` for every other rule."""
+    minimiser = rule_info(rule.base).data.minimiser
+    if minimiser is None:
+        return None
+    return (
+        f"rule {label!r}: {rule.base}'s loss is a gradient step's surrogate, not an argmin: minimised on pairs from "
+        f"π_t (the [training] epochs) it moves toward {minimiser}."
+    )
+
+
 def build_bridge_rule(name: str, given: dict, where: str = "rule", tau: float = LLM_TAU) -> BridgeRule:
     """Validate ``given`` (a ``[[rule]]`` table without ``name``/``label``) and build the rule."""
     name = canonical_name(name, where, "llm")

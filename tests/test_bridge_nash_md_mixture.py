@@ -27,7 +27,7 @@ from llm_bridge import loop as bridge_loop
 from llm_bridge.bandit_lm import PROMPT, BanditLM
 from llm_bridge.generation import GeometricMixture, GeometricMixtureProcessor, SamplingSpec, generate
 from llm_bridge.models import load_causal_lm, load_tokenizer
-from llm_bridge.rules import build_bridge_rule
+from llm_bridge.rules import build_bridge_rule, surrogate_note
 from llm_bridge.spec import parse_spec
 from llm_bridge.tiny import build_tiny_model
 from llm_bridge.trainer import make_optimizer, train_on_pairs
@@ -205,3 +205,13 @@ def test_the_loop_draws_one_opponent_pair_per_prompt_and_releases_the_reference_
     assert len(copies) == 2 and all(ref() is None for ref in copies)
     trained = table[table["iteration"] > 0]
     assert (trained["pairs"] == 3).all() and (trained["oracle_queries"] == 3).all()
+
+
+def test_nash_md_says_its_loss_is_a_step_surrogate_and_other_rules_say_nothing():
+    """The definition's PairData.minimiser reaches the bridge: a training run prints the note for Nash-MD (what
+    minimising its policy-gradient surrogate for the epochs reaches), and for no rule whose loss is an argmin."""
+    note = surrogate_note("x", build_bridge_rule("nash_md", {"eta": 0.5, "tau": 0.1}))
+    assert note.startswith("rule 'x': nash_md's loss is a gradient step's surrogate, not an argmin")
+    assert "regularised best response to the mixture" in note and "[training] epochs" in note
+    for name, given in (("inpo", {"eta": 1.0}), ("dpo", {"beta": 0.1}), ("extragradient", {"eta": 1.0})):
+        assert surrogate_note("y", build_bridge_rule(name, given)) is None
