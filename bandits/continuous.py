@@ -58,5 +58,10 @@ def segment_regret(regret_per_iteration: ArrayLike, segment: int = 60) -> np.nda
     ``regret_per_iteration[t]`` is the regret of the policy of iteration t+1 (t = 0 … T−1).
     """
     values = np.asarray(regret_per_iteration, dtype=np.float64)
+    if isinstance(segment, bool) or not isinstance(segment, (int, np.integer)) or not 1 <= segment <= values.shape[-1]:
+        raise PrefsimError(
+            f"segment: expected an integer from 1 to the {values.shape[-1]} iterations given (each segment averages "
+            f"that many), got {segment!r}."
+        )
     count = values.shape[-1] // segment
     return values[..., : count * segment].reshape(values.shape[:-1] + (count, segment)).mean(axis=-1)

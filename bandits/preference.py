@@ -39,6 +39,8 @@ def validate_preference_matrix(
     Checks: square 2-D with K ≥ 2, finite, entries in [0, 1], ``P + Pᵀ = 1`` within ``tolerance``
     (which implies a diagonal of ½).  Raises :class:`PrefsimError` naming ``name`` otherwise.
     """
+    if finite_number(tolerance, "tolerance") < 0:  # a NaN tolerance once accepted any matrix
+        raise PrefsimError(f"tolerance: expected a number ≥ 0, got {tolerance!r}.")
     try:
         array = np.asarray(matrix, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -177,10 +179,10 @@ def cyclic(arms: int, strength: float = 1.0) -> np.ndarray:
     ``(1 + c)/2``.  K = 3 with c = 1 is rock–paper–scissors.  For K = 2 the "cycle" is a single
     pair and is rejected.  ``strength`` c must lie in [0, 1].
     """
-    arms = _check_arms(arms)
+    arms = check_arms(arms)
     if arms < 3:
         raise PrefsimError(f"arms: a cyclic game needs at least 3 arms, got {arms}.")
-    strength = float(strength)
+    strength = finite_number(strength, "strength")
     if not (0.0 <= strength <= 1.0):
         raise PrefsimError(f"strength: the cyclic strength c must be in [0, 1], got {strength:g}.")
     skew = np.zeros((arms, arms))
@@ -192,7 +194,7 @@ def cyclic(arms: int, strength: float = 1.0) -> np.ndarray:
 
 def random_lower_triangle(arms: int, rng: np.random.Generator) -> np.ndarray:
     """Random instance: ``P[i, j] ~ U[0, 1]`` i.i.d. for i > j, ``P[j, i] = 1 − P[i, j]``, diag ½."""
-    arms = _check_arms(arms)
+    arms = check_arms(arms)
     lower = np.tril(rng.uniform(size=(arms, arms)), k=-1)
     matrix = lower + np.triu(1.0 - lower.T, k=1) + 0.5 * np.eye(arms)
     return validate_preference_matrix(matrix, name="random_lower_triangle")
@@ -200,13 +202,25 @@ def random_lower_triangle(arms: int, rng: np.random.Generator) -> np.ndarray:
 
 def random_skew_logits(arms: int, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
     """Random instance ``P = σ(S)``, ``S = scale·(G − Gᵀ)/√2`` with ``G`` i.i.d. standard normal."""
-    arms = _check_arms(arms)
+    arms = check_arms(arms)
     gaussian = rng.standard_normal((arms, arms))
-    skew = float(scale) * (gaussian - gaussian.T) / np.sqrt(2.0)
+    skew = finite_number(scale, "scale") * (gaussian - gaussian.T) / np.sqrt(2.0)
     return validate_preference_matrix(_sigmoid(skew), name="random_skew_logits")
 
 
-def _check_arms(arms) -> int:
-    if isinstance(arms, bool) or not isinstance(arms, (int, np.integer)) or arms < 2:
-        raise PrefsimError(f"arms: expected an integer number of arms ≥ 2, got {arms!r}.")
+def check_arms(arms, least: int = 2) -> int:
+    """``arms`` as an int; a clear error unless it is an integer ≥ ``least`` (2 for a game, 1 for a policy)."""
+    if isinstance(arms, bool) or not isinstance(arms, (int, np.integer)) or arms < least:
+        raise PrefsimError(f"arms: expected an integer number of arms ≥ {least}, got {arms!r}.")
     return int(arms)
+
+
+def finite_number(value, name: str) -> float:
+    """``value`` as a finite float; a clear error naming ``name`` otherwise (a string, None, NaN, inf)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise PrefsimError(f"{name}: expected a number, got {value!r}.") from None
+    if not np.isfinite(number):
+        raise PrefsimError(f"{name}: expected a finite number, got {value!r}.")
+    return number

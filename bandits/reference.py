@@ -11,6 +11,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from bandits.errors import PrefsimError
+from bandits.preference import check_arms, finite_number
 
 #: How far from 1 the sum of a user-given reference may be.
 SUM_TOLERANCE = 1e-9
@@ -42,7 +43,8 @@ def validate_reference(reference: ArrayLike, arms: int | None = None, *, name: s
 
 def uniform(arms: int) -> np.ndarray:
     """The uniform policy 1/K."""
-    return np.full(int(arms), 1.0 / int(arms))
+    arms = check_arms(arms, least=1)
+    return np.full(arms, 1.0 / arms)
 
 
 def random_logits(arms: int, rng: np.random.Generator, scale: float = 1.0, min_mass: float = 0.0) -> np.ndarray:
@@ -51,11 +53,11 @@ def random_logits(arms: int, rng: np.random.Generator, scale: float = 1.0, min_m
     The mixture ``(1 − K·m)·softmax + m`` keeps every arm's mass at least ``m = min_mass``
     (requires ``K·m ≤ 1``).
     """
-    arms = int(arms)
-    min_mass = float(min_mass)
+    arms = check_arms(arms, least=1)
+    min_mass = finite_number(min_mass, "min_mass")
     if not (0.0 <= min_mass <= 1.0 / arms):
         raise PrefsimError(f"min_mass: must lie in [0, 1/K] = [0, {1.0 / arms:g}], got {min_mass:g}.")
-    logits = float(scale) * rng.standard_normal(arms)
+    logits = finite_number(scale, "scale") * rng.standard_normal(arms)
     policy = np.exp(logits - logits.max())
     policy /= policy.sum()
     policy = (1.0 - arms * min_mass) * policy + min_mass

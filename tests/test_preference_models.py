@@ -8,6 +8,7 @@ import pytest
 
 from bandits import preference as preference_models
 from bandits import reference as reference_policies
+from bandits.continuous import segment_regret
 from bandits.errors import PrefsimError
 from bandits.games import GameSpec, build_game, depends_on_seed, preference_depends_on_seed
 
@@ -312,3 +313,25 @@ def test_import_layers():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: reference_policies.uniform(0), "arms: expected an integer number of arms ≥ 1, got 0"),
+        (lambda: reference_policies.random_logits(0, np.random.default_rng(0)), "arms: expected an integer"),
+        (lambda: reference_policies.random_logits(3, np.random.default_rng(0), "x"), "scale: expected a number"),
+        (lambda: preference_models.cyclic(3, "x"), "strength: expected a number"),
+        (lambda: preference_models.random_skew_logits(3, np.random.default_rng(0), "x"), "scale: expected a number"),
+        (lambda: preference_models.validate_preference_matrix(np.eye(2), tolerance=float("nan")), "tolerance"),
+        (lambda: segment_regret(np.ones(10), 0), "segment: expected an integer from 1 to the 10 iterations"),
+        (lambda: segment_regret(np.ones(10), 11), "segment: expected an integer from 1 to the 10 iterations"),
+    ],
+)
+def test_library_calls_with_bad_values_are_clear_errors(call, message):
+    """Called directly (not through a spec), these raised ZeroDivisionError or ValueError, or accepted the value
+    silently: a NaN tolerance passed any matrix, a segment longer than the data gave no segment at all."""
+    with pytest.raises(PrefsimError, match=message):
+        call()
+    assert reference_policies.uniform(1).tolist() == [1.0]
+    assert segment_regret(np.arange(10.0), 5).tolist() == [2.0, 7.0]
