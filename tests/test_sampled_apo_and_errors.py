@@ -13,11 +13,15 @@ import sim
 from bandits.errors import PrefsimError
 from bandits.linear import random_linear_bandit
 from sim.cli import main as cli_main
+from sim.game import normalize
 from sim.limits import PAIR_BYTES, check_memory, memory_estimate
 from sim.metrics import METRIC_COLUMNS
 from sim.sampled.apo import extrapolate_log_space, extrapolate_parameters
+from sim.sampled.engine import build_iteration
+from sim.sampled.experiment import build_sampled_inputs
 from sim.sampled.policies import make_policy
 from sim.sampled.problem import problem_from_arrays
+from sim.sampled.validation import biased_loss_notes
 from sim.spec import parse_spec
 
 
@@ -346,14 +350,21 @@ def test_exact_mode_is_unchanged_by_the_sampled_keys():
     assert "queries" not in table.columns and list(table.columns[:3]) == ["rule", "seed", "iteration"]
 
 
+def _first_iteration(spec):
+    """Seed 0's state before and after sampled mode's first iteration of ``spec``'s first rule, and its problem."""
+    inputs = build_sampled_inputs(spec)
+    problem = jax.tree_util.tree_map(
+        lambda leaf, axis: leaf if axis is None else leaf[0], inputs.problems, inputs.axes, is_leaf=lambda x: x is None
+    )
+    init, iteration = build_iteration(spec.rules[0].name, spec.rules[0].parameters, spec.run)
+    state = init(inputs.keys[0], problem)
+    return state, iteration(state, problem, inputs.keys[0])[0], problem
+
+
 def test_nash_md_pg_one_sgd_step_matches_the_expected_policy_gradient():
     """One SGD step on the Nash-MD-PG surrogate with N pairs (y ~ π, y′ ~ π^μ, Bernoulli labels) moves
     the tabular logits by lr·(π⊙A − π·(π·A)) in expectation, A_y = (Pπ^μ)_y − ½ − τ(log π − log π_ref)_y.
     ητ = 0.8 puts the mixture far enough from π_t that drawing y′ from π_t instead is resolved (asserted)."""
-    from sim.game import normalize
-    from sim.sampled.engine import build_iteration
-    from sim.sampled.experiment import build_sampled_inputs
-
     eta, tau, rate, pairs = 4.0, 0.2, 0.5, 200_000
     spec = sim.parse_spec(
         {
@@ -370,13 +381,7 @@ def test_nash_md_pg_one_sgd_step_matches_the_expected_policy_gradient():
             },
         }
     )
-    inputs = build_sampled_inputs(spec)
-    problem = jax.tree_util.tree_map(
-        lambda leaf, axis: leaf if axis is None else leaf[0], inputs.problems, inputs.axes, is_leaf=lambda x: x is None
-    )
-    init, iteration = build_iteration("nash_md", spec.rules[0].parameters, spec.run)
-    state = init(inputs.keys[0], problem)
-    new_state, _ = iteration(state, problem, inputs.keys[0])
+    state, new_state, problem = _first_iteration(spec)
     log_policy, log_reference = np.asarray(state.log_policy[0]), np.asarray(problem.log_reference[0])
     policy = np.exp(log_policy)
     mixture = np.exp(np.asarray(normalize((1 - eta * tau) * log_policy + eta * tau * log_reference)))
@@ -398,11 +403,6 @@ def test_nash_md_pg_minimised_reaches_the_best_response_to_the_mixture_and_says_
     A(y)·π_t(y)/π(y) is the same for every y (A = Pπ^μ − ½ − τ log(π/π_ref)), near the regularised best response
     to the mixture π_ref·exp(Pπ^μ/τ)/Z and far past Nash-MD's step; a sampled run says so (PairData.minimiser),
     and says nothing of the kind for INPO."""
-    from sim.game import normalize
-    from sim.sampled.engine import build_iteration
-    from sim.sampled.experiment import build_sampled_inputs
-    from sim.sampled.validation import biased_loss_notes
-
     eta, tau = 0.5, 0.5
     raw = {
         "iterations": 1,
@@ -413,13 +413,7 @@ def test_nash_md_pg_minimised_reaches_the_best_response_to_the_mixture_and_says_
                 "inner_steps": 3000},
     }  # fmt: skip
     spec = sim.parse_spec(raw)
-    inputs = build_sampled_inputs(spec)
-    problem = jax.tree_util.tree_map(
-        lambda leaf, axis: leaf if axis is None else leaf[0], inputs.problems, inputs.axes, is_leaf=lambda x: x is None
-    )
-    init, iteration = build_iteration("nash_md", spec.rules[0].parameters, spec.run)
-    state = init(inputs.keys[0], problem)
-    new_state, _ = iteration(state, problem, inputs.keys[0])
+    state, new_state, problem = _first_iteration(spec)
     log_policy, log_reference = np.asarray(state.log_policy[0]), np.asarray(problem.log_reference[0])
     preference = np.asarray(problem.preference[0])
     mixture = np.exp(np.asarray(normalize((1 - eta * tau) * log_policy + eta * tau * log_reference)))
