@@ -208,14 +208,14 @@ def random_skew_logits(arms: int, rng: np.random.Generator, scale: float = 1.0) 
     return validate_preference_matrix(_sigmoid(skew), name="random_skew_logits")
 
 
-def check_arms(arms, least: int = 2) -> int:
+def check_arms(arms: object, least: int = 2) -> int:
     """``arms`` as an int; a clear error unless it is an integer ≥ ``least`` (2 for a game, 1 for a policy)."""
     if isinstance(arms, bool) or not isinstance(arms, (int, np.integer)) or arms < least:
         raise PrefsimError(f"arms: expected an integer number of arms ≥ {least}, got {arms!r}.")
     return int(arms)
 
 
-def finite_number(value, name: str) -> float:
+def finite_number(value: object, name: str) -> float:
     """``value`` as a finite float; a clear error naming ``name`` otherwise (a string, None, NaN, inf)."""
     try:
         number = float(value)
