@@ -17,3 +17,8 @@ def describe_os_error(exc: OSError) -> str:
     directory (/proc/out)``)."""
     where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
     return f"{exc.strerror or exc}{where}"
+
+
+def os_reason(exc: OSError) -> str:
+    """An operating-system error's reason alone (``No space left on device``), or its type's name without one."""
+    return exc.strerror or type(exc).__name__

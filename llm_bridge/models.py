@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from bandits.errors import PrefsimError
+from bandits.errors import PrefsimError, os_reason
 from sim.provenance import default_file_mode
 
 if TYPE_CHECKING:
@@ -150,7 +150,7 @@ def add_lora(model: PreTrainedModel, lora: LoraSpec) -> PeftModel:
 
 def _failure_reason(exc: BaseException) -> str:
     """Why a checkpoint could not be written or read: an OSError's reason, or safetensors' own message."""
-    return (exc.strerror or type(exc).__name__) if isinstance(exc, OSError) else str(exc)
+    return os_reason(exc) if isinstance(exc, OSError) else str(exc)
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -188,21 +188,17 @@ def save_state(state: dict[str, torch.Tensor], path: Path) -> None:
         with open(temporary, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+        temporary = None  # renamed: nothing left to remove
     except (OSError, SafetensorError) as exc:
-        if temporary is not None:
-            with contextlib.suppress(OSError):
-                os.remove(temporary)
-        reason = _failure_reason(exc)
         raise PrefsimError(
-            f"could not write the checkpoint {str(path)!r} ({reason}); the previous version of the file is left as "
-            "it was. Free disk space or raise the file-size limit and rerun with --resume (finished iterations are "
-            "kept)."
+            f"could not write the checkpoint {str(path)!r} ({_failure_reason(exc)}); the previous version of the "
+            "file is left as it was. Free disk space or raise the file-size limit and rerun with --resume (finished "
+            "iterations are kept)."
         ) from None
-    except BaseException:
-        if temporary is not None:
+    finally:
+        if temporary is not None:  # a failed or interrupted write leaves no temporary file behind
             with contextlib.suppress(OSError):
                 os.remove(temporary)
-        raise
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -218,10 +214,9 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (OSError, SafetensorError) as exc:
-        reason = _failure_reason(exc)
         raise PrefsimError(
-            f"checkpoint {str(path)!r} cannot be read ({reason}); the file is damaged: restore it, or rerun "
-            "without --resume into a new directory."
+            f"checkpoint {str(path)!r} cannot be read ({_failure_reason(exc)}); the file is damaged: restore it, or "
+            "rerun without --resume into a new directory."
         ) from None
 
 
@@ -285,10 +280,10 @@ def export_pretrained(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase
         fresh.save_pretrained(str(directory))
         tokenizer.save_pretrained(str(directory))
     except (OSError, SafetensorError) as exc:
-        reason = _failure_reason(exc)
         raise PrefsimError(
-            f"could not write the exported model {str(directory)!r} ({reason}). Free disk space or raise the "
-            "file-size limit and rerun with --resume: the trained iterations are kept and the model is exported again."
+            f"could not write the exported model {str(directory)!r} ({_failure_reason(exc)}). Free disk space or raise "
+            "the file-size limit and rerun with --resume: the trained iterations are kept and the model is exported "
+            "again."
         ) from None
 
 

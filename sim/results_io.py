@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bandits.errors import PrefsimError
+from bandits.errors import PrefsimError, os_reason
 from sim.bounds_file import BOUNDS_FILE
 from sim.provenance import default_file_mode
 from sim.stats import is_field_column
@@ -94,10 +94,6 @@ def signals_held() -> Iterator[None]:
             signal.raise_signal(arrived[0])  # handled now, as if it had just arrived
 
 
-def _os_reason(exc: OSError) -> str:
-    return exc.strerror or type(exc).__name__
-
-
 def check_directory_path(out: str | os.PathLike) -> Path:
     """Refuse a result-directory path that cannot be one, without creating anything; return ``Path(out)``.
 
@@ -143,7 +139,7 @@ def check_output_directory(out: str | os.PathLike, labels: Iterable[str] = ()) -
             "results of a run, so remove or rename it."
         ) from None
     except OSError as exc:
-        raise PrefsimError(f"--out {str(path)!r}: cannot create the result directory ({_os_reason(exc)}).") from None
+        raise PrefsimError(f"--out {str(path)!r}: cannot create the result directory ({os_reason(exc)}).") from None
     names = [*RESULT_FILES, str(RUNNING_MANIFEST)]
     names += [str(Path("parts") / f"{label}{suffix}") for label in labels for suffix in (".csv", PROGRESS_SUFFIX)]
     for name in names:
@@ -159,7 +155,7 @@ def check_output_directory(out: str | os.PathLike, labels: Iterable[str] = ()) -
                 pass
         except OSError as exc:
             raise PrefsimError(
-                f"--out {str(path)!r}: cannot write in {str(directory)!r} ({_os_reason(exc)}); choose a writable "
+                f"--out {str(path)!r}: cannot write in {str(directory)!r} ({os_reason(exc)}); choose a writable "
                 "directory."
             ) from None
     return path
@@ -180,14 +176,14 @@ def output_lock(out: str | os.PathLike) -> Iterator[Path]:
         handle = open(path, "a+", encoding="utf-8")
     except OSError as exc:
         raise PrefsimError(
-            f"--out {str(out)!r}: cannot create the lock file {str(path)!r} ({_os_reason(exc)})."
+            f"--out {str(out)!r}: cannot create the lock file {str(path)!r} ({os_reason(exc)})."
         ) from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise PrefsimError(f"--out {str(out)!r}: cannot lock {str(path)!r} ({_os_reason(exc)}).") from None
+                raise PrefsimError(f"--out {str(out)!r}: cannot lock {str(path)!r} ({os_reason(exc)}).") from None
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
             raise PrefsimError(
@@ -248,7 +244,7 @@ def write_files_atomic(contents: dict) -> None:
         _remove_quietly(temporary.values())
         written = ", ".join(str(p) for p in contents)
         raise PrefsimError(
-            f"could not write {written} ({_os_reason(exc)}{': ' + failed if failed else ''}); the previous "
+            f"could not write {written} ({os_reason(exc)}{': ' + failed if failed else ''}); the previous "
             "version of each file is left as it was. Free disk space or raise the file-size limit and rerun "
             "with --resume (finished rule parts are kept)."
         ) from None
@@ -546,7 +542,7 @@ def read_part(
     try:
         data = path.read_bytes()
     except OSError as exc:
-        return None, f"{path} cannot be read ({_os_reason(exc)})"
+        return None, f"{path} cannot be read ({os_reason(exc)})"
     lines = data.split(b"\n", 2)
     if len(lines) < 3 or lines[0] != f"# fingerprint={fingerprint}".encode():
         return None, f"{path} was computed for another spec or by other code (its fingerprint differs)"
@@ -591,7 +587,7 @@ def _read_csv(path: Path, **options) -> pd.DataFrame:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise PrefsimError(f"{str(path)!r} is not a CSV table written by prefsim ({reason}).") from None
     except OSError as exc:
-        raise PrefsimError(f"{str(path)!r} cannot be read ({_os_reason(exc)}).") from None
+        raise PrefsimError(f"{str(path)!r} cannot be read ({os_reason(exc)}).") from None
 
 
 def results_table_files(directory: str | os.PathLike) -> list[Path]:
