@@ -317,6 +317,7 @@ def start_figure_workers() -> list[FigureWorker]:
 
 
 def _run_with_figure_workers(args, workers: list[FigureWorker]) -> int:
+    from sim.diagnostics import report_warnings
     from sim.experiment import code_changes_since, run
     from sim.shards import parse_shard, shard_rules
     from sim.spec import load_spec
@@ -330,10 +331,11 @@ def _run_with_figure_workers(args, workers: list[FigureWorker]) -> int:
     if Path(args.spec).suffix == ".json":  # a rerun of a manifest's spec: with this code, which may differ
         changes = code_changes_since(json.loads(Path(args.spec).read_text(encoding="utf-8")))
         if changes:
-            say(
-                f"warning: {args.spec} was written by other code ({'; '.join(changes)}); the rerun computes with "
-                "this code, so its numbers may differ from the recorded run's."
+            message = (
+                f"{args.spec} was written by other code ({'; '.join(changes)}); the rerun computes with this code, "
+                "so its numbers may differ from the recorded run's."
             )
+            report_warnings([message], say)
     rules = spec.rules if shard is None or spec.points else shard_rules(spec, *shard)
     which = "" if shard is None else f"shard {shard[0]}/{shard[1]}: "
     say(f"prefsim: {which}{len(rules)} rule table(s), {len(spec.seeds)} seed(s), {spec.iterations} iterations → {out}")

@@ -371,10 +371,14 @@ class DegenerateRunWarning(UserWarning):
     """A run whose numbers cannot show what they seem to (see :func:`run_warnings`)."""
 
 
+#: What :func:`report_warnings` puts before a message it hands to ``progress``.
+WARNING_PREFIX = "warning: "
+
+
 def report_warnings(messages: list[str], progress: Callable[[str], object] | None = None) -> None:
     """Say each message once: through ``progress`` (the CLI prints ``warning: …``) or as a Python warning."""
     for message in messages:
         if progress is not None:
-            progress(f"warning: {message}")
+            progress(f"{WARNING_PREFIX}{message}")
         else:
             warnings.warn(message, DegenerateRunWarning, stacklevel=3)

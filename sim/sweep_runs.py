@@ -30,7 +30,7 @@ import pandas as pd
 
 from bandits.errors import PrefsimError
 from sim.bounds_file import BOUND_COLUMNS, read_bounds
-from sim.diagnostics import few_seeds, plot_metric_warnings, report_warnings
+from sim.diagnostics import WARNING_PREFIX, few_seeds, plot_metric_warnings, report_warnings
 from sim.field_sweep import point_name
 from sim.headtohead import column_record
 from sim.limits import check_memory, describe_memory
@@ -191,16 +191,14 @@ def sweep_warnings(spec: ExperimentSpec) -> list[str]:
     return [] if few is None else [few]
 
 
-WARNING_PREFIX = "warning: "
-
-
 class PointWarnings:
     """The warnings of a sweep's points, kept until the sweep ends and then said once each with the points
     they hold at (:meth:`merged`), instead of once per point with only the point's values changed.
 
     Called like the ``progress`` it wraps (``None``: warnings become Python warnings at the end and other
     messages are dropped), it keeps messages starting ``warning: `` and passes the rest on; other
-    attributes (a :class:`sim.progress.Progress`'s ``stage``, ``within``) are the wrapped object's."""
+    attributes (a :class:`sim.progress.Progress`'s ``stage``, ``within``) are the wrapped object's.  The
+    messages kept are those :func:`sim.diagnostics.report_warnings` says (its :data:`WARNING_PREFIX`)."""
 
     def __init__(self, progress: Callable[[str], object] | None, names: Sequence[str]) -> None:
         self.progress, self.names = progress, list(names)
