@@ -620,6 +620,7 @@ def run_prediction(
     per_prompt = compare_trajectories(game, trajectories)
     summary = summarise(per_prompt, prediction.resamples, spec.seed)
     ordering = rule_ordering(per_prompt, prediction.resamples, spec.seed)
+    notes = loss_notes(spec)
     if out is not None:
         directory = Path(out) / PREDICTION_DIR
         directory.mkdir(parents=True, exist_ok=True)
@@ -632,11 +633,11 @@ def run_prediction(
             "preference": game.preference.tolist(),
             "log_reference": game.log_reference.tolist(),
             "lm_training": lm_stats,
-            "notes": loss_notes(spec),
+            "notes": notes,
             "policies": {label: {e: runs[e].tolist() for e in runs} for label, runs in trajectories.items()},
         }
         (directory / "game.json").write_text(json.dumps(record))
-    return PredictionResult(game, trajectories, per_prompt, summary, ordering, lm_stats, loss_notes(spec))
+    return PredictionResult(game, trajectories, per_prompt, summary, ordering, lm_stats, notes)
 
 
 def format_summary(result: PredictionResult) -> list[str]:

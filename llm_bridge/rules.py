@@ -42,6 +42,7 @@ from sim.rules import (
     iteration_hook,
     resolve_parameters,
     rule_info,
+    surrogate_sentence,
 )
 from sim.rules.definition import Stage
 
@@ -121,15 +122,10 @@ class BridgeRule:
 
 
 def surrogate_note(label: str, rule: BridgeRule) -> str | None:
-    """For a rule whose loss is a step's surrogate, not an argmin (the definition's ``PairData.minimiser``:
-    Nash-MD-PG), what minimising it reaches instead of the rule's step; ``None`` for every other rule."""
-    minimiser = rule_info(rule.base).data.minimiser
-    if minimiser is None:
-        return None
-    return (
-        f"rule {label!r}: {rule.base}'s loss is a gradient step's surrogate, not an argmin: minimised on pairs from "
-        f"π_t (the [training] epochs) it moves toward {minimiser}."
-    )
+    """For a rule whose loss is a step's surrogate, not an argmin (:func:`sim.rules.surrogate_sentence`:
+    Nash-MD-PG), what training it reaches instead of the rule's step; ``None`` for every other rule."""
+    surrogate = surrogate_sentence(rule.base, "on pairs from π_t (the [training] epochs)")
+    return None if surrogate is None else f"rule {label!r}: {surrogate}."
 
 
 def build_bridge_rule(name: str, given: dict, where: str = "rule", tau: float = LLM_TAU) -> BridgeRule:

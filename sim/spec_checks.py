@@ -43,13 +43,13 @@ from bandits.pair_schemes import CANDIDATE_SCHEMES
 #: Largest spec file read (a spec is a few kilobytes of text; a matrix of 300 arms is ~1 MB).
 MAX_SPEC_BYTES = 16 * 2**20
 LABEL_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=,\[\]()-]{0,99}")
-LABEL_RULE = (
-    "1–100 ASCII letters, digits and _ - . + = , [ ] ( ), starting with a letter, digit or _ (labels name result files)"
-)
+#: What :data:`LABEL_PATTERN` accepts, in words.
+LABEL_CHARACTERS = "1–100 ASCII letters, digits and _ - . + = , [ ] ( ), starting with a letter, digit or _"
+LABEL_RULE = f"{LABEL_CHARACTERS} (labels name result files)"
 #: What the top-level ``name`` may be: a label's characters, as it names a directory too.
 NAME_RULE = (
-    "1–100 ASCII letters, digits and _ - . + = , [ ] ( ), starting with a letter, digit or _ (the name is the "
-    "directory results/<name>-rerun of a rerun from the manifest, and the name of launch jobs)"
+    f"{LABEL_CHARACTERS} (the name is the directory results/<name>-rerun of a rerun from the manifest, and the name "
+    "of launch jobs)"
 )
 
 

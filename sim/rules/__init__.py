@@ -114,6 +114,16 @@ def rule_info(name: str) -> RuleDefinition:
         raise PrefsimError(f"unknown rule {name!r}; known rules: {', '.join(RULES)}.") from None
 
 
+def surrogate_sentence(base: str, how: str) -> str | None:
+    """What minimising ``base``'s loss ``how`` reaches, for a loss that is a step's surrogate, not an argmin
+    (its definition's ``PairData.minimiser``: Nash-MD-PG), as sampled mode's warning and the bridge's note say
+    it; ``None`` for every other rule."""
+    minimiser = rule_info(base).data.minimiser
+    if minimiser is None:
+        return None
+    return f"{base}'s loss is a gradient step's surrogate, not an argmin: minimised {how} it moves toward {minimiser}"
+
+
 def base_of(name: str, parameters: dict) -> str:
     """The rule whose loss and data a run uses: a wrapper's ``base``, else the rule itself."""
     return parameters.get("base", "dpo") if rule_info(name).wrapper else name
@@ -284,6 +294,7 @@ __all__ = [
     "register_rule",
     "resolve_parameters",
     "rule_info",
+    "surrogate_sentence",
     "unregister_rule",
     "uses_built_in_code",
     "wrapper_parameters",

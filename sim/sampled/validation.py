@@ -12,7 +12,7 @@ from typing import Any
 from bandits.errors import PrefsimError
 from bandits.games import GameSpec
 from bandits.pair_schemes import check_candidates, resolve_scheme
-from sim.rules import base_of, base_parameters, rule_info
+from sim.rules import base_of, base_parameters, rule_info, surrogate_sentence
 from sim.rules.apo import check_form
 from sim.rules.reference import REFERENCE_EVERY
 from sim.sampled.engine import check_settings
@@ -97,7 +97,8 @@ def biased_loss_notes(run: Any, rules: Sequence[Any]) -> list[str]:
     for rule in rules:
         base = base_of(rule.name, rule.parameters)
         own = base_parameters(rule.name, rule.parameters)
-        for key, value in rule_info(base).data.minimiser_parameters:
+        data = rule_info(base).data
+        for key, value in data.minimiser_parameters:
             if own.get(key, value) != value:
                 notes.append(
                     f"rule {rule.label}: {base}'s loss has the {key} = {value!r} step as its population minimiser, "
@@ -106,14 +107,10 @@ def biased_loss_notes(run: Any, rules: Sequence[Any]) -> list[str]:
                     f"size; docs/sampled_mode.md) instead of falling to 0 with more pairs; {key} = {value!r} "
                     "compares with the step the loss trains."
                 )
-        minimiser = rule_info(base).data.minimiser
-        if minimiser is not None:
-            notes.append(
-                f"rule {rule.label}: {base}'s loss is a gradient step's surrogate, not an argmin: minimised "
-                f"(inner_steps, tolerance) on pairs from π_t it moves toward {minimiser}; distance_to_exact measures "
-                f"against {base}'s step."
-            )
-        unbiased = rule_info(base).data.unbiased_schemes
+        surrogate = surrogate_sentence(base, "(inner_steps, tolerance) on pairs from π_t")
+        if surrogate is not None:
+            notes.append(f"rule {rule.label}: {surrogate}; distance_to_exact measures against {base}'s step.")
+        unbiased = data.unbiased_schemes
         if run.data == "online" and unbiased and run.pair_scheme not in unbiased:
             notes.append(
                 f"rule {rule.label}: {base}'s soft label σ(r̂(y₁) − r̂(y₂)) is not linear in the win-rate estimates "
