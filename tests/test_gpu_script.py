@@ -19,12 +19,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu" / "run.sh"
 
 
+def run_script(*arguments: str, timeout: float) -> subprocess.CompletedProcess:
+    """``benchmarks/gpu/run.sh`` with ``arguments``, from the repository root, its output captured."""
+    return subprocess.run(["bash", str(SCRIPT), *arguments], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu")
-    result = subprocess.run(
-        ["bash", str(SCRIPT), "--dry-run", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
+    result = run_script("--dry-run", "--out", str(out), timeout=600)
     return result, out
 
 
@@ -68,20 +71,14 @@ def test_dry_run_reports(dry_run):
     ],
 )
 def test_bad_argument_is_an_error(arguments, message):
-    result = subprocess.run(["bash", str(SCRIPT), *arguments], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    result = run_script(*arguments, timeout=30)
     assert result.returncode == 2 and message in result.stderr, result.stderr
 
 
 def test_a_spent_budget_skips_the_remaining_steps(tmp_path):
     """The whole run has a budget (5 minutes on the GPU): a step's limit is cut to what is left of it, and a
     step with nothing left is recorded as skipped, not run; the run then fails."""
-    result = subprocess.run(
-        ["bash", str(SCRIPT), "--dry-run", "--budget", "12", "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_script("--dry-run", "--budget", "12", "--out", str(tmp_path), timeout=120)
     assert result.returncode == 1, result.stdout[-4000:] + result.stderr[-4000:]
     log = (tmp_path / "gpu_run_log.md").read_text()
     for step in ("environment", "cuda_checks", "bridge_tests", "throughput", "exact_updates"):
@@ -94,9 +91,7 @@ def test_a_spent_budget_skips_the_remaining_steps(tmp_path):
 def test_without_a_gpu_a_measured_run_stops_before_measuring(tmp_path, mode):
     """Without ``--dry-run`` the script measures the GPU: on a machine without one it must say so and stop
     (exit status 3), not time the CPU and write the numbers as ``gpu_*`` results."""
-    result = subprocess.run(
-        ["bash", str(SCRIPT), *mode, "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
+    result = run_script(*mode, "--out", str(tmp_path), timeout=120)
     assert result.returncode == 3, result.stdout[-4000:] + result.stderr[-4000:]
     assert "error: no GPU for this measurement" in result.stderr and "JAX's default backend is cpu" in result.stderr
     assert list(tmp_path.iterdir()) == []
@@ -105,13 +100,7 @@ def test_without_a_gpu_a_measured_run_stops_before_measuring(tmp_path, mode):
 def test_speed_dry_run_measures_issue_14_on_the_device_it_finds(tmp_path):
     """``--speed``: issue 14's GPU run (the environment, then run_all.py's per-seed and compute-bound
     sections on JAX's default device, here the CPU), with the float32 peak fraction reported."""
-    result = subprocess.run(
-        ["bash", str(SCRIPT), "--speed", "--dry-run", "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_script("--speed", "--dry-run", "--out", str(tmp_path), timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     log = (tmp_path / "gpu_speed_log.md").read_text()
     assert "| environment | ok |" in log and "| speed_targets | ok |" in log and "cuda_checks" not in log
