@@ -649,23 +649,6 @@ def computing_code() -> dict:
     return {key: value for key, value in code_identity().items() if key not in ("git_commit", "git_dirty")}
 
 
-def code_changes_since(manifest: dict) -> list[str]:
-    """What of :func:`computing_code` differs from what a run's ``manifest`` records, one ``"name recorded →
-    now"`` entry each (source digests shortened to 12 hex digits); entries the manifest lacks are skipped."""
-    now = computing_code()
-    versions = manifest.get("versions") if isinstance(manifest.get("versions"), dict) else {}
-    recorded = {key: manifest.get(key) if key == "source_digest" else versions.get(key) for key in now}
-
-    def shown(key: str, value: object) -> str:
-        return str(value)[:12] if key == "source_digest" else str(value)
-
-    return [
-        f"{key} {shown(key, recorded[key])} → {shown(key, now[key])}"
-        for key in now
-        if recorded[key] is not None and recorded[key] != now[key]
-    ]
-
-
 @functools.cache
 def code_identity() -> dict:
     """What, besides the spec, decides a run's numbers, as it is when first asked in this process: prefsim's
