@@ -611,7 +611,7 @@ def _read_carried(directory: Path) -> dict:
     if not path.is_file():
         raise PrefsimError(
             f"{str(path)!r} is missing: the optimistic step trains on the pairs the previous iteration drew; the "
-            "run directory is incomplete (rerun without --resume)."
+            "run directory lost it; run again into a new directory."
         )
     record = json.loads(path.read_text())
     generated = Generated(record["prompt_ids"], record["response_ids"], record["response_texts"], 0, 0.0)

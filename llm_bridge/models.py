@@ -209,14 +209,15 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
 
     if not Path(path).is_file():
         raise PrefsimError(
-            f"checkpoint {str(path)!r} is missing; the run directory is incomplete (rerun without --resume)."
+            f"checkpoint {str(path)!r} is missing: it was removed from the run directory after it was "
+            "written; run again into a new directory."
         )
     try:
         return load_file(str(path))
     except (OSError, SafetensorError) as exc:
         raise PrefsimError(
             f"checkpoint {str(path)!r} cannot be read ({_failure_reason(exc)}); the file is damaged: restore it, or "
-            "rerun without --resume into a new directory."
+            "run again into a new directory."
         ) from None
 
 

@@ -884,6 +884,18 @@ def test_pruning_keeps_the_reference_advancements_anchor_until_the_next_advance(
     assert kept == {1: [1], 2: [1, 2], 3: [2, 3], 4: [3, 4], 5: [3, 4, 5], 6: [5, 6]}
 
 
+def test_a_missing_checkpoint_is_a_clear_error_that_does_not_assume_resume(tiny_llama, tmp_path):
+    """A checkpoint removed after it was written: the error names it and says what to do, in words that hold for a
+    fresh run as for --resume (it used to say "rerun without --resume" to users who had not passed it)."""
+    spec = parse_spec(_raw(tiny_llama, [{"name": "dpo"}], iterations=2))
+    out = tmp_path / "run"
+    bridge_loop.run_bridge(spec, out, progress=False)
+    (out / "dpo" / "state.json").write_text(json.dumps({"finished": 1}))
+    (out / "dpo" / "iter_001" / "policy.safetensors").unlink()
+    with pytest.raises(PrefsimError, match=r"iter_001/policy\.safetensors' is missing: .*run again into a new dir"):
+        bridge_loop.run_bridge(spec, out, resume=True, progress=False)
+
+
 def test_a_damaged_checkpoint_is_a_clear_error_naming_it(tiny_llama, tmp_path):
     """safetensors raises its own SafetensorError on a truncated file: --resume from it was a traceback."""
     spec = parse_spec(_raw(tiny_llama, [{"name": "dpo"}], iterations=2))
