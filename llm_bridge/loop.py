@@ -75,7 +75,7 @@ from llm_bridge.oracles import build_oracle
 from llm_bridge.pairs import Pair, build_pairs, opponent_pairs
 from llm_bridge.plot import plot_curves, png_bytes
 from llm_bridge.precision import Precision, precision_for
-from llm_bridge.provenance import changed_models, code_differences, run_provenance, starts
+from llm_bridge.provenance import changed_models, run_provenance, starts
 from llm_bridge.reporting import Reporter, make_reporter
 from llm_bridge.rules import surrogate_note
 from llm_bridge.run_layout import (
@@ -89,6 +89,7 @@ from llm_bridge.run_layout import (
 from llm_bridge.spec import BridgeSpec, RuleEntry, changed_prompt_files
 from llm_bridge.stages import run_stages
 from llm_bridge.trainer import PairTensors, make_optimizer, train_on_pairs
+from sim.provenance import code_differences
 from sim.results_io import LOCK_NAME, json_bytes, output_lock, read_json_object, write_files_atomic
 from sim.rules import base_parameters, rule_info
 from sim.rules.reference import anchor_iteration
@@ -1025,7 +1026,7 @@ def _check_out(spec: BridgeSpec, out: Path, resume: bool, shard: dict | None = N
 
 def _check_resumed(out: Path, record: dict, current: dict, allow_other_code: bool) -> dict:
     """Refuse to resume the run of ``record`` (its manifest) with other models than it started with, or
-    with other code (source files, package versions: :func:`llm_bridge.provenance.code_differences`) than
+    with other code (source files, package versions: :func:`sim.provenance.code_differences`) than
     any of its starts recorded, unless ``allow_other_code``: then warn and return ``current`` with the
     differences as ``allowed_other_code`` (recorded in this start's ``resumed`` entry); else ``current``.
 

@@ -7,8 +7,8 @@ The simulator's functions give the code's identity (:func:`sim.experiment.git_co
 :func:`sim.provenance.source_digest`), so a bridge manifest records them as a simulator manifest does
 (``git_commit``, ``git_dirty``, ``source_digest``, ``versions["prefsim"]``).  ``source_digest`` covers the
 source files of the code the bridge runs (:data:`SOURCE_PACKAGES`: ``llm_bridge``, ``sim``, ``bandits``);
-``--resume`` and ``--merge`` compare it and the package versions (:func:`code_differences`), not the commit
-and dirty flag, which change with files that compute nothing (a README) as well.
+``--resume`` and ``--merge`` compare it and the package versions (:func:`sim.provenance.code_differences`), not
+the commit and dirty flag, which change with files that compute nothing (a README) as well.
 
 A model is identified by the SHA-256 of the files loading reads (:func:`model_files`): the chosen
 ``.gguf`` file, or in a Hugging Face directory its weights (``*.safetensors``, or ``*.bin`` where there
@@ -161,31 +161,6 @@ def changed_models(recorded: dict, current: dict) -> list[str]:
             f"files that differ: {', '.join(differ) or 'none listed'})"
         )
     return lines
-
-
-def code_text(record: dict) -> str:
-    """``git <commit> (clean)`` / ``(uncommitted changes)`` / ``commit unknown`` for messages."""
-    commit, dirty = record.get("git_commit"), record.get("git_dirty")
-    state = " with uncommitted changes" if dirty else " (clean)" if dirty is False else ""
-    return f"git commit {commit}{state}" if commit else "an unknown git commit"
-
-
-def code_differences(recorded: dict, current: dict) -> list[str]:
-    """How the code that computed ``recorded`` (a manifest, or a start in its ``resumed`` list) differs from
-    ``current`` (:func:`run_provenance`, or another manifest), in words: each package version both record
-    that differs, and other source files (:data:`SOURCE_PACKAGES`, ``source_digest``), naming both git
-    commits.  A field either lacks (a manifest written before it was recorded) is unknown, not compared; a
-    commit or an uncommitted edit that leaves the source files alone (a README) is no difference."""
-    reasons = []
-    mine = recorded.get("versions") if isinstance(recorded.get("versions"), dict) else {}
-    theirs = current.get("versions") if isinstance(current.get("versions"), dict) else {}
-    for name in sorted(set(mine) & set(theirs)):
-        if mine[name] != theirs[name]:
-            reasons.append(f"{name} {mine[name]} instead of {theirs[name]}")
-    before, now = recorded.get("source_digest"), current.get("source_digest")
-    if before and now and before != now:
-        reasons.append(f"other source files ({code_text(recorded)} instead of {code_text(current)})")
-    return reasons
 
 
 def starts(manifest: dict) -> list[dict]:

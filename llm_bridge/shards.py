@@ -8,7 +8,7 @@ rules puts each rule in its own job, e.g. on its own GPU); ``prefsim llm SPEC --
 checks that the shards come from this spec, its prompt files as they are now (SHA-256), the same model (and
 reward model) weights (SHA-256) and the same code: every start of every shard (its first and each
 ``resumed`` one) ran the package versions and source files (``source_digest``) of the first shard's first
-start (:func:`llm_bridge.provenance.code_differences`; not the git commit and dirty flag, which change with
+start (:func:`sim.provenance.code_differences`; not the git commit and dirty flag, which change with
 files that compute nothing; a field a manifest lacks, written before it was recorded, is not compared) and
 that the shards cover every rule once; ``OUT`` may not be one of the shard directories, nor a run directory
 other than an earlier merge.  ``--allow-other-code`` merges shards computed by other code with a warning and
@@ -30,10 +30,11 @@ import pandas as pd
 
 from bandits.errors import PrefsimError
 from llm_bridge.plot import png_bytes
-from llm_bridge.provenance import MODEL_KEYS, code_differences, differing_models, starts
+from llm_bridge.provenance import MODEL_KEYS, differing_models, starts
 from llm_bridge.run_layout import MANIFEST_FILE, METRICS_FILE, WIN_RATE_FIGURE
 from llm_bridge.spec import BridgeSpec, changed_prompt_files
 from sim.merge import merge_target
+from sim.provenance import code_differences
 from sim.results_io import json_bytes, output_lock, read_json_object, write_files_atomic
 from sim.shards import deal, order_shards
 from sim.win_rate import plot_win_rate
@@ -64,7 +65,7 @@ CODE_KEYS = ("git_commit", "git_dirty", "source_digest", "versions")
 
 def _code_differences(manifest: dict, reference: dict) -> list[str]:
     """How the code of every start of a shard (its first and each ``resumed`` one) differs from the code
-    that started the reference shard (:func:`llm_bridge.provenance.code_differences`)."""
+    that started the reference shard (:func:`sim.provenance.code_differences`)."""
     found = (reason for start in starts(manifest) for reason in code_differences(start, reference))
     return list(dict.fromkeys(found))
 

@@ -318,8 +318,8 @@ def start_figure_workers() -> list[FigureWorker]:
 
 def _run_with_figure_workers(args, workers: list[FigureWorker]) -> int:
     from sim.diagnostics import report_warnings
-    from sim.experiment import code_identity, run
-    from sim.merge import code_differences
+    from sim.experiment import code_record, run
+    from sim.provenance import code_differences
     from sim.shards import parse_shard, shard_rules
     from sim.spec import load_spec
 
@@ -330,7 +330,7 @@ def _run_with_figure_workers(args, workers: list[FigureWorker]) -> int:
     chosen, at = _summary_options(args, spec)
     say = _StoppableProgress(mode="quiet" if args.quiet else "auto")
     if Path(args.spec).suffix == ".json":  # a rerun of a manifest's spec: with this code, which may differ
-        changes = code_differences(json.loads(Path(args.spec).read_text(encoding="utf-8")), code_identity())
+        changes = code_differences(json.loads(Path(args.spec).read_text(encoding="utf-8")), code_record())
         if changes:
             message = (
                 f"{args.spec} was written by other code ({'; '.join(changes)}); the rerun computes with this code, "

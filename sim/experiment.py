@@ -649,6 +649,17 @@ def computing_code() -> dict:
     return {key: value for key, value in code_identity().items() if key not in ("git_commit", "git_dirty")}
 
 
+def code_record() -> dict:
+    """:func:`code_identity` laid out as a manifest records it (``versions`` of prefsim and
+    :data:`COMPUTING_PACKAGES`, ``git_commit``, ``git_dirty``, ``source_digest``): what
+    :func:`sim.provenance.code_differences` compares a manifest with."""
+    code = code_identity()
+    return {
+        "versions": {name: code[name] for name in ("prefsim", *COMPUTING_PACKAGES)},
+        **{key: code[key] for key in ("git_commit", "git_dirty", "source_digest")},
+    }
+
+
 @functools.cache
 def code_identity() -> dict:
     """What, besides the spec, decides a run's numbers, as it is when first asked in this process: prefsim's

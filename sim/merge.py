@@ -37,7 +37,7 @@ from sim.experiment import (
     COMPUTING_PACKAGES,
     FINAL_POLICIES,
     assemble_parts,
-    code_identity,
+    code_record,
     expected_part_rows,
     finish_run,
     load_final_policies,
@@ -46,6 +46,7 @@ from sim.experiment import (
     spec_fingerprint,
 )
 from sim.precision import in_float64
+from sim.provenance import code_differences
 from sim.results_io import (
     RUNNING_MANIFEST,
     check_output_directory,
@@ -91,39 +92,8 @@ def shard_manifest(directory: Path) -> dict:
 def _why_foreign(manifest: dict, reference: dict) -> str:
     """Which of spec, versions, commit and uncommitted source differ between two shards' manifests."""
     reasons = [] if manifest.get("parsed_spec") == reference.get("parsed_spec") else ["another spec"]
-    return ", ".join(reasons + code_differences(manifest, manifest_code(reference))) or "another spec or code"
-
-
-def manifest_code(manifest: dict) -> dict:
-    """The :func:`sim.experiment.code_identity` entries a manifest records (``None`` where it has none)."""
-    versions = manifest.get("versions") if isinstance(manifest.get("versions"), dict) else {}
-    return {
-        "prefsim": versions.get("prefsim"),
-        **{name: versions.get(name) for name in COMPUTING_PACKAGES},
-        "git_commit": manifest.get("git_commit"),
-        "git_dirty": manifest.get("git_dirty"),
-        "source_digest": manifest.get("source_digest"),
-    }
-
-
-def code_differences(manifest: dict, code: dict) -> list[str]:
-    """How the code that wrote ``manifest`` differs from ``code`` (a :func:`manifest_code` or
-    :func:`sim.experiment.code_identity`), in words: the versions and source files that compute (a commit or
-    an uncommitted edit that leaves prefsim's source files alone is no difference)."""
-    ran = manifest_code(manifest)
-    reasons = [
-        f"{name} {ran[name]} instead of {code.get(name)}"
-        for name in ("prefsim", *COMPUTING_PACKAGES)
-        if ran[name] != code.get(name)
-    ]
-    if ran["source_digest"] != code.get("source_digest"):
-        state = {True: "with uncommitted changes", False: "clean", None: "no git checkout"}
-
-        def where(record: dict) -> str:
-            return f"git commit {record.get('git_commit')}, {state.get(record.get('git_dirty'), 'unknown')}"
-
-        reasons.append(f"other source files ({where(ran)} instead of {where(code)})")
-    return reasons
+    computing = code_differences(manifest, reference, ("prefsim", *COMPUTING_PACKAGES))
+    return ", ".join(reasons + computing) or "another spec or code"
 
 
 def check_same_split(paths: Sequence[Path], manifests: Sequence[dict]) -> None:
@@ -177,7 +147,7 @@ def check_shards(directories: Sequence[str | os.PathLike]) -> tuple[ExperimentSp
 
 def other_code_message(reference: dict, what: str) -> str:
     """The error of a merge whose shards were computed by other code than this prefsim (their ``what``)."""
-    differences = code_differences(reference, code_identity()) or ["other code"]
+    differences = code_differences(reference, code_record()) or ["other code"]
     return (
         f"the shards were computed by prefsim {reference.get('versions', {}).get('prefsim')} at git commit "
         f"{reference.get('git_commit')} ({what}), and this prefsim differs: {', '.join(differences)}; their "

@@ -14,7 +14,7 @@ import importlib
 import os
 import platform
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
 
@@ -89,3 +89,29 @@ def source_digest(packages: tuple[str, ...] | None = None) -> str:
                 continue
             digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+def code_text(record: Mapping) -> str:
+    """``git commit <commit> (clean)`` / ``… with uncommitted changes`` / ``an unknown git commit``: where a
+    manifest's code came from (its ``git_commit`` and ``git_dirty``), for messages."""
+    commit, dirty = record.get("git_commit"), record.get("git_dirty")
+    state = " with uncommitted changes" if dirty else " (clean)" if dirty is False else ""
+    return f"git commit {commit}{state}" if commit else "an unknown git commit"
+
+
+def code_differences(recorded: Mapping, current: Mapping, packages: Collection[str] | None = None) -> list[str]:
+    """How the code that computed ``recorded`` differs from ``current``, in words.  Both are records with a
+    manifest's code fields: ``versions`` (package → version), ``source_digest``, ``git_commit`` and ``git_dirty``
+    (a simulator or bridge manifest, a start in a bridge manifest's ``resumed`` list, or the running code's
+    own record).  Each version both record that differs (of ``packages`` only, when given), then other source
+    files (``source_digest``), naming both git commits.  A field either lacks (a manifest written before it was
+    recorded) is unknown, not compared; a commit or an uncommitted edit that leaves the source files alone (a
+    README) is no difference."""
+    mine = recorded.get("versions") if isinstance(recorded.get("versions"), Mapping) else {}
+    theirs = current.get("versions") if isinstance(current.get("versions"), Mapping) else {}
+    names = [name for name in mine if name in theirs and (packages is None or name in packages)]
+    reasons = [f"{name} {mine[name]} instead of {theirs[name]}" for name in sorted(names) if mine[name] != theirs[name]]
+    before, now = recorded.get("source_digest"), current.get("source_digest")
+    if before and now and before != now:
+        reasons.append(f"other source files ({code_text(recorded)} instead of {code_text(current)})")
+    return reasons

@@ -20,6 +20,7 @@ import sim.summary
 from bandits.errors import PrefsimError
 from sim import cli, results_io
 from sim.cli import main
+from sim.provenance import code_differences
 from sim.report import build_report
 from sim.summary import write_summary
 
@@ -363,3 +364,27 @@ def test_a_figure_that_cannot_be_written_is_named(spec_file, tmp_path, monkeypat
     err = capsys.readouterr().err
     assert "No space left on device" in err and str(out / "kl_to_nash.png") in err
     assert not list(out.glob("*.tmp.*"))
+
+
+def test_code_differences_words_each_difference_and_leaves_unknown_fields_uncompared():
+    """sim.provenance.code_differences, which simulator merges and reruns and the bridge's resume and merge share:
+    versions both records hold that differ (only the named packages, when named), then other source files naming
+    both commits; a field one record lacks is unknown, not a difference."""
+    ran = {
+        "versions": {"prefsim": "0.1", "jax": "0.0.1", "scipy": "1", "torch": "2"},
+        "source_digest": "a",
+        "git_commit": "1" * 8,
+        "git_dirty": False,
+    }
+    now = {"versions": {"prefsim": "0.1", "jax": "0.9", "scipy": "2"}, "source_digest": "b", "git_commit": "2" * 8}
+    assert code_differences(ran, now) == [
+        "jax 0.0.1 instead of 0.9",
+        "scipy 1 instead of 2",
+        "other source files (git commit 11111111 (clean) instead of git commit 22222222)",
+    ]
+    assert code_differences(ran, now, ("prefsim", "jax"))[0] == "jax 0.0.1 instead of 0.9"
+    assert len(code_differences(ran, now, ("prefsim", "jax"))) == 2
+    assert code_differences({**ran, "versions": "damaged"}, {**now, "source_digest": None}) == []
+    assert code_differences({**ran, "git_dirty": True}, {**now, "git_commit": None})[-1] == (
+        "other source files (git commit 11111111 with uncommitted changes instead of an unknown git commit)"
+    )
