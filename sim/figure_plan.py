@@ -34,6 +34,7 @@ from sim.machine import usable_cores
 from sim.plot_spec import PlotSpec, check_plot_facets, parse_plot
 from sim.progress import Progress
 from sim.provenance import installed_versions, source_digest
+from sim.results_io import frame_schema
 
 #: More curves than this in one axes → one panel per rule family (``layout = "auto"``).
 MAX_CURVES_PER_AXES = 6
@@ -217,7 +218,7 @@ def _frame_digest(frame: pd.DataFrame | None) -> str:
     """SHA-256 of a frame's column names, dtypes and values (row order included); ``"none"`` for ``None``."""
     if frame is None:
         return "none"
-    digest = hashlib.sha256(repr(([str(c) for c in frame.columns], [str(t) for t in frame.dtypes])).encode())
+    digest = hashlib.sha256(frame_schema(frame))
     digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return digest.hexdigest()
 

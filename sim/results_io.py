@@ -291,11 +291,16 @@ def csv_bytes(frame: pd.DataFrame) -> bytes:
     return text
 
 
+def frame_schema(frame: pd.DataFrame) -> bytes:
+    """``frame``'s column names and dtypes as bytes: where a digest of its contents starts."""
+    return repr(([str(name) for name in frame.columns], [str(t) for t in frame.dtypes])).encode()
+
+
 def content_digest(frame: pd.DataFrame) -> bytes | None:
     """SHA-256 of everything :func:`csv_bytes` writes of ``frame``: its column names, dtypes and values (the
     bytes of numbers, so -0.0 and 0.0 differ, as their text does); ``None`` for a frame with a column that
     is neither numbers nor strings (never reused)."""
-    digest = hashlib.sha256(repr(([str(name) for name in frame.columns], [str(t) for t in frame.dtypes])).encode())
+    digest = hashlib.sha256(frame_schema(frame))
     for index in range(frame.shape[1]):
         column = frame.iloc[:, index]
         kind = _column_kind(column)
