@@ -822,8 +822,14 @@ SPPO_HEDGE = Bound(
     hypotheses=(exact_normaliser,),
     evaluate=_hedge(lambda parameters: float(parameters["eta"])),
 )
-#: DNO's η is an inverse learning rate: Hedge with step 1/η.
-DNO_HEDGE = dataclasses.replace(SPPO_HEDGE, evaluate=_hedge(lambda parameters: 1.0 / float(parameters["eta"])))
+#: DNO's η is an inverse learning rate: Hedge with step 1/η, so its label states the bound in DNO's η.
+DNO_HEDGE = dataclasses.replace(
+    SPPO_HEDGE,
+    label="Hedge regret: 2(η·log(1/min π_0) + T/(8η))/T, η inverse",
+    source="Hedge regret (Cesa-Bianchi & Lugosi 2006, Thm 2.2) [D] with step 1/η, DNO's η being an inverse "
+    "learning rate (§C.8)",
+    evaluate=_hedge(lambda parameters: 1.0 / float(parameters["eta"])),
+)
 NASH_MD_THEOREM1 = Bound(
     "Nash-MD Theorem 1 (unrolled)",
     "nash_md_kl_bound",

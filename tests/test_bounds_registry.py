@@ -2,10 +2,13 @@
 
 import inspect
 import json
+import math
 import re
 import warnings
 
+import numpy as np
 import pandas as pd
+import pytest
 
 import sim
 from sim import bounds_table, theorems, theory
@@ -167,3 +170,19 @@ def test_a_missing_apo_tv_bound_is_explained_when_the_suboptimality_bound_is_dra
         assert set(bounds["metric"]) == metrics, (tau, rewards)
         notes = bounds_table.missing_bound_notes(spec, bounds)
         assert notes == ([] if len(metrics) == 2 else [reason]), (tau, rewards)
+
+
+def test_the_hedge_bound_of_dno_states_its_formula_in_dnos_inverse_eta():
+    """DNO's η is an inverse learning rate (Hedge with step 1/η): its label, which the tightness report and
+    ``prefsim rules`` print, must read the bound in that η, not SPPO's (whose η is the step)."""
+    frame = {"iteration": np.array([0, 3]), "exploitability_mixture": np.array([0.1, 0.1])}
+    game = {"initial": np.array([0.5, 0.25, 0.25])}
+    # DNO η = 2 (step ½), T = t + 1 = 4 iterates, min π_0 = ¼: 2(η·log 4 + T/(8η))/T = 2(2 log 4 + 4/16)/4
+    values, _ = theorems.DNO_HEDGE.evaluate({"eta": 2.0}, frame, game)
+    assert values[1] == pytest.approx(2 * (2 * math.log(4) + 4 / 16) / 4, rel=1e-14)
+    assert theorems.DNO_HEDGE.label.split(": ", 1)[1].startswith("2(η·log(1/min π_0) + T/(8η))/T")
+    # SPPO's η is the step: 2(log(1/min π_0)/η + ηT/8)/T = 2(log 4/2 + 2·4/8)/4
+    values, _ = theorems.SPPO_HEDGE.evaluate({"eta": 2.0}, frame, game)
+    assert values[1] == pytest.approx(2 * (math.log(4) / 2 + 1) / 4, rel=1e-14)
+    assert theorems.SPPO_HEDGE.label.split(": ", 1)[1] == "2(log(1/min π_0)/η + ηT/8)/T"
+    assert theorems.DNO_HEDGE.short == theorems.SPPO_HEDGE.short  # one legend entry for both (sim.plotting)
