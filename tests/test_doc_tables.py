@@ -170,3 +170,16 @@ def test_every_spec_field_has_a_docstring(path):
                 if not (isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)):
                     missing.append(f"{node.name}.{statement.target.id}")
     assert not missing, f"{path}: fields without a docstring: {missing}"
+
+
+def test_dpo_cites_the_source_the_theory_doc_gives_for_its_reference_pi_t_reading():
+    """docs/theory.md §C.2 (and THEORY.md) attribute iterative DPO with reference π_t, the proximal-point step
+    rule ``dpo`` computes, to APO's reading (He, Yuan & Gu, arXiv 2410.06293); ``paper`` cited Xiong et al.
+    2024 for it, whom neither document cites."""
+    theory = (ROOT / "docs" / "theory.md").read_text(encoding="utf-8")
+    section = theory.split("### C.2", 1)[1].split("### C.3", 1)[0]
+    assert "reference = π_t** (APO's reading; rule `dpo`)" in section
+    assert "He, Yuan & Gu" in theory and "2410.06293" in theory
+    paper = RULES["dpo"].paper
+    assert "He, Yuan & Gu" in paper and "2410.06293" in paper
+    assert all(author in theory for author in re.findall(r"([A-Z][a-z]+) et al\.", paper) if author != "Rafailov")

@@ -60,7 +60,8 @@ def pair_loss(ops: LossOps, batch: Mapping[str, Any], parameters: Mapping[str, A
 
 DEFINITION = RuleDefinition(
     name="dpo",
-    paper="Rafailov et al., DPO, NeurIPS 2023; iterative DPO with reference π_t (Xiong et al. 2024)",
+    paper="Rafailov et al., DPO, NeurIPS 2023; iterative DPO with reference π_t read as a proximal-point step "
+    "(He, Yuan & Gu, APO, arXiv 2410.06293, Eq. 3.2; docs/theory.md §B.2, §C.2)",
     summary="proximal-point step π_{t+1} ∝ π_t exp(r/β) on a Bradley–Terry game",
     update_formula="ℓ_t + r/β (proximal step, reference π_t; Bradley–Terry games)",
     loss_formula="−log σ(βΔ)",
