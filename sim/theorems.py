@@ -233,12 +233,24 @@ def hedge_exploitability_bound(iterations: ArrayLike, eta: ArrayLike, initial_mi
     """
     t = np.asarray(iterations, dtype=np.float64)
     eta = np.asarray(eta, dtype=np.float64)
-    return 2.0 * (-math.log(initial_min_mass) / eta + eta * t / 8.0) / t
+    return 2.0 * (_log_inverse_mass(initial_min_mass, "hedge_exploitability_bound") / eta + eta * t / 8.0) / t
 
 
 def hedge_optimal_eta(iterations: ArrayLike, initial_min_mass: float) -> np.ndarray | float:
     """η minimising :func:`hedge_exploitability_bound`: √(8·log(1/min π_0)/T) = Θ(1/√T)."""
-    return np.sqrt(8.0 * -math.log(initial_min_mass) / np.asarray(iterations, dtype=np.float64))
+    log_inverse = _log_inverse_mass(initial_min_mass, "hedge_optimal_eta")
+    return np.sqrt(8.0 * log_inverse / np.asarray(iterations, dtype=np.float64))
+
+
+def _log_inverse_mass(mass: float, where: str) -> float:
+    """log(1/min π_0), refusing a smallest initial probability outside (0, 1] (no finite bound there)."""
+    mass = float(mass)
+    if not 0.0 < mass <= 1.0:
+        raise PrefsimError(
+            f"{where}: the smallest initial probability min π_0 must lie in (0, 1], got {mass:g}; the bound "
+            "grows with log(1/min π_0) and is infinite for a policy with a zero entry."
+        )
+    return -math.log(mass)
 
 
 def nash_md_kl_bound(
@@ -248,8 +260,15 @@ def nash_md_kl_bound(
 
     One step (Munos et al. 2024, Theorem 1, recalled in docs/theory.md §C.6, not re-checked):
     KL(π*_τ, π_{t+1}) ≤ (1 − ητ)KL(π*_τ, π_t) + 2η².  With η = log T/(τT) this gives
-    KL(π*, π_T) ≤ (KL(π*, π_0) + 2 log T/τ²)/T (:func:`nash_md_theorem1_eta`).
+    KL(π*, π_T) ≤ (KL(π*, π_0) + 2 log T/τ²)/T (:func:`nash_md_theorem1_eta`).  The theorem is about
+    Nash-MD's steps, η > 0 with mixture exponent ητ ∈ [0, 1] (rule ``nash_md`` refuses others); outside
+    them (1 − ητ)^T changes sign and the formula is no bound, so such η, τ raise :class:`PrefsimError`.
     """
+    if not (float(eta) > 0.0 and float(tau) >= 0.0 and float(eta) * float(tau) <= 1.0):
+        raise PrefsimError(
+            f"nash_md_kl_bound: Nash-MD's Theorem 1 is about a learning rate η > 0 whose mixture exponent ητ lies "
+            f"in [0, 1], got η = {float(eta):g}, τ = {float(tau):g} (ητ = {float(eta) * float(tau):g})."
+        )
     t = np.asarray(iterations, dtype=np.float64)
     factor = 1.0 - eta * tau
     with np.errstate(divide="ignore", invalid="ignore"):  # the ητ = 0 branch is taken by np.where
@@ -501,7 +520,8 @@ def optimistic_average_gap_bound(
     t = np.asarray(iterations, dtype=np.float64)
     if eta > mirror_prox_max_eta(lipschitz, tau, optimistic=True) * (1.0 + 1e-12):
         return np.full_like(t, np.nan)
-    return 2.0 * -math.log(initial_min_mass) / (proximal_step(eta, tau) * t)
+    log_inverse = _log_inverse_mass(initial_min_mass, "optimistic_average_gap_bound")
+    return 2.0 * log_inverse / (proximal_step(eta, tau) * t)
 
 
 # ----------------------------------------------------------------------------------------------

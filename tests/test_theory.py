@@ -425,6 +425,26 @@ def test_hedge_nash_md_and_mmd_bounds_at_hand_computed_points():
     assert np.isnan(theory.mmd_kl_bound(np.arange(3), 0.9, 0.2, 2.0, 0.5)).all()  # η > τ/L² = 0.8
 
 
+def test_bound_functions_refuse_parameters_outside_their_theorems():
+    # ητ = 3 > 1 is no Nash-MD step: (1 − ητ)^T = (−2)^T changes sign, and the formula read −68 at T = 2
+    with pytest.raises(PrefsimError, match="ητ"):
+        theory.nash_md_kl_bound(np.arange(4), 6.0, 0.5, 1.0)
+    with pytest.raises(PrefsimError, match="learning rate η > 0"):
+        theory.nash_md_kl_bound(3, -0.1, 0.5, 1.0)
+    # ητ = 1 is the largest step (the mixture is π_ref): 0^T·KL_0 + 2η²·Σ_{k<T} 0^k = 2·4·1 at T = 2
+    assert float(theory.nash_md_kl_bound(2, 2.0, 0.5, 1.0)) == pytest.approx(8.0, rel=1e-15)
+    # a zero initial probability gives no finite bound: a clear error, not "math domain error"
+    for call in (
+        lambda: theory.hedge_exploitability_bound(10, 0.5, 0.0),
+        lambda: theory.hedge_optimal_eta(10, 0.0),
+        lambda: theory.optimistic_average_gap_bound(10, 0.5, 0.2, 0.0, 0.5),
+        lambda: theory.hedge_exploitability_bound(10, 0.5, 1.5),
+    ):
+        with pytest.raises(PrefsimError, match=r"min π_0 must lie in \(0, 1\]"):
+            call()
+    assert float(theory.hedge_exploitability_bound(10, 0.5, 1.0)) == pytest.approx(2 * 0.5 * 10 / 8 / 10, rel=1e-15)
+
+
 def test_apo_closed_forms_at_hand_computed_points():
     # x_{t+1} = y_t + 1, y_{t+1} = (1 + α)x_{t+1} − αx_t; α = 0.5: x = 0, 1, 2.5, 4.25; y = 0, 1.5, 3.25, 5.125
     proximal, extrapolated = theory.apo_multiplier_sequence(3, 0.5)
