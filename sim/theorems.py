@@ -379,9 +379,21 @@ def _multipliers_at(iterations: np.ndarray, alpha: float, schedule: str, iterate
         raise PrefsimError(f"APO bounds: iterate must be one of {', '.join(APO_ITERATES)}, got {iterate!r}.")
     which = APO_ITERATES.index(iterate)
     if schedule == "constant":
-        return np.asarray(apo_multipliers(np.asarray(iterations, dtype=np.float64), float(alpha))[which])
+        alpha = _apo_alpha(alpha, "APO bounds")
+        return np.asarray(apo_multipliers(np.asarray(iterations, dtype=np.float64), alpha)[which])
     sequences = apo_multiplier_sequence(int(np.max(iterations)), alpha, schedule)
     return sequences[which][np.asarray(iterations)]
+
+
+def _apo_alpha(alpha: float, where: str) -> float:
+    """α as a float, refusing values outside [0, 1): the closed forms divide by 1 − α (as rule ``apo`` refuses)."""
+    alpha = float(alpha)
+    if not 0.0 <= alpha < 1.0:
+        raise PrefsimError(
+            f"{where}: the extrapolation α must lie in [0, 1), got {alpha:g}; the exact-reward closed forms "
+            "(docs/theory.md §B.3) divide by 1 − α."
+        )
+    return alpha
 
 
 def apo_exact_policy(
@@ -427,13 +439,14 @@ def apo_tv_bound(
 
 def apo_tv_log_slope(alpha: float, beta: float, rewards: ArrayLike) -> float:
     """Asymptotic semilog slope of TV(π_T, π*) for constant α: −Δ/(β(1 − α)) per iteration [D✓]."""
-    return -reward_gap(rewards) / (beta * (1.0 - alpha))
+    return -reward_gap(rewards) / (beta * (1.0 - _apo_alpha(alpha, "apo_tv_log_slope")))
 
 
 def apo_dpo_lag(iterations: ArrayLike, alpha: float) -> np.ndarray | float:
     """Iteration lag L_T = α²(1 − α^T)/(1 − α): APO(α, β) after T iterations = iterative DPO with
     β_eff = β(1 − α) after T − L_T iterations (exact, docs/theory.md §B.3 [D✓]; L_T → α²/(1 − α))."""
     t = np.asarray(iterations, dtype=np.float64)
+    alpha = _apo_alpha(alpha, "apo_dpo_lag")
     return alpha**2 * (1.0 - alpha**t) / (1.0 - alpha)
 
 
@@ -445,6 +458,7 @@ def apo_noise_weights(iterations: int, alpha: float) -> tuple[np.ndarray, np.nda
     ĉ_T and c_T.  Each error is amplified by up to 1/(1 − α) – the mechanism behind the reviewers'
     1/(1 − α) statistical factor.
     """
+    alpha = _apo_alpha(alpha, "apo_noise_weights")
     s = np.arange(int(iterations), dtype=np.float64)
     power = int(iterations) - s
     return (1.0 - alpha**power) / (1.0 - alpha), (1.0 - alpha ** (power + 1.0)) / (1.0 - alpha)

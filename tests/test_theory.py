@@ -445,6 +445,30 @@ def test_bound_functions_refuse_parameters_outside_their_theorems():
     assert float(theory.hedge_exploitability_bound(10, 0.5, 1.0)) == pytest.approx(2 * 0.5 * 10 / 8 / 10, rel=1e-15)
 
 
+@pytest.mark.parametrize("alpha", [1.0, 1.5, -0.1])
+def test_apo_closed_forms_refuse_an_extrapolation_outside_zero_one(alpha):
+    # the closed forms divide by 1 − α: α = 1 gave an infinite SubOpt "bound", NaN TV bounds, lags and weights
+    # and a ZeroDivisionError for the slope; α < 0 is no APO step (rule apo refuses both)
+    reference, rewards = [0.5, 0.25, 0.25], [1.0, 0.0, 0.5]
+    calls = (
+        (theory.apo_suboptimality_bound, (np.arange(3), alpha, 1.0, reference, rewards)),
+        (theory.apo_tv_bound, (np.arange(3), alpha, 1.0, reference, rewards)),
+        (theory.apo_exact_policy, (2, alpha, 1.0, reference, rewards)),
+        (theory.apo_log_ratio_growth, (2, alpha, 1.0, rewards)),
+        (theory.apo_tv_log_slope, (alpha, 1.0, rewards)),
+        (theory.apo_dpo_lag, (2, alpha)),
+        (theory.apo_noise_weights, (2, alpha)),
+    )
+    for function, arguments in calls:
+        with pytest.raises(PrefsimError, match=r"α must lie in \[0, 1\)"):
+            function(*arguments)
+    # the Nesterov schedule ignores α (its α_t = t/(t + 3)), and α = 0 is iterative DPO: c_T = T
+    assert theory.apo_suboptimality_bound(np.array([2]), alpha, 1.0, reference, rewards, "nesterov")[0] > 0
+    assert theory.apo_suboptimality_bound(np.array([2]), 0.0, 1.0, reference, rewards)[0] == pytest.approx(
+        math.log(2.0) / 2, rel=1e-15
+    )
+
+
 def test_apo_closed_forms_at_hand_computed_points():
     # x_{t+1} = y_t + 1, y_{t+1} = (1 + α)x_{t+1} − αx_t; α = 0.5: x = 0, 1, 2.5, 4.25; y = 0, 1.5, 3.25, 5.125
     proximal, extrapolated = theory.apo_multiplier_sequence(3, 0.5)
