@@ -836,7 +836,7 @@ INPO_THEOREM4 = Bound(
 #: Same hypotheses as Theorem 4, about the constant-η variant.
 INPO_THEOREM3 = dataclasses.replace(
     INPO_THEOREM4,
-    label="INPO Theorem 3: 2Reg_T/T, Reg_T = ηD + (4τ²B²+1)T/η",
+    label="INPO Theorem 3: 2Reg_T/T, Reg_T = ηD + (4τ²max(B,1)²+1)T/η",
     formula="theorem3_gap_bound",
     source="Zhang et al., INPO (ICLR 2025), Lemma 2 / Theorem 3 proof inequality [V] (docs/theory.md §A.5)",
     metric="duality_gap_mixture",

@@ -186,3 +186,15 @@ def test_the_hedge_bound_of_dno_states_its_formula_in_dnos_inverse_eta():
     assert values[1] == pytest.approx(2 * (math.log(4) / 2 + 1) / 4, rel=1e-14)
     assert theorems.SPPO_HEDGE.label.split(": ", 1)[1] == "2(log(1/min π_0)/η + ηT/8)/T"
     assert theorems.DNO_HEDGE.short == theorems.SPPO_HEDGE.short  # one legend entry for both (sim.plotting)
+
+
+def test_inpo_theorem3_label_states_the_max_b_one_its_value_uses():
+    """Lemma 2's proof takes B ≥ 1 without loss of generality, so the bound uses max(B, 1); the label printed
+    beside the values (tightness report, ``prefsim rules``) said (4τ²B² + 1), which a realised B < 1 contradicts."""
+    frame = {"iteration": np.array([0, 3]), "max_log_ratio": np.array([0.1, 0.2])}
+    reference = np.array([0.5, 0.25, 0.25])
+    game = {"target": reference, "reference": reference, "tau": 0.5}
+    values, _ = theorems.INPO_THEOREM3.evaluate({"eta": 2.0}, frame, game)
+    # B = 0.2 → max(B, 1) = 1; T = t + 1 = 4, D = log 4: 2(η·D + (4τ²·1 + 1)T/η)/T = 2(2 log 4 + 2·4/2)/4
+    assert values[1] == pytest.approx(2 * (2 * math.log(4) + 4) / 4, rel=1e-14)
+    assert "(4τ²max(B,1)²+1)" in theorems.INPO_THEOREM3.label
