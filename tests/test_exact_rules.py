@@ -125,6 +125,7 @@ def test_inpo_with_safe_eta_converges_to_regularised_nash(name, nash_policies):
         ({"eta": None, "tau": 0.2}, "eta"),
         ({"eta": 1.0, "tau": 0.0}, "tau"),
         ({"eta": 1.0, "tau": 0.2, "schedule": "linear"}, "schedule"),
+        ({"eta": 1.0, "tau": 0.2, "schedule": "theorem4"}, "eta is not used with schedule"),  # was ignored silently
     ],
 )
 def test_inpo_rejects_bad_parameters(kwargs, phrase):

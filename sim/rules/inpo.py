@@ -53,13 +53,15 @@ def inpo(eta: float | jax.Array | None = None, tau: float | jax.Array = 0.1, sch
     """Exact INPO / online mirror descent on the τ-regularised preference game.
 
     Args:
-      eta: inverse learning rate η (> τ) for ``schedule = "constant"``; ignored by ``theorem4``.
+      eta: inverse learning rate η (> τ) for ``schedule = "constant"``; ``None`` (refused otherwise) for ``theorem4``.
       tau: KL(π‖π_ref) regularisation τ > 0 of the rule.
       schedule: ``constant`` or ``theorem4`` (η_t = τ(t+2)/2).
     """
     if schedule not in SCHEDULES:
         raise PrefsimError(f"rule inpo: unknown schedule {schedule!r}; choose constant or theorem4.")
     require_positive("inpo", "tau", tau)
+    if schedule == "theorem4" and eta is not None:  # as a spec's rule table, which refuses it too
+        raise PrefsimError('rule inpo: eta is not used with schedule = "theorem4" (η_t = τ(t+2)/2); remove it.')
     if schedule == "constant":
         if eta is None:
             raise PrefsimError(
