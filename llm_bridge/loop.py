@@ -92,7 +92,7 @@ from llm_bridge.trainer import PairTensors, make_optimizer, train_on_pairs
 from sim.provenance import code_differences
 from sim.results_io import LOCK_NAME, json_bytes, output_lock, read_json_object, write_files_atomic
 from sim.rules import base_parameters, rule_info
-from sim.rules.reference import anchor_iteration
+from sim.rules.reference import anchor_iteration, steps_since_advance
 from sim.stop_request import check_stop
 from sim.win_rate import plot_win_rate
 
@@ -656,18 +656,21 @@ def _precompute(session: Session, entry, t: int, pairs, generated, local) -> lis
 
     current = score() if pairs else torch.zeros(0, dtype=torch.float64)
     # the loss's reference: π_ref, or with reference_every = M the checkpoint of the last advance
-    anchor = _checkpoint(out, entry.label, anchor_iteration(t, rule.reference_every))
+    advanced = anchor_iteration(t, rule.reference_every)
+    anchor = _checkpoint(out, entry.label, advanced)
     with swapped_weights(session.policy, anchor):
         reference = score() if pairs else torch.zeros(0, dtype=torch.float64)
     previous = current
     history = rule_info(rule.base).data.history
-    if history is not None:  # the anchor mixes the last m iterates' checkpoints (MNPO); before π_0: π_0
+    if history is not None:
+        # the anchor mixes the last m iterates' checkpoints (MNPO) since the rule's last (re)start: before
+        # π_0, or before the last reference advance, that iterate's (weighed 0)
         parameters = base_parameters(rule.name, rule.parameters)
         past = []
         for j in range(1, history.length(parameters)):
-            with swapped_weights(session.policy, _checkpoint(out, entry.label, max(t - j, 0))):
+            with swapped_weights(session.policy, _checkpoint(out, entry.label, max(t - j, advanced))):
                 past.append(score() if pairs else torch.zeros(0, dtype=torch.float64))
-        previous = history.combine([current, *past], t, parameters)
+        previous = history.combine([current, *past], steps_since_advance(t, rule.reference_every), parameters)
     if rule.form == "implicit_reference" and t > 0:
         with swapped_weights(session.policy, _checkpoint(out, entry.label, t - 1)):
             proximal_before = score()

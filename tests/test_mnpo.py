@@ -46,6 +46,7 @@ from llm_bridge.trainer import PairTensors
 from sim.nash import regularised_nash
 from sim.rules import JAX_OPS, RULES, build_rule, resolve_parameters
 from sim.rules.mnpo import HISTORY, mixture_weights
+from sim.rules.reference import anchor_iteration
 from sim.sampled import engine as sampled_engine
 from sim.sampled.engine import build_iteration
 from sim.sampled.experiment import build_sampled_inputs
@@ -111,6 +112,42 @@ def test_the_regularised_nash_policy_is_a_fixed_point():
     np.testing.assert_allclose(got, np.broadcast_to(np.asarray(nash), got.shape), rtol=0, atol=1e-8)
 
 
+def _numpy_mnpo_advancing(game, eta, tau, history, decay, every, steps):
+    """Independent NumPy MNPO with reference advancement: at t = kM (k ≥ 1) π_ref ← π_t and the rule restarts,
+    so the population is the iterates since kM, weighted λ_j ∝ γ^j over those that exist."""
+    preference = np.asarray(game.preference)
+    log_ref = np.asarray(game.log_reference)
+    iterates, start = [np.asarray(game.log_initial)], 0
+    for t in range(steps):
+        if t > 0 and t % every == 0:
+            log_ref, start = iterates[t], t
+        available = min(history, t - start + 1)
+        weights = np.array([decay**j for j in range(available)])
+        weights /= weights.sum()
+        anchor = sum(weights[j] * iterates[t - j] for j in range(available))
+        logits = (1 - tau / eta) * anchor + (tau / eta) * log_ref + preference @ np.exp(iterates[t]) / eta
+        logits = logits - logits.max()
+        iterates.append(logits - np.log(np.exp(logits).sum()))
+    return np.array(iterates)
+
+
+@pytest.mark.parametrize(("history", "decay", "every"), [(3, 0.5, 2), (4, 1.0, 3), (2, 0.8, 1)])
+def test_reference_advancement_restarts_the_population_as_an_independent_numpy_computation(history, decay, every):
+    """MNPO with ``reference_every``: COMAL's outer loop with MNPO as inner solver (docs/theory.md §F.4)."""
+    game = random_game(15, False, K, random_initial=True)
+    parameters = {"eta": 0.8, "tau": 0.3, "history": history, "decay": decay}
+    got = _exact("mnpo", {**parameters, "reference_every": every}, game, 10)
+    expected = _numpy_mnpo_advancing(game, 0.8, 0.3, history, decay, every, 10)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    # the population restarts: keeping the iterates before the advance would be another trajectory
+    fixed = _exact("mnpo", parameters, game, 10)
+    assert np.max(np.abs(expected - fixed)) > 1e-2
+    # one iterate in the population is COMAL (INPO with the same advancing reference) step for step
+    comal = _exact("comal", {"eta": 0.8, "tau": 0.3, "reference_every": every}, game, 10)
+    single = _exact("mnpo", {**parameters, "history": 1, "reference_every": every}, game, 10)
+    np.testing.assert_allclose(single, comal, rtol=0, atol=1e-13)
+
+
 def test_mixture_weights_are_normalised_over_the_iterates_that_exist():
     assert mixture_weights(3, 0.5, 0) == [1.0, 0.0, 0.0]
     np.testing.assert_allclose(mixture_weights(3, 0.5, 1), [2 / 3, 1 / 3, 0.0], rtol=0, atol=1e-15)
@@ -161,17 +198,21 @@ def _population_batch(scheme, key, log_policy, preference, rewards, context_prob
     return PairBatch(jnp.zeros_like(first), first, second, nan, nan, weight), 0
 
 
-def test_sampled_mnpo_on_the_population_pairs_follows_the_independent_recursion(monkeypatch):
+@pytest.mark.parametrize("every", [None, 2], ids=["fixed", "advancing"])
+def test_sampled_mnpo_on_the_population_pairs_follows_the_independent_recursion(monkeypatch, every):
     """The sampled engine builds MNPO's anchor A_t = Σ_j λ_j log π_{t−j} from its own history; trained on the
     population batch instead of draws, it must follow the independent NumPy recursion (its
     ``distance_to_exact`` is measured against that same anchor, so it cannot see a wrong one: with the
-    anchor replaced by π_t, i.e. INPO, this test fails by 0.1)."""
+    anchor replaced by π_t, i.e. INPO, this test fails by 0.1).  With ``reference_every`` the population
+    restarts at each advance (weighing the iterates before it fails the advancing case)."""
     monkeypatch.setattr(sampled_engine, "make_pairs", _population_batch)
     steps, eta, tau, history, decay = 5, 0.9, 0.3, 3, 0.5
     game = {"kind": "random", "arms": 4, "tau": tau, "reference": "random", "reference_min_mass": 0.05}
     run = {"mode": "sampled", "policy": "tabular", "optimizer": "sgd", "learning_rate": 0.4}
     run |= {"inner_steps": 60000, "tolerance": 1e-13, "pairs_per_iteration": 16}
     rule = {"name": "mnpo", "eta": eta, "tau": tau, "history": history, "decay": decay}
+    if every is not None:
+        rule["reference_every"] = every
     spec = parse_spec(
         {"iterations": steps, "seeds": 1, "game": game | {"initial": "random"}, "rule": [rule], "run": run}
     )
@@ -188,7 +229,10 @@ def test_sampled_mnpo_on_the_population_pairs_follows_the_independent_recursion(
     exact_game = types.SimpleNamespace(
         preference=problem.preference[0], log_reference=problem.log_reference[0], log_initial=got[0]
     )
-    expected = _numpy_mnpo(exact_game, eta, tau, history, decay, steps)
+    if every is None:
+        expected = _numpy_mnpo(exact_game, eta, tau, history, decay, steps)
+    else:
+        expected = _numpy_mnpo_advancing(exact_game, eta, tau, history, decay, every, steps)
     np.testing.assert_allclose(np.array(got), expected, rtol=0, atol=1e-10)
     inpo = _numpy_mnpo(exact_game, eta, tau, 1, 1.0, steps)
     assert np.max(np.abs(expected - inpo)) > 1e-2  # the anchor's history matters on this trajectory
@@ -318,13 +362,15 @@ def test_prefsim_rules_json_lists_mnpo_with_modes_and_schemes():
     entry = next(rule for rule in json.loads(out) if rule["name"] == "mnpo")
     assert entry["modes"] == ["exact", "sampled", "llm"]
     assert "2509.23102" in entry["paper"]
-    assert [p["name"] for p in entry["parameters"]] == ["eta", "tau", "history", "decay"]
+    assert [p["name"] for p in entry["parameters"]] == ["eta", "tau", "history", "decay", "reference_every"]
     assert entry["pair_schemes"]["default"] == "lambda_p" and "lambda_p" in entry["pair_schemes"]["sampled"]
 
 
-def test_the_bridge_loop_anchors_at_the_mixed_checkpoints_and_keeps_them(tmp_path, monkeypatch):
+@pytest.mark.parametrize("every", [None, 2], ids=["fixed", "advancing"])
+def test_the_bridge_loop_anchors_at_the_mixed_checkpoints_and_keeps_them(tmp_path, monkeypatch, every):
     """``prefsim llm`` wiring: at iteration t the loss's ``previous`` is Σ_j λ_j log π_{t−j} scored with the
-    saved checkpoints (π_0 before the start), and pruning to 2 checkpoints still keeps the m = 3 needed."""
+    saved checkpoints (π_0 before the start; with ``reference_every`` the population restarts at the last
+    advance), and pruning to 2 checkpoints still keeps the m = 3 needed."""
     model_dir = build_tiny_model(tmp_path / "llama", "llama", seed=0)
     raw = {
         "iterations": 4,
@@ -337,6 +383,8 @@ def test_the_bridge_loop_anchors_at_the_mixed_checkpoints_and_keeps_them(tmp_pat
         "run": {"keep_checkpoints": 2},
         "rule": [{"name": "mnpo", "eta": 1.0, "tau": 0.3, "history": 3, "decay": 0.5}],
     }
+    if every is not None:
+        raw["rule"][0]["reference_every"] = every
     seen, weights = {}, {}
     train = bridge_loop.train_on_pairs
 
@@ -354,12 +402,12 @@ def test_the_bridge_loop_anchors_at_the_mixed_checkpoints_and_keeps_them(tmp_pat
     scorer = load_causal_lm(str(model_dir))
 
     def scored(t, j, key):
-        scorer.load_state_dict(weights[max(t - j, 0)])
+        scorer.load_state_dict(weights[max(t - j, anchor_iteration(t, every))])
         data = seen[t]
         return batched_sequence_logprobs(scorer, data.prompt_ids, getattr(data, key), tokenizer.pad_token_id)
 
     for t in (1, 3):
-        lambdas = mixture_weights(3, 0.5, t)
+        lambdas = mixture_weights(3, 0.5, t - anchor_iteration(t, every))
         for key, column in (("winner_ids", "previous_w"), ("loser_ids", "previous_l")):
             expected = sum(lambdas[j] * scored(t, j, key) for j in range(3))
             np.testing.assert_allclose(seen[t].values[column].numpy(), expected.numpy(), rtol=0, atol=1e-5)

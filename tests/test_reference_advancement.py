@@ -34,6 +34,7 @@ ANCHORED = [
     ("online_ipo", {"tau": 0.6}),
     ("extragradient", {"eta": 0.5, "tau": 0.2}),
     ("optimistic", {"eta": 0.5, "tau": 0.2}),
+    ("mnpo", {"eta": 0.8, "tau": 0.2, "history": 3, "decay": 0.5}),  # its population restarts too
 ]
 
 

@@ -145,9 +145,11 @@ class HistoryAnchor:
 
     Every engine keeps the log-probabilities of the last ``length(parameters)`` = m iterates π_t,
     π_{t−1}, …, π_{t−m+1} (exact and sampled mode: the log-policies; the bridge: the checkpoints), and
-    hands the loss ``combine([log π_t(y), log π_{t−1}(y), …], t, parameters)`` as ``previous``; an iterate
-    before π_0 is given as π_0 (``combine`` weighs it 0).  ``combine`` is plain arithmetic, so it runs on
-    JAX arrays and torch tensors alike.
+    hands the loss ``combine([log π_t(y), log π_{t−1}(y), …], s, parameters)`` as ``previous``, with s the
+    updates since the population started (:func:`sim.rules.reference.steps_since_advance`: t, or t mod M
+    under ``reference_every``, where the rule restarts from π_t); an iterate before the population's first
+    (π_0, or the last advance's π_t) is given as that one (``combine`` weighs it 0).  ``combine`` is plain
+    arithmetic, so it runs on JAX arrays and torch tensors alike.
     """
 
     length: Callable[[Mapping[str, Any]], int]

@@ -12,6 +12,12 @@ update is INPO's step with its proximal centre π_t replaced by the population's
 
 m = 1 (or γ = 0) is INPO exactly.  Needs η > τ, like INPO.
 
+With ``reference_every = M`` (:mod:`sim.rules.reference`) π_ref moves to π_t at every advance and the rule
+restarts there, population included: at t = kM + s the population is π_t, …, π_{max(t−m+1, kM)}, the
+weights renormalised over j ≤ s (as at t = s from π_0).  A_t is the proximal centre (INPO's π_t), π_ref the
+regulariser's anchor; whatever the weights, the fixed point toward a reference ρ is the regularised Nash
+toward ρ, so the advancing rule is COMAL's outer loop with MNPO as inner solver (m = 1: ``comal``).
+
 Sampled loss (the paper's TD-MNPO squared loss; pairs y, y′ ~ π_t ordered by the oracle):
 
     h = log π(y_w)/π(y_l) − (τ/η)·log π_ref(y_w)/π_ref(y_l) − (1 − τ/η)·[A_t(y_w) − A_t(y_l)],
@@ -42,6 +48,7 @@ from sim.rules.base import (
     require_positive,
 )
 from sim.rules.definition import GAME_TAU, HistoryAnchor, LossArray, LossOps, PairData, Parameter, RuleDefinition
+from sim.theorems import ADVANCEMENT_MONOTONE
 
 #: Default number of iterates in the opponent population (the authors' runs: ``max_history_t = 2``).
 DEFAULT_HISTORY = 2
@@ -49,9 +56,11 @@ DEFAULT_HISTORY = 2
 
 class MnpoState(NamedTuple):
     """MNPO's own state in exact mode: ``past`` (m − 1, K) = log π_{t−1}, …, log π_{t−m+1} (rows older than
-    π_0 hold π_0; their weight is 0)."""
+    the population's first iterate hold it; their weight is 0) and ``age``, the updates since the population
+    started: t, or t mod M under reference advancement, which restarts the rule (:func:`init` sets 0)."""
 
     past: jax.Array
+    age: jax.Array
 
 
 def check_history(history: Any, where: str = "rule mnpo") -> int:
@@ -86,7 +95,8 @@ def mixture_weights(history: int, decay: Any, step: Any) -> list:
 
 
 def history_anchor(log_probs: Sequence[LossArray], step: Any, parameters: Mapping[str, Any]) -> LossArray:
-    """A_t = Σ_j λ_j·log π_{t−j} from ``log_probs`` = [log π_t, log π_{t−1}, …] (any library's arrays)."""
+    """A_t = Σ_j λ_j·log π_{t−j} from ``log_probs`` = [log π_t, log π_{t−1}, …] (any library's arrays);
+    ``step``: the updates since the population started (t; under ``reference_every`` t mod M)."""
     weights = mixture_weights(len(log_probs), parameters["decay"], step)
     terms = [weight * values for weight, values in zip(weights, log_probs, strict=True)]
     return sum(terms[1:], terms[0])
@@ -128,15 +138,17 @@ def mnpo(
 
     def init(game):
         past = jnp.broadcast_to(game.log_initial, (size - 1, *game.log_initial.shape))
-        return initial_state(game, MnpoState(past))
+        return initial_state(game, MnpoState(past, jnp.zeros((), jnp.int32)))
 
     def update(state, game):
-        past = state.extra.past
-        anchor = history_anchor([state.log_policy, *past], state.step, parameters)
+        past, age = state.extra
+        anchor = history_anchor([state.log_policy, *past], age, parameters)
         payoff = current_win_rates(state, game)
         following = jnp.concatenate([state.log_policy[None], past], axis=0)[: size - 1]
         return advance(
-            state, mirror_weights(anchor, game.log_reference, payoff, 1.0 / eta, tau), extra=MnpoState(following)
+            state,
+            mirror_weights(anchor, game.log_reference, payoff, 1.0 / eta, tau),
+            extra=MnpoState(following, age + 1),
         )
 
     return ExactRule("mnpo", init, update)
@@ -194,4 +206,6 @@ DEFINITION = RuleDefinition(
     loss=pair_loss,
     data=PairData(history=HISTORY),
     offline=inpo.offline_update,  # the INPO step from the anchor the engines pass as log π_t (A_t here)
+    bounds=(ADVANCEMENT_MONOTONE,),
+    anchored=True,
 )

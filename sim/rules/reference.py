@@ -69,6 +69,16 @@ def anchor_iteration(step: int, every: int | None) -> int:
     return int(every) * (int(step) // int(every))
 
 
+def steps_since_advance(step: Any, every: Any) -> Any:
+    """t − M·⌊t/M⌋ = t mod M: the updates since the rule last restarted (t itself with ``every`` ``None``).
+
+    A rule whose state counts its own iterates (MNPO's population π_t, …, π_{t−m+1}) restarts it at an
+    advance, so that count starts again at 0.  Plain arithmetic: ints, JAX arrays (``every`` may be swept)
+    and torch scalars alike.
+    """
+    return step if every is None else step % every
+
+
 def with_reference_advancement(base: ExactRule, every: int | jax.Array) -> ExactRule:
     """``base`` with its reference moved to π_t every ``every`` updates (module docstring)."""
     check_every(every)

@@ -52,7 +52,7 @@ from sim.rules import base_of, base_parameters, build_rule, iteration_hook, rule
 from sim.rules.apo import Iterate
 from sim.rules.base import ExactState
 from sim.rules.definition import Stage
-from sim.rules.reference import REFERENCE_EVERY, advances_at
+from sim.rules.reference import REFERENCE_EVERY, advances_at, steps_since_advance
 from sim.sampled.apo import ApoSampledState, sampled_space
 from sim.sampled.losses import pair_loss
 from sim.sampled.offline import (
@@ -96,7 +96,8 @@ class SampledState(NamedTuple):
       carried: the pairs a ``carry`` stage drew this iteration, which the next iteration's ``carried``
         stage trains on (optimistic MD's pairs from π̄_{t+1}); ``None`` for single-stage rules.
       history: log π_{t−1}, …, log π_{t−m+1} (m − 1, M, K) for a rule whose anchor mixes its last m
-        iterates (:class:`sim.rules.definition.HistoryAnchor`, MNPO); ``None`` otherwise.
+        iterates (:class:`sim.rules.definition.HistoryAnchor`, MNPO; those before the last reference
+        advance weigh 0, the rule restarts there); ``None`` otherwise.
     """
 
     params: Any
@@ -297,8 +298,9 @@ def build_iteration(rule_name: str, parameters: dict, settings: Any) -> tuple[Ca
             anchor = jnp.where(restart, state.log_policy, anchor)
         anchored = problem._replace(log_reference=anchor)
         reference = state.reference
-        if history is not None:  # the loss's anchor mixes the last m iterates
-            reference = history.combine([state.log_policy, *state.history], state.step, own_parameters)
+        if history is not None:  # the loss's anchor mixes the last m iterates (since the last advance: restarted)
+            since = steps_since_advance(state.step, every)
+            reference = history.combine([state.log_policy, *state.history], since, own_parameters)
         objective = objective_for(problem)
         carried = state.carried
         log_stage = state.log_policy
