@@ -69,7 +69,8 @@ from llm_bridge.stages import run_stages
 from llm_bridge.trainer import PairTensors, TrainingSpec, make_optimizer, train_on_pairs
 from sim.game import Game
 from sim.precision import float64
-from sim.rules import base_of, base_parameters, build_rule, rule_info
+from sim.rules import RULES, base_of, base_parameters, build_rule, rule_info
+from sim.rules.reference import REFERENCE_EVERY
 from sim.sampled.engine import build_iteration
 from sim.sampled.problem import problem_from_arrays
 from sim.spec import RunSpec
@@ -227,7 +228,17 @@ def _check_rule(rule: BridgeRule, where: str) -> None:
             "reference form samples from π̂_t, which the candidate restriction does not model."
         )
     if rule.reference_every is not None:
-        raise PrefsimError(f"{where}: reference_every is not supported by the prediction study; leave it out.")
+        study = "the prediction study keeps the rule's reference at π_ref in its three columns"
+        info = rule_info(rule.name)
+        if not info.parameter(REFERENCE_EVERY.name):  # given in the rule table: it can be left out
+            raise PrefsimError(f"{where}: {study}, and reference_every moves it; leave reference_every out.")
+        # a preset defined by its advancement (comal): name the rule it advances
+        fixed = [n for n, d in RULES.items() if d.exact is info.exact and not d.parameter(REFERENCE_EVERY.name)]
+        instead = f"; run {fixed[0]} instead (the same rule with a fixed reference)" if fixed else ""
+        raise PrefsimError(
+            f"{where}: {study}, and {rule.name} moves it every {rule.reference_every} iterations "
+            f"(reference_every, which defines the rule){instead}."
+        )
 
 
 def exact_trajectory(rule: BridgeRule, game: CandidateGame, iterations: int, tau: float) -> np.ndarray:

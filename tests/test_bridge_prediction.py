@@ -227,6 +227,13 @@ def test_unsupported_rules_and_sizes_are_refused(model_dir, tmp_path):
     spec = parse_spec(raw)
     with pytest.raises(PrefsimError, match="parameter form only"):
         run_prediction(spec, None, None, progress=False)
+    raw["rule"] = [{"name": "inpo", "eta": 0.5, "tau": 0.1, "reference_every": 2}]
+    with pytest.raises(PrefsimError, match="moves it; leave reference_every out"):
+        run_prediction(parse_spec(raw), None, None, progress=False)
+    # comal cannot leave it out (its default is 12): the error names the rule with a fixed reference instead
+    raw["rule"] = [{"name": "comal", "tau": 0.1}]
+    with pytest.raises(PrefsimError, match=r"comal moves it every 12 iterations .*; run inpo instead"):
+        run_prediction(parse_spec(raw), None, None, progress=False)
     raw = tiny_spec(model_dir, prompts=7)
     spec = parse_spec(raw)
     with pytest.raises(PrefsimError, match="exceeds the 6 training prompts"):
