@@ -24,22 +24,39 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from bandits.errors import PrefsimError
+from bandits.preference import check_integer, check_size, finite_number, real_array
 
 
 def ring_reward(actions: ArrayLike, radius: float = 1.0, width: float = 0.25) -> np.ndarray:
-    """r(a) = exp(−|‖a‖ − radius| / width) for actions of shape (..., 2)."""
-    distance = np.abs(np.linalg.norm(np.asarray(actions, dtype=np.float64), axis=-1) - radius)
-    return np.exp(-distance / width)
+    """r(a) = exp(−|‖a‖ − radius| / width) for actions of shape (..., 2); ``radius`` and ``width`` finite and > 0."""
+    points = real_array(actions, "actions", "an array of 2-D actions, shape (..., 2)")
+    if points.ndim < 1 or points.shape[-1] != 2:
+        raise PrefsimError(f"actions: expected an array of 2-D actions, shape (..., 2), got shape {points.shape}.")
+    if not np.all(np.isfinite(points)):
+        raise PrefsimError("actions: every coordinate must be finite (no NaN or inf).")
+    radius, width = _positive(radius, "radius"), _positive(width, "width")
+    with np.errstate(over="ignore"):  # ‖a‖ = inf far beyond 1e154: r = 0, the limit
+        return np.exp(-np.abs(np.linalg.norm(points, axis=-1) - radius) / width)
+
+
+def _positive(value: object, name: str) -> float:
+    """``value`` as a finite float > 0; a clear error naming the ring's ``name`` otherwise."""
+    number = finite_number(value, f"ring {name}")
+    if number <= 0:
+        raise PrefsimError(f"ring {name}: must be > 0, got {value!r}.")
+    return number
 
 
 def ring_task(grid: int = 25, extent: float = 2.0, radius: float = 1.0, width: float = 0.25) -> dict[str, Any]:
     """The discretised ring bandit: dict with ``actions`` (K, 2), ``features`` (1, K, 2),
     ``rewards`` (1, K), ``preference`` (1, K, K) and ``context_probs`` (1,)."""
-    if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 2:
-        raise PrefsimError(f"ring grid: expected an integer ≥ 2 points per axis, got {grid!r}.")
-    if not (extent > 0 and radius > 0 and width > 0):
-        raise PrefsimError("ring task: extent, radius and width must be > 0.")
-    axis = np.linspace(-extent, extent, grid)
+    grid = check_integer(grid, "ring grid", 2, "an integer number of points per axis")
+    extent = _positive(extent, "extent")
+    check_size(grid**4, "ring grid", f"the {grid**2}×{grid**2} preference matrix of a {grid}×{grid} grid")
+    with np.errstate(over="ignore", invalid="ignore"):
+        axis = np.linspace(-extent, extent, grid)
+    if not np.all(np.isfinite(axis)):
+        raise PrefsimError(f"ring extent: {extent:g} is too large for float64 (the grid spans 2·extent); use ≤ 1e300.")
     actions = np.stack(np.meshgrid(axis, axis, indexing="ij"), axis=-1).reshape(-1, 2)
     rewards = ring_reward(actions, radius, width)
     preference = 0.5 * (1.0 + np.tanh(0.5 * (rewards[:, None] - rewards[None, :])))
@@ -57,7 +74,9 @@ def segment_regret(regret_per_iteration: ArrayLike, segment: int = 60) -> np.nda
 
     ``regret_per_iteration[t]`` is the regret of the policy of iteration t+1 (t = 0 … T−1).
     """
-    values = np.asarray(regret_per_iteration, dtype=np.float64)
+    values = real_array(regret_per_iteration, "regret_per_iteration", "an array of regrets, one per iteration")
+    if values.ndim < 1:
+        raise PrefsimError("regret_per_iteration: expected an array of regrets, one per iteration, got one number.")
     if isinstance(segment, bool) or not isinstance(segment, (int, np.integer)) or not 1 <= segment <= values.shape[-1]:
         raise PrefsimError(
             f"segment: expected an integer from 1 to the {values.shape[-1]} iterations given (each segment averages "

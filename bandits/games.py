@@ -74,14 +74,14 @@ class GameSpec:
 
     def validate(self) -> GameSpec:
         """Check the fields that can be checked without building the game."""
-        if self.kind not in GAME_KINDS:
+        if not isinstance(self.kind, str) or self.kind not in GAME_KINDS:
             raise PrefsimError(f"game.kind: unknown kind {self.kind!r}; choose one of {', '.join(GAME_KINDS)}.")
-        if self.construction not in RANDOM_CONSTRUCTIONS:
+        if not isinstance(self.construction, str) or self.construction not in RANDOM_CONSTRUCTIONS:
             raise PrefsimError(
                 f"game.construction: unknown construction {self.construction!r}; "
                 f"choose one of {', '.join(RANDOM_CONSTRUCTIONS)}."
             )
-        if self.initial not in ("reference", "random"):
+        if not isinstance(self.initial, str) or self.initial not in ("reference", "random"):
             raise PrefsimError(f'game.initial: must be "reference" or "random", got {self.initial!r}.')
         self.validate_tau_and_arms()
         if self.kind == "matrix" and self.preference is None:
@@ -213,8 +213,12 @@ def depends_on_seed(spec: GameSpec) -> bool:
 def build_game(spec: GameSpec, seed: int = 0) -> GameInstance:
     """Build the game of ``spec`` for ``seed``, an integer ≥ 0 (deterministic; independent streams per
     component: ``default_rng([seed, c])``)."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise PrefsimError(f"seed: expected an integer ≥ 0, got {seed!r}.")
+    if not isinstance(spec, GameSpec):
+        raise PrefsimError(
+            f"spec: expected a bandits.games.GameSpec (e.g. GameSpec(kind='cyclic', arms=3)), got "
+            f"{type(spec).__name__}."
+        )
+    seed = preference_models.check_integer(seed, "seed", 0)
     spec.validate()
     rewards = None
     if spec.kind == "matrix":

@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from bandits.errors import PrefsimError
+from bandits.preference import check_integer, check_size, finite_number, real_array
 
 LINEAR_KINDS = ("bradley_terry", "preference_game")
 
@@ -33,20 +34,22 @@ def _sigmoid(x):
 
 
 def _check_features(features) -> np.ndarray:
-    array = np.asarray(features, dtype=np.float64)
+    array = real_array(features, "features", "an (M, K, d) or (K, d) array of numbers")
     if array.ndim == 2:
         array = array[None]
     if array.ndim != 3 or array.shape[1] < 2 or array.shape[2] < 1:
         raise PrefsimError(f"features: expected an (M, K, d) or (K, d) array with K ≥ 2, got shape {array.shape}.")
     if not np.all(np.isfinite(array)):
         raise PrefsimError("features: every feature must be finite.")
+    contexts, arms = array.shape[:2]
+    check_size(contexts * arms * arms, "features", f"the {contexts}×{arms}×{arms} preference tensor")
     return array
 
 
 def linear_bradley_terry(features: ArrayLike, weights: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Rewards (M, K) = Φθ* and the Bradley–Terry preference tensor (M, K, K); θ* (``weights``) finite."""
     features = _check_features(features)
-    weights = np.asarray(weights, dtype=np.float64)
+    weights = real_array(weights, "weights", "the vector θ* of d numbers")
     if weights.shape != (features.shape[2],):
         raise PrefsimError(f"weights: expected shape ({features.shape[2]},), got {weights.shape}.")
     if not np.all(np.isfinite(weights)):
@@ -63,7 +66,7 @@ def linear_preference_game(features: ArrayLike, skew: ArrayLike) -> tuple[np.nda
     Returns ``(preference, scaled_skew)``; ``scaled_skew`` is the A actually used, (A − Aᵀ)/2 rescaled.
     """
     features = _check_features(features)
-    skew = np.asarray(skew, dtype=np.float64)
+    skew = real_array(skew, "skew", "a d×d skew-symmetric matrix of numbers")
     dim = features.shape[2]
     if skew.shape != (dim, dim):
         raise PrefsimError(f"skew: expected a ({dim}, {dim}) matrix, got shape {skew.shape}.")
@@ -93,28 +96,20 @@ def random_linear_bandit(
     Returns a dict with ``features`` (M, K, d), ``preference`` (M, K, K), ``rewards`` (M, K) or
     ``None``, ``context_probs`` (M,), and ``weights`` or ``skew``.
     """
-    if kind not in LINEAR_KINDS:
+    if not isinstance(kind, str) or kind not in LINEAR_KINDS:
         raise PrefsimError(f"linear bandit kind: expected one of {', '.join(LINEAR_KINDS)}, got {kind!r}.")
-    for name, value, minimum in (
-        ("arms", arms, 2),
-        ("feature_dim", dim, 1),
-        ("contexts", contexts, 1),
-        ("seed", seed, 0),
-    ):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-            raise PrefsimError(f"{name}: expected an integer ≥ {minimum}, got {value!r}.")
-    if (
-        isinstance(scale, bool)
-        or not isinstance(scale, (int, float, np.integer, np.floating))
-        or not np.isfinite(scale)
-    ):
-        raise PrefsimError(f"scale: expected a finite number, got {scale!r}.")
+    arms = check_integer(arms, "arms", 2)
+    dim = check_integer(dim, "feature_dim", 1)
+    contexts = check_integer(contexts, "contexts", 1)
+    seed = check_integer(seed, "seed", 0)
+    scale = finite_number(scale, "scale")
+    check_size(contexts * arms * (arms + dim), "arms", f"{contexts} context(s) of {arms} arms with {dim} features")
     rng = np.random.default_rng([int(seed), 11])
     features = rng.standard_normal((contexts, arms, dim))
     features /= np.linalg.norm(features, axis=2, keepdims=True)
     out = {"features": features, "context_probs": np.full(contexts, 1.0 / contexts)}
     if kind == "bradley_terry":
-        weights = float(scale) * rng.standard_normal(dim)
+        weights = scale * rng.standard_normal(dim)
         rewards, preference = linear_bradley_terry(features, weights)
         out.update(preference=preference, rewards=rewards, weights=weights)
     else:

@@ -116,8 +116,14 @@ def default_scheme(accepted: tuple = ()) -> str:
     return DEFAULT_SCHEME if not accepted or DEFAULT_SCHEME in accepted else accepted[0]
 
 
+#: The modes that draw training pairs: sampled mode (:mod:`bandits.oracles`) and the LLM bridge.
+MODES = ("sampled", "llm")
+
+
 def schemes_for(mode: str) -> tuple:
     """The scheme names that run in ``mode`` (``sampled`` or ``llm``)."""
+    if not isinstance(mode, str) or mode not in MODES:
+        raise PrefsimError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}.")
     return tuple(name for name, scheme in PAIR_SCHEMES.items() if mode in scheme.modes)
 
 
@@ -126,6 +132,7 @@ def resolve_scheme(name: Any, mode: str, where: str) -> str:
 
     Raises :class:`PrefsimError` for an unknown name or a scheme that does not run in ``mode``.
     """
+    modes = schemes_for(mode)
     if isinstance(name, str) and name in SCHEME_ALIASES:
         current = SCHEME_ALIASES[name]
         print(
@@ -134,24 +141,30 @@ def resolve_scheme(name: Any, mode: str, where: str) -> str:
         )
         name = current
     if not isinstance(name, str) or name not in PAIR_SCHEMES:
-        raise PrefsimError(f"{where}: unknown pair scheme {name!r}; choose one of {', '.join(schemes_for(mode))}.")
+        raise PrefsimError(f"{where}: unknown pair scheme {name!r}; choose one of {', '.join(modes)}.")
     if mode not in PAIR_SCHEMES[name].modes:
         other = " and ".join(PAIR_SCHEMES[name].modes)
         raise PrefsimError(
-            f"{where}: pair scheme {name!r} runs in {other} mode only; in {mode} mode choose one of "
-            f"{', '.join(schemes_for(mode))}."
+            f"{where}: pair scheme {name!r} runs in {other} mode only; in {mode} mode choose one of {', '.join(modes)}."
         )
     return name
 
 
 def gives_win_rates(name: str, mode: str) -> bool:
     """Whether scheme ``name`` estimates P(y ≻ π_t) for both responses, drawn from π_t, in ``mode``."""
-    return mode in PAIR_SCHEMES[name].win_rate_modes
+    return mode in _scheme(name).win_rate_modes
 
 
 def gives_ordered_pairs(name: str, mode: str) -> bool:
     """Whether scheme ``name`` orders each pair (chosen first) in ``mode``."""
-    return mode in PAIR_SCHEMES[name].ordered_modes
+    return mode in _scheme(name).ordered_modes
+
+
+def _scheme(name: object) -> PairScheme:
+    """The :class:`PairScheme` called ``name`` (a current name, not an alias); a clear error for any other."""
+    if not isinstance(name, str) or name not in PAIR_SCHEMES:
+        raise PrefsimError(f"pair scheme: unknown scheme {name!r}; choose one of {', '.join(PAIR_SCHEMES)}.")
+    return PAIR_SCHEMES[name]
 
 
 #: Pair schemes that draw ``run.candidates`` responses per pair.

@@ -25,10 +25,13 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from bandits.errors import PrefsimError
+from bandits.errors import PrefsimError, available_memory
 
 #: Tolerance for ``P + Pᵀ = 1`` and for entries slightly outside [0, 1] due to rounding.
 DEFAULT_TOLERANCE = 1e-9
+#: float64 arrays of a result's size that a constructor holds at once (the result, a transposed sum, its
+#: residual, a clipped copy, the input and a temporary), counted by :func:`check_size`.
+WORKING_COPIES = 6
 
 
 def validate_preference_matrix(
@@ -41,10 +44,7 @@ def validate_preference_matrix(
     """
     if finite_number(tolerance, "tolerance") < 0:  # a NaN tolerance once accepted any matrix
         raise PrefsimError(f"tolerance: expected a number ≥ 0, got {tolerance!r}.")
-    try:
-        array = np.asarray(matrix, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise PrefsimError(f"{name}: expected a square matrix of numbers, could not convert it ({exc}).") from None
+    array = real_array(matrix, name, "a square matrix of numbers")
     if array.ndim != 2 or array.shape[0] != array.shape[1]:
         raise PrefsimError(f"{name}: expected a square K×K matrix, got shape {array.shape}.")
     if array.shape[0] < 2:
@@ -91,15 +91,13 @@ def bradley_terry(rewards: ArrayLike, *, name: str = "rewards") -> np.ndarray:
     ``σ(x) = ½(1 + tanh(x/2))`` keeps ``P + Pᵀ = 1`` exact in floating point.  ``name``: the field named
     in errors (the spec passes ``game.rewards``).
     """
-    try:
-        r = np.asarray(rewards, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise PrefsimError(f"{name}: expected a list of numbers.") from None
+    r = real_array(rewards, name, "a list of numbers")
     if r.ndim != 1 or r.shape[0] < 2:
         raise PrefsimError(f"{name}: expected a vector of at least 2 rewards, got shape {r.shape}.")
     if not np.all(np.isfinite(r)):
         raise PrefsimError(f"{name}: every reward must be finite.")
     _check_reward_spread(r, name)
+    check_size(r.shape[0] ** 2, name, f"the {r.shape[0]}×{r.shape[0]} preference matrix")
     return validate_preference_matrix(_sigmoid(r[:, None] - r[None, :]), name="bradley_terry")
 
 
@@ -109,13 +107,10 @@ def validate_mixture_weights(
     """Return mixture ``weights`` as float64 after checking them: a flat list of ``components``
     (if given) finite numbers ≥ 0 that sum to 1 within ``tolerance``.  The result is divided by its
     sum, which removes the rounding of decimal input (e.g. three times 0.3333333333333333)."""
-    try:
-        array = np.asarray(weights, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise PrefsimError(f"{name}: expected a list of mixture weights (numbers), got {weights!r}.") from None
+    array = real_array(weights, name, "a list of mixture weights (numbers)")
     if array.ndim != 1 or array.shape[0] < 1:
         raise PrefsimError(f"{name}: expected a flat, non-empty list of mixture weights, got shape {array.shape}.")
-    if components is not None and array.shape[0] != components:
+    if components is not None and array.shape[0] != check_integer(components, "components", 1):
         raise PrefsimError(
             f"{name}: {array.shape[0]} weight(s) for {components} mixture component(s); give one weight per component."
         )
@@ -149,12 +144,7 @@ def bradley_terry_mixture(
     is :func:`bradley_terry`; several are in general **not** transitive (see the module docstring), so
     the game may have no Condorcet winner and a mixed Nash policy.
     """
-    try:
-        r = np.asarray(rewards, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise PrefsimError(
-            f"{rewards_name}: expected a list of reward vectors (one list of K numbers per mixture component)."
-        ) from None
+    r = real_array(rewards, rewards_name, "a list of reward vectors (one list of K numbers per mixture component)")
     if r.ndim != 2 or r.shape[0] < 1 or r.shape[1] < 2:
         raise PrefsimError(
             f"{rewards_name}: expected n ≥ 1 reward vectors of K ≥ 2 numbers each (shape (n, K)), got shape {r.shape}."
@@ -163,6 +153,9 @@ def bradley_terry_mixture(
         raise PrefsimError(f"{rewards_name}: every reward must be finite (no NaN or inf).")
     for index, row in enumerate(r):
         _check_reward_spread(row, f"{rewards_name}[{index}]")
+    check_size(
+        r.shape[0] * r.shape[1] ** 2, rewards_name, f"{r.shape[0]} component(s) of a {r.shape[1]}×{r.shape[1]} matrix"
+    )
     w = (
         np.full(r.shape[0], 1.0 / r.shape[0])
         if weights is None
@@ -182,6 +175,7 @@ def cyclic(arms: int, strength: float = 1.0) -> np.ndarray:
     arms = check_arms(arms)
     if arms < 3:
         raise PrefsimError(f"arms: a cyclic game needs at least 3 arms, got {arms}.")
+    check_size(arms * arms, "arms", f"the {arms}×{arms} preference matrix")
     strength = finite_number(strength, "strength")
     if not (0.0 <= strength <= 1.0):
         raise PrefsimError(f"strength: the cyclic strength c must be in [0, 1], got {strength:g}.")
@@ -195,7 +189,8 @@ def cyclic(arms: int, strength: float = 1.0) -> np.ndarray:
 def random_lower_triangle(arms: int, rng: np.random.Generator) -> np.ndarray:
     """Random instance: ``P[i, j] ~ U[0, 1]`` i.i.d. for i > j, ``P[j, i] = 1 − P[i, j]``, diag ½."""
     arms = check_arms(arms)
-    lower = np.tril(rng.uniform(size=(arms, arms)), k=-1)
+    check_size(arms * arms, "arms", f"the {arms}×{arms} preference matrix")
+    lower = np.tril(check_rng(rng).uniform(size=(arms, arms)), k=-1)
     matrix = lower + np.triu(1.0 - lower.T, k=1) + 0.5 * np.eye(arms)
     return validate_preference_matrix(matrix, name="random_lower_triangle")
 
@@ -203,24 +198,92 @@ def random_lower_triangle(arms: int, rng: np.random.Generator) -> np.ndarray:
 def random_skew_logits(arms: int, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
     """Random instance ``P = σ(S)``, ``S = scale·(G − Gᵀ)/√2`` with ``G`` i.i.d. standard normal."""
     arms = check_arms(arms)
-    gaussian = rng.standard_normal((arms, arms))
+    check_size(arms * arms, "arms", f"the {arms}×{arms} preference matrix")
+    gaussian = check_rng(rng).standard_normal((arms, arms))
     skew = finite_number(scale, "scale") * (gaussian - gaussian.T) / np.sqrt(2.0)
     return validate_preference_matrix(_sigmoid(skew), name="random_skew_logits")
 
 
+def check_integer(value: object, name: str, least: int, what: str = "an integer") -> int:
+    """``value`` as an int; a clear error naming ``name`` unless it is an integer ≥ ``least`` (a bool, a float
+    such as 3.0, a string or None is refused, not converted)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < least:
+        raise PrefsimError(f"{name}: expected {what} ≥ {least}, got {value!r}.")
+    return int(value)
+
+
 def check_arms(arms: object, least: int = 2) -> int:
     """``arms`` as an int; a clear error unless it is an integer ≥ ``least`` (2 for a game, 1 for a policy)."""
-    if isinstance(arms, bool) or not isinstance(arms, (int, np.integer)) or arms < least:
-        raise PrefsimError(f"arms: expected an integer number of arms ≥ {least}, got {arms!r}.")
-    return int(arms)
+    return check_integer(arms, "arms", least, "an integer number of arms")
+
+
+#: Array kinds (NumPy ``dtype.kind``) that are not numbers, in words, for :func:`real_array`'s error.
+_NOT_NUMBERS = {
+    "b": "booleans",
+    "c": "complex numbers",
+    "U": "text",
+    "S": "bytes",
+    "O": "Python objects",
+    "M": "dates",
+    "m": "time spans",
+    "V": "raw records",
+}
+
+
+def real_array(values: object, name: str, expected: str = "an array of numbers") -> np.ndarray:
+    """``values`` as a float64 array; a clear error naming ``name`` (and saying it ``expected``) unless every
+    entry is a real number: text, booleans, None, a ragged list or complex numbers are refused (NumPy would
+    raise its own error, convert booleans silently, or drop the imaginary part with only a warning).  The shape
+    is the caller's to check."""
+    try:
+        array = np.asarray(values)
+        if array.dtype.kind == "O":  # e.g. a list mixing ints and NumPy floats: numbers one by one
+            odd = [item for item in array.flat if not isinstance(item, (int, float, np.integer, np.floating))]
+            if odd or any(isinstance(item, (bool, np.bool_)) for item in array.flat):
+                wrong = odd[0] if odd else next(item for item in array.flat if isinstance(item, (bool, np.bool_)))
+                raise PrefsimError(f"{name}: expected {expected}, got an entry {wrong!r}; give real numbers.")
+            array = array.astype(np.float64)
+    except (TypeError, ValueError) as exc:
+        raise PrefsimError(f"{name}: expected {expected}, could not read it as numbers ({exc}).") from None
+    if array.dtype.kind not in "iuf":
+        raise PrefsimError(
+            f"{name}: expected {expected}, got {_NOT_NUMBERS.get(array.dtype.kind, array.dtype)} "
+            f"(dtype {array.dtype}); give real numbers."
+        )
+    return array.astype(np.float64)
+
+
+def check_size(numbers: int, name: str, what: str, copies: int = WORKING_COPIES) -> None:
+    """Refuse, before anything is allocated, an array of ``numbers`` float64 entries (``copies`` of them held at
+    once) that does not fit in the memory available (:func:`bandits.errors.available_memory`); NumPy would
+    otherwise fail part-way, or the system end the process.  ``name``: the argument that sets the size,
+    ``what``: the array, in words (``"the K×K preference matrix"``)."""
+    needed = 8 * int(numbers) * copies
+    available = available_memory()
+    if available is not None and needed > available:
+        raise PrefsimError(
+            f"{name}: {what} needs {int(numbers):.3g} numbers, about {needed / 2**30:.3g} GiB of memory with its "
+            f"working copies, more than the {available / 2**30:.3g} GiB available; make it smaller."
+        )
 
 
 def finite_number(value: object, name: str) -> float:
-    """``value`` as a finite float; a clear error naming ``name`` otherwise (a string, None, NaN, inf)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise PrefsimError(f"{name}: expected a number, got {value!r}.") from None
+    """``value`` as a finite float; a clear error naming ``name`` otherwise (a string such as "1.5", a bool,
+    None, a complex number, an array of more than one entry, NaN, inf)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise PrefsimError(f"{name}: expected a number, got {value!r}.")
+    number = float(value)
     if not np.isfinite(number):
         raise PrefsimError(f"{name}: expected a finite number, got {value!r}.")
     return number
+
+
+def check_rng(rng: object) -> np.random.Generator:
+    """``rng`` unchanged; a clear error unless it is a ``numpy.random.Generator`` (``np.random.default_rng(seed)``)."""
+    if not isinstance(rng, np.random.Generator):
+        raise PrefsimError(
+            f"rng: expected a numpy.random.Generator (np.random.default_rng(seed)), got {type(rng).__name__}."
+        )
+    return rng

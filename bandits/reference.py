@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from bandits.errors import PrefsimError
-from bandits.preference import check_arms, finite_number
+from bandits.preference import check_arms, check_rng, check_size, finite_number, real_array
 
 #: How far from 1 the sum of a user-given reference may be.
 SUM_TOLERANCE = 1e-9
@@ -19,13 +19,10 @@ SUM_TOLERANCE = 1e-9
 
 def validate_reference(reference: ArrayLike, arms: int | None = None, *, name: str = "reference") -> np.ndarray:
     """Check a reference policy: a finite vector of K positive entries summing to 1 (±1e-9)."""
-    try:
-        policy = np.asarray(reference, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise PrefsimError(f'{name}: expected a list of probabilities or "uniform".') from None
+    policy = real_array(reference, name, 'a list of probabilities or "uniform"')
     if policy.ndim != 1:
         raise PrefsimError(f"{name}: expected a vector of probabilities, got shape {policy.shape}.")
-    if arms is not None and policy.shape[0] != arms:
+    if arms is not None and policy.shape[0] != check_arms(arms, least=1):
         raise PrefsimError(f"{name}: has {policy.shape[0]} entries but the game has {arms} arms.")
     if not np.all(np.isfinite(policy)):
         raise PrefsimError(f"{name}: has non-finite entries.")
@@ -44,6 +41,7 @@ def validate_reference(reference: ArrayLike, arms: int | None = None, *, name: s
 def uniform(arms: int) -> np.ndarray:
     """The uniform policy 1/K."""
     arms = check_arms(arms, least=1)
+    check_size(arms, "arms", f"a policy over {arms} arms")
     return np.full(arms, 1.0 / arms)
 
 
@@ -54,10 +52,11 @@ def random_logits(arms: int, rng: np.random.Generator, scale: float = 1.0, min_m
     (requires ``K·m ≤ 1``).
     """
     arms = check_arms(arms, least=1)
+    check_size(arms, "arms", f"a policy over {arms} arms")
     min_mass = finite_number(min_mass, "min_mass")
     if not (0.0 <= min_mass <= 1.0 / arms):
         raise PrefsimError(f"min_mass: must lie in [0, 1/K] = [0, {1.0 / arms:g}], got {min_mass:g}.")
-    logits = finite_number(scale, "scale") * rng.standard_normal(arms)
+    logits = finite_number(scale, "scale") * check_rng(rng).standard_normal(arms)
     policy = np.exp(logits - logits.max())
     policy /= policy.sum()
     policy = (1.0 - arms * min_mass) * policy + min_mass

@@ -27,10 +27,9 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any
 
-from bandits.errors import PrefsimError
+from bandits.errors import PrefsimError, available_memory
 from bandits.games import preference_depends_on_seed
 from sim.spec_checks import LINEAR_PROBLEMS
 from sim.trajectory import SMALL_ARMS, default_record_iterations
@@ -94,21 +93,6 @@ def _duration(seconds: float) -> str:
         if seconds >= size:
             return f"about {seconds / size:.3g} {unit}"
     return f"about {seconds:.3g} seconds"
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation (``MemAvailable``), or None when unknown."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def _problem(spec) -> str:

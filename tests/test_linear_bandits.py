@@ -59,7 +59,7 @@ def test_linear_preference_game_is_the_bilinear_form_and_exact_for_any_skew_matr
         ),
         (
             lambda: random_linear_bandit(3, 2, 1, "bradley_terry", 0, scale="2"),
-            "scale: expected a finite number, got '2'.",
+            "scale: expected a number, got '2'.",
         ),
         (lambda: random_linear_bandit(3, 2, 1, "preference_game", -1), "seed: expected an integer ≥ 0, got -1."),
         (lambda: random_linear_bandit(3, 2, 1, "preference_game", 1.7), "seed: expected an integer ≥ 0, got 1.7."),

@@ -1,0 +1,166 @@
+"""Bad input to the public functions of ``bandits``: a clear :class:`PrefsimError`, never NumPy's own error,
+a silent conversion or an allocation that cannot fit."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from bandits import continuous, linear, pair_schemes
+from bandits import preference as preference_models
+from bandits import reference as reference_policies
+from bandits.errors import PrefsimError
+from bandits.games import GameSpec, build_game
+
+FEATURES = np.eye(3)[None, :, :2]  # one context, 3 arms, 2 features
+
+#: Calls that read an array of numbers, each as a function of the bad array.
+ARRAY_CALLS = {
+    "preference": lambda bad: preference_models.validate_preference_matrix(bad),
+    "rewards": lambda bad: preference_models.bradley_terry(bad),
+    "mixture rewards": lambda bad: preference_models.bradley_terry_mixture(bad),
+    "mixture weights": lambda bad: preference_models.validate_mixture_weights(bad),
+    "reference": lambda bad: reference_policies.validate_reference(bad),
+    "features": lambda bad: linear.linear_bradley_terry(bad, [1.0, 0.0]),
+    "weights": lambda bad: linear.linear_bradley_terry(FEATURES, bad),
+    "skew": lambda bad: linear.linear_preference_game(FEATURES, bad),
+    "actions": lambda bad: continuous.ring_reward(bad),
+    "regrets": lambda bad: continuous.segment_regret(bad, 1),
+}
+#: Arrays whose entries are not real numbers (shape 2×2, so only the kind of entry is wrong).
+NOT_NUMBERS = {
+    "text": np.array([["a", "b"], ["c", "d"]]),
+    "complex": np.array([[0.5 + 1j, 0.5], [0.5, 0.5]]),
+    "None": [[0.5, None], [0.5, 0.5]],
+    "booleans": np.array([[True, False], [False, True]]),
+}
+
+
+@pytest.mark.parametrize("bad", list(NOT_NUMBERS.values()), ids=list(NOT_NUMBERS))
+@pytest.mark.parametrize("call", list(ARRAY_CALLS.values()), ids=list(ARRAY_CALLS))
+def test_arrays_of_anything_but_real_numbers_are_refused(call, bad):
+    # was: NumPy's ValueError for text, a ComplexWarning and the real part kept for complex numbers, None read
+    # as NaN, booleans as 0 and 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(PrefsimError, match="give real numbers|could not read it as numbers"):
+            call(bad)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: preference_models.cyclic(3, "0.5"),
+        lambda: preference_models.cyclic(3, True),
+        lambda: preference_models.cyclic(3, 0.5 + 0j),
+        lambda: preference_models.cyclic(3, np.complex128(0.5)),
+        lambda: preference_models.cyclic(3, np.array([0.5])),
+        lambda: continuous.ring_task(5, extent="2"),
+        lambda: continuous.ring_task(5, extent=np.array(["2"])),
+        lambda: continuous.ring_task(5, radius=None),
+        lambda: continuous.ring_task(5, width=float("inf")),
+        lambda: continuous.ring_task(5, extent=1e308),
+        lambda: continuous.ring_reward(np.zeros((3, 2)), radius=float("nan")),
+        lambda: continuous.ring_reward(np.zeros((3, 2)), width=-1.0),
+        lambda: continuous.ring_reward(np.zeros(3)),
+        lambda: continuous.ring_reward([[0.0, np.inf]]),
+        lambda: continuous.segment_regret(1.0, 1),
+        lambda: linear.random_linear_bandit(3, 2, scale=True),
+    ],
+    ids=[
+        "quoted strength",
+        "bool strength",
+        "complex strength",
+        "numpy complex strength",
+        "array strength",
+        "quoted extent",
+        "text-array extent",
+        "None radius",
+        "inf width",
+        "overflowing extent",
+        "NaN radius",
+        "negative width",
+        "1-D actions",
+        "inf action",
+        "one regret",
+        "bool scale",
+    ],
+)
+def test_number_arguments_refuse_text_booleans_complex_and_non_finite_values(call):
+    # was: the quoted "0.5" and True read as numbers, NumPy's TypeError for None or a text array, NaN rewards
+    # for an overflowing extent or a NaN radius, an AxisError for 1-D actions, an IndexError for one regret
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(PrefsimError):
+            call()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: build_game(GameSpec(kind=np.array(["cyclic", "random"]), arms=3)),
+        lambda: build_game(GameSpec(kind="random", arms=3, construction=np.array(["a", "b"]))),
+        lambda: build_game(GameSpec(kind="cyclic", arms=3, initial=["random"])),
+        lambda: build_game({"kind": "cyclic", "arms": 3}),
+        lambda: build_game(GameSpec(kind="cyclic", arms=3), True),
+        lambda: linear.random_linear_bandit(3, 2, kind=np.array(["bradley_terry", "x"])),
+        lambda: preference_models.random_lower_triangle(3, 0),
+        lambda: reference_policies.random_logits(3, None),
+        lambda: preference_models.validate_mixture_weights([1.0], components=np.array([1, 1])),
+        lambda: reference_policies.validate_reference([0.5, 0.5], arms="2"),
+        lambda: pair_schemes.schemes_for(np.array(["sampled", "llm"])),
+        lambda: pair_schemes.resolve_scheme("lambda_p", "exact", "run.pair_scheme"),
+        lambda: pair_schemes.gives_win_rates("no_such_scheme", "sampled"),
+        lambda: pair_schemes.gives_ordered_pairs(None, "llm"),
+    ],
+    ids=[
+        "array kind",
+        "array construction",
+        "list initial",
+        "dict for a GameSpec",
+        "bool seed",
+        "array linear kind",
+        "int for a Generator",
+        "None for a Generator",
+        "array components",
+        "text arms",
+        "array mode",
+        "unknown mode",
+        "unknown scheme",
+        "None scheme",
+    ],
+)
+def test_names_specs_and_generators_of_the_wrong_type_are_refused(call):
+    # was: NumPy's "truth value of an array is ambiguous", an AttributeError or a KeyError
+    with pytest.raises(PrefsimError):
+        call()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: preference_models.cyclic(1000),
+        lambda: preference_models.random_lower_triangle(1000, np.random.default_rng(0)),
+        lambda: preference_models.random_skew_logits(1000, np.random.default_rng(0)),
+        lambda: preference_models.bradley_terry(np.zeros(1000)),
+        lambda: preference_models.bradley_terry_mixture(np.zeros((2, 1000))),
+        lambda: reference_policies.uniform(10**6),
+        lambda: reference_policies.random_logits(10**6, np.random.default_rng(0)),
+        lambda: linear.random_linear_bandit(1000, 2),
+        lambda: linear.linear_preference_game(np.ones((1000, 2)), [[0.0, 1.0], [-1.0, 0.0]]),
+        lambda: continuous.ring_task(40),
+        lambda: build_game(GameSpec(kind="random", arms=1000)),
+    ],
+)
+def test_sizes_beyond_the_available_memory_are_refused_before_allocating(call, monkeypatch):
+    # 1 MiB available: each call's arrays (8 MB and more) cannot fit; was NumPy's MemoryError, or a process
+    # ended by the system, once the arrays really were too large
+    monkeypatch.setattr(preference_models, "available_memory", lambda: 2**20)
+    with pytest.raises(PrefsimError, match="GiB of memory"):
+        call()
+
+
+def test_a_game_of_a_million_arms_is_refused_by_its_estimate():
+    # 10⁶ × 10⁶ float64 entries are 8 TB: refused at once from the estimate, nothing allocated
+    with pytest.raises(PrefsimError, match=r"arms: the 1000000×1000000 preference matrix needs 1e\+12 numbers"):
+        preference_models.cyclic(10**6)
