@@ -8,6 +8,7 @@ without a Python traceback.  It lives in ``bandits`` because that is the lowest 
 """
 
 import os
+from pathlib import Path
 
 
 class PrefsimError(ValueError):
@@ -40,3 +41,14 @@ def available_memory() -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def as_path(value: object, name: str) -> Path:
+    """``value``, a ``str`` or ``os.PathLike``, as a :class:`~pathlib.Path`; a clear error naming ``name`` for
+    anything else (None, bytes, a number, an array: ``Path`` would raise a TypeError) or for a path holding a NUL
+    byte, which no file can have."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise PrefsimError(f"{name}: expected a file path (a str or pathlib.Path), got {type(value).__name__}.")
+    if "\x00" in os.fspath(value):
+        raise PrefsimError(f"{name}: the path {os.fspath(value)!r} contains a NUL byte.")
+    return Path(value)

@@ -74,7 +74,7 @@ from sim.rules import build_rule, uses_built_in_code
 from sim.sampled.experiment import SampledInputs, build_sampled_inputs, run_sampled_rule
 from sim.sampled.validation import biased_loss_notes
 from sim.seed_games import build_game, build_games, unregularised_targets  # noqa: F401  (re-exported)
-from sim.shards import WorkPart, check_shard_directory, shard_record, shard_work, work_parts
+from sim.shards import WorkPart, check_shard, check_shard_directory, shard_record, shard_work, work_parts
 from sim.shared_engine import padded_seed_rows, raise_if_diverged, take_seeds
 from sim.spec import ExperimentSpec, RuleSpec, load_spec, parse_spec
 from sim.spec_checks import reads_own_problem
@@ -113,6 +113,15 @@ def run(
         writes ``summary.csv`` and the figures under it, so no other run can replace the results between.
         Without it the lock is held while the run writes.
     """
+    if not isinstance(resume, (bool, np.bool_)):
+        raise PrefsimError(f"resume: expected True or False, got {resume!r}.")
+    if progress is not None and not callable(progress):
+        raise PrefsimError(
+            f"progress: expected None or a callable taking one message (e.g. print), got {type(progress).__name__}."
+        )
+    if keep_locked is not None and not isinstance(keep_locked, contextlib.ExitStack):
+        raise PrefsimError(f"keep_locked: expected None or a contextlib.ExitStack, got {type(keep_locked).__name__}.")
+    shard = check_shard(shard)
     if isinstance(spec, (str, os.PathLike)):
         spec = load_spec(spec)
     spec = parse_spec(spec)

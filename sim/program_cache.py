@@ -51,6 +51,7 @@ import numpy as np
 from jax.experimental import serialize_executable
 from jax.sharding import NamedSharding, SingleDeviceSharding
 
+from bandits.errors import as_path
 from sim.provenance import source_digest
 
 #: Bumped whenever what a kept file holds, or what its key covers, changes.
@@ -84,7 +85,7 @@ def _kept_in(directory: str | os.PathLike | None) -> Iterator[Path | None]:
 def usable_directory(directory: str | os.PathLike) -> Path | None:
     """``directory`` made if need be, or ``None`` when it cannot be made (a cache that cannot be written
     costs speed, never the run)."""
-    path = Path(directory)
+    path = as_path(directory, "directory")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError:

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bandits.errors import PrefsimError, os_reason
+from bandits.errors import PrefsimError, as_path, os_reason
 from sim.bounds_file import BOUNDS_FILE
 from sim.provenance import default_file_mode
 from sim.stats import is_field_column
@@ -104,9 +104,7 @@ def check_directory_path(out: str | os.PathLike) -> Path:
     """
     if out is None or str(out).strip() == "":
         raise PrefsimError("--out: the result directory is an empty path; give a directory name.")
-    if "\x00" in str(out):
-        raise PrefsimError(f"--out: the path {str(out)!r} contains a NUL byte.")
-    path = Path(out)
+    path = as_path(out, "--out")
     for parent in [path, *path.parents]:
         if parent.exists() and not parent.is_dir():
             what = "the result directory" if parent == path else f"its parent {str(parent)!r}"

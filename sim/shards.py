@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from bandits.errors import PrefsimError
+from bandits.preference import check_integer
 from sim.point_plan import check_sweep_shard_count, point_groups
 
 if TYPE_CHECKING:  # annotations only: sim.spec imports JAX, and `prefsim --version` reads this module
@@ -48,6 +49,18 @@ def parse_shard(text: str) -> tuple[int, int]:
             f"--shard {text}: needs N ≥ 1 and 0 ≤ I < N (shards count from 0, like SLURM_ARRAY_TASK_ID), "
             f"got I = {index}, N = {count}."
         )
+    return index, count
+
+
+def check_shard(shard: object) -> tuple[int, int] | None:
+    """The ``shard`` argument of :func:`sim.run`: ``None``, or ``(I, N)``, two integers with N ≥ 1 and
+    0 ≤ I < N, returned as a tuple; a :class:`PrefsimError` for anything else."""
+    if shard is None:
+        return None
+    if not isinstance(shard, (tuple, list)) or len(shard) != 2:
+        raise PrefsimError(f"shard: expected (I, N), shard I of N counting from 0 (e.g. (0, 4)), got {shard!r}.")
+    index, count = check_integer(shard[0], "shard I", 0), check_integer(shard[1], "shard N", 1)
+    _check_index(index, count)
     return index, count
 
 

@@ -40,7 +40,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from bandits.errors import PrefsimError
+from bandits.errors import PrefsimError, as_path
 from bandits.games import GameSpec
 from bandits.pair_schemes import DEFAULT_SCHEME, SCHEME_ALIASES, resolve_scheme
 from sim.field_sweep import check_sweep_values, expand_points, field_sweeps, point_name, sweep_label
@@ -62,6 +62,7 @@ from sim.spec_checks import (
     check_unread_keys,
     read_spec_text,
     reads_own_problem,
+    regular_file,
     unread_keys,
 )
 from sim.stats import SAMPLED_COLUMNS
@@ -242,9 +243,9 @@ TOP_LEVEL_KEYS = {
 
 def load_spec(path: str | Path) -> ExperimentSpec:
     """Read and validate a TOML spec file, or the ``manifest.json`` of a run (its ``spec`` is rerun)."""
-    path = Path(path)
+    path = as_path(path, "spec file")
     if path.suffix == ".json":
-        if not path.is_file():
+        if not regular_file(path, "spec file"):
             raise PrefsimError(f"spec file {str(path)!r} does not exist.")
         return parse_spec(spec_of_manifest(path))
     try:
@@ -312,7 +313,7 @@ def _parse_point(data: dict) -> ExperimentSpec:
     else:
         raise PrefsimError(f"seeds: expected a count ≥ 1 or a list of distinct integers ≥ 0, got {seeds!r}.")
     precision = data.get("precision", "float64")
-    if precision not in PRECISIONS:
+    if not isinstance(precision, str) or precision not in PRECISIONS:
         raise PrefsimError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}.")
     record_every = data.get("record_every")
     if record_every is not None and (not _is_int(record_every) or record_every < 1):
@@ -422,7 +423,7 @@ def _parse_run(table) -> RunSpec:
     if unknown:
         raise PrefsimError(f"run: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(fields))}.")
     mode = table.get("mode", "exact")
-    if mode not in MODES:
+    if not isinstance(mode, str) or mode not in MODES:
         raise PrefsimError(f"run.mode: expected one of {', '.join(MODES)}, got {mode!r}.")
     return RunSpec(**table)
 
@@ -473,7 +474,7 @@ def _run_level_rule_defaults(run) -> dict:
 
 
 def _parse_rules(tables, game: GameSpec, mode: str = "exact", run_defaults: dict | None = None) -> tuple:
-    if not tables:
+    if tables is None or isinstance(tables, list) and not tables:
         raise PrefsimError("rule: the spec needs at least one [[rule]] table with a name.")
     if not isinstance(tables, list):
         raise PrefsimError("rule: write rules as [[rule]] tables (an array of tables).")
@@ -489,6 +490,8 @@ def _parse_rules(tables, game: GameSpec, mode: str = "exact", run_defaults: dict
                 f"{where}: name cannot be a list ({table['name']!r}); each [[rule]] table is one rule: write one "
                 "table per rule (their parameters may be lists)."
             )
+        if not isinstance(table["name"], str):
+            raise PrefsimError(f"{where}: name must be a rule's name in quotes, got {table['name']!r}.")
         name = canonical_name(table.pop("name"), f"rule #{index + 1}", mode)
         info = rule_info(name)
         where = f"rule #{index + 1} ({name})"

@@ -36,7 +36,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from bandits.errors import PrefsimError
+from bandits.errors import PrefsimError, as_path, os_reason
 from bandits.games import GAME_KINDS
 from bandits.pair_schemes import CANDIDATE_SCHEMES
 
@@ -53,10 +53,19 @@ NAME_RULE = (
 )
 
 
+def regular_file(path: Path, what: str) -> bool:
+    """Whether ``path`` is a regular file; a :class:`PrefsimError` naming ``what`` when the system cannot say
+    (a name too long, a path through a directory that cannot be searched)."""
+    try:
+        return path.is_file()
+    except OSError as exc:
+        raise PrefsimError(f"{what} {str(path)!r} cannot be read ({os_reason(exc)}).") from None
+
+
 def read_spec_text(path: str | Path, what: str = "spec file") -> str:
     """The text of a TOML file, or a :class:`PrefsimError` saying why it is not UTF-8 text."""
-    path = Path(path)
-    if not path.is_file():
+    path = as_path(path, what)
+    if not regular_file(path, what):
         raise PrefsimError(f"{what} {str(path)!r} does not exist or is not a regular file.")
     try:
         size = path.stat().st_size
@@ -145,7 +154,8 @@ def check_rule_tables(tables: object) -> None:
             continue
         schedule = table.get("schedule")
         schedules = schedule if isinstance(schedule, list) else [schedule]
-        if table.get("name") == "apo" and "nesterov" in schedules and "alpha" in table:
+        is_apo = isinstance(table.get("name"), str) and table["name"] == "apo"
+        if is_apo and "nesterov" in schedules and "alpha" in table:
             swept = " (the schedule sweep includes nesterov; write one [[rule]] table per schedule)"
             raise PrefsimError(
                 f'rule #{index + 1} (apo): alpha is not used with schedule = "nesterov" (its weight α_t = t/(t+3) '

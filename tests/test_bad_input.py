@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pytest
 
+import sim
 from bandits import continuous, linear, pair_schemes
 from bandits import preference as preference_models
 from bandits import reference as reference_policies
@@ -164,3 +165,74 @@ def test_a_game_of_a_million_arms_is_refused_by_its_estimate():
     # 10⁶ × 10⁶ float64 entries are 8 TB: refused at once from the estimate, nothing allocated
     with pytest.raises(PrefsimError, match=r"arms: the 1000000×1000000 preference matrix needs 1e\+12 numbers"):
         preference_models.cyclic(10**6)
+
+
+# --------------------------------------------------------------------------- sim's entry points
+SPEC = {"iterations": 3, "seeds": 1, "game": {"kind": "cyclic", "arms": 3, "tau": 0.1}, "rule": [{"name": "inpo"}]}
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda sim: sim.load_spec(5),
+        lambda sim: sim.load_spec(b"spec.toml"),
+        lambda sim: sim.load_spec("x" * 5000),
+        lambda sim: sim.load_spec("x" * 5000 + ".json"),
+        lambda sim: sim.keep_programs(5).__enter__(),
+        lambda sim: sim.enable_compile_cache(["cache"]),
+        lambda sim: sim.run(SPEC, out=b"out"),
+    ],
+    ids=[
+        "int path",
+        "bytes path",
+        "name too long",
+        "json name too long",
+        "int directory",
+        "list directory",
+        "bytes out",
+    ],
+)
+def test_paths_of_the_wrong_type_or_too_long_are_refused(call):
+    # was: Path's TypeError, or an OSError (File name too long) from Path.is_file
+    with pytest.raises(PrefsimError):
+        call(sim)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"resume": "no"},
+        {"resume": np.array([True, False])},
+        {"progress": "print"},
+        {"progress": np.array(["a", "b"])},
+        {"shard": True},
+        {"shard": (0, 2, 3)},
+        {"shard": ("0", "2")},
+        {"shard": (0.0, 2)},
+        {"keep_locked": True},
+    ],
+    ids=lambda arguments: f"{next(iter(arguments))}={next(iter(arguments.values()))!r}",
+)
+def test_run_arguments_of_the_wrong_type_are_refused_before_running(arguments):
+    # was: a truthy "no" resumed, a string progress raised "not callable" after the run had started, a bool shard
+    # raised "Value after * must be an iterable", keep_locked=True an AttributeError
+    with pytest.raises(PrefsimError, match=next(iter(arguments))):
+        sim.run(SPEC, **arguments)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("precision", np.array(["float64", "float32"])),
+        ("precision", np.zeros((2, 2))),
+        ("rule", np.array(["inpo", "mmd"])),
+        ("rule", [{"name": np.array(["inpo", "mmd"])}]),
+        ("rule", [{"name": 5}]),
+        ("run", {"mode": np.array(["exact", "sampled"])}),
+    ],
+    ids=["text-array precision", "numeric-array precision", "array of rules", "array name", "int name", "array mode"],
+)
+def test_spec_dicts_with_arrays_where_a_name_goes_are_refused(key, value):
+    # was: "the truth value of an array is ambiguous" from `value not in CHOICES` or `name == "apo"`
+    with pytest.raises(PrefsimError):
+        sim.parse_spec({**SPEC, key: value})
