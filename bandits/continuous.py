@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from bandits.errors import PrefsimError
-from bandits.preference import check_integer, check_size, finite_number, real_array
+from bandits.inputs import check_integer, check_size, finite_number, real_array
 
 
 def ring_reward(actions: ArrayLike, radius: float = 1.0, width: float = 0.25) -> np.ndarray:

@@ -22,6 +22,7 @@ import numpy as np
 from bandits import preference as preference_models
 from bandits import reference as reference_policies
 from bandits.errors import PrefsimError
+from bandits.inputs import check_integer
 
 GAME_KINDS = ("matrix", "bradley_terry", "bt_mixture", "cyclic", "random")
 RANDOM_CONSTRUCTIONS = ("lower_triangle", "skew_logits")
@@ -218,7 +219,7 @@ def build_game(spec: GameSpec, seed: int = 0) -> GameInstance:
             f"spec: expected a bandits.games.GameSpec (e.g. GameSpec(kind='cyclic', arms=3)), got "
             f"{type(spec).__name__}."
         )
-    seed = preference_models.check_integer(seed, "seed", 0)
+    seed = check_integer(seed, "seed", 0)
     spec.validate()
     rewards = None
     if spec.kind == "matrix":

@@ -25,13 +25,11 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from bandits.errors import PrefsimError, available_memory
+from bandits.errors import PrefsimError
+from bandits.inputs import check_integer, check_rng, check_size, finite_number, real_array
 
 #: Tolerance for ``P + Pᵀ = 1`` and for entries slightly outside [0, 1] due to rounding.
 DEFAULT_TOLERANCE = 1e-9
-#: float64 arrays of a result's size that a constructor holds at once (the result, a transposed sum, its
-#: residual, a clipped copy, the input and a temporary), counted by :func:`check_size`.
-WORKING_COPIES = 6
 
 
 def validate_preference_matrix(
@@ -204,86 +202,6 @@ def random_skew_logits(arms: int, rng: np.random.Generator, scale: float = 1.0) 
     return validate_preference_matrix(_sigmoid(skew), name="random_skew_logits")
 
 
-def check_integer(value: object, name: str, least: int, what: str = "an integer") -> int:
-    """``value`` as an int; a clear error naming ``name`` unless it is an integer ≥ ``least`` (a bool, a float
-    such as 3.0, a string or None is refused, not converted)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < least:
-        raise PrefsimError(f"{name}: expected {what} ≥ {least}, got {value!r}.")
-    return int(value)
-
-
 def check_arms(arms: object, least: int = 2) -> int:
     """``arms`` as an int; a clear error unless it is an integer ≥ ``least`` (2 for a game, 1 for a policy)."""
     return check_integer(arms, "arms", least, "an integer number of arms")
-
-
-#: Array kinds (NumPy ``dtype.kind``) that are not numbers, in words, for :func:`real_array`'s error.
-_NOT_NUMBERS = {
-    "b": "booleans",
-    "c": "complex numbers",
-    "U": "text",
-    "S": "bytes",
-    "O": "Python objects",
-    "M": "dates",
-    "m": "time spans",
-    "V": "raw records",
-}
-
-
-def real_array(values: object, name: str, expected: str = "an array of numbers") -> np.ndarray:
-    """``values`` as a float64 array; a clear error naming ``name`` (and saying it ``expected``) unless every
-    entry is a real number: text, booleans, None, a ragged list or complex numbers are refused (NumPy would
-    raise its own error, convert booleans silently, or drop the imaginary part with only a warning).  The shape
-    is the caller's to check."""
-    try:
-        array = np.asarray(values)
-        if array.dtype.kind == "O":  # e.g. a list mixing ints and NumPy floats: numbers one by one
-            odd = [item for item in array.flat if not isinstance(item, (int, float, np.integer, np.floating))]
-            if odd or any(isinstance(item, (bool, np.bool_)) for item in array.flat):
-                wrong = odd[0] if odd else next(item for item in array.flat if isinstance(item, (bool, np.bool_)))
-                raise PrefsimError(f"{name}: expected {expected}, got an entry {wrong!r}; give real numbers.")
-            array = array.astype(np.float64)
-    except (TypeError, ValueError) as exc:
-        raise PrefsimError(f"{name}: expected {expected}, could not read it as numbers ({exc}).") from None
-    if array.dtype.kind not in "iuf":
-        raise PrefsimError(
-            f"{name}: expected {expected}, got {_NOT_NUMBERS.get(array.dtype.kind, array.dtype)} "
-            f"(dtype {array.dtype}); give real numbers."
-        )
-    return array.astype(np.float64)
-
-
-def check_size(numbers: int, name: str, what: str, copies: int = WORKING_COPIES) -> None:
-    """Refuse, before anything is allocated, an array of ``numbers`` float64 entries (``copies`` of them held at
-    once) that does not fit in the memory available (:func:`bandits.errors.available_memory`); NumPy would
-    otherwise fail part-way, or the system end the process.  ``name``: the argument that sets the size,
-    ``what``: the array, in words (``"the K×K preference matrix"``)."""
-    needed = 8 * int(numbers) * copies
-    available = available_memory()
-    if available is not None and needed > available:
-        raise PrefsimError(
-            f"{name}: {what} needs {int(numbers):.3g} numbers, about {needed / 2**30:.3g} GiB of memory with its "
-            f"working copies, more than the {available / 2**30:.3g} GiB available; make it smaller."
-        )
-
-
-def finite_number(value: object, name: str) -> float:
-    """``value`` as a finite float; a clear error naming ``name`` otherwise (a string such as "1.5", a bool,
-    None, a complex number, an array of more than one entry, NaN, inf)."""
-    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
-        value = value.item()
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise PrefsimError(f"{name}: expected a number, got {value!r}.")
-    number = float(value)
-    if not np.isfinite(number):
-        raise PrefsimError(f"{name}: expected a finite number, got {value!r}.")
-    return number
-
-
-def check_rng(rng: object) -> np.random.Generator:
-    """``rng`` unchanged; a clear error unless it is a ``numpy.random.Generator`` (``np.random.default_rng(seed)``)."""
-    if not isinstance(rng, np.random.Generator):
-        raise PrefsimError(
-            f"rng: expected a numpy.random.Generator (np.random.default_rng(seed)), got {type(rng).__name__}."
-        )
-    return rng

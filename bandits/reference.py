@@ -11,7 +11,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from bandits.errors import PrefsimError
-from bandits.preference import check_arms, check_rng, check_size, finite_number, real_array
+from bandits.inputs import check_rng, check_size, finite_number, real_array
+from bandits.preference import check_arms
 
 #: How far from 1 the sum of a user-given reference may be.
 SUM_TOLERANCE = 1e-9

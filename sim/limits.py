@@ -29,8 +29,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from bandits.errors import PrefsimError, available_memory
+from bandits.errors import PrefsimError
 from bandits.games import preference_depends_on_seed
+from bandits.inputs import available_memory
 from sim.spec_checks import LINEAR_PROBLEMS
 from sim.trajectory import SMALL_ARMS, default_record_iterations
 

@@ -51,7 +51,7 @@ import numpy as np
 from jax.experimental import serialize_executable
 from jax.sharding import NamedSharding, SingleDeviceSharding
 
-from bandits.errors import as_path
+from bandits.inputs import as_path
 from sim.provenance import source_digest
 
 #: Bumped whenever what a kept file holds, or what its key covers, changes.

@@ -46,7 +46,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bandits.errors import PrefsimError, as_path, os_reason
+from bandits.errors import PrefsimError, os_reason
+from bandits.inputs import as_path
 from sim.bounds_file import BOUNDS_FILE
 from sim.provenance import default_file_mode
 from sim.stats import is_field_column

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from bandits.errors import PrefsimError
-from bandits.preference import check_integer
+from bandits.inputs import check_integer
 from sim.point_plan import check_sweep_shard_count, point_groups
 
 if TYPE_CHECKING:  # annotations only: sim.spec imports JAX, and `prefsim --version` reads this module

@@ -40,8 +40,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from bandits.errors import PrefsimError, as_path
+from bandits.errors import PrefsimError
 from bandits.games import GameSpec
+from bandits.inputs import as_path
 from bandits.pair_schemes import DEFAULT_SCHEME, SCHEME_ALIASES, resolve_scheme
 from sim.field_sweep import check_sweep_values, expand_points, field_sweeps, point_name, sweep_label
 from sim.limits import check_counts, check_inner_steps

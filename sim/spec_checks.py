@@ -36,8 +36,9 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from bandits.errors import PrefsimError, as_path, os_reason
+from bandits.errors import PrefsimError, os_reason
 from bandits.games import GAME_KINDS
+from bandits.inputs import as_path
 from bandits.pair_schemes import CANDIDATE_SCHEMES
 
 #: Largest spec file read (a spec is a few kilobytes of text; a matrix of 300 arms is ~1 MB).

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import sim
-from bandits import continuous, linear, pair_schemes
+from bandits import continuous, inputs, linear, pair_schemes
 from bandits import preference as preference_models
 from bandits import reference as reference_policies
 from bandits.errors import PrefsimError
@@ -156,7 +156,8 @@ def test_names_specs_and_generators_of_the_wrong_type_are_refused(call):
 def test_sizes_beyond_the_available_memory_are_refused_before_allocating(call, monkeypatch):
     # 1 MiB available: each call's arrays (8 MB and more) cannot fit; was NumPy's MemoryError, or a process
     # ended by the system, once the arrays really were too large
-    monkeypatch.setattr(preference_models, "available_memory", lambda: 2**20)
+    monkeypatch.setattr(inputs, "available_memory", lambda: 2**20)
+    monkeypatch.setattr(inputs, "SMALL_ARRAY_BYTES", 0)  # these sizes are below the size that asks the system
     with pytest.raises(PrefsimError, match="GiB of memory"):
         call()
 
@@ -236,3 +237,19 @@ def test_spec_dicts_with_arrays_where_a_name_goes_are_refused(key, value):
     # was: "the truth value of an array is ambiguous" from `value not in CHOICES` or `name == "apo"`
     with pytest.raises(PrefsimError):
         sim.parse_spec({**SPEC, key: value})
+
+
+def test_small_sizes_do_not_ask_the_system_and_float64_arrays_are_not_copied(monkeypatch):
+    """A game is built per seed: below SMALL_ARRAY_BYTES check_size does not read /proc/meminfo (~30 µs a call),
+    above it it does; real_array hands a float64 array back without copying it (as np.asarray did before it)."""
+
+    def asked():
+        raise AssertionError("available_memory was read")
+
+    monkeypatch.setattr(inputs, "available_memory", asked)
+    inputs.check_size(inputs.SMALL_ARRAY_BYTES // (8 * inputs.WORKING_COPIES), "arms", "a matrix")
+    with pytest.raises(AssertionError, match="was read"):
+        inputs.check_size(inputs.SMALL_ARRAY_BYTES // (8 * inputs.WORKING_COPIES) + 1, "arms", "a matrix")
+    matrix = np.full((3, 3), 0.5)
+    assert inputs.real_array(matrix, "matrix") is matrix
+    assert inputs.real_array(np.ones(3, np.int64), "values").dtype == np.float64

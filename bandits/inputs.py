@@ -1,0 +1,130 @@
+"""Checks of the values a user passes to prefsim's functions: numbers, integers, arrays of real numbers, random
+generators, file paths, and sizes against the memory available.  Each returns the value in the type the code
+computes with, or raises a :class:`~bandits.errors.PrefsimError` naming the argument and saying what was
+expected, where NumPy would raise its own error, convert silently (booleans, None, complex numbers) or start
+an allocation that cannot fit.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from bandits.errors import PrefsimError
+
+#: float64 arrays of a result's size that a constructor holds at once (the result, a transposed sum, its
+#: residual, a clipped copy, the input and a temporary), counted by :func:`check_size`.
+WORKING_COPIES = 6
+#: Below this many bytes :func:`check_size` does not ask the system how much memory is available.
+SMALL_ARRAY_BYTES = 1 << 28
+
+
+def check_integer(value: object, name: str, least: int, what: str = "an integer") -> int:
+    """``value`` as an int; a clear error naming ``name`` unless it is an integer ≥ ``least`` (a bool, a float
+    such as 3.0, a string or None is refused, not converted)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < least:
+        raise PrefsimError(f"{name}: expected {what} ≥ {least}, got {value!r}.")
+    return int(value)
+
+
+#: Array kinds (NumPy ``dtype.kind``) that are not numbers, in words, for :func:`real_array`'s error.
+_NOT_NUMBERS = {
+    "b": "booleans",
+    "c": "complex numbers",
+    "U": "text",
+    "S": "bytes",
+    "O": "Python objects",
+    "M": "dates",
+    "m": "time spans",
+    "V": "raw records",
+}
+
+
+def real_array(values: object, name: str, expected: str = "an array of numbers") -> np.ndarray:
+    """``values`` as a float64 array; a clear error naming ``name`` (and saying it ``expected``) unless every
+    entry is a real number: text, booleans, None, a ragged list or complex numbers are refused (NumPy would
+    raise its own error, convert booleans silently, or drop the imaginary part with only a warning).  The shape
+    is the caller's to check."""
+    try:
+        array = np.asarray(values)
+        if array.dtype.kind == "O":  # e.g. a list mixing ints and NumPy floats: numbers one by one
+            odd = [item for item in array.flat if not isinstance(item, (int, float, np.integer, np.floating))]
+            if odd or any(isinstance(item, (bool, np.bool_)) for item in array.flat):
+                wrong = odd[0] if odd else next(item for item in array.flat if isinstance(item, (bool, np.bool_)))
+                raise PrefsimError(f"{name}: expected {expected}, got an entry {wrong!r}; give real numbers.")
+            array = array.astype(np.float64)
+    except (TypeError, ValueError) as exc:
+        raise PrefsimError(f"{name}: expected {expected}, could not read it as numbers ({exc}).") from None
+    if array.dtype.kind not in "iuf":
+        raise PrefsimError(
+            f"{name}: expected {expected}, got {_NOT_NUMBERS.get(array.dtype.kind, array.dtype)} "
+            f"(dtype {array.dtype}); give real numbers."
+        )
+    return np.asarray(array, dtype=np.float64)  # no copy of a float64 array
+
+
+def check_size(numbers: int, name: str, what: str, copies: int = WORKING_COPIES) -> None:
+    """Refuse, before anything is allocated, an array of ``numbers`` float64 entries (``copies`` of them held at
+    once) that does not fit in the memory available (:func:`available_memory`); NumPy would
+    otherwise fail part-way, or the system end the process.  ``name``: the argument that sets the size,
+    ``what``: the array, in words (``"the K×K preference matrix"``)."""
+    needed = 8 * int(numbers) * copies
+    if needed <= SMALL_ARRAY_BYTES:  # not worth asking the system (~30 µs), and a game is built per seed
+        return
+    available = available_memory()
+    if available is not None and needed > available:
+        raise PrefsimError(
+            f"{name}: {what} needs {int(numbers):.3g} numbers, about {needed / 2**30:.3g} GiB of memory with its "
+            f"working copies, more than the {available / 2**30:.3g} GiB available; make it smaller."
+        )
+
+
+def finite_number(value: object, name: str) -> float:
+    """``value`` as a finite float; a clear error naming ``name`` otherwise (a string such as "1.5", a bool,
+    None, a complex number, an array of more than one entry, NaN, inf)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise PrefsimError(f"{name}: expected a number, got {value!r}.")
+    number = float(value)
+    if not np.isfinite(number):
+        raise PrefsimError(f"{name}: expected a finite number, got {value!r}.")
+    return number
+
+
+def check_rng(rng: object) -> np.random.Generator:
+    """``rng`` unchanged; a clear error unless it is a ``numpy.random.Generator`` (``np.random.default_rng(seed)``)."""
+    if not isinstance(rng, np.random.Generator):
+        raise PrefsimError(
+            f"rng: expected a numpy.random.Generator (np.random.default_rng(seed)), got {type(rng).__name__}."
+        )
+    return rng
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (``MemAvailable`` of ``/proc/meminfo``, else ``sysconf``),
+    or None when unknown: what a size is checked against before anything is allocated."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def as_path(value: object, name: str) -> Path:
+    """``value``, a ``str`` or ``os.PathLike``, as a :class:`~pathlib.Path`; a clear error naming ``name`` for
+    anything else (None, bytes, a number, an array: ``Path`` would raise a TypeError) or for a path holding a NUL
+    byte, which no file can have."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise PrefsimError(f"{name}: expected a file path (a str or pathlib.Path), got {type(value).__name__}.")
+    if "\x00" in os.fspath(value):
+        raise PrefsimError(f"{name}: the path {os.fspath(value)!r} contains a NUL byte.")
+    return Path(value)
