@@ -77,7 +77,7 @@ from sim.seed_games import build_game, build_games, unregularised_targets  # noq
 from sim.shards import WorkPart, check_shard, check_shard_directory, shard_record, shard_work, work_parts
 from sim.shared_engine import padded_seed_rows, raise_if_diverged, take_seeds
 from sim.spec import ExperimentSpec, RuleSpec, load_spec, parse_spec
-from sim.spec_checks import reads_own_problem
+from sim.spec_checks import plain_values, reads_own_problem
 from sim.stats import field_values_by_rule
 from sim.sweep_runs import remove_stale_points, run_field_sweep
 from sim.table import order_columns, results_table
@@ -615,18 +615,13 @@ def parsed_spec(spec: ExperimentSpec) -> dict:
 
 def _plain(value):
     """JSON-ready copy of a spec value (dataclasses, tuples and NumPy arrays in full, no repr)."""
+    return plain_values(value, _plain_other)
+
+
+def _plain_other(value):
+    """A dataclass as the dict of its fields (:func:`_plain` converts them further), anything else as its repr."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
+        return _plain({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
     return repr(value)
 
 

@@ -61,6 +61,7 @@ from sim.spec_checks import (
     check_sampled_numbers,
     check_seed_block,
     check_unread_keys,
+    plain_values,
     read_spec_text,
     reads_own_problem,
     regular_file,
@@ -279,6 +280,7 @@ def parse_spec(data: Any) -> ExperimentSpec:
         return data
     if not isinstance(data, dict):
         raise PrefsimError("spec: expected a table of keys (a TOML document or a dict).")
+    data = plain_values(data)  # NumPy numbers and arrays of a spec built in Python: as TOML gives them
     check_integer_range(data)
     unknown = set(data) - TOP_LEVEL_KEYS
     if unknown:

@@ -36,6 +36,8 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from bandits.errors import PrefsimError, os_reason
 from bandits.games import GAME_KINDS
 from bandits.inputs import as_path
@@ -52,6 +54,24 @@ NAME_RULE = (
     f"{LABEL_CHARACTERS} (the name is the directory results/<name>-rerun of a rerun from the manifest, and the name "
     "of launch jobs)"
 )
+
+
+def plain_values(value: Any, other: Callable[[Any], Any] | None = None) -> Any:
+    """``value`` as a TOML file would give it, through dicts, lists and tuples (returned as lists): NumPy
+    scalars as Python numbers and booleans, NumPy arrays as (nested) lists.  Anything else is returned as it
+    is, or as ``other(value)`` when ``other`` is given.  A spec built in Python with NumPy values then
+    validates as its TOML text would, and its manifest records numbers, not their text."""
+    if isinstance(value, dict):
+        return {key: plain_values(item, other) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_values(item, other) for item in value]
+    if isinstance(value, np.ndarray):
+        return plain_values(value.tolist(), other)
+    if isinstance(value, np.generic):
+        return value.item()
+    if other is None or value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return other(value)
 
 
 def regular_file(path: Path, what: str) -> bool:

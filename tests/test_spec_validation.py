@@ -2,10 +2,12 @@
 
 import copy
 import dataclasses
+import json
 
 import numpy as np
 import pytest
 
+import sim
 from bandits.errors import PrefsimError
 from bandits.games import GameSpec, depends_on_seed
 from sim.cli import main
@@ -578,3 +580,25 @@ def test_candidates_a_scheme_cannot_use_are_refused_when_the_spec_is_parsed(sche
         parse_spec(_sampled(pair_scheme=scheme, candidates=candidates))
     assert str(info.value) == message
     parse_spec(_sampled(pair_scheme=scheme, candidates=4))
+
+
+def test_numpy_values_in_a_python_spec_are_read_as_toml_values_and_recorded_as_numbers(tmp_path):
+    """A spec dict built with NumPy: iterations = np.int64(3) was refused while game.arms = np.int64(3) was
+    accepted, and the manifest then recorded arms as the text '3', so rerunning the run from its manifest
+    failed (game.arms: expected an integer).  NumPy scalars and arrays now read as the TOML values."""
+    spec = {
+        "iterations": np.int64(3),
+        "seeds": np.arange(2),
+        "game": {"kind": "matrix", "preference": np.array([[0.5, 0.7], [0.3, 0.5]]), "tau": np.float64(0.2)},
+        "rule": [{"name": "inpo", "eta": np.float32(1.0)}],
+        "run": {"mode": "exact"},
+    }
+    parsed = parse_spec(spec)
+    assert parsed.iterations == 3 and parsed.seeds == (0, 1) and type(parsed.raw["game"]["tau"]) is float
+    assert parsed.raw["game"]["preference"] == [[0.5, 0.7], [0.3, 0.5]]
+    assert isinstance(spec["seeds"], np.ndarray)  # the caller's dict is left as it was
+    sim.run(spec, out=tmp_path / "first")
+    manifest = tmp_path / "first" / "manifest.json"
+    recorded = json.loads(manifest.read_text())["spec"]
+    assert recorded["iterations"] == 3 and recorded["game"]["tau"] == 0.2 and recorded["seeds"] == [0, 1]
+    assert main(["run", str(manifest), "--no-plots", "--out", str(tmp_path / "again")]) == 0
