@@ -18,6 +18,7 @@ authors'):**
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,11 @@ def _positive(value: object, name: str) -> float:
     return number
 
 
+#: Reward spread of the grid below which :func:`ring_task` warns: every preference is then within a quarter of
+#: it of ½ (σ's slope at 0), a game with no action better than another.
+DEGENERATE_RING_SPREAD = 1e-3
+
+
 def ring_task(grid: int = 25, extent: float = 2.0, radius: float = 1.0, width: float = 0.25) -> dict[str, Any]:
     """The discretised ring bandit: dict with ``actions`` (K, 2), ``features`` (1, K, 2),
     ``rewards`` (1, K), ``preference`` (1, K, K) and ``context_probs`` (1,)."""
@@ -59,6 +65,15 @@ def ring_task(grid: int = 25, extent: float = 2.0, radius: float = 1.0, width: f
         raise PrefsimError(f"ring extent: {extent:g} is too large for float64 (the grid spans 2·extent); use ≤ 1e300.")
     actions = np.stack(np.meshgrid(axis, axis, indexing="ij"), axis=-1).reshape(-1, 2)
     rewards = ring_reward(actions, radius, width)
+    spread = float(rewards.max() - rewards.min())
+    if spread < DEGENERATE_RING_SPREAD:
+        warnings.warn(
+            f"ring task: the rewards of the {grid}×{grid} grid on [−{extent:g}, {extent:g}]² differ by {spread:.2g} at "
+            f"most (radius {radius:g}, width {width:g}): every preference is within {spread / 4:.2g} of ½, so no "
+            "action is better than another; put the ring inside the grid (radius < extent) or widen it.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     preference = 0.5 * (1.0 + np.tanh(0.5 * (rewards[:, None] - rewards[None, :])))
     return {
         "actions": actions,

@@ -253,3 +253,14 @@ def test_small_sizes_do_not_ask_the_system_and_float64_arrays_are_not_copied(mon
     matrix = np.full((3, 3), 0.5)
     assert inputs.real_array(matrix, "matrix") is matrix
     assert inputs.real_array(np.ones(3, np.int64), "values").dtype == np.float64
+
+
+def test_a_ring_outside_its_grid_warns_that_no_action_is_better():
+    """radius 10 on a grid spanning [−1, 1]²: every reward ~1e-15, every preference ½ to 3e-16: a degenerate game,
+    built silently before; the default ring (radius 1 inside [−2, 2]²) does not warn."""
+    with pytest.warns(RuntimeWarning, match=r"ring task: the rewards .* differ by .*no action is better"):
+        task = continuous.ring_task(5, extent=1.0, radius=10.0)
+    assert np.abs(task["preference"] - 0.5).max() < 1e-12
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        continuous.ring_task(5)
