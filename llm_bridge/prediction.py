@@ -18,7 +18,14 @@ oracle's probabilities of the game; Nash-MD's second response from its opponent 
 candidates), precomputes log π_t (MNPO: its mixture of the last iterates) and log π_ref, and takes the
 ``[training]`` optimiser steps (:func:`llm_bridge.trainer.train_on_pairs`; APO's parameter form
 extrapolates the weights); extragradient and optimistic MD run their two stages as the bridge does
-(:mod:`llm_bridge.stages`).  Pairwise losses depend on log π(y_w) − log π(y_l) only, so the normaliser of the
+(:mod:`llm_bridge.stages`).  A rule with ``reference_every = M`` (``comal``; any anchored rule given it) moves
+its own reference in all three columns as :mod:`sim.rules.reference` states: exact mode runs the rule
+:func:`sim.rules.build_rule` builds (the advancement wrapper included), sampled mode's engine carries the
+anchor, and the LM's loss reads log π_ref of the candidates for t < M and afterwards the LM's own log π of
+the candidates at the last advance kM (a copy of its scores then, as the bridge's loop reads that checkpoint,
+:func:`sim.rules.reference.anchor_iteration`); at an advance the rule restarts from π_t (Nash-MD's opponent
+mixes the moved reference, MNPO's history anchor starts again from π_t, optimistic MD draws its leading pairs
+anew).  Pairwise losses depend on log π(y_w) − log π(y_l) only, so the normaliser of the
 restriction does not enter them: the LM minimises the same loss as the simulator's tabular policy, but
 through shared weights (function approximation) and with mass leaking to responses outside the
 candidate set (generalisation across responses).
@@ -31,6 +38,10 @@ Compared per iteration t and prompt x (then averaged over prompts with a percent
 * ``gain_exact`` = TV(LM, π_ref) − TV(LM, exact) (``gain_sampled`` likewise): how much closer the
   simulator's prediction is to the LM than the null prediction "the LM stays at π_ref" (> 0: informative);
 * ``win_lm``, ``win_exact``, ``win_sampled``: the win rate π_tᵀ P π_ref of each against π_ref;
+
+π_ref in these columns is always the game's original reference (π_ref restricted to the candidates), also
+for a rule whose ``reference_every`` moves its own reference: they measure how far each engine went from the
+common start, as the bridge's held-out win rate and KL are against π_ref;
 
 and at the last iteration the **ordering of the rules** by win rate (per pair of rules: the difference
 under each engine, its CI over prompts, and whether the LM's sign agrees with the simulator's).
@@ -69,8 +80,8 @@ from llm_bridge.stages import run_stages
 from llm_bridge.trainer import PairTensors, TrainingSpec, make_optimizer, train_on_pairs
 from sim.game import Game
 from sim.precision import float64
-from sim.rules import RULES, base_of, base_parameters, build_rule, rule_info
-from sim.rules.reference import REFERENCE_EVERY
+from sim.rules import base_of, base_parameters, build_rule, rule_info
+from sim.rules.reference import anchor_iteration, steps_since_advance
 from sim.sampled.engine import build_iteration
 from sim.sampled.problem import problem_from_arrays
 from sim.spec import RunSpec
@@ -220,24 +231,11 @@ def build_candidate_game(
 
 
 def _check_rule(rule: BridgeRule, where: str) -> None:
-    """Refuse what the study cannot run alike in its three columns: APO's implicit-reference form and
-    ``reference_every``."""
+    """Refuse what the study cannot run alike in its three columns: APO's implicit-reference form."""
     if rule.form == "implicit_reference":
         raise PrefsimError(
             f'{where}: the prediction study runs APO\'s parameter form only (form = "parameters"); the implicit '
             "reference form samples from π̂_t, which the candidate restriction does not model."
-        )
-    if rule.reference_every is not None:
-        study = "the prediction study keeps the rule's reference at π_ref in its three columns"
-        info = rule_info(rule.name)
-        if not info.parameter(REFERENCE_EVERY.name):  # given in the rule table: it can be left out
-            raise PrefsimError(f"{where}: {study}, and reference_every moves it; leave reference_every out.")
-        # a preset defined by its advancement (comal): name the rule it advances
-        fixed = [n for n, d in RULES.items() if d.exact is info.exact and not d.parameter(REFERENCE_EVERY.name)]
-        instead = f"; run {fixed[0]} instead (the same rule with a fixed reference)" if fixed else ""
-        raise PrefsimError(
-            f"{where}: {study}, and {rule.name} moves it every {rule.reference_every} iterations "
-            f"(reference_every, which defines the rule){instead}."
         )
 
 
@@ -340,12 +338,18 @@ def lm_trajectory(
     pair-scheme draws per prompt from the restriction of its source policy (π_t, the previous stage's output,
     or the pairs optimistic MD carried from the previous iteration; ``rule.samples`` candidates each, labelled
     by the game's oracle; a rule with an opponent, Nash-MD, draws y from π_t and y′ from the opponent
-    restricted to the candidates), then trains from θ_t (``training``) with log π_ref and the loss's anchor
-    ``previous`` precomputed: log π_t, or for a rule with a history anchor (MNPO) its combination of
-    log π_t … log π_{t−m+1} (iterates before π_0 given as π_0, as in the bridge's loop).  APO's parameter form
-    then extrapolates the weights.  Returns π_0 … π_T restricted, (T+1, M, K); log Σ_y π_t(y | x) over the
-    candidates, (T+1, M) (the mass the LM keeps on the game: it moves because the weights are shared with
-    every other response); and per iteration ``{"pairs", "loss_first", "loss_last", "steps"}`` (pairs and
+    restricted to the candidates), then trains from θ_t (``training``) with the rule's reference and the
+    loss's anchor ``previous`` precomputed: log π_t, or for a rule with a history anchor (MNPO) its combination
+    of log π_t … log π_{t−m+1} (iterates before π_0 given as π_0, as in the bridge's loop).  The reference is
+    log π_ref (the game's ``reference_logps``), or with ``reference_every = M`` for t ≥ M the LM's scores of the
+    candidates at the last advance kM = M·⌊t/M⌋ (:func:`sim.rules.reference.anchor_iteration`, the checkpoint
+    the bridge's loop reads); at an advance the rule restarts: MNPO's iterates before kM are π_kM's
+    (:func:`sim.rules.reference.steps_since_advance`) and optimistic MD's carried pairs are dropped (its
+    leading stage draws from π_t).  APO's parameter form then extrapolates the weights.
+
+    Returns π_0 … π_T restricted, (T+1, M, K); log Σ_y π_t(y | x) over the candidates, (T+1, M) (the mass
+    the LM keeps on the game: it moves because the weights are shared with every other response); and per
+    iteration ``{"pairs", "loss_first", "loss_last", "steps"}`` (pairs and
     steps of every stage; the losses of the last).
     """
     autocast = precision.autocast if precision is not None else None
@@ -357,8 +361,9 @@ def lm_trajectory(
     history = rule_info(rule.base).data.history
     parameters = base_parameters(rule.name, rule.parameters)
     remembered = 1 if history is None else history.length(parameters)
-    stages, opponent = rule.stages, rule.opponent
+    stages, opponent, every = rule.stages, rule.opponent, rule.reference_every
     scored: list[np.ndarray] = []  # log π_t(y | x) of the candidates, the last ``remembered`` iterates
+    reference_logps = game.reference_logps  # the loss's log π_ref: π_ref's, then the LM's at the last advance
     policies, masses, stats = [], [], []
     carried = None  # the pairs optimistic MD's leading stage drew in the previous iteration
     for t in range(iterations + 1):
@@ -368,12 +373,19 @@ def lm_trajectory(
         masses.append(logsumexp(logps, axis=-1))
         if t == iterations:
             break
+        advanced = anchor_iteration(t, every)  # the iterate whose policy is the rule's reference (0: π_ref)
+        if t > 0 and advanced == t:  # a reference advance: the rule restarts from π_t with reference π_t
+            reference_logps, carried = logps, None
         anchor = logps  # the loss's ``previous``: log π_t, or MNPO's mixture of log π_t … log π_{t−m+1}
-        if history is not None:
-            anchor = history.combine([scored[min(j, t)] for j in range(remembered)], t, parameters)
+        if history is not None:  # iterates before the last (re)start are that iterate's (weighed 0)
+            since = steps_since_advance(t, every)
+            anchor = history.combine([scored[min(j, since)] for j in range(remembered)], since, parameters)
+        log_anchor = restrict(reference_logps)  # the rule's reference restricted (Nash-MD's opponent mixes it)
         iterate = trainable_state(model) if len(stages) > 1 else None  # θ_t, put back before a later stage trains
 
-        def draw(index: int, initial: bool, t: int = t, logps: np.ndarray = logps) -> tuple[list, int]:
+        def draw(
+            index: int, initial: bool, t: int = t, logps: np.ndarray = logps, log_anchor: np.ndarray = log_anchor
+        ) -> tuple[list, int]:
             # the policy the model holds: θ_t for the first stage, else the previous stage's output
             held = logps if index == 0 else score_candidates(model, game, pad_id, score_batch_size, autocast)
             log_policy = restrict(held)
@@ -389,7 +401,7 @@ def lm_trajectory(
                         drawn = [int(i) for i in rng.choice(k, size=rule.samples, p=weights)]
                         built = build_pairs(rule.pairs, [game.prompts[m]], [[texts[i] for i in drawn]], oracle, rng)
                     else:  # y ~ π_t, y′ ~ the opponent, both restricted to the candidates; the pair keeps its order
-                        against = np.exp(restrict(opponent(log_policy[m], game.log_reference[m])))
+                        against = np.exp(restrict(opponent(log_policy[m], log_anchor[m])))
                         drawn = [int(rng.choice(k, p=weights)), int(rng.choice(k, p=against / against.sum()))]
                         built = opponent_pairs([game.prompts[m]], [[texts[drawn[0]], texts[drawn[1]]]], oracle)
                     drawn_pairs += [(m, drawn[pair.winner], drawn[pair.loser], pair) for pair in built]
@@ -398,14 +410,20 @@ def lm_trajectory(
         def restore(iterate: dict | None = iterate) -> None:
             assign_weights(model, iterate)
 
-        def train(index: int, drawn_pairs: list, t: int = t, anchor: np.ndarray = anchor) -> tuple[int, object]:
+        def train(
+            index: int,
+            drawn_pairs: list,
+            t: int = t,
+            anchor: np.ndarray = anchor,
+            reference_logps: np.ndarray = reference_logps,
+        ) -> tuple[int, object]:
             if not drawn_pairs:
                 raise PrefsimError(
                     f"prediction: iteration {t + 1} drew no training pairs (every tournament final lost)."
                 )
             values = {
-                "reference_w": [game.reference_logps[m, w] for m, w, _, _ in drawn_pairs],
-                "reference_l": [game.reference_logps[m, l] for m, _, l, _ in drawn_pairs],
+                "reference_w": [reference_logps[m, w] for m, w, _, _ in drawn_pairs],
+                "reference_l": [reference_logps[m, l] for m, _, l, _ in drawn_pairs],
                 "previous_w": [anchor[m, w] for m, w, _, _ in drawn_pairs],
                 "previous_l": [anchor[m, l] for m, _, l, _ in drawn_pairs],
                 "win_rate_w": [pair.win_rate_w for *_, pair in drawn_pairs],

@@ -227,13 +227,14 @@ def test_unsupported_rules_and_sizes_are_refused(model_dir, tmp_path):
     spec = parse_spec(raw)
     with pytest.raises(PrefsimError, match="parameter form only"):
         run_prediction(spec, None, None, progress=False)
-    raw["rule"] = [{"name": "inpo", "eta": 0.5, "tau": 0.1, "reference_every": 2}]
-    with pytest.raises(PrefsimError, match="moves it; leave reference_every out"):
-        run_prediction(parse_spec(raw), None, None, progress=False)
-    # comal cannot leave it out (its default is 12): the error names the rule with a fixed reference instead
-    raw["rule"] = [{"name": "comal", "tau": 0.1}]
-    with pytest.raises(PrefsimError, match=r"comal moves it every 12 iterations .*; run inpo instead"):
-        run_prediction(parse_spec(raw), None, None, progress=False)
+    # reference_every is run, not refused (the tests of the moving reference below): comal and an anchored rule
+    # given it pass the study's rule check; mpo, exact-only, is refused when the spec is read
+    for rule in ({"name": "inpo", "eta": 0.5, "tau": 0.1, "reference_every": 2}, {"name": "comal", "tau": 0.1}):
+        raw["rule"] = [rule]
+        assert prediction._check_rule(parse_spec(raw).rules[0].rule, "rule") is None
+    raw["rule"] = [{"name": "mpo", "tau": 0.1}]
+    with pytest.raises(PrefsimError, match="rule mpo runs in exact mode only"):
+        parse_spec(raw)
     raw = tiny_spec(model_dir, prompts=7)
     spec = parse_spec(raw)
     with pytest.raises(PrefsimError, match="exceeds the 6 training prompts"):
@@ -380,3 +381,161 @@ def test_a_prediction_under_accelerate_launch_is_refused_before_the_lock(tmp_pat
         with pytest.raises(PrefsimError, match=r"^prefsim llm --predict runs in one process; run it without accel"):
             _predict(None, held, quiet=True)
     assert not (held / PREDICTION_DIR).exists()
+
+
+# --------------------------------------------------------------------------------------- a moving reference
+
+
+def test_exact_column_of_comal_is_inpo_restarted_at_every_advance():
+    """COMAL's exact column, recomputed here in NumPy on a hand-made game: INPO steps (η = 3τ, its default)
+    toward a reference that becomes π_t before the updates t = M, 2M, … (t > 0); π_ref of the game stays."""
+    game = synthetic_game(0, prompts=2, k=3)
+    game.preference[0] = [[0.5, 0.7, 0.2], [0.3, 0.5, 0.9], [0.8, 0.1, 0.5]]  # a cycle: the Nash is mixed
+    game.preference[1] = [[0.5, 0.6, 0.65], [0.4, 0.5, 0.55], [0.35, 0.45, 0.5]]
+    game.reference_logps[:] = np.log([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]]) - 5.0
+    tau, every, iterations = 0.1, 2, 7
+    rule = build_bridge_rule("comal", {"tau": tau, "reference_every": every})
+    path = exact_trajectory(rule, game, iterations, tau)
+    eta = 3 * tau
+    log_pi = np.log([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]])
+    log_ref = log_pi.copy()
+    expected = [np.exp(log_pi)]
+    for t in range(iterations):
+        if t > 0 and t % every == 0:
+            log_ref = log_pi.copy()
+        payoff = np.einsum("mij,mj->mi", game.preference, np.exp(log_pi))
+        log_pi = (1 - tau / eta) * log_pi + (tau / eta) * log_ref + payoff / eta
+        log_pi -= np.log(np.exp(log_pi).sum(axis=1, keepdims=True))
+        expected.append(np.exp(log_pi))
+    np.testing.assert_allclose(path, np.stack(expected), rtol=0, atol=1e-12)
+    # the advance matters here: INPO with a fixed reference leaves the path after t = M
+    fixed = exact_trajectory(build_bridge_rule("inpo", {"tau": tau, "eta": eta}), game, iterations, tau)
+    np.testing.assert_allclose(fixed[: every + 1], path[: every + 1], rtol=0, atol=1e-12)
+    assert total_variation(fixed[every + 1 :], path[every + 1 :]).max() > 1e-3
+
+
+def pair_indices(game, data) -> tuple[list, list, list]:
+    """Prompt, winner and loser candidate indices of a training batch."""
+    prompts = [game.prompt_ids.index(ids) for ids in data.prompt_ids]
+    winners = [game.response_ids[m].index(ids) for m, ids in zip(prompts, data.winner_ids)]
+    losers = [game.response_ids[m].index(ids) for m, ids in zip(prompts, data.loser_ids)]
+    return prompts, winners, losers
+
+
+def lm_iterates_and_batches(seen) -> tuple[list, list]:
+    """The LM column's scores of π_0 … π_T and its training batches, from a one-stage rule's recording."""
+    events = seen.events[1:]  # the first scoring built the game
+    scores = [event[1] for event in events if event[0] == "score"]
+    batches = [event[2] for event in events if event[0] == "train"]
+    assert [event[0] for event in events] == ["score", "train"] * len(batches) + ["score"]
+    return scores, batches
+
+
+def test_lm_column_reference_moves_to_the_lm_at_each_advance(model_dir, monkeypatch, tmp_path):
+    """With reference_every = M = 2 the loss's log π_ref of a pair is π_ref's for t = M − 1 and the LM's own log π
+    of the candidates at iteration M for t = M and t = M + 1 (the bridge's loop reads the checkpoint of π_M),
+    while its ``previous`` stays log π_t; the metrics' π_ref is the original one."""
+    raw = tiny_spec(model_dir)
+    raw["iterations"] = 4
+    raw["rule"] = [{"label": "c", "name": "comal", "tau": 0.1, "reference_every": 2}]
+    spec = parse_spec(raw)
+    seen = Recorded(monkeypatch)
+    result = run_prediction(spec, open_session(spec, tmp_path, progress=False), None, progress=False)
+    game = seen.game
+    scores, batches = lm_iterates_and_batches(seen)
+    assert len(batches) == 4 and not np.allclose(scores[2], game.reference_logps, atol=1e-3)
+    for t, data in enumerate(batches):
+        prompts, winners, losers = pair_indices(game, data)
+        anchor = game.reference_logps if t < 2 else scores[2]
+        for column, chosen in (("w", winners), ("l", losers)):
+            np.testing.assert_allclose(
+                data.values[f"reference_{column}"].numpy(), anchor[prompts, chosen], rtol=0, atol=1e-9, err_msg=t
+            )
+            np.testing.assert_allclose(
+                data.values[f"previous_{column}"].numpy(), scores[t][prompts, chosen], rtol=0, atol=1e-9
+            )
+    # the comparison's π_ref is the game's: at t = 0 every engine is at it
+    first = result.per_prompt[result.per_prompt["iteration"] == 0]
+    assert first[["tv_lm_reference", "tv_exact_reference", "tv_sampled_reference"]].abs().max().max() < 1e-9
+    np.testing.assert_allclose(result.trajectories["c"]["lm"], np.exp(restrict(np.stack(scores))), atol=1e-12)
+
+
+def test_mnpo_with_reference_every_restarts_its_history_at_an_advance(model_dir, monkeypatch, tmp_path):
+    """MNPO (history 2) with reference_every = 2, end to end: the LM's ``previous`` is ½ log π_t + ½ log π_{t−1}
+    except at the advance t = 2, where the population restarts from π_2 (log π_2 alone), and its reference is
+    π_2's from t = 2 on; the exact and sampled columns are the advancing rule's (they leave the fixed-reference
+    rule's path after t = 2, exactly as far as t = 2)."""
+    raw = tiny_spec(model_dir)
+    raw["iterations"] = 4
+    raw["rule"] = [{"label": "m", "name": "mnpo", "eta": 0.5, "tau": 0.1, "history": 2, "reference_every": 2}]
+    spec = parse_spec(raw)
+    seen = Recorded(monkeypatch)
+    result = run_prediction(spec, open_session(spec, tmp_path, progress=False), None, progress=False)
+    game = seen.game
+    scores, batches = lm_iterates_and_batches(seen)
+    previous = [scores[0], 0.5 * (scores[1] + scores[0]), scores[2], 0.5 * (scores[3] + scores[2])]
+    references = [game.reference_logps, game.reference_logps, scores[2], scores[2]]
+    for t, data in enumerate(batches):
+        prompts, winners, _ = pair_indices(game, data)
+        values = data.values
+        np.testing.assert_allclose(values["previous_w"].numpy(), previous[t][prompts, winners], rtol=0, atol=1e-9)
+        np.testing.assert_allclose(values["reference_w"].numpy(), references[t][prompts, winners], rtol=0, atol=1e-9)
+    assert np.abs(scores[2] - scores[1]).max() > 1e-3  # the restart is visible
+    runs = result.trajectories["m"]
+    for engine in ("exact", "sampled"):
+        assert np.all(np.isfinite(runs[engine])) and np.allclose(runs[engine].sum(-1), 1.0)
+    fixed_rule = build_bridge_rule("mnpo", {"eta": 0.5, "tau": 0.1, "history": 2})
+    moving_rule = spec.rules[0].rule
+    fixed = exact_trajectory(fixed_rule, game, 4, 0.1)
+    np.testing.assert_allclose(runs["exact"], exact_trajectory(moving_rule, game, 4, 0.1), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(fixed[:3], runs["exact"][:3], rtol=0, atol=1e-12)
+    assert total_variation(fixed[3:], runs["exact"][3:]).max() > 1e-4
+    sampled_fixed = sampled_trajectory(fixed_rule, game, 4, 0.1, 6 * 8, spec.prediction, spec.seed)
+    np.testing.assert_allclose(sampled_fixed[:3], runs["sampled"][:3], rtol=0, atol=1e-12)
+    assert total_variation(sampled_fixed[3:], runs["sampled"][3:]).max() > 1e-4
+
+
+def test_nash_md_opponent_mixes_the_moved_reference(model_dir, monkeypatch, tmp_path):
+    """Nash-MD with reference_every = 1: its opponent mixes π_t with π_ref at t = 0 and with the moved reference,
+    π_t itself, at t = 1 (the bridge's loop samples the opponent with the checkpoint of the last advance)."""
+    raw = tiny_spec(model_dir)
+    raw["rule"] = [{"label": "n", "name": "nash_md", "eta": 0.5, "tau": 0.1, "reference_every": 1}]
+    spec = parse_spec(raw)
+    asked = []
+    opponent = prediction.BridgeRule.opponent
+
+    def recording(self):
+        mix = opponent.fget(self)
+        return lambda log_policy, log_reference: (
+            asked.append((log_policy, log_reference)) or mix(log_policy, log_reference)
+        )
+
+    monkeypatch.setattr(prediction.BridgeRule, "opponent", property(recording))
+    seen = Recorded(monkeypatch)
+    run_prediction(spec, open_session(spec, tmp_path, progress=False), None, progress=False)
+    assert len(asked) == 2 * 6 * 8
+    game = seen.game
+    for index, (log_policy, log_reference) in enumerate(asked):
+        t, m = divmod(index, 6 * 8)[0], divmod(index, 8)[0] % 6
+        expected = game.log_reference[m] if t == 0 else log_policy
+        np.testing.assert_allclose(log_reference, expected, rtol=0, atol=1e-12)
+    assert np.abs(asked[-1][0] - game.log_reference[5]).max() > 1e-3  # π_1 ≠ π_ref: the two cases differ
+
+
+def test_optimistic_restarts_at_an_advance_without_its_carried_pairs(model_dir, monkeypatch, tmp_path):
+    """Optimistic MD with reference_every = 1: at the advance t = 1 the rule restarts from π_1, so its leading
+    stage draws fresh pairs from π_1 instead of training on those its second stage drew at t = 0 (the bridge's
+    loop and sampled mode alike), and both stages take π_1 as the reference."""
+    raw = tiny_spec(model_dir)
+    raw["rule"] = [{"label": "o", "name": "optimistic", "eta": 2.0, "tau": 0.1, "reference_every": 1}]
+    spec = parse_spec(raw)
+    seen = Recorded(monkeypatch)
+    run_prediction(spec, open_session(spec, tmp_path, progress=False), None, progress=False)
+    events = seen.events[1:]
+    assert [event[0] for event in events] == ["score", "train", "score", "train"] * 2 + ["score"]
+    carried, leading = events[3][2], events[5][2]
+    assert leading.winner_ids != carried.winner_ids or leading.loser_ids != carried.loser_ids
+    start = events[4][1]  # the scores of π_1
+    for data in (events[5][2], events[7][2]):
+        prompts, winners, _ = pair_indices(seen.game, data)
+        np.testing.assert_allclose(data.values["reference_w"].numpy(), start[prompts, winners], rtol=0, atol=1e-9)
