@@ -620,7 +620,7 @@ def run_prediction(
         progress=progress,
     )
     tau = float(spec.raw.get("tau", LLM_TAU))
-    pairs = prediction.prompts * prediction.pairs_per_prompt
+    pairs = game.shape[0] * prediction.pairs_per_prompt  # the LM's budget: per distinct prompt of the game
     trajectories, lm_stats = {}, {}
     for entry in spec.rules:
         assign_weights(model, {k: v.clone() for k, v in start.items()})

@@ -113,7 +113,7 @@ class PredictionSpec:
     """The ``[prediction]`` table of a bridge spec."""
 
     prompts: int = 8
-    """M: the first M training prompts (``prompts.train``) form the game."""
+    """M: the first M training prompts (``prompts.train``) form the game (a repeated prompt counts once)."""
     candidates: int = 4
     """K: distinct responses per prompt, sampled from π_ref (up to ``oversample``·K draws)."""
     oversample: int = 4

@@ -241,6 +241,22 @@ def test_unsupported_rules_and_sizes_are_refused(model_dir, tmp_path):
         run_prediction(spec, None, None, progress=False)
 
 
+def test_a_repeated_prompt_gives_the_sampled_column_the_lm_budget(model_dir, monkeypatch, tmp_path):
+    """The game keeps a repeated training prompt once, so the LM trains on (distinct prompts) × pairs_per_prompt
+    pairs; sampled mode was given prediction.prompts × pairs_per_prompt (32 pairs against the LM's 24 here)."""
+    raw = tiny_spec(model_dir, prompts=4)
+    raw["iterations"] = 1
+    raw["prompts"]["train"] = [PROMPTS[0], PROMPTS[0], PROMPTS[1], PROMPTS[2]]
+    raw["rule"] = raw["rule"][:1]
+    spec = parse_spec(raw)
+    budgets = []
+    sampled = prediction.sampled_trajectory
+    monkeypatch.setattr(prediction, "sampled_trajectory", lambda *args: budgets.append(args[4]) or sampled(*args))
+    result = run_prediction(spec, open_session(spec, tmp_path, progress=False), None, progress=False)
+    assert result.game.shape[0] == 3 and result.lm_stats["inpo"][0]["pairs"] == 3 * 8
+    assert budgets == [3 * 8]
+
+
 class Recorded:
     """The LM column's scorings of the candidates ("score", log π) and training calls ("train", where, pairs,
     log π of the policy the model held when it trained), in order; and the candidate game."""
