@@ -89,3 +89,32 @@ def test_the_ring_reward_the_document_states_is_the_one_the_code_computes():
     for point in ([0.0, 1.5], [0.3, 0.4], [2.0, -2.0]):
         norm = float(np.hypot(*point))
         assert ring_reward(np.array(point)) == pytest.approx(np.exp(-abs(norm - radius) / width), rel=1e-15)
+
+
+#: A number as the docs write it: 0.048, −3.97, 1.1e-13, 5.2e-4.
+NUMBER = re.compile(r"[−+-]?\d+(?:\.\d+)?(?:e[−-]?\d+)?")
+#: The first cell of a notebook row of README's and docs/theory_and_notebooks.md's notebook tables.
+NOTEBOOK_ROW = re.compile(r"\| \[?`?(?:notebooks/)?(0\d_[a-z_]+)")
+
+
+def _unsigned(text: str) -> str:
+    return text.replace("−", "-").replace("+", "").replace("-", "")
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/theory_and_notebooks.md"])
+def test_every_number_of_a_notebook_headline_is_one_its_notebook_records(document):
+    """Each number the notebook tables state as a result (the last cell of a row) is one the notebook
+    itself records (its Results cell, prints or assertions), up to sign: e.g. README's "(to 3e-12)" for
+    notebook 02, whose Results cell records a relative error of 1.1e-13, is refused."""
+    rows = 0
+    stale = []
+    for line in (ROOT / document).read_text(encoding="utf-8").splitlines():
+        match = NOTEBOOK_ROW.match(line)
+        if not match:
+            continue
+        rows += 1
+        notebook = _unsigned((ROOT / "notebooks" / f"{match.group(1)}.py").read_text(encoding="utf-8"))
+        headline = line.rstrip().rstrip("|").rsplit("|", 1)[1]
+        stale += [f"{match.group(1)}: {n}" for n in NUMBER.findall(headline) if _unsigned(n) not in notebook]
+    assert rows == 8, f"{document}: expected the 8 notebook rows, found {rows}"
+    assert not stale, f"{document} states numbers its notebooks do not record: {stale}"
