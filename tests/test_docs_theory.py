@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bandits.continuous import ring_reward
+from bandits.games import GameSpec, build_game
 from sim.rules import RULES
+from sim.rules.catalogue import describe_rules
 
 ROOT = Path(__file__).resolve().parents[1]
 THEORY = ROOT / "docs" / "theory.md"
@@ -118,3 +121,77 @@ def test_every_number_of_a_notebook_headline_is_one_its_notebook_records(documen
         stale += [f"{match.group(1)}: {n}" for n in NUMBER.findall(headline) if _unsigned(n) not in notebook]
     assert rows == 8, f"{document}: expected the 8 notebook rows, found {rows}"
     assert not stale, f"{document} states numbers its notebooks do not record: {stale}"
+
+
+def _regularised_nash_and_omega(preference: np.ndarray, reference: np.ndarray, tau: float) -> tuple[np.ndarray, float]:
+    """π*_τ = softmax(log π_ref + Pπ*/τ) by damped fixed-point iteration, and ω_max: the largest |imaginary
+    part| of the eigenvalues of (P − ½)J*, J* = diag(π*) − π*π*ᵀ (docs/theory.md §A.3), in plain NumPy."""
+    logits = np.log(reference)
+    policy = reference.copy()
+    for _ in range(5000):
+        logits = 0.9 * logits + 0.1 * (np.log(reference) + preference @ policy / tau)
+        policy = np.exp(logits - logits.max())
+        policy /= policy.sum()
+    jacobian = np.diag(policy) - np.outer(policy, policy)
+    return policy, float(np.abs(np.linalg.eigvals((preference - 0.5) @ jacobian).imag).max())
+
+
+def _example(name: str) -> tuple[dict, str]:
+    path = ROOT / "examples" / f"{name}.toml"
+    return tomllib.loads(path.read_text(encoding="utf-8")), path.read_text(encoding="utf-8")
+
+
+def test_the_example_specs_eta_values_are_the_ones_their_comments_derive():
+    """The η values of the notebook examples are what their comments say they are (η_crit of docs/theory.md
+    §A.3 = (τ² + ω_max²)/(2τ), recomputed here in NumPy from each seed's game), so a changed game or τ
+    cannot leave a comment stating a relation the values no longer have."""
+    cyclic = 0.5 + 0.5 * np.array([[0.0, 1.0, -1.0], [-1.0, 0.0, 1.0], [1.0, -1.0, 0.0]])
+
+    spec, text = _example("inpo_eta_crit")
+    tau = spec["game"]["tau"]
+    _, omega = _regularised_nash_and_omega(cyclic, np.full(3, 1 / 3), tau)
+    critical = (tau**2 + omega**2) / (2 * tau)
+    assert critical == pytest.approx((tau**2 + 1 / 12) / (2 * tau), rel=1e-9) and f"{critical:.5f}" in text
+    assert [rule["eta"] for rule in spec["rule"]] == pytest.approx([0.8 * critical, 1.25 * critical], rel=1e-9)
+
+    spec, text = _example("reviewer_d3_online_ipo")
+    tau = spec["game"]["tau"]
+    _, omega = _regularised_nash_and_omega(cyclic, np.array(spec["game"]["reference"]), tau)
+    critical = (tau**2 + omega**2) / (2 * tau)
+    assert f"η_crit = {critical:.5f}" in text
+    assert spec["rule"][1]["eta"] == pytest.approx([(tau + critical) / 2, 2 * critical, tau + 1 / tau], rel=1e-9)
+
+    spec, text = _example("reviewer_d11_last_vs_average")
+    tau = spec["game"]["tau"]
+    criticals = []
+    for seed in range(10):  # "at seeds 0–9"
+        game = build_game(GameSpec(**spec["game"]), seed)
+        _, omega = _regularised_nash_and_omega(np.asarray(game.preference), np.asarray(game.reference), tau)
+        criticals.append((tau**2 + omega**2) / (2 * tau))
+    assert f"range {min(criticals):.3f}–{max(criticals):.3f} at seeds 0–9" in text
+    etas = [rule for rule in spec["rule"] if rule.get("label") == "inpo"][0]["eta"]
+    assert etas == [round(2 * max(criticals), 4), round((tau + min(criticals)) / 2, 4)]
+
+    spec, _ = _example("inpo_theorem4")
+    tau = spec["game"]["tau"]
+    assert [rule["eta"] for rule in spec["rule"] if "eta" in rule] == [pytest.approx(tau + 1 / tau)]
+
+    spec, _ = _example("apo_exact")
+    apo, dpo = spec["rule"][0], spec["rule"][1]
+    assert dpo["beta"] == pytest.approx([apo["beta"] * (1 - alpha) for alpha in apo["alpha"]])  # β(1 − α)
+
+    spec, text = _example("default")
+    dno, sppo = ({rule["name"]: rule for rule in spec["rule"]}[name] for name in ("dno", "sppo"))
+    assert f"SPPO with eta = 1/{dno['eta']:g}" in text and 1 / dno["eta"] != sppo["eta"]  # π_t·exp(Pπ_t/η)
+
+
+def test_the_defaults_examples_default_toml_states_are_the_registry_s():
+    """default.toml's comments name the defaults of the rules it leaves them to: COMAL's η = 3τ and reference
+    every 12, MPO's magnet every 40, MNPO's history 2 with uniform (decay 1) weights of its geometric mixture."""
+    defaults = {rule["name"]: {p["name"]: p["default"] for p in rule["parameters"]} for rule in describe_rules()}
+    _, text = _example("default")
+    assert str(defaults["comal"]["eta"]).startswith("3·tau") and defaults["comal"]["reference_every"] == 12
+    assert "INPO (eta = 3 tau) whose reference moves to π_t every 12 iterations" in text
+    assert defaults["mpo"]["reference_every"] == 40 and "magnet moves to π_t every 40 iterations" in text
+    assert defaults["mnpo"]["history"] == 2 and defaults["mnpo"]["decay"] == 1.0
+    assert "geometric mean of its last 2 iterates (history = 2" in text and "decay = 1" in text
