@@ -7,6 +7,7 @@ an allocation that cannot fit.
 
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
 
@@ -49,20 +50,29 @@ def real_array(values: object, name: str, expected: str = "an array of numbers")
     is the caller's to check."""
     try:
         array = np.asarray(values)
-        if array.dtype.kind == "O":  # e.g. a list mixing ints and NumPy floats: numbers one by one
-            odd = [item for item in array.flat if not isinstance(item, (int, float, np.integer, np.floating))]
-            if odd or any(isinstance(item, (bool, np.bool_)) for item in array.flat):
-                wrong = odd[0] if odd else next(item for item in array.flat if isinstance(item, (bool, np.bool_)))
-                raise PrefsimError(f"{name}: expected {expected}, got an entry {wrong!r}; give real numbers.")
-            array = array.astype(np.float64)
     except (TypeError, ValueError) as exc:
         raise PrefsimError(f"{name}: expected {expected}, could not read it as numbers ({exc}).") from None
+    if array.dtype.kind == "O":  # numbers NumPy keeps as objects (fractions, ints beyond 64 bits): one by one
+        wrong = next((item for item in array.flat if not _is_real(item)), _ALL_REAL)
+        if wrong is not _ALL_REAL:
+            raise PrefsimError(f"{name}: expected {expected}, got an entry {wrong!r}; give real numbers.")
+        array = array.astype(np.float64)
     if array.dtype.kind not in "iuf":
         raise PrefsimError(
             f"{name}: expected {expected}, got {_NOT_NUMBERS.get(array.dtype.kind, array.dtype)} "
             f"(dtype {array.dtype}); give real numbers."
         )
     return np.asarray(array, dtype=np.float64)  # no copy of a float64 array
+
+
+#: What :func:`real_array` finds when every entry of an object array is a real number.
+_ALL_REAL = object()
+
+
+def _is_real(value: object) -> bool:
+    """Whether ``value`` is one real number (``numbers.Real``: Python's and NumPy's ints and floats, fractions),
+    not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def check_size(numbers: int, name: str, what: str, copies: int = WORKING_COPIES) -> None:
@@ -83,10 +93,16 @@ def check_size(numbers: int, name: str, what: str, copies: int = WORKING_COPIES)
 
 def finite_number(value: object, name: str) -> float:
     """``value`` as a finite float; a clear error naming ``name`` otherwise (a string such as "1.5", a bool,
-    None, a complex number, an array of more than one entry, NaN, inf)."""
-    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
-        value = value.item()
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+    None, a complex number, an array of more than one entry, NaN, inf).  A real number of any type (a
+    ``fractions.Fraction``, a NumPy scalar) and a 0-d array of numbers (NumPy's, JAX's) are numbers."""
+    if not isinstance(value, (numbers.Number, str, bytes)) and hasattr(value, "__array__"):
+        try:
+            array = np.asarray(value)
+        except (TypeError, ValueError, RuntimeError):  # e.g. a tensor that tracks gradients: refused below
+            array = None
+        if array is not None and array.ndim == 0 and array.dtype.kind in "iuf":
+            value = array.item()
+    if not _is_real(value):
         raise PrefsimError(f"{name}: expected a number, got {value!r}.")
     number = float(value)
     if not np.isfinite(number):

@@ -2,7 +2,9 @@
 a silent conversion or an allocation that cannot fit."""
 
 import warnings
+from fractions import Fraction
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -264,3 +266,20 @@ def test_a_ring_outside_its_grid_warns_that_no_action_is_better():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         continuous.ring_task(5)
+
+
+def test_real_numbers_of_any_type_are_accepted_and_an_odd_entry_is_named_once():
+    """Fractions (an exact game written by hand) and 0-d JAX arrays are real numbers: refused by the checks as first
+    written (a fraction as 'could not read it as numbers (…: expected …; give real numbers.)', the message twice
+    over), though NumPy and float() read them; None among them is refused in one sentence."""
+    half, tenth = Fraction(1, 2), Fraction(1, 10)
+    exact = preference_models.validate_preference_matrix([[half, tenth], [1 - tenth, half]])
+    np.testing.assert_array_equal(exact, [[0.5, 0.1], [0.9, 0.5]])
+    np.testing.assert_array_equal(reference_policies.validate_reference([Fraction(1, 4), Fraction(3, 4)]), [0.25, 0.75])
+    np.testing.assert_array_equal(preference_models.cyclic(3, jnp.asarray(0.5)), preference_models.cyclic(3, 0.5))
+    np.testing.assert_array_equal(preference_models.cyclic(3, half), preference_models.cyclic(3, 0.5))
+    assert inputs.finite_number(jnp.asarray(2, jnp.int32), "scale") == 2.0
+    with pytest.raises(PrefsimError, match=r"^rewards: expected a list of numbers, got an entry None; give real n"):
+        preference_models.bradley_terry([half, None, 1.0])
+    with pytest.raises(PrefsimError, match=r"^strength: expected a number, got Array\(\[0.5, 0.5\]"):
+        preference_models.cyclic(3, jnp.asarray([0.5, 0.5]))
