@@ -101,6 +101,18 @@ def test_comal_defaults_are_its_scripts_eta_three_tau_and_m_twelve_and_its_error
         build_rule("comal", resolve_parameters("comal", {"tau": 0.0}, 0.2))
 
 
+def test_comal_with_the_theorem4_schedule_is_inpo_theorem4_with_its_reference_moving():
+    """Under schedule = "theorem4" (η_t = τ(t+2)/2) comal's eta default 3·tau is no default: it was filled in and
+    then refused by INPO's factory ("eta is not used with schedule = theorem4; remove it"), an eta the user never
+    gave, so a spec that ran before could not run."""
+    assert "eta" not in resolve_parameters("comal", {"schedule": "theorem4"}, 0.2)
+    base = {"iterations": 30, "seeds": 2, "game": {"kind": "random", "arms": 4, "tau": 0.2}}
+    comal = sim.run({**base, "rule": [{"name": "comal", "schedule": "theorem4", "reference_every": 10}]})
+    inpo = sim.run({**base, "rule": [{"name": "inpo", "schedule": "theorem4", "reference_every": 10}]})
+    columns = [c for c in inpo.columns if c != "rule"]
+    np.testing.assert_allclose(comal[columns].to_numpy(float), inpo[columns].to_numpy(float), rtol=0, atol=1e-15)
+
+
 def test_kl_to_the_unregularised_nash_never_increases_at_an_advance():
     """COMAL's claim, on its game, with π⁰ = (4/11, 3/11, 4/11) (checked: Pπ⁰ = ½)."""
     preference = np.asarray(COMAL_GAME)

@@ -203,6 +203,8 @@ def resolve_parameters(name: str, given: dict, game_tau: float, where: str = "ru
         elif not (key == "eta" and resolved.get(schedule_key) == "theorem4"):
             raise PrefsimError(f"{where}: rule {name} needs parameter {key!r} ({parameter.doc}).")
     for key, parameter in allowed.items():
+        if key == "eta" and resolved.get(schedule_key) == "theorem4":
+            continue  # the schedule sets η_t: no default for it (comal's 3·tau), as no required eta
         if key not in resolved and isinstance(parameter.default, DerivedDefault):
             derived = parameter.default
             if any(isinstance(resolved.get(name), list) for name in derived.uses):
