@@ -57,12 +57,12 @@ NAME_RULE = (
 
 
 def plain_values(value: Any, other: Callable[[Any], Any] | None = None) -> Any:
-    """``value`` as a TOML file would give it, through dicts, lists and tuples (returned as lists): NumPy
-    scalars as Python numbers and booleans, NumPy arrays as (nested) lists.  Anything else is returned as it
-    is, or as ``other(value)`` when ``other`` is given.  A spec built in Python with NumPy values then
-    validates as its TOML text would, and its manifest records numbers, not their text."""
+    """``value`` as a TOML file would give it, through dicts (their keys as strings), lists and tuples (returned
+    as lists): NumPy scalars as Python numbers and booleans, NumPy arrays as (nested) lists.  Anything else is
+    returned as it is, or as ``other(value)`` when ``other`` is given.  A spec built in Python with NumPy values
+    then validates as its TOML text would, and its manifest records numbers, not their text."""
     if isinstance(value, dict):
-        return {key: plain_values(item, other) for key, item in value.items()}
+        return {str(key): plain_values(item, other) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain_values(item, other) for item in value]
     if isinstance(value, np.ndarray):
