@@ -191,6 +191,7 @@ def resolve_parameters(name: str, given: dict, game_tau: float, where: str = "ru
                 raise PrefsimError(f"{where}: {key} must be a number or a list of numbers, got {value!r}.")
         resolved[key] = value
     schedule_key = "base_schedule" if info.wrapper else "schedule"
+    scheduled_eta = resolved.get(schedule_key) == "theorem4"  # the schedule sets η_t = τ(t+2)/2: no eta
     for key, parameter in allowed.items():
         if key in resolved:
             continue
@@ -200,11 +201,11 @@ def resolve_parameters(name: str, given: dict, game_tau: float, where: str = "ru
             resolved[key] = float(game_tau)
         elif parameter.default is not None:
             resolved[key] = parameter.default
-        elif not (key == "eta" and resolved.get(schedule_key) == "theorem4"):
+        elif not (key == "eta" and scheduled_eta):
             raise PrefsimError(f"{where}: rule {name} needs parameter {key!r} ({parameter.doc}).")
     for key, parameter in allowed.items():
-        if key == "eta" and resolved.get(schedule_key) == "theorem4":
-            continue  # the schedule sets η_t: no default for it (comal's 3·tau), as no required eta
+        if key == "eta" and scheduled_eta:
+            continue  # no default for it (comal's 3·tau), as no required eta
         if key not in resolved and isinstance(parameter.default, DerivedDefault):
             derived = parameter.default
             if any(isinstance(resolved.get(name), list) for name in derived.uses):
@@ -213,8 +214,8 @@ def resolve_parameters(name: str, given: dict, game_tau: float, where: str = "ru
                     f"does not define; give {key} explicitly."
                 )
             resolved[key] = derived.compute(resolved)
-    if resolved.get(schedule_key) == "theorem4" and "eta" in given:
-        # the schedule sets η_t = τ(t+2)/2; a given eta would be silently ignored (a sweep over it
+    if scheduled_eta and "eta" in given:
+        # a given eta would be silently ignored (a sweep over it
         # would give identical runs under different labels)
         raise PrefsimError(f"{where}: eta is not used with schedule theorem4 (η_t = τ(t+2)/2); remove it.")
     if info.check is not None:
