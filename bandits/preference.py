@@ -170,10 +170,9 @@ def cyclic(arms: int, strength: float = 1.0) -> np.ndarray:
     ``(1 + c)/2``.  K = 3 with c = 1 is rock–paper–scissors.  For K = 2 the "cycle" is a single
     pair and is rejected.  ``strength`` c must lie in [0, 1].
     """
-    arms = check_arms(arms)
+    arms = _matrix_arms(arms)
     if arms < 3:
         raise PrefsimError(f"arms: a cyclic game needs at least 3 arms, got {arms}.")
-    check_size(arms * arms, "arms", f"the {arms}×{arms} preference matrix")
     strength = finite_number(strength, "strength")
     if not (0.0 <= strength <= 1.0):
         raise PrefsimError(f"strength: the cyclic strength c must be in [0, 1], got {strength:g}.")
@@ -186,8 +185,7 @@ def cyclic(arms: int, strength: float = 1.0) -> np.ndarray:
 
 def random_lower_triangle(arms: int, rng: np.random.Generator) -> np.ndarray:
     """Random instance: ``P[i, j] ~ U[0, 1]`` i.i.d. for i > j, ``P[j, i] = 1 − P[i, j]``, diag ½."""
-    arms = check_arms(arms)
-    check_size(arms * arms, "arms", f"the {arms}×{arms} preference matrix")
+    arms = _matrix_arms(arms)
     lower = np.tril(check_rng(rng).uniform(size=(arms, arms)), k=-1)
     matrix = lower + np.triu(1.0 - lower.T, k=1) + 0.5 * np.eye(arms)
     return validate_preference_matrix(matrix, name="random_lower_triangle")
@@ -195,8 +193,7 @@ def random_lower_triangle(arms: int, rng: np.random.Generator) -> np.ndarray:
 
 def random_skew_logits(arms: int, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
     """Random instance ``P = σ(S)``, ``S = scale·(G − Gᵀ)/√2`` with ``G`` i.i.d. standard normal."""
-    arms = check_arms(arms)
-    check_size(arms * arms, "arms", f"the {arms}×{arms} preference matrix")
+    arms = _matrix_arms(arms)
     gaussian = check_rng(rng).standard_normal((arms, arms))
     skew = finite_number(scale, "scale") * (gaussian - gaussian.T) / np.sqrt(2.0)
     return validate_preference_matrix(_sigmoid(skew), name="random_skew_logits")
@@ -205,3 +202,10 @@ def random_skew_logits(arms: int, rng: np.random.Generator, scale: float = 1.0) 
 def check_arms(arms: object, least: int = 2) -> int:
     """``arms`` as an int; a clear error unless it is an integer ≥ ``least`` (2 for a game, 1 for a policy)."""
     return check_integer(arms, "arms", least, "an integer number of arms")
+
+
+def _matrix_arms(arms: object) -> int:
+    """``arms`` as an int (:func:`check_arms`) whose K×K preference matrix fits in memory (:func:`check_size`)."""
+    arms = check_arms(arms)
+    check_size(arms * arms, "arms", f"the {arms}×{arms} preference matrix")
+    return arms
