@@ -26,6 +26,22 @@ from bandits.inputs import check_integer
 
 GAME_KINDS = ("matrix", "bradley_terry", "bt_mixture", "cyclic", "random")
 RANDOM_CONSTRUCTIONS = ("lower_triangle", "skew_logits")
+#: The :class:`GameSpec` fields a game reads under some settings only: field → ``((setting, values), …)``, all of
+#: which must hold (the setting one of the values); the other fields are always read.  A field given (not at its
+#: default) where one does not hold is refused (:meth:`GameSpec.validate`), as a spec file refuses such a key
+#: (:data:`sim.spec_checks.READ_WHEN` builds its ``[game]`` entries from this table).
+READ_ONLY_WITH: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "preference": (("kind", ("matrix",)),),
+    "rewards": (("kind", ("bradley_terry", "bt_mixture")),),
+    "reward_scale": (("kind", ("bradley_terry", "bt_mixture")), ("rewards", ("random",))),
+    "weights": (("kind", ("bt_mixture",)),),
+    "components": (("kind", ("bt_mixture",)),),
+    "strength": (("kind", ("cyclic",)),),
+    "construction": (("kind", ("random",)),),
+    "scale": (("kind", ("random",)), ("construction", ("skew_logits",))),
+    "reference_scale": (("reference", ("random",)),),
+    "reference_min_mass": (("reference", ("random",)),),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +89,19 @@ class GameSpec:
     """Initial policy π_0: ``reference`` (π_ref, as in the papers) or ``random`` (softmax of
     N(0, 1) logits, drawn per seed)."""
 
+    def __new__(cls, *args: Any, **fields: Any) -> GameSpec:
+        """Refuse a field name that :class:`GameSpec` does not have (a misspelt ``arm = 3``) with a
+        :class:`~bandits.errors.PrefsimError` naming it and the kind, as a spec file's ``[game]`` table refuses an
+        unknown key (the dataclass's own ``__init__`` would raise a bare ``TypeError``)."""
+        names = [field.name for field in dataclasses.fields(cls)]
+        unknown = sorted(set(fields) - set(names))
+        if unknown:
+            kind = fields.get("kind", args[0] if args else cls.kind)
+            raise PrefsimError(
+                f"GameSpec(kind={kind!r}): unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}."
+            )
+        return super().__new__(cls)
+
     def validate(self) -> GameSpec:
         """Check the fields that can be checked without building the game."""
         if not isinstance(self.kind, str) or self.kind not in GAME_KINDS:
@@ -84,6 +113,7 @@ class GameSpec:
             )
         if not isinstance(self.initial, str) or self.initial not in ("reference", "random"):
             raise PrefsimError(f'game.initial: must be "reference" or "random", got {self.initial!r}.')
+        self._refuse_unread_fields()
         self.validate_tau_and_arms()
         if self.kind == "matrix" and self.preference is None:
             raise PrefsimError('game.preference: kind = "matrix" needs a K×K preference matrix.')
@@ -126,12 +156,27 @@ class GameSpec:
             raise PrefsimError(f"game.arms: expected an integer ≥ 2, got {self.arms!r}.")
         return self
 
+    def _refuse_unread_fields(self) -> None:
+        """Refuse a field given (not at its default) that this game does not read (:data:`READ_ONLY_WITH`):
+        ``scale`` of a cyclic game, ``strength`` of a random one, ``reward_scale`` with a list of rewards.  A field
+        at its default counts as not given, as a spec file's defaults never count."""
+        defaults = {field.name: field.default for field in dataclasses.fields(self)}
+        for field, conditions in READ_ONLY_WITH.items():
+            if _is_default(getattr(self, field), defaults[field]):
+                continue
+            for setting, values in conditions:
+                if not (isinstance(getattr(self, setting), str) and getattr(self, setting) in values):
+                    wanted = " or ".join(f'"{value}"' for value in values)
+                    has = "" if setting == "kind" else f", {setting} = {_short(getattr(self, setting))}"
+                    raise PrefsimError(
+                        f"game.{field}: only {setting} = {wanted} reads it, got kind = {self.kind!r}{has}; leave "
+                        f"{field} out or set {setting} = {wanted}."
+                    )
+
     def _validate_mixture(self) -> None:
-        """The ``bt_mixture`` fields (``weights``, ``components``) and their absence for other kinds."""
+        """The ``bt_mixture`` fields (``weights``, ``components``); other kinds refuse them
+        (:meth:`_refuse_unread_fields`)."""
         if self.kind != "bt_mixture":
-            for field in ("weights", "components"):
-                if getattr(self, field) is not None:
-                    raise PrefsimError(f'game.{field}: only kind = "bt_mixture" reads it, got kind = {self.kind!r}.')
             return
         if self.rewards is None:
             raise PrefsimError(
@@ -314,6 +359,22 @@ def _check_numbers(value, field: str) -> None:
             _check_numbers(item, field)
         elif isinstance(item, bool) or not isinstance(item, (int, float, np.integer, np.floating)):
             raise PrefsimError(f"{field}: expected numbers, got {item!r} (write numbers without quotes).")
+
+
+def _short(value) -> str:
+    """``repr(value)`` cut at 60 characters (a list of rewards in an error message)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
+def _is_default(value, default) -> bool:
+    """Whether a :class:`GameSpec` field's ``value`` is its ``default`` (None, a name or a number), compared
+    without NumPy's elementwise ``==`` on an array."""
+    if default is None:
+        return value is None
+    if isinstance(default, str):
+        return isinstance(value, str) and value == default
+    return _is_number(value) and value == default
 
 
 def _is_number(value) -> bool:

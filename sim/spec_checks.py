@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from bandits.errors import PrefsimError, os_reason
-from bandits.games import GAME_KINDS
+from bandits.games import GAME_KINDS, READ_ONLY_WITH
 from bandits.inputs import as_path
 from bandits.pair_schemes import CANDIDATE_SCHEMES
 
@@ -286,9 +286,9 @@ _GAME_PROBLEM = Needs(
 )
 
 
-def _kind(*kinds: str) -> Needs:
-    """``game.kind`` is one of ``kinds``."""
-    return Needs(("game.kind",), lambda s: _is(s["game.kind"], *kinds), f"kind = {_either(kinds)}")
+def _game(field: str, *values: str) -> Needs:
+    """``game.<field>`` is one of ``values`` (``kind = "random"``)."""
+    return Needs((f"game.{field}",), lambda s: _is(s[f"game.{field}"], *values), f"{field} = {_either(values)}")
 
 
 def _run(field: str, *values: str) -> Needs:
@@ -313,33 +313,12 @@ READ_WHEN: dict[str, tuple] = {
             "remove it (the ring has ring_grid² actions)",
         ),
     ),
-    "game.preference": (_GAME_PROBLEM, _kind("matrix")),
-    "game.rewards": (_GAME_PROBLEM, _kind("bradley_terry", "bt_mixture")),
-    "game.reward_scale": (
-        _GAME_PROBLEM,
-        _kind("bradley_terry", "bt_mixture"),
-        Needs(("game.rewards",), lambda s: _is(s["game.rewards"], "random"), 'rewards = "random"'),
-    ),
-    "game.weights": (_GAME_PROBLEM, _kind("bt_mixture")),
-    "game.components": (_GAME_PROBLEM, _kind("bt_mixture")),
-    "game.strength": (_GAME_PROBLEM, _kind("cyclic")),
-    "game.construction": (_GAME_PROBLEM, _kind("random")),
-    "game.scale": (
-        _GAME_PROBLEM,
-        _kind("random"),
-        Needs(
-            ("game.construction",), lambda s: _is(s["game.construction"], "skew_logits"), 'construction = "skew_logits"'
-        ),
-    ),
+    # the fields a game reads under some settings only: bandits.games.READ_ONLY_WITH, the one definition
+    **{
+        f"game.{field}": (_GAME_PROBLEM, *(_game(setting, *values) for setting, values in conditions))
+        for field, conditions in READ_ONLY_WITH.items()
+    },
     "game.reference": (_GAME_PROBLEM,),
-    "game.reference_scale": (
-        _GAME_PROBLEM,
-        Needs(("game.reference",), lambda s: _is(s["game.reference"], "random"), 'reference = "random"'),
-    ),
-    "game.reference_min_mass": (
-        _GAME_PROBLEM,
-        Needs(("game.reference",), lambda s: _is(s["game.reference"], "random"), 'reference = "random"'),
-    ),
     "game.tau": (),
     "game.initial": (_GAME_PROBLEM,),
     "run.mode": (),

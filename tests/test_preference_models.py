@@ -193,6 +193,44 @@ def test_game_spec_validate_names_the_field(fields, field):
 
 
 @pytest.mark.parametrize(
+    "fields, field, phrase",
+    [
+        ({"kind": "cyclic", "arms": 3, "scale": 5.0}, "game.scale", "reads it, got kind = 'cyclic'; leave scale out"),
+        ({"kind": "random", "arms": 3, "scale": 5.0}, "game.scale", 'construction = "skew_logits"'),
+        ({"kind": "random", "arms": 3, "strength": 0.5}, "game.strength", "got kind = 'random'"),
+        ({"kind": "cyclic", "arms": 3, "construction": "skew_logits"}, "game.construction", "got kind = 'cyclic'"),
+        ({"kind": "cyclic", "arms": 3, "preference": [[0.5, 0.5], [0.5, 0.5]]}, "game.preference", "matrix"),
+        ({"kind": "cyclic", "arms": 3, "rewards": "random"}, "game.rewards", "got kind = 'cyclic'"),
+        ({"kind": "bradley_terry", "rewards": [0.0, 1.0], "reward_scale": 2.0}, "game.reward_scale", "rewards = [0.0"),
+        ({"kind": "cyclic", "arms": 3, "reward_scale": 2.0}, "game.reward_scale", "got kind = 'cyclic'"),
+        ({"kind": "cyclic", "arms": 3, "reference_scale": 3.0}, "game.reference_scale", "reference = 'uniform'"),
+        ({"kind": "cyclic", "arms": 3, "reference_min_mass": 0.1}, "game.reference_min_mass", 'reference = "random"'),
+        ({"kind": "bradley_terry", "rewards": [0.0, 1.0], "weights": [1.0]}, "game.weights", "bt_mixture"),
+    ],
+)
+def test_game_spec_refuses_a_field_its_game_does_not_read(fields, field, phrase):
+    """The Python API refuses what a spec file refuses: a field given where the game's kind (or its other
+    settings) does not read it, naming the field and the kind; a field at its default counts as not given."""
+    with pytest.raises(PrefsimError) as info:
+        build_game(GameSpec(**fields), 0)
+    assert str(info.value).startswith(f"{field}: only ") and phrase in str(info.value)
+    unread = {key: value for key, value in fields.items() if f"game.{key}" == field}
+    read = GameSpec(**{key: value for key, value in fields.items() if key not in unread})
+    assert build_game(read, 0).arms >= 2  # the same game without the field is fine
+
+
+def test_game_spec_fields_at_their_defaults_are_not_refused():
+    game = build_game(GameSpec(kind="cyclic", arms=3, scale=1.0, reward_scale=1, reference_min_mass=0.0), 0)
+    assert game.arms == 3
+
+
+@pytest.mark.parametrize("call", [lambda: GameSpec(kind="cyclic", arm=3), lambda: GameSpec("cyclic", arm=3)])
+def test_game_spec_refuses_a_misspelt_field_name(call):
+    with pytest.raises(PrefsimError, match=r"GameSpec\(kind='cyclic'\): unknown field\(s\) arm; allowed: arms, "):
+        call()
+
+
+@pytest.mark.parametrize(
     "fields, field",
     [
         ({"kind": "cyclic", "arms": 2.5}, "game.arms"),
