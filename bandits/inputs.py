@@ -45,13 +45,22 @@ _NOT_NUMBERS = {
 
 def real_array(values: object, name: str, expected: str = "an array of numbers") -> np.ndarray:
     """``values`` as a float64 array; a clear error naming ``name`` (and saying it ``expected``) unless every
-    entry is a real number: text, booleans, None, a ragged list or complex numbers are refused (NumPy would
-    raise its own error, convert booleans silently, or drop the imaginary part with only a warning).  The shape
+    entry is a real number: text, booleans (also mixed into a list of numbers), None, a ragged list or complex
+    numbers are refused (NumPy would raise its own error, convert booleans silently, or drop the imaginary part
+    with only a warning).  The shape
     is the caller's to check."""
     try:
         array = np.asarray(values)
     except (TypeError, ValueError) as exc:
         raise PrefsimError(f"{name}: expected {expected}, could not read it as numbers ({exc}).") from None
+    if array.dtype.kind in "iuf" and not isinstance(values, np.ndarray):
+        # NumPy reads True and False among numbers as 1 and 0 ([0.5, True, 0.5] → [0.5, 1.0, 0.5])
+        found = _boolean_entry(values)
+        if found is not _ALL_REAL:
+            raise PrefsimError(
+                f"{name}: expected {expected}, got a boolean entry {found!r}; give real numbers (True and False "
+                "are not read as 1 and 0)."
+            )
     if array.dtype.kind == "O":  # numbers NumPy keeps as objects (fractions, ints beyond 64 bits): one by one
         wrong = next((item for item in array.flat if not _is_real(item)), _ALL_REAL)
         if wrong is not _ALL_REAL:
@@ -67,6 +76,29 @@ def real_array(values: object, name: str, expected: str = "an array of numbers")
 
 #: What :func:`real_array` finds when every entry of an object array is a real number.
 _ALL_REAL = object()
+
+
+#: The types of a row of numbers :func:`_boolean_entry` passes without looking at each entry.
+_PLAIN_NUMBERS = frozenset({float, int})
+
+
+def _boolean_entry(values: object) -> object:
+    """The first boolean (Python's or NumPy's, or an array of them) in ``values`` and the lists, tuples and
+    arrays it nests, or :data:`_ALL_REAL` when it holds none."""
+    if isinstance(values, (bool, np.bool_)):
+        return values
+    if isinstance(values, (list, tuple)):
+        if set(map(type, values)) <= _PLAIN_NUMBERS:  # a row of floats: one pass in C
+            return _ALL_REAL
+        for item in values:
+            found = _boolean_entry(item)
+            if found is not _ALL_REAL:
+                return found
+        return _ALL_REAL
+    dtype = getattr(values, "dtype", None)  # a NumPy or JAX array among the lists
+    if isinstance(dtype, np.dtype) and dtype.kind == "b":
+        return values
+    return _ALL_REAL
 
 
 def _is_real(value: object) -> bool:

@@ -36,6 +36,11 @@ NOT_NUMBERS = {
     "complex": np.array([[0.5 + 1j, 0.5], [0.5, 0.5]]),
     "None": [[0.5, None], [0.5, 0.5]],
     "booleans": np.array([[True, False], [False, True]]),
+    # NumPy reads booleans among numbers as 1 and 0 (once accepted: a reference [0.5, True, 0.5] was refused
+    # only because it then summed to 2, a reward vector [0.0, True] was read as [0.0, 1.0])
+    "a boolean among numbers": [[0.5, True], [0.0, 0.5]],
+    "a NumPy boolean among numbers": [[0.5, 1.0], [np.False_, 0.5]],
+    "a boolean array among numbers": [np.array([True, False]), [0.5, 0.5]],
 }
 
 
