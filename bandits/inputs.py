@@ -7,6 +7,8 @@ an allocation that cannot fit.
 
 from __future__ import annotations
 
+import decimal
+import math
 import numbers
 import os
 from pathlib import Path
@@ -47,8 +49,8 @@ def real_array(values: object, name: str, expected: str = "an array of numbers")
     """``values`` as a float64 array; a clear error naming ``name`` (and saying it ``expected``) unless every
     entry is a real number: text, booleans (also mixed into a list of numbers), None, a ragged list or complex
     numbers are refused (NumPy would raise its own error, convert booleans silently, or drop the imaginary part
-    with only a warning).  The shape
-    is the caller's to check."""
+    with only a warning).  Fractions and decimals are converted to the nearest float64.  The shape is the caller's
+    to check."""
     try:
         array = np.asarray(values)
     except (TypeError, ValueError) as exc:
@@ -61,11 +63,11 @@ def real_array(values: object, name: str, expected: str = "an array of numbers")
                 f"{name}: expected {expected}, got a boolean entry {found!r}; give real numbers (True and False "
                 "are not read as 1 and 0)."
             )
-    if array.dtype.kind == "O":  # numbers NumPy keeps as objects (fractions, ints beyond 64 bits): one by one
+    if array.dtype.kind == "O":  # numbers NumPy keeps as objects (fractions, decimals, ints beyond 64 bits): one by one
         wrong = next((item for item in array.flat if not _is_real(item)), _ALL_REAL)
         if wrong is not _ALL_REAL:
             raise PrefsimError(f"{name}: expected {expected}, got an entry {wrong!r}; give real numbers.")
-        array = array.astype(np.float64)
+        array = np.fromiter(map(_as_float, array.flat), np.float64, array.size).reshape(array.shape)
     if array.dtype.kind not in "iuf":
         raise PrefsimError(
             f"{name}: expected {expected}, got {_NOT_NUMBERS.get(array.dtype.kind, array.dtype)} "
@@ -102,9 +104,21 @@ def _boolean_entry(values: object) -> object:
 
 
 def _is_real(value: object) -> bool:
-    """Whether ``value`` is one real number (``numbers.Real``: Python's and NumPy's ints and floats, fractions),
-    not a bool."""
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    """Whether ``value`` is one real number (``numbers.Real``: Python's and NumPy's ints and floats, fractions; or a
+    ``decimal.Decimal``, which is not registered as one but is a real number as exact as a fraction), not a bool."""
+    return isinstance(value, (numbers.Real, decimal.Decimal)) and not isinstance(value, (bool, np.bool_))
+
+
+def _as_float(value: object) -> float:
+    """A real number (:func:`_is_real`) as the nearest float64 (``float`` rounds a fraction or a decimal correctly);
+    a signalling NaN decimal, which ``float`` refuses to convert, as NaN, and an integer or fraction beyond float64's
+    range, for which it raises OverflowError, as ±inf (both refused as not finite where it matters)."""
+    if isinstance(value, decimal.Decimal) and value.is_snan():
+        return math.nan
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def check_size(numbers: int, name: str, what: str, copies: int = WORKING_COPIES) -> None:
@@ -126,7 +140,8 @@ def check_size(numbers: int, name: str, what: str, copies: int = WORKING_COPIES)
 def finite_number(value: object, name: str) -> float:
     """``value`` as a finite float; a clear error naming ``name`` otherwise (a string such as "1.5", a bool,
     None, a complex number, an array of more than one entry, NaN, inf).  A real number of any type (a
-    ``fractions.Fraction``, a NumPy scalar) and a 0-d array of numbers (NumPy's, JAX's) are numbers."""
+    ``fractions.Fraction``, a ``decimal.Decimal``, a NumPy scalar; converted to the nearest float64) and a 0-d
+    array of numbers (NumPy's, JAX's) are numbers."""
     if not isinstance(value, (numbers.Number, str, bytes)) and hasattr(value, "__array__"):
         try:
             array = np.asarray(value)
@@ -135,11 +150,16 @@ def finite_number(value: object, name: str) -> float:
         if array is not None and array.ndim == 0 and array.dtype.kind in "iuf":
             value = array.item()
     if not _is_real(value):
-        raise PrefsimError(f"{name}: expected a number, got {value!r}.")
-    number = float(value)
+        raise PrefsimError(f"{name}: expected a number, got {_cut(repr(value))}.")
+    number = _as_float(value)
     if not np.isfinite(number):
-        raise PrefsimError(f"{name}: expected a finite number, got {value!r}.")
+        raise PrefsimError(f"{name}: expected a finite number, got {_cut(repr(value))}.")
     return number
+
+
+def _cut(text: str) -> str:
+    """``text`` cut at 80 characters (an integer of 400 digits in an error message)."""
+    return text if len(text) <= 80 else text[:77] + "…"
 
 
 def check_rng(rng: object) -> np.random.Generator:

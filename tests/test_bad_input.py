@@ -2,6 +2,7 @@
 a silent conversion or an allocation that cannot fit."""
 
 import warnings
+from decimal import Decimal
 from fractions import Fraction
 
 import jax.numpy as jnp
@@ -288,3 +289,34 @@ def test_real_numbers_of_any_type_are_accepted_and_an_odd_entry_is_named_once():
         preference_models.bradley_terry([half, None, 1.0])
     with pytest.raises(PrefsimError, match=r"^strength: expected a number, got Array\(\[0.5, 0.5\]"):
         preference_models.cyclic(3, jnp.asarray([0.5, 0.5]))
+
+
+def test_decimals_are_real_numbers_converted_to_the_nearest_float64():
+    """A ``decimal.Decimal`` was refused ('got an entry Decimal('0.1')') where a ``Fraction`` was read; it is a real
+    number, rounded once to the nearest float64 as ``float`` does, and its NaN, signalling NaN and infinities are
+    refused as not finite (``float`` raises on a signalling NaN)."""
+    tenth = Decimal("0.1")
+    assert inputs.finite_number(tenth, "scale") == 0.1
+    np.testing.assert_array_equal(
+        preference_models.validate_preference_matrix([[Decimal("0.5"), tenth], [Decimal("0.9"), Decimal("0.5")]]),
+        [[0.5, 0.1], [0.9, 0.5]],
+    )
+    np.testing.assert_array_equal(preference_models.cyclic(3, Decimal("0.5")), preference_models.cyclic(3, 0.5))
+    np.testing.assert_array_equal(
+        reference_policies.validate_reference([Decimal("0.25"), Fraction(3, 4)]), [0.25, 0.75]
+    )
+    for bad in ("NaN", "sNaN", "Infinity", "-Infinity"):
+        with pytest.raises(PrefsimError, match=r"^strength: expected a finite number, got Decimal"):
+            preference_models.cyclic(3, Decimal(bad))
+        with pytest.raises(PrefsimError, match="finite"):
+            preference_models.bradley_terry([Decimal(bad), 0.0])
+
+
+def test_integers_beyond_float64_are_refused_as_not_finite_in_one_short_sentence():
+    # was: OverflowError ('int too large to convert to float') from float() and from NumPy's astype
+    with pytest.raises(PrefsimError, match=r"^strength: expected a finite number, got 1000\d{73}…\.$"):
+        preference_models.cyclic(3, 10**400)
+    with pytest.raises(PrefsimError, match="finite"):
+        preference_models.bradley_terry([10**400, 0])
+    with pytest.raises(PrefsimError, match="finite"):
+        preference_models.bradley_terry([Fraction(-(10**400), 3), 0])
