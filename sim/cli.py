@@ -321,16 +321,16 @@ def _run_with_figure_workers(args, workers: list[FigureWorker]) -> int:
     from sim.experiment import code_record, run
     from sim.provenance import code_differences
     from sim.shards import parse_shard, shard_rules
-    from sim.spec import load_spec
+    from sim.spec import load_spec_and_manifest
 
-    spec = load_spec(args.spec)
+    spec, manifest = load_spec_and_manifest(args.spec)  # the manifest of a rerun: read once, with its spec
     shard = parse_shard(args.shard) if args.shard is not None else None
     # --out "" is passed on as given (and refused by the directory check), not replaced by the default
     out = args.out if args.out is not None else str(default_out(args.spec, spec, shard))
     chosen, at = _summary_options(args, spec)
     say = _StoppableProgress(mode="quiet" if args.quiet else "auto")
-    if Path(args.spec).suffix == ".json":  # a rerun of a manifest's spec: with this code, which may differ
-        changes = code_differences(json.loads(Path(args.spec).read_text(encoding="utf-8")), code_record())
+    if manifest is not None:  # a rerun of a manifest's spec: with this code, which may differ
+        changes = code_differences(manifest, code_record())
         if changes:
             message = (
                 f"{args.spec} was written by other code ({'; '.join(changes)}); the rerun computes with this code, "

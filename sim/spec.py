@@ -245,20 +245,31 @@ TOP_LEVEL_KEYS = {
 
 def load_spec(path: str | Path) -> ExperimentSpec:
     """Read and validate a TOML spec file, or the ``manifest.json`` of a run (its ``spec`` is rerun)."""
+    return load_spec_and_manifest(path)[0]
+
+
+def load_spec_and_manifest(path: str | Path) -> tuple[ExperimentSpec, dict | None]:
+    """:func:`load_spec`, and for a run's ``manifest.json`` the manifest the spec was read from (else None).
+
+    The file is read once: a rerun that also reads the manifest's record of the code that computed it
+    (``prefsim run manifest.json`` compares it with this code) reads it from the same text as the spec it
+    reruns, not from a second read that a file changed meanwhile would make disagree with the run."""
     path = as_path(path, "spec file")
     if path.suffix == ".json":
         if not regular_file(path, "spec file"):
             raise PrefsimError(f"spec file {str(path)!r} does not exist.")
-        return parse_spec(spec_of_manifest(path))
+        manifest = read_run_manifest(path)
+        return parse_spec(manifest["spec"]), manifest
     try:
         data = tomllib.loads(read_spec_text(path))
     except tomllib.TOMLDecodeError as exc:
         raise PrefsimError(f"spec file {str(path)!r} is not valid TOML: {exc}.") from None
-    return parse_spec(data)
+    return parse_spec(data), None
 
 
-def spec_of_manifest(path: Path) -> dict:
-    """The spec a ``manifest.json`` written by ``prefsim run`` holds (as the TOML gave it)."""
+def read_run_manifest(path: Path) -> dict:
+    """A ``manifest.json`` written by ``prefsim run``, read once, with its spec (a table with ``[[rule]]`` entries)
+    checked to be there."""
     try:
         manifest = json.loads(Path(path).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -271,7 +282,7 @@ def spec_of_manifest(path: Path) -> dict:
             f"{str(path)!r} is not the manifest.json of a `prefsim run` with its spec (no spec table with "
             "[[rule]] entries in it); give the spec TOML instead."
         )
-    return spec
+    return manifest
 
 
 def parse_spec(data: Any) -> ExperimentSpec:

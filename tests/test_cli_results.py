@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -142,6 +143,38 @@ def test_a_rerun_of_a_manifest_written_by_other_code_says_so(finished, tmp_path)
     assert "was written by other code (jax 0.0.1 instead of " + jax.__version__ in said
     assert "; other source files (git commit " in said and "its numbers may differ" in said
     assert (tmp_path / "other" / "metrics.csv").is_file()
+
+
+def test_a_rerun_reads_its_manifest_once_so_its_warning_is_about_the_spec_it_reruns(tmp_path, monkeypatch, capsys):
+    """``prefsim run manifest.json`` read the manifest twice: once for the spec it reruns, once for the record of
+    the code that computed it.  A manifest replaced between the two reads (here: a run of this code rewriting it)
+    made the rerun of a spec recorded by other code go without its warning; the file is read once now."""
+    from sim.cli import main
+
+    (tmp_path / "s.toml").write_text(
+        SPEC.replace("iterations = 400", "iterations = 3").replace("seeds = 3", "seeds = 1")
+    )
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "first"), "--no-plots", "--quiet"]) == 0
+    current = (tmp_path / "first" / "manifest.json").read_text()
+    other = json.loads(current)
+    other["versions"]["jax"] = "0.0.1"
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(other))
+    reads, read_text = [], Path.read_text
+
+    def read_then_replace(self, *args, **kwargs):
+        text = read_text(self, *args, **kwargs)
+        if self == path:
+            reads.append(text)
+            path.write_text(current)  # replaced after the first read, as another process could
+        return text
+
+    monkeypatch.setattr(Path, "read_text", read_then_replace)
+    capsys.readouterr()
+    assert main(["run", str(path), "--out", str(tmp_path / "rerun"), "--no-plots"]) == 0
+    said = "".join(capsys.readouterr())
+    assert len(reads) == 1
+    assert "was written by other code (jax 0.0.1 instead of " + jax.__version__ in said
 
 
 def test_bad_manifest_and_bad_options_are_one_paragraph_errors(tmp_path):
