@@ -15,6 +15,7 @@ r_k(j)), n reward vectors and weights summing to 1; :func:`bandits.preference.br
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ import numpy as np
 from bandits import preference as preference_models
 from bandits import reference as reference_policies
 from bandits.errors import PrefsimError
-from bandits.inputs import check_integer
+from bandits.inputs import check_integer, check_size
 
 GAME_KINDS = ("matrix", "bradley_terry", "bt_mixture", "cyclic", "random")
 RANDOM_CONSTRUCTIONS = ("lower_triangle", "skew_logits")
@@ -271,16 +272,20 @@ def build_game(spec: GameSpec, seed: int = 0) -> GameInstance:
         matrix = preference_models.validate_preference_matrix(spec.preference, name="game.preference")
     elif spec.kind == "bradley_terry":
         if isinstance(spec.rewards, str):
+            arms = _arms(spec)
+            check_size(arms * arms, "game.arms", f"the {arms}×{arms} preference matrix")  # before drawing the rewards
             rng = np.random.default_rng([int(seed), 1])
-            rewards = float(spec.reward_scale) * rng.uniform(size=_arms(spec))
+            rewards = float(spec.reward_scale) * rng.uniform(size=arms)
         else:
             rewards = _vector(spec.rewards, "game.rewards")
         matrix = preference_models.bradley_terry(rewards, name="game.rewards")
     elif spec.kind == "bt_mixture":
         if isinstance(spec.rewards, str):
-            count = spec.components if spec.components is not None else len(spec.weights)
+            count, arms = int(spec.components if spec.components is not None else len(spec.weights)), _arms(spec)
+            # the mixture's n·K² terms, before the n·K rewards are drawn
+            check_size(count * arms * arms, "game.components", f"{count} component(s) of a {arms}×{arms} matrix")
             rng = np.random.default_rng([int(seed), 5])
-            mixture_rewards = float(spec.reward_scale) * rng.uniform(size=(int(count), _arms(spec)))
+            mixture_rewards = float(spec.reward_scale) * rng.uniform(size=(count, arms))
         else:
             mixture_rewards = spec.rewards
         matrix = preference_models.bradley_terry_mixture(
@@ -378,6 +383,11 @@ def _is_default(value, default) -> bool:
 
 
 def _is_number(value) -> bool:
-    return (
-        isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and np.isfinite(value)
-    )
+    """Whether ``value`` is one finite int or float (Python's or NumPy's), not a bool; an int beyond float64's range
+    is not (``np.isfinite`` raised a TypeError on one beyond 64 bits)."""
+    if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False

@@ -1,6 +1,7 @@
 """Bad input to the public functions of ``bandits``: a clear :class:`PrefsimError`, never NumPy's own error,
 a silent conversion or an allocation that cannot fit."""
 
+import dataclasses
 import warnings
 from decimal import Decimal
 from fractions import Fraction
@@ -174,6 +175,24 @@ def test_a_game_of_a_million_arms_is_refused_by_its_estimate():
     # 10⁶ × 10⁶ float64 entries are 8 TB: refused at once from the estimate, nothing allocated
     with pytest.raises(PrefsimError, match=r"arms: the 1000000×1000000 preference matrix needs 1e\+12 numbers"):
         preference_models.cyclic(10**6)
+
+
+def test_random_rewards_of_a_game_too_large_are_refused_before_they_are_drawn():
+    # was: the n·K rewards drawn first (NumPy's MemoryError for 10¹² components of 3 arms: 21.8 TiB), and a
+    # Bradley–Terry game's K rewards drawn before its K×K matrix was found too large
+    with pytest.raises(PrefsimError, match=r"^game.components: 1000000000000 component\(s\) of a 3×3 matrix needs"):
+        build_game(GameSpec(kind="bt_mixture", rewards="random", arms=3, components=10**12))
+    with pytest.raises(PrefsimError, match=r"^game.arms: the 1000000×1000000 preference matrix needs 1e\+12 numbers"):
+        build_game(GameSpec(kind="bradley_terry", rewards="random", arms=10**6))
+
+
+@pytest.mark.parametrize("field", ["tau", "strength", "reference_scale", "reference_min_mass"])
+@pytest.mark.parametrize("number", [-(10**30), 10**400], ids=["-10**30", "10**400"])
+def test_game_numbers_beyond_64_bits_are_refused_not_a_numpy_type_error(field, number):
+    # was: "ufunc 'isfinite' not supported for the input types" (TypeError) from the finiteness check
+    spec = GameSpec(kind="cyclic", arms=3, **({"reference": "random"} if field.startswith("reference") else {}))
+    with pytest.raises(PrefsimError, match=f"^game.{field}: "):
+        build_game(dataclasses.replace(spec, **{field: number}))
 
 
 # --------------------------------------------------------------------------- sim's entry points
