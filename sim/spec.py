@@ -286,9 +286,10 @@ def read_run_manifest(path: Path) -> dict:
 
 
 def parse_spec(data: Any) -> ExperimentSpec:
-    """Validate a spec given as a dict (as from ``tomllib``); return an :class:`ExperimentSpec`."""
+    """Validate a spec given as a dict (as from ``tomllib``); return an :class:`ExperimentSpec` (one given is
+    returned after :func:`check_built_spec`)."""
     if isinstance(data, ExperimentSpec):
-        return data
+        return check_built_spec(data)
     if not isinstance(data, dict):
         raise PrefsimError("spec: expected a table of keys (a TOML document or a dict).")
     data = plain_values(data)  # NumPy numbers and arrays of a spec built in Python: as TOML gives them
@@ -306,6 +307,38 @@ def parse_spec(data: Any) -> ExperimentSpec:
         return _parse_field_sweep(data, sweeps)
     spec = _parse_point(data)
     check_plot_facets(spec.plot, [])
+    return spec
+
+
+def check_built_spec(spec: ExperimentSpec) -> ExperimentSpec:
+    """``spec`` unchanged, after checking the fields of an :class:`ExperimentSpec` built in Python (not parsed from
+    a table) as the parser checks a table's: an iteration count of -1 or "3", no seeds or no rules, an unknown
+    precision or a dict for the game were otherwise met by NumPy's, pandas' or an attribute error deep in the run,
+    or ran.  Its game is validated when it is built (:func:`bandits.games.build_game`), its rules' parameters when
+    the rules are."""
+    if not _is_int(spec.iterations) or spec.iterations < 1:
+        raise PrefsimError(f"iterations: expected an integer ≥ 1, got {spec.iterations!r}.")
+    seeds = spec.seeds
+    if not isinstance(seeds, tuple) or not seeds or not all(_is_int(seed) and seed >= 0 for seed in seeds):
+        raise PrefsimError(f"seeds: expected a non-empty tuple of integers ≥ 0 (e.g. tuple(range(20))), got {seeds!r}.")
+    if len(set(seeds)) != len(seeds):
+        raise PrefsimError("seeds: the tuple has repeated seeds.")
+    check_counts(spec.iterations, len(seeds))
+    if not isinstance(spec.precision, str) or spec.precision not in PRECISIONS:
+        raise PrefsimError(f"precision: expected one of {', '.join(PRECISIONS)}, got {spec.precision!r}.")
+    if spec.record_every is not None and (not _is_int(spec.record_every) or spec.record_every < 1):
+        raise PrefsimError(f"record_every: expected None or an integer ≥ 1, got {spec.record_every!r}.")
+    for field, kind in (("game", GameSpec), ("run", RunSpec)):
+        if not isinstance(getattr(spec, field), kind):
+            raise PrefsimError(
+                f"{field}: expected a {kind.__module__}.{kind.__name__} (or give the spec as a dict), got "
+                f"{type(getattr(spec, field)).__name__}."
+            )
+    if not isinstance(spec.rules, tuple) or not spec.rules or not all(isinstance(r, RuleSpec) for r in spec.rules):
+        raise PrefsimError(
+            "rules: expected a non-empty tuple of sim.spec.RuleSpec (as parse_spec makes them from [[rule]] tables), "
+            f"got {spec.rules!r}."
+        )
     return spec
 
 

@@ -249,6 +249,31 @@ def test_run_arguments_of_the_wrong_type_are_refused_before_running(arguments):
 
 
 @pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("iterations", -1),
+        ("iterations", "3"),
+        ("seeds", ()),
+        ("seeds", [0, 1]),
+        ("seeds", (0, 0)),
+        ("precision", "float16"),
+        ("record_every", 0),
+        ("game", {"kind": "cyclic", "arms": 3}),
+        ("run", {"mode": "exact"}),
+        ("rules", ()),
+        ("rules", ({"name": "inpo"},)),
+    ],
+    ids=lambda value: repr(value) if not isinstance(value, str) else value,
+)
+def test_an_experiment_spec_built_in_python_is_checked_before_running(field, value):
+    # was: iterations = -1 a ValueError from pandas ("All arrays must be of the same length"), no rules one from
+    # max(), a dict game an AttributeError, iterations = "3" and precision = "float16" ran
+    spec = sim.parse_spec({**SPEC, "rule": [{"name": "inpo", "eta": 2.0}]})
+    with pytest.raises(PrefsimError, match=f"^{field}: "):
+        sim.run(dataclasses.replace(spec, **{field: value}))
+
+
+@pytest.mark.parametrize(
     ("key", "value"),
     [
         ("precision", np.array(["float64", "float32"])),
