@@ -111,12 +111,8 @@ plotting.plot_metric(
     fit_window=None,
     styles={dpo_label[0.5]: {"ls": (0, (4, 2)), "lw": 2.4, "color": "black"}},
     theory=bounds[(bounds.metric == "suboptimality") & bounds.rule.isin([apo_label[0.0], apo_label[0.9]])],
-)
-# set after plotting (plot_metric re-wraps a title and drops its line breaks): two lines that fit the axes
-axes.set_title(
-    f"APO vs iterative DPO, exact rewards (K = 6, β = {BETA:g}, {SEEDS} seeds):\n"
+    title=f"APO vs iterative DPO, exact rewards (K = 6, β = {BETA:g}, {SEEDS} seeds): "
     "APO(α = 0.5) tracks DPO(β(1−α) = 0.5), 0.5 iterations behind",
-    fontsize=10,
 )
 show(plotting.save_figure(figure, OUT / "apo_suboptimality.png"))
 

@@ -711,8 +711,10 @@ def plot_metric(
             _curve_colour_bar(axes, rules, ramp, labels or {})
         axes.grid(True, which="major", alpha=0.3)
         _legend(axes, legend)
-        if title:  # wrapped to the axes' width: a long title is not cut off at the figure's edges
-            width = axes.get_position().width * axes.get_figure(root=True).get_figwidth()
+        if title:  # wrapped to the axes' width after the layout (a legend outside narrows the axes): not cut off
+            figure = axes.get_figure(root=True)
+            figure.draw_without_rendering()
+            width = axes.get_position().width * figure.get_figwidth()
             axes.set_title(_wrap_title(title, width, STYLE["axes.titlesize"]))
     return axes
 

@@ -384,6 +384,20 @@ def test_a_long_axes_title_of_plot_metric_is_wrapped_inside_the_figure():
     assert _inside(title.get_window_extent(figure.canvas.get_renderer()), figure.bbox)
 
 
+def test_an_axes_title_fits_beside_a_wide_legend_outside():
+    """A wide legend outside narrows the axes at layout time: the title is wrapped to the axes' final width
+    (notebook 01's "3-cycle, τ = 0.2: …" title was wrapped to the pre-layout width and cut at the left edge)."""
+    rule = "a_rule_with_a_rather_long_label_that_takes_half_the_figure"
+    table = synthetic({rule: {"kl_to_nash": lambda t: 1 / (t + 1.0)}})
+    figure, axes = plotting.new_figure()
+    title = "3-cycle, τ = 0.2: η = 0.8 vs 1.25 × η_crit (10 random initial policies)"
+    plotting.plot_metric(table, "kl_to_nash", axes=axes, title=title, legend="outside")
+    figure.canvas.draw()
+    box = axes.title.get_window_extent(figure.canvas.get_renderer())
+    assert _inside(box, figure.bbox), "the title must not be cut at the figure's edge"
+    assert box.width <= axes.bbox.width + 1, "the title is wrapped to the axes' width after the layout"
+
+
 def _assert_panel_legends_below_their_axes(figure, panels):
     """Each panel's legend below its axes (outside them) and inside the figure; return the renderer."""
     figure.canvas.draw()
