@@ -660,8 +660,8 @@ for tau in (0.01, 0.05, 0.2):
     for rule in ("inpo_2crit", "inpo_safe"):
         row = cyc.loc[(tau, rule)]
         assert row.rho < 1 and row.kl_final_max < cyc.loc[(tau, "online_ipo"), "kl_final_min"]
-        if np.isfinite(row.fitted):
-            assert abs(row.fitted - row.predicted) <= 0.1 * abs(row.predicted), (tau, rule, row.fitted, row.predicted)
+        assert np.isfinite(row.fitted), f"no semilog fit for {rule} at τ = {tau} (KL at the floor too early?)"
+        assert abs(row.fitted - row.predicted) <= 0.1 * abs(row.predicted), (tau, rule, row.fitted, row.predicted)
 clear = contrast[(contrast.omega_max - contrast.tau).abs() > 0.1 * contrast.tau]
 assert len(clear) >= SEEDS and (clear.converged == clear.predicted_converges).all(), clear
 assert (~clear.predicted_converges).sum() >= 3 and clear.predicted_converges.sum() >= 3, "both regimes should occur"
