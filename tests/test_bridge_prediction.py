@@ -227,14 +227,15 @@ def test_unsupported_rules_and_sizes_are_refused(model_dir, tmp_path):
     spec = parse_spec(raw)
     with pytest.raises(PrefsimError, match="parameter form only"):
         run_prediction(spec, None, None, progress=False)
-    # reference_every is run, not refused (the tests of the moving reference below): comal and an anchored rule
-    # given it pass the study's rule check; mpo, exact-only, is refused when the spec is read
-    for rule in ({"name": "inpo", "eta": 0.5, "tau": 0.1, "reference_every": 2}, {"name": "comal", "tau": 0.1}):
+    # reference_every is run, not refused (the tests of the moving reference below): comal, mpo and an anchored
+    # rule given it pass the study's rule check
+    for rule in (
+        {"name": "inpo", "eta": 0.5, "tau": 0.1, "reference_every": 2},
+        {"name": "comal", "tau": 0.1},
+        {"name": "mpo", "tau": 0.1},
+    ):
         raw["rule"] = [rule]
         assert prediction._check_rule(parse_spec(raw).rules[0].rule, "rule") is None
-    raw["rule"] = [{"name": "mpo", "tau": 0.1}]
-    with pytest.raises(PrefsimError, match="rule mpo runs in exact mode only"):
-        parse_spec(raw)
     raw = tiny_spec(model_dir, prompts=7)
     spec = parse_spec(raw)
     with pytest.raises(PrefsimError, match="exceeds the 6 training prompts"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import jax
@@ -12,10 +13,12 @@ import pytest
 import sim
 from bandits.errors import PrefsimError
 from bandits.linear import random_linear_bandit
+from llm_bridge.rules import build_bridge_rule
 from sim.cli import main as cli_main
 from sim.game import normalize
 from sim.limits import PAIR_BYTES, check_memory, memory_estimate
 from sim.metrics import METRIC_COLUMNS
+from sim.rules import RULES, register_rule, unregister_rule
 from sim.sampled.apo import extrapolate_log_space, extrapolate_parameters
 from sim.sampled.engine import build_iteration
 from sim.sampled.experiment import build_sampled_inputs
@@ -326,7 +329,6 @@ def _toml(spec: dict) -> str:
         ({"pair_scheme": "exact_win_rates"}, {"name": "optimistic", "estimator": "uniform"}, "leave pair_scheme"),
         ({"apo_form": "implicit_reference"}, {"name": "apo", "base": "sppo", "eta": 1.0}, "implicit_reference"),
         ({"apo_form": "momentum"}, {"name": "apo", "base": "inpo", "eta": 1.0, "tau": 0.1}, "run.apo_form"),
-        ({}, {"name": "mmd", "eta": 1.0}, "has no sampled loss"),
         ({}, {"name": "dpo", "beta": 1.0}, "Bradley–Terry"),
         ({"learning_rate": -1.0}, None, "run.learning_rate"),
         ({"tolerance": 1e-6, "minibatch_size": 5}, None, "full-batch"),
@@ -341,6 +343,29 @@ def test_bad_sampled_input_names_the_field(run, rule, match):
         spec["rule"] = [rule]
     with pytest.raises(PrefsimError, match=match):
         sim.parse_spec(spec)
+
+
+@pytest.fixture
+def exact_only_rule():
+    """A rule with no per-pair loss (every built-in rule has one since mmd and mpo got INPO's): mmd without it."""
+    definition = dataclasses.replace(RULES["mmd"], name="exact_only_mmd", loss=None, data=None, offline=None)
+    register_rule(definition)
+    try:
+        yield definition.name
+    finally:
+        unregister_rule(definition.name)
+
+
+def test_a_rule_without_a_loss_runs_in_exact_mode_and_is_refused_elsewhere(exact_only_rule):
+    assert RULES[exact_only_rule].modes == ("exact",)
+    spec = _spec()
+    spec["rule"] = [{"name": exact_only_rule, "eta": 1.0}]
+    supported = "sampled mode supports online_ipo, inpo, mmd,"
+    with pytest.raises(PrefsimError, match=f"rule exact_only_mmd has no sampled loss; {supported}"):
+        sim.parse_spec(spec)
+    with pytest.raises(PrefsimError, match="rule exact_only_mmd runs in exact mode only"):
+        build_bridge_rule(exact_only_rule, {"eta": 1.0})
+    assert sim.parse_spec({**spec, "run": {"mode": "exact"}}).rules[0].name == exact_only_rule
 
 
 def test_exact_mode_is_unchanged_by_the_sampled_keys():

@@ -101,10 +101,12 @@ def test_offline_ipo_limit_is_the_best_response_to_reference_not_the_nash_policy
     assert abs(to_nash[1].mean() - exact.mean()) < 0.15, (to_nash[1].mean(), exact.mean())
 
 
-def test_offline_inpo_from_a_random_policy_approaches_its_offline_counterpart_at_root_n():
-    # π_0 random ≠ π_ref, so the offline counterpart (Pπ_ref inside) differs from the online INPO step (Pπ_0)
+@pytest.mark.parametrize("rule", [{"name": "inpo", "eta": 2.0}, {"name": "mmd", "eta": 0.8}], ids=["inpo", "mmd"])
+def test_offline_inpo_from_a_random_policy_approaches_its_offline_counterpart_at_root_n(rule):
+    # π_0 random ≠ π_ref, so the offline counterpart (Pπ_ref inside) differs from the online INPO step (Pπ_0);
+    # MMD's loss is INPO's at η_INPO = τ + 1/η, its counterpart the MMD step with Pπ_ref
     game = {**RANDOM_GAME, "initial": "random"}
-    to_exact, _, _ = _one_offline_iteration(game, {"name": "inpo", "eta": 2.0, "tau": TAU})
+    to_exact, _, _ = _one_offline_iteration(game, {**rule, "tau": TAU})
     fitted, (low, high) = slope_and_interval(to_exact, PAIRS)
     assert low <= -0.5 <= high, f"slope {fitted:.3f}, 95% CI [{low:.3f}, {high:.3f}] excludes −1/2"
     assert high - low < 0.4
@@ -253,7 +255,7 @@ def _sampled(**run):
         (
             {"data": "offline"},
             {"name": "sppo", "eta": 1.0},
-            r"rule #1 \(sppo\): run\.data = \"offline\" supports rules online_ipo, inpo, mnpo only",
+            r"rule #1 \(sppo\): run\.data = \"offline\" supports rules online_ipo, inpo, mmd, mnpo only",
         ),
         ({"data": "offline"}, {"name": "apo", "base": "inpo", "eta": 1.0, "tau": 0.1}, r"run\.data = \"offline\".*apo"),
         ({"data": "offline"}, {"name": "nash_md", "eta": 1.0}, r"run\.data = \"offline\""),
@@ -311,7 +313,7 @@ data = "offline"
 @pytest.mark.parametrize(
     "text, expected",
     [
-        (OFFLINE_SPPO_TOML, 'run.data = "offline" supports rules online_ipo, inpo, mnpo only'),
+        (OFFLINE_SPPO_TOML, 'run.data = "offline" supports rules online_ipo, inpo, mmd, mnpo only'),
         (OFFLINE_SPPO_TOML.replace("sppo", "inpo") + 'pair_scheme = "tournament"\n', "run.pair_scheme"),
     ],
 )

@@ -7,7 +7,9 @@
 * ``mpo`` — Magnetic Preference Optimization (Wang et al., arXiv 2410.16714): MMD whose magnet is replaced
   by the current policy periodically.  The paper states the period for its LLM runs, not for a tabular
   game; the default M = 40 is docs/theory.md §F.1's derived setting (MMD η = 0.8, τ = 0.1 drives
-  COMAL's 3-action game to machine precision), stated as ours, not the paper's.
+  COMAL's 3-action game to machine precision), stated as ours, not the paper's.  Its sampled and LLM
+  loss is MMD's (INPO's at η_INPO = τ + 1/η, :mod:`sim.rules.mmd`): another estimator of the same MMD
+  step than the paper's policy-gradient implementation.
 
 Each preset is the base rule's definition (update, loss, data, bounds) under its own name, paper and
 ``reference_every`` default; :mod:`sim.rules.reference` holds the advancement itself.  The base's bounds
@@ -75,4 +77,8 @@ MPO = preset(
     "MMD whose magnet is replaced by the current policy every M iterations",
     40,
     update_formula="MMD whose magnet moves to π_t every M iterations (MPO, arXiv 2410.16714)",
+    loss_formula="MMD's (INPO's at η_INPO = τ + 1/η), toward the current magnet; not MPO's policy-gradient loss",
+    anchors=(
+        "the magnet (ητ/(1+ητ)), moved to π_t every `reference_every` = M iterations (default 40), and π_t (1/(1+ητ))"
+    ),
 )

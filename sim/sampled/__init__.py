@@ -34,9 +34,10 @@ where the run would not read it, e.g. ``candidates`` with ``lambda_p`` or ``mlp_
     mlp_hidden_layers = 1
 
 Rules with a sampled loss are those whose definition in :mod:`sim.rules` has one (``prefsim rules``
-lists the modes of each): ``inpo``, ``dpo``, ``online_ipo``, ``sppo``, ``dno``, ``nash_md``
-(Nash-MD-PG) and ``apo`` (bases dpo / sppo / inpo).  Rule parameters are those of exact mode (APO's
-``form``, DPO's ``anchor``); ``run.apo_form`` and ``run.dpo_reference`` are deprecated.
+lists the modes of each): every built-in rule, ``mmd`` and its preset ``mpo`` included (INPO's loss at
+η_INPO = τ + 1/η), with ``nash_md`` as Nash-MD-PG and ``apo`` over the bases dpo / sppo / inpo.  Rule
+parameters are those of exact mode (APO's ``form``, DPO's ``anchor``); ``run.apo_form`` and
+``run.dpo_reference`` are deprecated.
 
 Results: the exact-mode columns plus ``queries`` (cumulative), ``distance_to_exact`` and ``loss``
 (:mod:`sim.sampled.experiment`).
