@@ -33,7 +33,8 @@ Example (``examples/llm_demo.toml`` is the full demo)::
     eta = 1.0
     tau = 0.33
 
-Unknown keys and wrong types raise :class:`~bandits.errors.PrefsimError` naming the field.
+Unknown keys, wrong types and integers beyond 64 bits (TOML's limit, as for simulator specs) raise
+:class:`~bandits.errors.PrefsimError` naming the field.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ from llm_bridge.rules import LLM_TAU, BridgeRule, build_bridge_rule
 from llm_bridge.run_layout import RUN_LEVEL_NAMES
 from llm_bridge.trainer import TrainingSpec
 from sim.rules import RULES
-from sim.spec_checks import check_label, read_spec_text
+from sim.spec_checks import check_integer_range, check_label, read_spec_text
 
 DEVICES = ("auto", "cpu", "cuda")
 #: The keys of the ``[run]`` table: the :class:`BridgeSpec` fields of these names (docs/llm_bridge.md's key
@@ -233,6 +234,7 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
     unknown = sorted(set(raw) - known)
     if unknown:
         raise PrefsimError(f"spec: unknown top-level key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
+    check_integer_range(raw)  # as the simulator's parser: a 400-digit integer is refused, not an OverflowError
     iterations = _integer(raw.get("iterations", 3), "iterations", 1)
     seed = _integer(raw.get("seed", 0), "seed", 0)
     tau = raw.get("tau", LLM_TAU)

@@ -568,6 +568,23 @@ def test_a_value_of_the_wrong_type_is_named_in_words_not_as_a_python_type(table,
     assert str(caught.value) == message
 
 
+@pytest.mark.parametrize(
+    ("table", "key", "value", "where"),
+    [
+        ("training", "learning_rate", 10**400, "training.learning_rate"),
+        ("oracle", "scale", 10**400, "oracle.scale"),
+        ("training", "adam_betas", [10**400, 0], "training.adam_betas[0]"),
+        ("run", "threads", 2**63, "run.threads"),
+    ],
+)
+def test_an_integer_beyond_64_bits_is_refused_naming_the_key_not_an_overflow_error(table, key, value, where):
+    """Python's TOML parser reads integers of any size; converting one to a float was an OverflowError traceback."""
+    with pytest.raises(PrefsimError, match=rf"^{re.escape(where)}: the integer \d+ does not fit in 64 bits"):
+        parse_spec(_raw("/m", [{"name": "dpo"}], **{table: {key: value}}))
+    with pytest.raises(PrefsimError, match=r"^rule\[0\]\.beta: the integer"):
+        parse_spec(_raw("/m", [{"name": "dpo", "beta": 10**400}]))
+
+
 def test_the_progress_line_calls_the_kl_a_sample_estimate_that_can_be_negative():
     row = {"win_rate": 0.5, "win_rate_low": 0.4, "win_rate_high": 0.6, "kl_reference": -0.314}
     line = bridge_loop.iteration_line("inpo", 2, 3, {**row, "loss_first": 0.7, "loss_last": 0.6, "seconds": 4.0})
