@@ -40,6 +40,16 @@ if TYPE_CHECKING:
     from transformers import GenerationConfig, PreTrainedTokenizerBase
 
 
+def torch_seed(value: int) -> int:
+    """``value`` as a seed torch takes (``manual_seed`` accepts 0 … 2⁶⁴ − 1): ``value`` mod 2⁶⁴.
+
+    The bridge derives its seeds from the spec's (``llm_bridge.loop._seed``, times 101 for evaluation, times
+    1 000 003 per generation batch), so a spec seed above ~10⁷ gave a seed beyond 2⁶⁴ and a ValueError
+    part-way through the run; a seed below 2⁶⁴ is unchanged, so runs with smaller seeds draw what they drew.
+    """
+    return value % 2**64
+
+
 @dataclasses.dataclass(frozen=True)
 class SamplingSpec:
     """Sampling settings of ``[generation]`` (the same for training samples and held-out evaluation)."""
@@ -338,7 +348,7 @@ def generate(
         for row, prompt in enumerate(prompts):
             input_ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
             attention[row, width - len(prompt) :] = 1
-        torch.manual_seed(seed * 1_000_003 + batch_index)
+        torch.manual_seed(torch_seed(seed * 1_000_003 + batch_index))
         processors = LogitsProcessorList([FiniteLogitsCheck(description)])
         if mixture is not None:
             processors.append(GeometricMixtureProcessor(mixture, attention.to(device)))

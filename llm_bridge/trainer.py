@@ -33,6 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bandits.errors import PrefsimError
+from llm_bridge.generation import torch_seed
 from llm_bridge.logprobs import sequence_logprobs
 from llm_bridge.precision import Precision, check_trainable_precision, precision_for
 from llm_bridge.rules import BridgeRule
@@ -275,7 +276,7 @@ def train_on_pairs(
     scaler = precision.grad_scaler()
 
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(torch_seed(seed))
     step_losses, tokens = [], 0
     trainable = [p for p in model.parameters() if p.requires_grad]
     steps_per_epoch = -(-len(data) // spec.batch_size)

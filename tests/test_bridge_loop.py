@@ -25,7 +25,7 @@ from bandits.errors import PrefsimError  # noqa: E402
 from llm_bridge import loop as bridge_loop  # noqa: E402
 from llm_bridge.cli import command  # noqa: E402
 from llm_bridge.cli import main as cli_main  # noqa: E402
-from llm_bridge.generation import SamplingSpec, encode_prompts, generate, position_limit  # noqa: E402
+from llm_bridge.generation import SamplingSpec, encode_prompts, generate, position_limit, torch_seed  # noqa: E402
 from llm_bridge.logprobs import batched_sequence_logprobs  # noqa: E402
 from llm_bridge.models import (  # noqa: E402
     export_pretrained,
@@ -583,6 +583,17 @@ def test_an_integer_beyond_64_bits_is_refused_naming_the_key_not_an_overflow_err
         parse_spec(_raw("/m", [{"name": "dpo"}], **{table: {key: value}}))
     with pytest.raises(PrefsimError, match=r"^rule\[0\]\.beta: the integer"):
         parse_spec(_raw("/m", [{"name": "dpo", "beta": 10**400}]))
+
+
+def test_the_largest_spec_seed_runs(tiny_llama, tmp_path):
+    """The seeds derived from the spec's (times 16 000 per iteration, 101 for evaluation, 1 000 003 per generation
+    batch) passed 2⁶⁴ for any spec seed above ~10⁷ (123456789, 2**32): torch's ValueError part-way through the
+    run.  They are taken mod 2⁶⁴ (llm_bridge.generation.torch_seed), which leaves smaller ones as they were."""
+    raw = _raw(tiny_llama, [{"name": "dpo"}], iterations=1)
+    raw["seed"] = 2**63 - 1  # the largest a TOML file can give
+    table = bridge_loop.run_bridge(parse_spec(raw), tmp_path / "run", progress=False)
+    assert table["iteration"].tolist() == [0, 1] and table["pairs"].iloc[-1] == 4
+    assert torch_seed(2**64 + 5) == 5 and torch_seed(2**64 - 1) == 2**64 - 1
 
 
 def test_the_progress_line_calls_the_kl_a_sample_estimate_that_can_be_negative():
