@@ -139,9 +139,26 @@ def check_size(numbers: int, name: str, what: str, copies: int = WORKING_COPIES)
 
 def finite_number(value: object, name: str) -> float:
     """``value`` as a finite float; a clear error naming ``name`` otherwise (a string such as "1.5", a bool,
-    None, a complex number, an array of more than one entry, NaN, inf).  A real number of any type (a
-    ``fractions.Fraction``, a ``decimal.Decimal``, a NumPy scalar; converted to the nearest float64) and a 0-d
-    array of numbers (NumPy's, JAX's) are numbers."""
+    None, a complex number, an array of more than one entry, NaN, inf, an integer too large for a float).  A real
+    number of any type (a ``fractions.Fraction``, a ``decimal.Decimal``, a NumPy scalar; converted to the nearest
+    float64) and a 0-d array of numbers (NumPy's, JAX's) are numbers."""
+    value, number = _real_number(value)
+    if number is None:
+        raise PrefsimError(f"{name}: expected a number, got {_cut(repr(value))}.")
+    if not np.isfinite(number):
+        raise PrefsimError(f"{name}: expected a finite number, got {_cut(repr(value))}.")
+    return number
+
+
+def is_finite_number(value: object) -> bool:
+    """Whether :func:`finite_number` takes ``value`` (for a check whose error message says more than its own)."""
+    number = _real_number(value)[1]
+    return number is not None and bool(np.isfinite(number))
+
+
+def _real_number(value: object) -> tuple[object, float | None]:
+    """``(value, float)`` for one real number (a 0-d array of numbers: its entry, as ``value`` too; the float by
+    :func:`_as_float`); ``(value, None)`` for anything else (:func:`_is_real`)."""
     if not isinstance(value, (numbers.Number, str, bytes)) and hasattr(value, "__array__"):
         try:
             array = np.asarray(value)
@@ -150,11 +167,8 @@ def finite_number(value: object, name: str) -> float:
         if array is not None and array.ndim == 0 and array.dtype.kind in "iuf":
             value = array.item()
     if not _is_real(value):
-        raise PrefsimError(f"{name}: expected a number, got {_cut(repr(value))}.")
-    number = _as_float(value)
-    if not np.isfinite(number):
-        raise PrefsimError(f"{name}: expected a finite number, got {_cut(repr(value))}.")
-    return number
+        return value, None
+    return value, _as_float(value)
 
 
 def _cut(text: str) -> str:

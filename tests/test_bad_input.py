@@ -318,6 +318,15 @@ def test_a_ring_outside_its_grid_warns_that_no_action_is_better():
         continuous.ring_task(5)
 
 
+def test_an_integer_too_large_for_a_float_is_refused_as_not_finite_not_an_overflow_error():
+    """float(10**400) raises OverflowError, which finite_number let through as a traceback."""
+    for value in (10**400, -(10**400), Fraction(10**400, 3)):
+        with pytest.raises(PrefsimError, match=r"^strength: expected a finite number, got "):
+            preference_models.cyclic(3, value)
+        assert not inputs.is_finite_number(value)
+    assert inputs.is_finite_number(Fraction(1, 3)) and not inputs.is_finite_number(True)
+
+
 def test_real_numbers_of_any_type_are_accepted_and_an_odd_entry_is_named_once():
     """Fractions (an exact game written by hand) and 0-d JAX arrays are real numbers: refused by the checks as first
     written (a fraction as 'could not read it as numbers (…: expected …; give real numbers.)', the message twice
