@@ -41,12 +41,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import tomllib
 import typing
 from pathlib import Path
 
 from bandits.errors import PrefsimError
+from bandits.inputs import is_finite_number
 from llm_bridge.generation import SamplingSpec
 from llm_bridge.models import LoraSpec
 from llm_bridge.oracles import python_object
@@ -238,7 +238,7 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
     iterations = _integer(raw.get("iterations", 3), "iterations", 1)
     seed = _integer(raw.get("seed", 0), "seed", 0)
     tau = raw.get("tau", LLM_TAU)
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 <= tau < float("inf"):
+    if not is_finite_number(tau) or tau < 0:
         raise PrefsimError(
             f"tau: the KL weight that rules inherit (as from game.tau) must be a number ≥ 0, got {tau!r}."
         )
@@ -280,7 +280,7 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
     _integer(sampling.max_new_tokens, "generation.max_new_tokens", 1)
     _integer(sampling.batch_size, "generation.batch_size", 1)
     _integer(sampling.top_k, "generation.top_k", 0)
-    if not math.isfinite(sampling.temperature) or not sampling.temperature > 0:
+    if not is_finite_number(sampling.temperature) or not sampling.temperature > 0:
         raise PrefsimError(
             f"generation.temperature must be a finite number > 0 (1.0 samples from π itself), got "
             f"{sampling.temperature!r}."
@@ -372,7 +372,7 @@ def _check_oracle(oracle: OracleSpec) -> None:
     if oracle.kind not in ORACLE_KINDS:
         raise PrefsimError(f"oracle.kind must be one of {', '.join(ORACLE_KINDS)}, got {oracle.kind!r}.")
     scale = oracle.scale
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+    if not is_finite_number(scale) or scale <= 0:
         raise PrefsimError(
             f"oracle.scale must be a finite number > 0 (the Bradley–Terry temperature of σ((r − r′)/scale)), "
             f"got {scale!r}."

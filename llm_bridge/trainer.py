@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
@@ -33,6 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bandits.errors import PrefsimError
+from bandits.inputs import is_finite_number
 from llm_bridge.generation import torch_seed
 from llm_bridge.logprobs import sequence_logprobs
 from llm_bridge.precision import Precision, check_trainable_precision, precision_for
@@ -76,26 +76,26 @@ class TrainingSpec:
         """Raise a :class:`PrefsimError` naming the first field that is out of range or of the wrong type."""
         if self.optimizer not in OPTIMIZERS:
             raise PrefsimError(f"training.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}.")
-        if not _is_finite_number(self.learning_rate) or not self.learning_rate > 0:
+        if not is_finite_number(self.learning_rate) or not self.learning_rate > 0:
             raise PrefsimError(f"training.learning_rate must be a finite number > 0, got {self.learning_rate!r}.")
-        if not _is_finite_number(self.eps) or not self.eps > 0:
+        if not is_finite_number(self.eps) or not self.eps > 0:
             raise PrefsimError(
                 f"training.eps must be a finite number > 0 (the optimiser's denominator term), got {self.eps!r}."
             )
         for name in ("weight_decay", "max_grad_norm"):
             value = getattr(self, name)
-            if not _is_finite_number(value) or value < 0:
+            if not is_finite_number(value) or value < 0:
                 raise PrefsimError(f"training.{name} must be a finite number ≥ 0 (0 = off), got {value!r}.")
         betas = self.adam_betas
         if (
             not isinstance(betas, (tuple, list))
             or len(betas) != 2
-            or not all(_is_finite_number(beta) and 0 <= beta < 1 for beta in betas)
+            or not all(is_finite_number(beta) and 0 <= beta < 1 for beta in betas)
         ):
             raise PrefsimError(
                 f"training.adam_betas must be two numbers in [0, 1), [β₁, β₂] such as [0.9, 0.999], got {betas!r}."
             )
-        if not _is_finite_number(self.rmsprop_alpha) or not 0 <= self.rmsprop_alpha < 1:
+        if not is_finite_number(self.rmsprop_alpha) or not 0 <= self.rmsprop_alpha < 1:
             raise PrefsimError(
                 f"training.rmsprop_alpha must be a number in [0, 1) (such as 0.99), got {self.rmsprop_alpha!r}."
             )
@@ -108,11 +108,6 @@ class TrainingSpec:
                 f"training.batch_size ({self.batch_size}) must be a multiple of training.micro_batch_size "
                 f"({self.micro_batch_size})."
             )
-
-
-def _is_finite_number(value: object) -> bool:
-    """Whether ``value`` is an int or a float (not a bool) that is neither infinite nor NaN."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def make_optimizer(parameters: Iterable[torch.nn.Parameter], spec: TrainingSpec) -> torch.optim.Optimizer:

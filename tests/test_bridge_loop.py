@@ -23,6 +23,7 @@ torch.set_num_threads(1)
 
 from bandits.errors import PrefsimError  # noqa: E402
 from llm_bridge import loop as bridge_loop  # noqa: E402
+from llm_bridge import trainer as trainer_module  # noqa: E402
 from llm_bridge.cli import command  # noqa: E402
 from llm_bridge.cli import main as cli_main  # noqa: E402
 from llm_bridge.generation import SamplingSpec, encode_prompts, generate, position_limit, torch_seed  # noqa: E402
@@ -39,6 +40,7 @@ from llm_bridge.provenance import changed_models, model_identity  # noqa: E402
 from llm_bridge.run_layout import RUN_LEVEL_NAMES  # noqa: E402
 from llm_bridge.spec import PromptSpec, parse_spec  # noqa: E402
 from llm_bridge.tiny import build_tiny_model  # noqa: E402
+from llm_bridge.trainer import TrainingSpec  # noqa: E402
 from sim import results_io, stop_request  # noqa: E402
 from sim.doc_tables import REQUIRED, llm_spec_keys_table  # noqa: E402
 from sim.experiment import git_commit  # noqa: E402
@@ -471,6 +473,16 @@ def test_optimiser_and_sampling_settings_are_checked_before_the_model_loads(tabl
     # the model path does not exist: the spec is refused before anything tries to load it
     with pytest.raises(PrefsimError, match=message):
         parse_spec(_raw("/nonexistent/model", [{"name": "dpo"}], **{table: {key: value}}))
+
+
+def test_the_training_checks_take_numbers_as_bandits_inputs_does():
+    """TrainingSpec.validate asks bandits.inputs.is_finite_number (its own twin of it called math.isfinite, an
+    OverflowError for an integer too large for a float); the messages are the trainer's."""
+    with pytest.raises(PrefsimError, match=r"^training.adam_betas must be two numbers in \[0, 1\)"):
+        TrainingSpec(adam_betas=(10**400, 0.9)).validate()
+    with pytest.raises(PrefsimError, match=r"^training.learning_rate must be a finite number > 0, got 10{400}\.$"):
+        TrainingSpec(learning_rate=10**400).validate()
+    assert not hasattr(trainer_module, "_is_finite_number")
 
 
 def test_labels_may_not_take_a_name_the_run_writes_at_the_top_of_out():
