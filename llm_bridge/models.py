@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from bandits.errors import PrefsimError, os_reason
+from bandits.inputs import is_finite_number
 from sim.provenance import default_file_mode
 
 if TYPE_CHECKING:
@@ -53,6 +54,24 @@ class LoraSpec:
     """Dropout on the adapter input (0 keeps the precomputed π_t log-probs exact at step 0)."""
     target_modules: tuple[str, ...] = ("q_proj", "v_proj")
     """Names of the linear modules that get adapters (e.g. ``c_attn`` for GPT-2)."""
+
+    def validate(self) -> None:
+        """Raise a :class:`PrefsimError` naming the first field out of range (peft would take a NaN ``alpha``, and
+        a list of numbers as ``target_modules`` was an AttributeError, both only once the model was loaded)."""
+        if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r < 1:
+            raise PrefsimError(f"model.lora.r must be an integer ≥ 1 (the rank of the adapter), got {self.r!r}.")
+        if not is_finite_number(self.alpha) or not self.alpha > 0:
+            raise PrefsimError(
+                f"model.lora.alpha must be a finite number > 0 (the update is (alpha/r)·BA), got {self.alpha!r}."
+            )
+        if not is_finite_number(self.dropout) or not 0 <= self.dropout < 1:
+            raise PrefsimError(f"model.lora.dropout must be a number in [0, 1), got {self.dropout!r}.")
+        modules = self.target_modules
+        if not modules or not all(isinstance(name, str) and name for name in modules):
+            raise PrefsimError(
+                'model.lora.target_modules must be a non-empty list of module names (such as ["q_proj", '
+                f'"v_proj"], or ["c_attn"] for GPT-2), got {list(modules)!r}.'
+            )
 
 
 def smollm2_gguf_path() -> Path:
@@ -120,7 +139,7 @@ def load_causal_lm(path: str, dtype: str = "float32") -> PreTrainedModel:
     from transformers import AutoModelForCausalLM
 
     directory, gguf = resolve_model_path(path)
-    torch_dtype = _dtype(dtype)
+    torch_dtype = model_dtype(dtype)
     kwargs = {"gguf_file": gguf} if gguf else {}
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
@@ -297,7 +316,8 @@ def copy_config(config: PretrainedConfig) -> PretrainedConfig:
     return config
 
 
-def _dtype(name: str) -> torch.dtype:
+def model_dtype(name: str) -> torch.dtype:
+    """The torch dtype of ``model.dtype``; a clear error for any other name."""
     choices = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
     if name not in choices:
         raise PrefsimError(f"model.dtype must be one of {', '.join(choices)}, got {name!r}.")

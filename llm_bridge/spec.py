@@ -48,7 +48,7 @@ from pathlib import Path
 from bandits.errors import PrefsimError
 from bandits.inputs import is_finite_number
 from llm_bridge.generation import SamplingSpec
-from llm_bridge.models import LoraSpec
+from llm_bridge.models import LoraSpec, model_dtype
 from llm_bridge.oracles import python_object
 from llm_bridge.reporting import parse_report_to
 from llm_bridge.rules import LLM_TAU, BridgeRule, build_bridge_rule
@@ -250,6 +250,8 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
         if not isinstance(lora_raw, dict):
             raise PrefsimError("model.lora must be a table ([model.lora]).")
         model = dataclasses.replace(model, lora=_dataclass(LoraSpec, lora_raw, "model.lora"))
+        model.lora.validate()
+    model_dtype(model.dtype)  # a known dtype, before the model's files are hashed and loaded
     if model.device not in DEVICES:
         raise PrefsimError(f"model.device must be one of {', '.join(DEVICES)}, got {model.device!r}.")
     if not isinstance(model.path, str) or not model.path:

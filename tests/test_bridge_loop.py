@@ -485,6 +485,25 @@ def test_the_training_checks_take_numbers_as_bandits_inputs_does():
     assert not hasattr(trainer_module, "_is_finite_number")
 
 
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ({"dtype": "int8"}, "model.dtype must be one of float32, float64, bfloat16, float16, got 'int8'."),
+        ({"lora": {"r": 0}}, "model.lora.r must be an integer ≥ 1 (the rank of the adapter), got 0."),
+        ({"lora": {"alpha": float("nan")}}, "model.lora.alpha must be a finite number > 0"),
+        ({"lora": {"dropout": 1.0}}, "model.lora.dropout must be a number in [0, 1), got 1.0."),
+        ({"lora": {"target_modules": [1, 2]}}, "model.lora.target_modules must be a non-empty list of module names"),
+        ({"lora": {"target_modules": []}}, "model.lora.target_modules must be a non-empty list of module names"),
+    ],
+)
+def test_model_dtype_and_lora_settings_are_checked_before_the_model_loads(model, message):
+    """They were checked only once the model was hashed and loaded, some not at all: a NaN alpha stopped the run as
+    'training diverged; lower training.learning_rate', and target_modules = [1, 2] was an AttributeError."""
+    with pytest.raises(PrefsimError) as caught:
+        parse_spec(_raw("/nonexistent/model", [{"name": "dpo"}], model=model))
+    assert str(caught.value).startswith(message)
+
+
 def test_labels_may_not_take_a_name_the_run_writes_at_the_top_of_out():
     assert {"reference", "metrics.csv", "tensorboard", "win_rate.png", "curves.png", "manifest.json"} <= RUN_LEVEL_NAMES
     for label in sorted(RUN_LEVEL_NAMES) + ["Metrics.CSV", "TensorBoard"]:
