@@ -20,11 +20,9 @@ config instead.  The bridge's own checkpoints are flat safetensors state dicts
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import importlib.util
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,7 +30,7 @@ import torch
 
 from bandits.errors import PrefsimError, os_reason
 from bandits.inputs import is_finite_number
-from sim.provenance import default_file_mode
+from sim.results_io import replace_files_atomic
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -185,39 +183,26 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
 def save_state(state: dict[str, torch.Tensor], path: Path) -> None:
     """Write ``state`` (name → tensor) to the safetensors file ``path`` atomically.
 
-    The tensors go to a temporary file of its own next to ``path`` (``.<name>.<random>.tmp``, with the
-    user's umask rather than ``mkstemp``'s 0600), flushed to disk, then renamed over ``path``, as
-    :func:`sim.results_io.write_files_atomic` writes the run's other files: a process killed at any moment
-    leaves the old file or the new one.  A failed write (a full disk, the file-size limit; safetensors raises
-    its own ``SafetensorError`` for those) removes the temporary file and raises a :class:`PrefsimError`
-    naming ``path``.
+    safetensors writes the tensors to a temporary file of its own next to ``path``, which is flushed to disk,
+    then renamed over ``path`` (:func:`sim.results_io.replace_files_atomic`, as the run's other files are
+    written): a process killed at any moment leaves the old file or the new one.  A failed write (a full disk,
+    the file-size limit; safetensors raises its own ``SafetensorError`` for those) removes the temporary file
+    and raises a :class:`PrefsimError` naming ``path``.
     """
     from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     path = Path(path)
     tensors = {name: tensor.contiguous() for name, tensor in state.items()}
-    temporary = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(descriptor)
-        save_file(tensors, temporary)
-        os.chmod(temporary, default_file_mode())
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-        temporary = None  # renamed: nothing left to remove
+        replace_files_atomic({path: lambda temporary: save_file(tensors, temporary)})
     except (OSError, SafetensorError) as exc:
         raise PrefsimError(
             f"could not write the checkpoint {str(path)!r} ({_failure_reason(exc)}); the previous version of the "
             "file is left as it was. Free disk space or raise the file-size limit and rerun with --resume (finished "
             "iterations are kept)."
         ) from None
-    finally:
-        if temporary is not None:  # a failed or interrupted write leaves no temporary file behind
-            with contextlib.suppress(OSError):
-                os.remove(temporary)
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:

@@ -220,9 +220,31 @@ def write_files_atomic(contents: dict) -> None:
     Every file is first written in full (and flushed to disk) to a temporary file next to it; only
     when all are written are they renamed over their targets, with Ctrl-C and SIGTERM held
     (:func:`signals_held`) so that a signal between two renames stops the process after the last one, not
-    with some files replaced and others not.  A failure while writing (a full disk,
-    the file-size limit) removes the temporary files and raises :class:`PrefsimError` naming the
+    with some files replaced and others not (:func:`replace_files_atomic`).  A failure while writing (a full
+    disk, the file-size limit) removes the temporary files and raises :class:`PrefsimError` naming the
     file, so the previous files stay as they were.
+    """
+    try:
+        replace_files_atomic(contents)
+    except OSError as exc:
+        failed = Path(exc.filename).name if getattr(exc, "filename", None) else None
+        written = ", ".join(str(p) for p in contents)
+        raise PrefsimError(
+            f"could not write {written} ({os_reason(exc)}{': ' + failed if failed else ''}); the previous "
+            "version of each file is left as it was. Free disk space or raise the file-size limit and rerun "
+            "with --resume (finished rule parts are kept)."
+        ) from None
+
+
+def replace_files_atomic(contents: dict) -> None:
+    """The writes of :func:`write_files_atomic`, for a caller with an error message of its own: ``{path: data}``,
+    ``data`` the file's bytes or a function that writes the file at the path it is given (the bridge's checkpoints,
+    which safetensors writes itself: no second copy of their bytes in memory).
+
+    Each file goes to a temporary file of its own next to ``path`` (``.<name>.<random>.tmp``, with the user's
+    umask rather than ``mkstemp``'s 0600), flushed to disk; then, with Ctrl-C and SIGTERM held, each is renamed
+    over its target.  A failure (an OSError, or whatever a writing function raises) removes the temporary files
+    and is raised as it came.
     """
     temporary = {}
     try:
@@ -230,23 +252,20 @@ def write_files_atomic(contents: dict) -> None:
             path = Path(path)
             descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
             temporary[path] = name
+            if callable(data):
+                os.close(descriptor)
+                data(name)
+                with open(name, "rb") as handle:
+                    os.fsync(handle.fileno())
+            else:
+                with os.fdopen(descriptor, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
             os.chmod(name, default_file_mode())  # mkstemp creates 0600: give the user's umask instead
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
         with signals_held():  # a Ctrl-C or SIGTERM between two renames is acted on after the last one
             for path, name in temporary.items():
                 os.replace(name, path)
-    except OSError as exc:
-        failed = Path(exc.filename).name if getattr(exc, "filename", None) else None
-        _remove_quietly(temporary.values())
-        written = ", ".join(str(p) for p in contents)
-        raise PrefsimError(
-            f"could not write {written} ({os_reason(exc)}{': ' + failed if failed else ''}); the previous "
-            "version of each file is left as it was. Free disk space or raise the file-size limit and rerun "
-            "with --resume (finished rule parts are kept)."
-        ) from None
     except BaseException:
         _remove_quietly(temporary.values())
         raise

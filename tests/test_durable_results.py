@@ -20,7 +20,7 @@ import sim.summary
 from bandits.errors import PrefsimError
 from sim import cli, results_io
 from sim.cli import main
-from sim.provenance import code_differences
+from sim.provenance import code_differences, default_file_mode
 from sim.report import build_report
 from sim.summary import write_summary
 
@@ -329,6 +329,26 @@ def test_a_signal_between_two_renames_is_acted_on_after_the_last(tmp_path, monke
         signal.signal(signal.SIGINT, earlier)
     assert (metrics.read_text(), manifest.read_text()) == ("new metrics", "new manifest")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["manifest.json", "metrics.csv"]
+
+
+def test_a_file_that_a_function_writes_is_replaced_as_bytes_are(tmp_path):
+    """replace_files_atomic takes a function that writes the file at the path it is given (the bridge's
+    safetensors checkpoints, which had a twin of this code): the same temporary file, mode and rename; a
+    failure in the function removes the temporary file and leaves the target as it was."""
+    target, other = tmp_path / "policy.safetensors", tmp_path / "state.json"
+    target.write_bytes(b"old")
+    results_io.replace_files_atomic({target: lambda name: Path(name).write_bytes(b"new"), other: b"{}"})
+    assert (target.read_bytes(), other.read_bytes()) == (b"new", b"{}")
+    assert target.stat().st_mode & 0o777 == default_file_mode()
+
+    def fails(name):
+        Path(name).write_bytes(b"half")
+        raise ValueError("the writer's own error")
+
+    with pytest.raises(ValueError, match="the writer's own error"):
+        results_io.replace_files_atomic({other: b"newer", target: fails})
+    assert (target.read_bytes(), other.read_bytes()) == (b"new", b"{}")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["policy.safetensors", "state.json"]
 
 
 # ----------------------------------------------------------------------------------------------
