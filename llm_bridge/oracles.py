@@ -243,31 +243,36 @@ def python_object(reference: str, field: str) -> Any:
         raise PrefsimError(f"{field}: cannot import {reference!r}: {exc}") from None
 
 
+def check_oracle_settings(kind: str, path: str | None, function: str | None) -> None:
+    """Refuse an ``[oracle]`` table that lacks what its kind needs: ``oracle.path`` for reward_model,
+    ``oracle.function`` for reward_function and preference_function (the spec parser asks before any model
+    loads; :func:`build_oracle` asks again)."""
+    if kind == "reward_model" and not path:
+        raise PrefsimError('oracle.kind = "reward_model" needs oracle.path (a local sequence-classification model).')
+    if kind == "reward_function" and not function:
+        raise PrefsimError(
+            'oracle.kind = "reward_function" needs oracle.function = "module:function" '
+            "taking (prompts, responses) and returning rewards."
+        )
+    if kind == "preference_function" and not function:
+        raise PrefsimError(
+            'oracle.kind = "preference_function" needs oracle.function = "module:function" '
+            "taking (prompt, response, response′) and returning P(response ≻ response′)."
+        )
+
+
 def build_oracle(kind: str, *, scale: float = 1.0, path: str | None = None, function: str | None = None) -> Oracle:
     """Oracle from the ``[oracle]`` table: kind ∈ vader, reward_model, reward_function, preference_function."""
+    check_oracle_settings(kind, path, function)
     if kind == "vader":
         return vader_oracle(scale)
     if kind == "reward_model":
-        if not path:
-            raise PrefsimError(
-                'oracle.kind = "reward_model" needs oracle.path (a local sequence-classification model).'
-            )
         return RewardModelOracle(path, scale)
     if kind == "reward_function":
-        if not function:
-            raise PrefsimError(
-                'oracle.kind = "reward_function" needs oracle.function = "module:function" '
-                "taking (prompts, responses) and returning rewards."
-            )
         call = "f(prompts, responses) with two lists of strings, expecting one reward per response"
         reward = UserFunction(python_object(function, "oracle.function"), function, call)
         return BradleyTerryOracle(reward, scale, name=function)
     if kind == "preference_function":
-        if not function:
-            raise PrefsimError(
-                'oracle.kind = "preference_function" needs oracle.function = "module:function" '
-                "taking (prompt, response, response′) and returning P(response ≻ response′)."
-            )
         call = "f(prompt, response, response′) with three strings, expecting P(response ≻ response′)"
         preference = UserFunction(python_object(function, "oracle.function"), function, call)
         return CallableOracle(preference, name=function)

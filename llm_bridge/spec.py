@@ -49,7 +49,7 @@ from bandits.errors import PrefsimError
 from bandits.inputs import is_finite_number
 from llm_bridge.generation import SamplingSpec
 from llm_bridge.models import LoraSpec, model_dtype
-from llm_bridge.oracles import python_object
+from llm_bridge.oracles import check_oracle_settings, python_object
 from llm_bridge.reporting import parse_report_to
 from llm_bridge.rules import LLM_TAU, BridgeRule, build_bridge_rule
 from llm_bridge.run_layout import RUN_LEVEL_NAMES
@@ -366,7 +366,8 @@ ORACLE_KINDS = ("vader", "reward_model", "reward_function", "preference_function
 
 
 def _check_oracle(oracle: OracleSpec) -> None:
-    """The ``[oracle]`` table: a known kind, a finite scale > 0, and for the function kinds a callable.
+    """The ``[oracle]`` table: a known kind, a finite scale > 0, what the kind needs (:func:`check_oracle_settings`),
+    and for the function kinds a callable.
 
     The function (``"module:function"``) is imported here, so a typo or a non-callable attribute is
     reported before any model is loaded.
@@ -379,6 +380,7 @@ def _check_oracle(oracle: OracleSpec) -> None:
             f"oracle.scale must be a finite number > 0 (the Bradley–Terry temperature of σ((r − r′)/scale)), "
             f"got {scale!r}."
         )
+    check_oracle_settings(oracle.kind, oracle.path, oracle.function)
     if oracle.kind in ("reward_function", "preference_function") and oracle.function is not None:
         if not isinstance(oracle.function, str):
             raise PrefsimError(f'oracle.function must be a string "module:function", got {oracle.function!r}.')
