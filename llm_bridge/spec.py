@@ -137,8 +137,10 @@ class PredictionSpec:
                 raise PrefsimError(f"prediction.{name} must be an integer ≥ 1, got {value!r}.")
         if isinstance(self.candidates, bool) or not isinstance(self.candidates, int) or self.candidates < 2:
             raise PrefsimError(f"prediction.candidates must be an integer ≥ 2, got {self.candidates!r}.")
-        if not self.sampled_learning_rate > 0:
-            raise PrefsimError(f"prediction.sampled_learning_rate must be > 0, got {self.sampled_learning_rate!r}.")
+        if not is_finite_number(self.sampled_learning_rate) or not self.sampled_learning_rate > 0:
+            raise PrefsimError(
+                f"prediction.sampled_learning_rate must be a finite number > 0, got {self.sampled_learning_rate!r}."
+            )
         if self.sampled_optimizer not in ("sgd", "adam", "rmsprop"):
             raise PrefsimError(
                 f"prediction.sampled_optimizer must be sgd, adam or rmsprop, got {self.sampled_optimizer!r}."

@@ -467,6 +467,7 @@ def test_sampling_from_weights_that_overflow_is_a_clear_error(tiny_llama):
         ("generation", "temperature", float("nan"), "temperature must be a finite number > 0"),
         ("generation", "temperature", 0.0, "temperature must be a finite number > 0"),
         ("generation", "top_p", float("nan"), r"top_p must be in \(0, 1\]"),
+        ("prediction", "sampled_learning_rate", float("inf"), "sampled_learning_rate must be a finite number > 0"),
         # what the oracle's kind needs (build_oracle asked only once the model was hashed and loaded)
         ("oracle", "kind", "reward_model", r'oracle.kind = "reward_model" needs oracle.path'),
         ("oracle", "kind", "reward_function", r'oracle.kind = "reward_function" needs oracle.function'),
