@@ -41,6 +41,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from bandits.errors import PrefsimError
+from bandits.inputs import check_integer, check_size, finite_number, real_array
+from bandits.preference import validate_preference_matrix
 from sim.game import Game
 
 if TYPE_CHECKING:  # rule modules import this one, and importing sim.rules must not load pandas
@@ -52,6 +54,126 @@ if TYPE_CHECKING:  # rule modules import this one, and importing sim.rules must 
     Trajectory = pd.DataFrame | Mapping[str, np.ndarray]
 
 # ----------------------------------------------------------------------------------------------
+# argument checks: each names the function and the argument and says what is expected (the bounds are
+# called directly from notebooks), and skips JAX tracers (a traced value is checked where it is concrete)
+
+#: How far from 1 a probability vector may sum, and P + Pᵀ lie from 1: float32 rounding of a policy or a
+#: game, far below what a wrong argument (unnormalised weights, a transposed matrix) gives.
+INPUT_TOLERANCE = 1e-6
+
+#: The APO extrapolation schedules the closed forms know: constant α, or α_t = t/(t + 3) (``nesterov``).
+APO_SCHEDULES = ("constant", "nesterov")
+
+
+def _traced(value: object) -> bool:
+    """Whether ``value`` is a JAX tracer (inside ``jit``/``vmap``/``grad``), whose value cannot be checked."""
+    return isinstance(value, jax.core.Tracer)
+
+
+def _number(value: object, where: str, name: str, least: float | None = None, *, strict: bool = True) -> Any:
+    """``value`` as a finite float, > ``least`` (``strict``) or ≥ it; a tracer unchanged."""
+    if _traced(value):
+        return value
+    number = finite_number(value, f"{where}: {name}")
+    if least is not None and not (number > least if strict else number >= least):
+        raise PrefsimError(f"{where}: {name} must be {'>' if strict else '≥'} {least:g}, got {number:g}.")
+    return number
+
+
+def _numbers(values: object, where: str, name: str, least: float | None = None, *, strict: bool = True) -> Any:
+    """``values`` (a number or an array of them) as a non-empty float64 array of finite numbers, each >
+    ``least`` (``strict``) or ≥ it; checked whole with NumPy, so a long trajectory costs one pass."""
+    if _traced(values):
+        return values
+    array = real_array(values, f"{where}: {name}", "a number or an array of numbers")
+    if array.size == 0:
+        raise PrefsimError(f"{where}: {name} is empty; give at least one number.")
+    if not np.all(np.isfinite(array)):
+        raise PrefsimError(f"{where}: {name} must be finite, got a NaN or infinite entry.")
+    if least is not None:
+        low = array.min()
+        if not (low > least if strict else low >= least):
+            raise PrefsimError(f"{where}: {name} must be {'>' if strict else '≥'} {least:g}, got an entry {low:g}.")
+    return array
+
+
+def _counts(values: object, where: str, name: str = "iterations", least: int = 1) -> np.ndarray:
+    """Iteration counts (a whole number or an array of them, 10.0 read as 10) ≥ ``least``, as float64; a tracer
+    unchanged."""
+    if _traced(values):
+        return values
+    array = _numbers(values, where, name)
+    if not np.all(array == np.floor(array)) or array.min() < least:
+        wrong = array[(array != np.floor(array)) | (array < least)].flat[0]
+        raise PrefsimError(f"{where}: {name} must be whole numbers ≥ {least}, got {wrong:g}.")
+    return array
+
+
+def _count(value: object, where: str, name: str = "iterations", least: int = 1) -> int:
+    """One iteration count: an integer ≥ ``least`` (a bool or a float such as 3.0 is refused)."""
+    return check_integer(value, f"{where}: {name}", least)
+
+
+def _probabilities(values: object, where: str, name: str, *, positive: bool = False, size: int | None = None) -> Any:
+    """A probability vector: 1-d, non-empty, finite, entries ≥ 0 (> 0 with ``positive``), summing to 1 within
+    :data:`INPUT_TOLERANCE`, with ``size`` entries when given; a tracer unchanged."""
+    if _traced(values):
+        return values
+    array = real_array(values, f"{where}: {name}", "a vector of probabilities")
+    if array.ndim != 1 or array.size == 0:
+        raise PrefsimError(f"{where}: {name} must be a non-empty vector of probabilities, got shape {array.shape}.")
+    if size is not None and array.size != size:
+        raise PrefsimError(f"{where}: {name} has {array.size} entries, expected {size} (one per arm).")
+    if not np.all(np.isfinite(array)):
+        raise PrefsimError(f"{where}: {name} must be finite, got a NaN or infinite entry.")
+    low = array.min()
+    if low < 0 or (positive and low == 0):
+        entry = int(np.argmin(array))
+        need = "> 0 (its logarithm must be finite)" if positive else "≥ 0"
+        raise PrefsimError(f"{where}: every entry of {name} must be {need}; entry {entry} is {low:g}.")
+    total = array.sum()
+    if abs(total - 1.0) > INPUT_TOLERANCE:
+        raise PrefsimError(f"{where}: {name} must sum to 1, it sums to {total:.12g}.")
+    return array
+
+
+def _preference(matrix: object, where: str) -> np.ndarray:
+    """A K×K preference matrix (entries in [0, 1], P + Pᵀ = 1 within :data:`INPUT_TOLERANCE`, K ≥ 2)."""
+    return validate_preference_matrix(matrix, tolerance=INPUT_TOLERANCE, name=f"{where}: preference")
+
+
+def _rewards(values: object, where: str, size: int | None = None) -> np.ndarray:
+    """A vector of at least two finite rewards (``size`` of them when given)."""
+    array = real_array(values, f"{where}: rewards", "a vector of rewards")
+    if array.ndim != 1 or array.size < 2:
+        raise PrefsimError(f"{where}: rewards must be a vector of at least 2 rewards, got shape {array.shape}.")
+    if size is not None and array.size != size:
+        raise PrefsimError(f"{where}: rewards has {array.size} entries and reference {size}; give one per arm.")
+    if not np.all(np.isfinite(array)):
+        raise PrefsimError(f"{where}: rewards must be finite, got a NaN or infinite entry.")
+    return array
+
+
+def _flag(value: object, where: str, name: str) -> bool:
+    """A bool (True/False), not a truthy string or number."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise PrefsimError(f"{where}: {name} must be True or False, got {value!r}.")
+    return bool(value)
+
+
+def _broadcast(where: str, **arrays: Any) -> None:
+    """Refuse arrays whose shapes do not broadcast together (NumPy's ``operands could not be broadcast``)."""
+    shapes = {name: np.shape(array) for name, array in arrays.items()}
+    try:
+        np.broadcast_shapes(*shapes.values())
+    except ValueError:
+        described = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
+        raise PrefsimError(
+            f"{where}: the arrays' shapes do not match ({described}); give one value or one per iteration."
+        ) from None
+
+
+# ----------------------------------------------------------------------------------------------
 # realised constants
 
 
@@ -61,15 +183,18 @@ def log_reference_mass_bound(reference: ArrayLike) -> float:
     INPO's Lemma 2 defines D = max_{π∈Π} KL(π‖π_1) with π_1 = π_ref; the supremum over the simplex
     restricted to π_ref's support is attained at the point mass on argmin π_ref.
     """
-    reference = np.asarray(reference, dtype=np.float64)
+    reference = _probabilities(reference, "log_reference_mass_bound", "reference", positive=True)
     return float(-np.log(reference.min()))
 
 
-def policy_log_ratio(policy: ArrayLike, reference: ArrayLike) -> float:
-    """max_y |log π(y)/π_ref(y)| (the quantity Assumption A bounds by B)."""
-    policy = np.asarray(policy, dtype=np.float64)
-    reference = np.asarray(reference, dtype=np.float64)
-    return float(np.max(np.abs(np.log(policy) - np.log(reference))))
+def policy_log_ratio(policy: ArrayLike, reference: ArrayLike, *, where: str = "policy_log_ratio") -> float:
+    """max_y |log π(y)/π_ref(y)| (the quantity Assumption A bounds by B); infinite when π has a zero entry.
+
+    ``where``: the function named in errors (:func:`realised_log_ratio` passes its own name)."""
+    reference = _probabilities(reference, where, "reference", positive=True)
+    policy = _probabilities(policy, where, "policy" if where == "policy_log_ratio" else "target", size=reference.size)
+    with np.errstate(divide="ignore"):  # log 0 = −inf: no finite B
+        return float(np.max(np.abs(np.log(policy) - np.log(reference))))
 
 
 def realised_log_ratio(frame: Trajectory, target: ArrayLike, reference: ArrayLike) -> np.ndarray:
@@ -77,20 +202,31 @@ def realised_log_ratio(frame: Trajectory, target: ArrayLike, reference: ArrayLik
 
     ``frame`` holds one rule and seed, sorted by iteration (its columns by name, read with ``np.asarray``).
     π*'s log-ratio is included because Assumption A's policy class must contain π* (docs/theory.md §A.5).
-    Only recorded iterations are seen.
+    Only recorded iterations are seen.  The column is read as recorded (a diverged run's NaN stays NaN).
     """
-    running = np.maximum.accumulate(np.asarray(frame["max_log_ratio"], dtype=np.float64))
-    return np.maximum(running, policy_log_ratio(target, reference))
+    try:
+        column = frame["max_log_ratio"]
+    except (KeyError, TypeError, IndexError):
+        raise PrefsimError(
+            "realised_log_ratio: frame must be one trajectory's table with a max_log_ratio column (a run table "
+            f"of sim.run for one rule and seed), got {type(frame).__name__}."
+        ) from None
+    column = real_array(column, "realised_log_ratio: frame['max_log_ratio']", "a column of numbers")
+    if column.ndim != 1:
+        raise PrefsimError(f"realised_log_ratio: frame['max_log_ratio'] must be a column, got shape {column.shape}.")
+    running = np.maximum.accumulate(column)
+    return np.maximum(running, policy_log_ratio(target, reference, where="realised_log_ratio"))
 
 
-def omega_max(preference: ArrayLike, target: ArrayLike) -> float:
+def omega_max(preference: ArrayLike, target: ArrayLike, *, where: str = "omega_max") -> float:
     """ω_max = the largest |imaginary part| of the eigenvalues of (P − ½)J*, J* = diag π* − π*π*ᵀ [D✓].
 
     docs/theory.md §A.3: they equal those of the skew-symmetric J*^{½}(P − ½)J*^{½}, whose eigenvalues are
-    ±iω_k, so ω_max is its spectral norm.  For the 3-cycle P_c with uniform π*: c/(2√3).
+    ±iω_k, so ω_max is its spectral norm.  For the 3-cycle P_c with uniform π*: c/(2√3).  ``where``: the
+    function named in errors (:func:`eta_critical`, :func:`inpo_contraction_factor` pass theirs).
     """
-    preference = np.asarray(preference, dtype=np.float64)
-    target = np.asarray(target, dtype=np.float64)
+    preference = _preference(preference, where)
+    target = _probabilities(target, where, "target", size=preference.shape[0])
     jacobian = np.diag(target) - np.outer(target, target)
     values, vectors = np.linalg.eigh(jacobian)
     root = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
@@ -105,10 +241,8 @@ def eta_critical(preference: ArrayLike, target: ArrayLike, tau: float) -> float:
     eigenvalues are (1 − τ/η) ± iω_k/η; |λ| < 1 ⟺ η > (τ² + ω_k²)/(2τ).  Source: derived in docs/theory.md,
     checked in 48/48 random instances there.
     """
-    tau = float(tau)
-    if not tau > 0:
-        raise PrefsimError(f"eta_critical: needs τ > 0, got {tau:g}.")
-    return (tau**2 + omega_max(preference, target) ** 2) / (2.0 * tau)
+    tau = _number(tau, "eta_critical", "tau", 0.0)
+    return (tau**2 + omega_max(preference, target, where="eta_critical") ** 2) / (2.0 * tau)
 
 
 def inpo_contraction_factor(preference: ArrayLike, target: ArrayLike, tau: float, eta: float) -> float:
@@ -117,7 +251,9 @@ def inpo_contraction_factor(preference: ArrayLike, target: ArrayLike, tau: float
     The log-policy error near π* shrinks like ρ^t, so KL(π*‖π_t) (quadratic in the error) has the
     semilog slope 2·log ρ per iteration; ρ < 1 ⟺ η > η_crit.
     """
-    omega = omega_max(preference, target)
+    tau = _number(tau, "inpo_contraction_factor", "tau", 0.0, strict=False)
+    eta = _number(eta, "inpo_contraction_factor", "eta", 0.0)
+    omega = omega_max(preference, target, where="inpo_contraction_factor")
     return math.sqrt((1.0 - tau / eta) ** 2 + (omega / eta) ** 2)
 
 
@@ -127,7 +263,8 @@ def inpo_contraction_factor(preference: ArrayLike, target: ArrayLike, tau: float
 
 def inpo_c(log_ratio_bound: float, tau: float) -> float:
     """C = max(Bτ, 1) of Lemma 2 / Theorem 4 [V]."""
-    return np.maximum(np.asarray(log_ratio_bound, dtype=np.float64) * float(tau), 1.0)
+    bound = _numbers(log_ratio_bound, "inpo_c", "log_ratio_bound", 0.0, strict=False)
+    return np.maximum(bound * _number(tau, "inpo_c", "tau", 0.0, strict=False), 1.0)
 
 
 def lemma2_eta(iterations: ArrayLike, log_ratio_bound: ArrayLike, tau: float, divergence: float) -> np.ndarray | float:
@@ -135,7 +272,12 @@ def lemma2_eta(iterations: ArrayLike, log_ratio_bound: ArrayLike, tau: float, di
 
     T iterates, D as in :func:`log_reference_mass_bound`.
     """
-    return inpo_c(log_ratio_bound, tau) * np.sqrt(np.asarray(iterations, dtype=np.float64)) / math.sqrt(divergence)
+    t = _counts(iterations, "lemma2_eta")
+    bound = _numbers(log_ratio_bound, "lemma2_eta", "log_ratio_bound", 0.0, strict=False)
+    tau = _number(tau, "lemma2_eta", "tau", 0.0, strict=False)
+    divergence = _number(divergence, "lemma2_eta", "divergence", 0.0)
+    _broadcast("lemma2_eta", iterations=t, log_ratio_bound=bound)
+    return inpo_c(bound, tau) * np.sqrt(t) / math.sqrt(divergence)
 
 
 def lemma2_regret_bound(
@@ -147,9 +289,13 @@ def lemma2_regret_bound(
     as the proof does: B is replaced by max(B, 1)); with η = max(Bτ,1)√T/√D it is O(max(Bτ,1)√(TD)).
     It bounds Σ_{t=1}^T ⟨∇ℓ_t(π_t), π_t − u⟩ for every comparator u with KL(u‖π_ref) ≤ D.
     """
-    b = np.maximum(np.asarray(log_ratio_bound, dtype=np.float64), 1.0)
-    t = np.asarray(iterations, dtype=np.float64)
-    eta = np.asarray(eta, dtype=np.float64)
+    where = "lemma2_regret_bound"
+    t = _counts(iterations, where, least=0)
+    eta = _numbers(eta, where, "eta", 0.0)
+    tau = _number(tau, where, "tau", 0.0, strict=False)
+    b = np.maximum(_numbers(log_ratio_bound, where, "log_ratio_bound", 0.0, strict=False), 1.0)
+    divergence = _number(divergence, where, "divergence", 0.0, strict=False)
+    _broadcast(where, iterations=t, eta=eta, log_ratio_bound=b)
     return eta * divergence + (4.0 * tau**2 * b**2 + 1.0) * t / eta
 
 
@@ -162,7 +308,12 @@ def theorem3_gap_bound(
     The paper states it for η = max(Bτ,1)√T/√D (:func:`lemma2_eta`); the proof's inequality holds for
     any constant η, so this function takes η explicitly.
     """
-    t = np.asarray(iterations, dtype=np.float64)
+    t = _counts(iterations, "theorem3_gap_bound")
+    _numbers(eta, "theorem3_gap_bound", "eta", 0.0)
+    _number(tau, "theorem3_gap_bound", "tau", 0.0, strict=False)
+    _numbers(log_ratio_bound, "theorem3_gap_bound", "log_ratio_bound", 0.0, strict=False)
+    _number(divergence, "theorem3_gap_bound", "divergence", 0.0, strict=False)
+    _broadcast("theorem3_gap_bound", iterations=t, eta=eta, log_ratio_bound=log_ratio_bound)
     return 2.0 * lemma2_regret_bound(t, eta, tau, log_ratio_bound, divergence) / t
 
 
@@ -172,10 +323,16 @@ def theorem4_kl_bound(
     """KL(π*‖π_T) ≤ 32C²/(τ²(T + 1)), C = max(Bτ, 1), under η_t = τ(t+2)/2 (INPO Theorem 4) [V].
 
     ``constant`` is the paper's 32 (exposed so tests can check that a wrong constant is caught).
-    The bound is loose for exact updates: KL ∝ T⁻⁴ there (docs/theory.md §A.5, [D✓]).
+    The bound is loose for exact updates: KL ∝ T⁻⁴ there (docs/theory.md §A.5, [D✓]).  T = 0 (π_0 = π_ref)
+    is allowed; τ must be > 0 (the bound divides by τ²).
     """
-    c = inpo_c(log_ratio_bound, tau)
-    t = np.asarray(iterations, dtype=np.float64)
+    where = "theorem4_kl_bound"
+    t = _counts(iterations, where, least=0)
+    tau = _number(tau, where, "tau", 0.0)
+    bound = _numbers(log_ratio_bound, where, "log_ratio_bound", 0.0, strict=False)
+    constant = _number(constant, where, "constant", 0.0)
+    _broadcast(where, iterations=t, log_ratio_bound=bound)
+    c = inpo_c(bound, tau)
     return constant * c**2 / (tau**2 * (t + 1.0))
 
 
@@ -183,14 +340,21 @@ def theorem4_step_bound(
     kl_previous: ArrayLike, eta: ArrayLike, tau: float, log_ratio_bound: ArrayLike, constant: float = 8.0
 ) -> np.ndarray | float:
     """One step of Theorem 4: KL(π*‖π_{t+1}) ≤ (1 − τ/η_t)·KL(π*‖π_t) + 8C²/η_t² [V]."""
-    c = inpo_c(log_ratio_bound, tau)
-    eta = np.asarray(eta, dtype=np.float64)
-    return (1.0 - tau / eta) * np.asarray(kl_previous, dtype=np.float64) + constant * c**2 / eta**2
+    where = "theorem4_step_bound"
+    kl_previous = _numbers(kl_previous, where, "kl_previous", 0.0, strict=False)
+    eta = _numbers(eta, where, "eta", 0.0)
+    tau = _number(tau, where, "tau", 0.0, strict=False)
+    bound = _numbers(log_ratio_bound, where, "log_ratio_bound", 0.0, strict=False)
+    constant = _number(constant, where, "constant", 0.0)
+    _broadcast(where, kl_previous=kl_previous, eta=eta, log_ratio_bound=bound)
+    c = inpo_c(bound, tau)
+    return (1.0 - tau / eta) * kl_previous + constant * c**2 / eta**2
 
 
 def theorem4_eta_schedule(steps: ArrayLike, tau: float) -> np.ndarray | float:
     """η_t = τ(t+2)/2 for the update t → t+1, t = 0, 1, … (reading (a) of docs/theory.md §A.5)."""
-    return tau * (np.asarray(steps, dtype=np.float64) + 2.0) / 2.0
+    steps = _counts(steps, "theorem4_eta_schedule", "steps", least=0)
+    return _number(tau, "theorem4_eta_schedule", "tau", 0.0) * (steps + 2.0) / 2.0
 
 
 def inpo_linearised_regret(
@@ -201,8 +365,16 @@ def inpo_linearised_regret(
     ∇ℓ_t(π_t)_y = −(Pπ_t)_y + τ(log(π_t(y)/π_ref(y)) + 1) (Eq. 4); the constant +τ cancels in
     ⟨·, π_t − u⟩.  Runs its own jitted ``lax.scan`` from π_1 = π_ref (Algorithm 1's indexing).  Returns
     a NumPy array of length ``iterations`` (entry T−1 is the sum over the first T iterates), for the
-    comparator ``u`` (probabilities; e.g. π*).
+    comparator ``u`` (probabilities; e.g. π*).  η and τ may be traced (the scan closes over them).
     """
+    where = "inpo_linearised_regret"
+    if not isinstance(game, Game):
+        raise PrefsimError(f"{where}: game must be a sim.game.Game (P, log π_ref, …), got {type(game).__name__}.")
+    eta = _number(eta, where, "eta", 0.0)
+    tau = _number(tau, where, "tau", 0.0, strict=False)
+    iterations = _count(iterations, where)
+    check_size(iterations, f"{where}: iterations", "the regret of every horizon", copies=4)
+    comparator = _probabilities(comparator, where, "comparator", size=np.shape(game.preference)[-1])
     comparator = jnp.asarray(comparator, dtype=game.preference.dtype)
 
     def step(log_policy, _):
@@ -214,7 +386,7 @@ def inpo_linearised_regret(
         new = new - jax.scipy.special.logsumexp(new)
         return new, term
 
-    _, terms = jax.lax.scan(step, game.log_reference, None, length=int(iterations))
+    _, terms = jax.lax.scan(step, game.log_reference, None, length=iterations)
     return np.cumsum(np.asarray(terms))
 
 
@@ -231,20 +403,23 @@ def hedge_exploitability_bound(iterations: ArrayLike, eta: ArrayLike, initial_mi
     2·max_y(Pπ̄_T)_y − 1 ≤ 2Reg_T/T.  This is the O(1/√T) shape of SPPO's Theorem 4.1 [M] (η = Θ(1/√T)),
     with the standard Hedge constant (SPPO's own constant is not checked).  DNO: η = 1/η_DNO.
     """
-    t = np.asarray(iterations, dtype=np.float64)
-    eta = np.asarray(eta, dtype=np.float64)
-    return 2.0 * (_log_inverse_mass(initial_min_mass, "hedge_exploitability_bound") / eta + eta * t / 8.0) / t
+    where = "hedge_exploitability_bound"
+    t = _counts(iterations, where)
+    eta = _numbers(eta, where, "eta", 0.0)
+    log_inverse = _log_inverse_mass(initial_min_mass, where)
+    _broadcast(where, iterations=t, eta=eta)
+    return 2.0 * (log_inverse / eta + eta * t / 8.0) / t
 
 
 def hedge_optimal_eta(iterations: ArrayLike, initial_min_mass: float) -> np.ndarray | float:
     """η minimising :func:`hedge_exploitability_bound`: √(8·log(1/min π_0)/T) = Θ(1/√T)."""
-    log_inverse = _log_inverse_mass(initial_min_mass, "hedge_optimal_eta")
-    return np.sqrt(8.0 * log_inverse / np.asarray(iterations, dtype=np.float64))
+    t = _counts(iterations, "hedge_optimal_eta")
+    return np.sqrt(8.0 * _log_inverse_mass(initial_min_mass, "hedge_optimal_eta") / t)
 
 
 def _log_inverse_mass(mass: float, where: str) -> float:
     """log(1/min π_0), refusing a smallest initial probability outside (0, 1] (no finite bound there)."""
-    mass = float(mass)
+    mass = finite_number(mass, f"{where}: initial_min_mass")
     if not 0.0 < mass <= 1.0:
         raise PrefsimError(
             f"{where}: the smallest initial probability min π_0 must lie in (0, 1], got {mass:g}; the bound "
@@ -264,26 +439,32 @@ def nash_md_kl_bound(
     Nash-MD's steps, η > 0 with mixture exponent ητ ∈ [0, 1] (rule ``nash_md`` refuses others); outside
     them (1 − ητ)^T changes sign and the formula is no bound, so such η, τ raise :class:`PrefsimError`.
     """
-    if not (float(eta) > 0.0 and float(tau) >= 0.0 and float(eta) * float(tau) <= 1.0):
+    where = "nash_md_kl_bound"
+    eta, tau = _number(eta, where, "eta"), _number(tau, where, "tau")
+    if not (eta > 0.0 and tau >= 0.0 and eta * tau <= 1.0):
         raise PrefsimError(
             f"nash_md_kl_bound: Nash-MD's Theorem 1 is about a learning rate η > 0 whose mixture exponent ητ lies "
-            f"in [0, 1], got η = {float(eta):g}, τ = {float(tau):g} (ητ = {float(eta) * float(tau):g})."
+            f"in [0, 1], got η = {eta:g}, τ = {tau:g} (ητ = {eta * tau:g})."
         )
-    t = np.asarray(iterations, dtype=np.float64)
+    t = _counts(iterations, where, least=0)
+    kl_initial = _numbers(kl_initial, where, "kl_initial", 0.0, strict=False)
+    constant = _number(constant, where, "constant", 0.0)
+    _broadcast(where, iterations=t, kl_initial=kl_initial)
     factor = 1.0 - eta * tau
     with np.errstate(divide="ignore", invalid="ignore"):  # the ητ = 0 branch is taken by np.where
         geometric = np.where(factor == 1.0, t, (1.0 - factor**t) / (1.0 - factor))
-    return factor**t * np.asarray(kl_initial, dtype=np.float64) + constant * eta**2 * geometric
+    return factor**t * kl_initial + constant * eta**2 * geometric
 
 
 def nash_md_theorem1_eta(iterations: int, tau: float) -> float:
     """η = log T/(τT), the step of Nash-MD's Theorem 1 for horizon T [M]."""
-    return math.log(iterations) / (tau * iterations)
+    iterations = _count(iterations, "nash_md_theorem1_eta")
+    return math.log(iterations) / (_number(tau, "nash_md_theorem1_eta", "tau", 0.0) * iterations)
 
 
 def mmd_lipschitz(preference: ArrayLike) -> float:
     """L = max_{ij} |P_ij − ½|: Lipschitz constant of the payoff operator π ↦ (P − ½)π from ℓ₁ to ℓ∞."""
-    return float(np.max(np.abs(np.asarray(preference, dtype=np.float64) - 0.5)))
+    return float(np.max(np.abs(_preference(preference, "mmd_lipschitz") - 0.5)))
 
 
 def mmd_kl_bound(
@@ -295,10 +476,17 @@ def mmd_kl_bound(
     :func:`mmd_lipschitz` (negative entropy is 1-strongly convex w.r.t. ℓ₁).  The condition is tested
     as ηL² ≤ τ, so L = 0 (P ≡ ½, e.g. a cyclic game of strength 0) admits every step.
     """
-    t = np.asarray(iterations, dtype=np.float64)
+    where = "mmd_kl_bound"
+    t = _counts(iterations, where, least=0)
+    eta = _number(eta, where, "eta", 0.0)
+    tau = _number(tau, where, "tau", 0.0, strict=False)
+    kl_initial = _numbers(kl_initial, where, "kl_initial", 0.0, strict=False)
+    lipschitz = _number(lipschitz, where, "lipschitz", 0.0, strict=False)
+    _broadcast(where, iterations=t, kl_initial=kl_initial)
     if eta * lipschitz**2 > tau:
-        return np.full_like(t, np.nan)
-    return np.asarray(kl_initial, dtype=np.float64) / (1.0 + eta * tau) ** t
+        return np.full(np.broadcast_shapes(t.shape, kl_initial.shape), np.nan)
+    with np.errstate(over="ignore"):  # (1 + ητ)^t = inf at a huge t: the bound is 0 there
+        return kl_initial / (1.0 + eta * tau) ** t
 
 
 # ----------------------------------------------------------------------------------------------
@@ -311,7 +499,8 @@ def apo_multipliers(iterations: ArrayLike, alpha: float) -> tuple[jax.Array, jax
     log π̂_T = log π_ref + ĉ_T·r/β and log π_T = log π_ref + c_T·r/β with
     ĉ_T = [T − α(1 − α^T)/(1 − α)]/(1 − α),  c_T = [T − α²(1 − α^T)/(1 − α)]/(1 − α).
     """
-    t = jnp.asarray(iterations, dtype=jnp.result_type(float))
+    t = jnp.asarray(_counts(iterations, "apo_multipliers", least=0), dtype=jnp.result_type(float))
+    alpha = _apo_alpha(alpha, "apo_multipliers")
     geometric = (1.0 - alpha**t) / (1.0 - alpha)
     return (t - alpha * geometric) / (1.0 - alpha), (t - alpha**2 * geometric) / (1.0 - alpha)
 
@@ -326,8 +515,13 @@ def apo_multiplier_sequence(
     (``nesterov``, as :func:`sim.rules.apo.extrapolation_weight`).  For constant α this equals
     :func:`sim.rules.apo.apo_multipliers`.
     """
-    steps = jnp.arange(int(iterations), dtype=jnp.float64)
-    weights = steps / (steps + 3.0) if schedule == "nesterov" else jnp.full_like(steps, float(alpha))
+    where = "apo_multiplier_sequence"
+    iterations = _count(iterations, where, least=0)
+    check_size(iterations, f"{where}: iterations", "the multiplier sequences", copies=8)
+    if _apo_schedule(schedule, where) == "constant":
+        alpha = _apo_alpha(alpha, where)
+    steps = jnp.arange(iterations, dtype=jnp.float64)
+    weights = steps / (steps + 3.0) if schedule == "nesterov" else jnp.full_like(steps, alpha)
 
     def step(carry, weight):
         proximal, extrapolated = carry
@@ -358,14 +552,29 @@ def apo_suboptimality_bound(
     ``iterate = "proximal"`` bounds the proximal iterate π̂_T (multiplier ĉ_T ≤ c_T) instead: the
     iterate that APO's ``implicit_reference`` form records.
     """
-    reference = np.asarray(reference, dtype=np.float64)
-    rewards = np.asarray(rewards, dtype=np.float64)
+    t, beta, reference, rewards = _apo_inputs("apo_suboptimality_bound", iterations, beta, reference, rewards)
     best = np.flatnonzero(rewards == rewards.max())
     log_inverse = -np.log(reference[best].sum())
-    t = np.asarray(iterations, dtype=np.int64)
-    multipliers = _multipliers_at(t, alpha, schedule, iterate)
+    multipliers = _multipliers_at(t, alpha, schedule, iterate, "apo_suboptimality_bound")
     with np.errstate(divide="ignore"):
         return np.where(multipliers > 0, beta * log_inverse / np.where(multipliers > 0, multipliers, 1.0), np.inf)
+
+
+def _apo_inputs(
+    where: str, iterations: object, beta: object, reference: object, rewards: object
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """The APO bounds' iterations (whole, ≥ 0, as int64), β > 0, π_ref (> 0) and rewards (one per arm)."""
+    t = _counts(iterations, where, least=0).astype(np.int64)
+    beta = _number(beta, where, "beta", 0.0)
+    reference = _probabilities(reference, where, "reference", positive=True)
+    return t, beta, reference, _rewards(rewards, where, reference.size)
+
+
+def _apo_schedule(schedule: object, where: str) -> str:
+    """The extrapolation schedule, one of :data:`APO_SCHEDULES` (another name was read as ``constant``)."""
+    if not isinstance(schedule, str) or schedule not in APO_SCHEDULES:
+        raise PrefsimError(f"{where}: schedule must be one of {', '.join(APO_SCHEDULES)}, got {schedule!r}.")
+    return schedule
 
 
 #: Which of APO's two iterates a bound is about: the proximal π̂_T (multiplier ĉ_T) or π_T (c_T), in the
@@ -373,21 +582,26 @@ def apo_suboptimality_bound(
 APO_ITERATES = ("proximal", "extrapolated")
 
 
-def _multipliers_at(iterations: np.ndarray, alpha: float, schedule: str, iterate: str = "extrapolated") -> np.ndarray:
-    """c_t (``iterate = "extrapolated"``) or ĉ_t (``"proximal"``) at ``iterations``."""
-    if iterate not in APO_ITERATES:
-        raise PrefsimError(f"APO bounds: iterate must be one of {', '.join(APO_ITERATES)}, got {iterate!r}.")
+def _multipliers_at(
+    iterations: np.ndarray, alpha: float, schedule: str, iterate: str = "extrapolated", where: str = "APO bounds"
+) -> np.ndarray:
+    """c_t (``iterate = "extrapolated"``) or ĉ_t (``"proximal"``) at ``iterations`` (whole numbers ≥ 0, int64)."""
+    if not isinstance(iterate, str) or iterate not in APO_ITERATES:
+        raise PrefsimError(f"{where}: iterate must be one of {', '.join(APO_ITERATES)}, got {iterate!r}.")
     which = APO_ITERATES.index(iterate)
-    if schedule == "constant":
-        alpha = _apo_alpha(alpha, "APO bounds")
+    if _apo_schedule(schedule, where) == "constant":
+        alpha = _apo_alpha(alpha, where)
         return np.asarray(apo_multipliers(np.asarray(iterations, dtype=np.float64), alpha)[which])
     sequences = apo_multiplier_sequence(int(np.max(iterations)), alpha, schedule)
     return sequences[which][np.asarray(iterations)]
 
 
 def _apo_alpha(alpha: float, where: str) -> float:
-    """α as a float, refusing values outside [0, 1): the closed forms divide by 1 − α (as rule ``apo`` refuses)."""
-    alpha = float(alpha)
+    """α as a float, refusing values outside [0, 1): the closed forms divide by 1 − α (as rule ``apo`` refuses);
+    a tracer unchanged."""
+    if _traced(alpha):
+        return alpha
+    alpha = finite_number(alpha, f"{where}: alpha")
     if not 0.0 <= alpha < 1.0:
         raise PrefsimError(
             f"{where}: the extrapolation α must lie in [0, 1), got {alpha:g}; the exact-reward closed forms "
@@ -400,8 +614,10 @@ def apo_exact_policy(
     iterations: int, alpha: float, beta: float, reference: ArrayLike, rewards: ArrayLike, schedule: str = "constant"
 ) -> np.ndarray:
     """Closed-form π_T = softmax(log π_ref + c_T·r/β) of exact-reward APO-DPO [D✓]."""
-    multiplier = float(_multipliers_at(np.asarray([iterations]), alpha, schedule)[0])
-    logits = np.log(np.asarray(reference, dtype=np.float64)) + multiplier * np.asarray(rewards, dtype=np.float64) / beta
+    where = "apo_exact_policy"
+    t, beta, reference, rewards = _apo_inputs(where, _count(iterations, where, least=0), beta, reference, rewards)
+    multiplier = float(_multipliers_at(t.reshape(1), alpha, schedule, where=where)[0])
+    logits = np.log(reference) + multiplier * rewards / beta
     logits -= logits.max()
     policy = np.exp(logits)
     return policy / policy.sum()
@@ -409,7 +625,7 @@ def apo_exact_policy(
 
 def reward_gap(rewards: ArrayLike) -> float:
     """Δ = r*_max − max_{y ≠ y*} r_y; 0 when the best arm is not unique."""
-    ordered = np.sort(np.asarray(rewards, dtype=np.float64))[::-1]
+    ordered = np.sort(_rewards(rewards, "reward_gap"))[::-1]
     return float(ordered[0] - ordered[1])
 
 
@@ -428,24 +644,27 @@ def apo_tv_bound(
     semilog slope tends to −Δ/(β(1 − α)) (:func:`apo_tv_log_slope`).  ``iterate = "proximal"``: the
     same bound for π̂_T with ĉ_T (as :func:`apo_suboptimality_bound`).
     """
-    rewards = np.asarray(rewards, dtype=np.float64)
+    t, beta, reference, rewards = _apo_inputs("apo_tv_bound", iterations, beta, reference, rewards)
     gap = reward_gap(rewards)
     if not gap > 0:
         raise PrefsimError("apo_tv_bound: needs a unique best arm (reward gap Δ > 0).")
-    best_mass = float(np.asarray(reference, dtype=np.float64)[int(np.argmax(rewards))])
-    multipliers = _multipliers_at(np.asarray(iterations, dtype=np.int64), alpha, schedule, iterate)
+    best_mass = float(reference[int(np.argmax(rewards))])
+    multipliers = _multipliers_at(t, alpha, schedule, iterate, "apo_tv_bound")
     return (1.0 - best_mass) / best_mass * np.exp(-multipliers * gap / beta)
 
 
 def apo_tv_log_slope(alpha: float, beta: float, rewards: ArrayLike) -> float:
     """Asymptotic semilog slope of TV(π_T, π*) for constant α: −Δ/(β(1 − α)) per iteration [D✓]."""
-    return -reward_gap(rewards) / (beta * (1.0 - _apo_alpha(alpha, "apo_tv_log_slope")))
+    alpha = _apo_alpha(alpha, "apo_tv_log_slope")
+    return -reward_gap(_rewards(rewards, "apo_tv_log_slope")) / (
+        _number(beta, "apo_tv_log_slope", "beta", 0.0) * (1.0 - alpha)
+    )
 
 
 def apo_dpo_lag(iterations: ArrayLike, alpha: float) -> np.ndarray | float:
     """Iteration lag L_T = α²(1 − α^T)/(1 − α): APO(α, β) after T iterations = iterative DPO with
     β_eff = β(1 − α) after T − L_T iterations (exact, docs/theory.md §B.3 [D✓]; L_T → α²/(1 − α))."""
-    t = np.asarray(iterations, dtype=np.float64)
+    t = _counts(iterations, "apo_dpo_lag", least=0)
     alpha = _apo_alpha(alpha, "apo_dpo_lag")
     return alpha**2 * (1.0 - alpha**t) / (1.0 - alpha)
 
@@ -458,16 +677,20 @@ def apo_noise_weights(iterations: int, alpha: float) -> tuple[np.ndarray, np.nda
     ĉ_T and c_T.  Each error is amplified by up to 1/(1 − α) – the mechanism behind the reviewers'
     1/(1 − α) statistical factor.
     """
+    iterations = _count(iterations, "apo_noise_weights")
+    check_size(iterations, "apo_noise_weights: iterations", "the weights of T errors", copies=4)
     alpha = _apo_alpha(alpha, "apo_noise_weights")
-    s = np.arange(int(iterations), dtype=np.float64)
-    power = int(iterations) - s
+    s = np.arange(iterations, dtype=np.float64)
+    power = iterations - s
     return (1.0 - alpha**power) / (1.0 - alpha), (1.0 - alpha ** (power + 1.0)) / (1.0 - alpha)
 
 
 def apo_log_ratio_growth(iterations: ArrayLike, alpha: float, beta: float, rewards: ArrayLike) -> np.ndarray | float:
     """Predicted realised B_T ≈ c_T·(r_max − r_min)/β (+O(1)) of exact-reward APO-DPO [D✓, docs/theory.md §B.3]."""
-    rewards = np.asarray(rewards, dtype=np.float64)
-    multipliers = _multipliers_at(np.asarray(iterations, dtype=np.int64), alpha, "constant")
+    where = "apo_log_ratio_growth"
+    t = _counts(iterations, where, least=0).astype(np.int64)
+    beta, rewards = _number(beta, where, "beta", 0.0), _rewards(rewards, where)
+    multipliers = _multipliers_at(t, alpha, "constant", where=where)
     return multipliers * (rewards.max() - rewards.min()) / beta
 
 
@@ -480,9 +703,23 @@ def proximal_step(eta: ArrayLike, tau: float) -> np.ndarray | float:
 
     ``(ℓ + η_prox τ ℓ_ref + η_prox Pπ′)/(1 + η_prox τ)`` (the proximal, Nash-MP/MMD form) equals
     U(ℓ; π′) = (1 − ητ)ℓ + ητ ℓ_ref + ηPπ′ exactly when η_prox = η/(1 − ητ); then 1/(1 + η_prox τ) = 1 − ητ.
+    Needs ητ ≤ 1 (the mirror step's weight 1 − ητ on ℓ ≥ 0); ητ = 1 is the exact best response, η_prox = ∞.
     """
-    eta = np.asarray(eta, dtype=np.float64)
-    return eta / (1.0 - eta * tau)
+    eta = _numbers(eta, "proximal_step", "eta", 0.0)
+    tau = _number(tau, "proximal_step", "tau", 0.0, strict=False)
+    _step_below_one(eta, tau, "proximal_step")
+    with np.errstate(divide="ignore"):
+        return eta / (1.0 - eta * tau)
+
+
+def _step_below_one(eta: np.ndarray | float, tau: float, where: str) -> None:
+    """Refuse ητ > 1: the mirror step (1 − ητ)ℓ + … would weigh ℓ negatively (and (1 − ητ)^x be NaN)."""
+    product = float(np.max(eta)) * tau
+    if product > 1.0:
+        raise PrefsimError(
+            f"{where}: the mirror step needs ητ ≤ 1 (its weight 1 − ητ on ℓ), got "
+            f"η = {float(np.max(eta)):g}, τ = {tau:g} (ητ = {product:g})."
+        )
 
 
 def mirror_prox_max_eta(lipschitz: float, tau: float, optimistic: bool = False) -> float:
@@ -491,6 +728,9 @@ def mirror_prox_max_eta(lipschitz: float, tau: float, optimistic: bool = False) 
     Equivalently η_prox·L ≤ 1 (resp. ≤ 1/3), L = max|P − ½| (:func:`mmd_lipschitz`, ℓ₁ → ℓ∞).  Infinite
     (every step) when L + τ = 0: P ≡ ½ and τ = 0.
     """
+    lipschitz = _number(lipschitz, "mirror_prox_max_eta", "lipschitz", 0.0, strict=False)
+    tau = _number(tau, "mirror_prox_max_eta", "tau", 0.0, strict=False)
+    optimistic = _flag(optimistic, "mirror_prox_max_eta", "optimistic")
     denominator = (3.0 if optimistic else 1.0) * lipschitz + tau
     return math.inf if denominator == 0 else 1.0 / denominator
 
@@ -506,18 +746,29 @@ def mirror_prox_kl_bound(
     In the proximal step η_prox = η/(1 − ητ) the factor is (1 + η_prox τ)^{−1}: Nash-MP's abstract states
     (1 + 2β)^{−N/2} after N queries (two per iteration, η_prox = 2 = 1/L for L = ½), the same form.
     """
-    t = np.asarray(iterations, dtype=np.float64)
+    where = "mirror_prox_kl_bound"
+    t = _counts(iterations, where, least=0)
+    eta = _number(eta, where, "eta", 0.0)
+    tau = _number(tau, where, "tau", 0.0, strict=False)
+    kl_initial = _numbers(kl_initial, where, "kl_initial", 0.0, strict=False)
+    lipschitz = _number(lipschitz, where, "lipschitz", 0.0, strict=False)
+    optimistic = _flag(optimistic, where, "optimistic")
+    _broadcast(where, iterations=t, kl_initial=kl_initial)
     if eta > mirror_prox_max_eta(lipschitz, tau, optimistic) * (1.0 + 1e-12):
-        return np.full_like(t, np.nan)
-    return np.asarray(kl_initial, dtype=np.float64) * (1.0 - eta * tau) ** t
+        return np.full(np.broadcast_shapes(t.shape, kl_initial.shape), np.nan)
+    return kl_initial * (1.0 - eta * tau) ** t
 
 
 def mirror_prox_query_rate(queries: ArrayLike, eta: float, tau: float) -> np.ndarray | float:
     """(1 + η_prox τ)^{−N/2} = (1 − ητ)^{N/2}: the linear rate in N preference queries (two per iteration) [D].
 
-    Nash Mirror Prox's abstract form (1 + 2β)^{−N/2} [V, abstract] is this with η_prox = 2, β = τ.
+    Nash Mirror Prox's abstract form (1 + 2β)^{−N/2} [V, abstract] is this with η_prox = 2, β = τ.  Needs ητ ≤ 1.
     """
-    return (1.0 - eta * tau) ** (np.asarray(queries, dtype=np.float64) / 2.0)
+    queries = _counts(queries, "mirror_prox_query_rate", "queries", least=0)
+    eta = _number(eta, "mirror_prox_query_rate", "eta", 0.0)
+    tau = _number(tau, "mirror_prox_query_rate", "tau", 0.0, strict=False)
+    _step_below_one(eta, tau, "mirror_prox_query_rate")
+    return (1.0 - eta * tau) ** (queries / 2.0)
 
 
 def optimistic_average_gap_bound(
@@ -531,10 +782,14 @@ def optimistic_average_gap_bound(
     bound (arXiv 2502.16852; its constant "4√D/T" is [S], not verified), derived in docs/theory.md §C.10.
     NaN where the step condition fails.
     """
-    t = np.asarray(iterations, dtype=np.float64)
+    where = "optimistic_average_gap_bound"
+    t = _counts(iterations, where)
+    eta = _number(eta, where, "eta", 0.0)
+    tau = _number(tau, where, "tau", 0.0, strict=False)
+    log_inverse = _log_inverse_mass(initial_min_mass, where)
+    lipschitz = _number(lipschitz, where, "lipschitz", 0.0, strict=False)
     if eta > mirror_prox_max_eta(lipschitz, tau, optimistic=True) * (1.0 + 1e-12):
         return np.full_like(t, np.nan)
-    log_inverse = _log_inverse_mass(initial_min_mass, "optimistic_average_gap_bound")
     return 2.0 * log_inverse / (proximal_step(eta, tau) * t)
 
 
@@ -555,9 +810,15 @@ def advancement_kl_check(iterations: ArrayLike, kl: ArrayLike, every: int) -> di
     1e-9) + 1e-12), one entry per recorded advance that has a recorded predecessor (``pd.DataFrame(...)``
     makes it a table).
     """
-    t = np.asarray(iterations, dtype=np.int64)
-    kl = np.asarray(kl, dtype=np.float64)
-    every = int(every)
+    where = "advancement_kl_check"
+    t = _counts(iterations, where, least=0).astype(np.int64)
+    kl = real_array(kl, f"{where}: kl", "a column of numbers")
+    every = _count(every, where, "every")
+    if t.ndim != 1 or kl.shape != t.shape:
+        raise PrefsimError(
+            f"{where}: iterations and kl must be columns of one length (one KL per recorded iteration), got shapes "
+            f"{t.shape} and {kl.shape}."
+        )
     outer = np.flatnonzero(t % every == 0)
     rows = {"iteration": t[outer[1:]], "previous_iteration": t[outer[:-1]]}
     rows["previous"], rows["kl"] = kl[outer[:-1]], kl[outer[1:]]
@@ -738,12 +999,16 @@ def _initial_kl(frame: Trajectory) -> float:
 def _inpo_theorem4(parameters, frame, game):
     t = _iterations(frame)
     b = realised_log_ratio(frame, game["target"], game["reference"])
+    if not np.all(np.isfinite(b)):  # a diverged run, or π* with a zero: no finite B, no bound
+        return None
     return theorem4_kl_bound(t, game["tau"], b), t >= 1
 
 
 def _inpo_theorem3(parameters, frame, game):
     t = _iterations(frame)
     b = realised_log_ratio(frame, game["target"], game["reference"])
+    if not np.all(np.isfinite(b)):
+        return None
     divergence = log_reference_mass_bound(game["reference"])
     return theorem3_gap_bound(t + 1, float(parameters["eta"]), game["tau"], b, divergence), None
 
@@ -760,11 +1025,15 @@ def _hedge(learning_rate: Callable[[Mapping[str, Any]], float]) -> Evaluate:
 
 def _nash_md(parameters, frame, game):
     t = _iterations(frame)
+    if not np.isfinite(_initial_kl(frame)):
+        return None
     return nash_md_kl_bound(t, float(parameters["eta"]), game["tau"], _initial_kl(frame)), t >= 1
 
 
 def _mmd(parameters, frame, game):
     t = _iterations(frame)
+    if not np.isfinite(_initial_kl(frame)):
+        return None
     bound = mmd_kl_bound(
         t, float(parameters["eta"]), game["tau"], _initial_kl(frame), mmd_lipschitz(game["preference"])
     )
@@ -774,6 +1043,8 @@ def _mmd(parameters, frame, game):
 def _mirror_prox(optimistic: bool) -> Evaluate:
     def evaluate(parameters, frame, game):
         t = _iterations(frame)
+        if not np.isfinite(_initial_kl(frame)):
+            return None
         lipschitz = mmd_lipschitz(game["preference"])
         bound = mirror_prox_kl_bound(
             t, float(parameters["eta"]), game["tau"], _initial_kl(frame), lipschitz, optimistic
