@@ -44,6 +44,7 @@ from bandits.errors import PrefsimError
 from bandits.inputs import check_integer, check_size, finite_number, real_array
 from bandits.preference import validate_preference_matrix
 from sim.game import Game
+from sim.precision import float64
 
 if TYPE_CHECKING:  # rule modules import this one, and importing sim.rules must not load pandas
     import pandas as pd
@@ -498,9 +499,16 @@ def apo_multipliers(iterations: ArrayLike, alpha: float) -> tuple[jax.Array, jax
 
     log π̂_T = log π_ref + ĉ_T·r/β and log π_T = log π_ref + c_T·r/β with
     ĉ_T = [T − α(1 − α^T)/(1 − α)]/(1 − α),  c_T = [T − α²(1 − α^T)/(1 − α)]/(1 − α).
+
+    JAX arrays in JAX's precision (float32 unless inside ``sim.float64()``), so it can be traced; the bounds
+    below compute the same closed form in NumPy float64.
     """
     t = jnp.asarray(_counts(iterations, "apo_multipliers", least=0), dtype=jnp.result_type(float))
-    alpha = _apo_alpha(alpha, "apo_multipliers")
+    return _closed_multipliers(t, _apo_alpha(alpha, "apo_multipliers"))
+
+
+def _closed_multipliers(t: Any, alpha: Any) -> tuple[Any, Any]:
+    """(ĉ_T, c_T) of :func:`apo_multipliers` for a NumPy or a JAX array ``t``, in its precision."""
     geometric = (1.0 - alpha**t) / (1.0 - alpha)
     return (t - alpha * geometric) / (1.0 - alpha), (t - alpha**2 * geometric) / (1.0 - alpha)
 
@@ -520,8 +528,6 @@ def apo_multiplier_sequence(
     check_size(iterations, f"{where}: iterations", "the multiplier sequences", copies=8)
     if _apo_schedule(schedule, where) == "constant":
         alpha = _apo_alpha(alpha, where)
-    steps = jnp.arange(iterations, dtype=jnp.float64)
-    weights = steps / (steps + 3.0) if schedule == "nesterov" else jnp.full_like(steps, alpha)
 
     def step(carry, weight):
         proximal, extrapolated = carry
@@ -529,9 +535,13 @@ def apo_multiplier_sequence(
         new_extrapolated = (1.0 + weight) * new_proximal - weight * proximal
         return (new_proximal, new_extrapolated), (new_proximal, new_extrapolated)
 
-    _, (proximal, extrapolated) = jax.lax.scan(step, (jnp.zeros(()), jnp.zeros(())), weights)
+    with float64():  # NumPy out: float64 whatever JAX's setting (float32 lost 4e-5 of c_T at T = 20000)
+        steps = jnp.arange(iterations, dtype=jnp.float64)
+        weights = steps / (steps + 3.0) if schedule == "nesterov" else jnp.full_like(steps, alpha)
+        _, (proximal, extrapolated) = jax.lax.scan(step, (jnp.zeros(()), jnp.zeros(())), weights)
+        proximal, extrapolated = np.asarray(proximal), np.asarray(extrapolated)
     zero = np.zeros(1)
-    return np.concatenate([zero, np.asarray(proximal)]), np.concatenate([zero, np.asarray(extrapolated)])
+    return np.concatenate([zero, proximal]), np.concatenate([zero, extrapolated])
 
 
 def apo_suboptimality_bound(
@@ -591,7 +601,7 @@ def _multipliers_at(
     which = APO_ITERATES.index(iterate)
     if _apo_schedule(schedule, where) == "constant":
         alpha = _apo_alpha(alpha, where)
-        return np.asarray(apo_multipliers(np.asarray(iterations, dtype=np.float64), alpha)[which])
+        return _closed_multipliers(np.asarray(iterations, dtype=np.float64), alpha)[which]
     sequences = apo_multiplier_sequence(int(np.max(iterations)), alpha, schedule)
     return sequences[which][np.asarray(iterations)]
 

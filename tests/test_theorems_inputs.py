@@ -344,3 +344,18 @@ def test_a_diverged_trajectory_gets_no_inpo_bound_rather_than_an_error():
     np.testing.assert_allclose(
         T.realised_log_ratio(pd.DataFrame(finite), PI, PI), [0.1, 0.2, 0.3]
     )  # a pandas frame reads as before
+
+
+def test_apo_bounds_compute_in_float64_outside_jax_64_bit_mode():
+    """NumPy in, NumPy float64 out: the APO bounds took their multipliers from JAX, float32 unless 64-bit mode is on
+    (apo_tv_bound returned a float32 array; the Nesterov/recursive c_T at T = 20000 was off by 4e-5)."""
+    alpha, horizon = 0.9, 20000
+    exact = (horizon - alpha**2 * (1 - alpha**horizon) / (1 - alpha)) / (1 - alpha)
+    with jax.enable_x64(False):
+        sequence = T.apo_multiplier_sequence(horizon, alpha)[1]
+        tv = T.apo_tv_bound(np.array([2, 40]), 0.5, 2.0, [0.5, 0.25, 0.25], [1.0, 0.0, 0.5])
+        suboptimality = T.apo_suboptimality_bound(np.array([10]), 0.5, 1.0, [0.5, 0.25, 0.25], [1.0, 0.0, 0.5])
+    assert sequence[-1] == pytest.approx(exact, rel=1e-9)  # the recursion rounds: 9e-12 in float64
+    assert tv.dtype == np.float64 and tv[0] == pytest.approx(math.exp(-3.25 * 0.5 / 2), rel=1e-14)
+    c_10 = (10 - 0.25 * (1 - 0.5**10) / 0.5) / 0.5
+    assert suboptimality.dtype == np.float64 and suboptimality[0] == pytest.approx(math.log(2) / c_10, rel=1e-14)
