@@ -214,18 +214,19 @@ def output_lock_until(out: str | os.PathLike, keep_locked: contextlib.ExitStack 
 # atomic writes
 
 
-def write_files_atomic(contents: dict) -> None:
-    """Write ``{path: bytes}`` so that either every file is replaced or none is.
+def write_files_atomic(contents: dict, removed: Iterable[Path] = ()) -> None:
+    """Write ``{path: bytes}`` so that either every file is replaced or none is; ``removed``: files that go
+    with the replacement (results derived from the files replaced), removed only when it happens.
 
     Every file is first written in full (and flushed to disk) to a temporary file next to it; only
-    when all are written are they renamed over their targets, with Ctrl-C and SIGTERM held
-    (:func:`signals_held`) so that a signal between two renames stops the process after the last one, not
-    with some files replaced and others not (:func:`replace_files_atomic`).  A failure while writing (a full
-    disk, the file-size limit) removes the temporary files and raises :class:`PrefsimError` naming the
-    file, so the previous files stay as they were.
+    when all are written are the ``removed`` files deleted and the temporaries renamed over their targets,
+    with Ctrl-C and SIGTERM held (:func:`signals_held`) so that a signal between two renames stops the
+    process after the last one, not with some files replaced and others not (:func:`replace_files_atomic`).  A
+    failure while writing (a full disk, the file-size limit) removes the temporary files and raises
+    :class:`PrefsimError` naming the file, so the previous files (the ``removed`` ones too) stay as they were.
     """
     try:
-        replace_files_atomic(contents)
+        replace_files_atomic(contents, removed)
     except OSError as exc:
         failed = Path(exc.filename).name if getattr(exc, "filename", None) else None
         written = ", ".join(str(p) for p in contents)
@@ -236,15 +237,15 @@ def write_files_atomic(contents: dict) -> None:
         ) from None
 
 
-def replace_files_atomic(contents: dict) -> None:
+def replace_files_atomic(contents: dict, removed: Iterable[Path] = ()) -> None:
     """The writes of :func:`write_files_atomic`, for a caller with an error message of its own: ``{path: data}``,
     ``data`` the file's bytes or a function that writes the file at the path it is given (the bridge's checkpoints,
-    which safetensors writes itself: no second copy of their bytes in memory).
+    which safetensors writes itself: no second copy of their bytes in memory); ``removed`` as there.
 
     Each file goes to a temporary file of its own next to ``path`` (``.<name>.<random>.tmp``, with the user's
-    umask rather than ``mkstemp``'s 0600), flushed to disk; then, with Ctrl-C and SIGTERM held, each is renamed
-    over its target.  A failure (an OSError, or whatever a writing function raises) removes the temporary files
-    and is raised as it came.
+    umask rather than ``mkstemp``'s 0600), flushed to disk; then, with Ctrl-C and SIGTERM held, the ``removed``
+    files are deleted and each temporary file is renamed over its target.  A failure (an OSError, or whatever a
+    writing function raises) removes the temporary files and is raised as it came.
     """
     temporary = {}
     try:
@@ -264,6 +265,9 @@ def replace_files_atomic(contents: dict) -> None:
                     os.fsync(handle.fileno())
             os.chmod(name, default_file_mode())  # mkstemp creates 0600: give the user's umask instead
         with signals_held():  # a Ctrl-C or SIGTERM between two renames is acted on after the last one
+            for path in removed:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
             for path, name in temporary.items():
                 os.replace(name, path)
     except BaseException:
@@ -412,11 +416,10 @@ def write_run_results(
     manifest ``parts/manifest.json``.
 
     What was drawn or summarised from the results these replace stops claiming to be this run's: an
-    earlier ``summary.csv`` is removed first, and an earlier :data:`FIGURE_LIST` is marked not complete in
+    earlier ``summary.csv`` is removed, and an earlier :data:`FIGURE_LIST` is marked not complete, in
     the same replacement (``prefsim report`` then says the figures may be from an earlier run, until
-    ``prefsim run``'s or ``prefsim plot``'s drawing lists its own)."""
-    with contextlib.suppress(FileNotFoundError):
-        (out / SUMMARY_FILE).unlink()
+    ``prefsim run``'s or ``prefsim plot``'s drawing lists its own).  A replacement that fails (a full disk)
+    leaves the earlier results whole, their ``summary.csv`` included."""
     files = {out / "metrics.csv": csv_bytes(table), out / "manifest.json": json_bytes(manifest)}
     if bounds is not None:
         files[out / BOUNDS_FILE] = csv_bytes(bounds)
@@ -425,7 +428,7 @@ def write_run_results(
     drawn = _figure_list_record(out)
     if drawn is not None:  # kept as it is (what each figure was drawn from included), but not complete
         files[out / FIGURE_LIST] = json_bytes({**drawn, "complete": False})
-    write_files_atomic(files)
+    write_files_atomic(files, removed=[out / SUMMARY_FILE])
     with contextlib.suppress(OSError):
         (out / RUNNING_MANIFEST).unlink()
 

@@ -304,6 +304,25 @@ def test_summary_csv_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["summary.csv"]  # no temporary file left
 
 
+def test_a_run_that_fills_the_disk_leaves_the_earlier_runs_summary(tmp_path, monkeypatch):
+    """The earlier run's summary.csv goes only with its metrics.csv: a rerun whose results cannot be written
+    (a full disk) leaves the earlier metrics.csv, manifest and summary.csv all as they were."""
+    sim.run(SPEC_DICT, out=tmp_path)
+    write_summary(tmp_path, pd.DataFrame({"rule": ["inpo"], "metric": ["kl_to_nash"], "mean": [0.5]}))
+    before = {name: (tmp_path / name).read_bytes() for name in ("metrics.csv", "manifest.json", "summary.csv")}
+    real = results_io.tempfile.mkstemp
+
+    def full_at_metrics_csv(*arguments, prefix="", **options):  # the parts fit, the results do not
+        if prefix.startswith(".metrics.csv."):
+            _disk_full()
+        return real(*arguments, prefix=prefix, **options)
+
+    monkeypatch.setattr(results_io.tempfile, "mkstemp", full_at_metrics_csv)
+    with pytest.raises(PrefsimError, match="No space left"):
+        sim.run({**SPEC_DICT, "iterations": 7}, out=tmp_path)
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before
+
+
 # ----------------------------------------------------------------------------------------------
 # 6. no signal between the renames of files that belong together
 
