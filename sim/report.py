@@ -25,7 +25,7 @@ from sim.bounds_file import read_bounds
 from sim.compare import COMPARE_FILE, describe_compared_run, load_run, read_runs_record
 from sim.diagnostics import floor_note, precision_floor
 from sim.figure_plan import manifest_tau
-from sim.results_io import FIGURE_SUFFIXES, read_figure_list
+from sim.results_io import FIGURE_SUFFIXES, read_figure_list, write_files_atomic
 from sim.summary import SUMMARY_FILE, format_value, summary_cell, summary_frame, summary_heading
 
 REPORT_FILE = "report.html"
@@ -169,7 +169,8 @@ def _figures(directory: Path, metric_order: list[str]) -> tuple[str, int]:
 
 
 def build_report(directory: str | Path, out: str | Path | None = None) -> Path:
-    """Write the report of result directory ``directory`` to ``out`` (default ``DIR/report.html``)."""
+    """Write the report of result directory ``directory`` to ``out`` (default ``DIR/report.html``), whole or
+    not at all (:func:`sim.results_io.write_files_atomic`: a full disk leaves the previous page, and names it)."""
     directory = Path(directory)
     table, manifest = load_run(directory)
     spec = manifest.get("spec") if isinstance(manifest.get("spec"), dict) else {}
@@ -264,5 +265,5 @@ def build_report(directory: str | Path, out: str | Path | None = None) -> Path:
         f"<body>\n{chr(10).join(sections)}\n{LOAD_SCRIPT}\n</body></html>\n"
     )
     out = Path(out) if out is not None else directory / REPORT_FILE
-    out.write_text(page, encoding="utf-8")
+    write_files_atomic({out: page.encode("utf-8")})  # whole or not at all: a full disk leaves the previous page
     return out

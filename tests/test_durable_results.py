@@ -304,6 +304,23 @@ def test_summary_csv_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["summary.csv"]  # no temporary file left
 
 
+def test_report_html_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    sim.run(SPEC_DICT, out=tmp_path)
+    previous = build_report(tmp_path).read_bytes()
+
+    def fills_the_disk(self, data, *arguments, **options):  # a direct write: the first bytes land, then ENOSPC
+        with open(self, "w", encoding="utf-8") as handle:
+            handle.write(data[:100])
+        _disk_full()
+
+    monkeypatch.setattr(Path, "write_text", fills_the_disk)
+    monkeypatch.setattr(results_io.os, "fsync", _disk_full)  # a write through a temporary file
+    with pytest.raises(PrefsimError, match=r"report\.html .*No space left"):
+        build_report(tmp_path)
+    assert (tmp_path / "report.html").read_bytes() == previous
+    assert not [path.name for path in tmp_path.iterdir() if path.name.endswith(".tmp")]
+
+
 def test_a_run_that_fills_the_disk_leaves_the_earlier_runs_summary(tmp_path, monkeypatch):
     """The earlier run's summary.csv goes only with its metrics.csv: a rerun whose results cannot be written
     (a full disk) leaves the earlier metrics.csv, manifest and summary.csv all as they were."""
