@@ -491,7 +491,9 @@ def _compare(args) -> int:
     )
     out = Path(args.out) if args.out else Path(args.run_b) / COMPARE_FILE
     record = runs_record(args.run_a, manifest_a, args.run_b, manifest_b)
-    write_files_atomic({out: csv_bytes(comparison), runs_record_path(out): json_bytes(record)})
+    write_files_atomic(
+        {out: csv_bytes(comparison), runs_record_path(out): json_bytes(record)}, rerun="run `prefsim compare` again"
+    )
     precision = (manifest_b.get("parsed_spec") or {}).get("precision", "float64")
     print(format_comparison(comparison, str(args.run_a), str(args.run_b), precision_floor(precision)))
     print(f"\nwrote {out} and {runs_record_path(out)} (which runs A and B are)")

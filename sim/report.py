@@ -265,5 +265,6 @@ def build_report(directory: str | Path, out: str | Path | None = None) -> Path:
         f"<body>\n{chr(10).join(sections)}\n{LOAD_SCRIPT}\n</body></html>\n"
     )
     out = Path(out) if out is not None else directory / REPORT_FILE
-    write_files_atomic({out: page.encode("utf-8")})  # whole or not at all: a full disk leaves the previous page
+    # whole or not at all: a full disk leaves the previous page
+    write_files_atomic({out: page.encode("utf-8")}, rerun="run `prefsim report` again")
     return out

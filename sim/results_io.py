@@ -214,26 +214,38 @@ def output_lock_until(out: str | os.PathLike, keep_locked: contextlib.ExitStack 
 # atomic writes
 
 
-def write_files_atomic(contents: dict, removed: Iterable[Path] = ()) -> None:
+#: What a failed :func:`write_files_atomic` tells the user to do once the cause is fixed, by default (a run's).
+RERUN_RUN = "rerun with --resume (finished rule parts are kept)"
+#: The errors of a full disk or the file-size limit; any other (a read-only or missing directory) is the path's.
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def write_files_atomic(contents: dict, removed: Iterable[Path] = (), rerun: str = RERUN_RUN) -> None:
     """Write ``{path: bytes}`` so that either every file is replaced or none is; ``removed``: files that go
-    with the replacement (results derived from the files replaced), removed only when it happens.
+    with the replacement (results derived from the files replaced), removed only when it happens; ``rerun``:
+    what the error tells the user to do once the cause is fixed.
 
     Every file is first written in full (and flushed to disk) to a temporary file next to it; only
     when all are written are the ``removed`` files deleted and the temporaries renamed over their targets,
     with Ctrl-C and SIGTERM held (:func:`signals_held`) so that a signal between two renames stops the
     process after the last one, not with some files replaced and others not (:func:`replace_files_atomic`).  A
-    failure while writing (a full disk, the file-size limit) removes the temporary files and raises
-    :class:`PrefsimError` naming the file, so the previous files (the ``removed`` ones too) stay as they were.
+    failure while writing (a full disk, the file-size limit, a read-only directory) removes the temporary files
+    and raises :class:`PrefsimError` naming the file and what to fix, so the previous files (the ``removed``
+    ones too) stay as they were.
     """
     try:
         replace_files_atomic(contents, removed)
     except OSError as exc:
         failed = Path(exc.filename).name if getattr(exc, "filename", None) else None
         written = ", ".join(str(p) for p in contents)
+        fix = (
+            "Free disk space or raise the file-size limit"
+            if exc.errno in _NO_ROOM
+            else "Give each a file name in an existing, writable directory"
+        )
         raise PrefsimError(
             f"could not write {written} ({os_reason(exc)}{': ' + failed if failed else ''}); the previous "
-            "version of each file is left as it was. Free disk space or raise the file-size limit and rerun "
-            "with --resume (finished rule parts are kept)."
+            f"version of each file is left as it was. {fix}, and {rerun}."
         ) from None
 
 
@@ -245,12 +257,13 @@ def replace_files_atomic(contents: dict, removed: Iterable[Path] = ()) -> None:
     Each file goes to a temporary file of its own next to ``path`` (``.<name>.<random>.tmp``, with the user's
     umask rather than ``mkstemp``'s 0600), flushed to disk; then, with Ctrl-C and SIGTERM held, the ``removed``
     files are deleted and each temporary file is renamed over its target.  A failure (an OSError, or whatever a
-    writing function raises) removes the temporary files and is raised as it came.
+    writing function raises) removes the temporary files and is raised as it came, an OSError with the file it
+    was writing or removing as its ``filename`` (the target's name, not its temporary's).
     """
-    temporary = {}
+    temporary, current = {}, None
     try:
         for path, data in contents.items():
-            path = Path(path)
+            current = path = Path(path)
             descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
             temporary[path] = name
             if callable(data):
@@ -265,11 +278,16 @@ def replace_files_atomic(contents: dict, removed: Iterable[Path] = ()) -> None:
                     os.fsync(handle.fileno())
             os.chmod(name, default_file_mode())  # mkstemp creates 0600: give the user's umask instead
         with signals_held():  # a Ctrl-C or SIGTERM between two renames is acted on after the last one
-            for path in removed:
+            for current in map(Path, removed):
                 with contextlib.suppress(FileNotFoundError):
-                    os.remove(path)
-            for path, name in temporary.items():
-                os.replace(name, path)
+                    os.remove(current)
+            for current, name in temporary.items():
+                os.replace(name, current)
+    except OSError as exc:
+        _remove_quietly(temporary.values())
+        if current is not None:
+            exc.filename = str(current)  # under its own name, not its temporary's
+        raise
     except BaseException:
         _remove_quietly(temporary.values())
         raise

@@ -321,6 +321,25 @@ def test_report_html_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
     assert not [path.name for path in tmp_path.iterdir() if path.name.endswith(".tmp")]
 
 
+def test_an_unwritable_path_is_named_with_what_to_fix(tmp_path, monkeypatch):
+    """Not a full disk: a read-only directory, or a directory where a file should be.  The error names the
+    file (not its temporary), says what to fix and how to rerun the command that failed."""
+    sim.run(SPEC_DICT, out=tmp_path / "run")
+    with pytest.raises(PrefsimError) as failure:
+        build_report(tmp_path / "run", out=tmp_path)
+    message = str(failure.value)
+    assert "(Is a directory: " in message and "file name in an existing, writable directory" in message
+    assert "Free disk space" not in message and "run `prefsim report` again" in message
+
+    def read_only(*arguments, prefix="", **options):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), f"{prefix}x1y2z3.tmp")
+
+    monkeypatch.setattr(results_io.tempfile, "mkstemp", read_only)
+    with pytest.raises(PrefsimError) as failure:
+        build_report(tmp_path / "run")
+    assert "(Read-only file system: report.html)" in str(failure.value) and ".tmp" not in str(failure.value)
+
+
 def test_a_run_that_fills_the_disk_leaves_the_earlier_runs_summary(tmp_path, monkeypatch):
     """The earlier run's summary.csv goes only with its metrics.csv: a rerun whose results cannot be written
     (a full disk) leaves the earlier metrics.csv, manifest and summary.csv all as they were."""
