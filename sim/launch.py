@@ -214,14 +214,40 @@ def submit(plan: dict, args: argparse.Namespace, env: dict, logs: Path) -> tuple
     return jobs, merge
 
 
+#: The line submitit's FailedJobError draws above and below the job's traceback.
+_TRACE_FRAME = "-" * 22
+
+
+def job_failure(message: str, log: str) -> str:
+    """Why a job failed, from submitit's exception ``message`` and the job's stderr ``log``: the exception that
+    ended it (the last line of the traceback of a FailedJobError, without its type when it is run_commands'
+    RuntimeError; the state of an UncompletedJobError, e.g. a TIMEOUT), then the ``error:`` lines the prefsim
+    commands of the job printed, which say what was wrong."""
+    lines = message.splitlines()
+    if _TRACE_FRAME in lines:  # "…with trace:", frame, traceback, frame, "You can check full logs … at paths:"
+        start = lines.index(_TRACE_FRAME) + 1
+        end = lines.index(_TRACE_FRAME, start) if _TRACE_FRAME in lines[start:] else len(lines)
+        trace = [line for line in lines[start:end] if line.strip()]
+        reason = trace[-1].removeprefix("RuntimeError: ") if trace else "an exception"
+    else:
+        reason = next((line.strip() for line in lines if "has not produced any output" in line), None)
+        reason = reason or next((line.strip() for line in lines if line.strip()), "no reason given")
+    errors = [line.strip() for line in log.splitlines() if line.startswith("error:")]
+    return reason + "".join(f"; {error}" for error in errors)
+
+
 def wait_for(job: Any, what: str) -> Any:
-    """The job's result, or a :class:`PrefsimError` naming the job and its log (no scheduler traceback)."""
+    """The job's result, or a :class:`PrefsimError` naming the job, why it failed (:func:`job_failure`) and its
+    logs (no scheduler traceback)."""
     try:
         return job.result()
     except Exception as exc:  # submitit's FailedJobError / UncompletedJobError carry the job's traceback
-        lines = [line for line in str(exc).splitlines() if line.strip()]
-        reason = lines[-1] if lines else type(exc).__name__
+        try:
+            log = Path(job.paths.stderr).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            log = ""
+        reason = job_failure(str(exc), log).rstrip(".")
         raise PrefsimError(
-            f"{what} {job.job_id} failed ({reason}); its output is in {job.paths.stdout} and {job.paths.stderr}. "
+            f"{what} {job.job_id} failed: {reason}. Its output is in {job.paths.stdout} and {job.paths.stderr}. "
             "Launching again resumes every shard from its finished parts."
         ) from None

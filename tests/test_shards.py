@@ -356,6 +356,40 @@ def test_launch_refuses_job_options_no_scheduler_takes_before_submitting(
     assert not out.exists()  # nothing submitted, no log folder
 
 
+def test_a_failed_shard_job_says_why_not_where_submitit_keeps_its_logs(tmp_path):
+    """submitit's FailedJobError ends with its log paths: the error gave '(  - …/N_0_log.out)' as the reason,
+    while the shard's own `error:` line, in the job's stderr log, said what was wrong."""
+    err = tmp_path / "7_0_log.err"
+    err.write_text(
+        "submitit INFO - Starting\nerror: --out 'o/shard-1-of-3': the result directory exists and is not a "
+        "directory; choose a directory path (a new one is created).\nsubmitit ERROR - Submitted job "
+        "triggered an exception\n"
+    )
+    command = "`python -m sim.cli run s.toml --out o/shard-1-of-3 --shard 1/3` exited with status 2"
+    frame = "-" * 22
+    message = (
+        f"Job (task=0) failed during processing with trace:\n{frame}\nTraceback (most recent call last):\n"
+        f'  File "sim/launch.py", line 177, in run_commands\nRuntimeError: {command}\n\n{frame}\n'
+        f"You can check full logs with 'job.stderr(0)' and 'job.stdout(0)'or at paths:\n  - {err}\n"
+        f"  - {tmp_path / '7_0_log.out'}"
+    )
+
+    class FailedJob:
+        job_id = "7"
+        paths = type("Paths", (), {"stdout": tmp_path / "7_0_log.out", "stderr": err})
+
+        def result(self):
+            raise RuntimeError(message)
+
+    with pytest.raises(PrefsimError) as failure:
+        launch.wait_for(FailedJob(), "shard job")
+    said = str(failure.value)
+    assert said.startswith(f"shard job 7 failed: {command}; error: --out 'o/shard-1-of-3': the result directory")
+    assert "(a new one is created). Its output is in " in said and "  - " not in said
+    timeout = f"Job 8 (task: 0) with path {tmp_path}/8_0_result.pkl\nhas not produced any output (state: TIMEOUT)"
+    assert launch.job_failure(timeout, "") == "has not produced any output (state: TIMEOUT)"
+
+
 def test_launch_plan_runs_several_shards_per_task_with_jax_memory_shared():
     plan = launch_plan(Path("s.toml"), Path("out"), 5, 2, llm=False)
     assert [[command[command.index("--shard") + 1] for command in task] for task in plan["shards"]] == [
