@@ -3,6 +3,7 @@
 The page holds, in this order: the run's name, description and provenance (seeds, iterations,
 versions, git commit and whether the tree was modified); the degenerate-run warnings of the manifest;
 the summary tables (``summary.csv``: mean [95% CI] per rule and metric, "≈ 0" at the rounding floor);
+the win rates of the final policies with their intervals (``headtohead.csv``, whose heat map shows means only);
 the head-to-head table of ``prefsim compare`` where the directory has one (``compare.csv``, with the
 runs A and B it compares from ``compare.json``); every
 figure the last drawing wrote (``figures.json``; in a directory without it, every figure file there;
@@ -133,6 +134,34 @@ def _comparison_table(comparison: pd.DataFrame, precision: str) -> str:
     return _table(frame)
 
 
+#: The most pairs the page lists of a run's head-to-head table (a sweep of many labels has thousands).
+HEADTOHEAD_ROWS = 200
+
+
+def _headtohead_table(headtohead: pd.DataFrame) -> str:
+    """``headtohead.csv`` as "W(A, B) [95% CI]" per unordered pair A before B (W(B, A) = 1 − W(A, B)), with the
+    pair's swept ``game.*``/``run.*`` values: the intervals the heat map (means only) does not show."""
+    order = {label: index for index, label in enumerate(dict.fromkeys(headtohead["rule_a"]))}
+    pairs = headtohead[headtohead["rule_a"].map(order) < headtohead["rule_b"].map(order)]
+    points = [c for c in pairs.columns if c.startswith(("game.", "run."))]
+    frame = pd.DataFrame(
+        {
+            "rule A": pairs["rule_a"],
+            "rule B": pairs["rule_b"],
+            **{column: pairs[column] for column in points},
+            "W(A, B) [95% CI]": [
+                f"{r.win_rate:.4f} [{r.ci_lower:.4f}, {r.ci_upper:.4f}]" if r.seeds > 1 else f"{r.win_rate:.4f}"
+                for r in pairs.itertuples()
+            ],
+            "seeds": pairs["seeds"],
+        }
+    )
+    shown = _table(frame.head(HEADTOHEAD_ROWS))
+    if len(frame) > HEADTOHEAD_ROWS:
+        shown += f'<p class="muted">… and {len(frame) - HEADTOHEAD_ROWS} more pairs in headtohead.csv.</p>'
+    return shown
+
+
 def figure_files(directory: Path) -> list[Path]:
     """The figure files of ``directory`` the report shows: those its last drawing wrote (``figures.json``,
     :func:`sim.results_io.read_figure_list`), or in a directory without that list (an older prefsim, or
@@ -212,6 +241,15 @@ def build_report(directory: str | Path, out: str | Path | None = None) -> Path:
 
     sections.append("<h2>Summary</h2>")
     sections.append(_summary_tables(summary, precision, tau))
+
+    headtohead_path = directory / "headtohead.csv"
+    headtohead = pd.read_csv(headtohead_path) if headtohead_path.is_file() else None
+    if headtohead is not None and {"rule_a", "rule_b", "win_rate", "ci_lower", "ci_upper", "seeds"} <= set(
+        headtohead.columns
+    ):
+        if headtohead["rule_a"].nunique() > 1:
+            sections.append("<h3>Final policies head to head (headtohead.csv): win rate of A against B</h3>")
+            sections.append(_headtohead_table(headtohead))
 
     comparison_path = directory / COMPARE_FILE
     if comparison_path.is_file():

@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import sim
 from sim.compare import compare_runs, describe_compared_run
-from sim.report import png_css_width
+from sim.report import build_report, png_css_width
 
 SPEC = textwrap.dedent(
     """
@@ -196,3 +197,24 @@ def test_report_is_one_self_contained_page_that_renders_in_chromium(runs, tmp_pa
     assert int(loaded.group(1)) == len(figures), "every embedded figure decodes in the browser"
     shrunk = re.search(r'data-shrunk-images="(\d+)"', dom.stdout)
     assert shrunk is not None and shrunk.group(1) == "0", "every figure is shown at its printed size, not shrunk"
+
+
+def test_report_gives_the_head_to_head_win_rates_with_their_intervals(tmp_path):
+    """headtohead.png shows means only: the page lists each pair's W(A, B) with the 95% interval of
+    headtohead.csv, once per unordered pair (W(B, A) = 1 − W(A, B))."""
+    spec = {
+        "iterations": 5,
+        "seeds": 3,
+        "game": {"kind": "random", "arms": 3, "tau": 0.2},
+        "rule": [{"name": "inpo", "eta": [1.0, 2.0]}, {"name": "nash_md"}],
+    }
+    sim.run(spec, out=tmp_path)
+    duels = pd.read_csv(tmp_path / "headtohead.csv")
+    page = build_report(tmp_path).read_text(encoding="utf-8")
+    assert "<h3>Final policies head to head (headtohead.csv)" in page
+    listed = set()
+    for row in duels.itertuples():
+        cell = f"<td>{row.win_rate:.4f} [{row.ci_lower:.4f}, {row.ci_upper:.4f}]</td>"
+        if f"<td>{html.escape(row.rule_a)}</td><td>{html.escape(row.rule_b)}</td>{cell}" in page:
+            listed.add((row.rule_a, row.rule_b))
+    assert listed == {("inpo[eta=1]", "inpo[eta=2]"), ("inpo[eta=1]", "nash_md"), ("inpo[eta=2]", "nash_md")}
