@@ -331,12 +331,19 @@ def _run_with_figure_workers(args, workers: list[FigureWorker]) -> int:
     say = _StoppableProgress(mode="quiet" if args.quiet else "auto")
     if manifest is not None:  # a rerun of a manifest's spec: with this code, which may differ
         changes = code_differences(manifest, code_record())
+        messages = []
         if changes:
-            message = (
+            messages.append(
                 f"{args.spec} was written by other code ({'; '.join(changes)}); the rerun computes with this code, "
                 "so its numbers may differ from the recorded run's."
             )
-            report_warnings([message], say)
+        held = manifest.get("shard") if isinstance(manifest, dict) else None
+        if shard is None and isinstance(held, dict) and {"index", "count"} <= set(held):
+            messages.append(
+                f"{args.spec} is the manifest of shard {held['index']}/{held['count']}: the rerun computes the whole "
+                f"spec; add --shard {held['index']}/{held['count']} to rerun that shard alone."
+            )
+        report_warnings(messages, say)
     rules = spec.rules if shard is None or spec.points else shard_rules(spec, *shard)
     which = "" if shard is None else f"shard {shard[0]}/{shard[1]}: "
     say(f"prefsim: {which}{len(rules)} rule table(s), {len(spec.seeds)} seed(s), {spec.iterations} iterations → {out}")

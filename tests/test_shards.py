@@ -356,6 +356,17 @@ def test_launch_refuses_job_options_no_scheduler_takes_before_submitting(
     assert not out.exists()  # nothing submitted, no log folder
 
 
+def test_rerunning_a_shards_manifest_says_it_computes_the_whole_spec(specs, exact_shards, tmp_path, capsys):
+    """`prefsim run DIR/manifest.json` reruns the spec it holds: of a shard's manifest, every table, not the shard's."""
+    manifest = exact_shards[1] / "manifest.json"
+    assert _cli("run", manifest, "--out", tmp_path / "whole", "--no-plots") == 0
+    printed = capsys.readouterr()
+    said = f"warning: {manifest} is the manifest of shard 1/2: the rerun computes the whole spec; add --shard 1/2"
+    assert said in printed.out + printed.err
+    assert _cli("run", manifest, "--out", tmp_path / "shard", "--shard", "1/2", "--no-plots") == 0
+    assert "is the manifest of shard" not in "".join(capsys.readouterr())
+
+
 def test_a_failed_shard_job_says_why_not_where_submitit_keeps_its_logs(tmp_path):
     """submitit's FailedJobError ends with its log paths: the error gave '(  - …/N_0_log.out)' as the reason,
     while the shard's own `error:` line, in the job's stderr log, said what was wrong."""
