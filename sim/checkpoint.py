@@ -62,12 +62,22 @@ class BlockState(NamedTuple):
 
 def block_plan(record_iterations: Any, block_size: int, separate_start: bool, per_seed: Any) -> str:
     """A digest of how a run is cut into blocks and laid out: its block size, recorded iterations, whether
-    it starts with a call of its own, and the shape, type and device count of its per-seed argument."""
+    it starts with a call of its own, and the shape, type and device count of its per-seed argument; then,
+    after a space, those in words (:func:`plan_difference` says with them why a saved state is not used)."""
     record = np.ascontiguousarray(np.asarray(record_iterations, np.int64))
     sharding = getattr(per_seed, "sharding", None)
     devices = 1 if sharding is None else len(sharding.device_set)
     text = f"{int(block_size)}|{int(separate_start)}|{np.shape(per_seed)}|{np.dtype(per_seed.dtype)}|{devices}|"
-    return hashlib.sha256(text.encode() + record.tobytes()).hexdigest()
+    words = f"blocks of {int(block_size)} updates on {devices} device(s), per-seed input {np.shape(per_seed)}"
+    return f"{hashlib.sha256(text.encode() + record.tobytes()).hexdigest()} {words} {np.dtype(per_seed.dtype)}"
+
+
+def plan_difference(saved: str, plan: str) -> str:
+    """Why the block plan ``saved`` is not ``plan`` (:func:`block_plan`), in words where both have them."""
+    saved_words, words = saved.partition(" ")[2], plan.partition(" ")[2]
+    if not saved_words or not words or saved_words == words:  # an older file, or another record of iterations
+        return "another machine or version"
+    return f"saved: {saved_words}; this run: {words}"
 
 
 def checkpoint_machine() -> str:
@@ -153,7 +163,8 @@ class CheckpointScope(NamedTuple):
         if not entries:
             return None
         if str(entries.get("plan", "")) != plan:
-            self.checkpoint.say("the saved state was cut into other blocks (another machine or version); not used")
+            why = plan_difference(str(entries.get("plan", "")), plan)
+            self.checkpoint.say(f"the saved state was cut into other blocks ({why}); not used")
             return None
         try:
             count = int(entries["count"].size)

@@ -169,7 +169,9 @@ def test_a_saved_state_cut_into_other_blocks_is_not_used(tmp_path, save_every_bl
     saved = _interrupt(EXACT, tmp_path / "out", "inpo", 4)
     monkeypatch.setattr(trajectory, "block_updates", lambda points, seeds, arms, shared_preference=False: 7)
     resumed = _resume(EXACT, tmp_path / "out")
-    assert "inpo: the saved state was cut into other blocks (another machine or version); not used" in resumed.messages
+    said = [m for m in resumed.messages if "inpo: the saved state was cut into other blocks (saved: blocks of" in m]
+    assert len(said) == 1 and "; this run: blocks of 7 updates on 1 device(s), per-seed input" in said[0]
+    assert said[0].endswith("); not used")
     assert _resumed_reports(resumed, "inpo")[0] == 7 and not saved.exists()
 
 
