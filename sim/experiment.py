@@ -74,7 +74,15 @@ from sim.rules import build_rule, uses_built_in_code
 from sim.sampled.experiment import SampledInputs, build_sampled_inputs, run_sampled_rule
 from sim.sampled.validation import biased_loss_notes
 from sim.seed_games import build_game, build_games, unregularised_targets  # noqa: F401  (re-exported)
-from sim.shards import WorkPart, check_shard, check_shard_directory, shard_record, shard_work, work_parts
+from sim.shards import (
+    WorkPart,
+    check_shard,
+    check_shard_count,
+    check_shard_directory,
+    shard_record,
+    shard_work,
+    work_parts,
+)
 from sim.shared_engine import padded_seed_rows, raise_if_diverged, take_seeds
 from sim.spec import ExperimentSpec, RuleSpec, load_spec, parse_spec
 from sim.spec_checks import plain_values, reads_own_problem
@@ -126,6 +134,8 @@ def run(
         spec = load_spec(spec)
     spec = parse_spec(spec)
     say = progress or (lambda message: None)
+    if shard is not None:  # before anything is created: a refused count leaves no directory behind
+        check_shard_count(spec, shard[1])
     parts = work_parts(spec) if shard is None or spec.points else shard_work(spec, *shard)
     estimate = check_memory(spec)
     if not spec.points:  # a sweep says what each group of points needs (sim.sweep_runs.run_field_sweep)

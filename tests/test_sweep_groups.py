@@ -332,6 +332,9 @@ def test_a_sampled_sweep_shards_by_group_and_a_killed_shard_resumes(tmp_path, ca
     check_shard_count(spec, 2)
     with pytest.raises(PrefsimError, match="at most 2 shards"):
         check_shard_count(spec, 3)  # what `prefsim launch` checks before submitting
+    assert main(["run", str(path), "--out", str(tmp_path / "refused"), "--shard", "0/3", "--quiet"]) == 2
+    assert "at most 2 shards" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()  # refused before its directory (lock, parts/) was made
     full = tmp_path / "full"
     assert main(["run", str(path), "--out", str(full), "--quiet", "--no-plots"]) == 0
     shards = [tmp_path / f"shard-{i}" for i in range(2)]
