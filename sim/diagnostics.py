@@ -143,16 +143,19 @@ def floor_note(
 FLOOR_ESCAPE = 1e-2
 #: "Steadily": at least this fraction of its steps below the floor go down (rounding noise jitters).
 FLOOR_ESCAPE_MONOTONE = 0.9
+#: ... over at least this many recorded values from the crossing on: three or four values of rounding noise
+#: (a seed mean of 1e-16, 4e-17, 0) fall "steadily" by chance, and a sweep records few iterations.
+FLOOR_ESCAPE_POINTS = 5
 
 
 def floor_iteration(iterations: ArrayLike, values: ArrayLike, floor: float) -> int | None:
     """First iteration > 0 from which a curve sits at the rounding floor, or ``None``.
 
     The curve is at the floor from the first iteration where it is ≤ ``floor`` (or exactly 0),
-    unless from there on it keeps falling steadily (at least :data:`FLOOR_ESCAPE_MONOTONE` of its
-    steps go down, and it ends below :data:`FLOOR_ESCAPE` × where it crossed): a metric computed
-    without cancellation (e.g. TV to a point mass, a sum of tiny probabilities) can legitimately go
-    far below machine epsilon, while rounding noise jitters around it.
+    unless from there on it keeps falling steadily (over at least :data:`FLOOR_ESCAPE_POINTS` recorded values,
+    at least :data:`FLOOR_ESCAPE_MONOTONE` of its steps go down, and it ends below :data:`FLOOR_ESCAPE` × where
+    it crossed): a metric computed without cancellation (e.g. TV to a point mass, a sum of tiny
+    probabilities) can legitimately go far below machine epsilon, while rounding noise jitters around it.
     """
     iterations = np.asarray(iterations, dtype=np.float64)
     values = np.asarray(values, dtype=np.float64)
@@ -162,7 +165,7 @@ def floor_iteration(iterations: ArrayLike, values: ArrayLike, floor: float) -> i
     first = int(np.argmax(below))
     after = values[first:]
     after = after[np.isfinite(after)]
-    if after.size >= 3 and np.all(after > 0):
+    if after.size >= FLOOR_ESCAPE_POINTS and np.all(after > 0):
         falling = np.mean(np.diff(after) < 0)
         if falling >= FLOOR_ESCAPE_MONOTONE and after[-1] < FLOOR_ESCAPE * after[0]:
             return None

@@ -217,6 +217,19 @@ def test_a_converging_tv_at_tau_one_is_not_floored_at_one_in_a_million_millions(
     assert summary_frame(table, iterations=[175], precision="float64")["at_floor"].all()  # τ unknown: 1.01e-12
 
 
+def test_a_few_recorded_values_of_rounding_noise_are_at_the_floor_not_a_steady_fall_below_it():
+    """A sweep recording every 100th iteration: the seed mean of a duality gap crosses the floor and then
+    reads 2e-16, 3.55e-17 (rounding noise).  Two falling steps looked like a steady fall below the floor, so
+    the summary printed 3.55e-17 [0, 1.07e-16] instead of ≈ 0; a real fall below it keeps falling."""
+    floor = metric_floor("duality_gap", "float64")
+    iterations = np.array([0, 100, 200, 300, 400])
+    noise = np.array([0.3, 1e-9, 1e-14, 2e-16, 3.55e-17])
+    assert floor_iteration(iterations, noise, floor) == 200
+    steady = np.array([0.3, 1e-9, 1e-14, 1e-15, 1e-16, 1e-17, 1e-18, 1e-19])
+    assert floor_iteration(np.arange(8) * 100, steady, floor) is None
+    assert floor_iteration(np.arange(8) * 100, np.r_[steady[:4], 3e-15, steady[5:]], floor) == 200  # a step up
+
+
 def test_a_tv_plateau_above_one_in_a_million_millions_is_floored_at_small_tau():
     # τ = 0.002: π*'s error reaches 2.45e-12, so a converged rule's TV sits there: rounding, not a value
     def plateau(t):
