@@ -233,7 +233,7 @@ def _run_checked(
         for path in remove_stale_points(out, []) if given is None else []:  # folders of an earlier sweep's points
             say(f"removed {path}: the spec no longer sweeps [game]/[run] fields")
 
-    frames, finals = [], []
+    frames, finals, loaded = [], [], []
     stage = getattr(say, "stage", None)  # a sim.progress.Progress shows a bar / a line per part
     for index, work in enumerate(parts):
         if stage is not None:
@@ -248,6 +248,7 @@ def _run_checked(
                 saved_progress.unlink(missing_ok=True)  # left by a stop just after the part was written
                 frames.append(stored)
                 finals.append(load_final_policies(out, work.name, rule_fingerprint))
+                loaded.append(work.name)
                 continue
             if reason:
                 say(f"{work.name}: recomputing: {reason}")
@@ -275,6 +276,8 @@ def _run_checked(
         finals.append(frame.attrs.pop(FINAL_POLICY))  # out of attrs: pandas compares attrs when concatenating
         frames.append(frame)
     tables, policies = assemble_parts(parts, frames, finals)
+    if loaded:  # the run's seconds are this process's: say which parts an earlier one computed
+        inputs.manifest["loaded_parts"] = loaded
     sharded = shard is not None or (given is not None and given.shard is not None)
     return finish_run(spec, out, inputs, tables, policies, started, progress, sharded)
 

@@ -197,6 +197,20 @@ def _figures(directory: Path, metric_order: list[str]) -> tuple[str, int]:
     return "\n".join(parts), len(stems)
 
 
+def run_seconds(manifest: dict) -> str:
+    """The run's wall time as the page says it: the seconds of the process that wrote the results, and, where
+    that is not the whole computation, what it covers (a merge of shards; a resumed run's loaded parts)."""
+    seconds = manifest.get("seconds")
+    text = f"{seconds:g} s" if isinstance(seconds, (int, float)) else "? s"
+    merged = manifest.get("merged_from")
+    if merged:
+        return f"{text} to merge {len(merged)} shard(s) (each shard's run time is in its own manifest)"
+    loaded = manifest.get("loaded_parts")
+    if loaded:
+        return f"{text} for the parts this run computed ({len(loaded)} loaded from an earlier run by --resume)"
+    return f"{text} wall time"
+
+
 def build_report(directory: str | Path, out: str | Path | None = None) -> Path:
     """Write the report of result directory ``directory`` to ``out`` (default ``DIR/report.html``), whole or
     not at all (:func:`sim.results_io.write_files_atomic`: a full disk leaves the previous page, and names it)."""
@@ -225,7 +239,7 @@ def build_report(directory: str | Path, out: str | Path | None = None) -> Path:
         f"prefsim {versions.get('prefsim')}",
         f"git {manifest.get('git_commit') or 'unknown'}"
         + (" (uncommitted changes)" if dirty else " (clean)" if dirty is False else ""),
-        f"{manifest.get('seconds', '?')} s",
+        run_seconds(manifest),
     ]
     sections.append(f'<p class="muted">{html.escape(" · ".join(provenance))}</p>')
     if manifest.get("complete") is False:

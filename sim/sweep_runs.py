@@ -252,7 +252,7 @@ def combine_points(
     ``out``, the top-level files written from them and the points' folders (bounds, manifests);
     ``extra``: more manifest entries (a merge's ``merged_from``)."""
     names = [point_name(point.point) for point in spec.points]
-    frames, bounds, headtohead, warnings, manifests = [], [], [], [], []
+    frames, bounds, headtohead, warnings, manifests, loaded = [], [], [], [], [], []
     for name, point_spec, table in zip(names, spec.points, tables):
         if table is None:
             continue
@@ -270,6 +270,7 @@ def combine_points(
             manifest = read_manifest(point_out) or {}
             manifests.append(manifest)
             warnings.extend(f"{name}: {message}" for message in manifest.get("warnings") or [])
+            loaded.extend(manifest.get("loaded_parts") or [])  # labels with the point's values
     table = order_columns(pd.concat(frames, ignore_index=True))
     warnings = sweep_warnings(spec) + warnings + plot_metric_warnings(table, spec.plot)
     duels = pd.concat(headtohead, ignore_index=True) if headtohead else None
@@ -282,6 +283,9 @@ def combine_points(
         manifest["parsed_spec"] = _parsed_with_sweeps(manifests[0].get("parsed_spec"), spec)
         manifest["warnings"] = warnings
         manifest["seconds"] = round(time.time() - started, 3)
+        manifest.pop("loaded_parts", None)  # the first point's: the sweep's are every point's
+        if loaded:
+            manifest["loaded_parts"] = loaded
         manifest.pop("shard", None)
         if shard is not None:  # a shard: its rows and manifest only; bounds and head-to-head need every point
             manifest["shard"] = shard

@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import tomllib
 
 import numpy as np
 import pandas as pd
@@ -218,3 +219,39 @@ def test_report_gives_the_head_to_head_win_rates_with_their_intervals(tmp_path):
         if f"<td>{html.escape(row.rule_a)}</td><td>{html.escape(row.rule_b)}</td>{cell}" in page:
             listed.add((row.rule_a, row.rule_b))
     assert listed == {("inpo[eta=1]", "inpo[eta=2]"), ("inpo[eta=1]", "nash_md"), ("inpo[eta=2]", "nash_md")}
+
+
+def test_report_says_what_the_run_time_covers_for_a_resumed_run_a_sweep_and_a_merge(tmp_path):
+    """The page gave the manifest's seconds bare: for a resumed run they are only the parts this process
+    computed, for a merge only the merge's (the shards' own times are in their manifests)."""
+    two_rules = SPEC + '[[rule]]\nname = "sppo"\neta = 1.0\n'
+    out = tmp_path / "run"
+    sim.run(tomllib.loads(two_rules), out=out, progress=None)
+    assert "wall time" in _provenance(out)
+    (out / "parts" / "sppo.csv").unlink()  # one part to compute again, the other loaded
+    sim.run(tomllib.loads(two_rules), out=out, resume=True, progress=None)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["loaded_parts"] == ["inpo"]
+    covered = f"{manifest['seconds']:g} s for the parts this run computed (1 loaded from an earlier run by --resume)"
+    assert covered in _provenance(out)
+    # a [game] sweep: every point's loaded parts
+    sweep = SPEC.replace("tau = 0.3", "tau = [0.3, 0.5]")
+    swept = tmp_path / "sweep"
+    sim.run(tomllib.loads(sweep), out=swept, progress=None)
+    sim.run(tomllib.loads(sweep), out=swept, resume=True, progress=None)
+    loaded = json.loads((swept / "manifest.json").read_text())["loaded_parts"]
+    assert loaded == ["inpo[game.tau=0.3]", "inpo[game.tau=0.5]"]
+    # a merge of two shards
+    spec_file = tmp_path / "two.toml"
+    spec_file.write_text(two_rules)
+    for index in (0, 1):
+        result = prefsim("run", spec_file, "--shard", f"{index}/2", "--out", tmp_path / f"s{index}", "--quiet")
+        assert result.returncode == 0, result.stderr
+    result = prefsim("merge", tmp_path / "s0", tmp_path / "s1", "--out", tmp_path / "merged", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "to merge 2 shard(s) (each shard's run time is in its own manifest)" in _provenance(tmp_path / "merged")
+
+
+def _provenance(directory):
+    page = build_report(directory).read_text(encoding="utf-8")
+    return html.unescape(re.search(r'<p class="muted">(.*?)</p>', page).group(1))
