@@ -23,12 +23,26 @@ import jax
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
+from bandits.errors import PrefsimError
 from sim.program_cache import usable_directory
 
 
 def float64() -> AbstractContextManager[Any]:
     """Context manager: JAX computes in 64-bit inside (``jax.enable_x64(True)``), as before outside."""
     return jax.enable_x64(True)
+
+
+def seed_key(seed: int) -> jax.Array:
+    """``jax.random.PRNGKey(seed)`` as JAX's 64-bit mode makes it (the seed's high and low 32 bits), in or out of
+    that mode: outside it, PRNGKey keeps the low 32 bits only, so seeds 5 and 2³² + 5 gave one key.
+
+    ``seed``: an integer in [0, 2⁶³) (a TOML integer ≥ 0); another is a :class:`PrefsimError` (PRNGKey's
+    OverflowError beyond).  The keys of seeds below 2³² are the same in either mode.
+    """
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, (bool, np.bool_)) or not 0 <= seed < 2**63:
+        raise PrefsimError(f"seed: expected an integer ≥ 0 and below 2⁶³ (a TOML integer), got {seed!r}.")
+    with float64():
+        return jax.random.PRNGKey(int(seed))
 
 
 def in_float64(function: Callable[..., Any]) -> Callable[..., Any]:

@@ -319,8 +319,11 @@ def check_built_spec(spec: ExperimentSpec) -> ExperimentSpec:
     if not _is_int(spec.iterations) or spec.iterations < 1:
         raise PrefsimError(f"iterations: expected an integer ≥ 1, got {spec.iterations!r}.")
     seeds = spec.seeds
-    if not isinstance(seeds, tuple) or not seeds or not all(_is_int(seed) and seed >= 0 for seed in seeds):
-        raise PrefsimError(f"seeds: expected a non-empty tuple of integers ≥ 0 (e.g. tuple(range(20))), got {seeds!r}.")
+    if not isinstance(seeds, tuple) or not seeds or not all(_is_int(seed) and 0 <= seed < 2**63 for seed in seeds):
+        raise PrefsimError(
+            "seeds: expected a non-empty tuple of integers ≥ 0 and below 2⁶³ (as a TOML file's; e.g. "
+            f"tuple(range(20))), got {seeds!r}."
+        )
     if len(set(seeds)) != len(seeds):
         raise PrefsimError("seeds: the tuple has repeated seeds.")
     check_counts(spec.iterations, len(seeds))

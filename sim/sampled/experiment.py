@@ -29,6 +29,7 @@ from bandits.oracles import make_pairs
 from sim.checkpoint import TrajectoryCheckpoint
 from sim.game import game_from_instance
 from sim.nash import target_policy
+from sim.precision import seed_key
 from sim.rules.reference import REFERENCE_EVERY
 from sim.sampled.engine import DIVERGENCE_FACTOR, simulate_sampled_grid, stage_plan
 from sim.sampled.offline import dataset_queries
@@ -81,9 +82,10 @@ class SampledInputs(NamedTuple):
 
 
 def build_sampled_inputs(spec: ExperimentSpec, dtype: DTypeLike = jnp.float64) -> SampledInputs:
-    """Problems for every seed of ``spec`` (leaves shared when equal across seeds) and keys."""
+    """Problems for every seed of ``spec`` (leaves shared when equal across seeds) and keys
+    (:func:`sim.precision.seed_key`: seed s's key is the same in and out of 64-bit mode)."""
     problems, axes = stack_over_seeds([problem_for_seed(spec, seed, dtype) for seed in spec.seeds])
-    keys = jnp.stack([jax.random.PRNGKey(int(seed)) for seed in spec.seeds])
+    keys = jnp.stack([seed_key(seed) for seed in spec.seeds])
     return SampledInputs(problems, axes, keys)
 
 
