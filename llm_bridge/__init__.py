@@ -10,6 +10,7 @@ module               what it holds
 ``oracles``          preference oracles: callable, Bradley–Terry over a reward, VADER, local reward model
 ``pairs``            pair schemes: iid (λ_p), best/worst-of-K, INPO tournament, opponent and population pairs
 ``stages``           an iteration as the definition's proximal stages (extragradient, optimistic MD)
+``seeds``            one independent random stream per draw: hashed (spec seed, iteration, purpose, …)
 ``trainer``          AdamW/RMSprop/SGD on precomputed pairs, gradient accumulation, bf16 on CUDA
 ``apo``              APO across iterations: parameter-space extrapolation and the implicit reference
 ``loop``             the outer loop (sample → label → precompute → train → extrapolate → save), resume

@@ -13,8 +13,8 @@ For every ``[[rule]]`` of the spec, starting from π_0 = π_ref, iteration t = 0
 6. save ``<label>/iter_{t+1}/policy.safetensors`` (and ``proximal.safetensors`` for APO), evaluate π_{t+1}
    on the held-out prompts (:mod:`metrics`), append the row to ``<label>/metrics.csv`` and record
    ``<label>/state.json``.  A run interrupted at any point resumes (``resume=True``) from the last
-   iteration whose state was recorded; seeds depend only on (spec seed, iteration), so a resumed run
-   equals an uninterrupted one.
+   iteration whose state was recorded; seeds depend only on (spec seed, iteration, what the draw is for),
+   so a resumed run equals an uninterrupted one.
 
 Steps 1–4 run once per stage of the rule's definition (:mod:`llm_bridge.stages`): extragradient's full
 step samples from the half-step policy and optimistic MD's leading step trains on the pairs its previous
@@ -23,7 +23,9 @@ from π_t); every stage trains from θ_t, read back from its checkpoint.
 A rule whose definition names an opponent (Nash-MD) samples its second response from it, token by token
 (:class:`llm_bridge.generation.GeometricMixture`).
 
-Every rule sees the same seeds (common random numbers): iteration 0 draws the same samples for all.
+Every rule sees the same seeds (common random numbers): iteration 0 draws the same samples for all.  Each
+draw has a stream of its own, seeded by hashing (spec seed, iteration, purpose, stage, prompt or batch)
+(:func:`llm_bridge.seeds.stream_seed`), so no two draws share one.
 Distributed runs go through Accelerate (on CPU: ``accelerate launch --multi_gpu --num_processes P``,
 gloo) and give the same samples, pairs and steps for any number of processes: generation batches are
 seeded by their global index and shared out (:func:`_generate_global`), each prompt's labels come from
@@ -86,6 +88,7 @@ from llm_bridge.run_layout import (
     TENSORBOARD_DIR,
     WIN_RATE_FIGURE,
 )
+from llm_bridge.seeds import Purpose, stream_seed
 from llm_bridge.spec import BridgeSpec, RuleEntry, changed_prompt_files
 from llm_bridge.stages import run_stages
 from llm_bridge.trainer import PairTensors, make_optimizer, train_on_pairs
@@ -348,7 +351,8 @@ def _prepare_reference(session: Session) -> None:
         save_weights(session.policy, directory / "policy.safetensors")
     session.accelerator.wait_for_everyone()
     heldout_ids = encode_prompts(session.tokenizer, list(spec.prompts.heldout), spec.prompts.chat_template)
-    reference = _generate_sharded(session, heldout_ids, 1, _seed(spec.seed, -1, 7), "π_ref held-out")
+    seed = stream_seed(spec.seed, 0, Purpose.REFERENCE)
+    reference = _generate_sharded(session, heldout_ids, 1, seed, "π_ref held-out")
     texts = [r[0] for r in reference["texts"]]
     rewards = session.oracle.rewards(list(spec.prompts.heldout), texts)
     record = {
@@ -461,7 +465,7 @@ def _update(session: Session, entry, t: int) -> dict:
         queries_before = session.oracle.queries
         pairs = []
         for i in range(rank, len(prompt_ids), world):
-            rng = np.random.default_rng([spec.seed, t, 2, i] + ([stream] if stream else []))
+            rng = np.random.default_rng(stream_seed(spec.seed, t, Purpose.LABELS, stream, i))
             texts = [generated.response_texts[i]]
             if rule.opponent is not None:  # y ~ π_t, y′ ~ the opponent: one query, the pair is not reordered
                 built = opponent_pairs([prompts_text[i]], texts, session.oracle)
@@ -496,7 +500,7 @@ def _update(session: Session, entry, t: int) -> dict:
             rule.at_step(t),
             spec.training,
             session.tokenizer.pad_token_id,
-            seed=_seed(spec.seed, t, 3) if index == 0 else _seed(spec.seed, t, 12 + index),
+            seed=stream_seed(spec.seed, t, Purpose.TRAIN, index),
             accelerator=session.accelerator,
             progress=session.progress,
             description=f"{entry.label} it{t + 1} train" + (f" stage {index}" if index else ""),
@@ -572,7 +576,7 @@ def _draw_responses(session: Session, entry, t: int, prompt_ids, stream: int) ->
     reference's weights, released afterwards.
     """
     spec, rule = session.spec, entry.rule
-    seed = _seed(spec.seed, t, 0) if stream == 0 else _seed(spec.seed, t, 8 + stream)
+    seed = stream_seed(spec.seed, t, Purpose.SAMPLE, stream)
     description = f"{entry.label} it{t + 1} generate" + (f" stream {stream}" if stream else "")
     if rule.opponent is None:
         return _generate_global(session, prompt_ids, rule.samples, seed, description)
@@ -581,7 +585,8 @@ def _draw_responses(session: Session, entry, t: int, prompt_ids, stream: int) ->
     anchor = _checkpoint(session.out, entry.label, anchor_iteration(t, rule.reference_every))
     assign_weights(reference, read_weights(anchor))
     mixture = GeometricMixture(reference, rule.opponent)
-    theirs = _generate_global(session, prompt_ids, 1, seed + 1, f"{description} opponent", mixture=mixture)
+    against = stream_seed(spec.seed, t, Purpose.OPPONENT, stream)
+    theirs = _generate_global(session, prompt_ids, 1, against, f"{description} opponent", mixture=mixture)
     del mixture, reference  # the reference's copy of the model lives only while the opponent is sampled
     return Generated(
         prompt_ids=own.prompt_ids,
@@ -746,7 +751,8 @@ def _evaluate(session: Session, reference: dict, iteration: int, previous: Path 
     prompts = list(spec.prompts.heldout)
     prompt_ids = reference["prompt_ids"]
     description = f"{label} eval π_{iteration} (seed {spec.seed})" if label else f"eval π_{iteration}"
-    sample = _generate_sharded(session, prompt_ids, 1, _seed(spec.seed, iteration, 5), description)
+    seed = stream_seed(spec.seed, iteration, Purpose.EVALUATE)
+    sample = _generate_sharded(session, prompt_ids, 1, seed, description)
     ids = [r[0] for r in sample["ids"]]
     texts = [r[0] for r in sample["texts"]]
     before = session.oracle.queries
@@ -798,7 +804,7 @@ def _evaluate(session: Session, reference: dict, iteration: int, previous: Path 
 
 def _generate_sharded(session: Session, prompt_ids, samples: int, seed: int, description: str) -> dict:
     """:func:`_generate_global` for evaluation, as ``{"ids", "texts"}`` (per prompt, a list of samples)."""
-    generated = _generate_global(session, prompt_ids, samples, seed * 101, description)
+    generated = _generate_global(session, prompt_ids, samples, seed, description)
     return {"ids": generated.response_ids, "texts": generated.response_texts}
 
 
@@ -887,10 +893,6 @@ def _write_atomic(path: Path, text: str) -> None:
     disk leaves the old file and raises a :class:`PrefsimError` naming it.
     """
     write_files_atomic({path: text.encode()})
-
-
-def _seed(seed: int, iteration: int, stream: int) -> int:
-    return (seed * 1_000 + (iteration + 1)) * 16 + stream
 
 
 def _write_pairs(path: Path, records, prompts_text, tokenizer) -> None:

@@ -75,11 +75,12 @@ from llm_bridge.pairs import build_pairs, opponent_pairs
 from llm_bridge.precision import Precision
 from llm_bridge.rules import LLM_TAU, BridgeRule, surrogate_note
 from llm_bridge.run_layout import PREDICTION_DIR
+from llm_bridge.seeds import Purpose, stream_seed
 from llm_bridge.spec import BridgeSpec, PredictionSpec
 from llm_bridge.stages import run_stages
 from llm_bridge.trainer import PairTensors, TrainingSpec, make_optimizer, train_on_pairs
 from sim.game import Game
-from sim.precision import float64
+from sim.precision import float64, seed_key
 from sim.rules import base_of, base_parameters, build_rule, rule_info
 from sim.rules.reference import anchor_iteration, steps_since_advance
 from sim.sampled.engine import build_iteration
@@ -300,7 +301,7 @@ def sampled_trajectory(
             init, iteration = build_iteration(rule.name, rule.parameters, settings)
         except PrefsimError as exc:
             raise PrefsimError(f"prediction, sampled mode: {exc}") from None
-        key_init, key_run = jax.random.split(jax.random.PRNGKey(seed))
+        key_init, key_run = jax.random.split(seed_key(seed))
         state = init(key_init, problem)
         step = jax.jit(iteration)
         policies = [np.exp(np.asarray(state.log_policy))]
@@ -389,13 +390,13 @@ def lm_trajectory(
             # the policy the model holds: θ_t for the first stage, else the previous stage's output
             held = logps if index == 0 else score_candidates(model, game, pad_id, score_batch_size, autocast)
             log_policy = restrict(held)
-            stream = [7] if initial else ([index] if index else [])  # the first stage keeps one-stage rules' draws
+            stream = 7 if initial else index  # a carried stage's own draw (t = 0, an advance): a stream of its own
             drawn_pairs = []
             for m in range(m_count):
                 weights = np.exp(log_policy[m])
                 weights /= weights.sum()
                 for r in range(pairs_per_prompt):
-                    rng = np.random.default_rng([seed, t, m, r, *stream])
+                    rng = np.random.default_rng(stream_seed(seed, t, Purpose.LABELS, stream, m, r))
                     texts = game.texts[m]
                     if opponent is None:
                         drawn = [int(i) for i in rng.choice(k, size=rule.samples, p=weights)]
@@ -445,7 +446,7 @@ def lm_trajectory(
                 rule.at_step(t),
                 training,
                 pad_id,
-                seed=seed * 1_000 + t + 1_000_000 * index,
+                seed=stream_seed(seed, t, Purpose.TRAIN, index),
                 progress=progress,
                 description=f"{rule.name} it{t + 1} train" + (f" stage {index}" if index else ""),
                 precision=precision,
@@ -612,7 +613,7 @@ def run_prediction(
         list(spec.prompts.train[: prediction.prompts]),
         prediction.candidates,
         spec.sampling,
-        seed=spec.seed * 1_000 + 17,
+        seed=stream_seed(spec.seed, 0, Purpose.CANDIDATES),
         chat_template=spec.prompts.chat_template,
         oversample=prediction.oversample,
         score_batch_size=spec.score_batch_size,

@@ -622,9 +622,9 @@ def test_an_integer_beyond_64_bits_is_refused_naming_the_key_not_an_overflow_err
 
 
 def test_the_largest_spec_seed_runs(tiny_llama, tmp_path):
-    """The seeds derived from the spec's (times 16 000 per iteration, 101 for evaluation, 1 000 003 per generation
-    batch) passed 2⁶⁴ for any spec seed above ~10⁷ (123456789, 2**32): torch's ValueError part-way through the
-    run.  They are taken mod 2⁶⁴ (llm_bridge.generation.torch_seed), which leaves smaller ones as they were."""
+    """The seeds once derived arithmetically from the spec's passed 2⁶⁴ for any spec seed above ~10⁷: torch's
+    ValueError part-way through the run.  They are hashed into [0, 2⁶⁴) now (llm_bridge.seeds.stream_seed); a
+    caller's seed of the trainer is taken mod 2⁶⁴ (llm_bridge.generation.torch_seed)."""
     raw = _raw(tiny_llama, [{"name": "dpo"}], iterations=1)
     raw["seed"] = 2**63 - 1  # the largest a TOML file can give
     table = bridge_loop.run_bridge(parse_spec(raw), tmp_path / "run", progress=False)
