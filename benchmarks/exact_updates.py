@@ -194,6 +194,7 @@ def numpy_inpo_with_metrics(preference, log_reference, rewards, tau_game, log_in
     # Empty sum at t = 0: 0 on a Bradley–Terry game, NaN (does not apply) without rewards, as in sim.trajectory.
     regret = np.zeros(logs.shape[0]) * np.sum(np.max(rewards, axis=-1, keepdims=True) - rewards, axis=-1)
     columns = {name: [] for name in METRIC_COLUMNS}
+    largest = np.abs(logs - log_reference).max(axis=1)  # max_log_ratio_so_far: every iterate, π_0 included
 
     def record_row(t):
         last = numpy_policy_metrics(preference, log_reference, rewards, tau_game, logs, targets)
@@ -202,6 +203,7 @@ def numpy_inpo_with_metrics(preference, log_reference, rewards, tau_game, log_in
         )
         row = dict(last)
         row["regret"] = regret.copy()
+        row["max_log_ratio_so_far"] = largest.copy()
         row.update({f"{name}_mixture": value for name, value in mixture.items()})
         for name in METRIC_COLUMNS:
             columns[name].append(row[name])
@@ -213,6 +215,7 @@ def numpy_inpo_with_metrics(preference, log_reference, rewards, tau_game, log_in
             regret += np.max(rewards, axis=-1) - np.sum(np.exp(logs) * rewards, axis=-1)
             logs = numpy_inpo(preference, log_reference, logs, eta, tau, 1)
             mixture_sum += np.exp(logs)
+            largest = np.maximum(largest, np.abs(logs - log_reference).max(axis=1))
         t = int(target_t)
         record_row(t)
     return {name: np.stack(values, axis=1) for name, values in columns.items()}

@@ -1,8 +1,9 @@
 """What a run's figures are, and who draws them: planned and handed out without Matplotlib.
 
 :func:`plan_figures` reads a run's table, manifest and ``[plot]`` table (:mod:`sim.plot_spec`) and says
-which figures the run has — one per metric with data (:func:`sim.stats.has_data`) and, for ``prefsim run``, the
-head-to-head map of two rules or more — and what they share (:class:`FigureJob`: what a figure process
+which figures the run has — one per metric with data (:func:`sim.stats.has_data`; those of
+:data:`NOT_DRAWN_BY_DEFAULT` only when picked by name) and, for ``prefsim run``, the head-to-head map of two
+rules or more — and what they share (:class:`FigureJob`: what a figure process
 is sent once).  :func:`draw_figures` draws them, sharing them with figure processes
 (:func:`sim.figure_worker.draw_shared`); each figure itself is drawn by
 :func:`sim.plotting.draw_job_figure`, here or in a figure process.
@@ -40,6 +41,10 @@ from sim.results_io import frame_schema
 MAX_CURVES_PER_AXES = 6
 #: At most this many facets (values or combinations of the swept [game]/[run] fields) get a panel each.
 MAX_FACETS = 12
+#: Metric columns that get a figure only when picked by name (``[plot] metrics``, ``prefsim plot --metrics``):
+#: ``max_log_ratio_so_far`` is the running maximum of ``max_log_ratio`` (the B the bounds read), whose own
+#: figure every run draws; a figure of it by default would add a figure's drawing time to every run.
+NOT_DRAWN_BY_DEFAULT = ("max_log_ratio_so_far",)
 
 
 def family_of(label: str) -> str:
@@ -296,7 +301,8 @@ def plan_figures(
         plot = parse_plot(plot)
     parsed = (manifest or {}).get("parsed_spec") or {}
     precision = parsed.get("precision") or (spec or {}).get("precision") or "float64"
-    names = list(metrics) if metrics is not None else list(plot.metrics or stats.metric_columns(table))
+    default = [metric for metric in stats.metric_columns(table) if metric not in NOT_DRAWN_BY_DEFAULT]
+    names = list(metrics) if metrics is not None else list(plot.metrics or default)
     unknown = [m for m in names if m not in table.columns]
     if unknown:
         raise PrefsimError(

@@ -1,11 +1,12 @@
 """Measurements of a policy in a preference game, all closed form (docs/theory.md §A.2, §B.3).
 
 Public column names (the results contract): ``duality_gap``, ``exploitability``, ``kl_to_nash``,
-``suboptimality``, ``regret``, ``tv_to_optimum``, ``max_log_ratio``, ``kl_to_unregularised_nash``,
-and for the running uniform mixture of distributions π̄_t = (1/(t+1))·Σ_{s=0}^{t} π_s (Theorem 3 of
-INPO is about π̄) the same names with ``_mixture`` (all but ``regret``).  A metric that does not
-apply is NaN (an empty CSV cell): ``duality_gap`` needs τ > 0, ``suboptimality``/``regret`` need
-Bradley–Terry rewards, ``kl_to_unregularised_nash`` a unique unregularised Nash policy π⁰.
+``suboptimality``, ``regret``, ``tv_to_optimum``, ``max_log_ratio``, ``max_log_ratio_so_far``,
+``kl_to_unregularised_nash``, and for the running uniform mixture of distributions
+π̄_t = (1/(t+1))·Σ_{s=0}^{t} π_s (Theorem 3 of INPO is about π̄) the same names with ``_mixture`` (all but
+``regret`` and ``max_log_ratio_so_far``).  A metric that does not apply is NaN (an empty CSV cell):
+``duality_gap`` needs τ > 0, ``suboptimality``/``regret`` need Bradley–Terry rewards,
+``kl_to_unregularised_nash`` a unique unregularised Nash policy π⁰.
 
 Definitions (π a policy, τ the game's regularisation, π_ref the reference):
 
@@ -19,6 +20,12 @@ Definitions (π a policy, τ the game's regularisation, π_ref the reference):
 * ``suboptimality`` = max_y r_y − Σ_y π(y) r_y;  ``regret`` at iteration t = Σ_{s=0}^{t−1} suboptimality(π_s)
   (the policies that collected the data of iterations 0 … t−1).
 * ``max_log_ratio`` = max_y |log π(y)/π_ref(y)|, the realised B of Assumption A.
+* ``max_log_ratio_so_far`` at iteration t = max_{s≤t} max_log_ratio(π_s) over **every** iterate
+  π_0 … π_t, recorded or not: the trajectories carry this running maximum (one O(K) reduction per
+  update), so the B that :func:`sim.theorems.realised_log_ratio` gives the bounds does not depend on
+  ``record_every`` (the running maximum of the recorded ``max_log_ratio`` alone can miss the
+  largest iterate between two recordings).  Like ``regret`` it is a trajectory quantity, so neither
+  has a ``_mixture`` twin and :func:`all_metrics` takes it as an argument.
 * ``kl_to_unregularised_nash`` = KL(π⁰ ‖ π) with π⁰ the unregularised (τ = 0, linear-program) Nash
   policy of P, whatever the game's τ: the distance COMAL (ICLR 2026) proves non-increasing under
   reference advancement.  NaN where π⁰ is not unique (and where it was not computed);
@@ -43,7 +50,16 @@ POLICY_METRICS = (
     "max_log_ratio",
     "kl_to_unregularised_nash",
 )
-METRIC_COLUMNS = POLICY_METRICS[:4] + ("regret",) + POLICY_METRICS[4:] + tuple(f"{m}_mixture" for m in POLICY_METRICS)
+#: Running maximum of ``max_log_ratio`` over every iterate so far (a trajectory column, like ``regret``).
+RUNNING_LOG_RATIO = "max_log_ratio_so_far"
+METRIC_COLUMNS = (
+    POLICY_METRICS[:4]
+    + ("regret",)
+    + POLICY_METRICS[4:6]
+    + (RUNNING_LOG_RATIO,)
+    + POLICY_METRICS[6:]
+    + tuple(f"{m}_mixture" for m in POLICY_METRICS)
+)
 
 #: The τ each metric is scored at: ``"game"`` (the ``[game]`` table's τ, whatever a rule's own τ),
 #: ``0`` (unregularised) or ``None`` (no τ enters it).  ``_mixture`` twins use their base's.
@@ -56,6 +72,7 @@ METRIC_TAU_SOURCE = {
     "suboptimality": None,
     "regret": None,
     "max_log_ratio": None,
+    RUNNING_LOG_RATIO: None,
 }
 
 
@@ -161,9 +178,14 @@ def metrics_from_win_rates(
         "kl_to_nash": _kl_from_target(target, log_target, log_policy),
         "suboptimality": jnp.max(game.rewards) - jnp.dot(policy, game.rewards),
         "tv_to_optimum": 0.5 * jnp.sum(jnp.abs(policy - target)),
-        "max_log_ratio": jnp.max(jnp.abs(log_policy - game.log_reference)),
+        "max_log_ratio": log_ratio(game, log_policy),
         "kl_to_unregularised_nash": kl_to_unregularised,
     }
+
+
+def log_ratio(game: Game, log_policy: jax.Array) -> jax.Array:
+    """max_y |log π(y) − log π_ref(y)| over the last axis (``max_log_ratio``; one per row of ``log_policy``)."""
+    return jnp.max(jnp.abs(log_policy - game.log_reference), axis=-1)
 
 
 def policy_metrics(
@@ -182,12 +204,15 @@ def all_metrics(
     log_policy: jax.Array,
     log_mixture: jax.Array,
     regret: float | jax.Array,
+    largest_log_ratio: float | jax.Array,
     target: jax.Array,
     unregularised_target: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
-    """The full row of :data:`METRIC_COLUMNS` for the last iterate and the running mixture."""
+    """The full row of :data:`METRIC_COLUMNS` for the last iterate and the running mixture; ``regret`` and
+    ``largest_log_ratio`` (``max_log_ratio_so_far``) are the trajectory's, carried by the caller."""
     row = policy_metrics(game, log_policy, target, unregularised_target)
     mixture = policy_metrics(game, log_mixture, target, unregularised_target)
     row["regret"] = regret
+    row[RUNNING_LOG_RATIO] = largest_log_ratio
     row.update({f"{name}_mixture": value for name, value in mixture.items()})
     return {name: row[name] for name in METRIC_COLUMNS}

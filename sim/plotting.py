@@ -31,7 +31,8 @@ Design (what every figure shows):
   slows down), log-log (polynomial rate,
   slope = exponent) or semilog (linear rate, slope = log contraction per iteration), whichever
   describes the window better; no fit for plateaus, for curves that rise or swing ("not converging"),
-  for curves at the floor and for counts (``regret``, ``queries``, ``loss``, ``max_log_ratio``).  The
+  for curves at the floor and for counts (``regret``, ``queries``, ``loss``, ``max_log_ratio``,
+  ``max_log_ratio_so_far``).  The
   legend says which fit it is and the recorded iterations it used, or why there is none.
 * **T = 3** – a dotted vertical line: the iteration count of the INPO and APO LLM experiments.
 * **theory** – bounds stored by the run (``bounds.csv``, :mod:`sim.bounds_table`) as thin lines in the
@@ -102,6 +103,7 @@ METRIC_LABELS = {
     "regret": "cumulative regret",
     "tv_to_optimum": "TV(π_t, π*)",
     "max_log_ratio": "max_y |log π_t/π_ref| (realised B)",
+    "max_log_ratio_so_far": "max_{s≤t} max_y |log π_s/π_ref| (B over every iterate)",
     "kl_to_unregularised_nash": "KL(π⁰ ‖ π_t) (π⁰: unregularised Nash)",
     "queries": "cumulative oracle queries",
     "distance_to_exact": "max |log π_t − log π_t^exact|",
@@ -323,7 +325,8 @@ def choose_fit(
 ) -> FitChoice:
     """Decide whether and how to fit the mean curve ``centre`` of ``metric`` over ``iterations``.
 
-    * Counts and non-convergence metrics (``regret``, ``queries``, ``loss``, ``max_log_ratio``): no fit.
+    * Counts and non-convergence metrics (``regret``, ``queries``, ``loss``, ``max_log_ratio``,
+      ``max_log_ratio_so_far``): no fit.
     * ``floor``: the metric's floor (:func:`sim.diagnostics.metric_floor`).  The curve is used only up to
       the last iteration before it first reaches ``floor``: :func:`sim.stats.fit_rate` leaves out values at
       or below it, so the window and the scale are chosen on the points the fit uses.  Fewer than

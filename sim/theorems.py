@@ -15,10 +15,13 @@ Indexing.  A run records π_t after t updates, t = 0 being the initial policy π
 (a): the first update is BR_τ(π_ref)), and Theorem 4's bound is applied to π_T, T = t ≥ 1.
 
 Realised constants (Assumption A, docs/theory.md §A.5): B must bound |log π/π_ref| for every iterate on the
-trajectory **and** π* (Reviewer 4's reading); :func:`realised_log_ratio` takes the running maximum of
-the ``max_log_ratio`` column over the *recorded* iterations together with π*'s log-ratio, so runs
-that certify a bound should record every iteration (``record_every = 1``) or accept that B is
-read at the recorded iterations only.  D = max_{π∈Π} KL(π‖π_1) over policies with π_ref's support
+trajectory **and** π* (Reviewer 4's reading); :func:`realised_log_ratio` takes the
+``max_log_ratio_so_far`` column, the running maximum of max_y |log π_s/π_ref| that the run carries
+over **every** iterate (:mod:`sim.metrics`), together with π*'s log-ratio, so B does not depend on
+``record_every``.  A table written before that column existed gives B from the recorded
+``max_log_ratio`` only when it recorded every iteration; otherwise the largest iterate between two
+recordings could be missed (too small a B, a bound that "holds" wrongly) and it is refused.
+D = max_{π∈Π} KL(π‖π_1) over policies with π_ref's support
 is log(1/min_y π_ref(y)) (the point mass on the least likely arm).
 
 Registry.  A :class:`Bound` names one theorem: its label, source, the metric column it bounds, which
@@ -44,6 +47,7 @@ from bandits.errors import PrefsimError
 from bandits.inputs import check_integer, check_size, finite_number, real_array
 from bandits.preference import validate_preference_matrix
 from sim.game import Game
+from sim.metrics import RUNNING_LOG_RATIO
 from sim.precision import float64
 
 if TYPE_CHECKING:  # rule modules import this one, and importing sim.rules must not load pandas
@@ -203,20 +207,42 @@ def realised_log_ratio(frame: Trajectory, target: ArrayLike, reference: ArrayLik
 
     ``frame`` holds one rule and seed, sorted by iteration (its columns by name, read with ``np.asarray``).
     π*'s log-ratio is included because Assumption A's policy class must contain π* (docs/theory.md §A.5).
-    Only recorded iterations are seen.  The column is read as recorded (a diverged run's NaN stays NaN).
+    The max over s runs over every iterate π_0 … π_t, recorded or not: the run's ``max_log_ratio_so_far``
+    column.  A table without it (written by an older prefsim) gives the running maximum of
+    ``max_log_ratio`` when its ``iteration`` column is 0, 1, 2, … (every iterate recorded); a table that
+    skipped iterations is refused (:class:`~bandits.errors.PrefsimError`): the iterates between two
+    recordings could exceed every recorded one, and too small a B lets a bound "hold" wrongly.  The column
+    is read as recorded (a diverged run's NaN stays NaN).
     """
+    where = "realised_log_ratio"
     try:
-        column = frame["max_log_ratio"]
+        carried = frame[RUNNING_LOG_RATIO] if RUNNING_LOG_RATIO in frame else None
+        recorded = frame["max_log_ratio"] if carried is None else None
     except (KeyError, TypeError, IndexError):
         raise PrefsimError(
-            "realised_log_ratio: frame must be one trajectory's table with a max_log_ratio column (a run table "
-            f"of sim.run for one rule and seed), got {type(frame).__name__}."
+            f"{where}: frame must be one trajectory's table with a {RUNNING_LOG_RATIO} (or max_log_ratio) column "
+            f"(a run table of sim.run for one rule and seed), got {type(frame).__name__}."
         ) from None
-    column = real_array(column, "realised_log_ratio: frame['max_log_ratio']", "a column of numbers")
-    if column.ndim != 1:
-        raise PrefsimError(f"realised_log_ratio: frame['max_log_ratio'] must be a column, got shape {column.shape}.")
-    running = np.maximum.accumulate(column)
-    return np.maximum(running, policy_log_ratio(target, reference, where="realised_log_ratio"))
+    name = RUNNING_LOG_RATIO
+    if carried is not None:
+        carried = real_array(carried, f"{where}: frame[{name!r}]", "a column of numbers")
+        if np.isnan(carried).all():  # e.g. an older table's rows concatenated with newer ones
+            carried, recorded, name = None, frame["max_log_ratio"], "max_log_ratio"
+    if carried is None:
+        iterations = np.asarray(frame["iteration"], dtype=np.int64) if "iteration" in frame else None
+        if iterations is None or not np.array_equal(iterations, np.arange(len(iterations))):
+            raise PrefsimError(
+                f"{where}: the table has no {RUNNING_LOG_RATIO} column (it was written by an older "
+                "prefsim) and does not record every iteration, so B read from the recorded max_log_ratio could "
+                "miss the largest iterate between two recordings and make a bound hold wrongly; run the spec "
+                "again with this prefsim (or with record_every = 1)."
+            )
+        name = "max_log_ratio"
+        carried = real_array(recorded, f"{where}: frame['max_log_ratio']", "a column of numbers")
+    if carried.ndim != 1:
+        raise PrefsimError(f"{where}: frame[{name!r}] must be a column, got shape {carried.shape}.")
+    running = np.maximum.accumulate(carried)
+    return np.maximum(running, policy_log_ratio(target, reference, where=where))
 
 
 def omega_max(preference: ArrayLike, target: ArrayLike, *, where: str = "omega_max") -> float:

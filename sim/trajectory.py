@@ -3,7 +3,8 @@
 :func:`simulate` runs one rule on one game: an outer ``scan`` over the recorded iterations with an
 inner ``fori_loop`` over the updates between two recordings, so metrics (one product of P with the
 last iterate and the mixture, which the next update reuses) are paid only at recorded iterations
-while the per-step bookkeeping (running mixture, regret, finiteness) costs O(K).
+while the per-step bookkeeping (running mixture, regret, finiteness, the running maximum of
+max_y |log π_t/π_ref| that the bounds read as B) costs O(K).
 :func:`simulate_grid` vmaps it over seeds (inner) and over the values of swept parameters (outer).
 On a CPU, for small games (K ≤ :data:`SMALL_ARMS`) with a state per seed, the seeds are not vmapped
 around the loop but inside it, seed-last (:func:`simulate_seeds_block`): the same rule, the same
@@ -36,7 +37,7 @@ from jax.typing import ArrayLike, DTypeLike
 from sim.checkpoint import TrajectoryCheckpoint
 from sim.game import Game
 from sim.headtohead import FINAL_POLICY
-from sim.metrics import METRIC_COLUMNS, log_target_policy, metrics_from_win_rates
+from sim.metrics import METRIC_COLUMNS, RUNNING_LOG_RATIO, log_ratio, log_target_policy, metrics_from_win_rates
 from sim.program_cache import SourceKey
 from sim.rules.base import ExactRule, ExactState, current_policy
 from sim.shared_engine import (
@@ -189,12 +190,15 @@ def simulate(
       metrics: dict column → array of shape (len(record_iterations),).
       first_nonfinite: see ``locate_nonfinite``; −1 when every log-policy stayed finite.
 
-    Cost (what the benchmarks in ``benchmarks/`` measure): each update adds one O(K) addition to
-    the rule's own step, and no exp:
+    Cost (what the benchmarks in ``benchmarks/`` measure): each update adds two O(K) passes to the
+    rule's own step, and no exp:
 
     * the running mixture sum Σ_{s≤t} π_s adds the probabilities ``state.policy`` that the rule's
       normalisation produced (:func:`sim.rules.base.advance`), and the next update reads the same
       probabilities for P·π_t, so one exp per step serves the rule and the bookkeeping;
+    * ``max_log_ratio_so_far`` is a running maximum of max_y |log π_t(y) − log π_ref(y)| carried
+      through every update (one subtraction and reduction over the K arms), so the B of the bounds
+      (:func:`sim.theorems.realised_log_ratio`) covers the iterates that are not recorded;
     * the finiteness check runs only at recorded iterations (see ``locate_nonfinite``);
     * ``regret`` is not summed per step: Σ_{s<t} (max r − π_s·r) = Σ_y (Σ_{s<t} π_s(y))·(max r − r_y)
       because each π_s sums to one, so it is read off the mixture sum at recorded iterations;
@@ -234,8 +238,10 @@ def simulate_block(
 ) -> tuple[tuple, dict]:
     """One block of :func:`simulate`'s trajectory: ``(carry, out)`` after the pieces of ``schedule``.
 
-    ``carry`` is ``(state, mixture_sum, first_bad, measured_win_rates)`` as the previous block returned
-    it, or ``None``: the block starts the run (``rule.init``) and measures iteration 0 (``out["first"]``).
+    ``carry`` is ``(state, mixture_sum, first_bad, measured_win_rates, largest_log_ratio)`` as the previous
+    block returned it (the last: max_{s≤t} max_y |log π_s/π_ref| over every update so far, π_0 included,
+    which recordings write as ``max_log_ratio_so_far``), or ``None``: the block starts the run (``rule.init``)
+    and measures iteration 0 (``out["first"]``).
     A piece that starts at a recorded iteration (``schedule.fresh``) hands its first update Pπ_t from
     that recording, then ``fori_loop``s over the rest; a piece that continues a segment cut by a block
     boundary does all its updates in the ``fori_loop``; a piece that ends at a recorded iteration
@@ -284,10 +290,13 @@ def simulate_seeds_block(
     )
 
 
-def _measure(game: Game, references: tuple, state: ExactState, mixture_sum: jax.Array) -> tuple[dict, jax.Array]:
+def _measure(
+    game: Game, references: tuple, state: ExactState, mixture_sum: jax.Array, largest_log_ratio: jax.Array
+) -> tuple[dict, jax.Array]:
     """The row of iterate t of one seed, and Pπ_t (which the next update reuses).
 
-    ``references``: (π*, log π*, π⁰ or None, log π⁰ or None).
+    ``references``: (π*, log π*, π⁰ or None, log π⁰ or None); ``largest_log_ratio``: the carried
+    max_{s≤t} max_y |log π_s/π_ref| (``max_log_ratio_so_far``).
     """
     # mixture_sum = Σ_{s≤t} π_s, so π̄_t = mixture_sum / (t + 1) and Σ_{s<t} π_s = mixture_sum − π_t.
     policy = current_policy(state)
@@ -300,6 +309,7 @@ def _measure(game: Game, references: tuple, state: ExactState, mixture_sum: jax.
     row = dict(last)
     row.update({f"{name}_mixture": value for name, value in mean.items()})
     row["regret"] = regret_from_mixture_sum(mixture_sum, policy, game.rewards, state.step)
+    row[RUNNING_LOG_RATIO] = largest_log_ratio
     return {name: row[name] for name in METRIC_COLUMNS}, products[0]
 
 
@@ -325,8 +335,14 @@ class _OneSeed:
     def product(self, state: ExactState) -> jax.Array:
         return shared_win_rates(self.game.preference, current_policy(state)[None])[0]
 
-    def measure(self, state: ExactState, mixture_sum: jax.Array) -> tuple[dict, jax.Array]:
-        return _measure(self.game, self.references, state, mixture_sum)
+    def log_ratio(self, state: ExactState) -> jax.Array:
+        """max_y |log π_t(y)/π_ref(y)| (a scalar), for the running ``max_log_ratio_so_far``."""
+        return log_ratio(self.game, state.log_policy)
+
+    def measure(
+        self, state: ExactState, mixture_sum: jax.Array, largest_log_ratio: jax.Array
+    ) -> tuple[dict, jax.Array]:
+        return _measure(self.game, self.references, state, mixture_sum, largest_log_ratio)
 
     @staticmethod
     def all_finite(values: jax.Array) -> jax.Array:
@@ -401,10 +417,19 @@ class SeedsMinorView:
             preference = preference[..., None]
         return jnp.sum(preference * policy[None], axis=1)
 
-    def measure(self, state: ExactState, mixture_sum: jax.Array) -> tuple[dict, jax.Array]:
+    def log_ratio(self, state: ExactState) -> jax.Array:
+        """max_y |log π_t(y)/π_ref(y)| of every seed, (S,): a reduction over the arms' axis 0."""
+        reference = self.minor_games.log_reference
+        if self.game_axes.log_reference is None:
+            reference = reference[..., None]
+        return jnp.max(jnp.abs(state.log_policy - reference), axis=0)
+
+    def measure(
+        self, state: ExactState, mixture_sum: jax.Array, largest_log_ratio: jax.Array
+    ) -> tuple[dict, jax.Array]:
         seed_first = jax.tree_util.tree_map(_major, state._replace(step=None))._replace(step=state.step)
-        row, win_rates = jax.vmap(_measure, in_axes=(self.game_axes, 0, _state_axes(seed_first, 0), 0))(
-            self.games, self.references, seed_first, _major(mixture_sum)
+        row, win_rates = jax.vmap(_measure, in_axes=(self.game_axes, 0, _state_axes(seed_first, 0), 0, 0))(
+            self.games, self.references, seed_first, _major(mixture_sum), largest_log_ratio
         )
         return row, _minor(win_rates)
 
@@ -453,33 +478,35 @@ def _run_pieces(view, schedule: Schedule, carry: tuple | None, locate_nonfinite:
     """:func:`simulate_block`'s pieces for ``view`` (:class:`_OneSeed` or :class:`SeedsMinorView`)."""
 
     def one_update(_, carry, measured_win_rates=None):
-        state, mixture_sum, first_bad = carry
+        state, mixture_sum, first_bad, largest = carry
         state = view.update(state, measured_win_rates)
         mixture_sum = mixture_sum + current_policy(state)
+        # max_log_ratio_so_far: every iterate's log-ratio, recorded or not (O(K), next to the O(K²) of Pπ)
+        largest = jnp.maximum(largest, view.log_ratio(state))
         if locate_nonfinite:
             bad = ~view.all_finite(state.log_policy)
             first_bad = jnp.where((first_bad < 0) & bad, state.step, first_bad)
-        return state, mixture_sum, first_bad
+        return state, mixture_sum, first_bad, largest
 
     def piece(carry, item):
         length, fresh, measures = item
-        state, mixture_sum, first_bad, measured_win_rates = carry
+        state, mixture_sum, first_bad, measured_win_rates, largest = carry
         # The first update of a segment multiplies P by the iterate just measured: hand it Pπ_t
         # (ExactState.win_rates), so that a recording costs no extra read of P; a piece that continues
         # a segment computes Pπ_t as an update does.  The first update is not inside a cond (XLA would
         # compile it apart from the rest and round differently, e.g. Nash-MD's last bits); a padding
         # piece (length 0) discards it.
         win_rates = jax.lax.cond(fresh, lambda: measured_win_rates, lambda: view.product(state))
-        before = (state, mixture_sum, first_bad)
+        before = (state, mixture_sum, first_bad, largest)
         updates = one_update(0, before, win_rates)
         updates = jax.tree_util.tree_map(lambda new, old: jnp.where(length > 0, new, old), updates, before)
         updates = jax.lax.fori_loop(1, length, one_update, updates)
-        state, mixture_sum, first_bad = updates
+        state, mixture_sum, first_bad, largest = updates
 
         def recording(_):
             finite = view.all_finite(mixture_sum) & view.all_finite(state.log_policy)
             seen = first_bad if locate_nonfinite else jnp.where(finite, -1, state.step)
-            row, win_rates = view.measure(state, mixture_sum)
+            row, win_rates = view.measure(state, mixture_sum, largest)
             return row, seen.astype(jnp.int32), win_rates
 
         def no_recording(_):
@@ -488,14 +515,15 @@ def _run_pieces(view, schedule: Schedule, carry: tuple | None, locate_nonfinite:
             return row, jnp.full(shapes[1].shape, -1, jnp.int32), measured_win_rates
 
         row, seen, measured_win_rates = jax.lax.cond(measures, recording, no_recording, None)
-        return (state, mixture_sum, first_bad, measured_win_rates), (row, seen)
+        return (state, mixture_sum, first_bad, measured_win_rates, largest), (row, seen)
 
     out = {}
     if carry is None:
         state = view.init()
         policy = current_policy(state)
-        out["first"], first_win_rates = view.measure(state, policy)
-        carry = (state, policy, jnp.full(view.all_finite(policy).shape, -1, jnp.int32), first_win_rates)
+        largest = view.log_ratio(state)  # π_0's
+        out["first"], first_win_rates = view.measure(state, policy, largest)
+        carry = (state, policy, jnp.full(view.all_finite(policy).shape, -1, jnp.int32), first_win_rates, largest)
     items = tuple(jnp.asarray(values) for values in schedule)
     carry, (rows, seen) = jax.lax.scan(piece, carry, items)
     out["rows"] = {name: view.seed_first(values) for name, values in rows.items()}

@@ -191,7 +191,11 @@ def test_the_hedge_bound_of_dno_states_its_formula_in_dnos_inverse_eta():
 def test_inpo_theorem3_label_states_the_max_b_one_its_value_uses():
     """Lemma 2's proof takes B ≥ 1 without loss of generality, so the bound uses max(B, 1); the label printed
     beside the values (tightness report, ``prefsim rules``) said (4τ²B² + 1), which a realised B < 1 contradicts."""
-    frame = {"iteration": np.array([0, 3]), "max_log_ratio": np.array([0.1, 0.2])}
+    frame = {
+        "iteration": np.array([0, 3]),
+        "max_log_ratio": np.array([0.1, 0.2]),
+        "max_log_ratio_so_far": np.array([0.1, 0.2]),
+    }
     reference = np.array([0.5, 0.25, 0.25])
     game = {"target": reference, "reference": reference, "tau": 0.5}
     values, _ = theorems.INPO_THEOREM3.evaluate({"eta": 2.0}, frame, game)

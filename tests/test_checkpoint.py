@@ -95,6 +95,35 @@ def test_an_interrupted_exact_rule_resumes_from_its_saved_block_bit_for_bit(tmp_
     assert not saved.exists()  # the part's rows are written: its progress is not kept
 
 
+def test_a_resumed_rule_keeps_the_running_log_ratio_of_the_iterations_before_the_interruption(
+    tmp_path, save_every_block
+):
+    """``max_log_ratio_so_far`` is carried between blocks: the largest log-ratio of this INPO run comes at
+    iteration 9, recorded nowhere (every 25th is), and the run is interrupted after 40 updates, so the rows
+    from t = 50 on show it only when the resumed state still holds it."""
+    spec = {
+        "iterations": 120,
+        "seeds": 2,
+        "record_every": 25,
+        "game": {"kind": "cyclic", "arms": 3, "strength": 1.0, "tau": 0.1, "reference": [0.5, 0.3, 0.2]},
+        "rule": [{"name": "inpo", "eta": 0.15}],
+    }
+    saved = _interrupt(spec, tmp_path / "out", "inpo", 4)
+    assert saved.is_file()
+    resumed = run(spec, tmp_path / "out", resume=True, progress=StopAfter())
+    uninterrupted = run(spec)
+    pd.testing.assert_frame_equal(resumed, uninterrupted, check_exact=True)
+    every = run({**spec, "record_every": 1})  # the same trajectory, every iteration recorded
+    for seed, frame in resumed.groupby("seed"):
+        all_rows = every[every.seed == seed].sort_values("iteration")
+        running = np.maximum.accumulate(all_rows["max_log_ratio"].to_numpy())[frame["iteration"].to_numpy()]
+        np.testing.assert_allclose(frame["max_log_ratio_so_far"].to_numpy(), running, rtol=1e-12)
+        # at t = 50 the maximum is that of an iteration before the interruption, larger than any after it
+        before, since = all_rows["max_log_ratio"].to_numpy()[:41].max(), all_rows["max_log_ratio"].to_numpy()[41:51]
+        assert frame.loc[frame.iteration == 50, "max_log_ratio_so_far"].item() == pytest.approx(before, rel=1e-12)
+        assert before > since.max() + 0.5
+
+
 def test_a_run_without_resume_starts_again_and_removes_the_saved_state(tmp_path, save_every_block):
     saved = _interrupt(EXACT, tmp_path / "out", "second", 2)
     assert saved.is_file()

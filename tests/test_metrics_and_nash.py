@@ -182,6 +182,7 @@ def _expected_rows(trajectory, matrix, reference, rewards, tau, target, unregula
             row["max_log_ratio" + suffix] = np.abs(np.log(p / reference)).max()
             row["kl_to_unregularised_nash" + suffix] = kl(unregularised, p)
         row["regret"] = sum(np.max(rewards) - trajectory[s] @ rewards for s in range(t))
+        row["max_log_ratio_so_far"] = max(np.abs(np.log(trajectory[s] / reference)).max() for s in range(t + 1))
         rows.append(row)
     return rows
 

@@ -93,6 +93,20 @@ def test_plot_metric_draws_bands_theory_fit_and_the_t3_marker(cyclic_table):
     assert bound_line.get_color() == inpo.get_color() and bound_line.get_linewidth() < inpo.get_linewidth()
 
 
+def test_the_running_log_ratio_is_drawn_only_when_picked_by_name(tmp_path, cyclic_table):
+    """``max_log_ratio_so_far`` (the bounds' B) has data on every run; a figure of it by default would add one
+    figure to every run's drawing time, next to ``max_log_ratio``'s own figure."""
+    plan = figure_plan.plan_figures(cyclic_table, tmp_path / "plan")
+    assert "max_log_ratio" in plan.figures and "max_log_ratio_so_far" not in plan.figures
+    picked = figure_plan.plan_figures(cyclic_table, tmp_path / "plan", metrics=["max_log_ratio_so_far"])
+    assert picked.figures == ["max_log_ratio_so_far"]
+    by_plot_table = figure_plan.plan_figures(
+        cyclic_table, tmp_path / "plan", plot={"metrics": ["max_log_ratio_so_far"]}
+    )
+    assert by_plot_table.figures == ["max_log_ratio_so_far"]
+    assert "realised B" in plotting.METRIC_LABELS["max_log_ratio"] and "max_log_ratio_so_far" in plotting.METRIC_LABELS
+
+
 def test_a_metric_the_plot_table_picks_that_has_no_data_is_named_not_left_out_silently(tmp_path, cyclic_table):
     """[plot] metrics = ["suboptimality", "kl_to_nash"] on a game without rewards drew kl_to_nash alone and said
     nothing of suboptimality (metrics = ["suboptimality"] alone: "wrote 0 figure(s)")."""

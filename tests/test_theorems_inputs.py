@@ -25,7 +25,7 @@ GAME = Game(np.array(P), np.log(PI), np.log(PI), np.full(3, np.nan), 0.2)
 BASE = {
     "log_reference_mass_bound": dict(reference=PI),
     "policy_log_ratio": dict(policy=PI, reference=PI),
-    "realised_log_ratio": dict(frame={"max_log_ratio": np.array([0.1, 0.2])}, target=PI, reference=PI),
+    "realised_log_ratio": dict(frame={"max_log_ratio_so_far": np.array([0.1, 0.2])}, target=PI, reference=PI),
     "omega_max": dict(preference=P, target=PI),
     "eta_critical": dict(preference=P, target=PI, tau=0.1),
     "inpo_contraction_factor": dict(preference=P, target=PI, tau=0.1, eta=2.0),
@@ -93,7 +93,13 @@ BAD = [
     ("policy_log_ratio", "policy", 1j, "policy: expected a vector of probabilities, got complex"),
     ("realised_log_ratio", "frame", {"kl": [0.1]}, "frame must be one trajectory's table with a max_log_ratio"),
     ("realised_log_ratio", "frame", None, "frame must be one trajectory's table"),
-    ("realised_log_ratio", "frame", {"max_log_ratio": ["a"]}, r"frame\['max_log_ratio'\]: expected"),
+    ("realised_log_ratio", "frame", {"max_log_ratio_so_far": ["a"]}, r"frame\['max_log_ratio_so_far'\]: expected"),
+    (
+        "realised_log_ratio",
+        "frame",
+        {"iteration": [0, 1], "max_log_ratio": ["a"]},
+        r"frame\['max_log_ratio'\]: expected",
+    ),
     ("realised_log_ratio", "target", [0.5, 0.5], "target has 2 entries, expected 3"),
     ("realised_log_ratio", "reference", [0.5, 0.0, 0.5], "every entry of reference must be > 0"),
     ("eta_critical", "target", [0.5, 0.5, 0.5], "target must sum to 1"),

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from exact_reference import cyclic_matrix, duality_gap_logz, mirror_step, random_matrix, random_policy
+from exact_reference import cyclic_matrix, duality_gap_logz, inpo_step, mirror_step, random_matrix, random_policy
 from exact_reference import kl as exact_kl
 from exact_reference import regularised_nash as exact_regularised_nash
 
@@ -118,6 +118,62 @@ def test_theorem4_one_step_recursion_holds_for_schedule_and_constant_eta(random_
             eta = theory.theorem4_eta_schedule(steps, TAU) if schedule else float(label[9:-1])
             bound = theory.theorem4_step_bound(kl[:-1], eta, TAU, b[1:])
             assert np.all(kl[1:] <= bound * (1 + 1e-9) + 1e-15), (label, seed)
+
+
+@pytest.mark.parametrize(
+    "game",
+    [
+        {"kind": "cyclic", "arms": 3, "strength": 1.0, "reference": [0.5, 0.3, 0.2]},  # one state for all seeds
+        {"kind": "random", "arms": 5, "reference": "random"},  # a state per seed, seed-last updates on a CPU
+        {"kind": "random", "arms": 16, "reference": "random"},  # a state per seed, seed-first
+    ],
+    ids=["shared", "per-seed-small", "per-seed"],
+)
+def test_theorem3_reads_b_over_every_iteration_when_only_every_50th_is_recorded(game):
+    """Assumption A's B bounds every iterate.  The running max of the recorded ``max_log_ratio`` (every 50th
+    iteration here) missed the largest ones (by 1.95 nat on the cycle, where INPO with η = 0.15 < η_crit
+    oscillates), so Theorem 3 was evaluated with too small a B; the run now carries the maximum over every
+    iteration (``max_log_ratio_so_far``), checked against an INPO trajectory recomputed here in NumPy."""
+    tau, eta, iterations = 0.1, 0.15, 300
+    spec = {
+        "iterations": iterations,
+        "seeds": 2,
+        "record_every": 50,
+        "game": {**game, "tau": tau},
+        "rule": [{"name": "inpo", "label": "inpo", "eta": [eta]}],
+    }
+    table = sim.run(spec)
+    report = theory.tightness_report(table, spec)
+    _, context = theory._run_context(spec)
+    missed = 0.0
+    for seed, instance in context.items():
+        log_reference = np.log(instance["reference"])
+        logs = [np.log(instance["initial"])]
+        for _ in range(iterations):
+            logs.append(inpo_step(logs[-1], log_reference, instance["preference"], eta, tau))
+        every = np.maximum.accumulate(np.abs(np.array(logs) - log_reference).max(axis=1))  # over all t
+        frame = table[table.seed == seed].sort_values("iteration")
+        t = frame["iteration"].to_numpy()
+        assert list(t) == [0, 50, 100, 150, 200, 250, 300]
+        np.testing.assert_allclose(frame["max_log_ratio_so_far"].to_numpy(), every[t], rtol=1e-10, atol=1e-14)
+        recorded = np.maximum.accumulate(frame["max_log_ratio"].to_numpy())
+        missed = max(missed, float(np.max(every[t] - recorded)))
+        target = exact_regularised_nash(instance["preference"], instance["reference"], tau)
+        b = np.maximum(every[t], np.abs(np.log(target) - log_reference).max())  # π* too (Reviewer 4)
+        d = -np.log(instance["reference"].min())
+        big_t = t + 1.0  # T = t + 1 iterates in the mixture
+        expected = 2 * (eta * d + (4 * tau**2 * np.maximum(b, 1.0) ** 2 + 1) * big_t / eta) / big_t
+        rows = report[report.seed == seed].sort_values("iteration")
+        assert set(rows["bound_name"].str.split(":").str[0]) == {"INPO Theorem 3"}
+        np.testing.assert_allclose(rows["bound"].to_numpy(), expected, rtol=1e-10)
+    assert missed > 1e-3  # the recorded iterations alone give a smaller B: the case the column is for
+    if game["kind"] == "cyclic":  # pinned: B = 5.0295 at t = 300 (the recorded iterations gave 4.699)
+        assert missed == pytest.approx(1.9538567447661652, rel=1e-9)
+        np.testing.assert_allclose(
+            report[report.seed == 0].sort_values("iteration")["bound"].to_numpy(),
+            [14.34949804, 26.71050028, 26.80084943, 26.79926648, 26.82669668, 26.82621816, 26.82589862],
+            rtol=1e-8,
+        )
 
 
 def test_theorem3_gap_bound_holds_for_constant_eta_and_fails_when_scaled_down(random_run):
@@ -380,10 +436,20 @@ def test_realised_constants_at_hand_computed_points():
         math.sqrt(0.9**2 + (1 / 12) / 4), rel=1e-12
     )
     assert float(theory.inpo_c(3.0, 0.2)) == 1.0 and float(theory.inpo_c(10.0, 0.2)) == 2.0
-    frame = pd.DataFrame({"max_log_ratio": [0.1, 0.5, 0.3, 0.7]})
-    # π*'s own log-ratio is log 2 ≈ 0.693: B_t = max(running max, log 2)
+    # B_t = max(max_log_ratio_so_far, π*'s own log-ratio log 2 ≈ 0.693); the carried column, not the
+    # recorded max_log_ratio, which misses the iterates between recordings (0.9 at some t in (3, 6))
+    frame = pd.DataFrame(
+        {"iteration": [0, 3, 6, 9], "max_log_ratio": [0.1, 0.5, 0.3, 0.7], "max_log_ratio_so_far": [0.1, 0.5, 0.9, 0.9]}
+    )
     running = theory.realised_log_ratio(frame, [0.25, 0.25, 0.5], [0.5, 0.25, 0.25])
+    np.testing.assert_allclose(running, [math.log(2), math.log(2), 0.9, 0.9], rtol=1e-15)
+    # a table of an older prefsim (no carried column): its running max_log_ratio when every iteration is recorded
+    old = frame.drop(columns="max_log_ratio_so_far").assign(iteration=[0, 1, 2, 3])
+    running = theory.realised_log_ratio(old, [0.25, 0.25, 0.5], [0.5, 0.25, 0.25])
     np.testing.assert_allclose(running, [math.log(2), math.log(2), math.log(2), 0.7], rtol=1e-15)
+    # ... and refused when it skipped iterations, whose log-ratios it never saw
+    with pytest.raises(PrefsimError, match="no max_log_ratio_so_far column.*does not record every iteration"):
+        theory.realised_log_ratio(frame.drop(columns="max_log_ratio_so_far"), [0.25, 0.25, 0.5], [0.5, 0.25, 0.25])
     assert theory.mmd_lipschitz([[0.5, 0.9], [0.1, 0.5]]) == pytest.approx(0.4, rel=1e-15)
     assert theory.reward_gap([1.0, 0.25, 0.75]) == 0.25 and theory.reward_gap([1.0, 1.0, 0.0]) == 0.0
 

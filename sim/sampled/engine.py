@@ -47,7 +47,7 @@ from sim import shared_engine
 from sim.checkpoint import CheckpointScope
 from sim.game import normalize
 from sim.headtohead import FINAL_POLICY
-from sim.metrics import all_metrics
+from sim.metrics import all_metrics, log_ratio
 from sim.rules import base_of, base_parameters, build_rule, iteration_hook, rule_info
 from sim.rules.apo import Iterate
 from sim.rules.base import ExactState
@@ -436,7 +436,8 @@ def simulate_sampled(
     """One seed's run: ``(metrics, first_nonfinite)``, the whole run as one block of
     :func:`simulate_sampled_block`.
 
-    ``metrics``: column → (R,) for :data:`sim.metrics.METRIC_COLUMNS` (context-weighted) plus
+    ``metrics``: column → (R,) for :data:`sim.metrics.METRIC_COLUMNS` (context-weighted; ``max_log_ratio_so_far``
+    weights each context's running maximum over every iteration, recorded or not) plus
     ``distance_to_exact`` (NaN at iteration 0) and ``loss`` (the last inner loss of the iteration).
     ``first_nonfinite``: the first iteration with a non-finite loss/parameter/log-policy, or −1.
     """
@@ -460,13 +461,14 @@ def simulate_sampled_block(
     """One block of a seed's sampled run: ``(carry, out)`` after the pieces of ``schedule``
     (:class:`sim.shared_engine.Schedule`; ``fresh`` plays no part here).
 
-    ``carry`` is ``(state, mixture_sum, first_bad, last IterationInfo)`` as the previous block returned
-    it, or ``None``: the block starts the run and measures iteration 0 (``out["first"]``).  Each piece
-    runs its iterations in a ``fori_loop`` and measures where it ends (a measurement costs little next
-    to an iteration's inner loop; the rows of pieces that do not end at a recorded iteration are
-    dropped), so the numbers are the same to the bit however the run is cut into blocks.  ``out``:
-    ``rows`` (column → (n,)), ``seen`` (−1: divergence is carried in ``first_bad``), ``final`` (π after
-    the block).
+    ``carry`` is ``(state, mixture_sum, first_bad, last IterationInfo, largest_log_ratio)`` as the previous
+    block returned it (the last: per context, max_{s≤t} max_y |log π_s(y|x)/π_ref(y|x)| over every
+    iteration so far, π_0 included, which measurements write as ``max_log_ratio_so_far``), or ``None``: the
+    block starts the run and measures iteration 0 (``out["first"]``).  Each piece runs its iterations in a
+    ``fori_loop`` and measures where it ends (a measurement costs little next to an iteration's inner
+    loop; the rows of pieces that do not end at a recorded iteration are dropped), so the numbers are the
+    same to the bit however the run is cut into blocks.  ``out``: ``rows`` (column → (n,)), ``seen`` (−1:
+    divergence is carried in ``first_bad``), ``final`` (π after the block).
     """
     init, iteration = build_iteration(rule_name, parameters, settings)
     key_init, key_run = jax.random.split(key)
@@ -475,28 +477,35 @@ def simulate_sampled_block(
     start = init(key_init, problem) if carry is None else None
     dtype = (start if carry is None else carry[0]).log_policy.dtype
 
-    def measure(state, mixture_sum):
+    def measure(state, mixture_sum, largest):
         count = state.step.astype(dtype) + 1.0
         regret = regret_from_mixture_sum(mixture_sum, jnp.exp(state.log_policy), problem.rewards, state.step)
-        rows = jax.vmap(all_metrics, in_axes=(GAME_AXES, 0, 0, 0, 0, 0))(
-            games, state.log_policy, jnp.log(mixture_sum / count), regret, problem.target, problem.unregularised_target
+        rows = jax.vmap(all_metrics, in_axes=(GAME_AXES, 0, 0, 0, 0, 0, 0))(
+            games,
+            state.log_policy,
+            jnp.log(mixture_sum / count),
+            regret,
+            largest,
+            problem.target,
+            problem.unregularised_target,
         )
         return {name: jnp.sum(weights * value) for name, value in rows.items()}
 
     def one_iteration(_, carry):
-        state, mixture_sum, first_bad, last = carry
+        state, mixture_sum, first_bad, last, largest = carry
         state, info = iteration(state, problem, key_run)
         mixture_sum = mixture_sum + jnp.exp(state.log_policy)
         first_bad = jnp.where((first_bad < 0) & info.nonfinite, state.step, first_bad)
-        return state, mixture_sum, first_bad, info
+        largest = jnp.maximum(largest, log_ratio(games, state.log_policy))  # every iteration's, per context
+        return state, mixture_sum, first_bad, info, largest
 
     def piece(carry, item):
         length = item[0]
         carry = jax.lax.fori_loop(0, length, one_iteration, carry)
-        state, mixture_sum, _, info = carry
+        state, mixture_sum, _, info, largest = carry
         # Measured after every piece (the host keeps the rows of pieces that end at a recording): in a
         # cond, XLA compiles the metrics apart and rounds some differently (duality_gap's last bits).
-        row = measure(state, mixture_sum)
+        row = measure(state, mixture_sum, largest)
         row["distance_to_exact"] = info.distance_to_exact
         row["loss"] = info.loss
         return carry, row
@@ -506,8 +515,9 @@ def simulate_sampled_block(
         state = start
         zero = jnp.zeros((), dtype)
         info0 = IterationInfo(jnp.asarray(jnp.nan, dtype), jnp.asarray(jnp.nan, dtype), jnp.zeros((), bool))
-        carry = (state, jnp.exp(state.log_policy), jnp.asarray(-1, jnp.int32), info0)
-        out["first"] = measure(state, jnp.exp(state.log_policy))
+        largest = log_ratio(games, state.log_policy)  # π_0's, per context
+        carry = (state, jnp.exp(state.log_policy), jnp.asarray(-1, jnp.int32), info0, largest)
+        out["first"] = measure(state, jnp.exp(state.log_policy), largest)
         out["first"]["distance_to_exact"] = jnp.asarray(jnp.nan, dtype) + zero
         out["first"]["loss"] = jnp.asarray(jnp.nan, dtype)
     items = tuple(jnp.asarray(values) for values in schedule)
