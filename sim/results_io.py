@@ -258,10 +258,16 @@ def replace_files_atomic(contents: dict, removed: Iterable[Path] = ()) -> None:
     umask rather than ``mkstemp``'s 0600), flushed to disk; then, with Ctrl-C and SIGTERM held, the ``removed``
     files are deleted and each temporary file is renamed over its target.  A failure (an OSError, or whatever a
     writing function raises) removes the temporary files and is raised as it came, an OSError with the file it
-    was writing or removing as its ``filename`` (the target's name, not its temporary's).
+    was writing or removing as its ``filename`` (the target's name, not its temporary's).  A target that is a
+    directory is refused (``IsADirectoryError``) before anything is written: its rename would fail after the
+    files before it had been replaced.
     """
     temporary, current = {}, None
     try:
+        for path in map(Path, contents):
+            if path.is_dir():  # os.replace cannot put a file over it: fail before any file is replaced
+                current = path
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
         for path, data in contents.items():
             current = path = Path(path)
             descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

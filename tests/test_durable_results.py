@@ -386,6 +386,18 @@ def test_a_signal_between_two_renames_is_acted_on_after_the_last(tmp_path, monke
     assert sorted(path.name for path in tmp_path.iterdir()) == ["manifest.json", "metrics.csv"]
 
 
+def test_a_directory_among_the_targets_leaves_every_file_as_it_was(tmp_path):
+    """A directory where the second file should go: its rename would fail after the first file had been
+    replaced (the error said every file was left as it was); it is refused before any file is written."""
+    metrics, summary = tmp_path / "metrics.csv", tmp_path / "summary.csv"
+    metrics.write_text("old metrics")
+    summary.mkdir()
+    with pytest.raises(PrefsimError, match=r"\(Is a directory: summary\.csv\); the previous version"):
+        results_io.write_files_atomic({metrics: b"new metrics", summary: b"new summary"})
+    assert metrics.read_text() == "old metrics"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["metrics.csv", "summary.csv"]
+
+
 def test_a_file_that_a_function_writes_is_replaced_as_bytes_are(tmp_path):
     """replace_files_atomic takes a function that writes the file at the path it is given (the bridge's
     safetensors checkpoints, which had a twin of this code): the same temporary file, mode and rename; a
