@@ -30,7 +30,7 @@ import torch
 
 from bandits.errors import PrefsimError, os_reason
 from bandits.inputs import is_finite_number
-from sim.results_io import replace_files_atomic
+from sim.results_io import no_room, replace_files_atomic
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -198,10 +198,12 @@ def save_state(state: dict[str, torch.Tensor], path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         replace_files_atomic({path: lambda temporary: save_file(tensors, temporary)})
     except (OSError, SafetensorError) as exc:
+        # safetensors reports a full disk as its own error; an OSError says whether it was room or the path
+        unwritable = isinstance(exc, OSError) and not no_room(exc)
+        fix = "Make the run's directory writable" if unwritable else "Free disk space or raise the file-size limit"
         raise PrefsimError(
             f"could not write the checkpoint {str(path)!r} ({_failure_reason(exc)}); the previous version of the "
-            "file is left as it was. Free disk space or raise the file-size limit and rerun with --resume (finished "
-            "iterations are kept)."
+            f"file is left as it was. {fix} and rerun with --resume (finished iterations are kept)."
         ) from None
 
 

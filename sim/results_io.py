@@ -220,6 +220,12 @@ RERUN_RUN = "rerun with --resume (finished rule parts are kept)"
 _NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
+def no_room(exc: BaseException) -> bool:
+    """Whether a failed write ran out of room (a full disk, a quota, the file-size limit: :data:`_NO_ROOM`), as
+    opposed to a path that cannot be written (a read-only or missing directory)."""
+    return isinstance(exc, OSError) and exc.errno in _NO_ROOM
+
+
 def write_files_atomic(contents: dict, removed: Iterable[Path] = (), rerun: str = RERUN_RUN) -> None:
     """Write ``{path: bytes}`` so that either every file is replaced or none is; ``removed``: files that go
     with the replacement (results derived from the files replaced), removed only when it happens; ``rerun``:
@@ -240,7 +246,7 @@ def write_files_atomic(contents: dict, removed: Iterable[Path] = (), rerun: str 
         written = ", ".join(str(p) for p in contents)
         fix = (
             "Free disk space or raise the file-size limit"
-            if exc.errno in _NO_ROOM
+            if no_room(exc)
             else "Give each a file name in an existing, writable directory"
         )
         raise PrefsimError(

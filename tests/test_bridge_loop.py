@@ -6,6 +6,7 @@ uninterrupted one, LoRA + APO extrapolate only the adapter, bad paths and specs 
 
 import argparse
 import dataclasses
+import errno
 import json
 import os
 import re
@@ -23,6 +24,7 @@ torch.set_num_threads(1)
 
 from bandits.errors import PrefsimError  # noqa: E402
 from llm_bridge import loop as bridge_loop  # noqa: E402
+from llm_bridge import models as models_module  # noqa: E402
 from llm_bridge import trainer as trainer_module  # noqa: E402
 from llm_bridge.cli import command  # noqa: E402
 from llm_bridge.cli import main as cli_main  # noqa: E402
@@ -970,3 +972,22 @@ def test_a_damaged_checkpoint_is_a_clear_error_naming_it(tiny_llama, tmp_path):
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
     with pytest.raises(PrefsimError, match=r"checkpoint '.*iter_001/policy\.safetensors' cannot be read \(.*header"):
         bridge_loop.run_bridge(spec, out, resume=True, progress=False)
+
+
+def test_a_checkpoint_in_a_directory_that_cannot_be_written_is_told_so_not_to_free_disk_space(tmp_path, monkeypatch):
+    """save_state advised 'Free disk space or raise the file-size limit' whatever the write's error; a read-only
+    directory (EACCES) needs another fix, as write_files_atomic says for the simulator's files."""
+
+    def refused(contents, removed=()):
+        raise PermissionError(errno.EACCES, "Permission denied", str(next(iter(contents))))
+
+    monkeypatch.setattr(models_module, "replace_files_atomic", refused)
+    with pytest.raises(PrefsimError, match=r"\(Permission denied\); .* Make the run's directory writable and rerun"):
+        models_module.save_state({"w": torch.zeros(2)}, tmp_path / "policy.safetensors")
+
+    def full(contents, removed=()):
+        raise OSError(errno.ENOSPC, "No space left on device", str(next(iter(contents))))
+
+    monkeypatch.setattr(models_module, "replace_files_atomic", full)
+    with pytest.raises(PrefsimError, match=r"Free disk space or raise the file-size limit and rerun with --resume"):
+        models_module.save_state({"w": torch.zeros(2)}, tmp_path / "policy.safetensors")
