@@ -392,7 +392,8 @@ def inpo_linearised_regret(
     ∇ℓ_t(π_t)_y = −(Pπ_t)_y + τ(log(π_t(y)/π_ref(y)) + 1) (Eq. 4); the constant +τ cancels in
     ⟨·, π_t − u⟩.  Runs its own jitted ``lax.scan`` from π_1 = π_ref (Algorithm 1's indexing).  Returns
     a NumPy array of length ``iterations`` (entry T−1 is the sum over the first T iterates), for the
-    comparator ``u`` (probabilities; e.g. π*).  η and τ may be traced (the scan closes over them).
+    comparator ``u`` (probabilities; e.g. π*).  η and τ may be concrete JAX values (the scan closes over them);
+    the function cannot itself run under an outer ``jit``/``vmap``, as its result is a NumPy array.
     """
     where = "inpo_linearised_regret"
     if not isinstance(game, Game):
