@@ -62,7 +62,7 @@ SCALE = os.environ.get("PREFSIM_NOTEBOOK_SCALE", "ci")
 assert SCALE in ("ci", "full"), SCALE
 OUT = pathlib.Path(os.environ.get("PREFSIM_NOTEBOOK_OUT", "results/notebooks")) / "08_simulator_predicts_lm"
 OUT.mkdir(parents=True, exist_ok=True)
-PROMPTS = 8 if SCALE == "ci" else 10
+PROMPTS = 16  # every prompt of TRAIN, at both scales
 ITERATIONS = 3 if SCALE == "ci" else 6
 HIDDEN = 32 if SCALE == "ci" else 64
 STARTED = time.time()
@@ -75,8 +75,13 @@ print(f"scale={SCALE} prompts={PROMPTS} iterations={ITERATIONS} hidden={HIDDEN}"
 #
 # Rules (parameters as in any prefsim spec): INPO (η = 0.5, τ = 0.1, pairs λ_p), online IPO (τ = 0.5,
 # λ_p), iterative DPO (β = 0.1, anchor π_t, best-vs-worst of 2) and APO on DPO (α = 0.3, parameter
-# form).  K = 4 candidates, 8 pairs per prompt per iteration (the data budget of the LM and of sampled
-# mode); AdamW at 3e-3, batches of 8 pairs.
+# form).  16 prompts, K = 4 candidates, 32 pairs per prompt per iteration (the data budget of the LM and
+# of sampled mode); AdamW at 3e-3, batches of 64 pairs (8 optimiser steps per pass).
+#
+# The size is chosen so that the claims of the Results hold for every spec seed checked (0–7), not only
+# for this notebook's seed 0: at 8 prompts × 8 pairs (the former size) the gain's CI for INPO and online
+# IPO included 0 at seed 0, and the LM's ordering of INPO against APO differed from exact mode's at two of
+# seeds 0–4.
 
 # %%
 model_dir = build_tiny_model(OUT / "tiny_model", hidden_size=HIDDEN)
@@ -91,6 +96,12 @@ TRAIN = [
     "this is the",
     "the actors were",
     "i hate this",
+    "a good day",
+    "this film is",
+    "my friend said",
+    "the food was",
+    "we went to",
+    "it looks like",
 ]
 RULES = [
     {"label": "inpo", "name": "inpo", "eta": 0.5, "tau": 0.1},
@@ -117,10 +128,10 @@ def study(epochs: int):
             "prompts": {"train": TRAIN[:PROMPTS], "heldout": ["x"]},
             "generation": {"max_new_tokens": 4, "batch_size": 64},
             "oracle": {"kind": "vader", "scale": 0.25},
-            "training": {"learning_rate": 3e-3, "epochs": epochs, "batch_size": 8, "micro_batch_size": 8},
+            "training": {"learning_rate": 3e-3, "epochs": epochs, "batch_size": 64, "micro_batch_size": 64},
             "rule": RULES,
             "run": {"threads": 1},
-            "prediction": {"prompts": PROMPTS, "candidates": 4, "pairs_per_prompt": 8},
+            "prediction": {"prompts": PROMPTS, "candidates": 4, "pairs_per_prompt": 32},
         }
     )
     session = open_session(spec, OUT / f"epochs_{epochs}", progress=False)
@@ -191,15 +202,20 @@ print("\nrank by win rate (1 = best):\n", rank.to_string())
 # ## 4. Why the prediction is not exact
 #
 # * **Optimisation**: exact mode assumes each iteration minimises the loss over the population; the LM
-#   takes a few AdamW steps on 8 pairs per prompt.  With one pass (`light`) it moves less than predicted
-#   at the first iterations; four passes bring it closer (the gain column of §1).
+#   takes 8 AdamW steps per pass over 32 pairs per prompt.  INPO's and online IPO's exact steps are
+#   small (log π moves by at most 1/η = 2 nats per iteration), and the LM gets close to them.  DPO's exact
+#   step with β = 0.1 is log π_{t+1} = log π_t + r/β: near deterministic, a jump to the best candidate that
+#   a few steps reach only part of, so the LM's DPO and APO fall short of exact mode.  With one pass
+#   (`light`) it moves less than predicted at the first iteration; four passes bring it closer (the TV at
+#   t = 1 below).
 # * **Function approximation and generalisation across responses**: the LM's weights are shared by all
 #   responses and prompts, so a step on one pair also moves the others and moves mass to and from
 #   responses outside the candidate set (`lm_mass_change`: log Σ_y π_t(y|x) over the candidates minus
-#   its value under π_ref — DPO pushes the candidates' total mass up by several nats).  The pairwise losses
-#   cannot see the normaliser of the restriction, so this mass flow is invisible to the simulator.
+#   its value under π_ref — iterative DPO pushes the candidates' total mass up by a few nats).  The pairwise
+#   losses cannot see the normaliser of the restriction, so this mass flow is invisible to the simulator.
 # * **Finite data**: sampled mode shares the budget but not the draws, and its inner loop minimises the
-#   empirical loss; its distance to exact mode is the statistical part of the gap.
+#   empirical loss; its distance to exact mode is the statistical part of the gap (for DPO it falls short
+#   of exact mode too, below).
 
 # %%
 mass = summary[summary["iteration"] == ITERATIONS].set_index("rule")["lm_mass_change"]
@@ -217,64 +233,95 @@ print("TV(LM, exact) at t = 1, light vs full:")
 print(pd.DataFrame({"light": light_first["tv_lm_exact"], "full": full_first["tv_lm_exact"]}).round(3).to_string())
 print("lower end of the gain's 95% CI per rule and iteration (full training):")
 print(summary[summary["iteration"] >= 1].pivot(index="rule", columns="iteration", values="gain_exact_low").round(3))
+final_win = summary[summary["iteration"] == ITERATIONS].set_index("rule")
+print("win rate at the last iteration, LM − exact and LM − sampled:")
+print(
+    pd.DataFrame(
+        {
+            "lm - exact": final_win["win_lm"] - final_win["win_exact"],
+            "lm - sampled": final_win["win_lm"] - final_win["win_sampled"],
+            "sampled - exact": final_win["win_sampled"] - final_win["win_exact"],
+        }
+    )
+    .round(3)
+    .to_string()
+)
 
 # %% [markdown]
 # ## Results
 #
-# Settings of the last run: CI scale (tiny Llama, hidden 32, 2 layers; 8 prompts × 4 candidates, 4
-# new tokens; 3 iterations; 8 pairs per prompt per iteration; AdamW 3e-3, batches of 8, 1 or 4 passes;
-# sampled mode: tabular, Adam 0.05, 200 full-batch steps).  Recorded numbers (CI scale, 2026-12-06):
+# Settings of the last run: CI scale (tiny Llama, hidden 32, 2 layers; 16 prompts × 4 candidates, 4
+# new tokens; 3 iterations; 32 pairs per prompt per iteration; AdamW 3e-3, batches of 64, 1 or 4 passes;
+# sampled mode: tabular, Adam 0.05, 200 full-batch steps; spec seed 0).  Recorded numbers (CI scale,
+# 2026-12-07), for seed 0 and, in brackets «…», the range over spec seeds 0–7 (8 seeds checked, the same
+# study with another seed each; every assertion below holds for all 8):
 #
-# * at t = 3 (full training): TV(LM, exact) on the candidates is INPO 0.17, online IPO 0.13, iterative
-#   DPO 0.01, APO 0.11, against TV(LM, π_ref) = 0.39, 0.24, 0.76, 0.71; the gain over "no move" has its
-#   CI above 0 for every rule at every iteration t = 1, 2, 3 (asserted; smallest lower end 0.047, online
-#   IPO at t = 2; INPO at t = 3: 0.22 [0.10, …]);
-# * win rate vs π_ref (LM / exact / sampled) at t = 3: INPO 0.677 / 0.697 / 0.663, online IPO 0.606 /
-#   0.596 / 0.598, iterative DPO 0.787 / 0.787 / 0.778, APO 0.768 / 0.787 / 0.778;
-# * ordering: all five pairs of rules that exact mode separates have the LM's sign (INPO − online IPO
-#   +0.071 [0.029, 0.115] vs exact +0.101); iterative DPO vs APO, equal in exact mode (both reach the
-#   best candidate), differ by +0.019 [0.001, 0.049] in the LM: a small difference whose interval only
-#   just excludes 0 over 8 prompts, where a percentile bootstrap covers about 89% rather than 95%
-#   (docs/theory.md §D.1), so no firm difference (asserted: below 0.05, not its sign);
-# * one pass instead of four: TV(LM, exact) at t = 1 is 0.13 vs 0.12 (INPO) and 0.43 vs 0.28 (DPO): DPO's
-#   exact step with β = 0.1 is a big jump that a few steps do not reach;
-# * DPO raises the candidates' total log-mass by 3.6 nats by t = 3 (INPO 0.14); 30–40 s for the notebook.
-# How close it gets, honestly: on a tiny model whose responses VADER separates sharply, exact mode
-# predicts the direction and size of the first iterations well (the gain over "no move" is positive with
-# CIs above 0 for every rule, and the win rates agree within a few points), and the ordering of the rules
-# that the simulator predicts is the LM's where the simulator separates them.  The LM's policies differ from
-# exact mode's by a TV of up to 0.3 on average over prompts (0.01–0.28 over rules and iterations t ≥ 1; on
-# single prompts up to 0.80): the LM does not minimise the loss exactly, and its shared weights move the
-# candidates together and change their total mass (how much of the gap sampled mode's finite data would
-# explain is not measured here).  None of this has been measured on a pretrained model here (the CPU budget
-# of CI); `prefsim llm examples/llm_demo.toml --predict` runs the same study on SmolLM2-135M.
+# * INPO and online IPO: exact mode predicts the LM better than "the LM stays at π_ref" at every iteration
+#   t = 1, 2, 3 (asserted: the gain's CI above 0; smallest lower end 0.042, online IPO at t = 3 «each rule's
+#   smallest: INPO 0.035–0.103, online IPO 0.035–0.078»); at t = 3 the gain is INPO 0.173 [0.087, 0.255] «0.17–0.30»,
+#   online IPO 0.084 [0.042, 0.126] «0.07–0.13»; the LM's win rate against π_ref is within 0.01 of exact
+#   mode's «−0.008 to +0.005; asserted: within 0.03» (INPO 0.607 vs 0.616, online IPO 0.554 vs 0.555), and
+#   TV(LM, exact) at t = 3 is 0.084 and 0.044 against TV(LM, π_ref) = 0.256 and 0.127 (TV(LM, exact) at any
+#   t ≥ 1 at most 0.084 «0.058–0.084; asserted: below 0.15»);
+# * iterative DPO and APO: the LM moves in the predicted direction (win rate against π_ref 0.712 [0.650, …]
+#   and 0.666 [0.591, …], lower ends «0.525–0.702» and «0.553–0.687»; asserted: above ½ for every rule) but
+#   falls short of exact mode's 0.777 by 0.065 and 0.112 «DPO 0.011–0.177, APO 0.033–0.162 short; asserted:
+#   not above exact mode's by more than 0.02».  Sampled mode, on the same 32 pairs per prompt, falls short
+#   too (0.716 «0.02–0.14 short»), and the LM's win rate is within −0.051…−0.004 «−0.13…+0.05» of sampled
+#   mode's: part of the shortfall is finite data, not only the LM.  The gain over "no move" is not a finding
+#   for them: its lower end is −0.22 to +0.07 for DPO (t = 1–3) «−0.43 to +0.36 over both rules; below 0
+#   somewhere in 4 of 8 seeds»; TV(LM, exact) at t = 3 is 0.32 and 0.43 «largest over t ≥ 1: 0.16–0.57»;
+# * ordering at t = 3: INPO above online IPO in the LM as in exact mode, +0.053 [0.032, 0.075] vs exact
+#   +0.060 «LM +0.052 to +0.087, lower end ≥ 0.029; asserted: LM interval above 0»; online IPO below
+#   iterative DPO and below APO in the LM as in exact mode (−0.158 and −0.112; sign agrees in 8 of 8 seeds,
+#   asserted).  INPO below DPO and APO, which exact mode separates clearly (−0.162), is the LM's ordering
+#   at seed 0 (−0.105, −0.059) but not at seed 2 (+0.038, +0.024): not asserted.  Iterative DPO and APO,
+#   equal in exact mode (both reach the best candidate), differ in the LM by +0.046 [−0.045, 0.128]
+#   «−0.031 to +0.061; the interval excludes 0 at two seeds, with opposite signs»: no difference to report
+#   (asserted: below 0.1 in size);
+# * one pass instead of four: TV(LM, exact) at t = 1, mean over rules, is 0.255 vs 0.220 «four passes closer
+#   by 0.036–0.117, asserted» (INPO 0.094 vs 0.051, DPO 0.425 vs 0.397);
+# * iterative DPO raises the candidates' total log-mass by 3.6 nats by t = 3 «1.45–3.6; asserted: above
+#   0.5»; APO's change has no consistent sign (+2.95 «−3.8 to +3.0»); INPO and online IPO within ±0.3
+#   (0.01, 0.02); about 30 s for the notebook.
+#
+# How close it gets, honestly: on a tiny model whose responses VADER separates sharply, exact mode predicts
+# INPO's and online IPO's LM closely (TV below 0.09, win rates within 0.01, positive gain over "no move" at
+# every iteration), and the ordering of those two.  For iterative DPO and APO it predicts the direction
+# but not the size: exact DPO with β = 0.1 is a near-deterministic jump that 8–32 AdamW steps on sampled
+# pairs reach only part of (as does sampled mode's finite data), so whether the LM's DPO-type rules end
+# above INPO, as exact mode says, depends on the samples.  On single prompts TV(LM, exact) reaches 1 (a
+# DPO-type LM concentrated on another candidate than exact mode's); its shared weights also change the
+# candidates' total mass.  None of this has been measured on a pretrained model here (the CPU budget of
+# CI); `prefsim llm examples/llm_demo.toml --predict` runs the same study on SmolLM2-135M.
 
 # %%
 last = summary[summary["iteration"] == ITERATIONS].set_index("rule")
+ordered = ordering.set_index(["rule_a", "rule_b"])
 for label in labels:
-    # the LM moved, and exact mode predicts it better than the null guess "the LM stays at π_ref"
-    assert last.loc[label, "tv_lm_reference"] > 0.15, label
-    # ... with the gain's CI above 0 at every iteration t = 1 … T (the Results say so)
+    # the LM moved in the predicted direction: its win rate's interval against π_ref lies above ½
+    assert last.loc[label, "win_lm_low"] > 0.5, label
+for label in ("inpo", "online_ipo"):
+    # exact mode predicts the LM better than "the LM stays at π_ref": gain CI above 0 at every t = 1 … T
     gains = summary[(summary["rule"] == label) & (summary["iteration"] >= 1)].set_index("iteration")["gain_exact_low"]
     assert len(gains) == ITERATIONS and (gains > 0).all(), (label, gains.to_dict())
-    # the LM's win rate against π_ref is above ½ and within 0.06 of exact mode's
-    assert last.loc[label, "win_lm_low"] > 0.5, label
-    assert abs(last.loc[label, "win_lm"] - last.loc[label, "win_exact"]) < 0.06, label
-# the ordering: wherever exact mode separates two rules (by > 0.01, CI excluding 0), the LM's sign agrees
-apart = (ordering["exact_low"] > 0) | (ordering["exact_high"] < 0)
-separated = ordering[apart & (ordering["exact_difference"].abs() > 0.01)]
-assert len(separated) >= 1 and separated["agrees_exact"].all(), separated
-if SCALE == "ci":  # Results: all five pairs exact mode separates agree; iterative DPO − APO +0.019 [0.001, 0.049]
-    assert len(separated) == 5, separated
-    # equal in exact mode; in the LM a small difference (its interval's sign is not a firm finding at 8 prompts)
-    dpo_vs_apo = ordering.set_index(["rule_a", "rule_b"]).loc[("iterative_dpo", "apo")]
-    assert abs(dpo_vs_apo["exact_difference"]) < 0.01 and abs(dpo_vs_apo["lm_difference"]) < 0.05, dpo_vs_apo
-    assert dpo_vs_apo["lm_high"] < 0.06, dpo_vs_apo
-    # the LM's distance from exact mode, on average over prompts: up to 0.3 (0.01–0.28)
-    assert summary[moved].tv_lm_exact.max() < 0.3, summary[moved].tv_lm_exact.max()
+    # ... closely: win rate within 0.03 of exact mode's at T, TV(LM, exact) below 0.15 at every t ≥ 1
+    assert abs(last.loc[label, "win_lm"] - last.loc[label, "win_exact"]) < 0.03, label
+    assert summary[moved & (summary["rule"] == label)].tv_lm_exact.max() < 0.15, label
+for label in ("iterative_dpo", "apo"):
+    # DPO-type rules fall short of exact mode's jump (or reach it): never above it by more than 0.02
+    assert last.loc[label, "win_lm"] - last.loc[label, "win_exact"] < 0.02, label
+# the ordering: INPO above online IPO (the LM's interval above 0), online IPO below DPO and APO (the sign)
+assert ordered.loc[("inpo", "online_ipo"), "lm_low"] > 0, ordered.loc[("inpo", "online_ipo")]
+assert ordered.loc[("inpo", "online_ipo"), "agrees_exact"]
+for other in ("iterative_dpo", "apo"):
+    assert ordered.loc[("online_ipo", other), "exact_high"] < 0 and ordered.loc[("online_ipo", other), "agrees_exact"]
+# iterative DPO and APO: equal in exact mode, no difference of 0.1 or more in the LM
+dpo_vs_apo = ordered.loc[("iterative_dpo", "apo")]
+assert abs(dpo_vs_apo["exact_difference"]) < 0.01 and abs(dpo_vs_apo["lm_difference"]) < 0.1, dpo_vs_apo
 # more optimisation brings the first iteration closer to exact mode (mean over rules)
 assert full_first["tv_lm_exact"].mean() < light_first["tv_lm_exact"].mean()
-# DPO-type rules raise the candidates' total mass (generalisation beyond the game, invisible to the simulator)
+# iterative DPO raises the candidates' total mass (generalisation beyond the game, invisible to the simulator)
 assert mass["iterative_dpo"] > 0.5
 print(f"ran in {time.time() - STARTED:.0f} s")
 print("all assertions passed")
