@@ -182,7 +182,12 @@ def test_sampled_apo_implicit_reference_follows_the_closed_form():
     game = _bt_game()
     rewards = np.asarray(game.rewards)
     hat, _ = apo_multipliers(iterations, alpha)
-    wrong, _ = apo_multipliers(iterations, -alpha)
+    # the same recursion with −α (x_{t+1} = y_t + 1, y_{t+1} = (1 + a)x_{t+1} − a·x_t; ĉ_T = x_T), written out:
+    # apo_multipliers refuses α outside [0, 1)
+    previous, extrapolated, wrong = 0.0, 0.0, 0.0
+    for _ in range(iterations):
+        wrong = extrapolated + 1.0
+        extrapolated, previous = (1.0 - alpha) * wrong + alpha * previous, wrong
     expected = np.exp(np.asarray(game.log_reference) + float(hat) * rewards / beta)
     expected /= expected.sum()
     # suboptimality = max r − E_π r identifies the distribution along this one-parameter family
