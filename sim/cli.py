@@ -521,15 +521,12 @@ def _draw(table, directory: Path, progress=None, workers=()):
     them as there are cores are ready (:func:`sim.figure_plan.draw_figures`); this process draws the
     rest, and only then imports Matplotlib.  A figure an earlier drawing made from the same inputs
     (:func:`sim.figure_plan.figure_inputs_digest`) and left as it wrote it is kept, not drawn again."""
-    import pandas as pd
-
     from sim.bounds_file import read_bounds
     from sim.figure_plan import draw_figures, figure_inputs_digest, plan_figures
-    from sim.results_io import figure_record, kept_figures, read_manifest, write_figure_list
+    from sim.results_io import figure_record, kept_figures, read_headtohead, read_manifest, write_figure_list
 
     manifest, bounds = read_manifest(directory), read_bounds(directory)
-    headtohead_file = directory / "headtohead.csv"
-    headtohead = pd.read_csv(headtohead_file) if headtohead_file.is_file() else None
+    headtohead = read_headtohead(directory)
     plan = plan_figures(table, directory, manifest, bounds=bounds, headtohead=headtohead)
     if plan.without_data and progress is not None:
         progress(

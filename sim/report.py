@@ -26,7 +26,7 @@ from sim.bounds_file import read_bounds
 from sim.compare import COMPARE_FILE, describe_compared_run, load_run, read_runs_record
 from sim.diagnostics import floor_note, precision_floor
 from sim.figure_plan import manifest_tau
-from sim.results_io import FIGURE_SUFFIXES, read_figure_list, write_files_atomic
+from sim.results_io import FIGURE_SUFFIXES, read_figure_list, read_headtohead, write_files_atomic
 from sim.summary import SUMMARY_FILE, format_value, summary_cell, summary_frame, summary_heading
 
 REPORT_FILE = "report.html"
@@ -256,8 +256,7 @@ def build_report(directory: str | Path, out: str | Path | None = None) -> Path:
     sections.append("<h2>Summary</h2>")
     sections.append(_summary_tables(summary, precision, tau))
 
-    headtohead_path = directory / "headtohead.csv"
-    headtohead = pd.read_csv(headtohead_path) if headtohead_path.is_file() else None
+    headtohead = read_headtohead(directory)
     if headtohead is not None and {"rule_a", "rule_b", "win_rate", "ci_lower", "ci_upper", "seeds"} <= set(
         headtohead.columns
     ):

@@ -434,6 +434,16 @@ def json_bytes(data: dict) -> bytes:
 SUMMARY_FILE = "summary.csv"
 
 
+#: A run's table of its final policies' win rates, rule against rule (:mod:`sim.headtohead`).
+HEADTOHEAD_FILE = "headtohead.csv"
+
+
+def read_headtohead(directory: str | Path) -> pd.DataFrame | None:
+    """The head-to-head table of result directory ``directory``, or ``None`` where the run wrote none."""
+    path = Path(directory) / HEADTOHEAD_FILE
+    return pd.read_csv(path) if path.is_file() else None
+
+
 def write_run_results(
     out: Path,
     table: pd.DataFrame,
@@ -454,7 +464,7 @@ def write_run_results(
     if bounds is not None:
         files[out / BOUNDS_FILE] = csv_bytes(bounds)
     if headtohead is not None:
-        files[out / "headtohead.csv"] = csv_bytes(headtohead)
+        files[out / HEADTOHEAD_FILE] = csv_bytes(headtohead)
     drawn = _figure_list_record(out)
     if drawn is not None:  # kept as it is (what each figure was drawn from included), but not complete
         files[out / FIGURE_LIST] = json_bytes({**drawn, "complete": False})
