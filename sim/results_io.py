@@ -295,13 +295,10 @@ def replace_files_atomic(contents: dict, removed: Iterable[Path] = ()) -> None:
                     os.remove(current)
             for current, name in temporary.items():
                 os.replace(name, current)
-    except OSError as exc:
+    except BaseException as exc:
         _remove_quietly(temporary.values())
-        if current is not None:
+        if isinstance(exc, OSError) and current is not None:
             exc.filename = str(current)  # under its own name, not its temporary's
-        raise
-    except BaseException:
-        _remove_quietly(temporary.values())
         raise
 
 
