@@ -316,8 +316,7 @@ def check_built_spec(spec: ExperimentSpec) -> ExperimentSpec:
     precision or a dict for the game were otherwise met by NumPy's, pandas' or an attribute error deep in the run,
     or ran.  Its game is validated when it is built (:func:`bandits.games.build_game`), its rules' parameters when
     the rules are."""
-    if not _is_int(spec.iterations) or spec.iterations < 1:
-        raise PrefsimError(f"iterations: expected an integer ≥ 1, got {spec.iterations!r}.")
+    _check_iterations(spec.iterations)
     seeds = spec.seeds
     if not isinstance(seeds, tuple) or not seeds or not all(_is_int(seed) and 0 <= seed < 2**63 for seed in seeds):
         raise PrefsimError(
@@ -327,10 +326,8 @@ def check_built_spec(spec: ExperimentSpec) -> ExperimentSpec:
     if len(set(seeds)) != len(seeds):
         raise PrefsimError("seeds: the tuple has repeated seeds.")
     check_counts(spec.iterations, len(seeds))
-    if not isinstance(spec.precision, str) or spec.precision not in PRECISIONS:
-        raise PrefsimError(f"precision: expected one of {', '.join(PRECISIONS)}, got {spec.precision!r}.")
-    if spec.record_every is not None and (not _is_int(spec.record_every) or spec.record_every < 1):
-        raise PrefsimError(f"record_every: expected None or an integer ≥ 1, got {spec.record_every!r}.")
+    _check_precision(spec.precision)
+    _check_record_every(spec.record_every)
     for field, kind in (("game", GameSpec), ("run", RunSpec)):
         if not isinstance(getattr(spec, field), kind):
             raise PrefsimError(
@@ -345,11 +342,28 @@ def check_built_spec(spec: ExperimentSpec) -> ExperimentSpec:
     return spec
 
 
+def _check_iterations(iterations: object) -> None:
+    """``iterations``: an integer ≥ 1 (a table's key or an :class:`ExperimentSpec`'s field)."""
+    if not _is_int(iterations) or iterations < 1:
+        raise PrefsimError(f"iterations: expected an integer ≥ 1, got {iterations!r}.")
+
+
+def _check_precision(precision: object) -> None:
+    """``precision``: one of :data:`PRECISIONS`."""
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise PrefsimError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}.")
+
+
+def _check_record_every(record_every: object) -> None:
+    """``record_every``: absent (None: the default recording) or an integer ≥ 1."""
+    if record_every is not None and (not _is_int(record_every) or record_every < 1):
+        raise PrefsimError(f"record_every: expected an integer ≥ 1, got {record_every!r}.")
+
+
 def _parse_point(data: dict) -> ExperimentSpec:
     """A spec without ``[game]``/``[run]`` sweeps (whole, or one point of a sweep), its top-level keys checked."""
     iterations = data.get("iterations")
-    if not _is_int(iterations) or iterations < 1:
-        raise PrefsimError(f"iterations: expected an integer ≥ 1, got {iterations!r}.")
+    _check_iterations(iterations)
     seeds = data.get("seeds", 1)
     check_counts(iterations, seeds if _is_int(seeds) else len(seeds) if isinstance(seeds, list) else 0)
     if _is_int(seeds):
@@ -363,11 +377,9 @@ def _parse_point(data: dict) -> ExperimentSpec:
     else:
         raise PrefsimError(f"seeds: expected a count ≥ 1 or a list of distinct integers ≥ 0, got {seeds!r}.")
     precision = data.get("precision", "float64")
-    if not isinstance(precision, str) or precision not in PRECISIONS:
-        raise PrefsimError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}.")
+    _check_precision(precision)
     record_every = data.get("record_every")
-    if record_every is not None and (not _is_int(record_every) or record_every < 1):
-        raise PrefsimError(f"record_every: expected an integer ≥ 1, got {record_every!r}.")
+    _check_record_every(record_every)
 
     game_table = _game_table(data.get("game"))
     run = _parse_run(data.get("run", {}))
