@@ -308,15 +308,21 @@ def lemma2_eta(iterations: ArrayLike, log_ratio_bound: ArrayLike, tau: float, di
 
 
 def lemma2_regret_bound(
-    iterations: ArrayLike, eta: ArrayLike, tau: float, log_ratio_bound: ArrayLike, divergence: float
+    iterations: ArrayLike,
+    eta: ArrayLike,
+    tau: float,
+    log_ratio_bound: ArrayLike,
+    divergence: float,
+    *,
+    where: str = "lemma2_regret_bound",
 ) -> np.ndarray | float:
     """Reg_T ≤ ηD + (4τ²B² + 1)·T/η for OMD (Eq. 4) with constant inverse learning rate η [V, App. A.1].
 
     This is the explicit inequality of the proof of Lemma 2 (taking B ≥ 1 without loss of generality,
     as the proof does: B is replaced by max(B, 1)); with η = max(Bτ,1)√T/√D it is O(max(Bτ,1)√(TD)).
-    It bounds Σ_{t=1}^T ⟨∇ℓ_t(π_t), π_t − u⟩ for every comparator u with KL(u‖π_ref) ≤ D.
+    It bounds Σ_{t=1}^T ⟨∇ℓ_t(π_t), π_t − u⟩ for every comparator u with KL(u‖π_ref) ≤ D.  ``where``: the
+    function named in errors (:func:`theorem3_gap_bound` passes its own name).
     """
-    where = "lemma2_regret_bound"
     t = _counts(iterations, where, least=0)
     eta = _numbers(eta, where, "eta", 0.0)
     tau = _number(tau, where, "tau", 0.0, strict=False)
@@ -335,13 +341,8 @@ def theorem3_gap_bound(
     The paper states it for η = max(Bτ,1)√T/√D (:func:`lemma2_eta`); the proof's inequality holds for
     any constant η, so this function takes η explicitly.
     """
-    t = _counts(iterations, "theorem3_gap_bound")
-    _numbers(eta, "theorem3_gap_bound", "eta", 0.0)
-    _number(tau, "theorem3_gap_bound", "tau", 0.0, strict=False)
-    _numbers(log_ratio_bound, "theorem3_gap_bound", "log_ratio_bound", 0.0, strict=False)
-    _number(divergence, "theorem3_gap_bound", "divergence", 0.0, strict=False)
-    _broadcast("theorem3_gap_bound", iterations=t, eta=eta, log_ratio_bound=log_ratio_bound)
-    return 2.0 * lemma2_regret_bound(t, eta, tau, log_ratio_bound, divergence) / t
+    t = _counts(iterations, "theorem3_gap_bound")  # T ≥ 1: the regret is divided by it
+    return 2.0 * lemma2_regret_bound(t, eta, tau, log_ratio_bound, divergence, where="theorem3_gap_bound") / t
 
 
 def theorem4_kl_bound(
@@ -495,6 +496,20 @@ def mmd_lipschitz(preference: ArrayLike) -> float:
     return float(np.max(np.abs(_preference(preference, "mmd_lipschitz") - 0.5)))
 
 
+def _linear_rate_inputs(
+    where: str, iterations: object, eta: object, tau: object, kl_initial: object, lipschitz: object
+) -> tuple[np.ndarray, float, float, np.ndarray, float]:
+    """The linear-rate bounds' arguments (:func:`mmd_kl_bound`, :func:`mirror_prox_kl_bound`): iterations
+    (whole, ≥ 0), η > 0, τ ≥ 0, KL(π*‖π_0) ≥ 0 (shaped to broadcast with the iterations) and L ≥ 0."""
+    t = _counts(iterations, where, least=0)
+    eta = _number(eta, where, "eta", 0.0)
+    tau = _number(tau, where, "tau", 0.0, strict=False)
+    kl_initial = _numbers(kl_initial, where, "kl_initial", 0.0, strict=False)
+    lipschitz = _number(lipschitz, where, "lipschitz", 0.0, strict=False)
+    _broadcast(where, iterations=t, kl_initial=kl_initial)
+    return t, eta, tau, kl_initial, lipschitz
+
+
 def mmd_kl_bound(
     iterations: ArrayLike, eta: float, tau: float, kl_initial: ArrayLike, lipschitz: float
 ) -> np.ndarray | float:
@@ -504,13 +519,9 @@ def mmd_kl_bound(
     :func:`mmd_lipschitz` (negative entropy is 1-strongly convex w.r.t. ℓ₁).  The condition is tested
     as ηL² ≤ τ, so L = 0 (P ≡ ½, e.g. a cyclic game of strength 0) admits every step.
     """
-    where = "mmd_kl_bound"
-    t = _counts(iterations, where, least=0)
-    eta = _number(eta, where, "eta", 0.0)
-    tau = _number(tau, where, "tau", 0.0, strict=False)
-    kl_initial = _numbers(kl_initial, where, "kl_initial", 0.0, strict=False)
-    lipschitz = _number(lipschitz, where, "lipschitz", 0.0, strict=False)
-    _broadcast(where, iterations=t, kl_initial=kl_initial)
+    t, eta, tau, kl_initial, lipschitz = _linear_rate_inputs(
+        "mmd_kl_bound", iterations, eta, tau, kl_initial, lipschitz
+    )
     if eta * lipschitz**2 > tau:
         return np.full(np.broadcast_shapes(t.shape, kl_initial.shape), np.nan)
     with np.errstate(over="ignore"):  # (1 + ητ)^t = inf at a huge t: the bound is 0 there
@@ -784,13 +795,8 @@ def mirror_prox_kl_bound(
     (1 + 2β)^{−N/2} after N queries (two per iteration, η_prox = 2 = 1/L for L = ½), the same form.
     """
     where = "mirror_prox_kl_bound"
-    t = _counts(iterations, where, least=0)
-    eta = _number(eta, where, "eta", 0.0)
-    tau = _number(tau, where, "tau", 0.0, strict=False)
-    kl_initial = _numbers(kl_initial, where, "kl_initial", 0.0, strict=False)
-    lipschitz = _number(lipschitz, where, "lipschitz", 0.0, strict=False)
+    t, eta, tau, kl_initial, lipschitz = _linear_rate_inputs(where, iterations, eta, tau, kl_initial, lipschitz)
     optimistic = _flag(optimistic, where, "optimistic")
-    _broadcast(where, iterations=t, kl_initial=kl_initial)
     if eta > mirror_prox_max_eta(lipschitz, tau, optimistic) * (1.0 + 1e-12):
         return np.full(np.broadcast_shapes(t.shape, kl_initial.shape), np.nan)
     return kl_initial * (1.0 - eta * tau) ** t
