@@ -23,7 +23,7 @@ import numpy as np
 from bandits import preference as preference_models
 from bandits import reference as reference_policies
 from bandits.errors import PrefsimError
-from bandits.inputs import check_integer, check_size
+from bandits.inputs import check_integer, check_size, shortened
 
 GAME_KINDS = ("matrix", "bradley_terry", "bt_mixture", "cyclic", "random")
 RANDOM_CONSTRUCTIONS = ("lower_triangle", "skew_logits")
@@ -168,7 +168,7 @@ class GameSpec:
             for setting, values in conditions:
                 if not (isinstance(getattr(self, setting), str) and getattr(self, setting) in values):
                     wanted = " or ".join(f'"{value}"' for value in values)
-                    has = "" if setting == "kind" else f", {setting} = {_short(getattr(self, setting))}"
+                    has = "" if setting == "kind" else f", {setting} = {shortened(repr(getattr(self, setting)), 60)}"
                     raise PrefsimError(
                         f"game.{field}: only {setting} = {wanted} reads it, got kind = {self.kind!r}{has}; leave "
                         f"{field} out or set {setting} = {wanted}."
@@ -364,12 +364,6 @@ def _check_numbers(value, field: str) -> None:
             _check_numbers(item, field)
         elif isinstance(item, bool) or not isinstance(item, (int, float, np.integer, np.floating)):
             raise PrefsimError(f"{field}: expected numbers, got {item!r} (write numbers without quotes).")
-
-
-def _short(value) -> str:
-    """``repr(value)`` cut at 60 characters (a list of rewards in an error message)."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "…"
 
 
 def _is_default(value, default) -> bool:

@@ -144,9 +144,9 @@ def finite_number(value: object, name: str) -> float:
     float64) and a 0-d array of numbers (NumPy's, JAX's) are numbers."""
     value, number = _real_number(value)
     if number is None:
-        raise PrefsimError(f"{name}: expected a number, got {_cut(repr(value))}.")
+        raise PrefsimError(f"{name}: expected a number, got {shortened(repr(value))}.")
     if not np.isfinite(number):
-        raise PrefsimError(f"{name}: expected a finite number, got {_cut(repr(value))}.")
+        raise PrefsimError(f"{name}: expected a finite number, got {shortened(repr(value))}.")
     return number
 
 
@@ -171,9 +171,10 @@ def _real_number(value: object) -> tuple[object, float | None]:
     return value, _as_float(value)
 
 
-def _cut(text: str) -> str:
-    """``text`` cut at 80 characters (an integer of 400 digits in an error message)."""
-    return text if len(text) <= 80 else text[:77] + "…"
+def shortened(text: str, limit: int = 80) -> str:
+    """``text`` cut at ``limit`` characters, ending in "…" (an integer of 400 digits, or a list of rewards, in an
+    error message)."""
+    return text if len(text) <= limit else text[: limit - 3] + "…"
 
 
 def check_rng(rng: object) -> np.random.Generator:
