@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import sim
 from bandits.errors import PrefsimError
 from bandits.oracles import (
     best_worst_of_k,
@@ -19,6 +22,7 @@ from bandits.oracles import (
     win_rate_estimates,
 )
 from bandits.preference import random_lower_triangle
+from sim.diagnostics import DegenerateRunWarning
 
 jax.config.update("jax_enable_x64", True)
 
@@ -143,3 +147,38 @@ def test_exact_win_rates_are_the_population_win_rates_and_cost_no_queries():
     batch, queries = exact_win_rate_pairs(KEY, log_policy, preference, rho, 100)
     assert queries == 0
     np.testing.assert_allclose(np.asarray(batch.first_win_rate), (matrix @ policy)[np.asarray(batch.first)], atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "scheme, per_pair",
+    [
+        ("lambda_p", 1),  # one label orders the pair: each response's one-opponent win-rate estimate (1 or 0)
+        ("sppo_win_rate", 6),  # K = 4 candidates, every unordered pair compared once: K(K − 1)/2
+        ("exact_win_rates", 0),  # the population win rates, read from P
+    ],
+)
+def test_sampled_dno_counts_the_queries_its_win_rate_estimates_make(scheme, per_pair):
+    """docs/theory.md §D.2: DNO's ``queries`` column is t × N × the scheme's queries per pair, as INPO's
+    and SPPO's, so that the three compare at matched cumulative queries."""
+    pairs, iterations = 30, 3
+    spec = {
+        "iterations": iterations,
+        "seeds": [0, 1],
+        "record_every": 1,
+        "game": {"kind": "random", "arms": 5, "tau": 0.2},
+        "rule": [{"name": "dno", "eta": 1.0}],
+        "run": {
+            "mode": "sampled",
+            "pairs_per_iteration": pairs,
+            "pair_scheme": scheme,
+            **({"candidates": 4} if scheme == "sppo_win_rate" else {}),
+            "inner_steps": 3,
+            "learning_rate": 0.1,
+        },
+    }
+    with warnings.catch_warnings():  # DNO's soft label is biased under every scheme but exact win rates
+        warnings.simplefilter("ignore", DegenerateRunWarning)
+        table = sim.run(spec)
+    for _, rows in table.groupby("seed"):
+        rows = rows.sort_values("iteration")
+        assert list(rows.queries) == [t * pairs * per_pair for t in range(iterations + 1)]
