@@ -53,8 +53,8 @@ def extrapolate_parameters(
     Returns θ̂_{t+1} (CPU copies), which
     the next iteration needs as its "previous proximal output".
     """
-    if not 0.0 <= alpha < 1.0:
-        raise PrefsimError(f"apo: alpha must lie in [0, 1), got {alpha!r}.")
+    if not -1.0 < alpha < 1.0:
+        raise PrefsimError(f"apo: alpha must lie in (−1, 1) ([0, 1) extrapolates, (−1, 0) averages), got {alpha!r}.")
     proximal_now = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:

@@ -596,7 +596,8 @@ def apo_suboptimality_bound(
     Gibbs variational argument for π_T = softmax(log π_ref + c_T r/β); with tied best arms π_ref(y*) is
     their summed π_ref mass (the Gibbs argument against π_ref restricted to the argmax set: a tighter
     bound than any single tied arm's).  This is docs/theory.md's exact-reward form of the optimisation term of APO's
-    Theorem 4.4, whose constants are unknown (the paper is not public).  α = 0 is iterative DPO.
+    Theorem 4.4, whose constants are unknown (the paper is not public).  α = 0 is iterative DPO; α ∈ (−1, 0)
+    (averaging, outside the paper's range) keeps c_T > 0 for T ≥ 1, so the bound holds there too.
     ``iterate = "proximal"`` bounds the proximal iterate π̂_T (multiplier ĉ_T ≤ c_T) instead: the
     iterate that APO's ``implicit_reference`` form records.
     """
@@ -645,15 +646,17 @@ def _multipliers_at(
 
 
 def _apo_alpha(alpha: float, where: str) -> float:
-    """α as a float, refusing values outside [0, 1): the closed forms divide by 1 − α (as rule ``apo`` refuses);
-    a tracer unchanged."""
+    """α as a float, refusing values outside (−1, 1), as rule ``apo`` does: the closed forms divide by 1 − α,
+    and α ≤ −1 no longer averages (α = −1 repeats π̂_t); a tracer unchanged.  α ∈ (−1, 0) (averaging, outside
+    the paper's range) keeps every multiplier c_T, ĉ_T > 0 for T ≥ 1, so the bounds still hold
+    (docs/theory.md §B.3)."""
     if _traced(alpha):
         return alpha
     alpha = finite_number(alpha, f"{where}: alpha")
-    if not 0.0 <= alpha < 1.0:
+    if not -1.0 < alpha < 1.0:
         raise PrefsimError(
-            f"{where}: the extrapolation α must lie in [0, 1), got {alpha:g}; the exact-reward closed forms "
-            "(docs/theory.md §B.3) divide by 1 − α."
+            f"{where}: the extrapolation α must lie in (−1, 1), got {alpha:g}; the exact-reward closed forms "
+            "(docs/theory.md §B.3) divide by 1 − α, and α ≤ −1 does not average the proximal outputs."
         )
     return alpha
 
@@ -723,7 +726,7 @@ def apo_noise_weights(iterations: int, alpha: float) -> tuple[np.ndarray, np.nda
     Returns ``(proximal, extrapolated)``: ŵ_{T,s} = (1 − α^{T−s})/(1 − α) in log π̂_T and
     w_{T,s} = (1 − α^{T−s+1})/(1 − α) in log π_T, each divided by β in the log-policy; they sum to
     ĉ_T and c_T.  Each error is amplified by up to 1/(1 − α) – the mechanism behind the reviewers'
-    1/(1 − α) statistical factor.
+    1/(1 − α) statistical factor; with α < 0 (averaging) every weight lies in [1 + α, 1]: damped.
     """
     iterations = _count(iterations, "apo_noise_weights")
     check_size(iterations, "apo_noise_weights: iterations", "the weights of T errors", copies=4)

@@ -24,6 +24,7 @@ torch.set_num_threads(1)
 
 from bridge_games import random_game  # noqa: E402
 
+from bandits.errors import PrefsimError  # noqa: E402
 from llm_bridge.apo import extrapolate_parameters, implicit_reference  # noqa: E402
 from llm_bridge.bandit_lm import PROMPT, BanditLM  # noqa: E402
 from llm_bridge.logprobs import batched_sequence_logprobs  # noqa: E402
@@ -261,13 +262,14 @@ def test_population_nash_md_pg_gradient_is_the_exact_policy_gradient():
     assert np.max(np.abs(mixture - policy)) > 1e-2  # the opponent is not π_t
 
 
+@pytest.mark.parametrize("alpha", [0.4, -0.4])  # −0.4: averaging the last two proximal outputs
 @pytest.mark.parametrize("form", ["parameter", "implicit"])
-def test_apo_forms_reproduce_sims_exact_apo_on_the_bandit_lm(form):
+def test_apo_forms_reproduce_sims_exact_apo_on_the_bandit_lm(form, alpha):
     """Three APO-DPO iterations: parameter extrapolation of tabular logits is exact (log-linear class);
     the implicit reference is exact for DPO, whose population argmin does not depend on the sampling weights."""
     game = _game(5, bradley_terry=True)
     game = game._replace(log_initial=game.log_reference)
-    beta, alpha, iterations = 0.8, 0.4, 3
+    beta, iterations = 0.8, 3
     rule = build_bridge_rule("apo", {"base": "dpo", "beta": beta, "alpha": alpha, "extrapolation": form})
     reference_model = BanditLM(np.asarray(game.log_reference))
     model = BanditLM(np.asarray(game.log_reference))
@@ -301,3 +303,12 @@ def test_apo_forms_reproduce_sims_exact_apo_on_the_bandit_lm(form):
     for _ in range(iterations):
         dpo_state = plain.update(dpo_state, game)
     assert np.max(np.abs(np.asarray(state.log_policy) - np.asarray(dpo_state.log_policy))) > 0.05  # APO ≠ DPO here
+
+
+@pytest.mark.parametrize("alpha", [-1.0, 1.0])
+def test_bridge_apo_refuses_alpha_outside_minus_one_one(alpha):
+    with pytest.raises(PrefsimError, match=r"alpha must lie in \(−1, 1\)"):
+        build_bridge_rule("apo", {"base": "dpo", "alpha": alpha})
+    model = BanditLM(np.zeros(3))
+    with pytest.raises(PrefsimError, match=r"alpha must lie in \(−1, 1\)"):
+        extrapolate_parameters(model, {"logits": model.logits.detach().clone()}, alpha)

@@ -35,6 +35,14 @@ CASES = {
     "sppo": ("sppo", {"eta": 1.2}, "sppo", {"eta": 1.2}, False),
     "dno": ("dno", {"eta": 1.3}, "dno", {"eta": 1.3}, False),
     "apo": ("apo", {"base": "dpo", "beta": 0.7, "alpha": 0.4}, "apo", {"base": "dpo", "beta": 0.7, "alpha": 0.4}, True),
+    # α < 0: averaging the last two proximal outputs (outside APO's range), the same hook in both engines
+    "apo_averaging": (
+        "apo",
+        {"base": "dpo", "beta": 0.7, "alpha": -0.4},
+        "apo",
+        {"base": "dpo", "beta": 0.7, "alpha": -0.4},
+        True,
+    ),
     # DPO's fixed anchor under APO (no bound is drawn for it, docs/theory.md §B.3) runs in every mode alike
     "apo_fixed_anchor": (
         "apo",

@@ -338,7 +338,7 @@ def _multipliers(horizon, alpha):
     return proximal_previous, current
 
 
-@pytest.mark.parametrize("alpha", [0.0, 0.3, 0.9])
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 0.9, -0.5])  # α < 0: averaging the last two proximal outputs
 def test_apo_multipliers_match_recursion_and_formula(alpha):
     for horizon in (1, 2, 5, 40):
         hat, full = _multipliers(horizon, alpha)
@@ -352,8 +352,11 @@ def test_apo_multipliers_match_recursion_and_formula(alpha):
     assert _multipliers(1, alpha)[1] == pytest.approx(1 + alpha)
 
 
-def test_apo_dpo_closed_form_and_equivalence_to_dpo_with_smaller_beta():
-    alpha, beta, horizon = 0.3, 0.7, 25
+@pytest.mark.parametrize("alpha", [0.3, -0.5])
+def test_apo_dpo_closed_form_and_equivalence_to_dpo_with_another_beta(alpha):
+    """Extrapolation (α > 0) is DPO with a smaller β(1 − α), averaging (α < 0) DPO with a larger one, each up to
+    the same lag α²(1 − α^T)/(1 − α) > 0."""
+    beta, horizon = 0.7, 25
     logs = iterate(apo(dpo(beta=beta), alpha=alpha), _bt_game(), horizon)
     for t in (1, 2, 10, 25):
         c_t = (t - alpha**2 * (1 - alpha**t) / (1 - alpha)) / (1 - alpha)
@@ -451,9 +454,10 @@ def test_apo_through_the_registry_passes_base_parameters():
     )
 
 
-@pytest.mark.parametrize("alpha", [1.0, -0.1])
-def test_apo_rejects_alpha_outside_unit_interval(alpha):
-    with pytest.raises(PrefsimError, match="alpha"):
+@pytest.mark.parametrize("alpha", [1.0, 1.5, -1.0, -1.5, float("nan")])
+def test_apo_rejects_alpha_outside_minus_one_one(alpha):
+    # α = −1 repeats π̂_t (no progress every other step), α < −1 and α ≥ 1 blow up; α ∈ (−1, 0) averages
+    with pytest.raises(PrefsimError, match=r"alpha must lie in \(−1, 1\)"):
         apo(dpo(), alpha=alpha)
 
 

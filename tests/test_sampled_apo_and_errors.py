@@ -37,7 +37,7 @@ def test_log_linear_parameter_extrapolation_equals_log_space_extrapolation():
     problem = _linear_problem()
     policy = make_policy("log_linear")
     rng = np.random.default_rng(0)
-    for alpha in (0.3, 0.9):
+    for alpha in (0.3, 0.9, -0.5):
         new, old = jnp.asarray(rng.standard_normal(3)), jnp.asarray(rng.standard_normal(3))
         through_parameters = policy.log_probs(extrapolate_parameters(new, old, alpha), problem)
         in_log_space = extrapolate_log_space(policy.log_probs(new, problem), policy.log_probs(old, problem), alpha)

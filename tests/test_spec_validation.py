@@ -153,7 +153,7 @@ def test_the_base_spec_is_valid():
         (_with(game=BT_GAME, rule=[{"name": "apo", "base": "online_ipo"}]), ["rule #1 (apo)", "base", "proximal"]),
         (_with(game=BT_GAME, rule=[{"name": "apo", "base": ["dpo", "nope"]}]), ["rule #1 (apo)", "base"]),
         (_with(game=BT_GAME, rule=[{"name": "apo", "alpha": 1.0}]), ["rule #1 (apo)", "alpha"]),
-        (_with(game=BT_GAME, rule=[{"name": "apo", "alpha": [0.5, -0.5]}]), ["apo[alpha=-0.5]", "alpha"]),
+        (_with(game=BT_GAME, rule=[{"name": "apo", "alpha": [0.5, -1.5]}]), ["apo[alpha=-1.5]", "alpha"]),
         (_with(game=BT_GAME, rule=[{"name": "apo", "schedule": "linear"}]), ["rule #1 (apo)", "schedule"]),
         (_with(game=BT_GAME, rule=[{"name": "apo", "eta": 1.0}]), ["rule #1 (apo)", "unknown parameter", "eta"]),
         (_with(rule=[{"name": "apo", "base": "inpo", "eta": [0.05, 1.0]}]), ["apo[eta=0.05]", "eta > tau"]),

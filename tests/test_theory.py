@@ -43,15 +43,15 @@ def random_run():
 
 @pytest.fixture(scope="module")
 def bt_run():
-    """Exact-reward iterative DPO, APO (α = 0.3, 0.9, Nesterov) and the β(1−α) DPO controls."""
+    """Exact-reward iterative DPO, APO (α = 0.3, 0.9, −0.5 (averaging), Nesterov) and the β(1−α) DPO controls."""
     spec = {
         "iterations": 60,
         "seeds": 3,
         "record_every": 1,
         "game": {"kind": "bradley_terry", "rewards": "random", "arms": 6, "tau": 0.0},
         "rule": [
-            {"name": "dpo", "label": "dpo", "beta": [1.0, 0.7, 0.1]},
-            {"name": "apo", "label": "apo", "alpha": [0.3, 0.9], "beta": 1.0},
+            {"name": "dpo", "label": "dpo", "beta": [1.0, 0.7, 0.1, 1.5]},
+            {"name": "apo", "label": "apo", "alpha": [0.3, 0.9, -0.5], "beta": 1.0},
             {"name": "apo", "label": "apo_nesterov", "schedule": "nesterov", "beta": 1.0},
         ],
     }
@@ -275,6 +275,7 @@ def test_apo_exact_run_matches_closed_form_and_bounds(bt_run):
         for label, alpha, schedule in (
             ("apo[alpha=0.3]", 0.3, "constant"),
             ("apo[alpha=0.9]", 0.9, "constant"),
+            ("apo[alpha=-0.5]", -0.5, "constant"),
             ("apo_nesterov", 0.0, "nesterov"),
             ("dpo[beta=1]", 0.0, "constant"),
         ):
@@ -284,6 +285,8 @@ def test_apo_exact_run_matches_closed_form_and_bounds(bt_run):
             assert row["suboptimality"].item() == pytest.approx(expected, abs=1e-12, rel=1e-9), label
     report = theory.tightness_report(table, spec)
     assert {"suboptimality", "tv_to_optimum"} <= set(report["metric"]) and report["holds"].all()
+    # averaging (α < 0, outside the paper's range) keeps c_T > 0, so its bounds are drawn and hold too
+    assert set(report[report.rule == "apo[alpha=-0.5]"].metric) == {"suboptimality", "tv_to_optimum"}
     # a bound with c_T replaced by 3·c_T (i.e. β three times too small) is violated somewhere
     sub = report[(report.metric == "suboptimality") & (report.rule == "apo[alpha=0.3]")]
     assert (sub["observed"] > sub["bound"] / 3).any()
@@ -338,16 +341,16 @@ def test_dpo_with_a_fixed_anchor_gets_no_apo_bound():
     assert len(notes) == 2 and all("anchor = previous" in note for note in notes), notes
 
 
-def test_apo_equals_dpo_with_beta_one_minus_alpha_up_to_the_iteration_lag(bt_run):
+@pytest.mark.parametrize("alpha, control", [(0.3, "dpo[beta=0.7]"), (-0.5, "dpo[beta=1.5]")])
+def test_apo_equals_dpo_with_beta_one_minus_alpha_up_to_the_iteration_lag(bt_run, alpha, control):
     spec, table = bt_run
-    alpha = 0.3
     lag = theory.apo_dpo_lag(40, alpha)
-    assert lag == pytest.approx(0.3**2 * (1 - 0.3**40) / 0.7)
-    apo = table[(table.rule == "apo[alpha=0.3]") & (table.iteration == 40)].set_index("seed")["suboptimality"]
-    later = table[(table.rule == "dpo[beta=0.7]") & (table.iteration == 40 - math.floor(lag))].set_index("seed")[
+    assert lag == pytest.approx(alpha**2 * (1 - alpha**40) / (1 - alpha)) and 0 < lag < 1
+    apo = table[(table.rule == f"apo[alpha={alpha:g}]") & (table.iteration == 40)].set_index("seed")["suboptimality"]
+    later = table[(table.rule == control) & (table.iteration == 40 - math.floor(lag))].set_index("seed")[
         "suboptimality"
     ]
-    earlier = table[(table.rule == "dpo[beta=0.7]") & (table.iteration == 40 - math.ceil(lag))].set_index("seed")[
+    earlier = table[(table.rule == control) & (table.iteration == 40 - math.ceil(lag))].set_index("seed")[
         "suboptimality"
     ]
     assert np.all(later <= apo) and np.all(apo <= earlier)
@@ -511,10 +514,10 @@ def test_bound_functions_refuse_parameters_outside_their_theorems():
     assert float(theory.hedge_exploitability_bound(10, 0.5, 1.0)) == pytest.approx(2 * 0.5 * 10 / 8 / 10, rel=1e-15)
 
 
-@pytest.mark.parametrize("alpha", [1.0, 1.5, -0.1])
-def test_apo_closed_forms_refuse_an_extrapolation_outside_zero_one(alpha):
+@pytest.mark.parametrize("alpha", [1.0, 1.5, -1.0, -1.5])
+def test_apo_closed_forms_refuse_an_extrapolation_outside_minus_one_one(alpha):
     # the closed forms divide by 1 − α: α = 1 gave an infinite SubOpt "bound", NaN TV bounds, lags and weights
-    # and a ZeroDivisionError for the slope; α < 0 is no APO step (rule apo refuses both)
+    # and a ZeroDivisionError for the slope; α ≤ −1 does not average (rule apo refuses both)
     reference, rewards = [0.5, 0.25, 0.25], [1.0, 0.0, 0.5]
     calls = (
         (theory.apo_suboptimality_bound, (np.arange(3), alpha, 1.0, reference, rewards)),
@@ -526,13 +529,44 @@ def test_apo_closed_forms_refuse_an_extrapolation_outside_zero_one(alpha):
         (theory.apo_noise_weights, (2, alpha)),
     )
     for function, arguments in calls:
-        with pytest.raises(PrefsimError, match=r"α must lie in \[0, 1\)"):
+        with pytest.raises(PrefsimError, match=r"α must lie in \(−1, 1\)"):
             function(*arguments)
     # the Nesterov schedule ignores α (its α_t = t/(t + 3)), and α = 0 is iterative DPO: c_T = T
     assert theory.apo_suboptimality_bound(np.array([2]), alpha, 1.0, reference, rewards, "nesterov")[0] > 0
     assert theory.apo_suboptimality_bound(np.array([2]), 0.0, 1.0, reference, rewards)[0] == pytest.approx(
         math.log(2.0) / 2, rel=1e-15
     )
+
+
+def test_apo_closed_forms_at_hand_computed_points_when_averaging():
+    """α ∈ (−1, 0) averages the last two proximal outputs (outside the paper's range): the multipliers stay
+    positive for T ≥ 1 (c_1 = 1 + α, the increments (1 − α^{s+1})/(1 − α) > 0), so the Gibbs bounds hold."""
+    # x_{t+1} = y_t + 1, y_{t+1} = (1 + α)x_{t+1} − αx_t = ½x_{t+1} + ½x_t (α = −½):
+    # x = 0, 1, 1.5, 2.25; y = 0, 0.5, 1.25, 1.875 (now c_T < ĉ_T)
+    proximal, extrapolated = theory.apo_multiplier_sequence(3, -0.5)
+    np.testing.assert_allclose(proximal, [0.0, 1.0, 1.5, 2.25], atol=1e-15)
+    np.testing.assert_allclose(extrapolated, [0.0, 0.5, 1.25, 1.875], atol=1e-15)
+    reference, beta, tied, rewards = [0.5, 0.25, 0.25], 2.0, [1.0, 0.0, 1.0], [1.0, 0.0, 0.5]
+    bound = theory.apo_suboptimality_bound(np.array([0, 2]), -0.5, beta, reference, tied)
+    assert bound[0] == np.inf and bound[1] == pytest.approx(2.0 * math.log(4 / 3) / 1.25, rel=1e-14)
+    weights = np.array([0.5 * math.exp(1.25 / 2), 0.25, 0.25 * math.exp(1.25 * 0.5 / 2)])
+    policy = theory.apo_exact_policy(2, -0.5, beta, reference, rewards)
+    np.testing.assert_allclose(policy, weights / weights.sum(), rtol=1e-14)
+    suboptimality = 1.0 - policy @ np.asarray(rewards)
+    assert suboptimality <= float(theory.apo_suboptimality_bound(2, -0.5, beta, reference, rewards))
+    # TV ≤ 1·exp(−c_2Δ/β) = exp(−1.25·0.5/2); the proximal iterate's with ĉ_2 = 1.5
+    tv = float(theory.apo_tv_bound(2, -0.5, beta, reference, rewards))
+    assert tv == pytest.approx(math.exp(-0.3125), rel=1e-14) and 1.0 - policy[0] <= tv
+    proximal_tv = theory.apo_tv_bound(2, -0.5, beta, reference, rewards, iterate="proximal")
+    assert float(proximal_tv) == pytest.approx(math.exp(-0.375), rel=1e-14)
+    assert theory.apo_tv_log_slope(-0.5, beta, rewards) == pytest.approx(-0.5 / (2.0 * 1.5), rel=1e-15)
+    # lag α²(1 − α^T)/(1 − α) = 0.25·0.75/1.5: DPO with β(1 − α) = 3 after 2 − 0.125 iterations, c_2 = 1.875/1.5
+    assert float(theory.apo_dpo_lag(2, -0.5)) == pytest.approx(0.125, rel=1e-15)
+    # every error is damped: ŵ = (1 − α^{T−s})/(1 − α) = 0.5, 1; w = (1 − α^{T−s+1})/(1 − α) = 0.75, 0.5
+    hat, full = theory.apo_noise_weights(2, -0.5)
+    np.testing.assert_allclose(hat, [0.5, 1.0], rtol=1e-15)
+    np.testing.assert_allclose(full, [0.75, 0.5], rtol=1e-15)
+    assert float(theory.apo_log_ratio_growth(2, -0.5, beta, rewards)) == pytest.approx(1.25 / 2.0, rel=1e-14)
 
 
 def test_apo_closed_forms_at_hand_computed_points():

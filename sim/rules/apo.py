@@ -10,7 +10,10 @@ current, extrapolated π_t to its proximal output π̂_{t+1}; APO then extrapola
 
     log π_{t+1} = (1 + α_t)·log π̂_{t+1} − α_t·log π̂_t − log Z,    π̂_0 = π_0 = π_ref.
 
-The next iteration samples from, and uses as reference, the extrapolated π_{t+1}.  Schedules:
+The next iteration samples from, and uses as reference, the extrapolated π_{t+1}.  α ∈ [0, 1) is the
+paper's extrapolation; α ∈ (−1, 0) makes Eq. (3.6) a convex combination (1 − |α|)·log π̂_{t+1} + |α|·log π̂_t,
+i.e. **averaging** consecutive proximal outputs (momentum by averaging in the style of Vieillard et al.
+2020, outside the paper's range; docs/theory.md §B.3, §D.6).  Schedules:
 ``constant`` (α_t = α) or ``nesterov`` (α_t = (k − 1)/(k + 2) for the k-th update, k = 1, 2, …: 0, ¼, ⅖, …;
 the classical accelerated proximal point, not necessarily the paper's).  With exact rewards and DPO,
 log π_T = log π_ref + c_T·r/β with c_T = [T − α²(1 − α^T)/(1 − α)]/(1 − α) (docs/theory.md §B.3).
@@ -182,7 +185,8 @@ class ApoState(NamedTuple):
 def apo(
     base: ExactRule, alpha: float | jax.Array = 0.3, schedule: str = "constant", form: str = "parameters"
 ) -> ExactRule:
-    """Wrap a proximal rule with APO's extrapolation.  ``alpha`` ∈ [0, 1) for the constant schedule.
+    """Wrap a proximal rule with APO's extrapolation.  ``alpha`` ∈ (−1, 1) for the constant schedule: [0, 1)
+    extrapolates (the paper's range), (−1, 0) averages the last two proximal outputs (module docstring).
 
     Exact mode computes the ``parameters`` and ``log_space`` forms as Eq. (3.6) (they coincide for a
     tabular policy); ``implicit_reference`` keeps π̂_{t+1} as the iterate and anchors the next step at
@@ -190,8 +194,11 @@ def apo(
     """
     if schedule not in SCHEDULES:
         raise PrefsimError(f"rule apo: unknown schedule {schedule!r}; choose constant or nesterov.")
-    if schedule == "constant" and is_concrete(alpha) and not (0.0 <= float(alpha) < 1.0):
-        raise PrefsimError(f"rule apo: the extrapolation alpha must lie in [0, 1), got {float(alpha):g}.")
+    if schedule == "constant" and is_concrete(alpha) and not (-1.0 < float(alpha) < 1.0):
+        raise PrefsimError(
+            f"rule apo: the extrapolation alpha must lie in (−1, 1) ([0, 1) extrapolates, (−1, 0) averages the "
+            f"last two proximal outputs), got {float(alpha):g}."
+        )
     form = check_form(form, base.name, "exact")
     hook = Extrapolation(alpha, schedule, form)
     implicit = form == "implicit_reference"
@@ -238,7 +245,14 @@ DEFINITION = RuleDefinition(
     anchors="π_t (extrapolated)",
     parameters=(
         Parameter("base", "proximal base rule", "dpo", ("dpo", "sppo", "inpo")),
-        Parameter("alpha", "extrapolation weight α (constant schedule)", 0.3, constraint="in [0, 1)", symbol="α"),
+        Parameter(
+            "alpha",
+            "extrapolation weight α (constant schedule); α < 0: averaging (Vieillard et al. 2020-style momentum by "
+            "averaging consecutive proximal outputs; outside the paper's range)",
+            0.3,
+            constraint="in (−1, 1)",
+            symbol="α",
+        ),
         Parameter("schedule", "constant α, or nesterov α_k = (k−1)/(k+2)", "constant", SCHEDULES),
         Parameter(
             "form",
