@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -195,9 +196,23 @@ def log_reference_mass_bound(reference: ArrayLike) -> float:
 def policy_log_ratio(policy: ArrayLike, reference: ArrayLike, *, where: str = "policy_log_ratio") -> float:
     """max_y |log π(y)/π_ref(y)| (the quantity Assumption A bounds by B); infinite when π has a zero entry.
 
-    ``where``: the function named in errors (:func:`realised_log_ratio` passes its own name)."""
+    A zero entry is a valid policy (a pure Nash policy has them) whose log-ratio is infinite, so the value
+    is ``inf``, with a ``RuntimeWarning`` naming the action: no finite B exists, and a probability that
+    underflowed to 0 in float64 (π* of a game with a tiny τ) is the usual cause on a run, where the INPO
+    bounds that need B are then not drawn.  ``where``: the function named in errors and the warning
+    (:func:`realised_log_ratio` passes its own name)."""
     reference = _probabilities(reference, where, "reference", positive=True)
-    policy = _probabilities(policy, where, "policy" if where == "policy_log_ratio" else "target", size=reference.size)
+    name = "policy" if where == "policy_log_ratio" else "target"
+    policy = _probabilities(policy, where, name, size=reference.size)
+    if policy.min() == 0:
+        entry = int(np.argmin(policy))
+        warnings.warn(
+            f"{where}: {name} gives action {entry} probability 0 (reference {reference[entry]:g}), so "
+            "max|log π/π_ref| is infinite and no finite B exists; if that probability underflowed (π* of a game "
+            "with a tiny τ), a larger τ keeps it positive.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     with np.errstate(divide="ignore"):  # log 0 = −inf: no finite B
         return float(np.max(np.abs(np.log(policy) - np.log(reference))))
 
@@ -1149,6 +1164,7 @@ INPO_THEOREM4 = Bound(
     selects=lambda parameters: parameters.get("schedule", "constant") == "theorem4",
     hypotheses=(fixed_reference, starts_at_reference, regularised_game),
     evaluate=_inpo_theorem4,
+    unmet="the realised B is not finite: π* has a zero (underflowed) probability, or the run diverged",
 )
 #: Same hypotheses as Theorem 4, about the constant-η variant.
 INPO_THEOREM3 = dataclasses.replace(

@@ -300,14 +300,30 @@ def test_numpy_jax_and_exotic_numbers_are_still_accepted():
     grid = T.lemma2_regret_bound(np.array([[1], [10]]), np.array([1.0, 2.0]), 0.1, 2.0, 1.0)
     assert grid.shape == (2, 2)
     assert T.omega_max(cyclic(3, 1.0), jnp.full(3, 1 / 3)) == pytest.approx(1 / (2 * math.sqrt(3)), rel=1e-12)
-    # a policy with a zero entry has no finite log-ratio: inf, without NumPy's divide-by-zero warning
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert T.policy_log_ratio([0.0, 0.6, 0.4], PI) == math.inf
         assert float(T.proximal_step(5.0, 0.2)) == math.inf  # ητ = 1: the exact best response
         assert float(T.mmd_kl_bound(10**12, 0.5, 0.1, 1.0, 0.4)) == 0.0  # (1 + ητ)^t overflows to inf
     # sums within float32 rounding pass (the tolerance is 1e-6)
     assert T.log_reference_mass_bound(np.array([0.3, 0.3, 0.4], dtype=np.float32)) == pytest.approx(-math.log(0.3))
+
+
+def test_a_zero_entry_gives_an_infinite_log_ratio_with_a_warning_naming_the_action():
+    """A zero is a valid probability (a pure policy) with no finite B: inf, and one RuntimeWarning of ours that names
+    the action (NumPy's divide-by-zero warning is not it); realised_log_ratio's names π* (the target)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert T.policy_log_ratio([0.6, 0.0, 0.4], PI) == math.inf
+    assert [str(w.message).split(",")[0] for w in caught] == [
+        "policy_log_ratio: policy gives action 1 probability 0 (reference 0.3)"
+    ]
+    assert caught[0].category is RuntimeWarning and caught[0].filename == __file__
+    with pytest.warns(RuntimeWarning, match=r"realised_log_ratio: target gives action 2 probability 0 .* no finite B"):
+        running = T.realised_log_ratio({"max_log_ratio_so_far": np.array([0.1, 0.2])}, [0.5, 0.5, 0.0], PI)
+    np.testing.assert_array_equal(running, [math.inf, math.inf])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert T.policy_log_ratio([1e-300, 0.6, 0.4], PI) == pytest.approx(math.log(0.3 / 1e-300))
 
 
 def test_sizes_beyond_memory_are_refused_before_allocation():

@@ -908,3 +908,24 @@ def test_missing_bound_notes_judge_each_sweep_point_on_its_own_parameters():
         assert len(notes) == 1 and notes[0].startswith("no theory bound drawn for inpo[tau=0.3]: the rule's τ = 0.3"), (
             notes
         )
+
+
+def test_an_underflowed_nash_policy_says_why_the_inpo_bound_is_missing():
+    """τ = 1e-4 on a random game: π* gives an action exp(−O(1/τ)) = 0 in float64, so B is infinite and Theorem 4 has
+    no curve; the note says so (it read "its hypotheses do not hold"), and a RuntimeWarning names the action."""
+    spec = {
+        "iterations": 5,
+        "seeds": 1,
+        "record_every": 1,
+        "precision": "float64",
+        "game": {"kind": "random", "arms": 5, "tau": 1e-4, "reference": "random"},
+        "rule": [{"name": "inpo", "schedule": "theorem4"}],
+    }
+    table = sim.run(spec)
+    with pytest.warns(RuntimeWarning, match=r"realised_log_ratio: target gives action \d probability 0"):
+        bounds = theory.bounds_for_run(table, spec)
+    assert bounds.empty
+    assert missing_bound_notes(parse_spec(spec), bounds) == [
+        "no theory bound drawn for inpo: the realised B is not finite: π* has a zero (underflowed) probability, "
+        "or the run diverged."
+    ]
