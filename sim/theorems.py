@@ -24,6 +24,11 @@ recordings could be missed (too small a B, a bound that "holds" wrongly) and it 
 D = max_{π∈Π} KL(π‖π_1) over policies with π_ref's support
 is log(1/min_y π_ref(y)) (the point mass on the least likely arm).
 
+Overflow.  A bound whose value exceeds float64's range (≈ 1.8e308: a huge B, 1/η or L) is returned as inf,
+silently: it is vacuous there and bounds nothing, and inf is float64's nearest value; the formulas are
+arranged so that no intermediate overflows to inf or NaN while the bound itself is finite (Theorem 4 as
+32·max(B, 1/τ)²/(T + 1)), and MMD's step condition ηL² ≤ τ reads an overflowed ηL² as failing it.
+
 Registry.  A :class:`Bound` names one theorem: its label, source, the metric column it bounds, which
 variant of a rule it is about (``selects``), its hypotheses (each returns why it fails, or ``None``) and
 the function evaluating it on one recorded trajectory.  Rule definitions list their bounds
@@ -281,10 +286,13 @@ def eta_critical(preference: ArrayLike, target: ArrayLike, tau: float) -> float:
 
     docs/theory.md §A.3: linearised at π*, the log-space error maps by (1 − τ/η)I + (P − ½)J*/η whose
     eigenvalues are (1 − τ/η) ± iω_k/η; |λ| < 1 ⟺ η > (τ² + ω_k²)/(2τ).  Source: derived in docs/theory.md,
-    checked in 48/48 random instances there.
+    checked in 48/48 random instances there.  Computed as τ/2 + ω_max²/(2τ), which overflows only where η_crit
+    itself exceeds float64 (then inf; module docstring, Overflow).
     """
     tau = _number(tau, "eta_critical", "tau", 0.0)
-    return (tau**2 + omega_max(preference, target, where="eta_critical") ** 2) / (2.0 * tau)
+    omega = omega_max(preference, target, where="eta_critical")
+    with np.errstate(over="ignore"):
+        return float(tau / 2.0 + np.float64(omega) ** 2 / (2.0 * tau))
 
 
 def inpo_contraction_factor(preference: ArrayLike, target: ArrayLike, tau: float, eta: float) -> float:
@@ -296,7 +304,7 @@ def inpo_contraction_factor(preference: ArrayLike, target: ArrayLike, tau: float
     tau = _number(tau, "inpo_contraction_factor", "tau", 0.0, strict=False)
     eta = _number(eta, "inpo_contraction_factor", "eta", 0.0)
     omega = omega_max(preference, target, where="inpo_contraction_factor")
-    return math.sqrt((1.0 - tau / eta) ** 2 + (omega / eta) ** 2)
+    return math.hypot(1.0 - tau / eta, omega / eta)  # no overflow of the squares (module docstring, Overflow)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -304,9 +312,11 @@ def inpo_contraction_factor(preference: ArrayLike, target: ArrayLike, tau: float
 
 
 def inpo_c(log_ratio_bound: float, tau: float) -> float:
-    """C = max(Bτ, 1) of Lemma 2 / Theorem 4 [V]."""
+    """C = max(Bτ, 1) of Lemma 2 / Theorem 4 [V]; inf where Bτ exceeds float64's range."""
     bound = _numbers(log_ratio_bound, "inpo_c", "log_ratio_bound", 0.0, strict=False)
-    return np.maximum(bound * _number(tau, "inpo_c", "tau", 0.0, strict=False), 1.0)
+    tau = _number(tau, "inpo_c", "tau", 0.0, strict=False)
+    with np.errstate(over="ignore"):  # Bτ beyond float64 is inf: module docstring, Overflow
+        return np.maximum(bound * tau, 1.0)
 
 
 def lemma2_eta(iterations: ArrayLike, log_ratio_bound: ArrayLike, tau: float, divergence: float) -> np.ndarray | float:
@@ -319,7 +329,8 @@ def lemma2_eta(iterations: ArrayLike, log_ratio_bound: ArrayLike, tau: float, di
     tau = _number(tau, "lemma2_eta", "tau", 0.0, strict=False)
     divergence = _number(divergence, "lemma2_eta", "divergence", 0.0)
     _broadcast("lemma2_eta", iterations=t, log_ratio_bound=bound)
-    return inpo_c(bound, tau) * np.sqrt(t) / math.sqrt(divergence)
+    with np.errstate(over="ignore"):  # module docstring, Overflow
+        return inpo_c(bound, tau) * np.sqrt(t) / math.sqrt(divergence)
 
 
 def lemma2_regret_bound(
@@ -336,7 +347,8 @@ def lemma2_regret_bound(
     This is the explicit inequality of the proof of Lemma 2 (taking B ≥ 1 without loss of generality,
     as the proof does: B is replaced by max(B, 1)); with η = max(Bτ,1)√T/√D it is O(max(Bτ,1)√(TD)).
     It bounds Σ_{t=1}^T ⟨∇ℓ_t(π_t), π_t − u⟩ for every comparator u with KL(u‖π_ref) ≤ D.  ``where``: the
-    function named in errors (:func:`theorem3_gap_bound` passes its own name).
+    function named in errors (:func:`theorem3_gap_bound` passes its own name).  A value beyond float64's range
+    is inf (module docstring, Overflow).
     """
     t = _counts(iterations, where, least=0)
     eta = _numbers(eta, where, "eta", 0.0)
@@ -344,7 +356,9 @@ def lemma2_regret_bound(
     b = np.maximum(_numbers(log_ratio_bound, where, "log_ratio_bound", 0.0, strict=False), 1.0)
     divergence = _number(divergence, where, "divergence", 0.0, strict=False)
     _broadcast(where, iterations=t, eta=eta, log_ratio_bound=b)
-    return eta * divergence + (4.0 * tau**2 * b**2 + 1.0) * t / eta
+    with np.errstate(over="ignore"):  # (2τB)² or T/η beyond float64: inf, except at T = 0 (its term is 0)
+        per_step = (np.square(2.0 * tau * b) + 1.0) / eta
+        return eta * divergence + np.where(t > 0, per_step, 0.0) * t
 
 
 def theorem3_gap_bound(
@@ -367,7 +381,9 @@ def theorem4_kl_bound(
 
     ``constant`` is the paper's 32 (exposed so tests can check that a wrong constant is caught).
     The bound is loose for exact updates: KL ∝ T⁻⁴ there (docs/theory.md §A.5, [D✓]).  T = 0 (π_0 = π_ref)
-    is allowed; τ must be > 0 (the bound divides by τ²).
+    is allowed; τ must be > 0 (the bound divides by τ²).  Computed as 32·max(B, 1/τ)²/(T + 1) (C/τ =
+    max(B, 1/τ)), so a large B and τ, or a tiny τ, give the bound's value, or inf where that exceeds float64
+    (module docstring, Overflow).
     """
     where = "theorem4_kl_bound"
     t = _counts(iterations, where, least=0)
@@ -375,14 +391,15 @@ def theorem4_kl_bound(
     bound = _numbers(log_ratio_bound, where, "log_ratio_bound", 0.0, strict=False)
     constant = _number(constant, where, "constant", 0.0)
     _broadcast(where, iterations=t, log_ratio_bound=bound)
-    c = inpo_c(bound, tau)
-    return constant * c**2 / (tau**2 * (t + 1.0))
+    with np.errstate(over="ignore", divide="ignore"):  # 1/τ of a subnormal τ is inf, as is the bound
+        return constant * np.square(np.maximum(bound, 1.0 / tau)) / (t + 1.0)
 
 
 def theorem4_step_bound(
     kl_previous: ArrayLike, eta: ArrayLike, tau: float, log_ratio_bound: ArrayLike, constant: float = 8.0
 ) -> np.ndarray | float:
-    """One step of Theorem 4: KL(π*‖π_{t+1}) ≤ (1 − τ/η_t)·KL(π*‖π_t) + 8C²/η_t² [V]."""
+    """One step of Theorem 4: KL(π*‖π_{t+1}) ≤ (1 − τ/η_t)·KL(π*‖π_t) + 8C²/η_t² [V]; 8(C/η_t)² is inf where it
+    exceeds float64's range (module docstring, Overflow)."""
     where = "theorem4_step_bound"
     kl_previous = _numbers(kl_previous, where, "kl_previous", 0.0, strict=False)
     eta = _numbers(eta, where, "eta", 0.0)
@@ -390,8 +407,8 @@ def theorem4_step_bound(
     bound = _numbers(log_ratio_bound, where, "log_ratio_bound", 0.0, strict=False)
     constant = _number(constant, where, "constant", 0.0)
     _broadcast(where, kl_previous=kl_previous, eta=eta, log_ratio_bound=bound)
-    c = inpo_c(bound, tau)
-    return (1.0 - tau / eta) * kl_previous + constant * c**2 / eta**2
+    with np.errstate(over="ignore"):  # module docstring, Overflow
+        return (1.0 - tau / eta) * kl_previous + constant * np.square(inpo_c(bound, tau) / eta)
 
 
 def theorem4_eta_schedule(steps: ArrayLike, tau: float) -> np.ndarray | float:
@@ -532,12 +549,15 @@ def mmd_kl_bound(
 
     Returns NaN where the step condition η ≤ τ/L² fails (the theorem then says nothing).  L as in
     :func:`mmd_lipschitz` (negative entropy is 1-strongly convex w.r.t. ℓ₁).  The condition is tested
-    as ηL² ≤ τ, so L = 0 (P ≡ ½, e.g. a cyclic game of strength 0) admits every step.
+    as ηL² ≤ τ, so L = 0 (P ≡ ½, e.g. a cyclic game of strength 0) admits every step; an L so large that ηL²
+    exceeds float64's range fails it (ηL² = inf > τ) instead of overflowing (module docstring, Overflow).
     """
     t, eta, tau, kl_initial, lipschitz = _linear_rate_inputs(
         "mmd_kl_bound", iterations, eta, tau, kl_initial, lipschitz
     )
-    if eta * lipschitz**2 > tau:
+    with np.errstate(over="ignore"):
+        fails = eta * np.square(lipschitz) > tau
+    if fails:
         return np.full(np.broadcast_shapes(t.shape, kl_initial.shape), np.nan)
     with np.errstate(over="ignore"):  # (1 + ητ)^t = inf at a huge t: the bound is 0 there
         return kl_initial / (1.0 + eta * tau) ** t

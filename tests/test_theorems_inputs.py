@@ -326,6 +326,26 @@ def test_a_zero_entry_gives_an_infinite_log_ratio_with_a_warning_naming_the_acti
         assert T.policy_log_ratio([1e-300, 0.6, 0.4], PI) == pytest.approx(math.log(0.3 / 1e-300))
 
 
+def test_bounds_beyond_float64_are_inf_or_their_value_without_an_overflow():
+    """A huge L, B, τ or 1/η gave Python's OverflowError or NumPy's RuntimeWarning (and NaN from inf/inf): now a bound
+    beyond float64's range is inf, a finite one keeps its value, and an overflowed ηL² fails MMD's step condition."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(T.mmd_kl_bound([1, 10], 0.5, 0.1, 1.0, 1e200)).all()  # ηL² = 5e399 > τ: no rate
+        assert np.isnan(T.mirror_prox_kl_bound([1, 10], 0.5, 0.1, 1.0, 1e200)).all()
+        # Theorem 4 = 32·max(B, 1/τ)²/(T + 1): finite although C = Bτ = 1e100 and τ² = 1e400 are not
+        assert float(T.theorem4_kl_bound(9, 1e200, 1e-100)) == pytest.approx(3.2e-199, rel=1e-12)
+        assert float(T.theorem4_kl_bound(9, 1e-200, 1.0)) == math.inf
+        assert float(T.theorem4_kl_bound(9, 1e200, 1e200)) == math.inf
+        assert float(T.theorem4_step_bound(0.1, 1e-200, 0.1, 1e200)) == math.inf
+        assert float(T.theorem3_gap_bound(10, 1.0, 1e200, 1e200, 1.0)) == math.inf
+        assert float(T.theorem3_gap_bound(10, 1e-320, 0.1, 2.0, 1.0)) == math.inf
+        np.testing.assert_array_equal(T.lemma2_regret_bound([0, 1], 1.0, 1e200, 2.0, 1.0), [1.0, math.inf])
+        assert float(T.inpo_c(1e200, 1e200)) == math.inf and float(T.lemma2_eta(4, 1e200, 1e200, 1.0)) == math.inf
+        assert T.eta_critical(P, PI, 1e200) == pytest.approx(5e199, rel=1e-12)
+        assert T.inpo_contraction_factor(P, PI, 1e300, 1e-300) == math.inf
+
+
 def test_sizes_beyond_memory_are_refused_before_allocation():
     for call in (lambda: T.apo_noise_weights(10**13, 0.3), lambda: T.apo_multiplier_sequence(10**13, 0.3)):
         with pytest.raises(PrefsimError, match="iterations: .* more than the .* GiB available"):
