@@ -88,7 +88,7 @@ from llm_bridge.run_layout import (
     TENSORBOARD_DIR,
     WIN_RATE_FIGURE,
 )
-from llm_bridge.seeds import Purpose, stream_seed
+from llm_bridge.seeds import Purpose, stage_stream, stream_seed
 from llm_bridge.spec import BridgeSpec, RuleEntry, changed_prompt_files
 from llm_bridge.stages import run_stages
 from llm_bridge.trainer import PairTensors, make_optimizer, train_on_pairs
@@ -455,7 +455,7 @@ def _update(session: Session, entry, t: int) -> dict:
     generation = {"tokens": 0, "seconds": 0.0}
 
     def draw(index: int, initial: bool) -> tuple[dict, int]:
-        stream = 7 if initial else index  # a carried stage's own draw (t = 0, an advance) has a stream of its own
+        stream = stage_stream(index, initial)
         # 1. sample K responses per prompt from π_t — or the policy the model holds (generation batches
         # shared out over the processes, gathered); a rule with an opponent draws its second response from it
         generated = _draw_responses(session, entry, t, prompt_ids, stream)

@@ -75,7 +75,7 @@ from llm_bridge.pairs import build_pairs, opponent_pairs
 from llm_bridge.precision import Precision
 from llm_bridge.rules import LLM_TAU, BridgeRule, surrogate_note
 from llm_bridge.run_layout import PREDICTION_DIR
-from llm_bridge.seeds import Purpose, stream_seed
+from llm_bridge.seeds import Purpose, stage_stream, stream_seed
 from llm_bridge.spec import BridgeSpec, PredictionSpec
 from llm_bridge.stages import run_stages
 from llm_bridge.trainer import PairTensors, TrainingSpec, make_optimizer, train_on_pairs
@@ -390,7 +390,7 @@ def lm_trajectory(
             # the policy the model holds: θ_t for the first stage, else the previous stage's output
             held = logps if index == 0 else score_candidates(model, game, pad_id, score_batch_size, autocast)
             log_policy = restrict(held)
-            stream = 7 if initial else index  # a carried stage's own draw (t = 0, an advance): a stream of its own
+            stream = stage_stream(index, initial)
             drawn_pairs = []
             for m in range(m_count):
                 weights = np.exp(log_policy[m])

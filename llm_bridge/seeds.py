@@ -41,6 +41,23 @@ class Purpose(enum.IntEnum):
     """``prefsim llm --predict``: the candidate game's responses from π_ref."""
 
 
+#: The stage stream (the fourth part of the tuple, after the :class:`Purpose`) of a carried stage's own draw, at
+#: t = 0 or a reference advance, when there are no carried pairs yet (:func:`llm_bridge.stages.run_stages`): the
+#: other draws' stream is their stage's index, 0, 1, …, so a rule may have at most 7 stages.
+CARRIED_STREAM = 7
+
+
+def stage_stream(index: int, initial: bool) -> int:
+    """The stream of stage ``index``'s draw: its index, or :data:`CARRIED_STREAM` for a carried stage's own draw
+    (``initial``); a stage whose index would reach :data:`CARRIED_STREAM` is refused (it would share its seeds)."""
+    if index >= CARRIED_STREAM:
+        raise PrefsimError(
+            f"stage {index}: a rule has at most {CARRIED_STREAM} stages (stream {CARRIED_STREAM} is a carried "
+            "stage's own draw); split the rule's update into fewer stages."
+        )
+    return CARRIED_STREAM if initial else index
+
+
 def stream_seed(*parts: int) -> int:
     """A seed in [0, 2⁶⁴) for the random stream named by the integers ``parts``; distinct tuples give
     independent streams.

@@ -19,8 +19,9 @@ from bandits.errors import PrefsimError  # noqa: E402
 from llm_bridge import loop as bridge_loop  # noqa: E402
 from llm_bridge.generation import SamplingSpec, encode_prompts  # noqa: E402
 from llm_bridge.models import load_causal_lm, load_tokenizer  # noqa: E402
-from llm_bridge.seeds import Purpose, stream_seed  # noqa: E402
+from llm_bridge.seeds import CARRIED_STREAM, Purpose, stage_stream, stream_seed  # noqa: E402
 from llm_bridge.tiny import build_tiny_model  # noqa: E402
+from sim.rules import RULES  # noqa: E402
 
 PROMPTS = ["tell me a story", "the movie was", "what a"]
 
@@ -133,3 +134,17 @@ def test_stream_seed_tells_apart_what_a_seed_sequence_of_the_list_would_not():
     assert stream_seed(3, 1, Purpose.TRAIN, 0) == stream_seed(np.int64(3), 1, Purpose.TRAIN, 0)
     with pytest.raises(PrefsimError, match="named by integers"):
         stream_seed(3, 1.0)
+
+
+def test_a_carried_stages_own_draw_has_the_named_stream_7_and_no_stage_index_reaches_it():
+    """The bridge and --predict wrote the carried draw's stream as a literal 7: it is CARRIED_STREAM now, still 7 in
+    the same slot of the hashed tuple, so every seed (and --predict's documented numbers) is the one it was; a
+    stage index of 7 or more, which would share it, is refused."""
+    assert CARRIED_STREAM == 7 and [stage_stream(i, False) for i in range(3)] == [0, 1, 2]
+    assert stage_stream(0, True) == stage_stream(1, True) == CARRIED_STREAM
+    for s, t, m, r in ((0, 0, 0, 0), (3, 5, 2, 1)):
+        assert stream_seed(s, t, Purpose.LABELS, stage_stream(0, True), m, r) == stream_seed(s, t, 3, 7, m, r)
+        assert stream_seed(s, t, Purpose.SAMPLE, stage_stream(0, True)) == stream_seed(s, t, 1, 7)
+    assert max(len(rule.data.stages) for rule in RULES.values() if rule.data is not None) <= CARRIED_STREAM
+    with pytest.raises(PrefsimError, match="stage 7: a rule has at most 7 stages"):
+        stage_stream(7, False)
