@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from bandits.errors import PrefsimError, os_reason
-from bandits.inputs import is_finite_number
+from bandits.inputs import check_integer, is_finite_number
 from sim.results_io import no_room, replace_files_atomic
 
 if TYPE_CHECKING:
@@ -56,8 +56,7 @@ class LoraSpec:
     def validate(self) -> None:
         """Raise a :class:`PrefsimError` naming the first field out of range (peft would take a NaN ``alpha``, and
         a list of numbers as ``target_modules`` was an AttributeError, both only once the model was loaded)."""
-        if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r < 1:
-            raise PrefsimError(f"model.lora.r must be an integer ≥ 1 (the rank of the adapter), got {self.r!r}.")
+        check_integer(self.r, "model.lora.r", 1)
         if not is_finite_number(self.alpha) or not self.alpha > 0:
             raise PrefsimError(
                 f"model.lora.alpha must be a finite number > 0 (the update is (alpha/r)·BA), got {self.alpha!r}."

@@ -46,7 +46,7 @@ import typing
 from pathlib import Path
 
 from bandits.errors import PrefsimError
-from bandits.inputs import is_finite_number
+from bandits.inputs import check_integer, is_finite_number
 from llm_bridge.generation import SamplingSpec
 from llm_bridge.models import LoraSpec, model_dtype
 from llm_bridge.oracles import check_oracle_settings, python_object
@@ -132,11 +132,8 @@ class PredictionSpec:
 
     def validate(self) -> None:
         for name in ("prompts", "pairs_per_prompt", "sampled_inner_steps", "resamples", "oversample"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise PrefsimError(f"prediction.{name} must be an integer ≥ 1, got {value!r}.")
-        if isinstance(self.candidates, bool) or not isinstance(self.candidates, int) or self.candidates < 2:
-            raise PrefsimError(f"prediction.candidates must be an integer ≥ 2, got {self.candidates!r}.")
+            check_integer(getattr(self, name), f"prediction.{name}", 1)
+        check_integer(self.candidates, "prediction.candidates", 2)
         if not is_finite_number(self.sampled_learning_rate) or not self.sampled_learning_rate > 0:
             raise PrefsimError(
                 f"prediction.sampled_learning_rate must be a finite number > 0, got {self.sampled_learning_rate!r}."
@@ -237,8 +234,8 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
     if unknown:
         raise PrefsimError(f"spec: unknown top-level key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
     check_integer_range(raw)  # as the simulator's parser: a 400-digit integer is refused, not an OverflowError
-    iterations = _integer(raw.get("iterations", 3), "iterations", 1)
-    seed = _integer(raw.get("seed", 0), "seed", 0)
+    iterations = check_integer(raw.get("iterations", 3), "iterations", 1)
+    seed = check_integer(raw.get("seed", 0), "seed", 0)
     tau = raw.get("tau", LLM_TAU)
     if not is_finite_number(tau) or tau < 0:
         raise PrefsimError(
@@ -278,12 +275,12 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
             raise PrefsimError(
                 f"prompts.{key} must be a non-empty list of non-empty strings (or give prompts.{key}_file)."
             )
-    _integer(prompts.per_iteration, "prompts.per_iteration", 1)
+    check_integer(prompts.per_iteration, "prompts.per_iteration", 1)
 
     sampling = _dataclass(SamplingSpec, _table(raw, "generation"), "generation")
-    _integer(sampling.max_new_tokens, "generation.max_new_tokens", 1)
-    _integer(sampling.batch_size, "generation.batch_size", 1)
-    _integer(sampling.top_k, "generation.top_k", 0)
+    check_integer(sampling.max_new_tokens, "generation.max_new_tokens", 1)
+    check_integer(sampling.batch_size, "generation.batch_size", 1)
+    check_integer(sampling.top_k, "generation.top_k", 0)
     if not is_finite_number(sampling.temperature) or not sampling.temperature > 0:
         raise PrefsimError(
             f"generation.temperature must be a finite number > 0 (1.0 samples from π itself), got "
@@ -333,14 +330,14 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
         raise PrefsimError(
             f"run: unknown key(s) {', '.join(sorted(set(run) - set(RUN_KEYS)))}; known: {', '.join(sorted(RUN_KEYS))}."
         )
-    score_batch_size = _integer(run.get("score_batch_size", 16), "run.score_batch_size", 1)
-    keep = _integer(run.get("keep_checkpoints", 0), "run.keep_checkpoints", 0)
+    score_batch_size = check_integer(run.get("score_batch_size", 16), "run.score_batch_size", 1)
+    keep = check_integer(run.get("keep_checkpoints", 0), "run.keep_checkpoints", 0)
     if keep == 1:
         raise PrefsimError("run.keep_checkpoints must be 0 (keep all) or ≥ 2 (the previous iterate is needed).")
     export_final = run.get("export_final", False)
     if not isinstance(export_final, bool):
         raise PrefsimError("run.export_final must be true or false.")
-    threads = _integer(run.get("threads", 0), "run.threads", 0)
+    threads = check_integer(run.get("threads", 0), "run.threads", 0)
     report_to = parse_report_to(run.get("report_to", "none"))
     prediction = _dataclass(PredictionSpec, _table(raw, "prediction"), "prediction")
     prediction.validate()
@@ -438,12 +435,6 @@ def _table(raw, name):
     value = raw.get(name, {})
     if not isinstance(value, dict):
         raise PrefsimError(f"spec: [{name}] must be a table.")
-    return value
-
-
-def _integer(value, field, minimum):
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise PrefsimError(f"{field} must be an integer ≥ {minimum}, got {value!r}.")
     return value
 
 

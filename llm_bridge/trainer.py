@@ -32,7 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bandits.errors import PrefsimError
-from bandits.inputs import is_finite_number
+from bandits.inputs import check_integer, is_finite_number
 from llm_bridge.generation import torch_seed
 from llm_bridge.logprobs import sequence_logprobs
 from llm_bridge.precision import Precision, check_trainable_precision, precision_for
@@ -100,9 +100,7 @@ class TrainingSpec:
                 f"training.rmsprop_alpha must be a number in [0, 1) (such as 0.99), got {self.rmsprop_alpha!r}."
             )
         for name in ("epochs", "batch_size", "micro_batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise PrefsimError(f"training.{name} must be an integer ≥ 1, got {value!r}.")
+            check_integer(getattr(self, name), f"training.{name}", 1)
         if self.batch_size % self.micro_batch_size:
             raise PrefsimError(
                 f"training.batch_size ({self.batch_size}) must be a multiple of training.micro_batch_size "

@@ -31,6 +31,7 @@ from llm_bridge.cli import main as cli_main  # noqa: E402
 from llm_bridge.generation import SamplingSpec, encode_prompts, generate, position_limit, torch_seed  # noqa: E402
 from llm_bridge.logprobs import batched_sequence_logprobs  # noqa: E402
 from llm_bridge.models import (  # noqa: E402
+    LoraSpec,
     export_pretrained,
     load_causal_lm,
     load_tokenizer,
@@ -40,7 +41,7 @@ from llm_bridge.models import (  # noqa: E402
 )
 from llm_bridge.provenance import changed_models, model_identity  # noqa: E402
 from llm_bridge.run_layout import RUN_LEVEL_NAMES  # noqa: E402
-from llm_bridge.spec import PromptSpec, parse_spec  # noqa: E402
+from llm_bridge.spec import PredictionSpec, PromptSpec, parse_spec  # noqa: E402
 from llm_bridge.tiny import build_tiny_model  # noqa: E402
 from llm_bridge.trainer import TrainingSpec  # noqa: E402
 from sim import results_io, stop_request  # noqa: E402
@@ -496,7 +497,7 @@ def test_the_training_checks_take_numbers_as_bandits_inputs_does():
     ("model", "message"),
     [
         ({"dtype": "int8"}, "model.dtype must be one of float32, float64, bfloat16, float16, got 'int8'."),
-        ({"lora": {"r": 0}}, "model.lora.r must be an integer ≥ 1 (the rank of the adapter), got 0."),
+        ({"lora": {"r": 0}}, "model.lora.r: expected an integer ≥ 1, got 0."),
         ({"lora": {"alpha": float("nan")}}, "model.lora.alpha must be a finite number > 0"),
         ({"lora": {"dropout": 1.0}}, "model.lora.dropout must be a number in [0, 1), got 1.0."),
         ({"lora": {"target_modules": [1, 2]}}, "model.lora.target_modules must be a non-empty list of module names"),
@@ -509,6 +510,23 @@ def test_model_dtype_and_lora_settings_are_checked_before_the_model_loads(model,
     with pytest.raises(PrefsimError) as caught:
         parse_spec(_raw("/nonexistent/model", [{"name": "dpo"}], model=model))
     assert str(caught.value).startswith(message)
+
+
+@pytest.mark.parametrize("value", [0, True, 2.0, 2.5, "2", None])
+def test_lora_rank_and_the_other_integer_fields_refuse_and_word_alike(value):
+    """LoraSpec checked r by hand ("model.lora.r must be an integer ≥ 1 (the rank of the adapter)") and the training,
+    prediction and spec fields each by their own copy: all go through bandits.inputs.check_integer now, so a bool or a
+    float such as 2.0 is refused by each, in the same words as the parser's type errors ("<field>: expected …")."""
+    checks = {
+        "model.lora.r": lambda v: LoraSpec(r=v).validate(),
+        "training.epochs": lambda v: TrainingSpec(epochs=v).validate(),
+        "prediction.resamples": lambda v: PredictionSpec(resamples=v).validate(),
+    }
+    for field, check in checks.items():
+        with pytest.raises(PrefsimError) as caught:
+            check(value)
+        assert str(caught.value) == f"{field}: expected an integer ≥ 1, got {value!r}."
+        check(np.int64(4))  # a NumPy integer is an integer, as everywhere else in prefsim
 
 
 def test_labels_may_not_take_a_name_the_run_writes_at_the_top_of_out():

@@ -259,10 +259,10 @@ def test_prefsim_llm_predict_cli(model_dir, tmp_path, capsys):
 @pytest.mark.parametrize(
     "prediction, message",
     [
-        ({"candidates": 1}, "prediction.candidates must be an integer ≥ 2"),
+        ({"candidates": 1}, "prediction.candidates: expected an integer ≥ 2, got 1."),
         ({"pairs": 3}, "prediction: unknown key(s) pairs"),
         ({"sampled_optimizer": "lbfgs"}, "prediction.sampled_optimizer"),
-        ({"prompts": 0}, "prediction.prompts must be an integer ≥ 1"),
+        ({"prompts": 0}, "prediction.prompts: expected an integer ≥ 1, got 0."),
     ],
 )
 def test_bad_prediction_table(model_dir, prediction, message):
