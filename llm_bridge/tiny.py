@@ -45,6 +45,27 @@ SENTENCES = (
     "she said it was excellent",
 )
 
+#: Short prompts for the tiny model's prediction studies (``prefsim llm --predict``): notebook 08 trains on all 16,
+#: in this order; tests/test_bridge_prediction.py on the first six, and on those and the last six for its study.
+PROMPTS = (
+    "the movie was",
+    "i love this",
+    "tell me a story",
+    "what a nice",
+    "the weather is",
+    "she said it",
+    "write a review",
+    "this is the",
+    "the actors were",
+    "i hate this",
+    "a good day",
+    "this film is",
+    "my friend said",
+    "the food was",
+    "we went to",
+    "it looks like",
+)
+
 
 def build_tokenizer(directory: Path) -> PreTrainedTokenizerFast:
     """A word-level tokenizer (with <unk>, <pad>, <s>, </s>) trained on :data:`SENTENCES`, saved to ``directory``."""

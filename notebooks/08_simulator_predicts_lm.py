@@ -52,6 +52,7 @@ import torch
 from llm_bridge.loop import open_session
 from llm_bridge.prediction import run_prediction
 from llm_bridge.spec import parse_spec
+from llm_bridge.tiny import PROMPTS as TINY_PROMPTS
 from llm_bridge.tiny import build_tiny_model
 from sim import plotting
 
@@ -85,24 +86,7 @@ print(f"scale={SCALE} prompts={PROMPTS} iterations={ITERATIONS} hidden={HIDDEN}"
 
 # %%
 model_dir = build_tiny_model(OUT / "tiny_model", hidden_size=HIDDEN)
-TRAIN = [
-    "the movie was",
-    "i love this",
-    "tell me a story",
-    "what a nice",
-    "the weather is",
-    "she said it",
-    "write a review",
-    "this is the",
-    "the actors were",
-    "i hate this",
-    "a good day",
-    "this film is",
-    "my friend said",
-    "the food was",
-    "we went to",
-    "it looks like",
-]
+TRAIN = list(TINY_PROMPTS)  # llm_bridge.tiny.PROMPTS: 16 prompts, shared with tests/test_bridge_prediction.py
 RULES = [
     {"label": "inpo", "name": "inpo", "eta": 0.5, "tau": 0.1},
     {"label": "online_ipo", "name": "online_ipo", "tau": 0.5},

@@ -4,6 +4,7 @@ the comparison, and ``prefsim llm --predict`` (tiny local model, VADER oracle; n
 from __future__ import annotations
 
 import json
+import pathlib
 
 import numpy as np
 import pandas as pd
@@ -30,12 +31,13 @@ from llm_bridge.prediction import (
 from llm_bridge.rules import LLM_TAU, build_bridge_rule
 from llm_bridge.run_layout import PREDICTION_DIR
 from llm_bridge.spec import PredictionSpec, parse_spec
+from llm_bridge.tiny import PROMPTS as TINY_PROMPTS
 from llm_bridge.tiny import build_tiny_model
 from sim.cli import main as prefsim_main
 from sim.results_io import output_lock
 from sim.stats import bootstrap_ci
 
-PROMPTS = ["the movie was", "i love this", "tell me a story", "what a nice", "the weather is", "she said it"]
+PROMPTS = list(TINY_PROMPTS[:6])
 
 
 def tiny_spec(model_dir, **prediction) -> dict:
@@ -61,16 +63,9 @@ def model_dir(tmp_path_factory):
     return build_tiny_model(tmp_path_factory.mktemp("tiny"), hidden_size=32)
 
 
-#: The study's prompts: the six training prompts and six more (12 prompts × 4 candidates).
-STUDY_PROMPTS = [
-    *PROMPTS,
-    "a good day",
-    "this film is",
-    "my friend said",
-    "the food was",
-    "we went to",
-    "it looks like",
-]
+#: The study's prompts: the six training prompts and six more, the last six of llm_bridge.tiny.PROMPTS (12 prompts ×
+#: 4 candidates).
+STUDY_PROMPTS = [*PROMPTS, *TINY_PROMPTS[-6:]]
 #: The study's spec seed.  The study is sized (12 prompts, 32 pairs per prompt, batches of 64: 24 optimiser steps
 #: per iteration as with 6 × 8 pairs in batches of 8) and test_tiny_lm_follows_the_simulator_on_the_candidates
 #: asserts what its intervals support, so that it passes for every spec seed tried (0–9), with margins (worst
@@ -78,6 +73,14 @@ STUDY_PROMPTS = [
 #: win_lm − win_exact within [−0.023, +0.011] against ±0.05.  The former study (6 prompts × 8 pairs, asserting
 #: gain_exact_low > 0.05 and |win_lm − win_exact| < 0.05 for DPO as well) passed for seeds 2 and 5 of 0–9 only.
 STUDY_SEED = 0
+
+
+def test_the_notebook_and_this_file_read_their_prompts_from_one_list():
+    """Notebook 08's 16 prompts and this file's 6 + 6 were one list written twice: both are llm_bridge.tiny.PROMPTS."""
+    notebook = (pathlib.Path(__file__).parents[1] / "notebooks" / "08_simulator_predicts_lm.py").read_text()
+    assert "TRAIN = list(TINY_PROMPTS)" in notebook
+    assert not [prompt for prompt in TINY_PROMPTS if f'"{prompt}"' in notebook]
+    assert len(TINY_PROMPTS) == len(set(TINY_PROMPTS)) == 16 and len(set(STUDY_PROMPTS)) == 12
 
 
 def study_spec(model_dir, seed: int = STUDY_SEED) -> dict:
