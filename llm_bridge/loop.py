@@ -49,7 +49,7 @@ import hashlib
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -453,26 +453,29 @@ def _update(session: Session, entry, t: int) -> dict:
     rank, world = session.accelerator.process_index, session.accelerator.num_processes
     directory = out / entry.label / f"iter_{t + 1:03d}"
     generation = {"tokens": 0, "seconds": 0.0}
+    clocks = dict.fromkeys(PHASES, 0.0)  # wall seconds of each part of the update (metrics' *_seconds)
 
     def draw(index: int, initial: bool) -> tuple[dict, int]:
         stream = stage_stream(index, initial)
         # 1. sample K responses per prompt from π_t — or the policy the model holds (generation batches
         # shared out over the processes, gathered); a rule with an opponent draws its second response from it
-        generated = _draw_responses(session, entry, t, prompt_ids, stream)
+        with _timed(clocks, "generation"):
+            generated = _draw_responses(session, entry, t, prompt_ids, stream)
         generation["tokens"] += generated.tokens
         generation["seconds"] += generated.seconds
         # 2. pairs from the oracle for this process's prompts, each prompt's labels from its own random stream
         queries_before = session.oracle.queries
         pairs = []
-        for i in range(rank, len(prompt_ids), world):
-            rng = np.random.default_rng(stream_seed(spec.seed, t, Purpose.LABELS, stream, i))
-            texts = [generated.response_texts[i]]
-            if rule.opponent is not None:  # y ~ π_t, y′ ~ the opponent: one query, the pair is not reordered
-                built = opponent_pairs([prompts_text[i]], texts, session.oracle)
-            else:
-                built = build_pairs(rule.pairs, [prompts_text[i]], texts, session.oracle, rng)
-            pairs.extend(dataclasses.replace(p, prompt=i) for p in built)
-        gathered = _gather(session, {"pairs": pairs, "queries": session.oracle.queries - queries_before})
+        with _timed(clocks, "label"):
+            for i in range(rank, len(prompt_ids), world):
+                rng = np.random.default_rng(stream_seed(spec.seed, t, Purpose.LABELS, stream, i))
+                texts = [generated.response_texts[i]]
+                if rule.opponent is not None:  # y ~ π_t, y′ ~ the opponent: one query, the pair is not reordered
+                    built = opponent_pairs([prompts_text[i]], texts, session.oracle)
+                else:
+                    built = build_pairs(rule.pairs, [prompts_text[i]], texts, session.oracle, rng)
+                pairs.extend(dataclasses.replace(p, prompt=i) for p in built)
+            gathered = _gather(session, {"pairs": pairs, "queries": session.oracle.queries - queries_before})
         every = sorted((p for part in gathered for p in part["pairs"]), key=lambda p: p.prompt)
         drawn = {"prompts": prompts_text, "generated": generated, "pairs": every}
         return drawn, sum(part["queries"] for part in gathered)
@@ -484,8 +487,9 @@ def _update(session: Session, entry, t: int) -> dict:
         # 3. precompute log π_t and log π_ref once (this process's prompts)
         generated = drawn["generated"]
         mine = [p for p in drawn["pairs"] if p.prompt % world == rank]
-        records = _precompute(session, entry, t, mine, generated, list(range(len(generated.prompt_ids))))
-        gathered = _gather(session, {"records": records})
+        with _timed(clocks, "score"):
+            records = _precompute(session, entry, t, mine, generated, list(range(len(generated.prompt_ids))))
+            gathered = _gather(session, {"records": records})
         # prompt order, and build order within a prompt (a stable sort): the same records for any number of processes
         records = sorted((r for part in gathered for r in part["records"]), key=lambda r: r["prompt"])
         if session.main:
@@ -493,24 +497,25 @@ def _update(session: Session, entry, t: int) -> dict:
             _write_pairs(where / "pairs.jsonl", records, drawn["prompts"], session.tokenizer)
         # 4. train (θ_t → the stage's output; the last stage's is θ̂_{t+1}) on all the pairs (each process
         # takes its share of every step)
-        stats = train_on_pairs(
-            session.model,
-            session.optimizer,
-            records_to_tensors(records),
-            rule.at_step(t),
-            spec.training,
-            session.tokenizer.pad_token_id,
-            seed=stream_seed(spec.seed, t, Purpose.TRAIN, index),
-            accelerator=session.accelerator,
-            progress=session.progress,
-            description=f"{entry.label} it{t + 1} train" + (f" stage {index}" if index else ""),
-            precision=session.precision,
-            on_step=lambda values: session.reporter.log_step(
-                entry.label, _step_values(values, t, index, len(rule.stages))
-            ),
-            where=f"rule {entry.label}, seed {spec.seed}, iteration {t + 1} (update π_{t} → π_{t + 1})"
-            + (f", stage {index}" if index else ""),
-        )
+        with _timed(clocks, "train"):
+            stats = train_on_pairs(
+                session.model,
+                session.optimizer,
+                records_to_tensors(records),
+                rule.at_step(t),
+                spec.training,
+                session.tokenizer.pad_token_id,
+                seed=stream_seed(spec.seed, t, Purpose.TRAIN, index),
+                accelerator=session.accelerator,
+                progress=session.progress,
+                description=f"{entry.label} it{t + 1} train" + (f" stage {index}" if index else ""),
+                precision=session.precision,
+                on_step=lambda values: session.reporter.log_step(
+                    entry.label, _step_values(values, t, index, len(rule.stages))
+                ),
+                where=f"rule {entry.label}, seed {spec.seed}, iteration {t + 1} (update π_{t} → π_{t + 1})"
+                + (f", stage {index}" if index else ""),
+            )
         return len(records), stats
 
     carries = any(stage.carry for stage in rule.stages)
@@ -546,9 +551,10 @@ def _update(session: Session, entry, t: int) -> dict:
                 json.dumps({"processes": world, "parameter_sha256": fingerprints}),
             )
     session.accelerator.wait_for_everyone()
-    row, heldout = _evaluate(
-        session, _reference_record(out), t + 1, previous=_checkpoint(out, entry.label, t), label=entry.label
-    )
+    with _timed(clocks, "eval"):
+        row, heldout = _evaluate(
+            session, _reference_record(out), t + 1, previous=_checkpoint(out, entry.label, t), label=entry.label
+        )
     if session.main:
         _write_atomic(out / entry.label / f"iter_{t + 1:03d}" / "heldout.json", json.dumps(heldout))
     row.update(
@@ -558,13 +564,30 @@ def _update(session: Session, entry, t: int) -> dict:
         pairs=trained_pairs,
         optimizer_steps=optimizer_steps,
         oracle_queries=queries,
+        generation_tokens=generation["tokens"],
+        train_tokens=sum(result.tokens for _, result in outcome.results),
         generation_tokens_per_s=generation_rate,
         train_tokens_per_s=train_tokens_per_s,
+        **{f"{phase}_seconds": seconds for phase, seconds in clocks.items()},
         seconds=time.perf_counter() - begin,
     )
     if session.progress:
         print(iteration_line(entry.label, t + 1, spec.iterations, row), flush=True)
     return row
+
+
+#: The parts of an update whose wall time a metrics row records, as ``<part>_seconds`` (:mod:`llm_bridge.metrics`).
+PHASES = ("generation", "label", "score", "train", "eval")
+
+
+@contextlib.contextmanager
+def _timed(clocks: dict, phase: str) -> Iterator[None]:
+    """Add the wall time of the ``with`` block to ``clocks[phase]`` (also when the block raises)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        clocks[phase] += time.perf_counter() - start
 
 
 def _draw_responses(session: Session, entry, t: int, prompt_ids, stream: int) -> Generated:
@@ -792,6 +815,8 @@ def _evaluate(session: Session, reference: dict, iteration: int, previous: Path 
         pairs=0,
         optimizer_steps=0,
         oracle_queries=0,
+        generation_tokens=0,
+        train_tokens=0,
     )
     heldout = {
         "texts": texts,

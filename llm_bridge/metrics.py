@@ -16,10 +16,23 @@ column                   meaning
 ``optimizer_steps``      optimiser steps of the update (epochs × ⌈pairs / batch size⌉ per process)
 ``oracle_queries``       pairwise oracle queries of the update's pair construction
 ``eval_queries``         oracle queries of the held-out evaluation
+``generation_tokens``    tokens the update generated (every response of every draw, all processes; 0 for π_0)
+``train_tokens``         prompt + response tokens through forward/backward in the update's training, every
+                         epoch and stage (the prompt counted once per sequence, i.e. twice per pair; 0 for π_0)
 ``generation_tokens_per_s``  sampling throughput of the update (tokens generated / s)
 ``train_tokens_per_s``   training throughput (prompt + response tokens through forward/backward / s)
-``seconds``              wall time of the update and its evaluation
+``generation_seconds``   wall time of the update's sampling (Nash-MD: its opponent's too)
+``label_seconds``        wall time of the update's pair construction (the oracle's queries)
+``score_seconds``        wall time of precomputing log π_t, log π_ref (and MNPO's, APO's anchors) of the pairs
+``train_seconds``        wall time of minimising the loss (every stage)
+``eval_seconds``         wall time of the held-out evaluation of π_{t+1}
+``seconds``              wall time of the update and its evaluation (the five parts above, checkpoints, the
+                         restore of θ_t between stages and APO's extrapolation)
 =======================  =====================================================================================
+
+Wall times are the main process's (the processes run every part in step); the ``*_seconds`` and
+``*_tokens_per_s`` columns are clocks, the token and query counts are not.  The π_0 row has no update: its
+counts are 0 and its clocks NaN.
 
 KL estimates are single-sample Monte Carlo averages of the log-ratio (unbiased for the KL, can be
 negative at small sample sizes).  For APO's implicit-reference form the model holds the proximal
@@ -50,8 +63,15 @@ COLUMNS = (
     "optimizer_steps",
     "oracle_queries",
     "eval_queries",
+    "generation_tokens",
+    "train_tokens",
     "generation_tokens_per_s",
     "train_tokens_per_s",
+    "generation_seconds",
+    "label_seconds",
+    "score_seconds",
+    "train_seconds",
+    "eval_seconds",
     "seconds",
 )
 

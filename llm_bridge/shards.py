@@ -14,7 +14,7 @@ that the shards cover every rule once; ``OUT`` may not be one of the shard direc
 other than an earlier merge.  ``--allow-other-code`` merges shards computed by other code with a warning and
 records the differences in the merged manifest (``allowed_other_code``).  It then writes, together and
 atomically under ``OUT``'s lock, ``OUT/metrics.csv`` (the rules' rows in spec order, equal to the unsharded
-run's but for the wall-clock columns ``seconds`` and ``*_tokens_per_s``), ``win_rate.png`` and a manifest
+run's but for the wall-clock columns ``seconds``, ``*_seconds`` and ``*_tokens_per_s``), ``win_rate.png`` and a manifest
 naming the shard directories, which keep the checkpoints, with what computed each (commit, dirty flag,
 source digest, versions, later starts).
 """

@@ -123,6 +123,15 @@ def test_loop_trains_writes_rows_and_checkpoints_reload(tiny_llama, tmp_path):
     assert (trained["pairs"] == 4).all() and (
         trained["oracle_queries"] == np.where(trained["rule"] == "inpo", 4, 4 * 6)
     ).all()
+    # what the update cost: counts (0 for π_0, whose row has no update) and the wall time of each part, which the
+    # row's seconds holds (and more: checkpoints, the restore of θ_t); K = 2 (λ_p) and 4 samples of ≤ 5 tokens
+    clocks = [f"{phase}_seconds" for phase in bridge_loop.PHASES]
+    start = table[table["iteration"] == 0]
+    assert (start[["generation_tokens", "train_tokens"]] == 0).all(axis=None) and start[clocks].isna().all(axis=None)
+    samples = np.where(trained["rule"] == "inpo", 2, 4)
+    assert ((trained["generation_tokens"] > 0) & (trained["generation_tokens"] <= 4 * samples * 5)).all()
+    assert (trained["train_tokens"] >= 2 * 4 * 2 * 2).all()  # 2 epochs × 4 pairs × 2 prompts of ≥ 2 tokens (<s> w)
+    assert (trained[clocks] > 0).all(axis=None) and (trained[clocks].sum(axis=1) <= trained["seconds"]).all()
     assert np.isfinite(trained[["win_rate", "kl_reference", "kl_previous", "loss_last"]].to_numpy()).all()
     # INPO's first loss is exactly (1/(2η))² since π_θ = π_t at step 0; iterative DPO's is log 2
     inpo = trained[trained["rule"] == "inpo"]
