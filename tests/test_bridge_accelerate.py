@@ -107,7 +107,7 @@ def test_two_processes_train_exactly_as_one(tmp_path):
     assert (two / "inpo" / "iter_001" / "pairs.jsonl").read_text() == (
         one / "inpo" / "iter_001" / "pairs.jsonl"
     ).read_text()
-    for column in ("pairs", "optimizer_steps", "oracle_queries"):
+    for column in ("pairs", "optimizer_steps", "oracle_queries", "generation_tokens", "train_tokens"):
         assert table_two.loc[1, column] == table_one.loc[1, column]
     assert table_two.loc[1, "pairs"] == PAIRS and table_two.loc[1, "optimizer_steps"] == 3
     assert abs(table_two.loc[1, "loss_first"] - 0.25) < 1e-5  # INPO's (1/(2η))² over all pairs of the step
