@@ -165,6 +165,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="a smaller model and sizes: a smoke run")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be ≥ 1, got {args.repeats}")
     if args.quick:
         args.prompts, args.response_tokens = min(args.prompts, 4), min(args.response_tokens, 6)
     labels = [BASELINE] + [label for label in args.rules.split(",") if label and label != BASELINE]
@@ -204,7 +206,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     for entry in spec.rules:  # the counts the schemes' formulas give (exact), next to the measured ones
         rule = entry.rule
-        draws = sum(1 for stage in rule.stages if stage.pairs_from != "carried")
+        # a carried stage (optimistic MD's leading step) draws only in the first iteration, from π_0
+        draws = sum(1 for stage in rule.stages if stage.pairs_from != "carried" or args.iterations == 1)
         summary[entry.label].update(
             scheme="opponent (π_t, mixture)" if rule.opponent is not None else rule.pairs,
             samples=rule.samples,

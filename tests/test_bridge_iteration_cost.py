@@ -79,3 +79,17 @@ def test_quick_run_counts_match_the_formulas(cost, tmp_path):
     assert summary["dpo"]["update_ratio"]["median"] == 1.0 and summary["dpo"]["oracle_queries_ratio"] == 1.0
     text = (tmp_path / "bridge_iteration_cost_tiny_quick.md").read_text()
     assert "| inpo_tournament | tournament, K = 8 |" in text and f"| {11 * prompts} ({11 * prompts}) |" in text
+
+
+def test_a_first_iteration_counts_optimistic_md_s_draw_from_pi_0(cost, tmp_path):
+    """Reporting iteration 1, the formula counts the carried stage's draw from π_0 that the bridge makes then."""
+    result = cost.main(
+        ["--quick", "--repeats", "1", "--iterations", "1", "--rules", "optimistic", "--out", str(tmp_path)]
+    )
+    entry = result["summary"]["optimistic"]
+    assert (
+        entry["draws"] == 2
+        and entry["oracle_queries"] == entry["queries_formula"] == 2 * result["prompts_per_iteration"]
+    )
+    with pytest.raises(SystemExit):
+        cost.main(["--repeats", "0", "--out", str(tmp_path)])
