@@ -1,4 +1,4 @@
-"""Cost of one whole bridge iteration per rule, each with its paper's pair scheme, relative to iterative DPO's.
+r"""Cost of one whole bridge iteration per rule, each with its paper's pair scheme, relative to iterative DPO's.
 
 ``bridge_step_cost.py`` times one training step: every rule's is one forward/backward over the same pairs,
 ≈ DPO's.  A whole iteration differs where the papers' data differ: SPPO samples K = 5 responses per prompt
@@ -14,9 +14,10 @@ the scheme's formula), training pairs and tokens — and the wall time of genera
 training and evaluation (the metrics row's ``*_seconds``), with each rule's ratio to DPO's iteration in the
 same repeat (median over repeats, min–max spread).
 
-    .venv/bin/python benchmarks/bridge_iteration_cost.py                          # tiny random Llama (minutes)
+    .venv/bin/python benchmarks/bridge_iteration_cost.py --repeats 5              # tiny random Llama (≈ 3 min)
     .venv/bin/python benchmarks/bridge_iteration_cost.py --quick --repeats 1      # smoke run (ratios meaningless)
-    .venv/bin/python benchmarks/bridge_iteration_cost.py --model smollm2 --repeats 1 --prompts 4   # SmolLM2-135M
+    .venv/bin/python benchmarks/bridge_iteration_cost.py --model smollm2 --repeats 1 --prompts 4 --iterations 1 \
+        --rules inpo,inpo_tournament,sppo                                        # SmolLM2-135M (≈ 6 min on 2 CPUs)
 
 Writes ``benchmarks/results/bridge_iteration_cost_<model>.{json,md}`` (``--quick``: ``..._<model>_quick``).
 The counts are exact and machine-independent (they depend on the seeds only through the lengths of the

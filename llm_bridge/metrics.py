@@ -16,7 +16,7 @@ column                   meaning
 ``optimizer_steps``      optimiser steps of the update (epochs × ⌈pairs / batch size⌉ per process)
 ``oracle_queries``       pairwise oracle queries of the update's pair construction
 ``eval_queries``         oracle queries of the held-out evaluation
-``generation_tokens``    tokens the update generated (every response of every draw, all processes; 0 for π_0)
+``generation_tokens``    tokens of the update's responses (each up to its EOS; every draw, all processes; 0 for π_0)
 ``train_tokens``         prompt + response tokens through forward/backward in the update's training, every
                          epoch and stage (the prompt counted once per sequence, i.e. twice per pair; 0 for π_0)
 ``generation_tokens_per_s``  sampling throughput of the update (tokens generated / s)
