@@ -43,6 +43,7 @@
 # %%
 import os
 import pathlib
+import re
 import time
 
 import jax
@@ -565,7 +566,9 @@ for axes, kind in zip(panels, GAMES):
     axes.set_xlabel("iteration (INPO) / round (RM online); linear axis")
     axes.set_title(TITLES[kind], fontsize=10)
 handles, labels = panels[1].get_legend_handles_labels()
-shown = [(h, lab) for h, lab in zip(handles, labels) if not lab.startswith("_")]
+# one legend for both panels: INPO reaches the floor at a different t in each, so name no t (the ▼ marks it)
+shown = [(h, re.sub(r"▼ from t = \d+:", "▼ from here on:", lab)) for h, lab in zip(handles, labels)]
+shown = [(h, lab) for h, lab in shown if not lab.startswith("_")]
 figure.subplots_adjust(bottom=0.27, top=0.86)  # the legend goes below the panels, off the data
 figure.legend(*zip(*shown), frameon=False, loc="lower center", ncol=3, fontsize=8)
 figure.suptitle(
