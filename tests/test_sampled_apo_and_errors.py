@@ -20,7 +20,7 @@ from sim.limits import PAIR_BYTES, check_memory, memory_estimate
 from sim.metrics import METRIC_COLUMNS
 from sim.rules import RULES, register_rule, unregister_rule
 from sim.sampled.apo import extrapolate_log_space, extrapolate_parameters
-from sim.sampled.engine import build_iteration
+from sim.sampled.engine import build_iteration, sampled_states
 from sim.sampled.experiment import build_sampled_inputs
 from sim.sampled.policies import make_policy
 from sim.sampled.problem import problem_from_arrays
@@ -88,6 +88,87 @@ def test_sampled_apo_log_linear_runs_identically_with_parameter_and_log_space_ex
     implicit = sim.run(_apo_spec("log_linear", "implicit_reference"))
     assert np.all(np.isfinite(implicit["suboptimality"]))
     assert not np.allclose(implicit["suboptimality"].to_numpy(), by_parameters["suboptimality"].to_numpy())
+
+
+def _iterates(spec: dict, through_parameters: bool = False) -> np.ndarray:
+    """log π_0 … log π_T of each seed of the spec's one rule table, (S, T + 1, M, K), through
+    :func:`sim.sampled.sampled_states` (vmapped over the seeds, float64); ``through_parameters``: the
+    log-probabilities of the states' parameters instead."""
+    parsed = parse_spec(spec)
+    rule = parsed.rules[0]
+    with sim.float64():
+        inputs = build_sampled_inputs(parsed)
+
+        def one(problem, key):
+            states = sampled_states(rule.name, rule.parameters, parsed.run, problem, key, parsed.iterations)
+            if through_parameters:
+                model = make_policy(parsed.run.policy, parsed.run.mlp_width, parsed.run.mlp_hidden_layers)
+                return jax.vmap(lambda params: model.log_probs(params, problem))(states.params)
+            return states.log_policy
+
+        return np.asarray(jax.jit(jax.vmap(one, in_axes=(inputs.axes, 0)))(inputs.problems, inputs.keys))
+
+
+def test_sampled_states_hold_the_policies_the_run_measures():
+    """sampled_states replays sim.run's draws: the suboptimality of its iterates (context-weighted, in
+    NumPy) is the run's column at every iteration, for an MLP under APO's parameter extrapolation, whose
+    parameters represent the iterate (the policy of params[t] is log_policy[t])."""
+    spec = _apo_spec("mlp", "parameters", mlp_width=8)
+    spec["rule"][0]["form"] = spec["run"].pop("apo_form")
+    table = sim.run(spec).sort_values(["seed", "iteration"])
+    iterates = _iterates(spec)
+    assert iterates.shape == (3, 5, 2, 6)
+    for seed in range(3):
+        bandit = random_linear_bandit(6, 3, 2, "bradley_terry", seed=seed)
+        rewards, weights = np.asarray(bandit["rewards"]), np.asarray(bandit["context_probs"])
+        policies = np.exp(iterates[seed])
+        expected = ((rewards.max(axis=-1) - np.sum(policies * rewards, axis=-1)) * weights).sum(axis=-1)
+        measured = table[table.seed == seed].suboptimality.to_numpy()
+        np.testing.assert_allclose(measured, expected, rtol=1e-9, atol=1e-12)
+    assert np.ptp(iterates[:, -1] - iterates[:, 0]) > 0.1  # the policy moved
+    np.testing.assert_allclose(_iterates(spec, through_parameters=True), iterates, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("policy", "run"),
+    [
+        ("tabular", {}),
+        ("log_linear", {"features": "one_hot"}),
+        ("log_linear", {"features": "random", "feature_dim": 6}),
+    ],
+    ids=["tabular", "log_linear_one_hot", "log_linear_random_full_rank"],
+)
+def test_apo_parameter_and_log_space_forms_give_the_same_iterates(policy, run):
+    """For policies whose log π is affine in the parameters (tabular; log-linear with K × K features of
+    full rank) θ̂ + α(θ̂ − θ̂_prev) represents Eq. (3.6) exactly, so the two forms draw the same pairs and
+    produce the same iterates, π_0 … π_T, to rounding; the implicit reference, a different
+    algorithm, does not (the comparison can fail).  (A linear bandit with d < K:
+    test_sampled_apo_log_linear_runs_identically_with_parameter_and_log_space_extrapolation.)"""
+
+    def spec(form):
+        return {
+            "iterations": 6,
+            "seeds": 3,
+            "game": {"kind": "bradley_terry", "arms": 6, "rewards": "random", "tau": 0.0},
+            "rule": [{"name": "apo", "base": "dpo", "beta": 1.0, "alpha": 0.5, "form": form}],
+            "run": {
+                "mode": "sampled",
+                "policy": policy,
+                "pairs_per_iteration": 200,
+                "optimizer": "adam",
+                "learning_rate": 0.1,
+                "inner_steps": 40,
+                **run,
+            },
+        }
+
+    by_parameters, in_log_space = _iterates(spec("parameters")), _iterates(spec("log_space"))
+    assert by_parameters.shape == (3, 7, 1, 6)
+    # rounding only (the two forms normalise different but equal vectors; Adam rescales the difference): ≈ 4e-10
+    np.testing.assert_allclose(by_parameters, in_log_space, rtol=0, atol=1e-8)
+    assert np.abs(by_parameters[:, -1] - by_parameters[:, 0]).max() > 0.5  # the iterates moved
+    implicit = _iterates(spec("implicit_reference"))
+    assert np.abs(implicit[:, 2:] - by_parameters[:, 2:]).max() > 0.05
 
 
 def _implicit_form_closed_form(alpha: float, iterations: int) -> np.ndarray:

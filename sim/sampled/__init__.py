@@ -48,6 +48,7 @@ from sim.sampled.engine import (  # noqa: F401
     build_iteration,
     exact_proximal,
     make_optimizer,
+    sampled_states,
     simulate_sampled,
     simulate_sampled_grid,
 )

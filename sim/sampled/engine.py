@@ -449,6 +449,31 @@ def simulate_sampled(
     return metrics, carry[2]
 
 
+def sampled_states(
+    rule_name: str, parameters: dict, settings: Any, problem: Problem, key: jax.Array, iterations: int
+) -> SampledState:
+    """Every state of one seed's sampled run, t = 0, …, T: a :class:`SampledState` whose leaves are
+    stacked over t on a new leading axis (``log_policy``: (T + 1, M, K)).
+
+    The run :func:`simulate_sampled` makes with the same ``key`` (the same pairs, the same inner loops),
+    without its measurements: ``log_policy[t]`` is the policy it measures at iteration t (for APO the
+    extrapolated π_t; π̂_t for ``form = "implicit_reference"``), ``params[t]`` where the next proximal step
+    starts, ``wrapper[t]`` APO's last proximal output θ̂_t, log π̂_t.  For comparing whole trajectories,
+    e.g. APO's forms on the same draws (notebook 09).  No divergence check: non-finite iterates come back
+    as they are.  Pure (jit and vmap it over seeds).
+    """
+    init, iteration = build_iteration(rule_name, parameters, settings)
+    key_init, key_run = jax.random.split(key)  # as simulate_sampled_block
+    start = init(key_init, problem)
+
+    def body(state, _):
+        state, _ = iteration(state, problem, key_run)
+        return state, state
+
+    _, later = jax.lax.scan(body, start, None, length=iterations)
+    return jax.tree_util.tree_map(lambda first, rest: jnp.concatenate([first[None], rest]), start, later)
+
+
 def simulate_sampled_block(
     rule_name: str,
     parameters: dict,
