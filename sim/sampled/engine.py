@@ -459,7 +459,7 @@ def sampled_states(
     without its measurements: ``log_policy[t]`` is the policy it measures at iteration t (for APO the
     extrapolated π_t; π̂_t for ``form = "implicit_reference"``), ``params[t]`` where the next proximal step
     starts, ``wrapper[t]`` APO's last proximal output θ̂_t, log π̂_t.  For comparing whole trajectories,
-    e.g. APO's forms on the same draws (notebook 09).  No divergence check: non-finite iterates come back
+    e.g. APO's forms on the same draws (notebook 10).  No divergence check: non-finite iterates come back
     as they are.  Pure (jit and vmap it over seeds).
     """
     init, iteration = build_iteration(rule_name, parameters, settings)
