@@ -129,6 +129,15 @@ def test_sampled_states_hold_the_policies_the_run_measures():
     np.testing.assert_allclose(_iterates(spec, through_parameters=True), iterates, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("iterations", [-1, 2.0, True, None])
+def test_sampled_states_refuses_a_count_of_iterations_that_is_not_an_integer_at_least_0(iterations):
+    """A negative count reached lax.scan as an MLIR "invalid tensor dimension size"; a float, bool or None
+    is refused too, not converted."""
+    spec = parse_spec(_apo_spec("tabular", "parameters"))
+    with pytest.raises(PrefsimError, match=r"sampled_states: iterations: expected an integer ≥ 0"):
+        sampled_states("apo", spec.rules[0].parameters, spec.run, _linear_problem(), jax.random.PRNGKey(0), iterations)
+
+
 @pytest.mark.parametrize(
     ("policy", "run"),
     [

@@ -42,6 +42,7 @@ import numpy as np
 import optax
 
 from bandits.errors import PrefsimError
+from bandits.inputs import check_integer
 from bandits.oracles import make_pairs, mixture_opponent_pairs
 from sim import shared_engine
 from sim.checkpoint import CheckpointScope
@@ -462,6 +463,7 @@ def sampled_states(
     e.g. APO's forms on the same draws (notebook 10).  No divergence check: non-finite iterates come back
     as they are.  Pure (jit and vmap it over seeds).
     """
+    iterations = check_integer(iterations, "sampled_states: iterations", 0)
     init, iteration = build_iteration(rule_name, parameters, settings)
     key_init, key_run = jax.random.split(key)  # as simulate_sampled_block
     start = init(key_init, problem)
