@@ -97,7 +97,7 @@ def test_the_ring_reward_the_document_states_is_the_one_the_code_computes():
 #: A number as the docs write it: 0.048, −3.97, 1.1e-13, 5.2e-4.
 NUMBER = re.compile(r"[−+-]?\d+(?:\.\d+)?(?:e[−-]?\d+)?")
 #: The first cell of a notebook row of README's and docs/theory_and_notebooks.md's notebook tables.
-NOTEBOOK_ROW = re.compile(r"\| \[?`?(?:notebooks/)?(0\d_[a-z_]+)")
+NOTEBOOK_ROW = re.compile(r"\| \[?`?(?:notebooks/)?(\d\d_[a-z_]+)")
 
 
 def _unsigned(text: str) -> str:
