@@ -139,7 +139,7 @@ schedule_fits = {}
 linear_checks = []
 for name, (spec, table) in runs.items():
     schedule_fits[name] = stats.fit_rate(table, "kl_to_nash", "inpo_theorem4", window=(ITERATIONS // 10, ITERATIONS))
-    _, context = theory._run_context(spec)
+    _, context = theory.per_seed_games(spec)
     for seed, game in context.items():
         critical = theory.eta_critical(game["preference"], game["target"], TAU)
         rho = theory.inpo_contraction_factor(game["preference"], game["target"], TAU, SAFE_ETA)
@@ -235,7 +235,7 @@ theorem3_spec = {
     "rule": [{"name": "inpo", "label": "inpo", "eta": etas}],
 }
 theorem3_table = sim.run(theorem3_spec)
-_, theorem3_context = theory._run_context(theorem3_spec)
+_, theorem3_context = theory.per_seed_games(theorem3_spec)
 rows = []
 labels = list(pd.unique(theorem3_table.rule))
 for horizon, eta, label in zip(horizons, etas, labels):
@@ -312,7 +312,7 @@ PAPER_CONSTANT = 32.0
 RECORDED_T4_RATIO = {"cyclic": 5.2e-4, "random": 1.3e-4, "bradley_terry": 4.7e-6}  # Results table, CI scale
 for name, report in reports.items():
     spec, table = runs[name]
-    _, context = theory._run_context(spec)
+    _, context = theory.per_seed_games(spec)
     t4 = report[report.rule == "inpo_theorem4"]
     for seed, rows in t4.groupby("seed"):
         frame = table[(table.rule == "inpo_theorem4") & (table.seed == seed)].sort_values("iteration")

@@ -82,7 +82,7 @@ spec = {
     ],
 }
 table = sim.run(spec)
-_, context = theory._run_context(spec)
+_, context = theory.per_seed_games(spec)
 apo_label = {a: f"apo[alpha={a:g}]" for a in ALPHAS}
 dpo_label = {a: f"dpo[beta={BETA * (1 - a):g}]" for a in ALPHAS}
 report = theory.tightness_report(table, spec)

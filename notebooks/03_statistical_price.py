@@ -101,7 +101,7 @@ apo_label = {a: f"apo[alpha={a:g}]" for a in ALPHAS + AVERAGING}
 control_label = {a: f"dpo[beta={BETA * (1 - a):g}]" for a in ALPHAS[1:] + AVERAGING}
 
 # exact-reward reference: the same games, closed form (notebook 02)
-_, context = theory._run_context({"iterations": 1, "seeds": SEEDS, "game": spec["game"], "rule": [{"name": "dpo"}]})
+_, context = theory.per_seed_games({"iterations": 1, "seeds": SEEDS, "game": spec["game"], "rule": [{"name": "dpo"}]})
 exact = {
     a: np.mean(
         [

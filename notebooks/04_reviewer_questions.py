@@ -66,7 +66,7 @@ show = plotting.show_in_notebook
 
 def targets_of(spec):
     """Per-seed games (NumPy) with their π*, via sim.theory's run context."""
-    return theory._run_context(spec)[1]
+    return theory.per_seed_games(spec)[1]
 
 
 print(f"scale={SCALE} seeds={SEEDS} long runs={LONG} iterations")

@@ -368,7 +368,7 @@ def one_step_population(game, steps):
     return curve
 
 
-d3_games = theory._run_context({"iterations": 1, "seeds": SEEDS, "game": CYCLE, "rule": [{"name": "online_ipo"}]})[1]
+d3_games = theory.per_seed_games({"iterations": 1, "seeds": SEEDS, "game": CYCLE, "rule": [{"name": "online_ipo"}]})[1]
 d3 = pd.concat(
     [d3]
     + [

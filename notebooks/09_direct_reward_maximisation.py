@@ -90,7 +90,7 @@ def game_table(kind):
 def games_of(kind):
     """Per-seed games as prefsim builds them (P, π_ref, rewards, π*_τ), via sim.theory's run context."""
     spec = {"iterations": 1, "seeds": SEEDS, "game": game_table(kind), "rule": [{"name": "inpo", "eta": 1.0}]}
-    return theory._run_context(spec)[1]
+    return theory.per_seed_games(spec)[1]
 
 
 def as_game(context):

@@ -108,6 +108,7 @@ __all__ = [
     "nash_md_theorem1_eta",
     "omega_max",
     "optimistic_average_gap_bound",
+    "per_seed_games",
     "policy_log_ratio",
     "proximal_step",
     "realised_log_ratio",
@@ -125,12 +126,19 @@ __all__ = [
 ]
 
 
-def _run_context(spec, games=None):
-    """Parsed spec, per-seed numpy reference / preference / rewards / initial, and targets.
+@in_float64
+def per_seed_games(
+    spec: ExperimentSpec | dict | str, games: tuple | None = None
+) -> tuple[ExperimentSpec, dict[int, dict[str, Any]]]:
+    """The games a run plays, seed by seed, in float64 (what the bounds of this module are evaluated on).
 
-    ``games``: the run's ``(games, game_axes, targets)`` of :func:`sim.seed_games.build_games` in float64,
-    when the caller has them (a run computing its bounds); otherwise they are built here."""
-    spec = parse_spec(spec)
+    Returns ``(parsed spec, {seed: game})`` with NumPy arrays: ``preference`` P (K × K), ``reference`` π_ref,
+    ``initial`` π_0, ``rewards`` (the Bradley–Terry rewards; NaN where the game has none), ``tau`` τ and
+    ``target`` (the rules' common target π*_τ, :func:`sim.seed_games.build_games`).  ``spec``: a spec
+    dict, a parsed spec or a spec file's path.  ``games``: the run's ``(games, game_axes, targets)`` of
+    :func:`sim.seed_games.build_games` in float64, when the caller has them (a run computing its bounds);
+    otherwise they are built here."""
+    spec = parse_spec(load_spec(spec) if isinstance(spec, str) else spec)
     games, game_axes, targets = build_games(spec)[:3] if games is None else games
     seeds = list(spec.seeds)
     # one host copy of each leaf, then NumPy rows per seed (a JAX index per leaf and seed cost ~0.1 s at 256 seeds)
@@ -233,7 +241,7 @@ def tightness_report(
             f"tightness_report: run.problem = {spec.run.problem!r} is not the [game] table; the bounds are "
             'computed from the game\'s P, π_ref and rewards, so only problem = "game" can be checked.'
         )
-    spec, context = _run_context(spec, games)
+    spec, context = per_seed_games(spec, games)
     labels = _labels(spec)
     pieces = []  # (rule label, seed, rows of one bound): one table built at the end, not one per bound and seed
     for (label, seed), frame in _trajectories(table):

@@ -2,6 +2,7 @@
 
 import math
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -69,9 +70,32 @@ def test_eta_critical_matches_the_three_cycle_closed_form(tau, expected):
     assert theory.eta_critical(cyclic(3, 1.0), uniform, tau) == pytest.approx(expected, rel=2e-3)
 
 
+def test_per_seed_games_reads_a_spec_file_and_gives_float64_games_whatever_the_run_precision(tmp_path):
+    """The public per-seed games: a spec file and its dict give the same games, in float64 even when the run
+    itself is float32 (the bounds are evaluated in float64), π*_τ at its fixed point for every seed."""
+    table = {"iterations": 1, "seeds": [3, 7], "game": {"kind": "random", "arms": 4, "tau": 0.2}}
+    path = tmp_path / "spec.toml"
+    path.write_text(
+        'iterations = 1\nseeds = [3, 7]\nprecision = "float32"\n'
+        '[game]\nkind = "random"\narms = 4\ntau = 0.2\n[[rule]]\nname = "inpo"\neta = 1.0\n',
+        encoding="utf-8",
+    )
+    with jax.enable_x64(False):  # a user's session without 64-bit mode (the tests' conftest turns it on)
+        from_file = theory.per_seed_games(str(path))[1]
+    from_dict = theory.per_seed_games({**table, "rule": [{"name": "inpo", "eta": 1.0}]})[1]
+    assert list(from_file) == [3, 7]
+    for seed, game in from_file.items():
+        assert {name: value.dtype for name, value in game.items() if isinstance(value, np.ndarray)} == dict.fromkeys(
+            ("preference", "reference", "initial", "rewards", "target"), np.dtype(np.float64)
+        )
+        np.testing.assert_allclose(game["preference"], from_dict[seed]["preference"], rtol=1e-6)
+        fixed_point = game["reference"] * np.exp(game["preference"] @ game["target"] / game["tau"])
+        np.testing.assert_allclose(game["target"], fixed_point / fixed_point.sum(), atol=1e-10)
+
+
 def test_eta_critical_separates_converging_from_cycling_inpo_and_predicts_the_rate():
     game = {"kind": "cyclic", "arms": 3, "strength": 1.0, "tau": TAU, "reference": [0.5, 0.3, 0.2]}
-    spec, context = theory._run_context({"iterations": 1, "seeds": 1, "game": game, "rule": [{"name": "online_ipo"}]})
+    spec, context = theory.per_seed_games({"iterations": 1, "seeds": 1, "game": game, "rule": [{"name": "online_ipo"}]})
     target = context[0]["target"]
     # π*_τ is the regularised Nash equilibrium: π* ∝ π_ref·exp(Pπ*/τ)
     fixed_point = np.asarray(game["reference"]) * np.exp(cyclic(3, 1.0) @ target / TAU)
@@ -108,7 +132,7 @@ def test_theorem4_bound_holds_along_the_schedule_and_a_wrong_constant_is_caught(
 
 def test_theorem4_one_step_recursion_holds_for_schedule_and_constant_eta(random_run):
     spec, table = random_run
-    _, context = theory._run_context(spec)
+    _, context = theory.per_seed_games(spec)
     for label, schedule in (("inpo_t4", True), ("inpo[eta=6]", False), ("inpo[eta=0.5]", False)):
         for seed, frame in table[table.rule == label].groupby("seed"):
             frame = frame.sort_values("iteration")
@@ -144,7 +168,7 @@ def test_theorem3_reads_b_over_every_iteration_when_only_every_50th_is_recorded(
     }
     table = sim.run(spec)
     report = theory.tightness_report(table, spec)
-    _, context = theory._run_context(spec)
+    _, context = theory.per_seed_games(spec)
     missed = 0.0
     for seed, instance in context.items():
         log_reference = np.log(instance["reference"])
@@ -184,7 +208,7 @@ def test_theorem3_gap_bound_holds_for_constant_eta_and_fails_when_scaled_down(ra
     worst = theorem3["ratio"].max()
     assert 0.01 < worst < 1  # holds, and not vacuously (the bound's value is pinned in the tests below)
     # the bound is the paper's 2Reg_T/T with the run's η, realised B and D: recomputed by hand it agrees
-    _, context = theory._run_context(spec)
+    _, context = theory.per_seed_games(spec)
     for (label, seed), rows in theorem3.groupby(["rule", "seed"]):
         eta = float(label[len("inpo[eta=") : -1])
         frame = table[(table.rule == label) & (table.seed == seed)].sort_values("iteration")
@@ -197,7 +221,7 @@ def test_theorem3_gap_bound_holds_for_constant_eta_and_fails_when_scaled_down(ra
 
 def test_lemma2_regret_bound_holds_for_the_realised_regret_at_lemma2_eta():
     game_spec = {"kind": "random", "arms": 6, "tau": 0.1, "reference": "random", "reference_min_mass": 0.01}
-    spec, context = theory._run_context(
+    spec, context = theory.per_seed_games(
         {"iterations": 1, "seeds": [3], "game": game_spec, "rule": [{"name": "online_ipo"}]}
     )
     from sim.experiment import build_games
@@ -270,7 +294,7 @@ def test_apo_noise_weights_match_a_direct_simulation_with_reward_errors():
 
 def test_apo_exact_run_matches_closed_form_and_bounds(bt_run):
     spec, table = bt_run
-    _, context = theory._run_context(spec)
+    _, context = theory.per_seed_games(spec)
     for seed, game in context.items():
         for label, alpha, schedule in (
             ("apo[alpha=0.3]", 0.3, "constant"),
@@ -361,7 +385,7 @@ def test_apo_equals_dpo_with_beta_one_minus_alpha_up_to_the_iteration_lag(bt_run
 
 def test_apo_tv_decays_exponentially_at_the_predicted_slope(bt_run):
     spec, table = bt_run
-    _, context = theory._run_context(spec)
+    _, context = theory.per_seed_games(spec)
     seed = next(iter(context))
     single = table[table.seed == seed]
     rewards = context[seed]["rewards"]
@@ -624,7 +648,7 @@ def test_tightness_report_bounds_equal_the_papers_formulas_on_the_run(random_run
     """The report's bound column, recomputed from the run with the paper's constants written out."""
     spec, table = random_run
     report = theory.tightness_report(table, spec)
-    _, context = theory._run_context(spec)
+    _, context = theory.per_seed_games(spec)
     for seed, game in context.items():
         for label in ("inpo_t4", "inpo[eta=6]", "sppo", "dno", "nash_md", "mmd"):
             frame = table[(table.rule == label) & (table.seed == seed)].sort_values("iteration")
@@ -820,7 +844,7 @@ def test_tightness_report_reads_each_trajectory_as_the_per_seed_frames_did(rando
     depend on the order of the table's rows."""
     spec, table = random_run
     report = theory.tightness_report(table, spec)
-    context = theory._run_context(spec)[1]
+    context = theory.per_seed_games(spec)[1]
     labels = theory._labels(sim.spec.parse_spec(spec))
     pieces = []
     for (label, seed), frame in table.groupby(["rule", "seed"], sort=False):
@@ -850,7 +874,7 @@ def test_a_bound_that_holds_on_some_seeds_only_gets_no_curve_and_a_note():
     }
     table = sim.run(spec)
     report = theory.tightness_report(table, spec)
-    games = theory._run_context(parse_spec(spec))[1]
+    games = theory.per_seed_games(parse_spec(spec))[1]
     satisfied = sorted(s for s, game in games.items() if 1.5 <= 0.1 / theory.mmd_lipschitz(game["preference"]) ** 2)
     assert 0 < len(satisfied) < 10 and sorted(report["seed"].unique()) == satisfied  # a partial case, as meant
     bounds = theory.bounds_for_run(table, spec)
