@@ -45,6 +45,8 @@ import tomllib
 import typing
 from pathlib import Path
 
+import numpy as np
+
 from bandits.errors import PrefsimError
 from bandits.inputs import check_integer, is_finite_number
 from llm_bridge.generation import SamplingSpec
@@ -451,10 +453,11 @@ def _dataclass(cls, table: dict, where: str):
         hint = hints.get(key)
         if isinstance(default, bool):
             ok = isinstance(value, bool)
-        elif isinstance(default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, int):  # a NumPy integer is an integer (as for check_integer), stored as an int
+            ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+            value = int(value) if ok else value
         elif isinstance(default, float):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok = isinstance(value, (int, float, np.integer)) and not isinstance(value, (bool, np.bool_))
             value = float(value) if ok else value
         elif isinstance(default, tuple):
             ok = isinstance(value, (list, tuple))

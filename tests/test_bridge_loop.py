@@ -538,6 +538,27 @@ def test_lora_rank_and_the_other_integer_fields_refuse_and_word_alike(value):
         check(np.int64(4))  # a NumPy integer is an integer, as everywhere else in prefsim
 
 
+def test_spec_tables_take_numpy_integers_as_integers(tiny_llama):
+    """A NumPy integer in a table field (a spec dict built from arrays) was refused as "expected an integer, got
+    np.int64(4)" while the same value was taken for iterations and by check_integer; it is stored as an int."""
+    raw = _raw(
+        tiny_llama,
+        [{"name": "dpo"}],
+        iterations=np.int64(2),
+        prompts={"per_iteration": np.int64(4)},
+        generation={"max_new_tokens": np.int32(5)},
+        training={"epochs": np.int64(3), "learning_rate": np.int64(1)},
+        model={"lora": {"r": np.int64(4)}},
+    )
+    spec = parse_spec(raw)
+    values = (spec.iterations, spec.prompts.per_iteration, spec.sampling.max_new_tokens, spec.training.epochs)
+    assert values == (2, 4, 5, 3) and all(type(value) is int for value in values)
+    assert type(spec.model.lora.r) is int and spec.training.learning_rate == 1.0
+    assert type(spec.training.learning_rate) is float
+    with pytest.raises(PrefsimError, match=r"training\.epochs: expected an integer, got np\.True_"):
+        parse_spec(_raw(tiny_llama, [{"name": "dpo"}], training={"epochs": np.True_}))
+
+
 def test_labels_may_not_take_a_name_the_run_writes_at_the_top_of_out():
     assert {"reference", "metrics.csv", "tensorboard", "win_rate.png", "curves.png", "manifest.json"} <= RUN_LEVEL_NAMES
     for label in sorted(RUN_LEVEL_NAMES) + ["Metrics.CSV", "TensorBoard"]:
