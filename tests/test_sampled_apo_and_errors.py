@@ -138,6 +138,20 @@ def test_sampled_states_refuses_a_count_of_iterations_that_is_not_an_integer_at_
         sampled_states("apo", spec.rules[0].parameters, spec.run, _linear_problem(), jax.random.PRNGKey(0), iterations)
 
 
+@pytest.mark.parametrize("alpha", [1.0, -1.0, 1.5, float("nan")])
+def test_sampled_states_refuse_an_alpha_outside_minus_one_to_one(alpha):
+    """Only the spec's exact-mode check refused α ∉ (−1, 1): sampled_states (and build_iteration) ran APO with
+    α = 1.5 or −1 on parameters given directly; the sampled (and bridge) hook now refuses it in the same words."""
+    spec = parse_spec(_apo_spec("tabular", "parameters"))
+    parameters = {**spec.rules[0].parameters, "alpha": alpha}
+    with pytest.raises(PrefsimError, match=r"rule apo: the extrapolation alpha must lie in \(−1, 1\)"):
+        sampled_states("apo", parameters, spec.run, _linear_problem(), jax.random.PRNGKey(0), 2)
+    with pytest.raises(PrefsimError, match=r"rule apo: the extrapolation alpha must lie in \(−1, 1\)"):
+        build_iteration("apo", parameters, spec.run)
+    states = sampled_states("apo", {**parameters, "alpha": -0.5}, spec.run, _linear_problem(), jax.random.PRNGKey(0), 2)
+    assert states.log_policy.shape[0] == 3
+
+
 @pytest.mark.parametrize(
     ("policy", "run"),
     [
