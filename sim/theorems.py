@@ -27,7 +27,10 @@ is log(1/min_y π_ref(y)) (the point mass on the least likely arm).
 Overflow.  A bound whose value exceeds float64's range (≈ 1.8e308: a huge B, 1/η or L) is returned as inf,
 silently: it is vacuous there and bounds nothing, and inf is float64's nearest value; the formulas are
 arranged so that no intermediate overflows to inf or NaN while the bound itself is finite (Theorem 4 as
-32·max(B, 1/τ)²/(T + 1)), and MMD's step condition ηL² ≤ τ reads an overflowed ηL² as failing it.
+32·max(B, 1/τ)²/(T + 1); each product of the INPO bounds and of MMD's ηL² through :func:`_product`, which takes
+exp(Σ log) where a partial product left float64's range), and MMD's step condition ηL² ≤ τ reads an ηL² beyond
+float64 as failing it.  (One exception: Theorem 4's step bound with η ≪ τ, where (1 − τ/η)·KL and 8C²/η² both
+leave float64's range with opposite signs, is NaN; the theorem's steps have η > τ.)
 
 Registry.  A :class:`Bound` names one theorem: its label, source, the metric column it bounds, which
 variant of a rule it is about (``selects``), its hypotheses (each returns why it fails, or ``None``) and
@@ -350,15 +353,36 @@ def lemma2_regret_bound(
     function named in errors (:func:`theorem3_gap_bound` passes its own name).  A value beyond float64's range
     is inf (module docstring, Overflow).
     """
-    t = _counts(iterations, where, least=0)
+    t, eta, tau, b, divergence = _lemma2_inputs(where, iterations, eta, tau, log_ratio_bound, divergence, least=0)
+    # ηD + T/η + 4τ²B²T/η, each term a product that is inf only where it exceeds float64 (module docstring)
+    with np.errstate(divide="ignore", over="ignore"):
+        inverse = 1.0 / eta
+    return _product(eta, divergence) + _product(t, inverse) + _product(4.0, tau, tau, b, b, t, inverse)
+
+
+def _lemma2_inputs(
+    where: str, iterations: object, eta: object, tau: object, log_ratio_bound: object, divergence: object, least: int
+) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, float]:
+    """Lemma 2's T (whole, ≥ ``least``), η > 0, τ ≥ 0, max(B, 1) and D ≥ 0, checked and broadcast-compatible."""
+    t = _counts(iterations, where, least=least)
     eta = _numbers(eta, where, "eta", 0.0)
     tau = _number(tau, where, "tau", 0.0, strict=False)
     b = np.maximum(_numbers(log_ratio_bound, where, "log_ratio_bound", 0.0, strict=False), 1.0)
     divergence = _number(divergence, where, "divergence", 0.0, strict=False)
     _broadcast(where, iterations=t, eta=eta, log_ratio_bound=b)
-    with np.errstate(over="ignore"):  # (2τB)² or T/η beyond float64: inf, except at T = 0 (its term is 0)
-        per_step = (np.square(2.0 * tau * b) + 1.0) / eta
-        return eta * divergence + np.where(t > 0, per_step, 0.0) * t
+    return t, eta, tau, b, divergence
+
+
+def _product(*factors: ArrayLike) -> np.ndarray | float:
+    """Π factors (numbers ≥ 0, broadcast) in float64, inf only where the product exceeds float64's range: the
+    direct product where it is finite and positive, else exp(Σ log factor) (an intermediate product that
+    overflowed or underflowed while the whole did not); 0 where a factor is 0 (also against an inf one)."""
+    arrays = np.broadcast_arrays(*(np.asarray(factor, dtype=np.float64) for factor in factors))
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        direct = np.prod(np.stack(arrays), axis=0)
+        by_logs = np.exp(np.sum(np.log(np.stack(arrays)), axis=0))
+    zero = np.any(np.stack(arrays) == 0, axis=0)
+    return np.where(zero, 0.0, np.where(np.isfinite(direct) & (direct > 0), direct, by_logs))[()]
 
 
 def theorem3_gap_bound(
@@ -370,8 +394,12 @@ def theorem3_gap_bound(
     The paper states it for η = max(Bτ,1)√T/√D (:func:`lemma2_eta`); the proof's inequality holds for
     any constant η, so this function takes η explicitly.
     """
-    t = _counts(iterations, "theorem3_gap_bound")  # T ≥ 1: the regret is divided by it
-    return 2.0 * lemma2_regret_bound(t, eta, tau, log_ratio_bound, divergence, where="theorem3_gap_bound") / t
+    where = "theorem3_gap_bound"
+    t, eta, tau, b, divergence = _lemma2_inputs(where, iterations, eta, tau, log_ratio_bound, divergence, least=1)
+    # 2ηD/T + 2/η + 8τ²B²/η: Lemma 2's terms times 2/T, so a regret beyond float64 with a finite gap is the gap
+    with np.errstate(divide="ignore", over="ignore"):
+        inverse = 1.0 / eta
+    return _product(2.0, eta, divergence, 1.0 / t) + _product(2.0, inverse) + _product(8.0, tau, tau, b, b, inverse)
 
 
 def theorem4_kl_bound(
@@ -392,7 +420,8 @@ def theorem4_kl_bound(
     constant = _number(constant, where, "constant", 0.0)
     _broadcast(where, iterations=t, log_ratio_bound=bound)
     with np.errstate(over="ignore", divide="ignore"):  # 1/τ of a subnormal τ is inf, as is the bound
-        return constant * np.square(np.maximum(bound, 1.0 / tau)) / (t + 1.0)
+        largest = np.maximum(bound, 1.0 / tau)
+    return _product(constant, largest, largest, 1.0 / (t + 1.0))
 
 
 def theorem4_step_bound(
@@ -407,8 +436,10 @@ def theorem4_step_bound(
     bound = _numbers(log_ratio_bound, where, "log_ratio_bound", 0.0, strict=False)
     constant = _number(constant, where, "constant", 0.0)
     _broadcast(where, kl_previous=kl_previous, eta=eta, log_ratio_bound=bound)
-    with np.errstate(over="ignore"):  # module docstring, Overflow
-        return (1.0 - tau / eta) * kl_previous + constant * np.square(inpo_c(bound, tau) / eta)
+    with np.errstate(over="ignore", divide="ignore"):  # module docstring, Overflow
+        inverse = 1.0 / eta  # inf for a subnormal η, as is 8C²/η²
+        scaled = np.maximum(_product(bound, tau, inverse), inverse)  # C/η = max(Bτ/η, 1/η)
+        return (1.0 - tau / eta) * kl_previous + _product(constant, scaled, scaled)
 
 
 def theorem4_eta_schedule(steps: ArrayLike, tau: float) -> np.ndarray | float:
@@ -555,8 +586,7 @@ def mmd_kl_bound(
     t, eta, tau, kl_initial, lipschitz = _linear_rate_inputs(
         "mmd_kl_bound", iterations, eta, tau, kl_initial, lipschitz
     )
-    with np.errstate(over="ignore"):
-        fails = eta * np.square(lipschitz) > tau
+    fails = _product(eta, lipschitz, lipschitz) > tau  # inf only where ηL² exceeds float64 (> τ)
     if fails:
         return np.full(np.broadcast_shapes(t.shape, kl_initial.shape), np.nan)
     with np.errstate(over="ignore"):  # (1 + ητ)^t = inf at a huge t: the bound is 0 there

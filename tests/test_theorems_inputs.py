@@ -346,6 +346,28 @@ def test_bounds_beyond_float64_are_inf_or_their_value_without_an_overflow():
         assert T.inpo_contraction_factor(P, PI, 1e300, 1e-300) == math.inf
 
 
+def test_a_finite_bound_is_finite_when_a_partial_product_overflows():
+    """The module docstring says no intermediate overflows while the bound is finite, but 32·max(B, 1/τ)² overflowed
+    before the division by T + 1, (Bτ)² before the division by η², (2τB)² before T/η and Lemma 2's regret before
+    Theorem 3's division by T: inf for values within float64 (checked here against Python's exact integers)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # 32·(1e155)²/(10¹⁰ + 1) = 3.2e301 (B = 1e155: C/τ = max(B, 1/τ) = B)
+        expected = 32 * 10**310 / (10**10 + 1)
+        assert float(T.theorem4_kl_bound(10**10, 1.0, 1e155)) == pytest.approx(expected, rel=1e-12)
+        # one step: 8(Bτ/η)² = 8e300 at B = 1e300, τ = 1e10, η = 1e160 (Bτ alone is 1e310, beyond float64)
+        assert float(T.theorem4_step_bound(0.0, 1e160, 1e10, 1e300)) == pytest.approx(8e300, rel=1e-12)
+        # Lemma 2: ηD + (4τ²B² + 1)T/η = 1e10 + (4e310 + 1)/1e10 ≈ 4e300
+        assert float(T.lemma2_regret_bound(1, 1e10, 1.0, 1e155, 1.0)) == pytest.approx(4e300, rel=1e-12)
+        # Theorem 3 = 2·Reg_T/T: Reg_T ≈ ηD = 1e309 (η = 1e305, D = 1e4) is beyond float64; at T = 10⁶ the gap is 2e303
+        assert float(T.theorem3_gap_bound(10**6, 1e305, 0.0, 1.0, 1e4)) == pytest.approx(2e303, rel=1e-12)
+        # MMD's condition ηL² ≤ τ holds at η = 1e-200, L = 1e160, τ = 1e200 (L² alone overflows)
+        assert np.isfinite(T.mmd_kl_bound(3, 1e-200, 1e200, 1.0, 1e160))
+        # and the values beyond float64 are still inf
+        assert float(T.theorem4_kl_bound(10, 1.0, 1e160)) == math.inf
+        assert float(T.theorem3_gap_bound(1, 1e305, 0.0, 1.0, 1e4)) == math.inf
+
+
 def test_sizes_beyond_memory_are_refused_before_allocation():
     for call in (lambda: T.apo_noise_weights(10**13, 0.3), lambda: T.apo_multiplier_sequence(10**13, 0.3)):
         with pytest.raises(PrefsimError, match="iterations: .* more than the .* GiB available"):
