@@ -13,6 +13,7 @@ compute in float64 (:func:`sim.precision.in_float64`): the games are rebuilt, an
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -128,17 +129,17 @@ __all__ = [
 
 @in_float64
 def per_seed_games(
-    spec: ExperimentSpec | dict | str, games: tuple | None = None
+    spec: ExperimentSpec | dict | str | os.PathLike, games: tuple | None = None
 ) -> tuple[ExperimentSpec, dict[int, dict[str, Any]]]:
     """The games a run plays, seed by seed, in float64 (what the bounds of this module are evaluated on).
 
     Returns ``(parsed spec, {seed: game})`` with NumPy arrays: ``preference`` P (K × K), ``reference`` π_ref,
     ``initial`` π_0, ``rewards`` (the Bradley–Terry rewards; NaN where the game has none), ``tau`` τ and
     ``target`` (the rules' common target π*_τ, :func:`sim.seed_games.build_games`).  ``spec``: a spec
-    dict, a parsed spec or a spec file's path.  ``games``: the run's ``(games, game_axes, targets)`` of
-    :func:`sim.seed_games.build_games` in float64, when the caller has them (a run computing its bounds);
-    otherwise they are built here."""
-    spec = parse_spec(load_spec(spec) if isinstance(spec, str) else spec)
+    dict, a parsed spec or a spec file's path (a string or a ``pathlib.Path``, as :func:`sim.run` takes).
+    ``games``: the run's ``(games, game_axes, targets)`` of :func:`sim.seed_games.build_games` in float64, when
+    the caller has them (a run computing its bounds); otherwise they are built here."""
+    spec = parse_spec(load_spec(spec) if isinstance(spec, (str, os.PathLike)) else spec)
     games, game_axes, targets = build_games(spec)[:3] if games is None else games
     seeds = list(spec.seeds)
     # one host copy of each leaf, then NumPy rows per seed (a JAX index per leaf and seed cost ~0.1 s at 256 seeds)

@@ -93,6 +93,19 @@ def test_per_seed_games_reads_a_spec_file_and_gives_float64_games_whatever_the_r
         np.testing.assert_allclose(game["target"], fixed_point / fixed_point.sum(), atol=1e-10)
 
 
+def test_per_seed_games_reads_a_pathlib_path_as_sim_run_does(tmp_path):
+    """A pathlib.Path to the spec file (what sim.run takes, with str) was read as a spec table: "spec: expected a
+    table of keys"."""
+    path = tmp_path / "spec.toml"
+    path.write_text(
+        'iterations = 1\nseeds = 2\n[game]\nkind = "cyclic"\narms = 3\ntau = 0.1\n[[rule]]\nname = "inpo"\neta = 1.0\n',
+        encoding="utf-8",
+    )
+    spec, games = theory.per_seed_games(path)
+    assert list(games) == [0, 1] and spec.iterations == 1
+    np.testing.assert_array_equal(games[1]["target"], theory.per_seed_games(str(path))[1][1]["target"])
+
+
 def test_eta_critical_separates_converging_from_cycling_inpo_and_predicts_the_rate():
     game = {"kind": "cyclic", "arms": 3, "strength": 1.0, "tau": TAU, "reference": [0.5, 0.3, 0.2]}
     spec, context = theory.per_seed_games({"iterations": 1, "seeds": 1, "game": game, "rule": [{"name": "online_ipo"}]})
