@@ -57,6 +57,8 @@ SEEDS = 20 if SCALE == "ci" else 40
 PAIRS = [10, 100, 1000] if SCALE == "ci" else [10, 100, 1000, 10_000, 100_000]
 ALPHAS = [0.0, 0.3, 0.6, 0.9]
 AVERAGING = [-0.3, -0.6]  # α < 0: Eq. (3.6) averages the last two proximal outputs (section 3)
+# section 3: normalised averaging of the update directions (Vieillard-style) = APO's implicit_reference form
+DIRECTIONS = ALPHAS[1:]
 ITERATIONS = 20
 BETA = 1.0
 STARTED = time.time()
@@ -82,6 +84,7 @@ for pairs in PAIRS:
         "game": {"kind": "bradley_terry", "rewards": "random", "arms": 6, "tau": 0.0},
         "rule": [
             {"name": "apo", "label": "apo", "alpha": ALPHAS + AVERAGING, "beta": BETA, "form": "log_space"},
+            {"name": "apo", "label": "averaged", "alpha": DIRECTIONS, "beta": BETA, "form": "implicit_reference"},
             {"name": "dpo", "label": "dpo", "beta": [BETA * (1 - a) for a in ALPHAS[1:] + AVERAGING]},
         ],
         "run": {
@@ -99,6 +102,7 @@ for pairs in PAIRS:
 sampled = pd.concat(frames, ignore_index=True)
 apo_label = {a: f"apo[alpha={a:g}]" for a in ALPHAS + AVERAGING}
 control_label = {a: f"dpo[beta={BETA * (1 - a):g}]" for a in ALPHAS[1:] + AVERAGING}
+directions_label = {a: f"averaged[alpha={a:g}]" for a in DIRECTIONS}
 
 # exact-reward reference: the same games, closed form (notebook 02)
 _, context = theory.per_seed_games({"iterations": 1, "seeds": SEEDS, "game": spec["game"], "rule": [{"name": "dpo"}]})
@@ -197,16 +201,21 @@ show(plotting.save_figure(figure, OUT / "apo_statistical_price.png"))
 # * **Averaging the update directions** (Vieillard's h_{k+1} = μh_k + (1 − μ)q_{k+1}, normalised by 1 − μ): in
 #   the log space the proximal outputs' increments D_t = log π̂_t − log π̂_{t−1} of APO obey D_{t+1} = αD_t +
 #   r̂_t/β (docs/theory.md §B.3), i.e. D_{t+1} = αD_t + (1 − α)·r̂_t/β_V with β_V = β(1 − α).  So normalised
-#   averaging momentum μ = α at temperature β_V *is* APO(α, β_V/(1 − α)): the section-2 column
-#   "APO − DPO(β(1−α))" already compares it with no momentum at the same temperature β_V.
+#   averaging momentum μ = α at temperature β_V, log π_{t+1} = log π_t + D_{t+1}, is the sequence of APO(α,
+#   β_V/(1 − α))'s *proximal outputs* π̂_t — not the extrapolated iterate π_t = π̂_t + αD_t that section 2
+#   samples from and measures (form `log_space`; with exact rewards its SubOpt(π_20) is 0.50–0.94 of
+#   averaging's, asserted below).  Drawing the pairs from π̂_t and reporting it is APO's `implicit_reference`
+#   form (checked below against the recursion written out in NumPy), so it runs as its own arm ("averaged",
+#   μ = 0.3, 0.6, 0.9, riding in the runs of section 1) against the same DPO(β(1−μ)) controls.
 # * **Averaging the iterates**: Eq. (3.6) with α ∈ (−1, 0) is the convex combination
 #   (1 − |α|)·log π̂_{t+1} + |α|·log π̂_t (outside the paper's range; α = −0.3, −0.6 ride in the runs of
 #   section 1).  With exact rewards it is DPO with a *larger* β(1 − α) up to a lag (§B.3): a slower step
 #   that damps every reward error (noise weights in [1 + α, 1]) and the signal alike.
 #
-# Does iterate averaging beat its own DPO(β(1 − α)) control on the same seeds, i.e. reduce the statistical
-# error beyond what a slower step does?  Paired bootstrap CIs, Bonferroni over its own
-# len(AVERAGING) × len(PAIRS) cells (6 at CI scale; the extrapolation cells of section 2 keep theirs).
+# Does either averaging beat its own DPO(β(1 − α)) control on the same seeds, i.e. reduce the statistical
+# error beyond what a change of step does?  Paired bootstrap CIs, Bonferroni over each reading's own cells
+# (len(AVERAGING) × len(PAIRS) = 6 and len(DIRECTIONS) × len(PAIRS) = 9 at CI scale; the extrapolation cells of
+# section 2 keep theirs).
 
 # %%
 averaging_cells = len(AVERAGING) * len(PAIRS)
@@ -246,6 +255,79 @@ for pairs in PAIRS:
             }
         )
 averaging = pd.DataFrame(rows)
+
+# normalised averaging of the update directions: written out here in NumPy with exact rewards (log π_0 = log π_ref,
+# D_0 = 0, D_{t+1} = μD_t + (1 − μ)r/β_V, log π_{t+1} = log π_t + D_{t+1}, β_V = β(1 − μ)), it is the run of rule
+# `apo` in the implicit_reference form (exact mode, the same games), and not the log_space iterate of section 2
+exact_forms = sim.run(
+    {
+        "iterations": ITERATIONS,
+        "seeds": SEEDS,
+        "game": spec["game"],
+        "rule": [
+            {"name": "apo", "label": "averaged", "alpha": DIRECTIONS, "beta": BETA, "form": "implicit_reference"},
+            {"name": "apo", "label": "apo", "alpha": DIRECTIONS, "beta": BETA, "form": "log_space"},
+        ],
+    }
+)
+exact_forms = exact_forms[exact_forms.iteration == ITERATIONS].set_index(["rule", "seed"]).suboptimality
+directions_vs_run, directions_vs_log_space, directions_lag = {}, {}, {}
+for mu in DIRECTIONS:
+    by_hand = []
+    for g in context.values():
+        increment, log_policy = np.zeros_like(g["rewards"]), np.log(g["reference"])
+        for _ in range(ITERATIONS):
+            increment = mu * increment + (1 - mu) * g["rewards"] / (BETA * (1 - mu))
+            log_policy = log_policy + increment
+        policy = np.exp(log_policy - log_policy.max())
+        by_hand.append(g["rewards"].max() - policy @ g["rewards"] / policy.sum())
+    by_hand = pd.Series(by_hand, index=list(context))
+    directions_vs_run[mu] = float(np.abs(by_hand - exact_forms[directions_label[mu]].loc[by_hand.index]).max())
+    directions_vs_log_space[mu] = float((exact_forms[apo_label[mu]].loc[by_hand.index] / by_hand).median())
+    control = [
+        g["rewards"].max()
+        - theory.apo_exact_policy(ITERATIONS, 0.0, BETA * (1 - mu), g["reference"], g["rewards"]) @ g["rewards"]
+        for g in context.values()
+    ]
+    directions_lag[mu] = float(by_hand.mean() - np.mean(control))
+print(
+    "exact rewards: normalised averaging of the directions by hand vs rule apo, form implicit_reference, max |Δ SubOpt|",
+    {m: f"{v:.1e}" for m, v in directions_vs_run.items()},
+    "; SubOpt of the log_space iterate / averaging's, median over games",
+    {m: f"{v:.3f}" for m, v in directions_vs_log_space.items()},
+    "; SubOpt(averaging) − SubOpt(DPO(β(1−μ))), the lag alone",
+    {m: f"{v:.1e}" for m, v in directions_lag.items()},
+)
+
+# sampled: the averaged directions against the same DPO(β(1−α)) controls, Bonferroni over their own cells
+directions_cells = len(DIRECTIONS) * len(PAIRS)
+directions_corrected = 1 - 0.05 / directions_cells
+rows = []
+for pairs in PAIRS:
+    table = final[final.pairs == pairs]
+    for alpha in DIRECTIONS:
+        row = stats.paired_difference(
+            table,
+            "suboptimality",
+            directions_label[alpha],
+            control_label[alpha],
+            iteration=ITERATIONS,
+            confidence=directions_corrected,
+        ).iloc[0]
+        rows.append(
+            {
+                "N": pairs,
+                "mu": alpha,
+                "averaged − DPO(β(1−μ))": row.difference,
+                "ci": (round(row.difference_lower, 4), round(row.difference_upper, 4)),
+                "lower": row.difference_lower,
+                "upper": row.difference_upper,
+            }
+        )
+directions = pd.DataFrame(rows)
+print(f"averaged directions: paired differences of SubOpt(π_{ITERATIONS}), {directions_corrected:.2%} (Bonferroni):")
+print(directions.drop(columns=["lower", "upper"]).to_string(float_format=lambda v: f"{v:.4f}"))
+directions_at_1000 = directions[directions.N == 1000].set_index("mu")
 print(f"averaging: paired differences of SubOpt(π_{ITERATIONS}), {averaging_corrected:.2%} (Bonferroni) bootstrap CIs:")
 print(
     averaging.drop(columns=["control_lower", "control_upper", "dpo_lower", "dpo_upper"]).to_string(
@@ -287,6 +369,7 @@ print(
 # | APO α = −0.3 (averaging) | 0.253 | 0.054 | 0.021 | 0.0175 |
 # | APO α = −0.6 (averaging) | 0.110 | 0.057 | 0.029 | 0.0257 |
 # | DPO β = 1.3 / 1.6 | 0.079 / 0.200 | 0.048 / 0.064 | 0.020 / 0.029 | |
+# | averaged directions μ = 0.3 / 0.6 / 0.9 (APO `implicit_reference`) | 0.142 / 0.190 / 0.174 | 0.051 / 0.112 / 0.035 | 0.021 / 0.039 / 0.174 | |
 #
 # * APO never beats its DPO(β(1−α)) control significantly (99.4% Bonferroni CIs; 9 cells); at
 #   N = 1000 it is significantly *worse* for α = 0.6 (+0.016 [0.002, 0.033]) and α = 0.9 (+0.053
@@ -297,8 +380,8 @@ print(
 #   about 55).
 # * DPO(β)'s SubOpt falls from N = 10 to N = 1000 by −0.162 [−0.252, −0.077] (paired 95% CI).
 # * The lag alone (exact rewards) makes APO worse than its control by at most 5e-4 on these games (7e-5,
-#   1.9e-4, 8e-5 for α = 0.3, 0.6, 0.9; 1.1e-4, 5.1e-4 for α = −0.3, −0.6): the sampled differences above are
-#   statistical, not the lag.
+#   1.9e-4, 8e-5 for α = 0.3, 0.6, 0.9; 1.1e-4, 5.1e-4 for α = −0.3, −0.6; 2.4e-4, 3.4e-4, 1.1e-4 for the
+#   averaged directions μ = 0.3, 0.6, 0.9): the sampled differences above are statistical, not the lag.
 # * Averaging (section 3, 99.2% Bonferroni CIs, 6 cells) never beats its DPO(β(1−α)) control significantly.
 #   At N = 1000 it *is* its control: +0.0001 [−0.0024, 0.0023] (α = −0.3) and +0.0002 [−0.0025, 0.0024]
 #   (α = −0.6); at N = 100 +0.006 [−0.011, 0.026] and −0.007 [−0.033, 0.034].  At N = 10 the α = −0.3 cell
@@ -309,15 +392,27 @@ print(
 # * Averaging is significantly worse than plain DPO(β) at N = 1000: +0.0077 [0.0048, 0.0112] (α = −0.3) and
 #   +0.0160 [0.0125, 0.0200] (α = −0.6): its slower step costs optimisation error (exact rewards: 0.0175 and
 #   0.0257 vs 0.0109) that N = 1000 pairs no longer buy back in variance.
+# * Averaging the update directions (section 3; with exact rewards the NumPy recursion is the
+#   `implicit_reference` run to 3e-16, and the `log_space` iterate's SubOpt is 0.94, 0.81, 0.50 of it for
+#   μ = 0.3, 0.6, 0.9, so section 2 did not measure it) never beats its DPO(β(1−μ)) control significantly
+#   (99.4% Bonferroni CIs, 9 cells).  At N = 1000 it is significantly *worse* for μ = 0.6 (+0.030 [0.003,
+#   0.066]) and μ = 0.9 (+0.166 [0.071, 0.270]), more than the extrapolating form (+0.016, +0.053): it samples
+#   from and reports π̂_t, whose anchor moves by up to 1/(1 − μ) times a step while its 50 Adam steps start
+#   from θ̂_t (the `log_space` form starts from the extrapolation).  The inner loop is part of this estimator:
+#   with 400 inner steps instead of 50 (N = 1000, a check run once outside this notebook) every arm's SubOpt
+#   changes, e.g. averaging μ = 0.9 0.174 → 0.155, APO α = 0.9 0.061 → 0.148, DPO β = 0.1 0.008 → 0.317
+#   (the sampled loss's minimiser overfits the pairs at a small β).
 #
 # **Answer.** Under sampling noise the extrapolation does not buy anything its temperature control
 # does not, and a large α pays a visible statistical price at moderate N.  To the averaging question (Q4):
 # neither averaging beats its own temperature control either.  Normalised averaging of the update directions
-# (Vieillard et al.) is APO at a rescaled β (section 3), so its comparison is the section-2 column, and
-# averaging the iterates (α < 0) matches DPO with the larger β(1 − α).  In this setting the statistical
+# (Vieillard et al.) is the proximal-output sequence of APO at a rescaled β (its `implicit_reference` form,
+# section 3), and at N = 1000 it is worse than its control for μ ≥ 0.6; averaging the iterates (α < 0)
+# matches DPO with the larger β(1 − α).  In this setting the statistical
 # error of momentum is neither inherent to extrapolation nor removed by averaging: it is the error of the
 # effective step 1/(β(1 − α)) — larger for extrapolation, smaller for averaging — traded against the
-# optimisation error as for any DPO temperature.
+# optimisation error as for any DPO temperature, and with a large weight (α or μ ≥ 0.6) at N = 1000 some more
+# on top of it, whether the momentum extrapolates or averages the directions.
 
 # %% [markdown]
 # ## Assertions
@@ -346,6 +441,20 @@ assert shrink.difference_upper < 0, "sub-optimality must fall with more pairs pe
 assert (averaging.control_upper > 0).all(), "averaging significantly beat its β(1−α) control in some (N, α) cell"
 assert (averaging_at_1000.dpo_lower > 0).all(), averaging_at_1000[["APO − DPO(β)", "ci_dpo"]]
 assert all(0 < gap < 1e-3 for gap in exact_lag_gap.values()), exact_lag_gap  # the lag alone is tiny
+# averaging the iterates is a slower step: with exact rewards it is behind DPO(β) (α = 0)
+assert all(exact[a] > exact[0.0] for a in AVERAGING), exact
+# normalised averaging of the directions, written out in NumPy, is the implicit_reference run, not the log_space
+# iterate of section 2 (exact rewards); sampled, it never significantly beats its DPO(β(1−μ)) control, and at
+# N = 1000 it is significantly worse for μ = 0.9; its lag alone is tiny
+assert max(directions_vs_run.values()) < 1e-12, directions_vs_run
+assert directions_vs_log_space[0.9] < 0.9, directions_vs_log_space
+assert all(0 < gap < 1e-3 for gap in directions_lag.values()), directions_lag
+assert (directions.upper > 0).all(), "averaging the directions significantly beat its control in some (N, μ) cell"
+assert directions_at_1000.loc[0.9, "lower"] > 0, directions_at_1000
+if SCALE == "ci":  # Results: N = 1000, μ = 0.6 and 0.9
+    for mu, bounds in {0.6: (0.0031, 0.0657), 0.9: (0.0710, 0.2695)}.items():
+        row = directions_at_1000.loc[mu]
+        assert np.allclose((row.lower, row.upper), bounds, rtol=0, atol=1e-3), (mu, row.ci)
 if SCALE == "ci":  # Results: N = 1000, vs control and vs DPO(β), α = −0.3 and −0.6
     recorded = {
         -0.3: (-0.0024, 0.0023, 0.0048, 0.0112),
