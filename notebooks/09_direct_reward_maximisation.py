@@ -22,8 +22,11 @@
 # 1. **Population equivalence.** Fit a Bradley–Terry reward model by maximum likelihood on pairs drawn
 #    from μ (our Newton solver, below), then solve max_π E_π[r̂] − β KL(π‖π_ref) exactly
 #    (π ∝ π_ref·exp(r̂/β)).  Is this DPO's population minimiser on the same pairs (prefsim's own exact `dpo`
-#    update on Bradley–Terry games; on any game the minimiser of the registry's DPO loss)?  On BT games
-#    both should be π*_β = softmax(log π_ref + r/β) whatever μ; on non-BT games both the same BT
+#    update on Bradley–Terry games; on any game the minimiser of the registry's DPO loss)?  Conditions: the
+#    same μ and the same β on both sides, tabular rewards and policies (every r̂ is β log(π/π_ref) of some π,
+#    up to a constant), and μ of full support (every pair compared, so the MLE exists and is unique up to a
+#    constant; on a sample, the win graph must be strongly connected).  Realisability is not needed: on BT
+#    games both should be π*_β = softmax(log π_ref + r/β) whatever such μ; on non-BT games both the same BT
 #    projection, which depends on μ.
 # 2. **The optimiser.** With the true reward, how many iterations do exact KL-regularised policy gradient
 #    (softmax, exact gradients) and natural policy gradient (NPG, step η) need to reach π*_β, against
@@ -266,7 +269,8 @@ print(summary_1.to_string(float_format=lambda v: f"{v:.3g}"))
 # * policy gradient: θ ← θ + η·π ⊙ (q − E_π q), q = r − β(log π − log π_ref);
 # * natural policy gradient (Fisher-preconditioned, tabular softmax): log π ← (1 − ηβ)log π + ηβ log π_ref
 #   + ηr − norm, so the log-error shrinks by (1 − ηβ) per step and **η = 1/β lands on π*_β in one step**:
-#   that is DPO's exact update, and the maximiser of the KL-penalised surrogate that PPO approximates.
+#   that is DPO's exact update (reference fixed), π*_β, the maximiser of the KL-regularised objective that
+#   PPO approaches with small clipped, sampled (trust-region, NPG-like) steps.
 #
 # Iterations until KL(π*_β‖π_t) < 1e-10, from π_0 = π_ref.  INPO (η = 1, game τ = β) and APO (α = 0.5,
 # β = 0.1) run through `sim.run` on the same games; they target other policies (INPO π*_τ of the
@@ -647,8 +651,8 @@ print(f"notebook ran in {time.time() - STARTED:.1f} s")
 # reward maximisation" therefore changes the *solver*, not the *target*: with the true reward, NPG at step
 # η = 1/β is DPO's single proximal step; smaller NPG steps converge linearly at (1 − ηβ)^t, and vanilla
 # softmax PG at its best step in this sweep needed a median 40× NPG(ηβ = 0.1)'s iterations (1.1× on one game)
-# or did not reach the tolerance within 20 000 iterations (§2); PPO approximates that proximal step with
-# samples and clipping.
+# or did not reach the tolerance within 20 000 iterations (§2); PPO approaches the same π*_β with small
+# clipped, sampled steps (an approximate NPG at a small step, not DPO's one step).
 # Neither route targets the Nash policy of the preference game: π*_β ≠ π*_τ even on BT games (gap 0.09), and
 # on random non-BT games the reward-model route's gap stays at 0.28 (one-shot) or oscillates around 0.6
 # (refitted online), while INPO's reaches the float64 floor; its exploitability there is 0.14 higher than
