@@ -666,6 +666,10 @@ print(f"§D.10 done at {time.time() - STARTED:.0f} s")
 # §D.2: matched budgets (DNO: 1 query per λ_p pair); at the full budget INPO's last iterate has a smaller duality
 # gap than SPPO's and DNO's, while their mixtures are less exploitable on the unregularised game
 FINAL = BUDGET * ITERATIONS
+# the decomposition sampled = population + statistical pairs runs seed by seed: every arm must play the same game
+# per seed (π_0 = π_ref everywhere, so the same gap at t = 0)
+start = d2[d2.iteration == 0].pivot(index="seed", columns="rule", values="duality_gap")
+assert (start.max(axis=1) - start.min(axis=1)).max() < 1e-12, "§D.2's sampled and population runs play other games"
 assert (matched.to_numpy() == (BUDGET * matched.index.to_numpy())[:, None]).all() and matched.iloc[-1, 0] == FINAL
 for other in ("sppo", "dno"):
     row = d2_at.loc[(FINAL, "duality_gap", f"inpo−{other}")]
