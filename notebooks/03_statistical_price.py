@@ -125,34 +125,42 @@ print(summary.to_string(float_format=lambda v: f"{v:.4g}"))
 # %% [markdown]
 # ## 2. APO vs its temperature control, and large vs small α, at each N (paired over seeds)
 
+
 # %%
+def versus(table, rule, baseline, confidence, name, key=None):
+    """SubOpt(π_T) of ``rule`` − ``baseline`` paired over seeds, as columns: ``name`` (the difference), its CI
+    rounded (``ci_<key>``) and its ends (``<key>_lower``, ``<key>_upper``; ``ci``, ``lower``, ``upper`` without
+    a key)."""
+    row = stats.paired_difference(
+        table, "suboptimality", rule, baseline, iteration=ITERATIONS, confidence=confidence
+    ).iloc[0]
+    lower, upper = row.difference_lower, row.difference_upper
+    ci, ends = ("ci", "") if key is None else (f"ci_{key}", f"{key}_")
+    return {name: row.difference, ci: (round(lower, 4), round(upper, 4)), f"{ends}lower": lower, f"{ends}upper": upper}
+
+
+def printable(frame):
+    """``frame`` without the unrounded CI ends (the rounded ``ci`` columns show them)."""
+    return frame.drop(columns=[c for c in frame.columns if c.endswith(("lower", "upper"))])
+
+
 cells = len(ALPHAS[1:]) * len(PAIRS)
 corrected = 1 - 0.05 / cells
 rows = []
 for pairs in PAIRS:
     table = final[final.pairs == pairs]
     for alpha in ALPHAS[1:]:
-        versus_control = stats.paired_difference(
-            table, "suboptimality", apo_label[alpha], control_label[alpha], iteration=ITERATIONS, confidence=corrected
-        ).iloc[0]
-        versus_dpo = stats.paired_difference(
-            table, "suboptimality", apo_label[alpha], apo_label[0.0], iteration=ITERATIONS, confidence=corrected
-        ).iloc[0]
         rows.append(
             {
                 "N": pairs,
                 "alpha": alpha,
-                "APO − DPO(β(1−α))": versus_control.difference,
-                "ci_control": (round(versus_control.difference_lower, 4), round(versus_control.difference_upper, 4)),
-                "APO − DPO(β)": versus_dpo.difference,
-                "ci_dpo": (round(versus_dpo.difference_lower, 4), round(versus_dpo.difference_upper, 4)),
-                "control_lower": versus_control.difference_lower,
-                "control_upper": versus_control.difference_upper,
+                **versus(table, apo_label[alpha], control_label[alpha], corrected, "APO − DPO(β(1−α))", "control"),
+                **versus(table, apo_label[alpha], apo_label[0.0], corrected, "APO − DPO(β)", "dpo"),
             }
         )
 comparison = pd.DataFrame(rows)
 print(f"paired differences of SubOpt(π_{ITERATIONS}), {corrected:.2%} (Bonferroni) bootstrap CIs:")
-print(comparison.drop(columns=["control_lower", "control_upper"]).to_string(float_format=lambda v: f"{v:.4f}"))
+print(printable(comparison).to_string(float_format=lambda v: f"{v:.4f}"))
 worse_at_1000 = comparison[(comparison.N == 1000) & comparison.alpha.isin([0.6, 0.9])].set_index("alpha")
 
 largest = max(PAIRS)
@@ -224,34 +232,14 @@ rows = []
 for pairs in PAIRS:
     table = final[final.pairs == pairs]
     for alpha in AVERAGING:
-        versus_control = stats.paired_difference(
-            table,
-            "suboptimality",
-            apo_label[alpha],
-            control_label[alpha],
-            iteration=ITERATIONS,
-            confidence=averaging_corrected,
-        ).iloc[0]
-        versus_dpo = stats.paired_difference(
-            table,
-            "suboptimality",
-            apo_label[alpha],
-            apo_label[0.0],
-            iteration=ITERATIONS,
-            confidence=averaging_corrected,
-        ).iloc[0]
         rows.append(
             {
                 "N": pairs,
                 "alpha": alpha,
-                "APO − DPO(β(1−α))": versus_control.difference,
-                "ci_control": (round(versus_control.difference_lower, 4), round(versus_control.difference_upper, 4)),
-                "APO − DPO(β)": versus_dpo.difference,
-                "ci_dpo": (round(versus_dpo.difference_lower, 4), round(versus_dpo.difference_upper, 4)),
-                "control_lower": versus_control.difference_lower,
-                "control_upper": versus_control.difference_upper,
-                "dpo_lower": versus_dpo.difference_lower,
-                "dpo_upper": versus_dpo.difference_upper,
+                **versus(
+                    table, apo_label[alpha], control_label[alpha], averaging_corrected, "APO − DPO(β(1−α))", "control"
+                ),
+                **versus(table, apo_label[alpha], apo_label[0.0], averaging_corrected, "APO − DPO(β)", "dpo"),
             }
         )
 averaging = pd.DataFrame(rows)
@@ -306,34 +294,21 @@ rows = []
 for pairs in PAIRS:
     table = final[final.pairs == pairs]
     for alpha in DIRECTIONS:
-        row = stats.paired_difference(
-            table,
-            "suboptimality",
-            directions_label[alpha],
-            control_label[alpha],
-            iteration=ITERATIONS,
-            confidence=directions_corrected,
-        ).iloc[0]
         rows.append(
             {
                 "N": pairs,
                 "mu": alpha,
-                "averaged − DPO(β(1−μ))": row.difference,
-                "ci": (round(row.difference_lower, 4), round(row.difference_upper, 4)),
-                "lower": row.difference_lower,
-                "upper": row.difference_upper,
+                **versus(
+                    table, directions_label[alpha], control_label[alpha], directions_corrected, "averaged − DPO(β(1−μ))"
+                ),
             }
         )
 directions = pd.DataFrame(rows)
 print(f"averaged directions: paired differences of SubOpt(π_{ITERATIONS}), {directions_corrected:.2%} (Bonferroni):")
-print(directions.drop(columns=["lower", "upper"]).to_string(float_format=lambda v: f"{v:.4f}"))
+print(printable(directions).to_string(float_format=lambda v: f"{v:.4f}"))
 directions_at_1000 = directions[directions.N == 1000].set_index("mu")
 print(f"averaging: paired differences of SubOpt(π_{ITERATIONS}), {averaging_corrected:.2%} (Bonferroni) bootstrap CIs:")
-print(
-    averaging.drop(columns=["control_lower", "control_upper", "dpo_lower", "dpo_upper"]).to_string(
-        float_format=lambda v: f"{v:.4f}"
-    )
-)
+print(printable(averaging).to_string(float_format=lambda v: f"{v:.4f}"))
 averaging_at_1000 = averaging[averaging.N == 1000].set_index("alpha")
 
 # with exact rewards APO and its control differ only by the lag: tiny next to the sampled differences
