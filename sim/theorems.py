@@ -354,10 +354,21 @@ def lemma2_regret_bound(
     is inf (module docstring, Overflow).
     """
     t, eta, tau, b, divergence = _lemma2_inputs(where, iterations, eta, tau, log_ratio_bound, divergence, least=0)
-    # ηD + T/η + 4τ²B²T/η, each term a product that is inf only where it exceeds float64 (module docstring)
+    return _lemma2_terms(t, eta, tau, b, divergence, 1.0)
+
+
+def _lemma2_terms(
+    t: np.ndarray, eta: np.ndarray, tau: float, b: np.ndarray, divergence: float, scale: ArrayLike
+) -> np.ndarray | float:
+    """``scale``·(ηD + T/η + 4τ²B²T/η), Lemma 2's regret bound: each term one product, inf only where it exceeds
+    float64 (module docstring, Overflow), so Theorem 3's 2/T times it is finite where the gap is."""
     with np.errstate(divide="ignore", over="ignore"):
         inverse = 1.0 / eta
-    return _product(eta, divergence) + _product(t, inverse) + _product(4.0, tau, tau, b, b, t, inverse)
+    return (
+        _product(scale, eta, divergence)
+        + _product(scale, t, inverse)
+        + _product(scale, 4.0, tau, tau, b, b, t, inverse)
+    )
 
 
 def _lemma2_inputs(
@@ -396,10 +407,7 @@ def theorem3_gap_bound(
     """
     where = "theorem3_gap_bound"
     t, eta, tau, b, divergence = _lemma2_inputs(where, iterations, eta, tau, log_ratio_bound, divergence, least=1)
-    # 2ηD/T + 2/η + 8τ²B²/η: Lemma 2's terms times 2/T, so a regret beyond float64 with a finite gap is the gap
-    with np.errstate(divide="ignore", over="ignore"):
-        inverse = 1.0 / eta
-    return _product(2.0, eta, divergence, 1.0 / t) + _product(2.0, inverse) + _product(8.0, tau, tau, b, b, inverse)
+    return _lemma2_terms(t, eta, tau, b, divergence, 2.0 / t)  # 2·Reg_T/T, finite where the gap is
 
 
 def theorem4_kl_bound(
