@@ -400,8 +400,10 @@ def run_rule(session: Session, entry: RuleEntry) -> pd.DataFrame:
     else:
         assign_weights(session.policy, read_weights(_checkpoint(out, entry.label, finished)))
         if session.main:
-            # rows of an iteration whose state was never recorded (killed between the two writes) are redone
+            # rows of an iteration whose state was never recorded (killed between the two writes) are redone;
+            # columns added since an older prefsim wrote the rows take their place, NaN (not measured) in them
             table = pd.read_csv(metrics_file)
+            table = table.reindex(columns=[*COLUMNS, *(c for c in table.columns if c not in COLUMNS)])
             table = table[table["iteration"] <= finished]
             steps = table["optimizer_steps"] if "optimizer_steps" in table else pd.Series(dtype=float)
             session.reporter.start_rule(entry.label, finished, int(steps.fillna(0).sum()))

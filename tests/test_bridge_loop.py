@@ -189,7 +189,13 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tiny_llama, tmp_pat
     assert json.loads((tmp_path / "resumed" / "apo" / "state.json").read_text()) == {"finished": 2}
     with pytest.raises(PrefsimError, match="--resume"):
         bridge_loop.run_bridge(spec, tmp_path / "resumed", progress=False)
+    # the rows an older prefsim wrote lack the columns added since (here two of them): resumed, the table has
+    # every column in the order of a fresh run's, the old rows' unmeasured values NaN
+    metrics_file = tmp_path / "resumed" / "apo" / "metrics.csv"
+    pd.read_csv(metrics_file).drop(columns=["generation_tokens", "eval_seconds"]).to_csv(metrics_file, index=False)
     resumed = bridge_loop.run_bridge(spec, tmp_path / "resumed", resume=True, progress=False)
+    assert list(resumed.columns) == list(full.columns)
+    assert resumed.generation_tokens.iloc[1:3].isna().all() and resumed.generation_tokens.iloc[3] > 0
 
     columns = [
         "iteration",
