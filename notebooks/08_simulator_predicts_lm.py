@@ -278,11 +278,23 @@ print(
 # DPO-type LM concentrated on another candidate than exact mode's); its shared weights also change the
 # candidates' total mass.  None of this has been measured on a pretrained model here (the CPU budget of
 # CI); `prefsim llm examples/llm_demo.toml --predict` runs the same study on SmolLM2-135M.
+#
+# **At full scale** (6 iterations, hidden 64; spec seed 0 only, 2026-12-07, 43 s) the INPO and online IPO
+# claims hold as above (gain CIs above 0 at every t, lower ends 0.025–0.121; win rates within 0.011 of exact
+# mode's; TV(LM, exact) at most 0.088), and so do the DPO-type shortfall, four passes beating one at t = 1
+# and the ordering INPO > online IPO < DPO.  The DPO-type claims of the CI scale do not: with four passes
+# per iteration APO's LM oscillates and leaves the candidates (win rate against π_ref 0.662, 0.522, 0.659,
+# 0.602, 0.619, 0.500 at t = 1 … 6; the candidates' log-mass −15.3 nats at t = 6) and iterative DPO's loses
+# mass from t = 3 on (−6.4 nats at t = 6), so the LM ranks APO below INPO (+0.137 [0.048, 0.231]) and
+# below DPO (+0.168 [0.063, 0.279]) where exact mode ranks APO above INPO and equal to DPO.  APO's weight
+# extrapolation on top of an over-trained inner loop is a dynamics the tabular simulator does not have;
+# with one pass per iteration its LM stays near DPO's (0.677 vs 0.688 at t = 6).  Asserted at full scale,
+# instead of the CI-scale claims they replace.
 
 # %%
 last = summary[summary["iteration"] == ITERATIONS].set_index("rule")
 ordered = ordering.set_index(["rule_a", "rule_b"])
-for label in labels:
+for label in labels if SCALE == "ci" else ("inpo", "online_ipo", "iterative_dpo"):
     # the LM moved in the predicted direction: its win rate's interval against π_ref lies above ½
     assert last.loc[label, "win_lm_low"] > 0.5, label
 for label in ("inpo", "online_ipo"):
@@ -298,14 +310,22 @@ for label in ("iterative_dpo", "apo"):
 # the ordering: INPO above online IPO (the LM's interval above 0), online IPO below DPO and APO (the sign)
 assert ordered.loc[("inpo", "online_ipo"), "lm_low"] > 0, ordered.loc[("inpo", "online_ipo")]
 assert ordered.loc[("inpo", "online_ipo"), "agrees_exact"]
-for other in ("iterative_dpo", "apo"):
+for other in ("iterative_dpo", "apo") if SCALE == "ci" else ("iterative_dpo",):
     assert ordered.loc[("online_ipo", other), "exact_high"] < 0 and ordered.loc[("online_ipo", other), "agrees_exact"]
-# iterative DPO and APO: equal in exact mode, no difference of 0.1 or more in the LM
 dpo_vs_apo = ordered.loc[("iterative_dpo", "apo")]
-assert abs(dpo_vs_apo["exact_difference"]) < 0.01 and abs(dpo_vs_apo["lm_difference"]) < 0.1, dpo_vs_apo
+assert abs(dpo_vs_apo["exact_difference"]) < 0.01, dpo_vs_apo  # equal in exact mode (both reach the best candidate)
+if SCALE == "ci":
+    # iterative DPO and APO: no difference of 0.1 or more in the LM
+    assert abs(dpo_vs_apo["lm_difference"]) < 0.1, dpo_vs_apo
+    # iterative DPO raises the candidates' total mass (generalisation beyond the game, invisible to the simulator)
+    assert mass["iterative_dpo"] > 0.5
+else:
+    # full scale (Results): APO's LM falls back to ½ against π_ref and leaves the candidates, DPO's loses mass,
+    # and the LM ranks APO below INPO and below DPO, against exact mode's ordering
+    assert last.loc["apo", "win_lm"] < 0.55 and mass["apo"] < -10 and mass["iterative_dpo"] < -3, (last.win_lm, mass)
+    assert ordered.loc[("inpo", "apo"), "lm_low"] > 0 and not ordered.loc[("inpo", "apo"), "agrees_exact"]
+    assert dpo_vs_apo["lm_low"] > 0, dpo_vs_apo
 # more optimisation brings the first iteration closer to exact mode (mean over rules)
 assert full_first["tv_lm_exact"].mean() < light_first["tv_lm_exact"].mean()
-# iterative DPO raises the candidates' total mass (generalisation beyond the game, invisible to the simulator)
-assert mass["iterative_dpo"] > 0.5
 print(f"ran in {time.time() - STARTED:.0f} s")
 print("all assertions passed")
