@@ -8,22 +8,19 @@ one matrix product.  Timings are printed by the benchmark but never asserted her
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from script_module import load_script
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "exact_updates.py"
 
 
 @pytest.fixture(scope="module")
 def exact_updates():
-    spec = importlib.util.spec_from_file_location("exact_updates_benchmark", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCHMARK, "exact_updates_benchmark")
 
 
 def test_quick_mode_agrees_with_numpy_and_batches_shared_P(exact_updates):
@@ -78,9 +75,7 @@ RUN_ALL = BENCHMARK.parent / "run_all.py"
 def test_run_all_quick_reports_every_issue_14_target(tmp_path):
     """``benchmarks/run_all.py --quick`` runs every section and reports each target as met or not
     (correctness of the report only: no timing is asserted)."""
-    spec = importlib.util.spec_from_file_location("run_all_benchmark", RUN_ALL)
-    run_all = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run_all)
+    run_all = load_script(RUN_ALL, "run_all_benchmark")
     report = run_all.main(["--quick", "--repeats", "1", "--out", str(tmp_path / "summary")])
     written = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
     assert set(written["targets"]) == set(report["targets"])
@@ -120,9 +115,7 @@ def test_run_all_quick_reports_every_issue_14_target(tmp_path):
 def test_compute_bound_section_reports_peaks_measured_by_jax_alone(monkeypatch):
     """On an accelerator :func:`matmul_peak` measures JAX's product only (no NumPy entry); the section must
     still report its target (``benchmarks/gpu/run.sh --speed`` runs it there)."""
-    spec = importlib.util.spec_from_file_location("run_all_benchmark", RUN_ALL)
-    run_all = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run_all)
+    run_all = load_script(RUN_ALL, "run_all_benchmark")
     measured = run_all.matmul_peak
 
     def jax_only(size, repeats=3, dtype=np.float64):
@@ -138,9 +131,7 @@ def test_compute_bound_section_reports_peaks_measured_by_jax_alone(monkeypatch):
 
 def test_run_all_report_title_names_the_sections_of_an_only_run():
     """A run of some sections (``--only``) is not titled a full run: the stored re-check of three sections."""
-    spec = importlib.util.spec_from_file_location("run_all_benchmark", RUN_ALL)
-    run_all = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run_all)
+    run_all = load_script(RUN_ALL, "run_all_benchmark")
     stored = BENCHMARK.parent / "results" / "summary_cpu_reviews3.json"
     report = json.loads(stored.read_text(encoding="utf-8"))
     title = run_all.markdown(report).splitlines()[0]
@@ -150,9 +141,7 @@ def test_run_all_report_title_names_the_sections_of_an_only_run():
 
 
 def test_run_all_spec_toml_round_trips():
-    spec = importlib.util.spec_from_file_location("run_all_benchmark", RUN_ALL)
-    run_all = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run_all)
+    run_all = load_script(RUN_ALL, "run_all_benchmark")
     import tomllib
 
     spec_dict = run_all.random_game_spec(10, 8, 1000)
@@ -163,9 +152,7 @@ def test_sampled_vs_torch_ratios_are_taken_within_each_repeat():
     """``benchmarks/sampled_vs_torch.py --quick``: each speed-up is torch's seconds ÷ prefsim's within one repeat,
     reported as the median and spread over repeats (structure only, no speed asserted)."""
     path = BENCHMARK.parent / "sampled_vs_torch.py"
-    spec = importlib.util.spec_from_file_location("sampled_vs_torch_benchmark", path)
-    sampled_vs_torch = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sampled_vs_torch)
+    sampled_vs_torch = load_script(path, "sampled_vs_torch_benchmark")
     result = sampled_vs_torch.main(["--quick", "--no-write", "--repeats", "3"])
     seconds = result["seconds"]
     for name, torch_variant in (

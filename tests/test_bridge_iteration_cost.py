@@ -3,13 +3,13 @@ and a quick end-to-end run on the tiny model whose counts match the formulas (st
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+from script_module import load_script
 
 from llm_bridge.oracles import CallableOracle
 from llm_bridge.pairs import build_pairs
@@ -19,10 +19,7 @@ BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "bridge_iterati
 
 @pytest.fixture(scope="module")
 def cost():
-    spec = importlib.util.spec_from_file_location("bridge_iteration_cost_benchmark", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCHMARK, "bridge_iteration_cost_benchmark")
 
 
 @pytest.mark.parametrize("scheme", ["lambda_p", "iid", "best_worst_by_win_rate", "tournament"])

@@ -5,7 +5,6 @@ and benchmarks/bridge_step_cost.py: taken within one repeat (structure only, nev
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from script_module import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu" / "run.sh"
@@ -113,13 +113,6 @@ def test_speed_dry_run_measures_issue_14_on_the_device_it_finds(tmp_path):
     assert "of the float32 matmul peak" in (tmp_path / "gpu_speed_targets.md").read_text()
 
 
-def _load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_throughput_ratio_to_dpo_is_taken_within_each_repeat():
     """gpu/throughput.py's ratio to DPO (the INPO ≤ 1.05× target reads it) is a rule's step ÷ DPO's step of
     the same repeat, the median over repeats; structure only, no speed asserted."""
@@ -129,7 +122,7 @@ def test_throughput_ratio_to_dpo_is_taken_within_each_repeat():
     from llm_bridge.tiny import random_pair_batch
     from llm_bridge.trainer import TrainingSpec
 
-    throughput = _load(ROOT / "benchmarks" / "gpu" / "throughput.py", "gpu_throughput_benchmark")
+    throughput = load_script(ROOT / "benchmarks" / "gpu" / "throughput.py", "gpu_throughput_benchmark")
     device = torch.device("cpu")
     shape = throughput.TINY["tiny_llama_shape"]
     model = throughput.build_model(shape, device)
@@ -147,7 +140,7 @@ def test_throughput_ratio_to_dpo_is_taken_within_each_repeat():
 def test_bridge_step_cost_ratio_to_dpo_is_taken_within_each_repeat(tmp_path):
     """benchmarks/bridge_step_cost.py (tiny model): wall and CPU ratios to DPO are medians over repeats of the
     ratio within one repeat; structure only, no speed asserted."""
-    bridge_step_cost = _load(ROOT / "benchmarks" / "bridge_step_cost.py", "bridge_step_cost_benchmark")
+    bridge_step_cost = load_script(ROOT / "benchmarks" / "bridge_step_cost.py", "bridge_step_cost_benchmark")
     assert bridge_step_cost.main(["--repeats", "3", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "bridge_step_cost_tiny.json").read_text())
     for ratios, seconds in (("ratio_to_dpo", "all_step_seconds"), ("cpu_ratio_to_dpo", "all_step_cpu_seconds")):
