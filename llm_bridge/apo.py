@@ -36,7 +36,7 @@ from __future__ import annotations
 import torch
 
 from bandits.errors import PrefsimError
-from sim.rules.apo import extrapolate, implicit_reference
+from sim.rules.apo import check_alpha, extrapolate, implicit_reference
 
 __all__ = ["extrapolate_parameters", "implicit_reference"]
 
@@ -53,8 +53,7 @@ def extrapolate_parameters(
     Returns θ̂_{t+1} (CPU copies), which
     the next iteration needs as its "previous proximal output".
     """
-    if not -1.0 < alpha < 1.0:
-        raise PrefsimError(f"apo: alpha must lie in (−1, 1) ([0, 1) extrapolates, (−1, 0) averages), got {alpha!r}.")
+    check_alpha(alpha)
     proximal_now = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:

@@ -194,7 +194,7 @@ def apo(
     """
     if schedule not in SCHEDULES:
         raise PrefsimError(f"rule apo: unknown schedule {schedule!r}; choose constant or nesterov.")
-    _check_alpha(alpha, schedule)
+    check_alpha(alpha, schedule)
     form = check_form(form, base.name, "exact")
     hook = Extrapolation(alpha, schedule, form)
     implicit = form == "implicit_reference"
@@ -225,13 +225,14 @@ def make_hook(own: dict, base: str, engine: str) -> Extrapolation:
     """APO's hook for ``engine`` from its own parameters (``alpha``, ``schedule``, ``form``); a concrete α outside
     (−1, 1) is refused as in exact mode (a traced one, a grid's point, is checked where the grid is expanded)."""
     schedule = own.get("schedule", "constant")
-    _check_alpha(own.get("alpha", 0.3), schedule)
+    check_alpha(own.get("alpha", 0.3), schedule)
     form = check_form(own.get("form", "parameters"), base, engine)
     return Extrapolation(own.get("alpha", 0.3), schedule, form)
 
 
-def _check_alpha(alpha: Any, schedule: str) -> None:
-    """Refuse a concrete constant-schedule α outside (−1, 1): [0, 1) extrapolates, (−1, 0) averages."""
+def check_alpha(alpha: Any, schedule: str = "constant") -> None:
+    """Refuse a concrete constant-schedule α outside (−1, 1): [0, 1) extrapolates, (−1, 0) averages (every
+    engine's check, the bridge's weight extrapolation included)."""
     if schedule == "constant" and is_concrete(alpha) and not (-1.0 < float(alpha) < 1.0):
         raise PrefsimError(
             f"rule apo: the extrapolation alpha must lie in (−1, 1) ([0, 1) extrapolates, (−1, 0) averages the "
