@@ -40,6 +40,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from bandits.pair_schemes import SCHEME_ALIASES
@@ -130,6 +131,12 @@ def summarise(repeats: list[dict], baseline: str = BASELINE) -> dict:
     return summary
 
 
+def iteration_rows(table: pd.DataFrame, iteration: int, labels: Sequence[str]) -> dict:
+    """``{label: {count or clock: value}}`` of iteration ``iteration`` of a run's metrics table."""
+    part = table[table["iteration"] == iteration].set_index("rule")
+    return {label: {key: float(part.loc[label, key]) for key in (*COUNTS, *CLOCKS)} for label in labels}
+
+
 def spec_table(labels: Sequence[str], args: argparse.Namespace, model: str, chat_template: bool) -> dict:
     """The bridge spec (as TOML's dict) that runs ``labels``' configurations, in this order, at ``args``' sizes."""
     return {
@@ -194,15 +201,8 @@ def main(argv: list[str] | None = None) -> dict:
                 parse_spec(spec_table(order, args, model, chat_template)), scratch / f"r{repeat}", progress=False
             )
             loads.append({"before": before, "after": os.getloadavg()})
-            rows = {}
-            for iteration, into in ((args.iterations, rows), (1, None)):
-                part = table[table["iteration"] == iteration].set_index("rule")
-                values = {label: {key: float(part.loc[label, key]) for key in (*COUNTS, *CLOCKS)} for label in labels}
-                if into is None:
-                    first_iterations.append(values)
-                else:
-                    into.update(values)
-            repeats.append(rows)
+            repeats.append(iteration_rows(table, args.iterations, labels))
+            first_iterations.append(iteration_rows(table, 1, labels))
     summary = summarise(repeats)
 
     for entry in spec.rules:  # the counts the schemes' formulas give (exact), next to the measured ones
