@@ -388,11 +388,11 @@ def _product(*factors: ArrayLike) -> np.ndarray | float:
     """Π factors (numbers ≥ 0, broadcast) in float64, inf only where the product exceeds float64's range: the
     direct product where it is finite and positive, else exp(Σ log factor) (an intermediate product that
     overflowed or underflowed while the whole did not); 0 where a factor is 0 (also against an inf one)."""
-    arrays = np.broadcast_arrays(*(np.asarray(factor, dtype=np.float64) for factor in factors))
+    stacked = np.stack(np.broadcast_arrays(*(np.asarray(factor, dtype=np.float64) for factor in factors)))
     with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
-        direct = np.prod(np.stack(arrays), axis=0)
-        by_logs = np.exp(np.sum(np.log(np.stack(arrays)), axis=0))
-    zero = np.any(np.stack(arrays) == 0, axis=0)
+        direct = np.prod(stacked, axis=0)
+        by_logs = np.exp(np.sum(np.log(stacked), axis=0))
+    zero = np.any(stacked == 0, axis=0)
     return np.where(zero, 0.0, np.where(np.isfinite(direct) & (direct > 0), direct, by_logs))[()]
 
 
