@@ -472,6 +472,34 @@ def test_extragradient_step_by_hand():
     np.testing.assert_allclose(new, expected, atol=1e-14, rtol=0)
 
 
+def test_extragradient_is_egpo_tabular_sgd_at_eta_4lr_over_k_beta():
+    """EGPO's exact tabular simulation (``zhourunlong/EGPO``, ``simulations/loss_funcs.py::extragradient`` and
+    ``simulations/run.py``): plain SGD of size lr on tabular logits θ of the uniformly weighted loss
+    (1/K²)Σ_{i,j}((d_i − d_j) − (p_i − p_j)/β)², d = log softmax θ − log π_ref, p = Pπ_θ detached; a half step
+    from θ_t, then a step from θ_t with p from the half-step policy.  It is the rule ``extragradient`` with
+    τ = β and learning rate η = 4·lr/(Kβ) (docs/theory.md §C.14, §F.2), not η = lr."""
+    arms, beta, lr, steps = 6, 0.1, 0.1, 15
+    matrix, reference = random_matrix(arms, seed=3), random_policy(arms, seed=4)
+    log_reference = np.log(reference)
+
+    def egpo_loss(theta, prefs):  # EGPO's loss written out, differentiated by JAX (prefs held fixed)
+        d = jax.nn.log_softmax(theta) - log_reference
+        return jnp.sum(((d[:, None] - d[None, :]) - (prefs[:, None] - prefs[None, :]) / beta) ** 2) / arms**2
+
+    gradient = jax.grad(egpo_loss)
+    theta = log_reference.copy()  # EGPO starts the policy at the reference
+    expected = [normalize(theta)]
+    for _ in range(steps):
+        half = theta - lr * np.asarray(gradient(theta, matrix @ np.exp(normalize(theta))))
+        theta = theta - lr * np.asarray(gradient(theta, matrix @ np.exp(normalize(half))))
+        expected.append(normalize(theta))
+    game = make_game(matrix, reference, beta)
+    logs = iterate(extragradient(eta=4.0 * lr / (arms * beta), tau=beta), game, steps)
+    np.testing.assert_allclose(logs, np.array(expected), atol=1e-13, rtol=0)
+    # the step η = lr (4·lr/(Kβ) ≠ lr here) is another algorithm
+    assert np.abs(iterate(extragradient(eta=lr, tau=beta), game, steps) - np.array(expected)).max() > 0.1
+
+
 def test_optimistic_steps_by_hand():
     eta = 0.8
     initial = random_policy(5, seed=7)

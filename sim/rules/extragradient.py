@@ -8,6 +8,10 @@ learning rate** (step size, ητ ≤ 1) and τ the regularisation.
 * Optimistic MD / OMWU (single call, as in ONPO arXiv 2502.16852): π̄_{t+1} = U(ℓ̄_t; π̄_t) is
   replaced by the standard two-sequence form π̄_{t+1} = U(ℓ_t; π̄_t), π_{t+1} = U(ℓ_t; π̄_{t+1}), with
   Pπ̄_t carried over from the previous iteration, so one product with P per iteration.
+
+EGPO's tabular simulations (``zhourunlong/EGPO``, ``simulations/``) take one SGD step of size lr on
+logits per stage, on a loss weighting all K² pairs equally: that is this rule with τ = β and
+η = 4·lr/(Kβ), not η = lr (docs/theory.md §C.10, §C.14).
 """
 
 from __future__ import annotations
