@@ -18,11 +18,12 @@ Schemes (names used by ``[run] pair_scheme``):
   rejected = argmin reward (the
   APO rebuttal's "top/bottom of five" with a reward model).  K reward-model calls per pair are
   counted as queries.  Needs a Bradley–Terry (reward) problem; no win-rate estimates.
-* ``tournament`` — INPO's practical knockout (docs/theory.md §D.2): K = 2^m candidates; K/2 first-round
-  matches; the K/2 winners play a single-elimination winners bracket (K/2 − 1 matches) for the best,
-  the K/2 losers a losers bracket in which the *loser* advances (K/2 − 1 matches) for the worst; a
-  final best-vs-worst match (1) decides whether the pair is kept (weight 1 only if best beats worst).
-  3K/2 − 1 queries per pair: 11 for K = 8.
+* ``tournament`` — INPO's practical knockout (docs/theory.md §A.7), the bracket of
+  :func:`bandits.pair_schemes.tournament_bracket` (the bridge plays the same): K candidates, ⌊K/2⌋
+  first-round matches (K odd: the last candidate has a bye); the winners play a single-elimination
+  winners bracket for the best, the losers a losers bracket in which the *loser* advances for the
+  worst; a final best-vs-worst match decides whether the pair is kept (weight 1 only if best beats
+  worst, or is the same response).  K + ⌊K/2⌋ − 1 queries per pair (3K/2 − 1 for K even: 11 for K = 8).
 * ``sppo_win_rate`` — SPPO's official pipeline (``uclaml/SPPO`` ``scripts/compute_prob.py``,
   docs/theory.md §C.7): K candidates, every unordered pair compared once (K(K−1)/2 queries), W[i, j] = z_ij,
   W[j, i] = 1 − z_ij, W[i, i] = ½.  With self-comparison (the code): P̂_i = Σ_j W[i, j]/K, so
@@ -46,7 +47,7 @@ import jax
 import jax.numpy as jnp
 
 from bandits.errors import PrefsimError
-from bandits.pair_schemes import SCHEME_ALIASES, check_candidates
+from bandits.pair_schemes import SCHEME_ALIASES, check_candidates, tournament_bracket, tournament_queries
 
 SCHEMES = ("lambda_p", "best_worst_by_reward", "tournament", "sppo_win_rate", "exact_win_rates", "uniform_opponent")
 
@@ -167,11 +168,6 @@ def best_worst_of_k(
     return PairBatch(contexts, chosen, rejected, nan, nan, jnp.ones((pairs,), rewards.dtype)), pairs * candidates
 
 
-def tournament_queries(candidates: int) -> int:
-    """Comparisons of the knockout tournament for K = 2^m candidates: 3K/2 − 1 (11 for K = 8)."""
-    return 3 * candidates // 2 - 1
-
-
 def knockout_tournament(
     key: jax.Array,
     log_policy: jax.Array,
@@ -180,36 +176,31 @@ def knockout_tournament(
     pairs: int,
     candidates: int = 8,
 ) -> tuple[PairBatch, int]:
-    """INPO's knockout tournament (module docstring); keep the pair only if best beats worst.
+    """INPO's knockout tournament (module docstring) over K i.i.d. candidates, played on the static bracket of
+    :func:`bandits.pair_schemes.tournament_bracket` in draw order; keep the pair only if best beats worst (or is
+    the same response).
 
-    Returns ``(batch, queries)`` where ``queries`` is tallied match by match as the brackets are
-    built (it equals :func:`tournament_queries` × ``pairs``).
+    Returns ``(batch, queries)`` where ``queries`` = :func:`~bandits.pair_schemes.tournament_queries` ×
+    ``pairs``.  Match m reads uniform column 1 + K + m, so a power-of-2 K draws the labels it always drew.
     """
-    check_candidates("tournament", candidates)
-    u = _uniforms(key, pairs, 1 + candidates + tournament_queries(candidates), preference.dtype)
+    bracket = tournament_bracket(candidates)
+    queries = tournament_queries(candidates)
+    u = _uniforms(key, pairs, 1 + candidates + queries, preference.dtype)
     contexts = draw_contexts(u[:, 0], context_probs)
     draws = draw_responses(u[:, 1 : 1 + candidates], log_policy, contexts)
-    label_uniforms = u[:, 1 + candidates :]
-    matches = 0
-
-    def play(a, b):
-        """One round of matches between columns a[:, i] and b[:, i]: (winners, losers)."""
-        nonlocal matches
-        width = a.shape[1]
-        z = query(label_uniforms[:, matches : matches + width], preference, contexts[:, None], a, b)
-        matches += width
-        return jnp.where(z, a, b), jnp.where(z, b, a)
-
-    winners, losers = play(draws[:, 0::2], draws[:, 1::2])
-    while winners.shape[1] > 1:  # winners bracket: the winner advances
-        winners, _ = play(winners[:, 0::2], winners[:, 1::2])
-    while losers.shape[1] > 1:  # losers bracket: the loser advances
-        _, losers = play(losers[:, 0::2], losers[:, 1::2])
-    best, worst = winners[:, 0], losers[:, 0]
-    final_winner, _ = play(best[:, None], worst[:, None])
-    keep = (final_winner[:, 0] == best).astype(preference.dtype)
+    seats = {seat: draws[:, seat] for seat in range(candidates)}
+    for matches in bracket.rounds:  # one vectorised query per round
+        first = jnp.stack([seats[bracket.matches[m][0]] for m in matches], axis=1)
+        second = jnp.stack([seats[bracket.matches[m][1]] for m in matches], axis=1)
+        columns = u[:, 1 + candidates + matches[0] : 2 + candidates + matches[-1]]
+        z = query(columns, preference, contexts[:, None], first, second)
+        winners, losers = jnp.where(z, first, second), jnp.where(z, second, first)
+        for column, m in enumerate(matches):
+            seats[candidates + 2 * m], seats[candidates + 2 * m + 1] = winners[:, column], losers[:, column]
+    best, worst = seats[bracket.champion], seats[bracket.worst]
+    keep = (seats[candidates + 2 * queries - 2] == best).astype(preference.dtype)  # the final's winner is y_w's
     nan = jnp.full((pairs,), jnp.nan, preference.dtype)
-    return PairBatch(contexts, best, worst, nan, nan, keep), pairs * matches
+    return PairBatch(contexts, best, worst, nan, nan, keep), pairs * queries
 
 
 def win_rate_estimates(

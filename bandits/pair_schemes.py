@@ -172,13 +172,86 @@ CANDIDATE_SCHEMES = ("best_worst_by_reward", "tournament", "sppo_win_rate")
 
 
 def check_candidates(scheme: str, candidates: object) -> None:
-    """Raise unless ``candidates`` suits ``scheme``: the schemes that draw candidates need an integer ≥ 2,
-    the knockout tournament a power of 2 (other schemes draw none and accept any value)."""
+    """Raise unless ``candidates`` suits ``scheme``: the schemes that draw candidates need an integer ≥ 2 (the
+    knockout tournament takes any such K, with byes when K is not a power of 2: :func:`tournament_bracket`);
+    other schemes draw none and accept any value."""
     if scheme not in CANDIDATE_SCHEMES:
         return
     if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 2:
         raise PrefsimError(
             f"run.candidates: scheme {scheme} needs an integer number of candidates ≥ 2, got {candidates!r}."
         )
-    if scheme == "tournament" and candidates & (candidates - 1):
-        raise PrefsimError(f"run.candidates: the knockout tournament needs a power of 2 candidates, got {candidates}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Bracket:
+    """INPO's knockout tournament over K candidates as a static structure, the one both modes play.
+
+    Seats ``0 … K−1`` hold the candidates in play order (sampled mode: the order of the K i.i.d. draws;
+    the bridge: a uniformly random permutation of the K responses).  Match ``m`` pits seat ``matches[m][0]``
+    against seat ``matches[m][1]`` and puts its winner in seat ``K + 2m``, its loser in seat ``K + 2m + 1``;
+    match ``m`` reads the m-th label of the pair (its m-th uniform), so ``matches`` is the order in which
+    labels are drawn.  The last match is the final, ``champion`` vs ``worst``.
+    """
+
+    candidates: int
+    matches: tuple[tuple[int, int], ...]
+    """``(seat, seat)`` of every match, in the order its label is drawn."""
+    rounds: tuple[tuple[int, ...], ...]
+    """Consecutive match indices grouped into rounds: a round reads only seats filled before it (one batch of
+    queries)."""
+    champion: int
+    """Seat of the winners' bracket's winner (y_w)."""
+    worst: int
+    """Seat of the losers' bracket's loser (y_l)."""
+
+
+def tournament_bracket(candidates: int) -> Bracket:
+    """INPO's knockout bracket over ``candidates`` = K ≥ 2 seats (the paper's experiments, docs/theory.md §A.7).
+
+    First round: seats (0, 1), (2, 3), …; with K odd the last seat has a bye into the winners' bracket.
+    The first-round winners play a single-elimination winners' bracket (the winner advances) for the
+    champion y_w, the first-round losers a losers' bracket in which the *loser* advances, for the worst
+    y_l; in either bracket a round with an odd number of players gives its last player a bye, moved to
+    the front of the next round.  Then one final, y_w vs y_l; the pair is kept only if y_w wins it (a
+    response against itself — the same response in two seats — counts as y_w's win, the paper's "on a
+    tie the first response wins").  For K = 8 this is the paper's four pairs, 3 + 3 bracket matches and
+    the final.  Labels are drawn first round, winners' bracket, losers' bracket, final.
+    """
+    check_candidates("tournament", candidates)
+    matches: list[tuple[int, int]] = []
+
+    def play(a: int, b: int) -> tuple[int, int]:
+        """Add the match a vs b; its (winner seat, loser seat)."""
+        matches.append((a, b))
+        return candidates + 2 * len(matches) - 2, candidates + 2 * len(matches) - 1
+
+    def knockout(players: list[int], keep_winner: bool) -> int:
+        while len(players) > 1:
+            following = [players[-1]] if len(players) % 2 else []  # odd count: the last one has a bye
+            for a, b in zip(players[0::2], players[1::2]):
+                following.append(play(a, b)[0 if keep_winner else 1])
+            players = following
+        return players[0]
+
+    first = [play(a, b) for a, b in zip(range(0, candidates - 1, 2), range(1, candidates, 2))]
+    winners = [winner for winner, _ in first] + ([candidates - 1] if candidates % 2 else [])
+    champion = knockout(winners, keep_winner=True)
+    worst = knockout([loser for _, loser in first], keep_winner=False)
+    play(champion, worst)
+    rounds, current = [], []  # runs of consecutive matches; a run ends before a match that reads a seat it filled
+    for m, (a, b) in enumerate(matches):
+        if any((seat - candidates) // 2 in current for seat in (a, b) if seat >= candidates):
+            rounds.append(tuple(current))
+            current = []
+        current.append(m)
+    rounds.append(tuple(current))
+    return Bracket(candidates, tuple(matches), tuple(rounds), champion, worst)
+
+
+def tournament_queries(candidates: int) -> int:
+    """Oracle queries (matches) of the knockout tournament over K candidates: ⌊K/2⌋ first-round matches,
+    ⌈K/2⌉ − 1 in the winners' bracket, ⌊K/2⌋ − 1 in the losers' bracket and the final, K + ⌊K/2⌋ − 1 in all
+    (3K/2 − 1 for K even: 11 for K = 8; 6 for K = 5)."""
+    check_candidates("tournament", candidates)
+    return candidates + candidates // 2 - 1

@@ -43,7 +43,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bandits.pair_schemes import SCHEME_ALIASES
+from bandits.pair_schemes import SCHEME_ALIASES, tournament_queries
 from llm_bridge.loop import PHASES, run_bridge
 from llm_bridge.models import load_tokenizer
 from llm_bridge.spec import parse_spec
@@ -90,15 +90,15 @@ UPDATE_PHASES = ("generation_seconds", "label_seconds", "score_seconds", "train_
 
 def queries_per_prompt(scheme: str, samples: int) -> int:
     """Oracle queries of one prompt's pair construction (:mod:`llm_bridge.pairs`): a λ_p (or opponent) pair 1;
-    best/worst by win rate every comparison, K(K−1)/2; the tournament K + ⌊K/2⌋ − 1 (first round ⌊K/2⌋, the
-    winners' and losers' brackets ⌈K/2⌉ − 1 and ⌊K/2⌋ − 1, the final 1: 3K/2 − 1 for even K, 11 for K = 8)."""
+    best/worst by win rate every comparison, K(K−1)/2; the tournament K + ⌊K/2⌋ − 1
+    (:func:`bandits.pair_schemes.tournament_queries`: 3K/2 − 1 for even K, 11 for K = 8)."""
     scheme = SCHEME_ALIASES.get(scheme, scheme)
     if scheme == "lambda_p":
         return 1
     if scheme == "best_worst_by_win_rate":
         return samples * (samples - 1) // 2
     if scheme == "tournament":
-        return samples + samples // 2 - 1
+        return tournament_queries(samples)
     raise ValueError(f"no query count for pair scheme {scheme!r}")
 
 

@@ -14,10 +14,13 @@ Scheme names are those of :mod:`bandits.pair_schemes` (the old ``iid`` and ``bes
   labels); P̂(y_i ≻ π_t) = mean over
   j ≠ i of P(y_i ≻ y_j) (no self-comparison, unlike uclaml/SPPO's estimator which is shrunk by
   (K−1)/K); chosen = argmax P̂, rejected = argmin P̂ (APO / SPPO / RLHFlow practice).  Selection-biased.
-* ``tournament`` — INPO's practical scheme: a random knock-out bracket of Bernoulli matches; the
-  first-round winners play a winners' bracket (champion), the first-round losers a losers' bracket
-  where the loser advances (worst), then one final champion vs worst.  The pair is kept only if the
-  champion wins the final.  3K/2 − 1 queries for K a power of 2 (11 for K = 8).  Biased (docs/theory.md §A.4).
+* ``tournament`` — INPO's practical scheme on sampled mode's bracket
+  (:func:`bandits.pair_schemes.tournament_bracket`), the K responses seated in a random order: Bernoulli
+  matches; the first-round winners play a winners' bracket (champion), the first-round losers a losers'
+  bracket where the loser advances (worst), then one final champion vs worst; byes when K is not a power
+  of 2.  The pair is kept only if the champion wins the final (or the two are the same text).
+  K + ⌊K/2⌋ − 1 queries (:func:`~bandits.pair_schemes.tournament_queries`; 11 for K = 8).  Biased
+  (docs/theory.md §A.4).
 
 * opponent pairs (:func:`opponent_pairs`, a rule whose definition names an opponent: Nash-MD) — y ~ π_t
   and y′ ~ the opponent (the geometric mixture), one query; the pair is (y, y′), not reordered, with
@@ -37,7 +40,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bandits.errors import PrefsimError
-from bandits.pair_schemes import SCHEME_ALIASES
+from bandits.pair_schemes import SCHEME_ALIASES, tournament_bracket
 
 if TYPE_CHECKING:
     from llm_bridge.oracles import Oracle
@@ -113,39 +116,25 @@ def _best_worst(index, prompt, texts, oracle, rng):
 
 
 def _tournament(index, prompt, texts, oracle, rng):
-    k = len(texts)
-    cache = {}
-
-    def match(a, b):
-        """Bernoulli match; returns (winner, loser)."""
-        p = float(oracle.probabilities([prompt], [texts[a]], [texts[b]])[0])
-        cache[(a, b)], cache[(b, a)] = p, 1.0 - p
-        return (a, b) if rng.random() < p else (b, a)
-
-    def knockout(players, keep_winner):
-        players = list(players)
-        while len(players) > 1:
-            nxt = [players[-1]] if len(players) % 2 else []  # odd count: the last one has a bye
-            for a, b in zip(players[0::2], players[1::2]):
-                w, l = match(a, b)
-                nxt.append(w if keep_winner else l)
-            players = nxt
-        return players[0]
-
-    order = [int(i) for i in rng.permutation(k)]
-    winners, losers = [], []
-    for a, b in zip(order[0::2], order[1::2]):
-        w, l = match(a, b)
-        winners.append(w)
-        losers.append(l)
-    if k % 2:
-        winners.append(order[-1])
-    champion = knockout(winners, keep_winner=True)
-    worst = knockout(losers, keep_winner=False)
-    w, _ = match(champion, worst)
-    if w != champion:
+    """INPO's knockout on the bracket of :func:`bandits.pair_schemes.tournament_bracket` (sampled mode's), seats
+    filled by a random permutation of the K responses; one oracle call per round, one label per match."""
+    bracket = tournament_bracket(len(texts))
+    seats = [int(i) for i in rng.permutation(len(texts))]
+    uniforms = rng.random(len(bracket.matches))  # match m's label: the m-th draw, as sampled mode's columns
+    seats.extend([0, 0] * len(bracket.matches))
+    probability = {}
+    for matches in bracket.rounds:
+        firsts = [seats[bracket.matches[m][0]] for m in matches]
+        seconds = [seats[bracket.matches[m][1]] for m in matches]
+        probs = oracle.probabilities([prompt] * len(matches), [texts[a] for a in firsts], [texts[b] for b in seconds])
+        for m, a, b, p in zip(matches, firsts, seconds, probs):
+            probability[(a, b)], probability[(b, a)] = float(p), 1.0 - float(p)
+            won = uniforms[m] < p
+            seats[len(texts) + 2 * m : len(texts) + 2 * m + 2] = (a, b) if won else (b, a)
+    champion, worst = seats[bracket.champion], seats[bracket.worst]
+    if texts[seats[len(texts) + 2 * len(bracket.matches) - 2]] != texts[champion]:  # the final's winner is y_l
         return []
-    p = cache[(champion, worst)]
+    p = probability[(champion, worst)]
     return [Pair(index, champion, worst, p, p, 1.0 - p)]
 
 

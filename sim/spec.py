@@ -145,8 +145,8 @@ class RunSpec:
     ``best_worst_by_reward`` (formerly ``best_worst_of_k``), ``tournament``, ``sppo_win_rate`` or ``exact_win_rates``
     (:mod:`bandits.oracles`)."""
     candidates: int = 8
-    """Sampled: K candidates per pair for ``best_worst_by_reward`` / ``tournament`` (a power of 2) /
-    ``sppo_win_rate``."""
+    """Sampled: K ≥ 2 candidates per pair for ``best_worst_by_reward`` / ``tournament`` (byes when K is not a
+    power of 2, as in the bridge) / ``sppo_win_rate``."""
     self_comparison: bool = True
     """Sampled, ``sppo_win_rate``: include P̂[i][i] = ½ in the win-rate average (the SPPO code)."""
     policy: str = "tabular"

@@ -43,7 +43,7 @@ def _total_order(arms):
 
 def test_tournament_makes_eleven_comparisons_for_eight_candidates():
     assert tournament_queries(8) == 11
-    assert tournament_queries(4) == 5 and tournament_queries(16) == 23
+    assert tournament_queries(4) == 5 and tournament_queries(16) == 23 and tournament_queries(5) == 6
     preference, log_policy, rho, _, _ = _game(arms=6)
     _, queries = knockout_tournament(KEY, log_policy, preference, rho, pairs=10, candidates=8)
     assert queries == 110
@@ -77,10 +77,14 @@ def test_tournament_filter_drops_pairs_the_winner_loses():
     assert abs(kept - expected) < 5 * 0.5 / np.sqrt(20000)
 
 
-def test_tournament_needs_a_power_of_two():
+def test_tournament_takes_any_k_of_at_least_two():
+    """It refused K = 6 ("a power of 2"), which the bridge plays with byes; both now play one bracket
+    (tests/test_tournament.py checks the distributions)."""
     preference, log_policy, rho, _, _ = _game()
-    with pytest.raises(PrefsimError, match="power of 2"):
-        knockout_tournament(KEY, log_policy, preference, rho, 4, candidates=6)
+    _, queries = knockout_tournament(KEY, log_policy, preference, rho, 4, candidates=6)
+    assert queries == 4 * 8
+    with pytest.raises(PrefsimError, match="candidates ≥ 2, got 1"):
+        knockout_tournament(KEY, log_policy, preference, rho, 4, candidates=1)
 
 
 def test_lambda_p_winner_distribution_and_one_query_per_pair():
