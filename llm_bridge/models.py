@@ -55,8 +55,10 @@ class LoraSpec:
 
     def validate(self) -> None:
         """Raise a :class:`PrefsimError` naming the first field out of range (peft would take a NaN ``alpha``, and
-        a list of numbers as ``target_modules`` was an AttributeError, both only once the model was loaded)."""
-        check_integer(self.r, "model.lora.r", 1)
+        a list of numbers as ``target_modules`` was an AttributeError, both only once the model was loaded); then
+        store the fields as the spec parser does: ``r`` an int, ``alpha`` and ``dropout`` floats, the modules a
+        tuple (a NumPy integer or a list given directly stays otherwise, and is not JSON or hashable)."""
+        rank = check_integer(self.r, "model.lora.r", 1)
         if not is_finite_number(self.alpha) or not self.alpha > 0:
             raise PrefsimError(
                 f"model.lora.alpha must be a finite number > 0 (the update is (alpha/r)·BA), got {self.alpha!r}."
@@ -64,11 +66,19 @@ class LoraSpec:
         if not is_finite_number(self.dropout) or not 0 <= self.dropout < 1:
             raise PrefsimError(f"model.lora.dropout must be a number in [0, 1), got {self.dropout!r}.")
         modules = self.target_modules
-        if not modules or not all(isinstance(name, str) and name for name in modules):
+        if isinstance(modules, str) or not modules or not all(isinstance(name, str) and name for name in modules):
             raise PrefsimError(
                 'model.lora.target_modules must be a non-empty list of module names (such as ["q_proj", '
                 f'"v_proj"], or ["c_attn"] for GPT-2), got {list(modules)!r}.'
             )
+        normalised = {
+            "r": rank,
+            "alpha": float(self.alpha),
+            "dropout": float(self.dropout),
+            "target_modules": tuple(modules),
+        }
+        for name, value in normalised.items():
+            object.__setattr__(self, name, value)  # a frozen dataclass: store the values just checked
 
 
 def smollm2_gguf_path() -> Path:

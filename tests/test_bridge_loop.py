@@ -544,6 +544,21 @@ def test_lora_rank_and_the_other_integer_fields_refuse_and_word_alike(value):
         check(np.int64(4))  # a NumPy integer is an integer, as everywhere else in prefsim
 
 
+def test_lora_spec_validated_directly_stores_plain_values_as_the_parser_does():
+    """LoraSpec(r=np.int64(4)).validate() kept the NumPy integer (the parser converts it): the spec was not JSON
+    (dataclasses.asdict → json.dumps raised), a list of modules left it unhashable, and a string "c_attn" passed
+    as the modules c, _, a, … (peft then found none of them)."""
+    lora = LoraSpec(r=np.int64(4), alpha=np.int32(8), dropout=np.float32(0.5), target_modules=["c_attn"])
+    lora.validate()
+    assert (lora.r, lora.alpha, lora.dropout, lora.target_modules) == (4, 8.0, 0.5, ("c_attn",))
+    assert [type(v) for v in (lora.r, lora.alpha, lora.dropout)] == [int, float, float]
+    assert json.loads(json.dumps(dataclasses.asdict(lora)))["r"] == 4 and hash(lora) == hash(
+        LoraSpec(4, 8.0, 0.5, ("c_attn",))
+    )
+    with pytest.raises(PrefsimError, match=r"^model\.lora\.target_modules must be a non-empty list of module names"):
+        LoraSpec(target_modules="c_attn").validate()
+
+
 def test_spec_tables_take_numpy_integers_as_integers(tiny_llama):
     """A NumPy integer in a table field (a spec dict built from arrays) was refused as "expected an integer, got
     np.int64(4)" while the same value was taken for iterations and by check_integer; it is stored as an int."""
