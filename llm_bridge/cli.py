@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bandits.errors import PrefsimError, describe_os_error
-from llm_bridge.run_layout import PREDICTION_DIR
+from llm_bridge.run_layout import CURVES_FIGURE, METRICS_FILE, PREDICTION_DIR, WIN_RATE_FIGURE
 from sim.shards import parse_shard
 from sim.stop_request import stop_on_signals, stopped
 
@@ -61,7 +61,9 @@ class LlmCommand:
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("spec", help="bridge spec (TOML); examples/llm_demo.toml is the SmolLM2 sentiment demo")
-        parser.add_argument("--out", required=True, help="run directory (checkpoints, metrics.csv, win_rate.png)")
+        parser.add_argument(
+            "--out", required=True, help="run directory (checkpoints, metrics.csv, win_rate.png, curves.png)"
+        )
         parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
         parser.add_argument("--quiet", action="store_true", help="no progress bars or per-iteration lines")
         parser.add_argument(
@@ -140,7 +142,7 @@ class LlmCommand:
                     f"{row['rule']}: win rate of π_{int(row['iteration'])} vs π_ref = {row['win_rate']:.3f} "
                     f"[{row['win_rate_low']:.3f}, {row['win_rate_high']:.3f}]"
                 )
-            print(f"wrote {Path(args.out) / 'metrics.csv'} and {Path(args.out) / 'win_rate.png'}")
+            print(f"wrote {Path(args.out) / METRICS_FILE}, {WIN_RATE_FIGURE} and {CURVES_FIGURE}")
         return 0
 
 

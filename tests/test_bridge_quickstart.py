@@ -37,7 +37,9 @@ def test_the_readmes_tiny_quick_start_runs_and_says_what_it_writes(tmp_path):
     iteration = next(line for line in lines if line.startswith("[inpo] iteration 2/2: "))
     assert "held-out win rate of π_2 vs π_ref" in iteration and "(0.5 = no change)" in iteration
     assert "on the first minibatch" in iteration and "on the last" in iteration and "→" not in iteration
-    assert (out / "metrics.csv").is_file() and (out / "win_rate.png").is_file()
+    # the last line names every file the run writes at its top level (docs/llm_bridge.md lists the same three)
+    for name in ("metrics.csv", "win_rate.png", "curves.png"):
+        assert name in lines[-1] and (out / name).is_file(), (name, lines[-1])
     (out / "win_rate.png").unlink()
     plotted = _run("-m", "sim.cli", "plot", out, cwd=tmp_path)
     assert plotted.returncode == 0 and "win_rate.png" in plotted.stdout, plotted.stderr
