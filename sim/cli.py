@@ -197,14 +197,14 @@ def _parser() -> argparse.ArgumentParser:
     run_parser.add_argument(
         "--no-plots",
         action="store_true",
-        help="write no figures (metrics.csv, bounds.csv, summary.csv and manifest.json only)",
+        help="write no figures (metrics.csv, bounds.csv, headtohead.csv, summary.csv and manifest.json only)",
     )
     run_parser.add_argument(
         "--shard",
         metavar="I/N",
         help="run only shard I of N (counting from 0): whole [[rule]] tables, or with [run] seed_block their seed "
         "blocks, dealt out by cost; DIR then holds a shard for `prefsim merge` (default --out: "
-        "results/<spec name>/shard-I-of-N)",
+        "results/<the spec file's name without .toml>/shard-I-of-N)",
     )
     run_parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     run_parser.add_argument(

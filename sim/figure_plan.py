@@ -41,7 +41,7 @@ from sim.results_io import frame_schema
 MAX_CURVES_PER_AXES = 6
 #: At most this many facets (values or combinations of the swept [game]/[run] fields) get a panel each.
 MAX_FACETS = 12
-#: Metric columns that get a figure only when picked by name (``[plot] metrics``, ``prefsim plot --metrics``):
+#: Metric columns that get a figure only when picked by name (``[plot] metrics`` of the spec):
 #: ``max_log_ratio_so_far`` is the running maximum of ``max_log_ratio`` (the B the bounds read), whose own
 #: figure every run draws; a figure of it by default would add a figure's drawing time to every run.
 NOT_DRAWN_BY_DEFAULT = ("max_log_ratio_so_far",)

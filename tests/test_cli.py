@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -76,6 +77,37 @@ def test_plot_redraws(finished_run):
     result = prefsim("plot", out)
     assert result.returncode == 0, result.stderr
     assert list(out.glob("*.png"))
+
+
+def _option_help(command: str, option: str) -> str:
+    """The help text of one option of ``prefsim COMMAND --help``, on one line."""
+    lines = prefsim(command, "--help").stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"  {option} "))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("  -")), len(lines))
+    return " ".join(" ".join(lines[start:end]).split())
+
+
+def test_no_plots_help_names_every_file_a_run_writes_but_figures(finished_run, tmp_path):
+    """``--no-plots`` says which files a run still writes: those of a run without it, less the figures and
+    their list (headtohead.csv was missing from the help)."""
+    spec, out, _ = finished_run
+    named = set(re.findall(r"[a-z_]+\.(?:csv|json)", _option_help("run", "--no-plots")))
+    written = {path.name for path in out.iterdir() if path.is_file() and path.suffix in (".csv", ".json")}
+    assert named == written - {"figures.json"}
+    bare = tmp_path / "bare"
+    assert prefsim("run", spec, "--out", bare, "--no-plots", "--quiet").returncode == 0
+    assert {path.name for path in bare.iterdir() if path.suffix in (".csv", ".json")} == named | {"figures.json"}
+
+
+def test_shard_default_out_is_under_the_spec_files_name_as_its_help_says(tmp_path):
+    """A shard without --out goes to results/<the spec file's name without .toml>/shard-I-of-N, not under the
+    spec's ``name`` (the help said "<spec name>")."""
+    (tmp_path / "file_stem.toml").write_text('name = "other_name"\n' + SMALL_SPEC)
+    assert "results/<the spec file's name without .toml>/shard-I-of-N" in _option_help("run", "--shard")
+    result = prefsim("run", "file_stem.toml", "--shard", "0/2", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "results" / "file_stem" / "shard-0-of-2" / "manifest.json").is_file()
+    assert not (tmp_path / "results" / "other_name").exists()
 
 
 def test_resume_reuses_finished_parts(finished_run):
