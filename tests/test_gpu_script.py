@@ -86,6 +86,17 @@ def test_a_spent_budget_skips_the_remaining_steps(tmp_path):
     assert [path.name for path in tmp_path.iterdir()] == ["gpu_run_log.md"]
 
 
+def test_the_docs_state_the_gpu_runs_time_limit_its_default_budget_sets():
+    """Every doc that says how long ``run.sh`` takes on a GPU gives the minutes its default budget allows
+    (docs/llm_bridge.md said ≤ 8 min while the budget is 290 s, ≤ 5 min as benchmarks/README.md says)."""
+    budget = int(re.search(r"BUDGET_S=(\d+); \}", SCRIPT.read_text()).group(1))
+    minutes = -(-budget // 60)
+    for doc in ("docs/llm_bridge.md", "benchmarks/README.md"):
+        text = " ".join((ROOT / doc).read_text().split())
+        stated = [int(m) for m in re.findall(r"run\.sh`? .{0,40}?≤ (\d+) min", text)]
+        assert stated and all(m == minutes for m in stated), (doc, stated, minutes)
+
+
 @pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="on a GPU machine this would measure for real")
 @pytest.mark.parametrize("mode", [[], ["--speed"]], ids=["full", "speed"])
 def test_without_a_gpu_a_measured_run_stops_before_measuring(tmp_path, mode):
