@@ -1,5 +1,7 @@
 """The head-to-head table: W(A, B) = mean over seeds of π_Aᵀ P_s π_B for the final policies, with CIs."""
 
+from pathlib import Path
+
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -14,7 +16,7 @@ from sim.diagnostics import DegenerateRunWarning
 from sim.figure_plan import HEADTOHEAD, plan_figures
 from sim.game import game_from_instance
 from sim.headtohead import headtohead_table, win_rates_per_seed
-from sim.plotting import draw_job_figure, headtohead_figure, plot_headtohead
+from sim.plotting import HEATMAP_MAX_LABELS, draw_job_figure, headtohead_figure, plot_headtohead
 from sim.rules import build_rule, resolve_parameters
 from sim.spec import parse_spec
 
@@ -124,6 +126,17 @@ def test_the_heat_map_has_its_whole_title_inside_the_figure(tmp_path, rules):
     dark = image < 128
     assert dark.any(axis=1)[: image.shape[0] // 5].any()
     assert not dark[:, :2].any() and not dark[:, -2:].any()
+
+
+def test_the_heat_map_is_drawn_for_2_to_40_labels_as_the_readme_says():
+    """Above HEATMAP_MAX_LABELS the run writes headtohead.csv but no map; the README said the map showed its
+    cells' values "up to 40 rules", as if a larger one were drawn without them."""
+    names = [f"r{i:02d}" for i in range(HEATMAP_MAX_LABELS + 1)]
+    assert headtohead_figure(_duels(names)) is None
+    assert headtohead_figure(_duels(names[:HEATMAP_MAX_LABELS])) is not None
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    assert f"for 2 to {HEATMAP_MAX_LABELS} rule labels, `headtohead.png`" in readme
+    assert f"above {HEATMAP_MAX_LABELS} rule labels no map is drawn" in readme
 
 
 def test_one_rule_gets_no_heat_map(tmp_path):
