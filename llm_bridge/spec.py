@@ -57,7 +57,7 @@ from llm_bridge.rules import LLM_TAU, BridgeRule, build_bridge_rule
 from llm_bridge.run_layout import RUN_LEVEL_NAMES
 from llm_bridge.trainer import TrainingSpec
 from sim.rules import RULES
-from sim.spec_checks import check_integer_range, check_label, read_spec_text
+from sim.spec_checks import check_integer_range, check_label, check_nesting, load_toml, read_spec_text
 
 DEVICES = ("auto", "cpu", "cuda")
 #: The keys of the ``[run]`` table: the :class:`BridgeSpec` fields of these names (docs/llm_bridge.md's key
@@ -211,7 +211,8 @@ def load_spec(path: str | Path) -> BridgeSpec:
     """Parse and validate a bridge spec file."""
     path = Path(path)
     try:
-        raw = tomllib.loads(read_spec_text(path, "bridge spec file"))  # UTF-8 text, or a clear error
+        # UTF-8 text, nested as a spec can be, or a clear error
+        raw = load_toml(read_spec_text(path, "bridge spec file"), f"spec {path}")
     except tomllib.TOMLDecodeError as exc:
         raise PrefsimError(f"spec {path}: invalid TOML: {exc}") from None
     return parse_spec(raw, base=path.parent)
@@ -235,6 +236,7 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
     unknown = sorted(set(raw) - known)
     if unknown:
         raise PrefsimError(f"spec: unknown top-level key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
+    check_nesting(raw)  # before the recursive walk of check_integer_range
     check_integer_range(raw)  # as the simulator's parser: a 400-digit integer is refused, not an OverflowError
     iterations = check_integer(raw.get("iterations", 3), "iterations", 1)
     seed = check_integer(raw.get("seed", 0), "seed", 0)

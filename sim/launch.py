@@ -128,7 +128,7 @@ def check_job_options(args: argparse.Namespace) -> None:
 
 def _read_spec(path: Path) -> tuple[bool, int, str]:
     """``(is an LLM spec, number of [[rule]] tables, name)`` of a spec file."""
-    from sim.spec_checks import read_spec_text
+    from sim.spec_checks import load_toml, read_spec_text
 
     if path.suffix == ".json":
         from sim.spec import load_spec
@@ -136,7 +136,7 @@ def _read_spec(path: Path) -> tuple[bool, int, str]:
         spec = load_spec(path)
         return False, len(spec.rules), spec.raw.get("name") or path.resolve().parent.name
     try:
-        data = tomllib.loads(read_spec_text(path))
+        data = load_toml(read_spec_text(path), str(path))
     except tomllib.TOMLDecodeError as exc:
         raise PrefsimError(f"{path}: not valid TOML ({exc}).") from None
     rules = data.get("rule")

@@ -56,11 +56,13 @@ from sim.spec_checks import (
     check_game_types,
     check_integer_range,
     check_label,
+    check_nesting,
     check_rule_tables,
     check_run_name,
     check_sampled_numbers,
     check_seed_block,
     check_unread_keys,
+    load_toml,
     plain_values,
     read_spec_text,
     reads_own_problem,
@@ -261,7 +263,7 @@ def load_spec_and_manifest(path: str | Path) -> tuple[ExperimentSpec, dict | Non
         manifest = read_run_manifest(path)
         return parse_spec(manifest["spec"]), manifest
     try:
-        data = tomllib.loads(read_spec_text(path))
+        data = load_toml(read_spec_text(path), f"spec file {str(path)!r}")
     except tomllib.TOMLDecodeError as exc:
         raise PrefsimError(f"spec file {str(path)!r} is not valid TOML: {exc}.") from None
     return parse_spec(data), None
@@ -275,6 +277,11 @@ def read_run_manifest(path: Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise PrefsimError(
             f"{str(path)!r} is not valid JSON ({exc}); give a spec TOML or a run's manifest.json."
+        ) from None
+    except RecursionError:  # Python's JSON parser recurses once per level of nesting
+        raise PrefsimError(
+            f"{str(path)!r} nests arrays or objects hundreds of levels deep, so it is not a run's manifest.json; "
+            "give a spec TOML or a run's manifest.json."
         ) from None
     spec = manifest.get("spec") if isinstance(manifest, dict) else None
     if not isinstance(spec, dict) or "rule" not in spec:
@@ -292,6 +299,7 @@ def parse_spec(data: Any) -> ExperimentSpec:
         return check_built_spec(data)
     if not isinstance(data, dict):
         raise PrefsimError("spec: expected a table of keys (a TOML document or a dict).")
+    check_nesting(data)  # before the recursive walks below, which a table nested hundreds of levels would overflow
     data = plain_values(data)  # NumPy numbers and arrays of a spec built in Python: as TOML gives them
     check_integer_range(data)
     unknown = set(data) - TOP_LEVEL_KEYS

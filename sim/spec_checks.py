@@ -22,6 +22,9 @@ the file) and what to do; none returns silently on input the run would ignore or
   ``results/<name>-rerun``) and launch jobs, so it follows the label rule; ``description`` is a string.
 * :func:`check_integer_range` — integers must fit in 64 bits (TOML's own limit; Python's parser
   accepts larger ones, which NumPy cannot hold).
+* :func:`load_toml` / :func:`check_nesting` — tables and arrays nest at most :data:`MAX_SPEC_DEPTH` levels
+  (a spec nests a few: a matrix is a list of lists); deeper ones ended in Python's ``RecursionError``, in
+  the TOML parser or in the checks that walk the spec.
 * :func:`check_sampled_numbers` — ``tolerance`` must be finite (∞ would never stop the inner loop
   early, i.e. mean "unset" while saying something else).
 """
@@ -32,6 +35,7 @@ import dataclasses
 import json
 import math
 import re
+import tomllib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -45,6 +49,9 @@ from bandits.pair_schemes import CANDIDATE_SCHEMES
 
 #: Largest spec file read (a spec is a few kilobytes of text; a matrix of 300 arms is ~1 MB).
 MAX_SPEC_BYTES = 16 * 2**20
+#: Deepest nesting of tables and arrays in a spec: a swept preference matrix under ``[game]`` (a list of
+#: lists of lists of numbers) is 4 levels below the top; Python's TOML parser fails near 500.
+MAX_SPEC_DEPTH = 16
 LABEL_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=,\[\]()-]{0,99}")
 #: What :data:`LABEL_PATTERN` accepts, in words.
 LABEL_CHARACTERS = "1–100 ASCII letters, digits and _ - . + = , [ ] ( ), starting with a letter, digit or _"
@@ -118,6 +125,41 @@ def read_spec_text(path: str | Path, what: str = "spec file") -> str:
             f"{what} {str(path)!r} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); TOML "
             "files are UTF-8: save it as UTF-8."
         ) from None
+
+
+def load_toml(text: str, what: str) -> dict:
+    """``tomllib.loads(text)``, with tables and arrays nested too deeply refused naming ``what`` (the file):
+    Python's parser recurses once per level of array or inline table and ends in a ``RecursionError`` near
+    500 levels.  A :class:`tomllib.TOMLDecodeError` is left to the caller, which words it."""
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        raise PrefsimError(
+            f"{what} nests arrays or inline tables hundreds of levels deep; a spec nests at most "
+            f"{MAX_SPEC_DEPTH} (a matrix is a list of lists): give a spec TOML file."
+        ) from None
+
+
+def check_nesting(value: object, where: str = "spec") -> None:
+    """Raise when tables (dicts) and arrays (lists, tuples) in the spec data nest more than
+    :data:`MAX_SPEC_DEPTH` levels, naming the path to the first one too deep.  The walk keeps its own stack:
+    the recursive checks that follow it (:func:`plain_values`, :func:`check_integer_range`) would end in a
+    ``RecursionError`` on a table nested a few hundred levels (``[x.y.y.y…]`` headers parse without one)."""
+    stack = [(value, where, 0)]
+    while stack:
+        item, at, depth = stack.pop()
+        if isinstance(item, dict):
+            children = [(child, f"{at}.{key}" if at != "spec" else str(key)) for key, child in item.items()]
+        elif isinstance(item, (list, tuple)):
+            children = [(child, f"{at}[{index}]") for index, child in enumerate(item)]
+        else:
+            continue
+        if children and depth == MAX_SPEC_DEPTH:
+            raise PrefsimError(
+                f"{at}: tables and arrays nest more than {MAX_SPEC_DEPTH} levels deep here; a spec nests a few "
+                "(a matrix is a list of lists): remove the extra levels."
+            )
+        stack.extend((child, path, depth + 1) for child, path in children)
 
 
 def check_integer_range(value: object, where: str = "spec") -> None:

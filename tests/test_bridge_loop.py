@@ -1060,3 +1060,16 @@ def test_a_checkpoint_in_a_directory_that_cannot_be_written_is_told_so_not_to_fr
     monkeypatch.setattr(models_module, "replace_files_atomic", full)
     with pytest.raises(PrefsimError, match=r"Free disk space or raise the file-size limit and rerun with --resume"):
         models_module.save_state({"w": torch.zeros(2)}, tmp_path / "policy.safetensors")
+
+
+def test_a_bridge_spec_nested_hundreds_of_levels_deep_is_refused_without_a_recursion_error(tmp_path, capsys):
+    """Was a RecursionError traceback from tomllib (arrays) or from check_integer_range (a deep table)."""
+    (tmp_path / "arrays.toml").write_text("a = " + "[" * 3000 + "]" * 3000 + "\n")
+    assert cli_main([str(tmp_path / "arrays.toml"), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "nests arrays or inline tables hundreds of levels deep" in err and err.count("\n") == 1
+    deep = {}
+    for _ in range(1000):
+        deep = {"y": deep}
+    with pytest.raises(PrefsimError, match=r"^training\.y\.y.*nest more than 16 levels deep"):
+        parse_spec(_raw("/m", [{"name": "dpo"}], training={"y": deep}))

@@ -3,6 +3,7 @@
 import copy
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -602,3 +603,43 @@ def test_numpy_values_in_a_python_spec_are_read_as_toml_values_and_recorded_as_n
     recorded = json.loads(manifest.read_text())["spec"]
     assert recorded["iterations"] == 3 and recorded["game"]["tau"] == 0.2 and recorded["seeds"] == [0, 1]
     assert main(["run", str(manifest), "--no-plots", "--out", str(tmp_path / "again")]) == 0
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        # Python's TOML parser recurses once per level of array or inline table
+        ("a = " + "[" * 3000 + "]" * 3000 + "\n", "nests arrays or inline tables hundreds of levels deep"),
+        ("a = " + "{b = " * 3000 + "1" + "}" * 3000 + "\n", "nests arrays or inline tables hundreds of levels deep"),
+        # table headers parse without recursion; the spec's checks then walked the table recursively
+        ("[x" + ".y" * 3000 + "]\n", "x.y.y.y.y.y.y.y.y.y.y.y.y.y.y.y: tables and arrays nest more than 16 levels"),
+    ],
+    ids=["arrays", "inline_tables", "table_header"],
+)
+def test_a_spec_nested_hundreds_of_levels_deep_is_refused_without_a_recursion_error(tmp_path, capsys, text, message):
+    """Was a RecursionError traceback from tomllib or from sim.spec_checks.plain_values (exit status 1)."""
+    path = tmp_path / "deep.toml"
+    path.write_text(text)
+    with pytest.raises(PrefsimError, match=re.escape(message)):
+        load_spec(path)
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--no-plots", "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and error.count("\n") == 1 and "Traceback" not in error
+
+
+def test_a_manifest_nested_hundreds_of_levels_deep_is_refused_without_a_recursion_error(tmp_path):
+    path = tmp_path / "manifest.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(PrefsimError, match="nests arrays or objects hundreds of levels deep"):
+        load_spec(path)
+
+
+def test_a_spec_dict_nested_deeper_than_a_spec_can_be_is_refused_naming_the_path():
+    deep = 1.0
+    for _ in range(1000):
+        deep = [deep]
+    with pytest.raises(PrefsimError, match=r"^game\.preference\[0\]\[0\].*nest more than 16 levels deep"):
+        parse_spec(_with(game={"kind": "matrix", "preference": deep}))
+    # a matrix per seed (a list of lists of lists) is well within the limit
+    matrices = [[[0.5, 0.7], [0.3, 0.5]], [[0.5, 0.6], [0.4, 0.5]]]
+    assert parse_spec(_with(game={"kind": "matrix", "preference": matrices, "tau": 0.1})).game.preference == matrices
