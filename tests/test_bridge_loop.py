@@ -1073,3 +1073,13 @@ def test_a_bridge_spec_nested_hundreds_of_levels_deep_is_refused_without_a_recur
         deep = {"y": deep}
     with pytest.raises(PrefsimError, match=r"^training\.y\.y.*nest more than 16 levels deep"):
         parse_spec(_raw("/m", [{"name": "dpo"}], training={"y": deep}))
+
+
+def test_a_count_rule_parameter_given_as_a_float_is_refused():
+    """reference_every = 3.0 (and 1e300) and history = 2.0 were accepted as counts; 2.5 alone was refused."""
+    for rule, key in (
+        ({"name": "comal", "reference_every": 3.0}, "reference_every"),
+        ({"name": "mnpo", "history": 2.0}, "history"),
+    ):
+        with pytest.raises(PrefsimError, match=rf"^rule '{rule['name']}': {key} must be an integer ≥ 1 \(a count"):
+            parse_spec(_raw("/m", [rule]))

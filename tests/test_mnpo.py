@@ -337,9 +337,9 @@ def test_bridge_loss_on_the_bandit_lm_reproduces_three_exact_mnpo_steps():
     ],
 )
 def test_bad_parameters_fail_clearly(given, message):
-    parameters = resolve_parameters("mnpo", given, 0.1)
+    # a float history is refused by resolve_parameters (a count, as iterations), the other values by the rule
     with pytest.raises(PrefsimError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        build_rule("mnpo", parameters)
+        build_rule("mnpo", resolve_parameters("mnpo", given, 0.1))
     with pytest.raises(PrefsimError, match=message.replace("[", r"\[").replace("]", r"\]")):
         build_bridge_rule("mnpo", given)
 

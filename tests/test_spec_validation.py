@@ -145,6 +145,11 @@ def test_the_base_spec_is_valid():
         (_with(rule=[{"name": "extragradient", "eta": [1.0, 20.0]}]), ["extragradient[eta=20]", "eta·tau"]),
         (_with(rule=[{"name": "sppo", "normaliser": "approximate"}]), ["rule #1 (sppo)", "normaliser"]),
         (_with(rule=[{"name": "dno", "eta": 0}]), ["rule #1 (dno)", "eta"]),
+        # counts are integers, as iterations is: 3.0 and 1e300 were accepted (only 2.5 was refused)
+        (_with(rule=[{"name": "inpo", "eta": 1.0, "reference_every": 3.0}]), ["rule #1 (inpo)", "reference_every"]),
+        (_with(rule=[{"name": "comal", "reference_every": 1e300}]), ["rule #1 (comal)", "reference_every", "1e+300"]),
+        (_with(rule=[{"name": "mpo", "reference_every": [4, 8.0]}]), ["rule #1 (mpo)", "reference_every"]),
+        (_with(rule=[{"name": "mnpo", "history": 2.0}]), ["rule #1 (mnpo)", "history must be an integer ≥ 1"]),
         (_with(rule=[{"name": "online_ipo", "tau": 0.0}]), ["rule #1 (online_ipo)", "tau"]),
         # a rule whose τ defaults to the game's τ = 0 cannot run
         (_with(game={"kind": "cyclic", "arms": 3}, rule=[{"name": "online_ipo"}]), ["rule #1 (online_ipo)", "tau"]),

@@ -189,6 +189,11 @@ def resolve_parameters(name: str, given: dict, game_tau: float, where: str = "ru
             values = value if isinstance(value, list) else [value]
             if not values or not all(_is_number(v) for v in values):
                 raise PrefsimError(f"{where}: {key} must be a number or a list of numbers, got {value!r}.")
+            if parameter.integer and not all(_is_integer(v) for v in values):
+                raise PrefsimError(
+                    f"{where}: {key} must be an {parameter.constraint} (a count, written without a decimal point; a "
+                    f"list of them is swept), got {value!r}."
+                )
         resolved[key] = value
     schedule_key = "base_schedule" if info.wrapper else "schedule"
     scheduled_eta = resolved.get(schedule_key) == "theorem4"  # the schedule sets η_t = τ(t+2)/2: no eta
@@ -275,6 +280,10 @@ def _apo_key(base_parameter: str) -> str:
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 __all__ = [

@@ -102,6 +102,9 @@ class Parameter:
     """The paper's symbol (``η``, ``τ``, ``β``, ``α``)."""
     optional: bool = False
     """Absent means "not used" (e.g. ``reference_every``: a fixed reference); not filled in when absent."""
+    integer: bool = False
+    """A count (``reference_every``, MNPO's ``history``): a spec must give integers, as for ``iterations`` (a float
+    such as 3.0 or 1e300 is refused, not read as a count)."""
 
     @property
     def numeric(self) -> bool:

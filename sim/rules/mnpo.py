@@ -193,6 +193,7 @@ DEFINITION = RuleDefinition(
             DEFAULT_HISTORY,
             constraint="integer ≥ 1",
             symbol="m",
+            integer=True,
         ),
         Parameter(
             "decay",

@@ -39,6 +39,7 @@ REFERENCE_EVERY = Parameter(
     constraint="integer ≥ 1",
     symbol="M",
     optional=True,
+    integer=True,
 )
 
 
