@@ -104,7 +104,7 @@ class OracleSpec:
     kind: str = "vader"
     """vader, reward_model, reward_function or preference_function."""
     scale: float = 0.25
-    """Bradley–Terry temperature: P = σ((r − r′)/scale)."""
+    """Bradley–Terry temperature: P = σ((r − r′)/scale) (not read by kind = preference_function, which gives P)."""
     path: str | None = None
     """Local sequence-classification model directory (kind = reward_model)."""
     function: str | None = None
@@ -294,7 +294,7 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
         raise PrefsimError(f"generation.top_p must be in (0, 1] (1.0 = off), got {sampling.top_p!r}.")
 
     oracle = _dataclass(OracleSpec, _table(raw, "oracle"), "oracle")
-    _check_oracle(oracle)
+    _check_oracle(oracle, _table(raw, "oracle"))
     training = _dataclass(TrainingSpec, _table(raw, "training"), "training")
     training.validate()
 
@@ -368,9 +368,20 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
 ORACLE_KINDS = ("vader", "reward_model", "reward_function", "preference_function")
 
 
-def _check_oracle(oracle: OracleSpec) -> None:
+#: The ``[oracle]`` keys that only some kinds read: key → those kinds.  Any other kind ignores the key, so giving
+#: it is refused (as the simulator refuses a ``[game]`` key the run does not read): a reward model's ``path``
+#: left beside ``kind = "vader"`` labelled the pairs with VADER, silently.
+ORACLE_KEYS_READ_BY = {
+    "path": ("reward_model",),
+    "function": ("reward_function", "preference_function"),
+    "scale": ("vader", "reward_model", "reward_function"),  # a preference function gives P itself
+}
+
+
+def _check_oracle(oracle: OracleSpec, given: dict) -> None:
     """The ``[oracle]`` table: a known kind, a finite scale > 0, what the kind needs (:func:`check_oracle_settings`),
-    and for the function kinds a callable.
+    no key the kind does not read (``given``: the table's keys; :data:`ORACLE_KEYS_READ_BY`), and for the function
+    kinds a callable.
 
     The function (``"module:function"``) is imported here, so a typo or a non-callable attribute is
     reported before any model is loaded.
@@ -384,6 +395,7 @@ def _check_oracle(oracle: OracleSpec) -> None:
             f"got {scale!r}."
         )
     check_oracle_settings(oracle.kind, oracle.path, oracle.function)
+    _refuse_unread_keys("oracle", given, "kind", oracle.kind, ORACLE_KEYS_READ_BY)
     if oracle.kind in ("reward_function", "preference_function") and oracle.function is not None:
         if not isinstance(oracle.function, str):
             raise PrefsimError(f'oracle.function must be a string "module:function", got {oracle.function!r}.')
@@ -393,6 +405,20 @@ def _check_oracle(oracle: OracleSpec) -> None:
                 f"oracle.function: {oracle.function!r} is a {type(target).__name__}, not a function; point it at a "
                 "callable (reward_function: (prompts, responses) → rewards; preference_function: (prompt, "
                 "response, response′) → P(response ≻ response′))."
+            )
+
+
+def _refuse_unread_keys(table: str, given: dict, setting: str, value: str, read_by: dict) -> None:
+    """Refuse a key of ``[table]`` (``given``: the keys the spec gives) that the table's ``setting`` = ``value``
+    does not read; ``read_by`` maps each such key to the values that read it.  A key left beside a setting that
+    ignores it would otherwise be accepted silently (the simulator refuses a ``[game]`` key the run does not read
+    the same way)."""
+    for key, values in read_by.items():
+        if key in given and value not in values:
+            shown = f"{', '.join(map(repr, values[:-1]))} or {values[-1]!r}" if len(values) > 1 else repr(values[0])
+            raise PrefsimError(
+                f"{table}.{key} = {given[key]!r} is read only with {table}.{setting} = {shown} (this spec has "
+                f"{setting} = {value!r}, which does not read it); remove it or set the {setting} that uses it."
             )
 
 

@@ -1083,3 +1083,22 @@ def test_a_count_rule_parameter_given_as_a_float_is_refused():
     ):
         with pytest.raises(PrefsimError, match=rf"^rule '{rule['name']}': {key} must be an integer ≥ 1 \(a count"):
             parse_spec(_raw("/m", [rule]))
+
+
+@pytest.mark.parametrize(
+    ("oracle", "message"),
+    [
+        # a reward model's path beside the default kind: the pairs were labelled by VADER, silently
+        ({"path": "models/rm"}, "oracle.path = 'models/rm' is read only with oracle.kind = 'reward_model' (this spec"),
+        ({"kind": "reward_model", "path": "rm", "function": "m:f"}, "oracle.function = 'm:f' is read only with"),
+        (
+            {"kind": "preference_function", "function": "os:getcwd", "scale": 0.5},
+            "oracle.scale = 0.5 is read only with oracle.kind = 'vader', 'reward_model' or 'reward_function'",
+        ),
+    ],
+)
+def test_an_oracle_key_its_kind_does_not_read_is_refused(oracle, message):
+    raw = _raw("/m", [{"name": "dpo"}])
+    raw["oracle"] = oracle
+    with pytest.raises(PrefsimError, match=re.escape(message)):
+        parse_spec(raw)
