@@ -297,6 +297,7 @@ def parse_spec(raw: dict, base: Path | None = None) -> BridgeSpec:
     _check_oracle(oracle, _table(raw, "oracle"))
     training = _dataclass(TrainingSpec, _table(raw, "training"), "training")
     training.validate()
+    _refuse_unread_keys("training", _table(raw, "training"), "optimizer", training.optimizer, TRAINING_KEYS_READ_BY)
 
     rule_tables = raw.get("rule")
     if not isinstance(rule_tables, list) or not rule_tables:
@@ -375,6 +376,15 @@ ORACLE_KEYS_READ_BY = {
     "path": ("reward_model",),
     "function": ("reward_function", "preference_function"),
     "scale": ("vader", "reward_model", "reward_function"),  # a preference function gives P itself
+}
+
+
+#: The ``[training]`` keys that only some optimisers read (:func:`llm_bridge.trainer.make_optimizer`): key → those
+#: optimisers.  ``rmsprop_alpha`` beside ``optimizer = "adamw"`` was accepted and ignored.
+TRAINING_KEYS_READ_BY = {
+    "adam_betas": ("adamw",),
+    "rmsprop_alpha": ("rmsprop",),
+    "eps": ("adamw", "rmsprop"),
 }
 
 

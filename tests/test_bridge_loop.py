@@ -41,7 +41,7 @@ from llm_bridge.models import (  # noqa: E402
 )
 from llm_bridge.provenance import changed_models, model_identity  # noqa: E402
 from llm_bridge.run_layout import RUN_LEVEL_NAMES  # noqa: E402
-from llm_bridge.spec import PredictionSpec, PromptSpec, parse_spec  # noqa: E402
+from llm_bridge.spec import TRAINING_KEYS_READ_BY, PredictionSpec, PromptSpec, parse_spec  # noqa: E402
 from llm_bridge.tiny import build_tiny_model  # noqa: E402
 from llm_bridge.trainer import TrainingSpec  # noqa: E402
 from sim import results_io, stop_request  # noqa: E402
@@ -1102,3 +1102,20 @@ def test_an_oracle_key_its_kind_does_not_read_is_refused(oracle, message):
     raw["oracle"] = oracle
     with pytest.raises(PrefsimError, match=re.escape(message)):
         parse_spec(raw)
+
+
+@pytest.mark.parametrize(
+    ("training", "message"),
+    [
+        ({"rmsprop_alpha": 0.9}, "training.rmsprop_alpha = 0.9 is read only with training.optimizer = 'rmsprop'"),
+        ({"optimizer": "rmsprop", "adam_betas": [0.9, 0.99]}, "training.adam_betas = [0.9, 0.99] is read only with"),
+        ({"optimizer": "sgd", "eps": 1e-6}, "training.eps = 1e-06 is read only with training.optimizer = 'adamw' or"),
+    ],
+)
+def test_a_training_key_its_optimizer_does_not_read_is_refused(training, message):
+    """Each was accepted and ignored (make_optimizer passes it to one optimiser only)."""
+    with pytest.raises(PrefsimError, match=re.escape(message)):
+        parse_spec(_raw("/m", [{"name": "dpo"}], training=training))
+    # the optimiser that reads the key takes it
+    key = next(key for key in training if key != "optimizer")
+    parse_spec(_raw("/m", [{"name": "dpo"}], training={**training, "optimizer": TRAINING_KEYS_READ_BY[key][0]}))
