@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -182,6 +183,54 @@ def test_plot_of_a_path_that_is_no_directory_is_a_clear_error(tmp_path):
         assert f"{str(path)!r} is not a directory" in result.stderr
         assert "--out" not in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "absent").exists()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        # argparse's own errors: its usage line, then one error line
+        (["frobnicate"], "prefsim: error: argument COMMAND: invalid choice: 'frobnicate'"),
+        (["run", "{spec}", "--frobnicate"], "prefsim: error: unrecognized arguments: --frobnicate"),
+        (["run", "{spec}", "--shard"], "prefsim run: error: argument --shard: expected one argument"),
+        # prefsim's: one line
+        (["run", "{directory}", "--out", "{out}"], "error: spec file '{directory}' does not exist or is not a regular"),
+        (["run", "{directory}/absent.toml"], "error: spec file '{directory}/absent.toml' does not exist"),
+        (["run", "{spec}", "--out", "{file}"], "error: --out '{file}': the result directory exists and is not a dir"),
+        (["run", "{spec}", "--out", "{file}/sub"], "error: --out '{file}/sub': its parent '{file}' exists and is not"),
+        (["run", "{spec}", "--out", "{directory}", "--at", "x"], "error: --at: expected iteration numbers, got 'x'."),
+        (["report", "{directory}"], "error: '{directory}' is not a finished `prefsim run` directory"),
+        (["compare", "{directory}", "{file}"], "error: '{directory}' is not a finished `prefsim run` directory"),
+        (["merge", "{directory}", "--out", "{out}"], "error: '{directory}' holds no finished shard"),
+    ],
+)
+def test_bad_command_lines_end_with_status_2_and_one_error_line(tmp_path, arguments, expected):
+    """The command line's surface, as a user mistypes it: subcommands, options, files for directories and back."""
+    paths = {"spec": tmp_path / "small.toml", "directory": tmp_path / "folder", "file": tmp_path / "file.txt"}
+    paths["spec"].write_text(SMALL_SPEC)
+    paths["directory"].mkdir()
+    paths["file"].write_text("not a directory\n")
+    paths["out"] = tmp_path / "out"
+    result = prefsim(*(argument.format(**paths) for argument in arguments), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith(expected.format(**paths)), result.stderr
+    assert len(lines) == 1 or lines[0].startswith("usage: prefsim"), result.stderr
+    assert not paths["out"].exists() and paths["file"].read_text() == "not a directory\n"
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs a directory its user cannot write to")
+def test_an_unwritable_out_directory_is_one_error_line(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    spec = tmp_path / "small.toml"
+    spec.write_text(SMALL_SPEC)
+    try:
+        result = prefsim("run", spec, "--out", locked / "out")
+    finally:
+        locked.chmod(0o700)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: --out '{locked / 'out'}': ") and result.stderr.count("\n") == 1
 
 
 def test_default_example_spec_parses():
