@@ -138,8 +138,11 @@ class GameSpec:
                 raise PrefsimError(f"game.{field}: expected a finite number, got {getattr(self, field)!r}.")
         if not 0.0 <= self.strength <= 1.0:
             raise PrefsimError(f"game.strength: the cyclic strength c must lie in [0, 1], got {self.strength!r}.")
-        if self.reward_scale < 0:
-            raise PrefsimError(f"game.reward_scale: must be ≥ 0, got {self.reward_scale!r}.")
+        # a negative scale draws from the same distribution as its absolute value (the draws are symmetric), so it
+        # says nothing a positive one does not: refused, as a negative reward scale is
+        for field in ("reward_scale", "scale", "reference_scale"):
+            if getattr(self, field) < 0:
+                raise PrefsimError(f"game.{field}: must be ≥ 0, got {getattr(self, field)!r}.")
         if self.reference_min_mass < 0:
             raise PrefsimError(f"game.reference_min_mass: must be ≥ 0, got {self.reference_min_mass!r}.")
         if self.kind == "cyclic" and _is_number(self.arms) and self.arms < 3:

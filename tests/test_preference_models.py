@@ -183,6 +183,9 @@ def test_random_reference_respects_min_mass_and_seed():
         ({"kind": "cyclic", "arms": 3, "strength": 1.5}, "game.strength"),
         ({"kind": "cyclic", "arms": 3, "strength": "strong"}, "game.strength"),
         ({"arms": 3, "reward_scale": -1.0}, "game.reward_scale"),
+        # accepted once: a negative logit scale draws what its absolute value draws
+        ({"arms": 3, "reference": "random", "reference_scale": -1.0}, "game.reference_scale: must be ≥ 0"),
+        ({"kind": "random", "arms": 3, "construction": "skew_logits", "scale": -2.0}, "game.scale: must be ≥ 0"),
         ({"arms": 3, "reference_min_mass": -0.1}, "game.reference_min_mass"),
     ],
 )
