@@ -10,7 +10,11 @@
   policies and state of the vmapped trajectories (``grid·B·K`` per vector, B the seeds of one call:
   ``[run] seed_block``, else all S), the recordings (``grid·B·R`` per metric, plus the table of all S
   seeds), and in sampled mode the labelled pairs of one iteration (``grid·B·N``, times the candidates a
-  scheme compares per pair: :func:`_scheme_numbers`) and the policy features.  One seed's P holds
+  scheme compares per pair: :func:`_scheme_numbers`), the policy features and activations (``4·K·w`` per
+  hidden layer of an MLP of width w) and the parameters of a ``log_linear`` or ``mlp`` policy
+  (:data:`PARAMETER_COPIES` copies per grid point and seed of ``d``, or of ``d·w + (L − 1)·w² + (L + 1)·w + 1``
+  for L hidden layers: so a thousand-layer MLP is refused here, not met by an allocation failure or a
+  network XLA compiles for hours).  One seed's P holds
   ``M·K²`` numbers (M = ``run.contexts`` of a linear problem, else 1; K of a ``bt_mixture`` is the length
   of its reward vectors): P counts once when every seed shares it, and ``2·S·M·K²`` when it differs
   between seeds (the per-seed matrices and their stack: :func:`bandits.games.preference_depends_on_seed`,
@@ -48,6 +52,9 @@ PAIR_BYTES = 48
 #: float's 17-digit field as a Python string (49 + 17 B) and its list slot (8 B), less the cells whose field
 #: is empty or one character (shared strings); ~90 B measured on an exact run's table (tests/test_memory_estimate.py).
 CSV_FIELD_BYTES = 64
+#: Copies of a parametric policy's parameters held per grid point and seed during an inner step: θ, its
+#: gradient, the optimiser's two moments (Adam) and the previous θ (APO's extrapolation).
+PARAMETER_COPIES = 5
 
 
 def check_counts(iterations: int, seed_count: int) -> None:
@@ -143,8 +150,8 @@ def _preference_per_seed(spec) -> bool:
 
 
 def memory_estimate(spec: Any) -> dict:
-    """Bytes by part (``preference``, ``policies``, ``recordings``, ``table_text``, ``pairs``, ``features``)
-    for ``spec``.
+    """Bytes by part (``preference``, ``policies``, ``recordings``, ``table_text``, ``pairs``, ``features``,
+    ``parameters``) for ``spec``.
 
     ``spec`` is a parsed :class:`sim.spec.ExperimentSpec`; see the module docstring for the formulas.
     The grid is the largest ``[[rule]]`` table's (rules run one after another); with ``[run] seed_block``
@@ -171,6 +178,7 @@ def memory_estimate(spec: Any) -> dict:
         "table_text": TABLE_COLUMNS * labels * seeds * recorded * CSV_FIELD_BYTES,
         "pairs": 0,
         "features": 0,
+        "parameters": 0,
     }
     run = spec.run
     if run.mode == "sampled":
@@ -179,7 +187,14 @@ def memory_estimate(spec: Any) -> dict:
         if run.policy != "tabular":
             dimension = arms if run.features == "one_hot" and run.problem == "game" else int(run.feature_dim)
             width = int(run.mlp_width) if run.policy == "mlp" else 1
-            estimate["features"] = grid * block * (arms * dimension + 4 * arms * width) * itemsize
+            layers = int(run.mlp_hidden_layers) if run.policy == "mlp" else 1
+            estimate["features"] = grid * block * (arms * dimension + 4 * arms * width * layers) * itemsize
+            parameters = (
+                dimension * width + (layers - 1) * width * width + (layers + 1) * width + 1
+                if run.policy == "mlp"
+                else dimension
+            )
+            estimate["parameters"] = grid * block * PARAMETER_COPIES * parameters * itemsize
     return estimate
 
 

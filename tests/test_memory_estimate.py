@@ -113,3 +113,18 @@ def test_check_memory_refuses_a_run_whose_recorded_table_text_does_not_fit():
     with pytest.raises(PrefsimError, match=r"memory: .*table_text \d"):
         limits.check_memory(long_recorded_spec(10**7), available=20 * 2**30)
     limits.check_memory(long_recorded_spec(10**5), available=20 * 2**30)  # 2·10⁵ rows fit
+
+
+def test_the_parameters_of_a_deep_mlp_are_counted_and_a_thousand_layers_refused():
+    """mlp_hidden_layers = 10⁵ was accepted (the estimate counted one layer's activations whatever the depth), then
+    met by an allocation failure or a 10⁵-layer network to compile."""
+    run = {"mode": "sampled", "policy": "mlp", "mlp_width": 256, "inner_steps": 1}
+    one = limits.memory_estimate(spec({"kind": "random", "arms": 5, "tau": 0.1}, run))
+    # K = 5 one-hot features (d = 5), w = 256, L = 1: d·w + 2w + 1 parameters, 5 copies, 3 seeds, float64
+    assert one["parameters"] == 3 * limits.PARAMETER_COPIES * (5 * 256 + 2 * 256 + 1) * 8
+    deep = spec({"kind": "random", "arms": 5, "tau": 0.1}, {**run, "mlp_hidden_layers": 100_000})
+    assert limits.memory_estimate(deep)["parameters"] > 100_000 * 256 * 256 * 3 * limits.PARAMETER_COPIES * 8
+    with pytest.raises(
+        PrefsimError, match=r"memory: this run needs at least .* \(.*features 11\.4 GiB, parameters 735 GiB"
+    ):
+        limits.check_memory(deep, available=2**34)
