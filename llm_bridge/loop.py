@@ -1023,6 +1023,14 @@ def _check_out(spec: BridgeSpec, out: Path, resume: bool, shard: dict | None = N
     if not manifest.is_file():
         _check_foreign(out)
         return None
+    recorded = read_json_object(manifest)
+    if isinstance(recorded, dict) and isinstance(recorded.get("spec"), dict) and "game" in recorded["spec"]:
+        # a `prefsim run` directory (a simulator spec has a [game] table, a bridge spec cannot): it was called a
+        # bridge run, and the --resume the message suggested then said the spec differs
+        raise PrefsimError(
+            f"--out {str(out)!r} holds the results of `prefsim run` (a simulator spec with a [game] table), not a "
+            "bridge run; choose another directory."
+        )
     if not resume:
         raise PrefsimError(
             f"--out {str(out)!r} already holds a bridge run; pass --resume to continue it, or choose another directory."

@@ -1119,3 +1119,18 @@ def test_a_training_key_its_optimizer_does_not_read_is_refused(training, message
     # the optimiser that reads the key takes it
     key = next(key for key in training if key != "optimizer")
     parse_spec(_raw("/m", [{"name": "dpo"}], training={**training, "optimizer": TRAINING_KEYS_READ_BY[key][0]}))
+
+
+def test_out_holding_a_simulator_run_is_refused_as_such(tmp_path):
+    """It was called "a bridge run" with the advice to pass --resume, which then said the spec differs."""
+    out = tmp_path / "simulator"
+    out.mkdir()
+    spec = {"iterations": 3, "game": {"kind": "cyclic", "arms": 3}, "rule": [{"name": "mmd"}]}
+    (out / "manifest.json").write_text(json.dumps({"spec": spec, "fingerprint": "0" * 64}))
+    for resume in (False, True):
+        with pytest.raises(
+            PrefsimError, match=r"holds the results of `prefsim run` \(a simulator spec with a \[game\]"
+        ):
+            bridge_loop.run_bridge(
+                parse_spec(_raw("/nonexistent", [{"name": "dpo"}])), out, resume=resume, progress=False
+            )
