@@ -11,6 +11,7 @@ import decimal
 import math
 import numbers
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,15 @@ _NOT_NUMBERS = {
     "m": "time spans",
     "V": "raw records",
 }
+
+
+def store_checked(instance: object, values: Mapping[str, object]) -> None:
+    """Set the fields that ``values`` names on ``instance``, a frozen dataclass: how a ``validate`` method keeps
+    the values it has just checked in the types a spec parser gives them (an int for a NumPy integer, a float
+    for an int given as a rate, a tuple for a list), so that a spec built directly in Python is the same
+    object, JSON and hashable, as the one read from a file."""
+    for name, value in values.items():
+        object.__setattr__(instance, name, value)
 
 
 def real_array(values: object, name: str, expected: str = "an array of numbers") -> np.ndarray:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from bandits.errors import PrefsimError, os_reason
-from bandits.inputs import check_integer, is_finite_number
+from bandits.inputs import check_integer, is_finite_number, store_checked
 from sim.results_io import no_room, replace_files_atomic
 
 if TYPE_CHECKING:
@@ -71,14 +71,10 @@ class LoraSpec:
                 'model.lora.target_modules must be a non-empty list of module names (such as ["q_proj", '
                 f'"v_proj"], or ["c_attn"] for GPT-2), got {list(modules)!r}.'
             )
-        normalised = {
-            "r": rank,
-            "alpha": float(self.alpha),
-            "dropout": float(self.dropout),
-            "target_modules": tuple(modules),
-        }
-        for name, value in normalised.items():
-            object.__setattr__(self, name, value)  # a frozen dataclass: store the values just checked
+        store_checked(
+            self,
+            {"r": rank, "alpha": float(self.alpha), "dropout": float(self.dropout), "target_modules": tuple(modules)},
+        )
 
 
 def smollm2_gguf_path() -> Path:

@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from bandits.errors import PrefsimError
-from bandits.inputs import check_integer, is_finite_number
+from bandits.inputs import check_integer, is_finite_number, store_checked
 from llm_bridge.generation import SamplingSpec
 from llm_bridge.models import LoraSpec, model_dtype
 from llm_bridge.oracles import check_oracle_settings, python_object
@@ -111,6 +111,17 @@ class OracleSpec:
     """"module:function" (kind = reward_function or preference_function)."""
 
 
+#: The integer fields of :class:`PredictionSpec` and the least value each takes.
+PREDICTION_COUNT_LEAST = {
+    "prompts": 1,
+    "pairs_per_prompt": 1,
+    "sampled_inner_steps": 1,
+    "resamples": 1,
+    "oversample": 1,
+    "candidates": 2,
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class PredictionSpec:
     """The ``[prediction]`` table of a bridge spec."""
@@ -133,9 +144,12 @@ class PredictionSpec:
     """Bootstrap resamples of the CIs over prompts."""
 
     def validate(self) -> None:
-        for name in ("prompts", "pairs_per_prompt", "sampled_inner_steps", "resamples", "oversample"):
-            check_integer(getattr(self, name), f"prediction.{name}", 1)
-        check_integer(self.candidates, "prediction.candidates", 2)
+        """Raise a :class:`PrefsimError` naming the first field out of range; then store the fields as the spec
+        parser does (:func:`bandits.inputs.store_checked`)."""
+        counts = {
+            name: check_integer(getattr(self, name), f"prediction.{name}", least)
+            for name, least in PREDICTION_COUNT_LEAST.items()
+        }
         if not is_finite_number(self.sampled_learning_rate) or not self.sampled_learning_rate > 0:
             raise PrefsimError(
                 f"prediction.sampled_learning_rate must be a finite number > 0, got {self.sampled_learning_rate!r}."
@@ -144,6 +158,7 @@ class PredictionSpec:
             raise PrefsimError(
                 f"prediction.sampled_optimizer must be sgd, adam or rmsprop, got {self.sampled_optimizer!r}."
             )
+        store_checked(self, {**counts, "sampled_learning_rate": float(self.sampled_learning_rate)})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,7 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bandits.errors import PrefsimError
-from bandits.inputs import check_integer, is_finite_number
+from bandits.inputs import check_integer, is_finite_number, store_checked
 from llm_bridge.generation import torch_seed
 from llm_bridge.logprobs import sequence_logprobs
 from llm_bridge.precision import Precision, check_trainable_precision, precision_for
@@ -43,6 +43,9 @@ if TYPE_CHECKING:
     from accelerate import Accelerator
 
 OPTIMIZERS = ("adamw", "rmsprop", "sgd")
+#: The integer fields of :class:`TrainingSpec` (each ≥ 1) and its real-valued ones.
+COUNT_FIELDS = ("epochs", "batch_size", "micro_batch_size")
+RATE_FIELDS = ("learning_rate", "weight_decay", "max_grad_norm", "eps", "rmsprop_alpha")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +76,8 @@ class TrainingSpec:
     """bf16 autocast on CUDA for a float32 model (ignored on CPU; ``model.dtype = "bfloat16"`` autocasts on both)."""
 
     def validate(self) -> None:
-        """Raise a :class:`PrefsimError` naming the first field that is out of range or of the wrong type."""
+        """Raise a :class:`PrefsimError` naming the first field that is out of range or of the wrong type; then
+        store the fields as the spec parser does (:func:`bandits.inputs.store_checked`)."""
         if self.optimizer not in OPTIMIZERS:
             raise PrefsimError(f"training.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}.")
         if not is_finite_number(self.learning_rate) or not self.learning_rate > 0:
@@ -99,13 +103,14 @@ class TrainingSpec:
             raise PrefsimError(
                 f"training.rmsprop_alpha must be a number in [0, 1) (such as 0.99), got {self.rmsprop_alpha!r}."
             )
-        for name in ("epochs", "batch_size", "micro_batch_size"):
-            check_integer(getattr(self, name), f"training.{name}", 1)
+        counts = {name: check_integer(getattr(self, name), f"training.{name}", 1) for name in COUNT_FIELDS}
         if self.batch_size % self.micro_batch_size:
             raise PrefsimError(
                 f"training.batch_size ({self.batch_size}) must be a multiple of training.micro_batch_size "
                 f"({self.micro_batch_size})."
             )
+        rates = {name: float(getattr(self, name)) for name in RATE_FIELDS}
+        store_checked(self, {**counts, **rates, "adam_betas": tuple(float(beta) for beta in betas)})
 
 
 def make_optimizer(parameters: Iterable[torch.nn.Parameter], spec: TrainingSpec) -> torch.optim.Optimizer:

@@ -559,6 +559,34 @@ def test_lora_spec_validated_directly_stores_plain_values_as_the_parser_does():
         LoraSpec(target_modules="c_attn").validate()
 
 
+def test_training_and_prediction_specs_validated_directly_store_plain_values_as_the_parser_does():
+    """TrainingSpec(epochs=np.int64(2)).validate() and PredictionSpec(prompts=np.int64(3)).validate() kept the
+    NumPy values (the parser converts them), as LoraSpec did: the specs were not JSON and a list of betas left
+    TrainingSpec unhashable."""
+    training = TrainingSpec(
+        learning_rate=np.float32(0.5), epochs=np.int64(2), batch_size=np.int32(4), micro_batch_size=np.int64(2)
+    )
+    object.__setattr__(training, "adam_betas", [np.float32(0.5), 0.25])  # a list, as a user might build it
+    training.validate()
+    expected = {"learning_rate": 0.5, "epochs": 2, "batch_size": 4, "micro_batch_size": 2, "adam_betas": (0.5, 0.25)}
+    assert {name: getattr(training, name) for name in expected} == expected
+    assert [type(training.epochs), type(training.learning_rate), type(training.adam_betas[0])] == [int, float, float]
+    assert json.loads(json.dumps(dataclasses.asdict(training)))["epochs"] == 2 and hash(training) == hash(
+        TrainingSpec(learning_rate=0.5, epochs=2, batch_size=4, micro_batch_size=2, adam_betas=(0.5, 0.25))
+    )
+    prediction = PredictionSpec(prompts=np.int64(3), candidates=np.int32(5), sampled_learning_rate=np.float32(0.25))
+    prediction.validate()
+    assert (prediction.prompts, prediction.candidates, prediction.sampled_learning_rate) == (3, 5, 0.25)
+    assert [type(prediction.prompts), type(prediction.candidates), type(prediction.sampled_learning_rate)] == [
+        int,
+        int,
+        float,
+    ]
+    json.dumps(dataclasses.asdict(prediction))
+    with pytest.raises(PrefsimError, match=r"^prediction\.candidates: expected an integer ≥ 2, got 1\.$"):
+        PredictionSpec(candidates=1).validate()
+
+
 def test_spec_tables_take_numpy_integers_as_integers(tiny_llama):
     """A NumPy integer in a table field (a spec dict built from arrays) was refused as "expected an integer, got
     np.int64(4)" while the same value was taken for iterations and by check_integer; it is stored as an int."""
