@@ -359,3 +359,53 @@ def test_one_seed_tables_and_titles_show_its_values_without_an_interval():
     assert "iteration 3: mean [95% bootstrap CI] over 4 seeds\n" in format_summary(four, ["kl_to_nash"])
     assert figure_title({"seeds": [0]}).endswith(" — 1 seed, no interval")
     assert figure_title({"seeds": [0, 1]}).endswith(" — 2 seeds, mean ± 95% bootstrap CI")
+
+
+def test_fit_rate_window_includes_both_of_its_ends():
+    # exact e^{−0.2t} except at t = 2 and t = 10, the window's ends: the fit must use them (least squares
+    # over t = 2…10 by np.polyfit), and say so in span
+    iterations = np.arange(0, 13)
+
+    def curve(s, t):
+        return (1 + s) * np.exp(-0.2 * t) * np.where(t == 2, 3.0, 1.0) * np.where(t == 10, 0.1, 1.0)
+
+    table = synthetic_table({"ends": curve}, 3, iterations)
+    fit = stats.fit_rate(table, "kl_to_nash", "ends", window=(2, 10), scale="semilog")
+    inside = iterations[(iterations >= 2) & (iterations <= 10)]
+    expected = np.polyfit(inside, np.log(curve(0, inside)), 1)[0]
+    assert fit.span == (2, 10)
+    assert fit.slope == pytest.approx(expected, rel=1e-9)
+    assert abs(expected + 0.2) > 0.05  # the ends matter: without them the slope would be exactly −0.2
+
+
+def test_has_data_counts_iteration_one_but_not_iteration_zero():
+    table = synthetic_table({"a": lambda s, t: np.where(t == 1, 0.3, np.nan)}, 2, np.arange(4))
+    assert stats.has_data(table, "kl_to_nash")
+    only_start = synthetic_table({"a": lambda s, t: np.where(t == 0, 0.3, np.nan)}, 2, np.arange(4))
+    assert not stats.has_data(only_start, "kl_to_nash")
+    assert not stats.has_data(table, "missing_metric")
+
+
+def test_compare_rate_is_consistent_inside_the_ci_widened_by_the_tolerance():
+    table = synthetic_table({"p": lambda s, t: (1 + s) * np.maximum(t, 1) ** (-1.5 - 0.01 * s)}, 6, np.arange(1, 100))
+    fit = stats.fit_rate(table, "kl_to_nash", "p", window=(1, 99))
+    exact = np.mean(-1.5 - 0.01 * np.arange(6))  # the mean of the seeds' exact exponents, −1.525
+    assert fit.slope == pytest.approx(exact, rel=1e-9)
+    assert fit.lower < exact < fit.upper < -1.0
+    assert stats.compare_rate(fit, exact)["consistent"]
+    gap = -1.0 - fit.upper  # −1 lies this far above the CI
+    assert not stats.compare_rate(fit, -1.0, tolerance=0.9 * gap)["consistent"]
+    assert stats.compare_rate(fit, -1.0, tolerance=1.1 * gap)["consistent"]
+
+
+def test_bootstrap_accepts_seed_zero_and_refuses_a_negative_seed():
+    values = np.arange(5.0)
+    assert np.isfinite(stats.bootstrap_ci(values, resamples=50, seed=0)).all()
+    with pytest.raises(PrefsimError, match="seed"):
+        stats.bootstrap_ci(values, resamples=50, seed=-1)
+
+
+def test_fit_rate_fits_a_window_of_exactly_two_recorded_iterations():
+    table = synthetic_table({"two": lambda s, t: (1 + s) * np.exp(-0.2 * t)}, 3, np.arange(0, 10))
+    fit = stats.fit_rate(table, "kl_to_nash", "two", window=(4, 5), scale="semilog")
+    assert fit.span == (4, 5) and fit.slope == pytest.approx(-0.2, rel=1e-9)
