@@ -161,7 +161,7 @@ def _predict(spec, out: Path, quiet: bool) -> int:
             raise PrefsimError(
                 f"--out {str(out)!r} already holds a prediction study ({PREDICTION_DIR}/); choose another directory."
             )
-        session = open_session(spec, out, progress=not quiet)
+        session = open_session(spec, out, progress=not quiet, predict=True)
         result = run_prediction(spec, session, out, progress=not quiet)
     if not quiet:
         for line in format_summary(result):

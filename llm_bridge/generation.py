@@ -38,7 +38,7 @@ from llm_bridge.seeds import stream_seed
 from sim.stop_request import check_stop
 
 if TYPE_CHECKING:
-    from transformers import GenerationConfig, PreTrainedTokenizerBase
+    from transformers import GenerationConfig, PretrainedConfig, PreTrainedTokenizerBase
 
 
 def torch_seed(value: int) -> int:
@@ -185,13 +185,13 @@ def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str], chat_
 POSITION_LIMITS = ("max_position_embeddings", "n_positions", "n_ctx")
 
 
-def position_limit(model: torch.nn.Module) -> tuple[int, str] | None:
-    """``(positions, config field)``: the longest sequence ``model`` reads (:data:`POSITION_LIMITS`), or
-    ``None`` when its config states none.  With rotary scaling (``rope_scaling`` with a ``factor`` and an
-    ``original_max_position_embeddings``) it is at least the factor times that original context: some
-    configs state the scaled context (Llama 3.1), others the original (YaRN); without the original, the
-    stated context is taken as already scaled (Gemma 3)."""
-    config = _hf_model(model).config
+def position_limit(model: torch.nn.Module | PretrainedConfig) -> tuple[int, str] | None:
+    """``(positions, config field)``: the longest sequence ``model`` (or a model's config) reads
+    (:data:`POSITION_LIMITS`), or ``None`` when its config states none.  With rotary scaling (``rope_scaling``
+    with a ``factor`` and an ``original_max_position_embeddings``) it is at least the factor times that original
+    context: some configs state the scaled context (Llama 3.1), others the original (YaRN); without the original,
+    the stated context is taken as already scaled (Gemma 3)."""
+    config = getattr(_hf_model(model), "config", model)  # a model, or its config itself
     for name in POSITION_LIMITS:
         value = getattr(config, name, None)
         if isinstance(value, int) and value > 0:
@@ -207,11 +207,12 @@ def position_limit(model: torch.nn.Module) -> tuple[int, str] | None:
 
 
 def check_sequence_length(
-    model: torch.nn.Module, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int, where: str
+    model: torch.nn.Module | PretrainedConfig, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int, where: str
 ) -> None:
     """Refuse a run whose longest prompt (``prompt_ids``) and ``max_new_tokens`` response do not fit in the
     model's positions (a longer sequence indexes past a learned position table, or is read by positions
-    the model never trained on); ``where`` names the prompts."""
+    the model never trained on); ``where`` names the prompts.  ``model`` may be the model's config, so that
+    the run is refused before the weights load (:func:`llm_bridge.loop.open_session`)."""
     limit = position_limit(model)
     if limit is None or not prompt_ids:
         return

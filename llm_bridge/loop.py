@@ -89,6 +89,7 @@ from llm_bridge.run_layout import (
     WIN_RATE_FIGURE,
 )
 from llm_bridge.seeds import Purpose, stage_stream, stream_seed
+from llm_bridge.sizes import check_run_size, memory_note, model_shape, work_note
 from llm_bridge.spec import BridgeSpec, RuleEntry, changed_prompt_files
 from llm_bridge.stages import run_stages
 from llm_bridge.trainer import PairTensors, make_optimizer, train_on_pairs
@@ -152,9 +153,18 @@ def make_accelerator(device: str) -> Accelerator:
 
 
 def open_session(
-    spec: BridgeSpec, out: str | Path, progress: bool = True, accelerator: Accelerator | None = None
+    spec: BridgeSpec,
+    out: str | Path,
+    progress: bool = True,
+    accelerator: Accelerator | None = None,
+    predict: bool = False,
 ) -> Session:
-    """Load the model (once) and the oracle; wrap for training with Accelerate."""
+    """Load the model (once) and the oracle; wrap for training with Accelerate.
+
+    Before the weights load, the model's config and the tokenized prompts refuse a run that cannot fit: prompts
+    and ``max_new_tokens`` beyond the model's positions (:func:`llm_bridge.generation.check_sequence_length`), a
+    memory or disk estimate beyond what the machine has (:func:`llm_bridge.sizes.check_run_size`; ``predict``:
+    the sizes of ``prefsim llm --predict``)."""
     if spec.threads:
         torch.set_num_threads(spec.threads)
     accelerator = accelerator or make_accelerator(spec.model.device)
@@ -162,15 +172,21 @@ def open_session(
     precision = precision_for(
         spec.model.dtype, accelerator.device.type, spec.training.bf16, lora=spec.model.lora is not None
     )
+    shape, config = model_shape(spec.model.path, spec.model.lora)
+    longest = 0
+    for where in ("train", "heldout"):
+        prompts = list(dict.fromkeys(getattr(spec.prompts, where)))
+        prompt_ids = encode_prompts(tokenizer, prompts, spec.prompts.chat_template)
+        check_sequence_length(config, prompt_ids, spec.sampling.max_new_tokens, f"prompts.{where}")
+        longest = max([longest, *map(len, prompt_ids)])
+    size = check_run_size(spec, shape, longest, accelerator.device.type, Path(out), predict=predict)
+    if progress and accelerator.is_main_process:
+        print(memory_note(size), flush=True)
     model = load_causal_lm(spec.model.path, precision.load_dtype)
     if spec.model.lora is not None:
         model = add_lora(model, spec.model.lora)
     model.to(accelerator.device)
     model.eval()
-    for where in ("train", "heldout"):
-        prompts = list(getattr(spec.prompts, where))
-        prompt_ids = encode_prompts(tokenizer, prompts, spec.prompts.chat_template)
-        check_sequence_length(model, prompt_ids, spec.sampling.max_new_tokens, f"prompts.{where}")
     oracle = build_oracle(
         spec.oracle.kind, scale=spec.oracle.scale, path=spec.oracle.path, function=spec.oracle.function
     )
@@ -273,6 +289,7 @@ def _run_rules(session: Session) -> pd.DataFrame:
 
     spec, out = session.spec, session.out
     if session.progress:
+        print(work_note(spec), flush=True)
         print(checkpoint_note(spec, checkpoint_bytes(session.policy)), flush=True)
         for entry in spec.rules:  # Nash-MD-PG: what training its loss for the epochs reaches
             note = surrogate_note(entry.label, entry.rule)

@@ -137,6 +137,18 @@ def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+def load_config(path: str) -> PretrainedConfig:
+    """The config of the model at ``path`` (``config.json``, or a GGUF file's header), without its weights."""
+    from transformers import AutoConfig
+
+    directory, gguf = resolve_model_path(path)
+    kwargs = {"gguf_file": gguf} if gguf else {}
+    try:
+        return AutoConfig.from_pretrained(str(directory), local_files_only=True, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise PrefsimError(f"could not read the model config of model.path {path!r}: {exc}") from None
+
+
 def load_causal_lm(path: str, dtype: str = "float32") -> PreTrainedModel:
     """A causal LM from a local path (see the module docstring), in ``dtype``, in eval mode."""
     from transformers import AutoModelForCausalLM
