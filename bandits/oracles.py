@@ -30,6 +30,13 @@ Schemes (names used by ``[run] pair_scheme``):
   E[P̂_i | y_i] = (½ + (K−1)·P(y_i ≻ π_t))/K, a (K−1)/K shrink towards ½; without:
   P̂_i = Σ_{j≠i} W[i, j]/(K−1), unbiased.  Chosen/rejected = argmax/argmin P̂ (selection bias).
   The code scores with PairRM probabilities; here the oracle is Bernoulli (same mean).
+* ``best_second_by_win_rate`` — COMAL's pipeline (``yale-nlp/COMAL`` ``scoring.py``,
+  ``data_processing.py::_make_output_pair_from_pm``; docs/theory.md §F.1): K candidates, every ordered pair
+  judged (K(K−1) queries: 20 for COMAL's K = 5), each distinct candidate scored by its mean judge
+  probability, chosen = the best, rejected = the **second best**; weight 0 when all K are the same response.
+  The judge's probabilities are read from P (COMAL scores with its judge's probabilities, not labels), so
+  the pair is a function of the draws and the tie order: :func:`bandits.pair_schemes.best_second_pair`,
+  which the bridge runs too.  No win-rate estimates.
 * Nash-MD-PG (not a ``pair_scheme``; used by rule ``nash_md`` with ``lambda_p``): y ~ π_t and
   y′ ~ π_t^μ ∝ π_t^{1−ητ}·π_ref^{ητ}, one query, z the label of y (:func:`mixture_opponent_pairs`).
 * ``uniform_opponent`` — EGPO's estimator: y, y′ uniform over the responses, one opponent y″ ~ π_t,
@@ -47,9 +54,24 @@ import jax
 import jax.numpy as jnp
 
 from bandits.errors import PrefsimError
-from bandits.pair_schemes import SCHEME_ALIASES, check_candidates, tournament_bracket, tournament_queries
+from bandits.pair_schemes import (
+    SCHEME_ALIASES,
+    best_second_comparisons,
+    best_second_pair,
+    check_candidates,
+    tournament_bracket,
+    tournament_queries,
+)
 
-SCHEMES = ("lambda_p", "best_worst_by_reward", "tournament", "sppo_win_rate", "exact_win_rates", "uniform_opponent")
+SCHEMES = (
+    "lambda_p",
+    "best_worst_by_reward",
+    "tournament",
+    "sppo_win_rate",
+    "best_second_by_win_rate",
+    "exact_win_rates",
+    "uniform_opponent",
+)
 
 
 class PairBatch(NamedTuple):
@@ -61,7 +83,8 @@ class PairBatch(NamedTuple):
       second: the loser / rejected response (for ``exact_win_rates``: the second draw).
       first_win_rate: estimate of P(first ≻ π_t | x) (NaN when the scheme gives none).
       second_win_rate: estimate of P(second ≻ π_t | x) (NaN when the scheme gives none).
-      weight: 1 to train on the pair, 0 to drop it (the tournament's filter).
+      weight: 1 to train on the pair, 0 to drop it (the tournament's filter; best vs second best with one
+        distinct candidate).
     """
 
     context: jax.Array
@@ -252,6 +275,32 @@ def sppo_win_rate_pairs(
     return batch, pairs * candidates * (candidates - 1) // 2
 
 
+def best_second_pairs(
+    key: jax.Array,
+    log_policy: jax.Array,
+    preference: jax.Array,
+    context_probs: jax.Array,
+    pairs: int,
+    candidates: int = 5,
+) -> tuple[PairBatch, int]:
+    """COMAL's pair choice (module docstring): K i.i.d. candidates, every ordered pair judged with P's
+    probabilities, best vs second best by :func:`bandits.pair_schemes.best_second_pair`; weight 0 when all K
+    are one response.  Returns ``(batch, queries)``, ``queries`` = K(K−1) × ``pairs``
+    (:func:`~bandits.pair_schemes.best_second_comparisons`).  Uniform columns: the context, K draws, K tie
+    priorities."""
+    queries = len(best_second_comparisons(candidates))
+    u = _uniforms(key, pairs, 1 + 2 * candidates, preference.dtype)
+    contexts = draw_contexts(u[:, 0], context_probs)
+    draws = draw_responses(u[:, 1 : 1 + candidates], log_policy, contexts)
+    judged = preference[contexts[:, None, None], draws[:, :, None], draws[:, None, :]]
+    same = draws[:, :, None] == draws[:, None, :]
+    chosen, rejected, keep, _ = best_second_pair(judged, same, u[:, 1 + candidates :], jnp)
+    rows = jnp.arange(pairs)
+    nan = jnp.full((pairs,), jnp.nan, preference.dtype)
+    batch = PairBatch(contexts, draws[rows, chosen], draws[rows, rejected], nan, nan, keep.astype(preference.dtype))
+    return batch, pairs * queries
+
+
 def uniform_opponent_pairs(
     key: jax.Array, log_policy: jax.Array, preference: jax.Array, context_probs: jax.Array, pairs: int
 ) -> tuple[PairBatch, int]:
@@ -313,6 +362,8 @@ def make_pairs(
         return knockout_tournament(key, log_policy, preference, context_probs, pairs, candidates)
     if scheme == "sppo_win_rate":
         return sppo_win_rate_pairs(key, log_policy, preference, context_probs, pairs, candidates, self_comparison)
+    if scheme == "best_second_by_win_rate":
+        return best_second_pairs(key, log_policy, preference, context_probs, pairs, candidates)
     if scheme == "exact_win_rates":
         return exact_win_rate_pairs(key, log_policy, preference, context_probs, pairs)
     if scheme == "uniform_opponent":

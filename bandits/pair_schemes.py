@@ -5,17 +5,18 @@ mode implements them in :mod:`bandits.oracles` (JAX, Bernoulli oracle), the brid
 :mod:`llm_bridge.pairs` (an oracle that returns probabilities); both read the names from here.  Old
 names keep working for one release as aliases that print a deprecation note.
 
-=========================  =================  ===================================================
-name                       modes              pairs
-=========================  =================  ===================================================
-``lambda_p``               sampled, llm       y, y′ ~ π_t i.i.d., one query orders them (INPO's λ_p)
-``best_worst_by_reward``   sampled            best vs worst of K candidates by the reward
-``best_worst_by_win_rate`` llm                best vs worst of K by the estimated win rate (all pairs)
-``tournament``             sampled, llm       INPO's knock-out bracket; kept if the best beats the worst
-``sppo_win_rate``          sampled            SPPO's pipeline: K candidates, all pairs, P̂ with self-comparison
-``uniform_opponent``       sampled            EGPO's: y, y′ uniform, one opponent y″ ~ π_t, two queries; unordered
-``exact_win_rates``        sampled            y, y′ ~ π_t with the exact P(y ≻ π_t) (no queries); unordered
-=========================  =================  ===================================================
+===========================  =================  ===================================================
+name                         modes              pairs
+===========================  =================  ===================================================
+``lambda_p``                 sampled, llm       y, y′ ~ π_t i.i.d., one query orders them (INPO's λ_p)
+``best_worst_by_reward``     sampled            best vs worst of K candidates by the reward
+``best_worst_by_win_rate``   llm                best vs worst of K by the estimated win rate (all pairs)
+``tournament``               sampled, llm       INPO's knock-out bracket; kept if the best beats the worst
+``sppo_win_rate``            sampled            SPPO's pipeline: K candidates, all pairs, P̂ with self-comparison
+``best_second_by_win_rate``  sampled, llm       COMAL's: best vs second best of K by the mean judge probability
+``uniform_opponent``         sampled            EGPO's: y, y′ uniform, one opponent y″ ~ π_t, two queries; unordered
+``exact_win_rates``          sampled            y, y′ ~ π_t with the exact P(y ≻ π_t) (no queries); unordered
+===========================  =================  ===================================================
 """
 
 from __future__ import annotations
@@ -82,6 +83,14 @@ PAIR_SCHEMES: dict[str, PairScheme] = {
             ("sampled",),
             ("sampled",),
             ("sampled",),
+        ),
+        PairScheme(
+            "best_second_by_win_rate",
+            "COMAL's pipeline: K candidates from π_t, every ordered pair judged (K(K−1) queries, the judge's "
+            "probabilities); chosen/rejected = the highest/second-highest mean probability among the distinct "
+            "candidates, no pair when all K are the same response (best_second_pair)",
+            ("sampled", "llm"),
+            ordered_modes=("sampled", "llm"),
         ),
         PairScheme(
             "uniform_opponent",
@@ -168,13 +177,14 @@ def _scheme(name: object) -> PairScheme:
 
 
 #: Pair schemes that draw ``run.candidates`` responses per pair.
-CANDIDATE_SCHEMES = ("best_worst_by_reward", "tournament", "sppo_win_rate")
+CANDIDATE_SCHEMES = ("best_worst_by_reward", "tournament", "sppo_win_rate", "best_second_by_win_rate")
 
 
 def check_candidates(scheme: str, candidates: object) -> None:
     """Raise unless ``candidates`` suits ``scheme``: the schemes that draw candidates need an integer ≥ 2 (the
-    knockout tournament takes any such K, with byes when K is not a power of 2: :func:`tournament_bracket`);
-    other schemes draw none and accept any value."""
+    knockout tournament takes any such K, with byes when K is not a power of 2: :func:`tournament_bracket`;
+    best vs second best takes K = 2 too, where it orders the two by the judge, as COMAL's code does with two
+    distinct candidates); other schemes draw none and accept any value."""
     if scheme not in CANDIDATE_SCHEMES:
         return
     if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 2:
@@ -255,3 +265,66 @@ def tournament_queries(candidates: int) -> int:
     (3K/2 − 1 for K even: 11 for K = 8; 6 for K = 5)."""
     check_candidates("tournament", candidates)
     return candidates + candidates // 2 - 1
+
+
+def best_second_comparisons(candidates: int) -> tuple[tuple[int, int], ...]:
+    """The judge calls of COMAL's pair choice over ``candidates`` = K ≥ 2 seats: every ordered pair ``(i, j)``,
+    i ≠ j, seat i shown first, in ``yale-nlp/COMAL`` ``scoring.py::__pairwise``'s order (for i, for j ≠ i) —
+    K(K−1) queries per pair (20 for COMAL's K = 5), the same seats judged in both orders; two seats that hold
+    the same response are judged too."""
+    check_candidates("best_second_by_win_rate", candidates)
+    return tuple((i, j) for i in range(candidates) for j in range(candidates) if i != j)
+
+
+def best_second_pair(judged: Any, same: Any, priority: Any, xp: Any) -> tuple[Any, Any, Any, Any]:
+    """COMAL's training pair among K candidates, best vs **second best** — one definition, run by sampled mode
+    (``xp`` = ``jax.numpy``) and the bridge (``xp`` = ``numpy``).
+
+    From ``yale-nlp/COMAL`` at fd3c51e (read, not copied): ``scoring.py::__pairwise`` asks the pairwise judge
+    about every ordered pair of the K samples (:func:`best_second_comparisons`), and
+    ``data_processing.py::_make_output_pair_from_pm`` appends the judge's probability of the first response
+    (``score_1``, the softmax of its ``a``/``b`` log-probabilities) to the first response's list and
+    ``score_2`` = 1 − ``score_1`` to the second's, keyed by the response *text*: identical samples are one
+    candidate (``set`` of texts) and its list holds every comparison of every copy, self-comparisons
+    included.  Each distinct candidate c is scored by the mean of its list; candidates are sorted by score,
+    descending, and chosen = ``candidates[0]``, rejected = ``candidates[1]``; with fewer than two distinct
+    candidates the prompt gives no pair.  Writing q_ij for the judge's probability with seat i first and
+    t_i = Σ_{j≠i} (q_ij + 1 − q_ji), the score of c is Σ_{i: y_i = c} t_i / (2(K−1)·m_c) with m_c its
+    copies; for a judge with q_ij = P(y_i ≻ y_j) it is (Σ_j P(c ≻ y_j) − ½)/(K−1), so the ranking is that of
+    the win rate against the K samples.  Not modelled: the length filter (candidates over ``max_len``
+    tokens are dropped first) and failed parses of the judge's answer.
+
+    Ties: ``sorted`` is stable and the candidates come in the iteration order of a Python ``set`` of strings
+    (hash order, random per process), so tied candidates are ranked in a uniformly random order here:
+    ``priority`` (distinct values in [0, 1)) orders the tied ones, the larger first.  Scores within
+    2K²·ε of the best (ε the dtype's machine epsilon: the rounding of the sums, not a preference) are tied.
+
+    Args:
+      judged: (N, K, K) q_ij, the judge's probability that seat i's response beats seat j's, shown first
+        (the diagonal is not read).
+      same: (N, K, K) bool, whether seats i and j hold the same response (true on the diagonal).
+      priority: (N, K) the tie order of the seats (a seat's copies take its first seat's).
+      xp: the array module, ``numpy`` or ``jax.numpy``.
+
+    Returns:
+      ``(chosen, rejected, keep, score)``: chosen and rejected seats (N,) (each the first seat of its
+      response), whether the pair exists (N,) (two distinct candidates at least) and every seat's candidate
+      score (N, K).
+    """
+    k = judged.shape[-1]
+    other = ~xp.eye(k, dtype=bool)
+    per_seat = xp.sum(xp.where(other, judged + 1.0 - xp.swapaxes(judged, -1, -2), 0.0), axis=-1)
+    score = xp.sum(xp.where(same, per_seat[..., None, :], 0.0), axis=-1) / (2 * (k - 1) * xp.sum(same, axis=-1))
+    first_seat = ~xp.any(same & xp.tril(xp.ones((k, k), dtype=bool), -1), axis=-1)
+    tolerance = 2 * k * k * xp.finfo(score.dtype).eps
+    chosen = _top(score, priority, first_seat, tolerance, xp)
+    remaining = first_seat & ~xp.take_along_axis(same, chosen[..., None, None], axis=-2)[..., 0, :]
+    rejected = _top(score, priority, remaining, tolerance, xp)
+    return chosen, rejected, xp.any(remaining, axis=-1), score
+
+
+def _top(score: Any, priority: Any, eligible: Any, tolerance: float, xp: Any) -> Any:
+    """The eligible seat of the highest score, the one of the highest priority among those tied with it."""
+    best = xp.max(xp.where(eligible, score, -xp.inf), axis=-1, keepdims=True)
+    tied = eligible & (score >= best - tolerance)
+    return xp.argmax(xp.where(tied, priority, -1.0), axis=-1)

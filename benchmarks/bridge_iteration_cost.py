@@ -43,7 +43,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bandits.pair_schemes import SCHEME_ALIASES, tournament_queries
+from bandits.pair_schemes import SCHEME_ALIASES, best_second_comparisons, tournament_queries
 from llm_bridge.loop import PHASES, run_bridge
 from llm_bridge.models import load_tokenizer
 from llm_bridge.spec import parse_spec
@@ -91,7 +91,8 @@ UPDATE_PHASES = ("generation_seconds", "label_seconds", "score_seconds", "train_
 def queries_per_prompt(scheme: str, samples: int) -> int:
     """Oracle queries of one prompt's pair construction (:mod:`llm_bridge.pairs`): a λ_p (or opponent) pair 1;
     best/worst by win rate every comparison, K(K−1)/2; the tournament K + ⌊K/2⌋ − 1
-    (:func:`bandits.pair_schemes.tournament_queries`: 3K/2 − 1 for even K, 11 for K = 8)."""
+    (:func:`bandits.pair_schemes.tournament_queries`: 3K/2 − 1 for even K, 11 for K = 8); COMAL's best vs second
+    best both orders of every comparison, K(K−1) (:func:`~bandits.pair_schemes.best_second_comparisons`)."""
     scheme = SCHEME_ALIASES.get(scheme, scheme)
     if scheme == "lambda_p":
         return 1
@@ -99,6 +100,8 @@ def queries_per_prompt(scheme: str, samples: int) -> int:
         return samples * (samples - 1) // 2
     if scheme == "tournament":
         return tournament_queries(samples)
+    if scheme == "best_second_by_win_rate":
+        return len(best_second_comparisons(samples))
     raise ValueError(f"no query count for pair scheme {scheme!r}")
 
 

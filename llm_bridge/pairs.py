@@ -21,6 +21,11 @@ Scheme names are those of :mod:`bandits.pair_schemes` (the old ``iid`` and ``bes
   of 2.  The pair is kept only if the champion wins the final (or the two are the same text).
   K + ⌊K/2⌋ − 1 queries (:func:`~bandits.pair_schemes.tournament_queries`; 11 for K = 8).  Biased
   (docs/theory.md §A.4).
+* ``best_second_by_win_rate`` — COMAL's pair choice (docs/theory.md §F.1), the definition sampled mode runs
+  (:func:`bandits.pair_schemes.best_second_pair`): every ordered pair of the K responses judged, both orders
+  (K(K−1) queries, :func:`~bandits.pair_schemes.best_second_comparisons`; 20 for COMAL's K = 5), the
+  oracle's probabilities averaged per distinct text, chosen = the best, rejected = the second best, ties
+  in a random order; no pair when the K responses are one text.  Selection-biased (Proposition 6 fails).
 
 * opponent pairs (:func:`opponent_pairs`, a rule whose definition names an opponent: Nash-MD) — y ~ π_t
   and y′ ~ the opponent (the geometric mixture), one query; the pair is (y, y′), not reordered, with
@@ -40,7 +45,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bandits.errors import PrefsimError
-from bandits.pair_schemes import SCHEME_ALIASES, tournament_bracket
+from bandits.pair_schemes import SCHEME_ALIASES, best_second_comparisons, best_second_pair, tournament_bracket
 
 if TYPE_CHECKING:
     from llm_bridge.oracles import Oracle
@@ -70,7 +75,12 @@ def build_pairs(
     scheme: str, prompts: list[str], responses: list[list[str]], oracle: Oracle, rng: np.random.Generator
 ) -> list[Pair]:
     """Pairs for every prompt under ``scheme``; ``responses[i]`` are the K texts for ``prompts[i]``."""
-    builders = {"lambda_p": _iid, "best_worst_by_win_rate": _best_worst, "tournament": _tournament}
+    builders = {
+        "lambda_p": _iid,
+        "best_worst_by_win_rate": _best_worst,
+        "tournament": _tournament,
+        "best_second_by_win_rate": _best_second,
+    }
     scheme = SCHEME_ALIASES.get(scheme, scheme)
     if scheme not in builders:
         raise PrefsimError(f"pairs must be one of {', '.join(builders)}, got {scheme!r}.")
@@ -136,6 +146,24 @@ def _tournament(index, prompt, texts, oracle, rng):
         return []
     p = probability[(champion, worst)]
     return [Pair(index, champion, worst, p, p, 1.0 - p)]
+
+
+def _best_second(index, prompt, texts, oracle, rng):
+    """COMAL's best vs second best (:func:`bandits.pair_schemes.best_second_pair`, sampled mode's definition):
+    one oracle call for the K(K−1) ordered pairs, a random tie order; the pair's preference is the mean of its
+    two judged orders, its win rates the two candidates' scores (COMAL's ``score_chosen``/``score_rejected``)."""
+    comparisons = best_second_comparisons(len(texts))
+    firsts, seconds = (list(seats) for seats in zip(*comparisons))
+    probs = oracle.probabilities([prompt] * len(comparisons), [texts[i] for i in firsts], [texts[j] for j in seconds])
+    judged = np.full((1, len(texts), len(texts)), 0.5)
+    judged[0, firsts, seconds] = probs
+    same = np.array([[a == b for b in texts] for a in texts])[None]
+    chosen, rejected, keep, score = best_second_pair(judged, same, rng.random((1, len(texts))), np)
+    if not keep[0]:
+        return []
+    w, lo = int(chosen[0]), int(rejected[0])
+    p = 0.5 * (judged[0, w, lo] + 1.0 - judged[0, lo, w])
+    return [Pair(index, w, lo, float(p), float(score[0, w]), float(score[0, lo]))]
 
 
 def population_pairs(policy: np.ndarray, preference: np.ndarray) -> list[Pair]:

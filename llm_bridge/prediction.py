@@ -420,7 +420,8 @@ def lm_trajectory(
         ) -> tuple[int, object]:
             if not drawn_pairs:
                 raise PrefsimError(
-                    f"prediction: iteration {t + 1} drew no training pairs (every tournament final lost)."
+                    f"prediction: iteration {t + 1} drew no training pairs (every tournament final lost, or "
+                    "every prompt's K responses one candidate under best_second_by_win_rate)."
                 )
             values = {
                 "reference_w": [reference_logps[m, w] for m, w, _, _ in drawn_pairs],

@@ -262,7 +262,10 @@ def train_on_pairs(
     """
     where = where or description
     if len(data) == 0:
-        raise PrefsimError(f"{where}: no training pairs (every tournament final was lost?); nothing to train on.")
+        raise PrefsimError(
+            f"{where}: no training pairs (every tournament final lost, or every prompt's K responses one text under "
+            "best_second_by_win_rate?); nothing to train on."
+        )
     check_trainable_precision(model, description)
     model.eval()  # dropout off: the policy at step 0 equals the precomputed π_t
     optimizer.state.clear()

@@ -200,10 +200,13 @@ def memory_estimate(spec: Any) -> dict:
 
 def _scheme_numbers(run) -> int:
     """Numbers a pair scheme holds per pair while it draws one (uniforms, candidates, win-rate estimates),
-    by the candidates C it compares: SPPO's pipeline 2C² + 2C, the tournament and best-of-C 4C; else 0."""
+    by the candidates C it compares: SPPO's pipeline 2C² + 2C, best vs second best 4C² + 4C (the judged
+    probabilities, the same-response mask and two sums over C × C), the tournament and best-of-C 4C; else 0."""
     candidates = int(run.candidates)
     if run.pair_scheme == "sppo_win_rate":
         return 2 * candidates * candidates + 2 * candidates
+    if run.pair_scheme == "best_second_by_win_rate":
+        return 4 * candidates * candidates + 4 * candidates
     if run.pair_scheme in ("tournament", "best_worst_by_reward"):
         return 4 * candidates
     return 0

@@ -144,11 +144,12 @@ class RunSpec:
     pair_scheme: str = DEFAULT_SCHEME
     """Sampled (the same default as an LLM rule table's ``pairs``): ``lambda_p`` (i.i.d. pairs from π_t,
     Bernoulli label; population-correct),
-    ``best_worst_by_reward`` (formerly ``best_worst_of_k``), ``tournament``, ``sppo_win_rate`` or ``exact_win_rates``
+    ``best_worst_by_reward`` (formerly ``best_worst_of_k``), ``tournament``, ``sppo_win_rate``,
+    ``best_second_by_win_rate`` (COMAL's best vs second best), ``exact_win_rates`` or ``uniform_opponent``
     (:mod:`bandits.oracles`)."""
     candidates: int = 8
     """Sampled: K ≥ 2 candidates per pair for ``best_worst_by_reward`` / ``tournament`` (byes when K is not a
-    power of 2, as in the bridge) / ``sppo_win_rate``."""
+    power of 2, as in the bridge) / ``sppo_win_rate`` / ``best_second_by_win_rate`` (COMAL's code: 5)."""
     self_comparison: bool = True
     """Sampled, ``sppo_win_rate``: include P̂[i][i] = ½ in the win-rate average (the SPPO code)."""
     policy: str = "tabular"

@@ -342,8 +342,8 @@ def _sampled(game=None, rule=None, **run):
         # [run]: sampled keys of one pair scheme, policy, problem or data source only
         (
             _sampled(candidates=64),
-            'run.candidates = 64 is used only with pair_scheme = "best_worst_by_reward", "tournament" or '
-            '"sppo_win_rate" (this spec has pair_scheme = "lambda_p")',
+            'run.candidates = 64 is used only with pair_scheme = "best_worst_by_reward", "tournament", '
+            '"sppo_win_rate" or "best_second_by_win_rate" (this spec has pair_scheme = "lambda_p")',
         ),
         (
             _sampled(pair_scheme="tournament", self_comparison=False),
@@ -513,7 +513,8 @@ def test_a_fixed_key_read_at_some_points_of_a_sweep_is_accepted_and_left_out_whe
         (
             _sampled(pair_scheme=["lambda_p", "tournament"], candidates=[4, 8]),
             'run.candidates = [4, 8] is swept, but it is used only with pair_scheme = "best_worst_by_reward", '
-            '"tournament" or "sppo_win_rate", not at the points with pair_scheme = "lambda_p"',
+            '"tournament", "sppo_win_rate" or "best_second_by_win_rate", not at the points with pair_scheme = '
+            '"lambda_p"',
         ),
         (_sampled(pairs_per_iteration=[10, 20], mlp_width=16), "run.mlp_width = 16 is read at no point of the sweep"),
     ],

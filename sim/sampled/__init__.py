@@ -16,8 +16,10 @@ where the run would not read it, e.g. ``candidates`` with ``lambda_p`` or ``mlp_
     pairs_per_iteration = 1000     # N pairs drawn from π_t each iteration
     data = "online"                # online | offline: one λ_p dataset from π_ref, reused (online_ipo, inpo, mnpo)
     # offline_pairs = 30000        # offline dataset size; default pairs_per_iteration × iterations
-    pair_scheme = "lambda_p"       # lambda_p | best_worst_by_reward | tournament | sppo_win_rate | exact_win_rates
-    candidates = 8                 # K ≥ 2 candidates of best_worst_by_reward / tournament / sppo_win_rate
+    pair_scheme = "lambda_p"       # lambda_p | best_worst_by_reward | tournament | sppo_win_rate |
+                                   # best_second_by_win_rate | exact_win_rates | uniform_opponent
+    candidates = 8                 # K ≥ 2 candidates of best_worst_by_reward / tournament / sppo_win_rate /
+                                   # best_second_by_win_rate (COMAL: 5)
     self_comparison = true         # sppo_win_rate: include P̂[i][i] = ½ (the SPPO code)
     policy = "tabular"             # tabular | log_linear | mlp
     problem = "game"               # game | linear_bradley_terry | linear_preference_game | ring
