@@ -376,3 +376,18 @@ def test_library_calls_with_bad_values_are_clear_errors(call, message):
         call()
     assert reference_policies.uniform(1).tolist() == [1.0]
     assert segment_regret(np.arange(10.0), 5).tolist() == [2.0, 7.0]
+
+
+def test_a_zero_tolerance_checks_the_matrix_exactly_and_a_negative_one_is_refused():
+    """The docstring asks for P + Pᵀ = 1 "within tolerance" and the error says "a number ≥ 0": tolerance 0 is
+    the exact check (entries in binary fractions sum exactly), so it is accepted; a matrix off by 1e-12 then
+    fails, which the default 1e-9 lets pass; a negative tolerance is refused."""
+    exact = np.array([[0.5, 0.75], [0.25, 0.5]])
+    assert preference_models.validate_preference_matrix(exact, tolerance=0.0).tolist() == exact.tolist()
+    assert preference_models.validate_preference_matrix(exact, tolerance=0).tolist() == exact.tolist()
+    off = exact + np.array([[0.0, 1e-12], [0.0, 0.0]])
+    preference_models.validate_preference_matrix(off)
+    with pytest.raises(PrefsimError, match="P \\+ Pᵀ = 1"):
+        preference_models.validate_preference_matrix(off, tolerance=0.0)
+    with pytest.raises(PrefsimError, match="tolerance: expected a number ≥ 0, got -1e-12"):
+        preference_models.validate_preference_matrix(exact, tolerance=-1e-12)

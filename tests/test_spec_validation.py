@@ -11,6 +11,7 @@ import pytest
 import sim
 from bandits.errors import PrefsimError
 from bandits.games import GameSpec, depends_on_seed
+from bandits.pair_schemes import check_candidates, default_scheme
 from sim.cli import main
 from sim.spec import RunSpec, load_spec, parse_spec
 from sim.spec_checks import READ_WHEN
@@ -587,6 +588,26 @@ def test_candidates_a_scheme_cannot_use_are_refused_when_the_spec_is_parsed(sche
     assert str(info.value) == message
     parse_spec(_sampled(pair_scheme=scheme, candidates=4))
     parse_spec(_sampled(pair_scheme=scheme, candidates=3))  # the tournament gives byes: any K ≥ 2, as the bridge
+    parse_spec(_sampled(pair_scheme=scheme, candidates=2))  # the least K: one match, or one pair of draws
+
+
+@pytest.mark.parametrize("scheme", ["best_worst_by_reward", "tournament", "sppo_win_rate"])
+def test_check_candidates_takes_an_integer_from_two_and_nothing_else(scheme):
+    """Called directly (the samplers call it): K = 2 is the least accepted; True (a bool is an int in Python),
+    2.0 and 1 are refused naming the scheme; a scheme that draws no candidates ignores the value."""
+    check_candidates(scheme, 2)
+    for bad in (True, 2.0, 1, "2"):
+        with pytest.raises(PrefsimError, match=f"scheme {scheme} needs an integer number of candidates ≥ 2, got"):
+            check_candidates(scheme, bad)
+    check_candidates("lambda_p", 1)
+
+
+def test_a_rule_whose_loss_refuses_lambda_p_gets_the_first_scheme_it_accepts_by_default():
+    """No built-in rule refuses lambda_p, so only an extension rule's PairData.schemes reaches this branch."""
+    assert default_scheme() == "lambda_p"
+    assert default_scheme(("tournament", "lambda_p")) == "lambda_p"
+    assert default_scheme(("tournament", "exact_win_rates")) == "tournament"
+    assert default_scheme(("exact_win_rates", "tournament")) == "exact_win_rates"
 
 
 def test_numpy_values_in_a_python_spec_are_read_as_toml_values_and_recorded_as_numbers(tmp_path):
