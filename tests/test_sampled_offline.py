@@ -27,6 +27,7 @@ from scipy.optimize import minimize
 
 import sim
 from bandits.errors import PrefsimError
+from sim.rules import RULES
 from sim.sampled.engine import build_iteration
 from sim.sampled.experiment import build_sampled_inputs
 from sim.sampled.offline import offline_exact_proximal
@@ -176,6 +177,31 @@ def test_offline_population_argmin_is_the_step_against_the_reference(seed, rule,
     if rule == "inpo":
         best_response = _normalise(log_reference + preference @ mu / tau)
         assert np.max(np.abs(best_response - numeric)) > 0.02
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("rule", ["extragradient", "optimistic"])
+def test_two_stage_rules_stage_minimiser_is_the_mirror_step_from_pi_t_towards_the_source(seed, rule):
+    """Each stage of sampled extragradient / optimistic trains the (h − η/2)² loss on pairs from a fixed μ; its
+    population minimiser (the definition's ``offline``) is U(ℓ_t; μ): (1 − ητ)·log π_t + ητ·log π_ref + η·Pμ, the
+    INPO loss at η_INPO = 1/η, found here by BFGS on the loss written out (π_t and π_ref swapped passed every other
+    test: mutation testing)."""
+    eta, tau = 0.5, 0.3
+    preference, log_reference, log_previous = _random_instance(seed)
+    mu = np.exp(_random_instance(seed + 10)[2])  # a source policy that is neither π_t nor π_ref
+    found = minimize(
+        lambda theta: _population_loss(theta, preference, log_reference, log_previous, mu, 1.0 / eta, tau),
+        np.zeros(preference.shape[0]),
+        method="BFGS",
+        options={"gtol": 1e-12, "maxiter": 10_000},
+    )
+    stage = RULES[rule].offline({"eta": eta, "tau": tau}, log_previous, log_reference, preference @ mu, 0)
+    claimed = _normalise(np.asarray(stage))
+    assert np.max(np.abs(_normalise(found.x) - claimed)) < 1e-6
+    formula = _normalise((1 - eta * tau) * log_previous + eta * tau * log_reference + eta * preference @ mu)
+    assert np.max(np.abs(formula - claimed)) < 1e-12
+    swapped = _normalise((1 - eta * tau) * log_reference + eta * tau * log_previous + eta * preference @ mu)
+    assert np.max(np.abs(swapped - claimed)) > 0.05
 
 
 def _offline_spec(rule, **run):
