@@ -43,7 +43,7 @@ COMPARE_COLUMNS = [
 #: Next to a comparison's CSV (``compare.csv`` → ``compare.json``): which runs are A and B (:func:`runs_record`).
 COMPARE_RUNS_SUFFIX = ".json"
 #: Metrics where "lower is better" has no meaning (not compared by default).
-NOT_COMPARED = ("max_log_ratio", "max_log_ratio_so_far", "max_log_ratio_mixture", "loss")
+NOT_COMPARED = ("max_log_ratio", "max_log_ratio_so_far", "max_log_ratio_mixture", "loss", "inner_gradient")
 
 
 def load_run(directory: str | Path) -> tuple[pd.DataFrame, dict]:

@@ -108,6 +108,7 @@ METRIC_LABELS = {
     "queries": "cumulative oracle queries",
     "distance_to_exact": "max |log π_t − log π_t^exact|",
     "loss": "final inner loss",
+    "inner_gradient": "max |∇ inner loss| at its end",
 }
 STYLE = {
     "font.size": 10,

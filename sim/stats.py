@@ -47,8 +47,8 @@ DEFAULT_FLOOR = 1e-12
 #: Columns that identify a row rather than measure something.
 ID_COLUMNS = ("rule", "seed", "iteration")
 #: The columns sampled mode adds (:mod:`sim.sampled.experiment`): oracle queries so far, the distance of the
-#: trained policy to the exact update, the inner loop's final loss.
-SAMPLED_COLUMNS = ("queries", "distance_to_exact", "loss")
+#: trained policy to the exact update, the inner loop's final loss and its largest gradient entry there.
+SAMPLED_COLUMNS = ("queries", "distance_to_exact", "loss", "inner_gradient")
 STATISTICS = ("mean", "median")
 SCALES = ("loglog", "semilog")
 

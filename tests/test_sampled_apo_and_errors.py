@@ -319,6 +319,7 @@ def test_sampled_run_table_columns_queries_and_reproducibility():
     }
     table = sim.run(spec)
     columns = ["rule", "seed", "iteration", "rule.eta", *METRIC_COLUMNS, "queries", "distance_to_exact", "loss"]
+    columns.append("inner_gradient")
     assert list(table.columns) == columns  # rule.eta: the swept parameter's value of each row
     assert set(table.rule) == {"inpo[eta=1]", "inpo[eta=2]"}
     assert set(zip(table.rule, table["rule.eta"])) == {("inpo[eta=1]", 1.0), ("inpo[eta=2]", 2.0)}

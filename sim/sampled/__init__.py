@@ -41,8 +41,8 @@ lists the modes of each): every built-in rule, ``mmd`` and its preset ``mpo`` in
 parameters are those of exact mode (APO's ``form``, DPO's ``anchor``); ``run.apo_form`` and
 ``run.dpo_reference`` are deprecated.
 
-Results: the exact-mode columns plus ``queries`` (cumulative), ``distance_to_exact`` and ``loss``
-(:mod:`sim.sampled.experiment`).
+Results: the exact-mode columns plus ``queries`` (cumulative), ``distance_to_exact``, ``loss`` and
+``inner_gradient`` (:mod:`sim.sampled.experiment`).
 """
 
 from sim.sampled.apo import APO_FORMS, extrapolate_log_space, extrapolate_parameters, implicit_reference  # noqa: F401

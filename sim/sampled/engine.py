@@ -12,10 +12,12 @@ One iteration t (:func:`build_iteration`):
    (``lax.while_loop``, full batch).  With ``minibatch_size = B`` each iteration shuffles its pairs
    once and step s uses the (s mod ⌊N/B⌋)-th block of B pairs;
 3. for APO, extrapolate (:mod:`sim.sampled.apo`); otherwise the proximal output is the next iterate;
-4. measure ``distance_to_exact`` = max over contexts x and responses y of
-   |log π̂_{t+1}(y|x) − log π̂^{exact}_{t+1}(y|x)|, where π̂_{t+1} is the sampled proximal output
-   (the trained policy, before any APO extrapolation) and π̂^{exact}_{t+1} is the rule's exact
-   population update (:mod:`sim.rules`; APO: its base rule's) applied to the **same** π_t the loss
+4. measure ``inner_gradient`` = the largest absolute entry of the full-batch gradient of the loss at the
+   inner loop's final parameters (the quantity ``tolerance`` stops on; the largest over a multi-stage
+   rule's stages): near 0 only where the inner problem is solved; and ``distance_to_exact`` = max over
+   contexts x and responses y of |log π̂_{t+1}(y|x) − log π̂^{exact}_{t+1}(y|x)|, where π̂_{t+1} is the
+   sampled proximal output (the trained policy, before any APO extrapolation) and π̂^{exact}_{t+1} is the
+   rule's exact population update (:mod:`sim.rules`; APO: its base rule's) applied to the **same** π_t the loss
    used as reference (normalised).  For ``dpo_reference = "reference"`` the exact counterpart is
    π_ref·exp(r/β).  For offline data it is the population minimiser of the loss on pairs from π_ref
    (:func:`sim.sampled.offline.offline_exact_proximal`: BR_τ(π_ref) for ``online_ipo``, the INPO
@@ -113,11 +115,13 @@ class SampledState(NamedTuple):
 
 
 class IterationInfo(NamedTuple):
-    """Diagnostics of one iteration: final inner loss, distance to the exact update, divergence flag."""
+    """Diagnostics of one iteration: final inner loss, distance to the exact update, divergence flag, and the
+    largest absolute gradient entry of the inner loss where the inner loop ended."""
 
     loss: jax.Array
     distance_to_exact: jax.Array
     nonfinite: jax.Array
+    inner_gradient: jax.Array
 
 
 def make_optimizer(name: str, learning_rate: float) -> optax.GradientTransformation:
@@ -306,6 +310,7 @@ def build_iteration(rule_name: str, parameters: dict, settings: Any) -> tuple[Ca
         carried = state.carried
         log_stage = state.log_policy
         exploded = jnp.zeros((), bool)
+        gradient = jnp.zeros((), state.log_policy.dtype)
         for index, stage in enumerate(stages):
             stage_data_key = key_data if index == 0 else jax.random.fold_in(key_data, index)
             stage_inner_key = key_inner if index == 0 else jax.random.fold_in(key_inner, index)
@@ -328,7 +333,10 @@ def build_iteration(rule_name: str, parameters: dict, settings: Any) -> tuple[Ca
                 carried = Carried(batch, log_stage)
             terms = jax.lax.stop_gradient(prepare(reference, anchor, batch, state.step))
             initial_loss = objective(state.params, terms)
-            params, final_loss = optimise(objective, state.params, terms, stage_inner_key, optimizer, settings)
+            params, final_loss, final_gradient = optimise(
+                objective, state.params, terms, stage_inner_key, optimizer, settings
+            )
+            gradient = jnp.maximum(gradient, final_gradient)
             log_stage = policy.log_probs(params, problem)
             exploded = exploded | (jnp.abs(final_loss) > DIVERGENCE_FACTOR * (1.0 + jnp.abs(initial_loss)))
         log_hat = log_stage
@@ -367,7 +375,7 @@ def build_iteration(rule_name: str, parameters: dict, settings: Any) -> tuple[Ca
         new_state = SampledState(
             next_params, next_log_policy, next_reference, wrapper, state.step + 1, state.data, anchor, carried, past
         )
-        return new_state, IterationInfo(final_loss, distance, nonfinite)
+        return new_state, IterationInfo(final_loss, distance, nonfinite, gradient)
 
     return init, iteration
 
@@ -380,7 +388,8 @@ def optimise(
     optimizer: optax.GradientTransformation,
     settings: Any,
 ) -> tuple[Any, jax.Array]:
-    """Minimise ``objective(params, batch)`` from ``params``; returns ``(params, final full-batch loss)``.
+    """Minimise ``objective(params, batch)`` from ``params``; returns ``(params, final full-batch loss, largest
+    absolute entry of the full-batch gradient at the final params)``.
 
     ``batch`` is a pytree whose leaves of rank ≥ 1 have the pairs on axis 0 (minibatches slice them);
     rank-0 leaves are shared.
@@ -397,7 +406,7 @@ def optimise(
         def body(carry):
             params, opt_state, count, _ = carry
             grads = grad_fn(params, batch)
-            largest = jnp.max(jnp.stack([jnp.max(jnp.abs(g)) for g in jax.tree_util.tree_leaves(grads)]))
+            largest = largest_entry(grads)
             updates, opt_state = optimizer.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
             return params, opt_state, count + 1, largest
@@ -405,7 +414,7 @@ def optimise(
         precision = jnp.result_type(*jax.tree_util.tree_leaves(params))  # float32 runs: float32 gradients
         start = (params, opt_state, jnp.zeros((), jnp.int32), jnp.asarray(jnp.inf, precision))
         params, _, _, _ = jax.lax.while_loop(cond, body, start)
-        return params, objective(params, batch)
+        return params, objective(params, batch), largest_entry(grad_fn(params, batch))
 
     pairs = max(leaf.shape[0] for leaf in jax.tree_util.tree_leaves(batch) if leaf.ndim)
     size = settings.minibatch_size
@@ -428,7 +437,12 @@ def optimise(
             return optax.apply_updates(params, updates), opt_state
 
     params, _ = jax.lax.fori_loop(0, settings.inner_steps, step, (params, opt_state))
-    return params, objective(params, batch)
+    return params, objective(params, batch), largest_entry(grad_fn(params, batch))
+
+
+def largest_entry(tree: Any) -> jax.Array:
+    """max |g| over every entry of every leaf of ``tree`` (a gradient pytree)."""
+    return jnp.max(jnp.stack([jnp.max(jnp.abs(leaf)) for leaf in jax.tree_util.tree_leaves(tree)]))
 
 
 def simulate_sampled(
@@ -439,7 +453,8 @@ def simulate_sampled(
 
     ``metrics``: column → (R,) for :data:`sim.metrics.METRIC_COLUMNS` (context-weighted; ``max_log_ratio_so_far``
     weights each context's running maximum over every iteration, recorded or not) plus
-    ``distance_to_exact`` (NaN at iteration 0) and ``loss`` (the last inner loss of the iteration).
+    ``distance_to_exact`` (NaN at iteration 0), ``loss`` (the last inner loss of the iteration) and
+    ``inner_gradient`` (the largest absolute gradient entry of that loss where the inner loop ended; NaN at 0).
     ``first_nonfinite``: the first iteration with a non-finite loss/parameter/log-policy, or −1.
     """
     schedule = shared_engine.whole_run_schedule(record_iterations)
@@ -535,18 +550,21 @@ def simulate_sampled_block(
         row = measure(state, mixture_sum, largest)
         row["distance_to_exact"] = info.distance_to_exact
         row["loss"] = info.loss
+        row["inner_gradient"] = info.inner_gradient
         return carry, row
 
     out = {}
     if carry is None:
         state = start
         zero = jnp.zeros((), dtype)
-        info0 = IterationInfo(jnp.asarray(jnp.nan, dtype), jnp.asarray(jnp.nan, dtype), jnp.zeros((), bool))
+        nan = jnp.asarray(jnp.nan, dtype)
+        info0 = IterationInfo(nan, nan, jnp.zeros((), bool), nan)
         largest = log_ratio(games, state.log_policy)  # π_0's, per context
         carry = (state, jnp.exp(state.log_policy), jnp.asarray(-1, jnp.int32), info0, largest)
         out["first"] = measure(state, jnp.exp(state.log_policy), largest)
         out["first"]["distance_to_exact"] = jnp.asarray(jnp.nan, dtype) + zero
         out["first"]["loss"] = jnp.asarray(jnp.nan, dtype)
+        out["first"]["inner_gradient"] = jnp.asarray(jnp.nan, dtype)
     items = tuple(jnp.asarray(values) for values in schedule)
     carry, out["rows"] = jax.lax.scan(piece, carry, items)
     out["seen"] = jnp.full(items[0].shape, -1, jnp.int32)

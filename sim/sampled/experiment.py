@@ -9,7 +9,9 @@
   ``offline_pairs`` (one query per pair) for every t ≥ 1 (:mod:`sim.sampled.offline`);
 * ``distance_to_exact`` — max_{x,y} |log π̂_t(y|x) − log π̂^{exact}_t(y|x)| for the update that
   produced iteration t (:mod:`sim.sampled.engine`; NaN at t = 0);
-* ``loss`` — the rule's loss on that iteration's pairs after the inner loop (NaN at t = 0).
+* ``loss`` — the rule's loss on that iteration's pairs after the inner loop (NaN at t = 0);
+* ``inner_gradient`` — max |∂loss/∂θ| over the parameters θ where the inner loop ended (full batch; the largest
+  over a multi-stage rule's stages; NaN at t = 0): ≈ 0 only where each iteration's loss was minimised.
 """
 
 from __future__ import annotations
@@ -198,4 +200,5 @@ def sampled_frame(
         frame["queries"] = iterations * per_draw * fresh + up_front + restarts * per_draw
     frame["distance_to_exact"] = metrics["distance_to_exact"].reshape(-1)
     frame["loss"] = metrics["loss"].reshape(-1)
+    frame["inner_gradient"] = metrics["inner_gradient"].reshape(-1)
     return frame
