@@ -374,7 +374,8 @@ def test_sampled_runs_carry_the_log_ratio_of_every_iteration_recorded_or_not():
 
 @pytest.mark.parametrize("precision", ["float32", "float64"])
 def test_a_gradient_tolerance_stops_the_inner_loop_in_either_precision(precision):
-    # a tolerance no gradient exceeds stops after the first step: the run equals one fixed step per iteration
+    # a tolerance no gradient exceeds stops before the first step (the loop tests the gradient where it stands):
+    # the policy stays π_0, while one fixed step per iteration moves it
     base = {
         "iterations": 5,
         "seeds": 2,
@@ -387,8 +388,10 @@ def test_a_gradient_tolerance_stops_the_inner_loop_in_either_precision(precision
     one_step = sim.run({**base, "run": {**run, "inner_steps": 1}})
     three_steps = sim.run({**base, "run": {**run, "inner_steps": 3}})
     exact = 2e-7 if precision == "float32" else 1e-14
-    np.testing.assert_allclose(stopped["exploitability"], one_step["exploitability"], rtol=0, atol=exact)
-    assert np.abs(stopped["exploitability"] - three_steps["exploitability"]).max() > 1e-3
+    start = stopped[stopped.iteration == 0].set_index("seed").exploitability
+    np.testing.assert_allclose(stopped["exploitability"], start.loc[stopped.seed].to_numpy(), rtol=0, atol=exact)
+    assert np.abs(stopped["exploitability"] - one_step["exploitability"]).max() > 1e-3
+    assert np.abs(one_step["exploitability"] - three_steps["exploitability"]).max() > 1e-3
 
 
 def test_zero_pairs_is_a_clear_error():

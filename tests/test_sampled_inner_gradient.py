@@ -53,7 +53,7 @@ def _dpo_run(run: dict):
         "seeds": 2,
         "game": {"kind": "bradley_terry", "rewards": "random", "arms": 4, "tau": 0.0},
         "rule": [{"name": "dpo", "beta": [1.0, 0.2]}],
-        "run": {"mode": "sampled", "pairs_per_iteration": 400, "policy": "tabular", "learning_rate": 0.1, **run},
+        "run": {"mode": "sampled", "pairs_per_iteration": 400, "policy": "tabular", "learning_rate": 0.1} | run,
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DegenerateRunWarning)
@@ -64,3 +64,20 @@ def test_sampled_table_reports_the_inner_gradient():
     one_step = _dpo_run({"optimizer": "adam", "inner_steps": 1})
     assert one_step[one_step.iteration == 0].inner_gradient.isna().all()
     assert one_step[one_step.iteration > 0].inner_gradient.min() > 1e-3  # one step from θ_t solves nothing
+
+
+@pytest.mark.parametrize("optimizer, rate", [("adam", 0.1), ("sgd", 0.1)])
+def test_tolerance_stops_at_parameters_whose_gradient_is_within_it(optimizer, rate):
+    """The while-loop ends where the gradient is ≤ tolerance, not one step past it: it used to test the
+    gradient before a step and then take the step, which Adam (a step ≈ lr whatever the gradient) undid
+    (tabular DPO: 8e-6 after stopping at ≤ 1e-6)."""
+    settings = SimpleNamespace(tolerance=1e-6, minibatch_size=None, inner_steps=100000)
+    batch = {"rows": jnp.asarray(MATRIX), "target": jnp.asarray(TARGET)}
+    make = {"adam": optax.adam, "sgd": optax.sgd}[optimizer]
+    _, _, largest = optimise(_objective, {"theta": jnp.zeros(3)}, batch, jax.random.PRNGKey(0), make(rate), settings)
+    assert float(largest) <= 1e-6
+
+
+def test_tolerance_solves_each_sampled_iteration_with_adam():
+    solved = _dpo_run({"optimizer": "adam", "inner_steps": 20000, "tolerance": 1e-6})
+    assert solved[solved.iteration > 0].inner_gradient.max() <= 1e-6  # 8e-6 before the loop stopped at it
