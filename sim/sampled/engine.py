@@ -387,7 +387,7 @@ def optimise(
     key: jax.Array,
     optimizer: optax.GradientTransformation,
     settings: Any,
-) -> tuple[Any, jax.Array]:
+) -> tuple[Any, jax.Array, jax.Array]:
     """Minimise ``objective(params, batch)`` from ``params``; returns ``(params, final full-batch loss, largest
     absolute entry of the full-batch gradient at the final params)``.
 
