@@ -1,7 +1,8 @@
 """The bridge's size estimate (:mod:`llm_bridge.sizes`) against memory measured on the tiny models, and the runs it
 refuses before any weights load.
 
-Measured: the peak resident memory a training micro-batch adds (a fresh process, ``ru_maxrss``; tiny Llama and
+Measured: the peak resident memory a training micro-batch adds (a fresh process, ``VmHWM`` reset before the step,
+repeated while memory pressure moves the process's file-backed pages; tiny Llama and
 GPT-2 of width 256, two sizes each) and the Python objects of generated responses (``tracemalloc``, three sizes),
 each within a factor of 1.25 of the estimate (measured: 0.88–1.08).  No timing.
 """
@@ -56,7 +57,7 @@ def raw_spec(model, **changes) -> dict:
 
 
 MEASURE = """
-import json, resource, tempfile, torch
+import ctypes, json, tempfile, torch
 from pathlib import Path
 from llm_bridge.models import load_causal_lm, load_tokenizer
 from llm_bridge.rules import build_bridge_rule
@@ -64,6 +65,22 @@ from llm_bridge.sizes import model_shape, training_bytes
 from llm_bridge.tiny import build_tiny_model, random_pair_batch
 from llm_bridge.trainer import weighted_loss_sum
 torch.set_num_threads(1)
+
+def memory():
+    # (resident, peak resident, file-backed resident) bytes of this process
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    kib = lambda name: int(fields[name].split()[0]) * 1024
+    return kib("VmRSS"), kib("VmHWM"), kib("RssFile") + kib("RssShmem")
+
+def page_out():
+    # what memory pressure does to an idle process: its file-backed pages (torch's libraries) are reclaimed
+    libc = ctypes.CDLL(None, use_errno=True)
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 6 and parts[5].startswith("/"):
+            start, end = (int(x, 16) for x in parts[0].split("-"))
+            libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), 21)  # MADV_PAGEOUT (Linux 5.4)
+
 rule, found = build_bridge_rule("dpo", {"beta": 0.1}), []
 for architecture in [ARCHITECTURE]:
     directory = build_tiny_model(Path(tempfile.mkdtemp()) / architecture, architecture, hidden_size=256)
@@ -74,34 +91,68 @@ for architecture in [ARCHITECTURE]:
         weighted_loss_sum(model, data, list(range(pairs)), rule, tokenizer.pad_token_id).backward()
     step(1, 4, 4)  # the gradients exist from here on: what follows is the micro-batch's activations
     for pairs, prompt, response in ((8, 16, 48), (16, 32, 96)):
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        resident = int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize()
-        step(pairs, prompt, response)
-        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        measured = after - resident if after > peak else 0  # 0: no new peak, nothing measured
-        found.append([architecture, pairs, measured, training_bytes(shape, 2 * pairs, prompt + response, response, 4)])
+        for attempt in range(ATTEMPTS):
+            if PAGE_OUT and attempt == 0:
+                page_out()
+            Path("/proc/self/clear_refs").write_text("5")  # the peak restarts from the resident memory
+            resident, _, files = memory()
+            step(pairs, prompt, response)
+            _, peak, files_after = memory()
+            moved = abs(files_after - files)
+            if moved <= MOVED * (peak - resident):
+                break
+        estimate = training_bytes(shape, 2 * pairs, prompt + response, response, 4)
+        found.append([architecture, pairs, peak - resident, estimate, moved, attempt + 1])
 print(json.dumps(found))
 """
+#: A measurement counts when the process's file-backed resident pages moved by at most this fraction of it during
+#: the step; else the step is measured again, up to ATTEMPTS times.
+MOVED = 0.05
+ATTEMPTS = 5
+
+
+def measure_training_memory(architecture: str, page_out: bool = False) -> list:
+    """``[architecture, pairs, measured, estimate, moved, attempts]`` of a micro-batch of 8 and of 16 pairs through a
+    tiny model of width 256, in a fresh process: measured = the peak resident memory the step adds (VmHWM, reset
+    before the step, less VmRSS before it); ``page_out``: the process's file-backed pages are reclaimed before the
+    first measurement, as memory pressure from other processes does (a full test run)."""
+    # with a fixed mmap threshold glibc returns freed activations to the system, so the resident memory before a step
+    # is the baseline its peak is measured from
+    environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(2**17)}
+    code = (
+        MEASURE.replace("ARCHITECTURE", repr(architecture))
+        .replace("PAGE_OUT", repr(page_out))
+        .replace("ATTEMPTS", str(ATTEMPTS))
+        .replace("MOVED", repr(MOVED))
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=environment, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def check_training_estimate(found: list) -> None:
+    for architecture, pairs, measured, estimate, moved, attempts in found:
+        # the file-backed pages (torch's libraries) that memory pressure reclaims and the step faults back in, or
+        # reclaims during the step, are no activations: a measurement they moved is repeated
+        assert moved <= MOVED * measured, (architecture, pairs, measured, moved, attempts)
+        assert measured > 20 * 2**20, (architecture, pairs, measured)  # far above the allocator's noise
+        assert 1 / TOLERANCE <= estimate / measured <= TOLERANCE, (architecture, pairs, measured, estimate)
 
 
 def test_training_estimate_is_the_micro_batch_peak_resident_memory():
-    """2m sequences of L tokens through a tiny Llama and GPT-2 of width 256 (50–400 MB above the resident memory
+    """2m sequences of L tokens through a tiny Llama and GPT-2 of width 256 (40–200 MB above the resident memory
     before the step): the estimate of what the backward pass needs is within TOLERANCE of the peak it adds."""
-    # each architecture in a fresh process: ru_maxrss only grows, so one process's later, smaller peak would not show
-    # with a fixed mmap threshold glibc returns freed activations to the system, so the resident memory before a
-    # step is the baseline its peak is measured from
-    environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(2**17)}
-    found = []
-    for architecture in ("llama", "gpt2"):
-        code = MEASURE.replace("ARCHITECTURE", repr(architecture))
-        result = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=environment, timeout=300
-        )
-        assert result.returncode == 0, result.stderr[-2000:]
-        found.append(json.loads(result.stdout.splitlines()[-1]))
-    for architecture, pairs, measured, estimate in found[0] + found[1]:
-        assert measured > 20 * 2**20, (architecture, pairs, measured)  # far above the allocator's noise
-        assert 1 / TOLERANCE <= estimate / measured <= TOLERANCE, (architecture, pairs, measured, estimate)
+    check_training_estimate(measure_training_memory("llama") + measure_training_memory("gpt2"))
+
+
+def test_training_memory_is_measured_under_memory_pressure():
+    """Memory pressure reclaims a process's file-backed pages (torch's libraries), which the step faults back in:
+    counted as its peak they added 9–20 MB to the 8-pair measurement of 42 MB (ratio 0.70–0.85, and 1.38 when they
+    were reclaimed during the step; a full test run failed so).  The measurement is repeated until the file-backed
+    pages hold still, and meets the same tolerance."""
+    check_training_estimate(measure_training_memory("llama", page_out=True))
 
 
 def test_response_estimate_is_the_python_objects_generation_holds(tiny):
