@@ -66,6 +66,7 @@ from llm_bridge.models import (
     assign_weights,
     export_pretrained,
     load_causal_lm,
+    load_config,
     load_tokenizer,
     read_weights,
     save_state,
@@ -168,11 +169,12 @@ def open_session(
     if spec.threads:
         torch.set_num_threads(spec.threads)
     accelerator = accelerator or make_accelerator(spec.model.device)
-    tokenizer = load_tokenizer(spec.model.path)
+    config = load_config(spec.model.path)  # read once: the tokenizer, the estimate and the weights' load share it
+    tokenizer = load_tokenizer(spec.model.path, config)
     precision = precision_for(
         spec.model.dtype, accelerator.device.type, spec.training.bf16, lora=spec.model.lora is not None
     )
-    shape, config = model_shape(spec.model.path, spec.model.lora)
+    shape, _ = model_shape(spec.model.path, spec.model.lora, config)
     longest = 0
     for where in ("train", "heldout"):
         prompts = list(dict.fromkeys(getattr(spec.prompts, where)))
@@ -182,7 +184,7 @@ def open_session(
     size = check_run_size(spec, shape, longest, accelerator.device.type, Path(out), predict=predict)
     if progress and accelerator.is_main_process:
         print(memory_note(size), flush=True)
-    model = load_causal_lm(spec.model.path, precision.load_dtype)
+    model = load_causal_lm(spec.model.path, precision.load_dtype, config)
     if spec.model.lora is not None:
         model = add_lora(model, spec.model.lora)
     model.to(accelerator.device)

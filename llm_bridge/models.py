@@ -119,12 +119,16 @@ def resolve_model_path(path: str) -> tuple[Path, str | None]:
     )
 
 
-def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
-    """The tokenizer of ``path``, set up for batched generation (left padding, a pad token)."""
+def load_tokenizer(path: str, config: PretrainedConfig | None = None) -> PreTrainedTokenizerBase:
+    """The tokenizer of ``path``, set up for batched generation (left padding, a pad token); ``config``: the model's
+    config when already read (:func:`load_config`), which transformers would otherwise read again (a GGUF file's
+    header: seconds)."""
     from transformers import AutoTokenizer
 
     directory, gguf = resolve_model_path(path)
     kwargs = {"gguf_file": gguf} if gguf else {}
+    if config is not None:
+        kwargs["config"] = config
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True, **kwargs)
     except (OSError, ValueError) as exc:
@@ -149,13 +153,17 @@ def load_config(path: str) -> PretrainedConfig:
         raise PrefsimError(f"could not read the model config of model.path {path!r}: {exc}") from None
 
 
-def load_causal_lm(path: str, dtype: str = "float32") -> PreTrainedModel:
-    """A causal LM from a local path (see the module docstring), in ``dtype``, in eval mode."""
+def load_causal_lm(path: str, dtype: str = "float32", config: PretrainedConfig | None = None) -> PreTrainedModel:
+    """A causal LM from a local path (see the module docstring), in ``dtype``, in eval mode; ``config``: its config
+    when already read (:func:`load_config`; transformers copies it), so that it is not read again (a GGUF file's
+    header: ~7 s of SmolLM2's load)."""
     from transformers import AutoModelForCausalLM
 
     directory, gguf = resolve_model_path(path)
     torch_dtype = model_dtype(dtype)
     kwargs = {"gguf_file": gguf} if gguf else {}
+    if config is not None:
+        kwargs["config"] = config
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         model = AutoModelForCausalLM.from_pretrained(str(directory), local_files_only=True, dtype=torch_dtype, **kwargs)

@@ -53,6 +53,7 @@ samples' ``heldout.json`` and optimistic MD's ``carried.json`` (every response's
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import shutil
@@ -150,16 +151,18 @@ def shape_of(config: PretrainedConfig, parameters: int, lora: LoraSpec | None = 
     )
 
 
-def model_shape(path: str, lora: LoraSpec | None = None) -> tuple[ModelShape, PretrainedConfig]:
+def model_shape(
+    path: str, lora: LoraSpec | None = None, config: PretrainedConfig | None = None
+) -> tuple[ModelShape, PretrainedConfig]:
     """``(shape, config)`` of the model at ``path`` without loading its weights: the config
-    (:func:`llm_bridge.models.load_config`) and the parameter count of the model built on the ``meta`` device
-    (shapes only); with ``lora``, the adapter's r·(in + out) per targeted linear module (peft's matching: the
-    module's name or its last component)."""
+    (:func:`llm_bridge.models.load_config`, or ``config`` when already read; left unchanged) and the parameter
+    count of the model built on the ``meta`` device (shapes only); with ``lora``, the adapter's r·(in + out) per
+    targeted linear module (peft's matching: the module's name or its last component)."""
     from transformers import AutoModelForCausalLM
 
-    config = load_config(path)
+    config = load_config(path) if config is None else config
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
+        model = AutoModelForCausalLM.from_config(copy.deepcopy(config))  # it may set fields of the config it builds
     parameters = sum(p.numel() for p in model.parameters())
     adapter = 0
     if lora is not None:

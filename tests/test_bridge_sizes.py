@@ -255,3 +255,21 @@ def test_open_session_refuses_before_the_weights_load(tiny, tmp_path, monkeypatc
         bridge_loop.open_session(parse_spec(raw_spec(tiny, prompts__per_iteration=10**15)), tmp_path, progress=False)
     with pytest.raises(PrefsimError, match=r"generation\.max_new_tokens = 1000.* reads at most 128"):
         bridge_loop.open_session(parse_spec(raw_spec(tiny, generation__max_new_tokens=1000)), tmp_path, progress=False)
+
+
+def test_open_session_reads_the_model_config_once(tiny, tmp_path, monkeypatch):
+    """The config read for the estimate is the one the weights load with: a GGUF file's header (SmolLM2's: ~7 s of
+    its ~25 s load) was parsed twice, once by :func:`llm_bridge.sizes.model_shape` and once by ``from_pretrained``."""
+    import transformers
+
+    reads = []
+    read = transformers.AutoConfig.from_pretrained.__func__
+
+    def counted(cls, *args, **kwargs):
+        reads.append(args[0] if args else kwargs)
+        return read(cls, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", classmethod(counted))
+    session = bridge_loop.open_session(parse_spec(raw_spec(tiny)), tmp_path, progress=False)
+    assert len(reads) == 1, reads
+    assert session.policy.config.to_dict() == sizes.model_shape(str(tiny))[1].to_dict()
