@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 import sim
-from sim import plotting, stats
+from sim import plotting, stats, theory
 from sim.game import Game
 from sim.metrics import exploitability
 from sim.nash import regularised_nash, unregularised_nash
@@ -180,30 +180,58 @@ print(paired.to_string(index=False))
 # uniformly weighted loss (1/K²)Σ_{i,j}((d_i − d_j) − (p_i − p_j)/β)², d = log π − log π_ref
 # (`zhourunlong/EGPO`, `simulations/loss_funcs.py::extragradient`, `simulations/run.py`), which is exactly
 # the mirror step U with regularisation τ = β and learning rate **η = 4·lr/(Kβ)** (docs/theory.md §C.14;
-# tests/test_exact_rules.py replays EGPO's SGD steps against the rule to 1e-14): η = 0.4 and 0.8 here, ητ =
+# tests/test_exact_rules.py replays EGPO's SGD steps against the rule to 1e-13): η = 0.4 and 0.8 here, ητ =
 # 0.04 and 0.008.  K = 10 arms, uniform π_ref, 10 seeds (EGPO reported one run, from random-normal reference
 # logits).  The regularised duality gap (to π*_β) and the exploitability (to π⁰) of the last iterate, for
-# extragradient, INPO with the same step (η_INPO = τ + 1/η, the MMD/INPO equivalence: EGPO's "Online IPO 1
-# (OMD)") and INPO with advancement.
+# extragradient, plain mirror descent with the same step and INPO with advancement.  Plain mirror descent is
+# EGPO's "Online IPO 1 (OMD)": one SGD step of size lr on the same loss with p = Pπ_t, i.e. U(ℓ_t; π_t), which is
+# INPO with **η_INPO = 1/η = Kβ/(4·lr)** (docs/theory.md §C.5; checked below on one step), 2.5 and 1.25 here —
+# not τ + 1/η, MMD's implicit step of size η.  INPO converges in the last iterate iff η_INPO > η_crit =
+# (τ² + ω_max²)/(2τ) (§A.3), computed per game below.
 
 # %%
-egpo_rows, egpo_tables = [], {}
+egpo_rows, egpo_tables, egpo_criticals, egpo_inpo_eta, online_ipo_1_gaps = [], {}, {}, {}, {}
 EGPO_ARMS = 10
 for beta, horizon, lr in ((0.1, 1000, 0.1), (0.01, 5000, 0.02)):
     step = 4.0 * lr / (EGPO_ARMS * beta)  # one SGD step of size lr on EGPO's loss is a mirror step of this size
-    table = sim.run(
-        {
-            "iterations": horizon,
-            "seeds": 10,
-            "game": {"kind": "random", "arms": EGPO_ARMS, "tau": beta},
-            "rule": [
-                {"name": "extragradient", "eta": step, "label": "extragradient"},
-                {"name": "inpo", "eta": beta + 1.0 / step, "label": "inpo"},
-                {"name": "inpo", "eta": beta + 1.0 / step, "reference_every": horizon // 10, "label": "inpo_advancing"},
-            ],
-        }
-    )
+    inpo_eta = egpo_inpo_eta[beta] = 1.0 / step  # EGPO's "Online IPO 1 (OMD)": that one SGD step with p = Pπ_t
+    egpo_spec = {
+        "iterations": horizon,
+        "seeds": 10,
+        "game": {"kind": "random", "arms": EGPO_ARMS, "tau": beta},
+        "rule": [
+            {"name": "extragradient", "eta": step, "label": "extragradient"},
+            {"name": "inpo", "eta": inpo_eta, "label": "inpo"},
+            {"name": "inpo", "eta": inpo_eta, "reference_every": horizon // 10, "label": "inpo_advancing"},
+        ],
+    }
+    table = sim.run(egpo_spec)
     egpo_tables[beta] = (table, horizon)
+    _, egpo_games = theory.per_seed_games(egpo_spec)
+    egpo_criticals[beta] = pd.Series(
+        {s: theory.eta_critical(g["preference"], g["target"], beta) for s, g in egpo_games.items()}
+    )
+    # EGPO's Online IPO 1 loss written out (simulations/loss_funcs.py::online_ipo_1), one SGD step of size lr from a
+    # random policy on the first game, against one step of the `inpo` arm's rule
+    first_game = egpo_games[min(egpo_games)]
+    theta = np.random.default_rng(0).normal(size=EGPO_ARMS)
+    prefs = first_game["preference"] @ np.exp(theta - np.log(np.exp(theta).sum()))
+
+    def online_ipo_1(logits, prefs=prefs, game=first_game, beta=beta):
+        d = jax.nn.log_softmax(logits) - jnp.log(game["reference"])
+        return jnp.sum(((d[:, None] - d[None, :]) - (prefs[:, None] - prefs[None, :]) / beta) ** 2) / EGPO_ARMS**2
+
+    by_sgd = np.asarray(jax.nn.log_softmax(theta - lr * jax.grad(online_ipo_1)(jnp.asarray(theta))))
+    one_game = Game(
+        jnp.asarray(first_game["preference"]),
+        jnp.log(jnp.asarray(first_game["reference"])),
+        jax.nn.log_softmax(jnp.asarray(theta)),
+        jnp.full(EGPO_ARMS, jnp.nan),
+        jnp.asarray(beta),
+    )
+    inpo_rule = build_rule("inpo", resolve_parameters("inpo", {"eta": inpo_eta}, beta))
+    by_rule = np.asarray(inpo_rule.update(inpo_rule.init(one_game), one_game).log_policy)
+    online_ipo_1_gaps[beta] = float(np.abs(by_rule - by_sgd).max())
     final = stats.summary_table(table, metrics=["duality_gap", "exploitability"])
     final.insert(0, "setting", f"β={beta}, T={horizon}, lr={lr} (η={step:g})")
     egpo_rows.append(final)
@@ -223,6 +251,12 @@ for beta, (table, horizon) in egpo_tables.items():
                 f"[{row.difference_lower:+.4g}, {row.difference_upper:+.4g}] "
                 f"({rule} lower on {row.probability_of_improvement:.0%} of seeds)"
             )
+    gaps = table[(table.iteration == horizon) & (table.rule == "inpo")].set_index("seed").duality_gap
+    print(
+        f"β = {beta}: INPO's η = {egpo_inpo_eta[beta]:g}; η_crit and INPO's final duality gap per game:",
+        {s: f"{egpo_criticals[beta][s]:.3g}: {gaps[s]:.1e}" for s in gaps.index},
+    )
+print("EGPO's Online IPO 1 step against the inpo arm's step, max |Δ log π|:", online_ipo_1_gaps)
 
 # %% [markdown]
 # ## 4. Sampled EGPO and ONPO: distance to the exact update against N
@@ -367,18 +401,20 @@ print(mnpo_h2h[["family", "rule_a", "rule_b", "win_rate", "ci_lower", "ci_upper"
 #   decreases monotonically (largest increase 1.9e-16, rounding) from 8.6e-3 to 1.4e-16.
 # * §2: exploitability at T = 1500: fixed 0.090 [0.077, 0.102], advancing 0.0031 [0.0005, 0.0070];
 #   paired difference −0.087 [−0.099, −0.075], lower on every seed.
-# * §3 (EGPO's steps η = 4·lr/(Kβ) = 0.4 and 0.8; re-run 2026-12-09 after an earlier version used η = lr,
-#   4× and 40× too small): at β = 0.1 extragradient and INPO with the same step reach π*_β (duality gap ≤
-#   1.8e-16 on every seed) and keep its exploitability 0.125 [0.111, 0.138] (paired difference within
-#   ±1e-15); advancement every 100 iterations lowers it to 0.021 [0.009, 0.035].  At β = 0.01, T = 5000
-#   extragradient reaches π*_β on every seed (gap ≤ 1.5e-16; exploitability 0.0086 [0.0062, 0.0111]) while
-#   INPO with the same step, η_INPO = τ + 1/η = 1.26 (EGPO's "Online IPO 1 (OMD)"), does not: its gap is
-#   0.057 [0.009, 0.119], up to 0.31, on the 4 games whose η_crit (§A.3) exceeds 1.26 (2.13, 2.01, 1.32,
-#   1.28), and 5e-3 on one at 1.23.  Paired, extragradient − INPO: gap −0.057 [−0.119, −0.009],
-#   exploitability −0.064 [−0.129, −0.010].  Advancement every 500 iterations of that INPO is not better than
-#   INPO (gap +0.035 [+0.005, +0.075], exploitability +0.026 [−0.005, +0.064]).  So EGPO's second setting
-#   is where its claim shows: the extra half step converges where plain mirror descent with the same step
-#   circles π*_β.
+# * §3 (EGPO's steps η = 4·lr/(Kβ) = 0.4 and 0.8, INPO at η_INPO = 1/η = 2.5 and 1.25, EGPO's "Online IPO 1
+#   (OMD)": one step of the `inpo` arm is EGPO's SGD step on that loss to 4e-16; re-run 2026-12-07 after earlier
+#   versions used η = lr, 4× and 40× too small, and then INPO at τ + 1/η, MMD's step): at β = 0.1 extragradient
+#   and INPO reach π*_β (duality gap ≤ 1.8e-16 on every seed; every game's η_crit is 0.12–0.21, far below 2.5) and
+#   keep its exploitability 0.125 [0.111, 0.138] (paired difference within ±1e-15); advancement every 100
+#   iterations lowers it to 0.021 [0.009, 0.035].  At β = 0.01, T = 5000 extragradient reaches π*_β on every
+#   seed (gap ≤ 1.5e-16; exploitability 0.0086 [0.0062, 0.0111]) while INPO with the same step does not: its gap
+#   is 0.065 [0.009, 0.136], 0.33, 0.19, 0.065 and 0.061 on the 4 games whose η_crit (§A.3) exceeds 1.25 (2.13,
+#   2.01, 1.32, 1.28), 8.6e-3 on one just below it (1.23: a contraction factor near 1) and ≤ 5e-10 on the other
+#   five (η_crit ≤ 0.96).  Paired, extragradient − INPO: gap −0.065 [−0.136, −0.009], exploitability −0.073
+#   [−0.147, −0.013].  Advancement every 500 iterations of that INPO is not better than INPO (gap +0.023 [−0.029,
+#   +0.096], exploitability +0.014 [−0.035, +0.087]).  So EGPO's second setting is where its claim shows: the
+#   extra half step converges where plain mirror descent with the same step circles π*_β, on exactly the games
+#   whose η_crit exceeds INPO's η.
 # * §4: distance to the exact update against N (slope and 95% CI) contains −½ for both rules and both
 #   estimators (N = 400 and 6400, as in tests/test_sampled_extragradient.py): extragradient −0.52
 #   [−0.59, −0.44] (λ_p) and −0.54 [−0.61, −0.47] (uniform); optimistic −0.49 [−0.57, −0.41] and −0.55
@@ -420,12 +456,21 @@ assert first.loc[("extragradient", "exploitability"), "ci_lower"] > 1e-3
 row = egpo_paired[(0.1, "extragradient", "exploitability")]
 assert max(abs(row.difference_lower), abs(row.difference_upper)) < 1e-6, "both keep π*_β's exploitability"
 assert first.loc[("inpo_advancing", "exploitability"), "ci_upper"] < first.loc[("inpo", "exploitability"), "ci_lower"]
+# §3 the `inpo` arm is EGPO's "Online IPO 1 (OMD)": one SGD step of size lr on its loss (η_INPO = Kβ/(4·lr))
+assert max(online_ipo_1_gaps.values()) < 1e-12, online_ipo_1_gaps
 # §3 at β = 0.01, T = 5000 (10 games at both scales): extragradient reaches π*_β on every seed, INPO with the same
-# step does not on some (η_INPO below η_crit), and extragradient is ahead of it on both metrics (paired CI below 0)
+# step circles it on exactly the games whose η_crit exceeds its η (§A.3: it converges iff η_INPO > η_crit) and
+# converges on those well below, and extragradient is ahead of it on both metrics (paired CI below 0)
 second_table, second_horizon = egpo_tables[0.01]
 second_gaps = second_table[second_table.iteration == second_horizon].groupby("rule").duality_gap.max()
 assert second_gaps["extragradient"] < 1e-8, second_gaps
-assert second_gaps["inpo"] > 1e-2, "INPO with EGPO's step circles π*_β on some game"
+inpo_gaps = second_table[(second_table.iteration == second_horizon) & (second_table.rule == "inpo")]
+inpo_gaps = inpo_gaps.set_index("seed").duality_gap
+criticals = egpo_criticals[0.01].loc[inpo_gaps.index]
+assert (criticals > egpo_inpo_eta[0.01]).any(), criticals  # the setting separates the two rules
+assert (inpo_gaps[criticals > egpo_inpo_eta[0.01]] > 1e-2).all(), (criticals, inpo_gaps)
+assert (inpo_gaps[criticals < 0.9 * egpo_inpo_eta[0.01]] < 1e-8).all(), (criticals, inpo_gaps)
+assert (egpo_criticals[0.1] < egpo_inpo_eta[0.1]).all(), egpo_criticals[0.1]  # β = 0.1: INPO converges everywhere
 for metric in ("duality_gap", "exploitability"):
     row = egpo_paired[(0.01, "extragradient", metric)]
     assert row.difference_upper < 0, f"β = 0.01: extragradient should be ahead of INPO on {metric}"

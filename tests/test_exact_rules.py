@@ -500,6 +500,31 @@ def test_extragradient_is_egpo_tabular_sgd_at_eta_4lr_over_k_beta():
     assert np.abs(iterate(extragradient(eta=lr, tau=beta), game, steps) - np.array(expected)).max() > 0.1
 
 
+def test_egpo_online_ipo_1_is_inpo_at_k_beta_over_4lr():
+    """EGPO's "Online IPO 1 (OMD)" (``simulations/loss_funcs.py::online_ipo_1``): one plain SGD step of size lr
+    per iteration on the loss of the extragradient test above with p = Pπ_t is U(ℓ_t; π_t) at η = 4·lr/(Kβ), i.e.
+    INPO with η_INPO = 1/η = Kβ/(4·lr) and τ = β (docs/theory.md §C.5) — plain mirror descent with
+    extragradient's step (notebook 07 §3), not MMD's η_INPO = τ + 1/η."""
+    arms, beta, lr, steps = 6, 0.05, 0.1, 15
+    matrix, reference = random_matrix(arms, seed=5), random_policy(arms, seed=6)
+    log_reference = np.log(reference)
+
+    def egpo_loss(theta, prefs):
+        d = jax.nn.log_softmax(theta) - log_reference
+        return jnp.sum(((d[:, None] - d[None, :]) - (prefs[:, None] - prefs[None, :]) / beta) ** 2) / arms**2
+
+    gradient = jax.grad(egpo_loss)
+    theta = log_reference.copy()
+    expected = [normalize(theta)]
+    for _ in range(steps):
+        theta = theta - lr * np.asarray(gradient(theta, matrix @ np.exp(normalize(theta))))
+        expected.append(normalize(theta))
+    game = make_game(matrix, reference, beta)
+    step = 4.0 * lr / (arms * beta)
+    np.testing.assert_allclose(iterate(inpo(eta=1.0 / step, tau=beta), game, steps), expected, atol=1e-13, rtol=0)
+    assert np.abs(iterate(inpo(eta=beta + 1.0 / step, tau=beta), game, steps) - np.array(expected)).max() > 1e-3
+
+
 def test_optimistic_steps_by_hand():
     eta = 0.8
     initial = random_policy(5, seed=7)
