@@ -474,6 +474,25 @@ assert (egpo_criticals[0.1] < egpo_inpo_eta[0.1]).all(), egpo_criticals[0.1]  # 
 for metric in ("duality_gap", "exploitability"):
     row = egpo_paired[(0.01, "extragradient", metric)]
     assert row.difference_upper < 0, f"β = 0.01: extragradient should be ahead of INPO on {metric}"
+# §3 the Results' numbers at β = 0.01 (10 games at both scales): INPO's gap, the paired differences, advancement
+second = egpo[egpo.setting.str.startswith("β=0.01")].set_index(["rule", "metric"])
+recorded = {
+    "INPO gap": ((0.065, 0.009, 0.136), second.loc[("inpo", "duality_gap"), ["mean", "ci_lower", "ci_upper"]]),
+    **{
+        f"{rule} − inpo, {metric}": (
+            numbers,
+            egpo_paired[(0.01, rule, metric)][["difference", "difference_lower", "difference_upper"]],
+        )
+        for (rule, metric), numbers in {
+            ("extragradient", "duality_gap"): (-0.065, -0.136, -0.009),
+            ("extragradient", "exploitability"): (-0.073, -0.147, -0.013),
+            ("inpo_advancing", "duality_gap"): (0.023, -0.029, 0.096),
+            ("inpo_advancing", "exploitability"): (0.014, -0.035, 0.087),
+        }.items()
+    },
+}
+for name, (numbers, measured) in recorded.items():
+    assert np.allclose(measured.to_numpy(float), numbers, rtol=0, atol=1.5e-3), (name, measured.to_numpy(float))
 # §4 the sampled stage losses approach their exact updates like N^{-1/2}
 assert np.all((rates["ci_lower"] <= -0.5) & (rates["ci_upper"] >= -0.5)), rates
 assert np.all(rates["error_at_6400"] < 0.1)
