@@ -414,7 +414,8 @@ print(mnpo_h2h[["family", "rule_a", "rule_b", "win_rate", "ci_lower", "ci_upper"
 #   [−0.147, −0.013].  Advancement every 500 iterations of that INPO is not better than INPO (gap +0.023 [−0.029,
 #   +0.096], exploitability +0.014 [−0.035, +0.087]).  So EGPO's second setting is where its claim shows: the
 #   extra half step converges where plain mirror descent with the same step circles π*_β, on exactly the games
-#   whose η_crit exceeds INPO's η.
+#   whose η_crit exceeds INPO's η.  Extragradient queries P twice per iteration, INPO once; that does not decide
+#   it: with η_INPO < η_crit the linearised INPO map has spectral radius above 1 (§A.3), so no horizon converges.
 # * §4: distance to the exact update against N (slope and 95% CI) contains −½ for both rules and both
 #   estimators (N = 400 and 6400, as in tests/test_sampled_extragradient.py): extragradient −0.52
 #   [−0.59, −0.44] (λ_p) and −0.54 [−0.61, −0.47] (uniform); optimistic −0.49 [−0.57, −0.41] and −0.55
