@@ -166,6 +166,29 @@ def printable(frame):
     return frame.drop(columns=[c for c in frame.columns if c.endswith(("lower", "upper"))])
 
 
+def final_subopt_figure(frame, x, rules, title, x_label, file):
+    """SubOpt(π_T) of ``rules`` (mean and bootstrap band over seeds) against column ``x`` of ``frame`` (rows at
+    T = ITERATIONS), log x axis, the 0.9 control dashed; its x values as ticks when ``x`` is not N."""
+    figure, axes = plotting.new_figure()
+    values = sorted(frame[x].unique())
+    plotting.plot_metric(
+        frame[frame.rule.isin(rules)].assign(iteration=frame[x]),  # x on the x axis: reuse the bootstrap-band plot
+        "suboptimality",
+        axes=axes,
+        fit_window=None,
+        mark_iteration=None,
+        styles={control_label[0.9]: {"ls": "--", "color": "black"}},
+        title=title,
+    )
+    axes.set_xscale("log")
+    axes.set_xlim(min(values) * 0.8, max(values) * 1.25)
+    if x != "pairs":
+        axes.set_xticks(values, [str(value) for value in values])
+        axes.set_xticks([], minor=True)
+    axes.set_xlabel(x_label)
+    show(plotting.save_figure(figure, OUT / file))
+
+
 cells = len(ALPHAS[1:]) * len(PAIRS)
 corrected = 1 - 0.05 / cells
 rows = []
@@ -205,21 +228,14 @@ print(
     f"[{shrink.difference_lower:.4f}, {shrink.difference_upper:.4f}]"
 )
 
-figure, axes = plotting.new_figure()
-curve = final.assign(iteration=final.pairs)  # N on the x axis: reuse the bootstrap-band plot
-plotting.plot_metric(
-    curve[curve.rule.isin([apo_label[a] for a in ALPHAS] + [control_label[0.9]])],
-    "suboptimality",
-    axes=axes,
-    fit_window=None,
-    mark_iteration=None,
-    styles={control_label[0.9]: {"ls": "--", "color": "black"}},
-    title=f"SubOpt(π_{ITERATIONS}), {SEEDS} seeds, {INNER_STEPS} inner Adam steps",
+final_subopt_figure(
+    final,
+    "pairs",
+    [apo_label[a] for a in ALPHAS] + [control_label[0.9]],
+    f"SubOpt(π_{ITERATIONS}), {SEEDS} seeds, {INNER_STEPS} inner Adam steps",
+    "pairs per iteration N",
+    "apo_statistical_price.png",
 )
-axes.set_xscale("log")
-axes.set_xlim(min(PAIRS) * 0.8, max(PAIRS) * 1.25)
-axes.set_xlabel("pairs per iteration N")
-show(plotting.save_figure(figure, OUT / "apo_statistical_price.png"))
 
 # %% [markdown]
 # ## 3. Averaging instead of extrapolating (APO R2's follow-up, Q4)
@@ -413,23 +429,14 @@ print(means.to_string(float_format=lambda v: f"{v:.4f}"))
 print(f"N = {SWEEP_PAIRS}: paired differences by inner steps, {sweep_corrected:.0%} (Bonferroni over the comparisons):")
 print(printable(dependence).T.to_string(float_format=lambda v: f"{v:.3g}"))
 
-figure, axes = plotting.new_figure()
-by_steps = swept.assign(iteration=swept.steps)  # inner steps on the x axis: reuse the bootstrap-band plot
-plotting.plot_metric(
-    by_steps[(by_steps.rule.isin(means.index)) & (swept.iteration == ITERATIONS)],
-    "suboptimality",
-    axes=axes,
-    fit_window=None,
-    mark_iteration=None,
-    styles={control_label[0.9]: {"ls": "--", "color": "black"}},
-    title=f"SubOpt(π_{ITERATIONS}), N = {SWEEP_PAIRS}, {SEEDS} seeds",
+final_subopt_figure(
+    swept[swept.iteration == ITERATIONS],
+    "steps",
+    means.index,
+    f"SubOpt(π_{ITERATIONS}), N = {SWEEP_PAIRS}, {SEEDS} seeds",
+    "Adam steps per iteration (inner loop)",
+    "inner_steps.png",
 )
-axes.set_xscale("log")
-axes.set_xlim(min(STEP_COUNTS) * 0.8, max(STEP_COUNTS) * 1.25)
-axes.set_xticks(STEP_COUNTS, [str(steps) for steps in STEP_COUNTS])
-axes.set_xticks([], minor=True)
-axes.set_xlabel("Adam steps per iteration (inner loop)")
-show(plotting.save_figure(figure, OUT / "inner_steps.png"))
 
 # %% [markdown]
 # ## Results (CI settings: 20 seeds 0–19, N ∈ {10, 100, 1000}, T = 20; recorded from the last run)
